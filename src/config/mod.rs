@@ -1,0 +1,243 @@
+//! The resolved configuration model shared by the command line and (later) the
+//! config file. Everything here is plain data: parsed once, validated, with
+//! defaults filled in. Runtime code never re-parses strings.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub mod services;
+
+/// Default connect timeout (balance's `-t` default).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default grace period for live connections on SIGTERM/SIGINT.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// Whole-process configuration: global options plus one or more listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub global: Global,
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// Process-wide options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    /// Stay in the foreground (`-f`); otherwise daemonize.
+    pub foreground: bool,
+    /// Debug logging (`-d`).
+    pub debug: bool,
+    pub log_format: LogFormat,
+    /// Log file when daemonized (otherwise syslog).
+    pub log_file: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    /// Grace period for live connections at shutdown.
+    pub grace: Duration,
+    /// Global connection limit; `None` means derived from RLIMIT_NOFILE.
+    pub max_conns: Option<usize>,
+    /// Runtime worker threads; 1 means a single-threaded runtime.
+    pub threads: usize,
+    /// Force the buffered relay (no splice), for tests and odd platforms.
+    pub no_splice: bool,
+    /// Explicit control socket path (`--control`).
+    pub control: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+    pub user: Option<String>,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            foreground: false,
+            debug: false,
+            log_format: LogFormat::Text,
+            log_file: None,
+            pidfile: None,
+            grace: DEFAULT_GRACE,
+            max_conns: None,
+            threads: 1,
+            no_splice: false,
+            control: None,
+            state_file: None,
+            user: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// One listening address with its groups and policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    /// For an IPv6 wildcard: accept IPv4 too (dual stack).
+    pub dual_stack: bool,
+    pub groups: Vec<GroupConfig>,
+    pub connect_timeout: Duration,
+    /// `-T`: close a connection with no traffic either way for this long.
+    pub idle_timeout: Option<Duration>,
+    /// `-k`: keepalive on client sockets.
+    pub client_keepalive: Option<Keepalive>,
+    /// `-K`: keepalive on backend sockets.
+    pub server_keepalive: Option<Keepalive>,
+    /// `-B`: source address for backend connections.
+    pub source: Option<IpAddr>,
+    /// `-a`: soft-disable a channel whose connect fails.
+    pub autodisable: bool,
+    /// `-H`: a hash group may try its other channels.
+    pub hash_failover: bool,
+    /// `-p`: dump all data to stdout.
+    pub packet_dump: bool,
+    /// `--race`: start the next candidate when a connect takes this long.
+    pub race: Option<Duration>,
+    /// `--spin`: hold clients up to this long when nothing is eligible.
+    pub spin: Option<Duration>,
+    pub failback: Failback,
+    /// `-m`: the raw monitor spec (parsed by the monitor module).
+    pub monitor: Option<String>,
+}
+
+impl ListenerConfig {
+    /// A listener with balance's defaults, for `bind` and `groups`.
+    pub fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
+        ListenerConfig {
+            name,
+            bind,
+            dual_stack: false,
+            groups,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: None,
+            client_keepalive: None,
+            server_keepalive: None,
+            source: None,
+            autodisable: false,
+            hash_failover: false,
+            packet_dump: false,
+            race: None,
+            spin: None,
+            failback: Failback::Auto,
+            monitor: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    Auto,
+    Manual,
+}
+
+/// TCP keepalive parameters: idle time, probe interval, probe count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub probes: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    #[default]
+    RoundRobin,
+    Hash,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "RR",
+            Policy::Hash => "Hash",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupConfig {
+    pub policy: Policy,
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// A backend destination as the operator wrote it. `host` is a name or an IP
+/// literal; resolution to addresses happens when the pool is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelConfig {
+    pub host: Host,
+    pub port: u16,
+    /// 0 = unlimited.
+    pub maxc: u32,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+impl fmt::Display for ChannelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// Parse a duration the way balance users write it: whole seconds (`5`),
+/// fractions (`0.5`) or humantime (`500ms`, `2s`, `1m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = t
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not a duration"))?;
+        if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+            return Err(format!("\"{s}\" is out of range"));
+        }
+        return Ok(Duration::from_secs_f64(secs));
+    }
+    let d = humantime::parse_duration(t).map_err(|e| format!("\"{s}\" is not a duration: {e}"))?;
+    if d > Duration::from_secs(1_000_000_000) {
+        return Err(format!("\"{s}\" is out of range"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_seconds_fractions_and_humantime() {
+        let ok = [
+            ("5", Duration::from_secs(5)),
+            ("0.5", Duration::from_millis(500)),
+            ("500ms", Duration::from_millis(500)),
+            ("2s", Duration::from_secs(2)),
+            ("1m", Duration::from_secs(60)),
+            ("0", Duration::ZERO),
+        ];
+        for (s, d) in ok {
+            assert_eq!(parse_duration(s), Ok(d), "{s}");
+        }
+        for bad in ["", "x", "1.2.3", "-1", "5 parsecs", "99999999999999999999"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

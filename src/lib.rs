@@ -1,0 +1,25 @@
+//! `balance`: a Layer-4 TCP load balancer with failover groups.
+//!
+//! Map of the modules:
+//! - [`cli`]: balance's command line → [`config::Config`] (two stages).
+//! - [`config`]: the resolved model shared by every input.
+//! - [`pool`]: groups, channels, states, counters, selection.
+//! - [`health`]: the rise/fall state machine.
+//! - [`service`]: one listener at runtime (config + pool + counters).
+//! - [`listener`]: binding and the accept loop.
+//! - [`proxy`]: one connection: connect with failover, then the relay.
+//! - [`app`]: bind, daemonize, run, shut down.
+//! - [`logging`]: stderr, file or syslog.
+//! - [`sys`]: the only `unsafe`: socket options, fork, syslog, rlimits.
+#![deny(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod listener;
+pub mod logging;
+pub mod pool;
+pub mod proxy;
+pub mod service;
+pub mod sys;

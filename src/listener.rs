@@ -1,0 +1,96 @@
+//! Binding listen sockets and the accept loop. The accept loop never dies
+//! and never spins: resource errors (EMFILE…) back off and log at most once
+//! a second; everything else is logged and accept continues.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::service::Service;
+
+/// Kernel accept queue length (capped by net.core.somaxconn).
+const BACKLOG: i32 = 4096;
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Bind a listening socket (blocking, before the runtime starts). No
+/// SO_REUSEPORT: a second instance on the same address must fail.
+pub fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(!dual_stack)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(BACKLOG)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+/// Accept until `shutdown`; each connection runs in its own task on
+/// `tracker`. `limit` bounds connections process-wide (`--max-conns`):
+/// while it is exhausted we stop accepting and clients wait in the backlog.
+pub async fn accept_loop(
+    svc: Arc<Service>,
+    listener: TcpListener,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut last_log: Option<Instant> = None;
+    let mut suppressed = 0u64;
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = Arc::clone(&limit).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((sock, peer)) => {
+                backoff = BACKOFF_MIN;
+                svc.stats
+                    .accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let svc = Arc::clone(&svc);
+                tracker.spawn(async move {
+                    crate::proxy::handle(svc, sock, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) if crate::sys::is_accept_resource_error(&e) => {
+                let now = Instant::now();
+                if last_log.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+                    warn!(listener = %svc.cfg.name, "accept: {e}; backing off ({suppressed} similar errors suppressed)");
+                    last_log = Some(now);
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Err(e) => debug!(listener = %svc.cfg.name, "accept: {e}"),
+        }
+    }
+    debug!(listener = %svc.cfg.name, "stopped accepting");
+}

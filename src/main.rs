@@ -1,0 +1,46 @@
+//! Thin entry point: parse → run → exit code.
+
+use std::process::ExitCode;
+
+use balance::cli::{self, EXIT_USAGE, Invocation, Parsed};
+
+fn main() -> ExitCode {
+    let parsed = match cli::parse(std::env::args_os()) {
+        Ok(p) => p,
+        Err(e) => return fail(EXIT_USAGE, &e.0),
+    };
+    let inv = match parsed {
+        Parsed::Print(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Invocation(i) => *i,
+    };
+    match inv {
+        Invocation::Run(cfg) => {
+            if cfg.listeners.iter().any(|l| l.monitor.is_some()) {
+                return fail(
+                    EXIT_USAGE,
+                    "-m: monitoring is not yet supported in this build",
+                );
+            }
+            match balance::app::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(f) => fail(f.code, &f.msg),
+            }
+        }
+        Invocation::Control(_) => fail(
+            EXIT_USAGE,
+            "-i/-c: the control socket is not yet supported in this build",
+        ),
+        Invocation::ConfigFile { .. } => fail(
+            EXIT_USAGE,
+            "--config: config files are not yet supported in this build",
+        ),
+    }
+}
+
+fn fail(code: i32, msg: &str) -> ExitCode {
+    eprintln!("balance: {msg}");
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

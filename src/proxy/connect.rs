@@ -1,0 +1,277 @@
+//! Connecting a client to a backend: walk the candidates (failover), race a
+//! slow connect against the next candidate (`--race`), hold the client while
+//! nothing is eligible (`--spin`), and give up at once if the client leaves.
+//! Feeds passive failure detection; local errors never count against a
+//! channel.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::io::Interest;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tracing::{debug, info, warn};
+
+use crate::config::ListenerConfig;
+use crate::pool::{Candidate, Candidates, ConnGuard};
+use crate::service::Service;
+
+/// A connected backend with its reserved slot.
+pub struct Connected {
+    pub stream: TcpStream,
+    pub guard: ConnGuard,
+    pub cand: Candidate,
+    pub addr: SocketAddr,
+}
+
+/// Why a client could not be connected.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoBackend {
+    /// The client went away while we were connecting or spinning.
+    ClientGone,
+    /// Every candidate failed or none was eligible (after spinning, if set).
+    Exhausted,
+}
+
+/// How one connect attempt failed.
+#[derive(Debug)]
+enum AttemptError {
+    /// The backend's fault: refused, unreachable, timed out.
+    Backend(String),
+    /// Ours: no ports, no fds, no memory. Not a channel failure.
+    Local(io::Error),
+}
+
+/// Safety net for spinning: re-check eligibility at least this often even
+/// without a notification.
+const SPIN_RECHECK: Duration = Duration::from_millis(250);
+
+pub async fn connect(
+    svc: &Service,
+    client: &TcpStream,
+    peer: SocketAddr,
+) -> Result<Connected, NoBackend> {
+    let spin_deadline = svc.cfg.spin.map(|d| Instant::now() + d);
+    let mut spinning = false;
+    let result = loop {
+        // Register for wake-ups before looking, so no change is missed.
+        let mut notified = pin!(svc.pool.eligible.notified());
+        notified.as_mut().enable();
+        match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
+            Ok(c) => break Ok(c),
+            Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),
+            Err(NoBackend::Exhausted) => {}
+        }
+        let Some(deadline) = spin_deadline else {
+            break Err(NoBackend::Exhausted);
+        };
+        if Instant::now() >= deadline {
+            break Err(NoBackend::Exhausted);
+        }
+        if !spinning {
+            spinning = true;
+            svc.stats.spinning.fetch_add(1, Relaxed);
+            debug!("no eligible channel; spinning");
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = sleep(SPIN_RECHECK) => {}
+            _ = sleep_until(deadline) => {}
+            _ = client_gone(client) => break Err(NoBackend::ClientGone),
+        }
+    };
+    if spinning {
+        svc.stats.spinning.fetch_sub(1, Relaxed);
+    }
+    result
+}
+
+/// Try candidates in order; with `--race`, start the next one when the
+/// current connect is slow. First success wins; the others are dropped
+/// (which closes their sockets).
+async fn try_candidates(
+    svc: &Service,
+    mut cands: Candidates,
+    client: &TcpStream,
+) -> Result<Connected, NoBackend> {
+    let cfg = &svc.cfg;
+    let mut inflight = FuturesUnordered::new();
+    let mut launch = |inflight: &mut FuturesUnordered<_>| -> bool {
+        for cand in cands.by_ref() {
+            // maxc may have been reached since the eligibility check.
+            if let Some(guard) = cand.channel.try_acquire() {
+                inflight.push(attempt(cfg, cand, guard));
+                return true;
+            }
+        }
+        false
+    };
+    if !launch(&mut inflight) {
+        return Err(NoBackend::Exhausted);
+    }
+    let mut race_at = cfg.race.map(|d| Instant::now() + d);
+    let mut gone = pin!(client_gone(client));
+    loop {
+        let race_sleep = async {
+            match race_at {
+                Some(t) => sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut gone => {
+                debug!("client left while connecting; connect abandoned");
+                return Err(NoBackend::ClientGone);
+            }
+            res = inflight.next() => match res {
+                Some(Ok(c)) => return Ok(c),
+                Some(Err((cand, err))) => {
+                    svc.connect_failed(&cand, err_text(&err), matches!(err, AttemptError::Local(_)));
+                    if !launch(&mut inflight) && inflight.is_empty() {
+                        return Err(NoBackend::Exhausted);
+                    }
+                    race_at = cfg.race.map(|d| Instant::now() + d);
+                }
+                None => return Err(NoBackend::Exhausted),
+            },
+            _ = race_sleep => {
+                if launch(&mut inflight) {
+                    debug!("connect slow; racing the next candidate");
+                    race_at = cfg.race.map(|d| Instant::now() + d);
+                } else {
+                    race_at = None;
+                }
+            }
+        }
+    }
+}
+
+fn err_text(e: &AttemptError) -> String {
+    match e {
+        AttemptError::Backend(s) => s.clone(),
+        AttemptError::Local(e) => format!("local error: {e}"),
+    }
+}
+
+/// Connect to one channel: each of its addresses in turn, each bounded by
+/// the connect timeout.
+async fn attempt(
+    cfg: &ListenerConfig,
+    cand: Candidate,
+    guard: ConnGuard,
+) -> Result<Connected, (Candidate, AttemptError)> {
+    let target = cand.channel.target();
+    if target.addrs.is_empty() {
+        return Err((
+            cand,
+            AttemptError::Backend(format!("{} does not resolve", target.host)),
+        ));
+    }
+    let mut last = AttemptError::Backend("no address".into());
+    for &addr in &target.addrs {
+        match connect_addr(cfg, addr).await {
+            Ok(stream) => {
+                return Ok(Connected {
+                    stream,
+                    guard,
+                    cand,
+                    addr,
+                });
+            }
+            Err(e) => {
+                debug!(%addr, error = %err_text(&e), "connect failed");
+                let local = matches!(e, AttemptError::Local(_));
+                last = e;
+                if local {
+                    break;
+                }
+            }
+        }
+    }
+    Err((cand, last))
+}
+
+async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStream, AttemptError> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(AttemptError::Local)?;
+    if let Some(src) = cfg.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+        // Let the kernel pick the port at connect time, not at bind time,
+        // so a source address does not exhaust ephemeral ports early.
+        crate::sys::set_bind_address_no_port(&sock);
+        sock.bind(SocketAddr::new(src, 0)).map_err(classify)?;
+    }
+    let stream = match timeout(cfg.connect_timeout, sock.connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(classify(e)),
+        Err(_) => {
+            return Err(AttemptError::Backend(format!(
+                "connect timeout after {:?}",
+                cfg.connect_timeout
+            )));
+        }
+    };
+    crate::sys::tune_stream(&stream, cfg.server_keepalive.as_ref());
+    Ok(stream)
+}
+
+fn classify(e: io::Error) -> AttemptError {
+    if crate::sys::is_local_resource_error(&e) {
+        AttemptError::Local(e)
+    } else if e.kind() == io::ErrorKind::ConnectionRefused {
+        AttemptError::Backend("connection refused".into())
+    } else {
+        AttemptError::Backend(e.to_string())
+    }
+}
+
+/// Resolves when the client has closed (EOF with nothing sent) or reset.
+/// A client that has sent data is committed: its bytes will be delivered,
+/// so only an error (reset) counts as gone.
+pub async fn client_gone(client: &TcpStream) {
+    let mut buf = [0u8; 1];
+    // peek waits for data or EOF without consuming anything.
+    if let Ok(0) | Err(_) = client.peek(&mut buf).await {
+        return;
+    }
+    loop {
+        match client.ready(Interest::ERROR).await {
+            Ok(r) if r.is_error() => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+impl Service {
+    /// Passive detection: a failed connect from real traffic.
+    fn connect_failed(&self, cand: &Candidate, reason: String, local: bool) {
+        let ch = &cand.channel;
+        let target = ch.target();
+        if local {
+            warn!(channel = %target, group = cand.group, "connect failed on a local error: {reason}");
+            return;
+        }
+        ch.connect_failures.fetch_add(1, Relaxed);
+        debug!(channel = %target, group = cand.group, "connect failed: {reason}");
+        let reason = format!("connect: {reason}");
+        let flipped = if self.cfg.autodisable {
+            ch.force_down(&reason)
+        } else {
+            ch.observe(false, &reason, &self.rise_fall) == Some(false)
+        };
+        if flipped {
+            info!(listener = %self.cfg.name, channel = %target, group = cand.group, index = cand.index,
+                  "channel down (dis): {reason}");
+        }
+        self.reprobe.notify_one();
+    }
+}

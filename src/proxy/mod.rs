@@ -1,0 +1,72 @@
+//! One client connection from accept to close: connect with failover, then
+//! relay. Errors stay here: they are logged and the task ends.
+
+pub mod connect;
+pub mod dump;
+pub mod relay;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio::net::TcpStream;
+use tracing::{Instrument, debug};
+
+use crate::service::Service;
+use connect::NoBackend;
+use relay::RelayOpts;
+
+/// Show IPv4 peers of a dual-stack socket as plain IPv4.
+pub fn canonical(peer: SocketAddr) -> SocketAddr {
+    match peer.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), peer.port()),
+            None => peer,
+        },
+        IpAddr::V4(_) => peer,
+    }
+}
+
+pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
+    let peer = canonical(peer);
+    let span = tracing::debug_span!("conn", listener = %svc.cfg.name, client = %peer, channel = tracing::field::Empty);
+    async move {
+        crate::sys::tune_stream(&client, svc.cfg.client_keepalive.as_ref());
+        let backend = match connect::connect(&svc, &client, peer).await {
+            Ok(b) => b,
+            Err(NoBackend::ClientGone) => return,
+            Err(NoBackend::Exhausted) => {
+                svc.stats.refused.fetch_add(1, Relaxed);
+                debug!("no channel could take the connection; closing the client");
+                return;
+            }
+        };
+        let ch = Arc::clone(backend.guard.channel());
+        ch.connect_ok();
+        ch.total.fetch_add(1, Relaxed);
+        svc.pool.served_by(backend.cand.group);
+        if backend.cand.group > 0 {
+            svc.stats.failovers.fetch_add(1, Relaxed);
+        }
+        tracing::Span::current().record("channel", tracing::field::display(backend.addr));
+        debug!(
+            group = backend.cand.group,
+            index = backend.cand.index,
+            "connected"
+        );
+        svc.stats.active.fetch_add(1, Relaxed);
+        let opts = RelayOpts {
+            sent: &ch.sent,
+            rcvd: &ch.rcvd,
+            idle_timeout: svc.cfg.idle_timeout,
+            dump: svc.cfg.packet_dump,
+        };
+        let end = relay::relay(&client, &backend.stream, &opts).await;
+        svc.stats.active.fetch_sub(1, Relaxed);
+        debug!(?end, "closed");
+        // Sockets close here; the guard releases the channel's slot.
+        drop(backend);
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,212 @@
+//! The buffered byte relay: both directions until both have ended.
+//!
+//! - EOF on one side → `shutdown(Write)` on the other; the other direction
+//!   keeps flowing (half-close).
+//! - A read error (reset) on one side → the other side is reset too
+//!   (SO_LINGER 0), so a client never mistakes a reset for a clean end.
+//! - A write error (peer gone) → the source side is reset.
+//! - While a direction waits, it also watches the opposite socket for
+//!   errors, so a reset is seen even while our writes are blocked.
+//! - Buffers exist only while bytes are in flight: an idle connection holds
+//!   none.
+
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep_until};
+
+/// Size of the copy buffer used while data is in flight.
+pub const BUF_SIZE: usize = 64 * 1024;
+
+/// How a relay ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// Both directions reached EOF.
+    Done,
+    /// The client side failed (reset/error); the backend was reset.
+    ClientError,
+    /// The backend side failed; the client was reset.
+    BackendError,
+    /// `-T` expired.
+    Idle,
+}
+
+/// Which way bytes flow, for counters and the packet dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    ToBackend,
+    ToClient,
+}
+
+/// What a relay needs besides the two sockets.
+pub struct RelayOpts<'a> {
+    pub sent: &'a AtomicU64,
+    pub rcvd: &'a AtomicU64,
+    pub idle_timeout: Option<Duration>,
+    pub dump: bool,
+}
+
+/// A direction's failure: which side broke.
+#[derive(Debug)]
+pub enum PumpError {
+    /// Reading the source failed (it was reset).
+    Src(io::Error),
+    /// Writing the destination failed (it is gone).
+    Dst(io::Error),
+}
+
+/// Tracks the last time bytes moved, for the idle timeout.
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+    pub fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Relaxed);
+    }
+    /// Resolves once nothing moved for `idle`.
+    pub async fn expired(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            sleep_until(deadline).await;
+        }
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Run the relay to the end. The caller drops the sockets afterwards.
+pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -> End {
+    let act = Activity::new();
+    let both = async {
+        tokio::try_join!(
+            pump(client, backend, Dir::ToBackend, o.sent, &act, o.dump),
+            pump(backend, client, Dir::ToClient, o.rcvd, &act, o.dump),
+        )
+    };
+    let idle = async {
+        match o.idle_timeout {
+            Some(d) => act.expired(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let res = tokio::select! {
+        r = both => r,
+        _ = idle => return End::Idle,
+    };
+    finish(client, backend, res.map(|_| ()))
+}
+
+/// Map a pump result to the close we pass on; sets SO_LINGER 0 on the side
+/// that must see a reset.
+pub fn finish(client: &TcpStream, backend: &TcpStream, res: Result<(), (Dir, PumpError)>) -> End {
+    match res {
+        Ok(()) => End::Done,
+        // The client broke: reading it failed (client→backend) or writing it
+        // failed (backend→client).
+        Err((Dir::ToBackend, PumpError::Src(_))) | Err((Dir::ToClient, PumpError::Dst(_))) => {
+            crate::sys::set_linger_zero(backend);
+            End::ClientError
+        }
+        Err((Dir::ToClient, PumpError::Src(_))) | Err((Dir::ToBackend, PumpError::Dst(_))) => {
+            crate::sys::set_linger_zero(client);
+            End::BackendError
+        }
+    }
+}
+
+/// Copy `src` → `dst` until EOF, then shut down writing on `dst`.
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    dir: Dir,
+    counter: &AtomicU64,
+    act: &Activity,
+    dump: bool,
+) -> Result<(), (Dir, PumpError)> {
+    let mut buf: Option<Box<[u8]>> = None;
+    loop {
+        wait_readable(src, dst).await.map_err(|e| (dir, e))?;
+        let b = buf.get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
+        let n = match src.try_read(b) {
+            Ok(0) => {
+                // Half-close: pass the EOF on, keep the other direction.
+                let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Drained: give the buffer back while idle.
+                buf = None;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((dir, PumpError::Src(e))),
+        };
+        let data = &b[..n];
+        if dump {
+            crate::proxy::dump::print(dir, data);
+        }
+        write_all(dst, src, data).await.map_err(|e| (dir, e))?;
+        counter.fetch_add(n as u64, Relaxed);
+        act.touch();
+    }
+}
+
+/// Wait until `src` is readable, or fail if `dst` reports an error first
+/// (its peer reset while we wait on a quiet source).
+pub async fn wait_readable(src: &TcpStream, dst: &TcpStream) -> Result<(), PumpError> {
+    tokio::select! {
+        r = src.readable() => r.map_err(PumpError::Src),
+        r = dst.ready(Interest::ERROR) => Err(PumpError::Dst(r.err().unwrap_or_else(|| take_error(dst)))),
+    }
+}
+
+/// Wait until `dst` is writable, or fail if `src` reports an error first (a
+/// clogged destination must not hide a reset source).
+pub async fn wait_writable(dst: &TcpStream, src: &TcpStream) -> Result<(), PumpError> {
+    tokio::select! {
+        r = dst.writable() => r.map_err(PumpError::Dst),
+        r = src.ready(Interest::ERROR) => Err(PumpError::Src(r.err().unwrap_or_else(|| take_error(src)))),
+    }
+}
+
+async fn write_all(dst: &TcpStream, src: &TcpStream, mut data: &[u8]) -> Result<(), PumpError> {
+    while !data.is_empty() {
+        match dst.try_write(data) {
+            Ok(0) => return Err(PumpError::Dst(io::ErrorKind::WriteZero.into())),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(dst, src).await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(PumpError::Dst(e)),
+        }
+    }
+    Ok(())
+}
+
+fn take_error(s: &TcpStream) -> io::Error {
+    match s.take_error() {
+        Ok(Some(e)) => e,
+        _ => io::Error::from(io::ErrorKind::ConnectionReset),
+    }
+}

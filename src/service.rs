@@ -1,0 +1,69 @@
+//! One listener at runtime: its resolved config, its pool, its counters.
+//! Shared by the accept loop, connection tasks, the monitor and the control
+//! socket. Counters are atomics written by the data path.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicU64;
+
+use tokio::sync::Notify;
+
+use crate::config::{Host, ListenerConfig};
+use crate::health::RiseFallParams;
+use crate::pool::{Pool, SelectOpts};
+
+/// Per-listener counters.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    pub accepted: AtomicU64,
+    /// Clients closed because no backend could be reached.
+    pub refused: AtomicU64,
+    /// Clients held right now by `--spin`.
+    pub spinning: AtomicU64,
+    /// Connections served by a group other than the first one tried.
+    pub failovers: AtomicU64,
+    /// Connections in the relay right now.
+    pub active: AtomicU64,
+}
+
+pub struct Service {
+    pub cfg: ListenerConfig,
+    pub pool: Pool,
+    pub stats: ListenerStats,
+    /// Rise/fall used for passive detection (the monitor's, or defaults).
+    pub rise_fall: RiseFallParams,
+    /// Asks the monitor to probe now (after a passive failure).
+    pub reprobe: Notify,
+}
+
+impl Service {
+    pub fn new(cfg: ListenerConfig, rise_fall: RiseFallParams) -> Service {
+        let opts = SelectOpts {
+            hash_failover: cfg.hash_failover,
+            failback: cfg.failback,
+        };
+        let pool = Pool::new(&cfg.groups, opts, resolve);
+        Service {
+            cfg,
+            pool,
+            stats: ListenerStats::default(),
+            rise_fall,
+            reprobe: Notify::new(),
+        }
+    }
+}
+
+/// Resolve a host to all its addresses (blocking; at start and on
+/// re-resolution only). A name that does not resolve gives no addresses.
+pub fn resolve(host: &Host, port: u16) -> Vec<SocketAddr> {
+    match host {
+        Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+        Host::Name(n) => {
+            let mut v: Vec<SocketAddr> = (n.as_str(), port)
+                .to_socket_addrs()
+                .map(|it| it.collect())
+                .unwrap_or_default();
+            v.dedup();
+            v
+        }
+    }
+}
