@@ -314,10 +314,8 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
         Some(o) => return err(format!("bad --failback \"{o}\": use auto or manual")),
     };
     if let Some(spec) = a.monitor {
-        if spec.trim().is_empty() {
-            return err("bad -m \"\": empty monitoring spec");
-        }
-        l.monitor = Some(spec);
+        l.monitor =
+            Some(crate::monitor::spec::parse(&spec, l.connect_timeout).map_err(UsageError)?);
     }
     Ok(Invocation::Run(Config {
         global,

@@ -8,6 +8,8 @@
 //! - [`service`]: one listener at runtime (config + pool + counters).
 //! - [`listener`]: binding and the accept loop.
 //! - [`proxy`]: one connection: connect with failover, then the relay.
+//! - [`monitor`]: health checks feeding the pool's rise/fall.
+//! - [`control`]: the control socket and the `-i`/`-c` client.
 //! - [`app`]: bind, daemonize, run, shut down.
 //! - [`logging`]: stderr, file or syslog.
 //! - [`sys`]: the only `unsafe`: socket options, fork, syslog, rlimits.
@@ -16,9 +18,11 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod health;
 pub mod listener;
 pub mod logging;
+pub mod monitor;
 pub mod pool;
 pub mod proxy;
 pub mod service;

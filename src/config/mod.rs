@@ -7,7 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod monitor;
 pub mod services;
+
+use monitor::MonitorSpec;
 
 /// Default connect timeout (balance's `-t` default).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,8 +102,13 @@ pub struct ListenerConfig {
     /// `--spin`: hold clients up to this long when nothing is eligible.
     pub spin: Option<Duration>,
     pub failback: Failback,
-    /// `-m`: the raw monitor spec (parsed by the monitor module).
-    pub monitor: Option<String>,
+    /// `on-down=shutdown`: close a channel's sessions when it is marked down.
+    pub on_down_shutdown: bool,
+    /// `on-up=shutdown-backup`: close backup-group sessions when a channel
+    /// of a lower group comes back.
+    pub on_up_shutdown_backup: bool,
+    /// `-m` / `monitor:`.
+    pub monitor: Option<MonitorSpec>,
 }
 
 impl ListenerConfig {
@@ -122,6 +130,8 @@ impl ListenerConfig {
             race: None,
             spin: None,
             failback: Failback::Auto,
+            on_down_shutdown: false,
+            on_up_shutdown_backup: false,
             monitor: None,
         }
     }

@@ -1,0 +1,66 @@
+//! The resolved monitoring spec (`-m` or the config file's `monitor:`).
+//! Plain data; `crate::monitor::spec` parses balance.fm's grammar into it.
+
+use std::time::Duration;
+
+/// Default probe interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorSpec {
+    /// Run in order for each channel; the first failure stops the chain.
+    pub checks: Vec<Check>,
+    pub interval: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Spread probe starts by up to this much.
+    pub jitter: Duration,
+    pub noenable: bool,
+    pub nodisable: bool,
+}
+
+impl Default for MonitorSpec {
+    fn default() -> Self {
+        MonitorSpec {
+            checks: Vec::new(),
+            interval: DEFAULT_INTERVAL,
+            rise: 2,
+            fall: 3,
+            jitter: Duration::ZERO,
+            noenable: false,
+            nodisable: false,
+        }
+    }
+}
+
+/// One check action. `timeout: None` means the listener's connect timeout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Connect {
+        timeout: Option<Duration>,
+    },
+    /// Run a program (argv, no shell); pass when the exit code is in `pass`.
+    Command {
+        argv: Vec<String>,
+        pass: Vec<i32>,
+        timeout: Option<Duration>,
+    },
+    Http {
+        path: String,
+        port: Option<u16>,
+        host: Option<String>,
+        /// Inclusive status ranges; default 200-399.
+        expect: Vec<(u16, u16)>,
+        body: Option<String>,
+        timeout: Option<Duration>,
+    },
+    Mysql {
+        user: Option<String>,
+        timeout: Option<Duration>,
+    },
+    SendExpect {
+        send: Vec<u8>,
+        expect: Vec<u8>,
+        timeout: Option<Duration>,
+    },
+}

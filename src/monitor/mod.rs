@@ -1,0 +1,4 @@
+//! Health monitoring: per-channel probes, rise/fall, re-probe on passive
+//! failures. (Being built: see issue #4.)
+
+pub mod spec;
