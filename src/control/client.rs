@@ -1,0 +1,202 @@
+//! The client side: `balance [-b addr] -c CMD PORT` and
+//! `balance [-b addr] -i PORT`. Plain blocking I/O; no runtime.
+//!
+//! Exit codes: 0 when the command (or the whole shell session) went
+//! through; 1 when the instance answered with an error; 69 (EX_UNAVAILABLE)
+//! when no instance answers; 64 for a `-c` argument with a newline.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{ControlArgs, EXIT_USAGE};
+use crate::control::paths;
+use crate::control::server::MARKER;
+
+pub const EXIT_UNAVAILABLE: i32 = 69;
+const EXIT_FAILED: i32 = 1;
+/// How long to wait for an answer (a `show` of a big pool is quick).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One answer: its lines, whether it succeeded, the session's current
+/// group, and whether the server closes the session.
+struct Answer {
+    lines: Vec<String>,
+    ok: bool,
+    group: usize,
+    bye: bool,
+}
+
+fn read_answer(r: &mut impl BufRead) -> io::Result<Answer> {
+    let mut lines = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed by the instance",
+            ));
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if let Some(m) = text.strip_prefix(MARKER) {
+            let mut it = m.split(' ');
+            let ok = it.next() == Some("ok");
+            let group = it.next().and_then(|g| g.parse().ok()).unwrap_or(0);
+            let bye = it.next() == Some("bye");
+            return Ok(Answer {
+                lines,
+                ok,
+                group,
+                bye,
+            });
+        }
+        lines.push(text.to_string());
+    }
+}
+
+/// The socket to talk to: `--control PATH`, else the derived name for
+/// `-b` and the port (without `-b`: the IPv4 wildcard's, then `[::]`'s).
+fn socket_path(a: &ControlArgs) -> Result<PathBuf, String> {
+    if let Some(p) = &a.path {
+        return Ok(p.clone());
+    }
+    let cands = paths::client_candidates(a.bind, a.port);
+    if let Some(p) = cands.iter().find(|p| std::fs::symlink_metadata(p).is_ok()) {
+        return Ok(p.clone());
+    }
+    let names: Vec<String> = cands.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "no instance answers on port {}: no control socket at {}",
+        a.port,
+        names.join(" or ")
+    ))
+}
+
+/// Run the client; returns the exit code.
+pub fn run(a: &ControlArgs) -> i32 {
+    if a.command.as_deref().is_some_and(|c| c.contains('\n')) {
+        eprintln!("balance: -c takes one command (no newlines)");
+        return EXIT_USAGE;
+    }
+    let path = match socket_path(a) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("balance: {e}");
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    if a.debug {
+        eprintln!("balance: control socket {}", path.display());
+    }
+    let stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("balance: no instance answers on {}: {e}", path.display());
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
+    let mut w = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("balance: {}: {e}", path.display());
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    let mut r = BufReader::new(stream);
+    let lost = |e: io::Error| {
+        eprintln!("balance: control socket {}: {e}", path.display());
+        EXIT_UNAVAILABLE
+    };
+    let greeting = match read_answer(&mut r) {
+        Ok(g) => g,
+        Err(e) => return lost(e),
+    };
+    if !greeting.ok {
+        for l in &greeting.lines {
+            eprintln!("balance: {l}");
+        }
+        return EXIT_FAILED;
+    }
+    match &a.command {
+        Some(cmd) => {
+            if let Err(e) = w.write_all(format!("{cmd}\n").as_bytes()) {
+                return lost(e);
+            }
+            let ans = match read_answer(&mut r) {
+                Ok(x) => x,
+                Err(e) => return lost(e),
+            };
+            if ans.ok {
+                let mut out = io::stdout().lock();
+                for l in &ans.lines {
+                    let _ = writeln!(out, "{l}");
+                }
+                0
+            } else {
+                for l in &ans.lines {
+                    eprintln!("balance: {l}");
+                }
+                EXIT_FAILED
+            }
+        }
+        None => shell(&mut r, &mut w, greeting).unwrap_or_else(lost),
+    }
+}
+
+/// The interactive shell: balance.fm's banner and `balance[G] ` prompt,
+/// until `quit`, `kill` or end of input. Answers (errors too) go to stdout
+/// like balance.fm's; works the same with piped input.
+fn shell(r: &mut impl BufRead, w: &mut impl Write, greeting: Answer) -> io::Result<i32> {
+    let mut out = io::stdout().lock();
+    for l in &greeting.lines {
+        writeln!(out, "{l}")?;
+    }
+    let mut group = greeting.group;
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut line = Vec::new();
+    loop {
+        write!(out, "balance[{group}] ")?;
+        out.flush()?;
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            writeln!(out)?;
+            return Ok(0);
+        }
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
+        w.write_all(&line)?;
+        let ans = read_answer(r)?;
+        for l in &ans.lines {
+            writeln!(out, "{l}")?;
+        }
+        group = ans.group;
+        if ans.bye {
+            out.flush()?;
+            return Ok(if ans.ok { 0 } else { EXIT_FAILED });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_split_at_the_marker_line() {
+        let mut r = &b"a\nb\n\x04err 3\nnext\n\x04ok 0 bye\n"[..];
+        let a = read_answer(&mut r).unwrap();
+        assert_eq!(a.lines, ["a", "b"]);
+        assert!(!a.ok && a.group == 3 && !a.bye);
+        let b = read_answer(&mut r).unwrap();
+        assert_eq!(b.lines, ["next"]);
+        assert!(b.ok && b.bye);
+        assert!(read_answer(&mut r).is_err());
+    }
+}
