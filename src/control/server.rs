@@ -130,7 +130,7 @@ fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
     }
     // Mode 0600 from birth: bind(2) creates the file with the umask applied.
     let std_listener =
-        crate::sys::with_umask(0o077, || std::os::unix::net::UnixListener::bind(path))
+        crate::sys::with_umask(0o177, || std::os::unix::net::UnixListener::bind(path))
             .map_err(|e| named(e.kind(), format!("cannot bind: {e}")))?;
     let md = std::fs::symlink_metadata(path)?;
     let guard = SocketGuard {
