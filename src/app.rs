@@ -40,6 +40,10 @@ pub fn run(cfg: Config) -> Result<(), Fatal> {
         })?;
         bound.push(sock);
     }
+    crate::control::preflight(&cfg).map_err(|msg| Fatal {
+        code: EXIT_OSERR,
+        msg,
+    })?;
     let g = &cfg.global;
     if !g.foreground {
         crate::sys::daemonize().map_err(|e| Fatal {

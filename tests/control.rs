@@ -229,6 +229,16 @@ impl Drop for Instance {
     }
 }
 
+/// Our uid, from the owner of a file we create.
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let p = std::env::temp_dir().join(format!("balance-ctl-uid-{}", std::process::id()));
+    std::fs::write(&p, b"").unwrap();
+    let u = std::fs::metadata(&p).unwrap().uid();
+    let _ = std::fs::remove_file(&p);
+    u
+}
+
 fn chans(backends: &[&Backend]) -> Vec<String> {
     backends
         .iter()
@@ -318,6 +328,11 @@ fn disable_and_drain_stop_new_traffic_while_live_connections_continue_and_enable
         let mut echo = [0u8; 5];
         live.read_exact(&mut echo).unwrap();
         assert_eq!(&echo, b"ping\n");
+        assert!(
+            inst.log_text().contains(&format!("uid={}", uid())),
+            "changes are logged with the peer uid: {}",
+            inst.log_text()
+        );
         assert_eq!(inst.ctl("enable 0"), "channel 0 enabled\n");
         let tags = inst.tags(10);
         assert_eq!(
@@ -768,19 +783,20 @@ fn kill_stops_the_instance_gracefully_and_removes_the_socket() {
 #[test]
 fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_restart() {
     let tmp = Tmp::new("state");
-    let (a, b, c) = (backend("A"), backend("B"), backend("C"));
+    let (a, b, c, d) = (backend("A"), backend("B"), backend("C"), backend("D"));
     let state = tmp.path("state.json");
     let st = state.to_str().unwrap().to_string();
-    let args = chans(&[&a, &b]);
-    let mut inst = Instance::start(
-        &tmp,
-        &args,
-        &["--state-file", &st],
-        Some(tmp.path("c.sock")),
-    );
+    let mut args = chans(&[&a, &b]);
+    args.push("!".into());
+    args.extend(chans(&[&d]));
+    let sock = Some(tmp.path("c.sock"));
+    let mut inst = Instance::start(&tmp, &args, &["--state-file", &st], sock.clone());
     inst.ctl("disable 0");
     inst.ctl("weight 1 5");
     inst.ctl(&format!("create 127.0.0.1 {}", c.port));
+    // Several commands in one -c session: group carries over.
+    assert_eq!(inst.ctl("group 1; hash"), "group 1 set to hash\n");
+    inst.ctl("drain 1:0");
     assert!(state.exists());
     assert_eq!(
         std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
@@ -792,19 +808,16 @@ fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_res
     drop(inst);
 
     // The state is kept per listener: restart on the same port.
-    let inst = Instance::start_on(
-        Some(port),
-        &tmp,
-        &args,
-        &["--state-file", &st],
-        Some(tmp.path("c.sock")),
-    );
+    let inst = Instance::start_on(Some(port), &tmp, &args, &["--state-file", &st], sock);
     let j = inst.json();
     let chs = j["channels"].as_array().unwrap();
-    assert_eq!(chs.len(), 3, "{j}");
+    assert_eq!(chs.len(), 4, "{j}");
     assert_eq!(chs[0]["state"], "DIS");
     assert_eq!(chs[1]["weight"], 5);
+    assert_eq!(chs[2]["group"], 0);
     assert_eq!(chs[2]["port"], c.port);
+    assert_eq!(chs[3]["type"], "hash");
+    assert_eq!(chs[3]["state"], "drn");
     let tags = inst.tags(12);
     assert_eq!(count(&tags, "A"), 0, "{tags:?}");
     assert!(
@@ -838,4 +851,47 @@ fn a_corrupt_state_file_is_reported_and_ignored() {
     inst.ctl("maxc 0 4");
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(j["version"], 1);
+}
+
+#[test]
+fn a_silent_client_is_closed_after_the_ten_second_idle_timeout() {
+    let tmp = Tmp::new("idle");
+    let a = backend("A");
+    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
+    let (mut r, mut w) = raw(&inst.sock);
+    // A drip: part of a line, never finished.
+    w.write_all(b"sh").unwrap();
+    let t0 = Instant::now();
+    let (l, m) = raw_answer(&mut r).expect("an idle error before the close");
+    let took = t0.elapsed();
+    assert!(l[0].contains("no complete command"), "{l:?}");
+    assert_eq!(m, "err 0 bye");
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(20),
+        "closed after {took:?}"
+    );
+    assert!(raw_answer(&mut r).is_none());
+}
+
+#[test]
+fn another_user_cannot_open_the_control_socket() {
+    if uid() != 0 || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let tmp = Tmp::new("otheruser");
+    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let a = backend("A");
+    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["-b", "127.0.0.1", "-c", "disable 0", "--control"])
+        .arg(&inst.sock)
+        .arg(inst.port.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(69), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ermission denied"), "{err}");
+    assert_eq!(row(&inst.ctl("show"), 0, 0)[3], "ENA");
 }

@@ -1,6 +1,10 @@
 //! The client side: `balance [-b addr] -c CMD PORT` and
 //! `balance [-b addr] -i PORT`. Plain blocking I/O; no runtime.
 //!
+//! `-c` may hold several commands separated by `;` (`-c "group 1; hash"`):
+//! they run in one session, so `group` carries over, and the first failure
+//! stops the rest.
+//!
 //! Exit codes: 0 when the command (or the whole shell session) went
 //! through; 1 when the instance answered with an error; 69 (EX_UNAVAILABLE)
 //! when no instance answers; 64 for a `-c` argument with a newline.
@@ -123,26 +127,35 @@ pub fn run(a: &ControlArgs) -> i32 {
         return EXIT_FAILED;
     }
     match &a.command {
-        Some(cmd) => {
-            if let Err(e) = w.write_all(format!("{cmd}\n").as_bytes()) {
-                return lost(e);
-            }
-            let ans = match read_answer(&mut r) {
-                Ok(x) => x,
-                Err(e) => return lost(e),
-            };
-            if ans.ok {
+        Some(cmds) => {
+            // `-c "group 1; hash"`: several commands in one session, in
+            // order, stopping at the first that fails.
+            for cmd in cmds.split(';').map(str::trim) {
+                if cmd.is_empty() && cmds.contains(';') {
+                    continue;
+                }
+                if let Err(e) = w.write_all(format!("{cmd}\n").as_bytes()) {
+                    return lost(e);
+                }
+                let ans = match read_answer(&mut r) {
+                    Ok(x) => x,
+                    Err(e) => return lost(e),
+                };
+                if !ans.ok {
+                    for l in &ans.lines {
+                        eprintln!("balance: {l}");
+                    }
+                    return EXIT_FAILED;
+                }
                 let mut out = io::stdout().lock();
                 for l in &ans.lines {
                     let _ = writeln!(out, "{l}");
                 }
-                0
-            } else {
-                for l in &ans.lines {
-                    eprintln!("balance: {l}");
+                if ans.bye {
+                    break;
                 }
-                EXIT_FAILED
             }
+            0
         }
         None => shell(&mut r, &mut w, greeting).unwrap_or_else(lost),
     }

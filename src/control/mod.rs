@@ -20,3 +20,28 @@ pub mod state;
 
 pub use server::{ControlHandle, spawn};
 pub use state::StateFile;
+
+/// Checks before daemonizing, so the usual failures exit non-zero on the
+/// terminal: every listener's control socket path (see
+/// [`server::preflight`]) and the state file's directory.
+pub fn preflight(cfg: &crate::config::Config) -> Result<(), String> {
+    let n = cfg.listeners.len();
+    for l in &cfg.listeners {
+        let p = paths::listener_path(cfg.global.control.as_deref(), l.bind, n);
+        server::preflight(&p).map_err(|e| format!("{}: {e}", l.name))?;
+    }
+    if let Some(sf) = &cfg.global.state_file {
+        let dir = match sf.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "--state-file {}: directory {} does not exist",
+                sf.display(),
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}

@@ -94,39 +94,60 @@ impl Drop for SocketGuard {
     }
 }
 
-fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
+/// What is at a socket path now.
+enum Existing {
+    Nothing,
+    /// A socket nobody answers on (left by a dead process).
+    Stale,
+}
+
+/// Refuse a symlink, a non-socket and a socket a live instance answers on.
+fn check_existing(path: &Path) -> io::Result<Existing> {
     let named = |kind: io::ErrorKind, why: String| {
         io::Error::new(kind, format!("control socket {}: {why}", path.display()))
     };
     match std::fs::symlink_metadata(path) {
-        Ok(md) if md.file_type().is_symlink() => {
-            return Err(named(
-                io::ErrorKind::PermissionDenied,
-                "is a symlink; refusing it".into(),
-            ));
-        }
-        Ok(md) if !md.file_type().is_socket() => {
-            return Err(named(
-                io::ErrorKind::AlreadyExists,
-                "exists and is not a socket".into(),
-            ));
-        }
+        Ok(md) if md.file_type().is_symlink() => Err(named(
+            io::ErrorKind::PermissionDenied,
+            "is a symlink; refusing it".into(),
+        )),
+        Ok(md) if !md.file_type().is_socket() => Err(named(
+            io::ErrorKind::AlreadyExists,
+            "exists and is not a socket".into(),
+        )),
         Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(named(
-                    io::ErrorKind::AddrInUse,
-                    "another balance instance answers there (same bind address and port?)".into(),
-                ));
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                // Left by a dead process: replace it.
-                std::fs::remove_file(path)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(named(e.kind(), format!("exists and cannot be probed: {e}"))),
+            Ok(_) => Err(named(
+                io::ErrorKind::AddrInUse,
+                "another balance instance answers there (same bind address and port?)".into(),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(Existing::Stale),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Existing::Nothing),
+            Err(e) => Err(named(e.kind(), format!("exists and cannot be probed: {e}"))),
         },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(named(e.kind(), e.to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Existing::Nothing),
+        Err(e) => Err(named(e.kind(), e.to_string())),
+    }
+}
+
+/// The checks [`spawn`] makes before binding, without changing anything
+/// but creating the default run directory: run before daemonizing, so the
+/// usual failures (a live instance, a symlink, a bad run directory) reach
+/// the terminal with a non-zero exit.
+pub fn preflight(path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        if dir == paths::run_dir() {
+            paths::prepare_run_dir(dir)?;
+        }
+    }
+    check_existing(path).map(|_| ())
+}
+
+fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
+    let named = |kind: io::ErrorKind, why: String| {
+        io::Error::new(kind, format!("control socket {}: {why}", path.display()))
+    };
+    if let Existing::Stale = check_existing(path)? {
+        std::fs::remove_file(path)?;
     }
     // Mode 0600 from birth: bind(2) creates the file with the umask applied.
     let std_listener =
