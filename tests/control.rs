@@ -895,3 +895,49 @@ fn another_user_cannot_open_the_control_socket() {
     assert!(err.contains("ermission denied"), "{err}");
     assert_eq!(row(&inst.ctl("show"), 0, 0)[3], "ENA");
 }
+
+#[test]
+fn fifty_concurrent_control_clients_get_answers_or_a_clear_refusal_and_traffic_flows() {
+    let tmp = Tmp::new("busy");
+    let a = backend("A");
+    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
+    let sock = inst.sock.clone();
+    let workers: Vec<_> = (0..50)
+        .map(|_| {
+            let sock = sock.clone();
+            std::thread::spawn(move || -> (usize, usize) {
+                let s = UnixStream::connect(&sock).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                let (l, m) = raw_answer(&mut r).expect("greeting or refusal");
+                if m.starts_with("err") {
+                    assert!(l[0].contains("too many control sessions"), "{l:?}");
+                    return (0, 1);
+                }
+                let mut answered = 0;
+                for _ in 0..20 {
+                    w.write_all(b"show\n").unwrap();
+                    let (l, m) = raw_answer(&mut r).expect("answer");
+                    assert!(m == "ok 0" && l[0].starts_with("GRP"), "{m} {l:?}");
+                    answered += 1;
+                }
+                (answered, 0)
+            })
+        })
+        .collect();
+    // The data path keeps working meanwhile.
+    assert_eq!(inst.tag(), "A");
+    let (mut answered, mut refused) = (0, 0);
+    for w in workers {
+        let (a, r) = w.join().unwrap();
+        answered += a;
+        refused += r;
+    }
+    assert_eq!(answered + refused * 20, 50 * 20);
+    assert!(
+        answered >= 16 * 20,
+        "answered {answered}, refused {refused}"
+    );
+    assert!(inst.ctl("show").starts_with("GRP"));
+}

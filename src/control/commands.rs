@@ -528,6 +528,44 @@ mod tests {
     }
 
     #[test]
+    fn random_lines_never_panic_and_errors_stay_one_line() {
+        let alphabet: Vec<char> =
+            "0123456789:[]. \t-abcdefghijklmnopqrstuvwxyz?;\u{0}\u{7f}é€\u{10ffff}"
+                .chars()
+                .collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let words = [
+            "show",
+            "enable",
+            "maxc",
+            "assign",
+            "create",
+            "group",
+            "mrtg-bytes",
+            "weight",
+        ];
+        for _ in 0..20_000 {
+            let mut line = String::new();
+            if next() % 2 == 0 {
+                line.push_str(words[(next() % words.len() as u64) as usize]);
+                line.push(' ');
+            }
+            for _ in 0..next() % 40 {
+                line.push(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            if let Err(e) = parse(&line) {
+                assert!(!e.contains('\n') && e.len() < 300, "{line:?} gave {e:?}");
+            }
+        }
+    }
+
+    #[test]
     fn channel_references_accept_index_group_colon_index_and_host_port() {
         assert_eq!(chan_ref("3"), Ok(ChanRef::Index(3)));
         assert_eq!(chan_ref("1:0"), Ok(ChanRef::At(1, 0)));
