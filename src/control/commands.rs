@@ -159,17 +159,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
             quote(first)
         ));
     };
-    let n = |k: usize| -> Result<(), String> {
-        match args.len().cmp(&k) {
-            std::cmp::Ordering::Equal => Ok(()),
-            std::cmp::Ordering::Less => Err(format!("syntax error: {w} needs {}", usage(w))),
-            std::cmp::Ordering::Greater => Err(format!(
-                "syntax error: unexpected {} after {w} (usage: {w} {})",
-                quote(args[k]),
-                usage(w)
-            )),
-        }
-    };
+    let n = |k: usize| -> Result<(), String> { arity(w, args, k) };
     let cmd = match w {
         "quit" => {
             n(0)?;
@@ -205,12 +195,12 @@ pub fn parse(line: &str) -> Result<Command, String> {
             Command::Failback
         }
         "group" => {
-            n(1)?;
-            Command::Group(index("group", args[0])?)
+            let [g] = take(w, args)?;
+            Command::Group(index("group", g)?)
         }
         "disable" | "enable" | "drain" | "reset" => {
-            n(1)?;
-            let c = chan_ref(args[0])?;
+            let [c] = take(w, args)?;
+            let c = chan_ref(c)?;
             match w {
                 "disable" => Command::Disable(c),
                 "enable" => Command::Enable(c),
@@ -219,9 +209,8 @@ pub fn parse(line: &str) -> Result<Command, String> {
             }
         }
         "maxc" | "weight" => {
-            n(2)?;
-            let c = chan_ref(args[0])?;
-            let v = args[1];
+            let [c, v] = take(w, args)?;
+            let c = chan_ref(c)?;
             let num = v
                 .parse::<u32>()
                 .map_err(|_| format!("bad {w} {}: not a number", quote(v)))?;
@@ -234,17 +223,17 @@ pub fn parse(line: &str) -> Result<Command, String> {
             }
         }
         "create" => {
-            n(2)?;
-            Command::Create(host(args[0])?, port(args[1])?)
+            let [h, p] = take(w, args)?;
+            Command::Create(host(h)?, port(p)?)
         }
         "assign" => {
-            n(3)?;
-            Command::Assign(chan_ref(args[0])?, host(args[1])?, port(args[2])?)
+            let [c, h, p] = take(w, args)?;
+            Command::Assign(chan_ref(c)?, host(h)?, port(p)?)
         }
         "mrtg-bytes" | "mrtg-conns" => {
-            n(2)?;
-            let g = index("group", args[0])?;
-            let c = index("channel", args[1])?;
+            let [g, c] = take(w, args)?;
+            let g = index("group", g)?;
+            let c = index("channel", c)?;
             if w == "mrtg-bytes" {
                 Command::MrtgBytes(g, c)
             } else {
@@ -252,8 +241,8 @@ pub fn parse(line: &str) -> Result<Command, String> {
             }
         }
         "monitor" => {
-            n(1)?;
-            Command::Monitor(match args[0] {
+            let [op] = take(w, args)?;
+            Command::Monitor(match op {
                 "enable" => MonitorOp::Enable,
                 "disable" => MonitorOp::Disable,
                 "show" => MonitorOp::Show,
@@ -266,17 +255,17 @@ pub fn parse(line: &str) -> Result<Command, String> {
             })
         }
         "spin" => {
-            n(1)?;
-            let d = crate::config::parse_duration(args[0])
-                .map_err(|e| format!("bad spin duration {}: {e}", quote(args[0])))?;
+            let [d] = take(w, args)?;
+            let d = crate::config::parse_duration(d)
+                .map_err(|e| format!("bad spin duration {}: {e}", quote(d)))?;
             Command::Spin(d)
         }
         "state" => {
-            n(1)?;
-            if args[0] != "save" {
+            let [what] = take(w, args)?;
+            if what != "save" {
                 return Err(format!(
                     "syntax error: state {}: use state save",
-                    quote(args[0])
+                    quote(what)
                 ));
             }
             Command::StateSave
@@ -284,6 +273,25 @@ pub fn parse(line: &str) -> Result<Command, String> {
         _ => return Err(format!("syntax error: unknown command {}", quote(first))),
     };
     Ok(cmd)
+}
+
+/// Exactly `k` arguments, or the error naming what is missing or extra.
+fn arity(w: &str, args: &[&str], k: usize) -> Result<(), String> {
+    match args.get(k) {
+        _ if args.len() < k => Err(format!("syntax error: {w} needs {}", usage(w))),
+        Some(extra) => Err(format!(
+            "syntax error: unexpected {} after {w} (usage: {w} {})",
+            quote(extra),
+            usage(w)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Exactly `K` arguments, as an array.
+fn take<'a, const K: usize>(w: &str, args: &[&'a str]) -> Result<[&'a str; K], String> {
+    arity(w, args, K)?;
+    <[&str; K]>::try_from(args).map_err(|_| format!("syntax error: {w} needs {}", usage(w)))
 }
 
 fn usage(w: &str) -> &'static str {

@@ -197,11 +197,10 @@ impl Control {
                 }
             }
             Command::Assign(r, host, port) => {
-                let (g, c) = match find(&groups, *cur, r) {
+                let (g, c, ch) = match find(&groups, *cur, r) {
                     Ok(x) => x,
                     Err(e) => return Reply::err(e),
                 };
-                let ch = &groups[g].channels[c];
                 let name = label(*cur, g, c);
                 if ch.admin() != Admin::Disabled {
                     return Reply::err(format!("{name} must be disabled to assign new address"));
@@ -238,8 +237,8 @@ impl Control {
                 // Re-read: only this task changes the structure (under
                 // `write`), but the list may have been loaded before.
                 let mut gs: Vec<Arc<Group>> = pool.groups().iter().cloned().collect();
-                match gs.get(g) {
-                    Some(old) => gs[g] = Arc::new(old.with_channel(ch)),
+                match gs.get_mut(g) {
+                    Some(slot) => *slot = Arc::new(slot.with_channel(ch)),
                     None => gs.push(Arc::new(Group::new(Policy::RoundRobin, vec![ch]))),
                 }
                 pool.store_groups(gs);
@@ -309,7 +308,7 @@ impl Control {
         f: impl FnOnce(&str, &Arc<Channel>) -> Reply,
     ) -> Reply {
         match find(groups, cur, r) {
-            Ok((g, c)) => f(&label(cur, g, c), &groups[g].channels[c]),
+            Ok((g, c, ch)) => f(&label(cur, g, c), &ch),
             Err(e) => Reply::err(e),
         }
     }
@@ -331,14 +330,22 @@ fn label(cur: usize, g: usize, c: usize) -> String {
     }
 }
 
-/// Resolve a channel reference to (group, channel) indexes.
-pub fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<(usize, usize), String> {
-    let exists = |g: usize, c: usize| groups.get(g).is_some_and(|gr| c < gr.channels.len());
+/// Resolve a channel reference to its group and channel indexes and the
+/// channel.
+pub fn find(
+    groups: &[Arc<Group>],
+    cur: usize,
+    r: &ChanRef,
+) -> Result<(usize, usize, Arc<Channel>), String> {
+    let get = |g: usize, c: usize| {
+        groups
+            .get(g)
+            .and_then(|gr| gr.channels.get(c))
+            .map(|ch| (g, c, Arc::clone(ch)))
+    };
     match r {
-        ChanRef::Index(c) if exists(cur, *c) => Ok((cur, *c)),
-        ChanRef::Index(c) => Err(format!("no such channel {c}")),
-        ChanRef::At(g, c) if exists(*g, *c) => Ok((*g, *c)),
-        ChanRef::At(g, c) => Err(format!("no such channel {g}:{c}")),
+        ChanRef::Index(c) => get(cur, *c).ok_or_else(|| format!("no such channel {c}")),
+        ChanRef::At(g, c) => get(*g, *c).ok_or_else(|| format!("no such channel {g}:{c}")),
         ChanRef::Addr(host, port) => {
             let mut hits = Vec::new();
             for (gi, g) in groups.iter().enumerate() {
@@ -348,12 +355,12 @@ pub fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<(usize, us
                         && (t.host == *host
                             || matches!(host, Host::Ip(ip) if t.addrs.iter().any(|a| a.ip() == *ip)));
                     if same {
-                        hits.push((gi, ci));
+                        hits.push((gi, ci, Arc::clone(ch)));
                     }
                 }
             }
             match hits.as_slice() {
-                [one] => Ok(*one),
+                [one] => Ok(one.clone()),
                 [] => Err(format!("no such channel {host}:{port}")),
                 _ => Err(format!(
                     "ambiguous channel {host}:{port}: use <group>:<channel>"

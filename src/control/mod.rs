@@ -11,6 +11,16 @@
 //! The current group (`group N`) is per session, kept by the server; every
 //! answer carries it so the shell can show `balance[N] `.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod client;
 pub mod commands;
 pub mod exec;

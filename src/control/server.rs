@@ -236,7 +236,7 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
             if buf.len() + i > MAX_LINE {
                 return Ok(LineRead::TooLong);
             }
-            buf.extend_from_slice(&avail[..i]);
+            buf.extend_from_slice(avail.get(..i).unwrap_or_default());
             r.consume(i + 1);
             return Ok(LineRead::Line);
         }
