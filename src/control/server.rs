@@ -37,21 +37,34 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first byte of the marker line ending every answer.
 pub const MARKER: char = '\u{4}';
 
-/// A running control server. The socket is removed when the server stops
-/// (shutdown token cancelled, or the runtime dropped).
+/// A running control server. The socket is removed when the server stops:
+/// shutdown token cancelled, [`ControlHandle::stop`], or the runtime
+/// dropped. Dropping the handle does not stop the server.
 #[derive(Debug)]
 pub struct ControlHandle {
     path: PathBuf,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl ControlHandle {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Stop this server only (e.g. before a reload re-creates the
+    /// listener) and wait until its socket is removed, so a new server can
+    /// bind the same path at once. Open sessions finish their command.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }
 
 /// Restore `state` for this listener, bind its control socket at `path`
-/// and serve it until `shutdown` is cancelled. `kill` cancels `shutdown`.
+/// and serve it until `shutdown` is cancelled (or the handle's
+/// [`ControlHandle::stop`]). `kill` cancels `shutdown`: the process's
+/// graceful shutdown, as SIGTERM.
 /// Errors (a live instance on the socket, a symlink, a bad run directory)
 /// are returned before anything is served.
 pub async fn spawn(
@@ -74,8 +87,10 @@ pub async fn spawn(
     let (listener, guard) = bind(&path)?;
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
     let ctl = Arc::new(Control::new(svc, state, shutdown.clone()));
-    tokio::spawn(accept_loop(ctl, listener, guard, shutdown));
-    Ok(ControlHandle { path })
+    // Cancelled by the process shutdown too.
+    let stop = shutdown.child_token();
+    let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
+    Ok(ControlHandle { path, stop, task })
 }
 
 /// Removes the socket file on drop, if it is still ours.
@@ -167,12 +182,12 @@ async fn accept_loop(
     ctl: Arc<Control>,
     listener: UnixListener,
     guard: SocketGuard,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) {
     let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
     loop {
         let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = stop.cancelled() => break,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
@@ -353,6 +368,35 @@ async fn session(ctl: &Control, stream: UnixStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stop_removes_the_socket_so_a_new_server_can_bind_the_path_at_once() {
+        let dir = std::env::temp_dir().join(format!("balance-ctl-stop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let cfg =
+            crate::config::ListenerConfig::new("t".into(), "127.0.0.1:1".parse().unwrap(), vec![]);
+        let svc = Arc::new(Service::new(cfg, crate::health::RiseFallParams::default()));
+        let process = CancellationToken::new();
+        let h = spawn(Arc::clone(&svc), path.clone(), process.clone(), None)
+            .await
+            .unwrap();
+        assert!(path.exists());
+        let e = spawn(Arc::clone(&svc), path.clone(), process.clone(), None)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("another balance instance"), "{e}");
+        h.stop().await;
+        assert!(!path.exists());
+        assert!(!process.is_cancelled(), "stop ends only this server");
+        let h2 = spawn(svc, path.clone(), process.clone(), None)
+            .await
+            .unwrap();
+        process.cancel();
+        let _ = h2.task.await;
+        assert!(!path.exists(), "the process shutdown removes it too");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[tokio::test]
     async fn lines_are_bounded_and_a_last_line_without_newline_counts() {
