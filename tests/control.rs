@@ -941,3 +941,36 @@ fn fifty_concurrent_control_clients_get_answers_or_a_clear_refusal_and_traffic_f
     );
     assert!(inst.ctl("show").starts_with("GRP"));
 }
+
+#[test]
+fn the_shell_outlives_the_idle_timeout_and_keeps_its_group() {
+    let tmp = Tmp::new("shellidle");
+    let (a, b) = (backend("A"), backend("B"));
+    let mut args = chans(&[&a]);
+    args.push("!".into());
+    args.extend(chans(&[&b]));
+    let inst = Instance::start(&tmp, &args, &[], Some(tmp.path("c.sock")));
+    let mut child = Command::new(BIN)
+        .args(["-b", "127.0.0.1", "-i", "--control"])
+        .arg(&inst.sock)
+        .arg(inst.port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"group 1\n").unwrap();
+    // An operator pausing at the prompt longer than the 10 s session limit.
+    std::thread::sleep(Duration::from_secs(11));
+    let long = format!("{}\n", "x".repeat(5000));
+    stdin.write_all(long.as_bytes()).unwrap();
+    stdin.write_all(b"disable 0\nquit\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("longer than 4096"), "{text}");
+    assert!(text.contains("balance[1] channel 0 disabled"), "{text}");
+    assert_eq!(row(&inst.ctl("show"), 1, 0)[3], "DIS");
+    assert_eq!(row(&inst.ctl("show"), 0, 0)[3], "ENA");
+}

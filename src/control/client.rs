@@ -11,7 +11,7 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{ControlArgs, EXIT_USAGE};
@@ -79,6 +79,64 @@ fn socket_path(a: &ControlArgs) -> Result<PathBuf, String> {
     ))
 }
 
+/// One session: a connection whose greeting was read.
+struct Session {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+/// Why a session could not be used.
+enum Failure {
+    /// No instance answers (or the connection broke): exit 69.
+    Unavailable(String),
+    /// The instance answered with an error (too many sessions, denied).
+    Refused(Vec<String>),
+}
+
+impl Session {
+    fn open(path: &Path) -> Result<(Session, Answer), Failure> {
+        let stream = UnixStream::connect(path).map_err(|e| {
+            Failure::Unavailable(format!("no instance answers on {}: {e}", path.display()))
+        })?;
+        let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
+        let lost =
+            |e: io::Error| Failure::Unavailable(format!("control socket {}: {e}", path.display()));
+        let w = stream.try_clone().map_err(lost)?;
+        let mut r = BufReader::new(stream);
+        let greeting = read_answer(&mut r).map_err(lost)?;
+        if !greeting.ok {
+            return Err(Failure::Refused(greeting.lines));
+        }
+        Ok((Session { r, w }, greeting))
+    }
+
+    /// Send one line (a newline is added if missing) and read the answer.
+    fn send(&mut self, line: &[u8]) -> io::Result<Answer> {
+        let mut buf = line.to_vec();
+        if buf.last() != Some(&b'\n') {
+            buf.push(b'\n');
+        }
+        self.w.write_all(&buf)?;
+        read_answer(&mut self.r)
+    }
+}
+
+fn report(f: Failure) -> i32 {
+    match f {
+        Failure::Unavailable(m) => {
+            eprintln!("balance: {m}");
+            EXIT_UNAVAILABLE
+        }
+        Failure::Refused(lines) => {
+            for l in &lines {
+                eprintln!("balance: {l}");
+            }
+            EXIT_FAILED
+        }
+    }
+}
+
 /// Run the client; returns the exit code.
 pub fn run(a: &ControlArgs) -> i32 {
     if a.command.as_deref().is_some_and(|c| c.contains('\n')) {
@@ -95,104 +153,94 @@ pub fn run(a: &ControlArgs) -> i32 {
     if a.debug {
         eprintln!("balance: control socket {}", path.display());
     }
-    let stream = match UnixStream::connect(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("balance: no instance answers on {}: {e}", path.display());
-            return EXIT_UNAVAILABLE;
-        }
+    let (mut session, greeting) = match Session::open(&path) {
+        Ok(x) => x,
+        Err(f) => return report(f),
     };
-    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
-    let mut w = match stream.try_clone() {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("balance: {}: {e}", path.display());
-            return EXIT_UNAVAILABLE;
-        }
-    };
-    let mut r = BufReader::new(stream);
     let lost = |e: io::Error| {
-        eprintln!("balance: control socket {}: {e}", path.display());
-        EXIT_UNAVAILABLE
+        report(Failure::Unavailable(format!(
+            "control socket {}: {e}",
+            path.display()
+        )))
     };
-    let greeting = match read_answer(&mut r) {
-        Ok(g) => g,
-        Err(e) => return lost(e),
+    let Some(cmds) = &a.command else {
+        drop(session);
+        return shell(&path, greeting).unwrap_or_else(report);
     };
-    if !greeting.ok {
-        for l in &greeting.lines {
-            eprintln!("balance: {l}");
+    // `-c "group 1; hash"`: several commands in one session, in order,
+    // stopping at the first that fails.
+    for cmd in cmds.split(';').map(str::trim) {
+        if cmd.is_empty() && cmds.contains(';') {
+            continue;
         }
-        return EXIT_FAILED;
-    }
-    match &a.command {
-        Some(cmds) => {
-            // `-c "group 1; hash"`: several commands in one session, in
-            // order, stopping at the first that fails.
-            for cmd in cmds.split(';').map(str::trim) {
-                if cmd.is_empty() && cmds.contains(';') {
-                    continue;
-                }
-                if let Err(e) = w.write_all(format!("{cmd}\n").as_bytes()) {
-                    return lost(e);
-                }
-                let ans = match read_answer(&mut r) {
-                    Ok(x) => x,
-                    Err(e) => return lost(e),
-                };
-                if !ans.ok {
-                    for l in &ans.lines {
-                        eprintln!("balance: {l}");
-                    }
-                    return EXIT_FAILED;
-                }
-                let mut out = io::stdout().lock();
-                for l in &ans.lines {
-                    let _ = writeln!(out, "{l}");
-                }
-                if ans.bye {
-                    break;
-                }
+        let ans = match session.send(cmd.as_bytes()) {
+            Ok(x) => x,
+            Err(e) => return lost(e),
+        };
+        if !ans.ok {
+            for l in &ans.lines {
+                eprintln!("balance: {l}");
             }
-            0
+            return EXIT_FAILED;
         }
-        None => shell(&mut r, &mut w, greeting).unwrap_or_else(lost),
+        let mut out = io::stdout().lock();
+        for l in &ans.lines {
+            let _ = writeln!(out, "{l}");
+        }
+        if ans.bye {
+            break;
+        }
     }
+    0
 }
 
 /// The interactive shell: balance.fm's banner and `balance[G] ` prompt,
 /// until `quit`, `kill` or end of input. Answers (errors too) go to stdout
 /// like balance.fm's; works the same with piped input.
-fn shell(r: &mut impl BufRead, w: &mut impl Write, greeting: Answer) -> io::Result<i32> {
+///
+/// Each command runs in a fresh session that first selects the current
+/// group, so a shell may sit at its prompt longer than the server's 10 s
+/// idle limit.
+fn shell(path: &Path, greeting: Answer) -> Result<i32, Failure> {
+    let io_err =
+        |e: io::Error| Failure::Unavailable(format!("control socket {}: {e}", path.display()));
     let mut out = io::stdout().lock();
     for l in &greeting.lines {
-        writeln!(out, "{l}")?;
+        writeln!(out, "{l}").map_err(io_err)?;
     }
     let mut group = greeting.group;
     let stdin = io::stdin();
     let mut input = stdin.lock();
     let mut line = Vec::new();
     loop {
-        write!(out, "balance[{group}] ")?;
-        out.flush()?;
+        write!(out, "balance[{group}] ").map_err(io_err)?;
+        out.flush().map_err(io_err)?;
         line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            writeln!(out)?;
+        if input.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
+            writeln!(out).map_err(io_err)?;
             return Ok(0);
         }
-        if line.last() != Some(&b'\n') {
-            line.push(b'\n');
+        let (mut s, _) = Session::open(path)?;
+        if group != 0 {
+            let g = s
+                .send(format!("group {group}").as_bytes())
+                .map_err(io_err)?;
+            if !g.ok {
+                for l in &g.lines {
+                    writeln!(out, "{l}").map_err(io_err)?;
+                }
+            }
         }
-        w.write_all(&line)?;
-        let ans = read_answer(r)?;
+        let ans = s.send(&line).map_err(io_err)?;
         for l in &ans.lines {
-            writeln!(out, "{l}")?;
+            writeln!(out, "{l}").map_err(io_err)?;
         }
         group = ans.group;
-        if ans.bye {
-            out.flush()?;
-            return Ok(if ans.ok { 0 } else { EXIT_FAILED });
+        // `quit` and `kill` end the shell; a session the server closed
+        // for a bad line does not (the next command opens a new one).
+        if ans.bye && ans.ok {
+            out.flush().map_err(io_err)?;
+            return Ok(0);
         }
     }
 }

@@ -9,7 +9,9 @@
 //! - [`state`]: `--state-file`, written atomically after every change.
 //!
 //! The current group (`group N`) is per session, kept by the server; every
-//! answer carries it so the shell can show `balance[N] `.
+//! answer carries it so the shell can show `balance[N] `. The shell runs
+//! each command in a new session that first selects its group, so it
+//! outlives the server's 10 s idle limit.
 
 #![cfg_attr(
     not(test),
