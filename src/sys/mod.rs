@@ -166,8 +166,9 @@ static UMASK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Run `f` with the umask set to `mask`, then restore the previous one, so a
 /// file created by `f` (a Unix socket: bind has no mode argument) never
-/// exists with looser permissions. Other threads creating files meanwhile
-/// get the stricter mask too, which only errs on the safe side.
+/// exists with looser permissions. The umask is process-wide: a file another
+/// thread creates during `f` (a bind, microseconds) gets the stricter mask
+/// too, so keep `f` short.
 pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     let _g = UMASK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: umask only swaps the process's file mode creation mask; it
