@@ -40,6 +40,10 @@ pub fn run(cfg: Config) -> Result<(), Fatal> {
         })?;
         bound.push(sock);
     }
+    crate::control::preflight(&cfg).map_err(|msg| Fatal {
+        code: EXIT_OSERR,
+        msg,
+    })?;
     let g = &cfg.global;
     if !g.foreground {
         crate::sys::daemonize().map_err(|e| Fatal {
@@ -90,12 +94,31 @@ async fn serve(cfg: Config, bound: Vec<std::net::TcpListener>) -> Result<(), Fat
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(max_conns(&cfg.global)));
     let mut services = Vec::new();
+    let state = cfg
+        .global
+        .state_file
+        .as_deref()
+        .map(crate::control::StateFile::load);
+    let mut controls = Vec::new();
     for (l, sock) in cfg.listeners.iter().zip(bound) {
         let listener = TcpListener::from_std(sock).map_err(|e| Fatal {
             code: EXIT_OSERR,
             msg: format!("cannot register {}: {e}", l.bind),
         })?;
         let svc = Arc::new(Service::new(l.clone(), RiseFallParams::default()));
+        let ctl_path = crate::control::paths::listener_path(
+            cfg.global.control.as_deref(),
+            l.bind,
+            cfg.listeners.len(),
+        );
+        controls.push(
+            crate::control::spawn(Arc::clone(&svc), ctl_path, shutdown.clone(), state.clone())
+                .await
+                .map_err(|e| Fatal {
+                    code: EXIT_OSERR,
+                    msg: format!("{}: {e}", l.name),
+                })?,
+        );
         info!(listener = %l.name, bind = %l.bind, groups = l.groups.len(), "listening");
         tokio::spawn(crate::listener::accept_loop(
             Arc::clone(&svc),
@@ -106,7 +129,11 @@ async fn serve(cfg: Config, bound: Vec<std::net::TcpListener>) -> Result<(), Fat
         ));
         services.push(svc);
     }
-    wait_for_signal().await;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = shutdown.cancelled() => info!("kill from the control socket"),
+    }
+    drop(controls);
     info!("shutting down: no new connections; {} live", tracker.len());
     shutdown.cancel();
     tracker.close();

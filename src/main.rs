@@ -29,10 +29,9 @@ fn main() -> ExitCode {
                 Err(f) => fail(f.code, &f.msg),
             }
         }
-        Invocation::Control(_) => fail(
-            EXIT_USAGE,
-            "-i/-c: the control socket is not yet supported in this build",
-        ),
+        Invocation::Control(a) => {
+            ExitCode::from(u8::try_from(balance::control::client::run(&a)).unwrap_or(1))
+        }
         Invocation::ConfigFile { .. } => fail(
             EXIT_USAGE,
             "--config: config files are not yet supported in this build",

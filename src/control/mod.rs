@@ -1,2 +1,59 @@
-//! The control socket, its commands and the `-i`/`-c` client. (Being built:
-//! see issue #3.)
+//! Runtime control: a Unix socket per listener speaking balance.fm's
+//! interactive commands, the `-i`/`-c` client, and the state file.
+//!
+//! - [`paths`]: where sockets live (SPEC §5).
+//! - [`commands`]: one line → one [`commands::Command`] (pure).
+//! - [`exec`]: running a command against a listener; `show` formats.
+//! - [`server`]: the socket, its bounds and its framing.
+//! - [`client`]: `balance -c CMD PORT` and `balance -i PORT`.
+//! - [`state`]: `--state-file`, written atomically after every change.
+//!
+//! The current group (`group N`) is per session, kept by the server; every
+//! answer carries it so the shell can show `balance[N] `. The shell runs
+//! each command in a new session that first selects its group, so it
+//! outlives the server's 10 s idle limit.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod client;
+pub mod commands;
+pub mod exec;
+pub mod paths;
+pub mod server;
+pub mod state;
+
+pub use server::{ControlHandle, spawn};
+pub use state::StateFile;
+
+/// Checks before daemonizing, so the usual failures exit non-zero on the
+/// terminal: every listener's control socket path (see
+/// [`server::preflight`]) and the state file's directory.
+pub fn preflight(cfg: &crate::config::Config) -> Result<(), String> {
+    let n = cfg.listeners.len();
+    for l in &cfg.listeners {
+        let p = paths::listener_path(cfg.global.control.as_deref(), l.bind, n);
+        server::preflight(&p).map_err(|e| format!("{}: {e}", l.name))?;
+    }
+    if let Some(sf) = &cfg.global.state_file {
+        let dir = match sf.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "--state-file {}: directory {} does not exist",
+                sf.display(),
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}

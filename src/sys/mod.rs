@@ -154,3 +154,29 @@ pub fn syslog(priority: libc::c_int, msg: &str) {
     // SAFETY: "%s" with one valid NUL-terminated argument.
     unsafe { libc::syslog(priority, c"%s".as_ptr(), c.as_ptr()) };
 }
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no arguments, cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Serializes umask changes: the umask is process-wide.
+static UMASK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Run `f` with the umask set to `mask`, then restore the previous one, so a
+/// file created by `f` (a Unix socket: bind has no mode argument) never
+/// exists with looser permissions. The umask is process-wide: a file another
+/// thread creates during `f` (a bind, microseconds) gets the stricter mask
+/// too, so keep `f` short.
+pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+    let _g = UMASK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: umask only swaps the process's file mode creation mask; it
+    // takes a plain integer and touches no memory. The lock above keeps our
+    // own callers from interleaving their save/restore pairs.
+    let old = unsafe { libc::umask(mask as libc::mode_t) };
+    let out = f();
+    // SAFETY: as above; restores the mask saved before `f`.
+    unsafe { libc::umask(old) };
+    out
+}

@@ -1,0 +1,263 @@
+//! The client side: `balance [-b addr] -c CMD PORT` and
+//! `balance [-b addr] -i PORT`. Plain blocking I/O; no runtime.
+//!
+//! `-c` may hold several commands separated by `;` (`-c "group 1; hash"`):
+//! they run in one session, so `group` carries over, and the first failure
+//! stops the rest.
+//!
+//! Exit codes: 0 when the command (or the whole shell session) went
+//! through; 1 when the instance answered with an error; 69 (EX_UNAVAILABLE)
+//! when no instance answers; 64 for a `-c` argument with a newline.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{ControlArgs, EXIT_USAGE};
+use crate::control::paths;
+use crate::control::server::MARKER;
+
+pub const EXIT_UNAVAILABLE: i32 = 69;
+const EXIT_FAILED: i32 = 1;
+/// How long to wait for an answer (a `show` of a big pool is quick).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One answer: its lines, whether it succeeded, the session's current
+/// group, and whether the server closes the session.
+struct Answer {
+    lines: Vec<String>,
+    ok: bool,
+    group: usize,
+    bye: bool,
+}
+
+fn read_answer(r: &mut impl BufRead) -> io::Result<Answer> {
+    let mut lines = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed by the instance",
+            ));
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if let Some(m) = text.strip_prefix(MARKER) {
+            let mut it = m.split(' ');
+            let ok = it.next() == Some("ok");
+            let group = it.next().and_then(|g| g.parse().ok()).unwrap_or(0);
+            let bye = it.next() == Some("bye");
+            return Ok(Answer {
+                lines,
+                ok,
+                group,
+                bye,
+            });
+        }
+        lines.push(text.to_string());
+    }
+}
+
+/// The socket to talk to: `--control PATH`, else the derived name for
+/// `-b` and the port (without `-b`: the IPv4 wildcard's, then `[::]`'s).
+fn socket_path(a: &ControlArgs) -> Result<PathBuf, String> {
+    if let Some(p) = &a.path {
+        return Ok(p.clone());
+    }
+    let cands = paths::client_candidates(a.bind, a.port);
+    if let Some(p) = cands.iter().find(|p| std::fs::symlink_metadata(p).is_ok()) {
+        return Ok(p.clone());
+    }
+    let names: Vec<String> = cands.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "no instance answers on port {}: no control socket at {}",
+        a.port,
+        names.join(" or ")
+    ))
+}
+
+/// One session: a connection whose greeting was read.
+struct Session {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+/// Why a session could not be used.
+enum Failure {
+    /// No instance answers (or the connection broke): exit 69.
+    Unavailable(String),
+    /// The instance answered with an error (too many sessions, denied).
+    Refused(Vec<String>),
+}
+
+impl Session {
+    fn open(path: &Path) -> Result<(Session, Answer), Failure> {
+        let stream = UnixStream::connect(path).map_err(|e| {
+            Failure::Unavailable(format!("no instance answers on {}: {e}", path.display()))
+        })?;
+        let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
+        let lost =
+            |e: io::Error| Failure::Unavailable(format!("control socket {}: {e}", path.display()));
+        let w = stream.try_clone().map_err(lost)?;
+        let mut r = BufReader::new(stream);
+        let greeting = read_answer(&mut r).map_err(lost)?;
+        if !greeting.ok {
+            return Err(Failure::Refused(greeting.lines));
+        }
+        Ok((Session { r, w }, greeting))
+    }
+
+    /// Send one line (a newline is added if missing) and read the answer.
+    fn send(&mut self, line: &[u8]) -> io::Result<Answer> {
+        let mut buf = line.to_vec();
+        if buf.last() != Some(&b'\n') {
+            buf.push(b'\n');
+        }
+        self.w.write_all(&buf)?;
+        read_answer(&mut self.r)
+    }
+}
+
+fn report(f: Failure) -> i32 {
+    match f {
+        Failure::Unavailable(m) => {
+            eprintln!("balance: {m}");
+            EXIT_UNAVAILABLE
+        }
+        Failure::Refused(lines) => {
+            for l in &lines {
+                eprintln!("balance: {l}");
+            }
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Run the client; returns the exit code.
+pub fn run(a: &ControlArgs) -> i32 {
+    if a.command.as_deref().is_some_and(|c| c.contains('\n')) {
+        eprintln!("balance: -c takes one command (no newlines)");
+        return EXIT_USAGE;
+    }
+    let path = match socket_path(a) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("balance: {e}");
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    if a.debug {
+        eprintln!("balance: control socket {}", path.display());
+    }
+    let (mut session, greeting) = match Session::open(&path) {
+        Ok(x) => x,
+        Err(f) => return report(f),
+    };
+    let lost = |e: io::Error| {
+        report(Failure::Unavailable(format!(
+            "control socket {}: {e}",
+            path.display()
+        )))
+    };
+    let Some(cmds) = &a.command else {
+        drop(session);
+        return shell(&path, greeting).unwrap_or_else(report);
+    };
+    // `-c "group 1; hash"`: several commands in one session, in order,
+    // stopping at the first that fails.
+    for cmd in cmds.split(';').map(str::trim) {
+        if cmd.is_empty() && cmds.contains(';') {
+            continue;
+        }
+        let ans = match session.send(cmd.as_bytes()) {
+            Ok(x) => x,
+            Err(e) => return lost(e),
+        };
+        if !ans.ok {
+            for l in &ans.lines {
+                eprintln!("balance: {l}");
+            }
+            return EXIT_FAILED;
+        }
+        let mut out = io::stdout().lock();
+        for l in &ans.lines {
+            let _ = writeln!(out, "{l}");
+        }
+        if ans.bye {
+            break;
+        }
+    }
+    0
+}
+
+/// The interactive shell: balance.fm's banner and `balance[G] ` prompt,
+/// until `quit`, `kill` or end of input. Answers (errors too) go to stdout
+/// like balance.fm's; works the same with piped input.
+///
+/// Each command runs in a fresh session that first selects the current
+/// group, so a shell may sit at its prompt longer than the server's 10 s
+/// idle limit.
+fn shell(path: &Path, greeting: Answer) -> Result<i32, Failure> {
+    let io_err =
+        |e: io::Error| Failure::Unavailable(format!("control socket {}: {e}", path.display()));
+    let mut out = io::stdout().lock();
+    for l in &greeting.lines {
+        writeln!(out, "{l}").map_err(io_err)?;
+    }
+    let mut group = greeting.group;
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut line = Vec::new();
+    loop {
+        write!(out, "balance[{group}] ").map_err(io_err)?;
+        out.flush().map_err(io_err)?;
+        line.clear();
+        if input.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
+            writeln!(out).map_err(io_err)?;
+            return Ok(0);
+        }
+        let (mut s, _) = Session::open(path)?;
+        if group != 0 {
+            let g = s
+                .send(format!("group {group}").as_bytes())
+                .map_err(io_err)?;
+            if !g.ok {
+                for l in &g.lines {
+                    writeln!(out, "{l}").map_err(io_err)?;
+                }
+            }
+        }
+        let ans = s.send(&line).map_err(io_err)?;
+        for l in &ans.lines {
+            writeln!(out, "{l}").map_err(io_err)?;
+        }
+        group = ans.group;
+        // `quit` and `kill` end the shell; a session the server closed
+        // for a bad line does not (the next command opens a new one).
+        if ans.bye && ans.ok {
+            out.flush().map_err(io_err)?;
+            return Ok(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_split_at_the_marker_line() {
+        let mut r = &b"a\nb\n\x04err 3\nnext\n\x04ok 0 bye\n"[..];
+        let a = read_answer(&mut r).unwrap();
+        assert_eq!(a.lines, ["a", "b"]);
+        assert!(!a.ok && a.group == 3 && !a.bye);
+        let b = read_answer(&mut r).unwrap();
+        assert_eq!(b.lines, ["next"]);
+        assert!(b.ok && b.bye);
+        assert!(read_answer(&mut r).is_err());
+    }
+}

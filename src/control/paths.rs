@@ -1,0 +1,170 @@
+//! Where control sockets live (SPEC §5).
+//!
+//! Directory: `$BALANCE_RUNDIR`, else `/run/balance` as root, else
+//! `$XDG_RUNTIME_DIR/balance`, else `/tmp/balance-$UID`. File name: the
+//! listener's bind address and port, `127.0.0.1:8080.sock`,
+//! `0.0.0.0:33306.sock`, `[::]:33306.sock`, so `balance -b addr -c show port`
+//! finds the instance started with the same `-b` and port. `--control PATH`
+//! overrides the whole path.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The run directory for control sockets (not created here).
+pub fn run_dir() -> PathBuf {
+    run_dir_from(
+        std::env::var_os("BALANCE_RUNDIR"),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        crate::sys::euid(),
+    )
+}
+
+fn run_dir_from(
+    rundir: Option<std::ffi::OsString>,
+    xdg: Option<std::ffi::OsString>,
+    uid: u32,
+) -> PathBuf {
+    if let Some(d) = rundir.filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if uid == 0 {
+        return PathBuf::from("/run/balance");
+    }
+    if let Some(x) = xdg.filter(|x| !x.is_empty()) {
+        return Path::new(&x).join("balance");
+    }
+    PathBuf::from(format!("/tmp/balance-{uid}"))
+}
+
+/// `127.0.0.1:8080.sock`, `[::1]:8080.sock`. IPv4-mapped IPv6 addresses are
+/// named like the IPv4 address.
+pub fn socket_name(bind: SocketAddr) -> String {
+    match bind.ip() {
+        IpAddr::V4(v4) => format!("{v4}:{}.sock", bind.port()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("{v4}:{}.sock", bind.port()),
+            None => format!("[{v6}]:{}.sock", bind.port()),
+        },
+    }
+}
+
+/// The default socket path of the listener bound to `bind`.
+pub fn default_path(bind: SocketAddr) -> PathBuf {
+    run_dir().join(socket_name(bind))
+}
+
+/// The socket path of listener number `index` of `count`: `--control PATH`
+/// names the socket of a single listener; with several listeners it names
+/// the directory their derived names go in.
+pub fn listener_path(control: Option<&Path>, bind: SocketAddr, count: usize) -> PathBuf {
+    match control {
+        Some(p) if count <= 1 => p.to_path_buf(),
+        Some(dir) => dir.join(socket_name(bind)),
+        None => default_path(bind),
+    }
+}
+
+/// Paths the client tries for `-b bind` and `port`, in order: with no `-b`,
+/// the IPv4 wildcard's socket, then the IPv6 wildcard's (`-6`).
+pub fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
+    match bind {
+        Some(ip) => vec![default_path(SocketAddr::new(ip, port))],
+        None => vec![
+            default_path(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
+            default_path(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)),
+        ],
+    }
+}
+
+/// Create the default run directory 0700 if missing, and refuse one that is
+/// a symlink, not a directory, owned by another user, or writable by others.
+pub fn prepare_run_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    check_dir(dir)
+}
+
+/// The directory checks of [`prepare_run_dir`], without creating anything.
+pub fn check_dir(dir: &Path) -> io::Result<()> {
+    let md = std::fs::symlink_metadata(dir)?;
+    let bad = |why: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("run directory {}: {why}", dir.display()),
+        ))
+    };
+    if md.file_type().is_symlink() {
+        return bad("is a symlink; refusing it");
+    }
+    if !md.is_dir() {
+        return bad("is not a directory");
+    }
+    let me = crate::sys::euid();
+    if md.uid() != me {
+        return bad(&format!(
+            "is owned by uid {}, not by us (uid {me})",
+            md.uid()
+        ));
+    }
+    if md.permissions().mode() & 0o022 != 0 {
+        return bad(&format!(
+            "is writable by group or others (mode {:o}); use 0700 or 0750",
+            md.permissions().mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    #[test]
+    fn run_dir_prefers_balance_rundir_then_root_then_xdg_then_tmp() {
+        let x = || Some(OsString::from("/run/user/1000"));
+        assert_eq!(
+            run_dir_from(Some("/srv/b".into()), x(), 1000),
+            PathBuf::from("/srv/b")
+        );
+        assert_eq!(run_dir_from(None, x(), 0), PathBuf::from("/run/balance"));
+        assert_eq!(
+            run_dir_from(None, x(), 1000),
+            PathBuf::from("/run/user/1000/balance")
+        );
+        assert_eq!(
+            run_dir_from(Some("".into()), None, 1000),
+            PathBuf::from("/tmp/balance-1000")
+        );
+    }
+
+    #[test]
+    fn socket_names_come_from_bind_address_and_port() {
+        let n = |s: &str| socket_name(s.parse().unwrap());
+        assert_eq!(n("127.0.0.1:8080"), "127.0.0.1:8080.sock");
+        assert_eq!(n("0.0.0.0:33306"), "0.0.0.0:33306.sock");
+        assert_eq!(n("[::]:33306"), "[::]:33306.sock");
+        assert_eq!(n("[::ffff:10.0.0.1]:80"), "10.0.0.1:80.sock");
+    }
+
+    #[test]
+    fn control_path_names_the_socket_of_one_listener_or_a_directory() {
+        let b: SocketAddr = "127.0.0.1:81".parse().unwrap();
+        let p = Path::new("/x/c.sock");
+        assert_eq!(listener_path(Some(p), b, 1), PathBuf::from("/x/c.sock"));
+        assert_eq!(
+            listener_path(Some(Path::new("/x")), b, 2),
+            PathBuf::from("/x/127.0.0.1:81.sock")
+        );
+    }
+}

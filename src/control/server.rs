@@ -1,0 +1,452 @@
+//! The control socket server: one Unix socket per listener.
+//!
+//! Protocol (line based, UTF-8): the client sends one command per line;
+//! the server answers with zero or more text lines, then one marker line
+//! `\x04ok G`, `\x04err G` (the command failed) or either followed by
+//! ` bye` (the server closes the session), where G is the session's current
+//! group. Right after connecting the server sends a greeting the same way.
+//! The marker is protocol only; the client never shows it.
+//!
+//! Bounds: lines ≤ 4 KiB (a longer one gets an error and the session is
+//! closed), ≤ 16 words, ≤ 16 sessions at once (more get an error line and
+//! are closed), 10 s to send each line (then the session is closed). A NUL
+//! byte or invalid UTF-8 gets one error line and changes nothing. Only our
+//! own uid and root may talk to the socket (mode 0600 and SO_PEERCRED).
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::control::commands;
+use crate::control::exec::{Control, Reply};
+use crate::control::paths;
+use crate::control::state::StateFile;
+use crate::service::Service;
+
+pub const MAX_LINE: usize = 4096;
+pub const MAX_SESSIONS: usize = 16;
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first byte of the marker line ending every answer.
+pub const MARKER: char = '\u{4}';
+
+/// A running control server. The socket is removed when the server stops:
+/// shutdown token cancelled, [`ControlHandle::stop`], or the runtime
+/// dropped. Dropping the handle does not stop the server.
+#[derive(Debug)]
+pub struct ControlHandle {
+    path: PathBuf,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ControlHandle {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stop this server only (e.g. before a reload re-creates the
+    /// listener) and wait until its socket is removed, so a new server can
+    /// bind the same path at once. Open sessions finish their command.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Restore `state` for this listener, bind its control socket at `path`
+/// and serve it until `shutdown` is cancelled (or the handle's
+/// [`ControlHandle::stop`]). `kill` cancels `shutdown`: the process's
+/// graceful shutdown, as SIGTERM.
+/// Errors (a live instance on the socket, a symlink, a bad run directory)
+/// are returned before anything is served.
+pub async fn spawn(
+    svc: Arc<Service>,
+    path: PathBuf,
+    shutdown: CancellationToken,
+    state: Option<Arc<StateFile>>,
+) -> io::Result<ControlHandle> {
+    if let Some(dir) = path.parent() {
+        if dir == paths::run_dir() {
+            paths::prepare_run_dir(dir)?;
+        }
+    }
+    if let Some(st) = state.clone() {
+        let s = Arc::clone(&svc);
+        tokio::task::spawn_blocking(move || st.restore(&s))
+            .await
+            .map_err(io::Error::other)?;
+    }
+    let (listener, guard) = bind(&path)?;
+    info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
+    let ctl = Arc::new(Control::new(svc, state, shutdown.clone()));
+    // Cancelled by the process shutdown too.
+    let stop = shutdown.child_token();
+    let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
+    Ok(ControlHandle { path, stop, task })
+}
+
+/// Removes the socket file on drop, if it is still ours.
+struct SocketGuard {
+    path: PathBuf,
+    ino: (u64, u64),
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if let Ok(md) = std::fs::symlink_metadata(&self.path) {
+            if (md.dev(), md.ino()) == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// What is at a socket path now.
+enum Existing {
+    Nothing,
+    /// A socket nobody answers on (left by a dead process).
+    Stale,
+}
+
+/// Refuse a symlink, a non-socket and a socket a live instance answers on.
+fn check_existing(path: &Path) -> io::Result<Existing> {
+    let named = |kind: io::ErrorKind, why: String| {
+        io::Error::new(kind, format!("control socket {}: {why}", path.display()))
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_symlink() => Err(named(
+            io::ErrorKind::PermissionDenied,
+            "is a symlink; refusing it".into(),
+        )),
+        Ok(md) if !md.file_type().is_socket() => Err(named(
+            io::ErrorKind::AlreadyExists,
+            "exists and is not a socket".into(),
+        )),
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => Err(named(
+                io::ErrorKind::AddrInUse,
+                "another balance instance answers there (same bind address and port?)".into(),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(Existing::Stale),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Existing::Nothing),
+            Err(e) => Err(named(e.kind(), format!("exists and cannot be probed: {e}"))),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Existing::Nothing),
+        Err(e) => Err(named(e.kind(), e.to_string())),
+    }
+}
+
+/// The checks [`spawn`] makes before binding, without changing anything
+/// but creating the default run directory: run before daemonizing, so the
+/// usual failures (a live instance, a symlink, a bad run directory) reach
+/// the terminal with a non-zero exit.
+pub fn preflight(path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        if dir == paths::run_dir() {
+            paths::prepare_run_dir(dir)?;
+        }
+    }
+    check_existing(path).map(|_| ())
+}
+
+fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
+    let named = |kind: io::ErrorKind, why: String| {
+        io::Error::new(kind, format!("control socket {}: {why}", path.display()))
+    };
+    if let Existing::Stale = check_existing(path)? {
+        std::fs::remove_file(path)?;
+    }
+    // Mode 0600 from birth: bind(2) creates the file with the umask applied.
+    let std_listener =
+        crate::sys::with_umask(0o177, || std::os::unix::net::UnixListener::bind(path))
+            .map_err(|e| named(e.kind(), format!("cannot bind: {e}")))?;
+    let md = std::fs::symlink_metadata(path)?;
+    let guard = SocketGuard {
+        path: path.to_path_buf(),
+        ino: (md.dev(), md.ino()),
+    };
+    std_listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(std_listener)?;
+    Ok((listener, guard))
+}
+
+async fn accept_loop(
+    ctl: Arc<Control>,
+    listener: UnixListener,
+    guard: SocketGuard,
+    stop: CancellationToken,
+) {
+    let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    warn!(listener = %ctl.svc.cfg.name, "control accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        match Arc::clone(&sessions).try_acquire_owned() {
+            Ok(permit) => {
+                let ctl = Arc::clone(&ctl);
+                tokio::spawn(async move {
+                    session(&ctl, stream).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(async move {
+                    let mut s = stream;
+                    let reply = Reply::err(format!(
+                        "error: too many control sessions (at most {MAX_SESSIONS}); try again"
+                    ));
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        write_reply(&mut s, &reply, 0, true),
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    drop(guard);
+    debug!(listener = %ctl.svc.cfg.name, "control socket closed");
+}
+
+enum LineRead {
+    Line,
+    Eof,
+    TooLong,
+}
+
+/// Read one line (without its newline) into `buf`, at most [`MAX_LINE`]
+/// bytes; a final line without newline counts as a line.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Line
+            });
+        }
+        if let Some(i) = avail.iter().position(|&b| b == b'\n') {
+            if buf.len() + i > MAX_LINE {
+                return Ok(LineRead::TooLong);
+            }
+            buf.extend_from_slice(avail.get(..i).unwrap_or_default());
+            r.consume(i + 1);
+            return Ok(LineRead::Line);
+        }
+        if buf.len() + avail.len() > MAX_LINE {
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(avail);
+        let n = avail.len();
+        r.consume(n);
+    }
+}
+
+async fn write_reply<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    reply: &Reply,
+    group: usize,
+    bye: bool,
+) -> io::Result<()> {
+    let mut out = String::new();
+    for l in &reply.lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push(MARKER);
+    out.push_str(if reply.ok { "ok " } else { "err " });
+    out.push_str(&group.to_string());
+    if bye {
+        out.push_str(" bye");
+    }
+    out.push('\n');
+    w.write_all(out.as_bytes()).await?;
+    w.flush().await
+}
+
+async fn session(ctl: &Control, stream: UnixStream) {
+    let name = &ctl.svc.cfg.name;
+    let uid = match stream.peer_cred() {
+        Ok(c) => c.uid(),
+        Err(e) => {
+            warn!(listener = %name, "control: no peer credentials: {e}");
+            return;
+        }
+    };
+    let (rd, mut wr) = stream.into_split();
+    let me = crate::sys::euid();
+    if uid != me && uid != 0 {
+        warn!(listener = %name, uid, "control: refused a session from another user");
+        let r = Reply::err(format!("error: permission denied for uid {uid}"));
+        let _ = tokio::time::timeout(IDLE_TIMEOUT, write_reply(&mut wr, &r, 0, true)).await;
+        return;
+    }
+    debug!(listener = %name, uid, "control session");
+    let mut rd = BufReader::with_capacity(MAX_LINE + 1, rd);
+    let mut group = 0usize;
+    let greeting = Reply {
+        lines: vec![
+            String::new(),
+            format!(
+                "balance {} interactive command shell",
+                env!("CARGO_PKG_VERSION")
+            ),
+            format!("PID of master process is {}", std::process::id()),
+            String::new(),
+        ],
+        ok: true,
+        close: false,
+    };
+    if !matches!(
+        tokio::time::timeout(IDLE_TIMEOUT, write_reply(&mut wr, &greeting, group, false)).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        let got = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut rd, &mut buf)).await;
+        let (reply, bye) = match got {
+            Err(_) => (
+                Reply::err(format!(
+                    "error: no complete command for {} s; closing",
+                    IDLE_TIMEOUT.as_secs()
+                )),
+                true,
+            ),
+            Ok(Err(_)) | Ok(Ok(LineRead::Eof)) => return,
+            Ok(Ok(LineRead::TooLong)) => (
+                Reply::err(format!("error: line longer than {MAX_LINE} bytes; closing")),
+                true,
+            ),
+            Ok(Ok(LineRead::Line)) => {
+                let line = buf.strip_suffix(b"\r").unwrap_or(&buf);
+                let r = if line.contains(&0) {
+                    Reply::err("error: NUL byte in command; ignored")
+                } else {
+                    match std::str::from_utf8(line) {
+                        Err(_) => Reply::err("error: command is not valid UTF-8; ignored"),
+                        Ok(text) => match commands::parse(text) {
+                            Err(e) => Reply::err(e),
+                            Ok(cmd) => ctl.execute(&mut group, cmd, text, uid).await,
+                        },
+                    }
+                };
+                let bye = r.close;
+                (r, bye)
+            }
+        };
+        let w = tokio::time::timeout(IDLE_TIMEOUT, write_reply(&mut wr, &reply, group, bye)).await;
+        if bye || !matches!(w, Ok(Ok(()))) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stop_removes_the_socket_so_a_new_server_can_bind_the_path_at_once() {
+        let dir = std::env::temp_dir().join(format!("balance-ctl-stop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let cfg =
+            crate::config::ListenerConfig::new("t".into(), "127.0.0.1:1".parse().unwrap(), vec![]);
+        let svc = Arc::new(Service::new(cfg, crate::health::RiseFallParams::default()));
+        let process = CancellationToken::new();
+        let h = spawn(Arc::clone(&svc), path.clone(), process.clone(), None)
+            .await
+            .unwrap();
+        assert!(path.exists());
+        let e = spawn(Arc::clone(&svc), path.clone(), process.clone(), None)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("another balance instance"), "{e}");
+        h.stop().await;
+        assert!(!path.exists());
+        assert!(!process.is_cancelled(), "stop ends only this server");
+        let h2 = spawn(svc, path.clone(), process.clone(), None)
+            .await
+            .unwrap();
+        process.cancel();
+        let _ = h2.task.await;
+        assert!(!path.exists(), "the process shutdown removes it too");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_a_last_line_without_newline_counts() {
+        let mut buf = Vec::new();
+        let mut r = BufReader::new(&b"show\r\nhelp"[..]);
+        assert!(matches!(
+            read_line(&mut r, &mut buf).await.unwrap(),
+            LineRead::Line
+        ));
+        assert_eq!(buf, b"show\r");
+        assert!(matches!(
+            read_line(&mut r, &mut buf).await.unwrap(),
+            LineRead::Line
+        ));
+        assert_eq!(buf, b"help");
+        assert!(matches!(
+            read_line(&mut r, &mut buf).await.unwrap(),
+            LineRead::Eof
+        ));
+
+        let long = vec![b'x'; MAX_LINE + 1];
+        let mut r = BufReader::new(&long[..]);
+        assert!(matches!(
+            read_line(&mut r, &mut buf).await.unwrap(),
+            LineRead::TooLong
+        ));
+        let mut exact = vec![b'x'; MAX_LINE];
+        exact.push(b'\n');
+        let mut r = BufReader::new(&exact[..]);
+        assert!(matches!(
+            read_line(&mut r, &mut buf).await.unwrap(),
+            LineRead::Line
+        ));
+        assert_eq!(buf.len(), MAX_LINE);
+    }
+
+    #[tokio::test]
+    async fn replies_end_with_a_marker_carrying_status_group_and_bye() {
+        let mut out = Vec::new();
+        write_reply(&mut out, &Reply::err("no such channel 5"), 2, false)
+            .await
+            .unwrap();
+        assert_eq!(out, b"no such channel 5\n\x04err 2\n");
+        out.clear();
+        let r = Reply {
+            lines: vec![],
+            ok: true,
+            close: true,
+        };
+        write_reply(&mut out, &r, 0, true).await.unwrap();
+        assert_eq!(out, b"\x04ok 0 bye\n");
+    }
+}
