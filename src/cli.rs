@@ -133,6 +133,9 @@ pub struct Args {
     /// Drop privileges to USER after binding
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    /// Serve Prometheus metrics on ADDR:PORT (GET /metrics)
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Runtime worker threads (default 1)
     #[arg(long, value_name = "N")]
     threads: Option<String>,
@@ -223,6 +226,14 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
         control: a.control.clone(),
         state_file: a.state_file,
         user: a.user,
+        metrics: match a.metrics.as_deref() {
+            None => None,
+            Some(m) => Some(
+                crate::config::yaml::parse_bind(m)
+                    .map_err(|e| UsageError(format!("bad --metrics: {e}")))?,
+            ),
+        },
+        resolve_interval: crate::config::yaml::DEFAULT_RESOLVE_INTERVAL,
     };
 
     if a.interactive || a.command.is_some() {
