@@ -1,17 +1,37 @@
 //! Running the balancer: bind everything first (errors reach the terminal
-//! with an exit code), then daemonize, then start the runtime and serve
-//! until SIGINT/SIGTERM, then drain for the grace period.
+//! with an exit code), then daemonize, drop privileges, start the runtime
+//! and serve until SIGINT/SIGTERM, then drain for the grace period.
+//!
+//! The [`Supervisor`] owns the running listeners, keyed by their bind
+//! address, so a reload (SIGHUP, or [`Supervisor::reload`] from the control
+//! socket) can add, remove and change them:
+//! - a listener whose bind is new is bound and started;
+//! - a listener whose bind is gone stops accepting; its connections finish;
+//! - a listener on the same bind with changed settings gets a new
+//!   [`Service`] that keeps the channels with the same host:port in the
+//!   same group position (counters, health, operator state) and the
+//!   listener counters; its socket stays open, so no client is refused;
+//! - established connections are never cut by a reload.
+//!
+//! A reload is all or nothing: a file that does not parse or validate, or a
+//! new listener that cannot bind, rejects the whole reload (logged, and
+//! returned to the control socket) and the running config keeps serving.
+//! Process-wide settings other than `grace` need a restart.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::config::{Config, Global};
+use crate::cli::EXIT_USAGE;
+use crate::config::{Config, Global, Host, ListenerConfig};
 use crate::health::RiseFallParams;
 use crate::logging::{self, Sink};
 use crate::service::Service;
@@ -30,37 +50,73 @@ pub struct Fatal {
     pub msg: String,
 }
 
+fn oserr(msg: String) -> Fatal {
+    Fatal {
+        code: EXIT_OSERR,
+        msg,
+    }
+}
+
+/// Run from the command line (one listener; SIGHUP has nothing to reload).
 pub fn run(cfg: Config) -> Result<(), Fatal> {
+    start(cfg, None)
+}
+
+/// `balance --config FILE [--check]`.
+pub fn run_file(path: &Path, check: bool, global: &Global) -> Result<(), Fatal> {
+    let cfg = crate::config::yaml::load(path, global).map_err(|msg| Fatal {
+        code: EXIT_USAGE,
+        msg,
+    })?;
+    if check {
+        for w in crate::config::yaml::unresolved(&cfg, crate::service::resolve) {
+            eprintln!("balance: warning: {w}");
+        }
+        println!(
+            "{}: ok ({} listener{})",
+            path.display(),
+            cfg.listeners.len(),
+            if cfg.listeners.len() == 1 { "" } else { "s" }
+        );
+        return Ok(());
+    }
+    start(cfg, Some(path.to_path_buf()))
+}
+
+fn start(cfg: Config, source: Option<PathBuf>) -> Result<(), Fatal> {
     crate::sys::raise_nofile_limit();
     let mut bound = Vec::with_capacity(cfg.listeners.len());
     for l in &cfg.listeners {
-        let sock = crate::listener::bind(l.bind, l.dual_stack).map_err(|e| Fatal {
-            code: EXIT_OSERR,
-            msg: format!("cannot listen on {}: {e}", l.bind),
-        })?;
+        let sock = crate::listener::bind(l.bind, l.dual_stack)
+            .map_err(|e| oserr(format!("cannot listen on {}: {e}", l.bind)))?;
         bound.push(sock);
     }
     let g = &cfg.global;
+    let metrics = match g.metrics {
+        None => None,
+        Some(addr) => Some(
+            crate::listener::bind(addr, false)
+                .map_err(|e| oserr(format!("cannot listen on --metrics {addr}: {e}")))?,
+        ),
+    };
     if !g.foreground {
-        crate::sys::daemonize().map_err(|e| Fatal {
-            code: EXIT_OSERR,
-            msg: format!("cannot daemonize: {e}"),
-        })?;
+        crate::sys::daemonize().map_err(|e| oserr(format!("cannot daemonize: {e}")))?;
     }
     let sink = match (&g.foreground, &g.log_file) {
         (true, _) => Sink::Stderr,
         (false, Some(p)) => Sink::File(p),
         (false, None) => Sink::Syslog,
     };
-    logging::init(g, sink).map_err(|e| Fatal {
-        code: EXIT_OSERR,
-        msg: format!("cannot open log file: {e}"),
-    })?;
+    logging::init(g, sink).map_err(|e| oserr(format!("cannot open log file: {e}")))?;
     if let Some(p) = &g.pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| Fatal {
-            code: EXIT_OSERR,
-            msg: format!("cannot write pidfile {}: {e}", p.display()),
-        })?;
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| oserr(format!("cannot write pidfile {}: {e}", p.display())))?;
+    }
+    // Everything privileged is open; no thread exists yet.
+    if let Some(user) = &g.user {
+        let (uid, gid) = crate::sys::drop_privileges(user)
+            .map_err(|e| oserr(format!("cannot drop privileges to \"{user}\": {e}")))?;
+        info!(user = %user, uid, gid, "dropped privileges");
     }
     let rt = if g.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -72,53 +128,305 @@ pub fn run(cfg: Config) -> Result<(), Fatal> {
             .enable_all()
             .build()
     }
-    .map_err(|e| Fatal {
-        code: EXIT_OSERR,
-        msg: format!("cannot start runtime: {e}"),
-    })?;
-    let res = rt.block_on(serve(cfg.clone(), bound));
+    .map_err(|e| oserr(format!("cannot start runtime: {e}")))?;
+    let pidfile = g.pidfile.clone();
+    let res = rt.block_on(serve(cfg, source, bound, metrics));
     // Anything still running after the grace period is cut here.
     rt.shutdown_timeout(Duration::from_millis(100));
-    if let Some(p) = &cfg.global.pidfile {
+    if let Some(p) = pidfile {
         let _ = std::fs::remove_file(p);
     }
     res
 }
 
-async fn serve(cfg: Config, bound: Vec<std::net::TcpListener>) -> Result<(), Fatal> {
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let limit = Arc::new(Semaphore::new(max_conns(&cfg.global)));
-    let mut services = Vec::new();
-    for (l, sock) in cfg.listeners.iter().zip(bound) {
-        let listener = TcpListener::from_std(sock).map_err(|e| Fatal {
-            code: EXIT_OSERR,
-            msg: format!("cannot register {}: {e}", l.bind),
-        })?;
-        let svc = Arc::new(Service::new(l.clone(), RiseFallParams::default()));
-        info!(listener = %l.name, bind = %l.bind, groups = l.groups.len(), "listening");
+/// One running listener.
+struct Running {
+    /// The listening socket; each accept loop gets its own dup.
+    sock: std::net::TcpListener,
+    svc: Arc<Service>,
+    /// Stops this listener's accept loop (and its monitor and control
+    /// socket); a child of the process-wide shutdown token.
+    stop: CancellationToken,
+}
+
+struct State {
+    cfg: Config,
+    listeners: Vec<Running>,
+}
+
+/// The set of running listeners and what reload and shutdown need.
+pub struct Supervisor {
+    source: Option<PathBuf>,
+    /// Globals from the command line (they win over the file's).
+    cli_global: Global,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    limit: Arc<Semaphore>,
+    state: tokio::sync::Mutex<State>,
+    /// Snapshot for readers (metrics, re-resolution): the live Services.
+    current: ArcSwap<Vec<Arc<Service>>>,
+    grace: Mutex<Duration>,
+}
+
+impl Supervisor {
+    /// The Services of the running listeners, in config order.
+    pub fn services(&self) -> Arc<Vec<Arc<Service>>> {
+        self.current.load_full()
+    }
+
+    /// Cancelled at shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn resolve_interval(&self) -> Duration {
+        self.cli_global.resolve_interval
+    }
+
+    fn grace(&self) -> Duration {
+        *self.grace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start accepting on `sock` with `svc`.
+    fn start_listener(
+        self: &Arc<Self>,
+        sock: std::net::TcpListener,
+        svc: Arc<Service>,
+    ) -> Result<Running, String> {
+        let name = &svc.cfg.name;
+        let dup = sock
+            .try_clone()
+            .map_err(|e| format!("listener \"{name}\": cannot dup socket: {e}"))?;
+        let listener = TcpListener::from_std(dup)
+            .map_err(|e| format!("listener \"{name}\": cannot register socket: {e}"))?;
+        let stop = self.shutdown.child_token();
         tokio::spawn(crate::listener::accept_loop(
             Arc::clone(&svc),
             listener,
-            Arc::clone(&limit),
-            tracker.clone(),
-            shutdown.clone(),
+            Arc::clone(&self.limit),
+            self.tracker.clone(),
+            stop.clone(),
         ));
-        services.push(svc);
+        // hook: monitor::spawn(Arc::clone(&svc), stop.clone())
+        //   One monitor per Service; `stop` is cancelled when this Service is
+        //   replaced (reload changed it), removed, or at shutdown.
+        // hook: control::spawn(Arc::clone(&svc), Arc::clone(self), stop.clone())
+        //   One control socket per listener; `reload` calls
+        //   `Supervisor::reload()`. Same `stop` semantics as the monitor.
+        info!(listener = %name, bind = %svc.cfg.bind, groups = svc.cfg.groups.len(), "listening");
+        Ok(Running { sock, svc, stop })
     }
-    wait_for_signal().await;
+
+    fn publish(&self, st: &State) {
+        let v: Vec<Arc<Service>> = st.listeners.iter().map(|r| Arc::clone(&r.svc)).collect();
+        self.current.store(Arc::new(v));
+        *self.grace.lock().unwrap_or_else(|p| p.into_inner()) = st.cfg.global.grace;
+    }
+
+    /// Re-read the config file and apply it (see the module doc). Returns a
+    /// one-line summary, or why nothing was changed.
+    pub async fn reload(self: &Arc<Self>) -> Result<String, String> {
+        let res = self.reload_inner().await;
+        match &res {
+            Ok(s) => info!("reload: {s}"),
+            Err(e) => error!("reload rejected, the running config stays: {e}"),
+        }
+        res
+    }
+
+    async fn reload_inner(self: &Arc<Self>) -> Result<String, String> {
+        let Some(path) = self.source.clone() else {
+            return Err("no config file to reload (started from the command line)".into());
+        };
+        let mut st = self.state.lock().await;
+        let cli = self.cli_global.clone();
+        let new = tokio::task::spawn_blocking(move || crate::config::yaml::load(&path, &cli))
+            .await
+            .map_err(|e| format!("config loader failed: {e}"))??;
+        // Resolve the names of channels that are not running yet, off the
+        // runtime thread.
+        let mut known: Vec<(Host, u16)> = Vec::new();
+        for r in &st.listeners {
+            for g in r.svc.pool.groups().iter() {
+                for ch in &g.channels {
+                    let t = ch.target();
+                    known.push((t.host.clone(), t.port));
+                }
+            }
+        }
+        let wanted: Vec<(Host, u16)> = new
+            .listeners
+            .iter()
+            .flat_map(|l| l.groups.iter().flat_map(|g| g.channels.iter()))
+            .map(|c| (c.host.clone(), c.port))
+            .filter(|k| !known.contains(k))
+            .collect();
+        let resolved = tokio::task::spawn_blocking(move || {
+            wanted
+                .into_iter()
+                .map(|(h, p)| {
+                    let a = crate::service::resolve(&h, p);
+                    ((h, p), a)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| format!("resolver failed: {e}"))?;
+        let resolve = |h: &Host, p: u16| -> Vec<SocketAddr> {
+            resolved
+                .iter()
+                .find(|((rh, rp), _)| rh == h && *rp == p)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default()
+        };
+
+        // Bind every new listener first: any failure rejects the reload.
+        let same_bind = |a: &ListenerConfig, b: &ListenerConfig| {
+            a.bind == b.bind && a.dual_stack == b.dual_stack
+        };
+        let mut fresh = Vec::new();
+        for l in &new.listeners {
+            if st.listeners.iter().any(|r| same_bind(&r.svc.cfg, l)) {
+                continue;
+            }
+            let sock = crate::listener::bind(l.bind, l.dual_stack).map_err(|e| {
+                format!("listener \"{}\": cannot listen on {}: {e}", l.name, l.bind)
+            })?;
+            fresh.push((l.bind, sock));
+        }
+
+        let (mut added, mut removed, mut changed, mut same) = (0, 0, 0, 0);
+        let mut old: Vec<Running> = std::mem::take(&mut st.listeners);
+        let mut next = Vec::with_capacity(new.listeners.len());
+        for l in &new.listeners {
+            if let Some(i) = old.iter().position(|r| same_bind(&r.svc.cfg, l)) {
+                let r = old.swap_remove(i);
+                if r.svc.cfg == *l {
+                    same += 1;
+                    next.push(r);
+                    continue;
+                }
+                let svc = Arc::new(r.svc.rebuild(l.clone(), rise_fall(l), resolve));
+                r.stop.cancel();
+                next.push(self.start_listener(r.sock, svc)?);
+                changed += 1;
+                continue;
+            }
+            let Some(i) = fresh.iter().position(|(b, _)| *b == l.bind) else {
+                return Err(format!("internal: listener \"{}\" was not bound", l.name));
+            };
+            let (_, sock) = fresh.swap_remove(i);
+            let svc = Arc::new(Service::new_with(l.clone(), rise_fall(l), resolve));
+            next.push(self.start_listener(sock, svc)?);
+            added += 1;
+        }
+        for r in old {
+            info!(listener = %r.svc.cfg.name, bind = %r.svc.cfg.bind, "stopped accepting (removed); live connections continue");
+            r.stop.cancel();
+            removed += 1;
+        }
+        let restart_needed = globals_needing_restart(&st.cfg.global, &new.global);
+        if !restart_needed.is_empty() {
+            warn!(
+                "reload: changed {} take effect after a restart",
+                restart_needed.join(", ")
+            );
+        }
+        st.listeners = next;
+        st.cfg = new;
+        self.publish(&st);
+        Ok(format!(
+            "{added} added, {removed} removed, {changed} changed, {same} unchanged"
+        ))
+    }
+}
+
+fn globals_needing_restart(a: &Global, b: &Global) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if a.max_conns != b.max_conns {
+        v.push("max_conns");
+    }
+    if a.metrics != b.metrics {
+        v.push("metrics");
+    }
+    if a.user != b.user {
+        v.push("user");
+    }
+    if a.threads != b.threads {
+        v.push("threads");
+    }
+    if a.pidfile != b.pidfile || a.log_file != b.log_file || a.log_format != b.log_format {
+        v.push("pidfile/log settings");
+    }
+    if a.resolve_interval != b.resolve_interval {
+        v.push("resolve_interval");
+    }
+    v
+}
+
+/// Passive detection's rise/fall: the monitor's settings, or defaults.
+fn rise_fall(l: &ListenerConfig) -> RiseFallParams {
+    match &l.monitor {
+        Some(m) => RiseFallParams {
+            rise: m.rise,
+            fall: m.fall,
+            noenable: m.noenable,
+            nodisable: m.nodisable,
+        },
+        None => RiseFallParams::default(),
+    }
+}
+
+async fn serve(
+    cfg: Config,
+    source: Option<PathBuf>,
+    bound: Vec<std::net::TcpListener>,
+    metrics: Option<std::net::TcpListener>,
+) -> Result<(), Fatal> {
+    let shutdown = CancellationToken::new();
+    let sup = Arc::new(Supervisor {
+        source,
+        cli_global: cfg.global.clone(),
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+        limit: Arc::new(Semaphore::new(max_conns(&cfg.global))),
+        state: tokio::sync::Mutex::new(State {
+            cfg: cfg.clone(),
+            listeners: Vec::new(),
+        }),
+        current: ArcSwap::from_pointee(Vec::new()),
+        grace: Mutex::new(cfg.global.grace),
+    });
+    {
+        let mut st = sup.state.lock().await;
+        for (l, sock) in cfg.listeners.iter().zip(bound) {
+            let svc = Arc::new(Service::new(l.clone(), rise_fall(l)));
+            let r = sup.start_listener(sock, svc).map_err(oserr)?;
+            st.listeners.push(r);
+        }
+        sup.publish(&st);
+    }
+    if let Some(m) = metrics {
+        let m = TcpListener::from_std(m)
+            .map_err(|e| oserr(format!("cannot register metrics socket: {e}")))?;
+        tokio::spawn(crate::metrics::serve(m, Arc::clone(&sup), shutdown.clone()));
+    }
+    tokio::spawn(crate::dns::reresolve_loop(Arc::clone(&sup)));
+
+    wait_for_signals(&sup).await;
+    let tracker = &sup.tracker;
     info!("shutting down: no new connections; {} live", tracker.len());
     shutdown.cancel();
     tracker.close();
-    if tokio::time::timeout(cfg.global.grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    let grace = sup.grace();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         warn!(
             "grace period {:?} over: cutting {} connections",
-            cfg.global.grace,
+            grace,
             tracker.len()
         );
+    } else {
+        info!("all connections finished");
     }
     Ok(())
 }
@@ -131,17 +439,25 @@ fn max_conns(g: &Global) -> usize {
     })
 }
 
-async fn wait_for_signal() {
+/// Serve SIGHUP (reload) until SIGTERM or SIGINT.
+async fn wait_for_signals(sup: &Arc<Supervisor>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         warn!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM"),
-        _ = int.recv() => info!("SIGINT"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM"); return; }
+            _ = int.recv() => { info!("SIGINT"); return; }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading");
+                let _ = sup.reload().await;
+            }
+        }
     }
 }

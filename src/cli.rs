@@ -517,4 +517,5 @@ fn resolve_bind_host(s: &str) -> Result<IpAddr, UsageError> {
 }
 
 #[cfg(test)]
+#[allow(unused_imports)]
 mod tests;

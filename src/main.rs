@@ -33,10 +33,14 @@ fn main() -> ExitCode {
             EXIT_USAGE,
             "-i/-c: the control socket is not yet supported in this build",
         ),
-        Invocation::ConfigFile { .. } => fail(
-            EXIT_USAGE,
-            "--config: config files are not yet supported in this build",
-        ),
+        Invocation::ConfigFile {
+            path,
+            check,
+            global,
+        } => match balance::app::run_file(&path, check, &global) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => fail(f.code, &f.msg),
+        },
     }
 }
 

@@ -399,7 +399,7 @@ fn billion_laughs_alias_bomb_is_rejected_fast() {
             "a{i}: &a{i} [*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev}]\n"
         ));
     }
-    doc.push_str(&format!("listeners: *a8\n"));
+    doc.push_str("listeners: *a8\n");
     let t = std::time::Instant::now();
     let e = bad(&doc);
     assert!(
