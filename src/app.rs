@@ -243,24 +243,19 @@ impl Supervisor {
         let new = tokio::task::spawn_blocking(move || crate::config::yaml::load(&path, &cli))
             .await
             .map_err(|e| format!("config loader failed: {e}"))??;
-        // Resolve the names of channels that are not running yet, off the
-        // runtime thread.
-        let mut known: Vec<(Host, u16)> = Vec::new();
-        for r in &st.listeners {
-            for g in r.svc.pool.groups().iter() {
-                for ch in &g.channels {
-                    let t = ch.target();
-                    known.push((t.host.clone(), t.port));
-                }
-            }
-        }
-        let wanted: Vec<(Host, u16)> = new
+        // Resolve the new config's channels off the runtime thread (kept
+        // channels keep their current addresses; only new ones use these).
+        let mut wanted: Vec<(Host, u16)> = Vec::new();
+        for c in new
             .listeners
             .iter()
             .flat_map(|l| l.groups.iter().flat_map(|g| g.channels.iter()))
-            .map(|c| (c.host.clone(), c.port))
-            .filter(|k| !known.contains(k))
-            .collect();
+        {
+            let k = (c.host.clone(), c.port);
+            if !wanted.contains(&k) {
+                wanted.push(k);
+            }
+        }
         let resolved = tokio::task::spawn_blocking(move || {
             wanted
                 .into_iter()
@@ -417,6 +412,8 @@ async fn serve(
     let tracker = &sup.tracker;
     info!("shutting down: no new connections; {} live", tracker.len());
     shutdown.cancel();
+    // Close the listening sockets now: new clients are refused, not queued.
+    sup.state.lock().await.listeners.clear();
     tracker.close();
     let grace = sup.grace();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {

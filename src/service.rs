@@ -106,3 +106,6 @@ pub fn resolve(host: &Host, port: u16) -> Vec<SocketAddr> {
         }
     }
 }
+
+#[cfg(test)]
+mod rebuild_tests;
