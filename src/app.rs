@@ -207,6 +207,10 @@ impl Supervisor {
             self.tracker.clone(),
             stop.clone(),
         ));
+        if svc.cfg.monitor.is_some() {
+            // Remove when the hook below is wired.
+            warn!(listener = %name, "monitor: configured, but this build does not run checks");
+        }
         // hook: monitor::spawn(Arc::clone(&svc), stop.clone())
         //   One monitor per Service; `stop` is cancelled when this Service is
         //   replaced (reload changed it), removed, or at shutdown.
