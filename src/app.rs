@@ -187,18 +187,23 @@ impl Supervisor {
         *self.grace.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Start accepting on `sock` with `svc`.
-    fn start_listener(
-        self: &Arc<Self>,
-        sock: std::net::TcpListener,
-        svc: Arc<Service>,
-    ) -> Result<Running, String> {
-        let name = &svc.cfg.name;
+    /// A tokio listener on a dup of `sock` (the fallible part of starting).
+    fn register(name: &str, sock: &std::net::TcpListener) -> Result<TcpListener, String> {
         let dup = sock
             .try_clone()
             .map_err(|e| format!("listener \"{name}\": cannot dup socket: {e}"))?;
-        let listener = TcpListener::from_std(dup)
-            .map_err(|e| format!("listener \"{name}\": cannot register socket: {e}"))?;
+        TcpListener::from_std(dup)
+            .map_err(|e| format!("listener \"{name}\": cannot register socket: {e}"))
+    }
+
+    /// Start accepting on `sock` (registered as `listener`) with `svc`.
+    fn launch(
+        self: &Arc<Self>,
+        sock: std::net::TcpListener,
+        listener: TcpListener,
+        svc: Arc<Service>,
+    ) -> Running {
+        let name = &svc.cfg.name;
         let stop = self.shutdown.child_token();
         tokio::spawn(crate::listener::accept_loop(
             Arc::clone(&svc),
@@ -218,7 +223,7 @@ impl Supervisor {
         //   One control socket per listener; `reload` calls
         //   `Supervisor::reload()`. Same `stop` semantics as the monitor.
         info!(listener = %name, bind = %svc.cfg.bind, groups = svc.cfg.groups.len(), "listening");
-        Ok(Running { sock, svc, stop })
+        Running { sock, svc, stop }
     }
 
     fn publish(&self, st: &State) {
@@ -279,47 +284,65 @@ impl Supervisor {
                 .unwrap_or_default()
         };
 
-        // Bind every new listener first: any failure rejects the reload.
+        // Phase 1, fallible, nothing running is touched: bind every new
+        // listener and register a socket for every listener that changes.
         let same_bind = |a: &ListenerConfig, b: &ListenerConfig| {
             a.bind == b.bind && a.dual_stack == b.dual_stack
         };
-        let mut fresh = Vec::new();
+        enum Plan {
+            Keep(usize),
+            Change(usize, TcpListener),
+            Add(std::net::TcpListener, TcpListener),
+        }
+        let mut plan = Vec::with_capacity(new.listeners.len());
         for l in &new.listeners {
-            if st.listeners.iter().any(|r| same_bind(&r.svc.cfg, l)) {
-                continue;
-            }
-            let sock = crate::listener::bind(l.bind, l.dual_stack).map_err(|e| {
-                format!("listener \"{}\": cannot listen on {}: {e}", l.name, l.bind)
-            })?;
-            fresh.push((l.bind, sock));
+            let cur = st.listeners.iter().position(|r| same_bind(&r.svc.cfg, l));
+            plan.push(match cur {
+                Some(i) if st.listeners[i].svc.cfg == *l => Plan::Keep(i),
+                Some(i) => Plan::Change(i, Self::register(&l.name, &st.listeners[i].sock)?),
+                None => {
+                    let sock = crate::listener::bind(l.bind, l.dual_stack).map_err(|e| {
+                        format!("listener \"{}\": cannot listen on {}: {e}", l.name, l.bind)
+                    })?;
+                    let reg = Self::register(&l.name, &sock)?;
+                    Plan::Add(sock, reg)
+                }
+            });
         }
 
-        let (mut added, mut removed, mut changed, mut same) = (0, 0, 0, 0);
-        let mut old: Vec<Running> = std::mem::take(&mut st.listeners);
+        // Phase 2, infallible: apply.
+        let (mut added, mut changed, mut same) = (0, 0, 0);
+        let mut old: Vec<Option<Running>> = std::mem::take(&mut st.listeners)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut next = Vec::with_capacity(new.listeners.len());
-        for l in &new.listeners {
-            if let Some(i) = old.iter().position(|r| same_bind(&r.svc.cfg, l)) {
-                let r = old.swap_remove(i);
-                if r.svc.cfg == *l {
-                    same += 1;
-                    next.push(r);
-                    continue;
+        for (l, p) in new.listeners.iter().zip(plan) {
+            match p {
+                Plan::Keep(i) => {
+                    if let Some(r) = old[i].take() {
+                        same += 1;
+                        next.push(r);
+                    }
                 }
-                let svc = Arc::new(r.svc.rebuild(l.clone(), rise_fall(l), resolve));
-                r.stop.cancel();
-                next.push(self.start_listener(r.sock, svc)?);
-                changed += 1;
-                continue;
+                Plan::Change(i, reg) => {
+                    if let Some(r) = old[i].take() {
+                        let svc = Arc::new(r.svc.rebuild(l.clone(), rise_fall(l), resolve));
+                        log_channel_changes(&r.svc, &svc);
+                        r.stop.cancel();
+                        next.push(self.launch(r.sock, reg, svc));
+                        changed += 1;
+                    }
+                }
+                Plan::Add(sock, reg) => {
+                    let svc = Arc::new(Service::new_with(l.clone(), rise_fall(l), resolve));
+                    next.push(self.launch(sock, reg, svc));
+                    added += 1;
+                }
             }
-            let Some(i) = fresh.iter().position(|(b, _)| *b == l.bind) else {
-                return Err(format!("internal: listener \"{}\" was not bound", l.name));
-            };
-            let (_, sock) = fresh.swap_remove(i);
-            let svc = Arc::new(Service::new_with(l.clone(), rise_fall(l), resolve));
-            next.push(self.start_listener(sock, svc)?);
-            added += 1;
         }
-        for r in old {
+        let mut removed = 0;
+        for r in old.into_iter().flatten() {
             info!(listener = %r.svc.cfg.name, bind = %r.svc.cfg.bind, "stopped accepting (removed); live connections continue");
             r.stop.cancel();
             removed += 1;
@@ -337,6 +360,25 @@ impl Supervisor {
         Ok(format!(
             "{added} added, {removed} removed, {changed} changed, {same} unchanged"
         ))
+    }
+}
+
+/// Log channels that a reload added or dropped.
+fn log_channel_changes(old: &Service, new: &Service) {
+    let list = |s: &Service| -> Vec<(usize, String)> {
+        s.pool
+            .groups()
+            .iter()
+            .enumerate()
+            .flat_map(|(g, gr)| gr.channels.iter().map(move |c| (g, c.target().to_string())))
+            .collect()
+    };
+    let (a, b) = (list(old), list(new));
+    for (g, c) in b.iter().filter(|x| !a.contains(x)) {
+        info!(listener = %new.cfg.name, group = g, channel = %c, "channel added");
+    }
+    for (g, c) in a.iter().filter(|x| !b.contains(x)) {
+        info!(listener = %new.cfg.name, group = g, channel = %c, "channel removed; its connections continue");
     }
 }
 
@@ -400,8 +442,8 @@ async fn serve(
         let mut st = sup.state.lock().await;
         for (l, sock) in cfg.listeners.iter().zip(bound) {
             let svc = Arc::new(Service::new(l.clone(), rise_fall(l)));
-            let r = sup.start_listener(sock, svc).map_err(oserr)?;
-            st.listeners.push(r);
+            let reg = Supervisor::register(&l.name, &sock).map_err(oserr)?;
+            st.listeners.push(sup.launch(sock, reg, svc));
         }
         sup.publish(&st);
     }

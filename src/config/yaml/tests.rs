@@ -489,3 +489,42 @@ fn unresolvable_names_are_reported_as_warnings() {
     let w = unresolved(&ok(MIN), |_, _| Vec::new());
     assert!(w.is_empty(), "IP literals never need resolving");
 }
+
+#[test]
+fn duplicate_keys_and_second_documents_are_errors() {
+    let e = bad(&MIN.replace("    bind:", "    name: b\n    bind:"));
+    assert!(e.contains("line 3"), "{e}");
+    let e = bad(&format!("{MIN}---\n{MIN}"));
+    assert!(!e.contains('\n'), "{e}");
+}
+
+/// Truncations and byte flips of the shipped example never panic, and any
+/// error is one line.
+#[test]
+fn mangled_files_never_panic() {
+    let text = include_str!("../../../contrib/balance.yaml");
+    let bytes = text.as_bytes();
+    let check = |b: &[u8]| {
+        if let Ok(s) = std::str::from_utf8(b) {
+            if let Err(e) = parse(s, &Global::default()) {
+                assert!(!e.contains('\n'), "{e}");
+            }
+        }
+    };
+    for cut in (0..bytes.len()).step_by(7) {
+        check(&bytes[..cut]);
+    }
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let junk = b":-[]{}&*!|>'\"#%@`, \n\t0xZ";
+    for _ in 0..400 {
+        let mut b = bytes.to_vec();
+        for _ in 0..3 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let pos = (seed >> 33) as usize % b.len();
+            b[pos] = junk[(seed >> 20) as usize % junk.len()];
+        }
+        check(&b);
+    }
+}
