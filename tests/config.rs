@@ -702,3 +702,70 @@ fn backend_name_is_re_resolved_and_an_unresolvable_one_comes_up_later() {
     });
     assert!(bal.log().contains("addresses changed"), "{}", bal.log());
 }
+
+#[test]
+fn reload_that_cannot_bind_a_new_listener_is_rejected_as_a_whole() {
+    let (a, b) = (backend("A"), backend("B"));
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_port = held.local_addr().unwrap().port();
+    let (mut bal, ports, cfg) = start_with(1, &[], |p| {
+        format!("listeners:\n{}", listener_yaml("main", p[0], &[a.addr]))
+    });
+    std::fs::write(
+        &cfg,
+        format!(
+            "listeners:\n{}{}",
+            listener_yaml("main", ports[0], &[b.addr]),
+            listener_yaml("blocked", held_port, &[b.addr])
+        ),
+    )
+    .unwrap();
+    bal.signal("HUP");
+    bal.wait_for("reload rejected", || {
+        bal_log_count(&cfg, "reload rejected") > 0
+    });
+    assert!(bal.log().contains("cannot listen"), "{}", bal.log());
+    for _ in 0..3 {
+        assert_eq!(tag_via(ports[0]).as_deref(), Some("A"), "main was changed");
+    }
+    drop(held);
+}
+
+#[test]
+fn reload_keeps_counters_of_channels_that_stay() {
+    let (a, b) = (backend("A"), backend("B"));
+    let (mut bal, ports, cfg) = start_with(2, &[], |p| {
+        format!(
+            "metrics: \"127.0.0.1:{}\"\nlisteners:\n{}",
+            p[1],
+            listener_yaml("web", p[0], &[a.addr])
+        )
+    });
+    for _ in 0..3 {
+        assert_eq!(tag_via(ports[0]).as_deref(), Some("A"));
+    }
+    let ch = format!("listener=\"web\",group=\"0\",channel=\"{}\"", a.addr);
+    let before = sample(&scrape(ports[1]), "balance_channel_connections_total", &ch);
+    assert!(before >= 3.0);
+    // Change a setting and add a channel: the listener is rebuilt, channel
+    // A is kept with its counters.
+    std::fs::write(
+        &cfg,
+        format!(
+            "metrics: \"127.0.0.1:{}\"\nlisteners:\n{}    idle_timeout: 1m\n",
+            ports[1],
+            listener_yaml("web", ports[0], &[a.addr, b.addr])
+        ),
+    )
+    .unwrap();
+    bal.signal("HUP");
+    bal.wait_for("reloaded", || bal_log_count(&cfg, "1 changed") > 0);
+    let text = scrape(ports[1]);
+    assert!(sample(&text, "balance_channel_connections_total", &ch) >= before);
+    assert!(sample(&text, "balance_listener_accepted_total", "listener=\"web\"") >= 3.0);
+    let chb = format!("listener=\"web\",group=\"0\",channel=\"{}\"", b.addr);
+    assert_eq!(
+        sample(&text, "balance_channel_connections_total", &chb),
+        0.0
+    );
+}
