@@ -80,11 +80,28 @@ pub fn run_file(path: &Path, check: bool, global: &Global) -> Result<(), Fatal> 
         );
         return Ok(());
     }
-    start(cfg, Some(path.to_path_buf()))
+    // Daemonizing changes to /: reload needs an absolute path.
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    start(cfg, Some(abs))
 }
 
-fn start(cfg: Config, source: Option<PathBuf>) -> Result<(), Fatal> {
+fn start(mut cfg: Config, source: Option<PathBuf>) -> Result<(), Fatal> {
     crate::sys::raise_nofile_limit();
+    // Daemonizing changes to /: make the paths given relative absolute.
+    let g = &mut cfg.global;
+    for p in [
+        &mut g.pidfile,
+        &mut g.log_file,
+        &mut g.state_file,
+        &mut g.control,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Ok(abs) = std::path::absolute(&*p) {
+            *p = abs;
+        }
+    }
     let mut bound = Vec::with_capacity(cfg.listeners.len());
     for l in &cfg.listeners {
         let sock = crate::listener::bind(l.bind, l.dual_stack)
@@ -498,6 +515,10 @@ async fn wait_for_signals(sup: &Arc<Supervisor>) {
             _ = term.recv() => { info!("SIGTERM"); return; }
             _ = int.recv() => { info!("SIGINT"); return; }
             _ = hup.recv() => {
+                if sup.source.is_none() {
+                    info!("SIGHUP ignored: started without --config, nothing to reload");
+                    continue;
+                }
                 info!("SIGHUP: reloading");
                 let _ = sup.reload().await;
             }

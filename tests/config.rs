@@ -769,3 +769,118 @@ fn reload_keeps_counters_of_channels_that_stay() {
         0.0
     );
 }
+
+#[test]
+fn command_line_mode_serves_metrics_and_ignores_sighup() {
+    let a = backend("A");
+    for _ in 0..5 {
+        let (lp, mp) = (free_port(), free_port());
+        let dir = tmpdir("cli");
+        let log = dir.join("b.log");
+        let child = Command::new(BIN)
+            .args(["-f", "--metrics", &format!("127.0.0.1:{mp}")])
+            .args(["-b", "127.0.0.1", &lp.to_string(), &a.addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut bal = Balance { child, log };
+        let t = Instant::now();
+        while t.elapsed() < WAIT && TcpStream::connect(("127.0.0.1", mp)).is_err() {
+            if let Ok(Some(_)) = bal.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        if bal.child.try_wait().unwrap().is_some() {
+            continue; // a port was taken meanwhile
+        }
+        assert_eq!(tag_via(lp).as_deref(), Some("A"));
+        let text = scrape(mp);
+        let ch = format!(
+            "listener=\"balance:{lp}\",group=\"0\",channel=\"{}\"",
+            a.addr
+        );
+        assert!(sample(&text, "balance_channel_connections_total", &ch) >= 1.0);
+        bal.signal("HUP");
+        let log = bal.log.clone();
+        bal.wait_for("SIGHUP logged", || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("SIGHUP ignored"))
+        });
+        assert_eq!(tag_via(lp).as_deref(), Some("A"));
+        return;
+    }
+    panic!("could not find free ports");
+}
+
+#[test]
+fn daemon_with_relative_config_path_writes_pidfile_and_reloads() {
+    let (a, b) = (backend("A"), backend("B"));
+    for _ in 0..5 {
+        let port = free_port();
+        let dir = tmpdir("daemon");
+        let yaml = |ch: SocketAddr| format!("listeners:\n{}", listener_yaml("d", port, &[ch]));
+        std::fs::write(dir.join("d.yaml"), yaml(a.addr)).unwrap();
+        let st = Command::new(BIN)
+            .current_dir(&dir)
+            .args([
+                "--config",
+                "d.yaml",
+                "--pidfile",
+                "d.pid",
+                "--log-file",
+                "d.log",
+            ])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "the parent exits 0 after forking");
+        let pidfile = dir.join("d.pid");
+        let t = Instant::now();
+        let pid = loop {
+            if let Some(p) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                break p;
+            }
+            assert!(t.elapsed() < WAIT, "no pidfile");
+            thread::sleep(Duration::from_millis(25));
+        };
+        let kill = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), &pid.to_string()])
+                .status();
+        };
+        let alive = || Path::new(&format!("/proc/{pid}")).exists();
+        let t = Instant::now();
+        while t.elapsed() < WAIT && alive() && tag_via(port).is_none() {
+            thread::sleep(Duration::from_millis(25));
+        }
+        if !alive() {
+            continue; // port taken meanwhile
+        }
+        assert_eq!(tag_via(port).as_deref(), Some("A"));
+        std::fs::write(dir.join("d.yaml"), yaml(b.addr)).unwrap();
+        kill("HUP");
+        let t = Instant::now();
+        while t.elapsed() < WAIT && tag_via(port).as_deref() != Some("B") {
+            thread::sleep(Duration::from_millis(25));
+        }
+        let log = std::fs::read_to_string(dir.join("d.log")).unwrap_or_default();
+        assert_eq!(tag_via(port).as_deref(), Some("B"), "not reloaded:\n{log}");
+        kill("TERM");
+        let t = Instant::now();
+        while t.elapsed() < WAIT && (alive() || pidfile.exists()) {
+            thread::sleep(Duration::from_millis(25));
+        }
+        assert!(!pidfile.exists(), "pidfile left behind");
+        if alive() {
+            kill("KILL");
+            panic!("daemon did not exit on SIGTERM");
+        }
+        return;
+    }
+    panic!("could not find a free port");
+}
