@@ -68,6 +68,10 @@ pub fn run_file(path: &Path, check: bool, global: &Global) -> Result<(), Fatal> 
         code: EXIT_USAGE,
         msg,
     })?;
+    crate::config::yaml::resolved_loops(&cfg, crate::service::resolve).map_err(|msg| Fatal {
+        code: EXIT_USAGE,
+        msg: format!("{}: {msg}", path.display()),
+    })?;
     if check {
         for w in crate::config::yaml::unresolved(&cfg, crate::service::resolve) {
             eprintln!("balance: warning: {w}");
@@ -300,6 +304,8 @@ impl Supervisor {
                 .map(|(_, a)| a.clone())
                 .unwrap_or_default()
         };
+
+        crate::config::yaml::resolved_loops(&new, resolve)?;
 
         // Phase 1, fallible, nothing running is touched: bind every new
         // listener and register a socket for every listener that changes.

@@ -18,6 +18,8 @@ use crate::service::Service;
 
 /// The reason `Channel::new` gives a channel whose name did not resolve.
 pub const UNRESOLVED: &str = "name does not resolve";
+/// The reason for a channel whose name now resolves only to its own listener.
+pub const SELF_LOOP: &str = "resolves to its own listener";
 
 /// Re-resolve every `resolve_interval` until shutdown.
 pub async fn reresolve_loop(sup: Arc<Supervisor>) {
@@ -51,7 +53,7 @@ pub fn reresolve(svcs: &[Arc<Service>], resolve: impl Fn(&Host, u16) -> Vec<Sock
                     .entry((name.clone(), t.port))
                     .or_insert_with(|| resolve(&t.host, t.port))
                     .clone();
-                if apply(&svc.cfg.name, ch, &t, addrs) {
+                if apply(&svc.cfg.name, svc.cfg.bind, ch, &t, addrs) {
                     changed += 1;
                 }
             }
@@ -61,24 +63,44 @@ pub fn reresolve(svcs: &[Arc<Service>], resolve: impl Fn(&Host, u16) -> Vec<Sock
 }
 
 /// Store `addrs` in `ch` if they differ; true if the target changed.
-fn apply(listener: &str, ch: &Channel, t: &Target, addrs: Vec<SocketAddr>) -> bool {
+/// Addresses that lead back to the listener itself are dropped; if nothing
+/// else is left the channel goes down until the name resolves elsewhere.
+fn apply(
+    listener: &str,
+    bind: SocketAddr,
+    ch: &Channel,
+    t: &Target,
+    mut addrs: Vec<SocketAddr>,
+) -> bool {
     if addrs.is_empty() {
         if !t.addrs.is_empty() {
             debug!(listener, channel = %t, "name does not resolve now; keeping the last addresses");
         }
         return false;
     }
+    let n = addrs.len();
+    addrs.retain(|a| !crate::config::yaml::is_self_loop_addr(bind, *a));
+    if addrs.len() < n {
+        warn!(listener, channel = %t, "name resolves to the listener itself; those addresses are not used");
+    }
     if addrs == t.addrs {
         return false;
     }
-    let was_unresolved = t.addrs.is_empty();
     info!(listener, channel = %t, old = ?t.addrs, new = ?addrs, "addresses changed");
+    let now_empty = addrs.is_empty();
     ch.set_target(Target {
         host: t.host.clone(),
         port: t.port,
         addrs,
     });
-    if was_unresolved && !ch.is_up() && ch.health().1 == UNRESOLVED {
+    if now_empty {
+        if ch.force_down(SELF_LOOP) {
+            warn!(listener, channel = %t, "channel disabled: {SELF_LOOP}");
+        }
+        return true;
+    }
+    let reason = ch.health().1;
+    if !ch.is_up() && (reason == UNRESOLVED || reason == SELF_LOOP) {
         ch.force_up();
         info!(listener, channel = %t, "name resolves now: channel enabled");
     }
@@ -162,6 +184,32 @@ mod tests {
         reresolve(&[s], |_, _| vec![sa("10.0.0.1:80")]);
         assert_eq!(ch.target().addrs, vec![sa("10.0.0.1:80")]);
         assert_eq!(ch.shown_state(), ShownState::SoftDisabled);
+    }
+
+    #[test]
+    fn a_name_resolving_to_its_own_listener_goes_down_and_comes_back() {
+        // The test listener binds 127.0.0.1:1; channels use port 80, so
+        // point the answer at port 1 through a listener on port 80.
+        let s = svc(&["db1"]);
+        let ch = Arc::clone(&s.pool.groups()[0].channels[0]);
+        reresolve(&[Arc::clone(&s)], |_, _| vec![sa("10.0.0.1:80")]);
+        assert_eq!(ch.shown_state(), ShownState::Ena);
+        let bind = sa("127.0.0.1:80");
+        let t = ch.target();
+        assert!(apply("t", bind, &ch, &t, vec![sa("127.0.0.1:80")]));
+        assert!(ch.target().addrs.is_empty(), "looping address not stored");
+        assert_eq!(ch.shown_state(), ShownState::SoftDisabled);
+        assert_eq!(ch.health().1, SELF_LOOP);
+        let t = ch.target();
+        assert!(apply(
+            "t",
+            bind,
+            &ch,
+            &t,
+            vec![sa("127.0.0.1:80"), sa("10.0.0.2:80")]
+        ));
+        assert_eq!(ch.target().addrs, vec![sa("10.0.0.2:80")]);
+        assert_eq!(ch.shown_state(), ShownState::Ena);
     }
 
     #[test]

@@ -616,6 +616,12 @@ fn user_option_drops_root_in_every_thread() {
         assert_eq!(field("Uid:"), vec![uid.clone(); 4], "{st}");
         assert_eq!(field("Gid:"), vec![gid.clone(); 4], "{st}");
         assert!(field("Groups:").is_empty(), "{st}");
+        assert_eq!(
+            field("CapEff:"),
+            vec!["0000000000000000".to_string()],
+            "{st}"
+        );
+        assert_eq!(field("NoNewPrivs:"), vec!["1".to_string()], "{st}");
         n += 1;
     }
     assert!(n >= 2, "expected the runtime's threads, saw {n}");
@@ -883,4 +889,103 @@ fn daemon_with_relative_config_path_writes_pidfile_and_reloads() {
         return;
     }
     panic!("could not find a free port");
+}
+
+/// T41: every garbage file exits 64 fast, in little memory, with one line.
+#[test]
+fn garbage_config_files_exit_64_fast_in_little_memory() {
+    let dir = tmpdir("garbage");
+    let ok_listener = |port: &str, ch: &str| {
+        format!(
+            "listeners:\n  - name: a\n    bind: \"127.0.0.1:{port}\"\n    groups:\n      - channels: [\"{ch}\"]\n"
+        )
+    };
+    let mut bomb = String::from(
+        "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    groups:\n      - channels: &a0 [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n",
+    );
+    for i in 1..9 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "      - channels: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+        ));
+    }
+    let corpus: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        (
+            "binary",
+            (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        ("bomb", bomb.into_bytes()),
+        (
+            "deep",
+            format!("listeners: {}{}\n", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+        ),
+        (
+            "dupkey",
+            ok_listener("8000", "x")
+                .replace("    bind:", "    name: b\n    bind:")
+                .into_bytes(),
+        ),
+        (
+            "unknown",
+            format!("{}    colour: blue\n", ok_listener("8000", "x")).into_bytes(),
+        ),
+        ("port0", ok_listener("0", "x").into_bytes()),
+        ("port65536", ok_listener("65536", "x").into_bytes()),
+        ("port-1", ok_listener("-1", "x").into_bytes()),
+        ("chport0", ok_listener("8000", "x:0").into_bytes()),
+        (
+            "duration",
+            format!(
+                "{}    connect_timeout: 99999999999999999999s\n",
+                ok_listener("8000", "x")
+            )
+            .into_bytes(),
+        ),
+        (
+            "emptygroup",
+            ok_listener("8000", "x")
+                .replace("[\"x\"]", "[]")
+                .into_bytes(),
+        ),
+        (
+            "selfloop",
+            ok_listener("8000", "127.0.0.1:8000").into_bytes(),
+        ),
+    ];
+    let prlimit = Command::new("prlimit").arg("--version").output().is_ok();
+    for (name, bytes) in corpus {
+        let f = dir.join(format!("{name}.yaml"));
+        std::fs::write(&f, &bytes).unwrap();
+        check_rejected(&f, prlimit, name);
+    }
+    // 100 MiB (sparse): refused by size before it is read.
+    let huge = dir.join("huge.yaml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    check_rejected(&huge, prlimit, "huge");
+}
+
+fn check_rejected(f: &Path, prlimit: bool, name: &str) {
+    let mut cmd = if prlimit {
+        // 128 MiB of address space: an expanding bomb would abort, not exit 64.
+        let mut c = Command::new("prlimit");
+        c.arg(format!("--as={}", 128u64 << 20)).arg(BIN);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    let t = Instant::now();
+    let out = cmd
+        .args(["--config", f.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{name}: {err}");
+    assert_eq!(err.lines().count(), 1, "{name}: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    assert!(took < Duration::from_secs(3), "{name} took {took:?}");
 }

@@ -826,23 +826,64 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
 }
 
 /// A channel that would connect back to its own listener: the same IP
-/// literal and port, or a loopback/wildcard bind with a loopback channel
-/// (127.x, ::1, `localhost`) on the same port.
+/// literal and port, or, for a wildcard bind, a loopback or wildcard
+/// channel (127.x, ::1, 0.0.0.0, `localhost`) on the same port.
 pub fn is_self_loop(bind: SocketAddr, c: &ChannelConfig) -> bool {
-    if c.port != bind.port() {
+    match &c.host {
+        Host::Ip(ip) => is_self_loop_addr(bind, SocketAddr::new(*ip, c.port)),
+        Host::Name(n) => {
+            c.port == bind.port()
+                && (bind.ip().is_unspecified() || bind.ip().is_loopback())
+                && n.eq_ignore_ascii_case("localhost")
+        }
+    }
+}
+
+/// Whether connecting to `addr` reaches the listener bound to `bind`.
+pub fn is_self_loop_addr(bind: SocketAddr, addr: SocketAddr) -> bool {
+    if addr.port() != bind.port() {
         return false;
     }
-    let local_bind = bind.ip().is_unspecified() || bind.ip().is_loopback();
-    match &c.host {
-        Host::Ip(ip) => {
-            let ip = match ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(*ip),
-                v4 => *v4,
-            };
-            ip == bind.ip() || (local_bind && (ip.is_loopback() || ip.is_unspecified()))
-        }
-        Host::Name(n) => local_bind && n.eq_ignore_ascii_case("localhost"),
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    let (b, a) = (canon(bind.ip()), canon(addr.ip()));
+    if a == b {
+        return true;
     }
+    if b.is_unspecified() {
+        return a.is_loopback() || a.is_unspecified();
+    }
+    // Connecting to 0.0.0.0 / :: reaches the loopback address.
+    b.is_loopback() && a.is_unspecified()
+}
+
+/// Channels whose name resolves to their own listener (rejected at load
+/// and on reload; at runtime re-resolution drops such addresses).
+pub fn resolved_loops(
+    cfg: &Config,
+    resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
+) -> Result<(), String> {
+    for l in &cfg.listeners {
+        for g in &l.groups {
+            for c in &g.channels {
+                if !matches!(c.host, Host::Name(_)) {
+                    continue;
+                }
+                if let Some(a) = resolve(&c.host, c.port)
+                    .into_iter()
+                    .find(|a| is_self_loop_addr(l.bind, *a))
+                {
+                    return Err(format!(
+                        "listener \"{}\": channel {c} resolves to {a}, the listener itself",
+                        l.name
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `--check`: names that do not resolve now (warnings, not errors).

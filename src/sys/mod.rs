@@ -190,7 +190,8 @@ fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
 /// `--user`: drop root for good. Must run after everything privileged is
 /// open (listen sockets, pidfile, logs) and before any thread exists:
 /// supplementary groups cleared, then the gid, then the uid; then verify
-/// that the ids changed and that `setuid(0)` now fails (CERT POS36-C/37-C).
+/// that the ids changed and that `setuid(0)` now fails (CERT POS36-C/37-C);
+/// finally set `no_new_privs`.
 pub fn drop_privileges(user: &str) -> io::Result<(u32, u32)> {
     let (uid, gid) = lookup_user(user)?;
     // SAFETY: setgroups with size 0 does not read the (null) list pointer.
@@ -222,6 +223,12 @@ pub fn drop_privileges(user: &str) -> io::Result<(u32, u32)> {
     // SAFETY: as above; this must fail for a non-root target user.
     if uid != 0 && unsafe { libc::setuid(0) } == 0 {
         return Err(io::Error::other("setuid(0) still succeeds"));
+    }
+    // No regaining privileges through exec (setuid binaries, file caps),
+    // e.g. from exec health checks.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok((uid, gid))
 }

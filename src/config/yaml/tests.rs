@@ -386,6 +386,22 @@ fn self_loops_are_detected_for_literal_loopback_and_wildcard_binds() {
     assert!(!is_self_loop(b("10.0.0.5:80"), &ch("127.0.0.1", 80)));
     assert!(!is_self_loop(b("10.0.0.5:80"), &ch("10.0.0.6", 80)));
     assert!(!is_self_loop(b("0.0.0.0:80"), &ch("db1", 80)));
+    assert!(!is_self_loop(b("127.0.0.1:80"), &ch("127.0.0.2", 80)));
+    assert!(is_self_loop(b("127.0.0.1:80"), &ch("0.0.0.0", 80)));
+    assert!(is_self_loop(b("127.0.0.1:80"), &ch("::ffff:127.0.0.1", 80)));
+}
+
+#[test]
+fn names_resolving_to_their_own_listener_are_found() {
+    let c = ok(&MIN.replace("10.0.0.1:80", "loop.example:8000"));
+    let looped = |_: &Host, p: u16| vec![SocketAddr::from(([127, 0, 0, 1], p))];
+    let e = resolved_loops(&c, looped).unwrap_err();
+    assert!(
+        e.contains("loop.example:8000") && e.contains("itself"),
+        "{e}"
+    );
+    let elsewhere = |_: &Host, p: u16| vec![SocketAddr::from(([10, 0, 0, 1], p))];
+    assert!(resolved_loops(&c, elsewhere).is_ok());
 }
 
 #[test]
@@ -527,4 +543,30 @@ fn mangled_files_never_panic() {
         }
         check(&b);
     }
+}
+
+/// The alias limits themselves (not the schema) stop an expansion: a
+/// deserializer that accepts anything still fails fast.
+#[test]
+fn alias_replay_limits_stop_a_bomb_even_when_every_type_fits() {
+    let mut doc = String::from(
+        "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..9 {
+        let p = i - 1;
+        doc.push_str(&format!(
+            "a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+        ));
+    }
+    let t = std::time::Instant::now();
+    let r = serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(&doc, options());
+    assert!(r.is_err(), "a 9^9 expansion was accepted");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    // A small, legitimate use of anchors still works.
+    let small = "a: &x [1, 2]\nb: *x\nc: *x\n";
+    assert!(serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(small, options()).is_ok());
 }
