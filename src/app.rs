@@ -90,6 +90,7 @@ pub fn run_file(path: &Path, check: bool, global: &Global) -> Result<(), Fatal> 
 }
 
 fn start(mut cfg: Config, source: Option<PathBuf>) -> Result<(), Fatal> {
+    crate::sys::ignore_sighup();
     crate::sys::raise_nofile_limit();
     // Daemonizing changes to /: make the paths given relative absolute.
     let g = &mut cfg.global;
@@ -447,6 +448,7 @@ async fn serve(
     bound: Vec<std::net::TcpListener>,
     metrics: Option<std::net::TcpListener>,
 ) -> Result<(), Fatal> {
+    let signals = install_signals();
     let shutdown = CancellationToken::new();
     let sup = Arc::new(Supervisor {
         source,
@@ -471,13 +473,16 @@ async fn serve(
         sup.publish(&st);
     }
     if let Some(m) = metrics {
+        if let Ok(addr) = m.local_addr() {
+            info!(bind = %addr, "metrics: serving GET /metrics");
+        }
         let m = TcpListener::from_std(m)
             .map_err(|e| oserr(format!("cannot register metrics socket: {e}")))?;
         tokio::spawn(crate::metrics::serve(m, Arc::clone(&sup), shutdown.clone()));
     }
     tokio::spawn(crate::dns::reresolve_loop(Arc::clone(&sup)));
 
-    wait_for_signals(&sup).await;
+    wait_for_signals(&sup, signals).await;
     let tracker = &sup.tracker;
     info!("shutting down: no new connections; {} live", tracker.len());
     shutdown.cancel();
@@ -506,13 +511,32 @@ fn max_conns(g: &Global) -> usize {
 }
 
 /// Serve SIGHUP (reload) until SIGTERM or SIGINT.
-async fn wait_for_signals(sup: &Arc<Supervisor>) {
+/// SIGTERM, SIGINT and SIGHUP streams; installed before any listener
+/// accepts, so a signal sent as soon as the port answers is not lost (or,
+/// for SIGHUP, fatal).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+fn install_signals() -> Option<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    Some(Signals {
+        term: signal(SignalKind::terminate()).ok()?,
+        int: signal(SignalKind::interrupt()).ok()?,
+        hup: signal(SignalKind::hangup()).ok()?,
+    })
+}
+
+/// Serve SIGHUP (reload) until SIGTERM or SIGINT.
+async fn wait_for_signals(sup: &Arc<Supervisor>, signals: Option<Signals>) {
+    let Some(Signals {
+        mut term,
+        mut int,
+        mut hup,
+    }) = signals
+    else {
         warn!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

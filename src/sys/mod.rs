@@ -232,3 +232,10 @@ pub fn drop_privileges(user: &str) -> io::Result<(u32, u32)> {
     }
     Ok((uid, gid))
 }
+
+/// Ignore SIGHUP until the runtime installs its handler: a reload request
+/// that arrives during start-up must not kill the process.
+pub fn ignore_sighup() {
+    // SAFETY: installs the kernel's SIG_IGN disposition; no Rust handler runs.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+}
