@@ -76,6 +76,11 @@ pub fn run_file(path: &Path, check: bool, global: &Global) -> Result<(), Fatal> 
         for w in crate::config::yaml::unresolved(&cfg, crate::service::resolve) {
             eprintln!("balance: warning: {w}");
         }
+        if let Some(user) = &cfg.global.user {
+            if let Err(e) = crate::sys::lookup_user(user) {
+                eprintln!("balance: warning: user \"{user}\": {e}");
+            }
+        }
         println!(
             "{}: ok ({} listener{})",
             path.display(),
@@ -121,6 +126,15 @@ fn start(mut cfg: Config, source: Option<PathBuf>) -> Result<(), Fatal> {
                 .map_err(|e| oserr(format!("cannot listen on --metrics {addr}: {e}")))?,
         ),
     };
+    // Look the user up while errors still reach the terminal.
+    let drop_to = match &g.user {
+        None => None,
+        Some(user) => Some((
+            user,
+            crate::sys::lookup_user(user)
+                .map_err(|e| oserr(format!("cannot use --user \"{user}\": {e}")))?,
+        )),
+    };
     if !g.foreground {
         crate::sys::daemonize().map_err(|e| oserr(format!("cannot daemonize: {e}")))?;
     }
@@ -135,8 +149,8 @@ fn start(mut cfg: Config, source: Option<PathBuf>) -> Result<(), Fatal> {
             .map_err(|e| oserr(format!("cannot write pidfile {}: {e}", p.display())))?;
     }
     // Everything privileged is open; no thread exists yet.
-    if let Some(user) = &g.user {
-        let (uid, gid) = crate::sys::drop_privileges(user)
+    if let Some((user, (uid, gid))) = drop_to {
+        crate::sys::drop_privileges(uid, gid)
             .map_err(|e| oserr(format!("cannot drop privileges to \"{user}\": {e}")))?;
         info!(user = %user, uid, gid, "dropped privileges");
     }

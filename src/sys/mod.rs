@@ -156,7 +156,7 @@ pub fn syslog(priority: libc::c_int, msg: &str) {
 }
 
 /// Look up `user` in the password database: (uid, primary gid).
-fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
+pub fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     let name = CString::new(user)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
@@ -181,7 +181,7 @@ fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     if result.is_null() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!("no such user \"{user}\""),
+            "no such user in the password database",
         ));
     }
     Ok((pwd.pw_uid, pwd.pw_gid))
@@ -192,8 +192,7 @@ fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
 /// supplementary groups cleared, then the gid, then the uid; then verify
 /// that the ids changed and that `setuid(0)` now fails (CERT POS36-C/37-C);
 /// finally set `no_new_privs`.
-pub fn drop_privileges(user: &str) -> io::Result<(u32, u32)> {
-    let (uid, gid) = lookup_user(user)?;
+pub fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
     // SAFETY: setgroups with size 0 does not read the (null) list pointer.
     if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -230,7 +229,7 @@ pub fn drop_privileges(user: &str) -> io::Result<(u32, u32)> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((uid, gid))
+    Ok(())
 }
 
 /// Ignore SIGHUP until the runtime installs its handler: a reload request
