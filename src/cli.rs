@@ -264,6 +264,28 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
         if let Some(tok) = a.positional.first() {
             return err(format!("unexpected \"{tok}\": --config takes no channels"));
         }
+        // Per-listener options belong in the file; never ignore them silently.
+        let per_listener = [
+            ("-6", a.ipv6),
+            ("-a", a.autodisable),
+            ("-b", a.bind.is_some()),
+            ("-B", a.source.is_some()),
+            ("-H", a.hash_failover),
+            ("-m", a.monitor.is_some()),
+            ("-p", a.packet_dump),
+            ("-t", a.connect_timeout.is_some()),
+            ("-T", a.idle_timeout.is_some()),
+            ("-k", a.client_keepalive.is_some()),
+            ("-K", a.server_keepalive.is_some()),
+            ("--spin", a.spin.is_some()),
+            ("--race", a.race.is_some()),
+            ("--failback", a.failback.is_some()),
+        ];
+        if let Some((flag, _)) = per_listener.iter().find(|(_, given)| *given) {
+            return err(format!(
+                "{flag} cannot be used with --config: set it per listener in the file"
+            ));
+        }
         return Ok(Invocation::ConfigFile {
             path,
             check: a.check,

@@ -1063,3 +1063,25 @@ fn reloads_under_connection_load_lose_no_connection() {
     assert_eq!(failed, 0, "{failed} of {} connections failed", ok + failed);
     assert_eq!(bal_log_count(&cfg, "1 changed"), 6, "{}", bal.log());
 }
+
+#[test]
+fn per_listener_command_line_options_are_refused_with_config() {
+    for flag in [
+        &["-a"][..],
+        &["-t", "2"],
+        &["--race", "1s"],
+        &["-b", "127.0.0.1"],
+    ] {
+        let out = Command::new(BIN)
+            .args(["--config", "/nonexistent.yaml", "--check"])
+            .args(flag)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{flag:?}: {err}");
+        assert!(
+            err.contains(flag[0]) && err.contains("per listener"),
+            "{err}"
+        );
+    }
+}
