@@ -91,14 +91,13 @@ pub fn run_file(path: &Path, check: bool, global: &Global) -> Result<(), Fatal> 
     }
     // Daemonizing changes to /: reload needs an absolute path.
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    start(cfg, Some(abs))
+    let mut cli = global.clone();
+    absolutize(&mut cli);
+    start(cfg, Some((abs, cli)))
 }
 
-fn start(mut cfg: Config, source: Option<PathBuf>) -> Result<(), Fatal> {
-    crate::sys::ignore_sighup();
-    crate::sys::raise_nofile_limit();
-    // Daemonizing changes to /: make the paths given relative absolute.
-    let g = &mut cfg.global;
+/// Daemonizing changes to /: make the paths given relative absolute.
+fn absolutize(g: &mut Global) {
     for p in [
         &mut g.pidfile,
         &mut g.log_file,
@@ -112,6 +111,14 @@ fn start(mut cfg: Config, source: Option<PathBuf>) -> Result<(), Fatal> {
             *p = abs;
         }
     }
+}
+
+/// `source`: the config file and the command line's own globals (which
+/// win over the file's on every reload).
+fn start(mut cfg: Config, source: Option<(PathBuf, Global)>) -> Result<(), Fatal> {
+    crate::sys::ignore_sighup();
+    crate::sys::raise_nofile_limit();
+    absolutize(&mut cfg.global);
     let mut bound = Vec::with_capacity(cfg.listeners.len());
     for l in &cfg.listeners {
         let sock = crate::listener::bind(l.bind, l.dual_stack)
@@ -192,9 +199,11 @@ struct State {
 
 /// The set of running listeners and what reload and shutdown need.
 pub struct Supervisor {
-    source: Option<PathBuf>,
-    /// Globals from the command line (they win over the file's).
-    cli_global: Global,
+    /// The config file and the command line's globals (they win over the
+    /// file's), for reload.
+    source: Option<(PathBuf, Global)>,
+    /// The process-wide settings in force since start.
+    started: Global,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     limit: Arc<Semaphore>,
@@ -216,7 +225,7 @@ impl Supervisor {
     }
 
     pub fn resolve_interval(&self) -> Duration {
-        self.cli_global.resolve_interval
+        self.started.resolve_interval
     }
 
     fn grace(&self) -> Duration {
@@ -280,14 +289,15 @@ impl Supervisor {
     }
 
     async fn reload_inner(self: &Arc<Self>) -> Result<String, String> {
-        let Some(path) = self.source.clone() else {
+        let Some((path, cli)) = self.source.clone() else {
             return Err("no config file to reload (started from the command line)".into());
         };
         let mut st = self.state.lock().await;
-        let cli = self.cli_global.clone();
         let new = tokio::task::spawn_blocking(move || crate::config::yaml::load(&path, &cli))
             .await
             .map_err(|e| format!("config loader failed: {e}"))??;
+        let mut new = new;
+        absolutize(&mut new.global);
         // Resolve the new config's channels off the runtime thread (kept
         // channels keep their current addresses; only new ones use these).
         let mut wanted: Vec<(Host, u16)> = Vec::new();
@@ -385,7 +395,7 @@ impl Supervisor {
             r.stop.cancel();
             removed += 1;
         }
-        let restart_needed = globals_needing_restart(&st.cfg.global, &new.global);
+        let restart_needed = globals_needing_restart(&self.started, &new.global);
         if !restart_needed.is_empty() {
             warn!(
                 "reload: changed {} take effect after a restart",
@@ -458,7 +468,7 @@ fn rise_fall(l: &ListenerConfig) -> RiseFallParams {
 
 async fn serve(
     cfg: Config,
-    source: Option<PathBuf>,
+    source: Option<(PathBuf, Global)>,
     bound: Vec<std::net::TcpListener>,
     metrics: Option<std::net::TcpListener>,
 ) -> Result<(), Fatal> {
@@ -466,7 +476,7 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let sup = Arc::new(Supervisor {
         source,
-        cli_global: cfg.global.clone(),
+        started: cfg.global.clone(),
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
         limit: Arc::new(Semaphore::new(max_conns(&cfg.global))),

@@ -1085,3 +1085,35 @@ fn per_listener_command_line_options_are_refused_with_config() {
         );
     }
 }
+
+#[test]
+fn grace_changed_by_reload_applies_at_shutdown() {
+    let a = backend("A");
+    let (mut bal, ports, cfg) = start_with(1, &[], |p| {
+        format!(
+            "grace: 60s\nlisteners:\n{}",
+            listener_yaml("main", p[0], &[a.addr])
+        )
+    });
+    std::fs::write(
+        &cfg,
+        format!(
+            "grace: 1s\nlisteners:\n{}",
+            listener_yaml("main", ports[0], &[a.addr])
+        ),
+    )
+    .unwrap();
+    bal.signal("HUP");
+    bal.wait_for("reload", || bal_log_count(&cfg, "reload: ") > 0);
+    assert!(!bal.log().contains("after a restart"), "{}", bal.log());
+    let (_live, _) = Live::open(ports[0]);
+    bal.signal("TERM");
+    let t = Instant::now();
+    let st = bal.wait_exit(Duration::from_secs(15));
+    assert!(st.success());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "old grace used: {:?}",
+        t.elapsed()
+    );
+}
