@@ -387,13 +387,38 @@ struct Bounded<const LO: u64, const HI: u64>(u64);
 
 impl<'de, const LO: u64, const HI: u64> Deserialize<'de> for Bounded<LO, HI> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i128::deserialize(d)?;
-        if n < i128::from(LO) || n > i128::from(HI) {
-            return Err(de::Error::custom(format!(
-                "{n} is out of range ({LO}-{HI})"
-            )));
+        struct V<const LO: u64, const HI: u64>;
+        impl<const LO: u64, const HI: u64> Visitor<'_> for V<LO, HI> {
+            type Value = Bounded<LO, HI>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a whole number {LO}-{HI}")
+            }
+            fn visit_i128<E: de::Error>(self, n: i128) -> Result<Self::Value, E> {
+                if n < i128::from(LO) || n > i128::from(HI) {
+                    return Err(E::custom(format!("{n} is out of range ({LO}-{HI})")));
+                }
+                Ok(Bounded(n as u64))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                self.visit_i128(i128::from(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                self.visit_i128(i128::from(n))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+                Err(E::custom(format!("{n} is not a whole number ({LO}-{HI})")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                match s.trim().parse::<i128>() {
+                    Ok(n) => self.visit_i128(n),
+                    Err(_) => Err(E::custom(format!(
+                        "\"{}\" is not a whole number ({LO}-{HI})",
+                        s.escape_debug()
+                    ))),
+                }
+            }
         }
-        Ok(Bounded(n as u64))
+        d.deserialize_any(V::<LO, HI>)
     }
 }
 

@@ -335,7 +335,36 @@ fn errors_name_the_key_and_line() {
             "line 7",
         ),
         (format!("grace: soon\n{MIN}"), "soon", "line 1"),
-        (format!("threads: 0\n{MIN}"), "0", "line 1"),
+        (
+            format!("threads: 0\n{MIN}"),
+            "threads: 0 is out of range (1-256)",
+            "line 1",
+        ),
+        (
+            format!("threads: x\n{MIN}"),
+            "threads: \"x\" is not a whole number",
+            "line 1",
+        ),
+        (
+            format!("threads: 2.5\n{MIN}"),
+            "2.5 is not a whole number",
+            "line 1",
+        ),
+        (
+            format!("max_conns: -5\n{MIN}"),
+            "max_conns: -5 is out of range",
+            "line 1",
+        ),
+        (
+            format!("max_conns: 99999999999999999999999\n{MIN}"),
+            "max_conns",
+            "line 1",
+        ),
+        (
+            "listeners:\n  - näme: a\n".into(),
+            "unknown field `näme`",
+            "line 2",
+        ),
         (format!("log_format: xml\n{MIN}"), "xml", "line 1"),
         (
             format!("metrics: \"localhost\"\n{MIN}"),
