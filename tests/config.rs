@@ -871,6 +871,18 @@ fn daemon_with_relative_config_path_writes_pidfile_and_reloads() {
             assert!(t.elapsed() < WAIT, "no pidfile");
             thread::sleep(Duration::from_millis(25));
         };
+        // Kill the daemon if an assertion below fails.
+        struct Reaper(i32);
+        impl Drop for Reaper {
+            fn drop(&mut self) {
+                if Path::new(&format!("/proc/{}", self.0)).exists() {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &self.0.to_string()])
+                        .status();
+                }
+            }
+        }
+        let _reaper = Reaper(pid);
         let kill = |sig: &str| {
             let _ = Command::new("kill")
                 .args([&format!("-{sig}"), &pid.to_string()])
@@ -899,10 +911,7 @@ fn daemon_with_relative_config_path_writes_pidfile_and_reloads() {
             thread::sleep(Duration::from_millis(25));
         }
         assert!(!pidfile.exists(), "pidfile left behind");
-        if alive() {
-            kill("KILL");
-            panic!("daemon did not exit on SIGTERM");
-        }
+        assert!(!alive(), "daemon did not exit on SIGTERM");
         return;
     }
     panic!("could not find a free port");
