@@ -133,6 +133,9 @@ pub struct Args {
     /// Drop privileges to USER after binding
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    /// Serve Prometheus metrics on ADDR:PORT (GET /metrics)
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Runtime worker threads (default 1)
     #[arg(long, value_name = "N")]
     threads: Option<String>,
@@ -223,6 +226,14 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
         control: a.control.clone(),
         state_file: a.state_file,
         user: a.user,
+        metrics: match a.metrics.as_deref() {
+            None => None,
+            Some(m) => Some(
+                crate::config::yaml::parse_bind(m)
+                    .map_err(|e| UsageError(format!("bad --metrics: {e}")))?,
+            ),
+        },
+        resolve_interval: crate::config::yaml::DEFAULT_RESOLVE_INTERVAL,
     };
 
     if a.interactive || a.command.is_some() {
@@ -252,6 +263,28 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
     if let Some(path) = a.config {
         if let Some(tok) = a.positional.first() {
             return err(format!("unexpected \"{tok}\": --config takes no channels"));
+        }
+        // Per-listener options belong in the file; never ignore them silently.
+        let per_listener = [
+            ("-6", a.ipv6),
+            ("-a", a.autodisable),
+            ("-b", a.bind.is_some()),
+            ("-B", a.source.is_some()),
+            ("-H", a.hash_failover),
+            ("-m", a.monitor.is_some()),
+            ("-p", a.packet_dump),
+            ("-t", a.connect_timeout.is_some()),
+            ("-T", a.idle_timeout.is_some()),
+            ("-k", a.client_keepalive.is_some()),
+            ("-K", a.server_keepalive.is_some()),
+            ("--spin", a.spin.is_some()),
+            ("--race", a.race.is_some()),
+            ("--failback", a.failback.is_some()),
+        ];
+        if let Some((flag, _)) = per_listener.iter().find(|(_, given)| *given) {
+            return err(format!(
+                "{flag} cannot be used with --config: set it per listener in the file"
+            ));
         }
         return Ok(Invocation::ConfigFile {
             path,
@@ -506,4 +539,5 @@ fn resolve_bind_host(s: &str) -> Result<IpAddr, UsageError> {
 }
 
 #[cfg(test)]
+#[allow(unused_imports)]
 mod tests;

@@ -12,6 +12,8 @@
 //! - [`control`]: the control socket and the `-i`/`-c` client.
 //! - [`app`]: bind, daemonize, run, shut down.
 //! - [`logging`]: stderr, file or syslog.
+//! - [`metrics`]: Prometheus text on `GET /metrics`.
+//! - [`dns`]: periodic re-resolution of backend host names.
 //! - [`sys`]: the only `unsafe`: socket options, fork, syslog, rlimits.
 #![deny(unsafe_code)]
 
@@ -19,9 +21,11 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod health;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod monitor;
 pub mod pool;
 pub mod proxy;

@@ -32,10 +32,14 @@ fn main() -> ExitCode {
         Invocation::Control(a) => {
             ExitCode::from(u8::try_from(balance::control::client::run(&a)).unwrap_or(1))
         }
-        Invocation::ConfigFile { .. } => fail(
-            EXIT_USAGE,
-            "--config: config files are not yet supported in this build",
-        ),
+        Invocation::ConfigFile {
+            path,
+            check,
+            global,
+        } => match balance::app::run_file(&path, check, &global) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => fail(f.code, &f.msg),
+        },
     }
 }
 

@@ -467,6 +467,76 @@ impl Pool {
         }
     }
 
+    /// A new pool for changed config (reload) that keeps this pool's
+    /// channels, with their counters, health and operator state, where the
+    /// new config has the same host:port in the same group position.
+    /// `old` is the config this pool was built from: `maxc`/`weight` are
+    /// taken from the file only where the file changed them. New channels
+    /// are resolved with `resolve`. The manual-failback floor carries over.
+    pub fn rebuild(
+        &self,
+        old: &[GroupConfig],
+        groups: &[GroupConfig],
+        opts: SelectOpts,
+        resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
+    ) -> Pool {
+        let cur = self.groups();
+        let mut taken: Vec<*const Channel> = Vec::new();
+        let gs: Vec<Arc<Group>> = groups
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| {
+                let chans = g
+                    .channels
+                    .iter()
+                    .map(|c| {
+                        let same = |t: &Target| t.host == c.host && t.port == c.port;
+                        let found = cur.get(gi).and_then(|og| {
+                            og.channels
+                                .iter()
+                                .find(|ch| same(&ch.target()) && !taken.contains(&Arc::as_ptr(ch)))
+                        });
+                        let Some(ch) = found else {
+                            let t = Target {
+                                host: c.host.clone(),
+                                port: c.port,
+                                addrs: resolve(&c.host, c.port),
+                            };
+                            return Channel::new(t, c.maxc, c.weight, Arc::clone(&self.eligible));
+                        };
+                        taken.push(Arc::as_ptr(ch));
+                        let before = old.get(gi).and_then(|og| {
+                            og.channels
+                                .iter()
+                                .find(|oc| oc.host == c.host && oc.port == c.port)
+                        });
+                        if before.is_none_or(|b| b.maxc != c.maxc) {
+                            ch.set_maxc(c.maxc);
+                        }
+                        if before.is_none_or(|b| b.weight != c.weight) {
+                            ch.set_weight(c.weight);
+                        }
+                        Arc::clone(ch)
+                    })
+                    .collect();
+                let ng = Group::new(g.policy, chans);
+                if let Some(og) = cur.get(gi) {
+                    ng.rr.store(og.rr.load(Relaxed), Relaxed);
+                }
+                Arc::new(ng)
+            })
+            .collect();
+        let floor = self.floor().min(gs.len().saturating_sub(1));
+        let p = Pool {
+            groups: ArcSwap::from_pointee(gs),
+            opts,
+            floor: AtomicUsize::new(floor),
+            eligible: Arc::clone(&self.eligible),
+        };
+        self.eligible.notify_waiters();
+        p
+    }
+
     pub fn groups(&self) -> Arc<Vec<Arc<Group>>> {
         self.groups.load_full()
     }
@@ -644,4 +714,5 @@ pub fn client_hash(ip: IpAddr) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(unused_imports)]
 mod tests;

@@ -3,6 +3,7 @@
 //! socket. Counters are atomics written by the data path.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use tokio::sync::Notify;
@@ -28,7 +29,8 @@ pub struct ListenerStats {
 pub struct Service {
     pub cfg: ListenerConfig,
     pub pool: Pool,
-    pub stats: ListenerStats,
+    /// Shared with the Service that replaces this one on reload.
+    pub stats: Arc<ListenerStats>,
     /// Rise/fall used for passive detection (the monitor's, or defaults).
     pub rise_fall: RiseFallParams,
     /// Asks the monitor to probe now (after a passive failure).
@@ -37,6 +39,16 @@ pub struct Service {
 
 impl Service {
     pub fn new(cfg: ListenerConfig, rise_fall: RiseFallParams) -> Service {
+        Service::new_with(cfg, rise_fall, resolve)
+    }
+
+    /// Like [`Service::new`] with a given resolver (reload resolves ahead,
+    /// off the runtime thread).
+    pub fn new_with(
+        cfg: ListenerConfig,
+        rise_fall: RiseFallParams,
+        resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
+    ) -> Service {
         let opts = SelectOpts {
             hash_failover: cfg.hash_failover,
             failback: cfg.failback,
@@ -45,7 +57,34 @@ impl Service {
         Service {
             cfg,
             pool,
-            stats: ListenerStats::default(),
+            stats: Arc::default(),
+            rise_fall,
+            reprobe: Notify::new(),
+        }
+    }
+}
+
+impl Service {
+    /// The Service for a changed `cfg` on the same bind (reload): channels
+    /// with the same host:port in the same group position are kept (see
+    /// [`Pool::rebuild`]), and so are the listener counters.
+    pub fn rebuild(
+        &self,
+        cfg: ListenerConfig,
+        rise_fall: RiseFallParams,
+        resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
+    ) -> Service {
+        let opts = SelectOpts {
+            hash_failover: cfg.hash_failover,
+            failback: cfg.failback,
+        };
+        let pool = self
+            .pool
+            .rebuild(&self.cfg.groups, &cfg.groups, opts, resolve);
+        Service {
+            cfg,
+            pool,
+            stats: Arc::clone(&self.stats),
             rise_fall,
             reprobe: Notify::new(),
         }
@@ -67,3 +106,6 @@ pub fn resolve(host: &Host, port: u16) -> Vec<SocketAddr> {
         }
     }
 }
+
+#[cfg(test)]
+mod rebuild_tests;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 pub mod monitor;
 pub mod services;
+pub mod yaml;
 
 use monitor::MonitorSpec;
 
@@ -47,6 +48,10 @@ pub struct Global {
     pub control: Option<PathBuf>,
     pub state_file: Option<PathBuf>,
     pub user: Option<String>,
+    /// `--metrics ADDR`: serve Prometheus text on `GET /metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// How often host names are re-resolved (config `resolve_interval`).
+    pub resolve_interval: Duration,
 }
 
 impl Default for Global {
@@ -64,6 +69,8 @@ impl Default for Global {
             control: None,
             state_file: None,
             user: None,
+            metrics: None,
+            resolve_interval: yaml::DEFAULT_RESOLVE_INTERVAL,
         }
     }
 }

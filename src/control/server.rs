@@ -62,15 +62,17 @@ impl ControlHandle {
 }
 
 /// Restore `state` for this listener, bind its control socket at `path`
-/// and serve it until `shutdown` is cancelled (or the handle's
+/// and serve it until `stop` is cancelled (or the handle's
 /// [`ControlHandle::stop`]). `kill` cancels `shutdown`: the process's
-/// graceful shutdown, as SIGTERM.
+/// graceful shutdown, as SIGTERM. `stop` is usually a child of `shutdown`
+/// that a reload cancels when it replaces this listener.
 /// Errors (a live instance on the socket, a symlink, a bad run directory)
 /// are returned before anything is served.
 pub async fn spawn(
     svc: Arc<Service>,
     path: PathBuf,
     shutdown: CancellationToken,
+    stop: CancellationToken,
     state: Option<Arc<StateFile>>,
 ) -> io::Result<ControlHandle> {
     if let Some(dir) = path.parent() {
@@ -87,8 +89,7 @@ pub async fn spawn(
     let (listener, guard) = bind(&path)?;
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
     let ctl = Arc::new(Control::new(svc, state, shutdown.clone()));
-    // Cancelled by the process shutdown too.
-    let stop = shutdown.child_token();
+    let stop = stop.child_token();
     let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
     Ok(ControlHandle { path, stop, task })
 }
@@ -378,18 +379,18 @@ mod tests {
             crate::config::ListenerConfig::new("t".into(), "127.0.0.1:1".parse().unwrap(), vec![]);
         let svc = Arc::new(Service::new(cfg, crate::health::RiseFallParams::default()));
         let process = CancellationToken::new();
-        let h = spawn(Arc::clone(&svc), path.clone(), process.clone(), None)
+        let h = spawn(Arc::clone(&svc), path.clone(), process.clone(), process.child_token(), None)
             .await
             .unwrap();
         assert!(path.exists());
-        let e = spawn(Arc::clone(&svc), path.clone(), process.clone(), None)
+        let e = spawn(Arc::clone(&svc), path.clone(), process.clone(), process.child_token(), None)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("another balance instance"), "{e}");
         h.stop().await;
         assert!(!path.exists());
         assert!(!process.is_cancelled(), "stop ends only this server");
-        let h2 = spawn(svc, path.clone(), process.clone(), None)
+        let h2 = spawn(svc, path.clone(), process.clone(), process.child_token(), None)
             .await
             .unwrap();
         process.cancel();

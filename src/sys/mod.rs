@@ -180,3 +180,87 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     unsafe { libc::umask(old) };
     out
 }
+
+/// Look up `user` in the password database: (uid, primary gid).
+pub fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
+    let name = CString::new(user)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: passwd is plain old data; an all-zero value is valid and is
+    // only read after getpwnam_r filled it in.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to memory we own for the whole call; the
+    // buffer length passed is the buffer's real length.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    if result.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no such user in the password database",
+        ));
+    }
+    Ok((pwd.pw_uid, pwd.pw_gid))
+}
+
+/// `--user`: drop root for good. Must run after everything privileged is
+/// open (listen sockets, pidfile, logs) and before any thread exists:
+/// supplementary groups cleared, then the gid, then the uid; then verify
+/// that the ids changed and that `setuid(0)` now fails (CERT POS36-C/37-C);
+/// finally set `no_new_privs`.
+pub fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+    // SAFETY: setgroups with size 0 does not read the (null) list pointer.
+    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: plain syscalls without pointers.
+    if unsafe { libc::setgid(gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setuid(uid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: plain syscalls without pointers.
+    let (ruid, euid, rgid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
+    // SAFETY: getgroups with size 0 only returns the count.
+    let ngroups = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if ruid != uid || euid != uid || rgid != gid || egid != gid || ngroups > 1 {
+        return Err(io::Error::other("ids did not change as requested"));
+    }
+    // SAFETY: as above; this must fail for a non-root target user.
+    if uid != 0 && unsafe { libc::setuid(0) } == 0 {
+        return Err(io::Error::other("setuid(0) still succeeds"));
+    }
+    // No regaining privileges through exec (setuid binaries, file caps),
+    // e.g. from exec health checks.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Ignore SIGHUP until the runtime installs its handler: a reload request
+/// that arrives during start-up must not kill the process.
+pub fn ignore_sighup() {
+    // SAFETY: installs the kernel's SIG_IGN disposition; no Rust handler runs.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+}

@@ -1,0 +1,601 @@
+use super::*;
+
+fn ok(text: &str) -> Config {
+    match parse(text, &Global::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected error: {e}\n{text}"),
+    }
+}
+
+fn bad(text: &str) -> String {
+    match parse(text, &Global::default()) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+const MIN: &str = "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    groups:\n      - channels: [\"10.0.0.1:80\"]\n";
+
+#[test]
+fn minimal_file_gives_one_listener_with_defaults() {
+    let c = ok(MIN);
+    assert_eq!(c.listeners.len(), 1);
+    let l = &c.listeners[0];
+    assert_eq!(l.name, "a");
+    assert_eq!(l.bind, "127.0.0.1:8000".parse().unwrap());
+    assert_eq!(l.connect_timeout, super::super::DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(l.groups[0].policy, Policy::RoundRobin);
+    assert_eq!(l.groups[0].channels[0].port, 80);
+    assert_eq!(l.failback, Failback::Auto);
+    assert!(l.monitor.is_none());
+    assert_eq!(c.global.resolve_interval, DEFAULT_RESOLVE_INTERVAL);
+}
+
+#[test]
+fn every_listener_key_is_read() {
+    let c = ok(r#"
+grace: 3s
+max_conns: 100
+metrics: "127.0.0.1:9100"
+log_format: json
+state_file: /tmp/st
+user: nobody
+pidfile: /tmp/pid
+threads: 2
+resolve_interval: 5s
+listeners:
+  - name: mysql-m0
+    bind: "[::]:33306"
+    connect_timeout: 500ms
+    idle_timeout: 1m
+    keepalive:
+      client: { idle: 60s, interval: 10s, probes: 5 }
+      server: { idle: 30, interval: 5, probes: 3 }
+    source: "10.1.1.1"
+    autodisable: true
+    hash_failover: true
+    race: 200ms
+    spin: 2s
+    failback: manual
+    on_down: shutdown
+    on_up: shutdown-backup
+    groups:
+      - policy: hash
+        channels: ["db101:3306:10", { host: "db102", port: 3307, maxc: 5, weight: 3 }, "[::1]:3308"]
+      - channels: ["db201"]
+    monitor:
+      interval: 5s
+      rise: 3
+      fall: 4
+      jitter: 1s
+      noenable: true
+      nodisable: true
+      checks:
+        - connect: {}
+        - http: { path: "/mysqlchk/?port=3306", port: 31337, expect: "200-299,404", host: h, body: ok, timeout: 1s }
+        - mysql: { user: mon }
+        - command: { argv: ["/bin/true", "x"], pass: [0, 1] }
+        - send_expect: { send: "PING\r\n", expect: "+PONG" }
+"#);
+    let g = &c.global;
+    assert_eq!(g.grace, Duration::from_secs(3));
+    assert_eq!(g.max_conns, Some(100));
+    assert_eq!(g.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+    assert_eq!(g.log_format, LogFormat::Json);
+    assert_eq!(g.state_file.as_deref(), Some(Path::new("/tmp/st")));
+    assert_eq!(g.user.as_deref(), Some("nobody"));
+    assert_eq!(g.pidfile.as_deref(), Some(Path::new("/tmp/pid")));
+    assert_eq!(g.threads, 2);
+    assert_eq!(g.resolve_interval, Duration::from_secs(5));
+    let l = &c.listeners[0];
+    assert_eq!(l.bind, "[::]:33306".parse().unwrap());
+    assert!(l.dual_stack);
+    assert_eq!(l.connect_timeout, Duration::from_millis(500));
+    assert_eq!(l.idle_timeout, Some(Duration::from_secs(60)));
+    assert_eq!(
+        l.client_keepalive,
+        Some(Keepalive {
+            idle: Duration::from_secs(60),
+            interval: Duration::from_secs(10),
+            probes: 5
+        })
+    );
+    assert_eq!(l.server_keepalive.map(|k| k.probes), Some(3));
+    assert_eq!(l.source, Some("10.1.1.1".parse().unwrap()));
+    assert!(l.autodisable && l.hash_failover);
+    assert_eq!(l.race, Some(Duration::from_millis(200)));
+    assert_eq!(l.spin, Some(Duration::from_secs(2)));
+    assert_eq!(l.failback, Failback::Manual);
+    assert!(l.on_down_shutdown && l.on_up_shutdown_backup);
+    assert_eq!(l.groups[0].policy, Policy::Hash);
+    let ch = &l.groups[0].channels;
+    assert_eq!((ch[0].to_string(), ch[0].maxc), ("db101:3306".into(), 10));
+    assert_eq!(
+        (ch[1].to_string(), ch[1].maxc, ch[1].weight),
+        ("db102:3307".into(), 5, 3)
+    );
+    assert_eq!(ch[2].to_string(), "[::1]:3308");
+    // A channel without a port takes the listener's.
+    assert_eq!(l.groups[1].channels[0].port, 33306);
+    let m = l.monitor.as_ref().unwrap();
+    assert_eq!(
+        (
+            m.interval,
+            m.rise,
+            m.fall,
+            m.jitter,
+            m.noenable,
+            m.nodisable
+        ),
+        (
+            Duration::from_secs(5),
+            3,
+            4,
+            Duration::from_secs(1),
+            true,
+            true
+        )
+    );
+    assert_eq!(m.checks.len(), 5);
+    assert_eq!(m.checks[0], Check::Connect { timeout: None });
+    assert_eq!(
+        m.checks[1],
+        Check::Http {
+            path: "/mysqlchk/?port=3306".into(),
+            port: Some(31337),
+            host: Some("h".into()),
+            expect: vec![(200, 299), (404, 404)],
+            body: Some("ok".into()),
+            timeout: Some(Duration::from_secs(1)),
+        }
+    );
+    assert_eq!(
+        m.checks[3],
+        Check::Command {
+            argv: vec!["/bin/true".into(), "x".into()],
+            pass: vec![0, 1],
+            timeout: None
+        }
+    );
+    assert_eq!(
+        m.checks[4],
+        Check::SendExpect {
+            send: b"PING\r\n".to_vec(),
+            expect: b"+PONG".to_vec(),
+            timeout: None
+        }
+    );
+}
+
+#[test]
+fn command_line_globals_win_over_the_file() {
+    let cli = Global {
+        grace: Duration::from_secs(1),
+        user: Some("cliuser".into()),
+        ..Global::default()
+    };
+    let c = parse(
+        &format!("grace: 7s\nuser: fileuser\nmax_conns: 5\n{MIN}"),
+        &cli,
+    )
+    .unwrap();
+    assert_eq!(c.global.grace, Duration::from_secs(1));
+    assert_eq!(c.global.user.as_deref(), Some("cliuser"));
+    assert_eq!(c.global.max_conns, Some(5));
+}
+
+#[test]
+fn shipped_example_file_is_valid() {
+    let text = include_str!("../../../contrib/balance.yaml");
+    let c = ok(text);
+    assert!(c.listeners.len() >= 2);
+    let mysql = c.listeners.iter().find(|l| l.name == "mysql").unwrap();
+    assert_eq!(mysql.groups.len(), 2);
+    assert!(matches!(
+        mysql.monitor.as_ref().unwrap().checks[0],
+        Check::Http {
+            port: Some(31337),
+            ..
+        }
+    ));
+}
+
+/// Each bad document, the key its error must name and the line it must give.
+#[test]
+fn errors_name_the_key_and_line() {
+    let l = |rest: &str| {
+        format!(
+            "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    groups:\n      - channels: [\"10.0.0.1:80\"]\n{rest}"
+        )
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        (l("    bogus: 1\n"), "bogus", "line 6"),
+        ("listenerz: []\n".into(), "listenerz", "line 1"),
+        ("listeners: []\n".into(), "empty", "line 1"),
+        (format!("{MIN}extra: 1\n"), "extra", "line 6"),
+        (l("    connect_timeout: 5 parsecs\n"), "duration", "line 6"),
+        (l("    connect_timeout: 0\n"), "connect_timeout", ""),
+        (l("    idle_timeout: [1]\n"), "duration", "line 6"),
+        (l("    race: -1\n"), "", "line 6"),
+        (l("    autodisable: maybe\n"), "", "line 6"),
+        (l("    failback: sometimes\n"), "sometimes", "line 6"),
+        (l("    on_down: explode\n"), "explode", "line 6"),
+        (l("    source: \"not-an-ip\"\n"), "not-an-ip", "line 6"),
+        (
+            l("    keepalive: { client: { idle: 0s, interval: 1s, probes: 1 } }\n"),
+            "keepalive",
+            "",
+        ),
+        (
+            l("    keepalive: { client: { idle: 1s, interval: 1s, probes: 500 } }\n"),
+            "500",
+            "line 6",
+        ),
+        (l("    monitor: { checks: [] }\n"), "empty", "line 6"),
+        (
+            l("    monitor: { rise: 0, checks: [ { connect: {} } ] }\n"),
+            "0",
+            "line 6",
+        ),
+        (
+            l("    monitor: { checks: [ { ping: {} } ] }\n"),
+            "ping",
+            "line 6",
+        ),
+        (
+            l("    monitor: { checks: [ { http: { path: \"no-slash\" } } ] }\n"),
+            "no-slash",
+            "line 6",
+        ),
+        (
+            l("    monitor: { checks: [ { http: { expect: \"700\" } } ] }\n"),
+            "700",
+            "line 6",
+        ),
+        (
+            l("    monitor: { checks: [ { command: { argv: [\"true\"] } } ] }\n"),
+            "absolute",
+            "line 6",
+        ),
+        (
+            l("    monitor: { interval: 1ms, checks: [ { connect: {} } ] }\n"),
+            "monitor.interval",
+            "",
+        ),
+        (MIN.replace("8000", "0"), "port", "line 3"),
+        (MIN.replace("8000", "65536"), "65536", "line 3"),
+        (
+            MIN.replace("127.0.0.1:8000", "::1:8000"),
+            "brackets",
+            "line 3",
+        ),
+        (MIN.replace("127.0.0.1:8000", "8000"), "addr:port", "line 3"),
+        (MIN.replace("name: a", "name: \"a b\""), "a b", "line 2"),
+        (MIN.replace("[\"10.0.0.1:80\"]", "[]"), "empty", "line 5"),
+        (
+            MIN.replace("[\"10.0.0.1:80\"]", "[\"10.0.0.1:0\"]"),
+            "10.0.0.1:0",
+            "line 5",
+        ),
+        (
+            MIN.replace("[\"10.0.0.1:80\"]", "[\"10.0.0.1:65536\"]"),
+            "65536",
+            "line 5",
+        ),
+        (
+            MIN.replace("[\"10.0.0.1:80\"]", "[\"bad host!\"]"),
+            "bad host!",
+            "line 5",
+        ),
+        (
+            MIN.replace("[\"10.0.0.1:80\"]", "[{ host: x, port: 0 }]"),
+            "port",
+            "line 5",
+        ),
+        (
+            MIN.replace("[\"10.0.0.1:80\"]", "[{ host: x, wieght: 2 }]"),
+            "wieght",
+            "line 5",
+        ),
+        (
+            MIN.replace("[\"10.0.0.1:80\"]", "[{ host: x, weight: 0 }]"),
+            "0",
+            "line 5",
+        ),
+        (
+            MIN.replace("[\"10.0.0.1:80\"]", "[\"127.0.0.1:8000\"]"),
+            "itself",
+            "line 5",
+        ),
+        (
+            MIN.replace(
+                "      - channels",
+                "      - policy: random\n        channels",
+            ),
+            "random",
+            "line 5",
+        ),
+        (
+            MIN.replace("groups:\n      - channels: [\"10.0.0.1:80\"]", "groups: []"),
+            "empty",
+            "line 4",
+        ),
+        (
+            format!(
+                "{MIN}  - name: a\n    bind: \"127.0.0.1:8001\"\n    groups: [ {{ channels: [x] }} ]\n"
+            ),
+            "duplicate listener name",
+            "line 6",
+        ),
+        (
+            format!(
+                "{MIN}  - name: b\n    bind: \"127.0.0.1:8000\"\n    groups: [ {{ channels: [x] }} ]\n"
+            ),
+            "already used",
+            "line 7",
+        ),
+        (format!("grace: soon\n{MIN}"), "soon", "line 1"),
+        (
+            format!("threads: 0\n{MIN}"),
+            "threads: 0 is out of range (1-256)",
+            "line 1",
+        ),
+        (
+            format!("threads: x\n{MIN}"),
+            "threads: \"x\" is not a whole number",
+            "line 1",
+        ),
+        (
+            format!("threads: 2.5\n{MIN}"),
+            "2.5 is not a whole number",
+            "line 1",
+        ),
+        (
+            format!("max_conns: -5\n{MIN}"),
+            "max_conns: -5 is out of range",
+            "line 1",
+        ),
+        (
+            format!("max_conns: 99999999999999999999999\n{MIN}"),
+            "max_conns",
+            "line 1",
+        ),
+        (
+            "listeners:\n  - näme: a\n".into(),
+            "unknown field `näme`",
+            "line 2",
+        ),
+        (format!("log_format: xml\n{MIN}"), "xml", "line 1"),
+        (
+            format!("metrics: \"localhost\"\n{MIN}"),
+            "localhost",
+            "line 1",
+        ),
+        (
+            format!("resolve_interval: 10ms\n{MIN}"),
+            "resolve_interval",
+            "",
+        ),
+        ("listeners: [ {\n".into(), "", "line"),
+        ("- just\n- a list\n".into(), "", "line 1"),
+        ("".into(), "", ""),
+    ];
+    for (text, key, line) in cases {
+        let e = bad(&text);
+        assert!(!e.contains('\n'), "multi-line error {e:?} for\n{text}");
+        assert!(
+            e.contains(key),
+            "error {e:?} does not name {key:?} for\n{text}"
+        );
+        assert!(
+            e.contains(line),
+            "error {e:?} does not give {line:?} for\n{text}"
+        );
+    }
+}
+
+#[test]
+fn self_loops_are_detected_for_literal_loopback_and_wildcard_binds() {
+    let ch = |h: &str, port: u16| ChannelConfig {
+        host: match h.parse() {
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Name(h.into()),
+        },
+        port,
+        maxc: 0,
+        weight: 1,
+    };
+    let b = |s: &str| s.parse::<SocketAddr>().unwrap();
+    assert!(is_self_loop(b("10.0.0.5:80"), &ch("10.0.0.5", 80)));
+    assert!(is_self_loop(b("0.0.0.0:80"), &ch("127.0.0.2", 80)));
+    assert!(is_self_loop(b("127.0.0.1:80"), &ch("127.0.0.1", 80)));
+    assert!(is_self_loop(b("[::]:80"), &ch("::1", 80)));
+    assert!(is_self_loop(b("0.0.0.0:80"), &ch("localhost", 80)));
+    assert!(!is_self_loop(b("0.0.0.0:80"), &ch("127.0.0.1", 81)));
+    assert!(!is_self_loop(b("10.0.0.5:80"), &ch("127.0.0.1", 80)));
+    assert!(!is_self_loop(b("10.0.0.5:80"), &ch("10.0.0.6", 80)));
+    assert!(!is_self_loop(b("0.0.0.0:80"), &ch("db1", 80)));
+    assert!(!is_self_loop(b("127.0.0.1:80"), &ch("127.0.0.2", 80)));
+    assert!(is_self_loop(b("127.0.0.1:80"), &ch("0.0.0.0", 80)));
+    assert!(is_self_loop(b("127.0.0.1:80"), &ch("::ffff:127.0.0.1", 80)));
+}
+
+#[test]
+fn names_resolving_to_their_own_listener_are_found() {
+    let c = ok(&MIN.replace("10.0.0.1:80", "loop.example:8000"));
+    let looped = |_: &Host, p: u16| vec![SocketAddr::from(([127, 0, 0, 1], p))];
+    let e = resolved_loops(&c, looped).unwrap_err();
+    assert!(
+        e.contains("loop.example:8000") && e.contains("itself"),
+        "{e}"
+    );
+    let elsewhere = |_: &Host, p: u16| vec![SocketAddr::from(([10, 0, 0, 1], p))];
+    assert!(resolved_loops(&c, elsewhere).is_ok());
+}
+
+#[test]
+fn billion_laughs_alias_bomb_is_rejected_fast() {
+    let mut doc = String::from(
+        "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..9 {
+        let prev = i - 1;
+        doc.push_str(&format!(
+            "a{i}: &a{i} [*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev}]\n"
+        ));
+    }
+    doc.push_str("listeners: *a8\n");
+    let t = std::time::Instant::now();
+    let e = bad(&doc);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(!e.is_empty());
+}
+
+#[test]
+fn alias_bomb_inside_a_known_key_is_rejected_fast() {
+    let mut doc = String::from(
+        "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    groups:\n      - channels: &a0 [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n",
+    );
+    for i in 1..9 {
+        let prev = i - 1;
+        doc.push_str(&format!(
+            "      - channels: &a{i} [*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev}]\n"
+        ));
+    }
+    let t = std::time::Instant::now();
+    let e = bad(&doc);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(!e.is_empty());
+}
+
+#[test]
+fn deeply_nested_document_is_rejected_fast() {
+    for (open, close) in [("[", "]"), ("{a: ", "}")] {
+        let doc = format!(
+            "listeners: {}{}\n",
+            open.repeat(10_000),
+            close.repeat(10_000)
+        );
+        let t = std::time::Instant::now();
+        let e = bad(&doc);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(!e.contains('\n'));
+    }
+    // Block-style nesting too.
+    let mut doc = String::from("listeners:\n");
+    for i in 0..10_000usize {
+        doc.push_str(&" ".repeat(i.min(2000)));
+        doc.push_str("- \n");
+    }
+    let t = std::time::Instant::now();
+    let _ = bad(&doc);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn files_over_one_mebibyte_are_refused_before_parsing() {
+    let dir = std::env::temp_dir().join(format!("balance-yaml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("big.yaml");
+    let mut text = String::from(MIN);
+    text.push_str(&"#".repeat(MAX_FILE_BYTES as usize));
+    std::fs::write(&p, text).unwrap();
+    let e = load(&p, &Global::default()).unwrap_err();
+    assert!(e.contains("larger than 1 MiB"), "{e}");
+    std::fs::write(&p, MIN).unwrap();
+    assert!(load(&p, &Global::default()).is_ok());
+    let e = load(&dir.join("missing.yaml"), &Global::default()).unwrap_err();
+    assert!(e.contains("cannot read"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unresolvable_names_are_reported_as_warnings() {
+    let c = ok(&MIN.replace("10.0.0.1:80", "nowhere.invalid:80"));
+    let w = unresolved(&c, |_, _| Vec::new());
+    assert_eq!(w.len(), 1);
+    assert!(w[0].contains("nowhere.invalid:80"), "{}", w[0]);
+    let w = unresolved(&ok(MIN), |_, _| Vec::new());
+    assert!(w.is_empty(), "IP literals never need resolving");
+}
+
+#[test]
+fn duplicate_keys_and_second_documents_are_errors() {
+    let e = bad(&MIN.replace("    bind:", "    name: b\n    bind:"));
+    assert!(e.contains("line 3"), "{e}");
+    let e = bad(&format!("{MIN}---\n{MIN}"));
+    assert!(!e.contains('\n'), "{e}");
+}
+
+/// Truncations and byte flips of the shipped example never panic, and any
+/// error is one line.
+#[test]
+fn mangled_files_never_panic() {
+    let text = include_str!("../../../contrib/balance.yaml");
+    let bytes = text.as_bytes();
+    let check = |b: &[u8]| {
+        if let Ok(s) = std::str::from_utf8(b) {
+            if let Err(e) = parse(s, &Global::default()) {
+                assert!(!e.contains('\n'), "{e}");
+            }
+        }
+    };
+    for cut in (0..bytes.len()).step_by(7) {
+        check(&bytes[..cut]);
+    }
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let junk = b":-[]{}&*!|>'\"#%@`, \n\t0xZ";
+    for _ in 0..400 {
+        let mut b = bytes.to_vec();
+        for _ in 0..3 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let pos = (seed >> 33) as usize % b.len();
+            b[pos] = junk[(seed >> 20) as usize % junk.len()];
+        }
+        check(&b);
+    }
+}
+
+/// The alias limits themselves (not the schema) stop an expansion: a
+/// deserializer that accepts anything still fails fast.
+#[test]
+fn alias_replay_limits_stop_a_bomb_even_when_every_type_fits() {
+    let mut doc = String::from(
+        "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..9 {
+        let p = i - 1;
+        doc.push_str(&format!(
+            "a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+        ));
+    }
+    let t = std::time::Instant::now();
+    let r = serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(&doc, options());
+    assert!(r.is_err(), "a 9^9 expansion was accepted");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    // A small, legitimate use of anchors still works.
+    let small = "a: &x [1, 2]\nb: *x\nc: *x\n";
+    assert!(serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(small, options()).is_ok());
+}
