@@ -454,6 +454,17 @@ impl Supervisor {
     }
 }
 
+/// The running process's supervisor, for the control socket's `reload`.
+static SUPERVISOR: std::sync::OnceLock<std::sync::Weak<Supervisor>> = std::sync::OnceLock::new();
+
+/// Reload the config file of the running process (control `reload`).
+pub async fn reload() -> Result<String, String> {
+    match SUPERVISOR.get().and_then(std::sync::Weak::upgrade) {
+        Some(sup) => sup.reload().await,
+        None => Err("no supervisor running".into()),
+    }
+}
+
 /// Log channels that a reload added or dropped.
 fn log_channel_changes(old: &Service, new: &Service) {
     let list = |s: &Service| -> Vec<(usize, String)> {
@@ -535,6 +546,7 @@ async fn serve(
             .as_deref()
             .map(crate::control::StateFile::load),
     });
+    let _ = SUPERVISOR.set(Arc::downgrade(&sup));
     {
         let mut st = sup.state.lock().await;
         for (l, sock) in cfg.listeners.iter().zip(bound) {

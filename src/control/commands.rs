@@ -59,6 +59,7 @@ pub enum Command {
     Failback,
     Spin(Duration),
     StateSave,
+    Reload,
     Quit,
 }
 
@@ -75,6 +76,7 @@ impl Command {
                     | Command::Spin(_)
                     | Command::Monitor(MonitorOp::Enable | MonitorOp::Disable)
                     | Command::StateSave
+                    | Command::Reload
             )
     }
 
@@ -116,7 +118,7 @@ const FM_WORDS: &[&str] = &[
 ];
 /// Exact words only.
 const EXACT_WORDS: &[&str] = &[
-    "kill", "weight", "drain", "failback", "spin", "state", "monitor",
+    "kill", "weight", "drain", "failback", "spin", "state", "monitor", "reload",
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
@@ -193,6 +195,10 @@ pub fn parse(line: &str) -> Result<Command, String> {
         "failback" => {
             n(0)?;
             Command::Failback
+        }
+        "reload" => {
+            n(0)?;
+            Command::Reload
         }
         "group" => {
             let [g] = take(w, args)?;
@@ -393,6 +399,7 @@ extensions:
   monitor enable|disable|show    health monitoring of this listener
   spin <duration>                hold clients while nothing is eligible
   state save                     write the state file now
+  reload                         re-read the --config file (like SIGHUP)
   <channel> is an index in the current group, <group>:<channel> or <host>:<port>";
 
 #[cfg(test)]
@@ -444,6 +451,7 @@ mod tests {
             ("failback", Failback),
             ("spin 5s", Spin(Duration::from_secs(5))),
             ("state save", StateSave),
+            ("reload", Reload),
             ("quit", Quit),
             ("  show  ", Show),
         ];

@@ -290,6 +290,10 @@ impl Control {
             Command::Spin(_) => {
                 Reply::err("spin cannot be changed at runtime in this build (use --spin)")
             }
+            Command::Reload => match crate::app::reload().await {
+                Ok(summary) => Reply::line(format!("reloaded: {summary}")),
+                Err(e) => Reply::err(format!("reload rejected: {e}")),
+            },
             Command::StateSave => match &self.state {
                 None => Reply::err("no state file (start with --state-file PATH)"),
                 Some(st) => match self.save().await {

@@ -379,20 +379,38 @@ mod tests {
             crate::config::ListenerConfig::new("t".into(), "127.0.0.1:1".parse().unwrap(), vec![]);
         let svc = Arc::new(Service::new(cfg, crate::health::RiseFallParams::default()));
         let process = CancellationToken::new();
-        let h = spawn(Arc::clone(&svc), path.clone(), process.clone(), process.child_token(), None)
-            .await
-            .unwrap();
+        let h = spawn(
+            Arc::clone(&svc),
+            path.clone(),
+            process.clone(),
+            process.child_token(),
+            None,
+        )
+        .await
+        .unwrap();
         assert!(path.exists());
-        let e = spawn(Arc::clone(&svc), path.clone(), process.clone(), process.child_token(), None)
-            .await
-            .unwrap_err();
+        let e = spawn(
+            Arc::clone(&svc),
+            path.clone(),
+            process.clone(),
+            process.child_token(),
+            None,
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("another balance instance"), "{e}");
         h.stop().await;
         assert!(!path.exists());
         assert!(!process.is_cancelled(), "stop ends only this server");
-        let h2 = spawn(svc, path.clone(), process.clone(), process.child_token(), None)
-            .await
-            .unwrap();
+        let h2 = spawn(
+            svc,
+            path.clone(),
+            process.clone(),
+            process.child_token(),
+            None,
+        )
+        .await
+        .unwrap();
         process.cancel();
         let _ = h2.task.await;
         assert!(!path.exists(), "the process shutdown removes it too");
