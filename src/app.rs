@@ -12,7 +12,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Config, Global};
-use crate::health::RiseFallParams;
 use crate::logging::{self, Sink};
 use crate::service::Service;
 
@@ -105,7 +104,10 @@ async fn serve(cfg: Config, bound: Vec<std::net::TcpListener>) -> Result<(), Fat
             code: EXIT_OSERR,
             msg: format!("cannot register {}: {e}", l.bind),
         })?;
-        let svc = Arc::new(Service::new(l.clone(), RiseFallParams::default()));
+        let mut l = l.clone();
+        let rise_fall = crate::monitor::prepare(&mut l);
+        let svc = Arc::new(Service::new(l, rise_fall));
+        let l = &svc.cfg;
         let ctl_path = crate::control::paths::listener_path(
             cfg.global.control.as_deref(),
             l.bind,
@@ -119,6 +121,8 @@ async fn serve(cfg: Config, bound: Vec<std::net::TcpListener>) -> Result<(), Fat
                     msg: format!("{}: {e}", l.name),
                 })?,
         );
+        // After the state file is restored, so restored DIS stays untouched.
+        crate::monitor::spawn(Arc::clone(&svc), shutdown.clone());
         info!(listener = %l.name, bind = %l.bind, groups = l.groups.len(), "listening");
         tokio::spawn(crate::listener::accept_loop(
             Arc::clone(&svc),

@@ -91,7 +91,9 @@ fn parse_inner(spec: &str, _default_timeout: Duration) -> Result<MonitorSpec, St
             _ => {
                 let Some(cur) = out.checks.last_mut() else {
                     return Err(if is_option(key) {
-                        format!("option \"{key}\" before any action (connect, command, http, mysql, send)")
+                        format!(
+                            "option \"{key}\" before any action (connect, command, http, mysql, send)"
+                        )
                     } else {
                         unknown(key)
                     });
@@ -159,7 +161,10 @@ fn apply_global(out: &mut MonitorSpec, g: &'static str, v: Option<&str>) -> Resu
         "interval" => {
             let d = duration(g, need_value(g, v)?)?;
             if d < MIN_INTERVAL {
-                return Err(format!("interval \"{}\" is below 10ms", show(v.unwrap_or(""))));
+                return Err(format!(
+                    "interval \"{}\" is below 10ms",
+                    show(v.unwrap_or(""))
+                ));
             }
             out.interval = d;
         }
@@ -335,12 +340,7 @@ fn parse_codes(s: &str) -> Result<Vec<i32>, String> {
 
 /// `expect=200-399,404`: inclusive status ranges 100..=599.
 fn parse_statuses(s: &str) -> Result<Vec<(u16, u16)>, String> {
-    let bad = || {
-        format!(
-            "bad expect \"{}\": use statuses like 200-399,404",
-            show(s)
-        )
-    };
+    let bad = || format!("bad expect \"{}\": use statuses like 200-399,404", show(s));
     let mut out = Vec::new();
     for part in s.split(',') {
         let (a, b) = match part.split_once('-') {
@@ -465,7 +465,12 @@ fn parse_command(s: &str) -> Result<Vec<String>, String> {
         let is_redir = w.any_unquoted
             && matches!(
                 t,
-                ">/dev/null" | "1>/dev/null" | "2>/dev/null" | "2>&1" | "&>/dev/null" | ">&/dev/null"
+                ">/dev/null"
+                    | "1>/dev/null"
+                    | "2>/dev/null"
+                    | "2>&1"
+                    | "&>/dev/null"
+                    | ">&/dev/null"
             );
         if !is_redir {
             break;

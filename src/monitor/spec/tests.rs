@@ -18,7 +18,8 @@ fn err(s: &str) -> String {
 
 #[test]
 fn balance_fm_example_parses_with_its_options() {
-    let m = ok("connect:timeout=0.4:command=/bin/checksvc -s %H -p %P >/dev/null:pass=0,2:interval=10");
+    let m =
+        ok("connect:timeout=0.4:command=/bin/checksvc -s %H -p %P >/dev/null:pass=0,2:interval=10");
     assert_eq!(m.interval, Duration::from_secs(10));
     assert_eq!((m.rise, m.fall), (2, 3));
     assert_eq!(
@@ -55,7 +56,9 @@ fn globals_anywhere_and_defaults() {
 
 #[test]
 fn http_mysql_send_expect_and_escapes() {
-    let m = ok("http=/mysqlchk/?port=3306:port=31337:host=db101:expect=200,204-206:body=OK\\: up:timeout=1");
+    let m = ok(
+        "http=/mysqlchk/?port=3306:port=31337:host=db101:expect=200,204-206:body=OK\\: up:timeout=1",
+    );
     assert_eq!(
         m.checks,
         vec![Check::Http {
@@ -105,10 +108,16 @@ fn command_quoting_and_redirections() {
         argv("command=/bin/sh -c 'nc -z %H %P || exit 3' 2>&1"),
         vec!["/bin/sh", "-c", "nc -z %H %P || exit 3"]
     );
-    assert_eq!(argv("command=/bin/echo \"a b\" c >/dev/null 2>&1"), vec!["/bin/echo", "a b", "c"]);
+    assert_eq!(
+        argv("command=/bin/echo \"a b\" c >/dev/null 2>&1"),
+        vec!["/bin/echo", "a b", "c"]
+    );
     assert_eq!(argv("command=/bin/true 2>/dev/null"), vec!["/bin/true"]);
     assert_eq!(argv("command=/bin/echo 100%%"), vec!["/bin/echo", "100%%"]);
-    assert_eq!(substitute("%H:%P/%G/%C %%", "10.0.0.1", 80, 1, 2), "10.0.0.1:80/1/2 %");
+    assert_eq!(
+        substitute("%H:%P/%G/%C %%", "10.0.0.1", 80, 1, 2),
+        "10.0.0.1:80/1/2 %"
+    );
 }
 
 #[test]
@@ -179,7 +188,17 @@ fn garbage_never_panics() {
         }
         let _ = parse(&s, T);
     }
-    for s in ["\\", "\\:", ":::", "=", "send=\\x", "send=\\x1", "command=''", "http=/:expect=,", "command=\"\""] {
+    for s in [
+        "\\",
+        "\\:",
+        ":::",
+        "=",
+        "send=\\x",
+        "send=\\x1",
+        "command=''",
+        "http=/:expect=,",
+        "command=\"\"",
+    ] {
         let _ = parse(s, T);
     }
 }

@@ -1,0 +1,282 @@
+//! Scheduler behaviour on paused time with a scripted prober.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU32;
+
+use super::*;
+use crate::config::{ChannelConfig, GroupConfig, Host, Policy};
+use crate::pool::Target;
+
+fn service(groups: &[usize], rise: u32, fall: u32) -> Arc<Service> {
+    let gs = groups
+        .iter()
+        .enumerate()
+        .map(|(g, &n)| GroupConfig {
+            policy: Policy::RoundRobin,
+            channels: (0..n)
+                .map(|i| ChannelConfig {
+                    host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                    port: 1000 + (g * 10 + i) as u16,
+                    maxc: 0,
+                    weight: 1,
+                })
+                .collect(),
+        })
+        .collect();
+    let l = ListenerConfig::new("test".into(), SocketAddr::from(([127, 0, 0, 1], 0)), gs);
+    Arc::new(Service::new(
+        l,
+        RiseFallParams {
+            rise,
+            fall,
+            ..Default::default()
+        },
+    ))
+}
+
+fn plan(ms: u64) -> Plan {
+    Plan {
+        interval: Duration::from_millis(ms),
+        jitter: Duration::ZERO,
+        only_down: false,
+    }
+}
+
+fn ch(svc: &Service, g: usize, i: usize) -> Arc<Channel> {
+    Arc::clone(&svc.pool.groups()[g].channels[i])
+}
+
+/// A prober whose verdict per port is switchable; counts calls and the
+/// most probes ever in flight against the hung channel.
+#[derive(Default)]
+struct Script {
+    failing: Mutex<Vec<u16>>,
+    hang: Mutex<Vec<u16>>,
+    calls: AtomicU32,
+    inflight: AtomicU32,
+    max_inflight: AtomicU32,
+}
+
+fn prober(s: Arc<Script>) -> Prober {
+    Arc::new(move |job: Job| {
+        let s = Arc::clone(&s);
+        Box::pin(async move {
+            let port = job.channel.target().port;
+            s.calls.fetch_add(1, SeqCst);
+            let hang = s.hang.lock().map(|h| h.contains(&port)).unwrap_or(false);
+            if hang {
+                let now = s.inflight.fetch_add(1, SeqCst) + 1;
+                s.max_inflight.fetch_max(now, SeqCst);
+                // A hung check bounded by a 1 s timeout.
+                sleep(Duration::from_secs(1)).await;
+                s.inflight.fetch_sub(1, SeqCst);
+            }
+            let fail = s.failing.lock().map(|f| f.contains(&port)).unwrap_or(false);
+            if hang || fail {
+                Err("connect: connection refused".into())
+            } else {
+                Ok(())
+            }
+        })
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn down_after_fall_intervals_and_up_after_rise() {
+    let svc = service(&[1, 1], 2, 3);
+    let s = Arc::new(Script::default());
+    let stop = CancellationToken::new();
+    tokio::spawn(run(
+        Arc::clone(&svc),
+        stop.clone(),
+        plan(100),
+        prober(Arc::clone(&s)),
+    ));
+    let primary = ch(&svc, 0, 0);
+    sleep(Duration::from_millis(250)).await;
+    assert!(primary.is_up());
+    s.failing.lock().unwrap().push(1000);
+    let t0 = Instant::now();
+    while primary.is_up() {
+        sleep(Duration::from_millis(10)).await;
+    }
+    let took = t0.elapsed();
+    // 3 failed rounds at 100 ms spacing: the 3rd failure lands within 300 ms.
+    assert!(took <= Duration::from_millis(310), "{took:?}");
+    assert!(took >= Duration::from_millis(190), "{took:?}");
+    assert_eq!(primary.health().1, "connect: connection refused");
+    s.failing.lock().unwrap().clear();
+    let t0 = Instant::now();
+    while !primary.is_up() {
+        sleep(Duration::from_millis(10)).await;
+    }
+    let took = t0.elapsed();
+    assert!(
+        took <= Duration::from_millis(210) && took >= Duration::from_millis(90),
+        "{took:?}"
+    );
+    assert!(ch(&svc, 1, 0).is_up());
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_probe_never_piles_up() {
+    let svc = service(&[2], 2, 3);
+    let s = Arc::new(Script::default());
+    s.hang.lock().unwrap().push(1000);
+    let stop = CancellationToken::new();
+    tokio::spawn(run(
+        Arc::clone(&svc),
+        stop.clone(),
+        plan(200),
+        prober(Arc::clone(&s)),
+    ));
+    let hung = ch(&svc, 0, 0);
+    let t0 = Instant::now();
+    while hung.is_up() {
+        sleep(Duration::from_millis(10)).await;
+    }
+    let took = t0.elapsed();
+    // 3 timeouts of 1 s plus the wait for the next round after each.
+    assert!(
+        took >= Duration::from_secs(3) && took <= Duration::from_millis(3700),
+        "{took:?}"
+    );
+    // The hung channel never had more than 1 probe in flight.
+    assert_eq!(s.max_inflight.load(SeqCst), 1);
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_disabled_channels_are_never_probed_or_touched() {
+    let svc = service(&[1], 2, 1);
+    let c = ch(&svc, 0, 0);
+    c.set_admin(Admin::Disabled);
+    let s = Arc::new(Script::default());
+    s.failing.lock().unwrap().push(1000);
+    let stop = CancellationToken::new();
+    tokio::spawn(run(
+        Arc::clone(&svc),
+        stop.clone(),
+        plan(100),
+        prober(Arc::clone(&s)),
+    ));
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.calls.load(SeqCst), 0);
+    assert!(c.is_up());
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn reprobe_notification_probes_at_once() {
+    let svc = service(&[1], 2, 3);
+    let s = Arc::new(Script::default());
+    let stop = CancellationToken::new();
+    tokio::spawn(run(
+        Arc::clone(&svc),
+        stop.clone(),
+        plan(10_000),
+        prober(Arc::clone(&s)),
+    ));
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(s.calls.load(SeqCst), 1);
+    svc.reprobe.notify_one();
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.calls.load(SeqCst), 2);
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_monitor_probes_only_soft_down_channels() {
+    let svc = service(&[2], 2, 3);
+    let s = Arc::new(Script::default());
+    let stop = CancellationToken::new();
+    let p = Plan {
+        only_down: true,
+        ..plan(100)
+    };
+    tokio::spawn(run(
+        Arc::clone(&svc),
+        stop.clone(),
+        p,
+        prober(Arc::clone(&s)),
+    ));
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.calls.load(SeqCst), 0, "healthy channels are left alone");
+    let c = ch(&svc, 0, 1);
+    c.force_down("connect: connection refused"); // as -a does
+    let t0 = Instant::now();
+    while !c.is_up() {
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        t0.elapsed() <= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    let calls = s.calls.load(SeqCst);
+    assert_eq!(calls, 2, "rise 2 passes, then nothing more");
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.calls.load(SeqCst), calls);
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn channels_added_at_runtime_are_probed() {
+    let svc = service(&[1], 2, 1);
+    let s = Arc::new(Script::default());
+    s.failing.lock().unwrap().push(4242);
+    let stop = CancellationToken::new();
+    tokio::spawn(run(
+        Arc::clone(&svc),
+        stop.clone(),
+        plan(100),
+        prober(Arc::clone(&s)),
+    ));
+    sleep(Duration::from_millis(150)).await;
+    let target = Target {
+        host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        port: 4242,
+        addrs: vec![SocketAddr::from(([127, 0, 0, 1], 4242))],
+    };
+    let new = svc.pool.new_channel(target, 0, 1);
+    let g0 = svc.pool.groups()[0].with_channel(Arc::clone(&new));
+    svc.pool.store_groups(vec![Arc::new(g0)]);
+    sleep(Duration::from_millis(250)).await;
+    assert!(
+        !new.is_up(),
+        "the new channel was probed and failed (fall 1)"
+    );
+    assert!(ch(&svc, 0, 0).is_up());
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_down_shutdown_signals_the_channel_sessions() {
+    let mut l = service(&[1], 2, 1).cfg.clone();
+    l.on_down_shutdown = true;
+    let svc = Arc::new(Service::new(
+        l,
+        RiseFallParams {
+            fall: 1,
+            ..Default::default()
+        },
+    ));
+    let c = ch(&svc, 0, 0);
+    let mut kill = c.session_kill();
+    let job = Job {
+        channel: Arc::clone(&c),
+        group: 0,
+        index: 0,
+    };
+    apply(&svc, &job, Err("http: HTTP 503".into()));
+    assert!(!c.is_up());
+    assert!(kill.has_changed().unwrap_or(false));
+    let _ = kill.borrow_and_update();
+    apply(&svc, &job, Err("http: HTTP 503".into()));
+    assert!(
+        !kill.has_changed().unwrap_or(true),
+        "only the flip closes sessions"
+    );
+}
