@@ -872,3 +872,42 @@ fn without_m_a_soft_disabled_channel_comes_back_by_itself() {
     );
     assert_eq!(ask(&b).unwrap(), "A");
 }
+
+#[test]
+fn on_up_shutdown_backup_closes_backup_sessions_when_the_primary_returns() {
+    let a = Backend::start("A");
+    let bk = Backend::on_ip(LOCAL2, "B", 0);
+    let status = Arc::new(AtomicU16::new(503));
+    let side = http_server(Arc::clone(&status), "");
+    http_server_on(LOCAL2, side, Arc::new(AtomicU16::new(200)), "");
+    let spec = format!("http=/:port={side}:interval=200ms:rise=1:fall=1:on-up=shutdown-backup");
+    let b = Balance::start(
+        &["-m", &spec],
+        &[chan(a.port), "!".into(), format!("127.0.0.2:{}", bk.port)],
+    );
+    assert!(
+        b.wait_log_n(
+            "channel down (dis): http: HTTP 503",
+            1,
+            Duration::from_secs(5)
+        ),
+        "{}",
+        b.dump()
+    );
+    let (mut on_b, tag) = session(&b);
+    assert_eq!(tag, "B");
+    assert!(alive(&mut on_b));
+    status.store(200, SeqCst);
+    assert!(
+        b.wait_log_n("channel up (ENA)", 1, Duration::from_secs(5)),
+        "{}",
+        b.dump()
+    );
+    let t0 = Instant::now();
+    assert!(
+        !alive(&mut on_b),
+        "backup session survived on-up=shutdown-backup"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(ask(&b).unwrap(), "A");
+}
