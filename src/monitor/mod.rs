@@ -16,7 +16,7 @@
 pub mod probe;
 pub mod spec;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -96,10 +96,11 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
         ),
     };
     let default_timeout = svc.cfg.connect_timeout;
+    let source = svc.cfg.source;
     let checks = Arc::new(checks);
     let prober: Prober = Arc::new(move |job: Job| {
         let checks = Arc::clone(&checks);
-        Box::pin(async move { probe_channel(&checks, &job, default_timeout).await })
+        Box::pin(async move { probe_channel(&checks, &job, default_timeout, source).await })
     });
     tokio::spawn(run(svc, shutdown, plan, prober))
 }
@@ -109,6 +110,7 @@ async fn probe_channel(
     checks: &[Check],
     job: &Job,
     default_timeout: Duration,
+    source: Option<std::net::IpAddr>,
 ) -> Result<(), String> {
     let target = job.channel.target();
     let mut last = format!("{} does not resolve", target.host);
@@ -118,6 +120,7 @@ async fn probe_channel(
             host: target.host.to_string(),
             group: job.group,
             index: job.index,
+            source,
         };
         match probe::run_chain(checks, &ctx, default_timeout).await {
             Ok(()) => return Ok(()),
@@ -139,17 +142,32 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, pro
     let mut entries: HashMap<usize, Entry> = HashMap::new();
     let mut rng = Rng::new(Arc::as_ptr(&svc) as u64);
     debug!(listener = %svc.cfg.name, interval = ?plan.interval, only_down = plan.only_down, "monitor started");
+    let mut next = Instant::now();
+    let mut suspects_only = false;
     loop {
-        round(&svc, &shutdown, &plan, &prober, &mut entries, &mut rng);
-        let next = Instant::now() + plan.interval;
+        round(
+            &svc,
+            &shutdown,
+            &plan,
+            &prober,
+            &mut entries,
+            &mut rng,
+            suspects_only,
+        );
+        if !suspects_only {
+            next = Instant::now() + plan.interval;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = sleep_until(next) => {}
+            _ = sleep_until(next) => suspects_only = false,
             _ = svc.reprobe.notified() => {
+                // A passive failure: re-probe the failing channels now (not
+                // the healthy ones), at most every REPROBE_GAP.
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = sleep(REPROBE_GAP.min(plan.interval)) => {}
                 }
+                suspects_only = Instant::now() < next;
             }
         }
     }
@@ -162,14 +180,20 @@ fn round(
     prober: &Prober,
     entries: &mut HashMap<usize, Entry>,
     rng: &mut Rng,
+    // A re-probe after passive failures: only channels that are down or
+    // have a failure streak.
+    suspects_only: bool,
 ) {
     let groups = svc.pool.groups();
-    let mut seen = Vec::new();
+    let mut seen = HashSet::new();
     for (g, group) in groups.iter().enumerate() {
         for (i, ch) in group.channels.iter().enumerate() {
             let key = Arc::as_ptr(ch) as usize;
-            seen.push(key);
+            seen.insert(key);
             if ch.admin() != Admin::Enabled || (plan.only_down && ch.is_up()) {
+                continue;
+            }
+            if suspects_only && ch.is_up() && ch.health().0.failures == 0 {
                 continue;
             }
             let e = entries.entry(key).or_insert_with(|| Entry {

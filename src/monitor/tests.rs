@@ -169,8 +169,8 @@ async fn operator_disabled_channels_are_never_probed_or_touched() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn reprobe_notification_probes_at_once() {
-    let svc = service(&[1], 2, 3);
+async fn reprobe_after_a_passive_failure_probes_only_the_failing_channel_at_once() {
+    let svc = service(&[2], 2, 3);
     let s = Arc::new(Script::default());
     let stop = CancellationToken::new();
     tokio::spawn(run(
@@ -180,10 +180,23 @@ async fn reprobe_notification_probes_at_once() {
         prober(Arc::clone(&s)),
     ));
     sleep(Duration::from_millis(50)).await;
-    assert_eq!(s.calls.load(SeqCst), 1);
+    assert_eq!(s.calls.load(SeqCst), 2, "first round probes both");
+    // What the data path does after a failed connect to channel 0.
+    ch(&svc, 0, 0).observe(false, "connect: connection refused", &svc.rise_fall);
     svc.reprobe.notify_one();
     sleep(Duration::from_millis(200)).await;
-    assert_eq!(s.calls.load(SeqCst), 2);
+    assert_eq!(
+        s.calls.load(SeqCst),
+        3,
+        "only the failing channel is re-probed"
+    );
+    // Its probe passed, so the streak is over: another notification
+    // probes nothing until the next interval.
+    svc.reprobe.notify_one();
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.calls.load(SeqCst), 3);
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(s.calls.load(SeqCst), 5, "the regular round still comes");
     stop.cancel();
 }
 

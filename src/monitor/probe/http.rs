@@ -17,7 +17,7 @@ pub async fn run(
     body: Option<&str>,
 ) -> Result<(), String> {
     let addr = SocketAddr::new(ctx.addr.ip(), port.unwrap_or(ctx.addr.port()));
-    let mut s = tcp(addr).await?;
+    let mut s = tcp(addr, ctx.source).await?;
     let host = match host {
         Some(h) => h.to_string(),
         None if addr.port() == 80 => ctx.host.clone(),

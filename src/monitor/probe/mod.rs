@@ -32,6 +32,9 @@ pub struct Ctx {
     pub host: String,
     pub group: usize,
     pub index: usize,
+    /// `-B`: probes leave from the same source address as traffic (it
+    /// matters for MySQL grants such as 'chk'@'10.0.0.5').
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Run the checks in order; the first failure stops the chain. Each check
@@ -88,9 +91,20 @@ pub fn fmt_dur(d: Duration) -> String {
     }
 }
 
-/// Connect to `addr`; errors as short reasons.
-pub async fn tcp(addr: SocketAddr) -> Result<TcpStream, String> {
-    let s = TcpStream::connect(addr).await.map_err(|e| io_reason(&e))?;
+/// Connect to `addr` (from `source` if set); errors as short reasons.
+pub async fn tcp(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<TcpStream, String> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("local error: {e}"))?;
+    if let Some(src) = source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+        crate::sys::set_bind_address_no_port(&sock);
+        sock.bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("local error: bind {src}: {e}"))?;
+    }
+    let s = sock.connect(addr).await.map_err(|e| io_reason(&e))?;
     let _ = s.set_nodelay(true);
     Ok(s)
 }

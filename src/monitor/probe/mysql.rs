@@ -18,7 +18,7 @@ const CLIENT_PLUGIN_AUTH: u32 = 0x0008_0000;
 const COM_QUIT: u8 = 0x01;
 
 pub async fn run(ctx: &Ctx, user: Option<&str>) -> Result<(), String> {
-    let mut s = tcp(ctx.addr).await?;
+    let mut s = tcp(ctx.addr, ctx.source).await?;
     let (seq, greeting) = read_packet(&mut s).await?;
     let caps = parse_greeting(&greeting)?;
     let Some(user) = user else {
