@@ -911,3 +911,38 @@ fn on_up_shutdown_backup_closes_backup_sessions_when_the_primary_returns() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert_eq!(ask(&b).unwrap(), "A");
 }
+
+#[test]
+fn manual_failback_keeps_traffic_on_the_backup_after_the_primary_returns() {
+    // The `failback` command itself is the control socket's; the pool-level
+    // test in src/pool/tests.rs covers it.
+    let a = Backend::start("A");
+    let bk = Backend::start("B");
+    let b = Balance::start(
+        &[
+            "--failback",
+            "manual",
+            "-m",
+            "connect:interval=200ms:rise=1:fall=1",
+        ],
+        &[chan(a.port), "!".into(), chan(bk.port)],
+    );
+    assert_eq!(ask(&b).unwrap(), "A");
+    a.stop();
+    assert!(
+        b.wait_log_n("channel down (dis)", 1, Duration::from_secs(5)),
+        "{}",
+        b.dump()
+    );
+    assert_eq!(ask(&b).unwrap(), "B");
+    let a2 = Backend::on("A", a.port);
+    assert!(
+        b.wait_log_n("channel up (ENA)", 1, Duration::from_secs(5)),
+        "{}",
+        b.dump()
+    );
+    for _ in 0..5 {
+        assert_eq!(ask(&b).unwrap(), "B", "traffic returned without failback");
+    }
+    drop(a2);
+}

@@ -293,3 +293,52 @@ async fn on_down_shutdown_signals_the_channel_sessions() {
         "only the flip closes sessions"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn jitter_spreads_probe_starts_and_keeps_the_mean_interval() {
+    let svc = service(&[50], 2, 3);
+    let starts: Arc<Mutex<Vec<(u16, Instant)>>> = Arc::default();
+    let s2 = Arc::clone(&starts);
+    let p: Prober = Arc::new(move |job: Job| {
+        let s2 = Arc::clone(&s2);
+        Box::pin(async move {
+            s2.lock()
+                .unwrap()
+                .push((job.channel.target().port, Instant::now()));
+            Ok(())
+        })
+    });
+    let stop = CancellationToken::new();
+    let plan = Plan {
+        interval: Duration::from_secs(1),
+        jitter: Duration::from_secs(1),
+        only_down: false,
+    };
+    let t0 = Instant::now();
+    tokio::spawn(run(Arc::clone(&svc), stop.clone(), plan, p));
+    // Short on purpose: with 50 uniform starts per second, a 6th start in
+    // one 10 ms bin has a chance of about 1e-5 per bin.
+    sleep(Duration::from_secs(6)).await;
+    stop.cancel();
+    let starts = starts.lock().unwrap().clone();
+    assert!(starts.len() >= 250, "{} probes", starts.len());
+    // ≤ 5 probe starts in any 10 ms window.
+    let mut per_window = HashMap::new();
+    for (_, t) in &starts {
+        *per_window.entry((*t - t0).as_millis() / 10).or_insert(0u32) += 1;
+    }
+    let worst = per_window.values().max().copied().unwrap_or(0);
+    assert!(worst <= 5, "{worst} probe starts in one 10 ms window");
+    // Mean interval per channel: 1 s ± 5 %.
+    let mut gaps = Vec::new();
+    for port in 1000..1050u16 {
+        let ts: Vec<Instant> = starts
+            .iter()
+            .filter(|(p, _)| *p == port)
+            .map(|(_, t)| *t)
+            .collect();
+        gaps.extend(ts.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()));
+    }
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    assert!((0.95..=1.05).contains(&mean), "mean interval {mean}");
+}
