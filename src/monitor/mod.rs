@@ -13,6 +13,17 @@
 //! passive detection or `-a`, so plain balance command lines get channels
 //! back automatically.
 
+// Probe replies and specs are untrusted input: no panicking shortcuts.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod probe;
 pub mod spec;
 

@@ -109,13 +109,11 @@ pub fn parse_greeting(p: &[u8]) -> Result<u32, String> {
                 .ok_or_else(|| format!("bad greeting \"{}\"", escape(p)))?;
             // conn id (4), auth data 1 (8), filler (1), caps low (2)
             let after = rest.get(nul + 1..).unwrap_or_default();
-            let low = after
-                .get(13..15)
-                .ok_or_else(|| "short banner".to_string())?;
-            let mut caps = u32::from(low[0]) | u32::from(low[1]) << 8;
+            let low = le16(after, 13).ok_or_else(|| "short banner".to_string())?;
+            let mut caps = u32::from(low);
             // charset (1), status (2), caps high (2)
-            if let Some(high) = after.get(18..20) {
-                caps |= (u32::from(high[0]) | u32::from(high[1]) << 8) << 16;
+            if let Some(high) = le16(after, 18) {
+                caps |= u32::from(high) << 16;
             }
             if caps & CLIENT_PROTOCOL_41 == 0 {
                 return Err("server too old (no protocol 4.1)".into());
@@ -129,15 +127,20 @@ pub fn parse_greeting(p: &[u8]) -> Result<u32, String> {
 
 /// `0xff`, code (2, LE), optional `#` + SQLSTATE (5), message.
 pub fn error_reason(p: &[u8]) -> String {
-    let code = match p.get(1..3) {
-        Some(c) => u16::from(c[0]) | u16::from(c[1]) << 8,
-        None => return "MySQL error packet (truncated)".into(),
+    let Some(code) = le16(p, 1) else {
+        return "MySQL error packet (truncated)".into();
     };
     let mut msg = p.get(3..).unwrap_or_default();
     if msg.first() == Some(&b'#') {
         msg = msg.get(6..).unwrap_or_default();
     }
     format!("MySQL error {code}: {}", escape(msg))
+}
+
+/// A little-endian u16 at `at`, if the bytes are there.
+fn le16(p: &[u8], at: usize) -> Option<u16> {
+    let b: [u8; 2] = p.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(u16::from_le_bytes(b))
 }
 
 fn handshake_response(user: &str, server_caps: u32) -> Vec<u8> {
