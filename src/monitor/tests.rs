@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU32;
 
 use super::*;
+use crate::cli::{Invocation, Parsed, UsageError, parse};
 use crate::config::{ChannelConfig, GroupConfig, Host, Policy};
 use crate::pool::Target;
 
@@ -341,4 +342,113 @@ async fn jitter_spreads_probe_starts_and_keeps_the_mean_interval() {
     }
     let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
     assert!((0.95..=1.05).contains(&mean), "mean interval {mean}");
+}
+
+// ---- command line: --on-down/--on-up and -m reach the listener
+
+fn cli_listener(args: &[&str]) -> Result<ListenerConfig, UsageError> {
+    let argv = std::iter::once("balance").chain(args.iter().copied());
+    match parse(argv)? {
+        Parsed::Invocation(inv) => match *inv {
+            Invocation::Run(cfg) => cfg
+                .listeners
+                .into_iter()
+                .next()
+                .ok_or_else(|| UsageError("no listener".into())),
+            _ => Err(UsageError("not a run".into())),
+        },
+        Parsed::Print(_) => Err(UsageError("printed".into())),
+    }
+}
+
+#[test]
+fn on_down_and_on_up_long_options_set_the_listener() {
+    let l = cli_listener(&[
+        "--on-down",
+        "shutdown",
+        "--on-up",
+        "shutdown-backup",
+        "8000",
+        "127.0.0.1:1",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(l.on_down_shutdown && l.on_up_shutdown_backup);
+    let l = cli_listener(&["8000", "127.0.0.1:1"]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!l.on_down_shutdown && !l.on_up_shutdown_backup);
+    let e = cli_listener(&["--on-down", "reboot", "8000", "127.0.0.1:1"]).err();
+    assert!(e.is_some_and(|e| e.0.contains("bad --on-down \"reboot\"")));
+}
+
+#[test]
+fn monitor_spec_is_parsed_and_bad_specs_are_usage_errors() {
+    let l = cli_listener(&[
+        "-m",
+        "connect:timeout=0.4:command=/bin/checksvc -s %H -p %P >/dev/null:pass=0,2:interval=10",
+        "8000",
+        "127.0.0.1:1",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.monitor.map(|m| m.checks.len()), Some(2));
+    let e = cli_listener(&["-m", "connect:bogus", "8000", "127.0.0.1:1"]).err();
+    assert!(e.is_some_and(|e| e.0.starts_with("bad -m spec: unknown key \"bogus\"")));
+}
+
+// ---- manual failback at the pool level (the `failback` command's effect)
+
+fn failback_pool(failback: Failback) -> crate::pool::Pool {
+    let g = |port| GroupConfig {
+        policy: Policy::RoundRobin,
+        channels: vec![ChannelConfig {
+            host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            port,
+            maxc: 0,
+            weight: 1,
+        }],
+    };
+    let opts = crate::pool::SelectOpts {
+        hash_failover: false,
+        failback,
+    };
+    crate::pool::Pool::new(&[g(1), g(2)], opts, |h, p| match h {
+        Host::Ip(ip) => vec![SocketAddr::new(*ip, p)],
+        Host::Name(_) => vec![],
+    })
+}
+
+fn first_group(p: &crate::pool::Pool) -> Option<usize> {
+    p.candidates(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .next()
+        .map(|c| c.group)
+}
+
+/// Fail over (primary down, a connection served by group 1), then the
+/// primary comes back up.
+fn fail_over_and_recover(p: &crate::pool::Pool) {
+    let primary = Arc::clone(&p.groups()[0].channels[0]);
+    primary.force_down("connect: connection refused");
+    assert_eq!(first_group(p), Some(1));
+    p.served_by(1);
+    primary.force_up();
+}
+
+#[test]
+fn manual_failback_keeps_traffic_on_backup_until_failback() {
+    let p = failback_pool(Failback::Manual);
+    fail_over_and_recover(&p);
+    for _ in 0..5 {
+        assert_eq!(
+            first_group(&p),
+            Some(1),
+            "primary is up but failback is manual"
+        );
+    }
+    assert_eq!(p.failback(), 1);
+    assert_eq!(first_group(&p), Some(0));
+}
+
+#[test]
+fn auto_failback_returns_to_primary_when_it_is_up() {
+    let p = failback_pool(Failback::Auto);
+    fail_over_and_recover(&p);
+    assert_eq!(first_group(&p), Some(0));
 }
