@@ -606,8 +606,10 @@ fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
     f.too_many.store(true, SeqCst);
     let port = fake_mysql(Arc::clone(&f));
     let bk = Backend::start("B");
+    let sock = std::env::temp_dir().join(format!("balance-mon-{}-my.sock", std::process::id()));
+    let sock_s = sock.to_string_lossy().into_owned();
     let b = Balance::start(
-        &["-m", "mysql:interval=100ms:fall=2"],
+        &["--control", &sock_s, "-m", "mysql:interval=100ms:fall=2"],
         &[chan(port), "!".into(), chan(bk.port)],
     );
     assert!(
@@ -620,6 +622,17 @@ fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
         b.dump()
     );
     assert_eq!(ask(&b).unwrap(), "B");
+    // The reason is also in `show json`.
+    let out = Command::new(env!("CARGO_BIN_EXE_balance"))
+        .args(["-b", "127.0.0.1", "-c", "show json", "--control", &sock_s])
+        .arg(b.port.to_string())
+        .output()
+        .expect("run balance -c");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains("\"last_reason\":\"mysql: MySQL error 1040: Too many connections\""),
+        "{json}"
+    );
 }
 
 /// Open connections the hung server holds right now (closed ones dropped).
@@ -904,15 +917,17 @@ fn on_up_shutdown_backup_closes_backup_sessions_when_the_primary_returns() {
 }
 
 #[test]
-fn manual_failback_keeps_traffic_on_the_backup_after_the_primary_returns() {
-    // The `failback` command itself is the control socket's; the pool-level
-    // test in src/pool/tests.rs covers it.
+fn manual_failback_keeps_traffic_on_the_backup_until_the_failback_command() {
     let a = Backend::start("A");
     let bk = Backend::start("B");
+    let sock = std::env::temp_dir().join(format!("balance-mon-{}-fb.sock", std::process::id()));
+    let sock_s = sock.to_string_lossy().into_owned();
     let b = Balance::start(
         &[
             "--failback",
             "manual",
+            "--control",
+            &sock_s,
             "-m",
             "connect:interval=200ms:rise=1:fall=1",
         ],
@@ -935,5 +950,12 @@ fn manual_failback_keeps_traffic_on_the_backup_after_the_primary_returns() {
     for _ in 0..5 {
         assert_eq!(ask(&b).unwrap(), "B", "traffic returned without failback");
     }
+    let out = Command::new(env!("CARGO_BIN_EXE_balance"))
+        .args(["-b", "127.0.0.1", "-c", "failback", "--control", &sock_s])
+        .arg(b.port.to_string())
+        .output()
+        .expect("run balance -c");
+    assert!(out.status.success(), "{:?}", out);
+    assert_eq!(ask(&b).unwrap(), "A");
     drop(a2);
 }
