@@ -30,12 +30,42 @@ pub async fn run(
         .await
         .map_err(|e| format!("send failed: {}", super::io_reason(&e)))?;
     let mut buf = Vec::new();
-    let want_body = body.is_some();
-    read_until(&mut s, &mut buf, |b| {
-        !want_body && (contains(b, b"\r\n\r\n") || contains(b, b"\n\n"))
+    let want = body.map(str::as_bytes);
+    read_until(&mut s, &mut buf, |b| reply_complete(b, want)).await?;
+    check_reply(&buf, expect, want)
+}
+
+/// Enough of the reply to judge it: the headers, and with `body=` either the
+/// text itself or the whole `Content-Length` body (servers that ignore
+/// `Connection: close` would otherwise keep us waiting for EOF).
+fn reply_complete(b: &[u8], want: Option<&[u8]>) -> bool {
+    let end = match find(b, b"\r\n\r\n") {
+        Some(i) => i + 4,
+        None => match find(b, b"\n\n") {
+            Some(i) => i + 2,
+            None => return false,
+        },
+    };
+    let Some(want) = want else {
+        return true;
+    };
+    let body = b.get(end..).unwrap_or_default();
+    if contains(body, want) {
+        return true;
+    }
+    content_length(b.get(..end).unwrap_or_default()).is_some_and(|n| body.len() >= n)
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(head).ok()?;
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        if k.trim().eq_ignore_ascii_case("content-length") {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
     })
-    .await?;
-    check_reply(&buf, expect, body.map(str::as_bytes))
 }
 
 /// Judge a (possibly partial) reply.
@@ -137,5 +167,19 @@ mod tests {
             check_reply(b"HTTP/1.1 404 x\r\n\r\n", &[(404, 404)], None),
             Ok(())
         );
+    }
+
+    #[test]
+    fn reply_is_complete_without_waiting_for_eof() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        assert!(!reply_complete(b"HTTP/1.1 200 OK\r\n", None));
+        assert!(reply_complete(head, None));
+        assert!(reply_complete(b"HTTP/1.0 200 OK\n\n", None));
+        assert!(!reply_complete(head, Some(b"up")));
+        let up = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nis up";
+        assert!(reply_complete(up, Some(b"up")));
+        let down = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndown";
+        assert!(reply_complete(down, Some(b"up")));
+        assert!(!reply_complete(b"HTTP/1.1 200 OK\r\n\r\ndown", Some(b"up")));
     }
 }
