@@ -635,26 +635,33 @@ fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
     );
 }
 
-/// Open connections the hung server holds right now (closed ones dropped).
+/// A server that accepts and never answers. At each accept it counts the
+/// connections still open from the prober's side (a closed one shows EOF
+/// on a non-blocking read: on loopback the FIN of a probe that gave up is
+/// queued before the next probe's SYN), so `max` is the most probe
+/// connections ever open at once, free of thread-scheduling noise.
 fn hung_server(open: Arc<AtomicUsize>, max: Arc<AtomicUsize>) -> u16 {
     let l = TcpListener::bind((LOCAL, 0)).unwrap();
     let port = l.local_addr().unwrap().port();
     thread::spawn(move || {
+        let mut conns: Vec<TcpStream> = Vec::new();
         for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let (open, max) = (Arc::clone(&open), Arc::clone(&max));
-            let now = open.fetch_add(1, SeqCst) + 1;
-            max.fetch_max(now, SeqCst);
-            thread::spawn(move || {
-                // Never answer; notice when the prober gives up.
+            let Ok(s) = s else { continue };
+            conns.retain_mut(|c| {
+                let _ = c.set_nonblocking(true);
                 let mut buf = [0u8; 1024];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        break;
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) => return false,
+                        Ok(_) => continue, // the request; keep reading
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                        Err(_) => return false,
                     }
                 }
-                open.fetch_sub(1, SeqCst);
             });
+            conns.push(s);
+            open.store(conns.len(), SeqCst);
+            max.fetch_max(conns.len(), SeqCst);
         }
     });
     port
