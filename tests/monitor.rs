@@ -966,3 +966,40 @@ fn manual_failback_keeps_traffic_on_the_backup_until_the_failback_command() {
     assert_eq!(ask(&b).unwrap(), "A");
     drop(a2);
 }
+
+#[test]
+fn monitor_takes_a_blackholed_primary_down_so_no_client_pays_its_timeout() {
+    // T13 with a monitor: D = fall × (interval + timeout) = 3 s.
+    let bh = blackhole();
+    let bk = Backend::start("B");
+    let t0 = Instant::now();
+    let b = Balance::start(
+        &[
+            "-t",
+            "1",
+            "-m",
+            "connect:timeout=500ms:interval=500ms:fall=3",
+        ],
+        &[chan(bh.port), "!".into(), chan(bk.port)],
+    );
+    assert!(
+        b.wait_log_n(
+            "channel down (dis): connect: timeout after 500ms",
+            1,
+            Duration::from_secs(8)
+        ),
+        "{}",
+        b.dump()
+    );
+    let down = t0.elapsed();
+    assert!(down <= Duration::from_millis(4500), "down after {down:?}");
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert_eq!(ask(&b).unwrap(), "B");
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+}
