@@ -605,12 +605,12 @@ fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
     let f = Arc::new(FakeMysql::default());
     f.too_many.store(true, SeqCst);
     let port = fake_mysql(Arc::clone(&f));
-    let bk = Backend::start("B");
+    let backup = fake_mysql(Arc::new(FakeMysql::default()));
     let sock = std::env::temp_dir().join(format!("balance-mon-{}-my.sock", std::process::id()));
     let sock_s = sock.to_string_lossy().into_owned();
     let b = Balance::start(
         &["--control", &sock_s, "-m", "mysql:interval=100ms:fall=2"],
-        &[chan(port), "!".into(), chan(bk.port)],
+        &[chan(port), "!".into(), chan(backup)],
     );
     assert!(
         b.wait_log_n(
@@ -621,7 +621,7 @@ fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
         "{}",
         b.dump()
     );
-    assert_eq!(ask(&b).unwrap(), "B");
+    assert!(greets_like_mysql(&b), "new clients do not reach the backup");
     // The reason is also in `show json`.
     let out = Command::new(env!("CARGO_BIN_EXE_balance"))
         .args(["-b", "127.0.0.1", "-c", "show json", "--control", &sock_s])
@@ -1002,4 +1002,57 @@ fn monitor_takes_a_blackholed_primary_down_so_no_client_pays_its_timeout() {
             t.elapsed()
         );
     }
+}
+
+#[test]
+fn silent_mysql_primary_goes_down_and_on_down_shutdown_cuts_its_sessions() {
+    // T14: a hung mysqld accepts but never greets.
+    let silent = TcpListener::bind((LOCAL, 0)).unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h2 = Arc::clone(&held);
+    thread::spawn(move || {
+        for s in silent.incoming().flatten() {
+            h2.lock().unwrap().push(s);
+        }
+    });
+    // The backup is a (fake) MySQL that greets.
+    let backup = fake_mysql(Arc::new(FakeMysql::default()));
+    let b = Balance::start(
+        &[
+            "--on-down",
+            "shutdown",
+            "-m",
+            "mysql:timeout=500ms:interval=200ms:fall=3",
+        ],
+        &[chan(port), "!".into(), chan(backup)],
+    );
+    // A client that reached the silent primary before it was marked down.
+    let mut c = TcpStream::connect(b.addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    assert!(
+        b.wait_log_n(
+            "channel down (dis): mysql: timeout after 500ms",
+            1,
+            Duration::from_secs(8)
+        ),
+        "{}",
+        b.dump()
+    );
+    let t0 = Instant::now();
+    let mut buf = [0u8; 8];
+    let r = c.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(greets_like_mysql(&b), "new clients do not reach the backup");
+}
+
+/// A new client through balance receives a MySQL greeting (protocol 10).
+fn greets_like_mysql(b: &Balance) -> bool {
+    let Ok(mut c) = TcpStream::connect(b.addr()) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut hdr = [0u8; 5];
+    c.read_exact(&mut hdr).is_ok() && hdr[4] == 0x0a
 }
