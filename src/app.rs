@@ -268,8 +268,10 @@ impl Supervisor {
             self.tracker.clone(),
             stop.clone(),
         ));
-        // hook: monitor::spawn(Arc::clone(&svc), stop.clone())
         let control = self.spawn_control(&svc, &stop, prev_control, listeners);
+        // The monitor stops with this Service (`stop`: replaced by a reload,
+        // removed, or shutdown).
+        crate::monitor::spawn(Arc::clone(&svc), stop.clone());
         info!(listener = %name, bind = %svc.cfg.bind, groups = svc.cfg.groups.len(), "listening");
         Running {
             sock,
@@ -551,6 +553,10 @@ async fn serve(
         let mut st = sup.state.lock().await;
         for (l, sock) in cfg.listeners.iter().zip(bound) {
             let svc = Arc::new(Service::new(l.clone(), rise_fall(l)));
+            // Operator state from the state file, before the first client.
+            if let Some(st) = &sup.state_file {
+                st.restore(&svc);
+            }
             let reg = Supervisor::register(&l.name, &sock).map_err(oserr)?;
             st.listeners
                 .push(sup.launch(sock, reg, svc, None, cfg.listeners.len()));

@@ -79,7 +79,9 @@ pub struct Args {
     /// Interactive control shell for the instance on PORT
     #[arg(short = 'i')]
     interactive: bool,
-    /// Monitoring spec (see the man page)
+    /// Health checks, e.g. connect:timeout=0.5:interval=2:rise=2:fall=3,
+    /// http=/health:port=8080, mysql:user=chk, send=PING\r\n:expect=+PONG,
+    /// command=/usr/local/bin/check %H %P (see man balance, MONITORING)
     #[arg(short = 'm', value_name = "SPEC")]
     monitor: Option<String>,
     /// Accepted and ignored (balance.fm: mmap IPC; there is no shared memory)
@@ -115,6 +117,12 @@ pub struct Args {
     /// auto: return to group 0 when it recovers; manual: only on `failback`
     #[arg(long, value_name = "auto|manual")]
     failback: Option<String>,
+    /// shutdown: close a channel's live sessions when it is marked down
+    #[arg(long, value_name = "shutdown")]
+    on_down: Option<String>,
+    /// shutdown-backup: close backup-group sessions when a group-0 channel comes back
+    #[arg(long, value_name = "shutdown-backup")]
+    on_up: Option<String>,
     /// text or json
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
@@ -346,9 +354,22 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
         Some("manual") => Failback::Manual,
         Some(o) => return err(format!("bad --failback \"{o}\": use auto or manual")),
     };
+    l.on_down_shutdown = match a.on_down.as_deref() {
+        None | Some("none") => false,
+        Some("shutdown") => true,
+        Some(o) => return err(format!("bad --on-down \"{o}\": use shutdown or none")),
+    };
+    l.on_up_shutdown_backup = match a.on_up.as_deref() {
+        None | Some("none") => false,
+        Some("shutdown-backup") => true,
+        Some(o) => return err(format!("bad --on-up \"{o}\": use shutdown-backup or none")),
+    };
     if let Some(spec) = a.monitor {
-        l.monitor =
-            Some(crate::monitor::spec::parse(&spec, l.connect_timeout).map_err(UsageError)?);
+        let m = crate::monitor::spec::parse(&spec, l.connect_timeout).map_err(UsageError)?;
+        // `-m ...:on-down=shutdown` is the same as `--on-down shutdown`.
+        l.on_down_shutdown |= m.on_down_shutdown;
+        l.on_up_shutdown_backup |= m.on_up_shutdown_backup;
+        l.monitor = Some(m);
     }
     Ok(Invocation::Run(Config {
         global,

@@ -17,18 +17,10 @@ fn main() -> ExitCode {
         Parsed::Invocation(i) => *i,
     };
     match inv {
-        Invocation::Run(cfg) => {
-            if cfg.listeners.iter().any(|l| l.monitor.is_some()) {
-                return fail(
-                    EXIT_USAGE,
-                    "-m: monitoring is not yet supported in this build",
-                );
-            }
-            match balance::app::run(cfg) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(f) => fail(f.code, &f.msg),
-            }
-        }
+        Invocation::Run(cfg) => match balance::app::run(cfg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => fail(f.code, &f.msg),
+        },
         Invocation::Control(a) => {
             ExitCode::from(u8::try_from(balance::control::client::run(&a)).unwrap_or(1))
         }

@@ -97,6 +97,9 @@ pub struct Channel {
     health: Mutex<HealthState>,
     /// Wakes clients spinning for an eligible channel.
     eligible: Arc<Notify>,
+    /// Bumped to close this channel's live sessions (`on-down=shutdown`,
+    /// `on-up=shutdown-backup`); each relay watches it.
+    sessions: tokio::sync::watch::Sender<u64>,
 }
 
 impl fmt::Debug for Channel {
@@ -153,7 +156,18 @@ impl Channel {
                 last_change: None,
             }),
             eligible,
+            sessions: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// A receiver that changes when [`Channel::close_sessions`] is called.
+    pub fn session_kill(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sessions.subscribe()
+    }
+
+    /// Close every live session relayed to this channel.
+    pub fn close_sessions(&self) {
+        self.sessions.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     pub fn target(&self) -> Arc<Target> {

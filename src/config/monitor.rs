@@ -17,6 +17,11 @@ pub struct MonitorSpec {
     pub jitter: Duration,
     pub noenable: bool,
     pub nodisable: bool,
+    /// `on-down=shutdown`: close a channel's live sessions when it goes down.
+    pub on_down_shutdown: bool,
+    /// `on-up=shutdown-backup`: close backup-group sessions when a group-0
+    /// channel comes back up.
+    pub on_up_shutdown_backup: bool,
 }
 
 impl Default for MonitorSpec {
@@ -29,6 +34,8 @@ impl Default for MonitorSpec {
             jitter: Duration::ZERO,
             noenable: false,
             nodisable: false,
+            on_down_shutdown: false,
+            on_up_shutdown_backup: false,
         }
     }
 }

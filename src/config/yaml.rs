@@ -847,6 +847,9 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
         jitter: m.jitter.map_or(d.jitter, |j| j.0),
         noenable: m.noenable,
         nodisable: m.nodisable,
+        // The listener's `on_down`/`on_up` keys carry these in the file.
+        on_down_shutdown: false,
+        on_up_shutdown_backup: false,
     })
 }
 

@@ -61,7 +61,8 @@ impl ControlHandle {
     }
 }
 
-/// Restore `state` for this listener, bind its control socket at `path`
+/// Bind this listener's control socket at `path` (the caller restores
+/// `state` once, at process start, before the listener accepts)
 /// and serve it until `stop` is cancelled (or the handle's
 /// [`ControlHandle::stop`]). `kill` cancels `shutdown`: the process's
 /// graceful shutdown, as SIGTERM. `stop` is usually a child of `shutdown`
@@ -79,12 +80,6 @@ pub async fn spawn(
         if dir == paths::run_dir() {
             paths::prepare_run_dir(dir)?;
         }
-    }
-    if let Some(st) = state.clone() {
-        let s = Arc::clone(&svc);
-        tokio::task::spawn_blocking(move || st.restore(&s))
-            .await
-            .map_err(io::Error::other)?;
     }
     let (listener, guard) = bind(&path)?;
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");

@@ -1,4 +1,304 @@
-//! Health monitoring: per-channel probes, rise/fall, re-probe on passive
-//! failures. (Being built: see issue #4.)
+//! Health monitoring: per-channel probes feeding the pool's rise/fall.
+//!
+//! One scheduler task per listener. Each round (every `interval`, or at
+//! once when the data path's passive detection notifies `svc.reprobe`) it
+//! re-reads the group snapshot, so channels created at runtime are picked
+//! up, and starts a probe for every channel that is not operator-disabled
+//! (`DIS`) or draining and has no probe in flight: at most one probe per
+//! channel, each chain bounded by its timeouts. Results go to
+//! [`Channel::observe`]; each flip is logged once at info with the reason.
+//!
+//! Without `-m` an implicit *recovery monitor* runs: it probes (TCP connect,
+//! every 2 s, rise 2) only channels that are soft-down (`dis`) because of
+//! passive detection or `-a`, so plain balance command lines get channels
+//! back automatically.
 
+// Probe replies and specs are untrusted input: no panicking shortcuts.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod probe;
 pub mod spec;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::Failback;
+use crate::config::monitor::{Check, DEFAULT_INTERVAL};
+use crate::pool::{Admin, Channel};
+use crate::service::Service;
+
+/// Passive failures ask for a re-probe at most this often.
+const REPROBE_GAP: Duration = Duration::from_millis(100);
+
+/// One probe to run: the channel and where it sits.
+#[derive(Clone)]
+pub struct Job {
+    pub channel: Arc<Channel>,
+    pub group: usize,
+    pub index: usize,
+}
+
+type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// Runs one probe chain against a channel (swappable for tests).
+pub type Prober = Arc<dyn Fn(Job) -> ProbeFuture + Send + Sync>;
+
+/// What the scheduler does for one listener.
+#[derive(Clone)]
+pub struct Plan {
+    pub interval: Duration,
+    pub jitter: Duration,
+    /// Recovery monitor: probe only soft-down channels.
+    pub only_down: bool,
+}
+
+/// Start the monitor of one listener (with `-m`, or the implicit recovery
+/// monitor). Stops when `shutdown` is cancelled.
+pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let (checks, plan) = match &svc.cfg.monitor {
+        Some(m) => (
+            m.checks.clone(),
+            Plan {
+                interval: m.interval,
+                jitter: m.jitter,
+                only_down: false,
+            },
+        ),
+        None => (
+            vec![Check::Connect { timeout: None }],
+            Plan {
+                interval: DEFAULT_INTERVAL,
+                jitter: Duration::ZERO,
+                only_down: true,
+            },
+        ),
+    };
+    let default_timeout = svc.cfg.connect_timeout;
+    let source = svc.cfg.source;
+    let checks = Arc::new(checks);
+    let prober: Prober = Arc::new(move |job: Job| {
+        let checks = Arc::clone(&checks);
+        Box::pin(async move { probe_channel(&checks, &job, default_timeout, source).await })
+    });
+    tokio::spawn(run(svc, shutdown, plan, prober))
+}
+
+/// Probe every address of a channel until one passes.
+async fn probe_channel(
+    checks: &[Check],
+    job: &Job,
+    default_timeout: Duration,
+    source: Option<std::net::IpAddr>,
+) -> Result<(), String> {
+    let target = job.channel.target();
+    let mut last = format!("{} does not resolve", target.host);
+    for &addr in &target.addrs {
+        let ctx = probe::Ctx {
+            addr,
+            host: target.host.to_string(),
+            group: job.group,
+            index: job.index,
+            source,
+        };
+        match probe::run_chain(checks, &ctx, default_timeout).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Per-channel scheduler state, keyed by `Arc::as_ptr`; the Arc keeps the
+/// key valid while the entry exists.
+struct Entry {
+    _channel: Arc<Channel>,
+    busy: Arc<AtomicBool>,
+}
+
+/// The scheduler loop (public for tests with a fake prober).
+pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, prober: Prober) {
+    let mut entries: HashMap<usize, Entry> = HashMap::new();
+    let mut rng = Rng::new(Arc::as_ptr(&svc) as u64);
+    debug!(listener = %svc.cfg.name, interval = ?plan.interval, only_down = plan.only_down, "monitor started");
+    let mut next = Instant::now();
+    let mut suspects_only = false;
+    loop {
+        round(
+            &svc,
+            &shutdown,
+            &plan,
+            &prober,
+            &mut entries,
+            &mut rng,
+            suspects_only,
+        );
+        if !suspects_only {
+            next = Instant::now() + plan.interval;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = sleep_until(next) => suspects_only = false,
+            _ = svc.reprobe.notified() => {
+                // A passive failure: re-probe the failing channels now (not
+                // the healthy ones), at most every REPROBE_GAP.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = sleep(REPROBE_GAP.min(plan.interval)) => {}
+                }
+                suspects_only = Instant::now() < next;
+            }
+        }
+    }
+}
+
+fn round(
+    svc: &Arc<Service>,
+    shutdown: &CancellationToken,
+    plan: &Plan,
+    prober: &Prober,
+    entries: &mut HashMap<usize, Entry>,
+    rng: &mut Rng,
+    // A re-probe after passive failures: only channels that are down or
+    // have a failure streak.
+    suspects_only: bool,
+) {
+    let groups = svc.pool.groups();
+    let mut seen = HashSet::new();
+    for (g, group) in groups.iter().enumerate() {
+        for (i, ch) in group.channels.iter().enumerate() {
+            let key = Arc::as_ptr(ch) as usize;
+            seen.insert(key);
+            if ch.admin() != Admin::Enabled || (plan.only_down && ch.is_up()) {
+                continue;
+            }
+            if suspects_only && ch.is_up() && ch.health().0.failures == 0 {
+                continue;
+            }
+            let e = entries.entry(key).or_insert_with(|| Entry {
+                _channel: Arc::clone(ch),
+                busy: Arc::new(AtomicBool::new(false)),
+            });
+            if e.busy.swap(true, AcqRel) {
+                continue; // one probe in flight per channel
+            }
+            let delay = if plan.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                plan.jitter.mul_f64(rng.unit())
+            };
+            let job = Job {
+                channel: Arc::clone(ch),
+                group: g,
+                index: i,
+            };
+            tokio::spawn(probe_task(
+                Arc::clone(svc),
+                shutdown.clone(),
+                Arc::clone(prober),
+                job,
+                Arc::clone(&e.busy),
+                delay,
+            ));
+        }
+    }
+    // Forget channels removed from the snapshot (their probes finish alone).
+    entries.retain(|k, _| seen.contains(k));
+}
+
+async fn probe_task(
+    svc: Arc<Service>,
+    shutdown: CancellationToken,
+    prober: Prober,
+    job: Job,
+    busy: Arc<AtomicBool>,
+    delay: Duration,
+) {
+    let res = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = async {
+            sleep(delay).await;
+            prober(job.clone()).await
+        } => Some(r),
+    };
+    if let Some(res) = res {
+        apply(&svc, &job, res);
+    }
+    busy.store(false, Release);
+}
+
+/// Feed one result into the channel; log and act on a flip.
+pub fn apply(svc: &Service, job: &Job, res: Result<(), String>) {
+    let ch = &job.channel;
+    if ch.admin() != Admin::Enabled {
+        return; // the operator took over meanwhile
+    }
+    let (ok, reason) = match &res {
+        Ok(()) => (true, "ok"),
+        Err(r) => (false, r.as_str()),
+    };
+    if let Err(r) = &res {
+        debug!(listener = %svc.cfg.name, channel = %ch.target(), "check failed: {r}");
+    }
+    match ch.observe(ok, reason, &svc.rise_fall) {
+        Some(true) => {
+            info!(listener = %svc.cfg.name, channel = %ch.target(), group = job.group, index = job.index,
+                  "channel up (ENA): checks pass");
+            if job.group == 0 && svc.cfg.on_up_shutdown_backup && svc.cfg.failback == Failback::Auto
+            {
+                for g in svc.pool.groups().iter().skip(1) {
+                    for c in &g.channels {
+                        c.close_sessions();
+                    }
+                }
+                info!(listener = %svc.cfg.name, "on-up=shutdown-backup: backup sessions closed");
+            }
+        }
+        Some(false) => {
+            info!(listener = %svc.cfg.name, channel = %ch.target(), group = job.group, index = job.index,
+                  "channel down (dis): {reason}");
+            if svc.cfg.on_down_shutdown {
+                ch.close_sessions();
+            }
+        }
+        None => {}
+    }
+}
+
+/// xorshift64*: jitter only needs spread, not quality.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Rng((seed ^ t) | 1)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (v >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests;

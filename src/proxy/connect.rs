@@ -271,6 +271,9 @@ impl Service {
         if flipped {
             info!(listener = %self.cfg.name, channel = %target, group = cand.group, index = cand.index,
                   "channel down (dis): {reason}");
+            if self.cfg.on_down_shutdown {
+                ch.close_sessions();
+            }
         }
         self.reprobe.notify_one();
     }

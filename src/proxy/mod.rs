@@ -61,9 +61,22 @@ pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
             idle_timeout: svc.cfg.idle_timeout,
             dump: svc.cfg.packet_dump,
         };
-        let end = relay::relay(&client, &backend.stream, &opts).await;
+        let mut kill = ch.session_kill();
+        let killed = async move {
+            if kill.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            end = relay::relay(&client, &backend.stream, &opts) => debug!(?end, "closed"),
+            _ = killed => {
+                // on-down=shutdown / on-up=shutdown-backup: reset both sides.
+                crate::sys::set_linger_zero(&client);
+                crate::sys::set_linger_zero(&backend.stream);
+                debug!("closed by the monitor (on-down/on-up)");
+            }
+        }
         svc.stats.active.fetch_sub(1, Relaxed);
-        debug!(?end, "closed");
         // Sockets close here; the guard releases the channel's slot.
         drop(backend);
     }

@@ -264,3 +264,21 @@ pub fn ignore_sighup() {
     // SAFETY: installs the kernel's SIG_IGN disposition; no Rust handler runs.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
 }
+
+/// SIGKILL a whole process group (an exec check and everything it
+/// started). Errors (the group is already gone) are ignored.
+pub fn kill_process_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        // Never signal our own group (0) or every process (-1).
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a
+    // negative pid targets exactly the process group `pgid`, which is > 1
+    // (checked above), so it can neither hit our own group nor all processes.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}

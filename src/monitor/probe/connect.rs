@@ -1,0 +1,7 @@
+//! `connect`: a TCP connect, then close.
+
+use super::{Ctx, tcp};
+
+pub async fn run(ctx: &Ctx) -> Result<(), String> {
+    tcp(ctx.addr, ctx.source).await.map(drop)
+}

@@ -1,0 +1,185 @@
+//! `http=PATH`: HTTP/1.1 GET, optionally on a side port (`port=`, like a
+//! mysqlchk service on 31337); pass when the status is in `expect` and, with
+//! `body=`, the text appears in the reply.
+
+use std::net::SocketAddr;
+
+use tokio::io::AsyncWriteExt;
+
+use super::{Ctx, MAX_REPLY, contains, escape, read_until, tcp};
+
+pub async fn run(
+    ctx: &Ctx,
+    path: &str,
+    port: Option<u16>,
+    host: Option<&str>,
+    expect: &[(u16, u16)],
+    body: Option<&str>,
+) -> Result<(), String> {
+    let addr = SocketAddr::new(ctx.addr.ip(), port.unwrap_or(ctx.addr.port()));
+    let mut s = tcp(addr, ctx.source).await?;
+    let host = match host {
+        Some(h) => h.to_string(),
+        None if addr.port() == 80 => ctx.host.clone(),
+        None => format!("{}:{}", ctx.host, addr.port()),
+    };
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: balance-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send failed: {}", super::io_reason(&e)))?;
+    let mut buf = Vec::new();
+    let want = body.map(str::as_bytes);
+    read_until(&mut s, &mut buf, |b| reply_complete(b, want)).await?;
+    check_reply(&buf, expect, want)
+}
+
+/// Enough of the reply to judge it: the headers, and with `body=` either the
+/// text itself or the whole `Content-Length` body (servers that ignore
+/// `Connection: close` would otherwise keep us waiting for EOF).
+fn reply_complete(b: &[u8], want: Option<&[u8]>) -> bool {
+    let end = match find(b, b"\r\n\r\n") {
+        Some(i) => i + 4,
+        None => match find(b, b"\n\n") {
+            Some(i) => i + 2,
+            None => return false,
+        },
+    };
+    let Some(want) = want else {
+        return true;
+    };
+    let body = b.get(end..).unwrap_or_default();
+    if contains(body, want) {
+        return true;
+    }
+    content_length(b.get(..end).unwrap_or_default()).is_some_and(|n| body.len() >= n)
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(head).ok()?;
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        if k.trim().eq_ignore_ascii_case("content-length") {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// Judge a (possibly partial) reply.
+pub fn check_reply(buf: &[u8], expect: &[(u16, u16)], body: Option<&[u8]>) -> Result<(), String> {
+    if buf.is_empty() {
+        return Err("empty reply".into());
+    }
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    let line = match line_end {
+        Some(i) => buf.get(..i).unwrap_or_default(),
+        None if buf.len() >= MAX_REPLY => buf,
+        None => return Err(format!("short reply \"{}\"", escape(buf))),
+    };
+    let status =
+        parse_status_line(line).ok_or_else(|| format!("bad status line \"{}\"", escape(line)))?;
+    if !expect.iter().any(|&(a, b)| (a..=b).contains(&status)) {
+        return Err(format!("HTTP {status}"));
+    }
+    if let Some(want) = body {
+        let start = find(buf, b"\r\n\r\n").map(|i| i + 4).unwrap_or(buf.len());
+        if !contains(buf.get(start..).unwrap_or_default(), want) {
+            return Err(format!("HTTP {status} body mismatch"));
+        }
+    }
+    Ok(())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `HTTP/1.x NNN ...` → NNN.
+pub fn parse_status_line(line: &[u8]) -> Option<u16> {
+    let rest = line.strip_prefix(b"HTTP/")?;
+    let sp = rest.iter().position(|&b| b == b' ')?;
+    let code = rest.get(sp + 1..sp + 4)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if let Some(&next) = rest.get(sp + 4) {
+        if !matches!(next, b' ' | b'\r' | b'\n') {
+            return None;
+        }
+    }
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &[(u16, u16)] = &[(200, 399)];
+    type Case<'a> = (&'a [u8], Option<&'a [u8]>, Result<(), &'a str>);
+
+    #[test]
+    fn status_and_body_verdicts() {
+        let cases: &[Case] = &[
+            (b"HTTP/1.1 200 OK\r\n\r\nhello", None, Ok(())),
+            (b"HTTP/1.0 302 Found\r\n\r\n", None, Ok(())),
+            (
+                b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
+                None,
+                Err("HTTP 503"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\nMySQL is down",
+                Some(b"is running"),
+                Err("HTTP 200 body mismatch"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nX: is running\r\n\r\nnope",
+                Some(b"is running"),
+                Err("HTTP 200 body mismatch"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\nMySQL is running",
+                Some(b"is running"),
+                Ok(()),
+            ),
+            (b"", None, Err("empty reply")),
+            (b"HTTP/1.1 20", None, Err("short reply \"HTTP/1.1 20\"")),
+            (
+                b"SSH-2.0-OpenSSH\r\n",
+                None,
+                Err("bad status line \"SSH-2.0-OpenSSH\\r\""),
+            ),
+            (
+                b"HTTP/1.1 2000 OK\r\n",
+                None,
+                Err("bad status line \"HTTP/1.1 2000 OK\\r\""),
+            ),
+            (b"\x1b[2J\n", None, Err("bad status line \"\\x1b[2J\"")),
+        ];
+        for (reply, body, want) in cases {
+            let got = check_reply(reply, OK, *body);
+            assert_eq!(got, want.map_err(String::from), "{}", escape(reply));
+        }
+        assert_eq!(
+            check_reply(b"HTTP/1.1 404 x\r\n\r\n", &[(404, 404)], None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn reply_is_complete_without_waiting_for_eof() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        assert!(!reply_complete(b"HTTP/1.1 200 OK\r\n", None));
+        assert!(reply_complete(head, None));
+        assert!(reply_complete(b"HTTP/1.0 200 OK\n\n", None));
+        assert!(!reply_complete(head, Some(b"up")));
+        let up = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nis up";
+        assert!(reply_complete(up, Some(b"up")));
+        let down = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndown";
+        assert!(reply_complete(down, Some(b"up")));
+        assert!(!reply_complete(b"HTTP/1.1 200 OK\r\n\r\ndown", Some(b"up")));
+    }
+}

@@ -1,0 +1,185 @@
+//! Probes: one module per check kind. Each returns `Ok(())` or a short
+//! reason ("connection refused", "HTTP 503", "MySQL error 1040: ...").
+//! Replies are untrusted: at most [`MAX_REPLY`] bytes are read, always under
+//! a timeout, and backend bytes are escaped before they reach a reason.
+
+pub mod connect;
+pub mod exec;
+pub mod http;
+pub mod mysql;
+pub mod sendexpect;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::config::monitor::Check;
+
+/// Most bytes read from a backend's reply.
+pub const MAX_REPLY: usize = 16 * 1024;
+/// Extra time given to an exec check beyond its own timeout, so it can be
+/// killed and reaped by itself before the outer bound cuts it.
+const EXEC_SLACK: Duration = Duration::from_secs(2);
+
+/// What a probe runs against: one resolved address of a channel.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub addr: SocketAddr,
+    /// The channel's configured host (name or IP), for `Host:`.
+    pub host: String,
+    pub group: usize,
+    pub index: usize,
+    /// `-B`: probes leave from the same source address as traffic (it
+    /// matters for MySQL grants such as 'chk'@'10.0.0.5').
+    pub source: Option<std::net::IpAddr>,
+}
+
+/// Run the checks in order; the first failure stops the chain. Each check
+/// is bounded by its own timeout (`None` = `default_timeout`).
+pub async fn run_chain(
+    checks: &[Check],
+    ctx: &Ctx,
+    default_timeout: Duration,
+) -> Result<(), String> {
+    for c in checks {
+        let (name, t) = match c {
+            Check::Connect { timeout } => ("connect", timeout),
+            Check::Command { timeout, .. } => ("command", timeout),
+            Check::Http { timeout, .. } => ("http", timeout),
+            Check::Mysql { timeout, .. } => ("mysql", timeout),
+            Check::SendExpect { timeout, .. } => ("send", timeout),
+        };
+        let t = t.unwrap_or(default_timeout);
+        let fut = async {
+            match c {
+                Check::Connect { .. } => connect::run(ctx).await,
+                Check::Command { argv, pass, .. } => exec::run(argv, pass, ctx, t).await,
+                Check::Http {
+                    path,
+                    port,
+                    host,
+                    expect,
+                    body,
+                    ..
+                } => http::run(ctx, path, *port, host.as_deref(), expect, body.as_deref()).await,
+                Check::Mysql { user, .. } => mysql::run(ctx, user.as_deref()).await,
+                Check::SendExpect { send, expect, .. } => sendexpect::run(ctx, send, expect).await,
+            }
+        };
+        let bound = if matches!(c, Check::Command { .. }) {
+            t + EXEC_SLACK
+        } else {
+            t
+        };
+        match tokio::time::timeout(bound, fut).await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return Err(format!("{name}: {reason}")),
+            Err(_) => return Err(format!("{name}: timeout after {}", fmt_dur(t))),
+        }
+    }
+    Ok(())
+}
+
+pub fn fmt_dur(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Connect to `addr` (from `source` if set); errors as short reasons.
+pub async fn tcp(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<TcpStream, String> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("local error: {e}"))?;
+    if let Some(src) = source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+        crate::sys::set_bind_address_no_port(&sock);
+        sock.bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("local error: bind {src}: {e}"))?;
+    }
+    let s = sock.connect(addr).await.map_err(|e| io_reason(&e))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+pub fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::TimedOut => "timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Read into `buf` until `done(buf)` holds, EOF, or [`MAX_REPLY`] bytes.
+/// Returns whether EOF was reached.
+pub async fn read_until(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<bool, String> {
+    let mut chunk = [0u8; 4096];
+    while !done(buf) && buf.len() < MAX_REPLY {
+        let room = (MAX_REPLY - buf.len()).min(chunk.len());
+        let n = s
+            .read(chunk.get_mut(..room).unwrap_or_default())
+            .await
+            .map_err(|e| io_reason(&e))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+    Ok(false)
+}
+
+/// Backend bytes made safe for logs: printable ASCII kept, the rest as
+/// `\xNN`, capped.
+pub fn escape(b: &[u8]) -> String {
+    const CAP: usize = 64;
+    let mut out = String::new();
+    for &c in b.iter().take(CAP) {
+        match c {
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(c)),
+            b'\r' => out.push_str("\\r"),
+            b'\n' => out.push_str("\\n"),
+            _ => out.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    if b.len() > CAP {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Substring search (linear enough for ≤ 16 KiB replies and short needles).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_hides_terminal_escapes_and_caps_length() {
+        assert_eq!(escape(b"ok\x1b[31m\r\n\\"), "ok\\x1b[31m\\r\\n\\\\");
+        assert!(escape(&[b'a'; 200]).ends_with("..."));
+        assert!(escape(&[b'a'; 200]).len() < 80);
+    }
+
+    #[test]
+    fn contains_finds_substrings() {
+        assert!(contains(b"+PONG\r\n", b"PONG"));
+        assert!(!contains(b"-ERR", b"PONG"));
+        assert!(contains(b"x", b""));
+    }
+}
