@@ -3,9 +3,6 @@
 //! connection, request head ≤ 8 KiB read within 5 s, at most 16 scrapes at
 //! once, `Connection: close`. Everything is read from the live atomics at
 //! scrape time.
-//!
-//! TODO(monitor): probe results and probe latency series once the monitor
-//! exposes them per channel.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -97,7 +94,7 @@ fn esc(s: &str) -> String {
 pub fn render(svcs: &[Arc<Service>]) -> String {
     let mut o = String::with_capacity(4096);
     type ListenerGetter = fn(&Service) -> u64;
-    let per_listener: [(&str, &str, &str, ListenerGetter); 5] = [
+    let per_listener: [(&str, &str, &str, ListenerGetter); 7] = [
         (
             "balance_listener_accepted_total",
             "counter",
@@ -115,6 +112,18 @@ pub fn render(svcs: &[Arc<Service>]) -> String {
             "counter",
             "Connections served by a group other than the first tried.",
             |s| s.stats.failovers.load(Relaxed),
+        ),
+        (
+            "balance_listener_failover_events_total",
+            "counter",
+            "Times traffic moved to a higher (backup) group.",
+            |s| s.stats.failover_events.load(Relaxed),
+        ),
+        (
+            "balance_listener_failback_events_total",
+            "counter",
+            "Times traffic moved back to a lower group.",
+            |s| s.stats.failback_events.load(Relaxed),
         ),
         (
             "balance_listener_spinning",
@@ -170,7 +179,7 @@ pub fn render(svcs: &[Arc<Service>]) -> String {
         }
     });
     type ChannelGetter = fn(&crate::pool::Channel) -> u64;
-    let per_channel: [(&str, &str, &str, ChannelGetter); 5] = [
+    let per_channel: [(&str, &str, &str, ChannelGetter); 8] = [
         (
             "balance_channel_connections",
             "gauge",
@@ -188,6 +197,24 @@ pub fn render(svcs: &[Arc<Service>]) -> String {
             "counter",
             "Failed connects.",
             |c| c.connect_failures.load(Relaxed),
+        ),
+        (
+            "balance_channel_checks_passed_total",
+            "counter",
+            "Health checks that passed.",
+            |c| c.checks_passed.load(Relaxed),
+        ),
+        (
+            "balance_channel_checks_failed_total",
+            "counter",
+            "Health checks that failed.",
+            |c| c.checks_failed.load(Relaxed),
+        ),
+        (
+            "balance_channel_check_duration_microseconds",
+            "gauge",
+            "Duration of the last health check.",
+            |c| c.check_micros.load(Relaxed),
         ),
         (
             "balance_channel_sent_bytes_total",

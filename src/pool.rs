@@ -91,6 +91,11 @@ pub struct Channel {
     /// Bytes received from the backend.
     pub rcvd: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Health checks that passed / failed (written by the monitor).
+    pub checks_passed: AtomicU64,
+    pub checks_failed: AtomicU64,
+    /// Duration of the last health check, in microseconds.
+    pub check_micros: AtomicU64,
     /// Set while a failure streak is open, so a successful connect can
     /// close it without taking the health mutex every time.
     failing: AtomicBool,
@@ -142,6 +147,9 @@ impl Channel {
             sent: AtomicU64::new(0),
             rcvd: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            checks_passed: AtomicU64::new(0),
+            checks_failed: AtomicU64::new(0),
+            check_micros: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             health: Mutex::new(HealthState {
                 rf: RiseFall {
@@ -264,6 +272,18 @@ impl Channel {
             self.set_up_locked(&mut h, up);
         }
         flip
+    }
+
+    /// Count one finished health check and its duration (monitor only).
+    pub fn record_check(&self, ok: bool, took: std::time::Duration) {
+        let c = if ok {
+            &self.checks_passed
+        } else {
+            &self.checks_failed
+        };
+        c.fetch_add(1, Relaxed);
+        self.check_micros
+            .store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
     /// A connect from real traffic succeeded: it ends a failure streak (it

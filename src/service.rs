@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tokio::sync::Notify;
 
@@ -24,6 +24,29 @@ pub struct ListenerStats {
     pub failovers: AtomicU64,
     /// Connections in the relay right now.
     pub active: AtomicU64,
+    /// The group that served the last connection.
+    pub served_group: AtomicU64,
+    /// Times traffic moved to a higher (backup) group / back to a lower one.
+    pub failover_events: AtomicU64,
+    pub failback_events: AtomicU64,
+}
+
+impl ListenerStats {
+    /// Note which group served a connection; log and count when traffic
+    /// moves between groups. Returns the previous group when it changed.
+    pub fn served_by(&self, group: usize) -> Option<u64> {
+        let g = group as u64;
+        if self.served_group.load(Relaxed) == g {
+            return None;
+        }
+        let prev = self.served_group.swap(g, Relaxed);
+        match g.cmp(&prev) {
+            std::cmp::Ordering::Greater => self.failover_events.fetch_add(1, Relaxed),
+            std::cmp::Ordering::Less => self.failback_events.fetch_add(1, Relaxed),
+            std::cmp::Ordering::Equal => return None,
+        };
+        Some(prev)
+    }
 }
 
 pub struct Service {

@@ -791,13 +791,33 @@ fn reload_keeps_counters_of_channels_that_stay() {
 #[test]
 fn command_line_mode_serves_metrics_and_ignores_sighup() {
     let a = backend("A");
+    let (mut bal, lp, mp) = start_cli_with_metrics(&[&a.addr.to_string()]);
+    assert_eq!(tag_via(lp).as_deref(), Some("A"));
+    let text = scrape(mp);
+    let ch = format!(
+        "listener=\"balance:{lp}\",group=\"0\",channel=\"{}\"",
+        a.addr
+    );
+    assert!(sample(&text, "balance_channel_connections_total", &ch) >= 1.0);
+    bal.signal("HUP");
+    let log = bal.log.clone();
+    bal.wait_for("SIGHUP logged", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("SIGHUP ignored"))
+    });
+    assert_eq!(tag_via(lp).as_deref(), Some("A"));
+}
+
+/// Start `balance -f --metrics M -b 127.0.0.1 L <args>` on free ports;
+/// returns it with L and M once the metrics port is bound.
+fn start_cli_with_metrics(args: &[&str]) -> (Balance, u16, u16) {
     for _ in 0..5 {
         let (lp, mp) = (free_port(), free_port());
         let dir = tmpdir("cli");
         let log = dir.join("b.log");
         let child = Command::new(BIN)
             .args(["-f", "--metrics", &format!("127.0.0.1:{mp}")])
-            .args(["-b", "127.0.0.1", &lp.to_string(), &a.addr.to_string()])
+            .args(["-b", "127.0.0.1", &lp.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -819,22 +839,80 @@ fn command_line_mode_serves_metrics_and_ignores_sighup() {
         if bal.child.try_wait().unwrap().is_some() {
             continue; // a port was taken meanwhile
         }
-        assert_eq!(tag_via(lp).as_deref(), Some("A"));
-        let text = scrape(mp);
-        let ch = format!(
-            "listener=\"balance:{lp}\",group=\"0\",channel=\"{}\"",
-            a.addr
-        );
-        assert!(sample(&text, "balance_channel_connections_total", &ch) >= 1.0);
-        bal.signal("HUP");
-        let log = bal.log.clone();
-        bal.wait_for("SIGHUP logged", || {
-            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("SIGHUP ignored"))
-        });
-        assert_eq!(tag_via(lp).as_deref(), Some("A"));
-        return;
+        return (bal, lp, mp);
     }
     panic!("could not find free ports");
+}
+
+/// A tagged backend whose listener closes (the port refuses) when the
+/// returned flag is set.
+fn stoppable_backend(
+    tag: &'static str,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    let _ = writeln!(s, "{tag}");
+                }
+                Err(_) => thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    (addr, stop)
+}
+
+#[test]
+fn metrics_count_checks_and_failover_and_failback_events() {
+    let (a_addr, stop_a) = stoppable_backend("A");
+    let b = backend("B");
+    let (mut bal, lp, mp) = start_cli_with_metrics(&[
+        "-m",
+        "connect:interval=100ms:rise=1:fall=1",
+        &a_addr.to_string(),
+        "!",
+        &b.addr.to_string(),
+    ]);
+    assert_eq!(tag_via(lp).as_deref(), Some("A"));
+    // Primary gone: the monitor takes it down, traffic fails over.
+    stop_a.store(true, Ordering::Relaxed);
+    let label = |g: u8, addr: SocketAddr| {
+        format!("listener=\"balance:{lp}\",group=\"{g}\",channel=\"{addr}\"")
+    };
+    bal.wait_for("primary down", || {
+        sample(
+            &scrape(mp),
+            "balance_channel_checks_failed_total",
+            &label(0, a_addr),
+        ) >= 1.0
+            && tag_via(lp).as_deref() == Some("B")
+    });
+    // The primary returns on the same address: traffic fails back.
+    let _a2 = backend_on(&a_addr.to_string(), "A").unwrap();
+    bal.wait_for("failback", || tag_via(lp).as_deref() == Some("A"));
+    let text = scrape(mp);
+    let l = format!("listener=\"balance:{lp}\"");
+    assert!(
+        sample(
+            &text,
+            "balance_channel_checks_passed_total",
+            &label(1, b.addr)
+        ) >= 1.0
+    );
+    assert_eq!(
+        sample(&text, "balance_listener_failover_events_total", &l),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "balance_listener_failback_events_total", &l),
+        1.0
+    );
+    assert!(text.contains("balance_channel_check_duration_microseconds{"));
 }
 
 #[test]

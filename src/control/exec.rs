@@ -461,6 +461,9 @@ pub fn show_json(svc: &Service) -> String {
                 "sent": ch.sent.load(Relaxed),
                 "rcvd": ch.rcvd.load(Relaxed),
                 "connect_failures": ch.connect_failures.load(Relaxed),
+                "checks_passed": ch.checks_passed.load(Relaxed),
+                "checks_failed": ch.checks_failed.load(Relaxed),
+                "check_micros": ch.check_micros.load(Relaxed),
                 "last_reason": reason,
             }));
         }
@@ -474,6 +477,8 @@ pub fn show_json(svc: &Service) -> String {
             "refused": s.refused.load(Relaxed),
             "spinning": s.spinning.load(Relaxed),
             "failovers": s.failovers.load(Relaxed),
+            "failover_events": s.failover_events.load(Relaxed),
+            "failback_events": s.failback_events.load(Relaxed),
             "active": s.active.load(Relaxed),
             "failback": match svc.cfg.failback {
                 crate::config::Failback::Auto => "auto",

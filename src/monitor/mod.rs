@@ -232,10 +232,13 @@ async fn probe_task(
         _ = shutdown.cancelled() => None,
         r = async {
             sleep(delay).await;
-            prober(job.clone()).await
+            let started = Instant::now();
+            let r = prober(job.clone()).await;
+            (r, started.elapsed())
         } => Some(r),
     };
-    if let Some(res) = res {
+    if let Some((res, took)) = res {
+        job.channel.record_check(res.is_ok(), took);
         apply(&svc, &job, res);
     }
     busy.store(false, Release);
