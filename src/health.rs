@@ -98,6 +98,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn rise_fall_table() {
         let p = RiseFallParams::default(); // rise 2, fall 3
         let cases: &[(&str, bool, &[(usize, bool)])] = &[
