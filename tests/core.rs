@@ -1,0 +1,473 @@
+//! Integration tests of the core binary over real loopback sockets: selection
+//! and failover, the relay (integrity, half-close, resets, idle timeout),
+//! robustness (fd limit, cancelled connects, port in use, SIGTERM) and the
+//! command line's exit codes. Each test runs its own `balance -f` on a free
+//! port, so they run in parallel.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+/// Time from connect until the backend's tag arrives.
+fn timed_tag(b: &Balance) -> (String, Duration) {
+    let t = Instant::now();
+    let (tag, _s) = tag_of_new_client(b.addr).expect("client served");
+    (tag, t.elapsed())
+}
+
+// ------------------------------------------------------------ selection
+
+#[test]
+fn round_robin_alternates_10_10_over_20_connections() {
+    let (a, c) = (Backend::tagged("A"), Backend::tagged("B"));
+    let b = Balance::start(&[], &[a.channel(), c.channel()]);
+    let tags: Vec<String> = (0..20)
+        .map(|_| tag_of_new_client(b.addr).expect("served").0)
+        .collect();
+    let want: Vec<&str> = (0..20).map(|i| if i % 2 == 0 { "A" } else { "B" }).collect();
+    assert_eq!(tags, want);
+    assert_eq!((a.accepted(), c.accepted()), (10, 10));
+}
+
+#[test]
+fn refused_primary_sends_every_client_to_the_backup_with_no_failures() {
+    let dead = refused_port();
+    let backup = Backend::tagged("B");
+    let b = Balance::start(&["-t", "1"], &[dead.to_string(), "!".into(), backup.channel()]);
+    let t = Instant::now();
+    let mut failures = 0;
+    for _ in 0..200 {
+        match tag_of_new_client(b.addr) {
+            Ok((tag, _)) => assert_eq!(tag, "B"),
+            Err(_) => failures += 1,
+        }
+    }
+    let el = t.elapsed();
+    eprintln!("200 clients via refused primary: {el:?}");
+    assert_eq!(failures, 0);
+    assert_eq!(backup.accepted(), 200);
+}
+
+#[test]
+fn backup_is_untouched_while_the_primary_is_up() {
+    let (p1, p2, backup) = (
+        Backend::tagged("P1"),
+        Backend::tagged("P2"),
+        Backend::tagged("B"),
+    );
+    let b = Balance::start(
+        &[],
+        &[p1.channel(), p2.channel(), "!".into(), backup.channel()],
+    );
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let (tag, s) = tag_of_new_client(b.addr).expect("served");
+        assert!(tag == "P1" || tag == "P2", "{tag}");
+        held.push(s);
+    }
+    assert_eq!(backup.accepted(), 0);
+    assert_eq!(p1.accepted() + p2.accepted(), 20);
+}
+
+#[test]
+fn maxc_spills_the_third_and_fourth_client_to_the_backup_and_returns_after_one_closes() {
+    let (a, c) = (Backend::tagged("A"), Backend::tagged("B"));
+    let b = Balance::start(&[], &[format!("{}:2", a.channel()), "!".into(), c.channel()]);
+    let mut held: Vec<(String, TcpStream)> = (0..4)
+        .map(|_| tag_of_new_client(b.addr).expect("served"))
+        .collect();
+    let tags: Vec<&str> = held.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tags, ["A", "A", "B", "B"]);
+
+    // One A client leaves; once balance has closed that backend connection
+    // (no socket of ours toward A left in ESTABLISHED or CLOSE_WAIT beyond
+    // the one still held) the next client goes to A again.
+    let (_, first) = held.remove(0);
+    drop(first);
+    let port = a.addr.port();
+    let settled = wait_for(Duration::from_secs(3), || {
+        let n = count_to_port(port, TCP_ESTABLISHED) + count_to_port(port, TCP_CLOSE_WAIT);
+        (n == 1).then_some(())
+    });
+    assert!(settled.is_some(), "balance did not close the A connection");
+    let (tag, s) = tag_of_new_client(b.addr).expect("served");
+    assert_eq!(tag, "A");
+    held.push((tag, s));
+    // A is full again: the next one spills.
+    let (tag, _s) = tag_of_new_client(b.addr).expect("served");
+    assert_eq!(tag, "B");
+}
+
+#[test]
+fn localhost_backend_on_127_only_is_reached_every_time_because_all_addresses_are_tried() {
+    // In a private mount namespace, /etc/hosts makes `localhost` resolve to
+    // ::1 first, then 127.0.0.1; the backend listens on 127.0.0.1 only, so
+    // the first address is refused every time.
+    let probe = std::process::Command::new("unshare")
+        .args(["-rm", "true"])
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        eprintln!("SKIP: unshare -rm not available");
+        return;
+    }
+    let dir = TempDir::new("hosts");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "::1 localhost\n127.0.0.1 localhost\n").expect("write hosts");
+    let mount = format!("mount --bind {} /etc/hosts && exec \"$@\"", hosts.display());
+    let backend = Backend::tagged("L");
+    let ch = format!("localhost:{}", backend.addr.port());
+    let b = Balance::spawn(Spawn {
+        bind: LOCALHOST_V4,
+        opts: &[],
+        channels: &[ch],
+        wrapper: &["unshare", "-rm", "sh", "-c", &mount, "sh"],
+    });
+    for i in 0..50 {
+        let (tag, _) = tag_of_new_client(b.addr).unwrap_or_else(|e| panic!("client {i}: {e}"));
+        assert_eq!(tag, "L");
+    }
+}
+
+// ------------------------------------------------------------ relay
+
+#[test]
+fn data_32mib_is_echoed_intact_after_the_client_half_closes() {
+    const SIZE: usize = 32 << 20;
+    let backend = Backend::tagged("E");
+    let b = Balance::start(&[], &[backend.channel()]);
+    let mut data = vec![0u8; SIZE];
+    rand::rngs::StdRng::seed_from_u64(42).fill_bytes(&mut data);
+    let want = Sha256::digest(&data);
+
+    let mut s = b.connect();
+    assert_eq!(read_line(&mut s).expect("tag"), "E");
+    let mut w = s.try_clone().expect("clone");
+    let t = Instant::now();
+    let writer = thread::spawn(move || {
+        // Odd write sizes.
+        for chunk in data.chunks(100_003) {
+            w.write_all(chunk).expect("write");
+        }
+        w.shutdown(Shutdown::Write).expect("shutdown");
+    });
+    let mut got = Vec::with_capacity(SIZE);
+    s.read_to_end(&mut got).expect("read to EOF");
+    writer.join().expect("writer");
+    eprintln!("32 MiB echoed in {:?}", t.elapsed());
+    assert_eq!(got.len(), SIZE);
+    assert!(Sha256::digest(&got) == want, "sha256 differs");
+}
+
+#[test]
+fn backend_half_close_passes_eof_and_the_client_can_still_send_1mib() {
+    let (tx, rx) = mpsc::channel();
+    let backend = banner_then_shut_wr(b"hello\n", tx);
+    let b = Balance::start(&[], &[backend.channel()]);
+    let mut s = b.connect();
+    assert_eq!(read_line(&mut s).expect("banner"), "hello");
+    // EOF right after the banner.
+    let mut buf = [0u8; 16];
+    assert_eq!(s.read(&mut buf).expect("read EOF"), 0);
+    // The other direction still flows.
+    let mut data = vec![0u8; 1 << 20];
+    rand::rngs::StdRng::seed_from_u64(4).fill_bytes(&mut data);
+    s.write_all(&data).expect("send 1 MiB after EOF");
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("backend report")
+        .expect("backend read");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "data differs");
+}
+
+#[test]
+fn backend_reset_reaches_the_client_as_a_reset_not_eof() {
+    let backend = rst_after(b"partial");
+    let b = Balance::start(&[], &[backend.channel()]);
+    let mut s = b.connect();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    match end {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+        Ok(()) => panic!("clean EOF after {:?}; want a reset", String::from_utf8_lossy(&got)),
+    }
+}
+
+#[test]
+fn client_reset_reaches_the_backend_as_a_reset() {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let backend = Backend::spawn(LOCALHOST_V4, move |mut s| {
+        let _ = s.write_all(b"T\n");
+        let mut buf = [0u8; 1024];
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e.kind()),
+            }
+        };
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send(end);
+        }
+    });
+    let b = Balance::start(&[], &[backend.channel()]);
+    let mut s = b.connect();
+    assert_eq!(read_line(&mut s).expect("tag"), "T");
+    s.write_all(b"some bytes").expect("write");
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger");
+    drop(s);
+    let end = rx.recv_timeout(Duration::from_secs(5)).expect("backend saw the end");
+    assert_eq!(end, Err(ErrorKind::ConnectionReset));
+}
+
+#[test]
+fn idle_timeout_closes_a_silent_connection_but_not_a_trickling_one() {
+    let backend = Backend::tagged("I");
+    let b = Balance::start(&["-T", "1"], &[backend.channel()]);
+    let addr = b.addr;
+    let trickle = thread::spawn(move || {
+        let (_, mut s) = tag_of_new_client(addr).expect("served");
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            echo_roundtrip(&mut s, b"x")?;
+            thread::sleep(Duration::from_millis(400));
+        }
+        Ok::<Duration, std::io::Error>(t.elapsed())
+    });
+    let (_, mut silent) = tag_of_new_client(addr).expect("served");
+    let t = Instant::now();
+    let mut buf = [0u8; 1];
+    let r = silent.read(&mut buf);
+    let el = t.elapsed();
+    assert!(matches!(r, Ok(0)), "silent connection: {r:?}");
+    eprintln!("silent connection closed after {el:?}");
+    assert!(
+        el >= Duration::from_millis(700) && el <= Duration::from_millis(2500),
+        "closed after {el:?}, want ≈1 s"
+    );
+    let lived = trickle.join().expect("thread").expect("trickling connection survived");
+    assert!(lived >= Duration::from_secs(3));
+}
+
+// ------------------------------------------------------------ failover timing
+
+#[test]
+fn blackholed_primary_with_t1_is_served_by_the_backup_in_about_a_second_and_autodisable_makes_the_next_fast()
+ {
+    let bh = Blackhole::new();
+    let backup = Backend::tagged("B");
+    let b = Balance::start(
+        &["-t", "1", "-a"],
+        &[bh.channel(), "!".into(), backup.channel()],
+    );
+    let (tag, first) = timed_tag(&b);
+    eprintln!("first client (blackholed primary, -a): {first:?}");
+    assert_eq!(tag, "B");
+    assert!(
+        first >= Duration::from_millis(800) && first <= Duration::from_secs(3),
+        "first client took {first:?}, want ≈1 s"
+    );
+    let (tag, second) = timed_tag(&b);
+    eprintln!("second client (-a): {second:?}");
+    assert_eq!(tag, "B");
+    assert!(second < Duration::from_millis(500), "second took {second:?}");
+}
+
+#[test]
+fn blackholed_primary_without_autodisable_stops_costing_a_timeout_after_three_failures() {
+    let bh = Blackhole::new();
+    let backup = Backend::tagged("B");
+    let b = Balance::start(&["-t", "1"], &[bh.channel(), "!".into(), backup.channel()]);
+    for i in 0..3 {
+        let (tag, el) = timed_tag(&b);
+        eprintln!("client {i} (passive detection): {el:?}");
+        assert_eq!(tag, "B");
+        assert!(
+            el >= Duration::from_millis(800) && el <= Duration::from_secs(3),
+            "client {i} took {el:?}, want ≈1 s (fall=3 not reached yet)"
+        );
+    }
+    let (tag, el) = timed_tag(&b);
+    eprintln!("client 3 (after fall=3): {el:?}");
+    assert_eq!(tag, "B");
+    assert!(el < Duration::from_millis(500), "4th client took {el:?}");
+}
+
+#[test]
+fn a_client_leaving_during_a_pending_connect_cancels_it() {
+    let bh = Blackhole::new();
+    let b = Balance::start(&["-t", "10"], &[bh.channel()]);
+    let port = bh.addr.port();
+    let c = b.connect();
+    // The connect toward the blackhole is pending.
+    let pending = wait_for(Duration::from_secs(3), || {
+        (count_to_port(port, TCP_SYN_SENT) >= 1).then_some(())
+    });
+    assert!(pending.is_some(), "no SYN-SENT toward the blackhole");
+    thread::sleep(Duration::from_millis(200));
+    drop(c);
+    let t = Instant::now();
+    let gone = wait_for(Duration::from_secs(1), || {
+        (count_to_port(port, TCP_SYN_SENT) == 0).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "a SYN-SENT socket toward the blackhole is left 1 s after the client left"
+    );
+    eprintln!("pending connect cancelled {:?} after the client left", t.elapsed());
+}
+
+// ------------------------------------------------------------ IPv6
+
+#[test]
+fn ipv6_listener_and_backend_on_loopback() {
+    if !have_ipv6() {
+        eprintln!("SKIP: no ::1");
+        return;
+    }
+    let backend = Backend::tagged_on(LOCALHOST_V6, "V6");
+    assert!(backend.channel().starts_with("[::1]:"));
+    let b = Balance::spawn(Spawn {
+        bind: LOCALHOST_V6,
+        opts: &[],
+        channels: &[backend.channel()],
+        wrapper: &[],
+    });
+    assert!(b.addr.is_ipv6());
+    let (tag, mut s) = tag_of_new_client(b.addr).expect("served over ::1");
+    assert_eq!(tag, "V6");
+    echo_roundtrip(&mut s, b"over six").expect("echo");
+}
+
+// ------------------------------------------------------------ process
+
+#[test]
+fn bad_command_lines_exit_64_with_one_line_naming_the_token() {
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "missing port"),
+        (&["0"], "\"0\""),
+        (&["33306", "!"], "\"!\""),
+        (&["a:1", "!", "!", "b:2"], "\"!\""),
+        (&["3306", "::1:3306"], "\"::1:3306\""),
+        (&["70000", "a"], "\"70000\""),
+        (&["3306", "db1:80:x"], "bad channel \"db1:80:x\": maxc is not a number"),
+        (&["3306", "hôst"], "\"hôst\""),
+        (&["-t", "x", "3306", "a"], "\"x\""),
+        (&["-Q", "3306", "a"], "-Q"),
+    ];
+    for (args, want) in cases {
+        let (code, err) = run_to_exit(args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.starts_with("balance: "), "{args:?}: {err:?}");
+        assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err:?}");
+    }
+}
+
+#[test]
+fn port_in_use_exits_71_naming_the_address_and_the_first_instance_keeps_serving() {
+    let backend = Backend::tagged("K");
+    let b = Balance::start(&[], &[backend.channel()]);
+    let port = b.port().to_string();
+    let ch = backend.channel();
+    let (code, err) = run_to_exit(
+        &["-f", "-b", "127.0.0.1", &port, &ch],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(EXIT_OSERR), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err:?}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    let (tag, _) = tag_of_new_client(b.addr).expect("first instance serves");
+    assert_eq!(tag, "K");
+}
+
+#[test]
+fn sigterm_refuses_new_clients_keeps_live_ones_and_exits_0_after_they_close() {
+    let backend = Backend::tagged("S");
+    let mut b = Balance::start(&[], &[backend.channel()]);
+    let (_, mut live) = tag_of_new_client(b.addr).expect("served");
+    b.signal(libc::SIGTERM);
+    let addr = b.addr;
+    let refused = wait_for(Duration::from_secs(2), || {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(()),
+            _ => None,
+        }
+    });
+    assert!(refused.is_some(), "new connects still accepted after SIGTERM");
+    echo_roundtrip(&mut live, b"still here").expect("live connection keeps echoing");
+    assert!(
+        b.wait_exit(Duration::from_millis(300)).is_none(),
+        "exited while a connection was live"
+    );
+    drop(live);
+    let st = b.wait_exit(Duration::from_secs(5)).expect("exits after the last close");
+    assert_eq!(st.code(), Some(0), "{}", b.stderr());
+}
+
+#[test]
+fn fd_limit_keeps_cpu_low_with_more_clients_than_fds_and_recovers_when_they_close() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: no prlimit");
+        return;
+    }
+    let backend = Backend::tagged("F");
+    // --max-conns above what 64 fds allow, so accept really meets EMFILE.
+    let b = Balance::spawn(Spawn {
+        bind: LOCALHOST_V4,
+        opts: &["--max-conns", "1000"],
+        channels: &[backend.channel()],
+        wrapper: &["prlimit", "--nofile=64:64", "--"],
+    });
+    let clients: Vec<TcpStream> = (0..80).map(|_| b.connect()).collect();
+    // Let balance reach the limit.
+    let at_limit = wait_for(Duration::from_secs(5), || (b.fd_count() >= 60).then_some(()));
+    assert!(at_limit.is_some(), "fds: {}", b.fd_count());
+    let t0 = b.cpu_ticks();
+    let start = Instant::now();
+    thread::sleep(Duration::from_secs(2));
+    let ticks = b.cpu_ticks() - t0;
+    let secs = start.elapsed().as_secs_f64();
+    let pct = ticks as f64 / secs; // 100 ticks per second = one core
+    eprintln!(
+        "at the fd limit: {ticks} ticks in {secs:.1} s (≈{pct:.0} % of a core), {} fds",
+        b.fd_count()
+    );
+    assert!(pct < 15.0, "CPU {pct:.0} % of a core at the fd limit");
+    let err = b.stderr();
+    let emfile_lines = err.lines().filter(|l| l.contains("accept")).count();
+    assert!(emfile_lines >= 1, "no EMFILE warning: {err}");
+    assert!(emfile_lines <= 6, "EMFILE log not rate-limited: {emfile_lines} lines");
+    drop(clients);
+    // Once fds free up, a new client is served.
+    let served = wait_for(Duration::from_secs(10), || {
+        let mut s = TcpStream::connect_timeout(&b.addr, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        read_line(&mut s).ok()
+    });
+    assert_eq!(served.as_deref(), Some("F"), "not served after the clients left");
+}
