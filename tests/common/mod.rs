@@ -441,9 +441,7 @@ impl Blackhole {
             .expect("addr");
         let mut fill = Vec::new();
         for _ in 0..2 {
-            fill.push(
-                TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("pre-fill"),
-            );
+            fill.push(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("pre-fill"));
         }
         // A further connect must hang (its SYN is dropped).
         match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
@@ -543,7 +541,8 @@ pub fn tcp_sockets() -> Vec<SockRow> {
                     .next()
                     .and_then(|p| u16::from_str_radix(p, 16).ok())
             };
-            if let (Some(l), Some(r), Ok(s)) = (port(local), port(remote), u8::from_str_radix(st, 16))
+            if let (Some(l), Some(r), Ok(s)) =
+                (port(local), port(remote), u8::from_str_radix(st, 16))
             {
                 out.push(SockRow {
                     local_port: l,
@@ -584,6 +583,18 @@ pub fn count_to_port(port: u16, state: u8) -> usize {
         .iter()
         .filter(|r| r.remote_port == port && r.state == state)
         .count()
+}
+
+/// Connections waiting in the accept queue of the listener on local `port`
+/// (Recv-Q of a listening socket), via `ss`.
+pub fn accept_queue(port: u16) -> Option<usize> {
+    let o = Command::new("ss")
+        .args(["-Htln", "sport", "=", &format!(":{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text.lines().find(|l| l.starts_with("LISTEN"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// utime + stime of `pid` in clock ticks.
