@@ -183,7 +183,7 @@ fn backend_half_close_passes_eof_and_the_client_can_still_send_1mib() {
     assert_eq!(read_line(&mut s).expect("banner"), "hello");
     // EOF right after the banner.
     let mut buf = [0u8; 16];
-    assert_eq!(s.read(&mut buf).expect("read EOF"), 0);
+    assert_eq!(read_some(&s, &mut buf).expect("read EOF"), 0);
     // The other direction still flows.
     let mut data = vec![0u8; 1 << 20];
     rand::rngs::StdRng::seed_from_u64(4).fill_bytes(&mut data);
@@ -201,11 +201,11 @@ fn backend_half_close_passes_eof_and_the_client_can_still_send_1mib() {
 fn backend_reset_reaches_the_client_as_a_reset_not_eof() {
     let backend = rst_after(b"partial");
     let b = Balance::start(&[], &[backend.channel()]);
-    let mut s = b.connect();
+    let s = b.connect();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     let end = loop {
-        match s.read(&mut buf) {
+        match read_some(&s, &mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) => break Err(e),
@@ -228,7 +228,7 @@ fn client_reset_reaches_the_backend_as_a_reset() {
         let _ = s.write_all(b"T\n");
         let mut buf = [0u8; 1024];
         let end = loop {
-            match s.read(&mut buf) {
+            match read_some(&s, &mut buf) {
                 Ok(0) => break Ok(()),
                 Ok(_) => {}
                 Err(e) => break Err(e.kind()),
@@ -266,10 +266,10 @@ fn idle_timeout_closes_a_silent_connection_but_not_a_trickling_one() {
         }
         Ok::<Duration, std::io::Error>(t.elapsed())
     });
-    let (_, mut silent) = tag_of_new_client(addr).expect("served");
+    let (_, silent) = tag_of_new_client(addr).expect("served");
     let t = Instant::now();
     let mut buf = [0u8; 1];
-    let r = silent.read(&mut buf);
+    let r = read_some(&silent, &mut buf);
     let el = t.elapsed();
     assert!(matches!(r, Ok(0)), "silent connection: {r:?}");
     eprintln!("silent connection closed after {el:?}");

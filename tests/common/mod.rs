@@ -274,12 +274,24 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// `read`, retried on EINTR. Sockets with a read timeout (SO_RCVTIMEO) are
+/// not restarted after a signal, and glibc signals every thread of this
+/// multi-threaded test process now and then (e.g. its setxid broadcast).
+pub fn read_some(mut s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Read one line (without "\n"). EOF before the newline is an error.
 pub fn read_line(s: &mut TcpStream) -> io::Result<String> {
     let mut out = Vec::new();
     let mut b = [0u8; 1];
     loop {
-        match s.read(&mut b)? {
+        match read_some(s, &mut b)? {
             0 => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -400,7 +412,7 @@ impl Drop for Backend {
 pub fn echo(s: &mut TcpStream) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match s.read(&mut buf) {
+        match read_some(s, &mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 if s.write_all(&buf[..n]).is_err() {
@@ -502,7 +514,7 @@ pub fn rst_after(data: &'static [u8]) -> Backend {
 pub fn silent() -> Backend {
     Backend::spawn(LOCALHOST_V4, |s| {
         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-        let _ = (&s).read(&mut [0u8; 1]);
+        let _ = read_some(&s, &mut [0u8; 1]);
     })
 }
 
