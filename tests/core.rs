@@ -493,7 +493,7 @@ fn sigterm_refuses_new_clients_keeps_live_ones_and_exits_0_after_they_close() {
 }
 
 #[test]
-fn fd_limit_keeps_cpu_low_while_accept_meets_emfile_and_recovers_when_clients_close() {
+fn fd_limit_keeps_cpu_and_logs_low_at_emfile_and_recovers_when_clients_close() {
     if std::process::Command::new("prlimit")
         .arg("--version")
         .output()
@@ -504,13 +504,14 @@ fn fd_limit_keeps_cpu_low_while_accept_meets_emfile_and_recovers_when_clients_cl
     }
     let backend = Backend::tagged("F");
     // A proxied connection takes 2 fds. Whether accept() itself meets
-    // EMFILE (clients left waiting in the kernel queue) or the backend
-    // socket does (client accepted, then closed) depends on the parity of
-    // the free fds; the first case is the one that could spin. Try 64 fds,
-    // then 65, and measure in the case where clients stay queued.
+    // EMFILE (clients left waiting in the kernel queue: the case that could
+    // spin) or the backend socket does (client accepted, then closed: the
+    // case that could flood the log) depends on the parity of the free
+    // fds. 64 and 65 fds give one of each; both are checked.
+    let mut seen = (false, false);
     for nofile in [64, 65] {
         let limit = format!("--nofile={nofile}:{nofile}");
-        // --max-conns above what the fds allow, so accept really meets EMFILE.
+        // --max-conns above what the fds allow, so the fd limit is reached.
         let b = Balance::spawn(Spawn {
             bind: LOCALHOST_V4,
             opts: &["--max-conns", "1000"],
@@ -528,28 +529,39 @@ fn fd_limit_keeps_cpu_low_while_accept_meets_emfile_and_recovers_when_clients_cl
             stable.then_some(now.1.unwrap_or(0))
         })
         .unwrap_or_else(|| panic!("not settled at the fd limit: {last:?}"));
-        if queued == 0 {
-            eprintln!("nofile={nofile}: accept queue drained (backend socket met EMFILE); next");
-            continue;
-        }
-        let t0 = b.cpu_ticks();
         let start = Instant::now();
-        thread::sleep(Duration::from_secs(2));
-        let ticks = b.cpu_ticks() - t0;
-        let secs = start.elapsed().as_secs_f64();
-        let pct = ticks as f64 / secs; // 100 ticks per second = one core
-        eprintln!(
-            "nofile={nofile}: {queued} clients queued, {ticks} ticks in {secs:.1} s (≈{pct:.0} % of a core), {} fds",
-            b.fd_count()
-        );
-        assert!(pct < 15.0, "CPU {pct:.0} % of a core at the fd limit");
-        let err = b.stderr();
-        let accept_lines = err.lines().filter(|l| l.contains("accept: ")).count();
-        assert!(accept_lines >= 1, "no accept EMFILE warning: {err}");
-        assert!(
-            accept_lines <= 5,
-            "accept EMFILE log not rate-limited: {accept_lines} lines"
-        );
+        if queued > 0 {
+            seen.0 = true;
+            let t0 = b.cpu_ticks();
+            thread::sleep(Duration::from_secs(2));
+            let ticks = b.cpu_ticks() - t0;
+            let secs = start.elapsed().as_secs_f64();
+            let pct = ticks as f64 / secs; // 100 ticks per second = one core
+            eprintln!(
+                "nofile={nofile}: accept at EMFILE, {queued} clients queued, {ticks} ticks in {secs:.1} s (≈{pct:.0} % of a core), {} fds",
+                b.fd_count()
+            );
+            assert!(pct < 15.0, "CPU {pct:.0} % of a core at the fd limit");
+            let err = b.stderr();
+            let lines = err.lines().filter(|l| l.contains("accept: ")).count();
+            assert!(lines >= 1, "no accept EMFILE warning: {err}");
+            assert!(
+                lines <= 5,
+                "accept EMFILE log not rate-limited: {lines} lines"
+            );
+        } else {
+            seen.1 = true;
+            // ~50 clients were accepted and closed for want of a backend
+            // socket within a few ms: one warning, not one per client.
+            let err = b.stderr();
+            let lines = err.lines().filter(|l| l.contains("local error")).count();
+            eprintln!("nofile={nofile}: backend socket at EMFILE, {lines} local-error log lines");
+            assert!(lines >= 1, "no local-error warning: {err}");
+            assert!(
+                lines <= 3,
+                "local-error log not rate-limited: {lines} lines"
+            );
+        }
         drop(clients);
         // Once fds free up, a new client is served.
         let served = wait_for(Duration::from_secs(10), || {
@@ -562,7 +574,10 @@ fn fd_limit_keeps_cpu_low_while_accept_meets_emfile_and_recovers_when_clients_cl
             Some("F"),
             "not served after the clients left"
         );
-        return;
     }
-    panic!("accept never met EMFILE with 64 or 65 fds");
+    assert_eq!(
+        seen,
+        (true, true),
+        "(accept at EMFILE, backend socket at EMFILE)"
+    );
 }
