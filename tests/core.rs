@@ -144,6 +144,152 @@ fn localhost_backend_on_127_only_is_reached_every_time_because_all_addresses_are
     }
 }
 
+/// FNV-1a over the address bytes, written out independently of the
+/// implementation: the hash must stay this function across releases.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[test]
+fn hash_group_maps_each_client_address_to_a_fixed_channel_across_restarts() {
+    let (a, c) = (Backend::tagged("A"), Backend::tagged("B"));
+    let chans = [a.channel(), c.channel(), "%".into()];
+    let sources: Vec<std::net::Ipv4Addr> = (1..=8)
+        .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i))
+        .collect();
+    let want: Vec<&str> = sources
+        .iter()
+        .map(|ip| ["A", "B"][(fnv1a(&ip.octets()) % 2) as usize])
+        .collect();
+    assert!(want.contains(&"A") && want.contains(&"B"), "{want:?}");
+    for run in 0..2 {
+        let b = Balance::start(&[], &chans);
+        for _ in 0..3 {
+            let got: Vec<String> = sources
+                .iter()
+                .map(|ip| {
+                    let mut s = connect_from(std::net::IpAddr::V4(*ip), b.addr);
+                    read_line(&mut s).expect("served")
+                })
+                .collect();
+            assert_eq!(got, want, "run {run}");
+        }
+    }
+}
+
+#[test]
+fn hash_failover_h_lets_a_hash_group_try_its_other_channels() {
+    let dead = refused_port();
+    let backend = Backend::tagged("B");
+    let chans = [dead.to_string(), backend.channel(), "%".into()];
+    // A source address that hashes to the dead channel (index 0).
+    let src = (1..=50u8)
+        .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i))
+        .find(|ip| fnv1a(&ip.octets()) % 2 == 0)
+        .expect("an address hashing to 0");
+    let src = std::net::IpAddr::V4(src);
+
+    let b = Balance::start(&["-t", "1"], &chans);
+    let mut s = connect_from(src, b.addr);
+    let r = read_line(&mut s);
+    assert!(
+        r.is_err(),
+        "without -H the client must not reach another channel: {r:?}"
+    );
+
+    let b = Balance::start(&["-t", "1", "-H"], &chans);
+    let mut s = connect_from(src, b.addr);
+    assert_eq!(read_line(&mut s).expect("served with -H"), "B");
+}
+
+#[test]
+fn all_channels_refusing_closes_the_client_at_once() {
+    let b = Balance::start(&["-t", "1"], &[refused_port().to_string()]);
+    let t = Instant::now();
+    let mut s = b.connect();
+    let r = read_line(&mut s);
+    let el = t.elapsed();
+    assert!(r.is_err(), "{r:?}");
+    assert!(el < Duration::from_millis(500), "closed after {el:?}");
+}
+
+#[test]
+fn source_address_b_is_used_for_backend_connections() {
+    let backend = Backend::spawn(LOCALHOST_V4, |mut s| {
+        let peer = s
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let _ = writeln!(s, "{peer}");
+        echo(&mut s);
+    });
+    let b = Balance::start(&["-B", "127.0.0.2"], &[backend.channel()]);
+    let (peer, _) = tag_of_new_client(b.addr).expect("served");
+    assert_eq!(peer, "127.0.0.2");
+    let b = Balance::start(&[], &[backend.channel()]);
+    let (peer, _) = tag_of_new_client(b.addr).expect("served");
+    assert_eq!(peer, "127.0.0.1");
+}
+
+#[test]
+fn max_conns_holds_further_clients_in_the_backlog_until_one_closes() {
+    let backend = Backend::tagged("M");
+    let b = Balance::start(&["--max-conns", "2"], &[backend.channel()]);
+    let (_, first) = tag_of_new_client(b.addr).expect("served");
+    let (_, _second) = tag_of_new_client(b.addr).expect("served");
+    let mut third = b.connect();
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let r = read_line(&mut third);
+    assert!(
+        matches!(&r, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "third client must wait: {r:?}"
+    );
+    assert_eq!(backend.accepted(), 2);
+    drop(first);
+    third.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let t = Instant::now();
+    assert_eq!(
+        read_line(&mut third).expect("served once a slot frees"),
+        "M"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn keepalive_k_and_big_k_set_keepalive_on_client_and_backend_sockets() {
+    let backend = Backend::tagged("K");
+    let bport = format!(":{}", backend.addr.port());
+    for (opts, want) in [
+        (&["-k", "7,3,4", "-K", "9,3,4"][..], true),
+        (&[][..], false),
+    ] {
+        let b = Balance::start(opts, &[backend.channel()]);
+        let (_, _s) = tag_of_new_client(b.addr).expect("served");
+        let lport = format!(":{}", b.port());
+        // balance's accepted socket (local port = the listen port) and its
+        // backend socket (remote port = the backend's).
+        let client_side = ss_established(&["sport", "=", &lport]);
+        let backend_side = ss_established(&["dport", "=", &bport]);
+        assert_eq!(client_side.len(), 1, "{client_side:?}");
+        assert!(!backend_side.is_empty(), "{backend_side:?}");
+        let ka = |lines: &[String]| lines.iter().all(|l| l.contains("timer:(keepalive"));
+        assert_eq!(
+            ka(&client_side),
+            want,
+            "{opts:?} client side: {client_side:?}"
+        );
+        assert_eq!(
+            ka(&backend_side),
+            want,
+            "{opts:?} backend side: {backend_side:?}"
+        );
+    }
+}
+
 // ------------------------------------------------------------ relay
 
 #[test]

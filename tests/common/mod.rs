@@ -286,6 +286,37 @@ pub fn read_some(mut s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// A client socket bound to source address `src` (e.g. 127.0.0.7).
+pub fn connect_from(src: IpAddr, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+    let from: SocketAddr = (src, 0).into();
+    sock.bind(&from.into()).expect("bind source");
+    sock.connect_timeout(&addr.into(), IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect {addr} from {src}: {e}"));
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s
+}
+
+/// `ss -tno` lines of established sockets matching a filter such as
+/// `["sport", "=", ":8080"]` (with timer information).
+pub fn ss_established(filter: &[&str]) -> Vec<String> {
+    let o = Command::new("ss")
+        .args(["-Htno", "state", "established"])
+        .args(filter)
+        .output();
+    match o {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Read one line (without "\n"). EOF before the newline is an error.
 pub fn read_line(s: &mut TcpStream) -> io::Result<String> {
     let mut out = Vec::new();
