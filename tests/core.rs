@@ -89,6 +89,7 @@ fn maxc_spills_the_third_and_fourth_client_to_the_backup_and_returns_after_one_c
         &[],
         &[format!("{}:2", a.channel()), "!".into(), c.channel()],
     );
+    let base = b.stable_fds();
     let mut held: Vec<(String, TcpStream)> = (0..4)
         .map(|_| tag_of_new_client(b.addr).expect("served"))
         .collect();
@@ -110,8 +111,10 @@ fn maxc_spills_the_third_and_fourth_client_to_the_backup_and_returns_after_one_c
     assert_eq!(tag, "A");
     held.push((tag, s));
     // A is full again: the next one spills.
-    let (tag, _s) = tag_of_new_client(b.addr).expect("served");
+    let (tag, s) = tag_of_new_client(b.addr).expect("served");
     assert_eq!(tag, "B");
+    drop((held, s));
+    b.assert_fds_return_to(base);
 }
 
 #[test]
@@ -297,6 +300,7 @@ fn data_32mib_is_echoed_intact_after_the_client_half_closes() {
     const SIZE: usize = 32 << 20;
     let backend = Backend::tagged("E");
     let b = Balance::start(&[], &[backend.channel()]);
+    let base = b.baseline_fds();
     let mut data = vec![0u8; SIZE];
     rand::rngs::StdRng::seed_from_u64(42).fill_bytes(&mut data);
     let want = Sha256::digest(&data);
@@ -318,6 +322,8 @@ fn data_32mib_is_echoed_intact_after_the_client_half_closes() {
     eprintln!("32 MiB echoed in {:?}", t.elapsed());
     assert_eq!(got.len(), SIZE);
     assert!(Sha256::digest(&got) == want, "sha256 differs");
+    drop(s);
+    b.assert_fds_return_to(base);
 }
 
 #[test]
@@ -325,6 +331,7 @@ fn backend_half_close_passes_eof_and_the_client_can_still_send_1mib() {
     let (tx, rx) = mpsc::channel();
     let backend = banner_then_shut_wr(b"hello\n", tx);
     let b = Balance::start(&[], &[backend.channel()]);
+    let base = b.stable_fds();
     let mut s = b.connect();
     assert_eq!(read_line(&mut s).expect("banner"), "hello");
     // EOF right after the banner.
@@ -341,12 +348,15 @@ fn backend_half_close_passes_eof_and_the_client_can_still_send_1mib() {
         .expect("backend read");
     assert_eq!(got.len(), data.len());
     assert!(got == data, "data differs");
+    drop(s);
+    b.assert_fds_return_to(base);
 }
 
 #[test]
 fn backend_reset_reaches_the_client_as_a_reset_not_eof() {
     let backend = rst_after(b"partial");
     let b = Balance::start(&[], &[backend.channel()]);
+    let base = b.baseline_fds();
     let s = b.connect();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
@@ -364,6 +374,8 @@ fn backend_reset_reaches_the_client_as_a_reset_not_eof() {
             String::from_utf8_lossy(&got)
         ),
     }
+    drop(s);
+    b.assert_fds_return_to(base);
 }
 
 #[test]
@@ -385,6 +397,7 @@ fn client_reset_reaches_the_backend_as_a_reset() {
         }
     });
     let b = Balance::start(&[], &[backend.channel()]);
+    let base = b.stable_fds();
     let mut s = b.connect();
     assert_eq!(read_line(&mut s).expect("tag"), "T");
     s.write_all(b"some bytes").expect("write");
@@ -396,12 +409,14 @@ fn client_reset_reaches_the_backend_as_a_reset() {
         .recv_timeout(Duration::from_secs(5))
         .expect("backend saw the end");
     assert_eq!(end, Err(ErrorKind::ConnectionReset));
+    b.assert_fds_return_to(base);
 }
 
 #[test]
 fn idle_timeout_closes_a_silent_connection_but_not_a_trickling_one() {
     let backend = Backend::tagged("I");
     let b = Balance::start(&["-T", "1"], &[backend.channel()]);
+    let base = b.baseline_fds();
     let addr = b.addr;
     let trickle = thread::spawn(move || {
         let (_, mut s) = tag_of_new_client(addr).expect("served");
@@ -428,6 +443,8 @@ fn idle_timeout_closes_a_silent_connection_but_not_a_trickling_one() {
         .expect("thread")
         .expect("trickling connection survived");
     assert!(lived >= Duration::from_secs(3));
+    drop(silent);
+    b.assert_fds_return_to(base);
 }
 
 // ------------------------------------------------------------ failover timing
@@ -482,6 +499,7 @@ fn clients_leaving_during_pending_connects_cancel_them() {
     const N: usize = 20;
     let bh = Blackhole::new();
     let b = Balance::start(&["-t", "10"], &[bh.channel()]);
+    let base = b.stable_fds();
     let port = bh.addr.port();
     let clients: Vec<TcpStream> = (0..N).map(|_| b.connect()).collect();
     // Every client's connect toward the blackhole is pending.
@@ -519,6 +537,7 @@ fn clients_leaving_during_pending_connects_cancel_them() {
         "a new client after the cancellations is not connecting"
     );
     drop(c);
+    b.assert_fds_return_to(base);
 }
 
 #[test]

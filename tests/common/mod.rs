@@ -214,6 +214,41 @@ impl Balance {
             .map(|d| d.count())
             .unwrap_or(0)
     }
+
+    /// The fd count once one client has been served and closed (so every
+    /// lazily created fd exists) and the count is stable: the baseline a
+    /// test returns to.
+    pub fn baseline_fds(&self) -> usize {
+        if let Ok((_, s)) = tag_of_new_client(self.addr) {
+            drop(s);
+        }
+        self.stable_fds()
+    }
+
+    /// The fd count once it no longer changes (no client needed).
+    pub fn stable_fds(&self) -> usize {
+        let mut last = None;
+        wait_for(Duration::from_secs(5), || {
+            thread::sleep(Duration::from_millis(50));
+            let now = self.fd_count();
+            let stable = last == Some(now);
+            last = Some(now);
+            stable.then_some(now)
+        })
+        .unwrap_or_else(|| self.fd_count())
+    }
+
+    /// Assert the fd count returns to `base` within 2 s (no leaked sockets).
+    pub fn assert_fds_return_to(&self, base: usize) {
+        let back = wait_for(Duration::from_secs(2), || {
+            (self.fd_count() == base).then_some(())
+        });
+        assert!(
+            back.is_some(),
+            "fds: {} now, {base} at baseline (leak?)",
+            self.fd_count()
+        );
+    }
 }
 
 impl Drop for Balance {
