@@ -447,6 +447,67 @@ fn idle_timeout_closes_a_silent_connection_but_not_a_trickling_one() {
     b.assert_fds_return_to(base);
 }
 
+/// A small T10: concurrent clients doing random exchanges, half-closes,
+/// resets and plain closes, on the multi-threaded runtime. Every completed
+/// exchange must be intact, nothing may panic, and the fds return to
+/// baseline afterwards.
+#[test]
+fn chaos_of_concurrent_exchanges_half_closes_and_resets_stays_intact_without_leaks() {
+    let backend = Backend::tagged("C");
+    let b = Balance::start(&["--threads", "2"], &[backend.channel()]);
+    let base = b.baseline_fds();
+    let addr = b.addr;
+    let workers: Vec<_> = (0..16u64)
+        .map(|w| {
+            thread::spawn(move || {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + w);
+                let mut done = 0;
+                let end = Instant::now() + Duration::from_millis(1500);
+                while Instant::now() < end {
+                    let (_, mut s) = tag_of_new_client(addr).expect("served");
+                    let size = 1 + (rng.next_u32() as usize % (64 << 10));
+                    let mut data = vec![0u8; size];
+                    rng.fill_bytes(&mut data);
+                    match rng.next_u32() % 4 {
+                        // Full exchange, then close.
+                        0 => {
+                            echo_roundtrip(&mut s, &data).expect("echo intact");
+                            done += 1;
+                        }
+                        // Half-close, then read the rest of the echo and EOF.
+                        1 => {
+                            let mut w = s.try_clone().expect("clone");
+                            let d2 = data.clone();
+                            let wr = thread::spawn(move || {
+                                w.write_all(&d2).and_then(|_| w.shutdown(Shutdown::Write))
+                            });
+                            let mut got = Vec::new();
+                            s.read_to_end(&mut got).expect("read to EOF");
+                            wr.join().expect("writer").expect("write");
+                            assert!(got == data, "half-close echo differs");
+                            done += 1;
+                        }
+                        // Reset in the middle of a transfer.
+                        2 => {
+                            let _ = s.write_all(&data[..size / 2]);
+                            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                        }
+                        // Close without reading what comes back.
+                        _ => {
+                            let _ = s.write_all(&data[..size.min(4096)]);
+                        }
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let done: usize = workers.into_iter().map(|w| w.join().expect("worker")).sum();
+    eprintln!("chaos: {done} verified exchanges");
+    assert!(done > 16, "only {done} exchanges completed");
+    b.assert_fds_return_to(base);
+}
+
 // ------------------------------------------------------------ failover timing
 
 #[test]
