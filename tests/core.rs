@@ -728,6 +728,95 @@ fn port_in_use_exits_71_naming_the_address_and_the_first_instance_keeps_serving(
 }
 
 #[test]
+fn without_f_it_daemonizes_with_pidfile_and_log_file_and_serves() {
+    let backend = Backend::tagged("D");
+    let dir = TempDir::new("daemon");
+    let pidfile = dir.path().join("balance.pid");
+    let logfile = dir.path().join("balance.log");
+    let ch = backend.channel();
+    // Retry on the rare port race, like the harness does.
+    let mut started = None;
+    for _ in 0..5 {
+        let port = free_port(LOCALHOST_V4);
+        let t = Instant::now();
+        let (code, err) = run_to_exit(
+            &[
+                "-b",
+                "127.0.0.1",
+                "--pidfile",
+                pidfile.to_str().expect("utf-8 path"),
+                "--log-file",
+                logfile.to_str().expect("utf-8 path"),
+                &port.to_string(),
+                &ch,
+            ],
+            Duration::from_secs(10),
+        );
+        if code == Some(EXIT_OSERR) {
+            continue;
+        }
+        assert_eq!(code, Some(0), "the parent must exit 0: {err}");
+        assert!(
+            err.is_empty(),
+            "the daemon must not write to the terminal: {err:?}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "parent took {:?}",
+            t.elapsed()
+        );
+        started = Some(port);
+        break;
+    }
+    let port = started.expect("daemon started");
+    let pid: u32 = wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    })
+    .expect("pidfile written");
+    // The daemon is not our child; make sure it goes away whatever happens.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            kill(self.0, libc::SIGKILL);
+        }
+    }
+    let guard = KillOnDrop(pid);
+    let logged = wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(&logfile)
+            .ok()
+            .filter(|t| t.contains("listening"))
+    });
+    assert!(logged.is_some(), "no 'listening' line in the log file");
+    let addr = std::net::SocketAddr::from((LOCALHOST_V4, port));
+    let (tag, _) = tag_of_new_client(addr).expect("the daemon serves");
+    assert_eq!(tag, "D");
+    // A new session leader, detached from our process group.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        f.get(3).copied(),
+        Some(pid.to_string().as_str()),
+        "not a session leader: {stat}"
+    );
+    kill(pid, libc::SIGTERM);
+    let gone = wait_for(Duration::from_secs(5), || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true))
+        .then_some(())
+    });
+    assert!(gone.is_some(), "daemon did not exit on SIGTERM");
+    assert!(!pidfile.exists(), "pidfile not removed at exit");
+    drop(guard);
+}
+
+#[test]
 fn sigterm_refuses_new_clients_keeps_live_ones_and_exits_0_after_they_close() {
     let backend = Backend::tagged("S");
     let mut b = Balance::start(&[], &[backend.channel()]);
