@@ -237,6 +237,28 @@ fn source_address_b_is_used_for_backend_connections() {
 }
 
 #[test]
+fn a_local_bind_error_is_not_a_channel_failure() {
+    // -B with an address this host does not have: every backend socket's
+    // bind fails with EADDRNOTAVAIL before any packet is sent. That is our
+    // problem, not the backend's: the channel must not be taken down.
+    let backend = Backend::tagged("L");
+    let b = Balance::start(&["-B", "192.0.2.1"], &[backend.channel()]);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = tag_of_new_client(b.addr);
+        assert!(r.is_err(), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    let err = b.stderr();
+    assert!(err.contains("local error"), "{err}");
+    assert!(
+        !err.contains("channel down"),
+        "a local error took the channel down: {err}"
+    );
+    assert_eq!(backend.accepted(), 0);
+}
+
+#[test]
 fn max_conns_holds_further_clients_in_the_backlog_until_one_closes() {
     let backend = Backend::tagged("M");
     let b = Balance::start(&["--max-conns", "2"], &[backend.channel()]);
