@@ -375,6 +375,59 @@ fn backend_half_close_passes_eof_and_the_client_can_still_send_1mib() {
 }
 
 #[test]
+fn a_backend_that_does_not_read_makes_the_client_wait_without_growing_memory() {
+    // T09-lite: the relay holds at most its buffer; the rest waits in the
+    // kernel (the client's writes block) instead of piling up in balance.
+    let (backend, release) = silent();
+    let b = Balance::start(&[], &[backend.channel()]);
+    let base = b.stable_fds();
+    let rss0 = b.rss_kib();
+    let s = b.connect();
+    s.set_nonblocking(true).expect("nonblocking");
+    let chunk = vec![7u8; 64 << 10];
+    let mut pushed = 0usize;
+    let t = Instant::now();
+    let mut stuck_since: Option<Instant> = None;
+    while t.elapsed() < Duration::from_secs(3) {
+        match (&s).write(&chunk) {
+            Ok(n) => {
+                pushed += n;
+                stuck_since = None;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                // Blocked for 300 ms in a row: the pipeline is full.
+                let since = *stuck_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    let rss1 = b.rss_kib();
+    eprintln!(
+        "pushed {} KiB before blocking; balance RSS {rss0} -> {rss1} KiB",
+        pushed >> 10
+    );
+    assert!(
+        stuck_since.is_some(),
+        "writes never blocked ({pushed} bytes pushed)"
+    );
+    assert!(
+        pushed < 256 << 20,
+        "{pushed} bytes accepted: the relay is not applying backpressure"
+    );
+    assert!(
+        rss1 < rss0 + 16 * 1024,
+        "RSS grew from {rss0} to {rss1} KiB"
+    );
+    drop(s);
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    b.assert_fds_return_to(base);
+}
+
+#[test]
 fn backend_reset_reaches_the_client_as_a_reset_not_eof() {
     let backend = rst_after(b"partial");
     let b = Balance::start(&[], &[backend.channel()]);

@@ -203,6 +203,16 @@ impl Balance {
         connect(self.addr)
     }
 
+    /// Resident memory in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// utime + stime in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
         cpu_ticks(self.pid())
@@ -576,12 +586,19 @@ pub fn rst_after(data: &'static [u8]) -> Backend {
     })
 }
 
-/// Accepts and never reads or writes; holds the socket until the peer goes.
-pub fn silent() -> Backend {
-    Backend::spawn(LOCALHOST_V4, |s| {
-        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-        let _ = read_some(&s, &mut [0u8; 1]);
-    })
+/// Accepts and never reads or writes; holds its sockets until the returned
+/// flag is set (or 30 s pass), then closes them.
+pub fn silent() -> (Backend, Arc<AtomicBool>) {
+    let release = Arc::new(AtomicBool::new(false));
+    let r = release.clone();
+    let b = Backend::spawn(LOCALHOST_V4, move |s| {
+        let end = Instant::now() + Duration::from_secs(30);
+        while !r.load(SeqCst) && Instant::now() < end {
+            thread::sleep(Duration::from_millis(20));
+        }
+        drop(s);
+    });
+    (b, release)
 }
 
 // ---------------------------------------------------------------- /proc
