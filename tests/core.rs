@@ -323,8 +323,7 @@ fn data_32mib_is_echoed_intact_after_the_client_half_closes() {
     let backend = Backend::tagged("E");
     let b = Balance::start(&[], &[backend.channel()]);
     let base = b.baseline_fds();
-    let mut data = vec![0u8; SIZE];
-    rand::rngs::StdRng::seed_from_u64(42).fill_bytes(&mut data);
+    let data = random_bytes(SIZE, 42);
     let want = Sha256::digest(&data);
 
     let mut s = b.connect();
@@ -360,8 +359,7 @@ fn backend_half_close_passes_eof_and_the_client_can_still_send_1mib() {
     let mut buf = [0u8; 16];
     assert_eq!(read_some(&s, &mut buf).expect("read EOF"), 0);
     // The other direction still flows.
-    let mut data = vec![0u8; 1 << 20];
-    rand::rngs::StdRng::seed_from_u64(4).fill_bytes(&mut data);
+    let data = random_bytes(1 << 20, 4);
     s.write_all(&data).expect("send 1 MiB after EOF");
     s.shutdown(Shutdown::Write).expect("shutdown");
     let got = rx

@@ -308,6 +308,35 @@ pub fn run_to_exit(args: &[&str], limit: Duration) -> (Option<i32>, String) {
     (st.and_then(|s| s.code()), err)
 }
 
+/// `n` pseudo-random bytes, cheap even in a debug build: a 1 MiB xorshift
+/// block tiled over `n`, with every 4 KiB page stamped with its own index,
+/// so no two pages are equal (a lost, repeated or reordered page changes
+/// the hash).
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    const BLOCK: usize = 1 << 20;
+    const PAGE: usize = 4096;
+    let mut x = seed | 1;
+    let block: Vec<u8> = (0..BLOCK / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let take = (n - out.len()).min(BLOCK);
+        out.extend_from_slice(&block[..take]);
+    }
+    for (i, page) in out.chunks_mut(PAGE).enumerate() {
+        let stamp = (i as u64 ^ seed).to_le_bytes();
+        let k = page.len().min(8);
+        page[..k].copy_from_slice(&stamp[..k]);
+    }
+    out
+}
+
 // ---------------------------------------------------------------- clients
 
 /// A client socket with read/write timeouts.
