@@ -581,6 +581,82 @@ fn chaos_of_concurrent_exchanges_half_closes_and_resets_stays_intact_without_lea
     b.assert_fds_return_to(base);
 }
 
+#[test]
+fn idle_timeout_does_not_cut_a_slow_reader_while_bytes_still_flow() {
+    // The backend pushes 16 MiB; the client (small receive buffer) reads
+    // 4 KiB every 200 ms for 3 s: bytes move all the time, so `-T 1` must
+    // not fire, although balance's writes wait for seconds. Then the client
+    // reads the rest at full speed: all of it must arrive.
+    const SIZE: usize = 16 << 20;
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let backend = Backend::spawn(LOCALHOST_V4, move |mut s| {
+        let r = s.write_all(&vec![b'y'; SIZE]).map_err(|e| e.kind());
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send(r);
+        }
+    });
+    let b = Balance::start(&["-T", "1"], &[backend.channel()]);
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    sock.connect_timeout(&b.addr.into(), IO_TIMEOUT)
+        .expect("connect");
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let t = Instant::now();
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    while t.elapsed() < Duration::from_secs(3) {
+        let n = read_some(&s, &mut buf[..4096]).expect("read");
+        assert!(n > 0, "EOF after {got} bytes at {:?}", t.elapsed());
+        got += n;
+        thread::sleep(Duration::from_millis(200));
+    }
+    loop {
+        match read_some(&s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("after {got} bytes: {e}"),
+        }
+    }
+    assert_eq!(got, SIZE, "the slow reader was cut");
+    let sent = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("backend done");
+    assert_eq!(sent, Ok(()));
+}
+
+#[test]
+fn idle_timeout_still_cuts_a_reader_that_stopped_reading() {
+    // Data waits in the queues but nothing drains: that is idle. The
+    // backend's write fails once balance closes its side.
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let backend = Backend::spawn(LOCALHOST_V4, move |mut s| {
+        let r = s.write_all(&vec![b'z'; 64 << 20]).map_err(|e| e.kind());
+        if let Ok(tx) = tx.lock() {
+            let _ = tx.send(r);
+        }
+    });
+    let b = Balance::start(&["-T", "1"], &[backend.channel()]);
+    let base = b.stable_fds();
+    let t = Instant::now();
+    let s = b.connect();
+    let end = rx
+        .recv_timeout(Duration::from_secs(6))
+        .expect("backend write ended");
+    let el = t.elapsed();
+    eprintln!("stuck reader cut after {el:?}: backend write {end:?}");
+    assert!(end.is_err(), "{end:?}");
+    assert!(
+        el >= Duration::from_millis(500) && el <= Duration::from_secs(4),
+        "{el:?}"
+    );
+    drop(s);
+    b.assert_fds_return_to(base);
+}
+
 // ------------------------------------------------------------ failover timing
 
 #[test]
