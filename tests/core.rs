@@ -41,11 +41,11 @@ fn round_robin_alternates_10_10_over_20_connections() {
 
 #[test]
 fn refused_primary_sends_every_client_to_the_backup_with_no_failures() {
-    let dead = refused_port();
+    let dead = Refused::new();
     let backup = Backend::tagged("B");
     let b = Balance::start(
         &["-t", "1"],
-        &[dead.to_string(), "!".into(), backup.channel()],
+        &[dead.channel(), "!".into(), backup.channel()],
     );
     let t = Instant::now();
     let mut failures = 0;
@@ -184,9 +184,9 @@ fn hash_group_maps_each_client_address_to_a_fixed_channel_across_restarts() {
 
 #[test]
 fn hash_failover_h_lets_a_hash_group_try_its_other_channels() {
-    let dead = refused_port();
+    let dead = Refused::new();
     let backend = Backend::tagged("B");
-    let chans = [dead.to_string(), backend.channel(), "%".into()];
+    let chans = [dead.channel(), backend.channel(), "%".into()];
     // A source address that hashes to the dead channel (index 0).
     let src = (1..=50u8)
         .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i))
@@ -209,7 +209,8 @@ fn hash_failover_h_lets_a_hash_group_try_its_other_channels() {
 
 #[test]
 fn all_channels_refusing_closes_the_client_at_once() {
-    let b = Balance::start(&["-t", "1"], &[refused_port().to_string()]);
+    let dead = Refused::new();
+    let b = Balance::start(&["-t", "1"], &[dead.channel()]);
     let t = Instant::now();
     let mut s = b.connect();
     let r = read_line(&mut s);
@@ -715,7 +716,8 @@ fn blackholed_primary_without_autodisable_stops_costing_a_timeout_after_three_fa
 #[test]
 #[ignore = "known gap: without a monitor a passively downed channel never comes back"]
 fn passively_downed_channel_without_monitor_comes_back_when_it_recovers() {
-    let primary = refused_port();
+    let reserved = Refused::new();
+    let primary = reserved.addr;
     let backup = Backend::tagged("B");
     let b = Balance::start(
         &["-t", "1"],
@@ -725,6 +727,7 @@ fn passively_downed_channel_without_monitor_comes_back_when_it_recovers() {
         assert_eq!(tag_of_new_client(b.addr).expect("served").0, "B");
     }
     // The primary comes back on the same port.
+    drop(reserved);
     let l = std::net::TcpListener::bind(primary).expect("rebind the primary port");
     thread::spawn(move || {
         for c in l.incoming() {

@@ -528,12 +528,37 @@ pub fn echo(s: &mut TcpStream) {
     }
 }
 
-/// A port on 127.0.0.1 where nothing listens: connects are refused.
-pub fn refused_port() -> SocketAddr {
-    let l = TcpListener::bind((LOCALHOST_V4, 0)).expect("bind");
-    let a = l.local_addr().expect("addr");
-    drop(l);
-    a
+/// A port on 127.0.0.1 where nothing listens: connects are refused. The
+/// port stays reserved while this lives (a bound socket that never
+/// listens, without SO_REUSEADDR), so a parallel test cannot take it.
+pub struct Refused {
+    pub addr: SocketAddr,
+    _sock: socket2::Socket,
+}
+
+impl Refused {
+    pub fn new() -> Refused {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = (LOCALHOST_V4, 0).into();
+        sock.bind(&any.into()).expect("bind");
+        let addr = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("addr");
+        Refused { addr, _sock: sock }
+    }
+
+    pub fn channel(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Default for Refused {
+    fn default() -> Self {
+        Refused::new()
+    }
 }
 
 /// A port whose SYNs are dropped: a backlog-1 listener that never accepts,
