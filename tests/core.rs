@@ -999,6 +999,29 @@ fn sigterm_refuses_new_clients_keeps_live_ones_and_exits_0_after_they_close() {
 }
 
 #[test]
+fn sigint_with_grace_1_cuts_live_connections_after_about_a_second() {
+    let backend = Backend::tagged("G");
+    let mut b = Balance::start(&["--grace", "1"], &[backend.channel()]);
+    let (_, live) = tag_of_new_client(b.addr).expect("served");
+    let t = Instant::now();
+    b.signal(libc::SIGINT);
+    let st = b
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits after the grace period");
+    let el = t.elapsed();
+    eprintln!("SIGINT with a live connection and --grace 1: exit after {el:?}");
+    assert_eq!(st.code(), Some(0), "{}", b.stderr());
+    assert!(
+        el >= Duration::from_millis(800) && el <= Duration::from_secs(3),
+        "{el:?}"
+    );
+    // The live connection was closed, not left dangling.
+    let mut buf = [0u8; 8];
+    let r = read_some(&live, &mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+}
+
+#[test]
 fn fd_limit_keeps_cpu_and_logs_low_at_emfile_and_recovers_when_clients_close() {
     if std::process::Command::new("prlimit")
         .arg("--version")
