@@ -793,6 +793,32 @@ fn clients_leaving_during_pending_connects_cancel_them() {
 }
 
 #[test]
+fn data_and_half_close_sent_during_a_pending_connect_are_delivered() {
+    // The client sends its request and half-closes at once, while balance
+    // is still waiting on a blackholed primary: it has committed bytes, so
+    // it is not "gone"; after the failover the backup gets all of it.
+    let bh = Blackhole::new();
+    let backup = Backend::tagged("B");
+    let b = Balance::start(&["-t", "1"], &[bh.channel(), "!".into(), backup.channel()]);
+    let data = random_bytes(100_000, 9);
+    let mut s = b.connect();
+    s.write_all(&data).expect("write");
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("read to EOF");
+    assert!(
+        got.starts_with(b"B\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got[..got.len().min(20)])
+    );
+    assert!(
+        got[2..] == data[..],
+        "echo differs: {} bytes back",
+        got.len() - 2
+    );
+}
+
+#[test]
 fn connect_timeout_is_not_cut_short_by_a_shorter_idle_timeout() {
     // T34: -t 1 -T 0.5 against a blackhole: the connect runs its full
     // second, then fails over; the idle timeout only applies to the relay.
