@@ -220,6 +220,22 @@ fn all_channels_refusing_closes_the_client_at_once() {
 }
 
 #[test]
+fn spin_holds_a_client_while_nothing_is_eligible_then_closes_it() {
+    let dead = Refused::new();
+    let b = Balance::start(&["-t", "1", "--spin", "1"], &[dead.channel()]);
+    let t = Instant::now();
+    let mut s = b.connect();
+    let r = read_line(&mut s);
+    let el = t.elapsed();
+    eprintln!("--spin 1 with nothing eligible: closed after {el:?}");
+    assert!(r.is_err(), "{r:?}");
+    assert!(
+        el >= Duration::from_millis(800) && el <= Duration::from_secs(3),
+        "closed after {el:?}, want ≈1 s"
+    );
+}
+
+#[test]
 fn source_address_b_is_used_for_backend_connections() {
     let backend = Backend::spawn(LOCALHOST_V4, |mut s| {
         let peer = s
