@@ -22,6 +22,8 @@ const BACKLOG: i32 = 4096;
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 const LOG_EVERY: Duration = Duration::from_secs(1);
+/// Consecutive non-resource accept errors tolerated before backing off.
+const OTHER_ERRORS_BEFORE_BACKOFF: u32 = 64;
 
 /// Bind a listening socket (blocking, before the runtime starts). No
 /// SO_REUSEPORT: a second instance on the same address must fail.
@@ -50,6 +52,10 @@ pub async fn accept_loop(
     let mut backoff = BACKOFF_MIN;
     let mut last_log: Option<Instant> = None;
     let mut suppressed = 0u64;
+    // Other accept errors (a client that reset while queued) are normal
+    // one-offs; a long unbroken run of them gets the back-off too, so a
+    // persistent one can never spin the loop.
+    let mut other_errors = 0u32;
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -65,6 +71,7 @@ pub async fn accept_loop(
         match accepted {
             Ok((sock, peer)) => {
                 backoff = BACKOFF_MIN;
+                other_errors = 0;
                 svc.stats
                     .accepted
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -89,7 +96,16 @@ pub async fn accept_loop(
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
-            Err(e) => debug!(listener = %svc.cfg.name, "accept: {e}"),
+            Err(e) => {
+                debug!(listener = %svc.cfg.name, "accept: {e}");
+                other_errors = other_errors.saturating_add(1);
+                if other_errors > OTHER_ERRORS_BEFORE_BACKOFF {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = sleep(BACKOFF_MIN) => {}
+                    }
+                }
+            }
         }
     }
     debug!(listener = %svc.cfg.name, "stopped accepting");

@@ -105,9 +105,31 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
         )
     };
     let idle = async {
-        match o.idle_timeout {
-            Some(d) => act.expired(d).await,
-            None => std::future::pending().await,
+        let Some(d) = o.idle_timeout else {
+            return std::future::pending().await;
+        };
+        // While a write waits on a slow reader, bytes still drain from our
+        // send queue without any call of ours: queued data whose acks still
+        // advance is not idle.
+        let sample = || {
+            [
+                crate::sys::send_progress(client),
+                crate::sys::send_progress(backend),
+            ]
+        };
+        let mut last = sample();
+        loop {
+            act.expired(d).await;
+            let now = sample();
+            let draining = now.iter().zip(&last).any(|(n, l)| match (n, l) {
+                (Some((acked, true)), Some((before, _))) => acked != before,
+                _ => false,
+            });
+            if !draining {
+                return;
+            }
+            last = now;
+            act.touch();
         }
     };
     let res = tokio::select! {

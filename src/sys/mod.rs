@@ -31,6 +31,33 @@ pub fn tune_stream(s: &TcpStream, ka: Option<&Keepalive>) {
     }
 }
 
+/// Send-side progress from TCP_INFO: bytes the peer has acknowledged, and
+/// whether data is still waiting in our send queue (unsent or unacked).
+/// Tells a slow reader from an idle or stuck one while our writes wait.
+/// `None` where the kernel does not report it.
+pub fn send_progress(s: &TcpStream) -> Option<(u64, bool)> {
+    // SAFETY: tcp_info is plain integers, so all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: valid fd owned by `s`; the kernel writes at most `len` bytes
+    // into `info`, which lives across the call, and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_notsent_bytes) + 4;
+    if rc != 0 || (len as usize) < needed {
+        return None;
+    }
+    let pending = info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0;
+    Some((info.tcpi_bytes_acked, pending))
+}
+
 /// Make closing this socket send a reset instead of a FIN.
 pub fn set_linger_zero(s: &TcpStream) {
     let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
