@@ -60,6 +60,13 @@ pub struct Service {
     pub reprobe: Notify,
 }
 
+fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
+    SelectOpts {
+        hash_failover: cfg.hash_failover,
+        failback: cfg.failback,
+    }
+}
+
 impl Service {
     pub fn new(cfg: ListenerConfig, rise_fall: RiseFallParams) -> Service {
         Service::new_with(cfg, rise_fall, resolve)
@@ -72,10 +79,7 @@ impl Service {
         rise_fall: RiseFallParams,
         resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
     ) -> Service {
-        let opts = SelectOpts {
-            hash_failover: cfg.hash_failover,
-            failback: cfg.failback,
-        };
+        let opts = select_opts(&cfg);
         let pool = Pool::new(&cfg.groups, opts, resolve);
         Service {
             cfg,
@@ -97,10 +101,7 @@ impl Service {
         rise_fall: RiseFallParams,
         resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
     ) -> Service {
-        let opts = SelectOpts {
-            hash_failover: cfg.hash_failover,
-            failback: cfg.failback,
-        };
+        let opts = select_opts(&cfg);
         let pool = self
             .pool
             .rebuild(&self.cfg.groups, &cfg.groups, opts, resolve);
