@@ -62,6 +62,7 @@ pub fn run(cfg: Config) -> Result<(), Fatal> {
             msg: format!("cannot write pidfile {}: {e}", p.display()),
         })?;
     }
+    crate::proxy::splice::configure(g.no_splice);
     let rt = if g.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

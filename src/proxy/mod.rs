@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod dump;
 pub mod relay;
+pub mod splice;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
             rcvd: &ch.rcvd,
             idle_timeout: svc.cfg.idle_timeout,
             dump: svc.cfg.packet_dump,
+            splice: splice::enabled(),
         };
         let end = relay::relay(&client, &backend.stream, &opts).await;
         svc.stats.active.fetch_sub(1, Relaxed);

@@ -48,6 +48,8 @@ pub struct RelayOpts<'a> {
     pub rcvd: &'a AtomicU64,
     pub idle_timeout: Option<Duration>,
     pub dump: bool,
+    /// Zero-copy `splice(2)` relay (off with `--no-splice`; never with `-p`).
+    pub splice: bool,
 }
 
 /// A direction's failure: which side broke.
@@ -100,8 +102,8 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
     let act = Activity::new();
     let both = async {
         tokio::try_join!(
-            pump(client, backend, Dir::ToBackend, o.sent, &act, o.dump),
-            pump(backend, client, Dir::ToClient, o.rcvd, &act, o.dump),
+            direction(client, backend, Dir::ToBackend, o.sent, &act, o),
+            direction(backend, client, Dir::ToClient, o.rcvd, &act, o),
         )
     };
     let idle = async {
@@ -135,8 +137,24 @@ pub fn finish(client: &TcpStream, backend: &TcpStream, res: Result<(), (Dir, Pum
     }
 }
 
+/// One direction on the splice path or the buffered one.
+async fn direction(
+    src: &TcpStream,
+    dst: &TcpStream,
+    dir: Dir,
+    counter: &AtomicU64,
+    act: &Activity,
+    o: &RelayOpts<'_>,
+) -> Result<(), (Dir, PumpError)> {
+    if o.splice && !o.dump {
+        super::splice::pump(src, dst, dir, counter, act).await
+    } else {
+        pump(src, dst, dir, counter, act, o.dump).await
+    }
+}
+
 /// Copy `src` → `dst` until EOF, then shut down writing on `dst`.
-async fn pump(
+pub(crate) async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     dir: Dir,
