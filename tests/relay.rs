@@ -473,3 +473,43 @@ fn idle_timeout_closes_both_sides_splice() {
 fn idle_timeout_closes_both_sides_buffered() {
     idle_timeout(Path::Buffered);
 }
+
+/// After the client's SHUT_WR (one direction ended), a reset from the client
+/// still reaches a backend that is silent: the proxy watches the ended
+/// side for errors while the other direction waits.
+fn reset_after_half_close(path: Path) {
+    let (tx, rx) = mpsc::channel();
+    let be = backend(1, move |mut s| {
+        s.write_all(b"+").unwrap();
+        let eof = recv_all(&mut s).map(|(n, _)| n);
+        // Silent from here on: only the socket's error tells of the reset.
+        let t = Instant::now();
+        let mut err = None;
+        while err.is_none() && t.elapsed() < Duration::from_secs(5) {
+            err = s.take_error().ok().flatten();
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = tx.send((eof.ok(), err.is_some()));
+    });
+    let bal = Balance::start(be, path, &[]);
+    let mut c = bal.connect();
+    let mut hello = [0u8; 1];
+    c.read_exact(&mut hello).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    reset(&c);
+    drop(c);
+    let (eof, reset_seen) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(eof, Some(0), "backend saw the client's EOF first");
+    assert!(reset_seen, "backend saw the reset within 5 s");
+}
+
+#[test]
+fn reset_after_client_half_close_reaches_the_silent_backend_splice() {
+    reset_after_half_close(Path::Splice);
+}
+
+#[test]
+fn reset_after_client_half_close_reaches_the_silent_backend_buffered() {
+    reset_after_half_close(Path::Buffered);
+}

@@ -12,7 +12,8 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -100,15 +101,17 @@ impl Default for Activity {
 /// Run the relay to the end. The caller drops the sockets afterwards.
 pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -> End {
     let act = Activity::new();
+    let done = [AtomicBool::new(false), AtomicBool::new(false)];
     let both = async {
         tokio::try_join!(
-            direction(client, backend, Dir::ToBackend, o.sent, &act, o),
-            direction(backend, client, Dir::ToClient, o.rcvd, &act, o),
+            direction(client, backend, Dir::ToBackend, o.sent, &act, o, &done),
+            direction(backend, client, Dir::ToClient, o.rcvd, &act, o, &done),
         )
     };
     let idle = async {
         match o.idle_timeout {
-            Some(d) => act.expired(d).await,
+            // Boxed: only connections with `-T` pay for the timer's state.
+            Some(d) => Box::pin(act.expired(d)).await,
             None => std::future::pending().await,
         }
     };
@@ -137,7 +140,8 @@ pub fn finish(client: &TcpStream, backend: &TcpStream, res: Result<(), (Dir, Pum
     }
 }
 
-/// One direction on the splice path or the buffered one.
+/// One direction on the splice path or the buffered one. `done[0]` is set
+/// when client→backend has ended cleanly, `done[1]` for backend→client.
 async fn direction(
     src: &TcpStream,
     dst: &TcpStream,
@@ -145,12 +149,24 @@ async fn direction(
     counter: &AtomicU64,
     act: &Activity,
     o: &RelayOpts<'_>,
+    done: &[AtomicBool; 2],
 ) -> Result<(), (Dir, PumpError)> {
-    if o.splice && !o.dump {
-        super::splice::pump(src, dst, dir, counter, act).await
-    } else {
-        pump(src, dst, dir, counter, act, o.dump).await
+    let (mine, peer) = match dir {
+        Dir::ToBackend => (&done[0], &done[1]),
+        Dir::ToClient => (&done[1], &done[0]),
+    };
+    let spliced = o.splice
+        && !o.dump
+        && super::splice::pump(src, dst, dir, counter, act, peer).await?
+            == super::splice::Outcome::Done;
+    if !spliced {
+        pump(src, dst, dir, counter, act, o.dump, peer).await?;
     }
+    // The opposite direction may be waiting on its source alone; make it
+    // look again so it now also watches our source for errors.
+    mine.store(true, Relaxed);
+    tokio::task::yield_now().await;
+    Ok(())
 }
 
 /// Copy `src` → `dst` until EOF, then shut down writing on `dst`.
@@ -161,10 +177,13 @@ pub(crate) async fn pump(
     counter: &AtomicU64,
     act: &Activity,
     dump: bool,
+    peer_done: &AtomicBool,
 ) -> Result<(), (Dir, PumpError)> {
     let mut buf: Option<Box<[u8]>> = None;
     loop {
-        wait_readable(src, dst).await.map_err(|e| (dir, e))?;
+        wait_source(src, dst, peer_done)
+            .await
+            .map_err(|e| (dir, e))?;
         let b = buf.get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
         let n = match src.try_read(b) {
             Ok(0) => {
@@ -191,6 +210,36 @@ pub(crate) async fn pump(
     }
 }
 
+/// Wait until `src` is readable, watching `dst` for errors only when needed.
+///
+/// While the opposite direction is still running it reads `dst`, and a
+/// reset `dst` is readable, so that direction sees the error; it also
+/// watches `dst` itself while blocked writing. So until it has ended we
+/// wait on `src` alone: the smallest future, which is what an idle
+/// connection holds. Once it has ended (`peer_done`), `dst` is watched too.
+pub async fn wait_source(
+    src: &TcpStream,
+    dst: &TcpStream,
+    peer_done: &AtomicBool,
+) -> Result<(), PumpError> {
+    if !peer_done.load(Relaxed) {
+        // `poll_read_ready` keeps the waker in the socket's own read slot:
+        // no waiter node in our future. Only this direction polls `src`
+        // for reading, and both directions share one task.
+        let r = std::future::poll_fn(|cx| {
+            if peer_done.load(Relaxed) {
+                return Poll::Ready(None);
+            }
+            src.poll_read_ready(cx).map(Some)
+        })
+        .await;
+        if let Some(r) = r {
+            return r.map_err(PumpError::Src);
+        }
+    }
+    Box::pin(wait_readable(src, dst)).await
+}
+
 /// Wait until `src` is readable, or fail if `dst` reports an error first
 /// (its peer reset while we wait on a quiet source).
 pub async fn wait_readable(src: &TcpStream, dst: &TcpStream) -> Result<(), PumpError> {
@@ -214,7 +263,10 @@ async fn write_all(dst: &TcpStream, src: &TcpStream, mut data: &[u8]) -> Result<
         match dst.try_write(data) {
             Ok(0) => return Err(PumpError::Dst(io::ErrorKind::WriteZero.into())),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(dst, src).await?,
+            // Boxed: only a connection whose destination is full pays for it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Box::pin(wait_writable(dst, src)).await?
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(PumpError::Dst(e)),
         }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::relay::{self, Activity, Dir, PumpError, wait_readable, wait_writable};
+use super::relay::{Activity, Dir, PumpError, wait_source, wait_writable};
 use crate::sys::splice::{RawPipe, is_unsupported, splice};
 
 /// Default pipe capacity. 64 KiB is the kernel's default (no extra
@@ -171,32 +171,47 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// How a splice direction ended without error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// EOF passed on.
+    Done,
+    /// Splice is not possible here; continue on the buffered pump.
+    Fallback,
+}
+
 /// Splice `src` → `dst` until EOF, then shut down writing on `dst`. Same
-/// contract as `relay::pump`.
+/// contract as `relay::pump`, plus `Ok(Fallback)` when splice cannot be
+/// used here: nothing is lost (the pipe was empty) and the caller continues
+/// this direction on the buffered pump. (Returning instead of calling the
+/// buffered pump from here keeps each connection's future small.)
 pub async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     dir: Dir,
     counter: &AtomicU64,
     act: &Activity,
-) -> Result<(), (Dir, PumpError)> {
+    peer_done: &AtomicBool,
+) -> Result<Outcome, (Dir, PumpError)> {
     let size = SIZE.load(Relaxed);
     let mut lease: Option<Lease<'static>> = None;
     loop {
-        wait_readable(src, dst).await.map_err(|e| (dir, e))?;
+        wait_source(src, dst, peer_done)
+            .await
+            .map_err(|e| (dir, e))?;
         let mut l = match lease.take() {
             Some(l) => l,
             None => match POOL.get(size) {
                 Ok(l) => l,
                 // No fds for a pipe: copy through a buffer instead.
-                Err(_) => return relay::pump(src, dst, dir, counter, act, false).await,
+                Err(_) => return Ok(Outcome::Fallback),
             },
         };
         match src.try_io(Interest::READABLE, || l.fill(src, size)) {
             Ok(0) => {
                 // Half-close: pass the EOF on, keep the other direction.
                 let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
-                return Ok(());
+                return Ok(Outcome::Done);
             }
             Ok(_) => {}
             // Drained: the (empty) pipe goes back to the pool while idle.
@@ -205,10 +220,7 @@ pub async fn pump(
                 lease = Some(l);
                 continue;
             }
-            Err(e) if is_unsupported(&e) => {
-                drop(l);
-                return relay::pump(src, dst, dir, counter, act, false).await;
-            }
+            Err(e) if is_unsupported(&e) => return Ok(Outcome::Fallback),
             Err(e) => return Err((dir, PumpError::Src(e))),
         }
         while l.pending() > 0 {
@@ -219,7 +231,10 @@ pub async fn pump(
                     act.touch();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_writable(dst, src).await.map_err(|e| (dir, e))?
+                    // Boxed: only a full destination pays for this state.
+                    Box::pin(wait_writable(dst, src))
+                        .await
+                        .map_err(|e| (dir, e))?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // `l` still holds bytes: it is closed, not pooled.
