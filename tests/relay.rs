@@ -327,11 +327,16 @@ fn reset(s: &TcpStream) {
 /// Backend sends 64 KiB then resets: the client sees ECONNRESET, not EOF.
 fn backend_reset(path: Path) {
     let be = backend(1, |mut s| {
+        // Wait for the client's byte, so the relay runs: a reset racing the
+        // proxy's connect completion is a failed connect instead.
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
         s.write_all(&[b'x'; 64 * 1024]).unwrap();
         reset(&s);
     });
     let bal = Balance::start(be, path, &[]);
     let mut c = bal.connect();
+    c.write_all(b"?").unwrap();
     let t = Instant::now();
     let e = read_until_end(&mut c).expect("a reset, not a clean EOF");
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");

@@ -33,7 +33,9 @@ pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
     let span = tracing::debug_span!("conn", listener = %svc.cfg.name, client = %peer, channel = tracing::field::Empty);
     async move {
         crate::sys::tune_stream(&client, svc.cfg.client_keepalive.as_ref());
-        let backend = match connect::connect(&svc, &client, peer).await {
+        // Boxed: the connect state is freed once connected, so it does not
+        // size the future every idle connection keeps.
+        let backend = match Box::pin(connect::connect(&svc, &client, peer)).await {
             Ok(b) => b,
             Err(NoBackend::ClientGone) => return,
             Err(NoBackend::Exhausted) => {

@@ -98,15 +98,58 @@ impl Default for Activity {
     }
 }
 
+/// What the two directions of one relay share.
+#[derive(Default)]
+pub struct Flags {
+    /// A direction has ended cleanly (EOF passed on); by `Dir::index`.
+    done: [AtomicBool; 2],
+    /// A direction waits on a drained source and holds nothing.
+    parked: [AtomicBool; 2],
+}
+
+impl Dir {
+    fn index(self) -> usize {
+        match self {
+            Dir::ToBackend => 0,
+            Dir::ToClient => 1,
+        }
+    }
+}
+
+/// How an active phase of the relay ended.
+enum Phase {
+    Finished(Result<(), (Dir, PumpError)>),
+    /// Both sources are drained: nothing in flight in either direction.
+    Parked,
+}
+
 /// Run the relay to the end. The caller drops the sockets afterwards.
+///
+/// The pumps run in an "active" future that lives on the heap only while
+/// bytes move. Once both directions wait on drained sources it is dropped
+/// and the connection parks on a tiny wait for either socket to become
+/// readable: an idle connection holds only this function's few words.
 pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -> End {
     let act = Activity::new();
-    let done = [AtomicBool::new(false), AtomicBool::new(false)];
-    let both = async {
-        tokio::try_join!(
-            direction(client, backend, Dir::ToBackend, o.sent, &act, o, &done),
-            direction(backend, client, Dir::ToClient, o.rcvd, &act, o, &done),
-        )
+    let flags = Flags::default();
+    let run = async {
+        loop {
+            if let Phase::Finished(r) = Box::pin(active(client, backend, o, &act, &flags)).await {
+                return r;
+            }
+            // Parked (both directions alive and drained). Any readiness,
+            // including an error or EOF, starts a new active phase.
+            std::future::poll_fn(|cx| {
+                let c = client.poll_read_ready(cx).is_ready();
+                let b = backend.poll_read_ready(cx).is_ready();
+                if c || b {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
     };
     let idle = async {
         match o.idle_timeout {
@@ -116,10 +159,40 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
         }
     };
     let res = tokio::select! {
-        r = both => r,
+        r = run => r,
         _ = idle => return End::Idle,
     };
-    finish(client, backend, res.map(|_| ()))
+    finish(client, backend, res)
+}
+
+/// Both directions until the relay ends, or until both park.
+async fn active(
+    client: &TcpStream,
+    backend: &TcpStream,
+    o: &RelayOpts<'_>,
+    act: &Activity,
+    flags: &Flags,
+) -> Phase {
+    let both = async {
+        tokio::try_join!(
+            direction(client, backend, Dir::ToBackend, o.sent, act, o, flags),
+            direction(backend, client, Dir::ToClient, o.rcvd, act, o, flags),
+        )
+    };
+    // Polled after `both` on every wake-up: both directions parked means
+    // nothing is in flight and neither holds a buffer or a pipe.
+    let parked = std::future::poll_fn(|_| {
+        if flags.parked[0].load(Relaxed) && flags.parked[1].load(Relaxed) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    tokio::select! {
+        biased;
+        r = both => Phase::Finished(r.map(|_| ())),
+        _ = parked => Phase::Parked,
+    }
 }
 
 /// Map a pump result to the close we pass on; sets SO_LINGER 0 on the side
@@ -140,8 +213,7 @@ pub fn finish(client: &TcpStream, backend: &TcpStream, res: Result<(), (Dir, Pum
     }
 }
 
-/// One direction on the splice path or the buffered one. `done[0]` is set
-/// when client→backend has ended cleanly, `done[1]` for backend→client.
+/// One direction on the splice path or the buffered one.
 async fn direction(
     src: &TcpStream,
     dst: &TcpStream,
@@ -149,18 +221,18 @@ async fn direction(
     counter: &AtomicU64,
     act: &Activity,
     o: &RelayOpts<'_>,
-    done: &[AtomicBool; 2],
+    flags: &Flags,
 ) -> Result<(), (Dir, PumpError)> {
-    let (mine, peer) = match dir {
-        Dir::ToBackend => (&done[0], &done[1]),
-        Dir::ToClient => (&done[1], &done[0]),
-    };
+    let mine = &flags.done[dir.index()];
+    if mine.load(Relaxed) {
+        return Ok(());
+    }
     let spliced = o.splice
         && !o.dump
-        && super::splice::pump(src, dst, dir, counter, act, peer).await?
+        && super::splice::pump(src, dst, dir, counter, act, flags).await?
             == super::splice::Outcome::Done;
     if !spliced {
-        pump(src, dst, dir, counter, act, o.dump, peer).await?;
+        pump(src, dst, dir, counter, act, o.dump, flags).await?;
     }
     // The opposite direction may be waiting on its source alone; make it
     // look again so it now also watches our source for errors.
@@ -177,11 +249,11 @@ pub(crate) async fn pump(
     counter: &AtomicU64,
     act: &Activity,
     dump: bool,
-    peer_done: &AtomicBool,
+    flags: &Flags,
 ) -> Result<(), (Dir, PumpError)> {
     let mut buf: Option<Box<[u8]>> = None;
     loop {
-        wait_source(src, dst, peer_done)
+        wait_source(src, dst, dir, flags)
             .await
             .map_err(|e| (dir, e))?;
         let b = buf.get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
@@ -216,21 +288,28 @@ pub(crate) async fn pump(
 /// reset `dst` is readable, so that direction sees the error; it also
 /// watches `dst` itself while blocked writing. So until it has ended we
 /// wait on `src` alone: the smallest future, which is what an idle
-/// connection holds. Once it has ended (`peer_done`), `dst` is watched too.
+/// connection holds. Once it has ended, `dst` is watched too. While this
+/// wait is pending the direction is marked parked (it holds nothing).
 pub async fn wait_source(
     src: &TcpStream,
     dst: &TcpStream,
-    peer_done: &AtomicBool,
+    dir: Dir,
+    flags: &Flags,
 ) -> Result<(), PumpError> {
+    let peer_done = &flags.done[1 - dir.index()];
+    let parked = &flags.parked[dir.index()];
     if !peer_done.load(Relaxed) {
         // `poll_read_ready` keeps the waker in the socket's own read slot:
         // no waiter node in our future. Only this direction polls `src`
         // for reading, and both directions share one task.
         let r = std::future::poll_fn(|cx| {
             if peer_done.load(Relaxed) {
+                parked.store(false, Relaxed);
                 return Poll::Ready(None);
             }
-            src.poll_read_ready(cx).map(Some)
+            let r = src.poll_read_ready(cx);
+            parked.store(r.is_pending(), Relaxed);
+            r.map(Some)
         })
         .await;
         if let Some(r) = r {

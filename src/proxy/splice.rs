@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::relay::{Activity, Dir, PumpError, wait_source, wait_writable};
+use super::relay::{Activity, Dir, Flags, PumpError, wait_source, wait_writable};
 use crate::sys::splice::{RawPipe, is_unsupported, splice};
 
 /// Default pipe capacity. 64 KiB is the kernel's default (no extra
@@ -191,12 +191,12 @@ pub async fn pump(
     dir: Dir,
     counter: &AtomicU64,
     act: &Activity,
-    peer_done: &AtomicBool,
+    flags: &Flags,
 ) -> Result<Outcome, (Dir, PumpError)> {
     let size = SIZE.load(Relaxed);
     let mut lease: Option<Lease<'static>> = None;
     loop {
-        wait_source(src, dst, peer_done)
+        wait_source(src, dst, dir, flags)
             .await
             .map_err(|e| (dir, e))?;
         let mut l = match lease.take() {
