@@ -237,8 +237,25 @@ async fn direction(
     // The opposite direction may be waiting on its source alone; make it
     // look again so it now also watches our source for errors.
     mine.store(true, Relaxed);
-    tokio::task::yield_now().await;
+    repoll().await;
     Ok(())
+}
+
+/// Pending once, with the task woken at once, so every branch of the relay
+/// is polled again. (`tokio::task::yield_now` defers its wake-up until the
+/// scheduler parks, which costs an eventfd write per connection.)
+async fn repoll() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Copy `src` → `dst` until EOF, then shut down writing on `dst`.
