@@ -140,7 +140,7 @@ def timed(pid, fn):
 
 def bulk(name, a, workdir, streams):
     bport = free_port()
-    srv = start(["iperf3", "-s", "-1", "-p", str(bport)], a.load_cpu)
+    srv = start(["iperf3", "-s", "-1", "-B", HOST, "-p", str(bport)], a.load_cpu)
     try:
         wait_listen(bport, srv)
 
