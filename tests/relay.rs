@@ -17,6 +17,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 enum Path {
     Splice,
     Buffered,
+    /// Buffered through `BALANCE_NO_SPLICE=1` instead of `--no-splice`.
+    BufferedByEnv,
 }
 
 /// A running `balance -f -b 127.0.0.1 PORT 127.0.0.1:BACKEND`.
@@ -34,9 +36,13 @@ impl Balance {
             if path == Path::Buffered {
                 cmd.arg("--no-splice");
             }
+            if path == Path::BufferedByEnv {
+                cmd.env("BALANCE_NO_SPLICE", "1");
+            } else {
+                cmd.env_remove("BALANCE_NO_SPLICE");
+            }
             cmd.args(extra)
                 .args(["-b", "127.0.0.1", &port.to_string(), &backend.to_string()])
-                .env_remove("BALANCE_NO_SPLICE")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
@@ -438,6 +444,11 @@ fn idle_connections_hold_no_pipe_only_the_bounded_pool_remains_splice() {
 #[test]
 fn buffered_path_uses_no_pipes_at_all() {
     assert_eq!(idle_pipes(Path::Buffered), 0);
+}
+
+#[test]
+fn balance_no_splice_env_selects_the_buffered_path() {
+    assert_eq!(idle_pipes(Path::BufferedByEnv), 0);
 }
 
 /// `-T`: a connection on which nothing moves is closed on both sides.
