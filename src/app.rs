@@ -162,6 +162,7 @@ fn start(mut cfg: Config, source: Option<(PathBuf, Global)>) -> Result<(), Fatal
             .map_err(|e| oserr(format!("cannot drop privileges to \"{user}\": {e}")))?;
         info!(user = %user, uid, gid, "dropped privileges");
     }
+    crate::proxy::splice::configure(g.no_splice);
     let rt = if g.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

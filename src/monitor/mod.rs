@@ -179,8 +179,19 @@ fn round(
 ) {
     let groups = svc.pool.groups();
     let mut seen = HashSet::new();
+    // Jitter spreads the channels evenly over the window (channel k of n
+    // starts in slot k/n, at a random point in the first half of its slot),
+    // so probe starts never bunch up, whatever the random draws.
+    let n = groups
+        .iter()
+        .map(|g| g.channels.len())
+        .sum::<usize>()
+        .max(1);
+    let mut k = 0usize;
     for (g, group) in groups.iter().enumerate() {
         for (i, ch) in group.channels.iter().enumerate() {
+            let slot = k;
+            k += 1;
             let key = Arc::as_ptr(ch) as usize;
             seen.insert(key);
             if ch.admin() != Admin::Enabled || (plan.only_down && ch.is_up()) {
@@ -199,7 +210,8 @@ fn round(
             let delay = if plan.jitter.is_zero() {
                 Duration::ZERO
             } else {
-                plan.jitter.mul_f64(rng.unit())
+                plan.jitter
+                    .mul_f64((slot as f64 + rng.unit() * 0.5) / n as f64)
             };
             let job = Job {
                 channel: Arc::clone(ch),

@@ -318,8 +318,8 @@ async fn jitter_spreads_probe_starts_and_keeps_the_mean_interval() {
     };
     let t0 = Instant::now();
     tokio::spawn(run(Arc::clone(&svc), stop.clone(), plan, p));
-    // Short on purpose: with 50 uniform starts per second, a 6th start in
-    // one 10 ms bin has a chance of about 1e-5 per bin.
+    // 50 channels over a 1 s jitter window: one slot per 20 ms, so no 10 ms
+    // window can hold more than a few starts, whatever the random draws.
     sleep(Duration::from_secs(6)).await;
     stop.cancel();
     let starts = starts.lock().unwrap().clone();

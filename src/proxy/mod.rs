@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod dump;
 pub mod relay;
+pub mod splice;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -32,7 +33,9 @@ pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
     let span = tracing::debug_span!("conn", listener = %svc.cfg.name, client = %peer, channel = tracing::field::Empty);
     async move {
         crate::sys::tune_stream(&client, svc.cfg.client_keepalive.as_ref());
-        let backend = match connect::connect(&svc, &client, peer).await {
+        // Boxed: the connect state is freed once connected, so it does not
+        // size the future every idle connection keeps.
+        let backend = match Box::pin(connect::connect(&svc, &client, peer)).await {
             Ok(b) => b,
             Err(NoBackend::ClientGone) => return,
             Err(NoBackend::Exhausted) => {
@@ -63,6 +66,7 @@ pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
             rcvd: &ch.rcvd,
             idle_timeout: svc.cfg.idle_timeout,
             dump: svc.cfg.packet_dump,
+            splice: splice::enabled(),
         };
         let mut kill = ch.session_kill();
         let killed = async move {

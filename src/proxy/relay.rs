@@ -12,7 +12,8 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -48,6 +49,8 @@ pub struct RelayOpts<'a> {
     pub rcvd: &'a AtomicU64,
     pub idle_timeout: Option<Duration>,
     pub dump: bool,
+    /// Zero-copy `splice(2)` relay (off with `--no-splice`; never with `-p`).
+    pub splice: bool,
 }
 
 /// A direction's failure: which side broke.
@@ -95,48 +98,127 @@ impl Default for Activity {
     }
 }
 
+/// What the two directions of one relay share.
+#[derive(Default)]
+pub struct Flags {
+    /// A direction has ended cleanly (EOF passed on); by `Dir::index`.
+    done: [AtomicBool; 2],
+    /// A direction waits on a drained source and holds nothing.
+    parked: [AtomicBool; 2],
+}
+
+impl Dir {
+    fn index(self) -> usize {
+        match self {
+            Dir::ToBackend => 0,
+            Dir::ToClient => 1,
+        }
+    }
+}
+
+/// How an active phase of the relay ended.
+enum Phase {
+    Finished(Result<(), (Dir, PumpError)>),
+    /// Both sources are drained: nothing in flight in either direction.
+    Parked,
+}
+
 /// Run the relay to the end. The caller drops the sockets afterwards.
+///
+/// The pumps run in an "active" future that lives on the heap only while
+/// bytes move. Once both directions wait on drained sources it is dropped
+/// and the connection parks on a tiny wait for either socket to become
+/// readable: an idle connection holds only this function's few words.
 pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -> End {
     let act = Activity::new();
-    let both = async {
-        tokio::try_join!(
-            pump(client, backend, Dir::ToBackend, o.sent, &act, o.dump),
-            pump(backend, client, Dir::ToClient, o.rcvd, &act, o.dump),
-        )
+    let flags = Flags::default();
+    let run = async {
+        loop {
+            if let Phase::Finished(r) = Box::pin(active(client, backend, o, &act, &flags)).await {
+                return r;
+            }
+            // Parked (both directions alive and drained). Any readiness,
+            // including an error or EOF, starts a new active phase.
+            std::future::poll_fn(|cx| {
+                let c = client.poll_read_ready(cx).is_ready();
+                let b = backend.poll_read_ready(cx).is_ready();
+                if c || b {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
     };
     let idle = async {
-        let Some(d) = o.idle_timeout else {
-            return std::future::pending().await;
-        };
-        // While a write waits on a slow reader, bytes still drain from our
-        // send queue without any call of ours: queued data whose acks still
-        // advance is not idle.
-        let sample = || {
-            [
-                crate::sys::send_progress(client),
-                crate::sys::send_progress(backend),
-            ]
-        };
-        let mut last = sample();
-        loop {
-            act.expired(d).await;
-            let now = sample();
-            let draining = now.iter().zip(&last).any(|(n, l)| match (n, l) {
-                (Some((acked, true)), Some((before, _))) => acked != before,
-                _ => false,
-            });
-            if !draining {
-                return;
-            }
-            last = now;
-            act.touch();
+        match o.idle_timeout {
+            // Boxed: only connections with `-T` pay for the timer's state.
+            Some(d) => Box::pin(idle_expired(client, backend, &act, d)).await,
+            None => std::future::pending().await,
         }
     };
     let res = tokio::select! {
-        r = both => r,
+        r = run => r,
         _ = idle => return End::Idle,
     };
-    finish(client, backend, res.map(|_| ()))
+    finish(client, backend, res)
+}
+
+/// Resolves once nothing moved for `idle`. While a write waits on a slow
+/// reader, bytes still drain from our send queue without any call of ours:
+/// queued data whose acks still advance is not idle.
+async fn idle_expired(client: &TcpStream, backend: &TcpStream, act: &Activity, idle: Duration) {
+    let sample = || {
+        [
+            crate::sys::send_progress(client),
+            crate::sys::send_progress(backend),
+        ]
+    };
+    let mut last = sample();
+    loop {
+        act.expired(idle).await;
+        let now = sample();
+        let draining = now.iter().zip(&last).any(|(n, l)| match (n, l) {
+            (Some((acked, true)), Some((before, _))) => acked != before,
+            _ => false,
+        });
+        if !draining {
+            return;
+        }
+        last = now;
+        act.touch();
+    }
+}
+
+/// Both directions until the relay ends, or until both park.
+async fn active(
+    client: &TcpStream,
+    backend: &TcpStream,
+    o: &RelayOpts<'_>,
+    act: &Activity,
+    flags: &Flags,
+) -> Phase {
+    let both = async {
+        tokio::try_join!(
+            direction(client, backend, Dir::ToBackend, o.sent, act, o, flags),
+            direction(backend, client, Dir::ToClient, o.rcvd, act, o, flags),
+        )
+    };
+    // Polled after `both` on every wake-up: both directions parked means
+    // nothing is in flight and neither holds a buffer or a pipe.
+    let parked = std::future::poll_fn(|_| {
+        if flags.parked[0].load(Relaxed) && flags.parked[1].load(Relaxed) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    tokio::select! {
+        biased;
+        r = both => Phase::Finished(r.map(|_| ())),
+        _ = parked => Phase::Parked,
+    }
 }
 
 /// Map a pump result to the close we pass on; sets SO_LINGER 0 on the side
@@ -157,18 +239,66 @@ pub fn finish(client: &TcpStream, backend: &TcpStream, res: Result<(), (Dir, Pum
     }
 }
 
+/// One direction on the splice path or the buffered one.
+async fn direction(
+    src: &TcpStream,
+    dst: &TcpStream,
+    dir: Dir,
+    counter: &AtomicU64,
+    act: &Activity,
+    o: &RelayOpts<'_>,
+    flags: &Flags,
+) -> Result<(), (Dir, PumpError)> {
+    let mine = &flags.done[dir.index()];
+    if mine.load(Relaxed) {
+        return Ok(());
+    }
+    let spliced = o.splice
+        && !o.dump
+        && super::splice::pump(src, dst, dir, counter, act, flags).await?
+            == super::splice::Outcome::Done;
+    if !spliced {
+        pump(src, dst, dir, counter, act, o.dump, flags).await?;
+    }
+    // The opposite direction may be waiting on its source alone; make it
+    // look again so it now also watches our source for errors.
+    mine.store(true, Relaxed);
+    repoll().await;
+    Ok(())
+}
+
+/// Pending once, with the task woken at once, so every branch of the relay
+/// is polled again. (`tokio::task::yield_now` defers its wake-up until the
+/// scheduler parks, which costs an eventfd write per connection.)
+async fn repoll() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Copy `src` → `dst` until EOF, then shut down writing on `dst`.
-async fn pump(
+pub(crate) async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     dir: Dir,
     counter: &AtomicU64,
     act: &Activity,
     dump: bool,
+    flags: &Flags,
 ) -> Result<(), (Dir, PumpError)> {
     let mut buf: Option<Box<[u8]>> = None;
     loop {
-        wait_readable(src, dst).await.map_err(|e| (dir, e))?;
+        wait_source(src, dst, dir, flags)
+            .await
+            .map_err(|e| (dir, e))?;
         let b = buf.get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
         let n = match src.try_read(b) {
             Ok(0) => {
@@ -195,6 +325,43 @@ async fn pump(
     }
 }
 
+/// Wait until `src` is readable, watching `dst` for errors only when needed.
+///
+/// While the opposite direction is still running it reads `dst`, and a
+/// reset `dst` is readable, so that direction sees the error; it also
+/// watches `dst` itself while blocked writing. So until it has ended we
+/// wait on `src` alone: the smallest future, which is what an idle
+/// connection holds. Once it has ended, `dst` is watched too. While this
+/// wait is pending the direction is marked parked (it holds nothing).
+pub async fn wait_source(
+    src: &TcpStream,
+    dst: &TcpStream,
+    dir: Dir,
+    flags: &Flags,
+) -> Result<(), PumpError> {
+    let peer_done = &flags.done[1 - dir.index()];
+    let parked = &flags.parked[dir.index()];
+    if !peer_done.load(Relaxed) {
+        // `poll_read_ready` keeps the waker in the socket's own read slot:
+        // no waiter node in our future. Only this direction polls `src`
+        // for reading, and both directions share one task.
+        let r = std::future::poll_fn(|cx| {
+            if peer_done.load(Relaxed) {
+                parked.store(false, Relaxed);
+                return Poll::Ready(None);
+            }
+            let r = src.poll_read_ready(cx);
+            parked.store(r.is_pending(), Relaxed);
+            r.map(Some)
+        })
+        .await;
+        if let Some(r) = r {
+            return r.map_err(PumpError::Src);
+        }
+    }
+    Box::pin(wait_readable(src, dst)).await
+}
+
 /// Wait until `src` is readable, or fail if `dst` reports an error first
 /// (its peer reset while we wait on a quiet source).
 pub async fn wait_readable(src: &TcpStream, dst: &TcpStream) -> Result<(), PumpError> {
@@ -218,7 +385,10 @@ async fn write_all(dst: &TcpStream, src: &TcpStream, mut data: &[u8]) -> Result<
         match dst.try_write(data) {
             Ok(0) => return Err(PumpError::Dst(io::ErrorKind::WriteZero.into())),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(dst, src).await?,
+            // Boxed: only a connection whose destination is full pays for it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Box::pin(wait_writable(dst, src)).await?
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(PumpError::Dst(e)),
         }

@@ -3,6 +3,8 @@
 //! block carries a `// SAFETY:` note.
 #![allow(unsafe_code)]
 
+pub mod splice;
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::AsRawFd;

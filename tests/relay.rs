@@ -1,0 +1,531 @@
+//! Relay semantics through the real binary, on both data paths: the default
+//! zero-copy `splice(2)` path and the buffered one forced with `--no-splice`.
+//! Every test runs once per path (`*_splice` / `*_buffered`).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path {
+    Splice,
+    Buffered,
+    /// Buffered through `BALANCE_NO_SPLICE=1` instead of `--no-splice`.
+    BufferedByEnv,
+}
+
+/// A running `balance -f -b 127.0.0.1 PORT 127.0.0.1:BACKEND`.
+struct Balance {
+    child: Child,
+    port: u16,
+}
+
+impl Balance {
+    fn start(backend: SocketAddr, path: Path, extra: &[&str]) -> Balance {
+        for _attempt in 0..20 {
+            let port = free_port();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_balance"));
+            cmd.arg("-f");
+            if path == Path::Buffered {
+                cmd.arg("--no-splice");
+            }
+            if path == Path::BufferedByEnv {
+                cmd.env("BALANCE_NO_SPLICE", "1");
+            } else {
+                cmd.env_remove("BALANCE_NO_SPLICE");
+            }
+            cmd.args(extra)
+                .args(["-b", "127.0.0.1", &port.to_string(), &backend.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let mut child = cmd.spawn().expect("spawn balance");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken meanwhile: try another
+                }
+                if listens(child.id(), port) {
+                    return Balance { child, port };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "balance did not listen on {port}"
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("no free port for balance after 20 attempts");
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr()).expect("connect to balance");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        s
+    }
+
+    /// Pipes the balance process holds (fds that read `pipe:[...]`).
+    fn pipe_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("read /proc/PID/fd")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+            .count()
+    }
+}
+
+impl Drop for Balance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Whether process `pid` owns a socket in LISTEN state on 127.0.0.1:`port`
+/// (from /proc, so no probe connection reaches the backend).
+fn listens(pid: u32, port: u16) -> bool {
+    let Ok(tcp) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].to_string())
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|l| {
+            inodes
+                .iter()
+                .any(|i| l.to_string_lossy() == format!("socket:[{i}]"))
+        })
+}
+
+/// A backend on port 0 that runs `f` on each accepted connection in its own
+/// thread, for `conns` connections.
+fn backend<F>(conns: usize, f: F) -> SocketAddr
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let f = std::sync::Arc::new(f);
+    thread::spawn(move || {
+        for _ in 0..conns {
+            let Ok((s, _)) = l.accept() else { return };
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+            let f = std::sync::Arc::clone(&f);
+            thread::spawn(move || f(s));
+        }
+    });
+    addr
+}
+
+/// xorshift64*: cheap deterministic noise for data and write sizes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const MAX_WRITE: usize = 256 * 1024;
+
+/// Writes `total` bytes in random sizes (1 B – 256 KiB) taken at random
+/// offsets of a random block; returns their sha256.
+fn send_random(s: &mut TcpStream, total: u64, seed: u64) -> io::Result<[u8; 32]> {
+    let mut rng = Rng(seed | 1);
+    let block: Vec<u8> = (0..(1 << 20) + MAX_WRITE)
+        .map(|_| rng.next() as u8)
+        .collect();
+    let mut h = Sha256::new();
+    let mut left = total;
+    while left > 0 {
+        let len = (1 + rng.below(MAX_WRITE as u64)).min(left) as usize;
+        let off = rng.below(1 << 20) as usize;
+        let chunk = &block[off..off + len];
+        s.write_all(chunk)?;
+        h.update(chunk);
+        left -= len as u64;
+    }
+    Ok(h.finalize().into())
+}
+
+/// Reads to EOF; returns (bytes, sha256).
+fn recv_all(s: &mut TcpStream) -> io::Result<(u64, [u8; 32])> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut n = 0u64;
+    loop {
+        match s.read(&mut buf)? {
+            0 => return Ok((n, h.finalize().into())),
+            k => {
+                h.update(&buf[..k]);
+                n += k as u64;
+            }
+        }
+    }
+}
+
+/// Send `total` random bytes and, at the same time, read to EOF.
+/// Returns (sent sha, received bytes, received sha).
+fn duplex(mut s: TcpStream, total: u64, seed: u64) -> ([u8; 32], u64, [u8; 32]) {
+    let mut w = s.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let h = send_random(&mut w, total, seed).expect("send");
+        w.shutdown(Shutdown::Write).expect("shutdown");
+        h
+    });
+    let (n, rh) = recv_all(&mut s).expect("recv");
+    (writer.join().unwrap(), n, rh)
+}
+
+fn both_ways_at_once(path: Path, total: u64) {
+    let (tx, rx) = mpsc::channel();
+    let be = backend(1, move |s| {
+        let _ = tx.send(duplex(s, total, 0xbac0_e4d5));
+    });
+    let bal = Balance::start(be, path, &[]);
+    let (c_sent, c_n, c_recv) = duplex(bal.connect(), total, 0xc11e_4700);
+    let (b_sent, b_n, b_recv) = rx.recv_timeout(IO_TIMEOUT).expect("backend result");
+    assert_eq!(c_n, total, "client received every byte");
+    assert_eq!(b_n, total, "backend received every byte");
+    assert_eq!(c_sent, b_recv, "client → backend sha256");
+    assert_eq!(b_sent, c_recv, "backend → client sha256");
+}
+
+/// RELIABILITY T01: 1 GiB each way at once (about 12 s for both paths in a
+/// debug build on 2 cores; sha256 is built optimised, see Cargo.toml).
+const BULK: u64 = 1 << 30;
+
+#[test]
+fn one_gib_both_directions_at_once_arrive_byte_exact_splice() {
+    both_ways_at_once(Path::Splice, BULK);
+}
+
+#[test]
+fn one_gib_both_directions_at_once_arrive_byte_exact_buffered() {
+    both_ways_at_once(Path::Buffered, BULK);
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Client sends 1 MiB then SHUT_WR; the backend reads to EOF, replies 1 MiB
+/// and closes: the client gets the whole reply, then EOF.
+fn client_half_close(path: Path) {
+    let (tx, rx) = mpsc::channel();
+    let be = backend(1, move |mut s| {
+        let got = recv_all(&mut s).expect("backend recv");
+        let sent = send_random(&mut s, MIB, 7).expect("backend reply");
+        let _ = tx.send((got, sent));
+        // Dropping `s` closes the backend connection.
+    });
+    let bal = Balance::start(be, path, &[]);
+    let mut c = bal.connect();
+    let sent = send_random(&mut c, MIB, 3).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let (n, got) = recv_all(&mut c).expect("client reads the reply to EOF");
+    let ((bn, bgot), bsent) = rx.recv_timeout(IO_TIMEOUT).unwrap();
+    assert_eq!((bn, bgot), (MIB, sent), "backend got the request, then EOF");
+    assert_eq!(
+        (n, got),
+        (MIB, bsent),
+        "client got the full reply after its SHUT_WR"
+    );
+}
+
+#[test]
+fn client_half_close_still_gets_the_full_reply_splice() {
+    client_half_close(Path::Splice);
+}
+
+#[test]
+fn client_half_close_still_gets_the_full_reply_buffered() {
+    client_half_close(Path::Buffered);
+}
+
+/// Backend sends a banner then SHUT_WR; the client sees the banner, then EOF
+/// right away, and can still send 1 MiB that the backend receives in full.
+fn backend_half_close(path: Path) {
+    const BANNER: &[u8] = b"220 banner from the backend, then SHUT_WR\r\n";
+    let (tx, rx) = mpsc::channel();
+    let be = backend(1, move |mut s| {
+        s.write_all(BANNER).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let _ = tx.send(recv_all(&mut s).expect("backend recv"));
+    });
+    let bal = Balance::start(be, path, &[]);
+    let mut c = bal.connect();
+    let (n, h) = recv_all(&mut c).expect("banner then EOF");
+    assert_eq!(n, BANNER.len() as u64);
+    assert_eq!(h, <[u8; 32]>::from(Sha256::digest(BANNER)));
+    let sent = send_random(&mut c, MIB, 11).expect("client can still send");
+    c.shutdown(Shutdown::Write).unwrap();
+    let (bn, bh) = rx.recv_timeout(IO_TIMEOUT).unwrap();
+    assert_eq!(
+        (bn, bh),
+        (MIB, sent),
+        "backend got all of the client's data"
+    );
+}
+
+#[test]
+fn backend_banner_and_shut_wr_leave_the_client_direction_open_splice() {
+    backend_half_close(Path::Splice);
+}
+
+#[test]
+fn backend_banner_and_shut_wr_leave_the_client_direction_open_buffered() {
+    backend_half_close(Path::Buffered);
+}
+
+/// Read until an error or EOF; returns the error (None for a clean EOF).
+fn read_until_end(s: &mut TcpStream) -> Option<io::Error> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => return Some(e),
+        }
+    }
+}
+
+fn reset(s: &TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
+/// Backend sends 64 KiB then resets: the client sees ECONNRESET, not EOF.
+fn backend_reset(path: Path) {
+    let be = backend(1, |mut s| {
+        // Wait for the client's byte, so the relay runs: a reset racing the
+        // proxy's connect completion is a failed connect instead.
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        s.write_all(&[b'x'; 64 * 1024]).unwrap();
+        reset(&s);
+    });
+    let bal = Balance::start(be, path, &[]);
+    let mut c = bal.connect();
+    c.write_all(b"?").unwrap();
+    let t = Instant::now();
+    let e = read_until_end(&mut c).expect("a reset, not a clean EOF");
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn backend_reset_reaches_the_client_as_a_reset_splice() {
+    backend_reset(Path::Splice);
+}
+
+#[test]
+fn backend_reset_reaches_the_client_as_a_reset_buffered() {
+    backend_reset(Path::Buffered);
+}
+
+/// Client resets mid-transfer: the backend, reading, sees ECONNRESET.
+fn client_reset(path: Path) {
+    let (tx, rx) = mpsc::channel();
+    let be = backend(1, move |mut s| {
+        // A greeting, so the client knows the relay runs (a client that
+        // leaves while the proxy still connects only cancels the connect).
+        s.write_all(b"+").unwrap();
+        let _ = tx.send(read_until_end(&mut s).map(|e| e.kind()));
+    });
+    let bal = Balance::start(be, path, &[]);
+    let mut c = bal.connect();
+    let mut hello = [0u8; 1];
+    c.read_exact(&mut hello).unwrap();
+    c.write_all(&[b'y'; 200 * 1024]).unwrap();
+    reset(&c);
+    drop(c);
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("backend saw the end");
+    assert_eq!(got, Some(io::ErrorKind::ConnectionReset));
+}
+
+#[test]
+fn client_reset_reaches_the_backend_as_a_reset_splice() {
+    client_reset(Path::Splice);
+}
+
+#[test]
+fn client_reset_reaches_the_backend_as_a_reset_buffered() {
+    client_reset(Path::Buffered);
+}
+
+const IDLE_CONNS: usize = 50;
+/// `proxy::splice::POOL_CAP`: the most empty pipes the pool keeps.
+const POOL_CAP: usize = 32;
+
+/// 50 connections each echo one byte, then idle. Pipes are taken only while
+/// bytes move, so afterwards only the bounded pool remains (if every
+/// connection kept its pipes there would be 100).
+fn idle_pipes(path: Path) -> usize {
+    let be = backend(IDLE_CONNS, |mut s| {
+        let mut b = [0u8; 1];
+        while let Ok(1) = s.read(&mut b) {
+            if s.write_all(&b).is_err() {
+                return;
+            }
+        }
+    });
+    let bal = Balance::start(be, path, &[]);
+    // Pipes inherited from the environment (not ours) are the baseline.
+    let base = bal.pipe_fds();
+    let mut conns: Vec<TcpStream> = (0..IDLE_CONNS).map(|_| bal.connect()).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write_all(&[i as u8]).unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], i as u8);
+    }
+    // The echo is back, so each direction has drained its pipe; poll until
+    // the count settles, bounded.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut pipes = bal.pipe_fds().saturating_sub(base);
+    while pipes / 2 > POOL_CAP && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        pipes = bal.pipe_fds().saturating_sub(base);
+    }
+    assert!(
+        pipes / 2 <= POOL_CAP,
+        "{pipes} pipe fds for {IDLE_CONNS} idle connections"
+    );
+    drop(conns);
+    pipes / 2
+}
+
+#[test]
+fn idle_connections_hold_no_pipe_only_the_bounded_pool_remains_splice() {
+    let pooled = idle_pipes(Path::Splice);
+    assert!(pooled >= 1, "the splice path used (and pooled) a pipe");
+}
+
+#[test]
+fn buffered_path_uses_no_pipes_at_all() {
+    assert_eq!(idle_pipes(Path::Buffered), 0);
+}
+
+#[test]
+fn balance_no_splice_env_selects_the_buffered_path() {
+    assert_eq!(idle_pipes(Path::BufferedByEnv), 0);
+}
+
+/// `-T`: a connection on which nothing moves is closed on both sides.
+fn idle_timeout(path: Path) {
+    let (tx, rx) = mpsc::channel();
+    let be = backend(1, move |mut s| {
+        let _ = tx.send(read_until_end(&mut s).map(|e| e.kind()));
+    });
+    let bal = Balance::start(be, path, &["-T", "1"]);
+    let mut c = bal.connect();
+    c.write_all(b"ping").unwrap();
+    let t = Instant::now();
+    let end = read_until_end(&mut c);
+    let took = t.elapsed();
+    assert!(
+        end.is_none()
+            || end
+                .as_ref()
+                .is_some_and(|e| e.kind() == io::ErrorKind::ConnectionReset)
+    );
+    assert!(
+        took >= Duration::from_millis(500),
+        "closed after {took:?}, before -T 1"
+    );
+    assert!(took < Duration::from_secs(10), "closed after {took:?}");
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "backend side closed too"
+    );
+}
+
+#[test]
+fn idle_timeout_closes_both_sides_splice() {
+    idle_timeout(Path::Splice);
+}
+
+#[test]
+fn idle_timeout_closes_both_sides_buffered() {
+    idle_timeout(Path::Buffered);
+}
+
+/// After the client's SHUT_WR (one direction ended), a reset from the client
+/// still reaches a backend that is silent: the proxy watches the ended
+/// side for errors while the other direction waits.
+fn reset_after_half_close(path: Path) {
+    let (tx, rx) = mpsc::channel();
+    let be = backend(1, move |mut s| {
+        s.write_all(b"+").unwrap();
+        let eof = recv_all(&mut s).map(|(n, _)| n);
+        // Silent from here on: only the socket's error tells of the reset.
+        let t = Instant::now();
+        let mut err = None;
+        while err.is_none() && t.elapsed() < Duration::from_secs(5) {
+            err = s.take_error().ok().flatten();
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = tx.send((eof.ok(), err.is_some()));
+    });
+    let bal = Balance::start(be, path, &[]);
+    let mut c = bal.connect();
+    let mut hello = [0u8; 1];
+    c.read_exact(&mut hello).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    reset(&c);
+    drop(c);
+    let (eof, reset_seen) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(eof, Some(0), "backend saw the client's EOF first");
+    assert!(reset_seen, "backend saw the reset within 5 s");
+}
+
+#[test]
+fn reset_after_client_half_close_reaches_the_silent_backend_splice() {
+    reset_after_half_close(Path::Splice);
+}
+
+#[test]
+fn reset_after_client_half_close_reaches_the_silent_backend_buffered() {
+    reset_after_half_close(Path::Buffered);
+}
