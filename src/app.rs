@@ -158,6 +158,17 @@ fn start(mut cfg: Config, source: Option<(PathBuf, Global)>) -> Result<(), Fatal
     }
     // Everything privileged is open; no thread exists yet.
     if let Some((user, (uid, gid))) = drop_to {
+        // Root's `balance -c` looks in /run/balance and one level below: give
+        // the dropped process a run directory there that it owns.
+        if crate::sys::euid() == 0
+            && g.control.is_none()
+            && std::env::var_os("BALANCE_RUNDIR").is_none()
+        {
+            let dir = crate::control::paths::user_run_dir(user);
+            prepare_user_run_dir(&dir, uid, gid)
+                .map_err(|e| oserr(format!("cannot prepare {} for --user: {e}", dir.display())))?;
+            crate::sys::set_env_before_threads("BALANCE_RUNDIR", &dir);
+        }
         crate::sys::drop_privileges(uid, gid)
             .map_err(|e| oserr(format!("cannot drop privileges to \"{user}\": {e}")))?;
         info!(user = %user, uid, gid, "dropped privileges");
@@ -182,6 +193,28 @@ fn start(mut cfg: Config, source: Option<(PathBuf, Global)>) -> Result<(), Fatal
         let _ = std::fs::remove_file(p);
     }
     res
+}
+
+/// `/run/balance/USER`, mode 0700, owned by the user we drop to; created by
+/// root before the drop (its parent stays root's). A symlink is refused.
+fn prepare_user_run_dir(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent() {
+        crate::control::paths::prepare_run_dir(parent)?;
+        // Let the dropped user reach its own subdirectory: search only, no
+        // listing (0711); the sockets in it stay 0600.
+        let mode = std::fs::metadata(parent)?.permissions().mode();
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode | 0o011))?;
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(md) if md.file_type().is_symlink() || !md.is_dir() => {
+            return Err(std::io::Error::other("exists and is not a plain directory"));
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::DirBuilder::new().mode(0o700).create(dir)?,
+    }
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// One running listener.

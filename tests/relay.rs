@@ -395,14 +395,14 @@ const IDLE_CONNS: usize = 50;
 /// `proxy::splice::POOL_CAP`: the most empty pipes the pool keeps.
 const POOL_CAP: usize = 32;
 
-/// 50 connections each echo one byte, then idle. Pipes are taken only while
-/// bytes move, so afterwards only the bounded pool remains (if every
-/// connection kept its pipes there would be 100).
+/// 50 connections each echo a 256 KiB burst, then idle. Pipes are taken
+/// only while bytes move, so afterwards only the bounded pool remains (if
+/// every connection kept its pipes there would be 100).
 fn idle_pipes(path: Path) -> usize {
     let be = backend(IDLE_CONNS, |mut s| {
-        let mut b = [0u8; 1];
-        while let Ok(1) = s.read(&mut b) {
-            if s.write_all(&b).is_err() {
+        let mut b = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = s.read(&mut b) {
+            if s.write_all(&b[..n]).is_err() {
                 return;
             }
         }
@@ -411,13 +411,19 @@ fn idle_pipes(path: Path) -> usize {
     // Pipes inherited from the environment (not ours) are the baseline.
     let base = bal.pipe_fds();
     let mut conns: Vec<TcpStream> = (0..IDLE_CONNS).map(|_| bal.connect()).collect();
+    // A burst larger than the first (small) read, so the splice path
+    // really moves it through pipes before the connection goes idle.
+    const BURST: usize = 256 * 1024;
     for (i, c) in conns.iter_mut().enumerate() {
-        c.write_all(&[i as u8]).unwrap();
-    }
-    for (i, c) in conns.iter_mut().enumerate() {
-        let mut b = [0u8; 1];
-        c.read_exact(&mut b).unwrap();
-        assert_eq!(b[0], i as u8);
+        let mut sent = vec![i as u8; BURST];
+        sent[0] = 0xff;
+        let mut got = vec![0u8; BURST];
+        // Write and read in chunks so neither side's buffers fill up.
+        for (w, r) in sent.chunks(16 * 1024).zip(got.chunks_mut(16 * 1024)) {
+            c.write_all(w).unwrap();
+            c.read_exact(r).unwrap();
+        }
+        assert!(got == sent, "connection {i} echoed its burst intact");
     }
     // The echo is back, so each direction has drained its pipe; poll until
     // the count settles, bounded.

@@ -69,13 +69,41 @@ pub fn listener_path(control: Option<&Path>, bind: SocketAddr, count: usize) -> 
 /// Paths the client tries for `-b bind` and `port`, in order: with no `-b`,
 /// the IPv4 wildcard's socket, then the IPv6 wildcard's (`-6`).
 pub fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
-    match bind {
-        Some(ip) => vec![default_path(SocketAddr::new(ip, port))],
+    let names: Vec<String> = match bind {
+        Some(ip) => vec![socket_name(SocketAddr::new(ip, port))],
         None => vec![
-            default_path(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
-            default_path(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)),
+            socket_name(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
+            socket_name(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)),
         ],
+    };
+    candidates_in(&run_dir(), &names)
+}
+
+/// `dir/NAME` for each name, then `dir/*/NAME`: instances that run as
+/// another user (`--user`, a systemd unit with `RuntimeDirectory=balance/%i`)
+/// keep their socket in a subdirectory of the run directory.
+fn candidates_in(dir: &Path, names: &[String]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    subdirs.sort();
+    for n in names {
+        out.extend(subdirs.iter().map(|d| d.join(n)));
     }
+    out
+}
+
+/// The run directory of an instance that drops to `user` after starting as
+/// root: a subdirectory of the root run directory, so root's `balance -c`
+/// still finds it (see [`client_candidates`]).
+pub fn user_run_dir(user: &str) -> PathBuf {
+    run_dir().join(user.replace(['/', '\0'], "_"))
 }
 
 /// Create the default run directory 0700 if missing, and refuse one that is
@@ -129,6 +157,29 @@ pub fn check_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::ffi::OsString;
+
+    #[test]
+    fn clients_also_look_one_level_down_for_instances_of_other_users() {
+        let dir = std::env::temp_dir().join(format!("balance-cand-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("mysql")).unwrap();
+        std::fs::create_dir_all(dir.join("app")).unwrap();
+        std::fs::write(dir.join("not-a-dir"), b"").unwrap();
+        let names = vec!["0.0.0.0:1.sock".to_string(), "[::]:1.sock".to_string()];
+        let c = candidates_in(&dir, &names);
+        assert_eq!(
+            c,
+            vec![
+                dir.join("0.0.0.0:1.sock"),
+                dir.join("[::]:1.sock"),
+                dir.join("app/0.0.0.0:1.sock"),
+                dir.join("mysql/0.0.0.0:1.sock"),
+                dir.join("app/[::]:1.sock"),
+                dir.join("mysql/[::]:1.sock"),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn run_dir_prefers_balance_rundir_then_root_then_xdg_then_tmp() {

@@ -380,7 +380,11 @@ pub async fn wait_writable(dst: &TcpStream, src: &TcpStream) -> Result<(), PumpE
     }
 }
 
-async fn write_all(dst: &TcpStream, src: &TcpStream, mut data: &[u8]) -> Result<(), PumpError> {
+pub(crate) async fn write_all(
+    dst: &TcpStream,
+    src: &TcpStream,
+    mut data: &[u8],
+) -> Result<(), PumpError> {
     while !data.is_empty() {
         match dst.try_write(data) {
             Ok(0) => return Err(PumpError::Dst(io::ErrorKind::WriteZero.into())),

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::relay::{Activity, Dir, Flags, PumpError, wait_source, wait_writable};
+use super::relay::{Activity, Dir, Flags, PumpError, wait_source, wait_writable, write_all};
 use crate::sys::splice::{RawPipe, is_unsupported, splice};
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ` (the kernel default is
@@ -178,6 +178,48 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// Size of the first read of every burst. Most request/response traffic fits:
+/// a read that returns less than this proves the socket drained (TCP hands
+/// out everything queued up to the length asked), so readiness is cleared
+/// without the extra read that would only say EAGAIN, and a small message
+/// costs one read and one write instead of two splices and a failed one.
+/// Only a full buffer (a burst) goes on to splice. (A short *splice* proves
+/// nothing: the pipe can run out of slots while bytes are still queued.)
+const SMALL_READ: usize = 16 * 1024;
+
+enum Small {
+    Eof,
+    /// Read this much and the socket is empty (readiness cleared).
+    Drained(usize),
+    /// Filled the buffer: more may be queued.
+    Burst(usize),
+    Interrupted,
+    Err(io::Error),
+}
+
+fn read_small(src: &TcpStream, buf: &mut [u8]) -> Small {
+    use std::io::Read;
+    let mut got = 0;
+    let r = src.try_io(Interest::READABLE, || {
+        let n = (&*socket2::SockRef::from(src)).read(buf)?;
+        got = n;
+        if n > 0 && n < buf.len() {
+            // Tell tokio the socket is drained: it clears the readiness
+            // (a new edge from data arriving meanwhile is not lost).
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match r {
+        Ok(0) => Small::Eof,
+        Ok(n) => Small::Burst(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Small::Drained(got),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Small::Interrupted,
+        Err(e) => Small::Err(e),
+    }
+}
+
 /// How a splice direction ended without error.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -202,10 +244,36 @@ pub async fn pump(
 ) -> Result<Outcome, (Dir, PumpError)> {
     let size = SIZE.load(Relaxed);
     let mut lease: Option<Lease<'static>> = None;
+    // Small reads go through this buffer (see `read_small`); it lives only
+    // in the active phase of the relay, never while the connection is idle.
+    let mut small: Option<Box<[u8]>> = None;
     loop {
         wait_source(src, dst, dir, flags)
             .await
             .map_err(|e| (dir, e))?;
+        if lease.is_none() {
+            let b = small.get_or_insert_with(|| vec![0u8; SMALL_READ].into_boxed_slice());
+            let (n, burst) = match read_small(src, b) {
+                Small::Eof => {
+                    // Half-close: pass the EOF on, keep the other direction.
+                    let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+                    return Ok(Outcome::Done);
+                }
+                Small::Drained(n) => (n, false),
+                Small::Burst(n) => (n, true),
+                Small::Interrupted => continue,
+                Small::Err(e) => return Err((dir, PumpError::Src(e))),
+            };
+            if let Some(data) = b.get(..n).filter(|d| !d.is_empty()) {
+                write_all(dst, src, data).await.map_err(|e| (dir, e))?;
+                counter.fetch_add(n as u64, Relaxed);
+                act.touch();
+            }
+            if !burst {
+                continue;
+            }
+            // A full buffer: a burst is under way; splice the rest.
+        }
         let mut l = match lease.take() {
             Some(l) => l,
             None => match POOL.get(size) {
