@@ -638,6 +638,18 @@ fn user_option_drops_root_in_every_thread() {
     }
     assert!(n >= 2, "expected the runtime's threads, saw {n}");
     assert!(bal.log().contains("dropped privileges"), "{}", bal.log());
+    // Root's client still finds the dropped instance's control socket (it
+    // lives in a directory the dropped user owns, one level below).
+    let t = Instant::now();
+    let out = loop {
+        let out = control(ports[0], "show");
+        if out.status.success() || t.elapsed() > WAIT {
+            break out;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(out.status.success(), "{out:?}\n{}", bal.log());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("GRP Type"));
 }
 
 #[test]
