@@ -1147,3 +1147,27 @@ fn fd_limit_keeps_cpu_and_logs_low_at_emfile_and_recovers_when_clients_close() {
         "(accept at EMFILE, backend socket at EMFILE)"
     );
 }
+
+#[test]
+fn packet_dump_prints_both_directions_escaped_on_stdout() {
+    let be = Backend::tagged("B");
+    let b = Balance::start(&["-p"], &[be.channel()]);
+    let (tag, mut s) = tag_of_new_client(b.addr).expect("served");
+    assert_eq!(tag, "B");
+    // Control bytes from the wire must reach the terminal escaped.
+    s.write_all(b"hi\x1b[2J\r\n").unwrap();
+    let mut back = [0u8; 8];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hi\x1b[2J\r\n");
+    let dumped = wait_for(Duration::from_secs(5), || {
+        let out = b.stdout();
+        (out.contains("-> 8 bytes") && out.contains("<- 8 bytes")).then_some(out)
+    })
+    .unwrap_or_else(|| panic!("no dump on stdout: {:?}", b.stdout()));
+    assert!(dumped.contains("hi\\x1b[2J\\r\\n"), "{dumped:?}");
+    assert!(!dumped.contains('\x1b'), "raw escape bytes reached stdout");
+    assert!(
+        dumped.contains("<- 2 bytes\nB\\n"),
+        "the banner too: {dumped:?}"
+    );
+}

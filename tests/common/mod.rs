@@ -98,6 +98,7 @@ pub struct Balance {
     child: Child,
     pub addr: SocketAddr,
     stderr_path: PathBuf,
+    stdout_path: PathBuf,
     exited: Option<ExitStatus>,
     _dir: TempDir,
 }
@@ -120,6 +121,8 @@ impl Balance {
             let dir = TempDir::new("balance");
             let stderr_path = dir.path().join("stderr");
             let stderr = File::create(&stderr_path).expect("create stderr file");
+            let stdout_path = dir.path().join("stdout");
+            let stdout = File::create(&stdout_path).expect("create stdout file");
             let mut cmd = match s.wrapper.split_first() {
                 Some((w, rest)) => {
                     let mut c = Command::new(w);
@@ -135,13 +138,14 @@ impl Balance {
                 .arg(port.to_string())
                 .args(s.channels)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(stdout)
                 .stderr(stderr);
             let child = cmd.spawn().expect("spawn balance");
             let mut b = Balance {
                 child,
                 addr: SocketAddr::new(s.bind, port),
                 stderr_path,
+                stdout_path,
                 exited: None,
                 _dir: dir,
             };
@@ -178,6 +182,11 @@ impl Balance {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Everything balance wrote to stdout so far (`-p`).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
     }
 
     /// Everything balance wrote to stderr so far.
