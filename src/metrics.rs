@@ -138,6 +138,12 @@ pub fn render(svcs: &[Arc<Service>]) -> String {
             |s| s.stats.active.load(Relaxed),
         ),
     ];
+    let _ = writeln!(
+        o,
+        "# HELP balance_pipes_in_use Splice pipes held by connections moving bytes.\n# TYPE balance_pipes_in_use gauge\nbalance_pipes_in_use {}\n# HELP balance_pipes_pooled Empty splice pipes kept for reuse (bounded).\n# TYPE balance_pipes_pooled gauge\nbalance_pipes_pooled {}",
+        crate::proxy::splice::pipes_in_use(),
+        crate::proxy::splice::pipes_pooled()
+    );
     for (name, kind, help, get) in per_listener {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for s in svcs {

@@ -32,9 +32,9 @@ pub struct ListenerStats {
 }
 
 impl ListenerStats {
-    /// Note which group served a connection; log and count when traffic
-    /// moves between groups. Returns the previous group when it changed.
-    pub fn served_by(&self, group: usize) -> Option<u64> {
+    /// Note which group served a connection; count a move between groups.
+    /// Returns the previous group when it changed.
+    fn group_changed(&self, group: usize) -> Option<u64> {
         let g = group as u64;
         if self.served_group.load(Relaxed) == g {
             return None;
@@ -68,6 +68,19 @@ fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
 }
 
 impl Service {
+    /// Bookkeeping for a connection served by `group`: manual failback's
+    /// floor, the backup-connection counter, and failover/failback events
+    /// (logged once per move, not per connection).
+    pub fn served_by(&self, group: usize) {
+        self.pool.served_by(group);
+        if group > 0 {
+            self.stats.failovers.fetch_add(1, Relaxed);
+        }
+        if let Some(prev) = self.stats.group_changed(group) {
+            tracing::info!(listener = %self.cfg.name, "traffic moved from group {prev} to group {group}");
+        }
+    }
+
     pub fn new(cfg: ListenerConfig, rise_fall: RiseFallParams) -> Service {
         Service::new_with(cfg, rise_fall, resolve)
     }

@@ -925,6 +925,11 @@ fn metrics_count_checks_and_failover_and_failback_events() {
         1.0
     );
     assert!(text.contains("balance_channel_check_duration_microseconds{"));
+    // Process-wide splice pipe gauges.
+    for g in ["balance_pipes_pooled ", "balance_pipes_in_use "] {
+        let v = text.lines().find_map(|l| l.strip_prefix(g));
+        assert!(v.is_some_and(|v| v.parse::<u64>().is_ok()), "{g}in\n{text}");
+    }
 }
 
 #[test]

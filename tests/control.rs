@@ -517,6 +517,9 @@ fn show_json_parses_and_carries_every_field() {
         assert!(j["listener"].get(f).is_some(), "missing listener.{f}: {j}");
     }
     assert_eq!(j["listener"]["accepted"], 1);
+    for f in ["in_use", "pooled"] {
+        assert!(j["pipes"][f].is_u64(), "missing pipes.{f}: {j}");
+    }
     assert_eq!(inst.ctl("failback"), "not failed over\n");
 }
 

@@ -486,6 +486,11 @@ pub fn show_json(svc: &Service) -> String {
             },
             "failback_floor": svc.pool.floor(),
         },
+        // Process-wide: splice pipes held by busy connections, and pooled.
+        "pipes": {
+            "in_use": crate::proxy::splice::pipes_in_use(),
+            "pooled": crate::proxy::splice::pipes_pooled(),
+        },
         "groups": groups.iter().enumerate().map(|(g, grp)| json!({
             "group": g,
             "type": policy(grp.policy()),

@@ -47,13 +47,7 @@ pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
         let ch = Arc::clone(backend.guard.channel());
         ch.connect_ok();
         ch.total.fetch_add(1, Relaxed);
-        svc.pool.served_by(backend.cand.group);
-        if backend.cand.group > 0 {
-            svc.stats.failovers.fetch_add(1, Relaxed);
-        }
-        if let Some(prev) = svc.stats.served_by(backend.cand.group) {
-            tracing::info!(listener = %svc.cfg.name, "traffic moved from group {prev} to group {}", backend.cand.group);
-        }
+        svc.served_by(backend.cand.group);
         tracing::Span::current().record("channel", tracing::field::display(backend.addr));
         debug!(
             group = backend.cand.group,

@@ -7,7 +7,8 @@
 //! - A write error (peer gone) → the source side is reset.
 //! - While a direction waits, it also watches the opposite socket for
 //!   errors, so a reset is seen even while our writes are blocked.
-//! - Buffers exist only while bytes are in flight: an idle connection holds
+//! - Buffers (and splice pipes) live in the relay's active phase only: once
+//!   both directions wait on drained sources the connection parks and holds
 //!   none.
 
 use std::io;
@@ -294,34 +295,76 @@ pub(crate) async fn pump(
     dump: bool,
     flags: &Flags,
 ) -> Result<(), (Dir, PumpError)> {
+    // Lives in the relay's active phase only: an idle connection parks and
+    // drops it (see `relay`), so it is not released between messages.
     let mut buf: Option<Box<[u8]>> = None;
     loop {
         wait_source(src, dst, dir, flags)
             .await
             .map_err(|e| (dir, e))?;
         let b = buf.get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
-        let n = match src.try_read(b) {
-            Ok(0) => {
-                // Half-close: pass the EOF on, keep the other direction.
-                let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+        let n = match read_chunk(src, b) {
+            Chunk::Eof => {
+                pass_eof(dst);
                 return Ok(());
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Drained: give the buffer back while idle.
-                buf = None;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err((dir, PumpError::Src(e))),
+            Chunk::Drained(n) | Chunk::Full(n) => n,
+            Chunk::Interrupted => continue,
+            Chunk::Err(e) => return Err((dir, PumpError::Src(e))),
         };
-        let data = &b[..n];
+        let Some(data) = b.get(..n).filter(|d| !d.is_empty()) else {
+            continue;
+        };
         if dump {
             crate::proxy::dump::print(dir, data);
         }
         write_all(dst, src, data).await.map_err(|e| (dir, e))?;
         counter.fetch_add(n as u64, Relaxed);
         act.touch();
+    }
+}
+
+/// Half-close: pass the EOF on; the other direction keeps flowing.
+pub(crate) fn pass_eof(dst: &TcpStream) {
+    let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+}
+
+/// One read of `src` into `buf`.
+pub(crate) enum Chunk {
+    Eof,
+    /// Read this much (maybe 0) and the socket is empty: readiness is
+    /// cleared, so the next wait blocks until new bytes arrive.
+    Drained(usize),
+    /// Filled the buffer: more may be queued.
+    Full(usize),
+    Interrupted,
+    Err(io::Error),
+}
+
+/// Read once. A read that returns less than the buffer proves the socket
+/// drained (TCP hands out everything queued up to the length asked), so
+/// readiness is cleared without the extra read that would only say EAGAIN:
+/// a small message costs one read and one write.
+pub(crate) fn read_chunk(src: &TcpStream, buf: &mut [u8]) -> Chunk {
+    use std::io::Read;
+    let mut got = 0;
+    let r = src.try_io(Interest::READABLE, || {
+        let n = (&*socket2::SockRef::from(src)).read(buf)?;
+        got = n;
+        if n > 0 && n < buf.len() {
+            // Tell tokio the socket is drained: it clears the readiness (an
+            // edge from data arriving meanwhile is not lost).
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match r {
+        Ok(0) => Chunk::Eof,
+        Ok(n) => Chunk::Full(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Chunk::Drained(got),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Chunk::Interrupted,
+        Err(e) => Chunk::Err(e),
     }
 }
 

@@ -11,7 +11,6 @@
 //! the direction continues on the buffered pump.
 
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -19,7 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::relay::{Activity, Dir, Flags, PumpError, wait_source, wait_writable, write_all};
+use super::relay::{
+    Activity, Chunk, Dir, Flags, PumpError, pass_eof, read_chunk, wait_source, wait_writable,
+    write_all,
+};
 use crate::sys::splice::{RawPipe, is_unsupported, splice};
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ` (the kernel default is
@@ -178,47 +180,13 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// Size of the first read of every burst. Most request/response traffic fits:
-/// a read that returns less than this proves the socket drained (TCP hands
-/// out everything queued up to the length asked), so readiness is cleared
-/// without the extra read that would only say EAGAIN, and a small message
-/// costs one read and one write instead of two splices and a failed one.
-/// Only a full buffer (a burst) goes on to splice. (A short *splice* proves
-/// nothing: the pipe can run out of slots while bytes are still queued.)
+/// Size of the first read of every burst: most request/response traffic
+/// fits, and a short read proves the socket drained (`read_chunk`), so a
+/// small message costs one read and one write instead of two splices and a
+/// failed one. Only a full buffer (a burst) goes on to splice. (A short
+/// *splice* proves nothing: the pipe can run out of slots while bytes are
+/// still queued.)
 const SMALL_READ: usize = 16 * 1024;
-
-enum Small {
-    Eof,
-    /// Read this much and the socket is empty (readiness cleared).
-    Drained(usize),
-    /// Filled the buffer: more may be queued.
-    Burst(usize),
-    Interrupted,
-    Err(io::Error),
-}
-
-fn read_small(src: &TcpStream, buf: &mut [u8]) -> Small {
-    use std::io::Read;
-    let mut got = 0;
-    let r = src.try_io(Interest::READABLE, || {
-        let n = (&*socket2::SockRef::from(src)).read(buf)?;
-        got = n;
-        if n > 0 && n < buf.len() {
-            // Tell tokio the socket is drained: it clears the readiness
-            // (a new edge from data arriving meanwhile is not lost).
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match r {
-        Ok(0) => Small::Eof,
-        Ok(n) => Small::Burst(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Small::Drained(got),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Small::Interrupted,
-        Err(e) => Small::Err(e),
-    }
-}
 
 /// How a splice direction ended without error.
 #[derive(Debug, PartialEq, Eq)]
@@ -244,7 +212,7 @@ pub async fn pump(
 ) -> Result<Outcome, (Dir, PumpError)> {
     let size = SIZE.load(Relaxed);
     let mut lease: Option<Lease<'static>> = None;
-    // Small reads go through this buffer (see `read_small`); it lives only
+    // Small reads go through this buffer (see `SMALL_READ`); it lives only
     // in the active phase of the relay, never while the connection is idle.
     let mut small: Option<Box<[u8]>> = None;
     loop {
@@ -253,16 +221,15 @@ pub async fn pump(
             .map_err(|e| (dir, e))?;
         if lease.is_none() {
             let b = small.get_or_insert_with(|| vec![0u8; SMALL_READ].into_boxed_slice());
-            let (n, burst) = match read_small(src, b) {
-                Small::Eof => {
-                    // Half-close: pass the EOF on, keep the other direction.
-                    let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+            let (n, burst) = match read_chunk(src, b) {
+                Chunk::Eof => {
+                    pass_eof(dst);
                     return Ok(Outcome::Done);
                 }
-                Small::Drained(n) => (n, false),
-                Small::Burst(n) => (n, true),
-                Small::Interrupted => continue,
-                Small::Err(e) => return Err((dir, PumpError::Src(e))),
+                Chunk::Drained(n) => (n, false),
+                Chunk::Full(n) => (n, true),
+                Chunk::Interrupted => continue,
+                Chunk::Err(e) => return Err((dir, PumpError::Src(e))),
             };
             if let Some(data) = b.get(..n).filter(|d| !d.is_empty()) {
                 write_all(dst, src, data).await.map_err(|e| (dir, e))?;
@@ -284,8 +251,7 @@ pub async fn pump(
         };
         match src.try_io(Interest::READABLE, || l.fill(src, size)) {
             Ok(0) => {
-                // Half-close: pass the EOF on, keep the other direction.
-                let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+                pass_eof(dst);
                 return Ok(Outcome::Done);
             }
             Ok(_) => {}
