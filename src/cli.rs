@@ -543,10 +543,7 @@ fn resolve_bind_host(s: &str) -> Result<IpAddr, UsageError> {
         .and_then(|x| x.strip_suffix(']'))
         .unwrap_or(s);
     if let Ok(ip) = lit.parse::<IpAddr>() {
-        return Ok(match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        });
+        return Ok(ip.to_canonical());
     }
     if parse_host(lit).is_err() {
         return err(format!("bad address \"{s}\""));

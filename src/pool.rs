@@ -724,10 +724,7 @@ impl Iterator for Candidates {
 /// Stable across restarts and platforms (FNV-1a over the address bytes; an
 /// IPv4-mapped IPv6 address hashes like the IPv4 address).
 pub fn client_hash(ip: IpAddr) -> u32 {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
+    let ip = ip.to_canonical();
     let (v4, v6);
     let bytes: &[u8] = match ip {
         IpAddr::V4(v) => {

@@ -872,11 +872,7 @@ pub fn is_self_loop_addr(bind: SocketAddr, addr: SocketAddr) -> bool {
     if addr.port() != bind.port() {
         return false;
     }
-    let canon = |ip: IpAddr| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    let (b, a) = (canon(bind.ip()), canon(addr.ip()));
+    let (b, a) = (bind.ip().to_canonical(), addr.ip().to_canonical());
     if a == b {
         return true;
     }

@@ -41,12 +41,9 @@ fn run_dir_from(
 /// `127.0.0.1:8080.sock`, `[::1]:8080.sock`. IPv4-mapped IPv6 addresses are
 /// named like the IPv4 address.
 pub fn socket_name(bind: SocketAddr) -> String {
-    match bind.ip() {
+    match bind.ip().to_canonical() {
         IpAddr::V4(v4) => format!("{v4}:{}.sock", bind.port()),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("{v4}:{}.sock", bind.port()),
-            None => format!("[{v6}]:{}.sock", bind.port()),
-        },
+        IpAddr::V6(v6) => format!("[{v6}]:{}.sock", bind.port()),
     }
 }
 

@@ -6,7 +6,7 @@ pub mod dump;
 pub mod relay;
 pub mod splice;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -19,13 +19,7 @@ use relay::RelayOpts;
 
 /// Show IPv4 peers of a dual-stack socket as plain IPv4.
 pub fn canonical(peer: SocketAddr) -> SocketAddr {
-    match peer.ip() {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), peer.port()),
-            None => peer,
-        },
-        IpAddr::V4(_) => peer,
-    }
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
 pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
