@@ -87,7 +87,11 @@ fn two_listeners_from_one_file_serve_their_own_backends() {
 
 #[test]
 fn sighup_adds_removes_and_changes_listeners_while_a_live_connection_keeps_echoing() {
-    let (a, b, c) = (Backend::tagged("A"), Backend::tagged("B"), Backend::tagged("C"));
+    let (a, b, c) = (
+        Backend::tagged("A"),
+        Backend::tagged("B"),
+        Backend::tagged("C"),
+    );
     let (bal, ports, cfg) = start_with(3, &[], |p| {
         format!(
             "listeners:\n{}{}",
@@ -223,7 +227,11 @@ fn sigterm_cuts_connections_left_after_the_grace_period() {
         (Duration::from_millis(900)..Duration::from_secs(4)).contains(&t.elapsed()),
         "did not wait for grace"
     );
-    assert!(bal.stderr().contains("cutting 1 connections"), "{}", bal.stderr());
+    assert!(
+        bal.stderr().contains("cutting 1 connections"),
+        "{}",
+        bal.stderr()
+    );
     assert!(!live.echo("after exit"));
 }
 
@@ -430,7 +438,11 @@ fn user_option_drops_root_in_every_thread() {
         n += 1;
     }
     assert!(n >= 2, "expected the runtime's threads, saw {n}");
-    assert!(bal.stderr().contains("dropped privileges"), "{}", bal.stderr());
+    assert!(
+        bal.stderr().contains("dropped privileges"),
+        "{}",
+        bal.stderr()
+    );
     // Root's client still finds the dropped instance's control socket (it
     // lives in a directory the dropped user owns, one level below).
     let mut last = None;
@@ -457,7 +469,11 @@ fn unknown_user_is_a_startup_error() {
         &cfg,
         format!(
             "listeners:\n{}",
-            listener_yaml("m", free_port(LOCALHOST_V4), &["127.0.0.1:9".parse().unwrap()])
+            listener_yaml(
+                "m",
+                free_port(LOCALHOST_V4),
+                &["127.0.0.1:9".parse().unwrap()]
+            )
         ),
     )
     .unwrap();
@@ -520,7 +536,11 @@ fn backend_name_is_re_resolved_and_an_unresolvable_one_comes_up_later() {
     bal.wait_running("address change", || {
         tag_via(lport).as_deref() == Some("TWO")
     });
-    assert!(bal.stderr().contains("addresses changed"), "{}", bal.stderr());
+    assert!(
+        bal.stderr().contains("addresses changed"),
+        "{}",
+        bal.stderr()
+    );
 }
 
 #[test]
@@ -867,7 +887,12 @@ fn reloads_under_connection_load_lose_no_connection() {
     }
     assert!(ok > 50, "too little traffic to tell: {ok}");
     assert_eq!(failed, 0, "{failed} of {} connections failed", ok + failed);
-    assert_eq!(bal.stderr().matches("1 changed").count(), 6, "{}", bal.stderr());
+    assert_eq!(
+        bal.stderr().matches("1 changed").count(),
+        6,
+        "{}",
+        bal.stderr()
+    );
 }
 
 #[test]
@@ -911,7 +936,11 @@ fn grace_changed_by_reload_applies_at_shutdown() {
     .unwrap();
     bal.signal(libc::SIGHUP);
     bal.wait_running("reload", || bal.stderr().matches("reload: ").count() > 0);
-    assert!(!bal.stderr().contains("after a restart"), "{}", bal.stderr());
+    assert!(
+        !bal.stderr().contains("after a restart"),
+        "{}",
+        bal.stderr()
+    );
     let (_live, _) = Live::open(ports[0]);
     bal.signal(libc::SIGTERM);
     let t = Instant::now();

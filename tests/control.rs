@@ -534,7 +534,12 @@ fn a_live_socket_is_not_stolen_a_stale_one_is_replaced_and_symlinks_are_refused(
     let first = start(&tmp, &chans(&[&a]), &[], Some(sock.clone()));
     // Same control path, another TCP port: refused, the first keeps serving.
     let o = Command::new(BIN)
-        .args(["-f", "-b", "127.0.0.1", &free_port(LOCALHOST_V4).to_string()])
+        .args([
+            "-f",
+            "-b",
+            "127.0.0.1",
+            &free_port(LOCALHOST_V4).to_string(),
+        ])
         .args(chans(&[&a]))
         .arg("--control")
         .arg(&sock)
@@ -555,7 +560,12 @@ fn a_live_socket_is_not_stolen_a_stale_one_is_replaced_and_symlinks_are_refused(
     let link = tmp.join("link.sock");
     std::os::unix::fs::symlink(tmp.join("elsewhere"), &link).unwrap();
     let o = Command::new(BIN)
-        .args(["-f", "-b", "127.0.0.1", &free_port(LOCALHOST_V4).to_string()])
+        .args([
+            "-f",
+            "-b",
+            "127.0.0.1",
+            &free_port(LOCALHOST_V4).to_string(),
+        ])
         .args(chans(&[&a]))
         .arg("--control")
         .arg(&link)
@@ -588,7 +598,12 @@ fn kill_stops_the_instance_gracefully_and_removes_the_socket() {
 #[test]
 fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_restart() {
     let tmp = TempDir::new("state");
-    let (a, b, c, d) = (Backend::tagged("A"), Backend::tagged("B"), Backend::tagged("C"), Backend::tagged("D"));
+    let (a, b, c, d) = (
+        Backend::tagged("A"),
+        Backend::tagged("B"),
+        Backend::tagged("C"),
+        Backend::tagged("D"),
+    );
     let state = tmp.join("state.json");
     let st = state.to_str().unwrap().to_string();
     let mut args = chans(&[&a, &b]);

@@ -736,18 +736,19 @@ fn passively_downed_channel_without_monitor_comes_back_when_it_recovers() {
     }
     // The primary comes back on the same port.
     drop(reserved);
-    let l = std::net::TcpListener::bind(primary).expect("rebind the primary port");
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            let _ = c.write_all(b"P\n");
-        }
-    });
-    let reached = wait_for("the recovered primary to get traffic", Duration::from_secs(10), || {
-        thread::sleep(Duration::from_millis(200));
-        let (tag, _) = tag_of_new_client(b.addr).ok()?;
-        (tag == "P").then_some(())
-    });
+    let _back = Backend::try_spawn_at(primary, |mut c| {
+        let _ = c.write_all(b"P\n");
+    })
+    .expect("rebind the primary port");
+    let reached = wait_for(
+        "the recovered primary to get traffic",
+        Duration::from_secs(10),
+        || {
+            thread::sleep(Duration::from_millis(200));
+            let (tag, _) = tag_of_new_client(b.addr).ok()?;
+            (tag == "P").then_some(())
+        },
+    );
     assert!(
         reached.is_ok(),
         "the recovered primary never got traffic again"
@@ -774,9 +775,11 @@ fn clients_leaving_during_pending_connects_cancel_them() {
     thread::sleep(Duration::from_millis(200));
     drop(clients);
     let t = Instant::now();
-    let gone = wait_for("the pending connects cancelled", Duration::from_secs(1), || {
-        (count_to_port(port, TCP_SYN_SENT) == 0).then_some(())
-    });
+    let gone = wait_for(
+        "the pending connects cancelled",
+        Duration::from_secs(1),
+        || (count_to_port(port, TCP_SYN_SENT) == 0).then_some(()),
+    );
     assert!(
         gone.is_ok(),
         "{} SYN-SENT sockets toward the blackhole left 1 s after the clients left",
@@ -956,11 +959,15 @@ fn without_f_it_daemonizes_with_pidfile_and_log_file_and_serves() {
     // whatever happens.
     let daemon = Daemon::from_pidfile(&pidfile, Duration::from_secs(5));
     let pid = daemon.pid;
-    let logged = wait_for("'listening' in the log file", Duration::from_secs(5), || {
-        std::fs::read_to_string(&logfile)
-            .ok()
-            .filter(|t| t.contains("listening"))
-    });
+    let logged = wait_for(
+        "'listening' in the log file",
+        Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(&logfile)
+                .ok()
+                .filter(|t| t.contains("listening"))
+        },
+    );
     assert!(logged.is_ok(), "no 'listening' line in the log file");
     let (tag, _) = tag_of_new_client(local(port)).expect("the daemon serves");
     assert_eq!(tag, "D");
@@ -990,17 +997,16 @@ fn sigterm_refuses_new_clients_keeps_live_ones_and_exits_0_after_they_close() {
     let (_, mut live) = tag_of_new_client(b.addr).expect("served");
     b.signal(libc::SIGTERM);
     let addr = b.addr;
-    let refused = wait_for("new connects refused", Duration::from_secs(2), || match TcpStream::connect_timeout(
-        &addr,
-        Duration::from_millis(200),
-    ) {
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(()),
-        _ => None,
-    });
-    assert!(
-        refused.is_ok(),
-        "new connects still accepted after SIGTERM"
-    );
+    let refused =
+        wait_for(
+            "new connects refused",
+            Duration::from_secs(2),
+            || match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(()),
+                _ => None,
+            },
+        );
+    assert!(refused.is_ok(), "new connects still accepted after SIGTERM");
     echo_roundtrip(&mut live, b"still here").expect("live connection keeps echoing");
     assert!(
         b.wait_exit(Duration::from_millis(300)).is_none(),

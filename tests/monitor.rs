@@ -126,7 +126,11 @@ fn http_probe_on_side_port_follows_status_and_keeps_live_sessions() {
     );
     let b = start(
         &["-t", "1", "-m", &spec],
-        &[chan(a.port()), "!".into(), format!("127.0.0.2:{}", bk.port())],
+        &[
+            chan(a.port()),
+            "!".into(),
+            format!("127.0.0.2:{}", bk.port()),
+        ],
     );
     let (mut live, tag) = session(&b);
     assert_eq!(tag, "A");
@@ -163,7 +167,11 @@ fn on_down_shutdown_closes_live_sessions_of_the_channel() {
     let spec = format!("http=/:port={side}:interval=200ms:fall=1:on-down=shutdown");
     let b = start(
         &["-m", &spec],
-        &[chan(a.port()), "!".into(), format!("127.0.0.2:{}", bk.port())],
+        &[
+            chan(a.port()),
+            "!".into(),
+            format!("127.0.0.2:{}", bk.port()),
+        ],
     );
     let (mut on_a, tag) = session(&b);
     assert_eq!(tag, "A");
@@ -204,7 +212,10 @@ fn command_probe_gets_each_channels_port_as_an_argument() {
         "command={} %H %P >/dev/null 2>&1:interval=200ms:rise=1:fall=1",
         script.display()
     );
-    let b = start(&["-m", &spec], &[chan(a.port()), "!".into(), chan(bk.port())]);
+    let b = start(
+        &["-m", &spec],
+        &[chan(a.port()), "!".into(), chan(bk.port())],
+    );
     assert_eq!(ask(b.addr).unwrap(), "A");
     std::fs::remove_file(dir.join(format!("up-{}", a.port()))).unwrap();
     assert!(
@@ -336,7 +347,11 @@ fn mysql_user_probes_abort_no_handshakes_while_connect_probes_abort_all() {
     {
         let _b = start(&["-m", "mysql:user=chk:interval=50ms"], &[chan(port)]);
         assert!(
-            wait_until("30 logins", Duration::from_secs(20), || f.quits.load(SeqCst) >= 30).is_ok()
+            wait_until("30 logins", Duration::from_secs(20), || f
+                .quits
+                .load(SeqCst)
+                >= 30)
+            .is_ok()
         );
     }
     thread::sleep(Duration::from_millis(300));
@@ -527,7 +542,11 @@ fn hung_exec_probe_is_killed_with_its_group_and_reaped() {
     // A graceful stop kills the in-flight check's group too.
     b.terminate();
     assert!(
-        wait_until("the sleeps gone", Duration::from_secs(3), || procs_with(&marker).is_empty()).is_ok(),
+        wait_until("the sleeps gone", Duration::from_secs(3), || procs_with(
+            &marker
+        )
+        .is_empty())
+        .is_ok(),
         "sleeps survived: {:?}",
         procs_with(&marker)
     );
@@ -653,7 +672,11 @@ fn on_up_shutdown_backup_closes_backup_sessions_when_the_primary_returns() {
     let spec = format!("http=/:port={side}:interval=200ms:rise=1:fall=1:on-up=shutdown-backup");
     let b = start(
         &["-m", &spec],
-        &[chan(a.port()), "!".into(), format!("127.0.0.2:{}", bk.port())],
+        &[
+            chan(a.port()),
+            "!".into(),
+            format!("127.0.0.2:{}", bk.port()),
+        ],
     );
     assert!(
         b.wait_log(
@@ -712,7 +735,11 @@ fn manual_failback_keeps_traffic_on_the_backup_until_the_failback_command() {
         b.stderr()
     );
     for _ in 0..5 {
-        assert_eq!(ask(b.addr).unwrap(), "B", "traffic returned without failback");
+        assert_eq!(
+            ask(b.addr).unwrap(),
+            "B",
+            "traffic returned without failback"
+        );
     }
     let out = b.ctl_out("failback");
     assert!(out.status.success(), "{:?}", out);

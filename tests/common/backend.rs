@@ -116,9 +116,11 @@ impl Backend {
     /// sessions continue.
     pub fn stop(&self) {
         self.close_listener();
-        let refused = wait_until("the stopped backend to refuse", Duration::from_secs(5), || {
-            TcpStream::connect(self.addr).is_err()
-        });
+        let refused = wait_until(
+            "the stopped backend to refuse",
+            Duration::from_secs(5),
+            || TcpStream::connect(self.addr).is_err(),
+        );
         assert!(refused.is_ok(), "{}: {refused:?}", self.addr);
     }
 
@@ -153,7 +155,10 @@ pub fn echo(s: &mut TcpStream) {
 
 /// Sends `banner`, shuts down writing, then reads to EOF and reports what
 /// it received (or the read error) on `tx`.
-pub fn banner_then_shut_wr(banner: &'static [u8], tx: mpsc::Sender<io::Result<Vec<u8>>>) -> Backend {
+pub fn banner_then_shut_wr(
+    banner: &'static [u8],
+    tx: mpsc::Sender<io::Result<Vec<u8>>>,
+) -> Backend {
     let tx = Mutex::new(tx);
     Backend::spawn(LOCALHOST_V4, move |mut s| {
         let res = s

@@ -3,8 +3,7 @@
 //! dir, metrics port, a wrapper such as `prlimit`), starts it in the
 //! foreground on free ports and waits until it serves; [`Balance`] is the
 //! running process (stdout/stderr captured to files, signals, exit, the
-//! control client, /proc probes), stopped on drop. [`Daemon`] guards a
-//! daemonized instance; [`run_to_exit`] runs a command line to its end.
+//! control client, /proc probes), stopped on drop.
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -14,7 +13,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use super::proc::{cpu_ticks, exited, fd_targets, kill, rss_kib};
+use super::proc::{cpu_ticks, fd_targets, kill, rss_kib};
 use super::{
     BIN, LOCALHOST_V4, TempDir, connect, free_port, tag_of_new_client, wait_for, wait_until,
 };
@@ -134,10 +133,7 @@ impl<'a> Launch<'a> {
                 Ok(()) => return b,
                 Err(Some(st)) if st.code() == Some(EXIT_OSERR) => last_err = b.stderr(),
                 Err(Some(st)) => panic!("balance exited at start ({st}): {}", b.stderr()),
-                Err(None) => panic!(
-                    "balance not ready after {START_TIMEOUT:?}: {}",
-                    b.stderr()
-                ),
+                Err(None) => panic!("balance not ready after {START_TIMEOUT:?}: {}", b.stderr()),
             }
         }
         panic!("could not start balance on free ports: {last_err}");
@@ -309,7 +305,9 @@ impl Balance {
     }
 
     pub fn config_path(&self) -> &Path {
-        self.config_path.as_deref().expect("started with a config file")
+        self.config_path
+            .as_deref()
+            .expect("started with a config file")
     }
 
     /// The control socket (`--control`, or the default one in the run dir).
@@ -358,7 +356,10 @@ impl Balance {
         });
         match r {
             Ok(Ok(())) => {}
-            Ok(Err(st)) => panic!("balance exited ({st}) while waiting for {what}:\n{}", self.stderr()),
+            Ok(Err(st)) => panic!(
+                "balance exited ({st}) while waiting for {what}:\n{}",
+                self.stderr()
+            ),
             Err(e) => panic!("{e}:\n{}", self.stderr()),
         }
     }
@@ -530,73 +531,4 @@ fn logged_bind(log: &str, port: u16) -> bool {
     let tail = format!(":{port}");
     log.split_whitespace()
         .any(|w| w.starts_with("bind=") && w.ends_with(&tail))
-}
-
-/// Run balance with `args` to its exit (killed after `limit`): exit code
-/// (None if killed) and stderr.
-pub fn run_to_exit(args: &[&str], limit: Duration) -> (Option<i32>, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    run_cmd_to_exit(cmd, limit)
-}
-
-/// Run `cmd` (stdin and stdout closed) to its exit, killed after `limit`:
-/// exit code (None if killed) and stderr.
-pub fn run_cmd_to_exit(mut cmd: Command, limit: Duration) -> (Option<i32>, String) {
-    let dir = TempDir::new("run");
-    let path = dir.path().join("stderr");
-    let f = File::create(&path).expect("create stderr file");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(f)
-        .spawn()
-        .expect("spawn balance");
-    let st = wait_for("balance to exit", limit, || child.try_wait().ok().flatten()).ok();
-    if st.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let err = std::fs::read_to_string(&path).unwrap_or_default();
-    (st.and_then(|s| s.code()), err)
-}
-
-/// A daemonized balance (not our child), found through its pidfile and
-/// SIGKILLed on drop if it is still there.
-pub struct Daemon {
-    pub pid: u32,
-}
-
-impl Daemon {
-    /// Wait up to `limit` for `pidfile` to name the daemon.
-    pub fn from_pidfile(pidfile: &Path, limit: Duration) -> Daemon {
-        let pid = wait_for("the pidfile", limit, || {
-            std::fs::read_to_string(pidfile)
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-        })
-        .unwrap_or_else(|e| panic!("{e}: {}", pidfile.display()));
-        Daemon { pid }
-    }
-
-    pub fn alive(&self) -> bool {
-        !exited(self.pid)
-    }
-
-    pub fn signal(&self, sig: libc::c_int) {
-        kill(self.pid, sig);
-    }
-
-    /// Wait up to `limit` for the daemon to exit.
-    pub fn wait_exit(&self, limit: Duration) -> bool {
-        wait_until("the daemon to exit", limit, || !self.alive()).is_ok()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.alive() {
-            kill(self.pid, libc::SIGKILL);
-        }
-    }
 }

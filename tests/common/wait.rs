@@ -19,7 +19,11 @@ pub struct TimedOut {
 
 impl fmt::Display for TimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "timed out after {:?} waiting for {}", self.after, self.what)
+        write!(
+            f,
+            "timed out after {:?} waiting for {}",
+            self.after, self.what
+        )
     }
 }
 
@@ -48,6 +52,10 @@ pub fn wait_for<T>(
 }
 
 /// [`wait_for`] for a plain condition.
-pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<(), TimedOut> {
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> bool,
+) -> Result<(), TimedOut> {
     wait_for(what, limit, || f().then_some(()))
 }
