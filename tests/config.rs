@@ -1,167 +1,25 @@
 //! Config file, reload, shutdown, metrics, privilege drop and DNS
 //! re-resolution, against the real binary (`-f --config FILE`).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_balance");
+use common::*;
+
 const WAIT: Duration = Duration::from_secs(15);
 
-// ------------------------------------------------------------------ harness
-
-/// A tagged echo backend: writes `tag\n` to each client, then echoes.
-struct Backend {
-    addr: SocketAddr,
-}
-
-fn backend_on(addr: &str, tag: &str) -> std::io::Result<Backend> {
-    let l = TcpListener::bind(addr)?;
-    let addr = l.local_addr()?;
-    let tag = tag.to_string();
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut s) = c else { continue };
-            let tag = tag.clone();
-            thread::spawn(move || {
-                if writeln!(s, "{tag}").is_err() {
-                    return;
-                }
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    Ok(Backend { addr })
-}
-
-fn backend(tag: &str) -> Backend {
-    backend_on("127.0.0.1:0", tag).expect("backend bind")
-}
-
-/// A port that was free a moment ago (the caller retries on a clash).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "balance-cfg-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmpdir");
-    d
-}
-
-/// A running `balance -f --config FILE`, killed on drop.
-struct Balance {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Balance {
-    fn start_cmd(mut cmd: Command, cfg: &Path, extra: &[&str], wait_ports: &[u16]) -> Balance {
-        let log = cfg.with_extension("log");
-        let f = std::fs::File::create(&log).expect("log file");
-        let child = cmd
-            .arg("-f")
-            .arg("--config")
-            .arg(cfg)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .expect("spawn balance");
-        let mut b = Balance { child, log };
-        for p in wait_ports {
-            let p = *p;
-            let log = b.log.clone();
-            b.wait_for(&format!("port {p} accepting"), || {
-                std::fs::read_to_string(&log)
-                    .is_ok_and(|t| t.contains(&format!("bind=127.0.0.1:{p}")))
-                    && TcpStream::connect(("127.0.0.1", p)).is_ok()
-            });
-        }
-        b
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Poll `cond` until true; panics with the log after `WAIT`.
-    fn wait_for(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
-        let t = Instant::now();
-        while t.elapsed() < WAIT {
-            if cond() {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "balance exited ({st}) while waiting for {what}:\n{}",
-                    self.log()
-                );
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        panic!("timed out waiting for {what}:\n{}", self.log());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let t = Instant::now();
-        while t.elapsed() < within {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st;
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        panic!("balance did not exit within {within:?}:\n{}", self.log());
-    }
-}
-
-impl Drop for Balance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// ------------------------------------------------------------------ helpers
 
 /// Connect through balance and read the backend's tag.
 fn tag_via(port: u16) -> Option<String> {
-    let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).ok()?;
-    let t = line.trim().to_string();
-    (!t.is_empty()).then_some(t)
+    ask(local(port)).ok().filter(|t| !t.is_empty())
 }
 
 /// A connection through balance that stays open and echoes.
@@ -197,74 +55,23 @@ fn listener_yaml(name: &str, port: u16, channels: &[SocketAddr]) -> String {
     )
 }
 
-/// Start balance on fresh ports with `write(ports)` as the file, retrying
-/// when a port was taken meanwhile.
-fn start_with(
+/// Start balance on fresh ports with `write(ports)` as the file, once every
+/// port in the file is bound.
+fn start_with<'a>(
     n: usize,
     extra: &[&str],
-    mut write: impl FnMut(&[u16]) -> String,
+    write: impl FnMut(&[u16]) -> String + 'a,
 ) -> (Balance, Vec<u16>, PathBuf) {
-    for _ in 0..5 {
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let dir = tmpdir("run");
-        let cfg = dir.join("balance.yaml");
-        let text = write(&ports);
-        std::fs::write(&cfg, &text).unwrap();
-        // Wait for the ports the file binds (listeners and metrics).
-        let bound: Vec<u16> = ports
-            .iter()
-            .copied()
-            .filter(|p| text.contains(&format!("127.0.0.1:{p}\"")))
-            .collect();
-        let log = cfg.with_extension("log");
-        let f = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(BIN)
-            .arg("-f")
-            .arg("--config")
-            .arg(&cfg)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        let mut ready = false;
-        while t.elapsed() < WAIT {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            // Ports accept as soon as they are bound (before the runtime and
-            // its signal handlers): wait for the log lines too.
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if bound.iter().all(|p| {
-                text.contains(&format!("bind=127.0.0.1:{p}"))
-                    && TcpStream::connect(("127.0.0.1", *p)).is_ok()
-            }) {
-                ready = true;
-                break;
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        if ready {
-            return (Balance { child, log }, ports, cfg);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(
-            text.contains("cannot listen"),
-            "balance did not start:\n{text}"
-        );
-    }
-    panic!("could not find free ports");
+    let bal = Balance::config(n, write).opts(extra).start();
+    let (ports, cfg) = (bal.ports().to_vec(), bal.config_path().to_path_buf());
+    (bal, ports, cfg)
 }
 
 // -------------------------------------------------------------------- tests
 
 #[test]
 fn two_listeners_from_one_file_serve_their_own_backends() {
-    let (a, b) = (backend("A"), backend("B"));
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let (_bal, ports, _) = start_with(2, &[], |p| {
         format!(
             "listeners:\n{}{}",
@@ -280,8 +87,12 @@ fn two_listeners_from_one_file_serve_their_own_backends() {
 
 #[test]
 fn sighup_adds_removes_and_changes_listeners_while_a_live_connection_keeps_echoing() {
-    let (a, b, c) = (backend("A"), backend("B"), backend("C"));
-    let (mut bal, ports, cfg) = start_with(3, &[], |p| {
+    let (a, b, c) = (
+        Backend::tagged("A"),
+        Backend::tagged("B"),
+        Backend::tagged("C"),
+    );
+    let (bal, ports, cfg) = start_with(3, &[], |p| {
         format!(
             "listeners:\n{}{}",
             listener_yaml("main", p[0], &[a.addr]),
@@ -303,17 +114,17 @@ fn sighup_adds_removes_and_changes_listeners_while_a_live_connection_keeps_echoi
         ),
     )
     .unwrap();
-    bal.signal("HUP");
-    bal.wait_for("new listener", || tag_via(ports[2]).as_deref() == Some("C"));
-    bal.wait_for("main on B", || tag_via(ports[0]).as_deref() == Some("B"));
-    bal.wait_for("old listener closed", || {
+    bal.signal(libc::SIGHUP);
+    bal.wait_running("new listener", || tag_via(ports[2]).as_deref() == Some("C"));
+    bal.wait_running("main on B", || tag_via(ports[0]).as_deref() == Some("B"));
+    bal.wait_running("old listener closed", || {
         TcpStream::connect(("127.0.0.1", ports[1])).is_err()
     });
     assert!(live.echo("after reload"), "live connection was cut");
     assert!(
-        bal.log().contains("1 added, 1 removed, 1 changed"),
+        bal.stderr().contains("1 added, 1 removed, 1 changed"),
         "{}",
-        bal.log()
+        bal.stderr()
     );
 
     // Same listener, a second channel added: the kept channel keeps serving
@@ -327,8 +138,8 @@ fn sighup_adds_removes_and_changes_listeners_while_a_live_connection_keeps_echoi
         ),
     )
     .unwrap();
-    bal.signal("HUP");
-    bal.wait_for("both channels used", || {
+    bal.signal(libc::SIGHUP);
+    bal.wait_running("both channels used", || {
         let tags: Vec<_> = (0..4).filter_map(|_| tag_via(ports[0])).collect();
         tags.iter().any(|t| t == "A") && tags.iter().any(|t| t == "B")
     });
@@ -337,8 +148,8 @@ fn sighup_adds_removes_and_changes_listeners_while_a_live_connection_keeps_echoi
 
 #[test]
 fn broken_file_on_sighup_is_rejected_and_the_old_config_keeps_serving() {
-    let a = backend("A");
-    let (mut bal, ports, cfg) = start_with(1, &[], |p| {
+    let a = Backend::tagged("A");
+    let (bal, ports, cfg) = start_with(1, &[], |p| {
         format!("listeners:\n{}", listener_yaml("main", p[0], &[a.addr]))
     });
     let (mut live, _) = Live::open(ports[0]);
@@ -350,38 +161,31 @@ fn broken_file_on_sighup_is_rejected_and_the_old_config_keeps_serving() {
         ),
     ] {
         std::fs::write(&cfg, broken).unwrap();
-        let before = bal.log().matches("reload rejected").count();
-        bal.signal("HUP");
-        bal.wait_for("reload rejected", || {
-            bal_log_count(&cfg, "reload rejected") > before
+        let before = bal.stderr().matches("reload rejected").count();
+        bal.signal(libc::SIGHUP);
+        bal.wait_running("reload rejected", || {
+            bal.stderr().matches("reload rejected").count() > before
         });
         assert_eq!(tag_via(ports[0]).as_deref(), Some("A"));
         assert!(live.echo("still here"));
     }
-    let log = bal.log();
+    let log = bal.stderr();
     assert!(log.contains("bogus_key"), "the error names the key:\n{log}");
-}
-
-fn bal_log_count(cfg: &Path, what: &str) -> usize {
-    std::fs::read_to_string(cfg.with_extension("log"))
-        .unwrap_or_default()
-        .matches(what)
-        .count()
 }
 
 #[test]
 fn sigterm_refuses_new_connections_lets_a_live_one_finish_then_exits_0() {
-    let a = backend("A");
-    let (mut bal, ports, _) = start_with(1, &[], |p| {
+    let a = Backend::tagged("A");
+    let (bal, ports, _) = start_with(1, &[], |p| {
         format!(
             "grace: 20s\nlisteners:\n{}",
             listener_yaml("main", p[0], &[a.addr])
         )
     });
     let (mut live, _) = Live::open(ports[0]);
-    bal.signal("TERM");
+    bal.signal(libc::SIGTERM);
     let t = Instant::now();
-    bal.wait_for("new connections refused", || {
+    bal.wait_running("new connections refused", || {
         TcpStream::connect(("127.0.0.1", ports[0])).is_err()
     });
     assert!(
@@ -391,35 +195,43 @@ fn sigterm_refuses_new_connections_lets_a_live_one_finish_then_exits_0() {
     );
     assert!(live.echo("during grace"), "live connection cut early");
     assert!(
-        bal.child.try_wait().unwrap().is_none(),
+        bal.try_exit().is_none(),
         "exited before the live connection ended"
     );
     drop(live);
     let t = Instant::now();
-    let st = bal.wait_exit(Duration::from_secs(10));
-    assert!(st.success(), "exit status {st}:\n{}", bal.log());
+    let st = bal
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("balance did not exit:\n{}", bal.stderr()));
+    assert!(st.success(), "exit status {st}:\n{}", bal.stderr());
     assert!(t.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
 fn sigterm_cuts_connections_left_after_the_grace_period() {
-    let a = backend("A");
-    let (mut bal, ports, _) = start_with(1, &[], |p| {
+    let a = Backend::tagged("A");
+    let (bal, ports, _) = start_with(1, &[], |p| {
         format!(
             "grace: 1s\nlisteners:\n{}",
             listener_yaml("main", p[0], &[a.addr])
         )
     });
     let (mut live, _) = Live::open(ports[0]);
-    bal.signal("TERM");
+    bal.signal(libc::SIGTERM);
     let t = Instant::now();
-    let st = bal.wait_exit(Duration::from_secs(10));
+    let st = bal
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("balance did not exit:\n{}", bal.stderr()));
     assert!(st.success(), "exit status {st}");
     assert!(
         (Duration::from_millis(900)..Duration::from_secs(4)).contains(&t.elapsed()),
         "did not wait for grace"
     );
-    assert!(bal.log().contains("cutting 1 connections"), "{}", bal.log());
+    assert!(
+        bal.stderr().contains("cutting 1 connections"),
+        "{}",
+        bal.stderr()
+    );
     assert!(!live.echo("after exit"));
 }
 
@@ -446,7 +258,7 @@ fn sample(text: &str, name: &str, labels: &str) -> f64 {
 
 #[test]
 fn metrics_are_scraped_and_counters_move_with_traffic() {
-    let a = backend("A");
+    let a = Backend::tagged("A");
     let (_bal, ports, _) = start_with(2, &[], |p| {
         format!(
             "metrics: \"127.0.0.1:{}\"\nlisteners:\n{}",
@@ -512,7 +324,7 @@ fn metrics_are_scraped_and_counters_move_with_traffic() {
 
 #[test]
 fn check_exits_0_on_a_good_file_64_on_a_bad_one_and_binds_nothing() {
-    let dir = tmpdir("check");
+    let dir = TempDir::new("check");
     // The listener's port is held by us: --check must not try to bind it.
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
@@ -573,17 +385,6 @@ fn check_exits_0_on_a_good_file_64_on_a_bad_one_and_binds_nothing() {
     drop(held);
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn passwd_ids(user: &str) -> Option<(String, String)> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
     text.lines().find_map(|l| {
@@ -602,7 +403,7 @@ fn user_option_drops_root_in_every_thread() {
         eprintln!("skipped: no user nobody");
         return;
     };
-    let a = backend("A");
+    let a = Backend::tagged("A");
     let (bal, ports, _) = start_with(1, &["--user", "nobody"], |p| {
         format!(
             "threads: 2\nlisteners:\n{}",
@@ -637,18 +438,22 @@ fn user_option_drops_root_in_every_thread() {
         n += 1;
     }
     assert!(n >= 2, "expected the runtime's threads, saw {n}");
-    assert!(bal.log().contains("dropped privileges"), "{}", bal.log());
+    assert!(
+        bal.stderr().contains("dropped privileges"),
+        "{}",
+        bal.stderr()
+    );
     // Root's client still finds the dropped instance's control socket (it
     // lives in a directory the dropped user owns, one level below).
-    let t = Instant::now();
-    let out = loop {
-        let out = control(ports[0], "show");
-        if out.status.success() || t.elapsed() > WAIT {
-            break out;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    assert!(out.status.success(), "{out:?}\n{}", bal.log());
+    let mut last = None;
+    let _ = wait_until("the control socket", WAIT, || {
+        let out = bal.ctl_out_on(ports[0], "show");
+        let ok = out.status.success();
+        last = Some(out);
+        ok
+    });
+    let out = last.expect("asked once");
+    assert!(out.status.success(), "{out:?}\n{}", bal.stderr());
     assert!(String::from_utf8_lossy(&out.stdout).contains("GRP Type"));
 }
 
@@ -658,13 +463,17 @@ fn unknown_user_is_a_startup_error() {
         eprintln!("skipped: not root");
         return;
     }
-    let dir = tmpdir("user");
+    let dir = TempDir::new("user");
     let cfg = dir.join("b.yaml");
     std::fs::write(
         &cfg,
         format!(
             "listeners:\n{}",
-            listener_yaml("m", free_port(), &["127.0.0.1:9".parse().unwrap()])
+            listener_yaml(
+                "m",
+                free_port(LOCALHOST_V4),
+                &["127.0.0.1:9".parse().unwrap()]
+            )
         ),
     )
     .unwrap();
@@ -696,49 +505,50 @@ fn backend_name_is_re_resolved_and_an_unresolvable_one_comes_up_later() {
     }
     // Two backends on the same port, on 127.0.0.1 and 127.0.0.2.
     let (b1, b2) = loop {
-        let b1 = backend("ONE");
-        if let Ok(b2) = backend_on(&format!("127.0.0.2:{}", b1.addr.port()), "TWO") {
+        let b1 = Backend::tagged("ONE");
+        if let Ok(b2) = Backend::tagged_at(("127.0.0.2", b1.addr.port()), "TWO") {
             break (b1, b2);
         }
     };
     let port = b1.addr.port();
     assert_eq!(b2.addr.port(), port);
-    let dir = tmpdir("dns");
+    let dir = TempDir::new("dns");
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
-    let lport = free_port();
-    let cfg = dir.join("b.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "resolve_interval: 1s\nlisteners:\n  - name: m\n    bind: \"127.0.0.1:{lport}\"\n    groups:\n      - channels: [\"backend.test:{port}\"]\n"
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c"]).arg(format!(
-        "mount --bind '{}' /etc/hosts && exec '{BIN}' \"$@\"",
+    let mount = format!(
+        "mount --bind '{}' /etc/hosts && exec \"$@\"",
         hosts.display()
-    ));
-    cmd.arg("balance");
-    let mut bal = Balance::start_cmd(cmd, &cfg, &[], &[lport]);
+    );
+    let bal = Balance::config(1, |p| {
+        format!(
+            "resolve_interval: 1s\nlisteners:\n  - name: m\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"backend.test:{port}\"]\n",
+            p[0]
+        )
+    })
+    .wrapper(&["unshare", "-m", "sh", "-c", &mount, "sh"])
+    .start();
+    let lport = bal.port();
     // Not resolvable: the listener runs, the channel is down.
     assert_eq!(tag_via(lport), None);
     std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 backend.test\n").unwrap();
-    bal.wait_for("name resolves", || tag_via(lport).as_deref() == Some("ONE"));
+    bal.wait_running("name resolves", || tag_via(lport).as_deref() == Some("ONE"));
     std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.2 backend.test\n").unwrap();
-    bal.wait_for("address change", || {
+    bal.wait_running("address change", || {
         tag_via(lport).as_deref() == Some("TWO")
     });
-    assert!(bal.log().contains("addresses changed"), "{}", bal.log());
+    assert!(
+        bal.stderr().contains("addresses changed"),
+        "{}",
+        bal.stderr()
+    );
 }
 
 #[test]
 fn reload_that_cannot_bind_a_new_listener_is_rejected_as_a_whole() {
-    let (a, b) = (backend("A"), backend("B"));
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let held_port = held.local_addr().unwrap().port();
-    let (mut bal, ports, cfg) = start_with(1, &[], |p| {
+    let (bal, ports, cfg) = start_with(1, &[], |p| {
         format!("listeners:\n{}", listener_yaml("main", p[0], &[a.addr]))
     });
     std::fs::write(
@@ -750,11 +560,11 @@ fn reload_that_cannot_bind_a_new_listener_is_rejected_as_a_whole() {
         ),
     )
     .unwrap();
-    bal.signal("HUP");
-    bal.wait_for("reload rejected", || {
-        bal_log_count(&cfg, "reload rejected") > 0
+    bal.signal(libc::SIGHUP);
+    bal.wait_running("reload rejected", || {
+        bal.stderr().matches("reload rejected").count() > 0
     });
-    assert!(bal.log().contains("cannot listen"), "{}", bal.log());
+    assert!(bal.stderr().contains("cannot listen"), "{}", bal.stderr());
     for _ in 0..3 {
         assert_eq!(tag_via(ports[0]).as_deref(), Some("A"), "main was changed");
     }
@@ -763,8 +573,8 @@ fn reload_that_cannot_bind_a_new_listener_is_rejected_as_a_whole() {
 
 #[test]
 fn reload_keeps_counters_of_channels_that_stay() {
-    let (a, b) = (backend("A"), backend("B"));
-    let (mut bal, ports, cfg) = start_with(2, &[], |p| {
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let (bal, ports, cfg) = start_with(2, &[], |p| {
         format!(
             "metrics: \"127.0.0.1:{}\"\nlisteners:\n{}",
             p[1],
@@ -788,8 +598,8 @@ fn reload_keeps_counters_of_channels_that_stay() {
         ),
     )
     .unwrap();
-    bal.signal("HUP");
-    bal.wait_for("reloaded", || bal_log_count(&cfg, "1 changed") > 0);
+    bal.signal(libc::SIGHUP);
+    bal.wait_running("reloaded", || bal.stderr().matches("1 changed").count() > 0);
     let text = scrape(ports[1]);
     assert!(sample(&text, "balance_channel_connections_total", &ch) >= before);
     assert!(sample(&text, "balance_listener_accepted_total", "listener=\"web\"") >= 3.0);
@@ -802,8 +612,8 @@ fn reload_keeps_counters_of_channels_that_stay() {
 
 #[test]
 fn command_line_mode_serves_metrics_and_ignores_sighup() {
-    let a = backend("A");
-    let (mut bal, lp, mp) = start_cli_with_metrics(&[&a.addr.to_string()]);
+    let a = Backend::tagged("A");
+    let (bal, lp, mp) = start_cli_with_metrics(&[&a.addr.to_string()]);
     assert_eq!(tag_via(lp).as_deref(), Some("A"));
     let text = scrape(mp);
     let ch = format!(
@@ -811,79 +621,26 @@ fn command_line_mode_serves_metrics_and_ignores_sighup() {
         a.addr
     );
     assert!(sample(&text, "balance_channel_connections_total", &ch) >= 1.0);
-    bal.signal("HUP");
-    let log = bal.log.clone();
-    bal.wait_for("SIGHUP logged", || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("SIGHUP ignored"))
-    });
+    bal.signal(libc::SIGHUP);
+    bal.wait_running("SIGHUP logged", || bal.has("SIGHUP ignored"));
     assert_eq!(tag_via(lp).as_deref(), Some("A"));
 }
 
 /// Start `balance -f --metrics M -b 127.0.0.1 L <args>` on free ports;
-/// returns it with L and M once the metrics port is bound.
+/// returns it with L and M once both are bound.
 fn start_cli_with_metrics(args: &[&str]) -> (Balance, u16, u16) {
-    for _ in 0..5 {
-        let (lp, mp) = (free_port(), free_port());
-        let dir = tmpdir("cli");
-        let log = dir.join("b.log");
-        let child = Command::new(BIN)
-            .args(["-f", "--metrics", &format!("127.0.0.1:{mp}")])
-            .args(["-b", "127.0.0.1", &lp.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut bal = Balance { child, log };
-        let t = Instant::now();
-        let logp = bal.log.clone();
-        let ready = || {
-            std::fs::read_to_string(&logp)
-                .is_ok_and(|t| t.contains(&format!("bind=127.0.0.1:{mp}")))
-        };
-        while t.elapsed() < WAIT && !ready() {
-            if let Ok(Some(_)) = bal.child.try_wait() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        if bal.child.try_wait().unwrap().is_some() {
-            continue; // a port was taken meanwhile
-        }
-        return (bal, lp, mp);
-    }
-    panic!("could not find free ports");
-}
-
-/// A tagged backend whose listener closes (the port refuses) when the
-/// returned flag is set.
-fn stoppable_backend(
-    tag: &'static str,
-) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.set_nonblocking(true).unwrap();
-    let addr = l.local_addr().unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = std::sync::Arc::clone(&stop);
-    thread::spawn(move || {
-        while !flag.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    let _ = writeln!(s, "{tag}");
-                }
-                Err(_) => thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-    (addr, stop)
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let bal = Balance::cli(&args).metrics().start();
+    let (lp, mp) = (bal.port(), bal.metrics_port());
+    (bal, lp, mp)
 }
 
 #[test]
 fn metrics_count_checks_and_failover_and_failback_events() {
-    let (a_addr, stop_a) = stoppable_backend("A");
-    let b = backend("B");
-    let (mut bal, lp, mp) = start_cli_with_metrics(&[
+    let a = Backend::tagged("A");
+    let a_addr = a.addr;
+    let b = Backend::tagged("B");
+    let (bal, lp, mp) = start_cli_with_metrics(&[
         "-m",
         "connect:interval=100ms:rise=1:fall=1",
         &a_addr.to_string(),
@@ -892,11 +649,11 @@ fn metrics_count_checks_and_failover_and_failback_events() {
     ]);
     assert_eq!(tag_via(lp).as_deref(), Some("A"));
     // Primary gone: the monitor takes it down, traffic fails over.
-    stop_a.store(true, Ordering::Relaxed);
+    a.stop();
     let label = |g: u8, addr: SocketAddr| {
         format!("listener=\"balance:{lp}\",group=\"{g}\",channel=\"{addr}\"")
     };
-    bal.wait_for("primary down", || {
+    bal.wait_running("primary down", || {
         sample(
             &scrape(mp),
             "balance_channel_checks_failed_total",
@@ -905,8 +662,8 @@ fn metrics_count_checks_and_failover_and_failback_events() {
             && tag_via(lp).as_deref() == Some("B")
     });
     // The primary returns on the same address: traffic fails back.
-    let _a2 = backend_on(&a_addr.to_string(), "A").unwrap();
-    bal.wait_for("failback", || tag_via(lp).as_deref() == Some("A"));
+    let _a2 = Backend::tagged_at(a_addr, "A").unwrap();
+    bal.wait_running("failback", || tag_via(lp).as_deref() == Some("A"));
     let text = scrape(mp);
     let l = format!("listener=\"balance:{lp}\"");
     assert!(
@@ -934,79 +691,44 @@ fn metrics_count_checks_and_failover_and_failback_events() {
 
 #[test]
 fn daemon_with_relative_config_path_writes_pidfile_and_reloads() {
-    let (a, b) = (backend("A"), backend("B"));
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     for _ in 0..5 {
-        let port = free_port();
-        let dir = tmpdir("daemon");
+        let port = free_port(LOCALHOST_V4);
+        let dir = TempDir::new("daemon");
         let yaml = |ch: SocketAddr| format!("listeners:\n{}", listener_yaml("d", port, &[ch]));
         std::fs::write(dir.join("d.yaml"), yaml(a.addr)).unwrap();
-        let st = Command::new(BIN)
-            .current_dir(&dir)
-            .args([
-                "--config",
-                "d.yaml",
-                "--pidfile",
-                "d.pid",
-                "--log-file",
-                "d.log",
-            ])
-            .stdin(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "the parent exits 0 after forking");
+        let mut parent = Command::new(BIN);
+        parent.current_dir(dir.path()).args([
+            "--config",
+            "d.yaml",
+            "--pidfile",
+            "d.pid",
+            "--log-file",
+            "d.log",
+        ]);
+        let (code, err) = run_cmd_to_exit(parent, WAIT);
+        assert_eq!(code, Some(0), "the parent exits 0 after forking: {err}");
         let pidfile = dir.join("d.pid");
-        let t = Instant::now();
-        let pid = loop {
-            if let Some(p) = std::fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-            {
-                break p;
-            }
-            assert!(t.elapsed() < WAIT, "no pidfile");
-            thread::sleep(Duration::from_millis(25));
-        };
-        // Kill the daemon if an assertion below fails.
-        struct Reaper(i32);
-        impl Drop for Reaper {
-            fn drop(&mut self) {
-                if Path::new(&format!("/proc/{}", self.0)).exists() {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &self.0.to_string()])
-                        .status();
-                }
-            }
-        }
-        let _reaper = Reaper(pid);
-        let kill = |sig: &str| {
-            let _ = Command::new("kill")
-                .args([&format!("-{sig}"), &pid.to_string()])
-                .status();
-        };
-        let alive = || Path::new(&format!("/proc/{pid}")).exists();
-        let t = Instant::now();
-        while t.elapsed() < WAIT && alive() && tag_via(port).is_none() {
-            thread::sleep(Duration::from_millis(25));
-        }
-        if !alive() {
+        // Killed on drop if an assertion below fails.
+        let daemon = Daemon::from_pidfile(&pidfile, WAIT);
+        let _ = wait_until("the daemon to serve", WAIT, || {
+            !daemon.alive() || tag_via(port).is_some()
+        });
+        if !daemon.alive() {
             continue; // port taken meanwhile
         }
         assert_eq!(tag_via(port).as_deref(), Some("A"));
         std::fs::write(dir.join("d.yaml"), yaml(b.addr)).unwrap();
-        kill("HUP");
-        let t = Instant::now();
-        while t.elapsed() < WAIT && tag_via(port).as_deref() != Some("B") {
-            thread::sleep(Duration::from_millis(25));
-        }
+        daemon.signal(libc::SIGHUP);
+        let _ = wait_until("the reload", WAIT, || tag_via(port).as_deref() == Some("B"));
         let log = std::fs::read_to_string(dir.join("d.log")).unwrap_or_default();
         assert_eq!(tag_via(port).as_deref(), Some("B"), "not reloaded:\n{log}");
-        kill("TERM");
-        let t = Instant::now();
-        while t.elapsed() < WAIT && (alive() || pidfile.exists()) {
-            thread::sleep(Duration::from_millis(25));
-        }
+        daemon.signal(libc::SIGTERM);
+        let _ = wait_until("the daemon to exit", WAIT, || {
+            !daemon.alive() && !pidfile.exists()
+        });
         assert!(!pidfile.exists(), "pidfile left behind");
-        assert!(!alive(), "daemon did not exit on SIGTERM");
+        assert!(!daemon.alive(), "daemon did not exit on SIGTERM");
         return;
     }
     panic!("could not find a free port");
@@ -1015,7 +737,7 @@ fn daemon_with_relative_config_path_writes_pidfile_and_reloads() {
 /// T41: every garbage file exits 64 fast, in little memory, with one line.
 #[test]
 fn garbage_config_files_exit_64_fast_in_little_memory() {
-    let dir = tmpdir("garbage");
+    let dir = TempDir::new("garbage");
     let ok_listener = |port: &str, ch: &str| {
         format!(
             "listeners:\n  - name: a\n    bind: \"127.0.0.1:{port}\"\n    groups:\n      - channels: [\"{ch}\"]\n"
@@ -1115,8 +837,8 @@ fn check_rejected(f: &Path, prlimit: bool, name: &str) {
 /// no connection.
 #[test]
 fn reloads_under_connection_load_lose_no_connection() {
-    let (a, b) = (backend("A"), backend("B"));
-    let (mut bal, ports, cfg) = start_with(1, &[], |p| {
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let (bal, ports, cfg) = start_with(1, &[], |p| {
         format!("listeners:\n{}", listener_yaml("main", p[0], &[a.addr]))
     });
     let port = ports[0];
@@ -1152,8 +874,8 @@ fn reloads_under_connection_load_lose_no_connection() {
             ),
         )
         .unwrap();
-        bal.signal("HUP");
-        bal.wait_for("reload", || bal_log_count(&cfg, "reload: ") > i);
+        bal.signal(libc::SIGHUP);
+        bal.wait_running("reload", || bal.stderr().matches("reload: ").count() > i);
         thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);
@@ -1165,7 +887,12 @@ fn reloads_under_connection_load_lose_no_connection() {
     }
     assert!(ok > 50, "too little traffic to tell: {ok}");
     assert_eq!(failed, 0, "{failed} of {} connections failed", ok + failed);
-    assert_eq!(bal_log_count(&cfg, "1 changed"), 6, "{}", bal.log());
+    assert_eq!(
+        bal.stderr().matches("1 changed").count(),
+        6,
+        "{}",
+        bal.stderr()
+    );
 }
 
 #[test]
@@ -1192,8 +919,8 @@ fn per_listener_command_line_options_are_refused_with_config() {
 
 #[test]
 fn grace_changed_by_reload_applies_at_shutdown() {
-    let a = backend("A");
-    let (mut bal, ports, cfg) = start_with(1, &[], |p| {
+    let a = Backend::tagged("A");
+    let (bal, ports, cfg) = start_with(1, &[], |p| {
         format!(
             "grace: 60s\nlisteners:\n{}",
             listener_yaml("main", p[0], &[a.addr])
@@ -1207,13 +934,19 @@ fn grace_changed_by_reload_applies_at_shutdown() {
         ),
     )
     .unwrap();
-    bal.signal("HUP");
-    bal.wait_for("reload", || bal_log_count(&cfg, "reload: ") > 0);
-    assert!(!bal.log().contains("after a restart"), "{}", bal.log());
+    bal.signal(libc::SIGHUP);
+    bal.wait_running("reload", || bal.stderr().matches("reload: ").count() > 0);
+    assert!(
+        !bal.stderr().contains("after a restart"),
+        "{}",
+        bal.stderr()
+    );
     let (_live, _) = Live::open(ports[0]);
-    bal.signal("TERM");
+    bal.signal(libc::SIGTERM);
     let t = Instant::now();
-    let st = bal.wait_exit(Duration::from_secs(15));
+    let st = bal
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("balance did not exit:\n{}", bal.stderr()));
     assert!(st.success());
     assert!(
         t.elapsed() < Duration::from_secs(10),
@@ -1222,18 +955,10 @@ fn grace_changed_by_reload_applies_at_shutdown() {
     );
 }
 
-fn control(port: u16, cmd: &str) -> std::process::Output {
-    Command::new(BIN)
-        .args(["-b", "127.0.0.1", "-c", cmd, &port.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn control_reload_applies_a_good_file_and_rejects_a_broken_one() {
-    let (a, b) = (backend("A"), backend("B"));
-    let (_bal, ports, cfg) = start_with(1, &[], |p| {
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let (bal, ports, cfg) = start_with(1, &[], |p| {
         format!("listeners:\n{}", listener_yaml("main", p[0], &[a.addr]))
     });
     let p = ports[0];
@@ -1246,7 +971,7 @@ fn control_reload_applies_a_good_file_and_rejects_a_broken_one() {
         ),
     )
     .unwrap();
-    let out = control(p, "reload");
+    let out = bal.ctl_out_on(p, "reload");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "reload failed: {out:?}");
     assert!(stdout.contains("1 changed"), "{stdout}");
@@ -1257,14 +982,14 @@ fn control_reload_applies_a_good_file_and_rejects_a_broken_one() {
     std::fs::write(&cfg, "listeners: [ {\n").unwrap();
     // The control socket of the changed listener is re-created by the
     // reload; poll until it answers again.
-    let t = Instant::now();
-    let out = loop {
-        let out = control(p, "reload");
-        if out.status.code() == Some(1) || t.elapsed() > WAIT {
-            break out;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
+    let mut last = None;
+    let _ = wait_until("the rejected reload", WAIT, || {
+        let out = bal.ctl_out_on(p, "reload");
+        let rejected = out.status.code() == Some(1);
+        last = Some(out);
+        rejected
+    });
+    let out = last.expect("asked once");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(

@@ -1,249 +1,49 @@
 //! Runtime control over the real socket with the real client binary:
 //! `balance -f ... --control PATH` driven by `balance -c` / `balance -i`.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_balance");
+use common::*;
 
-/// A scratch directory removed on drop.
-struct Tmp(PathBuf);
-
-impl Tmp {
-    fn new(name: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("balance-ctl-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
+/// `balance -f -b 127.0.0.1 PORT ARGS EXTRA --control SOCK` (or, with
+/// `sock` None, the default socket) with `BALANCE_RUNDIR=TMP/run`; ready
+/// once the control socket answers.
+fn launch<'a>(tmp: &TempDir, args: &[String], extra: &[&str], sock: Option<PathBuf>) -> Launch<'a> {
+    let l = Balance::cli(args).opts(extra).run_dir(&tmp.join("run"));
+    match sock {
+        Some(s) => l.control(&s),
+        None => l,
     }
 }
 
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn start(tmp: &TempDir, args: &[String], extra: &[&str], sock: Option<PathBuf>) -> Balance {
+    launch(tmp, args, extra, sock).start()
 }
 
-/// A tagged echo backend: writes its tag and a newline, then echoes.
-struct Backend {
-    port: u16,
+/// Connect, read the backend's tag; the connection stays open.
+fn open(b: &Balance) -> (String, TcpStream) {
+    tag_of_new_client(b.addr).unwrap()
 }
 
-fn backend(tag: &str) -> Backend {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let tag = tag.to_string();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let tag = tag.clone();
-            std::thread::spawn(move || {
-                let _ = writeln!(s, "{tag}");
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    Backend { port }
+fn tag(b: &Balance) -> String {
+    open(b).0
 }
 
-fn poll(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A running balance with its control socket.
-struct Instance {
-    child: Child,
-    port: u16,
-    sock: PathBuf,
-    log: PathBuf,
-    env: Vec<(String, PathBuf)>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Instance {
-    /// `balance -f -b 127.0.0.1 PORT args... --control sock` (or, with
-    /// `sock` None, the default path under `BALANCE_RUNDIR=tmp/run`).
-    fn start(tmp: &Tmp, args: &[String], extra: &[&str], sock: Option<PathBuf>) -> Instance {
-        Instance::start_on(None, tmp, args, extra, sock)
-    }
-
-    /// As [`Instance::start`], on `port` if given (a restart).
-    fn start_on(
-        port: Option<u16>,
-        tmp: &Tmp,
-        args: &[String],
-        extra: &[&str],
-        sock: Option<PathBuf>,
-    ) -> Instance {
-        for _ in 0..5 {
-            let port = port.unwrap_or_else(free_port);
-            if let Some(i) = Instance::try_start(tmp, port, args, extra, sock.clone()) {
-                return i;
-            }
-        }
-        panic!("could not start balance");
-    }
-
-    fn try_start(
-        tmp: &Tmp,
-        port: u16,
-        args: &[String],
-        extra: &[&str],
-        sock: Option<PathBuf>,
-    ) -> Option<Instance> {
-        let log = tmp.path(&format!("log-{port}"));
-        let env = vec![("BALANCE_RUNDIR".to_string(), tmp.path("run"))];
-        let sock_path = sock
-            .clone()
-            .unwrap_or_else(|| tmp.path("run").join(format!("127.0.0.1:{port}.sock")));
-        let mut cmd = Command::new(BIN);
-        cmd.args(["-f", "-b", "127.0.0.1", &port.to_string()])
-            .args(args)
-            .args(extra)
-            .envs(env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(s) = &sock {
-            cmd.arg("--control").arg(s);
-        }
-        let child = cmd.spawn().unwrap();
-        let mut i = Instance {
-            child,
-            port,
-            sock: sock_path,
-            log,
-            env,
-        };
-        let t0 = Instant::now();
-        loop {
-            if let Ok(Some(_)) = i.child.try_wait() {
-                if i.log_text().contains("cannot listen") {
-                    return None;
-                }
-                panic!("balance exited: {}", i.log_text());
-            }
-            // The TCP port is bound before the control socket exists, so
-            // an answering control socket means the instance is ready.
-            if i.sock.exists() && i.ctl_out("version").status.success() {
-                return Some(i);
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "balance not ready: {}",
-                i.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `balance -b 127.0.0.1 -c CMD --control SOCK PORT`.
-    fn ctl_out(&self, cmd: &str) -> Output {
-        Command::new(BIN)
-            .args(["-b", "127.0.0.1", "-c", cmd, "--control"])
-            .arg(&self.sock)
-            .arg(self.port.to_string())
-            .output()
-            .unwrap()
-    }
-
-    /// Run a command that must succeed; its stdout.
-    fn ctl(&self, cmd: &str) -> String {
-        let o = self.ctl_out(cmd);
-        assert!(
-            o.status.success(),
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ctl("show json")).unwrap()
-    }
-
-    /// Connect, read the backend's tag; the connection stays open.
-    fn open(&self) -> (String, TcpStream) {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let mut tag = String::new();
-        r.read_line(&mut tag).unwrap();
-        (tag.trim().to_string(), s)
-    }
-
-    fn tag(&self) -> String {
-        self.open().0
-    }
-
-    /// Tags of `n` sequential connections.
-    fn tags(&self, n: usize) -> Vec<String> {
-        (0..n).map(|_| self.tag()).collect()
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if t0.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Our uid, from the owner of a file we create.
-fn uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    let p = std::env::temp_dir().join(format!("balance-ctl-uid-{}", std::process::id()));
-    std::fs::write(&p, b"").unwrap();
-    let u = std::fs::metadata(&p).unwrap().uid();
-    let _ = std::fs::remove_file(&p);
-    u
+/// Tags of `n` sequential connections.
+fn tags_of(b: &Balance, n: usize) -> Vec<String> {
+    (0..n).map(|_| tag(b)).collect()
 }
 
 fn chans(backends: &[&Backend]) -> Vec<String> {
-    backends
-        .iter()
-        .map(|b| format!("127.0.0.1:{}", b.port))
-        .collect()
+    backends.iter().map(|b| b.channel()).collect()
 }
 
 fn count(tags: &[String], t: &str) -> usize {
@@ -261,9 +61,9 @@ fn row(show: &str, g: usize, i: usize) -> Vec<String> {
 
 #[test]
 fn show_counts_connections_and_bytes_after_traffic() {
-    let tmp = Tmp::new("show");
-    let a = backend("A");
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
+    let tmp = TempDir::new("show");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
     let before = inst.ctl("show");
     assert!(
         before.starts_with(
@@ -279,7 +79,7 @@ fn show_counts_connections_and_bytes_after_traffic() {
             "0",
             "ENA",
             "127.0.0.1",
-            &a.port.to_string(),
+            &a.port().to_string(),
             "0",
             "0",
             "0",
@@ -288,7 +88,7 @@ fn show_counts_connections_and_bytes_after_traffic() {
         ]
     );
 
-    let (_, mut s) = inst.open();
+    let (_, mut s) = open(&inst);
     s.write_all(b"hello\n").unwrap();
     let mut echo = [0u8; 6];
     s.read_exact(&mut echo).unwrap();
@@ -299,29 +99,30 @@ fn show_counts_connections_and_bytes_after_traffic() {
         "c and totalc with one live connection"
     );
     drop(s);
-    poll("counters after close", Duration::from_secs(5), || {
+    wait_until("counters after close", Duration::from_secs(5), || {
         let r = row(&inst.ctl("show"), 0, 0);
         r[6] == "0" && r[9] == "6" && r[10] == "8"
-    });
+    })
+    .unwrap();
 }
 
 #[test]
 fn disable_and_drain_stop_new_traffic_while_live_connections_continue_and_enable_resumes_round_robin()
  {
-    let tmp = Tmp::new("disable");
-    let (a, b) = (backend("A"), backend("B"));
-    let inst = Instance::start(&tmp, &chans(&[&a, &b]), &[], Some(tmp.path("c.sock")));
+    let tmp = TempDir::new("disable");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let inst = start(&tmp, &chans(&[&a, &b]), &[], Some(tmp.join("c.sock")));
     for (cmd, shown) in [("disable 0", "DIS"), ("drain 0", "drn")] {
         // A live connection on channel 0.
-        let (mut tag, mut live) = inst.open();
+        let (mut tag, mut live) = open(&inst);
         if tag != "A" {
-            (tag, live) = inst.open();
+            (tag, live) = open(&inst);
         }
         assert_eq!(tag, "A");
         let out = inst.ctl(cmd);
         assert!(out.starts_with("channel 0 "), "{out}");
         assert_eq!(row(&inst.ctl("show"), 0, 0)[3], shown);
-        let tags = inst.tags(10);
+        let tags = tags_of(&inst, 10);
         assert_eq!(count(&tags, "B"), 10, "{cmd}: {tags:?}");
         // The live connection on A still works.
         live.write_all(b"ping\n").unwrap();
@@ -329,12 +130,12 @@ fn disable_and_drain_stop_new_traffic_while_live_connections_continue_and_enable
         live.read_exact(&mut echo).unwrap();
         assert_eq!(&echo, b"ping\n");
         assert!(
-            inst.log_text().contains(&format!("uid={}", uid())),
+            inst.stderr().contains(&format!("uid={}", uid())),
             "changes are logged with the peer uid: {}",
-            inst.log_text()
+            inst.stderr()
         );
         assert_eq!(inst.ctl("enable 0"), "channel 0 enabled\n");
-        let tags = inst.tags(10);
+        let tags = tags_of(&inst, 10);
         assert_eq!(
             (count(&tags, "A"), count(&tags, "B")),
             (5, 5),
@@ -346,20 +147,20 @@ fn disable_and_drain_stop_new_traffic_while_live_connections_continue_and_enable
 
 #[test]
 fn create_adds_a_channel_that_takes_its_share_at_once() {
-    let tmp = Tmp::new("create");
-    let (a, b) = (backend("A"), backend("B"));
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
-    assert_eq!(count(&inst.tags(4), "A"), 4);
+    let tmp = TempDir::new("create");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    assert_eq!(count(&tags_of(&inst, 4), "A"), 4);
     assert_eq!(
-        inst.ctl(&format!("create 127.0.0.1 {}", b.port)),
+        inst.ctl(&format!("create 127.0.0.1 {}", b.port())),
         "channel created\n"
     );
     let r = row(&inst.ctl("show"), 0, 1);
     assert_eq!(
         (r[3].as_str(), r[5].as_str()),
-        ("ENA", b.port.to_string().as_str())
+        ("ENA", b.port().to_string().as_str())
     );
-    let tags = inst.tags(10);
+    let tags = tags_of(&inst, 10);
     assert_eq!((count(&tags, "A"), count(&tags, "B")), (5, 5), "{tags:?}");
     // A bad address creates nothing.
     let o = inst.ctl_out("create no-such-host.invalid 80");
@@ -369,71 +170,71 @@ fn create_adds_a_channel_that_takes_its_share_at_once() {
 
 #[test]
 fn assign_needs_a_hard_disabled_channel_and_moves_its_traffic() {
-    let tmp = Tmp::new("assign");
-    let (a, b) = (backend("A"), backend("B"));
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
-    let o = inst.ctl_out(&format!("assign 0 127.0.0.1 {}", b.port));
+    let tmp = TempDir::new("assign");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let o = inst.ctl_out(&format!("assign 0 127.0.0.1 {}", b.port()));
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "balance: channel 0 must be disabled to assign new address\n"
     );
-    assert_eq!(inst.tag(), "A");
+    assert_eq!(tag(&inst), "A");
     inst.ctl("disable 0");
     assert_eq!(
-        inst.ctl(&format!("assign 0 127.0.0.1 {}", b.port)),
+        inst.ctl(&format!("assign 0 127.0.0.1 {}", b.port())),
         "channel reassigned\n"
     );
     inst.ctl("enable 0");
-    assert_eq!(count(&inst.tags(4), "B"), 4);
-    assert_eq!(row(&inst.ctl("show"), 0, 0)[5], b.port.to_string());
+    assert_eq!(count(&tags_of(&inst, 4), "B"), 4);
+    assert_eq!(row(&inst.ctl("show"), 0, 0)[5], b.port().to_string());
 }
 
 #[test]
 fn maxc_sends_overflow_to_the_next_channel() {
-    let tmp = Tmp::new("maxc");
-    let (a, b) = (backend("A"), backend("B"));
-    let inst = Instance::start(&tmp, &chans(&[&a, &b]), &[], Some(tmp.path("c.sock")));
+    let tmp = TempDir::new("maxc");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let inst = start(&tmp, &chans(&[&a, &b]), &[], Some(tmp.join("c.sock")));
     assert_eq!(inst.ctl("maxc 0 1"), "maxc of channel 0 changed to 1\n");
     assert_eq!(row(&inst.ctl("show"), 0, 0)[8], "1");
     let mut held = Vec::new();
     let mut tags = Vec::new();
     for _ in 0..6 {
-        let (t, s) = inst.open();
+        let (t, s) = open(&inst);
         tags.push(t);
         held.push(s);
     }
     assert_eq!(count(&tags, "A"), 1, "{tags:?}");
     inst.ctl("maxc 0 0");
-    let (t, _s) = inst.open();
-    let (t2, _s2) = inst.open();
+    let (t, _s) = open(&inst);
+    let (t2, _s2) = open(&inst);
     assert!(t == "A" || t2 == "A", "unlimited again: {t} {t2}");
 }
 
 #[test]
 fn hash_and_rr_switch_the_group_policy() {
-    let tmp = Tmp::new("hash");
-    let (a, b) = (backend("A"), backend("B"));
-    let inst = Instance::start(&tmp, &chans(&[&a, &b]), &[], Some(tmp.path("c.sock")));
+    let tmp = TempDir::new("hash");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let inst = start(&tmp, &chans(&[&a, &b]), &[], Some(tmp.join("c.sock")));
     assert_eq!(inst.ctl("hash"), "group 0 set to hash\n");
     assert_eq!(row(&inst.ctl("show"), 0, 0)[1], "Hash");
-    let tags = inst.tags(8);
+    let tags = tags_of(&inst, 8);
     assert!(
         tags.iter().all(|t| *t == tags[0]),
         "one client address, one channel: {tags:?}"
     );
     assert_eq!(inst.ctl("rr"), "group 0 set to round robin\n");
-    let tags = inst.tags(8);
+    let tags = tags_of(&inst, 8);
     assert_eq!((count(&tags, "A"), count(&tags, "B")), (4, 4), "{tags:?}");
 }
 
 #[test]
 fn weights_three_to_one_split_a_hundred_connections_three_to_one() {
-    let tmp = Tmp::new("weight");
-    let (a, b) = (backend("A"), backend("B"));
-    let inst = Instance::start(&tmp, &chans(&[&a, &b]), &[], Some(tmp.path("c.sock")));
+    let tmp = TempDir::new("weight");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let inst = start(&tmp, &chans(&[&a, &b]), &[], Some(tmp.join("c.sock")));
     assert_eq!(inst.ctl("weight 0 3"), "weight of channel 0 changed to 3\n");
-    let tags = inst.tags(100);
+    let tags = tags_of(&inst, 100);
     let na = count(&tags, "A");
     assert!((70..=80).contains(&na), "A got {na} of 100");
     assert_eq!(na + count(&tags, "B"), 100);
@@ -442,17 +243,18 @@ fn weights_three_to_one_split_a_hundred_connections_three_to_one() {
 
 #[test]
 fn mrtg_commands_print_two_counters_uptime_and_a_name() {
-    let tmp = Tmp::new("mrtg");
-    let a = backend("A");
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
-    let (_, mut s) = inst.open();
+    let tmp = TempDir::new("mrtg");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let (_, mut s) = open(&inst);
     s.write_all(b"abc\n").unwrap();
     let mut e = [0u8; 4];
     s.read_exact(&mut e).unwrap();
     drop(s);
-    poll("bytes counted", Duration::from_secs(5), || {
+    wait_until("bytes counted", Duration::from_secs(5), || {
         inst.ctl("mrtg-bytes 0 0").starts_with("6\n4\n")
-    });
+    })
+    .unwrap();
     let out = inst.ctl("mrtg-bytes 0 0");
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(l.len(), 4, "{out}");
@@ -470,13 +272,13 @@ fn mrtg_commands_print_two_counters_uptime_and_a_name() {
 
 #[test]
 fn show_json_parses_and_carries_every_field() {
-    let tmp = Tmp::new("json");
-    let (a, b) = (backend("A"), backend("B"));
+    let tmp = TempDir::new("json");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let mut args = chans(&[&a]);
     args.push("!".into());
     args.extend(chans(&[&b]));
-    let inst = Instance::start(&tmp, &args, &[], Some(tmp.path("c.sock")));
-    inst.tag();
+    let inst = start(&tmp, &args, &[], Some(tmp.join("c.sock")));
+    tag(&inst);
     inst.ctl("disable 1:0");
     let j = inst.json();
     let chs = j["channels"].as_array().unwrap();
@@ -525,9 +327,9 @@ fn show_json_parses_and_carries_every_field() {
 
 #[test]
 fn bad_commands_print_one_error_line_exit_1_and_change_nothing() {
-    let tmp = Tmp::new("bad");
-    let a = backend("A");
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
+    let tmp = TempDir::new("bad");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
     let before = inst.json();
     for bad in [
         "frobnicate",
@@ -555,7 +357,7 @@ fn bad_commands_print_one_error_line_exit_1_and_change_nothing() {
         assert_eq!(err.lines().count(), 1, "{bad}: {err}");
     }
     assert_eq!(inst.json()["channels"], before["channels"]);
-    assert_eq!(inst.tag(), "A");
+    assert_eq!(tag(&inst), "A");
 }
 
 /// Read one answer (lines up to the marker) from a raw session.
@@ -586,13 +388,13 @@ fn raw(sock: &Path) -> (BufReader<UnixStream>, UnixStream) {
 
 #[test]
 fn garbage_on_the_socket_gets_errors_and_leaves_the_instance_serving() {
-    let tmp = Tmp::new("garbage");
-    let a = backend("A");
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
+    let tmp = TempDir::new("garbage");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
     let before = inst.json()["channels"].clone();
 
     // NUL and invalid UTF-8: one error each, the session goes on.
-    let (mut r, mut w) = raw(&inst.sock);
+    let (mut r, mut w) = raw(inst.sock());
     w.write_all(b"disable\x000\n").unwrap();
     let (l, m) = raw_answer(&mut r).unwrap();
     assert_eq!((l.len(), m.as_str()), (1, "err 0"), "{l:?}");
@@ -605,7 +407,7 @@ fn garbage_on_the_socket_gets_errors_and_leaves_the_instance_serving() {
     assert!(l[0].starts_with("GRP") && m == "ok 0");
 
     // A 1 MiB line: one error, then the session is closed.
-    let (mut r, mut w) = raw(&inst.sock);
+    let (mut r, mut w) = raw(inst.sock());
     let big = vec![b'x'; 1 << 20];
     let _ = w.write_all(&big);
     let (l, m) = raw_answer(&mut r).unwrap();
@@ -614,7 +416,7 @@ fn garbage_on_the_socket_gets_errors_and_leaves_the_instance_serving() {
     assert!(raw_answer(&mut r).is_none());
 
     // 1 MiB of pseudo-random bytes.
-    let (_r, mut w) = raw(&inst.sock);
+    let (_r, mut w) = raw(inst.sock());
     let mut x: u32 = 12345;
     let junk: Vec<u8> = (0..1 << 20)
         .map(|_| {
@@ -626,8 +428,8 @@ fn garbage_on_the_socket_gets_errors_and_leaves_the_instance_serving() {
     drop(w);
 
     // More than 16 sessions: the extra one is told and closed.
-    let held: Vec<_> = (0..16).map(|_| raw(&inst.sock)).collect();
-    let s = UnixStream::connect(&inst.sock).unwrap();
+    let held: Vec<_> = (0..16).map(|_| raw(inst.sock())).collect();
+    let s = UnixStream::connect(inst.sock()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let (l, m) = raw_answer(&mut BufReader::new(s)).unwrap();
     assert!(
@@ -636,25 +438,26 @@ fn garbage_on_the_socket_gets_errors_and_leaves_the_instance_serving() {
     );
     drop(held);
 
-    poll("sessions freed", Duration::from_secs(10), || {
+    wait_until("sessions freed", Duration::from_secs(10), || {
         inst.ctl_out("show").status.success()
-    });
+    })
+    .unwrap();
     assert_eq!(inst.json()["channels"], before);
-    assert_eq!(inst.tag(), "A");
+    assert_eq!(tag(&inst), "A");
 }
 
 #[test]
 fn interactive_shell_works_with_piped_input_and_prompts_with_the_group() {
-    let tmp = Tmp::new("shell");
-    let (a, b) = (backend("A"), backend("B"));
+    let tmp = TempDir::new("shell");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let mut args = chans(&[&a]);
     args.push("!".into());
     args.extend(chans(&[&b]));
-    let inst = Instance::start(&tmp, &args, &[], Some(tmp.path("c.sock")));
+    let inst = start(&tmp, &args, &[], Some(tmp.join("c.sock")));
     let mut child = Command::new(BIN)
         .args(["-b", "127.0.0.1", "-i", "--control"])
-        .arg(&inst.sock)
-        .arg(inst.port.to_string())
+        .arg(inst.sock())
+        .arg(inst.port().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -684,16 +487,16 @@ fn interactive_shell_works_with_piped_input_and_prompts_with_the_group() {
 
 #[test]
 fn the_default_socket_lives_in_a_0700_run_dir_named_by_bind_and_port_with_mode_0600() {
-    let tmp = Tmp::new("paths");
-    let a = backend("A");
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], None);
-    let dir = tmp.path("run");
+    let tmp = TempDir::new("paths");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], None);
+    let dir = tmp.join("run");
     assert_eq!(
         std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
         0o700
     );
-    let sock = dir.join(format!("127.0.0.1:{}.sock", inst.port));
-    assert_eq!(inst.sock, sock);
+    let sock = dir.join(format!("127.0.0.1:{}.sock", inst.port()));
+    assert_eq!(inst.sock(), sock);
     assert_eq!(
         std::fs::symlink_metadata(&sock)
             .unwrap()
@@ -704,34 +507,39 @@ fn the_default_socket_lives_in_a_0700_run_dir_named_by_bind_and_port_with_mode_0
     );
     // The client finds it from -b and the port alone.
     let o = Command::new(BIN)
-        .args(["-b", "127.0.0.1", "-c", "show", &inst.port.to_string()])
-        .envs(inst.env.iter().cloned())
+        .args(["-b", "127.0.0.1", "-c", "show", &inst.port().to_string()])
+        .env("BALANCE_RUNDIR", tmp.join("run"))
         .output()
         .unwrap();
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("GRP"));
     // Without -b it looks for the wildcard's socket and names it.
     let o = Command::new(BIN)
-        .args(["-c", "show", &inst.port.to_string()])
-        .envs(inst.env.iter().cloned())
+        .args(["-c", "show", &inst.port().to_string()])
+        .env("BALANCE_RUNDIR", tmp.join("run"))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(69));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains(&format!("0.0.0.0:{}.sock", inst.port)),
+        err.contains(&format!("0.0.0.0:{}.sock", inst.port())),
         "{err}"
     );
 }
 
 #[test]
 fn a_live_socket_is_not_stolen_a_stale_one_is_replaced_and_symlinks_are_refused() {
-    let tmp = Tmp::new("second");
-    let a = backend("A");
-    let sock = tmp.path("c.sock");
-    let mut first = Instance::start(&tmp, &chans(&[&a]), &[], Some(sock.clone()));
+    let tmp = TempDir::new("second");
+    let a = Backend::tagged("A");
+    let sock = tmp.join("c.sock");
+    let first = start(&tmp, &chans(&[&a]), &[], Some(sock.clone()));
     // Same control path, another TCP port: refused, the first keeps serving.
     let o = Command::new(BIN)
-        .args(["-f", "-b", "127.0.0.1", &free_port().to_string()])
+        .args([
+            "-f",
+            "-b",
+            "127.0.0.1",
+            &free_port(LOCALHOST_V4).to_string(),
+        ])
         .args(chans(&[&a]))
         .arg("--control")
         .arg(&sock)
@@ -743,17 +551,21 @@ fn a_live_socket_is_not_stolen_a_stale_one_is_replaced_and_symlinks_are_refused(
     assert!(first.ctl("show").starts_with("GRP"));
 
     // SIGKILL leaves a stale socket; the next instance replaces it.
-    let _ = first.child.kill();
-    let _ = first.child.wait();
+    first.kill();
     assert!(sock.exists());
-    let second = Instance::start(&tmp, &chans(&[&a]), &[], Some(sock.clone()));
+    let second = start(&tmp, &chans(&[&a]), &[], Some(sock.clone()));
     assert!(second.ctl("show").starts_with("GRP"));
 
     // A symlink at the socket path is refused.
-    let link = tmp.path("link.sock");
-    std::os::unix::fs::symlink(tmp.path("elsewhere"), &link).unwrap();
+    let link = tmp.join("link.sock");
+    std::os::unix::fs::symlink(tmp.join("elsewhere"), &link).unwrap();
     let o = Command::new(BIN)
-        .args(["-f", "-b", "127.0.0.1", &free_port().to_string()])
+        .args([
+            "-f",
+            "-b",
+            "127.0.0.1",
+            &free_port(LOCALHOST_V4).to_string(),
+        ])
         .args(chans(&[&a]))
         .arg("--control")
         .arg(&link)
@@ -761,42 +573,47 @@ fn a_live_socket_is_not_stolen_a_stale_one_is_replaced_and_symlinks_are_refused(
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("symlink"));
-    assert!(!tmp.path("elsewhere").exists());
+    assert!(!tmp.join("elsewhere").exists());
 }
 
 #[test]
 fn kill_stops_the_instance_gracefully_and_removes_the_socket() {
-    let tmp = Tmp::new("kill");
-    let a = backend("A");
-    let mut inst = Instance::start(
+    let tmp = TempDir::new("kill");
+    let a = Backend::tagged("A");
+    let inst = start(
         &tmp,
         &chans(&[&a]),
         &["--grace", "1"],
-        Some(tmp.path("c.sock")),
+        Some(tmp.join("c.sock")),
     );
     assert_eq!(inst.ctl("kill"), "shutting down\n");
     let st = inst
         .wait_exit(Duration::from_secs(10))
         .expect("balance exits after kill");
     assert!(st.success(), "{st:?}");
-    assert!(!inst.sock.exists());
-    assert!(TcpStream::connect(("127.0.0.1", inst.port)).is_err());
+    assert!(!inst.sock().exists());
+    assert!(TcpStream::connect(("127.0.0.1", inst.port())).is_err());
 }
 
 #[test]
 fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_restart() {
-    let tmp = Tmp::new("state");
-    let (a, b, c, d) = (backend("A"), backend("B"), backend("C"), backend("D"));
-    let state = tmp.path("state.json");
+    let tmp = TempDir::new("state");
+    let (a, b, c, d) = (
+        Backend::tagged("A"),
+        Backend::tagged("B"),
+        Backend::tagged("C"),
+        Backend::tagged("D"),
+    );
+    let state = tmp.join("state.json");
     let st = state.to_str().unwrap().to_string();
     let mut args = chans(&[&a, &b]);
     args.push("!".into());
     args.extend(chans(&[&d]));
-    let sock = Some(tmp.path("c.sock"));
-    let mut inst = Instance::start(&tmp, &args, &["--state-file", &st], sock.clone());
+    let sock = Some(tmp.join("c.sock"));
+    let inst = start(&tmp, &args, &["--state-file", &st], sock.clone());
     inst.ctl("disable 0");
     inst.ctl("weight 1 5");
-    inst.ctl(&format!("create 127.0.0.1 {}", c.port));
+    inst.ctl(&format!("create 127.0.0.1 {}", c.port()));
     // Several commands in one -c session: group carries over.
     assert_eq!(inst.ctl("group 1; hash"), "group 1 set to hash\n");
     inst.ctl("drain 1:0");
@@ -807,49 +624,51 @@ fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_res
     );
     inst.ctl("kill");
     inst.wait_exit(Duration::from_secs(15)).expect("exit");
-    let port = inst.port;
+    let port = inst.port();
     drop(inst);
 
     // The state is kept per listener: restart on the same port.
-    let inst = Instance::start_on(Some(port), &tmp, &args, &["--state-file", &st], sock);
+    let inst = launch(&tmp, &args, &["--state-file", &st], sock)
+        .port(port)
+        .start();
     let j = inst.json();
     let chs = j["channels"].as_array().unwrap();
     assert_eq!(chs.len(), 4, "{j}");
     assert_eq!(chs[0]["state"], "DIS");
     assert_eq!(chs[1]["weight"], 5);
     assert_eq!(chs[2]["group"], 0);
-    assert_eq!(chs[2]["port"], c.port);
+    assert_eq!(chs[2]["port"], c.port());
     assert_eq!(chs[3]["type"], "hash");
     assert_eq!(chs[3]["state"], "drn");
-    let tags = inst.tags(12);
+    let tags = tags_of(&inst, 12);
     assert_eq!(count(&tags, "A"), 0, "{tags:?}");
     assert!(
         count(&tags, "C") > 0 && count(&tags, "B") > count(&tags, "C"),
         "{tags:?}"
     );
-    assert!(inst.log_text().contains("restored"), "{}", inst.log_text());
+    assert!(inst.stderr().contains("restored"), "{}", inst.stderr());
 }
 
 #[test]
 fn a_corrupt_state_file_is_reported_and_ignored() {
-    let tmp = Tmp::new("corrupt");
-    let a = backend("A");
-    let state = tmp.path("state.json");
+    let tmp = TempDir::new("corrupt");
+    let a = Backend::tagged("A");
+    let state = tmp.join("state.json");
     std::fs::write(&state, b"{\"version\":1,\"listeners\":{\"x\":").unwrap();
     let st = state.to_str().unwrap().to_string();
-    let inst = Instance::start(
+    let inst = start(
         &tmp,
         &chans(&[&a]),
         &["--state-file", &st],
-        Some(tmp.path("c.sock")),
+        Some(tmp.join("c.sock")),
     );
-    let log = inst.log_text();
+    let log = inst.stderr();
     assert!(
         log.contains("ERROR") && log.contains("state file") && log.contains("ignored"),
         "{log}"
     );
     assert_eq!(row(&inst.ctl("show"), 0, 0)[3], "ENA");
-    assert_eq!(inst.tag(), "A");
+    assert_eq!(tag(&inst), "A");
     // The next change rewrites it as valid state.
     inst.ctl("maxc 0 4");
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
@@ -858,10 +677,10 @@ fn a_corrupt_state_file_is_reported_and_ignored() {
 
 #[test]
 fn a_silent_client_is_closed_after_the_ten_second_idle_timeout() {
-    let tmp = Tmp::new("idle");
-    let a = backend("A");
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
-    let (mut r, mut w) = raw(&inst.sock);
+    let tmp = TempDir::new("idle");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let (mut r, mut w) = raw(inst.sock());
     // A drip: part of a line, never finished.
     w.write_all(b"sh").unwrap();
     let t0 = Instant::now();
@@ -882,15 +701,15 @@ fn another_user_cannot_open_the_control_socket() {
         eprintln!("skipped: needs root and setpriv");
         return;
     }
-    let tmp = Tmp::new("otheruser");
-    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let a = backend("A");
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
+    let tmp = TempDir::new("otheruser");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
         .args(["-b", "127.0.0.1", "-c", "disable 0", "--control"])
-        .arg(&inst.sock)
-        .arg(inst.port.to_string())
+        .arg(inst.sock())
+        .arg(inst.port().to_string())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(69), "{o:?}");
@@ -901,10 +720,10 @@ fn another_user_cannot_open_the_control_socket() {
 
 #[test]
 fn fifty_concurrent_control_clients_get_answers_or_a_clear_refusal_and_traffic_flows() {
-    let tmp = Tmp::new("busy");
-    let a = backend("A");
-    let inst = Instance::start(&tmp, &chans(&[&a]), &[], Some(tmp.path("c.sock")));
-    let sock = inst.sock.clone();
+    let tmp = TempDir::new("busy");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let sock = inst.sock().to_path_buf();
     let workers: Vec<_> = (0..50)
         .map(|_| {
             let sock = sock.clone();
@@ -930,7 +749,7 @@ fn fifty_concurrent_control_clients_get_answers_or_a_clear_refusal_and_traffic_f
         })
         .collect();
     // The data path keeps working meanwhile.
-    assert_eq!(inst.tag(), "A");
+    assert_eq!(tag(&inst), "A");
     let (mut answered, mut refused) = (0, 0);
     for w in workers {
         let (a, r) = w.join().unwrap();
@@ -947,16 +766,16 @@ fn fifty_concurrent_control_clients_get_answers_or_a_clear_refusal_and_traffic_f
 
 #[test]
 fn the_shell_outlives_the_idle_timeout_and_keeps_its_group() {
-    let tmp = Tmp::new("shellidle");
-    let (a, b) = (backend("A"), backend("B"));
+    let tmp = TempDir::new("shellidle");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let mut args = chans(&[&a]);
     args.push("!".into());
     args.extend(chans(&[&b]));
-    let inst = Instance::start(&tmp, &args, &[], Some(tmp.path("c.sock")));
+    let inst = start(&tmp, &args, &[], Some(tmp.join("c.sock")));
     let mut child = Command::new(BIN)
         .args(["-b", "127.0.0.1", "-i", "--control"])
-        .arg(&inst.sock)
-        .arg(inst.port.to_string())
+        .arg(inst.sock())
+        .arg(inst.port().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -102,11 +102,11 @@ fn maxc_spills_the_third_and_fourth_client_to_the_backup_and_returns_after_one_c
     let (_, first) = held.remove(0);
     drop(first);
     let port = a.addr.port();
-    let settled = wait_for(Duration::from_secs(3), || {
+    let settled = wait_for("the A connection to close", Duration::from_secs(3), || {
         let n = count_to_port(port, TCP_ESTABLISHED) + count_to_port(port, TCP_CLOSE_WAIT);
         (n == 1).then_some(())
     });
-    assert!(settled.is_some(), "balance did not close the A connection");
+    assert!(settled.is_ok(), "balance did not close the A connection");
     let (tag, s) = tag_of_new_client(b.addr).expect("served");
     assert_eq!(tag, "A");
     held.push((tag, s));
@@ -135,12 +135,9 @@ fn localhost_backend_on_127_only_is_reached_every_time_because_all_addresses_are
     let mount = format!("mount --bind {} /etc/hosts && exec \"$@\"", hosts.display());
     let backend = Backend::tagged("L");
     let ch = format!("localhost:{}", backend.addr.port());
-    let b = Balance::spawn(Spawn {
-        bind: LOCALHOST_V4,
-        opts: &[],
-        channels: &[ch],
-        wrapper: &["unshare", "-rm", "sh", "-c", &mount, "sh"],
-    });
+    let b = Balance::cli(&[ch])
+        .wrapper(&["unshare", "-rm", "sh", "-c", &mount, "sh"])
+        .start();
     for i in 0..50 {
         let (tag, _) = tag_of_new_client(b.addr).unwrap_or_else(|e| panic!("client {i}: {e}"));
         assert_eq!(tag, "L");
@@ -739,20 +736,21 @@ fn passively_downed_channel_without_monitor_comes_back_when_it_recovers() {
     }
     // The primary comes back on the same port.
     drop(reserved);
-    let l = std::net::TcpListener::bind(primary).expect("rebind the primary port");
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            let _ = c.write_all(b"P\n");
-        }
-    });
-    let reached = wait_for(Duration::from_secs(10), || {
-        thread::sleep(Duration::from_millis(200));
-        let (tag, _) = tag_of_new_client(b.addr).ok()?;
-        (tag == "P").then_some(())
-    });
+    let _back = Backend::try_spawn_at(primary, |mut c| {
+        let _ = c.write_all(b"P\n");
+    })
+    .expect("rebind the primary port");
+    let reached = wait_for(
+        "the recovered primary to get traffic",
+        Duration::from_secs(10),
+        || {
+            thread::sleep(Duration::from_millis(200));
+            let (tag, _) = tag_of_new_client(b.addr).ok()?;
+            (tag == "P").then_some(())
+        },
+    );
     assert!(
-        reached.is_some(),
+        reached.is_ok(),
         "the recovered primary never got traffic again"
     );
 }
@@ -766,22 +764,24 @@ fn clients_leaving_during_pending_connects_cancel_them() {
     let port = bh.addr.port();
     let clients: Vec<TcpStream> = (0..N).map(|_| b.connect()).collect();
     // Every client's connect toward the blackhole is pending.
-    let pending = wait_for(Duration::from_secs(5), || {
+    let pending = wait_for("every connect pending", Duration::from_secs(5), || {
         (count_to_port(port, TCP_SYN_SENT) >= N).then_some(())
     });
     assert!(
-        pending.is_some(),
+        pending.is_ok(),
         "{} of {N} connects pending toward the blackhole",
         count_to_port(port, TCP_SYN_SENT)
     );
     thread::sleep(Duration::from_millis(200));
     drop(clients);
     let t = Instant::now();
-    let gone = wait_for(Duration::from_secs(1), || {
-        (count_to_port(port, TCP_SYN_SENT) == 0).then_some(())
-    });
+    let gone = wait_for(
+        "the pending connects cancelled",
+        Duration::from_secs(1),
+        || (count_to_port(port, TCP_SYN_SENT) == 0).then_some(()),
+    );
     assert!(
-        gone.is_some(),
+        gone.is_ok(),
         "{} SYN-SENT sockets toward the blackhole left 1 s after the clients left",
         count_to_port(port, TCP_SYN_SENT)
     );
@@ -792,11 +792,11 @@ fn clients_leaving_during_pending_connects_cancel_them() {
     // Nothing was relayed, nothing leaked: a fresh client still waits on
     // the blackhole rather than being refused.
     let c = b.connect();
-    let again = wait_for(Duration::from_secs(3), || {
+    let again = wait_for("a new client connecting", Duration::from_secs(3), || {
         (count_to_port(port, TCP_SYN_SENT) == 1).then_some(())
     });
     assert!(
-        again.is_some(),
+        again.is_ok(),
         "a new client after the cancellations is not connecting"
     );
     drop(c);
@@ -858,12 +858,9 @@ fn ipv6_listener_and_backend_on_loopback() {
     }
     let backend = Backend::tagged_on(LOCALHOST_V6, "V6");
     assert!(backend.channel().starts_with("[::1]:"));
-    let b = Balance::spawn(Spawn {
-        bind: LOCALHOST_V6,
-        opts: &[],
-        channels: &[backend.channel()],
-        wrapper: &[],
-    });
+    let b = Balance::cli(&[backend.channel()])
+        .bind(LOCALHOST_V6)
+        .start();
     assert!(b.addr.is_ipv6());
     let (tag, mut s) = tag_of_new_client(b.addr).expect("served over ::1");
     assert_eq!(tag, "V6");
@@ -958,28 +955,21 @@ fn without_f_it_daemonizes_with_pidfile_and_log_file_and_serves() {
         break;
     }
     let port = started.expect("daemon started");
-    let pid: u32 = wait_for(Duration::from_secs(5), || {
-        std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-    })
-    .expect("pidfile written");
-    // The daemon is not our child; make sure it goes away whatever happens.
-    struct KillOnDrop(u32);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            kill(self.0, libc::SIGKILL);
-        }
-    }
-    let guard = KillOnDrop(pid);
-    let logged = wait_for(Duration::from_secs(5), || {
-        std::fs::read_to_string(&logfile)
-            .ok()
-            .filter(|t| t.contains("listening"))
-    });
-    assert!(logged.is_some(), "no 'listening' line in the log file");
-    let addr = std::net::SocketAddr::from((LOCALHOST_V4, port));
-    let (tag, _) = tag_of_new_client(addr).expect("the daemon serves");
+    // The daemon is not our child; the guard makes sure it goes away
+    // whatever happens.
+    let daemon = Daemon::from_pidfile(&pidfile, Duration::from_secs(5));
+    let pid = daemon.pid;
+    let logged = wait_for(
+        "'listening' in the log file",
+        Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(&logfile)
+                .ok()
+                .filter(|t| t.contains("listening"))
+        },
+    );
+    assert!(logged.is_ok(), "no 'listening' line in the log file");
+    let (tag, _) = tag_of_new_client(local(port)).expect("the daemon serves");
     assert_eq!(tag, "D");
     // A new session leader, detached from our process group.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -992,37 +982,31 @@ fn without_f_it_daemonizes_with_pidfile_and_log_file_and_serves() {
         Some(pid.to_string().as_str()),
         "not a session leader: {stat}"
     );
-    kill(pid, libc::SIGTERM);
-    let gone = wait_for(Duration::from_secs(5), || {
-        (!std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z"))
-                .unwrap_or(true))
-        .then_some(())
-    });
-    assert!(gone.is_some(), "daemon did not exit on SIGTERM");
+    daemon.signal(libc::SIGTERM);
+    assert!(
+        daemon.wait_exit(Duration::from_secs(5)),
+        "daemon did not exit on SIGTERM"
+    );
     assert!(!pidfile.exists(), "pidfile not removed at exit");
-    drop(guard);
 }
 
 #[test]
 fn sigterm_refuses_new_clients_keeps_live_ones_and_exits_0_after_they_close() {
     let backend = Backend::tagged("S");
-    let mut b = Balance::start(&[], &[backend.channel()]);
+    let b = Balance::start(&[], &[backend.channel()]);
     let (_, mut live) = tag_of_new_client(b.addr).expect("served");
     b.signal(libc::SIGTERM);
     let addr = b.addr;
-    let refused = wait_for(Duration::from_secs(2), || match TcpStream::connect_timeout(
-        &addr,
-        Duration::from_millis(200),
-    ) {
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(()),
-        _ => None,
-    });
-    assert!(
-        refused.is_some(),
-        "new connects still accepted after SIGTERM"
-    );
+    let refused =
+        wait_for(
+            "new connects refused",
+            Duration::from_secs(2),
+            || match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(()),
+                _ => None,
+            },
+        );
+    assert!(refused.is_ok(), "new connects still accepted after SIGTERM");
     echo_roundtrip(&mut live, b"still here").expect("live connection keeps echoing");
     assert!(
         b.wait_exit(Duration::from_millis(300)).is_none(),
@@ -1038,7 +1022,7 @@ fn sigterm_refuses_new_clients_keeps_live_ones_and_exits_0_after_they_close() {
 #[test]
 fn sigint_with_grace_1_cuts_live_connections_after_about_a_second() {
     let backend = Backend::tagged("G");
-    let mut b = Balance::start(&["--grace", "1"], &[backend.channel()]);
+    let b = Balance::start(&["--grace", "1"], &[backend.channel()]);
     let (_, live) = tag_of_new_client(b.addr).expect("served");
     let t = Instant::now();
     b.signal(libc::SIGINT);
@@ -1078,23 +1062,21 @@ fn fd_limit_keeps_cpu_and_logs_low_at_emfile_and_recovers_when_clients_close() {
     for nofile in [64, 65] {
         let limit = format!("--nofile={nofile}:{nofile}");
         // --max-conns above what the fds allow, so the fd limit is reached.
-        let b = Balance::spawn(Spawn {
-            bind: LOCALHOST_V4,
-            opts: &["--max-conns", "1000"],
-            channels: &[backend.channel()],
-            wrapper: &["prlimit", &limit, "--"],
-        });
+        let b = Balance::cli(&[backend.channel()])
+            .opts(&["--max-conns", "1000"])
+            .wrapper(&["prlimit", &limit, "--"])
+            .start();
         let clients: Vec<TcpStream> = (0..80).map(|_| b.connect()).collect();
         // Settled: at the fd limit, and the accept queue no longer changes.
         let mut last = None;
-        let queued = wait_for(Duration::from_secs(5), || {
+        let queued = wait_for("settling at the fd limit", Duration::from_secs(5), || {
             thread::sleep(Duration::from_millis(100));
             let now = (b.fd_count(), accept_queue(b.port()));
             let stable = last == Some(now) && now.0 + 1 >= nofile;
             last = Some(now);
             stable.then_some(now.1.unwrap_or(0))
         })
-        .unwrap_or_else(|| panic!("not settled at the fd limit: {last:?}"));
+        .unwrap_or_else(|_| panic!("not settled at the fd limit: {last:?}"));
         let start = Instant::now();
         if queued > 0 {
             seen.0 = true;
@@ -1130,11 +1112,12 @@ fn fd_limit_keeps_cpu_and_logs_low_at_emfile_and_recovers_when_clients_close() {
         }
         drop(clients);
         // Once fds free up, a new client is served.
-        let served = wait_for(Duration::from_secs(10), || {
+        let served = wait_for("a client served again", Duration::from_secs(10), || {
             let mut s = TcpStream::connect_timeout(&b.addr, Duration::from_secs(1)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
             read_line(&mut s).ok()
-        });
+        })
+        .ok();
         assert_eq!(
             served.as_deref(),
             Some("F"),
@@ -1159,11 +1142,11 @@ fn packet_dump_prints_both_directions_escaped_on_stdout() {
     let mut back = [0u8; 8];
     s.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"hi\x1b[2J\r\n");
-    let dumped = wait_for(Duration::from_secs(5), || {
+    let dumped = wait_for("the dump on stdout", Duration::from_secs(5), || {
         let out = b.stdout();
         (out.contains("-> 8 bytes") && out.contains("<- 8 bytes")).then_some(out)
     })
-    .unwrap_or_else(|| panic!("no dump on stdout: {:?}", b.stdout()));
+    .unwrap_or_else(|_| panic!("no dump on stdout: {:?}", b.stdout()));
     assert!(dumped.contains("hi\\x1b[2J\\r\\n"), "{dumped:?}");
     assert!(!dumped.contains('\x1b'), "raw escape bytes reached stdout");
     assert!(

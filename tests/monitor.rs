@@ -1,224 +1,36 @@
 //! Health monitoring, passive detection, racing and spinning, end to end:
-//! the real binary over loopback with short intervals. Own small harness
-//! (std threads for backends; balance's stderr log read line by line).
+//! the real binary over loopback with short intervals. The fake check
+//! targets (HTTP, Redis-like, MariaDB-like, hung) are harness backends with
+//! their own handlers.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const LOCAL: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
+use common::*;
+
 const LOCAL2: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 2);
 
-// ---------------------------------------------------------------- harness
+// ---------------------------------------------------------------- helpers
 
-struct Balance {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Balance {
-    /// Start `balance -f <opts> PORT <channels>` on a free port (retrying on
-    /// a bind race) and wait until it is listening.
-    fn start(opts: &[&str], channels: &[String]) -> Balance {
-        for _ in 0..5 {
-            let port = free_port();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_balance"));
-            cmd.arg("-f")
-                .args(opts)
-                .arg(port.to_string())
-                .args(channels);
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            let mut child = cmd.spawn().expect("spawn balance");
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let stderr = child.stderr.take().expect("stderr");
-            let l2 = Arc::clone(&log);
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    l2.lock().unwrap().push(line);
-                }
-            });
-            let b = Balance { child, port, log };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if b.has("listening") {
-                    return b;
-                }
-                if b.has("cannot listen") {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-        }
-        panic!("balance did not start");
-    }
-
-    /// SIGTERM and wait for the exit (bounded).
-    fn terminate(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let exited = wait_until(Duration::from_secs(15), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        });
-        assert!(exited, "balance did not exit on SIGTERM");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn has(&self, s: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(s))
-    }
-
-    fn count(&self, s: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(s))
-            .count()
-    }
-
-    /// Wait for the `n`th log line containing `s`.
-    fn wait_log_n(&self, s: &str, n: usize, within: Duration) -> bool {
-        wait_until(within, || self.count(s) >= n)
-    }
-
-    fn dump(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from((LOCAL, self.port))
-    }
-}
-
-impl Drop for Balance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((LOCAL, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+/// `balance -f <opts> PORT <channels>` (no `-b`: the wildcard) on a free
+/// port, listening.
+fn start(opts: &[&str], channels: &[String]) -> Balance {
+    Balance::cli(channels).opts(opts).no_bind().start()
 }
 
 fn chan(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
-/// A tagged backend: writes "TAG\n" to each client, then echoes. Stopping
-/// closes the listening socket (later connects are refused); live sessions
-/// continue.
-struct Backend {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Backend {
-    fn start(tag: &'static str) -> Backend {
-        Self::on(tag, 0)
-    }
-
-    fn on(tag: &'static str, port: u16) -> Backend {
-        Self::on_ip(LOCAL, tag, port)
-    }
-
-    fn on_ip(ip: std::net::Ipv4Addr, tag: &'static str, port: u16) -> Backend {
-        let l = TcpListener::bind((ip, port)).expect("bind backend");
-        let port = l.local_addr().unwrap().port();
-        l.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = Arc::clone(&stop);
-        thread::spawn(move || {
-            while !s2.load(SeqCst) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        thread::spawn(move || {
-                            let _ = s.set_nonblocking(false);
-                            let _ = writeln!(s, "{tag}");
-                            let mut buf = [0u8; 4096];
-                            while let Ok(n) = s.read(&mut buf) {
-                                if n == 0 || s.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Backend { port, stop }
-    }
-
-    fn stop(&self) {
-        self.stop.store(true, SeqCst);
-        // Wait until the port refuses.
-        assert!(wait_until(Duration::from_secs(5), || TcpStream::connect((
-            LOCAL, self.port
-        ))
-        .is_err()));
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop.store(true, SeqCst);
-    }
-}
-
-/// Connect through balance and read the backend's tag line.
-fn ask(b: &Balance) -> Result<String, String> {
-    let mut s =
-        TcpStream::connect_timeout(&b.addr(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    read_tag(&mut s)
-}
-
-fn read_tag(s: &mut TcpStream) -> Result<String, String> {
-    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
-    let mut out = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match s.read(&mut byte) {
-            Ok(0) => return Err(format!("eof after {:?}", String::from_utf8_lossy(&out))),
-            Ok(_) if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&out).into_owned()),
-            Ok(_) => out.push(byte[0]),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-}
-
 /// A session through balance that can prove it is still alive.
 fn session(b: &Balance) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(b.addr()).unwrap();
-    let tag = read_tag(&mut s).unwrap();
+    let (tag, s) = tag_of_new_client(b.addr).unwrap();
     (s, tag)
 }
 
@@ -231,120 +43,80 @@ fn alive(s: &mut TcpStream) -> bool {
     matches!(s.read(&mut b), Ok(1))
 }
 
-/// A listener with backlog 1 that never accepts, pre-filled with 2
-/// connections: later SYNs are dropped (a blackholed host, no privileges).
-struct Blackhole {
-    port: u16,
-    _sock: socket2::Socket,
-    _fill: Vec<TcpStream>,
-}
-
-fn blackhole() -> Blackhole {
-    use socket2::{Domain, Socket, Type};
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    sock.bind(&SocketAddr::from((LOCAL, 0)).into()).unwrap();
-    sock.listen(1).unwrap();
-    let port = sock.local_addr().unwrap().as_socket().unwrap().port();
-    let fill = (0..2)
-        .filter_map(|_| {
-            TcpStream::connect_timeout(&SocketAddr::from((LOCAL, port)), Duration::from_millis(500))
-                .ok()
-        })
-        .collect();
-    let bh = Blackhole {
-        port,
-        _sock: sock,
-        _fill: fill,
-    };
-    // Verify: a new connect does not complete.
-    assert!(
-        TcpStream::connect_timeout(&SocketAddr::from((LOCAL, port)), Duration::from_millis(300))
-            .is_err(),
-        "blackhole accepted a connection"
-    );
-    bh
-}
-
 // ------------------------------------------------------------------ tests
 
 #[test]
 fn monitor_moves_traffic_to_backup_within_fall_intervals_and_back_after_rise() {
-    let a = Backend::start("A");
-    let bk = Backend::start("B");
-    let b = Balance::start(
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged("B");
+    let b = start(
         &["-t", "1", "-m", "connect:interval=200ms:rise=2:fall=3"],
-        &[chan(a.port), "!".into(), chan(bk.port)],
+        &[chan(a.port()), "!".into(), chan(bk.port())],
     );
-    assert_eq!(ask(&b).unwrap(), "A");
+    assert_eq!(ask(b.addr).unwrap(), "A");
     let t0 = Instant::now();
     a.stop();
     assert!(
-        b.wait_log_n("channel down (dis)", 1, Duration::from_secs(5)),
+        b.wait_log("channel down (dis)", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let down = t0.elapsed();
     // fall × interval = 600 ms, plus scheduling slack on a loaded machine.
     assert!(down < Duration::from_millis(2000), "down after {down:?}");
-    assert!(b.has("connection refused"), "{}", b.dump());
+    assert!(b.has("connection refused"), "{}", b.stderr());
     for _ in 0..5 {
-        assert_eq!(ask(&b).unwrap(), "B");
+        assert_eq!(ask(b.addr).unwrap(), "B");
     }
-    let a2 = Backend::on("A", a.port);
+    let a2 = Backend::tagged_at(local(a.port()), "A").unwrap();
     let t0 = Instant::now();
     assert!(
-        b.wait_log_n("channel up (ENA)", 1, Duration::from_secs(5)),
+        b.wait_log("channel up (ENA)", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let up = t0.elapsed();
     assert!(up < Duration::from_millis(2000), "up after {up:?}");
-    assert_eq!(ask(&b).unwrap(), "A");
+    assert_eq!(ask(b.addr).unwrap(), "A");
     drop(a2);
 }
 
 /// A tiny HTTP server whose status code can be changed at runtime.
-fn http_server(status: Arc<AtomicU16>, body: &'static str) -> u16 {
-    http_server_on(LOCAL, 0, status, body)
+fn http_server(status: Arc<AtomicU16>, body: &'static str) -> Backend {
+    http_server_on(LOCALHOST_V4, 0, status, body)
 }
 
 fn http_server_on(
-    ip: std::net::Ipv4Addr,
+    ip: std::net::IpAddr,
     port: u16,
     status: Arc<AtomicU16>,
     body: &'static str,
-) -> u16 {
-    let l = TcpListener::bind((ip, port)).unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let st = status.load(SeqCst);
-            thread::spawn(move || {
-                let mut buf = [0u8; 2048];
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = s.read(&mut buf);
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 {st} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
+) -> Backend {
+    Backend::try_spawn_at((ip, port), move |mut s| {
+        let st = status.load(SeqCst);
+        let mut buf = [0u8; 2048];
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.read(&mut buf);
+        let _ = write!(
+            s,
+            "HTTP/1.1 {st} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    })
+    .expect("bind http server")
 }
 
 #[test]
 fn http_probe_on_side_port_follows_status_and_keeps_live_sessions() {
     // Two hosts, each with its own check service on the same side port:
     // A on 127.0.0.1, B on 127.0.0.2.
-    let a = Backend::start("A");
-    let bk = Backend::on_ip(LOCAL2, "B", 0);
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged_on(LOCAL2.into(), "B");
     let status = Arc::new(AtomicU16::new(200));
-    let side = http_server(Arc::clone(&status), "MySQL is running");
-    http_server_on(
-        LOCAL2,
+    let side_a = http_server(Arc::clone(&status), "MySQL is running");
+    let side = side_a.port();
+    let _side_b = http_server_on(
+        LOCAL2.into(),
         side,
         Arc::new(AtomicU16::new(200)),
         "MySQL is running",
@@ -352,54 +124,63 @@ fn http_probe_on_side_port_follows_status_and_keeps_live_sessions() {
     let spec = format!(
         "http=/mysqlchk/?port=3306:port={side}:body=is running:interval=200ms:rise=2:fall=2"
     );
-    let b = Balance::start(
+    let b = start(
         &["-t", "1", "-m", &spec],
-        &[chan(a.port), "!".into(), format!("127.0.0.2:{}", bk.port)],
+        &[
+            chan(a.port()),
+            "!".into(),
+            format!("127.0.0.2:{}", bk.port()),
+        ],
     );
     let (mut live, tag) = session(&b);
     assert_eq!(tag, "A");
     status.store(503, SeqCst);
     assert!(
-        b.wait_log_n(
+        b.wait_log(
             "channel down (dis): http: HTTP 503",
             1,
             Duration::from_secs(5)
         ),
         "{}",
-        b.dump()
+        b.stderr()
     );
-    assert_eq!(ask(&b).unwrap(), "B");
+    assert_eq!(ask(b.addr).unwrap(), "B");
     // Without on-down=shutdown, live sessions stay.
     assert!(alive(&mut live), "session on A was closed");
     status.store(200, SeqCst);
     assert!(
-        b.wait_log_n("channel up (ENA)", 1, Duration::from_secs(5)),
+        b.wait_log("channel up (ENA)", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
-    assert_eq!(ask(&b).unwrap(), "A");
+    assert_eq!(ask(b.addr).unwrap(), "A");
 }
 
 #[test]
 fn on_down_shutdown_closes_live_sessions_of_the_channel() {
-    let a = Backend::start("A");
-    let bk = Backend::on_ip(LOCAL2, "B", 0);
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged_on(LOCAL2.into(), "B");
     let status = Arc::new(AtomicU16::new(200));
-    let side = http_server(Arc::clone(&status), "");
-    http_server_on(LOCAL2, side, Arc::new(AtomicU16::new(200)), "");
+    let side_a = http_server(Arc::clone(&status), "");
+    let side = side_a.port();
+    let _side_b = http_server_on(LOCAL2.into(), side, Arc::new(AtomicU16::new(200)), "");
     let spec = format!("http=/:port={side}:interval=200ms:fall=1:on-down=shutdown");
-    let b = Balance::start(
+    let b = start(
         &["-m", &spec],
-        &[chan(a.port), "!".into(), format!("127.0.0.2:{}", bk.port)],
+        &[
+            chan(a.port()),
+            "!".into(),
+            format!("127.0.0.2:{}", bk.port()),
+        ],
     );
     let (mut on_a, tag) = session(&b);
     assert_eq!(tag, "A");
     assert!(alive(&mut on_a));
     status.store(500, SeqCst);
     assert!(
-        b.wait_log_n("channel down (dis)", 1, Duration::from_secs(5)),
+        b.wait_log("channel down (dis)", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let t0 = Instant::now();
     assert!(!alive(&mut on_a), "session survived on-down=shutdown");
@@ -420,36 +201,39 @@ fn command_probe_gets_each_channels_port_as_an_argument() {
         ),
     )
     .unwrap();
-    let a = Backend::start("A");
-    let bk = Backend::start("B");
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged("B");
     let mut perm = std::fs::metadata(&script).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(&script, perm).unwrap();
-    std::fs::write(dir.join(format!("up-{}", a.port)), "").unwrap();
-    std::fs::write(dir.join(format!("up-{}", bk.port)), "").unwrap();
+    std::fs::write(dir.join(format!("up-{}", a.port())), "").unwrap();
+    std::fs::write(dir.join(format!("up-{}", bk.port())), "").unwrap();
     let spec = format!(
         "command={} %H %P >/dev/null 2>&1:interval=200ms:rise=1:fall=1",
         script.display()
     );
-    let b = Balance::start(&["-m", &spec], &[chan(a.port), "!".into(), chan(bk.port)]);
-    assert_eq!(ask(&b).unwrap(), "A");
-    std::fs::remove_file(dir.join(format!("up-{}", a.port))).unwrap();
+    let b = start(
+        &["-m", &spec],
+        &[chan(a.port()), "!".into(), chan(bk.port())],
+    );
+    assert_eq!(ask(b.addr).unwrap(), "A");
+    std::fs::remove_file(dir.join(format!("up-{}", a.port()))).unwrap();
     assert!(
-        b.wait_log_n(
+        b.wait_log(
             "channel down (dis): command: exit code 1",
             1,
             Duration::from_secs(5)
         ),
         "{}",
-        b.dump()
+        b.stderr()
     );
     assert_eq!(
         b.count("channel down"),
         1,
         "only A's file is gone: {}",
-        b.dump()
+        b.stderr()
     );
-    assert_eq!(ask(&b).unwrap(), "B");
+    assert_eq!(ask(b.addr).unwrap(), "B");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -457,51 +241,45 @@ fn command_probe_gets_each_channels_port_as_an_argument() {
 fn send_expect_probe_marks_down_on_a_wrong_reply() {
     // A Redis-like server: "PING\r\n" → "+PONG\r\n" or "-ERR\r\n", then close.
     let healthy = Arc::new(AtomicBool::new(true));
-    let l = TcpListener::bind((LOCAL, 0)).unwrap();
-    let port = l.local_addr().unwrap().port();
     let h2 = Arc::clone(&healthy);
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let ok = h2.load(SeqCst);
-            thread::spawn(move || {
-                let mut buf = [0u8; 64];
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                if let Ok(n) = s.read(&mut buf) {
-                    if &buf[..n] == b"PING\r\n" {
-                        let _ = s.write_all(if ok { b"+PONG\r\n" } else { b"-ERR\x1b[2J\r\n" });
-                    }
-                }
-            });
+    let redis = Backend::spawn(LOCALHOST_V4, move |mut s| {
+        let ok = h2.load(SeqCst);
+        let mut buf = [0u8; 64];
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if let Ok(n) = s.read(&mut buf) {
+            if &buf[..n] == b"PING\r\n" {
+                let _ = s.write_all(if ok { b"+PONG\r\n" } else { b"-ERR\x1b[2J\r\n" });
+            }
         }
     });
-    let bk = Backend::start("B");
-    let b = Balance::start(
+    let port = redis.port();
+    let bk = Backend::tagged("B");
+    let b = start(
         &[
             "-m",
             "send=PING\\r\\n:expect=+PONG:timeout=1:interval=200ms:fall=2",
         ],
-        &[chan(port), "!".into(), chan(bk.port)],
+        &[chan(port), "!".into(), chan(bk.port())],
     );
     thread::sleep(Duration::from_millis(800));
-    assert!(!b.has("channel down"), "{}", b.dump());
+    assert!(!b.has("channel down"), "{}", b.stderr());
     healthy.store(false, SeqCst);
     assert!(
-        b.wait_log_n(
+        b.wait_log(
             "channel down (dis): send: expect mismatch",
             1,
             Duration::from_secs(5)
         ),
         "{}",
-        b.dump()
+        b.stderr()
     );
     // Backend bytes are escaped in the reason.
     assert!(
         b.has("-ERR\\\\x1b[2J") || b.has("-ERR\\x1b[2J"),
         "{}",
-        b.dump()
+        b.stderr()
     );
-    assert!(!b.dump().contains('\x1b'));
+    assert!(!b.stderr().contains('\x1b'));
 }
 
 /// A fake mysqld: greeting (or error 1040), counts handshakes aborted
@@ -515,68 +293,66 @@ struct FakeMysql {
     quits: AtomicUsize,
 }
 
-fn fake_mysql(f: Arc<FakeMysql>) -> u16 {
-    let l = TcpListener::bind((LOCAL, 0)).unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let f = Arc::clone(&f);
-            thread::spawn(move || {
-                f.conns.fetch_add(1, SeqCst);
-                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-                if f.too_many.load(SeqCst) {
-                    let msg = b"\xff\x10\x04#08004Too many connections";
-                    let mut p = vec![msg.len() as u8, 0, 0, 0];
-                    p.extend_from_slice(msg);
-                    let _ = s.write_all(&p);
-                    return;
-                }
-                let mut g = vec![0x0a];
-                g.extend_from_slice(b"10.11.6-MariaDB-fake\0");
-                g.extend_from_slice(&[7, 0, 0, 0]);
-                g.extend_from_slice(b"abcdefgh\0");
-                g.extend_from_slice(&[0xff, 0xf7, 33, 2, 0, 0xff, 0x81, 21]);
-                g.extend_from_slice(&[0; 10]);
-                g.extend_from_slice(b"ijklmnopqrst\0mysql_native_password\0");
-                let mut p = vec![g.len() as u8, 0, 0, 0];
-                p.extend_from_slice(&g);
-                if s.write_all(&p).is_err() {
-                    f.aborted.fetch_add(1, SeqCst);
-                    return;
-                }
-                let mut hdr = [0u8; 4];
-                if s.read_exact(&mut hdr).is_err() {
-                    f.aborted.fetch_add(1, SeqCst);
-                    return;
-                }
-                let len = usize::from(hdr[0]) | usize::from(hdr[1]) << 8;
-                let mut body = vec![0u8; len];
-                if s.read_exact(&mut body).is_err() || body.get(32..36) != Some(b"chk\0") {
-                    f.aborted.fetch_add(1, SeqCst);
-                    return;
-                }
-                f.logins.fetch_add(1, SeqCst);
-                let _ = s.write_all(&[7, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0]);
-                let mut q = [0u8; 5];
-                if s.read_exact(&mut q).is_ok() && q == [1, 0, 0, 0, 1] {
-                    f.quits.fetch_add(1, SeqCst);
-                } else {
-                    f.aborted.fetch_add(1, SeqCst);
-                }
-            });
+fn fake_mysql(f: Arc<FakeMysql>) -> Backend {
+    Backend::spawn(LOCALHOST_V4, move |mut s| {
+        f.conns.fetch_add(1, SeqCst);
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        if f.too_many.load(SeqCst) {
+            let msg = b"\xff\x10\x04#08004Too many connections";
+            let mut p = vec![msg.len() as u8, 0, 0, 0];
+            p.extend_from_slice(msg);
+            let _ = s.write_all(&p);
+            return;
         }
-    });
-    port
+        let mut g = vec![0x0a];
+        g.extend_from_slice(b"10.11.6-MariaDB-fake\0");
+        g.extend_from_slice(&[7, 0, 0, 0]);
+        g.extend_from_slice(b"abcdefgh\0");
+        g.extend_from_slice(&[0xff, 0xf7, 33, 2, 0, 0xff, 0x81, 21]);
+        g.extend_from_slice(&[0; 10]);
+        g.extend_from_slice(b"ijklmnopqrst\0mysql_native_password\0");
+        let mut p = vec![g.len() as u8, 0, 0, 0];
+        p.extend_from_slice(&g);
+        if s.write_all(&p).is_err() {
+            f.aborted.fetch_add(1, SeqCst);
+            return;
+        }
+        let mut hdr = [0u8; 4];
+        if s.read_exact(&mut hdr).is_err() {
+            f.aborted.fetch_add(1, SeqCst);
+            return;
+        }
+        let len = usize::from(hdr[0]) | usize::from(hdr[1]) << 8;
+        let mut body = vec![0u8; len];
+        if s.read_exact(&mut body).is_err() || body.get(32..36) != Some(b"chk\0") {
+            f.aborted.fetch_add(1, SeqCst);
+            return;
+        }
+        f.logins.fetch_add(1, SeqCst);
+        let _ = s.write_all(&[7, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0]);
+        let mut q = [0u8; 5];
+        if s.read_exact(&mut q).is_ok() && q == [1, 0, 0, 0, 1] {
+            f.quits.fetch_add(1, SeqCst);
+        } else {
+            f.aborted.fetch_add(1, SeqCst);
+        }
+    })
 }
 
 #[test]
 fn mysql_user_probes_abort_no_handshakes_while_connect_probes_abort_all() {
     let f = Arc::new(FakeMysql::default());
-    let port = fake_mysql(Arc::clone(&f));
+    let mysql = fake_mysql(Arc::clone(&f));
+    let port = mysql.port();
     {
-        let _b = Balance::start(&["-m", "mysql:user=chk:interval=50ms"], &[chan(port)]);
-        assert!(wait_until(Duration::from_secs(20), || f.quits.load(SeqCst) >= 30));
+        let _b = start(&["-m", "mysql:user=chk:interval=50ms"], &[chan(port)]);
+        assert!(
+            wait_until("30 logins", Duration::from_secs(20), || f
+                .quits
+                .load(SeqCst)
+                >= 30)
+            .is_ok()
+        );
     }
     thread::sleep(Duration::from_millis(300));
     let (conns, aborted, logins, quits) = (
@@ -589,13 +365,16 @@ fn mysql_user_probes_abort_no_handshakes_while_connect_probes_abort_all() {
     assert!(quits >= 30 && logins >= quits);
     // The same with plain connect probes: every probe is an aborted handshake.
     let g = Arc::new(FakeMysql::default());
-    let port = fake_mysql(Arc::clone(&g));
+    let mysql = fake_mysql(Arc::clone(&g));
+    let port = mysql.port();
     {
-        let _b = Balance::start(&["-m", "connect:interval=50ms"], &[chan(port)]);
-        assert!(wait_until(Duration::from_secs(20), || g
-            .aborted
-            .load(SeqCst)
-            >= 10));
+        let _b = start(&["-m", "connect:interval=50ms"], &[chan(port)]);
+        assert!(
+            wait_until("10 aborted handshakes", Duration::from_secs(20), || {
+                g.aborted.load(SeqCst) >= 10
+            })
+            .is_ok()
+        );
     }
     assert_eq!(g.logins.load(SeqCst), 0);
 }
@@ -604,30 +383,26 @@ fn mysql_user_probes_abort_no_handshakes_while_connect_probes_abort_all() {
 fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
     let f = Arc::new(FakeMysql::default());
     f.too_many.store(true, SeqCst);
-    let port = fake_mysql(Arc::clone(&f));
+    let primary = fake_mysql(Arc::clone(&f));
     let backup = fake_mysql(Arc::new(FakeMysql::default()));
-    let sock = std::env::temp_dir().join(format!("balance-mon-{}-my.sock", std::process::id()));
-    let sock_s = sock.to_string_lossy().into_owned();
-    let b = Balance::start(
-        &["--control", &sock_s, "-m", "mysql:interval=100ms:fall=2"],
-        &[chan(port), "!".into(), chan(backup)],
-    );
+    let dir = TempDir::new("mon-my");
+    let b = Balance::cli(&[primary.channel(), "!".into(), backup.channel()])
+        .opts(&["-m", "mysql:interval=100ms:fall=2"])
+        .control(&dir.join("my.sock"))
+        .no_bind()
+        .start();
     assert!(
-        b.wait_log_n(
+        b.wait_log(
             "channel down (dis): mysql: MySQL error 1040: Too many connections",
             1,
             Duration::from_secs(5)
         ),
         "{}",
-        b.dump()
+        b.stderr()
     );
     assert!(greets_like_mysql(&b), "new clients do not reach the backup");
     // The reason is also in `show json`.
-    let out = Command::new(env!("CARGO_BIN_EXE_balance"))
-        .args(["-b", "127.0.0.1", "-c", "show json", "--control", &sock_s])
-        .arg(b.port.to_string())
-        .output()
-        .expect("run balance -c");
+    let out = b.ctl_out("show json");
     let json = String::from_utf8_lossy(&out.stdout);
     assert!(
         json.contains("\"last_reason\":\"mysql: MySQL error 1040: Too many connections\""),
@@ -639,52 +414,49 @@ fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
 /// connections still open from the prober's side (a closed one shows EOF
 /// on a non-blocking read: on loopback the FIN of a probe that gave up is
 /// queued before the next probe's SYN), so `max` is the most probe
-/// connections ever open at once, free of thread-scheduling noise.
-fn hung_server(open: Arc<AtomicUsize>, max: Arc<AtomicUsize>) -> u16 {
-    let l = TcpListener::bind((LOCAL, 0)).unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let mut conns: Vec<TcpStream> = Vec::new();
-        for s in l.incoming() {
-            let Ok(s) = s else { continue };
-            conns.retain_mut(|c| {
-                let _ = c.set_nonblocking(true);
-                let mut buf = [0u8; 1024];
-                loop {
-                    match c.read(&mut buf) {
-                        Ok(0) => return false,
-                        Ok(_) => continue, // the request; keep reading
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-                        Err(_) => return false,
-                    }
+/// connections ever open at once, free of thread-scheduling noise (the
+/// handlers take turns on one lock).
+fn hung_server(open: Arc<AtomicUsize>, max: Arc<AtomicUsize>) -> Backend {
+    let conns: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
+    Backend::spawn(LOCALHOST_V4, move |s| {
+        let mut conns = conns.lock().unwrap();
+        conns.retain_mut(|c| {
+            let _ = c.set_nonblocking(true);
+            let mut buf = [0u8; 1024];
+            loop {
+                match c.read(&mut buf) {
+                    Ok(0) => return false,
+                    Ok(_) => continue, // the request; keep reading
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(_) => return false,
                 }
-            });
-            conns.push(s);
-            open.store(conns.len(), SeqCst);
-            max.fetch_max(conns.len(), SeqCst);
-        }
-    });
-    port
+            }
+        });
+        conns.push(s);
+        open.store(conns.len(), SeqCst);
+        max.fetch_max(conns.len(), SeqCst);
+    })
 }
 
 #[test]
 fn hung_http_target_has_one_probe_in_flight_and_goes_down_after_three_timeouts() {
     let open = Arc::new(AtomicUsize::new(0));
     let max = Arc::new(AtomicUsize::new(0));
-    let port = hung_server(Arc::clone(&open), Arc::clone(&max));
+    let hung = hung_server(Arc::clone(&open), Arc::clone(&max));
+    let port = hung.port();
     let t0 = Instant::now();
-    let b = Balance::start(
+    let b = start(
         &["-m", "http=/:timeout=1:interval=200ms:fall=3"],
         &[chan(port)],
     );
     assert!(
-        b.wait_log_n(
+        b.wait_log(
             "channel down (dis): http: timeout after 1s",
             1,
             Duration::from_secs(10)
         ),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let took = t0.elapsed();
     assert!(
@@ -741,8 +513,8 @@ fn hung_exec_probe_is_killed_with_its_group_and_reaped() {
     let spec = format!(
         "command=/bin/sh -c 'sleep {marker} & sleep {marker}':timeout=1:interval=200ms:fall=2"
     );
-    let port = Backend::start("A");
-    let b = Balance::start(&["-m", &spec], &[chan(port.port)]);
+    let port = Backend::tagged("A");
+    let b = start(&["-m", &spec], &[chan(port.port())]);
     let pid = b.pid();
     let t0 = Instant::now();
     let mut most = 0;
@@ -762,7 +534,7 @@ fn hung_exec_probe_is_killed_with_its_group_and_reaped() {
     assert!(
         b.has("channel down (dis): command: timeout after 1s"),
         "{}",
-        b.dump()
+        b.stderr()
     );
     // One check at a time: the shell and its two sleeps at most.
     assert!((2..=3).contains(&most), "{most} check processes at once");
@@ -770,7 +542,11 @@ fn hung_exec_probe_is_killed_with_its_group_and_reaped() {
     // A graceful stop kills the in-flight check's group too.
     b.terminate();
     assert!(
-        wait_until(Duration::from_secs(3), || procs_with(&marker).is_empty()),
+        wait_until("the sleeps gone", Duration::from_secs(3), || procs_with(
+            &marker
+        )
+        .is_empty())
+        .is_ok(),
         "sleeps survived: {:?}",
         procs_with(&marker)
     );
@@ -778,19 +554,19 @@ fn hung_exec_probe_is_killed_with_its_group_and_reaped() {
 
 #[test]
 fn passive_detection_spares_the_second_client_a_blackholed_primary() {
-    let bh = blackhole();
-    let bk = Backend::start("B");
+    let bh = Blackhole::new();
+    let bk = Backend::tagged("B");
     // Scheduled probes are rare here: the client's failed connect counts as
     // the second failure and takes the primary down at once.
-    let b = Balance::start(
+    let b = start(
         &["-t", "1", "-m", "connect:timeout=0.3:interval=30s:fall=2"],
-        &[chan(bh.port), "!".into(), chan(bk.port)],
+        &[chan(bh.port()), "!".into(), chan(bk.port())],
     );
     let t0 = Instant::now();
-    assert_eq!(ask(&b).unwrap(), "B");
+    assert_eq!(ask(b.addr).unwrap(), "B");
     let first = t0.elapsed();
     let t1 = Instant::now();
-    assert_eq!(ask(&b).unwrap(), "B");
+    assert_eq!(ask(b.addr).unwrap(), "B");
     let second = t1.elapsed();
     assert!(first >= Duration::from_millis(800), "first {first:?}");
     assert!(
@@ -801,22 +577,22 @@ fn passive_detection_spares_the_second_client_a_blackholed_primary() {
 
 #[test]
 fn race_serves_the_first_client_fast_despite_a_blackholed_primary() {
-    let bh = blackhole();
-    let bk = Backend::start("B");
-    let b = Balance::start(
+    let bh = Blackhole::new();
+    let bk = Backend::tagged("B");
+    let b = start(
         &["-t", "3", "--race", "200ms"],
-        &[chan(bh.port), "!".into(), chan(bk.port)],
+        &[chan(bh.port()), "!".into(), chan(bk.port())],
     );
     let t0 = Instant::now();
-    assert_eq!(ask(&b).unwrap(), "B");
+    assert_eq!(ask(b.addr).unwrap(), "B");
     let took = t0.elapsed();
     assert!(took < Duration::from_millis(1000), "{took:?}");
 }
 
 #[test]
 fn spin_holds_the_client_until_a_backend_appears() {
-    let port = free_port();
-    let b = Balance::start(
+    let port = free_port(LOCALHOST_V4);
+    let b = start(
         &[
             "--spin",
             "8s",
@@ -826,11 +602,11 @@ fn spin_holds_the_client_until_a_backend_appears() {
         &[chan(port)],
     );
     assert!(
-        b.wait_log_n("channel down", 1, Duration::from_secs(5)),
+        b.wait_log("channel down", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
-    let mut c = TcpStream::connect(b.addr()).unwrap();
+    let mut c = TcpStream::connect(b.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_millis(1000)))
         .unwrap();
     let mut buf = [0u8; 8];
@@ -839,25 +615,26 @@ fn spin_holds_the_client_until_a_backend_appears() {
         matches!(c.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
     );
     let t0 = Instant::now();
-    let _a = Backend::on("A", port);
-    assert_eq!(read_tag(&mut c).unwrap(), "A");
+    let _a = Backend::tagged_at(local(port), "A").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    assert_eq!(read_line(&mut c).unwrap(), "A");
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
 }
 
 #[test]
 fn spin_closes_the_client_after_its_limit_when_nothing_comes_back() {
-    let port = free_port();
-    let b = Balance::start(
+    let port = free_port(LOCALHOST_V4);
+    let b = start(
         &["--spin", "1s", "-m", "connect:interval=200ms:fall=1"],
         &[chan(port)],
     );
     assert!(
-        b.wait_log_n("channel down", 1, Duration::from_secs(5)),
+        b.wait_log("channel down", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let t0 = Instant::now();
-    let r = ask(&b);
+    let r = ask(b.addr);
     let took = t0.elapsed();
     assert!(r.is_err(), "{r:?}");
     assert!(
@@ -870,49 +647,54 @@ fn spin_closes_the_client_after_its_limit_when_nothing_comes_back() {
 fn without_m_a_soft_disabled_channel_comes_back_by_itself() {
     // -a disables at once on a failed connect; the implicit recovery monitor
     // (connect, every 2 s, rise 2) brings the channel back.
-    let port = free_port();
-    let bk = Backend::start("B");
-    let b = Balance::start(&["-a"], &[chan(port), "!".into(), chan(bk.port)]);
-    assert_eq!(ask(&b).unwrap(), "B");
-    assert!(b.has("channel down"), "{}", b.dump());
-    let _a = Backend::on("A", port);
+    let port = free_port(LOCALHOST_V4);
+    let bk = Backend::tagged("B");
+    let b = start(&["-a"], &[chan(port), "!".into(), chan(bk.port())]);
+    assert_eq!(ask(b.addr).unwrap(), "B");
+    assert!(b.has("channel down"), "{}", b.stderr());
+    let _a = Backend::tagged_at(local(port), "A").unwrap();
     assert!(
-        b.wait_log_n("channel up (ENA)", 1, Duration::from_secs(10)),
+        b.wait_log("channel up (ENA)", 1, Duration::from_secs(10)),
         "{}",
-        b.dump()
+        b.stderr()
     );
-    assert_eq!(ask(&b).unwrap(), "A");
+    assert_eq!(ask(b.addr).unwrap(), "A");
 }
 
 #[test]
 fn on_up_shutdown_backup_closes_backup_sessions_when_the_primary_returns() {
-    let a = Backend::start("A");
-    let bk = Backend::on_ip(LOCAL2, "B", 0);
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged_on(LOCAL2.into(), "B");
     let status = Arc::new(AtomicU16::new(503));
-    let side = http_server(Arc::clone(&status), "");
-    http_server_on(LOCAL2, side, Arc::new(AtomicU16::new(200)), "");
+    let side_a = http_server(Arc::clone(&status), "");
+    let side = side_a.port();
+    let _side_b = http_server_on(LOCAL2.into(), side, Arc::new(AtomicU16::new(200)), "");
     let spec = format!("http=/:port={side}:interval=200ms:rise=1:fall=1:on-up=shutdown-backup");
-    let b = Balance::start(
+    let b = start(
         &["-m", &spec],
-        &[chan(a.port), "!".into(), format!("127.0.0.2:{}", bk.port)],
+        &[
+            chan(a.port()),
+            "!".into(),
+            format!("127.0.0.2:{}", bk.port()),
+        ],
     );
     assert!(
-        b.wait_log_n(
+        b.wait_log(
             "channel down (dis): http: HTTP 503",
             1,
             Duration::from_secs(5)
         ),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let (mut on_b, tag) = session(&b);
     assert_eq!(tag, "B");
     assert!(alive(&mut on_b));
     status.store(200, SeqCst);
     assert!(
-        b.wait_log_n("channel up (ENA)", 1, Duration::from_secs(5)),
+        b.wait_log("channel up (ENA)", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let t0 = Instant::now();
     assert!(
@@ -920,82 +702,80 @@ fn on_up_shutdown_backup_closes_backup_sessions_when_the_primary_returns() {
         "backup session survived on-up=shutdown-backup"
     );
     assert!(t0.elapsed() < Duration::from_secs(2));
-    assert_eq!(ask(&b).unwrap(), "A");
+    assert_eq!(ask(b.addr).unwrap(), "A");
 }
 
 #[test]
 fn manual_failback_keeps_traffic_on_the_backup_until_the_failback_command() {
-    let a = Backend::start("A");
-    let bk = Backend::start("B");
-    let sock = std::env::temp_dir().join(format!("balance-mon-{}-fb.sock", std::process::id()));
-    let sock_s = sock.to_string_lossy().into_owned();
-    let b = Balance::start(
-        &[
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged("B");
+    let dir = TempDir::new("mon-fb");
+    let b = Balance::cli(&[chan(a.port()), "!".into(), chan(bk.port())])
+        .opts(&[
             "--failback",
             "manual",
-            "--control",
-            &sock_s,
             "-m",
             "connect:interval=200ms:rise=1:fall=1",
-        ],
-        &[chan(a.port), "!".into(), chan(bk.port)],
-    );
-    assert_eq!(ask(&b).unwrap(), "A");
+        ])
+        .control(&dir.join("fb.sock"))
+        .no_bind()
+        .start();
+    assert_eq!(ask(b.addr).unwrap(), "A");
     a.stop();
     assert!(
-        b.wait_log_n("channel down (dis)", 1, Duration::from_secs(5)),
+        b.wait_log("channel down (dis)", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
-    assert_eq!(ask(&b).unwrap(), "B");
-    let a2 = Backend::on("A", a.port);
+    assert_eq!(ask(b.addr).unwrap(), "B");
+    let a2 = Backend::tagged_at(local(a.port()), "A").unwrap();
     assert!(
-        b.wait_log_n("channel up (ENA)", 1, Duration::from_secs(5)),
+        b.wait_log("channel up (ENA)", 1, Duration::from_secs(5)),
         "{}",
-        b.dump()
+        b.stderr()
     );
     for _ in 0..5 {
-        assert_eq!(ask(&b).unwrap(), "B", "traffic returned without failback");
+        assert_eq!(
+            ask(b.addr).unwrap(),
+            "B",
+            "traffic returned without failback"
+        );
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_balance"))
-        .args(["-b", "127.0.0.1", "-c", "failback", "--control", &sock_s])
-        .arg(b.port.to_string())
-        .output()
-        .expect("run balance -c");
+    let out = b.ctl_out("failback");
     assert!(out.status.success(), "{:?}", out);
-    assert_eq!(ask(&b).unwrap(), "A");
+    assert_eq!(ask(b.addr).unwrap(), "A");
     drop(a2);
 }
 
 #[test]
 fn monitor_takes_a_blackholed_primary_down_so_no_client_pays_its_timeout() {
     // T13 with a monitor: D = fall × (interval + timeout) = 3 s.
-    let bh = blackhole();
-    let bk = Backend::start("B");
+    let bh = Blackhole::new();
+    let bk = Backend::tagged("B");
     let t0 = Instant::now();
-    let b = Balance::start(
+    let b = start(
         &[
             "-t",
             "1",
             "-m",
             "connect:timeout=500ms:interval=500ms:fall=3",
         ],
-        &[chan(bh.port), "!".into(), chan(bk.port)],
+        &[chan(bh.port()), "!".into(), chan(bk.port())],
     );
     assert!(
-        b.wait_log_n(
+        b.wait_log(
             "channel down (dis): connect: timeout after 500ms",
             1,
             Duration::from_secs(8)
         ),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let down = t0.elapsed();
     assert!(down <= Duration::from_millis(4500), "down after {down:?}");
     for _ in 0..5 {
         let t = Instant::now();
-        assert_eq!(ask(&b).unwrap(), "B");
+        assert_eq!(ask(b.addr).unwrap(), "B");
         assert!(
             t.elapsed() < Duration::from_millis(300),
             "{:?}",
@@ -1007,37 +787,30 @@ fn monitor_takes_a_blackholed_primary_down_so_no_client_pays_its_timeout() {
 #[test]
 fn silent_mysql_primary_goes_down_and_on_down_shutdown_cuts_its_sessions() {
     // T14: a hung mysqld accepts but never greets.
-    let silent = TcpListener::bind((LOCAL, 0)).unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let h2 = Arc::clone(&held);
-    thread::spawn(move || {
-        for s in silent.incoming().flatten() {
-            h2.lock().unwrap().push(s);
-        }
-    });
+    let (silent, _release) = silent();
+    let port = silent.port();
     // The backup is a (fake) MySQL that greets.
     let backup = fake_mysql(Arc::new(FakeMysql::default()));
-    let b = Balance::start(
+    let b = start(
         &[
             "--on-down",
             "shutdown",
             "-m",
             "mysql:timeout=500ms:interval=200ms:fall=3",
         ],
-        &[chan(port), "!".into(), chan(backup)],
+        &[chan(port), "!".into(), backup.channel()],
     );
     // A client that reached the silent primary before it was marked down.
-    let mut c = TcpStream::connect(b.addr()).unwrap();
+    let mut c = TcpStream::connect(b.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
     assert!(
-        b.wait_log_n(
+        b.wait_log(
             "channel down (dis): mysql: timeout after 500ms",
             1,
             Duration::from_secs(8)
         ),
         "{}",
-        b.dump()
+        b.stderr()
     );
     let t0 = Instant::now();
     let mut buf = [0u8; 8];
@@ -1049,7 +822,7 @@ fn silent_mysql_primary_goes_down_and_on_down_shutdown_cuts_its_sessions() {
 
 /// A new client through balance receives a MySQL greeting (protocol 10).
 fn greets_like_mysql(b: &Balance) -> bool {
-    let Ok(mut c) = TcpStream::connect(b.addr()) else {
+    let Ok(mut c) = TcpStream::connect(b.addr) else {
         return false;
     };
     let _ = c.set_read_timeout(Some(Duration::from_secs(3)));

@@ -2,15 +2,19 @@
 //! zero-copy `splice(2)` path and the buffered one forced with `--no-splice`.
 //! Every test runs once per path (`*_splice` / `*_buffered`).
 
+mod common;
+
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{Backend, Balance, LOCALHOST_V4, try_connect, wait_for};
 use sha2::{Digest, Sha256};
 
+/// Read/write timeout of clients and backends: 1 GiB each way takes
+/// seconds in a debug build.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -21,130 +25,33 @@ enum Path {
     BufferedByEnv,
 }
 
-/// A running `balance -f -b 127.0.0.1 PORT 127.0.0.1:BACKEND`.
-struct Balance {
-    child: Child,
-    port: u16,
-}
-
-impl Balance {
-    fn start(backend: SocketAddr, path: Path, extra: &[&str]) -> Balance {
-        for _attempt in 0..20 {
-            let port = free_port();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_balance"));
-            cmd.arg("-f");
-            if path == Path::Buffered {
-                cmd.arg("--no-splice");
-            }
-            if path == Path::BufferedByEnv {
-                cmd.env("BALANCE_NO_SPLICE", "1");
-            } else {
-                cmd.env_remove("BALANCE_NO_SPLICE");
-            }
-            cmd.args(extra)
-                .args(["-b", "127.0.0.1", &port.to_string(), &backend.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let mut child = cmd.spawn().expect("spawn balance");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken meanwhile: try another
-                }
-                if listens(child.id(), port) {
-                    return Balance { child, port };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "balance did not listen on {port}"
-                );
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("no free port for balance after 20 attempts");
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr()).expect("connect to balance");
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        s
-    }
-
-    /// Pipes the balance process holds (fds that read `pipe:[...]`).
-    fn pipe_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .expect("read /proc/PID/fd")
-            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-            .filter(|l| l.to_string_lossy().starts_with("pipe:"))
-            .count()
-    }
-}
-
-impl Drop for Balance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Whether process `pid` owns a socket in LISTEN state on 127.0.0.1:`port`
-/// (from /proc, so no probe connection reaches the backend).
-fn listens(pid: u32, port: u16) -> bool {
-    let Ok(tcp) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
+/// `balance -f [--no-splice] EXTRA -b 127.0.0.1 PORT BACKEND`.
+fn start(be: &Backend, path: Path, extra: &[&str]) -> Balance {
+    let mut l = Balance::cli(&[be.channel()]).opts(extra);
+    l = match path {
+        Path::Splice => l.env_remove("BALANCE_NO_SPLICE"),
+        Path::Buffered => l.opts(&["--no-splice"]).env_remove("BALANCE_NO_SPLICE"),
+        Path::BufferedByEnv => l.env("BALANCE_NO_SPLICE", "1"),
     };
-    let local = format!("0100007F:{port:04X}");
-    let inodes: Vec<String> = tcp
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].to_string())
-        })
-        .collect();
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .any(|l| {
-            inodes
-                .iter()
-                .any(|i| l.to_string_lossy() == format!("socket:[{i}]"))
-        })
+    l.start()
 }
 
-/// A backend on port 0 that runs `f` on each accepted connection in its own
-/// thread, for `conns` connections.
-fn backend<F>(conns: usize, f: F) -> SocketAddr
+/// A client through balance with the long timeouts.
+fn client(bal: &Balance) -> TcpStream {
+    try_connect(bal.addr, IO_TIMEOUT).expect("connect to balance")
+}
+
+/// A backend that runs `f` on each accepted connection in its own thread,
+/// with the long timeouts.
+fn backend<F>(f: F) -> Backend
 where
     F: Fn(TcpStream) + Send + Sync + 'static,
 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let f = std::sync::Arc::new(f);
-    thread::spawn(move || {
-        for _ in 0..conns {
-            let Ok((s, _)) = l.accept() else { return };
-            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-            s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-            let f = std::sync::Arc::clone(&f);
-            thread::spawn(move || f(s));
-        }
-    });
-    addr
+    Backend::spawn(LOCALHOST_V4, move |s| {
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        f(s)
+    })
 }
 
 /// xorshift64*: cheap deterministic noise for data and write sizes.
@@ -215,11 +122,11 @@ fn duplex(mut s: TcpStream, total: u64, seed: u64) -> ([u8; 32], u64, [u8; 32]) 
 
 fn both_ways_at_once(path: Path, total: u64) {
     let (tx, rx) = mpsc::channel();
-    let be = backend(1, move |s| {
+    let be = backend(move |s| {
         let _ = tx.send(duplex(s, total, 0xbac0_e4d5));
     });
-    let bal = Balance::start(be, path, &[]);
-    let (c_sent, c_n, c_recv) = duplex(bal.connect(), total, 0xc11e_4700);
+    let bal = start(&be, path, &[]);
+    let (c_sent, c_n, c_recv) = duplex(client(&bal), total, 0xc11e_4700);
     let (b_sent, b_n, b_recv) = rx.recv_timeout(IO_TIMEOUT).expect("backend result");
     assert_eq!(c_n, total, "client received every byte");
     assert_eq!(b_n, total, "backend received every byte");
@@ -247,14 +154,14 @@ const MIB: u64 = 1 << 20;
 /// and closes: the client gets the whole reply, then EOF.
 fn client_half_close(path: Path) {
     let (tx, rx) = mpsc::channel();
-    let be = backend(1, move |mut s| {
+    let be = backend(move |mut s| {
         let got = recv_all(&mut s).expect("backend recv");
         let sent = send_random(&mut s, MIB, 7).expect("backend reply");
         let _ = tx.send((got, sent));
         // Dropping `s` closes the backend connection.
     });
-    let bal = Balance::start(be, path, &[]);
-    let mut c = bal.connect();
+    let bal = start(&be, path, &[]);
+    let mut c = client(&bal);
     let sent = send_random(&mut c, MIB, 3).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
     let (n, got) = recv_all(&mut c).expect("client reads the reply to EOF");
@@ -282,13 +189,13 @@ fn client_half_close_still_gets_the_full_reply_buffered() {
 fn backend_half_close(path: Path) {
     const BANNER: &[u8] = b"220 banner from the backend, then SHUT_WR\r\n";
     let (tx, rx) = mpsc::channel();
-    let be = backend(1, move |mut s| {
+    let be = backend(move |mut s| {
         s.write_all(BANNER).unwrap();
         s.shutdown(Shutdown::Write).unwrap();
         let _ = tx.send(recv_all(&mut s).expect("backend recv"));
     });
-    let bal = Balance::start(be, path, &[]);
-    let mut c = bal.connect();
+    let bal = start(&be, path, &[]);
+    let mut c = client(&bal);
     let (n, h) = recv_all(&mut c).expect("banner then EOF");
     assert_eq!(n, BANNER.len() as u64);
     assert_eq!(h, <[u8; 32]>::from(Sha256::digest(BANNER)));
@@ -332,7 +239,7 @@ fn reset(s: &TcpStream) {
 
 /// Backend sends 64 KiB then resets: the client sees ECONNRESET, not EOF.
 fn backend_reset(path: Path) {
-    let be = backend(1, |mut s| {
+    let be = backend(|mut s| {
         // Wait for the client's byte, so the relay runs: a reset racing the
         // proxy's connect completion is a failed connect instead.
         let mut b = [0u8; 1];
@@ -340,8 +247,8 @@ fn backend_reset(path: Path) {
         s.write_all(&[b'x'; 64 * 1024]).unwrap();
         reset(&s);
     });
-    let bal = Balance::start(be, path, &[]);
-    let mut c = bal.connect();
+    let bal = start(&be, path, &[]);
+    let mut c = client(&bal);
     c.write_all(b"?").unwrap();
     let t = Instant::now();
     let e = read_until_end(&mut c).expect("a reset, not a clean EOF");
@@ -362,14 +269,14 @@ fn backend_reset_reaches_the_client_as_a_reset_buffered() {
 /// Client resets mid-transfer: the backend, reading, sees ECONNRESET.
 fn client_reset(path: Path) {
     let (tx, rx) = mpsc::channel();
-    let be = backend(1, move |mut s| {
+    let be = backend(move |mut s| {
         // A greeting, so the client knows the relay runs (a client that
         // leaves while the proxy still connects only cancels the connect).
         s.write_all(b"+").unwrap();
         let _ = tx.send(read_until_end(&mut s).map(|e| e.kind()));
     });
-    let bal = Balance::start(be, path, &[]);
-    let mut c = bal.connect();
+    let bal = start(&be, path, &[]);
+    let mut c = client(&bal);
     let mut hello = [0u8; 1];
     c.read_exact(&mut hello).unwrap();
     c.write_all(&[b'y'; 200 * 1024]).unwrap();
@@ -399,7 +306,7 @@ const POOL_CAP: usize = 32;
 /// only while bytes move, so afterwards only the bounded pool remains (if
 /// every connection kept its pipes there would be 100).
 fn idle_pipes(path: Path) -> usize {
-    let be = backend(IDLE_CONNS, |mut s| {
+    let be = backend(|mut s| {
         let mut b = vec![0u8; 64 * 1024];
         while let Ok(n @ 1..) = s.read(&mut b) {
             if s.write_all(&b[..n]).is_err() {
@@ -407,10 +314,10 @@ fn idle_pipes(path: Path) -> usize {
             }
         }
     });
-    let bal = Balance::start(be, path, &[]);
+    let bal = start(&be, path, &[]);
     // Pipes inherited from the environment (not ours) are the baseline.
     let base = bal.pipe_fds();
-    let mut conns: Vec<TcpStream> = (0..IDLE_CONNS).map(|_| bal.connect()).collect();
+    let mut conns: Vec<TcpStream> = (0..IDLE_CONNS).map(|_| client(&bal)).collect();
     // A burst larger than the first (small) read, so the splice path
     // really moves it through pipes before the connection goes idle.
     const BURST: usize = 256 * 1024;
@@ -427,12 +334,11 @@ fn idle_pipes(path: Path) -> usize {
     }
     // The echo is back, so each direction has drained its pipe; poll until
     // the count settles, bounded.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut pipes = bal.pipe_fds().saturating_sub(base);
-    while pipes / 2 > POOL_CAP && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-        pipes = bal.pipe_fds().saturating_sub(base);
-    }
+    let idle = || bal.pipe_fds().saturating_sub(base);
+    let pipes = wait_for("the pipes back to the pool", Duration::from_secs(5), || {
+        Some(idle()).filter(|p| p / 2 <= POOL_CAP)
+    })
+    .unwrap_or_else(|_| idle());
     assert!(
         pipes / 2 <= POOL_CAP,
         "{pipes} pipe fds for {IDLE_CONNS} idle connections"
@@ -460,11 +366,11 @@ fn balance_no_splice_env_selects_the_buffered_path() {
 /// `-T`: a connection on which nothing moves is closed on both sides.
 fn idle_timeout(path: Path) {
     let (tx, rx) = mpsc::channel();
-    let be = backend(1, move |mut s| {
+    let be = backend(move |mut s| {
         let _ = tx.send(read_until_end(&mut s).map(|e| e.kind()));
     });
-    let bal = Balance::start(be, path, &["-T", "1"]);
-    let mut c = bal.connect();
+    let bal = start(&be, path, &["-T", "1"]);
+    let mut c = client(&bal);
     c.write_all(b"ping").unwrap();
     let t = Instant::now();
     let end = read_until_end(&mut c);
@@ -501,20 +407,17 @@ fn idle_timeout_closes_both_sides_buffered() {
 /// side for errors while the other direction waits.
 fn reset_after_half_close(path: Path) {
     let (tx, rx) = mpsc::channel();
-    let be = backend(1, move |mut s| {
+    let be = backend(move |mut s| {
         s.write_all(b"+").unwrap();
         let eof = recv_all(&mut s).map(|(n, _)| n);
         // Silent from here on: only the socket's error tells of the reset.
-        let t = Instant::now();
-        let mut err = None;
-        while err.is_none() && t.elapsed() < Duration::from_secs(5) {
-            err = s.take_error().ok().flatten();
-            thread::sleep(Duration::from_millis(10));
-        }
-        let _ = tx.send((eof.ok(), err.is_some()));
+        let err = wait_for("the reset", Duration::from_secs(5), || {
+            s.take_error().ok().flatten()
+        });
+        let _ = tx.send((eof.ok(), err.is_ok()));
     });
-    let bal = Balance::start(be, path, &[]);
-    let mut c = bal.connect();
+    let bal = start(&be, path, &[]);
+    let mut c = client(&bal);
     let mut hello = [0u8; 1];
     c.read_exact(&mut hello).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
