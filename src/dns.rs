@@ -94,10 +94,7 @@ fn apply(svc: &Service, at: &Candidate, t: &Target, mut addrs: Vec<SocketAddr>) 
         svc.report(at, Outcome::Down(Reason::SelfLoop));
         return true;
     }
-    if ch
-        .down_reason()
-        .is_some_and(|r| r.is_name_resolution())
-    {
+    if ch.down_reason().is_some_and(|r| r.is_name_resolution()) {
         svc.report(at, Outcome::Up(Recovery::NameResolves));
     }
     true

@@ -66,7 +66,6 @@ impl fmt::Display for Target {
     }
 }
 
-
 /// The last health result, as `show json`'s `last_reason` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum LastResult {
@@ -390,7 +389,6 @@ impl Drop for ConnGuard {
         }
     }
 }
-
 
 impl Backend for Channel {
     fn usable(&self) -> bool {

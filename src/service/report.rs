@@ -79,7 +79,9 @@ impl Service {
         match flip {
             Flip::Up(why) => {
                 info!(%listener, channel = %ch.target(), group, index, "channel up (ENA): {why}");
-                if group == 0 && self.cfg.on_up_shutdown_backup && self.cfg.failback == Failback::Auto
+                if group == 0
+                    && self.cfg.on_up_shutdown_backup
+                    && self.cfg.failback == Failback::Auto
                 {
                     for g in self.pool.groups().iter().skip(1) {
                         for c in &g.channels {

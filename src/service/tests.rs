@@ -1,11 +1,14 @@
-//! Reload's Service rebuild: what is kept and what is new.
+//! Reload's Service rebuild (what is kept and what is new) and the one
+//! health-outcome path, `Service::report`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use super::*;
 use crate::config::{ChannelConfig, Failback, GroupConfig, Policy};
-use crate::pool::{Admin, ShownState};
+use crate::health::{Outcome, Reason, Recovery};
+use crate::pool::{Admin, Candidate, ShownState};
 
 fn ch(ip: &str, port: u16, maxc: u32) -> ChannelConfig {
     ChannelConfig {
@@ -121,4 +124,116 @@ fn rebuild_keeps_the_manual_failback_floor_within_the_new_group_count() {
     c.groups.truncate(2);
     let shrunk = old.rebuild(c, RiseFallParams::default(), crate::service::resolve);
     assert_eq!(shrunk.pool.floor(), 1);
+}
+
+// Service::report: the one health-outcome path.
+
+fn at(svc: &Service, group: usize, index: usize) -> Candidate {
+    Candidate {
+        group,
+        index,
+        channel: Arc::clone(&svc.pool.groups()[group].channels[index]),
+    }
+}
+
+fn two_groups() -> ListenerConfig {
+    cfg(vec![
+        vec![ch("10.0.0.1", 80, 0)],
+        vec![ch("10.0.0.2", 80, 0)],
+    ])
+}
+
+fn checked(result: Result<(), Reason>) -> Outcome {
+    Outcome::Checked {
+        result,
+        took: Duration::from_millis(3),
+    }
+}
+
+#[test]
+fn passive_failures_go_through_fall_and_count_every_one() {
+    let svc = Service::new(two_groups(), RiseFallParams::default());
+    let a = at(&svc, 0, 0);
+    let fail = || Outcome::ConnectFailed("connection refused".into());
+    assert_eq!(svc.report(&a, fail()), None);
+    assert_eq!(svc.report(&a, fail()), None);
+    assert_eq!(svc.report(&a, fail()), Some(false), "fall 3");
+    assert_eq!(svc.report(&a, fail()), None, "one flip, one reaction");
+    assert_eq!(a.channel.connect_failures.load(Relaxed), 4);
+    assert_eq!(
+        a.channel.down_reason(),
+        Some(Reason::Connect("connection refused".into()))
+    );
+    assert_eq!(a.channel.health().1, "connect: connection refused");
+}
+
+#[test]
+fn autodisable_takes_a_channel_down_at_the_first_failed_connect() {
+    let mut c = two_groups();
+    c.autodisable = true;
+    c.on_down_shutdown = true;
+    let svc = Service::new(c, RiseFallParams::default());
+    let a = at(&svc, 0, 0);
+    let kill = a.channel.session_kill();
+    let out = svc.report(
+        &a,
+        Outcome::ConnectFailed("connect timeout after 1s".into()),
+    );
+    assert_eq!(out, Some(false));
+    assert_eq!(a.channel.shown_state(), ShownState::SoftDisabled);
+    assert!(kill.has_changed().unwrap_or(false), "on-down=shutdown");
+}
+
+#[test]
+fn check_results_are_counted_but_ignored_while_the_operator_holds_the_channel() {
+    let svc = Service::new(
+        two_groups(),
+        RiseFallParams {
+            fall: 1,
+            ..Default::default()
+        },
+    );
+    let a = at(&svc, 0, 0);
+    a.channel.set_admin(Admin::Drain);
+    assert_eq!(svc.report(&a, checked(Err("http: HTTP 503".into()))), None);
+    assert!(a.channel.is_up());
+    assert_eq!(a.channel.checks_failed.load(Relaxed), 1);
+    assert_eq!(a.channel.check_micros.load(Relaxed), 3000);
+    a.channel.set_admin(Admin::Enabled);
+    assert_eq!(
+        svc.report(&a, checked(Err("http: HTTP 503".into()))),
+        Some(false)
+    );
+    assert_eq!(a.channel.health().1, "http: HTTP 503");
+    assert_eq!(svc.report(&a, checked(Ok(()))), None);
+    assert_eq!(svc.report(&a, checked(Ok(()))), Some(true), "rise 2");
+    assert_eq!(a.channel.checks_passed.load(Relaxed), 2);
+    assert_eq!(a.channel.health().1, "ok");
+}
+
+#[test]
+fn a_primary_coming_back_closes_backup_sessions_with_on_up_shutdown_backup() {
+    let mut c = two_groups();
+    c.on_up_shutdown_backup = true;
+    let svc = Service::new(c, RiseFallParams::default());
+    let (primary, backup) = (at(&svc, 0, 0), at(&svc, 1, 0));
+    let kill = backup.channel.session_kill();
+    // A backup flipping up closes nothing.
+    svc.report(&backup, Outcome::Down(Reason::SelfLoop));
+    assert_eq!(
+        svc.report(&backup, Outcome::Up(Recovery::NameResolves)),
+        Some(true)
+    );
+    assert!(!kill.has_changed().unwrap_or(true));
+    svc.report(&primary, Outcome::Down(Reason::SelfLoop));
+    assert_eq!(
+        svc.report(&primary, Outcome::Up(Recovery::NameResolves)),
+        Some(true)
+    );
+    assert!(kill.has_changed().unwrap_or(false));
+    // Up when already up is no flip.
+    assert_eq!(
+        svc.report(&primary, Outcome::Up(Recovery::NameResolves)),
+        None
+    );
 }
