@@ -1,3 +1,6 @@
+//! Pool behaviour through its public API: selection over real channels,
+//! maxc slots, health flips, structural changes.
+
 use super::*;
 
 use crate::config::{ChannelConfig, Failback};
