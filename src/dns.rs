@@ -2,8 +2,9 @@
 //! stored in the channel ([`Channel::set_target`]); new connections use it,
 //! established ones are untouched. A name that stops resolving keeps its
 //! last addresses (a DNS outage must not take backends down). A channel
-//! that is down only because its name never resolved is brought up when it
-//! first resolves.
+//! that is down only because of its name (it never resolved, or resolved
+//! only to its own listener) is brought up when it resolves elsewhere;
+//! both verdicts go through [`Service::report`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,13 +14,9 @@ use tracing::{debug, info, warn};
 
 use crate::app::Supervisor;
 use crate::config::Host;
-use crate::pool::{Channel, Target};
+use crate::health::{Outcome, Reason, Recovery};
+use crate::pool::{Candidate, Target};
 use crate::service::Service;
-
-/// The reason `Channel::new` gives a channel whose name did not resolve.
-pub const UNRESOLVED: &str = "name does not resolve";
-/// The reason for a channel whose name now resolves only to its own listener.
-pub const SELF_LOOP: &str = "resolves to its own listener";
 
 /// Re-resolve every `resolve_interval` until shutdown.
 pub async fn reresolve_loop(sup: Arc<Supervisor>) {
@@ -45,15 +42,20 @@ pub fn reresolve(svcs: &[Arc<Service>], resolve: impl Fn(&Host, u16) -> Vec<Sock
     let mut cache: HashMap<(String, u16), Vec<SocketAddr>> = HashMap::new();
     let mut changed = 0;
     for svc in svcs {
-        for g in svc.pool.groups().iter() {
-            for ch in &g.channels {
+        for (group, g) in svc.pool.groups().iter().enumerate() {
+            for (index, ch) in g.channels.iter().enumerate() {
                 let t = ch.target();
                 let Host::Name(name) = &t.host else { continue };
                 let addrs = cache
                     .entry((name.clone(), t.port))
                     .or_insert_with(|| resolve(&t.host, t.port))
                     .clone();
-                if apply(&svc.cfg.name, svc.cfg.bind, ch, &t, addrs) {
+                let at = Candidate {
+                    group,
+                    index,
+                    channel: Arc::clone(ch),
+                };
+                if apply(svc, &at, &t, addrs) {
                     changed += 1;
                 }
             }
@@ -65,13 +67,8 @@ pub fn reresolve(svcs: &[Arc<Service>], resolve: impl Fn(&Host, u16) -> Vec<Sock
 /// Store `addrs` in `ch` if they differ; true if the target changed.
 /// Addresses that lead back to the listener itself are dropped; if nothing
 /// else is left the channel goes down until the name resolves elsewhere.
-fn apply(
-    listener: &str,
-    bind: SocketAddr,
-    ch: &Channel,
-    t: &Target,
-    mut addrs: Vec<SocketAddr>,
-) -> bool {
+fn apply(svc: &Service, at: &Candidate, t: &Target, mut addrs: Vec<SocketAddr>) -> bool {
+    let (listener, bind, ch) = (&svc.cfg.name, svc.cfg.bind, &at.channel);
     if addrs.is_empty() {
         if !t.addrs.is_empty() {
             debug!(listener, channel = %t, "name does not resolve now; keeping the last addresses");
@@ -94,132 +91,14 @@ fn apply(
         addrs,
     });
     if now_empty {
-        if ch.force_down(SELF_LOOP) {
-            warn!(listener, channel = %t, "channel disabled: {SELF_LOOP}");
-        }
+        svc.report(at, Outcome::Down(Reason::SelfLoop));
         return true;
     }
-    let reason = ch.health().1;
-    if !ch.is_up() && (reason == UNRESOLVED || reason == SELF_LOOP) {
-        ch.force_up();
-        info!(listener, channel = %t, "name resolves now: channel enabled");
+    if ch.down_reason().is_some_and(|r| r.is_name_resolution()) {
+        svc.report(at, Outcome::Up(Recovery::NameResolves));
     }
     true
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{ChannelConfig, GroupConfig, ListenerConfig, Policy};
-    use crate::health::RiseFallParams;
-    use crate::pool::ShownState;
-    use std::sync::Mutex;
-
-    fn svc(names: &[&str]) -> Arc<Service> {
-        let channels = names
-            .iter()
-            .map(|n| ChannelConfig {
-                host: Host::Name((*n).into()),
-                port: 80,
-                maxc: 0,
-                weight: 1,
-            })
-            .collect();
-        let cfg = ListenerConfig::new(
-            "t".into(),
-            "127.0.0.1:1".parse().unwrap(),
-            vec![GroupConfig {
-                policy: Policy::RoundRobin,
-                channels,
-            }],
-        );
-        Arc::new(Service::new_with(cfg, RiseFallParams::default(), |_, _| {
-            Vec::new()
-        }))
-    }
-
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn name_that_resolves_later_brings_its_channel_up() {
-        let s = svc(&["db1"]);
-        let ch = Arc::clone(&s.pool.groups()[0].channels[0]);
-        assert_eq!(ch.shown_state(), ShownState::SoftDisabled);
-        assert_eq!(reresolve(&[Arc::clone(&s)], |_, _| Vec::new()), 0);
-        assert_eq!(ch.shown_state(), ShownState::SoftDisabled);
-        assert_eq!(
-            reresolve(&[s], |_, p| vec![sa(&format!("10.0.0.1:{p}"))]),
-            1
-        );
-        assert_eq!(ch.target().addrs, vec![sa("10.0.0.1:80")]);
-        assert_eq!(ch.shown_state(), ShownState::Ena);
-    }
-
-    #[test]
-    fn changed_addresses_are_stored_and_a_failed_lookup_keeps_the_old_ones() {
-        let s = svc(&["db1", "db1"]);
-        let answer = Mutex::new(vec![sa("10.0.0.1:80")]);
-        let r = |_: &Host, _: u16| answer.lock().unwrap().clone();
-        assert_eq!(reresolve(&[Arc::clone(&s)], r), 2);
-        *answer.lock().unwrap() = vec![sa("10.0.0.2:80"), sa("10.0.0.3:80")];
-        assert_eq!(reresolve(&[Arc::clone(&s)], r), 2);
-        let ch = Arc::clone(&s.pool.groups()[0].channels[1]);
-        assert_eq!(
-            ch.target().addrs,
-            vec![sa("10.0.0.2:80"), sa("10.0.0.3:80")]
-        );
-        assert_eq!(reresolve(&[Arc::clone(&s)], r), 0, "unchanged answer");
-        *answer.lock().unwrap() = Vec::new();
-        assert_eq!(reresolve(&[Arc::clone(&s)], r), 0);
-        assert_eq!(ch.target().addrs.len(), 2, "kept across a failed lookup");
-    }
-
-    #[test]
-    fn channel_down_for_another_reason_is_not_forced_up() {
-        let s = svc(&["db1"]);
-        let ch = Arc::clone(&s.pool.groups()[0].channels[0]);
-        ch.force_down("connect refused");
-        reresolve(&[s], |_, _| vec![sa("10.0.0.1:80")]);
-        assert_eq!(ch.target().addrs, vec![sa("10.0.0.1:80")]);
-        assert_eq!(ch.shown_state(), ShownState::SoftDisabled);
-    }
-
-    #[test]
-    fn a_name_resolving_to_its_own_listener_goes_down_and_comes_back() {
-        // The test listener binds 127.0.0.1:1; channels use port 80, so
-        // point the answer at port 1 through a listener on port 80.
-        let s = svc(&["db1"]);
-        let ch = Arc::clone(&s.pool.groups()[0].channels[0]);
-        reresolve(&[Arc::clone(&s)], |_, _| vec![sa("10.0.0.1:80")]);
-        assert_eq!(ch.shown_state(), ShownState::Ena);
-        let bind = sa("127.0.0.1:80");
-        let t = ch.target();
-        assert!(apply("t", bind, &ch, &t, vec![sa("127.0.0.1:80")]));
-        assert!(ch.target().addrs.is_empty(), "looping address not stored");
-        assert_eq!(ch.shown_state(), ShownState::SoftDisabled);
-        assert_eq!(ch.health().1, SELF_LOOP);
-        let t = ch.target();
-        assert!(apply(
-            "t",
-            bind,
-            &ch,
-            &t,
-            vec![sa("127.0.0.1:80"), sa("10.0.0.2:80")]
-        ));
-        assert_eq!(ch.target().addrs, vec![sa("10.0.0.2:80")]);
-        assert_eq!(ch.shown_state(), ShownState::Ena);
-    }
-
-    #[test]
-    fn each_distinct_name_is_looked_up_once_per_pass() {
-        let s = svc(&["a", "a", "b"]);
-        let calls = Mutex::new(0);
-        reresolve(&[Arc::clone(&s), s], |_, _| {
-            *calls.lock().unwrap() += 1;
-            vec![sa("10.0.0.9:80")]
-        });
-        assert_eq!(*calls.lock().unwrap(), 2);
-    }
-}
+mod tests;

@@ -1,7 +1,12 @@
-//! The rise/fall state machine, pure and table-tested. A channel goes down
-//! after `fall` consecutive failures and up after `rise` consecutive passes;
-//! an opposite result resets the streak. Who feeds it: the monitor (probe
-//! results) and the data path (failed connects, passive detection).
+//! The vocabulary of health: the rise/fall state machine (pure,
+//! table-tested), why a channel is down ([`Reason`]) and what was observed
+//! ([`Outcome`]). A channel goes down after `fall` consecutive failures and
+//! up after `rise` consecutive passes; an opposite result resets the streak.
+//! Nothing here holds state shared between tasks: outcomes are fed to
+//! `Service::report` (the monitor, the data path's passive detection, DNS),
+//! which alone writes a channel's health and reacts to a flip.
+
+use std::time::Duration;
 
 /// Hysteresis parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,98 +86,73 @@ impl RiseFall {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Why a channel failed a check or is down. Display gives the text shown by
+/// `show json` (`last_reason`) and logged with a flip.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    /// A health check failed; the text names the check (`http: HTTP 503`).
+    #[error("{0}")]
+    Check(String),
+    /// A connect from real traffic failed on the backend's side.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The channel's name does not resolve (it starts down).
+    #[error("name does not resolve")]
+    Unresolved,
+    /// The channel's name resolves only to its own listener.
+    #[error("resolves to its own listener")]
+    SelfLoop,
+}
 
-    /// Run a sequence ('S' pass, 'F' fail); return the flips as (index, up).
-    fn run(seq: &str, p: RiseFallParams, start_up: bool) -> Vec<(usize, bool)> {
-        let mut m = RiseFall {
-            up: start_up,
-            ..Default::default()
-        };
-        seq.chars()
-            .enumerate()
-            .filter_map(|(i, c)| m.observe(c == 'S', &p).map(|up| (i, up)))
-            .collect()
-    }
-
-    #[test]
-    #[allow(clippy::type_complexity)]
-    fn rise_fall_table() {
-        let p = RiseFallParams::default(); // rise 2, fall 3
-        let cases: &[(&str, bool, &[(usize, bool)])] = &[
-            ("FFS", true, &[]),
-            ("FFF", true, &[(2, false)]),
-            ("FFSFFS", true, &[]),
-            ("FFFF", true, &[(2, false)]),
-            ("FFFSS", true, &[(2, false), (4, true)]),
-            ("FFFSFS", true, &[(2, false)]),
-            ("SS", false, &[(1, true)]),
-            ("SFSFSF", false, &[]),
-            ("SSSFFFSSS", false, &[(1, true), (5, false), (7, true)]),
-            ("", true, &[]),
-        ];
-        for (seq, start, want) in cases {
-            assert_eq!(
-                run(seq, p, *start),
-                want.to_vec(),
-                "seq {seq} start_up {start}"
-            );
-        }
-    }
-
-    #[test]
-    fn alternating_results_never_flip() {
-        let p = RiseFallParams::default();
-        let seq: String = "SF".repeat(100);
-        assert!(run(&seq, p, true).is_empty());
-        assert!(run(&seq, p, false).is_empty());
-    }
-
-    #[test]
-    fn three_pass_three_fail_cycles_flip_once_per_half_cycle() {
-        let p = RiseFallParams {
-            rise: 3,
-            fall: 3,
-            ..Default::default()
-        };
-        let flips = run(&"FFFSSS".repeat(5), p, true);
-        assert_eq!(flips.len(), 10);
-    }
-
-    #[test]
-    fn noenable_and_nodisable_hold_the_state() {
-        let ne = RiseFallParams {
-            noenable: true,
-            ..Default::default()
-        };
-        assert_eq!(run("FFFSSSS", ne, true), vec![(2, false)]);
-        let nd = RiseFallParams {
-            nodisable: true,
-            ..Default::default()
-        };
-        assert!(run("FFFFFF", nd, true).is_empty());
-        assert_eq!(run("SS", nd, false), vec![(1, true)]);
-    }
-
-    #[test]
-    fn rise_or_fall_of_zero_acts_as_one() {
-        let p = RiseFallParams {
-            rise: 0,
-            fall: 0,
-            ..Default::default()
-        };
-        assert_eq!(run("FS", p, true), vec![(0, false), (1, true)]);
-    }
-
-    #[test]
-    fn force_down_and_up() {
-        let mut m = RiseFall::default();
-        assert!(m.force_down());
-        assert!(!m.force_down());
-        assert!(!m.up);
-        assert!(m.force_up());
-        assert_eq!(m, RiseFall::default());
+impl Reason {
+    /// Down because of name resolution: re-resolution may bring it back.
+    pub fn is_name_resolution(&self) -> bool {
+        matches!(self, Reason::Unresolved | Reason::SelfLoop)
     }
 }
+
+/// Free text as a check failure (tests and fake probers).
+impl From<&str> for Reason {
+    fn from(s: &str) -> Reason {
+        Reason::Check(s.to_string())
+    }
+}
+
+/// Why a channel came up at once; Display ends the flip's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// `rise` checks passed.
+    ChecksPass,
+    /// Its name resolves (elsewhere than the listener) again.
+    NameResolves,
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Recovery::ChecksPass => "checks pass",
+            Recovery::NameResolves => "name resolves now",
+        })
+    }
+}
+
+/// One thing learnt about a channel's health, fed to `Service::report`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A health check finished after `took`: counted, then through
+    /// rise/fall (ignored while the operator holds the channel).
+    Checked {
+        result: Result<(), Reason>,
+        took: Duration,
+    },
+    /// A connect from real traffic failed on the backend's side (the
+    /// text): counted, then through `fall`, or down at once with `-a`.
+    ConnectFailed(String),
+    /// Down at once, whatever `fall` says.
+    Down(Reason),
+    /// Up at once, whatever `rise` says.
+    Up(Recovery),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,9 @@
 //! One listener at runtime: its resolved config, its pool, its counters.
 //! Shared by the accept loop, connection tasks, the monitor and the control
-//! socket. Counters are atomics written by the data path.
+//! socket. Counters are atomics written by the data path; channel health is
+//! written only through [`Service::report`] (`service/report.rs`).
+
+mod report;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -145,4 +148,4 @@ pub fn resolve(host: &Host, port: u16) -> Vec<SocketAddr> {
 }
 
 #[cfg(test)]
-mod rebuild_tests;
+mod tests;

@@ -6,7 +6,7 @@
 //! up, and starts a probe for every channel that is not operator-disabled
 //! (`DIS`) or draining and has no probe in flight: at most one probe per
 //! channel, each chain bounded by its timeouts. Results go to
-//! [`Channel::observe`]; each flip is logged once at info with the reason.
+//! [`Service::report`], which applies rise/fall and reacts to a flip.
 //!
 //! Without `-m` an implicit *recovery monitor* runs: it probes (TCP connect,
 //! every 2 s, rise 2) only channels that are soft-down (`dis`) because of
@@ -36,23 +36,18 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::debug;
 
-use crate::config::Failback;
 use crate::config::monitor::{Check, DEFAULT_INTERVAL};
-use crate::pool::{Admin, Channel};
+use crate::health::{Outcome, Reason};
+use crate::pool::{Admin, Candidate, Channel};
 use crate::service::Service;
 
 /// Passive failures ask for a re-probe at most this often.
 const REPROBE_GAP: Duration = Duration::from_millis(100);
 
 /// One probe to run: the channel and where it sits.
-#[derive(Clone)]
-pub struct Job {
-    pub channel: Arc<Channel>,
-    pub group: usize,
-    pub index: usize,
-}
+pub type Job = Candidate;
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 /// Runs one probe chain against a channel (swappable for tests).
@@ -197,7 +192,7 @@ fn round(
             if ch.admin() != Admin::Enabled || (plan.only_down && ch.is_up()) {
                 continue;
             }
-            if suspects_only && ch.is_up() && ch.health().0.failures == 0 {
+            if suspects_only && ch.is_up() && ch.rise_fall().failures == 0 {
                 continue;
             }
             let e = entries.entry(key).or_insert_with(|| Entry {
@@ -250,48 +245,10 @@ async fn probe_task(
         } => Some(r),
     };
     if let Some((res, took)) = res {
-        job.channel.record_check(res.is_ok(), took);
-        apply(&svc, &job, res);
+        let result = res.map_err(Reason::Check);
+        svc.report(&job, Outcome::Checked { result, took });
     }
     busy.store(false, Release);
-}
-
-/// Feed one result into the channel; log and act on a flip.
-pub fn apply(svc: &Service, job: &Job, res: Result<(), String>) {
-    let ch = &job.channel;
-    if ch.admin() != Admin::Enabled {
-        return; // the operator took over meanwhile
-    }
-    let (ok, reason) = match &res {
-        Ok(()) => (true, "ok"),
-        Err(r) => (false, r.as_str()),
-    };
-    if let Err(r) = &res {
-        debug!(listener = %svc.cfg.name, channel = %ch.target(), "check failed: {r}");
-    }
-    match ch.observe(ok, reason, &svc.rise_fall) {
-        Some(true) => {
-            info!(listener = %svc.cfg.name, channel = %ch.target(), group = job.group, index = job.index,
-                  "channel up (ENA): checks pass");
-            if job.group == 0 && svc.cfg.on_up_shutdown_backup && svc.cfg.failback == Failback::Auto
-            {
-                for g in svc.pool.groups().iter().skip(1) {
-                    for c in &g.channels {
-                        c.close_sessions();
-                    }
-                }
-                info!(listener = %svc.cfg.name, "on-up=shutdown-backup: backup sessions closed");
-            }
-        }
-        Some(false) => {
-            info!(listener = %svc.cfg.name, channel = %ch.target(), group = job.group, index = job.index,
-                  "channel down (dis): {reason}");
-            if svc.cfg.on_down_shutdown {
-                ch.close_sessions();
-            }
-        }
-        None => {}
-    }
 }
 
 /// xorshift64*: jitter only needs spread, not quality.

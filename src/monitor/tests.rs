@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU32;
 
 use super::*;
 use crate::cli::{Invocation, Parsed, UsageError, parse};
-use crate::config::{ChannelConfig, GroupConfig, Host, ListenerConfig, Policy};
+use crate::config::{ChannelConfig, Failback, GroupConfig, Host, ListenerConfig, Policy};
 use crate::health::RiseFallParams;
 use crate::pool::Target;
 
@@ -184,7 +184,7 @@ async fn reprobe_after_a_passive_failure_probes_only_the_failing_channel_at_once
     sleep(Duration::from_millis(50)).await;
     assert_eq!(s.calls.load(SeqCst), 2, "first round probes both");
     // What the data path does after a failed connect to channel 0.
-    ch(&svc, 0, 0).observe(false, "connect: connection refused", &svc.rise_fall);
+    ch(&svc, 0, 0).observe(Err("connect: connection refused".into()), &svc.rise_fall);
     svc.reprobe.notify_one();
     sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -285,11 +285,15 @@ async fn on_down_shutdown_signals_the_channel_sessions() {
         group: 0,
         index: 0,
     };
-    apply(&svc, &job, Err("http: HTTP 503".into()));
+    let failed = || Outcome::Checked {
+        result: Err("http: HTTP 503".into()),
+        took: Duration::ZERO,
+    };
+    svc.report(&job, failed());
     assert!(!c.is_up());
     assert!(kill.has_changed().unwrap_or(false));
     let _ = kill.borrow_and_update();
-    apply(&svc, &job, Err("http: HTTP 503".into()));
+    svc.report(&job, failed());
     assert!(
         !kill.has_changed().unwrap_or(true),
         "only the flip closes sessions"

@@ -1,6 +1,10 @@
+//! Pool behaviour through its public API: selection over real channels,
+//! maxc slots, health flips, structural changes.
+
 use super::*;
 
-use crate::config::ChannelConfig;
+use crate::config::{ChannelConfig, Failback};
+use crate::health::RiseFallParams;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -312,17 +316,17 @@ fn observe_takes_a_channel_down_after_fall_failures_and_a_success_resets() {
     let p = pool(&[group(Policy::RoundRobin, &[1])]);
     let c = channel(&p, 0, 0);
     let rf = RiseFallParams::default();
-    assert_eq!(c.observe(false, "refused", &rf), None);
-    assert_eq!(c.observe(false, "refused", &rf), None);
+    assert_eq!(c.observe(Err("refused".into()), &rf), None);
+    assert_eq!(c.observe(Err("refused".into()), &rf), None);
     // A successful connect from traffic ends the streak.
     c.connect_ok();
-    assert_eq!(c.observe(false, "refused", &rf), None);
-    assert_eq!(c.observe(false, "refused", &rf), None);
-    assert_eq!(c.observe(false, "refused", &rf), Some(false));
+    assert_eq!(c.observe(Err("refused".into()), &rf), None);
+    assert_eq!(c.observe(Err("refused".into()), &rf), None);
+    assert_eq!(c.observe(Err("refused".into()), &rf), Some(false));
     assert!(!c.eligible());
     assert_eq!(c.health().1, "refused");
-    assert_eq!(c.observe(true, "", &rf), None);
-    assert_eq!(c.observe(true, "", &rf), Some(true));
+    assert_eq!(c.observe(Ok(()), &rf), None);
+    assert_eq!(c.observe(Ok(()), &rf), Some(true));
     assert!(c.eligible());
 }
 

@@ -1,8 +1,8 @@
 //! Connecting a client to a backend: walk the candidates (failover), race a
 //! slow connect against the next candidate (`--race`), hold the client while
 //! nothing is eligible (`--spin`), and give up at once if the client leaves.
-//! Feeds passive failure detection; local errors never count against a
-//! channel.
+//! Feeds passive failure detection (`Service::report`); local errors never
+//! count against a channel.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,9 +14,10 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::config::ListenerConfig;
+use crate::health::Outcome;
 use crate::pool::{Candidate, Candidates, ConnGuard};
 use crate::service::Service;
 
@@ -38,11 +39,13 @@ pub enum NoBackend {
 }
 
 /// How one connect attempt failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum AttemptError {
     /// The backend's fault: refused, unreachable, timed out.
+    #[error("{0}")]
     Backend(String),
     /// Ours: no ports, no fds, no memory. Not a channel failure.
+    #[error("local error: {0}")]
     Local(io::Error),
 }
 
@@ -131,7 +134,7 @@ async fn try_candidates(
             res = inflight.next() => match res {
                 Some(Ok(c)) => return Ok(c),
                 Some(Err((cand, err))) => {
-                    svc.connect_failed(&cand, err_text(&err), matches!(err, AttemptError::Local(_)));
+                    connect_failed(svc, &cand, err);
                     if !launch(&mut inflight) && inflight.is_empty() {
                         return Err(NoBackend::Exhausted);
                     }
@@ -148,13 +151,6 @@ async fn try_candidates(
                 }
             }
         }
-    }
-}
-
-fn err_text(e: &AttemptError) -> String {
-    match e {
-        AttemptError::Backend(s) => s.clone(),
-        AttemptError::Local(e) => format!("local error: {e}"),
     }
 }
 
@@ -184,7 +180,7 @@ async fn attempt(
                 });
             }
             Err(e) => {
-                debug!(%addr, error = %err_text(&e), "connect failed");
+                debug!(%addr, error = %e, "connect failed");
                 let local = matches!(e, AttemptError::Local(_));
                 last = e;
                 if local {
@@ -253,34 +249,20 @@ pub async fn client_gone(client: &TcpStream) {
     }
 }
 
-impl Service {
-    /// Passive detection: a failed connect from real traffic.
-    fn connect_failed(&self, cand: &Candidate, reason: String, local: bool) {
-        let ch = &cand.channel;
-        let target = ch.target();
-        if local {
+/// Passive detection: a failed connect from real traffic. A backend
+/// failure is the channel's outcome; a local one only a (rate-limited)
+/// warning.
+fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
+    match err {
+        AttemptError::Backend(detail) => {
+            svc.report(cand, Outcome::ConnectFailed(detail));
+        }
+        AttemptError::Local(e) => {
             if let Some(suppressed) = local_error_log_due() {
-                warn!(channel = %target, group = cand.group,
-                      "connect failed on a local error: {reason} ({suppressed} similar errors suppressed)");
-            }
-            return;
-        }
-        ch.connect_failures.fetch_add(1, Relaxed);
-        debug!(channel = %target, group = cand.group, "connect failed: {reason}");
-        let reason = format!("connect: {reason}");
-        let flipped = if self.cfg.autodisable {
-            ch.force_down(&reason)
-        } else {
-            ch.observe(false, &reason, &self.rise_fall) == Some(false)
-        };
-        if flipped {
-            info!(listener = %self.cfg.name, channel = %target, group = cand.group, index = cand.index,
-                  "channel down (dis): {reason}");
-            if self.cfg.on_down_shutdown {
-                ch.close_sessions();
+                warn!(channel = %cand.channel.target(), group = cand.group,
+                      "connect failed on a local error: local error: {e} ({suppressed} similar errors suppressed)");
             }
         }
-        self.reprobe.notify_one();
     }
 }
 
@@ -313,70 +295,4 @@ fn local_error_log_due() -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::client_gone;
-    use std::time::Duration;
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::time::timeout;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (s, _) = l.accept().await.unwrap();
-        (c, s)
-    }
-
-    #[tokio::test]
-    async fn a_client_that_closes_without_data_is_gone() {
-        let (c, s) = pair().await;
-        let gone = client_gone(&s);
-        tokio::pin!(gone);
-        assert!(timeout(Duration::from_millis(50), &mut gone).await.is_err());
-        drop(c);
-        assert!(
-            timeout(Duration::from_secs(2), gone).await.is_ok(),
-            "FIN not seen"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_client_that_sent_data_then_fin_is_committed() {
-        let (mut c, s) = pair().await;
-        c.write_all(b"x").await.unwrap();
-        c.shutdown().await.unwrap();
-        let r = timeout(Duration::from_millis(200), client_gone(&s)).await;
-        assert!(r.is_err(), "data before FIN must still be delivered");
-    }
-
-    #[tokio::test]
-    async fn a_committed_client_that_resets_is_gone() {
-        let (mut c, s) = pair().await;
-        c.write_all(b"x").await.unwrap();
-        let gone = client_gone(&s);
-        tokio::pin!(gone);
-        assert!(timeout(Duration::from_millis(50), &mut gone).await.is_err());
-        socket2::SockRef::from(&c)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(c);
-        assert!(
-            timeout(Duration::from_secs(2), gone).await.is_ok(),
-            "RST not seen"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_client_that_resets_is_gone() {
-        let (c, s) = pair().await;
-        socket2::SockRef::from(&c)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(c);
-        assert!(
-            timeout(Duration::from_secs(2), client_gone(&s))
-                .await
-                .is_ok()
-        );
-    }
-}
+mod tests;

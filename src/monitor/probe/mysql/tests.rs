@@ -1,0 +1,72 @@
+//! MySQL packet verdicts; garbage never panics.
+
+use super::*;
+
+fn greeting() -> Vec<u8> {
+    let mut g = vec![0x0a];
+    g.extend_from_slice(b"10.11.6-MariaDB\0");
+    g.extend_from_slice(&[1, 0, 0, 0]); // conn id
+    g.extend_from_slice(b"abcdefgh\0"); // auth data 1 + filler
+    g.extend_from_slice(&[0xff, 0xf7]); // caps low (with PROTOCOL_41)
+    g.extend_from_slice(&[33, 2, 0]); // charset, status
+    g.extend_from_slice(&[0xff, 0x81]); // caps high (PLUGIN_AUTH)
+    g.push(21);
+    g.extend_from_slice(&[0; 10]);
+    g.extend_from_slice(b"ijklmnopqrst\0mysql_native_password\0");
+    g
+}
+
+#[test]
+fn greeting_and_error_packets_are_judged() {
+    let caps = parse_greeting(&greeting()).unwrap_or(0);
+    assert!(caps & CLIENT_PROTOCOL_41 != 0 && caps & CLIENT_PLUGIN_AUTH != 0);
+    let mut e = vec![0xff, 0x10, 0x04];
+    e.extend_from_slice(b"#08004Too many connections");
+    assert_eq!(
+        parse_greeting(&e),
+        Err("MySQL error 1040: Too many connections".into())
+    );
+    let mut e = vec![0xff, 0x69, 0x04];
+    e.extend_from_slice(b"Host '10.0.0.1' is blocked\x1b]");
+    assert_eq!(
+        parse_greeting(&e),
+        Err("MySQL error 1129: Host '10.0.0.1' is blocked\\x1b]".into())
+    );
+    assert_eq!(
+        parse_greeting(&[0xff]),
+        Err("MySQL error packet (truncated)".into())
+    );
+    assert!(parse_greeting(b"SSH-2.0").is_err_and(|e| e.starts_with("not a MySQL greeting")));
+    assert_eq!(parse_greeting(b"\x0a5.0\0\x01"), Err("short banner".into()));
+    assert!(parse_greeting(b"\x0anoterminator").is_err());
+    assert!(parse_greeting(&[]).is_err());
+}
+
+#[test]
+fn login_packet_has_user_and_empty_auth() {
+    let p = handshake_response("chk", CLIENT_PLUGIN_AUTH);
+    assert_eq!(p.get(32..36), Some(&b"chk\0"[..]));
+    assert_eq!(p.get(36), Some(&0));
+    assert!(p.ends_with(b"mysql_native_password\0"));
+    assert_eq!(packet(1, &[COM_QUIT]), vec![1, 0, 0, 1, 1]);
+}
+
+#[test]
+fn garbage_packets_never_panic() {
+    let mut x: u32 = 12345;
+    for len in 0..300 {
+        let p: Vec<u8> = (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        let mut q = p.clone();
+        if let Some(f) = q.first_mut() {
+            *f = 0x0a;
+        }
+        let _ = parse_greeting(&p);
+        let _ = parse_greeting(&q);
+        let _ = error_reason(&p);
+    }
+}

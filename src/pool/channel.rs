@@ -1,0 +1,406 @@
+//! One backend destination: where it points, its operator state, its
+//! health verdict and its counters.
+//!
+//! Who writes what (one writer per field):
+//! - the control socket writes operator state (`admin`, `maxc`, `weight`)
+//!   and the target (`assign`; DNS re-resolution too);
+//! - health (`up`, rise/fall streaks, last reason) changes only through
+//!   `Service::report` (monitor, passive detection, DNS) and the operator's
+//!   `enable`, serialized by a small per-channel mutex that is never held
+//!   across `.await` and never taken on the success path;
+//! - the data path writes counters through [`ConnGuard`] and atomics.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+
+use super::select::Backend;
+use crate::config::Host;
+use crate::health::{Reason, RiseFall, RiseFallParams};
+
+/// Operator state, written only by the control socket (and the state file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Admin {
+    Enabled,
+    /// Hard-disabled (`DIS`): only an operator re-enables it.
+    Disabled,
+    /// No new connections; live ones continue.
+    Drain,
+}
+
+impl Admin {
+    fn from_u8(v: u8) -> Admin {
+        match v {
+            1 => Admin::Disabled,
+            2 => Admin::Drain,
+            _ => Admin::Enabled,
+        }
+    }
+    fn as_u8(self) -> u8 {
+        match self {
+            Admin::Enabled => 0,
+            Admin::Disabled => 1,
+            Admin::Drain => 2,
+        }
+    }
+}
+
+/// Where a channel points. Swapped whole by `assign` and re-resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: Host,
+    pub port: u16,
+    /// Resolved addresses, tried in order. Empty when the name did not resolve.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// The last health result, as `show json`'s `last_reason` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LastResult {
+    /// Nothing seen since start or the operator's `enable` (shown empty).
+    #[default]
+    None,
+    /// The last check passed (shown `ok`).
+    Passed,
+    /// The last check or connect failed, or why the channel was taken down.
+    Failed(Reason),
+}
+
+impl fmt::Display for LastResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LastResult::None => Ok(()),
+            LastResult::Passed => f.write_str("ok"),
+            LastResult::Failed(r) => r.fmt(f),
+        }
+    }
+}
+
+/// Health bookkeeping behind the channel's mutex.
+#[derive(Debug, Default)]
+pub struct HealthState {
+    pub rf: RiseFall,
+    pub last: LastResult,
+    pub last_change: Option<Instant>,
+}
+
+/// One backend destination.
+pub struct Channel {
+    target: ArcSwap<Target>,
+    admin: AtomicU8,
+    up: AtomicBool,
+    maxc: AtomicU32,
+    weight: AtomicU32,
+    /// Live connections (including connects in progress).
+    conns: AtomicU32,
+    pub total: AtomicU64,
+    /// Bytes sent to the backend.
+    pub sent: AtomicU64,
+    /// Bytes received from the backend.
+    pub rcvd: AtomicU64,
+    pub connect_failures: AtomicU64,
+    /// Health checks that passed / failed (written by the monitor).
+    pub checks_passed: AtomicU64,
+    pub checks_failed: AtomicU64,
+    /// Duration of the last health check, in microseconds.
+    pub check_micros: AtomicU64,
+    /// Set while a failure streak is open, so a successful connect can
+    /// close it without taking the health mutex every time.
+    failing: AtomicBool,
+    health: Mutex<HealthState>,
+    /// Wakes clients spinning for an eligible channel.
+    eligible: Arc<Notify>,
+    /// Bumped to close this channel's live sessions (`on-down=shutdown`,
+    /// `on-up=shutdown-backup`); each relay watches it.
+    sessions: tokio::sync::watch::Sender<u64>,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Channel({})", self.target())
+    }
+}
+
+/// The state shown by `show`: balance's three letters, plus drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShownState {
+    Ena,
+    SoftDisabled,
+    HardDisabled,
+    Drain,
+}
+
+impl ShownState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShownState::Ena => "ENA",
+            ShownState::SoftDisabled => "dis",
+            ShownState::HardDisabled => "DIS",
+            ShownState::Drain => "drn",
+        }
+    }
+}
+
+impl Channel {
+    pub fn new(target: Target, maxc: u32, weight: u32, eligible: Arc<Notify>) -> Arc<Channel> {
+        let resolved = !target.addrs.is_empty();
+        Arc::new(Channel {
+            target: ArcSwap::from_pointee(target),
+            admin: AtomicU8::new(Admin::Enabled.as_u8()),
+            up: AtomicBool::new(resolved),
+            maxc: AtomicU32::new(maxc),
+            weight: AtomicU32::new(weight),
+            conns: AtomicU32::new(0),
+            total: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            rcvd: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            checks_passed: AtomicU64::new(0),
+            checks_failed: AtomicU64::new(0),
+            check_micros: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            health: Mutex::new(HealthState {
+                rf: RiseFall {
+                    up: resolved,
+                    ..Default::default()
+                },
+                last: if resolved {
+                    LastResult::None
+                } else {
+                    LastResult::Failed(Reason::Unresolved)
+                },
+                last_change: None,
+            }),
+            eligible,
+            sessions: tokio::sync::watch::Sender::new(0),
+        })
+    }
+
+    /// A receiver that changes when [`Channel::close_sessions`] is called.
+    pub fn session_kill(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sessions.subscribe()
+    }
+
+    /// Close every live session relayed to this channel.
+    pub fn close_sessions(&self) {
+        self.sessions.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    pub fn target(&self) -> Arc<Target> {
+        self.target.load_full()
+    }
+    pub fn set_target(&self, t: Target) {
+        self.target.store(Arc::new(t));
+        self.eligible.notify_waiters();
+    }
+    pub fn admin(&self) -> Admin {
+        Admin::from_u8(self.admin.load(Relaxed))
+    }
+    pub fn set_admin(&self, a: Admin) {
+        self.admin.store(a.as_u8(), Release);
+        if a == Admin::Enabled {
+            self.eligible.notify_waiters();
+        }
+    }
+    pub fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+    pub fn maxc(&self) -> u32 {
+        self.maxc.load(Relaxed)
+    }
+    pub fn set_maxc(&self, m: u32) {
+        self.maxc.store(m, Relaxed);
+        self.eligible.notify_waiters();
+    }
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+    pub fn set_weight(&self, w: u32) {
+        self.weight.store(w, Relaxed);
+        self.eligible.notify_waiters();
+    }
+    pub fn conns(&self) -> u32 {
+        self.conns.load(Relaxed)
+    }
+
+    pub fn shown_state(&self) -> ShownState {
+        match self.admin() {
+            Admin::Disabled => ShownState::HardDisabled,
+            Admin::Drain => ShownState::Drain,
+            Admin::Enabled if !self.is_up() => ShownState::SoftDisabled,
+            Admin::Enabled => ShownState::Ena,
+        }
+    }
+
+    /// Usable for a new connection right now (state and maxc).
+    pub fn eligible(&self) -> bool {
+        Backend::eligible(self)
+    }
+
+    /// Reserve a connection slot, respecting `maxc` even under races.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<ConnGuard> {
+        let mut cur = self.conns.load(Relaxed);
+        loop {
+            let m = self.maxc();
+            if m != 0 && cur >= m {
+                return None;
+            }
+            match self
+                .conns
+                .compare_exchange_weak(cur, cur + 1, AcqRel, Relaxed)
+            {
+                Ok(_) => {
+                    return Some(ConnGuard {
+                        ch: Arc::clone(self),
+                    });
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Feed one health result (probe or passive) through rise/fall.
+    /// Returns `Some(up)` when the channel flipped. State only: the
+    /// reactions to a flip belong to `Service::report`.
+    pub fn observe(&self, result: Result<(), Reason>, p: &RiseFallParams) -> Option<bool> {
+        let ok = result.is_ok();
+        let mut h = lock(&self.health);
+        match result {
+            Ok(()) => h.last = LastResult::Passed,
+            Err(r) => {
+                if !matches!(&h.last, LastResult::Failed(old) if *old == r) {
+                    h.last = LastResult::Failed(r);
+                }
+            }
+        }
+        self.failing.store(!ok, Relaxed);
+        let flip = h.rf.observe(ok, p);
+        if let Some(up) = flip {
+            self.set_up_locked(&mut h, up);
+        }
+        flip
+    }
+
+    /// Count one finished health check and its duration (monitor only).
+    pub fn record_check(&self, ok: bool, took: std::time::Duration) {
+        let c = if ok {
+            &self.checks_passed
+        } else {
+            &self.checks_failed
+        };
+        c.fetch_add(1, Relaxed);
+        self.check_micros
+            .store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// A connect from real traffic succeeded: it ends a failure streak (it
+    /// does not count as a pass; only checks bring a channel back up).
+    pub fn connect_ok(&self) {
+        if self.failing.swap(false, Relaxed) {
+            lock(&self.health).rf.failures = 0;
+        }
+    }
+
+    /// Soft-disable at once (`-a`, DNS). True if it was up. State only,
+    /// like [`Channel::observe`].
+    pub fn force_down(&self, reason: impl Into<Reason>) -> bool {
+        let mut h = lock(&self.health);
+        h.last = LastResult::Failed(reason.into());
+        let flipped = h.rf.force_down();
+        if flipped {
+            self.set_up_locked(&mut h, false);
+        }
+        flipped
+    }
+
+    /// Clear health (operator `enable`): up, streaks reset.
+    pub fn force_up(&self) -> bool {
+        let mut h = lock(&self.health);
+        let flipped = h.rf.force_up();
+        h.last = LastResult::None;
+        self.set_up_locked(&mut h, true);
+        flipped
+    }
+
+    fn set_up_locked(&self, h: &mut HealthState, up: bool) {
+        h.last_change = Some(Instant::now());
+        self.up.store(up, Release);
+        if up {
+            self.eligible.notify_waiters();
+        }
+    }
+
+    /// A copy of the health bookkeeping, for `show`: the streaks and the
+    /// last result as text.
+    pub fn health(&self) -> (RiseFall, String) {
+        let h = lock(&self.health);
+        (h.rf, h.last.to_string())
+    }
+
+    /// The streaks and verdict (the monitor's re-probe filter).
+    pub fn rise_fall(&self) -> RiseFall {
+        lock(&self.health).rf
+    }
+
+    /// Why the channel is down, if it is down for a known failure.
+    pub fn down_reason(&self) -> Option<Reason> {
+        let h = lock(&self.health);
+        match &h.last {
+            LastResult::Failed(r) if !self.is_up() => Some(r.clone()),
+            _ => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A reserved connection slot on a channel; released on drop, so `maxc`
+/// counts can never leak.
+pub struct ConnGuard {
+    ch: Arc<Channel>,
+}
+
+impl ConnGuard {
+    pub fn channel(&self) -> &Arc<Channel> {
+        &self.ch
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let before = self.ch.conns.fetch_sub(1, AcqRel);
+        let m = self.ch.maxc();
+        if m != 0 && before >= m {
+            self.ch.eligible.notify_waiters();
+        }
+    }
+}
+
+impl Backend for Channel {
+    fn usable(&self) -> bool {
+        self.admin() == Admin::Enabled && self.is_up()
+    }
+    fn weight(&self) -> u32 {
+        Channel::weight(self)
+    }
+    fn maxc(&self) -> u32 {
+        Channel::maxc(self)
+    }
+    fn conns(&self) -> u32 {
+        Channel::conns(self)
+    }
+}

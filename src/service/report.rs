@@ -1,0 +1,108 @@
+//! The one health-outcome path: every check result, passive connect failure
+//! and DNS verdict enters through [`Service::report`], which writes the
+//! channel's health and, when the channel flips, reacts once: the log line
+//! with its reason, closing sessions (`on-down=shutdown`,
+//! `on-up=shutdown-backup`) and waking clients that wait for a channel.
+//! A successful connect never flips a channel: the data path calls
+//! [`Channel::connect_ok`] directly (one atomic, no lock).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use tracing::{debug, info, warn};
+
+use super::Service;
+use crate::config::Failback;
+use crate::health::{Outcome, Reason, Recovery};
+use crate::pool::{Admin, Candidate};
+
+/// How a channel flipped, with the why for the log line.
+enum Flip {
+    Up(Recovery),
+    Down(Reason),
+}
+
+impl Service {
+    /// Feed one outcome about the channel at `at`; returns `Some(up)` when
+    /// it flipped.
+    pub fn report(&self, at: &Candidate, outcome: Outcome) -> Option<bool> {
+        let ch = &at.channel;
+        let flip = match outcome {
+            Outcome::Checked { result, took } => {
+                ch.record_check(result.is_ok(), took);
+                if ch.admin() != Admin::Enabled {
+                    return None; // the operator took over meanwhile
+                }
+                if let Err(r) = &result {
+                    debug!(listener = %self.cfg.name, channel = %ch.target(), "check failed: {r}");
+                }
+                let reason = result.as_ref().err().cloned();
+                match (ch.observe(result, &self.rise_fall), reason) {
+                    (Some(true), _) => Flip::Up(Recovery::ChecksPass),
+                    (Some(false), Some(r)) => Flip::Down(r),
+                    _ => return None,
+                }
+            }
+            Outcome::ConnectFailed(detail) => {
+                ch.connect_failures.fetch_add(1, Relaxed);
+                debug!(channel = %ch.target(), group = at.group, "connect failed: {detail}");
+                let reason = Reason::Connect(detail);
+                let flipped = if self.cfg.autodisable {
+                    ch.force_down(reason.clone())
+                } else {
+                    ch.observe(Err(reason.clone()), &self.rise_fall) == Some(false)
+                };
+                self.reprobe.notify_one();
+                if !flipped {
+                    return None;
+                }
+                Flip::Down(reason)
+            }
+            Outcome::Down(reason) => {
+                if !ch.force_down(reason.clone()) {
+                    return None;
+                }
+                Flip::Down(reason)
+            }
+            Outcome::Up(why) => {
+                if !ch.force_up() {
+                    return None;
+                }
+                Flip::Up(why)
+            }
+        };
+        Some(self.flipped(at, flip))
+    }
+
+    /// The reactions to a flip, once per flip.
+    fn flipped(&self, at: &Candidate, flip: Flip) -> bool {
+        let (ch, listener, group, index) = (&at.channel, &self.cfg.name, at.group, at.index);
+        match flip {
+            Flip::Up(why) => {
+                info!(%listener, channel = %ch.target(), group, index, "channel up (ENA): {why}");
+                if group == 0
+                    && self.cfg.on_up_shutdown_backup
+                    && self.cfg.failback == Failback::Auto
+                {
+                    for g in self.pool.groups().iter().skip(1) {
+                        for c in &g.channels {
+                            c.close_sessions();
+                        }
+                    }
+                    info!(%listener, "on-up=shutdown-backup: backup sessions closed");
+                }
+                true
+            }
+            Flip::Down(reason) => {
+                if reason == Reason::SelfLoop {
+                    warn!(%listener, channel = %ch.target(), group, index, "channel down (dis): {reason}");
+                } else {
+                    info!(%listener, channel = %ch.target(), group, index, "channel down (dis): {reason}");
+                }
+                if self.cfg.on_down_shutdown {
+                    ch.close_sessions();
+                }
+                false
+            }
+        }
+    }
+}
