@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::cli::EXIT_USAGE;
-use crate::config::{Config, Global, Host, ListenerConfig};
+use crate::config::{Config, Global, Host, ListenerConfig, Overlay};
 use crate::health::RiseFallParams;
 use crate::logging::{self, Sink};
 use crate::service::Service;
@@ -63,17 +63,17 @@ pub fn run(cfg: Config) -> Result<(), Fatal> {
 }
 
 /// `balance --config FILE [--check]`.
-pub fn run_file(path: &Path, check: bool, global: &Global) -> Result<(), Fatal> {
-    let cfg = crate::config::yaml::load(path, global).map_err(|msg| Fatal {
+pub fn run_file(path: &Path, check: bool, global: &Overlay) -> Result<(), Fatal> {
+    let cfg = crate::config::load_file(path, global).map_err(|e| Fatal {
         code: EXIT_USAGE,
-        msg,
+        msg: e.to_string(),
     })?;
-    crate::config::yaml::resolved_loops(&cfg, crate::service::resolve).map_err(|msg| Fatal {
+    crate::config::resolved_loops(&cfg, crate::service::resolve).map_err(|msg| Fatal {
         code: EXIT_USAGE,
         msg: format!("{}: {msg}", path.display()),
     })?;
     if check {
-        for w in crate::config::yaml::unresolved(&cfg, crate::service::resolve) {
+        for w in crate::config::unresolved(&cfg, crate::service::resolve) {
             eprintln!("balance: warning: {w}");
         }
         if let Some(user) = &cfg.global.user {
@@ -92,7 +92,7 @@ pub fn run_file(path: &Path, check: bool, global: &Global) -> Result<(), Fatal> 
     // Daemonizing changes to /: reload needs an absolute path.
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut cli = global.clone();
-    absolutize(&mut cli);
+    cli.absolutize();
     start(cfg, Some((abs, cli)))
 }
 
@@ -115,7 +115,7 @@ fn absolutize(g: &mut Global) {
 
 /// `source`: the config file and the command line's own globals (which
 /// win over the file's on every reload).
-fn start(mut cfg: Config, source: Option<(PathBuf, Global)>) -> Result<(), Fatal> {
+fn start(mut cfg: Config, source: Option<(PathBuf, Overlay)>) -> Result<(), Fatal> {
     crate::sys::ignore_sighup();
     crate::sys::raise_nofile_limit();
     absolutize(&mut cfg.global);
@@ -242,7 +242,7 @@ struct State {
 pub struct Supervisor {
     /// The config file and the command line's globals (they win over the
     /// file's), for reload.
-    source: Option<(PathBuf, Global)>,
+    source: Option<(PathBuf, Overlay)>,
     /// The process-wide settings in force since start.
     started: Global,
     shutdown: CancellationToken,
@@ -371,9 +371,11 @@ impl Supervisor {
             return Err("no config file to reload (started from the command line)".into());
         };
         let mut st = self.state.lock().await;
-        let new = tokio::task::spawn_blocking(move || crate::config::yaml::load(&path, &cli))
-            .await
-            .map_err(|e| format!("config loader failed: {e}"))??;
+        let new = tokio::task::spawn_blocking(move || {
+            crate::config::load_file(&path, &cli).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("config loader failed: {e}"))??;
         let mut new = new;
         absolutize(&mut new.global);
         // Resolve the new config's channels off the runtime thread (kept
@@ -408,7 +410,7 @@ impl Supervisor {
                 .unwrap_or_default()
         };
 
-        crate::config::yaml::resolved_loops(&new, resolve)?;
+        crate::config::resolved_loops(&new, resolve).map_err(|e| e.to_string())?;
 
         // Phase 1, fallible, nothing running is touched: bind every new
         // listener and register a socket for every listener that changes.
@@ -558,7 +560,7 @@ fn rise_fall(l: &ListenerConfig) -> RiseFallParams {
 
 async fn serve(
     cfg: Config,
-    source: Option<(PathBuf, Global)>,
+    source: Option<(PathBuf, Overlay)>,
     bound: Vec<std::net::TcpListener>,
     metrics: Option<std::net::TcpListener>,
 ) -> Result<(), Fatal> {

@@ -1,18 +1,22 @@
 //! balance's command line → [`Invocation`]. Two stages, like ripgrep: clap
-//! reads the options close to the syntax ([`Args`]), then [`resolve`] checks
-//! and converts them (and the positional `port channel… ! channel…` grammar)
-//! into the resolved [`Config`]. Every error is one line naming the token.
+//! reads the options close to the syntax ([`Args`]), then [`resolve`] splits
+//! the positional `port channel… ! channel…` grammar and hands the values to
+//! the config pipeline: an [`Overlay`] of the global options given, and a
+//! [`ListenerSpec`] built and validated by `config::build`. Defaults live
+//! there, not here. Every error is one line naming the token.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
+use crate::config::build::{SelfLoops, Side};
+use crate::config::grammar::{parse_bind, parse_channel, parse_keepalive, resolve_bind_host};
 use crate::config::services::parse_port;
 use crate::config::{
-    ChannelConfig, Config, Failback, Global, GroupConfig, Host, Keepalive, ListenerConfig,
-    LogFormat, Policy, parse_duration,
+    BadValue, Config, Failback, Global, GroupConfig, Keepalive, ListenerSpec, LogFormat, Overlay,
+    Policy, SpecError, parse_duration,
 };
 
 /// Exit code for usage and config errors (EX_USAGE).
@@ -29,7 +33,9 @@ pub enum Invocation {
     ConfigFile {
         path: PathBuf,
         check: bool,
-        global: Global,
+        /// The global options given on the command line; they win over the
+        /// file's.
+        global: Overlay,
     },
 }
 
@@ -162,12 +168,13 @@ pub struct Args {
 }
 
 /// A one-line usage error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct UsageError(pub String);
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl From<BadValue> for UsageError {
+    fn from(e: BadValue) -> Self {
+        UsageError(e.0)
     }
 }
 
@@ -205,44 +212,7 @@ where
 
 /// Stage 2: check and convert.
 pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
-    let global = Global {
-        foreground: a.foreground,
-        debug: a.debug,
-        log_format: match a.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => return err(format!("bad --log-format \"{other}\": use text or json")),
-        },
-        log_file: a.log_file,
-        pidfile: a.pidfile,
-        grace: opt_duration("--grace", a.grace.as_deref())?.unwrap_or(crate::config::DEFAULT_GRACE),
-        max_conns: match a.max_conns.as_deref() {
-            None => None,
-            Some(s) => Some(s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                UsageError(format!("bad --max-conns \"{s}\": not a positive number"))
-            })?),
-        },
-        threads: match a.threads.as_deref() {
-            None => 1,
-            Some(s) => s
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=256).contains(n))
-                .ok_or_else(|| UsageError(format!("bad --threads \"{s}\": use 1-256")))?,
-        },
-        no_splice: a.no_splice,
-        control: a.control.clone(),
-        state_file: a.state_file,
-        user: a.user,
-        metrics: match a.metrics.as_deref() {
-            None => None,
-            Some(m) => Some(
-                crate::config::yaml::parse_bind(m)
-                    .map_err(|e| UsageError(format!("bad --metrics: {e}")))?,
-            ),
-        },
-        resolve_interval: crate::config::yaml::DEFAULT_RESOLVE_INTERVAL,
-    };
+    let overlay = overlay(&a)?;
 
     if a.interactive || a.command.is_some() {
         if a.interactive && a.command.is_some() {
@@ -255,10 +225,7 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
             });
         };
         let port = parse_port(port).map_err(|e| UsageError(format!("bad port \"{port}\": {e}")))?;
-        let bind = match a.bind.as_deref() {
-            None => None,
-            Some(b) => Some(resolve_bind_host(b)?),
-        };
+        let bind = a.bind.as_deref().map(resolve_bind_host).transpose()?;
         return Ok(Invocation::Control(ControlArgs {
             bind,
             port,
@@ -297,13 +264,63 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
         return Ok(Invocation::ConfigFile {
             path,
             check: a.check,
-            global,
+            global: overlay,
         });
     }
     if a.check {
         return err("--check needs --config FILE");
     }
 
+    let listener = listener(&a)?;
+    Ok(Invocation::Run(Config {
+        global: overlay.over(Global::default()),
+        listeners: vec![listener],
+    }))
+}
+
+/// The global options given, each `Some` only when its flag was.
+fn overlay(a: &Args) -> Result<Overlay, UsageError> {
+    Ok(Overlay {
+        foreground: a.foreground,
+        debug: a.debug,
+        no_splice: a.no_splice,
+        log_format: match a.log_format.as_deref() {
+            None => None,
+            Some("text") => Some(LogFormat::Text),
+            Some("json") => Some(LogFormat::Json),
+            Some(other) => return err(format!("bad --log-format \"{other}\": use text or json")),
+        },
+        log_file: a.log_file.clone(),
+        pidfile: a.pidfile.clone(),
+        grace: opt_duration("--grace", a.grace.as_deref())?,
+        max_conns: match a.max_conns.as_deref() {
+            None => None,
+            Some(s) => Some(s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                UsageError(format!("bad --max-conns \"{s}\": not a positive number"))
+            })?),
+        },
+        threads: match a.threads.as_deref() {
+            None => None,
+            Some(s) => Some(
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or_else(|| UsageError(format!("bad --threads \"{s}\": use 1-256")))?,
+            ),
+        },
+        control: a.control.clone(),
+        state_file: a.state_file.clone(),
+        user: a.user.clone(),
+        metrics: match a.metrics.as_deref() {
+            None => None,
+            Some(m) => Some(parse_bind(m).map_err(|e| UsageError(format!("bad --metrics: {e}")))?),
+        },
+    })
+}
+
+/// `port channel… [! channel…]` and the listener options → the one
+/// listener, through the shared builder.
+fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
     let (port_tok, groups_toks) = split_positional(&a.positional)?;
     let port =
         parse_port(port_tok).map_err(|e| UsageError(format!("bad port \"{port_tok}\": {e}")))?;
@@ -311,7 +328,7 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
     for (policy, toks) in groups_toks {
         let channels = toks
             .iter()
-            .map(|t| parse_channel(t, port))
+            .map(|t| parse_channel(t, 0))
             .collect::<Result<Vec<_>, _>>()?;
         groups.push(GroupConfig { policy, channels });
     }
@@ -324,18 +341,12 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
     if a.ipv6 && ip.is_ipv4() && a.bind.is_some() {
         return err(format!(
             "-6 with an IPv4 -b address \"{}\"",
-            a.bind.unwrap_or_default()
+            a.bind.as_deref().unwrap_or_default()
         ));
     }
-    let bind = SocketAddr::new(ip, port);
-    let mut l = ListenerConfig::new(format!("balance:{port}"), bind, groups);
-    l.dual_stack = matches!(ip, IpAddr::V6(v6) if v6.is_unspecified());
-    l.connect_timeout = match opt_duration("-t", a.connect_timeout.as_deref())? {
-        Some(d) if d.is_zero() => return err("bad -t \"0\": the connect timeout must be positive"),
-        Some(d) => d,
-        None => crate::config::DEFAULT_CONNECT_TIMEOUT,
-    };
-    l.idle_timeout = opt_duration("-T", a.idle_timeout.as_deref())?.filter(|d| !d.is_zero());
+    let mut l = ListenerSpec::new(format!("balance:{port}"), SocketAddr::new(ip, port), groups);
+    l.connect_timeout = opt_duration("-t", a.connect_timeout.as_deref())?;
+    l.idle_timeout = opt_duration("-T", a.idle_timeout.as_deref())?;
     l.client_keepalive = opt_keepalive("-k", a.client_keepalive.as_deref())?;
     l.server_keepalive = opt_keepalive("-K", a.server_keepalive.as_deref())?;
     l.source = match a.source.as_deref() {
@@ -347,11 +358,12 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
     l.autodisable = a.autodisable;
     l.hash_failover = a.hash_failover;
     l.packet_dump = a.packet_dump;
-    l.race = opt_duration("--race", a.race.as_deref())?.filter(|d| !d.is_zero());
-    l.spin = opt_duration("--spin", a.spin.as_deref())?.filter(|d| !d.is_zero());
+    l.race = opt_duration("--race", a.race.as_deref())?;
+    l.spin = opt_duration("--spin", a.spin.as_deref())?;
     l.failback = match a.failback.as_deref() {
-        None | Some("auto") => Failback::Auto,
-        Some("manual") => Failback::Manual,
+        None => None,
+        Some("auto") => Some(Failback::Auto),
+        Some("manual") => Some(Failback::Manual),
         Some(o) => return err(format!("bad --failback \"{o}\": use auto or manual")),
     };
     l.on_down_shutdown = match a.on_down.as_deref() {
@@ -364,17 +376,27 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
         Some("shutdown-backup") => true,
         Some(o) => return err(format!("bad --on-up \"{o}\": use shutdown-backup or none")),
     };
-    if let Some(spec) = a.monitor {
-        let m = crate::monitor::spec::parse(&spec, l.connect_timeout).map_err(UsageError)?;
-        // `-m ...:on-down=shutdown` is the same as `--on-down shutdown`.
-        l.on_down_shutdown |= m.on_down_shutdown;
-        l.on_up_shutdown_backup |= m.on_up_shutdown_backup;
-        l.monitor = Some(m);
-    }
-    Ok(Invocation::Run(Config {
-        global,
-        listeners: vec![l],
-    }))
+    // `-m ...:on-down=shutdown` adds to `--on-down shutdown` (in the builder).
+    l.monitor = a
+        .monitor
+        .as_deref()
+        .map(crate::config::monitor_spec::parse)
+        .transpose()?;
+    // balance.fm never refused a channel on its own listener here.
+    l.build(SelfLoops::Allow).map_err(|e| match e {
+        SpecError::ZeroConnectTimeout => {
+            UsageError("bad -t \"0\": the connect timeout must be positive".into())
+        }
+        SpecError::KeepaliveRange(side) => {
+            let (flag, v) = match side {
+                Side::Client => ("-k", a.client_keepalive.as_deref()),
+                Side::Server => ("-K", a.server_keepalive.as_deref()),
+            };
+            let v = v.unwrap_or_default();
+            UsageError(format!("bad {flag} \"{v}\": times must be 1-32767 seconds"))
+        }
+        SpecError::SelfLoop { .. } => UsageError(format!("bad channel {e}")),
+    })
 }
 
 fn opt_duration(flag: &str, v: Option<&str>) -> Result<Option<Duration>, UsageError> {
@@ -383,29 +405,8 @@ fn opt_duration(flag: &str, v: Option<&str>) -> Result<Option<Duration>, UsageEr
 }
 
 fn opt_keepalive(flag: &str, v: Option<&str>) -> Result<Option<Keepalive>, UsageError> {
-    let Some(s) = v else { return Ok(None) };
-    let bad = |why: &str| UsageError(format!("bad {flag} \"{s}\": {why}"));
-    let parts: Vec<&str> = s.split(',').collect();
-    let [t, i, p] = parts.as_slice() else {
-        return Err(bad("expected idle,interval,probes"));
-    };
-    let secs = |x: &str| -> Result<Duration, UsageError> {
-        let d = parse_duration(x).map_err(|e| bad(&e))?;
-        if d < Duration::from_secs(1) || d > Duration::from_secs(32767) {
-            return Err(bad("times must be 1-32767 seconds"));
-        }
-        Ok(d)
-    };
-    let probes = p
-        .parse::<u32>()
-        .ok()
-        .filter(|n| (1..=127).contains(n))
-        .ok_or_else(|| bad("probes must be 1-127"))?;
-    Ok(Some(Keepalive {
-        idle: secs(t)?,
-        interval: secs(i)?,
-        probes,
-    }))
+    v.map(|s| parse_keepalive(s).map_err(|why| UsageError(format!("bad {flag} \"{s}\": {why}"))))
+        .transpose()
 }
 
 type GroupTokens<'a> = Vec<(Policy, Vec<&'a str>)>;
@@ -454,106 +455,6 @@ fn split_positional(pos: &[String]) -> Result<(&str, GroupTokens<'_>), UsageErro
         }
     }
     Ok((port, groups))
-}
-
-/// `host[:port[:maxc]]`, `host::maxc`, `[v6]:port:maxc`.
-pub fn parse_channel(tok: &str, default_port: u16) -> Result<ChannelConfig, UsageError> {
-    let bad = |why: &str| UsageError(format!("bad channel \"{tok}\": {why}"));
-    if tok.is_empty() {
-        return Err(bad("empty"));
-    }
-    let (host, rest): (Host, &str) = if let Some(after) = tok.strip_prefix('[') {
-        let Some(end) = after.find(']') else {
-            return Err(bad("missing \"]\""));
-        };
-        let lit = &after[..end];
-        let ip: Ipv6Addr = lit
-            .parse()
-            .map_err(|_| bad("not an IPv6 address in brackets"))?;
-        let rest = &after[end + 1..];
-        if !rest.is_empty() && !rest.starts_with(':') {
-            return Err(bad("expected \":\" after \"]\""));
-        }
-        (
-            Host::Ip(IpAddr::V6(ip)),
-            rest.strip_prefix(':').unwrap_or(""),
-        )
-    } else {
-        let (h, rest) = match tok.split_once(':') {
-            Some((h, r)) => (h, r),
-            None => (tok, ""),
-        };
-        if h.is_empty() {
-            return Err(bad("empty host"));
-        }
-        if rest.matches(':').count() > 1 {
-            return Err(bad(
-                "too many \":\" (IPv6 addresses go in brackets: [::1]:port)",
-            ));
-        }
-        (parse_host(h).map_err(|e| bad(&e))?, rest)
-    };
-    let (port_s, maxc_s) = match rest.split_once(':') {
-        Some((p, m)) => (p, Some(m)),
-        None => (rest, None),
-    };
-    let port = if port_s.is_empty() {
-        default_port
-    } else {
-        parse_port(port_s).map_err(|e| bad(&e))?
-    };
-    let maxc = match maxc_s {
-        None => 0,
-        Some("") => return Err(bad("empty maxc")),
-        Some(m) => m.parse::<u32>().map_err(|_| bad("maxc is not a number"))?,
-    };
-    Ok(ChannelConfig {
-        host,
-        port,
-        maxc,
-        weight: 1,
-    })
-}
-
-/// A host name or IP literal (IPv4, or a bare IPv6 only from `-b`/`-B`).
-fn parse_host(h: &str) -> Result<Host, String> {
-    if let Ok(ip) = h.parse::<IpAddr>() {
-        return Ok(Host::Ip(ip));
-    }
-    let valid = h.len() <= 253
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if valid {
-        Ok(Host::Name(h.to_string()))
-    } else {
-        Err(format!("\"{h}\" is not a valid host name"))
-    }
-}
-
-/// `-b`/`-B` address: an IP literal (IPv6 bare or bracketed; IPv4-mapped
-/// IPv6 means IPv4) or a name resolved now.
-fn resolve_bind_host(s: &str) -> Result<IpAddr, UsageError> {
-    let lit = s
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(s);
-    if let Ok(ip) = lit.parse::<IpAddr>() {
-        return Ok(ip.to_canonical());
-    }
-    if parse_host(lit).is_err() {
-        return err(format!("bad address \"{s}\""));
-    }
-    (lit, 0)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut it| it.next())
-        .map(|sa| sa.ip())
-        .ok_or_else(|| UsageError(format!("bad address \"{s}\": does not resolve")))
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ fn apply(svc: &Service, at: &Candidate, t: &Target, mut addrs: Vec<SocketAddr>) 
         return false;
     }
     let n = addrs.len();
-    addrs.retain(|a| !crate::config::yaml::is_self_loop_addr(bind, *a));
+    addrs.retain(|a| !crate::config::is_self_loop_addr(bind, *a));
     if addrs.len() < n {
         warn!(listener, channel = %t, "name resolves to the listener itself; those addresses are not used");
     }

@@ -1,6 +1,6 @@
 use super::*;
 
-use crate::config::Failback;
+use crate::config::{ChannelConfig, Failback, Host, ListenerConfig};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -73,89 +73,7 @@ fn services_file_has(name: &str) -> bool {
 }
 
 #[test]
-fn channel_forms_parse_to_host_port_and_maxc() {
-    let table: &[(&str, ChannelConfig)] = &[
-        ("db1", ch("db1", 3306, 0)),
-        ("db1:3307", ch("db1", 3307, 0)),
-        ("db1:3307:16", ch("db1", 3307, 16)),
-        ("db1::16", ch("db1", 3306, 16)),
-        ("127.0.0.1", ch("127.0.0.1", 3306, 0)),
-        ("127.0.0.1:1", ch("127.0.0.1", 1, 0)),
-        ("10.0.0.1:65535:1", ch("10.0.0.1", 65535, 1)),
-        ("[::1]:3306:4", ch("::1", 3306, 4)),
-        ("[::1]:80", ch("::1", 80, 0)),
-        ("[::1]", ch("::1", 3306, 0)),
-        ("[::1]::7", ch("::1", 3306, 7)),
-        ("[2001:db8::1]:80:10", ch("2001:db8::1", 80, 10)),
-        // maxc 0 means unlimited, like balance.
-        ("a::0", ch("a", 3306, 0)),
-        (
-            "my-host_1.example.com:81",
-            ch("my-host_1.example.com", 81, 0),
-        ),
-    ];
-    for (tok, want) in table {
-        assert_eq!(parse_channel(tok, 3306).as_ref(), Ok(want), "{tok}");
-    }
-}
-
-#[test]
-fn channel_errors_name_the_token_and_the_reason() {
-    let table: &[(&str, &str)] = &[
-        ("db1:80:x", "bad channel \"db1:80:x\": maxc is not a number"),
-        ("db1:80:", "bad channel \"db1:80:\": empty maxc"),
-        (
-            "db1:80:-1",
-            "bad channel \"db1:80:-1\": maxc is not a number",
-        ),
-        ("", "bad channel \"\": empty"),
-        (":80", "bad channel \":80\": empty host"),
-        ("::1:3306", "bad channel \"::1:3306\": empty host"),
-        (
-            "fe80::1:3306",
-            "bad channel \"fe80::1:3306\": too many \":\" (IPv6 addresses go in brackets: [::1]:port)",
-        ),
-        ("[::1", "bad channel \"[::1\": missing \"]\""),
-        (
-            "[db1]:80",
-            "bad channel \"[db1]:80\": not an IPv6 address in brackets",
-        ),
-        (
-            "[::1]x",
-            "bad channel \"[::1]x\": expected \":\" after \"]\"",
-        ),
-        (
-            "db1:70000",
-            "bad channel \"db1:70000\": port 70000 is out of range (1-65535)",
-        ),
-        (
-            "db1:0",
-            "bad channel \"db1:0\": port 0 is out of range (1-65535)",
-        ),
-        (
-            "db1:nosuchservice",
-            "bad channel \"db1:nosuchservice\": unknown service \"nosuchservice\"",
-        ),
-        (
-            "dß1:80",
-            "bad channel \"dß1:80\": \"dß1\" is not a valid host name",
-        ),
-        (
-            "db1..x",
-            "bad channel \"db1..x\": \"db1..x\" is not a valid host name",
-        ),
-        (
-            "a b",
-            "bad channel \"a b\": \"a b\" is not a valid host name",
-        ),
-    ];
-    for (tok, want) in table {
-        assert_eq!(
-            parse_channel(tok, 3306),
-            Err(UsageError(want.to_string())),
-            "{tok}"
-        );
-    }
+fn channel_errors_reach_the_command_line_unchanged() {
     // Through the whole command line: same message.
     assert_eq!(
         bad(&["3306", "db1:80:x"]),
@@ -651,4 +569,37 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
         assert_eq!(l.groups, groups, "round {round}: {argv:?}");
         assert_eq!(l.bind.port(), listen);
     }
+}
+
+/// `--config` with the global flags: what is given is `Some` in the overlay
+/// (so it wins over the file even when it equals the default), what is not
+/// given is `None`.
+#[test]
+fn global_flags_given_with_config_win_over_the_file_even_at_their_defaults() {
+    let overlay = match parse([
+        "balance",
+        "--config",
+        "f.yaml",
+        "--threads",
+        "1",
+        "--grace",
+        "10s",
+    ]) {
+        Ok(Parsed::Invocation(inv)) => match *inv {
+            Invocation::ConfigFile { global, .. } => global,
+            other => panic!("expected a config-file invocation, got {other:?}"),
+        },
+        _ => panic!("expected a config-file invocation"),
+    };
+    assert_eq!(overlay.threads, Some(1));
+    assert_eq!(overlay.grace, Some(Duration::from_secs(10)));
+    assert_eq!(overlay.user, None);
+    assert_eq!(overlay.max_conns, None);
+    let file = "grace: 3s\nthreads: 4\nlisteners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    groups:\n      - channels: [\"10.0.0.1:80\"]\n";
+    let cfg = crate::config::file::parse(file, &overlay).unwrap();
+    assert_eq!(cfg.global.threads, 1);
+    assert_eq!(cfg.global.grace, Duration::from_secs(10));
+    let cfg = crate::config::file::parse(file, &Overlay::default()).unwrap();
+    assert_eq!(cfg.global.threads, 4);
+    assert_eq!(cfg.global.grace, Duration::from_secs(3));
 }

@@ -1,15 +1,35 @@
-//! The resolved configuration model shared by the command line and (later) the
+//! The resolved configuration model shared by the command line and the
 //! config file. Everything here is plain data: parsed once, validated, with
 //! defaults filled in. Runtime code never re-parses strings.
+//!
+//! The pipeline, the same for both inputs:
+//! - [`grammar`], [`monitor_spec`], [`services`]: tokens → values;
+//! - [`build`]: a [`ListenerSpec`] (values as written) → [`ListenerConfig`]
+//!   (defaults filled, validated, self-loops refused, see [`selfloop`]);
+//! - [`overlay`]: the command line's globals, which win where given;
+//! - [`file`]: the YAML file → raw model → specs; `cli` is the argv side.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod build;
+pub mod error;
+pub mod file;
+pub mod grammar;
 pub mod monitor;
+pub mod monitor_spec;
+pub mod overlay;
+pub mod selfloop;
 pub mod services;
-pub mod yaml;
+
+pub use build::{ListenerSpec, SpecError};
+pub use error::{BadValue, ConfigError};
+pub use file::load as load_file;
+pub use grammar::parse_duration;
+pub use overlay::Overlay;
+pub use selfloop::{is_self_loop_addr, resolved_loops, unresolved};
 
 use monitor::MonitorSpec;
 
@@ -17,6 +37,10 @@ use monitor::MonitorSpec;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default grace period for live connections on SIGTERM/SIGINT.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// Default period of hostname re-resolution.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Default runtime worker threads (a single-threaded runtime).
+pub const DEFAULT_THREADS: usize = 1;
 
 /// Whole-process configuration: global options plus one or more listeners.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,13 +88,13 @@ impl Default for Global {
             pidfile: None,
             grace: DEFAULT_GRACE,
             max_conns: None,
-            threads: 1,
+            threads: DEFAULT_THREADS,
             no_splice: false,
             control: None,
             state_file: None,
             user: None,
             metrics: None,
-            resolve_interval: yaml::DEFAULT_RESOLVE_INTERVAL,
+            resolve_interval: DEFAULT_RESOLVE_INTERVAL,
         }
     }
 }
@@ -210,51 +234,5 @@ impl fmt::Display for Host {
 impl fmt::Display for ChannelConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
-    }
-}
-
-/// Parse a duration the way balance users write it: whole seconds (`5`),
-/// fractions (`0.5`) or humantime (`500ms`, `2s`, `1m`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("empty duration".into());
-    }
-    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        let secs: f64 = t
-            .parse()
-            .map_err(|_| format!("\"{s}\" is not a duration"))?;
-        if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-            return Err(format!("\"{s}\" is out of range"));
-        }
-        return Ok(Duration::from_secs_f64(secs));
-    }
-    let d = humantime::parse_duration(t).map_err(|e| format!("\"{s}\" is not a duration: {e}"))?;
-    if d > Duration::from_secs(1_000_000_000) {
-        return Err(format!("\"{s}\" is out of range"));
-    }
-    Ok(d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_accept_seconds_fractions_and_humantime() {
-        let ok = [
-            ("5", Duration::from_secs(5)),
-            ("0.5", Duration::from_millis(500)),
-            ("500ms", Duration::from_millis(500)),
-            ("2s", Duration::from_secs(2)),
-            ("1m", Duration::from_secs(60)),
-            ("0", Duration::ZERO),
-        ];
-        for (s, d) in ok {
-            assert_eq!(parse_duration(s), Ok(d), "{s}");
-        }
-        for bad in ["", "x", "1.2.3", "-1", "5 parsecs", "99999999999999999999"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

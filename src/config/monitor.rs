@@ -1,5 +1,5 @@
 //! The resolved monitoring spec (`-m` or the config file's `monitor:`).
-//! Plain data; `crate::monitor::spec` parses balance.fm's grammar into it.
+//! Plain data; `monitor_spec` parses balance.fm's `-m` grammar into it.
 
 use std::time::Duration;
 

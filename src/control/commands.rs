@@ -6,7 +6,6 @@
 //! Extensions (`weight`, `drain`, `failback`, `spin`, `state`, `monitor`)
 //! are exact words.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::config::Host;
@@ -345,27 +344,7 @@ pub fn chan_ref(s: &str) -> Result<ChanRef, String> {
 
 /// A host name or IP literal (IPv6 bare or in brackets).
 pub fn host(s: &str) -> Result<Host, String> {
-    let lit = s
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(s);
-    if let Ok(ip) = lit.parse::<IpAddr>() {
-        return Ok(Host::Ip(ip));
-    }
-    let valid = !lit.is_empty()
-        && lit.len() <= 253
-        && lit.len() == s.len()
-        && lit.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if valid {
-        Ok(Host::Name(lit.to_string()))
-    } else {
-        Err(format!("invalid address {}", quote(s)))
-    }
+    crate::config::grammar::host_literal(s).ok_or_else(|| format!("invalid address {}", quote(s)))
 }
 
 fn port(s: &str) -> Result<u16, String> {
@@ -405,7 +384,7 @@ extensions:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn ip(s: &str) -> Host {
         Host::Ip(s.parse().unwrap())

@@ -1,0 +1,189 @@
+//! The one listener builder. The command line and the config file both
+//! fill a [`ListenerSpec`] with the values their user wrote (already through
+//! the grammars, defaults not yet applied); [`ListenerSpec::build`] fills
+//! the defaults, validates (timeouts, keepalive ranges, self-loops) and
+//! returns the resolved [`ListenerConfig`]. Adding a listener option means
+//! a field here, a flag in `cli` and a key in `file::raw`.
+//!
+//! Errors are typed ([`SpecError`]) so each input can word them in its own
+//! terms: the flag for the command line, line and key for the file.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::monitor::MonitorSpec;
+use super::selfloop::is_self_loop;
+use super::{
+    ChannelConfig, DEFAULT_CONNECT_TIMEOUT, Failback, GroupConfig, Keepalive, ListenerConfig,
+};
+
+/// Keepalive idle and interval must lie in this range (Linux's limits).
+const KEEPALIVE_MIN: Duration = Duration::from_secs(1);
+const KEEPALIVE_MAX: Duration = Duration::from_secs(32767);
+
+/// A listener as written, from either input. `None` means "not given".
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerSpec {
+    pub name: String,
+    pub bind: SocketAddr,
+    /// Channels with port 0 take the listener's port.
+    pub groups: Vec<GroupConfig>,
+    pub connect_timeout: Option<Duration>,
+    /// Zero means "never".
+    pub idle_timeout: Option<Duration>,
+    pub client_keepalive: Option<Keepalive>,
+    pub server_keepalive: Option<Keepalive>,
+    pub source: Option<IpAddr>,
+    pub autodisable: bool,
+    pub hash_failover: bool,
+    pub packet_dump: bool,
+    /// Zero means "off".
+    pub race: Option<Duration>,
+    /// Zero means "off".
+    pub spin: Option<Duration>,
+    pub failback: Option<Failback>,
+    pub on_down_shutdown: bool,
+    pub on_up_shutdown_backup: bool,
+    /// Its own `on-down`/`on-up` flags add to the listener's.
+    pub monitor: Option<MonitorSpec>,
+}
+
+/// Which keepalive (`-k`/`client:` or `-K`/`server:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// Whether [`ListenerSpec::build`] refuses channels that point back at
+/// their own listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfLoops {
+    Refuse,
+    /// The command line has never refused them (its tests generate such
+    /// channels); kept so its behaviour does not change.
+    Allow,
+}
+
+/// A listener that does not validate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("the connect timeout must be positive")]
+    ZeroConnectTimeout,
+    #[error("keepalive idle and interval must be 1s-32767s")]
+    KeepaliveRange(Side),
+    /// Channel `index` of group `group` connects back to the listener.
+    #[error("{channel} points at listener \"{listener}\" itself")]
+    SelfLoop {
+        group: usize,
+        index: usize,
+        channel: ChannelConfig,
+        listener: String,
+    },
+}
+
+impl ListenerSpec {
+    /// A spec with nothing but the name, bind address and groups given.
+    pub fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
+        ListenerSpec {
+            name,
+            bind,
+            groups,
+            connect_timeout: None,
+            idle_timeout: None,
+            client_keepalive: None,
+            server_keepalive: None,
+            source: None,
+            autodisable: false,
+            hash_failover: false,
+            packet_dump: false,
+            race: None,
+            spin: None,
+            failback: None,
+            on_down_shutdown: false,
+            on_up_shutdown_backup: false,
+            monitor: None,
+        }
+    }
+
+    /// Fill defaults, validate, resolve.
+    pub fn build(self, loops: SelfLoops) -> Result<ListenerConfig, SpecError> {
+        let ListenerSpec {
+            name,
+            bind,
+            mut groups,
+            connect_timeout,
+            idle_timeout,
+            client_keepalive,
+            server_keepalive,
+            source,
+            autodisable,
+            hash_failover,
+            packet_dump,
+            race,
+            spin,
+            failback,
+            on_down_shutdown,
+            on_up_shutdown_backup,
+            monitor,
+        } = self;
+        let connect_timeout = match connect_timeout {
+            Some(d) if d.is_zero() => return Err(SpecError::ZeroConnectTimeout),
+            Some(d) => d,
+            None => DEFAULT_CONNECT_TIMEOUT,
+        };
+        for (side, k) in [
+            (Side::Client, &client_keepalive),
+            (Side::Server, &server_keepalive),
+        ] {
+            let in_range = |d: Duration| (KEEPALIVE_MIN..=KEEPALIVE_MAX).contains(&d);
+            if let Some(k) = k {
+                if !in_range(k.idle) || !in_range(k.interval) {
+                    return Err(SpecError::KeepaliveRange(side));
+                }
+            }
+        }
+        for (gi, g) in groups.iter_mut().enumerate() {
+            for (ci, c) in g.channels.iter_mut().enumerate() {
+                if c.port == 0 {
+                    c.port = bind.port();
+                }
+                if loops == SelfLoops::Refuse && is_self_loop(bind, c) {
+                    return Err(SpecError::SelfLoop {
+                        group: gi,
+                        index: ci,
+                        channel: c.clone(),
+                        listener: name,
+                    });
+                }
+            }
+        }
+        let nonzero = |d: Option<Duration>| d.filter(|d| !d.is_zero());
+        let (mon_down, mon_up) = monitor.as_ref().map_or((false, false), |m| {
+            (m.on_down_shutdown, m.on_up_shutdown_backup)
+        });
+        Ok(ListenerConfig {
+            name,
+            bind,
+            dual_stack: matches!(bind.ip(), IpAddr::V6(v6) if v6.is_unspecified()),
+            groups,
+            connect_timeout,
+            idle_timeout: nonzero(idle_timeout),
+            client_keepalive,
+            server_keepalive,
+            source,
+            autodisable,
+            hash_failover,
+            packet_dump,
+            race: nonzero(race),
+            spin: nonzero(spin),
+            failback: failback.unwrap_or(Failback::Auto),
+            on_down_shutdown: on_down_shutdown || mon_down,
+            on_up_shutdown_backup: on_up_shutdown_backup || mon_up,
+            monitor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

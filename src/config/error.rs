@@ -1,0 +1,42 @@
+//! The typed errors of the config pipeline. Display texts are the one-line
+//! messages users see (`FILE: line L column C: key: why`, `bad channel
+//! "db1:80:x": maxc is not a number`); the variants are what a caller acts on.
+
+use std::path::PathBuf;
+
+/// A value that does not fit its grammar. The text names the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadValue(pub String);
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: file is larger than 1 MiB", path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{}: not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+    /// The text does not parse or validate; `detail` already carries the
+    /// line, column and key where known.
+    #[error("{}: {detail}", path.display())]
+    Invalid { path: PathBuf, detail: String },
+}
+
+/// Config text that does not parse or validate (no file name yet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// A channel name that resolves to its own listener.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("listener \"{listener}\": channel {channel} resolves to {addr}, the listener itself")]
+pub struct ResolvedLoop {
+    pub listener: String,
+    pub channel: String,
+    pub addr: std::net::SocketAddr,
+}

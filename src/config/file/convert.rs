@@ -1,0 +1,207 @@
+//! The file's raw model → [`Config`]: globals (the command line's overlay
+//! wins where given), then each listener through the shared
+//! [`ListenerSpec`] builder. File-only rules live here: unique names and
+//! binds, bind port 0, `resolve_interval` and `monitor.interval` floors.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_saphyr::Location;
+
+use super::raw::{
+    RawCheck, RawFailback, RawFile, RawKeepalive, RawLogFormat, RawMonitor, RawOnDown, RawOnUp,
+    RawPolicy,
+};
+use super::scalars::Dur;
+use crate::config::build::{ListenerSpec, SelfLoops, SpecError};
+use crate::config::monitor::{Check, MonitorSpec};
+use crate::config::{Config, Failback, Global, GroupConfig, Keepalive, LogFormat, Overlay, Policy};
+
+/// `line L column C: `, or nothing when the position is unknown.
+pub(super) fn at(loc: Location) -> String {
+    if loc == Location::UNKNOWN {
+        String::new()
+    } else {
+        format!("line {} column {}: ", loc.line(), loc.column())
+    }
+}
+
+/// The file's globals under the command line's overlay.
+fn globals(raw: &RawFile, overlay: &Overlay) -> Result<Global, String> {
+    let mut file = Global {
+        log_format: match raw.log_format {
+            Some(RawLogFormat::Json) => LogFormat::Json,
+            Some(RawLogFormat::Text) | None => LogFormat::Text,
+        },
+        log_file: raw.log_file.clone(),
+        pidfile: raw.pidfile.clone(),
+        max_conns: raw.max_conns.map(|n| n.0 as usize),
+        state_file: raw.state_file.clone(),
+        user: raw.user.clone(),
+        metrics: raw.metrics.map(|b| b.0),
+        ..Global::default()
+    };
+    if let Some(g) = raw.grace {
+        file.grace = g.0;
+    }
+    if let Some(t) = raw.threads {
+        file.threads = t.0 as usize;
+    }
+    if let Some(r) = raw.resolve_interval {
+        if r.0 < Duration::from_secs(1) {
+            return Err("resolve_interval: must be at least 1s".into());
+        }
+        file.resolve_interval = r.0;
+    }
+    Ok(overlay.over(file))
+}
+
+pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
+    let global = globals(&raw, overlay)?;
+    let mut names = HashSet::new();
+    let mut binds = HashSet::new();
+    let mut listeners = Vec::with_capacity(raw.listeners.len());
+    for sl in raw.listeners {
+        let l = sl.value;
+        let name = l.name.value.0.clone();
+        if !names.insert(name.clone()) {
+            return Err(format!(
+                "{}name: duplicate listener name \"{name}\"",
+                at(l.name.referenced)
+            ));
+        }
+        let bind = l.bind.value.0;
+        if bind.port() == 0 {
+            return Err(format!("{}bind: port 0", at(l.bind.referenced)));
+        }
+        if !binds.insert(bind) {
+            return Err(format!(
+                "{}bind: {bind} is already used by another listener",
+                at(l.bind.referenced)
+            ));
+        }
+        // Channel positions, for a self-loop error.
+        let spans: Vec<Vec<Location>> = l
+            .groups
+            .iter()
+            .map(|g| g.channels.iter().map(|c| c.referenced).collect())
+            .collect();
+        let groups = l
+            .groups
+            .into_iter()
+            .map(|g| GroupConfig {
+                policy: match g.policy {
+                    Some(RawPolicy::Hash) => Policy::Hash,
+                    _ => Policy::RoundRobin,
+                },
+                channels: g.channels.into_iter().map(|c| c.value.0).collect(),
+            })
+            .collect();
+        let loc = at(sl.referenced);
+        let mut spec = ListenerSpec::new(name.clone(), bind, groups);
+        spec.connect_timeout = l.connect_timeout.map(|d| d.0);
+        spec.idle_timeout = l.idle_timeout.map(|d| d.0);
+        if let Some(k) = l.keepalive {
+            spec.client_keepalive = k.client.map(keepalive);
+            spec.server_keepalive = k.server.map(keepalive);
+        }
+        spec.source = l.source.map(|s| s.0);
+        spec.autodisable = l.autodisable;
+        spec.hash_failover = l.hash_failover;
+        spec.race = l.race.map(|d| d.0);
+        spec.spin = l.spin.map(|d| d.0);
+        spec.failback = l.failback.map(|f| match f {
+            RawFailback::Auto => Failback::Auto,
+            RawFailback::Manual => Failback::Manual,
+        });
+        spec.on_down_shutdown = matches!(l.on_down, Some(RawOnDown::Shutdown));
+        spec.on_up_shutdown_backup = matches!(l.on_up, Some(RawOnUp::ShutdownBackup));
+        if let Some(m) = l.monitor {
+            spec.monitor = Some(monitor(&loc, &name, m)?);
+        }
+        let lc = spec.build(SelfLoops::Refuse).map_err(|e| match e {
+            SpecError::ZeroConnectTimeout => {
+                format!("{loc}connect_timeout: must be positive (listener \"{name}\")")
+            }
+            SpecError::KeepaliveRange(_) => {
+                format!("{loc}keepalive: idle and interval must be 1s-32767s (listener \"{name}\")")
+            }
+            SpecError::SelfLoop {
+                group,
+                index,
+                ref channel,
+                ..
+            } => {
+                let pos = spans
+                    .get(group)
+                    .and_then(|g| g.get(index))
+                    .map_or_else(String::new, |l| at(*l));
+                format!("{pos}channels: {channel} points at listener \"{name}\" itself")
+            }
+        })?;
+        listeners.push(lc);
+    }
+    Ok(Config { global, listeners })
+}
+
+fn keepalive(k: RawKeepalive) -> Keepalive {
+    Keepalive {
+        idle: k.idle.0,
+        interval: k.interval.0,
+        probes: k.probes.0 as u32,
+    }
+}
+
+fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> {
+    let d = MonitorSpec::default();
+    let interval = m.interval.map_or(d.interval, |i| i.0);
+    if interval < Duration::from_millis(100) {
+        return Err(format!(
+            "{loc}monitor.interval: must be at least 100ms (listener \"{name}\")"
+        ));
+    }
+    let t = |x: Option<Dur>| x.map(|d| d.0).filter(|d| !d.is_zero());
+    let checks = m
+        .checks
+        .into_iter()
+        .map(|c| match c {
+            RawCheck::Connect(c) => Check::Connect {
+                timeout: t(c.timeout),
+            },
+            RawCheck::Http(h) => Check::Http {
+                path: h.path.0,
+                port: h.port.map(|p| p.0),
+                host: h.host,
+                expect: h.expect.map_or_else(|| vec![(200, 399)], |e| e.0),
+                body: h.body,
+                timeout: t(h.timeout),
+            },
+            RawCheck::Mysql(my) => Check::Mysql {
+                user: my.user,
+                timeout: t(my.timeout),
+            },
+            RawCheck::Command(c) => Check::Command {
+                argv: c.argv.0,
+                pass: c.pass.unwrap_or_else(|| vec![0]),
+                timeout: t(c.timeout),
+            },
+            RawCheck::SendExpect(s) => Check::SendExpect {
+                send: s.send.into_bytes(),
+                expect: s.expect.into_bytes(),
+                timeout: t(s.timeout),
+            },
+        })
+        .collect();
+    Ok(MonitorSpec {
+        checks,
+        interval,
+        rise: m.rise.map_or(d.rise, |r| r.0 as u32),
+        fall: m.fall.map_or(d.fall, |f| f.0 as u32),
+        jitter: m.jitter.map_or(d.jitter, |j| j.0),
+        noenable: m.noenable,
+        nodisable: m.nodisable,
+        // The listener's `on_down`/`on_up` keys carry these in the file.
+        on_down_shutdown: false,
+        on_up_shutdown_backup: false,
+    })
+}

@@ -1,0 +1,219 @@
+//! The config file's raw model: what serde reads, one struct per YAML
+//! mapping, `deny_unknown_fields` everywhere. Scalars arrive already
+//! checked (see `scalars`); `convert` turns these into the resolved model.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::scalars::{
+    Argv, Bind, Bounded, Dur, HttpPath, IpLit, Name, Port, RawChannel, StatusRanges, nonempty,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub(super) grace: Option<Dur>,
+    #[serde(default)]
+    pub(super) max_conns: Option<Bounded<1, 10_000_000>>,
+    #[serde(default)]
+    pub(super) metrics: Option<Bind>,
+    #[serde(default)]
+    pub(super) log_format: Option<RawLogFormat>,
+    #[serde(default)]
+    pub(super) log_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) state_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) user: Option<String>,
+    #[serde(default)]
+    pub(super) pidfile: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) threads: Option<Bounded<1, 256>>,
+    #[serde(default)]
+    pub(super) resolve_interval: Option<Dur>,
+    #[serde(deserialize_with = "nonempty")]
+    pub(super) listeners: Vec<Spanned<RawListener>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawLogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub(super) name: Spanned<Name>,
+    pub(super) bind: Spanned<Bind>,
+    #[serde(deserialize_with = "nonempty")]
+    pub(super) groups: Vec<RawGroup>,
+    #[serde(default)]
+    pub(super) connect_timeout: Option<Dur>,
+    #[serde(default)]
+    pub(super) idle_timeout: Option<Dur>,
+    #[serde(default)]
+    pub(super) keepalive: Option<RawKeepalives>,
+    #[serde(default)]
+    pub(super) source: Option<IpLit>,
+    #[serde(default)]
+    pub(super) autodisable: bool,
+    #[serde(default)]
+    pub(super) hash_failover: bool,
+    #[serde(default)]
+    pub(super) race: Option<Dur>,
+    #[serde(default)]
+    pub(super) spin: Option<Dur>,
+    #[serde(default)]
+    pub(super) failback: Option<RawFailback>,
+    #[serde(default)]
+    pub(super) on_down: Option<RawOnDown>,
+    #[serde(default)]
+    pub(super) on_up: Option<RawOnUp>,
+    #[serde(default)]
+    pub(super) monitor: Option<RawMonitor>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawFailback {
+    Auto,
+    Manual,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum RawOnDown {
+    None,
+    Shutdown,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum RawOnUp {
+    None,
+    ShutdownBackup,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawPolicy {
+    Rr,
+    Hash,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    #[serde(default)]
+    pub(super) policy: Option<RawPolicy>,
+    #[serde(deserialize_with = "nonempty")]
+    pub(super) channels: Vec<Spanned<RawChannel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeepalives {
+    #[serde(default)]
+    pub(super) client: Option<RawKeepalive>,
+    #[serde(default)]
+    pub(super) server: Option<RawKeepalive>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeepalive {
+    pub(super) idle: Dur,
+    pub(super) interval: Dur,
+    pub(super) probes: Bounded<1, 127>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMonitor {
+    #[serde(default)]
+    pub(super) interval: Option<Dur>,
+    #[serde(default)]
+    pub(super) rise: Option<Bounded<1, 1000>>,
+    #[serde(default)]
+    pub(super) fall: Option<Bounded<1, 1000>>,
+    #[serde(default)]
+    pub(super) jitter: Option<Dur>,
+    #[serde(default)]
+    pub(super) noenable: bool,
+    #[serde(default)]
+    pub(super) nodisable: bool,
+    #[serde(deserialize_with = "nonempty")]
+    pub(super) checks: Vec<RawCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(super) enum RawCheck {
+    Connect(RawConnect),
+    Http(RawHttp),
+    Mysql(RawMysql),
+    Command(RawCommand),
+    SendExpect(RawSendExpect),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConnect {
+    #[serde(default)]
+    pub(super) timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    #[serde(default = "default_http_path")]
+    pub(super) path: HttpPath,
+    #[serde(default)]
+    pub(super) port: Option<Port>,
+    #[serde(default)]
+    pub(super) host: Option<String>,
+    /// `"200-399"`, `"200,204"`, `200`.
+    #[serde(default)]
+    pub(super) expect: Option<StatusRanges>,
+    #[serde(default)]
+    pub(super) body: Option<String>,
+    #[serde(default)]
+    pub(super) timeout: Option<Dur>,
+}
+
+fn default_http_path() -> HttpPath {
+    HttpPath("/".into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMysql {
+    #[serde(default)]
+    pub(super) user: Option<String>,
+    #[serde(default)]
+    pub(super) timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCommand {
+    pub(super) argv: Argv,
+    #[serde(default)]
+    pub(super) pass: Option<Vec<i32>>,
+    #[serde(default)]
+    pub(super) timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSendExpect {
+    pub(super) send: String,
+    pub(super) expect: String,
+    #[serde(default)]
+    pub(super) timeout: Option<Dur>,
+}

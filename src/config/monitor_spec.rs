@@ -1,0 +1,336 @@
+//! balance.fm's `-m` grammar → [`MonitorSpec`]. Pure parsing; the probes
+//! that run the checks live in the `monitor` module.
+//!
+//! ```text
+//! spec   := kvpair { ":" kvpair }
+//! kvpair := key [ "=" value ]        # "\:" escapes a colon inside a value
+//! ```
+//!
+//! Actions (`connect`, `command=`, `http=`, `mysql`, `send=`) run in order;
+//! the options after an action belong to it (`timeout=`, `pass=`, `port=`,
+//! `host=`, `expect=`, `body=`, `user=`). Global options may appear
+//! anywhere: `interval=`, `rise=`, `fall=`, `jitter=`, `noenable`,
+//! `nodisable`, `on-down=shutdown`, `on-up=shutdown-backup`.
+
+use std::time::Duration;
+
+mod values;
+
+use values::{parse_codes, parse_command, parse_path, parse_statuses, unescape};
+
+use super::error::BadValue;
+use super::grammar::parse_duration;
+use super::monitor::{Check, MonitorSpec};
+
+/// Longest accepted spec (a sanity bound, not a protocol limit).
+const MAX_SPEC: usize = 8192;
+/// Shortest probe interval.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Parse a `-m` spec. Per-check timeouts left unset are `None`: the probes
+/// use the listener's connect timeout at run time.
+pub fn parse(spec: &str) -> Result<MonitorSpec, BadValue> {
+    parse_inner(spec).map_err(|e| BadValue(format!("bad -m spec: {e}")))
+}
+
+fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
+    if spec.len() > MAX_SPEC {
+        return Err(format!("longer than {MAX_SPEC} bytes"));
+    }
+    if spec.trim().is_empty() {
+        return Err("empty".into());
+    }
+    let mut out = MonitorSpec::default();
+    let mut seen_globals: Vec<&'static str> = Vec::new();
+    for pair in split_pairs(spec) {
+        let (key, value) = match pair.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v)),
+            None => (pair.trim(), None),
+        };
+        if key.is_empty() {
+            return Err(format!("empty key in \"{}\"", show(&pair)));
+        }
+        if let Some(g) = global_key(key) {
+            if seen_globals.contains(&g) {
+                return Err(format!("duplicate \"{g}\""));
+            }
+            seen_globals.push(g);
+            apply_global(&mut out, g, value)?;
+            continue;
+        }
+        match key {
+            "connect" => {
+                no_value(key, value)?;
+                out.checks.push(Check::Connect { timeout: None });
+            }
+            "command" => out.checks.push(Check::Command {
+                argv: parse_command(need_value(key, value)?)?,
+                pass: vec![0],
+                timeout: None,
+            }),
+            "http" => out.checks.push(Check::Http {
+                path: parse_path(need_value(key, value)?)?,
+                port: None,
+                host: None,
+                expect: vec![(200, 399)],
+                body: None,
+                timeout: None,
+            }),
+            "mysql" => {
+                no_value(key, value)?;
+                out.checks.push(Check::Mysql {
+                    user: None,
+                    timeout: None,
+                });
+            }
+            "send" => {
+                let send = unescape(need_value(key, value)?)?;
+                if send.is_empty() {
+                    return Err("empty send=".into());
+                }
+                out.checks.push(Check::SendExpect {
+                    send,
+                    expect: Vec::new(),
+                    timeout: None,
+                });
+            }
+            _ => {
+                let Some(cur) = out.checks.last_mut() else {
+                    return Err(if is_option(key) {
+                        format!(
+                            "option \"{key}\" before any action (connect, command, http, mysql, send)"
+                        )
+                    } else {
+                        unknown(key)
+                    });
+                };
+                apply_option(cur, key, value)?;
+            }
+        }
+    }
+    if out.checks.is_empty() {
+        return Err("no check action (connect, command=, http=, mysql, send=)".into());
+    }
+    Ok(out)
+}
+
+/// Split on unescaped `:`; `\:` becomes `:`, other backslashes stay (for
+/// `send=`'s escapes).
+fn split_pairs(spec: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&':') => {
+                chars.next();
+                cur.push(':');
+            }
+            ':' => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn global_key(k: &str) -> Option<&'static str> {
+    Some(match k {
+        "interval" => "interval",
+        "rise" => "rise",
+        "fall" => "fall",
+        "jitter" => "jitter",
+        "noenable" => "noenable",
+        "nodisable" => "nodisable",
+        "on-down" | "on_down" => "on-down",
+        "on-up" | "on_up" => "on-up",
+        _ => return None,
+    })
+}
+
+fn is_option(k: &str) -> bool {
+    matches!(
+        k,
+        "timeout" | "pass" | "port" | "host" | "expect" | "body" | "user"
+    )
+}
+
+fn unknown(k: &str) -> String {
+    format!(
+        "unknown key \"{}\" (actions: connect, command, http, mysql, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up)",
+        show(k)
+    )
+}
+
+fn apply_global(out: &mut MonitorSpec, g: &'static str, v: Option<&str>) -> Result<(), String> {
+    match g {
+        "interval" => {
+            let d = duration(g, need_value(g, v)?)?;
+            if d < MIN_INTERVAL {
+                return Err(format!(
+                    "interval \"{}\" is below 10ms",
+                    show(v.unwrap_or(""))
+                ));
+            }
+            out.interval = d;
+        }
+        "jitter" => out.jitter = duration(g, need_value(g, v)?)?,
+        "rise" => out.rise = count(g, need_value(g, v)?)?,
+        "fall" => out.fall = count(g, need_value(g, v)?)?,
+        "noenable" => {
+            no_value(g, v)?;
+            out.noenable = true;
+        }
+        "nodisable" => {
+            no_value(g, v)?;
+            out.nodisable = true;
+        }
+        "on-down" => match need_value(g, v)? {
+            "shutdown" => out.on_down_shutdown = true,
+            "none" => out.on_down_shutdown = false,
+            o => return Err(format!("bad on-down \"{}\": use shutdown or none", show(o))),
+        },
+        "on-up" => match need_value(g, v)? {
+            "shutdown-backup" => out.on_up_shutdown_backup = true,
+            "none" => out.on_up_shutdown_backup = false,
+            o => {
+                return Err(format!(
+                    "bad on-up \"{}\": use shutdown-backup or none",
+                    show(o)
+                ));
+            }
+        },
+        _ => return Err(unknown(g)),
+    }
+    Ok(())
+}
+
+/// An option following an action.
+fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), String> {
+    let action = action_name(cur);
+    let wrong = || format!("option \"{}\" does not apply to {action}", show(key));
+    let dup = |set: bool| {
+        if set {
+            Err(format!("duplicate \"{key}\" for {action}"))
+        } else {
+            Ok(())
+        }
+    };
+    if key == "timeout" {
+        let d = duration(key, need_value(key, v)?)?;
+        if d.is_zero() {
+            return Err("timeout must be positive".into());
+        }
+        let slot = match cur {
+            Check::Connect { timeout }
+            | Check::Command { timeout, .. }
+            | Check::Http { timeout, .. }
+            | Check::Mysql { timeout, .. }
+            | Check::SendExpect { timeout, .. } => timeout,
+        };
+        dup(slot.is_some())?;
+        *slot = Some(d);
+        return Ok(());
+    }
+    match (cur, key) {
+        (Check::Command { pass, .. }, "pass") => {
+            *pass = parse_codes(need_value(key, v)?)?;
+        }
+        (Check::Http { port, .. }, "port") => {
+            dup(port.is_some())?;
+            let s = need_value(key, v)?;
+            *port = Some(match s.trim().parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("bad port \"{}\"", show(s))),
+            });
+        }
+        (Check::Http { host, .. }, "host") => {
+            dup(host.is_some())?;
+            let s = need_value(key, v)?;
+            if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!("bad host \"{}\"", show(s)));
+            }
+            *host = Some(s.to_string());
+        }
+        (Check::Http { expect, .. }, "expect") => {
+            *expect = parse_statuses(need_value(key, v)?)?;
+        }
+        (Check::Http { body, .. }, "body") => {
+            dup(body.is_some())?;
+            let s = need_value(key, v)?;
+            if s.is_empty() {
+                return Err("empty body=".into());
+            }
+            *body = Some(s.to_string());
+        }
+        (Check::Mysql { user, .. }, "user") => {
+            dup(user.is_some())?;
+            let s = need_value(key, v)?;
+            if s.is_empty() || s.len() > 80 || s.bytes().any(|b| b == 0 || b.is_ascii_control()) {
+                return Err(format!("bad user \"{}\"", show(s)));
+            }
+            *user = Some(s.to_string());
+        }
+        (Check::SendExpect { expect, .. }, "expect") => {
+            dup(!expect.is_empty())?;
+            let e = unescape(need_value(key, v)?)?;
+            if e.is_empty() {
+                return Err("empty expect=".into());
+            }
+            *expect = e;
+        }
+        (_, k) if is_option(k) => return Err(wrong()),
+        (_, k) => return Err(unknown(k)),
+    }
+    Ok(())
+}
+
+fn action_name(c: &Check) -> &'static str {
+    match c {
+        Check::Connect { .. } => "connect",
+        Check::Command { .. } => "command",
+        Check::Http { .. } => "http",
+        Check::Mysql { .. } => "mysql",
+        Check::SendExpect { .. } => "send",
+    }
+}
+
+fn need_value<'a>(key: &str, v: Option<&'a str>) -> Result<&'a str, String> {
+    match v {
+        Some(v) => Ok(v),
+        None => Err(format!("\"{}\" needs a value ({key}=...)", show(key))),
+    }
+}
+
+fn no_value(key: &str, v: Option<&str>) -> Result<(), String> {
+    match v {
+        None => Ok(()),
+        Some(v) => Err(format!(
+            "\"{key}\" takes no value (got \"{key}={}\")",
+            show(v)
+        )),
+    }
+}
+
+fn duration(key: &str, s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| format!("bad {key} \"{}\": {e}", show(s)))
+}
+
+fn count(key: &str, s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!("bad {key} \"{}\": use 1 to 1000", show(s))),
+    }
+}
+
+/// User text shown in an error: control characters escaped, length capped.
+pub(super) fn show(s: &str) -> String {
+    let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
+    if s.chars().count() > 80 {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+use super::*;
+
+fn ok(s: &str) -> MonitorSpec {
+    match parse(s) {
+        Ok(m) => m,
+        Err(e) => panic!("{s:?} should parse: {e}"),
+    }
+}
+
+fn err(s: &str) -> String {
+    match parse(s) {
+        Ok(m) => panic!("{s:?} should fail, got {m:?}"),
+        Err(e) => e.0,
+    }
+}
+
+#[test]
+fn balance_fm_example_parses_with_its_options() {
+    let m =
+        ok("connect:timeout=0.4:command=/bin/checksvc -s %H -p %P >/dev/null:pass=0,2:interval=10");
+    assert_eq!(m.interval, Duration::from_secs(10));
+    assert_eq!((m.rise, m.fall), (2, 3));
+    assert_eq!(
+        m.checks,
+        vec![
+            Check::Connect {
+                timeout: Some(Duration::from_millis(400))
+            },
+            Check::Command {
+                argv: ["/bin/checksvc", "-s", "%H", "-p", "%P"]
+                    .map(String::from)
+                    .to_vec(),
+                pass: vec![0, 2],
+                timeout: None,
+            },
+        ]
+    );
+}
+
+#[test]
+fn globals_anywhere_and_defaults() {
+    let m = ok("rise=3:connect:fall=5:interval=500ms:jitter=0.1:noenable:nodisable");
+    assert_eq!((m.rise, m.fall), (3, 5));
+    assert_eq!(m.interval, Duration::from_millis(500));
+    assert_eq!(m.jitter, Duration::from_millis(100));
+    assert!(m.noenable && m.nodisable);
+    let d = ok("connect");
+    assert_eq!(d.interval, Duration::from_secs(2));
+    assert_eq!(d.jitter, Duration::ZERO);
+    assert!(!d.on_down_shutdown && !d.on_up_shutdown_backup);
+    let o = ok("connect:on-down=shutdown:on-up=shutdown-backup");
+    assert!(o.on_down_shutdown && o.on_up_shutdown_backup);
+}
+
+#[test]
+fn http_mysql_send_expect_and_escapes() {
+    let m = ok(
+        "http=/mysqlchk/?port=3306:port=31337:host=db101:expect=200,204-206:body=OK\\: up:timeout=1",
+    );
+    assert_eq!(
+        m.checks,
+        vec![Check::Http {
+            path: "/mysqlchk/?port=3306".into(),
+            port: Some(31337),
+            host: Some("db101".into()),
+            expect: vec![(200, 200), (204, 206)],
+            body: Some("OK: up".into()),
+            timeout: Some(Duration::from_secs(1)),
+        }]
+    );
+    let m = ok("http=/health");
+    assert!(matches!(&m.checks[0], Check::Http { expect, .. } if expect == &vec![(200, 399)]));
+    let m = ok("mysql:user=chk:timeout=2s");
+    assert_eq!(
+        m.checks,
+        vec![Check::Mysql {
+            user: Some("chk".into()),
+            timeout: Some(Duration::from_secs(2))
+        }]
+    );
+    let m = ok("send=PING\\r\\n:expect=+PONG:send=\\x00\\xff\\\\");
+    assert_eq!(
+        m.checks,
+        vec![
+            Check::SendExpect {
+                send: b"PING\r\n".to_vec(),
+                expect: b"+PONG".to_vec(),
+                timeout: None
+            },
+            Check::SendExpect {
+                send: vec![0, 0xff, b'\\'],
+                expect: vec![],
+                timeout: None
+            },
+        ]
+    );
+}
+
+#[test]
+fn command_quoting_and_redirections() {
+    let argv = |s: &str| match &ok(s).checks[0] {
+        Check::Command { argv, .. } => argv.clone(),
+        c => panic!("{c:?}"),
+    };
+    assert_eq!(
+        argv("command=/bin/sh -c 'nc -z %H %P || exit 3' 2>&1"),
+        vec!["/bin/sh", "-c", "nc -z %H %P || exit 3"]
+    );
+    assert_eq!(
+        argv("command=/bin/echo \"a b\" c >/dev/null 2>&1"),
+        vec!["/bin/echo", "a b", "c"]
+    );
+    assert_eq!(argv("command=/bin/true 2>/dev/null"), vec!["/bin/true"]);
+    assert_eq!(argv("command=/bin/echo 100%%"), vec!["/bin/echo", "100%%"]);
+}
+
+#[test]
+fn errors_are_one_line_and_name_the_token() {
+    let cases: &[(&str, &str)] = &[
+        ("", "empty"),
+        ("timeout=1:connect", "before any action"),
+        ("pass=0", "before any action"),
+        ("connect:bogus=1", "unknown key \"bogus\""),
+        ("frobnicate", "unknown key"),
+        ("connect:interval=abc", "bad interval"),
+        ("connect:interval=0", "below 10ms"),
+        ("connect:rise=0", "bad rise"),
+        ("connect:fall=x", "bad fall"),
+        ("connect:timeout=0", "positive"),
+        ("connect:pass=0", "does not apply to connect"),
+        ("command=/bin/x:pass=256", "bad pass"),
+        ("command=checksvc -s %H", "absolute path"),
+        ("command=/bin/check | grep ok", "command=/bin/sh -c"),
+        ("command=/bin/check; rm x", "shell syntax"),
+        ("command=/bin/echo $HOME", "shell syntax '$'"),
+        ("command=/bin/check >/tmp/out", "shell syntax '>'"),
+        ("command=/bin/echo 'open", "unterminated quote"),
+        ("command=/bin/echo %X", "bad placeholder"),
+        ("command=", "empty command"),
+        ("http=health", "must start with /"),
+        ("http=/:port=0", "bad port"),
+        ("http=/:port=70000", "bad port"),
+        ("http=/:expect=600", "bad expect"),
+        ("http=/:expect=300-200", "bad expect"),
+        ("mysql=x", "takes no value"),
+        ("mysql:user=", "bad user"),
+        ("send=", "empty send"),
+        ("send=a\\q", "bad escape"),
+        ("send=\\xZZ", "bad \\x"),
+        ("connect:rise=2:rise=3", "duplicate \"rise\""),
+        ("connect:timeout=1:timeout=2", "duplicate"),
+        ("connect:on-down=reboot", "bad on-down"),
+        ("rise=2:fall=3", "no check action"),
+        ("connect:=1", "empty key"),
+        ("http", "needs a value"),
+    ];
+    for (spec, want) in cases {
+        let e = err(spec);
+        assert!(e.contains(want), "{spec:?}: {e:?} should contain {want:?}");
+        assert!(!e.contains('\n'), "{spec:?}: multi-line error {e:?}");
+    }
+}
+
+#[test]
+fn garbage_never_panics() {
+    // A small deterministic generator over a spec-flavoured alphabet.
+    let alphabet: Vec<char> = "cmdhtpsu=:\\%'\" >|&$-,./0129xrnHPGCÿ\u{0}\n"
+        .chars()
+        .chain("connect command= http= mysql send= expect= timeout= interval= pass= port= user= rise= fall=".chars())
+        .collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 60) as usize;
+        let mut s = String::new();
+        let mut y = x;
+        for _ in 0..len {
+            y = y.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            s.push(alphabet[(y >> 33) as usize % alphabet.len()]);
+        }
+        let _ = parse(&s);
+    }
+    for s in [
+        "\\",
+        "\\:",
+        ":::",
+        "=",
+        "send=\\x",
+        "send=\\x1",
+        "command=''",
+        "http=/:expect=,",
+        "command=\"\"",
+    ] {
+        let _ = parse(s);
+    }
+}

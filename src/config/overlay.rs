@@ -1,0 +1,74 @@
+//! The command line's global options as an overlay: every option is an
+//! `Option`, `Some` exactly when the flag was given, so a given flag always
+//! wins over the config file, even when it equals the default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Global, LogFormat};
+
+/// Global options from the command line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overlay {
+    /// `-f` (a command-line-only switch).
+    pub foreground: bool,
+    /// `-d` (a command-line-only switch).
+    pub debug: bool,
+    /// `--no-splice` (a command-line-only switch).
+    pub no_splice: bool,
+    pub log_format: Option<LogFormat>,
+    pub log_file: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    pub grace: Option<Duration>,
+    pub max_conns: Option<usize>,
+    pub threads: Option<usize>,
+    pub control: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Overlay {
+    /// `base` with every given option replaced.
+    pub fn over(&self, base: Global) -> Global {
+        let o = self.clone();
+        Global {
+            foreground: o.foreground || base.foreground,
+            debug: o.debug || base.debug,
+            no_splice: o.no_splice || base.no_splice,
+            log_format: o.log_format.unwrap_or(base.log_format),
+            log_file: o.log_file.or(base.log_file),
+            pidfile: o.pidfile.or(base.pidfile),
+            grace: o.grace.unwrap_or(base.grace),
+            max_conns: o.max_conns.or(base.max_conns),
+            threads: o.threads.unwrap_or(base.threads),
+            control: o.control.or(base.control),
+            state_file: o.state_file.or(base.state_file),
+            user: o.user.or(base.user),
+            metrics: o.metrics.or(base.metrics),
+            resolve_interval: base.resolve_interval,
+        }
+    }
+
+    /// Daemonizing changes to /: make the relative paths given absolute
+    /// (a reload reads the overlay again after that).
+    pub fn absolutize(&mut self) {
+        for p in [
+            &mut self.pidfile,
+            &mut self.log_file,
+            &mut self.state_file,
+            &mut self.control,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Ok(abs) = std::path::absolute(&*p) {
+                *p = abs;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
