@@ -8,12 +8,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::app::Supervisor;
 use crate::config::Host;
 use crate::pool::{Channel, Target};
+use crate::registry::Registry;
 use crate::service::Service;
 
 /// The reason `Channel::new` gives a channel whose name did not resolve.
@@ -21,16 +23,14 @@ pub const UNRESOLVED: &str = "name does not resolve";
 /// The reason for a channel whose name now resolves only to its own listener.
 pub const SELF_LOOP: &str = "resolves to its own listener";
 
-/// Re-resolve every `resolve_interval` until shutdown.
-pub async fn reresolve_loop(sup: Arc<Supervisor>) {
-    let shutdown = sup.shutdown_token();
-    let every = sup.resolve_interval();
+/// Re-resolve the registry's services `every` interval until `shutdown`.
+pub async fn reresolve_loop(services: Registry, every: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let svcs = sup.services();
+        let svcs = services.services();
         let res =
             tokio::task::spawn_blocking(move || reresolve(&svcs, crate::service::resolve)).await;
         if let Err(e) = res {

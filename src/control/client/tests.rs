@@ -1,0 +1,13 @@
+use super::*;
+
+#[test]
+fn answers_are_split_at_the_marker_line() {
+    let mut r = &b"a\nb\n\x04err 3\nnext\n\x04ok 0 bye\n"[..];
+    let a = read_answer(&mut r).unwrap();
+    assert_eq!(a.lines, ["a", "b"]);
+    assert!(!a.ok && a.group == 3 && !a.bye);
+    let b = read_answer(&mut r).unwrap();
+    assert_eq!(b.lines, ["next"]);
+    assert!(b.ok && b.bye);
+    assert!(read_answer(&mut r).is_err());
+}
