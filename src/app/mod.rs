@@ -78,3 +78,6 @@ fn print_check(path: &Path, cfg: &Config) {
         if cfg.listeners.len() == 1 { "" } else { "s" }
     );
 }
+
+#[cfg(test)]
+mod tests;

@@ -171,45 +171,36 @@ fn parse_words(line: &str) -> Result<Command, String> {
             quote(first)
         ));
     };
-    let n = |k: usize| -> Result<(), String> { arity(w, args, k) };
+    if let Some(cmd) = without_args(w) {
+        arity(w, args, 0)?;
+        return Ok(cmd);
+    }
+    with_args(w, first, args)
+}
+
+/// The commands that take no argument.
+fn without_args(w: &str) -> Option<Command> {
+    Some(match w {
+        "quit" => Command::Quit,
+        "help" | "?" => Command::Help,
+        "kill" => Command::Kill,
+        "version" => Command::Version,
+        "hash" => Command::Hash,
+        "rr" => Command::Rr,
+        "failback" => Command::Failback,
+        "reload" => Command::Reload,
+        _ => return None,
+    })
+}
+
+/// The commands with arguments: `w` is the command word `first` resolved.
+fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
     let cmd = match w {
-        "quit" => {
-            n(0)?;
-            Command::Quit
-        }
         "show" => match args {
             [] => Command::Show,
             ["json"] => Command::ShowJson,
             [x, ..] => return Err(format!("syntax error: unexpected {} after show", quote(x))),
         },
-        "help" | "?" => {
-            n(0)?;
-            Command::Help
-        }
-        "kill" => {
-            n(0)?;
-            Command::Kill
-        }
-        "version" => {
-            n(0)?;
-            Command::Version
-        }
-        "hash" => {
-            n(0)?;
-            Command::Hash
-        }
-        "rr" => {
-            n(0)?;
-            Command::Rr
-        }
-        "failback" => {
-            n(0)?;
-            Command::Failback
-        }
-        "reload" => {
-            n(0)?;
-            Command::Reload
-        }
         "group" => {
             let [g] = take(w, args)?;
             Command::Group(index("group", g)?)

@@ -53,3 +53,6 @@ impl ReloadHandle {
         rx.await.map_err(|_| ReloadError::NotRunning)?
     }
 }
+
+#[cfg(test)]
+mod tests;

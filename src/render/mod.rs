@@ -178,3 +178,6 @@ impl Pipes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,3 +11,17 @@ fn answers_are_split_at_the_marker_line() {
     assert!(b.ok && b.bye);
     assert!(read_answer(&mut r).is_err());
 }
+
+#[test]
+fn each_client_error_owns_its_exit_code() {
+    assert_eq!(ClientError::Usage.exit(), Exit::Usage);
+    assert_eq!(
+        ClientError::Unavailable("x".into()).exit(),
+        Exit::Unavailable
+    );
+    assert_eq!(ClientError::Refused(vec!["x".into()]).exit(), Exit::Failure);
+    assert_eq!(
+        ClientError::Usage.to_string(),
+        "-c takes one command (no newlines)"
+    );
+}
