@@ -9,25 +9,25 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::app::Supervisor;
 use crate::config::Host;
 use crate::health::{Outcome, Reason, Recovery};
 use crate::pool::{Candidate, Target};
+use crate::registry::Registry;
 use crate::service::Service;
 
-/// Re-resolve every `resolve_interval` until shutdown.
-pub async fn reresolve_loop(sup: Arc<Supervisor>) {
-    let shutdown = sup.shutdown_token();
-    let every = sup.resolve_interval();
+/// Re-resolve the registry's services `every` interval until `shutdown`.
+pub async fn reresolve_loop(services: Registry, every: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let svcs = sup.services();
+        let svcs = services.services();
         let res =
             tokio::task::spawn_blocking(move || reresolve(&svcs, crate::service::resolve)).await;
         if let Err(e) = res {

@@ -12,7 +12,10 @@
 //! - [`control`]: the control socket and the `-i`/`-c` client.
 //! - [`app`]: bind, daemonize, run, shut down.
 //! - [`logging`]: stderr, file or syslog.
+//! - [`registry`]: the live services snapshot (written by [`app`] only).
+//! - [`render`]: read-only views of the live state and their texts.
 //! - [`metrics`]: Prometheus text on `GET /metrics`.
+//! - [`exit`]: every exit code.
 //! - [`dns`]: periodic re-resolution of backend host names.
 //! - [`sys`]: the only `unsafe`: socket options, fork, syslog, rlimits.
 #![deny(unsafe_code)]
@@ -22,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod exit;
 pub mod health;
 pub mod listener;
 pub mod logging;
@@ -29,5 +33,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod pool;
 pub mod proxy;
+pub mod registry;
+pub mod render;
 pub mod service;
 pub mod sys;

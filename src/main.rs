@@ -2,40 +2,38 @@
 
 use std::process::ExitCode;
 
-use balance::cli::{self, EXIT_USAGE, Invocation, Parsed};
+use balance::cli::{self, Invocation, Parsed};
+use balance::exit::Exit;
 
 fn main() -> ExitCode {
-    let parsed = match cli::parse(std::env::args_os()) {
-        Ok(p) => p,
-        Err(e) => return fail(EXIT_USAGE, &e.0),
-    };
-    let inv = match parsed {
-        Parsed::Print(text) => {
+    run().into()
+}
+
+fn run() -> Exit {
+    let inv = match cli::parse(std::env::args_os()) {
+        Ok(Parsed::Print(text)) => {
             print!("{text}");
-            return ExitCode::SUCCESS;
+            return Exit::Ok;
         }
-        Parsed::Invocation(i) => *i,
+        Ok(Parsed::Invocation(i)) => *i,
+        Err(e) => return fail(Exit::Usage, &e.0),
     };
-    match inv {
-        Invocation::Run(cfg) => match balance::app::run(cfg) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(f) => fail(f.code, &f.msg),
-        },
-        Invocation::Control(a) => {
-            ExitCode::from(u8::try_from(balance::control::client::run(&a)).unwrap_or(1))
-        }
+    let res = match inv {
+        Invocation::Control(a) => return balance::control::client::run(&a),
+        Invocation::Run(cfg) => balance::app::run(cfg),
         Invocation::ConfigFile {
             path,
             check,
             global,
-        } => match balance::app::run_file(&path, check, &global) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(f) => fail(f.code, &f.msg),
-        },
+        } => balance::app::run_file(&path, check, &global),
+    };
+    match res {
+        Ok(()) => Exit::Ok,
+        Err(f) => fail(f.exit(), &f.to_string()),
     }
 }
 
-fn fail(code: i32, msg: &str) -> ExitCode {
+fn fail(exit: Exit, msg: &str) -> Exit {
     eprintln!("balance: {msg}");
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    exit
 }

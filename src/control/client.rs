@@ -14,12 +14,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{ControlArgs, EXIT_USAGE};
+use crate::cli::ControlArgs;
 use crate::control::paths;
 use crate::control::server::MARKER;
-
-pub const EXIT_UNAVAILABLE: i32 = 69;
-const EXIT_FAILED: i32 = 1;
+use crate::exit::Exit;
 /// How long to wait for an answer (a `show` of a big pool is quick).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -85,28 +83,60 @@ struct Session {
     w: UnixStream,
 }
 
-/// Why a session could not be used.
-enum Failure {
+/// Why the client did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A `-c` argument with a newline: exit 64.
+    #[error("-c takes one command (no newlines)")]
+    Usage,
     /// No instance answers (or the connection broke): exit 69.
+    #[error("{0}")]
     Unavailable(String),
-    /// The instance answered with an error (too many sessions, denied).
+    /// The instance answered with an error (a failed command, too many
+    /// sessions, denied): exit 1, each line on stderr.
+    #[error("{}", .0.join("; "))]
     Refused(Vec<String>),
 }
 
+impl ClientError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            ClientError::Usage => Exit::Usage,
+            ClientError::Unavailable(_) => Exit::Unavailable,
+            ClientError::Refused(_) => Exit::Failure,
+        }
+    }
+
+    /// Print the error on stderr, one `balance: ` line each, and give the
+    /// exit code.
+    fn report(&self) -> Exit {
+        match self {
+            ClientError::Refused(lines) => {
+                for l in lines {
+                    eprintln!("balance: {l}");
+                }
+            }
+            e => eprintln!("balance: {e}"),
+        }
+        self.exit()
+    }
+}
+
 impl Session {
-    fn open(path: &Path) -> Result<(Session, Answer), Failure> {
+    fn open(path: &Path) -> Result<(Session, Answer), ClientError> {
         let stream = UnixStream::connect(path).map_err(|e| {
-            Failure::Unavailable(format!("no instance answers on {}: {e}", path.display()))
+            ClientError::Unavailable(format!("no instance answers on {}: {e}", path.display()))
         })?;
         let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
         let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
-        let lost =
-            |e: io::Error| Failure::Unavailable(format!("control socket {}: {e}", path.display()));
+        let lost = |e: io::Error| {
+            ClientError::Unavailable(format!("control socket {}: {e}", path.display()))
+        };
         let w = stream.try_clone().map_err(lost)?;
         let mut r = BufReader::new(stream);
         let greeting = read_answer(&mut r).map_err(lost)?;
         if !greeting.ok {
-            return Err(Failure::Refused(greeting.lines));
+            return Err(ClientError::Refused(greeting.lines));
         }
         Ok((Session { r, w }, greeting))
     }
@@ -122,50 +152,28 @@ impl Session {
     }
 }
 
-fn report(f: Failure) -> i32 {
-    match f {
-        Failure::Unavailable(m) => {
-            eprintln!("balance: {m}");
-            EXIT_UNAVAILABLE
-        }
-        Failure::Refused(lines) => {
-            for l in &lines {
-                eprintln!("balance: {l}");
-            }
-            EXIT_FAILED
-        }
+/// Run the client; returns the exit code.
+pub fn run(a: &ControlArgs) -> Exit {
+    match client(a) {
+        Ok(()) => Exit::Ok,
+        Err(e) => e.report(),
     }
 }
 
-/// Run the client; returns the exit code.
-pub fn run(a: &ControlArgs) -> i32 {
+fn client(a: &ControlArgs) -> Result<(), ClientError> {
     if a.command.as_deref().is_some_and(|c| c.contains('\n')) {
-        eprintln!("balance: -c takes one command (no newlines)");
-        return EXIT_USAGE;
+        return Err(ClientError::Usage);
     }
-    let path = match socket_path(a) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("balance: {e}");
-            return EXIT_UNAVAILABLE;
-        }
-    };
+    let path = socket_path(a).map_err(ClientError::Unavailable)?;
     if a.debug {
         eprintln!("balance: control socket {}", path.display());
     }
-    let (mut session, greeting) = match Session::open(&path) {
-        Ok(x) => x,
-        Err(f) => return report(f),
-    };
-    let lost = |e: io::Error| {
-        report(Failure::Unavailable(format!(
-            "control socket {}: {e}",
-            path.display()
-        )))
-    };
+    let (mut session, greeting) = Session::open(&path)?;
+    let lost =
+        |e: io::Error| ClientError::Unavailable(format!("control socket {}: {e}", path.display()));
     let Some(cmds) = &a.command else {
         drop(session);
-        return shell(&path, greeting).unwrap_or_else(report);
+        return shell(&path, greeting);
     };
     // `-c "group 1; hash"`: several commands in one session, in order,
     // stopping at the first that fails.
@@ -173,15 +181,9 @@ pub fn run(a: &ControlArgs) -> i32 {
         if cmd.is_empty() && cmds.contains(';') {
             continue;
         }
-        let ans = match session.send(cmd.as_bytes()) {
-            Ok(x) => x,
-            Err(e) => return lost(e),
-        };
+        let ans = session.send(cmd.as_bytes()).map_err(lost)?;
         if !ans.ok {
-            for l in &ans.lines {
-                eprintln!("balance: {l}");
-            }
-            return EXIT_FAILED;
+            return Err(ClientError::Refused(ans.lines));
         }
         let mut out = io::stdout().lock();
         for l in &ans.lines {
@@ -191,7 +193,7 @@ pub fn run(a: &ControlArgs) -> i32 {
             break;
         }
     }
-    0
+    Ok(())
 }
 
 /// The interactive shell: balance.fm's banner and `balance[G] ` prompt,
@@ -201,9 +203,9 @@ pub fn run(a: &ControlArgs) -> i32 {
 /// Each command runs in a fresh session that first selects the current
 /// group, so a shell may sit at its prompt longer than the server's 10 s
 /// idle limit.
-fn shell(path: &Path, greeting: Answer) -> Result<i32, Failure> {
+fn shell(path: &Path, greeting: Answer) -> Result<(), ClientError> {
     let io_err =
-        |e: io::Error| Failure::Unavailable(format!("control socket {}: {e}", path.display()));
+        |e: io::Error| ClientError::Unavailable(format!("control socket {}: {e}", path.display()));
     let mut out = io::stdout().lock();
     for l in &greeting.lines {
         writeln!(out, "{l}").map_err(io_err)?;
@@ -218,7 +220,7 @@ fn shell(path: &Path, greeting: Answer) -> Result<i32, Failure> {
         line.clear();
         if input.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
             writeln!(out).map_err(io_err)?;
-            return Ok(0);
+            return Ok(());
         }
         let (mut s, _) = Session::open(path)?;
         if group != 0 {
@@ -240,24 +242,10 @@ fn shell(path: &Path, greeting: Answer) -> Result<i32, Failure> {
         // for a bad line does not (the next command opens a new one).
         if ans.bye && ans.ok {
             out.flush().map_err(io_err)?;
-            return Ok(0);
+            return Ok(());
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_are_split_at_the_marker_line() {
-        let mut r = &b"a\nb\n\x04err 3\nnext\n\x04ok 0 bye\n"[..];
-        let a = read_answer(&mut r).unwrap();
-        assert_eq!(a.lines, ["a", "b"]);
-        assert!(!a.ok && a.group == 3 && !a.bye);
-        let b = read_answer(&mut r).unwrap();
-        assert_eq!(b.lines, ["next"]);
-        assert!(b.ok && b.bye);
-        assert!(read_answer(&mut r).is_err());
-    }
-}
+mod tests;

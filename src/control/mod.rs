@@ -3,7 +3,11 @@
 //!
 //! - [`paths`]: where sockets live (SPEC §5).
 //! - [`commands`]: one line → one [`commands::Command`] (pure).
-//! - [`exec`]: running a command against a listener; `show` formats.
+//! - [`exec`]: running a command against a listener (locking, logging,
+//!   persisting) and the dispatch to [`handlers`], one per command.
+//! - [`listener`]: [`listener::Control`], what one listener's commands act on.
+//! - [`reply`]: the answer to one command.
+//! - [`reload`]: the handle `reload` asks the supervisor through.
 //! - [`server`]: the socket, its bounds and its framing.
 //! - [`client`]: `balance -c CMD PORT` and `balance -i PORT`.
 //! - [`state`]: `--state-file`, written atomically after every change.
@@ -26,21 +30,27 @@
 pub mod client;
 pub mod commands;
 pub mod exec;
+pub mod handlers;
+pub mod listener;
 pub mod paths;
+pub mod reload;
+pub mod reply;
 pub mod server;
 pub mod state;
 
-pub use server::{ControlHandle, spawn};
+pub use reload::{ReloadError, ReloadHandle, ReloadRequests};
+pub use server::{Context, ControlHandle, spawn};
 pub use state::StateFile;
 
 /// Checks before daemonizing, so the usual failures exit non-zero on the
 /// terminal: every listener's control socket path (see
-/// [`server::preflight`]) and the state file's directory.
-pub fn preflight(cfg: &crate::config::Config) -> Result<(), String> {
+/// [`server::preflight`], default paths in `run_dir`) and the state
+/// file's directory.
+pub fn preflight(cfg: &crate::config::Config, run_dir: &std::path::Path) -> Result<(), String> {
     let n = cfg.listeners.len();
     for l in &cfg.listeners {
-        let p = paths::listener_path(cfg.global.control.as_deref(), l.bind, n);
-        server::preflight(&p).map_err(|e| format!("{}: {e}", l.name))?;
+        let p = paths::listener_path(cfg.global.control.as_deref(), run_dir, l.bind, n);
+        server::preflight(&p, run_dir).map_err(|e| format!("{}: {e}", l.name))?;
     }
     if let Some(sf) = &cfg.global.state_file {
         let dir = match sf.parent() {

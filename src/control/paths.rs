@@ -6,11 +6,21 @@
 //! `0.0.0.0:33306.sock`, `[::]:33306.sock`, so `balance -b addr -c show port`
 //! finds the instance started with the same `-b` and port. `--control PATH`
 //! overrides the whole path.
+//!
+//! The run directory is read from the environment only by [`run_dir`]:
+//! the client calls it, and the server's boot calls it once and passes the
+//! result down. Nothing here changes state but [`prepare_run_dir`].
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Whether `BALANCE_RUNDIR` is set (even empty): the user chose the run
+/// directory, so `--user` does not move the instance to a subdirectory.
+pub fn run_dir_from_env() -> bool {
+    std::env::var_os("BALANCE_RUNDIR").is_some()
+}
 
 /// The run directory for control sockets (not created here).
 pub fn run_dir() -> PathBuf {
@@ -47,19 +57,25 @@ pub fn socket_name(bind: SocketAddr) -> String {
     }
 }
 
-/// The default socket path of the listener bound to `bind`.
-pub fn default_path(bind: SocketAddr) -> PathBuf {
-    run_dir().join(socket_name(bind))
+/// The default socket path in `run_dir` of the listener bound to `bind`.
+pub fn default_path(run_dir: &Path, bind: SocketAddr) -> PathBuf {
+    run_dir.join(socket_name(bind))
 }
 
 /// The socket path of listener number `index` of `count`: `--control PATH`
 /// names the socket of a single listener; with several listeners it names
-/// the directory their derived names go in.
-pub fn listener_path(control: Option<&Path>, bind: SocketAddr, count: usize) -> PathBuf {
+/// the directory their derived names go in; without it the socket is in
+/// `run_dir`.
+pub fn listener_path(
+    control: Option<&Path>,
+    run_dir: &Path,
+    bind: SocketAddr,
+    count: usize,
+) -> PathBuf {
     match control {
         Some(p) if count <= 1 => p.to_path_buf(),
         Some(dir) => dir.join(socket_name(bind)),
-        None => default_path(bind),
+        None => default_path(run_dir, bind),
     }
 }
 
@@ -97,10 +113,10 @@ fn candidates_in(dir: &Path, names: &[String]) -> Vec<PathBuf> {
 }
 
 /// The run directory of an instance that drops to `user` after starting as
-/// root: a subdirectory of the root run directory, so root's `balance -c`
-/// still finds it (see [`client_candidates`]).
-pub fn user_run_dir(user: &str) -> PathBuf {
-    run_dir().join(user.replace(['/', '\0'], "_"))
+/// root: a subdirectory of root's run directory `base`, so root's
+/// `balance -c` still finds it (see [`client_candidates`]).
+pub fn user_run_dir(base: &Path, user: &str) -> PathBuf {
+    base.join(user.replace(['/', '\0'], "_"))
 }
 
 /// Create the default run directory 0700 if missing, and refuse one that is
@@ -151,68 +167,4 @@ pub fn check_dir(dir: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::OsString;
-
-    #[test]
-    fn clients_also_look_one_level_down_for_instances_of_other_users() {
-        let dir = std::env::temp_dir().join(format!("balance-cand-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("mysql")).unwrap();
-        std::fs::create_dir_all(dir.join("app")).unwrap();
-        std::fs::write(dir.join("not-a-dir"), b"").unwrap();
-        let names = vec!["0.0.0.0:1.sock".to_string(), "[::]:1.sock".to_string()];
-        let c = candidates_in(&dir, &names);
-        assert_eq!(
-            c,
-            vec![
-                dir.join("0.0.0.0:1.sock"),
-                dir.join("[::]:1.sock"),
-                dir.join("app/0.0.0.0:1.sock"),
-                dir.join("mysql/0.0.0.0:1.sock"),
-                dir.join("app/[::]:1.sock"),
-                dir.join("mysql/[::]:1.sock"),
-            ]
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn run_dir_prefers_balance_rundir_then_root_then_xdg_then_tmp() {
-        let x = || Some(OsString::from("/run/user/1000"));
-        assert_eq!(
-            run_dir_from(Some("/srv/b".into()), x(), 1000),
-            PathBuf::from("/srv/b")
-        );
-        assert_eq!(run_dir_from(None, x(), 0), PathBuf::from("/run/balance"));
-        assert_eq!(
-            run_dir_from(None, x(), 1000),
-            PathBuf::from("/run/user/1000/balance")
-        );
-        assert_eq!(
-            run_dir_from(Some("".into()), None, 1000),
-            PathBuf::from("/tmp/balance-1000")
-        );
-    }
-
-    #[test]
-    fn socket_names_come_from_bind_address_and_port() {
-        let n = |s: &str| socket_name(s.parse().unwrap());
-        assert_eq!(n("127.0.0.1:8080"), "127.0.0.1:8080.sock");
-        assert_eq!(n("0.0.0.0:33306"), "0.0.0.0:33306.sock");
-        assert_eq!(n("[::]:33306"), "[::]:33306.sock");
-        assert_eq!(n("[::ffff:10.0.0.1]:80"), "10.0.0.1:80.sock");
-    }
-
-    #[test]
-    fn control_path_names_the_socket_of_one_listener_or_a_directory() {
-        let b: SocketAddr = "127.0.0.1:81".parse().unwrap();
-        let p = Path::new("/x/c.sock");
-        assert_eq!(listener_path(Some(p), b, 1), PathBuf::from("/x/c.sock"));
-        assert_eq!(
-            listener_path(Some(Path::new("/x")), b, 2),
-            PathBuf::from("/x/127.0.0.1:81.sock")
-        );
-    }
-}
+mod tests;

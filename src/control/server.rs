@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use crate::control::commands;
 use crate::control::exec::{Control, Reply};
 use crate::control::paths;
+use crate::control::reload::ReloadHandle;
 use crate::control::state::StateFile;
 use crate::service::Service;
 
@@ -61,32 +62,48 @@ impl ControlHandle {
     }
 }
 
-/// Bind this listener's control socket at `path` (the caller restores
-/// `state` once, at process start, before the listener accepts)
-/// and serve it until `stop` is cancelled (or the handle's
-/// [`ControlHandle::stop`]). `kill` cancels `shutdown`: the process's
-/// graceful shutdown, as SIGTERM. `stop` is usually a child of `shutdown`
-/// that a reload cancels when it replaces this listener.
+/// What every control server of the process shares.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The run directory, computed once at start: a socket directly in it
+    /// gets the directory created (0700) and checked.
+    pub run_dir: PathBuf,
+    /// `--state-file`, restored once at process start by the caller.
+    pub state: Option<Arc<StateFile>>,
+    /// `kill` cancels it: the process's graceful shutdown, as SIGTERM.
+    pub shutdown: CancellationToken,
+    /// `reload` asks through it.
+    pub reload: ReloadHandle,
+}
+
+/// Bind this listener's control socket at `path` and serve it until
+/// `stop` is cancelled (or the handle's [`ControlHandle::stop`]). `stop` is
+/// usually a child of the shutdown token that a reload cancels when it
+/// replaces this listener.
 /// Errors (a live instance on the socket, a symlink, a bad run directory)
 /// are returned before anything is served.
 pub async fn spawn(
     svc: Arc<Service>,
     path: PathBuf,
-    shutdown: CancellationToken,
+    ctx: Context,
     stop: CancellationToken,
-    state: Option<Arc<StateFile>>,
 ) -> io::Result<ControlHandle> {
-    if let Some(dir) = path.parent() {
-        if dir == paths::run_dir() {
-            paths::prepare_run_dir(dir)?;
-        }
-    }
+    prepare_parent(&path, &ctx.run_dir)?;
     let (listener, guard) = bind(&path)?;
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
-    let ctl = Arc::new(Control::new(svc, state, shutdown.clone()));
+    let ctl = Arc::new(Control::new(svc, ctx.state, ctx.shutdown, ctx.reload));
     let stop = stop.child_token();
     let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
     Ok(ControlHandle { path, stop, task })
+}
+
+/// A socket directly in the run directory: create that directory if
+/// missing and refuse a bad one.
+fn prepare_parent(path: &Path, run_dir: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if dir == run_dir => paths::prepare_run_dir(dir),
+        _ => Ok(()),
+    }
 }
 
 /// Removes the socket file on drop, if it is still ours.
@@ -144,12 +161,8 @@ fn check_existing(path: &Path) -> io::Result<Existing> {
 /// but creating the default run directory: run before daemonizing, so the
 /// usual failures (a live instance, a symlink, a bad run directory) reach
 /// the terminal with a non-zero exit.
-pub fn preflight(path: &Path) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        if dir == paths::run_dir() {
-            paths::prepare_run_dir(dir)?;
-        }
-    }
+pub fn preflight(path: &Path, run_dir: &Path) -> io::Result<()> {
+    prepare_parent(path, run_dir)?;
     check_existing(path).map(|_| ())
 }
 
@@ -345,7 +358,7 @@ async fn session(ctl: &Control, stream: UnixStream) {
                     match std::str::from_utf8(line) {
                         Err(_) => Reply::err("error: command is not valid UTF-8; ignored"),
                         Ok(text) => match commands::parse(text) {
-                            Err(e) => Reply::err(e),
+                            Err(e) => Reply::err(e.to_string()),
                             Ok(cmd) => ctl.execute(&mut group, cmd, text, uid).await,
                         },
                     }
@@ -362,105 +375,4 @@ async fn session(ctl: &Control, stream: UnixStream) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn stop_removes_the_socket_so_a_new_server_can_bind_the_path_at_once() {
-        let dir = std::env::temp_dir().join(format!("balance-ctl-stop-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.sock");
-        let cfg =
-            crate::config::ListenerConfig::new("t".into(), "127.0.0.1:1".parse().unwrap(), vec![]);
-        let svc = Arc::new(Service::new(cfg, crate::health::RiseFallParams::default()));
-        let process = CancellationToken::new();
-        let h = spawn(
-            Arc::clone(&svc),
-            path.clone(),
-            process.clone(),
-            process.child_token(),
-            None,
-        )
-        .await
-        .unwrap();
-        assert!(path.exists());
-        let e = spawn(
-            Arc::clone(&svc),
-            path.clone(),
-            process.clone(),
-            process.child_token(),
-            None,
-        )
-        .await
-        .unwrap_err();
-        assert!(e.to_string().contains("another balance instance"), "{e}");
-        h.stop().await;
-        assert!(!path.exists());
-        assert!(!process.is_cancelled(), "stop ends only this server");
-        let h2 = spawn(
-            svc,
-            path.clone(),
-            process.clone(),
-            process.child_token(),
-            None,
-        )
-        .await
-        .unwrap();
-        process.cancel();
-        let _ = h2.task.await;
-        assert!(!path.exists(), "the process shutdown removes it too");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn lines_are_bounded_and_a_last_line_without_newline_counts() {
-        let mut buf = Vec::new();
-        let mut r = BufReader::new(&b"show\r\nhelp"[..]);
-        assert!(matches!(
-            read_line(&mut r, &mut buf).await.unwrap(),
-            LineRead::Line
-        ));
-        assert_eq!(buf, b"show\r");
-        assert!(matches!(
-            read_line(&mut r, &mut buf).await.unwrap(),
-            LineRead::Line
-        ));
-        assert_eq!(buf, b"help");
-        assert!(matches!(
-            read_line(&mut r, &mut buf).await.unwrap(),
-            LineRead::Eof
-        ));
-
-        let long = vec![b'x'; MAX_LINE + 1];
-        let mut r = BufReader::new(&long[..]);
-        assert!(matches!(
-            read_line(&mut r, &mut buf).await.unwrap(),
-            LineRead::TooLong
-        ));
-        let mut exact = vec![b'x'; MAX_LINE];
-        exact.push(b'\n');
-        let mut r = BufReader::new(&exact[..]);
-        assert!(matches!(
-            read_line(&mut r, &mut buf).await.unwrap(),
-            LineRead::Line
-        ));
-        assert_eq!(buf.len(), MAX_LINE);
-    }
-
-    #[tokio::test]
-    async fn replies_end_with_a_marker_carrying_status_group_and_bye() {
-        let mut out = Vec::new();
-        write_reply(&mut out, &Reply::err("no such channel 5"), 2, false)
-            .await
-            .unwrap();
-        assert_eq!(out, b"no such channel 5\n\x04err 2\n");
-        out.clear();
-        let r = Reply {
-            lines: vec![],
-            ok: true,
-            close: true,
-        };
-        write_reply(&mut out, &r, 0, true).await.unwrap();
-        assert_eq!(out, b"\x04ok 0 bye\n");
-    }
-}
+mod tests;

@@ -311,12 +311,3 @@ pub fn kill_process_group(pgid: u32) {
         libc::kill(-pgid, libc::SIGKILL);
     }
 }
-
-/// Set an environment variable for the rest of the process. Only before any
-/// other thread exists (start-up, before the runtime).
-pub fn set_env_before_threads(key: &str, value: &std::path::Path) {
-    // SAFETY: called from `app::start` before the tokio runtime (or any
-    // other thread) is created, so no thread can read the environment
-    // concurrently.
-    unsafe { std::env::set_var(key, value) };
-}

@@ -1,0 +1,220 @@
+//! Everything before the runtime, in order, while errors still reach the
+//! terminal: bind the listeners, check the control sockets, bind metrics,
+//! look the user up, daemonize, open the log, write the pidfile, drop
+//! privileges, build the runtime. Then serve and clean up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::app::plan::{Source, absolutize};
+use crate::app::signals::Signals;
+use crate::app::supervisor::Supervisor;
+use crate::config::{Config, Global};
+use crate::control::{ReloadHandle, paths};
+use crate::exit::Exit;
+use crate::logging::{self, Sink};
+
+/// Why the process could not start or run: one line, and its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    /// The config file does not load or validate (exit 64).
+    #[error("{0}")]
+    Config(String),
+    /// The OS refused something: a port in use, a bad run directory, an
+    /// unknown user... (exit 71).
+    #[error("{0}")]
+    Os(String),
+}
+
+impl Fatal {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Fatal::Config(_) => Exit::Usage,
+            Fatal::Os(_) => Exit::OsErr,
+        }
+    }
+}
+
+fn os(msg: String) -> Fatal {
+    Fatal::Os(msg)
+}
+
+/// Boot, serve until a stop signal, drain, clean up.
+pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
+    crate::sys::ignore_sighup();
+    crate::sys::raise_nofile_limit();
+    absolutize(&mut cfg.global);
+    let bound = bind_listeners(&cfg)?;
+    // The run directory as the starting user sees it.
+    let base_run_dir = paths::run_dir();
+    crate::control::preflight(&cfg, &base_run_dir).map_err(os)?;
+    let g = &cfg.global;
+    let metrics = match g.metrics {
+        None => None,
+        Some(addr) => Some(
+            crate::listener::bind(addr, false)
+                .map_err(|e| os(format!("cannot listen on --metrics {addr}: {e}")))?,
+        ),
+    };
+    // Look the user up while errors still reach the terminal.
+    let drop_to = match &g.user {
+        None => None,
+        Some(user) => Some((
+            user.as_str(),
+            crate::sys::lookup_user(user)
+                .map_err(|e| os(format!("cannot use --user \"{user}\": {e}")))?,
+        )),
+    };
+    if !g.foreground {
+        crate::sys::daemonize().map_err(|e| os(format!("cannot daemonize: {e}")))?;
+    }
+    open_log(g)?;
+    if let Some(p) = &g.pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| os(format!("cannot write pidfile {}: {e}", p.display())))?;
+    }
+    // Everything privileged is open; no thread exists yet.
+    let moved_to = match drop_to {
+        Some((user, (uid, gid))) => drop_privileges(g, &base_run_dir, user, uid, gid)?,
+        None => None,
+    };
+    // The identity is final now: it decides the default run directory
+    // (unless `--user` moved the instance below root's).
+    let run_dir = moved_to.unwrap_or_else(paths::run_dir);
+    crate::proxy::splice::configure(g.no_splice);
+    let rt = runtime(g.threads).map_err(|e| os(format!("cannot start runtime: {e}")))?;
+    let pidfile = g.pidfile.clone();
+    let boot = Bound {
+        cfg,
+        source,
+        listeners: bound,
+        metrics,
+        run_dir,
+    };
+    let res = rt.block_on(serve(boot));
+    // Anything still running after the grace period is cut here.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    if let Some(p) = pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    res
+}
+
+fn bind_listeners(cfg: &Config) -> Result<Vec<std::net::TcpListener>, Fatal> {
+    cfg.listeners
+        .iter()
+        .map(|l| {
+            crate::listener::bind(l.bind, l.dual_stack)
+                .map_err(|e| os(format!("cannot listen on {}: {e}", l.bind)))
+        })
+        .collect()
+}
+
+fn open_log(g: &Global) -> Result<(), Fatal> {
+    let sink = match (&g.foreground, &g.log_file) {
+        (true, _) => Sink::Stderr,
+        (false, Some(p)) => Sink::File(p),
+        (false, None) => Sink::Syslog,
+    };
+    logging::init(g, sink).map_err(|e| os(format!("cannot open log file: {e}")))
+}
+
+/// Drop to `user`. Root's `balance -c` looks in its run directory and one
+/// level below: unless the run directory or the socket path was chosen,
+/// give the dropped process a run directory there that it owns, and
+/// return it.
+fn drop_privileges(
+    g: &Global,
+    base_run_dir: &Path,
+    user: &str,
+    uid: u32,
+    gid: u32,
+) -> Result<Option<PathBuf>, Fatal> {
+    let mut moved_to = None;
+    if crate::sys::euid() == 0 && g.control.is_none() && !paths::run_dir_from_env() {
+        let dir = paths::user_run_dir(base_run_dir, user);
+        prepare_user_run_dir(&dir, uid, gid)
+            .map_err(|e| os(format!("cannot prepare {} for --user: {e}", dir.display())))?;
+        moved_to = Some(dir);
+    }
+    crate::sys::drop_privileges(uid, gid)
+        .map_err(|e| os(format!("cannot drop privileges to \"{user}\": {e}")))?;
+    info!(user = %user, uid, gid, "dropped privileges");
+    Ok(moved_to)
+}
+
+/// `/run/balance/USER`, mode 0700, owned by the user we drop to; created by
+/// root before the drop (its parent stays root's). A symlink is refused.
+fn prepare_user_run_dir(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent() {
+        paths::prepare_run_dir(parent)?;
+        // Let the dropped user reach its own subdirectory: search only, no
+        // listing (0711); the sockets in it stay 0600.
+        let mode = std::fs::metadata(parent)?.permissions().mode();
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode | 0o011))?;
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(md) if md.file_type().is_symlink() || !md.is_dir() => {
+            return Err(std::io::Error::other("exists and is not a plain directory"));
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::DirBuilder::new().mode(0o700).create(dir)?,
+    }
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
+/// What boot hands the runtime: the config, the sockets bound for it, and
+/// where control sockets go.
+struct Bound {
+    cfg: Config,
+    source: Source,
+    listeners: Vec<std::net::TcpListener>,
+    metrics: Option<std::net::TcpListener>,
+    run_dir: PathBuf,
+}
+
+/// Start the listeners, metrics and re-resolution; serve until a stop
+/// signal (or `kill`), then drain.
+async fn serve(b: Bound) -> Result<(), Fatal> {
+    let mut signals = Signals::install();
+    let (reload, mut requests) = ReloadHandle::channel();
+    let sup = Arc::new(Supervisor::new(&b.cfg, b.run_dir, b.source, reload));
+    sup.start(&b.cfg, b.listeners).await.map_err(os)?;
+    let shutdown = sup.shutdown_token();
+    if let Some(m) = b.metrics {
+        if let Ok(addr) = m.local_addr() {
+            info!(bind = %addr, "metrics: serving GET /metrics");
+        }
+        let m = TcpListener::from_std(m)
+            .map_err(|e| os(format!("cannot register metrics socket: {e}")))?;
+        tokio::spawn(crate::metrics::serve(m, sup.registry(), shutdown.clone()));
+    }
+    tokio::spawn(crate::dns::reresolve_loop(
+        sup.registry(),
+        b.cfg.global.resolve_interval,
+        shutdown.clone(),
+    ));
+    sup.serve_events(&mut signals, &mut requests).await;
+    sup.drain().await;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! A reload's plan, made before anything running is touched: the new
+//! config loaded and its channels resolved off the runtime thread, then
+//! one [`Step`] per new listener (keep, change, add) with every fallible
+//! part (binding, registering sockets) already done. Applying it
+//! (`Supervisor::apply`) cannot fail.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::config::{Config, Global, Host, ListenerConfig, Overlay};
+use crate::health::RiseFallParams;
+use crate::service::Service;
+
+/// The config file and the command line's own globals (which win over the
+/// file's on every reload); `None` when started from the command line.
+pub(crate) type Source = Option<(PathBuf, Overlay)>;
+
+/// Daemonizing changes to /: make the paths given relative absolute.
+pub(crate) fn absolutize(g: &mut Global) {
+    for p in [
+        &mut g.pidfile,
+        &mut g.log_file,
+        &mut g.state_file,
+        &mut g.control,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Ok(abs) = std::path::absolute(&*p) {
+            *p = abs;
+        }
+    }
+}
+
+/// What happens to one listener of the new config.
+pub(crate) enum Step {
+    /// Same bind, same settings: the running listener `i` stays.
+    Keep(usize),
+    /// Same bind, new settings: running listener `i` gets a new Service
+    /// on this registration of its socket.
+    Change(usize, TcpListener),
+    /// A new bind: this socket and its registration.
+    Add(std::net::TcpListener, TcpListener),
+}
+
+/// What a reload changed, counted per listener.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+    pub same: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Summary {
+            added,
+            removed,
+            changed,
+            same,
+        } = self;
+        write!(
+            f,
+            "{added} added, {removed} removed, {changed} changed, {same} unchanged"
+        )
+    }
+}
+
+/// Read and validate the config file off the runtime thread.
+pub(crate) async fn load(path: PathBuf, cli: Overlay) -> Result<Config, String> {
+    let mut new = tokio::task::spawn_blocking(move || {
+        crate::config::load_file(&path, &cli).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("config loader failed: {e}"))??;
+    absolutize(&mut new.global);
+    Ok(new)
+}
+
+/// The addresses of every distinct host:port of a config, looked up once.
+pub(crate) struct Resolved(Vec<((Host, u16), Vec<SocketAddr>)>);
+
+impl Resolved {
+    /// Resolve the new config's channels off the runtime thread (kept
+    /// channels keep their current addresses; only new ones use these).
+    pub async fn of(cfg: &Config) -> Result<Resolved, String> {
+        let mut wanted: Vec<(Host, u16)> = Vec::new();
+        for c in cfg
+            .listeners
+            .iter()
+            .flat_map(|l| l.groups.iter().flat_map(|g| g.channels.iter()))
+        {
+            let k = (c.host.clone(), c.port);
+            if !wanted.contains(&k) {
+                wanted.push(k);
+            }
+        }
+        let found = tokio::task::spawn_blocking(move || {
+            wanted
+                .into_iter()
+                .map(|(h, p)| {
+                    let a = crate::service::resolve(&h, p);
+                    ((h, p), a)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| format!("resolver failed: {e}"))?;
+        Ok(Resolved(found))
+    }
+
+    pub fn get(&self, h: &Host, p: u16) -> Vec<SocketAddr> {
+        self.0
+            .iter()
+            .find(|((rh, rp), _)| rh == h && *rp == p)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The running listeners as the planner sees them: config and socket.
+pub(crate) struct Current<'a> {
+    pub cfg: &'a ListenerConfig,
+    pub sock: &'a std::net::TcpListener,
+}
+
+/// Phase 1, fallible, nothing running is touched: bind every new listener
+/// and register a socket for every listener that changes.
+pub(crate) fn steps(cur: &[Current<'_>], new: &[ListenerConfig]) -> Result<Vec<Step>, String> {
+    let same_bind =
+        |a: &ListenerConfig, b: &ListenerConfig| a.bind == b.bind && a.dual_stack == b.dual_stack;
+    let mut plan = Vec::with_capacity(new.len());
+    for l in new {
+        let at = cur.iter().position(|r| same_bind(r.cfg, l));
+        plan.push(match at.and_then(|i| cur.get(i).map(|r| (i, r))) {
+            Some((i, r)) if r.cfg == l => Step::Keep(i),
+            Some((i, r)) => Step::Change(i, register(&l.name, r.sock)?),
+            None => {
+                let sock = crate::listener::bind(l.bind, l.dual_stack).map_err(|e| {
+                    format!("listener \"{}\": cannot listen on {}: {e}", l.name, l.bind)
+                })?;
+                let reg = register(&l.name, &sock)?;
+                Step::Add(sock, reg)
+            }
+        });
+    }
+    Ok(plan)
+}
+
+/// A tokio listener on a dup of `sock` (the fallible part of starting).
+pub(crate) fn register(name: &str, sock: &std::net::TcpListener) -> Result<TcpListener, String> {
+    let dup = sock
+        .try_clone()
+        .map_err(|e| format!("listener \"{name}\": cannot dup socket: {e}"))?;
+    TcpListener::from_std(dup)
+        .map_err(|e| format!("listener \"{name}\": cannot register socket: {e}"))
+}
+
+/// Log channels that a reload added or dropped.
+pub(crate) fn log_channel_changes(old: &Service, new: &Service) {
+    let list = |s: &Service| -> Vec<(usize, String)> {
+        s.pool
+            .groups()
+            .iter()
+            .enumerate()
+            .flat_map(|(g, gr)| gr.channels.iter().map(move |c| (g, c.target().to_string())))
+            .collect()
+    };
+    let (a, b) = (list(old), list(new));
+    for (g, c) in b.iter().filter(|x| !a.contains(x)) {
+        info!(listener = %new.cfg.name, group = g, channel = %c, "channel added");
+    }
+    for (g, c) in a.iter().filter(|x| !b.contains(x)) {
+        info!(listener = %new.cfg.name, group = g, channel = %c, "channel removed; its connections continue");
+    }
+}
+
+/// The process-wide settings that changed but apply only after a restart.
+pub(crate) fn globals_needing_restart(a: &Global, b: &Global) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if a.max_conns != b.max_conns {
+        v.push("max_conns");
+    }
+    if a.metrics != b.metrics {
+        v.push("metrics");
+    }
+    if a.user != b.user {
+        v.push("user");
+    }
+    if a.threads != b.threads {
+        v.push("threads");
+    }
+    if a.pidfile != b.pidfile || a.log_file != b.log_file || a.log_format != b.log_format {
+        v.push("pidfile/log settings");
+    }
+    if a.resolve_interval != b.resolve_interval {
+        v.push("resolve_interval");
+    }
+    v
+}
+
+/// Passive detection's rise/fall: the monitor's settings, or defaults.
+pub(crate) fn rise_fall(l: &ListenerConfig) -> RiseFallParams {
+    match &l.monitor {
+        Some(m) => RiseFallParams {
+            rise: m.rise,
+            fall: m.fall,
+            noenable: m.noenable,
+            nodisable: m.nodisable,
+        },
+        None => RiseFallParams::default(),
+    }
+}

@@ -1,0 +1,82 @@
+//! Signals and reload requests as one stream of [`Event`]s: SIGTERM and
+//! SIGINT (and the control socket's `kill`) stop the process; SIGHUP and a
+//! control socket's `reload` ask for a reload. Acting on them is the
+//! supervisor's.
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::control::reload::{ReloadRequest, ReloadRequests};
+
+/// What the supervisor is asked to do next.
+pub(crate) enum Event {
+    /// Stop (drain, then exit); the text says why, for the log.
+    Stop(&'static str),
+    /// SIGHUP: reload the config file.
+    Hangup,
+    /// A control socket's `reload`: reload and answer on the request.
+    Reload(ReloadRequest),
+}
+
+/// SIGTERM, SIGINT and SIGHUP streams; installed before any listener
+/// accepts, so a signal sent as soon as the port answers is not lost (or,
+/// for SIGHUP, fatal). Without them (install failed) only `kill` stops
+/// the process.
+pub(crate) struct Signals {
+    term: Option<Signal>,
+    int: Option<Signal>,
+    hup: Option<Signal>,
+}
+
+impl Signals {
+    pub fn install() -> Signals {
+        let all = || -> Option<(Signal, Signal, Signal)> {
+            Some((
+                signal(SignalKind::terminate()).ok()?,
+                signal(SignalKind::interrupt()).ok()?,
+                signal(SignalKind::hangup()).ok()?,
+            ))
+        };
+        match all() {
+            Some((term, int, hup)) => Signals {
+                term: Some(term),
+                int: Some(int),
+                hup: Some(hup),
+            },
+            None => {
+                warn!("cannot install signal handlers; stop with SIGKILL");
+                Signals {
+                    term: None,
+                    int: None,
+                    hup: None,
+                }
+            }
+        }
+    }
+
+    /// The next event: a signal, `shutdown` cancelled, or a reload request.
+    pub async fn next(
+        &mut self,
+        shutdown: &CancellationToken,
+        requests: &mut ReloadRequests,
+    ) -> Event {
+        tokio::select! {
+            _ = shutdown.cancelled() => Event::Stop("kill from the control socket"),
+            _ = recv(self.term.as_mut()) => Event::Stop("SIGTERM"),
+            _ = recv(self.int.as_mut()) => Event::Stop("SIGINT"),
+            _ = recv(self.hup.as_mut()) => Event::Hangup,
+            Some(reply) = requests.recv() => Event::Reload(reply),
+        }
+    }
+}
+
+/// The next delivery of `s`; never, without a handler.
+async fn recv(s: Option<&mut Signal>) {
+    match s {
+        Some(s) => {
+            let _ = s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,349 @@
+//! The [`Supervisor`]: owns the running listeners (keyed by their bind
+//! address), starts them, applies reloads (see the [`crate::app`] doc),
+//! and drains at shutdown. It is the only writer of the services
+//! [`Registry`] that metrics and re-resolution read.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::app::plan::{self, Current, Resolved, Source, Step, Summary, rise_fall};
+use crate::app::signals::{Event, Signals};
+use crate::config::{Config, Global};
+use crate::control::{ReloadError, ReloadHandle, ReloadRequests, StateFile};
+use crate::registry::Registry;
+use crate::service::Service;
+
+/// One running listener.
+struct Running {
+    /// The listening socket; each accept loop gets its own dup.
+    sock: std::net::TcpListener,
+    svc: Arc<Service>,
+    /// Stops this listener's accept loop (and its monitor and control
+    /// socket); a child of the process-wide shutdown token.
+    stop: CancellationToken,
+    /// The control server being started or running for this listener.
+    control: ControlTask,
+}
+
+/// Starts (after the previous one for the same listener has stopped and
+/// removed its socket) and then holds a listener's control server.
+type ControlTask = tokio::task::JoinHandle<Option<crate::control::ControlHandle>>;
+
+struct State {
+    cfg: Config,
+    listeners: Vec<Running>,
+}
+
+/// The set of running listeners and what reload and shutdown need.
+pub struct Supervisor {
+    /// The config file and the command line's globals (they win over the
+    /// file's), for reload.
+    source: Source,
+    /// The process-wide settings in force since start.
+    started: Global,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    limit: Arc<Semaphore>,
+    state: tokio::sync::Mutex<State>,
+    /// The live Services, for readers (metrics, re-resolution).
+    registry: Registry,
+    grace: Mutex<Duration>,
+    /// What every control server shares (run directory, state file,
+    /// shutdown, the reload handle).
+    control: crate::control::Context,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        cfg: &Config,
+        run_dir: PathBuf,
+        source: Source,
+        reload: ReloadHandle,
+    ) -> Supervisor {
+        let shutdown = CancellationToken::new();
+        Supervisor {
+            source,
+            started: cfg.global.clone(),
+            shutdown: shutdown.clone(),
+            tracker: TaskTracker::new(),
+            limit: Arc::new(Semaphore::new(max_conns(&cfg.global))),
+            state: tokio::sync::Mutex::new(State {
+                cfg: cfg.clone(),
+                listeners: Vec::new(),
+            }),
+            registry: Registry::new(),
+            grace: Mutex::new(cfg.global.grace),
+            control: crate::control::Context {
+                run_dir,
+                state: cfg.global.state_file.as_deref().map(StateFile::load),
+                shutdown,
+                reload,
+            },
+        }
+    }
+
+    /// The live Services, for readers.
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
+    /// Cancelled at shutdown (by a signal or the control socket's `kill`).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    fn grace(&self) -> Duration {
+        *self.grace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start the listeners of the config the process started with.
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        cfg: &Config,
+        bound: Vec<std::net::TcpListener>,
+    ) -> Result<(), String> {
+        let mut st = self.state.lock().await;
+        for (l, sock) in cfg.listeners.iter().zip(bound) {
+            let svc = Arc::new(Service::new(l.clone(), rise_fall(l)));
+            // Operator state from the state file, before the first client.
+            if let Some(sf) = &self.control.state {
+                sf.restore(&svc);
+            }
+            let reg = plan::register(&l.name, &sock)?;
+            st.listeners
+                .push(self.launch(sock, reg, svc, None, cfg.listeners.len()));
+        }
+        self.publish(&st);
+        Ok(())
+    }
+
+    /// Start accepting on `sock` (registered as `listener`) with `svc`.
+    fn launch(
+        self: &Arc<Self>,
+        sock: std::net::TcpListener,
+        listener: TcpListener,
+        svc: Arc<Service>,
+        prev_control: Option<ControlTask>,
+        listeners: usize,
+    ) -> Running {
+        let name = &svc.cfg.name;
+        let stop = self.shutdown.child_token();
+        tokio::spawn(crate::listener::accept_loop(
+            Arc::clone(&svc),
+            listener,
+            Arc::clone(&self.limit),
+            self.tracker.clone(),
+            stop.clone(),
+        ));
+        let control = self.spawn_control(&svc, &stop, prev_control, listeners);
+        // The monitor stops with this Service (`stop`: replaced by a reload,
+        // removed, or shutdown).
+        crate::monitor::spawn(Arc::clone(&svc), stop.clone());
+        info!(listener = %name, bind = %svc.cfg.bind, groups = svc.cfg.groups.len(), "listening");
+        Running {
+            sock,
+            svc,
+            stop,
+            control,
+        }
+    }
+
+    /// The listener's control socket: wait until the previous server for
+    /// this listener (if a reload replaced it) has removed its socket, then
+    /// bind. `kill` stops the whole process; `stop` only this server.
+    fn spawn_control(
+        &self,
+        svc: &Arc<Service>,
+        stop: &CancellationToken,
+        prev: Option<ControlTask>,
+        listeners: usize,
+    ) -> ControlTask {
+        let path = crate::control::paths::listener_path(
+            self.started.control.as_deref(),
+            &self.control.run_dir,
+            svc.cfg.bind,
+            listeners,
+        );
+        let (svc, ctx, stop) = (Arc::clone(svc), self.control.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Some(prev) = prev {
+                if let Ok(Some(h)) = prev.await {
+                    h.stop().await;
+                }
+            }
+            let name = svc.cfg.name.clone();
+            match crate::control::spawn(svc, path, ctx, stop).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    error!(listener = %name, "control socket not available: {e}");
+                    None
+                }
+            }
+        })
+    }
+
+    fn publish(&self, st: &State) {
+        let v: Vec<Arc<Service>> = st.listeners.iter().map(|r| Arc::clone(&r.svc)).collect();
+        self.registry.publish(v);
+        *self.grace.lock().unwrap_or_else(|p| p.into_inner()) = st.cfg.global.grace;
+    }
+
+    /// Re-read the config file and apply it (see the module doc). Returns a
+    /// one-line summary, or why nothing was changed.
+    pub async fn reload(self: &Arc<Self>) -> Result<String, String> {
+        let res = self.try_reload().await.map(|s| s.to_string());
+        match &res {
+            Ok(s) => info!("reload: {s}"),
+            Err(e) => error!("reload rejected, the running config stays: {e}"),
+        }
+        res
+    }
+
+    async fn try_reload(self: &Arc<Self>) -> Result<Summary, String> {
+        let Some((path, cli)) = self.source.clone() else {
+            return Err("no config file to reload (started from the command line)".into());
+        };
+        let mut st = self.state.lock().await;
+        let new = plan::load(path, cli).await?;
+        let resolved = Resolved::of(&new).await?;
+        crate::config::resolved_loops(&new, |h, p| resolved.get(h, p))
+            .map_err(|e| e.to_string())?;
+        let current: Vec<Current<'_>> = st
+            .listeners
+            .iter()
+            .map(|r| Current {
+                cfg: &r.svc.cfg,
+                sock: &r.sock,
+            })
+            .collect();
+        let steps = plan::steps(&current, &new.listeners)?;
+        let summary = self.apply(&mut st, &new, steps, &resolved);
+        let restart_needed = plan::globals_needing_restart(&self.started, &new.global);
+        if !restart_needed.is_empty() {
+            warn!(
+                "reload: changed {} take effect after a restart",
+                restart_needed.join(", ")
+            );
+        }
+        st.cfg = new;
+        self.publish(&st);
+        Ok(summary)
+    }
+
+    /// Phase 2, infallible: run the plan's steps and stop the listeners the
+    /// new config no longer has.
+    fn apply(
+        self: &Arc<Self>,
+        st: &mut State,
+        new: &Config,
+        steps: Vec<Step>,
+        resolved: &Resolved,
+    ) -> Summary {
+        let resolve = |h: &crate::config::Host, p: u16| resolved.get(h, p);
+        let n = new.listeners.len();
+        let mut sum = Summary::default();
+        let mut old: Vec<Option<Running>> = std::mem::take(&mut st.listeners)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut next = Vec::with_capacity(n);
+        for (l, step) in new.listeners.iter().zip(steps) {
+            match step {
+                Step::Keep(i) => {
+                    if let Some(r) = old.get_mut(i).and_then(Option::take) {
+                        sum.same += 1;
+                        next.push(r);
+                    }
+                }
+                Step::Change(i, reg) => {
+                    if let Some(r) = old.get_mut(i).and_then(Option::take) {
+                        let svc = Arc::new(r.svc.rebuild(l.clone(), rise_fall(l), resolve));
+                        plan::log_channel_changes(&r.svc, &svc);
+                        r.stop.cancel();
+                        next.push(self.launch(r.sock, reg, svc, Some(r.control), n));
+                        sum.changed += 1;
+                    }
+                }
+                Step::Add(sock, reg) => {
+                    let svc = Arc::new(Service::new_with(l.clone(), rise_fall(l), resolve));
+                    next.push(self.launch(sock, reg, svc, None, n));
+                    sum.added += 1;
+                }
+            }
+        }
+        for r in old.into_iter().flatten() {
+            info!(listener = %r.svc.cfg.name, bind = %r.svc.cfg.bind, "stopped accepting (removed); live connections continue");
+            r.stop.cancel();
+            sum.removed += 1;
+        }
+        st.listeners = next;
+        sum
+    }
+
+    /// Act on signals and reload requests until one says stop.
+    pub(crate) async fn serve_events(
+        self: &Arc<Self>,
+        signals: &mut Signals,
+        requests: &mut ReloadRequests,
+    ) {
+        loop {
+            match signals.next(&self.shutdown, requests).await {
+                Event::Stop(why) => {
+                    info!("{why}");
+                    return;
+                }
+                Event::Hangup if self.source.is_none() => {
+                    info!("SIGHUP ignored: started without --config, nothing to reload");
+                }
+                Event::Hangup => {
+                    info!("SIGHUP: reloading");
+                    let _ = self.reload().await;
+                }
+                Event::Reload(reply) => {
+                    let res = self.reload().await.map_err(ReloadError::Rejected);
+                    let _ = reply.send(res);
+                }
+            }
+        }
+    }
+
+    /// Stop accepting, then wait up to the grace period for live
+    /// connections.
+    pub(crate) async fn drain(&self) {
+        let tracker = &self.tracker;
+        info!("shutting down: no new connections; {} live", tracker.len());
+        self.shutdown.cancel();
+        // Close the listening sockets now: new clients are refused, not queued.
+        self.state.lock().await.listeners.clear();
+        tracker.close();
+        let grace = self.grace();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            warn!(
+                "grace period {:?} over: cutting {} connections",
+                grace,
+                tracker.len()
+            );
+        } else {
+            info!("all connections finished");
+        }
+    }
+}
+
+/// fds kept back from `--max-conns`'s default for listeners, control,
+/// probes and logs.
+const FD_RESERVE: u64 = 64;
+
+/// Default `--max-conns`: two fds per proxied connection, minus a reserve.
+fn max_conns(g: &Global) -> usize {
+    g.max_conns.unwrap_or_else(|| {
+        let n = crate::sys::nofile_limit().saturating_sub(FD_RESERVE) / 2;
+        n.clamp(16, Semaphore::MAX_PERMITS as u64 / 2) as usize
+    })
+}

@@ -1,0 +1,240 @@
+use super::*;
+use std::net::IpAddr;
+use std::net::Ipv4Addr;
+
+fn ip(s: &str) -> Host {
+    Host::Ip(s.parse().unwrap())
+}
+
+#[test]
+fn every_command_parses_to_its_meaning() {
+    use ChanRef::*;
+    use Command::*;
+    let ok: Vec<(&str, Command)> = vec![
+        ("", Nop),
+        ("   \t ", Nop),
+        ("help", Help),
+        ("?", Help),
+        ("show", Show),
+        ("show json", ShowJson),
+        ("group 1", Group(1)),
+        ("enable 0", Enable(Index(0))),
+        ("disable 1:2", Disable(At(1, 2))),
+        ("drain 127.0.0.1:9001", Drain(Addr(ip("127.0.0.1"), 9001))),
+        ("reset [::1]:80", Reset(Addr(ip("::1"), 80))),
+        (
+            "assign 0 10.0.0.1 8080",
+            Assign(Index(0), ip("10.0.0.1"), 8080),
+        ),
+        ("assign 0 ::1 80", Assign(Index(0), ip("::1"), 80)),
+        (
+            "create db1.example 3306",
+            Create(Host::Name("db1.example".into()), 3306),
+        ),
+        ("create [::1] 3306", Create(ip("::1"), 3306)),
+        ("maxc 2 10", Maxc(Index(2), 10)),
+        ("weight 0 3", Weight(Index(0), 3)),
+        ("hash", Hash),
+        ("rr", Rr),
+        ("kill", Kill),
+        ("version", Version),
+        ("monitor enable", Monitor(MonitorOp::Enable)),
+        ("monitor disable", Monitor(MonitorOp::Disable)),
+        ("monitor show", Monitor(MonitorOp::Show)),
+        ("mrtg-bytes 0 1", MrtgBytes(0, 1)),
+        ("mrtg-conns 1 0", MrtgConns(1, 0)),
+        ("failback", Failback),
+        ("spin 5s", Spin(Duration::from_secs(5))),
+        ("state save", StateSave),
+        ("reload", Reload),
+        ("quit", Quit),
+        ("  show  ", Show),
+    ];
+    for (line, want) in ok {
+        assert_eq!(parse(line), Ok(want), "{line:?}");
+    }
+}
+
+#[test]
+fn balance_fm_abbreviations_resolve_in_its_order_but_kill_must_be_spelled_out() {
+    assert_eq!(parse("s"), Ok(Command::Show));
+    assert_eq!(parse("h"), Ok(Command::Help));
+    assert_eq!(parse("q"), Ok(Command::Quit));
+    assert_eq!(parse("m 0 5"), Ok(Command::Maxc(ChanRef::Index(0), 5)));
+    assert_eq!(parse("d 0"), Ok(Command::Disable(ChanRef::Index(0))));
+    assert_eq!(parse("e 0"), Ok(Command::Enable(ChanRef::Index(0))));
+    assert_eq!(parse("mrtg-c 0 0"), Ok(Command::MrtgConns(0, 0)));
+    assert!(parse("k").is_err());
+    assert!(parse("kil").is_err());
+    assert!(parse("showx").is_err());
+    assert!(parse("dr 0").is_err());
+}
+
+#[test]
+fn bad_commands_give_one_line_naming_the_token() {
+    let bad = [
+        ("frobnicate", "frobnicate"),
+        ("group", "group needs"),
+        ("group x", "\"x\""),
+        ("group -1", "\"-1\""),
+        ("group 99999999999999999999", "\"99999999999999999999\""),
+        ("enable", "enable needs"),
+        ("enable x", "\"x\""),
+        ("enable 0 1", "unexpected \"1\""),
+        ("disable :5", "\":5\""),
+        ("drain a:b", "\"a:b\""),
+        ("maxc 0", "maxc needs"),
+        ("maxc 0 -3", "\"-3\""),
+        ("maxc 0 4294967296", "\"4294967296\""),
+        ("weight 0 10001", "\"10001\""),
+        ("weight 0 x", "\"x\""),
+        ("create host", "create needs"),
+        ("create bad!host 80", "\"bad!host\""),
+        ("create 10.0.0.1 0", "\"0\""),
+        ("create 10.0.0.1 70000", "\"70000\""),
+        ("assign 0 10.0.0.1", "assign needs"),
+        ("assign x 10.0.0.1 80", "\"x\""),
+        ("hash 1", "unexpected \"1\""),
+        ("show xml", "\"xml\""),
+        ("monitor", "monitor needs"),
+        ("monitor restart", "\"restart\""),
+        ("mrtg-bytes 0", "mrtg-bytes needs"),
+        ("mrtg-conns a 0", "\"a\""),
+        ("spin forever", "\"forever\""),
+        ("state load", "\"load\""),
+        ("kill now", "unexpected \"now\""),
+        ("quit 1", "unexpected \"1\""),
+        ("version x", "unexpected \"x\""),
+        ("failback 0", "unexpected \"0\""),
+        ("rr x", "unexpected \"x\""),
+        ("reset", "reset needs"),
+        ("help me", "unexpected \"me\""),
+    ];
+    for (line, needle) in bad {
+        let e = parse(line).expect_err(line).to_string();
+        assert!(e.contains(needle), "{line:?} gave {e:?}");
+        assert!(!e.contains('\n'), "{line:?} gave several lines");
+    }
+}
+
+#[test]
+fn more_than_sixteen_words_is_an_error() {
+    let line = vec!["show"; 17].join(" ");
+    assert!(
+        parse(&line)
+            .unwrap_err()
+            .to_string()
+            .contains("too many arguments")
+    );
+    assert!(
+        parse(&vec!["x"; 16].join(" "))
+            .unwrap_err()
+            .to_string()
+            .contains("unknown")
+    );
+}
+
+#[test]
+fn quoting_escapes_control_characters_and_cuts_long_tokens() {
+    assert_eq!(quote("a\u{1}b"), "\"a\\u{1}b\"");
+    let long = "x".repeat(100);
+    let q = quote(&long);
+    assert!(q.ends_with("...\"") && q.len() < 80, "{q}");
+    let e = parse("\u{7}bell").unwrap_err().to_string();
+    assert!(e.contains("\\u{7}bell"), "{e}");
+}
+
+#[test]
+fn random_lines_never_panic_and_errors_stay_one_line() {
+    let alphabet: Vec<char> =
+        "0123456789:[]. \t-abcdefghijklmnopqrstuvwxyz?;\u{0}\u{7f}é€\u{10ffff}"
+            .chars()
+            .collect();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words = [
+        "show",
+        "enable",
+        "maxc",
+        "assign",
+        "create",
+        "group",
+        "mrtg-bytes",
+        "weight",
+    ];
+    for _ in 0..20_000 {
+        let mut line = String::new();
+        if next() % 2 == 0 {
+            line.push_str(words[(next() % words.len() as u64) as usize]);
+            line.push(' ');
+        }
+        for _ in 0..next() % 40 {
+            line.push(alphabet[(next() % alphabet.len() as u64) as usize]);
+        }
+        if let Err(e) = parse(&line) {
+            let e = e.to_string();
+            assert!(!e.contains('\n') && e.len() < 300, "{line:?} gave {e:?}");
+        }
+    }
+}
+
+#[test]
+fn channel_references_accept_index_group_colon_index_and_host_port() {
+    assert_eq!(chan_ref("3"), Ok(ChanRef::Index(3)));
+    assert_eq!(chan_ref("1:0"), Ok(ChanRef::At(1, 0)));
+    assert_eq!(
+        chan_ref("10.1.2.3:http"),
+        Ok(ChanRef::Addr(
+            Host::Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))),
+            80
+        ))
+    );
+    assert_eq!(
+        chan_ref("db1:3306"),
+        Ok(ChanRef::Addr(Host::Name("db1".into()), 3306))
+    );
+    assert!(chan_ref("[::1]").is_err());
+    assert!(chan_ref("").is_err());
+    assert!(chan_ref("1:").is_err());
+}
+
+#[test]
+fn read_only_commands_are_not_changes_and_only_operator_state_persists() {
+    for l in [
+        "show",
+        "show json",
+        "help",
+        "group 1",
+        "version",
+        "quit",
+        "mrtg-bytes 0 0",
+        "monitor show",
+        "",
+    ] {
+        let c = parse(l).unwrap();
+        assert!(!c.is_change() && !c.persists(), "{l}");
+    }
+    for l in [
+        "enable 0",
+        "disable 0",
+        "drain 0",
+        "maxc 0 1",
+        "weight 0 2",
+        "hash",
+        "rr",
+        "create h 1",
+        "assign 0 h 1",
+    ] {
+        let c = parse(l).unwrap();
+        assert!(c.is_change() && c.persists(), "{l}");
+    }
+    for l in ["reset 0", "kill", "failback", "state save"] {
+        let c = parse(l).unwrap();
+        assert!(c.is_change() && !c.persists(), "{l}");
+    }
+}

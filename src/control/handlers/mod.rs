@@ -1,0 +1,15 @@
+//! One handler per control command, grouped by what they act on:
+//! - [`channel`]: one channel's operator state and target (`enable`,
+//!   `disable`, `drain`, `reset`, `maxc`, `weight`, `assign`, `create`);
+//! - [`group`]: the session's group and group-wide settings (`group`,
+//!   `hash`, `rr`, `failback`, `monitor`, `spin`);
+//! - [`show`]: read-only outputs (`show`, `show json`, `mrtg-*`, `version`);
+//! - [`process`]: the whole process (`kill`, `reload`, `state save`).
+//!
+//! Every handler returns the [`Reply`](crate::control::reply::Reply) the
+//! session sends back; none of them logs or persists (the caller does).
+
+pub mod channel;
+pub mod group;
+pub mod process;
+pub mod show;

@@ -1,0 +1,29 @@
+//! Handlers that act on the whole process: `kill`, `reload`, `state save`.
+
+use crate::control::listener::Control;
+use crate::control::reply::Reply;
+
+/// `kill`: the same graceful shutdown as SIGTERM.
+pub fn kill(ctl: &Control) -> Reply {
+    ctl.shutdown.cancel();
+    Reply::bye(vec!["shutting down".into()])
+}
+
+/// `reload`: ask the supervisor to re-read the config file.
+pub async fn reload(ctl: &Control) -> Reply {
+    match ctl.reload.reload().await {
+        Ok(summary) => Reply::line(format!("reloaded: {summary}")),
+        Err(e) => Reply::err(format!("reload rejected: {e}")),
+    }
+}
+
+/// `state save`: write the state file now.
+pub async fn state_save(ctl: &Control) -> Reply {
+    match &ctl.state {
+        None => Reply::err("no state file (start with --state-file PATH)"),
+        Some(st) => match ctl.save().await {
+            Ok(()) => Reply::line(format!("state saved to {}", st.path().display())),
+            Err(e) => Reply::err(format!("state file not written: {e}")),
+        },
+    }
+}

@@ -1,0 +1,38 @@
+//! Read-only handlers: `show`, `show json`, `mrtg-bytes`/`mrtg-conns` and
+//! `version`. The texts are [`crate::render::show`]'s.
+
+use std::sync::Arc;
+
+use crate::control::listener::Control;
+use crate::control::reply::Reply;
+use crate::pool::Group;
+use crate::render::{self, ChannelView, ListenerView, Pipes};
+use crate::service::Service;
+
+pub use crate::render::show::Mrtg;
+
+pub fn version() -> Reply {
+    Reply::line(format!("  This is balance {}", env!("CARGO_PKG_VERSION")))
+}
+
+/// `show`: balance's table.
+pub fn table(groups: &[Arc<Group>]) -> Reply {
+    Reply::ok(render::show::table(&render::channels(groups)))
+}
+
+/// `show json`: one line, every field.
+pub fn json(svc: &Service) -> Reply {
+    Reply::line(render::show::json(&ListenerView::of(svc), Pipes::now()))
+}
+
+/// `mrtg-bytes G C` / `mrtg-conns G C`.
+pub fn mrtg(ctl: &Control, groups: &[Arc<Group>], g: usize, c: usize, what: Mrtg) -> Reply {
+    let Some(grp) = groups.get(g) else {
+        return Reply::err(format!("unknown group {g}"));
+    };
+    let Some(ch) = grp.channels.get(c) else {
+        return Reply::err(format!("unknown channel {c} in group {g}"));
+    };
+    let view = ChannelView::of(g, c, grp.policy(), ch);
+    Reply::ok(render::show::mrtg(&view, what, ctl.started.elapsed()))
+}

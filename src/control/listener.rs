@@ -1,0 +1,56 @@
+//! [`Control`]: everything the commands of one listener act on (its
+//! Service, the state file, the process's shutdown token and reload
+//! handle). Handlers read it; the fields change only at construction.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::control::reload::ReloadHandle;
+use crate::control::state::StateFile;
+use crate::service::Service;
+
+/// Everything the commands of one listener act on.
+pub struct Control {
+    pub svc: Arc<Service>,
+    pub state: Option<Arc<StateFile>>,
+    /// `kill` cancels it: the same graceful shutdown as SIGTERM.
+    pub shutdown: CancellationToken,
+    /// `reload` asks through it.
+    pub reload: ReloadHandle,
+    pub started: Instant,
+    /// Serializes changes between sessions.
+    pub(super) write: tokio::sync::Mutex<()>,
+}
+
+impl Control {
+    pub fn new(
+        svc: Arc<Service>,
+        state: Option<Arc<StateFile>>,
+        shutdown: CancellationToken,
+        reload: ReloadHandle,
+    ) -> Control {
+        Control {
+            svc,
+            state,
+            shutdown,
+            reload,
+            started: Instant::now(),
+            write: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Write the state file (if any) with this listener's state now.
+    pub async fn save(&self) -> Result<(), String> {
+        let Some(st) = self.state.clone() else {
+            return Ok(());
+        };
+        let svc = Arc::clone(&self.svc);
+        match tokio::task::spawn_blocking(move || st.save(&svc)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The answer to one control command, as the session sends it back.
+
+/// The answer to one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub lines: Vec<String>,
+    pub ok: bool,
+    /// The session ends after this reply (`quit`, `kill`).
+    pub close: bool,
+}
+
+impl Reply {
+    pub fn ok(lines: Vec<String>) -> Reply {
+        Reply {
+            lines,
+            ok: true,
+            close: false,
+        }
+    }
+    pub fn line(s: impl Into<String>) -> Reply {
+        Reply::ok(vec![s.into()])
+    }
+    pub fn err(s: impl Into<String>) -> Reply {
+        Reply {
+            lines: vec![s.into()],
+            ok: false,
+            close: false,
+        }
+    }
+    /// Success, and the session ends.
+    pub fn bye(lines: Vec<String>) -> Reply {
+        Reply {
+            lines,
+            ok: true,
+            close: true,
+        }
+    }
+}

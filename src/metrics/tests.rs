@@ -1,0 +1,53 @@
+use super::*;
+use crate::config::{ChannelConfig, GroupConfig, Host, ListenerConfig, Policy};
+use crate::health::RiseFallParams;
+use std::sync::atomic::Ordering::Relaxed;
+
+#[test]
+fn exposition_has_every_series_with_labels_and_live_values() {
+    let ch = |ip: &str| ChannelConfig {
+        host: Host::Ip(ip.parse().unwrap()),
+        port: 80,
+        maxc: 0,
+        weight: 1,
+    };
+    let cfg = ListenerConfig::new(
+        "web\"1".into(),
+        "127.0.0.1:1".parse().unwrap(),
+        vec![
+            GroupConfig {
+                policy: Policy::RoundRobin,
+                channels: vec![ch("10.0.0.1")],
+            },
+            GroupConfig {
+                policy: Policy::RoundRobin,
+                channels: vec![ch("10.0.0.2")],
+            },
+        ],
+    );
+    let svc = Arc::new(Service::new(cfg, RiseFallParams::default()));
+    svc.stats.accepted.fetch_add(7, Relaxed);
+    let c0 = Arc::clone(&svc.pool.groups()[0].channels[0]);
+    c0.sent.fetch_add(123, Relaxed);
+    svc.pool.groups()[1].channels[0].force_down("x");
+    let text = render(&[svc]);
+    let l0 = "listener=\"web\\\"1\",group=\"0\",channel=\"10.0.0.1:80\"";
+    let l1 = "listener=\"web\\\"1\",group=\"1\",channel=\"10.0.0.2:80\"";
+    for want in [
+        "balance_listener_accepted_total{listener=\"web\\\"1\"} 7".to_string(),
+        "balance_listener_refused_total{listener=\"web\\\"1\"} 0".into(),
+        format!("balance_channel_sent_bytes_total{{{l0}}} 123"),
+        format!("balance_channel_state{{{l0},state=\"ENA\"}} 1"),
+        format!("balance_channel_state{{{l1},state=\"dis\"}} 1"),
+        format!("balance_channel_state{{{l1},state=\"ENA\"}} 0"),
+        format!("balance_channel_connections{{{l1}}} 0"),
+        "# TYPE balance_channel_connections_total counter".into(),
+    ] {
+        assert!(text.lines().any(|l| l == want), "missing {want}\n{text}");
+    }
+    // Every sample line is `name{labels} number`.
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, v) = l.rsplit_once(' ').unwrap();
+        assert!(v.parse::<u64>().is_ok(), "{l}");
+    }
+}

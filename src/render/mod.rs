@@ -1,0 +1,183 @@
+//! Every read-only view of the live state, built in one place and rendered
+//! in one place: `show`'s table, `show json` and MRTG's lines ([`show`]),
+//! the Prometheus exposition ([`prometheus`]) and the state file's
+//! snapshot (`control::state`) all consume the [`ListenerView`] and
+//! [`ChannelView`] built here. Nothing here writes live state.
+
+pub mod prometheus;
+pub mod show;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::config::{Failback, Host, Policy};
+use crate::pool::{Admin, Channel, Group, ShownState, Target};
+use crate::service::Service;
+
+/// One channel at one instant.
+#[derive(Debug, Clone)]
+pub struct ChannelView {
+    pub group: usize,
+    pub index: usize,
+    pub policy: Policy,
+    pub state: ShownState,
+    pub admin: Admin,
+    pub up: bool,
+    pub target: Arc<Target>,
+    pub conns: u32,
+    pub total: u64,
+    pub maxc: u32,
+    pub weight: u32,
+    pub sent: u64,
+    pub rcvd: u64,
+    pub connect_failures: u64,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+    pub check_micros: u64,
+    /// Why the last check or connect failed (or "ok").
+    pub last_reason: String,
+}
+
+impl ChannelView {
+    /// The channel `index` of `group` (with that group's policy).
+    pub fn of(group: usize, index: usize, policy: Policy, ch: &Channel) -> ChannelView {
+        ChannelView {
+            group,
+            index,
+            policy,
+            state: ch.shown_state(),
+            admin: ch.admin(),
+            up: ch.is_up(),
+            target: ch.target(),
+            conns: ch.conns(),
+            total: ch.total.load(Relaxed),
+            maxc: ch.maxc(),
+            weight: ch.weight(),
+            sent: ch.sent.load(Relaxed),
+            rcvd: ch.rcvd.load(Relaxed),
+            connect_failures: ch.connect_failures.load(Relaxed),
+            checks_passed: ch.checks_passed.load(Relaxed),
+            checks_failed: ch.checks_failed.load(Relaxed),
+            check_micros: ch.check_micros.load(Relaxed),
+            last_reason: ch.health().1,
+        }
+    }
+
+    /// The host as configured: an IP literal or the name.
+    pub fn host(&self) -> String {
+        host_text(&self.target.host)
+    }
+
+    /// The address column: an IP literal as is; a name as its first
+    /// resolved address like balance.fm (or the name if it did not resolve).
+    pub fn shown_address(&self) -> String {
+        match &self.target.host {
+            Host::Ip(ip) => ip.to_string(),
+            Host::Name(n) => self
+                .target
+                .addrs
+                .first()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|| n.clone()),
+        }
+    }
+}
+
+/// An IP literal or a name, as text.
+pub fn host_text(h: &Host) -> String {
+    match h {
+        Host::Ip(ip) => ip.to_string(),
+        Host::Name(n) => n.clone(),
+    }
+}
+
+/// `rr` or `hash`: the lowercase policy word of `show json` and the state
+/// file.
+pub fn policy_word(p: Policy) -> &'static str {
+    match p {
+        Policy::Hash => "hash",
+        Policy::RoundRobin => "rr",
+    }
+}
+
+/// Every channel of `groups`, in group then channel order.
+pub fn channels(groups: &[Arc<Group>]) -> Vec<ChannelView> {
+    groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, grp)| {
+            let policy = grp.policy();
+            grp.channels
+                .iter()
+                .enumerate()
+                .map(move |(i, ch)| ChannelView::of(g, i, policy, ch))
+        })
+        .collect()
+}
+
+/// One listener at one instant: its counters, groups and channels.
+#[derive(Debug, Clone)]
+pub struct ListenerView {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub accepted: u64,
+    pub refused: u64,
+    pub spinning: u64,
+    pub failovers: u64,
+    pub failover_events: u64,
+    pub failback_events: u64,
+    pub active: u64,
+    pub failback: Failback,
+    /// The group new connections start from (manual failback).
+    pub floor: usize,
+    /// Each group's policy and channel count.
+    pub groups: Vec<(Policy, usize)>,
+    pub channels: Vec<ChannelView>,
+}
+
+impl ListenerView {
+    pub fn of(svc: &Service) -> ListenerView {
+        let groups = svc.pool.groups();
+        let s = &svc.stats;
+        ListenerView {
+            name: svc.cfg.name.clone(),
+            bind: svc.cfg.bind,
+            accepted: s.accepted.load(Relaxed),
+            refused: s.refused.load(Relaxed),
+            spinning: s.spinning.load(Relaxed),
+            failovers: s.failovers.load(Relaxed),
+            failover_events: s.failover_events.load(Relaxed),
+            failback_events: s.failback_events.load(Relaxed),
+            active: s.active.load(Relaxed),
+            failback: svc.cfg.failback,
+            floor: svc.pool.floor(),
+            groups: groups
+                .iter()
+                .map(|g| (g.policy(), g.channels.len()))
+                .collect(),
+            channels: channels(&groups),
+        }
+    }
+}
+
+/// Process-wide splice pipe gauges.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipes {
+    /// Held by busy connections.
+    pub in_use: u64,
+    /// Empty, kept for reuse.
+    pub pooled: u64,
+}
+
+impl Pipes {
+    pub fn now() -> Pipes {
+        Pipes {
+            in_use: crate::proxy::splice::pipes_in_use() as u64,
+            pooled: crate::proxy::splice::pipes_pooled() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

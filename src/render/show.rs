@@ -1,0 +1,139 @@
+//! The control socket's output formats: `show`'s table (balance's columns
+//! and widths), `show json` (one line, every field) and MRTG's four lines.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::config::Failback;
+use crate::render::{ChannelView, ListenerView, Pipes, policy_word};
+
+/// balance's `show`: same columns and widths; the address column widens
+/// when an address needs more than 16 characters.
+pub fn table(channels: &[ChannelView]) -> Vec<String> {
+    let addrs: Vec<String> = channels.iter().map(ChannelView::shown_address).collect();
+    let w = addrs.iter().map(String::len).max().unwrap_or(0).max(16);
+    let mut out = Vec::with_capacity(channels.len() + 1);
+    out.push(format!(
+        "{:>3} {:>4} {:>2} {:>3} {:>w$} {:>5} {:>4} {:>11} {:>4} {:>11} {:>11}",
+        "GRP", "Type", "#", "S", "ip-address", "port", "c", "totalc", "maxc", "sent", "rcvd"
+    ));
+    for (c, addr) in channels.iter().zip(addrs) {
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "{:>3} {:>4} {:>2} {:>3} {:>w$} {:>5} {:>4} {:>11} {:>4} {:>11} {:>11}",
+            c.group,
+            c.policy.as_str(),
+            c.index,
+            c.state.as_str(),
+            addr,
+            c.target.port,
+            c.conns,
+            c.total,
+            c.maxc,
+            c.sent,
+            c.rcvd,
+        );
+        out.push(s);
+    }
+    out
+}
+
+/// `show json`: one line, every field.
+pub fn json(l: &ListenerView, pipes: Pipes) -> String {
+    let channels: Vec<_> = l
+        .channels
+        .iter()
+        .map(|c| {
+            json!({
+                "group": c.group,
+                "index": c.index,
+                "type": policy_word(c.policy),
+                "state": c.state.as_str(),
+                "admin": c.admin,
+                "up": c.up,
+                "host": c.host(),
+                "port": c.target.port,
+                "addrs": c.target.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "c": c.conns,
+                "totalc": c.total,
+                "maxc": c.maxc,
+                "weight": c.weight,
+                "sent": c.sent,
+                "rcvd": c.rcvd,
+                "connect_failures": c.connect_failures,
+                "checks_passed": c.checks_passed,
+                "checks_failed": c.checks_failed,
+                "check_micros": c.check_micros,
+                "last_reason": c.last_reason,
+            })
+        })
+        .collect();
+    let v = json!({
+        "listener": {
+            "name": l.name,
+            "bind": l.bind.to_string(),
+            "accepted": l.accepted,
+            "refused": l.refused,
+            "spinning": l.spinning,
+            "failovers": l.failovers,
+            "failover_events": l.failover_events,
+            "failback_events": l.failback_events,
+            "active": l.active,
+            "failback": match l.failback {
+                Failback::Auto => "auto",
+                Failback::Manual => "manual",
+            },
+            "failback_floor": l.floor,
+        },
+        // Process-wide: splice pipes held by busy connections, and pooled.
+        "pipes": {
+            "in_use": pipes.in_use,
+            "pooled": pipes.pooled,
+        },
+        "groups": l.groups.iter().enumerate().map(|(g, (policy, n))| json!({
+            "group": g,
+            "type": policy_word(*policy),
+            "channels": n,
+        })).collect::<Vec<_>>(),
+        "channels": channels,
+    });
+    v.to_string()
+}
+
+/// Which pair of counters an MRTG query asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mrtg {
+    /// Bytes received, bytes sent.
+    Bytes,
+    /// Connections total, connections now.
+    Conns,
+}
+
+/// MRTG's four lines: two counters, the uptime, the channel's name.
+pub fn mrtg(c: &ChannelView, what: Mrtg, up: Duration) -> Vec<String> {
+    let (a, b) = match what {
+        Mrtg::Bytes => (c.rcvd, c.sent),
+        Mrtg::Conns => (c.total, u64::from(c.conns)),
+    };
+    vec![
+        a.to_string(),
+        b.to_string(),
+        uptime(up),
+        format!("group {} channel {}", c.group, c.index),
+    ]
+}
+
+/// MRTG's third line: the uptime.
+pub fn uptime(d: Duration) -> String {
+    let s = d.as_secs();
+    format!(
+        "{} days, {:02}:{:02}:{:02}",
+        s / 86_400,
+        s % 86_400 / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}

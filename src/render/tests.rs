@@ -1,0 +1,72 @@
+use super::*;
+use crate::config::{ChannelConfig, GroupConfig, ListenerConfig};
+use crate::health::RiseFallParams;
+
+fn svc() -> Service {
+    let ch = |ip: &str, port| ChannelConfig {
+        host: Host::Ip(ip.parse().unwrap()),
+        port,
+        maxc: 0,
+        weight: 1,
+    };
+    let cfg = ListenerConfig::new(
+        "l".into(),
+        "127.0.0.1:1".parse().unwrap(),
+        vec![
+            GroupConfig {
+                policy: Policy::RoundRobin,
+                channels: vec![ch("10.0.0.1", 80), ch("10.0.0.2", 81)],
+            },
+            GroupConfig {
+                policy: Policy::Hash,
+                channels: vec![ch("::1", 82)],
+            },
+        ],
+    );
+    Service::new(cfg, RiseFallParams::default())
+}
+
+#[test]
+fn one_view_per_channel_in_group_then_channel_order_with_live_values() {
+    let s = svc();
+    s.pool.groups()[1].channels[0].sent.store(9, Relaxed);
+    s.pool.groups()[0].channels[1].set_admin(Admin::Drain);
+    s.stats.accepted.store(3, Relaxed);
+    let v = ListenerView::of(&s);
+    assert_eq!(v.accepted, 3);
+    assert_eq!(v.groups, [(Policy::RoundRobin, 2), (Policy::Hash, 1)]);
+    let at: Vec<_> = v.channels.iter().map(|c| (c.group, c.index)).collect();
+    assert_eq!(at, [(0, 0), (0, 1), (1, 0)]);
+    assert_eq!(v.channels[1].state, ShownState::Drain);
+    assert_eq!(v.channels[2].sent, 9);
+    assert_eq!(v.channels[2].policy, Policy::Hash);
+    assert_eq!(v.channels[2].host(), "::1");
+    assert_eq!(v.channels[2].shown_address(), "::1");
+}
+
+#[test]
+fn a_name_shows_its_first_address_or_itself_when_unresolved() {
+    let view = |addrs: Vec<SocketAddr>| {
+        let s = svc();
+        let ch = Arc::clone(&s.pool.groups()[0].channels[0]);
+        ch.set_target(Target {
+            host: Host::Name("db".into()),
+            port: 80,
+            addrs,
+        });
+        ChannelView::of(0, 0, Policy::RoundRobin, &ch)
+    };
+    let v = view(vec!["10.1.1.1:80".parse().unwrap()]);
+    assert_eq!(
+        (v.host(), v.shown_address()),
+        ("db".into(), "10.1.1.1".into())
+    );
+    let v = view(vec![]);
+    assert_eq!(v.shown_address(), "db");
+}
+
+#[test]
+fn policy_words_are_lowercase() {
+    assert_eq!(policy_word(Policy::Hash), "hash");
+    assert_eq!(policy_word(Policy::RoundRobin), "rr");
+}
