@@ -257,3 +257,5 @@ fn take_error(s: &TcpStream) -> io::Error {
     }
 }
 
+#[cfg(test)]
+mod tests;

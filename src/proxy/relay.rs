@@ -221,3 +221,5 @@ async fn repoll() {
     .await
 }
 
+#[cfg(test)]
+mod tests;
