@@ -1,6 +1,7 @@
 //! Binding listen sockets and the accept loop. The accept loop never dies
 //! and never spins: resource errors (EMFILE…) back off and log at most once
-//! a second; everything else is logged and accept continues.
+//! a second; everything else is logged and accept continues. The loop
+//! writes only its service's `accepted` counter.
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,8 +1,9 @@
 //! `-p`: print relayed data to stdout in an always-readable escaped form.
+//! Called by the buffered pump for each chunk; holds no state.
 
 use std::io::Write;
 
-use super::relay::Dir;
+use super::half::Dir;
 
 /// Escape bytes so a terminal never sees control sequences from the wire.
 pub fn escape(data: &[u8]) -> String {
@@ -32,12 +33,4 @@ pub fn print(dir: Dir, data: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn escapes_control_bytes() {
-        assert_eq!(
-            super::escape(b"a\r\n\x1b[2J\\\x00"),
-            "a\\r\\n\n\\x1b[2J\\\\\\x00"
-        );
-    }
-}
+mod tests;

@@ -1,8 +1,18 @@
 //! One client connection from accept to close: connect with failover, then
-//! relay. Errors stay here: they are logged and the task ends.
+//! relay. Errors stay here: they are logged and the task ends. This module
+//! and the relay write only counters (connections here, bytes there).
+//!
+//! - `connect`: pick a channel, connect with failover.
+//! - `relay`: the orchestrator (active phases, idle parking, `-T`, the
+//!   close passed on), one `half::HalfDuplex` per direction.
+//! - `buffered` and `splice`: the two pumps, siblings sharing only `half`;
+//!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`.
 
+pub mod buffered;
 pub mod connect;
 pub mod dump;
+pub mod half;
+pub mod pipe;
 pub mod relay;
 pub mod splice;
 

@@ -1,4 +1,8 @@
-//! The buffered byte relay: both directions until both have ended.
+//! The relay orchestrator: both directions of one connection until both
+//! have ended, in active phases and idle parking, then the close passed on.
+//! The pumps (`buffered`, `splice`) move the bytes of one `HalfDuplex`
+//! each; the state that outlives a phase (`Link`) lives here, and each
+//! direction writes only its own half of it.
 //!
 //! - EOF on one side → `shutdown(Write)` on the other; the other direction
 //!   keeps flowing (half-close).
@@ -11,18 +15,14 @@
 //!   both directions wait on drained sources the connection parks and holds
 //!   none.
 
-use std::io;
-use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until};
 
-/// Size of the copy buffer used while data is in flight.
-pub const BUF_SIZE: usize = 64 * 1024;
+use super::half::{Activity, Dir, HalfDuplex, HalfState, PumpError};
+use super::{buffered, splice};
 
 /// How a relay ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,13 +37,6 @@ pub enum End {
     Idle,
 }
 
-/// Which way bytes flow, for counters and the packet dump.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dir {
-    ToBackend,
-    ToClient,
-}
-
 /// What a relay needs besides the two sockets.
 pub struct RelayOpts<'a> {
     pub sent: &'a AtomicU64,
@@ -54,67 +47,14 @@ pub struct RelayOpts<'a> {
     pub splice: bool,
 }
 
-/// A direction's failure: which side broke.
-#[derive(Debug)]
-pub enum PumpError {
-    /// Reading the source failed (it was reset).
-    Src(io::Error),
-    /// Writing the destination failed (it is gone).
-    Dst(io::Error),
-}
-
-/// Tracks the last time bytes moved, for the idle timeout.
-pub struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    pub fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-    pub fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Relaxed);
-    }
-    /// Resolves once nothing moved for `idle`.
-    pub async fn expired(&self, idle: Duration) {
-        loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Relaxed));
-            let deadline = last + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            sleep_until(deadline).await;
-        }
-    }
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// What the two directions of one relay share.
+/// What outlives an active phase: when bytes last moved, and each
+/// direction's flags. This is all an idle connection keeps besides the
+/// sockets.
 #[derive(Default)]
-pub struct Flags {
-    /// A direction has ended cleanly (EOF passed on); by `Dir::index`.
-    done: [AtomicBool; 2],
-    /// A direction waits on a drained source and holds nothing.
-    parked: [AtomicBool; 2],
-}
-
-impl Dir {
-    fn index(self) -> usize {
-        match self {
-            Dir::ToBackend => 0,
-            Dir::ToClient => 1,
-        }
-    }
+struct Link {
+    act: Activity,
+    to_backend: HalfState,
+    to_client: HalfState,
 }
 
 /// How an active phase of the relay ended.
@@ -131,11 +71,10 @@ enum Phase {
 /// and the connection parks on a tiny wait for either socket to become
 /// readable: an idle connection holds only this function's few words.
 pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -> End {
-    let act = Activity::new();
-    let flags = Flags::default();
+    let link = Link::default();
     let run = async {
         loop {
-            if let Phase::Finished(r) = Box::pin(active(client, backend, o, &act, &flags)).await {
+            if let Phase::Finished(r) = Box::pin(active(client, backend, o, &link)).await {
                 return r;
             }
             // Parked (both directions alive and drained). Any readiness,
@@ -155,7 +94,7 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
     let idle = async {
         match o.idle_timeout {
             // Boxed: only connections with `-T` pay for the timer's state.
-            Some(d) => Box::pin(idle_expired(client, backend, &act, d)).await,
+            Some(d) => Box::pin(idle_expired(client, backend, &link.act, d)).await,
             None => std::future::pending().await,
         }
     };
@@ -193,23 +132,30 @@ async fn idle_expired(client: &TcpStream, backend: &TcpStream, act: &Activity, i
 }
 
 /// Both directions until the relay ends, or until both park.
-async fn active(
-    client: &TcpStream,
-    backend: &TcpStream,
-    o: &RelayOpts<'_>,
-    act: &Activity,
-    flags: &Flags,
-) -> Phase {
-    let both = async {
-        tokio::try_join!(
-            direction(client, backend, Dir::ToBackend, o.sent, act, o, flags),
-            direction(backend, client, Dir::ToClient, o.rcvd, act, o, flags),
-        )
+async fn active(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>, link: &Link) -> Phase {
+    let to_backend = HalfDuplex {
+        dir: Dir::ToBackend,
+        src: client,
+        dst: backend,
+        counter: o.sent,
+        act: &link.act,
+        state: &link.to_backend,
+        peer: &link.to_client,
     };
+    let to_client = HalfDuplex {
+        dir: Dir::ToClient,
+        src: backend,
+        dst: client,
+        counter: o.rcvd,
+        act: &link.act,
+        state: &link.to_client,
+        peer: &link.to_backend,
+    };
+    let both = async { tokio::try_join!(direction(&to_backend, o), direction(&to_client, o)) };
     // Polled after `both` on every wake-up: both directions parked means
     // nothing is in flight and neither holds a buffer or a pipe.
     let parked = std::future::poll_fn(|_| {
-        if flags.parked[0].load(Relaxed) && flags.parked[1].load(Relaxed) {
+        if link.to_backend.parked() && link.to_client.parked() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -241,29 +187,19 @@ pub fn finish(client: &TcpStream, backend: &TcpStream, res: Result<(), (Dir, Pum
 }
 
 /// One direction on the splice path or the buffered one.
-async fn direction(
-    src: &TcpStream,
-    dst: &TcpStream,
-    dir: Dir,
-    counter: &AtomicU64,
-    act: &Activity,
-    o: &RelayOpts<'_>,
-    flags: &Flags,
-) -> Result<(), (Dir, PumpError)> {
-    let mine = &flags.done[dir.index()];
-    if mine.load(Relaxed) {
+async fn direction(h: &HalfDuplex<'_>, o: &RelayOpts<'_>) -> Result<(), (Dir, PumpError)> {
+    if h.ended() {
         return Ok(());
     }
-    let spliced = o.splice
-        && !o.dump
-        && super::splice::pump(src, dst, dir, counter, act, flags).await?
-            == super::splice::Outcome::Done;
+    let fail = |e| (h.dir, e);
+    let spliced =
+        o.splice && !o.dump && splice::pump(h).await.map_err(fail)? == splice::Outcome::Done;
     if !spliced {
-        pump(src, dst, dir, counter, act, o.dump, flags).await?;
+        buffered::pump(h, o.dump).await.map_err(fail)?;
     }
     // The opposite direction may be waiting on its source alone; make it
     // look again so it now also watches our source for errors.
-    mine.store(true, Relaxed);
+    h.set_ended();
     repoll().await;
     Ok(())
 }
@@ -285,167 +221,5 @@ async fn repoll() {
     .await
 }
 
-/// Copy `src` → `dst` until EOF, then shut down writing on `dst`.
-pub(crate) async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
-    dir: Dir,
-    counter: &AtomicU64,
-    act: &Activity,
-    dump: bool,
-    flags: &Flags,
-) -> Result<(), (Dir, PumpError)> {
-    // Lives in the relay's active phase only: an idle connection parks and
-    // drops it (see `relay`), so it is not released between messages.
-    let mut buf: Option<Box<[u8]>> = None;
-    loop {
-        wait_source(src, dst, dir, flags)
-            .await
-            .map_err(|e| (dir, e))?;
-        let b = buf.get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
-        let n = match read_chunk(src, b) {
-            Chunk::Eof => {
-                pass_eof(dst);
-                return Ok(());
-            }
-            Chunk::Drained(n) | Chunk::Full(n) => n,
-            Chunk::Interrupted => continue,
-            Chunk::Err(e) => return Err((dir, PumpError::Src(e))),
-        };
-        let Some(data) = b.get(..n).filter(|d| !d.is_empty()) else {
-            continue;
-        };
-        if dump {
-            crate::proxy::dump::print(dir, data);
-        }
-        write_all(dst, src, data).await.map_err(|e| (dir, e))?;
-        counter.fetch_add(n as u64, Relaxed);
-        act.touch();
-    }
-}
-
-/// Half-close: pass the EOF on; the other direction keeps flowing.
-pub(crate) fn pass_eof(dst: &TcpStream) {
-    let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
-}
-
-/// One read of `src` into `buf`.
-pub(crate) enum Chunk {
-    Eof,
-    /// Read this much (maybe 0) and the socket is empty: readiness is
-    /// cleared, so the next wait blocks until new bytes arrive.
-    Drained(usize),
-    /// Filled the buffer: more may be queued.
-    Full(usize),
-    Interrupted,
-    Err(io::Error),
-}
-
-/// Read once. A read that returns less than the buffer proves the socket
-/// drained (TCP hands out everything queued up to the length asked), so
-/// readiness is cleared without the extra read that would only say EAGAIN:
-/// a small message costs one read and one write.
-pub(crate) fn read_chunk(src: &TcpStream, buf: &mut [u8]) -> Chunk {
-    use std::io::Read;
-    let mut got = 0;
-    let r = src.try_io(Interest::READABLE, || {
-        let n = (&*socket2::SockRef::from(src)).read(buf)?;
-        got = n;
-        if n > 0 && n < buf.len() {
-            // Tell tokio the socket is drained: it clears the readiness (an
-            // edge from data arriving meanwhile is not lost).
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match r {
-        Ok(0) => Chunk::Eof,
-        Ok(n) => Chunk::Full(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Chunk::Drained(got),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Chunk::Interrupted,
-        Err(e) => Chunk::Err(e),
-    }
-}
-
-/// Wait until `src` is readable, watching `dst` for errors only when needed.
-///
-/// While the opposite direction is still running it reads `dst`, and a
-/// reset `dst` is readable, so that direction sees the error; it also
-/// watches `dst` itself while blocked writing. So until it has ended we
-/// wait on `src` alone: the smallest future, which is what an idle
-/// connection holds. Once it has ended, `dst` is watched too. While this
-/// wait is pending the direction is marked parked (it holds nothing).
-pub async fn wait_source(
-    src: &TcpStream,
-    dst: &TcpStream,
-    dir: Dir,
-    flags: &Flags,
-) -> Result<(), PumpError> {
-    let peer_done = &flags.done[1 - dir.index()];
-    let parked = &flags.parked[dir.index()];
-    if !peer_done.load(Relaxed) {
-        // `poll_read_ready` keeps the waker in the socket's own read slot:
-        // no waiter node in our future. Only this direction polls `src`
-        // for reading, and both directions share one task.
-        let r = std::future::poll_fn(|cx| {
-            if peer_done.load(Relaxed) {
-                parked.store(false, Relaxed);
-                return Poll::Ready(None);
-            }
-            let r = src.poll_read_ready(cx);
-            parked.store(r.is_pending(), Relaxed);
-            r.map(Some)
-        })
-        .await;
-        if let Some(r) = r {
-            return r.map_err(PumpError::Src);
-        }
-    }
-    Box::pin(wait_readable(src, dst)).await
-}
-
-/// Wait until `src` is readable, or fail if `dst` reports an error first
-/// (its peer reset while we wait on a quiet source).
-pub async fn wait_readable(src: &TcpStream, dst: &TcpStream) -> Result<(), PumpError> {
-    tokio::select! {
-        r = src.readable() => r.map_err(PumpError::Src),
-        r = dst.ready(Interest::ERROR) => Err(PumpError::Dst(r.err().unwrap_or_else(|| take_error(dst)))),
-    }
-}
-
-/// Wait until `dst` is writable, or fail if `src` reports an error first (a
-/// clogged destination must not hide a reset source).
-pub async fn wait_writable(dst: &TcpStream, src: &TcpStream) -> Result<(), PumpError> {
-    tokio::select! {
-        r = dst.writable() => r.map_err(PumpError::Dst),
-        r = src.ready(Interest::ERROR) => Err(PumpError::Src(r.err().unwrap_or_else(|| take_error(src)))),
-    }
-}
-
-pub(crate) async fn write_all(
-    dst: &TcpStream,
-    src: &TcpStream,
-    mut data: &[u8],
-) -> Result<(), PumpError> {
-    while !data.is_empty() {
-        match dst.try_write(data) {
-            Ok(0) => return Err(PumpError::Dst(io::ErrorKind::WriteZero.into())),
-            Ok(n) => data = &data[n..],
-            // Boxed: only a connection whose destination is full pays for it.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                Box::pin(wait_writable(dst, src)).await?
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(PumpError::Dst(e)),
-        }
-    }
-    Ok(())
-}
-
-fn take_error(s: &TcpStream) -> io::Error {
-    match s.take_error() {
-        Ok(Some(e)) => e,
-        _ => io::Error::from(io::ErrorKind::ConnectionReset),
-    }
-}
+#[cfg(test)]
+mod tests;
