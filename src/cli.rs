@@ -19,9 +19,6 @@ use crate::config::{
     Policy, SpecError, parse_duration,
 };
 
-/// Exit code for usage and config errors (EX_USAGE).
-pub const EXIT_USAGE: i32 = 64;
-
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {

@@ -1,23 +1,32 @@
 //! `balance`: a Layer-4 TCP load balancer with failover groups.
 //!
-//! Map of the modules:
-//! - [`cli`]: balance's command line → [`config::Config`] (two stages).
-//! - [`config`]: the resolved model shared by every input.
-//! - [`pool`]: groups, channels, states, counters, selection.
-//! - [`health`]: the rise/fall state machine.
-//! - [`service`]: one listener at runtime (config + pool + counters).
-//! - [`listener`]: binding and the accept loop.
-//! - [`proxy`]: one connection: connect with failover, then the relay.
-//! - [`monitor`]: health checks feeding the pool's rise/fall.
-//! - [`control`]: the control socket and the `-i`/`-c` client.
-//! - [`app`]: bind, daemonize, run, shut down.
+//! Map of the modules, top-down (a module imports only modules listed
+//! below it, or its own children; there are no import cycles):
+//! - [`app`]: boot (bind, preflight, daemonize, privileges, runtime), the
+//!   supervisor (reload plans) and signals. The only writer of [`registry`].
+//! - [`control`]: the control socket (one handler per command), the state
+//!   file and the `-i`/`-c` client. Reaches the supervisor only through a
+//!   `control::reload` handle.
+//! - [`cli`]: balance's argv → raw values → the [`config`] builder.
+//! - [`metrics`]: the `GET /metrics` responder.
+//! - [`dns`]: periodic re-resolution of backend names; reports through
+//!   [`service::Service::report`].
+//! - [`render`]: read-only views of the live state and every text made from
+//!   them (`show`, `show json`, MRTG, Prometheus, the state file).
+//! - [`registry`]: the live services snapshot.
+//! - [`listener`]: the accept loop.
+//! - [`proxy`]: one connection: connect with failover, then the relay
+//!   (`half` shared by the buffered and splice pumps).
+//! - [`monitor`]: the probe scheduler and one file per probe kind.
+//! - [`service`]: one listener at runtime; `report` is the one place that
+//!   reacts to a health outcome.
+//! - [`pool`]: channels (state, counters), pure selection, the reload merge.
+//! - [`health`]: rise/fall, typed reasons and outcomes.
 //! - [`logging`]: stderr, file or syslog.
-//! - [`registry`]: the live services snapshot (written by [`app`] only).
-//! - [`render`]: read-only views of the live state and their texts.
-//! - [`metrics`]: Prometheus text on `GET /metrics`.
+//! - [`sys`]: the only `unsafe`: socket options, splice, fork, syslog, rlimits.
+//! - [`config`]: the resolved model, the one listener builder, every
+//!   grammar (channel, bind, durations, `-m`) and the YAML file.
 //! - [`exit`]: every exit code.
-//! - [`dns`]: periodic re-resolution of backend host names.
-//! - [`sys`]: the only `unsafe`: socket options, fork, syslog, rlimits.
 #![deny(unsafe_code)]
 
 pub mod app;
