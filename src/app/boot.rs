@@ -1,7 +1,9 @@
-//! Everything before the runtime, in order, while errors still reach the
-//! terminal: bind the listeners, check the control sockets, bind metrics,
-//! look the user up, daemonize, open the log, write the pidfile, drop
-//! privileges, build the runtime. Then serve and clean up.
+//! Everything before the runtime, in order: bind the listeners, check the
+//! control sockets, bind metrics, look the user up, daemonize, open the
+//! log, write the pidfile, drop privileges, build the runtime. Then serve
+//! and clean up. Daemonized, a failure after the fork still reaches the
+//! terminal: the parent waits on the readiness pipe ([`daemon`]) and exits
+//! with the daemon's message and code, or 0 once it serves.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
