@@ -1,6 +1,8 @@
 //! Logging setup: text or JSON to stderr in the foreground; syslog (or a
 //! file) when daemonized. `-d` turns on debug; `BALANCE_LOG` overrides the
-//! filter (tracing's EnvFilter syntax).
+//! filter (tracing's EnvFilter syntax). When stderr is the journal's stream
+//! (`$JOURNAL_STREAM`), each line starts with its syslog priority (`<3>`
+//! error ... `<7>` debug), so `journalctl -p err` finds the errors.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -27,8 +29,11 @@ pub fn init(g: &Global, sink: Sink<'_>) -> io::Result<()> {
         .with_target(false)
         .with_ansi(ansi);
     let json = g.log_format == LogFormat::Json;
+    let journal = matches!(sink, Sink::Stderr) && crate::sys::notify::stderr_is_journal();
     // try_init: a second init (tests) is not an error worth dying for.
     let _ = match sink {
+        Sink::Stderr if journal && json => builder.json().with_writer(JournalMaker).try_init(),
+        Sink::Stderr if journal => builder.with_writer(JournalMaker).try_init(),
         Sink::Stderr if json => builder.json().with_writer(io::stderr).try_init(),
         Sink::Stderr => builder.with_writer(io::stderr).try_init(),
         Sink::File(p) => {
@@ -64,6 +69,16 @@ pub fn init(g: &Global, sink: Sink<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// The syslog priority of a tracing level.
+fn priority(level: Level) -> libc::c_int {
+    match level {
+        Level::ERROR => libc::LOG_ERR,
+        Level::WARN => libc::LOG_WARNING,
+        Level::INFO => libc::LOG_INFO,
+        _ => libc::LOG_DEBUG,
+    }
+}
+
 /// Makes one [`SyslogLine`] per event, at the event's level.
 struct SyslogMaker;
 
@@ -73,14 +88,67 @@ impl<'a> MakeWriter<'a> for SyslogMaker {
         SyslogLine::new(libc::LOG_INFO)
     }
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> SyslogLine {
-        let prio = match *meta.level() {
-            Level::ERROR => libc::LOG_ERR,
-            Level::WARN => libc::LOG_WARNING,
-            Level::INFO => libc::LOG_INFO,
-            _ => libc::LOG_DEBUG,
-        };
-        SyslogLine::new(prio)
+        SyslogLine::new(priority(*meta.level()))
     }
+}
+
+/// Makes one [`JournalLine`] per event, at the event's level.
+struct JournalMaker;
+
+impl<'a> MakeWriter<'a> for JournalMaker {
+    type Writer = JournalLine;
+    fn make_writer(&'a self) -> JournalLine {
+        JournalLine::new(libc::LOG_INFO)
+    }
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> JournalLine {
+        JournalLine::new(priority(*meta.level()))
+    }
+}
+
+/// Buffers one formatted event and writes it to stderr when dropped, each
+/// line prefixed with `<PRIORITY>` (sd-daemon(3)'s stderr convention).
+struct JournalLine {
+    prio: libc::c_int,
+    buf: Vec<u8>,
+}
+
+impl JournalLine {
+    fn new(prio: libc::c_int) -> Self {
+        JournalLine {
+            prio,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Write for JournalLine {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for JournalLine {
+    fn drop(&mut self) {
+        let out = journal_lines(self.prio, &self.buf);
+        if !out.is_empty() {
+            let _ = io::stderr().lock().write_all(&out);
+        }
+    }
+}
+
+/// `text`'s lines, each prefixed with `<prio>`.
+fn journal_lines(prio: libc::c_int, text: &[u8]) -> Vec<u8> {
+    let prefix = format!("<{prio}>");
+    let mut out = Vec::with_capacity(text.len() + prefix.len());
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 /// Buffers one formatted event and sends it to syslog when dropped.
@@ -117,3 +185,6 @@ impl Drop for SyslogLine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,9 @@
-//! Everything before the runtime, in order, while errors still reach the
-//! terminal: bind the listeners, check the control sockets, bind metrics,
-//! look the user up, daemonize, open the log, write the pidfile, drop
-//! privileges, build the runtime. Then serve and clean up.
+//! Everything before the runtime, in order: bind the listeners, check the
+//! control sockets, bind metrics, look the user up, daemonize, open the
+//! log, write the pidfile, drop privileges, build the runtime. Then serve
+//! and clean up. Daemonized, a failure after the fork still reaches the
+//! terminal: the parent waits on the readiness pipe ([`daemon`]) and exits
+//! with the daemon's message and code, or 0 once it serves.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +20,8 @@ use crate::config::{Config, Global};
 use crate::control::{ReloadHandle, paths};
 use crate::exit::Exit;
 use crate::logging::{self, Sink};
+use crate::sys::daemon::{self, Forked, Ready};
+use crate::sys::notify;
 
 /// Why the process could not start or run: one line, and its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +48,9 @@ fn os(msg: String) -> Fatal {
     Fatal::Os(msg)
 }
 
-/// Boot, serve until a stop signal, drain, clean up.
+/// Boot, serve until a stop signal, drain, clean up. Daemonized, the
+/// terminal's process returns what the daemon reported: Ok once it
+/// serves, or the daemon's own error.
 pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
     crate::sys::ignore_sighup();
     crate::sys::raise_nofile_limit();
@@ -65,22 +71,80 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
     let drop_to = match &g.user {
         None => None,
         Some(user) => Some((
-            user.as_str(),
+            user.clone(),
             crate::sys::lookup_user(user)
                 .map_err(|e| os(format!("cannot use --user \"{user}\": {e}")))?,
         )),
     };
+    let mut ready = None;
     if !g.foreground {
-        crate::sys::daemonize().map_err(|e| os(format!("cannot daemonize: {e}")))?;
+        match daemon::daemonize().map_err(|e| os(format!("cannot daemonize: {e}")))? {
+            Forked::Parent(report) => return parent_exit(report),
+            Forked::Child(r) => ready = Some(r),
+        }
     }
-    open_log(g)?;
+    let boot = Boot {
+        cfg,
+        source,
+        listeners: bound,
+        metrics,
+        base_run_dir,
+        drop_to,
+    };
+    let res = run_started(boot, &mut ready);
+    // A failure before serving reaches the terminal through the parent.
+    if let (Err(f), Some(r)) = (&res, ready.take()) {
+        r.fail(f.exit().code(), &f.to_string());
+    }
+    res
+}
+
+/// The terminal's side of `daemonize`: the daemon's warnings, then its
+/// verdict as our exit.
+fn parent_exit(report: daemon::Report) -> Result<(), Fatal> {
+    for w in &report.warnings {
+        eprintln!("balance: warning: {w}");
+    }
+    match report.outcome {
+        Ok(()) => Ok(()),
+        Err((code, msg)) if code == Some(Exit::Usage.code()) => Err(Fatal::Config(msg)),
+        Err((_, msg)) => Err(Fatal::Os(msg)),
+    }
+}
+
+/// What is ready before the fork, for the daemon (or the foreground
+/// process) to go on with.
+struct Boot {
+    cfg: Config,
+    source: Source,
+    listeners: Vec<std::net::TcpListener>,
+    metrics: Option<std::net::TcpListener>,
+    base_run_dir: PathBuf,
+    drop_to: Option<(String, (u32, u32))>,
+}
+
+/// After the fork: log, pidfile, privileges, runtime; serve. `ready` is
+/// told OK once every listener serves.
+fn run_started(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
+    let g = &b.cfg.global;
+    open_log(g, ready)?;
     if let Some(p) = &g.pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(|e| os(format!("cannot write pidfile {}: {e}", p.display())))?;
     }
+    let pidfile = g.pidfile.clone();
+    let res = serve_as_user(b, ready);
+    if let Some(p) = pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    res
+}
+
+fn serve_as_user(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
+    let g = &b.cfg.global;
     // Everything privileged is open; no thread exists yet.
-    let moved_to = match drop_to {
-        Some((user, (uid, gid))) => drop_privileges(g, &base_run_dir, user, uid, gid)?,
+    let moved_to = match &b.drop_to {
+        Some((user, (uid, gid))) => drop_privileges(g, &b.base_run_dir, user, *uid, *gid)?,
         None => None,
     };
     // The identity is final now: it decides the default run directory
@@ -88,20 +152,16 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
     let run_dir = moved_to.unwrap_or_else(paths::run_dir);
     crate::proxy::splice::configure(g.no_splice);
     let rt = runtime(g.threads).map_err(|e| os(format!("cannot start runtime: {e}")))?;
-    let pidfile = g.pidfile.clone();
-    let boot = Bound {
-        cfg,
-        source,
-        listeners: bound,
-        metrics,
+    let bound = Bound {
+        cfg: b.cfg,
+        source: b.source,
+        listeners: b.listeners,
+        metrics: b.metrics,
         run_dir,
     };
-    let res = rt.block_on(serve(boot));
+    let res = rt.block_on(serve(bound, ready));
     // Anything still running after the grace period is cut here.
     rt.shutdown_timeout(Duration::from_millis(100));
-    if let Some(p) = pidfile {
-        let _ = std::fs::remove_file(p);
-    }
     res
 }
 
@@ -115,13 +175,23 @@ fn bind_listeners(cfg: &Config) -> Result<Vec<std::net::TcpListener>, Fatal> {
         .collect()
 }
 
-fn open_log(g: &Global) -> Result<(), Fatal> {
+/// Foreground: stderr. Daemonized: `--log-file`, else syslog; without a
+/// syslog daemon the terminal is told that the log is discarded.
+fn open_log(g: &Global, ready: &mut Option<Ready>) -> Result<(), Fatal> {
     let sink = match (&g.foreground, &g.log_file) {
         (true, _) => Sink::Stderr,
         (false, Some(p)) => Sink::File(p),
         (false, None) => Sink::Syslog,
     };
-    logging::init(g, sink).map_err(|e| os(format!("cannot open log file: {e}")))
+    if let (Sink::Syslog, Some(r)) = (&sink, ready.as_mut()) {
+        if !crate::sys::syslog_available() {
+            r.warn("no syslog daemon listens on /dev/log: the daemon's log is discarded (use --log-file FILE, or -f)");
+        }
+    }
+    logging::init(g, sink).map_err(|e| match &g.log_file {
+        Some(p) => os(format!("cannot open log file {}: {e}", p.display())),
+        None => os(format!("cannot open the log: {e}")),
+    })
 }
 
 /// Drop to `user`. Root's `balance -c` looks in its run directory and one
@@ -194,8 +264,9 @@ struct Bound {
 }
 
 /// Start the listeners, metrics and re-resolution; serve until a stop
-/// signal (or `kill`), then drain.
-async fn serve(b: Bound) -> Result<(), Fatal> {
+/// signal (or `kill`), then drain. Once everything serves, the terminal
+/// (`ready`) and systemd (`READY=1`) are told.
+async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<(), Fatal> {
     let mut signals = Signals::install();
     let (reload, mut requests) = ReloadHandle::channel();
     let sup = Arc::new(Supervisor::new(&b.cfg, b.run_dir, b.source, reload));
@@ -214,7 +285,12 @@ async fn serve(b: Bound) -> Result<(), Fatal> {
         b.cfg.global.resolve_interval,
         shutdown.clone(),
     ));
+    if let Some(r) = ready.take() {
+        r.ok();
+    }
+    notify::ready();
     sup.serve_events(&mut signals, &mut requests).await;
+    notify::stopping();
     sup.drain().await;
     Ok(())
 }

@@ -45,12 +45,17 @@ pub fn run(cfg: Config) -> Result<(), Fatal> {
     boot::start(cfg, None)
 }
 
-/// `balance --config FILE [--check]`.
+/// `balance --config FILE [--check]`. `--check` runs every check the
+/// start makes that needs neither privileges nor the ports themselves
+/// (the file, overlapping binds, the control sockets, the state file's
+/// directory) and exits with the code the start would.
 pub fn run_file(path: &Path, check: bool, global: &Overlay) -> Result<(), Fatal> {
     let cfg = crate::config::load_file(path, global).map_err(|e| Fatal::Config(e.to_string()))?;
     crate::config::resolved_loops(&cfg, crate::service::resolve)
         .map_err(|msg| Fatal::Config(format!("{}: {msg}", path.display())))?;
     if check {
+        // What the start checks before binding, short of binding.
+        crate::control::check(&cfg, &crate::control::paths::run_dir()).map_err(Fatal::Os)?;
         print_check(path, &cfg);
         return Ok(());
     }

@@ -197,8 +197,11 @@ impl Supervisor {
 
     /// Re-read the config file and apply it (see the module doc). Returns a
     /// one-line summary, or why nothing was changed.
+    /// systemd hears RELOADING=1 before and READY=1 after, accepted or not.
     pub async fn reload(self: &Arc<Self>) -> Result<String, String> {
+        crate::sys::notify::reloading();
         let res = self.try_reload().await.map(|s| s.to_string());
+        crate::sys::notify::ready();
         match &res {
             Ok(s) => info!("reload: {s}"),
             Err(e) => error!("reload rejected, the running config stays: {e}"),

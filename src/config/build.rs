@@ -185,5 +185,21 @@ impl ListenerSpec {
     }
 }
 
+/// Whether two listening sockets, each a bind address and whether it is
+/// dual-stack, would collide on bind (EADDRINUSE): same port, and the same
+/// address, or one is the wildcard of the other's family (`0.0.0.0:P`
+/// covers `127.0.0.1:P`; a dual-stack `[::]:P` covers every address).
+pub fn binds_overlap(a: (SocketAddr, bool), b: (SocketAddr, bool)) -> bool {
+    if a.0.port() != b.0.port() {
+        return false;
+    }
+    let (x, y) = (a.0.ip().to_canonical(), b.0.ip().to_canonical());
+    let covers = |w: IpAddr, dual: bool, other: IpAddr| match w {
+        IpAddr::V4(v4) => v4.is_unspecified() && other.is_ipv4(),
+        IpAddr::V6(v6) => v6.is_unspecified() && (dual || other.is_ipv6()),
+    };
+    x == y || covers(x, a.1, y) || covers(y, b.1, x)
+}
+
 #[cfg(test)]
 mod tests;

@@ -47,23 +47,52 @@ pub use state::StateFile;
 /// [`server::preflight`], default paths in `run_dir`) and the state
 /// file's directory.
 pub fn preflight(cfg: &crate::config::Config, run_dir: &std::path::Path) -> Result<(), String> {
+    sockets(cfg, run_dir, server::preflight)?;
+    state_dir(cfg)
+}
+
+/// [`preflight`] for `--check`: the same checks, creating nothing.
+pub fn check(cfg: &crate::config::Config, run_dir: &std::path::Path) -> Result<(), String> {
+    sockets(cfg, run_dir, server::check)?;
+    state_dir(cfg)
+}
+
+fn sockets(
+    cfg: &crate::config::Config,
+    run_dir: &std::path::Path,
+    check: fn(&std::path::Path, &std::path::Path) -> std::io::Result<()>,
+) -> Result<(), String> {
     let n = cfg.listeners.len();
     for l in &cfg.listeners {
         let p = paths::listener_path(cfg.global.control.as_deref(), run_dir, l.bind, n);
-        server::preflight(&p, run_dir).map_err(|e| format!("{}: {e}", l.name))?;
+        check(&p, run_dir).map_err(|e| format!("{}: {e}", l.name))?;
     }
-    if let Some(sf) = &cfg.global.state_file {
-        let dir = match sf.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(format!(
-                "--state-file {}: directory {} does not exist",
-                sf.display(),
-                dir.display()
-            ));
-        }
+    Ok(())
+}
+
+/// `--state-file`'s directory exists and we may create files in it (the
+/// file is written as a temporary file renamed over it).
+fn state_dir(cfg: &crate::config::Config) -> Result<(), String> {
+    let Some(sf) = &cfg.global.state_file else {
+        return Ok(());
+    };
+    let dir = match sf.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "--state-file {}: directory {} does not exist",
+            sf.display(),
+            dir.display()
+        ));
+    }
+    if !crate::sys::writable(dir) {
+        return Err(format!(
+            "--state-file {}: directory {} is not writable",
+            sf.display(),
+            dir.display()
+        ));
     }
     Ok(())
 }

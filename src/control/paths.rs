@@ -7,6 +7,13 @@
 //! finds the instance started with the same `-b` and port. `--control PATH`
 //! overrides the whole path.
 //!
+//! A shared directory (sticky and world-writable, like /tmp, or the
+//! `/run/balance` that balance.fm creates with mode 1777 for its key files)
+//! is used the way programs use /tmp: the run directory is a private
+//! subdirectory in it, `balance-$UID` (mode 0700, owned by us, checked
+//! without following symlinks, and never chmod-ed), so the original and
+//! this balance run side by side. The client applies the same rule.
+//!
 //! The run directory is read from the environment only by [`run_dir`]:
 //! the client calls it, and the server's boot calls it once and passes the
 //! result down. Nothing here changes state but [`prepare_run_dir`].
@@ -22,13 +29,42 @@ pub fn run_dir_from_env() -> bool {
     std::env::var_os("BALANCE_RUNDIR").is_some()
 }
 
-/// The run directory for control sockets (not created here).
+/// The run directory for control sockets (not created here): the base
+/// directory, or our private subdirectory when the base is shared.
 pub fn run_dir() -> PathBuf {
+    private_in(&base_run_dir(), crate::sys::euid())
+}
+
+/// The configured run directory, before the shared-directory rule.
+fn base_run_dir() -> PathBuf {
     run_dir_from(
         std::env::var_os("BALANCE_RUNDIR"),
         std::env::var_os("XDG_RUNTIME_DIR"),
         crate::sys::euid(),
     )
+}
+
+/// `base/balance-UID` when `base` is shared (see [`is_shared`]), else
+/// `base`.
+pub fn private_in(base: &Path, uid: u32) -> PathBuf {
+    if is_shared(base) {
+        base.join(format!("balance-{uid}"))
+    } else {
+        base.to_path_buf()
+    }
+}
+
+/// A real directory (not a symlink), sticky and writable by others, owned
+/// by root or by us: everyone may create entries in it, but only their
+/// owner can remove or rename them, so a private subdirectory we own
+/// stays ours. A world-writable directory without the sticky bit, or one
+/// another user owns (its owner could rename our entry), is not shared: it
+/// is refused as a run directory.
+pub fn is_shared(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|md| {
+        let mode = md.permissions().mode();
+        md.is_dir() && mode & 0o1002 == 0o1002 && (md.uid() == 0 || md.uid() == crate::sys::euid())
+    })
 }
 
 fn run_dir_from(
@@ -89,22 +125,29 @@ pub fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
             socket_name(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)),
         ],
     };
-    candidates_in(&run_dir(), &names)
+    let base = base_run_dir();
+    let own = private_in(&base, crate::sys::euid());
+    let mut dirs = vec![own.clone()];
+    if own != base {
+        dirs.push(base);
+    }
+    candidates_in(&own, &dirs, &names)
 }
 
-/// `dir/NAME` for each name, then `dir/*/NAME`: instances that run as
-/// another user (`--user`, a systemd unit with `RuntimeDirectory=balance/%i`)
-/// keep their socket in a subdirectory of the run directory.
-fn candidates_in(dir: &Path, names: &[String]) -> Vec<PathBuf> {
+/// `dir/NAME` for each name, then `D/*/NAME` for each directory D of
+/// `scan`: instances that run as another user (`--user`, a systemd unit
+/// with `RuntimeDirectory=balance/%i`) keep their socket in a subdirectory
+/// of the run directory, or in their own private directory of a shared
+/// one (`balance-UID`).
+fn candidates_in(dir: &Path, scan: &[PathBuf], names: &[String]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut subdirs: Vec<PathBuf> = scan
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p != dir)
+        .collect();
     subdirs.sort();
     for n in names {
         out.extend(subdirs.iter().map(|d| d.join(n)));

@@ -166,6 +166,15 @@ pub fn preflight(path: &Path, run_dir: &Path) -> io::Result<()> {
     check_existing(path).map(|_| ())
 }
 
+/// [`preflight`] without creating anything (`--check`): a default run
+/// directory that does not exist yet is fine (the start creates it).
+pub fn check(path: &Path, run_dir: &Path) -> io::Result<()> {
+    if path.parent() == Some(run_dir) && std::fs::symlink_metadata(run_dir).is_ok() {
+        paths::check_dir(run_dir)?;
+    }
+    check_existing(path).map(|_| ())
+}
+
 fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
     let named = |kind: io::ErrorKind, why: String| {
         io::Error::new(kind, format!("control socket {}: {why}", path.display()))

@@ -1,8 +1,11 @@
-//! The operating-system edge: socket options, error classes, daemonizing,
-//! syslog, resource limits. This is the only module allowed `unsafe`; each
+//! The operating-system edge: socket options, error classes, daemonizing
+//! ([`daemon`]), systemd's notify protocol ([`notify`]), syslog, resource
+//! limits. This is the only module allowed `unsafe`; each
 //! block carries a `// SAFETY:` note.
 #![allow(unsafe_code)]
 
+pub mod daemon;
+pub mod notify;
 pub mod splice;
 
 use std::ffi::CString;
@@ -132,35 +135,6 @@ pub fn raise_nofile_limit() {
     }
 }
 
-/// Detach like balance does: fork (the parent exits 0), start a new session,
-/// chdir /, stdio to /dev/null. Must run before any thread is started.
-pub fn daemonize() -> io::Result<()> {
-    // SAFETY: called from main before the runtime or any other thread
-    // exists, so the child is a complete copy of a single-threaded process.
-    match unsafe { libc::fork() } {
-        -1 => return Err(io::Error::last_os_error()),
-        0 => {}
-        // SAFETY: _exit in the parent skips destructors that belong to the child.
-        _ => unsafe { libc::_exit(0) },
-    }
-    // SAFETY: plain syscalls without pointers.
-    if unsafe { libc::setsid() } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    std::env::set_current_dir("/")?;
-    let devnull = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
-    for fd in 0..=2 {
-        // SAFETY: dup2 onto the standard descriptors from a valid open fd.
-        if unsafe { libc::dup2(devnull.as_raw_fd(), fd) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// Open the syslog connection with our identity (daemon facility).
 pub fn open_syslog() {
     static IDENT: &[u8] = b"balance\0";
@@ -175,6 +149,14 @@ pub fn open_syslog() {
     };
 }
 
+/// Whether a syslog daemon listens on /dev/log (without one, syslog
+/// messages are dropped silently).
+pub fn syslog_available() -> bool {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect("/dev/log"))
+        .is_ok()
+}
+
 /// Send one message to syslog at `priority`.
 pub fn syslog(priority: libc::c_int, msg: &str) {
     let Ok(c) = CString::new(msg.replace('\0', "\\0")) else {
@@ -182,6 +164,17 @@ pub fn syslog(priority: libc::c_int, msg: &str) {
     };
     // SAFETY: "%s" with one valid NUL-terminated argument.
     unsafe { libc::syslog(priority, c"%s".as_ptr(), c.as_ptr()) };
+}
+
+/// Whether this process may create files in directory `dir`
+/// (access(2) with W_OK|X_OK, by the real ids, which are ours).
+pub fn writable(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path that lives across the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
 /// The effective user id of this process.

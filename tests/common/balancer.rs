@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use super::proc::{cpu_ticks, fd_targets, kill, rss_kib};
 use super::{
-    BIN, LOCALHOST_V4, TempDir, connect, free_port, tag_of_new_client, wait_for, wait_until,
+    BIN, LOCALHOST_V4, TempDir, connect, free_port, private_run_dir, tag_of_new_client, wait_for,
+    wait_until,
 };
 
 /// Exit code for a port already in use (EX_OSERR).
@@ -42,6 +43,7 @@ pub struct Launch<'a> {
     env_remove: Vec<String>,
     control: Option<PathBuf>,
     run_dir: Option<PathBuf>,
+    journal_stream: bool,
 }
 
 impl<'a> Launch<'a> {
@@ -58,6 +60,7 @@ impl<'a> Launch<'a> {
             env_remove: Vec::new(),
             control: None,
             run_dir: None,
+            journal_stream: false,
         }
     }
 
@@ -119,6 +122,13 @@ impl<'a> Launch<'a> {
     /// then also waits for the socket to answer.
     pub fn run_dir(mut self, dir: &Path) -> Self {
         self.run_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Pretend stderr is the journal's stream: `JOURNAL_STREAM` names the
+    /// stderr file's device and inode, as systemd sets it.
+    pub fn journal_stream(mut self) -> Self {
+        self.journal_stream = true;
         self
     }
 
@@ -199,14 +209,20 @@ impl<'a> Launch<'a> {
         }
         let stdout_path = dir.path().join("stdout");
         let stderr_path = dir.path().join("stderr");
+        let stderr = File::create(&stderr_path).expect("create stderr file");
+        if self.journal_stream {
+            use std::os::unix::fs::MetadataExt;
+            let md = stderr.metadata().expect("stat stderr file");
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", md.dev(), md.ino()));
+        }
         cmd.stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("create stdout file"))
-            .stderr(File::create(&stderr_path).expect("create stderr file"));
+            .stderr(stderr);
         let child = cmd.spawn().expect("spawn balance");
         let port = ports.first().copied().unwrap_or(0);
         let sock = match (&self.control, &self.run_dir) {
             (Some(c), _) => Some(c.clone()),
-            (None, Some(d)) => Some(d.join(format!("{ip}:{port}.sock"))),
+            (None, Some(d)) => Some(private_run_dir(d).join(format!("{ip}:{port}.sock"))),
             (None, None) => None,
         };
         Balance {

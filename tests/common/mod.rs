@@ -64,6 +64,19 @@ impl Drop for TempDir {
     }
 }
 
+/// Where balance puts its sockets for run directory `base`: a shared
+/// (sticky, world-writable) directory gets a private `balance-EUID` inside.
+pub fn private_run_dir(base: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = std::fs::symlink_metadata(base)
+        .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o1002 == 0o1002);
+    if shared {
+        base.join(format!("balance-{}", proc::uid()))
+    } else {
+        base.to_path_buf()
+    }
+}
+
 /// A port that was free a moment ago (the caller retries if it is taken).
 pub fn free_port(ip: IpAddr) -> u16 {
     TcpListener::bind((ip, 0))

@@ -129,3 +129,30 @@ fn the_monitor_on_down_and_on_up_flags_add_to_the_listener() {
     let l = s.build(SelfLoops::Refuse).unwrap();
     assert!(l.on_down_shutdown && l.on_up_shutdown_backup);
 }
+
+#[test]
+fn binds_overlap_on_the_same_port_when_one_covers_the_other() {
+    let b = |s: &str, dual: bool| (s.parse::<SocketAddr>().unwrap(), dual);
+    let yes = [
+        (b("0.0.0.0:80", false), b("127.0.0.1:80", false)),
+        (b("127.0.0.1:80", false), b("127.0.0.1:80", false)),
+        (b("[::]:80", true), b("127.0.0.1:80", false)),
+        (b("[::]:80", true), b("0.0.0.0:80", false)),
+        (b("[::]:80", false), b("[::1]:80", false)),
+        (b("[::ffff:127.0.0.1]:80", false), b("0.0.0.0:80", false)),
+    ];
+    for (x, y) in yes {
+        assert!(binds_overlap(x, y), "{x:?} {y:?}");
+        assert!(binds_overlap(y, x), "{y:?} {x:?}");
+    }
+    let no = [
+        (b("0.0.0.0:80", false), b("0.0.0.0:81", false)),
+        (b("127.0.0.1:80", false), b("127.0.0.2:80", false)),
+        (b("0.0.0.0:80", false), b("[::1]:80", false)),
+        (b("[::]:80", false), b("127.0.0.1:80", false)),
+    ];
+    for (x, y) in no {
+        assert!(!binds_overlap(x, y), "{x:?} {y:?}");
+        assert!(!binds_overlap(y, x), "{y:?} {x:?}");
+    }
+}

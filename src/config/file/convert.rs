@@ -13,7 +13,7 @@ use super::raw::{
     RawPolicy,
 };
 use super::scalars::Dur;
-use crate::config::build::{ListenerSpec, SelfLoops, SpecError};
+use crate::config::build::{ListenerSpec, SelfLoops, SpecError, binds_overlap};
 use crate::config::monitor::{Check, MonitorSpec};
 use crate::config::{Config, Failback, Global, GroupConfig, Keepalive, LogFormat, Overlay, Policy};
 
@@ -71,6 +71,7 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
             ));
         }
         let bind = l.bind.value.0;
+        let bind_at = at(l.bind.referenced);
         if bind.port() == 0 {
             return Err(format!("{}bind: port 0", at(l.bind.referenced)));
         }
@@ -139,9 +140,33 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
                 format!("{pos}channels: {channel} points at listener \"{name}\" itself")
             }
         })?;
+        if let Some(other) = listeners
+            .iter()
+            .find(|o: &&crate::config::ListenerConfig| overlap(o, &lc))
+        {
+            return Err(format!(
+                "{bind_at}bind: {bind} overlaps {} of listener \"{}\" (both cannot be bound)",
+                other.bind, other.name
+            ));
+        }
         listeners.push(lc);
     }
+    if let Some(m) = global.metrics {
+        if let Some(l) = listeners
+            .iter()
+            .find(|l| binds_overlap((m, false), (l.bind, l.dual_stack)))
+        {
+            return Err(format!(
+                "metrics: {m} overlaps the bind {} of listener \"{}\"",
+                l.bind, l.name
+            ));
+        }
+    }
     Ok(Config { global, listeners })
+}
+
+fn overlap(a: &crate::config::ListenerConfig, b: &crate::config::ListenerConfig) -> bool {
+    binds_overlap((a.bind, a.dual_stack), (b.bind, b.dual_stack))
 }
 
 fn keepalive(k: RawKeepalive) -> Keepalive {

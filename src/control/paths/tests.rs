@@ -9,7 +9,7 @@ fn clients_also_look_one_level_down_for_instances_of_other_users() {
     std::fs::create_dir_all(dir.join("app")).unwrap();
     std::fs::write(dir.join("not-a-dir"), b"").unwrap();
     let names = vec!["0.0.0.0:1.sock".to_string(), "[::]:1.sock".to_string()];
-    let c = candidates_in(&dir, &names);
+    let c = candidates_in(&dir, std::slice::from_ref(&dir), &names);
     assert_eq!(
         c,
         vec![
@@ -68,4 +68,50 @@ fn control_path_names_the_socket_of_one_listener_or_a_directory() {
         listener_path(None, run, b, 2),
         PathBuf::from("/run/b/127.0.0.1:81.sock")
     );
+}
+
+#[test]
+fn a_sticky_world_writable_base_gets_a_private_subdirectory_per_uid() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("balance-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let set = |m: u32| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m)).unwrap();
+    set(0o1777);
+    assert!(is_shared(&dir));
+    assert_eq!(private_in(&dir, 1000), dir.join("balance-1000"));
+    // World-writable without the sticky bit is not shared: refused later.
+    set(0o777);
+    assert!(!is_shared(&dir));
+    assert_eq!(private_in(&dir, 1000), dir);
+    set(0o700);
+    assert!(!is_shared(&dir));
+    // A symlink to a shared directory is not one.
+    set(0o1777);
+    let link = dir.with_extension("link");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    assert!(!is_shared(&link));
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn in_a_shared_base_the_client_also_looks_in_other_users_private_dirs() {
+    let base = std::env::temp_dir().join(format!("balance-cand2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let own = base.join("balance-0");
+    std::fs::create_dir_all(own.join("nobody")).unwrap();
+    std::fs::create_dir_all(base.join("balance-65534")).unwrap();
+    let names = vec!["0.0.0.0:1.sock".to_string()];
+    let c = candidates_in(&own, &[own.clone(), base.clone()], &names);
+    assert_eq!(
+        c,
+        vec![
+            own.join("0.0.0.0:1.sock"),
+            own.join("nobody/0.0.0.0:1.sock"),
+            base.join("balance-65534/0.0.0.0:1.sock"),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }
