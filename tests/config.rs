@@ -999,3 +999,28 @@ fn control_reload_applies_a_good_file_and_rejects_a_broken_one() {
     assert!(tag_via(p).is_some(), "the old config keeps serving");
     assert!(live.echo("after the rejected reload"));
 }
+
+#[test]
+fn a_fifo_or_a_device_as_config_is_refused_at_once_with_exit_64() {
+    let tmp = TempDir::new("cfgfifo");
+    let fifo = tmp.join("balance.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let fifo = fifo.to_str().unwrap();
+    for (args, what) in [
+        (vec!["--config", fifo, "--check"], "a FIFO"),
+        (vec!["-f", "--config", fifo], "a FIFO"),
+        (
+            vec!["--config", "/dev/zero", "--check"],
+            "a character device",
+        ),
+    ] {
+        let (code, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("not a regular file") && err.contains(what),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! block carries a `// SAFETY:` note.
 #![allow(unsafe_code)]
 
+pub mod file;
 pub mod splice;
 
 use std::ffi::CString;
