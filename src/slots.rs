@@ -3,9 +3,11 @@
 //! evicts the holder that has been waiting for its input longest, instead
 //! of being refused. So peers that trickle bytes, or sit idle, cannot keep
 //! an operator or a scraper out. A holder marks itself waiting (for a
-//! request or a command line) or busy (being answered); busy holders are
-//! never evicted, and a waiting one only after `grace`. Each holder task
-//! owns its [`Slot`]; the table is only touched at acquire, mark and drop.
+//! request or a command line), partial (part of its input arrived: a
+//! real client sends a line at once, a trickler sits here) or busy (being
+//! answered). Partial holders go first, at once; waiting ones only after
+//! `grace`; busy ones never. Each holder task owns its [`Slot`]; the table
+//! is only touched at acquire, mark and drop.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -30,9 +32,17 @@ struct Table {
 #[derive(Debug)]
 struct Held {
     id: u64,
-    /// Since when this holder waits for its input; `None` while busy.
-    waiting_since: Option<Instant>,
+    state: State,
     evict: CancellationToken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for input since then.
+    Waiting(Instant),
+    /// Waiting since then, and part of the input arrived.
+    Partial(Instant),
+    Busy,
 }
 
 impl Slots {
@@ -58,16 +68,7 @@ impl Slots {
         let now = Instant::now();
         let mut t = self.table();
         if t.held.len() >= self.cap {
-            let (_, victim) = t
-                .held
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| {
-                    h.waiting_since
-                        .filter(|since| now.duration_since(*since) >= self.grace)
-                        .map(|since| (since, i))
-                })
-                .min()?;
+            let victim = self.victim(&t.held, now)?;
             t.held.swap_remove(victim).evict.cancel();
         }
         let id = t.next;
@@ -75,7 +76,7 @@ impl Slots {
         let evicted = CancellationToken::new();
         t.held.push(Held {
             id,
-            waiting_since: Some(now),
+            state: State::Waiting(now),
             evict: evicted.clone(),
         });
         Some(Slot {
@@ -90,9 +91,30 @@ impl Slots {
         self.table().held.len()
     }
 
-    fn mark(&self, id: u64, waiting_since: Option<Instant>) {
+    /// The index of the holder to evict: the partial one waiting longest,
+    /// else the waiting one waiting longest if past the grace.
+    fn victim(&self, held: &[Held], now: Instant) -> Option<usize> {
+        let oldest = |partial: bool| {
+            held.iter()
+                .enumerate()
+                .filter_map(|(i, h)| match h.state {
+                    State::Partial(since) if partial => Some((since, i)),
+                    State::Waiting(since)
+                        if !partial && now.duration_since(since) >= self.grace =>
+                    {
+                        Some((since, i))
+                    }
+                    _ => None,
+                })
+                .min()
+                .map(|(_, i)| i)
+        };
+        oldest(true).or_else(|| oldest(false))
+    }
+
+    fn mark(&self, id: u64, f: impl FnOnce(State) -> State) {
         if let Some(h) = self.table().held.iter_mut().find(|h| h.id == id) {
-            h.waiting_since = waiting_since;
+            h.state = f(h.state);
         }
     }
 }
@@ -108,12 +130,22 @@ pub struct Slot {
 impl Slot {
     /// Waiting for input from now on (evictable after the grace).
     pub fn waiting(&self) {
-        self.slots.mark(self.id, Some(Instant::now()));
+        let now = Instant::now();
+        self.slots.mark(self.id, |_| State::Waiting(now));
+    }
+
+    /// Part of the input arrived (and the rest has not): evictable at once,
+    /// before any holder that is merely waiting.
+    pub fn partial(&self) {
+        self.slots.mark(self.id, |s| match s {
+            State::Waiting(since) => State::Partial(since),
+            other => other,
+        });
     }
 
     /// Being answered: not evictable until [`Slot::waiting`] again.
     pub fn busy(&self) {
-        self.slots.mark(self.id, None);
+        self.slots.mark(self.id, |_| State::Busy);
     }
 
     /// Completes once a newer connection took this place.

@@ -940,3 +940,53 @@ fn a_fifo_or_a_device_as_state_file_is_refused_at_start_with_exit_64() {
         );
     }
 }
+
+#[test]
+fn an_operator_gets_through_twenty_sessions_trickling_bytes() {
+    let tmp = TempDir::new("trickle");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let sock = inst.sock().to_path_buf();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Twenty sessions each sending a byte of a line that never ends every
+    // 200 ms; one that is closed comes back at once.
+    let open = {
+        let sock = sock.clone();
+        move || UnixStream::connect(&sock).ok()
+    };
+    let mut conns: Vec<Option<UnixStream>> = (0..20).map(|_| open()).collect();
+    let slow = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for c in conns.iter_mut() {
+                    if c.as_mut().is_none_or(|s| s.write_all(b"s").is_err()) {
+                        *c = open();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    // Let them hold the sessions a while (past the eviction grace).
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..5 {
+        let t0 = Instant::now();
+        let out = inst.ctl_out("show");
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success() && o.starts_with("GRP"),
+            "show {i}: {o}{e}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "show {i}: {:?}",
+            t0.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    slow.join().unwrap();
+}

@@ -42,3 +42,19 @@ async fn all_busy_or_within_grace_refuses_the_newcomer() {
     drop(a);
     assert!(slots.acquire().is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_holder_goes_first_and_without_grace() {
+    let slots = Slots::new(2, Duration::from_secs(1));
+    let idle = slots.acquire().unwrap();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let trickler = slots.acquire().unwrap();
+    trickler.partial();
+    // The idle one waited longer and past the grace, but the trickler goes.
+    let _new = slots.acquire().unwrap();
+    assert!(trickler.evicted.is_cancelled() && !idle.evicted.is_cancelled());
+    // A busy holder stays busy when marked partial.
+    idle.busy();
+    idle.partial();
+    assert!(slots.acquire().is_none());
+}
