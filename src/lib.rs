@@ -23,6 +23,8 @@
 //! - [`pool`]: channels (state, counters), pure selection, the reload merge.
 //! - [`health`]: rise/fall, typed reasons and outcomes.
 //! - [`logging`]: stderr, file or syslog.
+//! - [`slots`]: places for slow peers (control sessions, scrapes) that
+//!   prefer the newest: a full table evicts the longest-waiting holder.
 //! - [`sys`]: the only `unsafe`: socket options, splice, fork, syslog, rlimits.
 //! - [`config`]: the resolved model, the one listener builder, every
 //!   grammar (channel, bind, durations, `-m`) and the YAML file.
@@ -45,4 +47,5 @@ pub mod proxy;
 pub mod registry;
 pub mod render;
 pub mod service;
+pub mod slots;
 pub mod sys;

@@ -999,3 +999,84 @@ fn control_reload_applies_a_good_file_and_rejects_a_broken_one() {
     assert!(tag_via(p).is_some(), "the old config keeps serving");
     assert!(live.echo("after the rejected reload"));
 }
+
+#[test]
+fn a_fifo_or_a_device_as_config_is_refused_at_once_with_exit_64() {
+    let tmp = TempDir::new("cfgfifo");
+    let fifo = tmp.join("balance.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let fifo = fifo.to_str().unwrap();
+    for (args, what) in [
+        (vec!["--config", fifo, "--check"], "a FIFO"),
+        (vec!["-f", "--config", fifo], "a FIFO"),
+        (
+            vec!["--config", "/dev/zero", "--check"],
+            "a character device",
+        ),
+    ] {
+        let (code, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("not a regular file") && err.contains(what),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `n` peers on `port` that each send one byte every `every` and never end
+/// their request; one that is closed comes back at once. Until `stop`.
+fn tricklers(
+    port: u16,
+    n: usize,
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> thread::JoinHandle<usize> {
+    let open = move || {
+        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_nodelay(true).ok()?;
+        Some(s)
+    };
+    let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| open()).collect();
+    thread::spawn(move || {
+        let mut reconnects = 0;
+        while !stop.load(Ordering::SeqCst) {
+            for c in conns.iter_mut() {
+                let ok = c.as_mut().is_some_and(|s| s.write_all(b"x").is_ok());
+                if !ok {
+                    *c = open();
+                    reconnects += 1;
+                }
+            }
+            thread::sleep(every);
+        }
+        reconnects
+    })
+}
+
+#[test]
+fn scrapes_get_through_a_hundred_slow_clients() {
+    let a = Backend::tagged("A");
+    let (_bal, _lp, mp) = start_cli_with_metrics(&[&a.addr.to_string()]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = tricklers(mp, 100, Duration::from_millis(250), stop.clone());
+    // Connected; let them send a little first (no readiness to poll: the
+    // point is that they have been pending for a while).
+    thread::sleep(Duration::from_millis(500));
+    for i in 0..10 {
+        let t0 = Instant::now();
+        let text = scrape(mp);
+        assert!(
+            text.contains("balance_listener_accepted_total"),
+            "scrape {i}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "scrape {i} took {:?}",
+            t0.elapsed()
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    slow.join().unwrap();
+}

@@ -796,3 +796,197 @@ fn the_shell_outlives_the_idle_timeout_and_keeps_its_group() {
     assert_eq!(row(&inst.ctl("show"), 1, 0)[3], "DIS");
     assert_eq!(row(&inst.ctl("show"), 0, 0)[3], "ENA");
 }
+
+/// Run an instance with `--state-file STATE` on `port`: `create` a channel
+/// to `evil` and disable channel 0, then stop it. Leaves a valid state file
+/// that, if applied, sends every client to `evil`.
+fn plant_state(tmp: &TempDir, args: &[String], state: &Path, evil: &Backend) -> u16 {
+    let st = state.to_str().unwrap();
+    let inst = start(tmp, args, &["--state-file", st], Some(tmp.join("c.sock")));
+    inst.ctl(&format!("create 127.0.0.1 {}", evil.port()));
+    inst.ctl("disable 0");
+    inst.ctl("kill");
+    inst.wait_exit(Duration::from_secs(15)).expect("exit");
+    inst.port()
+}
+
+#[test]
+fn a_state_file_others_can_write_or_that_another_user_owns_is_not_trusted() {
+    let tmp = TempDir::new("untrusted");
+    let (a, evil) = (Backend::tagged("A"), Backend::tagged("EVIL"));
+    let state = tmp.join("state.json");
+    let st = state.to_str().unwrap().to_string();
+    let args = chans(&[&a]);
+    let port = plant_state(&tmp, &args, &state, &evil);
+    let restart = || {
+        launch(
+            &tmp,
+            &args,
+            &["--state-file", &st],
+            Some(tmp.join("c.sock")),
+        )
+        .port(port)
+        .start()
+    };
+    let set_mode = |m| std::fs::set_permissions(&state, std::fs::Permissions::from_mode(m));
+    let mut cases = vec![("mode 0666", "writable by group or others")];
+    if uid() == 0 {
+        cases.push(("owned by nobody", "owned by uid 65534"));
+    }
+    for (how, why) in cases {
+        if how == "mode 0666" {
+            set_mode(0o666).unwrap();
+        } else {
+            set_mode(0o600).unwrap();
+            std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        }
+        let inst = restart();
+        let log = inst.stderr();
+        assert_eq!(
+            log.lines()
+                .filter(|l| l.contains("state file") && l.contains(why))
+                .count(),
+            1,
+            "{how}: {log}"
+        );
+        assert!(
+            log.contains("not trusted") && log.contains("ignored"),
+            "{log}"
+        );
+        assert_eq!(inst.json()["channels"].as_array().unwrap().len(), 1);
+        assert_eq!(row(&inst.ctl("show"), 0, 0)[3], "ENA");
+        assert_eq!(tags_of(&inst, 4), ["A"; 4], "{how}");
+        drop(inst);
+        assert_eq!(evil.accepted(), 0, "{how}");
+        // Put the planted file back for the next case (the run above did
+        // not change anything, so it was not rewritten).
+        if uid() == 0 {
+            std::os::unix::fs::chown(&state, Some(0), Some(0)).unwrap();
+        }
+    }
+    // The same file, once only we can write it, is applied: the refusals
+    // above were about trust, not content.
+    set_mode(0o600).unwrap();
+    let inst = restart();
+    assert!(inst.stderr().contains("restored"), "{}", inst.stderr());
+    assert_eq!(tag(&inst), "EVIL");
+}
+
+#[test]
+fn the_state_temp_file_never_follows_a_planted_symlink_and_leftovers_are_removed() {
+    let tmp = TempDir::new("tmpfile");
+    let a = Backend::tagged("A");
+    let state = tmp.join("state.json");
+    let st = state.to_str().unwrap().to_string();
+    // Left by killed instances: a PID that cannot exist (above pid_max),
+    // and one with ours. A file of another name stays.
+    let dead = tmp.join(".state.json.tmp.999999999");
+    let other = tmp.join(".other.json.tmp.999999999");
+    std::fs::write(&dead, b"half a save").unwrap();
+    std::fs::write(&other, b"not ours").unwrap();
+    let inst = start(
+        &tmp,
+        &chans(&[&a]),
+        &["--state-file", &st],
+        Some(tmp.join("c.sock")),
+    );
+    assert!(!dead.exists(), "left-over temp file not removed");
+    assert!(other.exists());
+    // A symlink planted at the name the next save will use.
+    let victim = tmp.join("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    let planted = tmp.join(format!(".state.json.tmp.{}", inst.pid()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    inst.ctl("maxc 0 4");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+    let md = std::fs::symlink_metadata(&state).unwrap();
+    assert!(md.file_type().is_file(), "state file is {md:?}");
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(j["version"], 1);
+    assert!(
+        std::fs::symlink_metadata(&planted).is_err(),
+        "planted link left"
+    );
+}
+
+#[test]
+fn a_fifo_or_a_device_as_state_file_is_refused_at_start_with_exit_64() {
+    let tmp = TempDir::new("statefifo");
+    let a = Backend::tagged("A");
+    let fifo = tmp.join("state.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (path, what) in [
+        (fifo.to_str().unwrap(), "a FIFO"),
+        ("/dev/zero", "a character device"),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.env("BALANCE_RUNDIR", tmp.join("run"))
+            .args(["-f", "-b", "127.0.0.1", "--state-file", path])
+            .arg(free_port(LOCALHOST_V4).to_string())
+            .arg(a.channel());
+        let (code, err) = run_cmd_to_exit(cmd, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{path}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("--state-file") && err.contains(what),
+            "{path}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_operator_gets_through_twenty_sessions_trickling_bytes() {
+    let tmp = TempDir::new("trickle");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let sock = inst.sock().to_path_buf();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Twenty sessions each sending a byte of a line that never ends every
+    // 200 ms; one that is closed comes back at once.
+    let open = {
+        let sock = sock.clone();
+        move || UnixStream::connect(&sock).ok()
+    };
+    let mut conns: Vec<Option<UnixStream>> = (0..20).map(|_| open()).collect();
+    let slow = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for c in conns.iter_mut() {
+                    if c.as_mut().is_none_or(|s| s.write_all(b"s").is_err()) {
+                        *c = open();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    // Let them hold the sessions a while (past the eviction grace).
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..5 {
+        let t0 = Instant::now();
+        let out = inst.ctl_out("show");
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success() && o.starts_with("GRP"),
+            "show {i}: {o}{e}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "show {i}: {:?}",
+            t0.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    slow.join().unwrap();
+}

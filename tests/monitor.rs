@@ -438,6 +438,47 @@ fn hung_server(open: Arc<AtomicUsize>, max: Arc<AtomicUsize>) -> Backend {
     })
 }
 
+/// An HTTP "server" whose reply header never ends: a status line, then
+/// header lines for as long as the client reads (up to 10 s).
+fn endless_header_server() -> Backend {
+    Backend::spawn(LOCALHOST_V4, |mut s| {
+        let mut req = [0u8; 2048];
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.read(&mut req);
+        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"HTTP/1.1 200 OK\r\n").is_err() {
+            return;
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if s.write_all(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n")
+                .is_err()
+            {
+                return;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
+
+#[test]
+fn http_reply_whose_header_never_ends_takes_the_channel_down() {
+    let endless = endless_header_server();
+    let b = start(
+        &["-m", "http=/:timeout=5:interval=200ms:fall=2"],
+        &[chan(endless.port())],
+    );
+    assert!(
+        b.wait_log(
+            "channel down (dis): http: reply header not complete within 16384 bytes",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{}",
+        b.stderr()
+    );
+}
+
 #[test]
 fn hung_http_target_has_one_probe_in_flight_and_goes_down_after_three_timeouts() {
     let open = Arc::new(AtomicUsize::new(0));

@@ -55,6 +55,9 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
     crate::sys::ignore_sighup();
     crate::sys::raise_nofile_limit();
     absolutize(&mut cfg.global);
+    if let Some(sf) = &cfg.global.state_file {
+        crate::control::state::preflight(sf).map_err(Fatal::Config)?;
+    }
     let bound = bind_listeners(&cfg)?;
     // The run directory as the starting user sees it.
     let base_run_dir = paths::run_dir();

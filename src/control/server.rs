@@ -8,10 +8,17 @@
 //! The marker is protocol only; the client never shows it.
 //!
 //! Bounds: lines ≤ 4 KiB (a longer one gets an error and the session is
-//! closed), ≤ 16 words, ≤ 16 sessions at once (more get an error line and
-//! are closed), 10 s to send each line (then the session is closed). A NUL
-//! byte or invalid UTF-8 gets one error line and changes nothing. Only our
-//! own uid and root may talk to the socket (mode 0600 and SO_PEERCRED).
+//! closed), ≤ 16 words, 10 s to send each whole line (bytes trickling in do
+//! not extend it; then the session is closed), ≤ 16 sessions at once. When
+//! all 16 are taken, a newcomer evicts a session caught mid-line (part of
+//! a line sent; the one waiting longest), else the session idle longest at
+//! the start of a line if that is at least [`EVICT_GRACE`]; the evicted one
+//! gets an error line and is closed. Only if every session is running a
+//! command or has just started waiting is the newcomer refused. So idle or trickling sessions
+//! cannot lock an operator out; `-i` opens a session per command and is
+//! never the one waiting. A NUL byte or invalid UTF-8 gets one error line
+//! and changes nothing. Only our own uid and root may talk to the socket
+//! (mode 0600 and SO_PEERCRED).
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -21,7 +28,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -31,10 +37,15 @@ use crate::control::paths;
 use crate::control::reload::ReloadHandle;
 use crate::control::state::StateFile;
 use crate::service::Service;
+use crate::slots::{Slot, Slots};
 
 pub const MAX_LINE: usize = 4096;
 pub const MAX_SESSIONS: usize = 16;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a session must have waited for its next line before a
+/// newcomer may evict it (clients that talk to the socket directly pause
+/// briefly between commands).
+pub const EVICT_GRACE: Duration = Duration::from_secs(1);
 /// The first byte of the marker line ending every answer.
 pub const MARKER: char = '\u{4}';
 
@@ -202,7 +213,7 @@ async fn accept_loop(
     guard: SocketGuard,
     stop: CancellationToken,
 ) {
-    let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
+    let sessions = Slots::new(MAX_SESSIONS, EVICT_GRACE);
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => break,
@@ -215,15 +226,12 @@ async fn accept_loop(
                 }
             },
         };
-        match Arc::clone(&sessions).try_acquire_owned() {
-            Ok(permit) => {
+        match sessions.acquire() {
+            Some(slot) => {
                 let ctl = Arc::clone(&ctl);
-                tokio::spawn(async move {
-                    session(&ctl, stream).await;
-                    drop(permit);
-                });
+                tokio::spawn(async move { session(&ctl, stream, slot).await });
             }
-            Err(_) => {
+            None => {
                 tokio::spawn(async move {
                     let mut s = stream;
                     let reply = Reply::err(format!(
@@ -250,10 +258,12 @@ enum LineRead {
 }
 
 /// Read one line (without its newline) into `buf`, at most [`MAX_LINE`]
-/// bytes; a final line without newline counts as a line.
+/// bytes; a final line without newline counts as a line. Part of a line
+/// arriving marks `slot` partial (first to be evicted).
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
+    slot: Option<&Slot>,
 ) -> io::Result<LineRead> {
     buf.clear();
     loop {
@@ -279,6 +289,9 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
         buf.extend_from_slice(avail);
         let n = avail.len();
         r.consume(n);
+        if let Some(slot) = slot {
+            slot.partial();
+        }
     }
 }
 
@@ -304,7 +317,7 @@ async fn write_reply<W: tokio::io::AsyncWrite + Unpin>(
     w.flush().await
 }
 
-async fn session(ctl: &Control, stream: UnixStream) {
+async fn session(ctl: &Control, stream: UnixStream, slot: Slot) {
     let name = &ctl.svc.cfg.name;
     let uid = match stream.peer_cred() {
         Ok(c) => c.uid(),
@@ -345,7 +358,24 @@ async fn session(ctl: &Control, stream: UnixStream) {
     }
     let mut buf = Vec::with_capacity(256);
     loop {
-        let got = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut rd, &mut buf)).await;
+        slot.waiting();
+        let got = tokio::select! {
+            got = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut rd, &mut buf, Some(&slot))) => Some(got),
+            _ = slot.evicted() => None,
+        };
+        slot.busy();
+        let Some(got) = got else {
+            debug!(listener = %name, uid, "control: session evicted for a newer one");
+            let r = Reply::err(format!(
+                "error: closed for a newer session (all {MAX_SESSIONS} in use; this one waited longest)"
+            ));
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                write_reply(&mut wr, &r, group, true),
+            )
+            .await;
+            return;
+        };
         let (reply, bye) = match got {
             Err(_) => (
                 Reply::err(format!(
@@ -360,18 +390,7 @@ async fn session(ctl: &Control, stream: UnixStream) {
                 true,
             ),
             Ok(Ok(LineRead::Line)) => {
-                let line = buf.strip_suffix(b"\r").unwrap_or(&buf);
-                let r = if line.contains(&0) {
-                    Reply::err("error: NUL byte in command; ignored")
-                } else {
-                    match std::str::from_utf8(line) {
-                        Err(_) => Reply::err("error: command is not valid UTF-8; ignored"),
-                        Ok(text) => match commands::parse(text) {
-                            Err(e) => Reply::err(e.to_string()),
-                            Ok(cmd) => ctl.execute(&mut group, cmd, text, uid).await,
-                        },
-                    }
-                };
+                let r = run_line(ctl, &mut group, &buf, uid).await;
                 let bye = r.close;
                 (r, bye)
             }
@@ -380,6 +399,21 @@ async fn session(ctl: &Control, stream: UnixStream) {
         if bye || !matches!(w, Ok(Ok(()))) {
             return;
         }
+    }
+}
+
+/// Parse and run one command line (without its newline).
+async fn run_line(ctl: &Control, group: &mut usize, buf: &[u8], uid: u32) -> Reply {
+    let line = buf.strip_suffix(b"\r").unwrap_or(buf);
+    if line.contains(&0) {
+        return Reply::err("error: NUL byte in command; ignored");
+    }
+    match std::str::from_utf8(line) {
+        Err(_) => Reply::err("error: command is not valid UTF-8; ignored"),
+        Ok(text) => match commands::parse(text) {
+            Err(e) => Reply::err(e.to_string()),
+            Ok(cmd) => ctl.execute(group, cmd, text, uid).await,
+        },
     }
 }
 

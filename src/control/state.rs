@@ -12,17 +12,23 @@
 //! parsed, or that holds an invalid value, is reported once and ignored
 //! as a whole: it is never half-applied.
 //!
-//! Writes are atomic: a temporary file in the same directory, fsync,
-//! rename, fsync of the directory.
+//! The file is trusted only if it is a regular file owned by us or root,
+//! writable by nobody else, in a directory others cannot write to (or a
+//! sticky one); otherwise it is reported and ignored like a corrupt one.
+//!
+//! Writes are atomic: a temporary file in the same directory, created
+//! exclusively without following links, fsync, rename, fsync of the
+//! directory. Temporary files left by killed instances are removed at
+//! start.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Policy;
 use crate::control::commands::{self, MAX_WEIGHT};
@@ -85,9 +91,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl StateFile {
-    /// Read `path`. A missing file is an empty state; an unreadable or
-    /// corrupt one is logged as an error and ignored.
+    /// Read `path`. A missing file is an empty state; an unreadable,
+    /// untrusted (see [`trusted`]) or corrupt one is logged as an error and
+    /// ignored. Temporary files left by killed instances are removed.
     pub fn load(path: &Path) -> Arc<StateFile> {
+        remove_leftovers(path);
         let doc = match read_doc(path) {
             Ok(Some(d)) => {
                 info!(path = %path.display(), listeners = d.listeners.len(), "state file read");
@@ -209,16 +217,113 @@ pub fn snapshot(svc: &Service) -> ListenerState {
 }
 
 fn read_doc(path: &Path) -> Result<Option<Doc>, String> {
-    let md = match std::fs::metadata(path) {
-        Ok(m) => m,
+    let f = match crate::sys::file::open_regular(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    if md.len() > MAX_SIZE {
+    let md = f.metadata().map_err(|e| e.to_string())?;
+    trusted(path, &md)?;
+    let mut buf = Vec::new();
+    f.take(MAX_SIZE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > MAX_SIZE {
         return Err(format!("larger than {MAX_SIZE} bytes"));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(buf).map_err(|_| "not UTF-8 text".to_string())?;
     parse_doc(&text).map(Some)
+}
+
+/// Trust the file only as ssh trusts its keys: owned by us or root, not
+/// writable by group or others, in a directory others cannot write to
+/// (unless sticky, like /tmp: then only owners remove or replace files).
+/// Otherwise anyone could plant the channels we send clients to.
+fn trusted(path: &Path, md: &std::fs::Metadata) -> Result<(), String> {
+    let me = crate::sys::euid();
+    if md.uid() != me && md.uid() != 0 {
+        return Err(format!(
+            "owned by uid {}, not by this process (uid {me}) or root; not trusted",
+            md.uid()
+        ));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by group or others (mode {:04o}); not trusted",
+            md.mode() & 0o7777
+        ));
+    }
+    let dir = parent_dir(path);
+    let dmd = std::fs::metadata(&dir).map_err(|e| format!("directory {}: {e}", dir.display()))?;
+    if dmd.mode() & 0o002 != 0 && dmd.mode() & 0o1000 == 0 {
+        return Err(format!(
+            "directory {} is writable by others without the sticky bit; not trusted",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// At start: refuse a `--state-file` that exists and is not a regular file
+/// (a FIFO would never be read to the end, a device never ends).
+pub fn preflight(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(md) if !md.file_type().is_file() => Err(format!(
+            "--state-file {}: {}",
+            path.display(),
+            crate::sys::file::not_regular(md.file_type())
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// How long a temporary file of a live process may sit before it counts
+/// as left over (a save takes milliseconds).
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Remove the temporary files (`.NAME.tmp.PID`) that killed instances left
+/// in the state file's directory: ours (a previous process with our PID),
+/// those of processes that no longer exist, and any older than a minute.
+fn remove_leftovers(path: &Path) {
+    let dir = parent_dir(path);
+    let Some(prefix) = path
+        .file_name()
+        .map(|n| format!(".{}.tmp.", n.to_string_lossy()))
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let proc_mounted = Path::new("/proc/self").exists();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        // Not followed: a symlink is judged (and removed) as itself.
+        let Ok(md) = e.path().symlink_metadata() else {
+            continue;
+        };
+        let old = md.modified().ok().and_then(|t| t.elapsed().ok()) >= Some(STALE_TMP);
+        let dead = proc_mounted && !crate::sys::file::process_exists(pid);
+        if pid == std::process::id() || dead || old {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => debug!(path = %e.path().display(), "left-over state temp file removed"),
+                Err(err) => debug!(path = %e.path().display(), "left-over state temp file: {err}"),
+            }
+        }
+    }
 }
 
 fn parse_doc(text: &str) -> Result<Doc, String> {
@@ -257,33 +362,36 @@ fn validate(l: &ListenerState) -> Result<(), String> {
 }
 
 /// Write `data` to `path` atomically: temp file in the same directory,
-/// fsync, rename, fsync the directory.
+/// fsync, rename, fsync the directory. The temp file is created with
+/// `O_EXCL|O_NOFOLLOW` (mode 0600), so a symlink planted at its name is
+/// never followed; whatever sits there (a leftover of a killed process
+/// with our PID, or a planted link) is unlinked and the create retried
+/// once.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "state".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let create = || crate::sys::file::create_exclusive(&tmp, 0o600);
+    let mut f = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&tmp)?;
+            create()?
+        }
+        r => r?,
+    };
     let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        drop(f);
         std::fs::rename(&tmp, path)?;
         if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
         }
         Ok(())
     })();
+    drop(f);
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

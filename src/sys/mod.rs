@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 pub mod daemon;
+pub mod file;
 pub mod notify;
 pub mod splice;
 

@@ -21,7 +21,8 @@ mod convert;
 mod raw;
 mod scalars;
 
-/// Files larger than this are refused before parsing.
+/// Files larger than this are refused before parsing (counted on the
+/// actual read, not on the size `stat` reports).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// Read and parse a config file; `overlay` holds the command line's global
@@ -31,7 +32,9 @@ pub fn load(path: &Path, overlay: &Overlay) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source,
     };
-    let f = std::fs::File::open(path).map_err(read)?;
+    // Not a FIFO (the open would block, the read never end) nor a device
+    // (`/dev/zero` never ends): a regular file, read up to the cap.
+    let f = crate::sys::file::open_regular(path).map_err(read)?;
     let mut buf = Vec::new();
     f.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)

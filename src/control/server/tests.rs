@@ -50,31 +50,31 @@ async fn lines_are_bounded_and_a_last_line_without_newline_counts() {
     let mut buf = Vec::new();
     let mut r = BufReader::new(&b"show\r\nhelp"[..]);
     assert!(matches!(
-        read_line(&mut r, &mut buf).await.unwrap(),
+        read_line(&mut r, &mut buf, None).await.unwrap(),
         LineRead::Line
     ));
     assert_eq!(buf, b"show\r");
     assert!(matches!(
-        read_line(&mut r, &mut buf).await.unwrap(),
+        read_line(&mut r, &mut buf, None).await.unwrap(),
         LineRead::Line
     ));
     assert_eq!(buf, b"help");
     assert!(matches!(
-        read_line(&mut r, &mut buf).await.unwrap(),
+        read_line(&mut r, &mut buf, None).await.unwrap(),
         LineRead::Eof
     ));
 
     let long = vec![b'x'; MAX_LINE + 1];
     let mut r = BufReader::new(&long[..]);
     assert!(matches!(
-        read_line(&mut r, &mut buf).await.unwrap(),
+        read_line(&mut r, &mut buf, None).await.unwrap(),
         LineRead::TooLong
     ));
     let mut exact = vec![b'x'; MAX_LINE];
     exact.push(b'\n');
     let mut r = BufReader::new(&exact[..]);
     assert!(matches!(
-        read_line(&mut r, &mut buf).await.unwrap(),
+        read_line(&mut r, &mut buf, None).await.unwrap(),
         LineRead::Line
     ));
     assert_eq!(buf.len(), MAX_LINE);

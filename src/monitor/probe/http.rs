@@ -1,6 +1,7 @@
 //! `http=PATH`: HTTP/1.1 GET, optionally on a side port (`port=`, like a
 //! mysqlchk service on 31337); pass when the status is in `expect` and, with
-//! `body=`, the text appears in the reply.
+//! `body=`, the text appears in the reply. A reply whose header has not
+//! ended within [`MAX_REPLY`] bytes fails (as does one cut by the timeout).
 
 use std::net::SocketAddr;
 
@@ -39,12 +40,8 @@ pub async fn run(
 /// text itself or the whole `Content-Length` body (servers that ignore
 /// `Connection: close` would otherwise keep us waiting for EOF).
 fn reply_complete(b: &[u8], want: Option<&[u8]>) -> bool {
-    let end = match find(b, b"\r\n\r\n") {
-        Some(i) => i + 4,
-        None => match find(b, b"\n\n") {
-            Some(i) => i + 2,
-            None => return false,
-        },
+    let Some(end) = header_end(b) else {
+        return false;
     };
     let Some(want) = want else {
         return true;
@@ -54,6 +51,17 @@ fn reply_complete(b: &[u8], want: Option<&[u8]>) -> bool {
         return true;
     }
     content_length(b.get(..end).unwrap_or_default()).is_some_and(|n| body.len() >= n)
+}
+
+/// Where the body starts: after the first blank line (CRLF or bare LF).
+fn header_end(b: &[u8]) -> Option<usize> {
+    find(b, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| find(b, b"\n\n").map(|i| i + 2))
+}
+
+fn header_too_long() -> String {
+    format!("reply header not complete within {MAX_REPLY} bytes")
 }
 
 fn content_length(head: &[u8]) -> Option<usize> {
@@ -73,12 +81,16 @@ pub fn check_reply(buf: &[u8], expect: &[(u16, u16)], body: Option<&[u8]>) -> Re
     if buf.is_empty() {
         return Err("empty reply".into());
     }
-    let line_end = buf.iter().position(|&b| b == b'\n');
-    let line = match line_end {
+    let line = match buf.iter().position(|&b| b == b'\n') {
         Some(i) => buf.get(..i).unwrap_or_default(),
-        None if buf.len() >= MAX_REPLY => buf,
+        None if buf.len() >= MAX_REPLY => return Err(header_too_long()),
         None => return Err(format!("short reply \"{}\"", escape(buf))),
     };
+    // A header still going at the cap is no answer, whatever its status:
+    // a reply that streams header bytes forever must not pass.
+    if buf.len() >= MAX_REPLY && header_end(buf).is_none() {
+        return Err(header_too_long());
+    }
     let status =
         parse_status_line(line).ok_or_else(|| format!("bad status line \"{}\"", escape(line)))?;
     if !expect.iter().any(|&(a, b)| (a..=b).contains(&status)) {

@@ -67,3 +67,23 @@ fn reply_is_complete_without_waiting_for_eof() {
     assert!(reply_complete(down, Some(b"up")));
     assert!(!reply_complete(b"HTTP/1.1 200 OK\r\n\r\ndown", Some(b"up")));
 }
+
+#[test]
+fn a_header_that_never_ends_fails_at_the_cap() {
+    let mut endless = b"HTTP/1.1 200 OK\r\n".to_vec();
+    while endless.len() < MAX_REPLY {
+        endless.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaa\r\n");
+    }
+    endless.truncate(MAX_REPLY);
+    let want = Err(format!(
+        "reply header not complete within {MAX_REPLY} bytes"
+    ));
+    assert!(!reply_complete(&endless, None));
+    assert_eq!(check_reply(&endless, OK, None), want);
+    // No newline at all within the cap: the same.
+    assert_eq!(check_reply(&vec![b'H'; MAX_REPLY], OK, None), want);
+    // A complete header at the cap is judged normally.
+    let mut full = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+    full.resize(MAX_REPLY, b'x');
+    assert_eq!(check_reply(&full, OK, None), Ok(()));
+}
