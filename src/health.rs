@@ -118,6 +118,19 @@ impl From<&str> for Reason {
     }
 }
 
+/// What a failure was seen at: a TCP connect (Layer 4) or a check that
+/// speaks the backend's protocol. A hung server still completes TCP
+/// handshakes (the kernel does them), so a successful connect ends only a
+/// [`Evidence::Transport`] streak, never an [`Evidence::Application`] one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// A connect failed (from traffic, a `connect` check, or a connect
+    /// abandoned by `--race`).
+    Transport,
+    /// A protocol-level check failed (`mysql`, `http=`, `send=`, `command=`).
+    Application,
+}
+
 /// Why a channel came up at once; Display ends the flip's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {

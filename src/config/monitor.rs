@@ -6,6 +6,18 @@ use std::time::Duration;
 /// Default probe interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Shortest and longest default check timeout.
+pub const CHECK_TIMEOUT_MIN: Duration = Duration::from_millis(500);
+pub const CHECK_TIMEOUT_MAX: Duration = Duration::from_secs(2);
+
+/// A check's timeout when none is given: its interval, kept within
+/// 500 ms..2 s. Not the client connect timeout (`-t`, 5 s): a hung server
+/// must go down in about `fall` × this, and a healthy one answers a probe
+/// in milliseconds.
+pub fn default_check_timeout(interval: Duration) -> Duration {
+    interval.clamp(CHECK_TIMEOUT_MIN, CHECK_TIMEOUT_MAX)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorSpec {
     /// Run in order for each channel; the first failure stops the chain.
@@ -40,7 +52,7 @@ impl Default for MonitorSpec {
     }
 }
 
-/// One check action. `timeout: None` means the listener's connect timeout.
+/// One check action. `timeout: None` means [`default_check_timeout`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
     Connect {

@@ -28,7 +28,7 @@ const MAX_SPEC: usize = 8192;
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Parse a `-m` spec. Per-check timeouts left unset are `None`: the probes
-/// use the listener's connect timeout at run time.
+/// use `monitor::default_check_timeout(interval)` at run time.
 pub fn parse(spec: &str) -> Result<MonitorSpec, BadValue> {
     parse_inner(spec).map_err(|e| BadValue(format!("bad -m spec: {e}")))
 }

@@ -38,7 +38,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::config::monitor::{Check, DEFAULT_INTERVAL};
+use crate::config::monitor::{Check, DEFAULT_INTERVAL, default_check_timeout};
 use crate::health::{Outcome, Reason};
 use crate::pool::{Admin, Candidate, Channel};
 use crate::service::Service;
@@ -83,7 +83,7 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
             },
         ),
     };
-    let default_timeout = svc.cfg.connect_timeout;
+    let default_timeout = default_check_timeout(plan.interval);
     let source = svc.cfg.source;
     let checks = Arc::new(checks);
     let prober: Prober = Arc::new(move |job: Job| {

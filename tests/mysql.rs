@@ -1,0 +1,147 @@
+//! MySQL failover on real MariaDB servers (`tests/common/mariadb.rs`):
+//! health a hung server cannot fool, busy is not dead, the monitor login,
+//! role and lag. Every test skips (with a message) when MariaDB is not
+//! installed. Plus the `--race` accounting, which needs no server.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::mariadb::Mariadb;
+use common::*;
+
+fn have_mariadb() -> bool {
+    let ok = Mariadb::available();
+    if !ok {
+        eprintln!("skipped: MariaDB (Debian package mariadb-server) is not installed");
+    }
+    ok
+}
+
+/// The monitor user: no password, no privileges.
+fn add_check_user(m: &Mariadb) {
+    m.sql("CREATE USER IF NOT EXISTS 'chk'@'127.0.0.1'");
+}
+
+/// Read a MySQL greeting's first bytes through balance: the port of the
+/// server that answered is not in it, so return the raw bytes' length.
+fn greeted(addr: std::net::SocketAddr, limit: Duration) -> bool {
+    let Ok(mut s) = try_connect(addr, limit) else {
+        return false;
+    };
+    let mut b = [0u8; 16];
+    matches!(s.read(&mut b), Ok(n) if n > 4)
+}
+
+/// Clients connecting through balance every few milliseconds until dropped
+/// (each reads a little of the greeting, briefly, then leaves).
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(addr: std::net::SocketAddr) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !s2.load(SeqCst) {
+                if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                    let _ = c.set_read_timeout(Some(Duration::from_millis(100)));
+                    let mut b = [0u8; 4];
+                    let _ = (&c).read(&mut b);
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Traffic {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ------------------------------------------------------- item 6: hung servers
+
+#[test]
+fn a_hung_primary_goes_down_while_clients_keep_connecting() {
+    if !have_mariadb() {
+        return;
+    }
+    let m1 = Mariadb::start(1, &[]);
+    let m2 = Mariadb::start(2, &[]);
+    add_check_user(&m1);
+    add_check_user(&m2);
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&["-m", "mysql:user=chk:interval=200ms:rise=2:fall=3"])
+        .no_bind()
+        .start();
+    assert!(greeted(b.addr, Duration::from_secs(5)));
+    let _traffic = Traffic::start(b.addr);
+    // SIGSTOP: the kernel still completes every client's TCP handshake,
+    // which must not count as health; the probe's own timeout (its
+    // interval, at least 500 ms) is not the 5 s client connect timeout.
+    let t0 = Instant::now();
+    m1.pause();
+    let down = b.wait_log(
+        "channel down (dis): mysql: timeout after 500ms",
+        1,
+        Duration::from_secs(6),
+    );
+    m1.resume();
+    assert!(down, "hung primary never marked down:\n{}", b.stderr());
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    m1.pause();
+    assert!(
+        greeted(b.addr, Duration::from_secs(3)),
+        "new clients reach the backup"
+    );
+    m1.resume();
+}
+
+#[test]
+fn connects_abandoned_by_the_race_count_against_the_channel() {
+    // A blackholed primary: each client's connect is overtaken by the race
+    // and abandoned; that is a failure (not free), so after `fall` of them
+    // the primary is down and clients stop paying the race delay.
+    let hole = Blackhole::new();
+    let backup = Backend::tagged("B");
+    let b = Balance::cli(&[hole.channel(), "!".into(), backup.channel()])
+        .opts(&["--race", "300ms", "-t", "5"])
+        .no_bind()
+        .start();
+    for _ in 0..3 {
+        assert_eq!(ask(b.addr).unwrap(), "B");
+    }
+    assert!(
+        b.wait_log(
+            "channel down (dis): connect: connect abandoned",
+            1,
+            Duration::from_secs(3)
+        ),
+        "{}",
+        b.stderr()
+    );
+    let t = Instant::now();
+    assert_eq!(ask(b.addr).unwrap(), "B");
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "still paid the race: {:?}",
+        t.elapsed()
+    );
+}
