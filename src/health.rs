@@ -158,6 +158,11 @@ pub enum Outcome {
         result: Result<(), Reason>,
         took: Duration,
     },
+    /// A check found the server answering but full (MySQL 1040, 1129):
+    /// busy, not dead. Counted; neither a pass nor a failure for rise/fall;
+    /// the channel is marked full until a check passes or fails (a full
+    /// channel with `maxc` set takes no new clients, like a full `maxc`).
+    Full { detail: String, took: Duration },
     /// A connect from real traffic failed on the backend's side (the
     /// text): counted, then through `fall`, or down at once with `-a`.
     ConnectFailed(String),

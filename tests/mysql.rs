@@ -145,3 +145,88 @@ fn connects_abandoned_by_the_race_count_against_the_channel() {
         t.elapsed()
     );
 }
+
+// ------------------------------------------------------ item 7: busy is not dead
+
+/// The channel (index in `show json`) that served one new client, which
+/// reads the greeting and leaves.
+fn served_by(b: &Balance) -> usize {
+    let totals = |b: &Balance| -> Vec<u64> {
+        let j = b.json();
+        j["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["totalc"].as_u64().unwrap())
+            .collect()
+    };
+    let before = totals(b);
+    assert!(greeted(b.addr, Duration::from_secs(3)), "no greeting");
+    let after = totals(b);
+    (0..after.len())
+        .find(|&i| after[i] > before[i])
+        .expect("some channel served")
+}
+
+#[test]
+fn a_full_primary_is_busy_not_down_and_spills_only_with_maxc() {
+    if !have_mariadb() {
+        return;
+    }
+    let m1 = Mariadb::start(1, &["--max-connections=10"]);
+    let m2 = Mariadb::start(2, &[]);
+    add_check_user(&m1);
+    add_check_user(&m2);
+    let dir = TempDir::new("my-full");
+    let mon = ["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"];
+    let plain = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&mon)
+        .control(&dir.join("plain.sock"))
+        .no_bind()
+        .start();
+    // `maxc` set on the primary: the operator asked for spilling.
+    let spill = Balance::cli(&[format!("{}:100", m1.channel()), "!".into(), m2.channel()])
+        .opts(&mon)
+        .control(&dir.join("spill.sock"))
+        .no_bind()
+        .start();
+    assert_eq!(served_by(&plain), 0);
+    // max_connections sessions: the probe's login gets error 1040.
+    let held = m1.hold_sessions("chk", 10);
+    for b in [&plain, &spill] {
+        assert!(
+            b.wait_log(
+                "channel full (not down): mysql: MySQL error 1040",
+                1,
+                Duration::from_secs(5)
+            ),
+            "{}",
+            b.stderr()
+        );
+    }
+    // Several more probes: still full, never down.
+    wait_until("more full checks", Duration::from_secs(5), || {
+        plain.json()["channels"][0]["checks_full"].as_u64() >= Some(4)
+    })
+    .unwrap();
+    assert!(!plain.has("channel down"), "{}", plain.stderr());
+    let ch = &plain.json()["channels"][0];
+    assert_eq!(ch["state"], "ENA", "{ch}");
+    assert_eq!(ch["full"], true, "{ch}");
+    // Without maxc new clients stay on the primary (its own 1040, as they
+    // would get without balance); with maxc they spill to the backup.
+    assert_eq!(served_by(&plain), 0);
+    assert_eq!(served_by(&spill), 1);
+    let metrics = plain.ctl("show json");
+    assert!(metrics.contains("\"checks_full\""), "{metrics}");
+    drop(held);
+    for b in [&plain, &spill] {
+        assert!(
+            b.wait_log("channel no longer full", 1, Duration::from_secs(5)),
+            "{}",
+            b.stderr()
+        );
+    }
+    assert_eq!(served_by(&spill), 0);
+    assert!(!spill.has("channel down"), "{}", spill.stderr());
+}

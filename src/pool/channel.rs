@@ -116,6 +116,11 @@ pub struct Channel {
     pub checks_failed: AtomicU64,
     /// Duration of the last health check, in microseconds.
     pub check_micros: AtomicU64,
+    /// Checks that found the server full (MySQL 1040/1129).
+    pub checks_full: AtomicU64,
+    /// The last check found the server full: with `maxc` set the channel
+    /// takes no new clients (they spill like at a full `maxc`).
+    full: AtomicBool,
     /// The open failure streak, so a successful connect can close a
     /// Layer-4 one without taking the health mutex every time:
     /// [`NOT_FAILING`], [`FAILING_TRANSPORT`] or [`FAILING_APPLICATION`].
@@ -171,6 +176,8 @@ impl Channel {
             checks_passed: AtomicU64::new(0),
             checks_failed: AtomicU64::new(0),
             check_micros: AtomicU64::new(0),
+            checks_full: AtomicU64::new(0),
+            full: AtomicBool::new(false),
             failing: AtomicU8::new(NOT_FAILING),
             health: Mutex::new(HealthState {
                 rf: RiseFall {
@@ -255,7 +262,7 @@ impl Channel {
         let mut cur = self.conns.load(Relaxed);
         loop {
             let m = self.maxc();
-            if m != 0 && cur >= m {
+            if m != 0 && (cur >= m || self.is_full()) {
                 return None;
             }
             match self
@@ -322,6 +329,31 @@ impl Channel {
         c.fetch_add(1, Relaxed);
         self.check_micros
             .store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Count one check that found the server full, and its duration.
+    pub fn record_full(&self, took: std::time::Duration) {
+        self.checks_full.fetch_add(1, Relaxed);
+        self.check_micros
+            .store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Whether the last check found the server full.
+    pub fn is_full(&self) -> bool {
+        self.full.load(Relaxed)
+    }
+
+    /// Mark the server full or not (`Service::report` only); true when
+    /// that changed.
+    pub fn set_full(&self, full: bool) -> bool {
+        if self.full.load(Relaxed) == full {
+            return false;
+        }
+        let changed = self.full.swap(full, Relaxed) != full;
+        if changed && !full {
+            self.eligible.notify_waiters();
+        }
+        changed
     }
 
     /// A connect from real traffic succeeded: it ends a Layer-4 failure
@@ -436,5 +468,14 @@ impl Backend for Channel {
     }
     fn conns(&self) -> u32 {
         Channel::conns(self)
+    }
+    /// As the default, and a server that reports itself full counts as a
+    /// full `maxc` when the operator set one (asked for spilling).
+    fn eligible(&self) -> bool {
+        if !self.usable() || self.weight() == 0 {
+            return false;
+        }
+        let m = self.maxc();
+        m == 0 || (self.conns() < m && !self.is_full())
     }
 }

@@ -31,6 +31,9 @@ impl Service {
         let flip = match outcome {
             Outcome::Checked { result, took } => {
                 ch.record_check(result.is_ok(), took);
+                if ch.set_full(false) {
+                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel no longer full");
+                }
                 if ch.admin() != Admin::Enabled {
                     return None; // the operator took over meanwhile
                 }
@@ -46,6 +49,14 @@ impl Service {
                     (Some(false), Some(r)) => Flip::Down(r),
                     _ => return None,
                 }
+            }
+            Outcome::Full { detail, took } => {
+                ch.record_full(took);
+                if ch.set_full(true) {
+                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+                          "channel full (not down): {detail}");
+                }
+                return None;
             }
             Outcome::ConnectFailed(detail) => {
                 ch.connect_failures.fetch_add(1, Relaxed);

@@ -129,6 +129,40 @@ impl Mariadb {
             .unwrap_or_else(|| panic!("status {name}: {row:?}"))
     }
 
+    /// `n` sessions logged in over TCP as `user` (no password), each
+    /// sleeping in a query until dropped; returns once the server counts
+    /// them (a client turned away by a transient connection, such as a
+    /// probe taking the last slot, is started again).
+    pub fn hold_sessions(&self, user: &str, n: usize) -> Sessions {
+        let spawn = || {
+            Command::new(CLIENT)
+                .args(["--no-defaults", "-h127.0.0.1"])
+                .arg(format!("-P{}", self.port))
+                .arg(format!("-u{user}"))
+                .args(["-e", "SELECT SLEEP(60)"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn mariadb client")
+        };
+        let mut s = Sessions((0..n).map(|_| spawn()).collect());
+        let sleeping = format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER='{user}' AND INFO LIKE 'SELECT SLEEP%'"
+        );
+        wait_until("the sessions to log in", Duration::from_secs(10), || {
+            for c in &mut s.0 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    *c = spawn();
+                }
+            }
+            self.try_sql(&sleeping)
+                .is_ok_and(|v| v.trim() == n.to_string())
+        })
+        .unwrap();
+        s
+    }
+
     /// Make this server a GTID replica of `primary` (user `repl` is created
     /// there) and wait until both replication threads run.
     pub fn replicate_from(&self, primary: &Mariadb) {
@@ -178,6 +212,18 @@ impl Mariadb {
         self.resume();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Client processes holding sessions; killed on drop.
+pub struct Sessions(Vec<Child>);
+
+impl Drop for Sessions {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Ctx, MAX_REPLY, escape, io_reason, tcp};
+use super::{Ctx, Finding, MAX_REPLY, escape, io_reason, tcp};
 
 const CLIENT_LONG_PASSWORD: u32 = 0x0000_0001;
 const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
@@ -17,9 +17,16 @@ const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
 const CLIENT_PLUGIN_AUTH: u32 = 0x0008_0000;
 const COM_QUIT: u8 = 0x01;
 
-pub async fn run(ctx: &Ctx, user: Option<&str>) -> Result<(), String> {
+/// Server errors that mean "full", not "down": 1040 too many connections,
+/// 1129 host blocked (too many connection errors).
+pub const FULL_ERRORS: [u16; 2] = [1040, 1129];
+
+pub async fn run(ctx: &Ctx, user: Option<&str>) -> Result<(), Finding> {
     let mut s = tcp(ctx.addr, ctx.source).await?;
     let (seq, greeting) = read_packet(&mut s).await?;
+    if greeting.first() == Some(&0xff) {
+        return Err(error_finding(&greeting));
+    }
     let caps = parse_greeting(&greeting)?;
     let Some(user) = user else {
         return Ok(());
@@ -42,13 +49,15 @@ pub async fn run(ctx: &Ctx, user: Option<&str>) -> Result<(), String> {
                     .await;
                 return Ok(());
             }
-            Some(0xff) => return Err(error_reason(&reply)),
+            Some(0xff) => return Err(error_finding(&reply)),
             Some(0xfe) => {
                 s.write_all(&packet(seq.wrapping_add(1), &[]))
                     .await
                     .map_err(|e| format!("login failed: {}", io_reason(&e)))?;
             }
-            _ => return Err(format!("unexpected login reply \"{}\"", escape(&reply))),
+            _ => {
+                return Err(format!("unexpected login reply \"{}\"", escape(&reply)).into());
+            }
         }
     }
     Err("login did not complete".into())
@@ -122,6 +131,15 @@ pub fn parse_greeting(p: &[u8]) -> Result<u32, String> {
         }
         Some(_) => Err(format!("not a MySQL greeting: \"{}\"", escape(p))),
         None => Err("empty greeting".into()),
+    }
+}
+
+/// An error packet as a finding: full (1040, 1129) or failed.
+pub fn error_finding(p: &[u8]) -> Finding {
+    let reason = error_reason(p);
+    match le16(p, 1) {
+        Some(code) if FULL_ERRORS.contains(&code) => Finding::Full(reason),
+        _ => Finding::Failed(reason),
     }
 }
 

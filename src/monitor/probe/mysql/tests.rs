@@ -68,5 +68,30 @@ fn garbage_packets_never_panic() {
         let _ = parse_greeting(&p);
         let _ = parse_greeting(&q);
         let _ = error_reason(&p);
+        let _ = error_finding(&p);
     }
+}
+
+#[test]
+fn errors_1040_and_1129_are_full_others_failed() {
+    let err = |code: u16, msg: &[u8]| {
+        let mut p = vec![0xff];
+        p.extend_from_slice(&code.to_le_bytes());
+        p.extend_from_slice(b"#08004");
+        p.extend_from_slice(msg);
+        p
+    };
+    assert_eq!(
+        error_finding(&err(1040, b"Too many connections")),
+        Finding::Full("MySQL error 1040: Too many connections".into())
+    );
+    assert!(matches!(
+        error_finding(&err(1129, b"Host blocked")),
+        Finding::Full(_)
+    ));
+    assert!(matches!(
+        error_finding(&err(1045, b"Access denied")),
+        Finding::Failed(_)
+    ));
+    assert!(matches!(error_finding(&[0xff, 0x10]), Finding::Failed(_)));
 }
