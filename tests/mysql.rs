@@ -230,3 +230,81 @@ fn a_full_primary_is_busy_not_down_and_spills_only_with_maxc() {
     assert_eq!(served_by(&spill), 0);
     assert!(!spill.has("channel down"), "{}", spill.stderr());
 }
+
+// --------------------------------------------------- item 1: the monitor login
+
+fn password_file(dir: &TempDir, name: &str, pw: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("{pw}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn password_login_aborts_no_connection_and_a_wrong_password_fails() {
+    if !have_mariadb() {
+        return;
+    }
+    let m = Mariadb::start(1, &[]);
+    m.sql(
+        "CREATE USER 'mon'@'127.0.0.1' IDENTIFIED VIA mysql_native_password USING PASSWORD('s3cret')",
+    );
+    let dir = TempDir::new("my-pw");
+    let good = password_file(&dir, "good", "s3cret", 0o600);
+    let bad = password_file(&dir, "bad", "nope", 0o600);
+    let open = password_file(&dir, "open", "s3cret", 0o644);
+    // A group/world-readable file is refused with one line, nothing runs.
+    let spec = format!("mysql:user=mon:password_file={open}");
+    let port = free_port(LOCALHOST_V4).to_string();
+    let (code, err) = run_to_exit(
+        &["-f", "-m", &spec, &port, &m.channel()],
+        Duration::from_secs(10),
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("readable by group or others"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let before = m.status("Aborted_connects");
+    let spec = format!("mysql:user=mon:password_file={good}:interval=100ms:fall=1");
+    let b = Balance::cli(&[m.channel()])
+        .opts(&["-m", &spec])
+        .no_bind()
+        .start();
+    let dir2 = TempDir::new("my-pw2");
+    let spec_bad = format!("mysql:user=mon:password_file={bad}:interval=100ms:fall=1");
+    let wrong = Balance::cli(&[m.channel()])
+        .opts(&["-m", &spec_bad])
+        .control(&dir2.join("c.sock"))
+        .no_bind()
+        .start();
+    assert!(
+        wrong.wait_log(
+            "channel down (dis): mysql: MySQL error 1045",
+            1,
+            Duration::from_secs(5)
+        ),
+        "{}",
+        wrong.stderr()
+    );
+    drop(wrong);
+    // Many good probes: none fails, none aborts a connection.
+    wait_until("20 probes", Duration::from_secs(10), || {
+        b.count("check failed") == 0 && m.status("Connections") >= 25
+    })
+    .unwrap();
+    assert!(!b.has("channel down"), "{}", b.stderr());
+    // The wrong password's failed logins are aborted connects; the good
+    // ones added none.
+    let after = m.status("Aborted_connects");
+    let wrong_ones = after - before;
+    let conns = m.status("Connections");
+    wait_until("more good probes", Duration::from_secs(5), || {
+        m.status("Connections") >= conns + 10
+    })
+    .unwrap();
+    assert_eq!(
+        m.status("Aborted_connects"),
+        after,
+        "good probes aborted (wrong ones: {wrong_ones})"
+    );
+}

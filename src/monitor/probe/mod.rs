@@ -87,7 +87,10 @@ pub async fn run_chain(
         let t = t.unwrap_or(default_timeout);
         let fut = async {
             let failed = match c {
-                Check::Mysql { user, .. } => return mysql::run(ctx, user.as_deref()).await,
+                Check::Mysql { user, password, .. } => {
+                    let password = password.as_ref().map(|p| p.0.as_str());
+                    return mysql::run(ctx, user.as_deref(), password).await;
+                }
                 Check::Connect { .. } => connect::run(ctx).await,
                 Check::Command { argv, pass, .. } => exec::run(argv, pass, ctx, t).await,
                 Check::Http {
