@@ -118,6 +118,19 @@ impl From<&str> for Reason {
     }
 }
 
+/// What a failure was seen at: a TCP connect (Layer 4) or a check that
+/// speaks the backend's protocol. A hung server still completes TCP
+/// handshakes (the kernel does them), so a successful connect ends only a
+/// [`Evidence::Transport`] streak, never an [`Evidence::Application`] one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// A connect failed (from traffic, a `connect` check, or a connect
+    /// abandoned by `--race`).
+    Transport,
+    /// A protocol-level check failed (`mysql`, `http=`, `send=`, `command=`).
+    Application,
+}
+
 /// Why a channel came up at once; Display ends the flip's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
@@ -145,6 +158,11 @@ pub enum Outcome {
         result: Result<(), Reason>,
         took: Duration,
     },
+    /// A check found the server answering but full (MySQL 1040, 1129):
+    /// busy, not dead. Counted; neither a pass nor a failure for rise/fall;
+    /// the channel is marked full until a check passes or fails (a full
+    /// channel with `maxc` set takes no new clients, like a full `maxc`).
+    Full { detail: String, took: Duration },
     /// A connect from real traffic failed on the backend's side (the
     /// text): counted, then through `fall`, or down at once with `-a`.
     ConnectFailed(String),

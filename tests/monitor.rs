@@ -380,7 +380,9 @@ fn mysql_user_probes_abort_no_handshakes_while_connect_probes_abort_all() {
 }
 
 #[test]
-fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
+fn mysql_error_1040_is_full_not_down() {
+    // Busy is not dead: a server that answers "too many connections" keeps
+    // its clients (no maxc set, so nothing spills) and is shown full.
     let f = Arc::new(FakeMysql::default());
     f.too_many.store(true, SeqCst);
     let primary = fake_mysql(Arc::clone(&f));
@@ -393,20 +395,25 @@ fn mysql_error_1040_marks_the_channel_down_with_its_reason() {
         .start();
     assert!(
         b.wait_log(
-            "channel down (dis): mysql: MySQL error 1040: Too many connections",
+            "channel full (not down): mysql: MySQL error 1040: Too many connections",
             1,
             Duration::from_secs(5)
         ),
         "{}",
         b.stderr()
     );
-    assert!(greets_like_mysql(&b), "new clients do not reach the backup");
-    // The reason is also in `show json`.
-    let out = b.ctl_out("show json");
-    let json = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        json.contains("\"last_reason\":\"mysql: MySQL error 1040: Too many connections\""),
-        "{json}"
+    wait_until("more full checks", Duration::from_secs(5), || {
+        b.json()["channels"][0]["checks_full"].as_u64() >= Some(3)
+    })
+    .unwrap();
+    assert!(!b.has("channel down"), "{}", b.stderr());
+    let json = b.json();
+    assert_eq!(json["channels"][0]["state"], "ENA", "{json}");
+    assert_eq!(json["channels"][0]["full"], true, "{json}");
+    assert_eq!(
+        b.count("channel full (not down)"),
+        1,
+        "logged once per change"
     );
 }
 

@@ -6,6 +6,18 @@ use std::time::Duration;
 /// Default probe interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Shortest and longest default check timeout.
+pub const CHECK_TIMEOUT_MIN: Duration = Duration::from_millis(500);
+pub const CHECK_TIMEOUT_MAX: Duration = Duration::from_secs(2);
+
+/// A check's timeout when none is given: its interval, kept within
+/// 500 ms..2 s. Not the client connect timeout (`-t`, 5 s): a hung server
+/// must go down in about `fall` × this, and a healthy one answers a probe
+/// in milliseconds.
+pub fn default_check_timeout(interval: Duration) -> Duration {
+    interval.clamp(CHECK_TIMEOUT_MIN, CHECK_TIMEOUT_MAX)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorSpec {
     /// Run in order for each channel; the first failure stops the chain.
@@ -40,7 +52,7 @@ impl Default for MonitorSpec {
     }
 }
 
-/// One check action. `timeout: None` means the listener's connect timeout.
+/// One check action. `timeout: None` means [`default_check_timeout`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
     Connect {
@@ -63,6 +75,9 @@ pub enum Check {
     },
     Mysql {
         user: Option<String>,
+        /// From `password_file=` (read when the config is built: at start
+        /// and on reload).
+        password: Option<Password>,
         timeout: Option<Duration>,
     },
     SendExpect {
@@ -70,4 +85,42 @@ pub enum Check {
         expect: Vec<u8>,
         timeout: Option<Duration>,
     },
+}
+
+/// A monitor password: never shown (Debug prints `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Longest accepted password file.
+const MAX_PASSWORD: u64 = 1024;
+
+/// Read a `password_file=`: the first line, without its line end. Refused
+/// when group or others may read it (it holds a secret) or it is not a
+/// small regular file.
+pub fn read_password_file(path: &std::path::Path) -> Result<Password, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    if !meta.is_file() || meta.len() > MAX_PASSWORD {
+        return Err(format!(
+            "password_file {shown}: not a regular file of at most {MAX_PASSWORD} bytes"
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "password_file {shown} is readable by group or others: chmod 600 it"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.contains('\0') {
+        return Err(format!("password_file {shown}: NUL byte in the password"));
+    }
+    Ok(Password(line.to_string()))
 }

@@ -20,7 +20,7 @@ use values::{parse_codes, parse_command, parse_path, parse_statuses, unescape};
 
 use super::error::BadValue;
 use super::grammar::parse_duration;
-use super::monitor::{Check, MonitorSpec};
+use super::monitor::{Check, MonitorSpec, read_password_file};
 
 /// Longest accepted spec (a sanity bound, not a protocol limit).
 const MAX_SPEC: usize = 8192;
@@ -28,7 +28,7 @@ const MAX_SPEC: usize = 8192;
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Parse a `-m` spec. Per-check timeouts left unset are `None`: the probes
-/// use the listener's connect timeout at run time.
+/// use `monitor::default_check_timeout(interval)` at run time.
 pub fn parse(spec: &str) -> Result<MonitorSpec, BadValue> {
     parse_inner(spec).map_err(|e| BadValue(format!("bad -m spec: {e}")))
 }
@@ -80,6 +80,7 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
                 no_value(key, value)?;
                 out.checks.push(Check::Mysql {
                     user: None,
+                    password: None,
                     timeout: None,
                 });
             }
@@ -110,6 +111,16 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
     }
     if out.checks.is_empty() {
         return Err("no check action (connect, command=, http=, mysql, send=)".into());
+    }
+    for c in &out.checks {
+        if let Check::Mysql {
+            user: None,
+            password: Some(_),
+            ..
+        } = c
+        {
+            return Err("mysql password_file= needs user=".into());
+        }
     }
     Ok(out)
 }
@@ -151,7 +162,7 @@ fn global_key(k: &str) -> Option<&'static str> {
 fn is_option(k: &str) -> bool {
     matches!(
         k,
-        "timeout" | "pass" | "port" | "host" | "expect" | "body" | "user"
+        "timeout" | "pass" | "port" | "host" | "expect" | "body" | "user" | "password_file"
     )
 }
 
@@ -270,6 +281,11 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
                 return Err(format!("bad user \"{}\"", show(s)));
             }
             *user = Some(s.to_string());
+        }
+        (Check::Mysql { password, .. }, "password_file") => {
+            dup(password.is_some())?;
+            let s = need_value(key, v)?;
+            *password = Some(read_password_file(std::path::Path::new(s))?);
         }
         (Check::SendExpect { expect, .. }, "expect") => {
             dup(!expect.is_empty())?;

@@ -38,10 +38,11 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::config::monitor::{Check, DEFAULT_INTERVAL};
+use crate::config::monitor::{Check, DEFAULT_INTERVAL, default_check_timeout};
 use crate::health::{Outcome, Reason};
 use crate::pool::{Admin, Candidate, Channel};
 use crate::service::Service;
+use probe::Finding;
 
 /// Passive failures ask for a re-probe at most this often.
 const REPROBE_GAP: Duration = Duration::from_millis(100);
@@ -49,7 +50,7 @@ const REPROBE_GAP: Duration = Duration::from_millis(100);
 /// One probe to run: the channel and where it sits.
 pub type Job = Candidate;
 
-type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), Finding>> + Send>>;
 /// Runs one probe chain against a channel (swappable for tests).
 pub type Prober = Arc<dyn Fn(Job) -> ProbeFuture + Send + Sync>;
 
@@ -83,7 +84,7 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
             },
         ),
     };
-    let default_timeout = svc.cfg.connect_timeout;
+    let default_timeout = default_check_timeout(plan.interval);
     let source = svc.cfg.source;
     let checks = Arc::new(checks);
     let prober: Prober = Arc::new(move |job: Job| {
@@ -99,9 +100,9 @@ async fn probe_channel(
     job: &Job,
     default_timeout: Duration,
     source: Option<std::net::IpAddr>,
-) -> Result<(), String> {
+) -> Result<(), Finding> {
     let target = job.channel.target();
-    let mut last = format!("{} does not resolve", target.host);
+    let mut last = Finding::Failed(format!("{} does not resolve", target.host));
     for &addr in &target.addrs {
         let ctx = probe::Ctx {
             addr,
@@ -245,8 +246,18 @@ async fn probe_task(
         } => Some(r),
     };
     if let Some((res, took)) = res {
-        let result = res.map_err(Reason::Check);
-        svc.report(&job, Outcome::Checked { result, took });
+        let outcome = match res {
+            Ok(()) => Outcome::Checked {
+                result: Ok(()),
+                took,
+            },
+            Err(Finding::Failed(r)) => Outcome::Checked {
+                result: Err(Reason::Check(r)),
+                took,
+            },
+            Err(Finding::Full(detail)) => Outcome::Full { detail, took },
+        };
+        svc.report(&job, outcome);
     }
     busy.store(false, Release);
 }

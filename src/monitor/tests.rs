@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU32;
 use super::*;
 use crate::cli::{Invocation, Parsed, UsageError, parse};
 use crate::config::{ChannelConfig, Failback, GroupConfig, Host, ListenerConfig, Policy};
-use crate::health::RiseFallParams;
+use crate::health::{Evidence, RiseFallParams};
 use crate::pool::Target;
 
 fn service(groups: &[usize], rise: u32, fall: u32) -> Arc<Service> {
@@ -184,7 +184,11 @@ async fn reprobe_after_a_passive_failure_probes_only_the_failing_channel_at_once
     sleep(Duration::from_millis(50)).await;
     assert_eq!(s.calls.load(SeqCst), 2, "first round probes both");
     // What the data path does after a failed connect to channel 0.
-    ch(&svc, 0, 0).observe(Err("connect: connection refused".into()), &svc.rise_fall);
+    ch(&svc, 0, 0).observe(
+        Err("connect: connection refused".into()),
+        Evidence::Transport,
+        &svc.rise_fall,
+    );
     svc.reprobe.notify_one();
     sleep(Duration::from_millis(200)).await;
     assert_eq!(

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use super::select::Backend;
 use crate::config::Host;
-use crate::health::{Reason, RiseFall, RiseFallParams};
+use crate::health::{Evidence, Reason, RiseFall, RiseFallParams};
 
 /// Operator state, written only by the control socket (and the state file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -116,9 +116,15 @@ pub struct Channel {
     pub checks_failed: AtomicU64,
     /// Duration of the last health check, in microseconds.
     pub check_micros: AtomicU64,
-    /// Set while a failure streak is open, so a successful connect can
-    /// close it without taking the health mutex every time.
-    failing: AtomicBool,
+    /// Checks that found the server full (MySQL 1040/1129).
+    pub checks_full: AtomicU64,
+    /// The last check found the server full: with `maxc` set the channel
+    /// takes no new clients (they spill like at a full `maxc`).
+    full: AtomicBool,
+    /// The open failure streak, so a successful connect can close a
+    /// Layer-4 one without taking the health mutex every time:
+    /// [`NOT_FAILING`], [`FAILING_TRANSPORT`] or [`FAILING_APPLICATION`].
+    failing: AtomicU8,
     health: Mutex<HealthState>,
     /// Wakes clients spinning for an eligible channel.
     eligible: Arc<Notify>,
@@ -170,7 +176,9 @@ impl Channel {
             checks_passed: AtomicU64::new(0),
             checks_failed: AtomicU64::new(0),
             check_micros: AtomicU64::new(0),
-            failing: AtomicBool::new(false),
+            checks_full: AtomicU64::new(0),
+            full: AtomicBool::new(false),
+            failing: AtomicU8::new(NOT_FAILING),
             health: Mutex::new(HealthState {
                 rf: RiseFall {
                     up: resolved,
@@ -254,7 +262,7 @@ impl Channel {
         let mut cur = self.conns.load(Relaxed);
         loop {
             let m = self.maxc();
-            if m != 0 && cur >= m {
+            if m != 0 && (cur >= m || self.is_full()) {
                 return None;
             }
             match self
@@ -271,10 +279,16 @@ impl Channel {
         }
     }
 
-    /// Feed one health result (probe or passive) through rise/fall.
+    /// Feed one health result (probe or passive) through rise/fall; a
+    /// failure is `seen` at Layer 4 or at the application level.
     /// Returns `Some(up)` when the channel flipped. State only: the
     /// reactions to a flip belong to `Service::report`.
-    pub fn observe(&self, result: Result<(), Reason>, p: &RiseFallParams) -> Option<bool> {
+    pub fn observe(
+        &self,
+        result: Result<(), Reason>,
+        seen: Evidence,
+        p: &RiseFallParams,
+    ) -> Option<bool> {
         let ok = result.is_ok();
         let mut h = lock(&self.health);
         match result {
@@ -285,7 +299,19 @@ impl Channel {
                 }
             }
         }
-        self.failing.store(!ok, Relaxed);
+        let streak = match (ok, seen) {
+            (true, _) => NOT_FAILING,
+            // An application failure taints the whole streak.
+            (false, Evidence::Application) => FAILING_APPLICATION,
+            (false, Evidence::Transport) => {
+                if self.failing.load(Relaxed) == FAILING_APPLICATION && h.rf.failures > 0 {
+                    FAILING_APPLICATION
+                } else {
+                    FAILING_TRANSPORT
+                }
+            }
+        };
+        self.failing.store(streak, Relaxed);
         let flip = h.rf.observe(ok, p);
         if let Some(up) = flip {
             self.set_up_locked(&mut h, up);
@@ -305,11 +331,47 @@ impl Channel {
             .store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
-    /// A connect from real traffic succeeded: it ends a failure streak (it
-    /// does not count as a pass; only checks bring a channel back up).
+    /// Count one check that found the server full, and its duration.
+    pub fn record_full(&self, took: std::time::Duration) {
+        self.checks_full.fetch_add(1, Relaxed);
+        self.check_micros
+            .store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Whether the last check found the server full.
+    pub fn is_full(&self) -> bool {
+        self.full.load(Relaxed)
+    }
+
+    /// Mark the server full or not (`Service::report` only); true when
+    /// that changed.
+    pub fn set_full(&self, full: bool) -> bool {
+        if self.full.load(Relaxed) == full {
+            return false;
+        }
+        let changed = self.full.swap(full, Relaxed) != full;
+        if changed && !full {
+            self.eligible.notify_waiters();
+        }
+        changed
+    }
+
+    /// A connect from real traffic succeeded: it ends a Layer-4 failure
+    /// streak (it does not count as a pass; only checks bring a channel
+    /// back up). It proves nothing about the application: a streak with an
+    /// application-level failure in it stays open (a hung server still
+    /// completes TCP handshakes).
     pub fn connect_ok(&self) {
-        if self.failing.swap(false, Relaxed) {
-            lock(&self.health).rf.failures = 0;
+        if self.failing.load(Relaxed) == FAILING_TRANSPORT {
+            let mut h = lock(&self.health);
+            // Re-check under the lock: a check may have failed meanwhile.
+            if self
+                .failing
+                .compare_exchange(FAILING_TRANSPORT, NOT_FAILING, Relaxed, Relaxed)
+                .is_ok()
+            {
+                h.rf.failures = 0;
+            }
         }
     }
 
@@ -364,6 +426,10 @@ impl Channel {
     }
 }
 
+const NOT_FAILING: u8 = 0;
+const FAILING_TRANSPORT: u8 = 1;
+const FAILING_APPLICATION: u8 = 2;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -402,5 +468,14 @@ impl Backend for Channel {
     }
     fn conns(&self) -> u32 {
         Channel::conns(self)
+    }
+    /// As the default, and a server that reports itself full counts as a
+    /// full `maxc` when the operator set one (asked for spilling).
+    fn eligible(&self) -> bool {
+        if !self.usable() || self.weight() == 0 {
+            return false;
+        }
+        let m = self.maxc();
+        m == 0 || (self.conns() < m && !self.is_full())
     }
 }

@@ -4,7 +4,7 @@
 use super::*;
 
 use crate::config::{ChannelConfig, Failback};
-use crate::health::RiseFallParams;
+use crate::health::{Evidence, RiseFallParams};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -316,18 +316,50 @@ fn observe_takes_a_channel_down_after_fall_failures_and_a_success_resets() {
     let p = pool(&[group(Policy::RoundRobin, &[1])]);
     let c = channel(&p, 0, 0);
     let rf = RiseFallParams::default();
-    assert_eq!(c.observe(Err("refused".into()), &rf), None);
-    assert_eq!(c.observe(Err("refused".into()), &rf), None);
+    assert_eq!(
+        c.observe(Err("refused".into()), Evidence::Transport, &rf),
+        None
+    );
+    assert_eq!(
+        c.observe(Err("refused".into()), Evidence::Transport, &rf),
+        None
+    );
     // A successful connect from traffic ends the streak.
     c.connect_ok();
-    assert_eq!(c.observe(Err("refused".into()), &rf), None);
-    assert_eq!(c.observe(Err("refused".into()), &rf), None);
-    assert_eq!(c.observe(Err("refused".into()), &rf), Some(false));
+    assert_eq!(
+        c.observe(Err("refused".into()), Evidence::Transport, &rf),
+        None
+    );
+    assert_eq!(
+        c.observe(Err("refused".into()), Evidence::Transport, &rf),
+        None
+    );
+    assert_eq!(
+        c.observe(Err("refused".into()), Evidence::Transport, &rf),
+        Some(false)
+    );
     assert!(!c.eligible());
     assert_eq!(c.health().1, "refused");
-    assert_eq!(c.observe(Ok(()), &rf), None);
-    assert_eq!(c.observe(Ok(()), &rf), Some(true));
+    assert_eq!(c.observe(Ok(()), Evidence::Transport, &rf), None);
+    assert_eq!(c.observe(Ok(()), Evidence::Transport, &rf), Some(true));
     assert!(c.eligible());
+}
+
+#[test]
+fn a_successful_connect_never_ends_an_application_failure_streak() {
+    let p = pool(&[group(Policy::RoundRobin, &[1])]);
+    let c = channel(&p, 0, 0);
+    let rf = RiseFallParams::default();
+    let app = |c: &Channel| c.observe(Err("mysql: timeout".into()), Evidence::Application, &rf);
+    assert_eq!(app(&c), None);
+    c.connect_ok(); // the kernel of a hung server still completes handshakes
+    assert_eq!(app(&c), None);
+    // A transport failure inside an application streak keeps it one.
+    assert_eq!(
+        c.observe(Err("refused".into()), Evidence::Transport, &rf),
+        Some(false)
+    );
+    assert!(!c.eligible());
 }
 
 #[test]

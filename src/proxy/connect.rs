@@ -7,6 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -95,27 +96,37 @@ pub async fn connect(
 
 /// Try candidates in order; with `--race`, start the next one when the
 /// current connect is slow. First success wins; the others are dropped
-/// (which closes their sockets).
+/// (which closes their sockets). A connect still pending when the race
+/// started the next candidate and abandoned when another won was slow past
+/// `race`: it counts against its channel like a timeout (and asks for a
+/// re-probe), so a blackholed primary goes down instead of taxing every
+/// client with the race delay.
 async fn try_candidates(
     svc: &Service,
     mut cands: Candidates,
     client: &TcpStream,
 ) -> Result<Connected, NoBackend> {
     let cfg = &svc.cfg;
+    let racing = cfg.race.is_some();
     let mut inflight = FuturesUnordered::new();
-    let mut launch = |inflight: &mut FuturesUnordered<_>| -> bool {
+    // Some(newest) when one was launched; newest is its candidate when
+    // racing (an Arc clone, only with --race).
+    let mut launch = |inflight: &mut FuturesUnordered<_>| -> Option<Option<Candidate>> {
         for cand in cands.by_ref() {
             // maxc may have been reached since the eligibility check.
             if let Some(guard) = cand.channel.try_acquire() {
+                let newest = racing.then(|| cand.clone());
                 inflight.push(attempt(cfg, cand, guard));
-                return true;
+                return Some(newest);
             }
         }
-        false
+        None
     };
-    if !launch(&mut inflight) {
+    let Some(mut newest) = launch(&mut inflight) else {
         return Err(NoBackend::Exhausted);
-    }
+    };
+    // Connects the race overtook; empty (no allocation) until it does.
+    let mut overtaken: Vec<Candidate> = Vec::new();
     let mut race_at = cfg.race.map(|d| Instant::now() + d);
     let mut gone = pin!(client_gone(client));
     loop {
@@ -132,25 +143,50 @@ async fn try_candidates(
                 return Err(NoBackend::ClientGone);
             }
             res = inflight.next() => match res {
-                Some(Ok(c)) => return Ok(c),
+                Some(Ok(c)) => {
+                    abandoned(svc, &overtaken, &c.cand);
+                    return Ok(c);
+                }
                 Some(Err((cand, err))) => {
+                    overtaken.retain(|o| !Arc::ptr_eq(&o.channel, &cand.channel));
                     connect_failed(svc, &cand, err);
-                    if !launch(&mut inflight) && inflight.is_empty() {
-                        return Err(NoBackend::Exhausted);
+                    match launch(&mut inflight) {
+                        Some(n) => newest = n,
+                        None if inflight.is_empty() => return Err(NoBackend::Exhausted),
+                        None => {}
                     }
                     race_at = cfg.race.map(|d| Instant::now() + d);
                 }
                 None => return Err(NoBackend::Exhausted),
             },
             _ = race_sleep => {
-                if launch(&mut inflight) {
+                let slow = newest.take();
+                if let Some(n) = launch(&mut inflight) {
                     debug!("connect slow; racing the next candidate");
+                    overtaken.extend(slow);
+                    newest = n;
                     race_at = cfg.race.map(|d| Instant::now() + d);
                 } else {
                     race_at = None;
                 }
             }
         }
+    }
+}
+
+/// The connects the race overtook and the winner made moot: each counts
+/// against its channel.
+fn abandoned(svc: &Service, overtaken: &[Candidate], winner: &Candidate) {
+    let Some(race) = svc.cfg.race else { return };
+    for o in overtaken
+        .iter()
+        .filter(|o| !Arc::ptr_eq(&o.channel, &winner.channel))
+    {
+        let detail = format!(
+            "connect abandoned: no answer within --race {}",
+            crate::monitor::probe::fmt_dur(race)
+        );
+        svc.report(o, Outcome::ConnectFailed(detail));
     }
 }
 

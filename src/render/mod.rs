@@ -35,6 +35,10 @@ pub struct ChannelView {
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub check_micros: u64,
+    /// Checks that found the server full (MySQL 1040/1129), and whether
+    /// the last one did.
+    pub checks_full: u64,
+    pub full: bool,
     /// Why the last check or connect failed (or "ok").
     pub last_reason: String,
 }
@@ -60,6 +64,8 @@ impl ChannelView {
             checks_passed: ch.checks_passed.load(Relaxed),
             checks_failed: ch.checks_failed.load(Relaxed),
             check_micros: ch.check_micros.load(Relaxed),
+            checks_full: ch.checks_full.load(Relaxed),
+            full: ch.is_full(),
             last_reason: ch.health().1,
         }
     }

@@ -56,7 +56,7 @@ const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 7] = [
 ];
 
 /// Per-channel series: name, type, help, value.
-const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 8] = [
+const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 10] = [
     (
         "balance_channel_connections",
         "gauge",
@@ -86,6 +86,18 @@ const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 8] = [
         "counter",
         "Health checks that failed.",
         |c| c.checks_failed,
+    ),
+    (
+        "balance_channel_checks_full_total",
+        "counter",
+        "Health checks that found the server full (MySQL 1040/1129): busy, not down.",
+        |c| c.checks_full,
+    ),
+    (
+        "balance_channel_full",
+        "gauge",
+        "1 while the last health check found the server full.",
+        |c| u64::from(c.full),
     ),
     (
         "balance_channel_check_duration_microseconds",

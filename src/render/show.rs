@@ -67,6 +67,8 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                 "checks_passed": c.checks_passed,
                 "checks_failed": c.checks_failed,
                 "check_micros": c.check_micros,
+                "checks_full": c.checks_full,
+                "full": c.full,
                 "last_reason": c.last_reason,
             })
         })

@@ -4,7 +4,8 @@
 //! with its reason, closing sessions (`on-down=shutdown`,
 //! `on-up=shutdown-backup`) and waking clients that wait for a channel.
 //! A successful connect never flips a channel: the data path calls
-//! [`Channel::connect_ok`] directly (one atomic, no lock).
+//! [`Channel::connect_ok`] directly (one atomic, no lock), and it ends only
+//! a Layer-4 failure streak ([`Evidence`]).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -12,7 +13,8 @@ use tracing::{debug, info, warn};
 
 use super::Service;
 use crate::config::Failback;
-use crate::health::{Outcome, Reason, Recovery};
+use crate::config::monitor::Check;
+use crate::health::{Evidence, Outcome, Reason, Recovery};
 use crate::pool::{Admin, Candidate};
 
 /// How a channel flipped, with the why for the log line.
@@ -29,6 +31,9 @@ impl Service {
         let flip = match outcome {
             Outcome::Checked { result, took } => {
                 ch.record_check(result.is_ok(), took);
+                if ch.set_full(false) {
+                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel no longer full");
+                }
                 if ch.admin() != Admin::Enabled {
                     return None; // the operator took over meanwhile
                 }
@@ -36,11 +41,22 @@ impl Service {
                     debug!(listener = %self.cfg.name, channel = %ch.target(), "check failed: {r}");
                 }
                 let reason = result.as_ref().err().cloned();
-                match (ch.observe(result, &self.rise_fall), reason) {
+                match (
+                    ch.observe(result, self.check_evidence(), &self.rise_fall),
+                    reason,
+                ) {
                     (Some(true), _) => Flip::Up(Recovery::ChecksPass),
                     (Some(false), Some(r)) => Flip::Down(r),
                     _ => return None,
                 }
+            }
+            Outcome::Full { detail, took } => {
+                ch.record_full(took);
+                if ch.set_full(true) {
+                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+                          "channel full (not down): {detail}");
+                }
+                return None;
             }
             Outcome::ConnectFailed(detail) => {
                 ch.connect_failures.fetch_add(1, Relaxed);
@@ -49,7 +65,8 @@ impl Service {
                 let flipped = if self.cfg.autodisable {
                     ch.force_down(reason.clone())
                 } else {
-                    ch.observe(Err(reason.clone()), &self.rise_fall) == Some(false)
+                    ch.observe(Err(reason.clone()), Evidence::Transport, &self.rise_fall)
+                        == Some(false)
                 };
                 self.reprobe.notify_one();
                 if !flipped {
@@ -71,6 +88,21 @@ impl Service {
             }
         };
         Some(self.flipped(at, flip))
+    }
+
+    /// What a failed check says: a monitor that only connects sees Layer 4;
+    /// one that speaks the protocol sees the application.
+    fn check_evidence(&self) -> Evidence {
+        let app = self
+            .cfg
+            .monitor
+            .as_ref()
+            .is_some_and(|m| m.checks.iter().any(|c| !matches!(c, Check::Connect { .. })));
+        if app {
+            Evidence::Application
+        } else {
+            Evidence::Transport
+        }
     }
 
     /// The reactions to a flip, once per flip.

@@ -1,8 +1,9 @@
 //! The integration-test harness, shared by every file under tests/ with
 //! `mod common;`: the balancer under test ([`balancer`]), loopback backends
 //! ([`backend`]), the one bounded wait ([`wait`]), /proc and `ss` probes
-//! ([`proc`]), one-shot runs and daemons ([`run`]), and here the small pieces: free ports, temp dirs and test
-//! clients.
+//! ([`proc`]), one-shot runs and daemons ([`run`]), real MariaDB servers
+//! ([`mariadb`], not glob-exported), and here the small pieces: free ports,
+//! temp dirs and test clients.
 //!
 //! Everything is std threads and blocking sockets with timeouts; every wait
 //! is bounded.
@@ -10,6 +11,7 @@
 
 pub mod backend;
 pub mod balancer;
+pub mod mariadb;
 pub mod proc;
 pub mod run;
 pub mod wait;

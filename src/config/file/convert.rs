@@ -203,6 +203,7 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
             },
             RawCheck::Mysql(my) => Check::Mysql {
                 user: my.user,
+                password: None,
                 timeout: t(my.timeout),
             },
             RawCheck::Command(c) => Check::Command {

@@ -74,6 +74,7 @@ fn http_mysql_send_expect_and_escapes() {
     assert_eq!(
         m.checks,
         vec![Check::Mysql {
+            password: None,
             user: Some("chk".into()),
             timeout: Some(Duration::from_secs(2))
         }]

@@ -37,13 +37,45 @@ pub struct Ctx {
     pub source: Option<std::net::IpAddr>,
 }
 
+/// Why a probe did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The check failed (the text names the check and why).
+    Failed(String),
+    /// The server answered that it is full (MySQL 1040 too many
+    /// connections, 1129 host blocked): busy, not dead, so neither a pass
+    /// nor a failure.
+    Full(String),
+}
+
+impl Finding {
+    fn prefixed(self, name: &str) -> Finding {
+        match self {
+            Finding::Failed(r) => Finding::Failed(format!("{name}: {r}")),
+            Finding::Full(r) => Finding::Full(format!("{name}: {r}")),
+        }
+    }
+}
+
+impl From<String> for Finding {
+    fn from(s: String) -> Finding {
+        Finding::Failed(s)
+    }
+}
+
+impl From<&str> for Finding {
+    fn from(s: &str) -> Finding {
+        Finding::Failed(s.to_string())
+    }
+}
+
 /// Run the checks in order; the first failure stops the chain. Each check
 /// is bounded by its own timeout (`None` = `default_timeout`).
 pub async fn run_chain(
     checks: &[Check],
     ctx: &Ctx,
     default_timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), Finding> {
     for c in checks {
         let (name, t) = match c {
             Check::Connect { timeout } => ("connect", timeout),
@@ -54,7 +86,11 @@ pub async fn run_chain(
         };
         let t = t.unwrap_or(default_timeout);
         let fut = async {
-            match c {
+            let failed = match c {
+                Check::Mysql { user, password, .. } => {
+                    let password = password.as_ref().map(|p| p.0.as_str());
+                    return mysql::run(ctx, user.as_deref(), password).await;
+                }
                 Check::Connect { .. } => connect::run(ctx).await,
                 Check::Command { argv, pass, .. } => exec::run(argv, pass, ctx, t).await,
                 Check::Http {
@@ -65,9 +101,9 @@ pub async fn run_chain(
                     body,
                     ..
                 } => http::run(ctx, path, *port, host.as_deref(), expect, body.as_deref()).await,
-                Check::Mysql { user, .. } => mysql::run(ctx, user.as_deref()).await,
                 Check::SendExpect { send, expect, .. } => sendexpect::run(ctx, send, expect).await,
-            }
+            };
+            failed.map_err(Finding::Failed)
         };
         let bound = if matches!(c, Check::Command { .. }) {
             t + EXEC_SLACK
@@ -76,8 +112,13 @@ pub async fn run_chain(
         };
         match tokio::time::timeout(bound, fut).await {
             Ok(Ok(())) => {}
-            Ok(Err(reason)) => return Err(format!("{name}: {reason}")),
-            Err(_) => return Err(format!("{name}: timeout after {}", fmt_dur(t))),
+            Ok(Err(finding)) => return Err(finding.prefixed(name)),
+            Err(_) => {
+                return Err(Finding::Failed(format!(
+                    "{name}: timeout after {}",
+                    fmt_dur(t)
+                )));
+            }
         }
     }
     Ok(())

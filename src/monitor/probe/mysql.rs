@@ -1,7 +1,9 @@
-//! `mysql[:user=NAME]`: read the server greeting (protocol v10) and fail on
-//! an error packet (1040 too many connections, 1129 host blocked) or
-//! garbage. With `user=`, log in with an empty password
-//! (HandshakeResponse41, mysql_native_password) and send COM_QUIT, so the
+//! `mysql[:user=NAME[:password_file=PATH]]`: read the server greeting
+//! (protocol v10) and fail on an error packet or garbage (1040 too many
+//! connections and 1129 host blocked are [`Finding::Full`]). With `user=`,
+//! log in (HandshakeResponse41; mysql_native_password, or
+//! caching_sha2_password's fast path; full authentication, which would send
+//! the password, is refused without TLS) and send COM_QUIT, so the
 //! server counts no aborted connection; without it, close after the greeting
 //! (the server counts that as an aborted connect, and after
 //! `max_connect_errors` blocks our host: use `user=`).
@@ -9,7 +11,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Ctx, MAX_REPLY, escape, io_reason, tcp};
+use super::{Ctx, Finding, MAX_REPLY, escape, io_reason, tcp};
 
 const CLIENT_LONG_PASSWORD: u32 = 0x0000_0001;
 const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
@@ -17,21 +19,37 @@ const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
 const CLIENT_PLUGIN_AUTH: u32 = 0x0008_0000;
 const COM_QUIT: u8 = 0x01;
 
-pub async fn run(ctx: &Ctx, user: Option<&str>) -> Result<(), String> {
+/// Server errors that mean "full", not "down": 1040 too many connections,
+/// 1129 host blocked (too many connection errors).
+pub const FULL_ERRORS: [u16; 2] = [1040, 1129];
+
+pub async fn run(ctx: &Ctx, user: Option<&str>, password: Option<&str>) -> Result<(), Finding> {
     let mut s = tcp(ctx.addr, ctx.source).await?;
     let (seq, greeting) = read_packet(&mut s).await?;
-    let caps = parse_greeting(&greeting)?;
+    if greeting.first() == Some(&0xff) {
+        return Err(error_finding(&greeting));
+    }
+    let g = parse_greeting_full(&greeting)?;
     let Some(user) = user else {
         return Ok(());
     };
-    s.write_all(&packet(
+    let password = password.unwrap_or_default();
+    let plugin = if g.plugin == CACHING_SHA2 {
+        CACHING_SHA2
+    } else {
+        NATIVE
+    };
+    let auth = scramble(plugin, password, &g.scramble);
+    send(
+        &mut s,
         seq.wrapping_add(1),
-        &handshake_response(user, caps),
-    ))
-    .await
-    .map_err(|e| format!("login failed: {}", io_reason(&e)))?;
-    // OK, error, or an auth switch (answered with an empty password once).
-    for _ in 0..2 {
+        &handshake_response(user, g.caps, plugin, &auth),
+    )
+    .await?;
+    // OK, error, an auth switch (answered once) or caching_sha2's
+    // "more data" (fast auth done, or a full auth we refuse without TLS).
+    let mut switched = false;
+    for _ in 0..4 {
         let (seq, reply) = read_packet(&mut s).await?;
         match reply.first() {
             Some(0x00) => {
@@ -42,16 +60,88 @@ pub async fn run(ctx: &Ctx, user: Option<&str>) -> Result<(), String> {
                     .await;
                 return Ok(());
             }
-            Some(0xff) => return Err(error_reason(&reply)),
-            Some(0xfe) => {
-                s.write_all(&packet(seq.wrapping_add(1), &[]))
-                    .await
-                    .map_err(|e| format!("login failed: {}", io_reason(&e)))?;
+            Some(0xff) => return Err(error_finding(&reply)),
+            Some(0xfe) if !switched => {
+                switched = true;
+                let (name, data) = auth_switch(&reply)?;
+                let auth = scramble(name, password, data);
+                send(&mut s, seq.wrapping_add(1), &auth).await?;
             }
-            _ => return Err(format!("unexpected login reply \"{}\"", escape(&reply))),
+            Some(0x01) if reply.get(1) == Some(&0x03) => {} // fast auth ok; OK follows
+            Some(0x01) if reply.get(1) == Some(&0x04) => {
+                return Err(
+                    "login failed: caching_sha2_password asks for full authentication \
+                     (the server has not cached this user's password): refusing to send it \
+                     without TLS; log in once with a TLS client, or use mysql_native_password"
+                        .into(),
+                );
+            }
+            _ => {
+                return Err(format!("unexpected login reply \"{}\"", escape(&reply)).into());
+            }
         }
     }
     Err("login did not complete".into())
+}
+
+const NATIVE: &str = "mysql_native_password";
+const CACHING_SHA2: &str = "caching_sha2_password";
+
+async fn send(s: &mut TcpStream, seq: u8, payload: &[u8]) -> Result<(), String> {
+    s.write_all(&packet(seq, payload))
+        .await
+        .map_err(|e| format!("login failed: {}", io_reason(&e)))
+}
+
+/// An auth switch request: `0xfe`, plugin name NUL, its data (the new
+/// scramble, NUL-terminated). Only the two plugins we speak are accepted.
+fn auth_switch(p: &[u8]) -> Result<(&'static str, &[u8]), String> {
+    let rest = p.get(1..).unwrap_or_default();
+    let nul = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    let name = rest.get(..nul).unwrap_or_default();
+    let mut data = rest.get(nul + 1..).unwrap_or_default();
+    if let Some((&0, head)) = data.split_last() {
+        data = head;
+    }
+    let plugin = match name {
+        b"mysql_native_password" => NATIVE,
+        b"caching_sha2_password" => CACHING_SHA2,
+        // MySQL < 4.1 style switch (no name) or another plugin.
+        _ => {
+            return Err(format!(
+                "login failed: server asks for auth plugin \"{}\" (supported: {NATIVE}, {CACHING_SHA2})",
+                escape(name)
+            ));
+        }
+    };
+    Ok((plugin, data))
+}
+
+/// The auth response for `plugin` (empty for an empty password):
+/// native: SHA1(pw) XOR SHA1(scramble + SHA1(SHA1(pw)));
+/// caching_sha2 (fast path): SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + scramble).
+pub fn scramble(plugin: &str, password: &str, nonce: &[u8]) -> Vec<u8> {
+    use sha1::Digest;
+    if password.is_empty() {
+        return Vec::new();
+    }
+    let nonce = nonce.get(..20).unwrap_or(nonce);
+    let xor = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x ^ y).collect();
+    if plugin == CACHING_SHA2 {
+        let h1 = sha2::Sha256::digest(password.as_bytes());
+        let h2 = sha2::Sha256::digest(h1);
+        let mut h = sha2::Sha256::new();
+        h.update(h2);
+        h.update(nonce);
+        xor(&h1, &h.finalize())
+    } else {
+        let h1 = sha1::Sha1::digest(password.as_bytes());
+        let h2 = sha1::Sha1::digest(h1);
+        let mut h = sha1::Sha1::new();
+        h.update(nonce);
+        h.update(h2);
+        xor(&h1, &h.finalize())
+    }
 }
 
 /// One packet: 3-byte little-endian length, sequence id, payload.
@@ -98,6 +188,20 @@ fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
 
 /// A greeting's capability flags, or why it is not a usable greeting.
 pub fn parse_greeting(p: &[u8]) -> Result<u32, String> {
+    parse_greeting_full(p).map(|g| g.caps)
+}
+
+/// What the login needs from a greeting.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Greeting {
+    pub caps: u32,
+    /// The 20-byte nonce (auth data parts 1 and 2, without the NUL).
+    pub scramble: Vec<u8>,
+    /// The server's default auth plugin (empty if not announced).
+    pub plugin: String,
+}
+
+pub fn parse_greeting_full(p: &[u8]) -> Result<Greeting, String> {
     match p.first() {
         Some(0xff) => Err(error_reason(p)),
         Some(0x0a) => {
@@ -118,10 +222,34 @@ pub fn parse_greeting(p: &[u8]) -> Result<u32, String> {
             if caps & CLIENT_PROTOCOL_41 == 0 {
                 return Err("server too old (no protocol 4.1)".into());
             }
-            Ok(caps)
+            let mut scramble = after.get(4..12).unwrap_or_default().to_vec();
+            // auth data length (1), reserved (10), part 2 (12 + NUL), plugin
+            let tail = after.get(31..).unwrap_or_default();
+            let part2 = tail.get(..12).unwrap_or(tail);
+            scramble.extend_from_slice(part2);
+            let plugin = tail
+                .get(13..)
+                .map(|n| n.split(|&b| b == 0).next().unwrap_or_default())
+                .filter(|n| caps & CLIENT_PLUGIN_AUTH != 0 && n.len() <= 64)
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            Ok(Greeting {
+                caps,
+                scramble,
+                plugin,
+            })
         }
         Some(_) => Err(format!("not a MySQL greeting: \"{}\"", escape(p))),
         None => Err("empty greeting".into()),
+    }
+}
+
+/// An error packet as a finding: full (1040, 1129) or failed.
+pub fn error_finding(p: &[u8]) -> Finding {
+    let reason = error_reason(p);
+    match le16(p, 1) {
+        Some(code) if FULL_ERRORS.contains(&code) => Finding::Full(reason),
+        _ => Finding::Failed(reason),
     }
 }
 
@@ -143,19 +271,22 @@ fn le16(p: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b))
 }
 
-fn handshake_response(user: &str, server_caps: u32) -> Vec<u8> {
+fn handshake_response(user: &str, server_caps: u32, plugin: &str, auth: &[u8]) -> Vec<u8> {
     let mut caps = CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION;
     caps |= server_caps & CLIENT_PLUGIN_AUTH;
-    let mut p = Vec::with_capacity(64 + user.len());
+    let mut p = Vec::with_capacity(96 + user.len());
     p.extend_from_slice(&caps.to_le_bytes());
     p.extend_from_slice(&(16u32 << 20).to_le_bytes()); // max packet 16 MiB
     p.push(33); // utf8_general_ci
     p.extend_from_slice(&[0u8; 23]);
     p.extend_from_slice(user.as_bytes());
     p.push(0);
-    p.push(0); // empty auth response
+    // Length-prefixed auth response (20 or 32 bytes, or empty).
+    p.push(auth.len() as u8);
+    p.extend_from_slice(auth);
     if caps & CLIENT_PLUGIN_AUTH != 0 {
-        p.extend_from_slice(b"mysql_native_password\0");
+        p.extend_from_slice(plugin.as_bytes());
+        p.push(0);
     }
     p
 }

@@ -1,0 +1,277 @@
+//! Real MariaDB servers for the MySQL tests: each on a free loopback port
+//! with its own data dir (a copy of one template initialized once per
+//! machine by `mariadb-install-db`) and socket, stopped and removed on drop.
+//! Statements go through the `mariadb` client over the socket as root.
+//!
+//! [`Mariadb::available`] says whether the binaries are installed (Debian's
+//! `mariadb-server`); tests skip with a message when they are not.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{LOCALHOST_V4, TempDir, free_port, wait_for, wait_until};
+
+const SERVER: &str = "/usr/sbin/mariadbd";
+const INSTALL: &str = "mariadb-install-db";
+const CLIENT: &str = "mariadb";
+/// How long a server may take to accept logins.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+pub struct Mariadb {
+    pub port: u16,
+    dir: TempDir,
+    child: Child,
+    pub server_id: u32,
+}
+
+impl Mariadb {
+    /// Whether this machine can run the servers.
+    pub fn available() -> bool {
+        Path::new(SERVER).exists()
+            && Command::new(CLIENT)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+
+    /// A server with binary logging and GTIDs on (`server_id` distinct per
+    /// server of a replication pair), plus `extra` options.
+    pub fn start(server_id: u32, extra: &[&str]) -> Mariadb {
+        let dir = TempDir::new("mariadb");
+        let data = dir.join("data");
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(template())
+            .arg(&data)
+            .status()
+            .expect("cp");
+        assert!(st.success(), "copy the MariaDB template");
+        let port = free_port(LOCALHOST_V4);
+        let mut cmd = Command::new(SERVER);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.join("sock").display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg(format!("--log-error={}", dir.join("err.log").display()))
+            .arg(format!("--port={port}"))
+            .args(["--bind-address=127.0.0.1", "--skip-networking=0"])
+            .args(["--innodb-buffer-pool-size=16M", "--innodb-log-file-size=4M"])
+            .args(["--skip-name-resolve", "--log-bin=mb", "--log-slave-updates"])
+            .arg(format!("--server-id={server_id}"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.arg("--user=root");
+        }
+        let child = cmd.spawn().expect("spawn mariadbd");
+        let mut m = Mariadb {
+            port,
+            dir,
+            child,
+            server_id,
+        };
+        let ready = wait_until("mariadbd to accept logins", START_LIMIT, || {
+            if let Ok(Some(_)) = m.child.try_wait() {
+                return true;
+            }
+            m.try_sql("SELECT 1").is_ok()
+        });
+        if ready.is_err() || m.child.try_wait().ok().flatten().is_some() {
+            panic!("mariadbd did not start:\n{}", m.error_log());
+        }
+        m
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn channel(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("err.log")).unwrap_or_default()
+    }
+
+    /// Run statements as root over the socket: tab-separated rows.
+    pub fn try_sql(&self, q: &str) -> Result<String, String> {
+        let out = Command::new(CLIENT)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .args(["-uroot", "-N", "-B", "--connect-timeout=5", "-e", q])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn sql(&self, q: &str) -> String {
+        self.try_sql(q)
+            .unwrap_or_else(|e| panic!("SQL on :{} failed: {q}: {e}", self.port))
+    }
+
+    /// One global status counter (`Aborted_connects`…).
+    pub fn status(&self, name: &str) -> u64 {
+        let row = self.sql(&format!("SHOW GLOBAL STATUS LIKE '{name}'"));
+        row.split('\t')
+            .nth(1)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("status {name}: {row:?}"))
+    }
+
+    /// `n` sessions logged in over TCP as `user` (no password), each
+    /// sleeping in a query until dropped; returns once the server counts
+    /// them (a client turned away by a transient connection, such as a
+    /// probe taking the last slot, is started again).
+    pub fn hold_sessions(&self, user: &str, n: usize) -> Sessions {
+        let spawn = || {
+            Command::new(CLIENT)
+                .args(["--no-defaults", "-h127.0.0.1"])
+                .arg(format!("-P{}", self.port))
+                .arg(format!("-u{user}"))
+                .args(["-e", "SELECT SLEEP(60)"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn mariadb client")
+        };
+        let mut s = Sessions((0..n).map(|_| spawn()).collect());
+        let sleeping = format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER='{user}' AND INFO LIKE 'SELECT SLEEP%'"
+        );
+        wait_until("the sessions to log in", Duration::from_secs(10), || {
+            for c in &mut s.0 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    *c = spawn();
+                }
+            }
+            self.try_sql(&sleeping)
+                .is_ok_and(|v| v.trim() == n.to_string())
+        })
+        .unwrap();
+        s
+    }
+
+    /// Make this server a GTID replica of `primary` (user `repl` is created
+    /// there) and wait until both replication threads run.
+    pub fn replicate_from(&self, primary: &Mariadb) {
+        primary.sql(
+            "CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1'; \
+             GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'",
+        );
+        self.sql(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
+             MASTER_CONNECT_RETRY=1, MASTER_USE_GTID=slave_pos; START SLAVE",
+            primary.port
+        ));
+        wait_until("replication to run", Duration::from_secs(15), || {
+            let st = self.slave_status();
+            st.contains("Slave_IO_Running: Yes") && st.contains("Slave_SQL_Running: Yes")
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", self.slave_status()));
+    }
+
+    /// `SHOW SLAVE STATUS` as `Name: value` lines.
+    pub fn slave_status(&self) -> String {
+        self.try_sql("SHOW SLAVE STATUS\\G").unwrap_or_else(|e| e)
+    }
+
+    /// Wait until this replica has applied everything `primary` wrote.
+    pub fn wait_caught_up(&self, primary: &Mariadb) {
+        let pos = primary.sql("SELECT @@gtid_binlog_pos");
+        wait_for("the replica to catch up", Duration::from_secs(15), || {
+            let r = self.sql(&format!("SELECT MASTER_GTID_WAIT('{pos}', 0.2)"));
+            (r.trim() == "0").then_some(())
+        })
+        .unwrap();
+    }
+
+    /// Freeze the server (SIGSTOP): the kernel still completes TCP
+    /// handshakes on its listening socket, nothing answers.
+    pub fn pause(&self) {
+        unsafe { libc::kill(self.pid(), libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        unsafe { libc::kill(self.pid(), libc::SIGCONT) };
+    }
+
+    /// `kill -9`, reaped.
+    pub fn kill(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Client processes holding sessions; killed on drop.
+pub struct Sessions(Vec<Child>);
+
+impl Drop for Sessions {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The initialized data dir copied by every server: made once per machine
+/// (under the temp dir, keyed by the server binary's size and mtime) by
+/// installing into a scratch dir and renaming it into place, so concurrent
+/// test processes never see a half-made one.
+fn template() -> PathBuf {
+    let meta = std::fs::metadata(SERVER).expect("mariadbd");
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let path = std::env::temp_dir().join(format!(
+        "balance-test-mariadb-template-{}-{mtime}",
+        meta.len()
+    ));
+    if path.join("mysql").is_dir() {
+        return path;
+    }
+    let scratch = TempDir::new("mariadb-install");
+    let data = scratch.join("data");
+    let mut cmd = Command::new(INSTALL);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+        .arg("--innodb-log-file-size=4M")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.arg("--user=root");
+    }
+    let out = cmd.output().expect("run mariadb-install-db");
+    assert!(
+        out.status.success(),
+        "mariadb-install-db failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another process may have won the race: either way one template stays.
+    if std::fs::rename(&data, &path).is_err() {
+        assert!(path.join("mysql").is_dir(), "MariaDB template at {path:?}");
+    }
+    path
+}
