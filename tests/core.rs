@@ -773,6 +773,13 @@ fn clients_leaving_during_pending_connects_cancel_them() {
         count_to_port(port, TCP_SYN_SENT)
     );
     thread::sleep(Duration::from_millis(200));
+    // They really leave: a reset. (A FIN alone is a half-close that still
+    // waits for the backend: see the next test.)
+    for c in &clients {
+        socket2::SockRef::from(c)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+    }
     drop(clients);
     let t = Instant::now();
     let gone = wait_for(
@@ -799,8 +806,42 @@ fn clients_leaving_during_pending_connects_cancel_them() {
         again.is_ok(),
         "a new client after the cancellations is not connecting"
     );
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
     drop(c);
     b.assert_fds_return_to(base);
+}
+
+#[test]
+fn half_closed_clients_keep_their_pending_connects_until_the_connect_timeout() {
+    // A FIN with nothing sent is a half-close (`nc -N`, a health checker
+    // waiting for a banner), not a departure: the connect goes on. One
+    // that never comes back is bounded by the connect timeout (-t 1).
+    const N: usize = 5;
+    let bh = Blackhole::new();
+    let b = Balance::start(&["-t", "1"], &[bh.channel()]);
+    let port = bh.addr.port();
+    let clients: Vec<TcpStream> = (0..N).map(|_| b.connect()).collect();
+    for c in &clients {
+        c.shutdown(Shutdown::Write).expect("shutdown(WR)");
+    }
+    let pending = wait_for("every connect pending", Duration::from_secs(5), || {
+        (count_to_port(port, TCP_SYN_SENT) >= N).then_some(())
+    });
+    assert!(
+        pending.is_ok(),
+        "{} of {N} connects pending after the clients half-closed",
+        count_to_port(port, TCP_SYN_SENT)
+    );
+    let gone = wait_for("the connect timeout", Duration::from_secs(5), || {
+        (count_to_port(port, TCP_SYN_SENT) == 0).then_some(())
+    });
+    assert!(gone.is_ok(), "connects outlived the connect timeout");
+    for mut c in clients {
+        let mut buf = [0u8; 8];
+        assert_eq!(c.read(&mut buf).expect("EOF, not a hang"), 0);
+    }
 }
 
 #[test]
