@@ -379,8 +379,9 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
         .as_deref()
         .map(crate::config::monitor_spec::parse)
         .transpose()?;
-    // balance.fm never refused a channel on its own listener here.
-    l.build(SelfLoops::Allow).map_err(|e| match e {
+    // A channel on the listener itself would make one client connect to
+    // itself until the fd limit: refused, as the config file does.
+    l.build(SelfLoops::Refuse).map_err(|e| match e {
         SpecError::ZeroConnectTimeout => {
             UsageError("bad -t \"0\": the connect timeout must be positive".into())
         }

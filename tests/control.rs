@@ -191,6 +191,31 @@ fn assign_needs_a_hard_disabled_channel_and_moves_its_traffic() {
 }
 
 #[test]
+fn create_and_assign_of_the_listener_itself_are_refused() {
+    let tmp = TempDir::new("selfloop");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let own = inst.port();
+    inst.ctl("disable 0");
+    for target in [
+        format!("127.0.0.1 {own}"),
+        format!("localhost {own}"),
+        format!("0.0.0.0 {own}"),
+    ] {
+        for cmd in [format!("create {target}"), format!("assign 0 {target}")] {
+            let o = inst.ctl_out(&cmd);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+            assert!(err.contains("itself"), "{cmd}: {err}");
+            assert_eq!(err.lines().count(), 1, "{cmd}: {err}");
+        }
+    }
+    // Nothing changed: one channel, still at the backend.
+    assert_eq!(inst.json()["channels"].as_array().unwrap().len(), 1);
+    assert_eq!(row(&inst.ctl("show"), 0, 0)[5], a.port().to_string());
+}
+
+#[test]
 fn maxc_sends_overflow_to_the_next_channel() {
     let tmp = TempDir::new("maxc");
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));

@@ -938,6 +938,29 @@ fn bad_command_lines_exit_64_with_one_line_naming_the_token() {
 }
 
 #[test]
+fn a_channel_on_the_listener_itself_is_refused_at_start() {
+    // One client would make balance connect to itself until the fd limit.
+    let port = free_port(LOCALHOST_V4).to_string();
+    let p = port.as_str();
+    let own = format!("127.0.0.1:{p}");
+    let any = format!("0.0.0.0:{p}");
+    let cases: Vec<Vec<&str>> = vec![
+        // No port: the listen port; no -b: every local address.
+        vec![p, "127.0.0.1"],
+        vec![p, "localhost"],
+        vec!["-b", "127.0.0.1", p, &own],
+        vec!["-b", "127.0.0.1", p, "10.0.0.1", "!", &any],
+        vec!["-b", "127.0.0.1", p, "10.0.0.1", "%", "127.0.0.1"],
+    ];
+    for args in cases {
+        let (code, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.contains("itself"), "{args:?}: {err:?}");
+    }
+}
+
+#[test]
 fn port_in_use_exits_71_naming_the_address_and_the_first_instance_keeps_serving() {
     let backend = Backend::tagged("K");
     let b = Balance::start(&[], &[backend.channel()]);

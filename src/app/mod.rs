@@ -42,6 +42,9 @@ pub use supervisor::Supervisor;
 
 /// Run from the command line (one listener; SIGHUP has nothing to reload).
 pub fn run(cfg: Config) -> Result<(), Fatal> {
+    // Literal self-loops were refused by the builder; names resolve here.
+    crate::config::resolved_loops(&cfg, crate::service::resolve)
+        .map_err(|e| Fatal::Config(e.to_string()))?;
     boot::start(cfg, None)
 }
 
