@@ -938,6 +938,28 @@ fn bad_command_lines_exit_64_with_one_line_naming_the_token() {
 }
 
 #[test]
+fn a_huge_bad_argument_gives_a_short_error() {
+    let huge = format!("{}:x", "h".repeat(100_000));
+    for args in [vec!["8080", huge.as_str()], vec!["-t", &huge, "8080", "a"]] {
+        let (code, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{err:.200}");
+        assert!(err.len() < 300, "{} bytes: {err:.200}", err.len());
+        assert!(err.contains("...\""), "{err}");
+    }
+}
+
+#[test]
+fn legacy_numeric_forms_are_neither_addresses_nor_names() {
+    // inet_aton would take them for 0.0.255.255, 127.0.0.1, 127.0.0.1.
+    for tok in ["65535", "127.1", "0x7f.1", "017700000001"] {
+        let args = ["8080", tok];
+        let (code, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{tok}: {err}");
+        assert!(err.contains("is not a valid host name"), "{tok}: {err}");
+    }
+}
+
+#[test]
 fn a_channel_on_the_listener_itself_is_refused_at_start() {
     // One client would make balance connect to itself until the fd limit.
     let port = free_port(LOCALHOST_V4).to_string();

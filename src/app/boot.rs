@@ -3,6 +3,7 @@
 //! look the user up, daemonize, open the log, write the pidfile, drop
 //! privileges, build the runtime. Then serve and clean up.
 
+use crate::config::quote;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,7 +68,7 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
         Some(user) => Some((
             user.as_str(),
             crate::sys::lookup_user(user)
-                .map_err(|e| os(format!("cannot use --user \"{user}\": {e}")))?,
+                .map_err(|e| os(format!("cannot use --user {}: {e}", quote(user))))?,
         )),
     };
     if !g.foreground {
@@ -143,7 +144,7 @@ fn drop_privileges(
         moved_to = Some(dir);
     }
     crate::sys::drop_privileges(uid, gid)
-        .map_err(|e| os(format!("cannot drop privileges to \"{user}\": {e}")))?;
+        .map_err(|e| os(format!("cannot drop privileges to {}: {e}", quote(user))))?;
     info!(user = %user, uid, gid, "dropped privileges");
     Ok(moved_to)
 }

@@ -33,6 +33,7 @@ mod plan;
 mod signals;
 mod supervisor;
 
+use crate::config::quote;
 use std::path::Path;
 
 use crate::config::{Config, Overlay};
@@ -71,7 +72,7 @@ fn print_check(path: &Path, cfg: &Config) {
     }
     if let Some(user) = &cfg.global.user {
         if let Err(e) = crate::sys::lookup_user(user) {
-            eprintln!("balance: warning: user \"{user}\": {e}");
+            eprintln!("balance: warning: user {}: {e}", quote(user));
         }
     }
     println!(

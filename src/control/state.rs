@@ -15,6 +15,7 @@
 //! Writes are atomic: a temporary file in the same directory, fsync,
 //! rename, fsync of the directory.
 
+use crate::config::quote;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -227,7 +228,7 @@ fn parse_doc(text: &str) -> Result<Doc, String> {
         return Err(format!("unknown version {}", doc.version));
     }
     for (name, l) in &doc.listeners {
-        validate(l).map_err(|e| format!("listener \"{name}\": {e}"))?;
+        validate(l).map_err(|e| format!("listener {}: {e}", quote(name)))?;
     }
     Ok(doc)
 }
