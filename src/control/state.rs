@@ -239,7 +239,7 @@ fn validate(l: &ListenerState) -> Result<(), String> {
     }
     for (gi, g) in l.groups.iter().enumerate() {
         if g.policy != "rr" && g.policy != "hash" {
-            return Err(format!("group {gi}: bad policy \"{}\"", g.policy));
+            return Err(format!("group {gi}: bad policy {}", quote(&g.policy)));
         }
         if g.channels.is_empty() {
             return Err(format!("group {gi}: no channels"));
