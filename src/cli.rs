@@ -5,6 +5,7 @@
 //! [`ListenerSpec`] built and validated by `config::build`. Defaults live
 //! there, not here. Every error is one line naming the token.
 
+use crate::config::quote;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -218,10 +219,14 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
         let [port] = a.positional.as_slice() else {
             return err(match a.positional.len() {
                 0 => "missing port: balance -c CMD PORT".to_string(),
-                _ => format!("unexpected \"{}\": -i/-c take only a port", a.positional[1]),
+                _ => format!(
+                    "unexpected {}: -i/-c take only a port",
+                    quote(&a.positional[1])
+                ),
             });
         };
-        let port = parse_port(port).map_err(|e| UsageError(format!("bad port \"{port}\": {e}")))?;
+        let port =
+            parse_port(port).map_err(|e| UsageError(format!("bad port {}: {e}", quote(port))))?;
         let bind = a.bind.as_deref().map(resolve_bind_host).transpose()?;
         return Ok(Invocation::Control(ControlArgs {
             bind,
@@ -234,7 +239,10 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
 
     if let Some(path) = a.config {
         if let Some(tok) = a.positional.first() {
-            return err(format!("unexpected \"{tok}\": --config takes no channels"));
+            return err(format!(
+                "unexpected {}: --config takes no channels",
+                quote(tok)
+            ));
         }
         // Per-listener options belong in the file; never ignore them silently.
         let per_listener = [
@@ -285,7 +293,12 @@ fn overlay(a: &Args) -> Result<Overlay, UsageError> {
             None => None,
             Some("text") => Some(LogFormat::Text),
             Some("json") => Some(LogFormat::Json),
-            Some(other) => return err(format!("bad --log-format \"{other}\": use text or json")),
+            Some(other) => {
+                return err(format!(
+                    "bad --log-format {}: use text or json",
+                    quote(other)
+                ));
+            }
         },
         log_file: a.log_file.clone(),
         pidfile: a.pidfile.clone(),
@@ -293,7 +306,10 @@ fn overlay(a: &Args) -> Result<Overlay, UsageError> {
         max_conns: match a.max_conns.as_deref() {
             None => None,
             Some(s) => Some(s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                UsageError(format!("bad --max-conns \"{s}\": not a positive number"))
+                UsageError(format!(
+                    "bad --max-conns {}: not a positive number",
+                    quote(s)
+                ))
             })?),
         },
         threads: match a.threads.as_deref() {
@@ -302,7 +318,7 @@ fn overlay(a: &Args) -> Result<Overlay, UsageError> {
                 s.parse::<usize>()
                     .ok()
                     .filter(|n| (1..=256).contains(n))
-                    .ok_or_else(|| UsageError(format!("bad --threads \"{s}\": use 1-256")))?,
+                    .ok_or_else(|| UsageError(format!("bad --threads {}: use 1-256", quote(s))))?,
             ),
         },
         control: a.control.clone(),
@@ -319,8 +335,8 @@ fn overlay(a: &Args) -> Result<Overlay, UsageError> {
 /// listener, through the shared builder.
 fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
     let (port_tok, groups_toks) = split_positional(&a.positional)?;
-    let port =
-        parse_port(port_tok).map_err(|e| UsageError(format!("bad port \"{port_tok}\": {e}")))?;
+    let port = parse_port(port_tok)
+        .map_err(|e| UsageError(format!("bad port {}: {e}", quote(port_tok))))?;
     let mut groups = Vec::with_capacity(groups_toks.len());
     for (policy, toks) in groups_toks {
         let channels = toks
@@ -337,8 +353,8 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
     };
     if a.ipv6 && ip.is_ipv4() && a.bind.is_some() {
         return err(format!(
-            "-6 with an IPv4 -b address \"{}\"",
-            a.bind.as_deref().unwrap_or_default()
+            "-6 with an IPv4 -b address {}",
+            quote(a.bind.as_deref().unwrap_or_default())
         ));
     }
     let mut l = ListenerSpec::new(format!("balance:{port}"), SocketAddr::new(ip, port), groups);
@@ -348,9 +364,9 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
     l.server_keepalive = opt_keepalive("-K", a.server_keepalive.as_deref())?;
     l.source = match a.source.as_deref() {
         None => None,
-        Some(s) => {
-            Some(resolve_bind_host(s).map_err(|_| UsageError(format!("bad -B address \"{s}\"")))?)
-        }
+        Some(s) => Some(
+            resolve_bind_host(s).map_err(|_| UsageError(format!("bad -B address {}", quote(s))))?,
+        ),
     };
     l.autodisable = a.autodisable;
     l.hash_failover = a.hash_failover;
@@ -361,17 +377,22 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
         None => None,
         Some("auto") => Some(Failback::Auto),
         Some("manual") => Some(Failback::Manual),
-        Some(o) => return err(format!("bad --failback \"{o}\": use auto or manual")),
+        Some(o) => return err(format!("bad --failback {}: use auto or manual", quote(o))),
     };
     l.on_down_shutdown = match a.on_down.as_deref() {
         None | Some("none") => false,
         Some("shutdown") => true,
-        Some(o) => return err(format!("bad --on-down \"{o}\": use shutdown or none")),
+        Some(o) => return err(format!("bad --on-down {}: use shutdown or none", quote(o))),
     };
     l.on_up_shutdown_backup = match a.on_up.as_deref() {
         None | Some("none") => false,
         Some("shutdown-backup") => true,
-        Some(o) => return err(format!("bad --on-up \"{o}\": use shutdown-backup or none")),
+        Some(o) => {
+            return err(format!(
+                "bad --on-up {}: use shutdown-backup or none",
+                quote(o)
+            ));
+        }
     };
     // `-m ...:on-down=shutdown` adds to `--on-down shutdown` (in the builder).
     l.monitor = a
@@ -379,8 +400,9 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
         .as_deref()
         .map(crate::config::monitor_spec::parse)
         .transpose()?;
-    // balance.fm never refused a channel on its own listener here.
-    l.build(SelfLoops::Allow).map_err(|e| match e {
+    // A channel on the listener itself would make one client connect to
+    // itself until the fd limit: refused, as the config file does.
+    l.build(SelfLoops::Refuse).map_err(|e| match e {
         SpecError::ZeroConnectTimeout => {
             UsageError("bad -t \"0\": the connect timeout must be positive".into())
         }
@@ -390,20 +412,25 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
                 Side::Server => ("-K", a.server_keepalive.as_deref()),
             };
             let v = v.unwrap_or_default();
-            UsageError(format!("bad {flag} \"{v}\": times must be 1-32767 seconds"))
+            UsageError(format!(
+                "bad {flag} {}: times must be 1-32767 seconds",
+                quote(v)
+            ))
         }
         SpecError::SelfLoop { .. } => UsageError(format!("bad channel {e}")),
     })
 }
 
 fn opt_duration(flag: &str, v: Option<&str>) -> Result<Option<Duration>, UsageError> {
-    v.map(|s| parse_duration(s).map_err(|e| UsageError(format!("bad {flag} \"{s}\": {e}"))))
+    v.map(|s| parse_duration(s).map_err(|e| UsageError(format!("bad {flag} {}: {e}", quote(s)))))
         .transpose()
 }
 
 fn opt_keepalive(flag: &str, v: Option<&str>) -> Result<Option<Keepalive>, UsageError> {
-    v.map(|s| parse_keepalive(s).map_err(|why| UsageError(format!("bad {flag} \"{s}\": {why}"))))
-        .transpose()
+    v.map(|s| {
+        parse_keepalive(s).map_err(|why| UsageError(format!("bad {flag} {}: {why}", quote(s))))
+    })
+    .transpose()
 }
 
 type GroupTokens<'a> = Vec<(Policy, Vec<&'a str>)>;
@@ -414,10 +441,13 @@ fn split_positional(pos: &[String]) -> Result<(&str, GroupTokens<'_>), UsageErro
         return err("missing port and channels: balance [options] port channel... [! channel...]");
     };
     if port == "!" || port == "%" {
-        return err(format!("\"{port}\" where the listen port was expected"));
+        return err(format!(
+            "{} where the listen port was expected",
+            quote(port)
+        ));
     }
     if rest.is_empty() {
-        return err(format!("no channel given after port \"{port}\""));
+        return err(format!("no channel given after port {}", quote(port)));
     }
     let mut groups: GroupTokens<'_> = vec![(Policy::RoundRobin, Vec::new())];
     let n = rest.len();

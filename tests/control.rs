@@ -191,6 +191,97 @@ fn assign_needs_a_hard_disabled_channel_and_moves_its_traffic() {
 }
 
 #[test]
+fn create_and_assign_of_the_listener_itself_are_refused() {
+    let tmp = TempDir::new("selfloop");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let own = inst.port();
+    inst.ctl("disable 0");
+    for target in [
+        format!("127.0.0.1 {own}"),
+        format!("localhost {own}"),
+        format!("0.0.0.0 {own}"),
+    ] {
+        for cmd in [format!("create {target}"), format!("assign 0 {target}")] {
+            let o = inst.ctl_out(&cmd);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+            assert!(err.contains("itself"), "{cmd}: {err}");
+            assert_eq!(err.lines().count(), 1, "{cmd}: {err}");
+        }
+    }
+    // Nothing changed: one channel, still at the backend.
+    assert_eq!(inst.json()["channels"].as_array().unwrap().len(), 1);
+    assert_eq!(row(&inst.ctl("show"), 0, 0)[5], a.port().to_string());
+}
+
+#[test]
+fn create_of_a_legacy_numeric_address_is_refused() {
+    let tmp = TempDir::new("numeric");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    for host in ["65535", "127.1", "0x7f.0.0.1"] {
+        let o = inst.ctl_out(&format!("create {host} 80"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{host}: {err}");
+        assert_eq!(err.lines().count(), 1, "{host}: {err}");
+    }
+    assert_eq!(inst.json()["channels"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_foreign_socket_on_the_control_path_is_not_called_a_balance_instance() {
+    let tmp = TempDir::new("foreign");
+    let a = Backend::tagged("A");
+    let sock = tmp.join("c.sock");
+    // Listens, never answers (its backlog accepts the connect).
+    let _foreign = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "-f",
+            "-b",
+            "127.0.0.1",
+            &free_port(LOCALHOST_V4).to_string(),
+        ])
+        .args(chans(&[&a]))
+        .arg("--control")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(!err.contains("another balance instance"), "{err}");
+    assert!(err.contains("does not answer like balance"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn the_control_client_caps_what_a_foreign_socket_sends() {
+    let tmp = TempDir::new("flood");
+    let sock = tmp.join("c.sock");
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let chunk = vec![b'x'; 64 * 1024];
+            while s.write_all(&chunk).is_ok() {}
+        }
+    });
+    let t = Instant::now();
+    let o = Command::new(BIN)
+        .args(["-c", "show", "--control"])
+        .arg(&sock)
+        .arg("8080")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty(), "{} bytes printed", o.stdout.len());
+    assert!(err.contains("larger than"), "{err:.300}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+}
+
+#[test]
 fn maxc_sends_overflow_to_the_next_channel() {
     let tmp = TempDir::new("maxc");
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));

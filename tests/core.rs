@@ -773,6 +773,13 @@ fn clients_leaving_during_pending_connects_cancel_them() {
         count_to_port(port, TCP_SYN_SENT)
     );
     thread::sleep(Duration::from_millis(200));
+    // They really leave: a reset. (A FIN alone is a half-close that still
+    // waits for the backend: see the next test.)
+    for c in &clients {
+        socket2::SockRef::from(c)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+    }
     drop(clients);
     let t = Instant::now();
     let gone = wait_for(
@@ -799,8 +806,42 @@ fn clients_leaving_during_pending_connects_cancel_them() {
         again.is_ok(),
         "a new client after the cancellations is not connecting"
     );
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
     drop(c);
     b.assert_fds_return_to(base);
+}
+
+#[test]
+fn half_closed_clients_keep_their_pending_connects_until_the_connect_timeout() {
+    // A FIN with nothing sent is a half-close (`nc -N`, a health checker
+    // waiting for a banner), not a departure: the connect goes on. One
+    // that never comes back is bounded by the connect timeout (-t 1).
+    const N: usize = 5;
+    let bh = Blackhole::new();
+    let b = Balance::start(&["-t", "1"], &[bh.channel()]);
+    let port = bh.addr.port();
+    let clients: Vec<TcpStream> = (0..N).map(|_| b.connect()).collect();
+    for c in &clients {
+        c.shutdown(Shutdown::Write).expect("shutdown(WR)");
+    }
+    let pending = wait_for("every connect pending", Duration::from_secs(5), || {
+        (count_to_port(port, TCP_SYN_SENT) >= N).then_some(())
+    });
+    assert!(
+        pending.is_ok(),
+        "{} of {N} connects pending after the clients half-closed",
+        count_to_port(port, TCP_SYN_SENT)
+    );
+    let gone = wait_for("the connect timeout", Duration::from_secs(5), || {
+        (count_to_port(port, TCP_SYN_SENT) == 0).then_some(())
+    });
+    assert!(gone.is_ok(), "connects outlived the connect timeout");
+    for mut c in clients {
+        let mut buf = [0u8; 8];
+        assert_eq!(c.read(&mut buf).expect("EOF, not a hang"), 0);
+    }
 }
 
 #[test]
@@ -893,6 +934,51 @@ fn bad_command_lines_exit_64_with_one_line_naming_the_token() {
         assert!(err.starts_with("balance: "), "{args:?}: {err:?}");
         assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
         assert!(!err.contains("panicked"), "{args:?}: {err:?}");
+    }
+}
+
+#[test]
+fn a_huge_bad_argument_gives_a_short_error() {
+    let huge = format!("{}:x", "h".repeat(100_000));
+    for args in [vec!["8080", huge.as_str()], vec!["-t", &huge, "8080", "a"]] {
+        let (code, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{err:.200}");
+        assert!(err.len() < 300, "{} bytes: {err:.200}", err.len());
+        assert!(err.contains("...\""), "{err}");
+    }
+}
+
+#[test]
+fn legacy_numeric_forms_are_neither_addresses_nor_names() {
+    // inet_aton would take them for 0.0.255.255, 127.0.0.1, 127.0.0.1.
+    for tok in ["65535", "127.1", "0x7f.1", "017700000001"] {
+        let args = ["8080", tok];
+        let (code, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{tok}: {err}");
+        assert!(err.contains("is not a valid host name"), "{tok}: {err}");
+    }
+}
+
+#[test]
+fn a_channel_on_the_listener_itself_is_refused_at_start() {
+    // One client would make balance connect to itself until the fd limit.
+    let port = free_port(LOCALHOST_V4).to_string();
+    let p = port.as_str();
+    let own = format!("127.0.0.1:{p}");
+    let any = format!("0.0.0.0:{p}");
+    let cases: Vec<Vec<&str>> = vec![
+        // No port: the listen port; no -b: every local address.
+        vec![p, "127.0.0.1"],
+        vec![p, "localhost"],
+        vec!["-b", "127.0.0.1", p, &own],
+        vec!["-b", "127.0.0.1", p, "10.0.0.1", "!", &any],
+        vec!["-b", "127.0.0.1", p, "10.0.0.1", "%", "127.0.0.1"],
+    ];
+    for args in cases {
+        let (code, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.contains("itself"), "{args:?}: {err:?}");
     }
 }
 

@@ -5,6 +5,7 @@
 //! terminal: the parent waits on the readiness pipe ([`daemon`]) and exits
 //! with the daemon's message and code, or 0 once it serves.
 
+use crate::config::quote;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
         Some(user) => Some((
             user.clone(),
             crate::sys::lookup_user(user)
-                .map_err(|e| os(format!("cannot use --user \"{user}\": {e}")))?,
+                .map_err(|e| os(format!("cannot use --user {}: {e}", quote(user))))?,
         )),
     };
     let mut ready = None;
@@ -216,7 +217,7 @@ fn drop_privileges(
         moved_to = Some(dir);
     }
     crate::sys::drop_privileges(uid, gid)
-        .map_err(|e| os(format!("cannot drop privileges to \"{user}\": {e}")))?;
+        .map_err(|e| os(format!("cannot drop privileges to {}: {e}", quote(user))))?;
     info!(user = %user, uid, gid, "dropped privileges");
     Ok(moved_to)
 }

@@ -33,6 +33,7 @@ mod plan;
 mod signals;
 mod supervisor;
 
+use crate::config::quote;
 use std::path::Path;
 
 use crate::config::{Config, Overlay};
@@ -42,6 +43,9 @@ pub use supervisor::Supervisor;
 
 /// Run from the command line (one listener; SIGHUP has nothing to reload).
 pub fn run(cfg: Config) -> Result<(), Fatal> {
+    // Literal self-loops were refused by the builder; names resolve here.
+    crate::config::resolved_loops(&cfg, crate::service::resolve)
+        .map_err(|e| Fatal::Config(e.to_string()))?;
     boot::start(cfg, None)
 }
 
@@ -73,7 +77,7 @@ fn print_check(path: &Path, cfg: &Config) {
     }
     if let Some(user) = &cfg.global.user {
         if let Err(e) = crate::sys::lookup_user(user) {
-            eprintln!("balance: warning: user \"{user}\": {e}");
+            eprintln!("balance: warning: user {}: {e}", quote(user));
         }
     }
     println!(

@@ -4,6 +4,7 @@
 //! part (binding, registering sockets) already done. Applying it
 //! (`Supervisor::apply`) cannot fail.
 
+use crate::config::quote;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -155,9 +156,9 @@ pub(crate) fn steps(cur: &[Current<'_>], new: &[ListenerConfig]) -> Result<Vec<S
 pub(crate) fn register(name: &str, sock: &std::net::TcpListener) -> Result<TcpListener, String> {
     let dup = sock
         .try_clone()
-        .map_err(|e| format!("listener \"{name}\": cannot dup socket: {e}"))?;
+        .map_err(|e| format!("listener {}: cannot dup socket: {e}", quote(name)))?;
     TcpListener::from_std(dup)
-        .map_err(|e| format!("listener \"{name}\": cannot register socket: {e}"))
+        .map_err(|e| format!("listener {}: cannot register socket: {e}", quote(name)))
 }
 
 /// Log channels that a reload added or dropped.

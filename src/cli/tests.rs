@@ -1,5 +1,6 @@
 use super::*;
 
+use crate::config::selfloop::is_self_loop_addr;
 use crate::config::{ChannelConfig, Failback, Host, ListenerConfig};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -527,11 +528,19 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
                         1 => Host::Ip(IpAddr::V6(Ipv6Addr::from(rng.random::<u128>()))),
                         _ => Host::Name(format!("h{}-x.example", rng.random_range(0..1000))),
                     };
-                    let port = if rng.random_bool(0.3) {
+                    let mut port = if rng.random_bool(0.3) {
                         listen
                     } else {
                         rng.random_range(1..=65535)
                     };
+                    // Not the listener itself (127.x or 0.0.0.0 on the
+                    // listen port of the wildcard bind): that is refused.
+                    let wildcard = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), listen);
+                    if let Host::Ip(ip) = &host {
+                        if is_self_loop_addr(wildcard, SocketAddr::new(*ip, port)) {
+                            port = listen % 65535 + 1;
+                        }
+                    }
                     let maxc = if rng.random_bool(0.5) {
                         0
                     } else {

@@ -60,8 +60,7 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SelfLoops {
     Refuse,
-    /// The command line has never refused them (its tests generate such
-    /// channels); kept so its behaviour does not change.
+    /// Only for unit tests of the builder itself; every input refuses.
     Allow,
 }
 

@@ -4,6 +4,23 @@
 
 use std::path::PathBuf;
 
+/// How many characters of a user token an error line repeats.
+const QUOTE_MAX: usize = 64;
+
+/// A user token quoted for a one-line error: in double quotes, control
+/// characters escaped, cut to 64 characters with "..." (a 100 KB argument
+/// gives a short message). Every error that quotes a token uses this.
+pub fn quote(tok: &str) -> String {
+    let mut s = String::with_capacity(QUOTE_MAX + 8);
+    s.push('"');
+    s.extend(tok.chars().take(QUOTE_MAX).flat_map(char::escape_debug));
+    if tok.chars().nth(QUOTE_MAX).is_some() {
+        s.push_str("...");
+    }
+    s.push('"');
+    s
+}
+
 /// A value that does not fit its grammar. The text names the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -3,6 +3,7 @@
 //! `-b`/`-B` addresses and keepalive triples. Pure functions; used by the
 //! command line, the config file and the control commands.
 
+use crate::config::quote;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -20,15 +21,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let secs: f64 = t
             .parse()
-            .map_err(|_| format!("\"{s}\" is not a duration"))?;
+            .map_err(|_| format!("{} is not a duration", quote(s)))?;
         if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-            return Err(format!("\"{s}\" is out of range"));
+            return Err(format!("{} is out of range", quote(s)));
         }
         return Ok(Duration::from_secs_f64(secs));
     }
-    let d = humantime::parse_duration(t).map_err(|e| format!("\"{s}\" is not a duration: {e}"))?;
+    let d =
+        humantime::parse_duration(t).map_err(|e| format!("{} is not a duration: {e}", quote(s)))?;
     if d > Duration::from_secs(1_000_000_000) {
-        return Err(format!("\"{s}\" is out of range"));
+        return Err(format!("{} is out of range", quote(s)));
     }
     Ok(d)
 }
@@ -36,7 +38,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `host[:port[:maxc]]`, `host::maxc`, `[v6]:port:maxc`. A missing port is
 /// `default_port` (0 = "the listener's port", filled in by the builder).
 pub fn parse_channel(tok: &str, default_port: u16) -> Result<ChannelConfig, BadValue> {
-    let bad = |why: &str| BadValue(format!("bad channel \"{tok}\": {why}"));
+    let bad = |why: &str| BadValue(format!("bad channel {}: {why}", quote(tok)));
     if tok.is_empty() {
         return Err(bad("empty"));
     }
@@ -101,13 +103,26 @@ fn parse_host(h: &str) -> Result<Host, String> {
     if is_host_name(h) {
         Ok(Host::Name(h.to_string()))
     } else {
-        Err(format!("\"{h}\" is not a valid host name"))
+        Err(format!("{} is not a valid host name", quote(h)))
     }
 }
 
-/// Dot-separated labels of `[A-Za-z0-9_-]`, 1-63 bytes each, 253 in all.
+/// Dot-separated labels of `[A-Za-z0-9_-]`, 1-63 bytes each, 253 in all,
+/// and not all numbers: `65535`, `127.1` or `0x7f.1` are no names, and the
+/// resolver (inet_aton) would take them for addresses (0.0.255.255,
+/// 127.0.0.1); only strict dotted-quad IPv4 is an address.
 fn is_host_name(h: &str) -> bool {
-    h.len() <= 253
+    let numeric = |label: &str| {
+        let hex = label
+            .strip_prefix("0x")
+            .or_else(|| label.strip_prefix("0X"));
+        match hex {
+            Some(x) => x.bytes().all(|b| b.is_ascii_hexdigit()),
+            None => label.bytes().all(|b| b.is_ascii_digit()),
+        }
+    };
+    !h.split('.').all(numeric)
+        && h.len() <= 253
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -134,7 +149,7 @@ pub fn host_literal(s: &str) -> Option<Host> {
 /// `addr:port` with an IP literal (IPv6 in brackets); `*:port` or `:port`
 /// for all IPv4 addresses. Used by the file's `bind:` and `--metrics`.
 pub fn parse_bind(s: &str) -> Result<SocketAddr, BadValue> {
-    let bad = |why: &str| BadValue(format!("bad address \"{}\": {why}", s.escape_debug()));
+    let bad = |why: &str| BadValue(format!("bad address {}: {why}", quote(s)));
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(bad("expected addr:port"));
     };
@@ -167,14 +182,14 @@ pub fn resolve_bind_host(s: &str) -> Result<IpAddr, BadValue> {
         return Ok(ip.to_canonical());
     }
     if parse_host(lit).is_err() {
-        return Err(BadValue(format!("bad address \"{s}\"")));
+        return Err(BadValue(format!("bad address {}", quote(s))));
     }
     (lit, 0)
         .to_socket_addrs()
         .ok()
         .and_then(|mut it| it.next())
         .map(|sa| sa.ip())
-        .ok_or_else(|| BadValue(format!("bad address \"{s}\": does not resolve")))
+        .ok_or_else(|| BadValue(format!("bad address {}: does not resolve", quote(s))))
 }
 
 /// `idle,interval,probes` (`-k`/`-K`). Returns the reason on error; the

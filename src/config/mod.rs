@@ -25,7 +25,7 @@ pub mod selfloop;
 pub mod services;
 
 pub use build::{ListenerSpec, SpecError};
-pub use error::{BadValue, ConfigError};
+pub use error::{BadValue, ConfigError, quote};
 pub use file::load as load_file;
 pub use grammar::parse_duration;
 pub use overlay::Overlay;

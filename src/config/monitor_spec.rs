@@ -12,6 +12,7 @@
 //! anywhere: `interval=`, `rise=`, `fall=`, `jitter=`, `noenable`,
 //! `nodisable`, `on-down=shutdown`, `on-up=shutdown-backup`.
 
+use crate::config::quote;
 use std::time::Duration;
 
 mod values;
@@ -48,11 +49,11 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
             None => (pair.trim(), None),
         };
         if key.is_empty() {
-            return Err(format!("empty key in \"{}\"", show(&pair)));
+            return Err(format!("empty key in {}", quote(&pair)));
         }
         if let Some(g) = global_key(key) {
             if seen_globals.contains(&g) {
-                return Err(format!("duplicate \"{g}\""));
+                return Err(format!("duplicate {}", quote(g)));
             }
             seen_globals.push(g);
             apply_global(&mut out, g, value)?;
@@ -99,7 +100,8 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
                 let Some(cur) = out.checks.last_mut() else {
                     return Err(if is_option(key) {
                         format!(
-                            "option \"{key}\" before any action (connect, command, http, mysql, send)"
+                            "option {} before any action (connect, command, http, mysql, send)",
+                            quote(key)
                         )
                     } else {
                         unknown(key)
@@ -168,8 +170,8 @@ fn is_option(k: &str) -> bool {
 
 fn unknown(k: &str) -> String {
     format!(
-        "unknown key \"{}\" (actions: connect, command, http, mysql, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up)",
-        show(k)
+        "unknown key {} (actions: connect, command, http, mysql, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up)",
+        quote(k)
     )
 }
 
@@ -178,10 +180,7 @@ fn apply_global(out: &mut MonitorSpec, g: &'static str, v: Option<&str>) -> Resu
         "interval" => {
             let d = duration(g, need_value(g, v)?)?;
             if d < MIN_INTERVAL {
-                return Err(format!(
-                    "interval \"{}\" is below 10ms",
-                    show(v.unwrap_or(""))
-                ));
+                return Err(format!("interval {} is below 10ms", quote(v.unwrap_or(""))));
             }
             out.interval = d;
         }
@@ -199,15 +198,15 @@ fn apply_global(out: &mut MonitorSpec, g: &'static str, v: Option<&str>) -> Resu
         "on-down" => match need_value(g, v)? {
             "shutdown" => out.on_down_shutdown = true,
             "none" => out.on_down_shutdown = false,
-            o => return Err(format!("bad on-down \"{}\": use shutdown or none", show(o))),
+            o => return Err(format!("bad on-down {}: use shutdown or none", quote(o))),
         },
         "on-up" => match need_value(g, v)? {
             "shutdown-backup" => out.on_up_shutdown_backup = true,
             "none" => out.on_up_shutdown_backup = false,
             o => {
                 return Err(format!(
-                    "bad on-up \"{}\": use shutdown-backup or none",
-                    show(o)
+                    "bad on-up {}: use shutdown-backup or none",
+                    quote(o)
                 ));
             }
         },
@@ -219,10 +218,10 @@ fn apply_global(out: &mut MonitorSpec, g: &'static str, v: Option<&str>) -> Resu
 /// An option following an action.
 fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), String> {
     let action = action_name(cur);
-    let wrong = || format!("option \"{}\" does not apply to {action}", show(key));
+    let wrong = || format!("option {} does not apply to {action}", quote(key));
     let dup = |set: bool| {
         if set {
-            Err(format!("duplicate \"{key}\" for {action}"))
+            Err(format!("duplicate {} for {action}", quote(key)))
         } else {
             Ok(())
         }
@@ -252,14 +251,14 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
             let s = need_value(key, v)?;
             *port = Some(match s.trim().parse::<u16>() {
                 Ok(p) if p > 0 => p,
-                _ => return Err(format!("bad port \"{}\"", show(s))),
+                _ => return Err(format!("bad port {}", quote(s))),
             });
         }
         (Check::Http { host, .. }, "host") => {
             dup(host.is_some())?;
             let s = need_value(key, v)?;
             if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(format!("bad host \"{}\"", show(s)));
+                return Err(format!("bad host {}", quote(s)));
             }
             *host = Some(s.to_string());
         }
@@ -278,7 +277,7 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
             dup(user.is_some())?;
             let s = need_value(key, v)?;
             if s.is_empty() || s.len() > 80 || s.bytes().any(|b| b == 0 || b.is_ascii_control()) {
-                return Err(format!("bad user \"{}\"", show(s)));
+                return Err(format!("bad user {}", quote(s)));
             }
             *user = Some(s.to_string());
         }
@@ -314,7 +313,7 @@ fn action_name(c: &Check) -> &'static str {
 fn need_value<'a>(key: &str, v: Option<&'a str>) -> Result<&'a str, String> {
     match v {
         Some(v) => Ok(v),
-        None => Err(format!("\"{}\" needs a value ({key}=...)", show(key))),
+        None => Err(format!("{} needs a value ({key}=...)", quote(key))),
     }
 }
 
@@ -322,31 +321,24 @@ fn no_value(key: &str, v: Option<&str>) -> Result<(), String> {
     match v {
         None => Ok(()),
         Some(v) => Err(format!(
-            "\"{key}\" takes no value (got \"{key}={}\")",
-            show(v)
+            "{} takes no value (got {})",
+            quote(key),
+            quote(&format!("{key}={v}"))
         )),
     }
 }
 
 fn duration(key: &str, s: &str) -> Result<Duration, String> {
-    parse_duration(s).map_err(|e| format!("bad {key} \"{}\": {e}", show(s)))
+    parse_duration(s).map_err(|e| format!("bad {key} {}: {e}", quote(s)))
 }
 
 fn count(key: &str, s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(n) if (1..=1000).contains(&n) => Ok(n),
-        _ => Err(format!("bad {key} \"{}\": use 1 to 1000", show(s))),
+        _ => Err(format!("bad {key} {}: use 1 to 1000", quote(s))),
     }
 }
 
 /// User text shown in an error: control characters escaped, length capped.
-pub(super) fn show(s: &str) -> String {
-    let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
-    if s.chars().count() > 80 {
-        out.push_str("...");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests;

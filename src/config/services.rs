@@ -1,6 +1,7 @@
 //! Port numbers from numbers or /etc/services names (`mysql`, `pop3`); the
 //! services table is read once and never changes.
 
+use crate::config::quote;
 use std::sync::OnceLock;
 
 const SERVICES_FILE: &str = "/etc/services";
@@ -53,7 +54,7 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
         .iter()
         .find(|(name, _)| name == s)
         .map(|(_, p)| *p)
-        .ok_or_else(|| format!("unknown service \"{s}\""))
+        .ok_or_else(|| format!("unknown service {}", quote(s)))
 }
 
 #[cfg(test)]

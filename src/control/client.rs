@@ -9,7 +9,7 @@
 //! through; 1 when the instance answered with an error; 69 (EX_UNAVAILABLE)
 //! when no instance answers; 64 for a `-c` argument with a newline.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,12 +30,29 @@ struct Answer {
     bye: bool,
 }
 
+/// The most the client reads for one answer: far above a `show json` of
+/// thousands of channels, and a bound on what a foreign socket can make it
+/// hold and print.
+const MAX_ANSWER: u64 = 16 << 20;
+
 fn read_answer(r: &mut impl BufRead) -> io::Result<Answer> {
     let mut lines = Vec::new();
     let mut buf = Vec::new();
+    let mut total = 0u64;
     loop {
         buf.clear();
-        if r.read_until(b'\n', &mut buf)? == 0 {
+        let n = r
+            .by_ref()
+            .take(MAX_ANSWER + 1 - total)
+            .read_until(b'\n', &mut buf)?;
+        total += n as u64;
+        if total > MAX_ANSWER {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "answer larger than 16 MiB: not a balance control socket?",
+            ));
+        }
+        if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed by the instance",

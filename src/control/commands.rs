@@ -127,13 +127,7 @@ pub const MAX_WEIGHT: u32 = 10_000;
 
 /// Quote a user token for an error line: control characters escaped, long
 /// tokens cut, so one bad input gives one short printable line.
-pub fn quote(tok: &str) -> String {
-    let mut s: String = tok.chars().take(64).flat_map(char::escape_debug).collect();
-    if tok.chars().count() > 64 {
-        s.push_str("...");
-    }
-    format!("\"{s}\"")
-}
+pub use crate::config::error::quote;
 
 fn word(tok: &str) -> Option<&'static str> {
     if let Some(w) = EXACT_WORDS.iter().find(|w| **w == tok) {

@@ -71,8 +71,14 @@ impl Control {
             Command::Weight(r, w) => {
                 channel::with(&groups, at, r, |l, ch| channel::weight(l, ch, *w))
             }
-            Command::Assign(r, host, port) => channel::assign(&groups, at, r, host, *port).await,
-            Command::Create(host, port) => channel::create(&self.svc.pool, at, host, *port).await,
+            Command::Assign(r, host, port) => {
+                let to = channel::NewTarget::new(host, *port, self.svc.cfg.bind);
+                channel::assign(&groups, at, r, to).await
+            }
+            Command::Create(host, port) => {
+                let to = channel::NewTarget::new(host, *port, self.svc.cfg.bind);
+                channel::create(&self.svc.pool, at, to).await
+            }
             Command::Quit => Reply::bye(vec![]),
             Command::Kill => process::kill(self),
             Command::Reload => process::reload(self).await,

@@ -174,7 +174,39 @@ fn check_existing(path: &Path) -> io::Result<Existing> {
 /// the terminal with a non-zero exit.
 pub fn preflight(path: &Path, run_dir: &Path) -> io::Result<()> {
     prepare_parent(path, run_dir)?;
-    check_existing(path).map(|_| ())
+    match check_existing(path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse && !answers_like_balance(path) => {
+            Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "control socket {}: another program listens there (it does not answer like balance)",
+                    path.display()
+                ),
+            ))
+        }
+        r => r.map(|_| ()),
+    }
+}
+
+/// Whether the socket at `path` greets like a balance control server (an
+/// answer ending in [`MARKER`], even a refusal) within a second. Blocking:
+/// for [`preflight`], before the runtime starts.
+fn answers_like_balance(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+    let mut buf = [0u8; 512];
+    let mut left = 4096usize;
+    while left > 0 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if buf.get(..n).is_some_and(|b| b.contains(&(MARKER as u8))) => return true,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+    false
 }
 
 /// [`preflight`] without creating anything (`--check`): a default run

@@ -21,6 +21,7 @@
 //! directory. Temporary files left by killed instances are removed at
 //! start.
 
+use crate::config::quote;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -332,7 +333,7 @@ fn parse_doc(text: &str) -> Result<Doc, String> {
         return Err(format!("unknown version {}", doc.version));
     }
     for (name, l) in &doc.listeners {
-        validate(l).map_err(|e| format!("listener \"{name}\": {e}"))?;
+        validate(l).map_err(|e| format!("listener {}: {e}", quote(name)))?;
     }
     Ok(doc)
 }
@@ -343,7 +344,7 @@ fn validate(l: &ListenerState) -> Result<(), String> {
     }
     for (gi, g) in l.groups.iter().enumerate() {
         if g.policy != "rr" && g.policy != "hash" {
-            return Err(format!("group {gi}: bad policy \"{}\"", g.policy));
+            return Err(format!("group {gi}: bad policy {}", quote(&g.policy)));
         }
         if g.channels.is_empty() {
             return Err(format!("group {gi}: no channels"));

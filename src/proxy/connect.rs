@@ -1,6 +1,7 @@
 //! Connecting a client to a backend: walk the candidates (failover), race a
 //! slow connect against the next candidate (`--race`), hold the client while
-//! nothing is eligible (`--spin`), and give up at once if the client leaves.
+//! nothing is eligible (`--spin`), and give up at once if the client leaves
+//! (resets; a FIN is a half-close passed on after connecting).
 //! Feeds passive failure detection (`Service::report`); local errors never
 //! count against a channel.
 
@@ -265,17 +266,14 @@ fn classify(e: io::Error) -> AttemptError {
     }
 }
 
-/// Resolves when the client has closed (EOF with nothing sent) or reset.
-/// A client that has sent data is committed: its bytes will be delivered,
-/// so only an error (reset) counts as gone.
+/// Resolves when the client has left: a reset or a socket error. A FIN
+/// (with or without data before it) is a half-close, not a departure: a
+/// client that shut down its sending side before sending anything
+/// (`nc -N`, health checkers) still waits for a server-speaks-first
+/// banner, so the EOF is passed on once connected. A client that closed
+/// for good and never resets is bounded by the connect timeout (and
+/// `--spin`'s deadline), then its RST on the first relayed byte ends it.
 pub async fn client_gone(client: &TcpStream) {
-    let mut buf = [0u8; 1];
-    // peek waits for data or EOF without consuming anything. (Readiness
-    // alone is not proof: it can report readable with nothing queued, and a
-    // client taken for committed would never be seen leaving.)
-    if let Ok(0) | Err(_) = client.peek(&mut buf).await {
-        return;
-    }
     loop {
         match client.ready(Interest::ERROR).await {
             Ok(r) if r.is_error() => return,

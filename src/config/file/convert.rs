@@ -3,6 +3,7 @@
 //! [`ListenerSpec`] builder. File-only rules live here: unique names and
 //! binds, bind port 0, `resolve_interval` and `monitor.interval` floors.
 
+use crate::config::quote;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -122,10 +123,16 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
         }
         let lc = spec.build(SelfLoops::Refuse).map_err(|e| match e {
             SpecError::ZeroConnectTimeout => {
-                format!("{loc}connect_timeout: must be positive (listener \"{name}\")")
+                format!(
+                    "{loc}connect_timeout: must be positive (listener {})",
+                    quote(&name)
+                )
             }
             SpecError::KeepaliveRange(_) => {
-                format!("{loc}keepalive: idle and interval must be 1s-32767s (listener \"{name}\")")
+                format!(
+                    "{loc}keepalive: idle and interval must be 1s-32767s (listener {})",
+                    quote(&name)
+                )
             }
             SpecError::SelfLoop {
                 group,
@@ -137,7 +144,10 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
                     .get(group)
                     .and_then(|g| g.get(index))
                     .map_or_else(String::new, |l| at(*l));
-                format!("{pos}channels: {channel} points at listener \"{name}\" itself")
+                format!(
+                    "{pos}channels: {channel} points at listener {} itself",
+                    quote(&name)
+                )
             }
         })?;
         if let Some(other) = listeners
@@ -182,7 +192,8 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
     let interval = m.interval.map_or(d.interval, |i| i.0);
     if interval < Duration::from_millis(100) {
         return Err(format!(
-            "{loc}monitor.interval: must be at least 100ms (listener \"{name}\")"
+            "{loc}monitor.interval: must be at least 100ms (listener {})",
+            quote(name)
         ));
     }
     let t = |x: Option<Dur>| x.map(|d| d.0).filter(|d| !d.is_zero());

@@ -2,6 +2,7 @@
 //! deserialized, so an error carries the line and column of its node.
 //! The token grammars themselves live in `config::grammar`.
 
+use crate::config::quote;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -85,8 +86,8 @@ impl<'de, const LO: u64, const HI: u64> Deserialize<'de> for Bounded<LO, HI> {
                 match s.trim().parse::<i128>() {
                     Ok(n) => self.visit_i128(n),
                     Err(_) => Err(E::custom(format!(
-                        "\"{}\" is not a whole number ({LO}-{HI})",
-                        s.escape_debug()
+                        "{} is not a whole number ({LO}-{HI})",
+                        quote(s)
                     ))),
                 }
             }
@@ -135,8 +136,8 @@ impl<'de> Deserialize<'de> for Name {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !ok {
             return Err(de::Error::custom(format!(
-                "bad name \"{}\": use 1-64 of A-Z a-z 0-9 . _ -",
-                s.escape_debug()
+                "bad name {}: use 1-64 of A-Z a-z 0-9 . _ -",
+                quote(&s)
             )));
         }
         Ok(Name(s))
@@ -168,7 +169,7 @@ impl<'de> Deserialize<'de> for IpLit {
             .unwrap_or(&s);
         lit.parse()
             .map(IpLit)
-            .map_err(|_| de::Error::custom(format!("bad address \"{}\"", s.escape_debug())))
+            .map_err(|_| de::Error::custom(format!("bad address {}", quote(&s))))
     }
 }
 
@@ -180,8 +181,8 @@ impl<'de> Deserialize<'de> for HttpPath {
         let s = String::deserialize(d)?;
         if !s.starts_with('/') || s.len() > 1024 || !s.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(de::Error::custom(format!(
-                "bad path \"{}\": must start with / and have no spaces",
-                s.escape_debug()
+                "bad path {}: must start with / and have no spaces",
+                quote(&s)
             )));
         }
         Ok(HttpPath(s))
@@ -192,12 +193,7 @@ impl<'de> Deserialize<'de> for HttpPath {
 pub(super) struct StatusRanges(pub(super) Vec<(u16, u16)>);
 
 fn parse_status_ranges(s: &str) -> Result<Vec<(u16, u16)>, String> {
-    let bad = || {
-        format!(
-            "bad status list \"{}\": use e.g. 200-399,404",
-            s.escape_debug()
-        )
-    };
+    let bad = || format!("bad status list {}: use e.g. 200-399,404", quote(s));
     let code = |t: &str| {
         t.trim()
             .parse::<u16>()
@@ -244,8 +240,8 @@ impl<'de> Deserialize<'de> for Argv {
         match v.first() {
             None => Err(de::Error::custom("must not be empty")),
             Some(p) if !p.starts_with('/') => Err(de::Error::custom(format!(
-                "program \"{}\" must be an absolute path",
-                p.escape_debug()
+                "program {} must be an absolute path",
+                quote(p)
             ))),
             Some(_) if v.len() > 64 || v.iter().any(|a| a.contains('\0')) => {
                 Err(de::Error::custom("too many or invalid arguments"))
@@ -291,8 +287,8 @@ impl<'de> Deserialize<'de> for RawChannel {
                 let mut c = parse_channel(&tok, 0).map_err(de::Error::custom)?;
                 if tok.contains(':') && !tok.starts_with('[') {
                     return Err(de::Error::custom(format!(
-                        "host \"{}\": give the port as port:",
-                        m.host.escape_debug()
+                        "host {}: give the port as port:",
+                        quote(&m.host)
                     )));
                 }
                 if let Some(p) = m.port {

@@ -1,11 +1,11 @@
 //! The values inside a `-m` spec: exit-code and status lists, HTTP paths,
 //! `send=`/`expect=` escapes and `command=` argv splitting (no shell).
 
-use super::show;
+use crate::config::error::quote as quoted;
 
 /// `pass=0,2` or `pass=0-2,5`: exit codes 0..=255.
 pub(super) fn parse_codes(s: &str) -> Result<Vec<i32>, String> {
-    let bad = || format!("bad pass \"{}\": use exit codes like 0,2 or 0-3", show(s));
+    let bad = || format!("bad pass {}: use exit codes like 0,2 or 0-3", quoted(s));
     let mut out = Vec::new();
     for part in s.split(',') {
         let (a, b) = match part.split_once('-') {
@@ -26,7 +26,7 @@ pub(super) fn parse_codes(s: &str) -> Result<Vec<i32>, String> {
 
 /// `expect=200-399,404`: inclusive status ranges 100..=599.
 pub(super) fn parse_statuses(s: &str) -> Result<Vec<(u16, u16)>, String> {
-    let bad = || format!("bad expect \"{}\": use statuses like 200-399,404", show(s));
+    let bad = || format!("bad expect {}: use statuses like 200-399,404", quoted(s));
     let mut out = Vec::new();
     for part in s.split(',') {
         let (a, b) = match part.split_once('-') {
@@ -46,8 +46,8 @@ pub(super) fn parse_statuses(s: &str) -> Result<Vec<(u16, u16)>, String> {
 pub(super) fn parse_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') || s.len() > 2048 || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!(
-            "bad http path \"{}\": must start with / and contain no spaces or control characters",
-            show(s)
+            "bad http path {}: must start with / and contain no spaces or control characters",
+            quoted(s)
         ));
     }
     Ok(s.to_string())
@@ -79,14 +79,14 @@ pub(super) fn unescape(s: &str) -> Result<Vec<u8>, String> {
                     .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(v) => out.push(v),
-                    None => return Err(format!("bad \\x escape in \"{}\"", show(s))),
+                    None => return Err(format!("bad \\x escape in {}", quoted(s))),
                 }
                 i += 2;
             }
             _ => {
                 return Err(format!(
-                    "bad escape in \"{}\": use \\r \\n \\t \\0 \\\\ \\xNN",
-                    show(s)
+                    "bad escape in {}: use \\r \\n \\t \\0 \\\\ \\xNN",
+                    quoted(s)
                 ));
             }
         }
@@ -140,7 +140,7 @@ pub(super) fn parse_command(s: &str) -> Result<Vec<String>, String> {
         }
     }
     if quote.is_some() {
-        return Err(format!("unterminated quote in command \"{}\"", show(s)));
+        return Err(format!("unterminated quote in command {}", quoted(s)));
     }
     if let Some(w) = cur.take() {
         words.push(w);
@@ -165,9 +165,9 @@ pub(super) fn parse_command(s: &str) -> Result<Vec<String>, String> {
     }
     if let Some(w) = words.iter().find(|w| w.special.is_some()) {
         return Err(format!(
-            "shell syntax '{}' in command \"{}\": commands run without a shell{sh_hint}",
+            "shell syntax '{}' in command {}: commands run without a shell{sh_hint}",
             w.special.unwrap_or('?'),
-            show(s)
+            quoted(s)
         ));
     }
     let argv: Vec<String> = words.into_iter().map(|w| w.text).collect();
@@ -176,8 +176,8 @@ pub(super) fn parse_command(s: &str) -> Result<Vec<String>, String> {
     };
     if !prog.starts_with('/') {
         return Err(format!(
-            "command \"{}\" needs an absolute path (there is no PATH search)",
-            show(prog)
+            "command {} needs an absolute path (there is no PATH search)",
+            quoted(prog)
         ));
     }
     for a in &argv {
@@ -208,8 +208,8 @@ fn check_placeholders(a: &str) -> Result<(), String> {
                 Some('H' | 'P' | 'G' | 'C' | '%') => {}
                 _ => {
                     return Err(format!(
-                        "bad placeholder in \"{}\": use %H %P %G %C or %%",
-                        show(a)
+                        "bad placeholder in {}: use %H %P %G %C or %%",
+                        quoted(a)
                     ));
                 }
             }

@@ -1,10 +1,11 @@
 //! Handlers that change one channel: its operator state, counters, limits
 //! and target, and `create`, which adds a channel to a group.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::{Host, Policy};
+use crate::config::{Host, Policy, is_self_loop_addr};
 use crate::control::commands::ChanRef;
 use crate::control::reply::Reply;
 use crate::pool::{Admin, Channel, Group, Pool, Target};
@@ -69,14 +70,43 @@ pub fn weight(name: &str, ch: &Arc<Channel>, w: u32) -> Reply {
     Reply::line(format!("weight of {name} changed to {w}"))
 }
 
+/// Where `create`/`assign` point a channel, and the listener's own bind
+/// address it must not be.
+pub struct NewTarget<'a> {
+    pub host: &'a Host,
+    pub port: u16,
+    pub bind: SocketAddr,
+}
+
+impl<'a> NewTarget<'a> {
+    pub fn new(host: &'a Host, port: u16, bind: SocketAddr) -> Self {
+        NewTarget { host, port, bind }
+    }
+
+    /// The resolved target, or why it cannot be one: it does not resolve,
+    /// or it is the listener itself (one client would make balance connect
+    /// to itself until the fd limit).
+    async fn resolve(&self) -> Result<Target, String> {
+        let NewTarget { host, port, bind } = *self;
+        let addrs = resolve_async(host, port).await;
+        if addrs.is_empty() {
+            return Err(format!("invalid address {host}: does not resolve"));
+        }
+        if let Some(a) = addrs.iter().find(|a| is_self_loop_addr(bind, **a)) {
+            return Err(format!(
+                "invalid address {host}:{port}: {a} is this listener ({bind}) itself"
+            ));
+        }
+        Ok(Target {
+            host: host.clone(),
+            port,
+            addrs,
+        })
+    }
+}
+
 /// `assign`: point a disabled channel at a new host and port.
-pub async fn assign(
-    groups: &[Arc<Group>],
-    cur: usize,
-    r: &ChanRef,
-    host: &Host,
-    port: u16,
-) -> Reply {
+pub async fn assign(groups: &[Arc<Group>], cur: usize, r: &ChanRef, to: NewTarget<'_>) -> Reply {
     let (g, c, ch) = match find(groups, cur, r) {
         Ok(x) => x,
         Err(e) => return Reply::err(e),
@@ -85,32 +115,22 @@ pub async fn assign(
     if ch.admin() != Admin::Disabled {
         return Reply::err(format!("{name} must be disabled to assign new address"));
     }
-    let addrs = resolve_async(host, port).await;
-    if addrs.is_empty() {
-        return Reply::err(format!("invalid address {host}: does not resolve"));
+    match to.resolve().await {
+        Ok(target) => ch.set_target(target),
+        Err(e) => return Reply::err(e),
     }
-    ch.set_target(Target {
-        host: host.clone(),
-        port,
-        addrs,
-    });
     Reply::line("channel reassigned")
 }
 
 /// `create`: a new channel at the end of group `g` (one past the last
 /// group starts a new round-robin group).
-pub async fn create(pool: &Pool, g: usize, host: &Host, port: u16) -> Reply {
+pub async fn create(pool: &Pool, g: usize, to: NewTarget<'_>) -> Reply {
     if g > pool.groups().len() {
         return Reply::err(format!("no such group {g}"));
     }
-    let addrs = resolve_async(host, port).await;
-    if addrs.is_empty() {
-        return Reply::err(format!("invalid address {host}: does not resolve"));
-    }
-    let target = Target {
-        host: host.clone(),
-        port,
-        addrs,
+    let target = match to.resolve().await {
+        Ok(t) => t,
+        Err(e) => return Reply::err(e),
     };
     let ch = pool.new_channel(target, 0, 1);
     // Re-read: only this task changes the structure (under `write`), but
