@@ -110,6 +110,7 @@ async fn probe_channel(
             group: job.group,
             index: job.index,
             source,
+            channel: Arc::clone(&job.channel),
         };
         match probe::run_chain(checks, &ctx, default_timeout).await {
             Ok(()) => return Ok(()),
@@ -193,7 +194,8 @@ fn round(
             if ch.admin() != Admin::Enabled || (plan.only_down && ch.is_up()) {
                 continue;
             }
-            if suspects_only && ch.is_up() && ch.rise_fall().failures == 0 {
+            if suspects_only && ch.is_up() && ch.rise_fall().failures == 0 && !ch.is_catching_up()
+            {
                 continue;
             }
             let e = entries.entry(key).or_insert_with(|| Entry {
@@ -256,6 +258,7 @@ async fn probe_task(
                 took,
             },
             Err(Finding::Full(detail)) => Outcome::Full { detail, took },
+            Err(Finding::CatchingUp(detail)) => Outcome::CatchingUp { detail, took },
         };
         svc.report(&job, outcome);
     }

@@ -56,7 +56,7 @@ const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 7] = [
 ];
 
 /// Per-channel series: name, type, help, value.
-const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 10] = [
+const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 11] = [
     (
         "balance_channel_connections",
         "gauge",
@@ -98,6 +98,12 @@ const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 10] = [
         "gauge",
         "1 while the last health check found the server full.",
         |c| u64::from(c.full),
+    ),
+    (
+        "balance_channel_catching_up",
+        "gauge",
+        "1 while a replica has not applied what it received (max_lag=): not eligible, not down.",
+        |c| u64::from(c.catching_up),
     ),
     (
         "balance_channel_check_duration_microseconds",
@@ -165,7 +171,22 @@ pub fn exposition(listeners: &[ListenerView], pipes: Pipes) -> String {
             let _ = writeln!(o, "{name}{{{labels}}} {}", get(c));
         }
     }
+    lag_series(&mut o, &channels);
     o
+}
+
+/// Only channels whose last check knew a lag (`max_lag=` on a replica
+/// with its IO thread connected) have a series.
+fn lag_series(o: &mut String, channels: &[(String, &ChannelView)]) {
+    let _ = writeln!(
+        o,
+        "# HELP balance_channel_replication_lag_seconds Replication lag from the last check (max_lag=).\n# TYPE balance_channel_replication_lag_seconds gauge"
+    );
+    for (labels, c) in channels {
+        if let Some(lag) = c.lag {
+            let _ = writeln!(o, "balance_channel_replication_lag_seconds{{{labels}}} {lag}");
+        }
+    }
 }
 
 fn listener_series(o: &mut String, listeners: &[ListenerView]) {

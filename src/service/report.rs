@@ -31,6 +31,10 @@ impl Service {
         let flip = match outcome {
             Outcome::Checked { result, took } => {
                 ch.record_check(result.is_ok(), took);
+                let started = std::time::Instant::now().checked_sub(took);
+                if started.is_some_and(|t| ch.clear_catching_up(t)) {
+                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
+                }
                 if ch.set_full(false) {
                     info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel no longer full");
                 }
@@ -58,8 +62,17 @@ impl Service {
                 }
                 return None;
             }
+            Outcome::CatchingUp { detail, took } => {
+                ch.record_full_or_catching_up(took);
+                if ch.set_catching_up(Reason::Check(detail.clone())) {
+                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+                          "channel catching up (not down, not eligible): {detail}");
+                }
+                return None;
+            }
             Outcome::ConnectFailed(detail) => {
                 ch.connect_failures.fetch_add(1, Relaxed);
+                self.reverify_backups(at.group);
                 debug!(channel = %ch.target(), group = at.group, "connect failed: {detail}");
                 let reason = Reason::Connect(detail);
                 let flipped = if self.cfg.autodisable {
@@ -88,6 +101,32 @@ impl Service {
             }
         };
         Some(self.flipped(at, flip))
+    }
+
+    /// A channel of `group` failed: the backups after it that a
+    /// replication check watches may have received more than they applied
+    /// since their last check, so none takes a client before a check
+    /// started from now on finds it caught up (re-probed at once).
+    fn reverify_backups(&self, group: usize) {
+        if !self
+            .cfg
+            .monitor
+            .as_ref()
+            .is_some_and(|m| m.watches_replication())
+        {
+            return;
+        }
+        let groups = self.pool.groups();
+        for (g, grp) in groups.iter().enumerate().skip(group + 1) {
+            for c in &grp.channels {
+                if c.set_catching_up(Reason::Check(
+                    "catching up: not checked since a primary failed".into(),
+                )) {
+                    debug!(listener = %self.cfg.name, channel = %c.target(), group = g, "backup to be re-verified");
+                }
+            }
+        }
+        self.reprobe.notify_one();
     }
 
     /// What a failed check says: a monitor that only connects sees Layer 4;
@@ -133,6 +172,7 @@ impl Service {
                 if self.cfg.on_down_shutdown {
                     ch.close_sessions();
                 }
+                self.reverify_backups(group);
                 false
             }
         }

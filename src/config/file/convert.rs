@@ -215,6 +215,8 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
             RawCheck::Mysql(my) => Check::Mysql {
                 user: my.user,
                 password: None,
+                read_only: my.read_only,
+                max_lag: my.max_lag.map(|d| d.0),
                 timeout: t(my.timeout),
             },
             RawCheck::Command(c) => Check::Command {

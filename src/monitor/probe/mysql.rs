@@ -7,6 +7,14 @@
 //! server counts no aborted connection; without it, close after the greeting
 //! (the server counts that as an aborted connect, and after
 //! `max_connect_errors` blocks our host: use `user=`).
+//!
+//! Logged in, `read_only=` and `max_lag=` ask the server (text queries,
+//! [`query`]) and judge the answers ([`replica`]) before COM_QUIT.
+
+mod query;
+mod replica;
+
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,7 +31,38 @@ const COM_QUIT: u8 = 0x01;
 /// 1129 host blocked (too many connection errors).
 pub const FULL_ERRORS: [u16; 2] = [1040, 1129];
 
-pub async fn run(ctx: &Ctx, user: Option<&str>, password: Option<&str>) -> Result<(), Finding> {
+/// What a logged-in check asks the server besides the login.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Role {
+    /// `read_only=0|1`: `@@read_only` must match.
+    pub read_only: Option<bool>,
+    /// `max_lag=D`: replication checks and the catch-up gate.
+    pub max_lag: Option<Duration>,
+}
+
+/// The check; a replica's lag (seconds, when known) is left in the
+/// channel's gauge whatever the outcome.
+pub async fn run(
+    ctx: &Ctx,
+    user: Option<&str>,
+    password: Option<&str>,
+    role: Role,
+) -> Result<(), Finding> {
+    let mut lag = None;
+    let r = login(ctx, user, password, role, &mut lag).await;
+    if role.max_lag.is_some() {
+        ctx.channel.set_lag(lag);
+    }
+    r
+}
+
+async fn login(
+    ctx: &Ctx,
+    user: Option<&str>,
+    password: Option<&str>,
+    role: Role,
+    lag: &mut Option<u64>,
+) -> Result<(), Finding> {
     let mut s = tcp(ctx.addr, ctx.source).await?;
     let (seq, greeting) = read_packet(&mut s).await?;
     if greeting.first() == Some(&0xff) {
@@ -53,12 +92,12 @@ pub async fn run(ctx: &Ctx, user: Option<&str>, password: Option<&str>) -> Resul
         let (seq, reply) = read_packet(&mut s).await?;
         match reply.first() {
             Some(0x00) => {
+                let judged = ask(&mut s, ctx, role, lag).await;
                 let _ = s.write_all(&packet(0, &[COM_QUIT])).await;
                 // Let the server close first, briefly; we are done either way.
                 let mut b = [0u8; 64];
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut b))
-                    .await;
-                return Ok(());
+                let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await;
+                return judged;
             }
             Some(0xff) => return Err(error_finding(&reply)),
             Some(0xfe) if !switched => {
@@ -82,6 +121,41 @@ pub async fn run(ctx: &Ctx, user: Option<&str>, password: Option<&str>) -> Resul
         }
     }
     Err("login did not complete".into())
+}
+
+/// The role and replication questions, over the logged-in session.
+async fn ask(s: &mut TcpStream, ctx: &Ctx, role: Role, lag: &mut Option<u64>) -> Result<(), Finding> {
+    if let Some(want) = role.read_only {
+        replica::read_only(&query::query(s, "SELECT @@read_only").await?, want)?;
+    }
+    let Some(max_lag) = role.max_lag else {
+        return Ok(());
+    };
+    // MariaDB first (every source, with Gtid_Slave_Pos), then MySQL 8.
+    let mut status = Err(Finding::Failed(String::new()));
+    for q in [
+        "SHOW ALL SLAVES STATUS",
+        "SHOW REPLICA STATUS",
+        "SHOW SLAVE STATUS",
+    ] {
+        status = query::query(s, q).await;
+        match &status {
+            Err(Finding::Failed(r)) if r.starts_with("MySQL error 1064:") => continue,
+            _ => break,
+        }
+    }
+    let status = status?;
+    *lag = replica::lag(&status);
+    replica::judge(&status, None, max_lag, ctx.group > 0)
+        .into_finding()
+        .map(|_| ())
+}
+
+/// Send one packet (a query, after the login).
+async fn send_packet(s: &mut TcpStream, seq: u8, payload: &[u8]) -> Result<(), Finding> {
+    s.write_all(&packet(seq, payload))
+        .await
+        .map_err(|e| Finding::Failed(format!("query failed: {}", io_reason(&e))))
 }
 
 const NATIVE: &str = "mysql_native_password";
