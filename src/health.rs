@@ -167,7 +167,7 @@ pub enum Outcome {
     /// while that matters (`max_lag=`: a backup, or its primary
     /// unreachable): catching up, not down. Counted as neither a pass nor
     /// a failure; the channel is not eligible until a check started later
-    /// passes or fails.
+    /// passes.
     CatchingUp { detail: String, took: Duration },
     /// A connect from real traffic failed on the backend's side (the
     /// text): counted, then through `fall`, or down at once with `-a`.

@@ -40,9 +40,15 @@ impl MonitorSpec {
     /// Some check watches replication (`mysql` with `max_lag=`): backups
     /// are re-verified before they take over.
     pub fn watches_replication(&self) -> bool {
-        self.checks
-            .iter()
-            .any(|c| matches!(c, Check::Mysql { max_lag: Some(_), .. }))
+        self.checks.iter().any(|c| {
+            matches!(
+                c,
+                Check::Mysql {
+                    max_lag: Some(_),
+                    ..
+                }
+            )
+        })
     }
 }
 

@@ -133,7 +133,9 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
         } = c
         {
             if read_only.is_some() || max_lag.is_some() {
-                return Err("mysql read_only= and max_lag= need user= (they query the server)".into());
+                return Err(
+                    "mysql read_only= and max_lag= need user= (they query the server)".into(),
+                );
             }
         }
     }

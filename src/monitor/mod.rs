@@ -194,8 +194,7 @@ fn round(
             if ch.admin() != Admin::Enabled || (plan.only_down && ch.is_up()) {
                 continue;
             }
-            if suspects_only && ch.is_up() && ch.rise_fall().failures == 0 && !ch.is_catching_up()
-            {
+            if suspects_only && ch.is_up() && ch.rise_fall().failures == 0 && !ch.is_catching_up() {
                 continue;
             }
             let e = entries.entry(key).or_insert_with(|| Entry {

@@ -378,16 +378,30 @@ impl Channel {
     }
 
     /// Mark the channel catching up, with why (`Service::report` only);
-    /// true when it was not already.
+    /// true when it was not already, or for another reason.
     pub fn set_catching_up(&self, reason: Reason) -> bool {
         let mut h = lock(&self.health);
+        let new_reason = !matches!(&h.last, LastResult::Failed(r) if *r == reason);
         h.last = LastResult::Failed(reason);
+        h.catch_up_since = Some(Instant::now());
+        let was = self.catching_up.swap(true, AcqRel);
+        !was || new_reason
+    }
+
+    /// Not eligible until a check started from now on passes (a primary
+    /// failed: what this backup has applied is unknown). The shown reason
+    /// changes only while the channel is up (a down one keeps its own).
+    pub fn mark_unverified(&self, reason: Reason) -> bool {
+        let mut h = lock(&self.health);
+        if self.is_up() {
+            h.last = LastResult::Failed(reason);
+        }
         h.catch_up_since = Some(Instant::now());
         !self.catching_up.swap(true, AcqRel)
     }
 
-    /// A check that started at `started` passed or failed: it clears a
-    /// catching-up mark made before it started. True when that changed.
+    /// A check that started at `started` passed: it clears a catching-up
+    /// mark made before it started. True when that changed.
     pub fn clear_catching_up(&self, started: Instant) -> bool {
         if !self.catching_up.load(Relaxed) {
             return false;

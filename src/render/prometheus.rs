@@ -184,7 +184,10 @@ fn lag_series(o: &mut String, channels: &[(String, &ChannelView)]) {
     );
     for (labels, c) in channels {
         if let Some(lag) = c.lag {
-            let _ = writeln!(o, "balance_channel_replication_lag_seconds{{{labels}}} {lag}");
+            let _ = writeln!(
+                o,
+                "balance_channel_replication_lag_seconds{{{labels}}} {lag}"
+            );
         }
     }
 }

@@ -31,8 +31,10 @@ impl Service {
         let flip = match outcome {
             Outcome::Checked { result, took } => {
                 ch.record_check(result.is_ok(), took);
+                // Only a pass proves a replica caught up; a failure keeps it
+                // ineligible until `fall` takes it down.
                 let started = std::time::Instant::now().checked_sub(took);
-                if started.is_some_and(|t| ch.clear_catching_up(t)) {
+                if result.is_ok() && started.is_some_and(|t| ch.clear_catching_up(t)) {
                     info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
                 }
                 if ch.set_full(false) {
@@ -119,7 +121,7 @@ impl Service {
         let groups = self.pool.groups();
         for (g, grp) in groups.iter().enumerate().skip(group + 1) {
             for c in &grp.channels {
-                if c.set_catching_up(Reason::Check(
+                if c.mark_unverified(Reason::Check(
                     "catching up: not checked since a primary failed".into(),
                 )) {
                     debug!(listener = %self.cfg.name, channel = %c.target(), group = g, "backup to be re-verified");

@@ -124,7 +124,12 @@ async fn login(
 }
 
 /// The role and replication questions, over the logged-in session.
-async fn ask(s: &mut TcpStream, ctx: &Ctx, role: Role, lag: &mut Option<u64>) -> Result<(), Finding> {
+async fn ask(
+    s: &mut TcpStream,
+    ctx: &Ctx,
+    role: Role,
+    lag: &mut Option<u64>,
+) -> Result<(), Finding> {
     if let Some(want) = role.read_only {
         replica::read_only(&query::query(s, "SELECT @@read_only").await?, want)?;
     }

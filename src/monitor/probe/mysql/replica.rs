@@ -34,7 +34,11 @@ impl Verdict {
 
 /// `SELECT @@read_only` against the wanted value.
 pub fn read_only(rows: &Rows, want: bool) -> Result<(), Finding> {
-    let got = rows.rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref());
+    let got = rows
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_deref());
     let got = match got.map(str::trim) {
         Some("0") | Some("OFF") => false,
         Some("1") | Some("ON") => true,
@@ -49,12 +53,7 @@ pub fn read_only(rows: &Rows, want: bool) -> Result<(), Finding> {
     if got == want {
         Ok(())
     } else {
-        Err(format!(
-            "read_only is {}, want {}",
-            u8::from(got),
-            u8::from(want)
-        )
-        .into())
+        Err(format!("read_only is {}, want {}", u8::from(got), u8::from(want)).into())
     }
 }
 
@@ -74,7 +73,12 @@ pub fn lag(rows: &Rows) -> Option<u64> {
 /// replica, fine. `gtid_slave_pos` is MariaDB's applied position (also in
 /// `SHOW ALL SLAVES STATUS`'s `Gtid_Slave_Pos` column); `backup` says the
 /// catch-up gate applies even while the primary is reachable.
-pub fn judge(rows: &Rows, gtid_slave_pos: Option<&str>, max_lag: Duration, backup: bool) -> Verdict {
+pub fn judge(
+    rows: &Rows,
+    gtid_slave_pos: Option<&str>,
+    max_lag: Duration,
+    backup: bool,
+) -> Verdict {
     let mut worst = Verdict::Ok { lag: None };
     for r in 0..rows.rows.len() {
         let v = judge_row(rows, r, gtid_slave_pos, max_lag, backup);
@@ -140,7 +144,9 @@ fn judge_row(
     }
     if backup || !io_connected {
         if let Some(behind) = backlog(rows, r, gtid_slave_pos) {
-            return Verdict::CatchingUp(format!("catching up{source}: relay log not applied: {behind}"));
+            return Verdict::CatchingUp(format!(
+                "catching up{source}: relay log not applied: {behind}"
+            ));
         }
     }
     Verdict::Ok { lag }
@@ -161,8 +167,14 @@ pub fn backlog(rows: &Rows, r: usize, gtid_slave_pos: Option<&str>) -> Option<St
     }
     let read_file = get(&["Master_Log_File", "Source_Log_File"])?;
     let exec_file = get(&["Relay_Master_Log_File", "Relay_Source_Log_File"])?;
-    let read = get(&["Read_Master_Log_Pos", "Read_Source_Log_Pos"])?.trim().parse::<u64>().ok()?;
-    let exec = get(&["Exec_Master_Log_Pos", "Exec_Source_Log_Pos"])?.trim().parse::<u64>().ok()?;
+    let read = get(&["Read_Master_Log_Pos", "Read_Source_Log_Pos"])?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    let exec = get(&["Exec_Master_Log_Pos", "Exec_Source_Log_Pos"])?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
     if read_file != exec_file {
         return Some(format!(
             "received up to {}:{read}, applied {}:{exec}",

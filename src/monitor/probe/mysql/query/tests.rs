@@ -45,13 +45,21 @@ fn a_text_resultset_is_read_by_column_name() {
     ])
     .unwrap()
     .unwrap();
-    assert_eq!(rows.get(0, &["Replica_SQL_Running", "Slave_SQL_Running"]), Some("Yes"));
+    assert_eq!(
+        rows.get(0, &["Replica_SQL_Running", "Slave_SQL_Running"]),
+        Some("Yes")
+    );
     assert_eq!(rows.get(0, &["Seconds_Behind_Master"]), None);
     assert_eq!(rows.get(1, &["Slave_SQL_Running"]), None);
     // No rows at all (not a replica), and a plain OK.
-    let empty = feed_all(&[vec![1], coldef("a"), eof(), eof()]).unwrap().unwrap();
+    let empty = feed_all(&[vec![1], coldef("a"), eof(), eof()])
+        .unwrap()
+        .unwrap();
     assert!(empty.rows.is_empty());
-    assert_eq!(feed_all(&[vec![0, 0, 0, 2, 0]]).unwrap(), Some(Rows::default()));
+    assert_eq!(
+        feed_all(&[vec![0, 0, 0, 2, 0]]).unwrap(),
+        Some(Rows::default())
+    );
     // An error answer is the server's error.
     let mut e = vec![0xff, 0xcb, 0x04];
     e.extend_from_slice(b"#42000Access denied; you need REPLICA MONITOR");
@@ -70,7 +78,7 @@ fn garbage_replies_are_bounded_and_never_panic() {
         vec![vec![0xfb]],
         vec![vec![0xfc, 0xff]],
         vec![vec![0xfe, 1, 2, 3, 4, 5, 6, 7, 8]], // 2^64-ish columns
-        vec![vec![0xfc, 0x01, 0x01]],           // 257 columns
+        vec![vec![0xfc, 0x01, 0x01]],             // 257 columns
         vec![vec![1], vec![0xfd, 0xff, 0xff, 0xff]],
         vec![vec![1], vec![3, b'd', b'e']],
         vec![vec![1], coldef("a"), vec![0x00]],

@@ -30,7 +30,10 @@ fn lag_stopped_and_broken_replication_fail_with_the_reason() {
     assert_eq!(judge(&ok, None, MAX, false), Verdict::Ok { lag: Some(2) });
     assert_eq!(lag(&ok), Some(2));
     let lagging = mariadb("Yes", "Yes", Some("12"), "0-1-10", "0-1-10");
-    assert_eq!(judge(&lagging, None, MAX, false), Verdict::Failed("lag 12s > 5s".into()));
+    assert_eq!(
+        judge(&lagging, None, MAX, false),
+        Verdict::Failed("lag 12s > 5s".into())
+    );
     let stopped = mariadb("Yes", "No", None, "0-1-10", "0-1-4");
     assert_eq!(
         judge(&stopped, None, MAX, true),
@@ -39,7 +42,11 @@ fn lag_stopped_and_broken_replication_fail_with_the_reason() {
     let mut broken = mariadb("Yes", "No", None, "0-1-10", "0-1-4");
     broken.columns.push("Last_SQL_Error".into());
     broken.rows[0].push(Some("Duplicate entry '1' for key 'PRIMARY'".into()));
-    let i = broken.columns.iter().position(|c| c == "Last_SQL_Errno").unwrap_or(0);
+    let i = broken
+        .columns
+        .iter()
+        .position(|c| c == "Last_SQL_Errno")
+        .unwrap_or(0);
     broken.rows[0][i] = Some("1062".into());
     assert_eq!(
         judge(&broken, None, MAX, false),
@@ -48,7 +55,10 @@ fn lag_stopped_and_broken_replication_fail_with_the_reason() {
         )
     );
     // Not a replica at all.
-    assert_eq!(judge(&Rows::default(), None, MAX, false), Verdict::Ok { lag: None });
+    assert_eq!(
+        judge(&Rows::default(), None, MAX, false),
+        Verdict::Ok { lag: None }
+    );
 }
 
 #[test]
@@ -66,7 +76,10 @@ fn the_gate_holds_a_replica_that_has_not_applied_what_it_received() {
     // group, catching up for a backup.
     let busy = mariadb("Yes", "Yes", Some("0"), "0-1-13", "0-1-12");
     assert_eq!(judge(&busy, None, MAX, false), Verdict::Ok { lag: Some(0) });
-    assert!(matches!(judge(&busy, None, MAX, true), Verdict::CatchingUp(_)));
+    assert!(matches!(
+        judge(&busy, None, MAX, true),
+        Verdict::CatchingUp(_)
+    ));
     // @@gtid_slave_pos given separately wins; several domains add up.
     assert_eq!(gtid_behind("0-1-13,1-2-7", "0-1-10,1-2-5"), 5);
     assert_eq!(gtid_behind("0-1-13", "0-1-20"), 0);
@@ -93,7 +106,9 @@ fn mysql_8_columns_and_binlog_coordinates() {
     // A server error on the IO thread is broken replication.
     let mut purged = r;
     purged.rows[0][2] = Some("1236".into());
-    assert!(matches!(judge(&purged, None, MAX, false), Verdict::Failed(f) if f.contains("IO error 1236")));
+    assert!(
+        matches!(judge(&purged, None, MAX, false), Verdict::Failed(f) if f.contains("IO error 1236"))
+    );
 }
 
 #[test]
