@@ -547,3 +547,191 @@ fn a_delayed_backup_is_catching_up_not_eligible_until_applied() {
         stale_backup_is_never_read(true);
     }
 }
+
+// ------------------------------------------------- items 4, 5: switchover
+
+/// Writers inserting unique ids through balance, each on a new connection,
+/// until stopped; the ids acknowledged, in order, with when.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<Vec<(u64, Instant)>>>,
+}
+
+impl Writers {
+    fn start(port: u16, n: u64) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|k| {
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || {
+                    let mut acked = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(SeqCst) {
+                        i += 1;
+                        let id = (k + 1) * 1_000_000 + i;
+                        let q = format!("INSERT INTO t.x (id, v) VALUES ({id}, {k})");
+                        if common::mariadb::query_at(port, "app", &q).is_ok() {
+                            acked.push((id, Instant::now()));
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Writers { stop, threads }
+    }
+
+    fn finish(self) -> Vec<(u64, Instant)> {
+        self.stop.store(true, SeqCst);
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    }
+}
+
+fn ids(m: &Mariadb) -> std::collections::BTreeSet<u64> {
+    m.sql("SELECT id FROM t.x")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn switchover_under_writes_loses_nothing_and_reports_the_hold() {
+    if !have_mariadb() {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let dir = TempDir::new("my-switch");
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&[
+            "-m",
+            "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
+        ])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    // The new primary applies 1 s late: the switchover must wait for it.
+    m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=1; START SLAVE");
+    let w = Writers::start(b.port(), 2);
+    wait_until("writes on the primary", Duration::from_secs(10), || {
+        m1.sql("SELECT COUNT(*) FROM t.x")
+            .parse::<u64>()
+            .unwrap_or(0)
+            >= 20
+    })
+    .unwrap();
+    // A long session on the old primary: cut after the grace.
+    let port = b.port();
+    let sleeper = thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
+    wait_until("the long session", Duration::from_secs(5), || {
+        m1.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
+    let asked = Instant::now();
+    let reply = b.ctl("switchover 1");
+    let done = Instant::now();
+    eprintln!("{}", reply.trim());
+    assert!(
+        reply.contains("switchover from group 0 to group 1 done: clients held "),
+        "{reply}\n{}",
+        b.stderr()
+    );
+    assert!(!reply.contains(" 0 sessions ended"), "{reply}");
+    assert!(
+        sleeper.join().unwrap().is_err(),
+        "the long session was not ended"
+    );
+    // The first read after it sees every write made before it.
+    let seen: std::collections::BTreeSet<u64> =
+        common::mariadb::query_at(b.port(), "app", "SELECT id FROM t.x")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+    let before: Vec<u64> = m1
+        .sql("SELECT id FROM t.x")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let missing: Vec<_> = before.iter().filter(|id| !seen.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "not visible after the switchover: {missing:?}"
+    );
+    let after = m2
+        .sql("SELECT COUNT(*) FROM t.x")
+        .parse::<u64>()
+        .unwrap_or(0);
+    wait_until("writes on the new primary", Duration::from_secs(10), || {
+        m2.sql("SELECT COUNT(*) FROM t.x")
+            .parse::<u64>()
+            .unwrap_or(0)
+            >= after + 20
+    })
+    .unwrap();
+    let acked = w.finish();
+    let (on1, on2) = (ids(&m1), ids(&m2));
+    // Every acknowledged write is on the new primary (once: a primary key).
+    let lost: Vec<_> = acked.iter().filter(|(id, _)| !on2.contains(id)).collect();
+    assert!(lost.is_empty(), "lost writes: {lost:?}");
+    // Everything the old primary took reached the new one, and the old one
+    // took nothing acknowledged after the switchover: never two writers.
+    assert!(on1.is_subset(&on2), "old primary has rows the new lacks");
+    let late: Vec<_> = acked
+        .iter()
+        .filter(|(id, t)| *t > done && on1.contains(id))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "written on the old primary after the switchover: {late:?}"
+    );
+    assert!(acked.iter().any(|(_, t)| *t < asked) && acked.iter().any(|(_, t)| *t > done));
+    assert_eq!(b.json()["listener"]["failback_floor"], 1);
+}
+
+#[test]
+fn a_switchover_to_a_group_that_cannot_catch_up_aborts_and_releases() {
+    if !have_mariadb() {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let dir = TempDir::new("my-abort");
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    m2.sql("STOP SLAVE SQL_THREAD");
+    m1.sql("INSERT INTO t.x (v) VALUES (1)");
+    m2.wait_received(&m1);
+    let out = b.ctl_out("switchover 1 500ms");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("switchover aborted: group not caught up within 500ms")
+            && text.contains("1 transactions behind")
+            && text.contains("clients released to group 0"),
+        "{text}"
+    );
+    // Clients go on to the old primary; nothing moved.
+    assert_eq!(
+        common::mariadb::query_at(b.port(), "app", "SELECT COUNT(*) FROM t.x").as_deref(),
+        Ok("1")
+    );
+    assert_eq!(b.json()["listener"]["failback_floor"], 0);
+    // Bad input changes nothing.
+    for bad in [
+        "switchover 0",
+        "switchover 7",
+        "switchover 1 forever",
+        "switchover 1 1s x",
+    ] {
+        assert!(!b.ctl_out(bad).status.success(), "{bad}");
+    }
+    assert_eq!(b.json()["listener"]["failback_floor"], 0);
+}

@@ -105,7 +105,7 @@ impl Service {
         Some(self.flipped(at, flip))
     }
 
-    /// A channel of `group` failed: the backups after it that a
+    /// A channel of `group` failed: the groups after it in the walk that a
     /// replication check watches may have received more than they applied
     /// since their last check, so none takes a client before a check
     /// started from now on finds it caught up (re-probed at once).
@@ -119,7 +119,14 @@ impl Service {
             return;
         }
         let groups = self.pool.groups();
-        for (g, grp) in groups.iter().enumerate().skip(group + 1) {
+        // Later in the walk, which starts at the floor (`switchover`) and
+        // wraps around.
+        let (n, floor) = (groups.len(), self.pool.floor());
+        let rank = |g: usize| (g + n - floor.min(n.saturating_sub(1))) % n.max(1);
+        for (g, grp) in groups.iter().enumerate() {
+            if rank(g) <= rank(group) {
+                continue;
+            }
             for c in &grp.channels {
                 if c.mark_unverified(Reason::Check(
                     "catching up: not checked since a primary failed".into(),

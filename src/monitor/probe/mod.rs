@@ -37,6 +37,9 @@ pub struct Ctx {
     pub source: Option<std::net::IpAddr>,
     /// The channel probed: a MySQL check leaves its replication lag there.
     pub channel: std::sync::Arc<crate::pool::Channel>,
+    /// Not in the group traffic starts from (the failback floor): the
+    /// catch-up gate applies even while the primary is reachable.
+    pub backup: bool,
 }
 
 /// Why a probe did not pass.

@@ -49,28 +49,72 @@ pub async fn run(
     role: Role,
 ) -> Result<(), Finding> {
     let mut lag = None;
-    let r = login(ctx, user, password, role, &mut lag).await;
+    let r = match login(ctx.addr, ctx.source, user, password).await {
+        Ok(Some(mut s)) => {
+            let judged = ask(&mut s, ctx, role, &mut lag).await;
+            quit(s).await;
+            judged
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
     if role.max_lag.is_some() {
         ctx.channel.set_lag(lag);
     }
     r
 }
 
+/// Log in as `user` and run one query; its first value (NULL as empty).
+/// For the control socket's `switchover` (GTID positions).
+pub async fn value(
+    addr: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+    user: &str,
+    password: Option<&str>,
+    sql: &str,
+) -> Result<String, Finding> {
+    let Some(mut s) = login(addr, source, Some(user), password).await? else {
+        return Err("no login".into());
+    };
+    let rows = query::query(&mut s, sql).await;
+    quit(s).await;
+    let rows = rows?;
+    Ok(rows
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .flatten()
+        .unwrap_or_default())
+}
+
+/// MariaDB GTID positions: how many transactions of `wanted` `have` lacks.
+pub use replica::gtid_behind;
+
+/// COM_QUIT, then let the server close first, briefly: it counts no
+/// aborted connection.
+async fn quit(mut s: TcpStream) {
+    let _ = s.write_all(&packet(0, &[COM_QUIT])).await;
+    let mut b = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await;
+}
+
+/// Read the greeting; with a user, log in. `Some(stream)` once logged in,
+/// `None` after the greeting when there is no user.
 async fn login(
-    ctx: &Ctx,
+    addr: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
     user: Option<&str>,
     password: Option<&str>,
-    role: Role,
-    lag: &mut Option<u64>,
-) -> Result<(), Finding> {
-    let mut s = tcp(ctx.addr, ctx.source).await?;
+) -> Result<Option<TcpStream>, Finding> {
+    let mut s = tcp(addr, source).await?;
     let (seq, greeting) = read_packet(&mut s).await?;
     if greeting.first() == Some(&0xff) {
         return Err(error_finding(&greeting));
     }
     let g = parse_greeting_full(&greeting)?;
     let Some(user) = user else {
-        return Ok(());
+        return Ok(None);
     };
     let password = password.unwrap_or_default();
     let plugin = if g.plugin == CACHING_SHA2 {
@@ -91,14 +135,7 @@ async fn login(
     for _ in 0..4 {
         let (seq, reply) = read_packet(&mut s).await?;
         match reply.first() {
-            Some(0x00) => {
-                let judged = ask(&mut s, ctx, role, lag).await;
-                let _ = s.write_all(&packet(0, &[COM_QUIT])).await;
-                // Let the server close first, briefly; we are done either way.
-                let mut b = [0u8; 64];
-                let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await;
-                return judged;
-            }
+            Some(0x00) => return Ok(Some(s)),
             Some(0xff) => return Err(error_finding(&reply)),
             Some(0xfe) if !switched => {
                 switched = true;
@@ -151,7 +188,7 @@ async fn ask(
     }
     let status = status?;
     *lag = replica::lag(&status);
-    replica::judge(&status, None, max_lag, ctx.group > 0)
+    replica::judge(&status, None, max_lag, ctx.backup)
         .into_finding()
         .map(|_| ())
 }
