@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::config::monitor::Check;
 use crate::control::reply::Reply;
-use crate::monitor::probe::mysql;
+use crate::monitor::probe::{Finding, mysql};
 use crate::pool::{Admin, Group};
 use crate::service::Service;
 
@@ -102,7 +102,9 @@ impl Login {
             let q = mysql::value(addr, self.source, &self.user, self.password.as_deref(), sql);
             match tokio::time::timeout(QUERY, q).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => why = format!("{}: {e:?}", ch.target()),
+                Ok(Err(Finding::Failed(e) | Finding::Full(e) | Finding::CatchingUp(e))) => {
+                    why = format!("{}: {e}", ch.target())
+                }
                 Err(_) => why = format!("{}: no answer within {}s", ch.target(), QUERY.as_secs()),
             }
         }
