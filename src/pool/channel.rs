@@ -377,13 +377,14 @@ impl Channel {
         self.catching_up.load(Relaxed)
     }
 
-    /// Mark the channel catching up, with why (`Service::report` only);
-    /// true when it was not already, or for another reason.
-    pub fn set_catching_up(&self, reason: Reason) -> bool {
+    /// Mark the channel catching up, with why, as found by a check that
+    /// started at `started` (`Service::report` only); true when it was not
+    /// already, or for another reason.
+    pub fn set_catching_up(&self, reason: Reason, started: Instant) -> bool {
         let mut h = lock(&self.health);
         let new_reason = !matches!(&h.last, LastResult::Failed(r) if *r == reason);
         h.last = LastResult::Failed(reason);
-        h.catch_up_since = Some(Instant::now());
+        h.catch_up_since = Some(h.catch_up_since.map_or(started, |t| t.max(started)));
         let was = self.catching_up.swap(true, AcqRel);
         !was || new_reason
     }

@@ -66,7 +66,9 @@ impl Service {
             }
             Outcome::CatchingUp { detail, took } => {
                 ch.record_full_or_catching_up(took);
-                if ch.set_catching_up(Reason::Check(detail.clone())) {
+                let now = std::time::Instant::now();
+                let started = now.checked_sub(took).unwrap_or(now);
+                if ch.set_catching_up(Reason::Check(detail.clone()), started) {
                     info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
                           "channel catching up (not down, not eligible): {detail}");
                 }
