@@ -74,6 +74,10 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
         crate::sys::daemonize().map_err(|e| os(format!("cannot daemonize: {e}")))?;
     }
     open_log(g)?;
+    // What a check leaves behind comes to us, not init (killed in a sweep).
+    if let Err(e) = crate::sys::reaper::become_subreaper() {
+        tracing::warn!("cannot become a child subreaper: {e}");
+    }
     if let Some(p) = &g.pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(|e| os(format!("cannot write pidfile {}: {e}", p.display())))?;
@@ -99,6 +103,7 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
     let res = rt.block_on(serve(boot));
     // Anything still running after the grace period is cut here.
     rt.shutdown_timeout(Duration::from_millis(100));
+    crate::sys::reaper::kill_leftovers();
     if let Some(p) = pidfile {
         let _ = std::fs::remove_file(p);
     }

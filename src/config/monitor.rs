@@ -46,7 +46,8 @@ pub enum Check {
     Connect {
         timeout: Option<Duration>,
     },
-    /// Run a program (argv, no shell); pass when the exit code is in `pass`.
+    /// Run a program (argv; `-m` gives `/bin/sh -c LINE`); pass when the
+    /// exit code is in `pass`.
     Command {
         argv: Vec<String>,
         pass: Vec<i32>,

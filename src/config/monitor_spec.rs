@@ -115,7 +115,7 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
 }
 
 /// Split on unescaped `:`; `\:` becomes `:`, other backslashes stay (for
-/// `send=`'s escapes).
+/// the values' own escapes).
 fn split_pairs(spec: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -125,6 +125,12 @@ fn split_pairs(spec: &str) -> Vec<String> {
             '\\' if chars.peek() == Some(&':') => {
                 chars.next();
                 cur.push(':');
+            }
+            // An escaped backslash stays for the value's own unescaping, and
+            // the colon after it separates (balance.fm's `get_token`).
+            '\\' if chars.peek() == Some(&'\\') => {
+                chars.next();
+                cur.push_str("\\\\");
             }
             ':' => out.push(std::mem::take(&mut cur)),
             c => cur.push(c),

@@ -3,6 +3,7 @@
 //! block carries a `// SAFETY:` note.
 #![allow(unsafe_code)]
 
+pub mod reaper;
 pub mod splice;
 
 use std::ffi::CString;

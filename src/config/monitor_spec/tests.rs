@@ -27,7 +27,7 @@ fn balance_fm_example_parses_with_its_options() {
                 timeout: Some(Duration::from_millis(400))
             },
             Check::Command {
-                argv: ["/bin/checksvc", "-s", "%H", "-p", "%P"]
+                argv: ["/bin/sh", "-c", "/bin/checksvc -s %H -p %P >/dev/null"]
                     .map(String::from)
                     .to_vec(),
                 pass: vec![0, 2],
@@ -97,21 +97,34 @@ fn http_mysql_send_expect_and_escapes() {
 }
 
 #[test]
-fn command_quoting_and_redirections() {
-    let argv = |s: &str| match &ok(s).checks[0] {
-        Check::Command { argv, .. } => argv.clone(),
+fn command_is_a_shell_line_with_balance_fm_escapes() {
+    let argv = |s: &str| match ok(s).checks.last() {
+        Some(Check::Command { argv, .. }) => argv.clone(),
         c => panic!("{c:?}"),
     };
+    let sh = |l: &str| vec!["/bin/sh".to_string(), "-c".into(), l.into()];
+    // balance.fm's own man-page example, unchanged (its %S is no
+    // placeholder: balance.fm passes it on as written, so do we).
     assert_eq!(
-        argv("command=/bin/sh -c 'nc -z %H %P || exit 3' 2>&1"),
-        vec!["/bin/sh", "-c", "nc -z %H %P || exit 3"]
+        argv(
+            "connect:timeout=0.4:command=/bin/checksvc -s %S -p %P >/dev/null:pass=0,2:interval=10"
+        )
+        .get(2)
+        .map(String::as_str),
+        Some("/bin/checksvc -s %S -p %P >/dev/null")
     );
     assert_eq!(
-        argv("command=/bin/echo \"a b\" c >/dev/null 2>&1"),
-        vec!["/bin/echo", "a b", "c"]
+        argv("command=check_mysql -H %H >/dev/null 2>&1"),
+        sh("check_mysql -H %H >/dev/null 2>&1")
     );
-    assert_eq!(argv("command=/bin/true 2>/dev/null"), vec!["/bin/true"]);
-    assert_eq!(argv("command=/bin/echo 100%%"), vec!["/bin/echo", "100%%"]);
+    assert_eq!(
+        argv("command=nc -z %H %P && echo ok | grep -q ok"),
+        sh("nc -z %H %P && echo ok | grep -q ok")
+    );
+    // get_token: \: is a colon, \t a tab, \X is X, \\ a backslash.
+    assert_eq!(argv("command=a\\:b\\tc\\|d"), sh("a:b\tc|d"));
+    assert_eq!(argv("command=x\\\\:pass=1"), sh("x\\"));
+    assert_eq!(argv("command=/bin/echo 100%%"), sh("/bin/echo 100%%"));
 }
 
 #[test]
@@ -129,14 +142,8 @@ fn errors_are_one_line_and_name_the_token() {
         ("connect:timeout=0", "positive"),
         ("connect:pass=0", "does not apply to connect"),
         ("command=/bin/x:pass=256", "bad pass"),
-        ("command=checksvc -s %H", "absolute path"),
-        ("command=/bin/check | grep ok", "command=/bin/sh -c"),
-        ("command=/bin/check; rm x", "shell syntax"),
-        ("command=/bin/echo $HOME", "shell syntax '$'"),
-        ("command=/bin/check >/tmp/out", "shell syntax '>'"),
-        ("command=/bin/echo 'open", "unterminated quote"),
-        ("command=/bin/echo %X", "bad placeholder"),
         ("command=", "empty command"),
+        ("command=  ", "empty command"),
         ("http=health", "must start with /"),
         ("http=/:port=0", "bad port"),
         ("http=/:port=70000", "bad port"),
