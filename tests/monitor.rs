@@ -596,6 +596,35 @@ fn balance_fm_man_page_monitor_example_runs_unchanged() {
     assert_eq!(ask(b.addr).unwrap(), "A");
 }
 
+#[test]
+fn balance_fm_form_without_interval_keeps_its_probe_rate_and_failures_are_still_fast() {
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged("B");
+    // balance.fm's grammar, no interval=: balance.fm probed once a minute.
+    let b = start(
+        &["-m", "connect"],
+        &[chan(a.port()), "!".into(), chan(bk.port())],
+    );
+    wait_until("the first round", Duration::from_secs(5), || {
+        a.accepted() >= 1
+    })
+    .unwrap();
+    // Measuring a rate, not waiting for readiness: 2 s rounds would probe
+    // twice more in this window.
+    thread::sleep(Duration::from_millis(4500));
+    assert_eq!(a.accepted(), 1, "probes at the primary in 4.5 s");
+    // A dead primary: the failed client connect counts, a re-probe follows
+    // at once and failing channels are probed every 2 s, so it is down in
+    // seconds, not minutes.
+    a.stop();
+    assert_eq!(ask(b.addr).unwrap(), "B");
+    assert!(
+        b.wait_log("channel down (dis)", 1, Duration::from_secs(6)),
+        "{}",
+        b.stderr()
+    );
+}
+
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;

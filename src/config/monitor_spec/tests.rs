@@ -38,14 +38,49 @@ fn balance_fm_example_parses_with_its_options() {
 }
 
 #[test]
+fn balance_fm_form_without_interval_keeps_balance_fm_rate() {
+    for spec in [
+        "connect",
+        "connect:timeout=0.4:nodisable",
+        "command=/bin/true:pass=0,2:noenable",
+    ] {
+        let m = ok(spec);
+        assert_eq!(m.interval, Duration::from_secs(60), "{spec}");
+        assert_eq!(m.suspect_interval, Some(Duration::from_secs(2)), "{spec}");
+    }
+    // An interval given is kept as given.
+    let m = ok("connect:interval=10");
+    assert_eq!(
+        (m.interval, m.suspect_interval),
+        (Duration::from_secs(10), None)
+    );
+    // Our own keys: our default.
+    for spec in [
+        "http=/",
+        "mysql",
+        "send=x",
+        "connect:fall=2",
+        "connect:jitter=1",
+    ] {
+        let m = ok(spec);
+        assert_eq!(
+            (m.interval, m.suspect_interval),
+            (Duration::from_secs(2), None),
+            "{spec}"
+        );
+    }
+}
+
+#[test]
 fn globals_anywhere_and_defaults() {
     let m = ok("rise=3:connect:fall=5:interval=500ms:jitter=0.1:noenable:nodisable");
     assert_eq!((m.rise, m.fall), (3, 5));
     assert_eq!(m.interval, Duration::from_millis(500));
     assert_eq!(m.jitter, Duration::from_millis(100));
     assert!(m.noenable && m.nodisable);
-    let d = ok("connect");
+    let d = ok("connect:rise=2");
     assert_eq!(d.interval, Duration::from_secs(2));
+    assert_eq!(d.suspect_interval, None);
     assert_eq!(d.jitter, Duration::ZERO);
     assert!(!d.on_down_shutdown && !d.on_up_shutdown_backup);
     let o = ok("connect:on-down=shutdown:on-up=shutdown-backup");
