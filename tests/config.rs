@@ -990,11 +990,12 @@ fn control_reload_applies_a_good_file_and_rejects_a_broken_one() {
         rejected
     });
     let out = last.expect("asked once");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A failed command's answer is on stdout, as balance.fm's client printed.
+    let answer = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        stderr.contains("reload rejected") && stderr.contains("line"),
-        "{stderr}"
+        answer.contains("reload rejected") && answer.contains("line"),
+        "{answer}"
     );
     assert!(tag_via(p).is_some(), "the old config keeps serving");
     assert!(live.echo("after the rejected reload"));

@@ -121,7 +121,7 @@ const EXACT_WORDS: &[&str] = &[
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
-const MAX_INDEX: usize = 1_000_000;
+pub const MAX_INDEX: usize = 1_000_000;
 /// Largest weight accepted.
 pub const MAX_WEIGHT: u32 = 10_000;
 

@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod file;
 pub mod notify;
+pub mod reaper;
 pub mod splice;
 
 use std::ffi::CString;

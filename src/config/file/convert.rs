@@ -232,6 +232,7 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
     Ok(MonitorSpec {
         checks,
         interval,
+        suspect_interval: None,
         rise: m.rise.map_or(d.rise, |r| r.0 as u32),
         fall: m.fall.map_or(d.fall, |f| f.0 as u32),
         jitter: m.jitter.map_or(d.jitter, |j| j.0),
