@@ -235,27 +235,6 @@ fn sigterm_cuts_connections_left_after_the_grace_period() {
     assert!(!live.echo("after exit"));
 }
 
-fn scrape(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.0 200"), "{out}");
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
-
-fn sample(text: &str, name: &str, labels: &str) -> f64 {
-    let want = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&want))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {want}in\n{text}"))
-}
-
 #[test]
 fn metrics_are_scraped_and_counters_move_with_traffic() {
     let a = Backend::tagged("A");

@@ -124,6 +124,14 @@ pub struct ListenerView {
     pub accepted: u64,
     pub refused: u64,
     pub spinning: u64,
+    /// Clients held by the operator (`spin on`) right now.
+    pub held: u64,
+    /// The end of the operator hold, if it is on.
+    pub hold_until: Option<std::time::SystemTime>,
+    /// `monitor disable`: active probes paused.
+    pub monitor_paused: bool,
+    /// Whether a monitor (`-m`) is configured.
+    pub monitor: bool,
     pub failovers: u64,
     pub failover_events: u64,
     pub failback_events: u64,
@@ -146,6 +154,10 @@ impl ListenerView {
             accepted: s.accepted.load(Relaxed),
             refused: s.refused.load(Relaxed),
             spinning: s.spinning.load(Relaxed),
+            held: svc.ops.hold.held(),
+            hold_until: svc.ops.hold.until(),
+            monitor_paused: svc.ops.monitor_paused(),
+            monitor: svc.cfg.monitor.is_some(),
             failovers: s.failovers.load(Relaxed),
             failover_events: s.failover_events.load(Relaxed),
             failback_events: s.failback_events.load(Relaxed),

@@ -10,7 +10,7 @@ type ListenerGetter = fn(&ListenerView) -> u64;
 type ChannelGetter = fn(&ChannelView) -> u64;
 
 /// Per-listener series: name, type, help, value.
-const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 7] = [
+const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 8] = [
     (
         "balance_listener_accepted_total",
         "counter",
@@ -46,6 +46,12 @@ const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 7] = [
         "gauge",
         "Clients held by --spin right now.",
         |l| l.spinning,
+    ),
+    (
+        "balance_listener_held",
+        "gauge",
+        "Clients held by the operator (spin on) right now.",
+        |l| l.held,
     ),
     (
         "balance_listener_active",

@@ -1,7 +1,7 @@
 //! The integration-test harness, shared by every file under tests/ with
 //! `mod common;`: the balancer under test ([`balancer`]), loopback backends
 //! ([`backend`]), the one bounded wait ([`wait`]), /proc and `ss` probes
-//! ([`proc`]), one-shot runs and daemons ([`run`]), and here the small pieces: free ports, temp dirs and test
+//! ([`proc`]), metrics scrapes ([`metrics`]), one-shot runs and daemons ([`run`]), and here the small pieces: free ports, temp dirs and test
 //! clients.
 //!
 //! Everything is std threads and blocking sockets with timeouts; every wait
@@ -10,13 +10,14 @@
 
 pub mod backend;
 pub mod balancer;
+pub mod metrics;
 pub mod proc;
 pub mod run;
 pub mod wait;
 
 // Each test crate uses its own part of the harness.
 #[allow(unused_imports)]
-pub use {backend::*, balancer::*, proc::*, run::*, wait::*};
+pub use {backend::*, balancer::*, metrics::*, proc::*, run::*, wait::*};
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
