@@ -2,8 +2,10 @@
 //! in one place: `show`'s table, `show json` and MRTG's lines ([`show`]),
 //! the Prometheus exposition ([`prometheus`]) and the state file's
 //! snapshot (`control::state`) all consume the [`ListenerView`] and
-//! [`ChannelView`] built here. Nothing here writes live state.
+//! [`ChannelView`] built here ([`process`] reads this process's own
+//! resources for the `process_*` metrics). Nothing here writes live state.
 
+pub mod process;
 pub mod prometheus;
 pub mod show;
 
