@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 
 /// A released client passes the baton on after this long even if its
@@ -48,6 +48,8 @@ pub struct Hold {
     /// Clients waiting in the queue now.
     held: AtomicU64,
     q: Mutex<Queue>,
+    /// The end of the hold moved: waiters re-read it.
+    moved: Notify,
 }
 
 fn lock(m: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
@@ -82,6 +84,7 @@ impl Hold {
         let mut q = lock(&self.q);
         q.until = Some((Instant::now() + max, SystemTime::now() + max));
         self.engaged.store(true, Release);
+        self.moved.notify_waiters();
     }
 
     /// Turn the hold on until a wall-clock time (state file at start); a
@@ -115,9 +118,16 @@ impl Hold {
         }
     }
 
-    /// Give the baton to the first client still waiting; with nobody left
-    /// and the hold off, disengage.
+    /// Give the baton to the first client still waiting, unless the hold
+    /// is on (again); with nobody left and the hold off, disengage.
     fn pass_locked(&self, q: &mut Queue) {
+        if let Some((t, _)) = q.until {
+            if Instant::now() < t {
+                q.baton_out = false;
+                return;
+            }
+            q.until = None;
+        }
         while let Some((_, tx)) = q.waiters.pop_front() {
             self.held.fetch_sub(1, Relaxed);
             if tx.send(()).is_ok() {
@@ -126,9 +136,7 @@ impl Hold {
             }
         }
         q.baton_out = false;
-        if q.until.is_none() {
-            self.engaged.store(false, Release);
-        }
+        self.engaged.store(false, Release);
     }
 
     fn pass(&self) {
@@ -174,6 +182,7 @@ impl<'a> Ticket<'a> {
     ) -> Result<Turn<'a>, Left> {
         let mut gone = std::pin::pin!(gone);
         loop {
+            let moved = self.hold.moved.notified();
             let expiry = async {
                 match until {
                     Some(t) => sleep_until(t).await,
@@ -191,6 +200,9 @@ impl<'a> Ticket<'a> {
                     return Ok(Turn { hold: None });
                 }
                 _ = &mut gone => return Err(Left),
+                _ = moved => {
+                    until = lock(&self.hold.q).until.map(|(t, _)| t);
+                }
                 _ = expiry => {
                     let mut q = lock(&self.hold.q);
                     self.hold.expire_locked(&mut q);

@@ -127,3 +127,60 @@ fn a_saved_end_in_the_past_changes_nothing() {
     h.on_until(SystemTime::now() - Duration::from_secs(1));
     assert!(!h.engaged());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_max_set_while_clients_wait_releases_them_at_the_new_end() {
+    let h = Arc::new(Hold::default());
+    h.on(Duration::from_secs(60));
+    let h2 = Arc::clone(&h);
+    let t = tokio::spawn(async move {
+        let start = Instant::now();
+        drop(h2.wait(never()).await.unwrap());
+        start.elapsed()
+    });
+    while h.held() < 1 {
+        tokio::task::yield_now().await;
+    }
+    h.on(Duration::from_secs(1));
+    let took = t.await.unwrap();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn spin_on_again_while_draining_stops_the_release() {
+    let h = Arc::new(Hold::default());
+    h.on(Duration::from_secs(60));
+    let (got_tx, got_rx) = oneshot::channel::<()>();
+    let (gate_tx, gate_rx) = oneshot::channel::<()>();
+    let first = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move {
+            let turn = h.wait(never()).await.unwrap();
+            got_tx.send(()).unwrap();
+            let _ = gate_rx.await;
+            drop(turn);
+        })
+    };
+    while h.held() < 1 {
+        tokio::task::yield_now().await;
+    }
+    let h2 = Arc::clone(&h);
+    let second = tokio::spawn(async move { drop(h2.wait(never()).await) });
+    while h.held() < 2 {
+        tokio::task::yield_now().await;
+    }
+    h.off();
+    got_rx.await.unwrap();
+    // On again before the first passes its turn: the second stays held.
+    h.on(Duration::from_secs(60));
+    gate_tx.send(()).unwrap();
+    first.await.unwrap();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.held(), 1);
+    assert!(!second.is_finished());
+    h.off();
+    second.await.unwrap();
+    assert!(!h.engaged());
+}
