@@ -414,7 +414,7 @@ extensions:
   weight <channel> <weight>      smooth weighted round robin weight (0-10000)
   drain <channel>                no new connections; live ones continue
   failback                       return traffic to group 0 (--failback manual)
-  monitor enable|disable|show    health monitoring of this listener
+  monitor enable|disable|show    pause or resume active probes (with -m)
   spin on [MAX] | off | (none)   hold every new client (at most MAX), release in order
   state save                     write the state file now
   reload                         re-read the --config file (like SIGHUP)
