@@ -210,7 +210,9 @@ fn create_and_assign_of_the_listener_itself_are_refused() {
     ] {
         for cmd in [format!("create {target}"), format!("assign 0 {target}")] {
             let o = inst.ctl_out(&cmd);
-            let err = String::from_utf8_lossy(&o.stderr);
+            // The server's error reply is on stdout (as balance.fm's client).
+            let err = String::from_utf8_lossy(&o.stdout);
+            assert!(o.stderr.is_empty(), "{cmd}");
             assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
             assert!(err.contains("itself"), "{cmd}: {err}");
             assert_eq!(err.lines().count(), 1, "{cmd}: {err}");
@@ -228,7 +230,7 @@ fn create_of_a_legacy_numeric_address_is_refused() {
     let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
     for host in ["65535", "127.1", "0x7f.0.0.1"] {
         let o = inst.ctl_out(&format!("create {host} 80"));
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(1), "{host}: {err}");
         assert_eq!(err.lines().count(), 1, "{host}: {err}");
     }

@@ -32,6 +32,15 @@ pub enum MonitorOp {
     Show,
 }
 
+/// `spin on [MAX]`, `spin off`, `spin` (show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpinOp {
+    /// Hold every new client, up to MAX (default: `--spin`, or 30 s).
+    On(Option<Duration>),
+    Off,
+    Show,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// An empty line: nothing to do.
@@ -56,7 +65,7 @@ pub enum Command {
     MrtgBytes(usize, usize),
     MrtgConns(usize, usize),
     Failback,
-    Spin(Duration),
+    Spin(SpinOp),
     StateSave,
     Reload,
     Quit,
@@ -72,8 +81,6 @@ impl Command {
                 Command::Reset(_)
                     | Command::Kill
                     | Command::Failback
-                    | Command::Spin(_)
-                    | Command::Monitor(MonitorOp::Enable | MonitorOp::Disable)
                     | Command::StateSave
                     | Command::Reload
             )
@@ -92,6 +99,8 @@ impl Command {
                 | Command::Weight(..)
                 | Command::Hash
                 | Command::Rr
+                | Command::Spin(SpinOp::On(_) | SpinOp::Off)
+                | Command::Monitor(MonitorOp::Enable | MonitorOp::Disable)
         )
     }
 }
@@ -254,12 +263,7 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
                 }
             })
         }
-        "spin" => {
-            let [d] = take(w, args)?;
-            let d = crate::config::parse_duration(d)
-                .map_err(|e| format!("bad spin duration {}: {e}", quote(d)))?;
-            Command::Spin(d)
-        }
+        "spin" => Command::Spin(spin(args)?),
         "state" => {
             let [what] = take(w, args)?;
             if what != "save" {
@@ -273,6 +277,40 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
         _ => return Err(format!("syntax error: unknown command {}", quote(first))),
     };
     Ok(cmd)
+}
+
+/// `spin on [MAX]` / `spin off` / `spin`.
+fn spin(args: &[&str]) -> Result<SpinOp, String> {
+    let bad = |x: &str| {
+        format!(
+            "syntax error: spin {}: use spin on [MAX], spin off or spin",
+            quote(x)
+        )
+    };
+    match args {
+        [] => Ok(SpinOp::Show),
+        ["off"] => Ok(SpinOp::Off),
+        ["on"] => Ok(SpinOp::On(None)),
+        ["on", d] => {
+            let max = crate::config::parse_duration(d)
+                .map_err(|e| format!("bad spin duration {}: {e}", quote(d)))?;
+            let limit = crate::service::hold::MAX_HOLD;
+            if max.is_zero() || max > limit {
+                return Err(format!(
+                    "bad spin duration {}: use more than 0 and at most {}",
+                    quote(d),
+                    humantime::format_duration(limit)
+                ));
+            }
+            Ok(SpinOp::On(Some(max)))
+        }
+        ["on", _, extra, ..] | ["off", extra, ..] => Err(format!(
+            "syntax error: unexpected {} after spin (usage: spin {})",
+            quote(extra),
+            usage("spin")
+        )),
+        [x, ..] => Err(bad(x)),
+    }
 }
 
 /// Exactly `k` arguments, or the error naming what is missing or extra.
@@ -304,7 +342,7 @@ fn usage(w: &str) -> &'static str {
         "assign" => "<channel> <host> <port>",
         "mrtg-bytes" | "mrtg-conns" => "<group> <channel>",
         "monitor" => "enable|disable|show",
-        "spin" => "<duration>",
+        "spin" => "on [MAX] | off",
         "state" => "save",
         _ => "no arguments",
     }
@@ -370,8 +408,8 @@ extensions:
   weight <channel> <weight>      smooth weighted round robin weight (0-10000)
   drain <channel>                no new connections; live ones continue
   failback                       return traffic to group 0 (--failback manual)
-  monitor enable|disable|show    health monitoring of this listener
-  spin <duration>                hold clients while nothing is eligible
+  monitor enable|disable|show    pause or resume active probes (with -m)
+  spin on [MAX] | off | (none)   hold every new client (at most MAX), release in order
   state save                     write the state file now
   reload                         re-read the --config file (like SIGHUP)
   <channel> is an index in the current group, <group>:<channel> or <host>:<port>";

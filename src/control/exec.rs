@@ -62,7 +62,7 @@ impl Control {
             Command::Rr => group::policy(&groups, at, crate::config::Policy::RoundRobin),
             Command::Failback => group::failback(&self.svc),
             Command::Monitor(op) => group::monitor(&self.svc, *op),
-            Command::Spin(_) => group::spin(),
+            Command::Spin(op) => group::spin(&self.svc, *op),
             Command::Enable(r) => channel::with(&groups, at, r, channel::enable),
             Command::Disable(r) => channel::with(&groups, at, r, channel::disable),
             Command::Drain(r) => channel::with(&groups, at, r, channel::drain),

@@ -10,6 +10,9 @@
 //! With a `suspect_interval` shorter than the interval, rounds in between
 //! probe only the suspects (down, or with a failure streak).
 //!
+//! `monitor disable` pauses the scheduler (channels keep their state,
+//! passive detection goes on) until `monitor enable`.
+//!
 //! Without `-m` an implicit *recovery monitor* runs: it probes (TCP connect,
 //! every 2 s, rise 2) only channels that are soft-down (`dis`) because of
 //! passive detection or `-a`, so plain balance command lines get channels
@@ -141,6 +144,9 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, pro
     let mut next = Instant::now();
     let mut suspects_only = false;
     loop {
+        if paused(&svc, &shutdown).await {
+            return;
+        }
         round(
             &svc,
             &shutdown,
@@ -172,6 +178,23 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, pro
                 }
                 suspects_only = Instant::now() < next;
             }
+        }
+    }
+}
+
+/// While the operator has disabled active probing (`monitor disable`),
+/// wait until it is enabled again. Returns true on shutdown.
+async fn paused(svc: &Service, shutdown: &CancellationToken) -> bool {
+    loop {
+        // Register before looking, so an enable in between is not missed.
+        let mut resumed = std::pin::pin!(svc.ops.monitor_resumed.notified());
+        resumed.as_mut().enable();
+        if !svc.ops.monitor_paused() {
+            return false;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return true,
+            _ = resumed => {}
         }
     }
 }
@@ -259,7 +282,8 @@ async fn probe_task(
             (r, started.elapsed())
         } => Some(r),
     };
-    if let Some((res, took)) = res {
+    // A probe that ends after `monitor disable` changes nothing.
+    if let Some((res, took)) = res.filter(|_| !svc.ops.monitor_paused()) {
         let outcome = match res {
             Ok(()) => Outcome::Checked {
                 result: Ok(()),

@@ -179,6 +179,20 @@ pub fn writable(dir: &std::path::Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
+/// Clock ticks per second (`/proc` times are in these); 100 if unknown.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
+}
+
+/// The memory page size (`/proc` counts rss in pages); 4096 if unknown.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
 /// The effective user id of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no arguments, cannot fail and touches no memory.

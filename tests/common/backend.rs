@@ -25,6 +25,8 @@ pub struct Backend {
     pub accepted: Arc<AtomicUsize>,
     /// Connections whose handler returned (socket closed).
     pub finished: Arc<AtomicUsize>,
+    /// The peer address of every connection, in accept order.
+    pub peers: Arc<Mutex<Vec<SocketAddr>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -48,15 +50,20 @@ impl Backend {
         let accepted = Arc::new(AtomicUsize::new(0));
         let finished = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let peers = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
         {
             let (accepted, finished, stop) = (accepted.clone(), finished.clone(), stop.clone());
+            let peers = peers.clone();
             thread::spawn(move || {
                 for conn in l.incoming() {
                     if stop.load(SeqCst) {
                         break;
                     }
                     let Ok(s) = conn else { continue };
+                    if let Ok(p) = s.peer_addr() {
+                        peers.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+                    }
                     accepted.fetch_add(1, SeqCst);
                     let (h, finished) = (handler.clone(), finished.clone());
                     thread::spawn(move || {
@@ -71,6 +78,7 @@ impl Backend {
             addr,
             accepted,
             finished,
+            peers,
             stop,
         })
     }
