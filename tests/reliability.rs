@@ -177,7 +177,7 @@ fn connect_close_churn_returns_to_baseline() {
 }
 
 #[test]
-#[ignore = "full scale: 200k cycles (about a minute or more)"]
+#[ignore = "full scale: 200k cycles (about two minutes)"]
 fn connect_close_churn_returns_to_baseline_full_scale() {
     churn(200_000);
 }
