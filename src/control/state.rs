@@ -371,6 +371,13 @@ fn parse_doc(text: &str) -> Result<Doc, String> {
     Ok(doc)
 }
 
+/// Parse state-file text as [`StateFile::load`] does: the number of
+/// listeners it holds, or why the file would be ignored. For the fuzz target.
+#[doc(hidden)]
+pub fn parse_text(text: &str) -> Result<usize, String> {
+    parse_doc(text).map(|d| d.listeners.len())
+}
+
 fn validate(l: &ListenerState) -> Result<(), String> {
     if l.groups.is_empty() {
         return Err("no groups".into());

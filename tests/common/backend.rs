@@ -83,6 +83,36 @@ impl Backend {
         })
     }
 
+    /// Writes `greeting` to each connection as it is accepted and holds the
+    /// socket, without a thread per connection (thousands of idle
+    /// sessions), until the backend is stopped or dropped.
+    pub fn greet_and_hold(greeting: &'static [u8]) -> Backend {
+        let l = TcpListener::bind((LOCALHOST_V4, 0)).expect("bind backend");
+        let addr = l.local_addr().expect("backend address");
+        let b = Backend {
+            addr,
+            accepted: Arc::default(),
+            finished: Arc::default(),
+            peers: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (accepted, stop) = (b.accepted.clone(), b.stop.clone());
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in l.incoming() {
+                if stop.load(SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = conn else { continue };
+                accepted.fetch_add(1, SeqCst);
+                if s.write_all(greeting).is_ok() {
+                    held.push(s);
+                }
+            }
+        });
+        b
+    }
+
     /// Writes `name\n`, then echoes until EOF.
     pub fn tagged(name: &str) -> Backend {
         Backend::tagged_on(LOCALHOST_V4, name)
