@@ -53,7 +53,9 @@ pub struct ControlArgs {
     name = "balance",
     version,
     about = "TCP load balancer with failover groups and health checks",
-    override_usage = "balance [-b addr] [-B addr] [-m spec] [-t sec] [-T sec] [-k t,i,p] [-K t,i,p] [-adfpHM6] port channel... [ ! | % channel... ]...\n       balance [-b addr] -i [-d] port\n       balance [-b addr] -c cmd [-d] port\n       balance --config FILE [--check]"
+    // getopt: a repeated option's last value wins (`-b a -b b`).
+    args_override_self = true,
+    override_usage = "balance [-b addr] [-B addr] [-m spec] [-t sec] [-T sec] [-k t,i,p] [-K t,i,p] [-adfpHM6] port [channel... [ ! | % channel... ]...]\n       balance [-b addr] -i [-d] port\n       balance [-b addr] -c cmd [-d] port\n       balance --config FILE [--check]"
 )]
 pub struct Args {
     /// Listen on IPv6 (dual stack for the wildcard address)
@@ -446,9 +448,8 @@ fn split_positional(pos: &[String]) -> Result<(&str, GroupTokens<'_>), UsageErro
             quote(port)
         ));
     }
-    if rest.is_empty() {
-        return err(format!("no channel given after port {}", quote(port)));
-    }
+    // A port alone is balance.fm's own usage example: channels come later
+    // with `create`.
     let mut groups: GroupTokens<'_> = vec![(Policy::RoundRobin, Vec::new())];
     let n = rest.len();
     for (i, tok) in rest.iter().enumerate() {
@@ -466,11 +467,9 @@ fn split_positional(pos: &[String]) -> Result<(&str, GroupTokens<'_>), UsageErro
                 if sep == "%" {
                     cur.0 = Policy::Hash;
                 }
-                let last = i + 1 == n;
-                if last && sep == "!" {
-                    return err("\"!\" at the end starts an empty group");
-                }
-                if !last {
+                // A trailing separator is accepted, as balance.fm does; the
+                // empty group it opens exists once `create` adds to it.
+                if i + 1 != n {
                     groups.push((Policy::RoundRobin, Vec::new()));
                 }
             }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::registry::Registry;
+use crate::render::process::ProcessView;
 use crate::render::{ListenerView, Pipes};
 use crate::service::Service;
 use crate::slots::{Slot, Slots};
@@ -126,7 +127,7 @@ async fn respond(sock: &mut TcpStream, status: &str, body: &str) -> std::io::Res
 /// atomics now.
 pub fn render(svcs: &[Arc<Service>]) -> String {
     let views: Vec<ListenerView> = svcs.iter().map(|s| ListenerView::of(s)).collect();
-    crate::render::prometheus::exposition(&views, Pipes::now())
+    crate::render::prometheus::exposition(&views, Pipes::now(), ProcessView::now())
 }
 
 #[cfg(test)]

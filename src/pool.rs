@@ -15,7 +15,7 @@ pub mod select;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicUsize, Ordering::*};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
@@ -78,9 +78,6 @@ pub struct Pool {
     floor: AtomicUsize,
     /// Notified when a channel may have become eligible.
     pub eligible: Arc<Notify>,
-    /// The operator's hold (`switchover`): new clients wait, whatever is
-    /// eligible, until released.
-    held: AtomicBool,
 }
 
 impl Pool {
@@ -114,7 +111,6 @@ impl Pool {
             opts,
             floor: AtomicUsize::new(0),
             eligible,
-            held: AtomicBool::new(false),
         }
     }
 
@@ -156,22 +152,6 @@ impl Pool {
     pub fn set_floor(&self, g: usize) {
         self.floor.store(g, Relaxed);
         self.eligible.notify_waiters();
-    }
-
-    /// Hold new clients (they wait in the accept path) until [`Pool::release`].
-    pub fn hold(&self) {
-        self.held.store(true, Release);
-    }
-
-    /// End the hold: held clients go on at once.
-    pub fn release(&self) {
-        self.held.store(false, Release);
-        self.eligible.notify_waiters();
-    }
-
-    /// Whether new clients are held.
-    pub fn is_held(&self) -> bool {
-        self.held.load(Acquire)
     }
 
     /// Whether any channel could take a connection now.

@@ -3,17 +3,19 @@
 //! socket. Counters are atomics written by the data path; channel health is
 //! written only through [`Service::report`] (`service/report.rs`).
 
+pub mod hold;
 mod report;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use tokio::sync::Notify;
 
 use crate::config::{Host, ListenerConfig};
 use crate::health::RiseFallParams;
 use crate::pool::{Pool, SelectOpts};
+use hold::Hold;
 
 /// Per-listener counters.
 #[derive(Debug, Default)]
@@ -52,6 +54,33 @@ impl ListenerStats {
     }
 }
 
+/// Listener-wide operator state (`spin on|off`, `monitor
+/// enable|disable`): written by the control socket and by the state file at
+/// start; shared by the Services a reload makes for the same listener.
+#[derive(Debug, Default)]
+pub struct Operator {
+    pub hold: Hold,
+    monitor_off: AtomicBool,
+    /// Wakes the monitor when active probing resumes.
+    pub monitor_resumed: Notify,
+}
+
+impl Operator {
+    /// Whether active probing is paused (`monitor disable`).
+    pub fn monitor_paused(&self) -> bool {
+        self.monitor_off.load(Relaxed)
+    }
+
+    /// Pause or resume active probing; returns the previous setting.
+    pub fn pause_monitor(&self, off: bool) -> bool {
+        let was = self.monitor_off.swap(off, Relaxed);
+        if !off {
+            self.monitor_resumed.notify_waiters();
+        }
+        was
+    }
+}
+
 pub struct Service {
     pub cfg: ListenerConfig,
     pub pool: Pool,
@@ -61,6 +90,8 @@ pub struct Service {
     pub rise_fall: RiseFallParams,
     /// Asks the monitor to probe now (after a passive failure).
     pub reprobe: Notify,
+    /// Operator hold and monitor switch; kept across reloads.
+    pub ops: Arc<Operator>,
 }
 
 fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
@@ -103,6 +134,7 @@ impl Service {
             stats: Arc::default(),
             rise_fall,
             reprobe: Notify::new(),
+            ops: Arc::default(),
         }
     }
 }
@@ -110,7 +142,8 @@ impl Service {
 impl Service {
     /// The Service for a changed `cfg` on the same bind (reload): channels
     /// with the same host:port in the same group position are kept (see
-    /// [`Pool::rebuild`]), and so are the listener counters.
+    /// [`Pool::rebuild`]), and so are the listener counters and the
+    /// operator state (hold, monitor switch).
     pub fn rebuild(
         &self,
         cfg: ListenerConfig,
@@ -127,6 +160,7 @@ impl Service {
             stats: Arc::clone(&self.stats),
             rise_fall,
             reprobe: Notify::new(),
+            ops: Arc::clone(&self.ops),
         }
     }
 }

@@ -235,27 +235,6 @@ fn sigterm_cuts_connections_left_after_the_grace_period() {
     assert!(!live.echo("after exit"));
 }
 
-fn scrape(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.0 200"), "{out}");
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
-
-fn sample(text: &str, name: &str, labels: &str) -> f64 {
-    let want = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&want))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {want}in\n{text}"))
-}
-
 #[test]
 fn metrics_are_scraped_and_counters_move_with_traffic() {
     let a = Backend::tagged("A");
@@ -266,7 +245,10 @@ fn metrics_are_scraped_and_counters_move_with_traffic() {
             listener_yaml("web", p[0], &[a.addr])
         )
     });
-    let ch = format!("listener=\"web\",group=\"0\",channel=\"{}\"", a.addr);
+    let ch = format!(
+        "listener=\"web\",group=\"0\",index=\"0\",channel=\"{}\"",
+        a.addr
+    );
     let before = scrape(ports[1]);
     for l in before.lines().filter(|l| !l.starts_with('#')) {
         let v = l.rsplit_once(' ').map(|x| x.1).unwrap_or("");
@@ -294,7 +276,10 @@ fn metrics_are_scraped_and_counters_move_with_traffic() {
         sample(&during, "balance_listener_active", "listener=\"web\""),
         1.0
     );
-    assert_eq!(sample(&during, "balance_channel_connections", &ch), 1.0);
+    assert_eq!(
+        sample(&during, "balance_channel_active_connections", &ch),
+        1.0
+    );
     drop(live);
     for _ in 0..3 {
         assert_eq!(tag_via(ports[0]).as_deref(), Some("A"));
@@ -584,7 +569,10 @@ fn reload_keeps_counters_of_channels_that_stay() {
     for _ in 0..3 {
         assert_eq!(tag_via(ports[0]).as_deref(), Some("A"));
     }
-    let ch = format!("listener=\"web\",group=\"0\",channel=\"{}\"", a.addr);
+    let ch = format!(
+        "listener=\"web\",group=\"0\",index=\"0\",channel=\"{}\"",
+        a.addr
+    );
     let before = sample(&scrape(ports[1]), "balance_channel_connections_total", &ch);
     assert!(before >= 3.0);
     // Change a setting and add a channel: the listener is rebuilt, channel
@@ -603,7 +591,10 @@ fn reload_keeps_counters_of_channels_that_stay() {
     let text = scrape(ports[1]);
     assert!(sample(&text, "balance_channel_connections_total", &ch) >= before);
     assert!(sample(&text, "balance_listener_accepted_total", "listener=\"web\"") >= 3.0);
-    let chb = format!("listener=\"web\",group=\"0\",channel=\"{}\"", b.addr);
+    let chb = format!(
+        "listener=\"web\",group=\"0\",index=\"1\",channel=\"{}\"",
+        b.addr
+    );
     assert_eq!(
         sample(&text, "balance_channel_connections_total", &chb),
         0.0
@@ -617,13 +608,78 @@ fn command_line_mode_serves_metrics_and_ignores_sighup() {
     assert_eq!(tag_via(lp).as_deref(), Some("A"));
     let text = scrape(mp);
     let ch = format!(
-        "listener=\"balance:{lp}\",group=\"0\",channel=\"{}\"",
+        "listener=\"balance:{lp}\",group=\"0\",index=\"0\",channel=\"{}\"",
         a.addr
     );
     assert!(sample(&text, "balance_channel_connections_total", &ch) >= 1.0);
     bal.signal(libc::SIGHUP);
     bal.wait_running("SIGHUP logged", || bal.has("SIGHUP ignored"));
     assert_eq!(tag_via(lp).as_deref(), Some("A"));
+}
+
+#[test]
+fn metrics_pass_promtool_with_unique_series_build_info_and_process_metrics() {
+    let a = Backend::tagged("A");
+    let tmp = TempDir::new("promtool");
+    // The same address twice on the command line, and once more by create.
+    let ch = a.addr.to_string();
+    let bal = Balance::cli(&[ch.clone(), ch.clone()])
+        .metrics()
+        .control(&tmp.join("c.sock"))
+        .start();
+    bal.ctl(&format!("create 127.0.0.1 {}", a.port()));
+    assert_eq!(tag_via(bal.port()).as_deref(), Some("A"));
+    let text = scrape(bal.metrics_port());
+    if let Some(problems) = promtool_problems(&text) {
+        panic!("promtool check metrics:\n{problems}\n{text}");
+    }
+    eprintln!("promtool: {:?}", promtool().map(|_| "checked"));
+    // Every series (name and labels) is unique.
+    let mut seen = std::collections::HashSet::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, v) = l.rsplit_once(' ').unwrap();
+        assert!(v.parse::<f64>().is_ok(), "bad sample line {l}");
+        assert!(seen.insert(series.to_string()), "repeated series {series}");
+    }
+    let lp = bal.port();
+    for i in 0..3 {
+        let labels =
+            format!("listener=\"balance:{lp}\",group=\"0\",index=\"{i}\",channel=\"{ch}\"");
+        sample(&text, "balance_channel_active_connections", &labels);
+    }
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(sample(&text, "balance_build_info", &version), 1.0);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(value("process_resident_memory_bytes") > 1e5);
+    assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "{started} vs {now}"
+    );
+    // No gauge shares a counter's name without its _total (OpenMetrics).
+    for l in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = l.split_once(' ').unwrap();
+        if kind == "counter" {
+            let base = name.strip_suffix("_total").expect("counter ends in _total");
+            assert!(
+                !text.contains(&format!("# TYPE {base} ")),
+                "{base} collides with {name}"
+            );
+        }
+    }
 }
 
 /// Start `balance -f --metrics M -b 127.0.0.1 L <args>` on free ports;
@@ -651,7 +707,7 @@ fn metrics_count_checks_and_failover_and_failback_events() {
     // Primary gone: the monitor takes it down, traffic fails over.
     a.stop();
     let label = |g: u8, addr: SocketAddr| {
-        format!("listener=\"balance:{lp}\",group=\"{g}\",channel=\"{addr}\"")
+        format!("listener=\"balance:{lp}\",group=\"{g}\",index=\"0\",channel=\"{addr}\"")
     };
     bal.wait_running("primary down", || {
         sample(
@@ -681,7 +737,7 @@ fn metrics_count_checks_and_failover_and_failback_events() {
         sample(&text, "balance_listener_failback_events_total", &l),
         1.0
     );
-    assert!(text.contains("balance_channel_check_duration_microseconds{"));
+    assert!(text.contains("balance_channel_check_duration_seconds{"));
     // Process-wide splice pipe gauges.
     for g in ["balance_pipes_pooled ", "balance_pipes_in_use "] {
         let v = text.lines().find_map(|l| l.strip_prefix(g));
@@ -990,11 +1046,12 @@ fn control_reload_applies_a_good_file_and_rejects_a_broken_one() {
         rejected
     });
     let out = last.expect("asked once");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A failed command's answer is on stdout, as balance.fm's client printed.
+    let answer = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        stderr.contains("reload rejected") && stderr.contains("line"),
-        "{stderr}"
+        answer.contains("reload rejected") && answer.contains("line"),
+        "{answer}"
     );
     assert!(tag_via(p).is_some(), "the old config keeps serving");
     assert!(live.echo("after the rejected reload"));

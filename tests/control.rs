@@ -146,7 +146,7 @@ fn disable_and_drain_stop_new_traffic_while_live_connections_continue_and_enable
 }
 
 #[test]
-fn create_adds_a_channel_that_takes_its_share_at_once() {
+fn create_adds_a_disabled_channel_that_takes_its_share_once_enabled() {
     let tmp = TempDir::new("create");
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
@@ -155,11 +155,15 @@ fn create_adds_a_channel_that_takes_its_share_at_once() {
         inst.ctl(&format!("create 127.0.0.1 {}", b.port())),
         "channel created\n"
     );
+    // balance.fm creates it disabled: scripts `create`, then `enable N`.
     let r = row(&inst.ctl("show"), 0, 1);
     assert_eq!(
         (r[3].as_str(), r[5].as_str()),
-        ("ENA", b.port().to_string().as_str())
+        ("DIS", b.port().to_string().as_str())
     );
+    assert_eq!(inst.json()["channels"][1]["state"], "DIS");
+    assert_eq!(count(&tags_of(&inst, 4), "A"), 4, "not used while DIS");
+    assert_eq!(inst.ctl("enable 1"), "channel 1 enabled\n");
     let tags = tags_of(&inst, 10);
     assert_eq!((count(&tags, "A"), count(&tags, "B")), (5, 5), "{tags:?}");
     // A bad address creates nothing.
@@ -175,10 +179,12 @@ fn assign_needs_a_hard_disabled_channel_and_moves_its_traffic() {
     let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
     let o = inst.ctl_out(&format!("assign 0 127.0.0.1 {}", b.port()));
     assert_eq!(o.status.code(), Some(1));
+    // The server's text on stdout, as balance.fm's client printed it.
     assert_eq!(
-        String::from_utf8_lossy(&o.stderr),
-        "balance: channel 0 must be disabled to assign new address\n"
+        String::from_utf8_lossy(&o.stdout),
+        "channel 0 must be disabled to assign new address\n"
     );
+    assert!(o.stderr.is_empty());
     assert_eq!(tag(&inst), "A");
     inst.ctl("disable 0");
     assert_eq!(
@@ -204,7 +210,9 @@ fn create_and_assign_of_the_listener_itself_are_refused() {
     ] {
         for cmd in [format!("create {target}"), format!("assign 0 {target}")] {
             let o = inst.ctl_out(&cmd);
-            let err = String::from_utf8_lossy(&o.stderr);
+            // The server's error reply is on stdout (as balance.fm's client).
+            let err = String::from_utf8_lossy(&o.stdout);
+            assert!(o.stderr.is_empty(), "{cmd}");
             assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
             assert!(err.contains("itself"), "{cmd}: {err}");
             assert_eq!(err.lines().count(), 1, "{cmd}: {err}");
@@ -222,7 +230,7 @@ fn create_of_a_legacy_numeric_address_is_refused() {
     let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
     for host in ["65535", "127.1", "0x7f.0.0.1"] {
         let o = inst.ctl_out(&format!("create {host} 80"));
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(1), "{host}: {err}");
         assert_eq!(err.lines().count(), 1, "{host}: {err}");
     }
@@ -443,9 +451,11 @@ fn bad_commands_print_one_error_line_exit_1_and_change_nothing() {
     ] {
         let o = inst.ctl_out(bad);
         assert_eq!(o.status.code(), Some(1), "{bad}");
-        assert!(o.stdout.is_empty(), "{bad}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(err.lines().count(), 1, "{bad}: {err}");
+        // One line on stdout (balance.fm's client printed every answer
+        // there), nothing on stderr; the exit status says it failed.
+        assert!(o.stderr.is_empty(), "{bad}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(out.lines().count(), 1, "{bad}: {out}");
     }
     assert_eq!(inst.json()["channels"], before["channels"]);
     assert_eq!(tag(&inst), "A");
@@ -705,6 +715,7 @@ fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_res
     inst.ctl("disable 0");
     inst.ctl("weight 1 5");
     inst.ctl(&format!("create 127.0.0.1 {}", c.port()));
+    inst.ctl("enable 2");
     // Several commands in one -c session: group carries over.
     assert_eq!(inst.ctl("group 1; hash"), "group 1 set to hash\n");
     inst.ctl("drain 1:0");
@@ -895,6 +906,7 @@ fn plant_state(tmp: &TempDir, args: &[String], state: &Path, evil: &Backend) -> 
     let st = state.to_str().unwrap();
     let inst = start(tmp, args, &["--state-file", st], Some(tmp.join("c.sock")));
     inst.ctl(&format!("create 127.0.0.1 {}", evil.port()));
+    inst.ctl("enable 1");
     inst.ctl("disable 0");
     inst.ctl("kill");
     inst.wait_exit(Duration::from_secs(15)).expect("exit");
@@ -1080,4 +1092,101 @@ fn an_operator_gets_through_twenty_sessions_trickling_bytes() {
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     slow.join().unwrap();
+}
+
+// ------------------------------------------------ balance.fm's forms (#9)
+
+#[test]
+fn a_port_alone_starts_and_channels_come_with_create_then_enable() {
+    // balance.fm's own usage example: a port, no channels.
+    let tmp = TempDir::new("portonly");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &[], &[], Some(tmp.join("c.sock")));
+    assert_eq!(inst.json()["channels"].as_array().unwrap().len(), 0);
+    // Nothing to serve yet: the client is closed, balance keeps running.
+    assert!(tag_of_new_client(inst.addr).is_err());
+    assert!(inst.try_exit().is_none());
+    assert_eq!(
+        inst.ctl(&format!("create 127.0.0.1 {}", a.port())),
+        "channel created\n"
+    );
+    assert_eq!(row(&inst.ctl("show"), 0, 0)[3], "DIS");
+    assert_eq!(inst.ctl("enable 0"), "channel 0 enabled\n");
+    assert_eq!(tag(&inst), "A");
+}
+
+#[test]
+fn a_repeated_b_and_a_trailing_bang_are_taken_like_balance_fm() {
+    let tmp = TempDir::new("forms");
+    let a = Backend::tagged("A");
+    // The harness adds `-b 127.0.0.1` after these: getopt's last one wins.
+    let mut args = chans(&[&a]);
+    args.push("!".into());
+    let inst = start(&tmp, &args, &["-b", "10.9.9.9", "-t", "9", "-t", "2"], None);
+    assert_eq!(tag(&inst), "A");
+    assert_eq!(inst.json()["channels"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn version_and_mrtg_keep_balance_fm_line_layout() {
+    let tmp = TempDir::new("layout");
+    let a = Backend::tagged("A");
+    let inst = start(&tmp, &chans(&[&a]), &[], Some(tmp.join("c.sock")));
+    let v = inst.ctl("version");
+    let lines: Vec<&str> = v.lines().collect();
+    assert_eq!(lines.len(), 3, "{v}");
+    assert!(lines[0].starts_with("  This is balance "), "{v}");
+    assert!(
+        lines[1]
+            .strip_prefix("  MAXGROUPS=")
+            .is_some_and(|n| n.parse::<u64>().is_ok())
+    );
+    assert!(
+        lines[2]
+            .strip_prefix("  MAXCHANNELS=")
+            .is_some_and(|n| n.parse::<u64>().is_ok())
+    );
+    for cmd in ["mrtg-bytes 0 0", "mrtg-conns 0 0"] {
+        let out = inst.ctl(cmd);
+        let l: Vec<&str> = out.lines().collect();
+        // MRTG's four lines: in, out, uptime, name.
+        assert_eq!(l.len(), 4, "{cmd}: {out}");
+        assert!(
+            l[0].parse::<u64>().is_ok() && l[1].parse::<u64>().is_ok(),
+            "{out}"
+        );
+        assert_eq!(l[3], "group 0 channel 0");
+    }
+    // An error keeps balance.fm's words, on stdout, with exit status 1.
+    let o = inst.ctl_out("enable");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("syntax error"));
+    let o = inst.ctl_out("disable 9");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "no such channel 9\n");
+}
+
+#[test]
+fn kill_frees_the_port_at_once_while_live_sessions_finish() {
+    let tmp = TempDir::new("killlive");
+    let a = Backend::tagged("A");
+    let inst = start(
+        &tmp,
+        &chans(&[&a]),
+        &["--grace", "30"],
+        Some(tmp.join("c.sock")),
+    );
+    let (t, mut live) = open(&inst);
+    assert_eq!(t, "A");
+    assert_eq!(inst.ctl("kill"), "shutting down\n");
+    // The port is free at once, as balance.fm's master exiting freed it...
+    wait_until("the port to be free", Duration::from_secs(3), || {
+        std::net::TcpListener::bind(("127.0.0.1", inst.port())).is_ok()
+    })
+    .unwrap();
+    // ...while the live session goes on, as its children did.
+    echo_roundtrip(&mut live, b"still here").unwrap();
+    assert!(inst.try_exit().is_none());
+    drop(live);
+    inst.wait_exit(Duration::from_secs(10))
+        .expect("exits once the session ends");
 }

@@ -584,8 +584,9 @@ fn hung_exec_probe_is_killed_with_its_group_and_reaped() {
         "{}",
         b.stderr()
     );
-    // One check at a time: the shell and its two sleeps at most.
-    assert!((2..=3).contains(&most), "{most} check processes at once");
+    // One check at a time: the shells (`sh -c` and the one it runs) and
+    // the two sleeps at most.
+    assert!((2..=4).contains(&most), "{most} check processes at once");
     assert!(worst_zombie_streak < 3, "zombie children persisted");
     // A graceful stop kills the in-flight check's group too.
     b.terminate();
@@ -597,6 +598,135 @@ fn hung_exec_probe_is_killed_with_its_group_and_reaped() {
         .is_ok(),
         "sleeps survived: {:?}",
         procs_with(&marker)
+    );
+}
+
+#[test]
+fn command_probe_runs_through_the_shell_like_balance_fm() {
+    let dir = TempDir::new("mon-sh");
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged("B");
+    std::fs::write(dir.join(format!("up-{}", a.port())), "").unwrap();
+    std::fs::write(dir.join(format!("up-{}", bk.port())), "").unwrap();
+    // PATH lookup (`test`, `grep`), `&&`, a pipe and redirections, as
+    // balance.fm's system() ran them.
+    let spec = format!(
+        "command=test -e {}/up-%P && echo \"%H\" | grep -q 127.0.0.1 >/dev/null 2>&1:interval=200ms:rise=1:fall=1",
+        dir.path().display()
+    );
+    let b = start(
+        &["-m", &spec],
+        &[chan(a.port()), "!".into(), chan(bk.port())],
+    );
+    assert_eq!(ask(b.addr).unwrap(), "A");
+    std::fs::remove_file(dir.join(format!("up-{}", a.port()))).unwrap();
+    assert!(
+        b.wait_log(
+            "channel down (dis): command: exit code 1",
+            1,
+            Duration::from_secs(5)
+        ),
+        "{}",
+        b.stderr()
+    );
+    assert_eq!(b.count("channel down"), 1, "{}", b.stderr());
+    assert_eq!(ask(b.addr).unwrap(), "B");
+}
+
+#[test]
+fn balance_fm_man_page_monitor_example_runs_unchanged() {
+    // Verbatim from balance.fm(1), %S and all (balance.fm passes an unknown
+    // placeholder on as written).
+    let spec =
+        "connect:timeout=0.4:command=/bin/checksvc -s %S -p %P >/dev/null:pass=0,2:interval=10";
+    let a = Backend::tagged("A");
+    let b = start(&["-m", spec], &[chan(a.port())]);
+    assert_eq!(ask(b.addr).unwrap(), "A");
+}
+
+#[test]
+fn balance_fm_form_without_interval_keeps_its_probe_rate_and_failures_are_still_fast() {
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged("B");
+    // balance.fm's grammar, no interval=: balance.fm probed once a minute.
+    let b = start(
+        &["-m", "connect"],
+        &[chan(a.port()), "!".into(), chan(bk.port())],
+    );
+    wait_until("the first round", Duration::from_secs(5), || {
+        a.accepted() >= 1
+    })
+    .unwrap();
+    // Measuring a rate, not waiting for readiness: 2 s rounds would probe
+    // twice more in this window.
+    thread::sleep(Duration::from_millis(4500));
+    assert_eq!(a.accepted(), 1, "probes at the primary in 4.5 s");
+    // A dead primary: the failed client connect counts, a re-probe follows
+    // at once and failing channels are probed every 2 s, so it is down in
+    // seconds, not minutes.
+    a.stop();
+    assert_eq!(ask(b.addr).unwrap(), "B");
+    assert!(
+        b.wait_log("channel down (dis)", 1, Duration::from_secs(6)),
+        "{}",
+        b.stderr()
+    );
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn what_a_command_check_leaves_behind_is_killed_now_and_at_exit() {
+    // `setsid` leaves its own process group: the group kill misses it. The
+    // first forks (`-f`) and returns, the second holds the check until its
+    // timeout.
+    let marker = format!("3600.{}", std::process::id() % 100_000 + 11);
+    let spec = format!(
+        "command=/usr/bin/setsid -f /bin/sleep {marker} && /usr/bin/setsid /bin/sleep {marker}:timeout=300ms:interval=200ms:rise=1:fall=1"
+    );
+    let a = Backend::tagged("A");
+    let b = start(&["-m", &spec], &[chan(a.port())]);
+    let pid = b.pid();
+    let leftovers = || -> Vec<u32> {
+        procs_with(&marker)
+            .into_iter()
+            .filter(|&p| p != pid)
+            .collect()
+    };
+    // Checks run every 200 ms: without the sweep 15 sleeps pile up in 3 s.
+    let t0 = Instant::now();
+    let mut most = 0;
+    let mut seen = 0;
+    while t0.elapsed() < Duration::from_secs(3) {
+        let now = leftovers();
+        seen += now.len();
+        most = most.max(now.len());
+        for &p in &now {
+            // Re-parented to balance (a subreaper), not to init (or still
+            // below the check's own shell or setsid).
+            if let Some(pp) = parent_of(p) {
+                assert!(
+                    pp == pid || now.contains(&pp),
+                    "leftover {p} has parent {pp}"
+                );
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen > 0, "the check never ran: {}", b.stderr());
+    assert!(most <= 6, "{most} leftover sleeps at once");
+    assert!(zombie_children(pid) <= 2, "zombies pile up");
+    b.terminate();
+    assert!(
+        wait_until("leftovers gone", Duration::from_secs(3), || leftovers()
+            .is_empty())
+        .is_ok(),
+        "survived balance's exit: {:?}",
+        leftovers()
     );
 }
 

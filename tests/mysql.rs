@@ -327,17 +327,6 @@ fn replicated_pair() -> (Mariadb, Mariadb) {
     (m1, m2)
 }
 
-/// Prometheus text from balance's metrics port.
-fn scrape(port: u16) -> String {
-    use std::io::Write;
-    let mut s = connect(local(port));
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 #[test]
 fn read_only_mismatch_lag_and_stopped_replication_fail_with_the_reason() {
     if !have_mariadb() {
@@ -386,11 +375,17 @@ fn read_only_mismatch_lag_and_stopped_replication_fail_with_the_reason() {
         reader.json()["channels"][0]["lag_seconds"] == 0
     })
     .unwrap_or_else(|e| panic!("{e}: {}", reader.ctl("show json")));
-    let text = scrape(reader.metrics_port());
-    assert!(
-        text.contains("balance_channel_replication_lag_seconds{") && text.contains("} 0\n"),
-        "{text}"
+    let text = common::metrics::scrape(reader.metrics_port());
+    let labels = format!(
+        "listener=\"balance:{}\",group=\"0\",index=\"0\",channel=\"{}\"",
+        reader.port(),
+        m2.channel()
     );
+    let lag = "balance_channel_replication_lag_seconds";
+    assert_eq!(common::metrics::sample(&text, lag, &labels), 0.0);
+    let catching = "balance_channel_catching_up";
+    assert_eq!(common::metrics::sample(&text, catching, &labels), 0.0);
+    assert_eq!(common::metrics::promtool_problems(&text), None);
     // Lag above max_lag (the replica applies 3 s late), then back.
     m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=3; START SLAVE");
     m1.sql("INSERT INTO t.x (v) VALUES (1)");

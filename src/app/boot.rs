@@ -132,6 +132,10 @@ struct Boot {
 fn run_started(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
     let g = &b.cfg.global;
     open_log(g, ready)?;
+    // What a check leaves behind comes to us, not init (killed in a sweep).
+    if let Err(e) = crate::sys::reaper::become_subreaper() {
+        tracing::warn!("cannot become a child subreaper: {e}");
+    }
     if let Some(p) = &g.pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(|e| os(format!("cannot write pidfile {}: {e}", p.display())))?;
@@ -166,6 +170,7 @@ fn serve_as_user(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
     let res = rt.block_on(serve(bound, ready));
     // Anything still running after the grace period is cut here.
     rt.shutdown_timeout(Duration::from_millis(100));
+    crate::sys::reaper::kill_leftovers();
     res
 }
 

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 /// Default probe interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+/// balance.fm's monitor interval: the default of a `-m` spec written in
+/// balance.fm's grammar, so swapping the binary keeps the probe load.
+pub const BALANCE_FM_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Shortest and longest default check timeout.
 pub const CHECK_TIMEOUT_MIN: Duration = Duration::from_millis(500);
@@ -23,6 +26,11 @@ pub struct MonitorSpec {
     /// Run in order for each channel; the first failure stops the chain.
     pub checks: Vec<Check>,
     pub interval: Duration,
+    /// Channels that are down or have a failure streak are probed this
+    /// often when it is shorter than `interval` (`None`: every `interval`).
+    /// A balance.fm-form spec gets balance.fm's 60 s for healthy channels
+    /// and 2 s here, so detection is not slower than with 2 s throughout.
+    pub suspect_interval: Option<Duration>,
     pub rise: u32,
     pub fall: u32,
     /// Spread probe starts by up to this much.
@@ -57,6 +65,7 @@ impl Default for MonitorSpec {
         MonitorSpec {
             checks: Vec::new(),
             interval: DEFAULT_INTERVAL,
+            suspect_interval: None,
             rise: 2,
             fall: 3,
             jitter: Duration::ZERO,
@@ -74,7 +83,8 @@ pub enum Check {
     Connect {
         timeout: Option<Duration>,
     },
-    /// Run a program (argv, no shell); pass when the exit code is in `pass`.
+    /// Run a program (argv; `-m` gives `/bin/sh -c LINE`); pass when the
+    /// exit code is in `pass`.
     Command {
         argv: Vec<String>,
         pass: Vec<i32>,

@@ -11,6 +11,10 @@
 //! `host=`, `expect=`, `body=`, `user=`). Global options may appear
 //! anywhere: `interval=`, `rise=`, `fall=`, `jitter=`, `noenable`,
 //! `nodisable`, `on-down=shutdown`, `on-up=shutdown-backup`.
+//!
+//! A spec that uses only balance.fm's keys and gives no `interval=` probes
+//! healthy channels every 60 s as balance.fm did (failing ones every 2 s);
+//! any other spec defaults to 2 s.
 
 use crate::config::quote;
 use std::time::Duration;
@@ -21,10 +25,23 @@ use values::{parse_codes, parse_command, parse_path, parse_statuses, unescape};
 
 use super::error::BadValue;
 use super::grammar::parse_duration;
-use super::monitor::{Check, MonitorSpec, read_password_file};
+use super::monitor::{
+    BALANCE_FM_INTERVAL, Check, DEFAULT_INTERVAL, MonitorSpec, read_password_file,
+};
 
 /// Longest accepted spec (a sanity bound, not a protocol limit).
 const MAX_SPEC: usize = 8192;
+/// The keys balance.fm's `-m` knows: a spec using only these keeps
+/// balance.fm's default interval.
+const BALANCE_FM_KEYS: &[&str] = &[
+    "connect",
+    "command",
+    "timeout",
+    "pass",
+    "interval",
+    "noenable",
+    "nodisable",
+];
 /// Shortest probe interval.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -43,11 +60,13 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
     }
     let mut out = MonitorSpec::default();
     let mut seen_globals: Vec<&'static str> = Vec::new();
+    let mut balance_fm_form = true;
     for pair in split_pairs(spec) {
         let (key, value) = match pair.split_once('=') {
             Some((k, v)) => (k.trim(), Some(v)),
             None => (pair.trim(), None),
         };
+        balance_fm_form &= BALANCE_FM_KEYS.contains(&key);
         if key.is_empty() {
             return Err(format!("empty key in {}", quote(&pair)));
         }
@@ -139,11 +158,15 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
             }
         }
     }
+    if balance_fm_form && !seen_globals.contains(&"interval") {
+        out.interval = BALANCE_FM_INTERVAL;
+        out.suspect_interval = Some(DEFAULT_INTERVAL);
+    }
     Ok(out)
 }
 
 /// Split on unescaped `:`; `\:` becomes `:`, other backslashes stay (for
-/// `send=`'s escapes).
+/// the values' own escapes).
 fn split_pairs(spec: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -153,6 +176,12 @@ fn split_pairs(spec: &str) -> Vec<String> {
             '\\' if chars.peek() == Some(&':') => {
                 chars.next();
                 cur.push(':');
+            }
+            // An escaped backslash stays for the value's own unescaping, and
+            // the colon after it separates (balance.fm's `get_token`).
+            '\\' if chars.peek() == Some(&'\\') => {
+                chars.next();
+                cur.push_str("\\\\");
             }
             ':' => out.push(std::mem::take(&mut cur)),
             c => cur.push(c),

@@ -109,10 +109,14 @@ pub enum ClientError {
     /// No instance answers (or the connection broke): exit 69.
     #[error("{0}")]
     Unavailable(String),
-    /// The instance answered with an error (a failed command, too many
-    /// sessions, denied): exit 1, each line on stderr.
+    /// The instance answered with an error (too many sessions, denied):
+    /// exit 1, each line on stderr.
     #[error("{}", .0.join("; "))]
     Refused(Vec<String>),
+    /// A command failed: its answer went to stdout as balance.fm's client
+    /// printed it; exit 1.
+    #[error("command failed")]
+    Failed,
 }
 
 impl ClientError {
@@ -120,7 +124,7 @@ impl ClientError {
         match self {
             ClientError::Usage => Exit::Usage,
             ClientError::Unavailable(_) => Exit::Unavailable,
-            ClientError::Refused(_) => Exit::Failure,
+            ClientError::Refused(_) | ClientError::Failed => Exit::Failure,
         }
     }
 
@@ -133,6 +137,8 @@ impl ClientError {
                     eprintln!("balance: {l}");
                 }
             }
+            // Already on stdout.
+            ClientError::Failed => {}
             e => eprintln!("balance: {e}"),
         }
         self.exit()
@@ -199,12 +205,14 @@ fn client(a: &ControlArgs) -> Result<(), ClientError> {
             continue;
         }
         let ans = session.send(cmd.as_bytes()).map_err(lost)?;
-        if !ans.ok {
-            return Err(ClientError::Refused(ans.lines));
-        }
+        // Errors too go to stdout, as the server says them (balance.fm's
+        // client printed every answer there); the exit status tells.
         let mut out = io::stdout().lock();
         for l in &ans.lines {
             let _ = writeln!(out, "{l}");
+        }
+        if !ans.ok {
+            return Err(ClientError::Failed);
         }
         if ans.bye {
             break;

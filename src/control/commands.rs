@@ -32,6 +32,15 @@ pub enum MonitorOp {
     Show,
 }
 
+/// `spin on [MAX]`, `spin off`, `spin` (show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpinOp {
+    /// Hold every new client, up to MAX (default: `--spin`, or 30 s).
+    On(Option<Duration>),
+    Off,
+    Show,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// An empty line: nothing to do.
@@ -60,7 +69,7 @@ pub enum Command {
     /// next group, or 0 from a backup) without losing any; give up after
     /// TIMEOUT if GROUP has not caught up.
     Switchover(Option<usize>, Option<Duration>),
-    Spin(Duration),
+    Spin(SpinOp),
     StateSave,
     Reload,
     Quit,
@@ -77,8 +86,6 @@ impl Command {
                     | Command::Kill
                     | Command::Failback
                     | Command::Switchover(..)
-                    | Command::Spin(_)
-                    | Command::Monitor(MonitorOp::Enable | MonitorOp::Disable)
                     | Command::StateSave
                     | Command::Reload
             )
@@ -97,6 +104,8 @@ impl Command {
                 | Command::Weight(..)
                 | Command::Hash
                 | Command::Rr
+                | Command::Spin(SpinOp::On(_) | SpinOp::Off)
+                | Command::Monitor(MonitorOp::Enable | MonitorOp::Disable)
         )
     }
 }
@@ -134,7 +143,7 @@ const EXACT_WORDS: &[&str] = &[
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
-const MAX_INDEX: usize = 1_000_000;
+pub const MAX_INDEX: usize = 1_000_000;
 /// Largest weight accepted.
 pub const MAX_WEIGHT: u32 = 10_000;
 
@@ -284,12 +293,7 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
                 ));
             }
         },
-        "spin" => {
-            let [d] = take(w, args)?;
-            let d = crate::config::parse_duration(d)
-                .map_err(|e| format!("bad spin duration {}: {e}", quote(d)))?;
-            Command::Spin(d)
-        }
+        "spin" => Command::Spin(spin(args)?),
         "state" => {
             let [what] = take(w, args)?;
             if what != "save" {
@@ -303,6 +307,40 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
         _ => return Err(format!("syntax error: unknown command {}", quote(first))),
     };
     Ok(cmd)
+}
+
+/// `spin on [MAX]` / `spin off` / `spin`.
+fn spin(args: &[&str]) -> Result<SpinOp, String> {
+    let bad = |x: &str| {
+        format!(
+            "syntax error: spin {}: use spin on [MAX], spin off or spin",
+            quote(x)
+        )
+    };
+    match args {
+        [] => Ok(SpinOp::Show),
+        ["off"] => Ok(SpinOp::Off),
+        ["on"] => Ok(SpinOp::On(None)),
+        ["on", d] => {
+            let max = crate::config::parse_duration(d)
+                .map_err(|e| format!("bad spin duration {}: {e}", quote(d)))?;
+            let limit = crate::service::hold::MAX_HOLD;
+            if max.is_zero() || max > limit {
+                return Err(format!(
+                    "bad spin duration {}: use more than 0 and at most {}",
+                    quote(d),
+                    humantime::format_duration(limit)
+                ));
+            }
+            Ok(SpinOp::On(Some(max)))
+        }
+        ["on", _, extra, ..] | ["off", extra, ..] => Err(format!(
+            "syntax error: unexpected {} after spin (usage: spin {})",
+            quote(extra),
+            usage("spin")
+        )),
+        [x, ..] => Err(bad(x)),
+    }
 }
 
 /// Exactly `k` arguments, or the error naming what is missing or extra.
@@ -334,7 +372,7 @@ fn usage(w: &str) -> &'static str {
         "assign" => "<channel> <host> <port>",
         "mrtg-bytes" | "mrtg-conns" => "<group> <channel>",
         "monitor" => "enable|disable|show",
-        "spin" => "<duration>",
+        "spin" => "on [MAX] | off",
         "switchover" => "[<group> [<timeout>]]",
         "state" => "save",
         _ => "no arguments",
@@ -403,8 +441,8 @@ extensions:
   failback                       return traffic to group 0 (--failback manual)
   switchover [<grp> [<timeout>]] hold clients, end the active group's sessions, wait until
                                  <grp> applied its writes (MySQL GTID; 10s), move traffic, release
-  monitor enable|disable|show    health monitoring of this listener
-  spin <duration>                hold clients while nothing is eligible
+  monitor enable|disable|show    pause or resume active probes (with -m)
+  spin on [MAX] | off | (none)   hold every new client (at most MAX), release in order
   state save                     write the state file now
   reload                         re-read the --config file (like SIGHUP)
   <channel> is an index in the current group, <group>:<channel> or <host>:<port>";

@@ -63,7 +63,7 @@ impl Control {
             Command::Failback => group::failback(&self.svc),
             Command::Switchover(to, limit) => switchover::switchover(&self.svc, *to, *limit).await,
             Command::Monitor(op) => group::monitor(&self.svc, *op),
-            Command::Spin(_) => group::spin(),
+            Command::Spin(op) => group::spin(&self.svc, *op),
             Command::Enable(r) => channel::with(&groups, at, r, channel::enable),
             Command::Disable(r) => channel::with(&groups, at, r, channel::disable),
             Command::Drain(r) => channel::with(&groups, at, r, channel::drain),

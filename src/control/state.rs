@@ -2,8 +2,10 @@
 //!
 //! Kept per listener (keyed by the listener's name): every group's policy
 //! and every channel's target, admin state (enabled, `DIS`, drain), maxc
-//! and weight, including channels created or reassigned at runtime. Health
-//! is not kept; the monitor re-learns it.
+//! and weight, including channels created or reassigned at runtime; and
+//! the listener's operator hold (`spin on`, until when) and monitor switch
+//! (`monitor disable`), restored even when the channel list changed.
+//! Health is not kept; the monitor re-learns it.
 //!
 //! Each entry also records the channel list as configured. At start an
 //! entry is applied only if the configuration still lists the same
@@ -27,6 +29,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
@@ -55,6 +58,13 @@ pub struct ListenerState {
     /// changed configuration.
     pub configured: Vec<Vec<String>>,
     pub groups: Vec<GroupState>,
+    /// `spin on`: when the operator hold ends, in ms since the Unix epoch
+    /// (absent: off; older files have neither field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spin_until_ms: Option<u64>,
+    /// `monitor disable`: active probes paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub monitor_disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +137,8 @@ impl StateFile {
         let Some(st) = lock(&self.doc).listeners.get(&svc.cfg.name).cloned() else {
             return;
         };
+        // Listener-wide switches do not depend on the channel list.
+        restore_switches(&st, svc);
         if st.configured != configured(svc) {
             warn!(
                 listener = %svc.cfg.name,
@@ -179,6 +191,22 @@ impl StateFile {
     }
 }
 
+/// The operator hold (its remaining time) and the monitor switch.
+fn restore_switches(st: &ListenerState, svc: &Service) {
+    if let Some(ms) = st.spin_until_ms {
+        let until = UNIX_EPOCH + Duration::from_millis(ms);
+        svc.ops.hold.on_until(until);
+        if let Some(t) = svc.ops.hold.until() {
+            let left = t.duration_since(SystemTime::now()).unwrap_or_default();
+            info!(listener = %svc.cfg.name, "operator hold (spin on) restored: {}s left", left.as_secs());
+        }
+    }
+    if st.monitor_disabled && svc.cfg.monitor.is_some() {
+        svc.ops.pause_monitor(true);
+        info!(listener = %svc.cfg.name, "monitor disabled (restored from the state file)");
+    }
+}
+
 /// The configured channel list of a listener.
 fn configured(svc: &Service) -> Vec<Vec<String>> {
     svc.cfg
@@ -214,6 +242,11 @@ pub fn snapshot(svc: &Service) -> ListenerState {
     ListenerState {
         configured: configured(svc),
         groups,
+        spin_until_ms: view
+            .hold_until
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64),
+        monitor_disabled: view.monitor_paused,
     }
 }
 
@@ -336,6 +369,13 @@ fn parse_doc(text: &str) -> Result<Doc, String> {
         validate(l).map_err(|e| format!("listener {}: {e}", quote(name)))?;
     }
     Ok(doc)
+}
+
+/// Parse state-file text as [`StateFile::load`] does: the number of
+/// listeners it holds, or why the file would be ignored. For the fuzz target.
+#[doc(hidden)]
+pub fn parse_text(text: &str) -> Result<usize, String> {
+    parse_doc(text).map(|d| d.listeners.len())
 }
 
 fn validate(l: &ListenerState) -> Result<(), String> {

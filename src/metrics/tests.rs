@@ -31,8 +31,8 @@ fn exposition_has_every_series_with_labels_and_live_values() {
     c0.sent.fetch_add(123, Relaxed);
     svc.pool.groups()[1].channels[0].force_down("x");
     let text = render(&[svc]);
-    let l0 = "listener=\"web\\\"1\",group=\"0\",channel=\"10.0.0.1:80\"";
-    let l1 = "listener=\"web\\\"1\",group=\"1\",channel=\"10.0.0.2:80\"";
+    let l0 = "listener=\"web\\\"1\",group=\"0\",index=\"0\",channel=\"10.0.0.1:80\"";
+    let l1 = "listener=\"web\\\"1\",group=\"1\",index=\"0\",channel=\"10.0.0.2:80\"";
     for want in [
         "balance_listener_accepted_total{listener=\"web\\\"1\"} 7".to_string(),
         "balance_listener_refused_total{listener=\"web\\\"1\"} 0".into(),
@@ -40,14 +40,23 @@ fn exposition_has_every_series_with_labels_and_live_values() {
         format!("balance_channel_state{{{l0},state=\"ENA\"}} 1"),
         format!("balance_channel_state{{{l1},state=\"dis\"}} 1"),
         format!("balance_channel_state{{{l1},state=\"ENA\"}} 0"),
-        format!("balance_channel_connections{{{l1}}} 0"),
+        format!("balance_channel_active_connections{{{l1}}} 0"),
+        format!("balance_channel_check_duration_seconds{{{l1}}} 0"),
+        format!(
+            "balance_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "# TYPE process_cpu_seconds_total counter".into(),
+        "# TYPE balance_listener_held gauge".into(),
         "# TYPE balance_channel_connections_total counter".into(),
     ] {
         assert!(text.lines().any(|l| l == want), "missing {want}\n{text}");
     }
-    // Every sample line is `name{labels} number`.
+    // Every sample line is `name{labels} number`, and no series repeats.
+    let mut series = std::collections::HashSet::new();
     for l in text.lines().filter(|l| !l.starts_with('#')) {
-        let (_, v) = l.rsplit_once(' ').unwrap();
-        assert!(v.parse::<u64>().is_ok(), "{l}");
+        let (k, v) = l.rsplit_once(' ').unwrap();
+        assert!(v.parse::<f64>().is_ok(), "{l}");
+        assert!(series.insert(k.to_string()), "repeated {k}");
     }
 }

@@ -7,6 +7,11 @@
 //! (`DIS`) or draining and has no probe in flight: at most one probe per
 //! channel, each chain bounded by its timeouts. Results go to
 //! [`Service::report`], which applies rise/fall and reacts to a flip.
+//! With a `suspect_interval` shorter than the interval, rounds in between
+//! probe only the suspects (down, or with a failure streak).
+//!
+//! `monitor disable` pauses the scheduler (channels keep their state,
+//! passive detection goes on) until `monitor enable`.
 //!
 //! Without `-m` an implicit *recovery monitor* runs: it probes (TCP connect,
 //! every 2 s, rise 2) only channels that are soft-down (`dis`) because of
@@ -58,6 +63,9 @@ pub type Prober = Arc<dyn Fn(Job) -> ProbeFuture + Send + Sync>;
 #[derive(Clone)]
 pub struct Plan {
     pub interval: Duration,
+    /// Rounds for suspects only (down, or a failure streak) this often,
+    /// when shorter than `interval`.
+    pub suspect_interval: Option<Duration>,
     pub jitter: Duration,
     /// Recovery monitor: probe only soft-down channels.
     pub only_down: bool,
@@ -71,6 +79,7 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
             m.checks.clone(),
             Plan {
                 interval: m.interval,
+                suspect_interval: m.suspect_interval,
                 jitter: m.jitter,
                 only_down: false,
             },
@@ -79,6 +88,7 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
             vec![Check::Connect { timeout: None }],
             Plan {
                 interval: DEFAULT_INTERVAL,
+                suspect_interval: None,
                 jitter: Duration::ZERO,
                 only_down: true,
             },
@@ -142,6 +152,9 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, pro
     let mut next = Instant::now();
     let mut suspects_only = false;
     loop {
+        if paused(&svc, &shutdown).await {
+            return;
+        }
         round(
             &svc,
             &shutdown,
@@ -154,9 +167,16 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, pro
         if !suspects_only {
             next = Instant::now() + plan.interval;
         }
+        let suspects_at = plan
+            .suspect_interval
+            .map(|s| Instant::now() + s)
+            .filter(|&t| t < next);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = sleep_until(next) => suspects_only = false,
+            _ = sleep_until(suspects_at.unwrap_or(next)), if suspects_at.is_some() => {
+                suspects_only = true;
+            }
             _ = svc.reprobe.notified() => {
                 // A passive failure: re-probe the failing channels now (not
                 // the healthy ones), at most every REPROBE_GAP.
@@ -166,6 +186,23 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, pro
                 }
                 suspects_only = Instant::now() < next;
             }
+        }
+    }
+}
+
+/// While the operator has disabled active probing (`monitor disable`),
+/// wait until it is enabled again. Returns true on shutdown.
+async fn paused(svc: &Service, shutdown: &CancellationToken) -> bool {
+    loop {
+        // Register before looking, so an enable in between is not missed.
+        let mut resumed = std::pin::pin!(svc.ops.monitor_resumed.notified());
+        resumed.as_mut().enable();
+        if !svc.ops.monitor_paused() {
+            return false;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return true,
+            _ = resumed => {}
         }
     }
 }
@@ -253,7 +290,8 @@ async fn probe_task(
             (r, started.elapsed())
         } => Some(r),
     };
-    if let Some((res, took)) = res {
+    // A probe that ends after `monitor disable` changes nothing.
+    if let Some((res, took)) = res.filter(|_| !svc.ops.monitor_paused()) {
         let outcome = match res {
             Ok(()) => Outcome::Checked {
                 result: Ok(()),

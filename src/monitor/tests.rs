@@ -40,6 +40,7 @@ fn service(groups: &[usize], rise: u32, fall: u32) -> Arc<Service> {
 fn plan(ms: u64) -> Plan {
     Plan {
         interval: Duration::from_millis(ms),
+        suspect_interval: None,
         jitter: Duration::ZERO,
         only_down: false,
     }
@@ -207,6 +208,54 @@ async fn reprobe_after_a_passive_failure_probes_only_the_failing_channel_at_once
 }
 
 #[tokio::test(start_paused = true)]
+async fn balance_fm_rate_for_healthy_channels_with_fast_follow_up_on_suspects() {
+    // What a balance.fm-form `-m` without interval= resolves to.
+    let m = crate::config::monitor_spec::parse("connect").unwrap();
+    let svc = service(&[2], m.rise, m.fall);
+    let s = Arc::new(Script::default());
+    let stop = CancellationToken::new();
+    let p = Plan {
+        interval: m.interval,
+        suspect_interval: m.suspect_interval,
+        ..plan(0)
+    };
+    tokio::spawn(run(
+        Arc::clone(&svc),
+        stop.clone(),
+        p,
+        prober(Arc::clone(&s)),
+    ));
+    // Ten minutes healthy: one round a minute, as balance.fm probed.
+    sleep(Duration::from_secs(600) - Duration::from_millis(1)).await;
+    assert_eq!(s.calls.load(SeqCst), 2 * 10, "two channels, ten rounds");
+    // A channel fails at the next round: it is down 2 follow-ups later.
+    s.failing.lock().unwrap().push(1000);
+    let bad = ch(&svc, 0, 0);
+    let t0 = Instant::now();
+    while bad.is_up() {
+        sleep(Duration::from_millis(10)).await;
+    }
+    let took = t0.elapsed();
+    assert!(took <= Duration::from_millis(4100), "down after {took:?}");
+    // Back after rise (2) follow-ups, far sooner than a minute per probe.
+    s.failing.lock().unwrap().clear();
+    let t0 = Instant::now();
+    while !bad.is_up() {
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        t0.elapsed() <= Duration::from_millis(4100),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Both healthy again: only the minute rounds (two in two minutes).
+    let calls = s.calls.load(SeqCst);
+    sleep(Duration::from_millis(119_900)).await;
+    assert_eq!(s.calls.load(SeqCst), calls + 4, "no probes between rounds");
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
 async fn recovery_monitor_probes_only_soft_down_channels() {
     let svc = service(&[2], 2, 3);
     let s = Arc::new(Script::default());
@@ -321,6 +370,7 @@ async fn jitter_spreads_probe_starts_and_keeps_the_mean_interval() {
     let stop = CancellationToken::new();
     let plan = Plan {
         interval: Duration::from_secs(1),
+        suspect_interval: None,
         jitter: Duration::from_secs(1),
         only_down: false,
     };

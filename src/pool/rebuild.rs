@@ -78,9 +78,6 @@ impl Pool {
             opts,
             floor: AtomicUsize::new(floor),
             eligible: Arc::clone(&self.eligible),
-            // A reload does not carry an operator hold: its switchover
-            // releases the old pool only.
-            held: std::sync::atomic::AtomicBool::new(false),
         };
         self.eligible.notify_waiters();
         p

@@ -66,21 +66,6 @@ pub async fn connect(
         // Register for wake-ups before looking, so no change is missed.
         let mut notified = pin!(svc.pool.eligible.notified());
         notified.as_mut().enable();
-        if svc.pool.is_held() {
-            // The operator's hold (`switchover`): wait for its release,
-            // whatever `--spin` says; the switchover bounds it.
-            if !spinning {
-                spinning = true;
-                svc.stats.spinning.fetch_add(1, Relaxed);
-                debug!("held by the operator");
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = sleep(SPIN_RECHECK) => {}
-                _ = client_gone(client) => break Err(NoBackend::ClientGone),
-            }
-            continue;
-        }
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
             Ok(c) => break Ok(c),
             Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),

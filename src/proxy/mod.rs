@@ -27,6 +27,28 @@ use crate::service::Service;
 use connect::NoBackend;
 use relay::RelayOpts;
 
+/// Connect, after waiting for this client's turn while the operator holds
+/// the listener (`spin on`; see [`crate::service::hold`]). Without a hold
+/// this is one atomic load more than `connect`.
+async fn held_connect(
+    svc: &Service,
+    client: &TcpStream,
+    peer: SocketAddr,
+) -> Result<connect::Connected, NoBackend> {
+    let hold = &svc.ops.hold;
+    if !hold.engaged() {
+        return connect::connect(svc, client, peer).await;
+    }
+    debug!("held by the operator (spin on)");
+    match hold.wait(connect::client_gone(client)).await {
+        Ok(turn) => turn.run(connect::connect(svc, client, peer)).await,
+        Err(_) => {
+            debug!("client left while held");
+            Err(NoBackend::ClientGone)
+        }
+    }
+}
+
 /// Show IPv4 peers of a dual-stack socket as plain IPv4.
 pub fn canonical(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
@@ -39,7 +61,7 @@ pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
         crate::sys::tune_stream(&client, svc.cfg.client_keepalive.as_ref());
         // Boxed: the connect state is freed once connected, so it does not
         // size the future every idle connection keeps.
-        let backend = match Box::pin(connect::connect(&svc, &client, peer)).await {
+        let backend = match Box::pin(held_connect(&svc, &client, peer)).await {
             Ok(b) => b,
             Err(NoBackend::ClientGone) => return,
             Err(NoBackend::Exhausted) => {

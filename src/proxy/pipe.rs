@@ -102,6 +102,13 @@ impl Lease<'_> {
         Ok(n)
     }
 
+    /// Pipe → `buf` (plain read), for a destination splice refuses.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.pipe()?.read(buf)?;
+        self.pending = self.pending.saturating_sub(n);
+        Ok(n)
+    }
+
     /// Pipe → socket, up to everything pending.
     pub fn drain(&mut self, dst: &impl AsRawFd) -> io::Result<usize> {
         let n = splice(self.pipe()?.r.as_raw_fd(), dst.as_raw_fd(), self.pending)?;

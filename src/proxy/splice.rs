@@ -146,6 +146,21 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
                 // Boxed: only a full destination pays for this state.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Box::pin(h.writable()).await?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The destination refuses splice (EINVAL: e.g. a socket
+                // type without splice support): what the pipe holds goes
+                // out through the buffer, then the buffered pump goes on.
+                Err(e) if is_unsupported(&e) => {
+                    let b = small.get_or_insert_with(|| vec![0u8; SMALL_READ].into_boxed_slice());
+                    while l.pending() > 0 {
+                        let n = l.read(b).map_err(PumpError::Src)?;
+                        if n == 0 {
+                            break;
+                        }
+                        h.write_all(b.get(..n).unwrap_or_default()).await?;
+                        h.moved(n);
+                    }
+                    return Ok(Outcome::Fallback);
+                }
                 // `l` still holds bytes: it is closed, not pooled.
                 Err(e) => return Err(PumpError::Dst(e)),
             }

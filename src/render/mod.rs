@@ -2,8 +2,10 @@
 //! in one place: `show`'s table, `show json` and MRTG's lines ([`show`]),
 //! the Prometheus exposition ([`prometheus`]) and the state file's
 //! snapshot (`control::state`) all consume the [`ListenerView`] and
-//! [`ChannelView`] built here. Nothing here writes live state.
+//! [`ChannelView`] built here ([`process`] reads this process's own
+//! resources for the `process_*` metrics). Nothing here writes live state.
 
+pub mod process;
 pub mod prometheus;
 pub mod show;
 
@@ -137,6 +139,14 @@ pub struct ListenerView {
     pub accepted: u64,
     pub refused: u64,
     pub spinning: u64,
+    /// Clients held by the operator (`spin on`) right now.
+    pub held: u64,
+    /// The end of the operator hold, if it is on.
+    pub hold_until: Option<std::time::SystemTime>,
+    /// `monitor disable`: active probes paused.
+    pub monitor_paused: bool,
+    /// Whether a monitor (`-m`) is configured.
+    pub monitor: bool,
     pub failovers: u64,
     pub failover_events: u64,
     pub failback_events: u64,
@@ -159,6 +169,10 @@ impl ListenerView {
             accepted: s.accepted.load(Relaxed),
             refused: s.refused.load(Relaxed),
             spinning: s.spinning.load(Relaxed),
+            held: svc.ops.hold.held(),
+            hold_until: svc.ops.hold.until(),
+            monitor_paused: svc.ops.monitor_paused(),
+            monitor: svc.cfg.monitor.is_some(),
             failovers: s.failovers.load(Relaxed),
             failover_events: s.failover_events.load(Relaxed),
             failback_events: s.failback_events.load(Relaxed),

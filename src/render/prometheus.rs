@@ -1,16 +1,27 @@
 //! The Prometheus text exposition (format 0.0.4) of the listener and
 //! channel views: series names, help texts and labels live here only.
+//!
+//! Rules the output keeps (`promtool check metrics` passes on it): base
+//! units (seconds, bytes), counters end in `_total`, no gauge is named like
+//! a counter without its suffix, and every series is unique: a channel is
+//! labelled by listener, group and index (its `channel` address label alone
+//! may repeat: `create` of an address that exists, or one listed twice).
+//! Hand-written rather than through an encoder crate: the maintained one
+//! (`prometheus-client`) writes OpenMetrics, whose counter naming the
+//! classic text parser (promtool, older scrapers) does not accept, and the
+//! values already live in our own atomics, read only at scrape time.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 
 use crate::pool::ShownState;
+use crate::render::process::ProcessView;
 use crate::render::{ChannelView, ListenerView, Pipes};
 
 type ListenerGetter = fn(&ListenerView) -> u64;
-type ChannelGetter = fn(&ChannelView) -> u64;
+type ChannelGetter = fn(&ChannelView) -> f64;
 
 /// Per-listener series: name, type, help, value.
-const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 7] = [
+const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 9] = [
     (
         "balance_listener_accepted_total",
         "counter",
@@ -44,8 +55,14 @@ const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 7] = [
     (
         "balance_listener_spinning",
         "gauge",
-        "Clients held by --spin right now.",
+        "Clients held by --spin (no channel eligible) right now.",
         |l| l.spinning,
+    ),
+    (
+        "balance_listener_held",
+        "gauge",
+        "Clients held by the operator (spin on) right now.",
+        |l| l.held,
     ),
     (
         "balance_listener_active",
@@ -53,75 +70,81 @@ const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 7] = [
         "Connections in the relay right now.",
         |l| l.active,
     ),
+    (
+        "balance_listener_failover_group",
+        "gauge",
+        "Group new connections start from (manual failback).",
+        |l| l.floor as u64,
+    ),
 ];
 
 /// Per-channel series: name, type, help, value.
 const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 11] = [
     (
-        "balance_channel_connections",
+        "balance_channel_active_connections",
         "gauge",
         "Live connections (including connects in progress).",
-        |c| u64::from(c.conns),
+        |c| f64::from(c.conns),
     ),
     (
         "balance_channel_connections_total",
         "counter",
         "Connections established.",
-        |c| c.total,
+        |c| c.total as f64,
     ),
     (
         "balance_channel_connect_failures_total",
         "counter",
         "Failed connects.",
-        |c| c.connect_failures,
+        |c| c.connect_failures as f64,
     ),
     (
         "balance_channel_checks_passed_total",
         "counter",
         "Health checks that passed.",
-        |c| c.checks_passed,
+        |c| c.checks_passed as f64,
     ),
     (
         "balance_channel_checks_failed_total",
         "counter",
         "Health checks that failed.",
-        |c| c.checks_failed,
+        |c| c.checks_failed as f64,
     ),
     (
         "balance_channel_checks_full_total",
         "counter",
         "Health checks that found the server full (MySQL 1040/1129): busy, not down.",
-        |c| c.checks_full,
+        |c| c.checks_full as f64,
     ),
     (
         "balance_channel_full",
         "gauge",
         "1 while the last health check found the server full.",
-        |c| u64::from(c.full),
+        |c| f64::from(u8::from(c.full)),
     ),
     (
         "balance_channel_catching_up",
         "gauge",
         "1 while a replica has not applied what it received (max_lag=): not eligible, not down.",
-        |c| u64::from(c.catching_up),
+        |c| f64::from(u8::from(c.catching_up)),
     ),
     (
-        "balance_channel_check_duration_microseconds",
+        "balance_channel_check_duration_seconds",
         "gauge",
         "Duration of the last health check.",
-        |c| c.check_micros,
+        |c| c.check_micros as f64 / 1e6,
     ),
     (
         "balance_channel_sent_bytes_total",
         "counter",
         "Bytes sent to the channel.",
-        |c| c.sent,
+        |c| c.sent as f64,
     ),
     (
         "balance_channel_received_bytes_total",
         "counter",
         "Bytes received from the channel.",
-        |c| c.rcvd,
+        |c| c.rcvd as f64,
     ),
 ];
 
@@ -140,15 +163,68 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The exposition text for these listeners.
-pub fn exposition(listeners: &[ListenerView], pipes: Pipes) -> String {
-    let mut o = String::with_capacity(4096);
-    let _ = writeln!(
-        o,
-        "# HELP balance_pipes_in_use Splice pipes held by connections moving bytes.\n# TYPE balance_pipes_in_use gauge\nbalance_pipes_in_use {}\n# HELP balance_pipes_pooled Empty splice pipes kept for reuse (bounded).\n# TYPE balance_pipes_pooled gauge\nbalance_pipes_pooled {}",
-        pipes.in_use, pipes.pooled
+/// The text being written.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, v: impl Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {v}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {v}");
+        }
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, v: impl Display) {
+        self.family(name, kind, help);
+        self.sample(name, "", v);
+    }
+}
+
+/// The exposition text for these listeners, the process-wide gauges and
+/// (where `/proc` has them) the process metrics.
+pub fn exposition(
+    listeners: &[ListenerView],
+    pipes: Pipes,
+    process: Option<ProcessView>,
+) -> String {
+    let mut o = Out(String::with_capacity(4096));
+    o.family(
+        "balance_build_info",
+        "gauge",
+        "Always 1; the version of the running binary.",
     );
-    listener_series(&mut o, listeners);
+    o.sample(
+        "balance_build_info",
+        &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
+        1,
+    );
+    if let Some(p) = process {
+        process_series(&mut o, &p);
+    }
+    o.single(
+        "balance_pipes_in_use",
+        "gauge",
+        "Splice pipes held by connections moving bytes.",
+        pipes.in_use,
+    );
+    o.single(
+        "balance_pipes_pooled",
+        "gauge",
+        "Empty splice pipes kept for reuse (bounded).",
+        pipes.pooled,
+    );
+    for (name, kind, help, get) in PER_LISTENER {
+        o.family(name, kind, help);
+        for l in listeners {
+            o.sample(name, &format!("listener=\"{}\"", esc(&l.name)), get(l));
+        }
+    }
     // Labels are built once per channel, then reused by every series.
     let channels: Vec<(String, &ChannelView)> = listeners
         .iter()
@@ -156,76 +232,84 @@ pub fn exposition(listeners: &[ListenerView], pipes: Pipes) -> String {
             let name = esc(&l.name);
             l.channels.iter().map(move |c| {
                 let labels = format!(
-                    "listener=\"{name}\",group=\"{}\",channel=\"{}\"",
+                    "listener=\"{name}\",group=\"{}\",index=\"{}\",channel=\"{}\"",
                     c.group,
+                    c.index,
                     esc(&c.target.to_string())
                 );
                 (labels, c)
             })
         })
         .collect();
-    channel_state_series(&mut o, &channels);
-    for (name, kind, help, get) in PER_CHANNEL {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, c) in &channels {
-            let _ = writeln!(o, "{name}{{{labels}}} {}", get(c));
-        }
-    }
-    lag_series(&mut o, &channels);
-    o
-}
-
-/// Only channels whose last check knew a lag (`max_lag=` on a replica
-/// with its IO thread connected) have a series.
-fn lag_series(o: &mut String, channels: &[(String, &ChannelView)]) {
-    let _ = writeln!(
-        o,
-        "# HELP balance_channel_replication_lag_seconds Replication lag from the last check (max_lag=).\n# TYPE balance_channel_replication_lag_seconds gauge"
+    o.family(
+        "balance_channel_state",
+        "gauge",
+        "1 for the channel's current state (ENA, dis, DIS, drn).",
     );
-    for (labels, c) in channels {
-        if let Some(lag) = c.lag {
-            let _ = writeln!(
-                o,
-                "balance_channel_replication_lag_seconds{{{labels}}} {lag}"
-            );
-        }
-    }
-}
-
-fn listener_series(o: &mut String, listeners: &[ListenerView]) {
-    for (name, kind, help, get) in PER_LISTENER {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for l in listeners {
-            let _ = writeln!(o, "{name}{{listener=\"{}\"}} {}", esc(&l.name), get(l));
-        }
-    }
-    let _ = writeln!(
-        o,
-        "# HELP balance_listener_failover_group Group new connections start from (manual failback).\n# TYPE balance_listener_failover_group gauge"
-    );
-    for l in listeners {
-        let _ = writeln!(
-            o,
-            "balance_listener_failover_group{{listener=\"{}\"}} {}",
-            esc(&l.name),
-            l.floor
-        );
-    }
-}
-
-fn channel_state_series(o: &mut String, channels: &[(String, &ChannelView)]) {
-    let _ = writeln!(
-        o,
-        "# HELP balance_channel_state 1 for the channel's current state (ENA, dis, DIS, drn).\n# TYPE balance_channel_state gauge"
-    );
-    for (labels, c) in channels {
+    for (labels, c) in &channels {
         for st in STATES {
-            let _ = writeln!(
-                o,
-                "balance_channel_state{{{labels},state=\"{}\"}} {}",
-                st.as_str(),
-                u8::from(c.state == st)
-            );
+            let l = format!("{labels},state=\"{}\"", st.as_str());
+            o.sample("balance_channel_state", &l, u8::from(c.state == st));
         }
     }
+    for (name, kind, help, get) in PER_CHANNEL {
+        o.family(name, kind, help);
+        for (labels, c) in &channels {
+            o.sample(name, labels, get(c));
+        }
+    }
+    // Only channels whose last check knew a lag (`max_lag=` on a replica
+    // with its IO thread connected) have a sample.
+    let lag = "balance_channel_replication_lag_seconds";
+    o.family(
+        lag,
+        "gauge",
+        "Replication lag from the last check (max_lag=).",
+    );
+    for (labels, c) in &channels {
+        if let Some(l) = c.lag {
+            o.sample(lag, labels, l);
+        }
+    }
+    o.0
+}
+
+/// The standard process metrics (the names every client library uses).
+fn process_series(o: &mut Out, p: &ProcessView) {
+    o.single(
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        p.cpu_seconds,
+    );
+    o.single(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        p.resident_bytes,
+    );
+    o.single(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+        p.virtual_bytes,
+    );
+    o.single(
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+        p.open_fds,
+    );
+    o.single(
+        "process_max_fds",
+        "gauge",
+        "Maximum number of open file descriptors.",
+        p.max_fds,
+    );
+    o.single(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        p.start_time,
+    );
 }

@@ -82,6 +82,16 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
             "accepted": l.accepted,
             "refused": l.refused,
             "spinning": l.spinning,
+            "held": l.held,
+            "spin": if l.hold_until.is_some() { "on" } else { "off" },
+            "spin_remaining_ms": l.hold_until.map(|t| {
+                t.duration_since(std::time::SystemTime::now()).unwrap_or_default().as_millis() as u64
+            }),
+            "monitor": match (l.monitor, l.monitor_paused) {
+                (false, _) => "none",
+                (true, false) => "enabled",
+                (true, true) => "disabled",
+            },
             "failovers": l.failovers,
             "failover_events": l.failover_events,
             "failback_events": l.failback_events,

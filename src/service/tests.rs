@@ -34,6 +34,23 @@ fn cfg(groups: Vec<Vec<ChannelConfig>>) -> ListenerConfig {
 }
 
 #[test]
+fn rebuild_keeps_the_operator_hold_and_the_monitor_switch() {
+    let old = Service::new(
+        cfg(vec![vec![ch("10.0.0.1", 80, 0)]]),
+        RiseFallParams::default(),
+    );
+    old.ops.hold.on(Duration::from_secs(60));
+    old.ops.pause_monitor(true);
+    let new = old.rebuild(
+        cfg(vec![vec![ch("10.0.0.2", 80, 0)]]),
+        RiseFallParams::default(),
+        crate::service::resolve,
+    );
+    assert!(Arc::ptr_eq(&old.ops, &new.ops));
+    assert!(new.ops.hold.until().is_some() && new.ops.monitor_paused());
+}
+
+#[test]
 fn rebuild_keeps_same_position_channels_with_counters_health_and_operator_state() {
     let old = Service::new(
         cfg(vec![

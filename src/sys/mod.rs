@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod file;
 pub mod notify;
+pub mod reaper;
 pub mod splice;
 
 use std::ffi::CString;
@@ -176,6 +177,20 @@ pub fn writable(dir: &std::path::Path) -> bool {
     };
     // SAFETY: a valid NUL-terminated path that lives across the call.
     unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// Clock ticks per second (`/proc` times are in these); 100 if unknown.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
+}
+
+/// The memory page size (`/proc` counts rss in pages); 4096 if unknown.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
 /// The effective user id of this process.

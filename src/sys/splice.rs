@@ -42,6 +42,18 @@ impl RawPipe {
         Ok(rc as usize)
     }
 
+    /// `read(2)` from the read end: bytes left in the pipe when splice
+    /// refuses the destination go out through a buffer instead.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for
+        // the duration of the call; the fd is owned by `self`.
+        let rc = unsafe { libc::read(self.r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc as usize)
+    }
+
     /// The current capacity (`F_GETPIPE_SZ`).
     pub fn size(&self) -> io::Result<usize> {
         // SAFETY: fcntl on an fd we own; no pointers.

@@ -25,6 +25,8 @@ pub struct Backend {
     pub accepted: Arc<AtomicUsize>,
     /// Connections whose handler returned (socket closed).
     pub finished: Arc<AtomicUsize>,
+    /// The peer address of every connection, in accept order.
+    pub peers: Arc<Mutex<Vec<SocketAddr>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -48,15 +50,20 @@ impl Backend {
         let accepted = Arc::new(AtomicUsize::new(0));
         let finished = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let peers = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
         {
             let (accepted, finished, stop) = (accepted.clone(), finished.clone(), stop.clone());
+            let peers = peers.clone();
             thread::spawn(move || {
                 for conn in l.incoming() {
                     if stop.load(SeqCst) {
                         break;
                     }
                     let Ok(s) = conn else { continue };
+                    if let Ok(p) = s.peer_addr() {
+                        peers.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+                    }
                     accepted.fetch_add(1, SeqCst);
                     let (h, finished) = (handler.clone(), finished.clone());
                     thread::spawn(move || {
@@ -71,8 +78,39 @@ impl Backend {
             addr,
             accepted,
             finished,
+            peers,
             stop,
         })
+    }
+
+    /// Writes `greeting` to each connection as it is accepted and holds the
+    /// socket, without a thread per connection (thousands of idle
+    /// sessions), until the backend is stopped or dropped.
+    pub fn greet_and_hold(greeting: &'static [u8]) -> Backend {
+        let l = TcpListener::bind((LOCALHOST_V4, 0)).expect("bind backend");
+        let addr = l.local_addr().expect("backend address");
+        let b = Backend {
+            addr,
+            accepted: Arc::default(),
+            finished: Arc::default(),
+            peers: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (accepted, stop) = (b.accepted.clone(), b.stop.clone());
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in l.incoming() {
+                if stop.load(SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = conn else { continue };
+                accepted.fetch_add(1, SeqCst);
+                if s.write_all(greeting).is_ok() {
+                    held.push(s);
+                }
+            }
+        });
+        b
     }
 
     /// Writes `name\n`, then echoes until EOF.

@@ -1,9 +1,9 @@
 //! The integration-test harness, shared by every file under tests/ with
 //! `mod common;`: the balancer under test ([`balancer`]), loopback backends
 //! ([`backend`]), the one bounded wait ([`wait`]), /proc and `ss` probes
-//! ([`proc`]), one-shot runs and daemons ([`run`]), real MariaDB servers
-//! ([`mariadb`], not glob-exported), and here the small pieces: free ports,
-//! temp dirs and test clients.
+//! ([`proc`]), metrics scrapes ([`metrics`]), one-shot runs and daemons
+//! ([`run`]), real MariaDB servers ([`mariadb`], not glob-exported), and
+//! here the small pieces: free ports, temp dirs and test clients.
 //!
 //! Everything is std threads and blocking sockets with timeouts; every wait
 //! is bounded.
@@ -12,13 +12,14 @@
 pub mod backend;
 pub mod balancer;
 pub mod mariadb;
+pub mod metrics;
 pub mod proc;
 pub mod run;
 pub mod wait;
 
 // Each test crate uses its own part of the harness.
 #[allow(unused_imports)]
-pub use {backend::*, balancer::*, proc::*, run::*, wait::*};
+pub use {backend::*, balancer::*, metrics::*, proc::*, run::*, wait::*};
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};

@@ -5,18 +5,21 @@
 
 use crate::config::quote;
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_saphyr::Location;
+use serde_saphyr::{Location, Spanned};
 
 use super::raw::{
-    RawCheck, RawFailback, RawFile, RawKeepalive, RawLogFormat, RawMonitor, RawOnDown, RawOnUp,
-    RawPolicy,
+    RawCheck, RawFailback, RawFile, RawKeepalive, RawListener, RawLogFormat, RawMonitor, RawOnDown,
+    RawOnUp, RawPolicy,
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SelfLoops, SpecError, binds_overlap};
 use crate::config::monitor::{Check, MonitorSpec};
-use crate::config::{Config, Failback, Global, GroupConfig, Keepalive, LogFormat, Overlay, Policy};
+use crate::config::{
+    Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
+};
 
 /// `line L column C: `, or nothing when the position is unknown.
 pub(super) fn at(loc: Location) -> String {
@@ -61,102 +64,14 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
     let global = globals(&raw, overlay)?;
     let mut names = HashSet::new();
     let mut binds = HashSet::new();
-    let mut listeners = Vec::with_capacity(raw.listeners.len());
+    let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(raw.listeners.len());
     for sl in raw.listeners {
-        let l = sl.value;
-        let name = l.name.value.0.clone();
-        if !names.insert(name.clone()) {
+        let bind_at = at(sl.value.bind.referenced);
+        let lc = listener(sl, &mut names, &mut binds)?;
+        if let Some(other) = listeners.iter().find(|o| overlap(o, &lc)) {
             return Err(format!(
-                "{}name: duplicate listener name \"{name}\"",
-                at(l.name.referenced)
-            ));
-        }
-        let bind = l.bind.value.0;
-        let bind_at = at(l.bind.referenced);
-        if bind.port() == 0 {
-            return Err(format!("{}bind: port 0", at(l.bind.referenced)));
-        }
-        if !binds.insert(bind) {
-            return Err(format!(
-                "{}bind: {bind} is already used by another listener",
-                at(l.bind.referenced)
-            ));
-        }
-        // Channel positions, for a self-loop error.
-        let spans: Vec<Vec<Location>> = l
-            .groups
-            .iter()
-            .map(|g| g.channels.iter().map(|c| c.referenced).collect())
-            .collect();
-        let groups = l
-            .groups
-            .into_iter()
-            .map(|g| GroupConfig {
-                policy: match g.policy {
-                    Some(RawPolicy::Hash) => Policy::Hash,
-                    _ => Policy::RoundRobin,
-                },
-                channels: g.channels.into_iter().map(|c| c.value.0).collect(),
-            })
-            .collect();
-        let loc = at(sl.referenced);
-        let mut spec = ListenerSpec::new(name.clone(), bind, groups);
-        spec.connect_timeout = l.connect_timeout.map(|d| d.0);
-        spec.idle_timeout = l.idle_timeout.map(|d| d.0);
-        if let Some(k) = l.keepalive {
-            spec.client_keepalive = k.client.map(keepalive);
-            spec.server_keepalive = k.server.map(keepalive);
-        }
-        spec.source = l.source.map(|s| s.0);
-        spec.autodisable = l.autodisable;
-        spec.hash_failover = l.hash_failover;
-        spec.race = l.race.map(|d| d.0);
-        spec.spin = l.spin.map(|d| d.0);
-        spec.failback = l.failback.map(|f| match f {
-            RawFailback::Auto => Failback::Auto,
-            RawFailback::Manual => Failback::Manual,
-        });
-        spec.on_down_shutdown = matches!(l.on_down, Some(RawOnDown::Shutdown));
-        spec.on_up_shutdown_backup = matches!(l.on_up, Some(RawOnUp::ShutdownBackup));
-        if let Some(m) = l.monitor {
-            spec.monitor = Some(monitor(&loc, &name, m)?);
-        }
-        let lc = spec.build(SelfLoops::Refuse).map_err(|e| match e {
-            SpecError::ZeroConnectTimeout => {
-                format!(
-                    "{loc}connect_timeout: must be positive (listener {})",
-                    quote(&name)
-                )
-            }
-            SpecError::KeepaliveRange(_) => {
-                format!(
-                    "{loc}keepalive: idle and interval must be 1s-32767s (listener {})",
-                    quote(&name)
-                )
-            }
-            SpecError::SelfLoop {
-                group,
-                index,
-                ref channel,
-                ..
-            } => {
-                let pos = spans
-                    .get(group)
-                    .and_then(|g| g.get(index))
-                    .map_or_else(String::new, |l| at(*l));
-                format!(
-                    "{pos}channels: {channel} points at listener {} itself",
-                    quote(&name)
-                )
-            }
-        })?;
-        if let Some(other) = listeners
-            .iter()
-            .find(|o: &&crate::config::ListenerConfig| overlap(o, &lc))
-        {
-            return Err(format!(
-                "{bind_at}bind: {bind} overlaps {} of listener \"{}\" (both cannot be bound)",
-                other.bind, other.name
+                "{bind_at}bind: {} overlaps {} of listener \"{}\" (both cannot be bound)",
+                lc.bind, other.bind, other.name
             ));
         }
         listeners.push(lc);
@@ -175,7 +90,104 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
     Ok(Config { global, listeners })
 }
 
-fn overlap(a: &crate::config::ListenerConfig, b: &crate::config::ListenerConfig) -> bool {
+/// One listener of the file: its file-only rules (a unique name and bind,
+/// no port 0), then the shared builder.
+fn listener(
+    sl: Spanned<RawListener>,
+    names: &mut HashSet<String>,
+    binds: &mut HashSet<SocketAddr>,
+) -> Result<ListenerConfig, String> {
+    let l = sl.value;
+    let name = l.name.value.0.clone();
+    if !names.insert(name.clone()) {
+        return Err(format!(
+            "{}name: duplicate listener name \"{name}\"",
+            at(l.name.referenced)
+        ));
+    }
+    let bind = l.bind.value.0;
+    if bind.port() == 0 {
+        return Err(format!("{}bind: port 0", at(l.bind.referenced)));
+    }
+    if !binds.insert(bind) {
+        return Err(format!(
+            "{}bind: {bind} is already used by another listener",
+            at(l.bind.referenced)
+        ));
+    }
+    // Channel positions, for a self-loop error.
+    let spans: Vec<Vec<Location>> = l
+        .groups
+        .iter()
+        .map(|g| g.channels.iter().map(|c| c.referenced).collect())
+        .collect();
+    let groups = l
+        .groups
+        .into_iter()
+        .map(|g| GroupConfig {
+            policy: match g.policy {
+                Some(RawPolicy::Hash) => Policy::Hash,
+                _ => Policy::RoundRobin,
+            },
+            channels: g.channels.into_iter().map(|c| c.value.0).collect(),
+        })
+        .collect();
+    let loc = at(sl.referenced);
+    let mut spec = ListenerSpec::new(name.clone(), bind, groups);
+    spec.connect_timeout = l.connect_timeout.map(|d| d.0);
+    spec.idle_timeout = l.idle_timeout.map(|d| d.0);
+    if let Some(k) = l.keepalive {
+        spec.client_keepalive = k.client.map(keepalive);
+        spec.server_keepalive = k.server.map(keepalive);
+    }
+    spec.source = l.source.map(|s| s.0);
+    spec.autodisable = l.autodisable;
+    spec.hash_failover = l.hash_failover;
+    spec.race = l.race.map(|d| d.0);
+    spec.spin = l.spin.map(|d| d.0);
+    spec.failback = l.failback.map(|f| match f {
+        RawFailback::Auto => Failback::Auto,
+        RawFailback::Manual => Failback::Manual,
+    });
+    spec.on_down_shutdown = matches!(l.on_down, Some(RawOnDown::Shutdown));
+    spec.on_up_shutdown_backup = matches!(l.on_up, Some(RawOnUp::ShutdownBackup));
+    if let Some(m) = l.monitor {
+        spec.monitor = Some(monitor(&loc, &name, m)?);
+    }
+    spec.build(SelfLoops::Refuse)
+        .map_err(|e| spec_error(e, &loc, &name, &spans))
+}
+
+/// The builder's verdict in the file's words, with the line and column.
+fn spec_error(e: SpecError, loc: &str, name: &str, spans: &[Vec<Location>]) -> String {
+    match e {
+        SpecError::ZeroConnectTimeout => format!(
+            "{loc}connect_timeout: must be positive (listener {})",
+            quote(name)
+        ),
+        SpecError::KeepaliveRange(_) => format!(
+            "{loc}keepalive: idle and interval must be 1s-32767s (listener {})",
+            quote(name)
+        ),
+        SpecError::SelfLoop {
+            group,
+            index,
+            ref channel,
+            ..
+        } => {
+            let pos = spans
+                .get(group)
+                .and_then(|g| g.get(index))
+                .map_or_else(String::new, |l| at(*l));
+            format!(
+                "{pos}channels: {channel} points at listener {} itself",
+                quote(name)
+            )
+        }
+    }
+}
+
+fn overlap(a: &ListenerConfig, b: &ListenerConfig) -> bool {
     binds_overlap((a.bind, a.dual_stack), (b.bind, b.dual_stack))
 }
 
@@ -244,6 +256,7 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
     Ok(MonitorSpec {
         checks,
         interval,
+        suspect_interval: None,
         rise: m.rise.map_or(d.rise, |r| r.0 as u32),
         fall: m.fall.map_or(d.fall, |f| f.0 as u32),
         jitter: m.jitter.map_or(d.jitter, |j| j.0),

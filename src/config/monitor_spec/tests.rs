@@ -27,7 +27,7 @@ fn balance_fm_example_parses_with_its_options() {
                 timeout: Some(Duration::from_millis(400))
             },
             Check::Command {
-                argv: ["/bin/checksvc", "-s", "%H", "-p", "%P"]
+                argv: ["/bin/sh", "-c", "/bin/checksvc -s %H -p %P >/dev/null"]
                     .map(String::from)
                     .to_vec(),
                 pass: vec![0, 2],
@@ -38,14 +38,49 @@ fn balance_fm_example_parses_with_its_options() {
 }
 
 #[test]
+fn balance_fm_form_without_interval_keeps_balance_fm_rate() {
+    for spec in [
+        "connect",
+        "connect:timeout=0.4:nodisable",
+        "command=/bin/true:pass=0,2:noenable",
+    ] {
+        let m = ok(spec);
+        assert_eq!(m.interval, Duration::from_secs(60), "{spec}");
+        assert_eq!(m.suspect_interval, Some(Duration::from_secs(2)), "{spec}");
+    }
+    // An interval given is kept as given.
+    let m = ok("connect:interval=10");
+    assert_eq!(
+        (m.interval, m.suspect_interval),
+        (Duration::from_secs(10), None)
+    );
+    // Our own keys: our default.
+    for spec in [
+        "http=/",
+        "mysql",
+        "send=x",
+        "connect:fall=2",
+        "connect:jitter=1",
+    ] {
+        let m = ok(spec);
+        assert_eq!(
+            (m.interval, m.suspect_interval),
+            (Duration::from_secs(2), None),
+            "{spec}"
+        );
+    }
+}
+
+#[test]
 fn globals_anywhere_and_defaults() {
     let m = ok("rise=3:connect:fall=5:interval=500ms:jitter=0.1:noenable:nodisable");
     assert_eq!((m.rise, m.fall), (3, 5));
     assert_eq!(m.interval, Duration::from_millis(500));
     assert_eq!(m.jitter, Duration::from_millis(100));
     assert!(m.noenable && m.nodisable);
-    let d = ok("connect");
+    let d = ok("connect:rise=2");
     assert_eq!(d.interval, Duration::from_secs(2));
+    assert_eq!(d.suspect_interval, None);
     assert_eq!(d.jitter, Duration::ZERO);
     assert!(!d.on_down_shutdown && !d.on_up_shutdown_backup);
     let o = ok("connect:on-down=shutdown:on-up=shutdown-backup");
@@ -116,21 +151,34 @@ fn http_mysql_send_expect_and_escapes() {
 }
 
 #[test]
-fn command_quoting_and_redirections() {
-    let argv = |s: &str| match &ok(s).checks[0] {
-        Check::Command { argv, .. } => argv.clone(),
+fn command_is_a_shell_line_with_balance_fm_escapes() {
+    let argv = |s: &str| match ok(s).checks.last() {
+        Some(Check::Command { argv, .. }) => argv.clone(),
         c => panic!("{c:?}"),
     };
+    let sh = |l: &str| vec!["/bin/sh".to_string(), "-c".into(), l.into()];
+    // balance.fm's own man-page example, unchanged (its %S is no
+    // placeholder: balance.fm passes it on as written, so do we).
     assert_eq!(
-        argv("command=/bin/sh -c 'nc -z %H %P || exit 3' 2>&1"),
-        vec!["/bin/sh", "-c", "nc -z %H %P || exit 3"]
+        argv(
+            "connect:timeout=0.4:command=/bin/checksvc -s %S -p %P >/dev/null:pass=0,2:interval=10"
+        )
+        .get(2)
+        .map(String::as_str),
+        Some("/bin/checksvc -s %S -p %P >/dev/null")
     );
     assert_eq!(
-        argv("command=/bin/echo \"a b\" c >/dev/null 2>&1"),
-        vec!["/bin/echo", "a b", "c"]
+        argv("command=check_mysql -H %H >/dev/null 2>&1"),
+        sh("check_mysql -H %H >/dev/null 2>&1")
     );
-    assert_eq!(argv("command=/bin/true 2>/dev/null"), vec!["/bin/true"]);
-    assert_eq!(argv("command=/bin/echo 100%%"), vec!["/bin/echo", "100%%"]);
+    assert_eq!(
+        argv("command=nc -z %H %P && echo ok | grep -q ok"),
+        sh("nc -z %H %P && echo ok | grep -q ok")
+    );
+    // get_token: \: is a colon, \t a tab, \X is X, \\ a backslash.
+    assert_eq!(argv("command=a\\:b\\tc\\|d"), sh("a:b\tc|d"));
+    assert_eq!(argv("command=x\\\\:pass=1"), sh("x\\"));
+    assert_eq!(argv("command=/bin/echo 100%%"), sh("/bin/echo 100%%"));
 }
 
 #[test]
@@ -148,14 +196,8 @@ fn errors_are_one_line_and_name_the_token() {
         ("connect:timeout=0", "positive"),
         ("connect:pass=0", "does not apply to connect"),
         ("command=/bin/x:pass=256", "bad pass"),
-        ("command=checksvc -s %H", "absolute path"),
-        ("command=/bin/check | grep ok", "command=/bin/sh -c"),
-        ("command=/bin/check; rm x", "shell syntax"),
-        ("command=/bin/echo $HOME", "shell syntax '$'"),
-        ("command=/bin/check >/tmp/out", "shell syntax '>'"),
-        ("command=/bin/echo 'open", "unterminated quote"),
-        ("command=/bin/echo %X", "bad placeholder"),
         ("command=", "empty command"),
+        ("command=  ", "empty command"),
         ("http=health", "must start with /"),
         ("http=/:port=0", "bad port"),
         ("http=/:port=70000", "bad port"),

@@ -1,5 +1,5 @@
 //! The values inside a `-m` spec: exit-code and status lists, HTTP paths,
-//! `send=`/`expect=` escapes and `command=` argv splitting (no shell).
+//! `send=`/`expect=` escapes and the `command=` shell line.
 
 use crate::config::error::quote as quoted;
 
@@ -94,126 +94,50 @@ pub(super) fn unescape(s: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// One word of a command line while splitting.
-struct Word {
-    text: String,
-    /// Any character outside quotes.
-    any_unquoted: bool,
-    /// A shell metacharacter outside quotes.
-    special: Option<char>,
+/// The shell balance.fm's `system()` runs, and so do we.
+pub const SHELL: &str = "/bin/sh";
+/// Longest `command=` line.
+const MAX_COMMAND: usize = 4096;
+
+/// `command=LINE`: a shell command line, run as balance.fm ran it
+/// (`system()`: `/bin/sh -c LINE`), so PATH lookup, redirections, `&&` and
+/// pipes work. balance.fm's backslash escapes apply (`\n` `\t` ... are
+/// control characters, any other `\X` is `X`); placeholders other than
+/// `%H %P %G %C %%` stay as written, as in balance.fm.
+pub(super) fn parse_command(s: &str) -> Result<Vec<String>, String> {
+    let line = unescape_fm(s);
+    if line.trim().is_empty() {
+        return Err("empty command=".into());
+    }
+    if line.len() > MAX_COMMAND {
+        return Err(format!("command longer than {MAX_COMMAND} bytes"));
+    }
+    if line.contains('\0') {
+        return Err("NUL byte in command".into());
+    }
+    Ok(vec![SHELL.to_string(), "-c".to_string(), line])
 }
 
-/// Split a command on whitespace with simple '..' / ".." quoting, drop
-/// trailing redirections to /dev/null, reject other shell syntax.
-pub(super) fn parse_command(s: &str) -> Result<Vec<String>, String> {
-    let sh_hint = "; run a shell explicitly: command=/bin/sh -c '...'";
-    let mut words: Vec<Word> = Vec::new();
-    let mut cur: Option<Word> = None;
-    let mut quote: Option<char> = None;
-    for c in s.chars() {
-        if let Some(q) = quote {
-            if c == q {
-                quote = None;
-            } else {
-                cur.get_or_insert_with(new_word).text.push(c);
-            }
+/// balance.fm's `get_token` escapes (`\:` was already taken by the pair split).
+fn unescape_fm(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
             continue;
         }
-        match c {
-            '\'' | '"' => {
-                quote = Some(c);
-                cur.get_or_insert_with(new_word);
-            }
-            c if c.is_whitespace() => {
-                if let Some(w) = cur.take() {
-                    words.push(w);
-                }
-            }
-            c => {
-                let w = cur.get_or_insert_with(new_word);
-                w.any_unquoted = true;
-                if w.special.is_none() && "|;&$`<>()\\*?~".contains(c) {
-                    w.special = Some(c);
-                }
-                w.text.push(c);
-            }
+        match it.next() {
+            Some('a') => out.push('\u{7}'),
+            Some('b') => out.push('\u{8}'),
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('v') => out.push('\u{b}'),
+            Some('f') => out.push('\u{c}'),
+            Some('r') => out.push('\r'),
+            Some(o) => out.push(o),
+            None => {}
         }
     }
-    if quote.is_some() {
-        return Err(format!("unterminated quote in command {}", quoted(s)));
-    }
-    if let Some(w) = cur.take() {
-        words.push(w);
-    }
-    // Trailing redirections: our checks' output goes nowhere anyway.
-    while let Some(w) = words.last() {
-        let t = w.text.as_str();
-        let is_redir = w.any_unquoted
-            && matches!(
-                t,
-                ">/dev/null"
-                    | "1>/dev/null"
-                    | "2>/dev/null"
-                    | "2>&1"
-                    | "&>/dev/null"
-                    | ">&/dev/null"
-            );
-        if !is_redir {
-            break;
-        }
-        words.pop();
-    }
-    if let Some(w) = words.iter().find(|w| w.special.is_some()) {
-        return Err(format!(
-            "shell syntax '{}' in command {}: commands run without a shell{sh_hint}",
-            w.special.unwrap_or('?'),
-            quoted(s)
-        ));
-    }
-    let argv: Vec<String> = words.into_iter().map(|w| w.text).collect();
-    let Some(prog) = argv.first() else {
-        return Err("empty command=".into());
-    };
-    if !prog.starts_with('/') {
-        return Err(format!(
-            "command {} needs an absolute path (there is no PATH search)",
-            quoted(prog)
-        ));
-    }
-    for a in &argv {
-        check_placeholders(a)?;
-        if a.contains('\0') {
-            return Err("NUL byte in command".into());
-        }
-    }
-    if argv.len() > 256 {
-        return Err("command has more than 256 arguments".into());
-    }
-    Ok(argv)
-}
-
-fn new_word() -> Word {
-    Word {
-        text: String::new(),
-        any_unquoted: false,
-        special: None,
-    }
-}
-
-fn check_placeholders(a: &str) -> Result<(), String> {
-    let mut it = a.chars();
-    while let Some(c) = it.next() {
-        if c == '%' {
-            match it.next() {
-                Some('H' | 'P' | 'G' | 'C' | '%') => {}
-                _ => {
-                    return Err(format!(
-                        "bad placeholder in {}: use %H %P %G %C or %%",
-                        quoted(a)
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
+    out
 }

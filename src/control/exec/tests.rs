@@ -181,9 +181,14 @@ async fn commands_change_the_pool_and_bad_ones_change_nothing() {
         ["channel created"]
     );
     assert_eq!(s.pool.groups()[0].channels.len(), 3);
+    // Created disabled, as balance.fm does.
     assert_eq!(
         run(&c, &mut g, "disable 1:0").await.lines,
-        ["channel 1:0 disabled"]
+        ["channel 1:0 already disabled"]
+    );
+    assert_eq!(
+        run(&c, &mut g, "enable 0:2").await.lines,
+        ["channel 2 enabled"]
     );
 
     s.pool.groups()[0].channels[0].sent.store(5, Relaxed);

@@ -122,8 +122,8 @@ pub async fn assign(groups: &[Arc<Group>], cur: usize, r: &ChanRef, to: NewTarge
     Reply::line("channel reassigned")
 }
 
-/// `create`: a new channel at the end of group `g` (one past the last
-/// group starts a new round-robin group).
+/// `create`: a new, disabled channel at the end of group `g` (one past the
+/// last group starts a new round-robin group).
 pub async fn create(pool: &Pool, g: usize, to: NewTarget<'_>) -> Reply {
     if g > pool.groups().len() {
         return Reply::err(format!("no such group {g}"));
@@ -133,6 +133,9 @@ pub async fn create(pool: &Pool, g: usize, to: NewTarget<'_>) -> Reply {
         Err(e) => return Reply::err(e),
     };
     let ch = pool.new_channel(target, 0, 1);
+    // Disabled (`DIS`), as balance.fm creates it: scripts run `create` and
+    // then `enable N` once the backend is ready.
+    ch.set_admin(crate::pool::Admin::Disabled);
     // Re-read: only this task changes the structure (under `write`), but
     // the list may have been loaded before.
     let mut gs: Vec<Arc<Group>> = pool.groups().iter().cloned().collect();

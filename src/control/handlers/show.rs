@@ -11,8 +11,15 @@ use crate::service::Service;
 
 pub use crate::render::show::Mrtg;
 
+/// balance.fm's three lines. There is no compiled-in table size: the
+/// limits shown are the largest indexes the commands accept.
 pub fn version() -> Reply {
-    Reply::line(format!("  This is balance {}", env!("CARGO_PKG_VERSION")))
+    let max = crate::control::commands::MAX_INDEX;
+    Reply::ok(vec![
+        format!("  This is balance {}", env!("CARGO_PKG_VERSION")),
+        format!("  MAXGROUPS={max}"),
+        format!("  MAXCHANNELS={max}"),
+    ])
 }
 
 /// `show`: balance's table.

@@ -1,5 +1,6 @@
 //! `switchover [GROUP]`: move writes from the active group to GROUP and
-//! lose none. Hold new clients (the pool's operator hold), let the old
+//! lose none. Hold new clients (the operator hold of `spin on`, released
+//! in arrival order), let the old
 //! group's sessions finish for [`GRACE`] then end them, read what the old
 //! group has written (`@@gtid_binlog_pos` over the monitor login), wait
 //! until every usable channel of GROUP has applied it (`@@gtid_current_pos`)
@@ -24,6 +25,8 @@ const GRACE: Duration = Duration::from_secs(2);
 /// How long the target may take to apply what the old group wrote, unless
 /// the command gives a timeout.
 const CATCH_UP: Duration = Duration::from_secs(10);
+/// How long ended sessions may take to close.
+const END_WAIT: Duration = Duration::from_secs(1);
 /// Between two looks at positions, connections or eligibility.
 const POLL: Duration = Duration::from_millis(50);
 /// One monitor query's bound.
@@ -46,23 +49,37 @@ pub async fn switchover(svc: &Service, to: Option<usize>, limit: Option<Duration
              it compares GTID positions over the monitor login",
         );
     };
+    let limit = limit.unwrap_or(CATCH_UP);
     let started = Instant::now();
-    svc.pool.hold();
+    // The operator hold (`spin on`): if the operator holds clients
+    // already, they stay held afterwards (`spin off` releases them).
+    let hold = &svc.ops.hold;
+    let operator_held = hold.until().is_some();
+    if !operator_held {
+        hold.on(GRACE + END_WAIT + QUERY + limit + QUERY);
+    }
     info!(listener = %svc.cfg.name, "switchover to group {to}: new clients held");
     let ended = end_sessions(old).await;
-    let result = caught_up(svc, old, new, &login, limit.unwrap_or(CATCH_UP)).await;
+    let result = caught_up(svc, old, new, &login, limit).await;
     if result.is_ok() {
         svc.pool.set_floor(to);
     }
-    svc.pool.release();
+    if !operator_held {
+        hold.off();
+    }
     let held = started.elapsed().as_millis();
+    let still = if operator_held {
+        "; spin is still on: spin off releases the clients"
+    } else {
+        ""
+    };
     match result {
         Ok(pos) => Reply::line(format!(
             "switchover from group {from} to group {to} done: clients held {held} ms, \
-             {ended} sessions ended, group {to} applied {pos}"
+             {ended} sessions ended, group {to} applied {pos}{still}"
         )),
         Err(why) => Reply::err(format!(
-            "switchover aborted: {why}; clients released to group {from} (held {held} ms)"
+            "switchover aborted: {why}; clients released to group {from} (held {held} ms){still}"
         )),
     }
 }
@@ -125,7 +142,7 @@ async fn end_sessions(old: &Arc<Group>) -> u32 {
         for c in &old.channels {
             c.close_sessions();
         }
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + END_WAIT;
         while live() > 0 && Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
         }

@@ -18,6 +18,8 @@ fn state_documents_round_trip_and_bad_values_are_rejected_whole() {
             policy: "rr".into(),
             channels: vec![ch("127.0.0.1", 1), ch("::1", 2)],
         }],
+        spin_until_ms: None,
+        monitor_disabled: false,
     };
     let mut doc = Doc {
         version: VERSION,

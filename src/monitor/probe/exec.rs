@@ -1,8 +1,14 @@
-//! `command=...`: run a program via execve (no shell) with `%H %P %G %C %%`
-//! substituted per argv element, a cleared environment, in its own process
+//! `command=...`: run a program (the `-m` form is `/bin/sh -c LINE`, as
+//! balance.fm's `system()` ran it) with `%H %P %G %C %%` substituted per
+//! argv element, a cleared environment with a fixed PATH, in its own process
 //! group. Pass when the exit code is in `pass`. On timeout the whole group
 //! is killed and the child reaped; after a normal exit the group is killed
-//! too, so a check never leaves background processes behind.
+//! too, and what escaped the group (`setsid`, double forks) is re-parented
+//! to us (a child subreaper) and killed by the sweep in `sys::reaper`.
+//!
+//! Substitution into a shell line needs no quoting: `%H` is always the
+//! channel's resolved IP literal (never its name), `%P %G %C` are numbers,
+//! so no substituted byte is shell syntax (checked, not assumed).
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -12,8 +18,19 @@ use tokio::process::Command;
 
 use super::{Ctx, fmt_dur};
 use crate::monitor::spec::substitute;
+use crate::sys::reaper;
 
 const CHECK_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Deregisters the check, then schedules a leftover sweep, when dropped.
+struct SweepOnDrop(Option<reaper::Tracked>);
+
+impl Drop for SweepOnDrop {
+    fn drop(&mut self) {
+        self.0.take();
+        reaper::schedule_sweep();
+    }
+}
 
 /// Kills the process group when dropped (timeout, cancellation, or done).
 struct GroupGuard(Option<u32>);
@@ -28,6 +45,12 @@ impl Drop for GroupGuard {
 
 pub async fn run(argv: &[String], pass: &[i32], ctx: &Ctx, t: Duration) -> Result<(), String> {
     let host = ctx.addr.ip().to_string();
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+    {
+        return Err(format!("unsafe address {host:?} for a shell line"));
+    }
     let port = ctx.addr.port();
     let args: Vec<String> = argv
         .iter()
@@ -36,18 +59,20 @@ pub async fn run(argv: &[String], pass: &[i32], ctx: &Ctx, t: Duration) -> Resul
     let Some((prog, rest)) = args.split_first() else {
         return Err("empty command".into());
     };
-    let mut child = Command::new(prog)
-        .args(rest)
+    let mut cmd = Command::new(prog);
+    cmd.args(rest)
         .env_clear()
         .env("PATH", CHECK_PATH)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {prog}: {e}"))?;
+        .kill_on_drop(true);
+    let (mut child, tracked) =
+        reaper::spawn(&mut cmd).map_err(|e| format!("cannot run {prog}: {e}"))?;
     let guard = GroupGuard(child.id());
+    // However the check ends (even cancelled), look for what it left.
+    let _sweep = SweepOnDrop(tracked);
     let status = tokio::select! {
         st = child.wait() => st,
         _ = tokio::time::sleep(t) => {

@@ -39,7 +39,8 @@ pub async fn run(
 /// Enough of the reply to judge it: the headers, and with `body=` either the
 /// text itself or the whole `Content-Length` body (servers that ignore
 /// `Connection: close` would otherwise keep us waiting for EOF).
-fn reply_complete(b: &[u8], want: Option<&[u8]>) -> bool {
+#[doc(hidden)]
+pub fn reply_complete(b: &[u8], want: Option<&[u8]>) -> bool {
     let Some(end) = header_end(b) else {
         return false;
     };

@@ -15,7 +15,14 @@ pub async fn run(ctx: &Ctx, send: &[u8], expect: &[u8]) -> Result<(), String> {
     }
     let mut buf = Vec::new();
     let eof = read_until(&mut s, &mut buf, |b| contains(b, expect)).await?;
-    if contains(&buf, expect) {
+    judge(&buf, expect, eof)
+}
+
+/// Judge the reply read so far (`eof`: the backend closed): pass when
+/// `expect` appears in it. Pure, for the fuzz target.
+#[doc(hidden)]
+pub fn judge(buf: &[u8], expect: &[u8], eof: bool) -> Result<(), String> {
+    if contains(buf, expect) {
         return Ok(());
     }
     if buf.is_empty() {
@@ -26,5 +33,5 @@ pub async fn run(ctx: &Ctx, send: &[u8], expect: &[u8]) -> Result<(), String> {
     } else {
         "short reply"
     };
-    Err(format!("{why}: got \"{}\"", escape(&buf)))
+    Err(format!("{why}: got \"{}\"", escape(buf)))
 }

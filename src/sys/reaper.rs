@@ -1,0 +1,200 @@
+//! balance as a child subreaper: what a check leaves behind (a daemonizing
+//! helper, `setsid sleep`) is re-parented to us instead of init, and is
+//! killed and reaped here. Checks spawn through [`spawn`] so the sweep
+//! can tell their own processes (tokio reaps those) from leftovers.
+//!
+//! The only writer of the known-children set is [`spawn`] and its guard;
+//! the sweep reads it under the same lock, so a child is never taken for
+//! a leftover between its fork and its registration.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Shortest gap between two sweeps (each may scan /proc).
+const SWEEP_GAP: Duration = Duration::from_millis(500);
+/// Rounds per sweep: killing a leftover re-parents its own children to us.
+const SWEEP_ROUNDS: usize = 8;
+
+/// Pids of running checks (a count per pid: a pid can be reused before the
+/// old guard is gone).
+static KNOWN: Mutex<Option<HashMap<u32, usize>>> = Mutex::new(None);
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static SCHEDULED: AtomicBool = AtomicBool::new(false);
+static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Make this process a child subreaper (Linux 3.4+). Call after any fork
+/// that daemonizes: the setting is not inherited.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers, reads
+    // and writes no memory of ours, and only changes who inherits our
+    // orphaned descendants.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    ENABLED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// A registered check process; deregisters on drop.
+pub struct Tracked(u32);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let mut g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = g.as_mut() {
+            if let Some(n) = m.get_mut(&self.0) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.0);
+                }
+            }
+        }
+    }
+}
+
+/// Spawn a check and register its pid in one step.
+pub fn spawn(
+    cmd: &mut tokio::process::Command,
+) -> io::Result<(tokio::process::Child, Option<Tracked>)> {
+    let mut g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let child = cmd.spawn()?;
+    let tracked = child.id().map(|pid| {
+        *g.get_or_insert_with(HashMap::new).entry(pid).or_insert(0) += 1;
+        Tracked(pid)
+    });
+    Ok((child, tracked))
+}
+
+/// After a check ended: sweep for leftovers soon (coalesced, at most one
+/// sweep per [`SWEEP_GAP`]).
+pub fn schedule_sweep() {
+    // Called from drop: outside a runtime (shutdown) there is nothing to
+    // schedule on, and `kill_leftovers` runs at exit anyway.
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if !ENABLED.load(Ordering::SeqCst) || SCHEDULED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let wait = LAST
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .map_or(Duration::ZERO, |l| {
+            (l + SWEEP_GAP).saturating_duration_since(Instant::now())
+        });
+    rt.spawn(async move {
+        tokio::time::sleep(wait).await;
+        // A leftover appearing while we scan is caught by the next sweep.
+        SCHEDULED.store(false, Ordering::SeqCst);
+        *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let _ = tokio::task::spawn_blocking(|| sweep(false)).await;
+    });
+}
+
+/// On exit: kill every child and what it left, known or not, and reap.
+pub fn kill_leftovers() {
+    if ENABLED.load(Ordering::SeqCst) {
+        sweep(true);
+    }
+}
+
+/// Kill (SIGKILL, with its process group if it leads one) and reap every
+/// child that is not a running check (`all`: every child).
+fn sweep(all: bool) {
+    for _ in 0..SWEEP_ROUNDS {
+        let victims: Vec<u32> = {
+            let g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+            let victims: Vec<u32> = children()
+                .into_iter()
+                .filter(|p| all || !g.as_ref().is_some_and(|m| m.contains_key(p)))
+                .collect();
+            for &p in &victims {
+                // Our own child until we reap it: the pid cannot be reused.
+                super::kill_process_group(p);
+                kill(p);
+            }
+            victims
+        };
+        if victims.is_empty() {
+            return;
+        }
+        for p in victims {
+            reap(p);
+        }
+    }
+}
+
+/// Our children: `/proc/self/task/*/children` where the kernel has it,
+/// else a scan of `/proc/*/stat` for our pid as parent.
+fn children() -> Vec<u32> {
+    let me = std::process::id();
+    if let Some(v) = task_children() {
+        return v;
+    }
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| parent_of(&s))
+                == Some(me)
+        })
+        .collect()
+}
+
+fn task_children() -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let s = std::fs::read_to_string(t.path().join("children")).ok()?;
+        out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    Some(out)
+}
+
+/// The ppid field of a `/proc/PID/stat` line: `pid (comm) state ppid ...`
+/// (comm may hold spaces and parentheses: split after the last `)`).
+fn parent_of(stat: &str) -> Option<u32> {
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn kill(pid: u32) {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if p <= 1 || pid == std::process::id() {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers; `p` > 1 and not us, so it
+    // names exactly one process (our child: it cannot be reused unreaped).
+    unsafe {
+        libc::kill(p, libc::SIGKILL);
+    }
+}
+
+/// Wait for one killed child (it is dying: this returns promptly).
+fn reap(pid: u32) {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes one c_int through a pointer to a live
+        // local; `p` > 0 waits for that child only.
+        let rc = unsafe { libc::waitpid(p, &mut status, 0) };
+        if rc == -1 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return;
+    }
+}
+
+#[cfg(test)]
+mod tests;
