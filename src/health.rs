@@ -163,6 +163,12 @@ pub enum Outcome {
     /// the channel is marked full until a check passes or fails (a full
     /// channel with `maxc` set takes no new clients, like a full `maxc`).
     Full { detail: String, took: Duration },
+    /// A check found a replica that has received more than it applied
+    /// while that matters (`max_lag=`: a backup, or its primary
+    /// unreachable): catching up, not down. Counted as neither a pass nor
+    /// a failure; the channel is not eligible until a check started later
+    /// passes.
+    CatchingUp { detail: String, took: Duration },
     /// A connect from real traffic failed on the backend's side (the
     /// text): counted, then through `fall`, or down at once with `-a`.
     ConnectFailed(String),

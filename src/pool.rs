@@ -148,6 +148,12 @@ impl Pool {
         prev
     }
 
+    /// Make `g` the group new connections start from (`switchover`).
+    pub fn set_floor(&self, g: usize) {
+        self.floor.store(g, Relaxed);
+        self.eligible.notify_waiters();
+    }
+
     /// Whether any channel could take a connection now.
     pub fn any_eligible(&self) -> bool {
         self.groups()

@@ -308,3 +308,425 @@ fn password_login_aborts_no_connection_and_a_wrong_password_fails() {
         "good probes aborted (wrong ones: {wrong_ones})"
     );
 }
+
+// ------------------------------------------------------ item 2: role and lag
+
+/// A primary and its GTID replica, with the monitor user `chk` and the
+/// client user `app` (all rights on database `t`, table `t.x`) made on the
+/// primary and replicated.
+fn replicated_pair() -> (Mariadb, Mariadb) {
+    let m1 = Mariadb::start(1, &[]);
+    let m2 = Mariadb::start(2, &[]);
+    m2.replicate_from(&m1);
+    m1.add_monitor_user("chk");
+    m1.sql(
+        "CREATE USER 'app'@'127.0.0.1'; GRANT ALL ON t.* TO 'app'@'127.0.0.1'; \
+         CREATE DATABASE t; CREATE TABLE t.x (id INT PRIMARY KEY AUTO_INCREMENT, v INT)",
+    );
+    m2.wait_caught_up(&m1);
+    (m1, m2)
+}
+
+#[test]
+fn read_only_mismatch_lag_and_stopped_replication_fail_with_the_reason() {
+    if !have_mariadb() {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    m2.sql("SET GLOBAL read_only=1");
+    let dir = TempDir::new("my-role");
+    // Writers: a read-only server in the group is down, with the reason.
+    let writer = Balance::cli(&[m1.channel(), m2.channel()])
+        .opts(&[
+            "-m",
+            "mysql:user=chk:read_only=0:interval=200ms:rise=1:fall=1",
+        ])
+        .control(&dir.join("w.sock"))
+        .no_bind()
+        .start();
+    assert!(
+        writer.wait_log(
+            "channel down (dis): mysql: read_only is 1, want 0",
+            1,
+            Duration::from_secs(5)
+        ),
+        "{}",
+        writer.stderr()
+    );
+    let j = writer.json();
+    assert_eq!(j["channels"][0]["state"], "ENA", "{j}");
+    assert_eq!(j["channels"][1]["state"], "dis", "{j}");
+    assert_eq!(
+        j["channels"][1]["last_reason"],
+        "mysql: read_only is 1, want 0"
+    );
+    drop(writer);
+    // Readers: the replica, its lag a gauge.
+    let reader = Balance::cli(&[m2.channel()])
+        .opts(&[
+            "-m",
+            "mysql:user=chk:read_only=1:max_lag=1s:interval=200ms:rise=1:fall=1",
+        ])
+        .control(&dir.join("r.sock"))
+        .metrics()
+        .no_bind()
+        .start();
+    wait_until("the lag gauge", Duration::from_secs(5), || {
+        reader.json()["channels"][0]["lag_seconds"] == 0
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", reader.ctl("show json")));
+    let text = common::metrics::scrape(reader.metrics_port());
+    let labels = format!(
+        "listener=\"balance:{}\",group=\"0\",index=\"0\",channel=\"{}\"",
+        reader.port(),
+        m2.channel()
+    );
+    let lag = "balance_channel_replication_lag_seconds";
+    assert_eq!(common::metrics::sample(&text, lag, &labels), 0.0);
+    let catching = "balance_channel_catching_up";
+    assert_eq!(common::metrics::sample(&text, catching, &labels), 0.0);
+    assert_eq!(common::metrics::promtool_problems(&text), None);
+    // Lag above max_lag (the replica applies 3 s late), then back.
+    m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=3; START SLAVE");
+    m1.sql("INSERT INTO t.x (v) VALUES (1)");
+    assert!(
+        reader.wait_log("channel down (dis): mysql: lag ", 1, Duration::from_secs(6)),
+        "{}",
+        reader.stderr()
+    );
+    let j = reader.json();
+    let reason = j["channels"][0]["last_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("mysql: lag ") && reason.ends_with("s > 1s"),
+        "{j}"
+    );
+    assert!(j["channels"][0]["lag_seconds"].as_u64() >= Some(2), "{j}");
+    assert!(
+        reader.wait_log("channel up (ENA)", 1, Duration::from_secs(8)),
+        "{}",
+        reader.stderr()
+    );
+    // Stopped replication fails with its reason.
+    m2.sql("STOP SLAVE SQL_THREAD");
+    assert!(
+        reader.wait_log(
+            "channel down (dis): mysql: replication stopped: SQL thread not running",
+            1,
+            Duration::from_secs(5)
+        ),
+        "{}",
+        reader.stderr()
+    );
+    assert_eq!(reader.json()["channels"][0]["state"], "dis");
+}
+
+// ------------------------------------------------- item 3: the catch-up gate
+
+/// Reader threads: each asks `t.x`'s row count through balance over and
+/// over (a new connection each time) until told to stop.
+struct Readers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<Vec<Result<String, String>>>>,
+}
+
+impl Readers {
+    fn start(port: u16, n: usize) -> Readers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(SeqCst) {
+                        seen.push(common::mariadb::query_at(
+                            port,
+                            "app",
+                            "SELECT COUNT(*) FROM t.x",
+                        ));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Readers { stop, threads }
+    }
+
+    /// Every answer each reader got.
+    fn finish(self) -> Vec<Result<String, String>> {
+        self.stop.store(true, SeqCst);
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    }
+}
+
+/// The seed's scenario: the backup has received rows it has not applied
+/// when the primary dies; with `--spin` clients wait for it, then read
+/// every row.
+fn stale_backup_is_never_read(delayed: bool) {
+    let (mut m1, m2) = replicated_pair();
+    let dir = TempDir::new("my-gate");
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&[
+            "--spin",
+            "20s",
+            "-m",
+            "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
+        ])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    let port = b.port();
+    assert_eq!(
+        common::mariadb::query_at(port, "app", "SELECT COUNT(*) FROM t.x").as_deref(),
+        Ok("0")
+    );
+    if delayed {
+        // The SQL thread runs, but applies each event 2 s late.
+        m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=2; START SLAVE");
+    } else {
+        m2.sql("STOP SLAVE SQL_THREAD");
+    }
+    m1.sql("INSERT INTO t.x (v) SELECT seq FROM t.seq_1_to_500");
+    m2.wait_received(&m1);
+    assert_eq!(m2.sql("SELECT COUNT(*) FROM t.x"), "0");
+    m1.kill();
+    let readers = Readers::start(port, 3);
+    // Clients are held, not sent to the stale backup.
+    wait_until("clients held by --spin", Duration::from_secs(5), || {
+        b.json()["listener"]["spinning"].as_u64() >= Some(1)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", b.ctl("show json"), b.stderr()));
+    let checks = |b: &Balance| {
+        let c = &b.json()["channels"][1];
+        c["checks_passed"].as_u64().unwrap_or(0) + c["checks_failed"].as_u64().unwrap_or(0)
+    };
+    let before = checks(&b);
+    if !delayed {
+        wait_until(
+            "two more checks of the backup",
+            Duration::from_secs(5),
+            || checks(&b) >= before + 2,
+        )
+        .unwrap();
+        m2.sql("START SLAVE SQL_THREAD");
+    }
+    wait_until("a read of every row", Duration::from_secs(15), || {
+        common::mariadb::query_at(port, "app", "SELECT COUNT(*) FROM t.x").as_deref() == Ok("500")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", b.ctl("show json"), b.stderr()));
+    let seen = readers.finish();
+    let stale: Vec<_> = seen.iter().filter(|r| r.as_deref() != Ok("500")).collect();
+    assert!(
+        stale.is_empty(),
+        "stale or failed reads: {stale:?}\n{}",
+        b.stderr()
+    );
+    assert!(!seen.is_empty());
+    if delayed {
+        assert!(b.has("channel catching up"), "{}", b.stderr());
+    }
+}
+
+#[test]
+fn no_client_reads_a_backup_before_it_applied_what_it_received() {
+    if have_mariadb() {
+        stale_backup_is_never_read(false);
+    }
+}
+
+#[test]
+fn a_delayed_backup_is_catching_up_not_eligible_until_applied() {
+    if have_mariadb() {
+        stale_backup_is_never_read(true);
+    }
+}
+
+// ------------------------------------------------- items 4, 5: switchover
+
+/// Writers inserting unique ids through balance, each on a new connection,
+/// until stopped; the ids acknowledged, in order, with when.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<Vec<(u64, Instant)>>>,
+}
+
+impl Writers {
+    fn start(port: u16, n: u64) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|k| {
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || {
+                    let mut acked = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(SeqCst) {
+                        i += 1;
+                        let id = (k + 1) * 1_000_000 + i;
+                        let q = format!("INSERT INTO t.x (id, v) VALUES ({id}, {k})");
+                        if common::mariadb::query_at(port, "app", &q).is_ok() {
+                            acked.push((id, Instant::now()));
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Writers { stop, threads }
+    }
+
+    fn finish(self) -> Vec<(u64, Instant)> {
+        self.stop.store(true, SeqCst);
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    }
+}
+
+fn ids(m: &Mariadb) -> std::collections::BTreeSet<u64> {
+    m.sql("SELECT id FROM t.x")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn switchover_under_writes_loses_nothing_and_reports_the_hold() {
+    if !have_mariadb() {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let dir = TempDir::new("my-switch");
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&[
+            "-m",
+            "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
+        ])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    // The new primary applies 1 s late: the switchover must wait for it.
+    m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=1; START SLAVE");
+    let w = Writers::start(b.port(), 2);
+    wait_until("writes on the primary", Duration::from_secs(10), || {
+        m1.sql("SELECT COUNT(*) FROM t.x")
+            .parse::<u64>()
+            .unwrap_or(0)
+            >= 20
+    })
+    .unwrap();
+    // A long session on the old primary: cut after the grace.
+    let port = b.port();
+    let sleeper = thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
+    wait_until("the long session", Duration::from_secs(5), || {
+        m1.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
+    let asked = Instant::now();
+    let reply = b.ctl("switchover 1");
+    let done = Instant::now();
+    eprintln!("{}", reply.trim());
+    assert!(
+        reply.contains("switchover from group 0 to group 1 done: clients held "),
+        "{reply}\n{}",
+        b.stderr()
+    );
+    assert!(!reply.contains(" 0 sessions ended"), "{reply}");
+    assert!(
+        sleeper.join().unwrap().is_err(),
+        "the long session was not ended"
+    );
+    // The first read after it sees every write made before it.
+    let seen: std::collections::BTreeSet<u64> =
+        common::mariadb::query_at(b.port(), "app", "SELECT id FROM t.x")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+    let before: Vec<u64> = m1
+        .sql("SELECT id FROM t.x")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let missing: Vec<_> = before.iter().filter(|id| !seen.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "not visible after the switchover: {missing:?}"
+    );
+    let after = m2
+        .sql("SELECT COUNT(*) FROM t.x")
+        .parse::<u64>()
+        .unwrap_or(0);
+    wait_until("writes on the new primary", Duration::from_secs(10), || {
+        m2.sql("SELECT COUNT(*) FROM t.x")
+            .parse::<u64>()
+            .unwrap_or(0)
+            >= after + 20
+    })
+    .unwrap();
+    let acked = w.finish();
+    let (on1, on2) = (ids(&m1), ids(&m2));
+    // Every acknowledged write is on the new primary (once: a primary key).
+    let lost: Vec<_> = acked.iter().filter(|(id, _)| !on2.contains(id)).collect();
+    assert!(lost.is_empty(), "lost writes: {lost:?}");
+    // Everything the old primary took reached the new one, and the old one
+    // took nothing acknowledged after the switchover: never two writers.
+    assert!(on1.is_subset(&on2), "old primary has rows the new lacks");
+    let late: Vec<_> = acked
+        .iter()
+        .filter(|(id, t)| *t > done && on1.contains(id))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "written on the old primary after the switchover: {late:?}"
+    );
+    assert!(acked.iter().any(|(_, t)| *t < asked) && acked.iter().any(|(_, t)| *t > done));
+    assert_eq!(b.json()["listener"]["failback_floor"], 1);
+}
+
+#[test]
+fn a_switchover_to_a_group_that_cannot_catch_up_aborts_and_releases() {
+    if !have_mariadb() {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let dir = TempDir::new("my-abort");
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    m2.sql("STOP SLAVE SQL_THREAD");
+    m1.sql("INSERT INTO t.x (v) VALUES (1)");
+    m2.wait_received(&m1);
+    let out = b.ctl_out("switchover 1 500ms");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("switchover aborted: group not caught up within 500ms")
+            && text.contains("1 transactions behind")
+            && text.contains("clients released to group 0"),
+        "{text}"
+    );
+    // Clients go on to the old primary; nothing moved.
+    assert_eq!(
+        common::mariadb::query_at(b.port(), "app", "SELECT COUNT(*) FROM t.x").as_deref(),
+        Ok("1")
+    );
+    assert_eq!(b.json()["listener"]["failback_floor"], 0);
+    // Bad input changes nothing.
+    for bad in [
+        "switchover 0",
+        "switchover 7",
+        "switchover 1 forever",
+        "switchover 1 1s x",
+    ] {
+        assert!(!b.ctl_out(bad).status.success(), "{bad}");
+    }
+    assert_eq!(b.json()["listener"]["failback_floor"], 0);
+}

@@ -176,7 +176,16 @@ impl ListenerSpec {
             packet_dump,
             race: nonzero(race),
             spin: nonzero(spin),
-            failback: failback.unwrap_or(Failback::Auto),
+            // A replication-aware monitor (`mysql:max_lag=`): returning by
+            // itself to a recovered primary would let two groups take
+            // writes at once; `switchover 0` is the failback.
+            failback: failback.unwrap_or(
+                if monitor.as_ref().is_some_and(|m| m.watches_replication()) {
+                    Failback::Manual
+                } else {
+                    Failback::Auto
+                },
+            ),
             on_down_shutdown: on_down_shutdown || mon_down,
             on_up_shutdown_backup: on_up_shutdown_backup || mon_up,
             monitor,

@@ -44,6 +44,22 @@ pub struct MonitorSpec {
     pub on_up_shutdown_backup: bool,
 }
 
+impl MonitorSpec {
+    /// Some check watches replication (`mysql` with `max_lag=`): backups
+    /// are re-verified before they take over.
+    pub fn watches_replication(&self) -> bool {
+        self.checks.iter().any(|c| {
+            matches!(
+                c,
+                Check::Mysql {
+                    max_lag: Some(_),
+                    ..
+                }
+            )
+        })
+    }
+}
+
 impl Default for MonitorSpec {
     fn default() -> Self {
         MonitorSpec {
@@ -88,6 +104,12 @@ pub enum Check {
         /// From `password_file=` (read when the config is built: at start
         /// and on reload).
         password: Option<Password>,
+        /// `read_only=0|1`: the server's `@@read_only` must match.
+        read_only: Option<bool>,
+        /// `max_lag=D`: a replica lagging more, or with replication
+        /// stopped or broken, fails; a backup that has not applied what it
+        /// received is catching up (not eligible, not down).
+        max_lag: Option<Duration>,
         timeout: Option<Duration>,
     },
     SendExpect {

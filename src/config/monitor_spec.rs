@@ -101,6 +101,8 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
                 out.checks.push(Check::Mysql {
                     user: None,
                     password: None,
+                    read_only: None,
+                    max_lag: None,
                     timeout: None,
                 });
             }
@@ -141,6 +143,19 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
         } = c
         {
             return Err("mysql password_file= needs user=".into());
+        }
+        if let Check::Mysql {
+            user: None,
+            read_only,
+            max_lag,
+            ..
+        } = c
+        {
+            if read_only.is_some() || max_lag.is_some() {
+                return Err(
+                    "mysql read_only= and max_lag= need user= (they query the server)".into(),
+                );
+            }
         }
     }
     if balance_fm_form && !seen_globals.contains(&"interval") {
@@ -193,7 +208,16 @@ fn global_key(k: &str) -> Option<&'static str> {
 fn is_option(k: &str) -> bool {
     matches!(
         k,
-        "timeout" | "pass" | "port" | "host" | "expect" | "body" | "user" | "password_file"
+        "timeout"
+            | "pass"
+            | "port"
+            | "host"
+            | "expect"
+            | "body"
+            | "user"
+            | "password_file"
+            | "read_only"
+            | "max_lag"
     )
 }
 
@@ -314,6 +338,18 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
             dup(password.is_some())?;
             let s = need_value(key, v)?;
             *password = Some(read_password_file(std::path::Path::new(s))?);
+        }
+        (Check::Mysql { read_only, .. }, "read_only") => {
+            dup(read_only.is_some())?;
+            *read_only = Some(match need_value(key, v)?.trim() {
+                "0" => false,
+                "1" => true,
+                o => return Err(format!("bad read_only {}: use 0 or 1", quote(o))),
+            });
+        }
+        (Check::Mysql { max_lag, .. }, "max_lag") => {
+            dup(max_lag.is_some())?;
+            *max_lag = Some(duration(key, need_value(key, v)?)?);
         }
         (Check::SendExpect { expect, .. }, "expect") => {
             dup(!expect.is_empty())?;

@@ -65,6 +65,10 @@ pub enum Command {
     MrtgBytes(usize, usize),
     MrtgConns(usize, usize),
     Failback,
+    /// `switchover [GROUP [TIMEOUT]]`: move writes to GROUP (default: the
+    /// next group, or 0 from a backup) without losing any; give up after
+    /// TIMEOUT if GROUP has not caught up.
+    Switchover(Option<usize>, Option<Duration>),
     Spin(SpinOp),
     StateSave,
     Reload,
@@ -81,6 +85,7 @@ impl Command {
                 Command::Reset(_)
                     | Command::Kill
                     | Command::Failback
+                    | Command::Switchover(..)
                     | Command::StateSave
                     | Command::Reload
             )
@@ -126,7 +131,15 @@ const FM_WORDS: &[&str] = &[
 ];
 /// Exact words only.
 const EXACT_WORDS: &[&str] = &[
-    "kill", "weight", "drain", "failback", "spin", "state", "monitor", "reload",
+    "kill",
+    "weight",
+    "drain",
+    "failback",
+    "spin",
+    "state",
+    "monitor",
+    "reload",
+    "switchover",
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
@@ -263,6 +276,23 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
                 }
             })
         }
+        "switchover" => match args {
+            [] => Command::Switchover(None, None),
+            [g] => Command::Switchover(Some(index("group", g)?), None),
+            [g, d] => {
+                let t = crate::config::parse_duration(d)
+                    .ok()
+                    .filter(|t| !t.is_zero() && *t <= Duration::from_secs(20))
+                    .ok_or_else(|| format!("bad switchover timeout {}: use up to 20s", quote(d)))?;
+                Command::Switchover(Some(index("group", g)?), Some(t))
+            }
+            [_, _, x, ..] => {
+                return Err(format!(
+                    "syntax error: unexpected {} after switchover (usage: switchover [<group> [<timeout>]])",
+                    quote(x)
+                ));
+            }
+        },
         "spin" => Command::Spin(spin(args)?),
         "state" => {
             let [what] = take(w, args)?;
@@ -343,6 +373,7 @@ fn usage(w: &str) -> &'static str {
         "mrtg-bytes" | "mrtg-conns" => "<group> <channel>",
         "monitor" => "enable|disable|show",
         "spin" => "on [MAX] | off",
+        "switchover" => "[<group> [<timeout>]]",
         "state" => "save",
         _ => "no arguments",
     }
@@ -408,6 +439,8 @@ extensions:
   weight <channel> <weight>      smooth weighted round robin weight (0-10000)
   drain <channel>                no new connections; live ones continue
   failback                       return traffic to group 0 (--failback manual)
+  switchover [<grp> [<timeout>]] hold clients, end the active group's sessions, wait until
+                                 <grp> applied its writes (MySQL GTID; 10s), move traffic, release
   monitor enable|disable|show    pause or resume active probes (with -m)
   spin on [MAX] | off | (none)   hold every new client (at most MAX), release in order
   state save                     write the state file now

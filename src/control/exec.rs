@@ -10,7 +10,7 @@
 use tracing::{error, info};
 
 use crate::control::commands::{Command, HELP};
-use crate::control::handlers::{channel, group, process, show};
+use crate::control::handlers::{channel, group, process, show, switchover};
 
 pub use crate::control::listener::Control;
 pub use crate::control::reply::Reply;
@@ -61,6 +61,7 @@ impl Control {
             Command::Hash => group::policy(&groups, at, crate::config::Policy::Hash),
             Command::Rr => group::policy(&groups, at, crate::config::Policy::RoundRobin),
             Command::Failback => group::failback(&self.svc),
+            Command::Switchover(to, limit) => switchover::switchover(&self.svc, *to, *limit).await,
             Command::Monitor(op) => group::monitor(&self.svc, *op),
             Command::Spin(op) => group::spin(&self.svc, *op),
             Command::Enable(r) => channel::with(&groups, at, r, channel::enable),

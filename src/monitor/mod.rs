@@ -97,9 +97,14 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
     let default_timeout = default_check_timeout(plan.interval);
     let source = svc.cfg.source;
     let checks = Arc::new(checks);
+    let weak = Arc::downgrade(&svc);
     let prober: Prober = Arc::new(move |job: Job| {
         let checks = Arc::clone(&checks);
-        Box::pin(async move { probe_channel(&checks, &job, default_timeout, source).await })
+        // A backup is any group but the one traffic starts from.
+        let backup = weak
+            .upgrade()
+            .map_or(job.group > 0, |s| job.group != s.pool.floor());
+        Box::pin(async move { probe_channel(&checks, &job, default_timeout, source, backup).await })
     });
     tokio::spawn(run(svc, shutdown, plan, prober))
 }
@@ -110,6 +115,7 @@ async fn probe_channel(
     job: &Job,
     default_timeout: Duration,
     source: Option<std::net::IpAddr>,
+    backup: bool,
 ) -> Result<(), Finding> {
     let target = job.channel.target();
     let mut last = Finding::Failed(format!("{} does not resolve", target.host));
@@ -120,6 +126,8 @@ async fn probe_channel(
             group: job.group,
             index: job.index,
             source,
+            channel: Arc::clone(&job.channel),
+            backup,
         };
         match probe::run_chain(checks, &ctx, default_timeout).await {
             Ok(()) => return Ok(()),
@@ -230,7 +238,7 @@ fn round(
             if ch.admin() != Admin::Enabled || (plan.only_down && ch.is_up()) {
                 continue;
             }
-            if suspects_only && ch.is_up() && ch.rise_fall().failures == 0 {
+            if suspects_only && ch.is_up() && ch.rise_fall().failures == 0 && !ch.is_catching_up() {
                 continue;
             }
             let e = entries.entry(key).or_insert_with(|| Entry {
@@ -294,6 +302,7 @@ async fn probe_task(
                 took,
             },
             Err(Finding::Full(detail)) => Outcome::Full { detail, took },
+            Err(Finding::CatchingUp(detail)) => Outcome::CatchingUp { detail, took },
         };
         svc.report(&job, outcome);
     }

@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -94,6 +94,9 @@ pub struct HealthState {
     pub rf: RiseFall,
     pub last: LastResult,
     pub last_change: Option<Instant>,
+    /// When the channel was last marked catching up: only a check started
+    /// later may clear it.
+    pub catch_up_since: Option<Instant>,
 }
 
 /// One backend destination.
@@ -121,6 +124,11 @@ pub struct Channel {
     /// The last check found the server full: with `maxc` set the channel
     /// takes no new clients (they spill like at a full `maxc`).
     full: AtomicBool,
+    /// A replica that has not applied everything it received (or not been
+    /// checked since its primary failed): up, but not eligible yet.
+    catching_up: AtomicBool,
+    /// Replication lag in seconds from the last check, -1 when unknown.
+    lag_secs: AtomicI64,
     /// The open failure streak, so a successful connect can close a
     /// Layer-4 one without taking the health mutex every time:
     /// [`NOT_FAILING`], [`FAILING_TRANSPORT`] or [`FAILING_APPLICATION`].
@@ -178,6 +186,8 @@ impl Channel {
             check_micros: AtomicU64::new(0),
             checks_full: AtomicU64::new(0),
             full: AtomicBool::new(false),
+            catching_up: AtomicBool::new(false),
+            lag_secs: AtomicI64::new(-1),
             failing: AtomicU8::new(NOT_FAILING),
             health: Mutex::new(HealthState {
                 rf: RiseFall {
@@ -190,6 +200,7 @@ impl Channel {
                     LastResult::Failed(Reason::Unresolved)
                 },
                 last_change: None,
+                catch_up_since: None,
             }),
             eligible,
             sessions: tokio::sync::watch::Sender::new(0),
@@ -334,6 +345,11 @@ impl Channel {
     /// Count one check that found the server full, and its duration.
     pub fn record_full(&self, took: std::time::Duration) {
         self.checks_full.fetch_add(1, Relaxed);
+        self.record_full_or_catching_up(took);
+    }
+
+    /// The duration of a check that neither passed nor failed.
+    pub fn record_full_or_catching_up(&self, took: std::time::Duration) {
         self.check_micros
             .store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
@@ -354,6 +370,64 @@ impl Channel {
             self.eligible.notify_waiters();
         }
         changed
+    }
+
+    /// Whether the channel is catching up (not eligible, not down).
+    pub fn is_catching_up(&self) -> bool {
+        self.catching_up.load(Relaxed)
+    }
+
+    /// Mark the channel catching up, with why, as found by a check that
+    /// started at `started` (`Service::report` only); true when it was not
+    /// already, or for another reason.
+    pub fn set_catching_up(&self, reason: Reason, started: Instant) -> bool {
+        let mut h = lock(&self.health);
+        let new_reason = !matches!(&h.last, LastResult::Failed(r) if *r == reason);
+        h.last = LastResult::Failed(reason);
+        h.catch_up_since = Some(h.catch_up_since.map_or(started, |t| t.max(started)));
+        let was = self.catching_up.swap(true, AcqRel);
+        !was || new_reason
+    }
+
+    /// Not eligible until a check started from now on passes (a primary
+    /// failed: what this backup has applied is unknown). The shown reason
+    /// changes only while the channel is up (a down one keeps its own).
+    pub fn mark_unverified(&self, reason: Reason) -> bool {
+        let mut h = lock(&self.health);
+        if self.is_up() {
+            h.last = LastResult::Failed(reason);
+        }
+        h.catch_up_since = Some(Instant::now());
+        !self.catching_up.swap(true, AcqRel)
+    }
+
+    /// A check that started at `started` passed: it clears a catching-up
+    /// mark made before it started. True when that changed.
+    pub fn clear_catching_up(&self, started: Instant) -> bool {
+        if !self.catching_up.load(Relaxed) {
+            return false;
+        }
+        let h = lock(&self.health);
+        if h.catch_up_since.is_some_and(|t| t > started) {
+            return false; // marked while this check ran: not proof
+        }
+        let changed = self.catching_up.swap(false, AcqRel);
+        drop(h);
+        if changed {
+            self.eligible.notify_waiters();
+        }
+        changed
+    }
+
+    /// The replication lag from the last check (the monitor only).
+    pub fn set_lag(&self, secs: Option<u64>) {
+        let v = secs.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        self.lag_secs.store(v, Relaxed);
+    }
+
+    /// The replication lag in seconds, if the last check knew it.
+    pub fn lag(&self) -> Option<u64> {
+        u64::try_from(self.lag_secs.load(Relaxed)).ok()
     }
 
     /// A connect from real traffic succeeded: it ends a Layer-4 failure
@@ -471,8 +545,9 @@ impl Backend for Channel {
     }
     /// As the default, and a server that reports itself full counts as a
     /// full `maxc` when the operator set one (asked for spilling).
+    /// A replica catching up is not eligible either.
     fn eligible(&self) -> bool {
-        if !self.usable() || self.weight() == 0 {
+        if !self.usable() || self.weight() == 0 || self.is_catching_up() {
             return false;
         }
         let m = self.maxc();

@@ -380,3 +380,28 @@ fn structural_changes_keep_the_round_robin_position() {
     let got: Vec<u16> = (0..3).map(|_| pick(&p, CLIENT).unwrap()).collect();
     assert_eq!(got, vec![2, 3, 1]);
 }
+
+#[test]
+fn a_catching_up_backup_is_skipped_until_a_later_check_passes() {
+    let p = pool(&[
+        group(Policy::RoundRobin, &[1]),
+        group(Policy::RoundRobin, &[2]),
+    ]);
+    let (primary, backup) = (channel(&p, 0, 0), channel(&p, 1, 0));
+    primary.set_admin(Admin::Disabled);
+    let client: IpAddr = Ipv4Addr::LOCALHOST.into();
+    assert_eq!(walk(&p, client), vec![2]);
+    let before = std::time::Instant::now();
+    assert!(backup.mark_unverified(crate::health::Reason::Check("catching up".into())));
+    assert!(!backup.eligible() && backup.is_up());
+    assert!(walk(&p, client).is_empty());
+    // A check that started before the mark proves nothing.
+    assert!(!backup.clear_catching_up(before - std::time::Duration::from_millis(1)));
+    assert!(walk(&p, client).is_empty());
+    assert!(backup.clear_catching_up(std::time::Instant::now()));
+    assert_eq!(walk(&p, client), vec![2]);
+    backup.set_lag(Some(7));
+    assert_eq!(backup.lag(), Some(7));
+    backup.set_lag(None);
+    assert_eq!(backup.lag(), None);
+}

@@ -41,6 +41,11 @@ pub struct ChannelView {
     /// the last one did.
     pub checks_full: u64,
     pub full: bool,
+    /// A replica not eligible until it has applied what it received.
+    pub catching_up: bool,
+    /// Replication lag in seconds from the last check (`max_lag=`), if
+    /// known.
+    pub lag: Option<u64>,
     /// Why the last check or connect failed (or "ok").
     pub last_reason: String,
 }
@@ -68,6 +73,8 @@ impl ChannelView {
             check_micros: ch.check_micros.load(Relaxed),
             checks_full: ch.checks_full.load(Relaxed),
             full: ch.is_full(),
+            catching_up: ch.is_catching_up(),
+            lag: ch.lag(),
             last_reason: ch.health().1,
         }
     }

@@ -79,7 +79,7 @@ const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 9] = [
 ];
 
 /// Per-channel series: name, type, help, value.
-const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 10] = [
+const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 11] = [
     (
         "balance_channel_active_connections",
         "gauge",
@@ -121,6 +121,12 @@ const PER_CHANNEL: [(&str, &str, &str, ChannelGetter); 10] = [
         "gauge",
         "1 while the last health check found the server full.",
         |c| f64::from(u8::from(c.full)),
+    ),
+    (
+        "balance_channel_catching_up",
+        "gauge",
+        "1 while a replica has not applied what it received (max_lag=): not eligible, not down.",
+        |c| f64::from(u8::from(c.catching_up)),
     ),
     (
         "balance_channel_check_duration_seconds",
@@ -250,6 +256,19 @@ pub fn exposition(
         o.family(name, kind, help);
         for (labels, c) in &channels {
             o.sample(name, labels, get(c));
+        }
+    }
+    // Only channels whose last check knew a lag (`max_lag=` on a replica
+    // with its IO thread connected) have a sample.
+    let lag = "balance_channel_replication_lag_seconds";
+    o.family(
+        lag,
+        "gauge",
+        "Replication lag from the last check (max_lag=).",
+    );
+    for (labels, c) in &channels {
+        if let Some(l) = c.lag {
+            o.sample(lag, labels, l);
         }
     }
     o.0

@@ -69,6 +69,8 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                 "check_micros": c.check_micros,
                 "checks_full": c.checks_full,
                 "full": c.full,
+                "catching_up": c.catching_up,
+                "lag_seconds": c.lag,
                 "last_reason": c.last_reason,
             })
         })

@@ -31,6 +31,12 @@ impl Service {
         let flip = match outcome {
             Outcome::Checked { result, took } => {
                 ch.record_check(result.is_ok(), took);
+                // Only a pass proves a replica caught up; a failure keeps it
+                // ineligible until `fall` takes it down.
+                let started = std::time::Instant::now().checked_sub(took);
+                if result.is_ok() && started.is_some_and(|t| ch.clear_catching_up(t)) {
+                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
+                }
                 if ch.set_full(false) {
                     info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel no longer full");
                 }
@@ -58,8 +64,19 @@ impl Service {
                 }
                 return None;
             }
+            Outcome::CatchingUp { detail, took } => {
+                ch.record_full_or_catching_up(took);
+                let now = std::time::Instant::now();
+                let started = now.checked_sub(took).unwrap_or(now);
+                if ch.set_catching_up(Reason::Check(detail.clone()), started) {
+                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+                          "channel catching up (not down, not eligible): {detail}");
+                }
+                return None;
+            }
             Outcome::ConnectFailed(detail) => {
                 ch.connect_failures.fetch_add(1, Relaxed);
+                self.reverify_backups(at.group);
                 debug!(channel = %ch.target(), group = at.group, "connect failed: {detail}");
                 let reason = Reason::Connect(detail);
                 let flipped = if self.cfg.autodisable {
@@ -88,6 +105,39 @@ impl Service {
             }
         };
         Some(self.flipped(at, flip))
+    }
+
+    /// A channel of `group` failed: the groups after it in the walk that a
+    /// replication check watches may have received more than they applied
+    /// since their last check, so none takes a client before a check
+    /// started from now on finds it caught up (re-probed at once).
+    fn reverify_backups(&self, group: usize) {
+        if !self
+            .cfg
+            .monitor
+            .as_ref()
+            .is_some_and(|m| m.watches_replication())
+        {
+            return;
+        }
+        let groups = self.pool.groups();
+        // Later in the walk, which starts at the floor (`switchover`) and
+        // wraps around.
+        let (n, floor) = (groups.len(), self.pool.floor());
+        let rank = |g: usize| (g + n - floor.min(n.saturating_sub(1))) % n.max(1);
+        for (g, grp) in groups.iter().enumerate() {
+            if rank(g) <= rank(group) {
+                continue;
+            }
+            for c in &grp.channels {
+                if c.mark_unverified(Reason::Check(
+                    "catching up: not checked since a primary failed".into(),
+                )) {
+                    debug!(listener = %self.cfg.name, channel = %c.target(), group = g, "backup to be re-verified");
+                }
+            }
+        }
+        self.reprobe.notify_one();
     }
 
     /// What a failed check says: a monitor that only connects sees Layer 4;
@@ -133,6 +183,7 @@ impl Service {
                 if self.cfg.on_down_shutdown {
                     ch.close_sessions();
                 }
+                self.reverify_backups(group);
                 false
             }
         }

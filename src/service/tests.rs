@@ -254,3 +254,48 @@ fn a_primary_coming_back_closes_backup_sessions_with_on_up_shutdown_backup() {
         None
     );
 }
+
+#[test]
+fn a_catching_up_backup_is_held_until_a_later_check_passes_and_a_failing_primary_rearms_it() {
+    let mut c = two_groups();
+    c.monitor = Some(crate::config::monitor_spec::parse("mysql:user=chk:max_lag=5s").unwrap());
+    let svc = Service::new(c, RiseFallParams::default());
+    let (a, b) = (at(&svc, 0, 0), at(&svc, 1, 0));
+    let behind = || Outcome::CatchingUp {
+        detail: "mysql: catching up: relay log not applied: 3 transactions behind".into(),
+        took: Duration::from_millis(2),
+    };
+    // A check that started just now (probes of one channel never overlap).
+    let pass = || Outcome::Checked {
+        result: Ok(()),
+        took: Duration::ZERO,
+    };
+    assert_eq!(svc.report(&b, behind()), None, "catching up is not a flip");
+    assert!(b.channel.is_up() && !b.channel.eligible());
+    assert_eq!(b.channel.shown_state(), ShownState::Ena);
+    assert!(b.channel.health().1.contains("3 transactions behind"));
+    // A failure keeps it held (fall takes it down later); a pass frees it.
+    svc.report(&b, checked(Err("mysql: replication stopped".into())));
+    assert!(!b.channel.eligible());
+    svc.report(&b, pass());
+    assert!(b.channel.eligible() && !b.channel.is_catching_up());
+    // The primary's connect fails: the backup is held until re-checked.
+    svc.report(&a, Outcome::ConnectFailed("connection refused".into()));
+    assert!(b.channel.is_catching_up() && !b.channel.eligible());
+    // A check that started before that proves nothing.
+    svc.report(
+        &b,
+        Outcome::Checked {
+            result: Ok(()),
+            took: Duration::from_secs(3600),
+        },
+    );
+    assert!(!b.channel.eligible());
+    svc.report(&b, pass());
+    assert!(b.channel.eligible());
+    // Without a replication check nothing is held.
+    let plain = Service::new(two_groups(), RiseFallParams::default());
+    let (pa, pb) = (at(&plain, 0, 0), at(&plain, 1, 0));
+    plain.report(&pa, Outcome::ConnectFailed("connection refused".into()));
+    assert!(pb.channel.eligible());
+}

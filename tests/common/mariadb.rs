@@ -101,10 +101,16 @@ impl Mariadb {
 
     /// Run statements as root over the socket: tab-separated rows.
     pub fn try_sql(&self, q: &str) -> Result<String, String> {
+        self.client(q, "-N")
+    }
+
+    /// The root client over the socket; `names` is `-N` (no column
+    /// names) or `-n` (unbuffered, names kept: for `\G`).
+    fn client(&self, q: &str, names: &str) -> Result<String, String> {
         let out = Command::new(CLIENT)
             .arg("--no-defaults")
             .arg(format!("--socket={}", self.dir.join("sock").display()))
-            .args(["-uroot", "-N", "-B", "--connect-timeout=5", "-e", q])
+            .args(["-uroot", names, "-B", "--connect-timeout=5", "-e", q])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| e.to_string())?;
@@ -182,9 +188,39 @@ impl Mariadb {
         .unwrap_or_else(|e| panic!("{e}: {}", self.slave_status()));
     }
 
+    /// One `SHOW SLAVE STATUS` column's value (empty if absent or NULL).
+    pub fn slave_field(&self, name: &str) -> String {
+        let prefix = format!("{name}: ");
+        self.slave_status()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// Wait until this replica has received (not necessarily applied)
+    /// everything `primary` wrote.
+    pub fn wait_received(&self, primary: &Mariadb) {
+        let pos = primary.sql("SELECT @@gtid_binlog_pos");
+        wait_until("the replica to receive", Duration::from_secs(15), || {
+            self.slave_field("Gtid_IO_Pos") == pos.trim()
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", self.slave_status()));
+    }
+
+    /// A monitor user without a password that may read replication status
+    /// (MariaDB >= 10.5.9: REPLICA MONITOR), created on this server (a
+    /// primary: its replicas get it through replication).
+    pub fn add_monitor_user(&self, user: &str) {
+        self.sql(&format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1'; \
+             GRANT REPLICA MONITOR ON *.* TO '{user}'@'127.0.0.1'"
+        ));
+    }
+
     /// `SHOW SLAVE STATUS` as `Name: value` lines.
     pub fn slave_status(&self) -> String {
-        self.try_sql("SHOW SLAVE STATUS\\G").unwrap_or_else(|e| e)
+        self.client("SHOW SLAVE STATUS\\G", "-n")
+            .unwrap_or_else(|e| e)
     }
 
     /// Wait until this replica has applied everything `primary` wrote.
@@ -212,6 +248,24 @@ impl Mariadb {
         self.resume();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Run `q` over TCP at `port` (a server, or balance in front of one) as
+/// `user` without a password: tab-separated rows, or the client's error.
+pub fn query_at(port: u16, user: &str, q: &str) -> Result<String, String> {
+    let out = Command::new(CLIENT)
+        .args(["--no-defaults", "-h127.0.0.1", "-N", "-B"])
+        .arg(format!("-P{port}"))
+        .arg(format!("-u{user}"))
+        .args(["--connect-timeout=20", "-e", q])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim_end().to_string())
     }
 }
 

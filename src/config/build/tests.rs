@@ -156,3 +156,19 @@ fn binds_overlap_on_the_same_port_when_one_covers_the_other() {
         assert!(!binds_overlap(y, x), "{y:?} {x:?}");
     }
 }
+
+#[test]
+fn a_replication_aware_monitor_makes_failback_manual_unless_given() {
+    let mut s = spec("0.0.0.0:3306", &[("10.0.0.1", 3306)]);
+    s.monitor = Some(crate::config::monitor_spec::parse("mysql:user=chk:max_lag=5s").unwrap());
+    let l = s.clone().build(SelfLoops::Refuse).unwrap();
+    assert_eq!(l.failback, Failback::Manual);
+    s.failback = Some(Failback::Auto);
+    assert_eq!(s.build(SelfLoops::Refuse).unwrap().failback, Failback::Auto);
+    let mut plain = spec("0.0.0.0:3306", &[("10.0.0.1", 3306)]);
+    plain.monitor = Some(crate::config::monitor_spec::parse("mysql:user=chk").unwrap());
+    assert_eq!(
+        plain.build(SelfLoops::Refuse).unwrap().failback,
+        Failback::Auto
+    );
+}

@@ -209,6 +209,16 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
         ));
     }
     let t = |x: Option<Dur>| x.map(|d| d.0).filter(|d| !d.is_zero());
+    for c in &m.checks {
+        if let RawCheck::Mysql(my) = c {
+            if my.user.is_none() && (my.read_only.is_some() || my.max_lag.is_some()) {
+                return Err(format!(
+                    "{loc}monitor.checks: mysql read_only and max_lag need user (listener {})",
+                    quote(name)
+                ));
+            }
+        }
+    }
     let checks = m
         .checks
         .into_iter()
@@ -227,6 +237,8 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
             RawCheck::Mysql(my) => Check::Mysql {
                 user: my.user,
                 password: None,
+                read_only: my.read_only,
+                max_lag: my.max_lag.map(|d| d.0),
                 timeout: t(my.timeout),
             },
             RawCheck::Command(c) => Check::Command {

@@ -196,6 +196,10 @@ pub(super) struct RawMysql {
     #[serde(default)]
     pub(super) user: Option<String>,
     #[serde(default)]
+    pub(super) read_only: Option<bool>,
+    #[serde(default)]
+    pub(super) max_lag: Option<Dur>,
+    #[serde(default)]
     pub(super) timeout: Option<Dur>,
 }
 

@@ -81,7 +81,7 @@ listeners:
       checks:
         - connect: {}
         - http: { path: "/mysqlchk/?port=3306", port: 31337, expect: "200-299,404", host: h, body: ok, timeout: 1s }
-        - mysql: { user: mon }
+        - mysql: { user: mon, read_only: false, max_lag: 5s }
         - command: { argv: ["/bin/true", "x"], pass: [0, 1] }
         - send_expect: { send: "PING\r\n", expect: "+PONG" }
 "#);
@@ -218,6 +218,11 @@ fn errors_name_the_key_and_line() {
     };
     let cases: Vec<(String, &str, &str)> = vec![
         (l("    bogus: 1\n"), "bogus", "line 6"),
+        (
+            l("    monitor: { checks: [ { mysql: { max_lag: 5s } } ] }\n"),
+            "need user",
+            "",
+        ),
         ("listenerz: []\n".into(), "listenerz", "line 1"),
         ("listeners: []\n".into(), "empty", "line 1"),
         (format!("{MIN}extra: 1\n"), "extra", "line 6"),

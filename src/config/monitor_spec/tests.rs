@@ -111,9 +111,27 @@ fn http_mysql_send_expect_and_escapes() {
         vec![Check::Mysql {
             password: None,
             user: Some("chk".into()),
+            read_only: None,
+            max_lag: None,
             timeout: Some(Duration::from_secs(2))
         }]
     );
+    let m = ok("mysql:user=chk:read_only=0:max_lag=5s");
+    assert!(matches!(
+        &m.checks[0],
+        Check::Mysql { read_only: Some(false), max_lag: Some(d), .. } if *d == Duration::from_secs(5)
+    ));
+    assert!(m.watches_replication());
+    for bad in [
+        "mysql:read_only=0",
+        "mysql:max_lag=5s",
+        "mysql:user=chk:read_only=2",
+        "mysql:user=chk:read_only=0:read_only=1",
+        "mysql:user=chk:max_lag=soon",
+        "http=/:max_lag=5s",
+    ] {
+        assert!(crate::config::monitor_spec::parse(bad).is_err(), "{bad}");
+    }
     let m = ok("send=PING\\r\\n:expect=+PONG:send=\\x00\\xff\\\\");
     assert_eq!(
         m.checks,

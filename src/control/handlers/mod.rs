@@ -4,7 +4,8 @@
 //! - [`group`]: the session's group and group-wide settings (`group`,
 //!   `hash`, `rr`, `failback`, `monitor`, `spin`);
 //! - [`show`]: read-only outputs (`show`, `show json`, `mrtg-*`, `version`);
-//! - [`process`]: the whole process (`kill`, `reload`, `state save`).
+//! - [`process`]: the whole process (`kill`, `reload`, `state save`);
+//! - [`switchover`]: moving writes to another group without losing any.
 //!
 //! Every handler returns the [`Reply`](crate::control::reply::Reply) the
 //! session sends back; none of them logs or persists (the caller does).
@@ -13,3 +14,4 @@ pub mod channel;
 pub mod group;
 pub mod process;
 pub mod show;
+pub mod switchover;

@@ -35,6 +35,11 @@ pub struct Ctx {
     /// `-B`: probes leave from the same source address as traffic (it
     /// matters for MySQL grants such as 'chk'@'10.0.0.5').
     pub source: Option<std::net::IpAddr>,
+    /// The channel probed: a MySQL check leaves its replication lag there.
+    pub channel: std::sync::Arc<crate::pool::Channel>,
+    /// Not in the group traffic starts from (the failback floor): the
+    /// catch-up gate applies even while the primary is reachable.
+    pub backup: bool,
 }
 
 /// Why a probe did not pass.
@@ -46,6 +51,9 @@ pub enum Finding {
     /// connections, 1129 host blocked): busy, not dead, so neither a pass
     /// nor a failure.
     Full(String),
+    /// A replica has received more than it applied while that matters (a
+    /// backup, or its primary unreachable): not eligible yet, not down.
+    CatchingUp(String),
 }
 
 impl Finding {
@@ -53,6 +61,7 @@ impl Finding {
         match self {
             Finding::Failed(r) => Finding::Failed(format!("{name}: {r}")),
             Finding::Full(r) => Finding::Full(format!("{name}: {r}")),
+            Finding::CatchingUp(r) => Finding::CatchingUp(format!("{name}: {r}")),
         }
     }
 }
@@ -87,9 +96,19 @@ pub async fn run_chain(
         let t = t.unwrap_or(default_timeout);
         let fut = async {
             let failed = match c {
-                Check::Mysql { user, password, .. } => {
+                Check::Mysql {
+                    user,
+                    password,
+                    read_only,
+                    max_lag,
+                    ..
+                } => {
                     let password = password.as_ref().map(|p| p.0.as_str());
-                    return mysql::run(ctx, user.as_deref(), password).await;
+                    let role = mysql::Role {
+                        read_only: *read_only,
+                        max_lag: *max_lag,
+                    };
+                    return mysql::run(ctx, user.as_deref(), password, role).await;
                 }
                 Check::Connect { .. } => connect::run(ctx).await,
                 Check::Command { argv, pass, .. } => exec::run(argv, pass, ctx, t).await,

@@ -7,31 +7,113 @@
 //! server counts no aborted connection; without it, close after the greeting
 //! (the server counts that as an aborted connect, and after
 //! `max_connect_errors` blocks our host: use `user=`).
+//!
+//! Logged in, `read_only=` and `max_lag=` ask the server (text queries,
+//! [`query`]) and judge the answers ([`replica`]) before COM_QUIT.
+
+mod auth;
+mod query;
+mod replica;
+
+use auth::*;
+
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Ctx, Finding, MAX_REPLY, escape, io_reason, tcp};
 
-const CLIENT_LONG_PASSWORD: u32 = 0x0000_0001;
-const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
-const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
-const CLIENT_PLUGIN_AUTH: u32 = 0x0008_0000;
 const COM_QUIT: u8 = 0x01;
 
 /// Server errors that mean "full", not "down": 1040 too many connections,
 /// 1129 host blocked (too many connection errors).
 pub const FULL_ERRORS: [u16; 2] = [1040, 1129];
 
-pub async fn run(ctx: &Ctx, user: Option<&str>, password: Option<&str>) -> Result<(), Finding> {
-    let mut s = tcp(ctx.addr, ctx.source).await?;
+/// What a logged-in check asks the server besides the login.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Role {
+    /// `read_only=0|1`: `@@read_only` must match.
+    pub read_only: Option<bool>,
+    /// `max_lag=D`: replication checks and the catch-up gate.
+    pub max_lag: Option<Duration>,
+}
+
+/// The check; a replica's lag (seconds, when known) is left in the
+/// channel's gauge whatever the outcome.
+pub async fn run(
+    ctx: &Ctx,
+    user: Option<&str>,
+    password: Option<&str>,
+    role: Role,
+) -> Result<(), Finding> {
+    let mut lag = None;
+    let r = match login(ctx.addr, ctx.source, user, password).await {
+        Ok(Some(mut s)) => {
+            let judged = ask(&mut s, ctx, role, &mut lag).await;
+            quit(s).await;
+            judged
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if role.max_lag.is_some() {
+        ctx.channel.set_lag(lag);
+    }
+    r
+}
+
+/// Log in as `user` and run one query; its first value (NULL as empty).
+/// For the control socket's `switchover` (GTID positions).
+pub async fn value(
+    addr: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+    user: &str,
+    password: Option<&str>,
+    sql: &str,
+) -> Result<String, Finding> {
+    let Some(mut s) = login(addr, source, Some(user), password).await? else {
+        return Err("no login".into());
+    };
+    let rows = query::query(&mut s, sql).await;
+    quit(s).await;
+    let rows = rows?;
+    Ok(rows
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .flatten()
+        .unwrap_or_default())
+}
+
+/// MariaDB GTID positions: how many transactions of `wanted` `have` lacks.
+pub use replica::gtid_behind;
+
+/// COM_QUIT, then let the server close first, briefly: it counts no
+/// aborted connection.
+async fn quit(mut s: TcpStream) {
+    let _ = s.write_all(&packet(0, &[COM_QUIT])).await;
+    let mut b = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await;
+}
+
+/// Read the greeting; with a user, log in. `Some(stream)` once logged in,
+/// `None` after the greeting when there is no user.
+async fn login(
+    addr: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Result<Option<TcpStream>, Finding> {
+    let mut s = tcp(addr, source).await?;
     let (seq, greeting) = read_packet(&mut s).await?;
     if greeting.first() == Some(&0xff) {
         return Err(error_finding(&greeting));
     }
     let g = parse_greeting_full(&greeting)?;
     let Some(user) = user else {
-        return Ok(());
+        return Ok(None);
     };
     let password = password.unwrap_or_default();
     let plugin = if g.plugin == CACHING_SHA2 {
@@ -52,14 +134,7 @@ pub async fn run(ctx: &Ctx, user: Option<&str>, password: Option<&str>) -> Resul
     for _ in 0..4 {
         let (seq, reply) = read_packet(&mut s).await?;
         match reply.first() {
-            Some(0x00) => {
-                let _ = s.write_all(&packet(0, &[COM_QUIT])).await;
-                // Let the server close first, briefly; we are done either way.
-                let mut b = [0u8; 64];
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut b))
-                    .await;
-                return Ok(());
-            }
+            Some(0x00) => return Ok(Some(s)),
             Some(0xff) => return Err(error_finding(&reply)),
             Some(0xfe) if !switched => {
                 switched = true;
@@ -84,64 +159,50 @@ pub async fn run(ctx: &Ctx, user: Option<&str>, password: Option<&str>) -> Resul
     Err("login did not complete".into())
 }
 
-const NATIVE: &str = "mysql_native_password";
-const CACHING_SHA2: &str = "caching_sha2_password";
+/// The role and replication questions, over the logged-in session.
+async fn ask(
+    s: &mut TcpStream,
+    ctx: &Ctx,
+    role: Role,
+    lag: &mut Option<u64>,
+) -> Result<(), Finding> {
+    if let Some(want) = role.read_only {
+        replica::read_only(&query::query(s, "SELECT @@read_only").await?, want)?;
+    }
+    let Some(max_lag) = role.max_lag else {
+        return Ok(());
+    };
+    // MariaDB first (every source, with Gtid_Slave_Pos), then MySQL 8.
+    let mut status = Err(Finding::Failed(String::new()));
+    for q in [
+        "SHOW ALL SLAVES STATUS",
+        "SHOW REPLICA STATUS",
+        "SHOW SLAVE STATUS",
+    ] {
+        status = query::query(s, q).await;
+        match &status {
+            Err(Finding::Failed(r)) if r.starts_with("MySQL error 1064:") => continue,
+            _ => break,
+        }
+    }
+    let status = status?;
+    *lag = replica::lag(&status);
+    replica::judge(&status, None, max_lag, ctx.backup)
+        .into_finding()
+        .map(|_| ())
+}
+
+/// Send one packet (a query, after the login).
+async fn send_packet(s: &mut TcpStream, seq: u8, payload: &[u8]) -> Result<(), Finding> {
+    s.write_all(&packet(seq, payload))
+        .await
+        .map_err(|e| Finding::Failed(format!("query failed: {}", io_reason(&e))))
+}
 
 async fn send(s: &mut TcpStream, seq: u8, payload: &[u8]) -> Result<(), String> {
     s.write_all(&packet(seq, payload))
         .await
         .map_err(|e| format!("login failed: {}", io_reason(&e)))
-}
-
-/// An auth switch request: `0xfe`, plugin name NUL, its data (the new
-/// scramble, NUL-terminated). Only the two plugins we speak are accepted.
-fn auth_switch(p: &[u8]) -> Result<(&'static str, &[u8]), String> {
-    let rest = p.get(1..).unwrap_or_default();
-    let nul = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-    let name = rest.get(..nul).unwrap_or_default();
-    let mut data = rest.get(nul + 1..).unwrap_or_default();
-    if let Some((&0, head)) = data.split_last() {
-        data = head;
-    }
-    let plugin = match name {
-        b"mysql_native_password" => NATIVE,
-        b"caching_sha2_password" => CACHING_SHA2,
-        // MySQL < 4.1 style switch (no name) or another plugin.
-        _ => {
-            return Err(format!(
-                "login failed: server asks for auth plugin \"{}\" (supported: {NATIVE}, {CACHING_SHA2})",
-                escape(name)
-            ));
-        }
-    };
-    Ok((plugin, data))
-}
-
-/// The auth response for `plugin` (empty for an empty password):
-/// native: SHA1(pw) XOR SHA1(scramble + SHA1(SHA1(pw)));
-/// caching_sha2 (fast path): SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + scramble).
-pub fn scramble(plugin: &str, password: &str, nonce: &[u8]) -> Vec<u8> {
-    use sha1::Digest;
-    if password.is_empty() {
-        return Vec::new();
-    }
-    let nonce = nonce.get(..20).unwrap_or(nonce);
-    let xor = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x ^ y).collect();
-    if plugin == CACHING_SHA2 {
-        let h1 = sha2::Sha256::digest(password.as_bytes());
-        let h2 = sha2::Sha256::digest(h1);
-        let mut h = sha2::Sha256::new();
-        h.update(h2);
-        h.update(nonce);
-        xor(&h1, &h.finalize())
-    } else {
-        let h1 = sha1::Sha1::digest(password.as_bytes());
-        let h2 = sha1::Sha1::digest(h1);
-        let mut h = sha1::Sha1::new();
-        h.update(nonce);
-        h.update(h2);
-        xor(&h1, &h.finalize())
-    }
 }
 
 /// One packet: 3-byte little-endian length, sequence id, payload.
@@ -269,26 +330,6 @@ pub fn error_reason(p: &[u8]) -> String {
 fn le16(p: &[u8], at: usize) -> Option<u16> {
     let b: [u8; 2] = p.get(at..at.checked_add(2)?)?.try_into().ok()?;
     Some(u16::from_le_bytes(b))
-}
-
-fn handshake_response(user: &str, server_caps: u32, plugin: &str, auth: &[u8]) -> Vec<u8> {
-    let mut caps = CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION;
-    caps |= server_caps & CLIENT_PLUGIN_AUTH;
-    let mut p = Vec::with_capacity(96 + user.len());
-    p.extend_from_slice(&caps.to_le_bytes());
-    p.extend_from_slice(&(16u32 << 20).to_le_bytes()); // max packet 16 MiB
-    p.push(33); // utf8_general_ci
-    p.extend_from_slice(&[0u8; 23]);
-    p.extend_from_slice(user.as_bytes());
-    p.push(0);
-    // Length-prefixed auth response (20 or 32 bytes, or empty).
-    p.push(auth.len() as u8);
-    p.extend_from_slice(auth);
-    if caps & CLIENT_PLUGIN_AUTH != 0 {
-        p.extend_from_slice(plugin.as_bytes());
-        p.push(0);
-    }
-    p
 }
 
 #[cfg(test)]

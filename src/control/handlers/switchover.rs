@@ -1,0 +1,216 @@
+//! `switchover [GROUP]`: move writes from the active group to GROUP and
+//! lose none. Hold new clients (the operator hold of `spin on`, released
+//! in arrival order), let the old
+//! group's sessions finish for [`GRACE`] then end them, read what the old
+//! group has written (`@@gtid_binlog_pos` over the monitor login), wait
+//! until every usable channel of GROUP has applied it (`@@gtid_current_pos`)
+//! and is eligible, make GROUP the failback floor, release. If GROUP does
+//! not catch up within [`CATCH_UP`], abort: the floor stays, the clients
+//! are released to the old group. Either way clients are held at most
+//! about `GRACE + CATCH_UP`, and the reply says for how long.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use crate::config::monitor::Check;
+use crate::control::reply::Reply;
+use crate::monitor::probe::{Finding, mysql};
+use crate::pool::{Admin, Group};
+use crate::service::Service;
+
+/// How long sessions on the old group may finish by themselves.
+const GRACE: Duration = Duration::from_secs(2);
+/// How long the target may take to apply what the old group wrote, unless
+/// the command gives a timeout.
+const CATCH_UP: Duration = Duration::from_secs(10);
+/// How long ended sessions may take to close.
+const END_WAIT: Duration = Duration::from_secs(1);
+/// Between two looks at positions, connections or eligibility.
+const POLL: Duration = Duration::from_millis(50);
+/// One monitor query's bound.
+const QUERY: Duration = Duration::from_secs(2);
+
+pub async fn switchover(svc: &Service, to: Option<usize>, limit: Option<Duration>) -> Reply {
+    let groups = svc.pool.groups();
+    let last = groups.len().saturating_sub(1);
+    let from = svc.pool.floor().min(last);
+    let to = to.unwrap_or(if from == 0 { 1 } else { 0 });
+    let (Some(old), Some(new)) = (groups.get(from), groups.get(to)) else {
+        return Reply::err(format!("no such group {to} (groups 0-{last})"));
+    };
+    if to == from {
+        return Reply::err(format!("group {to} is already the active group"));
+    }
+    let Some(login) = Login::of(svc) else {
+        return Reply::err(
+            "switchover needs a mysql check with user= (-m 'mysql:user=NAME'): \
+             it compares GTID positions over the monitor login",
+        );
+    };
+    let limit = limit.unwrap_or(CATCH_UP);
+    let started = Instant::now();
+    // The operator hold (`spin on`): if the operator holds clients
+    // already, they stay held afterwards (`spin off` releases them).
+    let hold = &svc.ops.hold;
+    let operator_held = hold.until().is_some();
+    if !operator_held {
+        hold.on(GRACE + END_WAIT + QUERY + limit + QUERY);
+    }
+    info!(listener = %svc.cfg.name, "switchover to group {to}: new clients held");
+    let ended = end_sessions(old).await;
+    let result = caught_up(svc, old, new, &login, limit).await;
+    if result.is_ok() {
+        svc.pool.set_floor(to);
+    }
+    if !operator_held {
+        hold.off();
+    }
+    let held = started.elapsed().as_millis();
+    let still = if operator_held {
+        "; spin is still on: spin off releases the clients"
+    } else {
+        ""
+    };
+    match result {
+        Ok(pos) => Reply::line(format!(
+            "switchover from group {from} to group {to} done: clients held {held} ms, \
+             {ended} sessions ended, group {to} applied {pos}{still}"
+        )),
+        Err(why) => Reply::err(format!(
+            "switchover aborted: {why}; clients released to group {from} (held {held} ms){still}"
+        )),
+    }
+}
+
+/// The monitor login of the listener's first `mysql` check with a user.
+struct Login {
+    user: String,
+    password: Option<String>,
+    source: Option<std::net::IpAddr>,
+}
+
+impl Login {
+    fn of(svc: &Service) -> Option<Login> {
+        svc.cfg
+            .monitor
+            .as_ref()?
+            .checks
+            .iter()
+            .find_map(|c| match c {
+                Check::Mysql {
+                    user: Some(user),
+                    password,
+                    ..
+                } => Some(Login {
+                    user: user.clone(),
+                    password: password.as_ref().map(|p| p.0.clone()),
+                    source: svc.cfg.source,
+                }),
+                _ => None,
+            })
+    }
+
+    /// One value from the first of `ch`'s addresses that answers.
+    async fn value(&self, ch: &crate::pool::Channel, sql: &str) -> Result<String, String> {
+        let mut why = format!("{} does not resolve", ch.target());
+        for &addr in &ch.target().addrs {
+            let q = mysql::value(addr, self.source, &self.user, self.password.as_deref(), sql);
+            match tokio::time::timeout(QUERY, q).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(Finding::Failed(e) | Finding::Full(e) | Finding::CatchingUp(e))) => {
+                    why = format!("{}: {e}", ch.target())
+                }
+                Err(_) => why = format!("{}: no answer within {}s", ch.target(), QUERY.as_secs()),
+            }
+        }
+        Err(why)
+    }
+}
+
+/// Let the old group's sessions finish for [`GRACE`], then end the rest;
+/// returns how many were ended.
+async fn end_sessions(old: &Arc<Group>) -> u32 {
+    let live = || old.channels.iter().map(|c| c.conns()).sum::<u32>();
+    let deadline = Instant::now() + GRACE;
+    while live() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+    let ended = live();
+    if ended > 0 {
+        for c in &old.channels {
+            c.close_sessions();
+        }
+        let deadline = Instant::now() + END_WAIT;
+        while live() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    ended
+}
+
+/// Wait until every usable channel of `new` has applied what `old` wrote
+/// and one of them is eligible; the position, or why not.
+async fn caught_up(
+    svc: &Service,
+    old: &Arc<Group>,
+    new: &Arc<Group>,
+    login: &Login,
+    limit: Duration,
+) -> Result<String, String> {
+    let deadline = Instant::now() + limit;
+    let mut pos = None;
+    let mut why = String::from("the old group has no channel");
+    for c in &old.channels {
+        match login.value(c, "SELECT @@gtid_binlog_pos").await {
+            Ok(p) => {
+                pos = Some(p);
+                break;
+            }
+            Err(e) => why = e,
+        }
+    }
+    let pos = pos.ok_or_else(|| format!("cannot read the old group's position: {why}"))?;
+    let targets: Vec<_> = new
+        .channels
+        .iter()
+        .filter(|c| c.admin() == Admin::Enabled && c.is_up())
+        .collect();
+    if targets.is_empty() {
+        return Err("the target group has no usable channel".into());
+    }
+    loop {
+        let mut behind = None;
+        for c in &targets {
+            match login.value(c, "SELECT @@gtid_current_pos").await {
+                Ok(cur) if mysql::gtid_behind(&pos, &cur) == 0 => {}
+                Ok(cur) => {
+                    behind = Some(format!(
+                        "{} is {} transactions behind ({cur} of {pos})",
+                        c.target(),
+                        mysql::gtid_behind(&pos, &cur)
+                    ));
+                }
+                Err(e) => behind = Some(e),
+            }
+        }
+        match behind {
+            // Caught up: its own checks must agree (a backup that was
+            // catching up is re-probed) before clients are let go.
+            None if targets.iter().any(|c| c.eligible()) => return Ok(pos),
+            None => {
+                svc.reprobe.notify_one();
+                why = "the target caught up but its checks have not passed yet".into();
+            }
+            Some(b) => why = b,
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "group not caught up within {}: {why}",
+                crate::monitor::probe::fmt_dur(limit)
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
