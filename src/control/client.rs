@@ -86,12 +86,26 @@ fn socket_path(a: &ControlArgs) -> Result<PathBuf, String> {
     if let Some(p) = cands.iter().find(|p| std::fs::symlink_metadata(p).is_ok()) {
         return Ok(p.clone());
     }
-    let names: Vec<String> = cands.iter().map(|p| p.display().to_string()).collect();
     Err(format!(
         "no instance answers on port {}: no control socket at {}",
         a.port,
-        names.join(" or ")
+        tried(&cands)
     ))
+}
+
+/// The places looked at, for the one-line error: the first few, then how
+/// many more (a shared run directory can hold many subdirectories).
+fn tried(cands: &[PathBuf]) -> String {
+    const SHOWN: usize = 3;
+    let mut names: Vec<String> = cands
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if cands.len() > SHOWN {
+        names.push(format!("{} other places", cands.len() - SHOWN));
+    }
+    names.join(" or ")
 }
 
 /// One session: a connection whose greeting was read.

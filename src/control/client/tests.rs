@@ -25,3 +25,14 @@ fn each_client_error_owns_its_exit_code() {
         "-c takes one command (no newlines)"
     );
 }
+
+#[test]
+fn the_places_tried_are_cut_to_a_few_and_a_count() {
+    let p = |s: &str| std::path::PathBuf::from(s);
+    assert_eq!(tried(&[p("/run/a.sock")]), "/run/a.sock");
+    let many: Vec<_> = (0..250).map(|i| p(&format!("/tmp/d{i}/x.sock"))).collect();
+    assert_eq!(
+        tried(&many),
+        "/tmp/d0/x.sock or /tmp/d1/x.sock or /tmp/d2/x.sock or 247 other places"
+    );
+}
