@@ -127,6 +127,8 @@ pub struct Channel {
     /// A replica that has not applied everything it received (or not been
     /// checked since its primary failed): up, but not eligible yet.
     catching_up: AtomicBool,
+    /// The catching-up state was logged at info (it mattered to clients).
+    pub catch_up_told: AtomicBool,
     /// Replication lag in seconds from the last check, -1 when unknown.
     lag_secs: AtomicI64,
     /// The open failure streak, so a successful connect can close a
@@ -187,6 +189,7 @@ impl Channel {
             checks_full: AtomicU64::new(0),
             full: AtomicBool::new(false),
             catching_up: AtomicBool::new(false),
+            catch_up_told: AtomicBool::new(false),
             lag_secs: AtomicI64::new(-1),
             failing: AtomicU8::new(NOT_FAILING),
             health: Mutex::new(HealthState {
@@ -382,11 +385,11 @@ impl Channel {
     /// already, or for another reason.
     pub fn set_catching_up(&self, reason: Reason, started: Instant) -> bool {
         let mut h = lock(&self.health);
-        let new_reason = !matches!(&h.last, LastResult::Failed(r) if *r == reason);
         h.last = LastResult::Failed(reason);
         h.catch_up_since = Some(h.catch_up_since.map_or(started, |t| t.max(started)));
-        let was = self.catching_up.swap(true, AcqRel);
-        !was || new_reason
+        // Only the change is news: the backlog count in the reason moves at
+        // every check.
+        !self.catching_up.swap(true, AcqRel)
     }
 
     /// Not eligible until a check started from now on passes (a primary

@@ -68,9 +68,28 @@ impl Service {
                 ch.record_full_or_catching_up(took);
                 let now = std::time::Instant::now();
                 let started = now.checked_sub(took).unwrap_or(now);
-                if ch.set_catching_up(Reason::Check(detail.clone()), started) {
+                let new = ch.set_catching_up(Reason::Check(detail.clone()), started);
+                // A backup a few transactions behind a healthy primary is
+                // routine under writes (debug); it is news, once, when no
+                // earlier group can take the clients.
+                let needed = !self
+                    .pool
+                    .groups()
+                    .iter()
+                    .take(at.group)
+                    .any(|g| g.channels.iter().any(|c| c.eligible()));
+                let tell = if new {
+                    ch.catch_up_told.store(needed, Relaxed);
+                    needed
+                } else {
+                    needed && !ch.catch_up_told.swap(true, Relaxed)
+                };
+                if tell {
                     info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
                           "channel catching up (not down, not eligible): {detail}");
+                } else if new {
+                    debug!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+                           "channel catching up (not down, not eligible): {detail}");
                 }
                 return None;
             }
