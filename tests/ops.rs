@@ -481,3 +481,37 @@ fn check_finds_a_live_instance_and_a_bad_state_file_directory() {
     // --check creates nothing.
     assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
 }
+
+/// READY=1 comes only once the control socket is bound: a unit's
+/// `ExecReload` (`balance -c reload`) right after start must find it. The
+/// process is started by hand (the harness waits for readiness itself).
+#[test]
+fn ready_is_sent_only_once_the_control_socket_is_bound() {
+    let a = Backend::tagged("A");
+    for _ in 0..5 {
+        let ns = NotifySock::path();
+        let run = TempDir::new("ready-ctl");
+        let port = free_port(LOCALHOST_V4);
+        let mut child = Command::new(BIN)
+            .args([
+                "-f",
+                "-b",
+                "127.0.0.1",
+                &port.to_string(),
+                &a.addr.to_string(),
+            ])
+            .env("NOTIFY_SOCKET", &ns.env)
+            .env("BALANCE_RUNDIR", run.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn balance");
+        let first = ns.next();
+        let sock = run.path().join(format!("127.0.0.1:{port}.sock"));
+        let present = std::fs::symlink_metadata(&sock).is_ok();
+        kill(child.id(), libc::SIGKILL);
+        let _ = child.wait();
+        assert!(first.lines().any(|l| l == "READY=1"), "{first:?}");
+        assert!(present, "READY=1 before {} was bound", sock.display());
+    }
+}

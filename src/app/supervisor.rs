@@ -20,6 +20,9 @@ use crate::control::{ReloadError, ReloadHandle, ReloadRequests, StateFile};
 use crate::registry::Registry;
 use crate::service::Service;
 
+/// How long start-up waits for the control sockets before READY=1.
+const CONTROL_BIND_WAIT: Duration = Duration::from_secs(5);
+
 /// One running listener.
 struct Running {
     /// The listening socket; each accept loop gets its own dup.
@@ -30,6 +33,9 @@ struct Running {
     stop: CancellationToken,
     /// The control server being started or running for this listener.
     control: ControlTask,
+    /// Fires once that server is bound (or failed to bind): at start,
+    /// READY=1 waits for it so an `ExecReload` right after finds the socket.
+    control_bound: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// Starts (after the previous one for the same listener has stopped and
@@ -121,6 +127,17 @@ impl Supervisor {
                 .push(self.launch(sock, reg, svc, None, cfg.listeners.len()));
         }
         self.publish(&st);
+        let bound: Vec<_> = st
+            .listeners
+            .iter_mut()
+            .filter_map(|r| r.control_bound.take())
+            .collect();
+        drop(st);
+        for b in bound {
+            // Bounded: a control socket that cannot come up is logged by
+            // its task and does not hold up serving.
+            let _ = tokio::time::timeout(CONTROL_BIND_WAIT, b).await;
+        }
         Ok(())
     }
 
@@ -142,7 +159,7 @@ impl Supervisor {
             self.tracker.clone(),
             stop.clone(),
         ));
-        let control = self.spawn_control(&svc, &stop, prev_control, listeners);
+        let (control, control_bound) = self.spawn_control(&svc, &stop, prev_control, listeners);
         // The monitor stops with this Service (`stop`: replaced by a reload,
         // removed, or shutdown).
         crate::monitor::spawn(Arc::clone(&svc), stop.clone());
@@ -152,6 +169,7 @@ impl Supervisor {
             svc,
             stop,
             control,
+            control_bound: Some(control_bound),
         }
     }
 
@@ -164,7 +182,7 @@ impl Supervisor {
         stop: &CancellationToken,
         prev: Option<ControlTask>,
         listeners: usize,
-    ) -> ControlTask {
+    ) -> (ControlTask, tokio::sync::oneshot::Receiver<()>) {
         let path = crate::control::paths::listener_path(
             self.started.control.as_deref(),
             &self.control.run_dir,
@@ -172,21 +190,25 @@ impl Supervisor {
             listeners,
         );
         let (svc, ctx, stop) = (Arc::clone(svc), self.control.clone(), stop.clone());
-        tokio::spawn(async move {
+        let (bound, bound_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
             if let Some(prev) = prev {
                 if let Ok(Some(h)) = prev.await {
                     h.stop().await;
                 }
             }
             let name = svc.cfg.name.clone();
-            match crate::control::spawn(svc, path, ctx, stop).await {
+            let h = match crate::control::spawn(svc, path, ctx, stop).await {
                 Ok(h) => Some(h),
                 Err(e) => {
                     error!(listener = %name, "control socket not available: {e}");
                     None
                 }
-            }
-        })
+            };
+            let _ = bound.send(());
+            h
+        });
+        (task, bound_rx)
     }
 
     fn publish(&self, st: &State) {
