@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::build::{SelfLoops, Side};
+use crate::config::build::Side;
 use crate::config::grammar::{parse_bind, parse_channel, parse_keepalive, resolve_bind_host};
 use crate::config::services::parse_port;
 use crate::config::{
@@ -404,7 +404,7 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
         .transpose()?;
     // A channel on the listener itself would make one client connect to
     // itself until the fd limit: refused, as the config file does.
-    l.build(SelfLoops::Refuse).map_err(|e| match e {
+    l.build().map_err(|e| match e {
         SpecError::ZeroConnectTimeout => {
             UsageError("bad -t \"0\": the connect timeout must be positive".into())
         }

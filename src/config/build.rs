@@ -55,15 +55,6 @@ pub enum Side {
     Server,
 }
 
-/// Whether [`ListenerSpec::build`] refuses channels that point back at
-/// their own listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SelfLoops {
-    Refuse,
-    /// Only for unit tests of the builder itself; every input refuses.
-    Allow,
-}
-
 /// A listener that does not validate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
@@ -106,7 +97,7 @@ impl ListenerSpec {
     }
 
     /// Fill defaults, validate, resolve.
-    pub fn build(self, loops: SelfLoops) -> Result<ListenerConfig, SpecError> {
+    pub fn build(self) -> Result<ListenerConfig, SpecError> {
         let ListenerSpec {
             name,
             bind,
@@ -147,7 +138,7 @@ impl ListenerSpec {
                 if c.port == 0 {
                     c.port = bind.port();
                 }
-                if loops == SelfLoops::Refuse && is_self_loop(bind, c) {
+                if is_self_loop(bind, c) {
                     return Err(SpecError::SelfLoop {
                         group: gi,
                         index: ci,

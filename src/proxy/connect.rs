@@ -294,7 +294,7 @@ fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
         AttemptError::Local(e) => {
             if let Some(suppressed) = local_error_log_due() {
                 warn!(channel = %cand.channel.target(), group = cand.group,
-                      "connect failed on a local error: local error: {e} ({suppressed} similar errors suppressed)");
+                      "connect failed on a local error: {e} ({suppressed} similar errors suppressed)");
             }
         }
     }

@@ -15,7 +15,7 @@ use super::raw::{
     RawOnUp, RawPolicy,
 };
 use super::scalars::Dur;
-use crate::config::build::{ListenerSpec, SelfLoops, SpecError, binds_overlap};
+use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
 use crate::config::monitor::{Check, MonitorSpec};
 use crate::config::{
     Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
@@ -154,8 +154,7 @@ fn listener(
     if let Some(m) = l.monitor {
         spec.monitor = Some(monitor(&loc, &name, m)?);
     }
-    spec.build(SelfLoops::Refuse)
-        .map_err(|e| spec_error(e, &loc, &name, &spans))
+    spec.build().map_err(|e| spec_error(e, &loc, &name, &spans))
 }
 
 /// The builder's verdict in the file's words, with the line and column.
