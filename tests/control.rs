@@ -1190,3 +1190,32 @@ fn kill_frees_the_port_at_once_while_live_sessions_finish() {
     inst.wait_exit(Duration::from_secs(10))
         .expect("exits once the session ends");
 }
+
+/// A stale socket (left by a killed instance) on the first path the client
+/// tries must not hide a live instance one directory down (`--user`'s
+/// layout): the client takes the candidate that answers.
+#[test]
+fn a_stale_socket_does_not_hide_the_live_instance_below_it() {
+    let tmp = TempDir::new("stale-hides");
+    let a = Backend::tagged("A");
+    let inner = tmp.join("someuser");
+    let inst = Balance::cli(&chans(&[&a])).run_dir(&inner).start();
+    let stale = tmp.join(format!("127.0.0.1:{}.sock", inst.port()));
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("plant a socket"));
+    assert!(
+        stale.exists(),
+        "the stale socket file stays after its listener"
+    );
+    let o = Command::new(BIN)
+        .env("BALANCE_RUNDIR", tmp.path())
+        .args(["-b", "127.0.0.1", "-c", "show", &inst.port().to_string()])
+        .output()
+        .expect("run the client");
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("GRP"));
+}

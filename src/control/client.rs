@@ -83,8 +83,19 @@ fn socket_path(a: &ControlArgs) -> Result<PathBuf, String> {
         return Ok(p.clone());
     }
     let cands = paths::client_candidates(a.bind, a.port);
-    if let Some(p) = cands.iter().find(|p| std::fs::symlink_metadata(p).is_ok()) {
-        return Ok(p.clone());
+    let present: Vec<&PathBuf> = cands
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
+    // Several: a stale socket left by a killed instance (root's, say) must
+    // not hide the live one (under `--user`): take the first that answers.
+    if present.len() > 1 {
+        if let Some(p) = present.iter().find(|p| UnixStream::connect(p).is_ok()) {
+            return Ok((*p).clone());
+        }
+    }
+    if let Some(p) = present.first() {
+        return Ok((*p).clone());
     }
     Err(format!(
         "no instance answers on port {}: no control socket at {}",
