@@ -150,6 +150,9 @@ pub struct Args {
     /// Serve Prometheus metrics on ADDR:PORT (GET /metrics)
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// Fleet mode: etcd endpoints (http://HOST:PORT,...); one prober per service
+    #[arg(long, value_name = "ENDPOINTS")]
+    fleet: Option<String>,
     /// Runtime worker threads (default 1)
     #[arg(long, value_name = "N")]
     threads: Option<String>,
@@ -329,6 +332,13 @@ fn overlay(a: &Args) -> Result<Overlay, UsageError> {
         metrics: match a.metrics.as_deref() {
             None => None,
             Some(m) => Some(parse_bind(m).map_err(|e| UsageError(format!("bad --metrics: {e}")))?),
+        },
+        fleet: match a.fleet.as_deref() {
+            None => None,
+            Some(f) => Some(
+                crate::config::fleet::parse_endpoints(f)
+                    .map_err(|e| UsageError(format!("bad --fleet {}: {e}", quote(f))))?,
+            ),
         },
     })
 }

@@ -102,6 +102,9 @@ pub enum Reason {
     /// The channel's name resolves only to its own listener.
     #[error("resolves to its own listener")]
     SelfLoop,
+    /// Fleet mode: the fleet's prober says so (its own reason, as text).
+    #[error("fleet: {0}")]
+    Fleet(String),
 }
 
 impl Reason {
@@ -138,6 +141,8 @@ pub enum Recovery {
     ChecksPass,
     /// Its name resolves (elsewhere than the listener) again.
     NameResolves,
+    /// Fleet mode: the fleet's prober says it is up.
+    Fleet,
 }
 
 impl std::fmt::Display for Recovery {
@@ -145,6 +150,7 @@ impl std::fmt::Display for Recovery {
         f.write_str(match self {
             Recovery::ChecksPass => "checks pass",
             Recovery::NameResolves => "name resolves now",
+            Recovery::Fleet => "the fleet's prober says up",
         })
     }
 }

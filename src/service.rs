@@ -3,6 +3,7 @@
 //! socket. Counters are atomics written by the data path; channel health is
 //! written only through [`Service::report`] (`service/report.rs`).
 
+pub mod fleet;
 pub mod hold;
 mod report;
 
@@ -92,6 +93,9 @@ pub struct Service {
     pub reprobe: Notify,
     /// Operator hold and monitor switch; kept across reloads.
     pub ops: Arc<Operator>,
+    /// Fleet mode's role and hooks (`Role::Off` without fleet); kept
+    /// across reloads.
+    pub fleet: Arc<fleet::FleetState>,
 }
 
 fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
@@ -135,6 +139,7 @@ impl Service {
             rise_fall,
             reprobe: Notify::new(),
             ops: Arc::default(),
+            fleet: Arc::default(),
         }
     }
 }
@@ -161,6 +166,7 @@ impl Service {
             rise_fall,
             reprobe: Notify::new(),
             ops: Arc::clone(&self.ops),
+            fleet: Arc::clone(&self.fleet),
         }
     }
 }

@@ -201,6 +201,9 @@ pub(crate) fn globals_needing_restart(a: &Global, b: &Global) -> Vec<&'static st
     if a.resolve_interval != b.resolve_interval {
         v.push("resolve_interval");
     }
+    if a.fleet != b.fleet {
+        v.push("fleet");
+    }
     v
 }
 

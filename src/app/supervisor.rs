@@ -64,6 +64,8 @@ pub struct Supervisor {
     /// What every control server shares (run directory, state file,
     /// shutdown, the reload handle).
     control: crate::control::Context,
+    /// Fleet mode (`fleet:` / `--fleet`), fixed at start.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Supervisor {
@@ -74,6 +76,12 @@ impl Supervisor {
         reload: ReloadHandle,
     ) -> Supervisor {
         let shutdown = CancellationToken::new();
+        let registry = Registry::new();
+        let fleet = cfg.global.fleet.as_ref().and_then(|f| {
+            crate::fleet::Fleet::new(f, registry.clone())
+                .inspect_err(|e| error!("fleet mode off: {e}"))
+                .ok()
+        });
         Supervisor {
             source,
             started: cfg.global.clone(),
@@ -84,7 +92,7 @@ impl Supervisor {
                 cfg: cfg.clone(),
                 listeners: Vec::new(),
             }),
-            registry: Registry::new(),
+            registry,
             grace: Mutex::new(cfg.global.grace),
             control: crate::control::Context {
                 run_dir,
@@ -92,6 +100,7 @@ impl Supervisor {
                 shutdown,
                 reload,
             },
+            fleet,
         }
     }
 
@@ -163,6 +172,9 @@ impl Supervisor {
         // The monitor stops with this Service (`stop`: replaced by a reload,
         // removed, or shutdown).
         crate::monitor::spawn(Arc::clone(&svc), stop.clone());
+        if let Some(f) = &self.fleet {
+            f.spawn(Arc::clone(&svc), stop.clone());
+        }
         info!(listener = %name, bind = %svc.cfg.bind, groups = svc.cfg.groups.len(), "listening");
         Running {
             sock,

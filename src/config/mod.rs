@@ -17,6 +17,7 @@ use std::time::Duration;
 pub mod build;
 pub mod error;
 pub mod file;
+pub mod fleet;
 pub mod grammar;
 pub mod monitor;
 pub mod monitor_spec;
@@ -27,6 +28,7 @@ pub mod services;
 pub use build::{ListenerSpec, SpecError};
 pub use error::{BadValue, ConfigError, quote};
 pub use file::load as load_file;
+pub use fleet::FleetConfig;
 pub use grammar::parse_duration;
 pub use overlay::Overlay;
 pub use selfloop::{is_self_loop_addr, resolved_loops, unresolved};
@@ -76,6 +78,8 @@ pub struct Global {
     pub metrics: Option<SocketAddr>,
     /// How often host names are re-resolved (config `resolve_interval`).
     pub resolve_interval: Duration,
+    /// Fleet mode (`fleet:` / `--fleet`); `None`: standalone.
+    pub fleet: Option<FleetConfig>,
 }
 
 impl Default for Global {
@@ -95,6 +99,7 @@ impl Default for Global {
             user: None,
             metrics: None,
             resolve_interval: DEFAULT_RESOLVE_INTERVAL,
+            fleet: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Global, LogFormat};
+use super::{FleetConfig, Global, LogFormat};
 
 /// Global options from the command line.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,6 +27,9 @@ pub struct Overlay {
     pub state_file: Option<PathBuf>,
     pub user: Option<String>,
     pub metrics: Option<SocketAddr>,
+    /// `--fleet ENDPOINTS`: replaces the file's endpoints (or turns fleet
+    /// mode on with the defaults).
+    pub fleet: Option<Vec<String>>,
 }
 
 impl Overlay {
@@ -48,6 +51,11 @@ impl Overlay {
             user: o.user.or(base.user),
             metrics: o.metrics.or(base.metrics),
             resolve_interval: base.resolve_interval,
+            fleet: match (o.fleet, base.fleet) {
+                (Some(endpoints), Some(f)) => Some(FleetConfig { endpoints, ..f }),
+                (Some(endpoints), None) => Some(FleetConfig::new(endpoints)),
+                (None, f) => f,
+            },
         }
     }
 

@@ -184,27 +184,38 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, pro
                     _ = shutdown.cancelled() => return,
                     _ = sleep(REPROBE_GAP.min(plan.interval)) => {}
                 }
-                suspects_only = Instant::now() < next;
+                // Fleet mode: a follower's failed connect asks the prober
+                // to probe every channel and republish.
+                suspects_only = Instant::now() < next && !svc.fleet.take_probe_all();
             }
         }
     }
 }
 
-/// While the operator has disabled active probing (`monitor disable`),
-/// wait until it is enabled again. Returns true on shutdown.
+/// While the operator has disabled active probing (`monitor disable`), or
+/// the instance follows its fleet's prober, wait until probing resumes.
+/// Returns true on shutdown.
 async fn paused(svc: &Service, shutdown: &CancellationToken) -> bool {
     loop {
         // Register before looking, so an enable in between is not missed.
         let mut resumed = std::pin::pin!(svc.ops.monitor_resumed.notified());
         resumed.as_mut().enable();
-        if !svc.ops.monitor_paused() {
+        let mut unfollowed = std::pin::pin!(svc.fleet.resumed.notified());
+        unfollowed.as_mut().enable();
+        if !probing_paused(svc) {
             return false;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return true,
             _ = resumed => {}
+            _ = unfollowed => {}
         }
     }
+}
+
+/// The operator's `monitor disable`, or following the fleet.
+fn probing_paused(svc: &Service) -> bool {
+    svc.ops.monitor_paused() || svc.fleet.following()
 }
 
 fn round(
@@ -290,8 +301,9 @@ async fn probe_task(
             (r, started.elapsed())
         } => Some(r),
     };
-    // A probe that ends after `monitor disable` changes nothing.
-    if let Some((res, took)) = res.filter(|_| !svc.ops.monitor_paused()) {
+    // A probe that ends after `monitor disable` (or once following the
+    // fleet) changes nothing.
+    if let Some((res, took)) = res.filter(|_| !probing_paused(&svc)) {
         let outcome = match res {
             Ok(()) => Outcome::Checked {
                 result: Ok(()),

@@ -27,6 +27,15 @@ impl Service {
     /// Feed one outcome about the channel at `at`; returns `Some(up)` when
     /// it flipped.
     pub fn report(&self, at: &Candidate, outcome: Outcome) -> Option<bool> {
+        let r = self.apply_outcome(at, outcome);
+        if self.fleet.enabled() {
+            // Fleet mode: a prober publishes what changed.
+            self.fleet.reported.notify_one();
+        }
+        r
+    }
+
+    fn apply_outcome(&self, at: &Candidate, outcome: Outcome) -> Option<bool> {
         let ch = &at.channel;
         let flip = match outcome {
             Outcome::Checked { result, took } => {
@@ -117,6 +126,12 @@ impl Service {
                 Flip::Down(reason)
             }
             Outcome::Up(why) => {
+                if why == Recovery::Fleet {
+                    // The prober's checks passed: that also ends full and
+                    // catching up (a follower runs no checks of its own).
+                    ch.set_full(false);
+                    ch.clear_catching_up(std::time::Instant::now());
+                }
                 if !ch.force_up() {
                     return None;
                 }
@@ -202,7 +217,10 @@ impl Service {
                 if self.cfg.on_down_shutdown {
                     ch.close_sessions();
                 }
-                self.reverify_backups(group);
+                // A follower takes its backups' state from the prober too.
+                if !matches!(reason, Reason::Fleet(_)) {
+                    self.reverify_backups(group);
+                }
                 false
             }
         }

@@ -11,11 +11,12 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::raw::{
-    RawCheck, RawFailback, RawFile, RawKeepalive, RawListener, RawLogFormat, RawMonitor, RawOnDown,
+    RawCheck, RawFailback, RawFile, RawFleet, RawKeepalive, RawListener, RawLogFormat, RawMonitor, RawOnDown,
     RawOnUp, RawPolicy,
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
+use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
 use crate::config::monitor::{Check, MonitorSpec};
 use crate::config::{
     Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
@@ -57,7 +58,25 @@ fn globals(raw: &RawFile, overlay: &Overlay) -> Result<Global, String> {
         }
         file.resolve_interval = r.0;
     }
-    Ok(overlay.over(file))
+    if let Some(f) = &raw.fleet {
+        file.fleet = Some(fleet(f)?);
+    }
+    let g = overlay.over(file);
+    if let Some(f) = &g.fleet {
+        f.validate().map_err(|e| format!("fleet.{e}"))?;
+    }
+    Ok(g)
+}
+
+fn fleet(f: &RawFleet) -> Result<FleetConfig, String> {
+    let c = FleetConfig {
+        endpoints: f.endpoints.clone(),
+        prefix: f.prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.into()),
+        id: f.id.clone(),
+        fallback: f.fallback.map(|d| d.0),
+    };
+    c.validate().map_err(|e| format!("fleet.{e}"))?;
+    Ok(c)
 }
 
 pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {

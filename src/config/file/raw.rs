@@ -34,8 +34,23 @@ pub(super) struct RawFile {
     pub(super) threads: Option<Bounded<1, 256>>,
     #[serde(default)]
     pub(super) resolve_interval: Option<Dur>,
+    #[serde(default)]
+    pub(super) fleet: Option<RawFleet>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) listeners: Vec<Spanned<RawListener>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    #[serde(deserialize_with = "nonempty")]
+    pub(super) endpoints: Vec<String>,
+    #[serde(default)]
+    pub(super) prefix: Option<String>,
+    #[serde(default)]
+    pub(super) id: Option<String>,
+    #[serde(default)]
+    pub(super) fallback: Option<Dur>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

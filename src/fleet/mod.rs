@@ -1,0 +1,135 @@
+//! Fleet mode (`fleet:` / `--fleet`): the instances whose listeners have
+//! the same name are one service; through etcd they elect one prober per
+//! service, which runs the monitor as standalone balance does and
+//! publishes each channel's verdict; every other instance follows those
+//! verdicts (its monitor paused) through `Service::report`. Losing etcd
+//! for longer than `fallback` makes an instance probe alone; it rejoins
+//! when etcd is back. See README "Running a fleet" for the key layout.
+//!
+//! - [`etcd`]: the v3 client (JSON gateway);
+//! - [`elect`]: the role state machine (pure);
+//! - [`verdict`]: the values in etcd and both ends of a verdict;
+//! - `run`: one task per service: campaign, lead, follow, fall back.
+//!
+//! The task writes the listener's `service::fleet::FleetState`, which the
+//! monitor, `show`, `show json` and metrics read.
+
+pub mod elect;
+pub mod etcd;
+mod run;
+pub mod verdict;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::FleetConfig;
+use crate::config::monitor::DEFAULT_INTERVAL;
+use crate::registry::Registry;
+use crate::service::Service;
+
+/// Lease TTL floor: etcd refuses shorter TTLs in practice.
+const MIN_TTL: Duration = Duration::from_secs(2);
+/// Fallback floor when derived from the interval.
+const MIN_FALLBACK: Duration = Duration::from_secs(1);
+/// Longest etcd request.
+const MAX_REQUEST: Duration = Duration::from_secs(1);
+
+/// The process-wide fleet handle: the client, the key prefix, this
+/// instance's id. Per-service tasks (this module's election, and the
+/// operator-state and channel-list watchers) hang off [`Fleet::spawn`].
+pub struct Fleet {
+    pub client: etcd::Client,
+    pub prefix: String,
+    pub id: String,
+    /// The live Services (a reload replaces a listener's Service).
+    pub registry: Registry,
+    fallback: Option<Duration>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fleet({} as {})", self.prefix, self.id)
+    }
+}
+
+/// The durations of one service's fleet task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The monitor's interval.
+    pub interval: Duration,
+    /// The prober's lease TTL: a dead prober is replaced within about this.
+    pub ttl: Duration,
+    /// Keepalive period (TTL/3).
+    pub keepalive: Duration,
+    /// etcd unreachable this long → probe alone.
+    pub fallback: Duration,
+}
+
+impl Timing {
+    pub fn of(interval: Duration, fallback: Option<Duration>) -> Timing {
+        let ttl = (interval * 3).max(MIN_TTL);
+        // etcd counts TTLs in whole seconds.
+        let ttl = Duration::from_secs(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0));
+        Timing {
+            interval,
+            ttl,
+            keepalive: ttl / 3,
+            fallback: fallback.unwrap_or_else(|| (interval * 3).max(MIN_FALLBACK)),
+        }
+    }
+}
+
+impl Fleet {
+    /// The handle for `cfg`; `id` defaults to `hostname:pid`.
+    pub fn new(cfg: &FleetConfig, registry: Registry) -> Result<Arc<Fleet>, etcd::EtcdError> {
+        let timeout = cfg
+            .fallback
+            .map_or(MAX_REQUEST, |f| (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST));
+        Ok(Arc::new(Fleet {
+            client: etcd::Client::new(&cfg.endpoints, timeout)?,
+            prefix: cfg.prefix.clone(),
+            id: cfg.id.clone().unwrap_or_else(default_id),
+            registry,
+            fallback: cfg.fallback,
+        }))
+    }
+
+    /// `PREFIX/svc/SERVICE/REST`.
+    pub fn svc_key(&self, service: &str, rest: &str) -> Vec<u8> {
+        format!("{}/svc/{service}/{rest}", self.prefix).into_bytes()
+    }
+
+    /// The timing for `svc`.
+    pub fn timing(&self, svc: &Service) -> Timing {
+        let interval = svc.cfg.monitor.as_ref().map_or(DEFAULT_INTERVAL, |m| m.interval);
+        Timing::of(interval, self.fallback)
+    }
+
+    /// Start `svc`'s fleet tasks; they stop with `stop` (the listener is
+    /// replaced by a reload, removed, or the process shuts down).
+    pub fn spawn(self: &Arc<Self>, svc: Arc<Service>, stop: CancellationToken) {
+        tokio::spawn(run::run(Arc::clone(self), svc, stop));
+    }
+}
+
+/// `hostname:pid`.
+fn default_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,391 @@
+//! One service's fleet task: campaign for the prober key; lead (probe,
+//! publish each verdict change, republish after a reprobe request) or
+//! follow (apply the leader's verdicts, ask for a reprobe after a passive
+//! failure, campaign when the leader key goes away); when etcd fails,
+//! retry with backoff and, once it has been gone for `fallback`, probe
+//! alone until it answers again (see [`super::elect`]).
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::elect::Standing;
+use super::etcd::{Client, EtcdError, Event, Kv};
+use super::verdict::{Leader, Verdict};
+use super::{Fleet, MAX_REQUEST, Timing, now_ms};
+use crate::pool::Candidate;
+use crate::service::Service;
+
+/// Retry etcd after this, doubling up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// A follower asks for a reprobe at most this often.
+const REPROBE_GAP: Duration = Duration::from_millis(100);
+/// How often a pending republish looks whether the reprobe round is done.
+const REPUBLISH_POLL: Duration = Duration::from_millis(25);
+
+/// What the task knows that does not change.
+struct Cx {
+    fleet: Arc<Fleet>,
+    svc: Arc<Service>,
+    t: Timing,
+    /// `P/svc/NAME/`: everything of this service (one watch).
+    svc_prefix: Vec<u8>,
+    prober_key: Vec<u8>,
+    verdicts: Vec<u8>,
+    reprobe_key: Vec<u8>,
+}
+
+/// What changes.
+struct Task {
+    st: Standing,
+    lease: Option<i64>,
+    /// The prober's verdict counter.
+    seq: u64,
+    /// Keys whose undecodable value was logged (once each).
+    bad: HashSet<Vec<u8>>,
+    /// etcd failed since the last session began (logged once).
+    outage: bool,
+    /// A session got as far as a lease (resets the backoff).
+    connected: bool,
+}
+
+pub(super) async fn run(fleet: Arc<Fleet>, svc: Arc<Service>, stop: CancellationToken) {
+    let name = svc.cfg.name.clone();
+    let cx = Cx {
+        t: fleet.timing(&svc),
+        svc_prefix: fleet.svc_key(&name, ""),
+        prober_key: fleet.svc_key(&name, "prober"),
+        verdicts: fleet.svc_key(&name, "verdict/"),
+        reprobe_key: fleet.svc_key(&name, "reprobe"),
+        fleet,
+        svc,
+    };
+    let mut tk = Task {
+        st: Standing::new(cx.t.fallback),
+        lease: None,
+        seq: 0,
+        bad: HashSet::new(),
+        outage: false,
+        connected: false,
+    };
+    cx.svc.fleet.set_etcd_up(false);
+    cx.show(&tk.st);
+    let mut backoff = RETRY_MIN;
+    loop {
+        let e = tokio::select! {
+            _ = stop.cancelled() => break,
+            e = session(&cx, &mut tk) => e,
+        };
+        cx.svc.fleet.set_etcd_up(false);
+        if std::mem::take(&mut tk.connected) {
+            backoff = RETRY_MIN;
+        }
+        if !tk.outage {
+            tk.outage = true;
+            warn!(listener = %name, "fleet: {e}; keeping the {} role for up to {:?}",
+                  tk.st.role().as_str(), cx.t.fallback);
+        }
+        let now = Instant::now();
+        let retry = now + backoff;
+        let wake = tk.st.fallback_at(now).map_or(retry, |f| f.min(retry));
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = sleep_until(wake) => {}
+        }
+        if tk.st.unreachable(Instant::now()) {
+            warn!(listener = %name, "fleet: etcd unreachable for {:?}: probing alone", cx.t.fallback);
+            cx.show(&tk.st);
+        }
+        if Instant::now() >= retry {
+            backoff = (backoff * 2).min(RETRY_MAX);
+        }
+    }
+    // Stopped (reload, removal, shutdown): give the role up at once; the
+    // leader key goes with the lease.
+    if let Some(lease) = tk.lease {
+        let _ = tokio::time::timeout(MAX_REQUEST, cx.client().lease_revoke(lease)).await;
+    }
+}
+
+/// One session: a lease, then campaign / lead / follow until etcd fails.
+async fn session(cx: &Cx, tk: &mut Task) -> EtcdError {
+    match try_session(cx, tk).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn try_session(cx: &Cx, tk: &mut Task) -> Result<Infallible, EtcdError> {
+    let lease = cx.client().lease_grant(cx.t.ttl).await?;
+    if let Some(old) = tk.lease.replace(lease) {
+        // A leader key of the old lease would hold the role until its TTL.
+        let c = cx.client().clone();
+        tokio::spawn(async move { c.lease_revoke(old).await });
+    }
+    tk.st.contact(Instant::now());
+    tk.connected = true;
+    cx.svc.fleet.set_etcd_up(true);
+    if std::mem::take(&mut tk.outage) {
+        info!(listener = %cx.svc.cfg.name, "fleet: etcd answers again: rejoining");
+    }
+    loop {
+        let me = Leader {
+            id: cx.fleet.id.clone(),
+            since: now_ms(),
+        };
+        if cx.client().create(&cx.prober_key, &me.encode(), Some(lease)).await? {
+            tk.st.won(me, Instant::now());
+            cx.show(&tk.st);
+            info!(listener = %cx.svc.cfg.name, "fleet: this instance is the prober");
+            lead(cx, tk, lease).await?;
+            continue;
+        }
+        let (kvs, rev) = cx.client().get_prefix(&cx.svc_prefix).await?;
+        let Some(kv) = kvs.iter().find(|kv| kv.key == cx.prober_key) else {
+            continue; // gone meanwhile: campaign again
+        };
+        let leader = match Leader::decode(&kv.value) {
+            Ok(l) if l.id == cx.fleet.id && kv.lease != lease => {
+                // This instance's own earlier term (etcd was away).
+                cx.client().delete_if_lease(&cx.prober_key, kv.lease).await?;
+                continue;
+            }
+            Ok(l) if kv.lease == lease => {
+                // A create that timed out had won.
+                tk.st.won(l, Instant::now());
+                cx.show(&tk.st);
+                lead(cx, tk, lease).await?;
+                continue;
+            }
+            Ok(l) => l,
+            Err(e) => {
+                cx.bad_value(tk, &kv.key, &e.to_string());
+                // Nobody to follow until that key goes: keep probing.
+                Leader {
+                    id: "(undecodable)".into(),
+                    since: u64::MAX,
+                }
+            }
+        };
+        follow(cx, tk, leader, &kvs, rev).await?;
+    }
+}
+
+/// Follow `leader` from the snapshot `kvs` at `rev` until its key goes.
+async fn follow(
+    cx: &Cx,
+    tk: &mut Task,
+    leader: Leader,
+    kvs: &[Kv],
+    rev: i64,
+) -> Result<(), EtcdError> {
+    let who = leader.id.clone();
+    tk.st.follow(leader, Instant::now());
+    for kv in kvs.iter().filter(|kv| kv.key.starts_with(&cx.verdicts)) {
+        cx.verdict(tk, kv);
+    }
+    cx.show(&tk.st);
+    info!(listener = %cx.svc.cfg.name, prober = %who, "fleet: following");
+    let mut w = cx.client().watch_prefix(&cx.svc_prefix, rev + 1).await?;
+    let mut ka = interval_at(Instant::now() + cx.t.keepalive, cx.t.keepalive);
+    ka.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut asked: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            r = w.next() => {
+                let (events, _) = r?;
+                tk.st.contact(Instant::now());
+                for ev in events {
+                    match ev {
+                        Event::Delete(kv) if kv.key == cx.prober_key => return Ok(()),
+                        Event::Put(kv) if kv.key == cx.prober_key => match Leader::decode(&kv.value) {
+                            Ok(l) => tk.st.follow(l, Instant::now()),
+                            Err(e) => cx.bad_value(tk, &kv.key, &e.to_string()),
+                        },
+                        Event::Put(kv) if kv.key.starts_with(&cx.verdicts) => cx.verdict(tk, &kv),
+                        _ => {}
+                    }
+                }
+                cx.show(&tk.st);
+            }
+            _ = ka.tick() => cx.keepalive(tk).await?,
+            // A failed connect here (passive detection flipped or counted
+            // it locally): ask the prober to probe now and republish.
+            _ = cx.svc.reprobe.notified(), if !tk.st.probing() => {
+                if asked.is_none_or(|t| t.elapsed() >= REPROBE_GAP) {
+                    asked = Some(Instant::now());
+                    let v = format!(r#"{{"by":{},"at":{}}}"#, json_str(&cx.fleet.id), now_ms());
+                    cx.client().put(&cx.reprobe_key, v.as_bytes(), None).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Lead: publish every verdict, then each change, until the key is lost.
+async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
+    let mut published: HashMap<String, Verdict> = HashMap::new();
+    cx.publish(tk, &mut published, true).await?;
+    let (kv, rev) = cx.client().get(&cx.prober_key).await?;
+    if kv.is_none_or(|kv| kv.lease != lease) {
+        return Ok(());
+    }
+    let mut w = cx.client().watch_prefix(&cx.svc_prefix, rev + 1).await?;
+    let mut ka = interval_at(Instant::now() + cx.t.keepalive, cx.t.keepalive);
+    ka.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut poll = tokio::time::interval(REPUBLISH_POLL);
+    // After a reprobe request: republish everything once the round is
+    // done (every channel's check count moved) or at the deadline.
+    let mut republish: Option<(Instant, Vec<u64>)> = None;
+    loop {
+        tokio::select! {
+            r = w.next() => {
+                let (events, _) = r?;
+                tk.st.contact(Instant::now());
+                for ev in events {
+                    match ev {
+                        Event::Delete(kv) if kv.key == cx.prober_key => return Ok(()),
+                        Event::Put(kv) if kv.key == cx.prober_key && kv.lease != lease => return Ok(()),
+                        Event::Put(kv) if kv.key == cx.reprobe_key && republish.is_none() => {
+                            cx.svc.fleet.request_probe_all();
+                            cx.svc.reprobe.notify_one();
+                            republish = Some((Instant::now() + cx.t.interval, checks_done(&cx.svc)));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ = cx.svc.fleet.reported.notified() => cx.publish(tk, &mut published, false).await?,
+            _ = ka.tick() => cx.keepalive(tk).await?,
+            _ = poll.tick(), if republish.is_some() => {
+                if let Some((deadline, before)) = &republish {
+                    let now = checks_done(&cx.svc);
+                    let done = now.len() != before.len() || now.iter().zip(before).all(|(a, b)| a > b);
+                    if done || Instant::now() >= *deadline {
+                        republish = None;
+                        cx.publish(tk, &mut published, true).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Finished checks per channel (a reprobe round is done when all moved).
+fn checks_done(svc: &Service) -> Vec<u64> {
+    svc.pool
+        .groups()
+        .iter()
+        .flat_map(|g| g.channels.iter())
+        .filter(|c| c.admin() == crate::pool::Admin::Enabled)
+        .map(|c| {
+            c.checks_passed.load(Relaxed) + c.checks_failed.load(Relaxed) + c.checks_full.load(Relaxed)
+        })
+        .collect()
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+impl Cx {
+    fn client(&self) -> &Client {
+        &self.fleet.client
+    }
+
+    /// The role → the listener's fleet state (and the monitor's pause).
+    fn show(&self, st: &Standing) {
+        let f = &self.svc.fleet;
+        f.set_role(st.role(), now_ms());
+        f.set_names(&self.fleet.id, st.leader().map(|l| l.id.as_str()));
+        f.set_following(!st.probing());
+    }
+
+    fn bad_value(&self, tk: &mut Task, key: &[u8], e: &str) {
+        if tk.bad.insert(key.to_vec()) {
+            warn!(listener = %self.svc.cfg.name, key = %String::from_utf8_lossy(key),
+                  "fleet: ignoring a value that does not decode: {e}");
+        }
+    }
+
+    async fn keepalive(&self, tk: &mut Task) -> Result<(), EtcdError> {
+        let Some(lease) = tk.lease else {
+            return Err(EtcdError::Reply("no lease".into()));
+        };
+        if self.client().lease_keepalive(lease).await? <= 0 {
+            return Err(EtcdError::Reply("the lease expired".into()));
+        }
+        tk.st.contact(Instant::now());
+        Ok(())
+    }
+
+    /// A verdict put: apply it to every channel with that HOST:PORT, if it
+    /// is the leader's.
+    fn verdict(&self, tk: &mut Task, kv: &Kv) {
+        let Some(id) = kv.key.get(self.verdicts.len()..) else {
+            return;
+        };
+        let v = match Verdict::decode(&kv.value) {
+            Ok(v) => v,
+            Err(e) => return self.bad_value(tk, &kv.key, &e.to_string()),
+        };
+        tk.bad.remove(&kv.key);
+        if !tk.st.take(&v) {
+            return;
+        }
+        let id = String::from_utf8_lossy(id);
+        for (g, grp) in self.svc.pool.groups().iter().enumerate() {
+            for (i, ch) in grp.channels.iter().enumerate() {
+                if ch.target().to_string() != id {
+                    continue;
+                }
+                ch.set_lag(v.lag);
+                let at = Candidate {
+                    group: g,
+                    index: i,
+                    channel: Arc::clone(ch),
+                };
+                for o in v.outcomes(ch) {
+                    self.svc.report(&at, o);
+                }
+            }
+        }
+    }
+
+    /// Put the verdicts that changed since `published` (all with `force`).
+    async fn publish(
+        &self,
+        tk: &mut Task,
+        published: &mut HashMap<String, Verdict>,
+        force: bool,
+    ) -> Result<(), EtcdError> {
+        let at = now_ms();
+        let mut seen = HashSet::new();
+        let groups = self.svc.pool.groups();
+        for ch in groups.iter().flat_map(|g| g.channels.iter()) {
+            let id = ch.target().to_string();
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let Some(v) = Verdict::of(ch, tk.seq + 1, at, &self.fleet.id) else {
+                continue;
+            };
+            if !force && published.get(&id).is_some_and(|p| p.same(&v)) {
+                continue;
+            }
+            tk.seq += 1;
+            let key = [self.verdicts.as_slice(), id.as_bytes()].concat();
+            self.client().put(&key, &v.encode(), None).await?;
+            tk.st.contact(Instant::now());
+            published.insert(id, v);
+        }
+        Ok(())
+    }
+}

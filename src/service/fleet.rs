@@ -1,0 +1,151 @@
+//! What fleet mode shares with the rest of the process about one listener:
+//! its role, whether etcd answers, who probes, and the two hooks between
+//! the fleet task and this listener (the monitor pauses while the
+//! instance follows the fleet's verdicts; [`FleetState::reported`] wakes
+//! the prober to publish after an outcome). Written only by the fleet task
+//! (`crate::fleet`); read by the monitor, `show`, `show json` and metrics.
+//! Kept across reloads with the Service's other listener-wide state.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+
+use tokio::sync::Notify;
+
+/// The instance's part in its service's fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// No fleet mode.
+    Off,
+    /// Probing by itself: starting, or etcd unreachable for too long.
+    Alone,
+    /// Applying the prober's verdicts.
+    Follower,
+    /// Probing for the whole fleet and publishing.
+    Prober,
+}
+
+impl Role {
+    pub const SHOWN: [Role; 3] = [Role::Prober, Role::Follower, Role::Alone];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Off => "off",
+            Role::Alone => "alone",
+            Role::Follower => "follower",
+            Role::Prober => "prober",
+        }
+    }
+
+    fn from_u8(v: u8) -> Role {
+        match v {
+            1 => Role::Alone,
+            2 => Role::Follower,
+            3 => Role::Prober,
+            _ => Role::Off,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Role::Off => 0,
+            Role::Alone => 1,
+            Role::Follower => 2,
+            Role::Prober => 3,
+        }
+    }
+}
+
+/// A copy for views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetView {
+    pub role: Role,
+    pub etcd_up: bool,
+    /// The prober's instance id, when known.
+    pub prober: Option<String>,
+    /// When this instance took its current role (unix ms).
+    pub since_ms: u64,
+    /// This instance's id.
+    pub id: String,
+}
+
+#[derive(Debug, Default)]
+pub struct FleetState {
+    role: AtomicU8,
+    etcd_up: AtomicBool,
+    /// The fleet's verdicts stand in for active probes: the monitor waits.
+    following: AtomicBool,
+    since_ms: AtomicU64,
+    names: Mutex<(String, Option<String>)>,
+    /// Wakes the monitor when the instance stops following.
+    pub resumed: Notify,
+    /// Notified after each outcome fed to `Service::report` (fleet mode
+    /// only): the prober publishes what changed.
+    pub reported: Notify,
+    /// The next re-probe round probes every channel, not only suspects.
+    probe_all: AtomicBool,
+}
+
+impl FleetState {
+    /// Whether fleet mode runs for this listener.
+    pub fn enabled(&self) -> bool {
+        self.role() != Role::Off
+    }
+
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Relaxed))
+    }
+
+    /// Whether active probing waits for the fleet (a synced follower).
+    pub fn following(&self) -> bool {
+        self.following.load(Relaxed)
+    }
+
+    /// Set the role (the fleet task only); `since_ms` changes with it.
+    pub fn set_role(&self, role: Role, now_ms: u64) {
+        if Role::from_u8(self.role.swap(role.to_u8(), Relaxed)) != role {
+            self.since_ms.store(now_ms, Relaxed);
+        }
+    }
+
+    /// Pause (true) or resume active probing (the fleet task only).
+    pub fn set_following(&self, on: bool) {
+        if self.following.swap(on, Relaxed) && !on {
+            self.resumed.notify_waiters();
+        }
+    }
+
+    pub fn set_etcd_up(&self, up: bool) {
+        self.etcd_up.store(up, Relaxed);
+    }
+
+    pub fn set_names(&self, id: &str, prober: Option<&str>) {
+        let mut n = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if n.0 != id {
+            n.0 = id.to_string();
+        }
+        if n.1.as_deref() != prober {
+            n.1 = prober.map(str::to_string);
+        }
+    }
+
+    /// Ask the monitor for a full round at its next re-probe.
+    pub fn request_probe_all(&self) {
+        self.probe_all.store(true, Relaxed);
+    }
+
+    /// Whether a full round was asked for (clears the request).
+    pub fn take_probe_all(&self) -> bool {
+        self.probe_all.swap(false, Relaxed)
+    }
+
+    pub fn view(&self) -> FleetView {
+        let n = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        FleetView {
+            role: self.role(),
+            etcd_up: self.etcd_up.load(Relaxed),
+            prober: n.1.clone(),
+            since_ms: self.since_ms.load(Relaxed),
+            id: n.0.clone(),
+        }
+    }
+}
