@@ -7,6 +7,8 @@
 //! - [`control`]: the control socket (one handler per command), the state
 //!   file and the `-i`/`-c` client. Reaches the supervisor only through a
 //!   `control::reload` handle.
+//! - [`fleet`]: fleet mode: the etcd client and what instances of one
+//!   service share through it.
 //! - [`cli`]: balance's argv → raw values → the [`config`] builder.
 //! - [`metrics`]: the `GET /metrics` responder.
 //! - [`dns`]: periodic re-resolution of backend names; reports through
@@ -37,6 +39,7 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod exit;
+pub mod fleet;
 pub mod health;
 pub mod listener;
 pub mod logging;
