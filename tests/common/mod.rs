@@ -2,7 +2,8 @@
 //! `mod common;`: the balancer under test ([`balancer`]), loopback backends
 //! ([`backend`]), the one bounded wait ([`wait`]), /proc and `ss` probes
 //! ([`proc`]), metrics scrapes ([`metrics`]), one-shot runs and daemons
-//! ([`run`]), real MariaDB servers ([`mariadb`], not glob-exported), and
+//! ([`run`]), real MariaDB servers ([`mariadb`], not glob-exported), real
+//! etcd members and clusters ([`etcd`], not glob-exported), and
 //! here the small pieces: free ports, temp dirs and test clients.
 //!
 //! Everything is std threads and blocking sockets with timeouts; every wait
@@ -11,6 +12,7 @@
 
 pub mod backend;
 pub mod balancer;
+pub mod etcd;
 pub mod mariadb;
 pub mod metrics;
 pub mod proc;

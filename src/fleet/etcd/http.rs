@@ -1,0 +1,153 @@
+//! HTTP/1.1 to one etcd endpoint (hyper's client connection over a tokio
+//! TcpStream): one-shot JSON requests over a small pool of kept-alive
+//! connections, and streaming replies for watches. No TLS.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::EtcdError;
+
+/// The largest reply body accepted (a range over a big prefix).
+pub const MAX_REPLY_BYTES: usize = 64 << 20;
+/// Idle connections kept per endpoint.
+const MAX_IDLE: usize = 4;
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// One `http://host:port` endpoint.
+pub struct Endpoint {
+    /// As configured, for messages.
+    pub url: String,
+    /// `host:port`.
+    pub authority: String,
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl Endpoint {
+    /// Parse `http://host:port` (a trailing `/` allowed).
+    pub fn parse(url: &str) -> Result<Endpoint, EtcdError> {
+        let bad = |why: &str| EtcdError::Config(format!("bad etcd endpoint {url:?}: {why}"));
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http://host:port is supported"))?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = authority.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        let host_ok = !host.is_empty()
+            && !host.contains(['/', '@', '?', '#', ' '])
+            && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+        if !host_ok {
+            return Err(bad("bad host"));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(bad("bad port")),
+        }
+        Ok(Endpoint {
+            url: url.to_string(),
+            authority: authority.to_string(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn connect_target(&self) -> String {
+        // `[::1]:2379` connects as is; tokio resolves names.
+        self.authority.clone()
+    }
+
+    async fn connect(&self) -> Result<(Sender, tokio::task::JoinHandle<()>), EtcdError> {
+        let tcp = TcpStream::connect(self.connect_target())
+            .await
+            .map_err(|e| EtcdError::Unreachable(format!("{}: {e}", self.url)))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| EtcdError::Unreachable(format!("{}: {e}", self.url)))?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok((sender, task))
+    }
+
+    fn request(&self, path: &str, body: &serde_json::Value) -> Request<Full<Bytes>> {
+        let body = Bytes::from(body.to_string());
+        Request::post(path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .expect("static request parts are valid")
+    }
+
+    /// POST `body` to `path`; the status and the whole reply body. A kept
+    /// idle connection is reused; a fresh one is opened otherwise.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(StatusCode, Bytes), EtcdError> {
+        let pooled = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+        let mut sender = match pooled {
+            Some(s) if !s.is_closed() => s,
+            _ => self.connect().await?.0,
+        };
+        if sender.ready().await.is_err() {
+            sender = self.connect().await?.0;
+        }
+        let resp = sender
+            .send_request(self.request(path, body))
+            .await
+            .map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        let bytes = read_all(resp.into_body(), &self.url).await?;
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE && !sender.is_closed() {
+                idle.push(sender);
+            }
+        }
+        Ok((status, bytes))
+    }
+
+    /// POST on a connection of its own and hand back the streaming reply
+    /// (a watch).
+    pub async fn stream(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(Response<Incoming>, tokio::task::JoinHandle<()>), EtcdError> {
+        let (mut sender, task) = self.connect().await?;
+        let resp = sender
+            .send_request(self.request(path, body))
+            .await
+            .map_err(|e| self.transport(e));
+        match resp {
+            Ok(r) => Ok((r, task)),
+            Err(e) => {
+                task.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn transport(&self, e: hyper::Error) -> EtcdError {
+        // A reply that is not HTTP is the endpoint's fault, not the path's.
+        if e.is_parse() || e.is_parse_status() || e.is_user() {
+            EtcdError::Reply(format!("{}: bad HTTP reply: {e}", self.url))
+        } else {
+            EtcdError::Unreachable(format!("{}: {e}", self.url))
+        }
+    }
+}
+
+async fn read_all(body: Incoming, url: &str) -> Result<Bytes, EtcdError> {
+    Limited::new(body, MAX_REPLY_BYTES)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| EtcdError::Reply(format!("{url}: bad reply body: {e}")))
+}

@@ -1,0 +1,126 @@
+use super::wire::{I64, b64, grpc_error, parse, prefix_end};
+use super::*;
+
+#[test]
+fn prefix_end_increments_the_last_byte_below_ff() {
+    assert_eq!(prefix_end(b"/a"), b"/b");
+    assert_eq!(prefix_end(b"a\xff"), b"b");
+    assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    assert_eq!(prefix_end(b""), b"\0");
+}
+
+#[test]
+fn endpoints_are_validated() {
+    let t = Duration::from_secs(1);
+    assert!(Client::new(&["http://127.0.0.1:2379".into()], t).is_ok());
+    assert!(Client::new(&["http://etcd.example:2379/".into()], t).is_ok());
+    assert!(Client::new(&["http://[::1]:2379".into()], t).is_ok());
+    for bad in [
+        "https://h:1",
+        "127.0.0.1:2379",
+        "http://h",
+        "http://h:0",
+        "http://h:x",
+        "http://:1",
+        "http://a/b:1",
+        "http://::1:2",
+    ] {
+        let e = Client::new(&[bad.to_string()], t).unwrap_err();
+        assert!(matches!(e, EtcdError::Config(_)), "{bad}: {e}");
+        assert!(e.to_string().contains(bad), "{e}");
+    }
+    assert!(Client::new(&[], t).is_err());
+    assert!(Client::new(&["http://h:1".into()], Duration::ZERO).is_err());
+}
+
+#[test]
+fn int64_fields_come_as_strings_or_numbers() {
+    let v: I64 = serde_json::from_str("\"42\"").unwrap();
+    assert_eq!(v, I64(42));
+    let v: I64 = serde_json::from_str("-7").unwrap();
+    assert_eq!(v, I64(-7));
+    assert!(serde_json::from_str::<I64>("\"x\"").is_err());
+    assert!(serde_json::from_str::<I64>("true").is_err());
+}
+
+#[test]
+fn range_replies_decode_and_bad_ones_are_errors() {
+    let ok = format!(
+        r#"{{"header":{{"revision":"9"}},"kvs":[{{"key":"{}","value":"{}","create_revision":"2","mod_revision":"3","lease":"77"}}]}}"#,
+        b64(b"/k"),
+        b64(b"v")
+    );
+    let r: wire::RangeReply = parse(ok.as_bytes()).unwrap();
+    assert_eq!(r.header.revision, I64(9));
+    let kv = r.kvs[0].decode().unwrap();
+    assert_eq!(
+        kv,
+        Kv {
+            key: b"/k".to_vec(),
+            value: b"v".to_vec(),
+            create_revision: 2,
+            mod_revision: 3,
+            lease: 77
+        }
+    );
+    // Absent fields are zero / empty.
+    let r: wire::RangeReply = parse(br#"{"kvs":[{"key":"YQ=="}]}"#).unwrap();
+    assert_eq!(r.kvs[0].decode().unwrap().value, b"");
+    for bad in [
+        &b"nope"[..],
+        b"{\"kvs\":5}",
+        b"{\"header\":{\"revision\":\"x\"}}",
+        b"",
+    ] {
+        assert!(matches!(
+            parse::<wire::RangeReply>(bad),
+            Err(EtcdError::Reply(_))
+        ));
+    }
+    let r: wire::RangeReply = parse(br#"{"kvs":[{"key":"!!"}]}"#).unwrap();
+    assert!(matches!(r.kvs[0].decode(), Err(EtcdError::Reply(_))));
+}
+
+#[test]
+fn gateway_errors_are_recognized() {
+    let (code, msg) = grpc_error(br#"{"error":"x","message":"lease not found","code":5}"#).unwrap();
+    assert_eq!((code, msg.as_str()), (5, "lease not found"));
+    assert!(grpc_error(b"404 page not found").is_none());
+    assert!(grpc_error(b"{}").is_none());
+    let e = check_status(StatusCode::SERVICE_UNAVAILABLE, Bytes::new(), "u").unwrap_err();
+    assert!(e.try_next());
+    let e = check_status(StatusCode::NOT_FOUND, Bytes::from_static(b"nope"), "u").unwrap_err();
+    assert!(matches!(e, EtcdError::Reply(_)));
+    let e = check_status(
+        StatusCode::BAD_REQUEST,
+        Bytes::from_static(br#"{"code":14,"message":"no leader"}"#),
+        "u",
+    )
+    .unwrap_err();
+    assert!(e.try_next(), "{e}");
+}
+
+#[test]
+fn watch_events_decode_put_and_delete() {
+    let m: wire::Streamed<wire::WatchReply> = parse(
+        br#"{"result":{"header":{"revision":"6"},"events":[{"kv":{"key":"YTE=","value":"djE=","mod_revision":"5"}},{"type":"DELETE","kv":{"key":"YTE=","mod_revision":"6"}}]}}"#,
+    )
+    .unwrap();
+    let ev = m.result.unwrap().decode_events().unwrap();
+    assert!(matches!(&ev[0], Event::Put(kv) if kv.key == b"a1" && kv.value == b"v1"));
+    assert!(matches!(&ev[1], Event::Delete(kv) if kv.key == b"a1" && kv.mod_revision == 6));
+    let m: wire::Streamed<wire::WatchReply> =
+        parse(br#"{"result":{"events":[{"type":"BOOM","kv":{"key":"YTE="}}]}}"#).unwrap();
+    assert!(m.result.unwrap().decode_events().is_err());
+}
+
+#[test]
+fn first_object_takes_one_message_of_a_stream() {
+    let s = br#"{"result":{"TTL":"5"}}
+{"result":{}}"#;
+    let one = first_object(s).unwrap();
+    let r: wire::Streamed<wire::LeaseReply> = parse(one).unwrap();
+    assert_eq!(r.result.unwrap().ttl, I64(5));
+    assert!(first_object(b"").is_err());
+    assert!(first_object(b"{").is_err());
+}

@@ -1,0 +1,200 @@
+//! The etcd v3 JSON gateway's wire format: request bodies, reply shapes,
+//! base64 keys and values, int64 fields as JSON strings. Every reply is
+//! untrusted input: decoding fails with an [`EtcdError::Reply`], never a
+//! panic.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{EtcdError, Event, Kv};
+
+pub fn b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+fn unb64(s: &str, what: &str) -> Result<Vec<u8>, EtcdError> {
+    B64.decode(s)
+        .map_err(|e| EtcdError::Reply(format!("{what} is not base64: {e}")))
+}
+
+/// The end of the key range that holds every key starting with `prefix`
+/// (etcd's `range_end`: the prefix with its last byte below 0xff plus one;
+/// `\0` = every key when the prefix is empty or all 0xff).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// An int64 the gateway sends as a string (proto3 JSON), or a number;
+/// absent means 0.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct I64(pub i64);
+
+impl<'de> Deserialize<'de> for I64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<I64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(i64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(I64(n)),
+            Raw::S(s) => s
+                .parse()
+                .map(I64)
+                .map_err(|_| serde::de::Error::custom(format!("not an int64: {s:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Header {
+    pub revision: I64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawKv {
+    pub key: String,
+    pub value: String,
+    pub create_revision: I64,
+    pub mod_revision: I64,
+    pub lease: I64,
+}
+
+impl RawKv {
+    pub fn decode(&self) -> Result<Kv, EtcdError> {
+        Ok(Kv {
+            key: unb64(&self.key, "key")?,
+            value: unb64(&self.value, "value")?,
+            create_revision: self.create_revision.0,
+            mod_revision: self.mod_revision.0,
+            lease: self.lease.0,
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RangeReply {
+    pub header: Header,
+    pub kvs: Vec<RawKv>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RevReply {
+    pub header: Header,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TxnReply {
+    pub header: Header,
+    pub succeeded: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LeaseReply {
+    #[serde(rename = "ID")]
+    pub id: I64,
+    #[serde(rename = "TTL")]
+    pub ttl: I64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Streamed<T> {
+    pub result: Option<T>,
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub kv: RawKv,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WatchReply {
+    pub header: Header,
+    pub created: bool,
+    pub canceled: bool,
+    pub compact_revision: I64,
+    pub cancel_reason: String,
+    pub events: Vec<RawEvent>,
+}
+
+impl WatchReply {
+    pub fn decode_events(&self) -> Result<Vec<Event>, EtcdError> {
+        self.events
+            .iter()
+            .map(|e| {
+                let kv = e.kv.decode()?;
+                match e.kind.as_str() {
+                    "" | "PUT" => Ok(Event::Put(kv)),
+                    "DELETE" => Ok(Event::Delete(kv)),
+                    other => Err(EtcdError::Reply(format!(
+                        "unknown watch event type {other:?}"
+                    ))),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Decode a whole reply body into `T`.
+pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, EtcdError> {
+    serde_json::from_slice(body).map_err(|e| EtcdError::Reply(format!("bad reply: {e}")))
+}
+
+/// The gateway's error object (`{"error":..,"message":..,"code":N}`), as
+/// (gRPC code, message), if `body` is one.
+pub fn grpc_error(body: &[u8]) -> Option<(i64, String)> {
+    #[derive(Deserialize)]
+    struct E {
+        #[serde(default)]
+        code: i64,
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        error: Value,
+    }
+    let e: E = serde_json::from_slice(body).ok()?;
+    let msg = if e.message.is_empty() {
+        e.error.as_str().unwrap_or_default().to_string()
+    } else {
+        e.message
+    };
+    (e.code != 0 || !msg.is_empty()).then_some((e.code, msg))
+}
+
+pub fn put_body(key: &[u8], value: &[u8], lease: Option<i64>) -> Value {
+    let mut v = json!({"key": b64(key), "value": b64(value)});
+    if let Some(l) = lease {
+        v["lease"] = json!(l.to_string());
+    }
+    v
+}
+
+/// A txn with one comparison on `key` and one request on success.
+pub fn txn_body(key: &[u8], target: &str, field: &str, value: i64, success: Value) -> Value {
+    json!({
+        "compare": [{"key": b64(key), "target": target, "result": "EQUAL", field: value.to_string()}],
+        "success": [success],
+    })
+}
