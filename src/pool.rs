@@ -51,6 +51,20 @@ impl Group {
         g.selector.keep_position(&self.selector);
         g
     }
+
+    /// A copy without `ch` (live connections on it go on), keeping the
+    /// round-robin position as far as it still fits.
+    pub fn without_channel(&self, ch: &Arc<Channel>) -> Group {
+        let channels: Vec<Arc<Channel>> = self
+            .channels
+            .iter()
+            .filter(|c| !Arc::ptr_eq(c, ch))
+            .cloned()
+            .collect();
+        let g = Group::new(self.policy(), channels);
+        g.selector.keep_position(&self.selector);
+        g
+    }
 }
 
 impl Tier for Group {
@@ -122,6 +136,26 @@ impl Pool {
     pub fn store_groups(&self, gs: Vec<Arc<Group>>) {
         self.groups.store(Arc::new(gs));
         self.eligible.notify_waiters();
+    }
+
+    /// Change the group list with `f` (None: no change), atomically
+    /// against other structural writers.
+    pub fn update_groups(&self, f: impl Fn(&[Arc<Group>]) -> Option<Vec<Arc<Group>>>) -> bool {
+        let mut changed = false;
+        self.groups.rcu(|cur| match f(cur) {
+            Some(gs) => {
+                changed = true;
+                Arc::new(gs)
+            }
+            None => {
+                changed = false;
+                Arc::clone(cur)
+            }
+        });
+        if changed {
+            self.eligible.notify_waiters();
+        }
+        changed
     }
 
     pub fn new_channel(&self, target: Target, maxc: u32, weight: u32) -> Arc<Channel> {

@@ -99,6 +99,7 @@ impl Supervisor {
                 state: cfg.global.state_file.as_deref().map(StateFile::load),
                 shutdown,
                 reload,
+                fleet: fleet.clone(),
             },
             fleet,
         }
@@ -174,6 +175,18 @@ impl Supervisor {
         crate::monitor::spawn(Arc::clone(&svc), stop.clone());
         if let Some(f) = &self.fleet {
             f.spawn(Arc::clone(&svc), stop.clone());
+            let persist = self
+                .control
+                .state
+                .clone()
+                .map(|st| -> crate::fleet::Persist {
+                    Arc::new(move |svc: &Arc<Service>| {
+                        if let Err(e) = st.save(svc) {
+                            error!(listener = %svc.cfg.name, "state file not written: {e}");
+                        }
+                    })
+                });
+            crate::fleet::spawn_follow(f, Arc::clone(&svc), persist, stop.clone());
         }
         info!(listener = %name, bind = %svc.cfg.bind, groups = svc.cfg.groups.len(), "listening");
         Running {

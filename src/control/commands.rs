@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::config::Host;
 use crate::config::services::parse_port;
+use crate::pool::Admin;
 
 /// At most this many words on a line (the command included).
 pub const MAX_ARGS: usize = 16;
@@ -41,6 +42,23 @@ pub enum SpinOp {
     Show,
 }
 
+/// `fleet ...`: a change for every instance of the service, written to
+/// etcd and applied by each from its watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetCmd {
+    /// `fleet enable|disable|drain <channel>`.
+    Admin(ChanRef, Admin),
+    Weight(ChanRef, u32),
+    Maxc(ChanRef, u32),
+    Failback,
+    /// `fleet spin on [MAX]` / `fleet spin off`.
+    Spin(SpinOp),
+    /// `fleet create <group> <host>:<port> [<weight>]`: register a channel.
+    Create(usize, Host, u16, Option<u32>),
+    /// `fleet remove <group> <host>:<port>`: unregister it.
+    Remove(usize, Host, u16),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// An empty line: nothing to do.
@@ -70,6 +88,7 @@ pub enum Command {
     /// TIMEOUT if GROUP has not caught up.
     Switchover(Option<usize>, Option<Duration>),
     Spin(SpinOp),
+    Fleet(FleetCmd),
     StateSave,
     Reload,
     Quit,
@@ -88,6 +107,7 @@ impl Command {
                     | Command::Switchover(..)
                     | Command::StateSave
                     | Command::Reload
+                    | Command::Fleet(_)
             )
     }
 
@@ -180,6 +200,9 @@ fn parse_words(line: &str) -> Result<Command, String> {
     let Some((&first, args)) = toks.split_first() else {
         return Ok(Command::Nop);
     };
+    if first == "fleet" {
+        return fleet(args).map(Command::Fleet);
+    }
     let Some(w) = word(first) else {
         return Err(format!(
             "syntax error: unknown command {} (try help)",
@@ -307,6 +330,51 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
         _ => return Err(format!("syntax error: unknown command {}", quote(first))),
     };
     Ok(cmd)
+}
+
+/// `fleet <command>`: the commands with a fleet scope, parsed as the
+/// plain ones (`create`/`remove` name the group and `HOST:PORT`).
+fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
+    const USAGE: &str = "fleet enable|disable|drain <channel> | weight|maxc <channel> <n> | \
+                         failback | spin on [MAX]|off | create <group> <host>:<port> [<weight>] | \
+                         remove <group> <host>:<port>";
+    let reg = |g: &str, hp: &str| -> Result<(usize, Host, u16), String> {
+        let g = index("group", g)?;
+        match chan_ref(hp)? {
+            ChanRef::Addr(h, p) => Ok((g, h, p)),
+            _ => Err(format!("bad channel {}: use <host>:<port>", quote(hp))),
+        }
+    };
+    match args {
+        [] => Err(format!(
+            "syntax error: fleet needs a command (usage: {USAGE})"
+        )),
+        ["create", g, hp] => reg(g, hp).map(|(g, h, p)| FleetCmd::Create(g, h, p, None)),
+        ["create", g, hp, w] => {
+            let (g, h, p) = reg(g, hp)?;
+            let w = w
+                .parse::<u32>()
+                .ok()
+                .filter(|w| *w <= MAX_WEIGHT)
+                .ok_or_else(|| format!("bad weight {}: use 0-{MAX_WEIGHT}", quote(w)))?;
+            Ok(FleetCmd::Create(g, h, p, Some(w)))
+        }
+        ["remove", g, hp] => reg(g, hp).map(|(g, h, p)| FleetCmd::Remove(g, h, p)),
+        ["create" | "remove", ..] => Err(format!("syntax error: usage: {USAGE}")),
+        _ => match parse_words(&args.join(" "))? {
+            Command::Enable(r) => Ok(FleetCmd::Admin(r, Admin::Enabled)),
+            Command::Disable(r) => Ok(FleetCmd::Admin(r, Admin::Disabled)),
+            Command::Drain(r) => Ok(FleetCmd::Admin(r, Admin::Drain)),
+            Command::Weight(r, w) => Ok(FleetCmd::Weight(r, w)),
+            Command::Maxc(r, m) => Ok(FleetCmd::Maxc(r, m)),
+            Command::Failback => Ok(FleetCmd::Failback),
+            Command::Spin(op @ (SpinOp::On(_) | SpinOp::Off)) => Ok(FleetCmd::Spin(op)),
+            _ => Err(format!(
+                "{} has no fleet scope (usage: {USAGE})",
+                quote(args.first().copied().unwrap_or_default())
+            )),
+        },
+    }
 }
 
 /// `spin on [MAX]` / `spin off` / `spin`.
@@ -446,6 +514,16 @@ extensions:
   state save                     write the state file now
   reload                         re-read the --config file (like SIGHUP)
   <channel> is an index in the current group, <group>:<channel> or <host>:<port>";
+
+/// The fleet commands, added to `help` in fleet mode.
+pub const HELP_FLEET: &str = "\
+fleet (every instance of this service, through etcd):
+  fleet enable|disable|drain <channel>        operator state of a channel on every instance
+  fleet weight|maxc <channel> <n>             weight or maxc of a channel on every instance
+  fleet failback                              every instance returns traffic to group 0
+  fleet spin on [MAX] | off                   hold new clients on every instance
+  fleet create <group> <host>:<port> [<w>]    register a channel: every instance adds it
+  fleet remove <group> <host>:<port>          unregister it: every instance removes it";
 
 #[cfg(test)]
 mod tests;

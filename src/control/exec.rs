@@ -9,8 +9,8 @@
 
 use tracing::{error, info};
 
-use crate::control::commands::{Command, HELP};
-use crate::control::handlers::{channel, group, process, show, switchover};
+use crate::control::commands::{Command, HELP, HELP_FLEET};
+use crate::control::handlers::{channel, fleet, group, process, show, switchover};
 
 pub use crate::control::listener::Control;
 pub use crate::control::reply::Reply;
@@ -51,7 +51,16 @@ impl Control {
         let at = *cur;
         match cmd {
             Command::Nop => Reply::ok(vec![]),
-            Command::Help => Reply::ok(HELP.lines().map(String::from).collect()),
+            Command::Help => {
+                let fleet = if self.fleet.is_some() { HELP_FLEET } else { "" };
+                Reply::ok(
+                    HELP.lines()
+                        .chain(fleet.lines())
+                        .map(String::from)
+                        .collect(),
+                )
+            }
+            Command::Fleet(f) => fleet::run(self, at, f).await,
             Command::Version => show::version(),
             Command::Show => show::table(&groups),
             Command::ShowJson => show::json(&self.svc),

@@ -20,6 +20,8 @@ pub struct Control {
     /// `reload` asks through it.
     pub reload: ReloadHandle,
     pub started: Instant,
+    /// Fleet mode (`fleet ...` commands); None: standalone.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Serializes changes between sessions.
     pub(super) write: tokio::sync::Mutex<()>,
 }
@@ -37,6 +39,7 @@ impl Control {
             shutdown,
             reload,
             started: Instant::now(),
+            fleet: None,
             write: tokio::sync::Mutex::new(()),
         }
     }

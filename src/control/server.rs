@@ -85,6 +85,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// `reload` asks through it.
     pub reload: ReloadHandle,
+    /// Fleet mode: `fleet ...` commands write etcd through it.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// Bind this listener's control socket at `path` and serve it until
@@ -102,7 +104,9 @@ pub async fn spawn(
     prepare_parent(&path, &ctx.run_dir)?;
     let (listener, guard) = bind(&path)?;
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
-    let ctl = Arc::new(Control::new(svc, ctx.state, ctx.shutdown, ctx.reload));
+    let mut ctl = Control::new(svc, ctx.state, ctx.shutdown, ctx.reload);
+    ctl.fleet = ctx.fleet;
+    let ctl = Arc::new(ctl);
     let stop = stop.child_token();
     let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
     Ok(ControlHandle { path, stop, task })

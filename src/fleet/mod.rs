@@ -10,14 +10,22 @@
 //! - [`elect`]: the role state machine (pure);
 //! - [`verdict`]: the values in etcd and both ends of a verdict;
 //! - `run`: one task per service: campaign, lead, follow, fall back.
+//! - [`ops`]: fleet-scoped operator state (`fleet disable`...);
+//!   [`channels`]: channels registered in etcd; `follow`: the task per
+//!   service that applies both.
 //!
 //! The task writes the listener's `service::fleet::FleetState`, which the
 //! monitor, `show`, `show json` and metrics read.
 
+pub mod channels;
 pub mod elect;
 pub mod etcd;
+mod follow;
+pub mod ops;
 mod run;
 pub mod verdict;
+
+pub use follow::{Persist, spawn as spawn_follow};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,9 +92,9 @@ impl Timing {
 impl Fleet {
     /// The handle for `cfg`; `id` defaults to `hostname:pid`.
     pub fn new(cfg: &FleetConfig, registry: Registry) -> Result<Arc<Fleet>, etcd::EtcdError> {
-        let timeout = cfg
-            .fallback
-            .map_or(MAX_REQUEST, |f| (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST));
+        let timeout = cfg.fallback.map_or(MAX_REQUEST, |f| {
+            (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST)
+        });
         Ok(Arc::new(Fleet {
             client: etcd::Client::new(&cfg.endpoints, timeout)?,
             prefix: cfg.prefix.clone(),
@@ -103,7 +111,11 @@ impl Fleet {
 
     /// The timing for `svc`.
     pub fn timing(&self, svc: &Service) -> Timing {
-        let interval = svc.cfg.monitor.as_ref().map_or(DEFAULT_INTERVAL, |m| m.interval);
+        let interval = svc
+            .cfg
+            .monitor
+            .as_ref()
+            .map_or(DEFAULT_INTERVAL, |m| m.interval);
         Timing::of(interval, self.fallback)
     }
 

@@ -257,3 +257,68 @@ fn read_only_commands_are_not_changes_and_only_operator_state_persists() {
         assert!(c.is_change() && !c.persists(), "{l}");
     }
 }
+
+#[test]
+fn fleet_commands_parse_like_the_plain_ones() {
+    use ChanRef::*;
+    let ok: Vec<(&str, FleetCmd)> = vec![
+        (
+            "fleet disable 0",
+            FleetCmd::Admin(Index(0), Admin::Disabled),
+        ),
+        (
+            "fleet enable 1:2",
+            FleetCmd::Admin(At(1, 2), Admin::Enabled),
+        ),
+        ("fleet d 3", FleetCmd::Admin(Index(3), Admin::Disabled)),
+        (
+            "fleet drain 10.0.0.1:80",
+            FleetCmd::Admin(Addr(ip("10.0.0.1"), 80), Admin::Drain),
+        ),
+        ("fleet weight 0 5", FleetCmd::Weight(Index(0), 5)),
+        ("fleet maxc 0:1 9", FleetCmd::Maxc(At(0, 1), 9)),
+        ("fleet failback", FleetCmd::Failback),
+        ("fleet spin off", FleetCmd::Spin(SpinOp::Off)),
+        (
+            "fleet spin on 5s",
+            FleetCmd::Spin(SpinOp::On(Some(Duration::from_secs(5)))),
+        ),
+        (
+            "fleet create 1 10.0.0.9:3306",
+            FleetCmd::Create(1, ip("10.0.0.9"), 3306, None),
+        ),
+        (
+            "fleet create 0 [::1]:80 7",
+            FleetCmd::Create(0, ip("::1"), 80, Some(7)),
+        ),
+        (
+            "fleet remove 0 10.0.0.9:3306",
+            FleetCmd::Remove(0, ip("10.0.0.9"), 3306),
+        ),
+    ];
+    for (line, want) in ok {
+        assert_eq!(parse(line), Ok(Command::Fleet(want)), "{line}");
+    }
+    assert!(parse("fleet disable 0").unwrap().is_change());
+    assert!(!parse("fleet disable 0").unwrap().persists());
+    for bad in [
+        "fleet",
+        "fleet show",
+        "fleet spin",
+        "fleet fleet disable 0",
+        "fleet kill",
+        "fleet create",
+        "fleet create 0 host",
+        "fleet create x 10.0.0.1:80",
+        "fleet create 0 0:1",
+        "fleet create 0 10.0.0.1:80 10001",
+        "fleet create 0 10.0.0.1:80 1 extra",
+        "fleet remove 0",
+        "fleet weight 0 10001",
+        "fleet disable",
+        "fleet nope 0",
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert!(!e.0.contains('\n'), "{bad}: {e}");
+    }
+}

@@ -5,12 +5,14 @@
 //!   `hash`, `rr`, `failback`, `monitor`, `spin`);
 //! - [`show`]: read-only outputs (`show`, `show json`, `mrtg-*`, `version`);
 //! - [`process`]: the whole process (`kill`, `reload`, `state save`);
-//! - [`switchover`]: moving writes to another group without losing any.
+//! - [`switchover`]: moving writes to another group without losing any;
+//! - [`fleet`]: `fleet ...`, the changes for every instance (etcd).
 //!
 //! Every handler returns the [`Reply`](crate::control::reply::Reply) the
 //! session sends back; none of them logs or persists (the caller does).
 
 pub mod channel;
+pub mod fleet;
 pub mod group;
 pub mod process;
 pub mod show;

@@ -14,6 +14,7 @@ async fn stop_removes_the_socket_so_a_new_server_can_bind_the_path_at_once() {
         state: None,
         shutdown: process.clone(),
         reload: ReloadHandle::detached(),
+        fleet: None,
     };
     let h = spawn(
         Arc::clone(&svc),

@@ -1,0 +1,92 @@
+//! `fleet ...`: a change for every instance of the service. The handler
+//! only writes etcd (`P/svc/NAME/ops/...` or `P/svc/NAME/channels/...`);
+//! every instance, this one included, applies it from its watch
+//! (`crate::fleet::ops`, `crate::fleet::channels`). Without fleet mode
+//! the command is refused.
+
+use std::time::Duration;
+
+use crate::control::commands::{FleetCmd, SpinOp};
+use crate::control::handlers::channel;
+use crate::control::listener::Control;
+use crate::control::reply::Reply;
+use crate::fleet::ops::{ChanId, Op};
+use crate::fleet::{Fleet, now_ms};
+use crate::service::hold::DEFAULT_HOLD_MAX;
+
+pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
+    let Some(fleet) = &ctl.fleet else {
+        return Reply::err("fleet mode is off: start balance with --fleet or fleet: in the config");
+    };
+    let name = &ctl.svc.cfg.name;
+    let groups = ctl.svc.pool.groups();
+    let chan = |r| {
+        channel::find(&groups, cur, r).map(|(_, _, ch)| {
+            let t = ch.target();
+            ChanId {
+                host: t.host.clone(),
+                port: t.port,
+            }
+        })
+    };
+    let op = match cmd {
+        FleetCmd::Admin(r, a) => chan(r).map(|c| Op::Admin(c, *a)),
+        FleetCmd::Weight(r, w) => chan(r).map(|c| Op::Weight(c, *w)),
+        FleetCmd::Maxc(r, m) => chan(r).map(|c| Op::Maxc(c, *m)),
+        FleetCmd::Failback => Ok(Op::Floor(0)),
+        FleetCmd::Spin(SpinOp::On(max)) => {
+            let max = max.or(ctl.svc.cfg.spin).unwrap_or(DEFAULT_HOLD_MAX);
+            Ok(Op::Spin(Some(now_ms() + millis(max))))
+        }
+        FleetCmd::Spin(_) => Ok(Op::Spin(None)),
+        FleetCmd::Create(g, host, port, w) => {
+            if *g >= groups.len() {
+                return Reply::err(format!("no such group {g}"));
+            }
+            let id = ChanId {
+                host: host.clone(),
+                port: *port,
+            };
+            let key = fleet.svc_key(name, &format!("channels/{g}/{id}"));
+            let value = match w {
+                Some(w) => format!("{{\"weight\":{w}}}"),
+                None => "{}".into(),
+            };
+            let what = format!("channel {id} registered in group {g}");
+            return written(fleet.client.put(&key, value.as_bytes(), None).await, &what);
+        }
+        FleetCmd::Remove(g, host, port) => {
+            let id = ChanId {
+                host: host.clone(),
+                port: *port,
+            };
+            let key = fleet.svc_key(name, &format!("channels/{g}/{id}"));
+            let what = format!("channel {id} unregistered from group {g}");
+            return written(fleet.client.delete(&key).await, &what);
+        }
+    };
+    match op {
+        Ok(op) => put_op(fleet, name, &op).await,
+        Err(e) => Reply::err(e),
+    }
+}
+
+async fn put_op(fleet: &Fleet, name: &str, op: &Op) -> Reply {
+    let key = fleet.svc_key(name, &format!("ops/{}", op.key()));
+    let value = op.value(&fleet.id, now_ms());
+    let what = op.describe();
+    written(fleet.client.put(&key, value.as_bytes(), None).await, &what)
+}
+
+fn written(r: Result<i64, crate::fleet::etcd::EtcdError>, what: &str) -> Reply {
+    match r {
+        Ok(rev) => Reply::line(format!(
+            "fleet: {what} written (revision {rev}); every instance applies it"
+        )),
+        Err(e) => Reply::err(format!("fleet: nothing changed: {e}")),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,188 @@
+//! Dynamic channel lists (`P/svc/NAME/channels/GROUP/HOST:PORT`, value
+//! `{"weight":N}` or `{}`): every instance of the service adds the
+//! channel to group GROUP of its running pool, enabled (as `create` then
+//! `enable`), changes its weight when the value changes, and removes it
+//! when the key is deleted (live connections on it go on to their end).
+//! Only channels added this way are ever removed: a registration of a
+//! channel the configuration already lists only sets its weight.
+//!
+//! A key or value that does not decode, a group the listener does not
+//! have, a host that does not resolve or is the listener itself: logged
+//! and ignored. Driven by the `follow` task; the pool's group list is
+//! swapped whole (`Pool::update_groups`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::ops::{ChanId, MAX_WEIGHT};
+use crate::config::is_self_loop_addr;
+use crate::pool::{Admin, Channel, Target};
+use crate::service::{Service, resolve};
+
+/// Weight of a registration without one (as a configured channel's).
+const DEFAULT_WEIGHT: u32 = 1;
+
+/// One registration: group, channel, weight (None: as it is / default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reg {
+    pub group: usize,
+    pub chan: ChanId,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Value {
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+impl Reg {
+    /// Decode a key below `channels/` (`GROUP/HOST:PORT`) and its value.
+    pub fn decode(key: &str, value: &[u8]) -> Result<Reg, String> {
+        let (group, chan) = Reg::decode_key(key)?;
+        let v: Value = serde_json::from_slice(value).map_err(|e| format!("bad value: {e}"))?;
+        if let Some(w) = v.weight.filter(|w| *w > MAX_WEIGHT) {
+            return Err(format!("weight {w} is above {MAX_WEIGHT}"));
+        }
+        Ok(Reg {
+            group,
+            chan,
+            weight: v.weight,
+        })
+    }
+
+    pub fn decode_key(key: &str) -> Result<(usize, ChanId), String> {
+        let (g, c) = key.split_once('/').ok_or("key is not GROUP/HOST:PORT")?;
+        let group = g
+            .parse::<usize>()
+            .ok()
+            .filter(|_| g.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| format!("bad group {g:?}"))?;
+        Ok((group, ChanId::parse(c)?))
+    }
+}
+
+/// The channels this task added, by (group, channel): the only ones it
+/// removes.
+#[derive(Default)]
+pub struct Added(HashMap<(usize, ChanId), Arc<Channel>>);
+
+impl Added {
+    /// Make the pool have `reg`: add it or set its weight. What changed.
+    pub async fn ensure(&mut self, svc: &Service, reg: &Reg) -> Result<Option<String>, String> {
+        let groups = svc.pool.groups();
+        let Some(g) = groups.get(reg.group) else {
+            return Err(format!(
+                "no group {} here (groups 0-{})",
+                reg.group,
+                groups.len().saturating_sub(1)
+            ));
+        };
+        if let Some(ch) = g.channels.iter().find(|ch| reg.chan.matches(ch)) {
+            let w = reg
+                .weight
+                .unwrap_or(if self.0.contains_key(&(reg.group, reg.chan.clone())) {
+                    DEFAULT_WEIGHT
+                } else {
+                    ch.weight()
+                });
+            if ch.weight() == w {
+                return Ok(None);
+            }
+            ch.set_weight(w);
+            return Ok(Some(format!("weight of {} {w}", reg.chan)));
+        }
+        let target = target(svc, &reg.chan).await?;
+        let ch = svc
+            .pool
+            .new_channel(target, 0, reg.weight.unwrap_or(DEFAULT_WEIGHT));
+        // As `create` then `enable`.
+        ch.set_admin(Admin::Enabled);
+        ch.force_up();
+        let gi = reg.group;
+        let added = svc.pool.update_groups(|gs| {
+            let g = gs.get(gi)?;
+            if g.channels.iter().any(|c| reg.chan.matches(c)) {
+                return None;
+            }
+            let mut v = gs.to_vec();
+            v[gi] = Arc::new(g.with_channel(Arc::clone(&ch)));
+            Some(v)
+        });
+        if !added {
+            return Ok(None);
+        }
+        self.0.insert((gi, reg.chan.clone()), ch);
+        Ok(Some(format!("channel {} added to group {gi}", reg.chan)))
+    }
+
+    /// Remove a channel this task added (a configured one stays).
+    pub fn remove(
+        &mut self,
+        svc: &Service,
+        group: usize,
+        chan: &ChanId,
+    ) -> Result<Option<String>, String> {
+        let Some(ch) = self.0.remove(&(group, chan.clone())) else {
+            let listed = svc.cfg.groups.get(group).is_some_and(|g| {
+                g.channels
+                    .iter()
+                    .any(|c| c.host == chan.host && c.port == chan.port)
+            });
+            return if listed {
+                Err("a configured channel stays (only registered ones are removed)".into())
+            } else {
+                Ok(None)
+            };
+        };
+        svc.pool.update_groups(|gs| {
+            let g = gs.get(group)?;
+            g.channels.iter().any(|c| Arc::ptr_eq(c, &ch)).then(|| {
+                let mut v = gs.to_vec();
+                v[group] = Arc::new(g.without_channel(&ch));
+                v
+            })
+        });
+        Ok(Some(format!(
+            "channel {chan} removed from group {group} ({} live connections go on)",
+            ch.conns()
+        )))
+    }
+
+    /// The added channels no longer registered (after a resync).
+    pub fn stale(&self, live: &[(usize, ChanId)]) -> Vec<(usize, ChanId)> {
+        self.0
+            .keys()
+            .filter(|k| !live.contains(k))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Resolve a registration, refusing the listener itself.
+async fn target(svc: &Service, chan: &ChanId) -> Result<Target, String> {
+    let (host, port) = (chan.host.clone(), chan.port);
+    let addrs = tokio::task::spawn_blocking(move || resolve(&host, port))
+        .await
+        .unwrap_or_default();
+    if addrs.is_empty() {
+        return Err(format!("{chan} does not resolve"));
+    }
+    if let Some(a) = addrs.iter().find(|a| is_self_loop_addr(svc.cfg.bind, **a)) {
+        return Err(format!(
+            "{chan}: {a} is this listener ({}) itself",
+            svc.cfg.bind
+        ));
+    }
+    Ok(Target {
+        host: chan.host.clone(),
+        port: chan.port,
+        addrs,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+//! One task per listener in fleet mode that follows the service's
+//! operator state ([`super::ops`]) and channel list ([`super::channels`])
+//! in etcd: read `P/svc/NAME/` whole, apply, then watch it from the next
+//! revision; when etcd fails, retry with backoff (the instance keeps
+//! what it applied). Changes are persisted like local operator state
+//! (the state file), so a restart while etcd is down keeps them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Fleet;
+use super::channels::{Added, Reg};
+use super::etcd::{EtcdError, Event, Kv};
+use super::ops::{self, ChanId, Op};
+use crate::service::Service;
+
+/// Writes the listener's operator state where it survives a restart (the
+/// state file); called on a blocking thread after each applied change.
+pub type Persist = Arc<dyn Fn(&Arc<Service>) + Send + Sync>;
+
+/// Retry etcd after this, doubling up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Start following `svc`'s operator state and channel list; stops with
+/// `stop`.
+pub fn spawn(
+    fleet: &Arc<Fleet>,
+    svc: Arc<Service>,
+    persist: Option<Persist>,
+    stop: CancellationToken,
+) {
+    let base = String::from_utf8_lossy(&fleet.svc_key(&svc.cfg.name, "")).into_owned();
+    let f = Follow {
+        fleet: Arc::clone(fleet),
+        svc,
+        persist,
+        ops_prefix: format!("{base}ops/"),
+        chans_prefix: format!("{base}channels/"),
+        base,
+        added: Added::default(),
+        ops: HashMap::new(),
+        logged: HashSet::new(),
+        changed: false,
+    };
+    tokio::spawn(f.run(stop));
+}
+
+struct Follow {
+    fleet: Arc<Fleet>,
+    svc: Arc<Service>,
+    persist: Option<Persist>,
+    base: String,
+    ops_prefix: String,
+    chans_prefix: String,
+    added: Added,
+    /// The ops keys as last seen (re-applied to a channel added later).
+    ops: HashMap<Vec<u8>, Op>,
+    /// (key, revision) whose problem was logged.
+    logged: HashSet<(Vec<u8>, i64)>,
+    /// Something was applied since the last persist.
+    changed: bool,
+}
+
+impl Follow {
+    async fn run(mut self, stop: CancellationToken) {
+        let mut backoff = RETRY_MIN;
+        let mut down = false;
+        loop {
+            let r = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = self.session(&mut down, &mut backoff) => r,
+            };
+            if let Err(e) = r {
+                if !down {
+                    warn!(listener = %self.svc.cfg.name, "fleet: following operator state and channels: {e}; retrying");
+                    down = true;
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Read everything, apply, then apply each change; returns on an etcd
+    /// error.
+    async fn session(&mut self, down: &mut bool, backoff: &mut Duration) -> Result<(), EtcdError> {
+        let client = self.fleet.client.clone();
+        let (kvs, rev) = client.get_prefix(self.base.as_bytes()).await?;
+        if std::mem::take(down) {
+            info!(listener = %self.svc.cfg.name, "fleet: following operator state and channels again");
+        }
+        *backoff = RETRY_MIN;
+        self.resync(kvs).await;
+        self.persist().await;
+        let mut w = client.watch_prefix(self.base.as_bytes(), rev + 1).await?;
+        loop {
+            let (events, _) = w.next().await?;
+            for ev in events {
+                self.event(ev).await;
+            }
+            self.persist().await;
+        }
+    }
+
+    async fn resync(&mut self, kvs: Vec<Kv>) {
+        let mut live = Vec::new();
+        let (chans, opkvs): (Vec<Kv>, Vec<Kv>) = kvs
+            .into_iter()
+            .filter(|kv| {
+                kv.key.starts_with(self.ops_prefix.as_bytes())
+                    || kv.key.starts_with(self.chans_prefix.as_bytes())
+            })
+            .partition(|kv| kv.key.starts_with(self.chans_prefix.as_bytes()));
+        for kv in &chans {
+            if let Some(reg) = self.put_channel(kv).await {
+                live.push((reg.group, reg.chan));
+            }
+        }
+        for (g, c) in self.added.stale(&live) {
+            self.remove_channel(g, &c, 0);
+        }
+        let mut opkvs = opkvs;
+        opkvs.sort_by_key(|kv| kv.mod_revision);
+        for kv in &opkvs {
+            self.put_op(kv);
+        }
+    }
+
+    async fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Put(kv) if kv.key.starts_with(self.chans_prefix.as_bytes()) => {
+                self.put_channel(&kv).await;
+            }
+            Event::Put(kv) if kv.key.starts_with(self.ops_prefix.as_bytes()) => self.put_op(&kv),
+            Event::Delete(kv) if kv.key.starts_with(self.chans_prefix.as_bytes()) => {
+                let rest = self.rest(&kv.key, &self.chans_prefix);
+                match Reg::decode_key(&rest) {
+                    Ok((g, c)) => self.remove_channel(g, &c, kv.mod_revision),
+                    Err(why) => self.problem(&kv, &why),
+                }
+            }
+            Event::Delete(kv) if kv.key.starts_with(self.ops_prefix.as_bytes()) => {
+                self.ops.remove(&kv.key);
+            }
+            _ => {}
+        }
+    }
+
+    fn rest(&self, key: &[u8], prefix: &str) -> String {
+        String::from_utf8_lossy(&key[prefix.len()..]).into_owned()
+    }
+
+    /// Log a key's problem once per revision.
+    fn problem(&mut self, kv: &Kv, why: &str) {
+        if self.logged.insert((kv.key.clone(), kv.mod_revision)) {
+            warn!(
+                listener = %self.svc.cfg.name,
+                "fleet: ignored {} (revision {}): {why}",
+                String::from_utf8_lossy(&kv.key),
+                kv.mod_revision
+            );
+        }
+    }
+
+    fn applied(&mut self, what: &str, rev: i64) {
+        info!(listener = %self.svc.cfg.name, "fleet: {what} (revision {rev})");
+        self.changed = true;
+    }
+
+    async fn put_channel(&mut self, kv: &Kv) -> Option<Reg> {
+        let rest = self.rest(&kv.key, &self.chans_prefix);
+        let reg = match Reg::decode(&rest, &kv.value) {
+            Ok(r) => r,
+            Err(why) => {
+                self.problem(kv, &why);
+                return None;
+            }
+        };
+        match self.added.ensure(&self.svc, &reg).await {
+            Ok(Some(what)) => {
+                self.applied(&what, kv.mod_revision);
+                // Operator state already set for this channel applies.
+                let mine: Vec<Op> = self
+                    .ops
+                    .values()
+                    .filter(|op| op.channel() == Some(&reg.chan))
+                    .cloned()
+                    .collect();
+                for op in mine {
+                    if let Ok(Some(what)) = op.apply(&self.svc) {
+                        self.applied(&what, kv.mod_revision);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(why) => self.problem(kv, &why),
+        }
+        Some(reg)
+    }
+
+    fn remove_channel(&mut self, group: usize, chan: &ChanId, rev: i64) {
+        match self.added.remove(&self.svc, group, chan) {
+            Ok(Some(what)) => self.applied(&what, rev),
+            Ok(None) => {}
+            Err(why) => {
+                warn!(listener = %self.svc.cfg.name, "fleet: {group}/{chan} unregistered: {why}")
+            }
+        }
+    }
+
+    fn put_op(&mut self, kv: &Kv) {
+        let rest = self.rest(&kv.key, &self.ops_prefix);
+        let op = match Op::decode(&rest, &kv.value) {
+            Ok(op) => op,
+            Err(why) => {
+                self.problem(kv, &why);
+                return;
+            }
+        };
+        self.ops.insert(kv.key.clone(), op.clone());
+        if !ops::is_new(&kv.key, kv.mod_revision) {
+            return;
+        }
+        ops::mark_applied(&kv.key, kv.mod_revision);
+        match op.apply(&self.svc) {
+            Ok(Some(what)) => self.applied(&what, kv.mod_revision),
+            Ok(None) => {}
+            Err(why) => self.problem(kv, &format!("not applied here: {why}")),
+        }
+    }
+
+    async fn persist(&mut self) {
+        if !std::mem::take(&mut self.changed) {
+            return;
+        }
+        if let Some(p) = self.persist.clone() {
+            let svc = Arc::clone(&self.svc);
+            let _ = tokio::task::spawn_blocking(move || p(&svc)).await;
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Fleet-scoped operator state and channel lists (issue #13 items 3 and
+//! 4) against a real etcd (one member) and several balance instances on
+//! loopback: a `fleet ...` command given to one instance reaches every
+//! instance (each polled through `show json`), channels registered in
+//! etcd are used by every instance, a bad value is ignored with a log
+//! line.
+//!
+//! The tests run one at a time (each starts an etcd and several
+//! instances).
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::etcd::Etcd;
+use common::*;
+use serde_json::Value;
+
+const N: usize = 5;
+const PREFIX: &str = "/ops";
+/// A change written to etcd reaches every instance within this.
+const REACH: Duration = Duration::from_secs(10);
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A listener `svc` with `groups` (backend ports), in the fleet on `etcd`.
+fn yaml(port: u16, etcd: Option<&str>, groups: &[&[u16]], extra: &str) -> String {
+    let fleet = etcd.map_or(String::new(), |e| {
+        format!("fleet:\n  endpoints: [\"{e}\"]\n  prefix: {PREFIX}\n")
+    });
+    let groups: String = groups
+        .iter()
+        .map(|g| {
+            let chans: Vec<String> = g.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+            format!("      - channels: [{}]\n", chans.join(", "))
+        })
+        .collect();
+    format!(
+        "{fleet}{extra}listeners:\n  - name: svc\n    bind: \"127.0.0.1:{port}\"\n    failback: manual\n    groups:\n{groups}"
+    )
+}
+
+/// `P/svc/svc/REST`.
+fn key(rest: &str) -> String {
+    format!("{PREFIX}/svc/svc/{rest}")
+}
+
+struct Instances {
+    v: Vec<Balance>,
+    _dirs: Vec<TempDir>,
+}
+
+impl Instances {
+    fn start(n: usize, etcd: &Etcd, groups: &[&[u16]]) -> Instances {
+        let e = etcd.endpoint();
+        let mut v = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..n {
+            let dir = TempDir::new("fleet-ops");
+            v.push(
+                Balance::config(1, |p| yaml(p[0], Some(&e), groups, ""))
+                    .run_dir(dir.path())
+                    .start(),
+            );
+            dirs.push(dir);
+        }
+        Instances { v, _dirs: dirs }
+    }
+
+    /// Wait until `cond` holds for every instance's `show json`.
+    fn wait_all(&self, what: &str, cond: impl Fn(&Value) -> bool) {
+        for (i, b) in self.v.iter().enumerate() {
+            let r = wait_until(what, REACH, || cond(&b.json()));
+            assert!(
+                r.is_ok(),
+                "instance {i}: {r:?}: {}\n{}",
+                b.json(),
+                b.stderr()
+            );
+        }
+    }
+}
+
+/// The `show json` channel at `port` (any group), if there is one.
+fn chan(j: &Value, port: u16) -> Option<Value> {
+    j["channels"]
+        .as_array()?
+        .iter()
+        .find(|c| c["port"] == port)
+        .cloned()
+}
+
+fn admin_of(j: &Value, port: u16) -> String {
+    chan(j, port).map_or("absent".into(), |c| {
+        c["admin"].as_str().unwrap_or("?").to_string()
+    })
+}
+
+#[test]
+fn fleet_disable_weight_and_enable_reach_every_instance() {
+    let _s = serial();
+    let e = Etcd::single();
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let f = Instances::start(N, &e, &[&[a.port(), b.port()]]);
+    let help = f.v[0].ctl("help");
+    assert!(help.contains("fleet enable|disable|drain"), "{help}");
+
+    let out = f.v[2].ctl(&format!("fleet disable 127.0.0.1:{}", a.port()));
+    assert!(out.contains("written"), "{out}");
+    f.wait_all("A disabled everywhere", |j| {
+        admin_of(j, a.port()) == "disabled"
+    });
+    for bal in &f.v {
+        for _ in 0..3 {
+            assert_eq!(
+                ask(bal.addr).unwrap(),
+                "B",
+                "a disabled channel gets no client"
+            );
+        }
+    }
+    // The index form, the session's group, and `weight`/`maxc`.
+    f.v[0].ctl("fleet weight 1 7");
+    f.v[4].ctl("fleet maxc 0:1 9");
+    f.wait_all("weight and maxc everywhere", |j| {
+        chan(j, b.port()).is_some_and(|c| c["weight"] == 7 && c["maxc"] == 9)
+    });
+    f.v[1].ctl("fleet enable 0");
+    f.wait_all("A enabled again", |j| admin_of(j, a.port()) == "enabled");
+    for bal in &f.v {
+        let tags: Vec<String> = (0..8).map(|_| ask(bal.addr).unwrap()).collect();
+        assert!(tags.iter().any(|t| t == "A"), "{tags:?}");
+    }
+    // Bad commands: one line, nothing written.
+    for bad in [
+        "fleet",
+        "fleet show",
+        "fleet disable 9",
+        "fleet weight 0 100001",
+        "fleet create 0 nohost",
+    ] {
+        let o = f.v[0].ctl_out(bad);
+        assert!(!o.status.success(), "{bad}");
+        // The server's error reply is on stdout (as balance.fm's client).
+        let err = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(err.trim().lines().count(), 1, "{bad}: {err}");
+    }
+    assert!(e.get_prefix(&key("ops/admin/127.0.0.1:9")).is_empty());
+}
+
+#[test]
+fn fleet_commands_without_fleet_mode_are_refused_in_one_line() {
+    let a = Backend::tagged("A");
+    let dir = TempDir::new("nofleet");
+    let bal = Balance::config(1, |p| yaml(p[0], None, &[&[a.port()]], ""))
+        .run_dir(dir.path())
+        .start();
+    let o = bal.ctl_out("fleet disable 0");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stdout);
+    assert!(err.contains("fleet mode is off"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(admin_of(&bal.json(), a.port()), "enabled");
+    assert!(
+        !bal.ctl("help").contains("fleet"),
+        "help lists no fleet command"
+    );
+}
+
+#[test]
+fn fleet_failback_reaches_every_instance() {
+    let _s = serial();
+    let e = Etcd::single();
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let f = Instances::start(N, &e, &[&[a.port()], &[b.port()]]);
+    // Fail every instance over to the backup: group 0 disabled, one
+    // client each (manual failback: the floor stays at group 1).
+    f.v[0].ctl("fleet disable 0:0");
+    f.wait_all("primary disabled", |j| admin_of(j, a.port()) == "disabled");
+    for bal in &f.v {
+        assert_eq!(ask(bal.addr).unwrap(), "B");
+    }
+    f.v[3].ctl("fleet enable 0:0");
+    f.wait_all("primary enabled", |j| admin_of(j, a.port()) == "enabled");
+    for bal in &f.v {
+        assert_eq!(
+            bal.json()["listener"]["failback_floor"],
+            1,
+            "still failed over"
+        );
+        assert_eq!(
+            ask(bal.addr).unwrap(),
+            "B",
+            "manual failback: stays on the backup"
+        );
+    }
+    let out = f.v[1].ctl("fleet failback");
+    assert!(out.contains("written"), "{out}");
+    f.wait_all("failed back", |j| j["listener"]["failback_floor"] == 0);
+    for bal in &f.v {
+        assert_eq!(ask(bal.addr).unwrap(), "A", "back on the primary");
+    }
+    assert!(e.get(&key("ops/floor")).unwrap().contains("\"group\":0"));
+}
+
+#[test]
+fn a_channel_registered_in_etcd_is_used_by_every_instance() {
+    let _s = serial();
+    let e = Etcd::single();
+    let (a, c, d) = (
+        Backend::tagged("A"),
+        Backend::tagged("C"),
+        Backend::tagged("D"),
+    );
+    let f = Instances::start(N, &e, &[&[a.port()]]);
+    // etcdctl put /ops/svc/svc/channels/0/127.0.0.1:PORT '{"weight":1}'
+    e.put(
+        &key(&format!("channels/0/127.0.0.1:{}", c.port())),
+        r#"{"weight":1}"#,
+    );
+    f.wait_all("C added", |j| admin_of(j, c.port()) == "enabled");
+    for (i, bal) in f.v.iter().enumerate() {
+        let tags: Vec<String> = (0..4).map(|_| ask(bal.addr).unwrap()).collect();
+        assert!(tags.iter().any(|t| t == "C"), "instance {i}: {tags:?}");
+    }
+    assert!(c.accepted() >= N, "every instance sends clients to C");
+    // A weight change in etcd, then the command form.
+    e.put(
+        &key(&format!("channels/0/127.0.0.1:{}", c.port())),
+        r#"{"weight":4}"#,
+    );
+    f.wait_all("C weight 4", |j| {
+        chan(j, c.port()).is_some_and(|ch| ch["weight"] == 4)
+    });
+    let out = f.v[2].ctl(&format!("fleet create 0 127.0.0.1:{} 3", d.port()));
+    assert!(out.contains("written"), "{out}");
+    f.wait_all("D added", |j| {
+        chan(j, d.port()).is_some_and(|ch| ch["weight"] == 3)
+    });
+    // Unregistered: removed from every instance; the configured channel
+    // stays.
+    e.delete(&key(&format!("channels/0/127.0.0.1:{}", c.port())));
+    f.v[0].ctl(&format!("fleet remove 0 127.0.0.1:{}", d.port()));
+    f.wait_all("C and D removed", |j| {
+        chan(j, c.port()).is_none() && chan(j, d.port()).is_none() && chan(j, a.port()).is_some()
+    });
+    for bal in &f.v {
+        assert_eq!(ask(bal.addr).unwrap(), "A");
+    }
+}
+
+#[test]
+fn malformed_values_in_etcd_are_ignored_with_a_log_line() {
+    let _s = serial();
+    let e = Etcd::single();
+    let a = Backend::tagged("A");
+    let f = Instances::start(N, &e, &[&[a.port()]]);
+    let ap = a.port();
+    let bad = [
+        (format!("ops/admin/127.0.0.1:{ap}"), "not json".to_string()),
+        (
+            format!("ops/admin/127.0.0.1:{ap}"),
+            r#"{"admin":"sideways"}"#.into(),
+        ),
+        (
+            format!("ops/weight/127.0.0.1:{ap}"),
+            r#"{"weight":99999}"#.into(),
+        ),
+        ("ops/floor".into(), r#"{"group":"one"}"#.into()),
+        ("ops/nonsense".into(), "{}".into()),
+        ("channels/0/not-a-channel".into(), "{}".into()),
+        ("channels/x/127.0.0.1:1".into(), "{}".into()),
+        (
+            "channels/0/127.0.0.1:1".into(),
+            r#"{"weight":"heavy"}"#.into(),
+        ),
+        (
+            "channels/0/127.0.0.1:2".into(),
+            r#"{"weight":1,"color":"red"}"#.into(),
+        ),
+        ("channels/7/127.0.0.1:3".into(), "{}".into()),
+    ];
+    for (k, v) in &bad {
+        e.put(&key(k), v);
+    }
+    // A good value written after them: once it is applied, the bad ones
+    // before it were seen.
+    e.put(&key(&format!("ops/maxc/127.0.0.1:{ap}")), r#"{"maxc":5}"#);
+    f.wait_all("the good value applied", |j| {
+        chan(j, ap).is_some_and(|c| c["maxc"] == 5)
+    });
+    for (i, bal) in f.v.iter().enumerate() {
+        let j = bal.json();
+        let chans = j["channels"].as_array().unwrap();
+        assert_eq!(chans.len(), 1, "instance {i}: no channel added: {j}");
+        assert_eq!(chans[0]["admin"], "enabled");
+        assert_eq!(chans[0]["weight"], 1);
+        assert_eq!(j["listener"]["failback_floor"], 0);
+        assert_eq!(ask(bal.addr).unwrap(), "A");
+        let log = bal.stderr();
+        for (k, _) in &bad {
+            let line = format!("fleet: ignored {}", key(k));
+            assert!(log.contains(&line), "instance {i}: no {line:?} in\n{log}");
+        }
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}
+
+#[test]
+fn fleet_state_is_kept_in_the_state_file_across_a_restart_without_etcd() {
+    let _s = serial();
+    let mut e = Etcd::single();
+    let (a, b, c) = (
+        Backend::tagged("A"),
+        Backend::tagged("B"),
+        Backend::tagged("C"),
+    );
+    let dir = TempDir::new("fleet-state");
+    let state = dir.join("state.json");
+    let endpoint = e.endpoint();
+    let extra = format!("state_file: \"{}\"\n", state.display());
+    let launch = || {
+        Balance::config(1, |p| {
+            yaml(p[0], Some(&endpoint), &[&[a.port(), b.port()]], &extra)
+        })
+        .run_dir(dir.path())
+        .start()
+    };
+    let bal = launch();
+    bal.ctl(&format!("fleet disable 127.0.0.1:{}", a.port()));
+    bal.ctl(&format!("fleet create 0 127.0.0.1:{} 2", c.port()));
+    wait_until("applied", REACH, || {
+        let j = bal.json();
+        admin_of(&j, a.port()) == "disabled" && chan(&j, c.port()).is_some()
+    })
+    .unwrap();
+    wait_until("state file written", REACH, || {
+        std::fs::read_to_string(&state)
+            .is_ok_and(|s| s.contains("disabled") && s.contains(&c.port().to_string()))
+    })
+    .unwrap();
+    drop(bal);
+    e.kill(0);
+    let bal = launch();
+    let j = bal.json();
+    assert_eq!(admin_of(&j, a.port()), "disabled", "{j}");
+    assert!(
+        chan(&j, c.port()).is_some_and(|ch| ch["weight"] == 2),
+        "{j}"
+    );
+    for _ in 0..4 {
+        assert_ne!(ask(bal.addr).unwrap(), "A");
+    }
+}
