@@ -52,7 +52,8 @@ impl FleetConfig {
         for e in &self.endpoints {
             check_endpoint(e).map_err(|why| format!("endpoints: {}: {why}", quote(e)))?;
         }
-        check_prefix(&self.prefix).map_err(|why| format!("prefix: {}: {why}", quote(&self.prefix)))?;
+        check_prefix(&self.prefix)
+            .map_err(|why| format!("prefix: {}: {why}", quote(&self.prefix)))?;
         if let Some(id) = &self.id {
             check_id(id).map_err(|why| format!("id: {}: {why}", quote(id)))?;
         }
@@ -85,14 +86,19 @@ fn check_endpoint(e: &str) -> Result<(), &'static str> {
         return Err("must start with http:// (TLS is not supported)");
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains(['/', '@', '?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if rest.contains(['/', '@', '?', '#'])
+        || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err("use http://HOST:PORT");
     }
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() => (h, p),
         _ => return Err("needs HOST:PORT"),
     };
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
         return Err("bad host");
     }
@@ -122,7 +128,10 @@ fn check_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty() || id.len() > MAX_TEXT {
         return Err("must be 1-200 characters");
     }
-    if id.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+    if id
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
         return Err("no spaces, control characters or /");
     }
     Ok(())

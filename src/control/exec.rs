@@ -53,7 +53,7 @@ impl Control {
             Command::Nop => Reply::ok(vec![]),
             Command::Help => Reply::ok(HELP.lines().map(String::from).collect()),
             Command::Version => show::version(),
-            Command::Show => show::table(&groups),
+            Command::Show => show::table(&groups, &self.svc),
             Command::ShowJson => show::json(&self.svc),
             Command::MrtgBytes(g, c) => show::mrtg(self, &groups, *g, *c, show::Mrtg::Bytes),
             Command::MrtgConns(g, c) => show::mrtg(self, &groups, *g, *c, show::Mrtg::Conns),

@@ -84,9 +84,9 @@ impl Timing {
 impl Fleet {
     /// The handle for `cfg`; `id` defaults to `hostname:pid`.
     pub fn new(cfg: &FleetConfig, registry: Registry) -> Result<Arc<Fleet>, etcd::EtcdError> {
-        let timeout = cfg
-            .fallback
-            .map_or(MAX_REQUEST, |f| (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST));
+        let timeout = cfg.fallback.map_or(MAX_REQUEST, |f| {
+            (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST)
+        });
         Ok(Arc::new(Fleet {
             client: etcd::Client::new(&cfg.endpoints, timeout)?,
             prefix: cfg.prefix.clone(),
@@ -103,7 +103,11 @@ impl Fleet {
 
     /// The timing for `svc`.
     pub fn timing(&self, svc: &Service) -> Timing {
-        let interval = svc.cfg.monitor.as_ref().map_or(DEFAULT_INTERVAL, |m| m.interval);
+        let interval = svc
+            .cfg
+            .monitor
+            .as_ref()
+            .map_or(DEFAULT_INTERVAL, |m| m.interval);
         Timing::of(interval, self.fallback)
     }
 

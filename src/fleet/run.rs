@@ -140,7 +140,11 @@ async fn try_session(cx: &Cx, tk: &mut Task) -> Result<Infallible, EtcdError> {
             id: cx.fleet.id.clone(),
             since: now_ms(),
         };
-        if cx.client().create(&cx.prober_key, &me.encode(), Some(lease)).await? {
+        if cx
+            .client()
+            .create(&cx.prober_key, &me.encode(), Some(lease))
+            .await?
+        {
             tk.st.won(me, Instant::now());
             cx.show(&tk.st);
             info!(listener = %cx.svc.cfg.name, "fleet: this instance is the prober");
@@ -154,7 +158,9 @@ async fn try_session(cx: &Cx, tk: &mut Task) -> Result<Infallible, EtcdError> {
         let leader = match Leader::decode(&kv.value) {
             Ok(l) if l.id == cx.fleet.id && kv.lease != lease => {
                 // This instance's own earlier term (etcd was away).
-                cx.client().delete_if_lease(&cx.prober_key, kv.lease).await?;
+                cx.client()
+                    .delete_if_lease(&cx.prober_key, kv.lease)
+                    .await?;
                 continue;
             }
             Ok(l) if kv.lease == lease => {
@@ -286,7 +292,9 @@ fn checks_done(svc: &Service) -> Vec<u64> {
         .flat_map(|g| g.channels.iter())
         .filter(|c| c.admin() == crate::pool::Admin::Enabled)
         .map(|c| {
-            c.checks_passed.load(Relaxed) + c.checks_failed.load(Relaxed) + c.checks_full.load(Relaxed)
+            c.checks_passed.load(Relaxed)
+                + c.checks_failed.load(Relaxed)
+                + c.checks_full.load(Relaxed)
         })
         .collect()
 }

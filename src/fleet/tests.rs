@@ -6,9 +6,15 @@ fn timing_derives_from_the_interval() {
     let t = Timing::of(ms(500), None);
     assert_eq!((t.ttl, t.fallback), (Duration::from_secs(2), ms(1500)));
     let t = Timing::of(Duration::from_secs(5), Some(ms(700)));
-    assert_eq!((t.ttl, t.keepalive, t.fallback), (Duration::from_secs(15), Duration::from_secs(5), ms(700)));
+    assert_eq!(
+        (t.ttl, t.keepalive, t.fallback),
+        (Duration::from_secs(15), Duration::from_secs(5), ms(700))
+    );
     let t = Timing::of(ms(100), None);
-    assert_eq!((t.ttl, t.fallback), (Duration::from_secs(2), Duration::from_secs(1)));
+    assert_eq!(
+        (t.ttl, t.fallback),
+        (Duration::from_secs(2), Duration::from_secs(1))
+    );
     // Whole seconds.
     assert_eq!(Timing::of(ms(1100), None).ttl, Duration::from_secs(4));
 }

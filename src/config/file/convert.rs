@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::raw::{
-    RawCheck, RawFailback, RawFile, RawFleet, RawKeepalive, RawListener, RawLogFormat, RawMonitor, RawOnDown,
-    RawOnUp, RawPolicy,
+    RawCheck, RawFailback, RawFile, RawFleet, RawKeepalive, RawListener, RawLogFormat, RawMonitor,
+    RawOnDown, RawOnUp, RawPolicy,
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};

@@ -59,9 +59,15 @@ fn long_or_odd_reasons_are_tamed() {
 fn leader_decodes_and_judges_staleness() {
     let l = Leader::decode(br#"{"id":"h:1","since":500}"#).unwrap();
     assert!(l.wrote(&v(State::Up)));
-    let old = Verdict { at: 499, ..v(State::Up) };
+    let old = Verdict {
+        at: 499,
+        ..v(State::Up)
+    };
     assert!(!l.wrote(&old), "written before this term");
-    let other = Verdict { by: "h:2".into(), ..v(State::Up) };
+    let other = Verdict {
+        by: "h:2".into(),
+        ..v(State::Up)
+    };
     assert!(!l.wrote(&other));
     assert!(Leader::decode(br#"{"id":"","since":1}"#).is_err());
     assert!(Leader::decode(br#"{"since":1}"#).is_err());
@@ -86,9 +92,15 @@ fn prober_side_reads_the_channel_and_skips_passive_downs() {
     assert_eq!(Verdict::of(&ch, 1, 2, "a"), None, "passive: local only");
     ch.force_down(Reason::Check("http: HTTP 503".into()));
     let d = Verdict::of(&ch, 1, 2, "a").unwrap();
-    assert_eq!((d.state, d.reason.as_str()), (State::Down, "http: HTTP 503"));
+    assert_eq!(
+        (d.state, d.reason.as_str()),
+        (State::Down, "http: HTTP 503")
+    );
     ch.force_down(Reason::Fleet("http: HTTP 503".into()));
-    assert_eq!(Verdict::of(&ch, 1, 2, "a").unwrap().reason, "http: HTTP 503");
+    assert_eq!(
+        Verdict::of(&ch, 1, 2, "a").unwrap().reason,
+        "http: HTTP 503"
+    );
 }
 
 #[test]
@@ -98,7 +110,10 @@ fn follower_side_outcomes() {
         v(State::Down).outcomes(&ch),
         vec![Outcome::Down(Reason::Fleet("connect: refused".into()))]
     );
-    assert_eq!(v(State::Up).outcomes(&ch), vec![Outcome::Up(Recovery::Fleet)]);
+    assert_eq!(
+        v(State::Up).outcomes(&ch),
+        vec![Outcome::Up(Recovery::Fleet)]
+    );
     // Catching up on a channel that is up: one outcome; down: up first.
     assert_eq!(v(State::CatchingUp).outcomes(&ch).len(), 1);
     ch.force_down(Reason::Check("x".into()));
