@@ -108,6 +108,7 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                 "id": f.id,
                 "prober": f.prober,
                 "since_ms": f.since_ms,
+                "probing": f.probing,
             })),
         },
         // Process-wide: splice pipes held by busy connections, and pooled.
