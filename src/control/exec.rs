@@ -62,7 +62,7 @@ impl Control {
             }
             Command::Fleet(f) => fleet::run(self, at, f).await,
             Command::Version => show::version(),
-            Command::Show => show::table(&groups),
+            Command::Show => show::table(&groups, &self.svc),
             Command::ShowJson => show::json(&self.svc),
             Command::MrtgBytes(g, c) => show::mrtg(self, &groups, *g, *c, show::Mrtg::Bytes),
             Command::MrtgConns(g, c) => show::mrtg(self, &groups, *g, *c, show::Mrtg::Conns),

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::config::{Failback, Host, Policy};
 use crate::pool::{Admin, Channel, Group, ShownState, Target};
 use crate::service::Service;
+use crate::service::fleet::{FleetView, Role};
 
 /// One channel at one instant.
 #[derive(Debug, Clone)]
@@ -157,6 +158,8 @@ pub struct ListenerView {
     /// Each group's policy and channel count.
     pub groups: Vec<(Policy, usize)>,
     pub channels: Vec<ChannelView>,
+    /// Fleet mode's role and etcd state; `None` without fleet mode.
+    pub fleet: Option<FleetView>,
 }
 
 impl ListenerView {
@@ -184,6 +187,7 @@ impl ListenerView {
                 .map(|g| (g.policy(), g.channels.len()))
                 .collect(),
             channels: channels(&groups),
+            fleet: Some(svc.fleet.view()).filter(|f| f.role != Role::Off),
         }
     }
 }

@@ -16,6 +16,7 @@ use std::fmt::{Display, Write as _};
 use crate::pool::ShownState;
 use crate::render::process::ProcessView;
 use crate::render::{ChannelView, ListenerView, Pipes};
+use crate::service::fleet::{FleetView, Role};
 
 type ListenerGetter = fn(&ListenerView) -> u64;
 type ChannelGetter = fn(&ChannelView) -> f64;
@@ -225,6 +226,7 @@ pub fn exposition(
             o.sample(name, &format!("listener=\"{}\"", esc(&l.name)), get(l));
         }
     }
+    fleet_series(&mut o, listeners);
     // Labels are built once per channel, then reused by every series.
     let channels: Vec<(String, &ChannelView)> = listeners
         .iter()
@@ -272,6 +274,37 @@ pub fn exposition(
         }
     }
     o.0
+}
+
+/// Fleet mode's gauges, for the listeners that run it.
+fn fleet_series(o: &mut Out, listeners: &[ListenerView]) {
+    let fleet: Vec<(String, &FleetView)> = listeners
+        .iter()
+        .filter_map(|l| l.fleet.as_ref().map(|f| (esc(&l.name), f)))
+        .collect();
+    if fleet.is_empty() {
+        return;
+    }
+    o.family(
+        "balance_fleet_role",
+        "gauge",
+        "1 for the instance's fleet role for this listener (prober, follower, alone).",
+    );
+    for (name, f) in &fleet {
+        for r in Role::SHOWN {
+            let l = format!("listener=\"{name}\",role=\"{}\"", r.as_str());
+            o.sample("balance_fleet_role", &l, u8::from(f.role == r));
+        }
+    }
+    o.family(
+        "balance_fleet_etcd_up",
+        "gauge",
+        "1 while etcd answers this listener's fleet task.",
+    );
+    for (name, f) in &fleet {
+        let l = format!("listener=\"{name}\"");
+        o.sample("balance_fleet_etcd_up", &l, u8::from(f.etcd_up));
+    }
 }
 
 /// The standard process metrics (the names every client library uses).

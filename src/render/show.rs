@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::config::Failback;
 use crate::render::{ChannelView, ListenerView, Pipes, policy_word};
+use crate::service::fleet::{FleetView, Role};
 
 /// balance's `show`: same columns and widths; the address column widens
 /// when an address needs more than 16 characters.
@@ -101,6 +102,14 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                 Failback::Manual => "manual",
             },
             "failback_floor": l.floor,
+            "fleet": l.fleet.as_ref().map(|f| json!({
+                "role": f.role.as_str(),
+                "etcd": if f.etcd_up { "ok" } else { "unreachable" },
+                "id": f.id,
+                "prober": f.prober,
+                "since_ms": f.since_ms,
+                "probing": f.probing,
+            })),
         },
         // Process-wide: splice pipes held by busy connections, and pooled.
         "pipes": {
@@ -115,6 +124,26 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
         "channels": channels,
     });
     v.to_string()
+}
+
+/// `show`'s last line in fleet mode: the role, etcd, the prober.
+pub fn fleet_line(f: &FleetView) -> String {
+    let prober = match (&f.prober, f.role) {
+        (_, Role::Prober) => "this instance".to_string(),
+        (Some(p), _) => p.clone(),
+        (None, _) => "none".to_string(),
+    };
+    let since = std::time::UNIX_EPOCH + Duration::from_millis(f.since_ms);
+    let for_s = std::time::SystemTime::now()
+        .duration_since(since)
+        .unwrap_or_default()
+        .as_secs();
+    format!(
+        "fleet: {} for {for_s}s, etcd {}, prober {prober}, id {}",
+        f.role.as_str(),
+        if f.etcd_up { "ok" } else { "unreachable" },
+        f.id
+    )
 }
 
 /// Which pair of counters an MRTG query asks for.

@@ -70,3 +70,39 @@ fn policy_words_are_lowercase() {
     assert_eq!(policy_word(Policy::Hash), "hash");
     assert_eq!(policy_word(Policy::RoundRobin), "rr");
 }
+
+#[test]
+fn fleet_status_shows_only_in_fleet_mode() {
+    use crate::service::fleet::Role;
+    let s = svc();
+    let v = ListenerView::of(&s);
+    assert!(v.fleet.is_none());
+    let text = prometheus::exposition(std::slice::from_ref(&v), Pipes::now(), None);
+    assert!(!text.contains("balance_fleet_"));
+    let j: serde_json::Value = serde_json::from_str(&show::json(&v, Pipes::now())).unwrap();
+    assert!(j["listener"]["fleet"].is_null());
+
+    s.fleet.set_role(Role::Follower, 1);
+    s.fleet.set_etcd_up(true);
+    s.fleet.set_names("h:2", Some("h:1"));
+    let v = ListenerView::of(&s);
+    let j: serde_json::Value = serde_json::from_str(&show::json(&v, Pipes::now())).unwrap();
+    let f = &j["listener"]["fleet"];
+    assert_eq!(
+        (f["role"].as_str(), f["etcd"].as_str()),
+        (Some("follower"), Some("ok"))
+    );
+    assert_eq!(
+        (f["prober"].as_str(), f["id"].as_str()),
+        (Some("h:1"), Some("h:2"))
+    );
+    let text = prometheus::exposition(std::slice::from_ref(&v), Pipes::now(), None);
+    assert!(text.contains("balance_fleet_role{listener=\"l\",role=\"follower\"} 1"));
+    assert!(text.contains("balance_fleet_role{listener=\"l\",role=\"prober\"} 0"));
+    assert!(text.contains("balance_fleet_etcd_up{listener=\"l\"} 1"));
+    let line = show::fleet_line(v.fleet.as_ref().unwrap());
+    assert!(
+        line.starts_with("fleet: follower for ") && line.contains("prober h:1"),
+        "{line}"
+    );
+}

@@ -66,6 +66,8 @@ pub struct FleetView {
     pub since_ms: u64,
     /// This instance's id.
     pub id: String,
+    /// Whether its monitor probes (false: a follower applying verdicts).
+    pub probing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +148,7 @@ impl FleetState {
             prober: n.1.clone(),
             since_ms: self.since_ms.load(Relaxed),
             id: n.0.clone(),
+            probing: !self.following(),
         }
     }
 }

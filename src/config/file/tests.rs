@@ -588,3 +588,38 @@ fn alias_replay_limits_stop_a_bomb_even_when_every_type_fits() {
     let small = "a: &x [1, 2]\nb: *x\nc: *x\n";
     assert!(serde_saphyr::from_str_with_options::<serde::de::IgnoredAny>(small, options()).is_ok());
 }
+
+#[test]
+fn fleet_key_is_read_and_checked() {
+    assert_eq!(ok(MIN).global.fleet, None);
+    let c = ok(&format!(
+        "fleet:\n  endpoints: [\"http://127.0.0.1:2379\", \"http://10.0.0.2:2379\"]\n  prefix: /b\n  id: node-1\n  fallback: 2s\n{MIN}"
+    ));
+    let f = c.global.fleet.unwrap();
+    assert_eq!(f.endpoints.len(), 2);
+    assert_eq!((f.prefix.as_str(), f.id.as_deref()), ("/b", Some("node-1")));
+    assert_eq!(f.fallback, Some(Duration::from_secs(2)));
+    let c = ok(&format!(
+        "fleet: {{ endpoints: [\"http://e:2379\"] }}\n{MIN}"
+    ));
+    assert_eq!(c.global.fleet.unwrap().prefix, "/balance");
+    for (fleet, want) in [
+        ("{ endpoints: [] }", "must not be empty"),
+        (
+            "{ endpoints: [\"e:2379\"] }",
+            "fleet.endpoints: \"e:2379\": must start with http://",
+        ),
+        (
+            "{ endpoints: [\"http://e:2379\"], prefix: x }",
+            "fleet.prefix: \"x\"",
+        ),
+        (
+            "{ endpoints: [\"http://e:2379\"], fallback: 1ms }",
+            "fleet.fallback: must be 100ms-1h",
+        ),
+        ("{ endpoints: [\"http://e:2379\"], ttl: 3 }", "ttl"),
+    ] {
+        let e = bad(&format!("fleet: {fleet}\n{MIN}"));
+        assert!(e.contains(want) && !e.contains('\n'), "{fleet}: {e}");
+    }
+}

@@ -74,6 +74,7 @@ fn an_empty_overlay_leaves_the_base_alone_and_a_full_one_replaces_it() {
         state_file: Some("s".into()),
         user: Some("cli".into()),
         metrics: Some("127.0.0.1:9100".parse().unwrap()),
+        fleet: None,
     };
     let g = o.over(base.clone());
     assert!(g.foreground && g.debug && g.no_splice);
@@ -88,4 +89,30 @@ fn an_empty_overlay_leaves_the_base_alone_and_a_full_one_replaces_it() {
     assert_eq!(g.user.as_deref(), Some("cli"));
     assert_eq!(g.metrics, o.metrics);
     assert_eq!(g.resolve_interval, base.resolve_interval);
+}
+
+#[test]
+fn fleet_endpoints_from_the_command_line_keep_the_files_other_fleet_keys() {
+    use crate::config::FleetConfig;
+    let file = Global {
+        fleet: Some(FleetConfig {
+            prefix: "/p".into(),
+            id: Some("me".into()),
+            ..FleetConfig::new(vec!["http://a:1".into()])
+        }),
+        ..Global::default()
+    };
+    let o = Overlay {
+        fleet: Some(vec!["http://b:2".into()]),
+        ..Overlay::default()
+    };
+    let f = o.over(file.clone()).fleet.unwrap();
+    assert_eq!(
+        (f.endpoints, f.prefix.as_str(), f.id.as_deref()),
+        (vec!["http://b:2".to_string()], "/p", Some("me"))
+    );
+    let f = o.over(Global::default()).fleet.unwrap();
+    assert_eq!(f, FleetConfig::new(vec!["http://b:2".into()]));
+    assert_eq!(Overlay::default().over(file.clone()).fleet, file.fleet);
+    assert_eq!(Overlay::default().over(Global::default()).fleet, None);
 }

@@ -22,9 +22,13 @@ pub fn version() -> Reply {
     ])
 }
 
-/// `show`: balance's table.
-pub fn table(groups: &[Arc<Group>]) -> Reply {
-    Reply::ok(render::show::table(&render::channels(groups)))
+/// `show`: balance's table (and, in fleet mode, one line on the fleet).
+pub fn table(groups: &[Arc<Group>], svc: &Service) -> Reply {
+    let mut lines = render::show::table(&render::channels(groups));
+    if svc.fleet.enabled() {
+        lines.push(render::show::fleet_line(&svc.fleet.view()));
+    }
+    Reply::ok(lines)
 }
 
 /// `show json`: one line, every field.

@@ -1,0 +1,360 @@
+//! Fleet mode against a real etcd (one member): ten balance instances on
+//! loopback in front of a primary group and a backup group, `interval:
+//! 500ms`, `fall: 2`. Each test prints what it measured (eprintln) so the
+//! numbers can be quoted; the asserted bounds are looser than what is
+//! seen, so a loaded machine does not fail them.
+//!
+//! The tests run one at a time (each starts ten instances and an etcd).
+
+mod common;
+
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::etcd::Etcd;
+use common::*;
+
+const N: usize = 10;
+const INTERVAL: Duration = Duration::from_millis(500);
+/// etcd unreachable this long → probe alone (the config's `fallback`).
+const FALLBACK: Duration = Duration::from_secs(1);
+/// Every instance applies a verdict within this of the first one.
+const SPREAD_BOUND: Duration = Duration::from_millis(500);
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A listener `db` on the first port, a primary and a backup group.
+fn yaml(p: &[u16], etcd: Option<&str>, primary: u16, backup: u16) -> String {
+    let fleet = etcd.map_or(String::new(), |e| {
+        format!("fleet:\n  endpoints: [\"{e}\"]\n  prefix: /t\n  fallback: 1s\n")
+    });
+    format!(
+        "{fleet}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"127.0.0.1:{primary}\"]\n      - channels: [\"127.0.0.1:{backup}\"]\n    monitor:\n      interval: 500ms\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
+        p[0]
+    )
+}
+
+struct Fleet {
+    instances: Vec<Balance>,
+    _dirs: Vec<TempDir>,
+}
+
+impl Fleet {
+    /// `n` instances, started a tenth of an interval apart like real nodes.
+    fn start(n: usize, etcd: Option<&str>, primary: u16, backup: u16) -> Fleet {
+        let mut instances = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..n {
+            let dir = TempDir::new("fleet");
+            let b = Balance::config(1, |p| yaml(p, etcd, primary, backup))
+                .run_dir(dir.path())
+                .metrics()
+                .start();
+            instances.push(b);
+            dirs.push(dir);
+            thread::sleep(INTERVAL / 10);
+        }
+        Fleet {
+            instances,
+            _dirs: dirs,
+        }
+    }
+
+    fn roles(&self) -> Vec<String> {
+        self.instances.iter().map(role).collect()
+    }
+
+    /// Settled: one prober, every other instance a follower that applies
+    /// verdicts (does not probe).
+    fn wait_settled(&self, limit: Duration) -> Duration {
+        let t0 = Instant::now();
+        let ok = wait_until("one prober, the rest following", limit, || {
+            let fl: Vec<serde_json::Value> = self
+                .instances
+                .iter()
+                .map(|b| b.json()["listener"]["fleet"].clone())
+                .collect();
+            let probers = fl.iter().filter(|f| f["role"] == "prober").count();
+            let following = fl
+                .iter()
+                .filter(|f| f["role"] == "follower" && f["probing"] == false)
+                .count();
+            probers == 1 && following == fl.len() - 1
+        });
+        assert!(ok.is_ok(), "{ok:?}: {:?}", self.roles());
+        t0.elapsed()
+    }
+
+    fn prober(&self) -> usize {
+        let r = self.roles();
+        assert_eq!(r.iter().filter(|r| *r == "prober").count(), 1, "{r:?}");
+        r.iter().position(|r| r == "prober").unwrap()
+    }
+}
+
+fn role(b: &Balance) -> String {
+    b.json()["listener"]["fleet"]["role"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// Whether instance `b` holds the primary up (its metrics: cheap to poll).
+fn primary_up(b: &Balance, primary: u16) -> bool {
+    let text = scrape(b.metrics_port());
+    let labels = format!(
+        "listener=\"db\",group=\"0\",index=\"0\",channel=\"127.0.0.1:{primary}\",state=\"ENA\""
+    );
+    sample(&text, "balance_channel_state", &labels) == 1.0
+}
+
+/// Every instance's first moment with the primary in state `up`, polled in
+/// parallel; the spread between the first and the last.
+fn switch_times(f: &Fleet, primary: u16, up: bool, limit: Duration) -> (Duration, Duration) {
+    let t0 = Instant::now();
+    let times: Vec<Duration> = thread::scope(|s| {
+        let hs: Vec<_> = f
+            .instances
+            .iter()
+            .map(|b| {
+                s.spawn(move || {
+                    let r = wait_until("the primary to flip", limit, || {
+                        primary_up(b, primary) == up
+                    });
+                    assert!(r.is_ok(), "{r:?}");
+                    t0.elapsed()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = *times.iter().min().unwrap();
+    let last = *times.iter().max().unwrap();
+    (first, last - first)
+}
+
+/// Probe connections both backends accept over `window` (no clients).
+fn probes_over(a: &Backend, b: &Backend, window: Duration) -> usize {
+    let before = a.accepted() + b.accepted();
+    thread::sleep(window);
+    a.accepted() + b.accepted() - before
+}
+
+#[test]
+fn one_prober_per_service_probes_for_the_whole_fleet() {
+    let _g = serial();
+    let window = INTERVAL * 6;
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let standalone = {
+        let f = Fleet::start(N, None, primary.port(), backup.port());
+        thread::sleep(INTERVAL);
+        let n = probes_over(&primary, &backup, window);
+        drop(f);
+        n
+    };
+    let etcd = Etcd::single();
+    let f = Fleet::start(N, Some(&etcd.endpoint()), primary.port(), backup.port());
+    let settle = f.wait_settled(Duration::from_secs(10));
+    thread::sleep(INTERVAL);
+    let fleet = probes_over(&primary, &backup, window);
+    let rounds = window.as_millis() / INTERVAL.as_millis();
+    eprintln!(
+        "FLEET probes over {window:?} ({rounds} intervals, 2 channels, {N} instances): standalone {standalone}, fleet {fleet}; settled {settle:?} after the last start"
+    );
+    // One prober: 2 channels x rounds (+ a round at each edge).
+    assert!(fleet <= 2 * (rounds as usize + 2), "fleet {fleet}");
+    assert!(
+        standalone >= 5 * fleet.max(1),
+        "standalone {standalone}, fleet {fleet}"
+    );
+    // Every instance serves, from the primary.
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+    let p = f.prober();
+    let text = scrape(f.instances[p].metrics_port());
+    assert_eq!(
+        sample(
+            &text,
+            "balance_fleet_role",
+            "listener=\"db\",role=\"prober\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "balance_fleet_etcd_up", "listener=\"db\""),
+        1.0
+    );
+    assert!(f.instances[p].ctl("show").contains("fleet: prober for "));
+}
+
+#[test]
+fn primary_failure_switches_every_instance_within_a_bound() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(N, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    primary.stop();
+    let (first, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
+    eprintln!(
+        "FLEET primary down: first instance after {first:?}, spread first..last {spread:?} ({N} instances)"
+    );
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "backup");
+    }
+    // Back: every instance fails back within the same bound.
+    let _primary = Backend::tagged_at(("127.0.0.1", primary.port()), "primary").unwrap();
+    let (first, spread) = switch_times(&f, primary.port(), true, Duration::from_secs(10));
+    eprintln!("FLEET primary back: first instance after {first:?}, spread {spread:?}");
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+}
+
+#[test]
+fn a_flapping_primary_never_splits_the_fleet_beyond_the_window() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let backup = Backend::tagged("backup");
+    let port = free_port(LOCALHOST_V4);
+    let mut primary = Some(Backend::tagged_at(("127.0.0.1", port), "primary").unwrap());
+    let f = Fleet::start(N, Some(&etcd.endpoint()), port, backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    // Listening 1.1 s, refusing 1.1 s (long enough for `fall: 2` and `rise: 2`
+    // to flip it each time); every instance sampled every ~50 ms.
+    let (mut samples, mut split, mut longest, mut flips) = (0, 0, Duration::ZERO, 0);
+    let mut split_since: Option<Instant> = None;
+    let mut last: Option<bool> = None;
+    let end = Instant::now() + Duration::from_millis(6600);
+    let mut next_flap = Instant::now() + Duration::from_millis(1100);
+    while Instant::now() < end {
+        if Instant::now() >= next_flap {
+            primary = match primary.take() {
+                Some(b) => {
+                    b.stop();
+                    None
+                }
+                None => Some(Backend::tagged_at(("127.0.0.1", port), "primary").unwrap()),
+            };
+            next_flap += Duration::from_millis(1100);
+        }
+        let states: Vec<bool> = f.instances.iter().map(|b| primary_up(b, port)).collect();
+        samples += 1;
+        let agree = states.iter().all(|s| *s == states[0]);
+        if agree {
+            if last.is_some_and(|l| l != states[0]) {
+                flips += 1;
+            }
+            last = Some(states[0]);
+            if let Some(t) = split_since.take() {
+                longest = longest.max(t.elapsed());
+            }
+        } else {
+            split += 1;
+            split_since.get_or_insert_with(Instant::now);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "FLEET flapping primary: {split} of {samples} samples split ({:.1} %), longest split {longest:?}, fleet-wide flips {flips}",
+        100.0 * split as f64 / samples as f64
+    );
+    assert!(longest <= SPREAD_BOUND, "longest split {longest:?}");
+    assert!(split_since.is_none_or(|t| t.elapsed() <= SPREAD_BOUND));
+}
+
+#[test]
+fn a_killed_prober_is_replaced_within_a_bound() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(N, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let p = f.prober();
+    let t0 = Instant::now();
+    f.instances[p].kill();
+    let rest: Vec<&Balance> = f
+        .instances
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != p)
+        .map(|(_, b)| b)
+        .collect();
+    // Lease TTL 2 s (3 x interval, at least 2 s), plus the campaign.
+    let r = wait_until("another prober", Duration::from_secs(6), || {
+        rest.iter().filter(|b| role(b) == "prober").count() == 1
+    });
+    let took = t0.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    eprintln!("FLEET prober SIGKILLed: another instance took over after {took:?}");
+    assert!(took <= Duration::from_secs(4), "took {took:?}");
+    // The new prober probes: a primary failure still reaches everyone.
+    primary.stop();
+    for b in &rest {
+        wait_until(
+            "the primary down everywhere",
+            Duration::from_secs(5),
+            || !primary_up(b, primary.port()),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn etcd_loss_falls_back_to_local_probing_and_rejoins() {
+    let _g = serial();
+    let mut etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(N, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let t0 = Instant::now();
+    etcd.kill(0);
+    let r = wait_until("every instance alone", FALLBACK * 4, || {
+        f.instances.iter().all(|b| {
+            let fl = &b.json()["listener"]["fleet"];
+            fl["role"] == "alone" && fl["etcd"] == "unreachable" && fl["probing"] == true
+        })
+    });
+    let took = t0.elapsed();
+    assert!(r.is_ok(), "{r:?}: {:?}", f.roles());
+    eprintln!(
+        "FLEET etcd killed: every instance probing alone after {took:?} (fallback {FALLBACK:?})"
+    );
+    assert!(took <= FALLBACK * 3, "took {took:?}");
+    // Serving, and probing by itself: a primary failure is seen by all.
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+    primary.stop();
+    let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(5));
+    eprintln!(
+        "FLEET alone: primary down on every instance (spread {spread:?}, each its own probes)"
+    );
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "backup");
+    }
+    let _primary = Backend::tagged_at(("127.0.0.1", primary.port()), "primary").unwrap();
+    // etcd back: one prober again, the rest following.
+    let t0 = Instant::now();
+    etcd.restart(0);
+    let settle = f.wait_settled(Duration::from_secs(15));
+    eprintln!(
+        "FLEET etcd restarted: settled again after {:?} (wait {settle:?})",
+        t0.elapsed()
+    );
+    for b in &f.instances {
+        wait_until("the primary back", Duration::from_secs(5), || {
+            primary_up(b, primary.port())
+        })
+        .unwrap();
+        assert_eq!(b.json()["listener"]["fleet"]["etcd"], "ok");
+    }
+}
