@@ -206,6 +206,11 @@ fn fleet_failback_reaches_every_instance() {
         assert_eq!(ask(bal.addr).unwrap(), "A", "back on the primary");
     }
     assert!(e.get(&key("ops/floor")).unwrap().contains("\"group\":0"));
+    // The operator hold, on and off everywhere.
+    f.v[4].ctl("fleet spin on 30s");
+    f.wait_all("spin on", |j| j["listener"]["spin"] == "on");
+    f.v[0].ctl("fleet spin off");
+    f.wait_all("spin off", |j| j["listener"]["spin"] == "off");
 }
 
 #[test]
@@ -356,4 +361,10 @@ fn fleet_state_is_kept_in_the_state_file_across_a_restart_without_etcd() {
     for _ in 0..4 {
         assert_ne!(ask(bal.addr).unwrap(), "A");
     }
+    // etcd back: the restored registration is the fleet's again, so
+    // deleting its key removes it.
+    e.restart(0);
+    e.delete(&key(&format!("channels/0/127.0.0.1:{}", c.port())));
+    wait_until("C removed", REACH, || chan(&bal.json(), c.port()).is_none()).unwrap();
+    assert_eq!(admin_of(&bal.json(), a.port()), "disabled");
 }

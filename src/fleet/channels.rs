@@ -82,6 +82,12 @@ impl Added {
             ));
         };
         if let Some(ch) = g.channels.iter().find(|ch| reg.chan.matches(ch)) {
+            // Restored from the state file after a restart: this task's.
+            if !configured(svc, reg.group, &reg.chan) {
+                self.0
+                    .entry((reg.group, reg.chan.clone()))
+                    .or_insert_with(|| Arc::clone(ch));
+            }
             let w = reg
                 .weight
                 .unwrap_or(if self.0.contains_key(&(reg.group, reg.chan.clone())) {
@@ -127,12 +133,7 @@ impl Added {
         chan: &ChanId,
     ) -> Result<Option<String>, String> {
         let Some(ch) = self.0.remove(&(group, chan.clone())) else {
-            let listed = svc.cfg.groups.get(group).is_some_and(|g| {
-                g.channels
-                    .iter()
-                    .any(|c| c.host == chan.host && c.port == chan.port)
-            });
-            return if listed {
+            return if configured(svc, group, chan) {
                 Err("a configured channel stays (only registered ones are removed)".into())
             } else {
                 Ok(None)
@@ -160,6 +161,15 @@ impl Added {
             .cloned()
             .collect()
     }
+}
+
+/// Whether the configuration lists `chan` in `group`.
+fn configured(svc: &Service, group: usize, chan: &ChanId) -> bool {
+    svc.cfg.groups.get(group).is_some_and(|g| {
+        g.channels
+            .iter()
+            .any(|c| c.host == chan.host && c.port == chan.port)
+    })
 }
 
 /// Resolve a registration, refusing the listener itself.
