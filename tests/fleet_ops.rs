@@ -364,7 +364,46 @@ fn fleet_state_is_kept_in_the_state_file_across_a_restart_without_etcd() {
     // etcd back: the restored registration is the fleet's again, so
     // deleting its key removes it.
     e.restart(0);
+    assert!(
+        bal.wait_log("following operator state and channels again", 1, REACH),
+        "{}",
+        bal.stderr()
+    );
     e.delete(&key(&format!("channels/0/127.0.0.1:{}", c.port())));
     wait_until("C removed", REACH, || chan(&bal.json(), c.port()).is_none()).unwrap();
     assert_eq!(admin_of(&bal.json(), a.port()), "disabled");
+}
+
+#[test]
+fn registered_channels_and_fleet_state_survive_a_reload() {
+    let _s = serial();
+    let e = Etcd::single();
+    let (a, b, c) = (
+        Backend::tagged("A"),
+        Backend::tagged("B"),
+        Backend::tagged("C"),
+    );
+    let dir = TempDir::new("fleet-reload");
+    let endpoint = e.endpoint();
+    let bal = Balance::config(1, |p| yaml(p[0], Some(&endpoint), &[&[a.port()]], ""))
+        .run_dir(dir.path())
+        .start();
+    bal.ctl(&format!("fleet create 0 127.0.0.1:{} 3", c.port()));
+    wait_until("C added", REACH, || chan(&bal.json(), c.port()).is_some()).unwrap();
+    bal.ctl(&format!("fleet drain 127.0.0.1:{}", c.port()));
+    wait_until("C added and draining", REACH, || {
+        admin_of(&bal.json(), c.port()) == "drain"
+    })
+    .unwrap();
+    // A changed group list: the pool is rebuilt from the file.
+    let text = yaml(bal.port(), Some(&endpoint), &[&[a.port(), b.port()]], "");
+    std::fs::write(bal.config_path(), text).unwrap();
+    let out = bal.ctl("reload");
+    assert!(!out.contains("rejected"), "{out}");
+    wait_until("B in, C back and still draining", REACH, || {
+        let j = bal.json();
+        chan(&j, b.port()).is_some()
+            && chan(&j, c.port()).is_some_and(|ch| ch["weight"] == 3 && ch["admin"] == "drain")
+    })
+    .unwrap_or_else(|t| panic!("{t}: {}\n{}", bal.json(), bal.stderr()));
 }

@@ -119,6 +119,14 @@ impl Follow {
                     || kv.key.starts_with(self.chans_prefix.as_bytes())
             })
             .partition(|kv| kv.key.starts_with(self.chans_prefix.as_bytes()));
+        // Known first, so a channel added below gets its operator state.
+        self.ops.clear();
+        for kv in &opkvs {
+            let rest = self.rest(&kv.key, &self.ops_prefix);
+            if let Ok(op) = Op::decode(&rest, &kv.value) {
+                self.ops.insert(kv.key.clone(), op);
+            }
+        }
         for kv in &chans {
             if let Some(reg) = self.put_channel(kv).await {
                 live.push((reg.group, reg.chan));
