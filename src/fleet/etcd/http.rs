@@ -16,6 +16,9 @@ use super::EtcdError;
 
 /// The largest reply body accepted (a range over a big prefix).
 pub const MAX_REPLY_BYTES: usize = 64 << 20;
+/// TCP keepalive on every connection to etcd.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Idle connections kept per endpoint.
 const MAX_IDLE: usize = 4;
 
@@ -56,16 +59,19 @@ impl Endpoint {
         })
     }
 
-    fn connect_target(&self) -> String {
-        // `[::1]:2379` connects as is; tokio resolves names.
-        self.authority.clone()
-    }
-
     async fn connect(&self) -> Result<(Sender, tokio::task::JoinHandle<()>), EtcdError> {
-        let tcp = TcpStream::connect(self.connect_target())
+        let tcp = TcpStream::connect(self.authority.as_str())
             .await
             .map_err(|e| EtcdError::Unreachable(format!("{}: {e}", self.url)))?;
         let _ = tcp.set_nodelay(true);
+        // A watch waits for events without a bound: a peer that vanished
+        // without a reset (host down, partition) is noticed within about
+        // KEEPALIVE_IDLE + 3 x KEEPALIVE_INTERVAL.
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(3);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
         let (sender, conn) = http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| EtcdError::Unreachable(format!("{}: {e}", self.url)))?;
