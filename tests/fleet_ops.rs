@@ -40,10 +40,18 @@ fn yaml(port: u16, etcd: Option<&str>, groups: &[&[u16]], extra: &str) -> String
             format!("      - channels: [{}]\n", chans.join(", "))
         })
         .collect();
+    // Lines of `extra` indented by four spaces belong to the listener.
+    let (listener, top): (Vec<&str>, Vec<&str>) =
+        extra.lines().partition(|l| l.starts_with("    "));
+    let top: String = top.iter().map(|l| format!("{l}\n")).collect();
+    let listener: String = listener.iter().map(|l| format!("{l}\n")).collect();
     format!(
-        "{fleet}{extra}listeners:\n  - name: svc\n    bind: \"127.0.0.1:{port}\"\n    failback: manual\n    groups:\n{groups}"
+        "{fleet}{top}listeners:\n  - name: svc\n    bind: \"127.0.0.1:{port}\"\n    failback: manual\n{listener}    groups:\n{groups}"
     )
 }
+
+/// A fast `connect` monitor (listener lines for [`yaml`]'s `extra`).
+const MONITOR: &str = "    monitor:\n      interval: 200ms\n      fall: 1\n      rise: 1\n      checks:\n        - connect: {}\n";
 
 /// `P/svc/svc/REST`.
 fn key(rest: &str) -> String {
@@ -57,13 +65,17 @@ struct Instances {
 
 impl Instances {
     fn start(n: usize, etcd: &Etcd, groups: &[&[u16]]) -> Instances {
+        Instances::start_with(n, etcd, groups, "")
+    }
+
+    fn start_with(n: usize, etcd: &Etcd, groups: &[&[u16]], extra: &str) -> Instances {
         let e = etcd.endpoint();
         let mut v = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..n {
             let dir = TempDir::new("fleet-ops");
             v.push(
-                Balance::config(1, |p| yaml(p[0], Some(&e), groups, ""))
+                Balance::config(1, |p| yaml(p[0], Some(&e), groups, extra))
                     .run_dir(dir.path())
                     .start(),
             );
@@ -104,7 +116,7 @@ fn admin_of(j: &Value, port: u16) -> String {
 #[test]
 fn fleet_disable_weight_and_enable_reach_every_instance() {
     let _s = serial();
-    let e = Etcd::single();
+    let mut e = Etcd::single();
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let f = Instances::start(N, &e, &[&[a.port(), b.port()]]);
     let help = f.v[0].ctl("help");
@@ -151,6 +163,15 @@ fn fleet_disable_weight_and_enable_reach_every_instance() {
         assert_eq!(err.trim().lines().count(), 1, "{bad}: {err}");
     }
     assert!(e.get_prefix(&key("ops/admin/127.0.0.1:9")).is_empty());
+    // etcd gone: refused in one line, nothing changes, clients still served.
+    e.kill(0);
+    let o = f.v[0].ctl_out("fleet disable 0");
+    let err = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("nothing changed"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(admin_of(&f.v[0].json(), a.port()), "enabled");
+    assert_eq!(ask(f.v[0].addr).unwrap().len(), 1);
 }
 
 #[test]
@@ -406,4 +427,22 @@ fn registered_channels_and_fleet_state_survive_a_reload() {
             && chan(&j, c.port()).is_some_and(|ch| ch["weight"] == 3 && ch["admin"] == "drain")
     })
     .unwrap_or_else(|t| panic!("{t}: {}\n{}", bal.json(), bal.stderr()));
+}
+
+#[test]
+fn a_registered_channel_gets_the_fleets_verdicts() {
+    let _s = serial();
+    let e = Etcd::single();
+    let a = Backend::tagged("A");
+    let dead = Refused::new();
+    let f = Instances::start_with(N, &e, &[&[a.port()]], MONITOR);
+    f.v[0].ctl(&format!("fleet create 0 127.0.0.1:{}", dead.port()));
+    // Added enabled and up, then the prober's check finds it refused and
+    // every instance follows that verdict (none sends it a client).
+    f.wait_all("the dead registration down everywhere", |j| {
+        chan(j, dead.port()).is_some_and(|c| c["up"] == false && c["admin"] == "enabled")
+    });
+    for bal in &f.v {
+        assert_eq!(ask(bal.addr).unwrap(), "A");
+    }
 }
