@@ -358,3 +358,39 @@ fn etcd_loss_falls_back_to_local_probing_and_rejoins() {
         assert_eq!(b.json()["listener"]["fleet"]["etcd"], "ok");
     }
 }
+
+#[test]
+fn an_undecodable_verdict_is_logged_once_and_ignored() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let key = format!("/t/svc/db/verdict/127.0.0.1:{}", primary.port());
+    etcd.put(&key, "{\"state\":\"sideways\"");
+    etcd.put(&key, "not json at all");
+    let p = f.prober();
+    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+        assert!(
+            b.wait_log(
+                "ignoring a value that does not decode",
+                1,
+                Duration::from_secs(5)
+            ),
+            "instance {i}: {}",
+            b.stderr()
+        );
+        assert_eq!(
+            b.count("ignoring a value that does not decode"),
+            1,
+            "logged once"
+        );
+        assert!(b.stderr().contains(&key));
+        assert!(primary_up(b, primary.port()));
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+    // The next real verdict is applied as usual.
+    primary.stop();
+    let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+}
