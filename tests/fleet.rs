@@ -389,6 +389,26 @@ fn an_undecodable_verdict_is_logged_once_and_ignored() {
         assert!(primary_up(b, primary.port()));
         assert_eq!(ask(local(b.port())).unwrap(), "primary");
     }
+    // A prober key written by hand (no lease, not JSON) does not stop the
+    // election: it is removed and one prober is elected again.
+    etcd.put("/t/svc/db/prober", "garbage");
+    let t0 = Instant::now();
+    let r = wait_until("a prober's key again", Duration::from_secs(10), || {
+        etcd.get("/t/svc/db/prober")
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+            .is_some_and(|v| v["id"].is_string())
+    });
+    assert!(r.is_ok(), "{r:?}");
+    f.wait_settled(Duration::from_secs(10));
+    eprintln!(
+        "FLEET a hand-written prober key: one prober again after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        f.instances
+            .iter()
+            .any(|b| b.has("removing a prober key without a lease"))
+    );
     // The next real verdict is applied as usual.
     primary.stop();
     let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
