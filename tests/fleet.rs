@@ -28,14 +28,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A listener `db` on the first port, a primary and a backup group.
-fn yaml(p: &[u16], etcd: Option<&str>, primary: u16, backup: u16) -> String {
+/// A listener `db` on the first port, a primary and a backup group;
+/// `extra`: more listener keys (indented 4), `interval` the monitor's.
+fn yaml(p: &[u16], etcd: Option<&str>, ch: (u16, u16), interval: &str, extra: &str) -> String {
     let fleet = etcd.map_or(String::new(), |e| {
         format!("fleet:\n  endpoints: [\"{e}\"]\n  prefix: /t\n  fallback: 1s\n")
     });
     format!(
-        "{fleet}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"127.0.0.1:{primary}\"]\n      - channels: [\"127.0.0.1:{backup}\"]\n    monitor:\n      interval: 500ms\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
-        p[0]
+        "{fleet}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n{extra}    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n    monitor:\n      interval: {interval}\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
+        p[0], ch.0, ch.1
     )
 }
 
@@ -47,11 +48,21 @@ struct Fleet {
 impl Fleet {
     /// `n` instances, started a tenth of an interval apart like real nodes.
     fn start(n: usize, etcd: Option<&str>, primary: u16, backup: u16) -> Fleet {
+        Fleet::start_with(n, etcd, (primary, backup), "500ms", "")
+    }
+
+    fn start_with(
+        n: usize,
+        etcd: Option<&str>,
+        ch: (u16, u16),
+        interval: &str,
+        extra: &str,
+    ) -> Fleet {
         let mut instances = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..n {
             let dir = TempDir::new("fleet");
-            let b = Balance::config(1, |p| yaml(p, etcd, primary, backup))
+            let b = Balance::config(1, |p| yaml(p, etcd, ch, interval, extra))
                 .run_dir(dir.path())
                 .metrics()
                 .start();
@@ -413,4 +424,51 @@ fn an_undecodable_verdict_is_logged_once_and_ignored() {
     primary.stop();
     let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
     assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+}
+
+#[test]
+fn a_followers_failed_connect_stays_local_and_the_prober_reprobes_at_once() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let backup = Backend::tagged("backup");
+    let port = free_port(LOCALHOST_V4);
+    let primary = Backend::tagged_at(("127.0.0.1", port), "primary").unwrap();
+    // A long interval: only the reprobe can bring the follower's channel
+    // back soon (a follower does not probe; the prober's verdict is "up").
+    let f = Fleet::start_with(
+        3,
+        Some(&etcd.endpoint()),
+        (port, backup.port()),
+        "5s",
+        "    autodisable: true\n",
+    );
+    f.wait_settled(Duration::from_secs(10));
+    let p = f.prober();
+    let (fi, follower) = f
+        .instances
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != p)
+        .unwrap();
+    // The primary refuses for a moment: a client of the follower fails
+    // over to the backup and the follower takes the primary down (`-a`).
+    primary.stop();
+    assert_eq!(ask(local(follower.port())).unwrap(), "backup");
+    let _primary = Backend::tagged_at(("127.0.0.1", port), "primary").unwrap();
+    let t0 = Instant::now();
+    assert!(!primary_up(follower, port), "taken down locally at once");
+    let r = wait_until("the prober's fresh verdict", Duration::from_secs(3), || {
+        primary_up(follower, port)
+    });
+    let took = t0.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    eprintln!(
+        "FLEET follower's passive down: the prober's republished verdict brought it back after {took:?} (interval 5s)"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // Local only: nobody else ever took the primary down.
+    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != fi) {
+        assert!(!b.has("channel down"), "instance {i}: {}", b.stderr());
+    }
+    assert_eq!(ask(local(follower.port())).unwrap(), "primary");
 }

@@ -245,7 +245,7 @@ async fn follow(
             _ = ka.tick() => cx.keepalive(tk).await?,
             // A failed connect here (passive detection flipped or counted
             // it locally): ask the prober to probe now and republish.
-            _ = cx.svc.reprobe.notified(), if !tk.st.probing() => {
+            _ = cx.svc.fleet.passive.notified(), if !tk.st.probing() => {
                 if asked.is_none_or(|t| t.elapsed() >= REPROBE_GAP) {
                     asked = Some(Instant::now());
                     let v = format!(r#"{{"by":{},"at":{}}}"#, json_str(&cx.fleet.id), now_ms());
