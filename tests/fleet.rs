@@ -472,3 +472,37 @@ fn a_followers_failed_connect_stays_local_and_the_prober_reprobes_at_once() {
     }
     assert_eq!(ask(local(follower.port())).unwrap(), "primary");
 }
+
+#[test]
+fn a_hung_etcd_is_fallen_back_from_like_a_dead_one() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    // SIGSTOP: connections are accepted by the kernel, nothing answers
+    // (what a partition looks like).
+    let pid = etcd.pid(0).expect("etcd runs") as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let t0 = Instant::now();
+    let r = wait_until("every instance alone", FALLBACK * 4, || {
+        f.instances.iter().all(|b| role(b) == "alone")
+    });
+    let took = t0.elapsed();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert!(r.is_ok(), "{r:?}: {:?}", f.roles());
+    eprintln!(
+        "FLEET etcd hung (SIGSTOP): every instance probing alone after {took:?} (fallback {FALLBACK:?})"
+    );
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+    let t0 = Instant::now();
+    f.wait_settled(Duration::from_secs(10));
+    eprintln!(
+        "FLEET etcd resumed (SIGCONT): settled again after {:?}",
+        t0.elapsed()
+    );
+}
