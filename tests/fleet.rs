@@ -506,3 +506,30 @@ fn a_hung_etcd_is_fallen_back_from_like_a_dead_one() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn a_stopped_prober_hands_over_at_once() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let p = f.prober();
+    let t0 = Instant::now();
+    f.instances[p].terminate();
+    let rest: Vec<&Balance> = f
+        .instances
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != p)
+        .map(|(_, b)| b)
+        .collect();
+    let r = wait_until("another prober", Duration::from_secs(5), || {
+        rest.iter().filter(|b| role(b) == "prober").count() == 1
+    });
+    let took = t0.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    eprintln!("FLEET prober SIGTERMed: another instance took over after {took:?}");
+    // Well inside the lease TTL (2 s): the lease was revoked.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
