@@ -533,3 +533,33 @@ fn a_stopped_prober_hands_over_at_once() {
     // Well inside the lease TTL (2 s): the lease was revoked.
     assert!(took < Duration::from_millis(1500), "took {took:?}");
 }
+
+#[test]
+fn a_reloaded_listener_rejoins_its_fleet() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    // A changed listener on every instance, the prober first: new Services,
+    // new fleet tasks.
+    let p = f.prober();
+    let order = std::iter::once(p).chain((0..f.instances.len()).filter(|i| *i != p));
+    for i in order {
+        let b = &f.instances[i];
+        let yaml = std::fs::read_to_string(b.config_path()).unwrap();
+        let changed = yaml.replace("    groups:\n", "    connect_timeout: 3s\n    groups:\n");
+        assert_ne!(yaml, changed);
+        std::fs::write(b.config_path(), changed).unwrap();
+        assert!(b.ctl("reload").contains("1 changed"), "{}", b.stderr());
+    }
+    let t0 = Instant::now();
+    f.wait_settled(Duration::from_secs(10));
+    eprintln!(
+        "FLEET every listener reloaded: settled again after {:?}",
+        t0.elapsed()
+    );
+    primary.stop();
+    let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+}
