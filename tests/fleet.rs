@@ -28,14 +28,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A listener `db` on the first port, a primary and a backup group.
-fn yaml(p: &[u16], etcd: Option<&str>, primary: u16, backup: u16) -> String {
+/// A listener `db` on the first port, a primary and a backup group;
+/// `extra`: more listener keys (indented 4), `interval` the monitor's.
+fn yaml(p: &[u16], etcd: Option<&str>, ch: (u16, u16), interval: &str, extra: &str) -> String {
     let fleet = etcd.map_or(String::new(), |e| {
         format!("fleet:\n  endpoints: [\"{e}\"]\n  prefix: /t\n  fallback: 1s\n")
     });
     format!(
-        "{fleet}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"127.0.0.1:{primary}\"]\n      - channels: [\"127.0.0.1:{backup}\"]\n    monitor:\n      interval: 500ms\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
-        p[0]
+        "{fleet}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n{extra}    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n    monitor:\n      interval: {interval}\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
+        p[0], ch.0, ch.1
     )
 }
 
@@ -47,11 +48,21 @@ struct Fleet {
 impl Fleet {
     /// `n` instances, started a tenth of an interval apart like real nodes.
     fn start(n: usize, etcd: Option<&str>, primary: u16, backup: u16) -> Fleet {
+        Fleet::start_with(n, etcd, (primary, backup), "500ms", "")
+    }
+
+    fn start_with(
+        n: usize,
+        etcd: Option<&str>,
+        ch: (u16, u16),
+        interval: &str,
+        extra: &str,
+    ) -> Fleet {
         let mut instances = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..n {
             let dir = TempDir::new("fleet");
-            let b = Balance::config(1, |p| yaml(p, etcd, primary, backup))
+            let b = Balance::config(1, |p| yaml(p, etcd, ch, interval, extra))
                 .run_dir(dir.path())
                 .metrics()
                 .start();
@@ -357,4 +368,198 @@ fn etcd_loss_falls_back_to_local_probing_and_rejoins() {
         .unwrap();
         assert_eq!(b.json()["listener"]["fleet"]["etcd"], "ok");
     }
+}
+
+#[test]
+fn an_undecodable_verdict_is_logged_once_and_ignored() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let key = format!("/t/svc/db/verdict/127.0.0.1:{}", primary.port());
+    etcd.put(&key, "{\"state\":\"sideways\"");
+    etcd.put(&key, "not json at all");
+    let p = f.prober();
+    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+        assert!(
+            b.wait_log(
+                "ignoring a value that does not decode",
+                1,
+                Duration::from_secs(5)
+            ),
+            "instance {i}: {}",
+            b.stderr()
+        );
+        assert_eq!(
+            b.count("ignoring a value that does not decode"),
+            1,
+            "logged once"
+        );
+        assert!(b.stderr().contains(&key));
+        assert!(primary_up(b, primary.port()));
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+    // A prober key written by hand (no lease, not JSON) does not stop the
+    // election: it is removed and one prober is elected again.
+    etcd.put("/t/svc/db/prober", "garbage");
+    let t0 = Instant::now();
+    let r = wait_until("a prober's key again", Duration::from_secs(10), || {
+        etcd.get("/t/svc/db/prober")
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+            .is_some_and(|v| v["id"].is_string())
+    });
+    assert!(r.is_ok(), "{r:?}");
+    f.wait_settled(Duration::from_secs(10));
+    eprintln!(
+        "FLEET a hand-written prober key: one prober again after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        f.instances
+            .iter()
+            .any(|b| b.has("removing a prober key without a lease"))
+    );
+    // The next real verdict is applied as usual.
+    primary.stop();
+    let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+}
+
+#[test]
+fn a_followers_failed_connect_stays_local_and_the_prober_reprobes_at_once() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let backup = Backend::tagged("backup");
+    let port = free_port(LOCALHOST_V4);
+    let primary = Backend::tagged_at(("127.0.0.1", port), "primary").unwrap();
+    // A long interval: only the reprobe can bring the follower's channel
+    // back soon (a follower does not probe; the prober's verdict is "up").
+    let f = Fleet::start_with(
+        3,
+        Some(&etcd.endpoint()),
+        (port, backup.port()),
+        "5s",
+        "    autodisable: true\n",
+    );
+    f.wait_settled(Duration::from_secs(10));
+    let p = f.prober();
+    let (fi, follower) = f
+        .instances
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != p)
+        .unwrap();
+    // The primary refuses for a moment: a client of the follower fails
+    // over to the backup and the follower takes the primary down (`-a`).
+    primary.stop();
+    assert_eq!(ask(local(follower.port())).unwrap(), "backup");
+    let _primary = Backend::tagged_at(("127.0.0.1", port), "primary").unwrap();
+    let t0 = Instant::now();
+    assert!(!primary_up(follower, port), "taken down locally at once");
+    let r = wait_until("the prober's fresh verdict", Duration::from_secs(3), || {
+        primary_up(follower, port)
+    });
+    let took = t0.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    eprintln!(
+        "FLEET follower's passive down: the prober's republished verdict brought it back after {took:?} (interval 5s)"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // Local only: nobody else ever took the primary down.
+    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != fi) {
+        assert!(!b.has("channel down"), "instance {i}: {}", b.stderr());
+    }
+    assert_eq!(ask(local(follower.port())).unwrap(), "primary");
+}
+
+#[test]
+fn a_hung_etcd_is_fallen_back_from_like_a_dead_one() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    // SIGSTOP: connections are accepted by the kernel, nothing answers
+    // (what a partition looks like).
+    let pid = etcd.pid(0).expect("etcd runs") as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let t0 = Instant::now();
+    let r = wait_until("every instance alone", FALLBACK * 4, || {
+        f.instances.iter().all(|b| role(b) == "alone")
+    });
+    let took = t0.elapsed();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert!(r.is_ok(), "{r:?}: {:?}", f.roles());
+    eprintln!(
+        "FLEET etcd hung (SIGSTOP): every instance probing alone after {took:?} (fallback {FALLBACK:?})"
+    );
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+    let t0 = Instant::now();
+    f.wait_settled(Duration::from_secs(10));
+    eprintln!(
+        "FLEET etcd resumed (SIGCONT): settled again after {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_stopped_prober_hands_over_at_once() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let p = f.prober();
+    let t0 = Instant::now();
+    f.instances[p].terminate();
+    let rest: Vec<&Balance> = f
+        .instances
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != p)
+        .map(|(_, b)| b)
+        .collect();
+    let r = wait_until("another prober", Duration::from_secs(5), || {
+        rest.iter().filter(|b| role(b) == "prober").count() == 1
+    });
+    let took = t0.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    eprintln!("FLEET prober SIGTERMed: another instance took over after {took:?}");
+    // Well inside the lease TTL (2 s): the lease was revoked.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
+
+#[test]
+fn a_reloaded_listener_rejoins_its_fleet() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    // A changed listener on every instance, the prober first: new Services,
+    // new fleet tasks.
+    let p = f.prober();
+    let order = std::iter::once(p).chain((0..f.instances.len()).filter(|i| *i != p));
+    for i in order {
+        let b = &f.instances[i];
+        let yaml = std::fs::read_to_string(b.config_path()).unwrap();
+        let changed = yaml.replace("    groups:\n", "    connect_timeout: 3s\n    groups:\n");
+        assert_ne!(yaml, changed);
+        std::fs::write(b.config_path(), changed).unwrap();
+        assert!(b.ctl("reload").contains("1 changed"), "{}", b.stderr());
+    }
+    let t0 = Instant::now();
+    f.wait_settled(Duration::from_secs(10));
+    eprintln!(
+        "FLEET every listener reloaded: settled again after {:?}",
+        t0.elapsed()
+    );
+    primary.stop();
+    let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
 }

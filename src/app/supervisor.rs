@@ -383,6 +383,9 @@ impl Supervisor {
         } else {
             info!("all connections finished");
         }
+        if let Some(f) = &self.fleet {
+            f.stopped().await;
+        }
     }
 }
 

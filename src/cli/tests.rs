@@ -633,3 +633,24 @@ fn global_flags_given_with_config_win_over_the_file_even_at_their_defaults() {
     assert_eq!(cfg.global.threads, 4);
     assert_eq!(cfg.global.grace, Duration::from_secs(3));
 }
+
+#[test]
+fn fleet_option_takes_a_comma_list_of_endpoints() {
+    let (g, _) = run(&[
+        "--fleet",
+        "http://127.0.0.1:2379,http://10.0.0.2:2379",
+        "8000",
+        "10.0.0.1:80",
+    ]);
+    let f = g.fleet.expect("fleet mode");
+    assert_eq!(
+        f.endpoints,
+        ["http://127.0.0.1:2379", "http://10.0.0.2:2379"]
+    );
+    assert_eq!(f.prefix, "/balance");
+    assert_eq!(run(&["8000", "10.0.0.1:80"]).0.fleet, None);
+    for v in ["127.0.0.1:2379", "https://h:1", "http://h:1,", "http://h"] {
+        let e = bad(&["--fleet", v, "8000", "10.0.0.1:80"]);
+        assert!(e.starts_with("bad --fleet "), "{v}: {e}");
+    }
+}

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::FleetConfig;
 use crate::config::monitor::DEFAULT_INTERVAL;
@@ -54,6 +55,9 @@ pub struct Fleet {
     /// The live Services (a reload replaces a listener's Service).
     pub registry: Registry,
     fallback: Option<Duration>,
+    /// The per-service tasks, so shutdown can wait for them to give their
+    /// roles up.
+    tasks: TaskTracker,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -101,6 +105,7 @@ impl Fleet {
             id: cfg.id.clone().unwrap_or_else(default_id),
             registry,
             fallback: cfg.fallback,
+            tasks: TaskTracker::new(),
         }))
     }
 
@@ -122,7 +127,15 @@ impl Fleet {
     /// Start `svc`'s fleet tasks; they stop with `stop` (the listener is
     /// replaced by a reload, removed, or the process shuts down).
     pub fn spawn(self: &Arc<Self>, svc: Arc<Service>, stop: CancellationToken) {
-        tokio::spawn(run::run(Arc::clone(self), svc, stop));
+        self.tasks.spawn(run::run(Arc::clone(self), svc, stop));
+    }
+
+    /// At shutdown (after the tasks' `stop` was cancelled): wait, bounded,
+    /// until each has given its role up (a prober revokes its lease, so
+    /// another instance takes over at once instead of after the TTL).
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        let _ = tokio::time::timeout(MAX_REQUEST * 2, self.tasks.wait()).await;
     }
 }
 

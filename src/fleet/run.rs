@@ -170,9 +170,18 @@ async fn try_session(cx: &Cx, tk: &mut Task) -> Result<Infallible, EtcdError> {
                 lead(cx, tk, lease).await?;
                 continue;
             }
-            Ok(l) => l,
+            Ok(l) if kv.lease != 0 => l,
+            // Not written by a prober (no lease: it would never expire).
+            Ok(_) => {
+                remove_unleased(cx).await?;
+                continue;
+            }
             Err(e) => {
                 cx.bad_value(tk, &kv.key, &e.to_string());
+                if kv.lease == 0 {
+                    remove_unleased(cx).await?;
+                    continue;
+                }
                 // Nobody to follow until that key goes: keep probing.
                 Leader {
                     id: "(undecodable)".into(),
@@ -182,6 +191,16 @@ async fn try_session(cx: &Cx, tk: &mut Task) -> Result<Infallible, EtcdError> {
         };
         follow(cx, tk, leader, &kvs, rev).await?;
     }
+}
+
+/// Delete a prober key that no lease holds (written by hand: it would
+/// block the election for good); pause when someone else got there first.
+async fn remove_unleased(cx: &Cx) -> Result<(), EtcdError> {
+    warn!(listener = %cx.svc.cfg.name, "fleet: removing a prober key without a lease");
+    if !cx.client().delete_if_lease(&cx.prober_key, 0).await? {
+        tokio::time::sleep(REPROBE_GAP).await;
+    }
+    Ok(())
 }
 
 /// Follow `leader` from the snapshot `kvs` at `rev` until its key goes.
@@ -211,6 +230,8 @@ async fn follow(
                 for ev in events {
                     match ev {
                         Event::Delete(kv) if kv.key == cx.prober_key => return Ok(()),
+                        // Not a prober's (no lease): the campaign removes it.
+                        Event::Put(kv) if kv.key == cx.prober_key && kv.lease == 0 => return Ok(()),
                         Event::Put(kv) if kv.key == cx.prober_key => match Leader::decode(&kv.value) {
                             Ok(l) => tk.st.follow(l, Instant::now()),
                             Err(e) => cx.bad_value(tk, &kv.key, &e.to_string()),
@@ -224,7 +245,7 @@ async fn follow(
             _ = ka.tick() => cx.keepalive(tk).await?,
             // A failed connect here (passive detection flipped or counted
             // it locally): ask the prober to probe now and republish.
-            _ = cx.svc.reprobe.notified(), if !tk.st.probing() => {
+            _ = cx.svc.fleet.passive.notified(), if !tk.st.probing() => {
                 if asked.is_none_or(|t| t.elapsed() >= REPROBE_GAP) {
                     asked = Some(Instant::now());
                     let v = format!(r#"{{"by":{},"at":{}}}"#, json_str(&cx.fleet.id), now_ms());

@@ -83,6 +83,9 @@ pub struct FleetState {
     /// Notified after each outcome fed to `Service::report` (fleet mode
     /// only): the prober publishes what changed.
     pub reported: Notify,
+    /// Notified after a failed connect from real traffic (fleet mode
+    /// only): a follower asks the prober to re-probe.
+    pub passive: Notify,
     /// The next re-probe round probes every channel, not only suspects.
     probe_all: AtomicBool,
 }

@@ -27,10 +27,15 @@ impl Service {
     /// Feed one outcome about the channel at `at`; returns `Some(up)` when
     /// it flipped.
     pub fn report(&self, at: &Candidate, outcome: Outcome) -> Option<bool> {
+        let passive = matches!(outcome, Outcome::ConnectFailed(_));
         let r = self.apply_outcome(at, outcome);
         if self.fleet.enabled() {
-            // Fleet mode: a prober publishes what changed.
+            // Fleet mode: a prober publishes what changed; a follower asks
+            // the prober to re-probe after a failed connect.
             self.fleet.reported.notify_one();
+            if passive {
+                self.fleet.passive.notify_one();
+            }
         }
         r
     }
