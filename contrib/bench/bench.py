@@ -8,9 +8,12 @@ backends to another (like ../../shared l4bench). Workloads:
   rr             redis-benchmark, 50 persistent conns -> req/s, p50/p99 ms
   churn          redis-benchmark -k 0 (new conn per request) -> conn/s
   idle           N idle connections that each echoed 1 byte -> RSS KiB/conn
+                 (and the proxy's RSS before them, MiB)
 
 Each figure is the median of --rounds interleaved rounds, with the proxy's
-CPU time as a percentage of one core. Standard tools only: python3 (stdlib),
+CPU time as a percentage of one core. A second table gives the cost: proxy
+CPU time per GB (bulk), per request (rr) and per connection (churn), with
+the ratio to the cheapest other proxy of the same run. Standard tools only: python3 (stdlib),
 iperf3, redis-server, redis-benchmark, taskset, optionally haproxy.
 
   contrib/bench/bench.py --balance target/release/balance
@@ -237,6 +240,56 @@ def idle(name, a, workdir):
         loop.close()
 
 
+# Proxy CPU time per unit of work: (unit label, scale, rate key, rate -> units/s).
+COST = {
+    "bulk1": ("CPU ms/GB", 1e3, "gbps", lambda v: v / 8),
+    "bulk4": ("CPU ms/GB", 1e3, "gbps", lambda v: v / 8),
+    "rr": ("CPU µs/request", 1e6, "rps", lambda v: v),
+    "churn": ("CPU µs/connection", 1e6, "rps", lambda v: v),
+}
+
+
+def cost(res, w):
+    """Proxy CPU seconds per unit of work of one run, scaled (None if unknown)."""
+    _, scale, key, per_s = COST[w]
+    rate, cpu = res.get(key), res.get("cpu_pct")
+    if not rate or cpu is None:
+        return None
+    return cpu / 100.0 * scale / per_s(rate)
+
+
+def print_costs(results, proxies, workloads):
+    """The cost table: median over the rounds of each run's proxy CPU per unit
+    of work, with the ratio to the cheapest *other* proxy of the same run.
+    When the client/backend CPU saturates, throughput says little about a
+    proxy; its CPU per unit of work still compares proxies fairly."""
+    ws = [w for w in workloads if w in COST]
+    if not ws:
+        return
+    med = {}
+    for p in proxies:
+        for w in ws:
+            v = [c for c in (cost(x, w) for x in results.get((p, w), [])) if c is not None]
+            med[(p, w)] = statistics.median(v) if v else None
+    print("\nproxy CPU time per unit of work (median over the rounds); (x×) = ratio to the cheapest other proxy\n")
+    print("| proxy | " + " | ".join(f"{w} {COST[w][0]}" for w in ws) + " |")
+    print("|---|" + "---:|" * len(ws))
+    for p in proxies:
+        if p == "direct":
+            continue
+        cells = []
+        for w in ws:
+            v = med[(p, w)]
+            others = [med[(q, w)] for q in proxies if q not in (p, "direct") and med[(q, w)]]
+            if v is None:
+                cells.append("—")
+            elif others:
+                cells.append(f"{v:,.1f} ({v / min(others):.2f}×)")
+            else:
+                cells.append(f"{v:,.1f}")
+        print(f"| {p} | " + " | ".join(cells) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--balance", default="target/release/balance", help="balance binary")
@@ -299,11 +352,14 @@ def main():
                 s += f" ({v / d:.2f}×)"
             if w in ("rr", "churn"):
                 s += f" p99 {med(p, w, 'p99')}"
+            if w == "idle" and med(p, w, "rss_before_mib") is not None:
+                s += f" KiB/conn, idle {med(p, w, 'rss_before_mib')} MiB"
             c = med(p, w, "cpu_pct")
             if c is not None:
                 s += f" cpu {c:.0f}%"
             cells.append(s)
         print(f"| {p} | " + " | ".join(cells) + " |")
+    print_costs(results, proxies, workloads)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({f"{p}/{w}": v for (p, w), v in results.items()}, f, indent=1)
