@@ -78,6 +78,9 @@ pub struct HalfState {
     eof: AtomicBool,
     /// Waits on a drained source and holds nothing.
     parked: AtomicBool,
+    /// The last burst was bulk: the next one splices at once, without the
+    /// small read first (splice pump only).
+    bulk: AtomicBool,
 }
 
 impl HalfState {
@@ -87,6 +90,14 @@ impl HalfState {
 
     pub fn parked(&self) -> bool {
         self.parked.load(Relaxed)
+    }
+
+    pub fn bulk(&self) -> bool {
+        self.bulk.load(Relaxed)
+    }
+
+    pub fn set_bulk(&self, on: bool) {
+        self.bulk.store(on, Relaxed);
     }
 }
 

@@ -69,7 +69,9 @@ pub fn pipes_pooled() -> usize {
 /// small message costs one read and one write instead of two splices and a
 /// failed one. Only a full buffer (a burst) goes on to splice. (A short
 /// *splice* proves nothing: the pipe can run out of slots while bytes are
-/// still queued.)
+/// still queued.) After a burst the direction is `bulk`: its next burst
+/// splices from the first byte (a 16 KiB copy and two syscalls less per
+/// wake-up) until a burst moves less than this.
 const SMALL_READ: usize = 16 * 1024;
 
 /// How a splice direction ended without error.
@@ -93,9 +95,11 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
     // Small reads go through this buffer (see `SMALL_READ`); it lives only
     // in the active phase of the relay, never while the connection is idle.
     let mut small: Option<Box<[u8]>> = None;
+    // Bytes spliced since the source was last drained.
+    let mut burst_len = 0;
     loop {
         h.wait_source().await?;
-        if lease.is_none() {
+        if lease.is_none() && !h.state.bulk() {
             let b = small.get_or_insert_with(|| vec![0u8; SMALL_READ].into_boxed_slice());
             let (n, burst) = match h.read(b) {
                 Chunk::Eof => {
@@ -114,7 +118,9 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
             if !burst {
                 continue;
             }
-            // A full buffer: a burst is under way; splice the rest.
+            // A full buffer: a burst is under way; splice the rest, and
+            // splice the next burst from its first byte (`bulk`).
+            h.state.set_bulk(true);
         }
         let mut l = match lease.take() {
             Some(l) => l,
@@ -129,9 +135,15 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
                 h.pass_eof();
                 return Ok(Outcome::Done);
             }
-            Ok(_) => {}
+            Ok(n) => burst_len += n,
             // Drained: the (empty) pipe goes back to the pool while idle.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            // A burst smaller than a small read: back to reading first.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::mem::take(&mut burst_len) < SMALL_READ {
+                    h.state.set_bulk(false);
+                }
+                continue;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 lease = Some(l);
                 continue;
@@ -168,3 +180,6 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
         lease = Some(l);
     }
 }
+
+#[cfg(test)]
+mod tests;
