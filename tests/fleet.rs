@@ -58,11 +58,16 @@ impl Fleet {
         interval: &str,
         extra: &str,
     ) -> Fleet {
+        Fleet::start_yaml(n, |p| yaml(p, etcd, ch, interval, extra))
+    }
+
+    /// `n` instances of the config `write` makes.
+    fn start_yaml(n: usize, write: impl Fn(&[u16]) -> String) -> Fleet {
         let mut instances = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..n {
             let dir = TempDir::new("fleet");
-            let b = Balance::config(1, |p| yaml(p, etcd, ch, interval, extra))
+            let b = Balance::config(1, &write)
                 .run_dir(dir.path())
                 .metrics()
                 .start();
@@ -470,6 +475,88 @@ fn a_followers_failed_connect_stays_local_and_the_prober_reprobes_at_once() {
     for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != fi) {
         assert!(!b.has("channel down"), "instance {i}: {}", b.stderr());
     }
+    assert_eq!(ask(local(follower.port())).unwrap(), "primary");
+}
+
+/// The failed connects instance `b` counted on channel `port` (group 0).
+fn connect_failures(b: &Balance, port: u16) -> f64 {
+    let labels = format!("listener=\"db\",group=\"0\",index=\"0\",channel=\"127.0.0.1:{port}\"");
+    sample(
+        &scrape(b.metrics_port()),
+        "balance_channel_connect_failures_total",
+        &labels,
+    )
+}
+
+#[test]
+fn a_followers_passive_down_waits_for_a_clean_reprobe() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let backup = Backend::tagged("backup");
+    let port = free_port(LOCALHOST_V4);
+    let primary = Backend::tagged_at(("127.0.0.1", port), "primary").unwrap();
+    // `fall: 4`, `interval: 2s`: after the primary dies the prober says
+    // "up, N failures" for seconds; every reprobe round adds one.
+    let ch = (port, backup.port());
+    let f = Fleet::start_yaml(3, |p| {
+        yaml(
+            p,
+            Some(&etcd.endpoint()),
+            ch,
+            "2s",
+            "    autodisable: true\n",
+        )
+        .replace("fall: 2", "fall: 4")
+    });
+    f.wait_settled(Duration::from_secs(10));
+    let p = f.prober();
+    let follower = f
+        .instances
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != p)
+        .unwrap()
+        .1;
+    let before = connect_failures(follower, port);
+    primary.stop();
+    // One client after another for 1.5 s: each is served (by the backup);
+    // the primary is tried only while the follower holds it up.
+    let t0 = Instant::now();
+    let mut clients = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(ask(local(follower.port())).unwrap(), "backup");
+        clients += 1;
+        thread::sleep(Duration::from_millis(20));
+    }
+    let failed = connect_failures(follower, port) - before;
+    let prober = &f.instances[p];
+    let fails = etcd
+        .get(&format!("/t/svc/db/verdict/127.0.0.1:{port}"))
+        .unwrap_or_default();
+    eprintln!(
+        "FLEET dead primary, {clients} clients of a follower over 1.5 s: {failed} failed connects; the prober's verdict {fails}"
+    );
+    assert!(failed <= 1.0, "{failed} failed connects");
+    // Still "up" fleet-wide (the prober's streak is below `fall`), yet
+    // the follower tried the dead primary only once.
+    assert!(fails.contains("\"state\":\"up\""), "{fails}");
+    assert!(!fails.contains("\"fails\":0"), "{fails}");
+    assert!(primary_up(prober, port));
+    assert!(!primary_up(follower, port));
+    // Back: the prober's next check ends its streak, and that verdict
+    // (answering the follower's request, no failures) brings it back.
+    let _primary = Backend::tagged_at(("127.0.0.1", port), "primary").unwrap();
+    let t0 = Instant::now();
+    let r = wait_until(
+        "the follower's primary back",
+        Duration::from_secs(6),
+        || primary_up(follower, port),
+    );
+    assert!(r.is_ok(), "{r:?}");
+    eprintln!(
+        "FLEET primary back: the follower took it back after {:?} (interval 2s)",
+        t0.elapsed()
+    );
     assert_eq!(ask(local(follower.port())).unwrap(), "primary");
 }
 
