@@ -29,10 +29,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A listener `db` on the first port, a primary and a backup group;
-/// `extra`: more listener keys (indented 4), `interval` the monitor's.
+/// `etcd` the endpoints (comma-separated), `extra`: more listener keys
+/// (indented 4), `interval` the monitor's.
 fn yaml(p: &[u16], etcd: Option<&str>, ch: (u16, u16), interval: &str, extra: &str) -> String {
     let fleet = etcd.map_or(String::new(), |e| {
-        format!("fleet:\n  endpoints: [\"{e}\"]\n  prefix: /t\n  fallback: 1s\n")
+        let list = e.split(',').map(|u| format!("\"{u}\"")).collect::<Vec<_>>();
+        format!(
+            "fleet:\n  endpoints: [{}]\n  prefix: /t\n  fallback: 1s\n",
+            list.join(", ")
+        )
     });
     format!(
         "{fleet}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n{extra}    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n    monitor:\n      interval: {interval}\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
@@ -649,4 +654,113 @@ fn a_reloaded_listener_rejoins_its_fleet() {
     primary.stop();
     let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
     assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+}
+
+#[test]
+fn losing_the_etcd_member_in_use_keeps_the_fleet_together() {
+    let _g = serial();
+    let mut etcd = Etcd::three();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let n = 5;
+    // The leader's endpoint first: every instance talks to it (the worst
+    // case: losing it also stops the cluster until a new leader is
+    // elected).
+    let leader = etcd.leader().expect("a leader");
+    let mut eps = etcd.endpoints();
+    eps.rotate_left(leader);
+    let f = Fleet::start(n, Some(&eps.join(",")), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    etcd.kill(leader);
+    let t0 = Instant::now();
+    // Sample every instance's role for 4 s (two lease TTLs): how long any
+    // instance probes alone, and how many probers there are. Meanwhile
+    // the primary fails, 1.5 s after the member.
+    let (mut samples, mut no_prober, mut two_probers) = (0, 0, 0);
+    let mut alone = vec![Duration::ZERO; n];
+    let mut alone_since: Vec<Option<Instant>> = vec![None; n];
+    let (first, spread) = thread::scope(|s| {
+        let switch = s.spawn(|| {
+            // 1.5 s after the member, and once every instance follows the
+            // fleet again (when the member was the leader, some probed
+            // alone meanwhile).
+            thread::sleep(Duration::from_millis(1500));
+            let r = wait_until("nobody alone", Duration::from_secs(3), || {
+                f.roles().iter().all(|r| r != "alone")
+            });
+            assert!(r.is_ok(), "{r:?}");
+            primary.stop();
+            switch_times(&f, primary.port(), false, Duration::from_secs(6))
+        });
+        while t0.elapsed() < Duration::from_secs(4) {
+            let roles = f.roles();
+            samples += 1;
+            match roles.iter().filter(|r| *r == "prober").count() {
+                0 => no_prober += 1,
+                1 => {}
+                _ => two_probers += 1,
+            }
+            for (i, r) in roles.iter().enumerate() {
+                match (r == "alone", alone_since[i]) {
+                    (true, None) => alone_since[i] = Some(Instant::now()),
+                    (false, Some(t)) => {
+                        alone[i] += t.elapsed();
+                        alone_since[i] = None;
+                    }
+                    _ => {}
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        switch.join().unwrap()
+    });
+    for (i, t) in alone_since.iter().enumerate() {
+        if let Some(t) = t {
+            alone[i] += t.elapsed();
+        }
+    }
+    let longest_alone = *alone.iter().max().unwrap();
+    eprintln!(
+        "FLEET etcd member in use killed (3 members, the leader, {n} instances): {samples} samples over 4 s; no prober in {no_prober}, two or more in {two_probers}; longest time alone {longest_alone:?}; roles after {:?}",
+        f.roles()
+    );
+    eprintln!(
+        "FLEET member down: primary stopped (1.5 s after the member, nobody alone): first instance down after {first:?}, spread {spread:?}"
+    );
+    // Still one fleet: one prober, the rest following.
+    f.wait_settled(Duration::from_secs(3));
+    // Alone at most from `fallback` after
+    // the last answer until the cluster has a new leader (etcd's election
+    // timeout is 1 s: 1-2 s) and the next retry (backoff up to 1 s).
+    assert!(
+        longest_alone <= Duration::from_millis(2500),
+        "alone {alone:?}"
+    );
+    assert_eq!(two_probers, 0, "two probers at once");
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "backup");
+    }
+    let p = f.prober();
+    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+        assert!(
+            b.has("channel down (dis): fleet: "),
+            "instance {i} did not take the fleet's verdict: {}",
+            b.stderr()
+        );
+    }
+    // The member comes back; the fleet goes on.
+    let t0 = Instant::now();
+    etcd.restart(leader);
+    let _primary = Backend::tagged_at(("127.0.0.1", primary.port()), "primary").unwrap();
+    f.wait_settled(Duration::from_secs(10));
+    for b in &f.instances {
+        wait_until("the primary back", Duration::from_secs(5), || {
+            primary_up(b, primary.port())
+        })
+        .unwrap();
+    }
+    eprintln!(
+        "FLEET member restarted: settled, primary back everywhere after {:?}",
+        t0.elapsed()
+    );
 }

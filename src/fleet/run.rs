@@ -152,8 +152,17 @@ async fn session(cx: &Cx, tk: &mut Task) -> EtcdError {
 }
 
 async fn try_session(cx: &Cx, tk: &mut Task) -> Result<Infallible, EtcdError> {
-    let lease = cx.client().lease_grant(cx.t.ttl).await?;
-    if let Some(old) = tk.lease.replace(lease) {
+    // A lease that is still alive (a watch broke, an endpoint went away)
+    // is kept: a prober stays the prober, its key never went.
+    let kept = match tk.lease {
+        Some(old) if cx.client().lease_keepalive(old).await? > 0 => Some(old),
+        _ => None,
+    };
+    let lease = match kept {
+        Some(l) => l,
+        None => cx.client().lease_grant(cx.t.ttl).await?,
+    };
+    if let Some(old) = tk.lease.replace(lease).filter(|old| *old != lease) {
         // A leader key of the old lease would hold the role until its TTL.
         let c = cx.client().clone();
         tokio::spawn(async move { c.lease_revoke(old).await });
