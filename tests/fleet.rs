@@ -764,3 +764,78 @@ fn losing_the_etcd_member_in_use_keeps_the_fleet_together() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn a_briefly_hung_etcd_flips_nobody_and_loses_no_verdict() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let pid = etcd.pid(0).expect("etcd runs") as libc::pid_t;
+    // Hung for 0.6 s (< `fallback`: 1 s): the prober's writes and every
+    // keepalive time out while the leases stay valid.
+    let hang = |during: &dyn Fn()| {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let t0 = Instant::now();
+        let mut seen = Vec::new();
+        while t0.elapsed() < Duration::from_millis(600) {
+            seen.push(f.roles());
+            during();
+            thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        seen
+    };
+    let before: Vec<String> = f.instances.iter().map(Balance::stderr).collect();
+    let seen = hang(&|| {
+        for b in &f.instances {
+            assert!(primary_up(b, primary.port()));
+        }
+    });
+    f.wait_settled(Duration::from_secs(5));
+    let roles = f.roles();
+    let alone = seen.iter().flatten().filter(|r| *r == "alone").count();
+    eprintln!(
+        "FLEET etcd hung 0.6 s (fallback 1 s): {} samples, alone in {alone}; roles after {roles:?}",
+        seen.len()
+    );
+    assert_eq!(alone, 0);
+    for (i, b) in f.instances.iter().enumerate() {
+        let new = &b.stderr()[before[i].len()..];
+        assert!(!new.contains("channel "), "instance {i} flipped: {new}");
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+    // The primary fails while etcd hangs: the prober sees it (its checks
+    // go on), cannot publish yet, and publishes when etcd answers; no
+    // follower flips before that, every one flips after.
+    let p = f.prober();
+    let t0 = Instant::now();
+    let seen = hang(&|| {
+        if t0.elapsed() < Duration::from_millis(40) {
+            primary.stop();
+        }
+        for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+            assert!(primary_up(b, primary.port()), "follower {i} flipped alone");
+        }
+    });
+    let resumed = Instant::now();
+    let (first, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(5));
+    eprintln!(
+        "FLEET primary failed during a 0.6 s hang: {} samples; every instance down {:?} after etcd resumed (spread {spread:?}, {first:?} after the polls began)",
+        seen.len(),
+        resumed.elapsed()
+    );
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+        assert!(
+            b.has("channel down (dis): fleet: "),
+            "instance {i}: {}",
+            b.stderr()
+        );
+        assert_eq!(ask(local(b.port())).unwrap(), "backup");
+    }
+    assert!(seen.iter().flatten().all(|r| r != "alone"));
+}
