@@ -29,10 +29,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A listener `db` on the first port, a primary and a backup group;
-/// `extra`: more listener keys (indented 4), `interval` the monitor's.
+/// `etcd` the endpoints (comma-separated), `extra`: more listener keys
+/// (indented 4), `interval` the monitor's.
 fn yaml(p: &[u16], etcd: Option<&str>, ch: (u16, u16), interval: &str, extra: &str) -> String {
     let fleet = etcd.map_or(String::new(), |e| {
-        format!("fleet:\n  endpoints: [\"{e}\"]\n  prefix: /t\n  fallback: 1s\n")
+        let list = e.split(',').map(|u| format!("\"{u}\"")).collect::<Vec<_>>();
+        format!(
+            "fleet:\n  endpoints: [{}]\n  prefix: /t\n  fallback: 1s\n",
+            list.join(", ")
+        )
     });
     format!(
         "{fleet}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n{extra}    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n    monitor:\n      interval: {interval}\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
@@ -58,11 +63,16 @@ impl Fleet {
         interval: &str,
         extra: &str,
     ) -> Fleet {
+        Fleet::start_yaml(n, |p| yaml(p, etcd, ch, interval, extra))
+    }
+
+    /// `n` instances of the config `write` makes.
+    fn start_yaml(n: usize, write: impl Fn(&[u16]) -> String) -> Fleet {
         let mut instances = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..n {
             let dir = TempDir::new("fleet");
-            let b = Balance::config(1, |p| yaml(p, etcd, ch, interval, extra))
+            let b = Balance::config(1, &write)
                 .run_dir(dir.path())
                 .metrics()
                 .start();
@@ -473,6 +483,88 @@ fn a_followers_failed_connect_stays_local_and_the_prober_reprobes_at_once() {
     assert_eq!(ask(local(follower.port())).unwrap(), "primary");
 }
 
+/// The failed connects instance `b` counted on channel `port` (group 0).
+fn connect_failures(b: &Balance, port: u16) -> f64 {
+    let labels = format!("listener=\"db\",group=\"0\",index=\"0\",channel=\"127.0.0.1:{port}\"");
+    sample(
+        &scrape(b.metrics_port()),
+        "balance_channel_connect_failures_total",
+        &labels,
+    )
+}
+
+#[test]
+fn a_followers_passive_down_waits_for_a_clean_reprobe() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let backup = Backend::tagged("backup");
+    let port = free_port(LOCALHOST_V4);
+    let primary = Backend::tagged_at(("127.0.0.1", port), "primary").unwrap();
+    // `fall: 4`, `interval: 2s`: after the primary dies the prober says
+    // "up, N failures" for seconds; every reprobe round adds one.
+    let ch = (port, backup.port());
+    let f = Fleet::start_yaml(3, |p| {
+        yaml(
+            p,
+            Some(&etcd.endpoint()),
+            ch,
+            "2s",
+            "    autodisable: true\n",
+        )
+        .replace("fall: 2", "fall: 4")
+    });
+    f.wait_settled(Duration::from_secs(10));
+    let p = f.prober();
+    let follower = f
+        .instances
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != p)
+        .unwrap()
+        .1;
+    let before = connect_failures(follower, port);
+    primary.stop();
+    // One client after another for 1.5 s: each is served (by the backup);
+    // the primary is tried only while the follower holds it up.
+    let t0 = Instant::now();
+    let mut clients = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(ask(local(follower.port())).unwrap(), "backup");
+        clients += 1;
+        thread::sleep(Duration::from_millis(20));
+    }
+    let failed = connect_failures(follower, port) - before;
+    let prober = &f.instances[p];
+    let fails = etcd
+        .get(&format!("/t/svc/db/verdict/127.0.0.1:{port}"))
+        .unwrap_or_default();
+    eprintln!(
+        "FLEET dead primary, {clients} clients of a follower over 1.5 s: {failed} failed connects; the prober's verdict {fails}"
+    );
+    assert!(failed <= 1.0, "{failed} failed connects");
+    // Still "up" fleet-wide (the prober's streak is below `fall`), yet
+    // the follower tried the dead primary only once.
+    assert!(fails.contains("\"state\":\"up\""), "{fails}");
+    assert!(!fails.contains("\"fails\":0"), "{fails}");
+    assert!(primary_up(prober, port));
+    assert!(!primary_up(follower, port));
+    // Back: the prober's next check ends its streak, and that verdict
+    // (answering the follower's request, no failures) brings it back.
+    let _primary = Backend::tagged_at(("127.0.0.1", port), "primary").unwrap();
+    let t0 = Instant::now();
+    let r = wait_until(
+        "the follower's primary back",
+        Duration::from_secs(6),
+        || primary_up(follower, port),
+    );
+    assert!(r.is_ok(), "{r:?}");
+    eprintln!(
+        "FLEET primary back: the follower took it back after {:?} (interval 2s)",
+        t0.elapsed()
+    );
+    assert_eq!(ask(local(follower.port())).unwrap(), "primary");
+}
+
 #[test]
 fn a_hung_etcd_is_fallen_back_from_like_a_dead_one() {
     let _g = serial();
@@ -562,4 +654,188 @@ fn a_reloaded_listener_rejoins_its_fleet() {
     primary.stop();
     let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
     assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+}
+
+#[test]
+fn losing_the_etcd_member_in_use_keeps_the_fleet_together() {
+    let _g = serial();
+    let mut etcd = Etcd::three();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let n = 5;
+    // The leader's endpoint first: every instance talks to it (the worst
+    // case: losing it also stops the cluster until a new leader is
+    // elected).
+    let leader = etcd.leader().expect("a leader");
+    let mut eps = etcd.endpoints();
+    eps.rotate_left(leader);
+    let f = Fleet::start(n, Some(&eps.join(",")), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    etcd.kill(leader);
+    let t0 = Instant::now();
+    // Sample every instance's role for 4 s (two lease TTLs): how long any
+    // instance probes alone, and how many probers there are. Meanwhile
+    // the primary fails, 1.5 s after the member.
+    let (mut samples, mut no_prober, mut two_probers) = (0, 0, 0);
+    let mut alone = vec![Duration::ZERO; n];
+    let mut alone_since: Vec<Option<Instant>> = vec![None; n];
+    let (first, spread) = thread::scope(|s| {
+        let switch = s.spawn(|| {
+            // 1.5 s after the member, and once every instance follows the
+            // fleet again (when the member was the leader, some probed
+            // alone meanwhile).
+            thread::sleep(Duration::from_millis(1500));
+            let r = wait_until("nobody alone", Duration::from_secs(3), || {
+                f.roles().iter().all(|r| r != "alone")
+            });
+            assert!(r.is_ok(), "{r:?}");
+            primary.stop();
+            switch_times(&f, primary.port(), false, Duration::from_secs(6))
+        });
+        while t0.elapsed() < Duration::from_secs(4) {
+            let roles = f.roles();
+            samples += 1;
+            match roles.iter().filter(|r| *r == "prober").count() {
+                0 => no_prober += 1,
+                1 => {}
+                _ => two_probers += 1,
+            }
+            for (i, r) in roles.iter().enumerate() {
+                match (r == "alone", alone_since[i]) {
+                    (true, None) => alone_since[i] = Some(Instant::now()),
+                    (false, Some(t)) => {
+                        alone[i] += t.elapsed();
+                        alone_since[i] = None;
+                    }
+                    _ => {}
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        switch.join().unwrap()
+    });
+    for (i, t) in alone_since.iter().enumerate() {
+        if let Some(t) = t {
+            alone[i] += t.elapsed();
+        }
+    }
+    let longest_alone = *alone.iter().max().unwrap();
+    eprintln!(
+        "FLEET etcd member in use killed (3 members, the leader, {n} instances): {samples} samples over 4 s; no prober in {no_prober}, two or more in {two_probers}; longest time alone {longest_alone:?}; roles after {:?}",
+        f.roles()
+    );
+    eprintln!(
+        "FLEET member down: primary stopped (1.5 s after the member, nobody alone): first instance down after {first:?}, spread {spread:?}"
+    );
+    // Still one fleet: one prober, the rest following.
+    f.wait_settled(Duration::from_secs(3));
+    // Alone at most from `fallback` after
+    // the last answer until the cluster has a new leader (etcd's election
+    // timeout is 1 s: 1-2 s) and the next retry (backoff up to 1 s).
+    assert!(
+        longest_alone <= Duration::from_millis(2500),
+        "alone {alone:?}"
+    );
+    assert_eq!(two_probers, 0, "two probers at once");
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+    for b in &f.instances {
+        assert_eq!(ask(local(b.port())).unwrap(), "backup");
+    }
+    let p = f.prober();
+    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+        assert!(
+            b.has("channel down (dis): fleet: "),
+            "instance {i} did not take the fleet's verdict: {}",
+            b.stderr()
+        );
+    }
+    // The member comes back; the fleet goes on.
+    let t0 = Instant::now();
+    etcd.restart(leader);
+    let _primary = Backend::tagged_at(("127.0.0.1", primary.port()), "primary").unwrap();
+    f.wait_settled(Duration::from_secs(10));
+    for b in &f.instances {
+        wait_until("the primary back", Duration::from_secs(5), || {
+            primary_up(b, primary.port())
+        })
+        .unwrap();
+    }
+    eprintln!(
+        "FLEET member restarted: settled, primary back everywhere after {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_briefly_hung_etcd_flips_nobody_and_loses_no_verdict() {
+    let _g = serial();
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let pid = etcd.pid(0).expect("etcd runs") as libc::pid_t;
+    // Hung for 0.6 s (< `fallback`: 1 s): the prober's writes and every
+    // keepalive time out while the leases stay valid.
+    let hang = |during: &dyn Fn()| {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let t0 = Instant::now();
+        let mut seen = Vec::new();
+        while t0.elapsed() < Duration::from_millis(600) {
+            seen.push(f.roles());
+            during();
+            thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        seen
+    };
+    let before: Vec<String> = f.instances.iter().map(Balance::stderr).collect();
+    let seen = hang(&|| {
+        for b in &f.instances {
+            assert!(primary_up(b, primary.port()));
+        }
+    });
+    f.wait_settled(Duration::from_secs(5));
+    let roles = f.roles();
+    let alone = seen.iter().flatten().filter(|r| *r == "alone").count();
+    eprintln!(
+        "FLEET etcd hung 0.6 s (fallback 1 s): {} samples, alone in {alone}; roles after {roles:?}",
+        seen.len()
+    );
+    assert_eq!(alone, 0);
+    for (i, b) in f.instances.iter().enumerate() {
+        let new = &b.stderr()[before[i].len()..];
+        assert!(!new.contains("channel "), "instance {i} flipped: {new}");
+        assert_eq!(ask(local(b.port())).unwrap(), "primary");
+    }
+    // The primary fails while etcd hangs: the prober sees it (its checks
+    // go on), cannot publish yet, and publishes when etcd answers; no
+    // follower flips before that, every one flips after.
+    let p = f.prober();
+    let t0 = Instant::now();
+    let seen = hang(&|| {
+        if t0.elapsed() < Duration::from_millis(40) {
+            primary.stop();
+        }
+        for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+            assert!(primary_up(b, primary.port()), "follower {i} flipped alone");
+        }
+    });
+    let resumed = Instant::now();
+    let (first, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(5));
+    eprintln!(
+        "FLEET primary failed during a 0.6 s hang: {} samples; every instance down {:?} after etcd resumed (spread {spread:?}, {first:?} after the polls began)",
+        seen.len(),
+        resumed.elapsed()
+    );
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+        assert!(
+            b.has("channel down (dis): fleet: "),
+            "instance {i}: {}",
+            b.stderr()
+        );
+        assert_eq!(ask(local(b.port())).unwrap(), "backup");
+    }
+    assert!(seen.iter().flatten().all(|r| r != "alone"));
 }

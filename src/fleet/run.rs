@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::elect::Standing;
 use super::etcd::{Client, EtcdError, Event, Kv};
-use super::verdict::{Leader, Verdict};
+use super::verdict::{Leader, State, Verdict};
 use super::{Fleet, MAX_REQUEST, Timing, now_ms};
+use crate::health::Reason;
 use crate::pool::Candidate;
 use crate::service::Service;
 
@@ -54,6 +55,27 @@ struct Task {
     outage: bool,
     /// A session got as far as a lease (resets the backoff).
     connected: bool,
+    /// Follower: the reprobe request after its latest failed connect.
+    ask: Ask,
+    /// Prober: per channel, the latest reprobe request answered by a check
+    /// that started after it (the verdict's `answered`).
+    answered: HashMap<String, i64>,
+}
+
+/// A follower's reprobe requests. A channel it took down after its own
+/// failed connects comes back only on a verdict that answers `rev` with
+/// a clean streak ([`Verdict::proves_up_since`]): a prober's "still up,
+/// 1 failure" (its streak below `fall`) does not bring it back.
+struct Ask {
+    /// The etcd revision of the request written after the latest failed
+    /// connect; `i64::MAX` while that request is still to be written.
+    rev: i64,
+    /// A request is to be written (at most every [`REPROBE_GAP`]).
+    want: bool,
+    /// A verdict did not answer the request yet: ask again if none does
+    /// within an interval (the request may be lost: a new prober).
+    again: bool,
+    last: Option<Instant>,
 }
 
 pub(super) async fn run(fleet: Arc<Fleet>, svc: Arc<Service>, stop: CancellationToken) {
@@ -74,6 +96,13 @@ pub(super) async fn run(fleet: Arc<Fleet>, svc: Arc<Service>, stop: Cancellation
         bad: HashSet::new(),
         outage: false,
         connected: false,
+        ask: Ask {
+            rev: 0,
+            want: false,
+            again: false,
+            last: None,
+        },
+        answered: HashMap::new(),
     };
     cx.svc.fleet.set_etcd_up(false);
     cx.show(&tk.st);
@@ -123,8 +152,17 @@ async fn session(cx: &Cx, tk: &mut Task) -> EtcdError {
 }
 
 async fn try_session(cx: &Cx, tk: &mut Task) -> Result<Infallible, EtcdError> {
-    let lease = cx.client().lease_grant(cx.t.ttl).await?;
-    if let Some(old) = tk.lease.replace(lease) {
+    // A lease that is still alive (a watch broke, an endpoint went away)
+    // is kept: a prober stays the prober, its key never went.
+    let kept = match tk.lease {
+        Some(old) if cx.client().lease_keepalive(old).await? > 0 => Some(old),
+        _ => None,
+    };
+    let lease = match kept {
+        Some(l) => l,
+        None => cx.client().lease_grant(cx.t.ttl).await?,
+    };
+    if let Some(old) = tk.lease.replace(lease).filter(|old| *old != lease) {
         // A leader key of the old lease would hold the role until its TTL.
         let c = cx.client().clone();
         tokio::spawn(async move { c.lease_revoke(old).await });
@@ -221,8 +259,10 @@ async fn follow(
     let mut w = cx.client().watch_prefix(&cx.svc_prefix, rev + 1).await?;
     let mut ka = interval_at(Instant::now() + cx.t.keepalive, cx.t.keepalive);
     ka.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut asked: Option<Instant> = None;
     loop {
+        let now = Instant::now();
+        let ask_at = tk.ask.last.map_or(now, |t| t + REPROBE_GAP);
+        let again_at = tk.ask.last.unwrap_or(now) + cx.t.interval.max(REPROBE_GAP);
         tokio::select! {
             r = w.next() => {
                 let (events, _) = r?;
@@ -244,13 +284,22 @@ async fn follow(
             }
             _ = ka.tick() => cx.keepalive(tk).await?,
             // A failed connect here (passive detection flipped or counted
-            // it locally): ask the prober to probe now and republish.
+            // it locally): ask the prober to probe now and republish; only
+            // an answer to this request brings the channel back.
             _ = cx.svc.fleet.passive.notified(), if !tk.st.probing() => {
-                if asked.is_none_or(|t| t.elapsed() >= REPROBE_GAP) {
-                    asked = Some(Instant::now());
-                    let v = format!(r#"{{"by":{},"at":{}}}"#, json_str(&cx.fleet.id), now_ms());
-                    cx.client().put(&cx.reprobe_key, v.as_bytes(), None).await?;
-                }
+                tk.ask.rev = i64::MAX;
+                tk.ask.want = true;
+                tk.ask.again = false;
+            }
+            _ = sleep_until(again_at), if tk.ask.again && !tk.ask.want => {
+                tk.ask.again = false;
+                tk.ask.want = true;
+            }
+            _ = sleep_until(ask_at), if tk.ask.want && !tk.st.probing() => {
+                tk.ask.want = false;
+                tk.ask.last = Some(Instant::now());
+                let v = format!(r#"{{"by":{},"at":{}}}"#, json_str(&cx.fleet.id), now_ms());
+                tk.ask.rev = cx.client().put(&cx.reprobe_key, v.as_bytes(), None).await?;
             }
         }
     }
@@ -269,8 +318,10 @@ async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
     ka.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut poll = tokio::time::interval(REPUBLISH_POLL);
     // After a reprobe request: republish everything once the round is
-    // done (every channel's check count moved) or at the deadline.
-    let mut republish: Option<(Instant, Vec<u64>)> = None;
+    // done (every channel's check count moved) or at the deadline; a
+    // request that comes meanwhile gets the next round.
+    let mut republish: Option<Round> = None;
+    let mut queued: Option<i64> = None;
     loop {
         tokio::select! {
             r = w.next() => {
@@ -280,10 +331,12 @@ async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
                     match ev {
                         Event::Delete(kv) if kv.key == cx.prober_key => return Ok(()),
                         Event::Put(kv) if kv.key == cx.prober_key && kv.lease != lease => return Ok(()),
-                        Event::Put(kv) if kv.key == cx.reprobe_key && republish.is_none() => {
-                            cx.svc.fleet.request_probe_all();
-                            cx.svc.reprobe.notify_one();
-                            republish = Some((Instant::now() + cx.t.interval, checks_done(&cx.svc)));
+                        Event::Put(kv) if kv.key == cx.reprobe_key => {
+                            if republish.is_none() {
+                                republish = Some(cx.reprobe_round(kv.mod_revision));
+                            } else {
+                                queued = Some(kv.mod_revision);
+                            }
                         }
                         _ => {}
                     }
@@ -292,32 +345,54 @@ async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
             _ = cx.svc.fleet.reported.notified() => cx.publish(tk, &mut published, false).await?,
             _ = ka.tick() => cx.keepalive(tk).await?,
             _ = poll.tick(), if republish.is_some() => {
-                if let Some((deadline, before)) = &republish {
+                if let Some(r) = republish.take_if(|r| r.over()) {
+                    // The request is answered for the channels checked since.
                     let now = checks_done(&cx.svc);
-                    let done = now.len() != before.len() || now.iter().zip(before).all(|(a, b)| a > b);
-                    if done || Instant::now() >= *deadline {
-                        republish = None;
-                        cx.publish(tk, &mut published, true).await?;
+                    for (id, n) in now {
+                        if r.before.get(&id).is_none_or(|b| n > *b) {
+                            tk.answered.insert(id, r.rev);
+                        }
                     }
+                    cx.publish(tk, &mut published, true).await?;
+                    republish = queued.take().map(|rev| cx.reprobe_round(rev));
                 }
             }
         }
     }
 }
 
-/// Finished checks per channel (a reprobe round is done when all moved).
-fn checks_done(svc: &Service) -> Vec<u64> {
-    svc.pool
-        .groups()
-        .iter()
-        .flat_map(|g| g.channels.iter())
-        .filter(|c| c.admin() == crate::pool::Admin::Enabled)
-        .map(|c| {
-            c.checks_passed.load(Relaxed)
+/// A reprobe round the prober runs for the request at `rev`.
+struct Round {
+    rev: i64,
+    deadline: Instant,
+    /// Finished checks per channel when it began.
+    before: HashMap<String, u64>,
+    svc: Arc<Service>,
+}
+
+impl Round {
+    /// Done (every channel's check count moved) or past its deadline.
+    fn over(&self) -> bool {
+        let now = checks_done(&self.svc);
+        let done = now.len() != self.before.len()
+            || now
+                .iter()
+                .all(|(id, n)| self.before.get(id).is_none_or(|b| n > b));
+        done || Instant::now() >= self.deadline
+    }
+}
+
+/// Finished checks per channel (HOST:PORT), enabled ones only.
+fn checks_done(svc: &Service) -> HashMap<String, u64> {
+    let mut m = HashMap::new();
+    for c in svc.pool.groups().iter().flat_map(|g| g.channels.iter()) {
+        if c.admin() == crate::pool::Admin::Enabled {
+            *m.entry(c.target().to_string()).or_default() += c.checks_passed.load(Relaxed)
                 + c.checks_failed.load(Relaxed)
-                + c.checks_full.load(Relaxed)
-        })
-        .collect()
+                + c.checks_full.load(Relaxed);
+        }
+    }
+    m
 }
 
 fn json_str(s: &str) -> String {
@@ -327,6 +402,18 @@ fn json_str(s: &str) -> String {
 impl Cx {
     fn client(&self) -> &Client {
         &self.fleet.client
+    }
+
+    /// Start a reprobe round (every channel) for the request at `rev`.
+    fn reprobe_round(&self, rev: i64) -> Round {
+        self.svc.fleet.request_probe_all();
+        self.svc.reprobe.notify_one();
+        Round {
+            rev,
+            deadline: Instant::now() + self.t.interval,
+            before: checks_done(&self.svc),
+            svc: Arc::clone(&self.svc),
+        }
     }
 
     /// The role → the listener's fleet state (and the monitor's pause).
@@ -376,6 +463,22 @@ impl Cx {
                     continue;
                 }
                 ch.set_lag(v.lag);
+                if matches!(ch.down_reason(), Some(Reason::Connect(_))) {
+                    let held = v.state != State::Down && !v.proves_up_since(tk.ask.rev);
+                    tk.ask.again = held && v.answered < tk.ask.rev;
+                    if held {
+                        // Down after this instance's own failed connects,
+                        // and the verdict does not prove it healthy since:
+                        // keep it down. The prober publishes again when
+                        // its streak ends or reaches `fall`; a request it
+                        // did not answer within an interval (a new
+                        // prober) is made again.
+                        debug!(listener = %self.svc.cfg.name, channel = %id, fails = v.fails,
+                               answered = v.answered, asked = tk.ask.rev,
+                               "fleet: keeping a channel down after failed connects until a clean re-probe");
+                        continue;
+                    }
+                }
                 let at = Candidate {
                     group: g,
                     index: i,
@@ -403,9 +506,10 @@ impl Cx {
             if !seen.insert(id.clone()) {
                 continue;
             }
-            let Some(v) = Verdict::of(ch, tk.seq + 1, at, &self.fleet.id) else {
+            let Some(mut v) = Verdict::of(ch, tk.seq + 1, at, &self.fleet.id) else {
                 continue;
             };
+            v.answered = tk.answered.get(&id).copied().unwrap_or(0);
             if !force && published.get(&id).is_some_and(|p| p.same(&v)) {
                 continue;
             }

@@ -54,6 +54,14 @@ pub struct Verdict {
     pub at: u64,
     /// The prober's instance id.
     pub by: String,
+    /// The prober's open failure streak on the channel: "up" with a
+    /// streak (below `fall`) is suspect.
+    #[serde(default)]
+    pub fails: u32,
+    /// The etcd revision of the last reprobe request answered by a check
+    /// of this channel that started after it (0: none).
+    #[serde(default)]
+    pub answered: i64,
 }
 
 /// `P/svc/NAME/prober`.
@@ -89,6 +97,9 @@ impl Verdict {
         check_id("by", &v.by)?;
         if v.lag.is_some_and(|l| l > MAX_LAG) {
             return Err(BadValue("lag: out of range".into()));
+        }
+        if v.answered < 0 {
+            return Err(BadValue("answered: out of range".into()));
         }
         if v.reason.len() > MAX_REASON {
             let mut end = MAX_REASON;
@@ -133,13 +144,25 @@ impl Verdict {
             seq,
             at,
             by: by.to_string(),
+            fails: ch.rise_fall().failures,
+            answered: 0,
         })
     }
 
-    /// Whether two verdicts say the same (seq, time and lag aside: a lag
-    /// that moves at every check is no news).
+    /// Whether two verdicts say the same (seq, time, lag and the length of
+    /// a failure streak aside: a lag that moves at every check is no news;
+    /// a streak starting or ending is).
     pub fn same(&self, o: &Verdict) -> bool {
-        self.state == o.state && self.reason == o.reason
+        self.state == o.state && self.reason == o.reason && (self.fails > 0) == (o.fails > 0)
+    }
+
+    /// Whether this verdict proves the channel healthy since the reprobe
+    /// request at revision `asked`: not down, no failure streak, and a
+    /// check that started after the request has answered it. Only such a
+    /// verdict brings back a channel a follower took down after its own
+    /// failed connects.
+    pub fn proves_up_since(&self, asked: i64) -> bool {
+        self.state != State::Down && self.fails == 0 && self.answered >= asked
     }
 
     /// The outcomes that bring a follower's channel `ch` to this verdict,

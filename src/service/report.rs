@@ -43,33 +43,7 @@ impl Service {
     fn apply_outcome(&self, at: &Candidate, outcome: Outcome) -> Option<bool> {
         let ch = &at.channel;
         let flip = match outcome {
-            Outcome::Checked { result, took } => {
-                ch.record_check(result.is_ok(), took);
-                // Only a pass proves a replica caught up; a failure keeps it
-                // ineligible until `fall` takes it down.
-                let started = std::time::Instant::now().checked_sub(took);
-                if result.is_ok() && started.is_some_and(|t| ch.clear_catching_up(t)) {
-                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
-                }
-                if ch.set_full(false) {
-                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel no longer full");
-                }
-                if ch.admin() != Admin::Enabled {
-                    return None; // the operator took over meanwhile
-                }
-                if let Err(r) = &result {
-                    debug!(listener = %self.cfg.name, channel = %ch.target(), "check failed: {r}");
-                }
-                let reason = result.as_ref().err().cloned();
-                match (
-                    ch.observe(result, self.check_evidence(), &self.rise_fall),
-                    reason,
-                ) {
-                    (Some(true), _) => Flip::Up(Recovery::ChecksPass),
-                    (Some(false), Some(r)) => Flip::Down(r),
-                    _ => return None,
-                }
-            }
+            Outcome::Checked { result, took } => self.checked(at, result, took)?,
             Outcome::Full { detail, took } => {
                 ch.record_full(took);
                 if ch.set_full(true) {
@@ -79,51 +53,10 @@ impl Service {
                 return None;
             }
             Outcome::CatchingUp { detail, took } => {
-                ch.record_full_or_catching_up(took);
-                let now = std::time::Instant::now();
-                let started = now.checked_sub(took).unwrap_or(now);
-                let new = ch.set_catching_up(Reason::Check(detail.clone()), started);
-                // A backup a few transactions behind a healthy primary is
-                // routine under writes (debug); it is news, once, when no
-                // earlier group can take the clients.
-                let needed = !self
-                    .pool
-                    .groups()
-                    .iter()
-                    .take(at.group)
-                    .any(|g| g.channels.iter().any(|c| c.eligible()));
-                let tell = if new {
-                    ch.catch_up_told.store(needed, Relaxed);
-                    needed
-                } else {
-                    needed && !ch.catch_up_told.swap(true, Relaxed)
-                };
-                if tell {
-                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
-                          "channel catching up (not down, not eligible): {detail}");
-                } else if new {
-                    debug!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
-                           "channel catching up (not down, not eligible): {detail}");
-                }
+                self.catching_up(at, &detail, took);
                 return None;
             }
-            Outcome::ConnectFailed(detail) => {
-                ch.connect_failures.fetch_add(1, Relaxed);
-                self.reverify_backups(at.group);
-                debug!(channel = %ch.target(), group = at.group, "connect failed: {detail}");
-                let reason = Reason::Connect(detail);
-                let flipped = if self.cfg.autodisable {
-                    ch.force_down(reason.clone())
-                } else {
-                    ch.observe(Err(reason.clone()), Evidence::Transport, &self.rise_fall)
-                        == Some(false)
-                };
-                self.reprobe.notify_one();
-                if !flipped {
-                    return None;
-                }
-                Flip::Down(reason)
-            }
+            Outcome::ConnectFailed(detail) => self.connect_failed(at, detail)?,
             Outcome::Down(reason) => {
                 if !ch.force_down(reason.clone()) {
                     return None;
@@ -144,6 +77,90 @@ impl Service {
             }
         };
         Some(self.flipped(at, flip))
+    }
+
+    /// A check's result through rise/fall; the flip, if any.
+    fn checked(
+        &self,
+        at: &Candidate,
+        result: Result<(), Reason>,
+        took: std::time::Duration,
+    ) -> Option<Flip> {
+        let ch = &at.channel;
+        ch.record_check(result.is_ok(), took);
+        // Only a pass proves a replica caught up; a failure keeps it
+        // ineligible until `fall` takes it down.
+        let started = std::time::Instant::now().checked_sub(took);
+        if result.is_ok() && started.is_some_and(|t| ch.clear_catching_up(t)) {
+            info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
+        }
+        if ch.set_full(false) {
+            info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel no longer full");
+        }
+        if ch.admin() != Admin::Enabled {
+            return None; // the operator took over meanwhile
+        }
+        if let Err(r) = &result {
+            debug!(listener = %self.cfg.name, channel = %ch.target(), "check failed: {r}");
+        }
+        let reason = result.as_ref().err().cloned();
+        match (
+            ch.observe(result, self.check_evidence(), &self.rise_fall),
+            reason,
+        ) {
+            (Some(true), _) => Some(Flip::Up(Recovery::ChecksPass)),
+            (Some(false), Some(r)) => Some(Flip::Down(r)),
+            _ => None,
+        }
+    }
+
+    /// A replica behind its primary: up, not eligible; logged at info
+    /// only when it matters to clients.
+    fn catching_up(&self, at: &Candidate, detail: &str, took: std::time::Duration) {
+        let ch = &at.channel;
+        ch.record_full_or_catching_up(took);
+        let now = std::time::Instant::now();
+        let started = now.checked_sub(took).unwrap_or(now);
+        let new = ch.set_catching_up(Reason::Check(detail.to_string()), started);
+        // A backup a few transactions behind a healthy primary is
+        // routine under writes (debug); it is news, once, when no
+        // earlier group can take the clients.
+        let needed = !self
+            .pool
+            .groups()
+            .iter()
+            .take(at.group)
+            .any(|g| g.channels.iter().any(|c| c.eligible()));
+        let tell = if new {
+            ch.catch_up_told.store(needed, Relaxed);
+            needed
+        } else {
+            needed && !ch.catch_up_told.swap(true, Relaxed)
+        };
+        if tell {
+            info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+                  "channel catching up (not down, not eligible): {detail}");
+        } else if new {
+            debug!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+                   "channel catching up (not down, not eligible): {detail}");
+        }
+    }
+
+    /// A failed connect from real traffic (passive detection); the flip,
+    /// if any.
+    fn connect_failed(&self, at: &Candidate, detail: String) -> Option<Flip> {
+        let ch = &at.channel;
+        ch.connect_failures.fetch_add(1, Relaxed);
+        self.reverify_backups(at.group);
+        debug!(channel = %ch.target(), group = at.group, "connect failed: {detail}");
+        let reason = Reason::Connect(detail);
+        let flipped = if self.cfg.autodisable {
+            ch.force_down(reason.clone())
+        } else {
+            ch.observe(Err(reason.clone()), Evidence::Transport, &self.rise_fall) == Some(false)
+        };
+        self.reprobe.notify_one();
+        flipped.then_some(Flip::Down(reason))
     }
 
     /// A channel of `group` failed: the groups after it in the walk that a

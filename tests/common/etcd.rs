@@ -197,6 +197,17 @@ impl Etcd {
         );
     }
 
+    /// The member that leads the cluster now, if a running one says so
+    /// (`/v3/maintenance/status`: its own id equals the leader's).
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            self.members[i].child.is_some()
+                && status(self.members[i].client_port).is_some_and(|v| {
+                    v["leader"].is_string() && v["leader"] == v["header"]["member_id"]
+                })
+        })
+    }
+
     /// Every member's log, for failure messages.
     pub fn logs(&self) -> String {
         self.members
@@ -279,4 +290,18 @@ fn health(port: u16) -> bool {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out.contains("\"health\":\"true\"")
+}
+
+/// The member on `port`'s `/v3/maintenance/status` reply.
+fn status(port: u16) -> Option<serde_json::Value> {
+    let mut s = try_connect(local(port), Duration::from_millis(500)).ok()?;
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT.min(Duration::from_secs(2))));
+    let req = format!(
+        "POST /v3/maintenance/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let body = out.split_once("\r\n\r\n")?.1;
+    serde_json::from_str(body).ok()
 }

@@ -17,6 +17,8 @@ fn verdict(by: &str, at: u64) -> Verdict {
         seq: 1,
         at,
         by: by.into(),
+        fails: 0,
+        answered: 0,
     }
 }
 

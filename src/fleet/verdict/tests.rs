@@ -8,6 +8,8 @@ fn v(state: State) -> Verdict {
         seq: 7,
         at: 1_000,
         by: "h:1".into(),
+        fails: 0,
+        answered: 0,
     }
 }
 
@@ -17,12 +19,17 @@ fn verdict_round_trips_with_the_documented_shape() {
     let text = String::from_utf8(x.encode()).unwrap();
     assert_eq!(
         text,
-        r#"{"state":"catching_up","reason":"connect: refused","lag":3,"seq":7,"at":1000,"by":"h:1"}"#
+        r#"{"state":"catching_up","reason":"connect: refused","lag":3,"seq":7,"at":1000,"by":"h:1","fails":0,"answered":0}"#
     );
     assert_eq!(Verdict::decode(text.as_bytes()).unwrap(), x);
     // Optional fields, and fields a later version adds, are fine.
     let y = Verdict::decode(br#"{"state":"up","seq":1,"at":2,"by":"a","new":true}"#).unwrap();
     assert_eq!((y.state, y.reason.as_str(), y.lag), (State::Up, "", None));
+    assert_eq!(
+        (y.fails, y.answered),
+        (0, 0),
+        "a verdict of an older prober"
+    );
 }
 
 #[test]
@@ -36,6 +43,8 @@ fn bad_verdicts_are_one_line_errors() {
         br#"{"state":"up","seq":1,"at":2,"by":""}"#,
         br#"{"state":"up","seq":1,"at":2,"by":"a","lag":99999999999999}"#,
         br#"{"state":"up","seq":1,"at":2,"by":"a","lag":-1}"#,
+        br#"{"state":"up","seq":1,"at":2,"by":"a","fails":-1}"#,
+        br#"{"state":"up","seq":1,"at":2,"by":"a","answered":-5}"#,
         b"\xff\xfe",
     ] {
         let e = Verdict::decode(bad).unwrap_err().to_string();
@@ -120,4 +129,43 @@ fn follower_side_outcomes() {
     let o = v(State::Full).outcomes(&ch);
     assert_eq!(o[0], Outcome::Up(Recovery::Fleet));
     assert!(matches!(o[1], Outcome::Full { .. }));
+}
+
+#[test]
+fn only_a_clean_answer_proves_a_channel_up_since_a_request() {
+    let clean = Verdict {
+        answered: 40,
+        ..v(State::Up)
+    };
+    assert!(clean.proves_up_since(40));
+    assert!(clean.proves_up_since(39));
+    assert!(!clean.proves_up_since(41), "answers an earlier request");
+    let suspect = Verdict {
+        fails: 1,
+        ..clean.clone()
+    };
+    assert!(!suspect.proves_up_since(40), "still up, one failure");
+    let down = Verdict {
+        state: State::Down,
+        ..clean.clone()
+    };
+    assert!(!down.proves_up_since(40));
+    // A streak starting or ending is news; its length is not.
+    assert!(!clean.same(&suspect));
+    assert!(suspect.same(&Verdict {
+        fails: 2,
+        ..suspect.clone()
+    }));
+    // The prober reads its streak off the channel.
+    let ch = channel();
+    ch.observe(
+        Err(Reason::Check("x".into())),
+        crate::health::Evidence::Transport,
+        &crate::health::RiseFallParams {
+            fall: 3,
+            ..Default::default()
+        },
+    );
+    let s = Verdict::of(&ch, 1, 2, "a").unwrap();
+    assert_eq!((s.state, s.fails), (State::Up, 1));
 }
