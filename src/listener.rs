@@ -28,9 +28,13 @@ const OTHER_ERRORS_BEFORE_BACKOFF: u32 = 64;
 
 /// Bind a listening socket (blocking, before the runtime starts). No
 /// SO_REUSEPORT: a second instance on the same address must fail.
+/// TCP_NODELAY is set here once: every accepted socket inherits it (Linux
+/// copies the listener's options), so no connection pays a setsockopt.
 pub fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
+    // Not fatal: relaying works without it (only latency suffers).
+    let _ = sock.set_tcp_nodelay(true);
     if addr.is_ipv6() {
         sock.set_only_v6(!dual_stack)?;
     }
@@ -111,3 +115,6 @@ pub async fn accept_loop(
     }
     debug!(listener = %svc.cfg.name, "stopped accepting");
 }
+
+#[cfg(test)]
+mod tests;
