@@ -110,6 +110,9 @@ async fn try_candidates(
 ) -> Result<Connected, NoBackend> {
     let cfg = &svc.cfg;
     let racing = cfg.race.is_some();
+    if !racing {
+        return try_in_turn(svc, cands, client).await;
+    }
     let mut inflight = FuturesUnordered::new();
     // Some(newest) when one was launched; newest is its candidate when
     // racing (an Arc clone, only with --race).
@@ -174,6 +177,36 @@ async fn try_candidates(
             }
         }
     }
+}
+
+/// Without `--race`: one candidate after the other, each attempt polled in
+/// place (no `FuturesUnordered`: three allocations and its wake-up
+/// machinery less per connection).
+async fn try_in_turn(
+    svc: &Service,
+    cands: Candidates,
+    client: &TcpStream,
+) -> Result<Connected, NoBackend> {
+    let mut gone = pin!(client_gone(client));
+    for cand in cands {
+        // maxc may have been reached since the eligibility check.
+        let Some(guard) = cand.channel.try_acquire() else {
+            continue;
+        };
+        let res = tokio::select! {
+            biased;
+            _ = &mut gone => {
+                debug!("client left while connecting; connect abandoned");
+                return Err(NoBackend::ClientGone);
+            }
+            r = attempt(&svc.cfg, cand, guard) => r,
+        };
+        match res {
+            Ok(c) => return Ok(c),
+            Err((cand, err)) => connect_failed(svc, &cand, err),
+        }
+    }
+    Err(NoBackend::Exhausted)
 }
 
 /// The connects the race overtook and the winner made moot: each counts
