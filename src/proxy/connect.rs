@@ -65,8 +65,13 @@ pub async fn connect(
     let mut spinning = false;
     let result = loop {
         // Register for wake-ups before looking, so no change is missed.
+        // Only a spinning listener ever waits on it: without `--spin` the
+        // registration (a lock and a list insert and removal per
+        // connection) is skipped.
         let mut notified = pin!(svc.pool.eligible.notified());
-        notified.as_mut().enable();
+        if spin_deadline.is_some() {
+            notified.as_mut().enable();
+        }
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
             Ok(c) => break Ok(c),
             Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),
