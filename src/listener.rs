@@ -61,16 +61,18 @@ pub async fn accept_loop(
     // one-offs; a long unbroken run of them gets the back-off too, so a
     // persistent one can never spin the loop.
     let mut other_errors = 0u32;
+    // One registration for the whole loop, not a new one per accept.
+    let mut stop = std::pin::pin!(shutdown.cancelled());
     loop {
         let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut stop => break,
             p = Arc::clone(&limit).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut stop => break,
             r = listener.accept() => r,
         };
         match accepted {
@@ -96,7 +98,7 @@ pub async fn accept_loop(
                     suppressed += 1;
                 }
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = &mut stop => break,
                     _ = sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -106,7 +108,7 @@ pub async fn accept_loop(
                 other_errors = other_errors.saturating_add(1);
                 if other_errors > OTHER_ERRORS_BEFORE_BACKOFF {
                     tokio::select! {
-                        _ = shutdown.cancelled() => break,
+                        _ = &mut stop => break,
                         _ = sleep(BACKOFF_MIN) => {}
                     }
                 }
