@@ -28,9 +28,13 @@ const OTHER_ERRORS_BEFORE_BACKOFF: u32 = 64;
 
 /// Bind a listening socket (blocking, before the runtime starts). No
 /// SO_REUSEPORT: a second instance on the same address must fail.
+/// TCP_NODELAY is set here once: every accepted socket inherits it (Linux
+/// copies the listener's options), so no connection pays a setsockopt.
 pub fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
+    // Not fatal: relaying works without it (only latency suffers).
+    let _ = sock.set_tcp_nodelay(true);
     if addr.is_ipv6() {
         sock.set_only_v6(!dual_stack)?;
     }
@@ -57,16 +61,18 @@ pub async fn accept_loop(
     // one-offs; a long unbroken run of them gets the back-off too, so a
     // persistent one can never spin the loop.
     let mut other_errors = 0u32;
+    // One registration for the whole loop, not a new one per accept.
+    let mut stop = std::pin::pin!(shutdown.cancelled());
     loop {
         let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut stop => break,
             p = Arc::clone(&limit).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut stop => break,
             r = listener.accept() => r,
         };
         match accepted {
@@ -92,7 +98,7 @@ pub async fn accept_loop(
                     suppressed += 1;
                 }
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = &mut stop => break,
                     _ = sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -102,7 +108,7 @@ pub async fn accept_loop(
                 other_errors = other_errors.saturating_add(1);
                 if other_errors > OTHER_ERRORS_BEFORE_BACKOFF {
                     tokio::select! {
-                        _ = shutdown.cancelled() => break,
+                        _ = &mut stop => break,
                         _ = sleep(BACKOFF_MIN) => {}
                     }
                 }
@@ -111,3 +117,6 @@ pub async fn accept_loop(
     }
     debug!(listener = %svc.cfg.name, "stopped accepting");
 }
+
+#[cfg(test)]
+mod tests;

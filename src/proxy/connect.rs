@@ -13,8 +13,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tracing::{debug, warn};
 
@@ -64,8 +65,13 @@ pub async fn connect(
     let mut spinning = false;
     let result = loop {
         // Register for wake-ups before looking, so no change is missed.
+        // Only a spinning listener ever waits on it: without `--spin` the
+        // registration (a lock and a list insert and removal per
+        // connection) is skipped.
         let mut notified = pin!(svc.pool.eligible.notified());
-        notified.as_mut().enable();
+        if spin_deadline.is_some() {
+            notified.as_mut().enable();
+        }
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
             Ok(c) => break Ok(c),
             Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),
@@ -109,6 +115,9 @@ async fn try_candidates(
 ) -> Result<Connected, NoBackend> {
     let cfg = &svc.cfg;
     let racing = cfg.race.is_some();
+    if !racing {
+        return try_in_turn(svc, cands, client).await;
+    }
     let mut inflight = FuturesUnordered::new();
     // Some(newest) when one was launched; newest is its candidate when
     // racing (an Arc clone, only with --race).
@@ -175,6 +184,36 @@ async fn try_candidates(
     }
 }
 
+/// Without `--race`: one candidate after the other, each attempt polled in
+/// place (no `FuturesUnordered`: three allocations and its wake-up
+/// machinery less per connection).
+async fn try_in_turn(
+    svc: &Service,
+    cands: Candidates,
+    client: &TcpStream,
+) -> Result<Connected, NoBackend> {
+    let mut gone = pin!(client_gone(client));
+    for cand in cands {
+        // maxc may have been reached since the eligibility check.
+        let Some(guard) = cand.channel.try_acquire() else {
+            continue;
+        };
+        let res = tokio::select! {
+            biased;
+            _ = &mut gone => {
+                debug!("client left while connecting; connect abandoned");
+                return Err(NoBackend::ClientGone);
+            }
+            r = attempt(&svc.cfg, cand, guard) => r,
+        };
+        match res {
+            Ok(c) => return Ok(c),
+            Err((cand, err)) => connect_failed(svc, &cand, err),
+        }
+    }
+    Err(NoBackend::Exhausted)
+}
+
 /// The connects the race overtook and the winner made moot: each counts
 /// against its channel.
 fn abandoned(svc: &Service, overtaken: &[Candidate], winner: &Candidate) {
@@ -230,20 +269,29 @@ async fn attempt(
 }
 
 async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStream, AttemptError> {
-    let sock = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )
     .map_err(AttemptError::Local)?;
+    // Before connecting: it carries over, and costs no more than after.
+    let _ = sock.set_tcp_nodelay(true);
     if let Some(src) = cfg.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
         // Let the kernel pick the port at connect time, not at bind time,
         // so a source address does not exhaust ephemeral ports early.
         crate::sys::set_bind_address_no_port(&sock);
-        sock.bind(SocketAddr::new(src, 0)).map_err(classify)?;
+        sock.bind(&SocketAddr::new(src, 0).into())
+            .map_err(classify)?;
     }
-    let stream = match timeout(cfg.connect_timeout, sock.connect(addr)).await {
-        Ok(Ok(s)) => s,
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if crate::sys::is_connect_in_progress(&e) => {}
+        Err(e) => return Err(classify(e)),
+    }
+    let stream = TcpStream::from_std(sock.into()).map_err(AttemptError::Local)?;
+    match timeout(cfg.connect_timeout, connected(&stream)).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(classify(e)),
         Err(_) => {
             return Err(AttemptError::Backend(format!(
@@ -251,9 +299,23 @@ async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStrea
                 cfg.connect_timeout
             )));
         }
-    };
-    crate::sys::tune_stream(&stream, cfg.server_keepalive.as_ref());
+    }
+    crate::sys::set_keepalive((&stream).into(), cfg.server_keepalive.as_ref());
     Ok(stream)
+}
+
+/// Wait until a non-blocking connect has finished. A failed connect always
+/// reports an error (EPOLLERR, with EPOLLHUP), so only then is SO_ERROR
+/// read; a plain "writable" is a finished handshake. (tokio's own connect
+/// reads SO_ERROR after every connect: one syscall per connection.)
+async fn connected(s: &TcpStream) -> io::Result<()> {
+    let r = s.ready(Interest::WRITABLE | Interest::ERROR).await?;
+    if r.is_error() || r.is_write_closed() {
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 fn classify(e: io::Error) -> AttemptError {

@@ -58,7 +58,8 @@ pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
     let peer = canonical(peer);
     let span = tracing::debug_span!("conn", listener = %svc.cfg.name, client = %peer, channel = tracing::field::Empty);
     async move {
-        crate::sys::tune_stream(&client, svc.cfg.client_keepalive.as_ref());
+        // TCP_NODELAY comes from the listener (`listener::bind`).
+        crate::sys::set_keepalive((&client).into(), svc.cfg.client_keepalive.as_ref());
         // Boxed: the connect state is freed once connected, so it does not
         // size the future every idle connection keeps.
         let backend = match Box::pin(held_connect(&svc, &client, peer)).await {

@@ -16,26 +16,32 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::config::Keepalive;
 
-/// TCP_NODELAY and optional keepalive on a relayed socket. Failures are
-/// ignored: the connection works without them.
-pub fn tune_stream(s: &TcpStream, ka: Option<&Keepalive>) {
-    let _ = s.set_nodelay(true);
+/// Keepalive (with the matching TCP_USER_TIMEOUT) on a relayed socket, if
+/// configured. Failures are ignored: the connection works without them.
+/// TCP_NODELAY is not set here: an accepted socket inherits it from its
+/// listener (`listener::bind`) and a backend socket gets it before it
+/// connects (`proxy::connect`), which saves a syscall per socket.
+pub fn set_keepalive(sock: SockRef<'_>, ka: Option<&Keepalive>) {
     if let Some(ka) = ka {
         let params = TcpKeepalive::new()
             .with_time(ka.idle)
             .with_interval(ka.interval)
             .with_retries(ka.probes);
-        let sock = SockRef::from(s);
         let _ = sock.set_tcp_keepalive(&params);
         // Bound how long unacknowledged data may sit before the kernel gives
         // up, so a dead peer with pending writes is noticed as quickly.
         let user_timeout = ka.idle + ka.interval * ka.probes;
         let _ = sock.set_tcp_user_timeout(Some(user_timeout));
     }
+}
+
+/// Whether a non-blocking connect() error only says "under way".
+pub fn is_connect_in_progress(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINPROGRESS)
 }
 
 /// Send-side progress from TCP_INFO: bytes the peer has acknowledged, and
@@ -72,7 +78,7 @@ pub fn set_linger_zero(s: &TcpStream) {
 
 /// IP_BIND_ADDRESS_NO_PORT: with a source address (`-B`), defer the port
 /// choice to connect(), so the 4-tuple, not the port alone, must be unique.
-pub fn set_bind_address_no_port(s: &TcpSocket) {
+pub fn set_bind_address_no_port(s: &impl AsRawFd) {
     let one: libc::c_int = 1;
     // SAFETY: valid fd owned by `s`; the option value points to a c_int that
     // lives across the call, with its exact size passed.

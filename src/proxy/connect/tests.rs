@@ -63,3 +63,28 @@ async fn a_client_that_resets_is_gone() {
             .is_ok()
     );
 }
+
+fn cfg() -> crate::config::ListenerConfig {
+    crate::config::ListenerConfig::new("t".into(), "127.0.0.1:0".parse().unwrap(), Vec::new())
+}
+
+#[tokio::test]
+async fn a_connect_without_so_error_still_sees_a_refusal() {
+    // A port nobody listens on: bound, then closed.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = super::connect_addr(&cfg(), addr).await.unwrap_err();
+    assert_eq!(err.to_string(), "connection refused");
+}
+
+#[tokio::test]
+async fn a_backend_socket_is_connected_with_nodelay() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s = super::connect_addr(&cfg(), l.local_addr().unwrap())
+        .await
+        .unwrap();
+    assert!(s.nodelay().unwrap());
+    assert_eq!(s.peer_addr().unwrap(), l.local_addr().unwrap());
+}
