@@ -152,6 +152,12 @@ impl HalfDuplex<'_> {
 
     /// Half-close: pass the EOF on; the other direction keeps flowing.
     pub fn pass_eof(&self) {
+        // The other direction ended already: the relay closes both sockets
+        // now, and close sends the same FIN (nothing is left unread), so
+        // the shutdown would be one syscall for nothing.
+        if self.peer.ended() {
+            return;
+        }
         let _ = socket2::SockRef::from(self.dst).shutdown(Shutdown::Write);
     }
 

@@ -94,13 +94,13 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
     let mut lease: Option<Lease<'static>> = None;
     // Small reads go through this buffer (see `SMALL_READ`); it lives only
     // in the active phase of the relay, never while the connection is idle.
-    let mut small: Option<Box<[u8]>> = None;
+    let mut small = SmallBuf(None);
     // Bytes spliced since the source was last drained.
     let mut burst_len = 0;
     loop {
         h.wait_source().await?;
         if lease.is_none() && !h.state.bulk() {
-            let b = small.get_or_insert_with(|| vec![0u8; SMALL_READ].into_boxed_slice());
+            let b = small.get();
             let (n, burst) = match h.read(b) {
                 Chunk::Eof => {
                     h.pass_eof();
@@ -162,7 +162,7 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
                 // type without splice support): what the pipe holds goes
                 // out through the buffer, then the buffered pump goes on.
                 Err(e) if is_unsupported(&e) => {
-                    let b = small.get_or_insert_with(|| vec![0u8; SMALL_READ].into_boxed_slice());
+                    let b = small.get();
                     while l.pending() > 0 {
                         let n = l.read(b).map_err(PumpError::Src)?;
                         if n == 0 {
@@ -178,6 +178,41 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
             }
         }
         lease = Some(l);
+    }
+}
+
+thread_local! {
+    /// Read buffers of finished active phases, for the next one: a phase
+    /// that moves a small message takes one instead of allocating and
+    /// zeroing 16 KiB. At most `SPARE` are kept per thread.
+    static SPARE_BUFS: std::cell::RefCell<Vec<Box<[u8]>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+const SPARE: usize = 4;
+
+/// A direction's small-read buffer, taken from the thread's spares on first
+/// use and given back when the pump ends (phase over, EOF or error).
+struct SmallBuf(Option<Box<[u8]>>);
+
+impl SmallBuf {
+    fn get(&mut self) -> &mut [u8] {
+        self.0.get_or_insert_with(|| {
+            SPARE_BUFS
+                .with(|s| s.borrow_mut().pop())
+                .unwrap_or_else(|| vec![0u8; SMALL_READ].into_boxed_slice())
+        })
+    }
+}
+
+impl Drop for SmallBuf {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            let _ = SPARE_BUFS.try_with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < SPARE {
+                    s.push(b);
+                }
+            });
+        }
     }
 }
 
