@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::control::commands::{FleetCmd, SpinOp};
-use crate::control::handlers::channel;
+use crate::control::handlers::{channel, fleet_switchover};
 use crate::control::listener::Control;
 use crate::control::reply::Reply;
 use crate::fleet::ops::{ChanId, Op};
@@ -34,6 +34,8 @@ pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
         FleetCmd::Weight(r, w) => chan(r).map(|c| Op::Weight(c, *w)),
         FleetCmd::Maxc(r, m) => chan(r).map(|c| Op::Maxc(c, *m)),
         FleetCmd::Failback => Ok(Op::Floor(0)),
+        FleetCmd::Members => return members(fleet, name).await,
+        FleetCmd::Switchover(g, t) => return fleet_switchover::run(&ctl.svc, fleet, *g, *t).await,
         FleetCmd::Spin(SpinOp::On(max)) => {
             let max = max.or(ctl.svc.cfg.spin).unwrap_or(DEFAULT_HOLD_MAX);
             Ok(Op::Spin(Some(now_ms() + millis(max))))
@@ -76,6 +78,36 @@ async fn put_op(fleet: &Fleet, name: &str, op: &Op) -> Reply {
     let value = op.value(&fleet.id, now_ms());
     let what = op.describe();
     written(fleet.client.put(&key, value.as_bytes(), None).await, &what)
+}
+
+/// `fleet members`: one line per registered instance, read from etcd.
+async fn members(fleet: &Fleet, name: &str) -> Reply {
+    let prefix = fleet.svc_key(name, "members/");
+    let kvs = match fleet.client.get_prefix(&prefix).await {
+        Ok((kvs, _)) => kvs,
+        Err(e) => return Reply::err(format!("fleet: members unknown: {e}")),
+    };
+    let now = now_ms();
+    let mut lines: Vec<String> = crate::fleet::members::decode(&prefix, &kvs)
+        .into_iter()
+        .map(|m| {
+            let me = if m.id == fleet.id {
+                " (this instance)"
+            } else {
+                ""
+            };
+            format!(
+                "{} {} pid {} host {} for {}s{me}",
+                m.id,
+                m.role,
+                m.pid,
+                m.host,
+                now.saturating_sub(m.since_ms) / 1000
+            )
+        })
+        .collect();
+    lines.push(format!("{} members", lines.len()));
+    Reply::ok(lines)
 }
 
 fn written(r: Result<i64, crate::fleet::etcd::EtcdError>, what: &str) -> Reply {

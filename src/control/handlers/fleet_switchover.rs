@@ -1,0 +1,229 @@
+//! `fleet switchover [GROUP [TIMEOUT]]`: `switchover` for every instance
+//! of the service at once, run by the instance that got the command (the
+//! initiator) through etcd (see `crate::fleet::switch` for the keys):
+//!
+//! 1. write the record (`state: hold`) on a lease of its own; every member
+//!    holds new clients, ends its sessions on the old group (the grace,
+//!    then the end, as `switchover` does) and acknowledges;
+//! 2. wait, at most [`ACK_WAIT`], until every member registered at any
+//!    moment since the start has acknowledged: a member that does not, or
+//!    leaves, aborts the switchover (an instance cut off from etcd is
+//!    missing or silent, and may still send clients to the old group);
+//! 3. wait until the target has applied what the old group wrote (the
+//!    local switchover's GTID check, same bound);
+//! 4. write the new floor (`ops/floor`, which every instance follows), then
+//!    `state: done`; on any failure `state: aborted`, floor unchanged.
+//!
+//! Every member's hold is bounded by the record's `hold_ms` even if etcd
+//! or the initiator dies; a dead initiator's record goes with its lease.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::control::handlers::switchover::{CATCH_UP, Plan, QUERY};
+use crate::control::reply::Reply;
+use crate::fleet::etcd::{Client, EtcdError, Kv};
+use crate::fleet::ops::Op;
+use crate::fleet::switch::{ACKS, Ack, RECORD, Record, State};
+use crate::fleet::{Fleet, members, now_ms};
+use crate::service::Service;
+use crate::service::ending::{END_WAIT, GRACE};
+
+/// How long members may take to end their sessions and acknowledge.
+pub const ACK_WAIT: Duration = Duration::from_secs(GRACE.as_secs() + END_WAIT.as_secs() + 2);
+/// The record's lease: a dead initiator releases everyone within this.
+const RECORD_TTL: Duration = Duration::from_secs(2);
+const KEEPALIVE: Duration = Duration::from_millis(500);
+/// Members hold this much longer than the initiator may take.
+const MARGIN: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(50);
+
+struct Keys {
+    record: Vec<u8>,
+    acks: Vec<u8>,
+    members: Vec<u8>,
+    floor: Vec<u8>,
+}
+
+pub async fn run(
+    svc: &Service,
+    fleet: &Arc<Fleet>,
+    to: Option<usize>,
+    limit: Option<Duration>,
+) -> Reply {
+    let plan = match Plan::of(svc, to) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let limit = limit.unwrap_or(CATCH_UP);
+    let name = &svc.cfg.name;
+    let k = Keys {
+        record: fleet.svc_key(name, &format!("ops/{RECORD}")),
+        acks: fleet.svc_key(name, &format!("ops/{ACKS}")),
+        members: fleet.svc_key(name, "members/"),
+        floor: fleet.svc_key(name, &format!("ops/{}", Op::Floor(plan.to).key())),
+    };
+    let c = &fleet.client;
+    let nothing = |e: EtcdError| Reply::err(format!("fleet switchover: nothing changed: {e}"));
+    let seen = match c.get_prefix(&k.members).await {
+        Ok((kvs, _)) => ids(&k.members, &kvs),
+        Err(e) => return nothing(e),
+    };
+    if !seen.contains(&fleet.id) {
+        return Reply::err(
+            "fleet switchover: this instance is not a registered member (etcd unreachable?): \
+             nothing changed",
+        );
+    }
+    let hold = ACK_WAIT + QUERY + limit + QUERY + MARGIN;
+    let mut rec = Record {
+        epoch: now_ms(),
+        by: fleet.id.clone(),
+        from: plan.from,
+        to: plan.to,
+        state: State::Hold,
+        hold_ms: millis(hold),
+        deadline_ms: now_ms() + millis(hold - MARGIN),
+    };
+    let lease = match c.lease_grant(RECORD_TTL).await {
+        Ok(l) => l,
+        Err(e) => return nothing(e),
+    };
+    let keep = tokio::spawn(keepalive(c.clone(), lease));
+    let _ = c.delete_prefix(&k.acks).await;
+    let started = Instant::now();
+    match c
+        .create(&k.record, rec.encode().as_bytes(), Some(lease))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            keep.abort();
+            let _ = c.lease_revoke(lease).await;
+            let by = match c.get(&k.record).await {
+                Ok((Some(kv), _)) => Record::decode(&kv.value).map_or("?".into(), |r| r.by),
+                _ => "?".into(),
+            };
+            return Reply::err(format!(
+                "fleet switchover: another one is running (by {by}): nothing changed"
+            ));
+        }
+        Err(e) => {
+            keep.abort();
+            let _ = c.lease_revoke(lease).await;
+            return nothing(e);
+        }
+    }
+    let result = protocol(svc, fleet, &k, &plan, &rec, limit, seen).await;
+    let done = result.is_ok();
+    rec.state = if done { State::Done } else { State::Aborted };
+    let _ = c.put(&k.record, rec.encode().as_bytes(), Some(lease)).await;
+    let held = started.elapsed().as_millis();
+    keep.abort();
+    let _ = c.lease_revoke(lease).await;
+    let _ = c.delete_prefix(&k.acks).await;
+    let (from, to) = (plan.from, plan.to);
+    match result {
+        Ok((ended, pos, acked)) => Reply::line(format!(
+            "fleet switchover from group {from} to group {to} done: clients held {held} ms, \
+             {ended} sessions ended, group {to} applied {pos}; {} members acknowledged: {}",
+            acked.len(),
+            acked.join(", ")
+        )),
+        Err(why) => Reply::err(format!(
+            "fleet switchover aborted: {why}; floor unchanged, clients released to group {from} \
+             on every instance (held {held} ms)"
+        )),
+    }
+}
+
+/// Steps 2-4: the sessions ended (sum), the position applied, the members
+/// that acknowledged; or why not.
+async fn protocol(
+    svc: &Service,
+    fleet: &Fleet,
+    k: &Keys,
+    plan: &Plan,
+    rec: &Record,
+    limit: Duration,
+    seen: BTreeSet<String>,
+) -> Result<(u32, String, Vec<String>), String> {
+    let started = Instant::now();
+    let (ended, acked) = acks(&fleet.client, k, rec.epoch, seen).await?;
+    let pos = plan.caught_up(svc, limit).await?;
+    if started.elapsed() + MARGIN > Duration::from_millis(rec.hold_ms) {
+        return Err("took longer than the members' hold".into());
+    }
+    let floor = Op::Floor(plan.to).value(&fleet.id, now_ms());
+    fleet
+        .client
+        .put(&k.floor, floor.as_bytes(), None)
+        .await
+        .map_err(|e| format!("the new floor was not written: {e}"))?;
+    Ok((ended, pos, acked))
+}
+
+/// Wait until every member seen has acknowledged `epoch`: the sessions
+/// they ended (sum) and their ids; or who did not.
+async fn acks(
+    c: &Client,
+    k: &Keys,
+    epoch: u64,
+    mut seen: BTreeSet<String>,
+) -> Result<(u32, Vec<String>), String> {
+    let deadline = Instant::now() + ACK_WAIT;
+    loop {
+        let etcd = |e: EtcdError| format!("etcd failed while waiting for acknowledgements: {e}");
+        let present = ids(&k.members, &c.get_prefix(&k.members).await.map_err(etcd)?.0);
+        seen.extend(present.iter().cloned());
+        let acked: BTreeMap<String, u32> = c
+            .get_prefix(&k.acks)
+            .await
+            .map_err(etcd)?
+            .0
+            .iter()
+            .filter_map(|kv| Ack::decode(&kv.value).ok())
+            .filter(|a| a.epoch == epoch && seen.contains(&a.id))
+            .map(|a| (a.id, a.ended))
+            .collect();
+        let missing: Vec<String> = seen
+            .iter()
+            .filter(|id| !acked.contains_key(*id))
+            .map(|id| match present.contains(id) {
+                true => id.clone(),
+                false => format!("{id} (left the fleet)"),
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok((acked.values().sum(), acked.into_keys().collect()));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no acknowledgement within {}s from {}",
+                ACK_WAIT.as_secs(),
+                missing.join(", ")
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The member ids under `prefix`.
+fn ids(prefix: &[u8], kvs: &[Kv]) -> BTreeSet<String> {
+    members::decode(prefix, kvs)
+        .into_iter()
+        .map(|m| m.id)
+        .collect()
+}
+
+async fn keepalive(c: Client, lease: i64) {
+    loop {
+        tokio::time::sleep(KEEPALIVE).await;
+        let _ = c.lease_keepalive(lease).await;
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

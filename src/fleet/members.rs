@@ -1,0 +1,159 @@
+//! Who is in the fleet: each instance registers itself per service under
+//! `P/svc/NAME/members/ID`, on a lease of its own that it keeps alive, so
+//! the key goes when the instance stops (revoked) or dies (the TTL). The
+//! value (JSON): `{"id","role","pid","host","since"}`; the role is
+//! rewritten when it changes. The same task reads the member list each
+//! keepalive for `show json`; `fleet members` reads etcd itself.
+//! `fleet switchover` requires every member to acknowledge.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::etcd::{EtcdError, Kv};
+use super::{Fleet, MAX_REQUEST, now_ms};
+use crate::service::Service;
+use crate::service::fleet::Member;
+
+/// Retry etcd after this, doubling up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// The member list is read at least this often.
+const LIST_MAX: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Value {
+    id: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    pid: u32,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    since: u64,
+}
+
+/// `members/ID`'s value for this process.
+fn value(id: &str, role: &str, since: u64) -> String {
+    let v = Value {
+        id: id.to_string(),
+        role: role.to_string(),
+        pid: std::process::id(),
+        host: super::hostname(),
+        since,
+    };
+    serde_json::to_string(&v).unwrap_or_default()
+}
+
+/// The members under `prefix` (`P/svc/NAME/members/`), by id; a value that
+/// does not decode still names its member (from the key).
+pub fn decode(prefix: &[u8], kvs: &[Kv]) -> Vec<Member> {
+    kvs.iter()
+        .filter_map(|kv| {
+            let id = String::from_utf8_lossy(kv.key.get(prefix.len()..)?).into_owned();
+            let v: Option<Value> = serde_json::from_slice(&kv.value).ok();
+            Some(match v {
+                Some(v) => Member {
+                    id,
+                    role: v.role,
+                    pid: v.pid,
+                    host: v.host,
+                    since_ms: v.since,
+                },
+                None => Member {
+                    id,
+                    role: "(undecodable)".into(),
+                    pid: 0,
+                    host: String::new(),
+                    since_ms: 0,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Register `svc`'s instance and keep it registered until `stop`.
+pub(super) async fn run(fleet: Arc<Fleet>, svc: Arc<Service>, stop: CancellationToken) {
+    let name = svc.cfg.name.clone();
+    let me = Me {
+        key: fleet.svc_key(&name, &format!("members/{}", fleet.id)),
+        prefix: fleet.svc_key(&name, "members/"),
+        since: now_ms(),
+        period: fleet.timing(&svc).keepalive.min(LIST_MAX),
+        ttl: fleet.timing(&svc).ttl,
+        fleet,
+        svc,
+    };
+    let mut lease = None;
+    let mut backoff = RETRY_MIN;
+    let mut down = false;
+    loop {
+        let e = tokio::select! {
+            _ = stop.cancelled() => break,
+            e = me.session(&mut lease, &mut backoff) => e,
+        };
+        me.svc.fleet.set_members(Vec::new());
+        if let Some(e) = e.err().filter(|_| !down) {
+            warn!(listener = %name, "fleet: membership: {e}; retrying");
+            down = true;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(RETRY_MAX);
+    }
+    // Stopped: leave the fleet at once.
+    if let Some(l) = lease {
+        let _ = tokio::time::timeout(MAX_REQUEST, me.fleet.client.lease_revoke(l)).await;
+    }
+}
+
+struct Me {
+    fleet: Arc<Fleet>,
+    svc: Arc<Service>,
+    key: Vec<u8>,
+    prefix: Vec<u8>,
+    since: u64,
+    period: Duration,
+    ttl: Duration,
+}
+
+impl Me {
+    async fn session(
+        &self,
+        lease: &mut Option<i64>,
+        backoff: &mut Duration,
+    ) -> Result<Infallible, EtcdError> {
+        let c = &self.fleet.client;
+        let l = c.lease_grant(self.ttl).await?;
+        if let Some(old) = lease.replace(l) {
+            let c = c.clone();
+            tokio::spawn(async move { c.lease_revoke(old).await });
+        }
+        let mut role = self.svc.fleet.role();
+        let v = value(&self.fleet.id, role.as_str(), self.since);
+        c.put(&self.key, v.as_bytes(), Some(l)).await?;
+        info!(listener = %self.svc.cfg.name, id = %self.fleet.id, "fleet: registered as a member");
+        *backoff = RETRY_MIN;
+        loop {
+            let (kvs, _) = c.get_prefix(&self.prefix).await?;
+            self.svc.fleet.set_members(decode(&self.prefix, &kvs));
+            tokio::time::sleep(self.period).await;
+            if c.lease_keepalive(l).await? <= 0 {
+                return Err(EtcdError::Reply("the member lease expired".into()));
+            }
+            let now = self.svc.fleet.role();
+            if now != role {
+                role = now;
+                let v = value(&self.fleet.id, role.as_str(), self.since);
+                c.put(&self.key, v.as_bytes(), Some(l)).await?;
+            }
+        }
+    }
+}
