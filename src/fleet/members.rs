@@ -2,9 +2,16 @@
 //! `P/svc/NAME/members/ID`, on a lease of its own that it keeps alive, so
 //! the key goes when the instance stops (revoked) or dies (the TTL). The
 //! value (JSON): `{"id","role","pid","host","since"}`; the role is
-//! rewritten when it changes. The same task reads the member list each
-//! keepalive for `show json`; `fleet members` reads etcd itself.
-//! `fleet switchover` requires every member to acknowledge.
+//! rewritten when it changes. The same task reads the member list every
+//! [`LIST`] for `show json`; `fleet members` reads etcd itself.
+//!
+//! Each instance also writes `P/svc/NAME/known/ID` (same value, no lease),
+//! deleted when it stops in order. A known instance without a member key
+//! was cut off from etcd (it may be probing alone and still sending
+//! clients to the group it had) or died without stopping: `fleet
+//! switchover` refuses to run until it is back or an operator removes it
+//! (`fleet forget ID`). `fleet switchover` requires every member to
+//! acknowledge.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,8 +29,9 @@ use crate::service::fleet::Member;
 /// Retry etcd after this, doubling up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(1);
-/// The member list is read at least this often.
-const LIST_MAX: Duration = Duration::from_secs(1);
+/// The member list is read (and this instance's known key checked) this
+/// often.
+pub const LIST: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Value {
@@ -82,9 +90,10 @@ pub(super) async fn run(fleet: Arc<Fleet>, svc: Arc<Service>, stop: Cancellation
     let name = svc.cfg.name.clone();
     let me = Me {
         key: fleet.svc_key(&name, &format!("members/{}", fleet.id)),
+        known: fleet.svc_key(&name, &format!("known/{}", fleet.id)),
         prefix: fleet.svc_key(&name, "members/"),
         since: now_ms(),
-        period: fleet.timing(&svc).keepalive.min(LIST_MAX),
+        period: fleet.timing(&svc).keepalive,
         ttl: fleet.timing(&svc).ttl,
         fleet,
         svc,
@@ -109,15 +118,18 @@ pub(super) async fn run(fleet: Arc<Fleet>, svc: Arc<Service>, stop: Cancellation
         backoff = (backoff * 2).min(RETRY_MAX);
     }
     // Stopped: leave the fleet at once.
+    let c = &me.fleet.client;
     if let Some(l) = lease {
-        let _ = tokio::time::timeout(MAX_REQUEST, me.fleet.client.lease_revoke(l)).await;
+        let _ = tokio::time::timeout(MAX_REQUEST, c.lease_revoke(l)).await;
     }
+    let _ = tokio::time::timeout(MAX_REQUEST, c.delete(&me.known)).await;
 }
 
 struct Me {
     fleet: Arc<Fleet>,
     svc: Arc<Service>,
     key: Vec<u8>,
+    known: Vec<u8>,
     prefix: Vec<u8>,
     since: u64,
     period: Duration,
@@ -139,11 +151,21 @@ impl Me {
         let mut role = self.svc.fleet.role();
         let v = value(&self.fleet.id, role.as_str(), self.since);
         c.put(&self.key, v.as_bytes(), Some(l)).await?;
+        c.put(&self.known, v.as_bytes(), None).await?;
         info!(listener = %self.svc.cfg.name, id = %self.fleet.id, "fleet: registered as a member");
         *backoff = RETRY_MIN;
+        let mut listed: Option<tokio::time::Instant> = None;
         loop {
-            let (kvs, _) = c.get_prefix(&self.prefix).await?;
-            self.svc.fleet.set_members(decode(&self.prefix, &kvs));
+            if listed.is_none_or(|t| t.elapsed() >= LIST) {
+                listed = Some(tokio::time::Instant::now());
+                let (kvs, _) = c.get_prefix(&self.prefix).await?;
+                self.svc.fleet.set_members(decode(&self.prefix, &kvs));
+                // A reload's old task may have deleted it after this one
+                // wrote it.
+                if c.get(&self.known).await?.0.is_none() {
+                    c.put(&self.known, v.as_bytes(), None).await?;
+                }
+            }
             tokio::time::sleep(self.period).await;
             if c.lease_keepalive(l).await? <= 0 {
                 return Err(EtcdError::Reply("the member lease expired".into()));

@@ -279,6 +279,7 @@ fn fleet_commands_parse_like_the_plain_ones() {
         ("fleet maxc 0:1 9", FleetCmd::Maxc(At(0, 1), 9)),
         ("fleet failback", FleetCmd::Failback),
         ("fleet members", FleetCmd::Members),
+        ("fleet forget h:12", FleetCmd::Forget("h:12".into())),
         ("fleet switchover", FleetCmd::Switchover(None, None)),
         (
             "fleet switchover 1 3s",
@@ -311,6 +312,9 @@ fn fleet_commands_parse_like_the_plain_ones() {
     assert!(parse("fleet switchover").unwrap().is_change());
     for bad in [
         "fleet members x",
+        "fleet forget",
+        "fleet forget a/b",
+        "fleet forget a b",
         "fleet switchover x",
         "fleet switchover 1 forever",
         "fleet",

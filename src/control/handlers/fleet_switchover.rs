@@ -2,6 +2,9 @@
 //! of the service at once, run by the instance that got the command (the
 //! initiator) through etcd (see `crate::fleet::switch` for the keys):
 //!
+//! 0. refuse (nothing changed) while an instance is known but not
+//!    registered: cut off from etcd it may still send clients to the old
+//!    group (`fleet forget ID` drops one that is gone for good);
 //! 1. write the record (`state: hold`) on a lease of its own; every member
 //!    holds new clients, ends its sessions on the old group (the grace,
 //!    then the end, as `switchover` does) and acknowledges;
@@ -21,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::control::handlers::fleet::roll;
 use crate::control::handlers::switchover::{CATCH_UP, Plan, QUERY};
 use crate::control::reply::Reply;
 use crate::fleet::etcd::{Client, EtcdError, Kv};
@@ -66,8 +70,16 @@ pub async fn run(
     };
     let c = &fleet.client;
     let nothing = |e: EtcdError| Reply::err(format!("fleet switchover: nothing changed: {e}"));
-    let seen = match c.get_prefix(&k.members).await {
-        Ok((kvs, _)) => ids(&k.members, &kvs),
+    let seen: BTreeSet<String> = match roll(fleet, name).await {
+        Ok((_, absent)) if !absent.is_empty() => {
+            return Reply::err(format!(
+                "fleet switchover: nothing changed: known but not registered: {} (cut off from \
+                 etcd, it may still send clients to group {}; if gone for good: fleet forget ID)",
+                absent.join(", "),
+                plan.from
+            ));
+        }
+        Ok((live, _)) => live.into_iter().map(|m| m.id).collect(),
         Err(e) => return nothing(e),
     };
     if !seen.contains(&fleet.id) {
