@@ -16,7 +16,8 @@
 //! floor is written before `done`, and one watch delivers both in order,
 //! a member has applied the floor before it releases.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,7 @@ use tracing::{info, warn};
 use super::Fleet;
 use crate::service::Service;
 use crate::service::ending::end_sessions;
+use crate::service::hold::MAX_HOLD;
 
 /// The record's key below `P/svc/NAME/ops/`.
 pub const RECORD: &str = "switchover";
@@ -89,15 +91,24 @@ struct Cur {
     epoch: u64,
     /// The operator held clients already: the hold stays on afterwards.
     operator_held: bool,
-    task: JoinHandle<()>,
+    /// Ending sessions and acknowledging (None: started by the `follow`
+    /// task that a reload replaced; it goes on by itself).
+    task: Option<JoinHandle<()>>,
+}
+
+/// Per listener: the epoch this process applied last and whether the
+/// operator held clients before it, kept across reloads (which replace the
+/// `follow` task) so a record seen again is adopted, not applied twice.
+static APPLIED: LazyLock<Mutex<HashMap<String, (u64, bool)>>> = LazyLock::new(Mutex::default);
+
+fn applied() -> std::sync::MutexGuard<'static, HashMap<String, (u64, bool)>> {
+    APPLIED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One member's part, driven by the `follow` task.
 #[derive(Default)]
 pub(super) struct Member {
     cur: Option<Cur>,
-    /// The last epoch seen (a record seen again is not applied twice).
-    seen: u64,
 }
 
 impl Member {
@@ -110,15 +121,24 @@ impl Member {
                 return;
             }
         };
+        let before = applied().get(&svc.cfg.name).copied();
         match r.state {
-            State::Hold if r.epoch != self.seen => {
-                self.release(svc, "a new switchover");
-                self.seen = r.epoch;
-                self.start(fleet, svc, &r);
-            }
-            State::Hold => {}
+            State::Hold if self.cur.as_ref().is_some_and(|c| c.epoch == r.epoch) => {}
+            State::Hold => match before {
+                // Applied before a reload: adopt it, so `done` releases.
+                Some((epoch, operator_held)) if epoch == r.epoch => {
+                    self.cur = Some(Cur {
+                        epoch,
+                        operator_held,
+                        task: None,
+                    });
+                }
+                _ => {
+                    self.release(svc, "a new switchover");
+                    self.start(fleet, svc, &r);
+                }
+            },
             State::Done | State::Aborted => {
-                self.seen = r.epoch;
                 let why = if r.state == State::Done {
                     "switchover done"
                 } else {
@@ -141,7 +161,8 @@ impl Member {
         };
         let hold = &svc.ops.hold;
         let operator_held = hold.until().is_some();
-        let max = Duration::from_millis(r.hold_ms);
+        let max = Duration::from_millis(r.hold_ms).min(MAX_HOLD);
+        applied().insert(svc.cfg.name.clone(), (r.epoch, operator_held));
         if !operator_held {
             hold.on(max);
         }
@@ -168,7 +189,7 @@ impl Member {
         self.cur = Some(Cur {
             epoch,
             operator_held,
-            task,
+            task: Some(task),
         });
     }
 
@@ -176,7 +197,9 @@ impl Member {
         let Some(c) = self.cur.take() else {
             return;
         };
-        c.task.abort();
+        if let Some(t) = c.task {
+            t.abort();
+        }
         if !c.operator_held {
             svc.ops.hold.off();
         }
