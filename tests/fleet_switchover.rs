@@ -354,3 +354,78 @@ fn fleet_members_lists_every_instance_and_drops_a_killed_one() {
     assert!(killed < Duration::from_secs(4), "{killed:?}");
     assert!(stopped < Duration::from_secs(1), "{stopped:?}");
 }
+
+#[test]
+fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
+    let _g = serial();
+    if !have_servers(true) {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let mut etcd = Etcd::single();
+    let f = Fleet::start(3, &etcd, m1.port, m2.port, MYSQL);
+    // A session on the old primary keeps the last instance in its grace,
+    // so the initiator is still waiting when etcd dies.
+    let port = f.v[2].port();
+    let sleeper =
+        std::thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
+    wait_until("the long session", REACH, || {
+        m1.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
+    // hold_ms with TIMEOUT 1s: 5 s + 1 s + 6 s.
+    const HOLD: Duration = Duration::from_secs(12);
+    std::thread::scope(|s| {
+        let reply = s.spawn(|| f.v[0].ctl_out("fleet switchover 1 1s"));
+        wait_until("the record", REACH, || {
+            etcd.get("/sw/svc/db/ops/switchover").is_some()
+        })
+        .unwrap();
+        let seen = Instant::now();
+        etcd.kill(0);
+        // A write through each instance waits in its hold, then goes to
+        // the old primary: the floor never moved.
+        let writes: Vec<_> =
+            f.v.iter()
+                .map(|b| {
+                    s.spawn(move || {
+                        let t = Instant::now();
+                        let r = common::mariadb::query_at(
+                            b.port(),
+                            "app",
+                            "INSERT INTO t.x (v) VALUES (1)",
+                        );
+                        (r, t.elapsed())
+                    })
+                })
+                .collect();
+        let o = reply.join().unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        eprintln!("{}", text.trim());
+        assert!(
+            !o.status.success()
+                && text.contains("fleet switchover aborted: ")
+                && text.contains("at the latest 12000 ms after it saw the record"),
+            "{text}"
+        );
+        for (i, w) in writes.into_iter().enumerate() {
+            let (r, took) = w.join().unwrap();
+            eprintln!("measured: instance {i}: write released after {took:?}");
+            assert!(r.is_ok(), "instance {i}: {r:?}\n{}", f.v[i].stderr());
+            assert!(
+                seen.elapsed() < HOLD + Duration::from_secs(2),
+                "{:?}",
+                seen.elapsed()
+            );
+        }
+    });
+    drop(sleeper);
+    assert_eq!(m1.sql("SELECT COUNT(*) FROM t.x"), "3");
+    for b in &f.v {
+        assert_eq!(floor(b), 0);
+        assert_eq!(b.json()["listener"]["held"], 0);
+    }
+}

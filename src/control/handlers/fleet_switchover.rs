@@ -105,11 +105,12 @@ pub async fn run(
     let keep = tokio::spawn(keepalive(c.clone(), lease));
     let _ = c.delete_prefix(&k.acks).await;
     let started = Instant::now();
-    match c
+    let created = c
         .create(&k.record, rec.encode().as_bytes(), Some(lease))
-        .await
-    {
-        Ok(true) => {}
+        .await;
+    match created {
+        // Written, or perhaps (the answer lost): the abort path below.
+        Ok(true) | Err(_) => {}
         Ok(false) => {
             keep.abort();
             let _ = c.lease_revoke(lease).await;
@@ -121,16 +122,17 @@ pub async fn run(
                 "fleet switchover: another one is running (by {by}): nothing changed"
             ));
         }
-        Err(e) => {
-            keep.abort();
-            let _ = c.lease_revoke(lease).await;
-            return nothing(e);
-        }
     }
-    let result = protocol(svc, fleet, &k, &plan, &rec, limit, seen).await;
+    let result = match created {
+        Err(e) => Err(format!("etcd failed while writing the record: {e}")),
+        Ok(_) => protocol(svc, fleet, &k, &plan, &rec, limit, seen).await,
+    };
     let done = result.is_ok();
     rec.state = if done { State::Done } else { State::Aborted };
-    let _ = c.put(&k.record, rec.encode().as_bytes(), Some(lease)).await;
+    let told = c
+        .put(&k.record, rec.encode().as_bytes(), Some(lease))
+        .await
+        .is_ok();
     let held = started.elapsed().as_millis();
     keep.abort();
     let _ = c.lease_revoke(lease).await;
@@ -143,9 +145,15 @@ pub async fn run(
             acked.len(),
             acked.join(", ")
         )),
-        Err(why) => Reply::err(format!(
+        Err(why) if told => Reply::err(format!(
             "fleet switchover aborted: {why}; floor unchanged, clients released to group {from} \
              on every instance (held {held} ms)"
+        )),
+        Err(why) => Reply::err(format!(
+            "fleet switchover aborted: {why}; floor unchanged; etcd did not take the abort: \
+             each instance releases its clients to group {from} when the record's lease \
+             expires or at the latest {} ms after it saw the record",
+            rec.hold_ms
         )),
     }
 }
