@@ -179,3 +179,6 @@ impl Me {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
