@@ -3,7 +3,8 @@
 //! real etcd, a real MariaDB primary and GTID replica
 //! (`tests/common/mariadb.rs`), several balance instances in one fleet.
 //! Each test skips (with a message) without etcd or MariaDB; they run one
-//! at a time.
+//! at a time (about 35 s in all, most of it the 12 s hold bound and the
+//! 5 s acknowledgement bound that two of them wait out).
 
 mod common;
 
