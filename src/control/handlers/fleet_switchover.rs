@@ -42,6 +42,8 @@ const KEEPALIVE: Duration = Duration::from_millis(500);
 /// Members hold this much longer than the initiator may take.
 const MARGIN: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(50);
+/// Writing the floor failed: etcd may have taken it all the same.
+const FLOOR_UNKNOWN: &str = "the new floor may or may not be written";
 
 struct Keys {
     record: Vec<u8>,
@@ -70,24 +72,10 @@ pub async fn run(
     };
     let c = &fleet.client;
     let nothing = |e: EtcdError| Reply::err(format!("fleet switchover: nothing changed: {e}"));
-    let seen: BTreeSet<String> = match roll(fleet, name).await {
-        Ok((_, absent)) if !absent.is_empty() => {
-            return Reply::err(format!(
-                "fleet switchover: nothing changed: known but not registered: {} (cut off from \
-                 etcd, it may still send clients to group {}; if gone for good: fleet forget ID)",
-                absent.join(", "),
-                plan.from
-            ));
-        }
-        Ok((live, _)) => live.into_iter().map(|m| m.id).collect(),
-        Err(e) => return nothing(e),
+    let seen = match roster(fleet, name, plan.from).await {
+        Ok(ids) => ids,
+        Err(r) => return r,
     };
-    if !seen.contains(&fleet.id) {
-        return Reply::err(
-            "fleet switchover: this instance is not a registered member (etcd unreachable?): \
-             nothing changed",
-        );
-    }
     let hold = ACK_WAIT + QUERY + limit + QUERY + MARGIN;
     let mut rec = Record {
         epoch: now_ms(),
@@ -137,7 +125,24 @@ pub async fn run(
     keep.abort();
     let _ = c.lease_revoke(lease).await;
     let _ = c.delete_prefix(&k.acks).await;
+    answer(&plan, &rec, result, held, told)
+}
+
+/// The reply: done, or aborted and why.
+fn answer(
+    plan: &Plan,
+    rec: &Record,
+    result: Result<(u32, String, Vec<String>), String>,
+    held: u128,
+    told: bool,
+) -> Reply {
     let (from, to) = (plan.from, plan.to);
+    let floor = match &result {
+        Err(why) if why.contains(FLOOR_UNKNOWN) => {
+            "floor unknown (see failback_floor in show json)"
+        }
+        _ => "floor unchanged",
+    };
     match result {
         Ok((ended, pos, acked)) => Reply::line(format!(
             "fleet switchover from group {from} to group {to} done: clients held {held} ms, \
@@ -146,16 +151,43 @@ pub async fn run(
             acked.join(", ")
         )),
         Err(why) if told => Reply::err(format!(
-            "fleet switchover aborted: {why}; floor unchanged, clients released to group {from} \
+            "fleet switchover aborted: {why}; {floor}, clients released to group {from} \
              on every instance (held {held} ms)"
         )),
         Err(why) => Reply::err(format!(
-            "fleet switchover aborted: {why}; floor unchanged; etcd did not take the abort: \
-             each instance releases its clients to group {from} when the record's lease \
+            "fleet switchover aborted: {why}; {floor}; etcd did not take the abort: \
+             each instance releases its clients when the record's lease \
              expires or at the latest {} ms after it saw the record",
             rec.hold_ms
         )),
     }
+}
+
+/// Step 0: the members now, unless an instance is known but not
+/// registered or this one is not registered (the reply then).
+async fn roster(fleet: &Fleet, name: &str, from: usize) -> Result<BTreeSet<String>, Reply> {
+    let seen: BTreeSet<String> = match roll(fleet, name).await {
+        Ok((_, absent)) if !absent.is_empty() => {
+            return Err(Reply::err(format!(
+                "fleet switchover: nothing changed: known but not registered: {} (cut off from \
+                 etcd, it may still send clients to group {from}; if gone for good: fleet forget ID)",
+                absent.join(", ")
+            )));
+        }
+        Ok((live, _)) => live.into_iter().map(|m| m.id).collect(),
+        Err(e) => {
+            return Err(Reply::err(format!(
+                "fleet switchover: nothing changed: {e}"
+            )));
+        }
+    };
+    if !seen.contains(&fleet.id) {
+        return Err(Reply::err(
+            "fleet switchover: this instance is not a registered member (etcd unreachable?): \
+             nothing changed",
+        ));
+    }
+    Ok(seen)
 }
 
 /// Steps 2-4: the sessions ended (sum), the position applied, the members
@@ -180,7 +212,7 @@ async fn protocol(
         .client
         .put(&k.floor, floor.as_bytes(), None)
         .await
-        .map_err(|e| format!("the new floor was not written: {e}"))?;
+        .map_err(|e| format!("{FLOOR_UNKNOWN}: {e}"))?;
     Ok((ended, pos, acked))
 }
 
