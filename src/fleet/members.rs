@@ -3,7 +3,8 @@
 //! the key goes when the instance stops (revoked) or dies (the TTL). The
 //! value (JSON): `{"id","role","pid","host","since"}`; the role is
 //! rewritten when it changes. The same task reads the member list every
-//! [`LIST`] for `show json`; `fleet members` reads etcd itself.
+//! [`LIST`] (plus `LIST` per 100 members) for `show json`; `fleet members`
+//! reads etcd itself.
 //!
 //! Each instance also writes `P/svc/NAME/known/ID` (same value, no lease),
 //! deleted when it stops in order. A known instance without a member key
@@ -155,10 +156,16 @@ impl Me {
         info!(listener = %self.svc.cfg.name, id = %self.fleet.id, "fleet: registered as a member");
         *backoff = RETRY_MIN;
         let mut listed: Option<tokio::time::Instant> = None;
+        let mut every = LIST;
         loop {
-            if listed.is_none_or(|t| t.elapsed() >= LIST) {
+            if listed.is_none_or(|t| t.elapsed() >= every) {
                 listed = Some(tokio::time::Instant::now());
                 let (kvs, _) = c.get_prefix(&self.prefix).await?;
+                // Large fleets read it less often: +LIST per 100 members.
+                every = LIST
+                    * (1 + u32::try_from(kvs.len() / 100)
+                        .unwrap_or(u32::MAX / 2)
+                        .min(60));
                 self.svc.fleet.set_members(decode(&self.prefix, &kvs));
                 // A reload's old task may have deleted it after this one
                 // wrote it.
