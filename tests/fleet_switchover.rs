@@ -253,11 +253,31 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
         .as_str()
         .unwrap()
         .to_string();
-    stopped.signal(libc::SIGSTOP);
+    // A session through the last instance keeps it in its grace (2 s):
+    // stopped (SIGSTOP) once it holds its clients, it cannot acknowledge.
+    let port = stopped.port();
+    let sleeper =
+        std::thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
+    wait_until("the long session", REACH, || {
+        m1.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
     let t = Instant::now();
-    let out = f.v[0].ctl_out("fleet switchover 1");
+    let out = std::thread::scope(|s| {
+        let reply = s.spawn(|| f.v[0].ctl_out("fleet switchover 1"));
+        // Holding and in its grace: it applied the record.
+        wait_until("the hold on the last instance", REACH, || {
+            stopped.json()["listener"]["spin"] == "on"
+        })
+        .unwrap();
+        stopped.signal(libc::SIGSTOP);
+        reply.join().unwrap()
+    });
     let took = t.elapsed();
     stopped.signal(libc::SIGCONT);
+    let continued = Instant::now();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     eprintln!("{} (after {took:?})", text.trim());
@@ -269,6 +289,16 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
         "{text}"
     );
     assert!(took < Duration::from_secs(8), "{took:?}");
+    // The stopped instance, continued, lets its clients go at once (it
+    // sees the abort), not at the end of its hold bound (21 s).
+    let r = wait_for("a write through the continued instance", REACH, || {
+        common::mariadb::query_at(stopped.port(), "app", "INSERT INTO t.x (v) VALUES (7)").ok()
+    });
+    assert!(r.is_ok(), "{r:?}\n{}", stopped.stderr());
+    let released = continued.elapsed();
+    eprintln!("measured: the continued instance served a write {released:?} after SIGCONT");
+    assert!(released < Duration::from_secs(5), "{released:?}");
+    drop(sleeper);
     // The floor stays everywhere; clients go on to the old primary.
     f.wait_members(0, 3, 0);
     f.wait_all("back in the fleet", |j| {
@@ -283,7 +313,7 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
         });
         assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
     }
-    assert_eq!(m1.sql("SELECT COUNT(*) FROM t.x"), "3");
+    assert_eq!(m1.sql("SELECT COUNT(*) FROM t.x"), "4");
     // Another try with everyone there succeeds.
     let reply = f.v[0].ctl("fleet switchover 1");
     assert!(
