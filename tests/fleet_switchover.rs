@@ -205,6 +205,31 @@ fn fleet_switchover_under_writes_through_every_instance_loses_nothing() {
             "writer {w}: {last} on the old primary after {first} on the new one"
         );
     }
+    // Across writers (instances): every write acknowledged by the old
+    // primary came before any written on the new one alone. Without the
+    // hold on every instance, the instances that apply the floor later keep
+    // writing to the old primary while the first ones write to the new.
+    let old_last = acked
+        .iter()
+        .filter(|(id, _)| on1.contains(id))
+        .map(|(_, t)| *t)
+        .max();
+    let new_first = acked
+        .iter()
+        .filter(|(id, _)| !on1.contains(id))
+        .map(|(_, t)| *t)
+        .min();
+    if let (Some(o), Some(n)) = (old_last, new_first) {
+        assert!(
+            o < n,
+            "a write on the old primary {:?} after the first on the new one",
+            o - n
+        );
+        eprintln!(
+            "measured: {:?} between the last write on the old primary and the first on the new",
+            n - o
+        );
+    }
     assert_eq!(
         first_new.len(),
         N,
