@@ -375,6 +375,17 @@ fn fleet_members_lists_every_instance_and_drops_a_killed_one() {
     assert!(out.contains("(this instance)"), "{out}");
     assert!(out.contains(&format!("pid {}", f.v[1].pid())), "{out}");
     f.wait_all("show json lists the members", |j| members(j) == 3);
+    // A switchover record that does not decode: logged, nobody holds.
+    etcd.put("/sw/svc/db/ops/switchover", "{\"epoch\":1}");
+    for b in &f.v {
+        assert!(
+            b.wait_log("bad switchover record", 1, REACH),
+            "{}",
+            b.stderr()
+        );
+        assert_eq!(b.json()["listener"]["spin"], "off");
+    }
+    etcd.delete("/sw/svc/db/ops/switchover");
     // Killed: not a member after the lease's TTL (2 s at interval 200ms),
     // but still known: a switchover is refused until it is forgotten.
     let gone = id(&f.v[2]);
