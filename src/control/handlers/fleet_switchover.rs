@@ -91,7 +91,8 @@ pub async fn run(
         Err(e) => return nothing(e),
     };
     let keep = tokio::spawn(keepalive(c.clone(), lease));
-    let _ = c.delete_prefix(&k.acks).await;
+    // Old acknowledgements are told apart by their epoch (deleting them
+    // here could delete those of a switchover run by another instance).
     let started = Instant::now();
     let created = c
         .create(&k.record, rec.encode().as_bytes(), Some(lease))
