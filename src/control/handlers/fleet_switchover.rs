@@ -123,9 +123,10 @@ pub async fn run(
         .await
         .is_ok();
     let held = started.elapsed().as_millis();
+    // While the record is still ours: no other switchover has acks yet.
+    let _ = c.delete_prefix(&k.acks).await;
     keep.abort();
     let _ = c.lease_revoke(lease).await;
-    let _ = c.delete_prefix(&k.acks).await;
     answer(&plan, &rec, result, held, told)
 }
 
