@@ -50,6 +50,8 @@ struct Keys {
     acks: Vec<u8>,
     members: Vec<u8>,
     floor: Vec<u8>,
+    /// The record's lease (once granted).
+    lease: i64,
 }
 
 pub async fn run(
@@ -64,11 +66,12 @@ pub async fn run(
     };
     let limit = limit.unwrap_or(CATCH_UP);
     let name = &svc.cfg.name;
-    let k = Keys {
+    let mut k = Keys {
         record: fleet.svc_key(name, &format!("ops/{RECORD}")),
         acks: fleet.svc_key(name, &format!("ops/{ACKS}")),
         members: fleet.svc_key(name, "members/"),
         floor: fleet.svc_key(name, &format!("ops/{}", Op::Floor(plan.to).key())),
+        lease: 0,
     };
     let c = &fleet.client;
     let nothing = |e: EtcdError| Reply::err(format!("fleet switchover: nothing changed: {e}"));
@@ -90,6 +93,7 @@ pub async fn run(
         Ok(l) => l,
         Err(e) => return nothing(e),
     };
+    k.lease = lease;
     let keep = tokio::spawn(keepalive(c.clone(), lease));
     // Old acknowledgements are told apart by their epoch (deleting them
     // here could delete those of a switchover run by another instance).
@@ -209,12 +213,17 @@ async fn protocol(
     if started.elapsed() + MARGIN > Duration::from_millis(rec.hold_ms) {
         return Err("took longer than the members' hold".into());
     }
+    // Only while the record is still ours: if its lease lapsed, members
+    // released their clients to the old group already.
     let floor = Op::Floor(plan.to).value(&fleet.id, now_ms());
-    fleet
+    let written = fleet
         .client
-        .put(&k.floor, floor.as_bytes(), None)
+        .put_if_held(&k.record, k.lease, &k.floor, floor.as_bytes())
         .await
         .map_err(|e| format!("{FLOOR_UNKNOWN}: {e}"))?;
+    if !written {
+        return Err("the record's lease lapsed (etcd too slow?): members released early".into());
+    }
     Ok((ended, pos, acked))
 }
 
