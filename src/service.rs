@@ -3,6 +3,7 @@
 //! socket. Counters are atomics written by the data path; channel health is
 //! written only through [`Service::report`] (`service/report.rs`).
 
+pub mod ending;
 pub mod fleet;
 pub mod hold;
 mod report;

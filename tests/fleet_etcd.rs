@@ -1,7 +1,7 @@
 //! balance's etcd client (src/fleet/etcd.rs) against real etcd: keys and
 //! prefixes, the transactions fleet mode builds on (create races, put_if,
-//! delete_if_lease), leases, watches, a three-member cluster losing a
-//! member, and replies that are not etcd's.
+//! delete_if_lease, put_if_held), leases, watches, a three-member cluster
+//! losing a member, and replies that are not etcd's.
 
 mod common;
 
@@ -130,6 +130,32 @@ fn delete_if_lease_only_deletes_the_holders_key() {
         );
         c.lease_revoke(mine).await.unwrap();
         c.lease_revoke(theirs).await.unwrap();
+    });
+}
+
+#[test]
+fn put_if_held_writes_only_while_the_guard_is_held_by_the_lease() {
+    let e = Etcd::single();
+    let c = client(&e);
+    let rt = runtime();
+    rt.block_on(async {
+        let mine = c.lease_grant(Duration::from_secs(30)).await.unwrap();
+        let other = c.lease_grant(Duration::from_secs(30)).await.unwrap();
+        c.put(b"/rec", b"r", Some(mine)).await.unwrap();
+        assert!(
+            !c.put_if_held(b"/rec", other, b"/floor", b"1")
+                .await
+                .unwrap()
+        );
+        assert!(c.get(b"/floor").await.unwrap().0.is_none());
+        assert!(c.put_if_held(b"/rec", mine, b"/floor", b"1").await.unwrap());
+        let floor = c.get(b"/floor").await.unwrap().0.unwrap();
+        assert_eq!((floor.value.as_slice(), floor.lease), (&b"1"[..], 0));
+        // The guard gone with its lease: nothing written.
+        c.lease_revoke(mine).await.unwrap();
+        assert!(!c.put_if_held(b"/rec", mine, b"/floor", b"2").await.unwrap());
+        assert_eq!(c.get(b"/floor").await.unwrap().0.unwrap().value, b"1");
+        c.lease_revoke(other).await.unwrap();
     });
 }
 

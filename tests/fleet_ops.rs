@@ -187,6 +187,14 @@ fn fleet_commands_without_fleet_mode_are_refused_in_one_line() {
     assert!(err.contains("fleet mode is off"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert_eq!(admin_of(&bal.json(), a.port()), "enabled");
+    for cmd in ["fleet members", "fleet switchover 1", "fleet forget h:1"] {
+        let o = bal.ctl_out(cmd);
+        let err = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !o.status.success() && err.contains("fleet mode is off"),
+            "{cmd}: {err}"
+        );
+    }
     assert!(
         !bal.ctl("help").contains("fleet"),
         "help lists no fleet command"

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::mariadb::Mariadb;
+use common::mariadb::{Mariadb, Writers, ids, replicated_pair};
 use common::*;
 
 fn have_mariadb() -> bool {
@@ -311,22 +311,6 @@ fn password_login_aborts_no_connection_and_a_wrong_password_fails() {
 
 // ------------------------------------------------------ item 2: role and lag
 
-/// A primary and its GTID replica, with the monitor user `chk` and the
-/// client user `app` (all rights on database `t`, table `t.x`) made on the
-/// primary and replicated.
-fn replicated_pair() -> (Mariadb, Mariadb) {
-    let m1 = Mariadb::start(1, &[]);
-    let m2 = Mariadb::start(2, &[]);
-    m2.replicate_from(&m1);
-    m1.add_monitor_user("chk");
-    m1.sql(
-        "CREATE USER 'app'@'127.0.0.1'; GRANT ALL ON t.* TO 'app'@'127.0.0.1'; \
-         CREATE DATABASE t; CREATE TABLE t.x (id INT PRIMARY KEY AUTO_INCREMENT, v INT)",
-    );
-    m2.wait_caught_up(&m1);
-    (m1, m2)
-}
-
 #[test]
 fn read_only_mismatch_lag_and_stopped_replication_fail_with_the_reason() {
     if !have_mariadb() {
@@ -544,53 +528,6 @@ fn a_delayed_backup_is_catching_up_not_eligible_until_applied() {
 }
 
 // ------------------------------------------------- items 4, 5: switchover
-
-/// Writers inserting unique ids through balance, each on a new connection,
-/// until stopped; the ids acknowledged, in order, with when.
-struct Writers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<thread::JoinHandle<Vec<(u64, Instant)>>>,
-}
-
-impl Writers {
-    fn start(port: u16, n: u64) -> Writers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..n)
-            .map(|k| {
-                let stop = Arc::clone(&stop);
-                thread::spawn(move || {
-                    let mut acked = Vec::new();
-                    let mut i = 0;
-                    while !stop.load(SeqCst) {
-                        i += 1;
-                        let id = (k + 1) * 1_000_000 + i;
-                        let q = format!("INSERT INTO t.x (id, v) VALUES ({id}, {k})");
-                        if common::mariadb::query_at(port, "app", &q).is_ok() {
-                            acked.push((id, Instant::now()));
-                        }
-                    }
-                    acked
-                })
-            })
-            .collect();
-        Writers { stop, threads }
-    }
-
-    fn finish(self) -> Vec<(u64, Instant)> {
-        self.stop.store(true, SeqCst);
-        self.threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap_or_default())
-            .collect()
-    }
-}
-
-fn ids(m: &Mariadb) -> std::collections::BTreeSet<u64> {
-    m.sql("SELECT id FROM t.x")
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
 
 #[test]
 fn switchover_under_writes_loses_nothing_and_reports_the_hold() {

@@ -57,6 +57,13 @@ pub enum FleetCmd {
     Create(usize, Host, u16, Option<u32>),
     /// `fleet remove <group> <host>:<port>`: unregister it.
     Remove(usize, Host, u16),
+    /// `fleet members`: the instances registered in etcd.
+    Members,
+    /// `fleet forget ID`: drop a known instance that is gone for good.
+    Forget(String),
+    /// `fleet switchover [GROUP [TIMEOUT]]`: `switchover` for every
+    /// instance at once (through etcd).
+    Switchover(Option<usize>, Option<Duration>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,8 +114,8 @@ impl Command {
                     | Command::Switchover(..)
                     | Command::StateSave
                     | Command::Reload
-                    | Command::Fleet(_)
             )
+            || matches!(self, Command::Fleet(f) if *f != FleetCmd::Members)
     }
 
     /// Whether the change is operator state kept in the state file.
@@ -337,7 +344,7 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
 fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
     const USAGE: &str = "fleet enable|disable|drain <channel> | weight|maxc <channel> <n> | \
                          failback | spin on [MAX]|off | create <group> <host>:<port> [<weight>] | \
-                         remove <group> <host>:<port>";
+                         remove <group> <host>:<port> | members | forget <id> | switchover [GROUP [TIMEOUT]]";
     let reg = |g: &str, hp: &str| -> Result<(usize, Host, u16), String> {
         let g = index("group", g)?;
         match chan_ref(hp)? {
@@ -361,6 +368,11 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
         }
         ["remove", g, hp] => reg(g, hp).map(|(g, h, p)| FleetCmd::Remove(g, h, p)),
         ["create" | "remove", ..] => Err(format!("syntax error: usage: {USAGE}")),
+        ["members"] => Ok(FleetCmd::Members),
+        ["forget", id] if !id.contains('/') => Ok(FleetCmd::Forget(id.to_string())),
+        ["forget", ..] => {
+            Err("syntax error: usage: fleet forget <id> (an id from fleet members)".into())
+        }
         _ => match parse_words(&args.join(" "))? {
             Command::Enable(r) => Ok(FleetCmd::Admin(r, Admin::Enabled)),
             Command::Disable(r) => Ok(FleetCmd::Admin(r, Admin::Disabled)),
@@ -368,6 +380,7 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
             Command::Weight(r, w) => Ok(FleetCmd::Weight(r, w)),
             Command::Maxc(r, m) => Ok(FleetCmd::Maxc(r, m)),
             Command::Failback => Ok(FleetCmd::Failback),
+            Command::Switchover(g, t) => Ok(FleetCmd::Switchover(g, t)),
             Command::Spin(op @ (SpinOp::On(_) | SpinOp::Off)) => Ok(FleetCmd::Spin(op)),
             _ => Err(format!(
                 "{} has no fleet scope (usage: {USAGE})",
@@ -523,7 +536,10 @@ fleet (every instance of this service, through etcd):
   fleet failback                              every instance returns traffic to group 0
   fleet spin on [MAX] | off                   hold new clients on every instance
   fleet create <group> <host>:<port> [<w>]    register a channel: every instance adds it
-  fleet remove <group> <host>:<port>          unregister it: every instance removes it";
+  fleet remove <group> <host>:<port>          unregister it: every instance removes it
+  fleet members                               the instances of this service in the fleet
+  fleet forget <id>                           drop a known instance that is gone for good
+  fleet switchover [<group> [<timeout>]]      switchover on every instance at once (all must acknowledge)";
 
 #[cfg(test)]
 mod tests;

@@ -253,6 +253,20 @@ impl Client {
             .await
     }
 
+    /// Put `key` (no lease) only if `guard` is held by `lease` (a step
+    /// that must not outlive its record). Ok(true) = written.
+    pub async fn put_if_held(
+        &self,
+        guard: &[u8],
+        lease: i64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<bool, EtcdError> {
+        let put = json!({"request_put": wire::put_body(key, value, None)});
+        self.txn(wire::txn_body(guard, "LEASE", "lease", lease, put))
+            .await
+    }
+
     /// Delete the key only if it is held by `lease` (give up leadership
     /// without deleting a successor's key). Ok(true) = deleted.
     pub async fn delete_if_lease(&self, key: &[u8], lease: i64) -> Result<bool, EtcdError> {

@@ -16,6 +16,7 @@ use super::Fleet;
 use super::channels::{Added, Reg};
 use super::etcd::{EtcdError, Event, Kv};
 use super::ops::{self, ChanId, Op};
+use super::switch::{self, ACKS, RECORD};
 use crate::service::Service;
 
 /// Writes the listener's operator state where it survives a restart (the
@@ -46,6 +47,7 @@ pub fn spawn(
         ops: HashMap::new(),
         logged: HashSet::new(),
         changed: false,
+        switch: switch::Member::default(),
     };
     tokio::spawn(f.run(stop));
 }
@@ -64,6 +66,8 @@ struct Follow {
     logged: HashSet<(Vec<u8>, i64)>,
     /// Something was applied since the last persist.
     changed: bool,
+    /// This member's part in a `fleet switchover`.
+    switch: switch::Member,
 }
 
 impl Follow {
@@ -110,12 +114,28 @@ impl Follow {
         }
     }
 
+    /// `Some(true)`: the switchover record; `Some(false)`: an
+    /// acknowledgement; None: neither.
+    fn switch_key(&self, key: &[u8]) -> Option<bool> {
+        let rest = key.strip_prefix(self.ops_prefix.as_bytes())?;
+        if rest == RECORD.as_bytes() {
+            Some(true)
+        } else {
+            rest.starts_with(ACKS.as_bytes()).then_some(false)
+        }
+    }
+
     async fn resync(&mut self, kvs: Vec<Kv>) {
         let mut live = Vec::new();
+        match kvs.iter().find(|kv| self.switch_key(&kv.key) == Some(true)) {
+            Some(kv) => self.switch.put(&self.fleet, &self.svc, &kv.value),
+            None => self.switch.gone(&self.svc),
+        }
         let (chans, opkvs): (Vec<Kv>, Vec<Kv>) = kvs
             .into_iter()
             .filter(|kv| {
-                kv.key.starts_with(self.ops_prefix.as_bytes())
+                (kv.key.starts_with(self.ops_prefix.as_bytes())
+                    && self.switch_key(&kv.key).is_none())
                     || kv.key.starts_with(self.chans_prefix.as_bytes())
             })
             .partition(|kv| kv.key.starts_with(self.chans_prefix.as_bytes()));
@@ -144,6 +164,13 @@ impl Follow {
 
     async fn event(&mut self, ev: Event) {
         match ev {
+            Event::Put(kv) if self.switch_key(&kv.key) == Some(true) => {
+                self.switch.put(&self.fleet, &self.svc, &kv.value)
+            }
+            Event::Delete(kv) if self.switch_key(&kv.key) == Some(true) => {
+                self.switch.gone(&self.svc)
+            }
+            Event::Put(kv) | Event::Delete(kv) if self.switch_key(&kv.key).is_some() => {}
             Event::Put(kv) if kv.key.starts_with(self.chans_prefix.as_bytes()) => {
                 self.put_channel(&kv).await;
             }

@@ -10,9 +10,11 @@
 //! - [`elect`]: the role state machine (pure);
 //! - [`verdict`]: the values in etcd and both ends of a verdict;
 //! - `run`: one task per service: campaign, lead, follow, fall back.
+//! - [`members`]: each instance's registration (`P/svc/NAME/members/ID`);
 //! - [`ops`]: fleet-scoped operator state (`fleet disable`...);
-//!   [`channels`]: channels registered in etcd; `follow`: the task per
-//!   service that applies both.
+//!   [`channels`]: channels registered in etcd; [`switch`]: a member's
+//!   part in `fleet switchover`; `follow`: the task per service that
+//!   applies them.
 //!
 //! The task writes the listener's `service::fleet::FleetState`, which the
 //! monitor, `show`, `show json` and metrics read.
@@ -21,8 +23,10 @@ pub mod channels;
 pub mod elect;
 pub mod etcd;
 mod follow;
+pub mod members;
 pub mod ops;
 mod run;
+pub mod switch;
 pub mod verdict;
 
 pub use follow::{Persist, spawn as spawn_follow};
@@ -127,6 +131,11 @@ impl Fleet {
     /// Start `svc`'s fleet tasks; they stop with `stop` (the listener is
     /// replaced by a reload, removed, or the process shuts down).
     pub fn spawn(self: &Arc<Self>, svc: Arc<Service>, stop: CancellationToken) {
+        self.tasks.spawn(members::run(
+            Arc::clone(self),
+            Arc::clone(&svc),
+            stop.clone(),
+        ));
         self.tasks.spawn(run::run(Arc::clone(self), svc, stop));
     }
 
@@ -141,12 +150,16 @@ impl Fleet {
 
 /// `hostname:pid`.
 fn default_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+/// The host's name (`localhost` if unknown).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Now, in unix milliseconds.

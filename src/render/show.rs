@@ -109,6 +109,13 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                 "prober": f.prober,
                 "since_ms": f.since_ms,
                 "probing": f.probing,
+                "members": f.members.iter().map(|m| json!({
+                    "id": m.id,
+                    "role": m.role,
+                    "pid": m.pid,
+                    "host": m.host,
+                    "since_ms": m.since_ms,
+                })).collect::<Vec<_>>(),
             })),
         },
         // Process-wide: splice pipes held by busy connections, and pooled.

@@ -85,6 +85,13 @@ fn fleet_status_shows_only_in_fleet_mode() {
     s.fleet.set_role(Role::Follower, 1);
     s.fleet.set_etcd_up(true);
     s.fleet.set_names("h:2", Some("h:1"));
+    s.fleet.set_members(vec![crate::service::fleet::Member {
+        id: "h:1".into(),
+        role: "prober".into(),
+        pid: 1,
+        host: "h".into(),
+        since_ms: 5,
+    }]);
     let v = ListenerView::of(&s);
     let j: serde_json::Value = serde_json::from_str(&show::json(&v, Pipes::now())).unwrap();
     let f = &j["listener"]["fleet"];
@@ -95,6 +102,10 @@ fn fleet_status_shows_only_in_fleet_mode() {
     assert_eq!(
         (f["prober"].as_str(), f["id"].as_str()),
         (Some("h:1"), Some("h:2"))
+    );
+    assert_eq!(
+        f["members"],
+        serde_json::json!([{"id": "h:1", "role": "prober", "pid": 1, "host": "h", "since_ms": 5}])
     );
     let text = prometheus::exposition(std::slice::from_ref(&v), Pipes::now(), None);
     assert!(text.contains("balance_fleet_role{listener=\"l\",role=\"follower\"} 1"));

@@ -68,6 +68,20 @@ pub struct FleetView {
     pub id: String,
     /// Whether its monitor probes (false: a follower applying verdicts).
     pub probing: bool,
+    /// The service's members as last read from etcd (empty while etcd is
+    /// away).
+    pub members: Vec<Member>,
+}
+
+/// One instance registered under `P/svc/NAME/members/ID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub role: String,
+    pub pid: u32,
+    pub host: String,
+    /// Registered since (unix ms).
+    pub since_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +102,7 @@ pub struct FleetState {
     pub passive: Notify,
     /// The next re-probe round probes every channel, not only suspects.
     probe_all: AtomicBool,
+    members: Mutex<Vec<Member>>,
 }
 
 impl FleetState {
@@ -143,7 +158,17 @@ impl FleetState {
         self.probe_all.swap(false, Relaxed)
     }
 
+    /// The members read from etcd (the fleet's members task only).
+    pub fn set_members(&self, m: Vec<Member>) {
+        *self.members.lock().unwrap_or_else(|p| p.into_inner()) = m;
+    }
+
     pub fn view(&self) -> FleetView {
+        let members = self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let n = self.names.lock().unwrap_or_else(|p| p.into_inner());
         FleetView {
             role: self.role(),
@@ -152,6 +177,7 @@ impl FleetState {
             since_ms: self.since_ms.load(Relaxed),
             id: n.0.clone(),
             probing: !self.following(),
+            members,
         }
     }
 }

@@ -8,7 +8,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use super::{LOCALHOST_V4, TempDir, free_port, wait_for, wait_until};
 
@@ -267,6 +270,74 @@ pub fn query_at(port: u16, user: &str, q: &str) -> Result<String, String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim_end().to_string())
     }
+}
+
+/// A primary and its GTID replica, with the monitor user `chk` and the
+/// client user `app` (all rights on database `t`, table `t.x`) made on the
+/// primary and replicated.
+pub fn replicated_pair() -> (Mariadb, Mariadb) {
+    let m1 = Mariadb::start(1, &[]);
+    let m2 = Mariadb::start(2, &[]);
+    m2.replicate_from(&m1);
+    m1.add_monitor_user("chk");
+    m1.sql(
+        "CREATE USER 'app'@'127.0.0.1'; GRANT ALL ON t.* TO 'app'@'127.0.0.1'; \
+         CREATE DATABASE t; CREATE TABLE t.x (id INT PRIMARY KEY AUTO_INCREMENT, v INT)",
+    );
+    m2.wait_caught_up(&m1);
+    (m1, m2)
+}
+
+/// Writers inserting unique ids through balance, each on a new connection,
+/// until stopped; the ids acknowledged, in order, with when.
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<Vec<(u64, Instant)>>>,
+}
+
+impl Writers {
+    pub fn start(port: u16, n: u64) -> Writers {
+        Writers::start_from(port, 0, n)
+    }
+
+    /// Writers number `k0..k0 + n` (their ids start at `(k + 1) * 1e6`).
+    pub fn start_from(port: u16, k0: u64, n: u64) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (k0..k0 + n)
+            .map(|k| {
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || {
+                    let mut acked = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(SeqCst) {
+                        i += 1;
+                        let id = (k + 1) * 1_000_000 + i;
+                        let q = format!("INSERT INTO t.x (id, v) VALUES ({id}, {k})");
+                        if query_at(port, "app", &q).is_ok() {
+                            acked.push((id, Instant::now()));
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Writers { stop, threads }
+    }
+
+    pub fn finish(self) -> Vec<(u64, Instant)> {
+        self.stop.store(true, SeqCst);
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    }
+}
+
+pub fn ids(m: &Mariadb) -> std::collections::BTreeSet<u64> {
+    m.sql("SELECT id FROM t.x")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 /// Client processes holding sessions; killed on drop.

@@ -278,6 +278,13 @@ fn fleet_commands_parse_like_the_plain_ones() {
         ("fleet weight 0 5", FleetCmd::Weight(Index(0), 5)),
         ("fleet maxc 0:1 9", FleetCmd::Maxc(At(0, 1), 9)),
         ("fleet failback", FleetCmd::Failback),
+        ("fleet members", FleetCmd::Members),
+        ("fleet forget h:12", FleetCmd::Forget("h:12".into())),
+        ("fleet switchover", FleetCmd::Switchover(None, None)),
+        (
+            "fleet switchover 1 3s",
+            FleetCmd::Switchover(Some(1), Some(Duration::from_secs(3))),
+        ),
         ("fleet spin off", FleetCmd::Spin(SpinOp::Off)),
         (
             "fleet spin on 5s",
@@ -301,7 +308,15 @@ fn fleet_commands_parse_like_the_plain_ones() {
     }
     assert!(parse("fleet disable 0").unwrap().is_change());
     assert!(!parse("fleet disable 0").unwrap().persists());
+    assert!(!parse("fleet members").unwrap().is_change());
+    assert!(parse("fleet switchover").unwrap().is_change());
     for bad in [
+        "fleet members x",
+        "fleet forget",
+        "fleet forget a/b",
+        "fleet forget a b",
+        "fleet switchover x",
+        "fleet switchover 1 forever",
         "fleet",
         "fleet show",
         "fleet spin",

@@ -7,11 +7,14 @@
 use std::time::Duration;
 
 use crate::control::commands::{FleetCmd, SpinOp};
-use crate::control::handlers::channel;
+use crate::control::handlers::{channel, fleet_switchover};
 use crate::control::listener::Control;
 use crate::control::reply::Reply;
+use crate::fleet::etcd::EtcdError;
+use crate::fleet::members::decode;
 use crate::fleet::ops::{ChanId, Op};
 use crate::fleet::{Fleet, now_ms};
+use crate::service::fleet::Member;
 use crate::service::hold::DEFAULT_HOLD_MAX;
 
 pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
@@ -34,6 +37,9 @@ pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
         FleetCmd::Weight(r, w) => chan(r).map(|c| Op::Weight(c, *w)),
         FleetCmd::Maxc(r, m) => chan(r).map(|c| Op::Maxc(c, *m)),
         FleetCmd::Failback => Ok(Op::Floor(0)),
+        FleetCmd::Members => return members(fleet, name).await,
+        FleetCmd::Forget(id) => return forget(fleet, name, id).await,
+        FleetCmd::Switchover(g, t) => return fleet_switchover::run(&ctl.svc, fleet, *g, *t).await,
         FleetCmd::Spin(SpinOp::On(max)) => {
             let max = max.or(ctl.svc.cfg.spin).unwrap_or(DEFAULT_HOLD_MAX);
             Ok(Op::Spin(Some(now_ms() + millis(max))))
@@ -76,6 +82,83 @@ async fn put_op(fleet: &Fleet, name: &str, op: &Op) -> Reply {
     let value = op.value(&fleet.id, now_ms());
     let what = op.describe();
     written(fleet.client.put(&key, value.as_bytes(), None).await, &what)
+}
+
+/// `fleet members`: one line per registered instance, then the known ones
+/// that are not registered (absent), read from etcd.
+async fn members(fleet: &Fleet, name: &str) -> Reply {
+    let (live, absent) = match roll(fleet, name).await {
+        Ok(r) => r,
+        Err(e) => return Reply::err(format!("fleet: members unknown: {e}")),
+    };
+    let now = now_ms();
+    let n = live.len();
+    let mut lines: Vec<String> = live
+        .into_iter()
+        .map(|m| {
+            let me = if m.id == fleet.id {
+                " (this instance)"
+            } else {
+                ""
+            };
+            format!(
+                "{} {} pid {} host {} for {}s{me}",
+                m.id,
+                m.role,
+                m.pid,
+                m.host,
+                now.saturating_sub(m.since_ms) / 1000
+            )
+        })
+        .collect();
+    for id in &absent {
+        lines.push(format!(
+            "{id} absent: known but not registered (cut off from etcd, or gone: fleet forget {id})"
+        ));
+    }
+    lines.push(format!("{n} members, {} absent", absent.len()));
+    Reply::ok(lines)
+}
+
+/// The registered members, and the ids known but not registered.
+pub async fn roll(fleet: &Fleet, name: &str) -> Result<(Vec<Member>, Vec<String>), EtcdError> {
+    let prefix = fleet.svc_key(name, "members/");
+    let live = decode(&prefix, &fleet.client.get_prefix(&prefix).await?.0);
+    let kprefix = fleet.svc_key(name, "known/");
+    let absent = decode(&kprefix, &fleet.client.get_prefix(&kprefix).await?.0)
+        .into_iter()
+        .map(|m| m.id)
+        .filter(|id| !live.iter().any(|m| &m.id == id))
+        .collect();
+    Ok((live, absent))
+}
+
+/// `fleet forget ID`: remove a known instance that is not registered.
+async fn forget(fleet: &Fleet, name: &str, id: &str) -> Reply {
+    let c = &fleet.client;
+    let r = async {
+        if c.get(&fleet.svc_key(name, &format!("members/{id}")))
+            .await?
+            .0
+            .is_some()
+        {
+            return Ok(Err(format!(
+                "fleet: {id} is a registered member (stop it instead): nothing changed"
+            )));
+        }
+        let key = fleet.svc_key(name, &format!("known/{id}"));
+        if c.get(&key).await?.0.is_none() {
+            return Ok(Err(format!("fleet: no known instance {id}")));
+        }
+        c.delete(&key)
+            .await
+            .map(|_| Ok(format!("fleet: {id} forgotten")))
+    };
+    match r.await {
+        Ok(Ok(line)) => Reply::line(line),
+        Ok(Err(e)) => Reply::err(e),
+        Err(e) => Reply::err(format!("fleet: nothing changed: {e}")),
+    }
 }
 
 fn written(r: Result<i64, crate::fleet::etcd::EtcdError>, what: &str) -> Reply {

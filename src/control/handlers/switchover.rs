@@ -1,7 +1,8 @@
 //! `switchover [GROUP]`: move writes from the active group to GROUP and
-//! lose none. Hold new clients (the operator hold of `spin on`, released
+//! lose none (`fleet switchover`: the same for every instance, see
+//! `fleet_switchover`). Hold new clients (the operator hold of `spin on`, released
 //! in arrival order), let the old
-//! group's sessions finish for [`GRACE`] then end them, read what the old
+//! group's sessions finish for a grace then end them, read what the old
 //! group has written (`@@gtid_binlog_pos` over the monitor login), wait
 //! until every usable channel of GROUP has applied it (`@@gtid_current_pos`)
 //! and is eligible, make GROUP the failback floor, release. If GROUP does
@@ -19,36 +20,70 @@ use crate::control::reply::Reply;
 use crate::monitor::probe::{Finding, mysql};
 use crate::pool::{Admin, Group};
 use crate::service::Service;
+use crate::service::ending::{END_WAIT, GRACE, end_sessions};
 
-/// How long sessions on the old group may finish by themselves.
-const GRACE: Duration = Duration::from_secs(2);
 /// How long the target may take to apply what the old group wrote, unless
 /// the command gives a timeout.
-const CATCH_UP: Duration = Duration::from_secs(10);
-/// How long ended sessions may take to close.
-const END_WAIT: Duration = Duration::from_secs(1);
-/// Between two looks at positions, connections or eligibility.
+pub const CATCH_UP: Duration = Duration::from_secs(10);
+/// Between two looks at positions or eligibility.
 const POLL: Duration = Duration::from_millis(50);
 /// One monitor query's bound.
-const QUERY: Duration = Duration::from_secs(2);
+pub const QUERY: Duration = Duration::from_secs(2);
+
+/// A switchover's groups and login, checked (shared with
+/// `fleet switchover`).
+pub struct Plan {
+    pub from: usize,
+    pub to: usize,
+    pub old: Arc<Group>,
+    pub new: Arc<Group>,
+    pub login: Login,
+}
+
+impl Plan {
+    /// From the active group to `to` (default: the next group, or 0 from
+    /// a backup); the error reply when that cannot work.
+    pub fn of(svc: &Service, to: Option<usize>) -> Result<Plan, Reply> {
+        let groups = svc.pool.groups();
+        let last = groups.len().saturating_sub(1);
+        let from = svc.pool.floor().min(last);
+        let to = to.unwrap_or(if from == 0 { 1 } else { 0 });
+        let (Some(old), Some(new)) = (groups.get(from), groups.get(to)) else {
+            return Err(Reply::err(format!("no such group {to} (groups 0-{last})")));
+        };
+        if to == from {
+            return Err(Reply::err(format!(
+                "group {to} is already the active group"
+            )));
+        }
+        let Some(login) = Login::of(svc) else {
+            return Err(Reply::err(
+                "switchover needs a mysql check with user= (-m 'mysql:user=NAME'): \
+                 it compares GTID positions over the monitor login",
+            ));
+        };
+        Ok(Plan {
+            from,
+            to,
+            old: Arc::clone(old),
+            new: Arc::clone(new),
+            login,
+        })
+    }
+
+    /// Wait until the target has applied what the old group wrote (see
+    /// [`caught_up`]).
+    pub async fn caught_up(&self, svc: &Service, limit: Duration) -> Result<String, String> {
+        caught_up(svc, &self.old, &self.new, &self.login, limit).await
+    }
+}
 
 pub async fn switchover(svc: &Service, to: Option<usize>, limit: Option<Duration>) -> Reply {
-    let groups = svc.pool.groups();
-    let last = groups.len().saturating_sub(1);
-    let from = svc.pool.floor().min(last);
-    let to = to.unwrap_or(if from == 0 { 1 } else { 0 });
-    let (Some(old), Some(new)) = (groups.get(from), groups.get(to)) else {
-        return Reply::err(format!("no such group {to} (groups 0-{last})"));
+    let plan = match Plan::of(svc, to) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    if to == from {
-        return Reply::err(format!("group {to} is already the active group"));
-    }
-    let Some(login) = Login::of(svc) else {
-        return Reply::err(
-            "switchover needs a mysql check with user= (-m 'mysql:user=NAME'): \
-             it compares GTID positions over the monitor login",
-        );
-    };
+    let (from, to) = (plan.from, plan.to);
     let limit = limit.unwrap_or(CATCH_UP);
     let started = Instant::now();
     // The operator hold (`spin on`): if the operator holds clients
@@ -59,8 +94,8 @@ pub async fn switchover(svc: &Service, to: Option<usize>, limit: Option<Duration
         hold.on(GRACE + END_WAIT + QUERY + limit + QUERY);
     }
     info!(listener = %svc.cfg.name, "switchover to group {to}: new clients held");
-    let ended = end_sessions(old).await;
-    let result = caught_up(svc, old, new, &login, limit).await;
+    let ended = end_sessions(&plan.old).await;
+    let result = plan.caught_up(svc, limit).await;
     if result.is_ok() {
         svc.pool.set_floor(to);
     }
@@ -85,7 +120,7 @@ pub async fn switchover(svc: &Service, to: Option<usize>, limit: Option<Duration
 }
 
 /// The monitor login of the listener's first `mysql` check with a user.
-struct Login {
+pub struct Login {
     user: String,
     password: Option<String>,
     source: Option<std::net::IpAddr>,
@@ -127,27 +162,6 @@ impl Login {
         }
         Err(why)
     }
-}
-
-/// Let the old group's sessions finish for [`GRACE`], then end the rest;
-/// returns how many were ended.
-async fn end_sessions(old: &Arc<Group>) -> u32 {
-    let live = || old.channels.iter().map(|c| c.conns()).sum::<u32>();
-    let deadline = Instant::now() + GRACE;
-    while live() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(POLL).await;
-    }
-    let ended = live();
-    if ended > 0 {
-        for c in &old.channels {
-            c.close_sessions();
-        }
-        let deadline = Instant::now() + END_WAIT;
-        while live() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(POLL).await;
-        }
-    }
-    ended
 }
 
 /// Wait until every usable channel of `new` has applied what `old` wrote

@@ -1,0 +1,211 @@
+//! `fleet switchover` through etcd: the record the initiating instance
+//! writes, and every member's part in it (applied from the `follow`
+//! watch). The initiator's side is `control::handlers::fleet_switchover`.
+//!
+//! - `ops/switchover` `{"epoch","by","from","to","state","hold_ms",
+//!   "deadline_ms"}`, on the initiator's lease (a dead initiator's record
+//!   goes within the TTL and every member lets its clients go).
+//!   `state` is `hold` while the initiator waits, then `done` (after the
+//!   new floor `ops/floor` was written) or `aborted`.
+//! - `ops/switchover-ack/ID` `{"epoch","id","ended"}`: member ID holds new
+//!   clients and has ended its sessions on group `from`.
+//!
+//! A member holds new clients (the operator hold) for at most `hold_ms`
+//! from when it saw the record, whatever happens to etcd; it lets them go
+//! when the record says `done` or `aborted` or goes away. As the new
+//! floor is written before `done`, and one watch delivers both in order,
+//! a member has applied the floor before it releases.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::Fleet;
+use crate::service::Service;
+use crate::service::ending::end_sessions;
+use crate::service::hold::MAX_HOLD;
+
+/// The record's key below `P/svc/NAME/ops/`.
+pub const RECORD: &str = "switchover";
+/// The acknowledgements' prefix below `P/svc/NAME/ops/`.
+pub const ACKS: &str = "switchover-ack/";
+/// How long a member retries writing its acknowledgement.
+const ACK_RETRY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Hold,
+    Done,
+    Aborted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub epoch: u64,
+    pub by: String,
+    pub from: usize,
+    pub to: usize,
+    pub state: State,
+    /// Each member holds its new clients at most this long (ms) from when
+    /// it sees the record (relative: clocks may differ).
+    pub hold_ms: u64,
+    /// When the initiator gives up at the latest (unix ms; for people).
+    pub deadline_ms: u64,
+}
+
+impl Record {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(v: &[u8]) -> Result<Record, String> {
+        serde_json::from_slice(v).map_err(|e| format!("bad switchover record: {e}"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub epoch: u64,
+    pub id: String,
+    /// Sessions this member ended on group `from`.
+    pub ended: u32,
+}
+
+impl Ack {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(v: &[u8]) -> Result<Ack, String> {
+        serde_json::from_slice(v).map_err(|e| format!("bad switchover acknowledgement: {e}"))
+    }
+}
+
+/// A member's switchover in progress.
+struct Cur {
+    epoch: u64,
+    /// The operator held clients already: the hold stays on afterwards.
+    operator_held: bool,
+    /// Ending sessions and acknowledging (None: started by the `follow`
+    /// task that a reload replaced; it goes on by itself).
+    task: Option<JoinHandle<()>>,
+}
+
+/// Per listener: the epoch this process applied last and whether the
+/// operator held clients before it, kept across reloads (which replace the
+/// `follow` task) so a record seen again is adopted, not applied twice.
+static APPLIED: LazyLock<Mutex<HashMap<String, (u64, bool)>>> = LazyLock::new(Mutex::default);
+
+fn applied() -> std::sync::MutexGuard<'static, HashMap<String, (u64, bool)>> {
+    APPLIED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One member's part, driven by the `follow` task.
+#[derive(Default)]
+pub(super) struct Member {
+    cur: Option<Cur>,
+}
+
+impl Member {
+    /// The record was put (or read at a resync).
+    pub fn put(&mut self, fleet: &Arc<Fleet>, svc: &Arc<Service>, value: &[u8]) {
+        let r = match Record::decode(value) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(listener = %svc.cfg.name, "fleet: {e}; ignored");
+                return;
+            }
+        };
+        let before = applied().get(&svc.cfg.name).copied();
+        match r.state {
+            State::Hold if self.cur.as_ref().is_some_and(|c| c.epoch == r.epoch) => {}
+            State::Hold => match before {
+                // Applied before a reload: adopt it, so `done` releases.
+                Some((epoch, operator_held)) if epoch == r.epoch => {
+                    self.cur = Some(Cur {
+                        epoch,
+                        operator_held,
+                        task: None,
+                    });
+                }
+                _ => {
+                    self.release(svc, "a new switchover");
+                    self.start(fleet, svc, &r);
+                }
+            },
+            State::Done | State::Aborted => {
+                let why = if r.state == State::Done {
+                    "switchover done"
+                } else {
+                    "switchover aborted"
+                };
+                self.release(svc, why);
+            }
+        }
+    }
+
+    /// The record went away (done, or its initiator's lease expired).
+    pub fn gone(&mut self, svc: &Service) {
+        self.release(svc, "switchover record gone");
+    }
+
+    fn start(&mut self, fleet: &Arc<Fleet>, svc: &Arc<Service>, r: &Record) {
+        let Some(old) = svc.pool.groups().get(r.from).cloned() else {
+            warn!(listener = %svc.cfg.name, "fleet: switchover from group {} which this instance does not have: not acknowledged", r.from);
+            return;
+        };
+        let hold = &svc.ops.hold;
+        let operator_held = hold.until().is_some();
+        let max = Duration::from_millis(r.hold_ms).min(MAX_HOLD);
+        applied().insert(svc.cfg.name.clone(), (r.epoch, operator_held));
+        if !operator_held {
+            hold.on(max);
+        }
+        info!(listener = %svc.cfg.name, by = %r.by, "fleet: switchover from group {} to group {}: new clients held", r.from, r.to);
+        let (fleet, epoch) = (Arc::clone(fleet), r.epoch);
+        let name = svc.cfg.name.clone();
+        let task = tokio::spawn(async move {
+            let ended = end_sessions(&old).await;
+            let ack = Ack {
+                epoch,
+                id: fleet.id.clone(),
+                ended,
+            };
+            let key = fleet.svc_key(&name, &format!("ops/{ACKS}{}", fleet.id));
+            let until = tokio::time::Instant::now() + max;
+            while let Err(e) = fleet.client.put(&key, ack.encode().as_bytes(), None).await {
+                if tokio::time::Instant::now() + ACK_RETRY >= until {
+                    warn!(listener = %name, "fleet: switchover not acknowledged: {e}");
+                    return;
+                }
+                tokio::time::sleep(ACK_RETRY).await;
+            }
+        });
+        self.cur = Some(Cur {
+            epoch,
+            operator_held,
+            task: Some(task),
+        });
+    }
+
+    fn release(&mut self, svc: &Service, why: &str) {
+        let Some(c) = self.cur.take() else {
+            return;
+        };
+        if let Some(t) = c.task {
+            t.abort();
+        }
+        if !c.operator_held {
+            svc.ops.hold.off();
+        }
+        info!(listener = %svc.cfg.name, epoch = c.epoch, "fleet: {why}: new clients released");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,498 @@
+//! `fleet switchover` and fleet membership (issue #13's active group for
+//! every instance, with issue #12's switchover that loses no write): a
+//! real etcd, a real MariaDB primary and GTID replica
+//! (`tests/common/mariadb.rs`), several balance instances in one fleet.
+//! Each test skips (with a message) without etcd or MariaDB; they run one
+//! at a time (about 35 s in all, most of it the 12 s hold bound and the
+//! 5 s acknowledgement bound that two of them wait out).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::etcd::Etcd;
+use common::mariadb::{Mariadb, Writers, ids, replicated_pair};
+use common::*;
+use serde_json::Value;
+
+/// A change in etcd reaches every instance within this.
+const REACH: Duration = Duration::from_secs(10);
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn have_servers(mysql: bool) -> bool {
+    let ok = Etcd::available() && (!mysql || Mariadb::available());
+    if !ok {
+        eprintln!("skipped: needs etcd-server (and mariadb-server) installed");
+    }
+    ok
+}
+
+/// Listener `db` in the fleet on `etcd`: group 0 the port `a`, group 1
+/// `b`, manual failback; `check` the monitor's check.
+fn yaml(port: u16, etcd: &str, a: u16, b: u16, check: &str) -> String {
+    format!(
+        "fleet:\n  endpoints: [\"{etcd}\"]\n  prefix: /sw\nlisteners:\n  - name: db\n    bind: \"127.0.0.1:{port}\"\n    failback: manual\n    monitor:\n      interval: 200ms\n      fall: 2\n      rise: 2\n      checks:\n        - {check}\n    groups:\n      - channels: [\"127.0.0.1:{a}\"]\n      - channels: [\"127.0.0.1:{b}\"]\n"
+    )
+}
+
+const MYSQL: &str = "mysql: { user: chk, max_lag: 30s }";
+
+struct Fleet {
+    v: Vec<Balance>,
+    _dirs: Vec<TempDir>,
+}
+
+impl Fleet {
+    fn start(n: usize, etcd: &Etcd, a: u16, b: u16, check: &str) -> Fleet {
+        let e = etcd.endpoint();
+        let mut v = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..n {
+            let dir = TempDir::new("fleet-sw");
+            v.push(
+                Balance::config(1, |p| yaml(p[0], &e, a, b, check))
+                    .run_dir(dir.path())
+                    .start(),
+            );
+            dirs.push(dir);
+        }
+        let f = Fleet { v, _dirs: dirs };
+        // Every instance registered and following the fleet.
+        f.wait_members(0, n, 0);
+        f.wait_all("following the fleet", |j| {
+            j["listener"]["fleet"]["role"] != "alone"
+        });
+        f
+    }
+
+    /// Wait until instance `i`'s `fleet members` counts `n` members and
+    /// `absent` absent ones; how long that took.
+    fn wait_members(&self, i: usize, n: usize, absent: usize) -> Duration {
+        let t = Instant::now();
+        let want = format!("{n} members, {absent} absent");
+        let r = wait_until(&want, REACH, || {
+            self.v[i].ctl("fleet members").contains(&want)
+        });
+        assert!(r.is_ok(), "{r:?}: {}", self.v[i].ctl("fleet members"));
+        t.elapsed()
+    }
+
+    fn wait_all(&self, what: &str, cond: impl Fn(&Value) -> bool) {
+        for (i, b) in self.v.iter().enumerate() {
+            let r = wait_until(what, REACH, || cond(&b.json()));
+            assert!(
+                r.is_ok(),
+                "instance {i}: {r:?}: {}\n{}",
+                b.json(),
+                b.stderr()
+            );
+        }
+    }
+}
+
+fn members(j: &Value) -> usize {
+    j["listener"]["fleet"]["members"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn floor(b: &Balance) -> Value {
+    b.json()["listener"]["failback_floor"].clone()
+}
+
+/// The number right before `word` in `text` (`... 1234 ms`).
+fn number_before(text: &str, word: &str) -> u64 {
+    let head = &text[..text.find(word).unwrap_or(0)];
+    head.split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn fleet_switchover_under_writes_through_every_instance_loses_nothing() {
+    let _g = serial();
+    if !have_servers(true) {
+        return;
+    }
+    const N: usize = 4;
+    let (m1, m2) = replicated_pair();
+    let etcd = Etcd::single();
+    let f = Fleet::start(N, &etcd, m1.port, m2.port, MYSQL);
+    // The new primary applies 1 s late: the switchover must wait for it.
+    m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=1; START SLAVE");
+    let writers: Vec<Writers> =
+        f.v.iter()
+            .enumerate()
+            .map(|(i, b)| Writers::start_from(b.port(), i as u64, 1))
+            .collect();
+    let count = |m: &Mariadb| {
+        m.sql("SELECT COUNT(*) FROM t.x")
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    wait_until("writes on the primary", REACH, || count(&m1) >= 40).unwrap();
+    // A long session on the old primary through the last instance: ended.
+    let port = f.v[N - 1].port();
+    let sleeper =
+        std::thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
+    wait_until("the long session", REACH, || {
+        m1.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
+    let asked = Instant::now();
+    let reply = f.v[1].ctl("fleet switchover 1");
+    let done = Instant::now();
+    eprintln!("{}", reply.trim());
+    assert!(
+        reply.contains("fleet switchover from group 0 to group 1 done: clients held ")
+            && reply.contains(&format!("; {N} members acknowledged: ")),
+        "{reply}"
+    );
+    let held = number_before(&reply, "ms,");
+    let ended = number_before(&reply, "sessions ended");
+    assert!((1..100).contains(&ended), "{reply}");
+    assert!(
+        held < done.duration_since(asked).as_millis() as u64 + 1,
+        "{reply}"
+    );
+    assert!(
+        sleeper.join().unwrap().is_err(),
+        "the long session was not ended"
+    );
+    // Every instance follows the new floor.
+    f.wait_all("floor 1 everywhere", |j| {
+        j["listener"]["failback_floor"] == 1
+    });
+    let after = count(&m2);
+    wait_until("writes on the new primary", REACH, || {
+        count(&m2) >= after + 40
+    })
+    .unwrap();
+    let acked: Vec<(u64, Instant)> = writers.into_iter().flat_map(Writers::finish).collect();
+    let (on1, on2) = (ids(&m1), ids(&m2));
+    let lost: Vec<_> = acked.iter().filter(|(id, _)| !on2.contains(id)).collect();
+    assert!(lost.is_empty(), "lost writes: {lost:?}");
+    assert!(
+        on1.is_subset(&on2),
+        "the old primary has rows the new one lacks"
+    );
+    // Per writer (ids increase), everything on the old primary comes before
+    // everything written on the new one alone: no write on the old primary
+    // after the switch point.
+    let writer = |id: &u64| id / 1_000_000;
+    let mut last_old: BTreeMap<u64, u64> = BTreeMap::new();
+    for id in &on1 {
+        last_old.insert(writer(id), *id);
+    }
+    let mut first_new: BTreeMap<u64, u64> = BTreeMap::new();
+    for id in on2.difference(&on1) {
+        first_new.entry(writer(id)).or_insert(*id);
+    }
+    for (w, first) in &first_new {
+        let last = last_old.get(w).copied().unwrap_or(0);
+        assert!(
+            last < *first,
+            "writer {w}: {last} on the old primary after {first} on the new one"
+        );
+    }
+    // Across writers (instances): every write acknowledged by the old
+    // primary came before any written on the new one alone. Without the
+    // hold on every instance, the instances that apply the floor later keep
+    // writing to the old primary while the first ones write to the new.
+    let old_last = acked
+        .iter()
+        .filter(|(id, _)| on1.contains(id))
+        .map(|(_, t)| *t)
+        .max();
+    let new_first = acked
+        .iter()
+        .filter(|(id, _)| !on1.contains(id))
+        .map(|(_, t)| *t)
+        .min();
+    if let (Some(o), Some(n)) = (old_last, new_first) {
+        assert!(
+            o < n,
+            "a write on the old primary {:?} after the first on the new one",
+            o - n
+        );
+        eprintln!(
+            "measured: {:?} between the last write on the old primary and the first on the new",
+            n - o
+        );
+    }
+    assert_eq!(
+        first_new.len(),
+        N,
+        "every instance's writer wrote to the new primary"
+    );
+    let late: Vec<_> = acked
+        .iter()
+        .filter(|(id, t)| *t > done && on1.contains(id))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "acknowledged on the old primary after the switchover: {late:?}"
+    );
+    assert!(
+        m2.slave_field("Last_SQL_Errno") == "0",
+        "{}",
+        m2.slave_status()
+    );
+    eprintln!(
+        "measured: held {held} ms, {ended} sessions ended, {} rows checked ({} acknowledged inserts), {N} instances",
+        on2.len(),
+        acked.len()
+    );
+}
+
+#[test]
+fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
+    let _g = serial();
+    if !have_servers(true) {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let etcd = Etcd::single();
+    let f = Fleet::start(3, &etcd, m1.port, m2.port, MYSQL);
+    // Bad input changes nothing.
+    for bad in [
+        "fleet switchover 0",
+        "fleet switchover 7",
+        "fleet switchover 1 x",
+    ] {
+        let o = f.v[0].ctl_out(bad);
+        assert!(!o.status.success(), "{bad}");
+    }
+    let stopped = &f.v[2];
+    let id = stopped.json()["listener"]["fleet"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A session through the last instance keeps it in its grace (2 s):
+    // stopped (SIGSTOP) once it holds its clients, it cannot acknowledge.
+    let port = stopped.port();
+    let sleeper =
+        std::thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
+    wait_until("the long session", REACH, || {
+        m1.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
+    let t = Instant::now();
+    let out = std::thread::scope(|s| {
+        let reply = s.spawn(|| f.v[0].ctl_out("fleet switchover 1"));
+        // Holding and in its grace: it applied the record.
+        wait_until("the hold on the last instance", REACH, || {
+            stopped.json()["listener"]["spin"] == "on"
+        })
+        .unwrap();
+        stopped.signal(libc::SIGSTOP);
+        reply.join().unwrap()
+    });
+    let took = t.elapsed();
+    stopped.signal(libc::SIGCONT);
+    let continued = Instant::now();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{} (after {took:?})", text.trim());
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("fleet switchover aborted: no acknowledgement within 5s from ")
+            && text.contains(&id)
+            && text.contains("floor unchanged"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    // The stopped instance, continued, lets its clients go at once (it
+    // sees the abort), not at the end of its hold bound (21 s).
+    let r = wait_for("a write through the continued instance", REACH, || {
+        common::mariadb::query_at(stopped.port(), "app", "INSERT INTO t.x (v) VALUES (7)").ok()
+    });
+    assert!(r.is_ok(), "{r:?}\n{}", stopped.stderr());
+    let released = continued.elapsed();
+    eprintln!("measured: the continued instance served a write {released:?} after SIGCONT");
+    assert!(released < Duration::from_secs(5), "{released:?}");
+    drop(sleeper);
+    // The floor stays everywhere; clients go on to the old primary.
+    f.wait_members(0, 3, 0);
+    f.wait_all("back in the fleet", |j| {
+        j["listener"]["fleet"]["role"] != "alone"
+    });
+    for b in &f.v {
+        assert_eq!(floor(b), 0, "{}", b.stderr());
+    }
+    for b in &f.v {
+        let r = wait_for("a write through the instance", REACH, || {
+            common::mariadb::query_at(b.port(), "app", "INSERT INTO t.x (v) VALUES (7)").ok()
+        });
+        assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
+    }
+    assert_eq!(m1.sql("SELECT COUNT(*) FROM t.x"), "4");
+    // Another try with everyone there succeeds.
+    let reply = f.v[0].ctl("fleet switchover 1");
+    assert!(
+        reply.contains("done") && reply.contains("3 members acknowledged"),
+        "{reply}"
+    );
+    f.wait_all("floor 1 everywhere", |j| {
+        j["listener"]["failback_floor"] == 1
+    });
+}
+
+#[test]
+fn fleet_members_lists_every_instance_and_drops_a_killed_one() {
+    let _g = serial();
+    if !have_servers(false) {
+        return;
+    }
+    let (a, b) = (free_port(LOCALHOST_V4), free_port(LOCALHOST_V4));
+    let etcd = Etcd::single();
+    // A mysql check (no server needed) so that `fleet switchover` gets as
+    // far as the member roll.
+    let f = Fleet::start(3, &etcd, a, b, MYSQL);
+    let out = f.v[0].ctl("fleet members");
+    let id = |b: &Balance| {
+        b.json()["listener"]["fleet"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ids: BTreeSet<String> = f.v.iter().map(id).collect();
+    for id in &ids {
+        assert!(out.contains(id.as_str()), "{id} not in {out}");
+    }
+    assert!(out.contains("(this instance)"), "{out}");
+    assert!(out.contains(&format!("pid {}", f.v[1].pid())), "{out}");
+    f.wait_all("show json lists the members", |j| members(j) == 3);
+    // A switchover record that does not decode: logged, nobody holds.
+    etcd.put("/sw/svc/db/ops/switchover", "{\"epoch\":1}");
+    for b in &f.v {
+        assert!(
+            b.wait_log("bad switchover record", 1, REACH),
+            "{}",
+            b.stderr()
+        );
+        assert_eq!(b.json()["listener"]["spin"], "off");
+    }
+    etcd.delete("/sw/svc/db/ops/switchover");
+    // Killed: not a member after the lease's TTL (2 s at interval 200ms),
+    // but still known: a switchover is refused until it is forgotten.
+    let gone = id(&f.v[2]);
+    f.v[2].kill();
+    let killed = f.wait_members(0, 2, 1);
+    let out = f.v[0].ctl("fleet members");
+    assert!(out.contains(&format!("{gone} absent")), "{out}");
+    let o = f.v[1].ctl_out("fleet switchover 1");
+    let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !o.status.success()
+            && text.contains("fleet switchover: nothing changed: known but not registered: ")
+            && text.contains(&gone),
+        "{text}"
+    );
+    assert!(etcd.get("/sw/svc/db/ops/switchover").is_none());
+    assert!(
+        !f.v[0]
+            .ctl_out(&format!("fleet forget {}", id(&f.v[1])))
+            .status
+            .success()
+    );
+    assert!(
+        f.v[0]
+            .ctl(&format!("fleet forget {gone}"))
+            .contains("forgotten")
+    );
+    f.wait_members(0, 2, 0);
+    // Stopped in order: neither member nor known, at once.
+    f.v[1].terminate();
+    let stopped = f.wait_members(0, 1, 0);
+    eprintln!("measured: killed member gone after {killed:?}, stopped member after {stopped:?}");
+    assert!(killed < Duration::from_secs(4), "{killed:?}");
+    assert!(stopped < Duration::from_secs(1), "{stopped:?}");
+}
+
+#[test]
+fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
+    let _g = serial();
+    if !have_servers(true) {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let mut etcd = Etcd::single();
+    let f = Fleet::start(3, &etcd, m1.port, m2.port, MYSQL);
+    // A session on the old primary keeps the last instance in its grace,
+    // so the initiator is still waiting when etcd dies.
+    let port = f.v[2].port();
+    let sleeper =
+        std::thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
+    wait_until("the long session", REACH, || {
+        m1.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
+    // hold_ms with TIMEOUT 1s: 5 s + 1 s + 6 s.
+    const HOLD: Duration = Duration::from_secs(12);
+    std::thread::scope(|s| {
+        let reply = s.spawn(|| f.v[0].ctl_out("fleet switchover 1 1s"));
+        wait_until("the record", REACH, || {
+            etcd.get("/sw/svc/db/ops/switchover").is_some()
+        })
+        .unwrap();
+        let seen = Instant::now();
+        etcd.kill(0);
+        // A write through each instance waits in its hold, then goes to
+        // the old primary: the floor never moved.
+        let writes: Vec<_> =
+            f.v.iter()
+                .map(|b| {
+                    s.spawn(move || {
+                        let t = Instant::now();
+                        let r = common::mariadb::query_at(
+                            b.port(),
+                            "app",
+                            "INSERT INTO t.x (v) VALUES (1)",
+                        );
+                        (r, t.elapsed())
+                    })
+                })
+                .collect();
+        let o = reply.join().unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        eprintln!("{}", text.trim());
+        assert!(
+            !o.status.success()
+                && text.contains("fleet switchover aborted: ")
+                && text.contains("at the latest 12000 ms after it saw the record"),
+            "{text}"
+        );
+        for (i, w) in writes.into_iter().enumerate() {
+            let (r, took) = w.join().unwrap();
+            eprintln!("measured: instance {i}: write released after {took:?}");
+            assert!(r.is_ok(), "instance {i}: {r:?}\n{}", f.v[i].stderr());
+            assert!(
+                seen.elapsed() < HOLD + Duration::from_secs(2),
+                "{:?}",
+                seen.elapsed()
+            );
+        }
+    });
+    drop(sleeper);
+    assert_eq!(m1.sql("SELECT COUNT(*) FROM t.x"), "3");
+    for b in &f.v {
+        assert_eq!(floor(b), 0);
+        assert_eq!(b.json()["listener"]["held"], 0);
+    }
+}
