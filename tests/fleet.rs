@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
+use common::fleet::{Instances as Fleet, serial};
 use common::*;
 
 const N: usize = 10;
@@ -21,12 +21,6 @@ const INTERVAL: Duration = Duration::from_millis(500);
 const FALLBACK: Duration = Duration::from_secs(1);
 /// Every instance applies a verdict within this of the first one.
 const SPREAD_BOUND: Duration = Duration::from_millis(500);
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A listener `db` on the first port, a primary and a backup group;
 /// `etcd` the endpoints (comma-separated), `extra`: more listener keys
@@ -43,11 +37,6 @@ fn yaml(p: &[u16], etcd: Option<&str>, ch: (u16, u16), interval: &str, extra: &s
         "{fleet}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n{extra}    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n    monitor:\n      interval: {interval}\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
         p[0], ch.0, ch.1
     )
-}
-
-struct Fleet {
-    instances: Vec<Balance>,
-    _dirs: Vec<TempDir>,
 }
 
 impl Fleet {
@@ -68,26 +57,11 @@ impl Fleet {
 
     /// `n` instances of the config `write` makes.
     fn start_yaml(n: usize, write: impl Fn(&[u16]) -> String) -> Fleet {
-        let mut instances = Vec::new();
-        let mut dirs = Vec::new();
-        for _ in 0..n {
-            let dir = TempDir::new("fleet");
-            let b = Balance::config(1, &write)
-                .run_dir(dir.path())
-                .metrics()
-                .start();
-            instances.push(b);
-            dirs.push(dir);
-            thread::sleep(INTERVAL / 10);
-        }
-        Fleet {
-            instances,
-            _dirs: dirs,
-        }
+        Fleet::launch(n, "fleet", INTERVAL / 10, write, |l| l.metrics())
     }
 
     fn roles(&self) -> Vec<String> {
-        self.instances.iter().map(role).collect()
+        self.v.iter().map(role).collect()
     }
 
     /// Settled: one prober, every other instance a follower that applies
@@ -96,7 +70,7 @@ impl Fleet {
         let t0 = Instant::now();
         let ok = wait_until("one prober, the rest following", limit, || {
             let fl: Vec<serde_json::Value> = self
-                .instances
+                .v
                 .iter()
                 .map(|b| b.json()["listener"]["fleet"].clone())
                 .collect();
@@ -109,6 +83,18 @@ impl Fleet {
         });
         assert!(ok.is_ok(), "{ok:?}: {:?}", self.roles());
         t0.elapsed()
+    }
+
+    /// Every instance but `p`, with its index.
+    fn others(&self, p: usize) -> impl Iterator<Item = (usize, &Balance)> {
+        self.v.iter().enumerate().filter(move |(i, _)| *i != p)
+    }
+
+    /// Every instance answers a new client with `tag`.
+    fn all_answer(&self, tag: &str) {
+        for b in &self.v {
+            assert_eq!(ask(local(b.port())).unwrap(), tag);
+        }
     }
 
     fn prober(&self) -> usize {
@@ -139,19 +125,18 @@ fn primary_up(b: &Balance, primary: u16) -> bool {
 fn switch_times(f: &Fleet, primary: u16, up: bool, limit: Duration) -> (Duration, Duration) {
     let t0 = Instant::now();
     let times: Vec<Duration> = thread::scope(|s| {
-        let hs: Vec<_> = f
-            .instances
-            .iter()
-            .map(|b| {
-                s.spawn(move || {
-                    let r = wait_until("the primary to flip", limit, || {
-                        primary_up(b, primary) == up
-                    });
-                    assert!(r.is_ok(), "{r:?}");
-                    t0.elapsed()
+        let hs: Vec<_> =
+            f.v.iter()
+                .map(|b| {
+                    s.spawn(move || {
+                        let r = wait_until("the primary to flip", limit, || {
+                            primary_up(b, primary) == up
+                        });
+                        assert!(r.is_ok(), "{r:?}");
+                        t0.elapsed()
+                    })
                 })
-            })
-            .collect();
+                .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let first = *times.iter().min().unwrap();
@@ -164,6 +149,48 @@ fn probes_over(a: &Backend, b: &Backend, window: Duration) -> usize {
     let before = a.accepted() + b.accepted();
     thread::sleep(window);
     a.accepted() + b.accepted() - before
+}
+
+/// One etcd member, a primary and a backup, `n` instances in front of
+/// them, settled.
+fn settled(n: usize) -> (Etcd, Backend, Backend, Fleet) {
+    let etcd = Etcd::single();
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let f = Fleet::start(n, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    (etcd, primary, backup, f)
+}
+
+/// Stop the prober with `stop` and wait (up to `limit`) until one of the
+/// rest is the prober: the rest, and how long that took.
+fn take_over<T>(
+    f: &Fleet,
+    stop: impl Fn(&Balance) -> T,
+    limit: Duration,
+) -> (Vec<&Balance>, Duration) {
+    let p = f.prober();
+    let t0 = Instant::now();
+    stop(&f.v[p]);
+    let rest: Vec<&Balance> = f.others(p).map(|(_, b)| b).collect();
+    let r = wait_until("another prober", limit, || {
+        rest.iter().filter(|b| role(b) == "prober").count() == 1
+    });
+    let took = t0.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    (rest, took)
+}
+
+fn wait_primary_back(b: &Balance, primary: u16) {
+    wait_until("the primary back", Duration::from_secs(5), || {
+        primary_up(b, primary)
+    })
+    .unwrap();
+}
+
+/// Send `sig` to `pid` (an etcd member: our own child).
+fn signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
 }
 
 #[test]
@@ -194,11 +221,9 @@ fn one_prober_per_service_probes_for_the_whole_fleet() {
         "standalone {standalone}, fleet {fleet}"
     );
     // Every instance serves, from the primary.
-    for b in &f.instances {
-        assert_eq!(ask(local(b.port())).unwrap(), "primary");
-    }
+    f.all_answer("primary");
     let p = f.prober();
-    let text = scrape(f.instances[p].metrics_port());
+    let text = scrape(f.v[p].metrics_port());
     assert_eq!(
         sample(
             &text,
@@ -211,33 +236,26 @@ fn one_prober_per_service_probes_for_the_whole_fleet() {
         sample(&text, "balance_fleet_etcd_up", "listener=\"db\""),
         1.0
     );
-    assert!(f.instances[p].ctl("show").contains("fleet: prober for "));
+    assert!(f.v[p].ctl("show").contains("fleet: prober for "));
 }
 
 #[test]
 fn primary_failure_switches_every_instance_within_a_bound() {
     let _g = serial();
-    let etcd = Etcd::single();
-    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
-    let f = Fleet::start(N, Some(&etcd.endpoint()), primary.port(), backup.port());
-    f.wait_settled(Duration::from_secs(10));
+    let (_etcd, primary, _backup, f) = settled(N);
     primary.stop();
     let (first, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
     eprintln!(
         "FLEET primary down: first instance after {first:?}, spread first..last {spread:?} ({N} instances)"
     );
     assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
-    for b in &f.instances {
-        assert_eq!(ask(local(b.port())).unwrap(), "backup");
-    }
+    f.all_answer("backup");
     // Back: every instance fails back within the same bound.
     let _primary = Backend::tagged_at(("127.0.0.1", primary.port()), "primary").unwrap();
     let (first, spread) = switch_times(&f, primary.port(), true, Duration::from_secs(10));
     eprintln!("FLEET primary back: first instance after {first:?}, spread {spread:?}");
     assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
-    for b in &f.instances {
-        assert_eq!(ask(local(b.port())).unwrap(), "primary");
-    }
+    f.all_answer("primary");
 }
 
 #[test]
@@ -267,7 +285,7 @@ fn a_flapping_primary_never_splits_the_fleet_beyond_the_window() {
             };
             next_flap += Duration::from_millis(1100);
         }
-        let states: Vec<bool> = f.instances.iter().map(|b| primary_up(b, port)).collect();
+        let states: Vec<bool> = f.v.iter().map(|b| primary_up(b, port)).collect();
         samples += 1;
         let agree = states.iter().all(|s| *s == states[0]);
         if agree {
@@ -295,26 +313,9 @@ fn a_flapping_primary_never_splits_the_fleet_beyond_the_window() {
 #[test]
 fn a_killed_prober_is_replaced_within_a_bound() {
     let _g = serial();
-    let etcd = Etcd::single();
-    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
-    let f = Fleet::start(N, Some(&etcd.endpoint()), primary.port(), backup.port());
-    f.wait_settled(Duration::from_secs(10));
-    let p = f.prober();
-    let t0 = Instant::now();
-    f.instances[p].kill();
-    let rest: Vec<&Balance> = f
-        .instances
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != p)
-        .map(|(_, b)| b)
-        .collect();
+    let (_etcd, primary, _backup, f) = settled(N);
     // Lease TTL 2 s (3 x interval, at least 2 s), plus the campaign.
-    let r = wait_until("another prober", Duration::from_secs(6), || {
-        rest.iter().filter(|b| role(b) == "prober").count() == 1
-    });
-    let took = t0.elapsed();
-    assert!(r.is_ok(), "{r:?}");
+    let (rest, took) = take_over(&f, Balance::kill, Duration::from_secs(6));
     eprintln!("FLEET prober SIGKILLed: another instance took over after {took:?}");
     assert!(took <= Duration::from_secs(4), "took {took:?}");
     // The new prober probes: a primary failure still reaches everyone.
@@ -332,14 +333,11 @@ fn a_killed_prober_is_replaced_within_a_bound() {
 #[test]
 fn etcd_loss_falls_back_to_local_probing_and_rejoins() {
     let _g = serial();
-    let mut etcd = Etcd::single();
-    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
-    let f = Fleet::start(N, Some(&etcd.endpoint()), primary.port(), backup.port());
-    f.wait_settled(Duration::from_secs(10));
+    let (mut etcd, primary, _backup, f) = settled(N);
     let t0 = Instant::now();
     etcd.kill(0);
     let r = wait_until("every instance alone", FALLBACK * 4, || {
-        f.instances.iter().all(|b| {
+        f.v.iter().all(|b| {
             let fl = &b.json()["listener"]["fleet"];
             fl["role"] == "alone" && fl["etcd"] == "unreachable" && fl["probing"] == true
         })
@@ -351,17 +349,13 @@ fn etcd_loss_falls_back_to_local_probing_and_rejoins() {
     );
     assert!(took <= FALLBACK * 3, "took {took:?}");
     // Serving, and probing by itself: a primary failure is seen by all.
-    for b in &f.instances {
-        assert_eq!(ask(local(b.port())).unwrap(), "primary");
-    }
+    f.all_answer("primary");
     primary.stop();
     let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(5));
     eprintln!(
         "FLEET alone: primary down on every instance (spread {spread:?}, each its own probes)"
     );
-    for b in &f.instances {
-        assert_eq!(ask(local(b.port())).unwrap(), "backup");
-    }
+    f.all_answer("backup");
     let _primary = Backend::tagged_at(("127.0.0.1", primary.port()), "primary").unwrap();
     // etcd back: one prober again, the rest following.
     let t0 = Instant::now();
@@ -371,11 +365,8 @@ fn etcd_loss_falls_back_to_local_probing_and_rejoins() {
         "FLEET etcd restarted: settled again after {:?} (wait {settle:?})",
         t0.elapsed()
     );
-    for b in &f.instances {
-        wait_until("the primary back", Duration::from_secs(5), || {
-            primary_up(b, primary.port())
-        })
-        .unwrap();
+    for b in &f.v {
+        wait_primary_back(b, primary.port());
         assert_eq!(b.json()["listener"]["fleet"]["etcd"], "ok");
     }
 }
@@ -383,15 +374,12 @@ fn etcd_loss_falls_back_to_local_probing_and_rejoins() {
 #[test]
 fn an_undecodable_verdict_is_logged_once_and_ignored() {
     let _g = serial();
-    let etcd = Etcd::single();
-    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
-    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
-    f.wait_settled(Duration::from_secs(10));
+    let (etcd, primary, _backup, f) = settled(3);
     let key = format!("/t/svc/db/verdict/127.0.0.1:{}", primary.port());
     etcd.put(&key, "{\"state\":\"sideways\"");
     etcd.put(&key, "not json at all");
     let p = f.prober();
-    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+    for (i, b) in f.others(p) {
         assert!(
             b.wait_log(
                 "ignoring a value that does not decode",
@@ -426,8 +414,7 @@ fn an_undecodable_verdict_is_logged_once_and_ignored() {
         t0.elapsed()
     );
     assert!(
-        f.instances
-            .iter()
+        f.v.iter()
             .any(|b| b.has("removing a prober key without a lease"))
     );
     // The next real verdict is applied as usual.
@@ -454,12 +441,7 @@ fn a_followers_failed_connect_stays_local_and_the_prober_reprobes_at_once() {
     );
     f.wait_settled(Duration::from_secs(10));
     let p = f.prober();
-    let (fi, follower) = f
-        .instances
-        .iter()
-        .enumerate()
-        .find(|(i, _)| *i != p)
-        .unwrap();
+    let (fi, follower) = f.others(p).next().unwrap();
     // The primary refuses for a moment: a client of the follower fails
     // over to the backup and the follower takes the primary down (`-a`).
     primary.stop();
@@ -477,7 +459,7 @@ fn a_followers_failed_connect_stays_local_and_the_prober_reprobes_at_once() {
     );
     assert!(took < Duration::from_secs(2), "took {took:?}");
     // Local only: nobody else ever took the primary down.
-    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != fi) {
+    for (i, b) in f.v.iter().enumerate().filter(|(i, _)| *i != fi) {
         assert!(!b.has("channel down"), "instance {i}: {}", b.stderr());
     }
     assert_eq!(ask(local(follower.port())).unwrap(), "primary");
@@ -515,13 +497,7 @@ fn a_followers_passive_down_waits_for_a_clean_reprobe() {
     });
     f.wait_settled(Duration::from_secs(10));
     let p = f.prober();
-    let follower = f
-        .instances
-        .iter()
-        .enumerate()
-        .find(|(i, _)| *i != p)
-        .unwrap()
-        .1;
+    let follower = f.others(p).next().unwrap().1;
     let before = connect_failures(follower, port);
     primary.stop();
     // One client after another for 1.5 s: each is served (by the backup);
@@ -534,7 +510,7 @@ fn a_followers_passive_down_waits_for_a_clean_reprobe() {
         thread::sleep(Duration::from_millis(20));
     }
     let failed = connect_failures(follower, port) - before;
-    let prober = &f.instances[p];
+    let prober = &f.v[p];
     let fails = etcd
         .get(&format!("/t/svc/db/verdict/127.0.0.1:{port}"))
         .unwrap_or_default();
@@ -568,29 +544,22 @@ fn a_followers_passive_down_waits_for_a_clean_reprobe() {
 #[test]
 fn a_hung_etcd_is_fallen_back_from_like_a_dead_one() {
     let _g = serial();
-    let etcd = Etcd::single();
-    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
-    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
-    f.wait_settled(Duration::from_secs(10));
+    let (etcd, _primary, _backup, f) = settled(3);
     // SIGSTOP: connections are accepted by the kernel, nothing answers
     // (what a partition looks like).
     let pid = etcd.pid(0).expect("etcd runs") as libc::pid_t;
-    // SAFETY: kill(2) on our own child's pid; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    signal(pid, libc::SIGSTOP);
     let t0 = Instant::now();
     let r = wait_until("every instance alone", FALLBACK * 4, || {
-        f.instances.iter().all(|b| role(b) == "alone")
+        f.v.iter().all(|b| role(b) == "alone")
     });
     let took = t0.elapsed();
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    signal(pid, libc::SIGCONT);
     assert!(r.is_ok(), "{r:?}: {:?}", f.roles());
     eprintln!(
         "FLEET etcd hung (SIGSTOP): every instance probing alone after {took:?} (fallback {FALLBACK:?})"
     );
-    for b in &f.instances {
-        assert_eq!(ask(local(b.port())).unwrap(), "primary");
-    }
+    f.all_answer("primary");
     let t0 = Instant::now();
     f.wait_settled(Duration::from_secs(10));
     eprintln!(
@@ -602,25 +571,8 @@ fn a_hung_etcd_is_fallen_back_from_like_a_dead_one() {
 #[test]
 fn a_stopped_prober_hands_over_at_once() {
     let _g = serial();
-    let etcd = Etcd::single();
-    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
-    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
-    f.wait_settled(Duration::from_secs(10));
-    let p = f.prober();
-    let t0 = Instant::now();
-    f.instances[p].terminate();
-    let rest: Vec<&Balance> = f
-        .instances
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != p)
-        .map(|(_, b)| b)
-        .collect();
-    let r = wait_until("another prober", Duration::from_secs(5), || {
-        rest.iter().filter(|b| role(b) == "prober").count() == 1
-    });
-    let took = t0.elapsed();
-    assert!(r.is_ok(), "{r:?}");
+    let (_etcd, _primary, _backup, f) = settled(3);
+    let (_rest, took) = take_over(&f, Balance::terminate, Duration::from_secs(5));
     eprintln!("FLEET prober SIGTERMed: another instance took over after {took:?}");
     // Well inside the lease TTL (2 s): the lease was revoked.
     assert!(took < Duration::from_millis(1500), "took {took:?}");
@@ -629,16 +581,13 @@ fn a_stopped_prober_hands_over_at_once() {
 #[test]
 fn a_reloaded_listener_rejoins_its_fleet() {
     let _g = serial();
-    let etcd = Etcd::single();
-    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
-    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
-    f.wait_settled(Duration::from_secs(10));
+    let (_etcd, primary, _backup, f) = settled(3);
     // A changed listener on every instance, the prober first: new Services,
     // new fleet tasks.
     let p = f.prober();
-    let order = std::iter::once(p).chain((0..f.instances.len()).filter(|i| *i != p));
+    let order = std::iter::once(p).chain((0..f.v.len()).filter(|i| *i != p));
     for i in order {
-        let b = &f.instances[i];
+        let b = &f.v[i];
         let yaml = std::fs::read_to_string(b.config_path()).unwrap();
         let changed = yaml.replace("    groups:\n", "    connect_timeout: 3s\n    groups:\n");
         assert_ne!(yaml, changed);
@@ -737,11 +686,9 @@ fn losing_the_etcd_member_in_use_keeps_the_fleet_together() {
     );
     assert_eq!(two_probers, 0, "two probers at once");
     assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
-    for b in &f.instances {
-        assert_eq!(ask(local(b.port())).unwrap(), "backup");
-    }
+    f.all_answer("backup");
     let p = f.prober();
-    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+    for (i, b) in f.others(p) {
         assert!(
             b.has("channel down (dis): fleet: "),
             "instance {i} did not take the fleet's verdict: {}",
@@ -753,11 +700,8 @@ fn losing_the_etcd_member_in_use_keeps_the_fleet_together() {
     etcd.restart(leader);
     let _primary = Backend::tagged_at(("127.0.0.1", primary.port()), "primary").unwrap();
     f.wait_settled(Duration::from_secs(10));
-    for b in &f.instances {
-        wait_until("the primary back", Duration::from_secs(5), || {
-            primary_up(b, primary.port())
-        })
-        .unwrap();
+    for b in &f.v {
+        wait_primary_back(b, primary.port());
     }
     eprintln!(
         "FLEET member restarted: settled, primary back everywhere after {:?}",
@@ -768,16 +712,12 @@ fn losing_the_etcd_member_in_use_keeps_the_fleet_together() {
 #[test]
 fn a_briefly_hung_etcd_flips_nobody_and_loses_no_verdict() {
     let _g = serial();
-    let etcd = Etcd::single();
-    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
-    let f = Fleet::start(3, Some(&etcd.endpoint()), primary.port(), backup.port());
-    f.wait_settled(Duration::from_secs(10));
+    let (etcd, primary, _backup, f) = settled(3);
     let pid = etcd.pid(0).expect("etcd runs") as libc::pid_t;
     // Hung for 0.6 s (< `fallback`: 1 s): the prober's writes and every
     // keepalive time out while the leases stay valid.
     let hang = |during: &dyn Fn()| {
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        signal(pid, libc::SIGSTOP);
         let t0 = Instant::now();
         let mut seen = Vec::new();
         while t0.elapsed() < Duration::from_millis(600) {
@@ -785,13 +725,12 @@ fn a_briefly_hung_etcd_flips_nobody_and_loses_no_verdict() {
             during();
             thread::sleep(Duration::from_millis(20));
         }
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        signal(pid, libc::SIGCONT);
         seen
     };
-    let before: Vec<String> = f.instances.iter().map(Balance::stderr).collect();
+    let before: Vec<String> = f.v.iter().map(Balance::stderr).collect();
     let seen = hang(&|| {
-        for b in &f.instances {
+        for b in &f.v {
             assert!(primary_up(b, primary.port()));
         }
     });
@@ -803,7 +742,7 @@ fn a_briefly_hung_etcd_flips_nobody_and_loses_no_verdict() {
         seen.len()
     );
     assert_eq!(alone, 0);
-    for (i, b) in f.instances.iter().enumerate() {
+    for (i, b) in f.v.iter().enumerate() {
         let new = &b.stderr()[before[i].len()..];
         assert!(!new.contains("channel "), "instance {i} flipped: {new}");
         assert_eq!(ask(local(b.port())).unwrap(), "primary");
@@ -817,7 +756,7 @@ fn a_briefly_hung_etcd_flips_nobody_and_loses_no_verdict() {
         if t0.elapsed() < Duration::from_millis(40) {
             primary.stop();
         }
-        for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+        for (i, b) in f.others(p) {
             assert!(primary_up(b, primary.port()), "follower {i} flipped alone");
         }
     });
@@ -829,7 +768,7 @@ fn a_briefly_hung_etcd_flips_nobody_and_loses_no_verdict() {
         resumed.elapsed()
     );
     assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
-    for (i, b) in f.instances.iter().enumerate().filter(|(i, _)| *i != p) {
+    for (i, b) in f.others(p) {
         assert!(
             b.has("channel down (dis): fleet: "),
             "instance {i}: {}",

@@ -10,23 +10,15 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::etcd::Etcd;
+use common::fleet::{Instances, REACH, serial};
 use common::*;
 use serde_json::Value;
 
 const N: usize = 5;
 const PREFIX: &str = "/ops";
-/// A change written to etcd reaches every instance within this.
-const REACH: Duration = Duration::from_secs(10);
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A listener `svc` with `groups` (backend ports), in the fleet on `etcd`.
 fn yaml(port: u16, etcd: Option<&str>, groups: &[&[u16]], extra: &str) -> String {
@@ -58,11 +50,6 @@ fn key(rest: &str) -> String {
     format!("{PREFIX}/svc/svc/{rest}")
 }
 
-struct Instances {
-    v: Vec<Balance>,
-    _dirs: Vec<TempDir>,
-}
-
 impl Instances {
     fn start(n: usize, etcd: &Etcd, groups: &[&[u16]]) -> Instances {
         Instances::start_with(n, etcd, groups, "")
@@ -70,31 +57,13 @@ impl Instances {
 
     fn start_with(n: usize, etcd: &Etcd, groups: &[&[u16]], extra: &str) -> Instances {
         let e = etcd.endpoint();
-        let mut v = Vec::new();
-        let mut dirs = Vec::new();
-        for _ in 0..n {
-            let dir = TempDir::new("fleet-ops");
-            v.push(
-                Balance::config(1, |p| yaml(p[0], Some(&e), groups, extra))
-                    .run_dir(dir.path())
-                    .start(),
-            );
-            dirs.push(dir);
-        }
-        Instances { v, _dirs: dirs }
-    }
-
-    /// Wait until `cond` holds for every instance's `show json`.
-    fn wait_all(&self, what: &str, cond: impl Fn(&Value) -> bool) {
-        for (i, b) in self.v.iter().enumerate() {
-            let r = wait_until(what, REACH, || cond(&b.json()));
-            assert!(
-                r.is_ok(),
-                "instance {i}: {r:?}: {}\n{}",
-                b.json(),
-                b.stderr()
-            );
-        }
+        Instances::launch(
+            n,
+            "fleet-ops",
+            Duration::ZERO,
+            |p| yaml(p[0], Some(&e), groups, extra),
+            |l| l,
+        )
     }
 }
 

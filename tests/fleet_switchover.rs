@@ -9,22 +9,15 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
-use common::mariadb::{Mariadb, Writers, ids, replicated_pair};
+use common::fleet::{Instances as Fleet, REACH, serial};
+use common::mariadb::{
+    Mariadb, Writers, assert_switched_cleanly, ids, long_session, replicated_pair,
+};
 use common::*;
 use serde_json::Value;
-
-/// A change in etcd reaches every instance within this.
-const REACH: Duration = Duration::from_secs(10);
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn have_servers(mysql: bool) -> bool {
     let ok = Etcd::available() && (!mysql || Mariadb::available());
@@ -44,26 +37,16 @@ fn yaml(port: u16, etcd: &str, a: u16, b: u16, check: &str) -> String {
 
 const MYSQL: &str = "mysql: { user: chk, max_lag: 30s }";
 
-struct Fleet {
-    v: Vec<Balance>,
-    _dirs: Vec<TempDir>,
-}
-
 impl Fleet {
     fn start(n: usize, etcd: &Etcd, a: u16, b: u16, check: &str) -> Fleet {
         let e = etcd.endpoint();
-        let mut v = Vec::new();
-        let mut dirs = Vec::new();
-        for _ in 0..n {
-            let dir = TempDir::new("fleet-sw");
-            v.push(
-                Balance::config(1, |p| yaml(p[0], &e, a, b, check))
-                    .run_dir(dir.path())
-                    .start(),
-            );
-            dirs.push(dir);
-        }
-        let f = Fleet { v, _dirs: dirs };
+        let f = Fleet::launch(
+            n,
+            "fleet-sw",
+            Duration::ZERO,
+            |p| yaml(p[0], &e, a, b, check),
+            |l| l,
+        );
         // Every instance registered and following the fleet.
         f.wait_members(0, n, 0);
         f.wait_all("following the fleet", |j| {
@@ -82,18 +65,6 @@ impl Fleet {
         });
         assert!(r.is_ok(), "{r:?}: {}", self.v[i].ctl("fleet members"));
         t.elapsed()
-    }
-
-    fn wait_all(&self, what: &str, cond: impl Fn(&Value) -> bool) {
-        for (i, b) in self.v.iter().enumerate() {
-            let r = wait_until(what, REACH, || cond(&b.json()));
-            assert!(
-                r.is_ok(),
-                "instance {i}: {r:?}: {}\n{}",
-                b.json(),
-                b.stderr()
-            );
-        }
     }
 }
 
@@ -133,22 +104,10 @@ fn fleet_switchover_under_writes_through_every_instance_loses_nothing() {
             .enumerate()
             .map(|(i, b)| Writers::start_from(b.port(), i as u64, 1))
             .collect();
-    let count = |m: &Mariadb| {
-        m.sql("SELECT COUNT(*) FROM t.x")
-            .parse::<u64>()
-            .unwrap_or(0)
-    };
-    wait_until("writes on the primary", REACH, || count(&m1) >= 40).unwrap();
+    wait_until("writes on the primary", REACH, || m1.rows() >= 40).unwrap();
     // A long session on the old primary through the last instance: ended.
     let port = f.v[N - 1].port();
-    let sleeper =
-        std::thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
-    wait_until("the long session", REACH, || {
-        m1.sql(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
-        ) == "1"
-    })
-    .unwrap();
+    let sleeper = long_session(&m1, port, REACH);
     let asked = Instant::now();
     let reply = f.v[1].ctl("fleet switchover 1");
     let done = Instant::now();
@@ -173,19 +132,14 @@ fn fleet_switchover_under_writes_through_every_instance_loses_nothing() {
     f.wait_all("floor 1 everywhere", |j| {
         j["listener"]["failback_floor"] == 1
     });
-    let after = count(&m2);
+    let after = m2.rows();
     wait_until("writes on the new primary", REACH, || {
-        count(&m2) >= after + 40
+        m2.rows() >= after + 40
     })
     .unwrap();
     let acked: Vec<(u64, Instant)> = writers.into_iter().flat_map(Writers::finish).collect();
     let (on1, on2) = (ids(&m1), ids(&m2));
-    let lost: Vec<_> = acked.iter().filter(|(id, _)| !on2.contains(id)).collect();
-    assert!(lost.is_empty(), "lost writes: {lost:?}");
-    assert!(
-        on1.is_subset(&on2),
-        "the old primary has rows the new one lacks"
-    );
+    assert_switched_cleanly(&acked, &on1, &on2, done);
     // Per writer (ids increase), everything on the old primary comes before
     // everything written on the new one alone: no write on the old primary
     // after the switch point.
@@ -235,14 +189,6 @@ fn fleet_switchover_under_writes_through_every_instance_loses_nothing() {
         N,
         "every instance's writer wrote to the new primary"
     );
-    let late: Vec<_> = acked
-        .iter()
-        .filter(|(id, t)| *t > done && on1.contains(id))
-        .collect();
-    assert!(
-        late.is_empty(),
-        "acknowledged on the old primary after the switchover: {late:?}"
-    );
     assert!(
         m2.slave_field("Last_SQL_Errno") == "0",
         "{}",
@@ -281,14 +227,7 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
     // A session through the last instance keeps it in its grace (2 s):
     // stopped (SIGSTOP) once it holds its clients, it cannot acknowledge.
     let port = stopped.port();
-    let sleeper =
-        std::thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
-    wait_until("the long session", REACH, || {
-        m1.sql(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
-        ) == "1"
-    })
-    .unwrap();
+    let sleeper = long_session(&m1, port, REACH);
     let t = Instant::now();
     let out = std::thread::scope(|s| {
         let reply = s.spawn(|| f.v[0].ctl_out("fleet switchover 1"));
@@ -303,8 +242,7 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
     let took = t.elapsed();
     stopped.signal(libc::SIGCONT);
     let continued = Instant::now();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = output_text(&out);
     eprintln!("{} (after {took:?})", text.trim());
     assert!(!out.status.success(), "{text}");
     assert!(
@@ -394,7 +332,7 @@ fn fleet_members_lists_every_instance_and_drops_a_killed_one() {
     let out = f.v[0].ctl("fleet members");
     assert!(out.contains(&format!("{gone} absent")), "{out}");
     let o = f.v[1].ctl_out("fleet switchover 1");
-    let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    let text = output_text(&o);
     assert!(
         !o.status.success()
             && text.contains("fleet switchover: nothing changed: known but not registered: ")
@@ -434,14 +372,7 @@ fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
     // A session on the old primary keeps the last instance in its grace,
     // so the initiator is still waiting when etcd dies.
     let port = f.v[2].port();
-    let sleeper =
-        std::thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
-    wait_until("the long session", REACH, || {
-        m1.sql(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
-        ) == "1"
-    })
-    .unwrap();
+    let sleeper = long_session(&m1, port, REACH);
     // hold_ms with TIMEOUT 1s: 5 s + 1 s + 6 s.
     const HOLD: Duration = Duration::from_secs(12);
     std::thread::scope(|s| {
@@ -469,8 +400,7 @@ fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
                 })
                 .collect();
         let o = reply.join().unwrap();
-        let text =
-            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        let text = output_text(&o);
         eprintln!("{}", text.trim());
         assert!(
             !o.status.success()

@@ -548,21 +548,12 @@ fn switchover_under_writes_loses_nothing_and_reports_the_hold() {
     m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=1; START SLAVE");
     let w = Writers::start(b.port(), 2);
     wait_until("writes on the primary", Duration::from_secs(10), || {
-        m1.sql("SELECT COUNT(*) FROM t.x")
-            .parse::<u64>()
-            .unwrap_or(0)
-            >= 20
+        m1.rows() >= 20
     })
     .unwrap();
     // A long session on the old primary: cut after the grace.
     let port = b.port();
-    let sleeper = thread::spawn(move || common::mariadb::query_at(port, "app", "SELECT SLEEP(30)"));
-    wait_until("the long session", Duration::from_secs(5), || {
-        m1.sql(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
-        ) == "1"
-    })
-    .unwrap();
+    let sleeper = common::mariadb::long_session(&m1, port, Duration::from_secs(5));
     let asked = Instant::now();
     let reply = b.ctl("switchover 1");
     let done = Instant::now();
@@ -594,33 +585,17 @@ fn switchover_under_writes_loses_nothing_and_reports_the_hold() {
         missing.is_empty(),
         "not visible after the switchover: {missing:?}"
     );
-    let after = m2
-        .sql("SELECT COUNT(*) FROM t.x")
-        .parse::<u64>()
-        .unwrap_or(0);
+    let after = m2.rows();
     wait_until("writes on the new primary", Duration::from_secs(10), || {
-        m2.sql("SELECT COUNT(*) FROM t.x")
-            .parse::<u64>()
-            .unwrap_or(0)
-            >= after + 20
+        m2.rows() >= after + 20
     })
     .unwrap();
     let acked = w.finish();
     let (on1, on2) = (ids(&m1), ids(&m2));
     // Every acknowledged write is on the new primary (once: a primary key).
-    let lost: Vec<_> = acked.iter().filter(|(id, _)| !on2.contains(id)).collect();
-    assert!(lost.is_empty(), "lost writes: {lost:?}");
     // Everything the old primary took reached the new one, and the old one
     // took nothing acknowledged after the switchover: never two writers.
-    assert!(on1.is_subset(&on2), "old primary has rows the new lacks");
-    let late: Vec<_> = acked
-        .iter()
-        .filter(|(id, t)| *t > done && on1.contains(id))
-        .collect();
-    assert!(
-        late.is_empty(),
-        "written on the old primary after the switchover: {late:?}"
-    );
+    common::mariadb::assert_switched_cleanly(&acked, &on1, &on2, done);
     assert!(acked.iter().any(|(_, t)| *t < asked) && acked.iter().any(|(_, t)| *t > done));
     assert_eq!(b.json()["listener"]["failback_floor"], 1);
 }
@@ -641,8 +616,7 @@ fn a_switchover_to_a_group_that_cannot_catch_up_aborts_and_releases() {
     m1.sql("INSERT INTO t.x (v) VALUES (1)");
     m2.wait_received(&m1);
     let out = b.ctl_out("switchover 1 500ms");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("switchover aborted: group not caught up within 500ms")

@@ -149,21 +149,38 @@ impl Client {
     /// POST `body` to `path` on the current endpoint, moving on to the
     /// others in turn when it cannot serve; the reply body of a 200.
     async fn call(&self, path: &str, body: &Value) -> Result<Bytes, EtcdError> {
+        self.each_endpoint(|ep| async move {
+            let (status, bytes) = ep.post(path, body).await?;
+            check_status(status, bytes, &ep.url)
+        })
+        .await
+    }
+
+    /// `op` on the current endpoint within the timeout, moving on to the
+    /// others in turn when it cannot serve; the one that served becomes the
+    /// current one.
+    async fn each_endpoint<'a, T, F>(
+        &'a self,
+        op: impl Fn(&'a Endpoint) -> F,
+    ) -> Result<T, EtcdError>
+    where
+        F: Future<Output = Result<T, EtcdError>>,
+    {
         let n = self.inner.endpoints.len();
         let start = self.inner.current.load(Ordering::Relaxed) % n;
         let mut last = EtcdError::Unreachable("no endpoint tried".into());
         for i in 0..n {
             let idx = (start + i) % n;
-            let ep = &self.inner.endpoints[idx];
-            let r = match tokio::time::timeout(self.inner.timeout, ep.post(path, body)).await {
+            let r = match tokio::time::timeout(self.inner.timeout, op(&self.inner.endpoints[idx]))
+                .await
+            {
                 Err(_) => Err(EtcdError::Timeout),
-                Ok(Err(e)) => Err(e),
-                Ok(Ok((status, bytes))) => check_status(status, bytes, &ep.url),
+                Ok(r) => r,
             };
             match r {
-                Ok(b) => {
+                Ok(v) => {
                     self.inner.current.store(idx, Ordering::Relaxed);
-                    return Ok(b);
+                    return Ok(v);
                 }
                 Err(e) if e.try_next() => last = e,
                 Err(e) => return Err(e),
@@ -327,27 +344,7 @@ impl Client {
             req["start_revision"] = json!(start_revision.to_string());
         }
         let body = json!({"create_request": req});
-        let n = self.inner.endpoints.len();
-        let start = self.inner.current.load(Ordering::Relaxed) % n;
-        let mut last = EtcdError::Unreachable("no endpoint tried".into());
-        for i in 0..n {
-            let idx = (start + i) % n;
-            let ep = &self.inner.endpoints[idx];
-            let open = Watch::open(ep, &body);
-            let r = match tokio::time::timeout(self.inner.timeout, open).await {
-                Err(_) => Err(EtcdError::Timeout),
-                Ok(r) => r,
-            };
-            match r {
-                Ok(w) => {
-                    self.inner.current.store(idx, Ordering::Relaxed);
-                    return Ok(w);
-                }
-                Err(e) if e.try_next() => last = e,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
+        self.each_endpoint(|ep| Watch::open(ep, &body)).await
     }
 }
 

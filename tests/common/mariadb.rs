@@ -6,6 +6,7 @@
 //! [`Mariadb::available`] says whether the binaries are installed (Debian's
 //! `mariadb-server`); tests skip with a message when they are not.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -122,6 +123,11 @@ impl Mariadb {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+
+    /// The rows in table `t.x` (0 when the query fails).
+    pub fn rows(&self) -> u64 {
+        self.sql("SELECT COUNT(*) FROM t.x").parse().unwrap_or(0)
     }
 
     pub fn sql(&self, q: &str) -> String {
@@ -252,6 +258,49 @@ impl Mariadb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A session through balance at `port` that sleeps 30 s on the server,
+/// returned once `primary` runs it (within `limit`).
+pub fn long_session(
+    primary: &Mariadb,
+    port: u16,
+    limit: Duration,
+) -> thread::JoinHandle<Result<String, String>> {
+    let sleeper = thread::spawn(move || query_at(port, "app", "SELECT SLEEP(30)"));
+    wait_until("the long session", limit, || {
+        primary.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
+    sleeper
+}
+
+/// After a switchover that ended at `done` from the primary whose ids are
+/// `on1` to the one whose ids are `on2`: every acknowledged write (`acked`:
+/// id and time) is on the new primary, the old one has nothing the new one
+/// lacks, and the old one took nothing acknowledged after `done`.
+pub fn assert_switched_cleanly(
+    acked: &[(u64, Instant)],
+    on1: &BTreeSet<u64>,
+    on2: &BTreeSet<u64>,
+    done: Instant,
+) {
+    let lost: Vec<_> = acked.iter().filter(|(id, _)| !on2.contains(id)).collect();
+    assert!(lost.is_empty(), "lost writes: {lost:?}");
+    assert!(
+        on1.is_subset(on2),
+        "the old primary has rows the new one lacks"
+    );
+    let late: Vec<_> = acked
+        .iter()
+        .filter(|(id, t)| *t > done && on1.contains(id))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "acknowledged on the old primary after the switchover: {late:?}"
+    );
 }
 
 /// Run `q` over TCP at `port` (a server, or balance in front of one) as

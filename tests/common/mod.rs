@@ -3,7 +3,8 @@
 //! ([`backend`]), the one bounded wait ([`wait`]), /proc and `ss` probes
 //! ([`proc`]), metrics scrapes ([`metrics`]), one-shot runs and daemons
 //! ([`run`]), real MariaDB servers ([`mariadb`], not glob-exported), real
-//! etcd members and clusters ([`etcd`], not glob-exported), and
+//! etcd members and clusters ([`etcd`], not glob-exported), several
+//! instances of one config ([`fleet`], not glob-exported), and
 //! here the small pieces: free ports, temp dirs and test clients.
 //!
 //! Everything is std threads and blocking sockets with timeouts; every wait
@@ -13,6 +14,7 @@
 pub mod backend;
 pub mod balancer;
 pub mod etcd;
+pub mod fleet;
 pub mod mariadb;
 pub mod metrics;
 pub mod proc;
@@ -210,4 +212,9 @@ pub fn echo_roundtrip(s: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
         return Err(io::Error::other("echo mismatch"));
     }
     Ok(())
+}
+
+/// A command's stdout, then its stderr, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
 }

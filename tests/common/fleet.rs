@@ -1,0 +1,67 @@
+//! Several balance instances of one config (a fleet on loopback), each in
+//! its own run dir, and the lock that runs a file's fleet tests one at a
+//! time (each starts an etcd and several instances).
+
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Balance, Launch, TempDir, wait_until};
+
+/// A change written to etcd reaches every instance within this.
+pub const REACH: Duration = Duration::from_secs(10);
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Held for the whole of a test that must not overlap another one of its
+/// file (a failed test's poisoned lock is taken over).
+pub fn serial() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The instances (`v`) and their run dirs, removed on drop.
+pub struct Instances {
+    pub v: Vec<Balance>,
+    _dirs: Vec<TempDir>,
+}
+
+impl Instances {
+    /// `n` instances of the config `write` makes (one listener port), each
+    /// in a run dir of its own named after `tag`; `launch` adds to each
+    /// launcher; `gap` between one start and the next.
+    pub fn launch(
+        n: usize,
+        tag: &str,
+        gap: Duration,
+        write: impl Fn(&[u16]) -> String,
+        launch: impl Fn(Launch<'_>) -> Launch<'_>,
+    ) -> Instances {
+        let mut v = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..n {
+            let dir = TempDir::new(tag);
+            v.push(launch(Balance::config(1, &write).run_dir(dir.path())).start());
+            dirs.push(dir);
+            if !gap.is_zero() {
+                thread::sleep(gap);
+            }
+        }
+        Instances { v, _dirs: dirs }
+    }
+
+    /// Wait until `cond` holds for every instance's `show json` (each
+    /// within [`REACH`]).
+    pub fn wait_all(&self, what: &str, cond: impl Fn(&Value) -> bool) {
+        for (i, b) in self.v.iter().enumerate() {
+            let r = wait_until(what, REACH, || cond(&b.json()));
+            assert!(
+                r.is_ok(),
+                "instance {i}: {r:?}: {}\n{}",
+                b.json(),
+                b.stderr()
+            );
+        }
+    }
+}
