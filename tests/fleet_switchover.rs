@@ -22,7 +22,7 @@ use serde_json::Value;
 fn have_servers(mysql: bool) -> bool {
     let ok = Etcd::available() && (!mysql || Mariadb::available());
     if !ok {
-        eprintln!("skipped: needs etcd-server (and mariadb-server) installed");
+        skip_without("etcd (Debian package etcd-server) or MariaDB (mariadb-server)");
     }
     ok
 }

@@ -18,7 +18,7 @@ use common::*;
 fn have_mariadb() -> bool {
     let ok = Mariadb::available();
     if !ok {
-        eprintln!("skipped: MariaDB (Debian package mariadb-server) is not installed");
+        skip_without("MariaDB (Debian package mariadb-server)");
     }
     ok
 }

@@ -218,3 +218,13 @@ pub fn echo_roundtrip(s: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
 pub fn output_text(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
 }
+
+/// A test that needs a server this machine lacks: skipped with a message,
+/// except under CI (`CI` set), where a skip would hide a missing install
+/// step in `.ci/run`: there it fails.
+pub fn skip_without(what: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is not installed; .ci/run installs it");
+    }
+    eprintln!("skipped: {what} is not installed");
+}
