@@ -18,8 +18,10 @@ use crate::cli::ControlArgs;
 use crate::control::paths;
 use crate::control::server::MARKER;
 use crate::exit::Exit;
-/// How long to wait for an answer (a `show` of a big pool is quick).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for an answer: a `show` of a big pool is quick, but a
+/// `fleet switchover` with its longest timeout (20 s) may take about 31 s
+/// (acknowledgements, catch-up, the floor write).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One answer: its lines, whether it succeeded, the session's current
 /// group, and whether the server closes the session.
