@@ -679,6 +679,20 @@ fn parent_of(pid: u32) -> Option<u32> {
     after.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The first ancestor of `p` that is init, when `p` does not descend from
+/// `pid`; None when it does (or `p` is gone meanwhile).
+fn ancestor_outside(p: u32, pid: u32) -> Option<u32> {
+    let mut at = p;
+    for _ in 0..16 {
+        match parent_of(at)? {
+            pp if pp == pid => return None,
+            0 | 1 => return Some(1),
+            pp => at = pp,
+        }
+    }
+    None
+}
+
 #[test]
 fn what_a_command_check_leaves_behind_is_killed_now_and_at_exit() {
     // `setsid` leaves its own process group: the group kill misses it. The
@@ -707,12 +721,10 @@ fn what_a_command_check_leaves_behind_is_killed_now_and_at_exit() {
         most = most.max(now.len());
         for &p in &now {
             // Re-parented to balance (a subreaper), not to init (or still
-            // below the check's own shell or setsid).
-            if let Some(pp) = parent_of(p) {
-                assert!(
-                    pp == pid || now.contains(&pp),
-                    "leftover {p} has parent {pp}"
-                );
+            // below the check's own shell or setsid): walk up the parents
+            // now (the snapshot above may be older than a fork or exit).
+            if let Some(root) = ancestor_outside(p, pid) {
+                panic!("leftover {p} is outside balance's tree (up to {root})");
             }
         }
         thread::sleep(Duration::from_millis(50));
