@@ -101,43 +101,54 @@ pub async fn connect(
     result
 }
 
-/// Try candidates in order; with `--race`, start the next one when the
+/// Try candidates in order: one after the other, or with `--race` racing.
+async fn try_candidates(
+    svc: &Service,
+    cands: Candidates,
+    client: &TcpStream,
+) -> Result<Connected, NoBackend> {
+    match svc.cfg.race {
+        None => try_in_turn(svc, cands, client).await,
+        Some(race) => race_candidates(svc, cands, client, race).await,
+    }
+}
+
+/// With `--race`: start the next candidate when the
 /// current connect is slow. First success wins; the others are dropped
 /// (which closes their sockets). A connect still pending when the race
 /// started the next candidate and abandoned when another won was slow past
 /// `race`: it counts against its channel like a timeout (and asks for a
 /// re-probe), so a blackholed primary goes down instead of taxing every
 /// client with the race delay.
-async fn try_candidates(
+async fn race_candidates(
     svc: &Service,
     mut cands: Candidates,
     client: &TcpStream,
+    race: Duration,
 ) -> Result<Connected, NoBackend> {
     let cfg = &svc.cfg;
-    let racing = cfg.race.is_some();
-    if !racing {
-        return try_in_turn(svc, cands, client).await;
-    }
     let mut inflight = FuturesUnordered::new();
-    // Some(newest) when one was launched; newest is its candidate when
-    // racing (an Arc clone, only with --race).
-    let mut launch = |inflight: &mut FuturesUnordered<_>| -> Option<Option<Candidate>> {
+    // The candidate launched, when there was one left.
+    let mut launch = |inflight: &mut FuturesUnordered<_>| -> Option<Candidate> {
         for cand in cands.by_ref() {
             // maxc may have been reached since the eligibility check.
             if let Some(guard) = cand.channel.try_acquire() {
-                let newest = racing.then(|| cand.clone());
+                let newest = cand.clone();
                 inflight.push(attempt(cfg, cand, guard));
                 return Some(newest);
             }
         }
         None
     };
-    let Some(mut newest) = launch(&mut inflight) else {
+    // The newest connect, until the race overtakes it.
+    let Some(first) = launch(&mut inflight) else {
         return Err(NoBackend::Exhausted);
     };
+    let mut newest = Some(first);
     // Connects the race overtook; empty (no allocation) until it does.
     let mut overtaken: Vec<Candidate> = Vec::new();
-    let mut race_at = cfg.race.map(|d| Instant::now() + d);
+    // None once there is nothing left to race.
+    let mut race_at = Some(Instant::now() + race);
     let mut gone = pin!(client_gone(client));
     loop {
         let race_sleep = async {
@@ -161,11 +172,11 @@ async fn try_candidates(
                     overtaken.retain(|o| !Arc::ptr_eq(&o.channel, &cand.channel));
                     connect_failed(svc, &cand, err);
                     match launch(&mut inflight) {
-                        Some(n) => newest = n,
+                        Some(n) => newest = Some(n),
                         None if inflight.is_empty() => return Err(NoBackend::Exhausted),
                         None => {}
                     }
-                    race_at = cfg.race.map(|d| Instant::now() + d);
+                    race_at = Some(Instant::now() + race);
                 }
                 None => return Err(NoBackend::Exhausted),
             },
@@ -174,8 +185,8 @@ async fn try_candidates(
                 if let Some(n) = launch(&mut inflight) {
                     debug!("connect slow; racing the next candidate");
                     overtaken.extend(slow);
-                    newest = n;
-                    race_at = cfg.race.map(|d| Instant::now() + d);
+                    newest = Some(n);
+                    race_at = Some(Instant::now() + race);
                 } else {
                     race_at = None;
                 }
