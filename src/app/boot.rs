@@ -88,11 +88,13 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
         }
     }
     let boot = Boot {
-        cfg,
-        source,
-        listeners: bound,
-        metrics,
-        base_run_dir,
+        bound: Bound {
+            cfg,
+            source,
+            listeners: bound,
+            metrics,
+            run_dir: base_run_dir,
+        },
         drop_to,
     };
     let res = run_started(boot, &mut ready);
@@ -119,18 +121,16 @@ fn parent_exit(report: daemon::Report) -> Result<(), Fatal> {
 /// What is ready before the fork, for the daemon (or the foreground
 /// process) to go on with.
 struct Boot {
-    cfg: Config,
-    source: Source,
-    listeners: Vec<std::net::TcpListener>,
-    metrics: Option<std::net::TcpListener>,
-    base_run_dir: PathBuf,
+    /// Its `run_dir` is root's (or the invoking user's) until privileges
+    /// are dropped.
+    bound: Bound,
     drop_to: Option<(String, (u32, u32))>,
 }
 
 /// After the fork: log, pidfile, privileges, runtime; serve. `ready` is
 /// told OK once every listener serves.
 fn run_started(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
-    let g = &b.cfg.global;
+    let g = &b.bound.cfg.global;
     open_log(g, ready)?;
     // What a check leaves behind comes to us, not init (killed in a sweep).
     if let Err(e) = crate::sys::reaper::become_subreaper() {
@@ -149,24 +149,18 @@ fn run_started(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
 }
 
 fn serve_as_user(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
-    let g = &b.cfg.global;
+    let mut bound = b.bound;
+    let g = &bound.cfg.global;
     // Everything privileged is open; no thread exists yet.
     let moved_to = match &b.drop_to {
-        Some((user, (uid, gid))) => drop_privileges(g, &b.base_run_dir, user, *uid, *gid)?,
+        Some((user, (uid, gid))) => drop_privileges(g, &bound.run_dir, user, *uid, *gid)?,
         None => None,
     };
-    // The identity is final now: it decides the default run directory
-    // (unless `--user` moved the instance below root's).
-    let run_dir = moved_to.unwrap_or_else(paths::run_dir);
     crate::proxy::splice::configure(g.no_splice);
     let rt = runtime(g.threads).map_err(|e| os(format!("cannot start runtime: {e}")))?;
-    let bound = Bound {
-        cfg: b.cfg,
-        source: b.source,
-        listeners: b.listeners,
-        metrics: b.metrics,
-        run_dir,
-    };
+    // The identity is final now: it decides the default run directory
+    // (unless `--user` moved the instance below root's).
+    bound.run_dir = moved_to.unwrap_or_else(paths::run_dir);
     let res = rt.block_on(serve(bound, ready));
     // Anything still running after the grace period is cut here.
     rt.shutdown_timeout(Duration::from_millis(100));
