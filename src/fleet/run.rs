@@ -257,8 +257,7 @@ async fn follow(
     cx.show(&tk.st);
     info!(listener = %cx.svc.cfg.name, prober = %who, "fleet: following");
     let mut w = cx.client().watch_prefix(&cx.svc_prefix, rev + 1).await?;
-    let mut ka = interval_at(Instant::now() + cx.t.keepalive, cx.t.keepalive);
-    ka.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ka = cx.keepalive_ticks();
     loop {
         let now = Instant::now();
         let ask_at = tk.ask.last.map_or(now, |t| t + REPROBE_GAP);
@@ -305,6 +304,16 @@ async fn follow(
     }
 }
 
+impl Cx {
+    /// The lease's keepalive ticks while following or leading (the first
+    /// one a period from now; a late tick does not bunch up).
+    fn keepalive_ticks(&self) -> tokio::time::Interval {
+        let mut ka = interval_at(Instant::now() + self.t.keepalive, self.t.keepalive);
+        ka.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ka
+    }
+}
+
 /// Lead: publish every verdict, then each change, until the key is lost.
 async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
     let mut published: HashMap<String, Verdict> = HashMap::new();
@@ -314,8 +323,7 @@ async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
         return Ok(());
     }
     let mut w = cx.client().watch_prefix(&cx.svc_prefix, rev + 1).await?;
-    let mut ka = interval_at(Instant::now() + cx.t.keepalive, cx.t.keepalive);
-    ka.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ka = cx.keepalive_ticks();
     let mut poll = tokio::time::interval(REPUBLISH_POLL);
     // After a reprobe request: republish everything once the round is
     // done (every channel's check count moved) or at the deadline; a
