@@ -83,10 +83,7 @@ pub async fn accept_loop(
                     .accepted
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let svc = Arc::clone(&svc);
-                tracker.spawn(async move {
-                    crate::proxy::handle(svc, sock, peer).await;
-                    drop(permit);
-                });
+                tracker.spawn(crate::proxy::handle(svc, sock, peer, permit));
             }
             Err(e) if crate::sys::is_accept_resource_error(&e) => {
                 let now = Instant::now();

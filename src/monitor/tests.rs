@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU32;
 
+use futures_util::FutureExt;
+
 use super::*;
 use crate::cli::{Invocation, Parsed, UsageError, parse};
 use crate::config::{ChannelConfig, Failback, GroupConfig, Host, ListenerConfig, Policy};
@@ -332,7 +334,7 @@ async fn on_down_shutdown_signals_the_channel_sessions() {
         },
     ));
     let c = ch(&svc, 0, 0);
-    let mut kill = c.session_kill();
+    let mut kill = std::pin::pin!(c.session_kill());
     let job = Job {
         channel: Arc::clone(&c),
         group: 0,
@@ -344,11 +346,11 @@ async fn on_down_shutdown_signals_the_channel_sessions() {
     };
     svc.report(&job, failed());
     assert!(!c.is_up());
-    assert!(kill.has_changed().unwrap_or(false));
-    let _ = kill.borrow_and_update();
+    assert!(kill.as_mut().now_or_never().is_some());
+    let mut kill = std::pin::pin!(c.session_kill());
     svc.report(&job, failed());
     assert!(
-        !kill.has_changed().unwrap_or(true),
+        kill.as_mut().now_or_never().is_none(),
         "only the flip closes sessions"
     );
 }

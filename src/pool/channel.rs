@@ -138,9 +138,9 @@ pub struct Channel {
     health: Mutex<HealthState>,
     /// Wakes clients spinning for an eligible channel.
     eligible: Arc<Notify>,
-    /// Bumped to close this channel's live sessions (`on-down=shutdown`,
-    /// `on-up=shutdown-backup`); each relay watches it.
-    sessions: tokio::sync::watch::Sender<u64>,
+    /// Notified to close this channel's live sessions (`on-down=shutdown`,
+    /// `on-up=shutdown-backup`); each relay waits on it.
+    sessions: Notify,
 }
 
 impl fmt::Debug for Channel {
@@ -206,18 +206,19 @@ impl Channel {
                 catch_up_since: None,
             }),
             eligible,
-            sessions: tokio::sync::watch::Sender::new(0),
+            sessions: Notify::new(),
         })
     }
 
-    /// A receiver that changes when [`Channel::close_sessions`] is called.
-    pub fn session_kill(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.sessions.subscribe()
+    /// Resolves once [`Channel::close_sessions`] is called after this
+    /// call, whether or not it was polled by then.
+    pub fn session_kill(&self) -> tokio::sync::futures::Notified<'_> {
+        self.sessions.notified()
     }
 
     /// Close every live session relayed to this channel.
     pub fn close_sessions(&self) {
-        self.sessions.send_modify(|g| *g = g.wrapping_add(1));
+        self.sessions.notify_waiters();
     }
 
     pub fn target(&self) -> Arc<Target> {

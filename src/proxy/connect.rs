@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::sync::futures::Notified;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tracing::{debug, warn};
 
@@ -67,17 +68,18 @@ pub async fn connect(
         // Register for wake-ups before looking, so no change is missed.
         // Only a spinning listener ever waits on it: without `--spin` the
         // registration (a lock and a list insert and removal per
-        // connection) is skipped.
-        let mut notified = pin!(svc.pool.eligible.notified());
-        if spin_deadline.is_some() {
-            notified.as_mut().enable();
-        }
+        // connection) is skipped, and so is its room in this future.
+        let notified = spin_deadline.map(|_| {
+            let mut n = Box::pin(svc.pool.eligible.notified());
+            n.as_mut().enable();
+            n
+        });
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
             Ok(c) => break Ok(c),
             Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),
             Err(NoBackend::Exhausted) => {}
         }
-        let Some(deadline) = spin_deadline else {
+        let (Some(deadline), Some(notified)) = (spin_deadline, notified) else {
             break Err(NoBackend::Exhausted);
         };
         if Instant::now() >= deadline {
@@ -88,11 +90,12 @@ pub async fn connect(
             svc.stats.spinning.fetch_add(1, Relaxed);
             debug!("no eligible channel; spinning");
         }
-        tokio::select! {
-            _ = notified => {}
-            _ = sleep(SPIN_RECHECK) => {}
-            _ = sleep_until(deadline) => {}
-            _ = client_gone(client) => break Err(NoBackend::ClientGone),
+        // Boxed: only a spinning connection pays for the timers.
+        if Box::pin(spin_wait(notified, deadline, client))
+            .await
+            .is_err()
+        {
+            break Err(NoBackend::ClientGone);
         }
     };
     if spinning {
@@ -101,7 +104,23 @@ pub async fn connect(
     result
 }
 
-/// Try candidates in order: one after the other, or with `--race` racing.
+/// Wait while spinning: for a channel to become eligible, the recheck, or
+/// the deadline. Err when the client left meanwhile.
+async fn spin_wait(
+    notified: Pin<Box<Notified<'_>>>,
+    deadline: Instant,
+    client: &TcpStream,
+) -> Result<(), NoBackend> {
+    tokio::select! {
+        _ = notified => Ok(()),
+        _ = sleep(SPIN_RECHECK) => Ok(()),
+        _ = sleep_until(deadline) => Ok(()),
+        _ = client_gone(client) => Err(NoBackend::ClientGone),
+    }
+}
+
+/// Try candidates in order: one after the other, or with `--race` racing
+/// (boxed: without `--race` its state would size every connect).
 async fn try_candidates(
     svc: &Service,
     cands: Candidates,
@@ -109,7 +128,7 @@ async fn try_candidates(
 ) -> Result<Connected, NoBackend> {
     match svc.cfg.race {
         None => try_in_turn(svc, cands, client).await,
-        Some(race) => race_candidates(svc, cands, client, race).await,
+        Some(race) => Box::pin(race_candidates(svc, cands, client, race)).await,
     }
 }
 
@@ -209,13 +228,15 @@ async fn try_in_turn(
         let Some(guard) = cand.channel.try_acquire() else {
             continue;
         };
+        // Pinned here: inside `select!` it would be held twice.
+        let mut attempt = pin!(attempt(&svc.cfg, cand, guard));
         let res = tokio::select! {
             biased;
             _ = &mut gone => {
                 debug!("client left while connecting; connect abandoned");
                 return Err(NoBackend::ClientGone);
             }
-            r = attempt(&svc.cfg, cand, guard) => r,
+            r = &mut attempt => r,
         };
         match res {
             Ok(c) => return Ok(c),

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug};
 
 use crate::service::Service;
@@ -35,10 +36,20 @@ async fn held_connect(
     client: &TcpStream,
     peer: SocketAddr,
 ) -> Result<connect::Connected, NoBackend> {
-    let hold = &svc.ops.hold;
-    if !hold.engaged() {
+    if !svc.ops.hold.engaged() {
         return connect::connect(svc, client, peer).await;
     }
+    // Boxed: a second connect state would otherwise size every connect.
+    Box::pin(connect_in_turn(svc, client, peer)).await
+}
+
+/// Connect once the operator's hold gives this client its turn.
+async fn connect_in_turn(
+    svc: &Service,
+    client: &TcpStream,
+    peer: SocketAddr,
+) -> Result<connect::Connected, NoBackend> {
+    let hold = &svc.ops.hold;
     debug!("held by the operator (spin on)");
     match hold.wait(connect::client_gone(client)).await {
         Ok(turn) => turn.run(connect::connect(svc, client, peer)).await,
@@ -54,60 +65,76 @@ pub fn canonical(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
-pub async fn handle(svc: Arc<Service>, client: TcpStream, peer: SocketAddr) {
+/// One client connection from accept to close; the task holds `permit`
+/// (`--max-conns`) until the sockets are closed. Not an `async fn`: the span
+/// wraps the connection's future directly, so the task keeps one copy of
+/// the arguments, not one per layer (an idle connection's memory is mostly
+/// this future).
+pub fn handle(
+    svc: Arc<Service>,
+    client: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> {
     let peer = canonical(peer);
     let span = tracing::debug_span!("conn", listener = %svc.cfg.name, client = %peer, channel = tracing::field::Empty);
-    async move {
-        // TCP_NODELAY comes from the listener (`listener::bind`).
-        crate::sys::set_keepalive((&client).into(), svc.cfg.client_keepalive.as_ref());
-        // Boxed: the connect state is freed once connected, so it does not
-        // size the future every idle connection keeps.
-        let backend = match Box::pin(held_connect(&svc, &client, peer)).await {
-            Ok(b) => b,
-            Err(NoBackend::ClientGone) => return,
-            Err(NoBackend::Exhausted) => {
-                svc.stats.refused.fetch_add(1, Relaxed);
-                debug!("no channel could take the connection; closing the client");
-                return;
-            }
-        };
-        let ch = Arc::clone(backend.guard.channel());
-        ch.connect_ok();
-        ch.total.fetch_add(1, Relaxed);
-        svc.served_by(backend.cand.group);
-        tracing::Span::current().record("channel", tracing::field::display(backend.addr));
-        debug!(
-            group = backend.cand.group,
-            index = backend.cand.index,
-            "connected"
-        );
-        svc.stats.active.fetch_add(1, Relaxed);
-        let opts = RelayOpts {
-            sent: &ch.sent,
-            rcvd: &ch.rcvd,
-            idle_timeout: svc.cfg.idle_timeout,
-            dump: svc.cfg.packet_dump,
-            splice: splice::enabled(),
-        };
-        let mut kill = ch.session_kill();
-        let killed = async move {
-            if kill.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            end = relay::relay(&client, &backend.stream, &opts) => debug!(?end, "closed"),
-            _ = killed => {
-                // on-down=shutdown / on-up=shutdown-backup: reset both sides.
-                crate::sys::set_linger_zero(&client);
-                crate::sys::set_linger_zero(&backend.stream);
-                debug!("closed by the monitor (on-down/on-up)");
-            }
+    serve(svc, client, peer, permit).instrument(span)
+}
+
+async fn serve(
+    svc: Arc<Service>,
+    client: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    // TCP_NODELAY comes from the listener (`listener::bind`).
+    crate::sys::set_keepalive((&client).into(), svc.cfg.client_keepalive.as_ref());
+    // Boxed: the connect state is freed once connected, so it does not
+    // size the future every idle connection keeps.
+    // Taken apart at once: only the stream and the slot live on.
+    let connect::Connected {
+        stream,
+        guard,
+        cand,
+        addr,
+    } = match Box::pin(held_connect(&svc, &client, peer)).await {
+        Ok(b) => b,
+        Err(NoBackend::ClientGone) => return,
+        Err(NoBackend::Exhausted) => {
+            svc.stats.refused.fetch_add(1, Relaxed);
+            debug!("no channel could take the connection; closing the client");
+            return;
         }
-        svc.stats.active.fetch_sub(1, Relaxed);
-        // Sockets close here; the guard releases the channel's slot.
-        drop(backend);
+    };
+    let ch = guard.channel();
+    ch.connect_ok();
+    ch.total.fetch_add(1, Relaxed);
+    svc.served_by(cand.group);
+    tracing::Span::current().record("channel", tracing::field::display(addr));
+    debug!(group = cand.group, index = cand.index, "connected");
+    drop(cand);
+    svc.stats.active.fetch_add(1, Relaxed);
+    let opts = RelayOpts {
+        sent: &ch.sent,
+        rcvd: &ch.rcvd,
+        idle_timeout: svc.cfg.idle_timeout,
+        dump: svc.cfg.packet_dump,
+        splice: splice::enabled(),
+    };
+    tokio::select! {
+        end = relay::relay(&client, &stream, &opts) => debug!(?end, "closed"),
+        () = ch.session_kill() => {
+            // on-down=shutdown / on-up=shutdown-backup: reset both sides.
+            crate::sys::set_linger_zero(&client);
+            crate::sys::set_linger_zero(&stream);
+            debug!("closed by the monitor (on-down/on-up)");
+        }
     }
-    .instrument(span)
-    .await
+    svc.stats.active.fetch_sub(1, Relaxed);
+    // Sockets close here, then the guard releases the channel's slot and
+    // the permit its place under `--max-conns`.
+    drop(client);
+    drop(stream);
+    drop(guard);
+    drop(permit);
 }
