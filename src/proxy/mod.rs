@@ -138,3 +138,6 @@ async fn serve(
     drop(guard);
     drop(permit);
 }
+
+#[cfg(test)]
+mod tests;
