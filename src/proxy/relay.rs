@@ -50,7 +50,6 @@ pub struct RelayOpts<'a> {
 /// What outlives an active phase: when bytes last moved, and each
 /// direction's flags. This is all an idle connection keeps besides the
 /// sockets.
-#[derive(Default)]
 struct Link {
     act: Activity,
     to_backend: HalfState,
@@ -71,7 +70,14 @@ enum Phase {
 /// and the connection parks on a tiny wait for either socket to become
 /// readable: an idle connection holds only this function's few words.
 pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -> End {
-    let link = Link::default();
+    let link = Link {
+        act: match o.idle_timeout {
+            Some(_) => Activity::new(),
+            None => Activity::untracked(),
+        },
+        to_backend: HalfState::default(),
+        to_client: HalfState::default(),
+    };
     let run = async {
         loop {
             if let Phase::Finished(r) = Box::pin(active(client, backend, o, &link)).await {
@@ -79,7 +85,16 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
             }
             // Parked (both directions alive and drained). Any readiness,
             // including an error or EOF, starts a new active phase.
+            //
+            // The active phase ended in this same poll with both sources
+            // just found not ready: each socket's read slot already holds
+            // this task's waker, so the first poll returns Pending without
+            // asking again (two readiness checks less per message).
+            let mut registered = true;
             std::future::poll_fn(|cx| {
+                if std::mem::take(&mut registered) {
+                    return Poll::Pending;
+                }
                 let c = client.poll_read_ready(cx).is_ready();
                 let b = backend.poll_read_ready(cx).is_ready();
                 if c || b {
@@ -99,6 +114,7 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
         }
     };
     let res = tokio::select! {
+        biased;
         r = run => r,
         _ = idle => return End::Idle,
     };
