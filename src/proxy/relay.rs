@@ -83,24 +83,20 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
             if let Phase::Finished(r) = Box::pin(active(client, backend, o, &link)).await {
                 return r;
             }
-            // Parked (both directions alive and drained). Any readiness,
-            // including an error or EOF, starts a new active phase.
-            //
-            // The active phase ended in this same poll with both sources
-            // just found not ready: each socket's read slot already holds
-            // this task's waker, so the first poll returns Pending without
-            // asking again (two readiness checks less per message).
-            let mut registered = true;
-            std::future::poll_fn(|cx| {
-                if std::mem::take(&mut registered) {
-                    return Poll::Pending;
-                }
-                let c = client.poll_read_ready(cx).is_ready();
-                let b = backend.poll_read_ready(cx).is_ready();
-                if c || b {
-                    Poll::Ready(())
-                } else {
+            // Parked (both directions alive and drained) until the task
+            // is woken. The active phase ended in this same poll with both
+            // sources just found not ready, so each socket's read slot
+            // holds this task's waker: any readiness, including an error or
+            // EOF, wakes us, and the next active phase asks the sockets
+            // itself (asking here too cost two readiness checks per
+            // message). A wake-up for another reason (`-T`'s timer, the
+            // caller's kill) costs one active phase that parks again.
+            let mut first = true;
+            std::future::poll_fn(|_| {
+                if std::mem::take(&mut first) {
                     Poll::Pending
+                } else {
+                    Poll::Ready(())
                 }
             })
             .await;
