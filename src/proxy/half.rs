@@ -33,27 +33,41 @@ pub enum PumpError {
     Dst(io::Error),
 }
 
-/// Tracks the last time bytes moved, for the idle timeout.
+/// Tracks the last time bytes moved, for the idle timeout. Without `-T`
+/// nothing reads it, so it keeps no clock: `touch` is then free (no
+/// `clock_gettime` per chunk moved).
 pub struct Activity {
-    start: Instant,
+    start: Option<Instant>,
     last_ms: AtomicU64,
 }
 
 impl Activity {
     pub fn new() -> Self {
         Activity {
-            start: Instant::now(),
+            start: Some(Instant::now()),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+    /// An activity nobody waits on (no `-T`).
+    pub fn untracked() -> Self {
+        Activity {
+            start: None,
             last_ms: AtomicU64::new(0),
         }
     }
     pub fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Relaxed);
+        if let Some(start) = self.start {
+            let ms = start.elapsed().as_millis() as u64;
+            self.last_ms.store(ms, Relaxed);
+        }
     }
-    /// Resolves once nothing moved for `idle`.
+    /// Resolves once nothing moved for `idle`; never when untracked.
     pub async fn expired(&self, idle: Duration) {
+        let Some(start) = self.start else {
+            return std::future::pending().await;
+        };
         loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Relaxed));
+            let last = start + Duration::from_millis(self.last_ms.load(Relaxed));
             let deadline = last + idle;
             if Instant::now() >= deadline {
                 return;

@@ -50,7 +50,6 @@ pub struct RelayOpts<'a> {
 /// What outlives an active phase: when bytes last moved, and each
 /// direction's flags. This is all an idle connection keeps besides the
 /// sockets.
-#[derive(Default)]
 struct Link {
     act: Activity,
     to_backend: HalfState,
@@ -71,21 +70,33 @@ enum Phase {
 /// and the connection parks on a tiny wait for either socket to become
 /// readable: an idle connection holds only this function's few words.
 pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -> End {
-    let link = Link::default();
+    let link = Link {
+        act: match o.idle_timeout {
+            Some(_) => Activity::new(),
+            None => Activity::untracked(),
+        },
+        to_backend: HalfState::default(),
+        to_client: HalfState::default(),
+    };
     let run = async {
         loop {
             if let Phase::Finished(r) = Box::pin(active(client, backend, o, &link)).await {
                 return r;
             }
-            // Parked (both directions alive and drained). Any readiness,
-            // including an error or EOF, starts a new active phase.
-            std::future::poll_fn(|cx| {
-                let c = client.poll_read_ready(cx).is_ready();
-                let b = backend.poll_read_ready(cx).is_ready();
-                if c || b {
-                    Poll::Ready(())
-                } else {
+            // Parked (both directions alive and drained) until the task
+            // is woken. The active phase ended in this same poll with both
+            // sources just found not ready, so each socket's read slot
+            // holds this task's waker: any readiness, including an error or
+            // EOF, wakes us, and the next active phase asks the sockets
+            // itself (asking here too cost two readiness checks per
+            // message). A wake-up for another reason (`-T`'s timer, the
+            // caller's kill) costs one active phase that parks again.
+            let mut first = true;
+            std::future::poll_fn(|_| {
+                if std::mem::take(&mut first) {
                     Poll::Pending
+                } else {
+                    Poll::Ready(())
                 }
             })
             .await;
@@ -99,6 +110,7 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
         }
     };
     let res = tokio::select! {
+        biased;
         r = run => r,
         _ = idle => return End::Idle,
     };

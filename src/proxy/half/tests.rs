@@ -130,3 +130,20 @@ async fn ended_is_set_only_by_its_own_half() {
     assert!(h.ended() && f.state.ended());
     assert!(!f.peer.ended());
 }
+
+#[tokio::test(start_paused = true)]
+async fn activity_expires_after_idle_and_untracked_never() {
+    let idle = Duration::from_secs(5);
+    let act = Activity::new();
+    tokio::time::advance(Duration::from_secs(3)).await;
+    act.touch();
+    // Touched at 3 s: it expires at 8 s, five seconds later.
+    let t0 = Instant::now();
+    act.expired(idle).await;
+    assert!(t0.elapsed() >= Duration::from_secs(5), "{:?}", t0.elapsed());
+
+    let untracked = Activity::untracked();
+    untracked.touch();
+    let r = tokio::time::timeout(Duration::from_secs(3600), untracked.expired(idle)).await;
+    assert!(r.is_err(), "an untracked activity never expires");
+}
