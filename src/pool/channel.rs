@@ -11,13 +11,17 @@
 //! - the data path writes counters through [`ConnGuard`] and atomics.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use super::select::Backend;
 use crate::config::Host;
@@ -141,6 +145,9 @@ pub struct Channel {
     /// Notified to close this channel's live sessions (`on-down=shutdown`,
     /// `on-up=shutdown-backup`); each relay waits on it.
     sessions: Notify,
+    /// How many times the sessions were closed: a waiting relay woken for
+    /// its own traffic asks this (one load), not the notification (a lock).
+    closes: AtomicU64,
 }
 
 impl fmt::Debug for Channel {
@@ -207,17 +214,24 @@ impl Channel {
             }),
             eligible,
             sessions: Notify::new(),
+            closes: AtomicU64::new(0),
         })
     }
 
     /// Resolves once [`Channel::close_sessions`] is called after this
     /// call, whether or not it was polled by then.
-    pub fn session_kill(&self) -> tokio::sync::futures::Notified<'_> {
-        self.sessions.notified()
+    pub fn session_kill(&self) -> SessionKill<'_> {
+        SessionKill {
+            closes: &self.closes,
+            seen: self.closes.load(Acquire),
+            registered: false,
+            notified: self.sessions.notified(),
+        }
     }
 
     /// Close every live session relayed to this channel.
     pub fn close_sessions(&self) {
+        self.closes.fetch_add(1, Release);
         self.sessions.notify_waiters();
     }
 
@@ -510,6 +524,35 @@ const FAILING_APPLICATION: u8 = 2;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pin_project_lite::pin_project! {
+    /// See [`Channel::session_kill`]. Polled on every wake-up of its
+    /// session: once the notification holds the task's waker, a poll only
+    /// compares a counter (the notification itself takes a lock). Polled
+    /// from one task only, whose waker does not change.
+    pub struct SessionKill<'a> {
+        closes: &'a AtomicU64,
+        seen: u64,
+        registered: bool,
+        #[pin]
+        notified: Notified<'a>,
+    }
+}
+
+impl Future for SessionKill<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.closes.load(Acquire) != *this.seen {
+            return Poll::Ready(());
+        }
+        if *this.registered {
+            return Poll::Pending;
+        }
+        *this.registered = true;
+        this.notified.poll(cx)
+    }
 }
 
 /// A reserved connection slot on a channel; released on drop, so `maxc`

@@ -122,6 +122,7 @@ async fn serve(
         splice: splice::enabled(),
     };
     tokio::select! {
+        biased;
         end = relay::relay(&client, &stream, &opts) => debug!(?end, "closed"),
         () = ch.session_kill() => {
             // on-down=shutdown / on-up=shutdown-backup: reset both sides.
