@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Regenerate build/hot-text.txt: the functions of the release binary that run
+from start to idle and for a few proxied connections, in first-call order.
+
+build.rs places these functions together at the start of the code (a linker
+script, release builds only). The kernel maps code in 64 KiB windows (or whole
+page-cache folios) around each page an instance touches, so startup code
+scattered over the 4 MB text made every idle instance map ~2.7 MB of it;
+clustered, it is ~0.6 MB.
+
+Names are mangled symbols. A name that no longer exists (code changed, other
+rustc) matches nothing and costs nothing; the clustering only gets looser.
+Rerun after larger changes or a toolchain update:
+
+    cargo build --release && python3 contrib/dev/hot-text.py
+
+Needs valgrind. `--check` only reports how many listed names the current
+release binary still has.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "release", "balance")
+LIST = os.path.join(ROOT, "build", "hot-text.txt")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def echo_backend():
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                while data := c.recv(4096):
+                    c.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def wait_listening(port, proc, timeout=60.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            sys.exit(f"balance exited early ({proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit("balance did not listen in time")
+
+
+def run_profile(out):
+    backend = echo_backend()
+    port = free_port()
+    cmd = [
+        "valgrind", "--tool=callgrind", "--demangle=no",
+        f"--callgrind-out-file={out}",
+        BIN, "-f", "-b", "127.0.0.1", str(port),
+        f"127.0.0.1:{backend.getsockname()[1]}",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # The readiness probe is itself the first proxied connection.
+        wait_listening(port, proc)
+        time.sleep(1.0)  # idle: timers, monitor rounds
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"x" * 1000)
+                got = b""
+                while len(got) < 1000:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+                c.shutdown(socket.SHUT_WR)
+                c.recv(10)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        backend.close()
+
+
+def functions_of_binary(cg):
+    """Functions of the balance binary in callgrind's output, in order."""
+    obs, fns, cur, seen, order = {}, {}, None, set(), []
+    name_re = re.compile(r"^(c?ob|c?fn|cfi|cfl|fi|fe|fl)=\((\d+)\)(?: (.*))?$")
+    with open(cg) as f:
+        for line in f:
+            m = name_re.match(line.rstrip("\n"))
+            if not m:
+                continue
+            kind, ident, name = m.groups()
+            if kind in ("ob", "cob"):
+                if name:
+                    obs[ident] = name
+                if kind == "ob":
+                    cur = obs[ident]
+            elif kind in ("fn", "cfn"):
+                if name:
+                    fns[ident] = name
+                if kind == "fn" and cur and os.path.realpath(cur) == os.path.realpath(BIN):
+                    sym = fns[ident]
+                    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$.]*", sym) and sym not in seen:
+                        seen.add(sym)
+                        order.append(sym)
+    return order
+
+
+def symbols_of_binary():
+    out = subprocess.run(["nm", "--defined-only", BIN], capture_output=True, text=True, check=True)
+    return {line.split()[-1] for line in out.stdout.splitlines() if line.split()}
+
+
+def main():
+    if "--check" in sys.argv:
+        listed = [s for s in open(LIST).read().split() if s]
+        have = symbols_of_binary()
+        strip = lambda s: re.sub(r"\.llvm\.\d+$", "", s)
+        have = {strip(s) for s in have}
+        found = sum(1 for s in listed if strip(s) in have)
+        print(f"{found} of {len(listed)} listed functions are in {BIN}")
+        return
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "callgrind.out")
+        run_profile(out)
+        order = functions_of_binary(out)
+    with open(LIST, "w") as f:
+        f.write("\n".join(order) + "\n")
+    print(f"{len(order)} functions written to {LIST}")
+
+
+if __name__ == "__main__":
+    main()
