@@ -35,7 +35,10 @@ fn hot_text() {
     let Ok(list) = fs::read_to_string(Path::new(&dir).join("build/hot-text.txt")) else {
         return;
     };
-    let mut script = String::from("SECTIONS {\n  .text.hot : {\n");
+    // The C start files' code (`_start`, `frame_dummy`) runs first of all.
+    let mut script = String::from(
+        "SECTIONS {\n  .text.hot : {\n    *crt1.o(.text)\n    *crti.o(.text)\n    *crtbegin*.o(.text)\n",
+    );
     for name in list.split_whitespace() {
         let Some(name) = section_pattern(name) else {
             continue;

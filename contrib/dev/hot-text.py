@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate build/hot-text.txt: the functions of the release binary that run
-from start to idle and for a few proxied connections, in first-call order.
+from start to idle and for a few proxied connections, started from the
+command line (`-b`) and from a config file (as the systemd unit does).
 
 build.rs places these functions together at the start of the code (a linker
 script, release builds only). The kernel maps code in 64 KiB windows (or whole
@@ -72,66 +73,85 @@ def wait_listening(port, proc, timeout=60.0):
     sys.exit("balance did not listen in time")
 
 
-def run_profile(out):
+def exchange(port):
+    """One proxied connection: 1000 bytes echoed, then a half-close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"x" * 1000)
+        got = b""
+        while len(got) < 1000:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        c.shutdown(socket.SHUT_WR)
+        c.recv(10)
+
+
+def scrape(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        while c.recv(65536):
+            pass
+
+
+def run_profile(out, tmp, config):
+    """Start to idle, a few connections, then a stop. With `config`, the
+    way systemd runs it (`--config`, a health check, metrics, one scrape);
+    without, the single listener of the command line."""
     backend = echo_backend()
-    port = free_port()
-    cmd = [
-        "valgrind", "--tool=callgrind", "--demangle=no",
-        f"--callgrind-out-file={out}",
-        BIN, "-f", "-b", "127.0.0.1", str(port),
-        f"127.0.0.1:{backend.getsockname()[1]}",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port, metrics = free_port(), free_port()
+    target = f"127.0.0.1:{backend.getsockname()[1]}"
+    if config:
+        path = os.path.join(tmp, "balance.yaml")
+        with open(path, "w") as f:
+            f.write(
+                f'metrics: "127.0.0.1:{metrics}"\n'
+                "listeners:\n"
+                f'  - name: svc\n    bind: "127.0.0.1:{port}"\n'
+                f'    groups:\n      - channels: ["{target}"]\n'
+                "    monitor:\n      interval: 1s\n"
+                "      checks:\n        - connect: { timeout: 1s }\n"
+            )
+        args = ["-f", "--config", path]
+    else:
+        args = ["-f", "-b", "127.0.0.1", str(port), target]
+    cmd = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}", BIN]
+    proc = subprocess.Popen(cmd + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # The readiness probe is itself the first proxied connection.
         wait_listening(port, proc)
-        time.sleep(1.0)  # idle: timers, monitor rounds
+        time.sleep(2.5)  # idle: timers, health checks
         for _ in range(5):
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-                c.sendall(b"x" * 1000)
-                got = b""
-                while len(got) < 1000:
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        break
-                    got += chunk
-                c.shutdown(socket.SHUT_WR)
-                c.recv(10)
+            exchange(port)
+        if config:
+            scrape(metrics)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
         backend.close()
 
 
-def functions_of_binary(cg):
-    """Functions of the balance binary in callgrind's output, in order."""
-    obs, fns, cur, seen, order = {}, {}, None, set(), []
-    name_re = re.compile(r"^(c?ob|c?fn|cfi|cfl|fi|fe|fl)=\((\d+)\)(?: (.*))?$")
+def functions_run(cg, ours):
+    """The functions in callgrind's output that the binary defines (`ours`),
+    in the order listed. Callgrind sometimes files the binary's functions
+    under an unknown object, so they are told apart by name."""
+    order = []
+    name_re = re.compile(r"^c?fn=\((\d+)\)(?: (.*))?$")
     with open(cg) as f:
         for line in f:
             m = name_re.match(line.rstrip("\n"))
             if not m:
                 continue
-            kind, ident, name = m.groups()
-            if kind in ("ob", "cob"):
-                if name:
-                    obs[ident] = name
-                if kind == "ob":
-                    cur = obs[ident]
-            elif kind in ("fn", "cfn"):
-                if name:
-                    fns[ident] = name
-                if kind == "fn" and cur and os.path.realpath(cur) == os.path.realpath(BIN):
-                    sym = fns[ident]
-                    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$.]*", sym) and sym not in seen:
-                        seen.add(sym)
-                        order.append(sym)
-    return order
+            name = m.group(2)
+            if name:
+                if name in ours and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$.]*", name):
+                    order.append(name)
+    return list(dict.fromkeys(order))
 
 
 def symbols_of_binary():
     out = subprocess.run(["nm", "--defined-only", BIN], capture_output=True, text=True, check=True)
-    return {line.split()[-1] for line in out.stdout.splitlines() if line.split()}
+    return {f[2] for f in map(str.split, out.stdout.splitlines()) if len(f) == 3 and f[1] in "tTwW"}
 
 
 def main():
@@ -143,10 +163,13 @@ def main():
         found = sum(1 for s in listed if strip(s) in have)
         print(f"{found} of {len(listed)} listed functions are in {BIN}")
         return
+    ours = symbols_of_binary()
+    order = []
     with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "callgrind.out")
-        run_profile(out)
-        order = functions_of_binary(out)
+        for config in (False, True):
+            out = os.path.join(d, "callgrind.out")
+            run_profile(out, d, config)
+            order += [f for f in functions_run(out, ours) if f not in order]
     with open(LIST, "w") as f:
         f.write("\n".join(order) + "\n")
     print(f"{len(order)} functions written to {LIST}")
