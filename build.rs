@@ -51,14 +51,15 @@ fn hot_text() {
     println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", out.display());
 }
 
-/// A symbol as a section-name pattern: the suffix ThinLTO adds to promoted
+/// A symbol (in the list, `17h*E*` stands for any legacy-mangling hash) as a
+/// section-name pattern: the suffix ThinLTO adds to promoted
 /// local symbols (`.llvm.<module hash>`) and v0 mangling's crate hash
 /// (`Cs<hash>_`, e.g. std's) change between builds and toolchains, so they
 /// become wildcards. None for a name a linker script would misread.
 fn section_pattern(name: &str) -> Option<String> {
     if !name
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_$.".contains(c))
+        .all(|c| c.is_ascii_alphanumeric() || "_$.*".contains(c))
     {
         return None;
     }
