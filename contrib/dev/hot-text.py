@@ -98,16 +98,21 @@ def scrape(port):
 
 def run_profile(out, tmp, config, traffic):
     """Start to idle, with `traffic` a few connections, then a stop. With
-    `config`, the way systemd runs it (`--config`, a health check, metrics,
-    one scrape); without, the single listener of the command line."""
+    `config`, the way systemd runs it (`--config`, a backend host name,
+    a health check, metrics, one scrape); without, the single listener of
+    the command line."""
     backend = echo_backend()
     port, metrics = free_port(), free_port()
     target = f"127.0.0.1:{backend.getsockname()[1]}"
     if config:
+        # A host name, re-resolved within the idle time: getaddrinfo on
+        # the blocking pool is idle work too.
+        target = f"localhost:{backend.getsockname()[1]}"
         path = os.path.join(tmp, "balance.yaml")
         with open(path, "w") as f:
             f.write(
                 f'metrics: "127.0.0.1:{metrics}"\n'
+                "resolve_interval: 1s\n"
                 "listeners:\n"
                 f'  - name: svc\n    bind: "127.0.0.1:{port}"\n'
                 f'    groups:\n      - channels: ["{target}"]\n'
