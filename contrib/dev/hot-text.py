@@ -44,7 +44,12 @@ def echo_backend():
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
+    srv.listen(512)
+
+    def echo(c):
+        with c:
+            while data := c.recv(4096):
+                c.sendall(data)
 
     def serve():
         while True:
@@ -52,9 +57,7 @@ def echo_backend():
                 c, _ = srv.accept()
             except OSError:
                 return
-            with c:
-                while data := c.recv(4096):
-                    c.sendall(data)
+            threading.Thread(target=echo, args=(c,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     return srv
@@ -87,6 +90,16 @@ def exchange(port):
             got += chunk
         c.shutdown(socket.SHUT_WR)
         c.recv(10)
+
+
+def hold(port, n):
+    """`n` connections open at once (tables and slabs grow), then closed."""
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+    for c in conns:
+        c.sendall(b"y")
+    for c in conns:
+        c.recv(10)
+        c.close()
 
 
 def scrape(port):
@@ -129,6 +142,8 @@ def run_profile(out, tmp, config, traffic):
         time.sleep(2.5)  # idle: timers, health checks
         for _ in range(5 if traffic else 0):
             exchange(port)
+        if traffic:
+            hold(port, 500)
         if config and traffic:
             scrape(metrics)
     finally:
