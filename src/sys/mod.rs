@@ -4,6 +4,7 @@
 //! block carries a `// SAFETY:` note.
 #![allow(unsafe_code)]
 
+pub mod alloc;
 pub mod daemon;
 pub mod file;
 pub mod notify;
