@@ -68,18 +68,17 @@ pub async fn connect(
         // Register for wake-ups before looking, so no change is missed.
         // Only a spinning listener ever waits on it: without `--spin` the
         // registration (a lock and a list insert and removal per
-        // connection) is skipped, and so is its room in this future.
-        let notified = spin_deadline.map(|_| {
-            let mut n = Box::pin(svc.pool.eligible.notified());
-            n.as_mut().enable();
-            n
-        });
+        // connection) is skipped.
+        let mut notified = pin!(svc.pool.eligible.notified());
+        if spin_deadline.is_some() {
+            notified.as_mut().enable();
+        }
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
             Ok(c) => break Ok(c),
             Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),
             Err(NoBackend::Exhausted) => {}
         }
-        let (Some(deadline), Some(notified)) = (spin_deadline, notified) else {
+        let Some(deadline) = spin_deadline else {
             break Err(NoBackend::Exhausted);
         };
         if Instant::now() >= deadline {
@@ -107,7 +106,7 @@ pub async fn connect(
 /// Wait while spinning: for a channel to become eligible, the recheck, or
 /// the deadline. Err when the client left meanwhile.
 async fn spin_wait(
-    notified: Pin<Box<Notified<'_>>>,
+    notified: Pin<&mut Notified<'_>>,
     deadline: Instant,
     client: &TcpStream,
 ) -> Result<(), NoBackend> {

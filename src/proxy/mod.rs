@@ -90,8 +90,8 @@ async fn serve(
     // TCP_NODELAY comes from the listener (`listener::bind`).
     crate::sys::set_keepalive((&client).into(), svc.cfg.client_keepalive.as_ref());
     // Boxed: the connect state is freed once connected, so it does not
-    // size the future every idle connection keeps.
-    // Taken apart at once: only the stream and the slot live on.
+    // size the future every idle connection keeps; the result is taken
+    // apart at once, so only the stream and the slot live on.
     let connect::Connected {
         stream,
         guard,
