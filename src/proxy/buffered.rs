@@ -5,19 +5,17 @@
 
 use super::dump;
 use super::half::{Chunk, HalfDuplex, PumpError};
-
-/// Size of the copy buffer used while data is in flight.
-pub const BUF_SIZE: usize = 64 * 1024;
+use super::spare::{LARGE, SpareBuf};
 
 /// Copy `src` → `dst` until EOF, then shut down writing on `dst`. With
 /// `dump`, every chunk is printed before it is written (`-p`).
 pub async fn pump(h: &HalfDuplex<'_>, dump: bool) -> Result<(), PumpError> {
     // Lives in the relay's active phase only: an idle connection parks and
-    // drops it (see `relay::relay`), so it is not released between messages.
-    let mut buf: Option<Box<[u8]>> = None;
+    // gives it back to the thread's spares (see `relay::relay`).
+    let mut buf = SpareBuf::<LARGE>::new();
     loop {
         h.wait_source().await?;
-        let b = buf.get_or_insert_with(|| vec![0u8; BUF_SIZE].into_boxed_slice());
+        let b = buf.get();
         let n = match h.read(b) {
             Chunk::Eof => {
                 h.pass_eof();

@@ -6,7 +6,8 @@
 //! - `relay`: the orchestrator (active phases, idle parking, `-T`, the
 //!   close passed on), one `half::HalfDuplex` per direction.
 //! - `buffered` and `splice`: the two pumps, siblings sharing only `half`;
-//!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`.
+//!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`;
+//!   both take their copy buffers from `spare`.
 
 pub mod buffered;
 pub mod connect;
@@ -14,6 +15,7 @@ pub mod dump;
 pub mod half;
 pub mod pipe;
 pub mod relay;
+pub mod spare;
 pub mod splice;
 
 use std::net::SocketAddr;

@@ -17,6 +17,7 @@ use tokio::io::Interest;
 
 use super::half::{Chunk, HalfDuplex, PumpError};
 use super::pipe::{Lease, PipePool};
+use super::spare::{self, SpareBuf};
 use crate::sys::splice::is_unsupported;
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ` (the kernel default is
@@ -72,7 +73,7 @@ pub fn pipes_pooled() -> usize {
 /// still queued.) After a burst the direction is `bulk`: its next burst
 /// splices from the first byte (a 16 KiB copy and two syscalls less per
 /// wake-up) until a burst moves less than this.
-const SMALL_READ: usize = 16 * 1024;
+const SMALL_READ: usize = spare::SMALL;
 
 /// How a splice direction ended without error.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,7 +95,7 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
     let mut lease: Option<Lease<'static>> = None;
     // Small reads go through this buffer (see `SMALL_READ`); it lives only
     // in the active phase of the relay, never while the connection is idle.
-    let mut small = SmallBuf(None);
+    let mut small = SpareBuf::<SMALL_READ>::new();
     // Bytes spliced since the source was last drained.
     let mut burst_len = 0;
     loop {
@@ -178,41 +179,6 @@ pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
             }
         }
         lease = Some(l);
-    }
-}
-
-thread_local! {
-    /// Read buffers of finished active phases, for the next one: a phase
-    /// that moves a small message takes one instead of allocating and
-    /// zeroing 16 KiB. At most `SPARE` are kept per thread.
-    static SPARE_BUFS: std::cell::RefCell<Vec<Box<[u8]>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-const SPARE: usize = 4;
-
-/// A direction's small-read buffer, taken from the thread's spares on first
-/// use and given back when the pump ends (phase over, EOF or error).
-struct SmallBuf(Option<Box<[u8]>>);
-
-impl SmallBuf {
-    fn get(&mut self) -> &mut [u8] {
-        self.0.get_or_insert_with(|| {
-            SPARE_BUFS
-                .with(|s| s.borrow_mut().pop())
-                .unwrap_or_else(|| vec![0u8; SMALL_READ].into_boxed_slice())
-        })
-    }
-}
-
-impl Drop for SmallBuf {
-    fn drop(&mut self) {
-        if let Some(b) = self.0.take() {
-            let _ = SPARE_BUFS.try_with(|s| {
-                let mut s = s.borrow_mut();
-                if s.len() < SPARE {
-                    s.push(b);
-                }
-            });
-        }
     }
 }
 
