@@ -27,7 +27,8 @@
 //! - [`logging`]: stderr, file or syslog.
 //! - [`slots`]: places for slow peers (control sessions, scrapes) that
 //!   prefer the newest: a full table evicts the longest-waiting holder.
-//! - [`sys`]: the only `unsafe`: socket options, splice, fork, syslog, rlimits.
+//! - [`sys`]: the only `unsafe`: socket options, splice, fork, syslog, rlimits,
+//!   the allocator, `pow` (so that libm.so is not loaded).
 //! - [`config`]: the resolved model, the one listener builder, every
 //!   grammar (channel, bind, durations, `-m`) and the YAML file.
 //! - [`exit`]: every exit code.

@@ -38,15 +38,6 @@ fn run() -> Exit {
     }
 }
 
-/// `pow` for tokio's multi-threaded scheduler (its poll-time average calls
-/// `f64::powf`), the only libm symbol the binary uses. Defined here, the
-/// linker drops libm.so: one shared object fewer to map and relocate at
-/// start (about 300 KiB of idle RSS). The `libm` crate is a port of musl's.
-#[unsafe(no_mangle)]
-pub extern "C" fn pow(x: f64, y: f64) -> f64 {
-    libm::pow(x, y)
-}
-
 fn fail(exit: Exit, msg: &str) -> Exit {
     eprintln!("balance: {msg}");
     exit

@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod daemon;
 pub mod file;
+pub mod libm;
 pub mod notify;
 pub mod reaper;
 pub mod splice;
