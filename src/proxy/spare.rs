@@ -1,7 +1,7 @@
 //! Copy buffers kept per thread between active phases: a phase that moves a
 //! small message takes a spare instead of allocating and zeroing a new
-//! buffer (for 64 KiB that memset was a fifth of `--no-splice`'s CPU per
-//! request). Two sizes: the splice pump's first read and the buffered
+//! buffer (for 64 KiB that memset was about a sixth of `--no-splice`'s CPU
+//! per request). Two sizes: the splice pump's first read and the buffered
 //! pump's chunk. After a peak a thread keeps at most 4 small and 2 large
 //! ones (192 KiB); an idle connection holds none.
 
