@@ -32,7 +32,9 @@ struct Pool {
     end: *mut u8,
 }
 
-// A pool is only reached under its mutex.
+// SAFETY: the pointers are into chunks this allocator owns and never frees;
+// a pool is only reached under its mutex, so moving it between threads
+// shares nothing.
 unsafe impl Send for Pool {}
 
 pub struct PoolAlloc {
@@ -68,11 +70,14 @@ fn class(l: Layout) -> Option<usize> {
 unsafe impl GlobalAlloc for PoolAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let Some(c) = class(l) else {
+            // SAFETY: the caller's layout, passed on unchanged.
             return unsafe { System.alloc(l) };
         };
         let mut pool = self.pools[c].lock().unwrap_or_else(|e| e.into_inner());
         if !pool.free.is_null() {
             let block = pool.free;
+            // SAFETY: a free block is at least STEP bytes, STEP-aligned, and
+            // `dealloc` wrote the next free block's address at its start.
             pool.free = unsafe { (block as *const *mut u8).read() };
             return block;
         }
@@ -80,23 +85,32 @@ unsafe impl GlobalAlloc for PoolAlloc {
         if (pool.end as usize) - (pool.next as usize) < size {
             // CHUNK and STEP are non-zero powers of two. The rest of the
             // old chunk (less than a block) stays unused.
+            // SAFETY: a valid, non-zero-sized layout (see above).
             let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(CHUNK, STEP)) };
             if chunk.is_null() {
                 return chunk;
             }
             pool.next = chunk;
+            // SAFETY: one past the end of the CHUNK bytes just allocated.
             pool.end = unsafe { chunk.add(CHUNK) };
         }
         let block = pool.next;
+        // SAFETY: at least `size` bytes are left before `end` (checked or
+        // just allocated), so this stays within the chunk or one past it.
         pool.next = unsafe { block.add(size) };
         block
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         let Some(c) = class(l) else {
+            // SAFETY: `p` came from `System.alloc` with this layout (the
+            // same `class` decision sent it there).
             return unsafe { System.dealloc(p, l) };
         };
         let mut pool = self.pools[c].lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: `p` is a block of this pool (at least STEP bytes,
+        // STEP-aligned) that the caller no longer uses: its first word
+        // holds the free list's link.
         unsafe { (p as *mut *mut u8).write(pool.free) };
         pool.free = p;
     }
@@ -104,25 +118,36 @@ unsafe impl GlobalAlloc for PoolAlloc {
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         if class(l).is_none() {
             // calloc: large zeroed blocks come as fresh pages, unwritten.
+            // SAFETY: the caller's layout, passed on unchanged.
             return unsafe { System.alloc_zeroed(l) };
         }
+        // SAFETY: the caller's layout.
         let p = unsafe { self.alloc(l) };
         if !p.is_null() {
+            // SAFETY: `p` is a live block of at least `l.size()` bytes.
             unsafe { ptr::write_bytes(p, 0, l.size()) };
         }
         p
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        // Same alignment, as GlobalAlloc's contract says.
+        // SAFETY: the same alignment with a size the caller promises is
+        // valid for it (GlobalAlloc's contract for `realloc`).
         let new = unsafe { Layout::from_size_align_unchecked(new_size, l.align()) };
         if class(l).is_none() && class(new).is_none() {
+            // SAFETY: `p` came from `System` with `l`; the caller's request.
             return unsafe { System.realloc(p, l, new_size) };
         }
+        // SAFETY: `new` is a valid layout (above).
         let q = unsafe { self.alloc(new) };
         if !q.is_null() {
-            unsafe { ptr::copy_nonoverlapping(p, q, l.size().min(new_size)) };
-            unsafe { self.dealloc(p, l) };
+            // SAFETY: `p` holds `l.size()` bytes and `q` `new_size`, two
+            // distinct live blocks; `p` is freed once, with the layout it
+            // was allocated with.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, l.size().min(new_size));
+                self.dealloc(p, l);
+            }
         }
         q
     }
