@@ -4,6 +4,7 @@
 //! written only through [`Service::report`] (`service/report.rs`).
 
 pub mod ending;
+pub mod fence;
 pub mod fleet;
 pub mod hold;
 mod report;
@@ -97,6 +98,9 @@ pub struct Service {
     /// Fleet mode's role and hooks (`Role::Off` without fleet); kept
     /// across reloads.
     pub fleet: Arc<fleet::FleetState>,
+    /// The serving group of a fencing listener (`cfg.fence`); kept across
+    /// reloads.
+    pub fence: Arc<fence::Fence>,
 }
 
 fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
@@ -141,6 +145,7 @@ impl Service {
             reprobe: Notify::new(),
             ops: Arc::default(),
             fleet: Arc::default(),
+            fence: Arc::default(),
         }
     }
 }
@@ -168,6 +173,7 @@ impl Service {
             reprobe: Notify::new(),
             ops: Arc::clone(&self.ops),
             fleet: Arc::clone(&self.fleet),
+            fence: Arc::clone(&self.fence),
         }
     }
 }

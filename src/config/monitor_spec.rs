@@ -10,7 +10,8 @@
 //! the options after an action belong to it (`timeout=`, `pass=`, `port=`,
 //! `host=`, `expect=`, `body=`, `user=`). Global options may appear
 //! anywhere: `interval=`, `rise=`, `fall=`, `jitter=`, `noenable`,
-//! `nodisable`, `on-down=shutdown`, `on-up=shutdown-backup`.
+//! `nodisable`, `on-down=shutdown`, `on-up=shutdown-backup`, `fence`,
+//! `nofence`.
 //!
 //! A spec that uses only balance.fm's keys and gives no `interval=` probes
 //! healthy channels every 60 s as balance.fm did (failing ones every 2 s);
@@ -201,6 +202,8 @@ fn global_key(k: &str) -> Option<&'static str> {
         "nodisable" => "nodisable",
         "on-down" | "on_down" => "on-down",
         "on-up" | "on_up" => "on-up",
+        "fence" => "fence",
+        "nofence" => "nofence",
         _ => return None,
     })
 }
@@ -223,7 +226,7 @@ fn is_option(k: &str) -> bool {
 
 fn unknown(k: &str) -> String {
     format!(
-        "unknown key {} (actions: connect, command, http, mysql, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up)",
+        "unknown key {} (actions: connect, command, http, mysql, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up, fence, nofence)",
         quote(k)
     )
 }
@@ -247,6 +250,14 @@ fn apply_global(out: &mut MonitorSpec, g: &'static str, v: Option<&str>) -> Resu
         "nodisable" => {
             no_value(g, v)?;
             out.nodisable = true;
+        }
+        "fence" => {
+            no_value(g, v)?;
+            out.fence = Some(true);
+        }
+        "nofence" => {
+            no_value(g, v)?;
+            out.fence = Some(false);
         }
         "on-down" => match need_value(g, v)? {
             "shutdown" => out.on_down_shutdown = true,

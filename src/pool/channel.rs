@@ -112,6 +112,9 @@ pub struct Channel {
     weight: AtomicU32,
     /// Live connections (including connects in progress).
     conns: AtomicU32,
+    /// Sessions past their connect, relaying (counted on fencing
+    /// listeners only: see [`Channel::relaying`]).
+    relaying: AtomicU32,
     pub total: AtomicU64,
     /// Bytes sent to the backend.
     pub sent: AtomicU64,
@@ -186,6 +189,7 @@ impl Channel {
             maxc: AtomicU32::new(maxc),
             weight: AtomicU32::new(weight),
             conns: AtomicU32::new(0),
+            relaying: AtomicU32::new(0),
             total: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             rcvd: AtomicU64::new(0),
@@ -270,6 +274,21 @@ impl Channel {
     }
     pub fn conns(&self) -> u32 {
         self.conns.load(Relaxed)
+    }
+
+    /// Sessions relaying now, on a fencing listener (a fence waits for
+    /// them to close; connects still in progress are not sessions: they
+    /// are turned away when they complete).
+    pub fn relaying(&self) -> u32 {
+        self.relaying.load(Acquire)
+    }
+
+    /// Count a session as relaying until the returned guard drops.
+    pub fn relaying_guard(self: &Arc<Self>) -> RelayingGuard {
+        self.relaying.fetch_add(1, AcqRel);
+        RelayingGuard {
+            ch: Arc::clone(self),
+        }
     }
 
     pub fn shown_state(&self) -> ShownState {
@@ -552,6 +571,17 @@ impl Future for SessionKill<'_> {
         }
         *this.registered = true;
         this.notified.poll(cx)
+    }
+}
+
+/// A session counted by [`Channel::relaying`]; uncounted on drop.
+pub struct RelayingGuard {
+    ch: Arc<Channel>,
+}
+
+impl Drop for RelayingGuard {
+    fn drop(&mut self) {
+        self.ch.relaying.fetch_sub(1, AcqRel);
     }
 }
 

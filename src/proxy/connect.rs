@@ -24,6 +24,7 @@ use crate::config::ListenerConfig;
 use crate::health::Outcome;
 use crate::pool::{Candidate, Candidates, ConnGuard};
 use crate::service::Service;
+use crate::service::fence::Admit;
 
 /// A connected backend with its reserved slot.
 pub struct Connected {
@@ -73,8 +74,29 @@ pub async fn connect(
         if spin_deadline.is_some() {
             notified.as_mut().enable();
         }
+        let ticket = svc.cfg.fence.then(|| svc.fence.ticket());
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
-            Ok(c) => break Ok(c),
+            Ok(c) => match ticket {
+                None => break Ok(c),
+                // Boxed: only a fencing listener's connects pay for it.
+                Some(t) => match Box::pin(svc.fence.admit(
+                    &svc.cfg.name,
+                    &svc.pool.groups(),
+                    c.cand.group,
+                    t,
+                ))
+                .await
+                {
+                    Admit::Go => break Ok(c),
+                    Admit::Stale => {
+                        // Selected before traffic left this group: the
+                        // connection never carries a byte; select again.
+                        debug!(group = c.cand.group, "group fenced while connecting; selecting again");
+                        crate::sys::set_linger_zero(&c.stream);
+                        continue;
+                    }
+                },
+            },
             Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),
             Err(NoBackend::Exhausted) => {}
         }

@@ -116,6 +116,8 @@ async fn serve(
     debug!(group = cand.group, index = cand.index, "connected");
     drop(cand);
     svc.stats.active.fetch_add(1, Relaxed);
+    // A fence waits for this count before another group takes a client.
+    let relaying = svc.cfg.fence.then(|| ch.relaying_guard());
     let opts = RelayOpts {
         sent: &ch.sent,
         rcvd: &ch.rcvd,
@@ -138,6 +140,7 @@ async fn serve(
     // the permit its place under `--max-conns`.
     drop(client);
     drop(stream);
+    drop(relaying);
     drop(guard);
     drop(permit);
 }

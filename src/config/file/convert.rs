@@ -170,6 +170,7 @@ fn listener(
     });
     spec.on_down_shutdown = matches!(l.on_down, Some(RawOnDown::Shutdown));
     spec.on_up_shutdown_backup = matches!(l.on_up, Some(RawOnUp::ShutdownBackup));
+    spec.fence = l.fence;
     if let Some(m) = l.monitor {
         spec.monitor = Some(monitor(&loc, &name, m)?);
     }
@@ -283,5 +284,6 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
         // The listener's `on_down`/`on_up` keys carry these in the file.
         on_down_shutdown: false,
         on_up_shutdown_backup: false,
+        fence: None,
     })
 }

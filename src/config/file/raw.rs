@@ -90,6 +90,8 @@ pub(super) struct RawListener {
     #[serde(default)]
     pub(super) on_up: Option<RawOnUp>,
     #[serde(default)]
+    pub(super) fence: Option<bool>,
+    #[serde(default)]
     pub(super) monitor: Option<RawMonitor>,
 }
 
