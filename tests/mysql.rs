@@ -641,3 +641,106 @@ fn a_switchover_to_a_group_that_cannot_catch_up_aborts_and_releases() {
     }
     assert_eq!(b.json()["listener"]["failback_floor"], 0);
 }
+
+// ------------------------------------------------------ fencing a hung primary
+
+#[test]
+fn a_hung_primary_is_fenced_before_the_backup_takes_a_write() {
+    if !have_mariadb() {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let dir = TempDir::new("my-fence");
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .control(&dir.join("c.sock"))
+        .opts(&[
+            "--spin",
+            "20s",
+            "-m",
+            "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
+        ])
+        .no_bind()
+        .start();
+    // Two writers on a new connection per insert, four logged-in sessions
+    // writing in transactions.
+    let w = Writers::start(b.port(), 2);
+    let s = common::mariadb::SessionWriters::start(b.port(), 10, 4);
+    wait_until("writes on the primary", Duration::from_secs(20), || {
+        m1.rows() >= 60
+    })
+    .unwrap();
+    let paused = Instant::now();
+    m1.pause();
+    // The backup takes writes once the primary is down by its checks
+    // (fall 2 × the 500 ms probe timeout) and the backup re-verified.
+    let moved = wait_until("writes on the backup", Duration::from_secs(15), || {
+        b.json()["listener"]["failovers"].as_u64() >= Some(30)
+    });
+    let resumed = Instant::now();
+    m1.resume();
+    moved.unwrap_or_else(|e| panic!("{e}\n{}\n{}", b.json(), b.stderr()));
+    // Whatever reached the old primary's socket buffers before the fence
+    // runs now (or fails); wait until it has no client session left.
+    wait_until(
+        "the old primary to drop its sessions",
+        Duration::from_secs(15),
+        || {
+            m1.try_sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER='app'")
+                .is_ok_and(|n| n.trim() == "0")
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}\n{}",
+            m1.try_sql("SELECT ID, HOST, COMMAND, TIME, STATE, INFO FROM information_schema.PROCESSLIST WHERE USER='app'"),
+            b.stderr()
+        )
+    });
+    let after = m2.rows();
+    wait_until(
+        "writes go on on the backup",
+        Duration::from_secs(10),
+        || m2.rows() >= after + 20,
+    )
+    .unwrap();
+    let serving = common::mariadb::query_at(b.port(), "app", "SELECT @@server_id");
+    let mut acked = w.finish();
+    acked.extend(s.finish());
+    m2.wait_received(&m1);
+    let (on1, on2) = (ids(&m1), ids(&m2));
+    let acked_ids: std::collections::BTreeSet<u64> = acked.iter().map(|(id, _)| *id).collect();
+    eprintln!(
+        "acked {} ({} after the pause), on M1 {}, on M2 {}",
+        acked.len(),
+        acked.iter().filter(|(_, t)| *t > paused).count(),
+        on1.len(),
+        on2.len()
+    );
+    // Nothing acknowledged was written on the old primary after it hung:
+    // its sessions were reset before the backup took a client.
+    let split: Vec<_> = acked
+        .iter()
+        .filter(|(id, t)| *t > resumed && on1.contains(id))
+        .collect();
+    assert!(
+        split.is_empty(),
+        "acknowledged on the hung primary after it resumed: {split:?}\n{}",
+        b.stderr()
+    );
+    // What the old primary took unacknowledged is at most what was in
+    // flight: one statement per session and writer.
+    let unacked: Vec<_> = on1.iter().filter(|id| !acked_ids.contains(id)).collect();
+    assert!(
+        unacked.len() <= 6,
+        "the old primary ran {} unacknowledged writes: {unacked:?}",
+        unacked.len()
+    );
+    // Every acknowledged row is on the server that serves, and it serves.
+    let lost: Vec<_> = acked.iter().filter(|(id, _)| !on2.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not on the serving backup: {lost:?}"
+    );
+    assert_eq!(serving.as_deref(), Ok("2"), "{}", b.stderr());
+    assert!(b.has("fenced: "), "{}", b.stderr());
+}

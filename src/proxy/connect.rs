@@ -91,7 +91,10 @@ pub async fn connect(
                     Admit::Stale => {
                         // Selected before traffic left this group: the
                         // connection never carries a byte; select again.
-                        debug!(group = c.cand.group, "group fenced while connecting; selecting again");
+                        debug!(
+                            group = c.cand.group,
+                            "group fenced while connecting; selecting again"
+                        );
                         crate::sys::set_linger_zero(&c.stream);
                         continue;
                     }

@@ -53,7 +53,11 @@ async fn a_move_waits_until_the_other_groups_sessions_closed() {
     tokio::task::yield_now().await;
     let t0 = std::time::Instant::now();
     assert_eq!(f.admit("l", &gs, 1, f.ticket()).await, Admit::Go);
-    assert!(t0.elapsed() >= Duration::from_millis(30), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(30),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(gs[0].channels[1].relaying(), 0);
     closer.await.unwrap();
 }
@@ -67,6 +71,9 @@ async fn a_session_that_never_closes_delays_a_move_by_the_bound_only() {
     let t0 = Instant::now();
     assert_eq!(f.admit("l", &gs, 1, f.ticket()).await, Admit::Go);
     let took = t0.elapsed();
-    assert!(took >= FENCE_WAIT && took < FENCE_WAIT + Duration::from_millis(50), "{took:?}");
+    assert!(
+        took >= FENCE_WAIT && took < FENCE_WAIT + Duration::from_millis(50),
+        "{took:?}"
+    );
     assert_eq!(f.serving(), Some(1));
 }
