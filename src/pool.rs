@@ -82,6 +82,13 @@ impl Tier for Group {
 pub struct SelectOpts {
     pub hash_failover: bool,
     pub failback: Failback,
+    /// A server that reports itself full takes no new client even
+    /// without `maxc` (`--spin`: clients wait instead of meeting its
+    /// error).
+    pub full_holds: bool,
+    /// A busy group holds its clients instead of passing them to a later
+    /// group (fencing).
+    pub no_spill: bool,
 }
 
 /// All groups of one listener.
@@ -114,7 +121,9 @@ impl Pool {
                             port: c.port,
                             addrs: resolve(&c.host, c.port),
                         };
-                        Channel::new(t, c.maxc, c.weight, Arc::clone(&eligible))
+                        let ch = Channel::new(t, c.maxc, c.weight, Arc::clone(&eligible));
+                        ch.set_full_holds(opts.full_holds);
+                        ch
                     })
                     .collect();
                 Arc::new(Group::new(g.policy, chans))
@@ -159,7 +168,9 @@ impl Pool {
     }
 
     pub fn new_channel(&self, target: Target, maxc: u32, weight: u32) -> Arc<Channel> {
-        Channel::new(target, maxc, weight, Arc::clone(&self.eligible))
+        let ch = Channel::new(target, maxc, weight, Arc::clone(&self.eligible));
+        ch.set_full_holds(self.opts.full_holds);
+        ch
     }
 
     /// The group new connections start from (manual failback), and whether
@@ -203,7 +214,8 @@ impl Pool {
             groups.len(),
             client_hash(client),
             self.opts.hash_failover,
-        );
+        )
+        .no_spill(self.opts.no_spill);
         Candidates { groups, walk }
     }
 }

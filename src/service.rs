@@ -107,6 +107,8 @@ fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
     SelectOpts {
         hash_failover: cfg.hash_failover,
         failback: cfg.failback,
+        full_holds: cfg.spin.is_some(),
+        no_spill: cfg.fence,
     }
 }
 

@@ -744,3 +744,49 @@ fn a_hung_primary_is_fenced_before_the_backup_takes_a_write() {
     assert_eq!(serving.as_deref(), Ok("2"), "{}", b.stderr());
     assert!(b.has("fenced: "), "{}", b.stderr());
 }
+
+#[test]
+fn a_full_primary_holds_new_clients_with_spin_instead_of_answering_1040() {
+    if !have_mariadb() {
+        return;
+    }
+    let m1 = Mariadb::start(1, &["--max-connections=10"]);
+    let m2 = Mariadb::start(2, &[]);
+    add_check_user(&m1);
+    add_check_user(&m2);
+    m1.add_monitor_user("chk");
+    m2.add_monitor_user("chk");
+    let dir = TempDir::new("my-full-spin");
+    // A writer listener (max_lag=: fenced): a full primary is neither down
+    // nor a reason to write on the backup.
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&[
+            "--spin",
+            "20s",
+            "-m",
+            "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
+        ])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    let held = m1.hold_sessions("chk", 10);
+    assert!(
+        b.wait_log("channel full (not down)", 1, Duration::from_secs(5)),
+        "{}",
+        b.stderr()
+    );
+    let port = b.port();
+    let client =
+        thread::spawn(move || common::mariadb::query_at(port, "chk", "SELECT @@server_id"));
+    wait_until(
+        "the client to wait for room",
+        Duration::from_secs(5),
+        || b.json()["listener"]["spinning"].as_u64() == Some(1),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", b.json(), b.stderr()));
+    drop(held);
+    assert_eq!(client.join().unwrap().as_deref(), Ok("1"), "{}", b.stderr());
+    let j = b.json();
+    assert_eq!(j["channels"][1]["totalc"], 0, "{j}");
+    assert!(!b.has("channel down"), "{}", b.stderr());
+}

@@ -129,8 +129,12 @@ pub struct Channel {
     /// Checks that found the server full (MySQL 1040/1129).
     pub checks_full: AtomicU64,
     /// The last check found the server full: with `maxc` set the channel
-    /// takes no new clients (they spill like at a full `maxc`).
+    /// takes no new clients (they spill like at a full `maxc`); with
+    /// `full_holds` neither (clients spin until it has room).
     full: AtomicBool,
+    /// A full server holds new clients even without `maxc` (the
+    /// listener spins: waiting beats the server's "too many connections").
+    full_holds: AtomicBool,
     /// A replica that has not applied everything it received (or not been
     /// checked since its primary failed): up, but not eligible yet.
     catching_up: AtomicBool,
@@ -199,6 +203,7 @@ impl Channel {
             check_micros: AtomicU64::new(0),
             checks_full: AtomicU64::new(0),
             full: AtomicBool::new(false),
+            full_holds: AtomicBool::new(false),
             catching_up: AtomicBool::new(false),
             catch_up_told: AtomicBool::new(false),
             lag_secs: AtomicI64::new(-1),
@@ -310,7 +315,8 @@ impl Channel {
         let mut cur = self.conns.load(Relaxed);
         loop {
             let m = self.maxc();
-            if m != 0 && (cur >= m || self.is_full()) {
+            if (m != 0 && cur >= m) || (self.is_full() && (m != 0 || self.full_holds.load(Relaxed)))
+            {
                 return None;
             }
             match self
@@ -394,6 +400,20 @@ impl Channel {
     /// Whether the last check found the server full.
     pub fn is_full(&self) -> bool {
         self.full.load(Relaxed)
+    }
+
+    /// Whether a full server takes no new client even without `maxc`
+    /// (set from the listener's settings by the pool).
+    pub fn set_full_holds(&self, on: bool) {
+        self.full_holds.store(on, Relaxed);
+    }
+
+    /// At capacity: `maxc` reached, or the server reported itself full
+    /// and that holds clients here.
+    fn at_capacity(&self) -> bool {
+        let m = self.maxc();
+        (m != 0 && self.conns() >= m)
+            || (self.is_full() && (m != 0 || self.full_holds.load(Relaxed)))
     }
 
     /// Mark the server full or not (`Service::report` only); true when
@@ -627,7 +647,10 @@ impl Backend for Channel {
         if !self.usable() || self.weight() == 0 || self.is_catching_up() {
             return false;
         }
-        let m = self.maxc();
-        m == 0 || (self.conns() < m && !self.is_full())
+        !self.at_capacity()
+    }
+    /// Up and caught up, only out of room (maxc, or a full server).
+    fn busy(&self) -> bool {
+        self.usable() && self.weight() > 0 && !self.is_catching_up() && self.at_capacity()
     }
 }

@@ -48,8 +48,11 @@ impl Pool {
                                 port: c.port,
                                 addrs: resolve(&c.host, c.port),
                             };
-                            return Channel::new(t, c.maxc, c.weight, Arc::clone(&self.eligible));
+                            let ch = Channel::new(t, c.maxc, c.weight, Arc::clone(&self.eligible));
+                            ch.set_full_holds(opts.full_holds);
+                            return ch;
                         };
+                        ch.set_full_holds(opts.full_holds);
                         taken.push(Arc::as_ptr(ch));
                         let before = old.get(gi).and_then(|og| {
                             og.channels
