@@ -790,7 +790,7 @@ fn daemon_with_relative_config_path_writes_pidfile_and_reloads() {
     panic!("could not find a free port");
 }
 
-/// T41: every garbage file exits 64 fast, in little memory, with one line.
+/// Every garbage file exits 64 fast, in little memory, with one line.
 #[test]
 fn garbage_config_files_exit_64_fast_in_little_memory() {
     let dir = TempDir::new("garbage");
@@ -889,7 +889,7 @@ fn check_rejected(f: &Path, prlimit: bool, name: &str) {
     assert!(took < Duration::from_secs(3), "{name} took {took:?}");
 }
 
-/// T38: reloads that change a listener under steady connection load lose
+/// Reloads that change a listener under steady connection load lose
 /// no connection.
 #[test]
 fn reloads_under_connection_load_lose_no_connection() {

@@ -388,7 +388,7 @@ fn backend_half_close_passes_eof_and_the_client_can_still_send_1mib() {
 
 #[test]
 fn a_backend_that_does_not_read_makes_the_client_wait_without_growing_memory() {
-    // T09-lite: the relay holds at most its buffer; the rest waits in the
+    // The relay holds at most its buffer; the rest waits in the
     // kernel (the client's writes block) instead of piling up in balance.
     let (backend, release) = silent();
     let b = Balance::start(&[], &[backend.channel()]);
@@ -534,7 +534,7 @@ fn idle_timeout_closes_a_silent_connection_but_not_a_trickling_one() {
     b.assert_fds_return_to(base);
 }
 
-/// A small T10: concurrent clients doing random exchanges, half-closes,
+/// Concurrent clients doing random exchanges, half-closes,
 /// resets and plain closes, on the multi-threaded runtime. Every completed
 /// exchange must be intact, nothing may panic, and the fds return to
 /// baseline afterwards.
@@ -872,7 +872,7 @@ fn data_and_half_close_sent_during_a_pending_connect_are_delivered() {
 
 #[test]
 fn connect_timeout_is_not_cut_short_by_a_shorter_idle_timeout() {
-    // T34: -t 1 -T 0.5 against a blackhole: the connect runs its full
+    // -t 1 -T 0.5 against a blackhole: the connect runs its full
     // second, then fails over; the idle timeout only applies to the relay.
     let bh = Blackhole::new();
     let backup = Backend::tagged("B");

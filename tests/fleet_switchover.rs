@@ -1,5 +1,5 @@
-//! `fleet switchover` and fleet membership (issue #13's active group for
-//! every instance, with issue #12's switchover that loses no write): a
+//! `fleet switchover` and fleet membership (one active group for every
+//! instance, moved by a switchover that loses no write): a
 //! real etcd, a real MariaDB primary and GTID replica
 //! (`tests/common/mariadb.rs`), several balance instances in one fleet.
 //! Each test skips (with a message) without etcd or MariaDB; they run one

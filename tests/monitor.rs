@@ -939,7 +939,7 @@ fn manual_failback_keeps_traffic_on_the_backup_until_the_failback_command() {
 
 #[test]
 fn monitor_takes_a_blackholed_primary_down_so_no_client_pays_its_timeout() {
-    // T13 with a monitor: D = fall × (interval + timeout) = 3 s.
+    // With a monitor: D = fall × (interval + timeout) = 3 s.
     let bh = Blackhole::new();
     let bk = Backend::tagged("B");
     let t0 = Instant::now();
@@ -976,7 +976,7 @@ fn monitor_takes_a_blackholed_primary_down_so_no_client_pays_its_timeout() {
 
 #[test]
 fn silent_mysql_primary_goes_down_and_on_down_shutdown_cuts_its_sessions() {
-    // T14: a hung mysqld accepts but never greets.
+    // A hung mysqld accepts but never greets.
     let (silent, _release) = silent();
     let port = silent.port();
     // The backup is a (fake) MySQL that greets.

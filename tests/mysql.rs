@@ -445,9 +445,9 @@ impl Readers {
     }
 }
 
-/// The seed's scenario: the backup has received rows it has not applied
-/// when the primary dies; with `--spin` clients wait for it, then read
-/// every row.
+/// Stale reads after a failover: the backup has received rows it has not
+/// applied when the primary dies; with `--spin` clients wait for it, then
+/// read every row.
 fn stale_backup_is_never_read(delayed: bool) {
     let (mut m1, m2) = replicated_pair();
     let dir = TempDir::new("my-gate");

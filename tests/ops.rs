@@ -1,4 +1,4 @@
-//! Running where the originals ran (issue #9): a shared run directory,
+//! Running where the originals ran: a shared run directory,
 //! daemon start-up errors on the terminal, systemd (notify, journald
 //! priorities, the unit) and `--check` meaning "would start".
 

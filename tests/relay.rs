@@ -134,7 +134,7 @@ fn both_ways_at_once(path: Path, total: u64) {
     assert_eq!(b_sent, c_recv, "backend → client sha256");
 }
 
-/// RELIABILITY T01: 1 GiB each way at once (about 12 s for both paths in a
+/// 1 GiB each way at once (about 12 s for both paths in a
 /// debug build on 2 cores; sha256 is built optimised, see Cargo.toml).
 const BULK: u64 = 1 << 30;
 

@@ -1,5 +1,5 @@
-//! Reliability scenarios of the catalogue (../shared/RELIABILITY.md) that
-//! the other test files do not cover: many sequential server-first clients
+//! Reliability scenarios at scale that the other test files do not cover,
+//! each labelled in its output: many sequential server-first clients
 //! (T02), thousands of idle sessions (T29), connect/close churn (T36), the
 //! clogged-close matrix (T06), the `-6` wildcard and the splice fallback
 //! when splice(2) refuses a socket (EINVAL).
@@ -438,7 +438,7 @@ fn clogged_close(opts: &[&str]) {
         let mut client = connect(b.addr);
         let mut backend = rx.recv_timeout(IO_TIMEOUT).expect("backend accepted");
         // One byte through first: the relay is up before anyone shuts or
-        // closes (a FIN while the connect is still pending is T45's case).
+        // closes (a FIN while the connect is still pending: tests/tunnel.rs).
         backend.write_all(b"!").expect("ready byte");
         let mut one = [0u8; 1];
         client.read_exact(&mut one).expect("ready byte through");

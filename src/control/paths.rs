@@ -1,4 +1,4 @@
-//! Where control sockets live (SPEC §5).
+//! Where control sockets live.
 //!
 //! Directory: `$BALANCE_RUNDIR`, else `/run/balance` as root, else
 //! `$XDG_RUNTIME_DIR/balance`, else `/tmp/balance-$UID`. File name: the
