@@ -32,9 +32,12 @@
 //! - [`config`]: the resolved model, the one listener builder, every
 //!   grammar (channel, bind, durations, `-m`) and the YAML file.
 //! - [`exit`]: every exit code.
+//! - [`atomic_enum`]: an enum kept in an atomic, encoded through one
+//!   exhaustive list per enum.
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod atomic_enum;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use super::select::Backend;
+use crate::atomic_enum::{AtomicEnum, u8_enum};
 use crate::config::Host;
 use crate::health::{Evidence, Reason, RiseFall, RiseFallParams};
 
@@ -38,22 +39,28 @@ pub enum Admin {
     Drain,
 }
 
-impl Admin {
-    fn from_u8(v: u8) -> Admin {
-        match v {
-            1 => Admin::Disabled,
-            2 => Admin::Drain,
-            _ => Admin::Enabled,
-        }
-    }
-    fn as_u8(self) -> u8 {
-        match self {
-            Admin::Enabled => 0,
-            Admin::Disabled => 1,
-            Admin::Drain => 2,
-        }
-    }
+u8_enum!(Admin {
+    Enabled = 0,
+    Disabled = 1,
+    Drain = 2,
+});
+
+/// The open failure streak, kept so a successful connect can close a
+/// Layer-4 one without taking the health mutex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Streak {
+    None,
+    /// Only Layer-4 failures (refused, timed out) so far.
+    Transport,
+    /// Some failure seen at the application level: a connect proves nothing.
+    Application,
 }
+
+u8_enum!(Streak {
+    None = 0,
+    Transport = 1,
+    Application = 2,
+});
 
 /// Where a channel points. Swapped whole by `assign` and re-resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +113,7 @@ pub struct HealthState {
 /// One backend destination.
 pub struct Channel {
     target: ArcSwap<Target>,
-    admin: AtomicU8,
+    admin: AtomicEnum<Admin>,
     up: AtomicBool,
     maxc: AtomicU32,
     weight: AtomicU32,
@@ -142,10 +149,8 @@ pub struct Channel {
     pub catch_up_told: AtomicBool,
     /// Replication lag in seconds from the last check, -1 when unknown.
     lag_secs: AtomicI64,
-    /// The open failure streak, so a successful connect can close a
-    /// Layer-4 one without taking the health mutex every time:
-    /// [`NOT_FAILING`], [`FAILING_TRANSPORT`] or [`FAILING_APPLICATION`].
-    failing: AtomicU8,
+    /// The open failure streak (see [`Streak`]).
+    failing: AtomicEnum<Streak>,
     health: Mutex<HealthState>,
     /// Wakes clients spinning for an eligible channel.
     eligible: Arc<Notify>,
@@ -188,7 +193,7 @@ impl Channel {
         let resolved = !target.addrs.is_empty();
         Arc::new(Channel {
             target: ArcSwap::from_pointee(target),
-            admin: AtomicU8::new(Admin::Enabled.as_u8()),
+            admin: AtomicEnum::new(Admin::Enabled),
             up: AtomicBool::new(resolved),
             maxc: AtomicU32::new(maxc),
             weight: AtomicU32::new(weight),
@@ -207,7 +212,7 @@ impl Channel {
             catching_up: AtomicBool::new(false),
             catch_up_told: AtomicBool::new(false),
             lag_secs: AtomicI64::new(-1),
-            failing: AtomicU8::new(NOT_FAILING),
+            failing: AtomicEnum::new(Streak::None),
             health: Mutex::new(HealthState {
                 rf: RiseFall {
                     up: resolved,
@@ -252,10 +257,10 @@ impl Channel {
         self.eligible.notify_waiters();
     }
     pub fn admin(&self) -> Admin {
-        Admin::from_u8(self.admin.load(Relaxed))
+        self.admin.load(Relaxed)
     }
     pub fn set_admin(&self, a: Admin) {
-        self.admin.store(a.as_u8(), Release);
+        self.admin.store(a, Release);
         if a == Admin::Enabled {
             self.eligible.notify_waiters();
         }
@@ -354,14 +359,14 @@ impl Channel {
             }
         }
         let streak = match (ok, seen) {
-            (true, _) => NOT_FAILING,
+            (true, _) => Streak::None,
             // An application failure taints the whole streak.
-            (false, Evidence::Application) => FAILING_APPLICATION,
+            (false, Evidence::Application) => Streak::Application,
             (false, Evidence::Transport) => {
-                if self.failing.load(Relaxed) == FAILING_APPLICATION && h.rf.failures > 0 {
-                    FAILING_APPLICATION
+                if self.failing.load(Relaxed) == Streak::Application && h.rf.failures > 0 {
+                    Streak::Application
                 } else {
-                    FAILING_TRANSPORT
+                    Streak::Transport
                 }
             }
         };
@@ -493,12 +498,12 @@ impl Channel {
     /// application-level failure in it stays open (a hung server still
     /// completes TCP handshakes).
     pub fn connect_ok(&self) {
-        if self.failing.load(Relaxed) == FAILING_TRANSPORT {
+        if self.failing.load(Relaxed) == Streak::Transport {
             let mut h = lock(&self.health);
             // Re-check under the lock: a check may have failed meanwhile.
             if self
                 .failing
-                .compare_exchange(FAILING_TRANSPORT, NOT_FAILING, Relaxed, Relaxed)
+                .compare_exchange(Streak::Transport, Streak::None, Relaxed, Relaxed)
                 .is_ok()
             {
                 h.rf.failures = 0;
@@ -556,10 +561,6 @@ impl Channel {
         }
     }
 }
-
-const NOT_FAILING: u8 = 0;
-const FAILING_TRANSPORT: u8 = 1;
-const FAILING_APPLICATION: u8 = 2;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -7,14 +7,17 @@
 //! Kept across reloads with the Service's other listener-wide state.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use tokio::sync::Notify;
 
+use crate::atomic_enum::{AtomicEnum, u8_enum};
+
 /// The instance's part in its service's fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
     /// No fleet mode.
+    #[default]
     Off,
     /// Probing by itself: starting, or etcd unreachable for too long.
     Alone,
@@ -35,25 +38,14 @@ impl Role {
             Role::Prober => "prober",
         }
     }
-
-    fn from_u8(v: u8) -> Role {
-        match v {
-            1 => Role::Alone,
-            2 => Role::Follower,
-            3 => Role::Prober,
-            _ => Role::Off,
-        }
-    }
-
-    fn to_u8(self) -> u8 {
-        match self {
-            Role::Off => 0,
-            Role::Alone => 1,
-            Role::Follower => 2,
-            Role::Prober => 3,
-        }
-    }
 }
+
+u8_enum!(Role {
+    Off = 0,
+    Alone = 1,
+    Follower = 2,
+    Prober = 3,
+});
 
 /// A copy for views.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +78,7 @@ pub struct Member {
 
 #[derive(Debug, Default)]
 pub struct FleetState {
-    role: AtomicU8,
+    role: AtomicEnum<Role>,
     etcd_up: AtomicBool,
     /// The fleet's verdicts stand in for active probes: the monitor waits.
     following: AtomicBool,
@@ -112,7 +104,7 @@ impl FleetState {
     }
 
     pub fn role(&self) -> Role {
-        Role::from_u8(self.role.load(Relaxed))
+        self.role.load(Relaxed)
     }
 
     /// Whether active probing waits for the fleet (a synced follower).
@@ -122,7 +114,7 @@ impl FleetState {
 
     /// Set the role (the fleet task only); `since_ms` changes with it.
     pub fn set_role(&self, role: Role, now_ms: u64) {
-        if Role::from_u8(self.role.swap(role.to_u8(), Relaxed)) != role {
+        if self.role.swap(role, Relaxed) != role {
             self.since_ms.store(now_ms, Relaxed);
         }
     }
