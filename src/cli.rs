@@ -156,6 +156,9 @@ pub struct Args {
     /// Runtime worker threads (default 1)
     #[arg(long, value_name = "N")]
     threads: Option<String>,
+    /// Policy of the groups not closed by `%`: rr (default), leastconn or hash
+    #[arg(long, value_name = "rr|leastconn|hash")]
+    policy: Option<String>,
     /// Use buffered copying instead of splice(2)
     #[arg(long)]
     no_splice: bool,
@@ -265,6 +268,7 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
             ("--spin", a.spin.is_some()),
             ("--race", a.race.is_some()),
             ("--failback", a.failback.is_some()),
+            ("--policy", a.policy.is_some()),
         ];
         if let Some((flag, _)) = per_listener.iter().find(|(_, given)| *given) {
             return err(format!(
@@ -346,7 +350,16 @@ fn overlay(a: &Args) -> Result<Overlay, UsageError> {
 /// `port channel… [! channel…]` and the listener options → the one
 /// listener, through the shared builder.
 fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
-    let (port_tok, groups_toks) = split_positional(&a.positional)?;
+    let policy = match a.policy.as_deref() {
+        None => Policy::RoundRobin,
+        Some(w) => Policy::from_word(w).ok_or_else(|| {
+            UsageError(format!(
+                "bad --policy {}: use rr, leastconn or hash",
+                quote(w)
+            ))
+        })?,
+    };
+    let (port_tok, groups_toks) = split_positional(&a.positional, policy)?;
     let port = parse_port(port_tok)
         .map_err(|e| UsageError(format!("bad port {}: {e}", quote(port_tok))))?;
     let mut groups = Vec::with_capacity(groups_toks.len());
@@ -447,8 +460,9 @@ fn opt_keepalive(flag: &str, v: Option<&str>) -> Result<Option<Keepalive>, Usage
 
 type GroupTokens<'a> = Vec<(Policy, Vec<&'a str>)>;
 
-/// `port ch ch ! ch % ch` → port and the channel tokens of each group.
-fn split_positional(pos: &[String]) -> Result<(&str, GroupTokens<'_>), UsageError> {
+/// `port ch ch ! ch % ch` → port and the channel tokens of each group;
+/// a group closed by `%` is a hash group, the others have `policy`.
+fn split_positional(pos: &[String], policy: Policy) -> Result<(&str, GroupTokens<'_>), UsageError> {
     let Some((port, rest)) = pos.split_first() else {
         return err("missing port and channels: balance [options] port channel... [! channel...]");
     };
@@ -460,7 +474,7 @@ fn split_positional(pos: &[String]) -> Result<(&str, GroupTokens<'_>), UsageErro
     }
     // A port alone is balance.fm's own usage example: channels come later
     // with `create`.
-    let mut groups: GroupTokens<'_> = vec![(Policy::RoundRobin, Vec::new())];
+    let mut groups: GroupTokens<'_> = vec![(policy, Vec::new())];
     let n = rest.len();
     for (i, tok) in rest.iter().enumerate() {
         match tok.as_str() {
@@ -480,7 +494,7 @@ fn split_positional(pos: &[String]) -> Result<(&str, GroupTokens<'_>), UsageErro
                 // A trailing separator is accepted, as balance.fm does; the
                 // empty group it opens exists once `create` adds to it.
                 if i + 1 != n {
-                    groups.push((Policy::RoundRobin, Vec::new()));
+                    groups.push((policy, Vec::new()));
                 }
             }
             t => {

@@ -39,6 +39,42 @@ fn round_robin_alternates_10_10_over_20_connections() {
     assert_eq!((a.accepted(), c.accepted()), (10, 10));
 }
 
+/// Four held clients spread over A and B, the two on A leave, two new
+/// clients arrive: where do the new ones go?
+fn after_a_frees_up(opts: &[&str]) -> Vec<String> {
+    let (a, c) = (Backend::tagged("A"), Backend::tagged("B"));
+    let b = Balance::start(opts, &[a.channel(), c.channel()]);
+    let held: Vec<(String, TcpStream)> = (0..4)
+        .map(|_| tag_of_new_client(b.addr).expect("served"))
+        .collect();
+    let mut tags: Vec<&str> = held.iter().map(|(t, _)| t.as_str()).collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["A", "A", "B", "B"], "{opts:?}");
+    let (on_a, mut on_b): (Vec<_>, Vec<_>) = held.into_iter().partition(|(t, _)| t == "A");
+    drop(on_a);
+    // Balance has closed both of its A connections (the count it selects
+    // by drops with them).
+    let port = a.addr.port();
+    wait_for("the A connections to close", Duration::from_secs(5), || {
+        let n = count_to_port(port, TCP_ESTABLISHED) + count_to_port(port, TCP_CLOSE_WAIT);
+        (n == 0).then_some(())
+    })
+    .expect("balance closed the A connections");
+    let mut tags = Vec::new();
+    for _ in 0..2 {
+        let (tag, s) = tag_of_new_client(b.addr).expect("served");
+        tags.push(tag);
+        on_b.push((String::new(), s));
+    }
+    tags
+}
+
+#[test]
+fn leastconn_sends_new_clients_to_the_least_loaded_channel_where_round_robin_alternates() {
+    assert_eq!(after_a_frees_up(&["--policy", "leastconn"]), ["A", "A"]);
+    assert_eq!(after_a_frees_up(&[]), ["A", "B"]);
+}
+
 #[test]
 fn refused_primary_sends_every_client_to_the_backup_with_no_failures() {
     let dead = Refused::new();

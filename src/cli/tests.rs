@@ -137,6 +137,56 @@ fn groups_split_on_bang_and_percent() {
 }
 
 #[test]
+fn policy_option_sets_the_groups_not_closed_by_percent() {
+    let lc = |channels| GroupConfig {
+        policy: Policy::LeastConn,
+        channels,
+    };
+    let l = listener(&[
+        "--policy",
+        "leastconn",
+        "8080",
+        "a",
+        "b",
+        "%",
+        "c",
+        "!",
+        "d",
+    ]);
+    assert_eq!(
+        l.groups,
+        vec![
+            hash(vec![ch("a", 8080, 0), ch("b", 8080, 0)]),
+            lc(vec![ch("c", 8080, 0)]),
+            lc(vec![ch("d", 8080, 0)])
+        ]
+    );
+    let l = listener(&["--policy=rr", "8080", "a"]);
+    assert_eq!(l.groups, vec![rr(vec![ch("a", 8080, 0)])]);
+    let l = listener(&["--policy", "hash", "8080", "a", "!", "b"]);
+    assert_eq!(
+        l.groups,
+        vec![hash(vec![ch("a", 8080, 0)]), hash(vec![ch("b", 8080, 0)])]
+    );
+    for (args, want) in [
+        (
+            &["--policy", "lc", "8080", "a"][..],
+            "bad --policy \"lc\": use rr, leastconn or hash",
+        ),
+        (
+            &["--policy", "RR", "8080", "a"][..],
+            "bad --policy \"RR\": use rr, leastconn or hash",
+        ),
+        (
+            &["--config", "f.yaml", "--policy", "leastconn"][..],
+            "--policy cannot be used with --config: set it per listener in the file",
+        ),
+    ] {
+        assert_eq!(bad(args), want, "{args:?}");
+    }
+}
+
+#[test]
 fn forms_balance_fm_accepts() {
     // A port alone (balance.fm's usage example): channels come with `create`.
     let l = listener(&["8080"]);
@@ -592,6 +642,7 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
                 (Policy::Hash, _) => argv.push("%".into()),
                 (Policy::RoundRobin, false) => argv.push("!".into()),
                 (Policy::RoundRobin, true) => {}
+                (Policy::LeastConn, _) => unreachable!("not generated"),
             }
         }
         let strs: Vec<&str> = argv.iter().map(String::as_str).collect();

@@ -191,19 +191,49 @@ pub struct Keepalive {
     pub probes: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a group picks the channel a new connection tries first. Stored in
+/// the state file by its [word](Policy::word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Policy {
+    /// Round robin (smooth weighted when weights differ).
     #[default]
+    #[serde(rename = "rr")]
     RoundRobin,
+    /// By a stable hash of the client address.
+    #[serde(rename = "hash")]
     Hash,
+    /// The fewest live connections (connects in progress included) per
+    /// unit of weight; ties round robin.
+    #[serde(rename = "leastconn")]
+    LeastConn,
 }
 
 impl Policy {
+    /// Every policy, for parsers and their error messages.
+    pub const ALL: [Policy; 3] = [Policy::RoundRobin, Policy::Hash, Policy::LeastConn];
+
+    /// `show`'s `Type` column (balance's `RR` and `Hash`).
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::RoundRobin => "RR",
             Policy::Hash => "Hash",
+            Policy::LeastConn => "LC",
         }
+    }
+
+    /// The lowercase word of the control socket, `show json`, the state
+    /// file, YAML and `--policy`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "rr",
+            Policy::Hash => "hash",
+            Policy::LeastConn => "leastconn",
+        }
+    }
+
+    /// The policy named `w` (a [word](Policy::word)).
+    pub fn from_word(w: &str) -> Option<Policy> {
+        Policy::ALL.into_iter().find(|p| p.word() == w)
     }
 }
 

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use crate::config::Host;
 use crate::config::services::parse_port;
+use crate::config::{Host, Policy};
 use crate::pool::Admin;
 
 /// At most this many words on a line (the command included).
@@ -81,8 +81,8 @@ pub enum Command {
     Create(Host, u16),
     Maxc(ChanRef, u32),
     Weight(ChanRef, u32),
-    Hash,
-    Rr,
+    /// `hash`, `rr`, `leastconn`: the current group's policy.
+    Policy(Policy),
     Reset(ChanRef),
     Kill,
     Version,
@@ -129,8 +129,7 @@ impl Command {
                 | Command::Create(..)
                 | Command::Maxc(..)
                 | Command::Weight(..)
-                | Command::Hash
-                | Command::Rr
+                | Command::Policy(_)
                 | Command::Spin(SpinOp::On(_) | SpinOp::Off)
                 | Command::Monitor(MonitorOp::Enable | MonitorOp::Disable)
         )
@@ -167,6 +166,7 @@ const EXACT_WORDS: &[&str] = &[
     "monitor",
     "reload",
     "switchover",
+    "leastconn",
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
@@ -230,8 +230,9 @@ fn without_args(w: &str) -> Option<Command> {
         "help" | "?" => Command::Help,
         "kill" => Command::Kill,
         "version" => Command::Version,
-        "hash" => Command::Hash,
-        "rr" => Command::Rr,
+        "hash" => Command::Policy(Policy::Hash),
+        "rr" => Command::Policy(Policy::RoundRobin),
+        "leastconn" => Command::Policy(Policy::LeastConn),
         "failback" => Command::Failback,
         "reload" => Command::Reload,
         _ => return None,
@@ -518,6 +519,7 @@ available commands:
 extensions:
   show json                      every field of every channel, as one JSON object
   weight <channel> <weight>      smooth weighted round robin weight (0-10000)
+  leastconn                      sets distribution scheme of current group to least connections
   drain <channel>                no new connections; live ones continue
   failback                       return traffic to group 0 (--failback manual)
   switchover [<grp> [<timeout>]] hold clients, end the active group's sessions, wait until

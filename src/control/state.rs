@@ -37,7 +37,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::Policy;
 use crate::control::commands::{self, MAX_WEIGHT};
 use crate::pool::{Admin, Group, Target};
-use crate::render::{ListenerView, policy_word};
+use crate::render::ListenerView;
 use crate::service::{Service, resolve};
 
 const VERSION: u32 = 1;
@@ -70,8 +70,8 @@ pub struct ListenerState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupState {
-    /// `rr` or `hash`.
-    pub policy: String,
+    /// `rr`, `hash` or `leastconn` (another word makes the file invalid).
+    pub policy: Policy,
     pub channels: Vec<ChannelState>,
 }
 
@@ -168,12 +168,7 @@ impl StateFile {
                 ch.set_admin(c.admin);
                 chans.push(ch);
             }
-            let policy = if g.policy == "hash" {
-                Policy::Hash
-            } else {
-                Policy::RoundRobin
-            };
-            groups.push(Arc::new(Group::new(policy, chans)));
+            groups.push(Arc::new(Group::new(g.policy, chans)));
         }
         svc.pool.store_groups(groups);
         info!(listener = %svc.cfg.name, "operator state restored from {}", self.path.display());
@@ -224,7 +219,7 @@ pub fn snapshot(svc: &Service) -> ListenerState {
         .iter()
         .enumerate()
         .map(|(gi, (policy, _))| GroupState {
-            policy: policy_word(*policy).into(),
+            policy: *policy,
             channels: view
                 .channels
                 .iter()
@@ -383,9 +378,6 @@ fn validate(l: &ListenerState) -> Result<(), String> {
         return Err("no groups".into());
     }
     for (gi, g) in l.groups.iter().enumerate() {
-        if g.policy != "rr" && g.policy != "hash" {
-            return Err(format!("group {gi}: bad policy {}", quote(&g.policy)));
-        }
         if g.channels.is_empty() {
             return Err(format!("group {gi}: no channels"));
         }

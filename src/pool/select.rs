@@ -1,14 +1,15 @@
 //! Selection, pure over what it is given: which channel of a group a new
 //! connection tries first (round robin, smooth weighted round robin, client
-//! hash) and the failover walk over the groups. It reads channels only
+//! hash, least connections) and the failover walk over the groups. It reads channels only
 //! through [`Backend`], so tables of plain values test it; the only state is
 //! a group's [`Selector`] (round-robin counter, weighted-rr weights), written
 //! by the connections that select.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use crate::atomic_enum::{AtomicEnum, u8_enum};
 use crate::config::Policy;
 
 /// What selection reads of a channel.
@@ -18,7 +19,7 @@ pub trait Backend {
     fn weight(&self) -> u32;
     /// Most live connections (0 = no limit).
     fn maxc(&self) -> u32;
-    /// Live connections.
+    /// Live connections, connects still in progress included.
     fn conns(&self) -> u32;
 
     /// Usable for a new connection right now (state, weight and maxc).
@@ -63,7 +64,7 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
 /// and the round-robin positions (advanced by connections).
 #[derive(Debug)]
 pub struct Selector {
-    policy: AtomicU8,
+    policy: AtomicEnum<Policy>,
     rr: AtomicUsize,
     /// Smooth weighted round robin's current weights (only used when some
     /// weight differs from 1).
@@ -73,22 +74,18 @@ pub struct Selector {
 impl Selector {
     pub fn new(policy: Policy, n: usize) -> Selector {
         Selector {
-            policy: AtomicU8::new(policy_u8(policy)),
+            policy: AtomicEnum::new(policy),
             rr: AtomicUsize::new(0),
             swrr: Mutex::new(vec![0; n]),
         }
     }
 
     pub fn policy(&self) -> Policy {
-        if self.policy.load(Relaxed) == 1 {
-            Policy::Hash
-        } else {
-            Policy::RoundRobin
-        }
+        self.policy.load(Relaxed)
     }
 
     pub fn set_policy(&self, p: Policy) {
-        self.policy.store(policy_u8(p), Relaxed);
+        self.policy.store(p, Relaxed);
     }
 
     /// Continue `other`'s round-robin position (structural changes, reload).
@@ -102,23 +99,25 @@ impl Selector {
         if backends.is_empty() {
             return None;
         }
-        if self.policy() == Policy::Hash {
-            return Some(client_hash as usize % backends.len());
+        match self.policy() {
+            Policy::Hash => Some(client_hash as usize % backends.len()),
+            Policy::RoundRobin => {
+                if backends.iter().any(|b| b.weight() != 1) {
+                    let mut cw = self.swrr.lock().unwrap_or_else(|p| p.into_inner());
+                    return swrr_pick(&mut cw, backends);
+                }
+                rr_pick(backends, || self.rr.fetch_add(1, Relaxed))
+            }
+            Policy::LeastConn => least_conn_pick(backends, || self.rr.fetch_add(1, Relaxed)),
         }
-        if backends.iter().any(|b| b.weight() != 1) {
-            let mut cw = self.swrr.lock().unwrap_or_else(|p| p.into_inner());
-            return swrr_pick(&mut cw, backends);
-        }
-        rr_pick(backends, || self.rr.fetch_add(1, Relaxed))
     }
 }
 
-fn policy_u8(p: Policy) -> u8 {
-    match p {
-        Policy::RoundRobin => 0,
-        Policy::Hash => 1,
-    }
-}
+u8_enum!(Policy {
+    RoundRobin = 0,
+    Hash = 1,
+    LeastConn = 2,
+});
 
 /// Round robin over the eligible backends: the `tick()`-th one (modulo
 /// their count). `tick` is taken only when something is eligible.
@@ -157,6 +156,36 @@ pub fn swrr_pick<B: Backend>(cw: &mut Vec<i64>, backends: &[B]) -> Option<usize>
         cw[b] -= total;
     }
     best
+}
+
+/// The eligible backend with the fewest connections per unit of weight
+/// (`conns / weight`, compared by cross-multiplication), connects in
+/// progress included: a backend slow to accept piles up in-progress
+/// connects and so gets fewer new ones. Ties go round robin: the
+/// `tick()`-th of the tied (taken only when there is a tie).
+pub fn least_conn_pick<B: Backend>(backends: &[B], tick: impl FnOnce() -> usize) -> Option<usize> {
+    // The lowest load seen, as (conns, weight), and how many share it.
+    let mut best: Option<(u64, u64)> = None;
+    let mut tied = 0usize;
+    for b in backends.iter().filter(|b| b.eligible()) {
+        let (c, w) = (u64::from(b.conns()), u64::from(b.weight()));
+        match best {
+            Some((bc, bw)) if c * bw > bc * w => {}
+            Some((bc, bw)) if c * bw == bc * w => tied += 1,
+            _ => {
+                best = Some((c, w));
+                tied = 1;
+            }
+        }
+    }
+    let (bc, bw) = best?;
+    let k = if tied > 1 { tick() % tied } else { 0 };
+    backends
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.eligible() && u64::from(b.conns()) * bw == bc * u64::from(b.weight()))
+        .nth(k)
+        .map(|(i, _)| i)
 }
 
 /// Stable across restarts and platforms (FNV-1a over the address bytes; an
@@ -284,10 +313,9 @@ impl Walk {
                     continue;
                 };
                 let n = tier.backends().len();
-                let limit = if tier.selector().policy() == Policy::Hash && !self.hash_failover {
-                    1
-                } else {
-                    n
+                let limit = match tier.selector().policy() {
+                    Policy::Hash if !self.hash_failover => 1,
+                    Policy::Hash | Policy::RoundRobin | Policy::LeastConn => n,
                 };
                 self.cur = Some(GroupWalk {
                     g,

@@ -111,10 +111,7 @@ pub fn host_text(h: &Host) -> String {
 /// `rr` or `hash`: the lowercase policy word of `show json` and the state
 /// file.
 pub fn policy_word(p: Policy) -> &'static str {
-    match p {
-        Policy::Hash => "hash",
-        Policy::RoundRobin => "rr",
-    }
+    p.word()
 }
 
 /// Every channel of `groups`, in group then channel order.

@@ -12,14 +12,14 @@ use serde_saphyr::{Location, Spanned};
 
 use super::raw::{
     RawCheck, RawFailback, RawFile, RawFleet, RawKeepalive, RawListener, RawLogFormat, RawMonitor,
-    RawOnDown, RawOnUp, RawPolicy,
+    RawOnDown, RawOnUp,
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
 use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
 use crate::config::monitor::{Check, MonitorSpec};
 use crate::config::{
-    Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
+    Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay,
 };
 
 /// `line L column C: `, or nothing when the position is unknown.
@@ -144,10 +144,7 @@ fn listener(
         .groups
         .into_iter()
         .map(|g| GroupConfig {
-            policy: match g.policy {
-                Some(RawPolicy::Hash) => Policy::Hash,
-                _ => Policy::RoundRobin,
-            },
+            policy: g.policy.unwrap_or_default(),
             channels: g.channels.into_iter().map(|c| c.value.0).collect(),
         })
         .collect();

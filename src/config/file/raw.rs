@@ -116,18 +116,12 @@ pub(super) enum RawOnUp {
     ShutdownBackup,
 }
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum RawPolicy {
-    Rr,
-    Hash,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGroup {
     #[serde(default)]
-    pub(super) policy: Option<RawPolicy>,
+    /// `rr`, `hash` or `leastconn` (the model's words).
+    pub(super) policy: Option<crate::config::Policy>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) channels: Vec<Spanned<RawChannel>>,
 }

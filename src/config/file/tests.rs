@@ -40,6 +40,17 @@ fn minimal_file_gives_one_listener_with_defaults() {
 }
 
 #[test]
+fn every_policy_word_is_a_group_policy() {
+    for p in Policy::ALL {
+        let text = MIN.replace(
+            "      - channels",
+            &format!("      - policy: {}\n        channels", p.word()),
+        );
+        assert_eq!(ok(&text).listeners[0].groups[0].policy, p);
+    }
+}
+
+#[test]
 fn every_listener_key_is_read() {
     let c = ok(r#"
 grace: 3s

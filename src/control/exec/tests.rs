@@ -158,6 +158,11 @@ async fn commands_change_the_pool_and_bad_ones_change_nothing() {
     assert_eq!(run(&c, &mut g, "hash").await.lines, ["group 0 set to hash"]);
     assert_eq!(s.pool.groups()[0].policy(), Policy::Hash);
     assert_eq!(
+        run(&c, &mut g, "leastconn").await.lines,
+        ["group 0 set to least connections"]
+    );
+    assert_eq!(s.pool.groups()[0].policy(), Policy::LeastConn);
+    assert_eq!(
         run(&c, &mut g, "rr").await.lines,
         ["group 0 set to round robin"]
     );

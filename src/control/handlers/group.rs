@@ -23,7 +23,7 @@ pub fn select(groups: &[Arc<Group>], cur: &mut usize, g: usize) -> Reply {
     Reply::ok(vec![])
 }
 
-/// `hash` / `rr`: the current group's policy.
+/// `hash` / `rr` / `leastconn`: the current group's policy.
 pub fn policy(groups: &[Arc<Group>], cur: usize, p: Policy) -> Reply {
     let Some(g) = groups.get(cur) else {
         return Reply::err(format!("no such group {cur}"));
@@ -32,6 +32,7 @@ pub fn policy(groups: &[Arc<Group>], cur: usize, p: Policy) -> Reply {
     match p {
         Policy::Hash => Reply::line(format!("group {cur} set to hash")),
         Policy::RoundRobin => Reply::line(format!("group {cur} set to round robin")),
+        Policy::LeastConn => Reply::line(format!("group {cur} set to least connections")),
     }
 }
 

@@ -15,7 +15,7 @@ fn state_documents_round_trip_and_bad_values_are_rejected_whole() {
     let good = ListenerState {
         configured: vec![vec!["127.0.0.1:1".into()]],
         groups: vec![GroupState {
-            policy: "rr".into(),
+            policy: Policy::RoundRobin,
             channels: vec![ch("127.0.0.1", 1), ch("::1", 2)],
         }],
         spin_until_ms: None,
@@ -49,7 +49,17 @@ fn state_documents_round_trip_and_bad_values_are_rejected_whole() {
         d.listeners.insert("l".into(), l);
         parse_doc(&serde_json::to_string(&d).unwrap())
     };
-    assert!(mutate(&|l| l.groups[0].policy = "random".into()).is_err());
+    // Unknown words are errors (the file is ignored whole), never a default.
+    let text = serde_json::to_string(&doc).unwrap();
+    for (from, to) in [
+        ("\"policy\":\"rr\"", "\"policy\":\"random\""),
+        ("\"policy\":\"rr\"", "\"policy\":\"RR\""),
+        ("\"admin\":\"enabled\"", "\"admin\":\"off\""),
+    ] {
+        assert!(text.contains(from), "{text}");
+        let e = parse_doc(&text.replacen(from, to, 1)).unwrap_err();
+        assert!(e.contains("unknown variant"), "{e}");
+    }
     assert!(mutate(&|l| l.groups[0].channels[0].host = "bad host".into()).is_err());
     assert!(mutate(&|l| l.groups[0].channels[0].port = 0).is_err());
     assert!(mutate(&|l| l.groups[0].channels[0].weight = MAX_WEIGHT + 1).is_err());
@@ -71,4 +81,84 @@ fn atomic_write_replaces_the_file_and_leaves_no_temp_file() {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file written by the version that stored the policy as a plain string
+/// (before policies were typed) loads unchanged, and is written back in the
+/// same words.
+#[test]
+fn a_state_file_in_the_string_policy_format_still_loads() {
+    let old = r#"{
+  "version": 1,
+  "listeners": {
+    "db": {
+      "configured": [
+        [
+          "127.0.0.1:3306"
+        ],
+        [
+          "127.0.0.2:3306",
+          "127.0.0.3:3306"
+        ]
+      ],
+      "groups": [
+        {
+          "policy": "rr",
+          "channels": [
+            {
+              "host": "127.0.0.1",
+              "port": 3306,
+              "admin": "drain",
+              "maxc": 10,
+              "weight": 1
+            }
+          ]
+        },
+        {
+          "policy": "hash",
+          "channels": [
+            {
+              "host": "127.0.0.2",
+              "port": 3306,
+              "admin": "disabled",
+              "maxc": 0,
+              "weight": 2
+            },
+            {
+              "host": "127.0.0.3",
+              "port": 3306,
+              "admin": "enabled",
+              "maxc": 0,
+              "weight": 1
+            }
+          ]
+        }
+      ],
+      "spin_until_ms": 1700000000000,
+      "monitor_disabled": true
+    }
+  }
+}
+"#;
+    let doc = parse_doc(old).unwrap();
+    let l = &doc.listeners["db"];
+    assert_eq!(l.groups[0].policy, Policy::RoundRobin);
+    assert_eq!(l.groups[1].policy, Policy::Hash);
+    assert_eq!(l.groups[0].channels[0].admin, Admin::Drain);
+    assert_eq!(l.groups[1].channels[0].admin, Admin::Disabled);
+    assert_eq!(l.spin_until_ms, Some(1_700_000_000_000));
+    let mut again = serde_json::to_string_pretty(&doc).unwrap();
+    again.push('\n');
+    assert_eq!(again, old);
+}
+
+#[test]
+fn every_policy_is_stored_by_its_word() {
+    for p in Policy::ALL {
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            format!("\"{}\"", p.word())
+        );
+        assert_eq!(Policy::from_word(p.word()), Some(p));
+    }
 }

@@ -285,3 +285,93 @@ fn keep_position_continues_the_round_robin() {
     new.sel.keep_position(&old.sel);
     assert_eq!(new.sel.start(&new.backends, 0), Some(2));
 }
+
+/// Up with `conns` live connections and weight `w`.
+fn load(conns: u32, w: u32) -> B {
+    B {
+        conns,
+        weight: w,
+        ..up()
+    }
+}
+
+#[test]
+fn least_connections_picks_the_lowest_load_per_weight() {
+    // (backends, tick, pick)
+    let cases: Vec<(Vec<B>, usize, Option<usize>)> = vec![
+        (vec![load(3, 1), load(1, 1), load(2, 1)], 0, Some(1)),
+        // Connects in progress count like any connection (the counter
+        // holds both): the slow one with a pile of connects is avoided.
+        (vec![load(9, 1), load(0, 1)], 0, Some(1)),
+        // Weights: 4/2 = 2 beats 3/1 = 3.
+        (vec![load(3, 1), load(4, 2)], 0, Some(1)),
+        // 2/3 < 1/1: cross-multiplied, no rounding.
+        (vec![load(1, 1), load(2, 3)], 0, Some(1)),
+        // 3/3 == 1/1: a tie.
+        (vec![load(1, 1), load(3, 3)], 1, Some(1)),
+        // Ties go round robin over the tied only.
+        (vec![load(1, 1), load(5, 1), load(1, 1)], 0, Some(0)),
+        (vec![load(1, 1), load(5, 1), load(1, 1)], 1, Some(2)),
+        (vec![load(1, 1), load(5, 1), load(1, 1)], 2, Some(0)),
+        (vec![up(), up(), up()], 4, Some(1)),
+        // Ineligible backends are never picked, however idle.
+        (vec![down(), load(7, 1)], 0, Some(1)),
+        (vec![weight(0), load(7, 1)], 0, Some(1)),
+        (vec![full(2, 2), load(7, 1)], 0, Some(1)),
+        (vec![full(3, 2), load(7, 1)], 0, Some(0)),
+        (vec![down(), down()], 0, None),
+        (vec![], 0, None),
+        // The largest counts do not overflow.
+        (
+            vec![load(u32::MAX, u32::MAX), load(u32::MAX - 1, u32::MAX)],
+            0,
+            Some(1),
+        ),
+    ];
+    for (i, (bs, tick, want)) in cases.iter().enumerate() {
+        assert_eq!(least_conn_pick(bs, || *tick), *want, "case {i}");
+    }
+}
+
+#[test]
+fn least_connections_takes_a_tick_only_for_a_tie() {
+    let taken = Cell::new(0);
+    let tick = || {
+        taken.set(taken.get() + 1);
+        0
+    };
+    assert_eq!(least_conn_pick(&[load(1, 1), load(2, 1)], tick), Some(0));
+    assert_eq!(least_conn_pick(&[down()], tick), None);
+    assert_eq!(taken.get(), 0);
+    assert_eq!(least_conn_pick(&[load(1, 1), load(1, 1)], tick), Some(0));
+    assert_eq!(taken.get(), 1);
+}
+
+#[test]
+fn a_least_connections_group_rotates_its_ties_and_fails_over_in_order() {
+    let g = group(Policy::LeastConn, vec![up(), load(1, 1), up()]);
+    let starts: Vec<_> = (0..4).map(|_| g.sel.start(&g.backends, 0)).collect();
+    assert_eq!(starts, [Some(0), Some(2), Some(0), Some(2)]);
+    // The walk: the least loaded, then the group's others, then the backup.
+    let tiers = vec![
+        group(Policy::LeastConn, vec![load(2, 1), load(1, 1), load(3, 1)]),
+        rr(vec![up()]),
+    ];
+    assert_eq!(walk(&tiers, 0, 0, false), [(0, 1), (0, 2), (0, 0), (1, 0)]);
+}
+
+#[test]
+fn every_policy_survives_its_atomic_and_only_hash_limits_the_walk() {
+    for p in Policy::ALL {
+        let sel = Selector::new(Policy::RoundRobin, 1);
+        sel.set_policy(p);
+        assert_eq!(sel.policy(), p);
+        let tiers = vec![group(p, vec![up(), up()])];
+        let n = walk(&tiers, 0, 1, false).len();
+        let want = match p {
+            Policy::Hash => 1,
+            Policy::RoundRobin | Policy::LeastConn => 2,
+        };
+        assert_eq!(n, want, "{p:?}");
+    }
+}
