@@ -184,5 +184,15 @@ pub enum Outcome {
     Up(Recovery),
 }
 
+/// What a health check learned about the server besides its verdict. A
+/// probe only returns these; the service records them on the channel
+/// (`Service::report_check`), so no probe writes pool state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Replication lag in seconds, when the check judged replication
+    /// (`Some(None)`: judged, but the server did not know its lag).
+    pub lag: Option<Option<u64>>,
+}
+
 #[cfg(test)]
 mod tests;

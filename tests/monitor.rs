@@ -1019,3 +1019,180 @@ fn greets_like_mysql(b: &Balance) -> bool {
     let mut hdr = [0u8; 5];
     c.read_exact(&mut hdr).is_ok() && hdr[4] == 0x0a
 }
+
+// ----------------------------------------------------------------- redis
+
+fn have_redis() -> bool {
+    let ok = common::redis::Redis::available();
+    if !ok {
+        skip_without("redis-server (Debian package redis-server)");
+    }
+    ok
+}
+
+/// The port of the Redis server that answers through balance at `port`
+/// (AUTH, then `INFO server` on one connection).
+fn redis_behind(port: u16) -> Option<u16> {
+    let mut s = TcpStream::connect(local(port)).ok()?;
+    s.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+    s.write_all(b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        .ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        // Only a whole line: a port cut in two would parse as another.
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(p) = text
+            .split_inclusive("\r\n")
+            .filter(|l| l.ends_with("\r\n"))
+            .find_map(|l| l.strip_prefix("tcp_port:"))
+            .and_then(|p| p.trim().parse().ok())
+        {
+            return Some(p);
+        }
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn channel_json(b: &Balance, i: usize) -> (String, String) {
+    let j = b.json();
+    let c = &j["channels"][i];
+    (
+        c["state"].as_str().unwrap_or_default().to_string(),
+        c["last_reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// A primary and its replica behind `-m redis:role=master` (`A ! B`, with
+/// AUTH): clients reach the primary only; after the replica is promoted
+/// and the old primary made its replica, the listener serves the new
+/// primary within `fall` check intervals.
+#[test]
+fn redis_role_check_follows_a_promoted_replica_within_fall_intervals() {
+    if !have_redis() {
+        return;
+    }
+    let auth = ["--requirepass", "s3cret", "--masterauth", "s3cret"];
+    let a = common::redis::Redis::start(&auth);
+    let b = common::redis::Redis::start(&auth);
+    b.replicate_from(&a);
+    let dir = TempDir::new("redis-pw");
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    const INTERVAL: Duration = Duration::from_millis(300);
+    const FALL: u32 = 3;
+    let spec = format!(
+        "redis:password_file={}:role=master:interval=300ms:rise=1:fall={FALL}",
+        pw.display()
+    );
+    let bal = Balance::start(&["-m", &spec], &[a.channel(), "!".into(), b.channel()]);
+    wait_until(
+        "the replica to fail its role check",
+        Duration::from_secs(10),
+        || channel_json(&bal, 1).0 == "dis",
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", channel_json(&bal, 1)));
+    assert_eq!(channel_json(&bal, 0).0, "ENA");
+    assert!(
+        channel_json(&bal, 1).1.contains("role slave, want master"),
+        "{:?}",
+        channel_json(&bal, 1)
+    );
+    for _ in 0..5 {
+        assert_eq!(redis_behind(bal.port()), Some(a.port));
+    }
+
+    // The operator's (or Sentinel's) promotion: B first, then A follows it.
+    b.promote();
+    let r = a.cmd(&["REPLICAOF", "127.0.0.1", &b.port.to_string()]);
+    assert!(r.starts_with("+OK"), "{r}");
+    assert_eq!((a.role(), b.role()), ("slave".into(), "master".into()));
+    let promoted = Instant::now();
+    // A goes down after FALL failed checks, one interval apart, the first
+    // within an interval; B comes up at its first passing check meanwhile.
+    // Each check is bounded by its timeout (the interval, at least 500ms);
+    // one more second for a loaded machine.
+    let limit = INTERVAL * (FALL + 1) + Duration::from_millis(500) + Duration::from_secs(1);
+    wait_until("clients to reach the new primary", limit * 3, || {
+        redis_behind(bal.port()) == Some(b.port)
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?} {:?}",
+            channel_json(&bal, 0),
+            channel_json(&bal, 1)
+        )
+    });
+    let took = promoted.elapsed();
+    eprintln!("listener followed the promotion in {took:?} (bound {limit:?})");
+    assert!(took <= limit, "followed after {took:?}, bound {limit:?}");
+    assert_eq!(channel_json(&bal, 0).0, "dis");
+    assert!(channel_json(&bal, 0).1.contains("role slave, want master"));
+    for _ in 0..5 {
+        assert_eq!(redis_behind(bal.port()), Some(b.port));
+    }
+}
+
+/// A wrong password, or none where the server wants one, fails the check
+/// with the server's own words.
+#[test]
+fn redis_check_fails_on_a_wrong_or_missing_password() {
+    if !have_redis() {
+        return;
+    }
+    let r = common::redis::Redis::start(&["--requirepass", "s3cret"]);
+    let dir = TempDir::new("redis-pw");
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "wrong\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for (spec, want) in [
+        (
+            format!("redis:password_file={}:interval=200ms:fall=1", pw.display()),
+            "redis: AUTH: WRONGPASS",
+        ),
+        (
+            "redis:interval=200ms:fall=1".to_string(),
+            "redis: PING: NOAUTH",
+        ),
+    ] {
+        let bal = Balance::start(&["-m", &spec], &[r.channel()]);
+        wait_until("the check to fail", Duration::from_secs(10), || {
+            let (state, reason) = channel_json(&bal, 0);
+            state == "dis" && reason.contains(want)
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", channel_json(&bal, 0)));
+    }
+}
+
+/// Where `ROLE` is refused (renamed away), the role comes from `INFO
+/// replication`.
+#[test]
+fn redis_role_falls_back_to_info_replication_when_role_is_refused() {
+    if !have_redis() {
+        return;
+    }
+    let r = common::redis::Redis::start(&["--rename-command", "ROLE", ""]);
+    assert!(r.cmd(&["ROLE"]).starts_with("-ERR"), "ROLE still answers");
+    let bal = Balance::start(
+        &["-m", "redis:role=replica:interval=200ms:fall=1"],
+        &[r.channel()],
+    );
+    wait_until("the check to fail", Duration::from_secs(10), || {
+        let (state, reason) = channel_json(&bal, 0);
+        state == "dis" && reason.contains("redis: role master, want replica")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", channel_json(&bal, 0)));
+    let bal = Balance::start(&["-m", "redis:role=master:interval=200ms"], &[r.channel()]);
+    wait_until("checks to pass", Duration::from_secs(10), || {
+        channel_json(&bal, 0) == ("ENA".to_string(), "ok".to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", channel_json(&bal, 0)));
+}

@@ -129,11 +129,80 @@ pub enum Check {
         max_lag: Option<Duration>,
         timeout: Option<Duration>,
     },
+    /// `redis`: `AUTH` with the password if one is given, `PING`, then
+    /// (with `role`) `ROLE` or `INFO replication` must report that role.
+    Redis {
+        password: Option<Password>,
+        role: Option<RedisRole>,
+        timeout: Option<Duration>,
+    },
     SendExpect {
         send: Vec<u8>,
         expect: Vec<u8>,
         timeout: Option<Duration>,
     },
+}
+
+/// The role a `redis` check requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisRole {
+    Master,
+    Replica,
+}
+
+impl RedisRole {
+    /// `master`, or `replica` (`slave`, Redis's older word, too).
+    pub fn parse(s: &str) -> Option<RedisRole> {
+        match s {
+            "master" => Some(RedisRole::Master),
+            "replica" | "slave" => Some(RedisRole::Replica),
+            _ => None,
+        }
+    }
+}
+
+impl Check {
+    /// The action's name: its `-m` key and the prefix of its reasons.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Check::Connect { .. } => "connect",
+            Check::Command { .. } => "command",
+            Check::Http { .. } => "http",
+            Check::Mysql { .. } => "mysql",
+            Check::Redis { .. } => "redis",
+            Check::SendExpect { .. } => "send",
+        }
+    }
+
+    /// Its own timeout (`None`: [`default_check_timeout`]).
+    pub fn timeout(&self) -> Option<Duration> {
+        *self.timeout_slot()
+    }
+
+    /// Where its timeout is kept (every action has one).
+    fn timeout_slot(&self) -> &Option<Duration> {
+        match self {
+            Check::Connect { timeout }
+            | Check::Command { timeout, .. }
+            | Check::Http { timeout, .. }
+            | Check::Mysql { timeout, .. }
+            | Check::Redis { timeout, .. }
+            | Check::SendExpect { timeout, .. } => timeout,
+        }
+    }
+
+    /// Set its timeout; false when one was set already.
+    pub fn set_timeout(&mut self, d: Duration) -> bool {
+        let slot = match self {
+            Check::Connect { timeout }
+            | Check::Command { timeout, .. }
+            | Check::Http { timeout, .. }
+            | Check::Mysql { timeout, .. }
+            | Check::Redis { timeout, .. }
+            | Check::SendExpect { timeout, .. } => timeout,
+        };
+        slot.replace(d).is_none()
+    }
 }
 
 /// A monitor password: never shown (Debug prints `***`).

@@ -6,9 +6,10 @@
 //! kvpair := key [ "=" value ]        # "\:" escapes a colon inside a value
 //! ```
 //!
-//! Actions (`connect`, `command=`, `http=`, `mysql`, `send=`) run in order;
-//! the options after an action belong to it (`timeout=`, `pass=`, `port=`,
-//! `host=`, `expect=`, `body=`, `user=`). Global options may appear
+//! Actions (`connect`, `command=`, `http=`, `mysql`, `redis`, `send=`) run
+//! in order; the options after an action belong to it (`timeout=`, `pass=`,
+//! `port=`, `host=`, `expect=`, `body=`, `user=`, `password_file=`,
+//! `read_only=`, `max_lag=`, `role=`). Global options may appear
 //! anywhere: `interval=`, `rise=`, `fall=`, `jitter=`, `noenable`,
 //! `nodisable`, `on-down=shutdown`, `on-up=shutdown-backup`, `fence`,
 //! `nofence`.
@@ -27,7 +28,7 @@ use values::{parse_codes, parse_command, parse_path, parse_statuses, unescape};
 use super::error::BadValue;
 use super::grammar::parse_duration;
 use super::monitor::{
-    BALANCE_FM_INTERVAL, Check, DEFAULT_INTERVAL, MonitorSpec, read_password_file,
+    BALANCE_FM_INTERVAL, Check, DEFAULT_INTERVAL, MonitorSpec, RedisRole, read_password_file,
 };
 
 /// Longest accepted spec (a sanity bound, not a protocol limit).
@@ -107,6 +108,14 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
                     timeout: None,
                 });
             }
+            "redis" => {
+                no_value(key, value)?;
+                out.checks.push(Check::Redis {
+                    password: None,
+                    role: None,
+                    timeout: None,
+                });
+            }
             "send" => {
                 let send = unescape(need_value(key, value)?)?;
                 if send.is_empty() {
@@ -122,7 +131,7 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
                 let Some(cur) = out.checks.last_mut() else {
                     return Err(if is_option(key) {
                         format!(
-                            "option {} before any action (connect, command, http, mysql, send)",
+                            "option {} before any action (connect, command, http, mysql, redis, send)",
                             quote(key)
                         )
                     } else {
@@ -134,7 +143,7 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
         }
     }
     if out.checks.is_empty() {
-        return Err("no check action (connect, command=, http=, mysql, send=)".into());
+        return Err("no check action (connect, command=, http=, mysql, redis, send=)".into());
     }
     for c in &out.checks {
         if let Check::Mysql {
@@ -221,12 +230,13 @@ fn is_option(k: &str) -> bool {
             | "password_file"
             | "read_only"
             | "max_lag"
+            | "role"
     )
 }
 
 fn unknown(k: &str) -> String {
     format!(
-        "unknown key {} (actions: connect, command, http, mysql, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up, fence, nofence)",
+        "unknown key {} (actions: connect, command, http, mysql, redis, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up, fence, nofence)",
         quote(k)
     )
 }
@@ -281,7 +291,7 @@ fn apply_global(out: &mut MonitorSpec, g: &'static str, v: Option<&str>) -> Resu
 
 /// An option following an action.
 fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), String> {
-    let action = action_name(cur);
+    let action = cur.name();
     let wrong = || format!("option {} does not apply to {action}", quote(key));
     let dup = |set: bool| {
         if set {
@@ -295,16 +305,11 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
         if d.is_zero() {
             return Err("timeout must be positive".into());
         }
-        let slot = match cur {
-            Check::Connect { timeout }
-            | Check::Command { timeout, .. }
-            | Check::Http { timeout, .. }
-            | Check::Mysql { timeout, .. }
-            | Check::SendExpect { timeout, .. } => timeout,
+        return if cur.set_timeout(d) {
+            Ok(())
+        } else {
+            dup(true)
         };
-        dup(slot.is_some())?;
-        *slot = Some(d);
-        return Ok(());
     }
     match (cur, key) {
         (Check::Command { pass, .. }, "pass") => {
@@ -362,6 +367,19 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
             dup(max_lag.is_some())?;
             *max_lag = Some(duration(key, need_value(key, v)?)?);
         }
+        (Check::Redis { password, .. }, "password_file") => {
+            dup(password.is_some())?;
+            let s = need_value(key, v)?;
+            *password = Some(read_password_file(std::path::Path::new(s))?);
+        }
+        (Check::Redis { role, .. }, "role") => {
+            dup(role.is_some())?;
+            let s = need_value(key, v)?;
+            *role = Some(
+                RedisRole::parse(s.trim())
+                    .ok_or_else(|| format!("bad role {}: use master or replica", quote(s)))?,
+            );
+        }
         (Check::SendExpect { expect, .. }, "expect") => {
             dup(!expect.is_empty())?;
             let e = unescape(need_value(key, v)?)?;
@@ -374,16 +392,6 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
         (_, k) => return Err(unknown(k)),
     }
     Ok(())
-}
-
-fn action_name(c: &Check) -> &'static str {
-    match c {
-        Check::Connect { .. } => "connect",
-        Check::Command { .. } => "command",
-        Check::Http { .. } => "http",
-        Check::Mysql { .. } => "mysql",
-        Check::SendExpect { .. } => "send",
-    }
 }
 
 fn need_value<'a>(key: &str, v: Option<&'a str>) -> Result<&'a str, String> {

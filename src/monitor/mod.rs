@@ -47,7 +47,7 @@ use crate::config::monitor::{Check, DEFAULT_INTERVAL, default_check_timeout};
 use crate::health::{Outcome, Reason};
 use crate::pool::{Admin, Candidate, Channel};
 use crate::service::Service;
-use probe::Finding;
+use probe::{Finding, Probed};
 
 /// Passive failures ask for a re-probe at most this often.
 const REPROBE_GAP: Duration = Duration::from_millis(100);
@@ -55,7 +55,7 @@ const REPROBE_GAP: Duration = Duration::from_millis(100);
 /// One probe to run: the channel and where it sits.
 pub type Job = Candidate;
 
-type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), Finding>> + Send>>;
+type ProbeFuture = Pin<Box<dyn Future<Output = Probed> + Send>>;
 /// Runs one probe chain against a channel (swappable for tests).
 pub type Prober = Arc<dyn Fn(Job) -> ProbeFuture + Send + Sync>;
 
@@ -109,16 +109,20 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
     tokio::spawn(run(svc, shutdown, plan, prober))
 }
 
-/// Probe every address of a channel until one passes.
+/// Probe every address of a channel until one passes; the findings of
+/// that one, or of the last tried.
 async fn probe_channel(
     checks: &[Check],
     job: &Job,
     default_timeout: Duration,
     source: Option<std::net::IpAddr>,
     backup: bool,
-) -> Result<(), Finding> {
+) -> Probed {
     let target = job.channel.target();
-    let mut last = Finding::Failed(format!("{} does not resolve", target.host));
+    let mut last = Probed::from(Err(Finding::Failed(format!(
+        "{} does not resolve",
+        target.host
+    ))));
     for &addr in &target.addrs {
         let ctx = probe::Ctx {
             addr,
@@ -126,15 +130,14 @@ async fn probe_channel(
             group: job.group,
             index: job.index,
             source,
-            channel: Arc::clone(&job.channel),
             backup,
         };
-        match probe::run_chain(checks, &ctx, default_timeout).await {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
+        last = probe::run_chain(checks, &ctx, default_timeout).await;
+        if last.result.is_ok() {
+            break;
         }
     }
-    Err(last)
+    last
 }
 
 /// Per-channel scheduler state, keyed by `Arc::as_ptr`; the Arc keeps the
@@ -303,8 +306,8 @@ async fn probe_task(
     };
     // A probe that ends after `monitor disable` (or once following the
     // fleet) changes nothing.
-    if let Some((res, took)) = res.filter(|_| !probing_paused(&svc)) {
-        let outcome = match res {
+    if let Some((Probed { result, facts }, took)) = res.filter(|_| !probing_paused(&svc)) {
+        let outcome = match result {
             Ok(()) => Outcome::Checked {
                 result: Ok(()),
                 took,
@@ -316,7 +319,7 @@ async fn probe_task(
             Err(Finding::Full(detail)) => Outcome::Full { detail, took },
             Err(Finding::CatchingUp(detail)) => Outcome::CatchingUp { detail, took },
         };
-        svc.report(&job, outcome);
+        svc.report_check(&job, outcome, facts);
     }
     busy.store(false, Release);
 }

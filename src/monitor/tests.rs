@@ -79,9 +79,9 @@ fn prober(s: Arc<Script>) -> Prober {
             }
             let fail = s.failing.lock().map(|f| f.contains(&port)).unwrap_or(false);
             if hang || fail {
-                Err("connect: connection refused".into())
+                Err("connect: connection refused".into()).into()
             } else {
-                Ok(())
+                Ok(()).into()
             }
         })
     })
@@ -366,7 +366,7 @@ async fn jitter_spreads_probe_starts_and_keeps_the_mean_interval() {
             s2.lock()
                 .unwrap()
                 .push((job.channel.target().port, Instant::now()));
-            Ok(())
+            Ok(()).into()
         })
     });
     let stop = CancellationToken::new();

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use super::Service;
 use crate::config::Failback;
 use crate::config::monitor::Check;
-use crate::health::{Evidence, Outcome, Reason, Recovery};
+use crate::health::{Evidence, Facts, Outcome, Reason, Recovery};
 use crate::pool::{Admin, Candidate};
 
 /// How a channel flipped, with the why for the log line.
@@ -38,6 +38,18 @@ impl Service {
             }
         }
         r
+    }
+
+    /// A health check's result: what it learned about the server (its
+    /// replication lag) is recorded on the channel, then its outcome goes
+    /// through [`Service::report`]. Probes only return findings; this is
+    /// where they reach the pool.
+    pub fn report_check(&self, at: &Candidate, outcome: Outcome, facts: Facts) -> Option<bool> {
+        let Facts { lag } = facts;
+        if let Some(lag) = lag {
+            at.channel.set_lag(lag);
+        }
+        self.report(at, outcome)
     }
 
     fn apply_outcome(&self, at: &Candidate, outcome: Outcome) -> Option<bool> {

@@ -3,6 +3,7 @@
 //! ([`backend`]), the one bounded wait ([`wait`]), /proc and `ss` probes
 //! ([`proc`]), metrics scrapes ([`metrics`]), one-shot runs and daemons
 //! ([`run`]), real MariaDB servers ([`mariadb`], not glob-exported), real
+//! Redis servers ([`redis`], not glob-exported), real
 //! etcd members and clusters ([`etcd`], not glob-exported), several
 //! instances of one config ([`fleet`], not glob-exported), and
 //! here the small pieces: free ports, temp dirs and test clients.
@@ -18,6 +19,7 @@ pub mod fleet;
 pub mod mariadb;
 pub mod metrics;
 pub mod proc;
+pub mod redis;
 pub mod run;
 pub mod wait;
 

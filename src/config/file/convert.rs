@@ -12,14 +12,14 @@ use serde_saphyr::{Location, Spanned};
 
 use super::raw::{
     RawCheck, RawFailback, RawFile, RawFleet, RawKeepalive, RawListener, RawLogFormat, RawMonitor,
-    RawOnDown, RawOnUp,
+    RawOnDown, RawOnUp, RawPolicy, RawRedisRole,
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
 use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
-use crate::config::monitor::{Check, MonitorSpec};
+use crate::config::monitor::{Check, MonitorSpec, RedisRole, read_password_file};
 use crate::config::{
-    Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay,
+    Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
 };
 
 /// `line L column C: `, or nothing when the position is unknown.
@@ -144,7 +144,11 @@ fn listener(
         .groups
         .into_iter()
         .map(|g| GroupConfig {
-            policy: g.policy.unwrap_or_default(),
+            policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
+                RawPolicy::Rr => Policy::RoundRobin,
+                RawPolicy::Hash => Policy::Hash,
+                RawPolicy::Leastconn => Policy::LeastConn,
+            }),
             channels: g.channels.into_iter().map(|c| c.value.0).collect(),
         })
         .collect();
@@ -238,37 +242,52 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
     let checks = m
         .checks
         .into_iter()
-        .map(|c| match c {
-            RawCheck::Connect(c) => Check::Connect {
-                timeout: t(c.timeout),
-            },
-            RawCheck::Http(h) => Check::Http {
-                path: h.path.0,
-                port: h.port.map(|p| p.0),
-                host: h.host,
-                expect: h.expect.map_or_else(|| vec![(200, 399)], |e| e.0),
-                body: h.body,
-                timeout: t(h.timeout),
-            },
-            RawCheck::Mysql(my) => Check::Mysql {
-                user: my.user,
-                password: None,
-                read_only: my.read_only,
-                max_lag: my.max_lag.map(|d| d.0),
-                timeout: t(my.timeout),
-            },
-            RawCheck::Command(c) => Check::Command {
-                argv: c.argv.0,
-                pass: c.pass.unwrap_or_else(|| vec![0]),
-                timeout: t(c.timeout),
-            },
-            RawCheck::SendExpect(s) => Check::SendExpect {
-                send: s.send.into_bytes(),
-                expect: s.expect.into_bytes(),
-                timeout: t(s.timeout),
-            },
+        .map(|c| {
+            Ok(match c {
+                RawCheck::Connect(c) => Check::Connect {
+                    timeout: t(c.timeout),
+                },
+                RawCheck::Http(h) => Check::Http {
+                    path: h.path.0,
+                    port: h.port.map(|p| p.0),
+                    host: h.host,
+                    expect: h.expect.map_or_else(|| vec![(200, 399)], |e| e.0),
+                    body: h.body,
+                    timeout: t(h.timeout),
+                },
+                RawCheck::Mysql(my) => Check::Mysql {
+                    user: my.user,
+                    password: None,
+                    read_only: my.read_only,
+                    max_lag: my.max_lag.map(|d| d.0),
+                    timeout: t(my.timeout),
+                },
+                RawCheck::Command(c) => Check::Command {
+                    argv: c.argv.0,
+                    pass: c.pass.unwrap_or_else(|| vec![0]),
+                    timeout: t(c.timeout),
+                },
+                RawCheck::Redis(r) => Check::Redis {
+                    password: match r.password_file {
+                        None => None,
+                        Some(p) => Some(read_password_file(&p).map_err(|e| {
+                            format!("{loc}monitor.checks: redis {e} (listener {})", quote(name))
+                        })?),
+                    },
+                    role: r.role.map(|r| match r {
+                        RawRedisRole::Master => RedisRole::Master,
+                        RawRedisRole::Replica => RedisRole::Replica,
+                    }),
+                    timeout: t(r.timeout),
+                },
+                RawCheck::SendExpect(s) => Check::SendExpect {
+                    send: s.send.into_bytes(),
+                    expect: s.expect.into_bytes(),
+                    timeout: t(s.timeout),
+                },
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(MonitorSpec {
         checks,
         interval,

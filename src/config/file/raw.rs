@@ -116,12 +116,19 @@ pub(super) enum RawOnUp {
     ShutdownBackup,
 }
 
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawPolicy {
+    Rr,
+    Hash,
+    Leastconn,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGroup {
     #[serde(default)]
-    /// `rr`, `hash` or `leastconn` (the model's words).
-    pub(super) policy: Option<crate::config::Policy>,
+    pub(super) policy: Option<RawPolicy>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) channels: Vec<Spanned<RawChannel>>,
 }
@@ -168,6 +175,7 @@ pub(super) enum RawCheck {
     Connect(RawConnect),
     Http(RawHttp),
     Mysql(RawMysql),
+    Redis(RawRedis),
     Command(RawCommand),
     SendExpect(RawSendExpect),
 }
@@ -212,6 +220,26 @@ pub(super) struct RawMysql {
     pub(super) max_lag: Option<Dur>,
     #[serde(default)]
     pub(super) timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRedis {
+    /// Read when the file is loaded (start and reload); mode 0600 or
+    /// stricter.
+    #[serde(default)]
+    pub(super) password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) role: Option<RawRedisRole>,
+    #[serde(default)]
+    pub(super) timeout: Option<Dur>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawRedisRole {
+    Master,
+    Replica,
 }
 
 #[derive(Deserialize)]

@@ -40,6 +40,39 @@ fn minimal_file_gives_one_listener_with_defaults() {
 }
 
 #[test]
+fn a_redis_check_with_its_password_file_and_role() {
+    use crate::config::monitor::{Check, Password, RedisRole};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("balance-redis-yaml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "{MIN}    monitor:\n      checks:\n        - redis: {{ password_file: {}, role: replica, timeout: 1s }}\n        - redis: {{}}\n",
+        pw.display()
+    );
+    let c = ok(&text);
+    let checks = &c.listeners[0].monitor.as_ref().unwrap().checks;
+    assert_eq!(
+        checks,
+        &[
+            Check::Redis {
+                password: Some(Password("s3cret".into())),
+                role: Some(RedisRole::Replica),
+                timeout: Some(Duration::from_secs(1)),
+            },
+            Check::Redis {
+                password: None,
+                role: None,
+                timeout: None,
+            }
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn every_policy_word_is_a_group_policy() {
     for p in Policy::ALL {
         let text = MIN.replace(
@@ -232,6 +265,16 @@ fn errors_name_the_key_and_line() {
         (
             l("    monitor: { checks: [ { mysql: { max_lag: 5s } } ] }\n"),
             "need user",
+            "",
+        ),
+        (
+            l("    monitor: { checks: [ { redis: { role: primary } } ] }\n"),
+            "primary",
+            "line 6",
+        ),
+        (
+            l("    monitor: { checks: [ { redis: { password_file: /nonexistent/pw } } ] }\n"),
+            "redis password_file /nonexistent/pw",
             "",
         ),
         ("listenerz: []\n".into(), "listenerz", "line 1"),

@@ -182,6 +182,69 @@ fn command_is_a_shell_line_with_balance_fm_escapes() {
 }
 
 #[test]
+fn redis_with_its_password_file_and_role() {
+    let m = ok("redis");
+    assert_eq!(
+        m.checks,
+        vec![Check::Redis {
+            password: None,
+            role: None,
+            timeout: None
+        }]
+    );
+    let dir = std::env::temp_dir().join(format!("balance-redis-spec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "s3cret:x\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let m = ok(&format!(
+        "redis:password_file={}:role=master:timeout=1s",
+        pw.display()
+    ));
+    assert_eq!(
+        m.checks,
+        vec![Check::Redis {
+            password: Some(super::super::monitor::Password("s3cret:x".into())),
+            role: Some(RedisRole::Master),
+            timeout: Some(Duration::from_secs(1))
+        }]
+    );
+    for (spec, role) in [
+        ("redis:role=replica", RedisRole::Replica),
+        ("redis:role=slave", RedisRole::Replica),
+    ] {
+        assert!(
+            matches!(&ok(spec).checks[0], Check::Redis { role: Some(r), .. } if *r == role),
+            "{spec}"
+        );
+    }
+    // Readable by others: refused, like the mysql check's.
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = err(&format!("redis:password_file={}", pw.display()));
+    assert!(e.contains("readable by group or others"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    for (spec, want) in [
+        ("redis=x", "takes no value"),
+        (
+            "redis:role=primary",
+            "bad role \"primary\": use master or replica",
+        ),
+        ("redis:role=master:role=replica", "duplicate \"role\""),
+        ("redis:user=x", "does not apply to redis"),
+        ("mysql:user=x:role=master", "does not apply to mysql"),
+        ("role=master", "before any action"),
+        (
+            "redis:password_file=/nonexistent/pw",
+            "password_file /nonexistent/pw",
+        ),
+    ] {
+        let e = err(spec);
+        assert!(e.contains(want), "{spec:?}: {e:?} should contain {want:?}");
+    }
+}
+
+#[test]
 fn errors_are_one_line_and_name_the_token() {
     let cases: &[(&str, &str)] = &[
         ("", "empty"),

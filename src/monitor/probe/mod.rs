@@ -1,5 +1,8 @@
 //! Probes: one module per check kind. Each returns `Ok(())` or a short
-//! reason ("connection refused", "HTTP 503", "MySQL error 1040: ...").
+//! reason ("connection refused", "HTTP 503", "MySQL error 1040: ..."), and
+//! may note what it learned ([`Facts`]: replication lag); it never writes
+//! pool state (the service applies findings and facts). A new kind is its
+//! module, its arm in [`run_chain`], and its grammar (`-m` and YAML).
 //! Replies are untrusted: at most [`MAX_REPLY`] bytes are read, always under
 //! a timeout, and backend bytes are escaped before they reach a reason.
 
@@ -7,6 +10,7 @@ pub mod connect;
 pub mod exec;
 pub mod http;
 pub mod mysql;
+pub mod redis;
 pub mod sendexpect;
 
 use std::io;
@@ -17,6 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::config::monitor::Check;
+use crate::health::Facts;
 
 /// Most bytes read from a backend's reply.
 pub const MAX_REPLY: usize = 16 * 1024;
@@ -35,8 +40,6 @@ pub struct Ctx {
     /// `-B`: probes leave from the same source address as traffic (it
     /// matters for MySQL grants such as 'chk'@'10.0.0.5').
     pub source: Option<std::net::IpAddr>,
-    /// The channel probed: a MySQL check leaves its replication lag there.
-    pub channel: std::sync::Arc<crate::pool::Channel>,
     /// Not in the group traffic starts from (the failback floor): the
     /// catch-up gate applies even while the primary is reachable.
     pub backup: bool,
@@ -78,22 +81,39 @@ impl From<&str> for Finding {
     }
 }
 
+/// What a probe chain found: its verdict and what it learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    pub result: Result<(), Finding>,
+    pub facts: Facts,
+}
+
+impl From<Result<(), Finding>> for Probed {
+    fn from(result: Result<(), Finding>) -> Probed {
+        Probed {
+            result,
+            facts: Facts::default(),
+        }
+    }
+}
+
 /// Run the checks in order; the first failure stops the chain. Each check
 /// is bounded by its own timeout (`None` = `default_timeout`).
-pub async fn run_chain(
+pub async fn run_chain(checks: &[Check], ctx: &Ctx, default_timeout: Duration) -> Probed {
+    let mut facts = Facts::default();
+    let result = chain(checks, ctx, default_timeout, &mut facts).await;
+    Probed { result, facts }
+}
+
+async fn chain(
     checks: &[Check],
     ctx: &Ctx,
     default_timeout: Duration,
+    facts: &mut Facts,
 ) -> Result<(), Finding> {
     for c in checks {
-        let (name, t) = match c {
-            Check::Connect { timeout } => ("connect", timeout),
-            Check::Command { timeout, .. } => ("command", timeout),
-            Check::Http { timeout, .. } => ("http", timeout),
-            Check::Mysql { timeout, .. } => ("mysql", timeout),
-            Check::SendExpect { timeout, .. } => ("send", timeout),
-        };
-        let t = t.unwrap_or(default_timeout);
+        let name = c.name();
+        let t = c.timeout().unwrap_or(default_timeout);
         let fut = async {
             let failed = match c {
                 Check::Mysql {
@@ -108,7 +128,11 @@ pub async fn run_chain(
                         read_only: *read_only,
                         max_lag: *max_lag,
                     };
-                    return mysql::run(ctx, user.as_deref(), password, role).await;
+                    return mysql::run(ctx, user.as_deref(), password, role, facts).await;
+                }
+                Check::Redis { password, role, .. } => {
+                    let password = password.as_ref().map(|p| p.0.as_str());
+                    return redis::run(ctx, password, *role).await;
                 }
                 Check::Connect { .. } => connect::run(ctx).await,
                 Check::Command { argv, pass, .. } => exec::run(argv, pass, ctx, t).await,

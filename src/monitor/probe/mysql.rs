@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Ctx, Finding, MAX_REPLY, escape, io_reason, tcp};
+use crate::health::Facts;
 
 const COM_QUIT: u8 = 0x01;
 
@@ -39,13 +40,14 @@ pub struct Role {
     pub max_lag: Option<Duration>,
 }
 
-/// The check; a replica's lag (seconds, when known) is left in the
-/// channel's gauge whatever the outcome.
+/// The check; with `max_lag`, a replica's lag (seconds, when known) is
+/// noted in `facts` whatever the outcome.
 pub async fn run(
     ctx: &Ctx,
     user: Option<&str>,
     password: Option<&str>,
     role: Role,
+    facts: &mut Facts,
 ) -> Result<(), Finding> {
     let mut lag = None;
     let r = match login(ctx.addr, ctx.source, user, password).await {
@@ -58,7 +60,7 @@ pub async fn run(
         Err(e) => Err(e),
     };
     if role.max_lag.is_some() {
-        ctx.channel.set_lag(lag);
+        facts.lag = Some(lag);
     }
     r
 }
