@@ -69,7 +69,7 @@ pub fn decode(prefix: &[u8], kvs: &[Kv]) -> Vec<Member> {
             Some(match v {
                 Some(v) => Member {
                     id,
-                    role: v.role,
+                    role: v.role.into(),
                     pid: v.pid,
                     host: v.host,
                     since_ms: v.since,

@@ -111,7 +111,7 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                 "probing": f.probing,
                 "members": f.members.iter().map(|m| json!({
                     "id": m.id,
-                    "role": m.role,
+                    "role": m.role.as_str(),
                     "pid": m.pid,
                     "host": m.host,
                     "since_ms": m.since_ms,

@@ -29,6 +29,12 @@ pub enum Role {
 
 impl Role {
     pub const SHOWN: [Role; 3] = [Role::Prober, Role::Follower, Role::Alone];
+    pub const ALL: [Role; 4] = [Role::Off, Role::Alone, Role::Follower, Role::Prober];
+
+    /// The role named `w` (its [`Role::as_str`]).
+    pub fn from_word(w: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == w)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,11 +71,47 @@ pub struct FleetView {
     pub members: Vec<Member>,
 }
 
+/// A member's role as it published it: one this version knows, or the
+/// text it did not understand (a newer version's word, a value that did
+/// not decode), shown as is rather than taken for some role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberRole {
+    Known(Role),
+    Unknown(String),
+}
+
+impl MemberRole {
+    pub fn as_str(&self) -> &str {
+        match self {
+            MemberRole::Known(r) => r.as_str(),
+            MemberRole::Unknown(w) => w,
+        }
+    }
+}
+
+impl From<&str> for MemberRole {
+    fn from(w: &str) -> MemberRole {
+        Role::from_word(w).map_or_else(|| MemberRole::Unknown(w.to_string()), MemberRole::Known)
+    }
+}
+
+impl From<String> for MemberRole {
+    fn from(w: String) -> MemberRole {
+        MemberRole::from(w.as_str())
+    }
+}
+
+impl std::fmt::Display for MemberRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One instance registered under `P/svc/NAME/members/ID`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub id: String,
-    pub role: String,
+    pub role: MemberRole,
     pub pid: u32,
     pub host: String,
     /// Registered since (unix ms).
@@ -171,5 +213,30 @@ impl FleetState {
             probing: !self.following(),
             members,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atomic_enum::U8Enum;
+
+    #[test]
+    fn every_role_round_trips_through_its_byte_and_its_word() {
+        for r in Role::ALL {
+            assert_eq!(Role::from_u8(r.to_u8()), Some(r));
+            assert_eq!(Role::from_word(r.as_str()), Some(r));
+            assert_eq!(MemberRole::from(r.as_str()), MemberRole::Known(r));
+        }
+        assert_eq!(Role::from_u8(4), None);
+        assert_eq!(Role::from_word("Prober"), None);
+    }
+
+    #[test]
+    fn a_member_role_this_version_does_not_know_is_kept_as_written() {
+        let m = MemberRole::from("leader".to_string());
+        assert_eq!(m, MemberRole::Unknown("leader".into()));
+        assert_eq!(m.to_string(), "leader");
+        assert_eq!(MemberRole::from("(undecodable)").as_str(), "(undecodable)");
     }
 }
