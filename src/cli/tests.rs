@@ -203,7 +203,8 @@ fn forms_balance_fm_accepts() {
     assert_eq!(l.connect_timeout, Duration::from_secs(3));
     assert_eq!(
         l.monitor.map(|m| m.checks),
-        Some(vec![crate::config::monitor::Check::Connect {
+        Some(vec![crate::config::monitor::Check {
+            probe: crate::config::monitor::Probe::Connect,
             timeout: None
         }])
     );

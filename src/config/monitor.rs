@@ -55,8 +55,8 @@ impl MonitorSpec {
     pub fn guards_writer(&self) -> bool {
         self.checks.iter().any(|c| {
             matches!(
-                c,
-                Check::Mysql { read_only, max_lag, .. } if read_only.is_some() || max_lag.is_some()
+                &c.probe,
+                Probe::Mysql { read_only, max_lag, .. } if read_only.is_some() || max_lag.is_some()
             )
         })
     }
@@ -66,8 +66,8 @@ impl MonitorSpec {
     pub fn watches_replication(&self) -> bool {
         self.checks.iter().any(|c| {
             matches!(
-                c,
-                Check::Mysql {
+                c.probe,
+                Probe::Mysql {
                     max_lag: Some(_),
                     ..
                 }
@@ -94,18 +94,25 @@ impl Default for MonitorSpec {
     }
 }
 
-/// One check action. `timeout: None` means [`default_check_timeout`].
+/// One check action and its timeout.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Check {
-    Connect {
-        timeout: Option<Duration>,
-    },
+pub struct Check {
+    pub probe: Probe,
+    /// `None`: [`default_check_timeout`].
+    pub timeout: Option<Duration>,
+}
+
+/// What a check does. A new kind is a variant here with its [name](Probe::name),
+/// its grammar (`monitor_spec`, the YAML `raw` model) and its module under
+/// `monitor::probe`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Connect,
     /// Run a program (argv; `-m` gives `/bin/sh -c LINE`); pass when the
     /// exit code is in `pass`.
     Command {
         argv: Vec<String>,
         pass: Vec<i32>,
-        timeout: Option<Duration>,
     },
     Http {
         path: String,
@@ -114,7 +121,6 @@ pub enum Check {
         /// Inclusive status ranges; default 200-399.
         expect: Vec<(u16, u16)>,
         body: Option<String>,
-        timeout: Option<Duration>,
     },
     Mysql {
         user: Option<String>,
@@ -127,20 +133,38 @@ pub enum Check {
         /// stopped or broken, fails; a backup that has not applied what it
         /// received is catching up (not eligible, not down).
         max_lag: Option<Duration>,
-        timeout: Option<Duration>,
     },
     /// `redis`: `AUTH` with the password if one is given, `PING`, then
     /// (with `role`) `ROLE` or `INFO replication` must report that role.
     Redis {
         password: Option<Password>,
         role: Option<RedisRole>,
-        timeout: Option<Duration>,
     },
     SendExpect {
         send: Vec<u8>,
         expect: Vec<u8>,
-        timeout: Option<Duration>,
     },
+}
+
+impl Check {
+    /// The action's name: its `-m` key and the prefix of its reasons.
+    pub fn name(&self) -> &'static str {
+        self.probe.name()
+    }
+}
+
+impl Probe {
+    /// The action's `-m` key.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Probe::Connect => "connect",
+            Probe::Command { .. } => "command",
+            Probe::Http { .. } => "http",
+            Probe::Mysql { .. } => "mysql",
+            Probe::Redis { .. } => "redis",
+            Probe::SendExpect { .. } => "send",
+        }
+    }
 }
 
 /// The role a `redis` check requires.
@@ -158,50 +182,6 @@ impl RedisRole {
             "replica" | "slave" => Some(RedisRole::Replica),
             _ => None,
         }
-    }
-}
-
-impl Check {
-    /// The action's name: its `-m` key and the prefix of its reasons.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Check::Connect { .. } => "connect",
-            Check::Command { .. } => "command",
-            Check::Http { .. } => "http",
-            Check::Mysql { .. } => "mysql",
-            Check::Redis { .. } => "redis",
-            Check::SendExpect { .. } => "send",
-        }
-    }
-
-    /// Its own timeout (`None`: [`default_check_timeout`]).
-    pub fn timeout(&self) -> Option<Duration> {
-        *self.timeout_slot()
-    }
-
-    /// Where its timeout is kept (every action has one).
-    fn timeout_slot(&self) -> &Option<Duration> {
-        match self {
-            Check::Connect { timeout }
-            | Check::Command { timeout, .. }
-            | Check::Http { timeout, .. }
-            | Check::Mysql { timeout, .. }
-            | Check::Redis { timeout, .. }
-            | Check::SendExpect { timeout, .. } => timeout,
-        }
-    }
-
-    /// Set its timeout; false when one was set already.
-    pub fn set_timeout(&mut self, d: Duration) -> bool {
-        let slot = match self {
-            Check::Connect { timeout }
-            | Check::Command { timeout, .. }
-            | Check::Http { timeout, .. }
-            | Check::Mysql { timeout, .. }
-            | Check::Redis { timeout, .. }
-            | Check::SendExpect { timeout, .. } => timeout,
-        };
-        slot.replace(d).is_none()
     }
 }
 

@@ -28,7 +28,7 @@ use values::{parse_codes, parse_command, parse_path, parse_statuses, unescape};
 use super::error::BadValue;
 use super::grammar::parse_duration;
 use super::monitor::{
-    BALANCE_FM_INTERVAL, Check, DEFAULT_INTERVAL, MonitorSpec, RedisRole, read_password_file,
+    BALANCE_FM_INTERVAL, Check, DEFAULT_INTERVAL, MonitorSpec, Probe, RedisRole, read_password_file,
 };
 
 /// Longest accepted spec (a sanity bound, not a protocol limit).
@@ -44,6 +44,8 @@ const BALANCE_FM_KEYS: &[&str] = &[
     "noenable",
     "nodisable",
 ];
+/// The actions, for error messages.
+const ACTIONS: &str = "connect, command=, http=, mysql, redis, send=";
 /// Shortest probe interval.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -83,36 +85,47 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
         match key {
             "connect" => {
                 no_value(key, value)?;
-                out.checks.push(Check::Connect { timeout: None });
+                out.checks.push(Check {
+                    probe: Probe::Connect,
+                    timeout: None,
+                });
             }
-            "command" => out.checks.push(Check::Command {
-                argv: parse_command(need_value(key, value)?)?,
-                pass: vec![0],
+            "command" => out.checks.push(Check {
+                probe: Probe::Command {
+                    argv: parse_command(need_value(key, value)?)?,
+                    pass: vec![0],
+                },
                 timeout: None,
             }),
-            "http" => out.checks.push(Check::Http {
-                path: parse_path(need_value(key, value)?)?,
-                port: None,
-                host: None,
-                expect: vec![(200, 399)],
-                body: None,
+            "http" => out.checks.push(Check {
+                probe: Probe::Http {
+                    path: parse_path(need_value(key, value)?)?,
+                    port: None,
+                    host: None,
+                    expect: vec![(200, 399)],
+                    body: None,
+                },
                 timeout: None,
             }),
             "mysql" => {
                 no_value(key, value)?;
-                out.checks.push(Check::Mysql {
-                    user: None,
-                    password: None,
-                    read_only: None,
-                    max_lag: None,
+                out.checks.push(Check {
+                    probe: Probe::Mysql {
+                        user: None,
+                        password: None,
+                        read_only: None,
+                        max_lag: None,
+                    },
                     timeout: None,
                 });
             }
             "redis" => {
                 no_value(key, value)?;
-                out.checks.push(Check::Redis {
-                    password: None,
-                    role: None,
+                out.checks.push(Check {
+                    probe: Probe::Redis {
+                        password: None,
+                        role: None,
+                    },
                     timeout: None,
                 });
             }
@@ -121,19 +134,18 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
                 if send.is_empty() {
                     return Err("empty send=".into());
                 }
-                out.checks.push(Check::SendExpect {
-                    send,
-                    expect: Vec::new(),
+                out.checks.push(Check {
+                    probe: Probe::SendExpect {
+                        send,
+                        expect: Vec::new(),
+                    },
                     timeout: None,
                 });
             }
             _ => {
                 let Some(cur) = out.checks.last_mut() else {
                     return Err(if is_option(key) {
-                        format!(
-                            "option {} before any action (connect, command, http, mysql, redis, send)",
-                            quote(key)
-                        )
+                        format!("option {} before any action ({ACTIONS})", quote(key))
                     } else {
                         unknown(key)
                     });
@@ -143,21 +155,29 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
         }
     }
     if out.checks.is_empty() {
-        return Err("no check action (connect, command=, http=, mysql, redis, send=)".into());
+        return Err(format!("no check action ({ACTIONS})"));
     }
     for c in &out.checks {
-        if let Check::Mysql {
-            user: None,
-            password: Some(_),
+        if let Check {
+            probe:
+                Probe::Mysql {
+                    user: None,
+                    password: Some(_),
+                    ..
+                },
             ..
         } = c
         {
             return Err("mysql password_file= needs user=".into());
         }
-        if let Check::Mysql {
-            user: None,
-            read_only,
-            max_lag,
+        if let Check {
+            probe:
+                Probe::Mysql {
+                    user: None,
+                    read_only,
+                    max_lag,
+                    ..
+                },
             ..
         } = c
         {
@@ -236,7 +256,7 @@ fn is_option(k: &str) -> bool {
 
 fn unknown(k: &str) -> String {
     format!(
-        "unknown key {} (actions: connect, command, http, mysql, redis, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up, fence, nofence)",
+        "unknown key {} (actions: {ACTIONS}; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up, fence, nofence)",
         quote(k)
     )
 }
@@ -305,17 +325,15 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
         if d.is_zero() {
             return Err("timeout must be positive".into());
         }
-        return if cur.set_timeout(d) {
-            Ok(())
-        } else {
-            dup(true)
-        };
+        dup(cur.timeout.is_some())?;
+        cur.timeout = Some(d);
+        return Ok(());
     }
-    match (cur, key) {
-        (Check::Command { pass, .. }, "pass") => {
+    match (&mut cur.probe, key) {
+        (Probe::Command { pass, .. }, "pass") => {
             *pass = parse_codes(need_value(key, v)?)?;
         }
-        (Check::Http { port, .. }, "port") => {
+        (Probe::Http { port, .. }, "port") => {
             dup(port.is_some())?;
             let s = need_value(key, v)?;
             *port = Some(match s.trim().parse::<u16>() {
@@ -323,7 +341,7 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
                 _ => return Err(format!("bad port {}", quote(s))),
             });
         }
-        (Check::Http { host, .. }, "host") => {
+        (Probe::Http { host, .. }, "host") => {
             dup(host.is_some())?;
             let s = need_value(key, v)?;
             if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
@@ -331,10 +349,10 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
             }
             *host = Some(s.to_string());
         }
-        (Check::Http { expect, .. }, "expect") => {
+        (Probe::Http { expect, .. }, "expect") => {
             *expect = parse_statuses(need_value(key, v)?)?;
         }
-        (Check::Http { body, .. }, "body") => {
+        (Probe::Http { body, .. }, "body") => {
             dup(body.is_some())?;
             let s = need_value(key, v)?;
             if s.is_empty() {
@@ -342,7 +360,7 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
             }
             *body = Some(s.to_string());
         }
-        (Check::Mysql { user, .. }, "user") => {
+        (Probe::Mysql { user, .. }, "user") => {
             dup(user.is_some())?;
             let s = need_value(key, v)?;
             if s.is_empty() || s.len() > 80 || s.bytes().any(|b| b == 0 || b.is_ascii_control()) {
@@ -350,12 +368,12 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
             }
             *user = Some(s.to_string());
         }
-        (Check::Mysql { password, .. }, "password_file") => {
+        (Probe::Mysql { password, .. }, "password_file") => {
             dup(password.is_some())?;
             let s = need_value(key, v)?;
             *password = Some(read_password_file(std::path::Path::new(s))?);
         }
-        (Check::Mysql { read_only, .. }, "read_only") => {
+        (Probe::Mysql { read_only, .. }, "read_only") => {
             dup(read_only.is_some())?;
             *read_only = Some(match need_value(key, v)?.trim() {
                 "0" => false,
@@ -363,16 +381,16 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
                 o => return Err(format!("bad read_only {}: use 0 or 1", quote(o))),
             });
         }
-        (Check::Mysql { max_lag, .. }, "max_lag") => {
+        (Probe::Mysql { max_lag, .. }, "max_lag") => {
             dup(max_lag.is_some())?;
             *max_lag = Some(duration(key, need_value(key, v)?)?);
         }
-        (Check::Redis { password, .. }, "password_file") => {
+        (Probe::Redis { password, .. }, "password_file") => {
             dup(password.is_some())?;
             let s = need_value(key, v)?;
             *password = Some(read_password_file(std::path::Path::new(s))?);
         }
-        (Check::Redis { role, .. }, "role") => {
+        (Probe::Redis { role, .. }, "role") => {
             dup(role.is_some())?;
             let s = need_value(key, v)?;
             *role = Some(
@@ -380,7 +398,7 @@ fn apply_option(cur: &mut Check, key: &str, v: Option<&str>) -> Result<(), Strin
                     .ok_or_else(|| format!("bad role {}: use master or replica", quote(s)))?,
             );
         }
-        (Check::SendExpect { expect, .. }, "expect") => {
+        (Probe::SendExpect { expect, .. }, "expect") => {
             dup(!expect.is_empty())?;
             let e = unescape(need_value(key, v)?)?;
             if e.is_empty() {

@@ -43,7 +43,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::config::monitor::{Check, DEFAULT_INTERVAL, default_check_timeout};
+use crate::config::monitor::{Check, DEFAULT_INTERVAL, Probe, default_check_timeout};
 use crate::health::{Outcome, Reason};
 use crate::pool::{Admin, Candidate, Channel};
 use crate::service::Service;
@@ -85,7 +85,10 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
             },
         ),
         None => (
-            vec![Check::Connect { timeout: None }],
+            vec![Check {
+                probe: Probe::Connect,
+                timeout: None,
+            }],
             Plan {
                 interval: DEFAULT_INTERVAL,
                 suspect_interval: None,

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::Service;
 use crate::config::Failback;
-use crate::config::monitor::Check;
+use crate::config::monitor::Probe;
 use crate::health::{Evidence, Facts, Outcome, Reason, Recovery};
 use crate::pool::{Admin, Candidate};
 
@@ -221,7 +221,7 @@ impl Service {
             .cfg
             .monitor
             .as_ref()
-            .is_some_and(|m| m.checks.iter().any(|c| !matches!(c, Check::Connect { .. })));
+            .is_some_and(|m| m.checks.iter().any(|c| !matches!(c.probe, Probe::Connect)));
         if app {
             Evidence::Application
         } else {

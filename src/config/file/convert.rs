@@ -17,7 +17,7 @@ use super::raw::{
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
 use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
-use crate::config::monitor::{Check, MonitorSpec, RedisRole, read_password_file};
+use crate::config::monitor::{Check, MonitorSpec, Probe, RedisRole, read_password_file};
 use crate::config::{
     Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
 };
@@ -244,45 +244,56 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
         .into_iter()
         .map(|c| {
             Ok(match c {
-                RawCheck::Connect(c) => Check::Connect {
+                RawCheck::Connect(c) => Check {
+                    probe: Probe::Connect,
                     timeout: t(c.timeout),
                 },
-                RawCheck::Http(h) => Check::Http {
-                    path: h.path.0,
-                    port: h.port.map(|p| p.0),
-                    host: h.host,
-                    expect: h.expect.map_or_else(|| vec![(200, 399)], |e| e.0),
-                    body: h.body,
+                RawCheck::Http(h) => Check {
+                    probe: Probe::Http {
+                        path: h.path.0,
+                        port: h.port.map(|p| p.0),
+                        host: h.host,
+                        expect: h.expect.map_or_else(|| vec![(200, 399)], |e| e.0),
+                        body: h.body,
+                    },
                     timeout: t(h.timeout),
                 },
-                RawCheck::Mysql(my) => Check::Mysql {
-                    user: my.user,
-                    password: None,
-                    read_only: my.read_only,
-                    max_lag: my.max_lag.map(|d| d.0),
+                RawCheck::Mysql(my) => Check {
+                    probe: Probe::Mysql {
+                        user: my.user,
+                        password: None,
+                        read_only: my.read_only,
+                        max_lag: my.max_lag.map(|d| d.0),
+                    },
                     timeout: t(my.timeout),
                 },
-                RawCheck::Command(c) => Check::Command {
-                    argv: c.argv.0,
-                    pass: c.pass.unwrap_or_else(|| vec![0]),
+                RawCheck::Command(c) => Check {
+                    probe: Probe::Command {
+                        argv: c.argv.0,
+                        pass: c.pass.unwrap_or_else(|| vec![0]),
+                    },
                     timeout: t(c.timeout),
                 },
-                RawCheck::Redis(r) => Check::Redis {
-                    password: match r.password_file {
-                        None => None,
-                        Some(p) => Some(read_password_file(&p).map_err(|e| {
-                            format!("{loc}monitor.checks: redis {e} (listener {})", quote(name))
-                        })?),
+                RawCheck::Redis(r) => Check {
+                    probe: Probe::Redis {
+                        password: match r.password_file {
+                            None => None,
+                            Some(p) => Some(read_password_file(&p).map_err(|e| {
+                                format!("{loc}monitor.checks: redis {e} (listener {})", quote(name))
+                            })?),
+                        },
+                        role: r.role.map(|r| match r {
+                            RawRedisRole::Master => RedisRole::Master,
+                            RawRedisRole::Replica => RedisRole::Replica,
+                        }),
                     },
-                    role: r.role.map(|r| match r {
-                        RawRedisRole::Master => RedisRole::Master,
-                        RawRedisRole::Replica => RedisRole::Replica,
-                    }),
                     timeout: t(r.timeout),
                 },
-                RawCheck::SendExpect(s) => Check::SendExpect {
-                    send: s.send.into_bytes(),
-                    expect: s.expect.into_bytes(),
+                RawCheck::SendExpect(s) => Check {
+                    probe: Probe::SendExpect {
+                        send: s.send.into_bytes(),
+                        expect: s.expect.into_bytes(),
+                    },
                     timeout: t(s.timeout),
                 },
             })

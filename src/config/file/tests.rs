@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::*;
-use crate::config::monitor::Check;
+use crate::config::monitor::{Check, Probe};
 use crate::config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESOLVE_INTERVAL, Failback, Host, Keepalive, LogFormat,
     Policy, resolved_loops, unresolved,
@@ -57,15 +57,19 @@ fn a_redis_check_with_its_password_file_and_role() {
     assert_eq!(
         checks,
         &[
-            Check::Redis {
-                password: Some(Password("s3cret".into())),
-                role: Some(RedisRole::Replica),
-                timeout: Some(Duration::from_secs(1)),
+            Check {
+                probe: Probe::Redis {
+                    password: Some(Password("s3cret".into())),
+                    role: Some(RedisRole::Replica)
+                },
+                timeout: Some(Duration::from_secs(1))
             },
-            Check::Redis {
-                password: None,
-                role: None,
-                timeout: None,
+            Check {
+                probe: Probe::Redis {
+                    password: None,
+                    role: None
+                },
+                timeout: None
             }
         ]
     );
@@ -189,31 +193,43 @@ listeners:
         )
     );
     assert_eq!(m.checks.len(), 5);
-    assert_eq!(m.checks[0], Check::Connect { timeout: None });
+    assert_eq!(
+        m.checks[0],
+        Check {
+            probe: Probe::Connect,
+            timeout: None
+        }
+    );
     assert_eq!(
         m.checks[1],
-        Check::Http {
-            path: "/mysqlchk/?port=3306".into(),
-            port: Some(31337),
-            host: Some("h".into()),
-            expect: vec![(200, 299), (404, 404)],
-            body: Some("ok".into()),
-            timeout: Some(Duration::from_secs(1)),
+        Check {
+            probe: Probe::Http {
+                path: "/mysqlchk/?port=3306".into(),
+                port: Some(31337),
+                host: Some("h".into()),
+                expect: vec![(200, 299), (404, 404)],
+                body: Some("ok".into())
+            },
+            timeout: Some(Duration::from_secs(1))
         }
     );
     assert_eq!(
         m.checks[3],
-        Check::Command {
-            argv: vec!["/bin/true".into(), "x".into()],
-            pass: vec![0, 1],
+        Check {
+            probe: Probe::Command {
+                argv: vec!["/bin/true".into(), "x".into()],
+                pass: vec![0, 1]
+            },
             timeout: None
         }
     );
     assert_eq!(
         m.checks[4],
-        Check::SendExpect {
-            send: b"PING\r\n".to_vec(),
-            expect: b"+PONG".to_vec(),
+        Check {
+            probe: Probe::SendExpect {
+                send: b"PING\r\n".to_vec(),
+                expect: b"+PONG".to_vec()
+            },
             timeout: None
         }
     );
@@ -245,8 +261,11 @@ fn shipped_example_file_is_valid() {
     assert_eq!(mysql.groups.len(), 2);
     assert!(matches!(
         mysql.monitor.as_ref().unwrap().checks[0],
-        Check::Http {
-            port: Some(31337),
+        Check {
+            probe: Probe::Http {
+                port: Some(31337),
+                ..
+            },
             ..
         }
     ));

@@ -23,15 +23,18 @@ fn balance_fm_example_parses_with_its_options() {
     assert_eq!(
         m.checks,
         vec![
-            Check::Connect {
+            Check {
+                probe: Probe::Connect,
                 timeout: Some(Duration::from_millis(400))
             },
-            Check::Command {
-                argv: ["/bin/sh", "-c", "/bin/checksvc -s %H -p %P >/dev/null"]
-                    .map(String::from)
-                    .to_vec(),
-                pass: vec![0, 2],
-                timeout: None,
+            Check {
+                probe: Probe::Command {
+                    argv: ["/bin/sh", "-c", "/bin/checksvc -s %H -p %P >/dev/null"]
+                        .map(String::from)
+                        .to_vec(),
+                    pass: vec![0, 2]
+                },
+                timeout: None
             },
         ]
     );
@@ -94,32 +97,38 @@ fn http_mysql_send_expect_and_escapes() {
     );
     assert_eq!(
         m.checks,
-        vec![Check::Http {
-            path: "/mysqlchk/?port=3306".into(),
-            port: Some(31337),
-            host: Some("db101".into()),
-            expect: vec![(200, 200), (204, 206)],
-            body: Some("OK: up".into()),
-            timeout: Some(Duration::from_secs(1)),
+        vec![Check {
+            probe: Probe::Http {
+                path: "/mysqlchk/?port=3306".into(),
+                port: Some(31337),
+                host: Some("db101".into()),
+                expect: vec![(200, 200), (204, 206)],
+                body: Some("OK: up".into())
+            },
+            timeout: Some(Duration::from_secs(1))
         }]
     );
     let m = ok("http=/health");
-    assert!(matches!(&m.checks[0], Check::Http { expect, .. } if expect == &vec![(200, 399)]));
+    assert!(
+        matches!(&m.checks[0], Check { probe: Probe::Http { expect, .. }, .. } if expect == &vec![(200, 399)])
+    );
     let m = ok("mysql:user=chk:timeout=2s");
     assert_eq!(
         m.checks,
-        vec![Check::Mysql {
-            password: None,
-            user: Some("chk".into()),
-            read_only: None,
-            max_lag: None,
+        vec![Check {
+            probe: Probe::Mysql {
+                password: None,
+                user: Some("chk".into()),
+                read_only: None,
+                max_lag: None
+            },
             timeout: Some(Duration::from_secs(2))
         }]
     );
     let m = ok("mysql:user=chk:read_only=0:max_lag=5s");
     assert!(matches!(
         &m.checks[0],
-        Check::Mysql { read_only: Some(false), max_lag: Some(d), .. } if *d == Duration::from_secs(5)
+        Check { probe: Probe::Mysql { read_only: Some(false), max_lag: Some(d), .. }, .. } if *d == Duration::from_secs(5)
     ));
     assert!(m.watches_replication());
     for bad in [
@@ -136,14 +145,18 @@ fn http_mysql_send_expect_and_escapes() {
     assert_eq!(
         m.checks,
         vec![
-            Check::SendExpect {
-                send: b"PING\r\n".to_vec(),
-                expect: b"+PONG".to_vec(),
+            Check {
+                probe: Probe::SendExpect {
+                    send: b"PING\r\n".to_vec(),
+                    expect: b"+PONG".to_vec()
+                },
                 timeout: None
             },
-            Check::SendExpect {
-                send: vec![0, 0xff, b'\\'],
-                expect: vec![],
+            Check {
+                probe: Probe::SendExpect {
+                    send: vec![0, 0xff, b'\\'],
+                    expect: vec![]
+                },
                 timeout: None
             },
         ]
@@ -153,7 +166,10 @@ fn http_mysql_send_expect_and_escapes() {
 #[test]
 fn command_is_a_shell_line_with_balance_fm_escapes() {
     let argv = |s: &str| match ok(s).checks.last() {
-        Some(Check::Command { argv, .. }) => argv.clone(),
+        Some(Check {
+            probe: Probe::Command { argv, .. },
+            ..
+        }) => argv.clone(),
         c => panic!("{c:?}"),
     };
     let sh = |l: &str| vec!["/bin/sh".to_string(), "-c".into(), l.into()];
@@ -186,9 +202,11 @@ fn redis_with_its_password_file_and_role() {
     let m = ok("redis");
     assert_eq!(
         m.checks,
-        vec![Check::Redis {
-            password: None,
-            role: None,
+        vec![Check {
+            probe: Probe::Redis {
+                password: None,
+                role: None
+            },
             timeout: None
         }]
     );
@@ -204,9 +222,11 @@ fn redis_with_its_password_file_and_role() {
     ));
     assert_eq!(
         m.checks,
-        vec![Check::Redis {
-            password: Some(super::super::monitor::Password("s3cret:x".into())),
-            role: Some(RedisRole::Master),
+        vec![Check {
+            probe: Probe::Redis {
+                password: Some(super::super::monitor::Password("s3cret:x".into())),
+                role: Some(RedisRole::Master)
+            },
             timeout: Some(Duration::from_secs(1))
         }]
     );
@@ -215,7 +235,7 @@ fn redis_with_its_password_file_and_role() {
         ("redis:role=slave", RedisRole::Replica),
     ] {
         assert!(
-            matches!(&ok(spec).checks[0], Check::Redis { role: Some(r), .. } if *r == role),
+            matches!(&ok(spec).checks[0], Check { probe: Probe::Redis { role: Some(r), .. }, .. } if *r == role),
             "{spec}"
         );
     }

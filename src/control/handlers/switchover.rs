@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::config::monitor::Check;
+use crate::config::monitor::{Check, Probe};
 use crate::control::reply::Reply;
 use crate::monitor::probe::{Finding, mysql};
 use crate::pool::{Admin, Group};
@@ -134,9 +134,13 @@ impl Login {
             .checks
             .iter()
             .find_map(|c| match c {
-                Check::Mysql {
-                    user: Some(user),
-                    password,
+                Check {
+                    probe:
+                        Probe::Mysql {
+                            user: Some(user),
+                            password,
+                            ..
+                        },
                     ..
                 } => Some(Login {
                     user: user.clone(),

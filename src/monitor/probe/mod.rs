@@ -2,7 +2,8 @@
 //! reason ("connection refused", "HTTP 503", "MySQL error 1040: ..."), and
 //! may note what it learned ([`Facts`]: replication lag); it never writes
 //! pool state (the service applies findings and facts). A new kind is its
-//! module, its arm in [`run_chain`], and its grammar (`-m` and YAML).
+//! module, its arm in [`run_chain`], its [`Probe`] variant and its grammar
+//! (`-m` and YAML).
 //! Replies are untrusted: at most [`MAX_REPLY`] bytes are read, always under
 //! a timeout, and backend bytes are escaped before they reach a reason.
 
@@ -20,7 +21,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::config::monitor::Check;
+use crate::config::monitor::{Check, Probe};
 use crate::health::Facts;
 
 /// Most bytes read from a backend's reply.
@@ -113,15 +114,14 @@ async fn chain(
 ) -> Result<(), Finding> {
     for c in checks {
         let name = c.name();
-        let t = c.timeout().unwrap_or(default_timeout);
+        let t = c.timeout.unwrap_or(default_timeout);
         let fut = async {
-            let failed = match c {
-                Check::Mysql {
+            let failed = match &c.probe {
+                Probe::Mysql {
                     user,
                     password,
                     read_only,
                     max_lag,
-                    ..
                 } => {
                     let password = password.as_ref().map(|p| p.0.as_str());
                     let role = mysql::Role {
@@ -130,25 +130,24 @@ async fn chain(
                     };
                     return mysql::run(ctx, user.as_deref(), password, role, facts).await;
                 }
-                Check::Redis { password, role, .. } => {
+                Probe::Redis { password, role } => {
                     let password = password.as_ref().map(|p| p.0.as_str());
                     return redis::run(ctx, password, *role).await;
                 }
-                Check::Connect { .. } => connect::run(ctx).await,
-                Check::Command { argv, pass, .. } => exec::run(argv, pass, ctx, t).await,
-                Check::Http {
+                Probe::Connect => connect::run(ctx).await,
+                Probe::Command { argv, pass } => exec::run(argv, pass, ctx, t).await,
+                Probe::Http {
                     path,
                     port,
                     host,
                     expect,
                     body,
-                    ..
                 } => http::run(ctx, path, *port, host.as_deref(), expect, body.as_deref()).await,
-                Check::SendExpect { send, expect, .. } => sendexpect::run(ctx, send, expect).await,
+                Probe::SendExpect { send, expect } => sendexpect::run(ctx, send, expect).await,
             };
             failed.map_err(Finding::Failed)
         };
-        let bound = if matches!(c, Check::Command { .. }) {
+        let bound = if matches!(c.probe, Probe::Command { .. }) {
             t + EXEC_SLACK
         } else {
             t
