@@ -325,6 +325,9 @@ fn hash_and_rr_switch_the_group_policy() {
     assert_eq!(inst.ctl("rr"), "group 0 set to round robin\n");
     let tags = tags_of(&inst, 8);
     assert_eq!((count(&tags, "A"), count(&tags, "B")), (4, 4), "{tags:?}");
+    assert_eq!(inst.ctl("leastconn"), "group 0 set to least connections\n");
+    assert_eq!(row(&inst.ctl("show"), 0, 0)[1], "LC");
+    assert_eq!(inst.json()["channels"][0]["type"], "leastconn");
 }
 
 #[test]
@@ -716,6 +719,7 @@ fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_res
     inst.ctl("weight 1 5");
     inst.ctl(&format!("create 127.0.0.1 {}", c.port()));
     inst.ctl("enable 2");
+    assert_eq!(inst.ctl("leastconn"), "group 0 set to least connections\n");
     // Several commands in one -c session: group carries over.
     assert_eq!(inst.ctl("group 1; hash"), "group 1 set to hash\n");
     inst.ctl("drain 1:0");
@@ -740,8 +744,11 @@ fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_res
     assert_eq!(chs[1]["weight"], 5);
     assert_eq!(chs[2]["group"], 0);
     assert_eq!(chs[2]["port"], c.port());
+    assert_eq!(chs[0]["type"], "leastconn");
     assert_eq!(chs[3]["type"], "hash");
     assert_eq!(chs[3]["state"], "drn");
+    // Weighted round robin for the traffic below.
+    assert_eq!(inst.ctl("rr"), "group 0 set to round robin\n");
     let tags = tags_of(&inst, 12);
     assert_eq!(count(&tags, "A"), 0, "{tags:?}");
     assert!(
