@@ -231,6 +231,15 @@ impl Policy {
         }
     }
 
+    /// In words, for replies (`group 0 set to least connections`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round robin",
+            Policy::Hash => "hash",
+            Policy::LeastConn => "least connections",
+        }
+    }
+
     /// The policy named `w` (a [word](Policy::word)).
     pub fn from_word(w: &str) -> Option<Policy> {
         Policy::ALL.into_iter().find(|p| p.word() == w)

@@ -166,7 +166,6 @@ const EXACT_WORDS: &[&str] = &[
     "monitor",
     "reload",
     "switchover",
-    "leastconn",
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
@@ -181,6 +180,11 @@ pub use crate::config::error::quote;
 fn word(tok: &str) -> Option<&'static str> {
     if let Some(w) = EXACT_WORDS.iter().find(|w| **w == tok) {
         return Some(w);
+    }
+    // Every policy's word sets the group's policy (`hash` and `rr` are
+    // also balance.fm's, abbreviated below; the others only in full).
+    if let Some(p) = Policy::from_word(tok) {
+        return Some(p.word());
     }
     FM_WORDS.iter().find(|w| w.starts_with(tok)).copied()
 }
@@ -230,12 +234,9 @@ fn without_args(w: &str) -> Option<Command> {
         "help" | "?" => Command::Help,
         "kill" => Command::Kill,
         "version" => Command::Version,
-        "hash" => Command::Policy(Policy::Hash),
-        "rr" => Command::Policy(Policy::RoundRobin),
-        "leastconn" => Command::Policy(Policy::LeastConn),
         "failback" => Command::Failback,
         "reload" => Command::Reload,
-        _ => return None,
+        w => return Policy::from_word(w).map(Command::Policy),
     })
 }
 

@@ -78,6 +78,14 @@ fn balance_fm_abbreviations_resolve_in_its_order_but_kill_must_be_spelled_out() 
     assert!(parse("kil").is_err());
     assert!(parse("showx").is_err());
     assert!(parse("dr 0").is_err());
+    // balance.fm's policy words abbreviate; the extensions' do not.
+    assert_eq!(
+        parse("ha"),
+        Ok(Command::Policy(crate::config::Policy::Hash))
+    );
+    assert!(parse("l").is_err());
+    assert!(parse("leastcon").is_err());
+    assert!(parse("leastconn 1").is_err());
 }
 
 #[test]

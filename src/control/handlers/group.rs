@@ -29,11 +29,7 @@ pub fn policy(groups: &[Arc<Group>], cur: usize, p: Policy) -> Reply {
         return Reply::err(format!("no such group {cur}"));
     };
     g.set_policy(p);
-    match p {
-        Policy::Hash => Reply::line(format!("group {cur} set to hash")),
-        Policy::RoundRobin => Reply::line(format!("group {cur} set to round robin")),
-        Policy::LeastConn => Reply::line(format!("group {cur} set to least connections")),
-    }
+    Reply::line(format!("group {cur} set to {}", p.describe()))
 }
 
 /// `failback`: new connections start from group 0 again.
