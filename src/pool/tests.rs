@@ -407,3 +407,27 @@ fn a_catching_up_backup_is_skipped_until_a_later_check_passes() {
     backup.set_lag(None);
     assert_eq!(backup.lag(), None);
 }
+
+/// The proxy takes a channel's slot before it connects, so a connect still
+/// in progress (a backend slow to answer SYN) is load to leastconn: new
+/// clients go elsewhere instead of piling onto it.
+#[test]
+fn leastconn_counts_connects_in_progress_as_load() {
+    let p = pool(&[group(Policy::LeastConn, &[1, 2])]);
+    let pending = channel(&p, 0, 0).try_acquire().expect("a slot");
+    for _ in 0..5 {
+        assert_eq!(pick(&p, CLIENT), Some(2));
+    }
+    // Two sessions on 2 against one pending connect on 1: back to 1.
+    let held = [
+        channel(&p, 0, 1).try_acquire().expect("a slot"),
+        channel(&p, 0, 1).try_acquire().expect("a slot"),
+    ];
+    assert_eq!(pick(&p, CLIENT), Some(1));
+    assert_eq!(walk(&p, CLIENT), [1, 2]);
+    drop(pending);
+    drop(held);
+    // Idle again: the tie rotates.
+    let got: Vec<_> = (0..4).map(|_| pick(&p, CLIENT).unwrap()).collect();
+    assert_eq!(got.iter().filter(|&&x| x == 1).count(), 2, "{got:?}");
+}
