@@ -201,6 +201,24 @@ pub fn page_size() -> u64 {
     u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
+/// Take an exclusive `flock` on `f` without waiting: false when another
+/// open file description holds it (another instance). The lock lives as
+/// long as the file stays open, and dies with the process.
+pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: flock takes a descriptor we own for the whole call and an
+    // integer operation; it touches no memory.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 /// The effective user id of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no arguments, cannot fail and touches no memory.
