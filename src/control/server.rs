@@ -121,10 +121,11 @@ fn prepare_parent(path: &Path, run_dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes the socket file on drop, if it is still ours.
+/// Removes the socket file on drop, if it is still ours, then its lock.
 struct SocketGuard {
     path: PathBuf,
     ino: (u64, u64),
+    _lock: ClaimLock,
 }
 
 impl Drop for SocketGuard {
@@ -133,6 +134,70 @@ impl Drop for SocketGuard {
             if (md.dev(), md.ino()) == self.ino {
                 let _ = std::fs::remove_file(&self.path);
             }
+        }
+    }
+}
+
+/// `PATH.lock` next to a control socket, `flock`ed for as long as the
+/// socket is served: the claim of a socket path is atomic. Without it two
+/// instances starting at the same moment could each see no live socket
+/// (or the other's, bound but not yet listening, as stale), and the
+/// loser would unlink the winner's socket or run without one.
+struct ClaimLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl ClaimLock {
+    fn path_for(socket: &Path) -> PathBuf {
+        let mut p = socket.as_os_str().to_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    fn claim(socket: &Path) -> io::Result<ClaimLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = Self::path_for(socket);
+        // A holder removes the file before unlocking: a lock taken on a
+        // file that is no longer at the path is retried on the new one.
+        for _ in 0..8 {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)?;
+            if !crate::sys::try_lock_exclusive(&file)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "control socket {}: another balance instance holds it ({} is locked)",
+                        socket.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            let (f, p) = (file.metadata()?, std::fs::symlink_metadata(&path));
+            if p.is_ok_and(|p| (p.dev(), p.ino()) == (f.dev(), f.ino())) {
+                return Ok(ClaimLock { file, path });
+            }
+        }
+        Err(io::Error::other(format!(
+            "control socket {}: {} keeps changing",
+            socket.display(),
+            path.display()
+        )))
+    }
+}
+
+impl Drop for ClaimLock {
+    fn drop(&mut self) {
+        let ours = self.file.metadata().ok().map(|f| (f.dev(), f.ino()));
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|md| Some((md.dev(), md.ino())) == ours)
+        {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -226,6 +291,8 @@ fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
     let named = |kind: io::ErrorKind, why: String| {
         io::Error::new(kind, format!("control socket {}: {why}", path.display()))
     };
+    // Before anything at the path is judged or removed.
+    let lock = ClaimLock::claim(path)?;
     if let Existing::Stale = check_existing(path)? {
         std::fs::remove_file(path)?;
     }
@@ -237,6 +304,7 @@ fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
     let guard = SocketGuard {
         path: path.to_path_buf(),
         ino: (md.dev(), md.ino()),
+        _lock: lock,
     };
     std_listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(std_listener)?;
