@@ -1137,3 +1137,138 @@ fn scrapes_get_through_a_hundred_slow_clients() {
     stop.store(true, Ordering::SeqCst);
     slow.join().unwrap();
 }
+
+/// `balance -c CMD --control PATH PORT`.
+fn ctl_at(sock: &Path, port: u16, cmd: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args(["-b", "127.0.0.1", "-c", cmd, "--control"])
+        .arg(sock)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run balance -c")
+}
+
+#[test]
+fn control_dir_keeps_sockets_when_a_reload_leaves_one_listener() {
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let tmp = TempDir::new("ctldir");
+    let dir = tmp.join("ctl");
+    std::fs::create_dir(&dir).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    let (bal, ports, cfg) = start_with(2, &["--control", &d], |p| {
+        format!(
+            "listeners:\n{}{}",
+            listener_yaml("one", p[0], &[a.addr]),
+            listener_yaml("two", p[1], &[b.addr])
+        )
+    });
+    let sock0 = dir.join(format!("127.0.0.1:{}.sock", ports[0]));
+    wait_until("the first control socket", WAIT, || {
+        ctl_at(&sock0, ports[0], "version").status.success()
+    })
+    .unwrap();
+    // Down to one listener, and that one changed: its socket is re-created.
+    std::fs::write(
+        &cfg,
+        format!(
+            "listeners:\n{}",
+            listener_yaml("one", ports[0], &[a.addr, b.addr])
+        ),
+    )
+    .unwrap();
+    let out = ctl_at(&sock0, ports[0], "reload");
+    assert!(out.status.success(), "{}", output_text(&out));
+    // The directory, given as --control, reaches it as well.
+    for path in [sock0.as_path(), dir.as_path()] {
+        let out = ctl_at(path, ports[0], "show");
+        assert!(out.status.success(), "{path:?}: {}", output_text(&out));
+    }
+    assert!(!bal.has("not available"), "{}", bal.stderr());
+}
+
+#[test]
+fn control_socket_of_one_listener_survives_a_reload_to_two() {
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let tmp = TempDir::new("ctlsock");
+    let sock = tmp.join("ctl.sock");
+    let extra = free_port(LOCALHOST_V4);
+    let bal = Balance::config(1, |p| {
+        format!("listeners:\n{}", listener_yaml("one", p[0], &[a.addr]))
+    })
+    .control(&sock)
+    .start();
+    let p = bal.port();
+    std::fs::write(
+        bal.config_path(),
+        format!(
+            "listeners:\n{}{}",
+            listener_yaml("one", p, &[a.addr, b.addr]),
+            listener_yaml("two", extra, &[b.addr])
+        ),
+    )
+    .unwrap();
+    // One socket path cannot serve two listeners: the reload says so and
+    // changes nothing (it must not report success with a listener nobody
+    // can reach).
+    let out = ctl_at(&sock, p, "reload");
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("single listener"),
+        "{}",
+        output_text(&out)
+    );
+    let out = ctl_at(&sock, p, "show");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(TcpStream::connect(("127.0.0.1", extra)).is_err());
+    assert_eq!(tag_via(p).as_deref(), Some("A"));
+}
+
+#[test]
+fn a_second_instance_with_the_same_pidfile_exits_71_naming_the_first() {
+    let a = Backend::tagged("A");
+    let tmp = TempDir::new("pidlock");
+    let pidfile = tmp.join("balance.pid");
+    let pf = pidfile.to_str().unwrap().to_string();
+    let first = Balance::cli(&[a.addr.to_string()])
+        .opts(&["--pidfile", &pf])
+        .start();
+    let mine = format!("{}\n", first.pid());
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), mine);
+    let port = free_port(LOCALHOST_V4);
+    let second = Command::new(BIN)
+        .args(["-f", "-b", "127.0.0.1", "--pidfile", &pf])
+        .arg(port.to_string())
+        .arg(a.addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid2 = second.id();
+    let out = run_with_timeout(second, WAIT);
+    let Some(out) = out else {
+        kill(pid2, libc::SIGKILL);
+        panic!("the second instance kept running");
+    };
+    assert_eq!(out.status.code(), Some(71), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
+    // The first one's pidfile is untouched.
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), mine);
+    assert_eq!(tag_via(first.port()).as_deref(), Some("A"));
+    first.terminate();
+    assert!(!pidfile.exists(), "the holder removes its pidfile at exit");
+}
+
+/// Wait for `child` to exit within `limit`: its output, or None.
+fn run_with_timeout(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> Option<std::process::Output> {
+    let res = wait_for("the process to exit", limit, || {
+        child.try_wait().ok().flatten()
+    });
+    res.ok()?;
+    child.wait_with_output().ok()
+}

@@ -1219,3 +1219,55 @@ fn a_stale_socket_does_not_hide_the_live_instance_below_it() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("GRP"));
 }
+
+#[test]
+fn of_two_instances_started_together_on_one_control_socket_the_loser_exits_71() {
+    let a = Backend::tagged("A");
+    for trial in 0..10 {
+        let tmp = TempDir::new("ctlrace");
+        let sock = tmp.join("c.sock");
+        let spawn = |port: u16| {
+            Command::new(BIN)
+                .args(["-f", "-b", "127.0.0.1", "--control"])
+                .arg(&sock)
+                .arg(port.to_string())
+                .arg(a.addr.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn balance")
+        };
+        let (p1, p2) = (free_port(LOCALHOST_V4), free_port(LOCALHOST_V4));
+        let mut both = [spawn(p1), spawn(p2)];
+        let exited = wait_for("one of the two to exit", Duration::from_secs(15), || {
+            both.iter_mut()
+                .enumerate()
+                .find_map(|(i, c)| c.try_wait().ok().flatten().map(|st| (i, st)))
+        });
+        let (loser, st) = match exited {
+            Ok(x) => x,
+            Err(e) => {
+                for c in &both {
+                    kill(c.id(), libc::SIGKILL);
+                }
+                panic!("trial {trial}: both kept running ({e:?})");
+            }
+        };
+        let winner = 1 - loser;
+        assert_eq!(st.code(), Some(71), "trial {trial}");
+        // The winner answers on the socket.
+        let port = [p1, p2][winner];
+        let out = Command::new(BIN)
+            .args(["-b", "127.0.0.1", "-c", "version", "--control"])
+            .arg(&sock)
+            .arg(port.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "trial {trial}: {}", output_text(&out));
+        let pid = both[winner].id();
+        kill(pid, libc::SIGTERM);
+        let _ = both[winner].wait();
+        let _ = both[loser].wait();
+    }
+}

@@ -82,6 +82,16 @@ fn read_answer(r: &mut impl BufRead) -> io::Result<Answer> {
 /// `-b` and the port (without `-b`: the IPv4 wildcard's, then `[::]`'s).
 fn socket_path(a: &ControlArgs) -> Result<PathBuf, String> {
     if let Some(p) = &a.path {
+        // A directory: the server put each listener's socket in it under
+        // its derived name (several listeners, or `--control DIR`).
+        if p.is_dir() {
+            let cands: Vec<PathBuf> = paths::socket_names(a.bind, a.port)
+                .iter()
+                .map(|n| p.join(n))
+                .collect();
+            let found = cands.iter().find(|c| c.exists()).or(cands.first());
+            return Ok(found.cloned().unwrap_or_else(|| p.clone()));
+        }
         return Ok(p.clone());
     }
     let cands = paths::client_candidates(a.bind, a.port);

@@ -57,17 +57,28 @@ fn control_path_names_the_socket_of_one_listener_or_a_directory() {
     let p = Path::new("/x/c.sock");
     let run = Path::new("/run/b");
     assert_eq!(
-        listener_path(Some(p), run, b, 1),
+        listener_path(Some(p), run, b, false),
         PathBuf::from("/x/c.sock")
     );
     assert_eq!(
-        listener_path(Some(Path::new("/x")), run, b, 2),
+        listener_path(Some(Path::new("/x")), run, b, true),
         PathBuf::from("/x/127.0.0.1:81.sock")
     );
     assert_eq!(
-        listener_path(None, run, b, 2),
+        listener_path(None, run, b, true),
         PathBuf::from("/run/b/127.0.0.1:81.sock")
     );
+}
+
+#[test]
+fn control_is_a_directory_with_several_listeners_or_when_it_is_one() {
+    let dir = std::env::temp_dir().join(format!("balance-ctldir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("ctl.sock");
+    assert!(!control_is_dir(&sock, 1));
+    assert!(control_is_dir(&sock, 2));
+    assert!(control_is_dir(&dir, 1));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
