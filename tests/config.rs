@@ -1272,3 +1272,113 @@ fn run_with_timeout(
     res.ok()?;
     child.wait_with_output().ok()
 }
+
+#[test]
+fn channels_pointing_at_another_listener_of_the_file_are_refused() {
+    let tmp = TempDir::new("crossloop");
+    let (p1, p2) = (free_port(LOCALHOST_V4), free_port(LOCALHOST_V4));
+    for (b1, c1, what) in [
+        ("127.0.0.1", format!("127.0.0.1:{p2}"), "literal"),
+        ("127.0.0.1", format!("localhost:{p2}"), "localhost"),
+        ("0.0.0.0", format!("127.0.0.1:{p2}"), "into a wildcard"),
+    ] {
+        let f = tmp.join("loop.yaml");
+        std::fs::write(
+            &f,
+            format!(
+                "listeners:\n  - name: a\n    bind: \"127.0.0.1:{p1}\"\n    groups:\n      - channels: [\"{c1}\"]\n  - name: b\n    bind: \"{b1}:{p2}\"\n    groups:\n      - channels: [\"127.0.0.1:{p1}\"]\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .args(["--config", f.to_str().unwrap(), "--check"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{what}: {err}");
+        assert!(
+            err.contains("listener \"b\"") && err.contains("this process"),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn create_and_assign_of_another_listener_of_the_process_are_refused() {
+    let a = Backend::tagged("A");
+    let tmp = TempDir::new("crossctl");
+    let dir = tmp.join("ctl");
+    std::fs::create_dir(&dir).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    let (_bal, ports, _) = start_with(2, &["--control", &d], |p| {
+        format!(
+            "listeners:\n{}{}",
+            listener_yaml("a", p[0], &[a.addr]),
+            listener_yaml("b", p[1], &[a.addr])
+        )
+    });
+    let sock = dir.join(format!("127.0.0.1:{}.sock", ports[0]));
+    wait_until("the control socket", WAIT, || {
+        ctl_at(&sock, ports[0], "version").status.success()
+    })
+    .unwrap();
+    assert!(ctl_at(&sock, ports[0], "disable 0").status.success());
+    for cmd in [
+        format!("create 127.0.0.1 {}", ports[1]),
+        format!("create localhost {}", ports[1]),
+        format!("assign 0 127.0.0.1 {}", ports[1]),
+    ] {
+        let out = ctl_at(&sock, ports[0], &cmd);
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {text}");
+        assert!(text.contains("listener \"b\""), "{cmd}: {text}");
+    }
+}
+
+/// A non-loopback address of this host, if it has one.
+fn host_address() -> Option<std::net::IpAddr> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next()?.parse().ok())
+}
+
+#[test]
+fn a_loop_the_checks_cannot_see_is_cut_at_its_first_hop() {
+    let Some(ip) = host_address() else {
+        eprintln!("skipped: no non-loopback address on this host");
+        return;
+    };
+    // A wildcard listener whose channel is this host's own interface
+    // address: no configuration check knows it is local. --max-conns
+    // bounds the damage when the loop is not cut.
+    let port = free_port(LOCALHOST_V4);
+    let bal = Balance::cli(&[format!("{ip}:{port}")])
+        .no_bind()
+        .port(port)
+        .opts(&["--max-conns", "300"])
+        .start();
+    let base = bal.fd_count();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = c.write_all(b"hello");
+    let mut buf = [0u8; 16];
+    // The loop is cut: the client's connection ends (a reset or an EOF)
+    // instead of hanging while connections pile up.
+    let r = c.read(&mut buf);
+    assert!(
+        matches!(r, Ok(0))
+            || r.is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::TimedOut),
+        "the client was not let go"
+    );
+    assert!(bal.has("loops back"), "{}", bal.stderr());
+    bal.wait_running("connections of the loop closed", || {
+        bal.fd_count() <= base + 2
+    });
+}

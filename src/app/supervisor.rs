@@ -101,7 +101,7 @@ impl Supervisor {
                 cfg: cfg.clone(),
                 listeners: Vec::new(),
             }),
-            registry,
+            registry: registry.clone(),
             grace: Mutex::new(cfg.global.grace),
             control: crate::control::Context {
                 run_dir,
@@ -109,6 +109,7 @@ impl Supervisor {
                 shutdown,
                 reload,
                 fleet: fleet.clone(),
+                listeners: registry.clone(),
             },
             fleet,
             control_dir: cfg

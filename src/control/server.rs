@@ -87,6 +87,9 @@ pub struct Context {
     pub reload: ReloadHandle,
     /// Fleet mode: `fleet ...` commands write etcd through it.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The running listeners (`create`/`assign` refuse every bind of the
+    /// process).
+    pub listeners: crate::registry::Registry,
 }
 
 /// Bind this listener's control socket at `path` and serve it until
@@ -106,6 +109,7 @@ pub async fn spawn(
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
     let mut ctl = Control::new(svc, ctx.state, ctx.shutdown, ctx.reload);
     ctl.fleet = ctx.fleet;
+    ctl.listeners = ctx.listeners;
     let ctl = Arc::new(ctl);
     let stop = stop.child_token();
     let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));

@@ -31,6 +31,8 @@ pub struct Connected {
     pub guard: ConnGuard,
     pub cand: Candidate,
     pub addr: SocketAddr,
+    /// Marks the connect while it lives if it may reach our own listener.
+    pub own: Option<super::own::Mark>,
 }
 
 /// Why a client could not be connected.
@@ -278,12 +280,13 @@ async fn attempt(
     let mut last = AttemptError::Backend("no address".into());
     for &addr in &target.addrs {
         match connect_addr(cfg, addr).await {
-            Ok(stream) => {
+            Ok((stream, own)) => {
                 return Ok(Connected {
                     stream,
                     guard,
                     cand,
                     addr,
+                    own,
                 });
             }
             Err(e) => {
@@ -299,7 +302,10 @@ async fn attempt(
     Err((cand, last))
 }
 
-async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStream, AttemptError> {
+async fn connect_addr(
+    cfg: &ListenerConfig,
+    addr: SocketAddr,
+) -> Result<(TcpStream, Option<super::own::Mark>), AttemptError> {
     let sock = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking(),
@@ -320,6 +326,9 @@ async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStrea
         Err(e) if crate::sys::is_connect_in_progress(&e) => {}
         Err(e) => return Err(classify(e)),
     }
+    // At once: over loopback the connection may already wait in our own
+    // accept queue.
+    let own = super::own::Mark::new(&sock, addr);
     let stream = TcpStream::from_std(sock.into()).map_err(AttemptError::Local)?;
     match timeout(cfg.connect_timeout, connected(&stream)).await {
         Ok(Ok(())) => {}
@@ -332,7 +341,7 @@ async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStrea
         }
     }
     crate::sys::set_keepalive((&stream).into(), cfg.server_keepalive.as_ref());
-    Ok(stream)
+    Ok((stream, own))
 }
 
 /// Wait until a non-blocking connect has finished. A failed connect always

@@ -5,6 +5,8 @@
 //! - `connect`: pick a channel, connect with failover.
 //! - `relay`: the orchestrator (active phases, idle parking, `-T`, the
 //!   close passed on), one `half::HalfDuplex` per direction.
+//! - `own`: our own connects coming back in (a loop through a listener
+//!   of this process), refused by the accept loop.
 //! - `buffered` and `splice`: the two pumps, siblings sharing only `half`;
 //!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`;
 //!   both take their copy buffers from `spare`.
@@ -13,6 +15,7 @@ pub mod buffered;
 pub mod connect;
 pub mod dump;
 pub mod half;
+pub mod own;
 pub mod pipe;
 pub mod relay;
 pub mod spare;
@@ -99,6 +102,8 @@ async fn serve(
         guard,
         cand,
         addr,
+        // Held as long as the backend socket (see `own`).
+        own: _own,
     } = match Box::pin(held_connect(&svc, &client, peer)).await {
         Ok(b) => b,
         Err(NoBackend::ClientGone) => return,

@@ -78,6 +78,55 @@ pub fn set_linger_zero(s: &TcpStream) {
     let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
 }
 
+/// The addresses of this host's interfaces (getifaddrs); empty if they
+/// cannot be read.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head into the pointer we own; the
+    // list is freed below with freeifaddrs, once.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a non-null node of the list getifaddrs returned,
+        // alive until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: a non-null ifa_addr points to a sockaddr whose family
+            // says which struct it is; each is read as that struct only.
+            let ip = unsafe {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
+                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
+                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                    }
+                    _ => None,
+                }
+            };
+            out.extend(ip);
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the head getifaddrs returned, freed once; no node is used
+    // after this.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+/// The local address of a socket (getsockname).
+pub fn local_addr(s: &impl std::os::fd::AsFd) -> Option<std::net::SocketAddr> {
+    SockRef::from(s).local_addr().ok()?.as_socket()
+}
+
 /// IP_BIND_ADDRESS_NO_PORT: with a source address (`-B`), defer the port
 /// choice to connect(), so the 4-tuple, not the port alone, must be unique.
 pub fn set_bind_address_no_port(s: &impl AsRawFd) {

@@ -95,6 +95,7 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
         }
         listeners.push(lc);
     }
+    crate::config::selfloop::cross_loops(&listeners).map_err(|e| e.to_string())?;
     if let Some(m) = global.metrics {
         if let Some(l) = listeners
             .iter()
