@@ -438,3 +438,50 @@ fn reset_after_client_half_close_reaches_the_silent_backend_splice() {
 fn reset_after_client_half_close_reaches_the_silent_backend_buffered() {
     reset_after_half_close(Path::Buffered);
 }
+
+/// A backend that writes and resets at once after accepting, so the reset
+/// may arrive while balance is still finishing its connect or before the
+/// relay first reads: each of 100 clients must see a reset, never a clean
+/// end.
+fn instant_reset_reaches_every_client(path: Path) {
+    let backend = Backend::spawn(LOCALHOST_V4, |s| {
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        let _ = (&s).write_all(b"bye");
+        drop(s);
+    });
+    let bal = start(&backend, path, &[]);
+    let mut clean = Vec::new();
+    for i in 0..100 {
+        let mut c = TcpStream::connect(bal.addr).expect("connect");
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        let end = loop {
+            match c.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break Some(e.kind()),
+            }
+        };
+        match end {
+            Some(io::ErrorKind::ConnectionReset) => {}
+            Some(k) => panic!("client {i}: {k:?}"),
+            None => clean.push((i, got.len())),
+        }
+    }
+    assert!(
+        clean.is_empty(),
+        "{} of 100 clients got a clean end (client, bytes): {clean:?}",
+        clean.len()
+    );
+}
+
+#[test]
+fn instant_reset_reaches_every_client_splice() {
+    instant_reset_reaches_every_client(Path::Splice);
+}
+
+#[test]
+fn instant_reset_reaches_every_client_buffered() {
+    instant_reset_reaches_every_client(Path::Buffered);
+}

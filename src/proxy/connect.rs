@@ -42,6 +42,9 @@ pub enum NoBackend {
     ClientGone,
     /// Every candidate failed or none was eligible (after spinning, if set).
     Exhausted,
+    /// The backend accepted and reset before the relay started: the
+    /// client must see a reset too, not another backend or a clean end.
+    Reset,
 }
 
 /// How one connect attempt failed.
@@ -53,6 +56,11 @@ enum AttemptError {
     /// Ours: no ports, no fds, no memory. Not a channel failure.
     #[error("local error: {0}")]
     Local(io::Error),
+    /// The handshake completed and the backend reset at once (its
+    /// ECONNRESET read while finishing the connect): passed on to the
+    /// client, not a connect failure.
+    #[error("reset by the backend right after connecting")]
+    Reset,
 }
 
 /// Safety net for spinning: re-check eligibility at least this often even
@@ -77,7 +85,7 @@ pub async fn connect(
         }
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
             Ok(c) => break Ok(c),
-            Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),
+            Err(e @ (NoBackend::ClientGone | NoBackend::Reset)) => break Err(e),
             Err(NoBackend::Exhausted) => {}
         }
         let Some(deadline) = spin_deadline else {
@@ -188,6 +196,7 @@ async fn race_candidates(
                     abandoned(svc, &overtaken, &c.cand);
                     return Ok(c);
                 }
+                Some(Err((_, AttemptError::Reset))) => return Err(NoBackend::Reset),
                 Some(Err((cand, err))) => {
                     overtaken.retain(|o| !Arc::ptr_eq(&o.channel, &cand.channel));
                     connect_failed(svc, &cand, err);
@@ -241,6 +250,7 @@ async fn try_in_turn(
         };
         match res {
             Ok(c) => return Ok(c),
+            Err((_, AttemptError::Reset)) => return Err(NoBackend::Reset),
             Err((cand, err)) => connect_failed(svc, &cand, err),
         }
     }
@@ -291,9 +301,9 @@ async fn attempt(
             }
             Err(e) => {
                 debug!(%addr, error = %e, "connect failed");
-                let local = matches!(e, AttemptError::Local(_));
+                let stop = matches!(e, AttemptError::Local(_) | AttemptError::Reset);
                 last = e;
-                if local {
+                if stop {
                     break;
                 }
             }
@@ -332,6 +342,10 @@ async fn connect_addr(
     let stream = TcpStream::from_std(sock.into()).map_err(AttemptError::Local)?;
     match timeout(cfg.connect_timeout, connected(&stream)).await {
         Ok(Ok(())) => {}
+        // The error was consumed reading it: the relay would only see EOF.
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(AttemptError::Reset);
+        }
         Ok(Err(e)) => return Err(classify(e)),
         Err(_) => {
             return Err(AttemptError::Backend(format!(
@@ -393,6 +407,7 @@ fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
         AttemptError::Backend(detail) => {
             svc.report(cand, Outcome::ConnectFailed(detail));
         }
+        AttemptError::Reset => {}
         AttemptError::Local(e) => {
             if let Some(suppressed) = local_error_log_due() {
                 warn!(channel = %cand.channel.target(), group = cand.group,

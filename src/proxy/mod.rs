@@ -107,6 +107,11 @@ async fn serve(
     } = match Box::pin(held_connect(&svc, &client, peer)).await {
         Ok(b) => b,
         Err(NoBackend::ClientGone) => return,
+        Err(NoBackend::Reset) => {
+            crate::sys::set_linger_zero(&client);
+            debug!("the backend reset while connecting; resetting the client");
+            return;
+        }
         Err(NoBackend::Exhausted) => {
             svc.stats.refused.fetch_add(1, Relaxed);
             debug!("no channel could take the connection; closing the client");
