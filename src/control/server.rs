@@ -13,10 +13,16 @@
 //! all 16 are taken, a newcomer evicts a session caught mid-line (part of
 //! a line sent; the one waiting longest), else the session idle longest at
 //! the start of a line if that is at least [`EVICT_GRACE`]; the evicted one
-//! gets an error line and is closed. Only if every session is running a
-//! command or has just started waiting is the newcomer refused. So idle or trickling sessions
-//! cannot lock an operator out; `-i` opens a session per command and is
-//! never the one waiting. A NUL byte or invalid UTF-8 gets one error line
+//! gets an error line and is closed. If none can be evicted, a newcomer
+//! from root (to an instance not running as root) takes the place of the session waiting longest however short
+//! its wait; anyone else waits in a second table of [`MAX_SESSIONS`]
+//! (newest first: the oldest waiting there is closed for a newer one),
+//! greeted, until its first whole line: then it takes the place of the
+//! session waiting longest, however short its wait. Only if every session
+//! is running a command is it refused. So sessions that sit idle, trickle
+//! bytes or are opened faster than the grace cannot lock out an operator,
+//! whose `-c` sends its command at once; `-i` opens a session per command
+//! and is never the one waiting. A NUL byte or invalid UTF-8 gets one error line
 //! and changes nothing. Only our own uid and root may talk to the socket
 //! (mode 0600 and SO_PEERCRED).
 
@@ -322,6 +328,9 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let sessions = Slots::new(MAX_SESSIONS, EVICT_GRACE);
+    // Newcomers that found every session place taken, until their first
+    // whole line; the newest are kept.
+    let pending = Slots::new(MAX_SESSIONS, Duration::ZERO);
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => break,
@@ -334,10 +343,16 @@ async fn accept_loop(
                 }
             },
         };
-        match sessions.acquire() {
-            Some(slot) => {
-                let ctl = Arc::clone(&ctl);
-                tokio::spawn(async move { session(&ctl, stream, slot).await });
+        let admitted = match sessions.acquire() {
+            Some(slot) => Some(Admit::Session(slot)),
+            None if from_root(&stream) => sessions.acquire_now().map(Admit::Session),
+            None => None,
+        }
+        .or_else(|| pending.acquire().map(Admit::Pending));
+        match admitted {
+            Some(admit) => {
+                let (ctl, sessions) = (Arc::clone(&ctl), Arc::clone(&sessions));
+                tokio::spawn(async move { session(&ctl, stream, admit, &sessions).await });
             }
             None => {
                 tokio::spawn(async move {
@@ -357,6 +372,21 @@ async fn accept_loop(
     drop(listener);
     drop(guard);
     debug!(listener = %ctl.svc.cfg.name, "control socket closed");
+}
+
+/// How a session got in.
+enum Admit {
+    /// A place among the sessions.
+    Session(Slot),
+    /// A place among the newcomers waiting for their first whole line,
+    /// which then claims a session's place ([`Slots::acquire_now`]).
+    Pending(Slot),
+}
+
+/// Whether the peer of a control connection is root and we are not (a
+/// root instance cannot tell its operator from its other sessions by uid).
+fn from_root(s: &UnixStream) -> bool {
+    crate::sys::euid() != 0 && s.peer_cred().is_ok_and(|c| c.uid() == 0)
 }
 
 enum LineRead {
@@ -425,7 +455,11 @@ async fn write_reply<W: tokio::io::AsyncWrite + Unpin>(
     w.flush().await
 }
 
-async fn session(ctl: &Control, stream: UnixStream, slot: Slot) {
+async fn session(ctl: &Control, stream: UnixStream, admit: Admit, sessions: &Arc<Slots>) {
+    let (mut slot, mut pending) = match admit {
+        Admit::Session(s) => (s, false),
+        Admit::Pending(s) => (s, true),
+    };
     let name = &ctl.svc.cfg.name;
     let uid = match stream.peer_cred() {
         Ok(c) => c.uid(),
@@ -472,6 +506,9 @@ async fn session(ctl: &Control, stream: UnixStream, slot: Slot) {
             _ = slot.evicted() => None,
         };
         slot.busy();
+        // Evicted while its line arrived: the place is gone, so the command
+        // is not run (the answer says why).
+        let got = got.filter(|_| !slot.is_evicted());
         let Some(got) = got else {
             debug!(listener = %name, uid, "control: session evicted for a newer one");
             let r = Reply::err(format!(
@@ -497,6 +534,22 @@ async fn session(ctl: &Control, stream: UnixStream, slot: Slot) {
                 Reply::err(format!("error: line longer than {MAX_LINE} bytes; closing")),
                 true,
             ),
+            Ok(Ok(LineRead::Line)) if pending => match sessions.acquire_now() {
+                // A whole line: a real client, worth a session's place.
+                Some(s) => {
+                    (slot, pending) = (s, false);
+                    slot.busy();
+                    let r = run_line(ctl, &mut group, &buf, uid).await;
+                    let bye = r.close;
+                    (r, bye)
+                }
+                None => (
+                    Reply::err(format!(
+                        "error: too many control sessions (at most {MAX_SESSIONS}, all running commands); try again"
+                    )),
+                    true,
+                ),
+            },
             Ok(Ok(LineRead::Line)) => {
                 let r = run_line(ctl, &mut group, &buf, uid).await;
                 let bye = r.close;
