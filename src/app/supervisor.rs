@@ -304,7 +304,9 @@ impl Supervisor {
             }
         }
         let steps = plan::steps(&current, &new.listeners)?;
-        let summary = self.apply(&mut st, &new, steps, &resolved);
+        let resolved = Arc::new(resolved);
+        let prepared = prepare(&st, &new, &steps, &resolved).await?;
+        let summary = self.apply(&mut st, &new, steps, prepared, &resolved);
         let restart_needed = plan::globals_needing_restart(&self.started, &new.global);
         if !restart_needed.is_empty() {
             warn!(
@@ -317,13 +319,15 @@ impl Supervisor {
         Ok((summary, take_control_bound(&mut st)))
     }
 
-    /// Phase 2, infallible: run the plan's steps and stop the listeners the
-    /// new config no longer has.
+    /// Phase 2, infallible: run the plan's steps (with the Services
+    /// [`prepare`] built) and stop the listeners the new config no longer
+    /// has.
     fn apply(
         self: &Arc<Self>,
         st: &mut State,
         new: &Config,
         steps: Vec<Step>,
+        prepared: Vec<Option<Prepared>>,
         resolved: &Resolved,
     ) -> Summary {
         let resolve = |h: &crate::config::Host, p: u16| resolved.get(h, p);
@@ -334,7 +338,9 @@ impl Supervisor {
             .map(Some)
             .collect();
         let mut next = Vec::with_capacity(n);
+        let mut prepared = prepared.into_iter();
         for (l, step) in new.listeners.iter().zip(steps) {
+            let ready = prepared.next().flatten();
             match step {
                 Step::Keep(i) => {
                     if let Some(r) = old.get_mut(i).and_then(Option::take) {
@@ -344,15 +350,36 @@ impl Supervisor {
                 }
                 Step::Change(i, reg) => {
                     if let Some(r) = old.get_mut(i).and_then(Option::take) {
-                        let svc = Arc::new(r.svc.rebuild(l.clone(), rise_fall(l), resolve));
-                        plan::log_channel_changes(&r.svc, &svc);
+                        let svc = match ready {
+                            // Built from the channels the listener has now.
+                            Some(p)
+                                if p.from
+                                    .as_ref()
+                                    .is_some_and(|g| Arc::ptr_eq(g, &r.svc.pool.groups())) =>
+                            {
+                                p.svc
+                            }
+                            // A `create` came in between: build again, here.
+                            _ => {
+                                let svc = r.svc.rebuild(l.clone(), rise_fall(l), resolve);
+                                plan::log_channel_changes(&r.svc, &svc);
+                                svc
+                            }
+                        };
+                        let svc = Arc::new(svc);
+                        // Spinning clients look again, at the new pool.
+                        svc.pool.eligible.notify_waiters();
                         r.stop.cancel();
                         next.push(self.launch(r.sock, reg, svc, Some(r.control)));
                         sum.changed += 1;
                     }
                 }
                 Step::Add(sock, reg) => {
-                    let svc = Arc::new(Service::new_with(l.clone(), rise_fall(l), resolve));
+                    let svc = match ready {
+                        Some(p) => p.svc,
+                        None => Service::new_with(l.clone(), rise_fall(l), resolve),
+                    };
+                    let svc = Arc::new(svc);
                     next.push(self.launch(sock, reg, svc, None));
                     sum.added += 1;
                 }
@@ -417,6 +444,61 @@ impl Supervisor {
             f.stopped().await;
         }
     }
+}
+
+/// A Service built ahead for a changed or added listener, and for a
+/// changed one the group list of the running Service it was built from.
+struct Prepared {
+    svc: Service,
+    from: Option<Arc<Vec<Arc<crate::pool::Group>>>>,
+}
+
+/// Build the Services of the changed and added listeners off the runtime
+/// thread (thousands of channels take a while), so clients keep being
+/// served while a reload is prepared. One entry per new listener (None
+/// for a kept one).
+async fn prepare(
+    st: &State,
+    new: &Config,
+    steps: &[Step],
+    resolved: &Arc<Resolved>,
+) -> Result<Vec<Option<Prepared>>, String> {
+    let work: Vec<(crate::config::ListenerConfig, Option<Option<Arc<Service>>>)> = new
+        .listeners
+        .iter()
+        .zip(steps)
+        .map(|(l, step)| {
+            let old = match step {
+                Step::Keep(_) => None,
+                Step::Change(i, _) => Some(st.listeners.get(*i).map(|r| Arc::clone(&r.svc))),
+                Step::Add(..) => Some(None),
+            };
+            (l.clone(), old)
+        })
+        .collect();
+    let resolved = Arc::clone(resolved);
+    tokio::task::spawn_blocking(move || {
+        let resolve = |h: &crate::config::Host, p: u16| resolved.get(h, p);
+        work.into_iter()
+            .map(|(l, old)| match old? {
+                Some(old) => {
+                    let from = old.pool.groups();
+                    let svc = old.rebuild(l.clone(), rise_fall(&l), resolve);
+                    plan::log_channel_changes(&old, &svc);
+                    Some(Prepared {
+                        svc,
+                        from: Some(from),
+                    })
+                }
+                None => Some(Prepared {
+                    svc: Service::new_with(l.clone(), rise_fall(&l), resolve),
+                    from: None,
+                }),
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| format!("reload preparation failed: {e}"))
 }
 
 /// The control servers started since the last look.
