@@ -8,10 +8,10 @@
 //! port is marked for that listener's port, so such a loop ends at its
 //! first hop instead of multiplying.
 //!
-//! Cost: a connect to anything but one of our own ports on this host, and
-//! an accept from another host, pay a few compares; the rest is one
-//! getsockname and two atomic updates per marked connect, and one atomic
-//! load per local accept. No lock.
+//! Cost: a connect to anything but one of our own ports on this host pays
+//! one bit test, an accept one load of a word that is zero unless a loop
+//! runs; a marked connect pays a getsockname and a few atomic updates. No
+//! lock.
 //!
 //! With several runtime threads an accept can overtake the mark of the
 //! connect it answers (the mark follows the connect syscall at once):
@@ -20,7 +20,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 const PORTS: usize = 1 << 16;
 
@@ -28,6 +28,10 @@ const PORTS: usize = 1 << 16;
 /// bits) and the listening port they went to (low 16 bits; 0 once two of
 /// them went to different ports).
 static MARKED: [AtomicU32; PORTS] = [const { AtomicU32::new(0) }; PORTS];
+
+/// Marks alive: while none is (always, but for a loop), an accept looks
+/// at this one word only.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// One bit per port we listen on (set, never cleared: a stale bit only
 /// costs the marked connects a getsockname).
@@ -75,6 +79,7 @@ impl Mark {
         }
         let port = crate::sys::local_addr(sock)?.port();
         let slot = MARKED.get(usize::from(port))?;
+        LIVE.fetch_add(1, Relaxed);
         let dport = u32::from(to.port());
         let _ = slot.fetch_update(Relaxed, Relaxed, |cur| {
             let (n, d) = (cur >> 16, cur & 0xffff);
@@ -99,6 +104,7 @@ impl Drop for Mark {
                     (n << 16) | (cur & 0xffff)
                 })
             });
+            LIVE.fetch_sub(1, Relaxed);
         }
     }
 }
@@ -106,6 +112,9 @@ impl Drop for Mark {
 /// Whether a connection from `peer`, accepted on a listener on `port`, is
 /// one of our own connects coming back.
 pub fn is_own(peer: SocketAddr, port: u16) -> bool {
+    if LIVE.load(Relaxed) == 0 {
+        return false;
+    }
     let Some(slot) = MARKED.get(usize::from(peer.port())) else {
         return false;
     };
