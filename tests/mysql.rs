@@ -790,3 +790,107 @@ fn a_full_primary_holds_new_clients_with_spin_instead_of_answering_1040() {
     assert_eq!(j["channels"][1]["totalc"], 0, "{j}");
     assert!(!b.has("channel down"), "{}", b.stderr());
 }
+
+#[test]
+fn a_switchover_ends_idle_sessions_at_once_and_a_busy_one_after_its_answer() {
+    if !have_mariadb() {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let dir = TempDir::new("my-switch-idle");
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&[
+            "-m",
+            "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
+        ])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    // Every session idle: nothing to wait for.
+    let idle = common::mariadb::idle_sessions(&m1, b.port(), "app", 4);
+    let reply = b.ctl("switchover 1");
+    eprintln!("all idle: {}", reply.trim());
+    let held = held_ms(&reply);
+    assert!(reply.contains(" 4 sessions ended,"), "{reply}");
+    assert!(
+        held < 300,
+        "clients held {held} ms with every session idle: {reply}"
+    );
+    // The clients wait on their input and learn it only when they next
+    // ask; the old primary has no session of theirs left.
+    wait_until(
+        "the idle sessions gone from the old primary",
+        Duration::from_secs(5),
+        || m1.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER='app'") == "0",
+    )
+    .unwrap();
+    drop(idle);
+    // Back, with one session in the middle of a 1 s query: it gets its
+    // answer, then ends; nobody waits for the 2 s grace.
+    m1.sql("STOP SLAVE; RESET SLAVE ALL");
+    m2.sql("RESET MASTER");
+    m1.replicate_from(&m2);
+    let port = b.port();
+    let busy = thread::spawn(move || {
+        common::mariadb::query_at(port, "app", "SELECT SLEEP(1), @@server_id")
+    });
+    wait_until("the busy session", Duration::from_secs(5), || {
+        m2.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        ) == "1"
+    })
+    .unwrap();
+    let reply = b.ctl("switchover 0");
+    eprintln!("one busy: {}", reply.trim());
+    let held = held_ms(&reply);
+    assert!(reply.contains(" 1 sessions ended,"), "{reply}");
+    assert!(!reply.contains("cut"), "{reply}");
+    assert!((500..1900).contains(&held), "held {held} ms: {reply}");
+    assert_eq!(
+        busy.join().unwrap().as_deref(),
+        Ok("0\t2"),
+        "the busy session got its answer"
+    );
+}
+
+#[test]
+fn a_switchover_without_gtid_positions_is_refused_unless_forced() {
+    if !have_mariadb() {
+        return;
+    }
+    let m1 = Mariadb::start(1, &["--skip-log-bin"]);
+    let m2 = Mariadb::start(2, &["--skip-log-bin"]);
+    add_check_user(&m1);
+    add_check_user(&m2);
+    let dir = TempDir::new("my-switch-nogtid");
+    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(&["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    let out = b.ctl_out("switchover 1");
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("switchover refused: group 0 has no GTID position to verify group 1 against"),
+        "{text}"
+    );
+    assert_eq!(b.json()["listener"]["failback_floor"], 0);
+    let reply = b.ctl("switchover 1 force");
+    assert!(
+        reply.contains("switchover from group 0 to group 1 done")
+            && reply.contains("unverified (force)"),
+        "{reply}"
+    );
+    assert_eq!(b.json()["listener"]["failback_floor"], 1);
+}
+
+/// The `clients held N ms` of a switchover's reply.
+fn held_ms(reply: &str) -> u64 {
+    reply
+        .split("clients held ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no hold in {reply:?}"))
+}

@@ -125,15 +125,14 @@ async fn serve(
         dump: svc.cfg.packet_dump,
         splice: splice::enabled(),
     };
-    tokio::select! {
-        biased;
-        end = relay::relay(&client, &stream, &opts) => debug!(?end, "closed"),
-        () = ch.session_kill() => {
-            // on-down=shutdown / on-up=shutdown-backup: reset both sides.
-            crate::sys::set_linger_zero(&client);
-            crate::sys::set_linger_zero(&stream);
-            debug!("closed by the monitor (on-down/on-up)");
-        }
+    let end = relay::relay(&client, &stream, &opts, ch.ends()).await;
+    debug!(?end, "closed");
+    if end == relay::End::Killed {
+        // on-down=shutdown, on-up=shutdown-backup, a fence or a
+        // switchover: reset both sides.
+        crate::sys::set_linger_zero(&client);
+        crate::sys::set_linger_zero(&stream);
+        debug!("session ended by the balancer");
     }
     svc.stats.active.fetch_sub(1, Relaxed);
     // Sockets close here, then the guard releases the channel's slot and
