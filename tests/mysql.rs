@@ -743,6 +743,38 @@ fn a_hung_primary_is_fenced_before_the_backup_takes_a_write() {
     );
     assert_eq!(serving.as_deref(), Ok("2"), "{}", b.stderr());
     assert!(b.has("fenced: "), "{}", b.stderr());
+    // A late write on the old primary that conflicts with one the backup
+    // took breaks the backup's replication: it is the primary now and
+    // keeps serving, and nothing switches back to the old one until it is
+    // mended.
+    let dup = acked
+        .iter()
+        .rev()
+        .map(|(id, _)| *id)
+        .find(|id| !on1.contains(id))
+        .expect("a write taken by the backup");
+    m1.sql(&format!("INSERT INTO t.x (id, v) VALUES ({dup}, 99)"));
+    assert!(
+        b.wait_log(
+            "the serving primary's own replication is broken",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{}\n{}",
+        m2.slave_status(),
+        b.stderr()
+    );
+    assert_eq!(
+        common::mariadb::query_at(b.port(), "app", "SELECT @@server_id").as_deref(),
+        Ok("2")
+    );
+    assert_eq!(b.json()["channels"][1]["state"], "ENA");
+    let out = b.ctl_out("switchover 0");
+    let text = output_text(&out);
+    assert!(
+        !out.status.success() && text.contains("replication is broken"),
+        "{text}"
+    );
 }
 
 #[test]

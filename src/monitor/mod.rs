@@ -100,10 +100,11 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
     let weak = Arc::downgrade(&svc);
     let prober: Prober = Arc::new(move |job: Job| {
         let checks = Arc::clone(&checks);
-        // A backup is any group but the one traffic starts from.
-        let backup = weak
-            .upgrade()
-            .map_or(job.group > 0, |s| job.group != s.pool.floor());
+        // A backup is any group but the one that serves: the fence's, or
+        // the one traffic starts from.
+        let backup = weak.upgrade().map_or(job.group > 0, |s| {
+            job.group != s.fence.serving().unwrap_or_else(|| s.pool.floor())
+        });
         Box::pin(async move { probe_channel(&checks, &job, default_timeout, source, backup).await })
     });
     tokio::spawn(run(svc, shutdown, plan, prober))

@@ -140,6 +140,9 @@ pub struct Channel {
     catching_up: AtomicBool,
     /// The catching-up state was logged at info (it mattered to clients).
     pub catch_up_told: AtomicBool,
+    /// A serving primary whose own replication (from the primary it
+    /// replaced) is broken: it serves on, but no switchover goes back.
+    replication_broken: AtomicBool,
     /// Replication lag in seconds from the last check, -1 when unknown.
     lag_secs: AtomicI64,
     /// The open failure streak, so a successful connect can close a
@@ -222,6 +225,7 @@ impl Channel {
             full_holds: AtomicBool::new(false),
             catching_up: AtomicBool::new(false),
             catch_up_told: AtomicBool::new(false),
+            replication_broken: AtomicBool::new(false),
             lag_secs: AtomicI64::new(-1),
             failing: AtomicU8::new(NOT_FAILING),
             health: Mutex::new(HealthState {
@@ -498,6 +502,17 @@ impl Channel {
             self.eligible.notify_waiters();
         }
         changed
+    }
+
+    /// Note whether a serving primary's own replication is broken (the
+    /// monitor only); true when that changed.
+    pub fn set_replication_broken(&self, broken: bool) -> bool {
+        self.replication_broken.swap(broken, Relaxed) != broken
+    }
+
+    /// Whether a serving primary's own replication is broken.
+    pub fn replication_broken(&self) -> bool {
+        self.replication_broken.load(Relaxed)
     }
 
     /// The replication lag from the last check (the monitor only).

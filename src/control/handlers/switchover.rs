@@ -79,6 +79,15 @@ impl Plan {
     /// the target with. An old group that does not answer is judged later,
     /// by [`caught_up`].
     pub async fn verifiable(&self) -> Result<(), String> {
+        if let Some(c) = self.old.channels.iter().find(|c| c.replication_broken()) {
+            return Err(format!(
+                "group {}'s replication is broken on {} (the old primary wrote after it was \
+                 replaced?): re-point or rebuild group {} first",
+                self.from,
+                c.target(),
+                self.to
+            ));
+        }
         for c in &self.old.channels {
             if let Ok(p) = self.login.value(c, "SELECT @@gtid_binlog_pos").await {
                 if p.trim().is_empty() {
