@@ -324,8 +324,7 @@ fn info_lines(f: impl FnOnce()) -> String {
         .with_writer(move || buf.clone())
         .finish();
     tracing::subscriber::with_default(sub, f);
-    let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
-    text
+    String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned()
 }
 
 #[test]
