@@ -381,11 +381,11 @@ fn passwd_ids(user: &str) -> Option<(String, String)> {
 #[test]
 fn user_option_drops_root_in_every_thread() {
     if !is_root() {
-        eprintln!("skipped: not root");
+        skip_because("not root");
         return;
     }
     let Some((uid, gid)) = passwd_ids("nobody") else {
-        eprintln!("skipped: no user nobody");
+        skip_because("no user nobody");
         return;
     };
     let a = Backend::tagged("A");
@@ -445,7 +445,7 @@ fn user_option_drops_root_in_every_thread() {
 #[test]
 fn unknown_user_is_a_startup_error() {
     if !is_root() {
-        eprintln!("skipped: not root");
+        skip_because("not root");
         return;
     }
     let dir = TempDir::new("user");
@@ -485,7 +485,7 @@ fn backend_name_is_re_resolved_and_an_unresolvable_one_comes_up_later() {
         .stderr(Stdio::null())
         .status();
     if !probe.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("skipped: unshare -m with a bind mount does not work here");
+        skip_because("unshare -m with a bind mount does not work here");
         return;
     }
     // Two backends on the same port, on 127.0.0.1 and 127.0.0.2.

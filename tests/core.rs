@@ -126,7 +126,7 @@ fn localhost_backend_on_127_only_is_reached_every_time_because_all_addresses_are
         .args(["-rm", "true"])
         .status();
     if !matches!(probe, Ok(s) if s.success()) {
-        eprintln!("SKIP: unshare -rm not available");
+        skip_because("unshare -rm does not work here");
         return;
     }
     let dir = TempDir::new("hosts");
@@ -894,7 +894,7 @@ fn connect_timeout_is_not_cut_short_by_a_shorter_idle_timeout() {
 #[test]
 fn ipv6_listener_and_backend_on_loopback() {
     if !have_ipv6() {
-        eprintln!("SKIP: no ::1");
+        skip_because("no IPv6 loopback (::1)");
         return;
     }
     let backend = Backend::tagged_on(LOCALHOST_V6, "V6");
@@ -1135,7 +1135,7 @@ fn fd_limit_keeps_cpu_and_logs_low_at_emfile_and_recovers_when_clients_close() {
         .output()
         .is_err()
     {
-        eprintln!("SKIP: no prlimit");
+        skip_without("prlimit (Debian package util-linux)");
         return;
     }
     let backend = Backend::tagged("F");

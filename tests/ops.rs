@@ -95,7 +95,7 @@ fn a_planted_symlink_in_a_shared_run_dir_is_refused() {
 #[test]
 fn user_option_in_a_root_owned_shared_run_dir_changes_no_mode() {
     if !is_root() {
-        eprintln!("skipped: not root");
+        skip_because("not root");
         return;
     }
     let a = Backend::tagged("A");
@@ -220,7 +220,7 @@ fn a_daemon_without_syslog_says_so_on_the_terminal() {
         .and_then(|s| s.connect("/dev/log"))
         .is_ok()
     {
-        eprintln!("skipped: a syslog daemon listens on /dev/log");
+        skip_because("a syslog daemon listens on /dev/log");
         return;
     }
     let tmp = TempDir::new("daemon-nolog");

@@ -477,7 +477,7 @@ fn clogged_close_matrix_every_case_reaches_the_other_end_buffered() {
 #[test]
 fn six_without_b_serves_ipv4_and_ipv6_clients_on_one_wildcard_socket() {
     if !have_ipv6() {
-        eprintln!("SKIP: no ::1");
+        skip_because("no IPv6 loopback (::1)");
         return;
     }
     let be = Backend::tagged("B");
@@ -588,7 +588,7 @@ fn splice_einval_falls_back_to_the_buffered_path_without_losing_a_byte() {
         match steal_fd(b.pid(), fd) {
             Ok(f) => stolen.push(f),
             Err(e) => {
-                eprintln!("SKIP: pidfd_getfd: {e}");
+                skip_because(&format!("pidfd_getfd: {e}"));
                 return;
             }
         }
