@@ -216,6 +216,59 @@ fn all_channels_refusing_closes_the_client_at_once() {
     assert!(el < Duration::from_millis(500), "closed after {el:?}");
 }
 
+/// At the default log level (no -d): clients refused because no channel
+/// could take them are warned about, at most once a second with a count,
+/// so a burst does not flood the log.
+#[test]
+fn refused_clients_are_warned_about_at_the_default_level_rate_limited_with_a_count() {
+    let dead = Refused::new();
+    let b = Balance::start(&["-t", "1"], &[dead.channel()]);
+    const LINE: &str = "no channel could take the client";
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        let mut s = b.connect();
+        assert!(read_line(&mut s).is_err());
+    }
+    let burst = t0.elapsed();
+    b.wait_running("the first warning", || b.count(LINE) >= 1);
+    // One line a second at most over the burst (plus the first one).
+    assert!(
+        b.count(LINE) as u128 <= 1 + burst.as_millis() / 1000 + 1,
+        "burst of 20 in {burst:?}: {}",
+        b.stderr()
+    );
+    // The next one, a second later, says how many were held back.
+    let n = b.count(LINE);
+    b.wait_running("a second warning", || {
+        let mut s = b.connect();
+        assert!(read_line(&mut s).is_err());
+        b.count(LINE) > n
+    });
+    let last = b
+        .stderr()
+        .lines()
+        .rfind(|l| l.contains(LINE))
+        .unwrap()
+        .to_string();
+    assert!(last.contains(" more since the last such line, "), "{last}");
+    assert!(last.contains(" in all)"), "{last}");
+    assert!(last.contains("WARN"), "{last}");
+}
+
+/// A backend name that does not resolve at start is a warning at the
+/// default level (not only `--check`'s).
+#[test]
+fn an_unresolvable_backend_name_at_start_is_warned_about() {
+    let a = Backend::tagged("A");
+    let b = Balance::start(&[], &[a.channel(), "no-such-host.invalid:9".into()]);
+    b.wait_running("the warning", || {
+        b.stderr().lines().any(|l| {
+            l.contains("WARN") && l.contains("no-such-host.invalid:9: the name does not resolve")
+        })
+    });
+    assert_eq!(ask(b.addr).unwrap(), "A");
+}
+
 #[test]
 fn spin_holds_a_client_while_nothing_is_eligible_then_closes_it() {
     let dead = Refused::new();
