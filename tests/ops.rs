@@ -515,3 +515,31 @@ fn ready_is_sent_only_once_the_control_socket_is_bound() {
         assert!(present, "READY=1 before {} was bound", sock.display());
     }
 }
+
+/// The quick start shows the build's progress and builds what the README's
+/// install step builds (same command, so the same profile, features and
+/// target directory): installing after the demo rebuilds nothing.
+/// (`--example` would build the crate again with the dev-dependencies'
+/// features.)
+#[test]
+fn the_demo_builds_what_the_install_step_builds_and_shows_progress() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = std::fs::read_to_string(root.join("contrib/demo.sh")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let builds: Vec<&str> = demo
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("cargo "))
+        .collect();
+    assert!(!builds.is_empty(), "the demo builds with cargo");
+    for b in builds {
+        let words: Vec<&str> = b.split_whitespace().collect();
+        for bad in ["--quiet", "-q", "--example", "--examples"] {
+            assert!(!words.contains(&bad), "demo: {b:?} has {bad}");
+        }
+        assert!(
+            readme.lines().any(|l| l.trim() == b),
+            "demo: {b:?} is not the README's install command"
+        );
+    }
+}
