@@ -1293,3 +1293,37 @@ fn packet_dump_prints_both_directions_escaped_on_stdout() {
         "the banner too: {dumped:?}"
     );
 }
+
+/// A connect the backend's kernel completed (the client queued in its
+/// accept queue) before the backend process died is a connection, not a
+/// refused connect: when the dying process's listening socket closes, the
+/// kernel resets it, and balance passes the reset on to its client (the
+/// MySQL client's `ERROR 2013 … reading initial communication packet,
+/// system error: 104`). The next client's connect is refused and goes to
+/// the backup.
+#[test]
+fn a_client_queued_at_a_backend_that_dies_is_reset_and_the_next_goes_to_the_backup() {
+    let queue = std::net::TcpListener::bind((LOCALHOST_V4, 0)).unwrap();
+    let port = queue.local_addr().unwrap().port();
+    let backup = Backend::tagged("B");
+    let b = Balance::start(
+        &["-t", "2"],
+        &[format!("127.0.0.1:{port}"), "!".into(), backup.channel()],
+    );
+    let c = b.connect();
+    wait_until(
+        "balance's connect in the accept queue",
+        Duration::from_secs(5),
+        || accept_queue(port) == Some(1),
+    )
+    .unwrap();
+    // The backend "dies" before accepting it.
+    drop(queue);
+    let mut buf = [0u8; 16];
+    let r = read_some(&c, &mut buf);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
+    assert_eq!(ask(b.addr).unwrap(), "B");
+}
