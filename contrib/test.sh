@@ -32,11 +32,17 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "installing: ${need[*]}" >&2
   apt-get update -qq
-  # Packaged services must not start on install: the tests start their own.
+  # Packaged services must not start on install: the tests start their own
+  # (the policy file is removed again if we put it there).
+  policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    policy=/usr/sbin/policy-rc.d
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+  rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" || rc=$?
+  [ -z "$policy" ] || rm -f "$policy"
+  [ "$rc" -eq 0 ] || exit "$rc"
 fi
 
 # Each skipped test appends "test<TAB>reason" here (tests/common).
