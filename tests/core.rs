@@ -1327,3 +1327,28 @@ fn a_client_queued_at_a_backend_that_dies_is_reset_and_the_next_goes_to_the_back
     );
     assert_eq!(ask(b.addr).unwrap(), "B");
 }
+
+/// The harness never hands out a port twice while its taker lives: not in
+/// this process (2000 picks, all distinct, none in the kernel's ephemeral
+/// range) and not to another process (each is held by a lock another
+/// open of its file cannot take).
+#[test]
+fn harness_ports_are_never_handed_out_twice() {
+    use std::os::fd::AsRawFd;
+    let ports: Vec<u16> = (0..2000).map(|_| free_port(LOCALHOST_V4)).collect();
+    let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
+    let eph = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let lo: u16 = eph.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        ports.iter().all(|p| *p < lo),
+        "a port in the ephemeral range"
+    );
+    let dir = std::env::temp_dir().join(format!("balance-test-ports-{}", uid()));
+    for p in &ports[..10] {
+        let f = std::fs::File::open(dir.join(p.to_string())).unwrap();
+        // SAFETY: flock on an fd we own.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_ne!(r, 0, "port {p} is not held");
+    }
+}
