@@ -105,7 +105,7 @@ fn a_hung_primary_goes_down_while_clients_keep_connecting() {
     m1.resume();
     assert!(down, "hung primary never marked down:\n{}", b.stderr());
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(took < stretched(Duration::from_secs(4)), "took {took:?}");
     m1.pause();
     assert!(
         greeted(b.addr, Duration::from_secs(3)),
@@ -140,7 +140,7 @@ fn connects_abandoned_by_the_race_count_against_the_channel() {
     let t = Instant::now();
     assert_eq!(ask(b.addr).unwrap(), "B");
     assert!(
-        t.elapsed() < Duration::from_millis(250),
+        t.elapsed() < stretched(Duration::from_millis(250)),
         "still paid the race: {:?}",
         t.elapsed()
     );

@@ -155,8 +155,14 @@ fn ten_thousand_idle_server_first_sessions_stay_up_cheaply() {
     assert!(per_conn <= 40 * 1024, "{per_conn} bytes per connection");
     // 100 ticks = one core for the second: allow 5 % on a busy machine.
     assert!(idle_ticks <= 5, "{idle_ticks} ticks while idle");
-    assert!(new < Duration::from_millis(500), "new client took {new:?}");
-    assert!(show < Duration::from_millis(500), "show took {show:?}");
+    assert!(
+        new < stretched(Duration::from_millis(500)),
+        "new client took {new:?}"
+    );
+    assert!(
+        show < stretched(Duration::from_millis(500)),
+        "show took {show:?}"
+    );
     for s in held.iter().take(10) {
         assert!(
             s.take_error().ok().flatten().is_none(),

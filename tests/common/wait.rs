@@ -8,7 +8,9 @@
 //! whose run queue is longer than its cores (other builds beside the
 //! suite), every process of the test gets a fraction of a core, so the
 //! deadline stretches by the load per core ([`stretch`]): a slow machine
-//! waits longer, a broken product still fails.
+//! waits longer, a broken product still fails. An upper bound on a
+//! measured duration is stretched the same way (`took <
+//! stretched(promise)`): on an idle machine it is the promise itself.
 
 use std::fmt;
 use std::thread;
