@@ -6,7 +6,8 @@
 # not hide the others), and the run ends with the tests that were skipped
 # and why. Exit status: non-zero on any failure or missing package.
 #
-#   contrib/test.sh [extra cargo test arguments, e.g. --test mysql]
+#   contrib/test.sh                  every target (the README's command)
+#   contrib/test.sh --test mysql     what these cargo test arguments select
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,8 +51,9 @@ skips=$(mktemp "${TMPDIR:-/tmp}/balance-test-skips.XXXXXX")
 trap 'rm -f "$skips"' EXIT
 export BALANCE_TEST_SKIPS="$skips"
 
+[ $# -gt 0 ] || set -- --all-targets
 status=0
-cargo test --all-targets --no-fail-fast "$@" || status=$?
+cargo test --no-fail-fast "$@" || status=$?
 
 echo
 if [ -s "$skips" ]; then
