@@ -226,7 +226,7 @@ fn all_channels_refusing_closes_the_client_at_once() {
 fn refused_clients_are_warned_about_at_the_default_level_rate_limited_with_a_count() {
     let dead = Refused::new();
     let b = Balance::start(&["-t", "1"], &[dead.channel()]);
-    const LINE: &str = "no channel could take the client";
+    const LINE: &str = "no channel could take a client";
     let t0 = Instant::now();
     for _ in 0..20 {
         let mut s = b.connect();

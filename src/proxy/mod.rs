@@ -105,8 +105,10 @@ async fn serve(
         Err(NoBackend::Exhausted) => {
             let total = svc.stats.refused.fetch_add(1, Relaxed) + 1;
             if let Some(more) = svc.stats.refused_log.due() {
-                warn!(listener = %svc.cfg.name, client = %peer,
-                      "no channel could take the client; closed it ({more} more since the last such line, {total} in all)");
+                // No client address: keeping `peer` across the connect
+                // would make every connection's future larger.
+                warn!(listener = %svc.cfg.name,
+                      "no channel could take a client; closed it ({more} more since the last such line, {total} in all)");
             }
             return;
         }
