@@ -199,6 +199,19 @@ impl Pool {
         self.eligible.notify_waiters();
     }
 
+    /// The group new connections go to right now: the first group, in the
+    /// order a connection walks them (from the floor), with a channel
+    /// eligible now (enabled, up, weight and room); None when none has.
+    /// Read on demand (`show`, metrics), never on the data path.
+    pub fn serving_group(&self) -> Option<usize> {
+        let groups = self.groups();
+        let n = groups.len();
+        let floor = self.floor().min(n.saturating_sub(1));
+        (0..n)
+            .map(|k| (floor + k) % n)
+            .find(|&g| groups[g].channels.iter().any(|c| c.eligible()))
+    }
+
     /// Whether any channel could take a connection now.
     pub fn any_eligible(&self) -> bool {
         self.groups()

@@ -105,7 +105,7 @@ fn a_hung_primary_goes_down_while_clients_keep_connecting() {
     m1.resume();
     assert!(down, "hung primary never marked down:\n{}", b.stderr());
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(took < stretched(Duration::from_secs(4)), "took {took:?}");
     m1.pause();
     assert!(
         greeted(b.addr, Duration::from_secs(3)),
@@ -140,7 +140,7 @@ fn connects_abandoned_by_the_race_count_against_the_channel() {
     let t = Instant::now();
     assert_eq!(ask(b.addr).unwrap(), "B");
     assert!(
-        t.elapsed() < Duration::from_millis(250),
+        t.elapsed() < stretched(Duration::from_millis(250)),
         "still paid the race: {:?}",
         t.elapsed()
     );
@@ -925,4 +925,75 @@ fn held_ms(reply: &str) -> u64 {
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no hold in {reply:?}"))
+}
+
+/// `kill -9` of the primary: once the process is gone, every new client
+/// gets the backup's greeting, never a reset (its refused connect makes
+/// balance try the backup). Clients whose connect reached the dying
+/// server's accept queue before the kernel closed its listening socket (a
+/// SIGKILLed process frees its memory before its files, and the kernel
+/// completes handshakes meanwhile) were accepted by TCP and are reset by
+/// the kernel: those are counted and shown, not failed.
+#[test]
+fn after_kill_9_of_the_primary_no_new_client_gets_a_reset() {
+    if !have_mariadb() {
+        return;
+    }
+    let mut m1 = Mariadb::start(1, &[]);
+    let m2 = Mariadb::start(2, &[]);
+    let b = Balance::start(&["-t", "2"], &[m1.channel(), "!".into(), m2.channel()]);
+    assert!(greeted(b.addr, Duration::from_secs(5)));
+    let addr = b.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    // (connect started, greeted or the error)
+    let clients = thread::spawn(move || {
+        let mut seen: Vec<(Instant, Result<(), std::io::ErrorKind>)> = Vec::new();
+        while !s2.load(SeqCst) {
+            let t = Instant::now();
+            let r = try_connect(addr, IO_TIMEOUT).and_then(|s| {
+                let mut g = [0u8; 16];
+                match read_some(&s, &mut g)? {
+                    n if n > 4 => Ok(()),
+                    _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                }
+            });
+            seen.push((t, r.map_err(|e| e.kind())));
+        }
+        seen
+    });
+    thread::sleep(Duration::from_millis(300));
+    let kill_start = Instant::now();
+    m1.kill();
+    let gone = Instant::now();
+    // Clients for a second after the process is gone (an observation
+    // window, not a wait for readiness).
+    thread::sleep(Duration::from_secs(1));
+    stop.store(true, SeqCst);
+    let seen = clients.join().unwrap();
+    let failed = |v: &[&(Instant, Result<(), std::io::ErrorKind>)]| {
+        v.iter().filter(|(_, r)| r.is_err()).count()
+    };
+    // Started before the process was gone: possibly in flight at the kill.
+    let in_flight: Vec<_> = seen.iter().filter(|(t, _)| *t < gone).collect();
+    let after: Vec<_> = seen.iter().filter(|(t, _)| *t >= gone).collect();
+    eprintln!(
+        "kill -9 took {:?}; {} clients before the process was gone, {} failed ({:?}); {} after, {} failed",
+        gone - kill_start,
+        in_flight.len(),
+        failed(&in_flight),
+        in_flight
+            .iter()
+            .filter_map(|(_, r)| r.err())
+            .collect::<Vec<_>>(),
+        after.len(),
+        failed(&after)
+    );
+    assert!(
+        after.len() >= 10,
+        "only {} clients after the kill",
+        after.len()
+    );
+    let bad: Vec<_> = after.iter().filter_map(|(_, r)| r.err()).collect();
+    assert!(bad.is_empty(), "after the kill: {bad:?}\n{}", b.stderr());
 }

@@ -208,26 +208,44 @@ fn global_key(k: &str) -> Option<&'static str> {
     })
 }
 
+/// Each action and the options that follow it (the YAML file's check of
+/// the same kind has a key for each: a test walks both grammars).
+pub(crate) const ACTION_OPTIONS: &[(&str, &[&str])] = &[
+    ("connect", &["timeout"]),
+    ("command", &["pass", "timeout"]),
+    ("http", &["port", "host", "expect", "body", "timeout"]),
+    (
+        "mysql",
+        &["user", "password_file", "read_only", "max_lag", "timeout"],
+    ),
+    ("send", &["expect", "timeout"]),
+];
+
+/// The global keys (see [`global_key`] for their spellings).
+pub(crate) const GLOBALS: &[&str] = &[
+    "interval",
+    "rise",
+    "fall",
+    "jitter",
+    "noenable",
+    "nodisable",
+    "on-down",
+    "on-up",
+    "fence",
+    "nofence",
+];
+
 fn is_option(k: &str) -> bool {
-    matches!(
-        k,
-        "timeout"
-            | "pass"
-            | "port"
-            | "host"
-            | "expect"
-            | "body"
-            | "user"
-            | "password_file"
-            | "read_only"
-            | "max_lag"
-    )
+    ACTION_OPTIONS.iter().any(|(_, opts)| opts.contains(&k))
 }
 
 fn unknown(k: &str) -> String {
+    let actions: Vec<&str> = ACTION_OPTIONS.iter().map(|(a, _)| *a).collect();
     format!(
-        "unknown key {} (actions: connect, command, http, mysql, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up, fence, nofence)",
-        quote(k)
+        "unknown key {} (actions: {}; globals: {})",
+        quote(k),
+        actions.join(", "),
+        GLOBALS.join(", ")
     )
 }
 

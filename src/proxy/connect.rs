@@ -422,28 +422,8 @@ fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
 /// a second per process, so a burst of clients at the fd limit does not
 /// flood the log. Returns the number suppressed since the last one logged.
 fn local_error_log_due() -> Option<u64> {
-    use std::sync::OnceLock;
-    use std::sync::atomic::AtomicU64;
-    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
-    static LAST_MS: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    // +1000 so that the very first error is logged.
-    let now = BASE
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-        + 1000;
-    let last = LAST_MS.load(Relaxed);
-    if now.saturating_sub(last) >= 1000
-        && LAST_MS
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_ok()
-    {
-        Some(SUPPRESSED.swap(0, Relaxed))
-    } else {
-        SUPPRESSED.fetch_add(1, Relaxed);
-        None
-    }
+    static EVERY: crate::logging::Every = crate::logging::Every::new();
+    EVERY.due()
 }
 
 #[cfg(test)]

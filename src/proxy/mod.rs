@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{Instrument, debug};
+use tracing::{Instrument, debug, warn};
 
 use crate::service::Service;
 use connect::NoBackend;
@@ -103,8 +103,13 @@ async fn serve(
         Ok(b) => b,
         Err(NoBackend::ClientGone) => return,
         Err(NoBackend::Exhausted) => {
-            svc.stats.refused.fetch_add(1, Relaxed);
-            debug!("no channel could take the connection; closing the client");
+            let total = svc.stats.refused.fetch_add(1, Relaxed) + 1;
+            if let Some(more) = svc.stats.refused_log.due() {
+                // No client address: keeping `peer` across the connect
+                // would make every connection's future larger.
+                warn!(listener = %svc.cfg.name,
+                      "no channel could take a client; closed it ({more} more since the last such line, {total} in all)");
+            }
             return;
         }
     };
