@@ -191,7 +191,7 @@ async fn ask(
     // The serving primary is judged as a primary: its own replication
     // (from the primary it replaced, say) breaking must not take the only
     // writer down. Told once, until it is mended.
-    if !ctx.backup {
+    if ctx.primary {
         let broken = match &verdict {
             replica::Verdict::Failed(r) => Some(r.as_str()),
             _ => None,
