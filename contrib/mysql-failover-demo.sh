@@ -1,5 +1,5 @@
 #!/bin/bash
-# The README's by-hand MySQL failover run: two MariaDB servers on loopback
+# The by-hand MySQL failover run of docs/mysql.md: two MariaDB servers on loopback
 # (M2 a GTID replica of M1) behind balance, sysbench plus a small
 # reconnecting client writing and reading through balance, M2's SQL thread
 # stopped so it receives without applying, M1 killed (-9) mid-run, M2's SQL

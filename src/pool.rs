@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 
 use crate::config::{Failback, GroupConfig, Host, Policy};
 
-pub use channel::{Admin, Channel, ConnGuard, HealthState, LastResult, ShownState, Target};
+pub use channel::{Admin, Channel, ConnGuard, HealthState, Kill, LastResult, ShownState, Target};
 pub use select::client_hash;
 use select::{Selector, Tier, Walk};
 
@@ -82,6 +82,13 @@ impl Tier for Group {
 pub struct SelectOpts {
     pub hash_failover: bool,
     pub failback: Failback,
+    /// A server that reports itself full takes no new client even
+    /// without `maxc` (`--spin`: clients wait instead of meeting its
+    /// error).
+    pub full_holds: bool,
+    /// A busy group holds its clients instead of passing them to a later
+    /// group (fencing).
+    pub no_spill: bool,
 }
 
 /// All groups of one listener.
@@ -114,7 +121,9 @@ impl Pool {
                             port: c.port,
                             addrs: resolve(&c.host, c.port),
                         };
-                        Channel::new(t, c.maxc, c.weight, Arc::clone(&eligible))
+                        let ch = Channel::new(t, c.maxc, c.weight, Arc::clone(&eligible));
+                        ch.set_full_holds(opts.full_holds);
+                        ch
                     })
                     .collect();
                 Arc::new(Group::new(g.policy, chans))
@@ -159,7 +168,9 @@ impl Pool {
     }
 
     pub fn new_channel(&self, target: Target, maxc: u32, weight: u32) -> Arc<Channel> {
-        Channel::new(target, maxc, weight, Arc::clone(&self.eligible))
+        let ch = Channel::new(target, maxc, weight, Arc::clone(&self.eligible));
+        ch.set_full_holds(self.opts.full_holds);
+        ch
     }
 
     /// The group new connections start from (manual failback), and whether
@@ -188,6 +199,19 @@ impl Pool {
         self.eligible.notify_waiters();
     }
 
+    /// The group new connections go to right now: the first group, in the
+    /// order a connection walks them (from the floor), with a channel
+    /// eligible now (enabled, up, weight and room); None when none has.
+    /// Read on demand (`show`, metrics), never on the data path.
+    pub fn serving_group(&self) -> Option<usize> {
+        let groups = self.groups();
+        let n = groups.len();
+        let floor = self.floor().min(n.saturating_sub(1));
+        (0..n)
+            .map(|k| (floor + k) % n)
+            .find(|&g| groups[g].channels.iter().any(|c| c.eligible()))
+    }
+
     /// Whether any channel could take a connection now.
     pub fn any_eligible(&self) -> bool {
         self.groups()
@@ -203,7 +227,8 @@ impl Pool {
             groups.len(),
             client_hash(client),
             self.opts.hash_failover,
-        );
+        )
+        .no_spill(self.opts.no_spill);
         Candidates { groups, walk }
     }
 }

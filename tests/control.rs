@@ -286,7 +286,11 @@ fn the_control_client_caps_what_a_foreign_socket_sends() {
     assert!(!o.status.success());
     assert!(o.stdout.is_empty(), "{} bytes printed", o.stdout.len());
     assert!(err.contains("larger than"), "{err:.300}");
-    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < stretched(Duration::from_secs(20)),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -616,18 +620,53 @@ fn the_default_socket_lives_in_a_0700_run_dir_named_by_bind_and_port_with_mode_0
         .output()
         .unwrap();
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("GRP"));
-    // Without -b it looks for the wildcard's socket and names it.
+    // Without -b and without a wildcard instance: the one live instance on
+    // that port, whatever its address.
+    let show = |port: u16| {
+        Command::new(BIN)
+            .args(["-c", "show", &port.to_string()])
+            .env("BALANCE_RUNDIR", tmp.join("run"))
+            .output()
+            .unwrap()
+    };
+    let o = show(inst.port());
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("GRP"),
+        "{}",
+        output_text(&o)
+    );
+    // A port nobody listens on: the wildcard's socket is named.
+    let nobody = free_port(LOCALHOST_V4);
+    let o = show(nobody);
+    assert_eq!(o.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("0.0.0.0:{nobody}.sock")), "{err}");
+}
+
+#[test]
+fn without_b_two_instances_on_one_port_are_listed_with_the_b_that_picks_each() {
+    let tmp = TempDir::new("paths2");
+    let a = Backend::tagged("A");
+    let one = start(&tmp, &chans(&[&a]), &[], None);
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let two = launch(&tmp, &chans(&[&a]), &[], None)
+        .bind(other)
+        .port(one.port())
+        .start();
     let o = Command::new(BIN)
-        .args(["-c", "show", &inst.port().to_string()])
+        .args(["-c", "show", &one.port().to_string()])
         .env("BALANCE_RUNDIR", tmp.join("run"))
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(69));
+    assert_eq!(o.status.code(), Some(64), "{}", output_text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains(&format!("0.0.0.0:{}.sock", inst.port())),
-        "{err}"
-    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("2 instances listen on port"), "{err}");
+    assert!(err.contains("-b 127.0.0.1 for "), "{err}");
+    assert!(err.contains("-b 127.0.0.2 for "), "{err}");
+    // Each -b picks its own.
+    assert!(one.ctl("show").starts_with("GRP"));
+    assert!(two.ctl_out("show").status.success());
 }
 
 #[test]
@@ -794,7 +833,7 @@ fn a_silent_client_is_closed_after_the_ten_second_idle_timeout() {
     assert!(l[0].contains("no complete command"), "{l:?}");
     assert_eq!(m, "err 0 bye");
     assert!(
-        took >= Duration::from_secs(8) && took < Duration::from_secs(20),
+        took >= Duration::from_secs(8) && took < stretched(Duration::from_secs(20)),
         "closed after {took:?}"
     );
     assert!(raw_answer(&mut r).is_none());
@@ -803,7 +842,7 @@ fn a_silent_client_is_closed_after_the_ten_second_idle_timeout() {
 #[test]
 fn another_user_cannot_open_the_control_socket() {
     if uid() != 0 || Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipped: needs root and setpriv");
+        skip_because("needs root and setpriv (util-linux)");
         return;
     }
     let tmp = TempDir::new("otheruser");
@@ -1100,7 +1139,7 @@ fn an_operator_gets_through_twenty_sessions_trickling_bytes() {
             "show {i}: {o}{e}"
         );
         assert!(
-            t0.elapsed() < Duration::from_secs(3),
+            t0.elapsed() < stretched(Duration::from_secs(3)),
             "show {i}: {:?}",
             t0.elapsed()
         );

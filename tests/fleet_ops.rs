@@ -1,5 +1,5 @@
-//! Fleet-scoped operator state and channel lists (issue #13 items 3 and
-//! 4) against a real etcd (one member) and several balance instances on
+//! Fleet-scoped operator state and channel lists against a real etcd (one
+//! member) and several balance instances on
 //! loopback: a `fleet ...` command given to one instance reaches every
 //! instance (each polled through `show json`), channels registered in
 //! etcd are used by every instance, a bad value is ignored with a log

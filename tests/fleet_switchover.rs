@@ -1,5 +1,5 @@
-//! `fleet switchover` and fleet membership (issue #13's active group for
-//! every instance, with issue #12's switchover that loses no write): a
+//! `fleet switchover` and fleet membership (one active group for every
+//! instance, moved by a switchover that loses no write): a
 //! real etcd, a real MariaDB primary and GTID replica
 //! (`tests/common/mariadb.rs`), several balance instances in one fleet.
 //! Each test skips (with a message) without etcd or MariaDB; they run one
@@ -251,7 +251,7 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
             && text.contains("floor unchanged"),
         "{text}"
     );
-    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(took < stretched(Duration::from_secs(8)), "{took:?}");
     // The stopped instance, continued, lets its clients go at once (it
     // sees the abort), not at the end of its hold bound (21 s).
     let r = wait_for("a write through the continued instance", REACH, || {
@@ -260,7 +260,7 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
     assert!(r.is_ok(), "{r:?}\n{}", stopped.stderr());
     let released = continued.elapsed();
     eprintln!("measured: the continued instance served a write {released:?} after SIGCONT");
-    assert!(released < Duration::from_secs(5), "{released:?}");
+    assert!(released < stretched(Duration::from_secs(5)), "{released:?}");
     drop(sleeper);
     // The floor stays everywhere; clients go on to the old primary.
     f.wait_members(0, 3, 0);
@@ -356,8 +356,8 @@ fn fleet_members_lists_every_instance_and_drops_a_killed_one() {
     f.v[1].terminate();
     let stopped = f.wait_members(0, 1, 0);
     eprintln!("measured: killed member gone after {killed:?}, stopped member after {stopped:?}");
-    assert!(killed < Duration::from_secs(4), "{killed:?}");
-    assert!(stopped < Duration::from_secs(1), "{stopped:?}");
+    assert!(killed < stretched(Duration::from_secs(4)), "{killed:?}");
+    assert!(stopped < stretched(Duration::from_secs(1)), "{stopped:?}");
 }
 
 #[test]
@@ -413,7 +413,7 @@ fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
             eprintln!("measured: instance {i}: write released after {took:?}");
             assert!(r.is_ok(), "instance {i}: {r:?}\n{}", f.v[i].stderr());
             assert!(
-                seen.elapsed() < HOLD + Duration::from_secs(2),
+                seen.elapsed() < stretched(HOLD + Duration::from_secs(2)),
                 "{:?}",
                 seen.elapsed()
             );

@@ -2,7 +2,7 @@
 """Compare balance with a direct connection and with HAProxy on this machine.
 
 Loopback only (127.0.0.1). The proxy runs pinned to one CPU, the clients and
-backends to another (like ../../shared l4bench). Workloads:
+backends to another (like l4bench, which measured docs/performance.md). Workloads:
 
   bulk1 / bulk4  iperf3, 1 and 4 streams           -> Gbit/s (receiver)
   rr             redis-benchmark, 50 persistent conns -> req/s, p50/p99 ms

@@ -44,6 +44,8 @@ pub struct ListenerSpec {
     pub failback: Option<Failback>,
     pub on_down_shutdown: bool,
     pub on_up_shutdown_backup: bool,
+    /// `fence:` in the file; the monitor's `fence`/`nofence` otherwise.
+    pub fence: Option<bool>,
     /// Its own `on-down`/`on-up` flags add to the listener's.
     pub monitor: Option<MonitorSpec>,
 }
@@ -92,6 +94,7 @@ impl ListenerSpec {
             failback: None,
             on_down_shutdown: false,
             on_up_shutdown_backup: false,
+            fence: None,
             monitor: None,
         }
     }
@@ -115,6 +118,7 @@ impl ListenerSpec {
             failback,
             on_down_shutdown,
             on_up_shutdown_backup,
+            fence,
             monitor,
         } = self;
         let connect_timeout = match connect_timeout {
@@ -179,6 +183,11 @@ impl ListenerSpec {
             ),
             on_down_shutdown: on_down_shutdown || mon_down,
             on_up_shutdown_backup: on_up_shutdown_backup || mon_up,
+            // One writer behind the groups (a MySQL role or replication
+            // check): two groups must never both hold sessions.
+            fence: fence
+                .or(monitor.as_ref().and_then(|m| m.fence))
+                .unwrap_or(monitor.as_ref().is_some_and(|m| m.guards_writer())),
             monitor,
         })
     }

@@ -143,6 +143,9 @@ pub struct ListenerConfig {
     /// `on-up=shutdown-backup`: close backup-group sessions when a channel
     /// of a lower group comes back.
     pub on_up_shutdown_backup: bool,
+    /// Fencing: before a group takes its first client after traffic moved
+    /// to it, every session on the other groups is reset.
+    pub fence: bool,
     /// `-m` / `monitor:`.
     pub monitor: Option<MonitorSpec>,
 }
@@ -168,6 +171,7 @@ impl ListenerConfig {
             failback: Failback::Auto,
             on_down_shutdown: false,
             on_up_shutdown_backup: false,
+            fence: false,
             monitor: None,
         }
     }

@@ -42,9 +42,27 @@ pub struct MonitorSpec {
     /// `on-up=shutdown-backup`: close backup-group sessions when a group-0
     /// channel comes back up.
     pub on_up_shutdown_backup: bool,
+    /// `fence` / `nofence`: reset the sessions of the group traffic leaves
+    /// before the next group takes a client (`None`: the listener decides,
+    /// see [`MonitorSpec::guards_writer`]).
+    pub fence: Option<bool>,
 }
 
 impl MonitorSpec {
+    /// Some check judges a MySQL writer's role or replication (`mysql`
+    /// with `read_only=0`, or `max_lag=` without `read_only=1`): the groups
+    /// are one writer and its replicas, so moving traffic fences the old
+    /// writer by default. A pool of readers (`read_only=1`) is not.
+    pub fn guards_writer(&self) -> bool {
+        self.checks.iter().any(|c| {
+            matches!(
+                c,
+                Check::Mysql { read_only, max_lag, .. }
+                    if *read_only == Some(false) || (max_lag.is_some() && *read_only != Some(true))
+            )
+        })
+    }
+
     /// Some check watches replication (`mysql` with `max_lag=`): backups
     /// are re-verified before they take over.
     pub fn watches_replication(&self) -> bool {
@@ -73,6 +91,7 @@ impl Default for MonitorSpec {
             nodisable: false,
             on_down_shutdown: false,
             on_up_shutdown_backup: false,
+            fence: None,
         }
     }
 }

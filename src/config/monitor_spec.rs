@@ -10,7 +10,8 @@
 //! the options after an action belong to it (`timeout=`, `pass=`, `port=`,
 //! `host=`, `expect=`, `body=`, `user=`). Global options may appear
 //! anywhere: `interval=`, `rise=`, `fall=`, `jitter=`, `noenable`,
-//! `nodisable`, `on-down=shutdown`, `on-up=shutdown-backup`.
+//! `nodisable`, `on-down=shutdown`, `on-up=shutdown-backup`, `fence`,
+//! `nofence`.
 //!
 //! A spec that uses only balance.fm's keys and gives no `interval=` probes
 //! healthy channels every 60 s as balance.fm did (failing ones every 2 s);
@@ -201,30 +202,50 @@ fn global_key(k: &str) -> Option<&'static str> {
         "nodisable" => "nodisable",
         "on-down" | "on_down" => "on-down",
         "on-up" | "on_up" => "on-up",
+        "fence" => "fence",
+        "nofence" => "nofence",
         _ => return None,
     })
 }
 
+/// Each action and the options that follow it (the YAML file's check of
+/// the same kind has a key for each: a test walks both grammars).
+pub(crate) const ACTION_OPTIONS: &[(&str, &[&str])] = &[
+    ("connect", &["timeout"]),
+    ("command", &["pass", "timeout"]),
+    ("http", &["port", "host", "expect", "body", "timeout"]),
+    (
+        "mysql",
+        &["user", "password_file", "read_only", "max_lag", "timeout"],
+    ),
+    ("send", &["expect", "timeout"]),
+];
+
+/// The global keys (see [`global_key`] for their spellings).
+pub(crate) const GLOBALS: &[&str] = &[
+    "interval",
+    "rise",
+    "fall",
+    "jitter",
+    "noenable",
+    "nodisable",
+    "on-down",
+    "on-up",
+    "fence",
+    "nofence",
+];
+
 fn is_option(k: &str) -> bool {
-    matches!(
-        k,
-        "timeout"
-            | "pass"
-            | "port"
-            | "host"
-            | "expect"
-            | "body"
-            | "user"
-            | "password_file"
-            | "read_only"
-            | "max_lag"
-    )
+    ACTION_OPTIONS.iter().any(|(_, opts)| opts.contains(&k))
 }
 
 fn unknown(k: &str) -> String {
+    let actions: Vec<&str> = ACTION_OPTIONS.iter().map(|(a, _)| *a).collect();
     format!(
-        "unknown key {} (actions: connect, command, http, mysql, send; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up)",
-        quote(k)
+        "unknown key {} (actions: {}; globals: {})",
+        quote(k),
+        actions.join(", "),
+        GLOBALS.join(", ")
     )
 }
 
@@ -247,6 +268,14 @@ fn apply_global(out: &mut MonitorSpec, g: &'static str, v: Option<&str>) -> Resu
         "nodisable" => {
             no_value(g, v)?;
             out.nodisable = true;
+        }
+        "fence" => {
+            no_value(g, v)?;
+            out.fence = Some(true);
+        }
+        "nofence" => {
+            no_value(g, v)?;
+            out.fence = Some(false);
         }
         "on-down" => match need_value(g, v)? {
             "shutdown" => out.on_down_shutdown = true,

@@ -70,7 +70,7 @@ impl Control {
             Command::Hash => group::policy(&groups, at, crate::config::Policy::Hash),
             Command::Rr => group::policy(&groups, at, crate::config::Policy::RoundRobin),
             Command::Failback => group::failback(&self.svc),
-            Command::Switchover(to, limit) => switchover::switchover(&self.svc, *to, *limit).await,
+            Command::Switchover(args) => switchover::switchover(&self.svc, *args).await,
             Command::Monitor(op) => group::monitor(&self.svc, *op),
             Command::Spin(op) => group::spin(&self.svc, *op),
             Command::Enable(r) => channel::with(&groups, at, r, channel::enable),

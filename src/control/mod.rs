@@ -1,7 +1,7 @@
 //! Runtime control: a Unix socket per listener speaking balance.fm's
 //! interactive commands, the `-i`/`-c` client, and the state file.
 //!
-//! - [`paths`]: where sockets live (SPEC §5).
+//! - [`paths`]: where sockets live.
 //! - [`commands`]: one line → one [`commands::Command`] (pure).
 //! - [`exec`]: running a command against a listener (locking, logging,
 //!   persisting) and the dispatch to [`handlers`], one per command.

@@ -1,4 +1,4 @@
-//! Where control sockets live (SPEC §5).
+//! Where control sockets live.
 //!
 //! Directory: `$BALANCE_RUNDIR`, else `/run/balance` as root, else
 //! `$XDG_RUNTIME_DIR/balance`, else `/tmp/balance-$UID`. File name: the
@@ -146,6 +146,64 @@ pub fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
         dirs.push(base);
     }
     candidates_in(&own, &dirs, &names)
+}
+
+/// The sockets of every bind address on `port` where the client looks
+/// (our run directory, then one level down, as for
+/// [`client_candidates`]), with the address each is named after: `-c show
+/// PORT` without `-b` finds an instance bound to 127.0.0.1 when it is the
+/// only one on that port.
+pub fn port_sockets(port: u16) -> Vec<(PathBuf, IpAddr)> {
+    let base = base_run_dir();
+    let own = private_in(&base, crate::sys::euid());
+    let mut dirs = vec![own.clone()];
+    if own != base {
+        dirs.push(base);
+    }
+    port_sockets_in(&own, &dirs, port)
+}
+
+fn port_sockets_in(dir: &Path, scan: &[PathBuf], port: u16) -> Vec<(PathBuf, IpAddr)> {
+    let mut dirs = vec![dir.to_path_buf()];
+    let mut subdirs: Vec<PathBuf> = scan
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p != dir)
+        .collect();
+    subdirs.sort();
+    subdirs.dedup();
+    dirs.extend(subdirs);
+    let mut out = Vec::new();
+    for d in &dirs {
+        let mut found: Vec<(PathBuf, IpAddr)> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let ip = bind_of_name(e.file_name().to_str()?, port)?;
+                Some((e.path(), ip))
+            })
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
+    out
+}
+
+/// The bind address of socket file `name` (see [`socket_name`]) if it is
+/// for `port`.
+fn bind_of_name(name: &str, port: u16) -> Option<IpAddr> {
+    let (addr, p) = name.strip_suffix(".sock")?.rsplit_once(':')?;
+    if p.parse::<u16>().ok()? != port {
+        return None;
+    }
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    addr.parse().ok()
 }
 
 /// `dir/NAME` for each name, then `D/*/NAME` for each directory D of

@@ -4,7 +4,7 @@
 //! publishes each channel's verdict; every other instance follows those
 //! verdicts (its monitor paused) through `Service::report`. Losing etcd
 //! for longer than `fallback` makes an instance probe alone; it rejoins
-//! when etcd is back. See README "Running a fleet" for the key layout.
+//! when etcd is back. docs/fleet.md describes the key layout.
 //!
 //! - [`etcd`]: the v3 client (JSON gateway);
 //! - [`elect`]: the role state machine (pure);

@@ -469,6 +469,8 @@ fn failback_pool(failback: Failback) -> crate::pool::Pool {
     let opts = crate::pool::SelectOpts {
         hash_failover: false,
         failback,
+        full_holds: false,
+        no_spill: false,
     };
     crate::pool::Pool::new(&[g(1), g(2)], opts, |h, p| match h {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, p)],

@@ -112,6 +112,9 @@ pub struct Channel {
     weight: AtomicU32,
     /// Live connections (including connects in progress).
     conns: AtomicU32,
+    /// Sessions past their connect, relaying (counted on fencing
+    /// listeners only: see [`Channel::relaying`]).
+    relaying: AtomicU32,
     pub total: AtomicU64,
     /// Bytes sent to the backend.
     pub sent: AtomicU64,
@@ -126,13 +129,20 @@ pub struct Channel {
     /// Checks that found the server full (MySQL 1040/1129).
     pub checks_full: AtomicU64,
     /// The last check found the server full: with `maxc` set the channel
-    /// takes no new clients (they spill like at a full `maxc`).
+    /// takes no new clients (they spill like at a full `maxc`); with
+    /// `full_holds` neither (clients spin until it has room).
     full: AtomicBool,
+    /// A full server holds new clients even without `maxc` (the
+    /// listener spins: waiting beats the server's "too many connections").
+    full_holds: AtomicBool,
     /// A replica that has not applied everything it received (or not been
     /// checked since its primary failed): up, but not eligible yet.
     catching_up: AtomicBool,
     /// The catching-up state was logged at info (it mattered to clients).
     pub catch_up_told: AtomicBool,
+    /// A serving primary whose own replication (from the primary it
+    /// replaced) is broken: it serves on, but no switchover goes back.
+    replication_broken: AtomicBool,
     /// Replication lag in seconds from the last check, -1 when unknown.
     lag_secs: AtomicI64,
     /// The open failure streak, so a successful connect can close a
@@ -142,13 +152,29 @@ pub struct Channel {
     health: Mutex<HealthState>,
     /// Wakes clients spinning for an eligible channel.
     eligible: Arc<Notify>,
-    /// Notified to close this channel's live sessions (`on-down=shutdown`,
-    /// `on-up=shutdown-backup`); each relay waits on it.
-    sessions: Notify,
-    /// How many times the sessions were closed: a waiting relay woken for
-    /// its own traffic asks this (one load), not the notification (a lock).
-    closes: AtomicU64,
+    /// Asks this channel's live sessions to end (`on-down=shutdown`,
+    /// `on-up=shutdown-backup`, a fence, a switchover); each relay waits
+    /// on it.
+    sessions: Ends,
 }
+
+/// Requests to end a channel's sessions: counted, and notified to the
+/// relays waiting on them ([`SessionKill`]).
+#[derive(Debug, Default)]
+pub struct Ends {
+    /// How many times the sessions were closed (low 32 bits) and asked
+    /// to end once quiet, nothing in flight (high 32 bits, a switchover's
+    /// ending): a waiting relay woken for its own traffic asks this (one
+    /// load), not the notification (a lock).
+    count: AtomicU64,
+    notify: Notify,
+}
+
+/// One `close_sessions` in [`Ends::count`]; [`QUIET`] one
+/// `end_sessions_when_quiet`.
+const CLOSE: u64 = 1;
+const QUIET: u64 = 1 << 32;
+const CLOSES: u64 = QUIET - 1;
 
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,6 +212,7 @@ impl Channel {
             maxc: AtomicU32::new(maxc),
             weight: AtomicU32::new(weight),
             conns: AtomicU32::new(0),
+            relaying: AtomicU32::new(0),
             total: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             rcvd: AtomicU64::new(0),
@@ -195,8 +222,10 @@ impl Channel {
             check_micros: AtomicU64::new(0),
             checks_full: AtomicU64::new(0),
             full: AtomicBool::new(false),
+            full_holds: AtomicBool::new(false),
             catching_up: AtomicBool::new(false),
             catch_up_told: AtomicBool::new(false),
+            replication_broken: AtomicBool::new(false),
             lag_secs: AtomicI64::new(-1),
             failing: AtomicU8::new(NOT_FAILING),
             health: Mutex::new(HealthState {
@@ -213,26 +242,34 @@ impl Channel {
                 catch_up_since: None,
             }),
             eligible,
-            sessions: Notify::new(),
-            closes: AtomicU64::new(0),
+            sessions: Ends::default(),
         })
     }
 
-    /// Resolves once [`Channel::close_sessions`] is called after this
-    /// call, whether or not it was polled by then.
+    /// Resolves once [`Channel::close_sessions`] (or
+    /// [`Channel::end_sessions_when_quiet`]) is called after this call,
+    /// whether or not it was polled by then.
     pub fn session_kill(&self) -> SessionKill<'_> {
-        SessionKill {
-            closes: &self.closes,
-            seen: self.closes.load(Acquire),
-            registered: false,
-            notified: self.sessions.notified(),
-        }
+        SessionKill::new(&self.sessions)
+    }
+
+    /// The requests to end this channel's sessions, for a relay to watch
+    /// ([`SessionKill::new`]).
+    pub fn ends(&self) -> &Ends {
+        &self.sessions
     }
 
     /// Close every live session relayed to this channel.
     pub fn close_sessions(&self) {
-        self.closes.fetch_add(1, Release);
-        self.sessions.notify_waiters();
+        self.sessions.count.fetch_add(CLOSE, Release);
+        self.sessions.notify.notify_waiters();
+    }
+
+    /// Ask every live session to end as soon as nothing is in flight (at
+    /// once for an idle one).
+    pub fn end_sessions_when_quiet(&self) {
+        self.sessions.count.fetch_add(QUIET, Release);
+        self.sessions.notify.notify_waiters();
     }
 
     pub fn target(&self) -> Arc<Target> {
@@ -272,6 +309,21 @@ impl Channel {
         self.conns.load(Relaxed)
     }
 
+    /// Sessions relaying now, on a fencing listener (a fence waits for
+    /// them to close; connects still in progress are not sessions: they
+    /// are turned away when they complete).
+    pub fn relaying(&self) -> u32 {
+        self.relaying.load(Acquire)
+    }
+
+    /// Count a session as relaying until the returned guard drops.
+    pub fn relaying_guard(self: &Arc<Self>) -> RelayingGuard {
+        self.relaying.fetch_add(1, AcqRel);
+        RelayingGuard {
+            ch: Arc::clone(self),
+        }
+    }
+
     pub fn shown_state(&self) -> ShownState {
         match self.admin() {
             Admin::Disabled => ShownState::HardDisabled,
@@ -291,7 +343,8 @@ impl Channel {
         let mut cur = self.conns.load(Relaxed);
         loop {
             let m = self.maxc();
-            if m != 0 && (cur >= m || self.is_full()) {
+            if (m != 0 && cur >= m) || (self.is_full() && (m != 0 || self.full_holds.load(Relaxed)))
+            {
                 return None;
             }
             match self
@@ -377,6 +430,20 @@ impl Channel {
         self.full.load(Relaxed)
     }
 
+    /// Whether a full server takes no new client even without `maxc`
+    /// (set from the listener's settings by the pool).
+    pub fn set_full_holds(&self, on: bool) {
+        self.full_holds.store(on, Relaxed);
+    }
+
+    /// At capacity: `maxc` reached, or the server reported itself full
+    /// and that holds clients here.
+    fn at_capacity(&self) -> bool {
+        let m = self.maxc();
+        (m != 0 && self.conns() >= m)
+            || (self.is_full() && (m != 0 || self.full_holds.load(Relaxed)))
+    }
+
     /// Mark the server full or not (`Service::report` only); true when
     /// that changed.
     pub fn set_full(&self, full: bool) -> bool {
@@ -435,6 +502,17 @@ impl Channel {
             self.eligible.notify_waiters();
         }
         changed
+    }
+
+    /// Note whether a serving primary's own replication is broken (the
+    /// monitor only); true when that changed.
+    pub fn set_replication_broken(&self, broken: bool) -> bool {
+        self.replication_broken.swap(broken, Relaxed) != broken
+    }
+
+    /// Whether a serving primary's own replication is broken.
+    pub fn replication_broken(&self) -> bool {
+        self.replication_broken.load(Relaxed)
     }
 
     /// The replication lag from the last check (the monitor only).
@@ -526,13 +604,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How a session is asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// Now, with a reset.
+    Now,
+    /// Once nothing is in flight.
+    WhenQuiet,
+}
+
 pin_project_lite::pin_project! {
     /// See [`Channel::session_kill`]. Polled on every wake-up of its
     /// session: once the notification holds the task's waker, a poll only
-    /// compares a counter (the notification itself takes a lock). Polled
-    /// from one task only, whose waker does not change.
+    /// compares counters (the notification itself takes a lock). Polled
+    /// from one task only, whose waker does not change. After
+    /// [`Kill::WhenQuiet`] it may be [re-armed](SessionKill::rearm) to
+    /// wait for [`Kill::Now`].
     pub struct SessionKill<'a> {
-        closes: &'a AtomicU64,
+        ends: &'a Ends,
         seen: u64,
         registered: bool,
         #[pin]
@@ -540,18 +629,65 @@ pin_project_lite::pin_project! {
     }
 }
 
+impl<'a> SessionKill<'a> {
+    /// Watch `ends` for requests made from now on.
+    pub fn new(ends: &'a Ends) -> SessionKill<'a> {
+        SessionKill {
+            ends,
+            seen: ends.count.load(Acquire),
+            registered: false,
+            notified: ends.notify.notified(),
+        }
+    }
+
+    /// Wait again, for the next request to end (the one that resolved
+    /// this is consumed; a `close_sessions` since is not missed).
+    pub fn rearm(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        // Keep the closes seen: one since still counts.
+        *this.seen = (*this.seen & CLOSES) | (this.ends.count.load(Acquire) & !CLOSES);
+        *this.registered = false;
+        this.notified.set(this.ends.notify.notified());
+    }
+}
+
 impl Future for SessionKill<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    type Output = Kill;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Kill> {
         let this = self.project();
-        if this.closes.load(Acquire) != *this.seen {
-            return Poll::Ready(());
+        if let Some(k) = asked(this.ends.count.load(Acquire), *this.seen) {
+            return Poll::Ready(k);
         }
         if *this.registered {
             return Poll::Pending;
         }
         *this.registered = true;
-        this.notified.poll(cx)
+        // Woken: which request it was, by the counters.
+        this.notified
+            .poll(cx)
+            .map(|()| asked(this.ends.count.load(Acquire), *this.seen).unwrap_or(Kill::Now))
+    }
+}
+
+/// What was asked since `seen`, by the [`Ends::count`] counters.
+fn asked(now: u64, seen: u64) -> Option<Kill> {
+    if now & CLOSES != seen & CLOSES {
+        Some(Kill::Now)
+    } else if now != seen {
+        Some(Kill::WhenQuiet)
+    } else {
+        None
+    }
+}
+
+/// A session counted by [`Channel::relaying`]; uncounted on drop.
+pub struct RelayingGuard {
+    ch: Arc<Channel>,
+}
+
+impl Drop for RelayingGuard {
+    fn drop(&mut self) {
+        self.ch.relaying.fetch_sub(1, AcqRel);
     }
 }
 
@@ -597,7 +733,10 @@ impl Backend for Channel {
         if !self.usable() || self.weight() == 0 || self.is_catching_up() {
             return false;
         }
-        let m = self.maxc();
-        m == 0 || (self.conns() < m && !self.is_full())
+        !self.at_capacity()
+    }
+    /// Up and caught up, only out of room (maxc, or a full server).
+    fn busy(&self) -> bool {
+        self.usable() && self.weight() > 0 && !self.is_catching_up() && self.at_capacity()
     }
 }

@@ -60,8 +60,11 @@ impl Pool {
                                 port: c.port,
                                 addrs: resolve(&c.host, c.port),
                             };
-                            return Channel::new(t, c.maxc, c.weight, Arc::clone(&self.eligible));
+                            let ch = Channel::new(t, c.maxc, c.weight, Arc::clone(&self.eligible));
+                            ch.set_full_holds(opts.full_holds);
+                            return ch;
                         };
+                        ch.set_full_holds(opts.full_holds);
                         let before = before.get(&(&c.host, c.port));
                         if before.is_none_or(|b| b.maxc != c.maxc) {
                             ch.set_maxc(c.maxc);

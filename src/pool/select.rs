@@ -29,6 +29,13 @@ pub trait Backend {
         let m = self.maxc();
         m == 0 || self.conns() < m
     }
+
+    /// Usable, but at its capacity right now: it will take clients again
+    /// without any health change.
+    fn busy(&self) -> bool {
+        let m = self.maxc();
+        self.usable() && self.weight() > 0 && m != 0 && self.conns() >= m
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
@@ -46,6 +53,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn eligible(&self) -> bool {
         (**self).eligible()
+    }
+    fn busy(&self) -> bool {
+        (**self).busy()
     }
 }
 
@@ -229,6 +239,8 @@ pub struct Walk {
     order: GroupOrder,
     hash: u32,
     hash_failover: bool,
+    /// A busy group ends the walk instead of passing its clients on.
+    no_spill: bool,
     cur: Option<GroupWalk>,
 }
 
@@ -244,8 +256,18 @@ impl Walk {
             },
             hash,
             hash_failover,
+            no_spill: false,
             cur: None,
         }
+    }
+
+    /// With `on`, a group with nothing eligible but a channel that is only
+    /// [busy](Backend::busy) ends the walk: its clients wait for it
+    /// (`--spin`) or are closed, never sent to a later group (fencing: a
+    /// full writer is not a reason to write elsewhere).
+    pub fn no_spill(mut self, on: bool) -> Walk {
+        self.no_spill = on;
+        self
     }
 
     /// The next candidate as (group, index), or None when all are tried.
@@ -255,6 +277,10 @@ impl Walk {
                 let g = self.order.next()?;
                 let tier = tiers.get(g)?;
                 let Some(start) = tier.selector().start(tier.backends(), self.hash) else {
+                    if self.no_spill && tier.backends().iter().any(Backend::busy) {
+                        self.order.k = self.order.n;
+                        return None;
+                    }
                     continue;
                 };
                 let n = tier.backends().len();

@@ -32,6 +32,8 @@ fn pool_with(groups: &[GroupConfig], hash_failover: bool, failback: Failback) ->
         SelectOpts {
             hash_failover,
             failback,
+            full_holds: false,
+            no_spill: false,
         },
         |h, p| match h {
             Host::Ip(ip) => vec![SocketAddr::new(*ip, p)],

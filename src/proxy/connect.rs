@@ -24,6 +24,7 @@ use crate::config::ListenerConfig;
 use crate::health::Outcome;
 use crate::pool::{Candidate, Candidates, ConnGuard};
 use crate::service::Service;
+use crate::service::fence::Admit;
 
 /// A connected backend with its reserved slot.
 pub struct Connected {
@@ -83,8 +84,32 @@ pub async fn connect(
         if spin_deadline.is_some() {
             notified.as_mut().enable();
         }
+        let ticket = svc.cfg.fence.then(|| svc.fence.ticket());
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
-            Ok(c) => break Ok(c),
+            Ok(c) => match ticket {
+                None => break Ok(c),
+                // Boxed: only a fencing listener's connects pay for it.
+                Some(t) => match Box::pin(svc.fence.admit(
+                    &svc.cfg.name,
+                    &svc.pool.groups(),
+                    c.cand.group,
+                    t,
+                ))
+                .await
+                {
+                    Admit::Go => break Ok(c),
+                    Admit::Stale => {
+                        // Selected before traffic left this group: the
+                        // connection never carries a byte; select again.
+                        debug!(
+                            group = c.cand.group,
+                            "group fenced while connecting; selecting again"
+                        );
+                        crate::sys::set_linger_zero(&c.stream);
+                        continue;
+                    }
+                },
+            },
             Err(e @ (NoBackend::ClientGone | NoBackend::Reset)) => break Err(e),
             Err(NoBackend::Exhausted) => {}
         }
@@ -421,28 +446,8 @@ fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
 /// a second per process, so a burst of clients at the fd limit does not
 /// flood the log. Returns the number suppressed since the last one logged.
 fn local_error_log_due() -> Option<u64> {
-    use std::sync::OnceLock;
-    use std::sync::atomic::AtomicU64;
-    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
-    static LAST_MS: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    // +1000 so that the very first error is logged.
-    let now = BASE
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-        + 1000;
-    let last = LAST_MS.load(Relaxed);
-    if now.saturating_sub(last) >= 1000
-        && LAST_MS
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_ok()
-    {
-        Some(SUPPRESSED.swap(0, Relaxed))
-    } else {
-        SUPPRESSED.fetch_add(1, Relaxed);
-        None
-    }
+    static EVERY: crate::logging::Every = crate::logging::Every::new();
+    EVERY.due()
 }
 
 #[cfg(test)]

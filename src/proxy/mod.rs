@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{Instrument, debug};
+use tracing::{Instrument, debug, warn};
 
 use crate::service::Service;
 use connect::NoBackend;
@@ -113,8 +113,13 @@ async fn serve(
             return;
         }
         Err(NoBackend::Exhausted) => {
-            svc.stats.refused.fetch_add(1, Relaxed);
-            debug!("no channel could take the connection; closing the client");
+            let total = svc.stats.refused.fetch_add(1, Relaxed) + 1;
+            if let Some(more) = svc.stats.refused_log.due() {
+                // No client address: keeping `peer` across the connect
+                // would make every connection's future larger.
+                warn!(listener = %svc.cfg.name,
+                      "no channel could take a client; closed it ({more} more since the last such line, {total} in all)");
+            }
             return;
         }
     };
@@ -126,6 +131,8 @@ async fn serve(
     debug!(group = cand.group, index = cand.index, "connected");
     drop(cand);
     svc.stats.active.fetch_add(1, Relaxed);
+    // A fence waits for this count before another group takes a client.
+    let relaying = svc.cfg.fence.then(|| ch.relaying_guard());
     let opts = RelayOpts {
         sent: &ch.sent,
         rcvd: &ch.rcvd,
@@ -133,21 +140,21 @@ async fn serve(
         dump: svc.cfg.packet_dump,
         splice: splice::enabled(),
     };
-    tokio::select! {
-        biased;
-        end = relay::relay(&client, &stream, &opts) => debug!(?end, "closed"),
-        () = ch.session_kill() => {
-            // on-down=shutdown / on-up=shutdown-backup: reset both sides.
-            crate::sys::set_linger_zero(&client);
-            crate::sys::set_linger_zero(&stream);
-            debug!("closed by the monitor (on-down/on-up)");
-        }
+    let end = relay::relay(&client, &stream, &opts, ch.ends()).await;
+    debug!(?end, "closed");
+    if end == relay::End::Killed {
+        // on-down=shutdown, on-up=shutdown-backup, a fence or a
+        // switchover: reset both sides.
+        crate::sys::set_linger_zero(&client);
+        crate::sys::set_linger_zero(&stream);
+        debug!("session ended by the balancer");
     }
     svc.stats.active.fetch_sub(1, Relaxed);
     // Sockets close here, then the guard releases the channel's slot and
     // the permit its place under `--max-conns`.
     drop(client);
     drop(stream);
+    drop(relaying);
     drop(guard);
     drop(permit);
 }

@@ -21,9 +21,9 @@ use super::spare::{self, SpareBuf};
 use crate::sys::splice::is_unsupported;
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ` (the kernel default is
-/// 64 KiB). On loopback, l4bench bulk1 went from 14.9 (64 KiB) to 18.2
-/// (256 KiB) and 19.9 Gbit/s (1 MiB); bulk4 16.3, 17.5, 15.0. A pipe only
-/// references the socket's pages, so the size costs no memory by itself,
+/// 64 KiB). On loopback, one iperf3 stream went from 14.9 (64 KiB) to
+/// 18.2 (256 KiB) and 19.9 Gbit/s (1 MiB); four streams 16.3, 17.5, 15.0
+/// (docs/performance.md). A pipe only references the socket's pages, so the size costs no memory by itself,
 /// but it counts against `fs.pipe-user-pages-soft` for unprivileged users
 /// (where the kernel refuses, the pipe keeps its default size).
 pub const PIPE_SIZE: usize = 256 * 1024;

@@ -92,7 +92,13 @@ impl Service {
         // ineligible until `fall` takes it down.
         let started = std::time::Instant::now().checked_sub(took);
         if result.is_ok() && started.is_some_and(|t| ch.clear_catching_up(t)) {
-            info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
+            // At the level its `catching up` was told at: routine backlog
+            // under writes is debug, both ways.
+            if ch.catch_up_told.swap(false, Relaxed) {
+                info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
+            } else {
+                debug!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
+            }
         }
         if ch.set_full(false) {
             info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel no longer full");
@@ -236,7 +242,16 @@ impl Service {
                 } else {
                     info!(%listener, channel = %ch.target(), group, index, "channel down (dis): {reason}");
                 }
-                if self.cfg.on_down_shutdown {
+                if self.cfg.fence {
+                    // A hung writer runs what is queued in its socket
+                    // buffers when it resumes: reset its sessions now,
+                    // before anything else takes its clients.
+                    let n = ch.relaying();
+                    ch.close_sessions();
+                    if n > 0 {
+                        info!(%listener, channel = %ch.target(), group, index, "fenced: {n} sessions reset on the channel that went down");
+                    }
+                } else if self.cfg.on_down_shutdown {
                     ch.close_sessions();
                 }
                 // A follower takes its backups' state from the prober too.

@@ -10,7 +10,12 @@ use serde_json::Value;
 
 use super::{Balance, Launch, TempDir, wait_until};
 
-/// A change written to etcd reaches every instance within this.
+/// A change written to etcd reaches every instance within this, for the
+/// tests' timings (monitor interval 100–500 ms, the default fallback and
+/// TTL): on the longest path a follower's watch breaks and is set up again
+/// after its longest retry (2 s) and a request timeout (1 s), while the
+/// prober is replaced (lease TTL 2 s, fallback 1 s) and probes once: about
+/// 6.5 s. Like every wait it stretches by the machine's load.
 pub const REACH: Duration = Duration::from_secs(10);
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

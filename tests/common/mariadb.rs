@@ -389,6 +389,41 @@ pub fn ids(m: &Mariadb) -> std::collections::BTreeSet<u64> {
         .collect()
 }
 
+/// `n` sessions logged in as `user` through `port` (balance in front of
+/// `server`), idle: each client waits for input that never comes. Returns
+/// once `server` counts them.
+pub fn idle_sessions(server: &Mariadb, port: u16, user: &str, n: usize) -> Sessions {
+    let s = Sessions(
+        (0..n)
+            .map(|_| {
+                Command::new(CLIENT)
+                    .args(["--no-defaults", "-h127.0.0.1", "-N", "-B"])
+                    .arg(format!("-P{port}"))
+                    .arg(format!("-u{user}"))
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn mariadb client")
+            })
+            .collect(),
+    );
+    let idle = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER='{user}' AND COMMAND='Sleep'"
+    );
+    wait_until(
+        "the idle sessions to log in",
+        Duration::from_secs(10),
+        || {
+            server
+                .try_sql(&idle)
+                .is_ok_and(|v| v.trim() == n.to_string())
+        },
+    )
+    .unwrap();
+    s
+}
+
 /// Client processes holding sessions; killed on drop.
 pub struct Sessions(Vec<Child>);
 
@@ -448,4 +483,97 @@ fn template() -> PathBuf {
         assert!(path.join("mysql").is_dir(), "MariaDB template at {path:?}");
     }
     path
+}
+
+/// Sessions through balance that each stay logged in and write in
+/// transactions (`BEGIN; INSERT; COMMIT`), one at a time, an id
+/// acknowledged when the `SELECT` after its `COMMIT` answers. A session
+/// that loses its connection starts a new one (as an application's pool
+/// does).
+pub struct SessionWriters {
+    stop: Arc<AtomicBool>,
+    pids: Arc<Vec<std::sync::atomic::AtomicI32>>,
+    threads: Vec<thread::JoinHandle<Vec<(u64, Instant)>>>,
+}
+
+impl SessionWriters {
+    /// `n` sessions numbered `k0..k0 + n` (their ids start at
+    /// `(k + 1) * 1e6`, as [`Writers`]').
+    pub fn start(port: u16, k0: u64, n: u64) -> SessionWriters {
+        use std::io::{BufRead, BufReader, Write};
+        let stop = Arc::new(AtomicBool::new(false));
+        let pids: Arc<Vec<_>> = Arc::new(
+            (0..n)
+                .map(|_| std::sync::atomic::AtomicI32::new(0))
+                .collect(),
+        );
+        let threads = (0..n)
+            .map(|j| {
+                let (stop, pids) = (Arc::clone(&stop), Arc::clone(&pids));
+                let k = k0 + j;
+                thread::spawn(move || {
+                    let mut acked = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(SeqCst) {
+                        let Ok(mut child) = Command::new(CLIENT)
+                            .args(["--no-defaults", "-h127.0.0.1", "-N", "-B", "-n"])
+                            .arg(format!("-P{port}"))
+                            .args(["-uapp", "--disable-reconnect", "--connect-timeout=20"])
+                            .stdin(Stdio::piped())
+                            .stdout(Stdio::piped())
+                            .stderr(Stdio::null())
+                            .spawn()
+                        else {
+                            break;
+                        };
+                        pids[j as usize].store(child.id() as i32, SeqCst);
+                        let mut input = child.stdin.take().expect("stdin");
+                        let mut output = BufReader::new(child.stdout.take().expect("stdout"));
+                        while !stop.load(SeqCst) {
+                            i += 1;
+                            let id = (k + 1) * 1_000_000 + i;
+                            let q = format!(
+                                "BEGIN; INSERT INTO t.x (id, v) VALUES ({id}, {k}); COMMIT; SELECT {id};\n"
+                            );
+                            if input.write_all(q.as_bytes()).is_err() {
+                                break;
+                            }
+                            let mut line = String::new();
+                            match output.read_line(&mut line) {
+                                Ok(n) if n > 0 && line.trim() == id.to_string() => {
+                                    acked.push((id, Instant::now()))
+                                }
+                                _ => break,
+                            }
+                        }
+                        drop(input);
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    acked
+                })
+            })
+            .collect();
+        SessionWriters {
+            stop,
+            pids,
+            threads,
+        }
+    }
+
+    /// Stop (a session blocked on a hung server is killed) and return the
+    /// ids acknowledged, with when.
+    pub fn finish(self) -> Vec<(u64, Instant)> {
+        self.stop.store(true, SeqCst);
+        for p in self.pids.iter() {
+            let pid = p.load(SeqCst);
+            if pid > 0 {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    }
 }

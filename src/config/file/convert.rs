@@ -17,7 +17,7 @@ use super::raw::{
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
 use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
-use crate::config::monitor::{Check, MonitorSpec};
+use crate::config::monitor::{Check, MonitorSpec, read_password_file};
 use crate::config::{
     Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
 };
@@ -171,6 +171,7 @@ fn listener(
     });
     spec.on_down_shutdown = matches!(l.on_down, Some(RawOnDown::Shutdown));
     spec.on_up_shutdown_backup = matches!(l.on_up, Some(RawOnUp::ShutdownBackup));
+    spec.fence = l.fence;
     if let Some(m) = l.monitor {
         spec.monitor = Some(monitor(&loc, &name, m)?);
     }
@@ -236,42 +237,57 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
                     quote(name)
                 ));
             }
+            if my.user.is_none() && my.password_file.is_some() {
+                return Err(format!(
+                    "{loc}monitor.checks: mysql password_file needs user (listener {})",
+                    quote(name)
+                ));
+            }
         }
     }
     let checks = m
         .checks
         .into_iter()
-        .map(|c| match c {
-            RawCheck::Connect(c) => Check::Connect {
-                timeout: t(c.timeout),
-            },
-            RawCheck::Http(h) => Check::Http {
-                path: h.path.0,
-                port: h.port.map(|p| p.0),
-                host: h.host,
-                expect: h.expect.map_or_else(|| vec![(200, 399)], |e| e.0),
-                body: h.body,
-                timeout: t(h.timeout),
-            },
-            RawCheck::Mysql(my) => Check::Mysql {
-                user: my.user,
-                password: None,
-                read_only: my.read_only,
-                max_lag: my.max_lag.map(|d| d.0),
-                timeout: t(my.timeout),
-            },
-            RawCheck::Command(c) => Check::Command {
-                argv: c.argv.0,
-                pass: c.pass.unwrap_or_else(|| vec![0]),
-                timeout: t(c.timeout),
-            },
-            RawCheck::SendExpect(s) => Check::SendExpect {
-                send: s.send.into_bytes(),
-                expect: s.expect.into_bytes(),
-                timeout: t(s.timeout),
-            },
+        .map(|c| -> Result<Check, String> {
+            Ok(match c {
+                RawCheck::Connect(c) => Check::Connect {
+                    timeout: t(c.timeout),
+                },
+                RawCheck::Http(h) => Check::Http {
+                    path: h.path.0,
+                    port: h.port.map(|p| p.0),
+                    host: h.host,
+                    expect: h.expect.map_or_else(|| vec![(200, 399)], |e| e.0),
+                    body: h.body,
+                    timeout: t(h.timeout),
+                },
+                RawCheck::Mysql(my) => Check::Mysql {
+                    user: my.user,
+                    password: match my.password_file {
+                        Some(p) => {
+                            Some(read_password_file(std::path::Path::new(&p)).map_err(|e| {
+                                format!("{loc}monitor.checks: mysql {e} (listener {})", quote(name))
+                            })?)
+                        }
+                        None => None,
+                    },
+                    read_only: my.read_only,
+                    max_lag: my.max_lag.map(|d| d.0),
+                    timeout: t(my.timeout),
+                },
+                RawCheck::Command(c) => Check::Command {
+                    argv: c.argv.0,
+                    pass: c.pass.unwrap_or_else(|| vec![0]),
+                    timeout: t(c.timeout),
+                },
+                RawCheck::SendExpect(s) => Check::SendExpect {
+                    send: s.send.into_bytes(),
+                    expect: s.expect.into_bytes(),
+                    timeout: t(s.timeout),
+                },
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(MonitorSpec {
         checks,
         interval,
@@ -284,5 +300,6 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
         // The listener's `on_down`/`on_up` keys carry these in the file.
         on_down_shutdown: false,
         on_up_shutdown_backup: false,
+        fence: None,
     })
 }

@@ -90,6 +90,8 @@ pub(super) struct RawListener {
     #[serde(default)]
     pub(super) on_up: Option<RawOnUp>,
     #[serde(default)]
+    pub(super) fence: Option<bool>,
+    #[serde(default)]
     pub(super) monitor: Option<RawMonitor>,
 }
 
@@ -210,6 +212,9 @@ fn default_http_path() -> HttpPath {
 pub(super) struct RawMysql {
     #[serde(default)]
     pub(super) user: Option<String>,
+    /// A file whose first line is the monitor user's password.
+    #[serde(default)]
+    pub(super) password_file: Option<String>,
     #[serde(default)]
     pub(super) read_only: Option<bool>,
     #[serde(default)]
@@ -232,6 +237,9 @@ pub(super) struct RawCommand {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSendExpect {
     pub(super) send: String,
+    /// Empty or absent: any answer (or none) passes once `send` is sent,
+    /// as `-m send=` without `expect=`.
+    #[serde(default)]
     pub(super) expect: String,
     #[serde(default)]
     pub(super) timeout: Option<Dur>,

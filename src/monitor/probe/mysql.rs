@@ -187,9 +187,25 @@ async fn ask(
     }
     let status = status?;
     *lag = replica::lag(&status);
-    replica::judge(&status, None, max_lag, ctx.backup)
-        .into_finding()
-        .map(|_| ())
+    let verdict = replica::judge(&status, None, max_lag, ctx.backup);
+    // The serving primary is judged as a primary: its own replication
+    // (from the primary it replaced, say) breaking must not take the only
+    // writer down. Told once, until it is mended.
+    if ctx.primary {
+        let broken = match &verdict {
+            replica::Verdict::Failed(r) => Some(r.as_str()),
+            _ => None,
+        };
+        if ctx.channel.set_replication_broken(broken.is_some()) {
+            if let Some(r) = broken {
+                tracing::warn!(channel = %ctx.channel.target(), group = ctx.group,
+                    "the serving primary's own replication is broken ({r}): it keeps serving; \
+                     re-point or rebuild the old primary before any switchover back");
+            }
+        }
+        return Ok(());
+    }
+    verdict.into_finding().map(|_| ())
 }
 
 /// Send one packet (a query, after the login).

@@ -1,0 +1,149 @@
+//! Fencing: on a listener whose groups are one writer and its replicas (a
+//! MySQL primary and its backups), sessions never live on two groups at
+//! once. When traffic moves to another group, every session on the other
+//! groups is reset (SO_LINGER 0, so statements still queued in a hung
+//! server's socket buffers die with the connection, and none of them is
+//! acknowledged to a client) before the first client of the new group
+//! sends a byte.
+//!
+//! The state is one word: the serving group and an epoch that counts the
+//! moves. A connection takes a ticket (the epoch) before it selects; once
+//! connected it is admitted at once when its group is the serving one (one
+//! atomic load: the whole cost for a fencing listener's connections). A
+//! connection to another group either moves the fence, when nothing moved
+//! since its ticket, or was selected before a move and is turned away, so
+//! a connect that completes late on the old group never reaches it.
+//!
+//! Writers: connections admitted here (under `moving`, an async mutex
+//! taken only to move). Shared by the Services a reload makes for the same
+//! listener.
+
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep};
+use tracing::{info, warn};
+
+use crate::pool::Group;
+
+/// No group has served yet.
+const NONE: u32 = u32::MAX;
+/// A move is under way: nobody is admitted without the mutex.
+const MOVING: u32 = u32::MAX - 1;
+/// How long a fence waits for the sessions it reset to close. They close
+/// as soon as their task runs; this bounds a runtime too busy to run them.
+pub const FENCE_WAIT: Duration = Duration::from_secs(1);
+/// Between two looks at the sessions still open.
+const POLL: Duration = Duration::from_millis(2);
+
+/// What a connected client may do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Relay: its group serves (now, or since it moved the fence).
+    Go,
+    /// Its group stopped serving after it selected: close this backend
+    /// connection unused and select again.
+    Stale,
+}
+
+/// One listener's fence (see the module doc).
+#[derive(Debug)]
+pub struct Fence {
+    /// `epoch << 32 | serving group` (or [`NONE`] / [`MOVING`]).
+    state: AtomicU64,
+    moving: tokio::sync::Mutex<()>,
+}
+
+impl Default for Fence {
+    fn default() -> Self {
+        Fence {
+            state: AtomicU64::new(pack(0, NONE)),
+            moving: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+fn pack(epoch: u32, group: u32) -> u64 {
+    (u64::from(epoch) << 32) | u64::from(group)
+}
+
+fn unpack(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
+
+fn index(group: usize) -> u32 {
+    u32::try_from(group).unwrap_or(MOVING - 1).min(MOVING - 1)
+}
+
+impl Fence {
+    /// Taken before a connection selects its candidates.
+    pub fn ticket(&self) -> u32 {
+        unpack(self.state.load(Acquire)).0
+    }
+
+    /// The group that serves now, if one has and no move is under way.
+    pub fn serving(&self) -> Option<usize> {
+        match unpack(self.state.load(Acquire)).1 {
+            NONE | MOVING => None,
+            g => Some(g as usize),
+        }
+    }
+
+    /// May a client connected to `group`, which selected holding `ticket`,
+    /// relay? Moves the fence to `group` when nothing moved since the
+    /// ticket: the sessions of every other group are reset and closed
+    /// first (bounded by [`FENCE_WAIT`]).
+    pub async fn admit(
+        &self,
+        listener: &str,
+        groups: &[std::sync::Arc<Group>],
+        group: usize,
+        ticket: u32,
+    ) -> Admit {
+        let g = index(group);
+        if unpack(self.state.load(Acquire)).1 == g {
+            return Admit::Go;
+        }
+        let _moving = self.moving.lock().await;
+        let (epoch, serving) = unpack(self.state.load(Acquire));
+        if serving == g {
+            return Admit::Go;
+        }
+        if epoch != ticket {
+            return Admit::Stale;
+        }
+        let next = epoch.wrapping_add(1);
+        self.state.store(pack(next, MOVING), Release);
+        let others = || {
+            groups
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| *i != group)
+                .flat_map(|(_, grp)| grp.channels.iter())
+        };
+        let live = || others().map(|c| c.relaying()).sum::<u32>();
+        let reset = live();
+        if reset > 0 {
+            for c in others() {
+                c.close_sessions();
+            }
+            let deadline = Instant::now() + FENCE_WAIT;
+            while live() > 0 && Instant::now() < deadline {
+                sleep(POLL).await;
+            }
+        }
+        let left = live();
+        self.state.store(pack(next, g), Release);
+        if serving != NONE {
+            if left > 0 {
+                warn!(%listener, "fence: {left} of {reset} sessions on other groups still open after {} ms; group {group} serves anyway",
+                      FENCE_WAIT.as_millis());
+            }
+            info!(%listener, "fenced: {reset} sessions on group {serving} reset before group {group} took a client");
+        }
+        Admit::Go
+    }
+}
+
+#[cfg(test)]
+mod tests;

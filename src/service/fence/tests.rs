@@ -1,0 +1,79 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::config::Policy;
+use crate::pool::{Channel, Target};
+
+fn group(n: usize) -> Arc<Group> {
+    let eligible = Arc::new(tokio::sync::Notify::new());
+    let chans = (0..n)
+        .map(|i| {
+            let t = Target {
+                host: crate::config::Host::Ip([127, 0, 0, 1].into()),
+                port: 1000 + i as u16,
+                addrs: vec![([127, 0, 0, 1], 1000 + i as u16).into()],
+            };
+            Channel::new(t, 0, 1, Arc::clone(&eligible))
+        })
+        .collect();
+    Arc::new(Group::new(Policy::RoundRobin, chans))
+}
+
+#[tokio::test]
+async fn the_first_group_to_serve_is_admitted_and_later_ones_move_the_fence() {
+    let f = Fence::default();
+    let gs = vec![group(1), group(1)];
+    let t = f.ticket();
+    assert_eq!(f.admit("l", &gs, 0, t).await, Admit::Go);
+    assert_eq!(f.serving(), Some(0));
+    // Same group: admitted whatever the ticket.
+    assert_eq!(f.admit("l", &gs, 0, 12345).await, Admit::Go);
+    // A move with a current ticket.
+    let t = f.ticket();
+    assert_eq!(f.admit("l", &gs, 1, t).await, Admit::Go);
+    assert_eq!(f.serving(), Some(1));
+    // A connect to group 0 selected before that move is turned away.
+    assert_eq!(f.admit("l", &gs, 0, t).await, Admit::Stale);
+    assert_eq!(f.serving(), Some(1));
+}
+
+#[tokio::test]
+async fn a_move_waits_until_the_other_groups_sessions_closed() {
+    let f = Arc::new(Fence::default());
+    let gs = vec![group(2), group(1)];
+    assert_eq!(f.admit("l", &gs, 0, f.ticket()).await, Admit::Go);
+    let old = Arc::clone(&gs[0].channels[1]);
+    let session = old.relaying_guard();
+    // The session ends when told to, a little later (as a relay task does).
+    let closer = tokio::spawn(async move {
+        old.session_kill().await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        drop(session);
+    });
+    tokio::task::yield_now().await;
+    let t0 = std::time::Instant::now();
+    assert_eq!(f.admit("l", &gs, 1, f.ticket()).await, Admit::Go);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(30),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(gs[0].channels[1].relaying(), 0);
+    closer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_never_closes_delays_a_move_by_the_bound_only() {
+    let f = Fence::default();
+    let gs = vec![group(1), group(1)];
+    assert_eq!(f.admit("l", &gs, 0, f.ticket()).await, Admit::Go);
+    let _stuck = gs[0].channels[0].relaying_guard();
+    let t0 = Instant::now();
+    assert_eq!(f.admit("l", &gs, 1, f.ticket()).await, Admit::Go);
+    let took = t0.elapsed();
+    assert!(
+        took >= FENCE_WAIT && took < FENCE_WAIT + Duration::from_millis(50),
+        "{took:?}"
+    );
+    assert_eq!(f.serving(), Some(1));
+}
