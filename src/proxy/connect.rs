@@ -32,8 +32,6 @@ pub struct Connected {
     pub guard: ConnGuard,
     pub cand: Candidate,
     pub addr: SocketAddr,
-    /// Marks the connect while it lives if it may reach our own listener.
-    pub own: Option<super::own::Mark>,
 }
 
 /// Why a client could not be connected.
@@ -315,13 +313,12 @@ async fn attempt(
     let mut last = AttemptError::Backend("no address".into());
     for &addr in &target.addrs {
         match connect_addr(cfg, addr).await {
-            Ok((stream, own)) => {
+            Ok(stream) => {
                 return Ok(Connected {
                     stream,
                     guard,
                     cand,
                     addr,
-                    own,
                 });
             }
             Err(e) => {
@@ -337,10 +334,7 @@ async fn attempt(
     Err((cand, last))
 }
 
-async fn connect_addr(
-    cfg: &ListenerConfig,
-    addr: SocketAddr,
-) -> Result<(TcpStream, Option<super::own::Mark>), AttemptError> {
+async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStream, AttemptError> {
     let sock = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking(),
@@ -363,7 +357,7 @@ async fn connect_addr(
     }
     // At once: over loopback the connection may already wait in our own
     // accept queue.
-    let own = super::own::Mark::new(&sock, addr);
+    super::own::mark(&sock, addr);
     let stream = TcpStream::from_std(sock.into()).map_err(AttemptError::Local)?;
     match timeout(cfg.connect_timeout, connected(&stream)).await {
         Ok(Ok(())) => {}
@@ -380,7 +374,7 @@ async fn connect_addr(
         }
     }
     crate::sys::set_keepalive((&stream).into(), cfg.server_keepalive.as_ref());
-    Ok((stream, own))
+    Ok(stream)
 }
 
 /// Wait until a non-blocking connect has finished. A failed connect always

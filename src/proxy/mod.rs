@@ -102,8 +102,6 @@ async fn serve(
         guard,
         cand,
         addr,
-        // Held as long as the backend socket (see `own`).
-        own: _own,
     } = match Box::pin(held_connect(&svc, &client, peer)).await {
         Ok(b) => b,
         Err(NoBackend::ClientGone) => return,
