@@ -124,3 +124,45 @@ fn first_object_takes_one_message_of_a_stream() {
     assert!(first_object(b"").is_err());
     assert!(first_object(b"{").is_err());
 }
+
+#[test]
+fn the_end_of_a_streamed_message_is_found_across_chunks_once() {
+    let stream = br#" {"result":{"a":"}{\"]","b":[1,{"c":"\\"}]}} {"result":{}}"#;
+    let first = stream.iter().position(|&b| b == b'{').unwrap();
+    let end = br#" {"result":{"a":"}{\"]","b":[1,{"c":"\\"}]}}"#.len();
+    // Fed a byte at a time, as chunks may split it anywhere.
+    let mut s = Scan::default();
+    let mut found = None;
+    for n in first..=stream.len() {
+        if let Some(e) = s.end(&stream[..n]).unwrap() {
+            found = Some(e);
+            break;
+        }
+    }
+    assert_eq!(found, Some(end));
+    assert_eq!(Scan::default().end(&stream[..end - 1]).unwrap(), None);
+    // The rest starts the next message.
+    let mut s = Scan::default();
+    assert_eq!(s.end(&stream[end..]).unwrap(), Some(stream.len() - end));
+    // Bytes outside any object are an error, not a wait for more.
+    assert!(Scan::default().end(b"  x{}").is_err());
+}
+
+#[test]
+fn a_value_over_the_bound_is_refused_and_counted() {
+    let before = refused_values();
+    let big = wire::RawKv {
+        key: b64(b"/p/k"),
+        value: b64(&vec![b'x'; MAX_VALUE + 4]),
+        ..Default::default()
+    };
+    let kv = big.decode().unwrap();
+    assert_eq!((kv.key.as_slice(), kv.value.len()), (&b"/p/k"[..], 0));
+    assert!(refused_values() > before);
+    let ok = wire::RawKv {
+        key: b64(b"/p/k"),
+        value: b64(&vec![b'x'; MAX_VALUE]),
+        ..Default::default()
+    };
+    assert_eq!(ok.decode().unwrap().value.len(), MAX_VALUE);
+}

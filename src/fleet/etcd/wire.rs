@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{EtcdError, Event, Kv};
+use super::{EtcdError, Event, Kv, MAX_VALUE, refused};
 
 pub fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
@@ -73,10 +73,21 @@ pub struct RawKv {
 }
 
 impl RawKv {
+    /// The key; a value over [`MAX_VALUE`] is refused (counted, logged) and
+    /// comes out empty, which no reader of the fleet's keys accepts.
     pub fn decode(&self) -> Result<Kv, EtcdError> {
+        let key = unb64(&self.key, "key")?;
+        let pad = self.value.bytes().rev().take(2).filter(|&b| b == b'=').count();
+        let size = (self.value.len() / 4 * 3).saturating_sub(pad);
+        let value = if size > MAX_VALUE {
+            refused(&key, size);
+            Vec::new()
+        } else {
+            unb64(&self.value, "value")?
+        };
         Ok(Kv {
-            key: unb64(&self.key, "key")?,
-            value: unb64(&self.value, "value")?,
+            key,
+            value,
             create_revision: self.create_revision.0,
             mod_revision: self.mod_revision.0,
             lease: self.lease.0,
@@ -89,6 +100,8 @@ impl RawKv {
 pub struct RangeReply {
     pub header: Header,
     pub kvs: Vec<RawKv>,
+    /// More keys than the request's limit.
+    pub more: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
