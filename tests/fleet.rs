@@ -780,3 +780,117 @@ fn a_briefly_hung_etcd_flips_nobody_and_loses_no_verdict() {
     }
     assert!(seen.iter().flatten().all(|r| r != "alone"));
 }
+
+/// The etcd member every instance talks to hangs (SIGSTOP; it does not
+/// lead, so the cluster goes on), then the primary stops answering while
+/// it still accepts: only the prober's checks can see that (a follower's
+/// clients connect fine; its monitor is paused). Each follower must drop
+/// its watch through the hung member within the fleet's `fallback`, watch
+/// through another, and apply the prober's verdict (or probe alone and see
+/// it itself) within `fallback` of the prober; "etcd ok" while following
+/// means it receives the fleet's verdicts.
+#[test]
+fn a_hung_etcd_member_is_left_and_the_probers_verdict_still_arrives() {
+    let _g = serial();
+    let etcd = Etcd::three();
+    let (primary, mute) = common::fleet::mutable_tagged("primary");
+    let backup = Backend::tagged("backup");
+    let n = 3;
+    // The instances list member 0 first: they all talk to it.
+    let f = Fleet::start_yaml(n, |p| {
+        yaml(
+            p,
+            Some(&etcd.endpoints_arg()),
+            (primary.port(), backup.port()),
+            "500ms",
+            "",
+        )
+        .replace(
+            "- connect: {}",
+            "- send_expect: { send: \"hello\\n\", expect: \"hello\" }",
+        )
+    });
+    f.wait_settled(Duration::from_secs(10));
+    etcd.move_leader_off(0);
+    let p = f.prober();
+    for b in &f.v {
+        assert!(primary_up(b, primary.port()));
+    }
+    etcd.hang(0);
+    let hung = Instant::now();
+    mute.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Each instance's first moment with the primary down, polled in
+    // parallel (None: not within the limit).
+    let limit = Duration::from_secs(12);
+    let port = primary.port();
+    let times: Vec<Option<Duration>> = thread::scope(|s| {
+        let hs: Vec<_> =
+            f.v.iter()
+                .map(|b| {
+                    s.spawn(move || {
+                        wait_until("the primary down", limit, || !primary_up(b, port))
+                            .ok()
+                            .map(|_| hung.elapsed())
+                    })
+                })
+                .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let states: Vec<String> =
+        f.v.iter()
+            .map(|b| {
+                let x = &b.json()["listener"]["fleet"];
+                format!("{} etcd {}", x["role"], x["etcd"])
+            })
+            .collect();
+    eprintln!(
+        "FLEET etcd member in use hung (3 members, not the leader, {n} instances), primary muted at once: primary down after {times:?} (prober {p}); then {states:?}"
+    );
+    let Some(at_prober) = times[p] else {
+        panic!(
+            "the prober never took the primary down: {}",
+            f.v[p].stderr()
+        );
+    };
+    for (i, b) in f.others(p) {
+        let t = times[i].unwrap_or_else(|| {
+            panic!(
+                "follower {i} kept the primary up for {limit:?} while the prober took it down after {at_prober:?}: {}\n{}",
+                b.json()["listener"]["fleet"],
+                b.stderr()
+            )
+        });
+        assert!(
+            t <= at_prober + FALLBACK + Duration::from_millis(500),
+            "follower {i}: primary down after {t:?}, the prober's after {at_prober:?}"
+        );
+    }
+    // Still one fleet, through the members that answer: "etcd ok" again
+    // (the hung member is still stopped), new clients to the backup.
+    let r = wait_until("one fleet, etcd ok", Duration::from_secs(5), || {
+        let fl: Vec<serde_json::Value> =
+            f.v.iter()
+                .map(|b| b.json()["listener"]["fleet"].clone())
+                .collect();
+        fl.iter().all(|x| x["etcd"] == "ok")
+            && fl.iter().filter(|x| x["role"] == "prober").count() == 1
+            && fl.iter().filter(|x| x["role"] == "follower").count() == n - 1
+    });
+    assert!(r.is_ok(), "{r:?}: {:?}", f.roles());
+    for (i, b) in f.v.iter().enumerate() {
+        let got = ask(local(b.port()));
+        assert!(
+            got.as_ref().is_ok_and(|t| t == "backup"),
+            "instance {i}: {got:?}\n{}",
+            b.stderr()
+        );
+    }
+    for (i, b) in f.others(p) {
+        assert!(
+            b.has("does not serve the watch") || b.has("probing alone"),
+            "follower {i} did not leave the hung member: {}",
+            b.stderr()
+        );
+    }
+    etcd.resume(0);
+}

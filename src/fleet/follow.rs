@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::Fleet;
 use super::channels::{Added, Reg};
-use super::etcd::{EtcdError, Event, Kv};
+use super::etcd::{EtcdError, Event, Kv, Liveness};
 use super::ops::{self, ChanId, Op};
 use super::switch::{self, ACKS, RECORD};
 use crate::service::Service;
@@ -105,8 +105,14 @@ impl Follow {
         self.resync(kvs).await;
         self.persist().await;
         let mut w = client.watch_prefix(self.base.as_bytes(), rev + 1).await?;
+        let every = self.fleet.timing(&self.svc).check;
+        let mut live = Liveness::new(&client, &w, self.base.as_bytes(), rev, every);
         loop {
-            let (events, _) = w.next().await?;
+            let (events, at) = tokio::select! {
+                r = w.next() => r?,
+                e = live.failed() => return Err(e),
+            };
+            live.saw(at);
             for ev in events {
                 self.event(ev).await;
             }

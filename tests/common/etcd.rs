@@ -183,6 +183,52 @@ impl Etcd {
         }
     }
 
+    /// SIGSTOP a member: it hangs (its sockets stay open, nothing
+    /// answers); [`Etcd::resume`] ends that (so does drop).
+    pub fn hang(&self, member: usize) {
+        self.signal(member, libc::SIGSTOP);
+    }
+
+    pub fn resume(&self, member: usize) {
+        self.signal(member, libc::SIGCONT);
+    }
+
+    fn signal(&self, member: usize, sig: libc::c_int) {
+        let pid = self.pid(member).expect("member runs") as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// Make sure `member` does not lead: when it does, it hands the
+    /// leadership to the next member (the maintenance API's
+    /// transfer-leadership, sent to the leader); waits until another
+    /// member leads.
+    pub fn move_leader_off(&self, member: usize) {
+        let r = wait_until(
+            "a leader other than the member",
+            START_LIMIT,
+            || match self.leader() {
+                Some(l) if l != member => true,
+                Some(l) => {
+                    let next = (l + 1) % self.members.len();
+                    if let Some(id) = status(self.members[next].client_port)
+                        .and_then(|v| v["header"]["member_id"].as_str().map(str::to_string))
+                    {
+                        let body = format!("{{\"targetID\":\"{id}\"}}");
+                        let _ = post(
+                            self.members[l].client_port,
+                            "/v3/maintenance/transfer-leadership",
+                            &body,
+                        );
+                    }
+                    false
+                }
+                None => false,
+            },
+        );
+        assert!(r.is_ok(), "{r:?}\n{}", self.logs());
+    }
+
     /// Start a killed member again on its ports and data (it rejoins).
     pub fn restart(&mut self, member: usize) {
         assert!(
@@ -294,10 +340,16 @@ fn health(port: u16) -> bool {
 
 /// The member on `port`'s `/v3/maintenance/status` reply.
 fn status(port: u16) -> Option<serde_json::Value> {
+    post(port, "/v3/maintenance/status", "{}")
+}
+
+/// POST `body` to `path` on the member on `port`; the JSON reply.
+fn post(port: u16, path: &str, body: &str) -> Option<serde_json::Value> {
     let mut s = try_connect(local(port), Duration::from_millis(500)).ok()?;
     let _ = s.set_read_timeout(Some(IO_TIMEOUT.min(Duration::from_secs(2))));
     let req = format!(
-        "POST /v3/maintenance/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     s.write_all(req.as_bytes()).ok()?;
     let mut out = String::new();
