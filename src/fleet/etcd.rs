@@ -18,6 +18,7 @@
 //! endpoint list, the sticky index and idle connections.
 
 mod http;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -26,13 +27,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use http::Endpoint;
+use stream::Stream;
 use wire::{b64, prefix_end};
 
 pub use wire::prefix_end as range_end;
@@ -119,9 +121,9 @@ pub fn refused_values() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
-/// Count a refused value of about `size` bytes; log it unless one was
-/// logged within [`REFUSED_LOG_GAP`].
-fn refused(key: &[u8], size: usize) {
+/// Count a refused value (`size`: how large, as far as known); log it
+/// unless one was logged within [`REFUSED_LOG_GAP`].
+fn refused(key: &[u8], size: &str) {
     let n = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
     let now = super::now_ms();
     let last = REFUSED_LOGGED.load(Ordering::Relaxed);
@@ -132,7 +134,7 @@ fn refused(key: &[u8], size: usize) {
             .is_ok()
     {
         tracing::warn!(key = %String::from_utf8_lossy(&key[..key.len().min(200)]),
-            "fleet: refused an etcd value of {size} bytes or more (the most read is {MAX_VALUE}); {n} refused so far");
+            "fleet: refused an etcd value of {size} bytes (the most read is {MAX_VALUE}); {n} refused so far");
     }
 }
 
@@ -318,7 +320,7 @@ impl Client {
                     }
                 }
                 Err(EtcdError::TooLarge(_)) if j - i == 1 => {
-                    refused(&first, http::MAX_REPLY_BYTES);
+                    refused(&first, &format!("over {}", http::MAX_REPLY_BYTES));
                 }
                 Err(EtcdError::TooLarge(_)) => {
                     let mid = i + (j - i) / 2;
@@ -558,10 +560,11 @@ const MAX_WATCH_MESSAGE: usize = http::MAX_REPLY_BYTES;
 /// A live prefix watch: one HTTP stream of `{"result":...}` objects.
 pub struct Watch {
     body: Incoming,
-    buf: BytesMut,
-    /// Where the search for the end of the message at the buffer's start
-    /// goes on (each byte is looked at once).
-    scan: Scan,
+    /// Received, not yet looked at.
+    pending: Bytes,
+    /// The message so far (its long strings dropped).
+    msg: Vec<u8>,
+    stream: Stream,
     conn: tokio::task::JoinHandle<()>,
     url: String,
     /// The endpoint's index in the client's list.
@@ -571,52 +574,6 @@ pub struct Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         self.conn.abort();
-    }
-}
-
-/// The state of the search for the end of one JSON value in a stream.
-#[derive(Debug, Default, Clone, Copy)]
-struct Scan {
-    at: usize,
-    depth: u32,
-    in_str: bool,
-    esc: bool,
-}
-
-impl Scan {
-    /// The length of the first whole JSON object or array in `buf` (after
-    /// whitespace), looking only at the bytes not yet seen; None while it
-    /// is not all there. Err on a top-level byte that starts no object.
-    fn end(&mut self, buf: &[u8]) -> Result<Option<usize>, String> {
-        while self.at < buf.len() {
-            let b = buf[self.at];
-            self.at += 1;
-            if self.in_str {
-                match (self.esc, b) {
-                    (true, _) => self.esc = false,
-                    (false, b'\\') => self.esc = true,
-                    (false, b'"') => self.in_str = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' if self.depth > 0 => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        let n = self.at;
-                        *self = Scan::default();
-                        return Ok(Some(n));
-                    }
-                }
-                b'"' if self.depth > 0 => self.in_str = true,
-                b' ' | b'\t' | b'\r' | b'\n' => {}
-                _ if self.depth > 0 => {}
-                other => return Err(format!("unexpected byte 0x{other:02x} between messages")),
-            }
-        }
-        Ok(None)
     }
 }
 
@@ -657,8 +614,9 @@ impl Watch {
         let status = resp.status();
         let mut w = Watch {
             body: resp.into_body(),
-            buf: BytesMut::new(),
-            scan: Scan::default(),
+            pending: Bytes::new(),
+            msg: Vec::new(),
+            stream: Stream::default(),
             conn,
             url: ep.url.clone(),
             endpoint: idx,
@@ -696,17 +654,29 @@ impl Watch {
         }
     }
 
-    /// The next whole message of the stream (a large one decoded off the
-    /// runtime's threads).
+    /// The next whole message of the stream, its values over
+    /// [`MAX_VALUE`] dropped as they arrive (a large message is decoded off
+    /// the runtime's threads).
     async fn message(&mut self) -> Result<Message, EtcdError> {
         loop {
-            let end = self
-                .scan
-                .end(&self.buf)
-                .map_err(|e| EtcdError::Reply(format!("{}: bad watch stream: {e}", self.url)))?;
-            if let Some(n) = end {
-                let bytes = self.buf.split_to(n).freeze();
-                return off_thread(bytes, self.url.clone(), Message::decode).await;
+            if !self.pending.is_empty() {
+                let input = std::mem::take(&mut self.pending);
+                let end = self.stream.feed(&input, &mut self.msg).map_err(|e| {
+                    EtcdError::Reply(format!("{}: bad watch stream: {e}", self.url))
+                })?;
+                if self.msg.len() > MAX_WATCH_MESSAGE {
+                    self.msg = Vec::new();
+                    return Err(EtcdError::TooLarge(format!(
+                        "{}: a watch message over {} bytes: not read",
+                        self.url, MAX_WATCH_MESSAGE
+                    )));
+                }
+                if let Some(n) = end {
+                    self.pending = input.slice(n..);
+                    let bytes = Bytes::from(std::mem::take(&mut self.msg));
+                    return off_thread(bytes, self.url.clone(), Message::decode).await;
+                }
+                continue;
             }
             match self.chunk().await? {
                 None => {
@@ -715,16 +685,7 @@ impl Watch {
                         self.url
                     )));
                 }
-                Some(data) => {
-                    if self.buf.len() + data.len() > MAX_WATCH_MESSAGE {
-                        self.buf = BytesMut::new();
-                        return Err(EtcdError::TooLarge(format!(
-                            "{}: a watch message over {} bytes: not read",
-                            self.url, MAX_WATCH_MESSAGE
-                        )));
-                    }
-                    self.buf.extend_from_slice(&data);
-                }
+                Some(data) => self.pending = data,
             }
         }
     }

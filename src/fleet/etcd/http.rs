@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response, StatusCode};
@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::EtcdError;
+use super::stream::Stream;
 
 /// The largest reply body read; a larger one is not read on (the
 /// connection is closed) and is an [`EtcdError::TooLarge`].
@@ -166,18 +167,36 @@ impl Endpoint {
     }
 }
 
-async fn read_all(body: Incoming, url: &str) -> Result<Bytes, EtcdError> {
-    Limited::new(body, MAX_REPLY_BYTES)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| {
-            if e.is::<LengthLimitError>() {
-                EtcdError::TooLarge(format!(
-                    "{url}: a reply over {MAX_REPLY_BYTES} bytes: not read"
-                ))
-            } else {
-                EtcdError::Reply(format!("{url}: bad reply body: {e}"))
+/// The whole reply body, its strings over [`super::stream::MAX_STRING`]
+/// dropped as they arrive (a huge value costs a pass, not memory); more than
+/// [`MAX_REPLY_BYTES`] kept is [`EtcdError::TooLarge`] (the caller drops
+/// the connection, the rest is not read).
+async fn read_all(mut body: Incoming, url: &str) -> Result<Bytes, EtcdError> {
+    let mut out = Vec::new();
+    let mut json = Some(Stream::default());
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| EtcdError::Reply(format!("{url}: bad reply body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let mut rest = &data[..];
+        while let Some(s) = &mut json {
+            match s.feed(rest, &mut out) {
+                Ok(Some(n)) => rest = &rest[n..],
+                Ok(None) => {
+                    rest = &[];
+                    break;
+                }
+                // Not JSON (an error page): kept as it is.
+                Err(_) => json = None,
             }
-        })
+        }
+        out.extend_from_slice(rest);
+        if out.len() > MAX_REPLY_BYTES {
+            return Err(EtcdError::TooLarge(format!(
+                "{url}: a reply over {MAX_REPLY_BYTES} bytes: not read"
+            )));
+        }
+    }
+    Ok(Bytes::from(out))
 }

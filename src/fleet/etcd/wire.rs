@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::stream::REFUSED;
 use super::{EtcdError, Event, Kv, MAX_VALUE, refused};
 
 pub fn b64(bytes: &[u8]) -> String {
@@ -76,11 +77,25 @@ impl RawKv {
     /// The key; a value over [`MAX_VALUE`] is refused (counted, logged) and
     /// comes out empty, which no reader of the fleet's keys accepts.
     pub fn decode(&self) -> Result<Kv, EtcdError> {
-        let key = unb64(&self.key, "key")?;
-        let pad = self.value.bytes().rev().take(2).filter(|&b| b == b'=').count();
+        // A key too long to keep (see `stream`) is no key of the fleet's.
+        let key = if self.key == REFUSED {
+            Vec::new()
+        } else {
+            unb64(&self.key, "key")?
+        };
+        let pad = self
+            .value
+            .bytes()
+            .rev()
+            .take(2)
+            .filter(|&b| b == b'=')
+            .count();
         let size = (self.value.len() / 4 * 3).saturating_sub(pad);
-        let value = if size > MAX_VALUE {
-            refused(&key, size);
+        let value = if self.value == REFUSED {
+            refused(&key, &format!("over {MAX_VALUE}"));
+            Vec::new()
+        } else if size > MAX_VALUE {
+            refused(&key, &size.to_string());
             Vec::new()
         } else {
             unb64(&self.value, "value")?
