@@ -894,3 +894,95 @@ fn a_hung_etcd_member_is_left_and_the_probers_verdict_still_arrives() {
     }
     etcd.resume(0);
 }
+
+/// Whether a new client of `b` is answered by `tag` now; how long it took.
+fn answered_by(b: &Balance, tag: &str) -> (bool, Duration) {
+    let t0 = Instant::now();
+    let ok = ask(local(b.port())).is_ok_and(|t| t == tag);
+    (ok, t0.elapsed())
+}
+
+/// A 20 MB value under the service's prefix (etcd allowed such requests):
+/// every instance refuses it (one log line, counted) without reading it
+/// whole, keeps serving meanwhile, its RSS grows by a few MiB at most, and
+/// the fleet goes on (a later verdict reaches every instance).
+#[test]
+fn a_huge_value_under_the_prefix_is_refused_and_the_fleet_goes_on() {
+    let _g = serial();
+    let etcd = Etcd::single_with(&["--max-request-bytes", "33554432"]);
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let n = 2;
+    let f = Fleet::start(n, Some(&etcd.endpoint()), primary.port(), backup.port());
+    f.wait_settled(Duration::from_secs(10));
+    let p = f.prober();
+    // Warm: a few clients each, so the RSS baseline includes the data path.
+    for _ in 0..5 {
+        f.all_answer("primary");
+    }
+    let before: Vec<u64> = f.v.iter().map(Balance::rss_kib).collect();
+    let key = format!("/t/svc/db/verdict/127.0.0.1:{}", primary.port());
+    let big = "x".repeat(20 << 20);
+    // New clients all along, to every instance: each is answered (and how
+    // long it took).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (served, worst) = thread::scope(|s| {
+        let asker = s.spawn(|| {
+            let (mut served, mut worst) = (0, Duration::ZERO);
+            let end = Instant::now() + Duration::from_secs(40);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < end {
+                for (i, b) in f.v.iter().enumerate() {
+                    let (ok, took) = answered_by(b, "primary");
+                    assert!(ok, "instance {i} did not serve: {}", b.stderr());
+                    served += 1;
+                    worst = worst.max(took);
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            (served, worst)
+        });
+        let t0 = Instant::now();
+        // A put this size takes etcd seconds on a busy machine.
+        let c =
+            balance::fleet::etcd::Client::new(&[etcd.endpoint()], Duration::from_secs(30)).unwrap();
+        common::etcd::block_on(c.put(key.as_bytes(), big.as_bytes(), None)).unwrap();
+        eprintln!("FLEET a 20 MiB value put in {:?}", t0.elapsed());
+        let r = wait_until("every instance refused it", common::fleet::REACH, || {
+            f.v.iter().all(|b| b.has("refused an etcd value"))
+        });
+        // Serving on a while after the refusal, then the fleet settles again.
+        let settled = wait_until("settled again", Duration::from_secs(10), || {
+            f.roles().iter().filter(|r| *r == "follower").count() == n - 1
+        });
+        assert!(
+            settled.is_ok(),
+            "{settled:?}: {:?}",
+            f.v.iter().map(Balance::stderr).collect::<Vec<_>>()
+        );
+        thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let out = asker.join().unwrap();
+        assert!(
+            r.is_ok(),
+            "{r:?}: {:?}",
+            f.v.iter().map(Balance::stderr).collect::<Vec<_>>()
+        );
+        out
+    });
+    let after: Vec<u64> = f.v.iter().map(Balance::rss_kib).collect();
+    eprintln!(
+        "FLEET a 20 MiB value under the prefix: refused by all {n}; {served} clients served meanwhile, slowest {worst:?}; RSS KiB before {before:?}, after {after:?}"
+    );
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(*a < b + 24 * 1024, "instance {i}: RSS {b} KiB -> {a} KiB");
+    }
+    assert!(
+        worst < Duration::from_millis(500),
+        "slowest client {worst:?}"
+    );
+    // The fleet goes on: the primary fails, every instance follows.
+    let _ = p;
+    primary.stop();
+    let (_, spread) = switch_times(&f, primary.port(), false, Duration::from_secs(10));
+    assert!(spread <= SPREAD_BOUND, "spread {spread:?}");
+    f.all_answer("backup");
+}

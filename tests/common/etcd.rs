@@ -33,6 +33,8 @@ struct Member {
 pub struct Etcd {
     members: Vec<Member>,
     dir: TempDir,
+    /// More arguments for every member.
+    extra: Vec<String>,
 }
 
 /// The same type, named for the multi-member tests.
@@ -46,17 +48,22 @@ impl Etcd {
 
     /// A single-member cluster.
     pub fn single() -> Etcd {
-        Etcd::start(1)
+        Etcd::start(1, &[])
+    }
+
+    /// A single member started with `extra` arguments too.
+    pub fn single_with(extra: &[&str]) -> Etcd {
+        Etcd::start(1, extra)
     }
 
     /// A three-member cluster (survives the loss of one member).
     pub fn three() -> Etcd {
-        Etcd::start(3)
+        Etcd::start(3, &[])
     }
 
     /// `n` members on free ports; a member that fails to start (a port
     /// taken meanwhile) makes the whole cluster start again on new ports.
-    fn start(n: usize) -> Etcd {
+    fn start(n: usize, extra: &[&str]) -> Etcd {
         let mut last = String::new();
         for _ in 0..3 {
             let dir = TempDir::new("etcd");
@@ -70,7 +77,11 @@ impl Etcd {
                     child: None,
                 })
                 .collect();
-            let mut e = Etcd { members, dir };
+            let mut e = Etcd {
+                members,
+                dir,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
+            };
             for i in 0..n {
                 e.spawn(i);
             }
@@ -125,6 +136,7 @@ impl Etcd {
             ])
             .args(["--initial-cluster-state", "new", "--log-level", "warn"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
