@@ -453,6 +453,10 @@ impl Cx {
     }
 
     fn bad_value(&self, tk: &mut Task, key: &[u8], e: &str) {
+        // Bounded: past this many keys, each may be logged again.
+        if tk.bad.len() >= 1024 {
+            tk.bad.clear();
+        }
         if tk.bad.insert(key.to_vec()) {
             warn!(listener = %self.svc.cfg.name, key = %String::from_utf8_lossy(key),
                   "fleet: ignoring a value that does not decode: {e}");
