@@ -492,29 +492,35 @@ impl Client {
         );
     }
 
-    /// On endpoint `idx` only, within `limit` (and the client's timeout):
-    /// the newest revision of a key under `prefix` (0: none), a
-    /// linearizable (quorum) read.
+    /// On endpoint `idx` only, within `limit` (and the client's timeout),
+    /// a linearizable (quorum) read under `prefix`: with `newest`, the
+    /// newest revision of a key there (0: none; etcd reads every key of
+    /// the prefix for it), else only a count (its index alone) and None.
     async fn newest_at(
         &self,
         idx: usize,
         prefix: &[u8],
         limit: Duration,
-    ) -> Result<i64, EtcdError> {
+        newest: bool,
+    ) -> Result<Option<i64>, EtcdError> {
         let ep = &self.inner.endpoints[idx];
-        let body = json!({
+        let mut body = json!({
             "key": b64(prefix),
             "range_end": b64(&prefix_end(prefix)),
-            "limit": "1",
-            "sort_order": "DESCEND",
-            "sort_target": "MOD",
-            "keys_only": true,
         });
+        if newest {
+            body["limit"] = json!("1");
+            body["sort_order"] = json!("DESCEND");
+            body["sort_target"] = json!("MOD");
+            body["keys_only"] = json!(true);
+        } else {
+            body["count_only"] = json!(true);
+        }
         let call = async {
             let (status, bytes) = ep.post("/v3/kv/range", &body).await?;
             let bytes = check_status(status, bytes, &ep.url)?;
             let r: wire::RangeReply = wire::parse(&bytes)?;
-            Ok(r.kvs.first().map_or(0, |kv| kv.mod_revision.0))
+            Ok(newest.then(|| r.kvs.first().map_or(0, |kv| kv.mod_revision.0)))
         };
         match tokio::time::timeout(limit.min(self.inner.timeout), call).await {
             Err(_) => Err(EtcdError::Timeout),
@@ -747,9 +753,10 @@ async fn off_thread<T: Send + 'static>(
 const OFF_THREAD: usize = 64 << 10;
 
 /// Proves a watch alive, beside it: every `every`, the watch's own member
-/// must answer a quorum read of the newest revision under the prefix
-/// within `every` (and the client's timeout), and the watch must have delivered that
-/// revision by the next such read. [`Liveness::failed`] returns when
+/// must answer a quorum read under the prefix within `every` (and the
+/// client's timeout); every [`REVISION_EVERY`]th read asks for the newest
+/// revision there, which the watch must have delivered by the next such
+/// read. [`Liveness::failed`] returns when
 /// either does not hold (the member is then avoided by later requests);
 /// the caller drops the watch and watches again (another member).
 ///
@@ -768,8 +775,15 @@ pub struct Liveness {
     /// A newer revision under the prefix than `seen` at the last read.
     owed: Option<i64>,
     next_at: tokio::time::Instant,
-    pending: Option<tokio::task::JoinHandle<Result<i64, EtcdError>>>,
+    /// Checks made.
+    n: u64,
+    pending: Option<tokio::task::JoinHandle<Result<Option<i64>, EtcdError>>>,
 }
+
+/// Every this many liveness checks one reads the newest revision (which
+/// costs etcd a read of every key under the prefix); the others only
+/// count keys (its index).
+const REVISION_EVERY: u64 = 3;
 
 impl Drop for Liveness {
     fn drop(&mut self) {
@@ -791,6 +805,7 @@ impl Liveness {
             seen: read,
             owed: None,
             next_at: tokio::time::Instant::now() + every,
+            n: 0,
             pending: None,
         }
     }
@@ -818,8 +833,10 @@ impl Liveness {
                         self.endpoint,
                         self.every,
                     );
+                    self.n += 1;
+                    let newest = self.n % REVISION_EVERY == 0;
                     self.pending.insert(tokio::spawn(async move {
-                        c.newest_at(idx, &prefix, every).await
+                        c.newest_at(idx, &prefix, every, newest).await
                     }))
                 }
             };
@@ -827,7 +844,8 @@ impl Liveness {
             self.pending = None;
             let url = self.client.url(self.endpoint).to_string();
             let newest = match r {
-                Ok(Ok(n)) => n,
+                Ok(Ok(None)) => continue,
+                Ok(Ok(Some(n))) => n,
                 Ok(Err(e)) => {
                     self.client.avoid(self.endpoint);
                     return EtcdError::WatchEnded(format!(
