@@ -121,6 +121,42 @@ pub fn refused_values() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
+/// How long a read of one key whose value etcd is slow to send may take.
+const HUGE_WAIT: Duration = Duration::from_secs(5);
+
+/// Keys seen holding a value over [`MAX_VALUE`], at their revision (the
+/// latest [`OVERSIZE_KEPT`]): a read in parts does not read them again.
+static OVERSIZE: std::sync::Mutex<Vec<(Vec<u8>, i64)>> = std::sync::Mutex::new(Vec::new());
+const OVERSIZE_KEPT: usize = 64;
+
+/// Remember that `key` holds a value over [`MAX_VALUE`] at `rev`.
+fn oversize(key: &[u8], rev: i64) {
+    if let Ok(mut v) = OVERSIZE.lock() {
+        v.retain(|(k, _)| k != key);
+        if v.len() >= OVERSIZE_KEPT {
+            v.remove(0);
+        }
+        v.push((key.to_vec(), rev));
+    }
+}
+
+/// Whether `kv` (a key alone) is known to hold a value over the bound.
+fn is_oversize(kv: &Kv) -> bool {
+    OVERSIZE
+        .lock()
+        .is_ok_and(|v| v.iter().any(|(k, r)| *k == kv.key && *r == kv.mod_revision))
+}
+
+/// Whether a key of `key..end` is known to hold a value over the bound.
+fn oversize_within(key: &[u8], end: Option<&[u8]>) -> bool {
+    OVERSIZE.lock().is_ok_and(|v| {
+        v.iter().any(|(k, _)| match end {
+            None => k == key,
+            Some(end) => k.as_slice() >= key && (end == [0] || k.as_slice() < end),
+        })
+    })
+}
+
 /// Count a refused value (`size`: how large, as far as known); log it
 /// unless one was logged within [`REFUSED_LOG_GAP`].
 fn refused(key: &[u8], size: &str) {
@@ -199,7 +235,17 @@ impl Client {
     /// POST `body` to `path` on the current endpoint, moving on to the
     /// others in turn when it cannot serve; the reply body of a 200.
     async fn call(&self, path: &str, body: &Value) -> Result<Bytes, EtcdError> {
-        self.each_endpoint(|_, ep| async move {
+        self.call_within(self.inner.timeout, path, body).await
+    }
+
+    /// [`Client::call`] with another timeout per endpoint.
+    async fn call_within(
+        &self,
+        timeout: Duration,
+        path: &str,
+        body: &Value,
+    ) -> Result<Bytes, EtcdError> {
+        self.each_endpoint_within(timeout, |_, ep| async move {
             let (status, bytes) = ep.post(path, body).await?;
             check_status(status, bytes, &ep.url)
         })
@@ -216,13 +262,24 @@ impl Client {
     where
         F: Future<Output = Result<T, EtcdError>>,
     {
+        self.each_endpoint_within(self.inner.timeout, op).await
+    }
+
+    async fn each_endpoint_within<'a, T, F>(
+        &'a self,
+        timeout: Duration,
+        op: impl Fn(usize, &'a Endpoint) -> F,
+    ) -> Result<T, EtcdError>
+    where
+        F: Future<Output = Result<T, EtcdError>>,
+    {
         let n = self.inner.endpoints.len();
         let start = self.inner.current.load(Ordering::Relaxed) % n;
         let mut last = EtcdError::Unreachable("no endpoint tried".into());
         for i in 0..n {
             let idx = (start + i) % n;
             let ep = &self.inner.endpoints[idx];
-            let r = match tokio::time::timeout(self.inner.timeout, op(idx, ep)).await {
+            let r = match tokio::time::timeout(timeout, op(idx, ep)).await {
                 Err(_) => Err(EtcdError::Timeout),
                 Ok(r) => r,
             };
@@ -239,15 +296,17 @@ impl Client {
     }
 
     /// The keys of `key..end` (one key without `end`) and the revision.
-    /// A reply over the size bound is read again in parts (the same
-    /// revision), halving the parts down to single keys: a key whose reply
-    /// alone is too large comes out with an empty value, refused. More
-    /// than [`MAX_KEYS`] keys: [`EtcdError::TooLarge`].
+    /// A reply that is too large or too slow (etcd takes its time to send
+    /// a huge value) is read again in parts (see [`Client::range_parts`]).
+    /// More than [`MAX_KEYS`] keys: [`EtcdError::TooLarge`].
     async fn range(&self, key: &[u8], end: Option<&[u8]>) -> Result<(Vec<Kv>, i64), EtcdError> {
-        match self.range_once(key, end, 0, false).await {
-            Err(EtcdError::TooLarge(_)) => self.range_parts(key, end).await,
-            r => r,
+        if !oversize_within(key, end) {
+            match self.range_once(key, end, 0, false, None).await {
+                Err(EtcdError::TooLarge(_) | EtcdError::Timeout) => {}
+                r => return r,
+            }
         }
+        self.range_parts(key, end).await
     }
 
     async fn range_once(
@@ -256,6 +315,7 @@ impl Client {
         end: Option<&[u8]>,
         revision: i64,
         keys_only: bool,
+        timeout: Option<Duration>,
     ) -> Result<(Vec<Kv>, i64), EtcdError> {
         let mut body = json!({"key": b64(key)});
         if let Some(end) = end {
@@ -268,7 +328,8 @@ impl Client {
         if keys_only {
             body["keys_only"] = json!(true);
         }
-        let bytes = self.call("/v3/kv/range", &body).await?;
+        let timeout = timeout.unwrap_or(self.inner.timeout);
+        let bytes = self.call_within(timeout, "/v3/kv/range", &body).await?;
         let (kvs, rev, more) = off_thread(bytes, String::new(), |b, _| {
             let r: wire::RangeReply = wire::parse(b)?;
             let kvs = r
@@ -288,30 +349,53 @@ impl Client {
         Ok((kvs, rev))
     }
 
-    /// [`Client::range`] of a range whose reply is too large to read at
-    /// once.
+    /// [`Client::range`] in parts: the keys alone (quick), then their
+    /// values at that revision, a run of keys at a time, halving a run
+    /// whose reply is too large or too slow. A key known to hold a value
+    /// over [`MAX_VALUE`] (at that revision) is not read again; one read
+    /// alone that is still too slow is given [`HUGE_WAIT`] once (its member
+    /// answered the key list: it is the value that takes time), and is
+    /// refused when it is too large.
     async fn range_parts(
         &self,
         key: &[u8],
         end: Option<&[u8]>,
     ) -> Result<(Vec<Kv>, i64), EtcdError> {
-        let (mut kvs, rev) = self.range_once(key, end, 0, true).await?;
-        // Index ranges of `kvs` still to read.
-        let mut todo = vec![(0, kvs.len())];
+        let (mut kvs, rev) = self.range_once(key, end, 0, true, None).await?;
+        // Runs of `kvs` (index ranges) still to read, without the known
+        // huge values.
+        let mut todo = Vec::new();
+        let mut run = 0;
+        for i in 0..=kvs.len() {
+            if i == kvs.len() || is_oversize(&kvs[i]) {
+                todo.push((run, i));
+                run = i + 1;
+                if let Some(kv) = kvs.get(i) {
+                    refused(&kv.key, &format!("over {MAX_VALUE} (seen before)"));
+                }
+            }
+        }
         while let Some((i, j)) = todo.pop() {
             if i >= j {
                 continue;
             }
             let first = kvs[i].key.clone();
             let part_end = match (kvs.get(j), end) {
+                _ if j - i == 1 => None,
                 (Some(next), _) => Some(next.key.clone()),
                 (None, Some(end)) => Some(end.to_vec()),
                 (None, None) => None,
             };
-            match self
-                .range_once(&first, part_end.as_deref(), rev, false)
-                .await
-            {
+            let alone = j - i == 1;
+            let mut r = self
+                .range_once(&first, part_end.as_deref(), rev, false, None)
+                .await;
+            if alone && matches!(r, Err(EtcdError::Timeout)) {
+                r = self
+                    .range_once(&first, None, rev, false, Some(HUGE_WAIT))
+                    .await;
+            }
+            match r {
                 Ok((got, _)) => {
                     for kv in got {
                         if let Some(k) = kvs[i..j].iter_mut().find(|k| k.key == kv.key) {
@@ -319,10 +403,10 @@ impl Client {
                         }
                     }
                 }
-                Err(EtcdError::TooLarge(_)) if j - i == 1 => {
+                Err(EtcdError::TooLarge(_)) if alone => {
                     refused(&first, &format!("over {}", http::MAX_REPLY_BYTES));
                 }
-                Err(EtcdError::TooLarge(_)) => {
+                Err(EtcdError::TooLarge(_) | EtcdError::Timeout) if !alone => {
                     let mid = i + (j - i) / 2;
                     todo.push((mid, j));
                     todo.push((i, mid));

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::stream::REFUSED;
-use super::{EtcdError, Event, Kv, MAX_VALUE, refused};
+use super::{EtcdError, Event, Kv, MAX_VALUE, oversize, refused};
 
 pub fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
@@ -93,9 +93,11 @@ impl RawKv {
         let size = (self.value.len() / 4 * 3).saturating_sub(pad);
         let value = if self.value == REFUSED {
             refused(&key, &format!("over {MAX_VALUE}"));
+            oversize(&key, self.mod_revision.0);
             Vec::new()
         } else if size > MAX_VALUE {
             refused(&key, &size.to_string());
+            oversize(&key, self.mod_revision.0);
             Vec::new()
         } else {
             unb64(&self.value, "value")?
