@@ -375,8 +375,7 @@ fn etcd_loss_falls_back_to_local_probing_and_rejoins() {
 fn an_undecodable_verdict_is_logged_once_and_ignored() {
     let _g = serial();
     let (etcd, primary, _backup, f) = settled(3);
-    // Under a key nobody rewrites: every read of the prefix meets it.
-    let key = "/t/svc/db/ops/huge".to_string();
+    let key = format!("/t/svc/db/verdict/127.0.0.1:{}", primary.port());
     etcd.put(&key, "{\"state\":\"sideways\"");
     etcd.put(&key, "not json at all");
     let p = f.prober();
