@@ -216,29 +216,44 @@ impl Etcd {
     /// transfer-leadership, sent to the leader); waits until another
     /// member leads.
     pub fn move_leader_off(&self, member: usize) {
-        let r = wait_until(
-            "a leader other than the member",
-            START_LIMIT,
-            || match self.leader() {
+        let r = wait_until("a leader other than the member", START_LIMIT, || {
+            match self.leader() {
                 Some(l) if l != member => true,
                 Some(l) => {
-                    let next = (l + 1) % self.members.len();
-                    if let Some(id) = status(self.members[next].client_port)
-                        .and_then(|v| v["header"]["member_id"].as_str().map(str::to_string))
-                    {
-                        let body = format!("{{\"targetID\":\"{id}\"}}");
-                        let _ = post(
-                            self.members[l].client_port,
-                            "/v3/maintenance/transfer-leadership",
-                            &body,
-                        );
-                    }
+                    self.transfer(l, (l + 1) % self.members.len());
                     false
                 }
                 None => false,
-            },
-        );
+            }
+        });
         assert!(r.is_ok(), "{r:?}\n{}", self.logs());
+    }
+
+    /// Make `member` the leader (see [`Etcd::move_leader_off`]).
+    pub fn move_leader_to(&self, member: usize) {
+        let r = wait_until("the member to lead", START_LIMIT, || match self.leader() {
+            Some(l) if l == member => true,
+            Some(l) => {
+                self.transfer(l, member);
+                false
+            }
+            None => false,
+        });
+        assert!(r.is_ok(), "{r:?}\n{}", self.logs());
+    }
+
+    /// Ask the leader `from` to hand the leadership to `to`.
+    fn transfer(&self, from: usize, to: usize) {
+        if let Some(id) = status(self.members[to].client_port)
+            .and_then(|v| v["header"]["member_id"].as_str().map(str::to_string))
+        {
+            let body = format!("{{\"targetID\":\"{id}\"}}");
+            let _ = post(
+                self.members[from].client_port,
+                "/v3/maintenance/transfer-leadership",
+                &body,
+            );
+        }
     }
 
     /// Start a killed member again on its ports and data (it rejoins).
