@@ -14,8 +14,15 @@
 //! for another member. Replies are untrusted: anything malformed is an
 //! [`EtcdError::Reply`].
 //!
+//! What is read is bounded: a value over [`MAX_VALUE`] is dropped as it
+//! arrives (one pass over its bytes, never a copy or a parse) and reads
+//! as empty, refused; a reply or a watch message holds at most
+//! [`MAX_REPLY_BYTES`] and a range [`MAX_KEYS`] keys; a large reply is
+//! decoded off the runtime's threads.
+//!
 //! Written and owned by fleet mode; nothing here holds state beyond the
-//! endpoint list, the sticky index and idle connections.
+//! endpoint list, the sticky index, idle connections, and (process-wide)
+//! the count of refused values and the last keys seen holding one.
 
 mod http;
 mod stream;
@@ -107,8 +114,9 @@ pub const MAX_VALUE: usize = 64 << 10;
 /// The most keys one range reads (a service's whole prefix); more is an
 /// error ([`EtcdError::TooLarge`]) rather than unbounded memory.
 pub const MAX_KEYS: usize = 10_000;
-/// The largest reply body read (also the largest watch message); a range
-/// over it is read again in parts, see [`Client::get_prefix`].
+/// The largest reply body read (also the largest watch message, after
+/// huge values are dropped); a range over it is read again in parts, see
+/// [`Client::get_prefix`].
 pub use http::MAX_REPLY_BYTES;
 const REFUSED_LOG_GAP: Duration = Duration::from_secs(10);
 
@@ -121,8 +129,9 @@ pub fn refused_values() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
-/// How long a read of one key whose value etcd is slow to send may take.
-const HUGE_WAIT: Duration = Duration::from_secs(5);
+/// How many request timeouts a read of one key whose value etcd is slow
+/// to send may take (per endpoint).
+const HUGE_WAIT: u32 = 3;
 
 /// Keys seen holding a value over [`MAX_VALUE`], at their revision (the
 /// latest [`OVERSIZE_KEPT`]): a read in parts does not read them again.
@@ -353,7 +362,7 @@ impl Client {
     /// values at that revision, a run of keys at a time, halving a run
     /// whose reply is too large or too slow. A key known to hold a value
     /// over [`MAX_VALUE`] (at that revision) is not read again; one read
-    /// alone that is still too slow is given [`HUGE_WAIT`] once (its member
+    /// alone that is still too slow is given [`HUGE_WAIT`] timeouts once (its member
     /// answered the key list: it is the value that takes time), and is
     /// refused when it is too large.
     async fn range_parts(
@@ -392,7 +401,13 @@ impl Client {
                 .await;
             if alone && matches!(r, Err(EtcdError::Timeout)) {
                 r = self
-                    .range_once(&first, None, rev, false, Some(HUGE_WAIT))
+                    .range_once(
+                        &first,
+                        None,
+                        rev,
+                        false,
+                        Some(self.inner.timeout * HUGE_WAIT),
+                    )
                     .await;
             }
             match r {
@@ -424,6 +439,9 @@ impl Client {
     }
 
     /// Every key under `prefix` (sorted by key) and the store's revision.
+    /// A reply that is too large or that etcd is too slow to send (a huge
+    /// value) is read in parts: the keys alone, then runs of their values
+    /// at that revision.
     pub async fn get_prefix(&self, prefix: &[u8]) -> Result<(Vec<Kv>, i64), EtcdError> {
         self.range(prefix, Some(&prefix_end(prefix))).await
     }
@@ -642,9 +660,10 @@ fn first_object(bytes: &[u8]) -> Result<&[u8], EtcdError> {
     }
 }
 
-/// A watch message larger than this is not read: the watch is dropped
-/// (its connection closed) with [`EtcdError::TooLarge`]; the caller reads
-/// the prefix again, which refuses the large values one by one.
+/// A watch message larger than this (its huge values already dropped:
+/// that many changes at once) is not read on: the watch is dropped (its
+/// connection closed) with [`EtcdError::TooLarge`]; the caller reads the
+/// prefix again, in parts if need be.
 const MAX_WATCH_MESSAGE: usize = http::MAX_REPLY_BYTES;
 
 /// A live prefix watch: one HTTP stream of `{"result":...}` objects.

@@ -216,16 +216,18 @@ impl Etcd {
     /// transfer-leadership, sent to the leader); waits until another
     /// member leads.
     pub fn move_leader_off(&self, member: usize) {
-        let r = wait_until("a leader other than the member", START_LIMIT, || {
-            match self.leader() {
+        let r = wait_until(
+            "a leader other than the member",
+            START_LIMIT,
+            || match self.leader() {
                 Some(l) if l != member => true,
                 Some(l) => {
                     self.transfer(l, (l + 1) % self.members.len());
                     false
                 }
                 None => false,
-            }
-        });
+            },
+        );
         assert!(r.is_ok(), "{r:?}\n{}", self.logs());
     }
 
