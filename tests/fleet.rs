@@ -920,6 +920,15 @@ fn a_huge_value_under_the_prefix_is_refused_and_the_fleet_goes_on() {
         f.all_answer("primary");
     }
     let before: Vec<u64> = f.v.iter().map(Balance::rss_kib).collect();
+    // The slowest of the same clients over 2 s before, for comparison.
+    let t0 = Instant::now();
+    let mut baseline = Duration::ZERO;
+    while t0.elapsed() < Duration::from_secs(2) {
+        for b in &f.v {
+            baseline = baseline.max(answered_by(b, "primary").1);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
     // Under a key nobody rewrites: every read of the prefix meets it.
     let key = "/t/svc/db/ops/huge".to_string();
     let big = "x".repeat(20 << 20);
@@ -971,7 +980,7 @@ fn a_huge_value_under_the_prefix_is_refused_and_the_fleet_goes_on() {
     });
     let after: Vec<u64> = f.v.iter().map(Balance::rss_kib).collect();
     eprintln!(
-        "FLEET a 20 MiB value under the prefix: refused by all {n}; {served} clients served meanwhile, slowest {worst:?}; RSS KiB before {before:?}, after {after:?}"
+        "FLEET a 20 MiB value under the prefix: refused by all {n}; {served} clients served meanwhile, slowest {worst:?} (2 s before: {baseline:?}); RSS KiB before {before:?}, after {after:?}"
     );
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         assert!(*a < b + 24 * 1024, "instance {i}: RSS {b} KiB -> {a} KiB");

@@ -785,6 +785,9 @@ impl Watch {
                     let bytes = Bytes::from(std::mem::take(&mut self.msg));
                     return off_thread(bytes, self.url.clone(), Message::decode).await;
                 }
+                // A huge message arrives chunk after chunk, each ready at
+                // once: let the runtime serve its clients between them.
+                tokio::task::yield_now().await;
                 continue;
             }
             match self.chunk().await? {

@@ -192,6 +192,9 @@ async fn read_all(mut body: Incoming, url: &str) -> Result<Bytes, EtcdError> {
             }
         }
         out.extend_from_slice(rest);
+        // A huge reply arrives frame after frame, each ready at once: let
+        // the runtime serve its clients between them.
+        tokio::task::yield_now().await;
         if out.len() > MAX_REPLY_BYTES {
             return Err(EtcdError::TooLarge(format!(
                 "{url}: a reply over {MAX_REPLY_BYTES} bytes: not read"
