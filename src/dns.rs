@@ -41,6 +41,8 @@ pub async fn reresolve_loop(services: Registry, every: Duration, shutdown: Cance
 pub fn reresolve(svcs: &[Arc<Service>], resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>) -> usize {
     let mut cache: HashMap<(String, u16), Vec<SocketAddr>> = HashMap::new();
     let mut changed = 0;
+    // A name may also have come to point at another listener of ours.
+    let binds: Vec<SocketAddr> = svcs.iter().map(|s| s.cfg.bind).collect();
     for svc in svcs {
         for (group, g) in svc.pool.groups().iter().enumerate() {
             for (index, ch) in g.channels.iter().enumerate() {
@@ -55,7 +57,7 @@ pub fn reresolve(svcs: &[Arc<Service>], resolve: impl Fn(&Host, u16) -> Vec<Sock
                     index,
                     channel: Arc::clone(ch),
                 };
-                if apply(svc, &at, &t, addrs) {
+                if apply(svc, &binds, &at, &t, addrs) {
                     changed += 1;
                 }
             }
@@ -65,9 +67,16 @@ pub fn reresolve(svcs: &[Arc<Service>], resolve: impl Fn(&Host, u16) -> Vec<Sock
 }
 
 /// Store `addrs` in `ch` if they differ; true if the target changed.
-/// Addresses that lead back to the listener itself are dropped; if nothing
-/// else is left the channel goes down until the name resolves elsewhere.
-fn apply(svc: &Service, at: &Candidate, t: &Target, mut addrs: Vec<SocketAddr>) -> bool {
+/// Addresses that lead back to a listener of the process (`binds`, this
+/// one's included) are dropped; if nothing else is left the channel goes
+/// down until the name resolves elsewhere.
+fn apply(
+    svc: &Service,
+    binds: &[SocketAddr],
+    at: &Candidate,
+    t: &Target,
+    mut addrs: Vec<SocketAddr>,
+) -> bool {
     let (listener, bind, ch) = (&svc.cfg.name, svc.cfg.bind, &at.channel);
     if addrs.is_empty() {
         if !t.addrs.is_empty() {
@@ -76,9 +85,14 @@ fn apply(svc: &Service, at: &Candidate, t: &Target, mut addrs: Vec<SocketAddr>) 
         return false;
     }
     let n = addrs.len();
-    addrs.retain(|a| !crate::config::is_self_loop_addr(bind, *a));
+    let looped = |a: &SocketAddr| {
+        std::iter::once(&bind)
+            .chain(binds)
+            .any(|b| crate::config::is_self_loop_addr(*b, *a))
+    };
+    addrs.retain(|a| !looped(a));
     if addrs.len() < n {
-        warn!(listener, channel = %t, "name resolves to the listener itself; those addresses are not used");
+        warn!(listener, channel = %t, "name resolves to a listener of this process; those addresses are not used");
     }
     if addrs == t.addrs {
         return false;

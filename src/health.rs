@@ -192,6 +192,10 @@ pub struct Facts {
     /// Replication lag in seconds, when the check judged replication
     /// (`Some(None)`: judged, but the server did not know its lag).
     pub lag: Option<Option<u64>>,
+    /// A serving primary's own replication, when the check judged it:
+    /// `Some(Some(why))` broken, `Some(None)` fine (it keeps serving
+    /// either way; a switchover back is refused while it is broken).
+    pub replication_broken: Option<Option<String>>,
 }
 
 #[cfg(test)]

@@ -61,6 +61,9 @@ pub async fn accept_loop(
     // one-offs; a long unbroken run of them gets the back-off too, so a
     // persistent one can never spin the loop.
     let mut other_errors = 0u32;
+    let port = svc.cfg.bind.port();
+    crate::proxy::own::listening(port);
+    let mut last_loop_log: Option<Instant> = None;
     // One registration for the whole loop, not a new one per accept.
     let mut stop = std::pin::pin!(shutdown.cancelled());
     loop {
@@ -79,6 +82,10 @@ pub async fn accept_loop(
             Ok((sock, peer)) => {
                 backoff = BACKOFF_MIN;
                 other_errors = 0;
+                if crate::proxy::own::is_own(peer, port) {
+                    refuse_own(&svc, sock, peer, &mut last_loop_log);
+                    continue;
+                }
                 svc.stats
                     .accepted
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -113,6 +120,26 @@ pub async fn accept_loop(
         }
     }
     debug!(listener = %svc.cfg.name, "stopped accepting");
+}
+
+/// A connection from one of our own connects: a channel leads back to a
+/// listener of this process. Reset at once (the connect it came from sees
+/// the reset and its client with it), so one client is one hop, not
+/// connections without end; warned about at most once a second.
+fn refuse_own(
+    svc: &Service,
+    sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+    last_log: &mut Option<Instant>,
+) {
+    crate::sys::set_linger_zero(&sock);
+    drop(sock);
+    let now = Instant::now();
+    if last_log.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+        *last_log = Some(now);
+        warn!(listener = %svc.cfg.name, client = %peer,
+              "refused a connection from this process's own backend connection: a channel loops back to a listener of this process");
+    }
 }
 
 #[cfg(test)]

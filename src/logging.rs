@@ -186,5 +186,54 @@ impl Drop for SyslogLine {
     }
 }
 
+/// At most one log line a second from one place, so a burst (clients at
+/// the fd limit, clients refused while nothing can serve) does not flood
+/// the log: [`Every::due`] says whether to log now, and how many lines
+/// were held back since the last one. Two atomics; nothing else is kept.
+#[derive(Debug, Default)]
+pub struct Every {
+    /// Milliseconds since [`epoch`] of the last line logged, plus one
+    /// period (so the very first is logged).
+    last_ms: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+/// The period of [`Every`].
+const EVERY_MS: u64 = 1000;
+
+/// The process's clock base for [`Every`].
+fn epoch() -> std::time::Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(std::time::Instant::now)
+}
+
+impl Every {
+    pub const fn new() -> Every {
+        Every {
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line is due now;
+    /// otherwise `None`, and this one is counted as held back.
+    pub fn due(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = epoch().elapsed().as_millis() as u64 + EVERY_MS;
+        let last = self.last_ms.load(Relaxed);
+        if now.saturating_sub(last) >= EVERY_MS
+            && self
+                .last_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 
 use crate::config::{Failback, GroupConfig, Host, Policy};
 
-pub use channel::{Admin, Channel, ConnGuard, HealthState, LastResult, ShownState, Target};
+pub use channel::{Admin, Channel, ConnGuard, HealthState, Kill, LastResult, ShownState, Target};
 pub use select::client_hash;
 use select::{Selector, Tier, Walk};
 
@@ -197,6 +197,19 @@ impl Pool {
     pub fn set_floor(&self, g: usize) {
         self.floor.store(g, Relaxed);
         self.eligible.notify_waiters();
+    }
+
+    /// The group new connections go to right now: the first group, in the
+    /// order a connection walks them (from the floor), with a channel
+    /// eligible now (enabled, up, weight and room); None when none has.
+    /// Read on demand (`show`, metrics), never on the data path.
+    pub fn serving_group(&self) -> Option<usize> {
+        let groups = self.groups();
+        let n = groups.len();
+        let floor = self.floor().min(n.saturating_sub(1));
+        (0..n)
+            .map(|k| (floor + k) % n)
+            .find(|&g| groups[g].channels.iter().any(|c| c.eligible()))
     }
 
     /// Whether any channel could take a connection now.

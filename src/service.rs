@@ -37,6 +37,8 @@ pub struct ListenerStats {
     /// Times traffic moved to a higher (backup) group / back to a lower one.
     pub failover_events: AtomicU64,
     pub failback_events: AtomicU64,
+    /// Rate limit of the warning for refused clients.
+    pub refused_log: crate::logging::Every,
 }
 
 impl ListenerStats {
@@ -138,7 +140,7 @@ impl Service {
         resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
     ) -> Service {
         let opts = select_opts(&cfg);
-        let pool = Pool::new(&cfg.groups, opts, resolve);
+        let pool = Pool::new(&cfg.groups, opts, warn_unresolved(&cfg.name, resolve));
         Service {
             cfg,
             pool,
@@ -164,9 +166,12 @@ impl Service {
         resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
     ) -> Service {
         let opts = select_opts(&cfg);
-        let pool = self
-            .pool
-            .rebuild(&self.cfg.groups, &cfg.groups, opts, resolve);
+        let pool = self.pool.rebuild(
+            &self.cfg.groups,
+            &cfg.groups,
+            opts,
+            warn_unresolved(&cfg.name, resolve),
+        );
         Service {
             cfg,
             pool,
@@ -177,6 +182,24 @@ impl Service {
             fleet: Arc::clone(&self.fleet),
             fence: Arc::clone(&self.fence),
         }
+    }
+}
+
+/// `resolve`, with a warning for a name that gives no address (at start
+/// and reload: the channel starts down until a later lookup finds it).
+fn warn_unresolved<'a>(
+    listener: &'a str,
+    resolve: impl Fn(&Host, u16) -> Vec<SocketAddr> + 'a,
+) -> impl Fn(&Host, u16) -> Vec<SocketAddr> + 'a {
+    move |host, port| {
+        let addrs = resolve(host, port);
+        if addrs.is_empty() && matches!(host, Host::Name(_)) {
+            tracing::warn!(
+                listener = %listener,
+                "channel {host}:{port}: the name does not resolve; the channel is down until it does (looked up again periodically)"
+            );
+        }
+        addrs
     }
 }
 

@@ -33,6 +33,8 @@ struct Table {
 struct Held {
     id: u64,
     state: State,
+    /// It has been answered at least once (it sent a whole request).
+    proven: bool,
     evict: CancellationToken,
 }
 
@@ -65,10 +67,23 @@ impl Slots {
     /// [`Slot::evicted`] completes) and its place given to the newcomer;
     /// `None` if no holder can be evicted.
     pub fn acquire(self: &Arc<Self>) -> Option<Slot> {
+        self.acquire_with(false)
+    }
+
+    /// [`Slots::acquire`] for a newcomer that has proved itself (it sent a
+    /// whole request at once, or it is root): a holder that has never been
+    /// answered may be evicted for it however short its wait (a holder
+    /// that has, only past the grace). So places taken faster than the
+    /// grace, by peers that never send a request, cannot keep it out.
+    pub fn acquire_now(self: &Arc<Self>) -> Option<Slot> {
+        self.acquire_with(true)
+    }
+
+    fn acquire_with(self: &Arc<Self>, proven: bool) -> Option<Slot> {
         let now = Instant::now();
         let mut t = self.table();
         if t.held.len() >= self.cap {
-            let victim = self.victim(&t.held, now)?;
+            let victim = victim(&t.held, now, self.grace, proven)?;
             t.held.swap_remove(victim).evict.cancel();
         }
         let id = t.next;
@@ -77,6 +92,7 @@ impl Slots {
         t.held.push(Held {
             id,
             state: State::Waiting(now),
+            proven: false,
             evict: evicted.clone(),
         });
         Some(Slot {
@@ -91,32 +107,35 @@ impl Slots {
         self.table().held.len()
     }
 
-    /// The index of the holder to evict: the partial one waiting longest,
-    /// else the waiting one waiting longest if past the grace.
-    fn victim(&self, held: &[Held], now: Instant) -> Option<usize> {
-        let oldest = |partial: bool| {
-            held.iter()
-                .enumerate()
-                .filter_map(|(i, h)| match h.state {
-                    State::Partial(since) if partial => Some((since, i)),
-                    State::Waiting(since)
-                        if !partial && now.duration_since(since) >= self.grace =>
-                    {
-                        Some((since, i))
-                    }
-                    _ => None,
-                })
-                .min()
-                .map(|(_, i)| i)
-        };
-        oldest(true).or_else(|| oldest(false))
-    }
-
     fn mark(&self, id: u64, f: impl FnOnce(State) -> State) {
         if let Some(h) = self.table().held.iter_mut().find(|h| h.id == id) {
             h.state = f(h.state);
+            h.proven |= h.state == State::Busy;
         }
     }
+}
+
+/// The index of the holder to evict: the partial one waiting longest, else
+/// the waiting one waiting longest if past `grace` (for a proven newcomer,
+/// also one never answered, however short its wait).
+fn victim(held: &[Held], now: Instant, grace: Duration, for_proven: bool) -> Option<usize> {
+    let oldest = |partial: bool| {
+        held.iter()
+            .enumerate()
+            .filter_map(|(i, h)| match h.state {
+                State::Partial(since) if partial => Some((since, i)),
+                State::Waiting(since)
+                    if !partial
+                        && (now.duration_since(since) >= grace || for_proven && !h.proven) =>
+                {
+                    Some((since, i))
+                }
+                _ => None,
+            })
+            .min()
+            .map(|(_, i)| i)
+    };
+    oldest(true).or_else(|| oldest(false))
 }
 
 /// One taken place; given back on drop.
@@ -143,9 +162,15 @@ impl Slot {
         });
     }
 
-    /// Being answered: not evictable until [`Slot::waiting`] again.
+    /// Being answered: not evictable until [`Slot::waiting`] again, and
+    /// from now on protected from [`Slots::acquire_now`] within the grace.
     pub fn busy(&self) {
         self.slots.mark(self.id, |_| State::Busy);
+    }
+
+    /// Whether a newer connection took this place.
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.is_cancelled()
     }
 
     /// Completes once a newer connection took this place.

@@ -251,7 +251,7 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
             && text.contains("floor unchanged"),
         "{text}"
     );
-    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(took < stretched(Duration::from_secs(8)), "{took:?}");
     // The stopped instance, continued, lets its clients go at once (it
     // sees the abort), not at the end of its hold bound (21 s).
     let r = wait_for("a write through the continued instance", REACH, || {
@@ -260,7 +260,7 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
     assert!(r.is_ok(), "{r:?}\n{}", stopped.stderr());
     let released = continued.elapsed();
     eprintln!("measured: the continued instance served a write {released:?} after SIGCONT");
-    assert!(released < Duration::from_secs(5), "{released:?}");
+    assert!(released < stretched(Duration::from_secs(5)), "{released:?}");
     drop(sleeper);
     // The floor stays everywhere; clients go on to the old primary.
     f.wait_members(0, 3, 0);
@@ -356,8 +356,8 @@ fn fleet_members_lists_every_instance_and_drops_a_killed_one() {
     f.v[1].terminate();
     let stopped = f.wait_members(0, 1, 0);
     eprintln!("measured: killed member gone after {killed:?}, stopped member after {stopped:?}");
-    assert!(killed < Duration::from_secs(4), "{killed:?}");
-    assert!(stopped < Duration::from_secs(1), "{stopped:?}");
+    assert!(killed < stretched(Duration::from_secs(4)), "{killed:?}");
+    assert!(stopped < stretched(Duration::from_secs(1)), "{stopped:?}");
 }
 
 #[test]
@@ -413,7 +413,7 @@ fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
             eprintln!("measured: instance {i}: write released after {took:?}");
             assert!(r.is_ok(), "instance {i}: {r:?}\n{}", f.v[i].stderr());
             assert!(
-                seen.elapsed() < HOLD + Duration::from_secs(2),
+                seen.elapsed() < stretched(HOLD + Duration::from_secs(2)),
                 "{:?}",
                 seen.elapsed()
             );
@@ -425,4 +425,88 @@ fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
         assert_eq!(floor(b), 0);
         assert_eq!(b.json()["listener"]["held"], 0);
     }
+}
+
+/// The etcd leader, the member every instance talks to, hangs (SIGSTOP)
+/// half a second into a `fleet switchover`: the cluster elects another,
+/// the initiator goes on through it, and every member (its watch on the
+/// hung member found out) sees the outcome and lets its held clients go
+/// soon after the reply, not at the end of its hold bound.
+#[test]
+fn a_hung_etcd_leader_mid_switchover_does_not_keep_members_holding() {
+    let _g = serial();
+    if !have_servers(true) {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let etcd = Etcd::three();
+    let list = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let f = Fleet::launch(
+        3,
+        "fleet-sw",
+        Duration::ZERO,
+        |p| yaml(p[0], "X", m1.port, m2.port, MYSQL).replace("[\"X\"]", &format!("[{list}]")),
+        |l| l,
+    );
+    f.wait_members(0, 3, 0);
+    f.wait_all("following the fleet", |j| {
+        j["listener"]["fleet"]["role"] != "alone"
+    });
+    etcd.move_leader_to(0);
+    // A session on the old primary keeps the last instance in its grace,
+    // so the switchover is still under way when the leader hangs.
+    let sleeper = long_session(&m1, f.v[2].port(), REACH);
+    std::thread::scope(|s| {
+        let asked = Instant::now();
+        let reply = s.spawn(|| f.v[0].ctl_out("fleet switchover 1"));
+        wait_until("the record", REACH, || {
+            etcd.get("/sw/svc/db/ops/switchover").is_some()
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        etcd.hang(0);
+        // Held writes through every instance (a member holds from when it
+        // sees the record until it sees the outcome).
+        let writes: Vec<_> =
+            f.v.iter()
+                .map(|b| {
+                    s.spawn(move || {
+                        let r = common::mariadb::query_at(
+                            b.port(),
+                            "app",
+                            "INSERT INTO t.x (v) VALUES (1)",
+                        );
+                        (r, Instant::now())
+                    })
+                })
+                .collect();
+        let o = reply.join().unwrap();
+        let answered = Instant::now();
+        let text = output_text(&o);
+        eprintln!(
+            "{} (after {:?})",
+            text.trim(),
+            answered.duration_since(asked)
+        );
+        for (i, w) in writes.into_iter().enumerate() {
+            let (r, at) = w.join().unwrap();
+            let late = at.saturating_duration_since(answered);
+            eprintln!("measured: instance {i}: write done {late:?} after the reply");
+            assert!(r.is_ok(), "instance {i}: {r:?}\n{}", f.v[i].stderr());
+            // The member finds its watch dead within two checks, watches
+            // again once the cluster has a leader, and reads the outcome.
+            assert!(
+                late < Duration::from_secs(4),
+                "instance {i} held its clients {late:?} after the reply: {}",
+                f.v[i].stderr()
+            );
+        }
+    });
+    drop(sleeper);
+    etcd.resume(0);
 }

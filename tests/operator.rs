@@ -230,3 +230,64 @@ fn monitor_disable_stops_probes_but_not_passive_detection_and_enable_resumes() {
     .unwrap();
     assert_eq!(ask(b.addr).unwrap(), "A");
 }
+
+/// Where new connections go right now, read by an operator: `show json`'s
+/// `serving_group`, the `balance_listener_serving_group` gauge and the
+/// `show` footer follow the checks (not only manual failback and
+/// switchover), while the failback floor stays its own value.
+#[test]
+fn the_serving_group_follows_the_checks_and_the_floor_stays_apart() {
+    let tmp = TempDir::new("serving");
+    let a = Backend::tagged("A");
+    let bk = Backend::tagged("B");
+    let b = Balance::cli(&[a.channel(), "!".into(), bk.channel()])
+        .opts(&["-m", "connect:interval=100ms:fall=1:rise=1"])
+        .control(&tmp.join("c.sock"))
+        .metrics()
+        .start();
+    let label = format!("listener=\"balance:{}\"", b.port());
+    let serving = || {
+        let j = b.json();
+        let m = scrape(b.metrics_port());
+        (
+            j["listener"]["serving_group"].as_i64().unwrap_or(-1),
+            sample(&m, "balance_listener_serving_group", &label) as i64,
+        )
+    };
+    assert_eq!(serving(), (0, 0));
+    assert!(
+        b.ctl("show").ends_with("serving group 0\n"),
+        "{}",
+        b.ctl("show")
+    );
+    // The primary fails its check: traffic is on the backup, the floor
+    // (automatic failback) stays 0.
+    a.stop();
+    wait_until("serving group 1", WAIT, || serving() == (1, 1)).unwrap();
+    assert_eq!(ask(b.addr).unwrap(), "B");
+    let j = b.json();
+    assert_eq!(j["listener"]["failback_floor"], 0);
+    assert_eq!(
+        sample(
+            &scrape(b.metrics_port()),
+            "balance_listener_failback_floor",
+            &label
+        ),
+        0.0
+    );
+    assert!(
+        b.ctl("show").ends_with("serving group 1\n"),
+        "{}",
+        b.ctl("show")
+    );
+    // Nothing can serve: -1 in the metrics, null in the JSON.
+    bk.stop();
+    wait_until("no serving group", WAIT, || serving() == (-1, -1)).unwrap();
+    assert!(b.json()["listener"]["serving_group"].is_null());
+    assert!(
+        b.ctl("show")
+            .ends_with("serving group none: no channel can take a client\n"),
+        "{}",
+        b.ctl("show")
+    );
+}

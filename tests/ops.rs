@@ -95,7 +95,7 @@ fn a_planted_symlink_in_a_shared_run_dir_is_refused() {
 #[test]
 fn user_option_in_a_root_owned_shared_run_dir_changes_no_mode() {
     if !is_root() {
-        eprintln!("skipped: not root");
+        skip_because("not root");
         return;
     }
     let a = Backend::tagged("A");
@@ -220,7 +220,7 @@ fn a_daemon_without_syslog_says_so_on_the_terminal() {
         .and_then(|s| s.connect("/dev/log"))
         .is_ok()
     {
-        eprintln!("skipped: a syslog daemon listens on /dev/log");
+        skip_because("a syslog daemon listens on /dev/log");
         return;
     }
     let tmp = TempDir::new("daemon-nolog");
@@ -513,5 +513,33 @@ fn ready_is_sent_only_once_the_control_socket_is_bound() {
         let _ = child.wait();
         assert!(first.lines().any(|l| l == "READY=1"), "{first:?}");
         assert!(present, "READY=1 before {} was bound", sock.display());
+    }
+}
+
+/// The quick start shows the build's progress and builds what the README's
+/// install step builds (same command, so the same profile, features and
+/// target directory): installing after the demo rebuilds nothing.
+/// (`--example` would build the crate again with the dev-dependencies'
+/// features.)
+#[test]
+fn the_demo_builds_what_the_install_step_builds_and_shows_progress() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = std::fs::read_to_string(root.join("contrib/demo.sh")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let builds: Vec<&str> = demo
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("cargo "))
+        .collect();
+    assert!(!builds.is_empty(), "the demo builds with cargo");
+    for b in builds {
+        let words: Vec<&str> = b.split_whitespace().collect();
+        for bad in ["--quiet", "-q", "--example", "--examples"] {
+            assert!(!words.contains(&bad), "demo: {b:?} has {bad}");
+        }
+        assert!(
+            readme.lines().any(|l| l.trim() == b),
+            "demo: {b:?} is not the README's install command"
+        );
     }
 }

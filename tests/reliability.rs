@@ -155,8 +155,14 @@ fn ten_thousand_idle_server_first_sessions_stay_up_cheaply() {
     assert!(per_conn <= 40 * 1024, "{per_conn} bytes per connection");
     // 100 ticks = one core for the second: allow 5 % on a busy machine.
     assert!(idle_ticks <= 5, "{idle_ticks} ticks while idle");
-    assert!(new < Duration::from_millis(500), "new client took {new:?}");
-    assert!(show < Duration::from_millis(500), "show took {show:?}");
+    assert!(
+        new < stretched(Duration::from_millis(500)),
+        "new client took {new:?}"
+    );
+    assert!(
+        show < stretched(Duration::from_millis(500)),
+        "show took {show:?}"
+    );
     for s in held.iter().take(10) {
         assert!(
             s.take_error().ok().flatten().is_none(),
@@ -477,7 +483,7 @@ fn clogged_close_matrix_every_case_reaches_the_other_end_buffered() {
 #[test]
 fn six_without_b_serves_ipv4_and_ipv6_clients_on_one_wildcard_socket() {
     if !have_ipv6() {
-        eprintln!("SKIP: no ::1");
+        skip_because("no IPv6 loopback (::1)");
         return;
     }
     let be = Backend::tagged("B");
@@ -588,7 +594,7 @@ fn splice_einval_falls_back_to_the_buffered_path_without_losing_a_byte() {
         match steal_fd(b.pid(), fd) {
             Ok(f) => stolen.push(f),
             Err(e) => {
-                eprintln!("SKIP: pidfd_getfd: {e}");
+                skip_because(&format!("pidfd_getfd: {e}"));
                 return;
             }
         }

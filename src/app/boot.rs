@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::info;
 
+use crate::app::pidfile::PidFile;
 use crate::app::plan::{Source, absolutize};
 use crate::app::signals::Signals;
 use crate::app::supervisor::Supervisor;
@@ -59,6 +60,11 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
     if let Some(sf) = &cfg.global.state_file {
         crate::control::state::preflight(sf).map_err(Fatal::Config)?;
     }
+    // First: a second instance with the same pidfile names the first.
+    let pidfile = match &cfg.global.pidfile {
+        Some(p) => Some(PidFile::claim(p).map_err(os)?),
+        None => None,
+    };
     let bound = bind_listeners(&cfg)?;
     // The run directory as the starting user sees it.
     let base_run_dir = paths::run_dir();
@@ -83,7 +89,12 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
     let mut ready = None;
     if !g.foreground {
         match daemon::daemonize().map_err(|e| os(format!("cannot daemonize: {e}")))? {
-            Forked::Parent(report) => return parent_exit(report),
+            Forked::Parent(report) => {
+                if let Some(p) = pidfile {
+                    p.leave_to_child();
+                }
+                return parent_exit(report);
+            }
             Forked::Child(r) => ready = Some(r),
         }
     }
@@ -97,7 +108,7 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
         },
         drop_to,
     };
-    let res = run_started(boot, &mut ready);
+    let res = run_started(boot, pidfile, &mut ready);
     // A failure before serving reaches the terminal through the parent.
     if let (Err(f), Some(r)) = (&res, ready.take()) {
         r.fail(f.exit().code(), &f.to_string());
@@ -129,22 +140,23 @@ struct Boot {
 
 /// After the fork: log, pidfile, privileges, runtime; serve. `ready` is
 /// told OK once every listener serves.
-fn run_started(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
+fn run_started(
+    b: Boot,
+    mut pidfile: Option<PidFile>,
+    ready: &mut Option<Ready>,
+) -> Result<(), Fatal> {
     let g = &b.bound.cfg.global;
     open_log(g, ready)?;
     // What a check leaves behind comes to us, not init (killed in a sweep).
     if let Err(e) = crate::sys::reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper: {e}");
     }
-    if let Some(p) = &g.pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id()))
-            .map_err(|e| os(format!("cannot write pidfile {}: {e}", p.display())))?;
+    if let Some(p) = &mut pidfile {
+        p.write_pid().map_err(os)?;
     }
-    let pidfile = g.pidfile.clone();
     let res = serve_as_user(b, ready);
-    if let Some(p) = pidfile {
-        let _ = std::fs::remove_file(p);
-    }
+    // Removed (if still ours) while the lock is held.
+    drop(pidfile);
     res
 }
 

@@ -29,6 +29,7 @@
 //! [`Registry`]: crate::registry::Registry
 
 mod boot;
+mod pidfile;
 mod plan;
 mod signals;
 mod supervisor;

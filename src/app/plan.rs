@@ -5,6 +5,7 @@
 //! (`Supervisor::apply`) cannot fail.
 
 use crate::config::quote;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -82,24 +83,20 @@ pub(crate) async fn load(path: PathBuf, cli: Overlay) -> Result<Config, String> 
     Ok(new)
 }
 
-/// The addresses of every distinct host:port of a config, looked up once.
-pub(crate) struct Resolved(Vec<((Host, u16), Vec<SocketAddr>)>);
+/// The addresses of every distinct host:port of a config, looked up once
+/// (a map: a reload's work stays linear in the number of channels).
+pub(crate) struct Resolved(HashMap<(Host, u16), Vec<SocketAddr>>);
 
 impl Resolved {
     /// Resolve the new config's channels off the runtime thread (kept
     /// channels keep their current addresses; only new ones use these).
     pub async fn of(cfg: &Config) -> Result<Resolved, String> {
-        let mut wanted: Vec<(Host, u16)> = Vec::new();
-        for c in cfg
+        let wanted: HashSet<(Host, u16)> = cfg
             .listeners
             .iter()
             .flat_map(|l| l.groups.iter().flat_map(|g| g.channels.iter()))
-        {
-            let k = (c.host.clone(), c.port);
-            if !wanted.contains(&k) {
-                wanted.push(k);
-            }
-        }
+            .map(|c| (c.host.clone(), c.port))
+            .collect();
         let found = tokio::task::spawn_blocking(move || {
             wanted
                 .into_iter()
@@ -107,7 +104,7 @@ impl Resolved {
                     let a = crate::service::resolve(&h, p);
                     ((h, p), a)
                 })
-                .collect::<Vec<_>>()
+                .collect::<HashMap<_, _>>()
         })
         .await
         .map_err(|e| format!("resolver failed: {e}"))?;
@@ -115,11 +112,7 @@ impl Resolved {
     }
 
     pub fn get(&self, h: &Host, p: u16) -> Vec<SocketAddr> {
-        self.0
-            .iter()
-            .find(|((rh, rp), _)| rh == h && *rp == p)
-            .map(|(_, a)| a.clone())
-            .unwrap_or_default()
+        self.0.get(&(h.clone(), p)).cloned().unwrap_or_default()
     }
 }
 
@@ -172,10 +165,11 @@ pub(crate) fn log_channel_changes(old: &Service, new: &Service) {
             .collect()
     };
     let (a, b) = (list(old), list(new));
-    for (g, c) in b.iter().filter(|x| !a.contains(x)) {
+    let (in_a, in_b): (HashSet<_>, HashSet<_>) = (a.iter().collect(), b.iter().collect());
+    for (g, c) in b.iter().filter(|x| !in_a.contains(x)) {
         info!(listener = %new.cfg.name, group = g, channel = %c, "channel added");
     }
-    for (g, c) in a.iter().filter(|x| !b.contains(x)) {
+    for (g, c) in a.iter().filter(|x| !in_b.contains(x)) {
         info!(listener = %new.cfg.name, group = g, channel = %c, "channel removed; its connections continue");
     }
 }

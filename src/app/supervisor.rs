@@ -33,14 +33,19 @@ struct Running {
     stop: CancellationToken,
     /// The control server being started or running for this listener.
     control: ControlTask,
-    /// Fires once that server is bound (or failed to bind): at start,
-    /// READY=1 waits for it so an `ExecReload` right after finds the socket.
-    control_bound: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Fires once that server is bound (or failed to bind, with why): at
+    /// start, READY=1 waits for it so an `ExecReload` right after finds the
+    /// socket; start and reload fail when a socket could not be bound.
+    control_bound: Option<ControlBound>,
 }
 
 /// Starts (after the previous one for the same listener has stopped and
 /// removed its socket) and then holds a listener's control server.
 type ControlTask = tokio::task::JoinHandle<Option<crate::control::ControlHandle>>;
+
+/// Ok once a control server is bound; Err with the listener's name and why
+/// it could not be.
+type ControlBound = tokio::sync::oneshot::Receiver<Result<(), String>>;
 
 struct State {
     cfg: Config,
@@ -66,6 +71,10 @@ pub struct Supervisor {
     control: crate::control::Context,
     /// Fleet mode (`fleet:` / `--fleet`), fixed at start.
     fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// `--control PATH` names a directory of sockets (decided at start
+    /// from the listeners then, see `paths::control_is_dir`), not one
+    /// socket: a reload never changes it.
+    control_dir: bool,
 }
 
 impl Supervisor {
@@ -92,7 +101,7 @@ impl Supervisor {
                 cfg: cfg.clone(),
                 listeners: Vec::new(),
             }),
-            registry,
+            registry: registry.clone(),
             grace: Mutex::new(cfg.global.grace),
             control: crate::control::Context {
                 run_dir,
@@ -100,8 +109,14 @@ impl Supervisor {
                 shutdown,
                 reload,
                 fleet: fleet.clone(),
+                listeners: registry.clone(),
             },
             fleet,
+            control_dir: cfg
+                .global
+                .control
+                .as_deref()
+                .is_some_and(|c| crate::control::paths::control_is_dir(c, cfg.listeners.len())),
         }
     }
 
@@ -133,22 +148,14 @@ impl Supervisor {
                 sf.restore(&svc);
             }
             let reg = plan::register(&l.name, &sock)?;
-            st.listeners
-                .push(self.launch(sock, reg, svc, None, cfg.listeners.len()));
+            st.listeners.push(self.launch(sock, reg, svc, None));
         }
         self.publish(&st);
-        let bound: Vec<_> = st
-            .listeners
-            .iter_mut()
-            .filter_map(|r| r.control_bound.take())
-            .collect();
+        let bound = take_control_bound(&mut st);
         drop(st);
-        for b in bound {
-            // Bounded: a control socket that cannot come up is logged by
-            // its task and does not hold up serving.
-            let _ = tokio::time::timeout(CONTROL_BIND_WAIT, b).await;
-        }
-        Ok(())
+        // A listener nobody can steer is not started: another instance
+        // took its socket (exit 71, as when it was found at preflight).
+        control_bound(bound).await
     }
 
     /// Start accepting on `sock` (registered as `listener`) with `svc`.
@@ -158,7 +165,6 @@ impl Supervisor {
         listener: TcpListener,
         svc: Arc<Service>,
         prev_control: Option<ControlTask>,
-        listeners: usize,
     ) -> Running {
         let name = &svc.cfg.name;
         let stop = self.shutdown.child_token();
@@ -169,7 +175,7 @@ impl Supervisor {
             self.tracker.clone(),
             stop.clone(),
         ));
-        let (control, control_bound) = self.spawn_control(&svc, &stop, prev_control, listeners);
+        let (control, control_bound) = self.spawn_control(&svc, &stop, prev_control);
         // The monitor stops with this Service (`stop`: replaced by a reload,
         // removed, or shutdown).
         crate::monitor::spawn(Arc::clone(&svc), stop.clone());
@@ -206,13 +212,12 @@ impl Supervisor {
         svc: &Arc<Service>,
         stop: &CancellationToken,
         prev: Option<ControlTask>,
-        listeners: usize,
-    ) -> (ControlTask, tokio::sync::oneshot::Receiver<()>) {
+    ) -> (ControlTask, ControlBound) {
         let path = crate::control::paths::listener_path(
             self.started.control.as_deref(),
             &self.control.run_dir,
             svc.cfg.bind,
-            listeners,
+            self.control_dir,
         );
         let (svc, ctx, stop) = (Arc::clone(svc), self.control.clone(), stop.clone());
         let (bound, bound_rx) = tokio::sync::oneshot::channel();
@@ -223,14 +228,17 @@ impl Supervisor {
                 }
             }
             let name = svc.cfg.name.clone();
-            let h = match crate::control::spawn(svc, path, ctx, stop).await {
-                Ok(h) => Some(h),
+            let (h, res) = match crate::control::spawn(svc, path, ctx, stop).await {
+                Ok(h) => (Some(h), Ok(())),
                 Err(e) => {
                     error!(listener = %name, "control socket not available: {e}");
-                    None
+                    (
+                        None,
+                        Err(format!("listener {}: {e}", crate::config::quote(&name))),
+                    )
                 }
             };
-            let _ = bound.send(());
+            let _ = bound.send(res);
             h
         });
         (task, bound_rx)
@@ -245,18 +253,31 @@ impl Supervisor {
     /// Re-read the config file and apply it (see the module doc). Returns a
     /// one-line summary, or why nothing was changed.
     /// systemd hears RELOADING=1 before and READY=1 after, accepted or not.
-    pub async fn reload(self: &Arc<Self>) -> Result<String, String> {
+    pub async fn reload(self: &Arc<Self>) -> Result<String, ReloadError> {
         crate::sys::notify::reloading();
         let res = self.try_reload().await.map(|s| s.to_string());
         crate::sys::notify::ready();
         match &res {
             Ok(s) => info!("reload: {s}"),
+            Err(ReloadError::Incomplete(e)) => error!("reload incomplete: {e}"),
             Err(e) => error!("reload rejected, the running config stays: {e}"),
         }
         res
     }
 
-    async fn try_reload(self: &Arc<Self>) -> Result<Summary, String> {
+    async fn try_reload(self: &Arc<Self>) -> Result<Summary, ReloadError> {
+        let (summary, bound) = self.reload_apply().await.map_err(ReloadError::Rejected)?;
+        // Not "reloaded" while a listener has no control socket.
+        control_bound(bound)
+            .await
+            .map_err(|e| ReloadError::Incomplete(format!("applied, but {e}")))?;
+        Ok(summary)
+    }
+
+    /// Check the new config and apply it; Err (nothing changed) if it does
+    /// not load, validate or fit. Also returns the new control servers'
+    /// outcomes, to wait for without holding the state.
+    async fn reload_apply(self: &Arc<Self>) -> Result<(Summary, Vec<ControlBound>), String> {
         let Some((path, cli)) = self.source.clone() else {
             return Err("no config file to reload (started from the command line)".into());
         };
@@ -273,8 +294,19 @@ impl Supervisor {
                 sock: &r.sock,
             })
             .collect();
+        if let Some(c) = self.started.control.as_deref() {
+            if !self.control_dir && new.listeners.len() > 1 {
+                return Err(format!(
+                    "--control {} names the socket of a single listener; the new config has {} listeners (restart with --control DIR for several)",
+                    c.display(),
+                    new.listeners.len()
+                ));
+            }
+        }
         let steps = plan::steps(&current, &new.listeners)?;
-        let summary = self.apply(&mut st, &new, steps, &resolved);
+        let resolved = Arc::new(resolved);
+        let prepared = prepare(&st, &new, &steps, &resolved).await?;
+        let summary = self.apply(&mut st, &new, steps, prepared, &resolved);
         let restart_needed = plan::globals_needing_restart(&self.started, &new.global);
         if !restart_needed.is_empty() {
             warn!(
@@ -284,16 +316,18 @@ impl Supervisor {
         }
         st.cfg = new;
         self.publish(&st);
-        Ok(summary)
+        Ok((summary, take_control_bound(&mut st)))
     }
 
-    /// Phase 2, infallible: run the plan's steps and stop the listeners the
-    /// new config no longer has.
+    /// Phase 2, infallible: run the plan's steps (with the Services
+    /// [`prepare`] built) and stop the listeners the new config no longer
+    /// has.
     fn apply(
         self: &Arc<Self>,
         st: &mut State,
         new: &Config,
         steps: Vec<Step>,
+        prepared: Vec<Option<Prepared>>,
         resolved: &Resolved,
     ) -> Summary {
         let resolve = |h: &crate::config::Host, p: u16| resolved.get(h, p);
@@ -304,7 +338,9 @@ impl Supervisor {
             .map(Some)
             .collect();
         let mut next = Vec::with_capacity(n);
+        let mut prepared = prepared.into_iter();
         for (l, step) in new.listeners.iter().zip(steps) {
+            let ready = prepared.next().flatten();
             match step {
                 Step::Keep(i) => {
                     if let Some(r) = old.get_mut(i).and_then(Option::take) {
@@ -314,16 +350,37 @@ impl Supervisor {
                 }
                 Step::Change(i, reg) => {
                     if let Some(r) = old.get_mut(i).and_then(Option::take) {
-                        let svc = Arc::new(r.svc.rebuild(l.clone(), rise_fall(l), resolve));
-                        plan::log_channel_changes(&r.svc, &svc);
+                        let svc = match ready {
+                            // Built from the channels the listener has now.
+                            Some(p)
+                                if p.from
+                                    .as_ref()
+                                    .is_some_and(|g| Arc::ptr_eq(g, &r.svc.pool.groups())) =>
+                            {
+                                p.svc
+                            }
+                            // A `create` came in between: build again, here.
+                            _ => {
+                                let svc = r.svc.rebuild(l.clone(), rise_fall(l), resolve);
+                                plan::log_channel_changes(&r.svc, &svc);
+                                svc
+                            }
+                        };
+                        let svc = Arc::new(svc);
+                        // Spinning clients look again, at the new pool.
+                        svc.pool.eligible.notify_waiters();
                         r.stop.cancel();
-                        next.push(self.launch(r.sock, reg, svc, Some(r.control), n));
+                        next.push(self.launch(r.sock, reg, svc, Some(r.control)));
                         sum.changed += 1;
                     }
                 }
                 Step::Add(sock, reg) => {
-                    let svc = Arc::new(Service::new_with(l.clone(), rise_fall(l), resolve));
-                    next.push(self.launch(sock, reg, svc, None, n));
+                    let svc = match ready {
+                        Some(p) => p.svc,
+                        None => Service::new_with(l.clone(), rise_fall(l), resolve),
+                    };
+                    let svc = Arc::new(svc);
+                    next.push(self.launch(sock, reg, svc, None));
                     sum.added += 1;
                 }
             }
@@ -357,7 +414,7 @@ impl Supervisor {
                     let _ = self.reload().await;
                 }
                 Event::Reload(reply) => {
-                    let res = self.reload().await.map_err(ReloadError::Rejected);
+                    let res = self.reload().await;
                     let _ = reply.send(res);
                 }
             }
@@ -387,6 +444,81 @@ impl Supervisor {
             f.stopped().await;
         }
     }
+}
+
+/// A Service built ahead for a changed or added listener, and for a
+/// changed one the group list of the running Service it was built from.
+struct Prepared {
+    svc: Service,
+    from: Option<Arc<Vec<Arc<crate::pool::Group>>>>,
+}
+
+/// Build the Services of the changed and added listeners off the runtime
+/// thread (thousands of channels take a while), so clients keep being
+/// served while a reload is prepared. One entry per new listener (None
+/// for a kept one).
+async fn prepare(
+    st: &State,
+    new: &Config,
+    steps: &[Step],
+    resolved: &Arc<Resolved>,
+) -> Result<Vec<Option<Prepared>>, String> {
+    let work: Vec<(crate::config::ListenerConfig, Option<Option<Arc<Service>>>)> = new
+        .listeners
+        .iter()
+        .zip(steps)
+        .map(|(l, step)| {
+            let old = match step {
+                Step::Keep(_) => None,
+                Step::Change(i, _) => Some(st.listeners.get(*i).map(|r| Arc::clone(&r.svc))),
+                Step::Add(..) => Some(None),
+            };
+            (l.clone(), old)
+        })
+        .collect();
+    let resolved = Arc::clone(resolved);
+    tokio::task::spawn_blocking(move || {
+        let resolve = |h: &crate::config::Host, p: u16| resolved.get(h, p);
+        work.into_iter()
+            .map(|(l, old)| match old? {
+                Some(old) => {
+                    let from = old.pool.groups();
+                    let svc = old.rebuild(l.clone(), rise_fall(&l), resolve);
+                    plan::log_channel_changes(&old, &svc);
+                    Some(Prepared {
+                        svc,
+                        from: Some(from),
+                    })
+                }
+                None => Some(Prepared {
+                    svc: Service::new_with(l.clone(), rise_fall(&l), resolve),
+                    from: None,
+                }),
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| format!("reload preparation failed: {e}"))
+}
+
+/// The control servers started since the last look.
+fn take_control_bound(st: &mut State) -> Vec<ControlBound> {
+    st.listeners
+        .iter_mut()
+        .filter_map(|r| r.control_bound.take())
+        .collect()
+}
+
+/// Wait (bounded) for control servers to bind: the first failure, if any.
+async fn control_bound(bound: Vec<ControlBound>) -> Result<(), String> {
+    for b in bound {
+        match tokio::time::timeout(CONTROL_BIND_WAIT, b).await {
+            Ok(Ok(Err(e))) => return Err(format!("control socket not available: {e}")),
+            Err(_) => warn!("a control socket is not bound after {CONTROL_BIND_WAIT:?}"),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// fds kept back from `--max-conns`'s default for listeners, control,

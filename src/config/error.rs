@@ -49,11 +49,25 @@ pub enum ConfigError {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-/// A channel name that resolves to its own listener.
+/// A channel name that resolves to a listener of this process.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("listener \"{listener}\": channel {channel} resolves to {addr}, the listener itself")]
+#[error("listener \"{listener}\": channel {channel} resolves to {addr}, {what}")]
 pub struct ResolvedLoop {
     pub listener: String,
     pub channel: String,
     pub addr: std::net::SocketAddr,
+    /// "the listener itself", or which other listener.
+    pub what: String,
+}
+
+/// A channel that points at another listener of the same file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "listener \"{listener}\": channel {channel} points at listener \"{other}\" ({bind}) of this process"
+)]
+pub struct CrossLoop {
+    pub listener: String,
+    pub channel: String,
+    pub other: String,
+    pub bind: std::net::SocketAddr,
 }

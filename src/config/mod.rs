@@ -31,7 +31,7 @@ pub use file::load as load_file;
 pub use fleet::FleetConfig;
 pub use grammar::parse_duration;
 pub use overlay::Overlay;
-pub use selfloop::{is_self_loop_addr, resolved_loops, unresolved};
+pub use selfloop::{is_self_loop_addr, loop_target, resolved_loops, unresolved};
 
 use monitor::MonitorSpec;
 
@@ -263,7 +263,7 @@ pub struct ChannelConfig {
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
     Ip(IpAddr),
     Name(String),

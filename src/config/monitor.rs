@@ -49,14 +49,16 @@ pub struct MonitorSpec {
 }
 
 impl MonitorSpec {
-    /// Some check judges a MySQL server's role or replication (`mysql`
-    /// with `read_only=` or `max_lag=`): the groups are one writer and its
-    /// replicas, so moving traffic fences the old writer by default.
+    /// Some check judges a MySQL writer's role or replication (`mysql`
+    /// with `read_only=0`, or `max_lag=` without `read_only=1`): the groups
+    /// are one writer and its replicas, so moving traffic fences the old
+    /// writer by default. A pool of readers (`read_only=1`) is not.
     pub fn guards_writer(&self) -> bool {
         self.checks.iter().any(|c| {
             matches!(
                 &c.probe,
-                Probe::Mysql { read_only, max_lag, .. } if read_only.is_some() || max_lag.is_some()
+                Probe::Mysql { read_only, max_lag, .. }
+                    if *read_only == Some(false) || (max_lag.is_some() && *read_only != Some(true))
             )
         })
     }

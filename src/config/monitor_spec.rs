@@ -44,8 +44,6 @@ const BALANCE_FM_KEYS: &[&str] = &[
     "noenable",
     "nodisable",
 ];
-/// The actions, for error messages.
-const ACTIONS: &str = "connect, command=, http=, mysql, redis, send=";
 /// Shortest probe interval.
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -145,7 +143,7 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
             _ => {
                 let Some(cur) = out.checks.last_mut() else {
                     return Err(if is_option(key) {
-                        format!("option {} before any action ({ACTIONS})", quote(key))
+                        format!("option {} before any action ({})", quote(key), actions())
                     } else {
                         unknown(key)
                     });
@@ -155,7 +153,7 @@ fn parse_inner(spec: &str) -> Result<MonitorSpec, String> {
         }
     }
     if out.checks.is_empty() {
-        return Err(format!("no check action ({ACTIONS})"));
+        return Err(format!("no check action ({})", actions()));
     }
     for c in &out.checks {
         if let Check {
@@ -237,27 +235,50 @@ fn global_key(k: &str) -> Option<&'static str> {
     })
 }
 
+/// Each action and the options that follow it (the YAML file's check of
+/// the same kind has a key for each: a test walks both grammars).
+pub(crate) const ACTION_OPTIONS: &[(&str, &[&str])] = &[
+    ("connect", &["timeout"]),
+    ("command", &["pass", "timeout"]),
+    ("http", &["port", "host", "expect", "body", "timeout"]),
+    (
+        "mysql",
+        &["user", "password_file", "read_only", "max_lag", "timeout"],
+    ),
+    ("redis", &["password_file", "role", "timeout"]),
+    ("send", &["expect", "timeout"]),
+];
+
+/// The action words, for error messages.
+fn actions() -> String {
+    let a: Vec<&str> = ACTION_OPTIONS.iter().map(|(a, _)| *a).collect();
+    a.join(", ")
+}
+
+/// The global keys (see [`global_key`] for their spellings).
+pub(crate) const GLOBALS: &[&str] = &[
+    "interval",
+    "rise",
+    "fall",
+    "jitter",
+    "noenable",
+    "nodisable",
+    "on-down",
+    "on-up",
+    "fence",
+    "nofence",
+];
+
 fn is_option(k: &str) -> bool {
-    matches!(
-        k,
-        "timeout"
-            | "pass"
-            | "port"
-            | "host"
-            | "expect"
-            | "body"
-            | "user"
-            | "password_file"
-            | "read_only"
-            | "max_lag"
-            | "role"
-    )
+    ACTION_OPTIONS.iter().any(|(_, opts)| opts.contains(&k))
 }
 
 fn unknown(k: &str) -> String {
     format!(
-        "unknown key {} (actions: {ACTIONS}; globals: interval, rise, fall, jitter, noenable, nodisable, on-down, on-up, fence, nofence)",
-        quote(k)
+        "unknown key {} (actions: {}; globals: {})",
+        quote(k),
+        actions(),
+        GLOBALS.join(", ")
     )
 }
 

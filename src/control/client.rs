@@ -7,7 +7,8 @@
 //!
 //! Exit codes: 0 when the command (or the whole shell session) went
 //! through; 1 when the instance answered with an error; 69 (EX_UNAVAILABLE)
-//! when no instance answers; 64 for a `-c` argument with a newline.
+//! when no instance answers; 64 for a `-c` argument with a newline, or
+//! when, without `-b`, several instances listen on the port.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -79,9 +80,21 @@ fn read_answer(r: &mut impl BufRead) -> io::Result<Answer> {
 }
 
 /// The socket to talk to: `--control PATH`, else the derived name for
-/// `-b` and the port (without `-b`: the IPv4 wildcard's, then `[::]`'s).
-fn socket_path(a: &ControlArgs) -> Result<PathBuf, String> {
+/// `-b` and the port (without `-b`: the IPv4 wildcard's, then `[::]`'s;
+/// when neither answers, the one live instance on that port whatever its
+/// bind address, and when several are, their list and the `-b` of each).
+fn socket_path(a: &ControlArgs) -> Result<PathBuf, ClientError> {
     if let Some(p) = &a.path {
+        // A directory: the server put each listener's socket in it under
+        // its derived name (several listeners, or `--control DIR`).
+        if p.is_dir() {
+            let cands: Vec<PathBuf> = paths::socket_names(a.bind, a.port)
+                .iter()
+                .map(|n| p.join(n))
+                .collect();
+            let found = cands.iter().find(|c| c.exists()).or(cands.first());
+            return Ok(found.cloned().unwrap_or_else(|| p.clone()));
+        }
         return Ok(p.clone());
     }
     let cands = paths::client_candidates(a.bind, a.port);
@@ -91,19 +104,40 @@ fn socket_path(a: &ControlArgs) -> Result<PathBuf, String> {
         .collect();
     // Several: a stale socket left by a killed instance (root's, say) must
     // not hide the live one (under `--user`): take the first that answers.
-    if present.len() > 1 {
-        if let Some(p) = present.iter().find(|p| UnixStream::connect(p).is_ok()) {
-            return Ok((*p).clone());
+    if let Some(p) = present.iter().find(|p| UnixStream::connect(p).is_ok()) {
+        return Ok((*p).clone());
+    }
+    if a.bind.is_none() {
+        let mut live: Vec<(PathBuf, std::net::IpAddr)> = paths::port_sockets(a.port)
+            .into_iter()
+            .filter(|(p, _)| UnixStream::connect(p).is_ok())
+            .collect();
+        live.dedup_by(|x, y| x.0 == y.0);
+        match live.as_slice() {
+            [(one, _)] => return Ok(one.clone()),
+            [] => {}
+            several => {
+                let list: Vec<String> = several
+                    .iter()
+                    .map(|(p, ip)| format!("-b {ip} for {}", p.display()))
+                    .collect();
+                return Err(ClientError::Ambiguous(format!(
+                    "{} instances listen on port {}; pick one: {}",
+                    several.len(),
+                    a.port,
+                    list.join(", ")
+                )));
+            }
         }
     }
     if let Some(p) = present.first() {
         return Ok((*p).clone());
     }
-    Err(format!(
+    Err(ClientError::Unavailable(format!(
         "no instance answers on port {}: no control socket at {}",
         a.port,
         tried(&cands)
-    ))
+    )))
 }
 
 /// The places looked at, for the one-line error: the first few, then how
@@ -133,6 +167,9 @@ pub enum ClientError {
     /// A `-c` argument with a newline: exit 64.
     #[error("-c takes one command (no newlines)")]
     Usage,
+    /// Without `-b`, several instances listen on the port: exit 64.
+    #[error("{0}")]
+    Ambiguous(String),
     /// No instance answers (or the connection broke): exit 69.
     #[error("{0}")]
     Unavailable(String),
@@ -149,7 +186,7 @@ pub enum ClientError {
 impl ClientError {
     pub fn exit(&self) -> Exit {
         match self {
-            ClientError::Usage => Exit::Usage,
+            ClientError::Usage | ClientError::Ambiguous(_) => Exit::Usage,
             ClientError::Unavailable(_) => Exit::Unavailable,
             ClientError::Refused(_) | ClientError::Failed => Exit::Failure,
         }
@@ -214,7 +251,7 @@ fn client(a: &ControlArgs) -> Result<(), ClientError> {
     if a.command.as_deref().is_some_and(|c| c.contains('\n')) {
         return Err(ClientError::Usage);
     }
-    let path = socket_path(a).map_err(ClientError::Unavailable)?;
+    let path = socket_path(a)?;
     if a.debug {
         eprintln!("balance: control socket {}", path.display());
     }

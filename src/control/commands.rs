@@ -66,6 +66,24 @@ pub enum FleetCmd {
     Switchover(Option<usize>, Option<Duration>),
 }
 
+/// The arguments of `switchover`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SwitchArgs {
+    /// The target group (default: the next one, or 0 from a backup).
+    pub to: Option<usize>,
+    /// How long the target may take to catch up.
+    pub limit: Option<Duration>,
+    /// How long sessions with a request in flight may finish it (`grace=`);
+    /// idle ones end at once.
+    pub grace: Option<Duration>,
+    /// `force`: move even when nothing can be verified (no GTID position
+    /// on the old group).
+    pub force: bool,
+}
+
+/// The longest `grace=` a switchover takes (clients are held meanwhile).
+pub const MAX_SWITCH_GRACE: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// An empty line: nothing to do.
@@ -90,10 +108,10 @@ pub enum Command {
     MrtgBytes(usize, usize),
     MrtgConns(usize, usize),
     Failback,
-    /// `switchover [GROUP [TIMEOUT]]`: move writes to GROUP (default: the
-    /// next group, or 0 from a backup) without losing any; give up after
-    /// TIMEOUT if GROUP has not caught up.
-    Switchover(Option<usize>, Option<Duration>),
+    /// `switchover [GROUP [TIMEOUT]] [grace=D] [force]`: move writes to
+    /// GROUP (default: the next group, or 0 from a backup) without losing
+    /// any; give up after TIMEOUT if GROUP has not caught up.
+    Switchover(SwitchArgs),
     Spin(SpinOp),
     Fleet(FleetCmd),
     StateSave,
@@ -308,23 +326,7 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
                 }
             })
         }
-        "switchover" => match args {
-            [] => Command::Switchover(None, None),
-            [g] => Command::Switchover(Some(index("group", g)?), None),
-            [g, d] => {
-                let t = crate::config::parse_duration(d)
-                    .ok()
-                    .filter(|t| !t.is_zero() && *t <= Duration::from_secs(20))
-                    .ok_or_else(|| format!("bad switchover timeout {}: use up to 20s", quote(d)))?;
-                Command::Switchover(Some(index("group", g)?), Some(t))
-            }
-            [_, _, x, ..] => {
-                return Err(format!(
-                    "syntax error: unexpected {} after switchover (usage: switchover [<group> [<timeout>]])",
-                    quote(x)
-                ));
-            }
-        },
+        "switchover" => Command::Switchover(switch_args(args)?),
         "spin" => Command::Spin(spin(args)?),
         "state" => {
             let [what] = take(w, args)?;
@@ -382,7 +384,16 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
             Command::Weight(r, w) => Ok(FleetCmd::Weight(r, w)),
             Command::Maxc(r, m) => Ok(FleetCmd::Maxc(r, m)),
             Command::Failback => Ok(FleetCmd::Failback),
-            Command::Switchover(g, t) => Ok(FleetCmd::Switchover(g, t)),
+            Command::Switchover(SwitchArgs {
+                to,
+                limit,
+                grace: None,
+                force: false,
+            }) => Ok(FleetCmd::Switchover(to, limit)),
+            Command::Switchover(_) => Err(
+                "fleet switchover takes no grace= or force (usage: fleet switchover [GROUP [TIMEOUT]])"
+                    .into(),
+            ),
             Command::Spin(op @ (SpinOp::On(_) | SpinOp::Off)) => Ok(FleetCmd::Spin(op)),
             _ => Err(format!(
                 "{} has no fleet scope (usage: {USAGE})",
@@ -456,7 +467,7 @@ fn usage(w: &str) -> &'static str {
         "mrtg-bytes" | "mrtg-conns" => "<group> <channel>",
         "monitor" => "enable|disable|show",
         "spin" => "on [MAX] | off",
-        "switchover" => "[<group> [<timeout>]]",
+        "switchover" => "[<group> [<timeout>]] [grace=<duration>] [force]",
         "state" => "save",
         _ => "no arguments",
     }
@@ -523,7 +534,9 @@ extensions:
   leastconn                      sets distribution scheme of current group to least connections
   drain <channel>                no new connections; live ones continue
   failback                       return traffic to group 0 (--failback manual)
-  switchover [<grp> [<timeout>]] hold clients, end the active group's sessions, wait until
+  switchover [<grp> [<timeout>]] [grace=<d>] [force]
+                                 hold clients, end the active group's sessions (idle ones at
+                                 once, busy ones after their request or <d>, 2s), wait until
                                  <grp> applied its writes (MySQL GTID; 10s), move traffic, release
   monitor enable|disable|show    pause or resume active probes (with -m)
   spin on [MAX] | off | (none)   hold every new client (at most MAX), release in order
@@ -546,3 +559,37 @@ fleet (every instance of this service, through etcd):
 
 #[cfg(test)]
 mod tests;
+
+/// `switchover [<group> [<timeout>]] [grace=<duration>] [force]`.
+fn switch_args(args: &[&str]) -> Result<SwitchArgs, String> {
+    const USAGE: &str = "usage: switchover [<group> [<timeout>]] [grace=<duration>] [force]";
+    let mut a = SwitchArgs::default();
+    let mut positional = 0;
+    for &w in args {
+        if w == "force" {
+            a.force = true;
+        } else if let Some(d) = w.strip_prefix("grace=") {
+            let g = crate::config::parse_duration(d)
+                .ok()
+                .filter(|g| *g <= MAX_SWITCH_GRACE)
+                .ok_or_else(|| format!("bad switchover grace {}: use 0 to 60s", quote(d)))?;
+            a.grace = Some(g);
+        } else if positional == 0 {
+            a.to = Some(index("group", w)?);
+            positional = 1;
+        } else if positional == 1 {
+            let t = crate::config::parse_duration(w)
+                .ok()
+                .filter(|t| !t.is_zero() && *t <= Duration::from_secs(20))
+                .ok_or_else(|| format!("bad switchover timeout {}: use up to 20s", quote(w)))?;
+            a.limit = Some(t);
+            positional = 2;
+        } else {
+            return Err(format!(
+                "syntax error: unexpected {} after switchover ({USAGE})",
+                quote(w)
+            ));
+        }
+    }
+    Ok(a)
+}

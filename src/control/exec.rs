@@ -69,7 +69,7 @@ impl Control {
             Command::Group(g) => group::select(&groups, cur, *g),
             Command::Policy(p) => group::policy(&groups, at, *p),
             Command::Failback => group::failback(&self.svc),
-            Command::Switchover(to, limit) => switchover::switchover(&self.svc, *to, *limit).await,
+            Command::Switchover(args) => switchover::switchover(&self.svc, *args).await,
             Command::Monitor(op) => group::monitor(&self.svc, *op),
             Command::Spin(op) => group::spin(&self.svc, *op),
             Command::Enable(r) => channel::with(&groups, at, r, channel::enable),
@@ -81,11 +81,11 @@ impl Control {
                 channel::with(&groups, at, r, |l, ch| channel::weight(l, ch, *w))
             }
             Command::Assign(r, host, port) => {
-                let to = channel::NewTarget::new(host, *port, self.svc.cfg.bind);
+                let to = channel::NewTarget::new(host, *port, self.binds());
                 channel::assign(&groups, at, r, to).await
             }
             Command::Create(host, port) => {
-                let to = channel::NewTarget::new(host, *port, self.svc.cfg.bind);
+                let to = channel::NewTarget::new(host, *port, self.binds());
                 channel::create(&self.svc.pool, at, to).await
             }
             Command::Quit => Reply::bye(vec![]),
@@ -93,6 +93,21 @@ impl Control {
             Command::Reload => process::reload(self).await,
             Command::StateSave => process::state_save(self).await,
         }
+    }
+
+    /// This listener's name and bind address, then every other running
+    /// listener's: what `create`/`assign` must not point at.
+    fn binds(&self) -> Vec<(String, std::net::SocketAddr)> {
+        let me = &self.svc.cfg;
+        std::iter::once((me.name.clone(), me.bind))
+            .chain(
+                self.listeners
+                    .services()
+                    .iter()
+                    .filter(|s| s.cfg.name != me.name)
+                    .map(|s| (s.cfg.name.clone(), s.cfg.bind)),
+            )
+            .collect()
     }
 }
 

@@ -22,6 +22,9 @@ pub struct Control {
     pub started: Instant,
     /// Fleet mode (`fleet ...` commands); None: standalone.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Every running listener of the process (empty in unit tests):
+    /// `create`/`assign` refuse to point at any of them.
+    pub listeners: crate::registry::Registry,
     /// Serializes changes between sessions.
     pub(super) write: tokio::sync::Mutex<()>,
 }
@@ -40,6 +43,7 @@ impl Control {
             reload,
             started: Instant::now(),
             fleet: None,
+            listeners: crate::registry::Registry::new(),
             write: tokio::sync::Mutex::new(()),
         }
     }

@@ -62,9 +62,10 @@ fn sockets(
     run_dir: &std::path::Path,
     check: fn(&std::path::Path, &std::path::Path) -> std::io::Result<()>,
 ) -> Result<(), String> {
-    let n = cfg.listeners.len();
+    let control = cfg.global.control.as_deref();
+    let as_dir = control.is_some_and(|c| paths::control_is_dir(c, cfg.listeners.len()));
     for l in &cfg.listeners {
-        let p = paths::listener_path(cfg.global.control.as_deref(), run_dir, l.bind, n);
+        let p = paths::listener_path(control, run_dir, l.bind, as_dir);
         check(&p, run_dir).map_err(|e| format!("{}: {e}", l.name))?;
     }
     Ok(())

@@ -98,33 +98,47 @@ pub fn default_path(run_dir: &Path, bind: SocketAddr) -> PathBuf {
     run_dir.join(socket_name(bind))
 }
 
-/// The socket path of listener number `index` of `count`: `--control PATH`
-/// names the socket of a single listener; with several listeners it names
-/// the directory their derived names go in; without it the socket is in
-/// `run_dir`.
+/// Whether `--control PATH` names the directory the listeners' sockets go
+/// in (several listeners at start, or an existing directory) rather than
+/// the one socket of a single listener. Decided once at start and kept:
+/// a reload that changes the number of listeners must not move sockets.
+pub fn control_is_dir(control: &Path, listeners: usize) -> bool {
+    listeners > 1 || control.is_dir()
+}
+
+/// The socket path of the listener bound to `bind`: `--control PATH`
+/// itself, or with `as_dir` (see [`control_is_dir`]) the derived name in
+/// that directory; without `--control` the socket is in `run_dir`.
 pub fn listener_path(
     control: Option<&Path>,
     run_dir: &Path,
     bind: SocketAddr,
-    count: usize,
+    as_dir: bool,
 ) -> PathBuf {
     match control {
-        Some(p) if count <= 1 => p.to_path_buf(),
+        Some(p) if !as_dir => p.to_path_buf(),
         Some(dir) => dir.join(socket_name(bind)),
         None => default_path(run_dir, bind),
+    }
+}
+
+/// The socket names the client tries for `-b bind` and `port`, in order:
+/// with no `-b`, the IPv4 wildcard's, then the IPv6 wildcard's. Never
+/// empty.
+pub fn socket_names(bind: Option<IpAddr>, port: u16) -> Vec<String> {
+    match bind {
+        Some(ip) => vec![socket_name(SocketAddr::new(ip, port))],
+        None => vec![
+            socket_name(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
+            socket_name(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)),
+        ],
     }
 }
 
 /// Paths the client tries for `-b bind` and `port`, in order: with no `-b`,
 /// the IPv4 wildcard's socket, then the IPv6 wildcard's (`-6`).
 pub fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
-    let names: Vec<String> = match bind {
-        Some(ip) => vec![socket_name(SocketAddr::new(ip, port))],
-        None => vec![
-            socket_name(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
-            socket_name(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)),
-        ],
-    };
+    let names = socket_names(bind, port);
     let base = base_run_dir();
     let own = private_in(&base, crate::sys::euid());
     let mut dirs = vec![own.clone()];
@@ -132,6 +146,64 @@ pub fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
         dirs.push(base);
     }
     candidates_in(&own, &dirs, &names)
+}
+
+/// The sockets of every bind address on `port` where the client looks
+/// (our run directory, then one level down, as for
+/// [`client_candidates`]), with the address each is named after: `-c show
+/// PORT` without `-b` finds an instance bound to 127.0.0.1 when it is the
+/// only one on that port.
+pub fn port_sockets(port: u16) -> Vec<(PathBuf, IpAddr)> {
+    let base = base_run_dir();
+    let own = private_in(&base, crate::sys::euid());
+    let mut dirs = vec![own.clone()];
+    if own != base {
+        dirs.push(base);
+    }
+    port_sockets_in(&own, &dirs, port)
+}
+
+fn port_sockets_in(dir: &Path, scan: &[PathBuf], port: u16) -> Vec<(PathBuf, IpAddr)> {
+    let mut dirs = vec![dir.to_path_buf()];
+    let mut subdirs: Vec<PathBuf> = scan
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p != dir)
+        .collect();
+    subdirs.sort();
+    subdirs.dedup();
+    dirs.extend(subdirs);
+    let mut out = Vec::new();
+    for d in &dirs {
+        let mut found: Vec<(PathBuf, IpAddr)> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let ip = bind_of_name(e.file_name().to_str()?, port)?;
+                Some((e.path(), ip))
+            })
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
+    out
+}
+
+/// The bind address of socket file `name` (see [`socket_name`]) if it is
+/// for `port`.
+fn bind_of_name(name: &str, port: u16) -> Option<IpAddr> {
+    let (addr, p) = name.strip_suffix(".sock")?.rsplit_once(':')?;
+    if p.parse::<u16>().ok()? != port {
+        return None;
+    }
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    addr.parse().ok()
 }
 
 /// `dir/NAME` for each name, then `D/*/NAME` for each directory D of

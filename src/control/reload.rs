@@ -5,7 +5,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-/// Why a reload changed nothing (the text goes back to the client).
+/// Why a reload changed nothing, or not all it should have (the text
+/// goes back to the client).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadError {
     /// Nobody answers reload requests (the supervisor is gone).
@@ -14,6 +15,10 @@ pub enum ReloadError {
     /// The supervisor rejected the new config; the running one stays.
     #[error("{0}")]
     Rejected(String),
+    /// The new config was applied, but not all of it works (a listener
+    /// without its control socket).
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// A one-line summary of what a reload changed, or why it changed nothing.

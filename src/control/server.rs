@@ -13,10 +13,16 @@
 //! all 16 are taken, a newcomer evicts a session caught mid-line (part of
 //! a line sent; the one waiting longest), else the session idle longest at
 //! the start of a line if that is at least [`EVICT_GRACE`]; the evicted one
-//! gets an error line and is closed. Only if every session is running a
-//! command or has just started waiting is the newcomer refused. So idle or trickling sessions
-//! cannot lock an operator out; `-i` opens a session per command and is
-//! never the one waiting. A NUL byte or invalid UTF-8 gets one error line
+//! gets an error line and is closed. If none can be evicted, a newcomer
+//! from root (to an instance not running as root) takes the place of the session waiting longest however short
+//! its wait; anyone else waits in a second table of [`MAX_SESSIONS`]
+//! (newest first: the oldest waiting there is closed for a newer one),
+//! greeted, until its first whole line: then it takes the place of the
+//! session waiting longest, however short its wait. Only if every session
+//! is running a command is it refused. So sessions that sit idle, trickle
+//! bytes or are opened faster than the grace cannot lock out an operator,
+//! whose `-c` sends its command at once; `-i` opens a session per command
+//! and is never the one waiting. A NUL byte or invalid UTF-8 gets one error line
 //! and changes nothing. Only our own uid and root may talk to the socket
 //! (mode 0600 and SO_PEERCRED).
 
@@ -87,6 +93,9 @@ pub struct Context {
     pub reload: ReloadHandle,
     /// Fleet mode: `fleet ...` commands write etcd through it.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The running listeners (`create`/`assign` refuse every bind of the
+    /// process).
+    pub listeners: crate::registry::Registry,
 }
 
 /// Bind this listener's control socket at `path` and serve it until
@@ -106,6 +115,7 @@ pub async fn spawn(
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
     let mut ctl = Control::new(svc, ctx.state, ctx.shutdown, ctx.reload);
     ctl.fleet = ctx.fleet;
+    ctl.listeners = ctx.listeners;
     let ctl = Arc::new(ctl);
     let stop = stop.child_token();
     let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
@@ -121,10 +131,11 @@ fn prepare_parent(path: &Path, run_dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes the socket file on drop, if it is still ours.
+/// Removes the socket file on drop, if it is still ours, then its lock.
 struct SocketGuard {
     path: PathBuf,
     ino: (u64, u64),
+    _lock: ClaimLock,
 }
 
 impl Drop for SocketGuard {
@@ -133,6 +144,70 @@ impl Drop for SocketGuard {
             if (md.dev(), md.ino()) == self.ino {
                 let _ = std::fs::remove_file(&self.path);
             }
+        }
+    }
+}
+
+/// `PATH.lock` next to a control socket, `flock`ed for as long as the
+/// socket is served: the claim of a socket path is atomic. Without it two
+/// instances starting at the same moment could each see no live socket
+/// (or the other's, bound but not yet listening, as stale), and the
+/// loser would unlink the winner's socket or run without one.
+struct ClaimLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl ClaimLock {
+    fn path_for(socket: &Path) -> PathBuf {
+        let mut p = socket.as_os_str().to_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    fn claim(socket: &Path) -> io::Result<ClaimLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = Self::path_for(socket);
+        // A holder removes the file before unlocking: a lock taken on a
+        // file that is no longer at the path is retried on the new one.
+        for _ in 0..8 {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)?;
+            if !crate::sys::try_lock_exclusive(&file)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "control socket {}: another balance instance holds it ({} is locked)",
+                        socket.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            let (f, p) = (file.metadata()?, std::fs::symlink_metadata(&path));
+            if p.is_ok_and(|p| (p.dev(), p.ino()) == (f.dev(), f.ino())) {
+                return Ok(ClaimLock { file, path });
+            }
+        }
+        Err(io::Error::other(format!(
+            "control socket {}: {} keeps changing",
+            socket.display(),
+            path.display()
+        )))
+    }
+}
+
+impl Drop for ClaimLock {
+    fn drop(&mut self) {
+        let ours = self.file.metadata().ok().map(|f| (f.dev(), f.ino()));
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|md| Some((md.dev(), md.ino())) == ours)
+        {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -226,6 +301,8 @@ fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
     let named = |kind: io::ErrorKind, why: String| {
         io::Error::new(kind, format!("control socket {}: {why}", path.display()))
     };
+    // Before anything at the path is judged or removed.
+    let lock = ClaimLock::claim(path)?;
     if let Existing::Stale = check_existing(path)? {
         std::fs::remove_file(path)?;
     }
@@ -237,6 +314,7 @@ fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
     let guard = SocketGuard {
         path: path.to_path_buf(),
         ino: (md.dev(), md.ino()),
+        _lock: lock,
     };
     std_listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(std_listener)?;
@@ -250,6 +328,9 @@ async fn accept_loop(
     stop: CancellationToken,
 ) {
     let sessions = Slots::new(MAX_SESSIONS, EVICT_GRACE);
+    // Newcomers that found every session place taken, until their first
+    // whole line; the newest are kept.
+    let pending = Slots::new(MAX_SESSIONS, Duration::ZERO);
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => break,
@@ -262,10 +343,16 @@ async fn accept_loop(
                 }
             },
         };
-        match sessions.acquire() {
-            Some(slot) => {
-                let ctl = Arc::clone(&ctl);
-                tokio::spawn(async move { session(&ctl, stream, slot).await });
+        let admitted = match sessions.acquire() {
+            Some(slot) => Some(Admit::Session(slot)),
+            None if from_root(&stream) => sessions.acquire_now().map(Admit::Session),
+            None => None,
+        }
+        .or_else(|| pending.acquire().map(Admit::Pending));
+        match admitted {
+            Some(admit) => {
+                let (ctl, sessions) = (Arc::clone(&ctl), Arc::clone(&sessions));
+                tokio::spawn(async move { session(&ctl, stream, admit, &sessions).await });
             }
             None => {
                 tokio::spawn(async move {
@@ -285,6 +372,21 @@ async fn accept_loop(
     drop(listener);
     drop(guard);
     debug!(listener = %ctl.svc.cfg.name, "control socket closed");
+}
+
+/// How a session got in.
+enum Admit {
+    /// A place among the sessions.
+    Session(Slot),
+    /// A place among the newcomers waiting for their first whole line,
+    /// which then claims a session's place ([`Slots::acquire_now`]).
+    Pending(Slot),
+}
+
+/// Whether the peer of a control connection is root and we are not (a
+/// root instance cannot tell its operator from its other sessions by uid).
+fn from_root(s: &UnixStream) -> bool {
+    crate::sys::euid() != 0 && s.peer_cred().is_ok_and(|c| c.uid() == 0)
 }
 
 enum LineRead {
@@ -353,7 +455,11 @@ async fn write_reply<W: tokio::io::AsyncWrite + Unpin>(
     w.flush().await
 }
 
-async fn session(ctl: &Control, stream: UnixStream, slot: Slot) {
+async fn session(ctl: &Control, stream: UnixStream, admit: Admit, sessions: &Arc<Slots>) {
+    let (mut slot, mut pending) = match admit {
+        Admit::Session(s) => (s, false),
+        Admit::Pending(s) => (s, true),
+    };
     let name = &ctl.svc.cfg.name;
     let uid = match stream.peer_cred() {
         Ok(c) => c.uid(),
@@ -400,6 +506,9 @@ async fn session(ctl: &Control, stream: UnixStream, slot: Slot) {
             _ = slot.evicted() => None,
         };
         slot.busy();
+        // Evicted while its line arrived: the place is gone, so the command
+        // is not run (the answer says why).
+        let got = got.filter(|_| !slot.is_evicted());
         let Some(got) = got else {
             debug!(listener = %name, uid, "control: session evicted for a newer one");
             let r = Reply::err(format!(
@@ -425,6 +534,22 @@ async fn session(ctl: &Control, stream: UnixStream, slot: Slot) {
                 Reply::err(format!("error: line longer than {MAX_LINE} bytes; closing")),
                 true,
             ),
+            Ok(Ok(LineRead::Line)) if pending => match sessions.acquire_now() {
+                // A whole line: a real client, worth a session's place.
+                Some(s) => {
+                    (slot, pending) = (s, false);
+                    slot.busy();
+                    let r = run_line(ctl, &mut group, &buf, uid).await;
+                    let bye = r.close;
+                    (r, bye)
+                }
+                None => (
+                    Reply::err(format!(
+                        "error: too many control sessions (at most {MAX_SESSIONS}, all running commands); try again"
+                    )),
+                    true,
+                ),
+            },
             Ok(Ok(LineRead::Line)) => {
                 let r = run_line(ctl, &mut group, &buf, uid).await;
                 let bye = r.close;

@@ -100,7 +100,7 @@ fn a_name_resolving_to_its_own_listener_goes_down_and_comes_back() {
     reresolve(&[Arc::clone(&s)], |_, _| vec![sa("10.0.0.1:80")]);
     assert_eq!(ch.shown_state(), ShownState::Ena);
     let t = ch.target();
-    assert!(apply(&s, &at, &t, vec![sa("127.0.0.1:80")]));
+    assert!(apply(&s, &[], &at, &t, vec![sa("127.0.0.1:80")]));
     assert!(ch.target().addrs.is_empty(), "looping address not stored");
     assert_eq!(ch.shown_state(), ShownState::SoftDisabled);
     assert_eq!(ch.health().1, "resolves to its own listener");
@@ -108,12 +108,23 @@ fn a_name_resolving_to_its_own_listener_goes_down_and_comes_back() {
     let t = ch.target();
     assert!(apply(
         &s,
+        &[],
         &at,
         &t,
         vec![sa("127.0.0.1:80"), sa("10.0.0.2:80")]
     ));
     assert_eq!(ch.target().addrs, vec![sa("10.0.0.2:80")]);
     assert_eq!(ch.shown_state(), ShownState::Ena);
+    // Another listener of the process is a loop as well.
+    let t = ch.target();
+    assert!(apply(
+        &s,
+        &[sa("127.0.0.1:81")],
+        &at,
+        &t,
+        vec![sa("127.0.0.1:81"), sa("10.0.0.3:80")]
+    ));
+    assert_eq!(ch.target().addrs, vec![sa("10.0.0.3:80")]);
 }
 
 #[test]

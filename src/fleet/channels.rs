@@ -71,6 +71,16 @@ impl Reg {
 pub struct Added(HashMap<(usize, ChanId), Arc<Channel>>);
 
 impl Added {
+    /// How many channels this task added.
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether this task added `reg`'s channel.
+    pub fn has(&self, reg: &Reg) -> bool {
+        self.0.contains_key(&(reg.group, reg.chan.clone()))
+    }
+
     /// Make the pool have `reg`: add it or set its weight. What changed.
     pub async fn ensure(&mut self, svc: &Service, reg: &Reg) -> Result<Option<String>, String> {
         let groups = svc.pool.groups();

@@ -5,29 +5,43 @@
 //!
 //! Several endpoints: a request goes to the one that last answered and
 //! moves on to the next when that one is unreachable, times out or says it
-//! is unavailable. Every request has a timeout (per endpoint tried); a
-//! watch's `next` has none (wrap it when a bound matters). Replies are
-//! untrusted: anything malformed is an [`EtcdError::Reply`].
+//! is unavailable. Every request has a timeout (per endpoint tried). A
+//! watch's `next` waits for the next change, which never comes from a
+//! member that hangs (stopped, starved) while the others serve: a
+//! [`Liveness`] beside each watch proves it alive (the watch's own member
+//! answers a quorum read in time, and the watch delivers the newest change
+//! under its prefix) and fails when it is not, so the watch is abandoned
+//! for another member. Replies are untrusted: anything malformed is an
+//! [`EtcdError::Reply`].
+//!
+//! What is read is bounded: a value over [`MAX_VALUE`] is dropped as it
+//! arrives (one pass over its bytes, never a copy or a parse) and reads
+//! as empty, refused; a reply or a watch message holds at most
+//! [`MAX_REPLY_BYTES`] and a range [`MAX_KEYS`] keys; a large reply is
+//! decoded off the runtime's threads.
 //!
 //! Written and owned by fleet mode; nothing here holds state beyond the
-//! endpoint list, the sticky index and idle connections.
+//! endpoint list, the sticky index, idle connections, and (process-wide)
+//! the count of refused values and the last keys seen holding one.
 
 mod http;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod wire;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use http::Endpoint;
+use stream::Stream;
 use wire::{b64, prefix_end};
 
 pub use wire::prefix_end as range_end;
@@ -71,9 +85,13 @@ pub enum EtcdError {
     /// A watch's start revision was compacted; the oldest revision kept.
     #[error("etcd: revision compacted (oldest kept {0})")]
     Compacted(i64),
-    /// The watch stream ended (the endpoint went away or canceled it).
+    /// The watch stream ended (the endpoint went away or canceled it), or
+    /// it was abandoned (its member stopped answering, it fell behind).
     #[error("etcd watch ended: {0}")]
     WatchEnded(String),
+    /// More than this client reads at once (see [`MAX_VALUE`]).
+    #[error("etcd: {0}")]
+    TooLarge(String),
 }
 
 impl EtcdError {
@@ -85,6 +103,83 @@ impl EtcdError {
             EtcdError::Refused { code, .. } => matches!(code, 4 | 14),
             _ => false,
         }
+    }
+}
+
+/// The largest value read from etcd (decoded). Every value fleet mode
+/// writes is far below; a larger one is refused: it reads as empty (which
+/// no reader accepts), is counted ([`refused_values`]) and logged at most
+/// every [`REFUSED_LOG_GAP`].
+pub const MAX_VALUE: usize = 64 << 10;
+/// The most keys one range reads (a service's whole prefix); more is an
+/// error ([`EtcdError::TooLarge`]) rather than unbounded memory.
+pub const MAX_KEYS: usize = 10_000;
+/// The largest reply body read (also the largest watch message, after
+/// huge values are dropped); a range over it is read again in parts, see
+/// [`Client::get_prefix`].
+pub use http::MAX_REPLY_BYTES;
+const REFUSED_LOG_GAP: Duration = Duration::from_secs(10);
+
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+/// When a refusal was last logged (unix ms).
+static REFUSED_LOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// How many values over [`MAX_VALUE`] were refused since the start.
+pub fn refused_values() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
+}
+
+/// How many request timeouts a read of one key whose value etcd is slow
+/// to send may take (per endpoint).
+const HUGE_WAIT: u32 = 3;
+
+/// Keys seen holding a value over [`MAX_VALUE`], at their revision (the
+/// latest [`OVERSIZE_KEPT`]): a read in parts does not read them again.
+static OVERSIZE: std::sync::Mutex<Vec<(Vec<u8>, i64)>> = std::sync::Mutex::new(Vec::new());
+const OVERSIZE_KEPT: usize = 64;
+
+/// Remember that `key` holds a value over [`MAX_VALUE`] at `rev`.
+fn oversize(key: &[u8], rev: i64) {
+    if let Ok(mut v) = OVERSIZE.lock() {
+        v.retain(|(k, _)| k != key);
+        if v.len() >= OVERSIZE_KEPT {
+            v.remove(0);
+        }
+        v.push((key.to_vec(), rev));
+    }
+}
+
+/// Whether `kv` (a key alone) is known to hold a value over the bound.
+fn is_oversize(kv: &Kv) -> bool {
+    OVERSIZE
+        .lock()
+        .is_ok_and(|v| v.iter().any(|(k, r)| *k == kv.key && *r == kv.mod_revision))
+}
+
+/// Whether a key of `key..end` is known to hold a value over the bound.
+fn oversize_within(key: &[u8], end: Option<&[u8]>) -> bool {
+    OVERSIZE.lock().is_ok_and(|v| {
+        v.iter().any(|(k, _)| match end {
+            None => k == key,
+            Some(end) => k.as_slice() >= key && (end == [0] || k.as_slice() < end),
+        })
+    })
+}
+
+/// Count a refused value (`size`: how large, as far as known); log it
+/// unless one was logged within [`REFUSED_LOG_GAP`].
+fn refused(key: &[u8], size: &str) {
+    let n = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = super::now_ms();
+    let last = REFUSED_LOGGED.load(Ordering::Relaxed);
+    let gap = u64::try_from(REFUSED_LOG_GAP.as_millis()).unwrap_or(u64::MAX);
+    if now.saturating_sub(last) >= gap
+        && REFUSED_LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(key = %String::from_utf8_lossy(&key[..key.len().min(200)]),
+            "fleet: refused an etcd value of {size} bytes (the most read is {MAX_VALUE}); {n} refused so far");
     }
 }
 
@@ -149,7 +244,17 @@ impl Client {
     /// POST `body` to `path` on the current endpoint, moving on to the
     /// others in turn when it cannot serve; the reply body of a 200.
     async fn call(&self, path: &str, body: &Value) -> Result<Bytes, EtcdError> {
-        self.each_endpoint(|ep| async move {
+        self.call_within(self.inner.timeout, path, body).await
+    }
+
+    /// [`Client::call`] with another timeout per endpoint.
+    async fn call_within(
+        &self,
+        timeout: Duration,
+        path: &str,
+        body: &Value,
+    ) -> Result<Bytes, EtcdError> {
+        self.each_endpoint_within(timeout, |_, ep| async move {
             let (status, bytes) = ep.post(path, body).await?;
             check_status(status, bytes, &ep.url)
         })
@@ -161,7 +266,18 @@ impl Client {
     /// current one.
     async fn each_endpoint<'a, T, F>(
         &'a self,
-        op: impl Fn(&'a Endpoint) -> F,
+        op: impl Fn(usize, &'a Endpoint) -> F,
+    ) -> Result<T, EtcdError>
+    where
+        F: Future<Output = Result<T, EtcdError>>,
+    {
+        self.each_endpoint_within(self.inner.timeout, op).await
+    }
+
+    async fn each_endpoint_within<'a, T, F>(
+        &'a self,
+        timeout: Duration,
+        op: impl Fn(usize, &'a Endpoint) -> F,
     ) -> Result<T, EtcdError>
     where
         F: Future<Output = Result<T, EtcdError>>,
@@ -171,9 +287,8 @@ impl Client {
         let mut last = EtcdError::Unreachable("no endpoint tried".into());
         for i in 0..n {
             let idx = (start + i) % n;
-            let r = match tokio::time::timeout(self.inner.timeout, op(&self.inner.endpoints[idx]))
-                .await
-            {
+            let ep = &self.inner.endpoints[idx];
+            let r = match tokio::time::timeout(timeout, op(idx, ep)).await {
                 Err(_) => Err(EtcdError::Timeout),
                 Ok(r) => r,
             };
@@ -189,15 +304,132 @@ impl Client {
         Err(last)
     }
 
+    /// The keys of `key..end` (one key without `end`) and the revision.
+    /// A reply that is too large or too slow (etcd takes its time to send
+    /// a huge value) is read again in parts (see [`Client::range_parts`]).
+    /// More than [`MAX_KEYS`] keys: [`EtcdError::TooLarge`].
     async fn range(&self, key: &[u8], end: Option<&[u8]>) -> Result<(Vec<Kv>, i64), EtcdError> {
+        if !oversize_within(key, end) {
+            match self.range_once(key, end, 0, false, None).await {
+                Err(EtcdError::TooLarge(_) | EtcdError::Timeout) => {}
+                r => return r,
+            }
+        }
+        self.range_parts(key, end).await
+    }
+
+    async fn range_once(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        revision: i64,
+        keys_only: bool,
+        timeout: Option<Duration>,
+    ) -> Result<(Vec<Kv>, i64), EtcdError> {
         let mut body = json!({"key": b64(key)});
         if let Some(end) = end {
             body["range_end"] = json!(b64(end));
+            body["limit"] = json!((MAX_KEYS + 1).to_string());
         }
-        let bytes = self.call("/v3/kv/range", &body).await?;
-        let r: wire::RangeReply = wire::parse(&bytes)?;
-        let kvs = r.kvs.iter().map(|k| k.decode()).collect::<Result<_, _>>()?;
-        Ok((kvs, r.header.revision.0))
+        if revision > 0 {
+            body["revision"] = json!(revision.to_string());
+        }
+        if keys_only {
+            body["keys_only"] = json!(true);
+        }
+        let timeout = timeout.unwrap_or(self.inner.timeout);
+        let bytes = self.call_within(timeout, "/v3/kv/range", &body).await?;
+        let (kvs, rev, more) = off_thread(bytes, String::new(), |b, _| {
+            let r: wire::RangeReply = wire::parse(b)?;
+            let kvs = r
+                .kvs
+                .iter()
+                .map(|k| k.decode())
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((kvs, r.header.revision.0, r.more))
+        })
+        .await?;
+        if more || kvs.len() > MAX_KEYS {
+            return Err(EtcdError::TooLarge(format!(
+                "more than {MAX_KEYS} keys under {}: not read",
+                String::from_utf8_lossy(key)
+            )));
+        }
+        Ok((kvs, rev))
+    }
+
+    /// [`Client::range`] in parts: the keys alone (quick), then their
+    /// values at that revision, a run of keys at a time, halving a run
+    /// whose reply is too large or too slow. A key known to hold a value
+    /// over [`MAX_VALUE`] (at that revision) is not read again; one read
+    /// alone that is still too slow is given [`HUGE_WAIT`] timeouts once (its member
+    /// answered the key list: it is the value that takes time), and is
+    /// refused when it is too large.
+    async fn range_parts(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<(Vec<Kv>, i64), EtcdError> {
+        let (mut kvs, rev) = self.range_once(key, end, 0, true, None).await?;
+        // Runs of `kvs` (index ranges) still to read, without the known
+        // huge values.
+        let mut todo = Vec::new();
+        let mut run = 0;
+        for i in 0..=kvs.len() {
+            if i == kvs.len() || is_oversize(&kvs[i]) {
+                todo.push((run, i));
+                run = i + 1;
+                if let Some(kv) = kvs.get(i) {
+                    refused(&kv.key, &format!("over {MAX_VALUE} (seen before)"));
+                }
+            }
+        }
+        while let Some((i, j)) = todo.pop() {
+            if i >= j {
+                continue;
+            }
+            let first = kvs[i].key.clone();
+            let part_end = match (kvs.get(j), end) {
+                _ if j - i == 1 => None,
+                (Some(next), _) => Some(next.key.clone()),
+                (None, Some(end)) => Some(end.to_vec()),
+                (None, None) => None,
+            };
+            let alone = j - i == 1;
+            let mut r = self
+                .range_once(&first, part_end.as_deref(), rev, false, None)
+                .await;
+            if alone && matches!(r, Err(EtcdError::Timeout)) {
+                r = self
+                    .range_once(
+                        &first,
+                        None,
+                        rev,
+                        false,
+                        Some(self.inner.timeout * HUGE_WAIT),
+                    )
+                    .await;
+            }
+            match r {
+                Ok((got, _)) => {
+                    for kv in got {
+                        if let Some(k) = kvs[i..j].iter_mut().find(|k| k.key == kv.key) {
+                            *k = kv;
+                        }
+                    }
+                }
+                Err(EtcdError::TooLarge(_)) if alone => {
+                    refused(&first, &format!("over {}", http::MAX_REPLY_BYTES));
+                }
+                Err(EtcdError::TooLarge(_) | EtcdError::Timeout) if !alone => {
+                    let mid = i + (j - i) / 2;
+                    todo.push((mid, j));
+                    todo.push((i, mid));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((kvs, rev))
     }
 
     /// One key (None if absent) and the store's revision.
@@ -207,6 +439,9 @@ impl Client {
     }
 
     /// Every key under `prefix` (sorted by key) and the store's revision.
+    /// A reply that is too large or that etcd is too slow to send (a huge
+    /// value) is read in parts: the keys alone, then runs of their values
+    /// at that revision.
     pub async fn get_prefix(&self, prefix: &[u8]) -> Result<(Vec<Kv>, i64), EtcdError> {
         self.range(prefix, Some(&prefix_end(prefix))).await
     }
@@ -344,7 +579,60 @@ impl Client {
             req["start_revision"] = json!(start_revision.to_string());
         }
         let body = json!({"create_request": req});
-        self.each_endpoint(|ep| Watch::open(ep, &body)).await
+        self.each_endpoint(|idx, ep| Watch::open(idx, ep, &body))
+            .await
+    }
+
+    /// Move requests off endpoint `idx` (it hangs) if they go there now.
+    fn avoid(&self, idx: usize) {
+        let n = self.inner.endpoints.len();
+        let _ = self.inner.current.compare_exchange(
+            idx,
+            (idx + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// On endpoint `idx` only, within `limit` (and the client's timeout),
+    /// a linearizable (quorum) read under `prefix`: with `newest`, the
+    /// newest revision of a key there (0: none; etcd reads every key of
+    /// the prefix for it), else only a count (its index alone) and None.
+    async fn newest_at(
+        &self,
+        idx: usize,
+        prefix: &[u8],
+        limit: Duration,
+        newest: bool,
+    ) -> Result<Option<i64>, EtcdError> {
+        let ep = &self.inner.endpoints[idx];
+        let mut body = json!({
+            "key": b64(prefix),
+            "range_end": b64(&prefix_end(prefix)),
+        });
+        if newest {
+            body["limit"] = json!("1");
+            body["sort_order"] = json!("DESCEND");
+            body["sort_target"] = json!("MOD");
+            body["keys_only"] = json!(true);
+        } else {
+            body["count_only"] = json!(true);
+        }
+        let call = async {
+            let (status, bytes) = ep.post("/v3/kv/range", &body).await?;
+            let bytes = check_status(status, bytes, &ep.url)?;
+            let r: wire::RangeReply = wire::parse(&bytes)?;
+            Ok(newest.then(|| r.kvs.first().map_or(0, |kv| kv.mod_revision.0)))
+        };
+        match tokio::time::timeout(limit.min(self.inner.timeout), call).await {
+            Err(_) => Err(EtcdError::Timeout),
+            Ok(r) => r,
+        }
+    }
+
+    /// The URL of endpoint `idx`.
+    fn url(&self, idx: usize) -> &str {
+        &self.inner.endpoints[idx].url
     }
 }
 
@@ -372,15 +660,24 @@ fn first_object(bytes: &[u8]) -> Result<&[u8], EtcdError> {
     }
 }
 
-/// The largest single watch message accepted.
-const MAX_WATCH_MESSAGE: usize = 64 << 20;
+/// A watch message larger than this (its huge values already dropped:
+/// that many changes at once) is not read on: the watch is dropped (its
+/// connection closed) with [`EtcdError::TooLarge`]; the caller reads the
+/// prefix again, in parts if need be.
+const MAX_WATCH_MESSAGE: usize = http::MAX_REPLY_BYTES;
 
 /// A live prefix watch: one HTTP stream of `{"result":...}` objects.
 pub struct Watch {
     body: Incoming,
-    buf: BytesMut,
+    /// Received, not yet looked at.
+    pending: Bytes,
+    /// The message so far (its long strings dropped).
+    msg: Vec<u8>,
+    stream: Stream,
     conn: tokio::task::JoinHandle<()>,
     url: String,
+    /// The endpoint's index in the client's list.
+    endpoint: usize,
 }
 
 impl Drop for Watch {
@@ -389,15 +686,49 @@ impl Drop for Watch {
     }
 }
 
+/// One decoded watch message.
+struct Message {
+    revision: i64,
+    created: bool,
+    canceled: bool,
+    compact_revision: i64,
+    cancel_reason: String,
+    events: Vec<Event>,
+}
+
+impl Message {
+    fn decode(bytes: &[u8], url: &str) -> Result<Message, EtcdError> {
+        let m: wire::Streamed<wire::WatchReply> = serde_json::from_slice(bytes)
+            .map_err(|e| EtcdError::Reply(format!("{url}: bad watch message: {e}")))?;
+        if let Some(e) = m.error {
+            return Err(EtcdError::WatchEnded(format!("{url}: {e}")));
+        }
+        let r = m
+            .result
+            .ok_or_else(|| EtcdError::Reply(format!("{url}: watch message without result")))?;
+        Ok(Message {
+            revision: r.header.revision.0,
+            created: r.created,
+            canceled: r.canceled,
+            compact_revision: r.compact_revision.0,
+            events: r.decode_events()?,
+            cancel_reason: r.cancel_reason,
+        })
+    }
+}
+
 impl Watch {
-    async fn open(ep: &Endpoint, body: &Value) -> Result<Watch, EtcdError> {
+    async fn open(idx: usize, ep: &Endpoint, body: &Value) -> Result<Watch, EtcdError> {
         let (resp, conn) = ep.stream("/v3/watch", body).await?;
         let status = resp.status();
         let mut w = Watch {
             body: resp.into_body(),
-            buf: BytesMut::new(),
+            pending: Bytes::new(),
+            msg: Vec::new(),
+            stream: Stream::default(),
             conn,
             url: ep.url.clone(),
+            endpoint: idx,
         };
         if status != StatusCode::OK {
             let mut all = Vec::new();
@@ -432,11 +763,32 @@ impl Watch {
         }
     }
 
-    /// The next whole message of the stream.
-    async fn message(&mut self) -> Result<wire::WatchReply, EtcdError> {
+    /// The next whole message of the stream, its values over
+    /// [`MAX_VALUE`] dropped as they arrive (a large message is decoded off
+    /// the runtime's threads).
+    async fn message(&mut self) -> Result<Message, EtcdError> {
         loop {
-            if let Some(m) = self.take_message()? {
-                return Ok(m);
+            if !self.pending.is_empty() {
+                let input = std::mem::take(&mut self.pending);
+                let end = self.stream.feed(&input, &mut self.msg).map_err(|e| {
+                    EtcdError::Reply(format!("{}: bad watch stream: {e}", self.url))
+                })?;
+                if self.msg.len() > MAX_WATCH_MESSAGE {
+                    self.msg = Vec::new();
+                    return Err(EtcdError::TooLarge(format!(
+                        "{}: a watch message over {} bytes: not read",
+                        self.url, MAX_WATCH_MESSAGE
+                    )));
+                }
+                if let Some(n) = end {
+                    self.pending = input.slice(n..);
+                    let bytes = Bytes::from(std::mem::take(&mut self.msg));
+                    return off_thread(bytes, self.url.clone(), Message::decode).await;
+                }
+                // A huge message arrives chunk after chunk, each ready at
+                // once: let the runtime serve its clients between them.
+                tokio::task::yield_now().await;
+                continue;
             }
             match self.chunk().await? {
                 None => {
@@ -445,50 +797,14 @@ impl Watch {
                         self.url
                     )));
                 }
-                Some(data) => {
-                    if self.buf.len() + data.len() > MAX_WATCH_MESSAGE {
-                        return Err(EtcdError::Reply(format!(
-                            "{}: watch message too large",
-                            self.url
-                        )));
-                    }
-                    self.buf.extend_from_slice(&data);
-                }
+                Some(data) => self.pending = data,
             }
         }
     }
 
-    /// A whole message from the buffer, if one is there.
-    fn take_message(&mut self) -> Result<Option<wire::WatchReply>, EtcdError> {
-        let mut it = serde_json::Deserializer::from_slice(&self.buf)
-            .into_iter::<wire::Streamed<wire::WatchReply>>();
-        let parsed = match it.next() {
-            None => None,
-            Some(Ok(m)) => Some(m),
-            Some(Err(e)) if e.is_eof() => None,
-            Some(Err(e)) => {
-                return Err(EtcdError::Reply(format!(
-                    "{}: bad watch message: {e}",
-                    self.url
-                )));
-            }
-        };
-        let used = it.byte_offset();
-        let Some(m) = parsed else {
-            return Ok(None);
-        };
-        self.buf.advance(used);
-        if let Some(e) = m.error {
-            return Err(EtcdError::WatchEnded(format!("{}: {e}", self.url)));
-        }
-        m.result
-            .map(Some)
-            .ok_or_else(|| EtcdError::Reply(format!("{}: watch message without result", self.url)))
-    }
-
-    fn check_canceled(&self, m: &wire::WatchReply) -> Result<(), EtcdError> {
-        if m.compact_revision.0 > 0 {
-            return Err(EtcdError::Compacted(m.compact_revision.0));
+    fn check_canceled(&self, m: &Message) -> Result<(), EtcdError> {
+        if m.compact_revision > 0 {
+            return Err(EtcdError::Compacted(m.compact_revision));
         }
         if m.canceled {
             return Err(EtcdError::WatchEnded(format!(
@@ -501,15 +817,157 @@ impl Watch {
 
     /// The next batch of changes (in revision order) and the revision
     /// they bring the store to. Err when the stream ends (endpoint gone,
-    /// canceled, compacted): watch again from the last revision + 1.
+    /// canceled, compacted, a message too large): read the prefix again
+    /// and watch from that revision + 1.
     pub async fn next(&mut self) -> Result<(Vec<Event>, i64), EtcdError> {
         loop {
             let m = self.message().await?;
             self.check_canceled(&m)?;
-            let events = m.decode_events()?;
-            if !events.is_empty() {
-                return Ok((events, m.header.revision.0));
+            if !m.events.is_empty() {
+                let newest = m.events.iter().map(|e| e.kv().mod_revision).max();
+                return Ok((m.events, m.revision.max(newest.unwrap_or(0))));
             }
+        }
+    }
+}
+
+impl Event {
+    fn kv(&self) -> &Kv {
+        match self {
+            Event::Put(kv) | Event::Delete(kv) => kv,
+        }
+    }
+}
+
+/// Decode `bytes` with `f`: inline when small, on a blocking thread when
+/// large, so a big reply does not hold up the runtime (and the data path
+/// it serves) while it is parsed.
+async fn off_thread<T: Send + 'static>(
+    bytes: Bytes,
+    url: String,
+    f: fn(&[u8], &str) -> Result<T, EtcdError>,
+) -> Result<T, EtcdError> {
+    if bytes.len() <= OFF_THREAD {
+        return f(&bytes, &url);
+    }
+    tokio::task::spawn_blocking(move || f(&bytes, &url))
+        .await
+        .map_err(|e| EtcdError::Reply(format!("decoding a reply: {e}")))?
+}
+
+/// Replies above this are decoded off the runtime's threads.
+const OFF_THREAD: usize = 64 << 10;
+
+/// Proves a watch alive, beside it: every `every`, the watch's own member
+/// must answer a quorum read under the prefix within `every` (and the
+/// client's timeout); every [`REVISION_EVERY`]th read asks for the newest
+/// revision there, which the watch must have delivered by the next such
+/// read. [`Liveness::failed`] returns when
+/// either does not hold (the member is then avoided by later requests);
+/// the caller drops the watch and watches again (another member).
+///
+/// A member that is stopped or cut off from the others fails the first
+/// (a quorum read needs a leader); a stream that stalled while its member
+/// serves fails the second. Deletes alone do not show in the revision
+/// check; the first covers them (a member that answers serves its
+/// watches).
+pub struct Liveness {
+    client: Client,
+    prefix: Vec<u8>,
+    endpoint: usize,
+    every: Duration,
+    /// The newest revision the watch delivered (or read before it).
+    seen: i64,
+    /// A newer revision under the prefix than `seen` at the last read.
+    owed: Option<i64>,
+    next_at: tokio::time::Instant,
+    /// Checks made.
+    n: u64,
+    pending: Option<tokio::task::JoinHandle<Result<Option<i64>, EtcdError>>>,
+}
+
+/// Every this many liveness checks one reads the newest revision (which
+/// costs etcd a read of every key under the prefix); the others only
+/// count keys (its index).
+const REVISION_EVERY: u64 = 3;
+
+impl Drop for Liveness {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.abort();
+        }
+    }
+}
+
+impl Liveness {
+    /// For `w`, a watch of `prefix` from `read + 1` (`read`: the revision
+    /// of the snapshot read before it); a check every `every`.
+    pub fn new(client: &Client, w: &Watch, prefix: &[u8], read: i64, every: Duration) -> Self {
+        Liveness {
+            client: client.clone(),
+            prefix: prefix.to_vec(),
+            endpoint: w.endpoint,
+            every,
+            seen: read,
+            owed: None,
+            next_at: tokio::time::Instant::now() + every,
+            n: 0,
+            pending: None,
+        }
+    }
+
+    /// The watch delivered up to `rev` (what [`Watch::next`] returned).
+    pub fn saw(&mut self, rev: i64) {
+        self.seen = self.seen.max(rev);
+        if self.owed.is_some_and(|o| self.seen >= o) {
+            self.owed = None;
+        }
+    }
+
+    /// Wait until the watch is found dead or behind; the reason. Cancel
+    /// safe: a check under way goes on and is awaited by the next call.
+    pub async fn failed(&mut self) -> EtcdError {
+        loop {
+            let pending = match &mut self.pending {
+                Some(p) => p,
+                None => {
+                    tokio::time::sleep_until(self.next_at).await;
+                    self.next_at = tokio::time::Instant::now() + self.every;
+                    let (c, prefix, idx, every) = (
+                        self.client.clone(),
+                        self.prefix.clone(),
+                        self.endpoint,
+                        self.every,
+                    );
+                    self.n += 1;
+                    let newest = self.n % REVISION_EVERY == 0;
+                    self.pending.insert(tokio::spawn(async move {
+                        c.newest_at(idx, &prefix, every, newest).await
+                    }))
+                }
+            };
+            let r = pending.await;
+            self.pending = None;
+            let url = self.client.url(self.endpoint).to_string();
+            let newest = match r {
+                Ok(Ok(None)) => continue,
+                Ok(Ok(Some(n))) => n,
+                Ok(Err(e)) => {
+                    self.client.avoid(self.endpoint);
+                    return EtcdError::WatchEnded(format!(
+                        "{url} does not serve the watch ({e}): watching through another member"
+                    ));
+                }
+                Err(e) => return EtcdError::WatchEnded(format!("{url}: watch check: {e}")),
+            };
+            if let Some(owed) = self.owed.filter(|o| self.seen < *o) {
+                self.client.avoid(self.endpoint);
+                return EtcdError::WatchEnded(format!(
+                    "{url}: the watch did not deliver revision {owed} (at {}): watching through another member",
+                    self.seen
+                ));
+            }
+            self.owed = (newest > self.seen).then_some(newest);
         }
     }
 }

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::Fleet;
 use super::channels::{Added, Reg};
-use super::etcd::{EtcdError, Event, Kv};
+use super::etcd::{EtcdError, Event, Kv, Liveness, MAX_KEYS};
 use super::ops::{self, ChanId, Op};
 use super::switch::{self, ACKS, RECORD};
 use crate::service::Service;
@@ -22,6 +22,9 @@ use crate::service::Service;
 /// Writes the listener's operator state where it survives a restart (the
 /// state file); called on a blocking thread after each applied change.
 pub type Persist = Arc<dyn Fn(&Arc<Service>) + Send + Sync>;
+
+/// The most (key, revision) problems remembered as logged.
+const LOGGED: usize = 1024;
 
 /// Retry etcd after this, doubling up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -105,8 +108,14 @@ impl Follow {
         self.resync(kvs).await;
         self.persist().await;
         let mut w = client.watch_prefix(self.base.as_bytes(), rev + 1).await?;
+        let every = self.fleet.timing(&self.svc).check;
+        let mut live = Liveness::new(&client, &w, self.base.as_bytes(), rev, every);
         loop {
-            let (events, _) = w.next().await?;
+            let (events, at) = tokio::select! {
+                r = w.next() => r?,
+                e = live.failed() => return Err(e),
+            };
+            live.saw(at);
             for ev in events {
                 self.event(ev).await;
             }
@@ -174,6 +183,13 @@ impl Follow {
             Event::Put(kv) if kv.key.starts_with(self.chans_prefix.as_bytes()) => {
                 self.put_channel(&kv).await;
             }
+            Event::Put(kv)
+                if kv.key.starts_with(self.ops_prefix.as_bytes())
+                    && self.ops.len() >= MAX_KEYS
+                    && !self.ops.contains_key(&kv.key) =>
+            {
+                self.problem(&kv, &format!("more than {MAX_KEYS} operator keys: ignored"))
+            }
             Event::Put(kv) if kv.key.starts_with(self.ops_prefix.as_bytes()) => self.put_op(&kv),
             Event::Delete(kv) if kv.key.starts_with(self.chans_prefix.as_bytes()) => {
                 let rest = self.rest(&kv.key, &self.chans_prefix);
@@ -193,8 +209,12 @@ impl Follow {
         String::from_utf8_lossy(&key[prefix.len()..]).into_owned()
     }
 
-    /// Log a key's problem once per revision.
+    /// Log a key's problem once per revision (the memory of what was
+    /// logged is bounded: past [`LOGGED`] keys it starts again).
     fn problem(&mut self, kv: &Kv, why: &str) {
+        if self.logged.len() >= LOGGED {
+            self.logged.clear();
+        }
         if self.logged.insert((kv.key.clone(), kv.mod_revision)) {
             warn!(
                 listener = %self.svc.cfg.name,
@@ -219,6 +239,11 @@ impl Follow {
                 return None;
             }
         };
+        if self.added.count() >= MAX_KEYS && !self.added.has(&reg) {
+            let why = format!("more than {MAX_KEYS} channels registered: not added");
+            self.problem(kv, &why);
+            return None;
+        }
         match self.added.ensure(&self.svc, &reg).await {
             Ok(Some(what)) => {
                 self.applied(&what, kv.mod_revision);

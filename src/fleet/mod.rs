@@ -81,6 +81,11 @@ pub struct Timing {
     pub keepalive: Duration,
     /// etcd unreachable this long → probe alone.
     pub fallback: Duration,
+    /// How often a watch proves it is alive, and how long its member may
+    /// take to answer (fallback/3, within 100 ms..1 s): a watch through a
+    /// member that hangs is given up within two of these, before
+    /// `fallback`.
+    pub check: Duration,
 }
 
 impl Timing {
@@ -88,11 +93,13 @@ impl Timing {
         let ttl = (interval * 3).max(MIN_TTL);
         // etcd counts TTLs in whole seconds.
         let ttl = Duration::from_secs(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0));
+        let fallback = fallback.unwrap_or_else(|| (interval * 3).max(MIN_FALLBACK));
         Timing {
             interval,
             ttl,
             keepalive: ttl / 3,
-            fallback: fallback.unwrap_or_else(|| (interval * 3).max(MIN_FALLBACK)),
+            fallback,
+            check: (fallback / 3).clamp(Duration::from_millis(100), MAX_REQUEST),
         }
     }
 }

@@ -3,7 +3,11 @@
 //! follow (apply the leader's verdicts, ask for a reprobe after a passive
 //! failure, campaign when the leader key goes away); when etcd fails,
 //! retry with backoff and, once it has been gone for `fallback`, probe
-//! alone until it answers again (see [`super::elect`]).
+//! alone until it answers again (see [`super::elect`]). A watch that does
+//! not prove itself alive (its member hangs while the others answer the
+//! lease keepalives) is an etcd failure too, found within two
+//! `Timing::check`s: the session starts again through another member.
+//! "etcd ok" is shown while a checked watch runs.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -16,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::elect::Standing;
-use super::etcd::{Client, EtcdError, Event, Kv};
+use super::etcd::{Client, EtcdError, Event, Kv, Liveness, Watch};
 use super::verdict::{Leader, State, Verdict};
 use super::{Fleet, MAX_REQUEST, Timing, now_ms};
 use crate::health::Reason;
@@ -169,7 +173,6 @@ async fn try_session(cx: &Cx, tk: &mut Task) -> Result<Infallible, EtcdError> {
     }
     tk.st.contact(Instant::now());
     tk.connected = true;
-    cx.svc.fleet.set_etcd_up(true);
     if std::mem::take(&mut tk.outage) {
         info!(listener = %cx.svc.cfg.name, "fleet: etcd answers again: rejoining");
     }
@@ -256,7 +259,7 @@ async fn follow(
     }
     cx.show(&tk.st);
     info!(listener = %cx.svc.cfg.name, prober = %who, "fleet: following");
-    let mut w = cx.client().watch_prefix(&cx.svc_prefix, rev + 1).await?;
+    let (mut w, mut live) = cx.watch(rev).await?;
     let mut ka = cx.keepalive_ticks();
     loop {
         let now = Instant::now();
@@ -264,7 +267,8 @@ async fn follow(
         let again_at = tk.ask.last.unwrap_or(now) + cx.t.interval.max(REPROBE_GAP);
         tokio::select! {
             r = w.next() => {
-                let (events, _) = r?;
+                let (events, at) = r?;
+                live.saw(at);
                 tk.st.contact(Instant::now());
                 for ev in events {
                     match ev {
@@ -281,6 +285,7 @@ async fn follow(
                 }
                 cx.show(&tk.st);
             }
+            e = live.failed() => return Err(e),
             _ = ka.tick() => cx.keepalive(tk).await?,
             // A failed connect here (passive detection flipped or counted
             // it locally): ask the prober to probe now and republish; only
@@ -305,6 +310,19 @@ async fn follow(
 }
 
 impl Cx {
+    /// Watch the service's keys from the snapshot at `rev` on, with the
+    /// check that the watch delivers; etcd counts as up from here (the
+    /// instance receives what the fleet decides) until the session ends.
+    async fn watch(&self, rev: i64) -> Result<(Watch, Liveness), EtcdError> {
+        let w = self
+            .client()
+            .watch_prefix(&self.svc_prefix, rev + 1)
+            .await?;
+        let live = Liveness::new(self.client(), &w, &self.svc_prefix, rev, self.t.check);
+        self.svc.fleet.set_etcd_up(true);
+        Ok((w, live))
+    }
+
     /// The lease's keepalive ticks while following or leading (the first
     /// one a period from now; a late tick does not bunch up).
     fn keepalive_ticks(&self) -> tokio::time::Interval {
@@ -322,7 +340,7 @@ async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
     if kv.is_none_or(|kv| kv.lease != lease) {
         return Ok(());
     }
-    let mut w = cx.client().watch_prefix(&cx.svc_prefix, rev + 1).await?;
+    let (mut w, mut live) = cx.watch(rev).await?;
     let mut ka = cx.keepalive_ticks();
     let mut poll = tokio::time::interval(REPUBLISH_POLL);
     // After a reprobe request: republish everything once the round is
@@ -333,7 +351,8 @@ async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
     loop {
         tokio::select! {
             r = w.next() => {
-                let (events, _) = r?;
+                let (events, at) = r?;
+                live.saw(at);
                 tk.st.contact(Instant::now());
                 for ev in events {
                     match ev {
@@ -350,6 +369,7 @@ async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
                     }
                 }
             }
+            e = live.failed() => return Err(e),
             _ = cx.svc.fleet.reported.notified() => cx.publish(tk, &mut published, false).await?,
             _ = ka.tick() => cx.keepalive(tk).await?,
             _ = poll.tick(), if republish.is_some() => {
@@ -433,6 +453,10 @@ impl Cx {
     }
 
     fn bad_value(&self, tk: &mut Task, key: &[u8], e: &str) {
+        // Bounded: past this many keys, each may be logged again.
+        if tk.bad.len() >= 1024 {
+            tk.bad.clear();
+        }
         if tk.bad.insert(key.to_vec()) {
             warn!(listener = %self.svc.cfg.name, key = %String::from_utf8_lossy(key),
                   "fleet: ignoring a value that does not decode: {e}");

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use super::Fleet;
 use crate::service::Service;
-use crate::service::ending::end_sessions;
+use crate::service::ending::{GRACE, end_sessions};
 use crate::service::hold::MAX_HOLD;
 
 /// The record's key below `P/svc/NAME/ops/`.
@@ -170,7 +170,7 @@ impl Member {
         let (fleet, epoch) = (Arc::clone(fleet), r.epoch);
         let name = svc.cfg.name.clone();
         let task = tokio::spawn(async move {
-            let ended = end_sessions(&old).await;
+            let ended = end_sessions(&old, GRACE).await.ended;
             let ack = Ack {
                 epoch,
                 id: fleet.id.clone(),

@@ -15,6 +15,9 @@ fn timing_derives_from_the_interval() {
         (t.ttl, t.fallback),
         (Duration::from_secs(2), Duration::from_secs(1))
     );
+    assert_eq!(Timing::of(ms(500), Some(ms(900))).check, ms(300));
+    assert_eq!(Timing::of(ms(500), Some(ms(60))).check, ms(100));
+    assert_eq!(Timing::of(Duration::from_secs(2), None).check, MAX_REQUEST);
     // Whole seconds.
     assert_eq!(Timing::of(ms(1100), None).ttl, Duration::from_secs(4));
 }

@@ -103,11 +103,16 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
     let weak = Arc::downgrade(&svc);
     let prober: Prober = Arc::new(move |job: Job| {
         let checks = Arc::clone(&checks);
-        // A backup is any group but the one traffic starts from.
-        let backup = weak
-            .upgrade()
-            .map_or(job.group > 0, |s| job.group != s.pool.floor());
-        Box::pin(async move { probe_channel(&checks, &job, default_timeout, source, backup).await })
+        // A backup is any group but the one that serves: the fence's, or
+        // the one traffic starts from.
+        let (backup, primary) = weak.upgrade().map_or((job.group > 0, false), |s| {
+            let serving = job.group == s.fence.serving().unwrap_or_else(|| s.pool.floor());
+            // The writer of a fenced failover chain is judged as a primary.
+            let primary = serving && s.cfg.fence && s.pool.groups().len() > 1;
+            (!serving, primary)
+        });
+        let place = probe::Place { backup, primary };
+        Box::pin(async move { probe_channel(&checks, &job, default_timeout, source, place).await })
     });
     tokio::spawn(run(svc, shutdown, plan, prober))
 }
@@ -119,7 +124,7 @@ async fn probe_channel(
     job: &Job,
     default_timeout: Duration,
     source: Option<std::net::IpAddr>,
-    backup: bool,
+    place: probe::Place,
 ) -> Probed {
     let target = job.channel.target();
     let mut last = Probed::from(Err(Finding::Failed(format!(
@@ -133,7 +138,8 @@ async fn probe_channel(
             group: job.group,
             index: job.index,
             source,
-            backup,
+            backup: place.backup,
+            primary: place.primary,
         };
         last = probe::run_chain(checks, &ctx, default_timeout).await;
         if last.result.is_ok() {

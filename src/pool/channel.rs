@@ -147,6 +147,9 @@ pub struct Channel {
     catching_up: AtomicBool,
     /// The catching-up state was logged at info (it mattered to clients).
     pub catch_up_told: AtomicBool,
+    /// A serving primary whose own replication (from the primary it
+    /// replaced) is broken: it serves on, but no switchover goes back.
+    replication_broken: AtomicBool,
     /// Replication lag in seconds from the last check, -1 when unknown.
     lag_secs: AtomicI64,
     /// The open failure streak (see [`Streak`]).
@@ -154,13 +157,29 @@ pub struct Channel {
     health: Mutex<HealthState>,
     /// Wakes clients spinning for an eligible channel.
     eligible: Arc<Notify>,
-    /// Notified to close this channel's live sessions (`on-down=shutdown`,
-    /// `on-up=shutdown-backup`); each relay waits on it.
-    sessions: Notify,
-    /// How many times the sessions were closed: a waiting relay woken for
-    /// its own traffic asks this (one load), not the notification (a lock).
-    closes: AtomicU64,
+    /// Asks this channel's live sessions to end (`on-down=shutdown`,
+    /// `on-up=shutdown-backup`, a fence, a switchover); each relay waits
+    /// on it.
+    sessions: Ends,
 }
+
+/// Requests to end a channel's sessions: counted, and notified to the
+/// relays waiting on them ([`SessionKill`]).
+#[derive(Debug, Default)]
+pub struct Ends {
+    /// How many times the sessions were closed (low 32 bits) and asked
+    /// to end once quiet, nothing in flight (high 32 bits, a switchover's
+    /// ending): a waiting relay woken for its own traffic asks this (one
+    /// load), not the notification (a lock).
+    count: AtomicU64,
+    notify: Notify,
+}
+
+/// One `close_sessions` in [`Ends::count`]; [`QUIET`] one
+/// `end_sessions_when_quiet`.
+const CLOSE: u64 = 1;
+const QUIET: u64 = 1 << 32;
+const CLOSES: u64 = QUIET - 1;
 
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -211,6 +230,7 @@ impl Channel {
             full_holds: AtomicBool::new(false),
             catching_up: AtomicBool::new(false),
             catch_up_told: AtomicBool::new(false),
+            replication_broken: AtomicBool::new(false),
             lag_secs: AtomicI64::new(-1),
             failing: AtomicEnum::new(Streak::None),
             health: Mutex::new(HealthState {
@@ -227,26 +247,34 @@ impl Channel {
                 catch_up_since: None,
             }),
             eligible,
-            sessions: Notify::new(),
-            closes: AtomicU64::new(0),
+            sessions: Ends::default(),
         })
     }
 
-    /// Resolves once [`Channel::close_sessions`] is called after this
-    /// call, whether or not it was polled by then.
+    /// Resolves once [`Channel::close_sessions`] (or
+    /// [`Channel::end_sessions_when_quiet`]) is called after this call,
+    /// whether or not it was polled by then.
     pub fn session_kill(&self) -> SessionKill<'_> {
-        SessionKill {
-            closes: &self.closes,
-            seen: self.closes.load(Acquire),
-            registered: false,
-            notified: self.sessions.notified(),
-        }
+        SessionKill::new(&self.sessions)
+    }
+
+    /// The requests to end this channel's sessions, for a relay to watch
+    /// ([`SessionKill::new`]).
+    pub fn ends(&self) -> &Ends {
+        &self.sessions
     }
 
     /// Close every live session relayed to this channel.
     pub fn close_sessions(&self) {
-        self.closes.fetch_add(1, Release);
-        self.sessions.notify_waiters();
+        self.sessions.count.fetch_add(CLOSE, Release);
+        self.sessions.notify.notify_waiters();
+    }
+
+    /// Ask every live session to end as soon as nothing is in flight (at
+    /// once for an idle one).
+    pub fn end_sessions_when_quiet(&self) {
+        self.sessions.count.fetch_add(QUIET, Release);
+        self.sessions.notify.notify_waiters();
     }
 
     pub fn target(&self) -> Arc<Target> {
@@ -481,6 +509,17 @@ impl Channel {
         changed
     }
 
+    /// Note whether a serving primary's own replication is broken (the
+    /// monitor only); true when that changed.
+    pub fn set_replication_broken(&self, broken: bool) -> bool {
+        self.replication_broken.swap(broken, Relaxed) != broken
+    }
+
+    /// Whether a serving primary's own replication is broken.
+    pub fn replication_broken(&self) -> bool {
+        self.replication_broken.load(Relaxed)
+    }
+
     /// The replication lag from the last check (the monitor only).
     pub fn set_lag(&self, secs: Option<u64>) {
         let v = secs.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
@@ -566,13 +605,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How a session is asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// Now, with a reset.
+    Now,
+    /// Once nothing is in flight.
+    WhenQuiet,
+}
+
 pin_project_lite::pin_project! {
     /// See [`Channel::session_kill`]. Polled on every wake-up of its
     /// session: once the notification holds the task's waker, a poll only
-    /// compares a counter (the notification itself takes a lock). Polled
-    /// from one task only, whose waker does not change.
+    /// compares counters (the notification itself takes a lock). Polled
+    /// from one task only, whose waker does not change. After
+    /// [`Kill::WhenQuiet`] it may be [re-armed](SessionKill::rearm) to
+    /// wait for [`Kill::Now`].
     pub struct SessionKill<'a> {
-        closes: &'a AtomicU64,
+        ends: &'a Ends,
         seen: u64,
         registered: bool,
         #[pin]
@@ -580,18 +630,54 @@ pin_project_lite::pin_project! {
     }
 }
 
+impl<'a> SessionKill<'a> {
+    /// Watch `ends` for requests made from now on.
+    pub fn new(ends: &'a Ends) -> SessionKill<'a> {
+        SessionKill {
+            ends,
+            seen: ends.count.load(Acquire),
+            registered: false,
+            notified: ends.notify.notified(),
+        }
+    }
+
+    /// Wait again, for the next request to end (the one that resolved
+    /// this is consumed; a `close_sessions` since is not missed).
+    pub fn rearm(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        // Keep the closes seen: one since still counts.
+        *this.seen = (*this.seen & CLOSES) | (this.ends.count.load(Acquire) & !CLOSES);
+        *this.registered = false;
+        this.notified.set(this.ends.notify.notified());
+    }
+}
+
 impl Future for SessionKill<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    type Output = Kill;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Kill> {
         let this = self.project();
-        if this.closes.load(Acquire) != *this.seen {
-            return Poll::Ready(());
+        if let Some(k) = asked(this.ends.count.load(Acquire), *this.seen) {
+            return Poll::Ready(k);
         }
         if *this.registered {
             return Poll::Pending;
         }
         *this.registered = true;
-        this.notified.poll(cx)
+        // Woken: which request it was, by the counters.
+        this.notified
+            .poll(cx)
+            .map(|()| asked(this.ends.count.load(Acquire), *this.seen).unwrap_or(Kill::Now))
+    }
+}
+
+/// What was asked since `seen`, by the [`Ends::count`] counters.
+fn asked(now: u64, seen: u64) -> Option<Kill> {
+    if now & CLOSES != seen & CLOSES {
+        Some(Kill::Now)
+    } else if now != seen {
+        Some(Kill::WhenQuiet)
+    } else {
+        None
     }
 }
 

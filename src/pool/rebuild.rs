@@ -3,6 +3,7 @@
 //! the same place. Called by the supervisor on reload; the old pool is not
 //! changed except for `maxc`/`weight` the file changed.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -10,7 +11,7 @@ use std::sync::atomic::AtomicUsize;
 use arc_swap::ArcSwap;
 
 use super::{Channel, Group, Pool, SelectOpts, Target};
-use crate::config::{GroupConfig, Host};
+use crate::config::{ChannelConfig, GroupConfig, Host};
 
 impl Pool {
     /// A new pool for changed config (reload) that keeps this pool's
@@ -27,21 +28,32 @@ impl Pool {
         resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
     ) -> Pool {
         let cur = self.groups();
-        let mut taken: Vec<*const Channel> = Vec::new();
         let gs: Vec<Arc<Group>> = groups
             .iter()
             .enumerate()
             .map(|(gi, g)| {
+                // The old group's channels by host:port, in order (each
+                // taken once: a channel listed twice keeps both), and the
+                // old config's first entry for each: lookups, not scans,
+                // so a reload stays linear in the number of channels.
+                let mut kept: HashMap<(Host, u16), VecDeque<&Arc<Channel>>> = HashMap::new();
+                for ch in cur.get(gi).map_or(&[][..], |og| &og.channels[..]) {
+                    let t = ch.target();
+                    kept.entry((t.host.clone(), t.port))
+                        .or_default()
+                        .push_back(ch);
+                }
+                let mut before: HashMap<(&Host, u16), &ChannelConfig> = HashMap::new();
+                for oc in old.get(gi).map_or(&[][..], |og| &og.channels[..]) {
+                    before.entry((&oc.host, oc.port)).or_insert(oc);
+                }
                 let chans = g
                     .channels
                     .iter()
                     .map(|c| {
-                        let same = |t: &Target| t.host == c.host && t.port == c.port;
-                        let found = cur.get(gi).and_then(|og| {
-                            og.channels
-                                .iter()
-                                .find(|ch| same(&ch.target()) && !taken.contains(&Arc::as_ptr(ch)))
-                        });
+                        let found = kept
+                            .get_mut(&(c.host.clone(), c.port))
+                            .and_then(VecDeque::pop_front);
                         let Some(ch) = found else {
                             let t = Target {
                                 host: c.host.clone(),
@@ -53,12 +65,7 @@ impl Pool {
                             return ch;
                         };
                         ch.set_full_holds(opts.full_holds);
-                        taken.push(Arc::as_ptr(ch));
-                        let before = old.get(gi).and_then(|og| {
-                            og.channels
-                                .iter()
-                                .find(|oc| oc.host == c.host && oc.port == c.port)
-                        });
+                        let before = before.get(&(&c.host, c.port));
                         if before.is_none_or(|b| b.maxc != c.maxc) {
                             ch.set_maxc(c.maxc);
                         }

@@ -41,6 +41,9 @@ pub enum NoBackend {
     ClientGone,
     /// Every candidate failed or none was eligible (after spinning, if set).
     Exhausted,
+    /// The backend accepted and reset before the relay started: the
+    /// client must see a reset too, not another backend or a clean end.
+    Reset,
 }
 
 /// How one connect attempt failed.
@@ -52,6 +55,11 @@ enum AttemptError {
     /// Ours: no ports, no fds, no memory. Not a channel failure.
     #[error("local error: {0}")]
     Local(io::Error),
+    /// The handshake completed and the backend reset at once (its
+    /// ECONNRESET read while finishing the connect): passed on to the
+    /// client, not a connect failure.
+    #[error("reset by the backend right after connecting")]
+    Reset,
 }
 
 /// Safety net for spinning: re-check eligibility at least this often even
@@ -100,7 +108,7 @@ pub async fn connect(
                     }
                 },
             },
-            Err(NoBackend::ClientGone) => break Err(NoBackend::ClientGone),
+            Err(e @ (NoBackend::ClientGone | NoBackend::Reset)) => break Err(e),
             Err(NoBackend::Exhausted) => {}
         }
         let Some(deadline) = spin_deadline else {
@@ -211,6 +219,7 @@ async fn race_candidates(
                     abandoned(svc, &overtaken, &c.cand);
                     return Ok(c);
                 }
+                Some(Err((_, AttemptError::Reset))) => return Err(NoBackend::Reset),
                 Some(Err((cand, err))) => {
                     overtaken.retain(|o| !Arc::ptr_eq(&o.channel, &cand.channel));
                     connect_failed(svc, &cand, err);
@@ -264,6 +273,7 @@ async fn try_in_turn(
         };
         match res {
             Ok(c) => return Ok(c),
+            Err((_, AttemptError::Reset)) => return Err(NoBackend::Reset),
             Err((cand, err)) => connect_failed(svc, &cand, err),
         }
     }
@@ -313,9 +323,9 @@ async fn attempt(
             }
             Err(e) => {
                 debug!(%addr, error = %e, "connect failed");
-                let local = matches!(e, AttemptError::Local(_));
+                let stop = matches!(e, AttemptError::Local(_) | AttemptError::Reset);
                 last = e;
-                if local {
+                if stop {
                     break;
                 }
             }
@@ -345,9 +355,16 @@ async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStrea
         Err(e) if crate::sys::is_connect_in_progress(&e) => {}
         Err(e) => return Err(classify(e)),
     }
+    // At once: over loopback the connection may already wait in our own
+    // accept queue.
+    super::own::mark(&sock, addr);
     let stream = TcpStream::from_std(sock.into()).map_err(AttemptError::Local)?;
     match timeout(cfg.connect_timeout, connected(&stream)).await {
         Ok(Ok(())) => {}
+        // The error was consumed reading it: the relay would only see EOF.
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+            return Err(AttemptError::Reset);
+        }
         Ok(Err(e)) => return Err(classify(e)),
         Err(_) => {
             return Err(AttemptError::Backend(format!(
@@ -409,6 +426,7 @@ fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
         AttemptError::Backend(detail) => {
             svc.report(cand, Outcome::ConnectFailed(detail));
         }
+        AttemptError::Reset => {}
         AttemptError::Local(e) => {
             if let Some(suppressed) = local_error_log_due() {
                 warn!(channel = %cand.channel.target(), group = cand.group,
@@ -422,28 +440,8 @@ fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
 /// a second per process, so a burst of clients at the fd limit does not
 /// flood the log. Returns the number suppressed since the last one logged.
 fn local_error_log_due() -> Option<u64> {
-    use std::sync::OnceLock;
-    use std::sync::atomic::AtomicU64;
-    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
-    static LAST_MS: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    // +1000 so that the very first error is logged.
-    let now = BASE
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-        + 1000;
-    let last = LAST_MS.load(Relaxed);
-    if now.saturating_sub(last) >= 1000
-        && LAST_MS
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_ok()
-    {
-        Some(SUPPRESSED.swap(0, Relaxed))
-    } else {
-        SUPPRESSED.fetch_add(1, Relaxed);
-        None
-    }
+    static EVERY: crate::logging::Every = crate::logging::Every::new();
+    EVERY.due()
 }
 
 #[cfg(test)]

@@ -83,9 +83,10 @@ impl Default for Activity {
     }
 }
 
-/// What of a direction outlives an active phase of the relay: two flags,
+/// What of a direction outlives an active phase of the relay: flags
 /// written by the direction itself, read by the opposite direction and the
-/// orchestrator. (Atomics, not `Cell`s: the relay future must be `Send`.)
+/// orchestrator (but `unanswered`, see there). (Atomics, not `Cell`s: the
+/// relay future must be `Send`.)
 #[derive(Default)]
 pub struct HalfState {
     /// The EOF was passed on: this direction has ended cleanly.
@@ -95,6 +96,10 @@ pub struct HalfState {
     /// The last burst was bulk: the next one splices at once, without the
     /// small read first (splice pump only).
     bulk: AtomicBool,
+    /// Client→backend only: bytes moved that the backend has not answered
+    /// yet (a request in flight). Set by this direction, cleared by the
+    /// opposite one when it moves the answer: the one flag both write.
+    unanswered: AtomicBool,
 }
 
 impl HalfState {
@@ -108,6 +113,10 @@ impl HalfState {
 
     pub fn bulk(&self) -> bool {
         self.bulk.load(Relaxed)
+    }
+
+    pub fn unanswered(&self) -> bool {
+        self.unanswered.load(Relaxed)
     }
 
     pub fn set_bulk(&self, on: bool) {
@@ -162,6 +171,11 @@ impl HalfDuplex<'_> {
     pub fn moved(&self, n: usize) {
         self.counter.fetch_add(n as u64, Relaxed);
         self.act.touch();
+        // Client bytes are unanswered until the backend's next bytes.
+        match self.dir {
+            Dir::ToBackend => self.state.unanswered.store(true, Relaxed),
+            Dir::ToClient => self.peer.unanswered.store(false, Relaxed),
+        }
     }
 
     /// Half-close: pass the EOF on; the other direction keeps flowing.

@@ -5,6 +5,8 @@
 //! - `connect`: pick a channel, connect with failover.
 //! - `relay`: the orchestrator (active phases, idle parking, `-T`, the
 //!   close passed on), one `half::HalfDuplex` per direction.
+//! - `own`: our own connects coming back in (a loop through a listener
+//!   of this process), refused by the accept loop.
 //! - `buffered` and `splice`: the two pumps, siblings sharing only `half`;
 //!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`;
 //!   both take their copy buffers from `spare`.
@@ -13,6 +15,7 @@ pub mod buffered;
 pub mod connect;
 pub mod dump;
 pub mod half;
+pub mod own;
 pub mod pipe;
 pub mod relay;
 pub mod spare;
@@ -24,7 +27,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{Instrument, debug};
+use tracing::{Instrument, debug, warn};
 
 use crate::service::Service;
 use connect::NoBackend;
@@ -102,9 +105,19 @@ async fn serve(
     } = match Box::pin(held_connect(&svc, &client, peer)).await {
         Ok(b) => b,
         Err(NoBackend::ClientGone) => return,
+        Err(NoBackend::Reset) => {
+            crate::sys::set_linger_zero(&client);
+            debug!("the backend reset while connecting; resetting the client");
+            return;
+        }
         Err(NoBackend::Exhausted) => {
-            svc.stats.refused.fetch_add(1, Relaxed);
-            debug!("no channel could take the connection; closing the client");
+            let total = svc.stats.refused.fetch_add(1, Relaxed) + 1;
+            if let Some(more) = svc.stats.refused_log.due() {
+                // No client address: keeping `peer` across the connect
+                // would make every connection's future larger.
+                warn!(listener = %svc.cfg.name,
+                      "no channel could take a client; closed it ({more} more since the last such line, {total} in all)");
+            }
             return;
         }
     };
@@ -125,15 +138,14 @@ async fn serve(
         dump: svc.cfg.packet_dump,
         splice: splice::enabled(),
     };
-    tokio::select! {
-        biased;
-        end = relay::relay(&client, &stream, &opts) => debug!(?end, "closed"),
-        () = ch.session_kill() => {
-            // on-down=shutdown / on-up=shutdown-backup: reset both sides.
-            crate::sys::set_linger_zero(&client);
-            crate::sys::set_linger_zero(&stream);
-            debug!("closed by the monitor (on-down/on-up)");
-        }
+    let end = relay::relay(&client, &stream, &opts, ch.ends()).await;
+    debug!(?end, "closed");
+    if end == relay::End::Killed {
+        // on-down=shutdown, on-up=shutdown-backup, a fence or a
+        // switchover: reset both sides.
+        crate::sys::set_linger_zero(&client);
+        crate::sys::set_linger_zero(&stream);
+        debug!("session ended by the balancer");
     }
     svc.stats.active.fetch_sub(1, Relaxed);
     // Sockets close here, then the guard releases the channel's slot and

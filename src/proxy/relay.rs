@@ -15,11 +15,15 @@
 //!   both directions wait on drained sources the connection parks and holds
 //!   none.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+
+use crate::pool::channel::{Ends, Kill, SessionKill};
 
 use super::half::{Activity, Dir, HalfDuplex, HalfState, PumpError};
 use super::{buffered, splice};
@@ -35,6 +39,9 @@ pub enum End {
     BackendError,
     /// `-T` expired.
     Idle,
+    /// Ended by the balancer (on-down, on-up, a fence, a switchover): the
+    /// caller resets both sides.
+    Killed,
 }
 
 /// What a relay needs besides the two sockets.
@@ -56,6 +63,15 @@ struct Link {
     to_client: HalfState,
 }
 
+impl Link {
+    /// Nothing in flight: both directions wait on drained sources and the
+    /// backend answered the client's last bytes (or nothing moved yet).
+    /// Ending the session now cuts no request in half.
+    fn quiet(&self) -> bool {
+        self.to_backend.parked() && self.to_client.parked() && !self.to_backend.unanswered()
+    }
+}
+
 /// How an active phase of the relay ended.
 enum Phase {
     Finished(Result<(), (Dir, PumpError)>),
@@ -63,13 +79,16 @@ enum Phase {
     Parked,
 }
 
-/// Run the relay to the end. The caller drops the sockets afterwards.
+/// Run the relay to the end, or until a request in `ends` made from now on
+/// asks it to end
+/// ([`End::Killed`]: the caller resets both sides). The caller drops the
+/// sockets afterwards.
 ///
 /// The pumps run in an "active" future that lives on the heap only while
 /// bytes move. Once both directions wait on drained sources it is dropped
 /// and the connection parks on a tiny wait for either socket to become
 /// readable: an idle connection holds only this function's few words.
-pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -> End {
+pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>, ends: &Ends) -> End {
     let link = Link {
         act: match o.idle_timeout {
             Some(_) => Activity::new(),
@@ -113,8 +132,42 @@ pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>) -
         biased;
         r = run => r,
         _ = idle => return End::Idle,
+        () = Ended { kill: SessionKill::new(ends), link: &link, when_quiet: false } => return End::Killed,
     };
     finish(client, backend, res)
+}
+
+pin_project_lite::pin_project! {
+    /// Resolves when the session is to end: at once on [`Kill::Now`]; on
+    /// [`Kill::WhenQuiet`] once the [link is quiet](Link::quiet), which is
+    /// asked on every wake-up of the task (the relay's own traffic, the
+    /// next answer of the backend, wakes it), then for [`Kill::Now`] too.
+    struct Ended<'a, 'k> {
+        #[pin]
+        kill: SessionKill<'k>,
+        link: &'a Link,
+        when_quiet: bool,
+    }
+}
+
+impl Future for Ended<'_, '_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            match this.kill.as_mut().poll(cx) {
+                Poll::Ready(Kill::Now) => return Poll::Ready(()),
+                Poll::Ready(Kill::WhenQuiet) => {
+                    *this.when_quiet = true;
+                    this.kill.as_mut().rearm();
+                }
+                Poll::Pending if *this.when_quiet && this.link.quiet() => {
+                    return Poll::Ready(());
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 /// Resolves once nothing moved for `idle`. While a write waits on a slow

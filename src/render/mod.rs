@@ -150,8 +150,12 @@ pub struct ListenerView {
     pub failback_events: u64,
     pub active: u64,
     pub failback: Failback,
-    /// The group new connections start from (manual failback).
+    /// The group new connections start from (manual failback, switchover):
+    /// the failback floor.
     pub floor: usize,
+    /// The group new connections go to right now (None: no channel can
+    /// take a client).
+    pub serving: Option<usize>,
     /// Each group's policy and channel count.
     pub groups: Vec<(Policy, usize)>,
     pub channels: Vec<ChannelView>,
@@ -179,6 +183,7 @@ impl ListenerView {
             active: s.active.load(Relaxed),
             failback: svc.cfg.failback,
             floor: svc.pool.floor(),
+            serving: svc.pool.serving_group(),
             groups: groups
                 .iter()
                 .map(|g| (g.policy(), g.channels.len()))

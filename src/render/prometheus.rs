@@ -18,64 +18,70 @@ use crate::render::process::ProcessView;
 use crate::render::{ChannelView, ListenerView, Pipes};
 use crate::service::fleet::{FleetView, Role};
 
-type ListenerGetter = fn(&ListenerView) -> u64;
+type ListenerGetter = fn(&ListenerView) -> i64;
 type ChannelGetter = fn(&ChannelView) -> f64;
 
 /// Per-listener series: name, type, help, value.
-const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 9] = [
+const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 10] = [
     (
         "balance_listener_accepted_total",
         "counter",
         "Connections accepted.",
-        |l| l.accepted,
+        |l| l.accepted as i64,
     ),
     (
         "balance_listener_refused_total",
         "counter",
         "Clients closed because no channel could take them.",
-        |l| l.refused,
+        |l| l.refused as i64,
     ),
     (
         "balance_listener_failovers_total",
         "counter",
         "Connections served by a group other than the first tried.",
-        |l| l.failovers,
+        |l| l.failovers as i64,
     ),
     (
         "balance_listener_failover_events_total",
         "counter",
         "Times traffic moved to a higher (backup) group.",
-        |l| l.failover_events,
+        |l| l.failover_events as i64,
     ),
     (
         "balance_listener_failback_events_total",
         "counter",
         "Times traffic moved back to a lower group.",
-        |l| l.failback_events,
+        |l| l.failback_events as i64,
     ),
     (
         "balance_listener_spinning",
         "gauge",
         "Clients held by --spin (no channel eligible) right now.",
-        |l| l.spinning,
+        |l| l.spinning as i64,
     ),
     (
         "balance_listener_held",
         "gauge",
         "Clients held by the operator (spin on) right now.",
-        |l| l.held,
+        |l| l.held as i64,
     ),
     (
         "balance_listener_active",
         "gauge",
         "Connections in the relay right now.",
-        |l| l.active,
+        |l| l.active as i64,
     ),
     (
-        "balance_listener_failover_group",
+        "balance_listener_serving_group",
         "gauge",
-        "Group new connections start from (manual failback).",
-        |l| l.floor as u64,
+        "Group new connections go to right now (-1: no channel can take a client).",
+        |l| l.serving.map_or(-1, |g| g as i64),
+    ),
+    (
+        "balance_listener_failback_floor",
+        "gauge",
+        "Group new connections start their walk from (manual failback, switchover).",
+        |l| l.floor as i64,
     ),
 ];
 

@@ -102,6 +102,7 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                 Failback::Manual => "manual",
             },
             "failback_floor": l.floor,
+            "serving_group": l.serving,
             "fleet": l.fleet.as_ref().map(|f| json!({
                 "role": f.role.as_str(),
                 "etcd": if f.etcd_up { "ok" } else { "unreachable" },
@@ -131,6 +132,18 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
         "channels": channels,
     });
     v.to_string()
+}
+
+/// `show`'s line on where traffic goes, under the table of a listener with
+/// more than one group (or with nothing to serve): the group new
+/// connections go to now, and the failback floor when it is not group 0.
+pub fn serving_line(l: &ListenerView) -> Option<String> {
+    match l.serving {
+        None => Some("serving group none: no channel can take a client".to_string()),
+        Some(_) if l.groups.len() < 2 => None,
+        Some(g) if l.floor == 0 => Some(format!("serving group {g}")),
+        Some(g) => Some(format!("serving group {g} (failback floor {})", l.floor)),
+    }
 }
 
 /// `show`'s last line in fleet mode: the role, etcd, the prober.

@@ -45,9 +45,22 @@ impl Service {
     /// through [`Service::report`]. Probes only return findings; this is
     /// where they reach the pool.
     pub fn report_check(&self, at: &Candidate, outcome: Outcome, facts: Facts) -> Option<bool> {
-        let Facts { lag } = facts;
+        let Facts {
+            lag,
+            replication_broken,
+        } = facts;
         if let Some(lag) = lag {
             at.channel.set_lag(lag);
+        }
+        if let Some(broken) = replication_broken {
+            let ch = &at.channel;
+            if ch.set_replication_broken(broken.is_some()) {
+                if let Some(r) = broken {
+                    warn!(channel = %ch.target(), group = at.group,
+                        "the serving primary's own replication is broken ({r}): it keeps serving; \
+                         re-point or rebuild the old primary before any switchover back");
+                }
+            }
         }
         self.report(at, outcome)
     }

@@ -302,3 +302,62 @@ fn a_catching_up_backup_is_held_until_a_later_check_passes_and_a_failing_primary
     plain.report(&pa, Outcome::ConnectFailed("connection refused".into()));
     assert!(pb.channel.eligible());
 }
+
+/// Info-level lines logged while `f` runs.
+fn info_lines(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let out = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || buf.clone())
+        .finish();
+    tracing::subscriber::with_default(sub, f);
+    String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned()
+}
+
+#[test]
+fn caught_up_is_told_only_after_a_catching_up_at_the_same_level() {
+    let mut c = two_groups();
+    c.monitor = Some(crate::config::monitor_spec::parse("mysql:user=chk:max_lag=5s").unwrap());
+    let svc = Service::new(c, RiseFallParams::default());
+    let (a, b) = (at(&svc, 0, 0), at(&svc, 1, 0));
+    let behind = || Outcome::CatchingUp {
+        detail: "mysql: catching up: relay log not applied: 1 transactions behind".into(),
+        took: Duration::ZERO,
+    };
+    let pass = || Outcome::Checked {
+        result: Ok(()),
+        took: Duration::ZERO,
+    };
+    // The primary serves: a backup a transaction behind is routine, both
+    // ways, and so is the re-verify after a passing check.
+    let routine = info_lines(|| {
+        svc.report(&b, behind());
+        svc.report(&b, pass());
+        svc.report(&b, pass());
+    });
+    assert!(!routine.contains("catching up"), "{routine}");
+    assert!(!routine.contains("caught up"), "{routine}");
+    // The primary is gone: both are news, once each.
+    svc.report(&a, Outcome::Down(Reason::Check("mysql: timeout".into())));
+    let news = info_lines(|| {
+        svc.report(&b, behind());
+        svc.report(&b, behind());
+        svc.report(&b, pass());
+        svc.report(&b, pass());
+    });
+    assert_eq!(news.matches("channel catching up").count(), 1, "{news}");
+    assert_eq!(news.matches("channel caught up").count(), 1, "{news}");
+}

@@ -58,3 +58,30 @@ async fn a_partial_holder_goes_first_and_without_grace() {
     idle.partial();
     assert!(slots.acquire().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_proven_newcomer_evicts_a_never_answered_holder_within_its_grace() {
+    let slots = Slots::new(3, Duration::from_secs(1));
+    let a = slots.acquire().unwrap();
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let b = slots.acquire().unwrap();
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let c = slots.acquire().unwrap();
+    // a was answered once and waits again: within the grace it stays.
+    a.busy();
+    a.waiting();
+    assert!(slots.acquire().is_none(), "all within their grace");
+    let d = slots
+        .acquire_now()
+        .expect("a never-answered holder gives way");
+    assert!(b.evicted.is_cancelled() && !a.evicted.is_cancelled());
+    c.busy();
+    d.busy();
+    assert!(
+        slots.acquire_now().is_none(),
+        "busy holders and answered ones within the grace are never evicted"
+    );
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    let _e = slots.acquire_now().expect("past the grace");
+    assert!(a.evicted.is_cancelled());
+}

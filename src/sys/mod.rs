@@ -78,6 +78,55 @@ pub fn set_linger_zero(s: &TcpStream) {
     let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
 }
 
+/// The addresses of this host's interfaces (getifaddrs); empty if they
+/// cannot be read.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head into the pointer we own; the
+    // list is freed below with freeifaddrs, once.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a non-null node of the list getifaddrs returned,
+        // alive until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: a non-null ifa_addr points to a sockaddr whose family
+            // says which struct it is; each is read as that struct only.
+            let ip = unsafe {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
+                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
+                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                    }
+                    _ => None,
+                }
+            };
+            out.extend(ip);
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the head getifaddrs returned, freed once; no node is used
+    // after this.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+/// The local address of a socket (getsockname).
+pub fn local_addr(s: &impl std::os::fd::AsFd) -> Option<std::net::SocketAddr> {
+    SockRef::from(s).local_addr().ok()?.as_socket()
+}
+
 /// IP_BIND_ADDRESS_NO_PORT: with a source address (`-B`), defer the port
 /// choice to connect(), so the 4-tuple, not the port alone, must be unique.
 pub fn set_bind_address_no_port(s: &impl AsRawFd) {
@@ -199,6 +248,24 @@ pub fn page_size() -> u64 {
     // SAFETY: sysconf only reads a constant of the system.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// Take an exclusive `flock` on `f` without waiting: false when another
+/// open file description holds it (another instance). The lock lives as
+/// long as the file stays open, and dies with the process.
+pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: flock takes a descriptor we own for the whole call and an
+    // integer operation; it touches no memory.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
 }
 
 /// The effective user id of this process.

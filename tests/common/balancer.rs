@@ -531,7 +531,13 @@ impl Drop for Balance {
     fn drop(&mut self) {
         if self.try_exit().is_none() {
             self.signal(libc::SIGTERM);
-            if self.wait_exit(Duration::from_secs(1)).is_none() {
+            // A second's chance, not a promise waited for (so not
+            // stretched by the load): live connections may hold it longer.
+            let end = std::time::Instant::now() + Duration::from_secs(1);
+            while self.try_exit().is_none() && std::time::Instant::now() < end {
+                thread::sleep(super::POLL);
+            }
+            if self.try_exit().is_none() {
                 self.kill();
             }
         }

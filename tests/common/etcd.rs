@@ -33,6 +33,8 @@ struct Member {
 pub struct Etcd {
     members: Vec<Member>,
     dir: TempDir,
+    /// More arguments for every member.
+    extra: Vec<String>,
 }
 
 /// The same type, named for the multi-member tests.
@@ -46,17 +48,22 @@ impl Etcd {
 
     /// A single-member cluster.
     pub fn single() -> Etcd {
-        Etcd::start(1)
+        Etcd::start(1, &[])
+    }
+
+    /// A single member started with `extra` arguments too.
+    pub fn single_with(extra: &[&str]) -> Etcd {
+        Etcd::start(1, extra)
     }
 
     /// A three-member cluster (survives the loss of one member).
     pub fn three() -> Etcd {
-        Etcd::start(3)
+        Etcd::start(3, &[])
     }
 
     /// `n` members on free ports; a member that fails to start (a port
     /// taken meanwhile) makes the whole cluster start again on new ports.
-    fn start(n: usize) -> Etcd {
+    fn start(n: usize, extra: &[&str]) -> Etcd {
         let mut last = String::new();
         for _ in 0..3 {
             let dir = TempDir::new("etcd");
@@ -70,7 +77,11 @@ impl Etcd {
                     child: None,
                 })
                 .collect();
-            let mut e = Etcd { members, dir };
+            let mut e = Etcd {
+                members,
+                dir,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
+            };
             for i in 0..n {
                 e.spawn(i);
             }
@@ -125,6 +136,7 @@ impl Etcd {
             ])
             .args(["--initial-cluster-state", "new", "--log-level", "warn"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -180,6 +192,69 @@ impl Etcd {
         if let Some(mut c) = self.members[member].child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP a member: it hangs (its sockets stay open, nothing
+    /// answers); [`Etcd::resume`] ends that (so does drop).
+    pub fn hang(&self, member: usize) {
+        self.signal(member, libc::SIGSTOP);
+    }
+
+    pub fn resume(&self, member: usize) {
+        self.signal(member, libc::SIGCONT);
+    }
+
+    fn signal(&self, member: usize, sig: libc::c_int) {
+        let pid = self.pid(member).expect("member runs") as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// Make sure `member` does not lead: when it does, it hands the
+    /// leadership to the next member (the maintenance API's
+    /// transfer-leadership, sent to the leader); waits until another
+    /// member leads.
+    pub fn move_leader_off(&self, member: usize) {
+        let r = wait_until(
+            "a leader other than the member",
+            START_LIMIT,
+            || match self.leader() {
+                Some(l) if l != member => true,
+                Some(l) => {
+                    self.transfer(l, (l + 1) % self.members.len());
+                    false
+                }
+                None => false,
+            },
+        );
+        assert!(r.is_ok(), "{r:?}\n{}", self.logs());
+    }
+
+    /// Make `member` the leader (see [`Etcd::move_leader_off`]).
+    pub fn move_leader_to(&self, member: usize) {
+        let r = wait_until("the member to lead", START_LIMIT, || match self.leader() {
+            Some(l) if l == member => true,
+            Some(l) => {
+                self.transfer(l, member);
+                false
+            }
+            None => false,
+        });
+        assert!(r.is_ok(), "{r:?}\n{}", self.logs());
+    }
+
+    /// Ask the leader `from` to hand the leadership to `to`.
+    fn transfer(&self, from: usize, to: usize) {
+        if let Some(id) = status(self.members[to].client_port)
+            .and_then(|v| v["header"]["member_id"].as_str().map(str::to_string))
+        {
+            let body = format!("{{\"targetID\":\"{id}\"}}");
+            let _ = post(
+                self.members[from].client_port,
+                "/v3/maintenance/transfer-leadership",
+                &body,
+            );
         }
     }
 
@@ -294,10 +369,16 @@ fn health(port: u16) -> bool {
 
 /// The member on `port`'s `/v3/maintenance/status` reply.
 fn status(port: u16) -> Option<serde_json::Value> {
+    post(port, "/v3/maintenance/status", "{}")
+}
+
+/// POST `body` to `path` on the member on `port`; the JSON reply.
+fn post(port: u16, path: &str, body: &str) -> Option<serde_json::Value> {
     let mut s = try_connect(local(port), Duration::from_millis(500)).ok()?;
     let _ = s.set_read_timeout(Some(IO_TIMEOUT.min(Duration::from_secs(2))));
     let req = format!(
-        "POST /v3/maintenance/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     s.write_all(req.as_bytes()).ok()?;
     let mut out = String::new();

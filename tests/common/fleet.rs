@@ -2,15 +2,23 @@
 //! its own run dir, and the lock that runs a file's fleet tests one at a
 //! time (each starts an etcd and several instances).
 
-use std::sync::{Mutex, MutexGuard};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Balance, Launch, TempDir, wait_until};
+use super::backend::{Backend, echo};
+use super::{Balance, LOCALHOST_V4, Launch, TempDir, wait_until};
 
-/// A change written to etcd reaches every instance within this.
+/// A change written to etcd reaches every instance within this, for the
+/// tests' timings (monitor interval 100–500 ms, the default fallback and
+/// TTL): on the longest path a follower's watch breaks and is set up again
+/// after its longest retry (2 s) and a request timeout (1 s), while the
+/// prober is replaced (lease TTL 2 s, fallback 1 s) and probes once: about
+/// 6.5 s. Like every wait it stretches by the machine's load.
 pub const REACH: Duration = Duration::from_secs(10);
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -64,4 +72,27 @@ impl Instances {
             );
         }
     }
+}
+
+/// A tagged backend (writes `name\n`, then echoes) that can be muted:
+/// once the flag is set it still accepts every connection but never
+/// answers (each is held silent for up to 30 s). A client's connect
+/// succeeds, so only a check that waits for an answer sees it fail.
+pub fn mutable_tagged(name: &str) -> (Backend, Arc<AtomicBool>) {
+    let mute = Arc::new(AtomicBool::new(false));
+    let m = mute.clone();
+    let line = format!("{name}\n");
+    let b = Backend::spawn(LOCALHOST_V4, move |mut s| {
+        if m.load(SeqCst) {
+            let end = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < end {
+                thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
+        if s.write_all(line.as_bytes()).is_ok() {
+            echo(&mut s);
+        }
+    });
+    (b, mute)
 }

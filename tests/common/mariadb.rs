@@ -389,6 +389,41 @@ pub fn ids(m: &Mariadb) -> std::collections::BTreeSet<u64> {
         .collect()
 }
 
+/// `n` sessions logged in as `user` through `port` (balance in front of
+/// `server`), idle: each client waits for input that never comes. Returns
+/// once `server` counts them.
+pub fn idle_sessions(server: &Mariadb, port: u16, user: &str, n: usize) -> Sessions {
+    let s = Sessions(
+        (0..n)
+            .map(|_| {
+                Command::new(CLIENT)
+                    .args(["--no-defaults", "-h127.0.0.1", "-N", "-B"])
+                    .arg(format!("-P{port}"))
+                    .arg(format!("-u{user}"))
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn mariadb client")
+            })
+            .collect(),
+    );
+    let idle = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER='{user}' AND COMMAND='Sleep'"
+    );
+    wait_until(
+        "the idle sessions to log in",
+        Duration::from_secs(10),
+        || {
+            server
+                .try_sql(&idle)
+                .is_ok_and(|v| v.trim() == n.to_string())
+        },
+    )
+    .unwrap();
+    s
+}
+
 /// Client processes holding sessions; killed on drop.
 pub struct Sessions(Vec<Child>);
 

@@ -86,12 +86,63 @@ pub fn private_run_dir(base: &Path) -> PathBuf {
     }
 }
 
-/// A port that was free a moment ago (the caller retries if it is taken).
+/// The ports [`free_port`] hands out: below the kernel's ephemeral range
+/// (32768 and up by default), so no outgoing connection of any process
+/// takes one of them between the pick and the server's bind.
+const PORTS: std::ops::Range<u16> = 20000..32768;
+
+/// A port free now and never handed out before by this harness while the
+/// process that took it lives, in this test binary or in any other (test
+/// binaries of one `cargo test`, or two suites run at once): each port
+/// handed out is held for the life of the process by an exclusive lock on
+/// a file named after it in a shared directory (the kernel drops the lock
+/// when the process exits, even on SIGKILL). The server may bind it later:
+/// nobody else is given it meanwhile.
 pub fn free_port(ip: IpAddr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind port 0")
+    use std::collections::HashSet;
+    use std::os::fd::AsRawFd;
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Option<(HashSet<u16>, Vec<std::fs::File>)>> = Mutex::new(None);
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("balance-test-ports-{}", proc::uid()));
+    let _ = std::fs::create_dir_all(&dir);
+    let mut g = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (taken, held) = g.get_or_insert_with(Default::default);
+    let span = usize::from(PORTS.end - PORTS.start);
+    // Processes start at different places, so they rarely contend.
+    let start = NEXT.fetch_add(1, SeqCst) + std::process::id() as usize * 7919;
+    for i in 0..span {
+        let port = PORTS.start + ((start + i) % span) as u16;
+        if taken.contains(&port) {
+            continue;
+        }
+        let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        // SAFETY: flock on an fd this function owns; no memory involved.
+        let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
+            continue;
+        }
+        // Free on the address asked for and on the wildcard (a listener
+        // without -b binds the wildcard).
+        let wild = match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let free = TcpListener::bind((ip, port)).is_ok() && TcpListener::bind((wild, port)).is_ok();
+        taken.insert(port);
+        if free {
+            held.push(f);
+            return port;
+        }
+    }
+    panic!("no free port left in {PORTS:?}");
 }
 
 /// Whether the host has IPv6 loopback.
@@ -221,12 +272,65 @@ pub fn output_text(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
 }
 
-/// A test that needs a server this machine lacks: skipped with a message,
-/// except under CI (`CI` set), where a skip would hide a missing install
-/// step in `.ci/run`: there it fails.
+/// A test that needs a server this machine lacks: skipped, and said so
+/// where the run shows it ([`skip_because`]), except under CI (`CI` set),
+/// where a skip would hide a missing install step in contrib/test.sh:
+/// there it fails.
 pub fn skip_without(what: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{what} is not installed; .ci/run installs it");
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        panic!("{what} is not installed; contrib/test.sh installs it");
     }
-    eprintln!("skipped: {what} is not installed");
+    skip_because(&format!("{what} is not installed"));
+}
+
+/// A test skipped for `why` (a missing server, no root, no IPv6): the
+/// line goes to stderr uncaptured (libtest shows it beside the test's
+/// `ok`), this binary's last lines count its skips by reason, and the
+/// file named by `BALANCE_TEST_SKIPS` (contrib/test.sh sums it up for the
+/// whole run) gets `test<TAB>why`.
+pub fn skip_because(why: &str) {
+    use std::sync::{Mutex, Once};
+    static SKIPS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    static AT_EXIT: Once = Once::new();
+    extern "C" fn summary() {
+        let skips = SKIPS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by_why: Vec<(&str, usize)> = Vec::new();
+        for (_, why) in skips.iter() {
+            match by_why.iter_mut().find(|(w, _)| w == why) {
+                Some((_, n)) => *n += 1,
+                None => by_why.push((why, 1)),
+            }
+        }
+        let mut text = format!("SKIPPED {} test(s) of this binary:\n", skips.len());
+        for (why, n) in by_why {
+            text += &format!("  {n} skipped: {why}\n");
+        }
+        let _ = io::stderr().write_all(text.as_bytes());
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("(unnamed)")
+        .to_string();
+    // Written to the stream itself: libtest captures only the print macros.
+    let _ = io::stderr().write_all(format!("\nSKIPPED {test}: {why}\n").as_bytes());
+    if let Some(path) = std::env::var_os("BALANCE_TEST_SKIPS") {
+        // One short append per line: whole lines even with several
+        // binaries writing.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(format!("{test}\t{why}\n").as_bytes());
+        }
+    }
+    SKIPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((test, why.to_string()));
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain function to run at exit(3); it only
+        // locks a static and writes to stderr.
+        unsafe { libc::atexit(summary) };
+    });
 }

@@ -95,6 +95,7 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
         }
         listeners.push(lc);
     }
+    crate::config::selfloop::cross_loops(&listeners).map_err(|e| e.to_string())?;
     if let Some(m) = global.metrics {
         if let Some(l) = listeners
             .iter()
@@ -237,6 +238,12 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
                     quote(name)
                 ));
             }
+            if my.user.is_none() && my.password_file.is_some() {
+                return Err(format!(
+                    "{loc}monitor.checks: mysql password_file needs user (listener {})",
+                    quote(name)
+                ));
+            }
         }
     }
     let checks = m
@@ -261,7 +268,17 @@ fn monitor(loc: &str, name: &str, m: RawMonitor) -> Result<MonitorSpec, String> 
                 RawCheck::Mysql(my) => Check {
                     probe: Probe::Mysql {
                         user: my.user,
-                        password: None,
+                        password: match my.password_file {
+                            Some(p) => {
+                                Some(read_password_file(std::path::Path::new(&p)).map_err(|e| {
+                                    format!(
+                                        "{loc}monitor.checks: mysql {e} (listener {})",
+                                        quote(name)
+                                    )
+                                })?)
+                            }
+                            None => None,
+                        },
                         read_only: my.read_only,
                         max_lag: my.max_lag.map(|d| d.0),
                     },

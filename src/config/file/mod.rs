@@ -96,8 +96,11 @@ fn saphyr_err(text: &str, e: serde_saphyr::Error) -> String {
     if let Some(i) = msg.rfind(" at line ") {
         msg.truncate(i);
     }
+    // An unknown field or variant names itself: the key before it on the
+    // line would be a wrong prefix.
+    let names_itself = msg.starts_with("unknown field") || msg.starts_with("unknown variant");
     let key = key_at(text, loc)
-        .filter(|k| !msg.contains(&format!("`{k}`")))
+        .filter(|k| !names_itself && !msg.contains(&format!("`{k}`")))
         .map(|k| format!("{k}: "))
         .unwrap_or_default();
     format!("{}{key}{msg}", convert::at(loc))

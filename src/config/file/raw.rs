@@ -214,6 +214,9 @@ fn default_http_path() -> HttpPath {
 pub(super) struct RawMysql {
     #[serde(default)]
     pub(super) user: Option<String>,
+    /// A file whose first line is the monitor user's password.
+    #[serde(default)]
+    pub(super) password_file: Option<String>,
     #[serde(default)]
     pub(super) read_only: Option<bool>,
     #[serde(default)]
@@ -256,6 +259,9 @@ pub(super) struct RawCommand {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSendExpect {
     pub(super) send: String,
+    /// Empty or absent: any answer (or none) passes once `send` is sent,
+    /// as `-m send=` without `expect=`.
+    #[serde(default)]
     pub(super) expect: String,
     #[serde(default)]
     pub(super) timeout: Option<Dur>,

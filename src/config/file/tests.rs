@@ -696,3 +696,136 @@ fn fleet_key_is_read_and_checked() {
         assert!(e.contains(want) && !e.contains('\n'), "{fleet}: {e}");
     }
 }
+
+/// `-m` and the file's `monitor` are one model in two grammars: every
+/// action, option and global of the one is a key of the other, and back.
+/// Names map: `-m send` is the file's `send_expect`; an action's value
+/// (`command=`, `http=`, `send=`) is the file's `argv`, `path`, `send`;
+/// `on-down`/`on-up` are the listener's `on_down`/`on_up`. The file's keys
+/// are read from its parser's own list of expected fields.
+#[test]
+fn the_file_monitor_and_the_m_grammar_have_the_same_keys() {
+    use crate::config::monitor_spec::{ACTION_OPTIONS, GLOBALS};
+    fn sorted<S: AsRef<str>>(v: impl IntoIterator<Item = S>) -> Vec<String> {
+        let mut v: Vec<String> = v.into_iter().map(|s| s.as_ref().to_string()).collect();
+        v.sort();
+        v
+    }
+    // The parser's "expected one of a, b, c" for an unknown key.
+    let expected = |text: &str| -> Vec<String> {
+        let e = bad(text);
+        let list = e
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no list of keys in {e:?}"));
+        sorted(list.split(", ").map(|s| s.trim().trim_matches('`')))
+    };
+    let listener = |lines: &str, monitor: &str| {
+        format!(
+            "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n{lines}    monitor:\n{monitor}    groups:\n      - channels: [\"10.0.0.1:80\"]\n"
+        )
+    };
+    let file_kind = |a: &str| if a == "send" { "send_expect" } else { a }.to_string();
+    let action_value = |a: &str| match a {
+        "command" => Some("argv"),
+        "http" => Some("path"),
+        "send" => Some("send"),
+        _ => None,
+    };
+    let m_action = |a: &str| match a {
+        "command" => "command=true".to_string(),
+        "http" => "http=/".to_string(),
+        "send" => "send=x".to_string(),
+        a => a.to_string(),
+    };
+    // The kinds of check.
+    assert_eq!(
+        expected(&listener("", "      checks:\n        - zzz: {}\n")),
+        sorted(ACTION_OPTIONS.iter().map(|(a, _)| file_kind(a)))
+    );
+    for (action, opts) in ACTION_OPTIONS {
+        let kind = file_kind(action);
+        let file_keys = expected(&listener(
+            "",
+            &format!("      checks:\n        - {kind}: {{ zzz: 1 }}\n"),
+        ));
+        let m_keys = sorted(opts.iter().copied().chain(action_value(action)));
+        assert_eq!(file_keys, m_keys, "-m {action} and the file's {kind}");
+        // Each of the file's keys is an option -m takes after that action
+        // (the table is what -m's parser checks against).
+        for k in file_keys
+            .iter()
+            .filter(|k| Some(k.as_str()) != action_value(action))
+        {
+            let spec = format!("{}:{k}=\u{1}", m_action(action));
+            if let Err(e) = crate::config::monitor_spec::parse(&spec) {
+                assert!(
+                    !e.0.contains("unknown key") && !e.0.contains("does not apply"),
+                    "-m {spec:?}: {e}"
+                );
+            }
+        }
+    }
+    // The globals: the monitor's own keys, and two of the listener's.
+    let monitor_keys = expected(&listener(
+        "",
+        "      zzz: 1\n      checks:\n        - connect: {}\n",
+    ));
+    let listener_keys = expected(&listener(
+        "    zzz: 1\n",
+        "      checks:\n        - connect: {}\n",
+    ));
+    let mut m_globals = Vec::new();
+    for g in GLOBALS {
+        // `nofence` is the file's `fence: false`.
+        let as_file = g
+            .strip_prefix("no")
+            .filter(|_| *g == "nofence")
+            .unwrap_or(g);
+        let as_file = as_file.replace('-', "_");
+        if listener_keys.contains(&as_file) && !monitor_keys.contains(&as_file) {
+            assert!(
+                matches!(*g, "on-down" | "on-up" | "fence" | "nofence"),
+                "{g} is a listener key"
+            );
+        } else {
+            m_globals.push(as_file);
+        }
+    }
+    assert_eq!(
+        sorted(monitor_keys.iter().filter(|k| *k != "checks")),
+        sorted(m_globals)
+    );
+}
+
+#[test]
+fn the_mysql_check_reads_a_password_file_and_an_unknown_key_is_not_blamed_on_another() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("balance-pwfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let with = |check: &str| {
+        format!(
+            "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    monitor:\n      checks:\n        - mysql: {{ {check} }}\n    groups:\n      - channels: [\"10.0.0.1:80\"]\n"
+        )
+    };
+    let c = ok(&with(&format!(
+        "user: mon, password_file: {}",
+        pw.display()
+    )));
+    let Some(Probe::Mysql { user, password, .. }) =
+        c.listeners[0].monitor.as_ref().map(|m| m.checks[0].probe.clone())
+    else {
+        panic!("no mysql check");
+    };
+    assert_eq!(user.as_deref(), Some("mon"));
+    assert!(password.is_some());
+    let e = bad(&with(&format!("password_file: {}", pw.display())));
+    assert!(e.contains("password_file needs user"), "{e}");
+    let e = bad(&with("user: mon, nosuch: 1"));
+    assert!(e.contains("unknown field `nosuch`"), "{e}");
+    assert!(!e.contains("user: unknown"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

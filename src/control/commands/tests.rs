@@ -45,11 +45,37 @@ fn every_command_parses_to_its_meaning() {
         ("mrtg-bytes 0 1", MrtgBytes(0, 1)),
         ("mrtg-conns 1 0", MrtgConns(1, 0)),
         ("failback", Failback),
-        ("switchover", Switchover(None, None)),
-        ("switchover 1", Switchover(Some(1), None)),
+        ("switchover", Switchover(SwitchArgs::default())),
+        (
+            "switchover 1",
+            Switchover(SwitchArgs {
+                to: Some(1),
+                ..SwitchArgs::default()
+            }),
+        ),
+        (
+            "switchover 1 5s grace=500ms force",
+            Switchover(SwitchArgs {
+                to: Some(1),
+                limit: Some(Duration::from_secs(5)),
+                grace: Some(Duration::from_millis(500)),
+                force: true,
+            }),
+        ),
+        (
+            "switchover force",
+            Switchover(SwitchArgs {
+                force: true,
+                ..SwitchArgs::default()
+            }),
+        ),
         (
             "switchover 0 2s",
-            Switchover(Some(0), Some(Duration::from_secs(2))),
+            Switchover(SwitchArgs {
+                to: Some(0),
+                limit: Some(Duration::from_secs(2)),
+                ..SwitchArgs::default()
+            }),
         ),
         ("spin on", Spin(SpinOp::On(None))),
         ("spin on 5s", Spin(SpinOp::On(Some(Duration::from_secs(5))))),

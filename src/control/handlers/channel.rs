@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::{Host, Policy, is_self_loop_addr};
+use crate::config::{Host, Policy, loop_target};
 use crate::control::commands::ChanRef;
 use crate::control::reply::Reply;
 use crate::pool::{Admin, Channel, Group, Pool, Target};
@@ -70,32 +70,41 @@ pub fn weight(name: &str, ch: &Arc<Channel>, w: u32) -> Reply {
     Reply::line(format!("weight of {name} changed to {w}"))
 }
 
-/// Where `create`/`assign` point a channel, and the listener's own bind
-/// address it must not be.
+/// Where `create`/`assign` point a channel, and the bind addresses of the
+/// process's listeners (this one first) it must not be.
 pub struct NewTarget<'a> {
     pub host: &'a Host,
     pub port: u16,
-    pub bind: SocketAddr,
+    pub binds: Vec<(String, SocketAddr)>,
 }
 
 impl<'a> NewTarget<'a> {
-    pub fn new(host: &'a Host, port: u16, bind: SocketAddr) -> Self {
-        NewTarget { host, port, bind }
+    pub fn new(host: &'a Host, port: u16, binds: Vec<(String, SocketAddr)>) -> Self {
+        NewTarget { host, port, binds }
     }
 
     /// The resolved target, or why it cannot be one: it does not resolve,
-    /// or it is the listener itself (one client would make balance connect
-    /// to itself until the fd limit).
+    /// or it is a listener of this process (one client would make balance
+    /// connect to itself until the fd limit).
     async fn resolve(&self) -> Result<Target, String> {
-        let NewTarget { host, port, bind } = *self;
+        let NewTarget { host, port, .. } = *self;
         let addrs = resolve_async(host, port).await;
         if addrs.is_empty() {
             return Err(format!("invalid address {host}: does not resolve"));
         }
-        if let Some(a) = addrs.iter().find(|a| is_self_loop_addr(bind, **a)) {
-            return Err(format!(
-                "invalid address {host}:{port}: {a} is this listener ({bind}) itself"
-            ));
+        let binds = self.binds.iter().map(|(n, b)| (n.as_str(), *b));
+        for a in &addrs {
+            let Some((name, bind)) = loop_target(binds.clone(), *a) else {
+                continue;
+            };
+            let own = self.binds.first().is_some_and(|(n, _)| n == name);
+            return Err(if own {
+                format!("invalid address {host}:{port}: {a} is this listener ({bind}) itself")
+            } else {
+                format!(
+                    "invalid address {host}:{port}: {a} is listener \"{name}\" ({bind}) of this process"
+                )
+            });
         }
         Ok(Target {
             host: host.clone(),

@@ -64,6 +64,9 @@ pub async fn run(
         Ok(p) => p,
         Err(r) => return r,
     };
+    if let Err(why) = plan.verifiable().await {
+        return Reply::err(format!("fleet switchover refused: {why}"));
+    }
     let limit = limit.unwrap_or(CATCH_UP);
     let name = &svc.cfg.name;
     let mut k = Keys {
@@ -152,7 +155,7 @@ fn answer(
     match result {
         Ok((ended, pos, acked)) => Reply::line(format!(
             "fleet switchover from group {from} to group {to} done: clients held {held} ms, \
-             {ended} sessions ended, group {to} applied {pos}; {} members acknowledged: {}",
+             {ended} sessions ended, group {to} {pos}; {} members acknowledged: {}",
             acked.len(),
             acked.join(", ")
         )),

@@ -1,6 +1,7 @@
 //! Handlers that act on the whole process: `kill`, `reload`, `state save`.
 
 use crate::control::listener::Control;
+use crate::control::reload::ReloadError;
 use crate::control::reply::Reply;
 
 /// `kill`: the same graceful shutdown as SIGTERM.
@@ -13,6 +14,7 @@ pub fn kill(ctl: &Control) -> Reply {
 pub async fn reload(ctl: &Control) -> Reply {
     match ctl.reload.reload().await {
         Ok(summary) => Reply::line(format!("reloaded: {summary}")),
+        Err(e @ ReloadError::Incomplete(_)) => Reply::err(format!("reload incomplete: {e}")),
         Err(e) => Reply::err(format!("reload rejected: {e}")),
     }
 }

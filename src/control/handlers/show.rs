@@ -22,9 +22,11 @@ pub fn version() -> Reply {
     ])
 }
 
-/// `show`: balance's table (and, in fleet mode, one line on the fleet).
+/// `show`: balance's table, the group serving now (several groups), and
+/// in fleet mode one line on the fleet.
 pub fn table(groups: &[Arc<Group>], svc: &Service) -> Reply {
     let mut lines = render::show::table(&render::channels(groups));
+    lines.extend(render::show::serving_line(&ListenerView::of(svc)));
     if svc.fleet.enabled() {
         lines.push(render::show::fleet_line(&svc.fleet.view()));
     }

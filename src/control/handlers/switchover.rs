@@ -1,14 +1,16 @@
 //! `switchover [GROUP]`: move writes from the active group to GROUP and
 //! lose none (`fleet switchover`: the same for every instance, see
-//! `fleet_switchover`). Hold new clients (the operator hold of `spin on`, released
-//! in arrival order), let the old
-//! group's sessions finish for a grace then end them, read what the old
-//! group has written (`@@gtid_binlog_pos` over the monitor login), wait
-//! until every usable channel of GROUP has applied it (`@@gtid_current_pos`)
-//! and is eligible, make GROUP the failback floor, release. If GROUP does
-//! not catch up within [`CATCH_UP`], abort: the floor stays, the clients
-//! are released to the old group. Either way clients are held at most
-//! about `GRACE + CATCH_UP`, and the reply says for how long.
+//! `fleet_switchover`). Hold new clients (the operator hold of `spin on`,
+//! released in arrival order), end the old group's sessions (an idle one at
+//! once, a busy one once its request is answered, the rest after the
+//! grace), read what the old group has written (`@@gtid_binlog_pos` over
+//! the monitor login), wait until every usable channel of GROUP has
+//! applied it (`@@gtid_current_pos`) and is eligible, make GROUP the
+//! failback floor, release. If GROUP does not catch up within
+//! [`CATCH_UP`], abort: the floor stays, the clients are released to the
+//! old group. An old group without a GTID position (no binary log) proves
+//! nothing: refused unless `force`. Either way clients are held at most
+//! about `grace + CATCH_UP`, and the reply says for how long.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,11 +18,12 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use crate::config::monitor::{Check, Probe};
+use crate::control::commands::SwitchArgs;
 use crate::control::reply::Reply;
 use crate::monitor::probe::{Finding, mysql};
 use crate::pool::{Admin, Group};
 use crate::service::Service;
-use crate::service::ending::{END_WAIT, GRACE, end_sessions};
+use crate::service::ending::{END_WAIT, Ended, GRACE, end_sessions};
 
 /// How long the target may take to apply what the old group wrote, unless
 /// the command gives a timeout.
@@ -71,6 +74,35 @@ impl Plan {
         })
     }
 
+    /// Refuse up front what cannot be verified: an old group that answers
+    /// with no GTID position (binary logging off) gives nothing to compare
+    /// the target with. An old group that does not answer is judged later,
+    /// by [`caught_up`].
+    pub async fn verifiable(&self) -> Result<(), String> {
+        if let Some(c) = self.old.channels.iter().find(|c| c.replication_broken()) {
+            return Err(format!(
+                "group {}'s replication is broken on {} (the old primary wrote after it was \
+                 replaced?): re-point or rebuild group {} first",
+                self.from,
+                c.target(),
+                self.to
+            ));
+        }
+        for c in &self.old.channels {
+            if let Ok(p) = self.login.value(c, "SELECT @@gtid_binlog_pos").await {
+                if p.trim().is_empty() {
+                    return Err(format!(
+                        "group {} has no GTID position to verify group {} against \
+                         (binary logging off?); switchover {} force moves without verifying",
+                        self.from, self.to, self.to
+                    ));
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
     /// Wait until the target has applied what the old group wrote (see
     /// [`caught_up`]).
     pub async fn caught_up(&self, svc: &Service, limit: Duration) -> Result<String, String> {
@@ -78,24 +110,34 @@ impl Plan {
     }
 }
 
-pub async fn switchover(svc: &Service, to: Option<usize>, limit: Option<Duration>) -> Reply {
-    let plan = match Plan::of(svc, to) {
+pub async fn switchover(svc: &Service, args: SwitchArgs) -> Reply {
+    let plan = match Plan::of(svc, args.to) {
         Ok(p) => p,
         Err(r) => return r,
     };
     let (from, to) = (plan.from, plan.to);
-    let limit = limit.unwrap_or(CATCH_UP);
+    let limit = args.limit.unwrap_or(CATCH_UP);
+    let grace = args.grace.unwrap_or(GRACE);
+    if !args.force {
+        if let Err(why) = plan.verifiable().await {
+            return Reply::err(format!("switchover refused: {why}"));
+        }
+    }
     let started = Instant::now();
     // The operator hold (`spin on`): if the operator holds clients
     // already, they stay held afterwards (`spin off` releases them).
     let hold = &svc.ops.hold;
     let operator_held = hold.until().is_some();
     if !operator_held {
-        hold.on(GRACE + END_WAIT + QUERY + limit + QUERY);
+        hold.on(grace + END_WAIT + QUERY + limit + QUERY);
     }
     info!(listener = %svc.cfg.name, "switchover to group {to}: new clients held");
-    let ended = end_sessions(&plan.old).await;
-    let result = plan.caught_up(svc, limit).await;
+    let Ended { ended, cut } = end_sessions(&plan.old, grace).await;
+    let result = if args.force {
+        forced(svc, &plan, limit).await
+    } else {
+        plan.caught_up(svc, limit).await
+    };
     if result.is_ok() {
         svc.pool.set_floor(to);
     }
@@ -108,14 +150,41 @@ pub async fn switchover(svc: &Service, to: Option<usize>, limit: Option<Duration
     } else {
         ""
     };
+    let cut = if cut > 0 {
+        format!(
+            " ({cut} cut with a request in flight after {})",
+            crate::monitor::probe::fmt_dur(grace)
+        )
+    } else {
+        String::new()
+    };
     match result {
         Ok(pos) => Reply::line(format!(
             "switchover from group {from} to group {to} done: clients held {held} ms, \
-             {ended} sessions ended, group {to} applied {pos}{still}"
+             {ended} sessions ended{cut}, group {to} {pos}{still}"
         )),
         Err(why) => Reply::err(format!(
             "switchover aborted: {why}; clients released to group {from} (held {held} ms){still}"
         )),
+    }
+}
+
+/// `force`: nothing is compared; the target only has to be eligible.
+async fn forced(svc: &Service, plan: &Plan, limit: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if plan.new.channels.iter().any(|c| c.eligible()) {
+            return Ok("took over unverified (force)".into());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "group {} has no eligible channel within {}",
+                plan.to,
+                crate::monitor::probe::fmt_dur(limit)
+            ));
+        }
+        svc.reprobe.notify_one();
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -190,6 +259,13 @@ async fn caught_up(
         }
     }
     let pos = pos.ok_or_else(|| format!("cannot read the old group's position: {why}"))?;
+    if pos.trim().is_empty() {
+        return Err(
+            "the old group has no GTID position (binary logging off?): nothing to verify the target against; \
+             switchover ... force moves without verifying"
+                .into(),
+        );
+    }
     let targets: Vec<_> = new
         .channels
         .iter()
@@ -216,7 +292,7 @@ async fn caught_up(
         match behind {
             // Caught up: its own checks must agree (a backup that was
             // catching up is re-probed) before clients are let go.
-            None if targets.iter().any(|c| c.eligible()) => return Ok(pos),
+            None if targets.iter().any(|c| c.eligible()) => return Ok(format!("applied {pos}")),
             None => {
                 svc.reprobe.notify_one();
                 why = "the target caught up but its checks have not passed yet".into();

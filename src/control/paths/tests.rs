@@ -57,17 +57,28 @@ fn control_path_names_the_socket_of_one_listener_or_a_directory() {
     let p = Path::new("/x/c.sock");
     let run = Path::new("/run/b");
     assert_eq!(
-        listener_path(Some(p), run, b, 1),
+        listener_path(Some(p), run, b, false),
         PathBuf::from("/x/c.sock")
     );
     assert_eq!(
-        listener_path(Some(Path::new("/x")), run, b, 2),
+        listener_path(Some(Path::new("/x")), run, b, true),
         PathBuf::from("/x/127.0.0.1:81.sock")
     );
     assert_eq!(
-        listener_path(None, run, b, 2),
+        listener_path(None, run, b, true),
         PathBuf::from("/run/b/127.0.0.1:81.sock")
     );
+}
+
+#[test]
+fn control_is_a_directory_with_several_listeners_or_when_it_is_one() {
+    let dir = std::env::temp_dir().join(format!("balance-ctldir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("ctl.sock");
+    assert!(!control_is_dir(&sock, 1));
+    assert!(control_is_dir(&sock, 2));
+    assert!(control_is_dir(&dir, 1));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -114,4 +125,32 @@ fn in_a_shared_base_the_client_also_looks_in_other_users_private_dirs() {
         ]
     );
     let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn the_sockets_of_a_port_are_found_whatever_their_bind_address() {
+    let dir = std::env::temp_dir().join(format!("balance-port-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("mysql")).unwrap();
+    for f in [
+        "127.0.0.1:33306.sock",
+        "[::1]:33306.sock",
+        "127.0.0.1:3330.sock",
+        "127.0.0.1:33306.sock.old",
+        "mysql/10.0.0.1:33306.sock",
+        "junk:33306.sock",
+    ] {
+        std::fs::write(dir.join(f), b"").unwrap();
+    }
+    let found = port_sockets_in(&dir, std::slice::from_ref(&dir), 33306);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(
+        found,
+        vec![
+            (dir.join("127.0.0.1:33306.sock"), ip("127.0.0.1")),
+            (dir.join("[::1]:33306.sock"), ip("::1")),
+            (dir.join("mysql/10.0.0.1:33306.sock"), ip("10.0.0.1")),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

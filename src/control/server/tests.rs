@@ -15,6 +15,7 @@ async fn stop_removes_the_socket_so_a_new_server_can_bind_the_path_at_once() {
         shutdown: process.clone(),
         reload: ReloadHandle::detached(),
         fleet: None,
+        listeners: crate::registry::Registry::new(),
     };
     let h = spawn(
         Arc::clone(&svc),

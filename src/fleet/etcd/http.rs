@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response, StatusCode};
@@ -13,9 +13,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::EtcdError;
+use super::stream::Stream;
 
-/// The largest reply body accepted (a range over a big prefix).
-pub const MAX_REPLY_BYTES: usize = 64 << 20;
+/// The largest reply body read; a larger one is not read on (the
+/// connection is closed) and is an [`EtcdError::TooLarge`].
+pub const MAX_REPLY_BYTES: usize = 4 << 20;
 /// TCP keepalive on every connection to etcd.
 const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -24,13 +26,24 @@ const MAX_IDLE: usize = 4;
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// A connection's task, aborted (the socket closed) when this is dropped:
+/// a request given up on (timed out: the endpoint hangs) takes its
+/// connection with it instead of leaving it waiting for the reply.
+struct Conn(tokio::task::JoinHandle<()>);
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One `http://host:port` endpoint.
 pub struct Endpoint {
     /// As configured, for messages.
     pub url: String,
     /// `host:port`.
     pub authority: String,
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<(Sender, Conn)>>,
 }
 
 impl Endpoint {
@@ -98,12 +111,16 @@ impl Endpoint {
         body: &serde_json::Value,
     ) -> Result<(StatusCode, Bytes), EtcdError> {
         let pooled = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
-        let mut sender = match pooled {
-            Some(s) if !s.is_closed() => s,
-            _ => self.connect().await?.0,
+        let (mut sender, mut conn) = match pooled {
+            Some((s, c)) if !s.is_closed() => (s, c),
+            _ => {
+                let (s, c) = self.connect().await?;
+                (s, Conn(c))
+            }
         };
         if sender.ready().await.is_err() {
-            sender = self.connect().await?.0;
+            let (s, c) = self.connect().await?;
+            (sender, conn) = (s, Conn(c));
         }
         let resp = sender
             .send_request(self.request(path, body))
@@ -113,7 +130,7 @@ impl Endpoint {
         let bytes = read_all(resp.into_body(), &self.url).await?;
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < MAX_IDLE && !sender.is_closed() {
-                idle.push(sender);
+                idle.push((sender, conn));
             }
         }
         Ok((status, bytes))
@@ -150,10 +167,39 @@ impl Endpoint {
     }
 }
 
-async fn read_all(body: Incoming, url: &str) -> Result<Bytes, EtcdError> {
-    Limited::new(body, MAX_REPLY_BYTES)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| EtcdError::Reply(format!("{url}: bad reply body: {e}")))
+/// The whole reply body, its strings over [`super::stream::MAX_STRING`]
+/// dropped as they arrive (a huge value costs a pass, not memory); more than
+/// [`MAX_REPLY_BYTES`] kept is [`EtcdError::TooLarge`] (the caller drops
+/// the connection, the rest is not read).
+async fn read_all(mut body: Incoming, url: &str) -> Result<Bytes, EtcdError> {
+    let mut out = Vec::new();
+    let mut json = Some(Stream::default());
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| EtcdError::Reply(format!("{url}: bad reply body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let mut rest = &data[..];
+        while let Some(s) = &mut json {
+            match s.feed(rest, &mut out) {
+                Ok(Some(n)) => rest = &rest[n..],
+                Ok(None) => {
+                    rest = &[];
+                    break;
+                }
+                // Not JSON (an error page): kept as it is.
+                Err(_) => json = None,
+            }
+        }
+        out.extend_from_slice(rest);
+        // A huge reply arrives frame after frame, each ready at once: let
+        // the runtime serve its clients between them.
+        tokio::task::yield_now().await;
+        if out.len() > MAX_REPLY_BYTES {
+            return Err(EtcdError::TooLarge(format!(
+                "{url}: a reply over {MAX_REPLY_BYTES} bytes: not read"
+            )));
+        }
+    }
+    Ok(Bytes::from(out))
 }

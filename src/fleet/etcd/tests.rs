@@ -124,3 +124,68 @@ fn first_object_takes_one_message_of_a_stream() {
     assert!(first_object(b"").is_err());
     assert!(first_object(b"{").is_err());
 }
+
+#[test]
+fn the_end_of_a_streamed_message_is_found_across_chunks_once() {
+    let one = br#" {"result":{"a":"}{\"]","b":[1,{"c":"\\"}]}}"#;
+    let stream = [&one[..], br#" {"result":{}}"#].concat();
+    // Fed a byte at a time, as chunks may split it anywhere.
+    let mut s = Stream::default();
+    let mut out = Vec::new();
+    let mut found = None;
+    for (i, b) in stream.iter().enumerate() {
+        if s.feed(std::slice::from_ref(b), &mut out).unwrap() == Some(1) {
+            found = Some(i + 1);
+            break;
+        }
+    }
+    assert_eq!(found, Some(one.len()));
+    assert_eq!(out, one.trim_ascii_start());
+    // The rest is the next message.
+    let mut out = Vec::new();
+    let rest = &stream[one.len()..];
+    assert_eq!(
+        Stream::default().feed(rest, &mut out).unwrap(),
+        Some(rest.len())
+    );
+    assert_eq!(out, br#"{"result":{}}"#);
+    // Bytes outside any object are an error, not a wait for more.
+    assert!(Stream::default().feed(b"  x{}", &mut Vec::new()).is_err());
+}
+
+#[test]
+fn a_string_over_the_bound_is_dropped_as_it_arrives() {
+    let big = "A".repeat(stream::MAX_STRING + 1);
+    let ok = "B".repeat(stream::MAX_STRING);
+    let msg = format!(r#"{{"kv":{{"key":"a2V5","value":"{big}","x":"{ok}","e":"\"{big}"}}}}"#);
+    let mut out = Vec::new();
+    let mut s = Stream::default();
+    let mut end = None;
+    for chunk in msg.as_bytes().chunks(1000) {
+        assert!(end.is_none());
+        end = s.feed(chunk, &mut out).unwrap();
+        assert!(out.len() < 3 * stream::MAX_STRING);
+    }
+    assert!(end.is_some());
+    let want = format!(r#"{{"kv":{{"key":"a2V5","value":"!","x":"{ok}","e":"!"}}}}"#);
+    assert_eq!(String::from_utf8(out).unwrap(), want);
+}
+
+#[test]
+fn a_value_over_the_bound_is_refused_and_counted() {
+    let before = refused_values();
+    let big = wire::RawKv {
+        key: b64(b"/p/k"),
+        value: b64(&vec![b'x'; MAX_VALUE + 4]),
+        ..Default::default()
+    };
+    let kv = big.decode().unwrap();
+    assert_eq!((kv.key.as_slice(), kv.value.len()), (&b"/p/k"[..], 0));
+    assert!(refused_values() > before);
+    let ok = wire::RawKv {
+        key: b64(b"/p/k"),
+        value: b64(&vec![b'x'; MAX_VALUE]),
+        ..Default::default()
+    };
+    assert_eq!(ok.decode().unwrap().value.len(), MAX_VALUE);
+}

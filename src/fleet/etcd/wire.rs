@@ -8,7 +8,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{EtcdError, Event, Kv};
+use super::stream::REFUSED;
+use super::{EtcdError, Event, Kv, MAX_VALUE, oversize, refused};
 
 pub fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
@@ -73,10 +74,37 @@ pub struct RawKv {
 }
 
 impl RawKv {
+    /// The key; a value over [`MAX_VALUE`] is refused (counted, logged) and
+    /// comes out empty, which no reader of the fleet's keys accepts.
     pub fn decode(&self) -> Result<Kv, EtcdError> {
+        // A key too long to keep (see `stream`) is no key of the fleet's.
+        let key = if self.key == REFUSED {
+            Vec::new()
+        } else {
+            unb64(&self.key, "key")?
+        };
+        let pad = self
+            .value
+            .bytes()
+            .rev()
+            .take(2)
+            .filter(|&b| b == b'=')
+            .count();
+        let size = (self.value.len() / 4 * 3).saturating_sub(pad);
+        let value = if self.value == REFUSED {
+            refused(&key, &format!("over {MAX_VALUE}"));
+            oversize(&key, self.mod_revision.0);
+            Vec::new()
+        } else if size > MAX_VALUE {
+            refused(&key, &size.to_string());
+            oversize(&key, self.mod_revision.0);
+            Vec::new()
+        } else {
+            unb64(&self.value, "value")?
+        };
         Ok(Kv {
-            key: unb64(&self.key, "key")?,
-            value: unb64(&self.value, "value")?,
+            key,
+            value,
             create_revision: self.create_revision.0,
             mod_revision: self.mod_revision.0,
             lease: self.lease.0,
@@ -89,6 +117,8 @@ impl RawKv {
 pub struct RangeReply {
     pub header: Header,
     pub kvs: Vec<RawKv>,
+    /// More keys than the request's limit.
+    pub more: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

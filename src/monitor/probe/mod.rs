@@ -44,6 +44,16 @@ pub struct Ctx {
     /// Not in the group traffic starts from (the failback floor): the
     /// catch-up gate applies even while the primary is reachable.
     pub backup: bool,
+    /// The serving writer of a fenced failover chain: judged as a primary
+    /// (login, `read_only=`), its own replication only warned about.
+    pub primary: bool,
+}
+
+/// Where a probed channel stands in its listener (see [`Ctx`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    pub backup: bool,
+    pub primary: bool,
 }
 
 /// Why a probe did not pass.

@@ -52,7 +52,7 @@ pub async fn run(
     let mut lag = None;
     let r = match login(ctx.addr, ctx.source, user, password).await {
         Ok(Some(mut s)) => {
-            let judged = ask(&mut s, ctx, role, &mut lag).await;
+            let judged = ask(&mut s, ctx, role, &mut lag, facts).await;
             quit(s).await;
             judged
         }
@@ -167,6 +167,7 @@ async fn ask(
     ctx: &Ctx,
     role: Role,
     lag: &mut Option<u64>,
+    facts: &mut Facts,
 ) -> Result<(), Finding> {
     if let Some(want) = role.read_only {
         replica::read_only(&query::query(s, "SELECT @@read_only").await?, want)?;
@@ -189,9 +190,18 @@ async fn ask(
     }
     let status = status?;
     *lag = replica::lag(&status);
-    replica::judge(&status, None, max_lag, ctx.backup)
-        .into_finding()
-        .map(|_| ())
+    let verdict = replica::judge(&status, None, max_lag, ctx.backup);
+    // The serving primary is judged as a primary: its own replication
+    // (from the primary it replaced, say) breaking must not take the only
+    // writer down; the service records (and tells once) that it broke.
+    if ctx.primary {
+        facts.replication_broken = Some(match verdict {
+            replica::Verdict::Failed(r) => Some(r),
+            _ => None,
+        });
+        return Ok(());
+    }
+    verdict.into_finding().map(|_| ())
 }
 
 /// Send one packet (a query, after the login).

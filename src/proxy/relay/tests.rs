@@ -77,8 +77,9 @@ async fn a_parked_relay_wakes_for_either_side_and_counts_every_byte() {
         drop(user);
         drop(server);
     };
+    let ends = crate::pool::channel::Ends::default();
     let (end, ()) = tokio::time::timeout(Duration::from_secs(10), async {
-        tokio::join!(relay(&client, &backend, &o), talk)
+        tokio::join!(relay(&client, &backend, &o, &ends), talk)
     })
     .await
     .expect("relay finished");

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine as well as on a
+# developer's: the real servers and system tools the integration tests
+# start or call are installed when missing (as root on Debian), or named
+# and the run stops; then every test binary runs (one failing binary does
+# not hide the others), and the run ends with the tests that were skipped
+# and why. Exit status: non-zero on any failure or missing package.
+#
+#   contrib/test.sh                  every target (the README's command)
+#   contrib/test.sh --test mysql     what these cargo test arguments select
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# What the tests start or call, and the Debian package of each:
+#   ss (iproute2), prlimit/setpriv/unshare (util-linux), systemd-analyze
+#   (systemd), mariadbd + mariadb-install-db (mariadb-server), mariadb
+#   (mariadb-client), promtool (prometheus), etcd (etcd-server),
+#   redis-server (redis-server).
+need=()
+command -v ss >/dev/null || need+=(iproute2)
+command -v prlimit >/dev/null || need+=(util-linux)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+[ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v mariadb >/dev/null || need+=(mariadb-client)
+command -v promtool >/dev/null || need+=(prometheus)
+[ -x /usr/bin/etcd ] || need+=(etcd-server)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "the tests need these Debian packages: ${need[*]}" >&2
+    echo "install them (as root: apt-get install ${need[*]}) or run this script as root on Debian" >&2
+    exit 1
+  fi
+  echo "installing: ${need[*]}" >&2
+  apt-get update -qq
+  # Packaged services must not start on install: the tests start their own
+  # (the policy file is removed again if we put it there).
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    policy=/usr/sbin/policy-rc.d
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" || rc=$?
+  [ -z "$policy" ] || rm -f "$policy"
+  [ "$rc" -eq 0 ] || exit "$rc"
+fi
+
+# Each skipped test appends "test<TAB>reason" here (tests/common).
+skips=$(mktemp "${TMPDIR:-/tmp}/balance-test-skips.XXXXXX")
+trap 'rm -f "$skips"' EXIT
+export BALANCE_TEST_SKIPS="$skips"
+
+[ $# -gt 0 ] || set -- --all-targets
+status=0
+cargo test --no-fail-fast "$@" || status=$?
+
+echo
+if [ -s "$skips" ]; then
+  echo "SKIPPED $(wc -l < "$skips") test(s):"
+  cut -f2 "$skips" | sort | uniq -c | sed 's/^ *\([0-9]*\) /  \1 skipped: /'
+  echo "  (tests: $(cut -f1 "$skips" | tr '\n' ' '))"
+else
+  echo "no test skipped"
+fi
+if [ "$status" -ne 0 ]; then
+  echo "FAILED: see the failures above (every test binary ran)" >&2
+else
+  echo "all tests passed"
+fi
+exit "$status"
