@@ -11,18 +11,18 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::time::{Instant, sleep};
+use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::logging::Every;
 use crate::service::Service;
 
 /// Kernel accept queue length (capped by net.core.somaxconn).
 const BACKLOG: i32 = 4096;
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
-const LOG_EVERY: Duration = Duration::from_secs(1);
 /// Consecutive non-resource accept errors tolerated before backing off.
 const OTHER_ERRORS_BEFORE_BACKOFF: u32 = 64;
 
@@ -55,15 +55,15 @@ pub async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let mut backoff = BACKOFF_MIN;
-    let mut last_log: Option<Instant> = None;
-    let mut suppressed = 0u64;
+    // Rate limits of the two warnings a burst could repeat.
+    let resource_log = Every::new();
+    let own_log = Every::new();
     // Other accept errors (a client that reset while queued) are normal
     // one-offs; a long unbroken run of them gets the back-off too, so a
     // persistent one can never spin the loop.
     let mut other_errors = 0u32;
     let port = svc.cfg.bind.port();
     crate::proxy::own::listening(port);
-    let mut last_loop_log: Option<Instant> = None;
     // One registration for the whole loop, not a new one per accept.
     let mut stop = std::pin::pin!(shutdown.cancelled());
     loop {
@@ -83,7 +83,7 @@ pub async fn accept_loop(
                 backoff = BACKOFF_MIN;
                 other_errors = 0;
                 if crate::proxy::own::is_own(peer, port) {
-                    refuse_own(&svc, sock, peer, &mut last_loop_log);
+                    refuse_own(&svc, sock, peer, &own_log);
                     continue;
                 }
                 svc.stats
@@ -93,13 +93,8 @@ pub async fn accept_loop(
                 tracker.spawn(crate::proxy::handle(svc, sock, peer, permit));
             }
             Err(e) if crate::sys::is_accept_resource_error(&e) => {
-                let now = Instant::now();
-                if last_log.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+                if let Some(suppressed) = resource_log.due() {
                     warn!(listener = %svc.cfg.name, "accept: {e}; backing off ({suppressed} similar errors suppressed)");
-                    last_log = Some(now);
-                    suppressed = 0;
-                } else {
-                    suppressed += 1;
                 }
                 tokio::select! {
                     _ = &mut stop => break,
@@ -126,17 +121,10 @@ pub async fn accept_loop(
 /// listener of this process. Reset at once (the connect it came from sees
 /// the reset and its client with it), so one client is one hop, not
 /// connections without end; warned about at most once a second.
-fn refuse_own(
-    svc: &Service,
-    sock: tokio::net::TcpStream,
-    peer: SocketAddr,
-    last_log: &mut Option<Instant>,
-) {
+fn refuse_own(svc: &Service, sock: tokio::net::TcpStream, peer: SocketAddr, log: &Every) {
     crate::sys::set_linger_zero(&sock);
     drop(sock);
-    let now = Instant::now();
-    if last_log.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
-        *last_log = Some(now);
+    if log.due().is_some() {
         warn!(listener = %svc.cfg.name, client = %peer,
               "refused a connection from this process's own backend connection: a channel loops back to a listener of this process");
     }

@@ -815,8 +815,10 @@ fn the_mysql_check_reads_a_password_file_and_an_unknown_key_is_not_blamed_on_ano
         "user: mon, password_file: {}",
         pw.display()
     )));
-    let Some(Probe::Mysql { user, password, .. }) =
-        c.listeners[0].monitor.as_ref().map(|m| m.checks[0].probe.clone())
+    let Some(Probe::Mysql { user, password, .. }) = c.listeners[0]
+        .monitor
+        .as_ref()
+        .map(|m| m.checks[0].probe.clone())
     else {
         panic!("no mysql check");
     };
