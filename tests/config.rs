@@ -1428,10 +1428,9 @@ fn a_reload_of_a_listener_with_thousands_of_channels_does_not_stall_clients() {
     stop.store(true, Ordering::SeqCst);
     let worst = probe.join().unwrap();
     eprintln!("reload {took:?}, worst client {worst:?}");
-    // Generous bounds for a debug build on a busy machine: a quadratic
-    // reload on the runtime thread stalls every client for seconds here.
-    assert!(
-        worst < Duration::from_millis(1500),
-        "worst client {worst:?}"
-    );
+    // A generous bound for a debug build (stretched by the machine's load):
+    // a quadratic reload on the runtime thread stalled every client for
+    // seconds here.
+    let bound = stretched(Duration::from_millis(500));
+    assert!(worst < bound, "worst client {worst:?} (bound {bound:?})");
 }
