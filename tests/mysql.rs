@@ -997,3 +997,56 @@ fn after_kill_9_of_the_primary_no_new_client_gets_a_reset() {
     let bad: Vec<_> = after.iter().filter_map(|(_, r)| r.err()).collect();
     assert!(bad.is_empty(), "after the kill: {bad:?}\n{}", b.stderr());
 }
+
+#[test]
+fn checks_of_a_hung_server_leave_no_aborted_handshake() {
+    if !have_mariadb() {
+        return;
+    }
+    let m1 = Mariadb::start(1, &[]);
+    add_check_user(&m1);
+    let dir = TempDir::new("my-hung-clean");
+    let b = Balance::cli(&[m1.channel()])
+        .opts(&["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"])
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start();
+    wait_until("a passing check", Duration::from_secs(5), || {
+        b.json()["channels"][0]["checks_passed"].as_u64() >= Some(2)
+    })
+    .unwrap();
+    let before = m1.status("Aborted_connects");
+    m1.pause();
+    // Hung for a few check timeouts (500 ms each): each check waits on the
+    // one connection the first opened.
+    let down = b.wait_log(
+        "channel down (dis): mysql: timeout",
+        1,
+        Duration::from_secs(5),
+    );
+    let failed = b.json()["channels"][0]["checks_failed"]
+        .as_u64()
+        .unwrap_or(0);
+    wait_until("more failed checks", Duration::from_secs(5), || {
+        b.json()["channels"][0]["checks_failed"].as_u64() >= Some(failed + 3)
+    })
+    .unwrap_or_else(|e| {
+        m1.resume();
+        panic!("{e}: {}", b.stderr())
+    });
+    m1.resume();
+    assert!(down, "{}", b.stderr());
+    assert!(
+        b.wait_log("channel up (ENA)", 1, Duration::from_secs(5)),
+        "{}",
+        b.stderr()
+    );
+    let checks = b.json()["channels"][0]["checks_failed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(
+        m1.status("Aborted_connects"),
+        before,
+        "{checks} failed checks of the hung server aborted handshakes"
+    );
+}

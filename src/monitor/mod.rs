@@ -99,10 +99,17 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
     };
     let default_timeout = default_check_timeout(plan.interval);
     let source = svc.cfg.source;
+    // A MySQL check keeps a connection whose greeting did not come in time
+    // for the next check to go on waiting on (see `probe::Pending`).
+    let greets = checks
+        .iter()
+        .any(|c| matches!(c.probe, Probe::Mysql { .. }));
     let checks = Arc::new(checks);
     let weak = Arc::downgrade(&svc);
+    let slots = PendingSlots::default();
     let prober: Prober = Arc::new(move |job: Job| {
         let checks = Arc::clone(&checks);
+        let pending = greets.then(|| slots.of(&job.channel));
         // A backup is any group but the one that serves: the fence's, or
         // the one traffic starts from.
         let (backup, primary) = weak.upgrade().map_or((job.group > 0, false), |s| {
@@ -111,7 +118,11 @@ pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::Joi
             let primary = serving && s.cfg.fence && s.pool.groups().len() > 1;
             (!serving, primary)
         });
-        let place = probe::Place { backup, primary };
+        let place = probe::Place {
+            backup,
+            primary,
+            pending,
+        };
         Box::pin(async move { probe_channel(&checks, &job, default_timeout, source, place).await })
     });
     tokio::spawn(run(svc, shutdown, plan, prober))
@@ -140,6 +151,7 @@ async fn probe_channel(
             source,
             backup: place.backup,
             primary: place.primary,
+            pending: place.pending.clone(),
         };
         last = probe::run_chain(checks, &ctx, default_timeout).await;
         if last.result.is_ok() {
@@ -147,6 +159,31 @@ async fn probe_channel(
         }
     }
     last
+}
+
+/// Each channel's [`probe::Pending`] connection, keyed by `Arc::as_ptr`
+/// and checked against a weak reference (a freed channel's address may be
+/// reused); entries of dropped channels go when a new one is added.
+#[derive(Default)]
+struct PendingSlots(std::sync::Mutex<HashMap<usize, PendingSlot>>);
+
+/// A channel (while it lives) and its pending connection.
+type PendingSlot = (std::sync::Weak<Channel>, Arc<probe::Pending>);
+
+impl PendingSlots {
+    fn of(&self, ch: &Arc<Channel>) -> Arc<probe::Pending> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Arc::as_ptr(ch) as usize;
+        if let Some((w, p)) = m.get(&key) {
+            if w.upgrade().is_some_and(|c| Arc::ptr_eq(&c, ch)) {
+                return Arc::clone(p);
+            }
+        }
+        m.retain(|_, (w, _)| w.strong_count() > 0);
+        let p = Arc::new(probe::Pending::default());
+        m.insert(key, (Arc::downgrade(ch), Arc::clone(&p)));
+        p
+    }
 }
 
 /// Per-channel scheduler state, keyed by `Arc::as_ptr`; the Arc keeps the

@@ -47,13 +47,36 @@ pub struct Ctx {
     /// The serving writer of a fenced failover chain: judged as a primary
     /// (login, `read_only=`), its own replication only warned about.
     pub primary: bool,
+    /// The channel's connection still waiting for a greeting, if the check
+    /// keeps one (`mysql`).
+    pub pending: Option<std::sync::Arc<Pending>>,
 }
 
 /// Where a probed channel stands in its listener (see [`Ctx`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Place {
     pub backup: bool,
     pub primary: bool,
+    pub pending: Option<std::sync::Arc<Pending>>,
+}
+
+/// A connection a check opened whose server has not greeted it yet (it
+/// hangs: the kernel completed the handshake, the process does not
+/// answer). The next check goes on waiting on it instead of opening
+/// another, so a hung server finds one connection when it resumes, greets
+/// it and sees a clean login, instead of one aborted handshake per check.
+/// Kept at most [`PENDING_MAX`].
+pub type Pending = tokio::sync::Mutex<Option<Parked>>;
+
+/// How long a connection may wait for its greeting across checks.
+pub const PENDING_MAX: Duration = Duration::from_secs(60);
+
+/// See [`Pending`].
+#[derive(Debug)]
+pub struct Parked {
+    addr: SocketAddr,
+    since: std::time::Instant,
+    stream: TcpStream,
 }
 
 /// Why a probe did not pass.

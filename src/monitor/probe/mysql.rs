@@ -50,7 +50,7 @@ pub async fn run(
     facts: &mut Facts,
 ) -> Result<(), Finding> {
     let mut lag = None;
-    let r = match login(ctx.addr, ctx.source, user, password).await {
+    let r = match login(ctx.addr, ctx.source, user, password, ctx.pending.as_deref()).await {
         Ok(Some(mut s)) => {
             let judged = ask(&mut s, ctx, role, &mut lag, facts).await;
             quit(s).await;
@@ -74,7 +74,7 @@ pub async fn value(
     password: Option<&str>,
     sql: &str,
 ) -> Result<String, Finding> {
-    let Some(mut s) = login(addr, source, Some(user), password).await? else {
+    let Some(mut s) = login(addr, source, Some(user), password, None).await? else {
         return Err("no login".into());
     };
     let rows = query::query(&mut s, sql).await;
@@ -100,6 +100,53 @@ async fn quit(mut s: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await;
 }
 
+/// Connect (or take the connection an earlier check left waiting) and
+/// read the greeting. The connection lives in `pending` while it waits, so
+/// a check cut by its timeout leaves it there for the next one.
+async fn greeted(
+    pending: &super::Pending,
+    addr: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+) -> Result<(TcpStream, (u8, Vec<u8>)), Finding> {
+    let mut slot = pending.lock().await;
+    if slot
+        .as_ref()
+        .is_some_and(|p| p.addr != addr || p.since.elapsed() > super::PENDING_MAX)
+    {
+        *slot = None;
+    }
+    loop {
+        // A connection left by an earlier check that has since failed
+        // (the server restarted, say) is replaced at once.
+        let fresh = slot.is_none();
+        if fresh {
+            let stream = tcp(addr, source).await?;
+            *slot = Some(super::Parked {
+                addr,
+                since: std::time::Instant::now(),
+                stream,
+            });
+        }
+        let Some(parked) = slot.as_mut() else {
+            return Err("no connection".into());
+        };
+        // Readable first (cancel-safe): a check cut here keeps the
+        // connection whole for the next one.
+        let read = match parked.stream.readable().await {
+            Ok(()) => read_packet(&mut parked.stream).await,
+            Err(e) => Err(super::io_reason(&e)),
+        };
+        let Some(parked) = slot.take() else {
+            return Err("no connection".into());
+        };
+        match read {
+            Ok(g) => return Ok((parked.stream, g)),
+            Err(e) if fresh => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+}
+
 /// Read the greeting; with a user, log in. `Some(stream)` once logged in,
 /// `None` after the greeting when there is no user.
 async fn login(
@@ -107,9 +154,16 @@ async fn login(
     source: Option<std::net::IpAddr>,
     user: Option<&str>,
     password: Option<&str>,
+    pending: Option<&super::Pending>,
 ) -> Result<Option<TcpStream>, Finding> {
-    let mut s = tcp(addr, source).await?;
-    let (seq, greeting) = read_packet(&mut s).await?;
+    let (mut s, (seq, greeting)) = match pending {
+        None => {
+            let mut s = tcp(addr, source).await?;
+            let g = read_packet(&mut s).await?;
+            (s, g)
+        }
+        Some(p) => greeted(p, addr, source).await?,
+    };
     if greeting.first() == Some(&0xff) {
         return Err(error_finding(&greeting));
     }
