@@ -988,11 +988,13 @@ fn a_huge_value_under_the_prefix_is_refused_and_the_fleet_goes_on() {
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         assert!(*a < b + 24 * 1024, "instance {i}: RSS {b} KiB -> {a} KiB");
     }
-    // Each instance passes over the value's bytes once per watch as they
-    // arrive (an unoptimized test build takes about 0.3 s per 27 MB of
-    // base64 on its one runtime thread, in small slices), never holding
-    // it: no client waits long, none fails.
-    assert!(worst < Duration::from_secs(2), "slowest client {worst:?}");
+    // Each instance passes over the value's bytes as they arrive (on a
+    // blocking thread, piece by piece), never holding it: no client waits
+    // much longer than before, none fails.
+    assert!(
+        worst < baseline + Duration::from_millis(300),
+        "slowest client {worst:?}, {baseline:?} before"
+    );
     // The fleet goes on: the primary fails, every instance follows.
     let _ = p;
     primary.stop();

@@ -674,11 +674,24 @@ pub struct Watch {
     /// The message so far (its long strings dropped).
     msg: Vec<u8>,
     stream: Stream,
+    /// Work on a blocking thread (a large piece or message) whose result
+    /// the next call takes up: `next` stays cancel safe.
+    job: Option<Job>,
     conn: tokio::task::JoinHandle<()>,
     url: String,
     /// The endpoint's index in the client's list.
     endpoint: usize,
 }
+
+/// A [`Watch`]'s work on a blocking thread.
+enum Job {
+    /// Feeding a large piece: the state, the message so far, the piece,
+    /// and what `feed` said.
+    Feed(tokio::task::JoinHandle<Fed>),
+    Decode(tokio::task::JoinHandle<Result<Message, EtcdError>>),
+}
+
+type Fed = (Stream, Vec<u8>, Bytes, Result<Option<usize>, String>);
 
 impl Drop for Watch {
     fn drop(&mut self) {
@@ -726,6 +739,7 @@ impl Watch {
             pending: Bytes::new(),
             msg: Vec::new(),
             stream: Stream::default(),
+            job: None,
             conn,
             url: ep.url.clone(),
             endpoint: idx,
@@ -764,30 +778,46 @@ impl Watch {
     }
 
     /// The next whole message of the stream, its values over
-    /// [`MAX_VALUE`] dropped as they arrive (a large message is decoded off
-    /// the runtime's threads).
+    /// [`MAX_VALUE`] dropped as they arrive. A large piece of the stream is
+    /// looked at, and a large message decoded, on a blocking thread, so a
+    /// huge value does not hold up the runtime (and the data path it
+    /// serves). Cancel safe.
     async fn message(&mut self) -> Result<Message, EtcdError> {
+        let broken = |e: tokio::task::JoinError| EtcdError::Reply(format!("watch decoding: {e}"));
         loop {
+            match &mut self.job {
+                Some(Job::Decode(h)) => {
+                    let r = h.await;
+                    self.job = None;
+                    return r.map_err(broken)?;
+                }
+                Some(Job::Feed(h)) => {
+                    let r = h.await;
+                    self.job = None;
+                    let (st, msg, input, fed) = r.map_err(broken)?;
+                    (self.stream, self.msg) = (st, msg);
+                    if let Some(m) = self.fed(input, fed)? {
+                        return Ok(m);
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                None => {}
+            }
             if !self.pending.is_empty() {
                 let input = std::mem::take(&mut self.pending);
-                let end = self.stream.feed(&input, &mut self.msg).map_err(|e| {
-                    EtcdError::Reply(format!("{}: bad watch stream: {e}", self.url))
-                })?;
-                if self.msg.len() > MAX_WATCH_MESSAGE {
-                    self.msg = Vec::new();
-                    return Err(EtcdError::TooLarge(format!(
-                        "{}: a watch message over {} bytes: not read",
-                        self.url, MAX_WATCH_MESSAGE
-                    )));
+                if input.len() >= OFF_THREAD {
+                    let (mut st, mut msg) = (self.stream, std::mem::take(&mut self.msg));
+                    self.job = Some(Job::Feed(tokio::task::spawn_blocking(move || {
+                        let r = st.feed(&input, &mut msg);
+                        (st, msg, input, r)
+                    })));
+                    continue;
                 }
-                if let Some(n) = end {
-                    self.pending = input.slice(n..);
-                    let bytes = Bytes::from(std::mem::take(&mut self.msg));
-                    return off_thread(bytes, self.url.clone(), Message::decode).await;
+                let fed = self.stream.feed(&input, &mut self.msg);
+                if let Some(m) = self.fed(input, fed)? {
+                    return Ok(m);
                 }
-                // A huge message arrives chunk after chunk, each ready at
-                // once: let the runtime serve its clients between them.
-                tokio::task::yield_now().await;
                 continue;
             }
             match self.chunk().await? {
@@ -800,6 +830,37 @@ impl Watch {
                 Some(data) => self.pending = data,
             }
         }
+    }
+
+    /// After `input` was fed: a whole small message decoded, or none yet
+    /// (a large one is left to a blocking thread as [`Job::Decode`]).
+    fn fed(
+        &mut self,
+        input: Bytes,
+        fed: Result<Option<usize>, String>,
+    ) -> Result<Option<Message>, EtcdError> {
+        let end =
+            fed.map_err(|e| EtcdError::Reply(format!("{}: bad watch stream: {e}", self.url)))?;
+        if self.msg.len() > MAX_WATCH_MESSAGE {
+            self.msg = Vec::new();
+            return Err(EtcdError::TooLarge(format!(
+                "{}: a watch message over {} bytes: not read",
+                self.url, MAX_WATCH_MESSAGE
+            )));
+        }
+        let Some(n) = end else {
+            return Ok(None);
+        };
+        self.pending = input.slice(n..);
+        let bytes = std::mem::take(&mut self.msg);
+        if bytes.len() <= OFF_THREAD {
+            return Message::decode(&bytes, &self.url).map(Some);
+        }
+        let url = self.url.clone();
+        self.job = Some(Job::Decode(tokio::task::spawn_blocking(move || {
+            Message::decode(&bytes, &url)
+        })));
+        Ok(None)
     }
 
     fn check_canceled(&self, m: &Message) -> Result<(), EtcdError> {

@@ -179,22 +179,16 @@ async fn read_all(mut body: Incoming, url: &str) -> Result<Bytes, EtcdError> {
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let mut rest = &data[..];
-        while let Some(s) = &mut json {
-            match s.feed(rest, &mut out) {
-                Ok(Some(n)) => rest = &rest[n..],
-                Ok(None) => {
-                    rest = &[];
-                    break;
-                }
-                // Not JSON (an error page): kept as it is.
-                Err(_) => json = None,
-            }
+        if data.len() >= BIG_PIECE {
+            // Looked at on a blocking thread (a huge value): the runtime
+            // serves its clients meanwhile.
+            let taken = std::mem::take(&mut out);
+            (json, out) = tokio::task::spawn_blocking(move || take_in(json, &data, taken))
+                .await
+                .map_err(|e| EtcdError::Reply(format!("{url}: reading a reply: {e}")))?;
+        } else {
+            (json, out) = take_in(json, &data, out);
         }
-        out.extend_from_slice(rest);
-        // A huge reply arrives frame after frame, each ready at once: let
-        // the runtime serve its clients between them.
-        tokio::task::yield_now().await;
         if out.len() > MAX_REPLY_BYTES {
             return Err(EtcdError::TooLarge(format!(
                 "{url}: a reply over {MAX_REPLY_BYTES} bytes: not read"
@@ -202,4 +196,25 @@ async fn read_all(mut body: Incoming, url: &str) -> Result<Bytes, EtcdError> {
         }
     }
     Ok(Bytes::from(out))
+}
+
+/// A piece of a reply this large is looked at on a blocking thread.
+const BIG_PIECE: usize = 64 << 10;
+
+/// Add `data` to `out`: through `json` (long strings dropped) while the
+/// reply is JSON, as it is after (an error page).
+fn take_in(mut json: Option<Stream>, data: &[u8], mut out: Vec<u8>) -> (Option<Stream>, Vec<u8>) {
+    let mut rest = data;
+    while let Some(s) = &mut json {
+        match s.feed(rest, &mut out) {
+            Ok(Some(n)) => rest = &rest[n..],
+            Ok(None) => {
+                rest = &[];
+                break;
+            }
+            Err(_) => json = None,
+        }
+    }
+    out.extend_from_slice(rest);
+    (json, out)
 }
