@@ -451,16 +451,17 @@ impl Readers {
 fn stale_backup_is_never_read(delayed: bool) {
     let (mut m1, m2) = replicated_pair();
     let dir = TempDir::new("my-gate");
-    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
-        .opts(&[
+    let b = primary_and_backup(
+        &dir,
+        &m1,
+        &m2,
+        &[
             "--spin",
             "20s",
             "-m",
             "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
-        ])
-        .control(&dir.join("c.sock"))
-        .no_bind()
-        .start();
+        ],
+    );
     let port = b.port();
     assert_eq!(
         common::mariadb::query_at(port, "app", "SELECT COUNT(*) FROM t.x").as_deref(),
@@ -536,14 +537,15 @@ fn switchover_under_writes_loses_nothing_and_reports_the_hold() {
     }
     let (m1, m2) = replicated_pair();
     let dir = TempDir::new("my-switch");
-    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
-        .opts(&[
+    let b = primary_and_backup(
+        &dir,
+        &m1,
+        &m2,
+        &[
             "-m",
             "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
-        ])
-        .control(&dir.join("c.sock"))
-        .no_bind()
-        .start();
+        ],
+    );
     // The new primary applies 1 s late: the switchover must wait for it.
     m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=1; START SLAVE");
     let w = Writers::start(b.port(), 2);
@@ -607,11 +609,12 @@ fn a_switchover_to_a_group_that_cannot_catch_up_aborts_and_releases() {
     }
     let (m1, m2) = replicated_pair();
     let dir = TempDir::new("my-abort");
-    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
-        .opts(&["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"])
-        .control(&dir.join("c.sock"))
-        .no_bind()
-        .start();
+    let b = primary_and_backup(
+        &dir,
+        &m1,
+        &m2,
+        &["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"],
+    );
     m2.sql("STOP SLAVE SQL_THREAD");
     m1.sql("INSERT INTO t.x (v) VALUES (1)");
     m2.wait_received(&m1);
@@ -651,16 +654,17 @@ fn a_hung_primary_is_fenced_before_the_backup_takes_a_write() {
     }
     let (m1, m2) = replicated_pair();
     let dir = TempDir::new("my-fence");
-    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
-        .control(&dir.join("c.sock"))
-        .opts(&[
+    let b = primary_and_backup(
+        &dir,
+        &m1,
+        &m2,
+        &[
             "--spin",
             "20s",
             "-m",
             "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
-        ])
-        .no_bind()
-        .start();
+        ],
+    );
     // Two writers on a new connection per insert, four logged-in sessions
     // writing in transactions.
     let w = Writers::start(b.port(), 2);
@@ -791,16 +795,17 @@ fn a_full_primary_holds_new_clients_with_spin_instead_of_answering_1040() {
     let dir = TempDir::new("my-full-spin");
     // A writer listener (max_lag=: fenced): a full primary is neither down
     // nor a reason to write on the backup.
-    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
-        .opts(&[
+    let b = primary_and_backup(
+        &dir,
+        &m1,
+        &m2,
+        &[
             "--spin",
             "20s",
             "-m",
             "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
-        ])
-        .control(&dir.join("c.sock"))
-        .no_bind()
-        .start();
+        ],
+    );
     let held = m1.hold_sessions("chk", 10);
     assert!(
         b.wait_log("channel full (not down)", 1, Duration::from_secs(5)),
@@ -830,14 +835,15 @@ fn a_switchover_ends_idle_sessions_at_once_and_a_busy_one_after_its_answer() {
     }
     let (m1, m2) = replicated_pair();
     let dir = TempDir::new("my-switch-idle");
-    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
-        .opts(&[
+    let b = primary_and_backup(
+        &dir,
+        &m1,
+        &m2,
+        &[
             "-m",
             "mysql:user=chk:max_lag=30s:interval=200ms:rise=2:fall=2",
-        ])
-        .control(&dir.join("c.sock"))
-        .no_bind()
-        .start();
+        ],
+    );
     // Every session idle: nothing to wait for.
     let idle = common::mariadb::idle_sessions(&m1, b.port(), "app", 4);
     let reply = b.ctl("switchover 1");
@@ -895,11 +901,12 @@ fn a_switchover_without_gtid_positions_is_refused_unless_forced() {
     add_check_user(&m1);
     add_check_user(&m2);
     let dir = TempDir::new("my-switch-nogtid");
-    let b = Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
-        .opts(&["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"])
-        .control(&dir.join("c.sock"))
-        .no_bind()
-        .start();
+    let b = primary_and_backup(
+        &dir,
+        &m1,
+        &m2,
+        &["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"],
+    );
     let out = b.ctl_out("switchover 1");
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
@@ -915,6 +922,16 @@ fn a_switchover_without_gtid_positions_is_refused_unless_forced() {
         "{reply}"
     );
     assert_eq!(b.json()["listener"]["failback_floor"], 1);
+}
+
+/// balance in front of `m1` with `m2` as the backup group, its control
+/// socket in `dir`.
+fn primary_and_backup(dir: &TempDir, m1: &Mariadb, m2: &Mariadb, opts: &[&str]) -> Balance {
+    Balance::cli(&[m1.channel(), "!".into(), m2.channel()])
+        .opts(opts)
+        .control(&dir.join("c.sock"))
+        .no_bind()
+        .start()
 }
 
 /// The `clients held N ms` of a switchover's reply.
