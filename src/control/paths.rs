@@ -165,16 +165,7 @@ pub fn port_sockets(port: u16) -> Vec<(PathBuf, IpAddr)> {
 
 fn port_sockets_in(dir: &Path, scan: &[PathBuf], port: u16) -> Vec<(PathBuf, IpAddr)> {
     let mut dirs = vec![dir.to_path_buf()];
-    let mut subdirs: Vec<PathBuf> = scan
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .filter(|p| p != dir)
-        .collect();
-    subdirs.sort();
-    subdirs.dedup();
-    dirs.extend(subdirs);
+    dirs.extend(subdirs_of(scan, dir));
     let mut out = Vec::new();
     for d in &dirs {
         let mut found: Vec<(PathBuf, IpAddr)> = std::fs::read_dir(d)
@@ -190,6 +181,20 @@ fn port_sockets_in(dir: &Path, scan: &[PathBuf], port: u16) -> Vec<(PathBuf, IpA
         out.extend(found);
     }
     out
+}
+
+/// The directories inside each of `scan` but `dir`, sorted, each once.
+fn subdirs_of(scan: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
+    let mut subdirs: Vec<PathBuf> = scan
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p != dir)
+        .collect();
+    subdirs.sort();
+    subdirs.dedup();
+    subdirs
 }
 
 /// The bind address of socket file `name` (see [`socket_name`]) if it is
@@ -213,14 +218,7 @@ fn bind_of_name(name: &str, port: u16) -> Option<IpAddr> {
 /// one (`balance-UID`).
 fn candidates_in(dir: &Path, scan: &[PathBuf], names: &[String]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-    let mut subdirs: Vec<PathBuf> = scan
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .filter(|p| p != dir)
-        .collect();
-    subdirs.sort();
+    let subdirs = subdirs_of(scan, dir);
     for n in names {
         out.extend(subdirs.iter().map(|d| d.join(n)));
     }

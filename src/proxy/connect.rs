@@ -86,7 +86,9 @@ pub async fn connect(
         match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
             Ok(c) => match ticket {
                 None => break Ok(c),
-                // Boxed: only a fencing listener's connects pay for it.
+                // Its group serves: one atomic load, nothing allocated.
+                Some(_) if svc.fence.serves(c.cand.group) => break Ok(c),
+                // Boxed: only a connect that may move the fence pays for it.
                 Some(t) => match Box::pin(svc.fence.admit(
                     &svc.cfg.name,
                     &svc.pool.groups(),

@@ -89,6 +89,11 @@ impl Fence {
         }
     }
 
+    /// Whether `group` serves now (the fast path of [`Fence::admit`]).
+    pub fn serves(&self, group: usize) -> bool {
+        unpack(self.state.load(Acquire)).1 == index(group)
+    }
+
     /// May a client connected to `group`, which selected holding `ticket`,
     /// relay? Moves the fence to `group` when nothing moved since the
     /// ticket: the sessions of every other group are reset and closed
@@ -100,10 +105,10 @@ impl Fence {
         group: usize,
         ticket: u32,
     ) -> Admit {
-        let g = index(group);
-        if unpack(self.state.load(Acquire)).1 == g {
+        if self.serves(group) {
             return Admit::Go;
         }
+        let g = index(group);
         let _moving = self.moving.lock().await;
         let (epoch, serving) = unpack(self.state.load(Acquire));
         if serving == g {
