@@ -16,8 +16,8 @@ use crate::config::build::Side;
 use crate::config::grammar::{parse_bind, parse_channel, parse_keepalive, resolve_bind_host};
 use crate::config::services::parse_port;
 use crate::config::{
-    BadValue, Config, Failback, Global, GroupConfig, Keepalive, ListenerSpec, LogFormat, Overlay,
-    Policy, SpecError, parse_duration,
+    BadValue, Config, ConnLogConfig, ConnLogFormat, ConnLogTarget, Failback, Global, GroupConfig,
+    Keepalive, ListenerSpec, LogFormat, Overlay, Policy, SpecError, parse_duration,
 };
 
 /// What the user asked for.
@@ -162,6 +162,12 @@ pub struct Args {
     /// Use buffered copying instead of splice(2)
     #[arg(long)]
     no_splice: bool,
+    /// One line per connection as it ends, to a file, syslog[:PATH] or stderr
+    #[arg(long, value_name = "TARGET")]
+    connection_log: Option<String>,
+    /// Connection log layout: tcplog (HAProxy's, default) or json
+    #[arg(long, value_name = "tcplog|json")]
+    connection_log_format: Option<String>,
     /// Run the listeners of a YAML config file
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -269,6 +275,8 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
             ("--race", a.race.is_some()),
             ("--failback", a.failback.is_some()),
             ("--policy", a.policy.is_some()),
+            ("--connection-log", a.connection_log.is_some()),
+            ("--connection-log-format", a.connection_log_format.is_some()),
         ];
         if let Some((flag, _)) = per_listener.iter().find(|(_, given)| *given) {
             return err(format!(
@@ -419,6 +427,7 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
             ));
         }
     };
+    l.connection_log = connection_log(a)?;
     // `-m ...:on-down=shutdown` adds to `--on-down shutdown` (in the builder).
     l.monitor = a
         .monitor
@@ -444,6 +453,28 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
         }
         SpecError::SelfLoop { .. } => UsageError(format!("bad channel {e}")),
     })
+}
+
+/// `--connection-log TARGET [--connection-log-format tcplog|json]`.
+fn connection_log(a: &Args) -> Result<Option<ConnLogConfig>, UsageError> {
+    let format = match a.connection_log_format.as_deref() {
+        None => ConnLogFormat::Tcplog,
+        Some(w) => ConnLogFormat::from_word(w).ok_or_else(|| {
+            UsageError(format!(
+                "bad --connection-log-format {}: use tcplog or json",
+                quote(w)
+            ))
+        })?,
+    };
+    let Some(t) = a.connection_log.as_deref() else {
+        if a.connection_log_format.is_some() {
+            return err("--connection-log-format needs --connection-log TARGET");
+        }
+        return Ok(None);
+    };
+    let target = ConnLogTarget::parse(t)
+        .map_err(|e| UsageError(format!("bad --connection-log {}: {e}", quote(t))))?;
+    Ok(Some(ConnLogConfig { target, format }))
 }
 
 fn opt_duration(flag: &str, v: Option<&str>) -> Result<Option<Duration>, UsageError> {

@@ -22,6 +22,9 @@
 //! - [`monitor`]: the probe scheduler and one file per probe kind.
 //! - [`service`]: one listener at runtime; `report` is the one place that
 //!   reacts to a health outcome.
+//! - [`connlog`]: the connection log: a record per connection, its line
+//!   (`tcplog`, JSON), one writer thread per target behind a bounded
+//!   queue (a full one drops and counts).
 //! - [`pool`]: channels (state, counters), pure selection, the reload merge.
 //! - [`health`]: rise/fall, typed reasons and outcomes.
 //! - [`logging`]: stderr, file or syslog.
@@ -40,6 +43,7 @@ pub mod app;
 pub mod atomic_enum;
 pub mod cli;
 pub mod config;
+pub mod connlog;
 pub mod control;
 pub mod dns;
 pub mod exit;

@@ -90,7 +90,11 @@ pub async fn accept_loop(
                     .accepted
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let svc = Arc::clone(&svc);
-                tracker.spawn(crate::proxy::handle(svc, sock, peer, permit));
+                if svc.connlog.is_none() {
+                    tracker.spawn(crate::proxy::handle(svc, sock, peer, permit));
+                } else {
+                    tracker.spawn(crate::proxy::handle_logged(svc, sock, peer, permit));
+                }
             }
             Err(e) if crate::sys::is_accept_resource_error(&e) => {
                 if let Some(suppressed) = resource_log.due() {

@@ -22,7 +22,9 @@ use tokio::sync::Notify;
 
 use crate::config::{Failback, GroupConfig, Host, Policy};
 
-pub use channel::{Admin, Channel, ConnGuard, HealthState, Kill, LastResult, ShownState, Target};
+pub use channel::{
+    Admin, Channel, ConnGuard, EndCause, HealthState, Kill, LastResult, ShownState, Target,
+};
 pub use select::client_hash;
 use select::{Selector, Tier, Walk};
 

@@ -103,6 +103,9 @@ pub struct Service {
     /// The serving group of a fencing listener (`cfg.fence`); kept across
     /// reloads.
     pub fence: Arc<fence::Fence>,
+    /// The connection log (`cfg.connection_log`); `None`: connections
+    /// take the plain path.
+    pub connlog: Option<crate::connlog::Log>,
 }
 
 fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
@@ -142,6 +145,7 @@ impl Service {
         let opts = select_opts(&cfg);
         let pool = Pool::new(&cfg.groups, opts, warn_unresolved(&cfg.name, resolve));
         Service {
+            connlog: connlog(&cfg),
             cfg,
             pool,
             stats: Arc::default(),
@@ -173,6 +177,7 @@ impl Service {
             warn_unresolved(&cfg.name, resolve),
         );
         Service {
+            connlog: connlog(&cfg),
             cfg,
             pool,
             stats: Arc::clone(&self.stats),
@@ -183,6 +188,11 @@ impl Service {
             fence: Arc::clone(&self.fence),
         }
     }
+}
+
+fn connlog(cfg: &ListenerConfig) -> Option<crate::connlog::Log> {
+    let c = cfg.connection_log.as_ref()?;
+    crate::connlog::Log::open(&cfg.name, c)
 }
 
 /// `resolve`, with a warning for a name that gives no address (at start

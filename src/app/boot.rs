@@ -65,6 +65,12 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
         Some(p) => Some(PidFile::claim(p).map_err(os)?),
         None => None,
     };
+    crate::connlog::preflight(
+        cfg.listeners
+            .iter()
+            .filter_map(|l| l.connection_log.clone()),
+    )
+    .map_err(os)?;
     let bound = bind_listeners(&cfg)?;
     // The run directory as the starting user sees it.
     let base_run_dir = paths::run_dir();

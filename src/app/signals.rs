@@ -1,6 +1,7 @@
 //! Signals and reload requests as one stream of [`Event`]s: SIGTERM and
 //! SIGINT (and the control socket's `kill`) stop the process; SIGHUP and a
-//! control socket's `reload` ask for a reload. Acting on them is the
+//! control socket's `reload` ask for a reload; SIGUSR1 reopens the
+//! connection log files. Acting on them is the
 //! supervisor's.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -15,6 +16,8 @@ pub(crate) enum Event {
     Stop(&'static str),
     /// SIGHUP: reload the config file.
     Hangup,
+    /// SIGUSR1: reopen the connection log files.
+    Reopen,
     /// A control socket's `reload`: reload and answer on the request.
     Reload(ReloadRequest),
 }
@@ -27,6 +30,8 @@ pub(crate) struct Signals {
     term: Option<Signal>,
     int: Option<Signal>,
     hup: Option<Signal>,
+    /// SIGUSR1 (without a handler its default action would kill us).
+    usr1: Option<Signal>,
 }
 
 impl Signals {
@@ -38,11 +43,13 @@ impl Signals {
                 signal(SignalKind::hangup()).ok()?,
             ))
         };
+        let usr1 = signal(SignalKind::user_defined1()).ok();
         match all() {
             Some((term, int, hup)) => Signals {
                 term: Some(term),
                 int: Some(int),
                 hup: Some(hup),
+                usr1,
             },
             None => {
                 warn!("cannot install signal handlers; stop with SIGKILL");
@@ -50,6 +57,7 @@ impl Signals {
                     term: None,
                     int: None,
                     hup: None,
+                    usr1,
                 }
             }
         }
@@ -66,6 +74,7 @@ impl Signals {
             _ = recv(self.term.as_mut()) => Event::Stop("SIGTERM"),
             _ = recv(self.int.as_mut()) => Event::Stop("SIGINT"),
             _ = recv(self.hup.as_mut()) => Event::Hangup,
+            _ = recv(self.usr1.as_mut()) => Event::Reopen,
             Some(reply) = requests.recv() => Event::Reload(reply),
         }
     }

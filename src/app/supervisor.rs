@@ -91,12 +91,14 @@ impl Supervisor {
                 .inspect_err(|e| error!("fleet mode off: {e}"))
                 .ok()
         });
+        let limit = max_conns(&cfg.global);
+        crate::connlog::set_max_conns(limit);
         Supervisor {
             source,
             started: cfg.global.clone(),
             shutdown: shutdown.clone(),
             tracker: TaskTracker::new(),
-            limit: Arc::new(Semaphore::new(max_conns(&cfg.global))),
+            limit: Arc::new(Semaphore::new(limit)),
             state: tokio::sync::Mutex::new(State {
                 cfg: cfg.clone(),
                 listeners: Vec::new(),
@@ -406,6 +408,10 @@ impl Supervisor {
                     info!("{why}");
                     return;
                 }
+                Event::Reopen => {
+                    info!("SIGUSR1: reopening the connection log files");
+                    crate::connlog::reopen();
+                }
                 Event::Hangup if self.source.is_none() => {
                     info!("SIGHUP ignored: started without --config, nothing to reload");
                 }
@@ -443,6 +449,8 @@ impl Supervisor {
         if let Some(f) = &self.fleet {
             f.stopped().await;
         }
+        // The lines of the last connections (a blocked sink is left behind).
+        let _ = tokio::task::spawn_blocking(|| crate::connlog::flush(CONNLOG_FLUSH)).await;
     }
 }
 
@@ -524,6 +532,9 @@ async fn control_bound(bound: Vec<ControlBound>) -> Result<(), String> {
 /// fds kept back from `--max-conns`'s default for listeners, control,
 /// probes and logs.
 const FD_RESERVE: u64 = 64;
+
+/// How long the exit waits for the connection log's writers.
+const CONNLOG_FLUSH: Duration = Duration::from_secs(1);
 
 /// Default `--max-conns`: two fds per proxied connection, minus a reserve.
 fn max_conns(g: &Global) -> usize {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use super::monitor::MonitorSpec;
 use super::selfloop::is_self_loop;
 use super::{
-    ChannelConfig, DEFAULT_CONNECT_TIMEOUT, Failback, GroupConfig, Keepalive, ListenerConfig,
+    ChannelConfig, ConnLogConfig, DEFAULT_CONNECT_TIMEOUT, Failback, GroupConfig, Keepalive,
+    ListenerConfig,
 };
 
 /// Keepalive idle and interval must lie in this range (Linux's limits).
@@ -48,6 +49,7 @@ pub struct ListenerSpec {
     pub fence: Option<bool>,
     /// Its own `on-down`/`on-up` flags add to the listener's.
     pub monitor: Option<MonitorSpec>,
+    pub connection_log: Option<ConnLogConfig>,
 }
 
 /// Which keepalive (`-k`/`client:` or `-K`/`server:`).
@@ -96,6 +98,7 @@ impl ListenerSpec {
             on_up_shutdown_backup: false,
             fence: None,
             monitor: None,
+            connection_log: None,
         }
     }
 
@@ -120,6 +123,7 @@ impl ListenerSpec {
             on_up_shutdown_backup,
             fence,
             monitor,
+            connection_log,
         } = self;
         let connect_timeout = match connect_timeout {
             Some(d) if d.is_zero() => return Err(SpecError::ZeroConnectTimeout),
@@ -189,6 +193,7 @@ impl ListenerSpec {
                 .or(monitor.as_ref().and_then(|m| m.fence))
                 .unwrap_or(monitor.as_ref().is_some_and(|m| m.guards_writer())),
             monitor,
+            connection_log,
         })
     }
 }

@@ -110,6 +110,59 @@ pub enum LogFormat {
     Json,
 }
 
+/// `connection_log:` / `--connection-log`: one line per connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnLogConfig {
+    pub target: ConnLogTarget,
+    pub format: ConnLogFormat,
+}
+
+/// Where connection log lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ConnLogTarget {
+    /// Appended to a file; reopened on SIGUSR1 and when the path moves.
+    File(PathBuf),
+    /// Datagrams to a syslog socket (`syslog` is `/dev/log`).
+    Syslog(PathBuf),
+    Stderr,
+}
+
+/// The layout of a connection log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnLogFormat {
+    /// HAProxy's `option tcplog` layout.
+    Tcplog,
+    /// One JSON object: the same fields and a few more.
+    Json,
+}
+
+impl ConnLogTarget {
+    /// `syslog`, `syslog:PATH`, `stderr`, or a file path.
+    pub fn parse(s: &str) -> Result<ConnLogTarget, String> {
+        match s {
+            "" => Err("empty target".into()),
+            "stderr" => Ok(ConnLogTarget::Stderr),
+            "syslog" => Ok(ConnLogTarget::Syslog(PathBuf::from("/dev/log"))),
+            _ => match s.strip_prefix("syslog:") {
+                Some("") => Err("syslog: needs a socket path".into()),
+                Some(p) => Ok(ConnLogTarget::Syslog(PathBuf::from(p))),
+                None if s.contains('\0') => Err("a path cannot hold a NUL byte".into()),
+                None => Ok(ConnLogTarget::File(PathBuf::from(s))),
+            },
+        }
+    }
+}
+
+impl ConnLogFormat {
+    pub fn from_word(w: &str) -> Option<ConnLogFormat> {
+        match w {
+            "tcplog" => Some(ConnLogFormat::Tcplog),
+            "json" => Some(ConnLogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
 /// One listening address with its groups and policies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
@@ -148,6 +201,8 @@ pub struct ListenerConfig {
     pub fence: bool,
     /// `-m` / `monitor:`.
     pub monitor: Option<MonitorSpec>,
+    /// `--connection-log` / `connection_log:`; `None`: no connection log.
+    pub connection_log: Option<ConnLogConfig>,
 }
 
 impl ListenerConfig {
@@ -173,6 +228,7 @@ impl ListenerConfig {
             on_up_shutdown_backup: false,
             fence: false,
             monitor: None,
+            connection_log: None,
         }
     }
 }

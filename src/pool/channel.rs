@@ -163,9 +163,31 @@ pub struct Channel {
     sessions: Ends,
 }
 
+/// Why the balancer ended a channel's sessions (the connection log's
+/// termination state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndCause {
+    /// The channel went down (`on-down=shutdown`, or a fencing listener's
+    /// channel that went down).
+    Down,
+    /// A group-0 channel came back (`on-up=shutdown-backup`).
+    BackupShutdown,
+    /// A fence moved traffic to another group.
+    Fence,
+    /// An operator's command (a switchover).
+    Operator,
+}
+
+u8_enum!(EndCause {
+    Down = 0,
+    BackupShutdown = 1,
+    Fence = 2,
+    Operator = 3,
+});
+
 /// Requests to end a channel's sessions: counted, and notified to the
 /// relays waiting on them ([`SessionKill`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Ends {
     /// How many times the sessions were closed (low 32 bits) and asked
     /// to end once quiet, nothing in flight (high 32 bits, a switchover's
@@ -173,6 +195,25 @@ pub struct Ends {
     /// load), not the notification (a lock).
     count: AtomicU64,
     notify: Notify,
+    /// The cause of the latest request (read by a relay it ended).
+    cause: AtomicEnum<EndCause>,
+}
+
+impl Default for Ends {
+    fn default() -> Self {
+        Ends {
+            count: AtomicU64::new(0),
+            notify: Notify::new(),
+            cause: AtomicEnum::new(EndCause::Operator),
+        }
+    }
+}
+
+impl Ends {
+    /// Why the latest request to end these sessions was made.
+    pub fn cause(&self) -> EndCause {
+        self.cause.load(Acquire)
+    }
 }
 
 /// One `close_sessions` in [`Ends::count`]; [`QUIET`] one
@@ -265,14 +306,16 @@ impl Channel {
     }
 
     /// Close every live session relayed to this channel.
-    pub fn close_sessions(&self) {
+    pub fn close_sessions(&self, cause: EndCause) {
+        self.sessions.cause.store(cause, Release);
         self.sessions.count.fetch_add(CLOSE, Release);
         self.sessions.notify.notify_waiters();
     }
 
     /// Ask every live session to end as soon as nothing is in flight (at
     /// once for an idle one).
-    pub fn end_sessions_when_quiet(&self) {
+    pub fn end_sessions_when_quiet(&self, cause: EndCause) {
+        self.sessions.cause.store(cause, Release);
         self.sessions.count.fetch_add(QUIET, Release);
         self.sessions.notify.notify_waiters();
     }

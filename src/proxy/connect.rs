@@ -26,6 +26,9 @@ use crate::pool::{Candidate, Candidates, ConnGuard};
 use crate::service::Service;
 use crate::service::fence::Admit;
 
+use super::trace::{self, Fail};
+use crate::connlog::Race;
+
 /// A connected backend with its reserved slot.
 pub struct Connected {
     pub stream: TcpStream,
@@ -49,9 +52,12 @@ pub enum NoBackend {
 /// How one connect attempt failed.
 #[derive(Debug, thiserror::Error)]
 enum AttemptError {
-    /// The backend's fault: refused, unreachable, timed out.
+    /// The backend's fault: refused, unreachable.
     #[error("{0}")]
     Backend(String),
+    /// The backend's fault: no answer within the connect timeout.
+    #[error("{0}")]
+    Timeout(String),
     /// Ours: no ports, no fds, no memory. Not a channel failure.
     #[error("local error: {0}")]
     Local(io::Error),
@@ -145,12 +151,18 @@ async fn spin_wait(
     deadline: Instant,
     client: &TcpStream,
 ) -> Result<(), NoBackend> {
-    tokio::select! {
+    let since = trace::traced().then(std::time::Instant::now);
+    let r = tokio::select! {
         _ = notified => Ok(()),
         _ = sleep(SPIN_RECHECK) => Ok(()),
         _ = sleep_until(deadline) => Ok(()),
         _ = client_gone(client) => Err(NoBackend::ClientGone),
+    };
+    if let Some(since) = since {
+        trace::held(since, r.is_err());
+        trace::note(|n| n.spun = true);
     }
+    r
 }
 
 /// Try candidates in order: one after the other, or with `--race` racing
@@ -179,6 +191,7 @@ async fn race_candidates(
     client: &TcpStream,
     race: Duration,
 ) -> Result<Connected, NoBackend> {
+    let traced = trace::traced();
     let cfg = &svc.cfg;
     let mut inflight = FuturesUnordered::new();
     // The candidate launched, when there was one left.
@@ -186,6 +199,9 @@ async fn race_candidates(
         for cand in cands.by_ref() {
             // maxc may have been reached since the eligibility check.
             if let Some(guard) = cand.channel.try_acquire() {
+                if traced {
+                    trace::note(|n| n.tried = Some(cand.clone()));
+                }
                 let newest = cand.clone();
                 inflight.push(attempt(cfg, cand, guard));
                 return Some(newest);
@@ -218,10 +234,19 @@ async fn race_candidates(
             }
             res = inflight.next() => match res {
                 Some(Ok(c)) => {
+                    if traced && !overtaken.is_empty() {
+                        let slow_won = overtaken.iter().any(|o| Arc::ptr_eq(&o.channel, &c.cand.channel));
+                        trace::note(|n| n.race = if slow_won { Race::FirstWon } else { Race::RacerWon });
+                    }
                     abandoned(svc, &overtaken, &c.cand);
                     return Ok(c);
                 }
-                Some(Err((_, AttemptError::Reset))) => return Err(NoBackend::Reset),
+                Some(Err((cand, AttemptError::Reset))) => {
+                    if traced {
+                        trace::note(|n| n.tried = Some(cand));
+                    }
+                    return Err(NoBackend::Reset);
+                }
                 Some(Err((cand, err))) => {
                     overtaken.retain(|o| !Arc::ptr_eq(&o.channel, &cand.channel));
                     connect_failed(svc, &cand, err);
@@ -263,20 +288,33 @@ async fn try_in_turn(
         let Some(guard) = cand.channel.try_acquire() else {
             continue;
         };
-        // Pinned here: inside `select!` it would be held twice.
-        let mut attempt = pin!(attempt(&svc.cfg, cand, guard));
-        let res = tokio::select! {
-            biased;
-            _ = &mut gone => {
-                debug!("client left while connecting; connect abandoned");
-                return Err(NoBackend::ClientGone);
+        let res = {
+            // Pinned here: inside `select!` it would be held twice.
+            let mut attempt = pin!(reach(&svc.cfg, &cand));
+            tokio::select! {
+                biased;
+                _ = &mut gone => {
+                    debug!("client left while connecting; connect abandoned");
+                    trace::note(|n| n.tried = Some(cand.clone()));
+                    return Err(NoBackend::ClientGone);
+                }
+                r = &mut attempt => r,
             }
-            r = &mut attempt => r,
         };
         match res {
-            Ok(c) => return Ok(c),
-            Err((_, AttemptError::Reset)) => return Err(NoBackend::Reset),
-            Err((cand, err)) => connect_failed(svc, &cand, err),
+            Ok((stream, addr)) => {
+                return Ok(Connected {
+                    stream,
+                    guard,
+                    cand,
+                    addr,
+                });
+            }
+            Err(AttemptError::Reset) => {
+                trace::note(|n| n.tried = Some(cand));
+                return Err(NoBackend::Reset);
+            }
+            Err(err) => connect_failed(svc, &cand, err),
         }
     }
     Err(NoBackend::Exhausted)
@@ -298,31 +336,41 @@ fn abandoned(svc: &Service, overtaken: &[Candidate], winner: &Candidate) {
     }
 }
 
-/// Connect to one channel: each of its addresses in turn, each bounded by
-/// the connect timeout.
+/// Connect to one channel (`--race`'s form: the candidate and its slot
+/// travel with the attempt).
 async fn attempt(
     cfg: &ListenerConfig,
     cand: Candidate,
     guard: ConnGuard,
 ) -> Result<Connected, (Candidate, AttemptError)> {
+    match reach(cfg, &cand).await {
+        Ok((stream, addr)) => Ok(Connected {
+            stream,
+            guard,
+            cand,
+            addr,
+        }),
+        Err(e) => Err((cand, e)),
+    }
+}
+
+/// Connect to one channel: each of its addresses in turn, each bounded by
+/// the connect timeout.
+async fn reach(
+    cfg: &ListenerConfig,
+    cand: &Candidate,
+) -> Result<(TcpStream, SocketAddr), AttemptError> {
     let target = cand.channel.target();
     if target.addrs.is_empty() {
-        return Err((
-            cand,
-            AttemptError::Backend(format!("{} does not resolve", target.host)),
-        ));
+        return Err(AttemptError::Backend(format!(
+            "{} does not resolve",
+            target.host
+        )));
     }
     let mut last = AttemptError::Backend("no address".into());
     for &addr in &target.addrs {
         match connect_addr(cfg, addr).await {
-            Ok(stream) => {
-                return Ok(Connected {
-                    stream,
-                    guard,
-                    cand,
-                    addr,
-                });
-            }
+            Ok(stream) => return Ok((stream, addr)),
             Err(e) => {
                 debug!(%addr, error = %e, "connect failed");
                 let stop = matches!(e, AttemptError::Local(_) | AttemptError::Reset);
@@ -333,7 +381,7 @@ async fn attempt(
             }
         }
     }
-    Err((cand, last))
+    Err(last)
 }
 
 async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStream, AttemptError> {
@@ -369,7 +417,7 @@ async fn connect_addr(cfg: &ListenerConfig, addr: SocketAddr) -> Result<TcpStrea
         }
         Ok(Err(e)) => return Err(classify(e)),
         Err(_) => {
-            return Err(AttemptError::Backend(format!(
+            return Err(AttemptError::Timeout(format!(
                 "connect timeout after {:?}",
                 cfg.connect_timeout
             )));
@@ -424,8 +472,15 @@ pub async fn client_gone(client: &TcpStream) {
 /// failure is the channel's outcome; a local one only a (rate-limited)
 /// warning.
 fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
+    let fail = match &err {
+        AttemptError::Backend(_) => Fail::Refused,
+        AttemptError::Timeout(_) => Fail::Timeout,
+        AttemptError::Local(_) => Fail::Local,
+        AttemptError::Reset => Fail::None,
+    };
+    trace::failed(cand, fail);
     match err {
-        AttemptError::Backend(detail) => {
+        AttemptError::Backend(detail) | AttemptError::Timeout(detail) => {
             svc.report(cand, Outcome::ConnectFailed(detail));
         }
         AttemptError::Reset => {}

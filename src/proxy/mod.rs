@@ -7,6 +7,8 @@
 //!   close passed on), one `half::HalfDuplex` per direction.
 //! - `own`: our own connects coming back in (a loop through a listener
 //!   of this process), refused by the accept loop.
+//! - `trace`: what the connection log records of a connection (nothing,
+//!   on the plain path).
 //! - `buffered` and `splice`: the two pumps, siblings sharing only `half`;
 //!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`;
 //!   both take their copy buffers from `spare`.
@@ -20,6 +22,7 @@ pub mod pipe;
 pub mod relay;
 pub mod spare;
 pub mod splice;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +35,7 @@ use tracing::{Instrument, debug, warn};
 use crate::service::Service;
 use connect::NoBackend;
 use relay::RelayOpts;
+use trace::{Ended, Logged, NoLog, Recorder};
 
 /// Connect, after waiting for this client's turn while the operator holds
 /// the listener (`spin on`; see [`crate::service::hold`]). Without a hold
@@ -56,7 +60,12 @@ async fn connect_in_turn(
 ) -> Result<connect::Connected, NoBackend> {
     let hold = &svc.ops.hold;
     debug!("held by the operator (spin on)");
-    match hold.wait(connect::client_gone(client)).await {
+    let since = trace::traced().then(std::time::Instant::now);
+    let turn = hold.wait(connect::client_gone(client)).await;
+    if let Some(since) = since {
+        trace::held(since, turn.is_err());
+    }
+    match turn {
         Ok(turn) => turn.run(connect::connect(svc, client, peer)).await,
         Err(_) => {
             debug!("client left while held");
@@ -82,15 +91,33 @@ pub fn handle(
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> {
     let peer = canonical(peer);
-    let span = tracing::debug_span!("conn", listener = %svc.cfg.name, client = %peer, channel = tracing::field::Empty);
-    serve(svc, client, peer, permit).instrument(span)
+    let span = conn_span(&svc, peer);
+    serve(svc, client, peer, permit, NoLog).instrument(span)
 }
 
-async fn serve(
+/// [`handle`] for a listener with a connection log: the same connection,
+/// recorded (accept time now) and logged when it ends.
+pub fn handle_logged(
     svc: Arc<Service>,
     client: TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> {
+    let peer = canonical(peer);
+    let span = conn_span(&svc, peer);
+    trace::traced_task(serve(svc, client, peer, permit, Logged::accepted(peer))).instrument(span)
+}
+
+fn conn_span(svc: &Service, peer: SocketAddr) -> tracing::Span {
+    tracing::debug_span!("conn", listener = %svc.cfg.name, client = %peer, channel = tracing::field::Empty)
+}
+
+async fn serve<R: Recorder>(
+    svc: Arc<Service>,
+    client: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    mut rec: R,
 ) {
     // TCP_NODELAY comes from the listener (`listener::bind`).
     crate::sys::set_keepalive((&client).into(), svc.cfg.client_keepalive.as_ref());
@@ -104,21 +131,9 @@ async fn serve(
         addr,
     } = match Box::pin(held_connect(&svc, &client, peer)).await {
         Ok(b) => b,
-        Err(NoBackend::ClientGone) => return,
-        Err(NoBackend::Reset) => {
-            crate::sys::set_linger_zero(&client);
-            debug!("the backend reset while connecting; resetting the client");
-            return;
-        }
-        Err(NoBackend::Exhausted) => {
-            let total = svc.stats.refused.fetch_add(1, Relaxed) + 1;
-            if let Some(more) = svc.stats.refused_log.due() {
-                // No client address: keeping `peer` across the connect
-                // would make every connection's future larger.
-                warn!(listener = %svc.cfg.name,
-                      "no channel could take a client; closed it ({more} more since the last such line, {total} in all)");
-            }
-            return;
+        Err(e) => {
+            rec.failed(&svc, &permit, &e);
+            return no_backend(&svc, &client, e);
         }
     };
     let ch = guard.channel();
@@ -127,6 +142,7 @@ async fn serve(
     svc.served_by(cand.group);
     tracing::Span::current().record("channel", tracing::field::display(addr));
     debug!(group = cand.group, index = cand.index, "connected");
+    rec.connected(&cand, addr);
     drop(cand);
     svc.stats.active.fetch_add(1, Relaxed);
     // A fence waits for this count before another group takes a client.
@@ -138,8 +154,28 @@ async fn serve(
         dump: svc.cfg.packet_dump,
         splice: splice::enabled(),
     };
-    let end = relay::relay(&client, &stream, &opts, ch.ends()).await;
+    let end = match rec.first_byte() {
+        None => relay::relay(&client, &stream, &opts, ch.ends()).await,
+        // Boxed, and built in its own arm: the plain path's future stays
+        // as it was.
+        Some(first) => {
+            let run = relay::relay(&client, &stream, &opts, ch.ends());
+            Box::pin(trace::watch_first_byte(first, &stream, run)).await
+        }
+    };
     debug!(?end, "closed");
+    rec.ended(
+        &Ended {
+            svc: &svc,
+            // Not `ch`: kept across the relay, it would size every
+            // connection's future.
+            channel: guard.channel(),
+            client: &client,
+            backend: &stream,
+            permit: &permit,
+        },
+        &end,
+    );
     if end == relay::End::Killed {
         // on-down=shutdown, on-up=shutdown-backup, a fence or a
         // switchover: reset both sides.
@@ -155,6 +191,26 @@ async fn serve(
     drop(relaying);
     drop(guard);
     drop(permit);
+}
+
+/// The client for whom no backend could be had.
+fn no_backend(svc: &Service, client: &TcpStream, why: NoBackend) {
+    match why {
+        NoBackend::ClientGone => {}
+        NoBackend::Reset => {
+            crate::sys::set_linger_zero(client);
+            debug!("the backend reset while connecting; resetting the client");
+        }
+        NoBackend::Exhausted => {
+            let total = svc.stats.refused.fetch_add(1, Relaxed) + 1;
+            if let Some(more) = svc.stats.refused_log.due() {
+                // No client address: keeping `peer` across the connect
+                // would make every connection's future larger.
+                warn!(listener = %svc.cfg.name,
+                      "no channel could take a client; closed it ({more} more since the last such line, {total} in all)");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::pool::Group;
+use crate::pool::{EndCause, Group};
 
 /// How long a session with a request in flight may finish it, unless the
 /// command says otherwise (`grace=`).
@@ -35,7 +35,7 @@ pub async fn end_sessions(old: &Group, grace: Duration) -> Ended {
         return Ended::default();
     }
     for c in &old.channels {
-        c.end_sessions_when_quiet();
+        c.end_sessions_when_quiet(EndCause::Operator);
     }
     let deadline = Instant::now() + grace;
     while live() > 0 && Instant::now() < deadline {
@@ -44,7 +44,7 @@ pub async fn end_sessions(old: &Group, grace: Duration) -> Ended {
     let cut = live();
     if cut > 0 {
         for c in &old.channels {
-            c.close_sessions();
+            c.close_sessions(EndCause::Operator);
         }
         let deadline = Instant::now() + END_WAIT;
         while live() > 0 && Instant::now() < deadline {

@@ -130,7 +130,7 @@ impl Fence {
         let reset = live();
         if reset > 0 {
             for c in others() {
-                c.close_sessions();
+                c.close_sessions(crate::pool::EndCause::Fence);
             }
             let deadline = Instant::now() + FENCE_WAIT;
             while live() > 0 && Instant::now() < deadline {

@@ -15,7 +15,7 @@ use super::Service;
 use crate::config::Failback;
 use crate::config::monitor::Probe;
 use crate::health::{Evidence, Facts, Outcome, Reason, Recovery};
-use crate::pool::{Admin, Candidate};
+use crate::pool::{Admin, Candidate, EndCause};
 
 /// How a channel flipped, with the why for the log line.
 enum Flip {
@@ -254,7 +254,7 @@ impl Service {
                 {
                     for g in self.pool.groups().iter().skip(1) {
                         for c in &g.channels {
-                            c.close_sessions();
+                            c.close_sessions(EndCause::BackupShutdown);
                         }
                     }
                     info!(%listener, "on-up=shutdown-backup: backup sessions closed");
@@ -272,12 +272,12 @@ impl Service {
                     // buffers when it resumes: reset its sessions now,
                     // before anything else takes its clients.
                     let n = ch.relaying();
-                    ch.close_sessions();
+                    ch.close_sessions(EndCause::Down);
                     if n > 0 {
                         info!(%listener, channel = %ch.target(), group, index, "fenced: {n} sessions reset on the channel that went down");
                     }
                 } else if self.cfg.on_down_shutdown {
-                    ch.close_sessions();
+                    ch.close_sessions(EndCause::Down);
                 }
                 // A follower takes its backups' state from the prober too.
                 if !matches!(reason, Reason::Fleet(_)) {

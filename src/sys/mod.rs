@@ -46,11 +46,9 @@ pub fn is_connect_in_progress(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINPROGRESS)
 }
 
-/// Send-side progress from TCP_INFO: bytes the peer has acknowledged, and
-/// whether data is still waiting in our send queue (unsent or unacked).
-/// Tells a slow reader from an idle or stuck one while our writes wait.
-/// `None` where the kernel does not report it.
-pub fn send_progress(s: &TcpStream) -> Option<(u64, bool)> {
+/// The socket's TCP_INFO, when the kernel reports it up to `field_end`
+/// (the byte offset just past the last field the caller reads).
+fn tcp_info(s: &TcpStream, field_end: usize) -> Option<libc::tcp_info> {
     // SAFETY: tcp_info is plain integers, so all-zero is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -65,12 +63,63 @@ pub fn send_progress(s: &TcpStream) -> Option<(u64, bool)> {
             &mut len,
         )
     };
+    (rc == 0 && len as usize >= field_end).then_some(info)
+}
+
+/// Send-side progress from TCP_INFO: bytes the peer has acknowledged, and
+/// whether data is still waiting in our send queue (unsent or unacked).
+/// Tells a slow reader from an idle or stuck one while our writes wait.
+/// `None` where the kernel does not report it.
+pub fn send_progress(s: &TcpStream) -> Option<(u64, bool)> {
     let needed = std::mem::offset_of!(libc::tcp_info, tcpi_notsent_bytes) + 4;
-    if rc != 0 || (len as usize) < needed {
-        return None;
-    }
+    let info = tcp_info(s, needed)?;
     let pending = info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0;
     Some((info.tcpi_bytes_acked, pending))
+}
+
+/// Bytes received from the peer over the socket's life (TCP_INFO's
+/// `tcpi_bytes_received`, Linux 4.1); `None` where it is not reported.
+pub fn bytes_received(s: &TcpStream) -> Option<u64> {
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
+    tcp_info(s, needed).map(|i| i.tcpi_bytes_received)
+}
+
+/// A wall-clock second broken down in the local time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    pub year: i32,
+    /// 1-12.
+    pub month: u32,
+    /// 1-31.
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    /// East of UTC, in seconds.
+    pub utc_offset: i64,
+}
+
+/// `secs` since the epoch in the local time zone (localtime_r(3)).
+pub fn local_time(secs: i64) -> Option<LocalTime> {
+    let t: libc::time_t = secs.try_into().ok()?;
+    // SAFETY: tm is plain integers and a pointer (tm_zone) that
+    // localtime_r sets; all-zero is a valid value to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is the
+    // thread-safe variant and writes only into `tm`.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return None;
+    }
+    Some(LocalTime {
+        year: tm.tm_year + 1900,
+        month: u32::try_from(tm.tm_mon + 1).ok()?,
+        day: u32::try_from(tm.tm_mday).ok()?,
+        hour: u32::try_from(tm.tm_hour).ok()?,
+        minute: u32::try_from(tm.tm_min).ok()?,
+        second: u32::try_from(tm.tm_sec).ok()?,
+        utc_offset: tm.tm_gmtoff,
+    })
 }
 
 /// Make closing this socket send a reset instead of a FIN.

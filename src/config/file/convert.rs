@@ -11,15 +11,16 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::raw::{
-    RawCheck, RawFailback, RawFile, RawFleet, RawKeepalive, RawListener, RawLogFormat, RawMonitor,
-    RawOnDown, RawOnUp, RawPolicy, RawRedisRole,
+    RawCheck, RawConnLog, RawConnLogFormat, RawFailback, RawFile, RawFleet, RawKeepalive,
+    RawListener, RawLogFormat, RawMonitor, RawOnDown, RawOnUp, RawPolicy, RawRedisRole,
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
 use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
 use crate::config::monitor::{Check, MonitorSpec, Probe, RedisRole, read_password_file};
 use crate::config::{
-    Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
+    Config, ConnLogConfig, ConnLogFormat, ConnLogTarget, Failback, Global, GroupConfig, Keepalive,
+    ListenerConfig, LogFormat, Overlay, Policy,
 };
 
 /// `line L column C: `, or nothing when the position is unknown.
@@ -84,9 +85,14 @@ pub(super) fn build(raw: RawFile, overlay: &Overlay) -> Result<Config, String> {
     let mut names = HashSet::new();
     let mut binds = HashSet::new();
     let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(raw.listeners.len());
+    let default_log = raw
+        .connection_log
+        .as_ref()
+        .map(connection_log)
+        .transpose()?;
     for sl in raw.listeners {
         let bind_at = at(sl.value.bind.referenced);
-        let lc = listener(sl, &mut names, &mut binds)?;
+        let lc = listener(sl, &mut names, &mut binds, default_log.as_ref())?;
         if let Some(other) = listeners.iter().find(|o| overlap(o, &lc)) {
             return Err(format!(
                 "{bind_at}bind: {} overlaps {} of listener \"{}\" (both cannot be bound)",
@@ -116,6 +122,7 @@ fn listener(
     sl: Spanned<RawListener>,
     names: &mut HashSet<String>,
     binds: &mut HashSet<SocketAddr>,
+    default_log: Option<&ConnLogConfig>,
 ) -> Result<ListenerConfig, String> {
     let l = sl.value;
     let name = l.name.value.0.clone();
@@ -176,6 +183,10 @@ fn listener(
     if let Some(m) = l.monitor {
         spec.monitor = Some(monitor(&loc, &name, m)?);
     }
+    spec.connection_log = match &l.connection_log {
+        Some(c) => Some(connection_log(c)?),
+        None => default_log.cloned(),
+    };
     spec.build().map_err(|e| spec_error(e, &loc, &name, &spans))
 }
 
@@ -210,6 +221,17 @@ fn spec_error(e: SpecError, loc: &str, name: &str, spans: &[Vec<Location>]) -> S
 
 fn overlap(a: &ListenerConfig, b: &ListenerConfig) -> bool {
     binds_overlap((a.bind, a.dual_stack), (b.bind, b.dual_stack))
+}
+
+/// `connection_log: {target, format}`.
+fn connection_log(c: &Spanned<RawConnLog>) -> Result<ConnLogConfig, String> {
+    let target = ConnLogTarget::parse(&c.value.target)
+        .map_err(|e| format!("{}connection_log.target: {e}", at(c.referenced)))?;
+    let format = match c.value.format {
+        Some(RawConnLogFormat::Json) => ConnLogFormat::Json,
+        Some(RawConnLogFormat::Tcplog) | None => ConnLogFormat::Tcplog,
+    };
+    Ok(ConnLogConfig { target, format })
 }
 
 fn keepalive(k: RawKeepalive) -> Keepalive {

@@ -36,8 +36,26 @@ pub(super) struct RawFile {
     pub(super) resolve_interval: Option<Dur>,
     #[serde(default)]
     pub(super) fleet: Option<RawFleet>,
+    /// The default of every listener without its own.
+    #[serde(default)]
+    pub(super) connection_log: Option<Spanned<RawConnLog>>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) listeners: Vec<Spanned<RawListener>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConnLog {
+    pub(super) target: String,
+    #[serde(default)]
+    pub(super) format: Option<RawConnLogFormat>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawConnLogFormat {
+    Tcplog,
+    Json,
 }
 
 #[derive(Deserialize, Clone)]
@@ -93,6 +111,8 @@ pub(super) struct RawListener {
     pub(super) fence: Option<bool>,
     #[serde(default)]
     pub(super) monitor: Option<RawMonitor>,
+    #[serde(default)]
+    pub(super) connection_log: Option<Spanned<RawConnLog>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

@@ -1,0 +1,291 @@
+//! What the connection log needs from one connection, gathered by a
+//! [`Recorder`]. `serve` runs with [`NoLog`] (every hook empty, nothing
+//! kept: the plain data path compiles as without a log) or with [`Logged`]
+//! (the accept time, the connect's [`Trace`], the first backend byte), the
+//! choice made once per connection by the accept loop.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::connlog::{Race, Record, Server, Termination};
+use crate::pool::{Candidate, Channel, EndCause};
+use crate::service::Service;
+
+use super::connect::NoBackend;
+use super::relay::End;
+
+/// How the last failed connect attempt failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fail {
+    #[default]
+    None,
+    Refused,
+    Timeout,
+    Local,
+}
+
+/// What the connect of a logged connection noted.
+#[derive(Default)]
+pub struct Notes {
+    /// Connect attempts that failed.
+    pub retries: u32,
+    /// Time held by `--spin` or `spin on`.
+    pub waited: Duration,
+    /// Held at least once (`--spin`).
+    pub spun: bool,
+    /// The client left while held, not while connecting.
+    pub left_held: bool,
+    pub last_fail: Fail,
+    /// The channel of the last connect that did not connect (the server
+    /// of a connection that got none).
+    pub tried: Option<Candidate>,
+    pub race: Race,
+}
+
+tokio::task_local! {
+    /// The notes of a logged connection's task. The connect writes them
+    /// on its failure paths and holds only (a successful connect writes
+    /// nothing), so the plain path neither passes nor looks them up.
+    static NOTES: RefCell<Notes>;
+}
+
+/// Run a logged connection's task with its notes.
+pub fn traced_task<F: Future>(f: F) -> impl Future<Output = F::Output> {
+    NOTES.scope(RefCell::new(Notes::default()), f)
+}
+
+/// Whether this task is a logged connection's.
+pub fn traced() -> bool {
+    NOTES.try_with(|_| ()).is_ok()
+}
+
+/// Note something on this task's notes, when it has some.
+pub fn note(f: impl FnOnce(&mut Notes)) {
+    let _ = NOTES.try_with(|n| {
+        if let Ok(mut n) = n.try_borrow_mut() {
+            f(&mut n);
+        }
+    });
+}
+
+/// A connect attempt to `cand` failed.
+pub fn failed(cand: &Candidate, why: Fail) {
+    note(|n| {
+        n.retries += 1;
+        n.last_fail = why;
+        n.tried = Some(cand.clone());
+    });
+}
+
+/// Held since `since`; `left`: the client went away meanwhile.
+pub fn held(since: Instant, left: bool) {
+    note(|n| {
+        n.waited += since.elapsed();
+        n.left_held = left;
+    });
+}
+
+fn take_notes() -> Notes {
+    NOTES
+        .try_with(|n| {
+            n.try_borrow_mut()
+                .map(|mut n| std::mem::take(&mut *n))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+}
+
+/// The connection log's hooks in `serve`.
+pub trait Recorder {
+    /// Connected to `addr` of `cand`'s channel.
+    fn connected(&mut self, cand: &Candidate, addr: SocketAddr);
+    /// Where the backend's first byte's arrival goes, when watched.
+    fn first_byte(&self) -> Option<&OnceLock<Instant>>;
+    /// The relay ended (`end`); the sockets are still open.
+    fn ended(self, s: &Ended<'_>, end: &End);
+    /// No backend could be had.
+    fn failed(self, svc: &Service, permit: &OwnedSemaphorePermit, why: &NoBackend);
+}
+
+/// `relay`, noting in `first` when the backend first has something to
+/// read (its first byte, or its end when none comes: then no byte was
+/// read and the log reports none).
+pub async fn watch_first_byte(
+    first: &OnceLock<Instant>,
+    backend: &TcpStream,
+    relay: impl Future<Output = End>,
+) -> End {
+    let readable = async {
+        if backend.readable().await.is_ok() {
+            let _ = first.set(Instant::now());
+        }
+        std::future::pending::<End>().await
+    };
+    tokio::select! {
+        biased;
+        e = readable => e,
+        e = relay => e,
+    }
+}
+
+/// What a relayed connection's log line reads at its end.
+pub struct Ended<'a> {
+    pub svc: &'a Service,
+    pub channel: &'a Channel,
+    pub client: &'a TcpStream,
+    pub backend: &'a TcpStream,
+    pub permit: &'a OwnedSemaphorePermit,
+}
+
+/// No connection log: every hook is empty.
+pub struct NoLog;
+
+impl Recorder for NoLog {
+    #[inline(always)]
+    fn connected(&mut self, _: &Candidate, _: SocketAddr) {}
+    #[inline(always)]
+    fn first_byte(&self) -> Option<&OnceLock<Instant>> {
+        None
+    }
+    #[inline(always)]
+    fn ended(self, _: &Ended<'_>, _: &End) {}
+    #[inline(always)]
+    fn failed(self, _: &Service, _: &OwnedSemaphorePermit, _: &NoBackend) {}
+}
+
+/// A logged connection's notes.
+pub struct Logged {
+    accepted: SystemTime,
+    start: Instant,
+    client: SocketAddr,
+    connected: Option<(Instant, Server)>,
+    first_byte: OnceLock<Instant>,
+}
+
+impl Logged {
+    /// Accepted now, from `client`.
+    pub fn accepted(client: SocketAddr) -> Logged {
+        Logged {
+            accepted: SystemTime::now(),
+            start: Instant::now(),
+            client,
+            connected: None,
+            first_byte: OnceLock::new(),
+        }
+    }
+
+    /// The record with what every line has; the caller fills the rest.
+    fn record(
+        &self,
+        svc: &Service,
+        permit: &OwnedSemaphorePermit,
+        n: &Notes,
+        t: Termination,
+    ) -> Record {
+        let spinning = svc.stats.spinning.load(Relaxed);
+        let feconn = svc.stats.active.load(Relaxed);
+        Record {
+            accepted: self.accepted,
+            client: self.client,
+            server: None,
+            wait_ms: ms(n.waited),
+            connect_ms: None,
+            total_ms: ms(self.start.elapsed()),
+            first_byte_ms: None,
+            bytes_read: 0,
+            bytes_uploaded: 0,
+            termination: t,
+            actconn: crate::connlog::active_conns(permit.semaphore().available_permits()),
+            feconn,
+            beconn: feconn + spinning,
+            srv_conn: 0,
+            retries: n.retries,
+            backend_queue: spinning,
+            race: n.race,
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Recorder for Logged {
+    fn connected(&mut self, cand: &Candidate, addr: SocketAddr) {
+        let server = Server {
+            target: cand.channel.target(),
+            group: cand.group,
+            addr: Some(addr),
+        };
+        self.connected = Some((Instant::now(), server));
+    }
+
+    fn first_byte(&self) -> Option<&OnceLock<Instant>> {
+        Some(&self.first_byte)
+    }
+
+    fn ended(self, s: &Ended<'_>, end: &End) {
+        let Some(log) = &s.svc.connlog else { return };
+        let t = match end {
+            End::Done => Termination::Normal,
+            End::ClientError => Termination::ClientAbort,
+            End::BackendError => Termination::ServerAbort,
+            End::Idle => Termination::IdleTimeout,
+            End::Killed => match s.channel.ends().cause() {
+                EndCause::Down => Termination::KilledDown,
+                EndCause::BackupShutdown => Termination::KilledBackup,
+                EndCause::Fence => Termination::KilledFence,
+                EndCause::Operator => Termination::KilledOperator,
+            },
+        };
+        let n = take_notes();
+        let mut r = self.record(s.svc, s.permit, &n, t);
+        let bytes_read = crate::sys::bytes_received(s.backend).unwrap_or(0);
+        r.bytes_read = bytes_read;
+        r.bytes_uploaded = crate::sys::bytes_received(s.client).unwrap_or(0);
+        r.srv_conn = u64::from(s.channel.conns());
+        if let Some((at, server)) = self.connected {
+            r.connect_ms = Some(ms(at.duration_since(self.start).saturating_sub(n.waited)));
+            r.first_byte_ms = self
+                .first_byte
+                .get()
+                .filter(|_| bytes_read > 0)
+                .map(|f| ms(f.saturating_duration_since(at)));
+            r.server = Some(server);
+        }
+        log.send(r);
+    }
+
+    fn failed(self, svc: &Service, permit: &OwnedSemaphorePermit, why: &NoBackend) {
+        let Some(log) = &svc.connlog else { return };
+        let mut n = take_notes();
+        let t = match why {
+            NoBackend::ClientGone if n.left_held => Termination::ClientGoneHeld,
+            NoBackend::ClientGone => Termination::ClientGoneConnecting,
+            NoBackend::Reset => Termination::ServerAbort,
+            NoBackend::Exhausted => match n.last_fail {
+                Fail::None if n.spun => Termination::HoldExpired,
+                Fail::None | Fail::Refused => Termination::Refused,
+                Fail::Timeout => Termination::ConnectTimeout,
+                Fail::Local => Termination::LocalResource,
+            },
+        };
+        let mut r = self.record(svc, permit, &n, t);
+        if let Some(c) = n.tried.take() {
+            r.srv_conn = u64::from(c.channel.conns());
+            r.server = Some(Server {
+                target: c.channel.target(),
+                group: c.group,
+                addr: None,
+            });
+        }
+        log.send(r);
+    }
+}
