@@ -247,9 +247,10 @@ impl Recorder for Logged {
         };
         let n = take_notes();
         let mut r = self.record(s.svc, s.permit, &n, t);
-        let bytes_read = crate::sys::bytes_received(s.backend).unwrap_or(0);
+        let (client_reset, backend_reset) = (*end == End::ClientError, *end == End::BackendError);
+        let bytes_read = crate::sys::bytes_received(s.backend, backend_reset).unwrap_or(0);
         r.bytes_read = bytes_read;
-        r.bytes_uploaded = crate::sys::bytes_received(s.client).unwrap_or(0);
+        r.bytes_uploaded = crate::sys::bytes_received(s.client, client_reset).unwrap_or(0);
         r.srv_conn = u64::from(s.channel.conns());
         if let Some((at, server)) = self.connected {
             r.connect_ms = Some(ms(at.duration_since(self.start).saturating_sub(n.waited)));

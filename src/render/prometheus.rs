@@ -226,6 +226,12 @@ pub fn exposition(
         "Empty splice pipes kept for reuse (bounded).",
         pipes.pooled,
     );
+    o.single(
+        "balance_log_dropped_total",
+        "counter",
+        "Connection log lines dropped: the writer's queue was full or its sink failed.",
+        crate::connlog::dropped(),
+    );
     for (name, kind, help, get) in PER_LISTENER {
         o.family(name, kind, help);
         for l in listeners {

@@ -124,6 +124,8 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
             "in_use": pipes.in_use,
             "pooled": pipes.pooled,
         },
+        // Process-wide: connection log lines dropped (full or failing sink).
+        "log_dropped": crate::connlog::dropped(),
         "groups": l.groups.iter().enumerate().map(|(g, (policy, n))| json!({
             "group": g,
             "type": policy_word(*policy),

@@ -77,11 +77,27 @@ pub fn send_progress(s: &TcpStream) -> Option<(u64, bool)> {
     Some((info.tcpi_bytes_acked, pending))
 }
 
-/// Bytes received from the peer over the socket's life (TCP_INFO's
-/// `tcpi_bytes_received`, Linux 4.1); `None` where it is not reported.
-pub fn bytes_received(s: &TcpStream) -> Option<u64> {
+/// Data bytes received from the peer over the socket's life (TCP_INFO's
+/// `tcpi_bytes_received`, Linux 4.1). The kernel counts the peer's FIN as
+/// a byte too: it is taken off when the state shows the FIN arrived
+/// (CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT), or, for CLOSED, unless
+/// `reset` (the caller saw this side reset: no FIN came). `None` where
+/// it is not reported.
+pub fn bytes_received(s: &TcpStream, reset: bool) -> Option<u64> {
     let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
-    tcp_info(s, needed).map(|i| i.tcpi_bytes_received)
+    let i = tcp_info(s, needed)?;
+    // include/net/tcp_states.h
+    const TIME_WAIT: u8 = 6;
+    const CLOSE: u8 = 7;
+    const CLOSE_WAIT: u8 = 8;
+    const LAST_ACK: u8 = 9;
+    const CLOSING: u8 = 11;
+    let fin = match i.tcpi_state {
+        CLOSE_WAIT | LAST_ACK | CLOSING | TIME_WAIT => true,
+        CLOSE => !reset,
+        _ => false,
+    };
+    Some(i.tcpi_bytes_received.saturating_sub(u64::from(fin)))
 }
 
 /// A wall-clock second broken down in the local time zone.
