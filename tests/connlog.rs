@@ -183,9 +183,9 @@ fn drain(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// The scenarios' listeners, in order (each its own port).
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "ok", "cabort", "sabort", "refused", "ctimeout", "idle", "nochan", "spin", "spinexp",
-    "spingone", "down",
+    "spingone", "down", "race",
 ];
 
 /// Run every ending through one balance whose top-level default logs
@@ -213,6 +213,12 @@ fn every_ending(format: &str) {
         tagged.channel(),
         tagged.channel(),
         down.channel(),
+        // Group 0 the blackhole, group 1 the tagged backend.
+        format!(
+            "{}\"]\n      - channels: [\"{}",
+            hole.channel(),
+            tagged.channel()
+        ),
     ];
     let extra = [
         "",
@@ -226,6 +232,7 @@ fn every_ending(format: &str) {
         "    spin: 300ms\n",
         "    spin: 10s\n",
         "    on_down: shutdown\n    monitor:\n      interval: 100ms\n      fall: 1\n      rise: 1\n      checks:\n        - connect: {}\n",
+        "    race: 200ms\n",
     ];
     let logp = log.display().to_string();
     let bal = Balance::config(NAMES.len(), |p| {
@@ -344,6 +351,13 @@ fn every_ending(format: &str) {
     drain(&mut c);
     ports.push(("down", local_port(&c)));
 
+    // --race: the blackholed connect is overtaken by group 1's.
+    let mut c = connect(addr("race"));
+    assert_eq!(read_line(&mut c).unwrap(), "A");
+    c.shutdown(Shutdown::Write).unwrap();
+    drain(&mut c);
+    ports.push(("race", local_port(&c)));
+
     let lines = wait_lines(&log, ports.len(), json);
     assert_eq!(lines.len(), ports.len(), "one line per connection");
     let mut seen = Vec::new();
@@ -365,6 +379,7 @@ fn every_ending(format: &str) {
             "spinexp" => "sQ",
             "spingone" => "CQ",
             "down" => "DD",
+            "race" => "--",
             _ => unreachable!(),
         };
         assert_eq!(l.state, want, "{name}: {l:?}");
@@ -403,6 +418,14 @@ fn every_ending(format: &str) {
                 assert!(l.tt >= l.tw, "{l:?}");
             }
             "idle" => assert!(l.tt >= 300, "{l:?}"),
+            "race" => {
+                assert_eq!(l.server, tagged.channel(), "{l:?}");
+                assert!(l.tc >= 200 && l.retries == 0, "{l:?}");
+                if let Some(v) = &l.json {
+                    assert_eq!(v["race"], "racer_won", "{v}");
+                    assert_eq!(v["group"], 1, "{v}");
+                }
+            }
             _ => {}
         }
     }

@@ -26,7 +26,7 @@ use crate::pool::{Candidate, Candidates, ConnGuard};
 use crate::service::Service;
 use crate::service::fence::Admit;
 
-use super::trace::{self, Fail};
+use super::notes::{self, Fail};
 use crate::connlog::Race;
 
 /// A connected backend with its reserved slot.
@@ -151,7 +151,7 @@ async fn spin_wait(
     deadline: Instant,
     client: &TcpStream,
 ) -> Result<(), NoBackend> {
-    let since = trace::traced().then(std::time::Instant::now);
+    let since = notes::traced().then(std::time::Instant::now);
     let r = tokio::select! {
         _ = notified => Ok(()),
         _ = sleep(SPIN_RECHECK) => Ok(()),
@@ -159,8 +159,8 @@ async fn spin_wait(
         _ = client_gone(client) => Err(NoBackend::ClientGone),
     };
     if let Some(since) = since {
-        trace::held(since, r.is_err());
-        trace::note(|n| n.spun = true);
+        notes::held(since, r.is_err());
+        notes::note(|n| n.spun = true);
     }
     r
 }
@@ -191,7 +191,9 @@ async fn race_candidates(
     client: &TcpStream,
     race: Duration,
 ) -> Result<Connected, NoBackend> {
-    let traced = trace::traced();
+    // A field, not the task-local: a racing listener without a log pays
+    // nothing more.
+    let traced = svc.connlog.is_some();
     let cfg = &svc.cfg;
     let mut inflight = FuturesUnordered::new();
     // The candidate launched, when there was one left.
@@ -200,7 +202,7 @@ async fn race_candidates(
             // maxc may have been reached since the eligibility check.
             if let Some(guard) = cand.channel.try_acquire() {
                 if traced {
-                    trace::note(|n| n.tried = Some(cand.clone()));
+                    notes::note(|n| n.tried = Some(cand.clone()));
                 }
                 let newest = cand.clone();
                 inflight.push(attempt(cfg, cand, guard));
@@ -236,14 +238,14 @@ async fn race_candidates(
                 Some(Ok(c)) => {
                     if traced && !overtaken.is_empty() {
                         let slow_won = overtaken.iter().any(|o| Arc::ptr_eq(&o.channel, &c.cand.channel));
-                        trace::note(|n| n.race = if slow_won { Race::FirstWon } else { Race::RacerWon });
+                        notes::note(|n| n.race = if slow_won { Race::FirstWon } else { Race::RacerWon });
                     }
                     abandoned(svc, &overtaken, &c.cand);
                     return Ok(c);
                 }
                 Some(Err((cand, AttemptError::Reset))) => {
                     if traced {
-                        trace::note(|n| n.tried = Some(cand));
+                        notes::note(|n| n.tried = Some(cand));
                     }
                     return Err(NoBackend::Reset);
                 }
@@ -295,7 +297,7 @@ async fn try_in_turn(
                 biased;
                 _ = &mut gone => {
                     debug!("client left while connecting; connect abandoned");
-                    trace::note(|n| n.tried = Some(cand.clone()));
+                    notes::note(|n| n.tried = Some(cand.clone()));
                     return Err(NoBackend::ClientGone);
                 }
                 r = &mut attempt => r,
@@ -311,7 +313,7 @@ async fn try_in_turn(
                 });
             }
             Err(AttemptError::Reset) => {
-                trace::note(|n| n.tried = Some(cand));
+                notes::note(|n| n.tried = Some(cand));
                 return Err(NoBackend::Reset);
             }
             Err(err) => connect_failed(svc, &cand, err),
@@ -478,7 +480,7 @@ fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
         AttemptError::Local(_) => Fail::Local,
         AttemptError::Reset => Fail::None,
     };
-    trace::failed(cand, fail);
+    notes::failed(cand, fail);
     match err {
         AttemptError::Backend(detail) | AttemptError::Timeout(detail) => {
             svc.report(cand, Outcome::ConnectFailed(detail));

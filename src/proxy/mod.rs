@@ -8,7 +8,7 @@
 //! - `own`: our own connects coming back in (a loop through a listener
 //!   of this process), refused by the accept loop.
 //! - `trace`: what the connection log records of a connection (nothing,
-//!   on the plain path).
+//!   on the plain path); `notes`, what its connect noted.
 //! - `buffered` and `splice`: the two pumps, siblings sharing only `half`;
 //!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`;
 //!   both take their copy buffers from `spare`.
@@ -17,6 +17,7 @@ pub mod buffered;
 pub mod connect;
 pub mod dump;
 pub mod half;
+pub mod notes;
 pub mod own;
 pub mod pipe;
 pub mod relay;
@@ -60,10 +61,10 @@ async fn connect_in_turn(
 ) -> Result<connect::Connected, NoBackend> {
     let hold = &svc.ops.hold;
     debug!("held by the operator (spin on)");
-    let since = trace::traced().then(std::time::Instant::now);
+    let since = notes::traced().then(std::time::Instant::now);
     let turn = hold.wait(connect::client_gone(client)).await;
     if let Some(since) = since {
-        trace::held(since, turn.is_err());
+        notes::held(since, turn.is_err());
     }
     match turn {
         Ok(turn) => turn.run(connect::connect(svc, client, peer)).await,
@@ -105,7 +106,7 @@ pub fn handle_logged(
 ) -> impl Future<Output = ()> {
     let peer = canonical(peer);
     let span = conn_span(&svc, peer);
-    trace::traced_task(serve(svc, client, peer, permit, Logged::accepted(peer))).instrument(span)
+    notes::traced_task(serve(svc, client, peer, permit, Logged::accepted(peer))).instrument(span)
 }
 
 fn conn_span(svc: &Service, peer: SocketAddr) -> tracing::Span {

@@ -1,10 +1,9 @@
 //! What the connection log needs from one connection, gathered by a
 //! [`Recorder`]. `serve` runs with [`NoLog`] (every hook empty, nothing
 //! kept: the plain data path compiles as without a log) or with [`Logged`]
-//! (the accept time, the connect's [`Trace`], the first backend byte), the
-//! choice made once per connection by the accept loop.
+//! (the accept time, the connect's notes (`notes`), the first backend
+//! byte), the choice made once per connection by the accept loop.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -14,93 +13,13 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::connlog::{Race, Record, Server, Termination};
+use crate::connlog::{Record, Server, Termination};
 use crate::pool::{Candidate, Channel, EndCause};
 use crate::service::Service;
 
 use super::connect::NoBackend;
+use super::notes::{Fail, Notes, take_notes};
 use super::relay::End;
-
-/// How the last failed connect attempt failed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Fail {
-    #[default]
-    None,
-    Refused,
-    Timeout,
-    Local,
-}
-
-/// What the connect of a logged connection noted.
-#[derive(Default)]
-pub struct Notes {
-    /// Connect attempts that failed.
-    pub retries: u32,
-    /// Time held by `--spin` or `spin on`.
-    pub waited: Duration,
-    /// Held at least once (`--spin`).
-    pub spun: bool,
-    /// The client left while held, not while connecting.
-    pub left_held: bool,
-    pub last_fail: Fail,
-    /// The channel of the last connect that did not connect (the server
-    /// of a connection that got none).
-    pub tried: Option<Candidate>,
-    pub race: Race,
-}
-
-tokio::task_local! {
-    /// The notes of a logged connection's task. The connect writes them
-    /// on its failure paths and holds only (a successful connect writes
-    /// nothing), so the plain path neither passes nor looks them up.
-    static NOTES: RefCell<Notes>;
-}
-
-/// Run a logged connection's task with its notes.
-pub fn traced_task<F: Future>(f: F) -> impl Future<Output = F::Output> {
-    NOTES.scope(RefCell::new(Notes::default()), f)
-}
-
-/// Whether this task is a logged connection's.
-pub fn traced() -> bool {
-    NOTES.try_with(|_| ()).is_ok()
-}
-
-/// Note something on this task's notes, when it has some.
-pub fn note(f: impl FnOnce(&mut Notes)) {
-    let _ = NOTES.try_with(|n| {
-        if let Ok(mut n) = n.try_borrow_mut() {
-            f(&mut n);
-        }
-    });
-}
-
-/// A connect attempt to `cand` failed.
-pub fn failed(cand: &Candidate, why: Fail) {
-    note(|n| {
-        n.retries += 1;
-        n.last_fail = why;
-        n.tried = Some(cand.clone());
-    });
-}
-
-/// Held since `since`; `left`: the client went away meanwhile.
-pub fn held(since: Instant, left: bool) {
-    note(|n| {
-        n.waited += since.elapsed();
-        n.left_held = left;
-    });
-}
-
-fn take_notes() -> Notes {
-    NOTES
-        .try_with(|n| {
-            n.try_borrow_mut()
-                .map(|mut n| std::mem::take(&mut *n))
-                .unwrap_or_default()
-        })
-        .unwrap_or_default()
-}
 
 /// The connection log's hooks in `serve`.
 pub trait Recorder {

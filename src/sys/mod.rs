@@ -117,6 +117,8 @@ pub struct LocalTime {
 
 /// `secs` since the epoch in the local time zone (localtime_r(3)).
 pub fn local_time(secs: i64) -> Option<LocalTime> {
+    // time_t is 32 bits on some targets: there a far date fails here.
+    #[allow(clippy::useless_conversion)]
     let t: libc::time_t = secs.try_into().ok()?;
     // SAFETY: tm is plain integers and a pointer (tm_zone) that
     // localtime_r sets; all-zero is a valid value to overwrite.
