@@ -360,12 +360,7 @@ fn overlay(a: &Args) -> Result<Overlay, UsageError> {
 fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
     let policy = match a.policy.as_deref() {
         None => Policy::RoundRobin,
-        Some(w) => Policy::from_word(w).ok_or_else(|| {
-            UsageError(format!(
-                "bad --policy {}: use rr, leastconn or hash",
-                quote(w)
-            ))
-        })?,
+        Some(w) => word("--policy", w, Policy::from_word, "rr, leastconn or hash")?,
     };
     let (port_tok, groups_toks) = split_positional(&a.positional, policy)?;
     let port = parse_port(port_tok)
@@ -459,12 +454,12 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
 fn connection_log(a: &Args) -> Result<Option<ConnLogConfig>, UsageError> {
     let format = match a.connection_log_format.as_deref() {
         None => ConnLogFormat::Tcplog,
-        Some(w) => ConnLogFormat::from_word(w).ok_or_else(|| {
-            UsageError(format!(
-                "bad --connection-log-format {}: use tcplog or json",
-                quote(w)
-            ))
-        })?,
+        Some(w) => word(
+            "--connection-log-format",
+            w,
+            ConnLogFormat::from_word,
+            "tcplog or json",
+        )?,
     };
     let Some(t) = a.connection_log.as_deref() else {
         if a.connection_log_format.is_some() {
@@ -475,6 +470,17 @@ fn connection_log(a: &Args) -> Result<Option<ConnLogConfig>, UsageError> {
     let target = ConnLogTarget::parse(t)
         .map_err(|e| UsageError(format!("bad --connection-log {}: {e}", quote(t))))?;
     Ok(Some(ConnLogConfig { target, format }))
+}
+
+/// `flag`'s value `w` through `parse`, or the one-line error that lists
+/// the `choices`.
+fn word<T>(
+    flag: &str,
+    w: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    choices: &str,
+) -> Result<T, UsageError> {
+    parse(w).ok_or_else(|| UsageError(format!("bad {flag} {}: use {choices}", quote(w))))
 }
 
 fn opt_duration(flag: &str, v: Option<&str>) -> Result<Option<Duration>, UsageError> {

@@ -90,10 +90,11 @@ pub async fn accept_loop(
                     .accepted
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let svc = Arc::clone(&svc);
+                use crate::proxy::{Logged, NoLog, handle};
                 if svc.connlog.is_none() {
-                    tracker.spawn(crate::proxy::handle(svc, sock, peer, permit));
+                    tracker.spawn(handle(svc, sock, peer, permit, NoLog::accepted));
                 } else {
-                    tracker.spawn(crate::proxy::handle_logged(svc, sock, peer, permit));
+                    tracker.spawn(handle(svc, sock, peer, permit, Logged::accepted));
                 }
             }
             Err(e) if crate::sys::is_accept_resource_error(&e) => {

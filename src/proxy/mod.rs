@@ -36,7 +36,8 @@ use tracing::{Instrument, debug, warn};
 use crate::service::Service;
 use connect::NoBackend;
 use relay::RelayOpts;
-use trace::{Ended, Logged, NoLog, Recorder};
+use trace::{Ended, Recorder};
+pub use trace::{Logged, NoLog};
 
 /// Connect, after waiting for this client's turn while the operator holds
 /// the listener (`spin on`; see [`crate::service::hold`]). Without a hold
@@ -84,29 +85,19 @@ pub fn canonical(peer: SocketAddr) -> SocketAddr {
 /// (`--max-conns`) until the sockets are closed. Not an `async fn`: the span
 /// wraps the connection's future directly, so the task keeps one copy of
 /// the arguments, not one per layer (an idle connection's memory is mostly
-/// this future).
-pub fn handle(
+/// this future). `start` makes the connection's recorder: [`NoLog::accepted`]
+/// (the plain path) or [`Logged::accepted`] (a listener with a connection
+/// log: the accept time now, logged when it ends).
+pub fn handle<R: Recorder>(
     svc: Arc<Service>,
     client: TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
-) -> impl Future<Output = ()> {
+    start: fn(SocketAddr) -> R,
+) -> R::Task<tracing::instrument::Instrumented<impl Future<Output = ()>>> {
     let peer = canonical(peer);
     let span = conn_span(&svc, peer);
-    serve(svc, client, peer, permit, NoLog).instrument(span)
-}
-
-/// [`handle`] for a listener with a connection log: the same connection,
-/// recorded (accept time now) and logged when it ends.
-pub fn handle_logged(
-    svc: Arc<Service>,
-    client: TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-) -> impl Future<Output = ()> {
-    let peer = canonical(peer);
-    let span = conn_span(&svc, peer);
-    notes::traced_task(serve(svc, client, peer, permit, Logged::accepted(peer))).instrument(span)
+    R::task(serve(svc, client, peer, permit, start(peer)).instrument(span))
 }
 
 fn conn_span(svc: &Service, peer: SocketAddr) -> tracing::Span {

@@ -47,7 +47,7 @@ tokio::task_local! {
 }
 
 /// Run a logged connection's task with its notes.
-pub fn traced_task<F: Future>(f: F) -> impl Future<Output = F::Output> {
+pub fn traced_task<F: Future>(f: F) -> tokio::task::futures::TaskLocalFuture<RefCell<Notes>, F> {
     NOTES.scope(RefCell::new(Notes::default()), f)
 }
 

@@ -39,7 +39,7 @@ async fn the_futures_a_connection_allocates_stay_small() {
         .unwrap();
     let permit = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
     let connect = std::mem::size_of_val(&held_connect(&svc, &client, local));
-    let fut = handle(Arc::clone(&svc), client, local, permit);
+    let fut = handle(Arc::clone(&svc), client, local, permit, NoLog::accepted);
     let task = std::mem::size_of_val(&fut);
     assert!(
         task <= TASK_FUTURE_MAX,

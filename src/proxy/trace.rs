@@ -4,6 +4,7 @@
 //! (the accept time, the connect's notes (`notes`), the first backend
 //! byte), the choice made once per connection by the accept loop.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::futures::TaskLocalFuture;
 
 use crate::connlog::{Record, Server, Termination};
 use crate::pool::{Candidate, Channel, EndCause};
@@ -23,6 +25,9 @@ use super::relay::End;
 
 /// The connection log's hooks in `serve`.
 pub trait Recorder {
+    /// The connection's task as spawned (with its notes when logged).
+    type Task<F: Future<Output = ()>>: Future<Output = ()>;
+    fn task<F: Future<Output = ()>>(f: F) -> Self::Task<F>;
     /// Connected to `addr` of `cand`'s channel.
     fn connected(&mut self, cand: &Candidate, addr: SocketAddr);
     /// Where the backend's first byte's arrival goes, when watched.
@@ -66,7 +71,19 @@ pub struct Ended<'a> {
 /// No connection log: every hook is empty.
 pub struct NoLog;
 
+impl NoLog {
+    /// The plain path's recorder for a client (`proxy::handle`'s `start`).
+    pub fn accepted(_: SocketAddr) -> NoLog {
+        NoLog
+    }
+}
+
 impl Recorder for NoLog {
+    type Task<F: Future<Output = ()>> = F;
+    #[inline(always)]
+    fn task<F: Future<Output = ()>>(f: F) -> F {
+        f
+    }
     #[inline(always)]
     fn connected(&mut self, _: &Candidate, _: SocketAddr) {}
     #[inline(always)]
@@ -137,6 +154,11 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Recorder for Logged {
+    type Task<F: Future<Output = ()>> = TaskLocalFuture<RefCell<Notes>, F>;
+    fn task<F: Future<Output = ()>>(f: F) -> Self::Task<F> {
+        super::notes::traced_task(f)
+    }
+
     fn connected(&mut self, cand: &Candidate, addr: SocketAddr) {
         let server = Server {
             target: cand.channel.target(),
