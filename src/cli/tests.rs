@@ -706,3 +706,46 @@ fn fleet_option_takes_a_comma_list_of_endpoints() {
         assert!(e.starts_with("bad --fleet "), "{v}: {e}");
     }
 }
+
+#[test]
+fn connection_log_flags_make_the_listeners_log() {
+    use crate::config::{ConnLogConfig, ConnLogFormat, ConnLogTarget};
+    assert_eq!(listener(&["8000", "a:1"]).connection_log, None);
+    assert_eq!(
+        listener(&["--connection-log", "/var/log/c.log", "8000", "a:1"]).connection_log,
+        Some(ConnLogConfig {
+            target: ConnLogTarget::File("/var/log/c.log".into()),
+            format: ConnLogFormat::Tcplog,
+        })
+    );
+    assert_eq!(
+        listener(&[
+            "--connection-log",
+            "syslog",
+            "--connection-log-format",
+            "json",
+            "8000",
+            "a:1"
+        ])
+        .connection_log,
+        Some(ConnLogConfig {
+            target: ConnLogTarget::Syslog("/dev/log".into()),
+            format: ConnLogFormat::Json,
+        })
+    );
+    assert_eq!(
+        bad(&[
+            "--connection-log-format",
+            "clf",
+            "--connection-log",
+            "stderr",
+            "8000"
+        ]),
+        "bad --connection-log-format \"clf\": use tcplog or json"
+    );
+    assert_eq!(
+        bad(&["--connection-log-format", "json", "8000"]),
+        "--connection-log-format needs --connection-log TARGET"
+    );
+    assert!(bad(&["--connection-log", "x", "--config", "f.yaml"]).contains("set it per listener"));
+}

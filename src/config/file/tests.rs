@@ -831,3 +831,27 @@ fn the_mysql_check_reads_a_password_file_and_an_unknown_key_is_not_blamed_on_ano
     assert!(!e.contains("user: unknown"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn connection_log_at_the_top_is_every_listeners_default() {
+    use crate::config::{ConnLogFormat, ConnLogTarget};
+    let c = ok(&format!(
+        "connection_log: {{target: /var/log/c.log}}\n{MIN}  - name: b\n    bind: \"127.0.0.1:8001\"\n    connection_log: {{target: \"syslog:/run/log\", format: json}}\n    groups:\n      - channels: [\"10.0.0.1:80\"]\n"
+    ));
+    let a = c.listeners[0].connection_log.as_ref().unwrap();
+    assert_eq!(a.target, ConnLogTarget::File("/var/log/c.log".into()));
+    assert_eq!(a.format, ConnLogFormat::Tcplog);
+    let b = c.listeners[1].connection_log.as_ref().unwrap();
+    assert_eq!(b.target, ConnLogTarget::Syslog("/run/log".into()));
+    assert_eq!(b.format, ConnLogFormat::Json);
+    assert!(ok(MIN).listeners[0].connection_log.is_none());
+    let e = bad(&format!("connection_log: {{target: \"syslog:\"}}\n{MIN}"));
+    assert!(
+        e.contains("connection_log.target: syslog: needs a socket path"),
+        "{e}"
+    );
+    let e = bad(&format!(
+        "connection_log: {{target: x, format: clf}}\n{MIN}"
+    ));
+    assert!(e.contains("unknown variant `clf`"), "{e}");
+}
