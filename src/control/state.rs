@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 
-use crate::config::Policy;
+use crate::config::{Policy, names};
 use crate::control::commands::{self, MAX_WEIGHT};
 use crate::pool::{Admin, Group, Target};
 use crate::render::ListenerView;
@@ -70,6 +70,10 @@ pub struct ListenerState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupState {
+    /// The group's name (absent in files written before names: the
+    /// configured name, or the default, is taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `rr`, `hash` or `leastconn` (another word makes the file invalid).
     pub policy: Policy,
     pub channels: Vec<ChannelState>,
@@ -78,11 +82,18 @@ pub struct GroupState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelState {
+    /// The channel's name (absent in files written before names: the
+    /// configured channel's at the same place, or the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub host: String,
     pub port: u16,
     pub admin: Admin,
     pub maxc: u32,
     pub weight: u32,
+    /// `disable health`: no health checks, counted as up (absent: on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub health_off: bool,
 }
 
 /// One state file, shared by every listener of the process.
@@ -148,15 +159,33 @@ impl StateFile {
             return;
         }
         let mut groups = Vec::with_capacity(st.groups.len());
-        for g in &st.groups {
+        let mut taken = std::collections::HashSet::new();
+        for (gi, g) in st.groups.iter().enumerate() {
+            let conf = svc.cfg.groups.get(gi);
+            let gname = g
+                .name
+                .clone()
+                .or_else(|| conf.map(|c| c.name.clone()))
+                .unwrap_or_else(|| names::default_group(gi));
             let mut chans = Vec::with_capacity(g.channels.len());
-            for c in &g.channels {
+            for (ci, c) in g.channels.iter().enumerate() {
                 // Validated when read.
                 let Ok(host) = commands::host(&c.host) else {
                     return;
                 };
+                let name = c.name.clone().unwrap_or_else(|| {
+                    // An older file: the configured channel at this place
+                    // (the lists are the same), else a default.
+                    conf.and_then(|gc| gc.channels.get(ci))
+                        .filter(|cc| cc.host == host && cc.port == c.port)
+                        .map(|cc| cc.name.clone())
+                        .filter(|n| !taken.contains(n))
+                        .unwrap_or_else(|| names::default_channel(&host, c.port))
+                });
+                let name = names::unique(name, &mut taken);
                 let addrs = resolve(&host, c.port);
                 let ch = svc.pool.new_channel(
+                    &name,
                     Target {
                         host,
                         port: c.port,
@@ -165,10 +194,17 @@ impl StateFile {
                     c.maxc,
                     c.weight,
                 );
+                if let Some(cc) = conf.and_then(|gc| gc.channels.iter().find(|cc| cc.name == name))
+                {
+                    ch.set_initial_weight(cc.weight);
+                }
                 ch.set_admin(c.admin);
+                if c.health_off {
+                    ch.set_checked(false);
+                }
                 chans.push(ch);
             }
-            groups.push(Arc::new(Group::new(g.policy, chans)));
+            groups.push(Arc::new(Group::new(gname, g.policy, chans)));
         }
         svc.pool.store_groups(groups);
         info!(listener = %svc.cfg.name, "operator state restored from {}", self.path.display());
@@ -219,17 +255,20 @@ pub fn snapshot(svc: &Service) -> ListenerState {
         .iter()
         .enumerate()
         .map(|(gi, (policy, _))| GroupState {
+            name: view.group_names.get(gi).cloned(),
             policy: *policy,
             channels: view
                 .channels
                 .iter()
                 .filter(|c| c.group == gi)
                 .map(|c| ChannelState {
+                    name: Some(c.name.clone()),
                     host: c.host(),
                     port: c.target.port,
                     admin: c.admin,
                     maxc: c.maxc,
                     weight: c.weight,
+                    health_off: !c.checked,
                 })
                 .collect(),
         })
@@ -381,7 +420,13 @@ fn validate(l: &ListenerState) -> Result<(), String> {
         if g.channels.is_empty() {
             return Err(format!("group {gi}: no channels"));
         }
+        if let Some(why) = g.name.as_deref().and_then(names::invalid) {
+            return Err(format!("group {gi}: bad name: {why}"));
+        }
         for (ci, c) in g.channels.iter().enumerate() {
+            if let Some(why) = c.name.as_deref().and_then(names::invalid) {
+                return Err(format!("channel {gi}:{ci}: bad name: {why}"));
+            }
             commands::host(&c.host).map_err(|e| format!("channel {gi}:{ci}: {e}"))?;
             if c.port == 0 {
                 return Err(format!("channel {gi}:{ci}: port 0"));

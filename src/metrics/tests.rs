@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 #[test]
 fn exposition_has_every_series_with_labels_and_live_values() {
     let ch = |ip: &str| ChannelConfig {
+        name: String::new(),
         host: Host::Ip(ip.parse().unwrap()),
         port: 80,
         maxc: 0,
@@ -16,10 +17,12 @@ fn exposition_has_every_series_with_labels_and_live_values() {
         "127.0.0.1:1".parse().unwrap(),
         vec![
             GroupConfig {
+                name: String::new(),
                 policy: Policy::RoundRobin,
                 channels: vec![ch("10.0.0.1")],
             },
             GroupConfig {
+                name: String::new(),
                 policy: Policy::RoundRobin,
                 channels: vec![ch("10.0.0.2")],
             },

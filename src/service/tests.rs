@@ -14,6 +14,7 @@ use crate::pool::{Admin, Candidate, ShownState};
 
 fn ch(ip: &str, port: u16, maxc: u32) -> ChannelConfig {
     ChannelConfig {
+        name: String::new(),
         host: Host::Ip(ip.parse().unwrap()),
         port,
         maxc,
@@ -21,18 +22,18 @@ fn ch(ip: &str, port: u16, maxc: u32) -> ChannelConfig {
     }
 }
 
+/// A listener of round-robin groups, with the default names.
 fn cfg(groups: Vec<Vec<ChannelConfig>>) -> ListenerConfig {
-    ListenerConfig::new(
-        "l".into(),
-        "127.0.0.1:1".parse().unwrap(),
-        groups
-            .into_iter()
-            .map(|channels| GroupConfig {
-                policy: Policy::RoundRobin,
-                channels,
-            })
-            .collect(),
-    )
+    let mut groups: Vec<GroupConfig> = groups
+        .into_iter()
+        .map(|channels| GroupConfig {
+            name: String::new(),
+            policy: Policy::RoundRobin,
+            channels,
+        })
+        .collect();
+    crate::config::names::fill(&mut groups).unwrap();
+    ListenerConfig::new("l".into(), "127.0.0.1:1".parse().unwrap(), groups)
 }
 
 #[test]

@@ -2,11 +2,13 @@ use super::*;
 
 fn ch(host: &str, port: u16) -> ChannelState {
     ChannelState {
+        name: None,
         host: host.into(),
         port,
         admin: Admin::Enabled,
         maxc: 0,
         weight: 1,
+        health_off: false,
     }
 }
 
@@ -15,6 +17,7 @@ fn state_documents_round_trip_and_bad_values_are_rejected_whole() {
     let good = ListenerState {
         configured: vec![vec!["127.0.0.1:1".into()]],
         groups: vec![GroupState {
+            name: None,
             policy: Policy::RoundRobin,
             channels: vec![ch("127.0.0.1", 1), ch("::1", 2)],
         }],
