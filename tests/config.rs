@@ -1537,7 +1537,14 @@ fn names_from_the_file_and_their_defaults_address_channels_and_groups_and_follow
     )
     .unwrap();
     bal.signal(libc::SIGHUP);
-    bal.wait_running("reloaded", || bal.stderr().matches("1 changed").count() > 0);
+    bal.wait_running("reloaded", || bal.has("removed, 1 changed"));
+    // Log lines about a channel name it.
+    let log = bal.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("channel added") && l.contains("name=db101")),
+        "{log}"
+    );
     let j = bal.json();
     let db = &j["channels"][0];
     assert_eq!(db["name"], "db101");
