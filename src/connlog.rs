@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{ConnLogConfig, ConnLogFormat, ConnLogTarget};
-use crate::pool::Target;
+use crate::pool::{Channel, Group};
 
 pub use format::{json_line, tcplog_line};
 
@@ -132,17 +132,19 @@ impl Race {
 }
 
 /// The channel a connection reached (or last tried).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Server {
-    pub target: Arc<Target>,
-    pub group: usize,
+    pub channel: Arc<Channel>,
+    /// Its group (`None` when a reload removed it meanwhile).
+    pub group: Option<Arc<Group>>,
+    pub group_index: usize,
     /// The address connected to; `None` when the connect failed.
     pub addr: Option<SocketAddr>,
 }
 
 /// One connection, as logged. Built by the connection's task, formatted by
 /// the writer thread.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Record {
     /// When the connection was accepted.
     pub accepted: SystemTime,

@@ -170,6 +170,11 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
+/// The default name of the channel `host:port` (`HOST-PORT`).
+fn name_of(channel: &str) -> String {
+    channel.replace(':', "-")
+}
+
 /// Read until EOF or an error; what was read.
 fn drain(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -385,22 +390,22 @@ fn every_ending(format: &str) {
         assert_eq!(l.state, want, "{name}: {l:?}");
         match *name {
             "ok" => {
-                assert_eq!(l.server, tagged.channel(), "{l:?}");
+                assert_eq!(l.server, name_of(&tagged.channel()), "{l:?}");
                 assert_eq!(l.bytes_read, 4, "the tag and the echo: {l:?}");
                 assert!(l.tc >= 0 && l.tw == 0 && l.retries == 0, "{l:?}");
                 if let Some(v) = &l.json {
                     assert_eq!(v["bytes_uploaded"], 2, "{v}");
                     assert!(v["first_byte_ms"].is_u64(), "the tag came first: {v}");
-                    assert_eq!(v["group"], 0, "{v}");
+                    assert_eq!(v["group"], "group0", "{v}");
+                    assert_eq!(v["group_index"], 0, "{v}");
+                    assert_eq!(v["server_target"], tagged.channel(), "{v}");
                     assert!(v["race"].is_null(), "{v}");
                     assert_eq!(v["server_addr"], tagged.channel(), "{v}");
                 }
             }
             "refused" | "ctimeout" => {
-                assert_eq!(
-                    l.server,
-                    backends[NAMES.iter().position(|n| n == name).unwrap()]
-                );
+                let i = NAMES.iter().position(|n| n == name).unwrap();
+                assert_eq!(l.server, name_of(&backends[i]), "{l:?}");
                 assert_eq!((l.tc, l.retries), (-1, 1), "{l:?}");
             }
             "nochan" | "spinexp" | "spingone" => {
@@ -419,11 +424,11 @@ fn every_ending(format: &str) {
             }
             "idle" => assert!(l.tt >= 300, "{l:?}"),
             "race" => {
-                assert_eq!(l.server, tagged.channel(), "{l:?}");
+                assert_eq!(l.server, name_of(&tagged.channel()), "{l:?}");
                 assert!(l.tc >= 200 && l.retries == 0, "{l:?}");
                 if let Some(v) = &l.json {
                     assert_eq!(v["race"], "racer_won", "{v}");
-                    assert_eq!(v["group"], 1, "{v}");
+                    assert_eq!(v["group"], "group1", "{v}");
                 }
             }
             _ => {}

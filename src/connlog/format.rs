@@ -6,7 +6,7 @@
 //! ```
 //!
 //! with the frontend and backend both the listener's name and the server
-//! the channel's label. JSON carries the same fields under HAProxy's field
+//! the channel's name. JSON carries the same fields under HAProxy's field
 //! names, plus what only balance knows. Dates are local time, as
 //! HAProxy's `%t`.
 
@@ -108,10 +108,10 @@ fn utc(secs: i64) -> crate::sys::LocalTime {
     }
 }
 
-fn server_name(r: &Record) -> String {
+fn server_name(r: &Record) -> &str {
     match &r.server {
-        Some(s) => s.target.to_string(),
-        None => NOSRV.to_string(),
+        Some(s) => s.channel.name(),
+        None => NOSRV,
     }
 }
 
@@ -147,9 +147,11 @@ struct JsonLine<'a> {
     client_port: u16,
     frontend_name: &'a str,
     backend_name: &'a str,
-    server_name: String,
+    server_name: &'a str,
+    server_target: Option<String>,
     server_addr: Option<String>,
-    group: Option<usize>,
+    group: Option<&'a str>,
+    group_index: Option<usize>,
     #[serde(rename = "Tw")]
     tw: u64,
     #[serde(rename = "Tc")]
@@ -179,12 +181,18 @@ pub fn json_line(out: &mut String, listener: &str, r: &Record) {
         frontend_name: listener,
         backend_name: listener,
         server_name: server_name(r),
+        server_target: r.server.as_ref().map(|s| s.channel.target().to_string()),
         server_addr: r
             .server
             .as_ref()
             .and_then(|s| s.addr)
             .map(|a| a.to_string()),
-        group: r.server.as_ref().map(|s| s.group),
+        group: r
+            .server
+            .as_ref()
+            .and_then(|s| s.group.as_deref())
+            .map(|g| g.name()),
+        group_index: r.server.as_ref().map(|s| s.group_index),
         tw: r.wait_ms,
         tc: r
             .connect_ms
@@ -203,11 +211,9 @@ pub fn json_line(out: &mut String, listener: &str, r: &Record) {
         backend_queue: r.backend_queue,
         race: r.race.word(),
     };
-    match serde_json::to_string(&line) {
-        Ok(s) => out.push_str(&s),
-        Err(e) => {
-            let _ = write!(out, "{{\"error\":\"{e}\"}}");
-        }
+    // Plain fields and strings: serializing cannot fail.
+    if let Ok(s) = serde_json::to_string(&line) {
+        out.push_str(&s);
     }
 }
 

@@ -5,19 +5,34 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 use crate::config::Host;
+use crate::pool::Target;
 
 fn record(server: bool) -> Record {
     Record {
         accepted: UNIX_EPOCH + Duration::from_millis(1_796_608_831_123),
         client: "[::1]:40000".parse().unwrap(),
-        server: server.then(|| Server {
-            target: Arc::new(Target {
-                host: Host::Name("db101".into()),
-                port: 3306,
-                addrs: vec![],
-            }),
-            group: 1,
-            addr: Some(SocketAddr::from(([10, 0, 0, 1], 3306))),
+        server: server.then(|| {
+            let channel = Channel::new(
+                "db101",
+                Target {
+                    host: Host::Name("db101".into()),
+                    port: 3306,
+                    addrs: vec![],
+                },
+                0,
+                1,
+                Arc::default(),
+            );
+            Server {
+                group: Some(Arc::new(Group::new(
+                    "backup",
+                    crate::config::Policy::RoundRobin,
+                    vec![Arc::clone(&channel)],
+                ))),
+                channel,
+                group_index: 1,
+                addr: Some(SocketAddr::from(([10, 0, 0, 1], 3306))),
+            }
         }),
         wait_ms: 7,
         connect_ms: server.then_some(3),
@@ -52,7 +67,7 @@ fn tcplog_has_haproxys_fields_in_order() {
     assert!(date.ends_with(".123"), "{date}");
     assert_eq!(
         tail,
-        "mysql-m0 mysql-m0/db101:3306 7/3/5007 212 -- 4/3/5/2/1 0/2"
+        "mysql-m0 mysql-m0/db101 7/3/5007 212 -- 4/3/5/2/1 0/2"
     );
     s.clear();
     tcplog_line(&mut s, "l", &record(false));
@@ -69,9 +84,11 @@ fn json_has_the_same_fields_and_more() {
     let v: serde_json::Value = serde_json::from_str(&s).unwrap();
     assert_eq!(v["client_ip"], "::1");
     assert_eq!(v["client_port"], 40000);
-    assert_eq!(v["server_name"], "db101:3306");
+    assert_eq!(v["server_name"], "db101");
+    assert_eq!(v["server_target"], "db101:3306");
     assert_eq!(v["server_addr"], "10.0.0.1:3306");
-    assert_eq!(v["group"], 1);
+    assert_eq!(v["group"], "backup");
+    assert_eq!(v["group_index"], 1);
     assert_eq!(v["Tw"], 7);
     assert_eq!(v["Tc"], 3);
     assert_eq!(v["Tt"], 5007);

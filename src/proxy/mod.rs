@@ -134,7 +134,7 @@ async fn serve<R: Recorder>(
     svc.served_by(cand.group);
     tracing::Span::current().record("channel", tracing::field::display(addr));
     debug!(group = cand.group, index = cand.index, "connected");
-    rec.connected(&cand, addr);
+    rec.connected(&svc, &cand, addr);
     drop(cand);
     svc.stats.active.fetch_add(1, Relaxed);
     // A fence waits for this count before another group takes a client.

@@ -7,8 +7,8 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::TcpStream;
@@ -29,7 +29,7 @@ pub trait Recorder {
     type Task<F: Future<Output = ()>>: Future<Output = ()>;
     fn task<F: Future<Output = ()>>(f: F) -> Self::Task<F>;
     /// Connected to `addr` of `cand`'s channel.
-    fn connected(&mut self, cand: &Candidate, addr: SocketAddr);
+    fn connected(&mut self, svc: &Service, cand: &Candidate, addr: SocketAddr);
     /// Where the backend's first byte's arrival goes, when watched.
     fn first_byte(&self) -> Option<&OnceLock<Instant>>;
     /// The relay ended (`end`); the sockets are still open.
@@ -85,7 +85,7 @@ impl Recorder for NoLog {
         f
     }
     #[inline(always)]
-    fn connected(&mut self, _: &Candidate, _: SocketAddr) {}
+    fn connected(&mut self, _: &Service, _: &Candidate, _: SocketAddr) {}
     #[inline(always)]
     fn first_byte(&self) -> Option<&OnceLock<Instant>> {
         None
@@ -149,6 +149,15 @@ impl Logged {
     }
 }
 
+fn server(svc: &Service, cand: &Candidate, addr: Option<SocketAddr>) -> Server {
+    Server {
+        channel: Arc::clone(&cand.channel),
+        group: svc.pool.groups().get(cand.group).cloned(),
+        group_index: cand.group,
+        addr,
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -159,12 +168,8 @@ impl Recorder for Logged {
         super::notes::traced_task(f)
     }
 
-    fn connected(&mut self, cand: &Candidate, addr: SocketAddr) {
-        let server = Server {
-            target: cand.channel.target(),
-            group: cand.group,
-            addr: Some(addr),
-        };
+    fn connected(&mut self, svc: &Service, cand: &Candidate, addr: SocketAddr) {
+        let server = server(svc, cand, Some(addr));
         self.connected = Some((Instant::now(), server));
     }
 
@@ -222,11 +227,7 @@ impl Recorder for Logged {
         let mut r = self.record(svc, permit, &n, t);
         if let Some(c) = n.tried.take() {
             r.srv_conn = u64::from(c.channel.conns());
-            r.server = Some(Server {
-                target: c.channel.target(),
-                group: c.group,
-                addr: None,
-            });
+            r.server = Some(server(svc, &c, None));
         }
         log.send(r);
     }
