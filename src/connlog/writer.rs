@@ -88,8 +88,25 @@ pub fn spawn(target: ConnLogTarget) -> io::Result<Handle> {
     Ok(Handle { tx })
 }
 
-/// Open `p` as the writer would (without waiting for a FIFO's reader).
+/// An existing `p` opens as the writer would open it (without waiting
+/// for a FIFO's reader); a missing one needs its directory. Nothing is
+/// created here: the writer creates the file, as the user it runs as
+/// (after `--user`).
 pub fn check_file(p: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(p).is_err() {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        return match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(io::Error::other(format!(
+                "{} is not a directory",
+                dir.display()
+            ))),
+            Err(e) => Err(e),
+        };
+    }
     match open_append(p, true) {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(()),
