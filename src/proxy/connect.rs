@@ -108,6 +108,9 @@ pub async fn connect(
                         crate::sys::set_linger_zero(&c.stream);
                         continue;
                     }
+                    // Fleet mode: the fleet has not let its group serve
+                    // yet; the client waits as if nothing were eligible.
+                    Admit::Held => crate::sys::set_linger_zero(&c.stream),
                 },
             },
             Err(e @ (NoBackend::ClientGone | NoBackend::Reset)) => break Err(e),
