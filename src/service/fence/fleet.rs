@@ -1,6 +1,6 @@
 //! The fence's fleet side: in fleet mode no member lets a client reach a
 //! newly serving group before every live member has fenced (see
-//! `crate::fleet::fence` for the protocol through etcd). Here is what the
+//! the fleet module's `fence` for the protocol through etcd). Here is what the
 //! data path and the fleet task share: while fleet fencing runs for the
 //! listener, a connect that would move the fence does not move it but
 //! waits (bounded) for the fleet task to grant its group, then relays, is
