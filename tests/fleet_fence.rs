@@ -97,13 +97,19 @@ fn recording(watched: Arc<Watched>, watch: &'static str) -> (Backend, Arc<Mutex<
 
 fn first_of(log: &Mutex<Log>, tag: &str) -> Option<Instant> {
     let l = log.lock().unwrap();
-    l.first.iter().find(|(t, ..)| t == tag).map(|(_, at, _)| *at)
+    l.first
+        .iter()
+        .find(|(t, ..)| t == tag)
+        .map(|(_, at, _)| *at)
 }
 
 /// Whether the watched session was still open when `tag`'s first byte came.
 fn watched_open_at(log: &Mutex<Log>, tag: &str) -> Option<bool> {
     let l = log.lock().unwrap();
-    l.first.iter().find(|(t, ..)| t == tag).map(|(.., open)| *open)
+    l.first
+        .iter()
+        .find(|(t, ..)| t == tag)
+        .map(|(.., open)| *open)
 }
 
 fn end_of(log: &Mutex<Log>, tag: &str) -> Option<Instant> {
@@ -192,15 +198,23 @@ fn session_in_thread(port: u16, tag: &'static str) -> thread::JoinHandle<std::io
 /// A's session through X ended before any byte of Y's client reached B:
 /// when that byte arrived, the session at A read as reset or closed.
 fn assert_fenced_first(a: &Mutex<Log>, b: &Mutex<Log>, x: &Balance, y: &Balance) {
-    let r = wait_until("Y's client to reach B", BOUND, || first_of(b, "c2").is_some());
+    let r = wait_until("Y's client to reach B", BOUND, || {
+        first_of(b, "c2").is_some()
+    });
     assert!(r.is_ok(), "{r:?}\nY: {}\n{}", y.json(), y.stderr());
-    let r = wait_until("X's session to A to end", BOUND, || end_of(a, "c1").is_some());
+    let r = wait_until("X's session to A to end", BOUND, || {
+        end_of(a, "c1").is_some()
+    });
     assert!(r.is_ok(), "{r:?}\nX: {}\n{}", x.json(), x.stderr());
     let (ended, reached) = (end_of(a, "c1").unwrap(), first_of(b, "c2").unwrap());
     let open = watched_open_at(b, "c2").unwrap();
     eprintln!(
         "X's session to A ended {:?} {} Y's client reached B (open at A then: {open})",
-        if ended <= reached { reached - ended } else { ended - reached },
+        if ended <= reached {
+            reached - ended
+        } else {
+            ended - reached
+        },
         if ended <= reached { "before" } else { "AFTER" }
     );
     assert!(
