@@ -76,6 +76,10 @@ pub(super) async fn run(fleet: Arc<Fleet>, svc: Arc<Service>, stop: Cancellation
     };
     let renewed = Arc::clone(&tk.renewed);
     let after = self_fence_after(&t);
+    let unrenewed = format!(
+        "etcd has not renewed this member's lease for {} ms",
+        after.as_millis()
+    );
     let mut backoff = RETRY_MIN;
     let mut down = false;
     loop {
@@ -93,13 +97,13 @@ pub(super) async fn run(fleet: Arc<Fleet>, svc: Arc<Service>, stop: Cancellation
             }
             Ok(()) => {
                 down = true;
-                tk.self_fence().await;
+                tk.self_fence(&unrenewed).await;
             }
         }
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = sleep(backoff) => {}
-            _ = expired(&renewed, after) => tk.self_fence().await,
+            _ = expired(&renewed, after) => tk.self_fence(&unrenewed).await,
         }
         backoff = (backoff * 2).min(RETRY_MAX);
     }
@@ -178,6 +182,8 @@ impl Task {
                 _ = ka.tick() => {
                     let sent = Instant::now();
                     if c.lease_keepalive(lease).await? <= 0 {
+                        // The others may have gone on without this member.
+                        self.self_fence("etcd says this member's lease expired").await;
                         return Err(EtcdError::Reply("the fence lease expired".into()));
                     }
                     self.renew(sent);
@@ -207,6 +213,14 @@ impl Task {
             }
         } else if let Some(id) = kv.key.strip_prefix(self.members_prefix.as_slice()) {
             let id = String::from_utf8_lossy(id).into_owned();
+            if kv.lease == 0 {
+                // Not a member's (written by hand): it would never expire
+                // and hold every move for good.
+                self.members.remove(&id);
+                warn!(listener = %self.svc.cfg.name, member = %id,
+                      "fleet fence: ignoring a member key without a lease");
+                return;
+            }
             // A value that does not decode acknowledges nothing: the
             // member is waited for like one that did not answer.
             let (rev, reset) = Ack::decode(&kv.value).map_or((0, 0), |a| (a.rev, a.reset));
@@ -379,15 +393,14 @@ impl Task {
     /// etcd unreachable past half the lease: reset every session and
     /// admit nobody until etcd answers and this member acknowledged the
     /// record then current.
-    async fn self_fence(&mut self) {
+    async fn self_fence(&mut self, why: &str) {
         *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let groups = self.svc.pool.groups();
         let (reset, left) = self.svc.fence.fleet_fence(&groups, None).await;
         self.acked = None;
         self.granted = None;
         warn!(listener = %self.svc.cfg.name,
-              "fleet fence: etcd has not renewed this member's lease for {} ms: fenced ({reset} sessions reset{}); new clients held until etcd answers",
-              self_fence_after(&self.t).as_millis(),
+              "fleet fence: {why}: fenced ({reset} sessions reset{}); new clients held until etcd answers",
               if left > 0 { format!(", {left} still open") } else { String::new() });
         self.svc.fence.fleet.update(|v| {
             v.granted = false;
