@@ -94,6 +94,36 @@ impl Fence {
         unpack(self.state.load(Acquire)).0
     }
 
+    /// [`Fence::ticket`], or None in fleet mode while no group serves here
+    /// (the fleet fences, or this member fenced itself): then the
+    /// connection waits for [`Fence::fleet_settled`] before it connects
+    /// anywhere. One load while a group serves.
+    pub fn ticket_unless_fleet_fencing(&self) -> Option<u32> {
+        let (epoch, serving) = unpack(self.state.load(Acquire));
+        if (serving == NONE || serving == MOVING) && self.fleet.on() {
+            return None;
+        }
+        Some(epoch)
+    }
+
+    /// Fleet mode: wait, at most [`fleet::FleetGate::wait`], until a group
+    /// serves here; false when none did in time.
+    pub async fn fleet_settled(&self) -> bool {
+        let deadline = Instant::now() + self.fleet.wait();
+        loop {
+            let granted = self.fleet.granted.notified();
+            tokio::pin!(granted);
+            granted.as_mut().enable();
+            if self.serving().is_some() || !self.fleet.on() {
+                return true;
+            }
+            tokio::select! {
+                _ = granted => {}
+                _ = sleep_until(deadline) => return false,
+            }
+        }
+    }
+
     /// The group that serves now, if one has and no move is under way.
     pub fn serving(&self) -> Option<usize> {
         match unpack(self.state.load(Acquire)).1 {

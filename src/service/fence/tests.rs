@@ -123,3 +123,27 @@ async fn in_fleet_mode_a_move_waits_for_the_fleets_grant() {
     assert_eq!(f.admit("l", &gs, 0, f.ticket()).await, Admit::Go);
     assert_eq!(f.serving(), Some(0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn in_fleet_mode_nobody_selects_while_no_group_serves_here() {
+    let f = Arc::new(Fence::default());
+    // Standalone: the first connect moves the fence, nobody waits.
+    assert_eq!(f.ticket_unless_fleet_fencing(), Some(0));
+    f.fleet.start(Duration::from_secs(4));
+    assert_eq!(f.ticket_unless_fleet_fencing(), None);
+    let t0 = Instant::now();
+    assert!(!f.fleet_settled().await);
+    assert_eq!(t0.elapsed(), Duration::from_secs(4));
+    let waiting = {
+        let f = Arc::clone(&f);
+        tokio::spawn(async move { f.fleet_settled().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    f.fleet_grant(1).await;
+    assert!(waiting.await.unwrap());
+    assert_eq!(f.ticket_unless_fleet_fencing(), Some(f.ticket()));
+    // Fencing (or fenced itself): nobody selects.
+    let gs = vec![group(1), group(1)];
+    f.fleet_fence(&gs, None).await;
+    assert_eq!(f.ticket_unless_fleet_fencing(), None);
+}
