@@ -37,6 +37,8 @@ pub(super) struct RawFile {
     pub(super) resolve_interval: Option<Dur>,
     #[serde(default)]
     pub(super) fleet: Option<RawFleet>,
+    #[serde(default)]
+    pub(super) haproxy_socket: Option<RawHaproxySocket>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) listeners: Vec<Spanned<RawListener>>,
 }
@@ -52,6 +54,33 @@ pub(super) struct RawFleet {
     pub(super) id: Option<String>,
     #[serde(default)]
     pub(super) fallback: Option<Dur>,
+}
+
+/// `haproxy_socket: PATH` or `{path, mode, group}`.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum RawHaproxySocket {
+    Path(PathBuf),
+    Full(RawHaproxySocketFull),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHaproxySocketFull {
+    pub(super) path: PathBuf,
+    /// Octal, as a string (`"0660"`) or a number written `0660`/`660`.
+    #[serde(default)]
+    pub(super) mode: Option<RawMode>,
+    #[serde(default)]
+    pub(super) group: Option<String>,
+}
+
+/// A file mode as written: `"0660"` or `660` (read as octal digits).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum RawMode {
+    Text(String),
+    Number(u64),
 }
 
 #[derive(Deserialize, Clone, Copy)]
