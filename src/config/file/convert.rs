@@ -12,7 +12,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::raw::{
     RawCheck, RawFailback, RawFile, RawFleet, RawHaproxySocket, RawKeepalive, RawListener,
-    RawLogFormat, RawMode, RawMonitor, RawOnDown, RawOnUp, RawPolicy, RawRedisRole,
+    RawLogFormat, RawMonitor, RawOnDown, RawOnUp, RawPolicy, RawRedisRole,
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
@@ -33,24 +33,15 @@ pub(super) fn at(loc: Location) -> String {
 }
 
 fn haproxy_socket(raw: &RawHaproxySocket) -> Result<HaproxySocket, String> {
-    Ok(match raw {
-        RawHaproxySocket::Path(p) => HaproxySocket::at(p.clone()),
-        RawHaproxySocket::Full(f) => HaproxySocket {
-            path: f.path.clone(),
-            mode: match &f.mode {
-                None => HaproxySocket::DEFAULT_MODE,
-                Some(RawMode::Text(t)) => HaproxySocket::parse_mode(t)?,
-                Some(RawMode::Number(n)) => HaproxySocket::parse_mode(&n.to_string())?,
-            },
-            group: match &f.group {
-                Some(g)
-                    if g.is_empty() || g.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-                {
-                    return Err(format!("bad group {}", quote(g)));
-                }
-                g => g.clone(),
-            },
-        },
+    if let Some(g) = &raw.group {
+        if g.is_empty() || g.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("bad group {}", quote(g)));
+        }
+    }
+    Ok(HaproxySocket {
+        path: raw.path.clone(),
+        mode: raw.mode.map_or(HaproxySocket::DEFAULT_MODE, |m| m.0),
+        group: raw.group.clone(),
     })
 }
 
@@ -85,7 +76,8 @@ fn globals(raw: &RawFile, overlay: &Overlay) -> Result<Global, String> {
         file.fleet = Some(fleet(f)?);
     }
     if let Some(h) = &raw.haproxy_socket {
-        file.haproxy_socket = Some(haproxy_socket(h).map_err(|e| format!("haproxy_socket: {e}"))?);
+        file.haproxy_socket =
+            Some(haproxy_socket(&h.0).map_err(|e| format!("haproxy_socket: {e}"))?);
     }
     let g = overlay.over(file);
     if let Some(f) = &g.fleet {

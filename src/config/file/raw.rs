@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::scalars::{
-    Argv, Bind, Bounded, Dur, HttpPath, IpLit, ItemName, Name, Port, RawChannel, StatusRanges,
-    nonempty,
+    Argv, Bind, Bounded, Dur, HaproxySocketOrPath, HttpPath, IpLit, ItemName, Mode, Name, Port,
+    RawChannel, StatusRanges, nonempty,
 };
 
 #[derive(Deserialize)]
@@ -38,7 +38,7 @@ pub(super) struct RawFile {
     #[serde(default)]
     pub(super) fleet: Option<RawFleet>,
     #[serde(default)]
-    pub(super) haproxy_socket: Option<RawHaproxySocket>,
+    pub(super) haproxy_socket: Option<HaproxySocketOrPath>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) listeners: Vec<Spanned<RawListener>>,
 }
@@ -56,31 +56,16 @@ pub(super) struct RawFleet {
     pub(super) fallback: Option<Dur>,
 }
 
-/// `haproxy_socket: PATH` or `{path, mode, group}`.
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-pub(super) enum RawHaproxySocket {
-    Path(PathBuf),
-    Full(RawHaproxySocketFull),
-}
-
+/// `haproxy_socket:`'s map form (a bare path is read by
+/// `scalars::HaproxySocketOrPath`).
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawHaproxySocketFull {
-    pub(super) path: PathBuf,
-    /// Octal, as a string (`"0660"`) or a number written `0660`/`660`.
+pub(super) struct RawHaproxySocket {
+    pub(super) path: std::path::PathBuf,
     #[serde(default)]
-    pub(super) mode: Option<RawMode>,
+    pub(super) mode: Option<Mode>,
     #[serde(default)]
     pub(super) group: Option<String>,
-}
-
-/// A file mode as written: `"0660"` or `660` (read as octal digits).
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-pub(super) enum RawMode {
-    Text(String),
-    Number(u64),
 }
 
 #[derive(Deserialize, Clone, Copy)]

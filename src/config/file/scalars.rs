@@ -340,3 +340,62 @@ impl<'de> Deserialize<'de> for RawChannel {
         d.deserialize_any(V)
     }
 }
+
+/// A socket file's mode: `"0660"`, or a number written `0660`/`660` (its
+/// digits read as octal), at most 0660 and at least 0600.
+#[derive(Clone, Copy)]
+pub(super) struct Mode(pub(super) u32);
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Mode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an octal mode such as \"0660\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Mode, E> {
+                crate::config::HaproxySocket::parse_mode(s)
+                    .map(Mode)
+                    .map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Mode, E> {
+                self.visit_str(&n.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `haproxy_socket: PATH`, or its map (`raw::RawHaproxySocket`).
+#[derive(Clone)]
+pub(super) struct HaproxySocketOrPath(pub(super) super::raw::RawHaproxySocket);
+
+impl<'de> Deserialize<'de> for HaproxySocketOrPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HaproxySocketOrPath;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path, or a map with path, mode and group")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                if s.is_empty() {
+                    return Err(E::custom("path must not be empty"));
+                }
+                Ok(HaproxySocketOrPath(super::raw::RawHaproxySocket {
+                    path: s.into(),
+                    mode: None,
+                    group: None,
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                super::raw::RawHaproxySocket::deserialize(de::value::MapAccessDeserializer::new(
+                    map,
+                ))
+                .map(HaproxySocketOrPath)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
