@@ -344,17 +344,45 @@ async fn accept_loop(
     guard: SocketGuard,
     stop: CancellationToken,
 ) {
+    let name = ctl.svc.cfg.name.clone();
+    let mut refusal = Vec::new();
+    let reply = Reply::err(format!(
+        "error: too many control sessions (at most {MAX_SESSIONS}); try again"
+    ));
+    let _ = write_reply(&mut refusal, &reply, 0, true).await;
+    let session = move |stream, admit, sessions: Arc<Slots>| {
+        let ctl = Arc::clone(&ctl);
+        async move { session(&ctl, stream, admit, &sessions).await }
+    };
+    serve_sessions(listener, guard, stop, &name, session, refusal).await;
+}
+
+/// Accept on `listener` until `stop`, admitting each connection (see the
+/// module doc) to a task running `session`, or refusing it with the bytes
+/// of `refusal`; then remove the socket (`guard`). `name` is for the log.
+pub(crate) async fn serve_sessions<F, Fut>(
+    listener: UnixListener,
+    guard: SocketGuard,
+    stop: CancellationToken,
+    name: &str,
+    session: F,
+    refusal: Vec<u8>,
+) where
+    F: Fn(UnixStream, Admit, Arc<Slots>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let sessions = Slots::new(MAX_SESSIONS, EVICT_GRACE);
     // Newcomers that found every session place taken, until their first
     // whole line; the newest are kept.
     let pending = Slots::new(MAX_SESSIONS, Duration::ZERO);
+    let refusal: Arc<[u8]> = refusal.into();
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => break,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    warn!(listener = %ctl.svc.cfg.name, "control accept: {e}");
+                    warn!(listener = %name, "control accept: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -362,35 +390,25 @@ async fn accept_loop(
         };
         match admit(&sessions, &pending, &stream) {
             Some(admit) => {
-                let (ctl, sessions) = (Arc::clone(&ctl), Arc::clone(&sessions));
-                tokio::spawn(async move { session(&ctl, stream, admit, &sessions).await });
+                tokio::spawn(session(stream, admit, Arc::clone(&sessions)));
             }
             None => {
+                let refusal = Arc::clone(&refusal);
                 tokio::spawn(async move {
                     let mut s = stream;
-                    let reply = Reply::err(format!(
-                        "error: too many control sessions (at most {MAX_SESSIONS}); try again"
-                    ));
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        write_reply(&mut s, &reply, 0, true),
-                    )
-                    .await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), s.write_all(&refusal)).await;
                 });
             }
         }
     }
     drop(listener);
     drop(guard);
-    debug!(listener = %ctl.svc.cfg.name, "control socket closed");
+    debug!(listener = %name, "control socket closed");
 }
 
 /// A place for a new connection (see the module doc), or None: refuse it.
-pub(crate) fn admit(
-    sessions: &Arc<Slots>,
-    pending: &Arc<Slots>,
-    stream: &UnixStream,
-) -> Option<Admit> {
+fn admit(sessions: &Arc<Slots>, pending: &Arc<Slots>, stream: &UnixStream) -> Option<Admit> {
     match sessions.acquire() {
         Some(slot) => Some(Admit::Session(slot)),
         None if from_root(stream) => sessions.acquire_now().map(Admit::Session),

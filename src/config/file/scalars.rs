@@ -366,36 +366,3 @@ impl<'de> Deserialize<'de> for Mode {
         d.deserialize_any(V)
     }
 }
-
-/// `haproxy_socket: PATH`, or its map (`raw::RawHaproxySocket`).
-#[derive(Clone)]
-pub(super) struct HaproxySocketOrPath(pub(super) super::raw::RawHaproxySocket);
-
-impl<'de> Deserialize<'de> for HaproxySocketOrPath {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = HaproxySocketOrPath;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a path, or a map with path, mode and group")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                if s.is_empty() {
-                    return Err(E::custom("path must not be empty"));
-                }
-                Ok(HaproxySocketOrPath(super::raw::RawHaproxySocket {
-                    path: s.into(),
-                    mode: None,
-                    group: None,
-                }))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                super::raw::RawHaproxySocket::deserialize(de::value::MapAccessDeserializer::new(
-                    map,
-                ))
-                .map(HaproxySocketOrPath)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}

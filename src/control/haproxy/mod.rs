@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::HaproxySocket;
 use crate::control::server::{
-    self, Admit, EVICT_GRACE, IDLE_TIMEOUT, LineRead, MAX_LINE, MAX_SESSIONS, SocketGuard,
+    self, Admit, IDLE_TIMEOUT, LineRead, MAX_LINE, MAX_SESSIONS, SocketGuard,
 };
 use crate::slots::Slots;
 use run::{Effect, Runtime};
@@ -121,39 +121,12 @@ async fn accept_loop(
     guard: SocketGuard,
     stop: CancellationToken,
 ) {
-    let sessions = Slots::new(MAX_SESSIONS, EVICT_GRACE);
-    let pending = Slots::new(MAX_SESSIONS, Duration::ZERO);
-    loop {
-        let stream = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!("haproxy socket accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        match server::admit(&sessions, &pending, &stream) {
-            Some(admit) => {
-                let (srv, sessions) = (Arc::clone(&srv), Arc::clone(&sessions));
-                tokio::spawn(async move { session(&srv, stream, admit, &sessions).await });
-            }
-            None => {
-                tokio::spawn(async move {
-                    let mut s = stream;
-                    let msg = format!("Too many sessions (at most {MAX_SESSIONS}); try again.\n\n");
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(1), s.write_all(msg.as_bytes()))
-                            .await;
-                });
-            }
-        }
-    }
-    drop(listener);
-    drop(guard);
-    debug!("haproxy socket closed");
+    let refusal = format!("Too many sessions (at most {MAX_SESSIONS}); try again.\n\n");
+    let session = move |stream, admit, sessions: Arc<Slots>| {
+        let srv = Arc::clone(&srv);
+        async move { session(&srv, stream, admit, &sessions).await }
+    };
+    server::serve_sessions(listener, guard, stop, "haproxy", session, refusal.into()).await;
 }
 
 /// Whether the process `pid` (a peer) is in group `gid` (supplementary
@@ -265,6 +238,3 @@ async fn run_line(
     }
     (out, false)
 }
-
-#[cfg(test)]
-mod tests;

@@ -368,7 +368,7 @@ pub fn show_stat(proxies: &[Proxy<'_>], f: &StatFilter) -> String {
                 let maint = c.admin == Admin::Disabled;
                 if (f.sid != -1 && f.sid != sid as i64)
                     || (f.no_maint && maint)
-                    || (f.up && !(c.up && !maint))
+                    || (f.up && (maint || !c.up))
                 {
                     continue;
                 }
