@@ -202,6 +202,16 @@ async fn session(srv: &Server, stream: UnixStream, admit: Admit, sessions: &Arc<
         let w = tokio::time::timeout(IDLE_TIMEOUT, wr.write_all(out.as_bytes())).await;
         if close || !matches!(w, Ok(Ok(()))) {
             let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+            // What the client sent past the line is read and dropped
+            // (briefly, bounded), so closing does not reset the connection
+            // before the client has read the answer.
+            let mut sink = tokio::io::sink();
+            let mut rest = tokio::io::AsyncReadExt::take(&mut rd, 64 * 1024);
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::io::copy(&mut rest, &mut sink),
+            )
+            .await;
             return;
         }
     }
