@@ -199,16 +199,12 @@ impl Pool {
         names::unique(names::default_channel(host, port), &mut taken)
     }
 
-    /// The channel named `name`: its group and index, and itself.
-    pub fn channel_named(&self, name: &str) -> Option<(usize, usize, Arc<Channel>)> {
-        self.groups().iter().enumerate().find_map(|(g, gr)| {
-            let (i, c) = gr
-                .channels
-                .iter()
-                .enumerate()
-                .find(|(_, c)| c.name() == name)?;
-            Some((g, i, Arc::clone(c)))
-        })
+    /// Group `g`'s name (empty if there is no such group): for logs.
+    pub fn group_name(&self, g: usize) -> String {
+        self.groups()
+            .get(g)
+            .map(|gr| gr.name().to_string())
+            .unwrap_or_default()
     }
 
     /// The group new connections start from (manual failback), and whether

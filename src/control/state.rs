@@ -1,18 +1,21 @@
 //! The state file (`--state-file`): operator state that survives restarts.
 //!
-//! Kept per listener (keyed by the listener's name): every group's policy
-//! and every channel's target, admin state (enabled, `DIS`, drain), maxc
-//! and weight, including channels created or reassigned at runtime; and
-//! the listener's operator hold (`spin on`, until when) and monitor switch
-//! (`monitor disable`), restored even when the channel list changed.
-//! Health is not kept; the monitor re-learns it.
+//! Kept per listener (keyed by the listener's name): every group's name and
+//! policy and every channel's name, target, admin state (enabled, `DIS`,
+//! drain), maxc, weight and health-check switch, including channels
+//! created or reassigned at runtime; and the listener's operator hold
+//! (`spin on`, until when) and monitor switch (`monitor disable`), restored
+//! even when the channel list changed. Health is not kept; the monitor
+//! re-learns it.
 //!
 //! Each entry also records the channel list as configured. At start an
 //! entry is applied only if the configuration still lists the same
 //! channels; after a configuration change the old entry is reported and
-//! ignored (the new configuration wins). A file that cannot be read or
-//! parsed, or that holds an invalid value, is reported once and ignored
-//! as a whole: it is never half-applied.
+//! ignored (the new configuration wins). The configured channels and groups
+//! keep the configuration's names; those created at runtime keep the names
+//! saved (a file written before names has none: they get the defaults). A
+//! file that cannot be read or parsed, or that holds an invalid value, is
+//! reported once and ignored as a whole: it is never half-applied.
 //!
 //! The file is trusted only if it is a regular file owned by us or root,
 //! writable by nobody else, in a directory others cannot write to (or a
@@ -159,30 +162,46 @@ impl StateFile {
             return;
         }
         let mut groups = Vec::with_capacity(st.groups.len());
-        let mut taken = std::collections::HashSet::new();
+        let mut taken: std::collections::HashSet<String> = svc
+            .cfg
+            .groups
+            .iter()
+            .flat_map(|g| g.channels.iter().map(|c| c.name.clone()))
+            .collect();
+        let mut gtaken: std::collections::HashSet<String> =
+            svc.cfg.groups.iter().map(|g| g.name.clone()).collect();
         for (gi, g) in st.groups.iter().enumerate() {
             let conf = svc.cfg.groups.get(gi);
-            let gname = g
-                .name
-                .clone()
-                .or_else(|| conf.map(|c| c.name.clone()))
-                .unwrap_or_else(|| names::default_group(gi));
+            // A configured group has the configuration's name; one created
+            // at runtime its own (or the default).
+            let gname = match conf {
+                Some(c) => c.name.clone(),
+                None => {
+                    let n = g.name.clone().unwrap_or_else(|| names::default_group(gi));
+                    names::unique(n, &mut gtaken)
+                }
+            };
             let mut chans = Vec::with_capacity(g.channels.len());
             for (ci, c) in g.channels.iter().enumerate() {
                 // Validated when read.
                 let Ok(host) = commands::host(&c.host) else {
                     return;
                 };
-                let name = c.name.clone().unwrap_or_else(|| {
-                    // An older file: the configured channel at this place
-                    // (the lists are the same), else a default.
-                    conf.and_then(|gc| gc.channels.get(ci))
-                        .filter(|cc| cc.host == host && cc.port == c.port)
-                        .map(|cc| cc.name.clone())
-                        .filter(|n| !taken.contains(n))
-                        .unwrap_or_else(|| names::default_channel(&host, c.port))
-                });
-                let name = names::unique(name, &mut taken);
+                // A configured channel (the lists are the same, so it is
+                // the one at this place, reassigned or not) has the name
+                // the configuration gives; one created at runtime keeps its
+                // own (a file written before names: the default).
+                let configured = conf.and_then(|gc| gc.channels.get(ci));
+                let name = match configured {
+                    Some(cc) => cc.name.clone(),
+                    None => {
+                        let n = c
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| names::default_channel(&host, c.port));
+                        names::unique(n, &mut taken)
+                    }
+                };
                 let addrs = resolve(&host, c.port);
                 let ch = svc.pool.new_channel(
                     &name,
@@ -194,8 +213,7 @@ impl StateFile {
                     c.maxc,
                     c.weight,
                 );
-                if let Some(cc) = conf.and_then(|gc| gc.channels.iter().find(|cc| cc.name == name))
-                {
+                if let Some(cc) = configured {
                     ch.set_initial_weight(cc.weight);
                 }
                 ch.set_admin(c.admin);

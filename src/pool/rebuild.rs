@@ -16,8 +16,10 @@ use crate::config::{ChannelConfig, GroupConfig, Host};
 impl Pool {
     /// A new pool for changed config (reload) that keeps this pool's
     /// channels, with their counters, health and operator state, where the
-    /// new config has the same name in the same group position (a default
-    /// name is its host and port: see `crate::config::names`).
+    /// new config has the same name at the same address in the same group
+    /// position (a default name is its host and port: see
+    /// `crate::config::names`); a named channel the new config points
+    /// elsewhere is a new channel with the old one's operator state.
     /// `old` is the config this pool was built from: `maxc`/`weight` are
     /// taken from the file only where the file changed them. New channels
     /// are resolved with `resolve`. The manual-failback floor carries over.
@@ -57,7 +59,7 @@ impl Pool {
                             port: c.port,
                             addrs: resolve(&c.host, c.port),
                         };
-                        let Some(&ch) = kept.get(c.name.as_str()) else {
+                        let new = || {
                             let ch = Channel::new(
                                 c.name.as_str(),
                                 target(),
@@ -66,21 +68,41 @@ impl Pool {
                                 Arc::clone(&self.eligible),
                             );
                             ch.set_full_holds(opts.full_holds);
-                            return ch;
+                            ch
                         };
-                        ch.set_full_holds(opts.full_holds);
-                        // A named channel the file points elsewhere keeps
-                        // its identity (counters, operator state).
+                        let Some(&ch) = kept.get(c.name.as_str()) else {
+                            return new();
+                        };
+                        // The operator's maxc and weight stay unless the
+                        // file changed them.
+                        let before = before.get(c.name.as_str());
+                        let maxc = match before {
+                            Some(b) if b.maxc == c.maxc => ch.maxc(),
+                            _ => c.maxc,
+                        };
+                        let weight = match before {
+                            Some(b) if b.weight == c.weight => ch.weight(),
+                            _ => c.weight,
+                        };
                         let t = ch.target();
                         if t.host != c.host || t.port != c.port {
-                            ch.set_target(target());
+                            // A named channel the file points elsewhere: a
+                            // new channel (the live one is not touched, the
+                            // reload may yet be rejected) with the operator
+                            // state of the name.
+                            let n = new();
+                            n.set_admin(ch.admin());
+                            n.set_checked(ch.checked());
+                            n.set_maxc(maxc);
+                            n.set_weight(weight);
+                            return n;
                         }
-                        let before = before.get(c.name.as_str());
-                        if before.is_none_or(|b| b.maxc != c.maxc) {
-                            ch.set_maxc(c.maxc);
+                        ch.set_full_holds(opts.full_holds);
+                        if ch.maxc() != maxc {
+                            ch.set_maxc(maxc);
                         }
-                        if before.is_none_or(|b| b.weight != c.weight) {
-                            ch.set_weight(c.weight);
+                        if ch.weight() != weight {
+                            ch.set_weight(weight);
                         }
                         ch.set_initial_weight(c.weight);
                         Arc::clone(ch)
