@@ -521,27 +521,32 @@ fn the_socket_has_the_mode_and_group_asked_for_and_members_of_the_group_may_talk
         skip_without("socat");
         return;
     };
-    // A client of uid/gid 65534: allowed through the group.
+    // Clients of uid 65534: allowed through the group, as their primary
+    // group or as a supplementary one.
     std::fs::set_permissions(s.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            &socat,
-            "-t5",
-            "stdio",
-        ])
-        .arg(format!("UNIX-CONNECT:{}", s.sock.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"get weight app/b\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "5 (initial 5)\n\n");
+    for ids in [
+        ["--regid=65534", "--clear-groups"],
+        ["--regid=65533", "--groups=65534"],
+    ] {
+        let out = Command::new("setpriv")
+            .arg("--reuid=65534")
+            .args(ids)
+            .args([&socat, "-t5", "stdio"])
+            .arg(format!("UNIX-CONNECT:{}", s.sock.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(b"get weight app/b\n")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "5 (initial 5)\n\n",
+            "{ids:?}"
+        );
+    }
 }
 
 #[test]

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -153,7 +154,7 @@ async fn session(srv: &Server, stream: UnixStream, admit: Admit, sessions: &Arc<
         return;
     };
     let uid = cred.uid();
-    let (rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = stream.into_split();
     let allowed = server::own_or_root(uid)
         || srv
             .gid
@@ -161,6 +162,7 @@ async fn session(srv: &Server, stream: UnixStream, admit: Admit, sessions: &Arc<
     if !allowed {
         warn!(uid, "haproxy socket: refused a session from another user");
         let _ = tokio::time::timeout(IDLE_TIMEOUT, wr.write_all(b"Permission denied\n\n")).await;
+        finish(&mut wr, &mut rd).await;
         return;
     }
     let mut rd = BufReader::with_capacity(MAX_LINE + 1, rd);
@@ -201,20 +203,23 @@ async fn session(srv: &Server, stream: UnixStream, admit: Admit, sessions: &Arc<
         }
         let w = tokio::time::timeout(IDLE_TIMEOUT, wr.write_all(out.as_bytes())).await;
         if close || !matches!(w, Ok(Ok(()))) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
-            // What the client sent past the line is read and dropped
-            // (briefly, bounded), so closing does not reset the connection
-            // before the client has read the answer.
-            let mut sink = tokio::io::sink();
-            let mut rest = tokio::io::AsyncReadExt::take(&mut rd, 64 * 1024);
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                tokio::io::copy(&mut rest, &mut sink),
-            )
-            .await;
+            finish(&mut wr, &mut rd).await;
             return;
         }
     }
+}
+
+/// End a session: shut our side, then read and drop what the client sent
+/// past its line (briefly, bounded), so that closing does not reset the
+/// connection before the client has read the answer.
+async fn finish<R: tokio::io::AsyncRead + Unpin>(wr: &mut OwnedWriteHalf, rd: &mut R) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+    let mut rest = tokio::io::AsyncReadExt::take(rd, 64 * 1024);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::io::copy(&mut rest, &mut tokio::io::sink()),
+    )
+    .await;
 }
 
 /// Run one line: its commands in order, each answer ended by an empty
