@@ -803,3 +803,28 @@ fn hatop_starts_and_lists_the_servers() {
         "{screen}"
     );
 }
+
+#[test]
+fn a_second_instance_on_the_same_socket_is_refused_and_the_first_keeps_it() {
+    let s = setup();
+    let file = s.tmp.join("second.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "haproxy_socket: \"{}\"\nlisteners:\n  - name: l\n    bind: \"127.0.0.1:{}\"\n    groups: [{{channels: [\"127.0.0.1:9\"]}}]\n",
+            s.sock.display(),
+            free_port(LOCALHOST_V4)
+        ),
+    )
+    .unwrap();
+    let (code, out) = run_to_exit(&["--check", "--config", file.to_str().unwrap()], WAIT);
+    assert_eq!(code, Some(EXIT_OSERR), "{out}");
+    assert!(
+        out.contains(&format!(
+            "haproxy socket {}: another process answers there",
+            s.sock.display()
+        )),
+        "{out}"
+    );
+    assert_eq!(hx(&s.sock, "show backend"), "# name\napp\ndb\n\n");
+}

@@ -67,7 +67,18 @@ pub fn check(cfg: &HaproxySocket, run_dir: &Path) -> Result<(), String> {
     if let Some(g) = &cfg.group {
         crate::sys::lookup_group(g).map_err(|e| named(format!("group {g}: {e}")))?;
     }
-    server::check(&cfg.path, run_dir).map_err(|e| named(e.to_string()))
+    server::check(&cfg.path, run_dir).map_err(|e| named(why(&cfg.path, &e)))
+}
+
+/// Why the shared socket code refused `path`, without its words for the
+/// control socket.
+fn why(path: &Path, e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::AddrInUse {
+        return "another process answers there (another balance with this haproxy_socket?)".into();
+    }
+    let text = e.to_string();
+    let prefix = format!("control socket {}: ", path.display());
+    text.strip_prefix(&prefix).unwrap_or(&text).to_string()
 }
 
 /// Bind the socket and serve it until `stop` is cancelled.
@@ -79,7 +90,14 @@ pub fn spawn(cfg: &HaproxySocket, rt: Runtime, stop: CancellationToken) -> io::R
         ),
         None => None,
     };
-    let (listener, guard) = server::bind_with(&cfg.path, cfg.mode, gid)?;
+    let (listener, guard) = server::bind_with(&cfg.path, cfg.mode, gid).map_err(|e| {
+        let msg = format!(
+            "haproxy socket {}: {}",
+            cfg.path.display(),
+            why(&cfg.path, &e)
+        );
+        io::Error::new(e.kind(), msg)
+    })?;
     info!(path = %cfg.path.display(), mode = format!("{:o}", cfg.mode), "haproxy runtime socket");
     let srv = Arc::new(Server {
         rt,
