@@ -70,7 +70,8 @@ pub enum Termination {
     KilledBackup,
     /// `PD`: a fence moved traffic to another group.
     KilledFence,
-    /// `KD`: an operator's command (switchover).
+    /// `KD`: an operator's command (`shutdown sessions server`, a
+    /// switchover).
     KilledOperator,
     /// `CC`: the client left while its connect was pending.
     ClientGoneConnecting,

@@ -3,8 +3,9 @@
 //!
 //! Sessions that end each way (normal, client abort, server abort,
 //! refused, connect timeout, idle timeout, killed when the channel went
-//! down, no channel, held by `--spin` then served, held until `--spin`
-//! expired, client gone while held) are parsed with a regex written from
+//! down, ended by an operator, no channel, held by `--spin` then served,
+//! held until `--spin` expired, client gone while held, a race won) are
+//! parsed with a regex written from
 //! HAProxy's configuration manual (8.2.2 "TCP log format" and 8.5's
 //! termination states), not from our output; JSON lines with serde_json.
 //! Then: a file reopened after logrotate's rename with SIGUSR1 and
@@ -188,9 +189,9 @@ fn drain(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// The scenarios' listeners, in order (each its own port).
-const NAMES: [&str; 12] = [
+const NAMES: [&str; 13] = [
     "ok", "cabort", "sabort", "refused", "ctimeout", "idle", "nochan", "spin", "spinexp",
-    "spingone", "down", "race",
+    "spingone", "down", "race", "opkill",
 ];
 
 /// Run every ending through one balance whose top-level default logs
@@ -224,6 +225,7 @@ fn every_ending(format: &str) {
             hole.channel(),
             tagged.channel()
         ),
+        tagged.channel(),
     ];
     let extra = [
         "",
@@ -238,11 +240,15 @@ fn every_ending(format: &str) {
         "    spin: 10s\n",
         "    on_down: shutdown\n    monitor:\n      interval: 100ms\n      fall: 1\n      rise: 1\n      checks:\n        - connect: {}\n",
         "    race: 200ms\n",
+        "",
     ];
     let logp = log.display().to_string();
+    let hsock = tmp.path().join("haproxy.sock");
+    let hsockp = hsock.display().to_string();
     let bal = Balance::config(NAMES.len(), |p| {
-        let mut y =
-            format!("connection_log:\n  target: \"{logp}\"\n  format: {format}\nlisteners:\n");
+        let mut y = format!(
+            "haproxy_socket: \"{hsockp}\"\nconnection_log:\n  target: \"{logp}\"\n  format: {format}\nlisteners:\n"
+        );
         for (i, name) in NAMES.iter().enumerate() {
             y.push_str(&format!(
                 "  - name: {name}\n    bind: \"127.0.0.1:{}\"\n{}    groups:\n      - channels: [\"{}\"]\n",
@@ -363,6 +369,23 @@ fn every_ending(format: &str) {
     drain(&mut c);
     ports.push(("race", local_port(&c)));
 
+    // An operator ends the channel's sessions (HAProxy's `shutdown
+    // sessions server` on the HAProxy socket).
+    let mut c = connect(addr("opkill"));
+    assert_eq!(read_line(&mut c).unwrap(), "A");
+    let mut h = std::os::unix::net::UnixStream::connect(&hsock).expect("haproxy socket");
+    h.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    writeln!(
+        h,
+        "shutdown sessions server opkill/{}",
+        name_of(&tagged.channel())
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = h.read_to_string(&mut answer);
+    drain(&mut c);
+    ports.push(("opkill", local_port(&c)));
+
     let lines = wait_lines(&log, ports.len(), json);
     assert_eq!(lines.len(), ports.len(), "one line per connection");
     let mut seen = Vec::new();
@@ -385,6 +408,7 @@ fn every_ending(format: &str) {
             "spingone" => "CQ",
             "down" => "DD",
             "race" => "--",
+            "opkill" => "KD",
             _ => unreachable!(),
         };
         assert_eq!(l.state, want, "{name}: {l:?}");

@@ -182,7 +182,7 @@ pub enum EndCause {
     BackupShutdown,
     /// A fence moved traffic to another group.
     Fence,
-    /// An operator's command (a switchover).
+    /// An operator's command (`shutdown sessions server`, a switchover).
     Operator,
 }
 
@@ -667,6 +667,11 @@ impl Channel {
     pub fn health(&self) -> (RiseFall, String) {
         let h = lock(&self.health);
         (h.rf, h.last.to_string())
+    }
+
+    /// When the health verdict last changed (None: not since start).
+    pub fn last_change(&self) -> Option<Instant> {
+        lock(&self.health).last_change
     }
 
     /// The streaks and verdict (the monitor's re-probe filter).
