@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 #   ss (iproute2), prlimit/setpriv/unshare (util-linux), systemd-analyze
 #   (systemd), mariadbd + mariadb-install-db (mariadb-server), mariadb
 #   (mariadb-client), promtool (prometheus), etcd (etcd-server),
-#   redis-server (redis-server).
+#   etcdctl (etcd-client), dnsmasq (dnsmasq-base), redis-server
+#   (redis-server).
 need=()
 command -v ss >/dev/null || need+=(iproute2)
 command -v prlimit >/dev/null || need+=(util-linux)
@@ -24,6 +25,8 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v mariadb >/dev/null || need+=(mariadb-client)
 command -v promtool >/dev/null || need+=(prometheus)
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

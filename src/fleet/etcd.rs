@@ -1,7 +1,11 @@
 //! A small etcd v3 client over etcd's JSON gateway (`POST /v3/...` on the
-//! client port; plain `http://` only, no TLS, no auth): ranges, puts,
-//! deletes, the few transactions fleet mode needs, leases and prefix
-//! watches. Keys and values are bytes (base64 on the wire).
+//! client port, `http://` or `https://` with a CA and an optional client
+//! certificate; etcd's user/password login, its token renewed when etcd
+//! says it is no longer valid): ranges, puts, deletes, the few
+//! transactions fleet mode needs, leases and prefix watches. Keys and
+//! values are bytes (base64 on the wire). Every request touches keys
+//! under the prefix it is given only, so a role granting readwrite on
+//! the fleet's prefix is enough.
 //!
 //! Several endpoints: a request goes to the one that last answered and
 //! moves on to the next when that one is unreachable, times out or says it
@@ -40,7 +44,7 @@ use hyper::StatusCode;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use http::Endpoint;
+use http::{Endpoint, Via};
 use stream::Stream;
 use wire::{b64, prefix_end};
 
@@ -92,13 +96,22 @@ pub enum EtcdError {
     /// More than this client reads at once (see [`MAX_VALUE`]).
     #[error("etcd: {0}")]
     TooLarge(String),
+    /// A TLS handshake failed on a certificate (this client's or etcd's).
+    #[error("etcd TLS: {0}")]
+    Tls(String),
+    /// etcd refused the login (wrong user or password, auth off).
+    #[error("etcd login: {0}")]
+    Login(String),
+    /// The user lacks a permission etcd requires for a request.
+    #[error("etcd: {0}")]
+    Denied(String),
 }
 
 impl EtcdError {
     /// Whether another endpoint may do better.
     fn try_next(&self) -> bool {
         match self {
-            EtcdError::Unreachable(_) | EtcdError::Timeout => true,
+            EtcdError::Unreachable(_) | EtcdError::Timeout | EtcdError::Tls(_) => true,
             // gRPC Unavailable, DeadlineExceeded: no leader, member stopping.
             EtcdError::Refused { code, .. } => matches!(code, 4 | 14),
             _ => false,
@@ -194,6 +207,29 @@ struct Inner {
     timeout: Duration,
     /// The endpoint that answered last.
     current: AtomicUsize,
+    /// TLS settings and login: set at start, replaced by a reload.
+    access: std::sync::RwLock<Access>,
+    /// etcd's token for the login, once obtained; dropped when etcd says
+    /// it is no longer valid (expired, the auth store changed).
+    token: tokio::sync::Mutex<Option<Arc<str>>>,
+}
+
+/// How a client reaches etcd besides its endpoints.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// For the `https://` endpoints: the CA and the client certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// etcd's authentication: user and password.
+    pub login: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("tls", &self.tls.is_some())
+            .field("user", &self.login.as_ref().map(|l| &l.0))
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -215,6 +251,16 @@ impl Client {
     /// A client of `endpoints` (`http://host:port` each, at least one);
     /// `timeout` bounds each request to one endpoint. Connects lazily.
     pub fn new(endpoints: &[String], timeout: Duration) -> Result<Client, EtcdError> {
+        Client::with_access(endpoints, timeout, Access::default())
+    }
+
+    /// [`Client::new`] with TLS (needed by `https://` endpoints) and a
+    /// login.
+    pub fn with_access(
+        endpoints: &[String],
+        timeout: Duration,
+        access: Access,
+    ) -> Result<Client, EtcdError> {
         if endpoints.is_empty() {
             return Err(EtcdError::Config("no etcd endpoints".into()));
         }
@@ -227,13 +273,127 @@ impl Client {
             .iter()
             .map(|u| Endpoint::parse(u))
             .collect::<Result<Vec<_>, _>>()?;
+        if access.tls.is_none() {
+            if let Some(e) = endpoints.iter().find(|e| e.is_tls()) {
+                return Err(EtcdError::Config(format!(
+                    "etcd endpoint {}: https:// needs fleet.tls (at least its ca)",
+                    e.url
+                )));
+            }
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints,
                 timeout,
                 current: AtomicUsize::new(0),
+                access: std::sync::RwLock::new(access),
+                token: tokio::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// Replace the TLS settings and the login (a reload re-read their
+    /// files): new connections use them; a new login is made at the next
+    /// request. Established watches go on.
+    pub fn set_access(&self, access: Access) {
+        if let Ok(mut a) = self.inner.access.write() {
+            *a = access;
+        }
+        for e in &self.inner.endpoints {
+            e.forget_idle();
+        }
+        if let Ok(mut t) = self.inner.token.try_lock() {
+            *t = None;
+        } else {
+            // A login under way: its token is for the old password, which
+            // etcd will refuse when it changed; it is renewed then.
+        }
+    }
+
+    fn access(&self) -> Access {
+        self.inner
+            .access
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
+    /// What a request carries now: the TLS settings and a token (logging
+    /// in first when there is a login and no token yet).
+    async fn via(&self) -> Result<Via, EtcdError> {
+        let access = self.access();
+        let token = match &access.login {
+            None => None,
+            Some(login) => {
+                let mut t = self.inner.token.lock().await;
+                match &*t {
+                    Some(tok) => Some(Arc::clone(tok)),
+                    None => {
+                        let tok = self.authenticate(&access, login).await?;
+                        *t = Some(Arc::clone(&tok));
+                        Some(tok)
+                    }
+                }
+            }
+        };
+        Ok(Via {
+            tls: access.tls,
+            token,
+        })
+    }
+
+    /// Drop `stale` (etcd refused it) so the next [`Client::via`] logs in
+    /// again.
+    async fn drop_token(&self, stale: &Via) {
+        let mut t = self.inner.token.lock().await;
+        if let (Some(cur), Some(old)) = (&*t, &stale.token) {
+            if Arc::ptr_eq(cur, old) {
+                *t = None;
+            }
+        }
+    }
+
+    /// `/v3/auth/authenticate` on the endpoints in turn: the token.
+    async fn authenticate(
+        &self,
+        access: &Access,
+        (user, password): &(String, String),
+    ) -> Result<Arc<str>, EtcdError> {
+        let body = json!({"name": user, "password": password});
+        let via = Via {
+            tls: access.tls.clone(),
+            token: None,
+        };
+        let r = self
+            .each_endpoint_via(self.inner.timeout, &via, |_, ep, via| {
+                let body = &body;
+                async move {
+                    let (status, bytes) = ep.post("/v3/auth/authenticate", body, &via).await?;
+                    check_status(status, bytes, &ep.url)
+                }
+            })
+            .await;
+        let bytes = match r {
+            Ok(b) => b,
+            Err(EtcdError::Refused { code, message }) if code == 3 || code == 9 => {
+                return Err(EtcdError::Login(format!(
+                    "user {}: {message} (check fleet.user and fleet.password_file; etcd's auth must be enabled)",
+                    quoted(user)
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let r: wire::AuthReply = wire::parse(&bytes)?;
+        if r.token.is_empty()
+            || r.token.len() > 4096
+            || !r.token.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(EtcdError::Reply(format!(
+                "login of user {}: etcd gave no usable token (is auth enabled?)",
+                quoted(user)
+            )));
+        }
+        Ok(Arc::from(r.token.as_str()))
     }
 
     /// The endpoints, as configured.
@@ -254,9 +414,9 @@ impl Client {
         path: &str,
         body: &Value,
     ) -> Result<Bytes, EtcdError> {
-        self.each_endpoint_within(timeout, |_, ep| async move {
-            let (status, bytes) = ep.post(path, body).await?;
-            check_status(status, bytes, &ep.url)
+        self.each_endpoint_within(timeout, |_, ep, via| async move {
+            let (status, bytes) = ep.post(path, body, &via).await?;
+            check_status(status, bytes, &ep.url).map_err(|e| denied(e, path, body))
         })
         .await
     }
@@ -266,7 +426,7 @@ impl Client {
     /// current one.
     async fn each_endpoint<'a, T, F>(
         &'a self,
-        op: impl Fn(usize, &'a Endpoint) -> F,
+        op: impl Fn(usize, &'a Endpoint, Via) -> F,
     ) -> Result<T, EtcdError>
     where
         F: Future<Output = Result<T, EtcdError>>,
@@ -274,10 +434,33 @@ impl Client {
         self.each_endpoint_within(self.inner.timeout, op).await
     }
 
+    /// [`Client::each_endpoint`] with another timeout per endpoint. With a
+    /// login, a token etcd no longer takes (expired, the auth store
+    /// changed) is renewed and the request made once more.
     async fn each_endpoint_within<'a, T, F>(
         &'a self,
         timeout: Duration,
-        op: impl Fn(usize, &'a Endpoint) -> F,
+        op: impl Fn(usize, &'a Endpoint, Via) -> F,
+    ) -> Result<T, EtcdError>
+    where
+        F: Future<Output = Result<T, EtcdError>>,
+    {
+        let via = self.via().await?;
+        match self.each_endpoint_via(timeout, &via, &op).await {
+            Err(e) if via.token.is_some() && stale_token(&e) => {
+                self.drop_token(&via).await;
+                let via = self.via().await?;
+                self.each_endpoint_via(timeout, &via, &op).await
+            }
+            r => r,
+        }
+    }
+
+    async fn each_endpoint_via<'a, T, F>(
+        &'a self,
+        timeout: Duration,
+        via: &Via,
+        op: impl Fn(usize, &'a Endpoint, Via) -> F,
     ) -> Result<T, EtcdError>
     where
         F: Future<Output = Result<T, EtcdError>>,
@@ -288,7 +471,7 @@ impl Client {
         for i in 0..n {
             let idx = (start + i) % n;
             let ep = &self.inner.endpoints[idx];
-            let r = match tokio::time::timeout(timeout, op(idx, ep)).await {
+            let r = match tokio::time::timeout(timeout, op(idx, ep, via.clone())).await {
                 Err(_) => Err(EtcdError::Timeout),
                 Ok(r) => r,
             };
@@ -579,8 +762,11 @@ impl Client {
             req["start_revision"] = json!(start_revision.to_string());
         }
         let body = json!({"create_request": req});
-        self.each_endpoint(|idx, ep| Watch::open(idx, ep, &body))
-            .await
+        self.each_endpoint(|idx, ep, via| {
+            let body = &body;
+            async move { Watch::open(idx, ep, body, &via).await }
+        })
+        .await
     }
 
     /// Move requests off endpoint `idx` (it hangs) if they go there now.
@@ -618,8 +804,9 @@ impl Client {
         } else {
             body["count_only"] = json!(true);
         }
+        let via = self.via().await?;
         let call = async {
-            let (status, bytes) = ep.post("/v3/kv/range", &body).await?;
+            let (status, bytes) = ep.post("/v3/kv/range", &body, &via).await?;
             let bytes = check_status(status, bytes, &ep.url)?;
             let r: wire::RangeReply = wire::parse(&bytes)?;
             Ok(newest.then(|| r.kvs.first().map_or(0, |kv| kv.mod_revision.0)))
@@ -648,6 +835,49 @@ fn check_status(status: StatusCode, bytes: Bytes, url: &str) -> Result<Bytes, Et
         }
         None => Err(EtcdError::Reply(format!("{url}: HTTP {status}"))),
     }
+}
+
+/// etcd's "permission denied" made to name the user's missing permission:
+/// the request and its key. Other errors as they are.
+fn denied(e: EtcdError, path: &str, body: &Value) -> EtcdError {
+    match e {
+        EtcdError::Refused { code: 7, message } => {
+            let key = body
+                .get("key")
+                .or_else(|| body.pointer("/compare/0/key"))
+                .and_then(Value::as_str)
+                .and_then(|k| wire::unb64_key(k).ok())
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .unwrap_or_default();
+            EtcdError::Denied(format!(
+                "{message}: {path} on key {} (the etcd user's role needs readwrite on the fleet prefix)",
+                quoted(&key)
+            ))
+        }
+        e => e,
+    }
+}
+
+/// Whether etcd refused a request for its token (expired, unknown after a
+/// restart, older than a change of the auth store, or missing): log in
+/// again.
+fn stale_token(e: &EtcdError) -> bool {
+    match e {
+        EtcdError::Refused { code, message } => {
+            *code == 16
+                || message.contains("invalid auth token")
+                || message.contains("revision of auth store is old")
+                || message.contains("user name is empty")
+        }
+        EtcdError::WatchEnded(m) => m.contains("invalid auth token"),
+        _ => false,
+    }
+}
+
+/// `s` quoted for a message (at most 200 characters).
+fn quoted(s: &str) -> String {
+    let cut: String = s.chars().take(200).collect();
+    format!("{cut:?}")
 }
 
 /// The first JSON object of a streamed reply (`{"result":...}` lines).
@@ -731,8 +961,8 @@ impl Message {
 }
 
 impl Watch {
-    async fn open(idx: usize, ep: &Endpoint, body: &Value) -> Result<Watch, EtcdError> {
-        let (resp, conn) = ep.stream("/v3/watch", body).await?;
+    async fn open(idx: usize, ep: &Endpoint, body: &Value, via: &Via) -> Result<Watch, EtcdError> {
+        let (resp, conn) = ep.stream("/v3/watch", body, via).await?;
         let status = resp.status();
         let mut w = Watch {
             body: resp.into_body(),
@@ -752,7 +982,8 @@ impl Watch {
                     break;
                 }
             }
-            check_status(status, Bytes::from(all), &ep.url)?;
+            check_status(status, Bytes::from(all), &ep.url)
+                .map_err(|e| denied(e, "/v3/watch", &body["create_request"]))?;
             return Err(EtcdError::Reply(format!("{}: watch refused", ep.url)));
         }
         let first = w.message().await?;

@@ -111,7 +111,7 @@ impl Fleet {
             (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST)
         });
         Ok(Arc::new(Fleet {
-            client: etcd::Client::new(&cfg.endpoints, timeout)?,
+            client: etcd::Client::with_access(&cfg.endpoints, timeout, access(cfg))?,
             prefix: cfg.prefix.clone(),
             id: cfg.id.clone().unwrap_or_else(default_id),
             registry,
@@ -152,6 +152,17 @@ impl Fleet {
     pub async fn stopped(&self) {
         self.tasks.close();
         let _ = tokio::time::timeout(MAX_REQUEST * 2, self.tasks.wait()).await;
+    }
+}
+
+/// The TLS settings and login `cfg` read from its files.
+pub fn access(cfg: &FleetConfig) -> etcd::Access {
+    etcd::Access {
+        tls: cfg.loaded.tls.clone(),
+        login: cfg
+            .user
+            .clone()
+            .zip(cfg.loaded.password.as_ref().map(|p| p.0.clone())),
     }
 }
 
