@@ -823,17 +823,32 @@ impl Client {
     }
 }
 
+/// The start of etcd's refusal (HTTP 400, not JSON) of a gateway request
+/// made with a client certificate that has a CommonName while auth is on:
+/// the gateway cannot pass the CN on as the user (etcd 3.4.10 and later).
+const GATEWAY_CN: &[u8] = b"CommonName of client sending a request against gateway";
+
 /// A 200's body, or the error the gateway's reply stands for.
 fn check_status(status: StatusCode, bytes: Bytes, url: &str) -> Result<Bytes, EtcdError> {
     if status == StatusCode::OK {
         return Ok(bytes);
+    }
+    if bytes.starts_with(GATEWAY_CN) {
+        return Err(EtcdError::Tls(format!(
+            "{url}: etcd refuses a client certificate with a CommonName on its JSON gateway while auth is on: issue fleet.tls.cert without a CN (e.g. openssl -subj /O=balance)"
+        )));
     }
     match wire::grpc_error(&bytes) {
         Some((code, message)) => Err(EtcdError::Refused { code, message }),
         None if status.is_server_error() => {
             Err(EtcdError::Unreachable(format!("{url}: HTTP {status}")))
         }
-        None => Err(EtcdError::Reply(format!("{url}: HTTP {status}"))),
+        None => Err(EtcdError::Reply(format!(
+            "{url}: HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(160)])
+                .trim()
+                .replace(['\n', '\r'], " ")
+        ))),
     }
 }
 

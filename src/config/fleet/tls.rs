@@ -60,8 +60,9 @@ pub fn load(
                 ));
             }
             let pem = read("key", key_path, digest)?;
-            let key = PrivateKeyDer::from_pem_slice(&pem)
-                .map_err(|e| format!("key {}: no usable PEM private key: {e}", key_path.display()))?;
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                format!("key {}: no usable PEM private key: {e}", key_path.display())
+            })?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
                 format!(
                     "cert {} with key {}: {e}",

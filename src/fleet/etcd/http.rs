@@ -110,10 +110,7 @@ impl Endpoint {
         }
     }
 
-    async fn connect(
-        &self,
-        via: &Via,
-    ) -> Result<(Sender, tokio::task::JoinHandle<()>), EtcdError> {
+    async fn connect(&self, via: &Via) -> Result<(Sender, tokio::task::JoinHandle<()>), EtcdError> {
         let tcp = TcpStream::connect(self.authority.as_str())
             .await
             .map_err(|e| EtcdError::Unreachable(format!("{}: {e}", self.url)))?;
@@ -126,9 +123,8 @@ impl Endpoint {
             .with_interval(KEEPALIVE_INTERVAL)
             .with_retries(3);
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
-        let unreachable = |e: &dyn std::fmt::Display| {
-            EtcdError::Unreachable(format!("{}: {e}", self.url))
-        };
+        let unreachable =
+            |e: &dyn std::fmt::Display| EtcdError::Unreachable(format!("{}: {e}", self.url));
         let Some(name) = &self.tls_name else {
             let (sender, conn) = http1::handshake(TokioIo::new(tcp))
                 .await

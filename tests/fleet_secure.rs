@@ -1,0 +1,246 @@
+//! Fleet mode against etcd as production runs it: TLS on the client port
+//! with client-certificate auth (`--client-cert-auth --trusted-ca-file`,
+//! certificates made by `openssl` in a temp dir), and etcd's
+//! authentication on, balance logging in as a user whose role grants
+//! readwrite on the fleet's prefix only. Wrong settings give one clear
+//! log line, and a reload re-reads the files that fix them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::etcd::{Etcd, write_secret};
+use common::fleet::{Instances, REACH, serial};
+use common::pki::Pki;
+use common::*;
+
+const PREFIX: &str = "/t";
+const USER: &str = "bal";
+const PASSWORD: &str = "s3cret pass";
+
+fn skip() -> bool {
+    if !Etcd::available() || !std::path::Path::new(common::etcd::CTL).exists() {
+        eprintln!("SKIP: etcd-server and etcd-client (etcdctl) are needed");
+        return true;
+    }
+    false
+}
+
+/// A TLS etcd with auth on and the user [`USER`], whose role grants
+/// readwrite on `granted` only.
+fn etcd(granted: &str) -> Etcd {
+    let mut e = Etcd::secure(Pki::new("/O=balance"), &[]);
+    e.enable_auth();
+    e.add_user(USER, PASSWORD, granted);
+    e
+}
+
+/// The fleet settings for `e` (`ca`: the CA file to trust), the password
+/// in `pw`; a listener `db` on the first port with a primary and a backup.
+fn yaml(p: &[u16], e: &Etcd, ca: &std::path::Path, pw: &std::path::Path, ch: (u16, u16)) -> String {
+    format!(
+        "fleet:\n  endpoints: [\"{}\"]\n  prefix: {PREFIX}\n  fallback: 1s\n  tls:\n    ca: {}\n    cert: {}\n    key: {}\n  user: {USER}\n  password_file: {}\nlisteners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n    monitor:\n      interval: 500ms\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
+        e.endpoint(),
+        ca.display(),
+        e.pki().path("client.pem").display(),
+        e.pki().path("client.key").display(),
+        pw.display(),
+        p[0],
+        ch.0,
+        ch.1
+    )
+}
+
+fn role(b: &Balance) -> String {
+    b.json()["listener"]["fleet"]["role"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// Wait until one instance probes and every other follows.
+fn wait_settled(f: &Instances) {
+    let ok = wait_until("one prober, the rest following", REACH, || {
+        let fl: Vec<serde_json::Value> =
+            f.v.iter()
+                .map(|b| b.json()["listener"]["fleet"].clone())
+                .collect();
+        let probers = fl.iter().filter(|x| x["role"] == "prober").count();
+        let following = fl
+            .iter()
+            .filter(|x| x["role"] == "follower" && x["probing"] == false)
+            .count();
+        probers == 1 && following == fl.len() - 1
+    });
+    assert!(
+        ok.is_ok(),
+        "{ok:?}: {:?}\n{}",
+        f.v.iter().map(role).collect::<Vec<_>>(),
+        f.v[0].stderr()
+    );
+}
+
+fn wait_all_answer(f: &Instances, tag: &str) {
+    for b in &f.v {
+        let r = wait_until(&format!("clients sent to {tag}"), REACH, || {
+            ask(local(b.port())).is_ok_and(|t| t == tag)
+        });
+        assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
+    }
+}
+
+#[test]
+fn a_fleet_runs_on_tls_etcd_with_client_certificates_and_a_prefix_only_role() {
+    if skip() {
+        return;
+    }
+    let _g = serial();
+    let mut e = etcd(&format!("{PREFIX}/"));
+    let dir = TempDir::new("secure");
+    let pw = dir.join("password");
+    write_secret(&pw, PASSWORD);
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let ca = e.pki().path("ca.pem");
+    let ch = (primary.port(), backup.port());
+    let f = Instances::launch(
+        3,
+        "secure",
+        Duration::from_millis(50),
+        |p| yaml(p, &e, &ca, &pw, ch),
+        |l| l,
+    );
+    wait_settled(&f);
+    // The verdicts go through etcd: the primary's loss reaches everyone.
+    primary.stop();
+    wait_all_answer(&f, "backup");
+    // etcd restarted: its simple tokens are gone ("invalid auth token"),
+    // every instance logs in again and the fleet goes on: a new prober
+    // takes over (lease, txn, watch) and its verdicts reach the rest.
+    e.kill(0);
+    e.restart(0);
+    wait_settled(&f);
+    let p =
+        f.v.iter()
+            .position(|b| role(b) == "prober")
+            .expect("a prober");
+    f.v[p].kill();
+    let rest: Vec<&Balance> =
+        f.v.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != p)
+            .map(|(_, b)| b)
+            .collect();
+    let r = wait_until("another prober after etcd's restart", REACH * 2, || {
+        rest.iter().filter(|b| role(b) == "prober").count() == 1
+    });
+    assert!(r.is_ok(), "{r:?}\n{}", rest[0].stderr());
+    let _primary = Backend::tagged_at(("127.0.0.1", ch.0), "primary").unwrap();
+    for b in &rest {
+        let r = wait_until("clients back on the primary", REACH, || {
+            ask(local(b.port())).is_ok_and(|t| t == "primary")
+        });
+        assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
+        let log = b.stderr();
+        assert!(!log.contains("permission denied"), "{log}");
+        assert!(!log.contains("etcd login"), "{log}");
+    }
+}
+
+#[test]
+fn a_wrong_password_is_one_clear_line_and_a_reload_reads_the_file_again() {
+    if skip() {
+        return;
+    }
+    let _g = serial();
+    let e = etcd(&format!("{PREFIX}/"));
+    let dir = TempDir::new("secure");
+    let pw = dir.join("password");
+    write_secret(&pw, "not the password");
+    let backend = Backend::tagged("primary");
+    let ca = e.pki().path("ca.pem");
+    let ch = (backend.port(), backend.port());
+    let f = Instances::launch(
+        1,
+        "secure",
+        Duration::ZERO,
+        |p| yaml(p, &e, &ca, &pw, ch),
+        |l| l,
+    );
+    let b = &f.v[0];
+    let line = format!(
+        "etcd login: user \"{USER}\": etcdserver: authentication failed, invalid user ID or password (check fleet.user and fleet.password_file"
+    );
+    assert!(b.wait_log(&line, 1, REACH), "{}", b.stderr());
+    assert_ne!(role(b), "prober");
+    write_secret(&pw, PASSWORD);
+    b.signal(libc::SIGHUP);
+    let r = wait_until("the instance to probe for the fleet", REACH, || {
+        role(b) == "prober"
+    });
+    assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
+}
+
+#[test]
+fn a_ca_that_did_not_sign_etcds_certificate_is_one_clear_line_and_a_reload_reads_it_again() {
+    if skip() {
+        return;
+    }
+    let _g = serial();
+    let e = etcd(&format!("{PREFIX}/"));
+    let dir = TempDir::new("secure");
+    let pw = dir.join("password");
+    write_secret(&pw, PASSWORD);
+    let ca = dir.join("ca.pem");
+    std::fs::copy(e.pki().path("other-ca.pem"), &ca).unwrap();
+    let backend = Backend::tagged("primary");
+    let ch = (backend.port(), backend.port());
+    let f = Instances::launch(
+        1,
+        "secure",
+        Duration::ZERO,
+        |p| yaml(p, &e, &ca, &pw, ch),
+        |l| l,
+    );
+    let b = &f.v[0];
+    let line = "invalid peer certificate: UnknownIssuer (is fleet.tls.ca the CA that signed etcd's certificate";
+    assert!(b.wait_log(line, 1, REACH), "{}", b.stderr());
+    assert_ne!(role(b), "prober");
+    std::fs::copy(e.pki().path("ca.pem"), &ca).unwrap();
+    b.signal(libc::SIGHUP);
+    let r = wait_until("the instance to probe for the fleet", REACH, || {
+        role(b) == "prober"
+    });
+    assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
+}
+
+#[test]
+fn a_role_without_the_fleet_prefix_is_named_in_one_line() {
+    if skip() {
+        return;
+    }
+    let _g = serial();
+    let e = etcd("/elsewhere/");
+    let dir = TempDir::new("secure");
+    let pw = dir.join("password");
+    write_secret(&pw, PASSWORD);
+    let backend = Backend::tagged("primary");
+    let ca = e.pki().path("ca.pem");
+    let ch = (backend.port(), backend.port());
+    let f = Instances::launch(
+        1,
+        "secure",
+        Duration::ZERO,
+        |p| yaml(p, &e, &ca, &pw, ch),
+        |l| l,
+    );
+    let b = &f.v[0];
+    let line = "etcdserver: permission denied: /v3/kv/";
+    assert!(b.wait_log(line, 1, REACH), "{}", b.stderr());
+    let log = b.stderr();
+    let l = log.lines().find(|l| l.contains(line)).unwrap();
+    assert!(
+        l.contains("on key \"/t/") && l.contains("needs readwrite on the fleet prefix"),
+        "{l}"
+    );
+    assert_ne!(role(b), "prober");
+}
