@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::dns::Dnsmasq;
 use common::etcd::{Etcd, write_secret};
 use common::fleet::{Instances, REACH, serial};
 use common::pki::Pki;
@@ -38,9 +39,27 @@ fn etcd(granted: &str) -> Etcd {
 /// The fleet settings for `e` (`ca`: the CA file to trust), the password
 /// in `pw`; a listener `db` on the first port with a primary and a backup.
 fn yaml(p: &[u16], e: &Etcd, ca: &std::path::Path, pw: &std::path::Path, ch: (u16, u16)) -> String {
+    yaml_from(
+        &format!("endpoints: [\"{}\"]", e.endpoint()),
+        p,
+        e,
+        ca,
+        pw,
+        ch,
+    )
+}
+
+/// [`yaml`] with `source` (`endpoints: [...]` or `discovery_srv: ...`).
+fn yaml_from(
+    source: &str,
+    p: &[u16],
+    e: &Etcd,
+    ca: &std::path::Path,
+    pw: &std::path::Path,
+    ch: (u16, u16),
+) -> String {
     format!(
-        "fleet:\n  endpoints: [\"{}\"]\n  prefix: {PREFIX}\n  fallback: 1s\n  tls:\n    ca: {}\n    cert: {}\n    key: {}\n  user: {USER}\n  password_file: {}\nlisteners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n    monitor:\n      interval: 500ms\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
-        e.endpoint(),
+        "fleet:\n  {source}\n  prefix: {PREFIX}\n  fallback: 1s\n  tls:\n    ca: {}\n    cert: {}\n    key: {}\n  user: {USER}\n  password_file: {}\nlisteners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n    monitor:\n      interval: 500ms\n      fall: 2\n      rise: 2\n      checks:\n        - connect: {{}}\n",
         ca.display(),
         e.pki().path("client.pem").display(),
         e.pki().path("client.key").display(),
@@ -243,4 +262,44 @@ fn a_role_without_the_fleet_prefix_is_named_in_one_line() {
         "{l}"
     );
     assert_ne!(role(b), "prober");
+}
+
+#[test]
+fn the_endpoints_come_from_the_domains_srv_records() {
+    if skip() {
+        return;
+    }
+    if !Dnsmasq::available() {
+        eprintln!("SKIP: dnsmasq (dnsmasq-base) and root are needed");
+        return;
+    }
+    let _g = serial();
+    let e = etcd(&format!("{PREFIX}/"));
+    // etcd's certificate names localhost: the SRV target is checked
+    // against it.
+    let port = e.client_port(0);
+    let dns = Dnsmasq::start(&[("_etcd-client-ssl._tcp.fleet.test", "localhost", port)]);
+    let dir = TempDir::new("secure");
+    let pw = dir.join("password");
+    write_secret(&pw, PASSWORD);
+    let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
+    let ca = e.pki().path("ca.pem");
+    let ch = (primary.port(), backup.port());
+    let wrapper = dns.wrapper();
+    let w: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let f = Instances::launch(
+        2,
+        "srv",
+        Duration::from_millis(50),
+        |p| yaml_from("discovery_srv: fleet.test", p, &e, &ca, &pw, ch),
+        |l| l.wrapper(&w),
+    );
+    wait_settled(&f);
+    let line =
+        format!("etcd endpoints from _etcd-client-ssl._tcp.fleet.test: https://localhost:{port}");
+    for b in &f.v {
+        assert!(b.has(&line), "{}\n{}", b.stderr(), dns.log());
+    }
+    primary.stop();
+    wait_all_answer(&f, "backup");
 }

@@ -29,6 +29,7 @@
 //! the count of refused values and the last keys seen holding one.
 
 mod http;
+pub mod srv;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -203,7 +204,11 @@ pub struct Client {
 }
 
 struct Inner {
-    endpoints: Vec<Endpoint>,
+    /// Set at once from a list, or on the first request from DNS
+    /// (`discovery`); fixed from then on.
+    endpoints: tokio::sync::OnceCell<Vec<Endpoint>>,
+    /// The domain whose SRV records name the endpoints.
+    discovery: Option<String>,
     timeout: Duration,
     /// The endpoint that answered last.
     current: AtomicUsize,
@@ -234,14 +239,10 @@ impl std::fmt::Debug for Access {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let urls: Vec<&str> = self
-            .inner
-            .endpoints
-            .iter()
-            .map(|e| e.url.as_str())
-            .collect();
+        let urls: Vec<&str> = self.eps_now().iter().map(|e| e.url.as_str()).collect();
         f.debug_struct("Client")
             .field("endpoints", &urls)
+            .field("discovery_srv", &self.inner.discovery)
             .field("timeout", &self.inner.timeout)
             .finish()
     }
@@ -269,21 +270,46 @@ impl Client {
                 "etcd request timeout must be above 0".into(),
             ));
         }
-        let endpoints = endpoints
-            .iter()
-            .map(|u| Endpoint::parse(u))
-            .collect::<Result<Vec<_>, _>>()?;
-        if access.tls.is_none() {
-            if let Some(e) = endpoints.iter().find(|e| e.is_tls()) {
-                return Err(EtcdError::Config(format!(
-                    "etcd endpoint {}: https:// needs fleet.tls (at least its ca)",
-                    e.url
-                )));
-            }
+        let endpoints = parse_endpoints(endpoints, &access)?;
+        Client::build(
+            tokio::sync::OnceCell::new_with(Some(endpoints)),
+            None,
+            timeout,
+            access,
+        )
+    }
+
+    /// A client of the endpoints `domain`'s SRV records name (see
+    /// [`srv`]; `_etcd-client-ssl` with TLS), looked up at the first
+    /// request and again at each later one until the lookup succeeds.
+    pub fn with_discovery(
+        domain: &str,
+        timeout: Duration,
+        access: Access,
+    ) -> Result<Client, EtcdError> {
+        if timeout.is_zero() {
+            return Err(EtcdError::Config(
+                "etcd request timeout must be above 0".into(),
+            ));
         }
+        Client::build(
+            tokio::sync::OnceCell::new(),
+            Some(domain.to_string()),
+            timeout,
+            access,
+        )
+    }
+
+    fn build(
+        endpoints: tokio::sync::OnceCell<Vec<Endpoint>>,
+        discovery: Option<String>,
+        timeout: Duration,
+        access: Access,
+    ) -> Result<Client, EtcdError> {
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints,
+                discovery,
                 timeout,
                 current: AtomicUsize::new(0),
                 access: std::sync::RwLock::new(access),
@@ -299,7 +325,7 @@ impl Client {
         if let Ok(mut a) = self.inner.access.write() {
             *a = access;
         }
-        for e in &self.inner.endpoints {
+        for e in self.eps_now() {
             e.forget_idle();
         }
         if let Ok(mut t) = self.inner.token.try_lock() {
@@ -396,9 +422,37 @@ impl Client {
         Ok(Arc::from(r.token.as_str()))
     }
 
-    /// The endpoints, as configured.
+    /// The endpoints, as configured or as discovered (none yet: empty).
     pub fn endpoints(&self) -> Vec<String> {
-        self.inner.endpoints.iter().map(|e| e.url.clone()).collect()
+        self.eps_now().iter().map(|e| e.url.clone()).collect()
+    }
+
+    /// The endpoints known now.
+    fn eps_now(&self) -> &[Endpoint] {
+        self.inner.endpoints.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The endpoints, discovered first if need be.
+    async fn eps(&self) -> Result<&[Endpoint], EtcdError> {
+        let v = self
+            .inner
+            .endpoints
+            .get_or_try_init(|| async {
+                let Some(domain) = &self.inner.discovery else {
+                    return Err(EtcdError::Config("no etcd endpoints".into()));
+                };
+                let tls = self.access().tls.is_some();
+                let urls = srv::discover(domain, tls, self.inner.timeout).await?;
+                let eps = parse_endpoints(&urls, &self.access())?;
+                tracing::info!(
+                    "fleet: etcd endpoints from {}: {}",
+                    srv::service_name(domain, tls),
+                    urls.join(", ")
+                );
+                Ok(eps)
+            })
+            .await?;
+        Ok(v)
     }
 
     /// POST `body` to `path` on the current endpoint, moving on to the
@@ -465,12 +519,13 @@ impl Client {
     where
         F: Future<Output = Result<T, EtcdError>>,
     {
-        let n = self.inner.endpoints.len();
+        let eps = self.eps().await?;
+        let n = eps.len();
         let start = self.inner.current.load(Ordering::Relaxed) % n;
         let mut last = EtcdError::Unreachable("no endpoint tried".into());
         for i in 0..n {
             let idx = (start + i) % n;
-            let ep = &self.inner.endpoints[idx];
+            let ep = &eps[idx];
             let r = match tokio::time::timeout(timeout, op(idx, ep, via.clone())).await {
                 Err(_) => Err(EtcdError::Timeout),
                 Ok(r) => r,
@@ -771,7 +826,7 @@ impl Client {
 
     /// Move requests off endpoint `idx` (it hangs) if they go there now.
     fn avoid(&self, idx: usize) {
-        let n = self.inner.endpoints.len();
+        let n = self.eps_now().len().max(1);
         let _ = self.inner.current.compare_exchange(
             idx,
             (idx + 1) % n,
@@ -791,7 +846,10 @@ impl Client {
         limit: Duration,
         newest: bool,
     ) -> Result<Option<i64>, EtcdError> {
-        let ep = &self.inner.endpoints[idx];
+        let ep = self
+            .eps_now()
+            .get(idx)
+            .ok_or_else(|| EtcdError::Config(format!("no etcd endpoint {idx}")))?;
         let mut body = json!({
             "key": b64(prefix),
             "range_end": b64(&prefix_end(prefix)),
@@ -819,8 +877,28 @@ impl Client {
 
     /// The URL of endpoint `idx`.
     fn url(&self, idx: usize) -> &str {
-        &self.inner.endpoints[idx].url
+        self.eps_now().get(idx).map_or("", |e| e.url.as_str())
     }
+}
+
+/// Parse `urls`; an `https://` one needs `access`'s TLS settings.
+fn parse_endpoints(urls: &[String], access: &Access) -> Result<Vec<Endpoint>, EtcdError> {
+    let endpoints = urls
+        .iter()
+        .map(|u| Endpoint::parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if access.tls.is_none() {
+        if let Some(e) = endpoints.iter().find(|e| e.is_tls()) {
+            return Err(EtcdError::Config(format!(
+                "etcd endpoint {}: https:// needs fleet.tls (at least its ca)",
+                e.url
+            )));
+        }
+    }
+    if endpoints.is_empty() {
+        return Err(EtcdError::Config("no etcd endpoints".into()));
+    }
+    Ok(endpoints)
 }
 
 /// The start of etcd's refusal (HTTP 400, not JSON) of a gateway request

@@ -111,7 +111,10 @@ impl Fleet {
             (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST)
         });
         Ok(Arc::new(Fleet {
-            client: etcd::Client::with_access(&cfg.endpoints, timeout, access(cfg))?,
+            client: match &cfg.discovery_srv {
+                Some(domain) => etcd::Client::with_discovery(domain, timeout, access(cfg))?,
+                None => etcd::Client::with_access(&cfg.endpoints, timeout, access(cfg))?,
+            },
             prefix: cfg.prefix.clone(),
             id: cfg.id.clone().unwrap_or_else(default_id),
             registry,

@@ -6,7 +6,8 @@
 //! Redis servers ([`redis`], not glob-exported), real
 //! etcd members and clusters ([`etcd`], not glob-exported), several
 //! instances of one config ([`fleet`], not glob-exported), certificates
-//! made with openssl ([`pki`], not glob-exported), and
+//! made with openssl ([`pki`], not glob-exported), a DNS server
+//! ([`dns`], not glob-exported), and
 //! here the small pieces: free ports, temp dirs and test clients.
 //!
 //! Everything is std threads and blocking sockets with timeouts; every wait
@@ -15,6 +16,7 @@
 
 pub mod backend;
 pub mod balancer;
+pub mod dns;
 pub mod etcd;
 pub mod fleet;
 pub mod mariadb;
