@@ -21,6 +21,11 @@ pub fn load(
     files: &TlsFiles,
     digest: &mut sha2::Sha256,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
+    match (&files.cert, &files.key) {
+        (Some(_), None) => return Err("cert needs key".into()),
+        (None, Some(_)) => return Err("key needs cert".into()),
+        _ => {}
+    }
     let ca = read("ca", &files.ca, digest)?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&ca) {
@@ -45,9 +50,6 @@ pub fn load(
         .map_err(|e| format!("ca: {e}"))?
         .with_root_certificates(roots);
     let mut cfg = match (&files.cert, &files.key) {
-        (None, None) => builder.with_no_client_auth(),
-        (Some(_), None) => return Err("cert needs key".into()),
-        (None, Some(_)) => return Err("key needs cert".into()),
         (Some(cert_path), Some(key_path)) => {
             let pem = read("cert", cert_path, digest)?;
             let chain = CertificateDer::pem_slice_iter(&pem)
@@ -71,6 +73,7 @@ pub fn load(
                 )
             })?
         }
+        _ => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))

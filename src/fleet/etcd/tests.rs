@@ -189,3 +189,93 @@ fn a_value_over_the_bound_is_refused_and_counted() {
     };
     assert_eq!(ok.decode().unwrap().value.len(), MAX_VALUE);
 }
+
+mod srv_records {
+    use super::super::srv::{Parse, Srv, nameservers, parse, query, service_name};
+
+    /// A reply to `q` with `answers` (each: SRV priority, weight, port and
+    /// the target's labels; the answer's name a pointer to the question).
+    fn reply(q: &[u8], flags: u8, rcode: u8, answers: &[(u16, u16, u16, &[&str])]) -> Vec<u8> {
+        let mut m = q.to_vec();
+        m[2] = 0x81 | flags;
+        m[3] = 0x80 | rcode;
+        m[6..8].copy_from_slice(&(answers.len() as u16).to_be_bytes());
+        for (prio, weight, port, labels) in answers {
+            m.extend_from_slice(&[0xc0, 12, 0, 33, 0, 1, 0, 0, 0, 60]);
+            let mut data = Vec::new();
+            data.extend_from_slice(&prio.to_be_bytes());
+            data.extend_from_slice(&weight.to_be_bytes());
+            data.extend_from_slice(&port.to_be_bytes());
+            for l in *labels {
+                data.push(l.len() as u8);
+                data.extend_from_slice(l.as_bytes());
+            }
+            data.push(0);
+            m.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            m.extend_from_slice(&data);
+        }
+        m
+    }
+
+    #[test]
+    fn srv_answers_are_read_in_priority_then_weight_order() {
+        let name = service_name("example.com.", true);
+        assert_eq!(name, "_etcd-client-ssl._tcp.example.com");
+        assert_eq!(
+            service_name("example.com", false),
+            "_etcd-client._tcp.example.com"
+        );
+        let q = query(7, &name).unwrap();
+        let m = reply(
+            &q,
+            0,
+            0,
+            &[
+                (20, 0, 2379, &["c", "example", "com"]),
+                (10, 1, 2379, &["b", "example", "com"]),
+                (10, 5, 2380, &["a", "example", "com"]),
+            ],
+        );
+        let got = parse(&m, 7).unwrap();
+        let targets: Vec<(&str, u16)> = got.iter().map(|s| (s.target.as_str(), s.port)).collect();
+        assert_eq!(
+            targets,
+            [
+                ("a.example.com", 2380),
+                ("b.example.com", 2379),
+                ("c.example.com", 2379)
+            ]
+        );
+        assert_eq!(
+            got[0],
+            Srv {
+                priority: 10,
+                weight: 5,
+                port: 2380,
+                target: "a.example.com".into()
+            }
+        );
+        // NXDOMAIN: none; truncated: ask again over TCP; another id or
+        // garbage: an error, never a panic.
+        assert_eq!(parse(&reply(&q, 0, 3, &[]), 7).unwrap(), []);
+        assert_eq!(parse(&reply(&q, 0x02, 0, &[]), 7), Err(Parse::Truncated));
+        assert!(parse(&m, 8).is_err());
+        for cut in 0..m.len() {
+            let _ = parse(&m[..cut], 7);
+        }
+        let mut looped = reply(&q, 0, 0, &[(1, 1, 1, &["x"])]);
+        let n = looped.len();
+        // The target made a pointer to itself.
+        looped[n - 3] = 0xc0;
+        looped[n - 2] = (n - 3) as u8;
+        assert!(parse(&looped, 7).is_err());
+        assert!(query(1, "a..b").is_err());
+    }
+
+    #[test]
+    fn resolv_conf_gives_at_most_three_servers_on_port_53() {
+        let conf = "# c\nsearch x\nnameserver 10.0.0.1\nnameserver ::1\nnameserver fe80::1%eth0\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n";
+        let v: Vec<String> = nameservers(conf).iter().map(|s| s.to_string()).collect();
+        assert_eq!(v, ["10.0.0.1:53", "[::1]:53", "10.0.0.2:53"]);
+    }
+}
