@@ -33,7 +33,7 @@ pub struct FleetConfig {
     /// Find the endpoints in this domain's SRV records instead.
     pub discovery_srv: Option<String>,
     /// `tls:`: the files, for `https://` endpoints.
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<Box<TlsFiles>>,
     /// etcd's authentication: the user, and the file of its password.
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
@@ -98,11 +98,11 @@ impl FleetConfig {
                 Some(pw)
             }
         };
-        self.loaded = Loaded {
+        self.loaded = Loaded(Some(Arc::new(LoadedFiles {
             tls,
             password,
             digest: digest.finalize().into(),
-        };
+        })));
         Ok(())
     }
 
@@ -165,18 +165,32 @@ pub struct TlsFiles {
     pub key: Option<PathBuf>,
 }
 
-/// The TLS settings and the password read from their files; equal when
-/// the files held the same bytes.
+/// The TLS settings and the password read from their files (none before
+/// [`FleetConfig::load_files`]); equal when the files held the same bytes.
 #[derive(Clone, Default)]
-pub struct Loaded {
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub password: Option<Password>,
+pub struct Loaded(Option<Arc<LoadedFiles>>);
+
+struct LoadedFiles {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    password: Option<Password>,
     digest: [u8; 32],
+}
+
+impl Loaded {
+    /// The client configuration for `https://` endpoints.
+    pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.0.as_ref()?.tls.as_ref()
+    }
+
+    /// The password read from `password_file`.
+    pub fn password(&self) -> Option<&Password> {
+        self.0.as_ref()?.password.as_ref()
+    }
 }
 
 impl PartialEq for Loaded {
     fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest
+        self.0.as_ref().map(|l| l.digest) == other.0.as_ref().map(|l| l.digest)
     }
 }
 
@@ -185,8 +199,8 @@ impl Eq for Loaded {}
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loaded")
-            .field("tls", &self.tls.is_some())
-            .field("password", &self.password)
+            .field("tls", &self.tls().is_some())
+            .field("password", &self.password())
             .finish()
     }
 }

@@ -161,11 +161,11 @@ impl Fleet {
 /// The TLS settings and login `cfg` read from its files.
 pub fn access(cfg: &FleetConfig) -> etcd::Access {
     etcd::Access {
-        tls: cfg.loaded.tls.clone(),
+        tls: cfg.loaded.tls().cloned(),
         login: cfg
             .user
             .clone()
-            .zip(cfg.loaded.password.as_ref().map(|p| p.0.clone())),
+            .zip(cfg.loaded.password().map(|p| p.0.clone())),
     }
 }
 

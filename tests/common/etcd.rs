@@ -320,11 +320,11 @@ impl Etcd {
             return Access::default();
         };
         let mut cfg = FleetConfig::new(self.endpoints());
-        cfg.tls = Some(TlsFiles {
+        cfg.tls = Some(Box::new(TlsFiles {
             ca: s.pki.path("ca.pem"),
             cert: Some(s.pki.path("client.pem")),
             key: Some(s.pki.path("client.key")),
-        });
+        }));
         if let Some(root) = &s.root {
             cfg.user = Some("root".into());
             cfg.password_file = Some(root.clone());

@@ -72,10 +72,12 @@ fn fleet(f: &RawFleet) -> Result<FleetConfig, String> {
     let mut c = FleetConfig {
         endpoints: f.endpoints.clone(),
         discovery_srv: f.discovery_srv.clone(),
-        tls: f.tls.as_ref().map(|t| TlsFiles {
-            ca: t.ca.clone(),
-            cert: t.cert.clone(),
-            key: t.key.clone(),
+        tls: f.tls.as_ref().map(|t| {
+            Box::new(TlsFiles {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            })
         }),
         user: f.user.clone(),
         password_file: f.password_file.clone(),

@@ -93,11 +93,11 @@ fn the_files_are_read_and_their_errors_are_one_line() {
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     let base = FleetConfig::new(vec!["https://e:2379".into()]);
     let with_tls = |ca: &str, cert: Option<&str>, key: Option<&str>| FleetConfig {
-        tls: Some(TlsFiles {
+        tls: Some(Box::new(TlsFiles {
             ca: ca.into(),
             cert: cert.map(Into::into),
             key: key.map(Into::into),
-        }),
+        })),
         ..base.clone()
     };
     let junk_s = junk.to_str().unwrap();
@@ -133,7 +133,7 @@ fn the_files_are_read_and_their_errors_are_one_line() {
         ..base.clone()
     };
     c.load_files().unwrap();
-    assert_eq!(c.loaded.password.as_ref().unwrap().0, "s3cret");
+    assert_eq!(c.loaded.password().unwrap().0, "s3cret");
     // The same bytes read again are equal; other bytes are not, and
     // only the login and files differ: no restart.
     let mut again = c.clone();
