@@ -30,7 +30,12 @@ fn skip() -> bool {
 /// A TLS etcd with auth on and the user [`USER`], whose role grants
 /// readwrite on `granted` only.
 fn etcd(granted: &str) -> Etcd {
-    let mut e = Etcd::secure(Pki::new("/O=balance"), &[]);
+    etcd_for("/O=balance", granted)
+}
+
+/// [`etcd`] with the client certificate's subject.
+fn etcd_for(client_subject: &str, granted: &str) -> Etcd {
+    let mut e = Etcd::secure(Pki::new(client_subject), &[]);
     e.enable_auth();
     e.add_user(USER, PASSWORD, granted);
     e
@@ -302,4 +307,31 @@ fn the_endpoints_come_from_the_domains_srv_records() {
     }
     primary.stop();
     wait_all_answer(&f, "backup");
+}
+
+#[test]
+fn a_client_certificate_with_a_common_name_is_named_in_one_line() {
+    if skip() {
+        return;
+    }
+    let _g = serial();
+    // etcd's gateway refuses it while auth is on (HTTP 400, not JSON).
+    let e = etcd_for("/CN=balance", &format!("{PREFIX}/"));
+    let dir = TempDir::new("secure");
+    let pw = dir.join("password");
+    write_secret(&pw, PASSWORD);
+    let backend = Backend::tagged("primary");
+    let ca = e.pki().path("ca.pem");
+    let ch = (backend.port(), backend.port());
+    let f = Instances::launch(
+        1,
+        "secure",
+        Duration::ZERO,
+        |p| yaml(p, &e, &ca, &pw, ch),
+        |l| l,
+    );
+    let b = &f.v[0];
+    let line = "etcd refuses a client certificate with a CommonName on its JSON gateway while auth is on: issue fleet.tls.cert without a CN";
+    assert!(b.wait_log(line, 1, REACH), "{}", b.stderr());
+    assert_ne!(role(b), "prober");
 }

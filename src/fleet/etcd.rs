@@ -143,6 +143,12 @@ pub fn refused_values() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
+/// The least time a login may take per endpoint: etcd checks the
+/// password with bcrypt (`--bcrypt-cost`, 10 by default: tens of
+/// milliseconds, far more on a busy member), and a login given up on
+/// still costs etcd its bcrypt, so retrying it sooner only piles them up.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How many request timeouts a read of one key whose value etcd is slow
 /// to send may take (per endpoint).
 const HUGE_WAIT: u32 = 3;
@@ -390,8 +396,9 @@ impl Client {
             tls: access.tls.clone(),
             token: None,
         };
+        let timeout = self.inner.timeout.max(LOGIN_TIMEOUT);
         let r = self
-            .each_endpoint_via(self.inner.timeout, &via, |_, ep, via| {
+            .each_endpoint_via(timeout, &via, |_, ep, via| {
                 let body = &body;
                 async move {
                     let (status, bytes) = ep.post("/v3/auth/authenticate", body, &via).await?;
