@@ -334,11 +334,10 @@ impl Client {
         for e in self.eps_now() {
             e.forget_idle();
         }
+        // A login under way keeps its token (etcd refuses it if the
+        // password changed meanwhile; it is renewed then).
         if let Ok(mut t) = self.inner.token.try_lock() {
             *t = None;
-        } else {
-            // A login under way: its token is for the old password, which
-            // etcd will refuse when it changed; it is renewed then.
         }
     }
 
