@@ -19,6 +19,12 @@ const PREFIX: &str = "/t";
 const USER: &str = "bal";
 const PASSWORD: &str = "s3cret pass";
 
+/// The file's lock, or None (the test is skipped) without etcd and
+/// etcdctl.
+fn begin() -> Option<std::sync::MutexGuard<'static, ()>> {
+    (!skip()).then(serial)
+}
+
 fn skip() -> bool {
     if !Etcd::available() || !std::path::Path::new(common::etcd::CTL).exists() {
         eprintln!("SKIP: etcd-server and etcd-client (etcdctl) are needed");
@@ -75,6 +81,14 @@ fn yaml_from(
     )
 }
 
+/// A temp dir with a password file holding `password`.
+fn password_file(password: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new("secure");
+    let pw = dir.join("password");
+    write_secret(&pw, password);
+    (dir, pw)
+}
+
 fn role(b: &Balance) -> String {
     b.json()["listener"]["fleet"]["role"]
         .as_str()
@@ -115,14 +129,11 @@ fn wait_all_answer(f: &Instances, tag: &str) {
 
 #[test]
 fn a_fleet_runs_on_tls_etcd_with_client_certificates_and_a_prefix_only_role() {
-    if skip() {
+    let Some(_g) = begin() else {
         return;
-    }
-    let _g = serial();
+    };
     let mut e = etcd(&format!("{PREFIX}/"));
-    let dir = TempDir::new("secure");
-    let pw = dir.join("password");
-    write_secret(&pw, PASSWORD);
+    let (_dir, pw) = password_file(PASSWORD);
     let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
     let ca = e.pki().path("ca.pem");
     let ch = (primary.port(), backup.port());
@@ -170,123 +181,129 @@ fn a_fleet_runs_on_tls_etcd_with_client_certificates_and_a_prefix_only_role() {
     }
 }
 
+/// One instance in front of one backend, talking to `e` with the password
+/// `password` and the CA `ca` (copied into a file of its own, which the
+/// test may change), and waits for `line` in its log: the one-line error
+/// a wrong setting gives. It is not the prober meanwhile. The instance,
+/// its password file and CA file, for a reload.
+struct One {
+    f: Instances,
+    pw: std::path::PathBuf,
+    ca: std::path::PathBuf,
+    _dir: TempDir,
+    _backend: Backend,
+}
+
+impl One {
+    fn start(e: &Etcd, ca: &str, password: &str, line: &str) -> One {
+        let (dir, pw) = password_file(password);
+        let ca_file = dir.join("ca.pem");
+        std::fs::copy(e.pki().path(ca), &ca_file).unwrap();
+        let backend = Backend::tagged("primary");
+        let ch = (backend.port(), backend.port());
+        let f = Instances::launch(
+            1,
+            "secure",
+            Duration::ZERO,
+            |p| yaml(p, e, &ca_file, &pw, ch),
+            |l| l,
+        );
+        let b = &f.v[0];
+        assert!(b.wait_log(line, 1, REACH), "{}", b.stderr());
+        assert_ne!(role(b), "prober");
+        One {
+            f,
+            pw,
+            ca: ca_file,
+            _dir: dir,
+            _backend: backend,
+        }
+    }
+
+    /// After a fix to its files: a reload, and the instance probes for
+    /// the fleet.
+    fn reload_joins(&self) {
+        let b = &self.f.v[0];
+        b.signal(libc::SIGHUP);
+        let r = wait_until("the instance to probe for the fleet", REACH, || {
+            role(b) == "prober"
+        });
+        assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
+    }
+}
+
 #[test]
 fn a_wrong_password_is_one_clear_line_and_a_reload_reads_the_file_again() {
-    if skip() {
+    let Some(_g) = begin() else {
         return;
-    }
-    let _g = serial();
+    };
     let e = etcd(&format!("{PREFIX}/"));
-    let dir = TempDir::new("secure");
-    let pw = dir.join("password");
-    write_secret(&pw, "not the password");
-    let backend = Backend::tagged("primary");
-    let ca = e.pki().path("ca.pem");
-    let ch = (backend.port(), backend.port());
-    let f = Instances::launch(
-        1,
-        "secure",
-        Duration::ZERO,
-        |p| yaml(p, &e, &ca, &pw, ch),
-        |l| l,
-    );
-    let b = &f.v[0];
     let line = format!(
         "etcd login: user \"{USER}\": etcdserver: authentication failed, invalid user ID or password (check fleet.user and fleet.password_file"
     );
-    assert!(b.wait_log(&line, 1, REACH), "{}", b.stderr());
-    assert_ne!(role(b), "prober");
-    write_secret(&pw, PASSWORD);
-    b.signal(libc::SIGHUP);
-    let r = wait_until("the instance to probe for the fleet", REACH, || {
-        role(b) == "prober"
-    });
-    assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
+    let one = One::start(&e, "ca.pem", "not the password", &line);
+    write_secret(&one.pw, PASSWORD);
+    one.reload_joins();
 }
 
 #[test]
 fn a_ca_that_did_not_sign_etcds_certificate_is_one_clear_line_and_a_reload_reads_it_again() {
-    if skip() {
+    let Some(_g) = begin() else {
         return;
-    }
-    let _g = serial();
+    };
     let e = etcd(&format!("{PREFIX}/"));
-    let dir = TempDir::new("secure");
-    let pw = dir.join("password");
-    write_secret(&pw, PASSWORD);
-    let ca = dir.join("ca.pem");
-    std::fs::copy(e.pki().path("other-ca.pem"), &ca).unwrap();
-    let backend = Backend::tagged("primary");
-    let ch = (backend.port(), backend.port());
-    let f = Instances::launch(
-        1,
-        "secure",
-        Duration::ZERO,
-        |p| yaml(p, &e, &ca, &pw, ch),
-        |l| l,
-    );
-    let b = &f.v[0];
     let line = "invalid peer certificate: UnknownIssuer (is fleet.tls.ca the CA that signed etcd's certificate";
-    assert!(b.wait_log(line, 1, REACH), "{}", b.stderr());
-    assert_ne!(role(b), "prober");
-    std::fs::copy(e.pki().path("ca.pem"), &ca).unwrap();
-    b.signal(libc::SIGHUP);
-    let r = wait_until("the instance to probe for the fleet", REACH, || {
-        role(b) == "prober"
-    });
-    assert!(r.is_ok(), "{r:?}\n{}", b.stderr());
+    let one = One::start(&e, "other-ca.pem", PASSWORD, line);
+    std::fs::copy(e.pki().path("ca.pem"), &one.ca).unwrap();
+    one.reload_joins();
 }
 
 #[test]
 fn a_role_without_the_fleet_prefix_is_named_in_one_line() {
-    if skip() {
+    let Some(_g) = begin() else {
         return;
-    }
-    let _g = serial();
+    };
     let e = etcd("/elsewhere/");
-    let dir = TempDir::new("secure");
-    let pw = dir.join("password");
-    write_secret(&pw, PASSWORD);
-    let backend = Backend::tagged("primary");
-    let ca = e.pki().path("ca.pem");
-    let ch = (backend.port(), backend.port());
-    let f = Instances::launch(
-        1,
-        "secure",
-        Duration::ZERO,
-        |p| yaml(p, &e, &ca, &pw, ch),
-        |l| l,
-    );
-    let b = &f.v[0];
     let line = "etcdserver: permission denied: /v3/kv/";
-    assert!(b.wait_log(line, 1, REACH), "{}", b.stderr());
-    let log = b.stderr();
+    let one = One::start(&e, "ca.pem", PASSWORD, line);
+    let log = one.f.v[0].stderr();
     let l = log.lines().find(|l| l.contains(line)).unwrap();
     assert!(
         l.contains("on key \"/t/") && l.contains("needs readwrite on the fleet prefix"),
         "{l}"
     );
-    assert_ne!(role(b), "prober");
+}
+
+#[test]
+fn a_client_certificate_with_a_common_name_is_named_in_one_line() {
+    let Some(_g) = begin() else {
+        return;
+    };
+    // etcd's gateway refuses it while auth is on (HTTP 400, not JSON).
+    let e = etcd_for("/CN=balance", &format!("{PREFIX}/"));
+    One::start(
+        &e,
+        "ca.pem",
+        PASSWORD,
+        "etcd refuses a client certificate with a CommonName on its JSON gateway while auth is on: issue fleet.tls.cert without a CN",
+    );
 }
 
 #[test]
 fn the_endpoints_come_from_the_domains_srv_records() {
-    if skip() {
-        return;
-    }
     if !Dnsmasq::available() {
         eprintln!("SKIP: dnsmasq (dnsmasq-base) and root are needed");
         return;
     }
-    let _g = serial();
+    let Some(_g) = begin() else {
+        return;
+    };
     let e = etcd(&format!("{PREFIX}/"));
     // etcd's certificate names localhost: the SRV target is checked
     // against it.
     let port = e.client_port(0);
     let dns = Dnsmasq::start(&[("_etcd-client-ssl._tcp.fleet.test", "localhost", port)]);
-    let dir = TempDir::new("secure");
-    let pw = dir.join("password");
-    write_secret(&pw, PASSWORD);
+    let (_dir, pw) = password_file(PASSWORD);
     let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
     let ca = e.pki().path("ca.pem");
     let ch = (primary.port(), backup.port());
@@ -307,31 +324,4 @@ fn the_endpoints_come_from_the_domains_srv_records() {
     }
     primary.stop();
     wait_all_answer(&f, "backup");
-}
-
-#[test]
-fn a_client_certificate_with_a_common_name_is_named_in_one_line() {
-    if skip() {
-        return;
-    }
-    let _g = serial();
-    // etcd's gateway refuses it while auth is on (HTTP 400, not JSON).
-    let e = etcd_for("/CN=balance", &format!("{PREFIX}/"));
-    let dir = TempDir::new("secure");
-    let pw = dir.join("password");
-    write_secret(&pw, PASSWORD);
-    let backend = Backend::tagged("primary");
-    let ca = e.pki().path("ca.pem");
-    let ch = (backend.port(), backend.port());
-    let f = Instances::launch(
-        1,
-        "secure",
-        Duration::ZERO,
-        |p| yaml(p, &e, &ca, &pw, ch),
-        |l| l,
-    );
-    let b = &f.v[0];
-    let line = "etcd refuses a client certificate with a CommonName on its JSON gateway while auth is on: issue fleet.tls.cert without a CN";
-    assert!(b.wait_log(line, 1, REACH), "{}", b.stderr());
-    assert_ne!(role(b), "prober");
 }
