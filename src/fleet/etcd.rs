@@ -25,8 +25,10 @@
 //! decoded off the runtime's threads.
 //!
 //! Written and owned by fleet mode; nothing here holds state beyond the
-//! endpoint list, the sticky index, idle connections, and (process-wide)
-//! the count of refused values and the last keys seen holding one.
+//! endpoint list (given, or discovered once from DNS: [`srv`]), the sticky
+//! index, idle connections, the TLS settings and login (replaced by a
+//! reload) with the current token, and (process-wide) the count of
+//! refused values and the last keys seen holding one.
 
 mod http;
 pub mod srv;
