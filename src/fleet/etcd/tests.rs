@@ -15,8 +15,10 @@ fn endpoints_are_validated() {
     assert!(Client::new(&["http://127.0.0.1:2379".into()], t).is_ok());
     assert!(Client::new(&["http://etcd.example:2379/".into()], t).is_ok());
     assert!(Client::new(&["http://[::1]:2379".into()], t).is_ok());
+    // https:// without TLS settings: refused, naming what is missing.
+    let e = Client::new(&["https://h:1".into()], t).unwrap_err();
+    assert!(e.to_string().contains("needs fleet.tls"), "{e}");
     for bad in [
-        "https://h:1",
         "127.0.0.1:2379",
         "http://h",
         "http://h:0",
@@ -188,6 +190,66 @@ fn a_value_over_the_bound_is_refused_and_counted() {
         ..Default::default()
     };
     assert_eq!(ok.decode().unwrap().value.len(), MAX_VALUE);
+}
+
+#[test]
+fn a_refused_token_is_renewed_and_a_denial_names_the_request_and_key() {
+    let refused = |code, m: &str| EtcdError::Refused {
+        code,
+        message: m.into(),
+    };
+    assert!(stale_token(&refused(16, "etcdserver: invalid auth token")));
+    assert!(stale_token(&refused(
+        3,
+        "etcdserver: revision of auth store is old"
+    )));
+    assert!(stale_token(&EtcdError::WatchEnded(
+        "x: canceled: rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"
+            .into()
+    )));
+    assert!(!stale_token(&refused(7, "etcdserver: permission denied")));
+    assert!(!stale_token(&EtcdError::Timeout));
+    let body = wire::txn_body(
+        b"/t/svc/db/leader",
+        "CREATE",
+        "create_revision",
+        0,
+        json!({}),
+    );
+    let e = denied(
+        refused(7, "etcdserver: permission denied"),
+        "/v3/kv/txn",
+        &body,
+    );
+    assert_eq!(
+        e.to_string(),
+        "etcd: etcdserver: permission denied: /v3/kv/txn on key \"/t/svc/db/leader\" (the etcd user's role needs readwrite on the fleet prefix)"
+    );
+    assert!(matches!(
+        denied(EtcdError::Timeout, "/v3/kv/put", &body),
+        EtcdError::Timeout
+    ));
+    // etcd's 400 for a client certificate with a CN (plain text).
+    let e = check_status(
+        StatusCode::BAD_REQUEST,
+        Bytes::from_static(
+            b"CommonName of client sending a request against gateway will be ignored and not used as expected\n",
+        ),
+        "https://e:2379",
+    )
+    .unwrap_err();
+    assert!(matches!(e, EtcdError::Tls(_)), "{e}");
+    // Another page that is not etcd's JSON: its start is shown, on one line.
+    let e = check_status(
+        StatusCode::BAD_REQUEST,
+        Bytes::from_static(b"bad\nthing"),
+        "http://e:2379",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "etcd: http://e:2379: HTTP 400 Bad Request: bad thing"
+    );
 }
 
 mod srv_records {
