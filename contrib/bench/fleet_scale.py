@@ -306,7 +306,7 @@ class Run:
                         return
                 except OSError:
                     pass
-                time.sleep(0.01)
+                time.sleep(a.poll)
         ts = [threading.Thread(target=poll, args=(i,)) for i in range(a.instances)]
         for t in ts:
             t.start()
@@ -317,8 +317,22 @@ class Run:
         if seen:
             res["primary_down_first_s"] = round(min(seen), 3)
             res["primary_down_spread_s"] = round(max(seen) - min(seen), 3)
-        res["load_average"] = os.getloadavg()
+        res["load_average"] = [round(x, 1) for x in os.getloadavg()]
+        res["fleet_log_warnings"] = self.warnings()
         print(json.dumps(res, indent=2))
+
+    def warnings(self):
+        """The fleet phase's warnings, counted by kind (digits dropped)."""
+        kinds = {}
+        for i in range(self.a.instances):
+            with open(os.path.join(self.dir, f"i{i}", "stderr.log")) as f:
+                for line in f:
+                    if " WARN " not in line and " ERROR " not in line:
+                        continue
+                    msg = line.split(" ", 2)[-1]
+                    key = "".join("#" if c.isdigit() else c for c in msg)[:140]
+                    kinds[key] = kinds.get(key, 0) + 1
+        return dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:8])
 
 
 def main():
@@ -331,6 +345,8 @@ def main():
     ap.add_argument("--measure", type=int, default=30, help="seconds per measured phase")
     ap.add_argument("--settle", type=int, default=5, help="seconds before measuring")
     ap.add_argument("--gap", type=float, default=0.05, help="seconds between starts")
+    ap.add_argument("--poll", type=float, default=0.02,
+                    help="seconds between two scrapes of one instance (spread)")
     ap.add_argument("--port-base", type=int, default=31000)
     ap.add_argument("--port-span", type=int, default=2000)
     a = ap.parse_args()
