@@ -96,28 +96,6 @@ fn role(b: &Balance) -> String {
         .to_string()
 }
 
-/// Wait until one instance probes and every other follows.
-fn wait_settled(f: &Instances) {
-    let ok = wait_until("one prober, the rest following", REACH, || {
-        let fl: Vec<serde_json::Value> =
-            f.v.iter()
-                .map(|b| b.json()["listener"]["fleet"].clone())
-                .collect();
-        let probers = fl.iter().filter(|x| x["role"] == "prober").count();
-        let following = fl
-            .iter()
-            .filter(|x| x["role"] == "follower" && x["probing"] == false)
-            .count();
-        probers == 1 && following == fl.len() - 1
-    });
-    assert!(
-        ok.is_ok(),
-        "{ok:?}: {:?}\n{}",
-        f.v.iter().map(role).collect::<Vec<_>>(),
-        f.v[0].stderr()
-    );
-}
-
 fn wait_all_answer(f: &Instances, tag: &str) {
     for b in &f.v {
         let r = wait_until(&format!("clients sent to {tag}"), REACH, || {
@@ -144,7 +122,7 @@ fn a_fleet_runs_on_tls_etcd_with_client_certificates_and_a_prefix_only_role() {
         |p| yaml(p, &e, &ca, &pw, ch),
         |l| l,
     );
-    wait_settled(&f);
+    f.wait_settled(REACH);
     // The verdicts go through etcd: the primary's loss reaches everyone.
     primary.stop();
     wait_all_answer(&f, "backup");
@@ -153,7 +131,7 @@ fn a_fleet_runs_on_tls_etcd_with_client_certificates_and_a_prefix_only_role() {
     // takes over (lease, txn, watch) and its verdicts reach the rest.
     e.kill(0);
     e.restart(0);
-    wait_settled(&f);
+    f.wait_settled(REACH);
     let p =
         f.v.iter()
             .position(|b| role(b) == "prober")
@@ -316,7 +294,7 @@ fn the_endpoints_come_from_the_domains_srv_records() {
         |p| yaml_from("discovery_srv: fleet.test", p, &e, &ca, &pw, ch),
         |l| l.wrapper(&w),
     );
-    wait_settled(&f);
+    f.wait_settled(REACH);
     let line =
         format!("etcd endpoints from _etcd-client-ssl._tcp.fleet.test: https://localhost:{port}");
     for b in &f.v {
