@@ -26,8 +26,12 @@ fn begin() -> Option<std::sync::MutexGuard<'static, ()>> {
 }
 
 fn skip() -> bool {
-    if !Etcd::available() || !std::path::Path::new(common::etcd::CTL).exists() {
-        eprintln!("SKIP: etcd-server and etcd-client (etcdctl) are needed");
+    if !Etcd::available() {
+        skip_without("etcd (etcd-server)");
+        return true;
+    }
+    if !std::path::Path::new(common::etcd::CTL).exists() {
+        skip_without("etcdctl (etcd-client)");
         return true;
     }
     false
@@ -269,8 +273,12 @@ fn a_client_certificate_with_a_common_name_is_named_in_one_line() {
 
 #[test]
 fn the_endpoints_come_from_the_domains_srv_records() {
+    if !std::path::Path::new(common::dns::DNSMASQ).exists() {
+        skip_without("dnsmasq (dnsmasq-base)");
+        return;
+    }
     if !Dnsmasq::available() {
-        eprintln!("SKIP: dnsmasq (dnsmasq-base) and root are needed");
+        skip_because("dnsmasq on port 53 and a mount namespace need root");
         return;
     }
     let Some(_g) = begin() else {
