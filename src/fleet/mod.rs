@@ -189,7 +189,7 @@ fn default_id() -> String {
 }
 
 /// The host's name (`localhost` if unknown).
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
