@@ -47,12 +47,14 @@ fn ch(host: &str, port: u16, maxc: u32) -> ChannelConfig {
         port,
         maxc,
         weight: 1,
+        proxy_protocol: None,
     }
 }
 
 fn rr(channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels,
     }
 }
@@ -60,6 +62,7 @@ fn rr(channels: Vec<ChannelConfig>) -> GroupConfig {
 fn hash(channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
         policy: Policy::Hash,
+        proxy_protocol: None,
         channels,
     }
 }
@@ -140,6 +143,7 @@ fn groups_split_on_bang_and_percent() {
 fn policy_option_sets_the_groups_not_closed_by_percent() {
     let lc = |channels| GroupConfig {
         policy: Policy::LeastConn,
+        proxy_protocol: None,
         channels,
     };
     let l = listener(&[
@@ -623,6 +627,7 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
                         port,
                         maxc,
                         weight: 1,
+                        proxy_protocol: None,
                     }
                 })
                 .collect();
@@ -631,7 +636,11 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
             } else {
                 Policy::RoundRobin
             };
-            groups.push(GroupConfig { policy, channels });
+            groups.push(GroupConfig {
+                policy,
+                channels,
+                proxy_protocol: None,
+            });
         }
         let mut argv = vec!["balance".to_string(), listen.to_string()];
         for (i, g) in groups.iter().enumerate() {

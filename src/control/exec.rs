@@ -86,7 +86,7 @@ impl Control {
             }
             Command::Create(host, port) => {
                 let to = channel::NewTarget::new(host, *port, self.binds());
-                channel::create(&self.svc.pool, at, to).await
+                channel::create(&self.svc.cfg, &self.svc.pool, at, to).await
             }
             Command::Quit => Reply::bye(vec![]),
             Command::Kill => process::kill(self),

@@ -148,7 +148,7 @@ impl StateFile {
             return;
         }
         let mut groups = Vec::with_capacity(st.groups.len());
-        for g in &st.groups {
+        for (gi, g) in st.groups.iter().enumerate() {
             let mut chans = Vec::with_capacity(g.channels.len());
             for c in &g.channels {
                 // Validated when read.
@@ -156,6 +156,7 @@ impl StateFile {
                     return;
                 };
                 let addrs = resolve(&host, c.port);
+                let proxy = svc.cfg.proxy_protocol_for(gi, &host, c.port);
                 let ch = svc.pool.new_channel(
                     Target {
                         host,
@@ -164,6 +165,7 @@ impl StateFile {
                     },
                     c.maxc,
                     c.weight,
+                    proxy,
                 );
                 ch.set_admin(c.admin);
                 chans.push(ch);

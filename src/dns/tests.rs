@@ -19,6 +19,7 @@ fn svc_on(bind: &str, names: &[&str]) -> Arc<Service> {
             port: 80,
             maxc: 0,
             weight: 1,
+            proxy_protocol: None,
         })
         .collect();
     let cfg = ListenerConfig::new(
@@ -26,6 +27,7 @@ fn svc_on(bind: &str, names: &[&str]) -> Arc<Service> {
         bind.parse().unwrap(),
         vec![GroupConfig {
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels,
         }],
     );

@@ -112,9 +112,12 @@ impl Added {
             return Ok(Some(format!("weight of {} {w}", reg.chan)));
         }
         let target = target(svc, &reg.chan).await?;
+        let proxy = svc
+            .cfg
+            .proxy_protocol_for(reg.group, &target.host, target.port);
         let ch = svc
             .pool
-            .new_channel(target, 0, reg.weight.unwrap_or(DEFAULT_WEIGHT));
+            .new_channel(target, 0, reg.weight.unwrap_or(DEFAULT_WEIGHT), proxy);
         // As `create` then `enable`.
         ch.set_admin(Admin::Enabled);
         ch.force_up();

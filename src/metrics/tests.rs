@@ -10,6 +10,7 @@ fn exposition_has_every_series_with_labels_and_live_values() {
         port: 80,
         maxc: 0,
         weight: 1,
+        proxy_protocol: None,
     };
     let cfg = ListenerConfig::new(
         "web\"1".into(),
@@ -17,10 +18,12 @@ fn exposition_has_every_series_with_labels_and_live_values() {
         vec![
             GroupConfig {
                 policy: Policy::RoundRobin,
+                proxy_protocol: None,
                 channels: vec![ch("10.0.0.1")],
             },
             GroupConfig {
                 policy: Policy::RoundRobin,
+                proxy_protocol: None,
                 channels: vec![ch("10.0.0.2")],
             },
         ],

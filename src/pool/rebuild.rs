@@ -62,9 +62,11 @@ impl Pool {
                             };
                             let ch = Channel::new(t, c.maxc, c.weight, Arc::clone(&self.eligible));
                             ch.set_full_holds(opts.full_holds);
+                            ch.set_proxy_protocol(c.proxy_protocol);
                             return ch;
                         };
                         ch.set_full_holds(opts.full_holds);
+                        ch.set_proxy_protocol(c.proxy_protocol);
                         let before = before.get(&(&c.host, c.port));
                         if before.is_none_or(|b| b.maxc != c.maxc) {
                             ch.set_maxc(c.maxc);

@@ -16,12 +16,14 @@ fn chan(port: u16, maxc: u32, weight: u32) -> ChannelConfig {
         port,
         maxc,
         weight,
+        proxy_protocol: None,
     }
 }
 
 fn group(policy: Policy, ports: &[u16]) -> GroupConfig {
     GroupConfig {
         policy,
+        proxy_protocol: None,
         channels: ports.iter().map(|&p| chan(p, 0, 1)).collect(),
     }
 }
@@ -151,12 +153,14 @@ fn ineligible_channels_are_skipped() {
 fn a_channel_with_no_addresses_starts_soft_disabled() {
     let p = pool(&[GroupConfig {
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels: vec![
             ChannelConfig {
                 host: Host::Name("nowhere".into()),
                 port: 1,
                 maxc: 0,
                 weight: 1,
+                proxy_protocol: None,
             },
             chan(2, 0, 1),
         ],
@@ -171,6 +175,7 @@ fn maxc_spills_to_the_backup_and_returns_after_a_slot_frees() {
     let p = pool(&[
         GroupConfig {
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels: vec![chan(1, 2, 1)],
         },
         group(Policy::RoundRobin, &[2]),
@@ -264,6 +269,7 @@ fn hash_group_without_h_tries_only_the_hashed_channel() {
 fn weighted_group_is_smooth_like_nginx() {
     let p = pool(&[GroupConfig {
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels: vec![chan(1, 0, 5), chan(2, 0, 1), chan(3, 0, 1)],
     }]);
     let got: Vec<u16> = (0..14).map(|_| pick(&p, CLIENT).unwrap()).collect();
@@ -377,6 +383,7 @@ fn structural_changes_keep_the_round_robin_position() {
         },
         0,
         1,
+        None,
     );
     p.store_groups(vec![Arc::new(g.with_channel(added))]);
     let got: Vec<u16> = (0..3).map(|_| pick(&p, CLIENT).unwrap()).collect();

@@ -8,6 +8,7 @@ fn svc() -> Service {
         port,
         maxc: 0,
         weight: 1,
+        proxy_protocol: None,
     };
     let cfg = ListenerConfig::new(
         "l".into(),
@@ -15,10 +16,12 @@ fn svc() -> Service {
         vec![
             GroupConfig {
                 policy: Policy::RoundRobin,
+                proxy_protocol: None,
                 channels: vec![ch("10.0.0.1", 80), ch("10.0.0.2", 81)],
             },
             GroupConfig {
                 policy: Policy::Hash,
+                proxy_protocol: None,
                 channels: vec![ch("::1", 82)],
             },
         ],

@@ -18,6 +18,7 @@ fn ch(ip: &str, port: u16, maxc: u32) -> ChannelConfig {
         port,
         maxc,
         weight: 1,
+        proxy_protocol: None,
     }
 }
 
@@ -29,6 +30,7 @@ fn cfg(groups: Vec<Vec<ChannelConfig>>) -> ListenerConfig {
             .into_iter()
             .map(|channels| GroupConfig {
                 policy: Policy::RoundRobin,
+                proxy_protocol: None,
                 channels,
             })
             .collect(),

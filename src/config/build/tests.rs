@@ -14,6 +14,7 @@ fn spec(bind: &str, channels: &[(&str, u16)]) -> ListenerSpec {
             port: *p,
             maxc: 0,
             weight: 1,
+            proxy_protocol: None,
         })
         .collect();
     ListenerSpec::new(
@@ -21,6 +22,7 @@ fn spec(bind: &str, channels: &[(&str, u16)]) -> ListenerSpec {
         bind.parse().unwrap(),
         vec![GroupConfig {
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels,
         }],
     )

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::scalars::{
-    Argv, Bind, Bounded, Dur, HttpPath, IpLit, Name, Port, RawChannel, StatusRanges, nonempty,
+    Argv, Bind, Bounded, CidrLit, Dur, HttpPath, IpLit, Name, Port, ProxyWord, RawChannel,
+    StatusRanges, nonempty,
 };
 
 #[derive(Deserialize)]
@@ -93,6 +94,8 @@ pub(super) struct RawListener {
     pub(super) fence: Option<bool>,
     #[serde(default)]
     pub(super) monitor: Option<RawMonitor>,
+    #[serde(default)]
+    pub(super) accept_proxy: Option<Vec<CidrLit>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -131,6 +134,8 @@ pub(super) struct RawGroup {
     pub(super) policy: Option<RawPolicy>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) channels: Vec<Spanned<RawChannel>>,
+    #[serde(default)]
+    pub(super) proxy_protocol: Option<ProxyWord>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ fn ch(host: &str, port: u16, maxc: u32) -> ChannelConfig {
         port,
         maxc,
         weight: 1,
+        proxy_protocol: None,
     }
 }
 

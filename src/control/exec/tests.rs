@@ -19,6 +19,7 @@ fn svc(groups: &[(&[&str], Policy)]) -> Arc<Service> {
         .iter()
         .map(|(chs, p)| GroupConfig {
             policy: *p,
+            proxy_protocol: None,
             channels: chs
                 .iter()
                 .map(|s| {
@@ -28,6 +29,7 @@ fn svc(groups: &[(&[&str], Policy)]) -> Arc<Service> {
                         port: port.parse().unwrap(),
                         maxc: 0,
                         weight: 1,
+                        proxy_protocol: None,
                     }
                 })
                 .collect(),

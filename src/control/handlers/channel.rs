@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::{Host, Policy, loop_target};
+use crate::config::{Host, ListenerConfig, Policy, loop_target};
 use crate::control::commands::ChanRef;
 use crate::control::reply::Reply;
 use crate::pool::{Admin, Channel, Group, Pool, Target};
@@ -133,7 +133,7 @@ pub async fn assign(groups: &[Arc<Group>], cur: usize, r: &ChanRef, to: NewTarge
 
 /// `create`: a new, disabled channel at the end of group `g` (one past the
 /// last group starts a new round-robin group).
-pub async fn create(pool: &Pool, g: usize, to: NewTarget<'_>) -> Reply {
+pub async fn create(cfg: &ListenerConfig, pool: &Pool, g: usize, to: NewTarget<'_>) -> Reply {
     if g > pool.groups().len() {
         return Reply::err(format!("no such group {g}"));
     }
@@ -141,7 +141,8 @@ pub async fn create(pool: &Pool, g: usize, to: NewTarget<'_>) -> Reply {
         Ok(t) => t,
         Err(e) => return Reply::err(e),
     };
-    let ch = pool.new_channel(target, 0, 1);
+    let proxy = cfg.proxy_protocol_for(g, &target.host, target.port);
+    let ch = pool.new_channel(target, 0, 1, proxy);
     // Disabled (`DIS`), as balance.fm creates it: scripts run `create` and
     // then `enable N` once the backend is ready.
     ch.set_admin(crate::pool::Admin::Disabled);
