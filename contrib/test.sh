@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 #   ss (iproute2), prlimit/setpriv/unshare (util-linux), systemd-analyze
 #   (systemd), mariadbd + mariadb-install-db (mariadb-server), mariadb
 #   (mariadb-client), promtool (prometheus), etcd (etcd-server),
-#   redis-server (redis-server).
+#   redis-server (redis-server), haproxy (haproxy), nginx with its stream
+#   module (nginx, libnginx-mod-stream).
 need=()
 command -v ss >/dev/null || need+=(iproute2)
 command -v prlimit >/dev/null || need+=(util-linux)
@@ -25,6 +26,9 @@ command -v mariadb >/dev/null || need+=(mariadb-client)
 command -v promtool >/dev/null || need+=(prometheus)
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
 command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "the tests need these Debian packages: ${need[*]}" >&2
