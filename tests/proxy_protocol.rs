@@ -248,10 +248,14 @@ fn mariadb_sees_the_client_address_and_the_check_passes() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let seen = wait_until("the session in the processlist", Duration::from_secs(10), || {
-            m.sql("SELECT HOST FROM information_schema.PROCESSLIST WHERE USER='app'")
-                .starts_with("127.0.0.2:")
-        });
+        let seen = wait_until(
+            "the session in the processlist",
+            Duration::from_secs(10),
+            || {
+                m.sql("SELECT HOST FROM information_schema.PROCESSLIST WHERE USER='app'")
+                    .starts_with("127.0.0.2:")
+            },
+        );
         let _ = held.kill();
         let _ = held.wait();
         assert!(seen.is_ok(), "{v}: {seen:?}");
@@ -273,7 +277,10 @@ fn mariadb_sees_the_client_address_and_the_check_passes() {
 fn upstream_headers_reach_the_backend_as_the_client_address() {
     if !have(HAPROXY, "HAProxy (Debian package haproxy)")
         || !have(NGINX, "nginx (Debian package nginx)")
-        || !have(NGINX_STREAM, "nginx stream (Debian package libnginx-mod-stream)")
+        || !have(
+            NGINX_STREAM,
+            "nginx stream (Debian package libnginx-mod-stream)",
+        )
     {
         return;
     }
@@ -318,7 +325,10 @@ fn upstream_headers_reach_the_backend_as_the_client_address() {
 fn hash_groups_hash_the_address_the_header_carries() {
     if !have(HAPROXY, "HAProxy (Debian package haproxy)")
         || !have(NGINX, "nginx (Debian package nginx)")
-        || !have(NGINX_STREAM, "nginx stream (Debian package libnginx-mod-stream)")
+        || !have(
+            NGINX_STREAM,
+            "nginx stream (Debian package libnginx-mod-stream)",
+        )
     {
         return;
     }
@@ -388,7 +398,10 @@ fn malformed_missing_and_slow_headers_are_closed_and_counted() {
         stretched(HEADER_TIMEOUT + Duration::from_secs(2))
     ));
     let took = t.elapsed();
-    assert!(took >= HEADER_TIMEOUT - Duration::from_millis(100), "{took:?}");
+    assert!(
+        took >= HEADER_TIMEOUT - Duration::from_millis(100),
+        "{took:?}"
+    );
     assert_eq!(proxy_count(&b, "slow"), 1);
     // None of these reached the backend; a good header with data behind it
     // in the same segment does, without a byte of the header.

@@ -715,3 +715,31 @@ fn fleet_option_takes_a_comma_list_of_endpoints() {
         assert!(e.starts_with("bad --fleet "), "{v}: {e}");
     }
 }
+
+#[test]
+fn proxy_protocol_and_accept_proxy_options() {
+    use crate::config::ProxyVersion;
+    let l = listener(&["--proxy-protocol", "v1", "8080", "a", "!", "b"]);
+    assert!(l.groups.iter().all(|g| {
+        g.proxy_protocol == Some(ProxyVersion::V1)
+            && g.channels
+                .iter()
+                .all(|c| c.proxy_protocol == Some(ProxyVersion::V1))
+    }));
+    assert!(listener(&["8080", "a"]).groups[0].proxy_protocol.is_none());
+    let l = listener(&["--accept-proxy", "10.0.0.0/8,127.0.0.1", "8080", "a"]);
+    let cidrs: Vec<String> = l.accept_proxy.iter().map(|c| c.to_string()).collect();
+    assert_eq!(cidrs, ["10.0.0.0/8", "127.0.0.1/32"]);
+    assert_eq!(
+        bad(&["--proxy-protocol", "v3", "8080", "a"]),
+        "bad --proxy-protocol \"v3\": use v1 or v2"
+    );
+    assert_eq!(
+        bad(&["--accept-proxy", "10.0.0.0/40", "8080", "a"]),
+        "bad --accept-proxy: \"10.0.0.0/40\": prefix length must be 0-32"
+    );
+    assert!(
+        bad(&["--config", "x.yaml", "--accept-proxy", "::1"])
+            .starts_with("--accept-proxy cannot be used with --config")
+    );
+}
