@@ -388,6 +388,7 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         groups.push(GroupConfig {
+            name: String::new(),
             policy,
             channels,
             proxy_protocol,
@@ -471,6 +472,7 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
             ))
         }
         SpecError::SelfLoop { .. } => UsageError(format!("bad channel {e}")),
+        SpecError::Name(e) => UsageError(e.to_string()),
     })
 }
 

@@ -17,10 +17,12 @@ fn service(groups: &[usize], rise: u32, fall: u32) -> Arc<Service> {
         .iter()
         .enumerate()
         .map(|(g, &n)| GroupConfig {
+            name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,
             channels: (0..n)
                 .map(|i| ChannelConfig {
+                    name: String::new(),
                     host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                     port: 1000 + (g * 10 + i) as u16,
                     maxc: 0,
@@ -312,7 +314,7 @@ async fn channels_added_at_runtime_are_probed() {
         port: 4242,
         addrs: vec![SocketAddr::from(([127, 0, 0, 1], 4242))],
     };
-    let new = svc.pool.new_channel(target, 0, 1, None);
+    let new = svc.pool.new_channel("new", target, 0, 1, None);
     let g0 = svc.pool.groups()[0].with_channel(Arc::clone(&new));
     svc.pool.store_groups(vec![Arc::new(g0)]);
     sleep(Duration::from_millis(250)).await;
@@ -460,9 +462,11 @@ fn monitor_spec_is_parsed_and_bad_specs_are_usage_errors() {
 
 fn failback_pool(failback: Failback) -> crate::pool::Pool {
     let g = |port| GroupConfig {
+        name: String::new(),
         policy: Policy::RoundRobin,
         proxy_protocol: None,
         channels: vec![ChannelConfig {
+            name: String::new(),
             host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port,
             maxc: 0,

@@ -147,6 +147,7 @@ fn listener(
         .map(|g| {
             let group_proxy = g.proxy_protocol.and_then(|p| p.0);
             GroupConfig {
+                name: g.name.map(|n| n.0).unwrap_or_default(),
                 policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
                     RawPolicy::Rr => Policy::RoundRobin,
                     RawPolicy::Hash => Policy::Hash,
@@ -221,6 +222,7 @@ fn spec_error(e: SpecError, loc: &str, name: &str, spans: &[Vec<Location>]) -> S
                 quote(name)
             )
         }
+        SpecError::Name(e) => format!("{loc}{e} (listener {})", quote(name)),
     }
 }
 

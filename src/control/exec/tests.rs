@@ -18,6 +18,7 @@ fn svc(groups: &[(&[&str], Policy)]) -> Arc<Service> {
     let gs = groups
         .iter()
         .map(|(chs, p)| GroupConfig {
+            name: String::new(),
             policy: *p,
             proxy_protocol: None,
             channels: chs
@@ -25,6 +26,7 @@ fn svc(groups: &[(&[&str], Policy)]) -> Arc<Service> {
                 .map(|s| {
                     let (h, port) = s.rsplit_once(':').unwrap();
                     ChannelConfig {
+                        name: String::new(),
                         host: crate::control::commands::host(h).unwrap(),
                         port: port.parse().unwrap(),
                         maxc: 0,
