@@ -108,15 +108,19 @@ pub fn has_signature(buf: &[u8]) -> bool {
 pub const SIGNATURE_LEN: usize = V2_SIG.len();
 
 fn parse_v1(buf: &[u8]) -> Result<Parsed, HeaderError> {
-    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+    // The first LF ends the line; it must follow a CR (a lone LF is
+    // never part of a v1 line, not even in UNKNOWN's ignored rest).
+    let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
         if buf.len() >= V1_MAX {
             return Err(HeaderError::V1TooLong);
         }
-        // A lone LF is never part of a v1 line.
-        if buf.contains(&b'\n') {
-            return Err(HeaderError::V1("line feed without carriage return"));
-        }
         return Ok(Parsed::Incomplete);
+    };
+    if lf >= V1_MAX {
+        return Err(HeaderError::V1TooLong);
+    }
+    let Some(end) = lf.checked_sub(1).filter(|&e| buf.get(e) == Some(&b'\r')) else {
+        return Err(HeaderError::V1("line feed without carriage return"));
     };
     let len = end + 2;
     if len > V1_MAX {

@@ -114,6 +114,12 @@ fn v1_refusals() {
     for (input, want) in cases {
         assert_eq!(parse(input), Err(*want), "{}", input.escape_ascii());
     }
+    // Found by the fuzz target: a lone LF inside UNKNOWN's ignored rest is
+    // refused, as it is while the line is incomplete.
+    assert_eq!(
+        parse(b"PROXY UNKNOWN TCP4 192.ROXY UN UNKN7.0.15--\n----612 19\r\n"),
+        Err(HeaderError::V1("line feed without carriage return"))
+    );
     // 107 bytes without a CRLF: refused without waiting for more.
     let no_end = [b"PROXY UNKNOWN ".as_slice(), &[b'x'; 93]].concat();
     assert_eq!(no_end.len(), V1_MAX);
