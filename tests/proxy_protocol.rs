@@ -107,6 +107,16 @@ fn have(path: &str, package: &str) -> bool {
     ok
 }
 
+/// HAProxy, nginx and its stream module (or a skip naming what is missing).
+fn have_haproxy_and_nginx() -> bool {
+    have(HAPROXY, "HAProxy (Debian package haproxy)")
+        && have(NGINX, "nginx (Debian package nginx)")
+        && have(
+            NGINX_STREAM,
+            "nginx stream (Debian package libnginx-mod-stream)",
+        )
+}
+
 /// nginx with the stream module: `servers` is the inside of `stream {}`.
 fn nginx(servers: &str, ports: &[u16]) -> Server {
     let dir = TempDir::new("nginx");
@@ -275,13 +285,7 @@ fn mariadb_sees_the_client_address_and_the_check_passes() {
 
 #[test]
 fn upstream_headers_reach_the_backend_as_the_client_address() {
-    if !have(HAPROXY, "HAProxy (Debian package haproxy)")
-        || !have(NGINX, "nginx (Debian package nginx)")
-        || !have(
-            NGINX_STREAM,
-            "nginx stream (Debian package libnginx-mod-stream)",
-        )
-    {
+    if !have_haproxy_and_nginx() {
         return;
     }
     let (conf, backend) = nginx_printer_servers(&["seen"]);
@@ -323,13 +327,7 @@ fn upstream_headers_reach_the_backend_as_the_client_address() {
 
 #[test]
 fn hash_groups_hash_the_address_the_header_carries() {
-    if !have(HAPROXY, "HAProxy (Debian package haproxy)")
-        || !have(NGINX, "nginx (Debian package nginx)")
-        || !have(
-            NGINX_STREAM,
-            "nginx stream (Debian package libnginx-mod-stream)",
-        )
-    {
+    if !have_haproxy_and_nginx() {
         return;
     }
     let (conf, backends) = nginx_printer_servers(&["a", "b"]);
