@@ -138,3 +138,6 @@ async fn read_exact(sock: &TcpStream, mut buf: &mut [u8]) -> Result<(), Refused>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
