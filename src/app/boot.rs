@@ -304,6 +304,9 @@ async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<(), Fatal> {
         r.ok();
     }
     notify::ready();
+    // The line a script (or the test harness) waits for: every listener
+    // accepts and answers on its control socket, metrics serve.
+    info!("ready");
     sup.serve_events(&mut signals, &mut requests).await;
     notify::stopping();
     sup.drain().await;
