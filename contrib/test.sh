@@ -16,9 +16,10 @@ cd "$(dirname "$0")/.."
 #   (systemd), mariadbd + mariadb-install-db (mariadb-server), mariadb
 #   (mariadb-client), promtool (prometheus), etcd (etcd-server),
 #   etcdctl (etcd-client), dnsmasq (dnsmasq-base), redis-server
-#   (redis-server); for tests/haproxy_socket: haproxy
-#   (haproxy), prometheus-haproxy-exporter, hatop, socat, tmux (hatop is
-#   curses), python3 -m venv (python3-venv).
+#   (redis-server), haproxy (haproxy), nginx with its stream module (nginx,
+#   libnginx-mod-stream); for tests/haproxy_socket also
+#   prometheus-haproxy-exporter, hatop, socat, tmux (hatop is curses),
+#   python3 -m venv (python3-venv).
 need=()
 command -v ss >/dev/null || need+=(iproute2)
 command -v prlimit >/dev/null || need+=(util-linux)
@@ -36,6 +37,8 @@ command -v hatop >/dev/null || need+=(hatop)
 command -v socat >/dev/null || need+=(socat)
 command -v tmux >/dev/null || need+=(tmux)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "the tests need these Debian packages: ${need[*]}" >&2

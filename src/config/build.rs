@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::monitor::MonitorSpec;
 use super::selfloop::is_self_loop;
 use super::{
-    ChannelConfig, DEFAULT_CONNECT_TIMEOUT, Failback, GroupConfig, Keepalive, ListenerConfig,
+    ChannelConfig, Cidr, DEFAULT_CONNECT_TIMEOUT, Failback, GroupConfig, Keepalive, ListenerConfig,
 };
 
 /// Keepalive idle and interval must lie in this range (Linux's limits).
@@ -48,6 +48,7 @@ pub struct ListenerSpec {
     pub fence: Option<bool>,
     /// Its own `on-down`/`on-up` flags add to the listener's.
     pub monitor: Option<MonitorSpec>,
+    pub accept_proxy: Vec<Cidr>,
 }
 
 /// Which keepalive (`-k`/`client:` or `-K`/`server:`).
@@ -99,6 +100,7 @@ impl ListenerSpec {
             on_up_shutdown_backup: false,
             fence: None,
             monitor: None,
+            accept_proxy: Vec::new(),
         }
     }
 
@@ -123,6 +125,7 @@ impl ListenerSpec {
             on_up_shutdown_backup,
             fence,
             monitor,
+            accept_proxy,
         } = self;
         let connect_timeout = match connect_timeout {
             Some(d) if d.is_zero() => return Err(SpecError::ZeroConnectTimeout),
@@ -193,6 +196,7 @@ impl ListenerSpec {
                 .or(monitor.as_ref().and_then(|m| m.fence))
                 .unwrap_or(monitor.as_ref().is_some_and(|m| m.guards_writer())),
             monitor,
+            accept_proxy,
         })
     }
 }

@@ -14,7 +14,7 @@ use super::raw::{
     RawCheck, RawFailback, RawFile, RawFleet, RawHaproxySocket, RawKeepalive, RawListener,
     RawLogFormat, RawMonitor, RawOnDown, RawOnUp, RawPolicy, RawRedisRole,
 };
-use super::scalars::Dur;
+use super::scalars::{Dur, RawChannel};
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
 use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig, TlsFiles};
 use crate::config::monitor::{Check, MonitorSpec, Probe, RedisRole, read_password_file};
@@ -174,14 +174,26 @@ fn listener(
     let groups = l
         .groups
         .into_iter()
-        .map(|g| GroupConfig {
-            name: g.name.map(|n| n.0).unwrap_or_default(),
-            policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
-                RawPolicy::Rr => Policy::RoundRobin,
-                RawPolicy::Hash => Policy::Hash,
-                RawPolicy::Leastconn => Policy::LeastConn,
-            }),
-            channels: g.channels.into_iter().map(|c| c.value.0).collect(),
+        .map(|g| {
+            let group_proxy = g.proxy_protocol.and_then(|p| p.0);
+            GroupConfig {
+                name: g.name.map(|n| n.0).unwrap_or_default(),
+                policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
+                    RawPolicy::Rr => Policy::RoundRobin,
+                    RawPolicy::Hash => Policy::Hash,
+                    RawPolicy::Leastconn => Policy::LeastConn,
+                }),
+                channels: g
+                    .channels
+                    .into_iter()
+                    .map(|c| {
+                        let RawChannel(mut ch, own) = c.value;
+                        ch.proxy_protocol = own.map_or(group_proxy, |p| p.0);
+                        ch
+                    })
+                    .collect(),
+                proxy_protocol: group_proxy,
+            }
         })
         .collect();
     let loc = at(sl.referenced);
@@ -204,6 +216,10 @@ fn listener(
     spec.on_down_shutdown = matches!(l.on_down, Some(RawOnDown::Shutdown));
     spec.on_up_shutdown_backup = matches!(l.on_up, Some(RawOnUp::ShutdownBackup));
     spec.fence = l.fence;
+    spec.accept_proxy = l
+        .accept_proxy
+        .map(|v| v.into_iter().map(|c| c.0).collect())
+        .unwrap_or_default();
     if let Some(m) = l.monitor {
         spec.monitor = Some(monitor(&loc, &name, m)?);
     }

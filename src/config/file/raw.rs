@@ -10,8 +10,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::scalars::{
-    Argv, Bind, Bounded, Dur, HttpPath, IpLit, ItemName, Mode, Name, Port, RawChannel,
-    StatusRanges, nonempty,
+    Argv, Bind, Bounded, CidrLit, Dur, HttpPath, IpLit, ItemName, Mode, Name, Port, ProxyWord,
+    RawChannel, StatusRanges, nonempty,
 };
 
 #[derive(Deserialize)]
@@ -128,6 +128,8 @@ pub(super) struct RawListener {
     pub(super) fence: Option<bool>,
     #[serde(default)]
     pub(super) monitor: Option<RawMonitor>,
+    #[serde(default)]
+    pub(super) accept_proxy: Option<Vec<CidrLit>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -169,6 +171,8 @@ pub(super) struct RawGroup {
     pub(super) policy: Option<RawPolicy>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) channels: Vec<Spanned<RawChannel>>,
+    #[serde(default)]
+    pub(super) proxy_protocol: Option<ProxyWord>,
 }
 
 #[derive(Deserialize)]
