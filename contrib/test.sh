@@ -15,9 +15,11 @@ cd "$(dirname "$0")/.."
 #   ss (iproute2), prlimit/setpriv/unshare (util-linux), systemd-analyze
 #   (systemd), mariadbd + mariadb-install-db (mariadb-server), mariadb
 #   (mariadb-client), promtool (prometheus), etcd (etcd-server),
-#   redis-server (redis-server); for tests/haproxy_socket: haproxy
-#   (haproxy), prometheus-haproxy-exporter, hatop, socat, tmux (hatop is
-#   curses), python3 -m venv (python3-venv).
+#   etcdctl (etcd-client), dnsmasq (dnsmasq-base), redis-server
+#   (redis-server), haproxy (haproxy), nginx with its stream module (nginx,
+#   libnginx-mod-stream); for tests/haproxy_socket also
+#   prometheus-haproxy-exporter, hatop, socat, tmux (hatop is curses),
+#   python3 -m venv (python3-venv).
 need=()
 command -v ss >/dev/null || need+=(iproute2)
 command -v prlimit >/dev/null || need+=(util-linux)
@@ -26,6 +28,8 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v mariadb >/dev/null || need+=(mariadb-client)
 command -v promtool >/dev/null || need+=(prometheus)
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v prometheus-haproxy-exporter >/dev/null || need+=(prometheus-haproxy-exporter)
@@ -33,6 +37,8 @@ command -v hatop >/dev/null || need+=(hatop)
 command -v socat >/dev/null || need+=(socat)
 command -v tmux >/dev/null || need+=(tmux)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "the tests need these Debian packages: ${need[*]}" >&2

@@ -162,6 +162,12 @@ pub struct Args {
     /// Policy of the groups not closed by `%`: rr (default), leastconn or hash
     #[arg(long, value_name = "rr|leastconn|hash")]
     policy: Option<String>,
+    /// Send a PROXY protocol header (v1 or v2) to backends before the client's bytes
+    #[arg(long, value_name = "v1|v2")]
+    proxy_protocol: Option<String>,
+    /// Connections from these sources (CIDR,...) must start with a PROXY header
+    #[arg(long, value_name = "CIDR,...")]
+    accept_proxy: Option<String>,
     /// Use buffered copying instead of splice(2)
     #[arg(long)]
     no_splice: bool,
@@ -280,6 +286,8 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
             ("--policy", a.policy.is_some()),
             ("--connection-log", a.connection_log.is_some()),
             ("--connection-log-format", a.connection_log_format.is_some()),
+            ("--proxy-protocol", a.proxy_protocol.is_some()),
+            ("--accept-proxy", a.accept_proxy.is_some()),
         ];
         if let Some((flag, _)) = per_listener.iter().find(|(_, given)| *given) {
             return err(format!(
@@ -297,6 +305,14 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
     }
 
     let listener = listener(&a)?;
+    if let (Some(f), Some(list)) = (&a.fleet, &overlay.fleet) {
+        if list.iter().any(|e| e.starts_with("https://")) {
+            return err(format!(
+                "bad --fleet {}: https:// needs the config file's fleet.tls",
+                quote(f)
+            ));
+        }
+    }
     Ok(Invocation::Run(Config {
         global: overlay.over(Global::default()),
         listeners: vec![listener],
@@ -366,6 +382,12 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
         None => Policy::RoundRobin,
         Some(w) => word("--policy", w, Policy::from_word, "rr, leastconn or hash")?,
     };
+    let proxy_protocol = match a.proxy_protocol.as_deref() {
+        None => None,
+        Some(w) => Some(crate::config::ProxyVersion::from_word(w).ok_or_else(|| {
+            UsageError(format!("bad --proxy-protocol {}: use v1 or v2", quote(w)))
+        })?),
+    };
     let (port_tok, groups_toks) = split_positional(&a.positional, policy)?;
     let port = parse_port(port_tok)
         .map_err(|e| UsageError(format!("bad port {}: {e}", quote(port_tok))))?;
@@ -373,12 +395,18 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
     for (policy, toks) in groups_toks {
         let channels = toks
             .iter()
-            .map(|t| parse_channel(t, 0))
+            .map(|t| {
+                parse_channel(t, 0).map(|mut c| {
+                    c.proxy_protocol = proxy_protocol;
+                    c
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         groups.push(GroupConfig {
             name: String::new(),
             policy,
             channels,
+            proxy_protocol,
         });
     }
 
@@ -409,6 +437,11 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
     l.packet_dump = a.packet_dump;
     l.race = opt_duration("--race", a.race.as_deref())?;
     l.spin = opt_duration("--spin", a.spin.as_deref())?;
+    l.accept_proxy = match a.accept_proxy.as_deref() {
+        None => Vec::new(),
+        Some(s) => crate::config::cidr::parse_list(s)
+            .map_err(|e| UsageError(format!("bad --accept-proxy: {e}")))?,
+    };
     l.failback = match a.failback.as_deref() {
         None => None,
         Some("auto") => Some(Failback::Auto),

@@ -40,6 +40,8 @@
 //! - [`exit`]: every exit code.
 //! - [`atomic_enum`]: an enum kept in an atomic, encoded through one
 //!   exhaustive list per enum.
+//! - [`proxy_header`]: the PROXY protocol header, parsed and encoded
+//!   (pure; the proxy and the monitor's checks both use it).
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -59,6 +61,7 @@ pub mod monitor;
 pub mod operator;
 pub mod pool;
 pub mod proxy;
+pub mod proxy_header;
 pub mod registry;
 pub mod render;
 pub mod service;

@@ -585,7 +585,10 @@ fn create(
         k => find_group(groups, k)?,
     };
     let name = svc.pool.free_channel_name(&target.host, target.port);
-    let ch = svc.pool.new_channel(&name, target.clone(), 0, weight);
+    let proxy = svc.cfg.proxy_protocol_for(g, &target.host, target.port);
+    let ch = svc
+        .pool
+        .new_channel(&name, target.clone(), 0, weight, proxy);
     // Disabled (`DIS`), as balance.fm creates it: scripts run `create` and
     // then `enable N` once the backend is ready.
     ch.set_admin(Admin::Disabled);

@@ -140,6 +140,7 @@ impl Pool {
                             Arc::clone(&eligible),
                         );
                         ch.set_full_holds(opts.full_holds);
+                        ch.set_proxy_protocol(c.proxy_protocol);
                         ch
                     })
                     .collect();
@@ -184,9 +185,20 @@ impl Pool {
         changed
     }
 
-    pub fn new_channel(&self, name: &str, target: Target, maxc: u32, weight: u32) -> Arc<Channel> {
+    /// A channel made at runtime (`create`, the state file, fleet
+    /// registrations); `proxy`: the header it sends (see
+    /// [`crate::config::ListenerConfig::proxy_protocol_for`]).
+    pub fn new_channel(
+        &self,
+        name: &str,
+        target: Target,
+        maxc: u32,
+        weight: u32,
+        proxy: Option<crate::config::ProxyVersion>,
+    ) -> Arc<Channel> {
         let ch = Channel::new(name, target, maxc, weight, Arc::clone(&self.eligible));
         ch.set_full_holds(self.opts.full_holds);
+        ch.set_proxy_protocol(proxy);
         ch
     }
 

@@ -39,6 +39,15 @@ pub struct ListenerStats {
     pub failback_events: AtomicU64,
     /// Rate limit of the warning for refused clients.
     pub refused_log: crate::logging::Every,
+    /// `accept_proxy`: PROXY headers accepted, and connections closed for
+    /// a malformed header, a header not complete in time, or a header
+    /// from a source outside the list.
+    pub proxy_accepted: AtomicU64,
+    pub proxy_malformed: AtomicU64,
+    pub proxy_slow: AtomicU64,
+    pub proxy_untrusted: AtomicU64,
+    /// Rate limit of the warning for refused PROXY headers.
+    pub proxy_log: crate::logging::Every,
 }
 
 impl ListenerStats {

@@ -78,6 +78,7 @@ fn ch(host: &str, port: u16, maxc: u32) -> ChannelConfig {
         port,
         maxc,
         weight: 1,
+        proxy_protocol: None,
     }
 }
 
@@ -85,6 +86,7 @@ fn rr(channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
         name: String::new(),
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels,
     }
 }
@@ -93,6 +95,7 @@ fn hash(channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
         name: String::new(),
         policy: Policy::Hash,
+        proxy_protocol: None,
         channels,
     }
 }
@@ -174,6 +177,7 @@ fn policy_option_sets_the_groups_not_closed_by_percent() {
     let lc = |channels| GroupConfig {
         name: String::new(),
         policy: Policy::LeastConn,
+        proxy_protocol: None,
         channels,
     };
     let l = listener(&[
@@ -658,6 +662,7 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
                         port,
                         maxc,
                         weight: 1,
+                        proxy_protocol: None,
                     }
                 })
                 .collect();
@@ -670,6 +675,7 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
                 name: String::new(),
                 policy,
                 channels,
+                proxy_protocol: None,
             });
         }
         let mut argv = vec!["balance".to_string(), listen.to_string()];
@@ -787,4 +793,32 @@ fn connection_log_flags_make_the_listeners_log() {
         "--connection-log-format needs --connection-log TARGET"
     );
     assert!(bad(&["--connection-log", "x", "--config", "f.yaml"]).contains("set it per listener"));
+}
+
+#[test]
+fn proxy_protocol_and_accept_proxy_options() {
+    use crate::config::ProxyVersion;
+    let l = listener(&["--proxy-protocol", "v1", "8080", "a", "!", "b"]);
+    assert!(l.groups.iter().all(|g| {
+        g.proxy_protocol == Some(ProxyVersion::V1)
+            && g.channels
+                .iter()
+                .all(|c| c.proxy_protocol == Some(ProxyVersion::V1))
+    }));
+    assert!(listener(&["8080", "a"]).groups[0].proxy_protocol.is_none());
+    let l = listener(&["--accept-proxy", "10.0.0.0/8,127.0.0.1", "8080", "a"]);
+    let cidrs: Vec<String> = l.accept_proxy.iter().map(|c| c.to_string()).collect();
+    assert_eq!(cidrs, ["10.0.0.0/8", "127.0.0.1/32"]);
+    assert_eq!(
+        bad(&["--proxy-protocol", "v3", "8080", "a"]),
+        "bad --proxy-protocol \"v3\": use v1 or v2"
+    );
+    assert_eq!(
+        bad(&["--accept-proxy", "10.0.0.0/40", "8080", "a"]),
+        "bad --accept-proxy: \"10.0.0.0/40\": prefix length must be 0-32"
+    );
+    assert!(
+        bad(&["--config", "x.yaml", "--accept-proxy", "::1"])
+            .starts_with("--accept-proxy cannot be used with --config")
+    );
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::monitor::MonitorSpec;
 use super::selfloop::is_self_loop;
 use super::{
-    ChannelConfig, ConnLogConfig, DEFAULT_CONNECT_TIMEOUT, Failback, GroupConfig, Keepalive,
+    ChannelConfig, Cidr, ConnLogConfig, DEFAULT_CONNECT_TIMEOUT, Failback, GroupConfig, Keepalive,
     ListenerConfig,
 };
 
@@ -50,6 +50,7 @@ pub struct ListenerSpec {
     /// Its own `on-down`/`on-up` flags add to the listener's.
     pub monitor: Option<MonitorSpec>,
     pub connection_log: Option<ConnLogConfig>,
+    pub accept_proxy: Vec<Cidr>,
 }
 
 /// Which keepalive (`-k`/`client:` or `-K`/`server:`).
@@ -102,6 +103,7 @@ impl ListenerSpec {
             fence: None,
             monitor: None,
             connection_log: None,
+            accept_proxy: Vec::new(),
         }
     }
 
@@ -127,6 +129,7 @@ impl ListenerSpec {
             fence,
             monitor,
             connection_log,
+            accept_proxy,
         } = self;
         let connect_timeout = match connect_timeout {
             Some(d) if d.is_zero() => return Err(SpecError::ZeroConnectTimeout),
@@ -198,6 +201,7 @@ impl ListenerSpec {
                 .unwrap_or(monitor.as_ref().is_some_and(|m| m.guards_writer())),
             monitor,
             connection_log,
+            accept_proxy,
         })
     }
 }

@@ -93,6 +93,7 @@ pub fn parse_channel(tok: &str, default_port: u16) -> Result<ChannelConfig, BadV
         port,
         maxc,
         weight: 1,
+        proxy_protocol: None,
     })
 }
 

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod build;
+pub mod cidr;
 pub mod error;
 pub mod file;
 pub mod fleet;
@@ -26,7 +27,9 @@ pub mod overlay;
 pub mod selfloop;
 pub mod services;
 
+pub use crate::proxy_header::Version as ProxyVersion;
 pub use build::{ListenerSpec, SpecError};
+pub use cidr::Cidr;
 pub use error::{BadValue, ConfigError, quote};
 pub use file::load as load_file;
 pub use fleet::FleetConfig;
@@ -246,6 +249,10 @@ pub struct ListenerConfig {
     pub monitor: Option<MonitorSpec>,
     /// `--connection-log` / `connection_log:`; `None`: no connection log.
     pub connection_log: Option<ConnLogConfig>,
+    /// `accept_proxy:` / `--accept-proxy`: connections from these sources
+    /// must start with a PROXY header (v1 or v2), whose client address
+    /// then stands for the connection's. Empty: no header is read.
+    pub accept_proxy: Vec<Cidr>,
 }
 
 impl ListenerConfig {
@@ -272,7 +279,22 @@ impl ListenerConfig {
             fence: false,
             monitor: None,
             connection_log: None,
+            accept_proxy: Vec::new(),
         }
+    }
+}
+
+impl ListenerConfig {
+    /// The PROXY header a channel made at runtime at `host:port` in group
+    /// `g` sends: the configured channel's where the config lists it
+    /// there, else its group's (none for a group made at runtime).
+    pub fn proxy_protocol_for(&self, g: usize, host: &Host, port: u16) -> Option<ProxyVersion> {
+        let group = self.groups.get(g)?;
+        group
+            .channels
+            .iter()
+            .find(|c| &c.host == host && c.port == port)
+            .map_or(group.proxy_protocol, |c| c.proxy_protocol)
     }
 }
 
@@ -352,6 +374,9 @@ pub struct GroupConfig {
     pub name: String,
     pub policy: Policy,
     pub channels: Vec<ChannelConfig>,
+    /// `proxy_protocol:` of the group: what its channels send unless they
+    /// say otherwise, and what a channel added at runtime sends.
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 /// A backend destination as the operator wrote it. `host` is a name or an IP
@@ -366,6 +391,9 @@ pub struct ChannelConfig {
     /// 0 = unlimited.
     pub maxc: u32,
     pub weight: u32,
+    /// The PROXY header sent before the client's bytes (the channel's own
+    /// `proxy_protocol:`, else its group's); `None`: no header.
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -203,6 +203,7 @@ impl StateFile {
                     }
                 };
                 let addrs = resolve(&host, c.port);
+                let proxy = svc.cfg.proxy_protocol_for(gi, &host, c.port);
                 let ch = svc.pool.new_channel(
                     &name,
                     Target {
@@ -212,6 +213,7 @@ impl StateFile {
                     },
                     c.maxc,
                     c.weight,
+                    proxy,
                 );
                 if let Some(cc) = configured {
                     ch.set_initial_weight(cc.weight);

@@ -20,6 +20,7 @@ fn svc_on(bind: &str, names: &[&str]) -> Arc<Service> {
             port: 80,
             maxc: 0,
             weight: 1,
+            proxy_protocol: None,
         })
         .collect();
     let cfg = ListenerConfig::new(
@@ -28,6 +29,7 @@ fn svc_on(bind: &str, names: &[&str]) -> Arc<Service> {
         vec![GroupConfig {
             name: String::new(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels,
         }],
     );

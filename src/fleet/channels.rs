@@ -114,7 +114,10 @@ impl Added {
         let target = target(svc, &reg.chan).await?;
         let name = svc.pool.free_channel_name(&reg.chan.host, reg.chan.port);
         let weight = reg.weight.unwrap_or(DEFAULT_WEIGHT);
-        let ch = svc.pool.new_channel(&name, target, 0, weight);
+        let proxy = svc
+            .cfg
+            .proxy_protocol_for(reg.group, &target.host, target.port);
+        let ch = svc.pool.new_channel(&name, target, 0, weight, proxy);
         // As `create` then `enable`.
         ch.set_admin(Admin::Enabled);
         ch.force_up();

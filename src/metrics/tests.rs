@@ -11,16 +11,19 @@ fn exposition_has_every_series_with_labels_and_live_values() {
         port: 80,
         maxc: 0,
         weight: 1,
+        proxy_protocol: None,
     };
     let mut groups = vec![
         GroupConfig {
             name: String::new(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels: vec![ch("10.0.0.1")],
         },
         GroupConfig {
             name: String::new(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels: vec![ch("10.0.0.2")],
         },
     ];

@@ -152,6 +152,7 @@ async fn probe_channel(
             backup: place.backup,
             primary: place.primary,
             pending: place.pending.clone(),
+            proxy: job.channel.proxy_protocol(),
         };
         last = probe::run_chain(checks, &ctx, default_timeout).await;
         if last.result.is_ok() {

@@ -19,6 +19,7 @@ fn service(groups: &[usize], rise: u32, fall: u32) -> Arc<Service> {
         .map(|(g, &n)| GroupConfig {
             name: String::new(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels: (0..n)
                 .map(|i| ChannelConfig {
                     name: String::new(),
@@ -26,6 +27,7 @@ fn service(groups: &[usize], rise: u32, fall: u32) -> Arc<Service> {
                     port: 1000 + (g * 10 + i) as u16,
                     maxc: 0,
                     weight: 1,
+                    proxy_protocol: None,
                 })
                 .collect(),
         })
@@ -312,7 +314,7 @@ async fn channels_added_at_runtime_are_probed() {
         port: 4242,
         addrs: vec![SocketAddr::from(([127, 0, 0, 1], 4242))],
     };
-    let new = svc.pool.new_channel("new", target, 0, 1);
+    let new = svc.pool.new_channel("new", target, 0, 1, None);
     let g0 = svc.pool.groups()[0].with_channel(Arc::clone(&new));
     svc.pool.store_groups(vec![Arc::new(g0)]);
     sleep(Duration::from_millis(250)).await;
@@ -462,12 +464,14 @@ fn failback_pool(failback: Failback) -> crate::pool::Pool {
     let g = |port| GroupConfig {
         name: String::new(),
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels: vec![ChannelConfig {
             name: String::new(),
             host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port,
             maxc: 0,
             weight: 1,
+            proxy_protocol: None,
         }],
     };
     let opts = crate::pool::SelectOpts {

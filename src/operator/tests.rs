@@ -14,16 +14,19 @@ fn svc() -> Service {
         port: 80,
         maxc: 0,
         weight,
+        proxy_protocol: None,
     };
     let mut groups = vec![
         GroupConfig {
             name: "pod1".into(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels: vec![ch("db101", "10.0.0.1", 4), ch("", "10.0.0.2", 1)],
         },
         GroupConfig {
             name: String::new(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels: vec![ch("", "10.0.0.1", 1)],
         },
     ];

@@ -25,7 +25,7 @@ use tokio::sync::futures::Notified;
 
 use super::select::Backend;
 use crate::atomic_enum::{AtomicEnum, u8_enum};
-use crate::config::Host;
+use crate::config::{Host, ProxyVersion};
 use crate::health::{Evidence, Reason, RiseFall, RiseFallParams};
 
 /// Operator state, written only by the control socket (and the state file).
@@ -55,6 +55,20 @@ enum Streak {
     /// Some failure seen at the application level: a connect proves nothing.
     Application,
 }
+
+/// The PROXY header a channel's connects send (see [`Channel::proxy_protocol`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendProxy {
+    Off,
+    V1,
+    V2,
+}
+
+u8_enum!(SendProxy {
+    Off = 0,
+    V1 = 1,
+    V2 = 2,
+});
 
 u8_enum!(Streak {
     None = 0,
@@ -150,6 +164,9 @@ pub struct Channel {
     /// A full server holds new clients even without `maxc` (the
     /// listener spins: waiting beats the server's "too many connections").
     full_holds: AtomicBool,
+    /// The PROXY header its connects (and checks) send first; written at
+    /// build, reload and `create`.
+    proxy: AtomicEnum<SendProxy>,
     /// A replica that has not applied everything it received (or not been
     /// checked since its primary failed): up, but not eligible yet.
     catching_up: AtomicBool,
@@ -286,6 +303,7 @@ impl Channel {
             checks_full: AtomicU64::new(0),
             full: AtomicBool::new(false),
             full_holds: AtomicBool::new(false),
+            proxy: AtomicEnum::new(SendProxy::Off),
             catching_up: AtomicBool::new(false),
             catch_up_told: AtomicBool::new(false),
             replication_broken: AtomicBool::new(false),
@@ -520,6 +538,24 @@ impl Channel {
 
     /// Whether a full server takes no new client even without `maxc`
     /// (set from the listener's settings by the pool).
+    /// The PROXY header to send before the client's bytes, if any.
+    pub fn proxy_protocol(&self) -> Option<ProxyVersion> {
+        match self.proxy.load(Relaxed) {
+            SendProxy::Off => None,
+            SendProxy::V1 => Some(ProxyVersion::V1),
+            SendProxy::V2 => Some(ProxyVersion::V2),
+        }
+    }
+
+    pub fn set_proxy_protocol(&self, v: Option<ProxyVersion>) {
+        let p = match v {
+            None => SendProxy::Off,
+            Some(ProxyVersion::V1) => SendProxy::V1,
+            Some(ProxyVersion::V2) => SendProxy::V2,
+        };
+        self.proxy.store(p, Relaxed);
+    }
+
     pub fn set_full_holds(&self, on: bool) {
         self.full_holds.store(on, Relaxed);
     }

@@ -68,6 +68,7 @@ impl Pool {
                                 Arc::clone(&self.eligible),
                             );
                             ch.set_full_holds(opts.full_holds);
+                            ch.set_proxy_protocol(c.proxy_protocol);
                             ch
                         };
                         let Some(&ch) = kept.get(c.name.as_str()) else {
@@ -98,6 +99,7 @@ impl Pool {
                             return n;
                         }
                         ch.set_full_holds(opts.full_holds);
+                        ch.set_proxy_protocol(c.proxy_protocol);
                         if ch.maxc() != maxc {
                             ch.set_maxc(maxc);
                         }

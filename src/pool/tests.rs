@@ -17,6 +17,7 @@ fn chan(port: u16, maxc: u32, weight: u32) -> ChannelConfig {
         port,
         maxc,
         weight,
+        proxy_protocol: None,
     }
 }
 
@@ -24,6 +25,7 @@ fn group(policy: Policy, ports: &[u16]) -> GroupConfig {
     GroupConfig {
         name: String::new(),
         policy,
+        proxy_protocol: None,
         channels: ports.iter().map(|&p| chan(p, 0, 1)).collect(),
     }
 }
@@ -154,6 +156,7 @@ fn a_channel_with_no_addresses_starts_soft_disabled() {
     let p = pool(&[GroupConfig {
         name: String::new(),
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels: vec![
             ChannelConfig {
                 name: String::new(),
@@ -161,6 +164,7 @@ fn a_channel_with_no_addresses_starts_soft_disabled() {
                 port: 1,
                 maxc: 0,
                 weight: 1,
+                proxy_protocol: None,
             },
             chan(2, 0, 1),
         ],
@@ -176,6 +180,7 @@ fn maxc_spills_to_the_backup_and_returns_after_a_slot_frees() {
         GroupConfig {
             name: String::new(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels: vec![chan(1, 2, 1)],
         },
         group(Policy::RoundRobin, &[2]),
@@ -270,6 +275,7 @@ fn weighted_group_is_smooth_like_nginx() {
     let p = pool(&[GroupConfig {
         name: String::new(),
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels: vec![chan(1, 0, 5), chan(2, 0, 1), chan(3, 0, 1)],
     }]);
     let got: Vec<u16> = (0..14).map(|_| pick(&p, CLIENT).unwrap()).collect();
@@ -384,6 +390,7 @@ fn structural_changes_keep_the_round_robin_position() {
         },
         0,
         1,
+        None,
     );
     p.store_groups(vec![Arc::new(g.with_channel(added))]);
     let got: Vec<u16> = (0..3).map(|_| pick(&p, CLIENT).unwrap()).collect();

@@ -20,9 +20,11 @@ use tokio::sync::futures::Notified;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tracing::{debug, warn};
 
-use crate::config::ListenerConfig;
+use super::Peer;
+use crate::config::{ListenerConfig, ProxyVersion};
 use crate::health::Outcome;
 use crate::pool::{Candidate, Candidates, ConnGuard};
+use crate::proxy_header;
 use crate::service::Service;
 use crate::service::fence::Admit;
 
@@ -75,7 +77,7 @@ const SPIN_RECHECK: Duration = Duration::from_millis(250);
 pub async fn connect(
     svc: &Service,
     client: &TcpStream,
-    peer: SocketAddr,
+    peer: &Peer,
 ) -> Result<Connected, NoBackend> {
     let spin_deadline = svc.cfg.spin.map(|d| Instant::now() + d);
     let mut spinning = false;
@@ -103,7 +105,7 @@ pub async fn connect(
         let attempt = if fleet_held {
             Err(NoBackend::Exhausted)
         } else {
-            try_candidates(svc, svc.pool.candidates(peer.ip()), client).await
+            try_candidates(svc, svc.pool.candidates(peer.addr.ip()), client).await
         };
         match attempt {
             Ok(c) => match ticket {
@@ -160,7 +162,48 @@ pub async fn connect(
     if spinning {
         svc.stats.spinning.fetch_sub(1, Relaxed);
     }
-    result
+    match result {
+        Ok(c) => match c.cand.channel.proxy_protocol() {
+            None => Ok(c),
+            Some(v) => send_header(&c.stream, v, client, peer).map(|()| c),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Write the PROXY header for `peer` on the connection chosen for it,
+/// before any client byte: the connection that carries the client (a
+/// retry's, or the raced connect that won) writes its own; a connect the
+/// race dropped never carries a byte. Without waiting: a new connection's
+/// send buffer is empty, so one `write` of at most 107 bytes completes at
+/// once (and no await keeps the connect state larger). Should it not, the
+/// client is refused rather than relayed without its header; a backend
+/// that reset right after accepting is a reset while connecting.
+fn send_header(
+    stream: &TcpStream,
+    v: ProxyVersion,
+    client: &TcpStream,
+    peer: &Peer,
+) -> Result<(), NoBackend> {
+    let dst = peer.dst.or_else(|| client.local_addr().ok());
+    let h = match dst {
+        Some(dst) => proxy_header::encode(v, peer.addr, super::canonical(dst)),
+        // No local address (the client's socket is gone): nothing to claim.
+        None => proxy_header::encode_local(v),
+    };
+    match stream.try_write(h.as_bytes()) {
+        Ok(n) if n == h.as_bytes().len() => Ok(()),
+        Ok(n) => {
+            warn!(
+                "the PROXY header did not fit a new connection's send buffer ({n} bytes written); closed"
+            );
+            Err(NoBackend::Reset)
+        }
+        Err(e) => {
+            debug!(error = %e, "sending the PROXY header failed");
+            Err(NoBackend::Reset)
+        }
+    }
 }
 
 /// Wait while spinning: for a channel to become eligible, the recheck, or

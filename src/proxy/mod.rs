@@ -5,6 +5,8 @@
 //! - `connect`: pick a channel, connect with failover.
 //! - `relay`: the orchestrator (active phases, idle parking, `-T`, the
 //!   close passed on), one `half::HalfDuplex` per direction.
+//! - `accept`: the PROXY header from a trusted upstream (`accept_proxy`),
+//!   read before anything else on listeners that have it.
 //! - `own`: our own connects coming back in (a loop through a listener
 //!   of this process), refused by the accept loop.
 //! - `trace`: what the connection log records of a connection (nothing,
@@ -13,6 +15,7 @@
 //!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`;
 //!   both take their copy buffers from `spare`.
 
+pub mod accept;
 pub mod buffered;
 pub mod connect;
 pub mod dump;
@@ -39,16 +42,35 @@ use relay::RelayOpts;
 use trace::{Ended, Recorder};
 pub use trace::{Logged, NoLog};
 
+/// The client of a connection as logs, hashing and the PROXY header sent
+/// onward know it: the socket's peer, or the address a trusted PROXY
+/// header carried (`accept_proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// The address the client connected to, when a PROXY header said;
+    /// otherwise the socket's own, read only when a header is sent.
+    pub dst: Option<SocketAddr>,
+}
+
+impl Peer {
+    /// A client connected to us directly.
+    pub fn direct(addr: SocketAddr) -> Peer {
+        Peer { addr, dst: None }
+    }
+}
+
 /// Connect, after waiting for this client's turn while the operator holds
 /// the listener (`spin on`; see [`crate::service::hold`]). Without a hold
 /// this is one atomic load more than `connect`.
 async fn held_connect(
     svc: &Service,
     client: &TcpStream,
-    peer: SocketAddr,
+    peer: Peer,
 ) -> Result<connect::Connected, NoBackend> {
     if !svc.ops.hold.engaged() {
-        return connect::connect(svc, client, peer).await;
+        return connect::connect(svc, client, &peer).await;
     }
     // Boxed: a second connect state would otherwise size every connect.
     Box::pin(connect_in_turn(svc, client, peer)).await
@@ -58,7 +80,7 @@ async fn held_connect(
 async fn connect_in_turn(
     svc: &Service,
     client: &TcpStream,
-    peer: SocketAddr,
+    peer: Peer,
 ) -> Result<connect::Connected, NoBackend> {
     let hold = &svc.ops.hold;
     debug!("held by the operator (spin on)");
@@ -68,7 +90,7 @@ async fn connect_in_turn(
         notes::held(since, turn.is_err());
     }
     match turn {
-        Ok(turn) => turn.run(connect::connect(svc, client, peer)).await,
+        Ok(turn) => turn.run(connect::connect(svc, client, &peer)).await,
         Err(_) => {
             debug!("client left while held");
             Err(NoBackend::ClientGone)
@@ -113,6 +135,18 @@ async fn serve<R: Recorder>(
 ) {
     // TCP_NODELAY comes from the listener (`listener::bind`).
     crate::sys::set_keepalive((&client).into(), svc.cfg.client_keepalive.as_ref());
+    // Without `accept_proxy` one branch on the config; with it, boxed:
+    // its buffer is freed before the connect.
+    let peer = if svc.cfg.accept_proxy.is_empty() {
+        Peer::direct(peer)
+    } else {
+        match Box::pin(accept::client(&svc, &client, peer)).await {
+            Some(p) => p,
+            None => return,
+        }
+    };
+    // The client as the listener knows it (a PROXY header's, when read).
+    rec.client(peer.addr);
     // Boxed: the connect state is freed once connected, so it does not
     // size the future every idle connection keeps; the result is taken
     // apart at once, so only the stream and the slot live on.

@@ -25,12 +25,14 @@ async fn the_futures_a_connection_allocates_stay_small() {
     let group = GroupConfig {
         name: String::new(),
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels: vec![ChannelConfig {
             name: String::new(),
             host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: 1,
             maxc: 0,
             weight: 1,
+            proxy_protocol: None,
         }],
     };
     let cfg = ListenerConfig::new("test".into(), local, vec![group]);
@@ -40,7 +42,7 @@ async fn the_futures_a_connection_allocates_stay_small() {
         .await
         .unwrap();
     let permit = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
-    let connect = std::mem::size_of_val(&held_connect(&svc, &client, local));
+    let connect = std::mem::size_of_val(&held_connect(&svc, &client, Peer::direct(local)));
     let fut = handle(Arc::clone(&svc), client, local, permit, NoLog::accepted);
     let task = std::mem::size_of_val(&fut);
     assert!(

@@ -28,6 +28,8 @@ pub trait Recorder {
     /// The connection's task as spawned (with its notes when logged).
     type Task<F: Future<Output = ()>>: Future<Output = ()>;
     fn task<F: Future<Output = ()>>(f: F) -> Self::Task<F>;
+    /// The client's address as the listener knows it (a PROXY header's).
+    fn client(&mut self, addr: SocketAddr);
     /// Connected to `addr` of `cand`'s channel.
     fn connected(&mut self, svc: &Service, cand: &Candidate, addr: SocketAddr);
     /// Where the backend's first byte's arrival goes, when watched.
@@ -84,6 +86,8 @@ impl Recorder for NoLog {
     fn task<F: Future<Output = ()>>(f: F) -> F {
         f
     }
+    #[inline(always)]
+    fn client(&mut self, _: SocketAddr) {}
     #[inline(always)]
     fn connected(&mut self, _: &Service, _: &Candidate, _: SocketAddr) {}
     #[inline(always)]
@@ -166,6 +170,10 @@ impl Recorder for Logged {
     type Task<F: Future<Output = ()>> = TaskLocalFuture<RefCell<Notes>, F>;
     fn task<F: Future<Output = ()>>(f: F) -> Self::Task<F> {
         super::notes::traced_task(f)
+    }
+
+    fn client(&mut self, addr: SocketAddr) {
+        self.client = addr;
     }
 
     fn connected(&mut self, svc: &Service, cand: &Candidate, addr: SocketAddr) {

@@ -139,6 +139,15 @@ pub fn channels(groups: &[Arc<Group>]) -> Vec<ChannelView> {
         .collect()
 }
 
+/// A listener's `accept_proxy` counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyHeaders {
+    pub accepted: u64,
+    pub malformed: u64,
+    pub slow: u64,
+    pub untrusted: u64,
+}
+
 /// One listener at one instant: its counters, groups and channels.
 #[derive(Debug, Clone)]
 pub struct ListenerView {
@@ -146,6 +155,9 @@ pub struct ListenerView {
     pub bind: SocketAddr,
     pub accepted: u64,
     pub refused: u64,
+    /// `accept_proxy`: headers accepted, and connections closed for a
+    /// malformed, slow or untrusted header.
+    pub proxy_headers: ProxyHeaders,
     pub spinning: u64,
     /// Clients held by the operator (`spin on`) right now.
     pub held: u64,
@@ -186,6 +198,12 @@ impl ListenerView {
             bind: svc.cfg.bind,
             accepted: s.accepted.load(Relaxed),
             refused: s.refused.load(Relaxed),
+            proxy_headers: ProxyHeaders {
+                accepted: s.proxy_accepted.load(Relaxed),
+                malformed: s.proxy_malformed.load(Relaxed),
+                slow: s.proxy_slow.load(Relaxed),
+                untrusted: s.proxy_untrusted.load(Relaxed),
+            },
             spinning: s.spinning.load(Relaxed),
             held: svc.ops.hold.held(),
             hold_until: svc.ops.hold.until(),

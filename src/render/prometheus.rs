@@ -23,7 +23,7 @@ type ListenerGetter = fn(&ListenerView) -> i64;
 type ChannelGetter = fn(&ChannelView) -> f64;
 
 /// Per-listener series: name, type, help, value.
-const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 10] = [
+const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 14] = [
     (
         "balance_listener_accepted_total",
         "counter",
@@ -35,6 +35,30 @@ const PER_LISTENER: [(&str, &str, &str, ListenerGetter); 10] = [
         "counter",
         "Clients closed because no channel could take them.",
         |l| l.refused as i64,
+    ),
+    (
+        "balance_listener_proxy_headers_accepted_total",
+        "counter",
+        "PROXY headers accepted from sources listed in accept_proxy.",
+        |l| l.proxy_headers.accepted as i64,
+    ),
+    (
+        "balance_listener_proxy_headers_malformed_total",
+        "counter",
+        "Connections closed for a malformed PROXY header (or none) from a listed source.",
+        |l| l.proxy_headers.malformed as i64,
+    ),
+    (
+        "balance_listener_proxy_headers_slow_total",
+        "counter",
+        "Connections closed because their PROXY header was not complete in time.",
+        |l| l.proxy_headers.slow as i64,
+    ),
+    (
+        "balance_listener_proxy_headers_untrusted_total",
+        "counter",
+        "Connections closed for a PROXY header from a source not listed in accept_proxy.",
+        |l| l.proxy_headers.untrusted as i64,
     ),
     (
         "balance_listener_failovers_total",

@@ -86,6 +86,12 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
             "bind": l.bind.to_string(),
             "accepted": l.accepted,
             "refused": l.refused,
+            "proxy_headers": {
+                "accepted": l.proxy_headers.accepted,
+                "malformed": l.proxy_headers.malformed,
+                "slow": l.proxy_headers.slow,
+                "untrusted": l.proxy_headers.untrusted,
+            },
             "spinning": l.spinning,
             "held": l.held,
             "spin": if l.hold_until.is_some() { "on" } else { "off" },

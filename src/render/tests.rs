@@ -9,6 +9,7 @@ fn svc() -> Service {
         port,
         maxc: 0,
         weight: 1,
+        proxy_protocol: None,
     };
     let cfg = ListenerConfig::new(
         "l".into(),
@@ -17,11 +18,13 @@ fn svc() -> Service {
             GroupConfig {
                 name: String::new(),
                 policy: Policy::RoundRobin,
+                proxy_protocol: None,
                 channels: vec![ch("10.0.0.1", 80), ch("10.0.0.2", 81)],
             },
             GroupConfig {
                 name: String::new(),
                 policy: Policy::Hash,
+                proxy_protocol: None,
                 channels: vec![ch("::1", 82)],
             },
         ],

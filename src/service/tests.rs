@@ -19,6 +19,7 @@ fn ch(ip: &str, port: u16, maxc: u32) -> ChannelConfig {
         port,
         maxc,
         weight: 1,
+        proxy_protocol: None,
     }
 }
 
@@ -29,6 +30,7 @@ fn cfg(groups: Vec<Vec<ChannelConfig>>) -> ListenerConfig {
         .map(|channels| GroupConfig {
             name: String::new(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels,
         })
         .collect();

@@ -194,6 +194,23 @@ pub fn local_addr(s: &impl std::os::fd::AsFd) -> Option<std::net::SocketAddr> {
     SockRef::from(s).local_addr().ok()?.as_socket()
 }
 
+/// The bytes already received on `s`, without consuming them and without
+/// waiting (MSG_PEEK | MSG_DONTWAIT): how many were copied into `buf`; 0
+/// when nothing is there yet (or on any error).
+pub fn peek_now(s: &impl AsRawFd, buf: &mut [u8]) -> usize {
+    // SAFETY: valid fd owned by `s`; `buf` is a live, writable slice and
+    // its exact length is passed, so recv writes only inside it.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).unwrap_or(0)
+}
+
 /// IP_BIND_ADDRESS_NO_PORT: with a source address (`-B`), defer the port
 /// choice to connect(), so the 4-tuple, not the port alone, must be unique.
 pub fn set_bind_address_no_port(s: &impl AsRawFd) {

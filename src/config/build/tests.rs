@@ -15,6 +15,7 @@ fn spec(bind: &str, channels: &[(&str, u16)]) -> ListenerSpec {
             port: *p,
             maxc: 0,
             weight: 1,
+            proxy_protocol: None,
         })
         .collect();
     ListenerSpec::new(
@@ -23,6 +24,7 @@ fn spec(bind: &str, channels: &[(&str, u16)]) -> ListenerSpec {
         vec![GroupConfig {
             name: String::new(),
             policy: Policy::RoundRobin,
+            proxy_protocol: None,
             channels,
         }],
     )

@@ -15,9 +15,9 @@ use super::raw::{
     RawKeepalive, RawListener, RawLogFormat, RawMonitor, RawOnDown, RawOnUp, RawPolicy,
     RawRedisRole,
 };
-use super::scalars::Dur;
+use super::scalars::{Dur, RawChannel};
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
-use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
+use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig, TlsFiles};
 use crate::config::monitor::{Check, MonitorSpec, Probe, RedisRole, read_password_file};
 use crate::config::{
     Config, ConnLogConfig, ConnLogFormat, ConnLogTarget, Failback, Global, GroupConfig,
@@ -88,13 +88,25 @@ fn globals(raw: &RawFile, overlay: &Overlay) -> Result<Global, String> {
 }
 
 fn fleet(f: &RawFleet) -> Result<FleetConfig, String> {
-    let c = FleetConfig {
+    let mut c = FleetConfig {
         endpoints: f.endpoints.clone(),
+        discovery_srv: f.discovery_srv.clone(),
+        tls: f.tls.as_ref().map(|t| {
+            Box::new(TlsFiles {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            })
+        }),
+        user: f.user.clone(),
+        password_file: f.password_file.clone(),
+        loaded: Default::default(),
         prefix: f.prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.into()),
         id: f.id.clone(),
         fallback: f.fallback.map(|d| d.0),
     };
     c.validate().map_err(|e| format!("fleet.{e}"))?;
+    c.load_files().map_err(|e| format!("fleet.{e}"))?;
     Ok(c)
 }
 
@@ -169,14 +181,26 @@ fn listener(
     let groups = l
         .groups
         .into_iter()
-        .map(|g| GroupConfig {
-            name: g.name.map(|n| n.0).unwrap_or_default(),
-            policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
-                RawPolicy::Rr => Policy::RoundRobin,
-                RawPolicy::Hash => Policy::Hash,
-                RawPolicy::Leastconn => Policy::LeastConn,
-            }),
-            channels: g.channels.into_iter().map(|c| c.value.0).collect(),
+        .map(|g| {
+            let group_proxy = g.proxy_protocol.and_then(|p| p.0);
+            GroupConfig {
+                name: g.name.map(|n| n.0).unwrap_or_default(),
+                policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
+                    RawPolicy::Rr => Policy::RoundRobin,
+                    RawPolicy::Hash => Policy::Hash,
+                    RawPolicy::Leastconn => Policy::LeastConn,
+                }),
+                channels: g
+                    .channels
+                    .into_iter()
+                    .map(|c| {
+                        let RawChannel(mut ch, own) = c.value;
+                        ch.proxy_protocol = own.map_or(group_proxy, |p| p.0);
+                        ch
+                    })
+                    .collect(),
+                proxy_protocol: group_proxy,
+            }
         })
         .collect();
     let loc = at(sl.referenced);
@@ -199,6 +223,10 @@ fn listener(
     spec.on_down_shutdown = matches!(l.on_down, Some(RawOnDown::Shutdown));
     spec.on_up_shutdown_backup = matches!(l.on_up, Some(RawOnUp::ShutdownBackup));
     spec.fence = l.fence;
+    spec.accept_proxy = l
+        .accept_proxy
+        .map(|v| v.into_iter().map(|c| c.0).collect())
+        .unwrap_or_default();
     if let Some(m) = l.monitor {
         spec.monitor = Some(monitor(&loc, &name, m)?);
     }

@@ -10,8 +10,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::scalars::{
-    Argv, Bind, Bounded, Dur, HttpPath, IpLit, ItemName, Mode, Name, Port, RawChannel,
-    StatusRanges, nonempty,
+    Argv, Bind, Bounded, CidrLit, Dur, HttpPath, IpLit, ItemName, Mode, Name, Port, ProxyWord,
+    RawChannel, StatusRanges, nonempty,
 };
 
 #[derive(Deserialize)]
@@ -66,14 +66,32 @@ pub(super) enum RawConnLogFormat {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFleet {
-    #[serde(deserialize_with = "nonempty")]
+    #[serde(default)]
     pub(super) endpoints: Vec<String>,
+    #[serde(default)]
+    pub(super) discovery_srv: Option<String>,
+    #[serde(default)]
+    pub(super) tls: Option<RawFleetTls>,
+    #[serde(default)]
+    pub(super) user: Option<String>,
+    #[serde(default)]
+    pub(super) password_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) prefix: Option<String>,
     #[serde(default)]
     pub(super) id: Option<String>,
     #[serde(default)]
     pub(super) fallback: Option<Dur>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleetTls {
+    pub(super) ca: PathBuf,
+    #[serde(default)]
+    pub(super) cert: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) key: Option<PathBuf>,
 }
 
 /// `haproxy_socket:`'s map form (a bare path is read by
@@ -130,6 +148,7 @@ pub(super) struct RawListener {
     pub(super) monitor: Option<RawMonitor>,
     #[serde(default)]
     pub(super) connection_log: Option<Spanned<RawConnLog>>,
+    pub(super) accept_proxy: Option<Vec<CidrLit>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -171,6 +190,8 @@ pub(super) struct RawGroup {
     pub(super) policy: Option<RawPolicy>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) channels: Vec<Spanned<RawChannel>>,
+    #[serde(default)]
+    pub(super) proxy_protocol: Option<ProxyWord>,
 }
 
 #[derive(Deserialize)]

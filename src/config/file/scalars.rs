@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use crate::config::ChannelConfig;
 use crate::config::grammar::{parse_bind, parse_channel, parse_duration};
 use crate::config::services::parse_port;
+use crate::config::{ChannelConfig, Cidr, ProxyVersion};
 
 pub(super) fn nonempty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
@@ -202,6 +202,40 @@ impl<'de> Deserialize<'de> for IpLit {
     }
 }
 
+/// A `proxy_protocol:` value: `v1`, `v2` or `none` (no header).
+#[derive(Clone, Copy)]
+pub(super) struct ProxyWord(pub(super) Option<ProxyVersion>);
+
+impl<'de> Deserialize<'de> for ProxyWord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "none" => Ok(ProxyWord(None)),
+            w => ProxyVersion::from_word(w)
+                .map(|v| ProxyWord(Some(v)))
+                .ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "bad proxy_protocol {}: use v1, v2 or none",
+                        quote(&s)
+                    ))
+                }),
+        }
+    }
+}
+
+/// One `accept_proxy:` entry: `ADDR/LEN` or an address.
+#[derive(Clone, Copy)]
+pub(super) struct CidrLit(pub(super) Cidr);
+
+impl<'de> Deserialize<'de> for CidrLit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Cidr::parse(&s)
+            .map(CidrLit)
+            .map_err(|e| de::Error::custom(format!("bad address range {e}")))
+    }
+}
+
 /// An HTTP request path: starts with `/`, printable ASCII, no spaces.
 pub(super) struct HttpPath(pub(super) String);
 
@@ -282,7 +316,9 @@ impl<'de> Deserialize<'de> for Argv {
 
 /// A channel: `"host[:port[:maxc]]"` like the command line, or a map
 /// `{host, port, maxc, weight}`. Port 0 here means "the listener's port".
-pub(super) struct RawChannel(pub(super) ChannelConfig);
+/// A channel and its own `proxy_protocol:` (`None`: not given, so the
+/// group's applies).
+pub(super) struct RawChannel(pub(super) ChannelConfig, pub(super) Option<ProxyWord>);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -296,6 +332,8 @@ struct ChannelMap {
     maxc: Option<Bounded<0, 1_000_000>>,
     #[serde(default)]
     weight: Option<Bounded<1, 1000>>,
+    #[serde(default)]
+    proxy_protocol: Option<ProxyWord>,
 }
 
 impl<'de> Deserialize<'de> for RawChannel {
@@ -304,10 +342,14 @@ impl<'de> Deserialize<'de> for RawChannel {
         impl<'de> Visitor<'de> for V {
             type Value = RawChannel;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"host[:port[:maxc]]\" or a map with name, host, port, maxc, weight")
+                f.write_str(
+                    "\"host[:port[:maxc]]\" or a map with name, host, port, maxc, weight, proxy_protocol",
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RawChannel, E> {
-                parse_channel(s, 0).map(RawChannel).map_err(E::custom)
+                parse_channel(s, 0)
+                    .map(|c| RawChannel(c, None))
+                    .map_err(E::custom)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawChannel, A::Error> {
                 let m = ChannelMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -334,7 +376,7 @@ impl<'de> Deserialize<'de> for RawChannel {
                 if let Some(w) = m.weight {
                     c.weight = w.0 as u32;
                 }
-                Ok(RawChannel(c))
+                Ok(RawChannel(c, m.proxy_protocol))
             }
         }
         d.deserialize_any(V)

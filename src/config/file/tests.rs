@@ -676,6 +676,12 @@ fn fleet_key_is_read_and_checked() {
         "fleet: {{ endpoints: [\"http://e:2379\"] }}\n{MIN}"
     ));
     assert_eq!(c.global.fleet.unwrap().prefix, "/balance");
+    let c = ok(&format!("fleet: {{ discovery_srv: example.com }}\n{MIN}"));
+    let f = c.global.fleet.unwrap();
+    assert_eq!(
+        (f.endpoints.len(), f.discovery_srv.as_deref()),
+        (0, Some("example.com"))
+    );
     for (fleet, want) in [
         ("{ endpoints: [] }", "must not be empty"),
         (
@@ -691,6 +697,26 @@ fn fleet_key_is_read_and_checked() {
             "fleet.fallback: must be 100ms-1h",
         ),
         ("{ endpoints: [\"http://e:2379\"], ttl: 3 }", "ttl"),
+        (
+            "{ endpoints: [\"https://e:2379\"] }",
+            "fleet.endpoints: \"https://e:2379\": https:// needs fleet.tls",
+        ),
+        (
+            "{ endpoints: [\"https://e:2379\"], tls: { ca: /nonexistent/ca.pem } }",
+            "fleet.tls.ca /nonexistent/ca.pem: No such file",
+        ),
+        (
+            "{ endpoints: [\"https://e:2379\"], tls: { ca: /x, crt: /y } }",
+            "crt",
+        ),
+        (
+            "{ discovery_srv: example.com, user: bal }",
+            "fleet.user needs password_file",
+        ),
+        (
+            "{ discovery_srv: \"example com\" }",
+            "fleet.discovery_srv: \"example com\"",
+        ),
     ] {
         let e = bad(&format!("fleet: {fleet}\n{MIN}"));
         assert!(e.contains(want) && !e.contains('\n'), "{fleet}: {e}");
@@ -886,4 +912,52 @@ fn haproxy_socket_is_a_path_or_a_map_with_mode_and_group() {
         let e = bad(&format!("haproxy_socket: {v}\n{MIN}"));
         assert!(e.contains(want), "{v}: {e}");
     }
+}
+
+#[test]
+fn proxy_protocol_per_group_and_channel_and_accept_proxy() {
+    use crate::config::ProxyVersion;
+    let text = "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    accept_proxy: [\"10.1.2.3/8\", \"::1\"]\n    groups:\n      - proxy_protocol: v2\n        channels: [\"10.0.0.1:80\", { host: 10.0.0.2, port: 80, proxy_protocol: v1 }, { host: 10.0.0.3, proxy_protocol: none }]\n      - channels: [\"10.0.0.4:80\"]\n";
+    let l = &ok(text).listeners[0];
+    let got: Vec<Vec<Option<ProxyVersion>>> = l
+        .groups
+        .iter()
+        .map(|g| g.channels.iter().map(|c| c.proxy_protocol).collect())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            vec![Some(ProxyVersion::V2), Some(ProxyVersion::V1), None],
+            vec![None]
+        ]
+    );
+    assert_eq!(l.groups[0].proxy_protocol, Some(ProxyVersion::V2));
+    assert_eq!(l.groups[1].proxy_protocol, None);
+    let cidrs: Vec<String> = l.accept_proxy.iter().map(|c| c.to_string()).collect();
+    assert_eq!(cidrs, ["10.0.0.0/8", "::1/128"]);
+    // What a channel created at runtime would send.
+    let h = |s: &str| Host::Ip(s.parse().unwrap());
+    assert_eq!(
+        l.proxy_protocol_for(0, &h("10.0.0.2"), 80),
+        Some(ProxyVersion::V1)
+    );
+    assert_eq!(
+        l.proxy_protocol_for(0, &h("10.9.9.9"), 80),
+        Some(ProxyVersion::V2)
+    );
+    assert_eq!(l.proxy_protocol_for(1, &h("10.9.9.9"), 80), None);
+    assert_eq!(l.proxy_protocol_for(2, &h("10.9.9.9"), 80), None);
+    assert!(ok(MIN).listeners[0].accept_proxy.is_empty());
+
+    let e = bad(&MIN.replace(
+        "      - channels",
+        "      - proxy_protocol: v3\n        channels",
+    ));
+    assert!(
+        e.contains("bad proxy_protocol \"v3\": use v1, v2 or none"),
+        "{e}"
+    );
+    let e = bad(&format!("{MIN}    accept_proxy: [\"10.0.0.0/33\"]\n"));
+    assert!(e.contains("prefix length must be 0-32"), "{e}");
+    assert!(e.starts_with("line "), "{e}");
 }

@@ -11,6 +11,7 @@ fn ch(host: &str, port: u16, maxc: u32) -> ChannelConfig {
         port,
         maxc,
         weight: 1,
+        proxy_protocol: None,
     }
 }
 

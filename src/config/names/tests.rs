@@ -8,6 +8,7 @@ fn ch(name: &str, host: &str, port: u16) -> ChannelConfig {
         port,
         maxc: 0,
         weight: 1,
+        proxy_protocol: None,
     }
 }
 
@@ -15,6 +16,7 @@ fn group(name: &str, channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
         name: name.into(),
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels,
     }
 }

@@ -11,6 +11,7 @@ fn self_loops_are_detected_for_literal_loopback_and_wildcard_binds() {
         port,
         maxc: 0,
         weight: 1,
+        proxy_protocol: None,
     };
     let b = |s: &str| s.parse::<SocketAddr>().unwrap();
     assert!(is_self_loop(b("10.0.0.5:80"), &ch("10.0.0.5", 80)));

@@ -20,6 +20,7 @@ fn svc(groups: &[(&[&str], Policy)]) -> Arc<Service> {
         .map(|(chs, p)| GroupConfig {
             name: String::new(),
             policy: *p,
+            proxy_protocol: None,
             channels: chs
                 .iter()
                 .map(|s| {
@@ -30,6 +31,7 @@ fn svc(groups: &[(&[&str], Policy)]) -> Arc<Service> {
                         port: port.parse().unwrap(),
                         maxc: 0,
                         weight: 1,
+                        proxy_protocol: None,
                     }
                 })
                 .collect(),

@@ -225,7 +225,11 @@ impl Login {
     async fn value(&self, ch: &crate::pool::Channel, sql: &str) -> Result<String, String> {
         let mut why = format!("{} does not resolve", ch.target());
         for &addr in &ch.target().addrs {
-            let q = mysql::value(addr, self.source, &self.user, self.password.as_deref(), sql);
+            let dial = crate::monitor::probe::Dial {
+                source: self.source,
+                proxy: ch.proxy_protocol(),
+            };
+            let q = mysql::value(addr, dial, &self.user, self.password.as_deref(), sql);
             match tokio::time::timeout(QUERY, q).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(Finding::Failed(e) | Finding::Full(e) | Finding::CatchingUp(e))) => {

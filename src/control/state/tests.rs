@@ -176,10 +176,12 @@ fn restore_gives_configured_channels_the_configured_names_and_created_ones_their
         port,
         maxc: 0,
         weight: 4,
+        proxy_protocol: None,
     };
     let mut groups = vec![GroupConfig {
         name: "pod1".into(),
         policy: Policy::RoundRobin,
+        proxy_protocol: None,
         channels: vec![conf("db101", 1), conf("", 2)],
     }];
     crate::config::names::fill(&mut groups).unwrap();

@@ -3,5 +3,5 @@
 use super::{Ctx, tcp};
 
 pub async fn run(ctx: &Ctx) -> Result<(), String> {
-    tcp(ctx.addr, ctx.source).await.map(drop)
+    tcp(ctx.addr, ctx.dial()).await.map(drop)
 }

@@ -18,7 +18,16 @@ pub async fn run(
     body: Option<&str>,
 ) -> Result<(), String> {
     let addr = SocketAddr::new(ctx.addr.ip(), port.unwrap_or(ctx.addr.port()));
-    let mut s = tcp(addr, ctx.source).await?;
+    // A side port (`port=`) is another service: no PROXY header there.
+    let dial = if addr == ctx.addr {
+        ctx.dial()
+    } else {
+        super::Dial {
+            proxy: None,
+            ..ctx.dial()
+        }
+    };
+    let mut s = tcp(addr, dial).await?;
     let host = match host {
         Some(h) => h.to_string(),
         None if addr.port() == 80 => ctx.host.clone(),

@@ -18,9 +18,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::ProxyVersion;
 use crate::config::monitor::{Check, Probe};
 use crate::health::Facts;
 
@@ -50,6 +51,28 @@ pub struct Ctx {
     /// The channel's connection still waiting for a greeting, if the check
     /// keeps one (`mysql`).
     pub pending: Option<std::sync::Arc<Pending>>,
+    /// The channel's `proxy_protocol`: its checks send the matching
+    /// header with no client behind it (`PROXY UNKNOWN`, v2 LOCAL).
+    pub proxy: Option<ProxyVersion>,
+}
+
+impl Ctx {
+    /// How this channel's checks connect to its address.
+    pub fn dial(&self) -> Dial {
+        Dial {
+            source: self.source,
+            proxy: self.proxy,
+        }
+    }
+}
+
+/// How a check reaches a backend: from which source address (`-B`), and
+/// with which PROXY header first (the channel's `proxy_protocol`, so a
+/// backend that requires the header accepts its checks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dial {
+    pub source: Option<std::net::IpAddr>,
+    pub proxy: Option<ProxyVersion>,
 }
 
 /// Where a probed channel stands in its listener (see [`Ctx`]).
@@ -207,8 +230,10 @@ pub fn fmt_dur(d: Duration) -> String {
     }
 }
 
-/// Connect to `addr` (from `source` if set); errors as short reasons.
-pub async fn tcp(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<TcpStream, String> {
+/// Connect to `addr` (from `dial.source` if set), then send the PROXY
+/// header `dial.proxy` asks for; errors as short reasons.
+pub async fn tcp(addr: SocketAddr, dial: Dial) -> Result<TcpStream, String> {
+    let Dial { source, proxy } = dial;
     let sock = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
@@ -220,8 +245,13 @@ pub async fn tcp(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<T
         sock.bind(SocketAddr::new(src, 0))
             .map_err(|e| format!("local error: bind {src}: {e}"))?;
     }
-    let s = sock.connect(addr).await.map_err(|e| io_reason(&e))?;
+    let mut s = sock.connect(addr).await.map_err(|e| io_reason(&e))?;
     let _ = s.set_nodelay(true);
+    if let Some(v) = proxy {
+        s.write_all(crate::proxy_header::encode_local(v).as_bytes())
+            .await
+            .map_err(|e| format!("sending the PROXY header: {}", io_reason(&e)))?;
+    }
     Ok(s)
 }
 

@@ -50,7 +50,7 @@ pub async fn run(
     facts: &mut Facts,
 ) -> Result<(), Finding> {
     let mut lag = None;
-    let r = match login(ctx.addr, ctx.source, user, password, ctx.pending.as_deref()).await {
+    let r = match login(ctx.addr, ctx.dial(), user, password, ctx.pending.as_deref()).await {
         Ok(Some(mut s)) => {
             let judged = ask(&mut s, ctx, role, &mut lag, facts).await;
             quit(s).await;
@@ -69,12 +69,12 @@ pub async fn run(
 /// For the control socket's `switchover` (GTID positions).
 pub async fn value(
     addr: std::net::SocketAddr,
-    source: Option<std::net::IpAddr>,
+    dial: super::Dial,
     user: &str,
     password: Option<&str>,
     sql: &str,
 ) -> Result<String, Finding> {
-    let Some(mut s) = login(addr, source, Some(user), password, None).await? else {
+    let Some(mut s) = login(addr, dial, Some(user), password, None).await? else {
         return Err("no login".into());
     };
     let rows = query::query(&mut s, sql).await;
@@ -106,7 +106,7 @@ async fn quit(mut s: TcpStream) {
 async fn greeted(
     pending: &super::Pending,
     addr: std::net::SocketAddr,
-    source: Option<std::net::IpAddr>,
+    dial: super::Dial,
 ) -> Result<(TcpStream, (u8, Vec<u8>)), Finding> {
     let mut slot = pending.lock().await;
     if slot
@@ -120,7 +120,7 @@ async fn greeted(
         // (the server restarted, say) is replaced at once.
         let fresh = slot.is_none();
         if fresh {
-            let stream = tcp(addr, source).await?;
+            let stream = tcp(addr, dial).await?;
             *slot = Some(super::Parked {
                 addr,
                 since: std::time::Instant::now(),
@@ -151,18 +151,18 @@ async fn greeted(
 /// `None` after the greeting when there is no user.
 async fn login(
     addr: std::net::SocketAddr,
-    source: Option<std::net::IpAddr>,
+    dial: super::Dial,
     user: Option<&str>,
     password: Option<&str>,
     pending: Option<&super::Pending>,
 ) -> Result<Option<TcpStream>, Finding> {
     let (mut s, (seq, greeting)) = match pending {
         None => {
-            let mut s = tcp(addr, source).await?;
+            let mut s = tcp(addr, dial).await?;
             let g = read_packet(&mut s).await?;
             (s, g)
         }
-        Some(p) => greeted(p, addr, source).await?,
+        Some(p) => greeted(p, addr, dial).await?,
     };
     if greeting.first() == Some(&0xff) {
         return Err(error_finding(&greeting));

@@ -101,7 +101,7 @@ pub async fn run(
     password: Option<&str>,
     role: Option<RedisRole>,
 ) -> Result<(), Finding> {
-    let mut s = tcp(ctx.addr, ctx.source).await?;
+    let mut s = tcp(ctx.addr, ctx.dial()).await?;
     if let Some(p) = password {
         match command(&mut s, &[b"AUTH", p.as_bytes()]).await? {
             Value::Text(t) if t == "OK" => {}
