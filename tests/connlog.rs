@@ -633,3 +633,28 @@ fn bad_targets_are_one_line_errors() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn the_client_is_the_proxy_headers_when_one_is_read() {
+    let tmp = TempDir::new("connlog-proxy");
+    let log = tmp.path().join("c.log");
+    let b = Backend::tagged("A");
+    let bal = Balance::cli(&[b.channel()])
+        .opts(&[
+            "--accept-proxy",
+            "127.0.0.1",
+            "--connection-log",
+            &log.display().to_string(),
+        ])
+        .start();
+    let mut c = bal.connect();
+    c.write_all(b"PROXY TCP4 192.0.2.7 192.0.2.1 40404 3306\r\n")
+        .unwrap();
+    assert_eq!(read_line(&mut c).unwrap(), "A");
+    c.shutdown(Shutdown::Write).unwrap();
+    drain(&mut c);
+    let l = wait_lines(&log, 1, false);
+    assert_eq!(l[0].client_port, 40404, "{l:?}");
+    let text = read_lines(&log).join("\n");
+    assert!(text.starts_with("192.0.2.7:40404 ["), "{text}");
+}
