@@ -189,6 +189,7 @@ impl ListenerSpec {
                 .or(monitor.as_ref().and_then(|m| m.fence))
                 .unwrap_or(monitor.as_ref().is_some_and(|m| m.guards_writer())),
             monitor,
+            route: None,
         })
     }
 }

@@ -22,6 +22,7 @@ pub mod grammar;
 pub mod monitor;
 pub mod monitor_spec;
 pub mod overlay;
+pub mod route;
 pub mod selfloop;
 pub mod services;
 
@@ -148,6 +149,8 @@ pub struct ListenerConfig {
     pub fence: bool,
     /// `-m` / `monitor:`.
     pub monitor: Option<MonitorSpec>,
+    /// `route:` (config file only): pick the group by a key.
+    pub route: Option<route::RouteConfig>,
 }
 
 impl ListenerConfig {
@@ -173,6 +176,7 @@ impl ListenerConfig {
             on_up_shutdown_backup: false,
             fence: false,
             monitor: None,
+            route: None,
         }
     }
 }

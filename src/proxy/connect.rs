@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 
 use crate::config::ListenerConfig;
 use crate::health::Outcome;
-use crate::pool::{Candidate, Candidates, ConnGuard};
+use crate::pool::{Candidate, Candidates, ConnGuard, Pick};
 use crate::service::Service;
 use crate::service::fence::Admit;
 
@@ -32,6 +32,8 @@ pub struct Connected {
     pub guard: ConnGuard,
     pub cand: Candidate,
     pub addr: SocketAddr,
+    /// The group a routed client's chain started from.
+    pub from: Option<usize>,
 }
 
 /// Why a client could not be connected.
@@ -44,6 +46,8 @@ pub enum NoBackend {
     /// The backend accepted and reset before the relay started: the
     /// client must see a reset too, not another backend or a clean end.
     Reset,
+    /// `route:` turned the client away (`reject`).
+    Rejected,
 }
 
 /// How one connect attempt failed.
@@ -66,10 +70,11 @@ enum AttemptError {
 /// without a notification.
 const SPIN_RECHECK: Duration = Duration::from_millis(250);
 
+/// Connect `client` to a candidate of `pick`.
 pub async fn connect(
     svc: &Service,
     client: &TcpStream,
-    peer: SocketAddr,
+    pick: Pick,
 ) -> Result<Connected, NoBackend> {
     let spin_deadline = svc.cfg.spin.map(|d| Instant::now() + d);
     let mut spinning = false;
@@ -83,7 +88,7 @@ pub async fn connect(
             notified.as_mut().enable();
         }
         let ticket = svc.cfg.fence.then(|| svc.fence.ticket());
-        match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
+        match try_candidates(svc, svc.pool.candidates(pick), client).await {
             Ok(c) => match ticket {
                 None => break Ok(c),
                 // Its group serves: one atomic load, nothing allocated.
@@ -110,7 +115,9 @@ pub async fn connect(
                     }
                 },
             },
-            Err(e @ (NoBackend::ClientGone | NoBackend::Reset)) => break Err(e),
+            Err(e @ (NoBackend::ClientGone | NoBackend::Reset | NoBackend::Rejected)) => {
+                break Err(e);
+            }
             Err(NoBackend::Exhausted) => {}
         }
         let Some(deadline) = spin_deadline else {
@@ -321,6 +328,7 @@ async fn attempt(
                     guard,
                     cand,
                     addr,
+                    from: None,
                 });
             }
             Err(e) => {

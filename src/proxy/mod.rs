@@ -18,6 +18,7 @@ pub mod half;
 pub mod own;
 pub mod pipe;
 pub mod relay;
+pub mod routed;
 pub mod spare;
 pub mod splice;
 
@@ -29,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, warn};
 
+use crate::pool::Pick;
 use crate::service::Service;
 use connect::NoBackend;
 use relay::RelayOpts;
@@ -39,30 +41,53 @@ use relay::RelayOpts;
 async fn held_connect(
     svc: &Service,
     client: &TcpStream,
-    peer: SocketAddr,
+    pick: Pick,
 ) -> Result<connect::Connected, NoBackend> {
     if !svc.ops.hold.engaged() {
-        return connect::connect(svc, client, peer).await;
+        return connect::connect(svc, client, pick).await;
     }
     // Boxed: a second connect state would otherwise size every connect.
-    Box::pin(connect_in_turn(svc, client, peer)).await
+    Box::pin(connect_in_turn(svc, client, pick)).await
 }
 
 /// Connect once the operator's hold gives this client its turn.
 async fn connect_in_turn(
     svc: &Service,
     client: &TcpStream,
-    peer: SocketAddr,
+    pick: Pick,
 ) -> Result<connect::Connected, NoBackend> {
     let hold = &svc.ops.hold;
     debug!("held by the operator (spin on)");
     match hold.wait(connect::client_gone(client)).await {
-        Ok(turn) => turn.run(connect::connect(svc, client, peer)).await,
+        Ok(turn) => turn.run(connect::connect(svc, client, pick)).await,
         Err(_) => {
             debug!("client left while held");
             Err(NoBackend::ClientGone)
         }
     }
+}
+
+/// Connect; on a listener with `route:`, to the chain of the group the
+/// client's key picks (boxed: only routed clients pay for the peek and a
+/// lookup, and both are freed before the connect).
+async fn routed_connect(
+    svc: &Service,
+    client: &TcpStream,
+    peer: SocketAddr,
+) -> Result<connect::Connected, NoBackend> {
+    let Some(r) = &svc.route else {
+        return held_connect(svc, client, Pick::client(peer.ip())).await;
+    };
+    let from = match Box::pin(routed::route(r, client, peer)).await {
+        routed::Routed::Group(g) => g,
+        routed::Routed::Reject => return Err(NoBackend::Rejected),
+        routed::Routed::Gone => return Err(NoBackend::ClientGone),
+    };
+    let c = held_connect(svc, client, Pick::routed(peer.ip(), from)).await?;
+    Ok(connect::Connected {
+        from: Some(from),
+        ..c
+    })
 }
 
 /// Show IPv4 peers of a dual-stack socket as plain IPv4.
@@ -102,9 +127,10 @@ async fn serve(
         guard,
         cand,
         addr,
-    } = match Box::pin(held_connect(&svc, &client, peer)).await {
+        from,
+    } = match Box::pin(routed_connect(&svc, &client, peer)).await {
         Ok(b) => b,
-        Err(NoBackend::ClientGone) => return,
+        Err(NoBackend::ClientGone | NoBackend::Rejected) => return,
         Err(NoBackend::Reset) => {
             crate::sys::set_linger_zero(&client);
             debug!("the backend reset while connecting; resetting the client");
@@ -124,7 +150,7 @@ async fn serve(
     let ch = guard.channel();
     ch.connect_ok();
     ch.total.fetch_add(1, Relaxed);
-    svc.served_by(cand.group);
+    svc.served_by(cand.group, from);
     tracing::Span::current().record("channel", tracing::field::display(addr));
     debug!(group = cand.group, index = cand.index, "connected");
     drop(cand);

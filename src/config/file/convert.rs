@@ -141,6 +141,12 @@ fn listener(
         .iter()
         .map(|g| g.channels.iter().map(|c| c.referenced).collect())
         .collect();
+    let group_names: Vec<String> = (0..l.groups.len()).map(|i| i.to_string()).collect();
+    let route = l
+        .route
+        .map(|r| super::route::route(r, group_names))
+        .transpose()
+        .map_err(|e| format!("{}{e} (listener {})", at(sl.referenced), quote(&name)))?;
     let groups = l
         .groups
         .into_iter()
@@ -176,7 +182,11 @@ fn listener(
     if let Some(m) = l.monitor {
         spec.monitor = Some(monitor(&loc, &name, m)?);
     }
-    spec.build().map_err(|e| spec_error(e, &loc, &name, &spans))
+    let mut lc = spec
+        .build()
+        .map_err(|e| spec_error(e, &loc, &name, &spans))?;
+    lc.route = route;
+    Ok(lc)
 }
 
 /// The builder's verdict in the file's words, with the line and column.

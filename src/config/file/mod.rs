@@ -19,6 +19,7 @@ use super::{Config, Overlay};
 
 mod convert;
 mod raw;
+mod route;
 mod scalars;
 
 /// Files larger than this are refused before parsing (counted on the

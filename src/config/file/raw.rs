@@ -93,6 +93,8 @@ pub(super) struct RawListener {
     pub(super) fence: Option<bool>,
     #[serde(default)]
     pub(super) monitor: Option<RawMonitor>,
+    #[serde(default)]
+    pub(super) route: Option<super::route::RawRoute>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

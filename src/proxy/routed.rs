@@ -1,0 +1,97 @@
+//! A routed listener's first step: the client's key (the TLS server name
+//! peeked from its ClientHello, or an address) and the group it starts
+//! from. Only listeners with `route:` come here; the rest never pay for it.
+//!
+//! The ClientHello is read with MSG_PEEK: the bytes stay in the socket's
+//! receive queue and the relay (splice or buffered) forwards them with the
+//! rest, unchanged, so nothing is buffered across the connect, the relay
+//! and its byte counters need no prefix, and TLS is never terminated. A
+//! hello still incomplete after a peek waits for the next segment on the
+//! socket's readiness (cleared inside the same `try_io` as the peek, so no
+//! arrival is missed) — never a busy loop; the whole peek is bounded in
+//! time (`peek_timeout`) and size (`peek_bytes`), after which the client
+//! gets the default.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::config::route::{RouteBy, RouteTarget};
+use crate::route::sni::{self, Peek};
+use crate::route::{OwnedKey, Router};
+
+/// The first peek's size: a usual ClientHello fits (post-quantum key
+/// shares make some about 1.8 KiB); a larger one grows the buffer.
+const FIRST_PEEK: usize = 2048;
+
+/// Where a routed client goes.
+pub enum Routed {
+    /// Its group's chain starts here.
+    Group(usize),
+    /// `reject`: closed.
+    Reject,
+    /// The client reset while we peeked.
+    Gone,
+}
+
+pub async fn route(r: &Router, client: &TcpStream, peer: SocketAddr) -> Routed {
+    let key = match r.by {
+        RouteBy::Sni => {
+            match tokio::time::timeout(r.peek_timeout, peek_sni(client, r.peek_bytes)).await {
+                Ok(Ok(name)) => name.map(OwnedKey::Name),
+                Ok(Err(e)) => {
+                    debug!("client gone while its ClientHello was read: {e}");
+                    return Routed::Gone;
+                }
+                Err(_) => {
+                    debug!("no complete ClientHello within {:?}", r.peek_timeout);
+                    None
+                }
+            }
+        }
+        RouteBy::Dst | RouteBy::Src => r.addr_key(client.local_addr().ok(), peer),
+    };
+    let d = r.decide(key.as_ref()).await;
+    debug!(key = ?key.as_ref().map(OwnedKey::text), target = %r.target_name(d.target), source = %d.source, "routed");
+    match d.target {
+        RouteTarget::Group(g) => Routed::Group(g),
+        RouteTarget::Reject => Routed::Reject,
+    }
+}
+
+/// The server name of the ClientHello at the head of `client`'s receive
+/// queue (left there); None when the client sent something else, a hello
+/// without a name, or closed before a complete one.
+async fn peek_sni(client: &TcpStream, max: usize) -> io::Result<Option<sni::Name>> {
+    let mut buf = vec![0u8; FIRST_PEEK.min(max)];
+    loop {
+        client.readable().await?;
+        let r = client.try_io(Interest::READABLE, || {
+            let n = crate::sys::peek(client, &mut buf)?;
+            match sni::parse(buf.get(..n).unwrap_or_default()) {
+                // More is on its way: wait for the next segment.
+                Peek::NeedMore(want) if n > 0 && n < buf.len() && want <= max => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                p => Ok((n, p)),
+            }
+        });
+        match r {
+            Ok((_, Peek::Name(name))) => return Ok(Some(name)),
+            Ok((_, Peek::NoSni)) => return Ok(None),
+            Ok((n, Peek::NeedMore(want))) => {
+                if n == 0 || want > max {
+                    // EOF before a whole hello, or one larger than allowed.
+                    return Ok(None);
+                }
+                // The buffer is full: grow it to what the hello needs.
+                buf.resize(want.min(max), 0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
