@@ -5,12 +5,17 @@
 //! The ClientHello is read with MSG_PEEK: the bytes stay in the socket's
 //! receive queue and the relay (splice or buffered) forwards them with the
 //! rest, unchanged, so nothing is buffered across the connect, the relay
-//! and its byte counters need no prefix, and TLS is never terminated. A
-//! hello still incomplete after a peek waits for the next segment on the
-//! socket's readiness (cleared inside the same `try_io` as the peek, so no
-//! arrival is missed) — never a busy loop; the whole peek is bounded in
-//! time (`peek_timeout`) and size (`peek_bytes`), after which the client
-//! gets the default.
+//! and its byte counters need no prefix, and TLS is never terminated.
+//!
+//! The first peek waits for the socket to be readable. A hello still
+//! incomplete after a peek (fragmented over segments, or a client that
+//! stalls) is peeked again after a short pause that doubles up to
+//! [`REPEEK_MAX`]: the socket's read readiness is never cleared here, so
+//! the relay that follows sees the queued bytes at once, whatever happened
+//! (clearing it to wait for the next segment would leave a client that
+//! stopped mid-hello unserved after the bound: its bytes are queued but no
+//! new edge would ever announce them). Bounded in time (`peek_timeout`)
+//! and size (`peek_bytes`); past either the client gets the default.
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +31,10 @@ use crate::route::{OwnedKey, Router};
 /// The first peek's size: a usual ClientHello fits (post-quantum key
 /// shares make some about 1.8 KiB); a larger one grows the buffer.
 const FIRST_PEEK: usize = 2048;
+
+/// The pauses between peeks at an incomplete ClientHello.
+const REPEEK_MIN: std::time::Duration = std::time::Duration::from_millis(1);
+const REPEEK_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Where a routed client goes.
 pub enum Routed {
@@ -67,31 +76,33 @@ pub async fn route(r: &Router, client: &TcpStream, peer: SocketAddr) -> Routed {
 /// without a name, or closed before a complete one.
 async fn peek_sni(client: &TcpStream, max: usize) -> io::Result<Option<sni::Name>> {
     let mut buf = vec![0u8; FIRST_PEEK.min(max)];
+    let mut pause = REPEEK_MIN;
+    client.readable().await?;
     loop {
-        client.readable().await?;
-        let r = client.try_io(Interest::READABLE, || {
-            let n = crate::sys::peek(client, &mut buf)?;
-            match sni::parse(buf.get(..n).unwrap_or_default()) {
-                // More is on its way: wait for the next segment.
-                Peek::NeedMore(want) if n > 0 && n < buf.len() && want <= max => {
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
-                p => Ok((n, p)),
+        // Through `try_io`: an empty queue (readiness was stale) clears the
+        // readiness, and only then; bytes queued never do.
+        let n = match client.try_io(Interest::READABLE, || crate::sys::peek(client, &mut buf)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                client.readable().await?;
+                continue;
             }
-        });
-        match r {
-            Ok((_, Peek::Name(name))) => return Ok(Some(name)),
-            Ok((_, Peek::NoSni)) => return Ok(None),
-            Ok((n, Peek::NeedMore(want))) => {
-                if n == 0 || want > max {
-                    // EOF before a whole hello, or one larger than allowed.
-                    return Ok(None);
-                }
-                // The buffer is full: grow it to what the hello needs.
-                buf.resize(want.min(max), 0);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
+        };
+        match sni::parse(buf.get(..n).unwrap_or_default()) {
+            Peek::Name(name) => return Ok(Some(name)),
+            Peek::NoSni => return Ok(None),
+            // EOF before a whole hello, or one larger than allowed.
+            Peek::NeedMore(want) if n == 0 || want > max => return Ok(None),
+            Peek::NeedMore(want) => {
+                if n == buf.len() {
+                    // The buffer is full: grow it to what the hello needs.
+                    buf.resize(want, 0);
+                    continue;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(REPEEK_MAX);
+            }
         }
     }
 }

@@ -82,6 +82,11 @@ impl RouteFile {
         }
     }
 
+    /// Keys in the current table (no look at the file).
+    pub fn keys(&self) -> usize {
+        self.table.load().len()
+    }
+
     /// The current table; looks for a change when one is due.
     pub fn table(self: &Arc<Self>, listener: &str) -> arc_swap::Guard<Arc<Table>> {
         let now = self.born.elapsed().as_millis() as u64;
