@@ -116,3 +116,6 @@ fn lookup(l: RawLookup) -> Result<LookupConfig, String> {
         stale: l.stale.map_or(std::time::Duration::ZERO, |d| d.0),
     })
 }
+
+#[cfg(test)]
+mod tests;
