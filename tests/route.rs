@@ -25,7 +25,14 @@ use common::*;
 fn cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     let (c, k) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "1", "-subj", &format!("/CN={cn}")])
         .arg("-keyout")
         .arg(&k)
@@ -51,7 +58,12 @@ impl TlsBackend {
         let (c, k) = cert(dir, cn);
         let port = free_port(LOCALHOST_V4);
         let child = Command::new("openssl")
-            .args(["s_server", "-quiet", "-accept", &format!("127.0.0.1:{port}")])
+            .args([
+                "s_server",
+                "-quiet",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+            ])
             .arg("-cert")
             .arg(&c)
             .arg("-key")
@@ -308,15 +320,39 @@ fn sni_picks_the_backend_by_map_file_and_default_over_real_tls() {
     };
     let bal = Balance::config(1, yaml).start();
     let port = bal.port();
-    assert_eq!(subject_via(port, Some("a.example.com")).as_deref(), Some("A"));
-    assert_eq!(subject_via(port, Some("A.Example.Com")).as_deref(), Some("A"));
-    assert_eq!(subject_via(port, Some("x.b.example.com")).as_deref(), Some("B"));
-    assert_eq!(subject_via(port, Some("unknown.example.org")).as_deref(), Some("C"));
-    assert_eq!(subject_via(port, None).as_deref(), Some("C"), "no SNI: the default");
+    assert_eq!(
+        subject_via(port, Some("a.example.com")).as_deref(),
+        Some("A")
+    );
+    assert_eq!(
+        subject_via(port, Some("A.Example.Com")).as_deref(),
+        Some("A")
+    );
+    assert_eq!(
+        subject_via(port, Some("x.b.example.com")).as_deref(),
+        Some("B")
+    );
+    assert_eq!(
+        subject_via(port, Some("unknown.example.org")).as_deref(),
+        Some("C")
+    );
+    assert_eq!(
+        subject_via(port, None).as_deref(),
+        Some("C"),
+        "no SNI: the default"
+    );
     assert_eq!(subject_via(port, Some("old.example.com")), None, "reject");
-    assert!(bal.has("line 3"), "the bad line is logged: {}", bal.stderr());
+    assert!(
+        bal.has("line 3"),
+        "the bad line is logged: {}",
+        bal.stderr()
+    );
     let r = json_route(&bal);
-    assert_eq!((n(&r, "hits"), n(&r, "misses"), n(&r, "rejects")), (4, 2, 1), "{r}");
+    assert_eq!(
+        (n(&r, "hits"), n(&r, "misses"), n(&r, "rejects")),
+        (4, 2, 1),
+        "{r}"
+    );
     assert_eq!(n(&r, "file_keys"), 2, "{r}");
     let why = bal.ctl("route y.b.example.com");
     assert!(why.contains("-> 1") && why.contains("from file"), "{why}");
@@ -352,17 +388,28 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     dir_srv.set("t1.example.com", Reply::Target("1"));
     assert_eq!(via("t1.example.com").as_deref(), Some("B"));
     assert_eq!(via("t1.example.com").as_deref(), Some("B"));
-    assert_eq!(dir_srv.asked("t1.example.com"), 1, "the second client is a cache hit");
+    assert_eq!(
+        dir_srv.asked("t1.example.com"),
+        1,
+        "the second client is a cache hit"
+    );
 
     // 100 clients at once with the same new key: one lookup.
-    dir_srv.set("new.example.com", Reply::Slow(Duration::from_millis(300), "1"));
+    dir_srv.set(
+        "new.example.com",
+        Reply::Slow(Duration::from_millis(300), "1"),
+    );
     let clients: Vec<_> = (0..100)
         .map(|_| thread::spawn(move || tag_after(port, &client_hello("new.example.com"))))
         .collect();
     for c in clients {
         assert_eq!(c.join().unwrap().as_deref(), Some("B"));
     }
-    assert_eq!(dir_srv.asked("new.example.com"), 1, "one lookup for 100 clients");
+    assert_eq!(
+        dir_srv.asked("new.example.com"),
+        1,
+        "one lookup for 100 clients"
+    );
 
     // Not found: the default, cached (negative_ttl).
     dir_srv.set("nope.example.com", Reply::NotFound);
@@ -427,7 +474,11 @@ fn src_keys_match_cidr_blocks_and_reject_closes() {
     assert_eq!(from([127, 0, 0, 9]), None, "127.0.0.8/29 is rejected");
     assert_eq!(from([127, 0, 0, 20]).as_deref(), Some("A"));
     let r = json_route(&bal);
-    assert_eq!((n(&r, "hits"), n(&r, "misses"), n(&r, "rejects")), (2, 1, 1), "{r}");
+    assert_eq!(
+        (n(&r, "hits"), n(&r, "misses"), n(&r, "rejects")),
+        (2, 1, 1),
+        "{r}"
+    );
     assert!(bal.ctl("route 127.0.0.12").contains("-> reject"));
     let out = bal.ctl_out("route nonsense");
     let text = format!(
@@ -488,7 +539,10 @@ fn the_peek_is_bounded_and_the_bytes_peeked_reach_the_backend_unchanged() {
     assert_eq!(&echoed[..], &hello[..40]);
 
     // Not TLS at all: the default at once, bytes unchanged.
-    assert_eq!(tag_after(port, b"GET / HTTP/1.0\r\n\r\n").as_deref(), Some("A"));
+    assert_eq!(
+        tag_after(port, b"GET / HTTP/1.0\r\n\r\n").as_deref(),
+        Some("A")
+    );
     let r = json_route(&bal);
     assert_eq!((n(&r, "hits"), n(&r, "misses")), (1, 3), "{r}");
 }

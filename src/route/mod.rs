@@ -105,7 +105,9 @@ pub struct Router {
     pub stats: RouteStats,
 }
 
-/// A key as the client gave it, owned (a name is lowercased).
+/// A key as the client gave it, owned (a name is lowercased). Inline, as
+/// [`sni::Name`] is.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum OwnedKey {
     Name(sni::Name),
@@ -132,15 +134,14 @@ impl Router {
     /// Build from config: the route file is read now.
     pub fn new(cfg: &RouteConfig, listener: &str) -> Router {
         let groups: Arc<[String]> = cfg.groups.clone().into();
-        let file = match &cfg.file {
-            Some(p) => Some(Arc::new(RouteFile::open(
+        let file = cfg.file.as_ref().map(|p| {
+            Arc::new(RouteFile::open(
                 p.clone(),
                 cfg.by,
                 Arc::clone(&groups),
                 listener,
-            ))),
-            None => None,
-        };
+            ))
+        });
         let lookup = cfg
             .lookup
             .clone()

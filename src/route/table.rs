@@ -51,7 +51,7 @@ impl Table {
                 }
             }
         }
-        t.nets.sort_by(|a, b| b.0.cmp(&a.0));
+        t.nets.sort_by_key(|n| std::cmp::Reverse(n.0));
         t
     }
 

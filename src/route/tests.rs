@@ -18,12 +18,24 @@ fn cfg(by: RouteBy) -> RouteConfig {
 async fn map_first_then_default_and_the_counters() {
     let mut c = cfg(RouteBy::Sni);
     c.map = vec![
-        (parse_key(RouteBy::Sni, "*.us.example.com").unwrap(), RouteTarget::Group(1)),
-        (RouteKey::Name("bad.example.com".into()), RouteTarget::Reject),
+        (
+            parse_key(RouteBy::Sni, "*.us.example.com").unwrap(),
+            RouteTarget::Group(1),
+        ),
+        (
+            RouteKey::Name("bad.example.com".into()),
+            RouteTarget::Reject,
+        ),
     ];
     let r = Router::new(&c, "t");
     let key = r.parse_key("X.US.example.com").unwrap();
-    assert_eq!(r.decide(Some(&key)).await, Decision { target: RouteTarget::Group(1), source: Source::Map });
+    assert_eq!(
+        r.decide(Some(&key)).await,
+        Decision {
+            target: RouteTarget::Group(1),
+            source: Source::Map
+        }
+    );
     let none = r.decide(None).await;
     assert_eq!(none.source, Source::NoKey);
     let bad = r.parse_key("bad.example.com").unwrap();

@@ -20,7 +20,11 @@ fn argv_lookup(script: &str, ttl: Duration, stale: Duration) -> (Arc<Lookup>, st
         stale,
     };
     (
-        Arc::new(Lookup::new(cfg, vec!["eu".to_string(), "us".to_string()].into(), "t")),
+        Arc::new(Lookup::new(
+            cfg,
+            vec!["eu".to_string(), "us".to_string()].into(),
+            "t",
+        )),
         dir,
     )
 }
@@ -43,11 +47,24 @@ async fn argv_answers_not_found_errors_and_stale() {
         Duration::ZERO,
         Duration::from_secs(60),
     );
-    assert_eq!(l.resolve("us.example.com").await, Resolved::Looked(Answer::Target(RouteTarget::Group(1))));
-    assert_eq!(l.resolve("none.example.com").await, Resolved::Looked(Answer::NotFound));
-    assert!(matches!(l.resolve("none.example.com").await, Resolved::Cached(Answer::NotFound, _)));
-    assert!(matches!(l.resolve("bad.example.com").await, Resolved::Failed(e) if e.contains("asia")));
-    assert!(matches!(l.resolve("x.example.com").await, Resolved::Failed(e) if e.contains("exit code 2")));
+    assert_eq!(
+        l.resolve("us.example.com").await,
+        Resolved::Looked(Answer::Target(RouteTarget::Group(1)))
+    );
+    assert_eq!(
+        l.resolve("none.example.com").await,
+        Resolved::Looked(Answer::NotFound)
+    );
+    assert!(matches!(
+        l.resolve("none.example.com").await,
+        Resolved::Cached(Answer::NotFound, _)
+    ));
+    assert!(
+        matches!(l.resolve("bad.example.com").await, Resolved::Failed(e) if e.contains("asia"))
+    );
+    assert!(
+        matches!(l.resolve("x.example.com").await, Resolved::Failed(e) if e.contains("exit code 2"))
+    );
     assert!(matches!(l.resolve("-x").await, Resolved::Failed(_)));
     // ttl 0: every resolve asks again; the script now fails for us.*: the
     // last answer serves stale.

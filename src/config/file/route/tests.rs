@@ -16,11 +16,26 @@ fn a_full_route_block_resolves() {
     .unwrap();
     let r = c.listeners[0].route.as_ref().unwrap();
     assert_eq!(r.by, RouteBy::Sni);
-    assert!(r.map.contains(&(RouteKey::Wildcard("example.com".into()), RouteTarget::Group(1))));
-    assert!(r.map.contains(&(RouteKey::Name("a.example.com".into()), RouteTarget::Reject)));
+    assert!(r.map.contains(&(
+        RouteKey::Wildcard("example.com".into()),
+        RouteTarget::Group(1)
+    )));
+    assert!(
+        r.map
+            .contains(&(RouteKey::Name("a.example.com".into()), RouteTarget::Reject))
+    );
     let l = r.lookup.as_ref().unwrap();
-    assert_eq!(l.directory, Directory::Http { authority: "gds:6280".into(), path: "/backend/{key}".into() });
-    assert_eq!((l.ttl.as_secs(), l.stale.as_secs(), l.negative_ttl.as_secs()), (300, 3600, 10));
+    assert_eq!(
+        l.directory,
+        Directory::Http {
+            authority: "gds:6280".into(),
+            path: "/backend/{key}".into()
+        }
+    );
+    assert_eq!(
+        (l.ttl.as_secs(), l.stale.as_secs(), l.negative_ttl.as_secs()),
+        (300, 3600, 10)
+    );
     assert_eq!(r.peek_timeout.as_millis(), 500);
     assert_eq!(r.default, RouteTarget::Group(0));
 }
@@ -28,18 +43,51 @@ fn a_full_route_block_resolves() {
 #[test]
 fn bad_route_blocks_are_one_line_errors_naming_the_key() {
     let cases = [
-        ("      by: sni\n      default: \"2\"\n", "route.default: unknown target"),
-        ("      by: sni\n      map: { \"a b\": \"0\" }\n      default: reject\n", "route.map: bad key"),
-        ("      by: src\n      map: { \"10.0.0.0/40\": \"0\" }\n      default: reject\n", "route.map: bad key"),
-        ("      by: sni\n      map: { a.example.com: nowhere }\n      default: reject\n", "unknown target"),
-        ("      by: sni\n      lookup: { timeout: 1s }\n      default: reject\n", "route.lookup: give url or argv"),
-        ("      by: sni\n      lookup: { url: \"http://x:1/a\" }\n      default: reject\n", "route.lookup.url"),
-        ("      by: sni\n      lookup: { argv: [\"/bin/echo\", \"x\"] }\n      default: reject\n", "route.lookup.argv"),
-        ("      by: src\n      peek_timeout: 1s\n      default: reject\n", "only with by: sni"),
-        ("      by: sni\n      file: /nonexistent/routes\n      default: reject\n", "route.file"),
-        ("      by: host\n      default: reject\n", "unknown variant `host`"),
+        (
+            "      by: sni\n      default: \"2\"\n",
+            "route.default: unknown target",
+        ),
+        (
+            "      by: sni\n      map: { \"a b\": \"0\" }\n      default: reject\n",
+            "route.map: bad key",
+        ),
+        (
+            "      by: src\n      map: { \"10.0.0.0/40\": \"0\" }\n      default: reject\n",
+            "route.map: bad key",
+        ),
+        (
+            "      by: sni\n      map: { a.example.com: nowhere }\n      default: reject\n",
+            "unknown target",
+        ),
+        (
+            "      by: sni\n      lookup: { timeout: 1s }\n      default: reject\n",
+            "route.lookup: give url or argv",
+        ),
+        (
+            "      by: sni\n      lookup: { url: \"http://x:1/a\" }\n      default: reject\n",
+            "route.lookup.url",
+        ),
+        (
+            "      by: sni\n      lookup: { argv: [\"/bin/echo\", \"x\"] }\n      default: reject\n",
+            "route.lookup.argv",
+        ),
+        (
+            "      by: src\n      peek_timeout: 1s\n      default: reject\n",
+            "only with by: sni",
+        ),
+        (
+            "      by: sni\n      file: /nonexistent/routes\n      default: reject\n",
+            "route.file",
+        ),
+        (
+            "      by: host\n      default: reject\n",
+            "unknown variant `host`",
+        ),
         ("      by: sni\n", "default"),
-        ("      by: sni\n      default: reject\n      colour: blue\n", "colour"),
+        (
+            "      by: sni\n      default: reject\n      colour: blue\n",
+            "colour",
+        ),
     ];
     for (route, want) in cases {
         let e = with(route).unwrap_err();
