@@ -185,6 +185,24 @@ fn n(v: &serde_json::Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
 }
 
+/// balance with one listener: a group per channel (group i is
+/// `channels[i]`) and the `route:` block `route` (its lines indented by
+/// six spaces).
+fn start_routed(channels: &[String], route: &str) -> Balance {
+    let groups: String = channels
+        .iter()
+        .map(|c| format!("      - channels: [\"{c}\"]\n"))
+        .collect();
+    let route = route.to_string();
+    Balance::config(1, move |p: &[u16]| {
+        format!(
+            "listeners:\n  - name: routed\n    bind: \"127.0.0.1:{}\"\n    groups:\n{groups}    route:\n{route}",
+            p[0]
+        )
+    })
+    .start()
+}
+
 // ------------------------------------------------------------ directory
 
 #[derive(Clone)]
@@ -308,17 +326,13 @@ fn sni_picks_the_backend_by_map_file_and_default_over_real_tls() {
         "# tenants\n*.b.example.com 1\nthis line is bad\nold.example.com reject\n",
     )
     .unwrap();
-    let yaml = {
-        let (a, b, c, routes) = (a.channel(), b.channel(), c.channel(), routes.clone());
-        move |p: &[u16]| {
-            format!(
-                "listeners:\n  - name: tls\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"{a}\"]\n      - channels: [\"{b}\"]\n      - channels: [\"{c}\"]\n    route:\n      by: sni\n      map:\n        a.example.com: \"0\"\n      file: {}\n      default: \"2\"\n",
-                p[0],
-                routes.display()
-            )
-        }
-    };
-    let bal = Balance::config(1, yaml).start();
+    let bal = start_routed(
+        &[a.channel(), b.channel(), c.channel()],
+        &format!(
+            "      by: sni\n      map:\n        a.example.com: \"0\"\n      file: {}\n      default: \"2\"\n",
+            routes.display()
+        ),
+    );
     let port = bal.port();
     assert_eq!(
         subject_via(port, Some("a.example.com")).as_deref(),
@@ -370,17 +384,14 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let dir_srv = Directory::start();
     let ttl = stretched(Duration::from_secs(3));
-    let yaml = {
-        let (a, b, dport) = (a.channel(), b.channel(), dir_srv.port);
-        move |p: &[u16]| {
-            format!(
-                "listeners:\n  - name: tenants\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"{a}\"]\n      - channels: [\"{b}\"]\n    route:\n      by: sni\n      lookup:\n        url: \"http://127.0.0.1:{dport}/backend/{{key}}\"\n        timeout: 1s\n        ttl: {}ms\n        negative_ttl: 1h\n        stale: 1h\n      default: \"0\"\n",
-                p[0],
-                ttl.as_millis()
-            )
-        }
-    };
-    let bal = Balance::config(1, yaml).start();
+    let bal = start_routed(
+        &[a.channel(), b.channel()],
+        &format!(
+            "      by: sni\n      lookup:\n        url: \"http://127.0.0.1:{}/backend/{{key}}\"\n        timeout: 1s\n        ttl: {}ms\n        negative_ttl: 1h\n        stale: 1h\n      default: \"0\"\n",
+            dir_srv.port,
+            ttl.as_millis()
+        ),
+    );
     let port = bal.port();
     let via = |name: &str| tag_after(port, &client_hello(name));
 
@@ -449,16 +460,10 @@ fn dir_lookups(d: &Directory) -> u64 {
 #[test]
 fn src_keys_match_cidr_blocks_and_reject_closes() {
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
-    let yaml = {
-        let (a, b) = (a.channel(), b.channel());
-        move |p: &[u16]| {
-            format!(
-                "listeners:\n  - name: bysrc\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"{a}\"]\n      - channels: [\"{b}\"]\n    route:\n      by: src\n      map:\n        \"127.0.0.1\": \"1\"\n        \"127.0.0.8/29\": reject\n      default: \"0\"\n",
-                p[0]
-            )
-        }
-    };
-    let bal = Balance::config(1, yaml).start();
+    let bal = start_routed(
+        &[a.channel(), b.channel()],
+        "      by: src\n      map:\n        \"127.0.0.1\": \"1\"\n        \"127.0.0.8/29\": reject\n      default: \"0\"\n",
+    );
     let port = bal.port();
     let from = |src: [u8; 4]| -> Option<String> {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -494,17 +499,13 @@ fn the_peek_is_bounded_and_the_bytes_peeked_reach_the_backend_unchanged() {
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     // Long enough for three paced segments on a loaded machine.
     let bound = stretched(Duration::from_secs(1));
-    let yaml = {
-        let (a, b) = (a.channel(), b.channel());
-        move |p: &[u16]| {
-            format!(
-                "listeners:\n  - name: peek\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"{a}\"]\n      - channels: [\"{b}\"]\n    route:\n      by: sni\n      map:\n        b.example.com: \"1\"\n      default: \"0\"\n      peek_timeout: {}ms\n",
-                p[0],
-                bound.as_millis()
-            )
-        }
-    };
-    let bal = Balance::config(1, yaml).start();
+    let bal = start_routed(
+        &[a.channel(), b.channel()],
+        &format!(
+            "      by: sni\n      map:\n        b.example.com: \"1\"\n      default: \"0\"\n      peek_timeout: {}ms\n",
+            bound.as_millis()
+        ),
+    );
     let port = bal.port();
 
     // A hello in three TCP segments: routed, and echoed back unchanged.

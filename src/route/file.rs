@@ -7,7 +7,6 @@
 //! inode; a change is read on a blocking thread while the old table
 //! serves. No task runs for an idle listener.
 
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,18 +150,11 @@ impl RouteFile {
 
 /// Read and parse the file: bad lines are logged and skipped.
 fn read(path: &Path, by: RouteBy, groups: &[String], listener: &str) -> Result<Table, String> {
-    let err = |e: std::io::Error| format!("route file {}: {e}", path.display());
-    let f = crate::sys::file::open_regular(path).map_err(err)?;
-    let mut text = String::new();
-    f.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(err)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!(
-            "route file {}: larger than {MAX_FILE_BYTES} bytes",
-            path.display()
-        ));
-    }
+    let err = |why: String| format!("route file {}: {why}", path.display());
+    let bytes = crate::sys::file::read_capped(path, MAX_FILE_BYTES)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err(format!("larger than {MAX_FILE_BYTES} bytes")))?;
+    let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8".into()))?;
     let (table, bad) = parse(&text, by, groups);
     for (line, why) in bad.iter().take(MAX_BAD_LINES_LOGGED) {
         warn!(listener = %listener, "route file {} line {line}: {why}; line skipped", path.display());

@@ -20,7 +20,6 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -33,7 +32,6 @@ use crate::sys::reaper;
 pub const MAX_ANSWER_BYTES: usize = 1024;
 /// The most keys cached; past it, expired answers are dropped, then all.
 pub const MAX_ENTRIES: usize = 100_000;
-const LOOKUP_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// A program's exit status meaning "not found".
 pub const EXIT_NOT_FOUND: i32 = 1;
 
@@ -281,17 +279,6 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Kills the program's process group when dropped (timeout or done).
-struct GroupKill(Option<u32>);
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            crate::sys::kill_process_group(pgid);
-        }
-    }
-}
-
 /// Run the program with `{key}` replaced: exit 0 with the target on
 /// stdout, exit 1 for "not found"; cleared environment, own process group
 /// (killed with the lookup's timeout).
@@ -303,18 +290,10 @@ async fn run(argv: &[String], key: &str) -> Result<Option<String>, String> {
     let Some((prog, rest)) = args.split_first() else {
         return Err("empty command".into());
     };
-    let mut cmd = Command::new(prog);
-    cmd.args(rest)
-        .env_clear()
-        .env("PATH", LOOKUP_PATH)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
+    let mut cmd = reaper::isolated(prog, rest, Stdio::piped());
     let (mut child, tracked) =
         reaper::spawn(&mut cmd).map_err(|e| format!("cannot run {prog}: {e}"))?;
-    let _kill = GroupKill(child.id());
+    let _kill = reaper::GroupKill(child.id());
     let _tracked = tracked;
     let mut out = Vec::new();
     if let Some(stdout) = child.stdout.take() {

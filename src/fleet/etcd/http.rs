@@ -54,17 +54,7 @@ impl Endpoint {
             .strip_prefix("http://")
             .ok_or_else(|| bad("only http://host:port is supported"))?;
         let authority = rest.strip_suffix('/').unwrap_or(rest);
-        let (host, port) = authority.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-        let host_ok = !host.is_empty()
-            && !host.contains(['/', '@', '?', '#', ' '])
-            && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
-        if !host_ok {
-            return Err(bad("bad host"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(bad("bad port")),
-        }
+        crate::config::grammar::check_http_authority(authority).map_err(bad)?;
         Ok(Endpoint {
             url: url.to_string(),
             authority: authority.to_string(),
