@@ -185,13 +185,14 @@ fn n(v: &serde_json::Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
 }
 
-/// balance with one listener: a group per channel (group i is
-/// `channels[i]`) and the `route:` block `route` (its lines indented by
-/// six spaces).
+/// balance with one listener: a group per channel, named `pod-a`,
+/// `pod-b`, ... in order, and the `route:` block `route` (its lines
+/// indented by six spaces).
 fn start_routed(channels: &[String], route: &str) -> Balance {
     let groups: String = channels
         .iter()
-        .map(|c| format!("      - channels: [\"{c}\"]\n"))
+        .zip('a'..)
+        .map(|(c, n)| format!("      - name: pod-{n}\n        channels: [\"{c}\"]\n"))
         .collect();
     let route = route.to_string();
     Balance::config(1, move |p: &[u16]| {
@@ -323,13 +324,13 @@ fn sni_picks_the_backend_by_map_file_and_default_over_real_tls() {
     let routes = dir.join("routes");
     std::fs::write(
         &routes,
-        "# tenants\n*.b.example.com 1\nthis line is bad\nold.example.com reject\n",
+        "# tenants\n*.b.example.com pod-b\nthis line is bad\nold.example.com reject\nz.example.com pod-z\n",
     )
     .unwrap();
     let bal = start_routed(
         &[a.channel(), b.channel(), c.channel()],
         &format!(
-            "      by: sni\n      map:\n        a.example.com: \"0\"\n      file: {}\n      default: \"2\"\n",
+            "      by: sni\n      map:\n        a.example.com: pod-a\n      file: {}\n      default: pod-c\n",
             routes.display()
         ),
     );
@@ -369,9 +370,10 @@ fn sni_picks_the_backend_by_map_file_and_default_over_real_tls() {
     );
     assert_eq!(n(&r, "file_keys"), 2, "{r}");
     let why = bal.ctl("route y.b.example.com");
-    assert!(why.contains("-> 1") && why.contains("from file"), "{why}");
+    assert!(why.contains("-> pod-b") && why.contains("from file"), "{why}");
     assert!(bal.ctl("route a.example.com").contains("from map"));
     // The file changes: read again, no reload needed.
+    // (A group's index is a target too.)
     std::fs::write(&routes, "*.b.example.com 0\n").unwrap();
     bal.wait_running("the route file read again", || {
         subject_via(port, Some("x.b.example.com")).as_deref() == Some("A")
@@ -387,7 +389,7 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     let bal = start_routed(
         &[a.channel(), b.channel()],
         &format!(
-            "      by: sni\n      lookup:\n        url: \"http://127.0.0.1:{}/backend/{{key}}\"\n        timeout: 1s\n        ttl: {}ms\n        negative_ttl: 1h\n        stale: 1h\n      default: \"0\"\n",
+            "      by: sni\n      lookup:\n        url: \"http://127.0.0.1:{}/backend/{{key}}\"\n        timeout: 1s\n        ttl: {}ms\n        negative_ttl: 1h\n        stale: 1h\n      default: pod-a\n",
             dir_srv.port,
             ttl.as_millis()
         ),
@@ -396,7 +398,7 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     let via = |name: &str| tag_after(port, &client_hello(name));
 
     // Answers, then a hit from the cache.
-    dir_srv.set("t1.example.com", Reply::Target("1"));
+    dir_srv.set("t1.example.com", Reply::Target("pod-b"));
     assert_eq!(via("t1.example.com").as_deref(), Some("B"));
     assert_eq!(via("t1.example.com").as_deref(), Some("B"));
     assert_eq!(
@@ -408,7 +410,7 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     // 100 clients at once with the same new key: one lookup.
     dir_srv.set(
         "new.example.com",
-        Reply::Slow(Duration::from_millis(300), "1"),
+        Reply::Slow(Duration::from_millis(300), "pod-b"),
     );
     let clients: Vec<_> = (0..100)
         .map(|_| thread::spawn(move || tag_after(port, &client_hello("new.example.com"))))
@@ -429,7 +431,7 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     assert_eq!(dir_srv.asked("nope.example.com"), 1, "not found is cached");
 
     // Slower than the timeout, nothing cached: the default.
-    dir_srv.set("slow.example.com", Reply::Slow(Duration::from_secs(3), "1"));
+    dir_srv.set("slow.example.com", Reply::Slow(Duration::from_secs(3), "pod-b"));
     assert_eq!(via("slow.example.com").as_deref(), Some("A"));
     let r = json_route(&bal);
     assert!(n(&r, "lookup_errors") >= 1, "{r}");
@@ -443,7 +445,7 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     });
     assert_eq!(via("never.example.com").as_deref(), Some("A"));
     let why = bal.ctl("route t1.example.com");
-    assert!(why.contains("-> 1") && why.contains("stale"), "{why}");
+    assert!(why.contains("-> pod-b") && why.contains("stale"), "{why}");
     let r = json_route(&bal);
     // Every lookup made while the directory was up reached it; two more
     // failed after it went away (t1's refresh, never's).
@@ -462,7 +464,7 @@ fn src_keys_match_cidr_blocks_and_reject_closes() {
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     let bal = start_routed(
         &[a.channel(), b.channel()],
-        "      by: src\n      map:\n        \"127.0.0.1\": \"1\"\n        \"127.0.0.8/29\": reject\n      default: \"0\"\n",
+        "      by: src\n      map:\n        \"127.0.0.1\": pod-b\n        \"127.0.0.8/29\": reject\n      default: pod-a\n",
     );
     let port = bal.port();
     let from = |src: [u8; 4]| -> Option<String> {
@@ -502,7 +504,7 @@ fn the_peek_is_bounded_and_the_bytes_peeked_reach_the_backend_unchanged() {
     let bal = start_routed(
         &[a.channel(), b.channel()],
         &format!(
-            "      by: sni\n      map:\n        b.example.com: \"1\"\n      default: \"0\"\n      peek_timeout: {}ms\n",
+            "      by: sni\n      map:\n        b.example.com: pod-b\n      default: pod-a\n      peek_timeout: {}ms\n",
             bound.as_millis()
         ),
     );

@@ -208,7 +208,8 @@ pub fn mask(ip: IpAddr, bits: u8) -> IpAddr {
     }
 }
 
-/// A target by its name: `reject`, a group's name, or a group's index.
+/// A target by its name: `reject`, a group's name, or a group's index
+/// (names are never all digits, so the two cannot be confused).
 pub fn parse_target(s: &str, groups: &[String]) -> Result<RouteTarget, String> {
     if s == "reject" {
         return Ok(RouteTarget::Reject);

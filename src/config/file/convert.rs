@@ -141,16 +141,12 @@ fn listener(
         .iter()
         .map(|g| g.channels.iter().map(|c| c.referenced).collect())
         .collect();
-    let group_names: Vec<String> = (0..l.groups.len()).map(|i| i.to_string()).collect();
-    let route = l
-        .route
-        .map(|r| super::route::route(r, group_names))
-        .transpose()
-        .map_err(|e| format!("{}{e} (listener {})", at(sl.referenced), quote(&name)))?;
+    let raw_route = l.route;
     let groups = l
         .groups
         .into_iter()
         .map(|g| GroupConfig {
+            name: g.name.map(|n| n.0).unwrap_or_default(),
             policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
                 RawPolicy::Rr => Policy::RoundRobin,
                 RawPolicy::Hash => Policy::Hash,
@@ -185,7 +181,12 @@ fn listener(
     let mut lc = spec
         .build()
         .map_err(|e| spec_error(e, &loc, &name, &spans))?;
-    lc.route = route;
+    // Targets name groups: resolved once every group has its name.
+    let group_names = lc.groups.iter().map(|g| g.name.clone()).collect();
+    lc.route = raw_route
+        .map(|r| super::route::route(r, group_names))
+        .transpose()
+        .map_err(|e| format!("{loc}{e} (listener {})", quote(&name)))?;
     Ok(lc)
 }
 
@@ -215,6 +216,7 @@ fn spec_error(e: SpecError, loc: &str, name: &str, spans: &[Vec<Location>]) -> S
                 quote(name)
             )
         }
+        SpecError::Name(e) => format!("{loc}{e} (listener {})", quote(name)),
     }
 }
 

@@ -11,7 +11,7 @@ fn with(route: &str) -> Result<crate::config::Config, String> {
 #[test]
 fn a_full_route_block_resolves() {
     let c = with(
-        "      by: sni\n      map:\n        \"*.Example.com\": \"1\"\n        a.example.com: reject\n      lookup:\n        url: \"http://gds:6280/backend/{key}\"\n        ttl: 5m\n        stale: 1h\n      default: \"0\"\n      peek_timeout: 500ms\n",
+        "      by: sni\n      map:\n        \"*.Example.com\": \"1\"\n        a.example.com: reject\n      lookup:\n        url: \"http://gds:6280/backend/{key}\"\n        ttl: 5m\n        stale: 1h\n      default: group0\n      peek_timeout: 500ms\n",
     )
     .unwrap();
     let r = c.listeners[0].route.as_ref().unwrap();
@@ -93,4 +93,18 @@ fn bad_route_blocks_are_one_line_errors_naming_the_key() {
         let e = with(route).unwrap_err();
         assert!(e.contains(want) && !e.contains('\n'), "{route}: {e}");
     }
+}
+
+#[test]
+fn targets_are_group_names_given_or_default() {
+    let named = "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    groups:\n      - name: eu\n        channels: [\"10.0.0.1:80\"]\n      - channels: [\"10.0.0.2:80\"]\n    route:\n      by: dst\n      map: { \"10.1.0.0/16\": eu, \"10.2.0.0/16\": group1 }\n      default: reject\n";
+    let c = parse(named, &Overlay::default()).unwrap();
+    let r = c.listeners[0].route.as_ref().unwrap();
+    assert!(r.map.contains(&(RouteKey::Net("10.1.0.0".parse().unwrap(), 16), RouteTarget::Group(0))));
+    assert!(r.map.contains(&(RouteKey::Net("10.2.0.0".parse().unwrap(), 16), RouteTarget::Group(1))));
+    assert_eq!(r.groups, vec!["eu".to_string(), "group1".to_string()]);
+    let e = parse(&named.replace("name: eu", "name: reject"), &Overlay::default()).unwrap_err().0;
+    assert!(e.contains("named reject"), "{e}");
+    let e = parse(&named.replace("eu, ", "us, "), &Overlay::default()).unwrap_err().0;
+    assert!(e.contains("unknown target \"us\""), "{e}");
 }
