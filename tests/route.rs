@@ -370,7 +370,10 @@ fn sni_picks_the_backend_by_map_file_and_default_over_real_tls() {
     );
     assert_eq!(n(&r, "file_keys"), 2, "{r}");
     let why = bal.ctl("route y.b.example.com");
-    assert!(why.contains("-> pod-b") && why.contains("from file"), "{why}");
+    assert!(
+        why.contains("-> pod-b") && why.contains("from file"),
+        "{why}"
+    );
     assert!(bal.ctl("route a.example.com").contains("from map"));
     // The file changes: read again, no reload needed.
     // (A group's index is a target too.)
@@ -431,7 +434,10 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     assert_eq!(dir_srv.asked("nope.example.com"), 1, "not found is cached");
 
     // Slower than the timeout, nothing cached: the default.
-    dir_srv.set("slow.example.com", Reply::Slow(Duration::from_secs(3), "pod-b"));
+    dir_srv.set(
+        "slow.example.com",
+        Reply::Slow(Duration::from_secs(3), "pod-b"),
+    );
     assert_eq!(via("slow.example.com").as_deref(), Some("A"));
     let r = json_route(&bal);
     assert!(n(&r, "lookup_errors") >= 1, "{r}");

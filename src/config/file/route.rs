@@ -58,7 +58,9 @@ struct RawLookup {
 /// `route.KEY: why`.
 pub(super) fn route(r: RawRoute, groups: Vec<String>) -> Result<RouteConfig, String> {
     if groups.iter().any(|g| g == "reject") {
-        return Err("route: a group named reject cannot be told from the reject target; rename it".into());
+        return Err(
+            "route: a group named reject cannot be told from the reject target; rename it".into(),
+        );
     }
     let by = match r.by {
         RawBy::Sni => RouteBy::Sni,

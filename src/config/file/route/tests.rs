@@ -100,11 +100,24 @@ fn targets_are_group_names_given_or_default() {
     let named = "listeners:\n  - name: a\n    bind: \"127.0.0.1:8000\"\n    groups:\n      - name: eu\n        channels: [\"10.0.0.1:80\"]\n      - channels: [\"10.0.0.2:80\"]\n    route:\n      by: dst\n      map: { \"10.1.0.0/16\": eu, \"10.2.0.0/16\": group1 }\n      default: reject\n";
     let c = parse(named, &Overlay::default()).unwrap();
     let r = c.listeners[0].route.as_ref().unwrap();
-    assert!(r.map.contains(&(RouteKey::Net("10.1.0.0".parse().unwrap(), 16), RouteTarget::Group(0))));
-    assert!(r.map.contains(&(RouteKey::Net("10.2.0.0".parse().unwrap(), 16), RouteTarget::Group(1))));
+    assert!(r.map.contains(&(
+        RouteKey::Net("10.1.0.0".parse().unwrap(), 16),
+        RouteTarget::Group(0)
+    )));
+    assert!(r.map.contains(&(
+        RouteKey::Net("10.2.0.0".parse().unwrap(), 16),
+        RouteTarget::Group(1)
+    )));
     assert_eq!(r.groups, vec!["eu".to_string(), "group1".to_string()]);
-    let e = parse(&named.replace("name: eu", "name: reject"), &Overlay::default()).unwrap_err().0;
+    let e = parse(
+        &named.replace("name: eu", "name: reject"),
+        &Overlay::default(),
+    )
+    .unwrap_err()
+    .0;
     assert!(e.contains("named reject"), "{e}");
-    let e = parse(&named.replace("eu, ", "us, "), &Overlay::default()).unwrap_err().0;
+    let e = parse(&named.replace("eu, ", "us, "), &Overlay::default())
+        .unwrap_err()
+        .0;
     assert!(e.contains("unknown target \"us\""), "{e}");
 }
