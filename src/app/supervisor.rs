@@ -125,6 +125,11 @@ impl Supervisor {
         self.registry.clone()
     }
 
+    /// The state file every front end writes after a change.
+    pub fn state_file(&self) -> Option<Arc<StateFile>> {
+        self.control.state.clone()
+    }
+
     /// Cancelled at shutdown (by a signal or the control socket's `kill`).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -526,7 +531,7 @@ async fn control_bound(bound: Vec<ControlBound>) -> Result<(), String> {
 const FD_RESERVE: u64 = 64;
 
 /// Default `--max-conns`: two fds per proxied connection, minus a reserve.
-fn max_conns(g: &Global) -> usize {
+pub(crate) fn max_conns(g: &Global) -> usize {
     g.max_conns.unwrap_or_else(|| {
         let n = crate::sys::nofile_limit().saturating_sub(FD_RESERVE) / 2;
         n.clamp(16, Semaphore::MAX_PERMITS as u64 / 2) as usize
