@@ -25,6 +25,9 @@
 //! - [`monitor`]: the probe scheduler and one file per probe kind.
 //! - [`service`]: one listener at runtime; `report` is the one place that
 //!   reacts to a health outcome.
+//! - [`route`]: routing by key (TLS server name, destination or client
+//!   address): the ClientHello parser, the route table (inline map, file)
+//!   and the directory lookup with its cache; no state of other modules.
 //! - [`pool`]: channels (state, counters), pure selection, the reload merge.
 //! - [`health`]: rise/fall, typed reasons and outcomes.
 //! - [`logging`]: stderr, file or syslog.
@@ -60,6 +63,7 @@ pub mod proxy;
 pub mod proxy_header;
 pub mod registry;
 pub mod render;
+pub mod route;
 pub mod service;
 pub mod slots;
 pub mod sys;

@@ -197,6 +197,7 @@ impl ListenerSpec {
                 .unwrap_or(monitor.as_ref().is_some_and(|m| m.guards_writer())),
             monitor,
             accept_proxy,
+            route: None,
         })
     }
 }

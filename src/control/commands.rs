@@ -114,6 +114,9 @@ pub enum Command {
     /// `spin` (show).
     SpinShow,
     Fleet(FleetCmd),
+    /// `route KEY`: what a key resolves to on a listener with `route:`,
+    /// and why.
+    Route(String),
     StateSave,
     Reload,
     Quit,
@@ -175,6 +178,7 @@ const EXACT_WORDS: &[&str] = &[
     "monitor",
     "reload",
     "switchover",
+    "route",
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
@@ -322,6 +326,10 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
             Some(s) => Command::Op(OperatorOp::Spin(s)),
             None => Command::SpinShow,
         },
+        "route" => {
+            let [key] = take(w, args)?;
+            Command::Route(key.to_string())
+        }
         "state" => {
             let [what] = take(w, args)?;
             if what != "save" {
@@ -556,6 +564,12 @@ extensions:
   reload                         re-read the --config file (like SIGHUP)
   <channel> is an index in the current group, <group>:<channel>, <host>:<port> or its name
   <group> is a number or a group name";
+
+/// Added to `help` on a listener with `route:`.
+pub const HELP_ROUTE: &str = "\
+routing (route: in the config file):
+  route <key>                    what <key> (a server name or an address) resolves to, and why
+                                 (map, file, lookup: cached, stale or asked now; default)";
 
 /// The fleet commands, added to `help` in fleet mode.
 pub const HELP_FLEET: &str = "\

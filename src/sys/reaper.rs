@@ -56,6 +56,41 @@ impl Drop for Tracked {
     }
 }
 
+/// PATH of the commands balance runs (checks, lookups).
+pub const COMMAND_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `prog args` run directly: empty environment but [`COMMAND_PATH`],
+/// stdin and stderr to /dev/null, stdout as given, its own process group,
+/// killed if dropped while running.
+pub fn isolated(
+    prog: &str,
+    args: &[String],
+    stdout: std::process::Stdio,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", COMMAND_PATH)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Kills a command's process group when dropped (a timeout, a
+/// cancellation, or done: whatever it left in its group goes with it).
+pub struct GroupKill(pub Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            super::kill_process_group(pgid);
+        }
+    }
+}
+
 /// Spawn a check and register its pid in one step.
 pub fn spawn(
     cmd: &mut tokio::process::Command,

@@ -130,6 +130,7 @@ pub(super) struct RawListener {
     pub(super) monitor: Option<RawMonitor>,
     #[serde(default)]
     pub(super) accept_proxy: Option<Vec<CidrLit>>,
+    pub(super) route: Option<super::route::RawRoute>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
