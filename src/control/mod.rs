@@ -11,6 +11,7 @@
 //! - [`server`]: the socket, its bounds and its framing.
 //! - [`client`]: `balance -c CMD PORT` and `balance -i PORT`.
 //! - [`state`]: `--state-file`, written atomically after every change.
+//! - [`upgrade`]: the handle `upgrade` asks the supervisor through.
 //!
 //! The current group (`group N`) is per session, kept by the server; every
 //! answer carries it so the shell can show `balance[N] `. The shell runs
@@ -37,6 +38,7 @@ pub mod reload;
 pub mod reply;
 pub mod server;
 pub mod state;
+pub mod upgrade;
 
 pub use reload::{ReloadError, ReloadHandle, ReloadRequests};
 pub use server::{Context, ControlHandle, spawn};
