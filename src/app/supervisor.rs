@@ -506,6 +506,9 @@ impl Supervisor {
             .map_err(|e| format!("upgrade task failed: {e}"))??;
         self.control.upgrade.set_handed_over();
         crate::sys::notify::send(&format!("MAINPID={pid}"));
+        if let Err(e) = crate::sys::reaper::stop_reaping() {
+            warn!("upgrade: cannot stop being a child subreaper: {e}");
+        }
         self.shutdown.cancel();
         // The control servers stop before the operator hears the answer, so
         // the next command reaches the successor.

@@ -72,6 +72,20 @@ pub fn spawn(
     Ok((child, tracked))
 }
 
+/// After a hand-over (`upgrade`): stop being a subreaper and stop
+/// sweeping. The successor (our child) and its own successors must not be
+/// adopted, and killed at exit, by this draining process: orphans go past
+/// it to init (or systemd) instead.
+pub fn stop_reaping() -> io::Result<()> {
+    ENABLED.store(false, Ordering::SeqCst);
+    // SAFETY: as in `become_subreaper`, with 0: plain integers only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Spawn a successor (`upgrade`): no sweep kills it, now or at exit,
 /// until [`unspare`] (it failed and was reaped by the caller).
 pub fn spawn_successor(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
