@@ -426,3 +426,50 @@ fn twenty_upgrades_under_load_refuse_no_connect_and_lose_no_byte() {
     })
     .unwrap();
 }
+
+/// Under systemd (`Type=notify`, the default `NotifyAccess=main`): the old
+/// main process names its successor with `MAINPID=`; the successor sends
+/// no second `READY=1` and the old one no `STOPPING=1` (the service is not
+/// stopping). A datagram socket stands in for systemd's.
+#[test]
+fn upgrade_tells_systemd_the_new_main_pid() {
+    use std::os::unix::net::UnixDatagram;
+    let a = echo_backend();
+    let dir = TempDir::new("upgrade-notify");
+    let notify = dir.join("notify.sock");
+    let ns = UnixDatagram::bind(&notify).unwrap();
+    ns.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let b = Balance::cli(&[a.channel()])
+        .control(&dir.join("c.sock"))
+        .env("NOTIFY_SOCKET", notify.to_str().unwrap())
+        .start();
+    let successors = Successors::default();
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut drain = |heard: &mut Vec<String>| {
+        while let Ok(n) = ns.recv(&mut buf) {
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    };
+    wait_until("READY=1", stretched(Duration::from_secs(10)), || {
+        drain(&mut heard);
+        heard.iter().any(|m| m.lines().any(|l| l == "READY=1"))
+    })
+    .unwrap();
+    heard.clear();
+    let new = upgrade(&b, "upgrade").unwrap();
+    successors.push(new);
+    wait_until("the old process to exit", stretched(OLD_EXIT), || {
+        b.try_exit().is_some()
+    })
+    .unwrap();
+    drain(&mut heard);
+    assert_eq!(heard, vec![format!("MAINPID={new}")], "{heard:?}");
+    // The successor is the one systemd now stops: STOPPING=1 comes from it.
+    kill(new, libc::SIGTERM);
+    wait_until("STOPPING=1 from the new main pid", stretched(OLD_EXIT), || {
+        drain(&mut heard);
+        heard.iter().any(|m| m == "STOPPING=1")
+    })
+    .unwrap();
+}
