@@ -438,7 +438,8 @@ fn upgrade_tells_systemd_the_new_main_pid() {
     let dir = TempDir::new("upgrade-notify");
     let notify = dir.join("notify.sock");
     let ns = UnixDatagram::bind(&notify).unwrap();
-    ns.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    ns.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let b = Balance::cli(&[a.channel()])
         .control(&dir.join("c.sock"))
         .env("NOTIFY_SOCKET", notify.to_str().unwrap())
@@ -467,9 +468,53 @@ fn upgrade_tells_systemd_the_new_main_pid() {
     assert_eq!(heard, vec![format!("MAINPID={new}")], "{heard:?}");
     // The successor is the one systemd now stops: STOPPING=1 comes from it.
     kill(new, libc::SIGTERM);
-    wait_until("STOPPING=1 from the new main pid", stretched(OLD_EXIT), || {
-        drain(&mut heard);
-        heard.iter().any(|m| m == "STOPPING=1")
-    })
+    wait_until(
+        "STOPPING=1 from the new main pid",
+        stretched(OLD_EXIT),
+        || {
+            drain(&mut heard);
+            heard.iter().any(|m| m == "STOPPING=1")
+        },
+    )
     .unwrap();
+}
+
+/// A channel the old process found down (here by a refused connect, with
+/// no monitor that would find it again) starts down in the new process:
+/// no client is sent to it first.
+#[test]
+fn upgrade_carries_down_marks() {
+    let dead = Refused::new();
+    let backup = Backend::tagged("B");
+    let dir = TempDir::new("upgrade-down");
+    let b = Balance::cli(&[dead.channel(), "!".into(), backup.channel()])
+        .control(&dir.join("c.sock"))
+        .start();
+    let successors = Successors::default();
+    let state_of = |port: u16| -> String {
+        let show = ctl(&b, "show").unwrap();
+        let row = show
+            .lines()
+            .find(|l| l.split_whitespace().nth(5) == Some(&port.to_string()))
+            .unwrap_or_else(|| panic!("{show}"))
+            .to_string();
+        row.split_whitespace()
+            .nth(3)
+            .unwrap_or_default()
+            .to_string()
+    };
+    wait_until(
+        "the refused channel to go down",
+        stretched(Duration::from_secs(10)),
+        || {
+            let _ = ask(b.addr);
+            state_of(dead.port()) == "dis"
+        },
+    )
+    .unwrap();
+    let new = upgrade(&b, "upgrade").unwrap();
+    successors.push(new);
+    assert_eq!(state_of(dead.port()), "dis", "{}", b.stderr());
+    assert_eq!(state_of(backup.port()), "ENA");
+    assert_eq!(ask(b.addr).unwrap(), "B");
 }
