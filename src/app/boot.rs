@@ -17,7 +17,7 @@ use tracing::info;
 use crate::app::pidfile::PidFile;
 use crate::app::plan::{Source, absolutize};
 use crate::app::signals::Signals;
-use crate::app::supervisor::Supervisor;
+use crate::app::supervisor::{Ended, Supervisor};
 use crate::config::{Config, Global};
 use crate::control::upgrade::UpgradeHandle;
 use crate::control::{ReloadHandle, paths};
@@ -43,6 +43,15 @@ impl Fatal {
         match self {
             Fatal::Config(_) => Exit::Usage,
             Fatal::Os(_) => Exit::OsErr,
+        }
+    }
+}
+
+impl From<crate::app::upgrade::Refusal> for Fatal {
+    fn from(r: crate::app::upgrade::Refusal) -> Fatal {
+        match r {
+            crate::app::upgrade::Refusal::Config(m) => Fatal::Config(m),
+            crate::app::upgrade::Refusal::Os(m) => Fatal::Os(m),
         }
     }
 }
@@ -208,13 +217,6 @@ fn run_started(
     res.map(|_| ())
 }
 
-/// How serving ended.
-pub(crate) enum Ended {
-    /// A stop signal or `kill`: drained, done.
-    Stopped,
-    /// `upgrade`: a successor serves the sockets now; drained.
-    HandedOver,
-}
 
 fn serve_as_user(b: Boot, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
     let mut bound = b.bound;

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::app::boot::Ended;
 use crate::app::plan::{self, Current, Resolved, Source, Step, Summary, rise_fall};
 use crate::app::signals::{Event, Signals};
 use crate::app::upgrade::{Carried, Parts};
@@ -23,6 +22,14 @@ use crate::control::upgrade::{UpgradeHandle, UpgradeRequest, UpgradeRequests};
 use crate::control::{ReloadError, ReloadHandle, ReloadRequests, StateFile};
 use crate::registry::Registry;
 use crate::service::Service;
+
+/// How serving ended.
+pub(crate) enum Ended {
+    /// A stop signal or `kill`: drained, done.
+    Stopped,
+    /// `upgrade`: a successor serves the sockets now; drained.
+    HandedOver,
+}
 
 /// After a hand-over, how long the process waits for the `upgrade`
 /// answer to be written before it exits.

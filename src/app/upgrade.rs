@@ -43,12 +43,19 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::app::boot::Fatal;
 use crate::config::Config;
 use crate::control::server::Inherited;
 use crate::control::state::StateFile;
 use crate::service::Service;
 use crate::sys::fdpass;
+
+/// Why a new process does not take over: the configuration (exit 64) or
+/// the hand-over itself (exit 71). Boot turns it into its `Fatal`.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Config(String),
+    Os(String),
+}
 
 /// The variable naming the inherited descriptor in the new process.
 pub const ENV: &str = "BALANCE_UPGRADE_FD";
@@ -358,11 +365,11 @@ pub(crate) struct Carried {
 /// New side: whether this process was started by `upgrade`; if so,
 /// receive everything (before anything is bound). Err: the hand-over
 /// failed (reported to the old process by [`report_failure`]).
-pub(crate) fn receive() -> Result<Option<Handed>, Fatal> {
+pub(crate) fn receive() -> Result<Option<Handed>, Refusal> {
     let Some(v) = std::env::var_os(ENV) else {
         return Ok(None);
     };
-    let bad = |why: String| Fatal::Os(format!("{ENV}: {why}"));
+    let bad = |why: String| Refusal::Os(format!("{ENV}: {why}"));
     let fd = v
         .to_str()
         .and_then(|s| s.parse::<i32>().ok())
@@ -451,7 +458,7 @@ impl Handed {
     /// The sockets for `cfg`'s listeners, in its order: exactly the ones
     /// received (a listener added or removed in the file is refused: reload
     /// the running process first).
-    pub fn take_listeners(&mut self, cfg: &Config) -> Result<Vec<std::net::TcpListener>, Fatal> {
+    pub fn take_listeners(&mut self, cfg: &Config) -> Result<Vec<std::net::TcpListener>, Refusal> {
         let mut have: Vec<Option<std::net::TcpListener>> = std::mem::take(&mut self.listeners)
             .into_iter()
             .map(Some)
@@ -466,7 +473,7 @@ impl Handed {
             match found.and_then(Option::take) {
                 Some(s) => out.push(s),
                 None => {
-                    return Err(Fatal::Config(format!(
+                    return Err(Refusal::Config(format!(
                         "listener {} on {}: the running process does not listen there (reload it first, or restart)",
                         crate::config::quote(&l.name),
                         l.bind
@@ -478,7 +485,7 @@ impl Handed {
             let a = extra
                 .local_addr()
                 .map_or_else(|_| "?".into(), |a| a.to_string());
-            return Err(Fatal::Config(format!(
+            return Err(Refusal::Config(format!(
                 "the running process listens on {a}, which the configuration no longer has (reload it first, or restart)"
             )));
         }
@@ -489,11 +496,11 @@ impl Handed {
     pub fn take_metrics(
         &mut self,
         want: Option<SocketAddr>,
-    ) -> Result<Option<std::net::TcpListener>, Fatal> {
+    ) -> Result<Option<std::net::TcpListener>, Refusal> {
         match (self.metrics.take(), want) {
             (None, None) => Ok(None),
             (Some((a, s)), Some(w)) if a == w => Ok(Some(s)),
-            (have, want) => Err(Fatal::Config(format!(
+            (have, want) => Err(Refusal::Config(format!(
                 "--metrics is {} here but {} in the running process (restart to change it)",
                 want.map_or_else(|| "off".into(), |w| w.to_string()),
                 have.map_or_else(|| "off".into(), |h| h.0.to_string()),
@@ -502,11 +509,11 @@ impl Handed {
     }
 
     /// The pidfile, locked by the old process (the lock is shared).
-    pub fn take_pidfile(&mut self, want: Option<&Path>) -> Result<Option<(PathBuf, File)>, Fatal> {
+    pub fn take_pidfile(&mut self, want: Option<&Path>) -> Result<Option<(PathBuf, File)>, Refusal> {
         match (self.pidfile.take(), want) {
             (None, None) => Ok(None),
             (Some((p, f)), Some(w)) if p == w => Ok(Some((p, f))),
-            (have, want) => Err(Fatal::Config(format!(
+            (have, want) => Err(Refusal::Config(format!(
                 "--pidfile is {} here but {} in the running process (restart to change it)",
                 want.map_or_else(|| "none".into(), |w| w.display().to_string()),
                 have.map_or_else(|| "none".into(), |h| h.0.display().to_string()),
@@ -515,14 +522,14 @@ impl Handed {
     }
 
     /// Every control socket the configuration needs was received.
-    pub fn check_controls(&self, cfg: &Config) -> Result<(), Fatal> {
+    pub fn check_controls(&self, cfg: &Config) -> Result<(), Refusal> {
         let control = cfg.global.control.as_deref();
         let as_dir =
             control.is_some_and(|c| crate::control::paths::control_is_dir(c, cfg.listeners.len()));
         for l in &cfg.listeners {
             let p = crate::control::paths::listener_path(control, &self.run_dir, l.bind, as_dir);
             if !self.controls.contains_key(&p) {
-                return Err(Fatal::Config(format!(
+                return Err(Refusal::Config(format!(
                     "listener {}: control socket {} is not one the running process serves (restart to change it)",
                     crate::config::quote(&l.name),
                     p.display()
