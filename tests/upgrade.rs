@@ -357,10 +357,8 @@ fn twenty_upgrades_under_load_refuse_no_connect_and_lose_no_byte() {
         })
         .collect();
 
-    let t0 = Instant::now();
-    let mut pids = vec![b.pid()];
-    for i in 0..UPGRADES {
-        // Clients keep connecting between (and during) the upgrades.
+    // Clients keep connecting between (and during) the upgrades.
+    let more_connects = || {
         let seen = connects.load(SeqCst);
         wait_until(
             "clients to connect",
@@ -368,6 +366,11 @@ fn twenty_upgrades_under_load_refuse_no_connect_and_lose_no_byte() {
             || connects.load(SeqCst) >= seen + 20,
         )
         .unwrap();
+    };
+    let t0 = Instant::now();
+    let mut pids = vec![b.pid()];
+    for i in 0..UPGRADES {
+        more_connects();
         if i == UPGRADES / 2 {
             sessions.extend(open_sessions(SESSIONS / 2..SESSIONS));
         }
@@ -375,13 +378,7 @@ fn twenty_upgrades_under_load_refuse_no_connect_and_lose_no_byte() {
         successors.push(pid);
         pids.push(pid);
     }
-    let seen = connects.load(SeqCst);
-    wait_until(
-        "clients to connect",
-        stretched(Duration::from_secs(10)),
-        || connects.load(SeqCst) >= seen + 20,
-    )
-    .unwrap();
+    more_connects();
     stop_churn.store(true, SeqCst);
     for t in churners {
         t.join().unwrap();

@@ -217,7 +217,6 @@ fn run_started(
     res.map(|_| ())
 }
 
-
 fn serve_as_user(b: Boot, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
     let mut bound = b.bound;
     let g = &bound.cfg.global;

@@ -509,7 +509,10 @@ impl Handed {
     }
 
     /// The pidfile, locked by the old process (the lock is shared).
-    pub fn take_pidfile(&mut self, want: Option<&Path>) -> Result<Option<(PathBuf, File)>, Refusal> {
+    pub fn take_pidfile(
+        &mut self,
+        want: Option<&Path>,
+    ) -> Result<Option<(PathBuf, File)>, Refusal> {
         match (self.pidfile.take(), want) {
             (None, None) => Ok(None),
             (Some((p, f)), Some(w)) if p == w => Ok(Some((p, f))),
