@@ -368,7 +368,11 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
             .iter()
             .map(|t| parse_channel(t, 0))
             .collect::<Result<Vec<_>, _>>()?;
-        groups.push(GroupConfig { policy, channels });
+        groups.push(GroupConfig {
+            name: String::new(),
+            policy,
+            channels,
+        });
     }
 
     let ip = match a.bind.as_deref() {
@@ -443,6 +447,7 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
             ))
         }
         SpecError::SelfLoop { .. } => UsageError(format!("bad channel {e}")),
+        SpecError::Name(e) => UsageError(e.to_string()),
     })
 }
 

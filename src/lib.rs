@@ -9,6 +9,9 @@
 //!   `control::reload` handle.
 //! - [`fleet`]: fleet mode: one prober per service elected through etcd,
 //!   its verdicts followed by the other instances (the etcd client too).
+//! - [`operator`]: every operator change ([`operator::OperatorOp`]) and
+//!   the one function that applies it; channel and group keys. The
+//!   control socket and fleet mode only parse into it and render.
 //! - [`cli`]: balance's argv → raw values → the [`config`] builder.
 //! - [`metrics`]: the `GET /metrics` responder.
 //! - [`dns`]: periodic re-resolution of backend names; reports through
@@ -49,6 +52,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod operator;
 pub mod pool;
 pub mod proxy;
 pub mod registry;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::*};
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use crate::config::{Failback, GroupConfig, Host, Policy};
+use crate::config::{Failback, GroupConfig, Host, Policy, names};
 
 pub use channel::{Admin, Channel, ConnGuard, HealthState, Kill, LastResult, ShownState, Target};
 pub use select::client_hash;
@@ -28,14 +28,23 @@ use select::{Selector, Tier, Walk};
 
 /// An ordered list of channels with a policy.
 pub struct Group {
+    /// Its name, unique in the listener (see `crate::config::names`).
+    name: Box<str>,
     pub channels: Vec<Arc<Channel>>,
     selector: Selector,
 }
 
 impl Group {
-    pub fn new(policy: Policy, channels: Vec<Arc<Channel>>) -> Group {
+    pub fn new(name: impl Into<Box<str>>, policy: Policy, channels: Vec<Arc<Channel>>) -> Group {
         let selector = Selector::new(policy, channels.len());
-        Group { channels, selector }
+        Group {
+            name: name.into(),
+            channels,
+            selector,
+        }
+    }
+    pub fn name(&self) -> &str {
+        &self.name
     }
     pub fn policy(&self) -> Policy {
         self.selector.policy()
@@ -47,7 +56,7 @@ impl Group {
     pub fn with_channel(&self, ch: Arc<Channel>) -> Group {
         let mut channels = self.channels.clone();
         channels.push(ch);
-        let g = Group::new(self.policy(), channels);
+        let g = Group::new(self.name.clone(), self.policy(), channels);
         g.selector.keep_position(&self.selector);
         g
     }
@@ -61,7 +70,7 @@ impl Group {
             .filter(|c| !Arc::ptr_eq(c, ch))
             .cloned()
             .collect();
-        let g = Group::new(self.policy(), channels);
+        let g = Group::new(self.name.clone(), self.policy(), channels);
         g.selector.keep_position(&self.selector);
         g
     }
@@ -121,12 +130,18 @@ impl Pool {
                             port: c.port,
                             addrs: resolve(&c.host, c.port),
                         };
-                        let ch = Channel::new(t, c.maxc, c.weight, Arc::clone(&eligible));
+                        let ch = Channel::new(
+                            c.name.as_str(),
+                            t,
+                            c.maxc,
+                            c.weight,
+                            Arc::clone(&eligible),
+                        );
                         ch.set_full_holds(opts.full_holds);
                         ch
                     })
                     .collect();
-                Arc::new(Group::new(g.policy, chans))
+                Arc::new(Group::new(g.name.as_str(), g.policy, chans))
             })
             .collect();
         Pool {
@@ -167,10 +182,29 @@ impl Pool {
         changed
     }
 
-    pub fn new_channel(&self, target: Target, maxc: u32, weight: u32) -> Arc<Channel> {
-        let ch = Channel::new(target, maxc, weight, Arc::clone(&self.eligible));
+    pub fn new_channel(&self, name: &str, target: Target, maxc: u32, weight: u32) -> Arc<Channel> {
+        let ch = Channel::new(name, target, maxc, weight, Arc::clone(&self.eligible));
         ch.set_full_holds(self.opts.full_holds);
         ch
+    }
+
+    /// The default name for a new channel at `host:port` that no channel
+    /// of the pool has (see `crate::config::names`).
+    pub fn free_channel_name(&self, host: &Host, port: u16) -> String {
+        let mut taken: std::collections::HashSet<String> = self
+            .groups()
+            .iter()
+            .flat_map(|g| g.channels.iter().map(|c| c.name().to_string()))
+            .collect();
+        names::unique(names::default_channel(host, port), &mut taken)
+    }
+
+    /// Group `g`'s name (empty if there is no such group): for logs.
+    pub fn group_name(&self, g: usize) -> String {
+        self.groups()
+            .get(g)
+            .map(|gr| gr.name().to_string())
+            .unwrap_or_default()
     }
 
     /// The group new connections start from (manual failback), and whether

@@ -124,7 +124,10 @@ impl Service {
             self.stats.failovers.fetch_add(1, Relaxed);
         }
         if let Some(prev) = self.stats.group_changed(group) {
-            tracing::info!(listener = %self.cfg.name, "traffic moved from group {prev} to group {group}");
+            let from =
+                usize::try_from(prev).map_or_else(|_| String::new(), |g| self.pool.group_name(g));
+            let to = self.pool.group_name(group);
+            tracing::info!(listener = %self.cfg.name, %from, %to, "traffic moved from group {prev} to group {group}");
         }
     }
 

@@ -867,7 +867,8 @@ fn garbage_config_files_exit_64_fast_in_little_memory() {
     check_rejected(&huge, prlimit, "huge");
 }
 
-fn check_rejected(f: &Path, prlimit: bool, name: &str) {
+/// `--check` refuses `f` at once with exit 64 and one line (returned).
+fn check_rejected(f: &Path, prlimit: bool, name: &str) -> String {
     let mut cmd = if prlimit {
         // 128 MiB of address space: an expanding bomb would abort, not exit 64.
         let mut c = Command::new("prlimit");
@@ -890,6 +891,7 @@ fn check_rejected(f: &Path, prlimit: bool, name: &str) {
         took < stretched(Duration::from_secs(3)),
         "{name} took {took:?}"
     );
+    err.into_owned()
 }
 
 /// Reloads that change a listener under steady connection load lose
@@ -1433,4 +1435,161 @@ fn a_reload_of_a_listener_with_thousands_of_channels_does_not_stall_clients() {
     // seconds here.
     let bound = stretched(Duration::from_millis(500));
     assert!(worst < bound, "worst client {worst:?} (bound {bound:?})");
+}
+
+// ------------------------------------------------------------------- names
+
+/// A listener whose first group and its first channel are named in the
+/// file; `first` is db101's backend.
+fn named_yaml(port: u16, first: SocketAddr, b: SocketAddr, c: SocketAddr) -> String {
+    format!(
+        "listeners:\n  - name: web\n    bind: \"127.0.0.1:{port}\"\n    connect_timeout: 1s\n    groups:\n      - name: pod1\n        channels:\n          - {{name: db101, host: \"{}\", port: {}}}\n          - \"{b}\"\n      - channels: [\"{c}\"]\n",
+        first.ip(),
+        first.port()
+    )
+}
+
+#[test]
+fn names_from_the_file_and_their_defaults_address_channels_and_groups_and_follow_a_reload() {
+    let (a, b, c, d) = (
+        Backend::tagged("A"),
+        Backend::tagged("B"),
+        Backend::tagged("C"),
+        Backend::tagged("D"),
+    );
+    let tmp = TempDir::new("names");
+    let state = tmp.join("state.json");
+    let st = state.to_str().unwrap().to_string();
+    let (bal, ports, cfg) = start_with(2, &["--state-file", &st], |p| {
+        format!(
+            "metrics: \"127.0.0.1:{}\"\n{}",
+            p[1],
+            named_yaml(p[0], a.addr, b.addr, c.addr)
+        )
+    });
+    let names = |bal: &Balance| -> Vec<String> {
+        let j = bal.json();
+        j["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (bn, cn) = (
+        format!("127.0.0.1-{}", b.addr.port()),
+        format!("127.0.0.1-{}", c.addr.port()),
+    );
+    assert_eq!(names(&bal), ["db101", bn.as_str(), cn.as_str()]);
+    let j = bal.json();
+    assert_eq!(j["groups"][0]["name"], "pod1");
+    assert_eq!(j["groups"][1]["name"], "group1");
+    // Metrics carry the name as a label; the other labels stay.
+    let text = scrape(ports[1]);
+    let want = format!(
+        "balance_channel_active_connections{{listener=\"web\",group=\"0\",index=\"0\",channel=\"{}\",name=\"db101\"}} 0",
+        a.addr
+    );
+    assert!(text.lines().any(|l| l == want), "{want}\n{text}");
+
+    // Control by name: a channel wherever an index goes, a group.
+    assert_eq!(bal.ctl("disable db101"), "channel db101 disabled\n");
+    assert_eq!(
+        bal.ctl("weight db101 3"),
+        "weight of channel db101 changed to 3\n"
+    );
+    assert_eq!(bal.ctl("group group1; hash"), "group 1 set to hash\n");
+    assert_eq!(
+        bal.ctl(&format!("drain {cn}")),
+        format!("channel {cn} draining (0 live connections continue)\n")
+    );
+    for _ in 0..4 {
+        assert_eq!(tag_via(ports[0]).as_deref(), Some("B"));
+    }
+    let out = bal.ctl_out("disable nosuch");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        output_text(&out).contains("no such channel nosuch"),
+        "{out:?}"
+    );
+    let out = bal.ctl_out("group nosuch");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        output_text(&out).contains("no such group nosuch"),
+        "{out:?}"
+    );
+    // The state file keys channels and groups by name.
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let l = &saved["listeners"]["web"];
+    assert_eq!(l["groups"][0]["name"], "pod1");
+    assert_eq!(l["groups"][0]["channels"][0]["name"], "db101");
+    assert_eq!(l["groups"][0]["channels"][0]["admin"], "disabled");
+
+    // Reload: db101 moves to another backend (and another place in its
+    // group); it is the same channel, still disabled with its weight.
+    std::fs::write(
+        &cfg,
+        format!(
+            "metrics: \"127.0.0.1:{}\"\n{}",
+            ports[1],
+            named_yaml(ports[0], d.addr, b.addr, c.addr)
+        ),
+    )
+    .unwrap();
+    bal.signal(libc::SIGHUP);
+    bal.wait_running("reloaded", || bal.has("removed, 1 changed"));
+    // Log lines about a channel name it.
+    let log = bal.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("channel added") && l.contains("name=db101")),
+        "{log}"
+    );
+    let j = bal.json();
+    let db = &j["channels"][0];
+    assert_eq!(db["name"], "db101");
+    assert_eq!(db["port"], d.addr.port());
+    assert_eq!(db["state"], "DIS", "{j}");
+    assert_eq!(db["weight"], 3);
+    assert_eq!(db["initial_weight"], 1);
+    assert_eq!(bal.ctl("enable db101"), "channel db101 enabled\n");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..6 {
+        seen.insert(tag_via(ports[0]).unwrap_or_default());
+    }
+    assert!(seen.contains("D") && !seen.contains("A"), "{seen:?}");
+}
+
+#[test]
+fn names_that_are_all_digits_bad_or_used_twice_are_refused_at_load() {
+    let dir = TempDir::new("badnames");
+    let yaml = |group: &str, first: &str, second: &str| {
+        format!(
+            "listeners:\n  - name: x\n    bind: \"127.0.0.1:9\"\n    groups:\n      - {group}channels:\n          - {{name: {first}, host: 127.0.0.1, port: 1}}\n          - {{name: {second}, host: 127.0.0.1, port: 2}}\n"
+        )
+    };
+    for (file, want) in [
+        (
+            yaml("", "\"101\"", "b"),
+            "bad name \"101\": a name is not all digits",
+        ),
+        (
+            yaml("", "101", "b"),
+            "bad name \"101\": a name is not all digits",
+        ),
+        (yaml("", "a/b", "b"), "bad name \"a/b\""),
+        (yaml("", "a;b", "b"), "bad name \"a;b\""),
+        (yaml("", "db1", "db1"), "channel name \"db1\" is used twice"),
+        (yaml("name: \"7\"\n        ", "a", "b"), "not all digits"),
+        // Two groups of one listener with the same name.
+        (
+            "listeners:\n  - name: x\n    bind: \"127.0.0.1:9\"\n    groups:\n      - {name: g, channels: [\"127.0.0.1:1\"]}\n      - {name: g, channels: [\"127.0.0.1:2\"]}\n".to_string(),
+            "group name \"g\" is used twice",
+        ),
+    ] {
+        let f = dir.join("bad.yaml");
+        std::fs::write(&f, &file).unwrap();
+        let err = check_rejected(&f, false, &file);
+        assert!(err.contains(want), "{file}\nwant {want:?} in {err}");
+    }
 }

@@ -801,6 +801,70 @@ fn the_state_file_restores_hard_disable_weights_and_created_channels_after_a_res
 }
 
 #[test]
+fn a_state_file_written_before_names_loads_and_is_rewritten_with_names() {
+    let tmp = TempDir::new("oldstate");
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let state = tmp.join("state.json");
+    let st = state.to_str().unwrap().to_string();
+    let port = free_port("127.0.0.1".parse().unwrap());
+    // What the version before names wrote (no "name" anywhere).
+    let old = format!(
+        r#"{{
+  "version": 1,
+  "listeners": {{
+    "balance:{port}": {{
+      "configured": [["127.0.0.1:{pa}", "127.0.0.1:{pb}"]],
+      "groups": [{{"policy": "rr", "channels": [
+        {{"host": "127.0.0.1", "port": {pa}, "admin": "disabled", "maxc": 0, "weight": 1}},
+        {{"host": "127.0.0.1", "port": {pb}, "admin": "enabled", "maxc": 7, "weight": 2}}
+      ]}}]
+    }}
+  }}
+}}
+"#,
+        pa = a.port(),
+        pb = b.port()
+    );
+    std::fs::write(&state, old).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let inst = launch(
+        &tmp,
+        &chans(&[&a, &b]),
+        &["--state-file", &st],
+        Some(tmp.join("c.sock")),
+    )
+    .port(port)
+    .start();
+    let j = inst.json();
+    let chs = j["channels"].as_array().unwrap();
+    assert_eq!(chs[0]["state"], "DIS", "{j}");
+    assert_eq!(chs[1]["maxc"], 7);
+    assert_eq!(chs[1]["weight"], 2);
+    // The configured weight stays the initial one.
+    assert_eq!(chs[1]["initial_weight"], 1);
+    let (na, nb) = (
+        format!("127.0.0.1-{}", a.port()),
+        format!("127.0.0.1-{}", b.port()),
+    );
+    assert_eq!(chs[0]["name"], na.as_str());
+    assert_eq!(chs[1]["name"], nb.as_str());
+    assert_eq!(j["groups"][0]["name"], "group0");
+    for _ in 0..3 {
+        assert_eq!(tag(&inst), "B");
+    }
+    // By its default name; the next change writes the names down.
+    assert_eq!(
+        inst.ctl(&format!("enable {na}")),
+        format!("channel {na} enabled\n")
+    );
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let g = &saved["listeners"][format!("balance:{port}")]["groups"][0];
+    assert_eq!(g["name"], "group0");
+    assert_eq!(g["channels"][0]["name"], na.as_str());
+    assert_eq!(g["channels"][0]["admin"], "enabled");
+}
+
+#[test]
 fn a_corrupt_state_file_is_reported_and_ignored() {
     let tmp = TempDir::new("corrupt");
     let a = Backend::tagged("A");

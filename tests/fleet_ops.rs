@@ -423,3 +423,30 @@ fn a_registered_channel_gets_the_fleets_verdicts() {
         assert_eq!(ask(bal.addr).unwrap(), "A");
     }
 }
+
+#[test]
+fn a_fleet_command_takes_a_channel_name_and_every_instance_applies_it_by_address() {
+    let _s = serial();
+    let e = Etcd::single();
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    // The same backend in both groups: the fleet key is its address, so
+    // every instance changes both channels.
+    let f = Instances::start(3, &e, &[&[a.port(), b.port()], &[a.port()]]);
+    let name = format!("127.0.0.1-{}", a.port());
+    let out = f.v[1].ctl(&format!("fleet drain {name}"));
+    assert!(out.contains("written"), "{out}");
+    f.wait_all("A draining in both groups everywhere", |j| {
+        let chans = j["channels"].as_array().cloned().unwrap_or_default();
+        let at_a: Vec<&Value> = chans.iter().filter(|c| c["port"] == a.port()).collect();
+        at_a.len() == 2 && at_a.iter().all(|c| c["admin"] == "drain")
+    });
+    // An unknown name is refused by the instance that got it: nothing
+    // is written.
+    let out = f.v[0].ctl_out("fleet disable nosuch");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        output_text(&out).contains("no such channel nosuch"),
+        "{out:?}"
+    );
+    drop(e);
+}

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::operator::Endpoint;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -156,21 +157,26 @@ pub(crate) fn register(name: &str, sock: &std::net::TcpListener) -> Result<TcpLi
 
 /// Log channels that a reload added or dropped.
 pub(crate) fn log_channel_changes(old: &Service, new: &Service) {
-    let list = |s: &Service| -> Vec<(usize, String)> {
+    // A channel is its group, name and address.
+    let list = |s: &Service| -> Vec<(usize, String, Endpoint)> {
         s.pool
             .groups()
             .iter()
             .enumerate()
-            .flat_map(|(g, gr)| gr.channels.iter().map(move |c| (g, c.target().to_string())))
+            .flat_map(|(g, gr)| {
+                gr.channels
+                    .iter()
+                    .map(move |c| (g, c.name().to_string(), Endpoint::of(c)))
+            })
             .collect()
     };
     let (a, b) = (list(old), list(new));
     let (in_a, in_b): (HashSet<_>, HashSet<_>) = (a.iter().collect(), b.iter().collect());
-    for (g, c) in b.iter().filter(|x| !in_a.contains(x)) {
-        info!(listener = %new.cfg.name, group = g, channel = %c, "channel added");
+    for (g, name, c) in b.iter().filter(|x| !in_a.contains(x)) {
+        info!(listener = %new.cfg.name, group = g, channel = %c, %name, "channel added");
     }
-    for (g, c) in a.iter().filter(|x| !in_b.contains(x)) {
-        info!(listener = %new.cfg.name, group = g, channel = %c, "channel removed; its connections continue");
+    for (g, name, c) in a.iter().filter(|x| !in_b.contains(x)) {
+        info!(listener = %new.cfg.name, group = g, channel = %c, %name, "channel removed; its connections continue");
     }
 }
 

@@ -21,8 +21,38 @@ fn run(args: &[&str]) -> (Global, ListenerConfig) {
     }
 }
 
+/// Parse `balance ARGS…` into its listener, names left out (compared with
+/// unnamed groups below; `command_line_groups_and_channels_get_the_default_names`
+/// checks them).
 fn listener(args: &[&str]) -> ListenerConfig {
-    run(args).1
+    let mut l = run(args).1;
+    for g in &mut l.groups {
+        g.name.clear();
+        for c in &mut g.channels {
+            c.name.clear();
+        }
+    }
+    l
+}
+
+#[test]
+fn command_line_groups_and_channels_get_the_default_names() {
+    let l = run(&["8080", "a", "b:81", "a", "!", "[::1]:5"]).1;
+    let names: Vec<(&str, Vec<&str>)> = l
+        .groups
+        .iter()
+        .map(|g| {
+            let chans = g.channels.iter().map(|c| c.name.as_str()).collect();
+            (g.name.as_str(), chans)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("group0", vec!["a-8080", "b-81", "a-8080-2"]),
+            ("group1", vec!["__1-5"])
+        ]
+    );
 }
 
 /// Parse `balance ARGS…`, expect a usage error and return its message.
@@ -40,6 +70,7 @@ fn bad(args: &[&str]) -> String {
 
 fn ch(host: &str, port: u16, maxc: u32) -> ChannelConfig {
     ChannelConfig {
+        name: String::new(),
         host: match host.parse::<IpAddr>() {
             Ok(ip) => Host::Ip(ip),
             Err(_) => Host::Name(host.to_string()),
@@ -52,6 +83,7 @@ fn ch(host: &str, port: u16, maxc: u32) -> ChannelConfig {
 
 fn rr(channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
+        name: String::new(),
         policy: Policy::RoundRobin,
         channels,
     }
@@ -59,6 +91,7 @@ fn rr(channels: Vec<ChannelConfig>) -> GroupConfig {
 
 fn hash(channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
+        name: String::new(),
         policy: Policy::Hash,
         channels,
     }
@@ -139,6 +172,7 @@ fn groups_split_on_bang_and_percent() {
 #[test]
 fn policy_option_sets_the_groups_not_closed_by_percent() {
     let lc = |channels| GroupConfig {
+        name: String::new(),
         policy: Policy::LeastConn,
         channels,
     };
@@ -619,6 +653,7 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
                         rng.random_range(1..100_000)
                     };
                     ChannelConfig {
+                        name: String::new(),
                         host,
                         port,
                         maxc,
@@ -631,7 +666,11 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
             } else {
                 Policy::RoundRobin
             };
-            groups.push(GroupConfig { policy, channels });
+            groups.push(GroupConfig {
+                name: String::new(),
+                policy,
+                channels,
+            });
         }
         let mut argv = vec!["balance".to_string(), listen.to_string()];
         for (i, g) in groups.iter().enumerate() {

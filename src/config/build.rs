@@ -72,6 +72,9 @@ pub enum SpecError {
         channel: ChannelConfig,
         listener: String,
     },
+    /// A group or channel name that is not one, or is used twice.
+    #[error("{0}")]
+    Name(#[from] super::names::NameError),
 }
 
 impl ListenerSpec {
@@ -152,6 +155,7 @@ impl ListenerSpec {
                 }
             }
         }
+        super::names::fill(&mut groups)?;
         let nonzero = |d: Option<Duration>| d.filter(|d| !d.is_zero());
         let (mon_down, mon_up) = monitor.as_ref().map_or((false, false), |m| {
             (m.on_down_shutdown, m.on_up_shutdown_backup)

@@ -88,6 +88,7 @@ pub fn parse_channel(tok: &str, default_port: u16) -> Result<ChannelConfig, BadV
         Some(m) => m.parse::<u32>().map_err(|_| bad("maxc is not a number"))?,
     };
     Ok(ChannelConfig {
+        name: String::new(),
         host,
         port,
         maxc,

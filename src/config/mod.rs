@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod grammar;
 pub mod monitor;
 pub mod monitor_spec;
+pub mod names;
 pub mod overlay;
 pub mod selfloop;
 pub mod services;
@@ -248,6 +249,9 @@ impl Policy {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupConfig {
+    /// The group's name (`name:`); empty until [`ListenerSpec::build`]
+    /// gives the default (see [`names`]).
+    pub name: String,
     pub policy: Policy,
     pub channels: Vec<ChannelConfig>,
 }
@@ -256,6 +260,9 @@ pub struct GroupConfig {
 /// literal; resolution to addresses happens when the pool is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelConfig {
+    /// The channel's name (`name:`); empty until [`ListenerSpec::build`]
+    /// gives the default (see [`names`]).
+    pub name: String,
     pub host: Host,
     pub port: u16,
     /// 0 = unlimited.

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use crate::config::services::parse_port;
-use crate::config::{Host, Policy};
+use crate::config::{Host, Policy, names};
+use crate::operator::{GroupKey, OperatorOp, SpinSet, WeightSet};
 use crate::pool::Admin;
 
 /// At most this many words on a line (the command included).
@@ -24,35 +25,34 @@ pub enum ChanRef {
     At(usize, usize),
     /// `host:port` as shown by `show` (`[v6]:port` for IPv6).
     Addr(Host, u16),
+    /// The channel's name.
+    Name(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MonitorOp {
-    Enable,
-    Disable,
-    Show,
+impl std::fmt::Display for ChanRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChanRef::Index(c) => write!(f, "{c}"),
+            ChanRef::At(g, c) => write!(f, "{g}:{c}"),
+            ChanRef::Addr(h, p) => write!(f, "{h}:{p}"),
+            ChanRef::Name(n) => f.write_str(n),
+        }
+    }
 }
 
-/// `spin on [MAX]`, `spin off`, `spin` (show).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpinOp {
-    /// Hold every new client, up to MAX (default: `--spin`, or 30 s).
-    On(Option<Duration>),
-    Off,
-    Show,
-}
+/// An operator change as the control socket words it: channels by
+/// [`ChanRef`], the group by the session's current one (`()`); see
+/// [`crate::operator`], which applies it.
+pub type ControlOp = OperatorOp<ChanRef, ()>;
 
 /// `fleet ...`: a change for every instance of the service, written to
 /// etcd and applied by each from its watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FleetCmd {
-    /// `fleet enable|disable|drain <channel>`.
-    Admin(ChanRef, Admin),
-    Weight(ChanRef, u32),
-    Maxc(ChanRef, u32),
-    Failback,
-    /// `fleet spin on [MAX]` / `fleet spin off`.
-    Spin(SpinOp),
+    /// `fleet enable|disable|drain <channel>`, `fleet weight|maxc
+    /// <channel> <n>`, `fleet failback`, `fleet spin on [MAX]|off`: the
+    /// plain command's op, for every instance (see [`fleet_scoped`]).
+    Op(ControlOp),
     /// `fleet create <group> <host>:<port> [<weight>]`: register a channel.
     Create(usize, Host, u16, Option<u32>),
     /// `fleet remove <group> <host>:<port>`: unregister it.
@@ -91,28 +91,28 @@ pub enum Command {
     Help,
     Show,
     ShowJson,
-    Group(usize),
-    Enable(ChanRef),
-    Disable(ChanRef),
-    Drain(ChanRef),
+    /// `group N` or `group NAME`.
+    Group(GroupKey),
+    /// `enable`, `disable`, `drain`, `weight`, `maxc`, `reset`, `hash`,
+    /// `rr`, `leastconn`, `failback`, `spin on|off`, `monitor
+    /// enable|disable`: one operator change.
+    Op(ControlOp),
+    /// Resolved, then [`OperatorOp::Assign`].
     Assign(ChanRef, Host, u16),
+    /// Resolved, then [`OperatorOp::Create`] in the current group.
     Create(Host, u16),
-    Maxc(ChanRef, u32),
-    Weight(ChanRef, u32),
-    /// `hash`, `rr`, `leastconn`: the current group's policy.
-    Policy(Policy),
-    Reset(ChanRef),
     Kill,
     Version,
-    Monitor(MonitorOp),
+    /// `monitor show`.
+    MonitorShow,
     MrtgBytes(usize, usize),
     MrtgConns(usize, usize),
-    Failback,
     /// `switchover [GROUP [TIMEOUT]] [grace=D] [force]`: move writes to
     /// GROUP (default: the next group, or 0 from a backup) without losing
     /// any; give up after TIMEOUT if GROUP has not caught up.
     Switchover(SwitchArgs),
-    Spin(SpinOp),
+    /// `spin` (show).
+    SpinShow,
     Fleet(FleetCmd),
     StateSave,
     Reload,
@@ -129,9 +129,8 @@ impl Command {
         self.persists()
             || matches!(
                 self,
-                Command::Reset(_)
+                Command::Op(_)
                     | Command::Kill
-                    | Command::Failback
                     | Command::Switchover(..)
                     | Command::StateSave
                     | Command::Reload
@@ -142,19 +141,11 @@ impl Command {
 
     /// Whether the change is operator state kept in the state file.
     pub fn persists(&self) -> bool {
-        matches!(
-            self,
-            Command::Enable(_)
-                | Command::Disable(_)
-                | Command::Drain(_)
-                | Command::Assign(..)
-                | Command::Create(..)
-                | Command::Maxc(..)
-                | Command::Weight(..)
-                | Command::Policy(_)
-                | Command::Spin(SpinOp::On(_) | SpinOp::Off)
-                | Command::Monitor(MonitorOp::Enable | MonitorOp::Disable)
-        )
+        match self {
+            Command::Op(op) => op.persists(),
+            Command::Assign(..) | Command::Create(..) => true,
+            _ => false,
+        }
     }
 }
 
@@ -194,7 +185,7 @@ const EXACT_WORDS: &[&str] = &[
 /// Largest group and channel numbers accepted (far beyond any real pool).
 pub const MAX_INDEX: usize = 1_000_000;
 /// Largest weight accepted.
-pub const MAX_WEIGHT: u32 = 10_000;
+pub use crate::operator::MAX_WEIGHT;
 
 /// Quote a user token for an error line: control characters escaped, long
 /// tokens cut, so one bad input gives one short printable line.
@@ -257,9 +248,9 @@ fn without_args(w: &str) -> Option<Command> {
         "help" | "?" => Command::Help,
         "kill" => Command::Kill,
         "version" => Command::Version,
-        "failback" => Command::Failback,
+        "failback" => Command::Op(OperatorOp::Floor(0)),
         "reload" => Command::Reload,
-        w => return Policy::from_word(w).map(Command::Policy),
+        w => return Policy::from_word(w).map(|p| Command::Op(OperatorOp::Policy((), p))),
     })
 }
 
@@ -273,17 +264,17 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
         },
         "group" => {
             let [g] = take(w, args)?;
-            Command::Group(index("group", g)?)
+            Command::Group(group_ref(g)?)
         }
         "disable" | "enable" | "drain" | "reset" => {
             let [c] = take(w, args)?;
             let c = chan_ref(c)?;
-            match w {
-                "disable" => Command::Disable(c),
-                "enable" => Command::Enable(c),
-                "drain" => Command::Drain(c),
-                _ => Command::Reset(c),
-            }
+            Command::Op(match w {
+                "disable" => OperatorOp::Admin(c, Admin::Disabled),
+                "enable" => OperatorOp::Admin(c, Admin::Enabled),
+                "drain" => OperatorOp::Admin(c, Admin::Drain),
+                _ => OperatorOp::Reset(c),
+            })
         }
         "maxc" | "weight" => {
             let [c, v] = take(w, args)?;
@@ -292,11 +283,11 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
                 .parse::<u32>()
                 .map_err(|_| format!("bad {w} {}: not a number", quote(v)))?;
             if w == "maxc" {
-                Command::Maxc(c, num)
+                Command::Op(OperatorOp::Maxc(c, num))
             } else if num > MAX_WEIGHT {
                 return Err(format!("bad weight {}: use 0-{MAX_WEIGHT}", quote(v)));
             } else {
-                Command::Weight(c, num)
+                Command::Op(OperatorOp::Weight(c, WeightSet::Abs(num)))
             }
         }
         "create" => {
@@ -319,20 +310,23 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
         }
         "monitor" => {
             let [op] = take(w, args)?;
-            Command::Monitor(match op {
-                "enable" => MonitorOp::Enable,
-                "disable" => MonitorOp::Disable,
-                "show" => MonitorOp::Show,
+            match op {
+                "enable" => Command::Op(OperatorOp::Monitor(true)),
+                "disable" => Command::Op(OperatorOp::Monitor(false)),
+                "show" => Command::MonitorShow,
                 x => {
                     return Err(format!(
                         "syntax error: monitor {}: use enable, disable or show",
                         quote(x)
                     ));
                 }
-            })
+            }
         }
         "switchover" => Command::Switchover(switch_args(args)?),
-        "spin" => Command::Spin(spin(args)?),
+        "spin" => match spin(args)? {
+            Some(s) => Command::Op(OperatorOp::Spin(s)),
+            None => Command::SpinShow,
+        },
         "state" => {
             let [what] = take(w, args)?;
             if what != "save" {
@@ -400,12 +394,7 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
             Err("syntax error: usage: fleet forget <id> (an id from fleet members)".into())
         }
         _ => match parse_words(&args.join(" "))? {
-            Command::Enable(r) => Ok(FleetCmd::Admin(r, Admin::Enabled)),
-            Command::Disable(r) => Ok(FleetCmd::Admin(r, Admin::Disabled)),
-            Command::Drain(r) => Ok(FleetCmd::Admin(r, Admin::Drain)),
-            Command::Weight(r, w) => Ok(FleetCmd::Weight(r, w)),
-            Command::Maxc(r, m) => Ok(FleetCmd::Maxc(r, m)),
-            Command::Failback => Ok(FleetCmd::Failback),
+            Command::Op(op) if fleet_scoped(&op) => Ok(FleetCmd::Op(op)),
             Command::Switchover(SwitchArgs {
                 to,
                 limit,
@@ -416,7 +405,6 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
                 "fleet switchover takes no grace= or force (usage: fleet switchover [GROUP [TIMEOUT]])"
                     .into(),
             ),
-            Command::Spin(op @ (SpinOp::On(_) | SpinOp::Off)) => Ok(FleetCmd::Spin(op)),
             _ => Err(format!(
                 "{} has no fleet scope (usage: {USAGE})",
                 quote(args.first().copied().unwrap_or_default())
@@ -425,8 +413,21 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
     }
 }
 
-/// `spin on [MAX]` / `spin off` / `spin`.
-fn spin(args: &[&str]) -> Result<SpinOp, String> {
+/// The ops `fleet ...` writes to etcd: admin state, weight, maxc,
+/// failback and the operator hold.
+pub fn fleet_scoped(op: &ControlOp) -> bool {
+    matches!(
+        op,
+        OperatorOp::Admin(..)
+            | OperatorOp::Weight(_, WeightSet::Abs(_))
+            | OperatorOp::Maxc(..)
+            | OperatorOp::Floor(0)
+            | OperatorOp::Spin(SpinSet::For(_) | SpinSet::Off)
+    )
+}
+
+/// `spin on [MAX]` / `spin off` / `spin` (None: show).
+fn spin(args: &[&str]) -> Result<Option<SpinSet>, String> {
     let bad = |x: &str| {
         format!(
             "syntax error: spin {}: use spin on [MAX], spin off or spin",
@@ -434,9 +435,9 @@ fn spin(args: &[&str]) -> Result<SpinOp, String> {
         )
     };
     match args {
-        [] => Ok(SpinOp::Show),
-        ["off"] => Ok(SpinOp::Off),
-        ["on"] => Ok(SpinOp::On(None)),
+        [] => Ok(None),
+        ["off"] => Ok(Some(SpinSet::Off)),
+        ["on"] => Ok(Some(SpinSet::For(None))),
         ["on", d] => {
             let max = crate::config::parse_duration(d)
                 .map_err(|e| format!("bad spin duration {}: {e}", quote(d)))?;
@@ -448,7 +449,7 @@ fn spin(args: &[&str]) -> Result<SpinOp, String> {
                     humantime::format_duration(limit)
                 ));
             }
-            Ok(SpinOp::On(Some(max)))
+            Ok(Some(SpinSet::For(Some(max))))
         }
         ["on", _, extra, ..] | ["off", extra, ..] => Err(format!(
             "syntax error: unexpected {} after spin (usage: spin {})",
@@ -480,7 +481,7 @@ fn take<'a, const K: usize>(w: &str, args: &[&'a str]) -> Result<[&'a str; K], S
 
 fn usage(w: &str) -> &'static str {
     match w {
-        "group" => "<group>",
+        "group" => "<group> (a number or a group name)",
         "disable" | "enable" | "drain" | "reset" => "<channel>",
         "maxc" => "<channel> <maxc>",
         "weight" => "<channel> <weight>",
@@ -503,14 +504,25 @@ fn index(what: &str, s: &str) -> Result<usize, String> {
     }
 }
 
-/// `C`, `G:C`, `host:port` or `[v6]:port`.
+/// `N` or a group name.
+fn group_ref(s: &str) -> Result<GroupKey, String> {
+    if names::is_name(s) {
+        return Ok(GroupKey::Name(s.to_string()));
+    }
+    index("group", s).map(GroupKey::Index)
+}
+
+/// `C`, `G:C`, `host:port`, `[v6]:port` or a channel name.
 pub fn chan_ref(s: &str) -> Result<ChanRef, String> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(ChanRef::Index(index("channel", s)?));
     }
+    if names::is_name(s) {
+        return Ok(ChanRef::Name(s.to_string()));
+    }
     let bad = || {
         format!(
-            "bad channel {}: use <channel>, <group>:<channel> or <host>:<port>",
+            "bad channel {}: use <channel>, <group>:<channel>, <host>:<port> or a channel name",
             quote(s)
         )
     };
@@ -567,7 +579,8 @@ extensions:
   reload                         re-read the --config file (like SIGHUP)
   upgrade [<path>]               start the binary installed at the path this process was started
                                  from (or <path>), hand it the sockets and state; this one drains
-  <channel> is an index in the current group, <group>:<channel> or <host>:<port>";
+  <channel> is an index in the current group, <group>:<channel>, <host>:<port> or its name
+  <group> is a number or a group name";
 
 /// The fleet commands, added to `help` in fleet mode.
 pub const HELP_FLEET: &str = "\

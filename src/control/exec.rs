@@ -66,27 +66,16 @@ impl Control {
             Command::ShowJson => show::json(&self.svc),
             Command::MrtgBytes(g, c) => show::mrtg(self, &groups, *g, *c, show::Mrtg::Bytes),
             Command::MrtgConns(g, c) => show::mrtg(self, &groups, *g, *c, show::Mrtg::Conns),
-            Command::Group(g) => group::select(&groups, cur, *g),
-            Command::Policy(p) => group::policy(&groups, at, *p),
-            Command::Failback => group::failback(&self.svc),
+            Command::Group(g) => group::select(&groups, cur, g),
+            Command::Op(op) => channel::run(&self.svc, at, op),
             Command::Switchover(args) => switchover::switchover(&self.svc, *args).await,
-            Command::Monitor(op) => group::monitor(&self.svc, *op),
-            Command::Spin(op) => group::spin(&self.svc, *op),
-            Command::Enable(r) => channel::with(&groups, at, r, channel::enable),
-            Command::Disable(r) => channel::with(&groups, at, r, channel::disable),
-            Command::Drain(r) => channel::with(&groups, at, r, channel::drain),
-            Command::Reset(r) => channel::with(&groups, at, r, channel::reset),
-            Command::Maxc(r, n) => channel::with(&groups, at, r, |l, ch| channel::maxc(l, ch, *n)),
-            Command::Weight(r, w) => {
-                channel::with(&groups, at, r, |l, ch| channel::weight(l, ch, *w))
-            }
+            Command::MonitorShow => group::monitor_show(&self.svc),
+            Command::SpinShow => group::spin_show(&self.svc),
             Command::Assign(r, host, port) => {
-                let to = channel::NewTarget::new(host, *port, self.binds());
-                channel::assign(&groups, at, r, to).await
+                channel::assign(&self.svc, at, r, host, *port, &self.binds()).await
             }
             Command::Create(host, port) => {
-                let to = channel::NewTarget::new(host, *port, self.binds());
-                channel::create(&self.svc.pool, at, to).await
+                channel::create(&self.svc, at, host, *port, &self.binds()).await
             }
             Command::Quit => Reply::bye(vec![]),
             Command::Kill => process::kill(self),

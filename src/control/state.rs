@@ -1,18 +1,21 @@
 //! The state file (`--state-file`): operator state that survives restarts.
 //!
-//! Kept per listener (keyed by the listener's name): every group's policy
-//! and every channel's target, admin state (enabled, `DIS`, drain), maxc
-//! and weight, including channels created or reassigned at runtime; and
-//! the listener's operator hold (`spin on`, until when) and monitor switch
-//! (`monitor disable`), restored even when the channel list changed.
-//! Health is not kept; the monitor re-learns it.
+//! Kept per listener (keyed by the listener's name): every group's name and
+//! policy and every channel's name, target, admin state (enabled, `DIS`,
+//! drain), maxc, weight and health-check switch, including channels
+//! created or reassigned at runtime; and the listener's operator hold
+//! (`spin on`, until when) and monitor switch (`monitor disable`), restored
+//! even when the channel list changed. Health is not kept; the monitor
+//! re-learns it.
 //!
 //! Each entry also records the channel list as configured. At start an
 //! entry is applied only if the configuration still lists the same
 //! channels; after a configuration change the old entry is reported and
-//! ignored (the new configuration wins). A file that cannot be read or
-//! parsed, or that holds an invalid value, is reported once and ignored
-//! as a whole: it is never half-applied.
+//! ignored (the new configuration wins). The configured channels and groups
+//! keep the configuration's names; those created at runtime keep the names
+//! saved (a file written before names has none: they get the defaults). A
+//! file that cannot be read or parsed, or that holds an invalid value, is
+//! reported once and ignored as a whole: it is never half-applied.
 //!
 //! The file is trusted only if it is a regular file owned by us or root,
 //! writable by nobody else, in a directory others cannot write to (or a
@@ -34,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 
-use crate::config::Policy;
+use crate::config::{Policy, names};
 use crate::control::commands::{self, MAX_WEIGHT};
 use crate::pool::{Admin, Group, Target};
 use crate::render::ListenerView;
@@ -70,6 +73,10 @@ pub struct ListenerState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupState {
+    /// The group's name (absent in files written before names: the
+    /// configured name, or the default, is taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `rr`, `hash` or `leastconn` (another word makes the file invalid).
     pub policy: Policy,
     pub channels: Vec<ChannelState>,
@@ -78,11 +85,18 @@ pub struct GroupState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelState {
+    /// The channel's name (absent in files written before names: the
+    /// configured channel's at the same place, or the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub host: String,
     pub port: u16,
     pub admin: Admin,
     pub maxc: u32,
     pub weight: u32,
+    /// `disable health`: no health checks, counted as up (absent: on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub health_off: bool,
 }
 
 /// One state file, shared by every listener of the process.
@@ -159,15 +173,49 @@ impl StateFile {
             return;
         }
         let mut groups = Vec::with_capacity(st.groups.len());
-        for g in &st.groups {
+        let mut taken: std::collections::HashSet<String> = svc
+            .cfg
+            .groups
+            .iter()
+            .flat_map(|g| g.channels.iter().map(|c| c.name.clone()))
+            .collect();
+        let mut gtaken: std::collections::HashSet<String> =
+            svc.cfg.groups.iter().map(|g| g.name.clone()).collect();
+        for (gi, g) in st.groups.iter().enumerate() {
+            let conf = svc.cfg.groups.get(gi);
+            // A configured group has the configuration's name; one created
+            // at runtime its own (or the default).
+            let gname = match conf {
+                Some(c) => c.name.clone(),
+                None => {
+                    let n = g.name.clone().unwrap_or_else(|| names::default_group(gi));
+                    names::unique(n, &mut gtaken)
+                }
+            };
             let mut chans = Vec::with_capacity(g.channels.len());
-            for c in &g.channels {
+            for (ci, c) in g.channels.iter().enumerate() {
                 // Validated when read.
                 let Ok(host) = commands::host(&c.host) else {
                     return;
                 };
+                // A configured channel (the lists are the same, so it is
+                // the one at this place, reassigned or not) has the name
+                // the configuration gives; one created at runtime keeps its
+                // own (a file written before names: the default).
+                let configured = conf.and_then(|gc| gc.channels.get(ci));
+                let name = match configured {
+                    Some(cc) => cc.name.clone(),
+                    None => {
+                        let n = c
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| names::default_channel(&host, c.port));
+                        names::unique(n, &mut taken)
+                    }
+                };
                 let addrs = resolve(&host, c.port);
                 let ch = svc.pool.new_channel(
+                    &name,
                     Target {
                         host,
                         port: c.port,
@@ -176,10 +224,16 @@ impl StateFile {
                     c.maxc,
                     c.weight,
                 );
+                if let Some(cc) = configured {
+                    ch.set_initial_weight(cc.weight);
+                }
                 ch.set_admin(c.admin);
+                if c.health_off {
+                    ch.set_checked(false);
+                }
                 chans.push(ch);
             }
-            groups.push(Arc::new(Group::new(g.policy, chans)));
+            groups.push(Arc::new(Group::new(gname, g.policy, chans)));
         }
         svc.pool.store_groups(groups);
         info!(listener = %svc.cfg.name, "operator state restored from {}", self.path.display());
@@ -243,17 +297,20 @@ pub fn snapshot(svc: &Service) -> ListenerState {
         .iter()
         .enumerate()
         .map(|(gi, (policy, _))| GroupState {
+            name: view.group_names.get(gi).cloned(),
             policy: *policy,
             channels: view
                 .channels
                 .iter()
                 .filter(|c| c.group == gi)
                 .map(|c| ChannelState {
+                    name: Some(c.name.clone()),
                     host: c.host(),
                     port: c.target.port,
                     admin: c.admin,
                     maxc: c.maxc,
                     weight: c.weight,
+                    health_off: !c.checked,
                 })
                 .collect(),
         })
@@ -405,7 +462,13 @@ fn validate(l: &ListenerState) -> Result<(), String> {
         if g.channels.is_empty() {
             return Err(format!("group {gi}: no channels"));
         }
+        if let Some(why) = g.name.as_deref().and_then(names::invalid) {
+            return Err(format!("group {gi}: bad name: {why}"));
+        }
         for (ci, c) in g.channels.iter().enumerate() {
+            if let Some(why) = c.name.as_deref().and_then(names::invalid) {
+                return Err(format!("channel {gi}:{ci}: bad name: {why}"));
+            }
             commands::host(&c.host).map_err(|e| format!("channel {gi}:{ci}: {e}"))?;
             if c.port == 0 {
                 return Err(format!("channel {gi}:{ci}: port 0"));

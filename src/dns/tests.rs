@@ -15,6 +15,7 @@ fn svc_on(bind: &str, names: &[&str]) -> Arc<Service> {
     let channels = names
         .iter()
         .map(|n| ChannelConfig {
+            name: String::new(),
             host: Host::Name((*n).into()),
             port: 80,
             maxc: 0,
@@ -25,6 +26,7 @@ fn svc_on(bind: &str, names: &[&str]) -> Arc<Service> {
         "t".into(),
         bind.parse().unwrap(),
         vec![GroupConfig {
+            name: String::new(),
             policy: Policy::RoundRobin,
             channels,
         }],

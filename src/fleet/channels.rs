@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::ops::{ChanId, MAX_WEIGHT};
 use crate::config::is_self_loop_addr;
+use crate::operator::{Endpoint, MAX_WEIGHT};
 use crate::pool::{Admin, Channel, Target};
 use crate::service::{Service, resolve};
 
@@ -28,7 +28,7 @@ const DEFAULT_WEIGHT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reg {
     pub group: usize,
-    pub chan: ChanId,
+    pub chan: Endpoint,
     pub weight: Option<u32>,
 }
 
@@ -54,21 +54,21 @@ impl Reg {
         })
     }
 
-    pub fn decode_key(key: &str) -> Result<(usize, ChanId), String> {
+    pub fn decode_key(key: &str) -> Result<(usize, Endpoint), String> {
         let (g, c) = key.split_once('/').ok_or("key is not GROUP/HOST:PORT")?;
         let group = g
             .parse::<usize>()
             .ok()
             .filter(|_| g.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| format!("bad group {g:?}"))?;
-        Ok((group, ChanId::parse(c)?))
+        Ok((group, Endpoint::parse(c)?))
     }
 }
 
 /// The channels this task added, by (group, channel): the only ones it
 /// removes.
 #[derive(Default)]
-pub struct Added(HashMap<(usize, ChanId), Arc<Channel>>);
+pub struct Added(HashMap<(usize, Endpoint), Arc<Channel>>);
 
 impl Added {
     /// How many channels this task added.
@@ -112,9 +112,9 @@ impl Added {
             return Ok(Some(format!("weight of {} {w}", reg.chan)));
         }
         let target = target(svc, &reg.chan).await?;
-        let ch = svc
-            .pool
-            .new_channel(target, 0, reg.weight.unwrap_or(DEFAULT_WEIGHT));
+        let name = svc.pool.free_channel_name(&reg.chan.host, reg.chan.port);
+        let weight = reg.weight.unwrap_or(DEFAULT_WEIGHT);
+        let ch = svc.pool.new_channel(&name, target, 0, weight);
         // As `create` then `enable`.
         ch.set_admin(Admin::Enabled);
         ch.force_up();
@@ -140,7 +140,7 @@ impl Added {
         &mut self,
         svc: &Service,
         group: usize,
-        chan: &ChanId,
+        chan: &Endpoint,
     ) -> Result<Option<String>, String> {
         let Some(ch) = self.0.remove(&(group, chan.clone())) else {
             return if configured(svc, group, chan) {
@@ -164,7 +164,7 @@ impl Added {
     }
 
     /// The added channels no longer registered (after a resync).
-    pub fn stale(&self, live: &[(usize, ChanId)]) -> Vec<(usize, ChanId)> {
+    pub fn stale(&self, live: &[(usize, Endpoint)]) -> Vec<(usize, Endpoint)> {
         self.0
             .keys()
             .filter(|k| !live.contains(k))
@@ -174,7 +174,7 @@ impl Added {
 }
 
 /// Whether the configuration lists `chan` in `group`.
-fn configured(svc: &Service, group: usize, chan: &ChanId) -> bool {
+fn configured(svc: &Service, group: usize, chan: &Endpoint) -> bool {
     svc.cfg.groups.get(group).is_some_and(|g| {
         g.channels
             .iter()
@@ -183,7 +183,7 @@ fn configured(svc: &Service, group: usize, chan: &ChanId) -> bool {
 }
 
 /// Resolve a registration, refusing the listener itself.
-async fn target(svc: &Service, chan: &ChanId) -> Result<Target, String> {
+async fn target(svc: &Service, chan: &Endpoint) -> Result<Target, String> {
     let (host, port) = (chan.host.clone(), chan.port);
     let addrs = tokio::task::spawn_blocking(move || resolve(&host, port))
         .await

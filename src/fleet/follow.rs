@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::Fleet;
 use super::channels::{Added, Reg};
 use super::etcd::{EtcdError, Event, Kv, Liveness, MAX_KEYS};
-use super::ops::{self, ChanId, Op};
+use super::ops::{Endpoint, Op};
 use super::switch::{self, ACKS, RECORD};
 use crate::service::Service;
 
@@ -266,7 +266,7 @@ impl Follow {
         Some(reg)
     }
 
-    fn remove_channel(&mut self, group: usize, chan: &ChanId, rev: i64) {
+    fn remove_channel(&mut self, group: usize, chan: &Endpoint, rev: i64) {
         match self.added.remove(&self.svc, group, chan) {
             Ok(Some(what)) => self.applied(&what, rev),
             Ok(None) => {}
@@ -286,10 +286,10 @@ impl Follow {
             }
         };
         self.ops.insert(kv.key.clone(), op.clone());
-        if !ops::is_new(&kv.key, kv.mod_revision) {
+        if !self.fleet.ops_applied.is_new(&kv.key, kv.mod_revision) {
             return;
         }
-        ops::mark_applied(&kv.key, kv.mod_revision);
+        self.fleet.ops_applied.mark(&kv.key, kv.mod_revision);
         match op.apply(&self.svc) {
             Ok(Some(what)) => self.applied(&what, kv.mod_revision),
             Ok(None) => {}

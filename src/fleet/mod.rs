@@ -62,6 +62,11 @@ pub struct Fleet {
     /// The per-service tasks, so shutdown can wait for them to give their
     /// roles up.
     tasks: TaskTracker,
+    /// The revision applied last per ops key (across reloads).
+    pub(crate) ops_applied: ops::Applied,
+    /// Per listener, the switchover this process took part in last
+    /// (across reloads).
+    pub(crate) switch_applied: switch::Applied,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -117,6 +122,8 @@ impl Fleet {
             registry,
             fallback: cfg.fallback,
             tasks: TaskTracker::new(),
+            ops_applied: ops::Applied::default(),
+            switch_applied: switch::Applied::default(),
         }))
     }
 

@@ -14,77 +14,28 @@
 //!
 //! A key applies to every channel of the listener at `HOST:PORT` (any
 //! group). A key is applied when its revision is newer than the one this
-//! process applied last for it (kept across reloads), so a watch that
+//! process applied last for it (kept in the process-wide `Fleet`, across
+//! reloads), so a watch that
 //! starts again does not undo later local commands, while a change made
 //! while this instance was cut off from etcd is applied when it rejoins.
 //! Deleting a key changes nothing. A key or value that does not decode is
 //! logged (once per revision) and ignored.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Host;
-use crate::config::grammar::host_literal;
-use crate::config::services::parse_port;
-use crate::pool::{Admin, Channel};
+use crate::operator::{self, ChannelKey, GroupKey, OperatorOp, SpinSet, WeightSet};
+pub use crate::operator::{Endpoint, MAX_WEIGHT};
+use crate::pool::Admin;
 use crate::service::Service;
 
-/// The largest weight (as the control socket's `weight`).
-pub const MAX_WEIGHT: u32 = 10_000;
-
-/// A channel as fleet keys name it: `HOST:PORT` (`[v6]:PORT`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChanId {
-    pub host: Host,
-    pub port: u16,
-}
-
-impl std::hash::Hash for ChanId {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.to_string().hash(h);
-    }
-}
-
-impl std::fmt::Display for ChanId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
-    }
-}
-
-impl ChanId {
-    pub fn parse(s: &str) -> Result<ChanId, String> {
-        let (h, p) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
-        let host = host_literal(h).ok_or_else(|| format!("bad host in {s:?}"))?;
-        let port = parse_port(p).map_err(|e| format!("bad port in {s:?}: {e}"))?;
-        Ok(ChanId { host, port })
-    }
-
-    /// Whether `ch` is this channel (a literal IP also matches a resolved
-    /// address of a named channel, as the control socket's `HOST:PORT`).
-    pub fn matches(&self, ch: &Channel) -> bool {
-        let t = ch.target();
-        t.port == self.port
-            && (t.host == self.host
-                || matches!(self.host, Host::Ip(ip) if t.addrs.iter().any(|a| a.ip() == ip)))
-    }
-}
-
-/// One operator change for the whole fleet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    Admin(ChanId, Admin),
-    Weight(ChanId, u32),
-    Maxc(ChanId, u32),
-    /// The manual-failback floor: new connections start from this group.
-    Floor(usize),
-    /// The operator hold until this wall-clock time (unix ms); None: off.
-    Spin(Option<u64>),
-}
+/// One operator change for the whole fleet, as etcd keys it: channels by
+/// address (each instance has its own names and indexes), the hold by a
+/// wall-clock end. Applied by [`crate::operator::apply`] like any other.
+pub type Op = OperatorOp<Endpoint, ()>;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,14 +58,37 @@ struct Value {
 }
 
 impl Op {
+    /// The fleet op for a front end's `op` (`chan`: a channel's address;
+    /// `until`: when a hold ends, unix ms), or why it has no fleet scope.
+    pub fn of<C, G>(
+        op: OperatorOp<C, G>,
+        chan: impl FnOnce(C) -> Result<Endpoint, String>,
+        until: impl FnOnce(SpinSet) -> Option<u64>,
+    ) -> Result<Op, String> {
+        let op = op.map(chan, |_| Ok(()))?;
+        match op {
+            OperatorOp::Admin(..)
+            | OperatorOp::Weight(_, WeightSet::Abs(_))
+            | OperatorOp::Maxc(..)
+            | OperatorOp::Floor(_) => Ok(op),
+            OperatorOp::Spin(s) => Ok(OperatorOp::Spin(match until(s) {
+                Some(ms) => SpinSet::Until(UNIX_EPOCH + Duration::from_millis(ms)),
+                None => SpinSet::Off,
+            })),
+            _ => Err("no fleet scope".into()),
+        }
+    }
+
     /// The key below `P/svc/NAME/ops/`.
     pub fn key(&self) -> String {
         match self {
-            Op::Admin(c, _) => format!("admin/{c}"),
-            Op::Weight(c, _) => format!("weight/{c}"),
-            Op::Maxc(c, _) => format!("maxc/{c}"),
-            Op::Floor(_) => "floor".into(),
-            Op::Spin(_) => "spin".into(),
+            OperatorOp::Admin(c, _) => format!("admin/{c}"),
+            OperatorOp::Weight(c, _) => format!("weight/{c}"),
+            OperatorOp::Maxc(c, _) => format!("maxc/{c}"),
+            OperatorOp::Floor(_) => "floor".into(),
+            OperatorOp::Spin(_) => "spin".into(),
+            // Not made by `of` nor `decode`.
+            op => format!("unsupported/{op:?}"),
         }
     }
 
@@ -126,11 +100,12 @@ impl Op {
             ..Value::default()
         };
         match self {
-            Op::Admin(_, a) => v.admin = Some(*a),
-            Op::Weight(_, w) => v.weight = Some(*w),
-            Op::Maxc(_, m) => v.maxc = Some(*m),
-            Op::Floor(g) => v.group = Some(*g),
-            Op::Spin(t) => v.until_ms = Some(t.unwrap_or(0)),
+            OperatorOp::Admin(_, a) => v.admin = Some(*a),
+            OperatorOp::Weight(_, WeightSet::Abs(w)) => v.weight = Some(*w),
+            OperatorOp::Maxc(_, m) => v.maxc = Some(*m),
+            OperatorOp::Floor(g) => v.group = Some(*g),
+            OperatorOp::Spin(s) => v.until_ms = Some(until_ms(*s)),
+            _ => {}
         }
         serde_json::to_string(&v).unwrap_or_default()
     }
@@ -144,119 +119,82 @@ impl Op {
             None => (key, None),
         };
         let op = match (kind, chan) {
-            ("admin", Some(c)) => {
-                Op::Admin(ChanId::parse(c)?, v.admin.ok_or("value has no \"admin\"")?)
-            }
+            ("admin", Some(c)) => OperatorOp::Admin(
+                Endpoint::parse(c)?,
+                v.admin.ok_or("value has no \"admin\"")?,
+            ),
             ("weight", Some(c)) => {
                 let w = need(v.weight, "weight")?;
                 if w > MAX_WEIGHT {
                     return Err(format!("weight {w} is above {MAX_WEIGHT}"));
                 }
-                Op::Weight(ChanId::parse(c)?, w)
+                OperatorOp::Weight(Endpoint::parse(c)?, WeightSet::Abs(w))
             }
-            ("maxc", Some(c)) => Op::Maxc(ChanId::parse(c)?, need(v.maxc, "maxc")?),
-            ("floor", None) => Op::Floor(v.group.ok_or("value has no \"group\"")?),
+            ("maxc", Some(c)) => OperatorOp::Maxc(Endpoint::parse(c)?, need(v.maxc, "maxc")?),
+            ("floor", None) => OperatorOp::Floor(v.group.ok_or("value has no \"group\"")?),
             ("spin", None) => {
                 let t = v.until_ms.ok_or("value has no \"until_ms\"")?;
-                Op::Spin((t > 0).then_some(t))
+                OperatorOp::Spin(if t > 0 {
+                    SpinSet::Until(UNIX_EPOCH + Duration::from_millis(t))
+                } else {
+                    SpinSet::Off
+                })
             }
             _ => return Err("unknown key (use admin/, weight/, maxc/, floor or spin)".into()),
         };
         Ok(op)
     }
 
-    /// The channel the op is about, if any.
-    pub fn channel(&self) -> Option<&ChanId> {
-        match self {
-            Op::Admin(c, _) | Op::Weight(c, _) | Op::Maxc(c, _) => Some(c),
-            _ => None,
+    /// Apply to this instance's listener (every channel at the address,
+    /// in any group): what changed (None: nothing needed), or why it
+    /// cannot apply here.
+    pub fn apply(&self, svc: &Service) -> Result<Option<String>, String> {
+        let op = self
+            .clone()
+            .map(|e| Ok(ChannelKey::Every(e)), |()| Ok(GroupKey::Index(0)))
+            .map_err(|e: String| e)?;
+        match operator::apply(svc, &op) {
+            Ok(out) if out.changed() => Ok(Some(self.describe())),
+            Ok(_) => Ok(None),
+            Err(operator::OpError::NoChannel(_)) => Err("no such channel here".into()),
+            Err(operator::OpError::NoGroup { groups, .. }) => Err(format!(
+                "no group {} here (groups 0-{})",
+                self.floor_group(),
+                groups.saturating_sub(1)
+            )),
+            Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Apply to this instance's listener: what changed (None: nothing
-    /// needed), or why it cannot apply here.
-    pub fn apply(&self, svc: &Service) -> Result<Option<String>, String> {
-        let on_channels = |f: &dyn Fn(&Channel) -> bool| -> Result<Option<String>, String> {
-            let mut hit = 0;
-            let mut changed = false;
-            for g in svc.pool.groups().iter() {
-                for ch in g
-                    .channels
-                    .iter()
-                    .filter(|ch| self.channel().is_some_and(|c| c.matches(ch)))
-                {
-                    hit += 1;
-                    changed |= f(ch);
-                }
-            }
-            match (hit, changed) {
-                (0, _) => Err("no such channel here".into()),
-                (_, false) => Ok(None),
-                (_, true) => Ok(Some(self.describe())),
-            }
-        };
+    fn floor_group(&self) -> usize {
         match self {
-            Op::Admin(_, a) => on_channels(&|ch| {
-                let same = ch.admin() == *a && (*a != Admin::Enabled || ch.is_up());
-                if !same {
-                    ch.set_admin(*a);
-                    if *a == Admin::Enabled {
-                        ch.force_up();
-                    }
-                }
-                !same
-            }),
-            Op::Weight(_, w) => on_channels(&|ch| {
-                let same = ch.weight() == *w;
-                ch.set_weight(*w);
-                !same
-            }),
-            Op::Maxc(_, m) => on_channels(&|ch| {
-                let same = ch.maxc() == *m;
-                ch.set_maxc(*m);
-                !same
-            }),
-            Op::Floor(g) => {
-                let n = svc.pool.groups().len();
-                if *g >= n {
-                    return Err(format!(
-                        "no group {g} here (groups 0-{})",
-                        n.saturating_sub(1)
-                    ));
-                }
-                if svc.pool.floor() == *g {
-                    return Ok(None);
-                }
-                if *g == 0 {
-                    svc.pool.failback();
-                } else {
-                    svc.pool.set_floor(*g);
-                }
-                Ok(Some(self.describe()))
-            }
-            Op::Spin(Some(t)) => {
-                let until = UNIX_EPOCH + Duration::from_millis(*t);
-                if until <= SystemTime::now() {
-                    return Ok(None);
-                }
-                svc.ops.hold.on_until(until);
-                Ok(Some(self.describe()))
-            }
-            Op::Spin(None) => Ok(svc.ops.hold.off().0.then(|| self.describe())),
+            OperatorOp::Floor(g) => *g,
+            _ => 0,
         }
     }
 
     /// What the op does, for replies and logs.
     pub fn describe(&self) -> String {
         match self {
-            Op::Admin(c, a) => format!("{c} {}", admin_word(*a)),
-            Op::Weight(c, w) => format!("weight of {c} {w}"),
-            Op::Maxc(c, m) => format!("maxc of {c} {m}"),
-            Op::Floor(0) => "failback to group 0".into(),
-            Op::Floor(g) => format!("active group {g}"),
-            Op::Spin(Some(_)) => "spin on".into(),
-            Op::Spin(None) => "spin off".into(),
+            OperatorOp::Admin(c, a) => format!("{c} {}", admin_word(*a)),
+            OperatorOp::Weight(c, WeightSet::Abs(w)) => format!("weight of {c} {w}"),
+            OperatorOp::Maxc(c, m) => format!("maxc of {c} {m}"),
+            OperatorOp::Floor(0) => "failback to group 0".into(),
+            OperatorOp::Floor(g) => format!("active group {g}"),
+            OperatorOp::Spin(SpinSet::Off) => "spin off".into(),
+            OperatorOp::Spin(_) => "spin on".into(),
+            op => format!("{op:?}"),
         }
+    }
+}
+
+/// A hold's end in unix ms (0: off).
+fn until_ms(s: SpinSet) -> u64 {
+    match s {
+        SpinSet::Until(t) => t
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        SpinSet::For(_) | SpinSet::Off => 0,
     }
 }
 
@@ -268,20 +206,24 @@ fn admin_word(a: Admin) -> &'static str {
     }
 }
 
-/// The revision this process applied last per ops key (full key): kept
-/// across reloads, which replace the listener's watch.
-static APPLIED: LazyLock<Mutex<HashMap<Vec<u8>, i64>>> = LazyLock::new(Mutex::default);
+/// The revision this process applied last per ops key (full key): kept in
+/// the process-wide [`crate::fleet::Fleet`], across reloads, which
+/// replace the listener's watch.
+#[derive(Debug, Default)]
+pub struct Applied(Mutex<HashMap<Vec<u8>, i64>>);
 
-/// Whether `key` at `rev` is newer than what this process applied.
-pub(super) fn is_new(key: &[u8], rev: i64) -> bool {
-    let m = APPLIED.lock().unwrap_or_else(|p| p.into_inner());
-    m.get(key).is_none_or(|r| *r < rev)
-}
+impl Applied {
+    /// Whether `key` at `rev` is newer than what this process applied.
+    pub fn is_new(&self, key: &[u8], rev: i64) -> bool {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(key).is_none_or(|r| *r < rev)
+    }
 
-/// Record `key` as applied at `rev`.
-pub(super) fn mark_applied(key: &[u8], rev: i64) {
-    let mut m = APPLIED.lock().unwrap_or_else(|p| p.into_inner());
-    m.insert(key.to_vec(), rev);
+    /// Record `key` as applied at `rev`.
+    pub fn mark(&self, key: &[u8], rev: i64) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(key.to_vec(), rev);
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use super::etcd::{Client, EtcdError, Event, Kv, Liveness, Watch};
 use super::verdict::{Leader, State, Verdict};
 use super::{Fleet, MAX_REQUEST, Timing, now_ms};
 use crate::health::Reason;
+use crate::operator::Endpoint;
 use crate::pool::Candidate;
 use crate::service::Service;
 
@@ -63,7 +64,7 @@ struct Task {
     ask: Ask,
     /// Prober: per channel, the latest reprobe request answered by a check
     /// that started after it (the verdict's `answered`).
-    answered: HashMap<String, i64>,
+    answered: HashMap<Endpoint, i64>,
 }
 
 /// A follower's reprobe requests. A channel it took down after its own
@@ -334,7 +335,7 @@ impl Cx {
 
 /// Lead: publish every verdict, then each change, until the key is lost.
 async fn lead(cx: &Cx, tk: &mut Task, lease: i64) -> Result<(), EtcdError> {
-    let mut published: HashMap<String, Verdict> = HashMap::new();
+    let mut published: HashMap<Endpoint, Verdict> = HashMap::new();
     cx.publish(tk, &mut published, true).await?;
     let (kv, rev) = cx.client().get(&cx.prober_key).await?;
     if kv.is_none_or(|kv| kv.lease != lease) {
@@ -394,7 +395,7 @@ struct Round {
     rev: i64,
     deadline: Instant,
     /// Finished checks per channel when it began.
-    before: HashMap<String, u64>,
+    before: HashMap<Endpoint, u64>,
     svc: Arc<Service>,
 }
 
@@ -410,12 +411,12 @@ impl Round {
     }
 }
 
-/// Finished checks per channel (HOST:PORT), enabled ones only.
-fn checks_done(svc: &Service) -> HashMap<String, u64> {
+/// Finished checks per channel address, enabled ones only.
+fn checks_done(svc: &Service) -> HashMap<Endpoint, u64> {
     let mut m = HashMap::new();
     for c in svc.pool.groups().iter().flat_map(|g| g.channels.iter()) {
         if c.admin() == crate::pool::Admin::Enabled {
-            *m.entry(c.target().to_string()).or_default() += c.checks_passed.load(Relaxed)
+            *m.entry(Endpoint::of(c)).or_default() += c.checks_passed.load(Relaxed)
                 + c.checks_failed.load(Relaxed)
                 + c.checks_full.load(Relaxed);
         }
@@ -488,10 +489,13 @@ impl Cx {
         if !tk.st.take(&v) {
             return;
         }
-        let id = String::from_utf8_lossy(id);
+        // A key that names no HOST:PORT is about no channel here.
+        let Ok(id) = Endpoint::parse(&String::from_utf8_lossy(id)) else {
+            return;
+        };
         for (g, grp) in self.svc.pool.groups().iter().enumerate() {
             for (i, ch) in grp.channels.iter().enumerate() {
-                if ch.target().to_string() != id {
+                if Endpoint::of(ch) != id {
                     continue;
                 }
                 ch.set_lag(v.lag);
@@ -527,14 +531,14 @@ impl Cx {
     async fn publish(
         &self,
         tk: &mut Task,
-        published: &mut HashMap<String, Verdict>,
+        published: &mut HashMap<Endpoint, Verdict>,
         force: bool,
     ) -> Result<(), EtcdError> {
         let at = now_ms();
         let mut seen = HashSet::new();
         let groups = self.svc.pool.groups();
         for ch in groups.iter().flat_map(|g| g.channels.iter()) {
-            let id = ch.target().to_string();
+            let id = Endpoint::of(ch);
             if !seen.insert(id.clone()) {
                 continue;
             }
@@ -546,7 +550,7 @@ impl Cx {
                 continue;
             }
             tk.seq += 1;
-            let key = [self.verdicts.as_slice(), id.as_bytes()].concat();
+            let key = [self.verdicts.as_slice(), id.to_string().as_bytes()].concat();
             self.client().put(&key, &v.encode(), None).await?;
             tk.st.contact(Instant::now());
             published.insert(id, v);

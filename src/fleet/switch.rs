@@ -17,7 +17,7 @@
 //! a member has applied the floor before it releases.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -97,12 +97,22 @@ struct Cur {
 }
 
 /// Per listener: the epoch this process applied last and whether the
-/// operator held clients before it, kept across reloads (which replace the
-/// `follow` task) so a record seen again is adopted, not applied twice.
-static APPLIED: LazyLock<Mutex<HashMap<String, (u64, bool)>>> = LazyLock::new(Mutex::default);
+/// operator held clients before it, kept in the process-wide `Fleet`
+/// across reloads (which replace the `follow` task) so a record seen again
+/// is adopted, not applied twice.
+#[derive(Debug, Default)]
+pub struct Applied(Mutex<HashMap<String, (u64, bool)>>);
 
-fn applied() -> std::sync::MutexGuard<'static, HashMap<String, (u64, bool)>> {
-    APPLIED.lock().unwrap_or_else(|p| p.into_inner())
+impl Applied {
+    fn get(&self, listener: &str) -> Option<(u64, bool)> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(listener).copied()
+    }
+
+    fn insert(&self, listener: &str, epoch: u64, operator_held: bool) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(listener.to_string(), (epoch, operator_held));
+    }
 }
 
 /// One member's part, driven by the `follow` task.
@@ -121,7 +131,7 @@ impl Member {
                 return;
             }
         };
-        let before = applied().get(&svc.cfg.name).copied();
+        let before = fleet.switch_applied.get(&svc.cfg.name);
         match r.state {
             State::Hold if self.cur.as_ref().is_some_and(|c| c.epoch == r.epoch) => {}
             State::Hold => match before {
@@ -162,7 +172,9 @@ impl Member {
         let hold = &svc.ops.hold;
         let operator_held = hold.until().is_some();
         let max = Duration::from_millis(r.hold_ms).min(MAX_HOLD);
-        applied().insert(svc.cfg.name.clone(), (r.epoch, operator_held));
+        fleet
+            .switch_applied
+            .insert(&svc.cfg.name, r.epoch, operator_held);
         if !operator_held {
             hold.on(max);
         }

@@ -6,33 +6,35 @@ use std::sync::atomic::Ordering::Relaxed;
 #[test]
 fn exposition_has_every_series_with_labels_and_live_values() {
     let ch = |ip: &str| ChannelConfig {
+        name: String::new(),
         host: Host::Ip(ip.parse().unwrap()),
         port: 80,
         maxc: 0,
         weight: 1,
     };
-    let cfg = ListenerConfig::new(
-        "web\"1".into(),
-        "127.0.0.1:1".parse().unwrap(),
-        vec![
-            GroupConfig {
-                policy: Policy::RoundRobin,
-                channels: vec![ch("10.0.0.1")],
-            },
-            GroupConfig {
-                policy: Policy::RoundRobin,
-                channels: vec![ch("10.0.0.2")],
-            },
-        ],
-    );
+    let mut groups = vec![
+        GroupConfig {
+            name: String::new(),
+            policy: Policy::RoundRobin,
+            channels: vec![ch("10.0.0.1")],
+        },
+        GroupConfig {
+            name: String::new(),
+            policy: Policy::RoundRobin,
+            channels: vec![ch("10.0.0.2")],
+        },
+    ];
+    crate::config::names::fill(&mut groups).unwrap();
+    groups[1].channels[0].name = "db2".into();
+    let cfg = ListenerConfig::new("web\"1".into(), "127.0.0.1:1".parse().unwrap(), groups);
     let svc = Arc::new(Service::new(cfg, RiseFallParams::default()));
     svc.stats.accepted.fetch_add(7, Relaxed);
     let c0 = Arc::clone(&svc.pool.groups()[0].channels[0]);
     c0.sent.fetch_add(123, Relaxed);
     svc.pool.groups()[1].channels[0].force_down("x");
     let text = render(&[svc]);
-    let l0 = "listener=\"web\\\"1\",group=\"0\",index=\"0\",channel=\"10.0.0.1:80\"";
-    let l1 = "listener=\"web\\\"1\",group=\"1\",index=\"0\",channel=\"10.0.0.2:80\"";
+    let l0 = "listener=\"web\\\"1\",group=\"0\",index=\"0\",channel=\"10.0.0.1:80\",name=\"10.0.0.1-80\"";
+    let l1 = "listener=\"web\\\"1\",group=\"1\",index=\"0\",channel=\"10.0.0.2:80\",name=\"db2\"";
     for want in [
         "balance_listener_accepted_total{listener=\"web\\\"1\"} 7".to_string(),
         "balance_listener_refused_total{listener=\"web\\\"1\"} 0".into(),

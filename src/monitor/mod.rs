@@ -295,7 +295,7 @@ fn round(
             k += 1;
             let key = Arc::as_ptr(ch) as usize;
             seen.insert(key);
-            if ch.admin() != Admin::Enabled || (plan.only_down && ch.is_up()) {
+            if ch.admin() != Admin::Enabled || !ch.checked() || (plan.only_down && ch.is_up()) {
                 continue;
             }
             if suspects_only && ch.is_up() && ch.rise_fall().failures == 0 && !ch.is_catching_up() {
@@ -351,8 +351,9 @@ async fn probe_task(
         } => Some(r),
     };
     // A probe that ends after `monitor disable` (or once following the
-    // fleet) changes nothing.
-    if let Some((Probed { result, facts }, took)) = res.filter(|_| !probing_paused(&svc)) {
+    // fleet, or after its channel's checks were turned off) changes nothing.
+    let stale = || probing_paused(&svc) || !job.channel.checked();
+    if let Some((Probed { result, facts }, took)) = res.filter(|_| !stale()) {
         let outcome = match result {
             Ok(()) => Outcome::Checked {
                 result: Ok(()),

@@ -17,9 +17,11 @@ fn service(groups: &[usize], rise: u32, fall: u32) -> Arc<Service> {
         .iter()
         .enumerate()
         .map(|(g, &n)| GroupConfig {
+            name: String::new(),
             policy: Policy::RoundRobin,
             channels: (0..n)
                 .map(|i| ChannelConfig {
+                    name: String::new(),
                     host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                     port: 1000 + (g * 10 + i) as u16,
                     maxc: 0,
@@ -310,7 +312,7 @@ async fn channels_added_at_runtime_are_probed() {
         port: 4242,
         addrs: vec![SocketAddr::from(([127, 0, 0, 1], 4242))],
     };
-    let new = svc.pool.new_channel(target, 0, 1);
+    let new = svc.pool.new_channel("new", target, 0, 1);
     let g0 = svc.pool.groups()[0].with_channel(Arc::clone(&new));
     svc.pool.store_groups(vec![Arc::new(g0)]);
     sleep(Duration::from_millis(250)).await;
@@ -458,8 +460,10 @@ fn monitor_spec_is_parsed_and_bad_specs_are_usage_errors() {
 
 fn failback_pool(failback: Failback) -> crate::pool::Pool {
     let g = |port| GroupConfig {
+        name: String::new(),
         policy: Policy::RoundRobin,
         channels: vec![ChannelConfig {
+            name: String::new(),
             host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port,
             maxc: 0,

@@ -112,11 +112,19 @@ pub struct HealthState {
 
 /// One backend destination.
 pub struct Channel {
+    /// Its name, unique in the listener (see `crate::config::names`):
+    /// what operators, the state file and every front end call it.
+    name: Box<str>,
     target: ArcSwap<Target>,
     admin: AtomicEnum<Admin>,
     up: AtomicBool,
     maxc: AtomicU32,
     weight: AtomicU32,
+    /// The weight the configuration gives (HAProxy's "initial" weight).
+    initial_weight: AtomicU32,
+    /// Health checks run for this channel (`enable|disable health`); off,
+    /// the monitor skips it and it counts as up.
+    checked: AtomicBool,
     /// Live connections (including connects in progress).
     conns: AtomicU32,
     /// Sessions past their connect, relaying (counted on fencing
@@ -208,14 +216,23 @@ impl ShownState {
 }
 
 impl Channel {
-    pub fn new(target: Target, maxc: u32, weight: u32, eligible: Arc<Notify>) -> Arc<Channel> {
+    pub fn new(
+        name: impl Into<Box<str>>,
+        target: Target,
+        maxc: u32,
+        weight: u32,
+        eligible: Arc<Notify>,
+    ) -> Arc<Channel> {
         let resolved = !target.addrs.is_empty();
         Arc::new(Channel {
+            name: name.into(),
             target: ArcSwap::from_pointee(target),
             admin: AtomicEnum::new(Admin::Enabled),
             up: AtomicBool::new(resolved),
             maxc: AtomicU32::new(maxc),
             weight: AtomicU32::new(weight),
+            initial_weight: AtomicU32::new(weight),
+            checked: AtomicBool::new(true),
             conns: AtomicU32::new(0),
             relaying: AtomicU32::new(0),
             total: AtomicU64::new(0),
@@ -277,6 +294,29 @@ impl Channel {
         self.sessions.notify.notify_waiters();
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The configured weight (a runtime `weight` does not change it).
+    pub fn initial_weight(&self) -> u32 {
+        self.initial_weight.load(Relaxed)
+    }
+    pub fn set_initial_weight(&self, w: u32) {
+        self.initial_weight.store(w, Relaxed);
+    }
+    /// Whether health checks run for this channel.
+    pub fn checked(&self) -> bool {
+        self.checked.load(Relaxed)
+    }
+    pub fn set_checked(&self, on: bool) {
+        self.checked.store(on, Relaxed);
+    }
+    /// Zero the counters (`reset`).
+    pub fn reset_counters(&self) {
+        self.sent.store(0, Relaxed);
+        self.rcvd.store(0, Relaxed);
+        self.total.store(0, Relaxed);
+    }
     pub fn target(&self) -> Arc<Target> {
         self.target.load_full()
     }

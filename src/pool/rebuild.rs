@@ -3,7 +3,7 @@
 //! the same place. Called by the supervisor on reload; the old pool is not
 //! changed except for `maxc`/`weight` the file changed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -16,7 +16,10 @@ use crate::config::{ChannelConfig, GroupConfig, Host};
 impl Pool {
     /// A new pool for changed config (reload) that keeps this pool's
     /// channels, with their counters, health and operator state, where the
-    /// new config has the same host:port in the same group position.
+    /// new config has the same name at the same address in the same group
+    /// position (a default name is its host and port: see
+    /// `crate::config::names`); a named channel the new config points
+    /// elsewhere is a new channel with the old one's operator state.
     /// `old` is the config this pool was built from: `maxc`/`weight` are
     /// taken from the file only where the file changed them. New channels
     /// are resolved with `resolve`. The manual-failback floor carries over.
@@ -32,50 +35,80 @@ impl Pool {
             .iter()
             .enumerate()
             .map(|(gi, g)| {
-                // The old group's channels by host:port, in order (each
-                // taken once: a channel listed twice keeps both), and the
-                // old config's first entry for each: lookups, not scans,
-                // so a reload stays linear in the number of channels.
-                let mut kept: HashMap<(Host, u16), VecDeque<&Arc<Channel>>> = HashMap::new();
-                for ch in cur.get(gi).map_or(&[][..], |og| &og.channels[..]) {
-                    let t = ch.target();
-                    kept.entry((t.host.clone(), t.port))
-                        .or_default()
-                        .push_back(ch);
-                }
-                let mut before: HashMap<(&Host, u16), &ChannelConfig> = HashMap::new();
-                for oc in old.get(gi).map_or(&[][..], |og| &og.channels[..]) {
-                    before.entry((&oc.host, oc.port)).or_insert(oc);
-                }
+                // The old group's channels by name, and the old config's
+                // entry for each: lookups, not scans, so a reload stays
+                // linear in the number of channels.
+                let kept: HashMap<&str, &Arc<Channel>> = cur
+                    .get(gi)
+                    .map_or(&[][..], |og| &og.channels[..])
+                    .iter()
+                    .map(|ch| (ch.name(), ch))
+                    .collect();
+                let before: HashMap<&str, &ChannelConfig> = old
+                    .get(gi)
+                    .map_or(&[][..], |og| &og.channels[..])
+                    .iter()
+                    .map(|oc| (oc.name.as_str(), oc))
+                    .collect();
                 let chans = g
                     .channels
                     .iter()
                     .map(|c| {
-                        let found = kept
-                            .get_mut(&(c.host.clone(), c.port))
-                            .and_then(VecDeque::pop_front);
-                        let Some(ch) = found else {
-                            let t = Target {
-                                host: c.host.clone(),
-                                port: c.port,
-                                addrs: resolve(&c.host, c.port),
-                            };
-                            let ch = Channel::new(t, c.maxc, c.weight, Arc::clone(&self.eligible));
-                            ch.set_full_holds(opts.full_holds);
-                            return ch;
+                        let target = || Target {
+                            host: c.host.clone(),
+                            port: c.port,
+                            addrs: resolve(&c.host, c.port),
                         };
+                        let new = || {
+                            let ch = Channel::new(
+                                c.name.as_str(),
+                                target(),
+                                c.maxc,
+                                c.weight,
+                                Arc::clone(&self.eligible),
+                            );
+                            ch.set_full_holds(opts.full_holds);
+                            ch
+                        };
+                        let Some(&ch) = kept.get(c.name.as_str()) else {
+                            return new();
+                        };
+                        // The operator's maxc and weight stay unless the
+                        // file changed them.
+                        let before = before.get(c.name.as_str());
+                        let maxc = match before {
+                            Some(b) if b.maxc == c.maxc => ch.maxc(),
+                            _ => c.maxc,
+                        };
+                        let weight = match before {
+                            Some(b) if b.weight == c.weight => ch.weight(),
+                            _ => c.weight,
+                        };
+                        let t = ch.target();
+                        if t.host != c.host || t.port != c.port {
+                            // A named channel the file points elsewhere: a
+                            // new channel (the live one is not touched, the
+                            // reload may yet be rejected) with the operator
+                            // state of the name.
+                            let n = new();
+                            n.set_admin(ch.admin());
+                            n.set_checked(ch.checked());
+                            n.set_maxc(maxc);
+                            n.set_weight(weight);
+                            return n;
+                        }
                         ch.set_full_holds(opts.full_holds);
-                        let before = before.get(&(&c.host, c.port));
-                        if before.is_none_or(|b| b.maxc != c.maxc) {
-                            ch.set_maxc(c.maxc);
+                        if ch.maxc() != maxc {
+                            ch.set_maxc(maxc);
                         }
-                        if before.is_none_or(|b| b.weight != c.weight) {
-                            ch.set_weight(c.weight);
+                        if ch.weight() != weight {
+                            ch.set_weight(weight);
                         }
+                        ch.set_initial_weight(c.weight);
                         Arc::clone(ch)
                     })
                     .collect();
-                let ng = Group::new(g.policy, chans);
+                let ng = Group::new(g.name.as_str(), g.policy, chans);
                 if let Some(og) = cur.get(gi) {
                     ng.selector.keep_position(&og.selector);
                 }

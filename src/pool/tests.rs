@@ -12,6 +12,7 @@ const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 /// Channel `port` on 127.0.0.1 with `maxc` and `weight`.
 fn chan(port: u16, maxc: u32, weight: u32) -> ChannelConfig {
     ChannelConfig {
+        name: String::new(),
         host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         port,
         maxc,
@@ -21,6 +22,7 @@ fn chan(port: u16, maxc: u32, weight: u32) -> ChannelConfig {
 
 fn group(policy: Policy, ports: &[u16]) -> GroupConfig {
     GroupConfig {
+        name: String::new(),
         policy,
         channels: ports.iter().map(|&p| chan(p, 0, 1)).collect(),
     }
@@ -150,9 +152,11 @@ fn ineligible_channels_are_skipped() {
 #[test]
 fn a_channel_with_no_addresses_starts_soft_disabled() {
     let p = pool(&[GroupConfig {
+        name: String::new(),
         policy: Policy::RoundRobin,
         channels: vec![
             ChannelConfig {
+                name: String::new(),
                 host: Host::Name("nowhere".into()),
                 port: 1,
                 maxc: 0,
@@ -170,6 +174,7 @@ fn maxc_spills_to_the_backup_and_returns_after_a_slot_frees() {
     // `A:2 ! B`
     let p = pool(&[
         GroupConfig {
+            name: String::new(),
             policy: Policy::RoundRobin,
             channels: vec![chan(1, 2, 1)],
         },
@@ -263,6 +268,7 @@ fn hash_group_without_h_tries_only_the_hashed_channel() {
 #[test]
 fn weighted_group_is_smooth_like_nginx() {
     let p = pool(&[GroupConfig {
+        name: String::new(),
         policy: Policy::RoundRobin,
         channels: vec![chan(1, 0, 5), chan(2, 0, 1), chan(3, 0, 1)],
     }]);
@@ -370,6 +376,7 @@ fn structural_changes_keep_the_round_robin_position() {
     assert_eq!(pick(&p, CLIENT), Some(1));
     let g = &p.groups()[0];
     let added = p.new_channel(
+        "added",
         Target {
             host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: 3,

@@ -431,7 +431,7 @@ fn connect_failed(svc: &Service, cand: &Candidate, err: AttemptError) {
         AttemptError::Reset => {}
         AttemptError::Local(e) => {
             if let Some(suppressed) = local_error_log_due() {
-                warn!(channel = %cand.channel.target(), group = cand.group,
+                warn!(channel = %cand.channel.target(), name = %cand.channel.name(), group = cand.group,
                       "connect failed on a local error: {e} ({suppressed} similar errors suppressed)");
             }
         }

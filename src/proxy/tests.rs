@@ -23,8 +23,10 @@ const CONNECT_FUTURE_MAX: usize = 1536;
 async fn the_futures_a_connection_allocates_stay_small() {
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     let group = GroupConfig {
+        name: String::new(),
         policy: Policy::RoundRobin,
         channels: vec![ChannelConfig {
+            name: String::new(),
             host: Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: 1,
             maxc: 0,

@@ -21,6 +21,12 @@ use crate::service::fleet::{FleetView, Role};
 /// One channel at one instant.
 #[derive(Debug, Clone)]
 pub struct ChannelView {
+    /// The channel's name (unique in the listener).
+    pub name: String,
+    /// Health checks run for it (`enable|disable health`).
+    pub checked: bool,
+    /// The configured weight (`weight` is the current one).
+    pub initial_weight: u32,
     pub group: usize,
     pub index: usize,
     pub policy: Policy,
@@ -55,6 +61,9 @@ impl ChannelView {
     /// The channel `index` of `group` (with that group's policy).
     pub fn of(group: usize, index: usize, policy: Policy, ch: &Channel) -> ChannelView {
         ChannelView {
+            name: ch.name().to_string(),
+            checked: ch.checked(),
+            initial_weight: ch.initial_weight(),
             group,
             index,
             policy,
@@ -158,6 +167,8 @@ pub struct ListenerView {
     pub serving: Option<usize>,
     /// Each group's policy and channel count.
     pub groups: Vec<(Policy, usize)>,
+    /// Each group's name.
+    pub group_names: Vec<String>,
     pub channels: Vec<ChannelView>,
     /// Fleet mode's role and etcd state; `None` without fleet mode.
     pub fleet: Option<FleetView>,
@@ -188,6 +199,7 @@ impl ListenerView {
                 .iter()
                 .map(|g| (g.policy(), g.channels.len()))
                 .collect(),
+            group_names: groups.iter().map(|g| g.name().to_string()).collect(),
             channels: channels(&groups),
             fleet: Some(svc.fleet.view()).filter(|f| f.role != Role::Off),
         }

@@ -240,10 +240,11 @@ pub fn exposition(
             let name = esc(&l.name);
             l.channels.iter().map(move |c| {
                 let labels = format!(
-                    "listener=\"{name}\",group=\"{}\",index=\"{}\",channel=\"{}\"",
+                    "listener=\"{name}\",group=\"{}\",index=\"{}\",channel=\"{}\",name=\"{}\"",
                     c.group,
                     c.index,
-                    esc(&c.target.to_string())
+                    esc(&c.target.to_string()),
+                    esc(&c.name)
                 );
                 (labels, c)
             })

@@ -49,7 +49,10 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
         .iter()
         .map(|c| {
             json!({
+                "name": c.name,
                 "group": c.group,
+                "checked": c.checked,
+                "initial_weight": c.initial_weight,
                 "index": c.index,
                 "type": policy_word(c.policy),
                 "state": c.state.as_str(),
@@ -125,6 +128,7 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
             "pooled": pipes.pooled,
         },
         "groups": l.groups.iter().enumerate().map(|(g, (policy, n))| json!({
+            "name": l.group_names.get(g),
             "group": g,
             "type": policy_word(*policy),
             "channels": n,

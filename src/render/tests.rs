@@ -4,6 +4,7 @@ use crate::health::RiseFallParams;
 
 fn svc() -> Service {
     let ch = |ip: &str, port| ChannelConfig {
+        name: String::new(),
         host: Host::Ip(ip.parse().unwrap()),
         port,
         maxc: 0,
@@ -14,10 +15,12 @@ fn svc() -> Service {
         "127.0.0.1:1".parse().unwrap(),
         vec![
             GroupConfig {
+                name: String::new(),
                 policy: Policy::RoundRobin,
                 channels: vec![ch("10.0.0.1", 80), ch("10.0.0.2", 81)],
             },
             GroupConfig {
+                name: String::new(),
                 policy: Policy::Hash,
                 channels: vec![ch("::1", 82)],
             },

@@ -56,7 +56,7 @@ impl Service {
             let ch = &at.channel;
             if ch.set_replication_broken(broken.is_some()) {
                 if let Some(r) = broken {
-                    warn!(channel = %ch.target(), group = at.group,
+                    warn!(channel = %ch.target(), name = %ch.name(), group = at.group,
                         "the serving primary's own replication is broken ({r}): it keeps serving; \
                          re-point or rebuild the old primary before any switchover back");
                 }
@@ -72,7 +72,7 @@ impl Service {
             Outcome::Full { detail, took } => {
                 ch.record_full(took);
                 if ch.set_full(true) {
-                    info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+                    info!(listener = %self.cfg.name, channel = %ch.target(), name = %ch.name(), group = at.group,
                           "channel full (not down): {detail}");
                 }
                 return None;
@@ -120,19 +120,19 @@ impl Service {
             // At the level its `catching up` was told at: routine backlog
             // under writes is debug, both ways.
             if ch.catch_up_told.swap(false, Relaxed) {
-                info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
+                info!(listener = %self.cfg.name, channel = %ch.target(), name = %ch.name(), group = at.group, "channel caught up");
             } else {
-                debug!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel caught up");
+                debug!(listener = %self.cfg.name, channel = %ch.target(), name = %ch.name(), group = at.group, "channel caught up");
             }
         }
         if ch.set_full(false) {
-            info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group, "channel no longer full");
+            info!(listener = %self.cfg.name, channel = %ch.target(), name = %ch.name(), group = at.group, "channel no longer full");
         }
         if ch.admin() != Admin::Enabled {
             return None; // the operator took over meanwhile
         }
         if let Err(r) = &result {
-            debug!(listener = %self.cfg.name, channel = %ch.target(), "check failed: {r}");
+            debug!(listener = %self.cfg.name, channel = %ch.target(), name = %ch.name(), "check failed: {r}");
         }
         let reason = result.as_ref().err().cloned();
         match (
@@ -169,10 +169,10 @@ impl Service {
             needed && !ch.catch_up_told.swap(true, Relaxed)
         };
         if tell {
-            info!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+            info!(listener = %self.cfg.name, channel = %ch.target(), name = %ch.name(), group = at.group,
                   "channel catching up (not down, not eligible): {detail}");
         } else if new {
-            debug!(listener = %self.cfg.name, channel = %ch.target(), group = at.group,
+            debug!(listener = %self.cfg.name, channel = %ch.target(), name = %ch.name(), group = at.group,
                    "channel catching up (not down, not eligible): {detail}");
         }
     }
@@ -183,7 +183,7 @@ impl Service {
         let ch = &at.channel;
         ch.connect_failures.fetch_add(1, Relaxed);
         self.reverify_backups(at.group);
-        debug!(channel = %ch.target(), group = at.group, "connect failed: {detail}");
+        debug!(channel = %ch.target(), name = %ch.name(), group = at.group, "connect failed: {detail}");
         let reason = Reason::Connect(detail);
         let flipped = if self.cfg.autodisable {
             ch.force_down(reason.clone())
@@ -220,7 +220,7 @@ impl Service {
                 if c.mark_unverified(Reason::Check(
                     "catching up: not checked since a primary failed".into(),
                 )) {
-                    debug!(listener = %self.cfg.name, channel = %c.target(), group = g, "backup to be re-verified");
+                    debug!(listener = %self.cfg.name, channel = %c.target(), name = %c.name(), group = g, "backup to be re-verified");
                 }
             }
         }
@@ -247,7 +247,7 @@ impl Service {
         let (ch, listener, group, index) = (&at.channel, &self.cfg.name, at.group, at.index);
         match flip {
             Flip::Up(why) => {
-                info!(%listener, channel = %ch.target(), group, index, "channel up (ENA): {why}");
+                info!(%listener, channel = %ch.target(), name = %ch.name(), group, index, "channel up (ENA): {why}");
                 if group == 0
                     && self.cfg.on_up_shutdown_backup
                     && self.cfg.failback == Failback::Auto
@@ -263,9 +263,9 @@ impl Service {
             }
             Flip::Down(reason) => {
                 if reason == Reason::SelfLoop {
-                    warn!(%listener, channel = %ch.target(), group, index, "channel down (dis): {reason}");
+                    warn!(%listener, channel = %ch.target(), name = %ch.name(), group, index, "channel down (dis): {reason}");
                 } else {
-                    info!(%listener, channel = %ch.target(), group, index, "channel down (dis): {reason}");
+                    info!(%listener, channel = %ch.target(), name = %ch.name(), group, index, "channel down (dis): {reason}");
                 }
                 if self.cfg.fence {
                     // A hung writer runs what is queued in its socket
@@ -274,7 +274,7 @@ impl Service {
                     let n = ch.relaying();
                     ch.close_sessions();
                     if n > 0 {
-                        info!(%listener, channel = %ch.target(), group, index, "fenced: {n} sessions reset on the channel that went down");
+                        info!(%listener, channel = %ch.target(), name = %ch.name(), group, index, "fenced: {n} sessions reset on the channel that went down");
                     }
                 } else if self.cfg.on_down_shutdown {
                     ch.close_sessions();

@@ -14,6 +14,7 @@ use crate::pool::{Admin, Candidate, ShownState};
 
 fn ch(ip: &str, port: u16, maxc: u32) -> ChannelConfig {
     ChannelConfig {
+        name: String::new(),
         host: Host::Ip(ip.parse().unwrap()),
         port,
         maxc,
@@ -21,18 +22,18 @@ fn ch(ip: &str, port: u16, maxc: u32) -> ChannelConfig {
     }
 }
 
+/// A listener of round-robin groups, with the default names.
 fn cfg(groups: Vec<Vec<ChannelConfig>>) -> ListenerConfig {
-    ListenerConfig::new(
-        "l".into(),
-        "127.0.0.1:1".parse().unwrap(),
-        groups
-            .into_iter()
-            .map(|channels| GroupConfig {
-                policy: Policy::RoundRobin,
-                channels,
-            })
-            .collect(),
-    )
+    let mut groups: Vec<GroupConfig> = groups
+        .into_iter()
+        .map(|channels| GroupConfig {
+            name: String::new(),
+            policy: Policy::RoundRobin,
+            channels,
+        })
+        .collect();
+    crate::config::names::fill(&mut groups).unwrap();
+    ListenerConfig::new("l".into(), "127.0.0.1:1".parse().unwrap(), groups)
 }
 
 #[test]
@@ -360,4 +361,43 @@ fn caught_up_is_told_only_after_a_catching_up_at_the_same_level() {
     });
     assert_eq!(news.matches("channel catching up").count(), 1, "{news}");
     assert_eq!(news.matches("channel caught up").count(), 1, "{news}");
+}
+
+#[test]
+fn rebuild_keeps_a_named_channel_by_name_and_a_moved_one_gets_its_operator_state() {
+    let named = |name: &str, ip: &str| ChannelConfig {
+        name: name.into(),
+        ..ch(ip, 80, 0)
+    };
+    let old = Service::new(
+        cfg(vec![vec![
+            named("db101", "10.0.0.1"),
+            named("db102", "10.0.0.2"),
+        ]]),
+        RiseFallParams::default(),
+    );
+    let g = old.pool.groups();
+    let (a, b) = (Arc::clone(&g[0].channels[0]), Arc::clone(&g[0].channels[1]));
+    a.set_admin(Admin::Disabled);
+    a.set_weight(7);
+    b.total.fetch_add(5, Relaxed);
+    // The file swaps their places and points db101 elsewhere.
+    let new = old.rebuild(
+        cfg(vec![vec![
+            named("db102", "10.0.0.2"),
+            named("db101", "10.0.0.9"),
+        ]]),
+        RiseFallParams::default(),
+        crate::service::resolve,
+    );
+    let ng = new.pool.groups();
+    assert!(Arc::ptr_eq(&ng[0].channels[0], &b), "db102 is kept by name");
+    assert_eq!(ng[0].channels[0].total.load(Relaxed), 5);
+    let moved = &ng[0].channels[1];
+    assert!(!Arc::ptr_eq(moved, &a), "a new channel at the new address");
+    assert_eq!(moved.name(), "db101");
+    assert_eq!(moved.target().to_string(), "10.0.0.9:80");
+    assert_eq!((moved.admin(), moved.weight()), (Admin::Disabled, 7));
+    // The live channel is not touched (the reload could still be refused).
+    assert_eq!(a.target().to_string(), "10.0.0.1:80");
 }

@@ -20,13 +20,25 @@ pub fn scrape(port: u16) -> String {
         .unwrap_or_default()
 }
 
-/// The value of the sample `name{labels}` (labels as written, in order).
+/// The value of the sample `name{labels}` (labels as written, in order;
+/// a channel's `name` label need not be given).
 pub fn sample(text: &str, name: &str, labels: &str) -> f64 {
     let want = format!("{name}{{{labels}}} ");
     text.lines()
-        .find_map(|l| l.strip_prefix(&want))
+        .find_map(|l| {
+            let unnamed = without_name_label(l).is_some_and(|u| u.starts_with(&want));
+            (l.starts_with(&want) || unnamed).then(|| l.rsplit_once(' ').map_or("", |(_, v)| v))
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no sample {want}in\n{text}"))
+}
+
+/// A sample line with its channel `name="..."` label taken out.
+fn without_name_label(line: &str) -> Option<String> {
+    let start = line.find(",name=\"")?;
+    let rest = &line[start + 7..];
+    let end = rest.find('"')?;
+    Some(format!("{}{}", &line[..start], &rest[end + 1..]))
 }
 
 /// promtool's path, if the `prometheus` package is installed.

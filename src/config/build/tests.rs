@@ -7,6 +7,7 @@ fn spec(bind: &str, channels: &[(&str, u16)]) -> ListenerSpec {
     let channels = channels
         .iter()
         .map(|(h, p)| ChannelConfig {
+            name: String::new(),
             host: match h.parse() {
                 Ok(ip) => Host::Ip(ip),
                 Err(_) => Host::Name((*h).into()),
@@ -20,6 +21,7 @@ fn spec(bind: &str, channels: &[(&str, u16)]) -> ListenerSpec {
         "l".into(),
         bind.parse().unwrap(),
         vec![GroupConfig {
+            name: String::new(),
             policy: Policy::RoundRobin,
             channels,
         }],

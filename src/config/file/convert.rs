@@ -145,6 +145,7 @@ fn listener(
         .groups
         .into_iter()
         .map(|g| GroupConfig {
+            name: g.name.map(|n| n.0).unwrap_or_default(),
             policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
                 RawPolicy::Rr => Policy::RoundRobin,
                 RawPolicy::Hash => Policy::Hash,
@@ -205,6 +206,7 @@ fn spec_error(e: SpecError, loc: &str, name: &str, spans: &[Vec<Location>]) -> S
                 quote(name)
             )
         }
+        SpecError::Name(e) => format!("{loc}{e} (listener {})", quote(name)),
     }
 }
 

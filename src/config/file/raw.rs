@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::scalars::{
-    Argv, Bind, Bounded, Dur, HttpPath, IpLit, Name, Port, RawChannel, StatusRanges, nonempty,
+    Argv, Bind, Bounded, Dur, HttpPath, IpLit, ItemName, Name, Port, RawChannel, StatusRanges,
+    nonempty,
 };
 
 #[derive(Deserialize)]
@@ -127,6 +128,9 @@ pub(super) enum RawPolicy {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGroup {
+    /// The group's name (default `groupN`).
+    #[serde(default)]
+    pub(super) name: Option<ItemName>,
     #[serde(default)]
     pub(super) policy: Option<RawPolicy>,
     #[serde(deserialize_with = "nonempty")]

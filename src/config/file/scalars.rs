@@ -122,6 +122,35 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
+/// A group or channel name (see `crate::config::names`).
+#[derive(Clone)]
+pub(super) struct ItemName(pub(super) String);
+
+impl<'de> Deserialize<'de> for ItemName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ItemName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name of A-Z a-z 0-9 . _ -, not all digits")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ItemName, E> {
+                match crate::config::names::invalid(s) {
+                    None => Ok(ItemName(s.to_string())),
+                    Some(why) => Err(E::custom(format!("bad name {}: {why}", quote(s)))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ItemName, E> {
+                self.visit_str(&n.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ItemName, E> {
+                self.visit_str(&n.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A listener name: 1–64 of `[A-Za-z0-9._-]` (used in metrics labels,
 /// logs and control socket paths).
 #[derive(Clone)]
@@ -258,6 +287,8 @@ pub(super) struct RawChannel(pub(super) ChannelConfig);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChannelMap {
+    #[serde(default)]
+    name: Option<ItemName>,
     host: String,
     #[serde(default)]
     port: Option<Port>,
@@ -273,7 +304,7 @@ impl<'de> Deserialize<'de> for RawChannel {
         impl<'de> Visitor<'de> for V {
             type Value = RawChannel;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"host[:port[:maxc]]\" or a map with host, port, maxc, weight")
+                f.write_str("\"host[:port[:maxc]]\" or a map with name, host, port, maxc, weight")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RawChannel, E> {
                 parse_channel(s, 0).map(RawChannel).map_err(E::custom)
@@ -293,6 +324,9 @@ impl<'de> Deserialize<'de> for RawChannel {
                 }
                 if let Some(p) = m.port {
                     c.port = p.0;
+                }
+                if let Some(n) = m.name {
+                    c.name = n.0;
                 }
                 if let Some(x) = m.maxc {
                     c.maxc = x.0 as u32;

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 fn ch(host: &str, port: u16, maxc: u32) -> ChannelConfig {
     ChannelConfig {
+        name: String::new(),
         host: match host.parse::<IpAddr>() {
             Ok(ip) => Host::Ip(ip),
             Err(_) => Host::Name(host.to_string()),

@@ -3,6 +3,7 @@ use super::*;
 #[test]
 fn self_loops_are_detected_for_literal_loopback_and_wildcard_binds() {
     let ch = |h: &str, port: u16| ChannelConfig {
+        name: String::new(),
         host: match h.parse() {
             Ok(ip) => Host::Ip(ip),
             Err(_) => Host::Name(h.into()),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Policy;
 use std::net::IpAddr;
 use std::net::Ipv4Addr;
 
@@ -17,11 +18,22 @@ fn every_command_parses_to_its_meaning() {
         ("?", Help),
         ("show", Show),
         ("show json", ShowJson),
-        ("group 1", Group(1)),
-        ("enable 0", Enable(Index(0))),
-        ("disable 1:2", Disable(At(1, 2))),
-        ("drain 127.0.0.1:9001", Drain(Addr(ip("127.0.0.1"), 9001))),
-        ("reset [::1]:80", Reset(Addr(ip("::1"), 80))),
+        ("group 1", Group(GroupKey::Index(1))),
+        ("group pod1", Group(GroupKey::Name("pod1".into()))),
+        ("enable 0", Op(OperatorOp::Admin(Index(0), Admin::Enabled))),
+        (
+            "disable db101",
+            Op(OperatorOp::Admin(Name("db101".into()), Admin::Disabled)),
+        ),
+        (
+            "disable 1:2",
+            Op(OperatorOp::Admin(At(1, 2), Admin::Disabled)),
+        ),
+        (
+            "drain 127.0.0.1:9001",
+            Op(OperatorOp::Admin(Addr(ip("127.0.0.1"), 9001), Admin::Drain)),
+        ),
+        ("reset [::1]:80", Op(OperatorOp::Reset(Addr(ip("::1"), 80)))),
         (
             "assign 0 10.0.0.1 8080",
             Assign(Index(0), ip("10.0.0.1"), 8080),
@@ -32,19 +44,22 @@ fn every_command_parses_to_its_meaning() {
             Create(Host::Name("db1.example".into()), 3306),
         ),
         ("create [::1] 3306", Create(ip("::1"), 3306)),
-        ("maxc 2 10", Maxc(Index(2), 10)),
-        ("weight 0 3", Weight(Index(0), 3)),
-        ("hash", Policy(crate::config::Policy::Hash)),
-        ("rr", Policy(crate::config::Policy::RoundRobin)),
-        ("leastconn", Policy(crate::config::Policy::LeastConn)),
+        ("maxc 2 10", Op(OperatorOp::Maxc(Index(2), 10))),
+        (
+            "weight 0 3",
+            Op(OperatorOp::Weight(Index(0), WeightSet::Abs(3))),
+        ),
+        ("hash", Op(OperatorOp::Policy((), Policy::Hash))),
+        ("rr", Op(OperatorOp::Policy((), Policy::RoundRobin))),
+        ("leastconn", Op(OperatorOp::Policy((), Policy::LeastConn))),
         ("kill", Kill),
         ("version", Version),
-        ("monitor enable", Monitor(MonitorOp::Enable)),
-        ("monitor disable", Monitor(MonitorOp::Disable)),
-        ("monitor show", Monitor(MonitorOp::Show)),
+        ("monitor enable", Op(OperatorOp::Monitor(true))),
+        ("monitor disable", Op(OperatorOp::Monitor(false))),
+        ("monitor show", MonitorShow),
         ("mrtg-bytes 0 1", MrtgBytes(0, 1)),
         ("mrtg-conns 1 0", MrtgConns(1, 0)),
-        ("failback", Failback),
+        ("failback", Op(OperatorOp::Floor(0))),
         ("switchover", Switchover(SwitchArgs::default())),
         (
             "switchover 1",
@@ -77,10 +92,13 @@ fn every_command_parses_to_its_meaning() {
                 ..SwitchArgs::default()
             }),
         ),
-        ("spin on", Spin(SpinOp::On(None))),
-        ("spin on 5s", Spin(SpinOp::On(Some(Duration::from_secs(5))))),
-        ("spin off", Spin(SpinOp::Off)),
-        ("spin", Spin(SpinOp::Show)),
+        ("spin on", Op(OperatorOp::Spin(SpinSet::For(None)))),
+        (
+            "spin on 5s",
+            Op(OperatorOp::Spin(SpinSet::For(Some(Duration::from_secs(5))))),
+        ),
+        ("spin off", Op(OperatorOp::Spin(SpinSet::Off))),
+        ("spin", SpinShow),
         ("state save", StateSave),
         ("reload", Reload),
         ("quit", Quit),
@@ -96,9 +114,24 @@ fn balance_fm_abbreviations_resolve_in_its_order_but_kill_must_be_spelled_out() 
     assert_eq!(parse("s"), Ok(Command::Show));
     assert_eq!(parse("h"), Ok(Command::Help));
     assert_eq!(parse("q"), Ok(Command::Quit));
-    assert_eq!(parse("m 0 5"), Ok(Command::Maxc(ChanRef::Index(0), 5)));
-    assert_eq!(parse("d 0"), Ok(Command::Disable(ChanRef::Index(0))));
-    assert_eq!(parse("e 0"), Ok(Command::Enable(ChanRef::Index(0))));
+    assert_eq!(
+        parse("m 0 5"),
+        Ok(Command::Op(OperatorOp::Maxc(ChanRef::Index(0), 5)))
+    );
+    assert_eq!(
+        parse("d 0"),
+        Ok(Command::Op(OperatorOp::Admin(
+            ChanRef::Index(0),
+            Admin::Disabled
+        )))
+    );
+    assert_eq!(
+        parse("e 0"),
+        Ok(Command::Op(OperatorOp::Admin(
+            ChanRef::Index(0),
+            Admin::Enabled
+        )))
+    );
     assert_eq!(parse("mrtg-c 0 0"), Ok(Command::MrtgConns(0, 0)));
     assert!(parse("k").is_err());
     assert!(parse("kil").is_err());
@@ -107,7 +140,7 @@ fn balance_fm_abbreviations_resolve_in_its_order_but_kill_must_be_spelled_out() 
     // balance.fm's policy words abbreviate; the extensions' do not.
     assert_eq!(
         parse("ha"),
-        Ok(Command::Policy(crate::config::Policy::Hash))
+        Ok(Command::Op(OperatorOp::Policy((), Policy::Hash)))
     );
     assert!(parse("l").is_err());
     assert!(parse("leastcon").is_err());
@@ -119,11 +152,12 @@ fn bad_commands_give_one_line_naming_the_token() {
     let bad = [
         ("frobnicate", "frobnicate"),
         ("group", "group needs"),
-        ("group x", "\"x\""),
+        ("group x/y", "\"x/y\""),
         ("group -1", "\"-1\""),
         ("group 99999999999999999999", "\"99999999999999999999\""),
         ("enable", "enable needs"),
-        ("enable x", "\"x\""),
+        ("enable x/y", "\"x/y\""),
+        ("enable 42x;", "\"42x;\""),
         ("enable 0 1", "unexpected \"1\""),
         ("disable :5", "\":5\""),
         ("drain a:b", "\"a:b\""),
@@ -141,7 +175,7 @@ fn bad_commands_give_one_line_naming_the_token() {
         ("create 10.0.0.1 0", "\"0\""),
         ("create 10.0.0.1 70000", "\"70000\""),
         ("assign 0 10.0.0.1", "assign needs"),
-        ("assign x 10.0.0.1 80", "\"x\""),
+        ("assign x/y 10.0.0.1 80", "\"x/y\""),
         ("hash 1", "unexpected \"1\""),
         ("show xml", "\"xml\""),
         ("monitor", "monitor needs"),
@@ -241,6 +275,11 @@ fn random_lines_never_panic_and_errors_stay_one_line() {
 fn channel_references_accept_index_group_colon_index_and_host_port() {
     assert_eq!(chan_ref("3"), Ok(ChanRef::Index(3)));
     assert_eq!(chan_ref("1:0"), Ok(ChanRef::At(1, 0)));
+    assert_eq!(chan_ref("db101"), Ok(ChanRef::Name("db101".into())));
+    assert_eq!(
+        chan_ref("db.example"),
+        Ok(ChanRef::Name("db.example".into()))
+    );
     assert_eq!(
         chan_ref("10.1.2.3:http"),
         Ok(ChanRef::Addr(
@@ -300,20 +339,29 @@ fn fleet_commands_parse_like_the_plain_ones() {
     let ok: Vec<(&str, FleetCmd)> = vec![
         (
             "fleet disable 0",
-            FleetCmd::Admin(Index(0), Admin::Disabled),
+            FleetCmd::Op(OperatorOp::Admin(Index(0), Admin::Disabled)),
         ),
         (
             "fleet enable 1:2",
-            FleetCmd::Admin(At(1, 2), Admin::Enabled),
+            FleetCmd::Op(OperatorOp::Admin(At(1, 2), Admin::Enabled)),
         ),
-        ("fleet d 3", FleetCmd::Admin(Index(3), Admin::Disabled)),
+        (
+            "fleet d 3",
+            FleetCmd::Op(OperatorOp::Admin(Index(3), Admin::Disabled)),
+        ),
         (
             "fleet drain 10.0.0.1:80",
-            FleetCmd::Admin(Addr(ip("10.0.0.1"), 80), Admin::Drain),
+            FleetCmd::Op(OperatorOp::Admin(Addr(ip("10.0.0.1"), 80), Admin::Drain)),
         ),
-        ("fleet weight 0 5", FleetCmd::Weight(Index(0), 5)),
-        ("fleet maxc 0:1 9", FleetCmd::Maxc(At(0, 1), 9)),
-        ("fleet failback", FleetCmd::Failback),
+        (
+            "fleet weight 0 5",
+            FleetCmd::Op(OperatorOp::Weight(Index(0), WeightSet::Abs(5))),
+        ),
+        (
+            "fleet maxc 0:1 9",
+            FleetCmd::Op(OperatorOp::Maxc(At(0, 1), 9)),
+        ),
+        ("fleet failback", FleetCmd::Op(OperatorOp::Floor(0))),
         ("fleet members", FleetCmd::Members),
         ("fleet forget h:12", FleetCmd::Forget("h:12".into())),
         ("fleet switchover", FleetCmd::Switchover(None, None)),
@@ -321,10 +369,13 @@ fn fleet_commands_parse_like_the_plain_ones() {
             "fleet switchover 1 3s",
             FleetCmd::Switchover(Some(1), Some(Duration::from_secs(3))),
         ),
-        ("fleet spin off", FleetCmd::Spin(SpinOp::Off)),
+        (
+            "fleet spin off",
+            FleetCmd::Op(OperatorOp::Spin(SpinSet::Off)),
+        ),
         (
             "fleet spin on 5s",
-            FleetCmd::Spin(SpinOp::On(Some(Duration::from_secs(5)))),
+            FleetCmd::Op(OperatorOp::Spin(SpinSet::For(Some(Duration::from_secs(5))))),
         ),
         (
             "fleet create 1 10.0.0.9:3306",

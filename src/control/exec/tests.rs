@@ -18,12 +18,14 @@ fn svc(groups: &[(&[&str], Policy)]) -> Arc<Service> {
     let gs = groups
         .iter()
         .map(|(chs, p)| GroupConfig {
+            name: String::new(),
             policy: *p,
             channels: chs
                 .iter()
                 .map(|s| {
                     let (h, port) = s.rsplit_once(':').unwrap();
                     ChannelConfig {
+                        name: String::new(),
                         host: crate::control::commands::host(h).unwrap(),
                         port: port.parse().unwrap(),
                         maxc: 0,

@@ -1,221 +1,211 @@
-//! Handlers that change one channel: its operator state, counters, limits
-//! and target, and `create`, which adds a channel to a group.
+//! Operator changes from the control socket: the session's references
+//! ([`ChanRef`], the current group) mapped to keys, the change applied by
+//! [`crate::operator::apply`], its outcome rendered in balance.fm's words.
+//! `assign` and `create` resolve their target first.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::{Host, Policy, loop_target};
-use crate::control::commands::ChanRef;
+use crate::config::Host;
+use crate::control::commands::{ChanRef, ControlOp};
 use crate::control::reply::Reply;
-use crate::pool::{Admin, Channel, Group, Pool, Target};
-use crate::service::resolve;
+use crate::operator::{
+    self, ChannelKey, Endpoint, GroupKey, Hit, OpError, OperatorOp, Outcome, SpinSet,
+};
+use crate::pool::{Admin, Channel, Group};
+use crate::service::Service;
 
-/// Run `f` on the channel `r` names (labelled for the reply), or say why
-/// there is no such channel.
-pub fn with(
-    groups: &[Arc<Group>],
+/// The key a session's reference stands for (`cur`: its group).
+pub fn key(cur: usize, r: &ChanRef) -> ChannelKey {
+    match r {
+        ChanRef::Index(c) => ChannelKey::At {
+            group: cur,
+            index: *c,
+        },
+        ChanRef::At(g, c) => ChannelKey::At {
+            group: *g,
+            index: *c,
+        },
+        ChanRef::Addr(host, port) => ChannelKey::Addr(Endpoint {
+            host: host.clone(),
+            port: *port,
+        }),
+        ChanRef::Name(n) => ChannelKey::Name(n.clone()),
+    }
+}
+
+/// The one channel `r` names, or the error line.
+pub fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<Arc<Channel>, String> {
+    operator::find(groups, &key(cur, r))
+        .and_then(|(_, chans)| {
+            let first = chans.into_iter().next();
+            first.ok_or(OpError::NoChannel(key(cur, r)))
+        })
+        .map_err(|e| error(cur, Some(r), &e))
+}
+
+/// Apply one change for a session whose current group is `cur`.
+pub fn run(svc: &Service, cur: usize, op: &ControlOp) -> Reply {
+    let r = op.channel().cloned();
+    let op = op.clone().map(
+        |c| Ok::<_, OpError>(key(cur, &c)),
+        |()| Ok(GroupKey::Index(cur)),
+    );
+    match op.and_then(|op| operator::apply(svc, &op)) {
+        Ok(out) => Reply::line(render(cur, r.as_ref(), &out)),
+        Err(e) => Reply::err(error(cur, r.as_ref(), &e)),
+    }
+}
+
+/// An outcome in balance.fm's words (and the extensions').
+fn render(cur: usize, r: Option<&ChanRef>, out: &Outcome) -> String {
+    let label = |h: &Hit| label(cur, r, h);
+    match out {
+        Outcome::Admin {
+            hit,
+            admin,
+            changed,
+            conns,
+        } => match (admin, changed) {
+            (Admin::Enabled, false) => format!("{} already enabled", label(hit)),
+            (Admin::Enabled, true) => format!("{} enabled", label(hit)),
+            (Admin::Disabled, false) => format!("{} already disabled", label(hit)),
+            (Admin::Disabled, true) => format!("{} disabled", label(hit)),
+            (Admin::Drain, false) => format!("{} already draining", label(hit)),
+            (Admin::Drain, true) => format!(
+                "{} draining ({conns} live connections continue)",
+                label(hit)
+            ),
+        },
+        Outcome::Weight { hit, weight, .. } => {
+            format!("weight of {} changed to {weight}", label(hit))
+        }
+        Outcome::Maxc { hit, maxc, .. } => format!("maxc of {} changed to {maxc}", label(hit)),
+        Outcome::Health { hit, on, .. } => format!(
+            "health checks of {} {}",
+            label(hit),
+            if *on { "on" } else { "off" }
+        ),
+        Outcome::Reset { hit } => format!("{} counters reset", label(hit)),
+        Outcome::Assigned { .. } => "channel reassigned".into(),
+        Outcome::Created { .. } => "channel created".into(),
+        Outcome::Policy { group, policy, .. } => {
+            format!("group {group} set to {}", policy.describe())
+        }
+        Outcome::Floor { prev: 0, group: 0 } => "not failed over".into(),
+        Outcome::Floor { prev, group } => {
+            format!("failed back from group {prev} to group {group}")
+        }
+        Outcome::Spin {
+            hold: Some(max), ..
+        } => format!(
+            "holding new clients for at most {} (spin off releases them)",
+            humantime::format_duration(*max)
+        ),
+        Outcome::Spin { changed: false, .. } => "spin is already off".into(),
+        Outcome::Spin { released, .. } => {
+            format!("spin off: {released} held clients released in order")
+        }
+        Outcome::Monitor { on, changed } => format!(
+            "monitor is {} {}",
+            if *changed { "now" } else { "already" },
+            if *on { "enabled" } else { "disabled" }
+        ),
+    }
+}
+
+/// An error in balance.fm's words: the channel as the session named it.
+fn error(cur: usize, r: Option<&ChanRef>, e: &OpError) -> String {
+    match (e, r) {
+        (OpError::NoChannel(_), Some(r)) => format!("no such channel {r}"),
+        (OpError::NotDisabled(h), _) => {
+            format!(
+                "{} must be disabled to assign new address",
+                label(cur, r, h)
+            )
+        }
+        (OpError::NoGroup { key, .. }, None) => format!("no such group {key}"),
+        _ => e.to_string(),
+    }
+}
+
+/// `channel 2` in the current group, `channel 1:2` elsewhere, `channel
+/// NAME` when the session named it.
+fn label(cur: usize, r: Option<&ChanRef>, h: &Hit) -> String {
+    match r {
+        Some(ChanRef::Name(n)) => format!("channel {n}"),
+        _ if h.group == cur => format!("channel {}", h.index),
+        _ => format!("channel {}:{}", h.group, h.index),
+    }
+}
+
+/// `assign`: point a disabled channel at a new host and port (`binds`:
+/// the process's listeners, this one first, which it must not be).
+pub async fn assign(
+    svc: &Service,
     cur: usize,
     r: &ChanRef,
-    f: impl FnOnce(&str, &Arc<Channel>) -> Reply,
+    host: &Host,
+    port: u16,
+    binds: &[(String, SocketAddr)],
 ) -> Reply {
-    match find(groups, cur, r) {
-        Ok((g, c, ch)) => f(&label(cur, g, c), &ch),
+    // Refuse an unknown or enabled channel before resolving.
+    let groups = svc.pool.groups();
+    match operator::find(&groups, &key(cur, r)) {
+        Ok((hit, chans)) if chans.iter().any(|c| c.admin() != Admin::Disabled) => {
+            return Reply::err(error(cur, Some(r), &OpError::NotDisabled(hit)));
+        }
+        Ok(_) => {}
+        Err(e) => return Reply::err(error(cur, Some(r), &e)),
+    }
+    match operator::resolve_target(host, port, binds).await {
+        Ok(t) => run_key(svc, cur, Some(r), &OperatorOp::Assign(key(cur, r), t)),
         Err(e) => Reply::err(e),
     }
 }
 
-pub fn enable(name: &str, ch: &Arc<Channel>) -> Reply {
-    if ch.admin() == Admin::Enabled && ch.is_up() {
-        return Reply::line(format!("{name} already enabled"));
-    }
-    ch.set_admin(Admin::Enabled);
-    ch.force_up();
-    Reply::line(format!("{name} enabled"))
-}
-
-pub fn disable(name: &str, ch: &Arc<Channel>) -> Reply {
-    if ch.admin() == Admin::Disabled {
-        return Reply::line(format!("{name} already disabled"));
-    }
-    ch.set_admin(Admin::Disabled);
-    Reply::line(format!("{name} disabled"))
-}
-
-pub fn drain(name: &str, ch: &Arc<Channel>) -> Reply {
-    if ch.admin() == Admin::Drain {
-        return Reply::line(format!("{name} already draining"));
-    }
-    ch.set_admin(Admin::Drain);
-    Reply::line(format!(
-        "{name} draining ({} live connections continue)",
-        ch.conns()
-    ))
-}
-
-pub fn reset(name: &str, ch: &Arc<Channel>) -> Reply {
-    ch.sent.store(0, Relaxed);
-    ch.rcvd.store(0, Relaxed);
-    ch.total.store(0, Relaxed);
-    Reply::line(format!("{name} counters reset"))
-}
-
-pub fn maxc(name: &str, ch: &Arc<Channel>, n: u32) -> Reply {
-    ch.set_maxc(n);
-    Reply::line(format!("maxc of {name} changed to {n}"))
-}
-
-pub fn weight(name: &str, ch: &Arc<Channel>, w: u32) -> Reply {
-    ch.set_weight(w);
-    Reply::line(format!("weight of {name} changed to {w}"))
-}
-
-/// Where `create`/`assign` point a channel, and the bind addresses of the
-/// process's listeners (this one first) it must not be.
-pub struct NewTarget<'a> {
-    pub host: &'a Host,
-    pub port: u16,
-    pub binds: Vec<(String, SocketAddr)>,
-}
-
-impl<'a> NewTarget<'a> {
-    pub fn new(host: &'a Host, port: u16, binds: Vec<(String, SocketAddr)>) -> Self {
-        NewTarget { host, port, binds }
-    }
-
-    /// The resolved target, or why it cannot be one: it does not resolve,
-    /// or it is a listener of this process (one client would make balance
-    /// connect to itself until the fd limit).
-    async fn resolve(&self) -> Result<Target, String> {
-        let NewTarget { host, port, .. } = *self;
-        let addrs = resolve_async(host, port).await;
-        if addrs.is_empty() {
-            return Err(format!("invalid address {host}: does not resolve"));
-        }
-        let binds = self.binds.iter().map(|(n, b)| (n.as_str(), *b));
-        for a in &addrs {
-            let Some((name, bind)) = loop_target(binds.clone(), *a) else {
-                continue;
-            };
-            let own = self.binds.first().is_some_and(|(n, _)| n == name);
-            return Err(if own {
-                format!("invalid address {host}:{port}: {a} is this listener ({bind}) itself")
-            } else {
-                format!(
-                    "invalid address {host}:{port}: {a} is listener \"{name}\" ({bind}) of this process"
-                )
-            });
-        }
-        Ok(Target {
-            host: host.clone(),
-            port,
-            addrs,
-        })
-    }
-}
-
-/// `assign`: point a disabled channel at a new host and port.
-pub async fn assign(groups: &[Arc<Group>], cur: usize, r: &ChanRef, to: NewTarget<'_>) -> Reply {
-    let (g, c, ch) = match find(groups, cur, r) {
-        Ok(x) => x,
-        Err(e) => return Reply::err(e),
-    };
-    let name = label(cur, g, c);
-    if ch.admin() != Admin::Disabled {
-        return Reply::err(format!("{name} must be disabled to assign new address"));
-    }
-    match to.resolve().await {
-        Ok(target) => ch.set_target(target),
-        Err(e) => return Reply::err(e),
-    }
-    Reply::line("channel reassigned")
-}
-
 /// `create`: a new, disabled channel at the end of group `g` (one past the
 /// last group starts a new round-robin group).
-pub async fn create(pool: &Pool, g: usize, to: NewTarget<'_>) -> Reply {
-    if g > pool.groups().len() {
-        return Reply::err(format!("no such group {g}"));
-    }
-    let target = match to.resolve().await {
-        Ok(t) => t,
-        Err(e) => return Reply::err(e),
-    };
-    let ch = pool.new_channel(target, 0, 1);
-    // Disabled (`DIS`), as balance.fm creates it: scripts run `create` and
-    // then `enable N` once the backend is ready.
-    ch.set_admin(crate::pool::Admin::Disabled);
-    // Re-read: only this task changes the structure (under `write`), but
-    // the list may have been loaded before.
-    let mut gs: Vec<Arc<Group>> = pool.groups().iter().cloned().collect();
-    match gs.get_mut(g) {
-        Some(slot) => *slot = Arc::new(slot.with_channel(ch)),
-        None => gs.push(Arc::new(Group::new(Policy::RoundRobin, vec![ch]))),
-    }
-    pool.store_groups(gs);
-    Reply::line("channel created")
-}
-
-async fn resolve_async(host: &Host, port: u16) -> Vec<std::net::SocketAddr> {
-    let h = host.clone();
-    tokio::task::spawn_blocking(move || resolve(&h, port))
-        .await
-        .unwrap_or_default()
-}
-
-/// `channel 2` in the current group, `channel 1:2` elsewhere.
-fn label(cur: usize, g: usize, c: usize) -> String {
-    if g == cur {
-        format!("channel {c}")
-    } else {
-        format!("channel {g}:{c}")
-    }
-}
-
-/// Resolve a channel reference to its group and channel indexes and the
-/// channel.
-pub fn find(
-    groups: &[Arc<Group>],
-    cur: usize,
-    r: &ChanRef,
-) -> Result<(usize, usize, Arc<Channel>), String> {
-    let get = |g: usize, c: usize| {
-        groups
-            .get(g)
-            .and_then(|gr| gr.channels.get(c))
-            .map(|ch| (g, c, Arc::clone(ch)))
-    };
-    match r {
-        ChanRef::Index(c) => get(cur, *c).ok_or_else(|| format!("no such channel {c}")),
-        ChanRef::At(g, c) => get(*g, *c).ok_or_else(|| format!("no such channel {g}:{c}")),
-        ChanRef::Addr(host, port) => find_addr(groups, host, *port),
-    }
-}
-
-/// The one channel at `host:port` (a literal IP also matches a resolved
-/// address of a named channel).
-fn find_addr(
-    groups: &[Arc<Group>],
+pub async fn create(
+    svc: &Service,
+    g: usize,
     host: &Host,
     port: u16,
-) -> Result<(usize, usize, Arc<Channel>), String> {
-    let mut hits = Vec::new();
-    for (gi, g) in groups.iter().enumerate() {
-        for (ci, ch) in g.channels.iter().enumerate() {
-            let t = ch.target();
-            let same = t.port == port
-                && (t.host == *host
-                    || matches!(host, Host::Ip(ip) if t.addrs.iter().any(|a| a.ip() == *ip)));
-            if same {
-                hits.push((gi, ci, Arc::clone(ch)));
-            }
-        }
+    binds: &[(String, SocketAddr)],
+) -> Reply {
+    if g > svc.pool.groups().len() {
+        return Reply::err(format!("no such group {g}"));
     }
-    match hits.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(format!("no such channel {host}:{port}")),
-        _ => Err(format!(
-            "ambiguous channel {host}:{port}: use <group>:<channel>"
-        )),
+    match operator::resolve_target(host, port, binds).await {
+        Ok(target) => {
+            let op = OperatorOp::Create {
+                group: GroupKey::Index(g),
+                target,
+                weight: 1,
+            };
+            run_key(svc, g, None, &op)
+        }
+        Err(e) => Reply::err(e),
+    }
+}
+
+fn run_key(svc: &Service, cur: usize, r: Option<&ChanRef>, op: &OperatorOp) -> Reply {
+    match operator::apply(svc, op) {
+        Ok(out) => Reply::line(render(cur, r, &out)),
+        Err(e) => Reply::err(error(cur, r, &e)),
+    }
+}
+
+/// `fleet spin on [MAX]`: until when (unix ms) every instance holds.
+pub fn spin_until(svc: &Service, s: SpinSet) -> Option<std::time::SystemTime> {
+    match s {
+        SpinSet::For(max) => {
+            let max = max
+                .or(svc.cfg.spin)
+                .unwrap_or(crate::service::hold::DEFAULT_HOLD_MAX);
+            Some(std::time::SystemTime::now() + max)
+        }
+        SpinSet::Until(t) => Some(t),
+        SpinSet::Off => None,
     }
 }

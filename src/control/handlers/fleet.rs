@@ -6,16 +6,16 @@
 
 use std::time::Duration;
 
-use crate::control::commands::{FleetCmd, SpinOp};
+use crate::control::commands::FleetCmd;
 use crate::control::handlers::{channel, fleet_switchover};
 use crate::control::listener::Control;
 use crate::control::reply::Reply;
 use crate::fleet::etcd::EtcdError;
 use crate::fleet::members::decode;
-use crate::fleet::ops::{ChanId, Op};
+use crate::fleet::ops::Op;
 use crate::fleet::{Fleet, now_ms};
+use crate::operator::Endpoint;
 use crate::service::fleet::Member;
-use crate::service::hold::DEFAULT_HOLD_MAX;
 
 pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
     let Some(fleet) = &ctl.fleet else {
@@ -23,33 +23,22 @@ pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
     };
     let name = &ctl.svc.cfg.name;
     let groups = ctl.svc.pool.groups();
-    let chan = |r| {
-        channel::find(&groups, cur, r).map(|(_, _, ch)| {
-            let t = ch.target();
-            ChanId {
-                host: t.host.clone(),
-                port: t.port,
-            }
-        })
-    };
     let op = match cmd {
-        FleetCmd::Admin(r, a) => chan(r).map(|c| Op::Admin(c, *a)),
-        FleetCmd::Weight(r, w) => chan(r).map(|c| Op::Weight(c, *w)),
-        FleetCmd::Maxc(r, m) => chan(r).map(|c| Op::Maxc(c, *m)),
-        FleetCmd::Failback => Ok(Op::Floor(0)),
+        // A channel is keyed by its address in etcd (every instance has
+        // its own names and indexes).
+        FleetCmd::Op(op) => Op::of(
+            op.clone(),
+            |r| channel::find(&groups, cur, &r).map(|ch| Endpoint::of(&ch)),
+            |s| channel::spin_until(&ctl.svc, s).map(ms_since_epoch),
+        ),
         FleetCmd::Members => return members(fleet, name).await,
         FleetCmd::Forget(id) => return forget(fleet, name, id).await,
         FleetCmd::Switchover(g, t) => return fleet_switchover::run(&ctl.svc, fleet, *g, *t).await,
-        FleetCmd::Spin(SpinOp::On(max)) => {
-            let max = max.or(ctl.svc.cfg.spin).unwrap_or(DEFAULT_HOLD_MAX);
-            Ok(Op::Spin(Some(now_ms() + millis(max))))
-        }
-        FleetCmd::Spin(_) => Ok(Op::Spin(None)),
         FleetCmd::Create(g, host, port, w) => {
             if *g >= groups.len() {
                 return Reply::err(format!("no such group {g}"));
             }
-            let id = ChanId {
+            let id = Endpoint {
                 host: host.clone(),
                 port: *port,
             };
@@ -62,7 +51,7 @@ pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
             return written(fleet.client.put(&key, value.as_bytes(), None).await, &what);
         }
         FleetCmd::Remove(g, host, port) => {
-            let id = ChanId {
+            let id = Endpoint {
                 host: host.clone(),
                 port: *port,
             };
@@ -170,6 +159,9 @@ fn written(r: Result<i64, crate::fleet::etcd::EtcdError>, what: &str) -> Reply {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+fn ms_since_epoch(t: std::time::SystemTime) -> u64 {
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,99 +1,59 @@
-//! Handlers for the session's current group and group- or listener-wide
-//! settings.
+//! Handlers for the session's current group and what the listener-wide
+//! switches are (their changes are operator ops: see `channel`).
 
 use std::sync::Arc;
 
-use crate::config::Policy;
-use crate::control::commands::{MonitorOp, SpinOp};
 use crate::control::reply::Reply;
+use crate::operator::{self, GroupKey};
 use crate::pool::Group;
 use crate::service::Service;
-use crate::service::hold::DEFAULT_HOLD_MAX;
 
-/// `group N`: make `g` the session's current group.
-pub fn select(groups: &[Arc<Group>], cur: &mut usize, g: usize) -> Reply {
-    // One past the last group is allowed: `create` starts it.
-    if g > groups.len() {
-        return Reply::err(format!(
-            "no such group {g} (groups 0-{})",
+/// `group N` / `group NAME`: make it the session's current group.
+pub fn select(groups: &[Arc<Group>], cur: &mut usize, g: &GroupKey) -> Reply {
+    let found = match g {
+        // One past the last group is allowed: `create` starts it.
+        GroupKey::Index(i) if *i <= groups.len() => Ok(*i),
+        GroupKey::Index(i) => Err(format!(
+            "no such group {i} (groups 0-{})",
             groups.len().saturating_sub(1)
-        ));
-    }
-    *cur = g;
-    Reply::ok(vec![])
-}
-
-/// `hash` / `rr` / `leastconn`: the current group's policy.
-pub fn policy(groups: &[Arc<Group>], cur: usize, p: Policy) -> Reply {
-    let Some(g) = groups.get(cur) else {
-        return Reply::err(format!("no such group {cur}"));
-    };
-    g.set_policy(p);
-    Reply::line(format!("group {cur} set to {}", p.describe()))
-}
-
-/// `failback`: new connections start from group 0 again.
-pub fn failback(svc: &Service) -> Reply {
-    let prev = svc.pool.failback();
-    if prev == 0 {
-        Reply::line("not failed over")
-    } else {
-        Reply::line(format!("failed back from group {prev} to group 0"))
-    }
-}
-
-/// `monitor show|enable|disable` (balance.fm's answers): pause or resume
-/// the listener's active probes; channels keep their state and passive
-/// detection goes on.
-pub fn monitor(svc: &Service, op: MonitorOp) -> Reply {
-    if svc.cfg.monitor.is_none() {
-        return match op {
-            MonitorOp::Show => Reply::line("no monitor configured"),
-            _ => Reply::err("no monitor configured for this listener (see -m)"),
-        };
-    }
-    let ops = &svc.ops;
-    match op {
-        MonitorOp::Show => Reply::line(format!(
-            "monitor is {} (health per channel: show json)",
-            if ops.monitor_paused() {
-                "disabled"
-            } else {
-                "enabled"
-            }
         )),
-        MonitorOp::Enable if ops.pause_monitor(false) => Reply::line("monitor is now enabled"),
-        MonitorOp::Enable => Reply::line("monitor is already enabled"),
-        MonitorOp::Disable if ops.pause_monitor(true) => Reply::line("monitor is already disabled"),
-        MonitorOp::Disable => Reply::line("monitor is now disabled"),
+        k => operator::find_group(groups, k).map_err(|e| e.to_string()),
+    };
+    match found {
+        Ok(i) => {
+            *cur = i;
+            Reply::ok(vec![])
+        }
+        Err(e) => Reply::err(e),
     }
 }
 
-/// `spin on [MAX]` / `spin off` / `spin`: the operator hold.
-pub fn spin(svc: &Service, op: SpinOp) -> Reply {
-    let hold = &svc.ops.hold;
-    match op {
-        SpinOp::On(max) => {
-            let max = max.or(svc.cfg.spin).unwrap_or(DEFAULT_HOLD_MAX);
-            hold.on(max);
-            Reply::line(format!(
-                "holding new clients for at most {} (spin off releases them)",
-                humantime::format_duration(max)
-            ))
-        }
-        SpinOp::Off => match hold.off() {
-            (false, 0) => Reply::line("spin is already off"),
-            (_, n) => Reply::line(format!("spin off: {n} held clients released in order")),
-        },
-        SpinOp::Show => Reply::line(match hold.until() {
-            Some(t) => format!(
-                "spin is on for {} more; {} clients held",
-                humantime::format_duration(remaining(t)),
-                hold.held()
-            ),
-            None => format!("spin is off; {} clients held", hold.held()),
-        }),
+/// `monitor show` (balance.fm's answer).
+pub fn monitor_show(svc: &Service) -> Reply {
+    if svc.cfg.monitor.is_none() {
+        return Reply::line("no monitor configured");
     }
+    Reply::line(format!(
+        "monitor is {} (health per channel: show json)",
+        if svc.ops.monitor_paused() {
+            "disabled"
+        } else {
+            "enabled"
+        }
+    ))
+}
+
+/// `spin`: the operator hold now.
+pub fn spin_show(svc: &Service) -> Reply {
+    let hold = &svc.ops.hold;
+    Reply::line(match hold.until() {
+        Some(t) => format!(
+            "spin is on for {} more; {} clients held",
+            humantime::format_duration(remaining(t)),
+            hold.held()
+        ),
+        None => format!("spin is off; {} clients held", hold.held()),
+    })
 }
 
 /// Time left until `t`, whole milliseconds.

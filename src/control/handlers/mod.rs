@@ -1,8 +1,10 @@
 //! One handler per control command, grouped by what they act on:
-//! - [`channel`]: one channel's operator state and target (`enable`,
-//!   `disable`, `drain`, `reset`, `maxc`, `weight`, `assign`, `create`);
-//! - [`group`]: the session's group and group-wide settings (`group`,
-//!   `hash`, `rr`, `failback`, `monitor`, `spin`);
+//! - [`channel`]: every operator change ([`crate::operator::OperatorOp`]:
+//!   `enable`, `disable`, `drain`, `reset`, `maxc`, `weight`, `hash`,
+//!   `rr`, `leastconn`, `failback`, `monitor enable|disable`, `spin
+//!   on|off`, `assign`, `create`): references mapped to keys, applied by
+//!   the operator model, rendered in balance.fm's words;
+//! - [`group`]: the session's group, `monitor show`, `spin`;
 //! - [`show`]: read-only outputs (`show`, `show json`, `mrtg-*`, `version`);
 //! - [`process`]: the whole process (`kill`, `reload`, `state save`);
 //! - [`switchover`]: moving writes to another group without losing any;

@@ -131,7 +131,8 @@ pub async fn switchover(svc: &Service, args: SwitchArgs) -> Reply {
     if !operator_held {
         hold.on(grace + END_WAIT + QUERY + limit + QUERY);
     }
-    info!(listener = %svc.cfg.name, "switchover to group {to}: new clients held");
+    let name = svc.pool.group_name(to);
+    info!(listener = %svc.cfg.name, group = %name, "switchover to group {to}: new clients held");
     let Ended { ended, cut } = end_sessions(&plan.old, grace).await;
     let result = if args.force {
         forced(svc, &plan, limit).await

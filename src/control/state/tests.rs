@@ -2,11 +2,13 @@ use super::*;
 
 fn ch(host: &str, port: u16) -> ChannelState {
     ChannelState {
+        name: None,
         host: host.into(),
         port,
         admin: Admin::Enabled,
         maxc: 0,
         weight: 1,
+        health_off: false,
     }
 }
 
@@ -15,6 +17,7 @@ fn state_documents_round_trip_and_bad_values_are_rejected_whole() {
     let good = ListenerState {
         configured: vec![vec!["127.0.0.1:1".into()]],
         groups: vec![GroupState {
+            name: None,
             policy: Policy::RoundRobin,
             channels: vec![ch("127.0.0.1", 1), ch("::1", 2)],
         }],
@@ -161,4 +164,72 @@ fn every_policy_is_stored_by_its_word() {
         );
         assert_eq!(Policy::from_word(p.word()), Some(p));
     }
+}
+
+#[test]
+fn restore_gives_configured_channels_the_configured_names_and_created_ones_their_own() {
+    use crate::config::{ChannelConfig, GroupConfig, Host, ListenerConfig};
+    use std::os::unix::fs::PermissionsExt;
+    let conf = |name: &str, port| ChannelConfig {
+        name: name.into(),
+        host: Host::Ip("127.0.0.1".parse().unwrap()),
+        port,
+        maxc: 0,
+        weight: 4,
+    };
+    let mut groups = vec![GroupConfig {
+        name: "pod1".into(),
+        policy: Policy::RoundRobin,
+        channels: vec![conf("db101", 1), conf("", 2)],
+    }];
+    crate::config::names::fill(&mut groups).unwrap();
+    let cfg = ListenerConfig::new("l".into(), "127.0.0.1:9".parse().unwrap(), groups);
+    let svc = Service::new(cfg, crate::health::RiseFallParams::default());
+    // Saved under other names (the file renamed them since), plus a
+    // created channel whose saved name a configured one now has, and one
+    // from before names.
+    let saved = |name: Option<&str>, port, admin: Admin| ChannelState {
+        name: name.map(String::from),
+        admin,
+        ..ch("127.0.0.1", port)
+    };
+    let st = ListenerState {
+        configured: vec![vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()]],
+        groups: vec![GroupState {
+            name: Some("old".into()),
+            policy: Policy::Hash,
+            channels: vec![
+                saved(Some("was-db101"), 1, Admin::Disabled),
+                saved(None, 2, Admin::Enabled),
+                saved(Some("db101"), 3, Admin::Drain),
+                saved(None, 4, Admin::Disabled),
+            ],
+        }],
+        spin_until_ms: None,
+        monitor_disabled: false,
+    };
+    let mut doc = Doc {
+        version: VERSION,
+        listeners: BTreeMap::new(),
+    };
+    doc.listeners.insert("l".into(), st);
+    let dir = std::env::temp_dir().join(format!("balance-state-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = dir.join("state.json");
+    write_atomic(&path, serde_json::to_string(&doc).unwrap().as_bytes()).unwrap();
+    StateFile::load(&path).restore(&svc);
+    let g = svc.pool.groups();
+    let names: Vec<&str> = g[0].channels.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["db101", "127.0.0.1-2", "db101-2", "127.0.0.1-4"]);
+    assert_eq!(g[0].name(), "pod1");
+    assert_eq!(g[0].policy(), Policy::Hash);
+    assert_eq!(g[0].channels[0].admin(), Admin::Disabled);
+    assert_eq!(g[0].channels[2].admin(), Admin::Drain);
+    // The configured weight stays the initial one; a created channel's is
+    // its own.
+    assert_eq!(g[0].channels[0].weight(), 1);
+    assert_eq!(g[0].channels[0].initial_weight(), 4);
+    assert_eq!(g[0].channels[3].initial_weight(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,7 +1,7 @@
 use super::*;
 
-fn id(s: &str) -> ChanId {
-    ChanId::parse(s).unwrap()
+fn id(s: &str) -> Endpoint {
+    Endpoint::parse(s).unwrap()
 }
 
 #[test]
@@ -19,7 +19,7 @@ fn channel_ids_parse_and_print_as_host_port() {
         "host:99999",
         "a b:1",
     ] {
-        assert!(ChanId::parse(bad).is_err(), "{bad}");
+        assert!(Endpoint::parse(bad).is_err(), "{bad}");
     }
 }
 
@@ -29,13 +29,15 @@ fn every_op_round_trips_through_its_key_and_value() {
         Op::Admin(id("10.0.0.1:80"), Admin::Disabled),
         Op::Admin(id("[::1]:80"), Admin::Drain),
         Op::Admin(id("h:1"), Admin::Enabled),
-        Op::Weight(id("h:1"), 0),
-        Op::Weight(id("h:1"), MAX_WEIGHT),
+        Op::Weight(id("h:1"), WeightSet::Abs(0)),
+        Op::Weight(id("h:1"), WeightSet::Abs(MAX_WEIGHT)),
         Op::Maxc(id("h:1"), 12),
         Op::Floor(0),
         Op::Floor(3),
-        Op::Spin(Some(1_700_000_000_000)),
-        Op::Spin(None),
+        Op::Spin(SpinSet::Until(
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
+        )),
+        Op::Spin(SpinSet::Off),
     ];
     for op in ops {
         let v = op.value("node:1", 5);
@@ -79,9 +81,10 @@ fn bad_keys_and_values_are_one_line_errors() {
 #[test]
 fn a_key_applies_once_per_revision() {
     let k = b"/unit-test/svc/x/ops/floor";
-    assert!(is_new(k, 5));
-    mark_applied(k, 5);
-    assert!(!is_new(k, 5));
-    assert!(!is_new(k, 4));
-    assert!(is_new(k, 6));
+    let a = Applied::default();
+    assert!(a.is_new(k, 5));
+    a.mark(k, 5);
+    assert!(!a.is_new(k, 5));
+    assert!(!a.is_new(k, 4));
+    assert!(a.is_new(k, 6));
 }

@@ -90,7 +90,7 @@ fn channel() -> std::sync::Arc<Channel> {
         port: 1,
         addrs: vec!["127.0.0.1:1".parse().unwrap()],
     };
-    Channel::new(t, 0, 1, Default::default())
+    Channel::new("c", t, 0, 1, Default::default())
 }
 
 #[test]

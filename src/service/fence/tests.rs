@@ -13,10 +13,10 @@ fn group(n: usize) -> Arc<Group> {
                 port: 1000 + i as u16,
                 addrs: vec![([127, 0, 0, 1], 1000 + i as u16).into()],
             };
-            Channel::new(t, 0, 1, Arc::clone(&eligible))
+            Channel::new("c", t, 0, 1, Arc::clone(&eligible))
         })
         .collect();
-    Arc::new(Group::new(Policy::RoundRobin, chans))
+    Arc::new(Group::new("g", Policy::RoundRobin, chans))
 }
 
 #[tokio::test]
