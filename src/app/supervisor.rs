@@ -202,6 +202,8 @@ impl Supervisor {
             st.listeners.push(self.launch(sock, reg, svc, None));
         }
         self.publish(&st);
+        // Every inherited control socket was taken by now.
+        *self.carried.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let bound = take_control_bound(&mut st);
         drop(st);
         // A listener nobody can steer is not started: another instance

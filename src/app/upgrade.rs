@@ -343,6 +343,9 @@ fn describe(s: std::process::ExitStatus) -> String {
 
 /// New side: the hand-over socket, kept to report ready or failure.
 static LINK: Mutex<Option<OwnedFd>> = Mutex::new(None);
+/// [`receive`] ran: the inherited descriptor was taken (or found not to
+/// be ours); its number may name another file since.
+static RECEIVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What the new process received.
 pub(crate) struct Handed {
@@ -369,6 +372,9 @@ pub(crate) fn receive() -> Result<Option<Handed>, Refusal> {
     let Some(v) = std::env::var_os(ENV) else {
         return Ok(None);
     };
+    if RECEIVED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(Refusal::Os(format!("{ENV}: already taken")));
+    }
     let bad = |why: String| Refusal::Os(format!("{ENV}: {why}"));
     let fd = v
         .to_str()
@@ -600,7 +606,11 @@ pub(crate) fn report_ready() {
 pub fn report_failure(msg: &str) {
     let link = LINK.lock().unwrap_or_else(|e| e.into_inner()).take();
     let link = link.or_else(|| {
-        // Failed before `receive` (the command line or the file).
+        // Failed before `receive` (the command line or the file); after
+        // it, the number may name another file.
+        if RECEIVED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         let fd = std::env::var(ENV).ok()?.parse::<i32>().ok()?;
         (fd > 2).then(|| fdpass::take_inherited(fd)).flatten()
     });
