@@ -265,16 +265,23 @@ fn exchange(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>], text: &[u8]) -> Result
         }
         _ => format!("hand-over interrupted: {e}"),
     };
-    for chunk in fds.chunks(fdpass::MAX_FDS) {
-        fdpass::send(sock, b"F", chunk).map_err(lost)?;
+    let send_all = || -> io::Result<()> {
+        for chunk in fds.chunks(fdpass::MAX_FDS) {
+            fdpass::send(sock, b"F", chunk)?;
+        }
+        for chunk in text.chunks(fdpass::MAX_FRAME - 1) {
+            let mut frame = Vec::with_capacity(chunk.len() + 1);
+            frame.push(b'D');
+            frame.extend_from_slice(chunk);
+            fdpass::send(sock, &frame, &[])?;
+        }
+        fdpass::send(sock, b"E", &[])
+    };
+    if let Err(e) = send_all() {
+        // It may have said why before it went (a configuration it rejects
+        // is read before the hand-over).
+        return Err(said_why(sock).unwrap_or_else(|| lost(e)));
     }
-    for chunk in text.chunks(fdpass::MAX_FRAME - 1) {
-        let mut frame = Vec::with_capacity(chunk.len() + 1);
-        frame.push(b'D');
-        frame.extend_from_slice(chunk);
-        fdpass::send(sock, &frame, &[]).map_err(lost)?;
-    }
-    fdpass::send(sock, b"E", &[]).map_err(lost)?;
     let deadline = Instant::now() + TAKEOVER_TIMEOUT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -285,7 +292,7 @@ fn exchange(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>], text: &[u8]) -> Result
             ));
         }
         fdpass::set_timeouts(sock, left.min(FRAME_TIMEOUT)).map_err(|e| e.to_string())?;
-        match fdpass::recv(sock) {
+        match recv_past_reset(sock) {
             Ok(Some((data, _))) => {
                 let text = String::from_utf8_lossy(data.get(1..).unwrap_or_default()).to_string();
                 return match data.first() {
@@ -305,6 +312,27 @@ fn exchange(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>], text: &[u8]) -> Result
                 ) => {}
             Err(e) => return Err(lost(e)),
         }
+    }
+}
+
+/// The next frame. A peer that exited with our frames unread leaves a
+/// pending ECONNRESET, reported before the frames it queued: read past it
+/// once.
+fn recv_past_reset(sock: BorrowedFd<'_>) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    match fdpass::recv(sock) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => fdpass::recv(sock),
+        r => r,
+    }
+}
+
+/// A refusal (`X<why>`) already queued by a successor that is gone.
+fn said_why(sock: BorrowedFd<'_>) -> Option<String> {
+    fdpass::set_timeouts(sock, Duration::from_millis(100)).ok()?;
+    match recv_past_reset(sock) {
+        Ok(Some((data, _))) if data.first() == Some(&b'X') => {
+            Some(String::from_utf8_lossy(data.get(1..).unwrap_or_default()).to_string())
+        }
+        _ => None,
     }
 }
 
