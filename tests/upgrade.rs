@@ -515,3 +515,61 @@ fn upgrade_carries_down_marks() {
     assert_eq!(state_of(backup.port()), "ENA");
     assert_eq!(ask(b.addr).unwrap(), "B");
 }
+
+/// Clients waiting in the listen queue at the hand-over (the old process
+/// is at `--max-conns`, so it does not accept them) are accepted and
+/// served by the new process: the queue belongs to the socket, which is
+/// never closed in between.
+#[test]
+fn clients_queued_in_the_backlog_at_the_hand_over_are_served_by_the_new_process() {
+    const QUEUED: usize = 5;
+    let a = echo_backend();
+    let dir = TempDir::new("upgrade-backlog");
+    let b = Balance::cli(&[a.channel()])
+        .opts(&["--max-conns", "2", "--grace", "30s"])
+        .control(&dir.join("c.sock"))
+        .start();
+    let successors = Successors::default();
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|i| {
+            let mut s = b.connect();
+            roundtrip(&mut s, format!("held {i}").as_bytes());
+            s
+        })
+        .collect();
+    let mut queued: Vec<TcpStream> = (0..QUEUED)
+        .map(|i| {
+            let mut s = b.connect();
+            s.write_all(format!("queued {i}\n").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    wait_until(
+        "the clients to wait in the listen queue",
+        stretched(Duration::from_secs(5)),
+        || accept_queue(b.port()) == Some(QUEUED),
+    )
+    .unwrap();
+    let new = upgrade(&b, "upgrade").unwrap();
+    successors.push(new);
+    // The new process (at most 2 at a time) serves each, in turn.
+    for (i, s) in queued.iter_mut().enumerate() {
+        let want = format!("queued {i}\n");
+        let mut back = vec![0u8; want.len()];
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.read_exact(&mut back)
+            .unwrap_or_else(|e| panic!("queued client {i}: {e}"));
+        assert_eq!(back, want.as_bytes());
+        s.shutdown(Shutdown::Both).unwrap();
+    }
+    // The old process still relays its own two.
+    for (i, s) in held.iter_mut().enumerate() {
+        roundtrip(s, format!("still held {i}").as_bytes());
+    }
+    assert!(b.try_exit().is_none());
+    held.clear();
+    wait_until("the old process to exit", stretched(OLD_EXIT), || {
+        b.try_exit().is_some()
+    })
+    .unwrap();
+}
