@@ -573,3 +573,78 @@ fn clients_queued_in_the_backlog_at_the_hand_over_are_served_by_the_new_process(
     })
     .unwrap();
 }
+
+/// Fleet mode: the new process joins as a member (`hostname:pid`, or
+/// the fixed `id`) and the old one leaves in order (its lease revoked, its
+/// known key deleted) once it drains: the fleet counts the same members,
+/// none absent, the successor's pid and not the old one's, and the
+/// successor follows the fleet.
+fn upgrade_in_fleet_mode(fixed_id: bool) {
+    use common::etcd::Etcd;
+    use common::fleet::{Instances, REACH, serial};
+    let _g = serial();
+    if !Etcd::available() {
+        skip_without("etcd (Debian package etcd-server)");
+        return;
+    }
+    let etcd = Etcd::single();
+    let (a, c) = (echo_backend(), echo_backend());
+    let e = etcd.endpoint();
+    let f = Instances::launch(
+        2,
+        "upgrade-fleet",
+        Duration::ZERO,
+        |p| {
+            let id = if fixed_id {
+                format!("  id: inst-{}\n", p[0])
+            } else {
+                String::new()
+            };
+            format!(
+                "fleet:\n  endpoints: [\"{e}\"]\n  prefix: /up\n{id}listeners:\n  - name: db\n    bind: \"127.0.0.1:{}\"\n    monitor:\n      interval: 200ms\n      checks:\n        - connect: {{}}\n    groups:\n      - channels: [\"127.0.0.1:{}\"]\n      - channels: [\"127.0.0.1:{}\"]\n",
+                p[0],
+                a.port(),
+                c.port()
+            )
+        },
+        |l| l,
+    );
+    let members = |b: &Balance| b.ctl("fleet members");
+    for b in &f.v {
+        wait_until("2 members", REACH, || {
+            members(b).contains("2 members, 0 absent")
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", members(b)));
+    }
+    let successors = Successors::default();
+    let old = f.v[0].pid();
+    let new = upgrade(&f.v[0], "upgrade").unwrap();
+    successors.push(new);
+    wait_until("the old process to exit", stretched(OLD_EXIT), || {
+        f.v[0].try_exit().is_some()
+    })
+    .unwrap();
+    for b in &f.v {
+        let r = wait_until("the successor in, the old process out", REACH, || {
+            let m = members(b);
+            m.contains("2 members, 0 absent")
+                && m.contains(&format!("pid {new} "))
+                && !m.contains(&format!("pid {old} "))
+        });
+        assert!(r.is_ok(), "{r:?}: {}", members(b));
+    }
+    let r = wait_until("the successor to follow the fleet", REACH, || {
+        f.v[0].json()["listener"]["fleet"]["role"] != "alone"
+    });
+    assert!(r.is_ok(), "{r:?}: {}", f.v[0].json());
+}
+
+#[test]
+fn upgrade_in_fleet_mode_leaves_no_absent_member() {
+    upgrade_in_fleet_mode(false);
+}
+
+#[test]
+fn upgrade_in_fleet_mode_with_a_fixed_id_keeps_the_member() {
+    upgrade_in_fleet_mode(true);
+}
