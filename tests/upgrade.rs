@@ -195,6 +195,14 @@ fn upgrade_refusals_leave_the_running_process_serving() {
     let hang_up = dir.join("exit3.sh");
     std::fs::write(&hang_up, "#!/bin/sh\nexit 3\n").unwrap();
     chmod_x(&hang_up);
+    // A binary that knows nothing of the hand-over (an older version).
+    let unaware = dir.join("unaware.sh");
+    std::fs::write(
+        &unaware,
+        format!("#!/bin/sh\nunset BALANCE_UPGRADE_FD\nexec {BIN} \"$@\"\n"),
+    )
+    .unwrap();
+    chmod_x(&unaware);
     let good = std::fs::read_to_string(b.config_path()).unwrap();
 
     let check_serving = |what: &str, live: &mut TcpStream| {
@@ -225,6 +233,11 @@ fn upgrade_refusals_leave_the_running_process_serving() {
             "exit",
             format!("upgrade {}", hang_up.display()),
             "exited with status 3",
+        ),
+        (
+            "a binary without upgrade",
+            format!("upgrade {}", unaware.display()),
+            "exited with status 71",
         ),
     ];
     for (what, cmd, expect) in cases {
