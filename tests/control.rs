@@ -1381,15 +1381,23 @@ fn of_two_instances_started_together_on_one_control_socket_the_loser_exits_71() 
         };
         let winner = 1 - loser;
         assert_eq!(st.code(), Some(71), "trial {trial}");
-        // The winner answers on the socket.
+        // The winner answers on the socket: the loser may exit while the
+        // winner, holding the claim, is still between bind(2) and
+        // listen(2) (a refused connect), so its answer is waited for.
         let port = [p1, p2][winner];
-        let out = Command::new(BIN)
-            .args(["-b", "127.0.0.1", "-c", "version", "--control"])
-            .arg(&sock)
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "trial {trial}: {}", output_text(&out));
+        let version = || {
+            Command::new(BIN)
+                .args(["-b", "127.0.0.1", "-c", "version", "--control"])
+                .arg(&sock)
+                .arg(port.to_string())
+                .output()
+                .unwrap()
+        };
+        if let Err(e) = wait_for("the winner to answer", Duration::from_secs(15), || {
+            version().status.success().then_some(())
+        }) {
+            panic!("trial {trial}: {e:?}: {}", output_text(&version()));
+        }
         let pid = both[winner].id();
         kill(pid, libc::SIGTERM);
         let _ = both[winner].wait();

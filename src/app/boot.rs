@@ -385,6 +385,9 @@ async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
     } else {
         notify::ready();
     }
+    // The line a script (or the test harness) waits for: every listener
+    // accepts and answers on its control socket, metrics serve.
+    info!("ready");
     let ended = sup
         .serve_events(&mut signals, &mut requests, &mut upgrades)
         .await;

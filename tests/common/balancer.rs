@@ -288,7 +288,10 @@ impl Balance {
                 return Some(Err(st));
             }
             let log = self.stderr();
-            let bound = self.wait_ports.iter().all(|p| logged_bind(&log, *p));
+            // Each port logged as bound and, where the log is this stderr,
+            // the start's last line ("ready": control sockets bound too).
+            let bound = self.wait_ports.iter().all(|p| logged_bind(&log, *p))
+                && (self.wait_ports.is_empty() || logged_ready(&log));
             let control = match &self.sock {
                 None => true,
                 Some(s) => s.exists() && self.ctl_out("version").status.success(),
@@ -549,6 +552,13 @@ impl Drop for Balance {
 }
 
 /// Whether a log line says port `port` is bound (`bind=ADDR:PORT`).
+/// The line balance logs once every listener, its control socket and
+/// the metrics endpoint serve.
+fn logged_ready(log: &str) -> bool {
+    log.lines()
+        .any(|l| l.split_whitespace().last() == Some("ready") || l.contains(r#""message":"ready""#))
+}
+
 fn logged_bind(log: &str, port: u16) -> bool {
     let tail = format!(":{port}");
     log.split_whitespace()
