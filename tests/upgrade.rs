@@ -110,11 +110,19 @@ fn upgrade_runs_the_binary_now_installed_and_carries_operator_state() {
             r#"shift; exec "$0" "$@""#,
             installed.to_str().unwrap(),
         ])
-        .opts(&["--grace", "30s"])
+        .opts(&[
+            "--grace",
+            "30s",
+            "--pidfile",
+            dir.join("b.pid").to_str().unwrap(),
+        ])
         .control(&ctl_sock)
+        .metrics()
         .start();
     let successors = Successors::default();
     let old = b.pid();
+    let pidfile = || std::fs::read_to_string(dir.join("b.pid")).unwrap_or_default();
+    assert_eq!(pidfile().trim(), old.to_string());
     assert_eq!(exe_of(old), installed.display().to_string());
     ctl(&b, "disable 1").unwrap();
     let mut live = b.connect();
@@ -140,6 +148,10 @@ fn upgrade_runs_the_binary_now_installed_and_carries_operator_state() {
         .find(|l| l.contains(&c.port().to_string()))
         .unwrap_or_else(|| panic!("{show}"));
     assert!(row.contains("DIS"), "{show}");
+    // The pidfile (its lock came along) and the metrics socket are the
+    // new process's.
+    assert_eq!(pidfile().trim(), new.to_string());
+    assert!(scrape(b.metrics_port()).contains("balance_build_info"));
     assert!(
         b.has(&format!("upgrade: pid {new} serves now")),
         "{}",
@@ -170,6 +182,7 @@ fn upgrade_runs_the_binary_now_installed_and_carries_operator_state() {
         !ctl_sock.exists(),
         "the successor removes its socket at exit"
     );
+    assert!(!dir.join("b.pid").exists(), "and its pidfile");
 }
 
 #[test]
