@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 #   ss (iproute2), prlimit/setpriv/unshare (util-linux), systemd-analyze
 #   (systemd), mariadbd + mariadb-install-db (mariadb-server), mariadb
 #   (mariadb-client), promtool (prometheus), etcd (etcd-server),
-#   redis-server (redis-server).
+#   redis-server (redis-server); for tests/haproxy_socket: haproxy
+#   (haproxy), prometheus-haproxy-exporter, hatop, socat, tmux (hatop is
+#   curses), python3 -m venv (python3-venv).
 need=()
 command -v ss >/dev/null || need+=(iproute2)
 command -v prlimit >/dev/null || need+=(util-linux)
@@ -25,6 +27,12 @@ command -v mariadb >/dev/null || need+=(mariadb-client)
 command -v promtool >/dev/null || need+=(prometheus)
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
 command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v prometheus-haproxy-exporter >/dev/null || need+=(prometheus-haproxy-exporter)
+command -v hatop >/dev/null || need+=(hatop)
+command -v socat >/dev/null || need+=(socat)
+command -v tmux >/dev/null || need+=(tmux)
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "the tests need these Debian packages: ${need[*]}" >&2
@@ -45,6 +53,17 @@ if [ ${#need[@]} -gt 0 ]; then
   [ -z "$policy" ] || rm -f "$policy"
   [ "$rc" -eq 0 ] || exit "$rc"
 fi
+
+# PyPI packages for tests/haproxy_socket (the HAProxy tools that are not
+# in Debian: the haproxyadmin library and Ansible, whose full package
+# bundles community.general.haproxy), in a virtualenv made once and kept.
+venv="${BALANCE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/balance-venv}"
+if [ ! -x "$venv/bin/ansible" ] || ! "$venv/bin/python" -c 'import haproxyadmin' 2>/dev/null; then
+  echo "making the Python virtualenv $venv (haproxyadmin, ansible)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'haproxyadmin==0.2.4' 'ansible==12.3.0'
+fi
+export BALANCE_VENV="$venv"
 
 # Each skipped test appends "test<TAB>reason" here (tests/common).
 skips=$(mktemp "${TMPDIR:-/tmp}/balance-test-skips.XXXXXX")

@@ -153,6 +153,9 @@ pub struct Args {
     /// Fleet mode: etcd endpoints (http://HOST:PORT,...); one prober per service
     #[arg(long, value_name = "ENDPOINTS")]
     fleet: Option<String>,
+    /// HAProxy-compatible runtime socket (show stat, set server...) at PATH
+    #[arg(long, value_name = "PATH")]
+    haproxy_socket: Option<PathBuf>,
     /// Runtime worker threads (default 1)
     #[arg(long, value_name = "N")]
     threads: Option<String>,
@@ -344,6 +347,7 @@ fn overlay(a: &Args) -> Result<Overlay, UsageError> {
                     .map_err(|e| UsageError(format!("bad --fleet {}: {e}", quote(f))))?,
             ),
         },
+        haproxy_socket: a.haproxy_socket.clone(),
     })
 }
 

@@ -36,6 +36,11 @@ fn yaml(port: u16, etcd: &str, a: u16, b: u16, check: &str) -> String {
 }
 
 const MYSQL: &str = "mysql: { user: chk, max_lag: 30s }";
+/// The same check on a listener that does not fence (`fence: false`, the
+/// listener key after the check): an instance that loses etcd keeps
+/// serving the group it has. A fenced one fences itself instead
+/// (tests/fleet_fence.rs).
+const MYSQL_NOFENCE: &str = "mysql: { user: chk, max_lag: 30s }\n    fence: false";
 
 impl Fleet {
     fn start(n: usize, etcd: &Etcd, a: u16, b: u16, check: &str) -> Fleet {
@@ -368,7 +373,7 @@ fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
     }
     let (m1, m2) = replicated_pair();
     let mut etcd = Etcd::single();
-    let f = Fleet::start(3, &etcd, m1.port, m2.port, MYSQL);
+    let f = Fleet::start(3, &etcd, m1.port, m2.port, MYSQL_NOFENCE);
     // A session on the old primary keeps the last instance in its grace,
     // so the initiator is still waiting when etcd dies.
     let port = f.v[2].port();

@@ -674,3 +674,23 @@ fn upgrade_in_fleet_mode_leaves_no_absent_member() {
 fn upgrade_in_fleet_mode_with_a_fixed_id_keeps_the_member() {
     upgrade_in_fleet_mode(true);
 }
+
+/// The HAProxy socket is not handed over (not built): an instance that
+/// serves one refuses the upgrade, names why, and serves on.
+#[test]
+fn upgrade_with_the_haproxy_socket_is_refused_and_the_instance_serves_on() {
+    let a = echo_backend();
+    let dir = TempDir::new("upgrade-haproxy");
+    let hsock = dir.join("haproxy.sock");
+    let b = Balance::cli(&[a.channel()])
+        .opts(&["--haproxy-socket", hsock.to_str().unwrap()])
+        .control(&dir.join("c.sock"))
+        .start();
+    let _successors = Successors::default();
+    let why = upgrade(&b, "upgrade").expect_err("refused");
+    assert!(why.contains("--haproxy-socket is not handed over"), "{why}");
+    assert!(b.try_exit().is_none());
+    assert!(hsock.exists());
+    let mut s = b.connect();
+    roundtrip(&mut s, b"still here");
+}

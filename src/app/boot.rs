@@ -371,6 +371,22 @@ async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
             .map_err(|e| os(format!("cannot register metrics socket: {e}")))?;
         tokio::spawn(crate::metrics::serve(m, sup.registry(), shutdown.clone()));
     }
+    let haproxy = match &b.cfg.global.haproxy_socket {
+        None => None,
+        Some(h) => {
+            let g = &b.cfg.global;
+            let rt = crate::control::haproxy::Context::new(
+                sup.registry(),
+                sup.state_file(),
+                crate::app::supervisor::max_conns(g),
+                g.threads,
+            );
+            Some(
+                crate::control::haproxy::spawn(h, rt, shutdown.clone())
+                    .map_err(|e| os(e.to_string()))?,
+            )
+        }
+    };
     tokio::spawn(crate::dns::reresolve_loop(
         sup.registry(),
         b.cfg.global.resolve_interval,
@@ -386,7 +402,8 @@ async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
         notify::ready();
     }
     // The line a script (or the test harness) waits for: every listener
-    // accepts and answers on its control socket, metrics serve.
+    // accepts and answers on its control socket, metrics and the HAProxy
+    // socket serve.
     info!("ready");
     let ended = sup
         .serve_events(&mut signals, &mut requests, &mut upgrades)
@@ -395,5 +412,8 @@ async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
         notify::stopping();
     }
     sup.drain().await;
+    if let Some(h) = haproxy {
+        h.join().await;
+    }
     Ok(ended)
 }

@@ -31,6 +31,7 @@ pub(crate) fn absolutize(g: &mut Global) {
     ]
     .into_iter()
     .flatten()
+    .chain(g.haproxy_socket.as_mut().map(|h| &mut h.path))
     {
         if let Ok(abs) = std::path::absolute(&*p) {
             *p = abs;
@@ -203,6 +204,9 @@ pub(crate) fn globals_needing_restart(a: &Global, b: &Global) -> Vec<&'static st
     }
     if a.fleet != b.fleet {
         v.push("fleet");
+    }
+    if a.haproxy_socket != b.haproxy_socket {
+        v.push("haproxy_socket");
     }
     v
 }

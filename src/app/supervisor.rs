@@ -171,6 +171,11 @@ impl Supervisor {
         self.registry.clone()
     }
 
+    /// The state file every front end writes after a change.
+    pub fn state_file(&self) -> Option<Arc<StateFile>> {
+        self.control.state.clone()
+    }
+
     /// Cancelled at shutdown (by a signal or the control socket's `kill`).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -532,6 +537,9 @@ impl Supervisor {
 
     /// Copies of everything the successor takes over, and the live state.
     async fn handover_parts(&self) -> Result<Parts, String> {
+        if self.started.haproxy_socket.is_some() {
+            return Err(crate::app::upgrade::NO_HAPROXY.into());
+        }
         let st = self.state.lock().await;
         let dup = |what: &str, r: std::io::Result<std::os::fd::OwnedFd>| {
             r.map_err(|e| format!("cannot copy {what}: {e}"))
@@ -692,7 +700,7 @@ async fn control_bound(bound: Vec<ControlBound>) -> Result<(), String> {
 const FD_RESERVE: u64 = 64;
 
 /// Default `--max-conns`: two fds per proxied connection, minus a reserve.
-fn max_conns(g: &Global) -> usize {
+pub(crate) fn max_conns(g: &Global) -> usize {
     g.max_conns.unwrap_or_else(|| {
         let n = crate::sys::nofile_limit().saturating_sub(FD_RESERVE) / 2;
         n.clamp(16, Semaphore::MAX_PERMITS as u64 / 2) as usize

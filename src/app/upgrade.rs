@@ -57,6 +57,10 @@ pub(crate) enum Refusal {
     Os(String),
 }
 
+/// Why an instance with the HAProxy socket is not upgraded (not built).
+pub(crate) const NO_HAPROXY: &str =
+    "--haproxy-socket is not handed over by upgrade (not built yet): restart to change the binary";
+
 /// The variable naming the inherited descriptor in the new process.
 pub const ENV: &str = "BALANCE_UPGRADE_FD";
 /// The descriptor the new process finds the hand-over socket on.
@@ -558,8 +562,12 @@ impl Handed {
         }
     }
 
-    /// Every control socket the configuration needs was received.
+    /// Every control socket the configuration needs was received (and no
+    /// socket is wanted that an upgrade does not hand over).
     pub fn check_controls(&self, cfg: &Config) -> Result<(), Refusal> {
+        if cfg.global.haproxy_socket.is_some() {
+            return Err(Refusal::Config(NO_HAPROXY.into()));
+        }
         let control = cfg.global.control.as_deref();
         let as_dir =
             control.is_some_and(|c| crate::control::paths::control_is_dir(c, cfg.listeners.len()));

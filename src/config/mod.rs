@@ -81,6 +81,47 @@ pub struct Global {
     pub resolve_interval: Duration,
     /// Fleet mode (`fleet:` / `--fleet`); `None`: standalone.
     pub fleet: Option<FleetConfig>,
+    /// HAProxy's runtime API on a Unix socket (`haproxy_socket:` /
+    /// `--haproxy-socket`); `None`: off.
+    pub haproxy_socket: Option<HaproxySocket>,
+}
+
+/// Where and for whom the HAProxy-compatible runtime socket is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaproxySocket {
+    pub path: PathBuf,
+    /// Permission bits of the socket file: 0600 (default) or 0660, 0640...
+    /// (never any bit for others).
+    pub mode: u32,
+    /// The socket file's group (name or number): its members may connect
+    /// when `mode` lets the group write.
+    pub group: Option<String>,
+}
+
+impl HaproxySocket {
+    pub const DEFAULT_MODE: u32 = 0o600;
+
+    /// The socket at `path` with the defaults.
+    pub fn at(path: PathBuf) -> HaproxySocket {
+        HaproxySocket {
+            path,
+            mode: Self::DEFAULT_MODE,
+            group: None,
+        }
+    }
+
+    /// A mode as written (`0660`, `660`, octal), or why not.
+    pub fn parse_mode(s: &str) -> Result<u32, String> {
+        let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+            .map_err(|_| format!("bad mode {}: use octal such as 0600 or 0660", quote(s)))?;
+        if m & !0o770 != 0 || m & 0o600 != 0o600 {
+            return Err(format!(
+                "bad mode {}: the owner needs rw (0600) and others get nothing (at most 0660)",
+                quote(s)
+            ));
+        }
+        Ok(m)
+    }
 }
 
 impl Default for Global {
@@ -101,6 +142,7 @@ impl Default for Global {
             metrics: None,
             resolve_interval: DEFAULT_RESOLVE_INTERVAL,
             fleet: None,
+            haproxy_socket: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{FleetConfig, Global, LogFormat};
+use super::{FleetConfig, Global, HaproxySocket, LogFormat};
 
 /// Global options from the command line.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -30,6 +30,9 @@ pub struct Overlay {
     /// `--fleet ENDPOINTS`: replaces the file's endpoints (or turns fleet
     /// mode on with the defaults).
     pub fleet: Option<Vec<String>>,
+    /// `--haproxy-socket PATH`: replaces the file's path (its mode and
+    /// group stay).
+    pub haproxy_socket: Option<PathBuf>,
 }
 
 impl Overlay {
@@ -56,6 +59,11 @@ impl Overlay {
                 (Some(endpoints), None) => Some(FleetConfig::new(endpoints)),
                 (None, f) => f,
             },
+            haproxy_socket: match (o.haproxy_socket, base.haproxy_socket) {
+                (Some(path), Some(h)) => Some(HaproxySocket { path, ..h }),
+                (Some(path), None) => Some(HaproxySocket::at(path)),
+                (None, h) => h,
+            },
         }
     }
 
@@ -67,6 +75,7 @@ impl Overlay {
             &mut self.log_file,
             &mut self.state_file,
             &mut self.control,
+            &mut self.haproxy_socket,
         ]
         .into_iter()
         .flatten()

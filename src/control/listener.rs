@@ -53,14 +53,20 @@ impl Control {
 
     /// Write the state file (if any) with this listener's state now.
     pub async fn save(&self) -> Result<(), String> {
-        let Some(st) = self.state.clone() else {
-            return Ok(());
-        };
-        let svc = Arc::clone(&self.svc);
-        match tokio::task::spawn_blocking(move || st.save(&svc)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+        save(self.state.as_ref(), &self.svc).await
+    }
+}
+
+/// Write the state file (if any) with `svc`'s state now, off the runtime
+/// thread: what every front end does after a change that persists.
+pub async fn save(state: Option<&Arc<StateFile>>, svc: &Arc<Service>) -> Result<(), String> {
+    let Some(st) = state.cloned() else {
+        return Ok(());
+    };
+    let svc = Arc::clone(svc);
+    match tokio::task::spawn_blocking(move || st.save(&svc)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }

@@ -11,6 +11,8 @@
 //! - [`server`]: the socket, its bounds and its framing.
 //! - [`client`]: `balance -c CMD PORT` and `balance -i PORT`.
 //! - [`state`]: `--state-file`, written atomically after every change.
+//! - [`haproxy`]: HAProxy's runtime API on a socket of its own
+//!   (`--haproxy-socket`), through the same operator model and bounds.
 //! - [`upgrade`]: the handle `upgrade` asks the supervisor through.
 //!
 //! The current group (`group N`) is per session, kept by the server; every
@@ -32,6 +34,7 @@ pub mod client;
 pub mod commands;
 pub mod exec;
 pub mod handlers;
+pub mod haproxy;
 pub mod listener;
 pub mod paths;
 pub mod reload;
@@ -64,6 +67,9 @@ fn sockets(
     run_dir: &std::path::Path,
     check: fn(&std::path::Path, &std::path::Path) -> std::io::Result<()>,
 ) -> Result<(), String> {
+    if let Some(h) = &cfg.global.haproxy_socket {
+        haproxy::check(h, run_dir)?;
+    }
     let control = cfg.global.control.as_deref();
     let as_dir = control.is_some_and(|c| paths::control_is_dir(c, cfg.listeners.len()));
     for l in &cfg.listeners {

@@ -187,7 +187,7 @@ fn prepare_parent(path: &Path, run_dir: &Path) -> io::Result<()> {
 }
 
 /// Removes the socket file on drop, if it is still ours, then its lock.
-struct SocketGuard {
+pub(crate) struct SocketGuard {
     path: PathBuf,
     ino: (u64, u64),
     _lock: ClaimLock,
@@ -385,6 +385,19 @@ fn bind(
     path: &Path,
     keep: crate::control::upgrade::UpgradeHandle,
 ) -> io::Result<(UnixListener, SocketGuard)> {
+    bind_with(path, 0o600, None, keep)
+}
+
+/// Bind a socket at `path` the way the control socket is bound (the
+/// claim lock, a stale socket replaced, a live one or a symlink refused),
+/// with permission bits `mode` (within 0660) from birth and, if `gid` is
+/// given, that group. `keep`: once handed over (`upgrade`), the files stay.
+pub(crate) fn bind_with(
+    path: &Path,
+    mode: u32,
+    gid: Option<u32>,
+    keep: crate::control::upgrade::UpgradeHandle,
+) -> io::Result<(UnixListener, SocketGuard)> {
     let named = |kind: io::ErrorKind, why: String| {
         io::Error::new(kind, format!("control socket {}: {why}", path.display()))
     };
@@ -393,9 +406,10 @@ fn bind(
     if let Existing::Stale = check_existing(path)? {
         std::fs::remove_file(path)?;
     }
-    // Mode 0600 from birth: bind(2) creates the file with the umask applied.
+    // The mode from birth: bind(2) creates the file with the umask applied.
+    let umask = 0o777 & !(mode & 0o660);
     let std_listener =
-        crate::sys::with_umask(0o177, || std::os::unix::net::UnixListener::bind(path))
+        crate::sys::with_umask(umask, || std::os::unix::net::UnixListener::bind(path))
             .map_err(|e| named(e.kind(), format!("cannot bind: {e}")))?;
     let md = std::fs::symlink_metadata(path)?;
     let guard = SocketGuard {
@@ -403,6 +417,10 @@ fn bind(
         ino: (md.dev(), md.ino()),
         _lock: lock,
     };
+    if let Some(gid) = gid {
+        std::os::unix::fs::lchown(path, None, Some(gid))
+            .map_err(|e| named(e.kind(), format!("cannot give it group {gid}: {e}")))?;
+    }
     std_listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(std_listener)?;
     Ok((listener, guard))
@@ -414,55 +432,81 @@ async fn accept_loop(
     guard: SocketGuard,
     stop: CancellationToken,
 ) {
+    let name = ctl.svc.cfg.name.clone();
+    let mut refusal = Vec::new();
+    let reply = Reply::err(format!(
+        "error: too many control sessions (at most {MAX_SESSIONS}); try again"
+    ));
+    let _ = write_reply(&mut refusal, &reply, 0, true).await;
+    let session = move |stream, admit, sessions: Arc<Slots>| {
+        let ctl = Arc::clone(&ctl);
+        async move { session(&ctl, stream, admit, &sessions).await }
+    };
+    serve_sessions(listener, guard, stop, &name, session, refusal).await;
+}
+
+/// Accept on `listener` until `stop`, admitting each connection (see the
+/// module doc) to a task running `session`, or refusing it with the bytes
+/// of `refusal`; then remove the socket (`guard`). `name` is for the log.
+pub(crate) async fn serve_sessions<F, Fut>(
+    listener: UnixListener,
+    guard: SocketGuard,
+    stop: CancellationToken,
+    name: &str,
+    session: F,
+    refusal: Vec<u8>,
+) where
+    F: Fn(UnixStream, Admit, Arc<Slots>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let sessions = Slots::new(MAX_SESSIONS, EVICT_GRACE);
     // Newcomers that found every session place taken, until their first
     // whole line; the newest are kept.
     let pending = Slots::new(MAX_SESSIONS, Duration::ZERO);
+    let refusal: Arc<[u8]> = refusal.into();
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => break,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    warn!(listener = %ctl.svc.cfg.name, "control accept: {e}");
+                    warn!(listener = %name, "control accept: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
-        let admitted = match sessions.acquire() {
-            Some(slot) => Some(Admit::Session(slot)),
-            None if from_root(&stream) => sessions.acquire_now().map(Admit::Session),
-            None => None,
-        }
-        .or_else(|| pending.acquire().map(Admit::Pending));
-        match admitted {
+        match admit(&sessions, &pending, &stream) {
             Some(admit) => {
-                let (ctl, sessions) = (Arc::clone(&ctl), Arc::clone(&sessions));
-                tokio::spawn(async move { session(&ctl, stream, admit, &sessions).await });
+                tokio::spawn(session(stream, admit, Arc::clone(&sessions)));
             }
             None => {
+                let refusal = Arc::clone(&refusal);
                 tokio::spawn(async move {
                     let mut s = stream;
-                    let reply = Reply::err(format!(
-                        "error: too many control sessions (at most {MAX_SESSIONS}); try again"
-                    ));
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        write_reply(&mut s, &reply, 0, true),
-                    )
-                    .await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), s.write_all(&refusal)).await;
                 });
             }
         }
     }
     drop(listener);
     drop(guard);
-    debug!(listener = %ctl.svc.cfg.name, "control socket closed");
+    debug!(listener = %name, "control socket closed");
+}
+
+/// A place for a new connection (see the module doc), or None: refuse it.
+fn admit(sessions: &Arc<Slots>, pending: &Arc<Slots>, stream: &UnixStream) -> Option<Admit> {
+    match sessions.acquire() {
+        Some(slot) => Some(Admit::Session(slot)),
+        None if from_root(stream) => sessions.acquire_now().map(Admit::Session),
+        None => None,
+    }
+    .or_else(|| pending.acquire().map(Admit::Pending))
 }
 
 /// How a session got in.
-enum Admit {
+pub(crate) enum Admit {
     /// A place among the sessions.
     Session(Slot),
     /// A place among the newcomers waiting for their first whole line,
@@ -476,7 +520,12 @@ fn from_root(s: &UnixStream) -> bool {
     crate::sys::euid() != 0 && s.peer_cred().is_ok_and(|c| c.uid() == 0)
 }
 
-enum LineRead {
+/// Whether `uid` is ours or root's: who may talk to a control socket.
+pub(crate) fn own_or_root(uid: u32) -> bool {
+    uid == crate::sys::euid() || uid == 0
+}
+
+pub(crate) enum LineRead {
     Line,
     Eof,
     TooLong,
@@ -485,7 +534,7 @@ enum LineRead {
 /// Read one line (without its newline) into `buf`, at most [`MAX_LINE`]
 /// bytes; a final line without newline counts as a line. Part of a line
 /// arriving marks `slot` partial (first to be evicted).
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+pub(crate) async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     slot: Option<&Slot>,
@@ -556,8 +605,7 @@ async fn session(ctl: &Control, stream: UnixStream, admit: Admit, sessions: &Arc
         }
     };
     let (rd, mut wr) = stream.into_split();
-    let me = crate::sys::euid();
-    if uid != me && uid != 0 {
+    if !own_or_root(uid) {
         warn!(listener = %name, uid, "control: refused a session from another user");
         let r = Reply::err(format!("error: permission denied for uid {uid}"));
         let _ = tokio::time::timeout(IDLE_TIMEOUT, write_reply(&mut wr, &r, 0, true)).await;

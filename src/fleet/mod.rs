@@ -11,6 +11,8 @@
 //! - [`verdict`]: the values in etcd and both ends of a verdict;
 //! - `run`: one task per service: campaign, lead, follow, fall back.
 //! - [`members`]: each instance's registration (`P/svc/NAME/members/ID`);
+//! - [`fence`]: a fenced listener's moves wait until every live member
+//!   has fenced;
 //! - [`ops`]: fleet-scoped operator state (`fleet disable`...);
 //!   [`channels`]: channels registered in etcd; [`switch`]: a member's
 //!   part in `fleet switchover`; `follow`: the task per service that
@@ -22,6 +24,7 @@
 pub mod channels;
 pub mod elect;
 pub mod etcd;
+pub mod fence;
 mod follow;
 pub mod members;
 pub mod ops;
@@ -150,6 +153,10 @@ impl Fleet {
             Arc::clone(&svc),
             stop.clone(),
         ));
+        if svc.cfg.fence {
+            let f = fence::spawn(self, Arc::clone(&svc), stop.clone());
+            self.tasks.spawn(f);
+        }
         self.tasks.spawn(run::run(Arc::clone(self), svc, stop));
     }
 
@@ -168,7 +175,7 @@ fn default_id() -> String {
 }
 
 /// The host's name (`localhost` if unknown).
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -626,6 +626,11 @@ impl Channel {
         (h.rf, h.last.to_string())
     }
 
+    /// When the health verdict last changed (None: not since start).
+    pub fn last_change(&self) -> Option<Instant> {
+        lock(&self.health).last_change
+    }
+
     /// The streaks and verdict (the monitor's re-probe filter).
     pub fn rise_fall(&self) -> RiseFall {
         lock(&self.health).rf

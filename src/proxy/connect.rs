@@ -82,8 +82,24 @@ pub async fn connect(
         if spin_deadline.is_some() {
             notified.as_mut().enable();
         }
-        let ticket = svc.cfg.fence.then(|| svc.fence.ticket());
-        match try_candidates(svc, svc.pool.candidates(peer.ip()), client).await {
+        let (ticket, fleet_held) = match svc.cfg.fence {
+            false => (None, false),
+            true => match svc.fence.ticket_unless_fleet_fencing() {
+                Some(t) => (Some(t), false),
+                // Fleet mode while no group serves here: connect nowhere
+                // (a server would see an aborted handshake) until the
+                // fleet grants one; without a grant in time, as if
+                // nothing were eligible. Boxed: only then is it paid for.
+                None if Box::pin(svc.fence.fleet_settled()).await => continue,
+                None => (None, true),
+            },
+        };
+        let attempt = if fleet_held {
+            Err(NoBackend::Exhausted)
+        } else {
+            try_candidates(svc, svc.pool.candidates(peer.ip()), client).await
+        };
+        match attempt {
             Ok(c) => match ticket {
                 None => break Ok(c),
                 // Its group serves: one atomic load, nothing allocated.
@@ -108,6 +124,9 @@ pub async fn connect(
                         crate::sys::set_linger_zero(&c.stream);
                         continue;
                     }
+                    // Fleet mode: the fleet has not let its group serve
+                    // yet; the client waits as if nothing were eligible.
+                    Admit::Held => crate::sys::set_linger_zero(&c.stream),
                 },
             },
             Err(e @ (NoBackend::ClientGone | NoBackend::Reset)) => break Err(e),

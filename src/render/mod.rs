@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::config::{Failback, Host, Policy};
 use crate::pool::{Admin, Channel, Group, ShownState, Target};
 use crate::service::Service;
+use crate::service::fence::fleet::FleetFenceView;
 use crate::service::fleet::{FleetView, Role};
 
 /// One channel at one instant.
@@ -172,6 +173,8 @@ pub struct ListenerView {
     pub channels: Vec<ChannelView>,
     /// Fleet mode's role and etcd state; `None` without fleet mode.
     pub fleet: Option<FleetView>,
+    /// A fenced listener's fleet fence; `None` without both.
+    pub fleet_fence: Option<FleetFenceView>,
 }
 
 impl ListenerView {
@@ -202,6 +205,7 @@ impl ListenerView {
             group_names: groups.iter().map(|g| g.name().to_string()).collect(),
             channels: channels(&groups),
             fleet: Some(svc.fleet.view()).filter(|f| f.role != Role::Off),
+            fleet_fence: (svc.cfg.fence && svc.fleet.enabled()).then(|| svc.fence.fleet.view()),
         }
     }
 }

@@ -16,6 +16,7 @@ use std::fmt::{Display, Write as _};
 use crate::pool::ShownState;
 use crate::render::process::ProcessView;
 use crate::render::{ChannelView, ListenerView, Pipes};
+use crate::service::fence::fleet::FleetFenceView;
 use crate::service::fleet::{FleetView, Role};
 
 type ListenerGetter = fn(&ListenerView) -> i64;
@@ -311,6 +312,52 @@ fn fleet_series(o: &mut Out, listeners: &[ListenerView]) {
     for (name, f) in &fleet {
         let l = format!("listener=\"{name}\"");
         o.sample("balance_fleet_etcd_up", &l, u8::from(f.etcd_up));
+    }
+    fleet_fence_series(o, listeners);
+}
+
+/// A fenced listener's fleet fence (fleet mode and `fence` only).
+fn fleet_fence_series(o: &mut Out, listeners: &[ListenerView]) {
+    let fenced: Vec<(String, &FleetFenceView)> = listeners
+        .iter()
+        .filter_map(|l| l.fleet_fence.as_ref().map(|f| (esc(&l.name), f)))
+        .collect();
+    if fenced.is_empty() {
+        return;
+    }
+    type Get = fn(&FleetFenceView) -> u64;
+    let series: [(&str, &str, &str, Get); 4] = [
+        (
+            "balance_fleet_fence_granted",
+            "gauge",
+            "1 while this member may send clients to the group the fleet decided (every live member fenced).",
+            |f| u64::from(f.granted),
+        ),
+        (
+            "balance_fleet_fence_waiting_members",
+            "gauge",
+            "Live members that have not yet fenced for the group the fleet decided.",
+            |f| f.waiting_for.len() as u64,
+        ),
+        (
+            "balance_fleet_fences_total",
+            "counter",
+            "Moves of the serving group granted here after every live member fenced.",
+            |f| f.fences,
+        ),
+        (
+            "balance_fleet_self_fences_total",
+            "counter",
+            "Times this member fenced itself after etcd stopped renewing its lease.",
+            |f| f.self_fences,
+        ),
+    ];
+    for (metric, kind, help, get) in series {
+        o.family(metric, kind, help);
+        for (name, f) in &fenced {
+            let l = format!("listener=\"{name}\"");
+            o.sample(metric, &l, get(f));
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::config::Failback;
 use crate::render::{ChannelView, ListenerView, Pipes, policy_word};
+use crate::service::fence::fleet::FleetFenceView;
 use crate::service::fleet::{FleetView, Role};
 
 /// balance's `show`: same columns and widths; the address column widens
@@ -120,6 +121,7 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                     "host": m.host,
                     "since_ms": m.since_ms,
                 })).collect::<Vec<_>>(),
+                "fence": l.fleet_fence.as_ref().map(fleet_fence_json),
             })),
         },
         // Process-wide: splice pipes held by busy connections, and pooled.
@@ -136,6 +138,26 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
         "channels": channels,
     });
     v.to_string()
+}
+
+/// `listener.fleet.fence`: a fenced listener's fleet fence.
+fn fleet_fence_json(x: &FleetFenceView) -> serde_json::Value {
+    json!({
+        "group": x.decided,
+        "epoch": x.epoch,
+        "granted": x.granted,
+        "waiting_for": x.waiting_for,
+        "fences": x.fences,
+        "self_fences": x.self_fences,
+        "last": x.last.as_ref().map(|f| json!({
+            "from": f.from,
+            "to": f.to,
+            "members": f.members,
+            "reset": f.reset,
+            "held_ms": f.held_ms,
+            "at_ms": f.at_ms,
+        })),
+    })
 }
 
 /// `show`'s line on where traffic goes, under the table of a listener with

@@ -120,3 +120,57 @@ fn fleet_status_shows_only_in_fleet_mode() {
         "{line}"
     );
 }
+
+#[test]
+fn a_fenced_fleet_listener_shows_its_fleet_fence() {
+    use crate::service::fence::fleet::LastFence;
+    use crate::service::fleet::Role;
+    let s = svc();
+    s.fleet.set_role(Role::Prober, 1);
+    let j = |s: &Service| -> serde_json::Value {
+        serde_json::from_str(&show::json(&ListenerView::of(s), Pipes::now())).unwrap()
+    };
+    // Not fenced: nothing shown.
+    assert!(j(&s)["listener"]["fleet"]["fence"].is_null());
+    let mut cfg = s.cfg.clone();
+    cfg.fence = true;
+    let s = s.rebuild(cfg, RiseFallParams::default(), |_, _| Vec::new());
+    s.fence.fleet.update(|v| {
+        v.decided = Some(1);
+        v.epoch = 42;
+        v.waiting_for = vec!["h:3".into()];
+        v.fences = 2;
+        v.last = Some(LastFence {
+            from: Some(0),
+            to: 1,
+            members: 3,
+            reset: 4,
+            held_ms: 35,
+            at_ms: 7,
+        });
+    });
+    let f = &j(&s)["listener"]["fleet"]["fence"];
+    assert_eq!(
+        (&f["group"], &f["epoch"], &f["granted"], &f["waiting_for"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(42),
+            &serde_json::json!(false),
+            &serde_json::json!(["h:3"])
+        )
+    );
+    assert_eq!(
+        f["last"],
+        serde_json::json!({"from": 0, "to": 1, "members": 3, "reset": 4, "held_ms": 35, "at_ms": 7})
+    );
+    let v = ListenerView::of(&s);
+    let text = prometheus::exposition(std::slice::from_ref(&v), Pipes::now(), None);
+    for line in [
+        "balance_fleet_fence_granted{listener=\"l\"} 0",
+        "balance_fleet_fence_waiting_members{listener=\"l\"} 1",
+        "balance_fleet_fences_total{listener=\"l\"} 2",
+        "balance_fleet_self_fences_total{listener=\"l\"} 0",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
+}

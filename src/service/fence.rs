@@ -14,17 +14,22 @@
 //! since its ticket, or was selected before a move and is turned away, so
 //! a connect that completes late on the old group never reaches it.
 //!
+//! In fleet mode the move is the fleet's (see [`fleet`]): a connect that
+//! would move the fence waits for the fleet to grant its group instead.
+//!
 //! Writers: connections admitted here (under `moving`, an async mutex
-//! taken only to move). Shared by the Services a reload makes for the same
-//! listener.
+//! taken only to move), the fleet fence task in fleet mode. Shared by the
+//! Services a reload makes for the same listener.
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{info, warn};
 
 use crate::pool::Group;
+
+pub mod fleet;
 
 /// No group has served yet.
 const NONE: u32 = u32::MAX;
@@ -44,6 +49,11 @@ pub enum Admit {
     /// Its group stopped serving after it selected: close this backend
     /// connection unused and select again.
     Stale,
+    /// Fleet mode: the fleet did not grant its group in time (members
+    /// still fencing, etcd away): close this backend connection unused;
+    /// the client waits like one with nothing eligible (`--spin`) or is
+    /// closed.
+    Held,
 }
 
 /// One listener's fence (see the module doc).
@@ -52,6 +62,8 @@ pub struct Fence {
     /// `epoch << 32 | serving group` (or [`NONE`] / [`MOVING`]).
     state: AtomicU64,
     moving: tokio::sync::Mutex<()>,
+    /// Fleet mode's part.
+    pub fleet: fleet::FleetGate,
 }
 
 impl Default for Fence {
@@ -59,6 +71,7 @@ impl Default for Fence {
         Fence {
             state: AtomicU64::new(pack(0, NONE)),
             moving: tokio::sync::Mutex::new(()),
+            fleet: fleet::FleetGate::default(),
         }
     }
 }
@@ -79,6 +92,36 @@ impl Fence {
     /// Taken before a connection selects its candidates.
     pub fn ticket(&self) -> u32 {
         unpack(self.state.load(Acquire)).0
+    }
+
+    /// [`Fence::ticket`], or None in fleet mode while no group serves here
+    /// (the fleet fences, or this member fenced itself): then the
+    /// connection waits for [`Fence::fleet_settled`] before it connects
+    /// anywhere. One load while a group serves.
+    pub fn ticket_unless_fleet_fencing(&self) -> Option<u32> {
+        let (epoch, serving) = unpack(self.state.load(Acquire));
+        if (serving == NONE || serving == MOVING) && self.fleet.on() {
+            return None;
+        }
+        Some(epoch)
+    }
+
+    /// Fleet mode: wait, at most [`fleet::FleetGate::wait`], until a group
+    /// serves here; false when none did in time.
+    pub async fn fleet_settled(&self) -> bool {
+        let deadline = Instant::now() + self.fleet.wait();
+        loop {
+            let granted = self.fleet.granted.notified();
+            tokio::pin!(granted);
+            granted.as_mut().enable();
+            if self.serving().is_some() || !self.fleet.on() {
+                return true;
+            }
+            tokio::select! {
+                _ = granted => {}
+                _ = sleep_until(deadline) => return false,
+            }
+        }
     }
 
     /// The group that serves now, if one has and no move is under way.
@@ -108,6 +151,9 @@ impl Fence {
         if self.serves(group) {
             return Admit::Go;
         }
+        if self.fleet.on() {
+            return self.admit_fleet(group, ticket).await;
+        }
         let g = index(group);
         let _moving = self.moving.lock().await;
         let (epoch, serving) = unpack(self.state.load(Acquire));
@@ -119,25 +165,7 @@ impl Fence {
         }
         let next = epoch.wrapping_add(1);
         self.state.store(pack(next, MOVING), Release);
-        let others = || {
-            groups
-                .iter()
-                .enumerate()
-                .filter(move |(i, _)| *i != group)
-                .flat_map(|(_, grp)| grp.channels.iter())
-        };
-        let live = || others().map(|c| c.relaying()).sum::<u32>();
-        let reset = live();
-        if reset > 0 {
-            for c in others() {
-                c.close_sessions();
-            }
-            let deadline = Instant::now() + FENCE_WAIT;
-            while live() > 0 && Instant::now() < deadline {
-                sleep(POLL).await;
-            }
-        }
-        let left = live();
+        let (reset, left) = reset_others(groups, Some(group)).await;
         self.state.store(pack(next, g), Release);
         if serving != NONE {
             if left > 0 {
@@ -148,6 +176,89 @@ impl Fence {
         }
         Admit::Go
     }
+
+    /// Fleet mode: wait, at most [`fleet::FleetGate::wait`], until the
+    /// fleet grants `group` (Go), grants another group after this
+    /// connection selected (Stale), or neither (Held).
+    async fn admit_fleet(&self, group: usize, ticket: u32) -> Admit {
+        let g = index(group);
+        let deadline = Instant::now() + self.fleet.wait();
+        loop {
+            let granted = self.fleet.granted.notified();
+            tokio::pin!(granted);
+            granted.as_mut().enable();
+            let (epoch, serving) = unpack(self.state.load(Acquire));
+            if serving == g {
+                return Admit::Go;
+            }
+            if serving != NONE && serving != MOVING && epoch != ticket {
+                return Admit::Stale;
+            }
+            if !self.fleet.on() {
+                // The fleet task stopped meanwhile (a reload without
+                // fleet mode): select again; the standalone fence decides.
+                return Admit::Stale;
+            }
+            self.fleet.asked.notify_one();
+            tokio::select! {
+                _ = granted => {}
+                _ = sleep_until(deadline) => return Admit::Held,
+            }
+        }
+    }
+
+    /// Fleet mode, the fleet task: stop admitting anyone, reset every
+    /// session on the groups other than `keep` (all of them with None) and
+    /// wait for them to close (bounded by [`FENCE_WAIT`]). The sessions
+    /// reset and those still open after the wait.
+    pub async fn fleet_fence(
+        &self,
+        groups: &[std::sync::Arc<Group>],
+        keep: Option<usize>,
+    ) -> (u32, u32) {
+        let _moving = self.moving.lock().await;
+        let (epoch, serving) = unpack(self.state.load(Acquire));
+        if serving != MOVING {
+            self.state
+                .store(pack(epoch.wrapping_add(1), MOVING), Release);
+        }
+        reset_others(groups, keep).await
+    }
+
+    /// Fleet mode, the fleet task: `group` serves (every live member has
+    /// fenced); the connects waiting for it go.
+    pub async fn fleet_grant(&self, group: usize) {
+        let _moving = self.moving.lock().await;
+        let (epoch, _) = unpack(self.state.load(Acquire));
+        self.state
+            .store(pack(epoch.wrapping_add(1), index(group)), Release);
+        self.fleet.granted.notify_waiters();
+    }
+}
+
+/// Reset every session on the groups other than `keep` (all with None)
+/// and wait, at most [`FENCE_WAIT`], for them to close: how many were
+/// reset and how many are still open.
+async fn reset_others(groups: &[std::sync::Arc<Group>], keep: Option<usize>) -> (u32, u32) {
+    let others = || {
+        groups
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| Some(*i) != keep)
+            .flat_map(|(_, grp)| grp.channels.iter())
+    };
+    let live = || others().map(|c| c.relaying()).sum::<u32>();
+    let reset = live();
+    if reset > 0 {
+        for c in others() {
+            c.close_sessions();
+        }
+        let deadline = Instant::now() + FENCE_WAIT;
+        while live() > 0 && Instant::now() < deadline {
+            sleep(POLL).await;
+        }
+    }
+    (reset, live())
 }
 
 #[cfg(test)]

@@ -295,6 +295,39 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// A group by name (or number) in the group database: its gid.
+pub fn lookup_group(group: &str) -> io::Result<libc::gid_t> {
+    if let Ok(n) = group.parse::<libc::gid_t>() {
+        return Ok(n);
+    }
+    let name = CString::new(group)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "group name contains NUL"))?;
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: group is plain old data; an all-zero value is valid and is
+    // only read after getgrnam_r filled it in.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer refers to memory we own for the whole call; the
+    // buffer length passed is the buffer's real length.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    match (rc, result.is_null()) {
+        (0, false) => Ok(grp.gr_gid),
+        (0, true) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no such group in the group database",
+        )),
+        (e, _) => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
 /// Look up `user` in the password database: (uid, primary gid).
 pub fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     let name = CString::new(user)

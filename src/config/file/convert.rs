@@ -11,15 +11,16 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::raw::{
-    RawCheck, RawFailback, RawFile, RawFleet, RawKeepalive, RawListener, RawLogFormat, RawMonitor,
-    RawOnDown, RawOnUp, RawPolicy, RawRedisRole,
+    RawCheck, RawFailback, RawFile, RawFleet, RawHaproxySocket, RawKeepalive, RawListener,
+    RawLogFormat, RawMonitor, RawOnDown, RawOnUp, RawPolicy, RawRedisRole,
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
 use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
 use crate::config::monitor::{Check, MonitorSpec, Probe, RedisRole, read_password_file};
 use crate::config::{
-    Config, Failback, Global, GroupConfig, Keepalive, ListenerConfig, LogFormat, Overlay, Policy,
+    Config, Failback, Global, GroupConfig, HaproxySocket, Keepalive, ListenerConfig, LogFormat,
+    Overlay, Policy,
 };
 
 /// `line L column C: `, or nothing when the position is unknown.
@@ -29,6 +30,19 @@ pub(super) fn at(loc: Location) -> String {
     } else {
         format!("line {} column {}: ", loc.line(), loc.column())
     }
+}
+
+fn haproxy_socket(raw: &RawHaproxySocket) -> Result<HaproxySocket, String> {
+    if let Some(g) = &raw.group {
+        if g.is_empty() || g.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("bad group {}", quote(g)));
+        }
+    }
+    Ok(HaproxySocket {
+        path: raw.path.clone(),
+        mode: raw.mode.map_or(HaproxySocket::DEFAULT_MODE, |m| m.0),
+        group: raw.group.clone(),
+    })
 }
 
 /// The file's globals under the command line's overlay.
@@ -60,6 +74,10 @@ fn globals(raw: &RawFile, overlay: &Overlay) -> Result<Global, String> {
     }
     if let Some(f) = &raw.fleet {
         file.fleet = Some(fleet(f)?);
+    }
+    if let Some(h) = &raw.haproxy_socket {
+        file.haproxy_socket =
+            Some(haproxy_socket(&h.0).map_err(|e| format!("haproxy_socket: {e}"))?);
     }
     let g = overlay.over(file);
     if let Some(f) = &g.fleet {

@@ -2,14 +2,16 @@
 //! mapping, `deny_unknown_fields` everywhere. Scalars arrive already
 //! checked (see `scalars`); `convert` turns these into the resolved model.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::scalars::{
-    Argv, Bind, Bounded, Dur, HttpPath, IpLit, ItemName, Name, Port, RawChannel, StatusRanges,
-    nonempty,
+    Argv, Bind, Bounded, Dur, HttpPath, IpLit, ItemName, Mode, Name, Port, RawChannel,
+    StatusRanges, nonempty,
 };
 
 #[derive(Deserialize)]
@@ -37,6 +39,8 @@ pub(super) struct RawFile {
     pub(super) resolve_interval: Option<Dur>,
     #[serde(default)]
     pub(super) fleet: Option<RawFleet>,
+    #[serde(default)]
+    pub(super) haproxy_socket: Option<HaproxySocketOrPath>,
     #[serde(deserialize_with = "nonempty")]
     pub(super) listeners: Vec<Spanned<RawListener>>,
 }
@@ -52,6 +56,18 @@ pub(super) struct RawFleet {
     pub(super) id: Option<String>,
     #[serde(default)]
     pub(super) fallback: Option<Dur>,
+}
+
+/// `haproxy_socket:`'s map form (a bare path is read by
+/// [`HaproxySocketOrPath`]).
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHaproxySocket {
+    pub(super) path: std::path::PathBuf,
+    #[serde(default)]
+    pub(super) mode: Option<Mode>,
+    #[serde(default)]
+    pub(super) group: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -269,4 +285,35 @@ pub(super) struct RawSendExpect {
     pub(super) expect: String,
     #[serde(default)]
     pub(super) timeout: Option<Dur>,
+}
+
+/// `haproxy_socket: PATH`, or its map ([`RawHaproxySocket`]).
+#[derive(Clone)]
+pub(super) struct HaproxySocketOrPath(pub(super) RawHaproxySocket);
+
+impl<'de> Deserialize<'de> for HaproxySocketOrPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HaproxySocketOrPath;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path, or a map with path, mode and group")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                if s.is_empty() {
+                    return Err(E::custom("path must not be empty"));
+                }
+                Ok(HaproxySocketOrPath(RawHaproxySocket {
+                    path: s.into(),
+                    mode: None,
+                    group: None,
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawHaproxySocket::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(HaproxySocketOrPath)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

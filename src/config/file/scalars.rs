@@ -340,3 +340,29 @@ impl<'de> Deserialize<'de> for RawChannel {
         d.deserialize_any(V)
     }
 }
+
+/// A socket file's mode: `"0660"`, or a number written `0660`/`660` (its
+/// digits read as octal), at most 0660 and at least 0600.
+#[derive(Clone, Copy)]
+pub(super) struct Mode(pub(super) u32);
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Mode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an octal mode such as \"0660\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Mode, E> {
+                crate::config::HaproxySocket::parse_mode(s)
+                    .map(Mode)
+                    .map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Mode, E> {
+                self.visit_str(&n.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -831,3 +831,35 @@ fn the_mysql_check_reads_a_password_file_and_an_unknown_key_is_not_blamed_on_ano
     assert!(!e.contains("user: unknown"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn haproxy_socket_is_a_path_or_a_map_with_mode_and_group() {
+    use crate::config::HaproxySocket;
+    assert_eq!(ok(MIN).global.haproxy_socket, None);
+    let c = ok(&format!("haproxy_socket: /run/h.sock\n{MIN}"));
+    assert_eq!(
+        c.global.haproxy_socket,
+        Some(HaproxySocket::at("/run/h.sock".into()))
+    );
+    let c = ok(&format!(
+        "haproxy_socket: {{path: /run/h.sock, mode: \"0660\", group: haproxy}}\n{MIN}"
+    ));
+    let h = c.global.haproxy_socket.unwrap();
+    assert_eq!((h.mode, h.group.as_deref()), (0o660, Some("haproxy")));
+    let c = ok(&format!(
+        "haproxy_socket: {{path: /run/h.sock, mode: 640}}\n{MIN}"
+    ));
+    assert_eq!(c.global.haproxy_socket.unwrap().mode, 0o640);
+    for (v, want) in [
+        ("{path: /h, mode: \"0666\"}", "bad mode \"0666\""),
+        ("{path: /h, mode: \"0400\"}", "bad mode \"0400\""),
+        ("{path: /h, mode: \"rw\"}", "bad mode \"rw\""),
+        ("{path: /h, owner: x}", "owner"),
+        ("{mode: \"0600\"}", "path"),
+        ("\"\"", "path must not be empty"),
+        ("{path: /h, group: \"a b\"}", "bad group \"a b\""),
+    ] {
+        let e = bad(&format!("haproxy_socket: {v}\n{MIN}"));
+        assert!(e.contains(want), "{v}: {e}");
+    }
+}

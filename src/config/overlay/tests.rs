@@ -75,6 +75,7 @@ fn an_empty_overlay_leaves_the_base_alone_and_a_full_one_replaces_it() {
         user: Some("cli".into()),
         metrics: Some("127.0.0.1:9100".parse().unwrap()),
         fleet: None,
+        haproxy_socket: None,
     };
     let g = o.over(base.clone());
     assert!(g.foreground && g.debug && g.no_splice);
@@ -115,4 +116,26 @@ fn fleet_endpoints_from_the_command_line_keep_the_files_other_fleet_keys() {
     assert_eq!(f, FleetConfig::new(vec!["http://b:2".into()]));
     assert_eq!(Overlay::default().over(file.clone()).fleet, file.fleet);
     assert_eq!(Overlay::default().over(Global::default()).fleet, None);
+}
+
+#[test]
+fn the_haproxy_socket_path_from_the_command_line_keeps_the_files_mode_and_group() {
+    use crate::config::HaproxySocket;
+    let file = Global {
+        haproxy_socket: Some(HaproxySocket {
+            path: "/f.sock".into(),
+            mode: 0o660,
+            group: Some("haproxy".into()),
+        }),
+        ..Global::default()
+    };
+    let o = Overlay {
+        haproxy_socket: Some("/cli.sock".into()),
+        ..Overlay::default()
+    };
+    let h = o.over(file).haproxy_socket.unwrap();
+    assert_eq!(h.path, std::path::PathBuf::from("/cli.sock"));
+    assert_eq!((h.mode, h.group.as_deref()), (0o660, Some("haproxy")));
+    let h = o.over(Global::default()).haproxy_socket.unwrap();
+    assert_eq!(h, HaproxySocket::at("/cli.sock".into()));
 }
