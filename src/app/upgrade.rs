@@ -655,3 +655,31 @@ pub fn report_failure(msg: &str) {
         let _ = fdpass::send(link.as_fd(), text.as_bytes(), &[]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv0_with_a_slash_is_made_absolute_not_resolved() {
+        let cwd = Path::new("/srv/run");
+        assert_eq!(
+            exe_path(Path::new("./bin/balance"), Some(cwd)),
+            Some(PathBuf::from("/srv/run/./bin/balance"))
+        );
+        assert_eq!(
+            exe_path(Path::new("/usr/bin/balance"), Some(cwd)),
+            Some(PathBuf::from("/usr/bin/balance"))
+        );
+    }
+
+    #[test]
+    fn argv0_without_a_slash_is_looked_up_in_path() {
+        let found = exe_path(Path::new("sh"), Some(Path::new("/"))).unwrap();
+        assert!(found.is_absolute() && found.ends_with("sh"), "{found:?}");
+        assert_eq!(
+            exe_path(Path::new("no-such-balance-binary"), Some(Path::new("/"))),
+            None
+        );
+    }
+}
