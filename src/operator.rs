@@ -141,6 +141,10 @@ pub enum OperatorOp<C = ChannelKey, G = GroupKey> {
     Health(C, bool),
     /// Zero the channel's counters.
     Reset(C),
+    /// End every live session relayed to the channel now (a reset, as
+    /// when a channel goes down with `on-down`); new clients are not
+    /// affected.
+    Shutdown(C),
     /// Point a disabled channel at a new, resolved target (see
     /// [`resolve_target`]).
     Assign(C, Target),
@@ -172,6 +176,7 @@ impl<C, G> OperatorOp<C, G> {
             OperatorOp::Maxc(x, m) => OperatorOp::Maxc(c(x)?, m),
             OperatorOp::Health(x, on) => OperatorOp::Health(c(x)?, on),
             OperatorOp::Reset(x) => OperatorOp::Reset(c(x)?),
+            OperatorOp::Shutdown(x) => OperatorOp::Shutdown(c(x)?),
             OperatorOp::Assign(x, t) => OperatorOp::Assign(c(x)?, t),
             OperatorOp::Create {
                 group,
@@ -197,6 +202,7 @@ impl<C, G> OperatorOp<C, G> {
             | OperatorOp::Maxc(c, _)
             | OperatorOp::Health(c, _)
             | OperatorOp::Reset(c)
+            | OperatorOp::Shutdown(c)
             | OperatorOp::Assign(c, _) => Some(c),
             _ => None,
         }
@@ -214,7 +220,7 @@ impl<C, G> OperatorOp<C, G> {
             | OperatorOp::Policy(..)
             | OperatorOp::Spin(_)
             | OperatorOp::Monitor(_) => true,
-            OperatorOp::Reset(_) | OperatorOp::Floor(_) => false,
+            OperatorOp::Reset(_) | OperatorOp::Shutdown(_) | OperatorOp::Floor(_) => false,
         }
     }
 }
@@ -258,6 +264,11 @@ pub enum Outcome {
     Reset {
         hit: Hit,
     },
+    Shutdown {
+        hit: Hit,
+        /// Live sessions when they were told to end.
+        sessions: u32,
+    },
     Assigned {
         hit: Hit,
     },
@@ -299,6 +310,7 @@ impl Outcome {
             | Outcome::Monitor { changed, .. } => *changed,
             Outcome::Floor { group, prev } => group != prev,
             Outcome::Reset { .. }
+            | Outcome::Shutdown { .. }
             | Outcome::Assigned { .. }
             | Outcome::Created { .. }
             | Outcome::Policy { .. } => true,
@@ -494,6 +506,15 @@ pub fn apply(svc: &Service, op: &OperatorOp) -> Result<Outcome, OpError> {
                 true
             })?;
             Outcome::Reset { hit }
+        }
+        OperatorOp::Shutdown(k) => {
+            let (_, chans) = find(&groups, k)?;
+            let sessions = chans.iter().map(|ch| ch.conns()).sum();
+            let (hit, _, _) = each(k, &|ch| {
+                ch.close_sessions();
+                true
+            })?;
+            Outcome::Shutdown { hit, sessions }
         }
         OperatorOp::Assign(k, t) => {
             let (hit, ch, _) = each(k, &|_| false)?;

@@ -466,6 +466,45 @@ fn changes_go_through_the_operator_model_and_survive_a_restart() {
     drop(b);
 }
 
+/// `shutdown sessions server` ends the live sessions to that server at
+/// once (Ansible's `shutdown_sessions`); the server keeps taking clients.
+#[test]
+fn shutdown_sessions_ends_a_servers_live_sessions_and_nothing_else() {
+    let s = setup();
+    let sock = &s.sock;
+    // Group 0 has a (up) and b (down): every client goes to a.
+    let (tag, mut live) = tag_of_new_client(s.b.addr).expect("client through app");
+    assert_eq!(tag, "A");
+    live.write_all(b"ping\n").unwrap();
+    assert_eq!(read_line(&mut live).unwrap(), "ping");
+    assert_eq!(field(&hx(sock, "show stat"), "app", "a", "scur"), "1");
+    assert_eq!(hx(sock, "shutdown sessions server app/a"), "\n");
+    live.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 16];
+    // Ended: EOF or a reset, never an answer or a timeout.
+    match live.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the session was not ended: {other:?}"),
+    }
+    wait_until("no live session on a", WAIT, || {
+        field(&hx(sock, "show stat"), "app", "a", "scur") == "0"
+    })
+    .unwrap();
+    // Nothing else changed: a is still UP and takes the next client.
+    assert_eq!(status(&hx(sock, "show stat"), "app", "a"), "UP");
+    let (tag, _next) = tag_of_new_client(s.b.addr).expect("next client");
+    assert_eq!(tag, "A");
+    assert_eq!(
+        hx(sock, "shutdown sessions server app/nosuch"),
+        "No such server.\n\n"
+    );
+    assert_eq!(
+        hx(sock, "shutdown sessions server app"),
+        "Require 'backend/server'.\n\n"
+    );
+}
+
 #[test]
 fn prompt_mode_keeps_the_session_and_quit_ends_it() {
     let s = setup();

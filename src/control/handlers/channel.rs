@@ -87,6 +87,9 @@ fn render(cur: usize, r: Option<&ChanRef>, out: &Outcome) -> String {
             if *on { "on" } else { "off" }
         ),
         Outcome::Reset { hit } => format!("{} counters reset", label(hit)),
+        Outcome::Shutdown { hit, sessions } => {
+            format!("{} sessions of {} ended", sessions, label(hit))
+        }
         Outcome::Assigned { .. } => "channel reassigned".into(),
         Outcome::Created { .. } => "channel created".into(),
         Outcome::Policy { group, policy, .. } => {

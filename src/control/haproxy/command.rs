@@ -20,6 +20,8 @@ pub enum Change {
     Admin(Admin),
     Weight(WeightSet),
     Health(bool),
+    /// `shutdown sessions server`: end its live sessions now.
+    Shutdown,
 }
 
 /// What `show stat` dumps.
@@ -100,6 +102,7 @@ pub fn parse(text: &str) -> Result<Cmd, String> {
         ["disable", "server", ..] => Cmd::Set(srv(2)?, Change::Admin(Admin::Disabled)),
         ["enable", "health", ..] => Cmd::Set(srv(2)?, Change::Health(true)),
         ["disable", "health", ..] => Cmd::Set(srv(2)?, Change::Health(false)),
+        ["shutdown", "sessions", "server", ..] => Cmd::Set(srv(3)?, Change::Shutdown),
         ["set", "weight", ..] => Cmd::Set(srv(2)?, Change::Weight(weight(w.get(3).copied())?)),
         ["set", "server", ..] => {
             let r = srv(2)?;
@@ -254,6 +257,10 @@ pub const HELP: &[(&str, &str)] = &[
         "report counters for each proxy and server",
     ),
     ("show version", "show version of the current process"),
+    (
+        "shutdown sessions server <bk>/<srv>",
+        "kill sessions on a server",
+    ),
     ("help [<command>]", "list matching or all commands"),
     ("prompt", "toggle interactive mode with prompt"),
     ("quit", "disconnect"),

@@ -119,6 +119,7 @@ impl Runtime {
             Change::Admin(a) => OperatorOp::Admin(key, a),
             Change::Weight(w) => OperatorOp::Weight(key, w),
             Change::Health(on) => OperatorOp::Health(key, on),
+            Change::Shutdown => OperatorOp::Shutdown(key),
         };
         let _w = self.write.lock().await;
         let out = match operator::apply(&svc, &op) {
@@ -232,6 +233,7 @@ fn describe(out: &Outcome) -> String {
             weight, initial, ..
         } => format!("weight {weight} (initial {initial})"),
         Outcome::Health { on, .. } => format!("health checks {}", if *on { "on" } else { "off" }),
+        Outcome::Shutdown { sessions, .. } => format!("{sessions} sessions shut down"),
         other => format!("{other:?}"),
     }
 }
