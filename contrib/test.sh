@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 #   ss (iproute2), prlimit/setpriv/unshare (util-linux), systemd-analyze
 #   (systemd), mariadbd + mariadb-install-db (mariadb-server), mariadb
 #   (mariadb-client), promtool (prometheus), etcd (etcd-server),
-#   redis-server (redis-server); for tests/haproxy_socket: haproxy
+#   etcdctl (etcd-client), dnsmasq (dnsmasq-base), redis-server
+#   (redis-server); for tests/haproxy_socket: haproxy
 #   (haproxy), prometheus-haproxy-exporter, hatop, socat, tmux (hatop is
 #   curses), python3 -m venv (python3-venv).
 need=()
@@ -26,6 +27,8 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v mariadb >/dev/null || need+=(mariadb-client)
 command -v promtool >/dev/null || need+=(prometheus)
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v prometheus-haproxy-exporter >/dev/null || need+=(prometheus-haproxy-exporter)

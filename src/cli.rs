@@ -289,6 +289,14 @@ pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
     }
 
     let listener = listener(&a)?;
+    if let (Some(f), Some(list)) = (&a.fleet, &overlay.fleet) {
+        if list.iter().any(|e| e.starts_with("https://")) {
+            return err(format!(
+                "bad --fleet {}: https:// needs the config file's fleet.tls",
+                quote(f)
+            ));
+        }
+    }
     Ok(Invocation::Run(Config {
         global: overlay.over(Global::default()),
         listeners: vec![listener],

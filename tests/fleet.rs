@@ -64,27 +64,6 @@ impl Fleet {
         self.v.iter().map(role).collect()
     }
 
-    /// Settled: one prober, every other instance a follower that applies
-    /// verdicts (does not probe).
-    fn wait_settled(&self, limit: Duration) -> Duration {
-        let t0 = Instant::now();
-        let ok = wait_until("one prober, the rest following", limit, || {
-            let fl: Vec<serde_json::Value> = self
-                .v
-                .iter()
-                .map(|b| b.json()["listener"]["fleet"].clone())
-                .collect();
-            let probers = fl.iter().filter(|f| f["role"] == "prober").count();
-            let following = fl
-                .iter()
-                .filter(|f| f["role"] == "follower" && f["probing"] == false)
-                .count();
-            probers == 1 && following == fl.len() - 1
-        });
-        assert!(ok.is_ok(), "{ok:?}: {:?}", self.roles());
-        t0.elapsed()
-    }
-
     /// Every instance but `p`, with its index.
     fn others(&self, p: usize) -> impl Iterator<Item = (usize, &Balance)> {
         self.v.iter().enumerate().filter(move |(i, _)| *i != p)

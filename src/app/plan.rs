@@ -202,7 +202,8 @@ pub(crate) fn globals_needing_restart(a: &Global, b: &Global) -> Vec<&'static st
     if a.resolve_interval != b.resolve_interval {
         v.push("resolve_interval");
     }
-    if a.fleet != b.fleet {
+    let fixed = |g: &Global| g.fleet.as_ref().map(crate::config::FleetConfig::fixed);
+    if fixed(a) != fixed(b) {
         v.push("fleet");
     }
     if a.haproxy_socket != b.haproxy_socket {

@@ -381,6 +381,7 @@ impl Supervisor {
         let prepared = prepare(&st, &new, &steps, &resolved).await?;
         let summary = self.apply(&mut st, &new, steps, prepared, &resolved);
         let restart_needed = plan::globals_needing_restart(&self.started, &new.global);
+        self.refresh_fleet_access(&st.cfg, &new);
         if !restart_needed.is_empty() {
             warn!(
                 "reload: changed {} take effect after a restart",
@@ -390,6 +391,19 @@ impl Supervisor {
         st.cfg = new;
         self.publish(&st);
         Ok((summary, take_control_bound(&mut st)))
+    }
+
+    /// A reload re-read the fleet's TLS files and password file: what
+    /// changed is used from the next connection to etcd and login on.
+    fn refresh_fleet_access(&self, old: &Config, new: &Config) {
+        let (Some(f), Some(cfg)) = (&self.fleet, &new.global.fleet) else {
+            return;
+        };
+        let was = old.global.fleet.as_ref();
+        if was.is_none_or(|w| (&w.loaded, &w.user) != (&cfg.loaded, &cfg.user)) {
+            f.client.set_access(crate::fleet::access(cfg));
+            info!("reload: fleet TLS files and login re-read");
+        }
     }
 
     /// Phase 2, infallible: run the plan's steps (with the Services

@@ -55,7 +55,11 @@ impl Overlay {
             metrics: o.metrics.or(base.metrics),
             resolve_interval: base.resolve_interval,
             fleet: match (o.fleet, base.fleet) {
-                (Some(endpoints), Some(f)) => Some(FleetConfig { endpoints, ..f }),
+                (Some(endpoints), Some(f)) => Some(FleetConfig {
+                    endpoints,
+                    discovery_srv: None,
+                    ..f
+                }),
                 (Some(endpoints), None) => Some(FleetConfig::new(endpoints)),
                 (None, f) => f,
             },

@@ -1,7 +1,11 @@
 //! A small etcd v3 client over etcd's JSON gateway (`POST /v3/...` on the
-//! client port; plain `http://` only, no TLS, no auth): ranges, puts,
-//! deletes, the few transactions fleet mode needs, leases and prefix
-//! watches. Keys and values are bytes (base64 on the wire).
+//! client port, `http://` or `https://` with a CA and an optional client
+//! certificate; etcd's user/password login, its token renewed when etcd
+//! says it is no longer valid): ranges, puts, deletes, the few
+//! transactions fleet mode needs, leases and prefix watches. Keys and
+//! values are bytes (base64 on the wire). Every request touches keys
+//! under the prefix it is given only, so a role granting readwrite on
+//! the fleet's prefix is enough.
 //!
 //! Several endpoints: a request goes to the one that last answered and
 //! moves on to the next when that one is unreachable, times out or says it
@@ -21,10 +25,13 @@
 //! decoded off the runtime's threads.
 //!
 //! Written and owned by fleet mode; nothing here holds state beyond the
-//! endpoint list, the sticky index, idle connections, and (process-wide)
-//! the count of refused values and the last keys seen holding one.
+//! endpoint list (given, or discovered once from DNS: [`srv`]), the sticky
+//! index, idle connections, the TLS settings and login (replaced by a
+//! reload) with the current token, and (process-wide) the count of
+//! refused values and the last keys seen holding one.
 
 mod http;
+pub mod srv;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -40,7 +47,7 @@ use hyper::StatusCode;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use http::Endpoint;
+use http::{Endpoint, Via};
 use stream::Stream;
 use wire::{b64, prefix_end};
 
@@ -92,13 +99,22 @@ pub enum EtcdError {
     /// More than this client reads at once (see [`MAX_VALUE`]).
     #[error("etcd: {0}")]
     TooLarge(String),
+    /// A TLS handshake failed on a certificate (this client's or etcd's).
+    #[error("etcd TLS: {0}")]
+    Tls(String),
+    /// etcd refused the login (wrong user or password, auth off).
+    #[error("etcd login: {0}")]
+    Login(String),
+    /// The user lacks a permission etcd requires for a request.
+    #[error("etcd: {0}")]
+    Denied(String),
 }
 
 impl EtcdError {
     /// Whether another endpoint may do better.
     fn try_next(&self) -> bool {
         match self {
-            EtcdError::Unreachable(_) | EtcdError::Timeout => true,
+            EtcdError::Unreachable(_) | EtcdError::Timeout | EtcdError::Tls(_) => true,
             // gRPC Unavailable, DeadlineExceeded: no leader, member stopping.
             EtcdError::Refused { code, .. } => matches!(code, 4 | 14),
             _ => false,
@@ -128,6 +144,12 @@ static REFUSED_LOGGED: AtomicU64 = AtomicU64::new(0);
 pub fn refused_values() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
+
+/// The least time a login may take per endpoint: etcd checks the
+/// password with bcrypt (`--bcrypt-cost`, 10 by default: tens of
+/// milliseconds, far more on a busy member), and a login given up on
+/// still costs etcd its bcrypt, so retrying it sooner only piles them up.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many request timeouts a read of one key whose value etcd is slow
 /// to send may take (per endpoint).
@@ -190,22 +212,45 @@ pub struct Client {
 }
 
 struct Inner {
-    endpoints: Vec<Endpoint>,
+    /// Set at once from a list, or on the first request from DNS
+    /// (`discovery`); fixed from then on.
+    endpoints: tokio::sync::OnceCell<Vec<Endpoint>>,
+    /// The domain whose SRV records name the endpoints.
+    discovery: Option<String>,
     timeout: Duration,
     /// The endpoint that answered last.
     current: AtomicUsize,
+    /// TLS settings and login: set at start, replaced by a reload.
+    access: std::sync::RwLock<Access>,
+    /// etcd's token for the login, once obtained; dropped when etcd says
+    /// it is no longer valid (expired, the auth store changed).
+    token: tokio::sync::Mutex<Option<Arc<str>>>,
+}
+
+/// How a client reaches etcd besides its endpoints.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// For the `https://` endpoints: the CA and the client certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// etcd's authentication: user and password.
+    pub login: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("tls", &self.tls.is_some())
+            .field("user", &self.login.as_ref().map(|l| &l.0))
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let urls: Vec<&str> = self
-            .inner
-            .endpoints
-            .iter()
-            .map(|e| e.url.as_str())
-            .collect();
+        let urls: Vec<&str> = self.eps_now().iter().map(|e| e.url.as_str()).collect();
         f.debug_struct("Client")
             .field("endpoints", &urls)
+            .field("discovery_srv", &self.inner.discovery)
             .field("timeout", &self.inner.timeout)
             .finish()
     }
@@ -215,6 +260,16 @@ impl Client {
     /// A client of `endpoints` (`http://host:port` each, at least one);
     /// `timeout` bounds each request to one endpoint. Connects lazily.
     pub fn new(endpoints: &[String], timeout: Duration) -> Result<Client, EtcdError> {
+        Client::with_access(endpoints, timeout, Access::default())
+    }
+
+    /// [`Client::new`] with TLS (needed by `https://` endpoints) and a
+    /// login.
+    pub fn with_access(
+        endpoints: &[String],
+        timeout: Duration,
+        access: Access,
+    ) -> Result<Client, EtcdError> {
         if endpoints.is_empty() {
             return Err(EtcdError::Config("no etcd endpoints".into()));
         }
@@ -223,22 +278,189 @@ impl Client {
                 "etcd request timeout must be above 0".into(),
             ));
         }
-        let endpoints = endpoints
-            .iter()
-            .map(|u| Endpoint::parse(u))
-            .collect::<Result<Vec<_>, _>>()?;
+        let endpoints = parse_endpoints(endpoints, &access)?;
+        Client::build(
+            tokio::sync::OnceCell::new_with(Some(endpoints)),
+            None,
+            timeout,
+            access,
+        )
+    }
+
+    /// A client of the endpoints `domain`'s SRV records name (see
+    /// [`srv`]; `_etcd-client-ssl` with TLS), looked up at the first
+    /// request and again at each later one until the lookup succeeds.
+    pub fn with_discovery(
+        domain: &str,
+        timeout: Duration,
+        access: Access,
+    ) -> Result<Client, EtcdError> {
+        if timeout.is_zero() {
+            return Err(EtcdError::Config(
+                "etcd request timeout must be above 0".into(),
+            ));
+        }
+        Client::build(
+            tokio::sync::OnceCell::new(),
+            Some(domain.to_string()),
+            timeout,
+            access,
+        )
+    }
+
+    fn build(
+        endpoints: tokio::sync::OnceCell<Vec<Endpoint>>,
+        discovery: Option<String>,
+        timeout: Duration,
+        access: Access,
+    ) -> Result<Client, EtcdError> {
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints,
+                discovery,
                 timeout,
                 current: AtomicUsize::new(0),
+                access: std::sync::RwLock::new(access),
+                token: tokio::sync::Mutex::new(None),
             }),
         })
     }
 
-    /// The endpoints, as configured.
+    /// Replace the TLS settings and the login (a reload re-read their
+    /// files): new connections use them; a new login is made at the next
+    /// request. Established watches go on.
+    pub fn set_access(&self, access: Access) {
+        if let Ok(mut a) = self.inner.access.write() {
+            *a = access;
+        }
+        for e in self.eps_now() {
+            e.forget_idle();
+        }
+        // A login under way keeps its token (etcd refuses it if the
+        // password changed meanwhile; it is renewed then).
+        if let Ok(mut t) = self.inner.token.try_lock() {
+            *t = None;
+        }
+    }
+
+    fn access(&self) -> Access {
+        self.inner
+            .access
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
+    /// What a request carries now: the TLS settings and a token (logging
+    /// in first when there is a login and no token yet).
+    async fn via(&self) -> Result<Via, EtcdError> {
+        let access = self.access();
+        let token = match &access.login {
+            None => None,
+            Some(login) => {
+                let mut t = self.inner.token.lock().await;
+                match &*t {
+                    Some(tok) => Some(Arc::clone(tok)),
+                    None => {
+                        let tok = self.authenticate(&access, login).await?;
+                        *t = Some(Arc::clone(&tok));
+                        Some(tok)
+                    }
+                }
+            }
+        };
+        Ok(Via {
+            tls: access.tls,
+            token,
+        })
+    }
+
+    /// Drop `stale` (etcd refused it) so the next [`Client::via`] logs in
+    /// again.
+    async fn drop_token(&self, stale: &Via) {
+        let mut t = self.inner.token.lock().await;
+        if let (Some(cur), Some(old)) = (&*t, &stale.token) {
+            if Arc::ptr_eq(cur, old) {
+                *t = None;
+            }
+        }
+    }
+
+    /// `/v3/auth/authenticate` on the endpoints in turn: the token.
+    async fn authenticate(
+        &self,
+        access: &Access,
+        (user, password): &(String, String),
+    ) -> Result<Arc<str>, EtcdError> {
+        let body = json!({"name": user, "password": password});
+        let via = Via {
+            tls: access.tls.clone(),
+            token: None,
+        };
+        let timeout = self.inner.timeout.max(LOGIN_TIMEOUT);
+        let r = self
+            .each_endpoint_via(timeout, &via, |_, ep, via| {
+                let body = &body;
+                async move {
+                    let (status, bytes) = ep.post("/v3/auth/authenticate", body, &via).await?;
+                    check_status(status, bytes, &ep.url)
+                }
+            })
+            .await;
+        let bytes = match r {
+            Ok(b) => b,
+            Err(EtcdError::Refused { code, message }) if code == 3 || code == 9 => {
+                return Err(EtcdError::Login(format!(
+                    "user {}: {message} (check fleet.user and fleet.password_file; etcd's auth must be enabled)",
+                    quoted(user)
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let r: wire::AuthReply = wire::parse(&bytes)?;
+        if r.token.is_empty()
+            || r.token.len() > 4096
+            || !r.token.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(EtcdError::Reply(format!(
+                "login of user {}: etcd gave no usable token (is auth enabled?)",
+                quoted(user)
+            )));
+        }
+        Ok(Arc::from(r.token.as_str()))
+    }
+
+    /// The endpoints, as configured or as discovered (none yet: empty).
     pub fn endpoints(&self) -> Vec<String> {
-        self.inner.endpoints.iter().map(|e| e.url.clone()).collect()
+        self.eps_now().iter().map(|e| e.url.clone()).collect()
+    }
+
+    /// The endpoints known now.
+    fn eps_now(&self) -> &[Endpoint] {
+        self.inner.endpoints.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The endpoints, discovered first if need be.
+    async fn eps(&self) -> Result<&[Endpoint], EtcdError> {
+        let v = self
+            .inner
+            .endpoints
+            .get_or_try_init(|| async {
+                let Some(domain) = &self.inner.discovery else {
+                    return Err(EtcdError::Config("no etcd endpoints".into()));
+                };
+                let tls = self.access().tls.is_some();
+                let urls = srv::discover(domain, tls, self.inner.timeout).await?;
+                let eps = parse_endpoints(&urls, &self.access())?;
+                tracing::info!(
+                    "fleet: etcd endpoints from {}: {}",
+                    srv::service_name(domain, tls),
+                    urls.join(", ")
+                );
+                Ok(eps)
+            })
+            .await?;
+        Ok(v)
     }
 
     /// POST `body` to `path` on the current endpoint, moving on to the
@@ -254,9 +476,9 @@ impl Client {
         path: &str,
         body: &Value,
     ) -> Result<Bytes, EtcdError> {
-        self.each_endpoint_within(timeout, |_, ep| async move {
-            let (status, bytes) = ep.post(path, body).await?;
-            check_status(status, bytes, &ep.url)
+        self.each_endpoint_within(timeout, |_, ep, via| async move {
+            let (status, bytes) = ep.post(path, body, &via).await?;
+            check_status(status, bytes, &ep.url).map_err(|e| denied(e, path, body))
         })
         .await
     }
@@ -266,7 +488,7 @@ impl Client {
     /// current one.
     async fn each_endpoint<'a, T, F>(
         &'a self,
-        op: impl Fn(usize, &'a Endpoint) -> F,
+        op: impl Fn(usize, &'a Endpoint, Via) -> F,
     ) -> Result<T, EtcdError>
     where
         F: Future<Output = Result<T, EtcdError>>,
@@ -274,21 +496,45 @@ impl Client {
         self.each_endpoint_within(self.inner.timeout, op).await
     }
 
+    /// [`Client::each_endpoint`] with another timeout per endpoint. With a
+    /// login, a token etcd no longer takes (expired, the auth store
+    /// changed) is renewed and the request made once more.
     async fn each_endpoint_within<'a, T, F>(
         &'a self,
         timeout: Duration,
-        op: impl Fn(usize, &'a Endpoint) -> F,
+        op: impl Fn(usize, &'a Endpoint, Via) -> F,
     ) -> Result<T, EtcdError>
     where
         F: Future<Output = Result<T, EtcdError>>,
     {
-        let n = self.inner.endpoints.len();
+        let via = self.via().await?;
+        match self.each_endpoint_via(timeout, &via, &op).await {
+            Err(e) if via.token.is_some() && stale_token(&e) => {
+                self.drop_token(&via).await;
+                let via = self.via().await?;
+                self.each_endpoint_via(timeout, &via, &op).await
+            }
+            r => r,
+        }
+    }
+
+    async fn each_endpoint_via<'a, T, F>(
+        &'a self,
+        timeout: Duration,
+        via: &Via,
+        op: impl Fn(usize, &'a Endpoint, Via) -> F,
+    ) -> Result<T, EtcdError>
+    where
+        F: Future<Output = Result<T, EtcdError>>,
+    {
+        let eps = self.eps().await?;
+        let n = eps.len();
         let start = self.inner.current.load(Ordering::Relaxed) % n;
         let mut last = EtcdError::Unreachable("no endpoint tried".into());
         for i in 0..n {
             let idx = (start + i) % n;
-            let ep = &self.inner.endpoints[idx];
-            let r = match tokio::time::timeout(timeout, op(idx, ep)).await {
+            let ep = &eps[idx];
+            let r = match tokio::time::timeout(timeout, op(idx, ep, via.clone())).await {
                 Err(_) => Err(EtcdError::Timeout),
                 Ok(r) => r,
             };
@@ -579,13 +825,16 @@ impl Client {
             req["start_revision"] = json!(start_revision.to_string());
         }
         let body = json!({"create_request": req});
-        self.each_endpoint(|idx, ep| Watch::open(idx, ep, &body))
-            .await
+        self.each_endpoint(|idx, ep, via| {
+            let body = &body;
+            async move { Watch::open(idx, ep, body, &via).await }
+        })
+        .await
     }
 
     /// Move requests off endpoint `idx` (it hangs) if they go there now.
     fn avoid(&self, idx: usize) {
-        let n = self.inner.endpoints.len();
+        let n = self.eps_now().len().max(1);
         let _ = self.inner.current.compare_exchange(
             idx,
             (idx + 1) % n,
@@ -605,7 +854,10 @@ impl Client {
         limit: Duration,
         newest: bool,
     ) -> Result<Option<i64>, EtcdError> {
-        let ep = &self.inner.endpoints[idx];
+        let ep = self
+            .eps_now()
+            .get(idx)
+            .ok_or_else(|| EtcdError::Config(format!("no etcd endpoint {idx}")))?;
         let mut body = json!({
             "key": b64(prefix),
             "range_end": b64(&prefix_end(prefix)),
@@ -618,8 +870,9 @@ impl Client {
         } else {
             body["count_only"] = json!(true);
         }
+        let via = self.via().await?;
         let call = async {
-            let (status, bytes) = ep.post("/v3/kv/range", &body).await?;
+            let (status, bytes) = ep.post("/v3/kv/range", &body, &via).await?;
             let bytes = check_status(status, bytes, &ep.url)?;
             let r: wire::RangeReply = wire::parse(&bytes)?;
             Ok(newest.then(|| r.kvs.first().map_or(0, |kv| kv.mod_revision.0)))
@@ -632,22 +885,100 @@ impl Client {
 
     /// The URL of endpoint `idx`.
     fn url(&self, idx: usize) -> &str {
-        &self.inner.endpoints[idx].url
+        self.eps_now().get(idx).map_or("", |e| e.url.as_str())
     }
 }
+
+/// Parse `urls`; an `https://` one needs `access`'s TLS settings.
+fn parse_endpoints(urls: &[String], access: &Access) -> Result<Vec<Endpoint>, EtcdError> {
+    let endpoints = urls
+        .iter()
+        .map(|u| Endpoint::parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if access.tls.is_none() {
+        if let Some(e) = endpoints.iter().find(|e| e.is_tls()) {
+            return Err(EtcdError::Config(format!(
+                "etcd endpoint {}: https:// needs fleet.tls (at least its ca)",
+                e.url
+            )));
+        }
+    }
+    if endpoints.is_empty() {
+        return Err(EtcdError::Config("no etcd endpoints".into()));
+    }
+    Ok(endpoints)
+}
+
+/// The start of etcd's refusal (HTTP 400, not JSON) of a gateway request
+/// made with a client certificate that has a CommonName while auth is on:
+/// the gateway cannot pass the CN on as the user (etcd 3.4.10 and later).
+const GATEWAY_CN: &[u8] = b"CommonName of client sending a request against gateway";
 
 /// A 200's body, or the error the gateway's reply stands for.
 fn check_status(status: StatusCode, bytes: Bytes, url: &str) -> Result<Bytes, EtcdError> {
     if status == StatusCode::OK {
         return Ok(bytes);
     }
+    if bytes.starts_with(GATEWAY_CN) {
+        return Err(EtcdError::Tls(format!(
+            "{url}: etcd refuses a client certificate with a CommonName on its JSON gateway while auth is on: issue fleet.tls.cert without a CN (e.g. openssl -subj /O=balance)"
+        )));
+    }
     match wire::grpc_error(&bytes) {
         Some((code, message)) => Err(EtcdError::Refused { code, message }),
         None if status.is_server_error() => {
             Err(EtcdError::Unreachable(format!("{url}: HTTP {status}")))
         }
-        None => Err(EtcdError::Reply(format!("{url}: HTTP {status}"))),
+        None => Err(EtcdError::Reply(format!(
+            "{url}: HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(160)])
+                .trim()
+                .replace(['\n', '\r'], " ")
+        ))),
     }
+}
+
+/// etcd's "permission denied" made to name the user's missing permission:
+/// the request and its key. Other errors as they are.
+fn denied(e: EtcdError, path: &str, body: &Value) -> EtcdError {
+    match e {
+        EtcdError::Refused { code: 7, message } => {
+            let key = body
+                .get("key")
+                .or_else(|| body.pointer("/compare/0/key"))
+                .and_then(Value::as_str)
+                .and_then(|k| wire::unb64_key(k).ok())
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .unwrap_or_default();
+            EtcdError::Denied(format!(
+                "{message}: {path} on key {} (the etcd user's role needs readwrite on the fleet prefix)",
+                quoted(&key)
+            ))
+        }
+        e => e,
+    }
+}
+
+/// Whether etcd refused a request for its token (expired, unknown after a
+/// restart, older than a change of the auth store, or missing): log in
+/// again.
+fn stale_token(e: &EtcdError) -> bool {
+    match e {
+        EtcdError::Refused { code, message } => {
+            *code == 16
+                || message.contains("invalid auth token")
+                || message.contains("revision of auth store is old")
+                || message.contains("user name is empty")
+        }
+        EtcdError::WatchEnded(m) => m.contains("invalid auth token"),
+        _ => false,
+    }
+}
+
+/// `s` quoted for a message (at most 200 characters).
+fn quoted(s: &str) -> String {
+    let cut: String = s.chars().take(200).collect();
+    format!("{cut:?}")
 }
 
 /// The first JSON object of a streamed reply (`{"result":...}` lines).
@@ -731,8 +1062,8 @@ impl Message {
 }
 
 impl Watch {
-    async fn open(idx: usize, ep: &Endpoint, body: &Value) -> Result<Watch, EtcdError> {
-        let (resp, conn) = ep.stream("/v3/watch", body).await?;
+    async fn open(idx: usize, ep: &Endpoint, body: &Value, via: &Via) -> Result<Watch, EtcdError> {
+        let (resp, conn) = ep.stream("/v3/watch", body, via).await?;
         let status = resp.status();
         let mut w = Watch {
             body: resp.into_body(),
@@ -752,7 +1083,8 @@ impl Watch {
                     break;
                 }
             }
-            check_status(status, Bytes::from(all), &ep.url)?;
+            check_status(status, Bytes::from(all), &ep.url)
+                .map_err(|e| denied(e, "/v3/watch", &body["create_request"]))?;
             return Err(EtcdError::Reply(format!("{}: watch refused", ep.url)));
         }
         let first = w.message().await?;

@@ -119,7 +119,10 @@ impl Fleet {
             (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST)
         });
         Ok(Arc::new(Fleet {
-            client: etcd::Client::new(&cfg.endpoints, timeout)?,
+            client: match &cfg.discovery_srv {
+                Some(domain) => etcd::Client::with_discovery(domain, timeout, access(cfg))?,
+                None => etcd::Client::with_access(&cfg.endpoints, timeout, access(cfg))?,
+            },
             prefix: cfg.prefix.clone(),
             id: cfg.id.clone().unwrap_or_else(default_id),
             registry,
@@ -166,6 +169,17 @@ impl Fleet {
     pub async fn stopped(&self) {
         self.tasks.close();
         let _ = tokio::time::timeout(MAX_REQUEST * 2, self.tasks.wait()).await;
+    }
+}
+
+/// The TLS settings and login `cfg` read from its files.
+pub fn access(cfg: &FleetConfig) -> etcd::Access {
+    etcd::Access {
+        tls: cfg.loaded.tls().cloned(),
+        login: cfg
+            .user
+            .clone()
+            .zip(cfg.loaded.password().map(|p| p.0.clone())),
     }
 }
 

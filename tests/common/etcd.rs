@@ -4,17 +4,28 @@
 //! `/health`; members can be killed and restarted; everything is stopped
 //! by pid on drop. Keys are read and written through balance's own client
 //! ([`Etcd::put`], [`Etcd::get`]) on a throwaway runtime.
+//!
+//! [`Etcd::secure`]: a member as production runs it: TLS on the client
+//! port with client-certificate auth (certificates from [`Pki`]); then
+//! [`Etcd::enable_auth`] turns etcd's authentication on (with `etcdctl`,
+//! Debian's `etcd-client`) and [`Etcd::add_user`] adds a user whose role
+//! grants readwrite on one prefix only.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use balance::fleet::etcd::{Client, Kv};
+use balance::config::fleet::{FleetConfig, TlsFiles};
+use balance::fleet::etcd::{Access, Client, Kv};
 
+use super::pki::Pki;
 use super::{IO_TIMEOUT, LOCALHOST_V4, TempDir, free_port, local, try_connect, wait_until};
 
 pub const SERVER: &str = "/usr/bin/etcd";
+pub const CTL: &str = "/usr/bin/etcdctl";
+/// The root password the harness sets with [`Etcd::enable_auth`].
+const ROOT_PASSWORD: &str = "root-secret";
 /// How long a cluster may take to elect a leader and answer.
 const START_LIMIT: Duration = Duration::from_secs(20);
 /// Request timeout of the harness's own client.
@@ -35,6 +46,14 @@ pub struct Etcd {
     dir: TempDir,
     /// More arguments for every member.
     extra: Vec<String>,
+    /// TLS on the client port (and client-certificate auth).
+    secure: Option<Secure>,
+}
+
+struct Secure {
+    pki: Pki,
+    /// The root password's file, once auth is enabled.
+    root: Option<PathBuf>,
 }
 
 /// The same type, named for the multi-member tests.
@@ -48,22 +67,29 @@ impl Etcd {
 
     /// A single-member cluster.
     pub fn single() -> Etcd {
-        Etcd::start(1, &[])
+        Etcd::start(1, &[], None)
     }
 
     /// A single member started with `extra` arguments too.
     pub fn single_with(extra: &[&str]) -> Etcd {
-        Etcd::start(1, extra)
+        Etcd::start(1, extra, None)
     }
 
     /// A three-member cluster (survives the loss of one member).
     pub fn three() -> Etcd {
-        Etcd::start(3, &[])
+        Etcd::start(3, &[], None)
+    }
+
+    /// A single member serving `https://` only, with certificates from
+    /// `pki` and `--client-cert-auth` (a client needs a certificate signed
+    /// by `pki`'s CA); `extra` arguments too.
+    pub fn secure(pki: Pki, extra: &[&str]) -> Etcd {
+        Etcd::start(1, extra, Some(Secure { pki, root: None }))
     }
 
     /// `n` members on free ports; a member that fails to start (a port
     /// taken meanwhile) makes the whole cluster start again on new ports.
-    fn start(n: usize, extra: &[&str]) -> Etcd {
+    fn start(n: usize, extra: &[&str], mut secure: Option<Secure>) -> Etcd {
         let mut last = String::new();
         for _ in 0..3 {
             let dir = TempDir::new("etcd");
@@ -81,6 +107,7 @@ impl Etcd {
                 members,
                 dir,
                 extra: extra.iter().map(|a| a.to_string()).collect(),
+                secure: secure.take(),
             };
             for i in 0..n {
                 e.spawn(i);
@@ -89,6 +116,7 @@ impl Etcd {
                 return e;
             }
             last = e.logs();
+            secure = e.secure.take();
         }
         panic!("etcd did not start:\n{last}");
     }
@@ -110,8 +138,25 @@ impl Etcd {
             .append(true)
             .open(&m.log)
             .expect("etcd log file");
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client = format!("{scheme}://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let mut tls = Vec::new();
+        if let Some(s) = &self.secure {
+            tls.push("--client-cert-auth".into());
+            for (flag, file) in [
+                ("--cert-file", "server.pem"),
+                ("--key-file", "server.key"),
+                ("--trusted-ca-file", "ca.pem"),
+            ] {
+                tls.push(flag.into());
+                tls.push(s.pki.path(file).display().to_string());
+            }
+        }
         let child = Command::new(SERVER)
             .args(["--name", &m.name])
             .arg("--data-dir")
@@ -137,6 +182,7 @@ impl Etcd {
             .args(["--initial-cluster-state", "new", "--log-level", "warn"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .args(&self.extra)
+            .args(&tls)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -147,10 +193,27 @@ impl Etcd {
 
     /// Every running member answers `/health` true (false if one exited).
     fn wait_healthy(&mut self) -> bool {
+        let secure = self.secure.is_some();
+        let ctl: Vec<String> = self.ctl_args();
         let ok = wait_until("etcd to be healthy", START_LIMIT, || {
-            self.members.iter_mut().all(|m| match &mut m.child {
-                None => true,
-                Some(c) => matches!(c.try_wait(), Ok(Some(_))) || health(m.client_port),
+            self.members.iter_mut().all(|m| {
+                let Some(c) = &mut m.child else {
+                    return true;
+                };
+                if !matches!(c.try_wait(), Ok(None)) {
+                    return true;
+                }
+                if !secure {
+                    return health(m.client_port);
+                }
+                Command::new(CTL)
+                    .args(&ctl)
+                    .arg(format!("--endpoints=https://127.0.0.1:{}", m.client_port))
+                    .args(["endpoint", "health", "--command-timeout=2s"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
             })
         });
         ok.is_ok()
@@ -168,10 +231,106 @@ impl Etcd {
 
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{scheme}://127.0.0.1:{}", m.client_port))
             .collect()
+    }
+
+    /// The certificates of a [`Etcd::secure`] member.
+    pub fn pki(&self) -> &Pki {
+        &self.secure.as_ref().expect("a secure etcd").pki
+    }
+
+    /// `etcdctl`'s TLS (and, once enabled, root login) flags.
+    fn ctl_args(&self) -> Vec<String> {
+        let Some(s) = &self.secure else {
+            return Vec::new();
+        };
+        let mut v = vec![
+            format!("--cacert={}", s.pki.path("ca.pem").display()),
+            format!("--cert={}", s.pki.path("client.pem").display()),
+            format!("--key={}", s.pki.path("client.key").display()),
+        ];
+        if s.root.is_some() {
+            v.push(format!("--user=root:{ROOT_PASSWORD}"));
+        }
+        v
+    }
+
+    /// Run `etcdctl ARGS` against every member (with the TLS and root
+    /// flags); its output, or a panic naming the failed command.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let out = Command::new(CTL)
+            .env("ETCDCTL_API", "3")
+            .args(self.ctl_args())
+            .arg(format!("--endpoints={}", self.endpoints_arg()))
+            .arg("--command-timeout=5s")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Turn etcd's authentication on (a `root` user with the root role,
+    /// as etcd requires); the harness's own client logs in as root from
+    /// then on.
+    pub fn enable_auth(&mut self) {
+        self.etcdctl(&["user", "add", &format!("root:{ROOT_PASSWORD}")]);
+        self.etcdctl(&["user", "grant-role", "root", "root"]);
+        self.etcdctl(&["auth", "enable"]);
+        let file = self.dir.join("root.password");
+        write_secret(&file, ROOT_PASSWORD);
+        self.secure.as_mut().expect("a secure etcd").root = Some(file);
+    }
+
+    /// A user `name` with password `password`, whose role `name-role`
+    /// grants readwrite on the keys under `prefix` only.
+    pub fn add_user(&self, name: &str, password: &str, prefix: &str) {
+        let role = format!("{name}-role");
+        self.etcdctl(&["role", "add", &role]);
+        self.etcdctl(&[
+            "role",
+            "grant-permission",
+            "--prefix=true",
+            &role,
+            "readwrite",
+            prefix,
+        ]);
+        self.etcdctl(&["user", "add", &format!("{name}:{password}")]);
+        self.etcdctl(&["user", "grant-role", name, &role]);
+    }
+
+    /// balance's access settings for a secure member: its CA, the client
+    /// certificate, and the root login once auth is on.
+    fn access(&self) -> Access {
+        let Some(s) = &self.secure else {
+            return Access::default();
+        };
+        let mut cfg = FleetConfig::new(self.endpoints());
+        cfg.tls = Some(Box::new(TlsFiles {
+            ca: s.pki.path("ca.pem"),
+            cert: Some(s.pki.path("client.pem")),
+            key: Some(s.pki.path("client.key")),
+        }));
+        if let Some(root) = &s.root {
+            cfg.user = Some("root".into());
+            cfg.password_file = Some(root.clone());
+        }
+        cfg.load_files().expect("the harness's own TLS files");
+        balance::fleet::access(&cfg)
     }
 
     /// `--fleet` / `endpoints:` text: the URLs joined by commas.
@@ -296,7 +455,7 @@ impl Etcd {
 
     /// balance's client of every member.
     pub fn client(&self) -> Client {
-        Client::new(&self.endpoints(), CLIENT_TIMEOUT).expect("etcd client")
+        Client::with_access(&self.endpoints(), CLIENT_TIMEOUT, self.access()).expect("etcd client")
     }
 
     /// Put a key (blocking).
@@ -349,6 +508,21 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// Run a future to completion on a throwaway runtime.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     runtime().block_on(f)
+}
+
+/// Write `text` to `path`, readable by its owner only (a password file).
+pub fn write_secret(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create a secret file");
+    f.write_all(format!("{text}\n").as_bytes())
+        .expect("write a secret file");
 }
 
 /// Whether the member on `port` says `{"health":"true"}`.

@@ -59,6 +59,33 @@ impl Instances {
         Instances { v, _dirs: dirs }
     }
 
+    /// Settled: one prober, every other instance a follower that applies
+    /// verdicts (does not probe); waited for up to `limit`. How long it
+    /// took.
+    pub fn wait_settled(&self, limit: Duration) -> Duration {
+        let t0 = Instant::now();
+        let ok = wait_until("one prober, the rest following", limit, || {
+            let fl: Vec<Value> = self
+                .v
+                .iter()
+                .map(|b| b.json()["listener"]["fleet"].clone())
+                .collect();
+            let probers = fl.iter().filter(|f| f["role"] == "prober").count();
+            let following = fl
+                .iter()
+                .filter(|f| f["role"] == "follower" && f["probing"] == false)
+                .count();
+            probers == 1 && following == fl.len() - 1
+        });
+        let roles: Vec<Value> = self
+            .v
+            .iter()
+            .map(|b| b.json()["listener"]["fleet"]["role"].clone())
+            .collect();
+        assert!(ok.is_ok(), "{ok:?}: {roles:?}\n{}", self.v[0].stderr());
+        t0.elapsed()
+    }
+
     /// Wait until `cond` holds for every instance's `show json` (each
     /// within [`REACH`]).
     pub fn wait_all(&self, what: &str, cond: impl Fn(&Value) -> bool) {

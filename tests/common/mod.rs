@@ -5,7 +5,9 @@
 //! ([`run`]), real MariaDB servers ([`mariadb`], not glob-exported), real
 //! Redis servers ([`redis`], not glob-exported), real
 //! etcd members and clusters ([`etcd`], not glob-exported), several
-//! instances of one config ([`fleet`], not glob-exported), and
+//! instances of one config ([`fleet`], not glob-exported), certificates
+//! made with openssl ([`pki`], not glob-exported), a DNS server
+//! ([`dns`], not glob-exported), and
 //! here the small pieces: free ports, temp dirs and test clients.
 //!
 //! Everything is std threads and blocking sockets with timeouts; every wait
@@ -14,10 +16,12 @@
 
 pub mod backend;
 pub mod balancer;
+pub mod dns;
 pub mod etcd;
 pub mod fleet;
 pub mod mariadb;
 pub mod metrics;
+pub mod pki;
 pub mod proc;
 pub mod redis;
 pub mod run;

@@ -16,7 +16,7 @@ use super::raw::{
 };
 use super::scalars::Dur;
 use crate::config::build::{ListenerSpec, SpecError, binds_overlap};
-use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig};
+use crate::config::fleet::{DEFAULT_PREFIX, FleetConfig, TlsFiles};
 use crate::config::monitor::{Check, MonitorSpec, Probe, RedisRole, read_password_file};
 use crate::config::{
     Config, Failback, Global, GroupConfig, HaproxySocket, Keepalive, ListenerConfig, LogFormat,
@@ -87,13 +87,25 @@ fn globals(raw: &RawFile, overlay: &Overlay) -> Result<Global, String> {
 }
 
 fn fleet(f: &RawFleet) -> Result<FleetConfig, String> {
-    let c = FleetConfig {
+    let mut c = FleetConfig {
         endpoints: f.endpoints.clone(),
+        discovery_srv: f.discovery_srv.clone(),
+        tls: f.tls.as_ref().map(|t| {
+            Box::new(TlsFiles {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            })
+        }),
+        user: f.user.clone(),
+        password_file: f.password_file.clone(),
+        loaded: Default::default(),
         prefix: f.prefix.clone().unwrap_or_else(|| DEFAULT_PREFIX.into()),
         id: f.id.clone(),
         fallback: f.fallback.map(|d| d.0),
     };
     c.validate().map_err(|e| format!("fleet.{e}"))?;
+    c.load_files().map_err(|e| format!("fleet.{e}"))?;
     Ok(c)
 }
 

@@ -48,14 +48,32 @@ pub(super) struct RawFile {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFleet {
-    #[serde(deserialize_with = "nonempty")]
+    #[serde(default)]
     pub(super) endpoints: Vec<String>,
+    #[serde(default)]
+    pub(super) discovery_srv: Option<String>,
+    #[serde(default)]
+    pub(super) tls: Option<RawFleetTls>,
+    #[serde(default)]
+    pub(super) user: Option<String>,
+    #[serde(default)]
+    pub(super) password_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) prefix: Option<String>,
     #[serde(default)]
     pub(super) id: Option<String>,
     #[serde(default)]
     pub(super) fallback: Option<Dur>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleetTls {
+    pub(super) ca: PathBuf,
+    #[serde(default)]
+    pub(super) cert: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) key: Option<PathBuf>,
 }
 
 /// `haproxy_socket:`'s map form (a bare path is read by

@@ -676,6 +676,12 @@ fn fleet_key_is_read_and_checked() {
         "fleet: {{ endpoints: [\"http://e:2379\"] }}\n{MIN}"
     ));
     assert_eq!(c.global.fleet.unwrap().prefix, "/balance");
+    let c = ok(&format!("fleet: {{ discovery_srv: example.com }}\n{MIN}"));
+    let f = c.global.fleet.unwrap();
+    assert_eq!(
+        (f.endpoints.len(), f.discovery_srv.as_deref()),
+        (0, Some("example.com"))
+    );
     for (fleet, want) in [
         ("{ endpoints: [] }", "must not be empty"),
         (
@@ -691,6 +697,26 @@ fn fleet_key_is_read_and_checked() {
             "fleet.fallback: must be 100ms-1h",
         ),
         ("{ endpoints: [\"http://e:2379\"], ttl: 3 }", "ttl"),
+        (
+            "{ endpoints: [\"https://e:2379\"] }",
+            "fleet.endpoints: \"https://e:2379\": https:// needs fleet.tls",
+        ),
+        (
+            "{ endpoints: [\"https://e:2379\"], tls: { ca: /nonexistent/ca.pem } }",
+            "fleet.tls.ca /nonexistent/ca.pem: No such file",
+        ),
+        (
+            "{ endpoints: [\"https://e:2379\"], tls: { ca: /x, crt: /y } }",
+            "crt",
+        ),
+        (
+            "{ discovery_srv: example.com, user: bal }",
+            "fleet.user needs password_file",
+        ),
+        (
+            "{ discovery_srv: \"example com\" }",
+            "fleet.discovery_srv: \"example com\"",
+        ),
     ] {
         let e = bad(&format!("fleet: {fleet}\n{MIN}"));
         assert!(e.contains(want) && !e.contains('\n'), "{fleet}: {e}");

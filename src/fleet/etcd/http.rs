@@ -1,8 +1,9 @@
 //! HTTP/1.1 to one etcd endpoint (hyper's client connection over a tokio
-//! TcpStream): one-shot JSON requests over a small pool of kept-alive
-//! connections, and streaming replies for watches. No TLS.
+//! TcpStream, or rustls over it for `https://`): one-shot JSON requests
+//! over a small pool of kept-alive connections, and streaming replies for
+//! watches. A request carries etcd's auth token when there is one.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -37,22 +38,38 @@ impl Drop for Conn {
     }
 }
 
-/// One `http://host:port` endpoint.
+/// What every request of a client carries: the TLS settings of its
+/// `https://` endpoints and etcd's auth token.
+#[derive(Clone, Default)]
+pub struct Via {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub token: Option<Arc<str>>,
+}
+
+/// One `http://host:port` or `https://host:port` endpoint.
 pub struct Endpoint {
     /// As configured, for messages.
     pub url: String,
     /// `host:port`.
     pub authority: String,
+    /// `https://`: the name its certificate must carry.
+    tls_name: Option<rustls::pki_types::ServerName<'static>>,
     idle: Mutex<Vec<(Sender, Conn)>>,
 }
 
 impl Endpoint {
-    /// Parse `http://host:port` (a trailing `/` allowed).
+    /// Parse `http://host:port` or `https://host:port` (a trailing `/`
+    /// allowed).
     pub fn parse(url: &str) -> Result<Endpoint, EtcdError> {
         let bad = |why: &str| EtcdError::Config(format!("bad etcd endpoint {url:?}: {why}"));
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http://host:port is supported"))?;
+        let (rest, tls) = match url.strip_prefix("https://") {
+            Some(rest) => (rest, true),
+            None => (
+                url.strip_prefix("http://")
+                    .ok_or_else(|| bad("use http://host:port or https://host:port"))?,
+                false,
+            ),
+        };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = authority.rsplit_once(':').ok_or_else(|| bad("no port"))?;
         let host_ok = !host.is_empty()
@@ -65,14 +82,35 @@ impl Endpoint {
             Ok(p) if p > 0 => {}
             _ => return Err(bad("bad port")),
         }
+        let tls_name = if tls {
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(name.to_string())
+                .map_err(|e| bad(&format!("not a name for TLS: {e}")))?;
+            Some(name)
+        } else {
+            None
+        };
         Ok(Endpoint {
             url: url.to_string(),
             authority: authority.to_string(),
+            tls_name,
             idle: Mutex::new(Vec::new()),
         })
     }
 
-    async fn connect(&self) -> Result<(Sender, tokio::task::JoinHandle<()>), EtcdError> {
+    /// Whether this is an `https://` endpoint.
+    pub fn is_tls(&self) -> bool {
+        self.tls_name.is_some()
+    }
+
+    /// Close the kept idle connections (the TLS settings changed).
+    pub fn forget_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    async fn connect(&self, via: &Via) -> Result<(Sender, tokio::task::JoinHandle<()>), EtcdError> {
         let tcp = TcpStream::connect(self.authority.as_str())
             .await
             .map_err(|e| EtcdError::Unreachable(format!("{}: {e}", self.url)))?;
@@ -85,22 +123,46 @@ impl Endpoint {
             .with_interval(KEEPALIVE_INTERVAL)
             .with_retries(3);
         let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&ka);
-        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+        let unreachable =
+            |e: &dyn std::fmt::Display| EtcdError::Unreachable(format!("{}: {e}", self.url));
+        let Some(name) = &self.tls_name else {
+            let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| unreachable(&e))?;
+            let task = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            return Ok((sender, task));
+        };
+        let Some(tls) = &via.tls else {
+            return Err(EtcdError::Config(format!(
+                "{}: an https:// endpoint needs fleet.tls",
+                self.url
+            )));
+        };
+        let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+            .connect(name.clone(), tcp)
             .await
-            .map_err(|e| EtcdError::Unreachable(format!("{}: {e}", self.url)))?;
+            .map_err(|e| tls_error(&self.url, &e))?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
         let task = tokio::spawn(async move {
             let _ = conn.await;
         });
         Ok((sender, task))
     }
 
-    fn request(&self, path: &str, body: &serde_json::Value) -> Request<Full<Bytes>> {
+    fn request(&self, path: &str, body: &serde_json::Value, via: &Via) -> Request<Full<Bytes>> {
         let body = Bytes::from(body.to_string());
-        Request::post(path)
+        let mut r = Request::post(path)
             .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .expect("static request parts are valid")
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &via.token {
+            r = r.header(hyper::header::AUTHORIZATION, &**t);
+        }
+        r.body(Full::new(body))
+            .expect("request parts are valid (the token was checked)")
     }
 
     /// POST `body` to `path`; the status and the whole reply body. A kept
@@ -109,21 +171,22 @@ impl Endpoint {
         &self,
         path: &str,
         body: &serde_json::Value,
+        via: &Via,
     ) -> Result<(StatusCode, Bytes), EtcdError> {
         let pooled = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
         let (mut sender, mut conn) = match pooled {
             Some((s, c)) if !s.is_closed() => (s, c),
             _ => {
-                let (s, c) = self.connect().await?;
+                let (s, c) = self.connect(via).await?;
                 (s, Conn(c))
             }
         };
         if sender.ready().await.is_err() {
-            let (s, c) = self.connect().await?;
+            let (s, c) = self.connect(via).await?;
             (sender, conn) = (s, Conn(c));
         }
         let resp = sender
-            .send_request(self.request(path, body))
+            .send_request(self.request(path, body, via))
             .await
             .map_err(|e| self.transport(e))?;
         let status = resp.status();
@@ -142,10 +205,11 @@ impl Endpoint {
         &self,
         path: &str,
         body: &serde_json::Value,
+        via: &Via,
     ) -> Result<(Response<Incoming>, tokio::task::JoinHandle<()>), EtcdError> {
-        let (mut sender, task) = self.connect().await?;
+        let (mut sender, task) = self.connect(via).await?;
         let resp = sender
-            .send_request(self.request(path, body))
+            .send_request(self.request(path, body, via))
             .await
             .map_err(|e| self.transport(e));
         match resp {
@@ -164,6 +228,23 @@ impl Endpoint {
         } else {
             EtcdError::Unreachable(format!("{}: {e}", self.url))
         }
+    }
+}
+
+/// A failed TLS handshake: a certificate etcd or this client refused is
+/// [`EtcdError::Tls`] (another member will not do better: the same CA and
+/// certificate); anything else (reset, closed) is unreachable.
+fn tls_error(url: &str, e: &std::io::Error) -> EtcdError {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(c @ rustls::Error::InvalidCertificate(_)) => EtcdError::Tls(format!(
+            "{url}: {c} (is fleet.tls.ca the CA that signed etcd's certificate, for this host name?)"
+        )),
+        Some(a @ rustls::Error::AlertReceived(_)) => EtcdError::Tls(format!(
+            "{url}: etcd refused the TLS handshake: {a} (is fleet.tls.cert signed by etcd's --trusted-ca-file?)"
+        )),
+        Some(other) => EtcdError::Tls(format!("{url}: TLS: {other}")),
+        None => EtcdError::Unreachable(format!("{url}: TLS: {e}")),
     }
 }
 

@@ -15,8 +15,10 @@ fn endpoints_are_validated() {
     assert!(Client::new(&["http://127.0.0.1:2379".into()], t).is_ok());
     assert!(Client::new(&["http://etcd.example:2379/".into()], t).is_ok());
     assert!(Client::new(&["http://[::1]:2379".into()], t).is_ok());
+    // https:// without TLS settings: refused, naming what is missing.
+    let e = Client::new(&["https://h:1".into()], t).unwrap_err();
+    assert!(e.to_string().contains("needs fleet.tls"), "{e}");
     for bad in [
-        "https://h:1",
         "127.0.0.1:2379",
         "http://h",
         "http://h:0",
@@ -188,4 +190,154 @@ fn a_value_over_the_bound_is_refused_and_counted() {
         ..Default::default()
     };
     assert_eq!(ok.decode().unwrap().value.len(), MAX_VALUE);
+}
+
+#[test]
+fn a_refused_token_is_renewed_and_a_denial_names_the_request_and_key() {
+    let refused = |code, m: &str| EtcdError::Refused {
+        code,
+        message: m.into(),
+    };
+    assert!(stale_token(&refused(16, "etcdserver: invalid auth token")));
+    assert!(stale_token(&refused(
+        3,
+        "etcdserver: revision of auth store is old"
+    )));
+    assert!(stale_token(&EtcdError::WatchEnded(
+        "x: canceled: rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"
+            .into()
+    )));
+    assert!(!stale_token(&refused(7, "etcdserver: permission denied")));
+    assert!(!stale_token(&EtcdError::Timeout));
+    let body = wire::txn_body(
+        b"/t/svc/db/leader",
+        "CREATE",
+        "create_revision",
+        0,
+        json!({}),
+    );
+    let e = denied(
+        refused(7, "etcdserver: permission denied"),
+        "/v3/kv/txn",
+        &body,
+    );
+    assert_eq!(
+        e.to_string(),
+        "etcd: etcdserver: permission denied: /v3/kv/txn on key \"/t/svc/db/leader\" (the etcd user's role needs readwrite on the fleet prefix)"
+    );
+    assert!(matches!(
+        denied(EtcdError::Timeout, "/v3/kv/put", &body),
+        EtcdError::Timeout
+    ));
+    // etcd's 400 for a client certificate with a CN (plain text).
+    let e = check_status(
+        StatusCode::BAD_REQUEST,
+        Bytes::from_static(
+            b"CommonName of client sending a request against gateway will be ignored and not used as expected\n",
+        ),
+        "https://e:2379",
+    )
+    .unwrap_err();
+    assert!(matches!(e, EtcdError::Tls(_)), "{e}");
+    // Another page that is not etcd's JSON: its start is shown, on one line.
+    let e = check_status(
+        StatusCode::BAD_REQUEST,
+        Bytes::from_static(b"bad\nthing"),
+        "http://e:2379",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "etcd: http://e:2379: HTTP 400 Bad Request: bad thing"
+    );
+}
+
+mod srv_records {
+    use super::super::srv::{Parse, Srv, nameservers, parse, query, service_name};
+
+    /// A reply to `q` with `answers` (each: SRV priority, weight, port and
+    /// the target's labels; the answer's name a pointer to the question).
+    fn reply(q: &[u8], flags: u8, rcode: u8, answers: &[(u16, u16, u16, &[&str])]) -> Vec<u8> {
+        let mut m = q.to_vec();
+        m[2] = 0x81 | flags;
+        m[3] = 0x80 | rcode;
+        m[6..8].copy_from_slice(&(answers.len() as u16).to_be_bytes());
+        for (prio, weight, port, labels) in answers {
+            m.extend_from_slice(&[0xc0, 12, 0, 33, 0, 1, 0, 0, 0, 60]);
+            let mut data = Vec::new();
+            data.extend_from_slice(&prio.to_be_bytes());
+            data.extend_from_slice(&weight.to_be_bytes());
+            data.extend_from_slice(&port.to_be_bytes());
+            for l in *labels {
+                data.push(l.len() as u8);
+                data.extend_from_slice(l.as_bytes());
+            }
+            data.push(0);
+            m.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            m.extend_from_slice(&data);
+        }
+        m
+    }
+
+    #[test]
+    fn srv_answers_are_read_in_priority_then_weight_order() {
+        let name = service_name("example.com.", true);
+        assert_eq!(name, "_etcd-client-ssl._tcp.example.com");
+        assert_eq!(
+            service_name("example.com", false),
+            "_etcd-client._tcp.example.com"
+        );
+        let q = query(7, &name).unwrap();
+        let m = reply(
+            &q,
+            0,
+            0,
+            &[
+                (20, 0, 2379, &["c", "example", "com"]),
+                (10, 1, 2379, &["b", "example", "com"]),
+                (10, 5, 2380, &["a", "example", "com"]),
+            ],
+        );
+        let got = parse(&m, 7).unwrap();
+        let targets: Vec<(&str, u16)> = got.iter().map(|s| (s.target.as_str(), s.port)).collect();
+        assert_eq!(
+            targets,
+            [
+                ("a.example.com", 2380),
+                ("b.example.com", 2379),
+                ("c.example.com", 2379)
+            ]
+        );
+        assert_eq!(
+            got[0],
+            Srv {
+                priority: 10,
+                weight: 5,
+                port: 2380,
+                target: "a.example.com".into()
+            }
+        );
+        // NXDOMAIN: none; truncated: ask again over TCP; another id or
+        // garbage: an error, never a panic.
+        assert_eq!(parse(&reply(&q, 0, 3, &[]), 7).unwrap(), []);
+        assert_eq!(parse(&reply(&q, 0x02, 0, &[]), 7), Err(Parse::Truncated));
+        assert!(parse(&m, 8).is_err());
+        for cut in 0..m.len() {
+            let _ = parse(&m[..cut], 7);
+        }
+        let mut looped = reply(&q, 0, 0, &[(1, 1, 1, &["x"])]);
+        let n = looped.len();
+        // The target made a pointer to itself.
+        looped[n - 3] = 0xc0;
+        looped[n - 2] = (n - 3) as u8;
+        assert!(parse(&looped, 7).is_err());
+        assert!(query(1, "a..b").is_err());
+    }
+
+    #[test]
+    fn resolv_conf_gives_at_most_three_servers_on_port_53() {
+        let conf = "# c\nsearch x\nnameserver 10.0.0.1\nnameserver ::1\nnameserver fe80::1%eth0\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n";
+        let v: Vec<String> = nameservers(conf).iter().map(|s| s.to_string()).collect();
+        assert_eq!(v, ["10.0.0.1:53", "[::1]:53", "10.0.0.2:53"]);
+    }
 }

@@ -15,6 +15,10 @@ pub fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
+pub fn unb64_key(s: &str) -> Result<Vec<u8>, EtcdError> {
+    unb64(s, "key")
+}
+
 fn unb64(s: &str, what: &str) -> Result<Vec<u8>, EtcdError> {
     B64.decode(s)
         .map_err(|e| EtcdError::Reply(format!("{what} is not base64: {e}")))
@@ -141,6 +145,13 @@ pub struct LeaseReply {
     pub id: I64,
     #[serde(rename = "TTL")]
     pub ttl: I64,
+}
+
+/// `/v3/auth/authenticate`'s reply.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthReply {
+    pub token: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
