@@ -1,6 +1,6 @@
 //! Signals and reload requests as one stream of [`Event`]s: SIGTERM and
 //! SIGINT (and the control socket's `kill`) stop the process; SIGHUP and a
-//! control socket's `reload` ask for a reload. Acting on them is the
+//! control socket's `reload` ask for a reload; `upgrade` for a hand-over. Acting on them is the
 //! supervisor's.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::control::reload::{ReloadRequest, ReloadRequests};
+use crate::control::upgrade::{UpgradeRequest, UpgradeRequests};
 
 /// What the supervisor is asked to do next.
 pub(crate) enum Event {
@@ -17,6 +18,8 @@ pub(crate) enum Event {
     Hangup,
     /// A control socket's `reload`: reload and answer on the request.
     Reload(ReloadRequest),
+    /// A control socket's `upgrade`: hand over and answer on the request.
+    Upgrade(UpgradeRequest),
 }
 
 /// SIGTERM, SIGINT and SIGHUP streams; installed before any listener
@@ -60,6 +63,7 @@ impl Signals {
         &mut self,
         shutdown: &CancellationToken,
         requests: &mut ReloadRequests,
+        upgrades: &mut UpgradeRequests,
     ) -> Event {
         tokio::select! {
             _ = shutdown.cancelled() => Event::Stop("kill from the control socket"),
@@ -67,6 +71,7 @@ impl Signals {
             _ = recv(self.int.as_mut()) => Event::Stop("SIGINT"),
             _ = recv(self.hup.as_mut()) => Event::Hangup,
             Some(reply) = requests.recv() => Event::Reload(reply),
+            Some(req) = upgrades.recv() => Event::Upgrade(req),
         }
     }
 }

@@ -119,6 +119,9 @@ pub enum Command {
     Route(String),
     StateSave,
     Reload,
+    /// `upgrade [PATH]`: start the binary at PATH (default: the one this
+    /// process was started from) and hand it the listening sockets.
+    Upgrade(Option<std::path::PathBuf>),
     Quit,
 }
 
@@ -134,6 +137,7 @@ impl Command {
                     | Command::Switchover(..)
                     | Command::StateSave
                     | Command::Reload
+                    | Command::Upgrade(_)
             )
             || matches!(self, Command::Fleet(f) if *f != FleetCmd::Members)
     }
@@ -179,6 +183,7 @@ const EXACT_WORDS: &[&str] = &[
     "reload",
     "switchover",
     "route",
+    "upgrade",
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
@@ -340,6 +345,23 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
             }
             Command::StateSave
         }
+        "upgrade" => match args {
+            [] => Command::Upgrade(None),
+            [p] if p.starts_with('/') => Command::Upgrade(Some(std::path::PathBuf::from(p))),
+            [p] => {
+                return Err(format!(
+                    "bad upgrade path {}: give an absolute path",
+                    quote(p)
+                ));
+            }
+            [_, extra, ..] => {
+                return Err(format!(
+                    "syntax error: unexpected {} after upgrade (usage: upgrade {})",
+                    quote(extra),
+                    usage(w)
+                ));
+            }
+        },
         _ => return Err(format!("syntax error: unknown command {}", quote(first))),
     };
     Ok(cmd)
@@ -478,6 +500,7 @@ fn usage(w: &str) -> &'static str {
         "spin" => "on [MAX] | off",
         "switchover" => "[<group> [<timeout>]] [grace=<duration>] [force]",
         "state" => "save",
+        "upgrade" => "[<absolute path of the new binary>]",
         _ => "no arguments",
     }
 }
@@ -562,6 +585,8 @@ extensions:
   spin on [MAX] | off | (none)   hold every new client (at most MAX), release in order
   state save                     write the state file now
   reload                         re-read the --config file (like SIGHUP)
+  upgrade [<path>]               start the binary installed at the path this process was started
+                                 from (or <path>), hand it the sockets and state; this one drains
   <channel> is an index in the current group, <group>:<channel>, <host>:<port> or its name
   <group> is a number or a group name";
 

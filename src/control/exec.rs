@@ -88,6 +88,7 @@ impl Control {
             Command::Kill => process::kill(self),
             Command::Reload => process::reload(self).await,
             Command::StateSave => process::state_save(self).await,
+            Command::Upgrade(path) => process::upgrade(self, path.clone()).await,
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod daemon;
+pub mod fdpass;
 pub mod file;
 pub mod libm;
 pub mod notify;
