@@ -86,6 +86,8 @@ pub enum Termination {
     LocalResource,
     /// `sQ`: held until `--spin` expired with no channel eligible.
     HoldExpired,
+    /// `PR`: `route:` turned the client away (`reject`).
+    Rejected,
 }
 
 impl Termination {
@@ -105,6 +107,7 @@ impl Termination {
             Termination::ConnectTimeout => "sC",
             Termination::LocalResource => "RC",
             Termination::HoldExpired => "sQ",
+            Termination::Rejected => "PR",
         }
     }
 }

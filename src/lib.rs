@@ -28,6 +28,9 @@
 //! - [`connlog`]: the connection log: a record per connection, its line
 //!   (`tcplog`, JSON), one writer thread per target behind a bounded
 //!   queue (a full one drops and counts).
+//! - [`route`]: routing by key (TLS server name, destination or client
+//!   address): the ClientHello parser, the route table (inline map, file)
+//!   and the directory lookup with its cache; no state of other modules.
 //! - [`pool`]: channels (state, counters), pure selection, the reload merge.
 //! - [`health`]: rise/fall, typed reasons and outcomes.
 //! - [`logging`]: stderr, file or syslog.
@@ -64,6 +67,7 @@ pub mod proxy;
 pub mod proxy_header;
 pub mod registry;
 pub mod render;
+pub mod route;
 pub mod service;
 pub mod slots;
 pub mod sys;

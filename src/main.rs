@@ -40,5 +40,7 @@ fn run() -> Exit {
 
 fn fail(exit: Exit, msg: &str) -> Exit {
     eprintln!("balance: {msg}");
+    // Started by `upgrade`: the running process answers with this.
+    balance::app::upgrade::report_failure(msg);
     exit
 }

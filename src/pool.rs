@@ -267,17 +267,48 @@ impl Pool {
             .any(|g| g.channels.iter().any(|c| c.eligible()))
     }
 
-    /// The candidates for one client, best first.
-    pub fn candidates(&self, client: IpAddr) -> Candidates {
+    /// The candidates for one client, best first; a routed client walks
+    /// its group and the groups after it only.
+    pub fn candidates(&self, pick: Pick) -> Candidates {
         let groups = self.groups();
-        let walk = Walk::new(
+        let mut walk = Walk::new(
             self.floor(),
             groups.len(),
-            client_hash(client),
+            pick.hash,
             self.opts.hash_failover,
         )
         .no_spill(self.opts.no_spill);
+        if let Some(g) = pick.from {
+            walk = walk.chain(g as usize);
+        }
         Candidates { groups, walk }
+    }
+}
+
+/// What selection needs of a client, small enough to keep across a
+/// connect: its address's hash and, when routed, its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    hash: u32,
+    from: Option<u32>,
+}
+
+impl Pick {
+    pub fn client(ip: IpAddr) -> Pick {
+        Pick {
+            hash: client_hash(ip),
+            from: None,
+        }
+    }
+
+    /// A routed client: the chain of group `from`.
+    pub fn routed(ip: IpAddr, from: usize) -> Pick {
+        Pick {
+            hash: client_hash(ip),
+            // A group index past u32 cannot exist (the config file is
+            // 1 MiB at most); such a client walks from the last group.
+            from: Some(u32::try_from(from).unwrap_or(u32::MAX)),
+        }
     }
 }
 

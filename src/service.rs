@@ -115,6 +115,9 @@ pub struct Service {
     /// The connection log (`cfg.connection_log`); `None`: connections
     /// take the plain path.
     pub connlog: Option<crate::connlog::Log>,
+    /// `route:`: picks each client's group; kept across a reload that
+    /// leaves `route:` and the group names as they were (its cache too).
+    pub route: Option<Arc<crate::route::Router>>,
 }
 
 fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
@@ -129,8 +132,16 @@ fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
 impl Service {
     /// Bookkeeping for a connection served by `group`: manual failback's
     /// floor, the backup-connection counter, and failover/failback events
-    /// (logged once per move, not per connection).
-    pub fn served_by(&self, group: usize) {
+    /// (logged once per move, not per connection). A routed client
+    /// (`from`) counts a failover only past its own group, and moves no
+    /// listener-wide state (its group is its key's, not the listener's).
+    pub fn served_by(&self, group: usize, from: Option<usize>) {
+        if let Some(from) = from {
+            if group > from {
+                self.stats.failovers.fetch_add(1, Relaxed);
+            }
+            return;
+        }
         self.pool.served_by(group);
         if group > 0 {
             self.stats.failovers.fetch_add(1, Relaxed);
@@ -156,6 +167,7 @@ impl Service {
     ) -> Service {
         let opts = select_opts(&cfg);
         let pool = Pool::new(&cfg.groups, opts, warn_unresolved(&cfg.name, resolve));
+        let route = router(&cfg);
         Service {
             connlog: connlog(&cfg),
             cfg,
@@ -166,8 +178,15 @@ impl Service {
             ops: Arc::default(),
             fleet: Arc::default(),
             fence: Arc::default(),
+            route,
         }
     }
+}
+
+fn router(cfg: &ListenerConfig) -> Option<Arc<crate::route::Router>> {
+    cfg.route
+        .as_ref()
+        .map(|r| Arc::new(crate::route::Router::new(r, &cfg.name)))
 }
 
 impl Service {
@@ -182,6 +201,11 @@ impl Service {
         resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
     ) -> Service {
         let opts = select_opts(&cfg);
+        let route = if cfg.route == self.cfg.route {
+            self.route.clone()
+        } else {
+            router(&cfg)
+        };
         let pool = self.pool.rebuild(
             &self.cfg.groups,
             &cfg.groups,
@@ -198,6 +222,7 @@ impl Service {
             ops: Arc::clone(&self.ops),
             fleet: Arc::clone(&self.fleet),
             fence: Arc::clone(&self.fence),
+            route,
         }
     }
 }

@@ -299,12 +299,13 @@ fn info_backend_version_help_and_servers_state() {
         "prompt",
         "quit",
         "get weight",
+        "shutdown sessions server",
     ] {
         assert!(help.contains(&format!("  {cmd}")), "{cmd} in {help}");
     }
     // Only what works is listed.
     assert!(
-        !help.contains("add server") && !help.contains("shutdown"),
+        !help.contains("add server") && !help.contains("shutdown session "),
         "{help}"
     );
     let state = hx(&s.sock, "show servers state app");

@@ -17,8 +17,9 @@ use tracing::info;
 use crate::app::pidfile::PidFile;
 use crate::app::plan::{Source, absolutize};
 use crate::app::signals::Signals;
-use crate::app::supervisor::Supervisor;
+use crate::app::supervisor::{Ended, Supervisor};
 use crate::config::{Config, Global};
+use crate::control::upgrade::UpgradeHandle;
 use crate::control::{ReloadHandle, paths};
 use crate::exit::Exit;
 use crate::logging::{self, Sink};
@@ -46,6 +47,15 @@ impl Fatal {
     }
 }
 
+impl From<crate::app::upgrade::Refusal> for Fatal {
+    fn from(r: crate::app::upgrade::Refusal) -> Fatal {
+        match r {
+            crate::app::upgrade::Refusal::Config(m) => Fatal::Config(m),
+            crate::app::upgrade::Refusal::Os(m) => Fatal::Os(m),
+        }
+    }
+}
+
 fn os(msg: String) -> Fatal {
     Fatal::Os(msg)
 }
@@ -54,16 +64,22 @@ fn os(msg: String) -> Fatal {
 /// terminal's process returns what the daemon reported: Ok once it
 /// serves, or the daemon's own error.
 pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
+    crate::app::upgrade::remember_start();
     crate::sys::ignore_sighup();
     crate::sys::raise_nofile_limit();
     absolutize(&mut cfg.global);
     if let Some(sf) = &cfg.global.state_file {
         crate::control::state::preflight(sf).map_err(Fatal::Config)?;
     }
+    // Started by `upgrade`: everything arrives from the running process.
+    let mut handed = crate::app::upgrade::receive()?;
     // First: a second instance with the same pidfile names the first.
-    let pidfile = match &cfg.global.pidfile {
-        Some(p) => Some(PidFile::claim(p).map_err(os)?),
-        None => None,
+    let pidfile = match (&mut handed, &cfg.global.pidfile) {
+        (Some(h), want) => h
+            .take_pidfile(want.as_deref())?
+            .map(|(p, f)| PidFile::inherit(p, f)),
+        (None, Some(p)) => Some(PidFile::claim(p).map_err(os)?),
+        (None, None) => None,
     };
     crate::connlog::preflight(
         cfg.listeners
@@ -71,14 +87,27 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
             .filter_map(|l| l.connection_log.clone()),
     )
     .map_err(os)?;
-    let bound = bind_listeners(&cfg)?;
+    let bound = match &mut handed {
+        Some(h) => h.take_listeners(&cfg)?,
+        None => bind_listeners(&cfg)?,
+    };
     // The run directory as the starting user sees it.
-    let base_run_dir = paths::run_dir();
-    crate::control::preflight(&cfg, &base_run_dir).map_err(os)?;
+    let base_run_dir = match &handed {
+        Some(h) => {
+            h.check_controls(&cfg)?;
+            h.run_dir.clone()
+        }
+        None => {
+            let d = paths::run_dir();
+            crate::control::preflight(&cfg, &d).map_err(os)?;
+            d
+        }
+    };
     let g = &cfg.global;
-    let metrics = match g.metrics {
-        None => None,
-        Some(addr) => Some(
+    let metrics = match (&mut handed, g.metrics) {
+        (Some(h), want) => h.take_metrics(want)?,
+        (None, None) => None,
+        (None, Some(addr)) => Some(
             crate::listener::bind(addr, false)
                 .map_err(|e| os(format!("cannot listen on --metrics {addr}: {e}")))?,
         ),
@@ -92,8 +121,23 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
                 .map_err(|e| os(format!("cannot use --user {}: {e}", quote(user))))?,
         )),
     };
+    // A successor of a process that dropped privileges runs as that user
+    // already.
+    let drop_to = match drop_to {
+        Some((user, (uid, _))) if handed.is_some() && crate::sys::euid() != 0 => {
+            if crate::sys::euid() != uid {
+                return Err(os(format!(
+                    "--user {}: the running process does not run as that user (restart to change it)",
+                    quote(&user)
+                )));
+            }
+            None
+        }
+        d => d,
+    };
     let mut ready = None;
-    if !g.foreground {
+    // A successor is the old daemon's child, already detached.
+    if !g.foreground && handed.is_none() {
         match daemon::daemonize().map_err(|e| os(format!("cannot daemonize: {e}")))? {
             Forked::Parent(report) => {
                 if let Some(p) = pidfile {
@@ -104,6 +148,13 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
             Forked::Child(r) => ready = Some(r),
         }
     }
+    let pidfile_copy = match &pidfile {
+        Some(p) => Some((
+            cfg.global.pidfile.clone().unwrap_or_default(),
+            p.dup().map_err(|e| os(format!("pidfile: {e}")))?,
+        )),
+        None => None,
+    };
     let boot = Boot {
         bound: Bound {
             cfg,
@@ -111,6 +162,8 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
             listeners: bound,
             metrics,
             run_dir: base_run_dir,
+            carried: handed.map(crate::app::upgrade::Handed::carried),
+            pidfile: pidfile_copy,
         },
         drop_to,
     };
@@ -161,12 +214,16 @@ fn run_started(
         p.write_pid().map_err(os)?;
     }
     let res = serve_as_user(b, ready);
-    // Removed (if still ours) while the lock is held.
-    drop(pidfile);
-    res
+    match (&res, pidfile) {
+        // The successor holds it (same file, same lock) and wrote its pid.
+        (Ok(Ended::HandedOver), Some(p)) => p.leave_to_child(),
+        // Removed (if still ours) while the lock is held.
+        (_, p) => drop(p),
+    }
+    res.map(|_| ())
 }
 
-fn serve_as_user(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
+fn serve_as_user(b: Boot, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
     let mut bound = b.bound;
     let g = &bound.cfg.global;
     // Everything privileged is open; no thread exists yet.
@@ -177,8 +234,11 @@ fn serve_as_user(b: Boot, ready: &mut Option<Ready>) -> Result<(), Fatal> {
     crate::proxy::splice::configure(g.no_splice);
     let rt = runtime(g.threads).map_err(|e| os(format!("cannot start runtime: {e}")))?;
     // The identity is final now: it decides the default run directory
-    // (unless `--user` moved the instance below root's).
-    bound.run_dir = moved_to.unwrap_or_else(paths::run_dir);
+    // (unless `--user` moved the instance below root's; a successor keeps
+    // its predecessor's).
+    if bound.carried.is_none() {
+        bound.run_dir = moved_to.unwrap_or_else(paths::run_dir);
+    }
     let res = rt.block_on(serve(bound, ready));
     // Anything still running after the grace period is cut here.
     rt.shutdown_timeout(Duration::from_millis(100));
@@ -282,15 +342,31 @@ struct Bound {
     listeners: Vec<std::net::TcpListener>,
     metrics: Option<std::net::TcpListener>,
     run_dir: PathBuf,
+    /// Started by `upgrade`: the predecessor's state and control sockets.
+    carried: Option<crate::app::upgrade::Carried>,
+    /// A copy of the locked pidfile, for a successor.
+    pidfile: Option<(PathBuf, std::os::fd::OwnedFd)>,
 }
 
 /// Start the listeners, metrics and re-resolution; serve until a stop
 /// signal (or `kill`), then drain. Once everything serves, the terminal
 /// (`ready`) and systemd (`READY=1`) are told.
-async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<(), Fatal> {
+async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
     let mut signals = Signals::install();
     let (reload, mut requests) = ReloadHandle::channel();
-    let sup = Arc::new(Supervisor::new(&b.cfg, b.run_dir, b.source, reload));
+    let (upgrade, mut upgrades) = UpgradeHandle::channel();
+    let successor = b.carried.is_some();
+    let sup = Arc::new(Supervisor::new(
+        &b.cfg, b.run_dir, b.source, reload, upgrade,
+    ));
+    let metrics_copy = match &b.metrics {
+        Some(m) => Some(
+            m.try_clone()
+                .map_err(|e| os(format!("metrics socket: {e}")))?,
+        ),
+        None => None,
+    };
+    sup.keep_for_upgrade(metrics_copy, b.pidfile, b.carried);
     sup.start(&b.cfg, b.listeners).await.map_err(os)?;
     let shutdown = sup.shutdown_token();
     if let Some(m) = b.metrics {
@@ -325,16 +401,25 @@ async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<(), Fatal> {
     if let Some(r) = ready.take() {
         r.ok();
     }
-    notify::ready();
+    if successor {
+        // The predecessor tells systemd MAINPID= once it hears this.
+        crate::app::upgrade::report_ready();
+    } else {
+        notify::ready();
+    }
     // The line a script (or the test harness) waits for: every listener
     // accepts and answers on its control socket, metrics and the HAProxy
     // socket serve.
     info!("ready");
-    sup.serve_events(&mut signals, &mut requests).await;
-    notify::stopping();
+    let ended = sup
+        .serve_events(&mut signals, &mut requests, &mut upgrades)
+        .await;
+    if let Ended::Stopped = ended {
+        notify::stopping();
+    }
     sup.drain().await;
     if let Some(h) = haproxy {
         h.join().await;
     }
-    Ok(())
+    Ok(ended)
 }

@@ -8,7 +8,8 @@
 //!   shutdown; the only writer of the services [`Registry`];
 //! - [`plan`]: what a reload changes, decided before anything is touched;
 //! - [`signals`]: SIGTERM/SIGINT end the process, SIGHUP (and the control
-//!   socket's `reload`) reload it.
+//!   socket's `reload`) reload it;
+//! - [`upgrade`]: `upgrade`: a new binary takes over the sockets and state.
 //!
 //! A reload (SIGHUP, or `reload` on a control socket) can add, remove and
 //! change listeners, keyed by their bind address:
@@ -33,6 +34,7 @@ mod pidfile;
 mod plan;
 mod signals;
 mod supervisor;
+pub mod upgrade;
 
 use crate::config::quote;
 use std::path::Path;

@@ -49,6 +49,18 @@ impl PidFile {
         }
     }
 
+    /// The pidfile a previous process handed over (`upgrade`): the same
+    /// open file, so its lock is ours too.
+    pub fn inherit(path: PathBuf, file: File) -> PidFile {
+        PidFile { file, path }
+    }
+
+    /// A copy of the locked file, for a successor.
+    pub fn dup(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.file.as_fd().try_clone_to_owned()
+    }
+
     /// The terminal's side of a fork: the daemon holds the lock and
     /// removes the file; this process must not.
     pub fn leave_to_child(self) {

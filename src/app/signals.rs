@@ -1,7 +1,7 @@
 //! Signals and reload requests as one stream of [`Event`]s: SIGTERM and
 //! SIGINT (and the control socket's `kill`) stop the process; SIGHUP and a
-//! control socket's `reload` ask for a reload; SIGUSR1 reopens the
-//! connection log files. Acting on them is the
+//! control socket's `reload` ask for a reload; `upgrade` for a hand-over;
+//! SIGUSR1 reopens the connection log files. Acting on them is the
 //! supervisor's.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::control::reload::{ReloadRequest, ReloadRequests};
+use crate::control::upgrade::{UpgradeRequest, UpgradeRequests};
 
 /// What the supervisor is asked to do next.
 pub(crate) enum Event {
@@ -20,6 +21,8 @@ pub(crate) enum Event {
     Reopen,
     /// A control socket's `reload`: reload and answer on the request.
     Reload(ReloadRequest),
+    /// A control socket's `upgrade`: hand over and answer on the request.
+    Upgrade(UpgradeRequest),
 }
 
 /// SIGTERM, SIGINT and SIGHUP streams; installed before any listener
@@ -68,6 +71,7 @@ impl Signals {
         &mut self,
         shutdown: &CancellationToken,
         requests: &mut ReloadRequests,
+        upgrades: &mut UpgradeRequests,
     ) -> Event {
         tokio::select! {
             _ = shutdown.cancelled() => Event::Stop("kill from the control socket"),
@@ -76,6 +80,7 @@ impl Signals {
             _ = recv(self.hup.as_mut()) => Event::Hangup,
             _ = recv(self.usr1.as_mut()) => Event::Reopen,
             Some(reply) = requests.recv() => Event::Reload(reply),
+            Some(req) = upgrades.recv() => Event::Upgrade(req),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! [`Registry`] that metrics and re-resolution read.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -15,11 +15,25 @@ use tracing::{error, info, warn};
 
 use crate::app::plan::{self, Current, Resolved, Source, Step, Summary, rise_fall};
 use crate::app::signals::{Event, Signals};
+use crate::app::upgrade::{Carried, Parts};
 use crate::config::{Config, Global};
+use crate::control::server::HandoverFds;
+use crate::control::upgrade::{UpgradeHandle, UpgradeRequest, UpgradeRequests};
 use crate::control::{ReloadError, ReloadHandle, ReloadRequests, StateFile};
 use crate::registry::Registry;
 use crate::service::Service;
 
+/// How serving ended.
+pub(crate) enum Ended {
+    /// A stop signal or `kill`: drained, done.
+    Stopped,
+    /// `upgrade`: a successor serves the sockets now; drained.
+    HandedOver,
+}
+
+/// After a hand-over, how long the process waits for the `upgrade`
+/// answer to be written before it exits.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// How long start-up waits for the control sockets before READY=1.
 const CONTROL_BIND_WAIT: Duration = Duration::from_secs(5);
 
@@ -33,6 +47,9 @@ struct Running {
     stop: CancellationToken,
     /// The control server being started or running for this listener.
     control: ControlTask,
+    /// Copies of the control server's socket and lock file once it is
+    /// bound, for `upgrade`.
+    control_fds: Arc<OnceLock<Arc<HandoverFds>>>,
     /// Fires once that server is bound (or failed to bind, with why): at
     /// start, READY=1 waits for it so an `ExecReload` right after finds the
     /// socket; start and reload fail when a socket could not be bound.
@@ -75,6 +92,19 @@ pub struct Supervisor {
     /// from the listeners then, see `paths::control_is_dir`), not one
     /// socket: a reload never changes it.
     control_dir: bool,
+    /// What `upgrade` hands over besides the listeners and their control
+    /// sockets.
+    kept: Mutex<Kept>,
+    /// Started by `upgrade`: the predecessor's state and control sockets,
+    /// used once at start.
+    carried: Mutex<Option<Carried>>,
+}
+
+/// The metrics socket and the locked pidfile (copies), for a successor.
+#[derive(Default)]
+struct Kept {
+    metrics: Option<std::net::TcpListener>,
+    pidfile: Option<(PathBuf, std::os::fd::OwnedFd)>,
 }
 
 impl Supervisor {
@@ -83,6 +113,7 @@ impl Supervisor {
         run_dir: PathBuf,
         source: Source,
         reload: ReloadHandle,
+        upgrade: UpgradeHandle,
     ) -> Supervisor {
         let shutdown = CancellationToken::new();
         let registry = Registry::new();
@@ -112,6 +143,7 @@ impl Supervisor {
                 reload,
                 fleet: fleet.clone(),
                 listeners: registry.clone(),
+                upgrade,
             },
             fleet,
             control_dir: cfg
@@ -119,7 +151,21 @@ impl Supervisor {
                 .control
                 .as_deref()
                 .is_some_and(|c| crate::control::paths::control_is_dir(c, cfg.listeners.len())),
+            kept: Mutex::new(Kept::default()),
+            carried: Mutex::new(None),
         }
+    }
+
+    /// Before [`Supervisor::start`]: what a successor will need (metrics
+    /// socket, pidfile) and what a predecessor handed us.
+    pub(crate) fn keep_for_upgrade(
+        &self,
+        metrics: Option<std::net::TcpListener>,
+        pidfile: Option<(PathBuf, std::os::fd::OwnedFd)>,
+        carried: Option<Carried>,
+    ) {
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Kept { metrics, pidfile };
+        *self.carried.lock().unwrap_or_else(|p| p.into_inner()) = carried;
     }
 
     /// The live Services, for readers.
@@ -150,14 +196,21 @@ impl Supervisor {
         let mut st = self.state.lock().await;
         for (l, sock) in cfg.listeners.iter().zip(bound) {
             let svc = Arc::new(Service::new(l.clone(), rise_fall(l)));
-            // Operator state from the state file, before the first client.
-            if let Some(sf) = &self.control.state {
-                sf.restore(&svc);
+            // Operator state from the predecessor (`upgrade`) or the state
+            // file, before the first client.
+            let carried = self.carried.lock().unwrap_or_else(|p| p.into_inner());
+            match (carried.as_ref(), &self.control.state) {
+                (Some(c), _) => c.restore(&svc),
+                (None, Some(sf)) => sf.restore(&svc),
+                (None, None) => {}
             }
+            drop(carried);
             let reg = plan::register(&l.name, &sock)?;
             st.listeners.push(self.launch(sock, reg, svc, None));
         }
         self.publish(&st);
+        // Every inherited control socket was taken by now.
+        *self.carried.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let bound = take_control_bound(&mut st);
         drop(st);
         // A listener nobody can steer is not started: another instance
@@ -182,7 +235,9 @@ impl Supervisor {
             self.tracker.clone(),
             stop.clone(),
         ));
-        let (control, control_bound) = self.spawn_control(&svc, &stop, prev_control);
+        let control_fds = Arc::new(OnceLock::new());
+        let (control, control_bound) =
+            self.spawn_control(&svc, &stop, prev_control, Arc::clone(&control_fds));
         // The monitor stops with this Service (`stop`: replaced by a reload,
         // removed, or shutdown).
         crate::monitor::spawn(Arc::clone(&svc), stop.clone());
@@ -207,6 +262,7 @@ impl Supervisor {
             svc,
             stop,
             control,
+            control_fds,
             control_bound: Some(control_bound),
         }
     }
@@ -219,6 +275,7 @@ impl Supervisor {
         svc: &Arc<Service>,
         stop: &CancellationToken,
         prev: Option<ControlTask>,
+        fds: Arc<OnceLock<Arc<HandoverFds>>>,
     ) -> (ControlTask, ControlBound) {
         let path = crate::control::paths::listener_path(
             self.started.control.as_deref(),
@@ -226,6 +283,13 @@ impl Supervisor {
             svc.cfg.bind,
             self.control_dir,
         );
+        // A successor serves the socket its predecessor handed over.
+        let inherited = self
+            .carried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|c| c.controls.remove(&path));
         let (svc, ctx, stop) = (Arc::clone(svc), self.control.clone(), stop.clone());
         let (bound, bound_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
@@ -235,16 +299,20 @@ impl Supervisor {
                 }
             }
             let name = svc.cfg.name.clone();
-            let (h, res) = match crate::control::spawn(svc, path, ctx, stop).await {
-                Ok(h) => (Some(h), Ok(())),
-                Err(e) => {
-                    error!(listener = %name, "control socket not available: {e}");
-                    (
-                        None,
-                        Err(format!("listener {}: {e}", crate::config::quote(&name))),
-                    )
-                }
-            };
+            let (h, res) =
+                match crate::control::server::spawn_from(svc, path, ctx, stop, inherited).await {
+                    Ok(h) => {
+                        let _ = fds.set(h.handover_fds());
+                        (Some(h), Ok(()))
+                    }
+                    Err(e) => {
+                        error!(listener = %name, "control socket not available: {e}");
+                        (
+                            None,
+                            Err(format!("listener {}: {e}", crate::config::quote(&name))),
+                        )
+                    }
+                };
             let _ = bound.send(res);
             h
         });
@@ -420,17 +488,32 @@ impl Supervisor {
         self: &Arc<Self>,
         signals: &mut Signals,
         requests: &mut ReloadRequests,
-    ) {
+        upgrades: &mut UpgradeRequests,
+    ) -> Ended {
         loop {
-            match signals.next(&self.shutdown, requests).await {
+            match signals.next(&self.shutdown, requests, upgrades).await {
                 Event::Stop(why) => {
                     info!("{why}");
-                    return;
+                    return Ended::Stopped;
                 }
                 Event::Reopen => {
                     info!("SIGUSR1: reopening the connection log files");
                     crate::connlog::reopen();
                 }
+                Event::Upgrade(UpgradeRequest { path, reply }) => match self.upgrade(path).await {
+                    Ok(pid) => {
+                        info!(
+                            successor = pid,
+                            "upgrade: pid {pid} serves now; finishing this process's connections"
+                        );
+                        let _ = reply.send(Ok(pid));
+                        return Ended::HandedOver;
+                    }
+                    Err(e) => {
+                        warn!("upgrade refused, this process keeps serving: {e}");
+                        let _ = reply.send(Err(e));
+                    }
+                },
                 Event::Hangup if self.source.is_none() => {
                     info!("SIGHUP ignored: started without --config, nothing to reload");
                 }
@@ -444,6 +527,87 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// `upgrade`: hand everything to a new process (see
+    /// [`crate::app::upgrade`]). Ok: it serves, this process has stopped
+    /// accepting (its control servers are gone, their files left to the
+    /// successor) and only has to drain. Err: nothing changed here.
+    async fn upgrade(self: &Arc<Self>, path: Option<PathBuf>) -> Result<u32, String> {
+        let parts = self.handover_parts().await?;
+        let pid = tokio::task::spawn_blocking(move || crate::app::upgrade::hand_over(parts, path))
+            .await
+            .map_err(|e| format!("upgrade task failed: {e}"))??;
+        self.control.upgrade.set_handed_over();
+        crate::sys::notify::send(&format!("MAINPID={pid}"));
+        if let Err(e) = crate::sys::reaper::stop_reaping() {
+            warn!("upgrade: cannot stop being a child subreaper: {e}");
+        }
+        self.shutdown.cancel();
+        // The control servers stop before the operator hears the answer, so
+        // the next command reaches the successor.
+        let running = std::mem::take(&mut self.state.lock().await.listeners);
+        for r in running {
+            if let Ok(Some(h)) = r.control.await {
+                h.stop().await;
+            }
+        }
+        Ok(pid)
+    }
+
+    /// Copies of everything the successor takes over, and the live state.
+    async fn handover_parts(&self) -> Result<Parts, String> {
+        if self.started.haproxy_socket.is_some() {
+            return Err(crate::app::upgrade::NO_HAPROXY.into());
+        }
+        let st = self.state.lock().await;
+        let dup = |what: &str, r: std::io::Result<std::os::fd::OwnedFd>| {
+            r.map_err(|e| format!("cannot copy {what}: {e}"))
+        };
+        let mut parts = Parts {
+            listeners: Vec::new(),
+            controls: Vec::new(),
+            metrics: None,
+            pidfile: None,
+            run_dir: self.control.run_dir.clone(),
+            services: st.listeners.iter().map(|r| Arc::clone(&r.svc)).collect(),
+        };
+        for r in &st.listeners {
+            let addr = r.sock.local_addr().map_err(|e| e.to_string())?;
+            parts.listeners.push((
+                addr,
+                dup("a listening socket", r.sock.try_clone().map(Into::into))?,
+            ));
+            let Some(fds) = r.control_fds.get() else {
+                return Err(format!(
+                    "listener {} has no control socket to hand over",
+                    crate::config::quote(&r.svc.cfg.name)
+                ));
+            };
+            let path = crate::control::paths::listener_path(
+                self.started.control.as_deref(),
+                &self.control.run_dir,
+                r.svc.cfg.bind,
+                self.control_dir,
+            );
+            parts.controls.push((
+                path,
+                dup("a control socket", fds.sock.try_clone())?,
+                dup("a lock file", fds.lock.try_clone())?,
+            ));
+        }
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = &kept.metrics {
+            let addr = m.local_addr().map_err(|e| e.to_string())?;
+            parts.metrics = Some((
+                addr,
+                dup("the metrics socket", m.try_clone().map(Into::into))?,
+            ));
+        }
+        if let Some((p, f)) = &kept.pidfile {
+            parts.pidfile = Some((p.clone(), dup("the pidfile", f.try_clone())?));
+        }
+        Ok(parts)
     }
 
     /// Stop accepting, then wait up to the grace period for live
@@ -470,6 +634,11 @@ impl Supervisor {
         }
         // The lines of the last connections (a blocked sink is left behind).
         let _ = tokio::task::spawn_blocking(|| crate::connlog::flush(CONNLOG_FLUSH)).await;
+        if self.control.upgrade.handed_over() {
+            // The operator's answer is written by its session; do not exit
+            // under it (bounded: a client that went away never reads it).
+            let _ = tokio::time::timeout(ANSWER_WAIT, self.control.upgrade.answered()).await;
+        }
     }
 }
 

@@ -202,6 +202,7 @@ impl ListenerSpec {
             monitor,
             connection_log,
             accept_proxy,
+            route: None,
         })
     }
 }

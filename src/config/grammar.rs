@@ -215,3 +215,19 @@ pub fn parse_keepalive(s: &str) -> Result<Keepalive, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// `host:port` of an `http://` URL: a host without URL syntax (an IPv6
+/// literal in brackets) and a port 1-65535. The error is the reason.
+pub fn check_http_authority(authority: &str) -> Result<(), &'static str> {
+    let (host, port) = authority.rsplit_once(':').ok_or("no port")?;
+    let host_ok = !host.is_empty()
+        && !host.contains(['/', '@', '?', '#', ' '])
+        && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    if !host_ok {
+        return Err("bad host");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err("bad port"),
+    }
+}

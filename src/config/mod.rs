@@ -24,6 +24,7 @@ pub mod monitor;
 pub mod monitor_spec;
 pub mod names;
 pub mod overlay;
+pub mod route;
 pub mod selfloop;
 pub mod services;
 
@@ -253,6 +254,8 @@ pub struct ListenerConfig {
     /// must start with a PROXY header (v1 or v2), whose client address
     /// then stands for the connection's. Empty: no header is read.
     pub accept_proxy: Vec<Cidr>,
+    /// `route:` (config file only): pick the group by a key.
+    pub route: Option<route::RouteConfig>,
 }
 
 impl ListenerConfig {
@@ -280,6 +283,7 @@ impl ListenerConfig {
             monitor: None,
             connection_log: None,
             accept_proxy: Vec::new(),
+            route: None,
         }
     }
 }

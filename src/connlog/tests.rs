@@ -133,6 +133,7 @@ fn termination_codes_are_two_letters_and_distinct() {
         Termination::ConnectTimeout,
         Termination::LocalResource,
         Termination::HoldExpired,
+        Termination::Rejected,
     ];
     let codes: HashSet<_> = all.iter().map(|t| t.code()).collect();
     assert_eq!(codes.len(), all.len());

@@ -114,8 +114,14 @@ pub enum Command {
     /// `spin` (show).
     SpinShow,
     Fleet(FleetCmd),
+    /// `route KEY`: what a key resolves to on a listener with `route:`,
+    /// and why.
+    Route(String),
     StateSave,
     Reload,
+    /// `upgrade [PATH]`: start the binary at PATH (default: the one this
+    /// process was started from) and hand it the listening sockets.
+    Upgrade(Option<std::path::PathBuf>),
     Quit,
 }
 
@@ -131,6 +137,7 @@ impl Command {
                     | Command::Switchover(..)
                     | Command::StateSave
                     | Command::Reload
+                    | Command::Upgrade(_)
             )
             || matches!(self, Command::Fleet(f) if *f != FleetCmd::Members)
     }
@@ -175,6 +182,8 @@ const EXACT_WORDS: &[&str] = &[
     "monitor",
     "reload",
     "switchover",
+    "route",
+    "upgrade",
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
@@ -322,6 +331,10 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
             Some(s) => Command::Op(OperatorOp::Spin(s)),
             None => Command::SpinShow,
         },
+        "route" => {
+            let [key] = take(w, args)?;
+            Command::Route(key.to_string())
+        }
         "state" => {
             let [what] = take(w, args)?;
             if what != "save" {
@@ -332,6 +345,23 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
             }
             Command::StateSave
         }
+        "upgrade" => match args {
+            [] => Command::Upgrade(None),
+            [p] if p.starts_with('/') => Command::Upgrade(Some(std::path::PathBuf::from(p))),
+            [p] => {
+                return Err(format!(
+                    "bad upgrade path {}: give an absolute path",
+                    quote(p)
+                ));
+            }
+            [_, extra, ..] => {
+                return Err(format!(
+                    "syntax error: unexpected {} after upgrade (usage: upgrade {})",
+                    quote(extra),
+                    usage(w)
+                ));
+            }
+        },
         _ => return Err(format!("syntax error: unknown command {}", quote(first))),
     };
     Ok(cmd)
@@ -470,6 +500,7 @@ fn usage(w: &str) -> &'static str {
         "spin" => "on [MAX] | off",
         "switchover" => "[<group> [<timeout>]] [grace=<duration>] [force]",
         "state" => "save",
+        "upgrade" => "[<absolute path of the new binary>]",
         _ => "no arguments",
     }
 }
@@ -554,8 +585,16 @@ extensions:
   spin on [MAX] | off | (none)   hold every new client (at most MAX), release in order
   state save                     write the state file now
   reload                         re-read the --config file (like SIGHUP)
+  upgrade [<path>]               start the binary installed at the path this process was started
+                                 from (or <path>), hand it the sockets and state; this one drains
   <channel> is an index in the current group, <group>:<channel>, <host>:<port> or its name
   <group> is a number or a group name";
+
+/// Added to `help` on a listener with `route:`.
+pub const HELP_ROUTE: &str = "\
+routing (route: in the config file):
+  route <key>                    what <key> (a server name or an address) resolves to, and why
+                                 (map, file, lookup: cached, stale or asked now; default)";
 
 /// The fleet commands, added to `help` in fleet mode.
 pub const HELP_FLEET: &str = "\

@@ -9,7 +9,7 @@
 
 use tracing::{error, info};
 
-use crate::control::commands::{Command, HELP, HELP_FLEET};
+use crate::control::commands::{Command, HELP, HELP_FLEET, HELP_ROUTE};
 use crate::control::handlers::{channel, fleet, group, process, show, switchover};
 
 pub use crate::control::listener::Control;
@@ -53,8 +53,14 @@ impl Control {
             Command::Nop => Reply::ok(vec![]),
             Command::Help => {
                 let fleet = if self.fleet.is_some() { HELP_FLEET } else { "" };
+                let route = if self.svc.route.is_some() {
+                    HELP_ROUTE
+                } else {
+                    ""
+                };
                 Reply::ok(
                     HELP.lines()
+                        .chain(route.lines())
                         .chain(fleet.lines())
                         .map(String::from)
                         .collect(),
@@ -77,10 +83,12 @@ impl Control {
             Command::Create(host, port) => {
                 channel::create(&self.svc, at, host, *port, &self.binds()).await
             }
+            Command::Route(key) => show::route(&self.svc, key).await,
             Command::Quit => Reply::bye(vec![]),
             Command::Kill => process::kill(self),
             Command::Reload => process::reload(self).await,
             Command::StateSave => process::state_save(self).await,
+            Command::Upgrade(path) => process::upgrade(self, path.clone()).await,
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Control {
     /// Every running listener of the process (empty in unit tests):
     /// `create`/`assign` refuse to point at any of them.
     pub listeners: crate::registry::Registry,
+    /// `upgrade` asks through it.
+    pub upgrade: crate::control::upgrade::UpgradeHandle,
     /// Serializes changes between sessions.
     pub(super) write: tokio::sync::Mutex<()>,
 }
@@ -44,6 +46,7 @@ impl Control {
             started: Instant::now(),
             fleet: None,
             listeners: crate::registry::Registry::new(),
+            upgrade: crate::control::upgrade::UpgradeHandle::detached(),
             write: tokio::sync::Mutex::new(()),
         }
     }

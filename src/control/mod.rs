@@ -13,6 +13,7 @@
 //! - [`state`]: `--state-file`, written atomically after every change.
 //! - [`haproxy`]: HAProxy's runtime API on a socket of its own
 //!   (`--haproxy-socket`), through the same operator model and bounds.
+//! - [`upgrade`]: the handle `upgrade` asks the supervisor through.
 //!
 //! The current group (`group N`) is per session, kept by the server; every
 //! answer carries it so the shell can show `balance[N] `. The shell runs
@@ -40,6 +41,7 @@ pub mod reload;
 pub mod reply;
 pub mod server;
 pub mod state;
+pub mod upgrade;
 
 pub use reload::{ReloadError, ReloadHandle, ReloadRequests};
 pub use server::{Context, ControlHandle, spawn};

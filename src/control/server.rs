@@ -27,6 +27,7 @@
 //! (mode 0600 and SO_PEERCRED).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,11 +64,17 @@ pub struct ControlHandle {
     path: PathBuf,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    fds: Arc<HandoverFds>,
 }
 
 impl ControlHandle {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The socket and lock file an `upgrade` hands over.
+    pub fn handover_fds(&self) -> Arc<HandoverFds> {
+        Arc::clone(&self.fds)
     }
 
     /// Stop this server only (e.g. before a reload re-creates the
@@ -96,6 +103,18 @@ pub struct Context {
     /// The running listeners (`create`/`assign` refuse every bind of the
     /// process).
     pub listeners: crate::registry::Registry,
+    /// `upgrade` asks through it; once handed over, stopping servers keep
+    /// their socket files (the successor serves them).
+    pub upgrade: crate::control::upgrade::UpgradeHandle,
+}
+
+/// A control socket received from the previous process (`upgrade`): the
+/// listening socket and its `PATH.lock`, still locked (the lock belongs
+/// to the open file, which both processes share).
+#[derive(Debug)]
+pub struct Inherited {
+    pub sock: std::os::unix::net::UnixListener,
+    pub lock: std::fs::File,
 }
 
 /// Bind this listener's control socket at `path` and serve it until
@@ -110,16 +129,52 @@ pub async fn spawn(
     ctx: Context,
     stop: CancellationToken,
 ) -> io::Result<ControlHandle> {
-    prepare_parent(&path, &ctx.run_dir)?;
-    let (listener, guard) = bind(&path)?;
+    spawn_from(svc, path, ctx, stop, None).await
+}
+
+/// [`spawn`], serving `inherited` (the previous process's socket at
+/// `path`) instead of binding when given.
+pub async fn spawn_from(
+    svc: Arc<Service>,
+    path: PathBuf,
+    ctx: Context,
+    stop: CancellationToken,
+    inherited: Option<Inherited>,
+) -> io::Result<ControlHandle> {
+    let keep = ctx.upgrade.clone();
+    let (listener, guard) = match inherited {
+        Some(i) => adopt(&path, i, keep)?,
+        None => {
+            prepare_parent(&path, &ctx.run_dir)?;
+            bind(&path, keep)?
+        }
+    };
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
+    let fds = HandoverFds {
+        sock: listener.as_fd().try_clone_to_owned()?,
+        lock: guard._lock.file.as_fd().try_clone_to_owned()?,
+    };
     let mut ctl = Control::new(svc, ctx.state, ctx.shutdown, ctx.reload);
     ctl.fleet = ctx.fleet;
     ctl.listeners = ctx.listeners;
+    ctl.upgrade = ctx.upgrade;
     let ctl = Arc::new(ctl);
     let stop = stop.child_token();
     let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
-    Ok(ControlHandle { path, stop, task })
+    Ok(ControlHandle {
+        path,
+        stop,
+        task,
+        fds: Arc::new(fds),
+    })
+}
+
+/// Copies of a control server's listening socket and lock file, for an
+/// `upgrade` to hand over.
+#[derive(Debug)]
+pub struct HandoverFds {
+    pub sock: std::os::fd::OwnedFd,
+    pub lock: std::os::fd::OwnedFd,
 }
 
 /// A socket directly in the run directory: create that directory if
@@ -140,6 +195,9 @@ pub(crate) struct SocketGuard {
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
+        if self._lock.keep.handed_over() {
+            return;
+        }
         if let Ok(md) = std::fs::symlink_metadata(&self.path) {
             if (md.dev(), md.ino()) == self.ino {
                 let _ = std::fs::remove_file(&self.path);
@@ -156,6 +214,8 @@ impl Drop for SocketGuard {
 struct ClaimLock {
     file: std::fs::File,
     path: PathBuf,
+    /// Handed over (`upgrade`): the file stays for the successor.
+    keep: crate::control::upgrade::UpgradeHandle,
 }
 
 impl ClaimLock {
@@ -165,7 +225,7 @@ impl ClaimLock {
         PathBuf::from(p)
     }
 
-    fn claim(socket: &Path) -> io::Result<ClaimLock> {
+    fn claim(socket: &Path, keep: crate::control::upgrade::UpgradeHandle) -> io::Result<ClaimLock> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = Self::path_for(socket);
         // A holder removes the file before unlocking: a lock taken on a
@@ -191,7 +251,7 @@ impl ClaimLock {
             }
             let (f, p) = (file.metadata()?, std::fs::symlink_metadata(&path));
             if p.is_ok_and(|p| (p.dev(), p.ino()) == (f.dev(), f.ino())) {
-                return Ok(ClaimLock { file, path });
+                return Ok(ClaimLock { file, path, keep });
             }
         }
         Err(io::Error::other(format!(
@@ -204,6 +264,9 @@ impl ClaimLock {
 
 impl Drop for ClaimLock {
     fn drop(&mut self) {
+        if self.keep.handed_over() {
+            return;
+        }
         let ours = self.file.metadata().ok().map(|f| (f.dev(), f.ino()));
         if std::fs::symlink_metadata(&self.path).is_ok_and(|md| Some((md.dev(), md.ino())) == ours)
         {
@@ -297,24 +360,49 @@ pub fn check(path: &Path, run_dir: &Path) -> io::Result<()> {
     check_existing(path).map(|_| ())
 }
 
-fn bind(path: &Path) -> io::Result<(UnixListener, SocketGuard)> {
-    bind_with(path, 0o600, None)
+/// Serve a socket received from the previous process at `path` (its
+/// lock file comes with it, locked).
+fn adopt(
+    path: &Path,
+    i: Inherited,
+    keep: crate::control::upgrade::UpgradeHandle,
+) -> io::Result<(UnixListener, SocketGuard)> {
+    let md = std::fs::symlink_metadata(path)?;
+    let guard = SocketGuard {
+        path: path.to_path_buf(),
+        ino: (md.dev(), md.ino()),
+        _lock: ClaimLock {
+            file: i.lock,
+            path: ClaimLock::path_for(path),
+            keep,
+        },
+    };
+    i.sock.set_nonblocking(true)?;
+    Ok((UnixListener::from_std(i.sock)?, guard))
+}
+
+fn bind(
+    path: &Path,
+    keep: crate::control::upgrade::UpgradeHandle,
+) -> io::Result<(UnixListener, SocketGuard)> {
+    bind_with(path, 0o600, None, keep)
 }
 
 /// Bind a socket at `path` the way the control socket is bound (the
 /// claim lock, a stale socket replaced, a live one or a symlink refused),
 /// with permission bits `mode` (within 0660) from birth and, if `gid` is
-/// given, that group.
+/// given, that group. `keep`: once handed over (`upgrade`), the files stay.
 pub(crate) fn bind_with(
     path: &Path,
     mode: u32,
     gid: Option<u32>,
+    keep: crate::control::upgrade::UpgradeHandle,
 ) -> io::Result<(UnixListener, SocketGuard)> {
     let named = |kind: io::ErrorKind, why: String| {
         io::Error::new(kind, format!("control socket {}: {why}", path.display()))
     };
     // Before anything at the path is judged or removed.
-    let lock = ClaimLock::claim(path)?;
+    let lock = ClaimLock::claim(path, keep)?;
     if let Existing::Stale = check_existing(path)? {
         std::fs::remove_file(path)?;
     }
@@ -605,6 +693,7 @@ async fn session(ctl: &Control, stream: UnixStream, admit: Admit, sessions: &Arc
         };
         let w = tokio::time::timeout(IDLE_TIMEOUT, write_reply(&mut wr, &reply, group, bye)).await;
         if bye || !matches!(w, Ok(Ok(()))) {
+            ctl.upgrade.session_closed();
             return;
         }
     }

@@ -145,6 +145,17 @@ impl StateFile {
         &self.path
     }
 
+    /// State handed over by a previous process (`upgrade`), read from
+    /// `text` (the file's format) instead of a file; `from` names it in
+    /// the log. Restore only: it is never saved.
+    pub fn from_text(from: &Path, text: &str) -> Result<Arc<StateFile>, String> {
+        let doc = parse_doc(text)?;
+        Ok(Arc::new(StateFile {
+            path: from.to_path_buf(),
+            doc: Mutex::new(doc),
+        }))
+    }
+
     /// Apply this listener's saved state to its pool (blocking: names are
     /// resolved). Call before the listener serves.
     pub fn restore(&self, svc: &Service) {
@@ -240,6 +251,19 @@ impl StateFile {
         text.push('\n');
         write_atomic(&self.path, text.as_bytes())
     }
+}
+
+/// Every listener's state now, as the file's text (handed to the
+/// successor by `upgrade`).
+pub fn snapshot_text(services: &[Arc<Service>]) -> Result<String, String> {
+    let doc = Doc {
+        version: VERSION,
+        listeners: services
+            .iter()
+            .map(|s| (s.cfg.name.clone(), snapshot(s)))
+            .collect(),
+    };
+    serde_json::to_string(&doc).map_err(|e| e.to_string())
 }
 
 /// The operator hold (its remaining time) and the monitor switch.

@@ -487,7 +487,7 @@ fn failback_pool(failback: Failback) -> crate::pool::Pool {
 }
 
 fn first_group(p: &crate::pool::Pool) -> Option<usize> {
-    p.candidates(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    p.candidates(crate::pool::Pick::client(IpAddr::V4(Ipv4Addr::LOCALHOST)))
         .next()
         .map(|c| c.group)
 }

@@ -235,12 +235,15 @@ struct GroupOrder {
     floor: usize,
     n: usize,
     k: usize,
+    /// Groups walked at most (`n`; fewer for a routed chain, which does
+    /// not wrap around).
+    count: usize,
 }
 
 impl Iterator for GroupOrder {
     type Item = usize;
     fn next(&mut self) -> Option<usize> {
-        if self.k >= self.n {
+        if self.k >= self.count {
             return None;
         }
         let g = (self.floor + self.k) % self.n;
@@ -282,12 +285,21 @@ impl Walk {
                 floor: floor.min(n.saturating_sub(1)),
                 n,
                 k: 0,
+                count: n,
             },
             hash,
             hash_failover,
             no_spill: false,
             cur: None,
         }
+    }
+
+    /// A walk over the chain `from..n` only (a routed client: its group,
+    /// then the groups after it; never the ones before).
+    pub fn chain(mut self, from: usize) -> Walk {
+        self.order.floor = from.min(self.order.n.saturating_sub(1));
+        self.order.count = self.order.n.saturating_sub(self.order.floor);
+        self
     }
 
     /// With `on`, a group with nothing eligible but a channel that is only
@@ -307,7 +319,7 @@ impl Walk {
                 let tier = tiers.get(g)?;
                 let Some(start) = tier.selector().start(tier.backends(), self.hash) else {
                     if self.no_spill && tier.backends().iter().any(Backend::busy) {
-                        self.order.k = self.order.n;
+                        self.order.k = self.order.count;
                         return None;
                     }
                     continue;

@@ -52,12 +52,14 @@ fn pool(groups: &[GroupConfig]) -> Pool {
 
 /// The port of the first candidate (the channel a new client gets).
 fn pick(p: &Pool, client: IpAddr) -> Option<u16> {
-    p.candidates(client).next().map(|c| c.channel.target().port)
+    p.candidates(Pick::client(client))
+        .next()
+        .map(|c| c.channel.target().port)
 }
 
 /// Every candidate in failover order, as ports.
 fn walk(p: &Pool, client: IpAddr) -> Vec<u16> {
-    p.candidates(client)
+    p.candidates(Pick::client(client))
         .map(|c| c.channel.target().port)
         .collect()
 }
@@ -188,7 +190,10 @@ fn maxc_spills_to_the_backup_and_returns_after_a_slot_frees() {
     let mut held = Vec::new();
     let mut order = Vec::new();
     for _ in 0..4 {
-        let c = p.candidates(CLIENT).next().expect("a candidate");
+        let c = p
+            .candidates(Pick::client(CLIENT))
+            .next()
+            .expect("a candidate");
         order.push(c.channel.target().port);
         held.push(c.channel.try_acquire().expect("a slot"));
     }

@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 use super::Peer;
 use crate::config::{ListenerConfig, ProxyVersion};
 use crate::health::Outcome;
-use crate::pool::{Candidate, Candidates, ConnGuard};
+use crate::pool::{Candidate, Candidates, ConnGuard, Pick};
 use crate::proxy_header;
 use crate::service::Service;
 use crate::service::fence::Admit;
@@ -37,6 +37,8 @@ pub struct Connected {
     pub guard: ConnGuard,
     pub cand: Candidate,
     pub addr: SocketAddr,
+    /// The group a routed client's chain started from.
+    pub from: Option<usize>,
 }
 
 /// Why a client could not be connected.
@@ -49,6 +51,8 @@ pub enum NoBackend {
     /// The backend accepted and reset before the relay started: the
     /// client must see a reset too, not another backend or a clean end.
     Reset,
+    /// `route:` turned the client away (`reject`).
+    Rejected,
 }
 
 /// How one connect attempt failed.
@@ -74,10 +78,11 @@ enum AttemptError {
 /// without a notification.
 const SPIN_RECHECK: Duration = Duration::from_millis(250);
 
+/// Connect `client` to a candidate of `pick`.
 pub async fn connect(
     svc: &Service,
     client: &TcpStream,
-    peer: &Peer,
+    pick: Pick,
 ) -> Result<Connected, NoBackend> {
     let spin_deadline = svc.cfg.spin.map(|d| Instant::now() + d);
     let mut spinning = false;
@@ -105,7 +110,7 @@ pub async fn connect(
         let attempt = if fleet_held {
             Err(NoBackend::Exhausted)
         } else {
-            try_candidates(svc, svc.pool.candidates(peer.addr.ip()), client).await
+            try_candidates(svc, svc.pool.candidates(pick), client).await
         };
         match attempt {
             Ok(c) => match ticket {
@@ -137,7 +142,9 @@ pub async fn connect(
                     Admit::Held => crate::sys::set_linger_zero(&c.stream),
                 },
             },
-            Err(e @ (NoBackend::ClientGone | NoBackend::Reset)) => break Err(e),
+            Err(e @ (NoBackend::ClientGone | NoBackend::Reset | NoBackend::Rejected)) => {
+                break Err(e);
+            }
             Err(NoBackend::Exhausted) => {}
         }
         let Some(deadline) = spin_deadline else {
@@ -162,12 +169,15 @@ pub async fn connect(
     if spinning {
         svc.stats.spinning.fetch_sub(1, Relaxed);
     }
-    match result {
-        Ok(c) => match c.cand.channel.proxy_protocol() {
-            None => Ok(c),
-            Some(v) => send_header(&c.stream, v, client, peer).map(|()| c),
-        },
-        Err(e) => Err(e),
+    result
+}
+
+/// The connection made for `peer`, with its channel's PROXY header (if
+/// it sends one) written first.
+pub fn with_header(c: Connected, client: &TcpStream, peer: &Peer) -> Result<Connected, NoBackend> {
+    match c.cand.channel.proxy_protocol() {
+        None => Ok(c),
+        Some(v) => send_header(&c.stream, v, client, peer).map(|()| c),
     }
 }
 
@@ -372,6 +382,7 @@ async fn try_in_turn(
                     guard,
                     cand,
                     addr,
+                    from: None,
                 });
             }
             Err(AttemptError::Reset) => {
@@ -413,6 +424,7 @@ async fn attempt(
             guard,
             cand,
             addr,
+            from: None,
         }),
         Err(e) => Err((cand, e)),
     }

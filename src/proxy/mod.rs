@@ -24,6 +24,7 @@ pub mod notes;
 pub mod own;
 pub mod pipe;
 pub mod relay;
+pub mod routed;
 pub mod spare;
 pub mod splice;
 pub mod trace;
@@ -36,6 +37,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, warn};
 
+use crate::pool::Pick;
 use crate::service::Service;
 use connect::NoBackend;
 use relay::RelayOpts;
@@ -67,20 +69,20 @@ impl Peer {
 async fn held_connect(
     svc: &Service,
     client: &TcpStream,
-    peer: Peer,
+    pick: Pick,
 ) -> Result<connect::Connected, NoBackend> {
     if !svc.ops.hold.engaged() {
-        return connect::connect(svc, client, &peer).await;
+        return connect::connect(svc, client, pick).await;
     }
     // Boxed: a second connect state would otherwise size every connect.
-    Box::pin(connect_in_turn(svc, client, peer)).await
+    Box::pin(connect_in_turn(svc, client, pick)).await
 }
 
 /// Connect once the operator's hold gives this client its turn.
 async fn connect_in_turn(
     svc: &Service,
     client: &TcpStream,
-    peer: Peer,
+    pick: Pick,
 ) -> Result<connect::Connected, NoBackend> {
     let hold = &svc.ops.hold;
     debug!("held by the operator (spin on)");
@@ -90,12 +92,41 @@ async fn connect_in_turn(
         notes::held(since, turn.is_err());
     }
     match turn {
-        Ok(turn) => turn.run(connect::connect(svc, client, &peer)).await,
+        Ok(turn) => turn.run(connect::connect(svc, client, pick)).await,
         Err(_) => {
             debug!("client left while held");
             Err(NoBackend::ClientGone)
         }
     }
+}
+
+/// Connect; on a listener with `route:`, to the chain of the group the
+/// client's key picks (boxed: only routed clients pay for the peek and a
+/// lookup, and both are freed before the connect).
+async fn routed_connect(
+    svc: &Service,
+    client: &TcpStream,
+    peer: Peer,
+) -> Result<connect::Connected, NoBackend> {
+    let ip = peer.addr.ip();
+    let c = match &svc.route {
+        None => held_connect(svc, client, Pick::client(ip)).await?,
+        Some(r) => {
+            let from = match Box::pin(routed::route(r, client, &peer)).await {
+                routed::Routed::Group(g) => g,
+                routed::Routed::Reject => return Err(NoBackend::Rejected),
+                routed::Routed::Gone => return Err(NoBackend::ClientGone),
+            };
+            let c = held_connect(svc, client, Pick::routed(ip, from)).await?;
+            connect::Connected {
+                from: Some(from),
+                ..c
+            }
+        }
+    };
+    // The header goes on the connection that carries the client (a
+    // retry's, or the raced connect that won), before any client byte.
+    connect::with_header(c, client, &peer)
 }
 
 /// Show IPv4 peers of a dual-stack socket as plain IPv4.
@@ -155,7 +186,8 @@ async fn serve<R: Recorder>(
         guard,
         cand,
         addr,
-    } = match Box::pin(held_connect(&svc, &client, peer)).await {
+        from,
+    } = match Box::pin(routed_connect(&svc, &client, peer)).await {
         Ok(b) => b,
         Err(e) => {
             rec.failed(&svc, &permit, &e);
@@ -165,7 +197,7 @@ async fn serve<R: Recorder>(
     let ch = guard.channel();
     ch.connect_ok();
     ch.total.fetch_add(1, Relaxed);
-    svc.served_by(cand.group);
+    svc.served_by(cand.group, from);
     tracing::Span::current().record("channel", tracing::field::display(addr));
     debug!(group = cand.group, index = cand.index, "connected");
     rec.connected(&svc, &cand, addr);
@@ -222,7 +254,7 @@ async fn serve<R: Recorder>(
 /// The client for whom no backend could be had.
 fn no_backend(svc: &Service, client: &TcpStream, why: NoBackend) {
     match why {
-        NoBackend::ClientGone => {}
+        NoBackend::ClientGone | NoBackend::Rejected => {}
         NoBackend::Reset => {
             crate::sys::set_linger_zero(client);
             debug!("the backend reset while connecting; resetting the client");

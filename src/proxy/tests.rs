@@ -42,7 +42,11 @@ async fn the_futures_a_connection_allocates_stay_small() {
         .await
         .unwrap();
     let permit = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
-    let connect = std::mem::size_of_val(&held_connect(&svc, &client, Peer::direct(local)));
+    let connect = std::mem::size_of_val(&held_connect(
+        &svc,
+        &client,
+        crate::pool::Pick::client(local.ip()),
+    ));
     let fut = handle(Arc::clone(&svc), client, local, permit, NoLog::accepted);
     let task = std::mem::size_of_val(&fut);
     assert!(

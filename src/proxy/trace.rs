@@ -225,6 +225,7 @@ impl Recorder for Logged {
             NoBackend::ClientGone if n.left_held => Termination::ClientGoneHeld,
             NoBackend::ClientGone => Termination::ClientGoneConnecting,
             NoBackend::Reset => Termination::ServerAbort,
+            NoBackend::Rejected => Termination::Rejected,
             NoBackend::Exhausted => match n.last_fail {
                 Fail::None if n.spun => Termination::HoldExpired,
                 Fail::None | Fail::Refused => Termination::Refused,

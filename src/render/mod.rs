@@ -187,6 +187,46 @@ pub struct ListenerView {
     pub fleet: Option<FleetView>,
     /// A fenced listener's fleet fence; `None` without both.
     pub fleet_fence: Option<FleetFenceView>,
+    /// `route:` counters; `None` without routing.
+    pub route: Option<RouteView>,
+}
+
+/// A routed listener's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteView {
+    pub by: &'static str,
+    pub hits: u64,
+    pub misses: u64,
+    pub rejects: u64,
+    pub lookups: u64,
+    pub lookup_errors: u64,
+    pub stale: u64,
+    /// Keys in the route file's table, and times it was read.
+    pub file_keys: Option<u64>,
+    pub file_loads: u64,
+}
+
+impl RouteView {
+    pub fn of(r: &crate::route::Router) -> RouteView {
+        let (lookups, lookup_errors, stale) = r.lookup.as_ref().map_or((0, 0, 0), |l| {
+            (
+                l.stats.lookups.load(Relaxed),
+                l.stats.errors.load(Relaxed),
+                l.stats.stale.load(Relaxed),
+            )
+        });
+        RouteView {
+            by: r.by.word(),
+            hits: r.stats.hits.load(Relaxed),
+            misses: r.stats.misses.load(Relaxed),
+            rejects: r.stats.rejects.load(Relaxed),
+            lookups,
+            lookup_errors,
+            stale,
+            file_keys: r.file.as_ref().map(|f| f.keys() as u64),
+            file_loads: r.file.as_ref().map_or(0, |f| f.loads.load(Relaxed)),
+        }
+    }
 }
 
 impl ListenerView {
@@ -224,6 +264,7 @@ impl ListenerView {
             channels: channels(&groups),
             fleet: Some(svc.fleet.view()).filter(|f| f.role != Role::Off),
             fleet_fence: (svc.cfg.fence && svc.fleet.enabled()).then(|| svc.fence.fleet.view()),
+            route: svc.route.as_deref().map(RouteView::of),
         }
     }
 }

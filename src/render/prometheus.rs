@@ -15,7 +15,7 @@ use std::fmt::{Display, Write as _};
 
 use crate::pool::ShownState;
 use crate::render::process::ProcessView;
-use crate::render::{ChannelView, ListenerView, Pipes};
+use crate::render::{ChannelView, ListenerView, Pipes, RouteView};
 use crate::service::fence::fleet::FleetFenceView;
 use crate::service::fleet::{FleetView, Role};
 
@@ -264,6 +264,7 @@ pub fn exposition(
         }
     }
     fleet_series(&mut o, listeners);
+    route_series(&mut o, listeners);
     // Labels are built once per channel, then reused by every series.
     let channels: Vec<(String, &ChannelView)> = listeners
         .iter()
@@ -312,6 +313,59 @@ pub fn exposition(
         }
     }
     o.0
+}
+
+type RouteGetter = fn(&RouteView) -> u64;
+
+/// Per routed listener: name, help, value (all counters).
+const PER_ROUTE: [(&str, &str, RouteGetter); 6] = [
+    (
+        "balance_route_hits_total",
+        "Clients routed by the map, the route file or a fresh cached lookup.",
+        |r| r.hits,
+    ),
+    (
+        "balance_route_misses_total",
+        "Clients given the default: no key, or nothing maps it.",
+        |r| r.misses,
+    ),
+    (
+        "balance_route_rejects_total",
+        "Clients turned away by a reject target.",
+        |r| r.rejects,
+    ),
+    (
+        "balance_route_lookups_total",
+        "Directory lookups made (one per key in flight, however many clients wait).",
+        |r| r.lookups,
+    ),
+    (
+        "balance_route_lookup_errors_total",
+        "Directory lookups that failed or timed out.",
+        |r| r.lookup_errors,
+    ),
+    (
+        "balance_route_stale_total",
+        "Answers served stale because the directory failed or was slow.",
+        |r| r.stale,
+    ),
+];
+
+/// Routing counters, for the listeners with `route:`.
+fn route_series(o: &mut Out, listeners: &[ListenerView]) {
+    let routed: Vec<(String, RouteView)> = listeners
+        .iter()
+        .filter_map(|l| l.route.map(|r| (esc(&l.name), r)))
+        .collect();
+    if routed.is_empty() {
+        return;
+    }
+    for (name, help, get) in PER_ROUTE {
+        o.family(name, "counter", help);
+        for (l, r) in &routed {
+            o.sample(name, &format!("listener=\"{l}\""), get(r));
+        }
+    }
 }
 
 /// Fleet mode's gauges, for the listeners that run it.

@@ -113,6 +113,17 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
             },
             "failback_floor": l.floor,
             "serving_group": l.serving,
+            "route": l.route.map(|r| json!({
+                "by": r.by,
+                "hits": r.hits,
+                "misses": r.misses,
+                "rejects": r.rejects,
+                "lookups": r.lookups,
+                "lookup_errors": r.lookup_errors,
+                "stale": r.stale,
+                "file_keys": r.file_keys,
+                "file_loads": r.file_loads,
+            })),
             "fleet": l.fleet.as_ref().map(|f| json!({
                 "role": f.role.as_str(),
                 "etcd": if f.etcd_up { "ok" } else { "unreachable" },

@@ -24,6 +24,15 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// The contents of the regular file `path` (see [`open_regular`]), read
+/// up to `max` bytes; `Ok(None)` when it holds more.
+pub fn read_capped(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    open_regular(path)?.take(max + 1).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 <= max).then_some(buf))
+}
+
 /// The error for a path that is not a regular file, naming what it is.
 pub fn not_regular(ft: std::fs::FileType) -> io::Error {
     let what = if ft.is_fifo() {

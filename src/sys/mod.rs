@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod daemon;
+pub mod fdpass;
 pub mod file;
 pub mod libm;
 pub mod notify;
@@ -143,6 +144,23 @@ pub fn local_time(secs: i64) -> Option<LocalTime> {
 /// Make closing this socket send a reset instead of a FIN.
 pub fn set_linger_zero(s: &TcpStream) {
     let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
+/// recv(MSG_PEEK | MSG_DONTWAIT) into `buf`: the bytes stay queued.
+/// `WouldBlock` when nothing is there yet; Ok(0) at EOF.
+pub fn peek(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, a live,
+    // exclusively borrowed slice; the fd is borrowed from `s` for the call.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
 /// The addresses of this host's interfaces (getifaddrs); empty if they

@@ -22,6 +22,9 @@ const SWEEP_ROUNDS: usize = 8;
 /// old guard is gone).
 static KNOWN: Mutex<Option<HashMap<u32, usize>>> = Mutex::new(None);
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Pids no sweep may touch, not even the one at exit: a successor started
+/// by `upgrade` (it outlives us).
+static SPARED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static SCHEDULED: AtomicBool = AtomicBool::new(false);
 static LAST: Mutex<Option<Instant>> = Mutex::new(None);
 
@@ -56,6 +59,41 @@ impl Drop for Tracked {
     }
 }
 
+/// PATH of the commands balance runs (checks, lookups).
+pub const COMMAND_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `prog args` run directly: empty environment but [`COMMAND_PATH`],
+/// stdin and stderr to /dev/null, stdout as given, its own process group,
+/// killed if dropped while running.
+pub fn isolated(
+    prog: &str,
+    args: &[String],
+    stdout: std::process::Stdio,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", COMMAND_PATH)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Kills a command's process group when dropped (a timeout, a
+/// cancellation, or done: whatever it left in its group goes with it).
+pub struct GroupKill(pub Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            super::kill_process_group(pgid);
+        }
+    }
+}
+
 /// Spawn a check and register its pid in one step.
 pub fn spawn(
     cmd: &mut tokio::process::Command,
@@ -67,6 +105,41 @@ pub fn spawn(
         Tracked(pid)
     });
     Ok((child, tracked))
+}
+
+/// After a hand-over (`upgrade`): stop being a subreaper and stop
+/// sweeping. The successor (our child) and its own successors must not be
+/// adopted, and killed at exit, by this draining process: orphans go past
+/// it to init (or systemd) instead.
+pub fn stop_reaping() -> io::Result<()> {
+    ENABLED.store(false, Ordering::SeqCst);
+    // SAFETY: as in `become_subreaper`, with 0: plain integers only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Spawn a successor (`upgrade`): no sweep kills it, now or at exit,
+/// until [`unspare`] (it failed and was reaped by the caller).
+pub fn spawn_successor(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
+    // The same lock as the sweep's scan: never seen as a leftover.
+    let _g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let child = cmd.spawn()?;
+    SPARED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(child.id());
+    Ok(child)
+}
+
+/// A successor that failed is an ordinary child again (once reaped).
+pub fn unspare(pid: u32) {
+    SPARED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
 }
 
 /// After a check ended: sweep for leftovers soon (coalesced, at most one
@@ -108,8 +181,10 @@ fn sweep(all: bool) {
     for _ in 0..SWEEP_ROUNDS {
         let victims: Vec<u32> = {
             let g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+            let spared = SPARED.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let victims: Vec<u32> = children()
                 .into_iter()
+                .filter(|p| !spared.contains(p))
                 .filter(|p| all || !g.as_ref().is_some_and(|m| m.contains_key(p)))
                 .collect();
             for &p in &victims {

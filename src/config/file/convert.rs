@@ -178,6 +178,7 @@ fn listener(
         .iter()
         .map(|g| g.channels.iter().map(|c| c.referenced).collect())
         .collect();
+    let raw_route = l.route;
     let groups = l
         .groups
         .into_iter()
@@ -234,7 +235,16 @@ fn listener(
         Some(c) => Some(connection_log(c)?),
         None => default_log.cloned(),
     };
-    spec.build().map_err(|e| spec_error(e, &loc, &name, &spans))
+    let mut lc = spec
+        .build()
+        .map_err(|e| spec_error(e, &loc, &name, &spans))?;
+    // Targets name groups: resolved once every group has its name.
+    let group_names = lc.groups.iter().map(|g| g.name.clone()).collect();
+    lc.route = raw_route
+        .map(|r| super::route::route(r, group_names))
+        .transpose()
+        .map_err(|e| format!("{loc}{e} (listener {})", quote(&name)))?;
+    Ok(lc)
 }
 
 /// The builder's verdict in the file's words, with the line and column.

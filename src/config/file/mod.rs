@@ -9,7 +9,6 @@
 //! - `raw`: the serde model; `scalars`: its checked leaf values;
 //! - `convert`: raw → [`Config`] through the shared listener builder.
 
-use std::io::Read;
 use std::path::Path;
 
 use serde_saphyr::Location;
@@ -19,6 +18,7 @@ use super::{Config, Overlay};
 
 mod convert;
 mod raw;
+mod route;
 mod scalars;
 
 /// Files larger than this are refused before parsing (counted on the
@@ -34,16 +34,11 @@ pub fn load(path: &Path, overlay: &Overlay) -> Result<Config, ConfigError> {
     };
     // Not a FIFO (the open would block, the read never end) nor a device
     // (`/dev/zero` never ends): a regular file, read up to the cap.
-    let f = crate::sys::file::open_regular(path).map_err(read)?;
-    let mut buf = Vec::new();
-    f.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(read)?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
+    let Some(buf) = crate::sys::file::read_capped(path, MAX_FILE_BYTES).map_err(read)? else {
         return Err(ConfigError::TooLarge {
             path: path.to_path_buf(),
         });
-    }
+    };
     let text = String::from_utf8(buf).map_err(|_| ConfigError::NotUtf8 {
         path: path.to_path_buf(),
     })?;

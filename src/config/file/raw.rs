@@ -149,6 +149,7 @@ pub(super) struct RawListener {
     #[serde(default)]
     pub(super) connection_log: Option<Spanned<RawConnLog>>,
     pub(super) accept_proxy: Option<Vec<CidrLit>>,
+    pub(super) route: Option<super::route::RawRoute>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

@@ -424,3 +424,14 @@ fn fleet_commands_parse_like_the_plain_ones() {
         assert!(!e.0.contains('\n'), "{bad}: {e}");
     }
 }
+
+#[test]
+fn route_takes_one_key() {
+    assert_eq!(
+        parse("route a.example.com"),
+        Ok(Command::Route("a.example.com".into()))
+    );
+    assert!(parse("route").is_err());
+    assert!(parse("route a b").is_err());
+    assert!(!Command::Route("x".into()).is_change());
+}

@@ -1,4 +1,5 @@
-//! Handlers that act on the whole process: `kill`, `reload`, `state save`.
+//! Handlers that act on the whole process: `kill`, `reload`, `state save`,
+//! `upgrade`.
 
 use crate::control::listener::Control;
 use crate::control::reload::ReloadError;
@@ -27,5 +28,17 @@ pub async fn state_save(ctl: &Control) -> Reply {
             Ok(()) => Reply::line(format!("state saved to {}", st.path().display())),
             Err(e) => Reply::err(format!("state file not written: {e}")),
         },
+    }
+}
+
+/// `upgrade [PATH]`: the supervisor starts the new binary and hands it
+/// the sockets; the answer is its pid, or why this process keeps serving.
+pub async fn upgrade(ctl: &Control, path: Option<std::path::PathBuf>) -> Reply {
+    match ctl.upgrade.upgrade(path).await {
+        Ok(pid) => Reply::bye(vec![format!(
+            "upgraded: pid {pid} serves now; this process (pid {}) finishes its connections",
+            std::process::id()
+        )]),
+        Err(e) => Reply::err(format!("upgrade refused: {e}")),
     }
 }

@@ -49,3 +49,23 @@ pub fn mrtg(ctl: &Control, groups: &[Arc<Group>], g: usize, c: usize, what: Mrtg
     let view = ChannelView::of(g, c, grp.policy(), ch);
     Reply::ok(render::show::mrtg(&view, what, ctl.started.elapsed()))
 }
+
+/// `route KEY`: the decision for a key, with its source (a lookup it
+/// needs is made and counted; hits and misses are not).
+pub async fn route(svc: &Service, key: &str) -> Reply {
+    let Some(r) = &svc.route else {
+        return Reply::err("this listener has no route: (see route: in the config file)");
+    };
+    let k = match r.parse_key(key) {
+        Ok(k) => k,
+        Err(e) => return Reply::err(e),
+    };
+    let d = r.resolve(Some(&k)).await;
+    Reply::ok(vec![format!(
+        "{} -> {} by {} from {}",
+        k.text(),
+        r.target_name(d.target),
+        r.by.word(),
+        d.source
+    )])
+}

@@ -90,7 +90,9 @@ pub fn spawn(cfg: &HaproxySocket, rt: Runtime, stop: CancellationToken) -> io::R
         ),
         None => None,
     };
-    let (listener, guard) = server::bind_with(&cfg.path, cfg.mode, gid).map_err(|e| {
+    // Never handed over by `upgrade` (which refuses while it is on).
+    let keep = crate::control::upgrade::UpgradeHandle::detached();
+    let (listener, guard) = server::bind_with(&cfg.path, cfg.mode, gid, keep).map_err(|e| {
         let msg = format!(
             "haproxy socket {}: {}",
             cfg.path.display(),

@@ -16,6 +16,7 @@ async fn stop_removes_the_socket_so_a_new_server_can_bind_the_path_at_once() {
         reload: ReloadHandle::detached(),
         fleet: None,
         listeners: crate::registry::Registry::new(),
+        upgrade: crate::control::upgrade::UpgradeHandle::detached(),
     };
     let h = spawn(
         Arc::clone(&svc),

@@ -71,17 +71,8 @@ impl Endpoint {
             ),
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
-        let (host, port) = authority.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-        let host_ok = !host.is_empty()
-            && !host.contains(['/', '@', '?', '#', ' '])
-            && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
-        if !host_ok {
-            return Err(bad("bad host"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(bad("bad port")),
-        }
+        crate::config::grammar::check_http_authority(authority).map_err(bad)?;
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
         let tls_name = if tls {
             let name = host.trim_start_matches('[').trim_end_matches(']');
             let name = rustls::pki_types::ServerName::try_from(name.to_string())

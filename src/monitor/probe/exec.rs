@@ -14,13 +14,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use super::{Ctx, fmt_dur};
 use crate::monitor::spec::substitute;
 use crate::sys::reaper;
-
-const CHECK_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Deregisters the check, then schedules a leftover sweep, when dropped.
 struct SweepOnDrop(Option<reaper::Tracked>);
@@ -29,17 +25,6 @@ impl Drop for SweepOnDrop {
     fn drop(&mut self) {
         self.0.take();
         reaper::schedule_sweep();
-    }
-}
-
-/// Kills the process group when dropped (timeout, cancellation, or done).
-struct GroupGuard(Option<u32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            crate::sys::kill_process_group(pgid);
-        }
     }
 }
 
@@ -59,18 +44,10 @@ pub async fn run(argv: &[String], pass: &[i32], ctx: &Ctx, t: Duration) -> Resul
     let Some((prog, rest)) = args.split_first() else {
         return Err("empty command".into());
     };
-    let mut cmd = Command::new(prog);
-    cmd.args(rest)
-        .env_clear()
-        .env("PATH", CHECK_PATH)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
+    let mut cmd = reaper::isolated(prog, rest, Stdio::null());
     let (mut child, tracked) =
         reaper::spawn(&mut cmd).map_err(|e| format!("cannot run {prog}: {e}"))?;
-    let guard = GroupGuard(child.id());
+    let guard = reaper::GroupKill(child.id());
     // However the check ends (even cancelled), look for what it left.
     let _sweep = SweepOnDrop(tracked);
     let status = tokio::select! {

@@ -375,3 +375,20 @@ fn every_policy_survives_its_atomic_and_only_hash_limits_the_walk() {
         assert_eq!(n, want, "{p:?}");
     }
 }
+
+#[test]
+fn a_routed_chain_walks_its_group_and_the_later_ones_never_earlier() {
+    let tiers = vec![rr(vec![up()]), rr(vec![up()]), rr(vec![up()])];
+    let chain = |from| {
+        let mut w = Walk::new(0, 3, 0, false).chain(from);
+        std::iter::from_fn(|| w.next(&tiers)).collect::<Vec<_>>()
+    };
+    assert_eq!(chain(1), vec![(1, 0), (2, 0)]);
+    assert_eq!(chain(2), vec![(2, 0)]);
+    assert_eq!(chain(0), vec![(0, 0), (1, 0), (2, 0)]);
+    // With manual failback's floor elsewhere, the route still decides.
+    let mut w = Walk::new(2, 3, 0, false).chain(0);
+    assert_eq!(w.next(&tiers), Some((0, 0)));
+    tiers[1].backends[0].usable.set(false);
+    assert_eq!(chain(1), vec![(2, 0)]);
+}

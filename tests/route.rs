@@ -1,0 +1,557 @@
+//! Routing by key (`route:`): TLS server names peeked from real
+//! ClientHellos (openssl s_client against openssl s_server backends with
+//! their own certificates), the route file reloaded when it changes, a
+//! real HTTP directory (a small server run here that answers, answers
+//! slowly, answers 404 and goes away), the address keys, and the peek's
+//! bounds.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+// ------------------------------------------------------------------ TLS
+
+/// A self-signed certificate and key for `CN=cn` in `dir`.
+fn cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let (c, k) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", &format!("/CN={cn}")])
+        .arg("-keyout")
+        .arg(&k)
+        .arg("-out")
+        .arg(&c)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl req");
+    assert!(st.success(), "openssl req for {cn}");
+    (c, k)
+}
+
+/// `openssl s_server` with its own certificate (`CN=cn`), stopped by pid
+/// on drop.
+struct TlsBackend {
+    child: Child,
+    port: u16,
+}
+
+impl TlsBackend {
+    fn start(dir: &Path, cn: &str) -> TlsBackend {
+        let (c, k) = cert(dir, cn);
+        let port = free_port(LOCALHOST_V4);
+        let child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("-cert")
+            .arg(&c)
+            .arg("-key")
+            .arg(&k)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run openssl s_server");
+        let b = TlsBackend { child, port };
+        wait_until("s_server to listen", Duration::from_secs(10), || {
+            TcpStream::connect(local(port)).is_ok()
+        })
+        .unwrap();
+        b
+    }
+
+    fn channel(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The certificate subject CN a TLS client got through `port` with
+/// `servername` (None: no SNI sent), or None when the handshake failed.
+fn subject_via(port: u16, servername: Option<&str>) -> Option<String> {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+    match servername {
+        Some(n) => cmd.args(["-servername", n]),
+        None => cmd.arg("-noservername"),
+    };
+    let dir = TempDir::new("s_client");
+    let out_path = dir.join("out");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    let done = wait_for("s_client to exit", Duration::from_secs(20), || {
+        child.try_wait().ok().flatten()
+    });
+    if done.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    out.lines().find_map(|l| {
+        let l = l.trim();
+        let rest = l.strip_prefix("subject=")?;
+        // "CN = A" or "CN=A", by openssl version.
+        Some(rest.rsplit('=').next()?.trim().to_string())
+    })
+}
+
+fn need_openssl() -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        skip_without("openssl");
+    }
+    ok
+}
+
+/// A ClientHello naming `name` in one TLS record, as a client's first
+/// bytes (for tests that need many clients at once).
+fn client_hello(name: &str) -> Vec<u8> {
+    let n = name.as_bytes();
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.push(0);
+    body.extend([0, 2, 0x13, 0x01, 1, 0]);
+    let mut sni = vec![0u8];
+    sni.extend((n.len() as u16).to_be_bytes());
+    sni.extend(n);
+    let mut list = (sni.len() as u16).to_be_bytes().to_vec();
+    list.extend(sni);
+    let mut exts = vec![0, 0];
+    exts.extend((list.len() as u16).to_be_bytes());
+    exts.extend(list);
+    body.extend((exts.len() as u16).to_be_bytes());
+    body.extend(exts);
+    let mut msg = vec![1];
+    msg.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    msg.extend(body);
+    let mut rec = vec![22, 3, 1];
+    rec.extend((msg.len() as u16).to_be_bytes());
+    rec.extend(msg);
+    rec
+}
+
+/// Send `first` through `port`; the tag of the echo backend reached
+/// (None: closed without one).
+fn tag_after(port: u16, first: &[u8]) -> Option<String> {
+    let mut s = connect(local(port));
+    s.write_all(first).ok()?;
+    let mut r = BufReader::new(s);
+    let mut tag = String::new();
+    r.read_line(&mut tag).ok()?;
+    let tag = tag.trim().to_string();
+    (!tag.is_empty()).then_some(tag)
+}
+
+fn json_route(bal: &Balance) -> serde_json::Value {
+    bal.json()["listener"]["route"].clone()
+}
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+/// balance with one listener: a group per channel, named `pod-a`,
+/// `pod-b`, ... in order, and the `route:` block `route` (its lines
+/// indented by six spaces).
+fn start_routed(channels: &[String], route: &str) -> Balance {
+    let groups: String = channels
+        .iter()
+        .zip('a'..)
+        .map(|(c, n)| format!("      - name: pod-{n}\n        channels: [\"{c}\"]\n"))
+        .collect();
+    let route = route.to_string();
+    Balance::config(1, move |p: &[u16]| {
+        format!(
+            "listeners:\n  - name: routed\n    bind: \"127.0.0.1:{}\"\n    groups:\n{groups}    route:\n{route}",
+            p[0]
+        )
+    })
+    .start()
+}
+
+// ------------------------------------------------------------ directory
+
+#[derive(Clone)]
+enum Reply {
+    Target(&'static str),
+    NotFound,
+    /// Answer after this long.
+    Slow(Duration, &'static str),
+}
+
+/// A real HTTP directory: `GET /backend/KEY` answers from `replies`,
+/// counts requests per key, and goes away (its port refuses) on `stop`.
+struct Directory {
+    port: u16,
+    replies: Arc<Mutex<HashMap<String, Reply>>>,
+    asked: Arc<Mutex<HashMap<String, usize>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Directory {
+    fn start() -> Directory {
+        let l = TcpListener::bind((LOCALHOST_V4, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let d = Directory {
+            port,
+            replies: Arc::default(),
+            asked: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (replies, asked, stop) = (d.replies.clone(), d.asked.clone(), d.stop.clone());
+        thread::spawn(move || {
+            while !stop.load(SeqCst) {
+                let Ok((s, _)) = l.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (replies, asked) = (replies.clone(), asked.clone());
+                thread::spawn(move || serve_one(s, &replies, &asked));
+            }
+            // The listener closes here: the directory is gone.
+        });
+        d
+    }
+
+    fn set(&self, key: &str, r: Reply) {
+        self.replies.lock().unwrap().insert(key.into(), r);
+    }
+
+    fn asked(&self, key: &str) -> usize {
+        self.asked.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    fn go_away(&self) {
+        self.stop.store(true, SeqCst);
+        wait_until("the directory to go away", Duration::from_secs(5), || {
+            TcpStream::connect(local(self.port)).is_err()
+        })
+        .unwrap();
+    }
+}
+
+fn serve_one(
+    s: TcpStream,
+    replies: &Mutex<HashMap<String, Reply>>,
+    asked: &Mutex<HashMap<String, usize>>,
+) {
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+    }
+    let key = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.strip_prefix("/backend/"))
+        .unwrap_or_default()
+        .to_string();
+    *asked.lock().unwrap().entry(key.clone()).or_default() += 1;
+    let reply = replies.lock().unwrap().get(&key).cloned();
+    let (status, body) = match reply {
+        Some(Reply::Target(t)) => ("200 OK", t),
+        Some(Reply::Slow(d, t)) => {
+            thread::sleep(d);
+            ("200 OK", t)
+        }
+        Some(Reply::NotFound) | None => ("404 Not Found", "no such tenant\n"),
+    };
+    let mut s = s;
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn sni_picks_the_backend_by_map_file_and_default_over_real_tls() {
+    if !need_openssl() {
+        return;
+    }
+    let dir = TempDir::new("route-sni");
+    let (a, b, c) = (
+        TlsBackend::start(dir.path(), "A"),
+        TlsBackend::start(dir.path(), "B"),
+        TlsBackend::start(dir.path(), "C"),
+    );
+    let routes = dir.join("routes");
+    std::fs::write(
+        &routes,
+        "# tenants\n*.b.example.com pod-b\nthis line is bad\nold.example.com reject\nz.example.com pod-z\n",
+    )
+    .unwrap();
+    let bal = start_routed(
+        &[a.channel(), b.channel(), c.channel()],
+        &format!(
+            "      by: sni\n      map:\n        a.example.com: pod-a\n      file: {}\n      default: pod-c\n",
+            routes.display()
+        ),
+    );
+    let port = bal.port();
+    assert_eq!(
+        subject_via(port, Some("a.example.com")).as_deref(),
+        Some("A")
+    );
+    assert_eq!(
+        subject_via(port, Some("A.Example.Com")).as_deref(),
+        Some("A")
+    );
+    assert_eq!(
+        subject_via(port, Some("x.b.example.com")).as_deref(),
+        Some("B")
+    );
+    assert_eq!(
+        subject_via(port, Some("unknown.example.org")).as_deref(),
+        Some("C")
+    );
+    assert_eq!(
+        subject_via(port, None).as_deref(),
+        Some("C"),
+        "no SNI: the default"
+    );
+    assert_eq!(subject_via(port, Some("old.example.com")), None, "reject");
+    assert!(
+        bal.has("line 3"),
+        "the bad line is logged: {}",
+        bal.stderr()
+    );
+    let r = json_route(&bal);
+    assert_eq!(
+        (n(&r, "hits"), n(&r, "misses"), n(&r, "rejects")),
+        (4, 2, 1),
+        "{r}"
+    );
+    assert_eq!(n(&r, "file_keys"), 2, "{r}");
+    let why = bal.ctl("route y.b.example.com");
+    assert!(
+        why.contains("-> pod-b") && why.contains("from file"),
+        "{why}"
+    );
+    assert!(bal.ctl("route a.example.com").contains("from map"));
+    // The file changes: read again, no reload needed.
+    // (A group's index is a target too.)
+    std::fs::write(&routes, "*.b.example.com 0\n").unwrap();
+    bal.wait_running("the route file read again", || {
+        subject_via(port, Some("x.b.example.com")).as_deref() == Some("A")
+    });
+    assert!(bal.has("read again"), "{}", bal.stderr());
+}
+
+#[test]
+fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let dir_srv = Directory::start();
+    let ttl = stretched(Duration::from_secs(3));
+    let bal = start_routed(
+        &[a.channel(), b.channel()],
+        &format!(
+            "      by: sni\n      lookup:\n        url: \"http://127.0.0.1:{}/backend/{{key}}\"\n        timeout: 1s\n        ttl: {}ms\n        negative_ttl: 1h\n        stale: 1h\n      default: pod-a\n",
+            dir_srv.port,
+            ttl.as_millis()
+        ),
+    );
+    let port = bal.port();
+    let via = |name: &str| tag_after(port, &client_hello(name));
+
+    // Answers, then a hit from the cache.
+    dir_srv.set("t1.example.com", Reply::Target("pod-b"));
+    assert_eq!(via("t1.example.com").as_deref(), Some("B"));
+    assert_eq!(via("t1.example.com").as_deref(), Some("B"));
+    assert_eq!(
+        dir_srv.asked("t1.example.com"),
+        1,
+        "the second client is a cache hit"
+    );
+
+    // 100 clients at once with the same new key: one lookup.
+    dir_srv.set(
+        "new.example.com",
+        Reply::Slow(Duration::from_millis(300), "pod-b"),
+    );
+    let clients: Vec<_> = (0..100)
+        .map(|_| thread::spawn(move || tag_after(port, &client_hello("new.example.com"))))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap().as_deref(), Some("B"));
+    }
+    assert_eq!(
+        dir_srv.asked("new.example.com"),
+        1,
+        "one lookup for 100 clients"
+    );
+
+    // Not found: the default, cached (negative_ttl).
+    dir_srv.set("nope.example.com", Reply::NotFound);
+    assert_eq!(via("nope.example.com").as_deref(), Some("A"));
+    assert_eq!(via("nope.example.com").as_deref(), Some("A"));
+    assert_eq!(dir_srv.asked("nope.example.com"), 1, "not found is cached");
+
+    // Slower than the timeout, nothing cached: the default.
+    dir_srv.set(
+        "slow.example.com",
+        Reply::Slow(Duration::from_secs(3), "pod-b"),
+    );
+    assert_eq!(via("slow.example.com").as_deref(), Some("A"));
+    let r = json_route(&bal);
+    assert!(n(&r, "lookup_errors") >= 1, "{r}");
+
+    // The directory goes away: once t1's answer is past its ttl it is
+    // served stale; a key never seen gets the default.
+    dir_srv.go_away();
+    bal.wait_running("a stale answer", || {
+        assert_eq!(via("t1.example.com").as_deref(), Some("B"));
+        n(&json_route(&bal), "stale") >= 1
+    });
+    assert_eq!(via("never.example.com").as_deref(), Some("A"));
+    let why = bal.ctl("route t1.example.com");
+    assert!(why.contains("-> pod-b") && why.contains("stale"), "{why}");
+    let r = json_route(&bal);
+    // Every lookup made while the directory was up reached it; two more
+    // failed after it went away (t1's refresh, never's).
+    assert!(n(&r, "lookups") >= dir_lookups(&dir_srv) + 2, "{r}");
+    assert!(n(&r, "hits") >= 2 && n(&r, "misses") >= 2, "{r}");
+    let text = bal.ctl("show json");
+    assert!(text.contains("\"stale\""), "{text}");
+}
+
+fn dir_lookups(d: &Directory) -> u64 {
+    d.asked.lock().unwrap().values().sum::<usize>() as u64
+}
+
+#[test]
+fn src_keys_match_cidr_blocks_and_reject_closes() {
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let bal = start_routed(
+        &[a.channel(), b.channel()],
+        "      by: src\n      map:\n        \"127.0.0.1\": pod-b\n        \"127.0.0.8/29\": reject\n      default: pod-a\n",
+    );
+    let port = bal.port();
+    let from = |src: [u8; 4]| -> Option<String> {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from((src, 0)).into()).unwrap();
+        s.connect_timeout(&local(port).into(), IO_TIMEOUT).ok()?;
+        let s: TcpStream = s.into();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut tag = String::new();
+        BufReader::new(s).read_line(&mut tag).ok()?;
+        Some(tag.trim().to_string()).filter(|t| !t.is_empty())
+    };
+    assert_eq!(from([127, 0, 0, 1]).as_deref(), Some("B"));
+    assert_eq!(from([127, 0, 0, 9]), None, "127.0.0.8/29 is rejected");
+    assert_eq!(from([127, 0, 0, 20]).as_deref(), Some("A"));
+    let r = json_route(&bal);
+    assert_eq!(
+        (n(&r, "hits"), n(&r, "misses"), n(&r, "rejects")),
+        (2, 1, 1),
+        "{r}"
+    );
+    assert!(bal.ctl("route 127.0.0.12").contains("-> reject"));
+    let out = bal.ctl_out("route nonsense");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success() && text.contains("bad key"), "{text}");
+}
+
+#[test]
+fn the_peek_is_bounded_and_the_bytes_peeked_reach_the_backend_unchanged() {
+    let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    // Long enough for three paced segments on a loaded machine.
+    let bound = stretched(Duration::from_secs(1));
+    let bal = start_routed(
+        &[a.channel(), b.channel()],
+        &format!(
+            "      by: sni\n      map:\n        b.example.com: pod-b\n      default: pod-a\n      peek_timeout: {}ms\n",
+            bound.as_millis()
+        ),
+    );
+    let port = bal.port();
+
+    // A hello in three TCP segments: routed, and echoed back unchanged.
+    let hello = client_hello("b.example.com");
+    let mut s = connect(local(port));
+    s.set_nodelay(true).unwrap();
+    for part in [&hello[..3], &hello[3..20], &hello[20..]] {
+        s.write_all(part).unwrap();
+        // Paced so that each part is its own segment (a pause, not a
+        // wait for anything: the peek must cope with any split).
+        thread::sleep(Duration::from_millis(30));
+    }
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut tag = String::new();
+    r.read_line(&mut tag).unwrap();
+    assert_eq!(tag.trim(), "B");
+    let mut echoed = vec![0u8; hello.len()];
+    r.read_exact(&mut echoed).unwrap();
+    assert_eq!(echoed, hello, "the peeked bytes are relayed unchanged");
+
+    // Nothing sent, or half a record: the default once the bound passes,
+    // and the bytes sent so far still arrive.
+    assert_eq!(tag_after(port, b"").as_deref(), Some("A"));
+    let mut s = connect(local(port));
+    s.write_all(&hello[..40]).unwrap();
+    let mut r = BufReader::new(s);
+    let mut tag = String::new();
+    r.read_line(&mut tag).unwrap();
+    assert_eq!(tag.trim(), "A");
+    let mut echoed = vec![0u8; 40];
+    r.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed[..], &hello[..40]);
+
+    // Not TLS at all: the default at once, bytes unchanged.
+    assert_eq!(
+        tag_after(port, b"GET / HTTP/1.0\r\n\r\n").as_deref(),
+        Some("A")
+    );
+    let r = json_route(&bal);
+    assert_eq!((n(&r, "hits"), n(&r, "misses")), (1, 3), "{r}");
+}
