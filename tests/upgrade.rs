@@ -675,10 +675,30 @@ fn upgrade_in_fleet_mode_with_a_fixed_id_keeps_the_member() {
     upgrade_in_fleet_mode(true);
 }
 
-/// The HAProxy socket is not handed over (not built): an instance that
-/// serves one refuses the upgrade, names why, and serves on.
+/// One line to the HAProxy socket, everything it answers until it closes.
+fn hx(path: &Path, line: &str) -> std::io::Result<String> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.write_all(format!("{line}\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// `show info`'s pid.
+fn info_pid(info: &str) -> Option<u32> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid: "))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// The HAProxy socket is handed over like a control socket: the same
+/// socket file answers for the new process, a change made through it
+/// before is still there, and a client connecting all through the
+/// hand-over is never refused.
 #[test]
-fn upgrade_with_the_haproxy_socket_is_refused_and_the_instance_serves_on() {
+fn upgrade_hands_the_haproxy_socket_over() {
+    use std::os::unix::fs::MetadataExt;
     let a = echo_backend();
     let dir = TempDir::new("upgrade-haproxy");
     let hsock = dir.join("haproxy.sock");
@@ -686,11 +706,89 @@ fn upgrade_with_the_haproxy_socket_is_refused_and_the_instance_serves_on() {
         .opts(&["--haproxy-socket", hsock.to_str().unwrap()])
         .control(&dir.join("c.sock"))
         .start();
+    let successors = Successors::default();
+    let old = b.pid();
+    let ino = std::fs::metadata(&hsock).unwrap().ino();
+    assert_eq!(info_pid(&hx(&hsock, "show info").unwrap()), Some(old));
+    assert_eq!(hx(&hsock, "set weight #1/#1 7").unwrap(), "\n");
+    assert_eq!(hx(&hsock, "get weight #1/#1").unwrap(), "7 (initial 1)\n\n");
+    let mut live = b.connect();
+    roundtrip(&mut live, b"before");
+
+    // A client of the HAProxy socket, connecting over and over through
+    // the hand-over until the new process answers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let (hsock, stop, asked) = (hsock.clone(), Arc::clone(&stop), Arc::clone(&asked));
+        thread::spawn(move || -> Result<(), String> {
+            while !stop.load(SeqCst) {
+                let info = hx(&hsock, "show info").map_err(|e| format!("show info: {e}"))?;
+                asked.fetch_add(1, SeqCst);
+                if info_pid(&info).is_none() && !info.is_empty() {
+                    return Err(format!("show info answered {info:?}"));
+                }
+            }
+            Ok(())
+        })
+    };
+    let new = upgrade(&b, "upgrade").unwrap();
+    successors.push(new);
+    assert_ne!(new, old);
+    let r = wait_until(
+        "the haproxy socket to answer with the new pid",
+        stretched(OLD_EXIT),
+        || hx(&hsock, "show info").ok().and_then(|i| info_pid(&i)) == Some(new),
+    );
+    // The old process relays its connection to the end, then exits.
+    roundtrip(&mut live, b"after");
+    drop(live);
+    wait_until("the old process to exit", stretched(OLD_EXIT), || {
+        b.try_exit().is_some()
+    })
+    .unwrap();
+    stop.store(true, SeqCst);
+    let client = client.join().unwrap();
+    r.unwrap();
+    client.unwrap();
+    let asked = asked.load(SeqCst);
+    eprintln!("show info sessions through the hand-over: {asked}");
+    assert!(asked > 0);
+    // The same socket file, served (not bound again) by the new process.
+    assert_eq!(std::fs::metadata(&hsock).unwrap().ino(), ino);
+    assert_eq!(hx(&hsock, "get weight #1/#1").unwrap(), "7 (initial 1)\n\n");
+    let mut s = b.connect();
+    roundtrip(&mut s, b"new connection");
+}
+
+/// The successor's configuration names another HAProxy socket path (or
+/// none): it refuses, and the old process keeps serving its socket.
+#[test]
+fn upgrade_refuses_a_different_haproxy_socket_path() {
+    let a = echo_backend();
+    let dir = TempDir::new("upgrade-haproxy-moved");
+    let hsock = dir.join("haproxy.sock");
+    let ch = a.channel();
+    let yaml = |h: &Path, p: u16| {
+        format!(
+            "haproxy_socket: \"{}\"\nlisteners:\n  - name: t\n    bind: \"127.0.0.1:{p}\"\n    groups:\n      - channels: [\"{ch}\"]\n",
+            h.display()
+        )
+    };
+    let b = Balance::config(1, |p| yaml(&hsock, p[0]))
+        .control(&dir.join("c.sock"))
+        .start();
     let _successors = Successors::default();
-    let why = upgrade(&b, "upgrade").expect_err("refused");
-    assert!(why.contains("--haproxy-socket is not handed over"), "{why}");
+    let good = std::fs::read_to_string(b.config_path()).unwrap();
+    let moved = dir.join("other.sock");
+    std::fs::write(b.config_path(), yaml(&moved, b.port())).unwrap();
+    let why = upgrade(&b, "upgrade").expect_err("another haproxy socket path");
+    assert!(why.contains("--haproxy-socket is"), "{why}");
+    assert!(why.contains("exited with status 64"), "{why}");
+    assert!(!moved.exists());
+    std::fs::write(b.config_path(), &good).unwrap();
     assert!(b.try_exit().is_none());
-    assert!(hsock.exists());
+    assert_eq!(info_pid(&hx(&hsock, "show info").unwrap()), Some(b.pid()));
     let mut s = b.connect();
     roundtrip(&mut s, b"still here");
 }

@@ -112,6 +112,10 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
                 .map_err(|e| os(format!("cannot listen on --metrics {addr}: {e}")))?,
         ),
     };
+    let haproxy = match &mut handed {
+        Some(h) => h.take_haproxy(g.haproxy_socket.as_ref().map(|s| s.path.as_path()))?,
+        None => None,
+    };
     // Look the user up while errors still reach the terminal.
     let drop_to = match &g.user {
         None => None,
@@ -164,6 +168,7 @@ pub(crate) fn start(mut cfg: Config, source: Source) -> Result<(), Fatal> {
             run_dir: base_run_dir,
             carried: handed.map(crate::app::upgrade::Handed::carried),
             pidfile: pidfile_copy,
+            haproxy,
         },
         drop_to,
     };
@@ -346,6 +351,8 @@ struct Bound {
     carried: Option<crate::app::upgrade::Carried>,
     /// A copy of the locked pidfile, for a successor.
     pidfile: Option<(PathBuf, std::os::fd::OwnedFd)>,
+    /// Started by `upgrade`: the predecessor's HAProxy socket.
+    haproxy: Option<crate::control::server::Inherited>,
 }
 
 /// Start the listeners, metrics and re-resolution; serve until a stop
@@ -357,7 +364,11 @@ async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
     let (upgrade, mut upgrades) = UpgradeHandle::channel();
     let successor = b.carried.is_some();
     let sup = Arc::new(Supervisor::new(
-        &b.cfg, b.run_dir, b.source, reload, upgrade,
+        &b.cfg,
+        b.run_dir,
+        b.source,
+        reload,
+        upgrade.clone(),
     ));
     let metrics_copy = match &b.metrics {
         Some(m) => Some(
@@ -387,10 +398,14 @@ async fn serve(b: Bound, ready: &mut Option<Ready>) -> Result<Ended, Fatal> {
                 crate::app::supervisor::max_conns(g),
                 g.threads,
             );
-            Some(
-                crate::control::haproxy::spawn(h, rt, shutdown.clone())
-                    .map_err(|e| os(e.to_string()))?,
-            )
+            let start = crate::control::haproxy::Start {
+                inherited: b.haproxy,
+                keep: upgrade,
+                stop: shutdown.clone(),
+            };
+            let h = crate::control::haproxy::spawn(h, rt, start).map_err(|e| os(e.to_string()))?;
+            sup.keep_haproxy(&h);
+            Some(h)
         }
     };
     tokio::spawn(crate::dns::reresolve_loop(

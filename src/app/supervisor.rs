@@ -105,6 +105,8 @@ pub struct Supervisor {
 struct Kept {
     metrics: Option<std::net::TcpListener>,
     pidfile: Option<(PathBuf, std::os::fd::OwnedFd)>,
+    /// The HAProxy socket's path and descriptors, once it serves.
+    haproxy: Option<(PathBuf, Arc<crate::control::server::HandoverFds>)>,
 }
 
 impl Supervisor {
@@ -164,8 +166,18 @@ impl Supervisor {
         pidfile: Option<(PathBuf, std::os::fd::OwnedFd)>,
         carried: Option<Carried>,
     ) {
-        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Kept { metrics, pidfile };
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Kept {
+            metrics,
+            pidfile,
+            haproxy: None,
+        };
         *self.carried.lock().unwrap_or_else(|p| p.into_inner()) = carried;
+    }
+
+    /// The HAProxy socket, for `upgrade` to hand over.
+    pub(crate) fn keep_haproxy(&self, h: &crate::control::haproxy::Handle) {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).haproxy =
+            Some((h.path.clone(), h.handover_fds()));
     }
 
     /// The live Services, for readers.
@@ -557,9 +569,6 @@ impl Supervisor {
 
     /// Copies of everything the successor takes over, and the live state.
     async fn handover_parts(&self) -> Result<Parts, String> {
-        if self.started.haproxy_socket.is_some() {
-            return Err(crate::app::upgrade::NO_HAPROXY.into());
-        }
         let st = self.state.lock().await;
         let dup = |what: &str, r: std::io::Result<std::os::fd::OwnedFd>| {
             r.map_err(|e| format!("cannot copy {what}: {e}"))
@@ -569,6 +578,7 @@ impl Supervisor {
             controls: Vec::new(),
             metrics: None,
             pidfile: None,
+            haproxy: None,
             run_dir: self.control.run_dir.clone(),
             services: st.listeners.iter().map(|r| Arc::clone(&r.svc)).collect(),
         };
@@ -606,6 +616,17 @@ impl Supervisor {
         }
         if let Some((p, f)) = &kept.pidfile {
             parts.pidfile = Some((p.clone(), dup("the pidfile", f.try_clone())?));
+        }
+        match (&kept.haproxy, &self.started.haproxy_socket) {
+            (Some((p, fds)), _) => {
+                parts.haproxy = Some((
+                    p.clone(),
+                    dup("the haproxy socket", fds.sock.try_clone())?,
+                    dup("its lock file", fds.lock.try_clone())?,
+                ));
+            }
+            (None, Some(_)) => return Err("the haproxy socket does not serve yet".into()),
+            (None, None) => {}
         }
         Ok(parts)
     }

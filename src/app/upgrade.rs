@@ -7,8 +7,8 @@
 //!    environment, plus `BALANCE_UPGRADE_FD=3`: one end of a
 //!    `SOCK_SEQPACKET` pair, the only descriptor it inherits;
 //! 2. sends over it (SCM_RIGHTS) copies of every listening socket, every
-//!    control socket with its lock file, the metrics socket and the locked
-//!    pidfile, then a document naming them, with the operator state (the
+//!    control socket with its lock file, the metrics socket, the locked
+//!    pidfile and the HAProxy socket with its lock file, then a document naming them, with the operator state (the
 //!    state file's format) and which channels are down and why;
 //! 3. keeps accepting all the while. The listen queue belongs to the
 //!    socket, which both processes now hold, so nothing queued is lost;
@@ -25,7 +25,7 @@
 //!
 //! The new process binds nothing: its configuration must listen on exactly
 //! the sockets it was given, with the same control socket paths, metrics
-//! address and pidfile; otherwise it refuses (and the old one keeps
+//! address, pidfile and HAProxy socket path; otherwise it refuses (and the old one keeps
 //! serving). It does not daemonize again (it is the old daemon's child,
 //! already detached) and, already running as `--user`, does not drop
 //! privileges again.
@@ -56,10 +56,6 @@ pub(crate) enum Refusal {
     Config(String),
     Os(String),
 }
-
-/// Why an instance with the HAProxy socket is not upgraded (not built).
-pub(crate) const NO_HAPROXY: &str =
-    "--haproxy-socket is not handed over by upgrade (not built yet): restart to change the binary";
 
 /// The variable naming the inherited descriptor in the new process.
 pub const ENV: &str = "BALANCE_UPGRADE_FD";
@@ -146,6 +142,11 @@ struct Doc {
     controls: Vec<PathBuf>,
     metrics: Option<SocketAddr>,
     pidfile: Option<PathBuf>,
+    /// The HAProxy socket's path, with two descriptors (socket, lock)
+    /// after the pidfile's. Absent without one, so that a binary from
+    /// before it was handed over still takes over such an instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    haproxy: Option<PathBuf>,
     run_dir: PathBuf,
     /// The operator state of every listener, in the state file's format.
     state: String,
@@ -158,6 +159,7 @@ pub(crate) struct Parts {
     pub controls: Vec<(PathBuf, OwnedFd, OwnedFd)>,
     pub metrics: Option<(SocketAddr, OwnedFd)>,
     pub pidfile: Option<(PathBuf, OwnedFd)>,
+    pub haproxy: Option<(PathBuf, OwnedFd, OwnedFd)>,
     pub run_dir: PathBuf,
     pub services: Vec<std::sync::Arc<Service>>,
 }
@@ -207,6 +209,7 @@ pub(crate) fn hand_over(parts: Parts, path: Option<PathBuf>) -> Result<u32, Stri
         controls: parts.controls.iter().map(|c| c.0.clone()).collect(),
         metrics: parts.metrics.as_ref().map(|m| m.0),
         pidfile: parts.pidfile.as_ref().map(|p| p.0.clone()),
+        haproxy: parts.haproxy.as_ref().map(|h| h.0.clone()),
         run_dir: parts.run_dir.clone(),
         state,
         down: down_of(&parts.services),
@@ -218,6 +221,10 @@ pub(crate) fn hand_over(parts: Parts, path: Option<PathBuf>) -> Result<u32, Stri
     }
     fds.extend(parts.metrics.iter().map(|m| m.1.as_fd()));
     fds.extend(parts.pidfile.iter().map(|p| p.1.as_fd()));
+    if let Some(h) = &parts.haproxy {
+        fds.push(h.1.as_fd());
+        fds.push(h.2.as_fd());
+    }
     let text = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
 
     let (ours, theirs) = fdpass::seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
@@ -385,6 +392,7 @@ pub(crate) struct Handed {
     controls: HashMap<PathBuf, Inherited>,
     metrics: Option<(SocketAddr, std::net::TcpListener)>,
     pidfile: Option<(PathBuf, File)>,
+    haproxy: Option<(PathBuf, Inherited)>,
     pub run_dir: PathBuf,
     state: String,
     down: Vec<Down>,
@@ -446,7 +454,8 @@ fn read_handed(sock: BorrowedFd<'_>) -> Result<Handed, String> {
     let want = doc.listeners.len()
         + 2 * doc.controls.len()
         + usize::from(doc.metrics.is_some())
-        + usize::from(doc.pidfile.is_some());
+        + usize::from(doc.pidfile.is_some())
+        + 2 * usize::from(doc.haproxy.is_some());
     if fds.len() != want {
         return Err(format!(
             "hand-over: {} descriptors, expected {want}",
@@ -469,9 +478,7 @@ fn read_handed(sock: BorrowedFd<'_>) -> Result<Handed, String> {
     }
     let mut controls = HashMap::new();
     for p in &doc.controls {
-        let sock = std::os::unix::net::UnixListener::from(next()?);
-        let lock = File::from(next()?);
-        controls.insert(p.clone(), Inherited { sock, lock });
+        controls.insert(p.clone(), unix_socket(&mut next)?);
     }
     let metrics = match doc.metrics {
         Some(a) => Some((a, std::net::TcpListener::from(next()?))),
@@ -481,15 +488,29 @@ fn read_handed(sock: BorrowedFd<'_>) -> Result<Handed, String> {
         Some(p) => Some((p.clone(), File::from(next()?))),
         None => None,
     };
+    let haproxy = match doc.haproxy {
+        Some(p) => Some((p, unix_socket(&mut next)?)),
+        None => None,
+    };
     Ok(Handed {
         listeners,
         controls,
         metrics,
         pidfile,
+        haproxy,
         run_dir: doc.run_dir,
         state: doc.state,
         down: doc.down,
     })
+}
+
+/// A Unix listening socket and its lock file, the next two descriptors.
+fn unix_socket(
+    next: &mut impl FnMut() -> Result<OwnedFd, &'static str>,
+) -> Result<Inherited, &'static str> {
+    let sock = std::os::unix::net::UnixListener::from(next()?);
+    let lock = File::from(next()?);
+    Ok(Inherited { sock, lock })
 }
 
 impl Handed {
@@ -562,12 +583,22 @@ impl Handed {
         }
     }
 
-    /// Every control socket the configuration needs was received (and no
-    /// socket is wanted that an upgrade does not hand over).
-    pub fn check_controls(&self, cfg: &Config) -> Result<(), Refusal> {
-        if cfg.global.haproxy_socket.is_some() {
-            return Err(Refusal::Config(NO_HAPROXY.into()));
+    /// The HAProxy socket, if the configuration still wants it at the same
+    /// path (its lock file comes with it, locked).
+    pub fn take_haproxy(&mut self, want: Option<&Path>) -> Result<Option<Inherited>, Refusal> {
+        match (self.haproxy.take(), want) {
+            (None, None) => Ok(None),
+            (Some((p, i)), Some(w)) if p == w => Ok(Some(i)),
+            (have, want) => Err(Refusal::Config(format!(
+                "--haproxy-socket is {} here but {} in the running process (restart to change it)",
+                want.map_or_else(|| "off".into(), |w| w.display().to_string()),
+                have.map_or_else(|| "off".into(), |h| h.0.display().to_string()),
+            ))),
         }
+    }
+
+    /// Every control socket the configuration needs was received.
+    pub fn check_controls(&self, cfg: &Config) -> Result<(), Refusal> {
         let control = cfg.global.control.as_deref();
         let as_dir =
             control.is_some_and(|c| crate::control::paths::control_is_dir(c, cfg.listeners.len()));

@@ -150,10 +150,7 @@ pub async fn spawn_from(
         }
     };
     info!(listener = %svc.cfg.name, path = %path.display(), "control socket");
-    let fds = HandoverFds {
-        sock: listener.as_fd().try_clone_to_owned()?,
-        lock: guard._lock.file.as_fd().try_clone_to_owned()?,
-    };
+    let fds = HandoverFds::of(&listener, &guard)?;
     let mut ctl = Control::new(svc, ctx.state, ctx.shutdown, ctx.reload);
     ctl.fleet = ctx.fleet;
     ctl.listeners = ctx.listeners;
@@ -175,6 +172,16 @@ pub async fn spawn_from(
 pub struct HandoverFds {
     pub sock: std::os::fd::OwnedFd,
     pub lock: std::os::fd::OwnedFd,
+}
+
+impl HandoverFds {
+    /// Copies of a bound (or adopted) socket's descriptor and its lock's.
+    pub(crate) fn of(listener: &UnixListener, guard: &SocketGuard) -> io::Result<HandoverFds> {
+        Ok(HandoverFds {
+            sock: listener.as_fd().try_clone_to_owned()?,
+            lock: guard._lock.file.as_fd().try_clone_to_owned()?,
+        })
+    }
 }
 
 /// A socket directly in the run directory: create that directory if
@@ -362,7 +369,7 @@ pub fn check(path: &Path, run_dir: &Path) -> io::Result<()> {
 
 /// Serve a socket received from the previous process at `path` (its
 /// lock file comes with it, locked).
-fn adopt(
+pub(crate) fn adopt(
     path: &Path,
     i: Inherited,
     keep: crate::control::upgrade::UpgradeHandle,

@@ -51,9 +51,15 @@ const PROMPT: &str = "> ";
 pub struct Handle {
     pub path: PathBuf,
     task: tokio::task::JoinHandle<()>,
+    fds: Arc<server::HandoverFds>,
 }
 
 impl Handle {
+    /// The socket and lock file an `upgrade` hands over.
+    pub fn handover_fds(&self) -> Arc<server::HandoverFds> {
+        Arc::clone(&self.fds)
+    }
+
     /// Wait until the socket is closed and removed.
     pub async fn join(self) {
         let _ = self.task.await;
@@ -81,8 +87,18 @@ fn why(path: &Path, e: &io::Error) -> String {
     text.strip_prefix(&prefix).unwrap_or(&text).to_string()
 }
 
-/// Bind the socket and serve it until `stop` is cancelled.
-pub fn spawn(cfg: &HaproxySocket, rt: Runtime, stop: CancellationToken) -> io::Result<Handle> {
+/// What [`spawn`] binds or adopts, and how it ends.
+pub struct Start {
+    /// The previous process's socket at the path (`upgrade`): served
+    /// instead of binding.
+    pub inherited: Option<server::Inherited>,
+    /// Once handed over by `upgrade`, the files stay (the successor's).
+    pub keep: crate::control::upgrade::UpgradeHandle,
+    pub stop: CancellationToken,
+}
+
+/// Bind the socket (or serve the inherited one) until `stop` is cancelled.
+pub fn spawn(cfg: &HaproxySocket, rt: Runtime, start: Start) -> io::Result<Handle> {
     let gid = match &cfg.group {
         Some(g) => Some(
             crate::sys::lookup_group(g)
@@ -90,25 +106,30 @@ pub fn spawn(cfg: &HaproxySocket, rt: Runtime, stop: CancellationToken) -> io::R
         ),
         None => None,
     };
-    // Never handed over by `upgrade` (which refuses while it is on).
-    let keep = crate::control::upgrade::UpgradeHandle::detached();
-    let (listener, guard) = server::bind_with(&cfg.path, cfg.mode, gid, keep).map_err(|e| {
+    let named = |e: io::Error| {
         let msg = format!(
             "haproxy socket {}: {}",
             cfg.path.display(),
             why(&cfg.path, &e)
         );
         io::Error::new(e.kind(), msg)
-    })?;
+    };
+    let (listener, guard) = match start.inherited {
+        // Its mode and group are the file's, set when it was bound.
+        Some(i) => server::adopt(&cfg.path, i, start.keep).map_err(named)?,
+        None => server::bind_with(&cfg.path, cfg.mode, gid, start.keep).map_err(named)?,
+    };
+    let fds = server::HandoverFds::of(&listener, &guard).map_err(named)?;
     info!(path = %cfg.path.display(), mode = format!("{:o}", cfg.mode), "haproxy runtime socket");
     let srv = Arc::new(Server {
         rt,
         gid: gid.filter(|_| cfg.mode & 0o020 != 0),
     });
-    let task = tokio::spawn(accept_loop(srv, listener, guard, stop));
+    let task = tokio::spawn(accept_loop(srv, listener, guard, start.stop));
     Ok(Handle {
         path: cfg.path.clone(),
         task,
+        fds: Arc::new(fds),
     })
 }
 
