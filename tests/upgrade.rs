@@ -783,7 +783,14 @@ fn upgrade_refuses_a_different_haproxy_socket_path() {
     let moved = dir.join("other.sock");
     std::fs::write(b.config_path(), yaml(&moved, b.port())).unwrap();
     let why = upgrade(&b, "upgrade").expect_err("another haproxy socket path");
-    assert!(why.contains("--haproxy-socket is"), "{why}");
+    assert!(
+        why.contains(&format!(
+            "--haproxy-socket is {} here but {} in the running process",
+            moved.display(),
+            hsock.display()
+        )),
+        "{why}"
+    );
     assert!(why.contains("exited with status 64"), "{why}");
     assert!(!moved.exists());
     std::fs::write(b.config_path(), &good).unwrap();
