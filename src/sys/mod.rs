@@ -401,64 +401,66 @@ pub fn lookup_group(group: &str) -> io::Result<libc::gid_t> {
     if let Ok(n) = group.parse::<libc::gid_t>() {
         return Ok(n);
     }
-    let name = CString::new(group)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "group name contains NUL"))?;
-    let mut buf = vec![0 as libc::c_char; 64 * 1024];
-    // SAFETY: group is plain old data; an all-zero value is valid and is
-    // only read after getgrnam_r filled it in.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
+    let grp = lookup_entry(group, "group", "group", 64 * 1024, libc::getgrnam_r)?;
+    Ok(grp.gr_gid)
+}
+
+/// Look up `user` in the password database: (uid, primary gid).
+pub fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
+    let pwd = lookup_entry(user, "user", "password", 16 * 1024, libc::getpwnam_r)?;
+    Ok((pwd.pw_uid, pwd.pw_gid))
+}
+
+/// The signature shared by `getgrnam_r` and `getpwnam_r`.
+type NamR<T> = unsafe extern "C" fn(
+    *const libc::c_char,
+    *mut T,
+    *mut libc::c_char,
+    libc::size_t,
+    *mut *mut T,
+) -> libc::c_int;
+
+/// `name`'s entry in a name-service database, read by `call` (one of
+/// libc's `get*nam_r`, whose entry type `T` is plain old data) into a
+/// buffer of `buf_len` bytes. Only the fixed fields of the entry may be
+/// read: its strings point into the buffer, which is gone on return.
+fn lookup_entry<T>(
+    name: &str,
+    kind: &str,
+    db: &str,
+    buf_len: usize,
+    call: NamR<T>,
+) -> io::Result<T> {
+    let cname = CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{kind} name contains NUL"),
+        )
+    })?;
+    let mut buf = vec![0 as libc::c_char; buf_len];
+    // SAFETY: `T` is a libc entry struct (plain old data): an all-zero
+    // value is valid and is only read after `call` filled it in.
+    let mut entry: T = unsafe { std::mem::zeroed() };
+    let mut result: *mut T = std::ptr::null_mut();
     // SAFETY: every pointer refers to memory we own for the whole call; the
     // buffer length passed is the buffer's real length.
     let rc = unsafe {
-        libc::getgrnam_r(
-            name.as_ptr(),
-            &mut grp,
+        call(
+            cname.as_ptr(),
+            &mut entry,
             buf.as_mut_ptr(),
             buf.len(),
             &mut result,
         )
     };
     match (rc, result.is_null()) {
-        (0, false) => Ok(grp.gr_gid),
+        (0, false) => Ok(entry),
         (0, true) => Err(io::Error::new(
             io::ErrorKind::NotFound,
-            "no such group in the group database",
+            format!("no such {kind} in the {db} database"),
         )),
         (e, _) => Err(io::Error::from_raw_os_error(e)),
     }
-}
-
-/// Look up `user` in the password database: (uid, primary gid).
-pub fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
-    let name = CString::new(user)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: passwd is plain old data; an all-zero value is valid and is
-    // only read after getpwnam_r filled it in.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to memory we own for the whole call; the
-    // buffer length passed is the buffer's real length.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    if result.is_null() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no such user in the password database",
-        ));
-    }
-    Ok((pwd.pw_uid, pwd.pw_gid))
 }
 
 /// `--user`: drop root for good. Must run after everything privileged is
