@@ -477,14 +477,19 @@ fn sni_picks_the_backend_by_map_file_and_default_over_real_tls() {
 
 #[test]
 fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
+    if !need_openssl() {
+        return;
+    }
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
+    let tls_dir = TempDir::new("route-lookup");
+    let c = TlsBackend::start(tls_dir.path(), "C");
     let dir_srv = Directory::start();
     let ttl = stretched(Duration::from_secs(3));
     // Long enough for 100 clients to arrive while one lookup waits, and
     // well within the clients' read timeout.
     let timeout = stretched(Duration::from_secs(2)).min(IO_TIMEOUT / 2);
     let bal = start_routed(
-        &[a.channel(), b.channel()],
+        &[a.channel(), b.channel(), c.channel()],
         &format!(
             "      by: sni\n      lookup:\n        url: \"http://127.0.0.1:{}/backend/{{key}}\"\n        timeout: {}ms\n        ttl: {}ms\n        negative_ttl: 1h\n        stale: 1h\n      default: pod-a\n",
             dir_srv.port,
@@ -538,11 +543,19 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     assert_eq!(via("nope.example.com").as_deref(), Some("A"));
     assert_eq!(dir_srv.asked("nope.example.com"), 1, "not found is cached");
 
+    // A real TLS client, routed by the directory's answer to the
+    // backend with its certificate.
+    dir_srv.set("tls.example.com", Reply::Target("pod-c"));
+    assert_eq!(
+        subject_via(port, Some("tls.example.com")).as_deref(),
+        Some("C")
+    );
+
     // Slower than the timeout, nothing cached: the default.
     dir_srv.set("slow.example.com", Reply::Slow(timeout * 2, "pod-b"));
     assert_eq!(via("slow.example.com").as_deref(), Some("A"));
     let r = json_route(&bal);
-    assert!(n(&r, "lookup_errors") >= 1, "{r}");
+    assert_eq!(n(&r, "lookup_errors"), 1, "{r}");
 
     // The directory goes away: once t1's answer is past its ttl it is
     // served stale; a key never seen gets the default.
@@ -555,10 +568,15 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     let why = bal.ctl("route t1.example.com");
     assert!(why.contains("-> pod-b") && why.contains("stale"), "{why}");
     let r = json_route(&bal);
-    // Every lookup made while the directory was up reached it; two more
-    // failed after it went away (t1's refresh, never's).
-    assert!(n(&r, "lookups") >= dir_lookups(&dir_srv) + 2, "{r}");
-    assert!(n(&r, "hits") >= 2 && n(&r, "misses") >= 2, "{r}");
+    // Every lookup made while the directory was up reached it; three more
+    // failed after it went away (t1's refresh, never's, `route t1`'s),
+    // two of them answered stale.
+    assert_eq!(n(&r, "lookups"), dir_lookups(&dir_srv) + 3, "{r}");
+    assert_eq!((n(&r, "lookup_errors"), n(&r, "stale")), (4, 2), "{r}");
+    // Hits: t1's second client (and t1's clients before its ttl passed);
+    // misses: nope's two (a failed lookup is neither).
+    assert!(n(&r, "hits") >= 1, "{r}");
+    assert_eq!(n(&r, "misses"), 2, "{r}");
     let text = bal.ctl("show json");
     assert!(text.contains("\"stale\""), "{text}");
 }
