@@ -2,8 +2,10 @@
 //! ClientHellos (openssl s_client against openssl s_server backends with
 //! their own certificates), the route file reloaded when it changes, a
 //! real HTTP directory (a small server run here that answers, answers
-//! slowly, answers 404 and goes away), the address keys, and the peek's
-//! bounds.
+//! slowly, answers 404 and goes away), an argv lookup, the address keys
+//! (`by: dst` on one wildcard listener, directly and through a trusted
+//! PROXY header; `by: src`), the connection log's route fields, and the
+//! peek's bounds.
 
 mod common;
 
