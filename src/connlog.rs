@@ -146,6 +146,18 @@ pub struct Server {
     pub addr: Option<SocketAddr>,
 }
 
+/// How `route:` decided for a connection (JSON only; the `tcplog` layout
+/// stays HAProxy's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteNote {
+    /// The key as looked up (`None`: the client gave none).
+    pub key: Option<Box<str>>,
+    /// Where the decision came from (`route::Source::word`).
+    pub source: &'static str,
+    /// The group the client started from, or `reject`.
+    pub target: Box<str>,
+}
+
 /// One connection, as logged. Built by the connection's task, formatted by
 /// the writer thread.
 #[derive(Clone)]
@@ -183,6 +195,8 @@ pub struct Record {
     /// `bq`: clients held on the listener.
     pub backend_queue: u64,
     pub race: Race,
+    /// How `route:` decided (`None` on a listener without it).
+    pub route: Option<Box<RouteNote>>,
 }
 
 /// One listener's connection log: its name, its format and the writer of

@@ -7,8 +7,9 @@
 //!
 //! with the frontend and backend both the listener's name and the server
 //! the channel's name. JSON carries the same fields under HAProxy's field
-//! names, plus what only balance knows. Dates are local time, as
-//! HAProxy's `%t`.
+//! names, plus what only balance knows (a routed connection's key among
+//! it: `tcplog` has no field for it, and a trailing one would break the
+//! parsers of HAProxy's layout). Dates are local time, as HAProxy's `%t`.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -170,6 +171,18 @@ struct JsonLine<'a> {
     srv_queue: u64,
     backend_queue: u64,
     race: Option<&'static str>,
+    /// Only on a routed listener's lines.
+    #[serde(flatten)]
+    route: Option<RouteJson<'a>>,
+}
+
+/// How `route:` decided: the key (`null`: the client gave none), where
+/// the decision came from, the group picked (or `reject`).
+#[derive(Serialize)]
+struct RouteJson<'a> {
+    route_key: Option<&'a str>,
+    route_source: &'static str,
+    route_target: &'a str,
 }
 
 /// One JSON line (no newline).
@@ -210,6 +223,11 @@ pub fn json_line(out: &mut String, listener: &str, r: &Record) {
         srv_queue: 0,
         backend_queue: r.backend_queue,
         race: r.race.word(),
+        route: r.route.as_deref().map(|n| RouteJson {
+            route_key: n.key.as_deref(),
+            route_source: n.source,
+            route_target: &n.target,
+        }),
     };
     // Plain fields and strings: serializing cannot fail.
     if let Ok(s) = serde_json::to_string(&line) {

@@ -52,6 +52,7 @@ fn record(server: bool) -> Record {
         retries: 1,
         backend_queue: 2,
         race: Race::RacerWon,
+        route: None,
     }
 }
 
@@ -102,6 +103,40 @@ fn json_has_the_same_fields_and_more() {
     assert_eq!(v["server_name"], "<NOSRV>");
     assert_eq!(v["Tc"], -1);
     assert!(v["group"].is_null());
+    assert!(
+        v.get("route_key").is_none(),
+        "no route fields unrouted: {v}"
+    );
+}
+
+#[test]
+fn a_routed_line_names_the_key_in_json_only() {
+    let mut r = record(true);
+    let (mut plain, mut s) = (String::new(), String::new());
+    tcplog_line(&mut plain, "l", &r);
+    r.route = Some(Box::new(RouteNote {
+        key: Some("a.example.com".into()),
+        source: "map",
+        target: "backup".into(),
+    }));
+    tcplog_line(&mut s, "l", &r);
+    assert_eq!(s, plain, "tcplog stays HAProxy's layout");
+    s.clear();
+    json_line(&mut s, "l", &r);
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(v["route_key"], "a.example.com");
+    assert_eq!(v["route_source"], "map");
+    assert_eq!(v["route_target"], "backup");
+    r.route = Some(Box::new(RouteNote {
+        key: None,
+        source: "default",
+        target: "reject".into(),
+    }));
+    s.clear();
+    json_line(&mut s, "l", &r);
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    assert!(v["route_key"].is_null(), "{v}");
+    assert_eq!(v["route_target"], "reject");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The notes a logged connection's connect leaves for its log line:
-//! failed attempts, time held, the race. Kept in a task-local that only a
+//! failed attempts, time held, the race, how `route:` decided. Kept in a task-local that only a
 //! logged connection's task has ([`traced_task`]); the connect writes
 //! them on its failure paths and holds only, so a successful connect on
 //! the plain path neither passes nor looks anything up.
@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::connlog::Race;
+use crate::connlog::{Race, RouteNote};
 use crate::pool::Candidate;
 
 /// How the last failed connect attempt failed.
@@ -37,6 +37,8 @@ pub struct Notes {
     /// of a connection that got none).
     pub tried: Option<Candidate>,
     pub race: Race,
+    /// How `route:` decided (only a routed listener's connections).
+    pub route: Option<Box<RouteNote>>,
 }
 
 tokio::task_local! {

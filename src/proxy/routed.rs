@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::config::route::{RouteBy, RouteTarget};
+use crate::connlog::RouteNote;
 use crate::route::sni::{self, Peek};
 use crate::route::{OwnedKey, Router};
 
@@ -69,6 +70,14 @@ pub async fn route(r: &Router, client: &TcpStream, peer: &Peer) -> Routed {
     };
     let d = r.decide(key.as_ref()).await;
     debug!(key = ?key.as_ref().map(OwnedKey::text), target = %r.target_name(d.target), source = %d.source, "routed");
+    // For the connection log: kept only by a logged connection's task.
+    super::notes::note(|n| {
+        n.route = Some(Box::new(RouteNote {
+            key: key.as_ref().map(|k| k.text().into()),
+            source: d.source.word(),
+            target: r.target_name(d.target).into(),
+        }));
+    });
     match d.target {
         RouteTarget::Group(g) => Routed::Group(g),
         RouteTarget::Reject => Routed::Reject,

@@ -126,7 +126,7 @@ impl Logged {
         &self,
         svc: &Service,
         permit: &OwnedSemaphorePermit,
-        n: &Notes,
+        n: &mut Notes,
         t: Termination,
     ) -> Record {
         let spinning = svc.stats.spinning.load(Relaxed);
@@ -149,6 +149,7 @@ impl Logged {
             retries: n.retries,
             backend_queue: spinning,
             race: n.race,
+            route: n.route.take(),
         }
     }
 }
@@ -199,8 +200,8 @@ impl Recorder for Logged {
                 EndCause::Operator => Termination::KilledOperator,
             },
         };
-        let n = take_notes();
-        let mut r = self.record(s.svc, s.permit, &n, t);
+        let mut n = take_notes();
+        let mut r = self.record(s.svc, s.permit, &mut n, t);
         let (client_reset, backend_reset) = (*end == End::ClientError, *end == End::BackendError);
         let bytes_read = crate::sys::bytes_received(s.backend, backend_reset).unwrap_or(0);
         r.bytes_read = bytes_read;
@@ -233,7 +234,7 @@ impl Recorder for Logged {
                 Fail::Local => Termination::LocalResource,
             },
         };
-        let mut r = self.record(svc, permit, &n, t);
+        let mut r = self.record(svc, permit, &mut n, t);
         if let Some(c) = n.tried.take() {
             r.srv_conn = u64::from(c.channel.conns());
             r.server = Some(server(svc, &c, None));

@@ -201,6 +201,8 @@ pub struct RouteView {
     pub lookups: u64,
     pub lookup_errors: u64,
     pub stale: u64,
+    /// Clients waiting for a lookup now.
+    pub lookup_waiting: u64,
     /// Keys in the route file's table, and times it was read.
     pub file_keys: Option<u64>,
     pub file_loads: u64,
@@ -208,13 +210,15 @@ pub struct RouteView {
 
 impl RouteView {
     pub fn of(r: &crate::route::Router) -> RouteView {
-        let (lookups, lookup_errors, stale) = r.lookup.as_ref().map_or((0, 0, 0), |l| {
-            (
-                l.stats.lookups.load(Relaxed),
-                l.stats.errors.load(Relaxed),
-                l.stats.stale.load(Relaxed),
-            )
-        });
+        let (lookups, lookup_errors, stale, lookup_waiting) =
+            r.lookup.as_ref().map_or((0, 0, 0, 0), |l| {
+                (
+                    l.stats.lookups.load(Relaxed),
+                    l.stats.errors.load(Relaxed),
+                    l.stats.stale.load(Relaxed),
+                    l.stats.waiting.load(Relaxed),
+                )
+            });
         RouteView {
             by: r.by.word(),
             hits: r.stats.hits.load(Relaxed),
@@ -223,6 +227,7 @@ impl RouteView {
             lookups,
             lookup_errors,
             stale,
+            lookup_waiting,
             file_keys: r.file.as_ref().map(|f| f.keys() as u64),
             file_loads: r.file.as_ref().map_or(0, |f| f.loads.load(Relaxed)),
         }

@@ -121,6 +121,7 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
                 "lookups": r.lookups,
                 "lookup_errors": r.lookup_errors,
                 "stale": r.stale,
+                "lookup_waiting": r.lookup_waiting,
                 "file_keys": r.file_keys,
                 "file_loads": r.file_loads,
             })),

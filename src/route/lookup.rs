@@ -61,6 +61,25 @@ pub struct LookupStats {
     pub lookups: AtomicU64,
     pub errors: AtomicU64,
     pub stale: AtomicU64,
+    /// Clients waiting for a lookup now (a gauge).
+    pub waiting: AtomicU64,
+}
+
+/// One client counted in [`LookupStats::waiting`] while it lives (a
+/// client that leaves drops it).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicU64) -> Waiting<'a> {
+        n.fetch_add(1, Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 type Flight = watch::Receiver<Option<Result<Answer, String>>>;
@@ -150,10 +169,12 @@ impl Lookup {
             }
         };
         // The flight is bounded by `timeout` and always sends.
+        let waiting = Waiting::new(&self.stats.waiting);
         let got = match rx.wait_for(Option::is_some).await {
             Ok(v) => v.clone(),
             Err(_) => None,
         };
+        drop(waiting);
         match got {
             Some(Ok(a)) => Resolved::Looked(a),
             Some(Err(why)) => self.stale_or(key, why),

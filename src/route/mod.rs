@@ -55,6 +55,23 @@ pub enum Source {
     LookupFailed(String),
 }
 
+impl Source {
+    /// One word for the connection log: `map`, `file`, `cache` (a fresh
+    /// cached answer), `lookup` (asked now), `stale`, or `default`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Source::Map => "map",
+            Source::File => "file",
+            Source::Cached(_) => "cache",
+            Source::Looked => "lookup",
+            Source::Stale(..) => "stale",
+            Source::NotFound(_) | Source::Unmapped | Source::NoKey | Source::LookupFailed(_) => {
+                "default"
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = |d: &Duration| d.as_millis();
