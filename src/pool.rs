@@ -71,8 +71,8 @@ impl Group {
     pub fn with_channel(&self, ch: Arc<Channel>) -> Group {
         let mut channels = self.channels.clone();
         channels.push(ch);
-        let g = Group::new(self.name.clone(), self.policy(), channels)
-            .with_demand(self.demand.clone());
+        let g =
+            Group::new(self.name.clone(), self.policy(), channels).with_demand(self.demand.clone());
         g.selector.keep_position(&self.selector);
         g
     }
@@ -86,8 +86,8 @@ impl Group {
             .filter(|c| !Arc::ptr_eq(c, ch))
             .cloned()
             .collect();
-        let g = Group::new(self.name.clone(), self.policy(), channels)
-            .with_demand(self.demand.clone());
+        let g =
+            Group::new(self.name.clone(), self.policy(), channels).with_demand(self.demand.clone());
         g.selector.keep_position(&self.selector);
         g
     }

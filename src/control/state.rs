@@ -237,8 +237,13 @@ impl StateFile {
                 chans.push(ch);
             }
             // A configured group keeps its on-demand state.
-            let demand = cur.get(gi).filter(|_| conf.is_some()).and_then(|c| c.demand().cloned());
-            groups.push(Arc::new(Group::new(gname, g.policy, chans).with_demand(demand)));
+            let demand = cur
+                .get(gi)
+                .filter(|_| conf.is_some())
+                .and_then(|c| c.demand().cloned());
+            groups.push(Arc::new(
+                Group::new(gname, g.policy, chans).with_demand(demand),
+            ));
         }
         svc.pool.store_groups(groups);
         info!(listener = %svc.cfg.name, "operator state restored from {}", self.path.display());

@@ -133,6 +133,9 @@ impl Demand {
             Phase::Starting { deadline, .. } if now < deadline => return Demanded::Wait(deadline),
             // Timed out; its task is about to say so.
             Phase::Starting { .. } => return Demanded::Pass,
+            // `on_idle` runs: start once it is done (the client looks
+            // again within the hold's recheck).
+            Phase::Stopping => return Demanded::Wait(now + e.timeout),
             _ if g.pause_until.is_some_and(|p| now < p) => return Demanded::Pass,
             _ => {}
         }

@@ -323,7 +323,7 @@ impl Walk {
     /// [`Tier::holds`]): the first one walked with nothing eligible that
     /// holds, unless a busy group ends the walk first (`no_spill`).
     pub fn held<T: Tier>(mut self, tiers: &[T]) -> Option<usize> {
-        while let Some(g) = self.order.next() {
+        for g in self.order.by_ref() {
             let tier = tiers.get(g)?;
             if tier.backends().iter().any(Backend::eligible) {
                 continue;

@@ -263,7 +263,10 @@ impl ListenerView {
                 .map(|g| (g.policy(), g.channels.len()))
                 .collect(),
             group_names: groups.iter().map(|g| g.name().to_string()).collect(),
-            group_demand: groups.iter().map(|g| g.demand().map(|d| d.view())).collect(),
+            group_demand: groups
+                .iter()
+                .map(|g| g.demand().map(|d| d.view()))
+                .collect(),
             channels: channels(&groups),
             fleet: Some(svc.fleet.view()).filter(|f| f.role != Role::Off),
             fleet_fence: (svc.cfg.fence && svc.fleet.enabled()).then(|| svc.fence.fleet.view()),
