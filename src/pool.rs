@@ -293,17 +293,18 @@ impl Pool {
     /// its group and the groups after it only.
     pub fn candidates(&self, pick: Pick) -> Candidates {
         let groups = self.groups();
-        let mut walk = Walk::new(
-            self.floor(),
-            groups.len(),
-            pick.hash,
-            self.opts.hash_failover,
-        )
-        .no_spill(self.opts.no_spill);
-        if let Some(g) = pick.from {
-            walk = walk.chain(g as usize);
-        }
+        let walk = self.walk(pick, groups.len());
         Candidates { groups, walk }
+    }
+
+    /// The walk over `n` groups for `pick`.
+    fn walk(&self, pick: Pick, n: usize) -> Walk {
+        let walk = Walk::new(self.floor(), n, pick.hash, self.opts.hash_failover)
+            .no_spill(self.opts.no_spill);
+        match pick.from {
+            Some(g) => walk.chain(g as usize),
+            None => walk,
+        }
     }
 }
 
@@ -313,17 +314,7 @@ impl Pool {
     /// not paused), with its on-demand state. Cold path only.
     pub fn holding(&self, pick: Pick) -> Option<(usize, Arc<demand::Demand>)> {
         let groups = self.groups();
-        let mut walk = Walk::new(
-            self.floor(),
-            groups.len(),
-            pick.hash,
-            self.opts.hash_failover,
-        )
-        .no_spill(self.opts.no_spill);
-        if let Some(g) = pick.from {
-            walk = walk.chain(g as usize);
-        }
-        let g = walk.held(&groups[..])?;
+        let g = self.walk(pick, groups.len()).held(&groups[..])?;
         Some((g, Arc::clone(groups.get(g)?.demand.as_ref()?)))
     }
 }

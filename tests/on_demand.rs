@@ -12,13 +12,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
 use common::balancer::Balance;
 use common::proc::{exited, kill};
+use common::run::run_to_exit;
 use common::*;
 
 /// The monitor of the on-demand listeners: a channel's state follows its
@@ -387,12 +387,8 @@ fn bad_on_demand_keys_are_one_line_at_check() {
             ),
         )
         .unwrap();
-        let out = Command::new(BIN)
-            .args(["--config", f.to_str().unwrap(), "--check"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{key}: {err}");
+        let (code, err) = run_to_exit(&["--config", f.to_str().unwrap(), "--check"], SLACK);
+        assert_eq!(code, Some(64), "{key}: {err}");
         assert_eq!(err.lines().count(), 1, "{key}: {err}");
         assert!(err.contains(want), "{key}: {err}");
     }
