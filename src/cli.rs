@@ -403,6 +403,7 @@ fn listener(a: &Args) -> Result<crate::config::ListenerConfig, UsageError> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         groups.push(GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy,
             channels,

@@ -10,6 +10,7 @@
 //! atomics only (a weighted group takes a short mutex).
 
 pub mod channel;
+pub mod demand;
 mod rebuild;
 pub mod select;
 
@@ -34,6 +35,8 @@ pub struct Group {
     name: Box<str>,
     pub channels: Vec<Arc<Channel>>,
     selector: Selector,
+    /// `on_empty:` / `on_idle:` (see [`demand`]); `None` for most groups.
+    demand: Option<Arc<demand::Demand>>,
 }
 
 impl Group {
@@ -43,7 +46,17 @@ impl Group {
             name: name.into(),
             channels,
             selector,
+            demand: None,
         }
+    }
+    /// This group, started on demand by `d`.
+    pub fn with_demand(mut self, d: Option<Arc<demand::Demand>>) -> Group {
+        self.demand = d;
+        self
+    }
+    /// Its on-demand state, if it has `on_empty:` or `on_idle:`.
+    pub fn demand(&self) -> Option<&Arc<demand::Demand>> {
+        self.demand.as_ref()
     }
     pub fn name(&self) -> &str {
         &self.name
@@ -58,7 +71,8 @@ impl Group {
     pub fn with_channel(&self, ch: Arc<Channel>) -> Group {
         let mut channels = self.channels.clone();
         channels.push(ch);
-        let g = Group::new(self.name.clone(), self.policy(), channels);
+        let g =
+            Group::new(self.name.clone(), self.policy(), channels).with_demand(self.demand.clone());
         g.selector.keep_position(&self.selector);
         g
     }
@@ -72,7 +86,8 @@ impl Group {
             .filter(|c| !Arc::ptr_eq(c, ch))
             .cloned()
             .collect();
-        let g = Group::new(self.name.clone(), self.policy(), channels);
+        let g =
+            Group::new(self.name.clone(), self.policy(), channels).with_demand(self.demand.clone());
         g.selector.keep_position(&self.selector);
         g
     }
@@ -85,6 +100,9 @@ impl Tier for Group {
     }
     fn selector(&self) -> &Selector {
         &self.selector
+    }
+    fn holds(&self) -> bool {
+        self.demand.as_ref().is_some_and(|d| d.holds())
     }
 }
 
@@ -144,7 +162,11 @@ impl Pool {
                         ch
                     })
                     .collect();
-                Arc::new(Group::new(g.name.as_str(), g.policy, chans))
+                let d = g
+                    .on_demand
+                    .as_ref()
+                    .map(|od| Arc::new(demand::Demand::new((**od).clone())));
+                Arc::new(Group::new(g.name.as_str(), g.policy, chans).with_demand(d))
             })
             .collect();
         Pool {
@@ -271,17 +293,29 @@ impl Pool {
     /// its group and the groups after it only.
     pub fn candidates(&self, pick: Pick) -> Candidates {
         let groups = self.groups();
-        let mut walk = Walk::new(
-            self.floor(),
-            groups.len(),
-            pick.hash,
-            self.opts.hash_failover,
-        )
-        .no_spill(self.opts.no_spill);
-        if let Some(g) = pick.from {
-            walk = walk.chain(g as usize);
-        }
+        let walk = self.walk(pick, groups.len());
         Candidates { groups, walk }
+    }
+
+    /// The walk over `n` groups for `pick`.
+    fn walk(&self, pick: Pick, n: usize) -> Walk {
+        let walk = Walk::new(self.floor(), n, pick.hash, self.opts.hash_failover)
+            .no_spill(self.opts.no_spill);
+        match pick.from {
+            Some(g) => walk.chain(g as usize),
+            None => walk,
+        }
+    }
+}
+
+impl Pool {
+    /// After a client found nothing to connect to: the group that holds
+    /// it (the first in its walk with nothing eligible and `on_empty:`
+    /// not paused), with its on-demand state. Cold path only.
+    pub fn holding(&self, pick: Pick) -> Option<(usize, Arc<demand::Demand>)> {
+        let groups = self.groups();
+        let g = self.walk(pick, groups.len()).held(&groups[..])?;
+        Some((g, Arc::clone(groups.get(g)?.demand.as_ref()?)))
     }
 }
 

@@ -3,6 +3,7 @@
 //! socket. Counters are atomics written by the data path; channel health is
 //! written only through [`Service::report`] (`service/report.rs`).
 
+pub mod demand;
 pub mod ending;
 pub mod fence;
 pub mod fleet;
@@ -118,6 +119,15 @@ pub struct Service {
     /// `route:`: picks each client's group; kept across a reload that
     /// leaves `route:` and the group names as they were (its cache too).
     pub route: Option<Arc<crate::route::Router>>,
+    /// Some group has `on_empty:`: a client that finds nothing may be held
+    /// for it (see [`demand`]).
+    pub on_demand: bool,
+}
+
+fn has_on_empty(cfg: &ListenerConfig) -> bool {
+    cfg.groups
+        .iter()
+        .any(|g| g.on_demand.as_ref().is_some_and(|d| d.on_empty.is_some()))
 }
 
 fn select_opts(cfg: &ListenerConfig) -> SelectOpts {
@@ -168,6 +178,7 @@ impl Service {
         let opts = select_opts(&cfg);
         let pool = Pool::new(&cfg.groups, opts, warn_unresolved(&cfg.name, resolve));
         let route = router(&cfg);
+        let on_demand = has_on_empty(&cfg);
         Service {
             connlog: connlog(&cfg),
             cfg,
@@ -179,6 +190,7 @@ impl Service {
             fleet: Arc::default(),
             fence: Arc::default(),
             route,
+            on_demand,
         }
     }
 }
@@ -212,6 +224,7 @@ impl Service {
             opts,
             warn_unresolved(&cfg.name, resolve),
         );
+        let on_demand = has_on_empty(&cfg);
         Service {
             connlog: connlog(&cfg),
             cfg,
@@ -223,6 +236,7 @@ impl Service {
             fleet: Arc::clone(&self.fleet),
             fence: Arc::clone(&self.fence),
             route,
+            on_demand,
         }
     }
 }

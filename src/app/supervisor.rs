@@ -253,6 +253,7 @@ impl Supervisor {
         // The monitor stops with this Service (`stop`: replaced by a reload,
         // removed, or shutdown).
         crate::monitor::spawn(Arc::clone(&svc), stop.clone());
+        crate::service::demand::spawn_idle(Arc::clone(&svc), stop.clone());
         if let Some(f) = &self.fleet {
             f.spawn(Arc::clone(&svc), stop.clone());
             let persist = self

@@ -84,6 +84,7 @@ fn ch(host: &str, port: u16, maxc: u32) -> ChannelConfig {
 
 fn rr(channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
+        on_demand: None,
         name: String::new(),
         policy: Policy::RoundRobin,
         proxy_protocol: None,
@@ -93,6 +94,7 @@ fn rr(channels: Vec<ChannelConfig>) -> GroupConfig {
 
 fn hash(channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
+        on_demand: None,
         name: String::new(),
         policy: Policy::Hash,
         proxy_protocol: None,
@@ -175,6 +177,7 @@ fn groups_split_on_bang_and_percent() {
 #[test]
 fn policy_option_sets_the_groups_not_closed_by_percent() {
     let lc = |channels| GroupConfig {
+        on_demand: None,
         name: String::new(),
         policy: Policy::LeastConn,
         proxy_protocol: None,
@@ -672,6 +675,7 @@ fn rendered_random_configs_parse_back_to_the_same_groups() {
                 Policy::RoundRobin
             };
             groups.push(GroupConfig {
+                on_demand: None,
                 name: String::new(),
                 policy,
                 channels,

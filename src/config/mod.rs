@@ -16,6 +16,7 @@ use std::time::Duration;
 
 pub mod build;
 pub mod cidr;
+pub mod demand;
 pub mod error;
 pub mod file;
 pub mod fleet;
@@ -381,6 +382,9 @@ pub struct GroupConfig {
     /// `proxy_protocol:` of the group: what its channels send unless they
     /// say otherwise, and what a channel added at runtime sends.
     pub proxy_protocol: Option<ProxyVersion>,
+    /// `on_empty:` / `on_idle:`: the group is started on demand and
+    /// stopped when idle (see [`demand`]); `None` for most groups.
+    pub on_demand: Option<Box<demand::OnDemand>>,
 }
 
 /// A backend destination as the operator wrote it. `host` is a name or an IP

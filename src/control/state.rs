@@ -172,6 +172,7 @@ impl StateFile {
             );
             return;
         }
+        let cur = svc.pool.groups();
         let mut groups = Vec::with_capacity(st.groups.len());
         let mut taken: std::collections::HashSet<String> = svc
             .cfg
@@ -235,7 +236,14 @@ impl StateFile {
                 }
                 chans.push(ch);
             }
-            groups.push(Arc::new(Group::new(gname, g.policy, chans)));
+            // A configured group keeps its on-demand state.
+            let demand = cur
+                .get(gi)
+                .filter(|_| conf.is_some())
+                .and_then(|c| c.demand().cloned());
+            groups.push(Arc::new(
+                Group::new(gname, g.policy, chans).with_demand(demand),
+            ));
         }
         svc.pool.store_groups(groups);
         info!(listener = %svc.cfg.name, "operator state restored from {}", self.path.display());

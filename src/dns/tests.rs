@@ -27,6 +27,7 @@ fn svc_on(bind: &str, names: &[&str]) -> Arc<Service> {
         "t".into(),
         bind.parse().unwrap(),
         vec![GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,

@@ -15,12 +15,14 @@ fn exposition_has_every_series_with_labels_and_live_values() {
     };
     let mut groups = vec![
         GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,
             channels: vec![ch("10.0.0.1")],
         },
         GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,

@@ -17,6 +17,7 @@ fn service(groups: &[usize], rise: u32, fall: u32) -> Arc<Service> {
         .iter()
         .enumerate()
         .map(|(g, &n)| GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,
@@ -462,6 +463,7 @@ fn monitor_spec_is_parsed_and_bad_specs_are_usage_errors() {
 
 fn failback_pool(failback: Failback) -> crate::pool::Pool {
     let g = |port| GroupConfig {
+        on_demand: None,
         name: String::new(),
         policy: Policy::RoundRobin,
         proxy_protocol: None,

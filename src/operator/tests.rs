@@ -18,12 +18,14 @@ fn svc() -> Service {
     };
     let mut groups = vec![
         GroupConfig {
+            on_demand: None,
             name: "pod1".into(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,
             channels: vec![ch("db101", "10.0.0.1", 4), ch("", "10.0.0.2", 1)],
         },
         GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,

@@ -110,7 +110,8 @@ impl Pool {
                         Arc::clone(ch)
                     })
                     .collect();
-                let ng = Group::new(g.name.as_str(), g.policy, chans);
+                let ng = Group::new(g.name.as_str(), g.policy, chans)
+                    .with_demand(kept_demand(&cur, old, g));
                 if let Some(og) = cur.get(gi) {
                     ng.selector.keep_position(&og.selector);
                 }
@@ -127,4 +128,23 @@ impl Pool {
         self.eligible.notify_waiters();
         p
     }
+}
+
+/// The on-demand state a reloaded group keeps: the old group's of the same
+/// name, when its `on_empty:` and `on_idle:` are as they were.
+fn kept_demand(
+    cur: &[Arc<Group>],
+    old: &[GroupConfig],
+    g: &GroupConfig,
+) -> Option<Arc<super::demand::Demand>> {
+    let od = g.on_demand.as_ref()?;
+    let same = old
+        .iter()
+        .any(|o| o.name == g.name && o.on_demand.as_ref() == Some(od));
+    let kept = cur
+        .iter()
+        .find(|c| c.name() == g.name)
+        .and_then(|c| c.demand().cloned())
+        .filter(|_| same);
+    Some(kept.unwrap_or_else(|| Arc::new(super::demand::Demand::new((**od).clone()))))
 }

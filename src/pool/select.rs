@@ -216,6 +216,11 @@ pub trait Tier {
     type Backend: Backend;
     fn backends(&self) -> &[Self::Backend];
     fn selector(&self) -> &Selector;
+    /// With nothing eligible, the group holds its clients (started on
+    /// demand) instead of passing them on. Asked only then.
+    fn holds(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Tier + ?Sized> Tier for std::sync::Arc<T> {
@@ -225,6 +230,9 @@ impl<T: Tier + ?Sized> Tier for std::sync::Arc<T> {
     }
     fn selector(&self) -> &Selector {
         (**self).selector()
+    }
+    fn holds(&self) -> bool {
+        (**self).holds()
     }
 }
 
@@ -311,6 +319,25 @@ impl Walk {
         self
     }
 
+    /// The group that ends this walk by holding its clients (see
+    /// [`Tier::holds`]): the first one walked with nothing eligible that
+    /// holds, unless a busy group ends the walk first (`no_spill`).
+    pub fn held<T: Tier>(mut self, tiers: &[T]) -> Option<usize> {
+        for g in self.order.by_ref() {
+            let tier = tiers.get(g)?;
+            if tier.backends().iter().any(Backend::eligible) {
+                continue;
+            }
+            if tier.holds() {
+                return Some(g);
+            }
+            if self.no_spill && tier.backends().iter().any(Backend::busy) {
+                return None;
+            }
+        }
+        None
+    }
+
     /// The next candidate as (group, index), or None when all are tried.
     pub fn next<T: Tier>(&mut self, tiers: &[T]) -> Option<(usize, usize)> {
         loop {
@@ -318,6 +345,10 @@ impl Walk {
                 let g = self.order.next()?;
                 let tier = tiers.get(g)?;
                 let Some(start) = tier.selector().start(tier.backends(), self.hash) else {
+                    if tier.holds() {
+                        self.order.k = self.order.count;
+                        return None;
+                    }
                     if self.no_spill && tier.backends().iter().any(Backend::busy) {
                         self.order.k = self.order.count;
                         return None;
@@ -325,6 +356,17 @@ impl Walk {
                     continue;
                 };
                 let n = tier.backends().len();
+                // A hash group names its channel even when none is
+                // eligible: its hold is seen here (past the first test
+                // only when its channel is not eligible).
+                if tier.selector().policy() == Policy::Hash
+                    && !tier.backends().get(start).is_some_and(Backend::eligible)
+                    && !tier.backends().iter().any(Backend::eligible)
+                    && tier.holds()
+                {
+                    self.order.k = self.order.count;
+                    return None;
+                }
                 let limit = match tier.selector().policy() {
                     Policy::Hash if !self.hash_failover => 1,
                     Policy::Hash | Policy::RoundRobin | Policy::LeastConn => n,

@@ -23,6 +23,7 @@ fn chan(port: u16, maxc: u32, weight: u32) -> ChannelConfig {
 
 fn group(policy: Policy, ports: &[u16]) -> GroupConfig {
     GroupConfig {
+        on_demand: None,
         name: String::new(),
         policy,
         proxy_protocol: None,
@@ -156,6 +157,7 @@ fn ineligible_channels_are_skipped() {
 #[test]
 fn a_channel_with_no_addresses_starts_soft_disabled() {
     let p = pool(&[GroupConfig {
+        on_demand: None,
         name: String::new(),
         policy: Policy::RoundRobin,
         proxy_protocol: None,
@@ -180,6 +182,7 @@ fn maxc_spills_to_the_backup_and_returns_after_a_slot_frees() {
     // `A:2 ! B`
     let p = pool(&[
         GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,
@@ -278,6 +281,7 @@ fn hash_group_without_h_tries_only_the_hashed_channel() {
 #[test]
 fn weighted_group_is_smooth_like_nginx() {
     let p = pool(&[GroupConfig {
+        on_demand: None,
         name: String::new(),
         policy: Policy::RoundRobin,
         proxy_protocol: None,

@@ -23,6 +23,7 @@ use tracing::{debug, warn};
 use super::Peer;
 use crate::config::{ListenerConfig, ProxyVersion};
 use crate::health::Outcome;
+use crate::pool::demand::Demanded;
 use crate::pool::{Candidate, Candidates, ConnGuard, Pick};
 use crate::proxy_header;
 use crate::service::Service;
@@ -85,6 +86,8 @@ pub async fn connect(
     pick: Pick,
 ) -> Result<Connected, NoBackend> {
     let spin_deadline = svc.cfg.spin.map(|d| Instant::now() + d);
+    // A client may wait: for `--spin`, or for a group started on demand.
+    let may_wait = spin_deadline.is_some() || svc.on_demand;
     let mut spinning = false;
     let result = loop {
         // Register for wake-ups before looking, so no change is missed.
@@ -92,7 +95,7 @@ pub async fn connect(
         // registration (a lock and a list insert and removal per
         // connection) is skipped.
         let mut notified = pin!(svc.pool.eligible.notified());
-        if spin_deadline.is_some() {
+        if may_wait {
             notified.as_mut().enable();
         }
         let (ticket, fleet_held) = match svc.cfg.fence {
@@ -147,10 +150,22 @@ pub async fn connect(
             }
             Err(NoBackend::Exhausted) => {}
         }
-        let Some(deadline) = spin_deadline else {
-            break Err(NoBackend::Exhausted);
+        // A group started on demand holds the client until it is ready or
+        // its start times out (then the walk passes it over).
+        let held = if svc.on_demand {
+            on_demand(svc, pick)
+        } else {
+            None
+        };
+        let deadline = match (held, spin_deadline) {
+            (Some(t), _) => t,
+            (None, Some(t)) => t,
+            (None, None) => break Err(NoBackend::Exhausted),
         };
         if Instant::now() >= deadline {
+            if held.is_some() {
+                continue;
+            }
             break Err(NoBackend::Exhausted);
         }
         if !spinning {
@@ -170,6 +185,21 @@ pub async fn connect(
         svc.stats.spinning.fetch_sub(1, Relaxed);
     }
     result
+}
+
+/// The client found nothing: if a group started on demand holds it,
+/// start that group (the first client to ask does) and return when the
+/// hold ends. Cold path: only after nothing could be connected.
+fn on_demand(svc: &Service, pick: Pick) -> Option<Instant> {
+    let (g, d) = svc.pool.holding(pick)?;
+    match d.demand() {
+        Demanded::Pass => None,
+        Demanded::Wait(t) => Some(Instant::from_std(t)),
+        Demanded::Start(t) => {
+            crate::service::demand::start(svc, g, d);
+            Some(Instant::from_std(t))
+        }
+    }
 }
 
 /// The connection made for `peer`, with its channel's PROXY header (if

@@ -23,6 +23,7 @@ const CONNECT_FUTURE_MAX: usize = 1536;
 async fn the_futures_a_connection_allocates_stay_small() {
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     let group = GroupConfig {
+        on_demand: None,
         name: String::new(),
         policy: Policy::RoundRobin,
         proxy_protocol: None,

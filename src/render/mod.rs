@@ -182,6 +182,8 @@ pub struct ListenerView {
     pub groups: Vec<(Policy, usize)>,
     /// Each group's name.
     pub group_names: Vec<String>,
+    /// Each group's on-demand state (`on_empty:`/`on_idle:`; mostly None).
+    pub group_demand: Vec<Option<crate::pool::demand::DemandView>>,
     pub channels: Vec<ChannelView>,
     /// Fleet mode's role and etcd state; `None` without fleet mode.
     pub fleet: Option<FleetView>,
@@ -266,6 +268,10 @@ impl ListenerView {
                 .map(|g| (g.policy(), g.channels.len()))
                 .collect(),
             group_names: groups.iter().map(|g| g.name().to_string()).collect(),
+            group_demand: groups
+                .iter()
+                .map(|g| g.demand().map(|d| d.view()))
+                .collect(),
             channels: channels(&groups),
             fleet: Some(svc.fleet.view()).filter(|f| f.role != Role::Off),
             fleet_fence: (svc.cfg.fence && svc.fleet.enabled()).then(|| svc.fence.fleet.view()),

@@ -14,6 +14,7 @@
 use std::fmt::{Display, Write as _};
 
 use crate::pool::ShownState;
+use crate::pool::demand::DemandView;
 use crate::render::process::ProcessView;
 use crate::render::{ChannelView, ListenerView, Pipes, RouteView};
 use crate::service::fence::fleet::FleetFenceView;
@@ -265,6 +266,7 @@ pub fn exposition(
     }
     fleet_series(&mut o, listeners);
     route_series(&mut o, listeners);
+    demand_series(&mut o, listeners);
     // Labels are built once per channel, then reused by every series.
     let channels: Vec<(String, &ChannelView)> = listeners
         .iter()
@@ -364,6 +366,55 @@ fn route_series(o: &mut Out, listeners: &[ListenerView]) {
         o.family(name, "counter", help);
         for (l, r) in &routed {
             o.sample(name, &format!("listener=\"{l}\""), get(r));
+        }
+    }
+}
+
+type DemandGetter = fn(&DemandView) -> u64;
+
+/// Per group started on demand: name, help, value (all counters).
+const PER_DEMAND: [(&str, &str, DemandGetter); 4] = [
+    (
+        "balance_group_starts_total",
+        "Runs of the group's on_empty command.",
+        |d| d.starts,
+    ),
+    (
+        "balance_group_start_failures_total",
+        "Starts after which no channel of the group was eligible within on_empty's timeout.",
+        |d| d.start_failures,
+    ),
+    (
+        "balance_group_stops_total",
+        "Runs of the group's on_idle command.",
+        |d| d.stops,
+    ),
+    (
+        "balance_group_stop_failures_total",
+        "Runs of on_idle that failed (non-zero exit, not run, or killed past its bound).",
+        |d| d.stop_failures,
+    ),
+];
+
+/// On-demand counters, for the groups with `on_empty:` or `on_idle:`.
+fn demand_series(o: &mut Out, listeners: &[ListenerView]) {
+    let groups: Vec<(String, DemandView)> = listeners
+        .iter()
+        .flat_map(|l| {
+            let name = esc(&l.name);
+            l.group_demand.iter().enumerate().filter_map(move |(g, d)| {
+                let gname = l.group_names.get(g).map_or("", String::as_str);
+                d.map(|d| (format!("listener=\"{name}\",group=\"{}\"", esc(gname)), d))
+            })
+        })
+        .collect();
+    if groups.is_empty() {
+        return;
+    }
+    for (name, help, get) in PER_DEMAND {
+        o.family(name, "counter", help);
+        for (labels, d) in &groups {
+            o.sample(name, labels, get(d));
         }
     }
 }

@@ -154,6 +154,14 @@ pub fn json(l: &ListenerView, pipes: Pipes) -> String {
             "group": g,
             "type": policy_word(*policy),
             "channels": n,
+            "on_demand": l.group_demand.get(g).copied().flatten().map(|d| json!({
+                "state": d.state,
+                "starts": d.starts,
+                "start_failures": d.start_failures,
+                "stops": d.stops,
+                "stop_failures": d.stop_failures,
+                "last_start_ms": d.last_start_ms,
+            })),
         })).collect::<Vec<_>>(),
         "channels": channels,
     });

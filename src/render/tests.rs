@@ -16,12 +16,14 @@ fn svc() -> Service {
         "127.0.0.1:1".parse().unwrap(),
         vec![
             GroupConfig {
+                on_demand: None,
                 name: String::new(),
                 policy: Policy::RoundRobin,
                 proxy_protocol: None,
                 channels: vec![ch("10.0.0.1", 80), ch("10.0.0.2", 81)],
             },
             GroupConfig {
+                on_demand: None,
                 name: String::new(),
                 policy: Policy::Hash,
                 proxy_protocol: None,

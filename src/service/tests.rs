@@ -28,6 +28,7 @@ fn cfg(groups: Vec<Vec<ChannelConfig>>) -> ListenerConfig {
     let mut groups: Vec<GroupConfig> = groups
         .into_iter()
         .map(|channels| GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,

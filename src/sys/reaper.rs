@@ -6,6 +6,24 @@
 //! The only writer of the known-children set is [`spawn`] and its guard;
 //! the sweep reads it under the same lock, so a child is never taken for
 //! a leftover between its fork and its registration.
+//!
+//! Commands that start a backend (a group's `on_empty:`, and `on_idle:`)
+//! are the opposite of a check: what they leave running is the backend,
+//! and must outlive them, every sweep and balance itself. They spawn
+//! through [`spawn_on_demand`], which puts [`ON_DEMAND_ENV`]`=<our pid>`
+//! in their environment; the sweep spares every child whose environment
+//! (`/proc/PID/environ`, inherited by whatever the command forks and
+//! execs, whatever session or process group it moves to) carries it, even
+//! the one at exit. Why not the alternatives: a double fork does not
+//! escape a subreaper (the orphan is re-parented to the nearest living
+//! subreaper ancestor: us, not init); sparing the command's session or
+//! process group misses a backend started with `setsid` (the usual way to
+//! detach a server); the environment survives both. A process that
+//! empties its environment (`env -i`) loses the mark; one we may not read
+//! (another user's) is spared too, as we could not kill it anyway. A
+//! spared child that exits is reaped by the next sweep (a dead child is
+//! only reaped, never signalled: its descendants are ours already), and
+//! [`watch_adopted`] sweeps on SIGCHLD once such commands run.
 
 use std::collections::HashMap;
 use std::io;
@@ -107,6 +125,71 @@ pub fn spawn(
     Ok((child, tracked))
 }
 
+/// In the environment of the commands [`spawn_on_demand`] runs, with our
+/// pid as the value: the mark the sweep spares.
+pub const ON_DEMAND_ENV: &str = "BALANCE_ON_DEMAND";
+
+/// Spawn a command that starts or stops a backend (`on_empty:`,
+/// `on_idle:`): run directly, environment `env` plus PATH
+/// ([`COMMAND_PATH`]) and [`ON_DEMAND_ENV`], stdin, stdout and stderr on
+/// /dev/null (a backend that inherits them must never block on, or die
+/// of, a pipe we stopped reading), in a new session (detached from our
+/// terminal and process group), and never killed on drop. Registered as
+/// a running child like [`spawn`] (tokio reaps it); it and all it leaves
+/// are spared by every sweep.
+pub fn spawn_on_demand(
+    prog: &str,
+    args: &[String],
+    env: &[(&str, String)],
+) -> io::Result<(tokio::process::Child, Option<Tracked>)> {
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", COMMAND_PATH)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env(ON_DEMAND_ENV, std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(false);
+    // SAFETY: the closure runs in the child between fork and exec and
+    // calls only setsid(2), which is async-signal-safe, allocates nothing
+    // and takes no lock. It fails only for a process group leader, which
+    // a freshly forked child is not.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    spawn(&mut cmd)
+}
+
+/// Sweep whenever a child of ours ends (SIGCHLD), from now on: a backend
+/// an on-demand command left (our child since the command exited) is
+/// reaped soon after it stops. Started once; a no-op unless we reap.
+pub fn watch_adopted() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if !ENABLED.load(Ordering::SeqCst) || STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        STARTED.store(false, Ordering::SeqCst);
+        return;
+    };
+    rt.spawn(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut sig) = signal(SignalKind::child()) else {
+            return;
+        };
+        while sig.recv().await.is_some() {
+            schedule_sweep();
+        }
+    });
+}
+
 /// After a hand-over (`upgrade`): stop being a subreaper and stop
 /// sweeping. The successor (our child) and its own successors must not be
 /// adopted, and killed at exit, by this draining process: orphans go past
@@ -176,8 +259,11 @@ pub fn kill_leftovers() {
 }
 
 /// Kill (SIGKILL, with its process group if it leads one) and reap every
-/// child that is not a running check (`all`: every child).
+/// child that is not a running check (`all`: every child), but a
+/// successor and what an on-demand command left (see the module doc);
+/// a dead child is only reaped.
 fn sweep(all: bool) {
+    let mark = format!("{ON_DEMAND_ENV}={}", std::process::id());
     for _ in 0..SWEEP_ROUNDS {
         let victims: Vec<u32> = {
             let g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
@@ -186,12 +272,18 @@ fn sweep(all: bool) {
                 .into_iter()
                 .filter(|p| !spared.contains(p))
                 .filter(|p| all || !g.as_ref().is_some_and(|m| m.contains_key(p)))
+                .filter(|&p| match fate(p, mark.as_bytes()) {
+                    Fate::Spare => false,
+                    Fate::Reap => true,
+                    Fate::Kill => {
+                        // Our own child until we reap it: the pid cannot
+                        // be reused.
+                        super::kill_process_group(p);
+                        kill(p);
+                        true
+                    }
+                })
                 .collect();
-            for &p in &victims {
-                // Our own child until we reap it: the pid cannot be reused.
-                super::kill_process_group(p);
-                kill(p);
-            }
             victims
         };
         if victims.is_empty() {
@@ -231,6 +323,39 @@ fn task_children() -> Option<Vec<u32>> {
         out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
     }
     Some(out)
+}
+
+/// What the sweep does with one child.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    /// Dead already: reap only.
+    Reap,
+    Kill,
+    /// Marked by an on-demand command, or not ours to read (nor to kill).
+    Spare,
+}
+
+fn fate(pid: u32, mark: &[u8]) -> Fate {
+    let dead = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| state_of(&s))
+        .is_some_and(|c| c == 'Z' || c == 'X');
+    if dead {
+        return Fate::Reap;
+    }
+    match std::fs::read(format!("/proc/{pid}/environ")) {
+        Ok(env) if env.split(|&b| b == 0).any(|v| v == mark) => Fate::Spare,
+        Ok(_) => Fate::Kill,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Fate::Spare,
+        // Gone meanwhile (reaped as it exits), or no /proc: as before.
+        Err(_) => Fate::Kill,
+    }
+}
+
+/// The state field of a `/proc/PID/stat` line (`R`, `S`, `Z`…).
+fn state_of(stat: &str) -> Option<char> {
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().next()?.chars().next()
 }
 
 /// The ppid field of a `/proc/PID/stat` line: `pid (comm) state ppid ...`

@@ -22,6 +22,7 @@ fn spec(bind: &str, channels: &[(&str, u16)]) -> ListenerSpec {
         "l".into(),
         bind.parse().unwrap(),
         vec![GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: Policy::RoundRobin,
             proxy_protocol: None,

@@ -179,12 +179,14 @@ fn listener(
         .map(|g| g.channels.iter().map(|c| c.referenced).collect())
         .collect();
     let raw_route = l.route;
-    let groups = l
-        .groups
-        .into_iter()
-        .map(|g| {
+    let mut groups = Vec::with_capacity(l.groups.len());
+    for g in l.groups {
+        let on_demand = super::demand::on_demand(g.on_empty, g.on_idle, at)
+            .map_err(|e| format!("{e} (listener {})", quote(&name)))?;
+        groups.push({
             let group_proxy = g.proxy_protocol.and_then(|p| p.0);
             GroupConfig {
+                on_demand,
                 name: g.name.map(|n| n.0).unwrap_or_default(),
                 policy: g.policy.map_or(Policy::RoundRobin, |p| match p {
                     RawPolicy::Rr => Policy::RoundRobin,
@@ -202,8 +204,8 @@ fn listener(
                     .collect(),
                 proxy_protocol: group_proxy,
             }
-        })
-        .collect();
+        });
+    }
     let loc = at(sl.referenced);
     let mut spec = ListenerSpec::new(name.clone(), bind, groups);
     spec.connect_timeout = l.connect_timeout.map(|d| d.0);

@@ -17,6 +17,7 @@ use super::error::{ConfigError, ParseError};
 use super::{Config, Overlay};
 
 mod convert;
+mod demand;
 mod raw;
 mod route;
 mod scalars;

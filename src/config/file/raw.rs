@@ -193,6 +193,12 @@ pub(super) struct RawGroup {
     pub(super) channels: Vec<Spanned<RawChannel>>,
     #[serde(default)]
     pub(super) proxy_protocol: Option<ProxyWord>,
+    /// Start the group when a client needs it (`crate::config::demand`).
+    #[serde(default)]
+    pub(super) on_empty: Option<Spanned<super::demand::RawOnEmpty>>,
+    /// Stop the group when idle.
+    #[serde(default)]
+    pub(super) on_idle: Option<Spanned<super::demand::RawOnIdle>>,
 }
 
 #[derive(Deserialize)]

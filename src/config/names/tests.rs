@@ -14,6 +14,7 @@ fn ch(name: &str, host: &str, port: u16) -> ChannelConfig {
 
 fn group(name: &str, channels: Vec<ChannelConfig>) -> GroupConfig {
     GroupConfig {
+        on_demand: None,
         name: name.into(),
         policy: Policy::RoundRobin,
         proxy_protocol: None,

@@ -18,6 +18,7 @@ fn svc(groups: &[(&[&str], Policy)]) -> Arc<Service> {
     let gs = groups
         .iter()
         .map(|(chs, p)| GroupConfig {
+            on_demand: None,
             name: String::new(),
             policy: *p,
             proxy_protocol: None,

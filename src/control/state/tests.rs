@@ -179,6 +179,7 @@ fn restore_gives_configured_channels_the_configured_names_and_created_ones_their
         proxy_protocol: None,
     };
     let mut groups = vec![GroupConfig {
+        on_demand: None,
         name: "pod1".into(),
         policy: Policy::RoundRobin,
         proxy_protocol: None,

@@ -19,3 +19,44 @@ fn our_children_include_a_spawned_process() {
     let _ = c.wait();
     assert!(found);
 }
+
+#[test]
+fn state_of_reads_the_field_after_the_last_parenthesis() {
+    assert_eq!(state_of("42 (a) Z (b) S 9 1 1"), Some('S'));
+    assert_eq!(state_of("42 (sleep) Z 7"), Some('Z'));
+    assert_eq!(state_of("42 (x"), None);
+}
+
+#[test]
+fn a_child_with_the_mark_is_spared_one_without_is_killed() {
+    let mark = format!("{ON_DEMAND_ENV}={}", std::process::id());
+    let mut marked = std::process::Command::new("/bin/sleep")
+        .arg("5")
+        .env(ON_DEMAND_ENV, std::process::id().to_string())
+        .spawn()
+        .expect("spawn sleep");
+    let mut plain = std::process::Command::new("/bin/sleep")
+        .arg("5")
+        .env_remove(ON_DEMAND_ENV)
+        .spawn()
+        .expect("spawn sleep");
+    let spared = fate(marked.id(), mark.as_bytes());
+    let killed = fate(plain.id(), mark.as_bytes());
+    let _ = marked.kill();
+    let _ = plain.kill();
+    // Dead and not yet reaped: reap only (SIGKILL is delivered at once;
+    // the bound is only a guard against a stuck test).
+    let mut dead = Fate::Kill;
+    for _ in 0..200 {
+        dead = fate(plain.id(), mark.as_bytes());
+        if dead == Fate::Reap {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = marked.wait();
+    let _ = plain.wait();
+    assert_eq!(spared, Fate::Spare);
+    assert_eq!(killed, Fate::Kill);
+    assert_eq!(dead, Fate::Reap);
+}
