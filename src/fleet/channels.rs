@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::config::is_self_loop_addr;
 use crate::operator::{
-    self, ChannelKey, Endpoint, GroupKey, MAX_WEIGHT, OpError, OperatorOp, Outcome,
+    self, ChannelKey, Endpoint, GroupKey, MAX_WEIGHT, OpError, OperatorOp, Outcome, WeightSet,
 };
 use crate::pool::{Admin, Channel, Target};
 use crate::service::{Service, resolve};
@@ -110,11 +110,13 @@ impl Added {
                 } else {
                     ch.weight()
                 });
-            if ch.weight() == w {
-                return Ok(None);
-            }
-            ch.set_weight(w);
-            return Ok(Some(format!("weight of {} {w}", reg.chan)));
+            let set =
+                OperatorOp::Weight(ChannelKey::Name(ch.name().to_string()), WeightSet::Abs(w));
+            return match operator::apply(svc, &set) {
+                Ok(out) if out.changed() => Ok(Some(format!("weight of {} {w}", reg.chan))),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
         }
         let target = target(svc, &reg.chan).await?;
         let gi = reg.group;
