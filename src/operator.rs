@@ -197,6 +197,23 @@ impl<C, G, T> OperatorOp<C, G, T> {
         c: impl FnOnce(C) -> Result<C2, E>,
         g: impl FnOnce(G) -> Result<G2, E>,
     ) -> Result<OperatorOp<C2, G2, T>, E> {
+        self.map_all(c, g, Ok)
+    }
+
+    /// The same op with its target mapped (`assign`, `create`).
+    pub fn map_target<T2, E>(
+        self,
+        t: impl FnOnce(T) -> Result<T2, E>,
+    ) -> Result<OperatorOp<C, G, T2>, E> {
+        self.map_all(Ok, Ok, t)
+    }
+
+    fn map_all<C2, G2, T2, E>(
+        self,
+        c: impl FnOnce(C) -> Result<C2, E>,
+        g: impl FnOnce(G) -> Result<G2, E>,
+        t: impl FnOnce(T) -> Result<T2, E>,
+    ) -> Result<OperatorOp<C2, G2, T2>, E> {
         Ok(match self {
             OperatorOp::Admin(x, a) => OperatorOp::Admin(c(x)?, a),
             OperatorOp::Weight(x, w) => OperatorOp::Weight(c(x)?, w),
@@ -204,14 +221,14 @@ impl<C, G, T> OperatorOp<C, G, T> {
             OperatorOp::Health(x, on) => OperatorOp::Health(c(x)?, on),
             OperatorOp::Reset(x) => OperatorOp::Reset(c(x)?),
             OperatorOp::Shutdown(x) => OperatorOp::Shutdown(c(x)?),
-            OperatorOp::Assign(x, t) => OperatorOp::Assign(c(x)?, t),
+            OperatorOp::Assign(x, target) => OperatorOp::Assign(c(x)?, t(target)?),
             OperatorOp::Create {
                 group,
                 target,
                 weight,
             } => OperatorOp::Create {
                 group: g(group)?,
-                target,
+                target: t(target)?,
                 weight,
             },
             OperatorOp::Remove { group, chan } => OperatorOp::Remove {
@@ -230,47 +247,6 @@ impl<C, G, T> OperatorOp<C, G, T> {
                 force,
             },
             OperatorOp::Policy(x, p) => OperatorOp::Policy(g(x)?, p),
-            OperatorOp::Floor(f) => OperatorOp::Floor(f),
-            OperatorOp::Spin(s) => OperatorOp::Spin(s),
-            OperatorOp::Monitor(on) => OperatorOp::Monitor(on),
-        })
-    }
-
-    /// The same op with its target mapped (`assign`, `create`).
-    pub fn map_target<T2, E>(
-        self,
-        t: impl FnOnce(T) -> Result<T2, E>,
-    ) -> Result<OperatorOp<C, G, T2>, E> {
-        Ok(match self {
-            OperatorOp::Assign(x, target) => OperatorOp::Assign(x, t(target)?),
-            OperatorOp::Create {
-                group,
-                target,
-                weight,
-            } => OperatorOp::Create {
-                group,
-                target: t(target)?,
-                weight,
-            },
-            OperatorOp::Admin(x, a) => OperatorOp::Admin(x, a),
-            OperatorOp::Weight(x, w) => OperatorOp::Weight(x, w),
-            OperatorOp::Maxc(x, m) => OperatorOp::Maxc(x, m),
-            OperatorOp::Health(x, on) => OperatorOp::Health(x, on),
-            OperatorOp::Reset(x) => OperatorOp::Reset(x),
-            OperatorOp::Shutdown(x) => OperatorOp::Shutdown(x),
-            OperatorOp::Remove { group, chan } => OperatorOp::Remove { group, chan },
-            OperatorOp::Switchover {
-                to,
-                limit,
-                grace,
-                force,
-            } => OperatorOp::Switchover {
-                to,
-                limit,
-                grace,
-                force,
-            },
-            OperatorOp::Policy(x, p) => OperatorOp::Policy(x, p),
             OperatorOp::Floor(f) => OperatorOp::Floor(f),
             OperatorOp::Spin(s) => OperatorOp::Spin(s),
             OperatorOp::Monitor(on) => OperatorOp::Monitor(on),
