@@ -14,6 +14,12 @@
 //!
 //! Whether a change is kept in the state file is [`OperatorOp::persists`];
 //! the front end that made it writes the file.
+//!
+//! Every op applies at once except `switchover`, which waits (seconds)
+//! for the target group to catch up: [`apply`] only checks and plans it
+//! and returns [`Outcome::Switching`], a handle the front end awaits
+//! ([`switchover::Switch::run`]) or runs its own way (fleet mode through
+//! etcd). The other ops stay synchronous and never wait.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -129,9 +135,12 @@ pub enum SpinSet {
 }
 
 /// One operator change. `C` names channels and `G` groups: keys by
-/// default, a front end's own references before [`OperatorOp::map`].
+/// default, a front end's own references before [`OperatorOp::map`]. `T`
+/// is where `assign`/`create` point a channel: resolved ([`Target`]) to
+/// apply, an [`Endpoint`] as a front end parses it (and as fleet mode
+/// keeps it: every instance resolves it itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OperatorOp<C = ChannelKey, G = GroupKey> {
+pub enum OperatorOp<C = ChannelKey, G = GroupKey, T = Target> {
     /// `enable` (admin enabled, and forced up: the operator vouches for
     /// it until the monitor says otherwise), `disable`, `drain`.
     Admin(C, Admin),
@@ -147,13 +156,31 @@ pub enum OperatorOp<C = ChannelKey, G = GroupKey> {
     Shutdown(C),
     /// Point a disabled channel at a new, resolved target (see
     /// [`resolve_target`]).
-    Assign(C, Target),
+    Assign(C, T),
     /// A new, disabled channel at the end of a group (one past the last
-    /// group starts a new round-robin group).
+    /// group starts a new round-robin group); weight None: 1.
     Create {
         group: G,
-        target: Target,
-        weight: u32,
+        target: T,
+        weight: Option<u32>,
+    },
+    /// Take a channel out of its group (live sessions go on to their
+    /// end). Only fleet mode removes (`fleet remove`: a channel it
+    /// registered); the control socket has no `remove`, as balance.fm.
+    Remove {
+        group: G,
+        chan: C,
+    },
+    /// Move writes to group `to` (None: the next group, or 0 from a
+    /// backup) without losing any (MySQL GTID): see [`switchover`].
+    /// `limit`: how long the target may take to catch up; `grace`: how
+    /// long sessions with a request in flight may finish it; `force`:
+    /// move even when nothing can be verified.
+    Switchover {
+        to: Option<G>,
+        limit: Option<Duration>,
+        grace: Option<Duration>,
+        force: bool,
     },
     Policy(G, Policy),
     /// The group new connections start from (0: failback).
@@ -163,13 +190,30 @@ pub enum OperatorOp<C = ChannelKey, G = GroupKey> {
     Monitor(bool),
 }
 
-impl<C, G> OperatorOp<C, G> {
+impl<C, G, T> OperatorOp<C, G, T> {
     /// The same op with its references mapped (or why one does not map).
     pub fn map<C2, G2, E>(
         self,
         c: impl FnOnce(C) -> Result<C2, E>,
         g: impl FnOnce(G) -> Result<G2, E>,
-    ) -> Result<OperatorOp<C2, G2>, E> {
+    ) -> Result<OperatorOp<C2, G2, T>, E> {
+        self.map_all(c, g, Ok)
+    }
+
+    /// The same op with its target mapped (`assign`, `create`).
+    pub fn map_target<T2, E>(
+        self,
+        t: impl FnOnce(T) -> Result<T2, E>,
+    ) -> Result<OperatorOp<C, G, T2>, E> {
+        self.map_all(Ok, Ok, t)
+    }
+
+    fn map_all<C2, G2, T2, E>(
+        self,
+        c: impl FnOnce(C) -> Result<C2, E>,
+        g: impl FnOnce(G) -> Result<G2, E>,
+        t: impl FnOnce(T) -> Result<T2, E>,
+    ) -> Result<OperatorOp<C2, G2, T2>, E> {
         Ok(match self {
             OperatorOp::Admin(x, a) => OperatorOp::Admin(c(x)?, a),
             OperatorOp::Weight(x, w) => OperatorOp::Weight(c(x)?, w),
@@ -177,15 +221,30 @@ impl<C, G> OperatorOp<C, G> {
             OperatorOp::Health(x, on) => OperatorOp::Health(c(x)?, on),
             OperatorOp::Reset(x) => OperatorOp::Reset(c(x)?),
             OperatorOp::Shutdown(x) => OperatorOp::Shutdown(c(x)?),
-            OperatorOp::Assign(x, t) => OperatorOp::Assign(c(x)?, t),
+            OperatorOp::Assign(x, target) => OperatorOp::Assign(c(x)?, t(target)?),
             OperatorOp::Create {
                 group,
                 target,
                 weight,
             } => OperatorOp::Create {
                 group: g(group)?,
-                target,
+                target: t(target)?,
                 weight,
+            },
+            OperatorOp::Remove { group, chan } => OperatorOp::Remove {
+                group: g(group)?,
+                chan: c(chan)?,
+            },
+            OperatorOp::Switchover {
+                to,
+                limit,
+                grace,
+                force,
+            } => OperatorOp::Switchover {
+                to: to.map(g).transpose()?,
+                limit,
+                grace,
+                force,
             },
             OperatorOp::Policy(x, p) => OperatorOp::Policy(g(x)?, p),
             OperatorOp::Floor(f) => OperatorOp::Floor(f),
@@ -203,7 +262,16 @@ impl<C, G> OperatorOp<C, G> {
             | OperatorOp::Health(c, _)
             | OperatorOp::Reset(c)
             | OperatorOp::Shutdown(c)
-            | OperatorOp::Assign(c, _) => Some(c),
+            | OperatorOp::Assign(c, _)
+            | OperatorOp::Remove { chan: c, .. } => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The target, for `assign` and `create`.
+    pub fn target(&self) -> Option<&T> {
+        match self {
+            OperatorOp::Assign(_, t) | OperatorOp::Create { target: t, .. } => Some(t),
             _ => None,
         }
     }
@@ -217,10 +285,14 @@ impl<C, G> OperatorOp<C, G> {
             | OperatorOp::Health(..)
             | OperatorOp::Assign(..)
             | OperatorOp::Create { .. }
+            | OperatorOp::Remove { .. }
             | OperatorOp::Policy(..)
             | OperatorOp::Spin(_)
             | OperatorOp::Monitor(_) => true,
-            OperatorOp::Reset(_) | OperatorOp::Shutdown(_) | OperatorOp::Floor(_) => false,
+            OperatorOp::Reset(_)
+            | OperatorOp::Shutdown(_)
+            | OperatorOp::Floor(_)
+            | OperatorOp::Switchover { .. } => false,
         }
     }
 }
@@ -275,6 +347,14 @@ pub enum Outcome {
     Created {
         hit: Hit,
     },
+    Removed {
+        hit: Hit,
+        /// Live sessions (they go on to their end).
+        conns: u32,
+    },
+    /// A switchover checked and planned, not started: the front end
+    /// awaits [`switchover::Switch::run`] (or runs it through etcd).
+    Switching(switchover::Switch),
     Policy {
         group: usize,
         name: String,
@@ -313,6 +393,8 @@ impl Outcome {
             | Outcome::Shutdown { .. }
             | Outcome::Assigned { .. }
             | Outcome::Created { .. }
+            | Outcome::Removed { .. }
+            | Outcome::Switching(_)
             | Outcome::Policy { .. } => true,
         }
     }
@@ -335,6 +417,10 @@ pub enum OpError {
     BadWeight(u64),
     /// `monitor enable|disable` on a listener without a monitor.
     NoMonitor,
+    /// `switchover` to the group that is active already.
+    Active(usize),
+    /// `switchover` on a listener without a `mysql` check with `user=`.
+    NoLogin,
 }
 
 impl std::fmt::Display for OpError {
@@ -358,6 +444,11 @@ impl std::fmt::Display for OpError {
             }
             OpError::BadWeight(w) => write!(f, "bad weight {w}: use 0-{MAX_WEIGHT}"),
             OpError::NoMonitor => f.write_str("no monitor configured for this listener (see -m)"),
+            OpError::Active(g) => write!(f, "group {g} is already the active group"),
+            OpError::NoLogin => f.write_str(
+                "switchover needs a mysql check with user= (-m 'mysql:user=NAME'): \
+                 it compares GTID positions over the monitor login",
+            ),
         }
     }
 }
@@ -365,9 +456,21 @@ impl std::fmt::Display for OpError {
 /// The channels `key` names: the first one's place and name (with how
 /// many there are), and every one of them (at least one).
 pub fn find(groups: &[Arc<Group>], key: &ChannelKey) -> Result<(Hit, Vec<Arc<Channel>>), OpError> {
+    find_in(groups, key, None)
+}
+
+/// [`find`], in group `only` if given.
+fn find_in(
+    groups: &[Arc<Group>],
+    key: &ChannelKey,
+    only: Option<usize>,
+) -> Result<(Hit, Vec<Arc<Channel>>), OpError> {
     let mut first = None;
     let mut chans = Vec::new();
     for (g, gr) in groups.iter().enumerate() {
+        if only.is_some_and(|o| o != g) {
+            continue;
+        }
         for (i, c) in gr.channels.iter().enumerate() {
             let hit = match key {
                 ChannelKey::Name(n) => c.name() == n,
@@ -528,7 +631,38 @@ pub fn apply(svc: &Service, op: &OperatorOp) -> Result<Outcome, OpError> {
             group,
             target,
             weight,
-        } => create(svc, &groups, group, target, *weight)?,
+        } => create(svc, &groups, group, target, weight.unwrap_or(1))?,
+        OperatorOp::Remove { group, chan } => {
+            let g = find_group(&groups, group)?;
+            let (hit, chans) = find_in(&groups, chan, Some(g))?;
+            let ch = chans
+                .into_iter()
+                .next()
+                .ok_or(OpError::NoChannel(chan.clone()))?;
+            svc.pool.update_groups(|gs| {
+                let gr = gs.get(g)?;
+                gr.channels.iter().any(|c| Arc::ptr_eq(c, &ch)).then(|| {
+                    let mut v = gs.to_vec();
+                    v[g] = Arc::new(gr.without_channel(&ch));
+                    v
+                })
+            });
+            Outcome::Removed {
+                hit,
+                conns: ch.conns(),
+            }
+        }
+        OperatorOp::Switchover {
+            to,
+            limit,
+            grace,
+            force,
+        } => {
+            let to = to.as_ref().map(|k| find_group(&groups, k)).transpose()?;
+            Outcome::Switching(switchover::Switch::plan(
+                svc, &groups, to, *limit, *grace, *force,
+            )?)
+        }
         OperatorOp::Policy(k, p) => {
             let g = find_group(&groups, k)?;
             let group = groups.get(g).ok_or(OpError::NoGroup {
@@ -696,5 +830,6 @@ pub async fn resolve_target(
     })
 }
 
+pub mod switchover;
 #[cfg(test)]
 mod tests;

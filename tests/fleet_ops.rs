@@ -450,3 +450,45 @@ fn a_fleet_command_takes_a_channel_name_and_every_instance_applies_it_by_address
     );
     drop(e);
 }
+
+/// `fleet create|remove GROUP HOST:PORT` name the group by name too
+/// (etcd keys it by index); `fleet remove` goes through the operator
+/// model on every instance; the single-instance `remove` is refused.
+#[test]
+fn fleet_create_and_remove_take_a_group_name() {
+    let _s = serial();
+    let e = Etcd::single();
+    let (a, b, c) = (
+        Backend::tagged("A"),
+        Backend::tagged("B"),
+        Backend::tagged("C"),
+    );
+    let f = Instances::start(2, &e, &[&[a.port()], &[b.port()]]);
+    let reg = key(&format!("channels/1/127.0.0.1:{}", c.port()));
+    let out = f.v[0].ctl_out(&format!("fleet create nosuch 127.0.0.1:{}", c.port()));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        output_text(&out).contains("no such group nosuch"),
+        "{out:?}"
+    );
+    assert!(e.get(&reg).is_none());
+    let out = f.v[0].ctl(&format!("fleet create group1 127.0.0.1:{} 2", c.port()));
+    assert!(out.contains("registered in group 1 written"), "{out}");
+    assert_eq!(e.get(&reg).as_deref(), Some(r#"{"weight":2}"#));
+    f.wait_all("C added to group 1", |j| {
+        chan(j, c.port()).is_some_and(|ch| ch["group"] == 1 && ch["admin"] == "enabled")
+    });
+    // No single-instance remove: one line, nothing changes.
+    let out = f.v[1].ctl_out(&format!("remove 127.0.0.1:{}", c.port()));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        output_text(&out).contains("no single-instance form"),
+        "{out:?}"
+    );
+    let out = f.v[1].ctl(&format!("fleet remove group1 127.0.0.1:{}", c.port()));
+    assert!(out.contains("unregistered from group 1 written"), "{out}");
+    assert!(e.get(&reg).is_none());
+    f.wait_all("C removed", |j| {
+        chan(j, c.port()).is_none() && chan(j, b.port()).is_some()
+    });
+}

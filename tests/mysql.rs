@@ -1067,3 +1067,44 @@ fn checks_of_a_hung_server_leave_no_aborted_handshake() {
         "{checks} failed checks of the hung server aborted handshakes"
     );
 }
+
+/// `switchover NAME`: the target group by its name (the default names
+/// here), there and back; an unknown name changes nothing.
+#[test]
+fn a_switchover_names_its_target_group() {
+    if !have_mariadb() {
+        return;
+    }
+    let (m1, m2) = replicated_pair();
+    let dir = TempDir::new("my-byname");
+    let b = primary_and_backup(
+        &dir,
+        &m1,
+        &m2,
+        &["-m", "mysql:user=chk:interval=200ms:rise=2:fall=2"],
+    );
+    let out = b.ctl_out("switchover group9");
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("no such group group9"), "{text}");
+    assert_eq!(b.json()["listener"]["failback_floor"], 0);
+    m1.sql("INSERT INTO t.x (v) VALUES (1)");
+    let reply = b.ctl("switchover group1");
+    assert!(
+        reply.contains("switchover from group 0 to group 1 done"),
+        "{reply}"
+    );
+    assert_eq!(b.json()["listener"]["failback_floor"], 1);
+    let out = b.ctl_out("switchover group1");
+    assert!(
+        output_text(&out).contains("group 1 is already the active group"),
+        "{}",
+        output_text(&out)
+    );
+    let reply = b.ctl("switchover group0 force");
+    assert!(
+        reply.contains("switchover from group 1 to group 0 done"),
+        "{reply}"
+    );
+    assert_eq!(b.json()["listener"]["failback_floor"], 0);
+}

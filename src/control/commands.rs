@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::config::services::parse_port;
 use crate::config::{Host, Policy, names};
-use crate::operator::{GroupKey, OperatorOp, SpinSet, WeightSet};
+use crate::operator::{Endpoint, GroupKey, OperatorOp, SpinSet, WeightSet};
 use crate::pool::Admin;
 
 /// At most this many words on a line (the command included).
@@ -40,45 +40,33 @@ impl std::fmt::Display for ChanRef {
     }
 }
 
+/// How a command names a group: the session's current one, or by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRef {
+    Current,
+    Key(GroupKey),
+}
+
 /// An operator change as the control socket words it: channels by
-/// [`ChanRef`], the group by the session's current one (`()`); see
-/// [`crate::operator`], which applies it.
-pub type ControlOp = OperatorOp<ChanRef, ()>;
+/// [`ChanRef`], groups by [`GroupRef`], a new address as written (resolved
+/// when applied); see [`crate::operator`], which applies it.
+pub type ControlOp = OperatorOp<ChanRef, GroupRef, Endpoint>;
 
 /// `fleet ...`: a change for every instance of the service, written to
 /// etcd and applied by each from its watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FleetCmd {
     /// `fleet enable|disable|drain <channel>`, `fleet weight|maxc
-    /// <channel> <n>`, `fleet failback`, `fleet spin on [MAX]|off`: the
-    /// plain command's op, for every instance (see [`fleet_scoped`]).
+    /// <channel> <n>`, `fleet failback`, `fleet spin on [MAX]|off`,
+    /// `fleet create <group> <host>:<port> [<weight>]` (register a
+    /// channel), `fleet remove <group> <host>:<port>` (unregister it),
+    /// `fleet switchover [GROUP [TIMEOUT]]` (through etcd): an op for
+    /// every instance (see [`fleet_scoped`]).
     Op(ControlOp),
-    /// `fleet create <group> <host>:<port> [<weight>]`: register a channel.
-    Create(usize, Host, u16, Option<u32>),
-    /// `fleet remove <group> <host>:<port>`: unregister it.
-    Remove(usize, Host, u16),
     /// `fleet members`: the instances registered in etcd.
     Members,
     /// `fleet forget ID`: drop a known instance that is gone for good.
     Forget(String),
-    /// `fleet switchover [GROUP [TIMEOUT]]`: `switchover` for every
-    /// instance at once (through etcd).
-    Switchover(Option<usize>, Option<Duration>),
-}
-
-/// The arguments of `switchover`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SwitchArgs {
-    /// The target group (default: the next one, or 0 from a backup).
-    pub to: Option<usize>,
-    /// How long the target may take to catch up.
-    pub limit: Option<Duration>,
-    /// How long sessions with a request in flight may finish it (`grace=`);
-    /// idle ones end at once.
-    pub grace: Option<Duration>,
-    /// `force`: move even when nothing can be verified (no GTID position
-    /// on the old group).
-    pub force: bool,
 }
 
 /// The longest `grace=` a switchover takes (clients are held meanwhile).
@@ -95,22 +83,16 @@ pub enum Command {
     Group(GroupKey),
     /// `enable`, `disable`, `drain`, `weight`, `maxc`, `reset`, `hash`,
     /// `rr`, `leastconn`, `failback`, `spin on|off`, `monitor
-    /// enable|disable`: one operator change.
+    /// enable|disable`, `assign`, `create` (in the current group),
+    /// `switchover [GROUP [TIMEOUT]] [grace=D] [force]`: one operator
+    /// change.
     Op(ControlOp),
-    /// Resolved, then [`OperatorOp::Assign`].
-    Assign(ChanRef, Host, u16),
-    /// Resolved, then [`OperatorOp::Create`] in the current group.
-    Create(Host, u16),
     Kill,
     Version,
     /// `monitor show`.
     MonitorShow,
     MrtgBytes(usize, usize),
     MrtgConns(usize, usize),
-    /// `switchover [GROUP [TIMEOUT]] [grace=D] [force]`: move writes to
-    /// GROUP (default: the next group, or 0 from a backup) without losing
-    /// any; give up after TIMEOUT if GROUP has not caught up.
-    Switchover(SwitchArgs),
     /// `spin` (show).
     SpinShow,
     Fleet(FleetCmd),
@@ -134,7 +116,6 @@ impl Command {
                 self,
                 Command::Op(_)
                     | Command::Kill
-                    | Command::Switchover(..)
                     | Command::StateSave
                     | Command::Reload
                     | Command::Upgrade(_)
@@ -146,7 +127,6 @@ impl Command {
     pub fn persists(&self) -> bool {
         match self {
             Command::Op(op) => op.persists(),
-            Command::Assign(..) | Command::Create(..) => true,
             _ => false,
         }
     }
@@ -184,6 +164,7 @@ const EXACT_WORDS: &[&str] = &[
     "switchover",
     "route",
     "upgrade",
+    "remove",
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
@@ -254,7 +235,10 @@ fn without_args(w: &str) -> Option<Command> {
         "version" => Command::Version,
         "failback" => Command::Op(OperatorOp::Floor(0)),
         "reload" => Command::Reload,
-        w => return Policy::from_word(w).map(|p| Command::Op(OperatorOp::Policy((), p))),
+        w => {
+            return Policy::from_word(w)
+                .map(|p| Command::Op(OperatorOp::Policy(GroupRef::Current, p)));
+        }
     })
 }
 
@@ -296,11 +280,22 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
         }
         "create" => {
             let [h, p] = take(w, args)?;
-            Command::Create(host(h)?, port(p)?)
+            Command::Op(OperatorOp::Create {
+                group: GroupRef::Current,
+                target: endpoint(h, p)?,
+                weight: None,
+            })
         }
         "assign" => {
             let [c, h, p] = take(w, args)?;
-            Command::Assign(chan_ref(c)?, host(h)?, port(p)?)
+            Command::Op(OperatorOp::Assign(chan_ref(c)?, endpoint(h, p)?))
+        }
+        "remove" => {
+            return Err(
+                "remove has no single-instance form (balance.fm has none): disable the channel \
+                 instead; fleet remove <group> <host>:<port> unregisters a fleet channel"
+                    .into(),
+            );
         }
         "mrtg-bytes" | "mrtg-conns" => {
             let [g, c] = take(w, args)?;
@@ -326,7 +321,7 @@ fn with_args(w: &str, first: &str, args: &[&str]) -> Result<Command, String> {
                 }
             }
         }
-        "switchover" => Command::Switchover(switch_args(args)?),
+        "switchover" => Command::Op(switch_args(args)?),
         "spin" => match spin(args)? {
             Some(s) => Command::Op(OperatorOp::Spin(s)),
             None => Command::SpinShow,
@@ -373,28 +368,41 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
     const USAGE: &str = "fleet enable|disable|drain <channel> | weight|maxc <channel> <n> | \
                          failback | spin on [MAX]|off | create <group> <host>:<port> [<weight>] | \
                          remove <group> <host>:<port> | members | forget <id> | switchover [GROUP [TIMEOUT]]";
-    let reg = |g: &str, hp: &str| -> Result<(usize, Host, u16), String> {
-        let g = index("group", g)?;
+    let reg = |g: &str, hp: &str| -> Result<(GroupRef, Endpoint), String> {
+        let g = GroupRef::Key(group_ref(g)?);
         match chan_ref(hp)? {
-            ChanRef::Addr(h, p) => Ok((g, h, p)),
+            ChanRef::Addr(host, port) => Ok((g, Endpoint { host, port })),
             _ => Err(format!("bad channel {}: use <host>:<port>", quote(hp))),
         }
+    };
+    let create = |g: &str, hp: &str, weight: Option<u32>| -> Result<FleetCmd, String> {
+        let (group, target) = reg(g, hp)?;
+        Ok(FleetCmd::Op(OperatorOp::Create {
+            group,
+            target,
+            weight,
+        }))
     };
     match args {
         [] => Err(format!(
             "syntax error: fleet needs a command (usage: {USAGE})"
         )),
-        ["create", g, hp] => reg(g, hp).map(|(g, h, p)| FleetCmd::Create(g, h, p, None)),
+        ["create", g, hp] => create(g, hp, None),
         ["create", g, hp, w] => {
-            let (g, h, p) = reg(g, hp)?;
             let w = w
                 .parse::<u32>()
                 .ok()
                 .filter(|w| *w <= MAX_WEIGHT)
                 .ok_or_else(|| format!("bad weight {}: use 0-{MAX_WEIGHT}", quote(w)))?;
-            Ok(FleetCmd::Create(g, h, p, Some(w)))
+            create(g, hp, Some(w))
         }
-        ["remove", g, hp] => reg(g, hp).map(|(g, h, p)| FleetCmd::Remove(g, h, p)),
+        ["remove", g, hp] => {
+            let (group, e) = reg(g, hp)?;
+            Ok(FleetCmd::Op(OperatorOp::Remove {
+                group,
+                chan: ChanRef::Addr(e.host, e.port),
+            }))
+        }
         ["create" | "remove", ..] => Err(format!("syntax error: usage: {USAGE}")),
         ["members"] => Ok(FleetCmd::Members),
         ["forget", id] if !id.contains('/') => Ok(FleetCmd::Forget(id.to_string())),
@@ -403,13 +411,7 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
         }
         _ => match parse_words(&args.join(" "))? {
             Command::Op(op) if fleet_scoped(&op) => Ok(FleetCmd::Op(op)),
-            Command::Switchover(SwitchArgs {
-                to,
-                limit,
-                grace: None,
-                force: false,
-            }) => Ok(FleetCmd::Switchover(to, limit)),
-            Command::Switchover(_) => Err(
+            Command::Op(OperatorOp::Switchover { .. }) => Err(
                 "fleet switchover takes no grace= or force (usage: fleet switchover [GROUP [TIMEOUT]])"
                     .into(),
             ),
@@ -421,8 +423,10 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
     }
 }
 
-/// The ops `fleet ...` writes to etcd: admin state, weight, maxc,
-/// failback and the operator hold.
+/// The ops `fleet ...` makes for every instance: admin state, weight,
+/// maxc, failback and the operator hold (written to etcd), a channel
+/// registered or unregistered in a named group, a switchover without
+/// `grace=` or `force` (run through etcd).
 pub fn fleet_scoped(op: &ControlOp) -> bool {
     matches!(
         op,
@@ -431,6 +435,19 @@ pub fn fleet_scoped(op: &ControlOp) -> bool {
             | OperatorOp::Maxc(..)
             | OperatorOp::Floor(0)
             | OperatorOp::Spin(SpinSet::For(_) | SpinSet::Off)
+            | OperatorOp::Create {
+                group: GroupRef::Key(_),
+                ..
+            }
+            | OperatorOp::Remove {
+                group: GroupRef::Key(_),
+                chan: ChanRef::Addr(..),
+            }
+            | OperatorOp::Switchover {
+                grace: None,
+                force: false,
+                ..
+            }
     )
 }
 
@@ -552,6 +569,14 @@ fn port(s: &str) -> Result<u16, String> {
     parse_port(s).map_err(|e| format!("bad port {}: {e}", quote(s)))
 }
 
+/// `<host> <port>` (`create`, `assign`).
+fn endpoint(h: &str, p: &str) -> Result<Endpoint, String> {
+    Ok(Endpoint {
+        host: host(h)?,
+        port: port(p)?,
+    })
+}
+
 /// The `help` text: balance.fm's lines, then the extensions.
 pub const HELP: &str = "\
 available commands:
@@ -612,29 +637,30 @@ fleet (every instance of this service, through etcd):
 #[cfg(test)]
 mod tests;
 
-/// `switchover [<group> [<timeout>]] [grace=<duration>] [force]`.
-fn switch_args(args: &[&str]) -> Result<SwitchArgs, String> {
+/// `switchover [<group> [<timeout>]] [grace=<duration>] [force]` (the
+/// group by number or name).
+fn switch_args(args: &[&str]) -> Result<ControlOp, String> {
     const USAGE: &str = "usage: switchover [<group> [<timeout>]] [grace=<duration>] [force]";
-    let mut a = SwitchArgs::default();
+    let (mut to, mut limit, mut grace, mut force) = (None, None, None, false);
     let mut positional = 0;
     for &w in args {
         if w == "force" {
-            a.force = true;
+            force = true;
         } else if let Some(d) = w.strip_prefix("grace=") {
             let g = crate::config::parse_duration(d)
                 .ok()
                 .filter(|g| *g <= MAX_SWITCH_GRACE)
                 .ok_or_else(|| format!("bad switchover grace {}: use 0 to 60s", quote(d)))?;
-            a.grace = Some(g);
+            grace = Some(g);
         } else if positional == 0 {
-            a.to = Some(index("group", w)?);
+            to = Some(GroupRef::Key(group_ref(w)?));
             positional = 1;
         } else if positional == 1 {
             let t = crate::config::parse_duration(w)
                 .ok()
                 .filter(|t| !t.is_zero() && *t <= Duration::from_secs(20))
                 .ok_or_else(|| format!("bad switchover timeout {}: use up to 20s", quote(w)))?;
-            a.limit = Some(t);
+            limit = Some(t);
             positional = 2;
         } else {
             return Err(format!(
@@ -643,5 +669,10 @@ fn switch_args(args: &[&str]) -> Result<SwitchArgs, String> {
             ));
         }
     }
-    Ok(a)
+    Ok(OperatorOp::Switchover {
+        to,
+        limit,
+        grace,
+        force,
+    })
 }

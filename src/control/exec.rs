@@ -10,7 +10,7 @@
 use tracing::{error, info};
 
 use crate::control::commands::{Command, HELP, HELP_FLEET, HELP_ROUTE};
-use crate::control::handlers::{channel, fleet, group, process, show, switchover};
+use crate::control::handlers::{channel, fleet, group, process, show};
 
 pub use crate::control::listener::Control;
 pub use crate::control::reply::Reply;
@@ -73,16 +73,16 @@ impl Control {
             Command::MrtgBytes(g, c) => show::mrtg(self, &groups, *g, *c, show::Mrtg::Bytes),
             Command::MrtgConns(g, c) => show::mrtg(self, &groups, *g, *c, show::Mrtg::Conns),
             Command::Group(g) => group::select(&groups, cur, g),
-            Command::Op(op) => channel::run(&self.svc, at, op),
-            Command::Switchover(args) => switchover::switchover(&self.svc, *args).await,
+            Command::Op(op) => {
+                // Only `assign` and `create` need them.
+                let binds = match op.target() {
+                    Some(_) => self.binds(),
+                    None => Vec::new(),
+                };
+                channel::run(&self.svc, at, op, &binds).await
+            }
             Command::MonitorShow => group::monitor_show(&self.svc),
             Command::SpinShow => group::spin_show(&self.svc),
-            Command::Assign(r, host, port) => {
-                channel::assign(&self.svc, at, r, host, *port, &self.binds()).await
-            }
-            Command::Create(host, port) => {
-                channel::create(&self.svc, at, host, *port, &self.binds()).await
-            }
             Command::Route(key) => show::route(&self.svc, key).await,
             Command::Quit => Reply::bye(vec![]),
             Command::Kill => process::kill(self),

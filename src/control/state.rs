@@ -39,6 +39,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Policy, names};
 use crate::control::commands::{self, MAX_WEIGHT};
+use crate::operator::{self, OperatorOp, SpinSet};
 use crate::pool::{Admin, Group, Target};
 use crate::render::ListenerView;
 use crate::service::{Service, resolve};
@@ -278,14 +279,13 @@ pub fn snapshot_text(services: &[Arc<Service>]) -> Result<String, String> {
 fn restore_switches(st: &ListenerState, svc: &Service) {
     if let Some(ms) = st.spin_until_ms {
         let until = UNIX_EPOCH + Duration::from_millis(ms);
-        svc.ops.hold.on_until(until);
+        let _ = operator::apply(svc, &OperatorOp::Spin(SpinSet::Until(until)));
         if let Some(t) = svc.ops.hold.until() {
             let left = t.duration_since(SystemTime::now()).unwrap_or_default();
             info!(listener = %svc.cfg.name, "operator hold (spin on) restored: {}s left", left.as_secs());
         }
     }
-    if st.monitor_disabled && svc.cfg.monitor.is_some() {
-        svc.ops.pause_monitor(true);
+    if st.monitor_disabled && operator::apply(svc, &OperatorOp::Monitor(false)).is_ok() {
         info!(listener = %svc.cfg.name, "monitor disabled (restored from the state file)");
     }
 }

@@ -9,7 +9,10 @@
 //! A key or value that does not decode, a group the listener does not
 //! have, a host that does not resolve or is the listener itself: logged
 //! and ignored. Driven by the `follow` task; the pool's group list is
-//! swapped whole (`Pool::update_groups`).
+//! swapped whole (`Pool::update_groups`) by the operator model (a
+//! registration is [`OperatorOp::Create`] then `enable`, an
+//! unregistration [`OperatorOp::Remove`], both through
+//! [`operator::apply`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +20,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::config::is_self_loop_addr;
-use crate::operator::{Endpoint, MAX_WEIGHT};
+use crate::operator::{
+    self, ChannelKey, Endpoint, GroupKey, MAX_WEIGHT, OpError, OperatorOp, Outcome, WeightSet,
+};
 use crate::pool::{Admin, Channel, Target};
 use crate::service::{Service, resolve};
 
@@ -105,36 +110,41 @@ impl Added {
                 } else {
                     ch.weight()
                 });
-            if ch.weight() == w {
-                return Ok(None);
-            }
-            ch.set_weight(w);
-            return Ok(Some(format!("weight of {} {w}", reg.chan)));
+            let set =
+                OperatorOp::Weight(ChannelKey::Name(ch.name().to_string()), WeightSet::Abs(w));
+            return match operator::apply(svc, &set) {
+                Ok(out) if out.changed() => Ok(Some(format!("weight of {} {w}", reg.chan))),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
         }
         let target = target(svc, &reg.chan).await?;
-        let name = svc.pool.free_channel_name(&reg.chan.host, reg.chan.port);
-        let weight = reg.weight.unwrap_or(DEFAULT_WEIGHT);
-        let proxy = svc
-            .cfg
-            .proxy_protocol_for(reg.group, &target.host, target.port);
-        let ch = svc.pool.new_channel(&name, target, 0, weight, proxy);
-        // As `create` then `enable`.
-        ch.set_admin(Admin::Enabled);
-        ch.force_up();
         let gi = reg.group;
-        let added = svc.pool.update_groups(|gs| {
-            let g = gs.get(gi)?;
-            if g.channels.iter().any(|c| reg.chan.matches(c)) {
-                return None;
-            }
-            let mut v = gs.to_vec();
-            v[gi] = Arc::new(g.with_channel(Arc::clone(&ch)));
-            Some(v)
-        });
-        if !added {
-            return Ok(None);
+        // The group gone (a reload) or the channel added meanwhile (by a
+        // control session): nothing to add.
+        let groups = svc.pool.groups();
+        match groups.get(gi) {
+            Some(g) if !g.channels.iter().any(|c| reg.chan.matches(c)) => {}
+            _ => return Ok(None),
         }
-        self.0.insert((gi, reg.chan.clone()), ch);
+        // As `create` then `enable`, through the operator model.
+        let create = OperatorOp::Create {
+            group: GroupKey::Index(gi),
+            target,
+            weight: Some(reg.weight.unwrap_or(DEFAULT_WEIGHT)),
+        };
+        let hit = match operator::apply(svc, &create) {
+            Ok(Outcome::Created { hit }) => hit,
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let key = ChannelKey::Name(hit.name);
+        operator::apply(svc, &OperatorOp::Admin(key.clone(), Admin::Enabled))
+            .map_err(|e| e.to_string())?;
+        let (_, chans) = operator::find(&svc.pool.groups(), &key).map_err(|e| e.to_string())?;
+        if let Some(ch) = chans.into_iter().next() {
+            self.0.insert((gi, reg.chan.clone()), ch);
+        }
         Ok(Some(format!("channel {} added to group {gi}", reg.chan)))
     }
 
@@ -152,18 +162,18 @@ impl Added {
                 Ok(None)
             };
         };
-        svc.pool.update_groups(|gs| {
-            let g = gs.get(group)?;
-            g.channels.iter().any(|c| Arc::ptr_eq(c, &ch)).then(|| {
-                let mut v = gs.to_vec();
-                v[group] = Arc::new(g.without_channel(&ch));
-                v
-            })
-        });
-        Ok(Some(format!(
-            "channel {chan} removed from group {group} ({} live connections go on)",
-            ch.conns()
-        )))
+        let remove = OperatorOp::Remove {
+            group: GroupKey::Index(group),
+            chan: ChannelKey::Name(ch.name().to_string()),
+        };
+        match operator::apply(svc, &remove) {
+            Ok(Outcome::Removed { conns, .. }) => Ok(Some(format!(
+                "channel {chan} removed from group {group} ({conns} live connections go on)"
+            ))),
+            // Gone already (a reload).
+            Ok(_) | Err(OpError::NoChannel(_) | OpError::NoGroup { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The added channels no longer registered (after a resync).

@@ -33,9 +33,12 @@ use crate::pool::Admin;
 use crate::service::Service;
 
 /// One operator change for the whole fleet, as etcd keys it: channels by
-/// address (each instance has its own names and indexes), the hold by a
-/// wall-clock end. Applied by [`crate::operator::apply`] like any other.
-pub type Op = OperatorOp<Endpoint, ()>;
+/// address (each instance has its own names and indexes), groups by
+/// index, a registered channel by its unresolved address (each instance
+/// resolves it), the hold by a wall-clock end. Applied by
+/// [`crate::operator::apply`] like any other (registrations through
+/// [`crate::fleet::channels`]).
+pub type Op = OperatorOp<Endpoint, usize, Endpoint>;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,23 +62,39 @@ struct Value {
 
 impl Op {
     /// The fleet op for a front end's `op` (`chan`: a channel's address;
-    /// `until`: when a hold ends, unix ms), or why it has no fleet scope.
+    /// `group`: a group's index; `until`: when a hold ends, unix ms), or
+    /// why it has no fleet scope.
     pub fn of<C, G>(
-        op: OperatorOp<C, G>,
+        op: OperatorOp<C, G, Endpoint>,
         chan: impl FnOnce(C) -> Result<Endpoint, String>,
+        group: impl FnOnce(G) -> Result<usize, String>,
         until: impl FnOnce(SpinSet) -> Option<u64>,
     ) -> Result<Op, String> {
-        let op = op.map(chan, |_| Ok(()))?;
+        let op = op.map(chan, group)?;
         match op {
             OperatorOp::Admin(..)
             | OperatorOp::Weight(_, WeightSet::Abs(_))
             | OperatorOp::Maxc(..)
+            | OperatorOp::Create { .. }
+            | OperatorOp::Remove { .. }
             | OperatorOp::Floor(_) => Ok(op),
             OperatorOp::Spin(s) => Ok(OperatorOp::Spin(match until(s) {
                 Some(ms) => SpinSet::Until(UNIX_EPOCH + Duration::from_millis(ms)),
                 None => SpinSet::Off,
             })),
             _ => Err("no fleet scope".into()),
+        }
+    }
+
+    /// The key below `P/svc/NAME/`: `ops/...`, or `channels/G/HOST:PORT`
+    /// for a registration.
+    pub fn path(&self) -> String {
+        match self {
+            OperatorOp::Create {
+                group, target: c, ..
+            }
+            | OperatorOp::Remove { group, chan: c } => format!("channels/{group}/{c}"),
+            op => format!("ops/{}", op.key()),
         }
     }
 
@@ -92,8 +111,15 @@ impl Op {
         }
     }
 
-    /// The JSON value, stamped with the writer's id and the time.
+    /// The JSON value, stamped with the writer's id and the time (a
+    /// registration's: its weight only, see [`crate::fleet::channels`]).
     pub fn value(&self, by: &str, at_ms: u64) -> String {
+        if let OperatorOp::Create { weight, .. } = self {
+            return match weight {
+                Some(w) => format!("{{\"weight\":{w}}}"),
+                None => "{}".into(),
+            };
+        }
         let mut v = Value {
             by: Some(by.to_string()),
             at: Some(at_ms),
@@ -151,7 +177,8 @@ impl Op {
     pub fn apply(&self, svc: &Service) -> Result<Option<String>, String> {
         let op = self
             .clone()
-            .map(|e| Ok(ChannelKey::Every(e)), |()| Ok(GroupKey::Index(0)))
+            .map(|e| Ok(ChannelKey::Every(e)), |g| Ok(GroupKey::Index(g)))
+            .and_then(|op| op.map_target(|e| Err(format!("{e} is not resolved here"))))
             .map_err(|e: String| e)?;
         match operator::apply(svc, &op) {
             Ok(out) if out.changed() => Ok(Some(self.describe())),
@@ -183,6 +210,12 @@ impl Op {
             OperatorOp::Floor(g) => format!("active group {g}"),
             OperatorOp::Spin(SpinSet::Off) => "spin off".into(),
             OperatorOp::Spin(_) => "spin on".into(),
+            OperatorOp::Create { group, target, .. } => {
+                format!("channel {target} registered in group {group}")
+            }
+            OperatorOp::Remove { group, chan } => {
+                format!("channel {chan} unregistered from group {group}")
+            }
             op => format!("{op:?}"),
         }
     }

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::Fleet;
+use crate::operator::{self, OperatorOp, SpinSet};
 use crate::service::Service;
 use crate::service::ending::{GRACE, end_sessions};
 use crate::service::hold::MAX_HOLD;
@@ -176,7 +177,8 @@ impl Member {
             .switch_applied
             .insert(&svc.cfg.name, r.epoch, operator_held);
         if !operator_held {
-            hold.on(max);
+            // The operator hold, as `spin on MAX`.
+            let _ = operator::apply(svc, &OperatorOp::Spin(SpinSet::For(Some(max))));
         }
         info!(listener = %svc.cfg.name, by = %r.by, "fleet: switchover from group {} to group {}: new clients held", r.from, r.to);
         let (fleet, epoch) = (Arc::clone(fleet), r.epoch);
@@ -213,7 +215,7 @@ impl Member {
             t.abort();
         }
         if !c.operator_held {
-            svc.ops.hold.off();
+            let _ = operator::apply(svc, &OperatorOp::Spin(SpinSet::Off));
         }
         info!(listener = %svc.cfg.name, epoch = c.epoch, "fleet: {why}: new clients released");
     }

@@ -205,7 +205,7 @@ fn created_channels_get_a_free_default_name_and_start_disabled() {
         &OperatorOp::Create {
             group: GroupKey::Index(2),
             target,
-            weight: 1,
+            weight: Some(1),
         },
     )
     .unwrap();
@@ -238,4 +238,60 @@ fn ops_map_a_front_ends_references_to_keys() {
     );
     assert!(mapped.persists());
     assert!(!OperatorOp::<ChannelKey, GroupKey>::Floor(0).persists());
+}
+
+#[test]
+fn remove_takes_the_channel_out_of_the_named_group_only() {
+    let s = svc();
+    let remove = |g: GroupKey, c: ChannelKey| OperatorOp::Remove { group: g, chan: c };
+    // 10.0.0.1:80 is in both groups: in group 1 it is the only one.
+    let out = apply(
+        &s,
+        &remove(GroupKey::Index(1), ChannelKey::Addr(ep("10.0.0.1:80"))),
+    )
+    .unwrap();
+    assert!(matches!(out, Outcome::Removed { ref hit, conns: 0 } if hit.group == 1));
+    let g = s.pool.groups();
+    assert!(g[1].channels.is_empty());
+    assert_eq!(g[0].channels.len(), 2);
+    // Not in that group, or no such group: nothing changes.
+    assert_eq!(
+        apply(&s, &remove(GroupKey::Name("pod1".into()), name("nosuch"))),
+        Err(OpError::NoChannel(name("nosuch")))
+    );
+    assert!(matches!(
+        apply(&s, &remove(GroupKey::Name("nosuch".into()), name("db101"))),
+        Err(OpError::NoGroup { .. })
+    ));
+    assert_eq!(s.pool.groups()[0].channels.len(), 2);
+}
+
+#[test]
+fn a_switchover_is_planned_by_group_name_or_index_and_refused_at_once() {
+    let s = svc();
+    let switch = |to: Option<GroupKey>| OperatorOp::Switchover {
+        to,
+        limit: None,
+        grace: None,
+        force: false,
+    };
+    // The group is found by name (then the missing login refuses it).
+    assert_eq!(
+        apply(&s, &switch(Some(GroupKey::Name("group1".into())))),
+        Err(OpError::NoLogin)
+    );
+    assert_eq!(apply(&s, &switch(None)), Err(OpError::NoLogin));
+    assert_eq!(
+        apply(&s, &switch(Some(GroupKey::Name("pod1".into())))),
+        Err(OpError::Active(0))
+    );
+    assert_eq!(
+        apply(&s, &switch(Some(GroupKey::Name("pod9".into())))),
+        Err(OpError::NoGroup {
+            key: GroupKey::Name("pod9".into()),
+            groups: 2
+        })
+    );
+    assert!(!switch(None).persists());
+    assert_eq!(s.pool.floor(), 0);
 }

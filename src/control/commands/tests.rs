@@ -7,6 +7,32 @@ fn ip(s: &str) -> Host {
     Host::Ip(s.parse().unwrap())
 }
 
+fn ep(host: Host, port: u16) -> Endpoint {
+    Endpoint { host, port }
+}
+
+fn gi(i: usize) -> GroupRef {
+    GroupRef::Key(GroupKey::Index(i))
+}
+
+fn gn(n: &str) -> GroupRef {
+    GroupRef::Key(GroupKey::Name(n.into()))
+}
+
+fn switch(
+    to: Option<GroupRef>,
+    limit: Option<Duration>,
+    grace: Option<Duration>,
+    force: bool,
+) -> ControlOp {
+    OperatorOp::Switchover {
+        to,
+        limit,
+        grace,
+        force,
+    }
+}
+
 #[test]
 fn every_command_parses_to_its_meaning() {
     use ChanRef::*;
@@ -36,22 +62,45 @@ fn every_command_parses_to_its_meaning() {
         ("reset [::1]:80", Op(OperatorOp::Reset(Addr(ip("::1"), 80)))),
         (
             "assign 0 10.0.0.1 8080",
-            Assign(Index(0), ip("10.0.0.1"), 8080),
+            Op(OperatorOp::Assign(Index(0), ep(ip("10.0.0.1"), 8080))),
         ),
-        ("assign 0 ::1 80", Assign(Index(0), ip("::1"), 80)),
+        (
+            "assign 0 ::1 80",
+            Op(OperatorOp::Assign(Index(0), ep(ip("::1"), 80))),
+        ),
         (
             "create db1.example 3306",
-            Create(Host::Name("db1.example".into()), 3306),
+            Op(OperatorOp::Create {
+                group: GroupRef::Current,
+                target: ep(Host::Name("db1.example".into()), 3306),
+                weight: None,
+            }),
         ),
-        ("create [::1] 3306", Create(ip("::1"), 3306)),
+        (
+            "create [::1] 3306",
+            Op(OperatorOp::Create {
+                group: GroupRef::Current,
+                target: ep(ip("::1"), 3306),
+                weight: None,
+            }),
+        ),
         ("maxc 2 10", Op(OperatorOp::Maxc(Index(2), 10))),
         (
             "weight 0 3",
             Op(OperatorOp::Weight(Index(0), WeightSet::Abs(3))),
         ),
-        ("hash", Op(OperatorOp::Policy((), Policy::Hash))),
-        ("rr", Op(OperatorOp::Policy((), Policy::RoundRobin))),
-        ("leastconn", Op(OperatorOp::Policy((), Policy::LeastConn))),
+        (
+            "hash",
+            Op(OperatorOp::Policy(GroupRef::Current, Policy::Hash)),
+        ),
+        (
+            "rr",
+            Op(OperatorOp::Policy(GroupRef::Current, Policy::RoundRobin)),
+        ),
+        (
+            "leastconn",
+            Op(OperatorOp::Policy(GroupRef::Current, Policy::LeastConn)),
+        ),
         ("kill", Kill),
         ("version", Version),
         ("monitor enable", Op(OperatorOp::Monitor(true))),
@@ -60,37 +109,30 @@ fn every_command_parses_to_its_meaning() {
         ("mrtg-bytes 0 1", MrtgBytes(0, 1)),
         ("mrtg-conns 1 0", MrtgConns(1, 0)),
         ("failback", Op(OperatorOp::Floor(0))),
-        ("switchover", Switchover(SwitchArgs::default())),
+        ("switchover", Op(switch(None, None, None, false))),
+        ("switchover 1", Op(switch(Some(gi(1)), None, None, false))),
         (
-            "switchover 1",
-            Switchover(SwitchArgs {
-                to: Some(1),
-                ..SwitchArgs::default()
-            }),
+            "switchover pod2",
+            Op(switch(Some(gn("pod2")), None, None, false)),
         ),
         (
             "switchover 1 5s grace=500ms force",
-            Switchover(SwitchArgs {
-                to: Some(1),
-                limit: Some(Duration::from_secs(5)),
-                grace: Some(Duration::from_millis(500)),
-                force: true,
-            }),
+            Op(switch(
+                Some(gi(1)),
+                Some(Duration::from_secs(5)),
+                Some(Duration::from_millis(500)),
+                true,
+            )),
         ),
-        (
-            "switchover force",
-            Switchover(SwitchArgs {
-                force: true,
-                ..SwitchArgs::default()
-            }),
-        ),
+        ("switchover force", Op(switch(None, None, None, true))),
         (
             "switchover 0 2s",
-            Switchover(SwitchArgs {
-                to: Some(0),
-                limit: Some(Duration::from_secs(2)),
-                ..SwitchArgs::default()
-            }),
+            Op(switch(
+                Some(gi(0)),
+                Some(Duration::from_secs(2)),
+                None,
+                false,
+            )),
         ),
         ("spin on", Op(OperatorOp::Spin(SpinSet::For(None)))),
         (
@@ -140,7 +182,10 @@ fn balance_fm_abbreviations_resolve_in_its_order_but_kill_must_be_spelled_out() 
     // balance.fm's policy words abbreviate; the extensions' do not.
     assert_eq!(
         parse("ha"),
-        Ok(Command::Op(OperatorOp::Policy((), Policy::Hash)))
+        Ok(Command::Op(OperatorOp::Policy(
+            GroupRef::Current,
+            Policy::Hash
+        )))
     );
     assert!(parse("l").is_err());
     assert!(parse("leastcon").is_err());
@@ -166,7 +211,9 @@ fn bad_commands_give_one_line_naming_the_token() {
         ("maxc 0 4294967296", "\"4294967296\""),
         ("weight 0 10001", "\"10001\""),
         ("weight 0 x", "\"x\""),
-        ("switchover x", "\"x\""),
+        ("switchover x/y", "\"x/y\""),
+        ("remove 0", "remove has no single-instance form"),
+        ("remove db101", "fleet remove <group> <host>:<port>"),
         ("switchover 1 forever", "\"forever\""),
         ("switchover 1 1h", "\"1h\""),
         ("switchover 1 1s x", "unexpected \"x\""),
@@ -364,10 +411,22 @@ fn fleet_commands_parse_like_the_plain_ones() {
         ("fleet failback", FleetCmd::Op(OperatorOp::Floor(0))),
         ("fleet members", FleetCmd::Members),
         ("fleet forget h:12", FleetCmd::Forget("h:12".into())),
-        ("fleet switchover", FleetCmd::Switchover(None, None)),
+        (
+            "fleet switchover",
+            FleetCmd::Op(switch(None, None, None, false)),
+        ),
         (
             "fleet switchover 1 3s",
-            FleetCmd::Switchover(Some(1), Some(Duration::from_secs(3))),
+            FleetCmd::Op(switch(
+                Some(gi(1)),
+                Some(Duration::from_secs(3)),
+                None,
+                false,
+            )),
+        ),
+        (
+            "fleet switchover pod2",
+            FleetCmd::Op(switch(Some(gn("pod2")), None, None, false)),
         ),
         (
             "fleet spin off",
@@ -379,15 +438,41 @@ fn fleet_commands_parse_like_the_plain_ones() {
         ),
         (
             "fleet create 1 10.0.0.9:3306",
-            FleetCmd::Create(1, ip("10.0.0.9"), 3306, None),
+            FleetCmd::Op(OperatorOp::Create {
+                group: gi(1),
+                target: ep(ip("10.0.0.9"), 3306),
+                weight: None,
+            }),
         ),
         (
             "fleet create 0 [::1]:80 7",
-            FleetCmd::Create(0, ip("::1"), 80, Some(7)),
+            FleetCmd::Op(OperatorOp::Create {
+                group: gi(0),
+                target: ep(ip("::1"), 80),
+                weight: Some(7),
+            }),
+        ),
+        (
+            "fleet create pod2 10.0.0.9:3306",
+            FleetCmd::Op(OperatorOp::Create {
+                group: gn("pod2"),
+                target: ep(ip("10.0.0.9"), 3306),
+                weight: None,
+            }),
         ),
         (
             "fleet remove 0 10.0.0.9:3306",
-            FleetCmd::Remove(0, ip("10.0.0.9"), 3306),
+            FleetCmd::Op(OperatorOp::Remove {
+                group: gi(0),
+                chan: Addr(ip("10.0.0.9"), 3306),
+            }),
+        ),
+        (
+            "fleet remove pod2 10.0.0.9:3306",
+            FleetCmd::Op(OperatorOp::Remove {
+                group: gn("pod2"),
+                chan: Addr(ip("10.0.0.9"), 3306),
+            }),
         ),
     ];
     for (line, want) in ok {
@@ -402,7 +487,7 @@ fn fleet_commands_parse_like_the_plain_ones() {
         "fleet forget",
         "fleet forget a/b",
         "fleet forget a b",
-        "fleet switchover x",
+        "fleet switchover x/y",
         "fleet switchover 1 forever",
         "fleet",
         "fleet show",
@@ -411,7 +496,8 @@ fn fleet_commands_parse_like_the_plain_ones() {
         "fleet kill",
         "fleet create",
         "fleet create 0 host",
-        "fleet create x 10.0.0.1:80",
+        "fleet create x/y 10.0.0.1:80",
+        "fleet remove 0 db101",
         "fleet create 0 0:1",
         "fleet create 0 10.0.0.1:80 10001",
         "fleet create 0 10.0.0.1:80 1 extra",
@@ -420,7 +506,7 @@ fn fleet_commands_parse_like_the_plain_ones() {
         "fleet disable",
         "fleet nope 0",
     ] {
-        let e = parse(bad).unwrap_err();
+        let e = parse(bad).expect_err(bad);
         assert!(!e.0.contains('\n'), "{bad}: {e}");
     }
 }

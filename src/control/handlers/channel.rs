@@ -1,13 +1,14 @@
 //! Operator changes from the control socket: the session's references
-//! ([`ChanRef`], the current group) mapped to keys, the change applied by
+//! ([`ChanRef`], [`GroupRef`]) mapped to keys, the change applied by
 //! [`crate::operator::apply`], its outcome rendered in balance.fm's words.
-//! `assign` and `create` resolve their target first.
+//! `assign` and `create` resolve their target first; a `switchover` is
+//! planned by the model and run here (see [`switchover`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::Host;
-use crate::control::commands::{ChanRef, ControlOp};
+use crate::control::commands::{ChanRef, ControlOp, GroupRef};
+use crate::control::handlers::switchover;
 use crate::control::reply::Reply;
 use crate::operator::{
     self, ChannelKey, Endpoint, GroupKey, Hit, OpError, OperatorOp, Outcome, SpinSet,
@@ -44,16 +45,92 @@ pub fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<Arc<Channe
         .map_err(|e| error(cur, Some(r), &e))
 }
 
-/// Apply one change for a session whose current group is `cur`.
-pub fn run(svc: &Service, cur: usize, op: &ControlOp) -> Reply {
+/// The group key a session's reference stands for (`cur`: its group).
+pub fn group_key(cur: usize, g: GroupRef) -> GroupKey {
+    match g {
+        GroupRef::Current => GroupKey::Index(cur),
+        GroupRef::Key(k) => k,
+    }
+}
+
+/// Apply one change for a session whose current group is `cur` (`binds`:
+/// what `assign`/`create` must not point at, see [`resolve`]).
+pub async fn run(
+    svc: &Service,
+    cur: usize,
+    op: &ControlOp,
+    binds: &[(String, SocketAddr)],
+) -> Reply {
     let r = op.channel().cloned();
-    let op = op.clone().map(
+    let switching = matches!(op, OperatorOp::Switchover { .. });
+    let fail = |e: &OpError| {
+        Reply::err(match switching {
+            true => e.to_string(),
+            false => error(cur, r.as_ref(), e),
+        })
+    };
+    let op = match op.clone().map(
         |c| Ok::<_, OpError>(key(cur, &c)),
-        |()| Ok(GroupKey::Index(cur)),
-    );
-    match op.and_then(|op| operator::apply(svc, &op)) {
+        |g| Ok(group_key(cur, g)),
+    ) {
+        Ok(op) => op,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = before_resolving(svc, &op) {
+        return fail(&e);
+    }
+    let op = match resolve(op, binds).await {
+        Ok(op) => op,
+        Err(e) => return Reply::err(e),
+    };
+    match operator::apply(svc, &op) {
+        Ok(Outcome::Switching(sw)) => {
+            let (from, to, grace) = (sw.plan.from, sw.plan.to, sw.grace);
+            switchover::render(from, to, grace, sw.run(svc).await)
+        }
         Ok(out) => Reply::line(render(cur, r.as_ref(), &out)),
-        Err(e) => Reply::err(error(cur, r.as_ref(), &e)),
+        Err(e) => fail(&e),
+    }
+}
+
+/// Refuse an unknown or enabled channel (`assign`) or an unknown group
+/// (`create`) before resolving the new address.
+fn before_resolving(
+    svc: &Service,
+    op: &OperatorOp<ChannelKey, GroupKey, Endpoint>,
+) -> Result<(), OpError> {
+    let groups = svc.pool.groups();
+    match op {
+        OperatorOp::Assign(k, _) => {
+            let (hit, chans) = operator::find(&groups, k)?;
+            if chans.iter().any(|c| c.admin() != Admin::Disabled) {
+                return Err(OpError::NotDisabled(hit));
+            }
+            Ok(())
+        }
+        // One past the last group starts a new one.
+        OperatorOp::Create {
+            group: GroupKey::Index(g),
+            ..
+        } if *g == groups.len() => Ok(()),
+        OperatorOp::Create { group, .. } => operator::find_group(&groups, group).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// The op with its new address resolved, not a listener of this process
+/// (`binds`: name and address of each, this listener first); or the error
+/// line.
+pub async fn resolve(
+    op: OperatorOp<ChannelKey, GroupKey, Endpoint>,
+    binds: &[(String, SocketAddr)],
+) -> Result<OperatorOp, String> {
+    match op.target() {
+        Some(e) => {
+            let t = operator::resolve_target(&e.host, e.port, binds).await?;
+            op.map_target(|_| Ok(t))
+        }
+        None => op.map_target(|e| Err(format!("{e} is not resolved"))),
     }
 }
 
@@ -92,6 +169,10 @@ fn render(cur: usize, r: Option<&ChanRef>, out: &Outcome) -> String {
         }
         Outcome::Assigned { .. } => "channel reassigned".into(),
         Outcome::Created { .. } => "channel created".into(),
+        Outcome::Removed { hit, conns } => {
+            format!("{} removed ({conns} live connections go on)", label(hit))
+        }
+        Outcome::Switching(sw) => format!("switchover to group {} planned", sw.plan.to),
         Outcome::Policy { group, policy, .. } => {
             format!("group {group} set to {}", policy.describe())
         }
@@ -139,63 +220,6 @@ fn label(cur: usize, r: Option<&ChanRef>, h: &Hit) -> String {
         Some(ChanRef::Name(n)) => format!("channel {n}"),
         _ if h.group == cur => format!("channel {}", h.index),
         _ => format!("channel {}:{}", h.group, h.index),
-    }
-}
-
-/// `assign`: point a disabled channel at a new host and port (`binds`:
-/// the process's listeners, this one first, which it must not be).
-pub async fn assign(
-    svc: &Service,
-    cur: usize,
-    r: &ChanRef,
-    host: &Host,
-    port: u16,
-    binds: &[(String, SocketAddr)],
-) -> Reply {
-    // Refuse an unknown or enabled channel before resolving.
-    let groups = svc.pool.groups();
-    match operator::find(&groups, &key(cur, r)) {
-        Ok((hit, chans)) if chans.iter().any(|c| c.admin() != Admin::Disabled) => {
-            return Reply::err(error(cur, Some(r), &OpError::NotDisabled(hit)));
-        }
-        Ok(_) => {}
-        Err(e) => return Reply::err(error(cur, Some(r), &e)),
-    }
-    match operator::resolve_target(host, port, binds).await {
-        Ok(t) => run_key(svc, cur, Some(r), &OperatorOp::Assign(key(cur, r), t)),
-        Err(e) => Reply::err(e),
-    }
-}
-
-/// `create`: a new, disabled channel at the end of group `g` (one past the
-/// last group starts a new round-robin group).
-pub async fn create(
-    svc: &Service,
-    g: usize,
-    host: &Host,
-    port: u16,
-    binds: &[(String, SocketAddr)],
-) -> Reply {
-    if g > svc.pool.groups().len() {
-        return Reply::err(format!("no such group {g}"));
-    }
-    match operator::resolve_target(host, port, binds).await {
-        Ok(target) => {
-            let op = OperatorOp::Create {
-                group: GroupKey::Index(g),
-                target,
-                weight: 1,
-            };
-            run_key(svc, g, None, &op)
-        }
-        Err(e) => Reply::err(e),
-    }
-}
-
-fn run_key(svc: &Service, cur: usize, r: Option<&ChanRef>, op: &OperatorOp) -> Reply {
-    match operator::apply(svc, op) {
-        Ok(out) => Reply::line(render(cur, r, &out)),
-        Err(e) => Reply::err(error(cur, r, &e)),
     }
 }
 

@@ -4,9 +4,10 @@
 //! (`crate::fleet::ops`, `crate::fleet::channels`). Without fleet mode
 //! the command is refused.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::control::commands::FleetCmd;
+use crate::control::commands::{ChanRef, ControlOp, FleetCmd, GroupRef};
 use crate::control::handlers::{channel, fleet_switchover};
 use crate::control::listener::Control;
 use crate::control::reply::Reply;
@@ -14,7 +15,7 @@ use crate::fleet::etcd::EtcdError;
 use crate::fleet::members::decode;
 use crate::fleet::ops::Op;
 use crate::fleet::{Fleet, now_ms};
-use crate::operator::Endpoint;
+use crate::operator::{self, ChannelKey, Endpoint, GroupKey, OpError, OperatorOp, Outcome};
 use crate::service::fleet::Member;
 
 pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
@@ -22,55 +23,64 @@ pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
         return Reply::err("fleet mode is off: start balance with --fleet or fleet: in the config");
     };
     let name = &ctl.svc.cfg.name;
-    let groups = ctl.svc.pool.groups();
     let op = match cmd {
-        // A channel is keyed by its address in etcd (every instance has
-        // its own names and indexes).
-        FleetCmd::Op(op) => Op::of(
-            op.clone(),
-            |r| channel::find(&groups, cur, &r).map(|ch| Endpoint::of(&ch)),
-            |s| channel::spin_until(&ctl.svc, s).map(ms_since_epoch),
-        ),
+        FleetCmd::Op(op) => op,
         FleetCmd::Members => return members(fleet, name).await,
         FleetCmd::Forget(id) => return forget(fleet, name, id).await,
-        FleetCmd::Switchover(g, t) => return fleet_switchover::run(&ctl.svc, fleet, *g, *t).await,
-        FleetCmd::Create(g, host, port, w) => {
-            if *g >= groups.len() {
-                return Reply::err(format!("no such group {g}"));
-            }
-            let id = Endpoint {
-                host: host.clone(),
-                port: *port,
-            };
-            let key = fleet.svc_key(name, &format!("channels/{g}/{id}"));
-            let value = match w {
-                Some(w) => format!("{{\"weight\":{w}}}"),
-                None => "{}".into(),
-            };
-            let what = format!("channel {id} registered in group {g}");
-            return written(fleet.client.put(&key, value.as_bytes(), None).await, &what);
-        }
-        FleetCmd::Remove(g, host, port) => {
-            let id = Endpoint {
-                host: host.clone(),
-                port: *port,
-            };
-            let key = fleet.svc_key(name, &format!("channels/{g}/{id}"));
-            let what = format!("channel {id} unregistered from group {g}");
-            return written(fleet.client.delete(&key).await, &what);
-        }
     };
-    match op {
-        Ok(op) => put_op(fleet, name, &op).await,
+    if let OperatorOp::Switchover { .. } = op {
+        return switchover(ctl, fleet, cur, op).await;
+    }
+    let groups = ctl.svc.pool.groups();
+    let remove = matches!(op, OperatorOp::Remove { .. });
+    // A channel is keyed by its address in etcd (every instance has its
+    // own names and indexes): the one a reference names here, or the
+    // address as written for a registration.
+    let chan = |r: ChanRef| match r {
+        ChanRef::Addr(host, port) if remove => Ok(Endpoint { host, port }),
+        r => channel::find(&groups, cur, &r).map(|ch| Endpoint::of(&ch)),
+    };
+    // A group by its index (a name as this instance knows it); `fleet
+    // remove` deletes a registration even in a group this instance lacks.
+    let group = |g: GroupRef| match channel::group_key(cur, g) {
+        GroupKey::Index(i) if remove || i < groups.len() => Ok(i),
+        GroupKey::Index(i) => Err(format!("no such group {i}")),
+        k => operator::find_group(&groups, &k).map_err(|e| e.to_string()),
+    };
+    let until = |s| channel::spin_until(&ctl.svc, s).map(ms_since_epoch);
+    match Op::of(op.clone(), chan, group, until) {
+        Ok(op) => write(fleet, name, &op).await,
         Err(e) => Reply::err(e),
     }
 }
 
-async fn put_op(fleet: &Fleet, name: &str, op: &Op) -> Reply {
-    let key = fleet.svc_key(name, &format!("ops/{}", op.key()));
-    let value = op.value(&fleet.id, now_ms());
+/// `fleet switchover`: planned by the model like `switchover`, run
+/// through etcd.
+async fn switchover(ctl: &Control, fleet: &Arc<Fleet>, cur: usize, op: &ControlOp) -> Reply {
+    let op = op.clone().map(
+        |c| Ok::<_, OpError>(channel::key(cur, &c)),
+        |g| Ok(channel::group_key(cur, g)),
+    );
+    let op = op.and_then(|op| op.map_target(|e| Err(OpError::NoChannel(ChannelKey::Addr(e)))));
+    match op.and_then(|op| operator::apply(&ctl.svc, &op)) {
+        Ok(Outcome::Switching(sw)) => fleet_switchover::run(&ctl.svc, fleet, sw).await,
+        Ok(_) => Reply::err("fleet switchover: not a switchover"),
+        Err(e) => Reply::err(e.to_string()),
+    }
+}
+
+/// Write `op` to etcd (a removal deletes its registration).
+async fn write(fleet: &Fleet, name: &str, op: &Op) -> Reply {
+    let key = fleet.svc_key(name, &op.path());
     let what = op.describe();
-    written(fleet.client.put(&key, value.as_bytes(), None).await, &what)
+    let r = match op {
+        OperatorOp::Remove { .. } => fleet.client.delete(&key).await,
+        op => {
+            let value = op.value(&fleet.id, now_ms());
+            fleet.client.put(&key, value.as_bytes(), None).await
+        }
+    };
+    written(r, &what)
 }
 
 /// `fleet members`: one line per registered instance, then the known ones

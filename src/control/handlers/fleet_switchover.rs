@@ -25,12 +25,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::control::handlers::fleet::roll;
-use crate::control::handlers::switchover::{CATCH_UP, Plan, QUERY};
 use crate::control::reply::Reply;
 use crate::fleet::etcd::{Client, EtcdError, Kv};
 use crate::fleet::ops::Op;
 use crate::fleet::switch::{ACKS, Ack, RECORD, Record, State};
 use crate::fleet::{Fleet, members, now_ms};
+use crate::operator::switchover::{Plan, QUERY, Switch};
 use crate::service::Service;
 use crate::service::ending::{END_WAIT, GRACE};
 
@@ -54,26 +54,18 @@ struct Keys {
     lease: i64,
 }
 
-pub async fn run(
-    svc: &Service,
-    fleet: &Arc<Fleet>,
-    to: Option<usize>,
-    limit: Option<Duration>,
-) -> Reply {
-    let plan = match Plan::of(svc, to) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+/// Run `sw` (planned by [`crate::operator::apply`]) on every instance.
+pub async fn run(svc: &Service, fleet: &Arc<Fleet>, sw: Switch) -> Reply {
+    let Switch { plan, limit, .. } = sw;
     if let Err(why) = plan.verifiable().await {
         return Reply::err(format!("fleet switchover refused: {why}"));
     }
-    let limit = limit.unwrap_or(CATCH_UP);
     let name = &svc.cfg.name;
     let mut k = Keys {
         record: fleet.svc_key(name, &format!("ops/{RECORD}")),
         acks: fleet.svc_key(name, &format!("ops/{ACKS}")),
         members: fleet.svc_key(name, "members/"),
-        floor: fleet.svc_key(name, &format!("ops/{}", Op::Floor(plan.to).key())),
+        floor: fleet.svc_key(name, &Op::Floor(plan.to).path()),
         lease: 0,
     };
     let c = &fleet.client;

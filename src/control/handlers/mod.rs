@@ -2,12 +2,13 @@
 //! - [`channel`]: every operator change ([`crate::operator::OperatorOp`]:
 //!   `enable`, `disable`, `drain`, `reset`, `maxc`, `weight`, `hash`,
 //!   `rr`, `leastconn`, `failback`, `monitor enable|disable`, `spin
-//!   on|off`, `assign`, `create`): references mapped to keys, applied by
-//!   the operator model, rendered in balance.fm's words;
+//!   on|off`, `assign`, `create`, `switchover`): references mapped to
+//!   keys, applied by the operator model (a switchover planned, then
+//!   awaited), rendered in balance.fm's words;
 //! - [`group`]: the session's group, `monitor show`, `spin`;
 //! - [`show`]: read-only outputs (`show`, `show json`, `mrtg-*`, `version`);
 //! - [`process`]: the whole process (`kill`, `reload`, `state save`);
-//! - [`switchover`]: moving writes to another group without losing any;
+//! - [`switchover`]: the words of a switchover's result;
 //! - [`fleet`]: `fleet ...`, the changes for every instance (etcd);
 //!   [`fleet_switchover`]: `fleet switchover`, run through etcd.
 //!
