@@ -1,7 +1,7 @@
 //! Config file, reload, shutdown, metrics, privilege drop and DNS
 //! re-resolution, against the real binary (`-f --config FILE`).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! Runtime control over the real socket with the real client binary:
 //! `balance -f ... --control PATH` driven by `balance -c` / `balance -i`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -4,7 +4,7 @@
 //! command line's exit codes. Each test runs its own `balance -f` on a free
 //! port, so they run in parallel.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};

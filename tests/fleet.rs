@@ -6,7 +6,7 @@
 //!
 //! The tests run one at a time (each starts ten instances and an etcd).
 
-mod common;
+use crate::common;
 
 use std::thread;
 use std::time::{Duration, Instant};

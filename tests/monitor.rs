@@ -3,7 +3,7 @@
 //! targets (HTTP, Redis-like, MariaDB-like, hung) are harness backends with
 //! their own handlers.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,7 +3,7 @@
 //! role and lag. Every test skips (with a message) when MariaDB is not
 //! installed. Plus the `--race` accounting, which needs no server.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::TcpStream;

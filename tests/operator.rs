@@ -3,7 +3,7 @@
 //! restart) and `monitor enable|disable`, including their state-file round
 //! trip across a restart.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;

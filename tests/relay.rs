@@ -2,7 +2,7 @@
 //! zero-copy `splice(2)` path and the buffered one forced with `--no-splice`.
 //! Every test runs once per path (`*_splice` / `*_buffered`).
 
-mod common;
+use crate::common;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};

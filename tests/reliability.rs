@@ -4,7 +4,7 @@
 //! clogged-close matrix (T06), the `-6` wildcard and the splice fallback
 //! when splice(2) refuses a socket (EINVAL).
 
-mod common;
+use crate::common;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream};

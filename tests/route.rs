@@ -5,7 +5,7 @@
 //! slowly, answers 404 and goes away), the address keys, and the peek's
 //! bounds.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
