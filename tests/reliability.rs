@@ -176,7 +176,7 @@ fn ten_thousand_idle_server_first_sessions_stay_up_cheaply() {
 /// T36: connect/close churn. RSS returns to its level after a warm-up,
 /// fds exactly, and no session or pipe is left counted. The catalogue asks
 /// 200k cycles at 2k/s (100 s); this runs 10k as fast as 4 clients go (about 1.7k/s on a loaded 2-core machine), and
-/// the full scale is `cargo test --test reliability -- --ignored`.
+/// the full scale is `contrib/test.sh --test reliability -- --ignored`.
 #[test]
 fn connect_close_churn_returns_to_baseline() {
     churn(10_000);
