@@ -937,6 +937,8 @@ fn reloads_under_connection_load_lose_no_connection() {
         .unwrap();
         bal.signal(libc::SIGHUP);
         bal.wait_running("reload", || bal.stderr().matches("reload: ").count() > i);
+        // The clients run on the new config a while before the next
+        // reload: a pace, not a wait for anything.
         thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);

@@ -875,6 +875,8 @@ fn clients_leaving_during_pending_connects_cancel_them() {
         "{} of {N} connects pending toward the blackhole",
         count_to_port(port, TCP_SYN_SENT)
     );
+    // Pending a while, not just begun, when the clients leave (a pause we
+    // choose; there is nothing further to poll).
     thread::sleep(Duration::from_millis(200));
     // They really leave: a reset. (A FIN alone is a half-close that still
     // waits for the backend: see the next test.)
@@ -1270,6 +1272,7 @@ fn fd_limit_keeps_cpu_and_logs_low_at_emfile_and_recovers_when_clients_close() {
         if queued > 0 {
             seen.0 = true;
             let t0 = b.cpu_ticks();
+            // CPU use is a rate: measured over a fixed window.
             thread::sleep(Duration::from_secs(2));
             let ticks = b.cpu_ticks() - t0;
             let secs = start.elapsed().as_secs_f64();

@@ -473,6 +473,8 @@ fn a_hung_etcd_leader_mid_switchover_does_not_keep_members_holding() {
             etcd.get("/sw/svc/db/ops/switchover").is_some()
         })
         .unwrap();
+        // The leader hangs in the middle of the switchover, not at the
+        // record: a point in its course we choose, not a readiness.
         std::thread::sleep(Duration::from_millis(500));
         etcd.hang(0);
         // Held writes through every instance (a member holds from when it

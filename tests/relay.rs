@@ -410,9 +410,11 @@ fn idle_timeout_closes_both_sides_buffered() {
 /// side for errors while the other direction waits.
 fn reset_after_half_close(path: Path) {
     let (tx, rx) = mpsc::channel();
+    let (eof_tx, eof_rx) = mpsc::channel();
     let be = backend(move |mut s| {
         s.write_all(b"+").unwrap();
         let eof = recv_all(&mut s).map(|(n, _)| n);
+        let _ = eof_tx.send(());
         // Silent from here on: only the socket's error tells of the reset.
         let err = wait_for("the reset", Duration::from_secs(5), || {
             s.take_error().ok().flatten()
@@ -424,7 +426,10 @@ fn reset_after_half_close(path: Path) {
     let mut hello = [0u8; 1];
     c.read_exact(&mut hello).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
-    thread::sleep(Duration::from_millis(200));
+    // The half-close has reached the backend before the reset.
+    eof_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the backend saw the client's EOF");
     reset(&c);
     drop(c);
     let (eof, reset_seen) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
