@@ -1388,6 +1388,9 @@ fn a_client_queued_at_a_backend_that_dies_is_reset_and_the_next_goes_to_the_back
 #[test]
 fn harness_ports_are_never_handed_out_twice() {
     use std::os::fd::AsRawFd;
+    // Takes 2000 fds for the life of the process: not while a scale test
+    // counts what it may open (tests/reliability.rs).
+    let _g = common::fleet::serial();
     let ports: Vec<u16> = (0..2000).map(|_| free_port(LOCALHOST_V4)).collect();
     let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
     assert_eq!(distinct.len(), ports.len(), "a port handed out twice");

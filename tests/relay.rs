@@ -121,6 +121,8 @@ fn duplex(mut s: TcpStream, total: u64, seed: u64) -> ([u8; 32], u64, [u8; 32]) 
 }
 
 fn both_ways_at_once(path: Path, total: u64) {
+    // A core each way for seconds: not beside another heavy test.
+    let _g = common::fleet::serial();
     let (tx, rx) = mpsc::channel();
     let be = backend(move |s| {
         let _ = tx.send(duplex(s, total, 0xbac0_e4d5));
