@@ -672,20 +672,32 @@ fn balance_fm_form_without_interval_keeps_its_probe_rate_and_failures_are_still_
     let a = Backend::tagged("A");
     let bk = Backend::tagged("B");
     // balance.fm's grammar, no interval=: balance.fm probed once a minute.
+    // `-d` for the monitor's debug line with the interval it runs with.
     let b = start(
-        &["-m", "connect"],
+        &["-d", "-m", "connect"],
         &[chan(a.port()), "!".into(), chan(bk.port())],
     );
     wait_until("the first round", Duration::from_secs(5), || {
         a.accepted() >= 1
     })
     .unwrap();
-    // Measuring a rate, not waiting for readiness: 2 s rounds would probe
-    // twice more in this window. The promise is that nothing happens
-    // within it, so it is a fixed time (the rate itself is pinned in
-    // virtual time by the monitor's unit tests; this is the wiring).
-    thread::sleep(Duration::from_millis(4500));
-    assert_eq!(a.accepted(), 1, "probes at the primary in 4.5 s");
+    // The rate, without watching for it: the monitor says which interval
+    // it runs with (that it keeps it, healthy channels once a round and
+    // suspects every 2 s, is pinned in virtual time in src/monitor/tests.rs).
+    assert!(
+        b.wait_log("monitor started", 1, Duration::from_secs(5)),
+        "{}",
+        b.stderr()
+    );
+    let started = b
+        .stderr()
+        .lines()
+        .find(|l| l.contains("monitor started"))
+        .map(str::to_string);
+    assert!(
+        started.as_ref().is_some_and(|l| l.contains("interval=60s")),
+        "{started:?}"
+    );
     // A dead primary: the failed client connect counts, a re-probe follows
     // at once and failing channels are probed every 2 s, so it is down in
     // seconds, not minutes.
