@@ -7,7 +7,8 @@
 # and why. Exit status: non-zero on any failure or missing package.
 #
 #   contrib/test.sh                  every target (the README's command)
-#   contrib/test.sh --test mysql     what these cargo test arguments select
+#   contrib/test.sh --test mysql     one file's tests (tests/mysql.rs), or
+#                                    what other cargo test arguments select
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,8 +78,38 @@ trap 'rm -f "$skips"' EXIT
 export BALANCE_TEST_SKIPS="$skips"
 
 [ $# -gt 0 ] || set -- --all-targets
+# The integration tests are one binary, `integration` (tests/main.rs), a
+# module per file: `--test NAME` for a file tests/NAME.rs becomes that
+# binary with the filter `NAME::` (and `--skip M::` for each module M whose
+# name ends in _NAME, as fleet_ops ends in ops), so it runs that file's
+# tests as it did when each file was a binary.
+mods=$(sed -n 's/^mod \([a-z0-9_]*\);$/\1/p' tests/main.rs)
+args=() filters=() rest=() one=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --) shift; rest=("$@"); break ;;
+    --test | --test=*)
+      if [ "$1" = --test ]; then name=${2-}; shift; else name=${1#--test=}; fi
+      shift
+      if [ "$name" != common ] && grep -qx -- "$name" <<<"$mods"; then
+        [ -n "$one" ] || args+=(--test integration)
+        one=1
+        filters+=("$name::")
+        for m in $mods; do
+          case $m in *?_"$name") filters+=(--skip "$m::") ;; esac
+        done
+      else
+        args+=(--test "$name")
+      fi
+      ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+if [ ${#rest[@]} -gt 0 ] || [ ${#filters[@]} -gt 0 ]; then
+  args+=(-- "${rest[@]}" "${filters[@]}")
+fi
 status=0
-cargo test --no-fail-fast "$@" || status=$?
+cargo test --no-fail-fast "${args[@]}" || status=$?
 
 echo
 if [ -s "$skips" ]; then

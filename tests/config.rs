@@ -1,7 +1,7 @@
 //! Config file, reload, shutdown, metrics, privilege drop and DNS
 //! re-resolution, against the real binary (`-f --config FILE`).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -937,6 +937,8 @@ fn reloads_under_connection_load_lose_no_connection() {
         .unwrap();
         bal.signal(libc::SIGHUP);
         bal.wait_running("reload", || bal.stderr().matches("reload: ").count() > i);
+        // The clients run on the new config a while before the next
+        // reload: a pace, not a wait for anything.
         thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);

@@ -12,7 +12,7 @@
 //! without it; a syslog target on a test-bound datagram socket; lines
 //! dropped and counted while the sink blocks (a FIFO nobody reads).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -4,7 +4,7 @@
 //! command line's exit codes. Each test runs its own `balance -f` on a free
 //! port, so they run in parallel.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -875,6 +875,8 @@ fn clients_leaving_during_pending_connects_cancel_them() {
         "{} of {N} connects pending toward the blackhole",
         count_to_port(port, TCP_SYN_SENT)
     );
+    // Pending a while, not just begun, when the clients leave (a pause we
+    // choose; there is nothing further to poll).
     thread::sleep(Duration::from_millis(200));
     // They really leave: a reset. (A FIN alone is a half-close that still
     // waits for the backend: see the next test.)
@@ -1270,6 +1272,7 @@ fn fd_limit_keeps_cpu_and_logs_low_at_emfile_and_recovers_when_clients_close() {
         if queued > 0 {
             seen.0 = true;
             let t0 = b.cpu_ticks();
+            // CPU use is a rate: measured over a fixed window.
             thread::sleep(Duration::from_secs(2));
             let ticks = b.cpu_ticks() - t0;
             let secs = start.elapsed().as_secs_f64();
@@ -1385,6 +1388,9 @@ fn a_client_queued_at_a_backend_that_dies_is_reset_and_the_next_goes_to_the_back
 #[test]
 fn harness_ports_are_never_handed_out_twice() {
     use std::os::fd::AsRawFd;
+    // Takes 2000 fds for the life of the process: not while a scale test
+    // counts what it may open (tests/reliability.rs).
+    let _g = common::fleet::serial();
     let ports: Vec<u16> = (0..2000).map(|_| free_port(LOCALHOST_V4)).collect();
     let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
     assert_eq!(distinct.len(), ports.len(), "a port handed out twice");

@@ -6,7 +6,7 @@
 //!
 //! The tests run one at a time (each starts ten instances and an etcd).
 
-mod common;
+use crate::common;
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -126,6 +126,7 @@ fn switch_times(f: &Fleet, primary: u16, up: bool, limit: Duration) -> (Duration
 /// Probe connections both backends accept over `window` (no clients).
 fn probes_over(a: &Backend, b: &Backend, window: Duration) -> usize {
     let before = a.accepted() + b.accepted();
+    // A probe rate: counted over a fixed window.
     thread::sleep(window);
     a.accepted() + b.accepted() - before
 }
@@ -179,6 +180,7 @@ fn one_prober_per_service_probes_for_the_whole_fleet() {
     let (primary, backup) = (Backend::tagged("primary"), Backend::tagged("backup"));
     let standalone = {
         let f = Fleet::start(N, None, primary.port(), backup.port());
+        // Past the start-up round: the window counts steady rounds only.
         thread::sleep(INTERVAL);
         let n = probes_over(&primary, &backup, window);
         drop(f);
@@ -187,6 +189,7 @@ fn one_prober_per_service_probes_for_the_whole_fleet() {
     let etcd = Etcd::single();
     let f = Fleet::start(N, Some(&etcd.endpoint()), primary.port(), backup.port());
     let settle = f.wait_settled(Duration::from_secs(10));
+    // Past the round under way at settling: steady rounds only.
     thread::sleep(INTERVAL);
     let fleet = probes_over(&primary, &backup, window);
     let rounds = window.as_millis() / INTERVAL.as_millis();
@@ -950,6 +953,8 @@ fn a_huge_value_under_the_prefix_is_refused_and_the_fleet_goes_on() {
             "{settled:?}: {:?}",
             f.v.iter().map(Balance::stderr).collect::<Vec<_>>()
         );
+        // The asker goes on a while against the settled fleet: an
+        // observation window, not a wait for anything.
         thread::sleep(Duration::from_millis(500));
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let out = asker.join().unwrap();

@@ -4,7 +4,7 @@
 //! losing a member or with one hung, values over the bound, and replies
 //! that are not etcd's.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! from etcd. Without the fleet fence Y fails its client over to B at
 //! once while X's session to A lives on.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -8,7 +8,7 @@
 //! The tests run one at a time (each starts an etcd and several
 //! instances).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -51,11 +51,11 @@ fn key(rest: &str) -> String {
 }
 
 impl Instances {
-    fn start(n: usize, etcd: &Etcd, groups: &[&[u16]]) -> Instances {
-        Instances::start_with(n, etcd, groups, "")
+    fn start_ops(n: usize, etcd: &Etcd, groups: &[&[u16]]) -> Instances {
+        Instances::start_ops_with(n, etcd, groups, "")
     }
 
-    fn start_with(n: usize, etcd: &Etcd, groups: &[&[u16]], extra: &str) -> Instances {
+    fn start_ops_with(n: usize, etcd: &Etcd, groups: &[&[u16]], extra: &str) -> Instances {
         let e = etcd.endpoint();
         Instances::launch(
             n,
@@ -87,7 +87,7 @@ fn fleet_disable_weight_and_enable_reach_every_instance() {
     let _s = serial();
     let mut e = Etcd::single();
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
-    let f = Instances::start(N, &e, &[&[a.port(), b.port()]]);
+    let f = Instances::start_ops(N, &e, &[&[a.port(), b.port()]]);
     let help = f.v[0].ctl("help");
     assert!(help.contains("fleet enable|disable|drain"), "{help}");
 
@@ -175,7 +175,7 @@ fn fleet_failback_reaches_every_instance() {
     let _s = serial();
     let e = Etcd::single();
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
-    let f = Instances::start(N, &e, &[&[a.port()], &[b.port()]]);
+    let f = Instances::start_ops(N, &e, &[&[a.port()], &[b.port()]]);
     // Fail every instance over to the backup: group 0 disabled, one
     // client each (manual failback: the floor stays at group 1).
     f.v[0].ctl("fleet disable 0:0");
@@ -220,7 +220,7 @@ fn a_channel_registered_in_etcd_is_used_by_every_instance() {
         Backend::tagged("C"),
         Backend::tagged("D"),
     );
-    let f = Instances::start(N, &e, &[&[a.port()]]);
+    let f = Instances::start_ops(N, &e, &[&[a.port()]]);
     // etcdctl put /ops/svc/svc/channels/0/127.0.0.1:PORT '{"weight":1}'
     e.put(
         &key(&format!("channels/0/127.0.0.1:{}", c.port())),
@@ -262,7 +262,7 @@ fn malformed_values_in_etcd_are_ignored_with_a_log_line() {
     let _s = serial();
     let e = Etcd::single();
     let a = Backend::tagged("A");
-    let f = Instances::start(N, &e, &[&[a.port()]]);
+    let f = Instances::start_ops(N, &e, &[&[a.port()]]);
     let ap = a.port();
     let bad = [
         (format!("ops/admin/127.0.0.1:{ap}"), "not json".to_string()),
@@ -412,7 +412,7 @@ fn a_registered_channel_gets_the_fleets_verdicts() {
     let e = Etcd::single();
     let a = Backend::tagged("A");
     let dead = Refused::new();
-    let f = Instances::start_with(N, &e, &[&[a.port()]], MONITOR);
+    let f = Instances::start_ops_with(N, &e, &[&[a.port()]], MONITOR);
     f.v[0].ctl(&format!("fleet create 0 127.0.0.1:{}", dead.port()));
     // Added enabled and up, then the prober's check finds it refused and
     // every instance follows that verdict (none sends it a client).
@@ -431,7 +431,7 @@ fn a_fleet_command_takes_a_channel_name_and_every_instance_applies_it_by_address
     let (a, b) = (Backend::tagged("A"), Backend::tagged("B"));
     // The same backend in both groups: the fleet key is its address, so
     // every instance changes both channels.
-    let f = Instances::start(3, &e, &[&[a.port(), b.port()], &[a.port()]]);
+    let f = Instances::start_ops(3, &e, &[&[a.port(), b.port()], &[a.port()]]);
     let name = format!("127.0.0.1-{}", a.port());
     let out = f.v[1].ctl(&format!("fleet drain {name}"));
     assert!(out.contains("written"), "{out}");

@@ -5,7 +5,7 @@
 //! readwrite on the fleet's prefix only. Wrong settings give one clear
 //! log line, and a reload re-reads the files that fix them.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

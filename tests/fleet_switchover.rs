@@ -6,7 +6,7 @@
 //! at a time (about 35 s in all, most of it the 12 s hold bound and the
 //! 5 s acknowledgement bound that two of them wait out).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ const MYSQL: &str = "mysql: { user: chk, max_lag: 30s }";
 const MYSQL_NOFENCE: &str = "mysql: { user: chk, max_lag: 30s }\n    fence: false";
 
 impl Fleet {
-    fn start(n: usize, etcd: &Etcd, a: u16, b: u16, check: &str) -> Fleet {
+    fn start_switchover(n: usize, etcd: &Etcd, a: u16, b: u16, check: &str) -> Fleet {
         let e = etcd.endpoint();
         let f = Fleet::launch(
             n,
@@ -101,7 +101,7 @@ fn fleet_switchover_under_writes_through_every_instance_loses_nothing() {
     const N: usize = 4;
     let (m1, m2) = replicated_pair();
     let etcd = Etcd::single();
-    let f = Fleet::start(N, &etcd, m1.port, m2.port, MYSQL);
+    let f = Fleet::start_switchover(N, &etcd, m1.port, m2.port, MYSQL);
     // The new primary applies 1 s late: the switchover must wait for it.
     m2.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=1; START SLAVE");
     let writers: Vec<Writers> =
@@ -214,7 +214,7 @@ fn an_instance_that_cannot_acknowledge_aborts_the_fleet_switchover() {
     }
     let (m1, m2) = replicated_pair();
     let etcd = Etcd::single();
-    let f = Fleet::start(3, &etcd, m1.port, m2.port, MYSQL);
+    let f = Fleet::start_switchover(3, &etcd, m1.port, m2.port, MYSQL);
     // Bad input changes nothing.
     for bad in [
         "fleet switchover 0",
@@ -303,7 +303,7 @@ fn fleet_members_lists_every_instance_and_drops_a_killed_one() {
     let etcd = Etcd::single();
     // A mysql check (no server needed) so that `fleet switchover` gets as
     // far as the member roll.
-    let f = Fleet::start(3, &etcd, a, b, MYSQL);
+    let f = Fleet::start_switchover(3, &etcd, a, b, MYSQL);
     let out = f.v[0].ctl("fleet members");
     let id = |b: &Balance| {
         b.json()["listener"]["fleet"]["id"]
@@ -373,7 +373,7 @@ fn every_hold_ends_within_the_records_bound_when_etcd_dies_mid_way() {
     }
     let (m1, m2) = replicated_pair();
     let mut etcd = Etcd::single();
-    let f = Fleet::start(3, &etcd, m1.port, m2.port, MYSQL_NOFENCE);
+    let f = Fleet::start_switchover(3, &etcd, m1.port, m2.port, MYSQL_NOFENCE);
     // A session on the old primary keeps the last instance in its grace,
     // so the initiator is still waiting when etcd dies.
     let port = f.v[2].port();
@@ -473,6 +473,8 @@ fn a_hung_etcd_leader_mid_switchover_does_not_keep_members_holding() {
             etcd.get("/sw/svc/db/ops/switchover").is_some()
         })
         .unwrap();
+        // The leader hangs in the middle of the switchover, not at the
+        // record: a point in its course we choose, not a readiness.
         std::thread::sleep(Duration::from_millis(500));
         etcd.hang(0);
         // Held writes through every instance (a member holds from when it

@@ -7,7 +7,7 @@
 //! socat, prometheus-haproxy-exporter, haproxyadmin, Ansible's
 //! community.general.haproxy and hatop.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

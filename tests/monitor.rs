@@ -3,7 +3,7 @@
 //! targets (HTTP, Redis-like, MariaDB-like, hung) are harness backends with
 //! their own handlers.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -248,6 +248,8 @@ fn send_expect_probe_marks_down_on_a_wrong_reply() {
     // A Redis-like server: "PING\r\n" → "+PONG\r\n" or "-ERR\r\n", then close.
     let healthy = Arc::new(AtomicBool::new(true));
     let h2 = Arc::clone(&healthy);
+    let pongs = Arc::new(AtomicUsize::new(0));
+    let p2 = Arc::clone(&pongs);
     let redis = Backend::spawn(LOCALHOST_V4, move |mut s| {
         let ok = h2.load(SeqCst);
         let mut buf = [0u8; 64];
@@ -255,6 +257,7 @@ fn send_expect_probe_marks_down_on_a_wrong_reply() {
         if let Ok(n) = s.read(&mut buf) {
             if &buf[..n] == b"PING\r\n" {
                 let _ = s.write_all(if ok { b"+PONG\r\n" } else { b"-ERR\x1b[2J\r\n" });
+                p2.fetch_add(usize::from(ok), SeqCst);
             }
         }
     });
@@ -267,7 +270,12 @@ fn send_expect_probe_marks_down_on_a_wrong_reply() {
         ],
         &[chan(port), "!".into(), chan(bk.port())],
     );
-    thread::sleep(Duration::from_millis(800));
+    // Four PONGs answered: balance has judged at least three (a probe ends
+    // before the next starts), more than fall=2 would need to take it down.
+    wait_until("four PONGs", Duration::from_secs(5), || {
+        pongs.load(SeqCst) >= 4
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", b.stderr()));
     assert!(!b.has("channel down"), "{}", b.stderr());
     healthy.store(false, SeqCst);
     assert!(
@@ -360,7 +368,14 @@ fn mysql_user_probes_abort_no_handshakes_while_connect_probes_abort_all() {
             .is_ok()
         );
     }
-    thread::sleep(Duration::from_millis(300));
+    // Balance is gone: every probe connection it opened has ended one way
+    // or the other at the server.
+    wait_until(
+        "every probe connection ended",
+        Duration::from_secs(5),
+        || f.conns.load(SeqCst) == f.aborted.load(SeqCst) + f.quits.load(SeqCst),
+    )
+    .unwrap();
     let (conns, aborted, logins, quits) = (
         f.conns.load(SeqCst),
         f.aborted.load(SeqCst),
@@ -517,6 +532,8 @@ fn hung_http_target_has_one_probe_in_flight_and_goes_down_after_three_timeouts()
         took >= Duration::from_millis(2900) && took < stretched(Duration::from_secs(6)),
         "{took:?}"
     );
+    // Probes go on after the fall: a second more of them (an observation
+    // window) still never opens two connections at once.
     thread::sleep(Duration::from_secs(1));
     assert_eq!(
         max.load(SeqCst),
@@ -655,18 +672,32 @@ fn balance_fm_form_without_interval_keeps_its_probe_rate_and_failures_are_still_
     let a = Backend::tagged("A");
     let bk = Backend::tagged("B");
     // balance.fm's grammar, no interval=: balance.fm probed once a minute.
+    // `-d` for the monitor's debug line with the interval it runs with.
     let b = start(
-        &["-m", "connect"],
+        &["-d", "-m", "connect"],
         &[chan(a.port()), "!".into(), chan(bk.port())],
     );
     wait_until("the first round", Duration::from_secs(5), || {
         a.accepted() >= 1
     })
     .unwrap();
-    // Measuring a rate, not waiting for readiness: 2 s rounds would probe
-    // twice more in this window.
-    thread::sleep(Duration::from_millis(4500));
-    assert_eq!(a.accepted(), 1, "probes at the primary in 4.5 s");
+    // The rate, without watching for it: the monitor says which interval
+    // it runs with (that it keeps it, healthy channels once a round and
+    // suspects every 2 s, is pinned in virtual time in src/monitor/tests.rs).
+    assert!(
+        b.wait_log("monitor started", 1, Duration::from_secs(5)),
+        "{}",
+        b.stderr()
+    );
+    let started = b
+        .stderr()
+        .lines()
+        .find(|l| l.contains("monitor started"))
+        .map(str::to_string);
+    assert!(
+        started.as_ref().is_some_and(|l| l.contains("interval=60s")),
+        "{started:?}"
+    );
     // A dead primary: the failed client connect counts, a re-probe follows
     // at once and failing channels are probed every 2 s, so it is down in
     // seconds, not minutes.

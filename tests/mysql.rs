@@ -3,7 +3,7 @@
 //! role and lag. Every test skips (with a message) when MariaDB is not
 //! installed. Plus the `--race` accounting, which needs no server.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -979,6 +979,7 @@ fn after_kill_9_of_the_primary_no_new_client_gets_a_reset() {
         }
         seen
     });
+    // Clients before the kill too (an observation window).
     thread::sleep(Duration::from_millis(300));
     let kill_start = Instant::now();
     m1.kill();

@@ -3,7 +3,7 @@
 //! restart) and `monitor enable|disable`, including their state-file round
 //! trip across a restart.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -209,7 +209,8 @@ fn monitor_disable_stops_probes_but_not_passive_detection_and_enable_resumes() {
     assert_eq!(b.ctl("monitor disable"), "monitor is already disabled\n");
     let before = checks(&b);
     a.stop();
-    // Several intervals without a probe: the dead backend stays up.
+    // Several intervals without a probe: the dead backend stays up. The
+    // promise is that nothing happens, so a fixed window shows it.
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(checks(&b), before);
     assert_eq!(b.json()["channels"][0]["state"], "ENA");

@@ -2,7 +2,7 @@
 //! daemon start-up errors on the terminal, systemd (notify, journald
 //! priorities, the unit) and `--check` meaning "would start".
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

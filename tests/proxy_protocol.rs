@@ -7,7 +7,7 @@
 //! the headers that are refused: malformed, slow, untrusted.
 //! Each test skips (with a message) when its server is not installed.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -2,7 +2,7 @@
 //! zero-copy `splice(2)` path and the buffered one forced with `--no-splice`.
 //! Every test runs once per path (`*_splice` / `*_buffered`).
 
-mod common;
+use crate::common;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -121,6 +121,8 @@ fn duplex(mut s: TcpStream, total: u64, seed: u64) -> ([u8; 32], u64, [u8; 32]) 
 }
 
 fn both_ways_at_once(path: Path, total: u64) {
+    // A core each way for seconds: not beside another heavy test.
+    let _g = common::fleet::serial();
     let (tx, rx) = mpsc::channel();
     let be = backend(move |s| {
         let _ = tx.send(duplex(s, total, 0xbac0_e4d5));
@@ -410,9 +412,11 @@ fn idle_timeout_closes_both_sides_buffered() {
 /// side for errors while the other direction waits.
 fn reset_after_half_close(path: Path) {
     let (tx, rx) = mpsc::channel();
+    let (eof_tx, eof_rx) = mpsc::channel();
     let be = backend(move |mut s| {
         s.write_all(b"+").unwrap();
         let eof = recv_all(&mut s).map(|(n, _)| n);
+        let _ = eof_tx.send(());
         // Silent from here on: only the socket's error tells of the reset.
         let err = wait_for("the reset", Duration::from_secs(5), || {
             s.take_error().ok().flatten()
@@ -424,7 +428,10 @@ fn reset_after_half_close(path: Path) {
     let mut hello = [0u8; 1];
     c.read_exact(&mut hello).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
-    thread::sleep(Duration::from_millis(200));
+    // The half-close has reached the backend before the reset.
+    eof_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the backend saw the client's EOF");
     reset(&c);
     drop(c);
     let (eof, reset_seen) = rx.recv_timeout(Duration::from_secs(10)).unwrap();

@@ -4,7 +4,7 @@
 //! clogged-close matrix (T06), the `-6` wildcard and the splice fallback
 //! when splice(2) refuses a socket (EINVAL).
 
-mod common;
+use crate::common;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream};
@@ -69,6 +69,8 @@ fn ten_thousand_sequential_clients_each_read_the_server_first_greeting() {
 }
 
 fn sequential_greetings(n: usize) {
+    // Latency is measured: no other heavy test meanwhile.
+    let _g = common::fleet::serial();
     let be = greeter();
     let b = Balance::start(&[], &[be.channel()]);
     let base = b.baseline_fds();
@@ -94,8 +96,18 @@ fn sequential_greetings(n: usize) {
 
 // ------------------------------------------------------------ T29
 
+/// The fds this process may still open: the hard RLIMIT_NOFILE, after
+/// raising this process's soft limit to it (the balance children raise
+/// theirs the same way), less the fds open now (the test process is
+/// shared by every test file: the harness holds a file per port handed
+/// out, thousands by now).
+fn fds_left() -> u64 {
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as u64;
+    nofile_hard().saturating_sub(open)
+}
+
 /// The hard RLIMIT_NOFILE, after raising this process's soft limit to it.
-fn raise_nofile() -> u64 {
+fn nofile_hard() -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -117,9 +129,10 @@ fn raise_nofile() -> u64 {
 /// and `show` are still answered at once.
 #[test]
 fn ten_thousand_idle_server_first_sessions_stay_up_cheaply() {
+    let _g = common::fleet::serial();
     // Each process holds two sockets per client (this one: client and
     // backend side; balance: both sides), plus a reserve.
-    let n = 10_000.min((raise_nofile().saturating_sub(400) / 2) as usize);
+    let n = 10_000.min((fds_left().saturating_sub(400) / 2) as usize);
     let be = Backend::greet_and_hold(GREETING);
     let dir = TempDir::new("t29");
     let b = Balance::cli(&[be.channel()])
@@ -176,7 +189,7 @@ fn ten_thousand_idle_server_first_sessions_stay_up_cheaply() {
 /// T36: connect/close churn. RSS returns to its level after a warm-up,
 /// fds exactly, and no session or pipe is left counted. The catalogue asks
 /// 200k cycles at 2k/s (100 s); this runs 10k as fast as 4 clients go (about 1.7k/s on a loaded 2-core machine), and
-/// the full scale is `cargo test --test reliability -- --ignored`.
+/// the full scale is `contrib/test.sh --test reliability -- --ignored`.
 #[test]
 fn connect_close_churn_returns_to_baseline() {
     churn(10_000);
@@ -189,6 +202,8 @@ fn connect_close_churn_returns_to_baseline_full_scale() {
 }
 
 fn churn(total: usize) {
+    // RSS and fds are measured: no other heavy test meanwhile.
+    let _g = common::fleet::serial();
     const CLIENTS: usize = 4;
     let be = greeter();
     let dir = TempDir::new("t36");

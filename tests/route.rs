@@ -7,7 +7,7 @@
 //! PROXY header; `by: src`), the connection log's route fields, and the
 //! peek's bounds.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

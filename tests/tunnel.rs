@@ -2,7 +2,7 @@
 //! suite, through the real binary on both relay paths (splice by default,
 //! buffered with `BALANCE_NO_SPLICE=1`).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -4,7 +4,7 @@
 //! the old process serving as if nothing happened. Under load, nothing is
 //! refused, reset or lost.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -1,6 +1,7 @@
 //! Several balance instances of one config (a fleet on loopback), each in
-//! its own run dir, and the lock that runs a file's fleet tests one at a
-//! time (each starts an etcd and several instances).
+//! its own run dir, and the lock that runs heavy tests one at a time (a
+//! fleet test starts an etcd and several instances; a scale test holds
+//! thousands of sockets).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -23,8 +24,10 @@ pub const REACH: Duration = Duration::from_secs(10);
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Held for the whole of a test that must not overlap another one of its
-/// file (a failed test's poisoned lock is taken over).
+/// Held for the whole of a heavy test that must not overlap another heavy
+/// one, of any file: the tests of every file run in one process, so this
+/// one lock is shared by all of them (a failed test's poisoned lock is
+/// taken over).
 pub fn serial() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
