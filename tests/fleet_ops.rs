@@ -463,7 +463,7 @@ fn fleet_create_and_remove_take_a_group_name() {
         Backend::tagged("B"),
         Backend::tagged("C"),
     );
-    let f = Instances::start(2, &e, &[&[a.port()], &[b.port()]]);
+    let f = Instances::start_ops(2, &e, &[&[a.port()], &[b.port()]]);
     let reg = key(&format!("channels/1/127.0.0.1:{}", c.port()));
     let out = f.v[0].ctl_out(&format!("fleet create nosuch 127.0.0.1:{}", c.port()));
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -27,6 +27,7 @@ mod fleet_switchover;
 mod haproxy_socket;
 mod monitor;
 mod mysql;
+mod on_demand;
 mod operator;
 mod ops;
 mod proxy_protocol;

@@ -6,7 +6,7 @@
 //! check leftovers (a command check that leaves a `setsid sleep` behind
 //! shows the sweep running) and balance's own exit.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -103,24 +103,7 @@ fn sequential_greetings(n: usize) {
 /// out, thousands by now).
 fn fds_left() -> u64 {
     let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as u64;
-    nofile_hard().saturating_sub(open)
-}
-
-/// The hard RLIMIT_NOFILE, after raising this process's soft limit to it.
-fn nofile_hard() -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid, writable rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-            return 1024;
-        }
-        r.rlim_cur = r.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-    }
-    r.rlim_max
+    common::raise_nofile().saturating_sub(open)
 }
 
 /// T29: 10,000 clients read the greeting, then idle (fewer where the hard

@@ -111,7 +111,12 @@ pub fn free_port(ip: IpAddr) -> u16 {
     let dir = std::env::temp_dir().join(format!("balance-test-ports-{}", proc::uid()));
     let _ = std::fs::create_dir_all(&dir);
     let mut g = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-    let (taken, held) = g.get_or_insert_with(Default::default);
+    let (taken, held) = g.get_or_insert_with(|| {
+        // One open file per port for the life of the test binary, which
+        // is the whole suite: a soft limit of 1024 would not hold them.
+        raise_nofile();
+        Default::default()
+    });
     let span = usize::from(PORTS.end - PORTS.start);
     // Processes start at different places, so they rarely contend.
     let start = NEXT.fetch_add(1, SeqCst) + std::process::id() as usize * 7919;
@@ -147,6 +152,26 @@ pub fn free_port(ip: IpAddr) -> u16 {
         }
     }
     panic!("no free port left in {PORTS:?}");
+}
+
+/// The hard RLIMIT_NOFILE, after raising this process's soft limit to it
+/// (once is enough; later calls only read it).
+pub fn raise_nofile() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, writable rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 1024;
+        }
+        if r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+    r.rlim_max
 }
 
 /// Whether the host has IPv6 loopback.
