@@ -263,7 +263,9 @@ fn on_idle_stops_the_group_once_idle_and_it_starts_again() {
     thread::sleep(after + tick * 2);
     assert_eq!(lines(&dir.join("stops")), stops_before + 1);
     // The next client starts it again.
-    echo_through(b.addr, b"second\n", Duration::from_secs(10) + SLACK).unwrap();
+    if let Err(e) = echo_through(b.addr, b"second\n", Duration::from_secs(10) + SLACK) {
+        panic!("{e}\n{}\nruns={}", b.stderr(), lines(&dir.join("runs")));
+    }
     assert_eq!(lines(&dir.join("runs")), 2);
     let od = &b.json()["groups"][0]["on_demand"];
     assert_eq!(od["starts"], 2, "{od}");

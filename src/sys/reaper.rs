@@ -45,6 +45,13 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static SPARED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static SCHEDULED: AtomicBool = AtomicBool::new(false);
 static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+/// Children whose environment read empty, and when first: in the middle
+/// of an exec the kernel shows a live process's environment empty for a
+/// moment (a backend `setsid socat …` that an `on_empty` script just left
+/// is seen so about one read in three while it execs), so an empty one is
+/// believed only when a sweep at least [`SWEEP_GAP`] later reads it empty
+/// again.
+static EMPTY_ENV: Mutex<Option<HashMap<u32, Instant>>> = Mutex::new(None);
 
 /// Make this process a child subreaper (Linux 3.4+). Call after any fork
 /// that daemonizes: the setting is not inherited.
@@ -264,6 +271,7 @@ pub fn kill_leftovers() {
 /// a dead child is only reaped.
 fn sweep(all: bool) {
     let mark = format!("{ON_DEMAND_ENV}={}", std::process::id());
+    let mut recheck = false;
     for _ in 0..SWEEP_ROUNDS {
         let victims: Vec<u32> = {
             let g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
@@ -275,7 +283,11 @@ fn sweep(all: bool) {
                 .filter(|&p| match fate(p, mark.as_bytes()) {
                     Fate::Spare => false,
                     Fate::Reap => true,
-                    Fate::Kill => {
+                    Fate::Unsure if !seen_empty_before(p) => {
+                        recheck = true;
+                        false
+                    }
+                    Fate::Kill | Fate::Unsure => {
                         // Our own child until we reap it: the pid cannot
                         // be reused.
                         super::kill_process_group(p);
@@ -287,12 +299,27 @@ fn sweep(all: bool) {
             victims
         };
         if victims.is_empty() {
-            return;
+            break;
         }
         for p in victims {
             reap(p);
         }
     }
+    if recheck && !all {
+        schedule_sweep();
+    }
+}
+
+/// Whether `pid`'s environment read empty at a sweep at least
+/// [`SWEEP_GAP`] ago (else it is noted now, for the next sweep). Entries
+/// of processes gone are dropped on the way.
+fn seen_empty_before(pid: u32) -> bool {
+    let now = Instant::now();
+    let mut g = EMPTY_ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let m = g.get_or_insert_with(HashMap::new);
+    m.retain(|p, _| std::path::Path::new(&format!("/proc/{p}")).exists());
+    let first = *m.entry(pid).or_insert(now);
+    now.duration_since(first) >= SWEEP_GAP
 }
 
 /// Our children: `/proc/self/task/*/children` where the kernel has it,
@@ -333,6 +360,9 @@ enum Fate {
     Kill,
     /// Marked by an on-demand command, or not ours to read (nor to kill).
     Spare,
+    /// Alive with an empty environment: perhaps in the middle of an exec
+    /// (see [`EMPTY_ENV`]).
+    Unsure,
 }
 
 fn fate(pid: u32, mark: &[u8]) -> Fate {
@@ -345,6 +375,7 @@ fn fate(pid: u32, mark: &[u8]) -> Fate {
     }
     match std::fs::read(format!("/proc/{pid}/environ")) {
         Ok(env) if env.split(|&b| b == 0).any(|v| v == mark) => Fate::Spare,
+        Ok(env) if env.is_empty() => Fate::Unsure,
         Ok(_) => Fate::Kill,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Fate::Spare,
         // Gone meanwhile (reaped as it exits), or no /proc: as before.
