@@ -57,7 +57,7 @@ pub struct ControlArgs {
     args_override_self = true,
     override_usage = "balance [-b addr] [-B addr] [-m spec] [-t sec] [-T sec] [-k t,i,p] [-K t,i,p] [-adfpHM6] port [channel... [ ! | % channel... ]...]\n       balance [-b addr] -i [-d] port\n       balance [-b addr] -c cmd [-d] port\n       balance --config FILE [--check]"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Listen on IPv6 (dual stack for the wildcard address)
     #[arg(short = '6')]
     ipv6: bool,
@@ -232,7 +232,7 @@ where
 }
 
 /// Stage 2: check and convert.
-pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
+pub(crate) fn resolve(a: Args) -> Result<Invocation, UsageError> {
     let overlay = overlay(&a)?;
 
     if a.interactive || a.command.is_some() {

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::{ConnLogConfig, ConnLogFormat, ConnLogTarget};
 use crate::pool::{Channel, Group};
 
-pub use format::{json_line, tcplog_line};
+pub(crate) use format::{json_line, tcplog_line};
 
 /// Lines dropped because a writer's queue was full or its sink failed.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -31,7 +31,7 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 static MAX_CONNS: AtomicUsize = AtomicUsize::new(0);
 
 /// Lines dropped since start (`balance_log_dropped_total`).
-pub fn dropped() -> u64 {
+pub(crate) fn dropped() -> u64 {
     DROPPED.load(Relaxed)
 }
 
@@ -41,13 +41,13 @@ fn count_dropped(n: u64) {
 
 /// Tell the log the process-wide connection limit (`actconn` is the
 /// limit's permits in use).
-pub fn set_max_conns(n: usize) {
+pub(crate) fn set_max_conns(n: usize) {
     MAX_CONNS.store(n, Relaxed);
 }
 
 /// Connections holding a place under `--max-conns`, from the permits
 /// still `available`.
-pub fn active_conns(available: usize) -> u64 {
+pub(crate) fn active_conns(available: usize) -> u64 {
     MAX_CONNS.load(Relaxed).saturating_sub(available) as u64
 }
 
@@ -195,7 +195,7 @@ pub struct Log {
 
 /// What a writer needs besides the record to make the line.
 #[derive(Debug)]
-pub struct LineFormat {
+pub(crate) struct LineFormat {
     pub listener: String,
     pub format: ConnLogFormat,
 }
@@ -261,7 +261,7 @@ fn live_writers() -> Vec<Arc<writer::Handle>> {
 
 /// SIGUSR1: every file target is closed and opened again by its path
 /// before its next line (after logrotate moved it).
-pub fn reopen() {
+pub(crate) fn reopen() {
     writer::request_reopen();
     for w in live_writers() {
         // A full queue needs no wake-up: the writer is busy and looks at
@@ -271,7 +271,7 @@ pub fn reopen() {
 }
 
 /// At exit: wait up to `limit` for every writer to write what it holds.
-pub fn flush(limit: Duration) {
+pub(crate) fn flush(limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
     for w in live_writers() {
         w.flush_until(deadline);
@@ -281,7 +281,7 @@ pub fn flush(limit: Duration) {
 /// Check at start (before daemonizing) that each file target can be
 /// opened for appending, so a typo is one error line, not a silent log.
 /// A FIFO without a reader is accepted (its writer waits for one).
-pub fn preflight(cfgs: impl IntoIterator<Item = ConnLogConfig>) -> Result<(), String> {
+pub(crate) fn preflight(cfgs: impl IntoIterator<Item = ConnLogConfig>) -> Result<(), String> {
     for c in cfgs {
         if let ConnLogTarget::File(p) = &c.target {
             writer::check_file(p)

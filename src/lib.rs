@@ -46,6 +46,7 @@
 //! - [`proxy_header`]: the PROXY protocol header, parsed and encoded
 //!   (pure; the proxy and the monitor's checks both use it).
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod app;
 mod atomic_enum;

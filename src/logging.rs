@@ -14,13 +14,13 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::config::{Global, LogFormat};
 
 /// Where log lines go.
-pub enum Sink<'a> {
+pub(crate) enum Sink<'a> {
     Stderr,
     Syslog,
     File(&'a Path),
 }
 
-pub fn init(g: &Global, sink: Sink<'_>) -> io::Result<()> {
+pub(crate) fn init(g: &Global, sink: Sink<'_>) -> io::Result<()> {
     let default = if g.debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("BALANCE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = matches!(sink, Sink::Stderr) && std::io::IsTerminal::is_terminal(&io::stderr());

@@ -26,7 +26,7 @@ use crate::service::Service;
 use crate::service::hold::DEFAULT_HOLD_MAX;
 
 /// The largest weight.
-pub const MAX_WEIGHT: u32 = 10_000;
+pub(crate) const MAX_WEIGHT: u32 = 10_000;
 
 /// A channel's address as operators write it: `HOST:PORT` (`[v6]:PORT`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -228,7 +228,7 @@ impl<C, G> OperatorOp<C, G> {
 /// The channel(s) an op changed: the first one's place and name, and how
 /// many matched (more than one only for [`ChannelKey::Every`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hit {
+pub(crate) struct Hit {
     pub group: usize,
     pub index: usize,
     pub name: String,
@@ -237,7 +237,7 @@ pub struct Hit {
 
 /// What an op did. `changed` is false when the state was already so.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Admin {
         hit: Hit,
         admin: Admin,
@@ -300,7 +300,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Whether anything changed.
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         match self {
             Outcome::Admin { changed, .. }
             | Outcome::Weight { changed, .. }
@@ -320,7 +320,7 @@ impl Outcome {
 
 /// Why an op was not applied (nothing changed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpError {
+pub(crate) enum OpError {
     NoChannel(ChannelKey),
     /// Several channels are at this address.
     Ambiguous(Endpoint),
@@ -364,7 +364,10 @@ impl std::fmt::Display for OpError {
 
 /// The channels `key` names: the first one's place and name (with how
 /// many there are), and every one of them (at least one).
-pub fn find(groups: &[Arc<Group>], key: &ChannelKey) -> Result<(Hit, Vec<Arc<Channel>>), OpError> {
+pub(crate) fn find(
+    groups: &[Arc<Group>],
+    key: &ChannelKey,
+) -> Result<(Hit, Vec<Arc<Channel>>), OpError> {
     let mut first = None;
     let mut chans = Vec::new();
     for (g, gr) in groups.iter().enumerate() {
@@ -398,7 +401,7 @@ pub fn find(groups: &[Arc<Group>], key: &ChannelKey) -> Result<(Hit, Vec<Arc<Cha
 }
 
 /// The group `key` names: its index.
-pub fn find_group(groups: &[Arc<Group>], key: &GroupKey) -> Result<usize, OpError> {
+pub(crate) fn find_group(groups: &[Arc<Group>], key: &GroupKey) -> Result<usize, OpError> {
     let found = match key {
         GroupKey::Index(i) => (*i < groups.len()).then_some(*i),
         GroupKey::Name(n) => groups.iter().position(|g| g.name() == n),
@@ -410,7 +413,7 @@ pub fn find_group(groups: &[Arc<Group>], key: &GroupKey) -> Result<usize, OpErro
 }
 
 /// Apply `op` to the listener: the one place operator changes are made.
-pub fn apply(svc: &Service, op: &OperatorOp) -> Result<Outcome, OpError> {
+pub(crate) fn apply(svc: &Service, op: &OperatorOp) -> Result<Outcome, OpError> {
     let groups = svc.pool.groups();
     // Run `f` on every channel the key names; `f` says whether it changed.
     let each = |key: &ChannelKey, f: &dyn Fn(&Channel) -> bool| {
@@ -663,7 +666,7 @@ fn spin(svc: &Service, s: SpinSet) -> Outcome {
 /// Where `create`/`assign` may point a channel: `host:port` resolved, and
 /// not a listener of this process (`binds`: name and address of each,
 /// this listener first), or the error line why not.
-pub async fn resolve_target(
+pub(crate) async fn resolve_target(
     host: &Host,
     port: u16,
     binds: &[(String, std::net::SocketAddr)],

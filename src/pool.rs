@@ -9,9 +9,9 @@
 //! ([`Candidates`]) loads the group snapshot once per connection and reads
 //! atomics only (a weighted group takes a short mutex).
 
-pub mod channel;
+pub(crate) mod channel;
 mod rebuild;
-pub mod select;
+pub(crate) mod select;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,10 +22,10 @@ use tokio::sync::Notify;
 
 use crate::config::{Failback, GroupConfig, Host, Policy, names};
 
-pub use channel::{
+pub(crate) use channel::{
     Admin, Channel, ConnGuard, EndCause, HealthState, Kill, LastResult, ShownState, Target,
 };
-pub use select::client_hash;
+pub(crate) use select::client_hash;
 use select::{Selector, Tier, Walk};
 
 /// An ordered list of channels with a policy.

@@ -33,17 +33,17 @@ impl Version {
 }
 
 /// The v2 signature (12 bytes).
-pub const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub(crate) const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// The v1 prefix.
 const V1_PREFIX: &[u8] = b"PROXY ";
 /// A v1 header is at most this long, CRLF included (the spec's bound).
-pub const V1_MAX: usize = 107;
+pub(crate) const V1_MAX: usize = 107;
 /// The fixed part of a v2 header, before its address block.
-pub const V2_FIXED: usize = 16;
+pub(crate) const V2_FIXED: usize = 16;
 /// The largest v2 address block (with TLVs) accepted. The spec allows
 /// 65535; the addresses take at most 216 and the TLVs real balancers add
 /// (AWS, GCP, Azure ids, SSL details) stay well under this.
-pub const V2_MAX_BLOCK: usize = 2048;
+pub(crate) const V2_MAX_BLOCK: usize = 2048;
 /// The longest header accepted of either version.
 pub const MAX_HEADER: usize = V2_FIXED + V2_MAX_BLOCK;
 
@@ -100,12 +100,12 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, HeaderError> {
 
 /// Whether the bytes a client sent begin with a PROXY header's signature
 /// (a whole v1 prefix or v2 signature: a shorter start proves nothing).
-pub fn has_signature(buf: &[u8]) -> bool {
+pub(crate) fn has_signature(buf: &[u8]) -> bool {
     buf.starts_with(V1_PREFIX) || buf.starts_with(&V2_SIG)
 }
 
 /// The longest prefix [`has_signature`] needs.
-pub const SIGNATURE_LEN: usize = V2_SIG.len();
+pub(crate) const SIGNATURE_LEN: usize = V2_SIG.len();
 
 fn parse_v1(buf: &[u8]) -> Result<Parsed, HeaderError> {
     // The first LF ends the line; it must follow a CR (a lone LF is
@@ -321,7 +321,7 @@ pub fn encode(v: Version, src: SocketAddr, dst: SocketAddr) -> Header {
 /// The header a health check sends: no client behind it (`PROXY
 /// UNKNOWN`, v2 LOCAL), so the backend uses the connection's own
 /// addresses.
-pub fn encode_local(v: Version) -> Header {
+pub(crate) fn encode_local(v: Version) -> Header {
     let mut h = Header {
         buf: [0; V1_MAX],
         len: 0,

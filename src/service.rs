@@ -3,10 +3,10 @@
 //! socket. Counters are atomics written by the data path; channel health is
 //! written only through [`Service::report`] (`service/report.rs`).
 
-pub mod ending;
-pub mod fence;
-pub mod fleet;
-pub mod hold;
+pub(crate) mod ending;
+pub(crate) mod fence;
+pub(crate) mod fleet;
+pub(crate) mod hold;
 mod report;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -252,7 +252,7 @@ fn warn_unresolved<'a>(
 
 /// Resolve a host to all its addresses (blocking; at start and on
 /// re-resolution only). A name that does not resolve gives no addresses.
-pub fn resolve(host: &Host, port: u16) -> Vec<SocketAddr> {
+pub(crate) fn resolve(host: &Host, port: u16) -> Vec<SocketAddr> {
     match host {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
         Host::Name(n) => {

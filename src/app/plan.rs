@@ -92,7 +92,7 @@ pub(crate) struct Resolved(HashMap<(Host, u16), Vec<SocketAddr>>);
 impl Resolved {
     /// Resolve the new config's channels off the runtime thread (kept
     /// channels keep their current addresses; only new ones use these).
-    pub async fn of(cfg: &Config) -> Result<Resolved, String> {
+    pub(super) async fn of(cfg: &Config) -> Result<Resolved, String> {
         let wanted: HashSet<(Host, u16)> = cfg
             .listeners
             .iter()
@@ -113,7 +113,7 @@ impl Resolved {
         Ok(Resolved(found))
     }
 
-    pub fn get(&self, h: &Host, p: u16) -> Vec<SocketAddr> {
+    pub(super) fn get(&self, h: &Host, p: u16) -> Vec<SocketAddr> {
         self.0.get(&(h.clone(), p)).cloned().unwrap_or_default()
     }
 }

@@ -24,7 +24,7 @@ const KEEPALIVE_MAX: Duration = Duration::from_secs(32767);
 
 /// A listener as written, from either input. `None` means "not given".
 #[derive(Debug, Clone, PartialEq)]
-pub struct ListenerSpec {
+pub(crate) struct ListenerSpec {
     pub name: String,
     pub bind: SocketAddr,
     /// Channels with port 0 take the listener's port.
@@ -55,14 +55,14 @@ pub struct ListenerSpec {
 
 /// Which keepalive (`-k`/`client:` or `-K`/`server:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Client,
     Server,
 }
 
 /// A listener that does not validate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
+pub(crate) enum SpecError {
     #[error("the connect timeout must be positive")]
     ZeroConnectTimeout,
     #[error("keepalive idle and interval must be 1s-32767s")]
@@ -82,7 +82,7 @@ pub enum SpecError {
 
 impl ListenerSpec {
     /// A spec with nothing but the name, bind address and groups given.
-    pub fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
+    pub(crate) fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
         ListenerSpec {
             name,
             bind,
@@ -108,7 +108,7 @@ impl ListenerSpec {
     }
 
     /// Fill defaults, validate, resolve.
-    pub fn build(self) -> Result<ListenerConfig, SpecError> {
+    pub(crate) fn build(self) -> Result<ListenerConfig, SpecError> {
         let ListenerSpec {
             name,
             bind,
@@ -211,7 +211,7 @@ impl ListenerSpec {
 /// dual-stack, would collide on bind (EADDRINUSE): same port, and the same
 /// address, or one is the wildcard of the other's family (`0.0.0.0:P`
 /// covers `127.0.0.1:P`; a dual-stack `[::]:P` covers every address).
-pub fn binds_overlap(a: (SocketAddr, bool), b: (SocketAddr, bool)) -> bool {
+pub(crate) fn binds_overlap(a: (SocketAddr, bool), b: (SocketAddr, bool)) -> bool {
     if a.0.port() != b.0.port() {
         return false;
     }

@@ -66,7 +66,7 @@ impl fmt::Display for Cidr {
 }
 
 /// A comma-separated list (`--accept-proxy 10.0.0.0/8,127.0.0.1`).
-pub fn parse_list(s: &str) -> Result<Vec<Cidr>, String> {
+pub(crate) fn parse_list(s: &str) -> Result<Vec<Cidr>, String> {
     s.split(',').map(|t| Cidr::parse(t.trim())).collect()
 }
 

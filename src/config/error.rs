@@ -10,7 +10,7 @@ const QUOTE_MAX: usize = 64;
 /// A user token quoted for a one-line error: in double quotes, control
 /// characters escaped, cut to 64 characters with "..." (a 100 KB argument
 /// gives a short message). Every error that quotes a token uses this.
-pub fn quote(tok: &str) -> String {
+pub(crate) fn quote(tok: &str) -> String {
     let mut s = String::with_capacity(QUOTE_MAX + 8);
     s.push('"');
     s.extend(tok.chars().take(QUOTE_MAX).flat_map(char::escape_debug));
@@ -28,7 +28,7 @@ pub struct BadValue(pub String);
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -52,7 +52,7 @@ pub struct ParseError(pub String);
 /// A channel name that resolves to a listener of this process.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("listener \"{listener}\": channel {channel} resolves to {addr}, {what}")]
-pub struct ResolvedLoop {
+pub(crate) struct ResolvedLoop {
     pub listener: String,
     pub channel: String,
     pub addr: std::net::SocketAddr,
@@ -65,7 +65,7 @@ pub struct ResolvedLoop {
 #[error(
     "listener \"{listener}\": channel {channel} points at listener \"{other}\" ({bind}) of this process"
 )]
-pub struct CrossLoop {
+pub(crate) struct CrossLoop {
     pub listener: String,
     pub channel: String,
     pub other: String,

@@ -15,7 +15,7 @@ use super::quote;
 mod tls;
 
 /// The default key prefix.
-pub const DEFAULT_PREFIX: &str = "/balance";
+pub(crate) const DEFAULT_PREFIX: &str = "/balance";
 /// Endpoints, ids and prefixes longer than this are refused.
 const MAX_TEXT: usize = 200;
 /// At most this many endpoints.
@@ -206,7 +206,7 @@ impl std::fmt::Debug for Loaded {
 }
 
 /// `--fleet`: a comma-separated list of endpoints.
-pub fn parse_endpoints(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn parse_endpoints(s: &str) -> Result<Vec<String>, String> {
     let v: Vec<String> = s.split(',').map(|e| e.trim().to_string()).collect();
     if v.iter().any(String::is_empty) {
         return Err("empty endpoint in the list".into());

@@ -14,40 +14,40 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub mod build;
-pub mod cidr;
-pub mod error;
-pub mod file;
-pub mod fleet;
-pub mod grammar;
-pub mod monitor;
-pub mod monitor_spec;
-pub mod names;
-pub mod overlay;
-pub mod route;
-pub mod selfloop;
-pub mod services;
+pub(crate) mod build;
+pub(crate) mod cidr;
+pub(crate) mod error;
+pub(crate) mod file;
+pub(crate) mod fleet;
+pub(crate) mod grammar;
+pub(crate) mod monitor;
+pub(crate) mod monitor_spec;
+pub(crate) mod names;
+pub(crate) mod overlay;
+pub(crate) mod route;
+pub(crate) mod selfloop;
+pub(crate) mod services;
 
-pub use crate::proxy_header::Version as ProxyVersion;
-pub use build::{ListenerSpec, SpecError};
-pub use cidr::Cidr;
-pub use error::{BadValue, ConfigError, quote};
-pub use file::load as load_file;
-pub use fleet::FleetConfig;
-pub use grammar::parse_duration;
+pub(crate) use crate::proxy_header::Version as ProxyVersion;
+pub(crate) use build::{ListenerSpec, SpecError};
+pub(crate) use cidr::Cidr;
+pub(crate) use error::{BadValue, ConfigError, quote};
+pub(crate) use file::load as load_file;
+pub(crate) use fleet::FleetConfig;
+pub(crate) use grammar::parse_duration;
 pub use overlay::Overlay;
-pub use selfloop::{is_self_loop_addr, loop_target, resolved_loops, unresolved};
+pub(crate) use selfloop::{is_self_loop_addr, loop_target, resolved_loops, unresolved};
 
 use monitor::MonitorSpec;
 
 /// Default connect timeout (balance's `-t` default).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default grace period for live connections on SIGTERM/SIGINT.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// Default period of hostname re-resolution.
-pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Default runtime worker threads (a single-threaded runtime).
-pub const DEFAULT_THREADS: usize = 1;
+pub(crate) const DEFAULT_THREADS: usize = 1;
 
 /// Whole-process configuration: global options plus one or more listeners.
 #[derive(Debug, Clone, PartialEq)]

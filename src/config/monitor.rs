@@ -4,20 +4,20 @@
 use std::time::Duration;
 
 /// Default probe interval.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 /// balance.fm's monitor interval: the default of a `-m` spec written in
 /// balance.fm's grammar, so swapping the binary keeps the probe load.
-pub const BALANCE_FM_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const BALANCE_FM_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Shortest and longest default check timeout.
-pub const CHECK_TIMEOUT_MIN: Duration = Duration::from_millis(500);
-pub const CHECK_TIMEOUT_MAX: Duration = Duration::from_secs(2);
+pub(crate) const CHECK_TIMEOUT_MIN: Duration = Duration::from_millis(500);
+pub(crate) const CHECK_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 
 /// A check's timeout when none is given: its interval, kept within
 /// 500 ms..2 s. Not the client connect timeout (`-t`, 5 s): a hung server
 /// must go down in about `fall` × this, and a healthy one answers a probe
 /// in milliseconds.
-pub fn default_check_timeout(interval: Duration) -> Duration {
+pub(crate) fn default_check_timeout(interval: Duration) -> Duration {
     interval.clamp(CHECK_TIMEOUT_MIN, CHECK_TIMEOUT_MAX)
 }
 
@@ -203,7 +203,7 @@ const MAX_PASSWORD: u64 = 1024;
 /// Read a `password_file=`: the first line, without its line end. Refused
 /// when group or others may read it (it holds a secret) or it is not a
 /// small regular file.
-pub fn read_password_file(path: &std::path::Path) -> Result<Password, String> {
+pub(crate) fn read_password_file(path: &std::path::Path) -> Result<Password, String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("password_file {shown}: {e}"))?;

@@ -9,14 +9,14 @@ use std::time::Duration;
 use crate::config::quote;
 
 /// Default bound on the wait for a ClientHello.
-pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default bound on the bytes of a ClientHello looked at.
-pub const DEFAULT_PEEK_BYTES: usize = 16 * 1024;
-pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
-pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
-pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_PEEK_BYTES: usize = 16 * 1024;
+pub(crate) const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 /// The longest key a lookup is made for (a DNS name's length).
-pub const MAX_KEY: usize = 255;
+pub(crate) const MAX_KEY: usize = 255;
 
 /// What a listener routes by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub enum Directory {
 }
 
 /// The placeholder of the key in `url` and `argv`.
-pub const KEY_PLACEHOLDER: &str = "{key}";
+pub(crate) const KEY_PLACEHOLDER: &str = "{key}";
 
 impl Directory {
     /// `url:` checked: `http://host:port/path` with `{key}` in the path.
@@ -146,7 +146,7 @@ impl Directory {
 }
 
 /// A key of `by`'s kind, from the map or a route file line.
-pub fn parse_key(by: RouteBy, s: &str) -> Result<RouteKey, String> {
+pub(crate) fn parse_key(by: RouteBy, s: &str) -> Result<RouteKey, String> {
     match by {
         RouteBy::Sni => {
             let (wild, name) = match s.strip_prefix("*.") {
@@ -191,7 +191,7 @@ pub fn parse_key(by: RouteBy, s: &str) -> Result<RouteKey, String> {
 }
 
 /// `ip` with all but its first `bits` bits cleared.
-pub fn mask(ip: IpAddr, bits: u8) -> IpAddr {
+pub(crate) fn mask(ip: IpAddr, bits: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => {
             let m = u32::MAX
@@ -210,7 +210,7 @@ pub fn mask(ip: IpAddr, bits: u8) -> IpAddr {
 
 /// A target by its name: `reject`, a group's name, or a group's index
 /// (names are never all digits, so the two cannot be confused).
-pub fn parse_target(s: &str, groups: &[String]) -> Result<RouteTarget, String> {
+pub(crate) fn parse_target(s: &str, groups: &[String]) -> Result<RouteTarget, String> {
     if s == "reject" {
         return Ok(RouteTarget::Reject);
     }

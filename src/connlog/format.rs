@@ -31,7 +31,7 @@ pub(super) struct Stamp {
 }
 
 impl Stamp {
-    pub fn of(at: SystemTime) -> Stamp {
+    pub(super) fn of(at: SystemTime) -> Stamp {
         let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let t = crate::sys::local_time(secs).unwrap_or_else(|| utc(secs));
@@ -42,7 +42,7 @@ impl Stamp {
     }
 
     /// Month abbreviation (`Jan`).
-    pub fn month_name(&self) -> &'static str {
+    pub(super) fn month_name(&self) -> &'static str {
         let i = self.t.month.saturating_sub(1) as usize;
         MONTHS.get(i).copied().unwrap_or("Jan")
     }
@@ -116,7 +116,7 @@ fn server_name(r: &Record) -> &str {
 }
 
 /// One `tcplog` line (no newline).
-pub fn tcplog_line(out: &mut String, listener: &str, r: &Record) {
+pub(crate) fn tcplog_line(out: &mut String, listener: &str, r: &Record) {
     let _ = write!(out, "{}:{} [", r.client.ip(), r.client.port());
     Stamp::of(r.accepted).haproxy(out);
     let tc = r
@@ -173,7 +173,7 @@ struct JsonLine<'a> {
 }
 
 /// One JSON line (no newline).
-pub fn json_line(out: &mut String, listener: &str, r: &Record) {
+pub(crate) fn json_line(out: &mut String, listener: &str, r: &Record) {
     let line = JsonLine {
         accept_date: Stamp::of(r.accepted).rfc3339(),
         client_ip: r.client.ip().to_string(),

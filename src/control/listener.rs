@@ -12,7 +12,7 @@ use crate::control::state::StateFile;
 use crate::service::Service;
 
 /// Everything the commands of one listener act on.
-pub struct Control {
+pub(crate) struct Control {
     pub svc: Arc<Service>,
     pub state: Option<Arc<StateFile>>,
     /// `kill` cancels it: the same graceful shutdown as SIGTERM.
@@ -32,7 +32,7 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn new(
+    pub(crate) fn new(
         svc: Arc<Service>,
         state: Option<Arc<StateFile>>,
         shutdown: CancellationToken,
@@ -52,14 +52,14 @@ impl Control {
     }
 
     /// Write the state file (if any) with this listener's state now.
-    pub async fn save(&self) -> Result<(), String> {
+    pub(crate) async fn save(&self) -> Result<(), String> {
         save(self.state.as_ref(), &self.svc).await
     }
 }
 
 /// Write the state file (if any) with `svc`'s state now, off the runtime
 /// thread: what every front end does after a change that persists.
-pub async fn save(state: Option<&Arc<StateFile>>, svc: &Arc<Service>) -> Result<(), String> {
+pub(crate) async fn save(state: Option<&Arc<StateFile>>, svc: &Arc<Service>) -> Result<(), String> {
     let Some(st) = state.cloned() else {
         return Ok(());
     };

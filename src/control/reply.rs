@@ -2,7 +2,7 @@
 
 /// The answer to one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub lines: Vec<String>,
     pub ok: bool,
     /// The session ends after this reply (`quit`, `kill`).
@@ -10,17 +10,17 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ok(lines: Vec<String>) -> Reply {
+    pub(crate) fn ok(lines: Vec<String>) -> Reply {
         Reply {
             lines,
             ok: true,
             close: false,
         }
     }
-    pub fn line(s: impl Into<String>) -> Reply {
+    pub(crate) fn line(s: impl Into<String>) -> Reply {
         Reply::ok(vec![s.into()])
     }
-    pub fn err(s: impl Into<String>) -> Reply {
+    pub(crate) fn err(s: impl Into<String>) -> Reply {
         Reply {
             lines: vec![s.into()],
             ok: false,
@@ -28,7 +28,7 @@ impl Reply {
         }
     }
     /// Success, and the session ends.
-    pub fn bye(lines: Vec<String>) -> Reply {
+    pub(crate) fn bye(lines: Vec<String>) -> Reply {
         Reply {
             lines,
             ok: true,

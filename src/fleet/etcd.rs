@@ -31,7 +31,7 @@
 //! refused values and the last keys seen holding one.
 
 mod http;
-pub mod srv;
+pub(crate) mod srv;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -51,7 +51,7 @@ use http::{Endpoint, Via};
 use stream::Stream;
 use wire::{b64, prefix_end};
 
-pub use wire::prefix_end as range_end;
+pub(crate) use wire::prefix_end as range_end;
 
 /// One key as etcd stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,11 +129,11 @@ impl EtcdError {
 pub const MAX_VALUE: usize = 64 << 10;
 /// The most keys one range reads (a service's whole prefix); more is an
 /// error ([`EtcdError::TooLarge`]) rather than unbounded memory.
-pub const MAX_KEYS: usize = 10_000;
+pub(crate) const MAX_KEYS: usize = 10_000;
 /// The largest reply body read (also the largest watch message, after
 /// huge values are dropped); a range over it is read again in parts, see
 /// [`Client::get_prefix`].
-pub use http::MAX_REPLY_BYTES;
+pub(crate) use http::MAX_REPLY_BYTES;
 const REFUSED_LOG_GAP: Duration = Duration::from_secs(10);
 
 static REFUSED: AtomicU64 = AtomicU64::new(0);

@@ -28,7 +28,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::operator::{self, ChannelKey, GroupKey, OperatorOp, SpinSet, WeightSet};
-pub use crate::operator::{Endpoint, MAX_WEIGHT};
+pub(crate) use crate::operator::{Endpoint, MAX_WEIGHT};
 use crate::pool::Admin;
 use crate::service::Service;
 
@@ -210,17 +210,17 @@ fn admin_word(a: Admin) -> &'static str {
 /// the process-wide [`crate::fleet::Fleet`], across reloads, which
 /// replace the listener's watch.
 #[derive(Debug, Default)]
-pub struct Applied(Mutex<HashMap<Vec<u8>, i64>>);
+pub(crate) struct Applied(Mutex<HashMap<Vec<u8>, i64>>);
 
 impl Applied {
     /// Whether `key` at `rev` is newer than what this process applied.
-    pub fn is_new(&self, key: &[u8], rev: i64) -> bool {
+    pub(crate) fn is_new(&self, key: &[u8], rev: i64) -> bool {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.get(key).is_none_or(|r| *r < rev)
     }
 
     /// Record `key` as applied at `rev`.
-    pub fn mark(&self, key: &[u8], rev: i64) {
+    pub(crate) fn mark(&self, key: &[u8], rev: i64) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.insert(key.to_vec(), rev);
     }

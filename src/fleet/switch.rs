@@ -30,9 +30,9 @@ use crate::service::ending::{GRACE, end_sessions};
 use crate::service::hold::MAX_HOLD;
 
 /// The record's key below `P/svc/NAME/ops/`.
-pub const RECORD: &str = "switchover";
+pub(crate) const RECORD: &str = "switchover";
 /// The acknowledgements' prefix below `P/svc/NAME/ops/`.
-pub const ACKS: &str = "switchover-ack/";
+pub(crate) const ACKS: &str = "switchover-ack/";
 /// How long a member retries writing its acknowledgement.
 const ACK_RETRY: Duration = Duration::from_millis(100);
 
@@ -101,7 +101,7 @@ struct Cur {
 /// across reloads (which replace the `follow` task) so a record seen again
 /// is adopted, not applied twice.
 #[derive(Debug, Default)]
-pub struct Applied(Mutex<HashMap<String, (u64, bool)>>);
+pub(crate) struct Applied(Mutex<HashMap<String, (u64, bool)>>);
 
 impl Applied {
     fn get(&self, listener: &str) -> Option<(u64, bool)> {
@@ -123,7 +123,7 @@ pub(super) struct Member {
 
 impl Member {
     /// The record was put (or read at a resync).
-    pub fn put(&mut self, fleet: &Arc<Fleet>, svc: &Arc<Service>, value: &[u8]) {
+    pub(super) fn put(&mut self, fleet: &Arc<Fleet>, svc: &Arc<Service>, value: &[u8]) {
         let r = match Record::decode(value) {
             Ok(r) => r,
             Err(e) => {
@@ -160,7 +160,7 @@ impl Member {
     }
 
     /// The record went away (done, or its initiator's lease expired).
-    pub fn gone(&mut self, svc: &Service) {
+    pub(super) fn gone(&mut self, svc: &Service) {
         self.release(svc, "switchover record gone");
     }
 

@@ -93,7 +93,7 @@ impl fmt::Display for Target {
 
 /// The last health result, as `show json`'s `last_reason` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum LastResult {
+pub(crate) enum LastResult {
     /// Nothing seen since start or the operator's `enable` (shown empty).
     #[default]
     None,
@@ -115,7 +115,7 @@ impl fmt::Display for LastResult {
 
 /// Health bookkeeping behind the channel's mutex.
 #[derive(Debug, Default)]
-pub struct HealthState {
+pub(crate) struct HealthState {
     pub rf: RiseFall,
     pub last: LastResult,
     pub last_change: Option<Instant>,

@@ -5,9 +5,9 @@
 //! [`ChannelView`] built here ([`process`] reads this process's own
 //! resources for the `process_*` metrics). Nothing here writes live state.
 
-pub mod process;
-pub mod prometheus;
-pub mod show;
+pub(crate) mod process;
+pub(crate) mod prometheus;
+pub(crate) mod show;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::service::fleet::{FleetView, Role};
 
 /// One channel at one instant.
 #[derive(Debug, Clone)]
-pub struct ChannelView {
+pub(crate) struct ChannelView {
     /// The channel's name (unique in the listener).
     pub name: String,
     /// Health checks run for it (`enable|disable health`).
@@ -60,7 +60,7 @@ pub struct ChannelView {
 
 impl ChannelView {
     /// The channel `index` of `group` (with that group's policy).
-    pub fn of(group: usize, index: usize, policy: Policy, ch: &Channel) -> ChannelView {
+    pub(crate) fn of(group: usize, index: usize, policy: Policy, ch: &Channel) -> ChannelView {
         ChannelView {
             name: ch.name().to_string(),
             checked: ch.checked(),
@@ -91,13 +91,13 @@ impl ChannelView {
     }
 
     /// The host as configured: an IP literal or the name.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         host_text(&self.target.host)
     }
 
     /// The address column: an IP literal as is; a name as its first
     /// resolved address like balance.fm (or the name if it did not resolve).
-    pub fn shown_address(&self) -> String {
+    pub(crate) fn shown_address(&self) -> String {
         match &self.target.host {
             Host::Ip(ip) => ip.to_string(),
             Host::Name(n) => self
@@ -111,7 +111,7 @@ impl ChannelView {
 }
 
 /// An IP literal or a name, as text.
-pub fn host_text(h: &Host) -> String {
+pub(crate) fn host_text(h: &Host) -> String {
     match h {
         Host::Ip(ip) => ip.to_string(),
         Host::Name(n) => n.clone(),
@@ -120,12 +120,12 @@ pub fn host_text(h: &Host) -> String {
 
 /// `rr` or `hash`: the lowercase policy word of `show json` and the state
 /// file.
-pub fn policy_word(p: Policy) -> &'static str {
+pub(crate) fn policy_word(p: Policy) -> &'static str {
     p.word()
 }
 
 /// Every channel of `groups`, in group then channel order.
-pub fn channels(groups: &[Arc<Group>]) -> Vec<ChannelView> {
+pub(crate) fn channels(groups: &[Arc<Group>]) -> Vec<ChannelView> {
     groups
         .iter()
         .enumerate()
@@ -141,7 +141,7 @@ pub fn channels(groups: &[Arc<Group>]) -> Vec<ChannelView> {
 
 /// A listener's `accept_proxy` counters.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ProxyHeaders {
+pub(crate) struct ProxyHeaders {
     pub accepted: u64,
     pub malformed: u64,
     pub slow: u64,
@@ -150,7 +150,7 @@ pub struct ProxyHeaders {
 
 /// One listener at one instant: its counters, groups and channels.
 #[derive(Debug, Clone)]
-pub struct ListenerView {
+pub(crate) struct ListenerView {
     pub name: String,
     pub bind: SocketAddr,
     pub accepted: u64,
@@ -193,7 +193,7 @@ pub struct ListenerView {
 
 /// A routed listener's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RouteView {
+pub(crate) struct RouteView {
     pub by: &'static str,
     pub hits: u64,
     pub misses: u64,
@@ -207,7 +207,7 @@ pub struct RouteView {
 }
 
 impl RouteView {
-    pub fn of(r: &crate::route::Router) -> RouteView {
+    pub(crate) fn of(r: &crate::route::Router) -> RouteView {
         let (lookups, lookup_errors, stale) = r.lookup.as_ref().map_or((0, 0, 0), |l| {
             (
                 l.stats.lookups.load(Relaxed),
@@ -230,7 +230,7 @@ impl RouteView {
 }
 
 impl ListenerView {
-    pub fn of(svc: &Service) -> ListenerView {
+    pub(crate) fn of(svc: &Service) -> ListenerView {
         let groups = svc.pool.groups();
         let s = &svc.stats;
         ListenerView {
@@ -271,7 +271,7 @@ impl ListenerView {
 
 /// Process-wide splice pipe gauges.
 #[derive(Debug, Clone, Copy)]
-pub struct Pipes {
+pub(crate) struct Pipes {
     /// Held by busy connections.
     pub in_use: u64,
     /// Empty, kept for reuse.
@@ -279,7 +279,7 @@ pub struct Pipes {
 }
 
 impl Pipes {
-    pub fn now() -> Pipes {
+    pub(crate) fn now() -> Pipes {
         Pipes {
             in_use: crate::proxy::splice::pipes_in_use() as u64,
             pooled: crate::proxy::splice::pipes_pooled() as u64,

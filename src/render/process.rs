@@ -3,7 +3,7 @@
 
 /// One reading of the process's resources.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProcessView {
+pub(crate) struct ProcessView {
     pub cpu_seconds: f64,
     pub resident_bytes: u64,
     pub virtual_bytes: u64,
@@ -15,7 +15,7 @@ pub struct ProcessView {
 
 impl ProcessView {
     /// Read `/proc/self` now; `None` where there is no such thing.
-    pub fn now() -> Option<ProcessView> {
+    pub(crate) fn now() -> Option<ProcessView> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         let boot = std::fs::read_to_string("/proc/stat").ok()?;
         let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;

@@ -21,9 +21,9 @@ use super::table::Table;
 use crate::config::route::{RouteBy, parse_key, parse_target};
 
 /// How often the file is looked at for a change (at most; only when used).
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A larger file is not read (the old table stays).
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 64 << 20;
 /// At most this many bad lines are logged per read.
 const MAX_BAD_LINES_LOGGED: usize = 20;
 
@@ -166,7 +166,7 @@ fn read(path: &Path, by: RouteBy, groups: &[String], listener: &str) -> Result<T
 }
 
 /// The table of `text` and its bad lines (number, why).
-pub fn parse(text: &str, by: RouteBy, groups: &[String]) -> (Table, Vec<(usize, String)>) {
+pub(crate) fn parse(text: &str, by: RouteBy, groups: &[String]) -> (Table, Vec<(usize, String)>) {
     let mut bad = Vec::new();
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {

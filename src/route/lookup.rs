@@ -29,11 +29,11 @@ use crate::config::route::{
 use crate::sys::reaper;
 
 /// The largest answer read (a group name fits many times over).
-pub const MAX_ANSWER_BYTES: usize = 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 1024;
 /// The most keys cached; past it, expired answers are dropped, then all.
-pub const MAX_ENTRIES: usize = 100_000;
+pub(crate) const MAX_ENTRIES: usize = 100_000;
 /// A program's exit status meaning "not found".
-pub const EXIT_NOT_FOUND: i32 = 1;
+pub(crate) const EXIT_NOT_FOUND: i32 = 1;
 
 /// What the directory said about a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub struct Lookup {
 
 /// Whether `key` may go into a URL path or an argument as is: letters,
 /// digits, `.`, `-`, `_`, `:` (IPv6), not starting with `-`.
-pub fn safe_key(key: &str) -> bool {
+pub(crate) fn safe_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_KEY
         && !key.starts_with('-')

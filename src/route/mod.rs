@@ -8,10 +8,10 @@
 //! The data path owns nothing here but the counters it bumps; the file's
 //! table is swapped whole; the lookup cache is behind its own short lock.
 
-pub mod file;
-pub mod lookup;
-pub mod sni;
-pub mod table;
+pub(crate) mod file;
+pub(crate) mod lookup;
+pub(crate) mod sni;
+pub(crate) mod table;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

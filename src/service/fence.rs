@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::pool::Group;
 
-pub mod fleet;
+pub(crate) mod fleet;
 
 /// No group has served yet.
 const NONE: u32 = u32::MAX;
@@ -37,7 +37,7 @@ const NONE: u32 = u32::MAX;
 const MOVING: u32 = u32::MAX - 1;
 /// How long a fence waits for the sessions it reset to close. They close
 /// as soon as their task runs; this bounds a runtime too busy to run them.
-pub const FENCE_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const FENCE_WAIT: Duration = Duration::from_secs(1);
 /// Between two looks at the sessions still open.
 const POLL: Duration = Duration::from_millis(2);
 

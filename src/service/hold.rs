@@ -24,11 +24,11 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 /// A released client passes the baton on after this long even if its
 /// connect is still pending.
-pub const HOLD_STEP: Duration = Duration::from_millis(100);
+pub(crate) const HOLD_STEP: Duration = Duration::from_millis(100);
 /// `spin on` without MAX and without `--spin`.
-pub const DEFAULT_HOLD_MAX: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_HOLD_MAX: Duration = Duration::from_secs(30);
 /// The longest hold accepted.
-pub const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Default)]
 struct Queue {

@@ -30,7 +30,7 @@ static LAST: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Make this process a child subreaper (Linux 3.4+). Call after any fork
 /// that daemonizes: the setting is not inherited.
-pub fn become_subreaper() -> io::Result<()> {
+pub(crate) fn become_subreaper() -> io::Result<()> {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers, reads
     // and writes no memory of ours, and only changes who inherits our
     // orphaned descendants.
@@ -43,7 +43,7 @@ pub fn become_subreaper() -> io::Result<()> {
 }
 
 /// A registered check process; deregisters on drop.
-pub struct Tracked(u32);
+pub(crate) struct Tracked(u32);
 
 impl Drop for Tracked {
     fn drop(&mut self) {
@@ -60,12 +60,12 @@ impl Drop for Tracked {
 }
 
 /// PATH of the commands balance runs (checks, lookups).
-pub const COMMAND_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const COMMAND_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `prog args` run directly: empty environment but [`COMMAND_PATH`],
 /// stdin and stderr to /dev/null, stdout as given, its own process group,
 /// killed if dropped while running.
-pub fn isolated(
+pub(crate) fn isolated(
     prog: &str,
     args: &[String],
     stdout: std::process::Stdio,
@@ -84,7 +84,7 @@ pub fn isolated(
 
 /// Kills a command's process group when dropped (a timeout, a
 /// cancellation, or done: whatever it left in its group goes with it).
-pub struct GroupKill(pub Option<u32>);
+pub(crate) struct GroupKill(pub Option<u32>);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
@@ -95,7 +95,7 @@ impl Drop for GroupKill {
 }
 
 /// Spawn a check and register its pid in one step.
-pub fn spawn(
+pub(crate) fn spawn(
     cmd: &mut tokio::process::Command,
 ) -> io::Result<(tokio::process::Child, Option<Tracked>)> {
     let mut g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,7 +111,7 @@ pub fn spawn(
 /// sweeping. The successor (our child) and its own successors must not be
 /// adopted, and killed at exit, by this draining process: orphans go past
 /// it to init (or systemd) instead.
-pub fn stop_reaping() -> io::Result<()> {
+pub(crate) fn stop_reaping() -> io::Result<()> {
     ENABLED.store(false, Ordering::SeqCst);
     // SAFETY: as in `become_subreaper`, with 0: plain integers only.
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
@@ -123,7 +123,7 @@ pub fn stop_reaping() -> io::Result<()> {
 
 /// Spawn a successor (`upgrade`): no sweep kills it, now or at exit,
 /// until [`unspare`] (it failed and was reaped by the caller).
-pub fn spawn_successor(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
+pub(crate) fn spawn_successor(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
     // The same lock as the sweep's scan: never seen as a leftover.
     let _g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
     let child = cmd.spawn()?;
@@ -135,7 +135,7 @@ pub fn spawn_successor(cmd: &mut std::process::Command) -> io::Result<std::proce
 }
 
 /// A successor that failed is an ordinary child again (once reaped).
-pub fn unspare(pid: u32) {
+pub(crate) fn unspare(pid: u32) {
     SPARED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -144,7 +144,7 @@ pub fn unspare(pid: u32) {
 
 /// After a check ended: sweep for leftovers soon (coalesced, at most one
 /// sweep per [`SWEEP_GAP`]).
-pub fn schedule_sweep() {
+pub(crate) fn schedule_sweep() {
     // Called from drop: outside a runtime (shutdown) there is nothing to
     // schedule on, and `kill_leftovers` runs at exit anyway.
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -169,7 +169,7 @@ pub fn schedule_sweep() {
 }
 
 /// On exit: kill every child and what it left, known or not, and reap.
-pub fn kill_leftovers() {
+pub(crate) fn kill_leftovers() {
     if ENABLED.load(Ordering::SeqCst) {
         sweep(true);
     }

@@ -16,7 +16,7 @@ use crate::pool::{Admin, Channel, Group};
 use crate::service::Service;
 
 /// The key a session's reference stands for (`cur`: its group).
-pub fn key(cur: usize, r: &ChanRef) -> ChannelKey {
+pub(crate) fn key(cur: usize, r: &ChanRef) -> ChannelKey {
     match r {
         ChanRef::Index(c) => ChannelKey::At {
             group: cur,
@@ -35,7 +35,7 @@ pub fn key(cur: usize, r: &ChanRef) -> ChannelKey {
 }
 
 /// The one channel `r` names, or the error line.
-pub fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<Arc<Channel>, String> {
+pub(crate) fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<Arc<Channel>, String> {
     operator::find(groups, &key(cur, r))
         .and_then(|(_, chans)| {
             let first = chans.into_iter().next();
@@ -45,7 +45,7 @@ pub fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<Arc<Channe
 }
 
 /// Apply one change for a session whose current group is `cur`.
-pub fn run(svc: &Service, cur: usize, op: &ControlOp) -> Reply {
+pub(crate) fn run(svc: &Service, cur: usize, op: &ControlOp) -> Reply {
     let r = op.channel().cloned();
     let op = op.clone().map(
         |c| Ok::<_, OpError>(key(cur, &c)),
@@ -144,7 +144,7 @@ fn label(cur: usize, r: Option<&ChanRef>, h: &Hit) -> String {
 
 /// `assign`: point a disabled channel at a new host and port (`binds`:
 /// the process's listeners, this one first, which it must not be).
-pub async fn assign(
+pub(crate) async fn assign(
     svc: &Service,
     cur: usize,
     r: &ChanRef,
@@ -169,7 +169,7 @@ pub async fn assign(
 
 /// `create`: a new, disabled channel at the end of group `g` (one past the
 /// last group starts a new round-robin group).
-pub async fn create(
+pub(crate) async fn create(
     svc: &Service,
     g: usize,
     host: &Host,
@@ -200,7 +200,7 @@ fn run_key(svc: &Service, cur: usize, r: Option<&ChanRef>, op: &OperatorOp) -> R
 }
 
 /// `fleet spin on [MAX]`: until when (unix ms) every instance holds.
-pub fn spin_until(svc: &Service, s: SpinSet) -> Option<std::time::SystemTime> {
+pub(crate) fn spin_until(svc: &Service, s: SpinSet) -> Option<std::time::SystemTime> {
     match s {
         SpinSet::For(max) => {
             let max = max

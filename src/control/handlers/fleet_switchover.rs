@@ -35,7 +35,7 @@ use crate::service::Service;
 use crate::service::ending::{END_WAIT, GRACE};
 
 /// How long members may take to end their sessions and acknowledge.
-pub const ACK_WAIT: Duration = Duration::from_secs(GRACE.as_secs() + END_WAIT.as_secs() + 2);
+pub(crate) const ACK_WAIT: Duration = Duration::from_secs(GRACE.as_secs() + END_WAIT.as_secs() + 2);
 /// The record's lease: a dead initiator releases everyone within this.
 const RECORD_TTL: Duration = Duration::from_secs(2);
 const KEEPALIVE: Duration = Duration::from_millis(500);
@@ -54,7 +54,7 @@ struct Keys {
     lease: i64,
 }
 
-pub async fn run(
+pub(crate) async fn run(
     svc: &Service,
     fleet: &Arc<Fleet>,
     to: Option<usize>,

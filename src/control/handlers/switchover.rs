@@ -27,15 +27,15 @@ use crate::service::ending::{END_WAIT, Ended, GRACE, end_sessions};
 
 /// How long the target may take to apply what the old group wrote, unless
 /// the command gives a timeout.
-pub const CATCH_UP: Duration = Duration::from_secs(10);
+pub(crate) const CATCH_UP: Duration = Duration::from_secs(10);
 /// Between two looks at positions or eligibility.
 const POLL: Duration = Duration::from_millis(50);
 /// One monitor query's bound.
-pub const QUERY: Duration = Duration::from_secs(2);
+pub(crate) const QUERY: Duration = Duration::from_secs(2);
 
 /// A switchover's groups and login, checked (shared with
 /// `fleet switchover`).
-pub struct Plan {
+pub(crate) struct Plan {
     pub from: usize,
     pub to: usize,
     pub old: Arc<Group>,
@@ -46,7 +46,7 @@ pub struct Plan {
 impl Plan {
     /// From the active group to `to` (default: the next group, or 0 from
     /// a backup); the error reply when that cannot work.
-    pub fn of(svc: &Service, to: Option<usize>) -> Result<Plan, Reply> {
+    pub(crate) fn of(svc: &Service, to: Option<usize>) -> Result<Plan, Reply> {
         let groups = svc.pool.groups();
         let last = groups.len().saturating_sub(1);
         let from = svc.pool.floor().min(last);
@@ -78,7 +78,7 @@ impl Plan {
     /// with no GTID position (binary logging off) gives nothing to compare
     /// the target with. An old group that does not answer is judged later,
     /// by [`caught_up`].
-    pub async fn verifiable(&self) -> Result<(), String> {
+    pub(crate) async fn verifiable(&self) -> Result<(), String> {
         if let Some(c) = self.old.channels.iter().find(|c| c.replication_broken()) {
             return Err(format!(
                 "group {}'s replication is broken on {} (the old primary wrote after it was \
@@ -105,12 +105,12 @@ impl Plan {
 
     /// Wait until the target has applied what the old group wrote (see
     /// [`caught_up`]).
-    pub async fn caught_up(&self, svc: &Service, limit: Duration) -> Result<String, String> {
+    pub(crate) async fn caught_up(&self, svc: &Service, limit: Duration) -> Result<String, String> {
         caught_up(svc, &self.old, &self.new, &self.login, limit).await
     }
 }
 
-pub async fn switchover(svc: &Service, args: SwitchArgs) -> Reply {
+pub(crate) async fn switchover(svc: &Service, args: SwitchArgs) -> Reply {
     let plan = match Plan::of(svc, args.to) {
         Ok(p) => p,
         Err(r) => return r,
@@ -190,7 +190,7 @@ async fn forced(svc: &Service, plan: &Plan, limit: Duration) -> Result<String, S
 }
 
 /// The monitor login of the listener's first `mysql` check with a user.
-pub struct Login {
+pub(crate) struct Login {
     user: String,
     password: Option<String>,
     source: Option<std::net::IpAddr>,

@@ -18,7 +18,7 @@ use crate::render::{ListenerView, Pipes};
 use crate::service::Service;
 
 /// What every session of the socket shares.
-pub struct Runtime {
+pub(crate) struct Runtime {
     pub registry: Registry,
     pub state: Option<Arc<StateFile>>,
     /// The process's connection limit (`show info`'s Maxconn).
@@ -30,7 +30,7 @@ pub struct Runtime {
 }
 
 /// What one command did to the session.
-pub enum Effect {
+pub(crate) enum Effect {
     None,
     Prompt,
     Quit,
@@ -44,7 +44,7 @@ impl Runtime {
     /// Run `cmd` for peer `uid`; its output (each line ending in a newline,
     /// without the empty line that ends every answer) and what it does to
     /// the session.
-    pub async fn run(&self, cmd: Cmd, uid: u32) -> (String, Effect) {
+    pub(crate) async fn run(&self, cmd: Cmd, uid: u32) -> (String, Effect) {
         let out = match cmd {
             Cmd::Nop => String::new(),
             Cmd::Prompt => return (String::new(), Effect::Prompt),
