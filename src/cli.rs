@@ -39,12 +39,12 @@ pub enum Invocation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControlArgs {
-    pub bind: Option<IpAddr>,
-    pub port: u16,
+    pub(crate) bind: Option<IpAddr>,
+    pub(crate) port: u16,
     /// `None` for the interactive shell.
-    pub command: Option<String>,
-    pub path: Option<PathBuf>,
-    pub debug: bool,
+    pub(crate) command: Option<String>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) debug: bool,
 }
 
 /// Stage 1: the options as written. Letters and meanings are balance.fm's.

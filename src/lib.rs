@@ -99,8 +99,8 @@ pub use sys::alloc::PoolAlloc;
 pub mod parsers {
     /// Fuzz target `config_parse`: the YAML configuration file.
     pub mod config_file {
-        pub use crate::config::Overlay;
         pub use crate::config::file::{MAX_FILE_BYTES, parse};
+        pub use crate::config::overlay::Overlay;
     }
     /// Fuzz target `control_cmd`: one control-socket command line.
     pub mod control_cmd {

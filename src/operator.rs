@@ -31,8 +31,8 @@ pub(crate) const MAX_WEIGHT: u32 = 10_000;
 /// A channel's address as operators write it: `HOST:PORT` (`[v6]:PORT`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
-    pub host: Host,
-    pub port: u16,
+    pub(crate) host: Host,
+    pub(crate) port: u16,
 }
 
 impl std::fmt::Display for Endpoint {
@@ -42,7 +42,7 @@ impl std::fmt::Display for Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(s: &str) -> Result<Endpoint, String> {
+    pub(crate) fn parse(s: &str) -> Result<Endpoint, String> {
         let (h, p) = s
             .rsplit_once(':')
             .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
@@ -52,7 +52,7 @@ impl Endpoint {
     }
 
     /// The endpoint `ch` points at now.
-    pub fn of(ch: &Channel) -> Endpoint {
+    pub(crate) fn of(ch: &Channel) -> Endpoint {
         let t = ch.target();
         Endpoint {
             host: t.host.clone(),
@@ -62,7 +62,7 @@ impl Endpoint {
 
     /// Whether `ch` is at this endpoint (a literal IP also matches a
     /// resolved address of a named channel).
-    pub fn matches(&self, ch: &Channel) -> bool {
+    pub(crate) fn matches(&self, ch: &Channel) -> bool {
         let t = ch.target();
         t.port == self.port
             && (t.host == self.host
@@ -165,7 +165,7 @@ pub enum OperatorOp<C = ChannelKey, G = GroupKey> {
 
 impl<C, G> OperatorOp<C, G> {
     /// The same op with its references mapped (or why one does not map).
-    pub fn map<C2, G2, E>(
+    pub(crate) fn map<C2, G2, E>(
         self,
         c: impl FnOnce(C) -> Result<C2, E>,
         g: impl FnOnce(G) -> Result<G2, E>,
@@ -195,7 +195,7 @@ impl<C, G> OperatorOp<C, G> {
     }
 
     /// The channel reference, for ops about one channel.
-    pub fn channel(&self) -> Option<&C> {
+    pub(crate) fn channel(&self) -> Option<&C> {
         match self {
             OperatorOp::Admin(c, _)
             | OperatorOp::Weight(c, _)
@@ -209,7 +209,7 @@ impl<C, G> OperatorOp<C, G> {
     }
 
     /// Whether the change is operator state kept in the state file.
-    pub fn persists(&self) -> bool {
+    pub(crate) fn persists(&self) -> bool {
         match self {
             OperatorOp::Admin(..)
             | OperatorOp::Weight(..)
@@ -229,10 +229,10 @@ impl<C, G> OperatorOp<C, G> {
 /// many matched (more than one only for [`ChannelKey::Every`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Hit {
-    pub group: usize,
-    pub index: usize,
-    pub name: String,
-    pub count: usize,
+    pub(crate) group: usize,
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) count: usize,
 }
 
 /// What an op did. `changed` is false when the state was already so.

@@ -16,14 +16,14 @@ pub enum Version {
 
 impl Version {
     /// The word of YAML, the command line and `show json`.
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Version::V1 => "v1",
             Version::V2 => "v2",
         }
     }
 
-    pub fn from_word(w: &str) -> Option<Version> {
+    pub(crate) fn from_word(w: &str) -> Option<Version> {
         match w {
             "v1" => Some(Version::V1),
             "v2" => Some(Version::V2),

@@ -53,10 +53,10 @@ pub(crate) enum Step {
 /// What a reload changed, counted per listener.
 #[derive(Debug, Default)]
 pub(crate) struct Summary {
-    pub added: usize,
-    pub removed: usize,
-    pub changed: usize,
-    pub same: usize,
+    pub(crate) added: usize,
+    pub(crate) removed: usize,
+    pub(crate) changed: usize,
+    pub(crate) same: usize,
 }
 
 impl std::fmt::Display for Summary {
@@ -120,8 +120,8 @@ impl Resolved {
 
 /// The running listeners as the planner sees them: config and socket.
 pub(crate) struct Current<'a> {
-    pub cfg: &'a ListenerConfig,
-    pub sock: &'a std::net::TcpListener,
+    pub(crate) cfg: &'a ListenerConfig,
+    pub(crate) sock: &'a std::net::TcpListener,
 }
 
 /// Phase 1, fallible, nothing running is touched: bind every new listener

@@ -155,13 +155,13 @@ struct Doc {
 
 /// What the old process hands over, gathered by the supervisor.
 pub(crate) struct Parts {
-    pub listeners: Vec<(SocketAddr, OwnedFd)>,
-    pub controls: Vec<(PathBuf, OwnedFd, OwnedFd)>,
-    pub metrics: Option<(SocketAddr, OwnedFd)>,
-    pub pidfile: Option<(PathBuf, OwnedFd)>,
-    pub haproxy: Option<(PathBuf, OwnedFd, OwnedFd)>,
-    pub run_dir: PathBuf,
-    pub services: Vec<std::sync::Arc<Service>>,
+    pub(crate) listeners: Vec<(SocketAddr, OwnedFd)>,
+    pub(crate) controls: Vec<(PathBuf, OwnedFd, OwnedFd)>,
+    pub(crate) metrics: Option<(SocketAddr, OwnedFd)>,
+    pub(crate) pidfile: Option<(PathBuf, OwnedFd)>,
+    pub(crate) haproxy: Option<(PathBuf, OwnedFd, OwnedFd)>,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) services: Vec<std::sync::Arc<Service>>,
 }
 
 /// The channels that are down now, per listener.
@@ -393,14 +393,14 @@ pub(crate) struct Handed {
     metrics: Option<(SocketAddr, std::net::TcpListener)>,
     pidfile: Option<(PathBuf, File)>,
     haproxy: Option<(PathBuf, Inherited)>,
-    pub run_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
     state: String,
     down: Vec<Down>,
 }
 
 /// The state and control sockets the supervisor starts from.
 pub(crate) struct Carried {
-    pub controls: HashMap<PathBuf, Inherited>,
+    pub(crate) controls: HashMap<PathBuf, Inherited>,
     state: Option<std::sync::Arc<StateFile>>,
     down: Vec<Down>,
 }

@@ -25,32 +25,32 @@ const KEEPALIVE_MAX: Duration = Duration::from_secs(32767);
 /// A listener as written, from either input. `None` means "not given".
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ListenerSpec {
-    pub name: String,
-    pub bind: SocketAddr,
+    pub(crate) name: String,
+    pub(crate) bind: SocketAddr,
     /// Channels with port 0 take the listener's port.
-    pub groups: Vec<GroupConfig>,
-    pub connect_timeout: Option<Duration>,
+    pub(crate) groups: Vec<GroupConfig>,
+    pub(crate) connect_timeout: Option<Duration>,
     /// Zero means "never".
-    pub idle_timeout: Option<Duration>,
-    pub client_keepalive: Option<Keepalive>,
-    pub server_keepalive: Option<Keepalive>,
-    pub source: Option<IpAddr>,
-    pub autodisable: bool,
-    pub hash_failover: bool,
-    pub packet_dump: bool,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) client_keepalive: Option<Keepalive>,
+    pub(crate) server_keepalive: Option<Keepalive>,
+    pub(crate) source: Option<IpAddr>,
+    pub(crate) autodisable: bool,
+    pub(crate) hash_failover: bool,
+    pub(crate) packet_dump: bool,
     /// Zero means "off".
-    pub race: Option<Duration>,
+    pub(crate) race: Option<Duration>,
     /// Zero means "off".
-    pub spin: Option<Duration>,
-    pub failback: Option<Failback>,
-    pub on_down_shutdown: bool,
-    pub on_up_shutdown_backup: bool,
+    pub(crate) spin: Option<Duration>,
+    pub(crate) failback: Option<Failback>,
+    pub(crate) on_down_shutdown: bool,
+    pub(crate) on_up_shutdown_backup: bool,
     /// `fence:` in the file; the monitor's `fence`/`nofence` otherwise.
-    pub fence: Option<bool>,
+    pub(crate) fence: Option<bool>,
     /// Its own `on-down`/`on-up` flags add to the listener's.
-    pub monitor: Option<MonitorSpec>,
-    pub connection_log: Option<ConnLogConfig>,
-    pub accept_proxy: Vec<Cidr>,
+    pub(crate) monitor: Option<MonitorSpec>,
+    pub(crate) connection_log: Option<ConnLogConfig>,
+    pub(crate) accept_proxy: Vec<Cidr>,
 }
 
 /// Which keepalive (`-k`/`client:` or `-K`/`server:`).

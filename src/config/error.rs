@@ -24,7 +24,7 @@ pub(crate) fn quote(tok: &str) -> String {
 /// A value that does not fit its grammar. The text names the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct BadValue(pub String);
+pub struct BadValue(pub(crate) String);
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -47,17 +47,17 @@ pub(crate) enum ConfigError {
 /// Config text that does not parse or validate (no file name yet).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ParseError(pub String);
+pub struct ParseError(pub(crate) String);
 
 /// A channel name that resolves to a listener of this process.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("listener \"{listener}\": channel {channel} resolves to {addr}, {what}")]
 pub(crate) struct ResolvedLoop {
-    pub listener: String,
-    pub channel: String,
-    pub addr: std::net::SocketAddr,
+    pub(crate) listener: String,
+    pub(crate) channel: String,
+    pub(crate) addr: std::net::SocketAddr,
     /// "the listener itself", or which other listener.
-    pub what: String,
+    pub(crate) what: String,
 }
 
 /// A channel that points at another listener of the same file.
@@ -66,8 +66,8 @@ pub(crate) struct ResolvedLoop {
     "listener \"{listener}\": channel {channel} points at listener \"{other}\" ({bind}) of this process"
 )]
 pub(crate) struct CrossLoop {
-    pub listener: String,
-    pub channel: String,
-    pub other: String,
-    pub bind: std::net::SocketAddr,
+    pub(crate) listener: String,
+    pub(crate) channel: String,
+    pub(crate) other: String,
+    pub(crate) bind: std::net::SocketAddr,
 }

@@ -26,8 +26,8 @@ const NOSRV: &str = "<NOSRV>";
 
 /// A moment broken down in local time, with its milliseconds.
 pub(super) struct Stamp {
-    pub t: crate::sys::LocalTime,
-    pub millis: u32,
+    pub(crate) t: crate::sys::LocalTime,
+    pub(crate) millis: u32,
 }
 
 impl Stamp {

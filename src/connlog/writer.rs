@@ -57,7 +57,7 @@ pub(super) enum Msg {
 /// The sending side of a writer; the thread ends when the last is dropped.
 #[derive(Debug)]
 pub(super) struct Handle {
-    pub tx: SyncSender<Msg>,
+    pub(crate) tx: SyncSender<Msg>,
 }
 
 impl Handle {

@@ -70,15 +70,15 @@ pub enum FleetCmd {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SwitchArgs {
     /// The target group (default: the next one, or 0 from a backup).
-    pub to: Option<usize>,
+    pub(crate) to: Option<usize>,
     /// How long the target may take to catch up.
-    pub limit: Option<Duration>,
+    pub(crate) limit: Option<Duration>,
     /// How long sessions with a request in flight may finish it (`grace=`);
     /// idle ones end at once.
-    pub grace: Option<Duration>,
+    pub(crate) grace: Option<Duration>,
     /// `force`: move even when nothing can be verified (no GTID position
     /// on the old group).
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 /// The longest `grace=` a switchover takes (clients are held meanwhile).
@@ -211,7 +211,7 @@ fn word(tok: &str) -> Option<&'static str> {
 /// sent back to the client as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct CommandError(pub String);
+pub struct CommandError(pub(crate) String);
 
 /// Parse one line (without its newline).
 pub fn parse(line: &str) -> Result<Command, CommandError> {

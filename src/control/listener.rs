@@ -13,20 +13,20 @@ use crate::service::Service;
 
 /// Everything the commands of one listener act on.
 pub(crate) struct Control {
-    pub svc: Arc<Service>,
-    pub state: Option<Arc<StateFile>>,
+    pub(crate) svc: Arc<Service>,
+    pub(crate) state: Option<Arc<StateFile>>,
     /// `kill` cancels it: the same graceful shutdown as SIGTERM.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// `reload` asks through it.
-    pub reload: ReloadHandle,
-    pub started: Instant,
+    pub(crate) reload: ReloadHandle,
+    pub(crate) started: Instant,
     /// Fleet mode (`fleet ...` commands); None: standalone.
-    pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Every running listener of the process (empty in unit tests):
     /// `create`/`assign` refuse to point at any of them.
-    pub listeners: crate::registry::Registry,
+    pub(crate) listeners: crate::registry::Registry,
     /// `upgrade` asks through it.
-    pub upgrade: crate::control::upgrade::UpgradeHandle,
+    pub(crate) upgrade: crate::control::upgrade::UpgradeHandle,
     /// Serializes changes between sessions.
     pub(super) write: tokio::sync::Mutex<()>,
 }

@@ -3,10 +3,10 @@
 /// The answer to one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reply {
-    pub lines: Vec<String>,
-    pub ok: bool,
+    pub(crate) lines: Vec<String>,
+    pub(crate) ok: bool,
     /// The session ends after this reply (`quit`, `kill`).
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 impl Reply {

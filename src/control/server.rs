@@ -91,21 +91,21 @@ impl ControlHandle {
 pub(crate) struct Context {
     /// The run directory, computed once at start: a socket directly in it
     /// gets the directory created (0700) and checked.
-    pub run_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
     /// `--state-file`, restored once at process start by the caller.
-    pub state: Option<Arc<StateFile>>,
+    pub(crate) state: Option<Arc<StateFile>>,
     /// `kill` cancels it: the process's graceful shutdown, as SIGTERM.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// `reload` asks through it.
-    pub reload: ReloadHandle,
+    pub(crate) reload: ReloadHandle,
     /// Fleet mode: `fleet ...` commands write etcd through it.
-    pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The running listeners (`create`/`assign` refuse every bind of the
     /// process).
-    pub listeners: crate::registry::Registry,
+    pub(crate) listeners: crate::registry::Registry,
     /// `upgrade` asks through it; once handed over, stopping servers keep
     /// their socket files (the successor serves them).
-    pub upgrade: crate::control::upgrade::UpgradeHandle,
+    pub(crate) upgrade: crate::control::upgrade::UpgradeHandle,
 }
 
 /// A control socket received from the previous process (`upgrade`): the
@@ -113,8 +113,8 @@ pub(crate) struct Context {
 /// to the open file, which both processes share).
 #[derive(Debug)]
 pub(crate) struct Inherited {
-    pub sock: std::os::unix::net::UnixListener,
-    pub lock: std::fs::File,
+    pub(crate) sock: std::os::unix::net::UnixListener,
+    pub(crate) lock: std::fs::File,
 }
 
 /// Bind this listener's control socket at `path` and serve it until
@@ -170,8 +170,8 @@ pub(crate) async fn spawn_from(
 /// `upgrade` to hand over.
 #[derive(Debug)]
 pub(crate) struct HandoverFds {
-    pub sock: std::os::fd::OwnedFd,
-    pub lock: std::os::fd::OwnedFd,
+    pub(crate) sock: std::os::fd::OwnedFd,
+    pub(crate) lock: std::os::fd::OwnedFd,
 }
 
 impl HandoverFds {

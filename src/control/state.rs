@@ -59,15 +59,15 @@ struct Doc {
 pub(crate) struct ListenerState {
     /// The channels as configured (`host:port` per group), to detect a
     /// changed configuration.
-    pub configured: Vec<Vec<String>>,
-    pub groups: Vec<GroupState>,
+    pub(crate) configured: Vec<Vec<String>>,
+    pub(crate) groups: Vec<GroupState>,
     /// `spin on`: when the operator hold ends, in ms since the Unix epoch
     /// (absent: off; older files have neither field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spin_until_ms: Option<u64>,
+    pub(crate) spin_until_ms: Option<u64>,
     /// `monitor disable`: active probes paused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub monitor_disabled: bool,
+    pub(crate) monitor_disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,10 +76,10 @@ pub(crate) struct GroupState {
     /// The group's name (absent in files written before names: the
     /// configured name, or the default, is taken).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `rr`, `hash` or `leastconn` (another word makes the file invalid).
-    pub policy: Policy,
-    pub channels: Vec<ChannelState>,
+    pub(crate) policy: Policy,
+    pub(crate) channels: Vec<ChannelState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,15 +88,15 @@ pub(crate) struct ChannelState {
     /// The channel's name (absent in files written before names: the
     /// configured channel's at the same place, or the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub host: String,
-    pub port: u16,
-    pub admin: Admin,
-    pub maxc: u32,
-    pub weight: u32,
+    pub(crate) name: Option<String>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) admin: Admin,
+    pub(crate) maxc: u32,
+    pub(crate) weight: u32,
     /// `disable health`: no health checks, counted as up (absent: on).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub health_off: bool,
+    pub(crate) health_off: bool,
 }
 
 /// One state file, shared by every listener of the process.

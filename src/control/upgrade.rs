@@ -21,8 +21,8 @@ pub(crate) type UpgradeResult = Result<u32, String>;
 #[derive(Debug)]
 pub(crate) struct UpgradeRequest {
     /// The binary to start; None: the one the process was started from.
-    pub path: Option<PathBuf>,
-    pub reply: oneshot::Sender<UpgradeResult>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) reply: oneshot::Sender<UpgradeResult>,
 }
 
 /// The receiving end, held by the supervisor.

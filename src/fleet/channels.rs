@@ -27,9 +27,9 @@ const DEFAULT_WEIGHT: u32 = 1;
 /// One registration: group, channel, weight (None: as it is / default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reg {
-    pub group: usize,
-    pub chan: Endpoint,
-    pub weight: Option<u32>,
+    pub(crate) group: usize,
+    pub(crate) chan: Endpoint,
+    pub(crate) weight: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,7 +54,7 @@ impl Reg {
         })
     }
 
-    pub fn decode_key(key: &str) -> Result<(usize, Endpoint), String> {
+    pub(crate) fn decode_key(key: &str) -> Result<(usize, Endpoint), String> {
         let (g, c) = key.split_once('/').ok_or("key is not GROUP/HOST:PORT")?;
         let group = g
             .parse::<usize>()

@@ -231,9 +231,9 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Access {
     /// For the `https://` endpoints: the CA and the client certificate.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     /// etcd's authentication: user and password.
-    pub login: Option<(String, String)>,
+    pub(crate) login: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Access {
@@ -290,7 +290,7 @@ impl Client {
     /// A client of the endpoints `domain`'s SRV records name (see
     /// [`srv`]; `_etcd-client-ssl` with TLS), looked up at the first
     /// request and again at each later one until the lookup succeeds.
-    pub fn with_discovery(
+    pub(crate) fn with_discovery(
         domain: &str,
         timeout: Duration,
         access: Access,
@@ -329,7 +329,7 @@ impl Client {
     /// Replace the TLS settings and the login (a reload re-read their
     /// files): new connections use them; a new login is made at the next
     /// request. Established watches go on.
-    pub fn set_access(&self, access: Access) {
+    pub(crate) fn set_access(&self, access: Access) {
         if let Ok(mut a) = self.inner.access.write() {
             *a = access;
         }
@@ -431,7 +431,7 @@ impl Client {
     }
 
     /// The endpoints, as configured or as discovered (none yet: empty).
-    pub fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<String> {
         self.eps_now().iter().map(|e| e.url.clone()).collect()
     }
 

@@ -56,21 +56,21 @@ const DECIDE: Duration = Duration::from_millis(50);
 /// `fence/record`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Decision {
-    pub group: usize,
-    pub by: String,
-    pub at: u64,
+    pub(crate) group: usize,
+    pub(crate) by: String,
+    pub(crate) at: u64,
 }
 
 /// `fence/member/ID`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Ack {
-    pub id: String,
+    pub(crate) id: String,
     /// The record revision fenced for (0: none).
-    pub rev: i64,
+    pub(crate) rev: i64,
     #[serde(default)]
-    pub reset: u32,
+    pub(crate) reset: u32,
     #[serde(default)]
-    pub at: u64,
+    pub(crate) at: u64,
 }
 
 impl Decision {

@@ -56,11 +56,11 @@ const MAX_REQUEST: Duration = Duration::from_secs(1);
 /// instance's id. Per-service tasks (this module's election, and the
 /// operator-state and channel-list watchers) hang off [`Fleet::spawn`].
 pub(crate) struct Fleet {
-    pub client: etcd::Client,
-    pub prefix: String,
-    pub id: String,
+    pub(crate) client: etcd::Client,
+    pub(crate) prefix: String,
+    pub(crate) id: String,
     /// The live Services (a reload replaces a listener's Service).
-    pub registry: Registry,
+    pub(crate) registry: Registry,
     fallback: Option<Duration>,
     /// The per-service tasks, so shutdown can wait for them to give their
     /// roles up.
@@ -82,18 +82,18 @@ impl std::fmt::Debug for Fleet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Timing {
     /// The monitor's interval.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// The prober's lease TTL: a dead prober is replaced within about this.
-    pub ttl: Duration,
+    pub(crate) ttl: Duration,
     /// Keepalive period (TTL/3).
-    pub keepalive: Duration,
+    pub(crate) keepalive: Duration,
     /// etcd unreachable this long → probe alone.
-    pub fallback: Duration,
+    pub(crate) fallback: Duration,
     /// How often a watch proves it is alive, and how long its member may
     /// take to answer (fallback/3, within 100 ms..1 s): a watch through a
     /// member that hangs is given up within two of these, before
     /// `fallback`.
-    pub check: Duration,
+    pub(crate) check: Duration,
 }
 
 impl Timing {

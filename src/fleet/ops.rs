@@ -60,7 +60,7 @@ struct Value {
 impl Op {
     /// The fleet op for a front end's `op` (`chan`: a channel's address;
     /// `until`: when a hold ends, unix ms), or why it has no fleet scope.
-    pub fn of<C, G>(
+    pub(crate) fn of<C, G>(
         op: OperatorOp<C, G>,
         chan: impl FnOnce(C) -> Result<Endpoint, String>,
         until: impl FnOnce(SpinSet) -> Option<u64>,
@@ -80,7 +80,7 @@ impl Op {
     }
 
     /// The key below `P/svc/NAME/ops/`.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             OperatorOp::Admin(c, _) => format!("admin/{c}"),
             OperatorOp::Weight(c, _) => format!("weight/{c}"),
@@ -93,7 +93,7 @@ impl Op {
     }
 
     /// The JSON value, stamped with the writer's id and the time.
-    pub fn value(&self, by: &str, at_ms: u64) -> String {
+    pub(crate) fn value(&self, by: &str, at_ms: u64) -> String {
         let mut v = Value {
             by: Some(by.to_string()),
             at: Some(at_ms),
@@ -148,7 +148,7 @@ impl Op {
     /// Apply to this instance's listener (every channel at the address,
     /// in any group): what changed (None: nothing needed), or why it
     /// cannot apply here.
-    pub fn apply(&self, svc: &Service) -> Result<Option<String>, String> {
+    pub(crate) fn apply(&self, svc: &Service) -> Result<Option<String>, String> {
         let op = self
             .clone()
             .map(|e| Ok(ChannelKey::Every(e)), |()| Ok(GroupKey::Index(0)))
@@ -174,7 +174,7 @@ impl Op {
     }
 
     /// What the op does, for replies and logs.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             OperatorOp::Admin(c, a) => format!("{c} {}", admin_word(*a)),
             OperatorOp::Weight(c, WeightSet::Abs(w)) => format!("weight of {c} {w}"),

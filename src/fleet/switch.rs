@@ -38,7 +38,7 @@ const ACK_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(crate) enum State {
     Hold,
     Done,
     Aborted,
@@ -46,20 +46,20 @@ pub enum State {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    pub epoch: u64,
-    pub by: String,
-    pub from: usize,
-    pub to: usize,
-    pub state: State,
+    pub(crate) epoch: u64,
+    pub(crate) by: String,
+    pub(crate) from: usize,
+    pub(crate) to: usize,
+    pub(crate) state: State,
     /// Each member holds its new clients at most this long (ms) from when
     /// it sees the record (relative: clocks may differ).
-    pub hold_ms: u64,
+    pub(crate) hold_ms: u64,
     /// When the initiator gives up at the latest (unix ms; for people).
-    pub deadline_ms: u64,
+    pub(crate) deadline_ms: u64,
 }
 
 impl Record {
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
@@ -70,14 +70,14 @@ impl Record {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
-    pub epoch: u64,
-    pub id: String,
+    pub(crate) epoch: u64,
+    pub(crate) id: String,
     /// Sessions this member ended on group `from`.
-    pub ended: u32,
+    pub(crate) ended: u32,
 }
 
 impl Ack {
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 

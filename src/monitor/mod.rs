@@ -62,13 +62,13 @@ pub(crate) type Prober = Arc<dyn Fn(Job) -> ProbeFuture + Send + Sync>;
 /// What the scheduler does for one listener.
 #[derive(Clone)]
 pub(crate) struct Plan {
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Rounds for suspects only (down, or a failure streak) this often,
     /// when shorter than `interval`.
-    pub suspect_interval: Option<Duration>,
-    pub jitter: Duration,
+    pub(crate) suspect_interval: Option<Duration>,
+    pub(crate) jitter: Duration,
     /// Recovery monitor: probe only soft-down channels.
-    pub only_down: bool,
+    pub(crate) only_down: bool,
 }
 
 /// Start the monitor of one listener (with `-m`, or the implicit recovery

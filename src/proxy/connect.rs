@@ -33,12 +33,12 @@ use crate::connlog::Race;
 
 /// A connected backend with its reserved slot.
 pub(crate) struct Connected {
-    pub stream: TcpStream,
-    pub guard: ConnGuard,
-    pub cand: Candidate,
-    pub addr: SocketAddr,
+    pub(crate) stream: TcpStream,
+    pub(crate) guard: ConnGuard,
+    pub(crate) cand: Candidate,
+    pub(crate) addr: SocketAddr,
     /// The group a routed client's chain started from.
-    pub from: Option<usize>,
+    pub(crate) from: Option<usize>,
 }
 
 /// Why a client could not be connected.

@@ -131,16 +131,16 @@ impl HalfState {
 /// connection, a direction that ended or one that fell back from splice
 /// holds none.
 pub(crate) struct HalfDuplex<'a> {
-    pub dir: Dir,
-    pub src: &'a TcpStream,
-    pub dst: &'a TcpStream,
+    pub(crate) dir: Dir,
+    pub(crate) src: &'a TcpStream,
+    pub(crate) dst: &'a TcpStream,
     /// The channel's `sent` (to the backend) or `rcvd` (to the client).
-    pub counter: &'a AtomicU64,
+    pub(crate) counter: &'a AtomicU64,
     /// Shared by both directions: when bytes last moved.
-    pub act: &'a Activity,
-    pub state: &'a HalfState,
+    pub(crate) act: &'a Activity,
+    pub(crate) state: &'a HalfState,
     /// The opposite direction's state, read only.
-    pub peer: &'a HalfState,
+    pub(crate) peer: &'a HalfState,
 }
 
 /// One read of the source into a buffer.

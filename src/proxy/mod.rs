@@ -50,10 +50,10 @@ pub(crate) use trace::{Logged, NoLog};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Peer {
     /// The client's address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The address the client connected to, when a PROXY header said;
     /// otherwise the socket's own, read only when a header is sent.
-    pub dst: Option<SocketAddr>,
+    pub(crate) dst: Option<SocketAddr>,
 }
 
 impl Peer {

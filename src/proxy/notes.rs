@@ -25,18 +25,18 @@ pub(crate) enum Fail {
 #[derive(Default)]
 pub(crate) struct Notes {
     /// Connect attempts that failed.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// Time held by `--spin` or `spin on`.
-    pub waited: Duration,
+    pub(crate) waited: Duration,
     /// Held at least once (`--spin`).
-    pub spun: bool,
+    pub(crate) spun: bool,
     /// The client left while held, not while connecting.
-    pub left_held: bool,
-    pub last_fail: Fail,
+    pub(crate) left_held: bool,
+    pub(crate) last_fail: Fail,
     /// The channel of the last connect that did not connect (the server
     /// of a connection that got none).
-    pub tried: Option<Candidate>,
-    pub race: Race,
+    pub(crate) tried: Option<Candidate>,
+    pub(crate) race: Race,
 }
 
 tokio::task_local! {

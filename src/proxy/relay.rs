@@ -46,12 +46,12 @@ pub(crate) enum End {
 
 /// What a relay needs besides the two sockets.
 pub(crate) struct RelayOpts<'a> {
-    pub sent: &'a AtomicU64,
-    pub rcvd: &'a AtomicU64,
-    pub idle_timeout: Option<Duration>,
-    pub dump: bool,
+    pub(crate) sent: &'a AtomicU64,
+    pub(crate) rcvd: &'a AtomicU64,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) dump: bool,
     /// Zero-copy `splice(2)` relay (off with `--no-splice`; never with `-p`).
-    pub splice: bool,
+    pub(crate) splice: bool,
 }
 
 /// What outlives an active phase: when bytes last moved, and each

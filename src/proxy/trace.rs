@@ -63,11 +63,11 @@ pub(crate) async fn watch_first_byte(
 
 /// What a relayed connection's log line reads at its end.
 pub(crate) struct Ended<'a> {
-    pub svc: &'a Service,
-    pub channel: &'a Channel,
-    pub client: &'a TcpStream,
-    pub backend: &'a TcpStream,
-    pub permit: &'a OwnedSemaphorePermit,
+    pub(crate) svc: &'a Service,
+    pub(crate) channel: &'a Channel,
+    pub(crate) client: &'a TcpStream,
+    pub(crate) backend: &'a TcpStream,
+    pub(crate) permit: &'a OwnedSemaphorePermit,
 }
 
 /// No connection log: every hook is empty.

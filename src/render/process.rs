@@ -4,13 +4,13 @@
 /// One reading of the process's resources.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ProcessView {
-    pub cpu_seconds: f64,
-    pub resident_bytes: u64,
-    pub virtual_bytes: u64,
-    pub open_fds: u64,
-    pub max_fds: u64,
+    pub(crate) cpu_seconds: f64,
+    pub(crate) resident_bytes: u64,
+    pub(crate) virtual_bytes: u64,
+    pub(crate) open_fds: u64,
+    pub(crate) max_fds: u64,
     /// Seconds since the Unix epoch.
-    pub start_time: f64,
+    pub(crate) start_time: f64,
 }
 
 impl ProcessView {

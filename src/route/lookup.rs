@@ -37,14 +37,14 @@ pub(crate) const EXIT_NOT_FOUND: i32 = 1;
 
 /// What the directory said about a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     Target(RouteTarget),
     NotFound,
 }
 
 /// How a key was resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// From the cache, answered `age` ago.
     Cached(Answer, Duration),
     /// Looked up now (by this client's flight or one it waited for).
@@ -56,11 +56,11 @@ pub enum Resolved {
 }
 
 #[derive(Debug, Default)]
-pub struct LookupStats {
+pub(crate) struct LookupStats {
     /// Lookups made (flights, not waiting clients).
-    pub lookups: AtomicU64,
-    pub errors: AtomicU64,
-    pub stale: AtomicU64,
+    pub(crate) lookups: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) stale: AtomicU64,
 }
 
 type Flight = watch::Receiver<Option<Result<Answer, String>>>;
@@ -71,12 +71,12 @@ struct Slot {
     flight: Option<Flight>,
 }
 
-pub struct Lookup {
+pub(crate) struct Lookup {
     cfg: LookupConfig,
     groups: Arc<[String]>,
     listener: String,
     slots: Mutex<HashMap<Box<str>, Slot>>,
-    pub stats: LookupStats,
+    pub(crate) stats: LookupStats,
 }
 
 /// Whether `key` may go into a URL path or an argument as is: letters,
@@ -91,7 +91,7 @@ pub(crate) fn safe_key(key: &str) -> bool {
 }
 
 impl Lookup {
-    pub fn new(cfg: LookupConfig, groups: Arc<[String]>, listener: &str) -> Lookup {
+    pub(crate) fn new(cfg: LookupConfig, groups: Arc<[String]>, listener: &str) -> Lookup {
         Lookup {
             cfg,
             groups,
@@ -109,7 +109,7 @@ impl Lookup {
     }
 
     /// The cached answer for `key`, when fresh.
-    pub fn cached(&self, key: &str) -> Option<(Answer, Duration)> {
+    pub(crate) fn cached(&self, key: &str) -> Option<(Answer, Duration)> {
         let slots = self.slots.lock().ok()?;
         let (a, at) = slots.get(key)?.cached?;
         let age = at.elapsed();
@@ -117,7 +117,7 @@ impl Lookup {
     }
 
     /// Resolve `key`: the cache, or a lookup (joining one in flight).
-    pub async fn resolve(self: &Arc<Self>, key: &str) -> Resolved {
+    pub(crate) async fn resolve(self: &Arc<Self>, key: &str) -> Resolved {
         if !safe_key(key) {
             return Resolved::Failed(format!(
                 "key {} is not looked up",

@@ -44,7 +44,7 @@ pub struct Name {
 impl Name {
     /// `b` as a routing key, when it is a host name: letters, digits, `-`,
     /// `_`, `.`; at most [`MAX_NAME`] bytes; not empty.
-    pub fn new(b: &[u8]) -> Option<Name> {
+    pub(crate) fn new(b: &[u8]) -> Option<Name> {
         let b = b.strip_suffix(b".").unwrap_or(b);
         let ok = !b.is_empty()
             && b.len() <= MAX_NAME

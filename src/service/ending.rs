@@ -21,9 +21,9 @@ const POLL: Duration = Duration::from_millis(5);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ended {
     /// Sessions ended (idle, or once their request was answered, or cut).
-    pub ended: u32,
+    pub(crate) ended: u32,
     /// Of those, cut at the grace with a request still in flight.
-    pub cut: u32,
+    pub(crate) cut: u32,
 }
 
 /// End `old`'s sessions: each as soon as it is quiet, the rest after

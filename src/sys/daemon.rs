@@ -25,9 +25,9 @@ pub(crate) enum Forked {
 /// What the daemon told the parent.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Report {
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// `Err((exit code, message))`: the daemon is not running.
-    pub outcome: Result<(), (Option<u8>, String)>,
+    pub(crate) outcome: Result<(), (Option<u8>, String)>,
 }
 
 /// The daemon's end of the readiness pipe.

@@ -104,16 +104,16 @@ pub(crate) fn bytes_received(s: &TcpStream, reset: bool) -> Option<u64> {
 /// A wall-clock second broken down in the local time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LocalTime {
-    pub year: i32,
+    pub(crate) year: i32,
     /// 1-12.
-    pub month: u32,
+    pub(crate) month: u32,
     /// 1-31.
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: u32,
+    pub(crate) minute: u32,
+    pub(crate) second: u32,
     /// East of UTC, in seconds.
-    pub utc_offset: i64,
+    pub(crate) utc_offset: i64,
 }
 
 /// `secs` since the epoch in the local time zone (localtime_r(3)).

@@ -84,7 +84,7 @@ pub(crate) fn isolated(
 
 /// Kills a command's process group when dropped (a timeout, a
 /// cancellation, or done: whatever it left in its group goes with it).
-pub(crate) struct GroupKill(pub Option<u32>);
+pub(crate) struct GroupKill(pub(crate) Option<u32>);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {

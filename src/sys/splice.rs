@@ -9,8 +9,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// Both ends close when it is dropped.
 #[derive(Debug)]
 pub(crate) struct RawPipe {
-    pub r: OwnedFd,
-    pub w: OwnedFd,
+    pub(crate) r: OwnedFd,
+    pub(crate) w: OwnedFd,
 }
 
 impl RawPipe {

@@ -36,11 +36,11 @@ pub(crate) const QUERY: Duration = Duration::from_secs(2);
 /// A switchover's groups and login, checked (shared with
 /// `fleet switchover`).
 pub(crate) struct Plan {
-    pub from: usize,
-    pub to: usize,
-    pub old: Arc<Group>,
-    pub new: Arc<Group>,
-    pub login: Login,
+    pub(crate) from: usize,
+    pub(crate) to: usize,
+    pub(crate) old: Arc<Group>,
+    pub(crate) new: Arc<Group>,
+    pub(crate) login: Login,
 }
 
 impl Plan {

@@ -10,8 +10,8 @@ use crate::pool::Admin;
 /// `backend/server` as written: a name or `#ID` on each side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SrvRef {
-    pub backend: String,
-    pub server: String,
+    pub(crate) backend: String,
+    pub(crate) server: String,
 }
 
 /// A change to one server, through the operator model.
@@ -27,17 +27,17 @@ pub(crate) enum Change {
 /// What `show stat` dumps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct StatFilter {
-    pub typed: bool,
+    pub(crate) typed: bool,
     /// `up`: only servers that are up (and the frontends and backends).
-    pub up: bool,
+    pub(crate) up: bool,
     /// `no-maint`: no server in maintenance.
-    pub no_maint: bool,
+    pub(crate) no_maint: bool,
     /// `<iid>`: one proxy (-1: all).
-    pub iid: i64,
+    pub(crate) iid: i64,
     /// `<type>`: 1 frontends, 2 backends, 4 servers, ORed (-1: all).
-    pub kinds: i64,
+    pub(crate) kinds: i64,
     /// `<sid>`: one server (-1: all).
-    pub sid: i64,
+    pub(crate) sid: i64,
 }
 
 impl Default for StatFilter {

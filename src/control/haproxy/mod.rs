@@ -49,7 +49,7 @@ const PROMPT: &str = "> ";
 
 /// The running socket; it is removed when `stop` is cancelled.
 pub(crate) struct Handle {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     task: tokio::task::JoinHandle<()>,
     fds: Arc<server::HandoverFds>,
 }
@@ -91,10 +91,10 @@ fn why(path: &Path, e: &io::Error) -> String {
 pub(crate) struct Start {
     /// The previous process's socket at the path (`upgrade`): served
     /// instead of binding.
-    pub inherited: Option<server::Inherited>,
+    pub(crate) inherited: Option<server::Inherited>,
     /// Once handed over by `upgrade`, the files stay (the successor's).
-    pub keep: crate::control::upgrade::UpgradeHandle,
-    pub stop: CancellationToken,
+    pub(crate) keep: crate::control::upgrade::UpgradeHandle,
+    pub(crate) stop: CancellationToken,
 }
 
 /// Bind the socket (or serve the inherited one) until `stop` is cancelled.

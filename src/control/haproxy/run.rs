@@ -19,14 +19,14 @@ use crate::service::Service;
 
 /// What every session of the socket shares.
 pub(crate) struct Runtime {
-    pub registry: Registry,
-    pub state: Option<Arc<StateFile>>,
+    pub(crate) registry: Registry,
+    pub(crate) state: Option<Arc<StateFile>>,
     /// The process's connection limit (`show info`'s Maxconn).
-    pub maxconn: usize,
-    pub threads: usize,
-    pub started: Instant,
+    pub(crate) maxconn: usize,
+    pub(crate) threads: usize,
+    pub(crate) started: Instant,
     /// Serializes changes between sessions.
-    pub write: tokio::sync::Mutex<()>,
+    pub(crate) write: tokio::sync::Mutex<()>,
 }
 
 /// What one command did to the session.

@@ -130,22 +130,22 @@ pub(crate) const COLUMNS: &[&str] = &[
 /// One listener as the runtime API sees it.
 pub(crate) struct Proxy<'a> {
     /// Proxy id (1-based place in the configuration).
-    pub iid: usize,
-    pub view: &'a ListenerView,
+    pub(crate) iid: usize,
+    pub(crate) view: &'a ListenerView,
     /// Health checks configured (`-m` / `monitor:`), and whether they
     /// are application-level (HAProxy's `L7` codes) rather than a connect.
-    pub checks: Option<Checks>,
+    pub(crate) checks: Option<Checks>,
     /// Process uptime (`lastchg` of what never changed).
-    pub uptime: Duration,
+    pub(crate) uptime: Duration,
     /// Seconds since each channel's health last changed (by place).
-    pub changed: Vec<Option<Duration>>,
+    pub(crate) changed: Vec<Option<Duration>>,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Checks {
-    pub layer7: bool,
-    pub rise: u32,
-    pub fall: u32,
+    pub(crate) layer7: bool,
+    pub(crate) rise: u32,
+    pub(crate) fall: u32,
 }
 
 /// A row: the non-empty values by column.
@@ -458,19 +458,19 @@ pub(crate) fn backends(proxies: &[Proxy<'_>]) -> String {
 
 /// What `show info` reports about the process.
 pub(crate) struct Info {
-    pub version: String,
-    pub pid: u32,
-    pub uptime: Duration,
-    pub threads: usize,
-    pub nofile: u64,
-    pub maxconn: usize,
-    pub curr_conns: u64,
-    pub cum_conns: u64,
-    pub pipes_used: u64,
-    pub pipes_free: u64,
-    pub tasks: usize,
-    pub run_queue: usize,
-    pub node: String,
+    pub(crate) version: String,
+    pub(crate) pid: u32,
+    pub(crate) uptime: Duration,
+    pub(crate) threads: usize,
+    pub(crate) nofile: u64,
+    pub(crate) maxconn: usize,
+    pub(crate) curr_conns: u64,
+    pub(crate) cum_conns: u64,
+    pub(crate) pipes_used: u64,
+    pub(crate) pipes_free: u64,
+    pub(crate) tasks: usize,
+    pub(crate) run_queue: usize,
+    pub(crate) node: String,
 }
 
 /// The `Version:` we report: HAProxy's runtime API level we speak (2.6),

@@ -42,16 +42,16 @@ impl Drop for Conn {
 /// `https://` endpoints and etcd's auth token.
 #[derive(Clone, Default)]
 pub(super) struct Via {
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub token: Option<Arc<str>>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) token: Option<Arc<str>>,
 }
 
 /// One `http://host:port` or `https://host:port` endpoint.
 pub(super) struct Endpoint {
     /// As configured, for messages.
-    pub url: String,
+    pub(crate) url: String,
     /// `host:port`.
-    pub authority: String,
+    pub(crate) authority: String,
     /// `https://`: the name its certificate must carry.
     tls_name: Option<rustls::pki_types::ServerName<'static>>,
     idle: Mutex<Vec<(Sender, Conn)>>,

@@ -109,10 +109,10 @@ pub(crate) fn nameservers(conf: &str) -> Vec<SocketAddr> {
 /// One SRV record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Srv {
-    pub priority: u16,
-    pub weight: u16,
-    pub port: u16,
-    pub target: String,
+    pub(crate) priority: u16,
+    pub(crate) weight: u16,
+    pub(crate) port: u16,
+    pub(crate) target: String,
 }
 
 /// Ask `server` for the SRV records of `name`: over UDP, again over TCP

@@ -41,7 +41,7 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// An int64 the gateway sends as a string (proto3 JSON), or a number;
 /// absent means 0.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct I64(pub i64);
+pub(super) struct I64(pub(crate) i64);
 
 impl<'de> Deserialize<'de> for I64 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<I64, D::Error> {
@@ -64,17 +64,17 @@ impl<'de> Deserialize<'de> for I64 {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct Header {
-    pub revision: I64,
+    pub(crate) revision: I64,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RawKv {
-    pub key: String,
-    pub value: String,
-    pub create_revision: I64,
-    pub mod_revision: I64,
-    pub lease: I64,
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) create_revision: I64,
+    pub(crate) mod_revision: I64,
+    pub(crate) lease: I64,
 }
 
 impl RawKv {
@@ -119,65 +119,65 @@ impl RawKv {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RangeReply {
-    pub header: Header,
-    pub kvs: Vec<RawKv>,
+    pub(crate) header: Header,
+    pub(crate) kvs: Vec<RawKv>,
     /// More keys than the request's limit.
-    pub more: bool,
+    pub(crate) more: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RevReply {
-    pub header: Header,
+    pub(crate) header: Header,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct TxnReply {
-    pub header: Header,
-    pub succeeded: bool,
+    pub(crate) header: Header,
+    pub(crate) succeeded: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct LeaseReply {
     #[serde(rename = "ID")]
-    pub id: I64,
+    pub(crate) id: I64,
     #[serde(rename = "TTL")]
-    pub ttl: I64,
+    pub(crate) ttl: I64,
 }
 
 /// `/v3/auth/authenticate`'s reply.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct AuthReply {
-    pub token: String,
+    pub(crate) token: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct Streamed<T> {
-    pub result: Option<T>,
-    pub error: Option<Value>,
+    pub(crate) result: Option<T>,
+    pub(crate) error: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct RawEvent {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub kv: RawKv,
+    pub(crate) kind: String,
+    pub(crate) kv: RawKv,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct WatchReply {
-    pub header: Header,
-    pub created: bool,
-    pub canceled: bool,
-    pub compact_revision: I64,
-    pub cancel_reason: String,
-    pub events: Vec<RawEvent>,
+    pub(crate) header: Header,
+    pub(crate) created: bool,
+    pub(crate) canceled: bool,
+    pub(crate) compact_revision: I64,
+    pub(crate) cancel_reason: String,
+    pub(crate) events: Vec<RawEvent>,
 }
 
 impl WatchReply {

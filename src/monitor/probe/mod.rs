@@ -34,26 +34,26 @@ const EXEC_SLACK: Duration = Duration::from_secs(2);
 /// What a probe runs against: one resolved address of a channel.
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The channel's configured host (name or IP), for `Host:`.
-    pub host: String,
-    pub group: usize,
-    pub index: usize,
+    pub(crate) host: String,
+    pub(crate) group: usize,
+    pub(crate) index: usize,
     /// `-B`: probes leave from the same source address as traffic (it
     /// matters for MySQL grants such as 'chk'@'10.0.0.5').
-    pub source: Option<std::net::IpAddr>,
+    pub(crate) source: Option<std::net::IpAddr>,
     /// Not in the group traffic starts from (the failback floor): the
     /// catch-up gate applies even while the primary is reachable.
-    pub backup: bool,
+    pub(crate) backup: bool,
     /// The serving writer of a fenced failover chain: judged as a primary
     /// (login, `read_only=`), its own replication only warned about.
-    pub primary: bool,
+    pub(crate) primary: bool,
     /// The channel's connection still waiting for a greeting, if the check
     /// keeps one (`mysql`).
-    pub pending: Option<std::sync::Arc<Pending>>,
+    pub(crate) pending: Option<std::sync::Arc<Pending>>,
     /// The channel's `proxy_protocol`: its checks send the matching
     /// header with no client behind it (`PROXY UNKNOWN`, v2 LOCAL).
-    pub proxy: Option<ProxyVersion>,
+    pub(crate) proxy: Option<ProxyVersion>,
 }
 
 impl Ctx {
@@ -71,16 +71,16 @@ impl Ctx {
 /// backend that requires the header accepts its checks).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Dial {
-    pub source: Option<std::net::IpAddr>,
-    pub proxy: Option<ProxyVersion>,
+    pub(crate) source: Option<std::net::IpAddr>,
+    pub(crate) proxy: Option<ProxyVersion>,
 }
 
 /// Where a probed channel stands in its listener (see [`Ctx`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Place {
-    pub backup: bool,
-    pub primary: bool,
-    pub pending: Option<std::sync::Arc<Pending>>,
+    pub(crate) backup: bool,
+    pub(crate) primary: bool,
+    pub(crate) pending: Option<std::sync::Arc<Pending>>,
 }
 
 /// A connection a check opened whose server has not greeted it yet (it
@@ -141,8 +141,8 @@ impl From<&str> for Finding {
 /// What a probe chain found: its verdict and what it learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Probed {
-    pub result: Result<(), Finding>,
-    pub facts: Facts,
+    pub(crate) result: Result<(), Finding>,
+    pub(crate) facts: Facts,
 }
 
 impl From<Result<(), Finding>> for Probed {

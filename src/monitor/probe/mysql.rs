@@ -35,9 +35,9 @@ pub(crate) const FULL_ERRORS: [u16; 2] = [1040, 1129];
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Role {
     /// `read_only=0|1`: `@@read_only` must match.
-    pub read_only: Option<bool>,
+    pub(crate) read_only: Option<bool>,
     /// `max_lag=D`: replication checks and the catch-up gate.
-    pub max_lag: Option<Duration>,
+    pub(crate) max_lag: Option<Duration>,
 }
 
 /// The check; with `max_lag`, a replica's lag (seconds, when known) is
@@ -321,11 +321,11 @@ pub fn parse_greeting(p: &[u8]) -> Result<u32, String> {
 /// What the login needs from a greeting.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Greeting {
-    pub caps: u32,
+    pub(crate) caps: u32,
     /// The 20-byte nonce (auth data parts 1 and 2, without the NUL).
-    pub scramble: Vec<u8>,
+    pub(crate) scramble: Vec<u8>,
     /// The server's default auth plugin (empty if not announced).
-    pub plugin: String,
+    pub(crate) plugin: String,
 }
 
 pub(crate) fn parse_greeting_full(p: &[u8]) -> Result<Greeting, String> {

@@ -19,8 +19,8 @@ pub(super) const MAX_ROWS: usize = 64;
 /// A text resultset: column names and rows of optional (NULL) values.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Rows {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<String>>>,
+    pub(crate) columns: Vec<String>,
+    pub(crate) rows: Vec<Vec<Option<String>>>,
 }
 
 impl Rows {
