@@ -23,7 +23,8 @@ use std::time::{Duration, SystemTime};
 use crate::config::{ConnLogConfig, ConnLogFormat, ConnLogTarget};
 use crate::pool::{Channel, Group};
 
-pub(crate) use format::{json_line, tcplog_line};
+#[cfg(test)]
+use format::{json_line, tcplog_line};
 
 /// Lines dropped because a writer's queue was full or its sink failed.
 static DROPPED: AtomicU64 = AtomicU64::new(0);

@@ -22,9 +22,7 @@ use tokio::sync::Notify;
 
 use crate::config::{Failback, GroupConfig, Host, Policy, names};
 
-pub(crate) use channel::{
-    Admin, Channel, ConnGuard, EndCause, HealthState, Kill, LastResult, ShownState, Target,
-};
+pub(crate) use channel::{Admin, Channel, ConnGuard, EndCause, ShownState, Target};
 pub(crate) use select::client_hash;
 use select::{Selector, Tier, Walk};
 
@@ -268,6 +266,7 @@ impl Pool {
     }
 
     /// Whether any channel could take a connection now.
+    #[cfg(test)]
     pub(crate) fn any_eligible(&self) -> bool {
         self.groups()
             .iter()

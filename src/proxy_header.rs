@@ -15,14 +15,6 @@ pub enum Version {
 }
 
 impl Version {
-    /// The word of YAML, the command line and `show json`.
-    pub(crate) fn word(self) -> &'static str {
-        match self {
-            Version::V1 => "v1",
-            Version::V2 => "v2",
-        }
-    }
-
     pub(crate) fn from_word(w: &str) -> Option<Version> {
         match w {
             "v1" => Some(Version::V1),

@@ -103,6 +103,7 @@ impl Slots {
     }
 
     /// Places taken now.
+    #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
         self.table().held.len()
     }

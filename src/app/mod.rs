@@ -42,7 +42,6 @@ use std::path::Path;
 use crate::config::{Config, Overlay};
 
 pub(crate) use boot::Fatal;
-pub(crate) use supervisor::Supervisor;
 
 /// Run from the command line (one listener; SIGHUP has nothing to reload).
 pub fn run(cfg: Config) -> Result<(), Fatal> {

@@ -120,7 +120,7 @@ impl Supervisor {
         let shutdown = CancellationToken::new();
         let registry = Registry::new();
         let fleet = cfg.global.fleet.as_ref().and_then(|f| {
-            crate::fleet::Fleet::new(f, registry.clone())
+            crate::fleet::Fleet::new(f)
                 .inspect_err(|e| error!("fleet mode off: {e}"))
                 .ok()
         });

@@ -31,7 +31,7 @@ pub(crate) mod services;
 pub(crate) use crate::proxy_header::Version as ProxyVersion;
 pub(crate) use build::{ListenerSpec, SpecError};
 pub(crate) use cidr::Cidr;
-pub(crate) use error::{BadValue, ConfigError, quote};
+pub(crate) use error::{BadValue, quote};
 pub(crate) use file::load as load_file;
 pub(crate) use fleet::FleetConfig;
 pub(crate) use grammar::parse_duration;
@@ -260,6 +260,7 @@ pub(crate) struct ListenerConfig {
 
 impl ListenerConfig {
     /// A listener with balance's defaults, for `bind` and `groups`.
+    #[cfg(test)]
     pub(crate) fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
         ListenerConfig {
             name,

@@ -44,7 +44,7 @@ pub(crate) mod state;
 pub(crate) mod upgrade;
 
 pub(crate) use reload::{ReloadError, ReloadHandle, ReloadRequests};
-pub(crate) use server::{Context, ControlHandle, spawn};
+pub(crate) use server::{Context, ControlHandle};
 pub(crate) use state::StateFile;
 
 /// Checks before daemonizing, so the usual failures exit non-zero on the

@@ -44,6 +44,7 @@ impl ReloadHandle {
     }
 
     /// A handle nobody answers: every reload is [`ReloadError::NotRunning`].
+    #[cfg(test)]
     pub(crate) fn detached() -> ReloadHandle {
         ReloadHandle::channel().0
     }

@@ -61,17 +61,12 @@ pub(crate) const MARKER: char = '\u{4}';
 /// dropped. Dropping the handle does not stop the server.
 #[derive(Debug)]
 pub(crate) struct ControlHandle {
-    path: PathBuf,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     fds: Arc<HandoverFds>,
 }
 
 impl ControlHandle {
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The socket and lock file an `upgrade` hands over.
     pub(crate) fn handover_fds(&self) -> Arc<HandoverFds> {
         Arc::clone(&self.fds)
@@ -123,6 +118,7 @@ pub(crate) struct Inherited {
 /// replaces this listener.
 /// Errors (a live instance on the socket, a symlink, a bad run directory)
 /// are returned before anything is served.
+#[cfg(test)]
 pub(crate) async fn spawn(
     svc: Arc<Service>,
     path: PathBuf,
@@ -159,7 +155,6 @@ pub(crate) async fn spawn_from(
     let stop = stop.child_token();
     let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
     Ok(ControlHandle {
-        path,
         stop,
         task,
         fds: Arc::new(fds),

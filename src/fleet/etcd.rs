@@ -51,8 +51,6 @@ use http::{Endpoint, Via};
 use stream::Stream;
 use wire::{b64, prefix_end};
 
-pub(crate) use wire::prefix_end as range_end;
-
 /// One key as etcd stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kv {
@@ -130,10 +128,6 @@ pub const MAX_VALUE: usize = 64 << 10;
 /// The most keys one range reads (a service's whole prefix); more is an
 /// error ([`EtcdError::TooLarge`]) rather than unbounded memory.
 pub(crate) const MAX_KEYS: usize = 10_000;
-/// The largest reply body read (also the largest watch message, after
-/// huge values are dropped); a range over it is read again in parts, see
-/// [`Client::get_prefix`].
-pub(crate) use http::MAX_REPLY_BYTES;
 const REFUSED_LOG_GAP: Duration = Duration::from_secs(10);
 
 static REFUSED: AtomicU64 = AtomicU64::new(0);
@@ -428,11 +422,6 @@ impl Client {
             )));
         }
         Ok(Arc::from(r.token.as_str()))
-    }
-
-    /// The endpoints, as configured or as discovered (none yet: empty).
-    pub(crate) fn endpoints(&self) -> Vec<String> {
-        self.eps_now().iter().map(|e| e.url.clone()).collect()
     }
 
     /// The endpoints known now.

@@ -42,7 +42,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::FleetConfig;
 use crate::config::monitor::DEFAULT_INTERVAL;
-use crate::registry::Registry;
 use crate::service::Service;
 
 /// Lease TTL floor: etcd refuses shorter TTLs in practice.
@@ -59,8 +58,6 @@ pub(crate) struct Fleet {
     pub(crate) client: etcd::Client,
     pub(crate) prefix: String,
     pub(crate) id: String,
-    /// The live Services (a reload replaces a listener's Service).
-    pub(crate) registry: Registry,
     fallback: Option<Duration>,
     /// The per-service tasks, so shutdown can wait for them to give their
     /// roles up.
@@ -114,10 +111,7 @@ impl Timing {
 
 impl Fleet {
     /// The handle for `cfg`; `id` defaults to `hostname:pid`.
-    pub(crate) fn new(
-        cfg: &FleetConfig,
-        registry: Registry,
-    ) -> Result<Arc<Fleet>, etcd::EtcdError> {
+    pub(crate) fn new(cfg: &FleetConfig) -> Result<Arc<Fleet>, etcd::EtcdError> {
         let timeout = cfg.fallback.map_or(MAX_REQUEST, |f| {
             (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST)
         });
@@ -128,7 +122,6 @@ impl Fleet {
             },
             prefix: cfg.prefix.clone(),
             id: cfg.id.clone().unwrap_or_else(default_id),
-            registry,
             fallback: cfg.fallback,
             tasks: TaskTracker::new(),
             ops_applied: ops::Applied::default(),

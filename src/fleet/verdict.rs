@@ -29,17 +29,6 @@ pub(crate) enum State {
     Full,
 }
 
-impl State {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            State::Up => "up",
-            State::Down => "down",
-            State::CatchingUp => "catching_up",
-            State::Full => "full",
-        }
-    }
-}
-
 /// `P/svc/NAME/verdict/HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {

@@ -330,6 +330,7 @@ impl Channel {
     /// Resolves once [`Channel::close_sessions`] (or
     /// [`Channel::end_sessions_when_quiet`]) is called after this call,
     /// whether or not it was polled by then.
+    #[cfg(test)]
     pub(crate) fn session_kill(&self) -> SessionKill<'_> {
         SessionKill::new(&self.sessions)
     }

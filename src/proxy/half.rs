@@ -24,8 +24,11 @@ pub(crate) enum Dir {
     ToClient,
 }
 
-/// A direction's failure: which side broke.
+/// A direction's failure: which side broke. The relay acts on the side
+/// only; the `io::Error` is kept for `Debug` (dropping it would change
+/// when `take_error` clears SO_ERROR on the data path).
 #[derive(Debug)]
+#[allow(dead_code)]
 pub(crate) enum PumpError {
     /// Reading the source failed (it was reset).
     Src(io::Error),

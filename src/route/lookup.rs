@@ -108,14 +108,6 @@ impl Lookup {
         }
     }
 
-    /// The cached answer for `key`, when fresh.
-    pub(crate) fn cached(&self, key: &str) -> Option<(Answer, Duration)> {
-        let slots = self.slots.lock().ok()?;
-        let (a, at) = slots.get(key)?.cached?;
-        let age = at.elapsed();
-        self.fresh(a, age).then_some((a, age))
-    }
-
     /// Resolve `key`: the cache, or a lookup (joining one in flight).
     pub(crate) async fn resolve(self: &Arc<Self>, key: &str) -> Resolved {
         if !safe_key(key) {

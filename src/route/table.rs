@@ -61,6 +61,7 @@ impl Table {
             + self.nets.iter().map(|(_, _, m)| m.len()).sum::<usize>()
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }

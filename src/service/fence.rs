@@ -90,6 +90,7 @@ fn index(group: usize) -> u32 {
 
 impl Fence {
     /// Taken before a connection selects its candidates.
+    #[cfg(test)]
     pub(crate) fn ticket(&self) -> u32 {
         unpack(self.state.load(Acquire)).0
     }

@@ -55,6 +55,7 @@ impl RawPipe {
     }
 
     /// The current capacity (`F_GETPIPE_SZ`).
+    #[cfg(test)]
     pub(crate) fn size(&self) -> io::Result<usize> {
         // SAFETY: fcntl on an fd we own; no pointers.
         let rc = unsafe { libc::fcntl(self.w.as_raw_fd(), libc::F_GETPIPE_SZ) };

@@ -16,8 +16,10 @@ use tokio::net::TcpStream;
 use super::EtcdError;
 use super::stream::Stream;
 
-/// The largest reply body read; a larger one is not read on (the
-/// connection is closed) and is an [`EtcdError::TooLarge`].
+/// The largest reply body read (also the largest watch message, after
+/// huge values are dropped); a larger one is not read on (the connection
+/// is closed) and is an [`EtcdError::TooLarge`]; a range over it is read
+/// again in parts, see [`super::Client::get_prefix`].
 pub(crate) const MAX_REPLY_BYTES: usize = 4 << 20;
 /// TCP keepalive on every connection to etcd.
 const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
