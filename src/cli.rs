@@ -29,7 +29,9 @@ pub enum Invocation {
     Control(ControlArgs),
     /// `--config FILE [--check]`: run (or validate) listeners from a YAML file.
     ConfigFile {
+        /// The YAML file.
         path: PathBuf,
+        /// `--check`: validate only.
         check: bool,
         /// The global options given on the command line; they win over the
         /// file's.
@@ -206,7 +208,9 @@ fn err<T>(msg: impl Into<String>) -> Result<T, UsageError> {
 /// Outcome of reading argv: an invocation, or text to print and exit 0
 /// (`--help`, `--version`).
 pub enum Parsed {
+    /// What to run.
     Invocation(Box<Invocation>),
+    /// Text to print (`--help`, `--version`).
     Print(String),
 }
 

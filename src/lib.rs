@@ -47,6 +47,7 @@
 //!   (pure; the proxy and the monitor's checks both use it).
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
+#![warn(missing_docs)]
 
 mod app;
 mod atomic_enum;

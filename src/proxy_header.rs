@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Which header a group sends to its backends (`proxy_protocol:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
+    /// The text header (`PROXY TCP4 ...`).
     V1,
+    /// The binary header.
     V2,
 }
 
@@ -44,7 +46,12 @@ pub const MAX_HEADER: usize = V2_FIXED + V2_MAX_BLOCK;
 pub enum Addrs {
     /// A proxied TCP connection: the client's address and the address it
     /// connected to.
-    Tcp { src: SocketAddr, dst: SocketAddr },
+    Tcp {
+        /// The client.
+        src: SocketAddr,
+        /// The address the client connected to.
+        dst: SocketAddr,
+    },
     /// `PROXY UNKNOWN`, v2 LOCAL (the upstream's own health check), or an
     /// address family other than TCP over IPv4/IPv6: the connection's own
     /// addresses stand.
@@ -58,7 +65,12 @@ pub enum Parsed {
     /// header, so a reader may consume them all and wait for more.
     Incomplete,
     /// A complete header of `len` bytes; what follows it is the client's.
-    Complete { len: usize, addrs: Addrs },
+    Complete {
+        /// The header's length in bytes.
+        len: usize,
+        /// What it says.
+        addrs: Addrs,
+    },
 }
 
 /// Why a received header is refused (one short phrase for the log).

@@ -36,6 +36,7 @@ pub struct FleetConfig {
     pub tls: Option<Box<TlsFiles>>,
     /// etcd's authentication: the user, and the file of its password.
     pub user: Option<String>,
+    /// The file holding `user`'s password.
     pub password_file: Option<PathBuf>,
     /// What those files held when the config was built.
     pub(crate) loaded: Loaded,
@@ -162,6 +163,7 @@ pub struct TlsFiles {
     /// This client's certificate (chain) and key, for etcd's
     /// `--client-cert-auth`.
     pub cert: Option<PathBuf>,
+    /// The key of `cert`.
     pub key: Option<PathBuf>,
 }
 

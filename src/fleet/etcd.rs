@@ -54,9 +54,13 @@ use wire::{b64, prefix_end};
 /// One key as etcd stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kv {
+    /// The key.
     pub key: Vec<u8>,
+    /// The value (empty in a delete event).
     pub value: Vec<u8>,
+    /// The revision that created the key.
     pub create_revision: i64,
+    /// The revision that changed it last.
     pub mod_revision: i64,
     /// 0 = no lease.
     pub lease: i64,
@@ -66,10 +70,13 @@ pub struct Kv {
 /// revision of the delete (`mod_revision`), no value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A key was created or changed.
     Put(Kv),
+    /// A key was deleted.
     Delete(Kv),
 }
 
+/// Why an etcd call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
     /// An endpoint list or setting that cannot work (caught by `new`).
@@ -83,7 +90,12 @@ pub enum EtcdError {
     Reply(String),
     /// etcd refused the request (gRPC code and message).
     #[error("etcd refused: {message} (code {code})")]
-    Refused { code: i64, message: String },
+    Refused {
+        /// The gRPC status code.
+        code: i64,
+        /// etcd's message.
+        message: String,
+    },
     /// No reply within the request timeout.
     #[error("etcd request timed out")]
     Timeout,

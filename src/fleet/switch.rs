@@ -44,6 +44,7 @@ pub(crate) enum State {
     Aborted,
 }
 
+/// A switchover as its initiator writes it to etcd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub(crate) epoch: u64,
@@ -63,11 +64,13 @@ impl Record {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// A record as read from etcd; anything malformed is an error.
     pub fn decode(v: &[u8]) -> Result<Record, String> {
         serde_json::from_slice(v).map_err(|e| format!("bad switchover record: {e}"))
     }
 }
 
+/// A member's acknowledgement of a switchover record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     pub(crate) epoch: u64,
@@ -81,6 +84,7 @@ impl Ack {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// An acknowledgement as read from etcd; anything malformed is an error.
     pub fn decode(v: &[u8]) -> Result<Ack, String> {
         serde_json::from_slice(v).map_err(|e| format!("bad switchover acknowledgement: {e}"))
     }

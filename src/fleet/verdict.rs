@@ -81,6 +81,7 @@ fn json_err(e: serde_json::Error) -> BadValue {
 }
 
 impl Verdict {
+    /// A verdict value as read from etcd; anything malformed is an error.
     pub fn decode(bytes: &[u8]) -> Result<Verdict, BadValue> {
         let mut v: Verdict = serde_json::from_slice(bytes).map_err(json_err)?;
         check_id("by", &v.by)?;
@@ -193,6 +194,7 @@ fn unwrap_fleet(r: Reason) -> String {
 }
 
 impl Leader {
+    /// A leader value as read from etcd; anything malformed is an error.
     pub fn decode(bytes: &[u8]) -> Result<Leader, BadValue> {
         let l: Leader = serde_json::from_slice(bytes).map_err(json_err)?;
         check_id("id", &l.id)?;
