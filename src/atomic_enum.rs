@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// An enum with a byte per variant (implemented by [`u8_enum!`]).
-pub trait U8Enum: Copy + Sized {
+pub(crate) trait U8Enum: Copy + Sized {
     fn to_u8(self) -> u8;
     /// The variant `v` encodes; `None` for a byte no variant has.
     fn from_u8(v: u8) -> Option<Self>;
@@ -39,34 +39,34 @@ macro_rules! u8_enum {
 pub(crate) use u8_enum;
 
 /// An enum value shared between threads, in an `AtomicU8`.
-pub struct AtomicEnum<T: U8Enum> {
+pub(crate) struct AtomicEnum<T: U8Enum> {
     v: AtomicU8,
     _t: PhantomData<T>,
 }
 
 impl<T: U8Enum> AtomicEnum<T> {
-    pub fn new(t: T) -> AtomicEnum<T> {
+    pub(crate) fn new(t: T) -> AtomicEnum<T> {
         AtomicEnum {
             v: AtomicU8::new(t.to_u8()),
             _t: PhantomData,
         }
     }
 
-    pub fn load(&self, o: Ordering) -> T {
+    pub(crate) fn load(&self, o: Ordering) -> T {
         decode(self.v.load(o))
     }
 
-    pub fn store(&self, t: T, o: Ordering) {
+    pub(crate) fn store(&self, t: T, o: Ordering) {
         self.v.store(t.to_u8(), o);
     }
 
     /// Store `t`; the value before.
-    pub fn swap(&self, t: T, o: Ordering) -> T {
+    pub(crate) fn swap(&self, t: T, o: Ordering) -> T {
         decode(self.v.swap(t.to_u8(), o))
     }
 
     /// Store `new` if the value is `cur`; the value before, `Ok` when stored.
-    pub fn compare_exchange(
+    pub(crate) fn compare_exchange(
         &self,
         cur: T,
         new: T,

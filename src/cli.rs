@@ -29,7 +29,9 @@ pub enum Invocation {
     Control(ControlArgs),
     /// `--config FILE [--check]`: run (or validate) listeners from a YAML file.
     ConfigFile {
+        /// The YAML file.
         path: PathBuf,
+        /// `--check`: validate only.
         check: bool,
         /// The global options given on the command line; they win over the
         /// file's.
@@ -39,12 +41,12 @@ pub enum Invocation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControlArgs {
-    pub bind: Option<IpAddr>,
-    pub port: u16,
+    pub(crate) bind: Option<IpAddr>,
+    pub(crate) port: u16,
     /// `None` for the interactive shell.
-    pub command: Option<String>,
-    pub path: Option<PathBuf>,
-    pub debug: bool,
+    pub(crate) command: Option<String>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) debug: bool,
 }
 
 /// Stage 1: the options as written. Letters and meanings are balance.fm's.
@@ -57,7 +59,7 @@ pub struct ControlArgs {
     args_override_self = true,
     override_usage = "balance [-b addr] [-B addr] [-m spec] [-t sec] [-T sec] [-k t,i,p] [-K t,i,p] [-adfpHM6] port [channel... [ ! | % channel... ]...]\n       balance [-b addr] -i [-d] port\n       balance [-b addr] -c cmd [-d] port\n       balance --config FILE [--check]"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Listen on IPv6 (dual stack for the wildcard address)
     #[arg(short = '6')]
     ipv6: bool,
@@ -206,7 +208,9 @@ fn err<T>(msg: impl Into<String>) -> Result<T, UsageError> {
 /// Outcome of reading argv: an invocation, or text to print and exit 0
 /// (`--help`, `--version`).
 pub enum Parsed {
+    /// What to run.
     Invocation(Box<Invocation>),
+    /// Text to print (`--help`, `--version`).
     Print(String),
 }
 
@@ -232,7 +236,7 @@ where
 }
 
 /// Stage 2: check and convert.
-pub fn resolve(a: Args) -> Result<Invocation, UsageError> {
+pub(crate) fn resolve(a: Args) -> Result<Invocation, UsageError> {
     let overlay = overlay(&a)?;
 
     if a.interactive || a.command.is_some() {

@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{ConnLogConfig, ConnLogFormat, ConnLogTarget};
 use crate::pool::{Channel, Group};
-
-pub use format::{json_line, tcplog_line};
+#[cfg(test)]
+use format::{json_line, tcplog_line};
 
 /// Lines dropped because a writer's queue was full or its sink failed.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -31,7 +31,7 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 static MAX_CONNS: AtomicUsize = AtomicUsize::new(0);
 
 /// Lines dropped since start (`balance_log_dropped_total`).
-pub fn dropped() -> u64 {
+pub(crate) fn dropped() -> u64 {
     DROPPED.load(Relaxed)
 }
 
@@ -41,20 +41,20 @@ fn count_dropped(n: u64) {
 
 /// Tell the log the process-wide connection limit (`actconn` is the
 /// limit's permits in use).
-pub fn set_max_conns(n: usize) {
+pub(crate) fn set_max_conns(n: usize) {
     MAX_CONNS.store(n, Relaxed);
 }
 
 /// Connections holding a place under `--max-conns`, from the permits
 /// still `available`.
-pub fn active_conns(available: usize) -> u64 {
+pub(crate) fn active_conns(available: usize) -> u64 {
     MAX_CONNS.load(Relaxed).saturating_sub(available) as u64
 }
 
 /// How a session ended: the two letters of HAProxy's termination state
 /// (configuration manual, 8.5), with balance's causes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Termination {
+pub(crate) enum Termination {
     /// `--`: both sides closed.
     Normal,
     /// `CD`: the client reset or failed during the relay.
@@ -91,7 +91,7 @@ pub enum Termination {
 }
 
 impl Termination {
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Termination::Normal => "--",
             Termination::ClientAbort => "CD",
@@ -114,7 +114,7 @@ impl Termination {
 
 /// What `--race` did for a connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Race {
+pub(crate) enum Race {
     /// No second connect was started.
     #[default]
     None,
@@ -126,7 +126,7 @@ pub enum Race {
 
 impl Race {
     /// The JSON value (`None` is null).
-    pub fn word(self) -> Option<&'static str> {
+    pub(crate) fn word(self) -> Option<&'static str> {
         match self {
             Race::None => None,
             Race::FirstWon => Some("first_won"),
@@ -137,87 +137,87 @@ impl Race {
 
 /// The channel a connection reached (or last tried).
 #[derive(Clone)]
-pub struct Server {
-    pub channel: Arc<Channel>,
+pub(crate) struct Server {
+    pub(crate) channel: Arc<Channel>,
     /// Its group (`None` when a reload removed it meanwhile).
-    pub group: Option<Arc<Group>>,
-    pub group_index: usize,
+    pub(crate) group: Option<Arc<Group>>,
+    pub(crate) group_index: usize,
     /// The address connected to; `None` when the connect failed.
-    pub addr: Option<SocketAddr>,
+    pub(crate) addr: Option<SocketAddr>,
 }
 
 /// How `route:` decided for a connection (JSON only; the `tcplog` layout
 /// stays HAProxy's).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteNote {
+pub(crate) struct RouteNote {
     /// The key as looked up (`None`: the client gave none).
-    pub key: Option<Box<str>>,
+    pub(crate) key: Option<Box<str>>,
     /// Where the decision came from (`route::Source::word`).
-    pub source: &'static str,
+    pub(crate) source: &'static str,
     /// The group the client started from, or `reject`.
-    pub target: Box<str>,
+    pub(crate) target: Box<str>,
 }
 
 /// One connection, as logged. Built by the connection's task, formatted by
 /// the writer thread.
 #[derive(Clone)]
-pub struct Record {
+pub(crate) struct Record {
     /// When the connection was accepted.
-    pub accepted: SystemTime,
+    pub(crate) accepted: SystemTime,
     /// The client's address as the listener knows it.
-    pub client: SocketAddr,
+    pub(crate) client: SocketAddr,
     /// `None`: `<NOSRV>`.
-    pub server: Option<Server>,
+    pub(crate) server: Option<Server>,
     /// `Tw`: ms held by `--spin` or the operator's `spin on`.
-    pub wait_ms: u64,
+    pub(crate) wait_ms: u64,
     /// `Tc`: ms from the end of the hold to the backend connection, every
     /// failover included; `None` (`-1`) when no connection was made.
-    pub connect_ms: Option<u64>,
+    pub(crate) connect_ms: Option<u64>,
     /// `Tt`: ms from accept to close.
-    pub total_ms: u64,
+    pub(crate) total_ms: u64,
     /// ms from the backend connection to its first byte (JSON only).
-    pub first_byte_ms: Option<u64>,
+    pub(crate) first_byte_ms: Option<u64>,
     /// `%B`: bytes from the backend to the client.
-    pub bytes_read: u64,
+    pub(crate) bytes_read: u64,
     /// `%U`: bytes from the client to the backend (JSON only).
-    pub bytes_uploaded: u64,
-    pub termination: Termination,
+    pub(crate) bytes_uploaded: u64,
+    pub(crate) termination: Termination,
     /// `actconn`: connections under `--max-conns` in the process.
-    pub actconn: u64,
+    pub(crate) actconn: u64,
     /// `feconn`: the listener's connections in the relay.
-    pub feconn: u64,
+    pub(crate) feconn: u64,
     /// `beconn`: those plus the clients held.
-    pub beconn: u64,
+    pub(crate) beconn: u64,
     /// `srv_conn`: the channel's connections.
-    pub srv_conn: u64,
+    pub(crate) srv_conn: u64,
     /// Connect attempts that failed before the last one.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// `bq`: clients held on the listener.
-    pub backend_queue: u64,
-    pub race: Race,
+    pub(crate) backend_queue: u64,
+    pub(crate) race: Race,
     /// How `route:` decided (`None` on a listener without it).
-    pub route: Option<Box<RouteNote>>,
+    pub(crate) route: Option<Box<RouteNote>>,
 }
 
 /// One listener's connection log: its name, its format and the writer of
 /// its target (shared by every listener with the same target).
 #[derive(Debug, Clone)]
-pub struct Log {
+pub(crate) struct Log {
     line: Arc<LineFormat>,
     writer: Arc<writer::Handle>,
 }
 
 /// What a writer needs besides the record to make the line.
 #[derive(Debug)]
-pub struct LineFormat {
-    pub listener: String,
-    pub format: ConnLogFormat,
+pub(crate) struct LineFormat {
+    pub(crate) listener: String,
+    pub(crate) format: ConnLogFormat,
 }
 
 impl Log {
     /// The connection log of listener `name`, or `None` (with a warning)
     /// when its writer thread cannot start.
-    pub fn open(name: &str, cfg: &ConnLogConfig) -> Option<Log> {
+    pub(crate) fn open(name: &str, cfg: &ConnLogConfig) -> Option<Log> {
         let writer = match writer_for(&cfg.target) {
             Ok(w) => w,
             Err(e) => {
@@ -235,7 +235,7 @@ impl Log {
     }
 
     /// Queue a record; a full queue drops it (counted), never waits.
-    pub fn send(&self, rec: Record) {
+    pub(crate) fn send(&self, rec: Record) {
         match self
             .writer
             .tx
@@ -275,7 +275,7 @@ fn live_writers() -> Vec<Arc<writer::Handle>> {
 
 /// SIGUSR1: every file target is closed and opened again by its path
 /// before its next line (after logrotate moved it).
-pub fn reopen() {
+pub(crate) fn reopen() {
     writer::request_reopen();
     for w in live_writers() {
         // A full queue needs no wake-up: the writer is busy and looks at
@@ -285,7 +285,7 @@ pub fn reopen() {
 }
 
 /// At exit: wait up to `limit` for every writer to write what it holds.
-pub fn flush(limit: Duration) {
+pub(crate) fn flush(limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
     for w in live_writers() {
         w.flush_until(deadline);
@@ -295,7 +295,7 @@ pub fn flush(limit: Duration) {
 /// Check at start (before daemonizing) that each file target can be
 /// opened for appending, so a typo is one error line, not a silent log.
 /// A FIFO without a reader is accepted (its writer waits for one).
-pub fn preflight(cfgs: impl IntoIterator<Item = ConnLogConfig>) -> Result<(), String> {
+pub(crate) fn preflight(cfgs: impl IntoIterator<Item = ConnLogConfig>) -> Result<(), String> {
     for c in cfgs {
         if let ConnLogTarget::File(p) = &c.target {
             writer::check_file(p)

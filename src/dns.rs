@@ -21,7 +21,11 @@ use crate::registry::Registry;
 use crate::service::Service;
 
 /// Re-resolve the registry's services `every` interval until `shutdown`.
-pub async fn reresolve_loop(services: Registry, every: Duration, shutdown: CancellationToken) {
+pub(crate) async fn reresolve_loop(
+    services: Registry,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -38,7 +42,10 @@ pub async fn reresolve_loop(services: Registry, every: Duration, shutdown: Cance
 
 /// One pass over all named channels; each distinct host:port is looked up
 /// once. Returns how many channels got new addresses.
-pub fn reresolve(svcs: &[Arc<Service>], resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>) -> usize {
+pub(crate) fn reresolve(
+    svcs: &[Arc<Service>],
+    resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
+) -> usize {
     let mut cache: HashMap<(String, u16), Vec<SocketAddr>> = HashMap::new();
     let mut changed = 0;
     // A name may also have come to point at another listener of ours.

@@ -21,7 +21,7 @@ pub enum Exit {
 
 impl Exit {
     /// The numeric exit status.
-    pub const fn code(self) -> u8 {
+    pub(crate) const fn code(self) -> u8 {
         match self {
             Exit::Ok => 0,
             Exit::Failure => 1,

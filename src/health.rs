@@ -10,13 +10,13 @@ use std::time::Duration;
 
 /// Hysteresis parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RiseFallParams {
-    pub rise: u32,
-    pub fall: u32,
+pub(crate) struct RiseFallParams {
+    pub(crate) rise: u32,
+    pub(crate) fall: u32,
     /// `noenable`: passes never bring a channel up.
-    pub noenable: bool,
+    pub(crate) noenable: bool,
     /// `nodisable`: failures never take a channel down.
-    pub nodisable: bool,
+    pub(crate) nodisable: bool,
 }
 
 impl Default for RiseFallParams {
@@ -32,10 +32,10 @@ impl Default for RiseFallParams {
 
 /// Streak counters and the current verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RiseFall {
-    pub up: bool,
-    pub passes: u32,
-    pub failures: u32,
+pub(crate) struct RiseFall {
+    pub(crate) up: bool,
+    pub(crate) passes: u32,
+    pub(crate) failures: u32,
 }
 
 impl Default for RiseFall {
@@ -51,7 +51,7 @@ impl Default for RiseFall {
 
 impl RiseFall {
     /// Feed one result; returns `Some(new_up)` when the verdict flips.
-    pub fn observe(&mut self, ok: bool, p: &RiseFallParams) -> Option<bool> {
+    pub(crate) fn observe(&mut self, ok: bool, p: &RiseFallParams) -> Option<bool> {
         if ok {
             self.failures = 0;
             self.passes = self.passes.saturating_add(1);
@@ -71,7 +71,7 @@ impl RiseFall {
     }
 
     /// Take the channel down at once (autodisable `-a`).
-    pub fn force_down(&mut self) -> bool {
+    pub(crate) fn force_down(&mut self) -> bool {
         let flipped = self.up;
         self.up = false;
         self.passes = 0;
@@ -79,7 +79,7 @@ impl RiseFall {
     }
 
     /// Bring the channel up at once (operator `enable`).
-    pub fn force_up(&mut self) -> bool {
+    pub(crate) fn force_up(&mut self) -> bool {
         let flipped = !self.up;
         *self = RiseFall::default();
         flipped
@@ -89,7 +89,7 @@ impl RiseFall {
 /// Why a channel failed a check or is down. Display gives the text shown by
 /// `show json` (`last_reason`) and logged with a flip.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// A health check failed; the text names the check (`http: HTTP 503`).
     #[error("{0}")]
     Check(String),
@@ -109,7 +109,7 @@ pub enum Reason {
 
 impl Reason {
     /// Down because of name resolution: re-resolution may bring it back.
-    pub fn is_name_resolution(&self) -> bool {
+    pub(crate) fn is_name_resolution(&self) -> bool {
         matches!(self, Reason::Unresolved | Reason::SelfLoop)
     }
 }
@@ -126,7 +126,7 @@ impl From<&str> for Reason {
 /// handshakes (the kernel does them), so a successful connect ends only a
 /// [`Evidence::Transport`] streak, never an [`Evidence::Application`] one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Evidence {
+pub(crate) enum Evidence {
     /// A connect failed (from traffic, a `connect` check, or a connect
     /// abandoned by `--race`).
     Transport,
@@ -136,7 +136,7 @@ pub enum Evidence {
 
 /// Why a channel came up at once; Display ends the flip's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovery {
+pub(crate) enum Recovery {
     /// `rise` checks passed.
     ChecksPass,
     /// Its name resolves (elsewhere than the listener) again.
@@ -157,7 +157,7 @@ impl std::fmt::Display for Recovery {
 
 /// One thing learnt about a channel's health, fed to `Service::report`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A health check finished after `took`: counted, then through
     /// rise/fall (ignored while the operator holds the channel).
     Checked {
@@ -188,14 +188,14 @@ pub enum Outcome {
 /// probe only returns these; the service records them on the channel
 /// (`Service::report_check`), so no probe writes pool state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Replication lag in seconds, when the check judged replication
     /// (`Some(None)`: judged, but the server did not know its lag).
-    pub lag: Option<Option<u64>>,
+    pub(crate) lag: Option<Option<u64>>,
     /// A serving primary's own replication, when the check judged it:
     /// `Some(Some(why))` broken, `Some(None)` fine (it keeps serving
     /// either way; a switchover back is refused while it is broken).
-    pub replication_broken: Option<Option<String>>,
+    pub(crate) replication_broken: Option<Option<String>>,
 }
 
 #[cfg(test)]

@@ -46,28 +46,120 @@
 //! - [`proxy_header`]: the PROXY protocol header, parsed and encoded
 //!   (pure; the proxy and the monitor's checks both use it).
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
+#![warn(missing_docs)]
 
-pub mod app;
-pub mod atomic_enum;
-pub mod cli;
-pub mod config;
-pub mod connlog;
-pub mod control;
-pub mod dns;
-pub mod exit;
-pub mod fleet;
-pub mod health;
-pub mod listener;
-pub mod logging;
-pub mod metrics;
-pub mod monitor;
-pub mod operator;
-pub mod pool;
-pub mod proxy;
-pub mod proxy_header;
-pub mod registry;
-pub mod render;
-pub mod route;
-pub mod service;
-pub mod slots;
-pub mod sys;
+mod app;
+mod atomic_enum;
+mod cli;
+mod config;
+mod connlog;
+mod control;
+mod dns;
+mod exit;
+mod fleet;
+mod health;
+mod listener;
+mod logging;
+mod metrics;
+mod monitor;
+mod operator;
+mod pool;
+mod proxy;
+mod proxy_header;
+mod registry;
+mod render;
+mod route;
+mod service;
+mod slots;
+mod sys;
+
+// The API: exactly what `src/main.rs`, the fuzz targets
+// (`fuzz/fuzz_targets/`) and the integration tests (`tests/`) use. Every
+// other item is `pub(crate)` (or narrower); `unreachable_pub` keeps it so.
+
+/// Run the listeners of a command line (main).
+pub use app::run;
+/// Run or check (`--check`) a configuration file (main).
+pub use app::run_file;
+/// Tell the process that started this one by `upgrade` why it failed (main).
+pub use app::upgrade::report_failure;
+/// Parse balance's argv (main; fuzz target `cli`).
+pub use cli::parse as parse_args;
+/// What [`parse_args`] returns: a text to print or an [`Invocation`] (main).
+pub use cli::{Invocation, Parsed};
+/// The control client, `-i`/`-c` (main).
+pub use control::client::run as run_client;
+/// Every exit code (main).
+pub use exit::Exit;
+/// The global allocator (main).
+pub use sys::alloc::PoolAlloc;
+
+/// Every parser of outside input, one module per fuzz target
+/// (`fuzz/fuzz_targets/NAME.rs`).
+pub mod parsers {
+    /// Fuzz target `config_parse`: the YAML configuration file.
+    pub mod config_file {
+        pub use crate::config::file::{MAX_FILE_BYTES, parse};
+        pub use crate::config::overlay::Overlay;
+    }
+    /// Fuzz target `control_cmd`: one control-socket command line.
+    pub mod control_cmd {
+        pub use crate::control::commands::parse;
+    }
+    /// Fuzz target `fleet_values`: the values fleet mode reads from etcd.
+    pub mod fleet_values {
+        pub use crate::fleet::channels::Reg;
+        pub use crate::fleet::ops::Op;
+        pub use crate::fleet::switch::{Ack, Record};
+        pub use crate::fleet::verdict::{Leader, Verdict};
+    }
+    /// Fuzz target `monitor_spec`: the `-m` / `monitor:` grammar.
+    pub mod monitor_spec {
+        pub use crate::config::monitor_spec::parse;
+    }
+    /// Fuzz targets `probe_*`: the replies the health checks read.
+    pub mod probe {
+        pub use crate::monitor::probe::MAX_REPLY;
+        /// Fuzz target `probe_http`.
+        pub mod http {
+            pub use crate::monitor::probe::http::{check_reply, parse_status_line, reply_complete};
+        }
+        /// Fuzz target `probe_mysql`.
+        pub mod mysql {
+            pub use crate::monitor::probe::mysql::{error_reason, parse_greeting};
+        }
+        /// Fuzz target `probe_redis`.
+        pub mod redis {
+            pub use crate::monitor::probe::redis::parse;
+        }
+        /// Fuzz target `probe_sendexpect`.
+        pub mod sendexpect {
+            pub use crate::monitor::probe::sendexpect::judge;
+        }
+    }
+    /// Fuzz target `proxy_header`: the PROXY protocol header.
+    pub mod proxy_header {
+        pub use crate::proxy_header::{Addrs, MAX_HEADER, Parsed, Version, encode, parse};
+    }
+    /// Fuzz target `sni`: the TLS ClientHello's server name.
+    pub mod sni {
+        pub use crate::route::sni::{Peek, parse};
+    }
+    /// Fuzz target `state_file`: the control state file.
+    pub mod state_file {
+        pub use crate::control::state::parse_text;
+    }
+}
+
+/// balance's etcd client and fleet settings, for the integration tests
+/// that drive etcd directly (`tests/common/etcd.rs`, `tests/fleet_etcd.rs`,
+/// `tests/fleet.rs`, `tests/common/dns.rs`).
+pub mod etcd {
+    pub use crate::config::fleet::{FleetConfig, TlsFiles};
+    pub use crate::fleet::access;
+    pub use crate::fleet::etcd::srv::query as srv_query;
+    pub use crate::fleet::etcd::{
+        Access, Client, EtcdError, Event, Kv, Liveness, MAX_VALUE, Watch, refused_values,
+    };
+}

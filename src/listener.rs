@@ -30,7 +30,7 @@ const OTHER_ERRORS_BEFORE_BACKOFF: u32 = 64;
 /// SO_REUSEPORT: a second instance on the same address must fail.
 /// TCP_NODELAY is set here once: every accepted socket inherits it (Linux
 /// copies the listener's options), so no connection pays a setsockopt.
-pub fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     // Not fatal: relaying works without it (only latency suffers).
@@ -47,7 +47,7 @@ pub fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListe
 /// Accept until `shutdown`; each connection runs in its own task on
 /// `tracker`. `limit` bounds connections process-wide (`--max-conns`):
 /// while it is exhausted we stop accepting and clients wait in the backlog.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     svc: Arc<Service>,
     listener: TcpListener,
     limit: Arc<Semaphore>,

@@ -14,13 +14,13 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::config::{Global, LogFormat};
 
 /// Where log lines go.
-pub enum Sink<'a> {
+pub(crate) enum Sink<'a> {
     Stderr,
     Syslog,
     File(&'a Path),
 }
 
-pub fn init(g: &Global, sink: Sink<'_>) -> io::Result<()> {
+pub(crate) fn init(g: &Global, sink: Sink<'_>) -> io::Result<()> {
     let default = if g.debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("BALANCE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = matches!(sink, Sink::Stderr) && std::io::IsTerminal::is_terminal(&io::stderr());
@@ -191,7 +191,7 @@ impl Drop for SyslogLine {
 /// the log: [`Every::due`] says whether to log now, and how many lines
 /// were held back since the last one. Two atomics; nothing else is kept.
 #[derive(Debug, Default)]
-pub struct Every {
+pub(crate) struct Every {
     /// Milliseconds since [`epoch`] of the last line logged, plus one
     /// period (so the very first is logged).
     last_ms: std::sync::atomic::AtomicU64,
@@ -208,7 +208,7 @@ fn epoch() -> std::time::Instant {
 }
 
 impl Every {
-    pub const fn new() -> Every {
+    pub(crate) const fn new() -> Every {
         Every {
             last_ms: std::sync::atomic::AtomicU64::new(0),
             suppressed: std::sync::atomic::AtomicU64::new(0),
@@ -217,7 +217,7 @@ impl Every {
 
     /// `Some(held back since the last line)` when a line is due now;
     /// otherwise `None`, and this one is counted as held back.
-    pub fn due(&self) -> Option<u64> {
+    pub(crate) fn due(&self) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         let now = epoch().elapsed().as_millis() as u64 + EVERY_MS;
         let last = self.last_ms.load(Relaxed);

@@ -2,20 +2,19 @@
 
 use std::process::ExitCode;
 
-use balance::cli::{self, Invocation, Parsed};
-use balance::exit::Exit;
+use balance::{Exit, Invocation, Parsed};
 
 /// glibc's malloc, with tokio's 128-aligned task and socket blocks pooled
 /// (see `sys::alloc`: about 500 bytes less per idle connection).
 #[global_allocator]
-static ALLOC: balance::sys::alloc::PoolAlloc = balance::sys::alloc::PoolAlloc::new();
+static ALLOC: balance::PoolAlloc = balance::PoolAlloc::new();
 
 fn main() -> ExitCode {
     run().into()
 }
 
 fn run() -> Exit {
-    let inv = match cli::parse(std::env::args_os()) {
+    let inv = match balance::parse_args(std::env::args_os()) {
         Ok(Parsed::Print(text)) => {
             print!("{text}");
             return Exit::Ok;
@@ -24,13 +23,13 @@ fn run() -> Exit {
         Err(e) => return fail(Exit::Usage, &e.0),
     };
     let res = match inv {
-        Invocation::Control(a) => return balance::control::client::run(&a),
-        Invocation::Run(cfg) => balance::app::run(cfg),
+        Invocation::Control(a) => return balance::run_client(&a),
+        Invocation::Run(cfg) => balance::run(cfg),
         Invocation::ConfigFile {
             path,
             check,
             global,
-        } => balance::app::run_file(&path, check, &global),
+        } => balance::run_file(&path, check, &global),
     };
     match res {
         Ok(()) => Exit::Ok,
@@ -41,6 +40,6 @@ fn run() -> Exit {
 fn fail(exit: Exit, msg: &str) -> Exit {
     eprintln!("balance: {msg}");
     // Started by `upgrade`: the running process answers with this.
-    balance::app::upgrade::report_failure(msg);
+    balance::report_failure(msg);
     exit
 }

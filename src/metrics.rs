@@ -31,7 +31,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_SCRAPES: usize = 64;
 
 /// Answer scrapes on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, services: Registry, shutdown: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, services: Registry, shutdown: CancellationToken) {
     let slots = Slots::new(MAX_SCRAPES, Duration::ZERO);
     loop {
         let accepted = tokio::select! {
@@ -125,7 +125,7 @@ async fn respond(sock: &mut TcpStream, status: &str, body: &str) -> std::io::Res
 
 /// The exposition text for these Services, read from their live
 /// atomics now.
-pub fn render(svcs: &[Arc<Service>]) -> String {
+pub(crate) fn render(svcs: &[Arc<Service>]) -> String {
     let views: Vec<ListenerView> = svcs.iter().map(|s| ListenerView::of(s)).collect();
     crate::render::prometheus::exposition(&views, Pipes::now(), ProcessView::now())
 }

@@ -32,13 +32,13 @@ use crate::service::Service;
 use crate::service::hold::DEFAULT_HOLD_MAX;
 
 /// The largest weight.
-pub const MAX_WEIGHT: u32 = 10_000;
+pub(crate) const MAX_WEIGHT: u32 = 10_000;
 
 /// A channel's address as operators write it: `HOST:PORT` (`[v6]:PORT`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
-    pub host: Host,
-    pub port: u16,
+    pub(crate) host: Host,
+    pub(crate) port: u16,
 }
 
 impl std::fmt::Display for Endpoint {
@@ -48,7 +48,7 @@ impl std::fmt::Display for Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(s: &str) -> Result<Endpoint, String> {
+    pub(crate) fn parse(s: &str) -> Result<Endpoint, String> {
         let (h, p) = s
             .rsplit_once(':')
             .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
@@ -58,7 +58,7 @@ impl Endpoint {
     }
 
     /// The endpoint `ch` points at now.
-    pub fn of(ch: &Channel) -> Endpoint {
+    pub(crate) fn of(ch: &Channel) -> Endpoint {
         let t = ch.target();
         Endpoint {
             host: t.host.clone(),
@@ -68,7 +68,7 @@ impl Endpoint {
 
     /// Whether `ch` is at this endpoint (a literal IP also matches a
     /// resolved address of a named channel).
-    pub fn matches(&self, ch: &Channel) -> bool {
+    pub(crate) fn matches(&self, ch: &Channel) -> bool {
         let t = ch.target();
         t.port == self.port
             && (t.host == self.host
@@ -192,7 +192,7 @@ pub enum OperatorOp<C = ChannelKey, G = GroupKey, T = Target> {
 
 impl<C, G, T> OperatorOp<C, G, T> {
     /// The same op with its references mapped (or why one does not map).
-    pub fn map<C2, G2, E>(
+    pub(crate) fn map<C2, G2, E>(
         self,
         c: impl FnOnce(C) -> Result<C2, E>,
         g: impl FnOnce(G) -> Result<G2, E>,
@@ -201,7 +201,7 @@ impl<C, G, T> OperatorOp<C, G, T> {
     }
 
     /// The same op with its target mapped (`assign`, `create`).
-    pub fn map_target<T2, E>(
+    pub(crate) fn map_target<T2, E>(
         self,
         t: impl FnOnce(T) -> Result<T2, E>,
     ) -> Result<OperatorOp<C, G, T2>, E> {
@@ -254,7 +254,7 @@ impl<C, G, T> OperatorOp<C, G, T> {
     }
 
     /// The channel reference, for ops about one channel.
-    pub fn channel(&self) -> Option<&C> {
+    pub(crate) fn channel(&self) -> Option<&C> {
         match self {
             OperatorOp::Admin(c, _)
             | OperatorOp::Weight(c, _)
@@ -269,7 +269,7 @@ impl<C, G, T> OperatorOp<C, G, T> {
     }
 
     /// The target, for `assign` and `create`.
-    pub fn target(&self) -> Option<&T> {
+    pub(crate) fn target(&self) -> Option<&T> {
         match self {
             OperatorOp::Assign(_, t) | OperatorOp::Create { target: t, .. } => Some(t),
             _ => None,
@@ -277,7 +277,7 @@ impl<C, G, T> OperatorOp<C, G, T> {
     }
 
     /// Whether the change is operator state kept in the state file.
-    pub fn persists(&self) -> bool {
+    pub(crate) fn persists(&self) -> bool {
         match self {
             OperatorOp::Admin(..)
             | OperatorOp::Weight(..)
@@ -300,16 +300,16 @@ impl<C, G, T> OperatorOp<C, G, T> {
 /// The channel(s) an op changed: the first one's place and name, and how
 /// many matched (more than one only for [`ChannelKey::Every`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hit {
-    pub group: usize,
-    pub index: usize,
-    pub name: String,
-    pub count: usize,
+pub(crate) struct Hit {
+    pub(crate) group: usize,
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) count: usize,
 }
 
 /// What an op did. `changed` is false when the state was already so.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Admin {
         hit: Hit,
         admin: Admin,
@@ -380,7 +380,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Whether anything changed.
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         match self {
             Outcome::Admin { changed, .. }
             | Outcome::Weight { changed, .. }
@@ -402,7 +402,7 @@ impl Outcome {
 
 /// Why an op was not applied (nothing changed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpError {
+pub(crate) enum OpError {
     NoChannel(ChannelKey),
     /// Several channels are at this address.
     Ambiguous(Endpoint),
@@ -455,7 +455,10 @@ impl std::fmt::Display for OpError {
 
 /// The channels `key` names: the first one's place and name (with how
 /// many there are), and every one of them (at least one).
-pub fn find(groups: &[Arc<Group>], key: &ChannelKey) -> Result<(Hit, Vec<Arc<Channel>>), OpError> {
+pub(crate) fn find(
+    groups: &[Arc<Group>],
+    key: &ChannelKey,
+) -> Result<(Hit, Vec<Arc<Channel>>), OpError> {
     find_in(groups, key, None)
 }
 
@@ -501,7 +504,7 @@ fn find_in(
 }
 
 /// The group `key` names: its index.
-pub fn find_group(groups: &[Arc<Group>], key: &GroupKey) -> Result<usize, OpError> {
+pub(crate) fn find_group(groups: &[Arc<Group>], key: &GroupKey) -> Result<usize, OpError> {
     let found = match key {
         GroupKey::Index(i) => (*i < groups.len()).then_some(*i),
         GroupKey::Name(n) => groups.iter().position(|g| g.name() == n),
@@ -513,7 +516,7 @@ pub fn find_group(groups: &[Arc<Group>], key: &GroupKey) -> Result<usize, OpErro
 }
 
 /// Apply `op` to the listener: the one place operator changes are made.
-pub fn apply(svc: &Service, op: &OperatorOp) -> Result<Outcome, OpError> {
+pub(crate) fn apply(svc: &Service, op: &OperatorOp) -> Result<Outcome, OpError> {
     let groups = svc.pool.groups();
     // Run `f` on every channel the key names; `f` says whether it changed.
     let each = |key: &ChannelKey, f: &dyn Fn(&Channel) -> bool| {
@@ -797,7 +800,7 @@ fn spin(svc: &Service, s: SpinSet) -> Outcome {
 /// Where `create`/`assign` may point a channel: `host:port` resolved, and
 /// not a listener of this process (`binds`: name and address of each,
 /// this listener first), or the error line why not.
-pub async fn resolve_target(
+pub(crate) async fn resolve_target(
     host: &Host,
     port: u16,
     binds: &[(String, std::net::SocketAddr)],
@@ -830,6 +833,6 @@ pub async fn resolve_target(
     })
 }
 
-pub mod switchover;
+pub(crate) mod switchover;
 #[cfg(test)]
 mod tests;

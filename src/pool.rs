@@ -9,10 +9,10 @@
 //! ([`Candidates`]) loads the group snapshot once per connection and reads
 //! atomics only (a weighted group takes a short mutex).
 
-pub mod channel;
-pub mod demand;
+pub(crate) mod channel;
+pub(crate) mod demand;
 mod rebuild;
-pub mod select;
+pub(crate) mod select;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,24 +23,26 @@ use tokio::sync::Notify;
 
 use crate::config::{Failback, GroupConfig, Host, Policy, names};
 
-pub use channel::{
-    Admin, Channel, ConnGuard, EndCause, HealthState, Kill, LastResult, ShownState, Target,
-};
-pub use select::client_hash;
+pub(crate) use channel::{Admin, Channel, ConnGuard, EndCause, ShownState, Target};
+pub(crate) use select::client_hash;
 use select::{Selector, Tier, Walk};
 
 /// An ordered list of channels with a policy.
-pub struct Group {
+pub(crate) struct Group {
     /// Its name, unique in the listener (see `crate::config::names`).
     name: Box<str>,
-    pub channels: Vec<Arc<Channel>>,
+    pub(crate) channels: Vec<Arc<Channel>>,
     selector: Selector,
     /// `on_empty:` / `on_idle:` (see [`demand`]); `None` for most groups.
     demand: Option<Arc<demand::Demand>>,
 }
 
 impl Group {
-    pub fn new(name: impl Into<Box<str>>, policy: Policy, channels: Vec<Arc<Channel>>) -> Group {
+    pub(crate) fn new(
+        name: impl Into<Box<str>>,
+        policy: Policy,
+        channels: Vec<Arc<Channel>>,
+    ) -> Group {
         let selector = Selector::new(policy, channels.len());
         Group {
             name: name.into(),
@@ -50,25 +52,25 @@ impl Group {
         }
     }
     /// This group, started on demand by `d`.
-    pub fn with_demand(mut self, d: Option<Arc<demand::Demand>>) -> Group {
+    pub(crate) fn with_demand(mut self, d: Option<Arc<demand::Demand>>) -> Group {
         self.demand = d;
         self
     }
     /// Its on-demand state, if it has `on_empty:` or `on_idle:`.
-    pub fn demand(&self) -> Option<&Arc<demand::Demand>> {
+    pub(crate) fn demand(&self) -> Option<&Arc<demand::Demand>> {
         self.demand.as_ref()
     }
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
-    pub fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         self.selector.policy()
     }
-    pub fn set_policy(&self, p: Policy) {
+    pub(crate) fn set_policy(&self, p: Policy) {
         self.selector.set_policy(p);
     }
     /// A copy with one more channel, keeping the round-robin position.
-    pub fn with_channel(&self, ch: Arc<Channel>) -> Group {
+    pub(crate) fn with_channel(&self, ch: Arc<Channel>) -> Group {
         let mut channels = self.channels.clone();
         channels.push(ch);
         let g =
@@ -79,7 +81,7 @@ impl Group {
 
     /// A copy without `ch` (live connections on it go on), keeping the
     /// round-robin position as far as it still fits.
-    pub fn without_channel(&self, ch: &Arc<Channel>) -> Group {
+    pub(crate) fn without_channel(&self, ch: &Arc<Channel>) -> Group {
         let channels: Vec<Arc<Channel>> = self
             .channels
             .iter()
@@ -108,31 +110,31 @@ impl Tier for Group {
 
 /// Per-listener selection settings that do not change at runtime.
 #[derive(Debug, Clone, Copy)]
-pub struct SelectOpts {
-    pub hash_failover: bool,
-    pub failback: Failback,
+pub(crate) struct SelectOpts {
+    pub(crate) hash_failover: bool,
+    pub(crate) failback: Failback,
     /// A server that reports itself full takes no new client even
     /// without `maxc` (`--spin`: clients wait instead of meeting its
     /// error).
-    pub full_holds: bool,
+    pub(crate) full_holds: bool,
     /// A busy group holds its clients instead of passing them to a later
     /// group (fencing).
-    pub no_spill: bool,
+    pub(crate) no_spill: bool,
 }
 
 /// All groups of one listener.
-pub struct Pool {
+pub(crate) struct Pool {
     groups: ArcSwap<Vec<Arc<Group>>>,
-    pub opts: SelectOpts,
+    pub(crate) opts: SelectOpts,
     /// With manual failback: the group traffic has failed over to.
     floor: AtomicUsize,
     /// Notified when a channel may have become eligible.
-    pub eligible: Arc<Notify>,
+    pub(crate) eligible: Arc<Notify>,
 }
 
 impl Pool {
     /// Build from config; `resolve` turns a host and port into addresses.
-    pub fn new(
+    pub(crate) fn new(
         groups: &[GroupConfig],
         opts: SelectOpts,
         resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
@@ -177,19 +179,22 @@ impl Pool {
         }
     }
 
-    pub fn groups(&self) -> Arc<Vec<Arc<Group>>> {
+    pub(crate) fn groups(&self) -> Arc<Vec<Arc<Group>>> {
         self.groups.load_full()
     }
 
     /// Replace the group list (structural changes; control socket only).
-    pub fn store_groups(&self, gs: Vec<Arc<Group>>) {
+    pub(crate) fn store_groups(&self, gs: Vec<Arc<Group>>) {
         self.groups.store(Arc::new(gs));
         self.eligible.notify_waiters();
     }
 
     /// Change the group list with `f` (None: no change), atomically
     /// against other structural writers.
-    pub fn update_groups(&self, f: impl Fn(&[Arc<Group>]) -> Option<Vec<Arc<Group>>>) -> bool {
+    pub(crate) fn update_groups(
+        &self,
+        f: impl Fn(&[Arc<Group>]) -> Option<Vec<Arc<Group>>>,
+    ) -> bool {
         let mut changed = false;
         self.groups.rcu(|cur| match f(cur) {
             Some(gs) => {
@@ -210,7 +215,7 @@ impl Pool {
     /// A channel made at runtime (`create`, the state file, fleet
     /// registrations); `proxy`: the header it sends (see
     /// [`crate::config::ListenerConfig::proxy_protocol_for`]).
-    pub fn new_channel(
+    pub(crate) fn new_channel(
         &self,
         name: &str,
         target: Target,
@@ -226,7 +231,7 @@ impl Pool {
 
     /// The default name for a new channel at `host:port` that no channel
     /// of the pool has (see `crate::config::names`).
-    pub fn free_channel_name(&self, host: &Host, port: u16) -> String {
+    pub(crate) fn free_channel_name(&self, host: &Host, port: u16) -> String {
         let mut taken: std::collections::HashSet<String> = self
             .groups()
             .iter()
@@ -236,7 +241,7 @@ impl Pool {
     }
 
     /// Group `g`'s name (empty if there is no such group): for logs.
-    pub fn group_name(&self, g: usize) -> String {
+    pub(crate) fn group_name(&self, g: usize) -> String {
         self.groups()
             .get(g)
             .map(|gr| gr.name().to_string())
@@ -245,26 +250,26 @@ impl Pool {
 
     /// The group new connections start from (manual failback), and whether
     /// traffic is failed over.
-    pub fn floor(&self) -> usize {
+    pub(crate) fn floor(&self) -> usize {
         self.floor.load(Relaxed)
     }
 
     /// A connection was served by group `g`: with manual failback, stay there.
-    pub fn served_by(&self, g: usize) {
+    pub(crate) fn served_by(&self, g: usize) {
         if self.opts.failback == Failback::Manual {
             self.floor.fetch_max(g, Relaxed);
         }
     }
 
     /// Operator `failback`: return to group 0. Returns the previous floor.
-    pub fn failback(&self) -> usize {
+    pub(crate) fn failback(&self) -> usize {
         let prev = self.floor.swap(0, Relaxed);
         self.eligible.notify_waiters();
         prev
     }
 
     /// Make `g` the group new connections start from (`switchover`).
-    pub fn set_floor(&self, g: usize) {
+    pub(crate) fn set_floor(&self, g: usize) {
         self.floor.store(g, Relaxed);
         self.eligible.notify_waiters();
     }
@@ -273,7 +278,7 @@ impl Pool {
     /// order a connection walks them (from the floor), with a channel
     /// eligible now (enabled, up, weight and room); None when none has.
     /// Read on demand (`show`, metrics), never on the data path.
-    pub fn serving_group(&self) -> Option<usize> {
+    pub(crate) fn serving_group(&self) -> Option<usize> {
         let groups = self.groups();
         let n = groups.len();
         let floor = self.floor().min(n.saturating_sub(1));
@@ -283,7 +288,8 @@ impl Pool {
     }
 
     /// Whether any channel could take a connection now.
-    pub fn any_eligible(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn any_eligible(&self) -> bool {
         self.groups()
             .iter()
             .any(|g| g.channels.iter().any(|c| c.eligible()))
@@ -291,7 +297,7 @@ impl Pool {
 
     /// The candidates for one client, best first; a routed client walks
     /// its group and the groups after it only.
-    pub fn candidates(&self, pick: Pick) -> Candidates {
+    pub(crate) fn candidates(&self, pick: Pick) -> Candidates {
         let groups = self.groups();
         let walk = self.walk(pick, groups.len());
         Candidates { groups, walk }
@@ -312,7 +318,7 @@ impl Pool {
     /// After a client found nothing to connect to: the group that holds
     /// it (the first in its walk with nothing eligible and `on_empty:`
     /// not paused), with its on-demand state. Cold path only.
-    pub fn holding(&self, pick: Pick) -> Option<(usize, Arc<demand::Demand>)> {
+    pub(crate) fn holding(&self, pick: Pick) -> Option<(usize, Arc<demand::Demand>)> {
         let groups = self.groups();
         let g = self.walk(pick, groups.len()).held(&groups[..])?;
         Some((g, Arc::clone(groups.get(g)?.demand.as_ref()?)))
@@ -322,13 +328,13 @@ impl Pool {
 /// What selection needs of a client, small enough to keep across a
 /// connect: its address's hash and, when routed, its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pick {
+pub(crate) struct Pick {
     hash: u32,
     from: Option<u32>,
 }
 
 impl Pick {
-    pub fn client(ip: IpAddr) -> Pick {
+    pub(crate) fn client(ip: IpAddr) -> Pick {
         Pick {
             hash: client_hash(ip),
             from: None,
@@ -336,7 +342,7 @@ impl Pick {
     }
 
     /// A routed client: the chain of group `from`.
-    pub fn routed(ip: IpAddr, from: usize) -> Pick {
+    pub(crate) fn routed(ip: IpAddr, from: usize) -> Pick {
         Pick {
             hash: client_hash(ip),
             // A group index past u32 cannot exist (the config file is
@@ -348,17 +354,17 @@ impl Pick {
 
 /// The failover-ordered candidates for one connection (see [`Walk`]): the
 /// group snapshot taken once, eligibility re-checked at each step.
-pub struct Candidates {
+pub(crate) struct Candidates {
     groups: Arc<Vec<Arc<Group>>>,
     walk: Walk,
 }
 
 /// One candidate: group index, channel index, channel.
 #[derive(Debug, Clone)]
-pub struct Candidate {
-    pub group: usize,
-    pub index: usize,
-    pub channel: Arc<Channel>,
+pub(crate) struct Candidate {
+    pub(crate) group: usize,
+    pub(crate) index: usize,
+    pub(crate) channel: Arc<Channel>,
 }
 
 impl Iterator for Candidates {

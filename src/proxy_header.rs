@@ -10,20 +10,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Which header a group sends to its backends (`proxy_protocol:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
+    /// The text header (`PROXY TCP4 ...`).
     V1,
+    /// The binary header.
     V2,
 }
 
 impl Version {
-    /// The word of YAML, the command line and `show json`.
-    pub fn word(self) -> &'static str {
-        match self {
-            Version::V1 => "v1",
-            Version::V2 => "v2",
-        }
-    }
-
-    pub fn from_word(w: &str) -> Option<Version> {
+    pub(crate) fn from_word(w: &str) -> Option<Version> {
         match w {
             "v1" => Some(Version::V1),
             "v2" => Some(Version::V2),
@@ -33,17 +27,17 @@ impl Version {
 }
 
 /// The v2 signature (12 bytes).
-pub const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+pub(crate) const V2_SIG: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// The v1 prefix.
 const V1_PREFIX: &[u8] = b"PROXY ";
 /// A v1 header is at most this long, CRLF included (the spec's bound).
-pub const V1_MAX: usize = 107;
+pub(crate) const V1_MAX: usize = 107;
 /// The fixed part of a v2 header, before its address block.
-pub const V2_FIXED: usize = 16;
+pub(crate) const V2_FIXED: usize = 16;
 /// The largest v2 address block (with TLVs) accepted. The spec allows
 /// 65535; the addresses take at most 216 and the TLVs real balancers add
 /// (AWS, GCP, Azure ids, SSL details) stay well under this.
-pub const V2_MAX_BLOCK: usize = 2048;
+pub(crate) const V2_MAX_BLOCK: usize = 2048;
 /// The longest header accepted of either version.
 pub const MAX_HEADER: usize = V2_FIXED + V2_MAX_BLOCK;
 
@@ -52,7 +46,12 @@ pub const MAX_HEADER: usize = V2_FIXED + V2_MAX_BLOCK;
 pub enum Addrs {
     /// A proxied TCP connection: the client's address and the address it
     /// connected to.
-    Tcp { src: SocketAddr, dst: SocketAddr },
+    Tcp {
+        /// The client.
+        src: SocketAddr,
+        /// The address the client connected to.
+        dst: SocketAddr,
+    },
     /// `PROXY UNKNOWN`, v2 LOCAL (the upstream's own health check), or an
     /// address family other than TCP over IPv4/IPv6: the connection's own
     /// addresses stand.
@@ -66,7 +65,12 @@ pub enum Parsed {
     /// header, so a reader may consume them all and wait for more.
     Incomplete,
     /// A complete header of `len` bytes; what follows it is the client's.
-    Complete { len: usize, addrs: Addrs },
+    Complete {
+        /// The header's length in bytes.
+        len: usize,
+        /// What it says.
+        addrs: Addrs,
+    },
 }
 
 /// Why a received header is refused (one short phrase for the log).
@@ -100,12 +104,12 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, HeaderError> {
 
 /// Whether the bytes a client sent begin with a PROXY header's signature
 /// (a whole v1 prefix or v2 signature: a shorter start proves nothing).
-pub fn has_signature(buf: &[u8]) -> bool {
+pub(crate) fn has_signature(buf: &[u8]) -> bool {
     buf.starts_with(V1_PREFIX) || buf.starts_with(&V2_SIG)
 }
 
 /// The longest prefix [`has_signature`] needs.
-pub const SIGNATURE_LEN: usize = V2_SIG.len();
+pub(crate) const SIGNATURE_LEN: usize = V2_SIG.len();
 
 fn parse_v1(buf: &[u8]) -> Result<Parsed, HeaderError> {
     // The first LF ends the line; it must follow a CR (a lone LF is
@@ -321,7 +325,7 @@ pub fn encode(v: Version, src: SocketAddr, dst: SocketAddr) -> Header {
 /// The header a health check sends: no client behind it (`PROXY
 /// UNKNOWN`, v2 LOCAL), so the backend uses the connection's own
 /// addresses.
-pub fn encode_local(v: Version) -> Header {
+pub(crate) fn encode_local(v: Version) -> Header {
     let mut h = Header {
         buf: [0; V1_MAX],
         len: 0,

@@ -11,22 +11,22 @@ use crate::service::Service;
 
 /// A cheap, cloneable handle on the current set of services.
 #[derive(Clone, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     current: Arc<ArcSwap<Vec<Arc<Service>>>>,
 }
 
 impl Registry {
-    pub fn new() -> Registry {
+    pub(crate) fn new() -> Registry {
         Registry::default()
     }
 
     /// The Services of the running listeners, in config order.
-    pub fn services(&self) -> Arc<Vec<Arc<Service>>> {
+    pub(crate) fn services(&self) -> Arc<Vec<Arc<Service>>> {
         self.current.load_full()
     }
 
     /// Replace the whole set (the supervisor only).
-    pub fn publish(&self, services: Vec<Arc<Service>>) {
+    pub(crate) fn publish(&self, services: Vec<Arc<Service>>) {
         self.current.store(Arc::new(services));
     }
 }

@@ -3,11 +3,11 @@
 //! socket. Counters are atomics written by the data path; channel health is
 //! written only through [`Service::report`] (`service/report.rs`).
 
-pub mod demand;
-pub mod ending;
-pub mod fence;
-pub mod fleet;
-pub mod hold;
+pub(crate) mod demand;
+pub(crate) mod ending;
+pub(crate) mod fence;
+pub(crate) mod fleet;
+pub(crate) mod hold;
 mod report;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -23,32 +23,32 @@ use hold::Hold;
 
 /// Per-listener counters.
 #[derive(Debug, Default)]
-pub struct ListenerStats {
-    pub accepted: AtomicU64,
+pub(crate) struct ListenerStats {
+    pub(crate) accepted: AtomicU64,
     /// Clients closed because no backend could be reached.
-    pub refused: AtomicU64,
+    pub(crate) refused: AtomicU64,
     /// Clients held right now by `--spin`.
-    pub spinning: AtomicU64,
+    pub(crate) spinning: AtomicU64,
     /// Connections served by a group other than the first one tried.
-    pub failovers: AtomicU64,
+    pub(crate) failovers: AtomicU64,
     /// Connections in the relay right now.
-    pub active: AtomicU64,
+    pub(crate) active: AtomicU64,
     /// The group that served the last connection.
-    pub served_group: AtomicU64,
+    pub(crate) served_group: AtomicU64,
     /// Times traffic moved to a higher (backup) group / back to a lower one.
-    pub failover_events: AtomicU64,
-    pub failback_events: AtomicU64,
+    pub(crate) failover_events: AtomicU64,
+    pub(crate) failback_events: AtomicU64,
     /// Rate limit of the warning for refused clients.
-    pub refused_log: crate::logging::Every,
+    pub(crate) refused_log: crate::logging::Every,
     /// `accept_proxy`: PROXY headers accepted, and connections closed for
     /// a malformed header, a header not complete in time, or a header
     /// from a source outside the list.
-    pub proxy_accepted: AtomicU64,
-    pub proxy_malformed: AtomicU64,
-    pub proxy_slow: AtomicU64,
-    pub proxy_untrusted: AtomicU64,
+    pub(crate) proxy_accepted: AtomicU64,
+    pub(crate) proxy_malformed: AtomicU64,
+    pub(crate) proxy_slow: AtomicU64,
+    pub(crate) proxy_untrusted: AtomicU64,
     /// Rate limit of the warning for refused PROXY headers.
-    pub proxy_log: crate::logging::Every,
+    pub(crate) proxy_log: crate::logging::Every,
 }
 
 impl ListenerStats {
@@ -73,21 +73,21 @@ impl ListenerStats {
 /// enable|disable`): written by the control socket and by the state file at
 /// start; shared by the Services a reload makes for the same listener.
 #[derive(Debug, Default)]
-pub struct Operator {
-    pub hold: Hold,
+pub(crate) struct Operator {
+    pub(crate) hold: Hold,
     monitor_off: AtomicBool,
     /// Wakes the monitor when active probing resumes.
-    pub monitor_resumed: Notify,
+    pub(crate) monitor_resumed: Notify,
 }
 
 impl Operator {
     /// Whether active probing is paused (`monitor disable`).
-    pub fn monitor_paused(&self) -> bool {
+    pub(crate) fn monitor_paused(&self) -> bool {
         self.monitor_off.load(Relaxed)
     }
 
     /// Pause or resume active probing; returns the previous setting.
-    pub fn pause_monitor(&self, off: bool) -> bool {
+    pub(crate) fn pause_monitor(&self, off: bool) -> bool {
         let was = self.monitor_off.swap(off, Relaxed);
         if !off {
             self.monitor_resumed.notify_waiters();
@@ -96,32 +96,32 @@ impl Operator {
     }
 }
 
-pub struct Service {
-    pub cfg: ListenerConfig,
-    pub pool: Pool,
+pub(crate) struct Service {
+    pub(crate) cfg: ListenerConfig,
+    pub(crate) pool: Pool,
     /// Shared with the Service that replaces this one on reload.
-    pub stats: Arc<ListenerStats>,
+    pub(crate) stats: Arc<ListenerStats>,
     /// Rise/fall used for passive detection (the monitor's, or defaults).
-    pub rise_fall: RiseFallParams,
+    pub(crate) rise_fall: RiseFallParams,
     /// Asks the monitor to probe now (after a passive failure).
-    pub reprobe: Notify,
+    pub(crate) reprobe: Notify,
     /// Operator hold and monitor switch; kept across reloads.
-    pub ops: Arc<Operator>,
+    pub(crate) ops: Arc<Operator>,
     /// Fleet mode's role and hooks (`Role::Off` without fleet); kept
     /// across reloads.
-    pub fleet: Arc<fleet::FleetState>,
+    pub(crate) fleet: Arc<fleet::FleetState>,
     /// The serving group of a fencing listener (`cfg.fence`); kept across
     /// reloads.
-    pub fence: Arc<fence::Fence>,
+    pub(crate) fence: Arc<fence::Fence>,
     /// The connection log (`cfg.connection_log`); `None`: connections
     /// take the plain path.
-    pub connlog: Option<crate::connlog::Log>,
+    pub(crate) connlog: Option<crate::connlog::Log>,
     /// `route:`: picks each client's group; kept across a reload that
     /// leaves `route:` and the group names as they were (its cache too).
-    pub route: Option<Arc<crate::route::Router>>,
+    pub(crate) route: Option<Arc<crate::route::Router>>,
     /// Some group has `on_empty:`: a client that finds nothing may be held
     /// for it (see [`demand`]).
-    pub on_demand: bool,
+    pub(crate) on_demand: bool,
 }
 
 fn has_on_empty(cfg: &ListenerConfig) -> bool {
@@ -145,7 +145,7 @@ impl Service {
     /// (logged once per move, not per connection). A routed client
     /// (`from`) counts a failover only past its own group, and moves no
     /// listener-wide state (its group is its key's, not the listener's).
-    pub fn served_by(&self, group: usize, from: Option<usize>) {
+    pub(crate) fn served_by(&self, group: usize, from: Option<usize>) {
         if let Some(from) = from {
             if group > from {
                 self.stats.failovers.fetch_add(1, Relaxed);
@@ -164,13 +164,13 @@ impl Service {
         }
     }
 
-    pub fn new(cfg: ListenerConfig, rise_fall: RiseFallParams) -> Service {
+    pub(crate) fn new(cfg: ListenerConfig, rise_fall: RiseFallParams) -> Service {
         Service::new_with(cfg, rise_fall, resolve)
     }
 
     /// Like [`Service::new`] with a given resolver (reload resolves ahead,
     /// off the runtime thread).
-    pub fn new_with(
+    pub(crate) fn new_with(
         cfg: ListenerConfig,
         rise_fall: RiseFallParams,
         resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
@@ -206,7 +206,7 @@ impl Service {
     /// with the same host:port in the same group position are kept (see
     /// [`Pool::rebuild`]), and so are the listener counters and the
     /// operator state (hold, monitor switch).
-    pub fn rebuild(
+    pub(crate) fn rebuild(
         &self,
         cfg: ListenerConfig,
         rise_fall: RiseFallParams,
@@ -266,7 +266,7 @@ fn warn_unresolved<'a>(
 
 /// Resolve a host to all its addresses (blocking; at start and on
 /// re-resolution only). A name that does not resolve gives no addresses.
-pub fn resolve(host: &Host, port: u16) -> Vec<SocketAddr> {
+pub(crate) fn resolve(host: &Host, port: u16) -> Vec<SocketAddr> {
     match host {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
         Host::Name(n) => {

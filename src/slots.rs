@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A fixed number of places.
 #[derive(Debug)]
-pub struct Slots {
+pub(crate) struct Slots {
     cap: usize,
     grace: Duration,
     table: Mutex<Table>,
@@ -50,7 +50,7 @@ enum State {
 impl Slots {
     /// `cap` places; a waiting holder may be evicted once it has waited
     /// `grace`.
-    pub fn new(cap: usize, grace: Duration) -> Arc<Slots> {
+    pub(crate) fn new(cap: usize, grace: Duration) -> Arc<Slots> {
         Arc::new(Slots {
             cap,
             grace,
@@ -66,7 +66,7 @@ impl Slots {
     /// the holder waiting longest (at least `grace`) is evicted (its
     /// [`Slot::evicted`] completes) and its place given to the newcomer;
     /// `None` if no holder can be evicted.
-    pub fn acquire(self: &Arc<Self>) -> Option<Slot> {
+    pub(crate) fn acquire(self: &Arc<Self>) -> Option<Slot> {
         self.acquire_with(false)
     }
 
@@ -75,7 +75,7 @@ impl Slots {
     /// answered may be evicted for it however short its wait (a holder
     /// that has, only past the grace). So places taken faster than the
     /// grace, by peers that never send a request, cannot keep it out.
-    pub fn acquire_now(self: &Arc<Self>) -> Option<Slot> {
+    pub(crate) fn acquire_now(self: &Arc<Self>) -> Option<Slot> {
         self.acquire_with(true)
     }
 
@@ -103,7 +103,8 @@ impl Slots {
     }
 
     /// Places taken now.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
         self.table().held.len()
     }
 
@@ -140,7 +141,7 @@ fn victim(held: &[Held], now: Instant, grace: Duration, for_proven: bool) -> Opt
 
 /// One taken place; given back on drop.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     slots: Arc<Slots>,
     id: u64,
     evicted: CancellationToken,
@@ -148,14 +149,14 @@ pub struct Slot {
 
 impl Slot {
     /// Waiting for input from now on (evictable after the grace).
-    pub fn waiting(&self) {
+    pub(crate) fn waiting(&self) {
         let now = Instant::now();
         self.slots.mark(self.id, |_| State::Waiting(now));
     }
 
     /// Part of the input arrived (and the rest has not): evictable at once,
     /// before any holder that is merely waiting.
-    pub fn partial(&self) {
+    pub(crate) fn partial(&self) {
         self.slots.mark(self.id, |s| match s {
             State::Waiting(since) => State::Partial(since),
             other => other,
@@ -164,17 +165,17 @@ impl Slot {
 
     /// Being answered: not evictable until [`Slot::waiting`] again, and
     /// from now on protected from [`Slots::acquire_now`] within the grace.
-    pub fn busy(&self) {
+    pub(crate) fn busy(&self) {
         self.slots.mark(self.id, |_| State::Busy);
     }
 
     /// Whether a newer connection took this place.
-    pub fn is_evicted(&self) -> bool {
+    pub(crate) fn is_evicted(&self) -> bool {
         self.evicted.is_cancelled()
     }
 
     /// Completes once a newer connection took this place.
-    pub async fn evicted(&self) {
+    pub(crate) async fn evicted(&self) {
         self.evicted.cancelled().await
     }
 }

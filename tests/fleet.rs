@@ -937,8 +937,7 @@ fn a_huge_value_under_the_prefix_is_refused_and_the_fleet_goes_on() {
         });
         let t0 = Instant::now();
         // A put this size takes etcd seconds on a busy machine.
-        let c =
-            balance::fleet::etcd::Client::new(&[etcd.endpoint()], Duration::from_secs(30)).unwrap();
+        let c = balance::etcd::Client::new(&[etcd.endpoint()], Duration::from_secs(30)).unwrap();
         common::etcd::block_on(c.put(key.as_bytes(), big.as_bytes(), None)).unwrap();
         eprintln!("FLEET a 20 MiB value put in {:?}", t0.elapsed());
         let r = wait_until("every instance refused it", common::fleet::REACH, || {

@@ -8,7 +8,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use balance::fleet::etcd::{Client, EtcdError, Event, Watch};
+use balance::etcd::{Client, EtcdError, Event, Watch};
 use common::etcd::{Etcd, block_on, runtime};
 use common::{Backend, stretched, wait_until};
 
@@ -334,7 +334,7 @@ fn replies_that_are_not_etcd_are_errors_not_panics() {
 /// misses nothing.
 #[test]
 fn a_watch_through_a_hung_member_is_found_out_and_moved() {
-    use balance::fleet::etcd::Liveness;
+    use balance::etcd::Liveness;
     let e = Etcd::three();
     e.move_leader_off(0);
     let every = Duration::from_millis(300);
@@ -409,7 +409,7 @@ fn a_watch_through_a_hung_member_is_found_out_and_moved() {
 /// it) reads as empty from a range and from a watch, and is counted.
 #[test]
 fn a_value_over_the_bound_reads_as_empty_and_is_counted() {
-    use balance::fleet::etcd::{MAX_VALUE, refused_values};
+    use balance::etcd::{MAX_VALUE, refused_values};
     let e = Etcd::single_with(&["--max-request-bytes", "33554432"]);
     let c = client(&e);
     let rt = runtime();

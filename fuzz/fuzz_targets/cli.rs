@@ -18,5 +18,5 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let argv = std::iter::once("balance").chain(args.iter().copied());
-    let _ = balance::cli::parse(argv);
+    let _ = balance::parse_args(argv);
 });

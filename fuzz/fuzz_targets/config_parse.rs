@@ -2,7 +2,7 @@
 //! and `--check` run after reading the file).
 #![no_main]
 
-use balance::config::{Overlay, file};
+use balance::parsers::config_file::{self as file, Overlay};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

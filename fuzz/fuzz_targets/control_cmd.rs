@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(line) = std::str::from_utf8(data) {
-        if let Ok(cmd) = balance::control::commands::parse(line) {
+        if let Ok(cmd) = balance::parsers::control_cmd::parse(line) {
             let _ = (cmd.is_change(), cmd.persists());
         }
     }

@@ -3,7 +3,7 @@
 //! a value or an error, never a panic.
 #![no_main]
 
-use balance::fleet::{channels::Reg, ops::Op, switch, verdict};
+use balance::parsers::fleet_values::{Ack, Leader, Op, Record, Reg, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,11 +16,11 @@ fuzz_target!(|data: &[u8]| {
         None => (String::new(), rest),
     };
     match sel % 6 {
-        0 => drop(verdict::Verdict::decode(value)),
-        1 => drop(verdict::Leader::decode(value)),
+        0 => drop(Verdict::decode(value)),
+        1 => drop(Leader::decode(value)),
         2 => drop(Op::decode(&key, value)),
         3 => drop(Reg::decode(&key, value)),
-        4 => drop(switch::Record::decode(value)),
-        _ => drop(switch::Ack::decode(value)),
+        4 => drop(Record::decode(value)),
+        _ => drop(Ack::decode(value)),
     }
 });

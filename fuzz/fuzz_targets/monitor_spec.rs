@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(spec) = std::str::from_utf8(data) {
-        let _ = balance::config::monitor_spec::parse(spec);
+        let _ = balance::parsers::monitor_spec::parse(spec);
     }
 });

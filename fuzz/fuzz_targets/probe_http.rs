@@ -3,7 +3,7 @@
 //! status ranges and whether a body text is wanted; the rest is the reply.
 #![no_main]
 
-use balance::monitor::probe::{MAX_REPLY, http};
+use balance::parsers::probe::{MAX_REPLY, http};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! error packet) and error packets met while logging in.
 #![no_main]
 
-use balance::monitor::probe::mysql;
+use balance::parsers::probe::mysql;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! value never claims more bytes than it was given.
 #![no_main]
 
-use balance::monitor::probe::{MAX_REPLY, redis};
+use balance::parsers::probe::{MAX_REPLY, redis};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! bit also says whether the backend closed.
 #![no_main]
 
-use balance::monitor::probe::{MAX_REPLY, sendexpect};
+use balance::parsers::probe::{MAX_REPLY, sendexpect};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

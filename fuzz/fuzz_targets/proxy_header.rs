@@ -6,7 +6,7 @@
 //! carries and parsing again gives them back.
 #![no_main]
 
-use balance::proxy_header::{Addrs, MAX_HEADER, Parsed, Version, encode, parse};
+use balance::parsers::proxy_header::{Addrs, MAX_HEADER, Parsed, Version, encode, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

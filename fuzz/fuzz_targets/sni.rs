@@ -2,7 +2,7 @@
 //! more bytes than were given (so a caller waiting for more always ends).
 #![no_main]
 
-use balance::route::sni::{self, Peek};
+use balance::parsers::sni::{self, Peek};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = balance::control::state::parse_text(text);
+        let _ = balance::parsers::state_file::parse_text(text);
     }
 });

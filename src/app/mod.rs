@@ -34,15 +34,14 @@ mod pidfile;
 mod plan;
 mod signals;
 mod supervisor;
-pub mod upgrade;
+pub(crate) mod upgrade;
 
 use crate::config::quote;
 use std::path::Path;
 
 use crate::config::{Config, Overlay};
 
-pub use boot::Fatal;
-pub use supervisor::Supervisor;
+pub(crate) use boot::Fatal;
 
 /// Run from the command line (one listener; SIGHUP has nothing to reload).
 pub fn run(cfg: Config) -> Result<(), Fatal> {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// A pidfile this process holds the lock on.
 #[derive(Debug)]
-pub struct PidFile {
+pub(super) struct PidFile {
     file: File,
     path: PathBuf,
 }
@@ -19,7 +19,7 @@ pub struct PidFile {
 impl PidFile {
     /// Open (create) and lock `path`. Err names the holder's pid when
     /// another instance holds it.
-    pub fn claim(path: &Path) -> Result<PidFile, String> {
+    pub(super) fn claim(path: &Path) -> Result<PidFile, String> {
         let shown = path.display();
         let mut file = OpenOptions::new()
             .read(true)
@@ -51,24 +51,24 @@ impl PidFile {
 
     /// The pidfile a previous process handed over (`upgrade`): the same
     /// open file, so its lock is ours too.
-    pub fn inherit(path: PathBuf, file: File) -> PidFile {
+    pub(super) fn inherit(path: PathBuf, file: File) -> PidFile {
         PidFile { file, path }
     }
 
     /// A copy of the locked file, for a successor.
-    pub fn dup(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+    pub(super) fn dup(&self) -> std::io::Result<std::os::fd::OwnedFd> {
         use std::os::fd::AsFd;
         self.file.as_fd().try_clone_to_owned()
     }
 
     /// The terminal's side of a fork: the daemon holds the lock and
     /// removes the file; this process must not.
-    pub fn leave_to_child(self) {
+    pub(super) fn leave_to_child(self) {
         std::mem::forget(self);
     }
 
     /// Write this process's pid (after daemonizing: the daemon's).
-    pub fn write_pid(&mut self) -> Result<(), String> {
+    pub(super) fn write_pid(&mut self) -> Result<(), String> {
         let pid = std::process::id();
         let res = (|| {
             self.file.set_len(0)?;

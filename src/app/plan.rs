@@ -53,10 +53,10 @@ pub(crate) enum Step {
 /// What a reload changed, counted per listener.
 #[derive(Debug, Default)]
 pub(crate) struct Summary {
-    pub added: usize,
-    pub removed: usize,
-    pub changed: usize,
-    pub same: usize,
+    pub(crate) added: usize,
+    pub(crate) removed: usize,
+    pub(crate) changed: usize,
+    pub(crate) same: usize,
 }
 
 impl std::fmt::Display for Summary {
@@ -92,7 +92,7 @@ pub(crate) struct Resolved(HashMap<(Host, u16), Vec<SocketAddr>>);
 impl Resolved {
     /// Resolve the new config's channels off the runtime thread (kept
     /// channels keep their current addresses; only new ones use these).
-    pub async fn of(cfg: &Config) -> Result<Resolved, String> {
+    pub(super) async fn of(cfg: &Config) -> Result<Resolved, String> {
         let wanted: HashSet<(Host, u16)> = cfg
             .listeners
             .iter()
@@ -113,15 +113,15 @@ impl Resolved {
         Ok(Resolved(found))
     }
 
-    pub fn get(&self, h: &Host, p: u16) -> Vec<SocketAddr> {
+    pub(super) fn get(&self, h: &Host, p: u16) -> Vec<SocketAddr> {
         self.0.get(&(h.clone(), p)).cloned().unwrap_or_default()
     }
 }
 
 /// The running listeners as the planner sees them: config and socket.
 pub(crate) struct Current<'a> {
-    pub cfg: &'a ListenerConfig,
-    pub sock: &'a std::net::TcpListener,
+    pub(crate) cfg: &'a ListenerConfig,
+    pub(crate) sock: &'a std::net::TcpListener,
 }
 
 /// Phase 1, fallible, nothing running is touched: bind every new listener

@@ -38,7 +38,7 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    pub fn install() -> Signals {
+    pub(crate) fn install() -> Signals {
         let all = || -> Option<(Signal, Signal, Signal)> {
             Some((
                 signal(SignalKind::terminate()).ok()?,
@@ -67,7 +67,7 @@ impl Signals {
     }
 
     /// The next event: a signal, `shutdown` cancelled, or a reload request.
-    pub async fn next(
+    pub(crate) async fn next(
         &mut self,
         shutdown: &CancellationToken,
         requests: &mut ReloadRequests,

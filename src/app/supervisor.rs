@@ -70,7 +70,7 @@ struct State {
 }
 
 /// The set of running listeners and what reload and shutdown need.
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     /// The config file and the command line's globals (they win over the
     /// file's), for reload.
     source: Source,
@@ -120,7 +120,7 @@ impl Supervisor {
         let shutdown = CancellationToken::new();
         let registry = Registry::new();
         let fleet = cfg.global.fleet.as_ref().and_then(|f| {
-            crate::fleet::Fleet::new(f, registry.clone())
+            crate::fleet::Fleet::new(f)
                 .inspect_err(|e| error!("fleet mode off: {e}"))
                 .ok()
         });
@@ -181,17 +181,17 @@ impl Supervisor {
     }
 
     /// The live Services, for readers.
-    pub fn registry(&self) -> Registry {
+    pub(crate) fn registry(&self) -> Registry {
         self.registry.clone()
     }
 
     /// The state file every front end writes after a change.
-    pub fn state_file(&self) -> Option<Arc<StateFile>> {
+    pub(crate) fn state_file(&self) -> Option<Arc<StateFile>> {
         self.control.state.clone()
     }
 
     /// Cancelled at shutdown (by a signal or the control socket's `kill`).
-    pub fn shutdown_token(&self) -> CancellationToken {
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
 
@@ -341,7 +341,7 @@ impl Supervisor {
     /// Re-read the config file and apply it (see the module doc). Returns a
     /// one-line summary, or why nothing was changed.
     /// systemd hears RELOADING=1 before and READY=1 after, accepted or not.
-    pub async fn reload(self: &Arc<Self>) -> Result<String, ReloadError> {
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<String, ReloadError> {
         crate::sys::notify::reloading();
         let res = self.try_reload().await.map(|s| s.to_string());
         crate::sys::notify::ready();

@@ -58,11 +58,11 @@ pub(crate) enum Refusal {
 }
 
 /// The variable naming the inherited descriptor in the new process.
-pub const ENV: &str = "BALANCE_UPGRADE_FD";
+pub(crate) const ENV: &str = "BALANCE_UPGRADE_FD";
 /// The descriptor the new process finds the hand-over socket on.
 const CHILD_FD: i32 = 3;
 /// From starting the new binary to its `ready`.
-pub const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Each frame of the hand-over, either way, before the ready.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a refused successor gets to exit before it is killed.
@@ -155,13 +155,13 @@ struct Doc {
 
 /// What the old process hands over, gathered by the supervisor.
 pub(crate) struct Parts {
-    pub listeners: Vec<(SocketAddr, OwnedFd)>,
-    pub controls: Vec<(PathBuf, OwnedFd, OwnedFd)>,
-    pub metrics: Option<(SocketAddr, OwnedFd)>,
-    pub pidfile: Option<(PathBuf, OwnedFd)>,
-    pub haproxy: Option<(PathBuf, OwnedFd, OwnedFd)>,
-    pub run_dir: PathBuf,
-    pub services: Vec<std::sync::Arc<Service>>,
+    pub(crate) listeners: Vec<(SocketAddr, OwnedFd)>,
+    pub(crate) controls: Vec<(PathBuf, OwnedFd, OwnedFd)>,
+    pub(crate) metrics: Option<(SocketAddr, OwnedFd)>,
+    pub(crate) pidfile: Option<(PathBuf, OwnedFd)>,
+    pub(crate) haproxy: Option<(PathBuf, OwnedFd, OwnedFd)>,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) services: Vec<std::sync::Arc<Service>>,
 }
 
 /// The channels that are down now, per listener.
@@ -393,14 +393,14 @@ pub(crate) struct Handed {
     metrics: Option<(SocketAddr, std::net::TcpListener)>,
     pidfile: Option<(PathBuf, File)>,
     haproxy: Option<(PathBuf, Inherited)>,
-    pub run_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
     state: String,
     down: Vec<Down>,
 }
 
 /// The state and control sockets the supervisor starts from.
 pub(crate) struct Carried {
-    pub controls: HashMap<PathBuf, Inherited>,
+    pub(crate) controls: HashMap<PathBuf, Inherited>,
     state: Option<std::sync::Arc<StateFile>>,
     down: Vec<Down>,
 }
@@ -517,7 +517,10 @@ impl Handed {
     /// The sockets for `cfg`'s listeners, in its order: exactly the ones
     /// received (a listener added or removed in the file is refused: reload
     /// the running process first).
-    pub fn take_listeners(&mut self, cfg: &Config) -> Result<Vec<std::net::TcpListener>, Refusal> {
+    pub(crate) fn take_listeners(
+        &mut self,
+        cfg: &Config,
+    ) -> Result<Vec<std::net::TcpListener>, Refusal> {
         let mut have: Vec<Option<std::net::TcpListener>> = std::mem::take(&mut self.listeners)
             .into_iter()
             .map(Some)
@@ -552,7 +555,7 @@ impl Handed {
     }
 
     /// The metrics socket, if the configuration still wants the same one.
-    pub fn take_metrics(
+    pub(crate) fn take_metrics(
         &mut self,
         want: Option<SocketAddr>,
     ) -> Result<Option<std::net::TcpListener>, Refusal> {
@@ -568,7 +571,7 @@ impl Handed {
     }
 
     /// The pidfile, locked by the old process (the lock is shared).
-    pub fn take_pidfile(
+    pub(crate) fn take_pidfile(
         &mut self,
         want: Option<&Path>,
     ) -> Result<Option<(PathBuf, File)>, Refusal> {
@@ -585,7 +588,10 @@ impl Handed {
 
     /// The HAProxy socket, if the configuration still wants it at the same
     /// path (its lock file comes with it, locked).
-    pub fn take_haproxy(&mut self, want: Option<&Path>) -> Result<Option<Inherited>, Refusal> {
+    pub(crate) fn take_haproxy(
+        &mut self,
+        want: Option<&Path>,
+    ) -> Result<Option<Inherited>, Refusal> {
         match (self.haproxy.take(), want) {
             (None, None) => Ok(None),
             (Some((p, i)), Some(w)) if p == w => Ok(Some(i)),
@@ -598,7 +604,7 @@ impl Handed {
     }
 
     /// Every control socket the configuration needs was received.
-    pub fn check_controls(&self, cfg: &Config) -> Result<(), Refusal> {
+    pub(crate) fn check_controls(&self, cfg: &Config) -> Result<(), Refusal> {
         let control = cfg.global.control.as_deref();
         let as_dir =
             control.is_some_and(|c| crate::control::paths::control_is_dir(c, cfg.listeners.len()));
@@ -616,7 +622,7 @@ impl Handed {
     }
 
     /// What the supervisor starts from.
-    pub fn carried(self) -> Carried {
+    pub(crate) fn carried(self) -> Carried {
         let state = match StateFile::from_text(Path::new("the previous process"), &self.state) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -637,7 +643,7 @@ impl Carried {
     /// Service (before it serves): what a restart from the state file
     /// would restore, plus health, so no client is sent to a channel the
     /// old process knew was down (the monitor takes over from there).
-    pub fn restore(&self, svc: &Service) {
+    pub(crate) fn restore(&self, svc: &Service) {
         if let Some(st) = &self.state {
             st.restore(svc);
         }

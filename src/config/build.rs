@@ -24,45 +24,45 @@ const KEEPALIVE_MAX: Duration = Duration::from_secs(32767);
 
 /// A listener as written, from either input. `None` means "not given".
 #[derive(Debug, Clone, PartialEq)]
-pub struct ListenerSpec {
-    pub name: String,
-    pub bind: SocketAddr,
+pub(crate) struct ListenerSpec {
+    pub(crate) name: String,
+    pub(crate) bind: SocketAddr,
     /// Channels with port 0 take the listener's port.
-    pub groups: Vec<GroupConfig>,
-    pub connect_timeout: Option<Duration>,
+    pub(crate) groups: Vec<GroupConfig>,
+    pub(crate) connect_timeout: Option<Duration>,
     /// Zero means "never".
-    pub idle_timeout: Option<Duration>,
-    pub client_keepalive: Option<Keepalive>,
-    pub server_keepalive: Option<Keepalive>,
-    pub source: Option<IpAddr>,
-    pub autodisable: bool,
-    pub hash_failover: bool,
-    pub packet_dump: bool,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) client_keepalive: Option<Keepalive>,
+    pub(crate) server_keepalive: Option<Keepalive>,
+    pub(crate) source: Option<IpAddr>,
+    pub(crate) autodisable: bool,
+    pub(crate) hash_failover: bool,
+    pub(crate) packet_dump: bool,
     /// Zero means "off".
-    pub race: Option<Duration>,
+    pub(crate) race: Option<Duration>,
     /// Zero means "off".
-    pub spin: Option<Duration>,
-    pub failback: Option<Failback>,
-    pub on_down_shutdown: bool,
-    pub on_up_shutdown_backup: bool,
+    pub(crate) spin: Option<Duration>,
+    pub(crate) failback: Option<Failback>,
+    pub(crate) on_down_shutdown: bool,
+    pub(crate) on_up_shutdown_backup: bool,
     /// `fence:` in the file; the monitor's `fence`/`nofence` otherwise.
-    pub fence: Option<bool>,
+    pub(crate) fence: Option<bool>,
     /// Its own `on-down`/`on-up` flags add to the listener's.
-    pub monitor: Option<MonitorSpec>,
-    pub connection_log: Option<ConnLogConfig>,
-    pub accept_proxy: Vec<Cidr>,
+    pub(crate) monitor: Option<MonitorSpec>,
+    pub(crate) connection_log: Option<ConnLogConfig>,
+    pub(crate) accept_proxy: Vec<Cidr>,
 }
 
 /// Which keepalive (`-k`/`client:` or `-K`/`server:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Client,
     Server,
 }
 
 /// A listener that does not validate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
+pub(crate) enum SpecError {
     #[error("the connect timeout must be positive")]
     ZeroConnectTimeout,
     #[error("keepalive idle and interval must be 1s-32767s")]
@@ -82,7 +82,7 @@ pub enum SpecError {
 
 impl ListenerSpec {
     /// A spec with nothing but the name, bind address and groups given.
-    pub fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
+    pub(crate) fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
         ListenerSpec {
             name,
             bind,
@@ -108,7 +108,7 @@ impl ListenerSpec {
     }
 
     /// Fill defaults, validate, resolve.
-    pub fn build(self) -> Result<ListenerConfig, SpecError> {
+    pub(crate) fn build(self) -> Result<ListenerConfig, SpecError> {
         let ListenerSpec {
             name,
             bind,
@@ -211,7 +211,7 @@ impl ListenerSpec {
 /// dual-stack, would collide on bind (EADDRINUSE): same port, and the same
 /// address, or one is the wildcard of the other's family (`0.0.0.0:P`
 /// covers `127.0.0.1:P`; a dual-stack `[::]:P` covers every address).
-pub fn binds_overlap(a: (SocketAddr, bool), b: (SocketAddr, bool)) -> bool {
+pub(crate) fn binds_overlap(a: (SocketAddr, bool), b: (SocketAddr, bool)) -> bool {
     if a.0.port() != b.0.port() {
         return false;
     }

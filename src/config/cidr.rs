@@ -7,14 +7,14 @@ use std::net::IpAddr;
 
 /// A parsed, normalized range (host bits cleared).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     addr: IpAddr,
     len: u8,
 }
 
 impl Cidr {
     /// `10.0.0.0/8`, `2001:db8::/32`, `127.0.0.1` (a /32), `::1` (a /128).
-    pub fn parse(s: &str) -> Result<Cidr, String> {
+    pub(crate) fn parse(s: &str) -> Result<Cidr, String> {
         let (a, l) = match s.split_once('/') {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
@@ -40,7 +40,7 @@ impl Cidr {
     }
 
     /// Whether `ip` lies in the range.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.len) == self.addr
     }
@@ -66,7 +66,7 @@ impl fmt::Display for Cidr {
 }
 
 /// A comma-separated list (`--accept-proxy 10.0.0.0/8,127.0.0.1`).
-pub fn parse_list(s: &str) -> Result<Vec<Cidr>, String> {
+pub(crate) fn parse_list(s: &str) -> Result<Vec<Cidr>, String> {
     s.split(',').map(|t| Cidr::parse(t.trim())).collect()
 }
 

@@ -7,37 +7,37 @@
 use std::time::Duration;
 
 /// Longest `on_empty.timeout`.
-pub const MAX_START_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_START_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest `on_idle.after`.
-pub const MAX_IDLE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_IDLE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A group's `on_empty:` and `on_idle:` (at least one of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnDemand {
-    pub on_empty: Option<OnEmpty>,
-    pub on_idle: Option<OnIdle>,
+pub(crate) struct OnDemand {
+    pub(crate) on_empty: Option<OnEmpty>,
+    pub(crate) on_idle: Option<OnIdle>,
 }
 
 /// `on_empty: {argv, timeout}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnEmpty {
+pub(crate) struct OnEmpty {
     /// Run directly (no shell); `argv[0]` is an absolute path.
-    pub argv: Vec<String>,
+    pub(crate) argv: Vec<String>,
     /// How long clients are held from the start of the command until a
     /// channel of the group is eligible.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// `on_idle: {after, argv}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnIdle {
+pub(crate) struct OnIdle {
     /// No live connection and no new client for this long.
-    pub after: Duration,
-    pub argv: Vec<String>,
+    pub(crate) after: Duration,
+    pub(crate) argv: Vec<String>,
 }
 
 /// `key`'s duration checked against `(0, max]`: the error names the key.
-pub fn check_duration(key: &str, d: Duration, max: Duration) -> Result<Duration, String> {
+pub(crate) fn check_duration(key: &str, d: Duration, max: Duration) -> Result<Duration, String> {
     if d.is_zero() {
         return Err(format!("{key}: must be positive"));
     }

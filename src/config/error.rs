@@ -10,7 +10,7 @@ const QUOTE_MAX: usize = 64;
 /// A user token quoted for a one-line error: in double quotes, control
 /// characters escaped, cut to 64 characters with "..." (a 100 KB argument
 /// gives a short message). Every error that quotes a token uses this.
-pub fn quote(tok: &str) -> String {
+pub(crate) fn quote(tok: &str) -> String {
     let mut s = String::with_capacity(QUOTE_MAX + 8);
     s.push('"');
     s.extend(tok.chars().take(QUOTE_MAX).flat_map(char::escape_debug));
@@ -24,11 +24,11 @@ pub fn quote(tok: &str) -> String {
 /// A value that does not fit its grammar. The text names the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct BadValue(pub String);
+pub struct BadValue(pub(crate) String);
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -47,17 +47,17 @@ pub enum ConfigError {
 /// Config text that does not parse or validate (no file name yet).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ParseError(pub String);
+pub struct ParseError(pub(crate) String);
 
 /// A channel name that resolves to a listener of this process.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("listener \"{listener}\": channel {channel} resolves to {addr}, {what}")]
-pub struct ResolvedLoop {
-    pub listener: String,
-    pub channel: String,
-    pub addr: std::net::SocketAddr,
+pub(crate) struct ResolvedLoop {
+    pub(crate) listener: String,
+    pub(crate) channel: String,
+    pub(crate) addr: std::net::SocketAddr,
     /// "the listener itself", or which other listener.
-    pub what: String,
+    pub(crate) what: String,
 }
 
 /// A channel that points at another listener of the same file.
@@ -65,9 +65,9 @@ pub struct ResolvedLoop {
 #[error(
     "listener \"{listener}\": channel {channel} points at listener \"{other}\" ({bind}) of this process"
 )]
-pub struct CrossLoop {
-    pub listener: String,
-    pub channel: String,
-    pub other: String,
-    pub bind: std::net::SocketAddr,
+pub(crate) struct CrossLoop {
+    pub(crate) listener: String,
+    pub(crate) channel: String,
+    pub(crate) other: String,
+    pub(crate) bind: std::net::SocketAddr,
 }

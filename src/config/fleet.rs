@@ -15,7 +15,7 @@ use super::quote;
 mod tls;
 
 /// The default key prefix.
-pub const DEFAULT_PREFIX: &str = "/balance";
+pub(crate) const DEFAULT_PREFIX: &str = "/balance";
 /// Endpoints, ids and prefixes longer than this are refused.
 const MAX_TEXT: usize = 200;
 /// At most this many endpoints.
@@ -29,23 +29,24 @@ const MAX_FALLBACK: Duration = Duration::from_secs(3600);
 pub struct FleetConfig {
     /// `http://HOST:PORT` or `https://HOST:PORT`, tried in turn (empty
     /// with `discovery_srv`).
-    pub endpoints: Vec<String>,
+    pub(crate) endpoints: Vec<String>,
     /// Find the endpoints in this domain's SRV records instead.
-    pub discovery_srv: Option<String>,
+    pub(crate) discovery_srv: Option<String>,
     /// `tls:`: the files, for `https://` endpoints.
     pub tls: Option<Box<TlsFiles>>,
     /// etcd's authentication: the user, and the file of its password.
     pub user: Option<String>,
+    /// The file holding `user`'s password.
     pub password_file: Option<PathBuf>,
     /// What those files held when the config was built.
-    pub loaded: Loaded,
+    pub(crate) loaded: Loaded,
     /// Key prefix, `/`-led, no trailing `/`.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// This instance's id (default `hostname:pid`, filled at start).
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// How long etcd may be unreachable before probing alone (default:
     /// derived per listener from its monitor interval).
-    pub fallback: Option<Duration>,
+    pub(crate) fallback: Option<Duration>,
 }
 
 impl FleetConfig {
@@ -66,7 +67,7 @@ impl FleetConfig {
 
     /// The settings a reload cannot change in a running process (all but
     /// the TLS files and the login, which a reload re-reads and applies).
-    pub fn fixed(&self) -> FleetConfig {
+    pub(crate) fn fixed(&self) -> FleetConfig {
         FleetConfig {
             tls: None,
             user: None,
@@ -107,7 +108,7 @@ impl FleetConfig {
     }
 
     /// Check every field; the error is one line naming the bad value.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         self.validate_list()?;
         if self.tls.is_none() {
             if let Some(e) = self.endpoints.iter().find(|e| e.starts_with("https://")) {
@@ -162,13 +163,14 @@ pub struct TlsFiles {
     /// This client's certificate (chain) and key, for etcd's
     /// `--client-cert-auth`.
     pub cert: Option<PathBuf>,
+    /// The key of `cert`.
     pub key: Option<PathBuf>,
 }
 
 /// The TLS settings and the password read from their files (none before
 /// [`FleetConfig::load_files`]); equal when the files held the same bytes.
 #[derive(Clone, Default)]
-pub struct Loaded(Option<Arc<LoadedFiles>>);
+pub(crate) struct Loaded(Option<Arc<LoadedFiles>>);
 
 struct LoadedFiles {
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -178,12 +180,12 @@ struct LoadedFiles {
 
 impl Loaded {
     /// The client configuration for `https://` endpoints.
-    pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+    pub(crate) fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
         self.0.as_ref()?.tls.as_ref()
     }
 
     /// The password read from `password_file`.
-    pub fn password(&self) -> Option<&Password> {
+    pub(crate) fn password(&self) -> Option<&Password> {
         self.0.as_ref()?.password.as_ref()
     }
 }
@@ -206,7 +208,7 @@ impl std::fmt::Debug for Loaded {
 }
 
 /// `--fleet`: a comma-separated list of endpoints.
-pub fn parse_endpoints(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn parse_endpoints(s: &str) -> Result<Vec<String>, String> {
     let v: Vec<String> = s.split(',').map(|e| e.trim().to_string()).collect();
     if v.iter().any(String::is_empty) {
         return Err("empty endpoint in the list".into());

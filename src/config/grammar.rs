@@ -13,7 +13,7 @@ use super::{ChannelConfig, Host, Keepalive};
 
 /// Parse a duration the way balance users write it: whole seconds (`5`),
 /// fractions (`0.5`) or humantime (`500ms`, `2s`, `1m`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("empty duration".into());
@@ -37,7 +37,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// `host[:port[:maxc]]`, `host::maxc`, `[v6]:port:maxc`. A missing port is
 /// `default_port` (0 = "the listener's port", filled in by the builder).
-pub fn parse_channel(tok: &str, default_port: u16) -> Result<ChannelConfig, BadValue> {
+pub(crate) fn parse_channel(tok: &str, default_port: u16) -> Result<ChannelConfig, BadValue> {
     let bad = |why: &str| BadValue(format!("bad channel {}: {why}", quote(tok)));
     if tok.is_empty() {
         return Err(bad("empty"));
@@ -136,7 +136,7 @@ fn is_host_name(h: &str) -> bool {
 
 /// A host as the control commands `create`/`assign` take it: a name, or an
 /// IP literal (IPv6 bare or in brackets). `None` if it is neither.
-pub fn host_literal(s: &str) -> Option<Host> {
+pub(crate) fn host_literal(s: &str) -> Option<Host> {
     let lit = s
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
@@ -150,7 +150,7 @@ pub fn host_literal(s: &str) -> Option<Host> {
 
 /// `addr:port` with an IP literal (IPv6 in brackets); `*:port` or `:port`
 /// for all IPv4 addresses. Used by the file's `bind:` and `--metrics`.
-pub fn parse_bind(s: &str) -> Result<SocketAddr, BadValue> {
+pub(crate) fn parse_bind(s: &str) -> Result<SocketAddr, BadValue> {
     let bad = |why: &str| BadValue(format!("bad address {}: {why}", quote(s)));
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(bad("expected addr:port"));
@@ -175,7 +175,7 @@ pub fn parse_bind(s: &str) -> Result<SocketAddr, BadValue> {
 
 /// `-b`/`-B` address: an IP literal (IPv6 bare or bracketed; IPv4-mapped
 /// IPv6 means IPv4) or a name resolved now.
-pub fn resolve_bind_host(s: &str) -> Result<IpAddr, BadValue> {
+pub(crate) fn resolve_bind_host(s: &str) -> Result<IpAddr, BadValue> {
     let lit = s
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
@@ -196,7 +196,7 @@ pub fn resolve_bind_host(s: &str) -> Result<IpAddr, BadValue> {
 
 /// `idle,interval,probes` (`-k`/`-K`). Returns the reason on error; the
 /// 1-32767s range of the times is checked by the listener builder.
-pub fn parse_keepalive(s: &str) -> Result<Keepalive, String> {
+pub(crate) fn parse_keepalive(s: &str) -> Result<Keepalive, String> {
     let parts: Vec<&str> = s.split(',').collect();
     let [t, i, p] = parts.as_slice() else {
         return Err("expected idle,interval,probes".into());
@@ -218,7 +218,7 @@ mod tests;
 
 /// `host:port` of an `http://` URL: a host without URL syntax (an IPv6
 /// literal in brackets) and a port 1-65535. The error is the reason.
-pub fn check_http_authority(authority: &str) -> Result<(), &'static str> {
+pub(crate) fn check_http_authority(authority: &str) -> Result<(), &'static str> {
     let (host, port) = authority.rsplit_once(':').ok_or("no port")?;
     let host_ok = !host.is_empty()
         && !host.contains(['/', '@', '?', '#', ' '])

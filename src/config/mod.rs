@@ -14,100 +14,100 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub mod build;
-pub mod cidr;
-pub mod demand;
-pub mod error;
-pub mod file;
-pub mod fleet;
-pub mod grammar;
-pub mod monitor;
-pub mod monitor_spec;
-pub mod names;
-pub mod overlay;
-pub mod route;
-pub mod selfloop;
-pub mod services;
+pub(crate) mod build;
+pub(crate) mod cidr;
+pub(crate) mod demand;
+pub(crate) mod error;
+pub(crate) mod file;
+pub(crate) mod fleet;
+pub(crate) mod grammar;
+pub(crate) mod monitor;
+pub(crate) mod monitor_spec;
+pub(crate) mod names;
+pub(crate) mod overlay;
+pub(crate) mod route;
+pub(crate) mod selfloop;
+pub(crate) mod services;
 
-pub use crate::proxy_header::Version as ProxyVersion;
-pub use build::{ListenerSpec, SpecError};
-pub use cidr::Cidr;
-pub use error::{BadValue, ConfigError, quote};
-pub use file::load as load_file;
-pub use fleet::FleetConfig;
-pub use grammar::parse_duration;
-pub use overlay::Overlay;
-pub use selfloop::{is_self_loop_addr, loop_target, resolved_loops, unresolved};
+pub(crate) use crate::proxy_header::Version as ProxyVersion;
+pub(crate) use build::{ListenerSpec, SpecError};
+pub(crate) use cidr::Cidr;
+pub(crate) use error::{BadValue, quote};
+pub(crate) use file::load as load_file;
+pub(crate) use fleet::FleetConfig;
+pub(crate) use grammar::parse_duration;
+pub(crate) use overlay::Overlay;
+pub(crate) use selfloop::{is_self_loop_addr, loop_target, resolved_loops, unresolved};
 
 use monitor::MonitorSpec;
 
 /// Default connect timeout (balance's `-t` default).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default grace period for live connections on SIGTERM/SIGINT.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// Default period of hostname re-resolution.
-pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Default runtime worker threads (a single-threaded runtime).
-pub const DEFAULT_THREADS: usize = 1;
+pub(crate) const DEFAULT_THREADS: usize = 1;
 
 /// Whole-process configuration: global options plus one or more listeners.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    pub global: Global,
-    pub listeners: Vec<ListenerConfig>,
+    pub(crate) global: Global,
+    pub(crate) listeners: Vec<ListenerConfig>,
 }
 
 /// Process-wide options.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Global {
+pub(crate) struct Global {
     /// Stay in the foreground (`-f`); otherwise daemonize.
-    pub foreground: bool,
+    pub(crate) foreground: bool,
     /// Debug logging (`-d`).
-    pub debug: bool,
-    pub log_format: LogFormat,
+    pub(crate) debug: bool,
+    pub(crate) log_format: LogFormat,
     /// Log file when daemonized (otherwise syslog).
-    pub log_file: Option<PathBuf>,
-    pub pidfile: Option<PathBuf>,
+    pub(crate) log_file: Option<PathBuf>,
+    pub(crate) pidfile: Option<PathBuf>,
     /// Grace period for live connections at shutdown.
-    pub grace: Duration,
+    pub(crate) grace: Duration,
     /// Global connection limit; `None` means derived from RLIMIT_NOFILE.
-    pub max_conns: Option<usize>,
+    pub(crate) max_conns: Option<usize>,
     /// Runtime worker threads; 1 means a single-threaded runtime.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// Force the buffered relay (no splice), for tests and odd platforms.
-    pub no_splice: bool,
+    pub(crate) no_splice: bool,
     /// Explicit control socket path (`--control`).
-    pub control: Option<PathBuf>,
-    pub state_file: Option<PathBuf>,
-    pub user: Option<String>,
+    pub(crate) control: Option<PathBuf>,
+    pub(crate) state_file: Option<PathBuf>,
+    pub(crate) user: Option<String>,
     /// `--metrics ADDR`: serve Prometheus text on `GET /metrics`.
-    pub metrics: Option<SocketAddr>,
+    pub(crate) metrics: Option<SocketAddr>,
     /// How often host names are re-resolved (config `resolve_interval`).
-    pub resolve_interval: Duration,
+    pub(crate) resolve_interval: Duration,
     /// Fleet mode (`fleet:` / `--fleet`); `None`: standalone.
-    pub fleet: Option<FleetConfig>,
+    pub(crate) fleet: Option<FleetConfig>,
     /// HAProxy's runtime API on a Unix socket (`haproxy_socket:` /
     /// `--haproxy-socket`); `None`: off.
-    pub haproxy_socket: Option<HaproxySocket>,
+    pub(crate) haproxy_socket: Option<HaproxySocket>,
 }
 
 /// Where and for whom the HAProxy-compatible runtime socket is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HaproxySocket {
-    pub path: PathBuf,
+pub(crate) struct HaproxySocket {
+    pub(crate) path: PathBuf,
     /// Permission bits of the socket file: 0600 (default) or 0660, 0640...
     /// (never any bit for others).
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// The socket file's group (name or number): its members may connect
     /// when `mode` lets the group write.
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 impl HaproxySocket {
-    pub const DEFAULT_MODE: u32 = 0o600;
+    pub(crate) const DEFAULT_MODE: u32 = 0o600;
 
     /// The socket at `path` with the defaults.
-    pub fn at(path: PathBuf) -> HaproxySocket {
+    pub(crate) fn at(path: PathBuf) -> HaproxySocket {
         HaproxySocket {
             path,
             mode: Self::DEFAULT_MODE,
@@ -116,7 +116,7 @@ impl HaproxySocket {
     }
 
     /// A mode as written (`0660`, `660`, octal), or why not.
-    pub fn parse_mode(s: &str) -> Result<u32, String> {
+    pub(crate) fn parse_mode(s: &str) -> Result<u32, String> {
         let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
             .map_err(|_| format!("bad mode {}: use octal such as 0600 or 0660", quote(s)))?;
         if m & !0o770 != 0 || m & 0o600 != 0o600 {
@@ -153,21 +153,21 @@ impl Default for Global {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 /// `connection_log:` / `--connection-log`: one line per connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ConnLogConfig {
-    pub target: ConnLogTarget,
-    pub format: ConnLogFormat,
+pub(crate) struct ConnLogConfig {
+    pub(crate) target: ConnLogTarget,
+    pub(crate) format: ConnLogFormat,
 }
 
 /// Where connection log lines go.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ConnLogTarget {
+pub(crate) enum ConnLogTarget {
     /// Appended to a file; reopened on SIGUSR1 and when the path moves.
     File(PathBuf),
     /// Datagrams to a syslog socket (`syslog` is `/dev/log`).
@@ -177,7 +177,7 @@ pub enum ConnLogTarget {
 
 /// The layout of a connection log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnLogFormat {
+pub(crate) enum ConnLogFormat {
     /// HAProxy's `option tcplog` layout.
     Tcplog,
     /// One JSON object: the same fields and a few more.
@@ -186,7 +186,7 @@ pub enum ConnLogFormat {
 
 impl ConnLogTarget {
     /// `syslog`, `syslog:PATH`, `stderr`, or a file path.
-    pub fn parse(s: &str) -> Result<ConnLogTarget, String> {
+    pub(crate) fn parse(s: &str) -> Result<ConnLogTarget, String> {
         match s {
             "" => Err("empty target".into()),
             "stderr" => Ok(ConnLogTarget::Stderr),
@@ -202,7 +202,7 @@ impl ConnLogTarget {
 }
 
 impl ConnLogFormat {
-    pub fn from_word(w: &str) -> Option<ConnLogFormat> {
+    pub(crate) fn from_word(w: &str) -> Option<ConnLogFormat> {
         match w {
             "tcplog" => Some(ConnLogFormat::Tcplog),
             "json" => Some(ConnLogFormat::Json),
@@ -213,55 +213,56 @@ impl ConnLogFormat {
 
 /// One listening address with its groups and policies.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ListenerConfig {
-    pub name: String,
-    pub bind: SocketAddr,
+pub(crate) struct ListenerConfig {
+    pub(crate) name: String,
+    pub(crate) bind: SocketAddr,
     /// For an IPv6 wildcard: accept IPv4 too (dual stack).
-    pub dual_stack: bool,
-    pub groups: Vec<GroupConfig>,
-    pub connect_timeout: Duration,
+    pub(crate) dual_stack: bool,
+    pub(crate) groups: Vec<GroupConfig>,
+    pub(crate) connect_timeout: Duration,
     /// `-T`: close a connection with no traffic either way for this long.
-    pub idle_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
     /// `-k`: keepalive on client sockets.
-    pub client_keepalive: Option<Keepalive>,
+    pub(crate) client_keepalive: Option<Keepalive>,
     /// `-K`: keepalive on backend sockets.
-    pub server_keepalive: Option<Keepalive>,
+    pub(crate) server_keepalive: Option<Keepalive>,
     /// `-B`: source address for backend connections.
-    pub source: Option<IpAddr>,
+    pub(crate) source: Option<IpAddr>,
     /// `-a`: soft-disable a channel whose connect fails.
-    pub autodisable: bool,
+    pub(crate) autodisable: bool,
     /// `-H`: a hash group may try its other channels.
-    pub hash_failover: bool,
+    pub(crate) hash_failover: bool,
     /// `-p`: dump all data to stdout.
-    pub packet_dump: bool,
+    pub(crate) packet_dump: bool,
     /// `--race`: start the next candidate when a connect takes this long.
-    pub race: Option<Duration>,
+    pub(crate) race: Option<Duration>,
     /// `--spin`: hold clients up to this long when nothing is eligible.
-    pub spin: Option<Duration>,
-    pub failback: Failback,
+    pub(crate) spin: Option<Duration>,
+    pub(crate) failback: Failback,
     /// `on-down=shutdown`: close a channel's sessions when it is marked down.
-    pub on_down_shutdown: bool,
+    pub(crate) on_down_shutdown: bool,
     /// `on-up=shutdown-backup`: close backup-group sessions when a channel
     /// of a lower group comes back.
-    pub on_up_shutdown_backup: bool,
+    pub(crate) on_up_shutdown_backup: bool,
     /// Fencing: before a group takes its first client after traffic moved
     /// to it, every session on the other groups is reset.
-    pub fence: bool,
+    pub(crate) fence: bool,
     /// `-m` / `monitor:`.
-    pub monitor: Option<MonitorSpec>,
+    pub(crate) monitor: Option<MonitorSpec>,
     /// `--connection-log` / `connection_log:`; `None`: no connection log.
-    pub connection_log: Option<ConnLogConfig>,
+    pub(crate) connection_log: Option<ConnLogConfig>,
     /// `accept_proxy:` / `--accept-proxy`: connections from these sources
     /// must start with a PROXY header (v1 or v2), whose client address
     /// then stands for the connection's. Empty: no header is read.
-    pub accept_proxy: Vec<Cidr>,
+    pub(crate) accept_proxy: Vec<Cidr>,
     /// `route:` (config file only): pick the group by a key.
-    pub route: Option<route::RouteConfig>,
+    pub(crate) route: Option<route::RouteConfig>,
 }
 
 impl ListenerConfig {
     /// A listener with balance's defaults, for `bind` and `groups`.
-    pub fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(name: String, bind: SocketAddr, groups: Vec<GroupConfig>) -> Self {
         ListenerConfig {
             name,
             bind,
@@ -293,7 +294,12 @@ impl ListenerConfig {
     /// The PROXY header a channel made at runtime at `host:port` in group
     /// `g` sends: the configured channel's where the config lists it
     /// there, else its group's (none for a group made at runtime).
-    pub fn proxy_protocol_for(&self, g: usize, host: &Host, port: u16) -> Option<ProxyVersion> {
+    pub(crate) fn proxy_protocol_for(
+        &self,
+        g: usize,
+        host: &Host,
+        port: u16,
+    ) -> Option<ProxyVersion> {
         let group = self.groups.get(g)?;
         group
             .channels
@@ -304,17 +310,17 @@ impl ListenerConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failback {
+pub(crate) enum Failback {
     Auto,
     Manual,
 }
 
 /// TCP keepalive parameters: idle time, probe interval, probe count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keepalive {
-    pub idle: Duration,
-    pub interval: Duration,
-    pub probes: u32,
+pub(crate) struct Keepalive {
+    pub(crate) idle: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) probes: u32,
 }
 
 /// How a group picks the channel a new connection tries first. Stored in
@@ -336,10 +342,10 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy, for parsers and their error messages.
-    pub const ALL: [Policy; 3] = [Policy::RoundRobin, Policy::Hash, Policy::LeastConn];
+    pub(crate) const ALL: [Policy; 3] = [Policy::RoundRobin, Policy::Hash, Policy::LeastConn];
 
     /// `show`'s `Type` column (balance's `RR` and `Hash`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Policy::RoundRobin => "RR",
             Policy::Hash => "Hash",
@@ -349,7 +355,7 @@ impl Policy {
 
     /// The lowercase word of the control socket, `show json`, the state
     /// file, YAML and `--policy`.
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Policy::RoundRobin => "rr",
             Policy::Hash => "hash",
@@ -358,7 +364,7 @@ impl Policy {
     }
 
     /// In words, for replies (`group 0 set to least connections`).
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Policy::RoundRobin => "round robin",
             Policy::Hash => "hash",
@@ -367,41 +373,41 @@ impl Policy {
     }
 
     /// The policy named `w` (a [word](Policy::word)).
-    pub fn from_word(w: &str) -> Option<Policy> {
+    pub(crate) fn from_word(w: &str) -> Option<Policy> {
         Policy::ALL.into_iter().find(|p| p.word() == w)
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct GroupConfig {
+pub(crate) struct GroupConfig {
     /// The group's name (`name:`); empty until [`ListenerSpec::build`]
     /// gives the default (see [`names`]).
-    pub name: String,
-    pub policy: Policy,
-    pub channels: Vec<ChannelConfig>,
+    pub(crate) name: String,
+    pub(crate) policy: Policy,
+    pub(crate) channels: Vec<ChannelConfig>,
     /// `proxy_protocol:` of the group: what its channels send unless they
     /// say otherwise, and what a channel added at runtime sends.
-    pub proxy_protocol: Option<ProxyVersion>,
+    pub(crate) proxy_protocol: Option<ProxyVersion>,
     /// `on_empty:` / `on_idle:`: the group is started on demand and
     /// stopped when idle (see [`demand`]); `None` for most groups.
-    pub on_demand: Option<Box<demand::OnDemand>>,
+    pub(crate) on_demand: Option<Box<demand::OnDemand>>,
 }
 
 /// A backend destination as the operator wrote it. `host` is a name or an IP
 /// literal; resolution to addresses happens when the pool is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelConfig {
+pub(crate) struct ChannelConfig {
     /// The channel's name (`name:`); empty until [`ListenerSpec::build`]
     /// gives the default (see [`names`]).
-    pub name: String,
-    pub host: Host,
-    pub port: u16,
+    pub(crate) name: String,
+    pub(crate) host: Host,
+    pub(crate) port: u16,
     /// 0 = unlimited.
-    pub maxc: u32,
-    pub weight: u32,
+    pub(crate) maxc: u32,
+    pub(crate) weight: u32,
     /// The PROXY header sent before the client's bytes (the channel's own
     /// `proxy_protocol:`, else its group's); `None`: no header.
-    pub proxy_protocol: Option<ProxyVersion>,
+    pub(crate) proxy_protocol: Option<ProxyVersion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

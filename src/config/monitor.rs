@@ -4,48 +4,48 @@
 use std::time::Duration;
 
 /// Default probe interval.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 /// balance.fm's monitor interval: the default of a `-m` spec written in
 /// balance.fm's grammar, so swapping the binary keeps the probe load.
-pub const BALANCE_FM_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const BALANCE_FM_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Shortest and longest default check timeout.
-pub const CHECK_TIMEOUT_MIN: Duration = Duration::from_millis(500);
-pub const CHECK_TIMEOUT_MAX: Duration = Duration::from_secs(2);
+pub(crate) const CHECK_TIMEOUT_MIN: Duration = Duration::from_millis(500);
+pub(crate) const CHECK_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 
 /// A check's timeout when none is given: its interval, kept within
 /// 500 ms..2 s. Not the client connect timeout (`-t`, 5 s): a hung server
 /// must go down in about `fall` × this, and a healthy one answers a probe
 /// in milliseconds.
-pub fn default_check_timeout(interval: Duration) -> Duration {
+pub(crate) fn default_check_timeout(interval: Duration) -> Duration {
     interval.clamp(CHECK_TIMEOUT_MIN, CHECK_TIMEOUT_MAX)
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorSpec {
     /// Run in order for each channel; the first failure stops the chain.
-    pub checks: Vec<Check>,
-    pub interval: Duration,
+    pub(crate) checks: Vec<Check>,
+    pub(crate) interval: Duration,
     /// Channels that are down or have a failure streak are probed this
     /// often when it is shorter than `interval` (`None`: every `interval`).
     /// A balance.fm-form spec gets balance.fm's 60 s for healthy channels
     /// and 2 s here, so detection is not slower than with 2 s throughout.
-    pub suspect_interval: Option<Duration>,
-    pub rise: u32,
-    pub fall: u32,
+    pub(crate) suspect_interval: Option<Duration>,
+    pub(crate) rise: u32,
+    pub(crate) fall: u32,
     /// Spread probe starts by up to this much.
-    pub jitter: Duration,
-    pub noenable: bool,
-    pub nodisable: bool,
+    pub(crate) jitter: Duration,
+    pub(crate) noenable: bool,
+    pub(crate) nodisable: bool,
     /// `on-down=shutdown`: close a channel's live sessions when it goes down.
-    pub on_down_shutdown: bool,
+    pub(crate) on_down_shutdown: bool,
     /// `on-up=shutdown-backup`: close backup-group sessions when a group-0
     /// channel comes back up.
-    pub on_up_shutdown_backup: bool,
+    pub(crate) on_up_shutdown_backup: bool,
     /// `fence` / `nofence`: reset the sessions of the group traffic leaves
     /// before the next group takes a client (`None`: the listener decides,
     /// see [`MonitorSpec::guards_writer`]).
-    pub fence: Option<bool>,
+    pub(crate) fence: Option<bool>,
 }
 
 impl MonitorSpec {
@@ -53,7 +53,7 @@ impl MonitorSpec {
     /// with `read_only=0`, or `max_lag=` without `read_only=1`): the groups
     /// are one writer and its replicas, so moving traffic fences the old
     /// writer by default. A pool of readers (`read_only=1`) is not.
-    pub fn guards_writer(&self) -> bool {
+    pub(crate) fn guards_writer(&self) -> bool {
         self.checks.iter().any(|c| {
             matches!(
                 &c.probe,
@@ -65,7 +65,7 @@ impl MonitorSpec {
 
     /// Some check watches replication (`mysql` with `max_lag=`): backups
     /// are re-verified before they take over.
-    pub fn watches_replication(&self) -> bool {
+    pub(crate) fn watches_replication(&self) -> bool {
         self.checks.iter().any(|c| {
             matches!(
                 c.probe,
@@ -98,17 +98,17 @@ impl Default for MonitorSpec {
 
 /// One check action and its timeout.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Check {
-    pub probe: Probe,
+pub(crate) struct Check {
+    pub(crate) probe: Probe,
     /// `None`: [`default_check_timeout`].
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What a check does. A new kind is a variant here with its [name](Probe::name),
 /// its grammar (`monitor_spec`, the YAML `raw` model) and its module under
 /// `monitor::probe`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Probe {
+pub(crate) enum Probe {
     Connect,
     /// Run a program (argv; `-m` gives `/bin/sh -c LINE`); pass when the
     /// exit code is in `pass`.
@@ -150,14 +150,14 @@ pub enum Probe {
 
 impl Check {
     /// The action's name: its `-m` key and the prefix of its reasons.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.probe.name()
     }
 }
 
 impl Probe {
     /// The action's `-m` key.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Probe::Connect => "connect",
             Probe::Command { .. } => "command",
@@ -171,14 +171,14 @@ impl Probe {
 
 /// The role a `redis` check requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RedisRole {
+pub(crate) enum RedisRole {
     Master,
     Replica,
 }
 
 impl RedisRole {
     /// `master`, or `replica` (`slave`, Redis's older word, too).
-    pub fn parse(s: &str) -> Option<RedisRole> {
+    pub(crate) fn parse(s: &str) -> Option<RedisRole> {
         match s {
             "master" => Some(RedisRole::Master),
             "replica" | "slave" => Some(RedisRole::Replica),
@@ -189,7 +189,7 @@ impl RedisRole {
 
 /// A monitor password: never shown (Debug prints `***`).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Password(pub String);
+pub(crate) struct Password(pub(crate) String);
 
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,7 +203,7 @@ const MAX_PASSWORD: u64 = 1024;
 /// Read a `password_file=`: the first line, without its line end. Refused
 /// when group or others may read it (it holds a secret) or it is not a
 /// small regular file.
-pub fn read_password_file(path: &std::path::Path) -> Result<Password, String> {
+pub(crate) fn read_password_file(path: &std::path::Path) -> Result<Password, String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("password_file {shown}: {e}"))?;

@@ -20,10 +20,10 @@ use std::collections::HashSet;
 use super::{GroupConfig, Host};
 
 /// The longest name.
-pub const MAX_NAME: usize = 64;
+pub(crate) const MAX_NAME: usize = 64;
 
 /// Why `s` cannot be a group or channel name (None: it can).
-pub fn invalid(s: &str) -> Option<&'static str> {
+pub(crate) fn invalid(s: &str) -> Option<&'static str> {
     if s.is_empty() || s.len() > MAX_NAME {
         return Some("use 1-64 characters");
     }
@@ -40,7 +40,7 @@ pub fn invalid(s: &str) -> Option<&'static str> {
 }
 
 /// Whether `s` is a valid name.
-pub fn is_name(s: &str) -> bool {
+pub(crate) fn is_name(s: &str) -> bool {
     invalid(s).is_none()
 }
 
@@ -49,12 +49,12 @@ fn allowed(b: u8) -> bool {
 }
 
 /// The default name of group `index`.
-pub fn default_group(index: usize) -> String {
+pub(crate) fn default_group(index: usize) -> String {
     format!("group{index}")
 }
 
 /// The default name of a channel at `host:port` (before de-duplication).
-pub fn default_channel(host: &Host, port: u16) -> String {
+pub(crate) fn default_channel(host: &Host, port: u16) -> String {
     let h = match host {
         Host::Ip(ip) => ip.to_string(),
         Host::Name(n) => n.clone(),
@@ -71,7 +71,7 @@ pub fn default_channel(host: &Host, port: u16) -> String {
 
 /// `base`, or `base-2`, `base-3`... whichever `taken` does not hold yet
 /// (then taken).
-pub fn unique(base: String, taken: &mut HashSet<String>) -> String {
+pub(crate) fn unique(base: String, taken: &mut HashSet<String>) -> String {
     if taken.insert(base.clone()) {
         return base;
     }
@@ -83,7 +83,7 @@ pub fn unique(base: String, taken: &mut HashSet<String>) -> String {
 
 /// What is wrong with the names of one listener's groups.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
+pub(crate) enum NameError {
     #[error("bad {what} name {}: {why}", crate::config::quote(name))]
     Bad {
         what: &'static str,
@@ -95,7 +95,7 @@ pub enum NameError {
 }
 
 /// Check the names given and fill in the defaults (see the module doc).
-pub fn fill(groups: &mut [GroupConfig]) -> Result<(), NameError> {
+pub(crate) fn fill(groups: &mut [GroupConfig]) -> Result<(), NameError> {
     let mut gnames = HashSet::new();
     let mut cnames = HashSet::new();
     for g in groups.iter() {

@@ -12,32 +12,32 @@ use super::{FleetConfig, Global, HaproxySocket, LogFormat};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overlay {
     /// `-f` (a command-line-only switch).
-    pub foreground: bool,
+    pub(crate) foreground: bool,
     /// `-d` (a command-line-only switch).
-    pub debug: bool,
+    pub(crate) debug: bool,
     /// `--no-splice` (a command-line-only switch).
-    pub no_splice: bool,
-    pub log_format: Option<LogFormat>,
-    pub log_file: Option<PathBuf>,
-    pub pidfile: Option<PathBuf>,
-    pub grace: Option<Duration>,
-    pub max_conns: Option<usize>,
-    pub threads: Option<usize>,
-    pub control: Option<PathBuf>,
-    pub state_file: Option<PathBuf>,
-    pub user: Option<String>,
-    pub metrics: Option<SocketAddr>,
+    pub(crate) no_splice: bool,
+    pub(crate) log_format: Option<LogFormat>,
+    pub(crate) log_file: Option<PathBuf>,
+    pub(crate) pidfile: Option<PathBuf>,
+    pub(crate) grace: Option<Duration>,
+    pub(crate) max_conns: Option<usize>,
+    pub(crate) threads: Option<usize>,
+    pub(crate) control: Option<PathBuf>,
+    pub(crate) state_file: Option<PathBuf>,
+    pub(crate) user: Option<String>,
+    pub(crate) metrics: Option<SocketAddr>,
     /// `--fleet ENDPOINTS`: replaces the file's endpoints (or turns fleet
     /// mode on with the defaults).
-    pub fleet: Option<Vec<String>>,
+    pub(crate) fleet: Option<Vec<String>>,
     /// `--haproxy-socket PATH`: replaces the file's path (its mode and
     /// group stay).
-    pub haproxy_socket: Option<PathBuf>,
+    pub(crate) haproxy_socket: Option<PathBuf>,
 }
 
 impl Overlay {
     /// `base` with every given option replaced.
-    pub fn over(&self, base: Global) -> Global {
+    pub(crate) fn over(&self, base: Global) -> Global {
         let o = self.clone();
         Global {
             foreground: o.foreground || base.foreground,
@@ -73,7 +73,7 @@ impl Overlay {
 
     /// Daemonizing changes to /: make the relative paths given absolute
     /// (a reload reads the overlay again after that).
-    pub fn absolutize(&mut self) {
+    pub(crate) fn absolutize(&mut self) {
         for p in [
             &mut self.pidfile,
             &mut self.log_file,

@@ -9,18 +9,18 @@ use std::time::Duration;
 use crate::config::quote;
 
 /// Default bound on the wait for a ClientHello.
-pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default bound on the bytes of a ClientHello looked at.
-pub const DEFAULT_PEEK_BYTES: usize = 16 * 1024;
-pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
-pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
-pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_PEEK_BYTES: usize = 16 * 1024;
+pub(crate) const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 /// The longest key a lookup is made for (a DNS name's length).
-pub const MAX_KEY: usize = 255;
+pub(crate) const MAX_KEY: usize = 255;
 
 /// What a listener routes by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteBy {
+pub(crate) enum RouteBy {
     /// The TLS server name in the ClientHello.
     Sni,
     /// The local address the client connected to.
@@ -30,7 +30,7 @@ pub enum RouteBy {
 }
 
 impl RouteBy {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             RouteBy::Sni => "sni",
             RouteBy::Dst => "dst",
@@ -42,14 +42,14 @@ impl RouteBy {
 /// Where a key sends its client: a group (and every group after it, the
 /// failover chain) or nowhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteTarget {
+pub(crate) enum RouteTarget {
     Group(usize),
     Reject,
 }
 
 /// A key of the map or the route file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteKey {
+pub(crate) enum RouteKey {
     /// A server name, lowercased, no trailing dot.
     Name(String),
     /// `*.example.com`: any name under `example.com` (stored without `*.`).
@@ -60,39 +60,39 @@ pub enum RouteKey {
 
 /// `route:` resolved.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RouteConfig {
-    pub by: RouteBy,
+pub(crate) struct RouteConfig {
+    pub(crate) by: RouteBy,
     /// The inline map, first source.
-    pub map: Vec<(RouteKey, RouteTarget)>,
+    pub(crate) map: Vec<(RouteKey, RouteTarget)>,
     /// The route file, second source (reloaded when it changes).
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// The directory, last source.
-    pub lookup: Option<LookupConfig>,
+    pub(crate) lookup: Option<LookupConfig>,
     /// For a key nothing maps, no key (no SNI), or a failed lookup with
     /// nothing stale to serve.
-    pub default: RouteTarget,
+    pub(crate) default: RouteTarget,
     /// `by: sni`: how long, and how many bytes, a ClientHello is waited for.
-    pub peek_timeout: Duration,
-    pub peek_bytes: usize,
+    pub(crate) peek_timeout: Duration,
+    pub(crate) peek_bytes: usize,
     /// Every group's name, by index, for targets read at runtime.
-    pub groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
 }
 
 /// `lookup:` resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LookupConfig {
-    pub directory: Directory,
-    pub timeout: Duration,
-    pub ttl: Duration,
-    pub negative_ttl: Duration,
+pub(crate) struct LookupConfig {
+    pub(crate) directory: Directory,
+    pub(crate) timeout: Duration,
+    pub(crate) ttl: Duration,
+    pub(crate) negative_ttl: Duration,
     /// How long past `ttl` an answer may still serve while the directory
     /// fails or is slow.
-    pub stale: Duration,
+    pub(crate) stale: Duration,
 }
 
 /// Where keys are looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Directory {
+pub(crate) enum Directory {
     /// `GET http://authority/path` with `{key}` replaced in `path`.
     Http { authority: String, path: String },
     /// A program run directly (no shell) with `{key}` replaced in its
@@ -101,11 +101,11 @@ pub enum Directory {
 }
 
 /// The placeholder of the key in `url` and `argv`.
-pub const KEY_PLACEHOLDER: &str = "{key}";
+pub(crate) const KEY_PLACEHOLDER: &str = "{key}";
 
 impl Directory {
     /// `url:` checked: `http://host:port/path` with `{key}` in the path.
-    pub fn http(url: &str) -> Result<Directory, String> {
+    pub(crate) fn http(url: &str) -> Result<Directory, String> {
         let bad = |why: &str| format!("bad url {}: {why}", quote(url));
         let rest = url
             .strip_prefix("http://")
@@ -137,7 +137,7 @@ impl Directory {
     }
 
     /// `argv:` checked: some argument holds `{key}`.
-    pub fn argv(argv: Vec<String>) -> Result<Directory, String> {
+    pub(crate) fn argv(argv: Vec<String>) -> Result<Directory, String> {
         if !argv.iter().skip(1).any(|a| a.contains(KEY_PLACEHOLDER)) {
             return Err("lookup.argv: no argument holds {key}".into());
         }
@@ -146,7 +146,7 @@ impl Directory {
 }
 
 /// A key of `by`'s kind, from the map or a route file line.
-pub fn parse_key(by: RouteBy, s: &str) -> Result<RouteKey, String> {
+pub(crate) fn parse_key(by: RouteBy, s: &str) -> Result<RouteKey, String> {
     match by {
         RouteBy::Sni => {
             let (wild, name) = match s.strip_prefix("*.") {
@@ -191,7 +191,7 @@ pub fn parse_key(by: RouteBy, s: &str) -> Result<RouteKey, String> {
 }
 
 /// `ip` with all but its first `bits` bits cleared.
-pub fn mask(ip: IpAddr, bits: u8) -> IpAddr {
+pub(crate) fn mask(ip: IpAddr, bits: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => {
             let m = u32::MAX
@@ -210,7 +210,7 @@ pub fn mask(ip: IpAddr, bits: u8) -> IpAddr {
 
 /// A target by its name: `reject`, a group's name, or a group's index
 /// (names are never all digits, so the two cannot be confused).
-pub fn parse_target(s: &str, groups: &[String]) -> Result<RouteTarget, String> {
+pub(crate) fn parse_target(s: &str, groups: &[String]) -> Result<RouteTarget, String> {
     if s == "reject" {
         return Ok(RouteTarget::Reject);
     }

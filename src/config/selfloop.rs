@@ -15,7 +15,7 @@ use super::{ChannelConfig, Config, Host, ListenerConfig};
 /// A channel that would connect back to its own listener: the same IP
 /// literal and port, or, for a wildcard bind, a loopback or wildcard
 /// channel (127.x, ::1, 0.0.0.0, `localhost`) on the same port.
-pub fn is_self_loop(bind: SocketAddr, c: &ChannelConfig) -> bool {
+pub(crate) fn is_self_loop(bind: SocketAddr, c: &ChannelConfig) -> bool {
     match &c.host {
         Host::Ip(ip) => is_self_loop_addr(bind, SocketAddr::new(*ip, c.port)),
         Host::Name(n) => {
@@ -27,7 +27,7 @@ pub fn is_self_loop(bind: SocketAddr, c: &ChannelConfig) -> bool {
 }
 
 /// Whether connecting to `addr` reaches the listener bound to `bind`.
-pub fn is_self_loop_addr(bind: SocketAddr, addr: SocketAddr) -> bool {
+pub(crate) fn is_self_loop_addr(bind: SocketAddr, addr: SocketAddr) -> bool {
     if addr.port() != bind.port() {
         return false;
     }
@@ -44,7 +44,7 @@ pub fn is_self_loop_addr(bind: SocketAddr, addr: SocketAddr) -> bool {
 
 /// The first of `binds` (a listener's name and bind address) that
 /// connecting to `addr` reaches.
-pub fn loop_target<'a>(
+pub(crate) fn loop_target<'a>(
     binds: impl IntoIterator<Item = (&'a str, SocketAddr)>,
     addr: SocketAddr,
 ) -> Option<(&'a str, SocketAddr)> {
@@ -53,7 +53,7 @@ pub fn loop_target<'a>(
 
 /// A literal channel of one listener that points at another listener of
 /// the file (its own bind is the builder's check).
-pub fn cross_loops(listeners: &[ListenerConfig]) -> Result<(), CrossLoop> {
+pub(crate) fn cross_loops(listeners: &[ListenerConfig]) -> Result<(), CrossLoop> {
     for l in listeners {
         for c in l.groups.iter().flat_map(|g| &g.channels) {
             if let Some(m) = listeners
@@ -75,7 +75,7 @@ pub fn cross_loops(listeners: &[ListenerConfig]) -> Result<(), CrossLoop> {
 /// Channels whose name resolves to a listener of this process, their own
 /// or another (rejected at load and on reload; at runtime re-resolution
 /// drops such addresses).
-pub fn resolved_loops(
+pub(crate) fn resolved_loops(
     cfg: &Config,
     resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
 ) -> Result<(), ResolvedLoop> {
@@ -111,7 +111,10 @@ pub fn resolved_loops(
 }
 
 /// `--check`: names that do not resolve now (warnings, not errors).
-pub fn unresolved(cfg: &Config, resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>) -> Vec<String> {
+pub(crate) fn unresolved(
+    cfg: &Config,
+    resolve: impl Fn(&Host, u16) -> Vec<SocketAddr>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for l in &cfg.listeners {
         for g in &l.groups {

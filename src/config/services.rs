@@ -40,7 +40,7 @@ fn parse_services(text: &str) -> Vec<(String, u16)> {
 }
 
 /// A port given as a number (1–65535) or a tcp service name.
-pub fn parse_port(s: &str) -> Result<u16, String> {
+pub(crate) fn parse_port(s: &str) -> Result<u16, String> {
     if s.is_empty() {
         return Err("empty port".into());
     }

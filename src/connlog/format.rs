@@ -27,12 +27,12 @@ const NOSRV: &str = "<NOSRV>";
 
 /// A moment broken down in local time, with its milliseconds.
 pub(super) struct Stamp {
-    pub t: crate::sys::LocalTime,
-    pub millis: u32,
+    pub(crate) t: crate::sys::LocalTime,
+    pub(crate) millis: u32,
 }
 
 impl Stamp {
-    pub fn of(at: SystemTime) -> Stamp {
+    pub(super) fn of(at: SystemTime) -> Stamp {
         let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let t = crate::sys::local_time(secs).unwrap_or_else(|| utc(secs));
@@ -43,7 +43,7 @@ impl Stamp {
     }
 
     /// Month abbreviation (`Jan`).
-    pub fn month_name(&self) -> &'static str {
+    pub(super) fn month_name(&self) -> &'static str {
         let i = self.t.month.saturating_sub(1) as usize;
         MONTHS.get(i).copied().unwrap_or("Jan")
     }
@@ -117,7 +117,7 @@ fn server_name(r: &Record) -> &str {
 }
 
 /// One `tcplog` line (no newline).
-pub fn tcplog_line(out: &mut String, listener: &str, r: &Record) {
+pub(crate) fn tcplog_line(out: &mut String, listener: &str, r: &Record) {
     let _ = write!(out, "{}:{} [", r.client.ip(), r.client.port());
     Stamp::of(r.accepted).haproxy(out);
     let tc = r
@@ -186,7 +186,7 @@ struct RouteJson<'a> {
 }
 
 /// One JSON line (no newline).
-pub fn json_line(out: &mut String, listener: &str, r: &Record) {
+pub(crate) fn json_line(out: &mut String, listener: &str, r: &Record) {
     let line = JsonLine {
         accept_date: Stamp::of(r.accepted).rfc3339(),
         client_ip: r.client.ip().to_string(),

@@ -27,14 +27,14 @@ use crate::config::{ConnLogFormat, ConnLogTarget};
 use crate::logging::Every;
 
 /// Lines a writer's queue holds; more are dropped.
-pub const QUEUE: usize = 4096;
+pub(super) const QUEUE: usize = 4096;
 /// Lines formatted into one write at most.
 const BATCH: usize = 1024;
 /// After a batch: let the next one gather (one wake-up per pause under
 /// load; a line waits at most this long more).
 const PAUSE: Duration = Duration::from_millis(20);
 /// How often an idle writer, or a busy one, looks whether its file moved.
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// syslog facility local0, severity info (what HAProxy's `log ... local0`
 /// sends a connection's line as).
 const SYSLOG_PRI: u8 = 16 * 8 + 6;
@@ -42,11 +42,11 @@ const SYSLOG_PRI: u8 = 16 * 8 + 6;
 /// Bumped by SIGUSR1: every writer opens its file again.
 static REOPEN: AtomicU64 = AtomicU64::new(0);
 
-pub fn request_reopen() {
+pub(super) fn request_reopen() {
     REOPEN.fetch_add(1, Relaxed);
 }
 
-pub enum Msg {
+pub(super) enum Msg {
     Line(Arc<LineFormat>, Box<Record>),
     /// Look at the reopen request now.
     Wake,
@@ -56,13 +56,13 @@ pub enum Msg {
 
 /// The sending side of a writer; the thread ends when the last is dropped.
 #[derive(Debug)]
-pub struct Handle {
-    pub tx: SyncSender<Msg>,
+pub(super) struct Handle {
+    pub(crate) tx: SyncSender<Msg>,
 }
 
 impl Handle {
     /// Ask the writer to write what it holds; wait for it until `deadline`.
-    pub fn flush_until(&self, deadline: Instant) {
+    pub(super) fn flush_until(&self, deadline: Instant) {
         let (ack, done) = sync_channel(1);
         let mut msg = Msg::Flush(ack);
         loop {
@@ -80,7 +80,7 @@ impl Handle {
     }
 }
 
-pub fn spawn(target: ConnLogTarget) -> io::Result<Handle> {
+pub(super) fn spawn(target: ConnLogTarget) -> io::Result<Handle> {
     let (tx, rx) = sync_channel(QUEUE);
     std::thread::Builder::new()
         .name("connection-log".into())
@@ -92,7 +92,7 @@ pub fn spawn(target: ConnLogTarget) -> io::Result<Handle> {
 /// for a FIFO's reader); a missing one needs its directory. Nothing is
 /// created here: the writer creates the file, as the user it runs as
 /// (after `--user`).
-pub fn check_file(p: &Path) -> io::Result<()> {
+pub(super) fn check_file(p: &Path) -> io::Result<()> {
     if std::fs::symlink_metadata(p).is_err() {
         let dir = match p.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,

@@ -163,7 +163,7 @@ struct Session {
 
 /// Why the client did not go through.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// A `-c` argument with a newline: exit 64.
     #[error("-c takes one command (no newlines)")]
     Usage,
@@ -184,7 +184,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    pub fn exit(&self) -> Exit {
+    pub(crate) fn exit(&self) -> Exit {
         match self {
             ClientError::Usage | ClientError::Ambiguous(_) => Exit::Usage,
             ClientError::Unavailable(_) => Exit::Unavailable,

@@ -14,7 +14,7 @@ use crate::operator::{Endpoint, GroupKey, OperatorOp, SpinSet, WeightSet};
 use crate::pool::Admin;
 
 /// At most this many words on a line (the command included).
-pub const MAX_ARGS: usize = 16;
+pub(crate) const MAX_ARGS: usize = 16;
 
 /// How a command names a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub enum GroupRef {
 /// An operator change as the control socket words it: channels by
 /// [`ChanRef`], groups by [`GroupRef`], a new address as written (resolved
 /// when applied); see [`crate::operator`], which applies it.
-pub type ControlOp = OperatorOp<ChanRef, GroupRef, Endpoint>;
+pub(crate) type ControlOp = OperatorOp<ChanRef, GroupRef, Endpoint>;
 
 /// `fleet ...`: a change for every instance of the service, written to
 /// etcd and applied by each from its watch.
@@ -70,7 +70,7 @@ pub enum FleetCmd {
 }
 
 /// The longest `grace=` a switchover takes (clients are held meanwhile).
-pub const MAX_SWITCH_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const MAX_SWITCH_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -168,13 +168,13 @@ const EXACT_WORDS: &[&str] = &[
 ];
 
 /// Largest group and channel numbers accepted (far beyond any real pool).
-pub const MAX_INDEX: usize = 1_000_000;
+pub(crate) const MAX_INDEX: usize = 1_000_000;
 /// Largest weight accepted.
-pub use crate::operator::MAX_WEIGHT;
+pub(crate) use crate::operator::MAX_WEIGHT;
 
 /// Quote a user token for an error line: control characters escaped, long
 /// tokens cut, so one bad input gives one short printable line.
-pub use crate::config::error::quote;
+pub(crate) use crate::config::error::quote;
 
 fn word(tok: &str) -> Option<&'static str> {
     if let Some(w) = EXACT_WORDS.iter().find(|w| **w == tok) {
@@ -192,7 +192,7 @@ fn word(tok: &str) -> Option<&'static str> {
 /// sent back to the client as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct CommandError(pub String);
+pub struct CommandError(pub(crate) String);
 
 /// Parse one line (without its newline).
 pub fn parse(line: &str) -> Result<Command, CommandError> {
@@ -427,7 +427,7 @@ fn fleet(args: &[&str]) -> Result<FleetCmd, String> {
 /// maxc, failback and the operator hold (written to etcd), a channel
 /// registered or unregistered in a named group, a switchover without
 /// `grace=` or `force` (run through etcd).
-pub fn fleet_scoped(op: &ControlOp) -> bool {
+pub(crate) fn fleet_scoped(op: &ControlOp) -> bool {
     matches!(
         op,
         OperatorOp::Admin(..)
@@ -538,7 +538,7 @@ fn group_ref(s: &str) -> Result<GroupKey, String> {
 }
 
 /// `C`, `G:C`, `host:port`, `[v6]:port` or a channel name.
-pub fn chan_ref(s: &str) -> Result<ChanRef, String> {
+pub(crate) fn chan_ref(s: &str) -> Result<ChanRef, String> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(ChanRef::Index(index("channel", s)?));
     }
@@ -561,7 +561,7 @@ pub fn chan_ref(s: &str) -> Result<ChanRef, String> {
 }
 
 /// A host name or IP literal (IPv6 bare or in brackets).
-pub fn host(s: &str) -> Result<Host, String> {
+pub(crate) fn host(s: &str) -> Result<Host, String> {
     crate::config::grammar::host_literal(s).ok_or_else(|| format!("invalid address {}", quote(s)))
 }
 
@@ -578,7 +578,7 @@ fn endpoint(h: &str, p: &str) -> Result<Endpoint, String> {
 }
 
 /// The `help` text: balance.fm's lines, then the extensions.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 available commands:
   create <host> <port>           creates a channel in the current group
   assign <channel> <host> <port> reassigns a channel in the current group
@@ -616,13 +616,13 @@ extensions:
   <group> is a number or a group name";
 
 /// Added to `help` on a listener with `route:`.
-pub const HELP_ROUTE: &str = "\
+pub(crate) const HELP_ROUTE: &str = "\
 routing (route: in the config file):
   route <key>                    what <key> (a server name or an address) resolves to, and why
                                  (map, file, lookup: cached, stale or asked now; default)";
 
 /// The fleet commands, added to `help` in fleet mode.
-pub const HELP_FLEET: &str = "\
+pub(crate) const HELP_FLEET: &str = "\
 fleet (every instance of this service, through etcd):
   fleet enable|disable|drain <channel>        operator state of a channel on every instance
   fleet weight|maxc <channel> <n>             weight or maxc of a channel on every instance

@@ -12,13 +12,19 @@ use tracing::{error, info};
 use crate::control::commands::{Command, HELP, HELP_FLEET, HELP_ROUTE};
 use crate::control::handlers::{channel, fleet, group, process, show};
 
-pub use crate::control::listener::Control;
-pub use crate::control::reply::Reply;
+pub(crate) use crate::control::listener::Control;
+pub(crate) use crate::control::reply::Reply;
 
 impl Control {
     /// Run one command for a session whose current group is `*group`;
     /// `line` and `uid` are for the log.
-    pub async fn execute(&self, group: &mut usize, cmd: Command, line: &str, uid: u32) -> Reply {
+    pub(crate) async fn execute(
+        &self,
+        group: &mut usize,
+        cmd: Command,
+        line: &str,
+        uid: u32,
+    ) -> Reply {
         let _w = if cmd.is_change() {
             Some(self.write.lock().await)
         } else {

@@ -12,27 +12,27 @@ use crate::control::state::StateFile;
 use crate::service::Service;
 
 /// Everything the commands of one listener act on.
-pub struct Control {
-    pub svc: Arc<Service>,
-    pub state: Option<Arc<StateFile>>,
+pub(crate) struct Control {
+    pub(crate) svc: Arc<Service>,
+    pub(crate) state: Option<Arc<StateFile>>,
     /// `kill` cancels it: the same graceful shutdown as SIGTERM.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// `reload` asks through it.
-    pub reload: ReloadHandle,
-    pub started: Instant,
+    pub(crate) reload: ReloadHandle,
+    pub(crate) started: Instant,
     /// Fleet mode (`fleet ...` commands); None: standalone.
-    pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Every running listener of the process (empty in unit tests):
     /// `create`/`assign` refuse to point at any of them.
-    pub listeners: crate::registry::Registry,
+    pub(crate) listeners: crate::registry::Registry,
     /// `upgrade` asks through it.
-    pub upgrade: crate::control::upgrade::UpgradeHandle,
+    pub(crate) upgrade: crate::control::upgrade::UpgradeHandle,
     /// Serializes changes between sessions.
     pub(super) write: tokio::sync::Mutex<()>,
 }
 
 impl Control {
-    pub fn new(
+    pub(crate) fn new(
         svc: Arc<Service>,
         state: Option<Arc<StateFile>>,
         shutdown: CancellationToken,
@@ -52,14 +52,14 @@ impl Control {
     }
 
     /// Write the state file (if any) with this listener's state now.
-    pub async fn save(&self) -> Result<(), String> {
+    pub(crate) async fn save(&self) -> Result<(), String> {
         save(self.state.as_ref(), &self.svc).await
     }
 }
 
 /// Write the state file (if any) with `svc`'s state now, off the runtime
 /// thread: what every front end does after a change that persists.
-pub async fn save(state: Option<&Arc<StateFile>>, svc: &Arc<Service>) -> Result<(), String> {
+pub(crate) async fn save(state: Option<&Arc<StateFile>>, svc: &Arc<Service>) -> Result<(), String> {
     let Some(st) = state.cloned() else {
         return Ok(());
     };

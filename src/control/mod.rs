@@ -30,34 +30,37 @@
     )
 )]
 
-pub mod client;
-pub mod commands;
-pub mod exec;
-pub mod handlers;
-pub mod haproxy;
-pub mod listener;
-pub mod paths;
-pub mod reload;
-pub mod reply;
-pub mod server;
-pub mod state;
-pub mod upgrade;
+pub(crate) mod client;
+pub(crate) mod commands;
+pub(crate) mod exec;
+pub(crate) mod handlers;
+pub(crate) mod haproxy;
+pub(crate) mod listener;
+pub(crate) mod paths;
+pub(crate) mod reload;
+pub(crate) mod reply;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod upgrade;
 
-pub use reload::{ReloadError, ReloadHandle, ReloadRequests};
-pub use server::{Context, ControlHandle, spawn};
-pub use state::StateFile;
+pub(crate) use reload::{ReloadError, ReloadHandle, ReloadRequests};
+pub(crate) use server::{Context, ControlHandle};
+pub(crate) use state::StateFile;
 
 /// Checks before daemonizing, so the usual failures exit non-zero on the
 /// terminal: every listener's control socket path (see
 /// [`server::preflight`], default paths in `run_dir`) and the state
 /// file's directory.
-pub fn preflight(cfg: &crate::config::Config, run_dir: &std::path::Path) -> Result<(), String> {
+pub(crate) fn preflight(
+    cfg: &crate::config::Config,
+    run_dir: &std::path::Path,
+) -> Result<(), String> {
     sockets(cfg, run_dir, server::preflight)?;
     state_dir(cfg)
 }
 
 /// [`preflight`] for `--check`: the same checks, creating nothing.
-pub fn check(cfg: &crate::config::Config, run_dir: &std::path::Path) -> Result<(), String> {
+pub(crate) fn check(cfg: &crate::config::Config, run_dir: &std::path::Path) -> Result<(), String> {
     sockets(cfg, run_dir, server::check)?;
     state_dir(cfg)
 }

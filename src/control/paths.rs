@@ -25,13 +25,13 @@ use std::path::{Path, PathBuf};
 
 /// Whether `BALANCE_RUNDIR` is set (even empty): the user chose the run
 /// directory, so `--user` does not move the instance to a subdirectory.
-pub fn run_dir_from_env() -> bool {
+pub(crate) fn run_dir_from_env() -> bool {
     std::env::var_os("BALANCE_RUNDIR").is_some()
 }
 
 /// The run directory for control sockets (not created here): the base
 /// directory, or our private subdirectory when the base is shared.
-pub fn run_dir() -> PathBuf {
+pub(crate) fn run_dir() -> PathBuf {
     private_in(&base_run_dir(), crate::sys::euid())
 }
 
@@ -46,7 +46,7 @@ fn base_run_dir() -> PathBuf {
 
 /// `base/balance-UID` when `base` is shared (see [`is_shared`]), else
 /// `base`.
-pub fn private_in(base: &Path, uid: u32) -> PathBuf {
+pub(crate) fn private_in(base: &Path, uid: u32) -> PathBuf {
     if is_shared(base) {
         base.join(format!("balance-{uid}"))
     } else {
@@ -60,7 +60,7 @@ pub fn private_in(base: &Path, uid: u32) -> PathBuf {
 /// stays ours. A world-writable directory without the sticky bit, or one
 /// another user owns (its owner could rename our entry), is not shared: it
 /// is refused as a run directory.
-pub fn is_shared(dir: &Path) -> bool {
+pub(crate) fn is_shared(dir: &Path) -> bool {
     std::fs::symlink_metadata(dir).is_ok_and(|md| {
         let mode = md.permissions().mode();
         md.is_dir() && mode & 0o1002 == 0o1002 && (md.uid() == 0 || md.uid() == crate::sys::euid())
@@ -86,7 +86,7 @@ fn run_dir_from(
 
 /// `127.0.0.1:8080.sock`, `[::1]:8080.sock`. IPv4-mapped IPv6 addresses are
 /// named like the IPv4 address.
-pub fn socket_name(bind: SocketAddr) -> String {
+pub(crate) fn socket_name(bind: SocketAddr) -> String {
     match bind.ip().to_canonical() {
         IpAddr::V4(v4) => format!("{v4}:{}.sock", bind.port()),
         IpAddr::V6(v6) => format!("[{v6}]:{}.sock", bind.port()),
@@ -94,7 +94,7 @@ pub fn socket_name(bind: SocketAddr) -> String {
 }
 
 /// The default socket path in `run_dir` of the listener bound to `bind`.
-pub fn default_path(run_dir: &Path, bind: SocketAddr) -> PathBuf {
+pub(crate) fn default_path(run_dir: &Path, bind: SocketAddr) -> PathBuf {
     run_dir.join(socket_name(bind))
 }
 
@@ -102,14 +102,14 @@ pub fn default_path(run_dir: &Path, bind: SocketAddr) -> PathBuf {
 /// in (several listeners at start, or an existing directory) rather than
 /// the one socket of a single listener. Decided once at start and kept:
 /// a reload that changes the number of listeners must not move sockets.
-pub fn control_is_dir(control: &Path, listeners: usize) -> bool {
+pub(crate) fn control_is_dir(control: &Path, listeners: usize) -> bool {
     listeners > 1 || control.is_dir()
 }
 
 /// The socket path of the listener bound to `bind`: `--control PATH`
 /// itself, or with `as_dir` (see [`control_is_dir`]) the derived name in
 /// that directory; without `--control` the socket is in `run_dir`.
-pub fn listener_path(
+pub(crate) fn listener_path(
     control: Option<&Path>,
     run_dir: &Path,
     bind: SocketAddr,
@@ -125,7 +125,7 @@ pub fn listener_path(
 /// The socket names the client tries for `-b bind` and `port`, in order:
 /// with no `-b`, the IPv4 wildcard's, then the IPv6 wildcard's. Never
 /// empty.
-pub fn socket_names(bind: Option<IpAddr>, port: u16) -> Vec<String> {
+pub(crate) fn socket_names(bind: Option<IpAddr>, port: u16) -> Vec<String> {
     match bind {
         Some(ip) => vec![socket_name(SocketAddr::new(ip, port))],
         None => vec![
@@ -137,7 +137,7 @@ pub fn socket_names(bind: Option<IpAddr>, port: u16) -> Vec<String> {
 
 /// Paths the client tries for `-b bind` and `port`, in order: with no `-b`,
 /// the IPv4 wildcard's socket, then the IPv6 wildcard's (`-6`).
-pub fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
+pub(crate) fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
     let names = socket_names(bind, port);
     let base = base_run_dir();
     let own = private_in(&base, crate::sys::euid());
@@ -153,7 +153,7 @@ pub fn client_candidates(bind: Option<IpAddr>, port: u16) -> Vec<PathBuf> {
 /// [`client_candidates`]), with the address each is named after: `-c show
 /// PORT` without `-b` finds an instance bound to 127.0.0.1 when it is the
 /// only one on that port.
-pub fn port_sockets(port: u16) -> Vec<(PathBuf, IpAddr)> {
+pub(crate) fn port_sockets(port: u16) -> Vec<(PathBuf, IpAddr)> {
     let base = base_run_dir();
     let own = private_in(&base, crate::sys::euid());
     let mut dirs = vec![own.clone()];
@@ -228,13 +228,13 @@ fn candidates_in(dir: &Path, scan: &[PathBuf], names: &[String]) -> Vec<PathBuf>
 /// The run directory of an instance that drops to `user` after starting as
 /// root: a subdirectory of root's run directory `base`, so root's
 /// `balance -c` still finds it (see [`client_candidates`]).
-pub fn user_run_dir(base: &Path, user: &str) -> PathBuf {
+pub(crate) fn user_run_dir(base: &Path, user: &str) -> PathBuf {
     base.join(user.replace(['/', '\0'], "_"))
 }
 
 /// Create the default run directory 0700 if missing, and refuse one that is
 /// a symlink, not a directory, owned by another user, or writable by others.
-pub fn prepare_run_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn prepare_run_dir(dir: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
@@ -249,7 +249,7 @@ pub fn prepare_run_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The directory checks of [`prepare_run_dir`], without creating anything.
-pub fn check_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn check_dir(dir: &Path) -> io::Result<()> {
     let md = std::fs::symlink_metadata(dir)?;
     let bad = |why: &str| {
         Err(io::Error::new(

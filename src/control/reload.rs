@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 /// Why a reload changed nothing, or not all it should have (the text
 /// goes back to the client).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     /// Nobody answers reload requests (the supervisor is gone).
     #[error("no supervisor running")]
     NotRunning,
@@ -22,34 +22,35 @@ pub enum ReloadError {
 }
 
 /// A one-line summary of what a reload changed, or why it changed nothing.
-pub type ReloadResult = Result<String, ReloadError>;
+pub(crate) type ReloadResult = Result<String, ReloadError>;
 
 /// One reload request: answer it on `reply`.
-pub type ReloadRequest = oneshot::Sender<ReloadResult>;
+pub(crate) type ReloadRequest = oneshot::Sender<ReloadResult>;
 
 /// The receiving end, held by whoever can reload.
-pub type ReloadRequests = mpsc::Receiver<ReloadRequest>;
+pub(crate) type ReloadRequests = mpsc::Receiver<ReloadRequest>;
 
 /// Asks for a reload; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct ReloadHandle {
+pub(crate) struct ReloadHandle {
     tx: mpsc::Sender<ReloadRequest>,
 }
 
 impl ReloadHandle {
     /// A handle and the receiver its requests arrive on.
-    pub fn channel() -> (ReloadHandle, ReloadRequests) {
+    pub(crate) fn channel() -> (ReloadHandle, ReloadRequests) {
         let (tx, rx) = mpsc::channel(4);
         (ReloadHandle { tx }, rx)
     }
 
     /// A handle nobody answers: every reload is [`ReloadError::NotRunning`].
-    pub fn detached() -> ReloadHandle {
+    #[cfg(test)]
+    pub(crate) fn detached() -> ReloadHandle {
         ReloadHandle::channel().0
     }
 
     /// Ask for a reload and wait for its outcome.
-    pub async fn reload(&self) -> ReloadResult {
+    pub(crate) async fn reload(&self) -> ReloadResult {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(tx)

@@ -2,25 +2,25 @@
 
 /// The answer to one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub lines: Vec<String>,
-    pub ok: bool,
+pub(crate) struct Reply {
+    pub(crate) lines: Vec<String>,
+    pub(crate) ok: bool,
     /// The session ends after this reply (`quit`, `kill`).
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 impl Reply {
-    pub fn ok(lines: Vec<String>) -> Reply {
+    pub(crate) fn ok(lines: Vec<String>) -> Reply {
         Reply {
             lines,
             ok: true,
             close: false,
         }
     }
-    pub fn line(s: impl Into<String>) -> Reply {
+    pub(crate) fn line(s: impl Into<String>) -> Reply {
         Reply::ok(vec![s.into()])
     }
-    pub fn err(s: impl Into<String>) -> Reply {
+    pub(crate) fn err(s: impl Into<String>) -> Reply {
         Reply {
             lines: vec![s.into()],
             ok: false,
@@ -28,7 +28,7 @@ impl Reply {
         }
     }
     /// Success, and the session ends.
-    pub fn bye(lines: Vec<String>) -> Reply {
+    pub(crate) fn bye(lines: Vec<String>) -> Reply {
         Reply {
             lines,
             ok: true,

@@ -46,41 +46,36 @@ use crate::control::state::StateFile;
 use crate::service::Service;
 use crate::slots::{Slot, Slots};
 
-pub const MAX_LINE: usize = 4096;
-pub const MAX_SESSIONS: usize = 16;
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const MAX_LINE: usize = 4096;
+pub(crate) const MAX_SESSIONS: usize = 16;
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a session must have waited for its next line before a
 /// newcomer may evict it (clients that talk to the socket directly pause
 /// briefly between commands).
-pub const EVICT_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const EVICT_GRACE: Duration = Duration::from_secs(1);
 /// The first byte of the marker line ending every answer.
-pub const MARKER: char = '\u{4}';
+pub(crate) const MARKER: char = '\u{4}';
 
 /// A running control server. The socket is removed when the server stops:
 /// shutdown token cancelled, [`ControlHandle::stop`], or the runtime
 /// dropped. Dropping the handle does not stop the server.
 #[derive(Debug)]
-pub struct ControlHandle {
-    path: PathBuf,
+pub(crate) struct ControlHandle {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     fds: Arc<HandoverFds>,
 }
 
 impl ControlHandle {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The socket and lock file an `upgrade` hands over.
-    pub fn handover_fds(&self) -> Arc<HandoverFds> {
+    pub(crate) fn handover_fds(&self) -> Arc<HandoverFds> {
         Arc::clone(&self.fds)
     }
 
     /// Stop this server only (e.g. before a reload re-creates the
     /// listener) and wait until its socket is removed, so a new server can
     /// bind the same path at once. Open sessions finish their command.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }
@@ -88,33 +83,33 @@ impl ControlHandle {
 
 /// What every control server of the process shares.
 #[derive(Debug, Clone)]
-pub struct Context {
+pub(crate) struct Context {
     /// The run directory, computed once at start: a socket directly in it
     /// gets the directory created (0700) and checked.
-    pub run_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
     /// `--state-file`, restored once at process start by the caller.
-    pub state: Option<Arc<StateFile>>,
+    pub(crate) state: Option<Arc<StateFile>>,
     /// `kill` cancels it: the process's graceful shutdown, as SIGTERM.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// `reload` asks through it.
-    pub reload: ReloadHandle,
+    pub(crate) reload: ReloadHandle,
     /// Fleet mode: `fleet ...` commands write etcd through it.
-    pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The running listeners (`create`/`assign` refuse every bind of the
     /// process).
-    pub listeners: crate::registry::Registry,
+    pub(crate) listeners: crate::registry::Registry,
     /// `upgrade` asks through it; once handed over, stopping servers keep
     /// their socket files (the successor serves them).
-    pub upgrade: crate::control::upgrade::UpgradeHandle,
+    pub(crate) upgrade: crate::control::upgrade::UpgradeHandle,
 }
 
 /// A control socket received from the previous process (`upgrade`): the
 /// listening socket and its `PATH.lock`, still locked (the lock belongs
 /// to the open file, which both processes share).
 #[derive(Debug)]
-pub struct Inherited {
-    pub sock: std::os::unix::net::UnixListener,
-    pub lock: std::fs::File,
+pub(crate) struct Inherited {
+    pub(crate) sock: std::os::unix::net::UnixListener,
+    pub(crate) lock: std::fs::File,
 }
 
 /// Bind this listener's control socket at `path` and serve it until
@@ -123,7 +118,8 @@ pub struct Inherited {
 /// replaces this listener.
 /// Errors (a live instance on the socket, a symlink, a bad run directory)
 /// are returned before anything is served.
-pub async fn spawn(
+#[cfg(test)]
+pub(crate) async fn spawn(
     svc: Arc<Service>,
     path: PathBuf,
     ctx: Context,
@@ -134,7 +130,7 @@ pub async fn spawn(
 
 /// [`spawn`], serving `inherited` (the previous process's socket at
 /// `path`) instead of binding when given.
-pub async fn spawn_from(
+pub(crate) async fn spawn_from(
     svc: Arc<Service>,
     path: PathBuf,
     ctx: Context,
@@ -159,7 +155,6 @@ pub async fn spawn_from(
     let stop = stop.child_token();
     let task = tokio::spawn(accept_loop(ctl, listener, guard, stop.clone()));
     Ok(ControlHandle {
-        path,
         stop,
         task,
         fds: Arc::new(fds),
@@ -169,9 +164,9 @@ pub async fn spawn_from(
 /// Copies of a control server's listening socket and lock file, for an
 /// `upgrade` to hand over.
 #[derive(Debug)]
-pub struct HandoverFds {
-    pub sock: std::os::fd::OwnedFd,
-    pub lock: std::os::fd::OwnedFd,
+pub(crate) struct HandoverFds {
+    pub(crate) sock: std::os::fd::OwnedFd,
+    pub(crate) lock: std::os::fd::OwnedFd,
 }
 
 impl HandoverFds {
@@ -321,7 +316,7 @@ fn check_existing(path: &Path) -> io::Result<Existing> {
 /// but creating the default run directory: run before daemonizing, so the
 /// usual failures (a live instance, a symlink, a bad run directory) reach
 /// the terminal with a non-zero exit.
-pub fn preflight(path: &Path, run_dir: &Path) -> io::Result<()> {
+pub(crate) fn preflight(path: &Path, run_dir: &Path) -> io::Result<()> {
     prepare_parent(path, run_dir)?;
     match check_existing(path) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse && !answers_like_balance(path) => {
@@ -360,7 +355,7 @@ fn answers_like_balance(path: &Path) -> bool {
 
 /// [`preflight`] without creating anything (`--check`): a default run
 /// directory that does not exist yet is fine (the start creates it).
-pub fn check(path: &Path, run_dir: &Path) -> io::Result<()> {
+pub(crate) fn check(path: &Path, run_dir: &Path) -> io::Result<()> {
     if path.parent() == Some(run_dir) && std::fs::symlink_metadata(run_dir).is_ok() {
         paths::check_dir(run_dir)?;
     }

@@ -57,51 +57,51 @@ struct Doc {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListenerState {
+pub(crate) struct ListenerState {
     /// The channels as configured (`host:port` per group), to detect a
     /// changed configuration.
-    pub configured: Vec<Vec<String>>,
-    pub groups: Vec<GroupState>,
+    pub(crate) configured: Vec<Vec<String>>,
+    pub(crate) groups: Vec<GroupState>,
     /// `spin on`: when the operator hold ends, in ms since the Unix epoch
     /// (absent: off; older files have neither field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spin_until_ms: Option<u64>,
+    pub(crate) spin_until_ms: Option<u64>,
     /// `monitor disable`: active probes paused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub monitor_disabled: bool,
+    pub(crate) monitor_disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GroupState {
+pub(crate) struct GroupState {
     /// The group's name (absent in files written before names: the
     /// configured name, or the default, is taken).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `rr`, `hash` or `leastconn` (another word makes the file invalid).
-    pub policy: Policy,
-    pub channels: Vec<ChannelState>,
+    pub(crate) policy: Policy,
+    pub(crate) channels: Vec<ChannelState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChannelState {
+pub(crate) struct ChannelState {
     /// The channel's name (absent in files written before names: the
     /// configured channel's at the same place, or the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub host: String,
-    pub port: u16,
-    pub admin: Admin,
-    pub maxc: u32,
-    pub weight: u32,
+    pub(crate) name: Option<String>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) admin: Admin,
+    pub(crate) maxc: u32,
+    pub(crate) weight: u32,
     /// `disable health`: no health checks, counted as up (absent: on).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub health_off: bool,
+    pub(crate) health_off: bool,
 }
 
 /// One state file, shared by every listener of the process.
-pub struct StateFile {
+pub(crate) struct StateFile {
     path: PathBuf,
     doc: Mutex<Doc>,
 }
@@ -120,7 +120,7 @@ impl StateFile {
     /// Read `path`. A missing file is an empty state; an unreadable,
     /// untrusted (see [`trusted`]) or corrupt one is logged as an error and
     /// ignored. Temporary files left by killed instances are removed.
-    pub fn load(path: &Path) -> Arc<StateFile> {
+    pub(crate) fn load(path: &Path) -> Arc<StateFile> {
         remove_leftovers(path);
         let doc = match read_doc(path) {
             Ok(Some(d)) => {
@@ -142,14 +142,14 @@ impl StateFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// State handed over by a previous process (`upgrade`), read from
     /// `text` (the file's format) instead of a file; `from` names it in
     /// the log. Restore only: it is never saved.
-    pub fn from_text(from: &Path, text: &str) -> Result<Arc<StateFile>, String> {
+    pub(crate) fn from_text(from: &Path, text: &str) -> Result<Arc<StateFile>, String> {
         let doc = parse_doc(text)?;
         Ok(Arc::new(StateFile {
             path: from.to_path_buf(),
@@ -159,7 +159,7 @@ impl StateFile {
 
     /// Apply this listener's saved state to its pool (blocking: names are
     /// resolved). Call before the listener serves.
-    pub fn restore(&self, svc: &Service) {
+    pub(crate) fn restore(&self, svc: &Service) {
         let Some(st) = lock(&self.doc).listeners.get(&svc.cfg.name).cloned() else {
             return;
         };
@@ -252,7 +252,7 @@ impl StateFile {
 
     /// Record this listener's current state and rewrite the file
     /// atomically (blocking).
-    pub fn save(&self, svc: &Service) -> io::Result<()> {
+    pub(crate) fn save(&self, svc: &Service) -> io::Result<()> {
         let mut doc = lock(&self.doc);
         doc.version = VERSION;
         doc.listeners.insert(svc.cfg.name.clone(), snapshot(svc));
@@ -264,7 +264,7 @@ impl StateFile {
 
 /// Every listener's state now, as the file's text (handed to the
 /// successor by `upgrade`).
-pub fn snapshot_text(services: &[Arc<Service>]) -> Result<String, String> {
+pub(crate) fn snapshot_text(services: &[Arc<Service>]) -> Result<String, String> {
     let doc = Doc {
         version: VERSION,
         listeners: services
@@ -300,7 +300,7 @@ fn configured(svc: &Service) -> Vec<Vec<String>> {
 }
 
 /// The listener's operator state now.
-pub fn snapshot(svc: &Service) -> ListenerState {
+pub(crate) fn snapshot(svc: &Service) -> ListenerState {
     let view = ListenerView::of(svc);
     let groups = view
         .groups
@@ -386,7 +386,7 @@ fn trusted(path: &Path, md: &std::fs::Metadata) -> Result<(), String> {
 
 /// At start: refuse a `--state-file` that exists and is not a regular file
 /// (a FIFO would never be read to the end, a device never ends).
-pub fn preflight(path: &Path) -> Result<(), String> {
+pub(crate) fn preflight(path: &Path) -> Result<(), String> {
     match std::fs::metadata(path) {
         Ok(md) if !md.file_type().is_file() => Err(format!(
             "--state-file {}: {}",
@@ -497,7 +497,7 @@ fn validate(l: &ListenerState) -> Result<(), String> {
 /// never followed; whatever sits there (a leftover of a killed process
 /// with our PID, or a planted link) is unlinked and the create retried
 /// once.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()

@@ -15,22 +15,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// The new process's pid, or why the running one keeps serving.
-pub type UpgradeResult = Result<u32, String>;
+pub(crate) type UpgradeResult = Result<u32, String>;
 
 /// One `upgrade [PATH]`: answer on `reply`.
 #[derive(Debug)]
-pub struct UpgradeRequest {
+pub(crate) struct UpgradeRequest {
     /// The binary to start; None: the one the process was started from.
-    pub path: Option<PathBuf>,
-    pub reply: oneshot::Sender<UpgradeResult>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) reply: oneshot::Sender<UpgradeResult>,
 }
 
 /// The receiving end, held by the supervisor.
-pub type UpgradeRequests = mpsc::Receiver<UpgradeRequest>;
+pub(crate) type UpgradeRequests = mpsc::Receiver<UpgradeRequest>;
 
 /// Asks for an upgrade; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct UpgradeHandle {
+pub(crate) struct UpgradeHandle {
     tx: mpsc::Sender<UpgradeRequest>,
     handed_over: Arc<AtomicBool>,
     /// A session wrote its last answer after the hand-over (the
@@ -40,7 +40,7 @@ pub struct UpgradeHandle {
 
 impl UpgradeHandle {
     /// A handle and the receiver its requests arrive on.
-    pub fn channel() -> (UpgradeHandle, UpgradeRequests) {
+    pub(crate) fn channel() -> (UpgradeHandle, UpgradeRequests) {
         let (tx, rx) = mpsc::channel(1);
         let h = UpgradeHandle {
             tx,
@@ -51,12 +51,12 @@ impl UpgradeHandle {
     }
 
     /// A handle nobody answers (unit tests, a process without a supervisor).
-    pub fn detached() -> UpgradeHandle {
+    pub(crate) fn detached() -> UpgradeHandle {
         UpgradeHandle::channel().0
     }
 
     /// Ask for an upgrade and wait for its outcome.
-    pub async fn upgrade(&self, path: Option<PathBuf>) -> UpgradeResult {
+    pub(crate) async fn upgrade(&self, path: Option<PathBuf>) -> UpgradeResult {
         let (reply, rx) = oneshot::channel();
         let gone = || "no supervisor running".to_string();
         self.tx
@@ -68,17 +68,17 @@ impl UpgradeHandle {
 
     /// The sockets now belong to the successor: stopping servers must not
     /// remove their files.
-    pub fn set_handed_over(&self) {
+    pub(crate) fn set_handed_over(&self) {
         self.handed_over.store(true, Ordering::SeqCst);
     }
 
-    pub fn handed_over(&self) -> bool {
+    pub(crate) fn handed_over(&self) -> bool {
         self.handed_over.load(Ordering::SeqCst)
     }
 
     /// A session closed after writing its answer: once handed over, that
     /// is how the process knows the `upgrade` answer left before it exits.
-    pub fn session_closed(&self) {
+    pub(crate) fn session_closed(&self) {
         if self.handed_over() {
             self.answered.notify_one();
         }
@@ -86,7 +86,7 @@ impl UpgradeHandle {
 
     /// Wait (the caller bounds it) until a session closed after the
     /// hand-over.
-    pub async fn answered(&self) {
+    pub(crate) async fn answered(&self) {
         self.answered.notified().await;
     }
 }

@@ -32,9 +32,9 @@ const DEFAULT_WEIGHT: u32 = 1;
 /// One registration: group, channel, weight (None: as it is / default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reg {
-    pub group: usize,
-    pub chan: Endpoint,
-    pub weight: Option<u32>,
+    pub(crate) group: usize,
+    pub(crate) chan: Endpoint,
+    pub(crate) weight: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,7 +59,7 @@ impl Reg {
         })
     }
 
-    pub fn decode_key(key: &str) -> Result<(usize, Endpoint), String> {
+    pub(crate) fn decode_key(key: &str) -> Result<(usize, Endpoint), String> {
         let (g, c) = key.split_once('/').ok_or("key is not GROUP/HOST:PORT")?;
         let group = g
             .parse::<usize>()
@@ -73,21 +73,25 @@ impl Reg {
 /// The channels this task added, by (group, channel): the only ones it
 /// removes.
 #[derive(Default)]
-pub struct Added(HashMap<(usize, Endpoint), Arc<Channel>>);
+pub(crate) struct Added(HashMap<(usize, Endpoint), Arc<Channel>>);
 
 impl Added {
     /// How many channels this task added.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.0.len()
     }
 
     /// Whether this task added `reg`'s channel.
-    pub fn has(&self, reg: &Reg) -> bool {
+    pub(crate) fn has(&self, reg: &Reg) -> bool {
         self.0.contains_key(&(reg.group, reg.chan.clone()))
     }
 
     /// Make the pool have `reg`: add it or set its weight. What changed.
-    pub async fn ensure(&mut self, svc: &Service, reg: &Reg) -> Result<Option<String>, String> {
+    pub(crate) async fn ensure(
+        &mut self,
+        svc: &Service,
+        reg: &Reg,
+    ) -> Result<Option<String>, String> {
         let groups = svc.pool.groups();
         let Some(g) = groups.get(reg.group) else {
             return Err(format!(
@@ -149,7 +153,7 @@ impl Added {
     }
 
     /// Remove a channel this task added (a configured one stays).
-    pub fn remove(
+    pub(crate) fn remove(
         &mut self,
         svc: &Service,
         group: usize,
@@ -177,7 +181,7 @@ impl Added {
     }
 
     /// The added channels no longer registered (after a resync).
-    pub fn stale(&self, live: &[(usize, Endpoint)]) -> Vec<(usize, Endpoint)> {
+    pub(crate) fn stale(&self, live: &[(usize, Endpoint)]) -> Vec<(usize, Endpoint)> {
         self.0
             .keys()
             .filter(|k| !live.contains(k))

@@ -20,7 +20,7 @@ use super::verdict::{Leader, Verdict};
 use crate::service::fleet::Role;
 
 #[derive(Debug, Clone)]
-pub struct Standing {
+pub(crate) struct Standing {
     role: Role,
     leader: Option<Leader>,
     /// A follower has applied a verdict of its leader's term.
@@ -31,7 +31,7 @@ pub struct Standing {
 }
 
 impl Standing {
-    pub fn new(fallback: Duration) -> Standing {
+    pub(crate) fn new(fallback: Duration) -> Standing {
         Standing {
             role: Role::Alone,
             leader: None,
@@ -41,26 +41,26 @@ impl Standing {
         }
     }
 
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         self.role
     }
 
-    pub fn leader(&self) -> Option<&Leader> {
+    pub(crate) fn leader(&self) -> Option<&Leader> {
         self.leader.as_ref()
     }
 
     /// Whether the monitor probes (everything but a synced follower).
-    pub fn probing(&self) -> bool {
+    pub(crate) fn probing(&self) -> bool {
         !(self.role == Role::Follower && self.synced)
     }
 
     /// etcd answered.
-    pub fn contact(&mut self, now: Instant) {
+    pub(crate) fn contact(&mut self, now: Instant) {
         self.last_ok = Some(now);
     }
 
     /// This instance won the campaign.
-    pub fn won(&mut self, me: Leader, now: Instant) {
+    pub(crate) fn won(&mut self, me: Leader, now: Instant) {
         self.contact(now);
         self.role = Role::Prober;
         self.leader = Some(me);
@@ -70,7 +70,7 @@ impl Standing {
     /// Another instance leads: follow it. A follower that was synced stays
     /// synced (the last verdicts stand); anyone else probes until the
     /// first verdict of this leader's term arrives.
-    pub fn follow(&mut self, leader: Leader, now: Instant) {
+    pub(crate) fn follow(&mut self, leader: Leader, now: Instant) {
         self.contact(now);
         self.synced = self.role == Role::Follower && self.synced;
         self.role = Role::Follower;
@@ -79,7 +79,7 @@ impl Standing {
 
     /// Whether to apply `v` (a follower, from its leader's term); the
     /// first such verdict syncs a follower.
-    pub fn take(&mut self, v: &Verdict) -> bool {
+    pub(crate) fn take(&mut self, v: &Verdict) -> bool {
         let ok = self.role == Role::Follower && self.leader.as_ref().is_some_and(|l| l.wrote(v));
         if ok {
             self.synced = true;
@@ -89,7 +89,7 @@ impl Standing {
 
     /// When losing etcd makes this instance probe alone (not when it
     /// already does).
-    pub fn fallback_at(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn fallback_at(&self, now: Instant) -> Option<Instant> {
         if self.role == Role::Alone {
             return None;
         }
@@ -98,7 +98,7 @@ impl Standing {
 
     /// etcd did not answer: alone once it has been gone for `fallback`.
     /// True when that changed the role.
-    pub fn unreachable(&mut self, now: Instant) -> bool {
+    pub(crate) fn unreachable(&mut self, now: Instant) -> bool {
         match self.fallback_at(now) {
             Some(at) if now >= at => {
                 self.role = Role::Alone;

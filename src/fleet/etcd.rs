@@ -31,7 +31,7 @@
 //! refused values and the last keys seen holding one.
 
 mod http;
-pub mod srv;
+pub(crate) mod srv;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -51,14 +51,16 @@ use http::{Endpoint, Via};
 use stream::Stream;
 use wire::{b64, prefix_end};
 
-pub use wire::prefix_end as range_end;
-
 /// One key as etcd stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kv {
+    /// The key.
     pub key: Vec<u8>,
+    /// The value (empty in a delete event).
     pub value: Vec<u8>,
+    /// The revision that created the key.
     pub create_revision: i64,
+    /// The revision that changed it last.
     pub mod_revision: i64,
     /// 0 = no lease.
     pub lease: i64,
@@ -68,10 +70,13 @@ pub struct Kv {
 /// revision of the delete (`mod_revision`), no value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A key was created or changed.
     Put(Kv),
+    /// A key was deleted.
     Delete(Kv),
 }
 
+/// Why an etcd call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
     /// An endpoint list or setting that cannot work (caught by `new`).
@@ -85,7 +90,12 @@ pub enum EtcdError {
     Reply(String),
     /// etcd refused the request (gRPC code and message).
     #[error("etcd refused: {message} (code {code})")]
-    Refused { code: i64, message: String },
+    Refused {
+        /// The gRPC status code.
+        code: i64,
+        /// etcd's message.
+        message: String,
+    },
     /// No reply within the request timeout.
     #[error("etcd request timed out")]
     Timeout,
@@ -129,11 +139,7 @@ impl EtcdError {
 pub const MAX_VALUE: usize = 64 << 10;
 /// The most keys one range reads (a service's whole prefix); more is an
 /// error ([`EtcdError::TooLarge`]) rather than unbounded memory.
-pub const MAX_KEYS: usize = 10_000;
-/// The largest reply body read (also the largest watch message, after
-/// huge values are dropped); a range over it is read again in parts, see
-/// [`Client::get_prefix`].
-pub use http::MAX_REPLY_BYTES;
+pub(crate) const MAX_KEYS: usize = 10_000;
 const REFUSED_LOG_GAP: Duration = Duration::from_secs(10);
 
 static REFUSED: AtomicU64 = AtomicU64::new(0);
@@ -231,9 +237,9 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Access {
     /// For the `https://` endpoints: the CA and the client certificate.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     /// etcd's authentication: user and password.
-    pub login: Option<(String, String)>,
+    pub(crate) login: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Access {
@@ -290,7 +296,7 @@ impl Client {
     /// A client of the endpoints `domain`'s SRV records name (see
     /// [`srv`]; `_etcd-client-ssl` with TLS), looked up at the first
     /// request and again at each later one until the lookup succeeds.
-    pub fn with_discovery(
+    pub(crate) fn with_discovery(
         domain: &str,
         timeout: Duration,
         access: Access,
@@ -329,7 +335,7 @@ impl Client {
     /// Replace the TLS settings and the login (a reload re-read their
     /// files): new connections use them; a new login is made at the next
     /// request. Established watches go on.
-    pub fn set_access(&self, access: Access) {
+    pub(crate) fn set_access(&self, access: Access) {
         if let Ok(mut a) = self.inner.access.write() {
             *a = access;
         }
@@ -428,11 +434,6 @@ impl Client {
             )));
         }
         Ok(Arc::from(r.token.as_str()))
-    }
-
-    /// The endpoints, as configured or as discovered (none yet: empty).
-    pub fn endpoints(&self) -> Vec<String> {
-        self.eps_now().iter().map(|e| e.url.clone()).collect()
     }
 
     /// The endpoints known now.

@@ -43,9 +43,9 @@ use crate::service::Service;
 use crate::service::fence::FENCE_WAIT;
 
 /// The decision's key below `P/svc/NAME/`.
-pub const RECORD: &str = "fence/record";
+pub(crate) const RECORD: &str = "fence/record";
 /// The members' acknowledgements' prefix below `P/svc/NAME/`.
-pub const MEMBERS: &str = "fence/member/";
+pub(crate) const MEMBERS: &str = "fence/member/";
 /// Retry etcd after this, doubling up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(1);
@@ -55,32 +55,32 @@ const DECIDE: Duration = Duration::from_millis(50);
 
 /// `fence/record`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
-    pub group: usize,
-    pub by: String,
-    pub at: u64,
+pub(crate) struct Decision {
+    pub(crate) group: usize,
+    pub(crate) by: String,
+    pub(crate) at: u64,
 }
 
 /// `fence/member/ID`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ack {
-    pub id: String,
+pub(crate) struct Ack {
+    pub(crate) id: String,
     /// The record revision fenced for (0: none).
-    pub rev: i64,
+    pub(crate) rev: i64,
     #[serde(default)]
-    pub reset: u32,
+    pub(crate) reset: u32,
     #[serde(default)]
-    pub at: u64,
+    pub(crate) at: u64,
 }
 
 impl Decision {
-    pub fn decode(v: &[u8]) -> Result<Decision, String> {
+    pub(crate) fn decode(v: &[u8]) -> Result<Decision, String> {
         serde_json::from_slice(v).map_err(|e| format!("bad fence record: {e}"))
     }
 }
 
 impl Ack {
-    pub fn decode(v: &[u8]) -> Result<Ack, String> {
+    pub(crate) fn decode(v: &[u8]) -> Result<Ack, String> {
         serde_json::from_slice(v).map_err(|e| format!("bad fence acknowledgement: {e}"))
     }
 }
@@ -88,13 +88,13 @@ impl Ack {
 /// How long a connect waits for the fleet before it is held: a member
 /// cut off from etcd is waited for until its lease expires (one TTL),
 /// plus its fence and a request.
-pub fn grant_wait(t: &Timing) -> Duration {
+pub(crate) fn grant_wait(t: &Timing) -> Duration {
     t.ttl + FENCE_WAIT + MAX_REQUEST
 }
 
 /// A member that has not renewed its lease for this long fences itself
 /// (the others may go on without it one TTL after its last renewal).
-pub fn self_fence_after(t: &Timing) -> Duration {
+pub(crate) fn self_fence_after(t: &Timing) -> Duration {
     t.ttl / 2
 }
 

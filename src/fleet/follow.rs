@@ -21,7 +21,7 @@ use crate::service::Service;
 
 /// Writes the listener's operator state where it survives a restart (the
 /// state file); called on a blocking thread after each applied change.
-pub type Persist = Arc<dyn Fn(&Arc<Service>) + Send + Sync>;
+pub(crate) type Persist = Arc<dyn Fn(&Arc<Service>) + Send + Sync>;
 
 /// The most (key, revision) problems remembered as logged.
 const LOGGED: usize = 1024;
@@ -32,7 +32,7 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Start following `svc`'s operator state and channel list; stops with
 /// `stop`.
-pub fn spawn(
+pub(crate) fn spawn(
     fleet: &Arc<Fleet>,
     svc: Arc<Service>,
     persist: Option<Persist>,

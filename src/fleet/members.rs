@@ -32,7 +32,7 @@ const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 /// The member list is read (and this instance's known key checked) this
 /// often.
-pub const LIST: Duration = Duration::from_secs(5);
+pub(crate) const LIST: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Value {
@@ -61,7 +61,7 @@ fn value(id: &str, role: &str, since: u64) -> String {
 
 /// The members under `prefix` (`P/svc/NAME/members/`), by id; a value that
 /// does not decode still names its member (from the key).
-pub fn decode(prefix: &[u8], kvs: &[Kv]) -> Vec<Member> {
+pub(crate) fn decode(prefix: &[u8], kvs: &[Kv]) -> Vec<Member> {
     kvs.iter()
         .filter_map(|kv| {
             let id = String::from_utf8_lossy(kv.key.get(prefix.len()..)?).into_owned();

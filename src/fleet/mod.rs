@@ -21,18 +21,18 @@
 //! The task writes the listener's `service::fleet::FleetState`, which the
 //! monitor, `show`, `show json` and metrics read.
 
-pub mod channels;
-pub mod elect;
-pub mod etcd;
-pub mod fence;
+pub(crate) mod channels;
+pub(crate) mod elect;
+pub(crate) mod etcd;
+pub(crate) mod fence;
 mod follow;
-pub mod members;
-pub mod ops;
+pub(crate) mod members;
+pub(crate) mod ops;
 mod run;
-pub mod switch;
-pub mod verdict;
+pub(crate) mod switch;
+pub(crate) mod verdict;
 
-pub use follow::{Persist, spawn as spawn_follow};
+pub(crate) use follow::{Persist, spawn as spawn_follow};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::FleetConfig;
 use crate::config::monitor::DEFAULT_INTERVAL;
-use crate::registry::Registry;
 use crate::service::Service;
 
 /// Lease TTL floor: etcd refuses shorter TTLs in practice.
@@ -55,12 +54,10 @@ const MAX_REQUEST: Duration = Duration::from_secs(1);
 /// The process-wide fleet handle: the client, the key prefix, this
 /// instance's id. Per-service tasks (this module's election, and the
 /// operator-state and channel-list watchers) hang off [`Fleet::spawn`].
-pub struct Fleet {
-    pub client: etcd::Client,
-    pub prefix: String,
-    pub id: String,
-    /// The live Services (a reload replaces a listener's Service).
-    pub registry: Registry,
+pub(crate) struct Fleet {
+    pub(crate) client: etcd::Client,
+    pub(crate) prefix: String,
+    pub(crate) id: String,
     fallback: Option<Duration>,
     /// The per-service tasks, so shutdown can wait for them to give their
     /// roles up.
@@ -80,24 +77,24 @@ impl std::fmt::Debug for Fleet {
 
 /// The durations of one service's fleet task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// The monitor's interval.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// The prober's lease TTL: a dead prober is replaced within about this.
-    pub ttl: Duration,
+    pub(crate) ttl: Duration,
     /// Keepalive period (TTL/3).
-    pub keepalive: Duration,
+    pub(crate) keepalive: Duration,
     /// etcd unreachable this long → probe alone.
-    pub fallback: Duration,
+    pub(crate) fallback: Duration,
     /// How often a watch proves it is alive, and how long its member may
     /// take to answer (fallback/3, within 100 ms..1 s): a watch through a
     /// member that hangs is given up within two of these, before
     /// `fallback`.
-    pub check: Duration,
+    pub(crate) check: Duration,
 }
 
 impl Timing {
-    pub fn of(interval: Duration, fallback: Option<Duration>) -> Timing {
+    pub(crate) fn of(interval: Duration, fallback: Option<Duration>) -> Timing {
         let ttl = (interval * 3).max(MIN_TTL);
         // etcd counts TTLs in whole seconds.
         let ttl = Duration::from_secs(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0));
@@ -114,7 +111,7 @@ impl Timing {
 
 impl Fleet {
     /// The handle for `cfg`; `id` defaults to `hostname:pid`.
-    pub fn new(cfg: &FleetConfig, registry: Registry) -> Result<Arc<Fleet>, etcd::EtcdError> {
+    pub(crate) fn new(cfg: &FleetConfig) -> Result<Arc<Fleet>, etcd::EtcdError> {
         let timeout = cfg.fallback.map_or(MAX_REQUEST, |f| {
             (f / 3).clamp(Duration::from_millis(100), MAX_REQUEST)
         });
@@ -125,7 +122,6 @@ impl Fleet {
             },
             prefix: cfg.prefix.clone(),
             id: cfg.id.clone().unwrap_or_else(default_id),
-            registry,
             fallback: cfg.fallback,
             tasks: TaskTracker::new(),
             ops_applied: ops::Applied::default(),
@@ -134,12 +130,12 @@ impl Fleet {
     }
 
     /// `PREFIX/svc/SERVICE/REST`.
-    pub fn svc_key(&self, service: &str, rest: &str) -> Vec<u8> {
+    pub(crate) fn svc_key(&self, service: &str, rest: &str) -> Vec<u8> {
         format!("{}/svc/{service}/{rest}", self.prefix).into_bytes()
     }
 
     /// The timing for `svc`.
-    pub fn timing(&self, svc: &Service) -> Timing {
+    pub(crate) fn timing(&self, svc: &Service) -> Timing {
         let interval = svc
             .cfg
             .monitor
@@ -150,7 +146,7 @@ impl Fleet {
 
     /// Start `svc`'s fleet tasks; they stop with `stop` (the listener is
     /// replaced by a reload, removed, or the process shuts down).
-    pub fn spawn(self: &Arc<Self>, svc: Arc<Service>, stop: CancellationToken) {
+    pub(crate) fn spawn(self: &Arc<Self>, svc: Arc<Service>, stop: CancellationToken) {
         self.tasks.spawn(members::run(
             Arc::clone(self),
             Arc::clone(&svc),
@@ -166,7 +162,7 @@ impl Fleet {
     /// At shutdown (after the tasks' `stop` was cancelled): wait, bounded,
     /// until each has given its role up (a prober revokes its lease, so
     /// another instance takes over at once instead of after the TTL).
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.tasks.close();
         let _ = tokio::time::timeout(MAX_REQUEST * 2, self.tasks.wait()).await;
     }
@@ -189,7 +185,7 @@ fn default_id() -> String {
 }
 
 /// The host's name (`localhost` if unknown).
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
@@ -198,7 +194,7 @@ pub fn hostname() -> String {
 }
 
 /// Now, in unix milliseconds.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -28,7 +28,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::operator::{self, ChannelKey, GroupKey, OperatorOp, SpinSet, WeightSet};
-pub use crate::operator::{Endpoint, MAX_WEIGHT};
+pub(crate) use crate::operator::{Endpoint, MAX_WEIGHT};
 use crate::pool::Admin;
 use crate::service::Service;
 
@@ -64,7 +64,7 @@ impl Op {
     /// The fleet op for a front end's `op` (`chan`: a channel's address;
     /// `group`: a group's index; `until`: when a hold ends, unix ms), or
     /// why it has no fleet scope.
-    pub fn of<C, G>(
+    pub(crate) fn of<C, G>(
         op: OperatorOp<C, G, Endpoint>,
         chan: impl FnOnce(C) -> Result<Endpoint, String>,
         group: impl FnOnce(G) -> Result<usize, String>,
@@ -88,7 +88,7 @@ impl Op {
 
     /// The key below `P/svc/NAME/`: `ops/...`, or `channels/G/HOST:PORT`
     /// for a registration.
-    pub fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         match self {
             OperatorOp::Create {
                 group, target: c, ..
@@ -99,7 +99,7 @@ impl Op {
     }
 
     /// The key below `P/svc/NAME/ops/`.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             OperatorOp::Admin(c, _) => format!("admin/{c}"),
             OperatorOp::Weight(c, _) => format!("weight/{c}"),
@@ -113,7 +113,7 @@ impl Op {
 
     /// The JSON value, stamped with the writer's id and the time (a
     /// registration's: its weight only, see [`crate::fleet::channels`]).
-    pub fn value(&self, by: &str, at_ms: u64) -> String {
+    pub(crate) fn value(&self, by: &str, at_ms: u64) -> String {
         if let OperatorOp::Create { weight, .. } = self {
             return match weight {
                 Some(w) => format!("{{\"weight\":{w}}}"),
@@ -174,7 +174,7 @@ impl Op {
     /// Apply to this instance's listener (every channel at the address,
     /// in any group): what changed (None: nothing needed), or why it
     /// cannot apply here.
-    pub fn apply(&self, svc: &Service) -> Result<Option<String>, String> {
+    pub(crate) fn apply(&self, svc: &Service) -> Result<Option<String>, String> {
         let op = self
             .clone()
             .map(|e| Ok(ChannelKey::Every(e)), |g| Ok(GroupKey::Index(g)))
@@ -201,7 +201,7 @@ impl Op {
     }
 
     /// What the op does, for replies and logs.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             OperatorOp::Admin(c, a) => format!("{c} {}", admin_word(*a)),
             OperatorOp::Weight(c, WeightSet::Abs(w)) => format!("weight of {c} {w}"),
@@ -243,17 +243,17 @@ fn admin_word(a: Admin) -> &'static str {
 /// the process-wide [`crate::fleet::Fleet`], across reloads, which
 /// replace the listener's watch.
 #[derive(Debug, Default)]
-pub struct Applied(Mutex<HashMap<Vec<u8>, i64>>);
+pub(crate) struct Applied(Mutex<HashMap<Vec<u8>, i64>>);
 
 impl Applied {
     /// Whether `key` at `rev` is newer than what this process applied.
-    pub fn is_new(&self, key: &[u8], rev: i64) -> bool {
+    pub(crate) fn is_new(&self, key: &[u8], rev: i64) -> bool {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.get(key).is_none_or(|r| *r < rev)
     }
 
     /// Record `key` as applied at `rev`.
-    pub fn mark(&self, key: &[u8], rev: i64) {
+    pub(crate) fn mark(&self, key: &[u8], rev: i64) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.insert(key.to_vec(), rev);
     }

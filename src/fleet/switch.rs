@@ -31,57 +31,61 @@ use crate::service::ending::{GRACE, end_sessions};
 use crate::service::hold::MAX_HOLD;
 
 /// The record's key below `P/svc/NAME/ops/`.
-pub const RECORD: &str = "switchover";
+pub(crate) const RECORD: &str = "switchover";
 /// The acknowledgements' prefix below `P/svc/NAME/ops/`.
-pub const ACKS: &str = "switchover-ack/";
+pub(crate) const ACKS: &str = "switchover-ack/";
 /// How long a member retries writing its acknowledgement.
 const ACK_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(crate) enum State {
     Hold,
     Done,
     Aborted,
 }
 
+/// A switchover as its initiator writes it to etcd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    pub epoch: u64,
-    pub by: String,
-    pub from: usize,
-    pub to: usize,
-    pub state: State,
+    pub(crate) epoch: u64,
+    pub(crate) by: String,
+    pub(crate) from: usize,
+    pub(crate) to: usize,
+    pub(crate) state: State,
     /// Each member holds its new clients at most this long (ms) from when
     /// it sees the record (relative: clocks may differ).
-    pub hold_ms: u64,
+    pub(crate) hold_ms: u64,
     /// When the initiator gives up at the latest (unix ms; for people).
-    pub deadline_ms: u64,
+    pub(crate) deadline_ms: u64,
 }
 
 impl Record {
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// A record as read from etcd; anything malformed is an error.
     pub fn decode(v: &[u8]) -> Result<Record, String> {
         serde_json::from_slice(v).map_err(|e| format!("bad switchover record: {e}"))
     }
 }
 
+/// A member's acknowledgement of a switchover record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
-    pub epoch: u64,
-    pub id: String,
+    pub(crate) epoch: u64,
+    pub(crate) id: String,
     /// Sessions this member ended on group `from`.
-    pub ended: u32,
+    pub(crate) ended: u32,
 }
 
 impl Ack {
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// An acknowledgement as read from etcd; anything malformed is an error.
     pub fn decode(v: &[u8]) -> Result<Ack, String> {
         serde_json::from_slice(v).map_err(|e| format!("bad switchover acknowledgement: {e}"))
     }
@@ -102,7 +106,7 @@ struct Cur {
 /// across reloads (which replace the `follow` task) so a record seen again
 /// is adopted, not applied twice.
 #[derive(Debug, Default)]
-pub struct Applied(Mutex<HashMap<String, (u64, bool)>>);
+pub(crate) struct Applied(Mutex<HashMap<String, (u64, bool)>>);
 
 impl Applied {
     fn get(&self, listener: &str) -> Option<(u64, bool)> {
@@ -124,7 +128,7 @@ pub(super) struct Member {
 
 impl Member {
     /// The record was put (or read at a resync).
-    pub fn put(&mut self, fleet: &Arc<Fleet>, svc: &Arc<Service>, value: &[u8]) {
+    pub(super) fn put(&mut self, fleet: &Arc<Fleet>, svc: &Arc<Service>, value: &[u8]) {
         let r = match Record::decode(value) {
             Ok(r) => r,
             Err(e) => {
@@ -161,7 +165,7 @@ impl Member {
     }
 
     /// The record went away (done, or its initiator's lease expired).
-    pub fn gone(&mut self, svc: &Service) {
+    pub(super) fn gone(&mut self, svc: &Service) {
         self.release(svc, "switchover record gone");
     }
 

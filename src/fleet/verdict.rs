@@ -22,54 +22,43 @@ const MAX_LAG: u64 = 1 << 40;
 /// The prober's view of one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum State {
+pub(crate) enum State {
     Up,
     Down,
     CatchingUp,
     Full,
 }
 
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Up => "up",
-            State::Down => "down",
-            State::CatchingUp => "catching_up",
-            State::Full => "full",
-        }
-    }
-}
-
 /// `P/svc/NAME/verdict/HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
-    pub state: State,
+    pub(crate) state: State,
     #[serde(default)]
-    pub reason: String,
+    pub(crate) reason: String,
     #[serde(default)]
-    pub lag: Option<u64>,
+    pub(crate) lag: Option<u64>,
     /// The prober's counter (grows with every verdict it writes).
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// When it was written (unix ms, the prober's clock).
-    pub at: u64,
+    pub(crate) at: u64,
     /// The prober's instance id.
-    pub by: String,
+    pub(crate) by: String,
     /// The prober's open failure streak on the channel: "up" with a
     /// streak (below `fall`) is suspect.
     #[serde(default)]
-    pub fails: u32,
+    pub(crate) fails: u32,
     /// The etcd revision of the last reprobe request answered by a check
     /// of this channel that started after it (0: none).
     #[serde(default)]
-    pub answered: i64,
+    pub(crate) answered: i64,
 }
 
 /// `P/svc/NAME/prober`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leader {
-    pub id: String,
+    pub(crate) id: String,
     /// When it won (unix ms, its own clock).
-    pub since: u64,
+    pub(crate) since: u64,
 }
 
 /// A value that does not decode or check.
@@ -92,6 +81,7 @@ fn json_err(e: serde_json::Error) -> BadValue {
 }
 
 impl Verdict {
+    /// A verdict value as read from etcd; anything malformed is an error.
     pub fn decode(bytes: &[u8]) -> Result<Verdict, BadValue> {
         let mut v: Verdict = serde_json::from_slice(bytes).map_err(json_err)?;
         check_id("by", &v.by)?;
@@ -116,14 +106,14 @@ impl Verdict {
         Ok(v)
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// What a prober publishes for `ch`; `None` while it is down only
     /// because of its own clients' failed connects (passive detection stays
     /// local: the checks decide for the fleet).
-    pub fn of(ch: &Channel, seq: u64, at: u64, by: &str) -> Option<Verdict> {
+    pub(crate) fn of(ch: &Channel, seq: u64, at: u64, by: &str) -> Option<Verdict> {
         let (state, reason) = if !ch.is_up() {
             match ch.down_reason() {
                 Some(Reason::Connect(_)) => return None,
@@ -152,7 +142,7 @@ impl Verdict {
     /// Whether two verdicts say the same (seq, time, lag and the length of
     /// a failure streak aside: a lag that moves at every check is no news;
     /// a streak starting or ending is).
-    pub fn same(&self, o: &Verdict) -> bool {
+    pub(crate) fn same(&self, o: &Verdict) -> bool {
         self.state == o.state && self.reason == o.reason && (self.fails > 0) == (o.fails > 0)
     }
 
@@ -161,13 +151,13 @@ impl Verdict {
     /// check that started after the request has answered it. Only such a
     /// verdict brings back a channel a follower took down after its own
     /// failed connects.
-    pub fn proves_up_since(&self, asked: i64) -> bool {
+    pub(crate) fn proves_up_since(&self, asked: i64) -> bool {
         self.state != State::Down && self.fails == 0 && self.answered >= asked
     }
 
     /// The outcomes that bring a follower's channel `ch` to this verdict,
     /// in order.
-    pub fn outcomes(&self, ch: &Channel) -> Vec<Outcome> {
+    pub(crate) fn outcomes(&self, ch: &Channel) -> Vec<Outcome> {
         let detail = || format!("fleet: {}", self.reason);
         let mut v = Vec::with_capacity(2);
         match self.state {
@@ -204,20 +194,21 @@ fn unwrap_fleet(r: Reason) -> String {
 }
 
 impl Leader {
+    /// A leader value as read from etcd; anything malformed is an error.
     pub fn decode(bytes: &[u8]) -> Result<Leader, BadValue> {
         let l: Leader = serde_json::from_slice(bytes).map_err(json_err)?;
         check_id("id", &l.id)?;
         Ok(l)
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// Whether `v` was written by this leader during its term (a verdict
     /// left over from an earlier prober, or from this one's earlier term,
     /// is stale).
-    pub fn wrote(&self, v: &Verdict) -> bool {
+    pub(crate) fn wrote(&self, v: &Verdict) -> bool {
         v.by == self.id && v.at >= self.since
     }
 }

@@ -29,8 +29,8 @@
     )
 )]
 
-pub mod probe;
-pub mod spec;
+pub(crate) mod probe;
+pub(crate) mod spec;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -53,27 +53,27 @@ use probe::{Finding, Probed};
 const REPROBE_GAP: Duration = Duration::from_millis(100);
 
 /// One probe to run: the channel and where it sits.
-pub type Job = Candidate;
+pub(crate) type Job = Candidate;
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Probed> + Send>>;
 /// Runs one probe chain against a channel (swappable for tests).
-pub type Prober = Arc<dyn Fn(Job) -> ProbeFuture + Send + Sync>;
+pub(crate) type Prober = Arc<dyn Fn(Job) -> ProbeFuture + Send + Sync>;
 
 /// What the scheduler does for one listener.
 #[derive(Clone)]
-pub struct Plan {
-    pub interval: Duration,
+pub(crate) struct Plan {
+    pub(crate) interval: Duration,
     /// Rounds for suspects only (down, or a failure streak) this often,
     /// when shorter than `interval`.
-    pub suspect_interval: Option<Duration>,
-    pub jitter: Duration,
+    pub(crate) suspect_interval: Option<Duration>,
+    pub(crate) jitter: Duration,
     /// Recovery monitor: probe only soft-down channels.
-    pub only_down: bool,
+    pub(crate) only_down: bool,
 }
 
 /// Start the monitor of one listener (with `-m`, or the implicit recovery
 /// monitor). Stops when `shutdown` is cancelled.
-pub fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(svc: Arc<Service>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     let (checks, plan) = match &svc.cfg.monitor {
         Some(m) => (
             m.checks.clone(),
@@ -195,7 +195,12 @@ struct Entry {
 }
 
 /// The scheduler loop (public for tests with a fake prober).
-pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, plan: Plan, prober: Prober) {
+pub(crate) async fn run(
+    svc: Arc<Service>,
+    shutdown: CancellationToken,
+    plan: Plan,
+    prober: Prober,
+) {
     let mut entries: HashMap<usize, Entry> = HashMap::new();
     let mut rng = Rng::new(Arc::as_ptr(&svc) as u64);
     debug!(listener = %svc.cfg.name, interval = ?plan.interval, only_down = plan.only_down, "monitor started");

@@ -3,7 +3,7 @@
 //! in `config::monitor_spec`).
 
 /// Substitute `%H %P %G %C %%` in one argv element.
-pub fn substitute(a: &str, host: &str, port: u16, group: usize, channel: usize) -> String {
+pub(crate) fn substitute(a: &str, host: &str, port: u16, group: usize, channel: usize) -> String {
     let mut out = String::with_capacity(a.len() + 16);
     let mut it = a.chars();
     while let Some(c) = it.next() {

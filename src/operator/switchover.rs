@@ -28,27 +28,31 @@ use crate::service::ending::{END_WAIT, Ended, GRACE, end_sessions};
 
 /// How long the target may take to apply what the old group wrote, unless
 /// the command gives a timeout.
-pub const CATCH_UP: Duration = Duration::from_secs(10);
+pub(crate) const CATCH_UP: Duration = Duration::from_secs(10);
 /// Between two looks at positions or eligibility.
 const POLL: Duration = Duration::from_millis(50);
 /// One monitor query's bound.
-pub const QUERY: Duration = Duration::from_secs(2);
+pub(crate) const QUERY: Duration = Duration::from_secs(2);
 
 /// A switchover's groups and login, checked (shared with
 /// `fleet switchover`).
 #[derive(Clone)]
-pub struct Plan {
-    pub from: usize,
-    pub to: usize,
-    pub old: Arc<Group>,
-    pub new: Arc<Group>,
-    pub login: Login,
+pub(crate) struct Plan {
+    pub(crate) from: usize,
+    pub(crate) to: usize,
+    pub(crate) old: Arc<Group>,
+    pub(crate) new: Arc<Group>,
+    pub(crate) login: Login,
 }
 
 impl Plan {
     /// From the active group to `to` (default: the next group, or 0 from
     /// a backup), or why that cannot work.
-    pub fn of(svc: &Service, groups: &[Arc<Group>], to: Option<usize>) -> Result<Plan, OpError> {
+    pub(crate) fn of(
+        svc: &Service,
+        groups: &[Arc<Group>],
+        to: Option<usize>,
+    ) -> Result<Plan, OpError> {
         let last = groups.len().saturating_sub(1);
         let from = svc.pool.floor().min(last);
         let to = to.unwrap_or(if from == 0 { 1 } else { 0 });
@@ -75,7 +79,7 @@ impl Plan {
     /// with no GTID position (binary logging off) gives nothing to compare
     /// the target with. An old group that does not answer is judged later,
     /// by [`caught_up`].
-    pub async fn verifiable(&self) -> Result<(), String> {
+    pub(crate) async fn verifiable(&self) -> Result<(), String> {
         if let Some(c) = self.old.channels.iter().find(|c| c.replication_broken()) {
             return Err(format!(
                 "group {}'s replication is broken on {} (the old primary wrote after it was \
@@ -102,21 +106,21 @@ impl Plan {
 
     /// Wait until the target has applied what the old group wrote (see
     /// [`caught_up`]).
-    pub async fn caught_up(&self, svc: &Service, limit: Duration) -> Result<String, String> {
+    pub(crate) async fn caught_up(&self, svc: &Service, limit: Duration) -> Result<String, String> {
         caught_up(svc, &self.old, &self.new, &self.login, limit).await
     }
 }
 
 /// A switchover planned by [`crate::operator::apply`], to be run.
 #[derive(Clone)]
-pub struct Switch {
-    pub plan: Plan,
+pub(crate) struct Switch {
+    pub(crate) plan: Plan,
     /// How long the target may take to catch up.
-    pub limit: Duration,
+    pub(crate) limit: Duration,
     /// How long a session with a request in flight may finish it.
-    pub grace: Duration,
+    pub(crate) grace: Duration,
     /// Move without verifying.
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 impl std::fmt::Debug for Switch {
@@ -147,22 +151,22 @@ impl Eq for Switch {}
 
 /// A switchover done.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Switched {
+pub(crate) struct Switched {
     /// How long new clients were held.
-    pub held_ms: u128,
+    pub(crate) held_ms: u128,
     /// Sessions ended on the old group, and of them those cut with a
     /// request in flight after the grace.
-    pub ended: u32,
-    pub cut: u32,
+    pub(crate) ended: u32,
+    pub(crate) cut: u32,
     /// What the target applied (or that it took over unverified).
-    pub pos: String,
+    pub(crate) pos: String,
     /// The operator held clients already (`spin on`): they stay held.
-    pub spinning: bool,
+    pub(crate) spinning: bool,
 }
 
 /// Why a switchover did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SwitchFailed {
+pub(crate) enum SwitchFailed {
     /// Nothing can be verified: nothing was held or changed.
     Refused(String),
     /// Given up: the floor stays, the clients were released.
@@ -175,7 +179,7 @@ pub enum SwitchFailed {
 
 impl Switch {
     /// Check and plan (nothing waits); `to`: a group index.
-    pub fn plan(
+    pub(crate) fn plan(
         svc: &Service,
         groups: &[Arc<Group>],
         to: Option<usize>,
@@ -192,7 +196,7 @@ impl Switch {
     }
 
     /// Run it on this listener.
-    pub async fn run(self, svc: &Service) -> Result<Switched, SwitchFailed> {
+    pub(crate) async fn run(self, svc: &Service) -> Result<Switched, SwitchFailed> {
         let Switch {
             plan,
             limit,
@@ -264,7 +268,7 @@ async fn forced(svc: &Service, plan: &Plan, limit: Duration) -> Result<String, S
 
 /// The monitor login of the listener's first `mysql` check with a user.
 #[derive(Clone)]
-pub struct Login {
+pub(crate) struct Login {
     user: String,
     password: Option<String>,
     source: Option<std::net::IpAddr>,

@@ -79,10 +79,10 @@ u8_enum!(Streak {
 /// Where a channel points. Swapped whole by `assign` and re-resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub host: Host,
-    pub port: u16,
+    pub(crate) host: Host,
+    pub(crate) port: u16,
     /// Resolved addresses, tried in order. Empty when the name did not resolve.
-    pub addrs: Vec<SocketAddr>,
+    pub(crate) addrs: Vec<SocketAddr>,
 }
 
 impl fmt::Display for Target {
@@ -93,7 +93,7 @@ impl fmt::Display for Target {
 
 /// The last health result, as `show json`'s `last_reason` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum LastResult {
+pub(crate) enum LastResult {
     /// Nothing seen since start or the operator's `enable` (shown empty).
     #[default]
     None,
@@ -115,17 +115,17 @@ impl fmt::Display for LastResult {
 
 /// Health bookkeeping behind the channel's mutex.
 #[derive(Debug, Default)]
-pub struct HealthState {
-    pub rf: RiseFall,
-    pub last: LastResult,
-    pub last_change: Option<Instant>,
+pub(crate) struct HealthState {
+    pub(crate) rf: RiseFall,
+    pub(crate) last: LastResult,
+    pub(crate) last_change: Option<Instant>,
     /// When the channel was last marked catching up: only a check started
     /// later may clear it.
-    pub catch_up_since: Option<Instant>,
+    pub(crate) catch_up_since: Option<Instant>,
 }
 
 /// One backend destination.
-pub struct Channel {
+pub(crate) struct Channel {
     /// Its name, unique in the listener (see `crate::config::names`):
     /// what operators, the state file and every front end call it.
     name: Box<str>,
@@ -144,19 +144,19 @@ pub struct Channel {
     /// Sessions past their connect, relaying (counted on fencing
     /// listeners only: see [`Channel::relaying`]).
     relaying: AtomicU32,
-    pub total: AtomicU64,
+    pub(crate) total: AtomicU64,
     /// Bytes sent to the backend.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Bytes received from the backend.
-    pub rcvd: AtomicU64,
-    pub connect_failures: AtomicU64,
+    pub(crate) rcvd: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
     /// Health checks that passed / failed (written by the monitor).
-    pub checks_passed: AtomicU64,
-    pub checks_failed: AtomicU64,
+    pub(crate) checks_passed: AtomicU64,
+    pub(crate) checks_failed: AtomicU64,
     /// Duration of the last health check, in microseconds.
-    pub check_micros: AtomicU64,
+    pub(crate) check_micros: AtomicU64,
     /// Checks that found the server full (MySQL 1040/1129).
-    pub checks_full: AtomicU64,
+    pub(crate) checks_full: AtomicU64,
     /// The last check found the server full: with `maxc` set the channel
     /// takes no new clients (they spill like at a full `maxc`); with
     /// `full_holds` neither (clients spin until it has room).
@@ -171,7 +171,7 @@ pub struct Channel {
     /// checked since its primary failed): up, but not eligible yet.
     catching_up: AtomicBool,
     /// The catching-up state was logged at info (it mattered to clients).
-    pub catch_up_told: AtomicBool,
+    pub(crate) catch_up_told: AtomicBool,
     /// A serving primary whose own replication (from the primary it
     /// replaced) is broken: it serves on, but no switchover goes back.
     replication_broken: AtomicBool,
@@ -191,7 +191,7 @@ pub struct Channel {
 /// Why the balancer ended a channel's sessions (the connection log's
 /// termination state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndCause {
+pub(crate) enum EndCause {
     /// The channel went down (`on-down=shutdown`, or a fencing listener's
     /// channel that went down).
     Down,
@@ -213,7 +213,7 @@ u8_enum!(EndCause {
 /// Requests to end a channel's sessions: counted, and notified to the
 /// relays waiting on them ([`SessionKill`]).
 #[derive(Debug)]
-pub struct Ends {
+pub(crate) struct Ends {
     /// How many times the sessions were closed (low 32 bits) and asked
     /// to end once quiet, nothing in flight (high 32 bits, a switchover's
     /// ending): a waiting relay woken for its own traffic asks this (one
@@ -236,7 +236,7 @@ impl Default for Ends {
 
 impl Ends {
     /// Why the latest request to end these sessions was made.
-    pub fn cause(&self) -> EndCause {
+    pub(crate) fn cause(&self) -> EndCause {
         self.cause.load(Acquire)
     }
 }
@@ -255,7 +255,7 @@ impl fmt::Debug for Channel {
 
 /// The state shown by `show`: balance's three letters, plus drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShownState {
+pub(crate) enum ShownState {
     Ena,
     SoftDisabled,
     HardDisabled,
@@ -263,7 +263,7 @@ pub enum ShownState {
 }
 
 impl ShownState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ShownState::Ena => "ENA",
             ShownState::SoftDisabled => "dis",
@@ -274,7 +274,7 @@ impl ShownState {
 }
 
 impl Channel {
-    pub fn new(
+    pub(crate) fn new(
         name: impl Into<Box<str>>,
         target: Target,
         maxc: u32,
@@ -330,18 +330,19 @@ impl Channel {
     /// Resolves once [`Channel::close_sessions`] (or
     /// [`Channel::end_sessions_when_quiet`]) is called after this call,
     /// whether or not it was polled by then.
-    pub fn session_kill(&self) -> SessionKill<'_> {
+    #[cfg(test)]
+    pub(crate) fn session_kill(&self) -> SessionKill<'_> {
         SessionKill::new(&self.sessions)
     }
 
     /// The requests to end this channel's sessions, for a relay to watch
     /// ([`SessionKill::new`]).
-    pub fn ends(&self) -> &Ends {
+    pub(crate) fn ends(&self) -> &Ends {
         &self.sessions
     }
 
     /// Close every live session relayed to this channel.
-    pub fn close_sessions(&self, cause: EndCause) {
+    pub(crate) fn close_sessions(&self, cause: EndCause) {
         self.sessions.cause.store(cause, Release);
         self.sessions.count.fetch_add(CLOSE, Release);
         self.sessions.notify.notify_waiters();
@@ -349,88 +350,88 @@ impl Channel {
 
     /// Ask every live session to end as soon as nothing is in flight (at
     /// once for an idle one).
-    pub fn end_sessions_when_quiet(&self, cause: EndCause) {
+    pub(crate) fn end_sessions_when_quiet(&self, cause: EndCause) {
         self.sessions.cause.store(cause, Release);
         self.sessions.count.fetch_add(QUIET, Release);
         self.sessions.notify.notify_waiters();
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
     /// The configured weight (a runtime `weight` does not change it).
-    pub fn initial_weight(&self) -> u32 {
+    pub(crate) fn initial_weight(&self) -> u32 {
         self.initial_weight.load(Relaxed)
     }
-    pub fn set_initial_weight(&self, w: u32) {
+    pub(crate) fn set_initial_weight(&self, w: u32) {
         self.initial_weight.store(w, Relaxed);
     }
     /// Whether health checks run for this channel.
-    pub fn checked(&self) -> bool {
+    pub(crate) fn checked(&self) -> bool {
         self.checked.load(Relaxed)
     }
-    pub fn set_checked(&self, on: bool) {
+    pub(crate) fn set_checked(&self, on: bool) {
         self.checked.store(on, Relaxed);
     }
     /// Zero the counters (`reset`).
-    pub fn reset_counters(&self) {
+    pub(crate) fn reset_counters(&self) {
         self.sent.store(0, Relaxed);
         self.rcvd.store(0, Relaxed);
         self.total.store(0, Relaxed);
     }
-    pub fn target(&self) -> Arc<Target> {
+    pub(crate) fn target(&self) -> Arc<Target> {
         self.target.load_full()
     }
-    pub fn set_target(&self, t: Target) {
+    pub(crate) fn set_target(&self, t: Target) {
         self.target.store(Arc::new(t));
         self.eligible.notify_waiters();
     }
-    pub fn admin(&self) -> Admin {
+    pub(crate) fn admin(&self) -> Admin {
         self.admin.load(Relaxed)
     }
-    pub fn set_admin(&self, a: Admin) {
+    pub(crate) fn set_admin(&self, a: Admin) {
         self.admin.store(a, Release);
         if a == Admin::Enabled {
             self.eligible.notify_waiters();
         }
     }
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.up.load(Relaxed)
     }
-    pub fn maxc(&self) -> u32 {
+    pub(crate) fn maxc(&self) -> u32 {
         self.maxc.load(Relaxed)
     }
-    pub fn set_maxc(&self, m: u32) {
+    pub(crate) fn set_maxc(&self, m: u32) {
         self.maxc.store(m, Relaxed);
         self.eligible.notify_waiters();
     }
-    pub fn weight(&self) -> u32 {
+    pub(crate) fn weight(&self) -> u32 {
         self.weight.load(Relaxed)
     }
-    pub fn set_weight(&self, w: u32) {
+    pub(crate) fn set_weight(&self, w: u32) {
         self.weight.store(w, Relaxed);
         self.eligible.notify_waiters();
     }
-    pub fn conns(&self) -> u32 {
+    pub(crate) fn conns(&self) -> u32 {
         self.conns.load(Relaxed)
     }
 
     /// Sessions relaying now, on a fencing listener (a fence waits for
     /// them to close; connects still in progress are not sessions: they
     /// are turned away when they complete).
-    pub fn relaying(&self) -> u32 {
+    pub(crate) fn relaying(&self) -> u32 {
         self.relaying.load(Acquire)
     }
 
     /// Count a session as relaying until the returned guard drops.
-    pub fn relaying_guard(self: &Arc<Self>) -> RelayingGuard {
+    pub(crate) fn relaying_guard(self: &Arc<Self>) -> RelayingGuard {
         self.relaying.fetch_add(1, AcqRel);
         RelayingGuard {
             ch: Arc::clone(self),
         }
     }
 
-    pub fn shown_state(&self) -> ShownState {
+    pub(crate) fn shown_state(&self) -> ShownState {
         match self.admin() {
             Admin::Disabled => ShownState::HardDisabled,
             Admin::Drain => ShownState::Drain,
@@ -440,12 +441,12 @@ impl Channel {
     }
 
     /// Usable for a new connection right now (state and maxc).
-    pub fn eligible(&self) -> bool {
+    pub(crate) fn eligible(&self) -> bool {
         Backend::eligible(self)
     }
 
     /// Reserve a connection slot, respecting `maxc` even under races.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<ConnGuard> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<ConnGuard> {
         let mut cur = self.conns.load(Relaxed);
         loop {
             let m = self.maxc();
@@ -471,7 +472,7 @@ impl Channel {
     /// failure is `seen` at Layer 4 or at the application level.
     /// Returns `Some(up)` when the channel flipped. State only: the
     /// reactions to a flip belong to `Service::report`.
-    pub fn observe(
+    pub(crate) fn observe(
         &self,
         result: Result<(), Reason>,
         seen: Evidence,
@@ -508,7 +509,7 @@ impl Channel {
     }
 
     /// Count one finished health check and its duration (monitor only).
-    pub fn record_check(&self, ok: bool, took: std::time::Duration) {
+    pub(crate) fn record_check(&self, ok: bool, took: std::time::Duration) {
         let c = if ok {
             &self.checks_passed
         } else {
@@ -520,26 +521,26 @@ impl Channel {
     }
 
     /// Count one check that found the server full, and its duration.
-    pub fn record_full(&self, took: std::time::Duration) {
+    pub(crate) fn record_full(&self, took: std::time::Duration) {
         self.checks_full.fetch_add(1, Relaxed);
         self.record_full_or_catching_up(took);
     }
 
     /// The duration of a check that neither passed nor failed.
-    pub fn record_full_or_catching_up(&self, took: std::time::Duration) {
+    pub(crate) fn record_full_or_catching_up(&self, took: std::time::Duration) {
         self.check_micros
             .store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
     }
 
     /// Whether the last check found the server full.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.full.load(Relaxed)
     }
 
     /// Whether a full server takes no new client even without `maxc`
     /// (set from the listener's settings by the pool).
     /// The PROXY header to send before the client's bytes, if any.
-    pub fn proxy_protocol(&self) -> Option<ProxyVersion> {
+    pub(crate) fn proxy_protocol(&self) -> Option<ProxyVersion> {
         match self.proxy.load(Relaxed) {
             SendProxy::Off => None,
             SendProxy::V1 => Some(ProxyVersion::V1),
@@ -547,7 +548,7 @@ impl Channel {
         }
     }
 
-    pub fn set_proxy_protocol(&self, v: Option<ProxyVersion>) {
+    pub(crate) fn set_proxy_protocol(&self, v: Option<ProxyVersion>) {
         let p = match v {
             None => SendProxy::Off,
             Some(ProxyVersion::V1) => SendProxy::V1,
@@ -556,7 +557,7 @@ impl Channel {
         self.proxy.store(p, Relaxed);
     }
 
-    pub fn set_full_holds(&self, on: bool) {
+    pub(crate) fn set_full_holds(&self, on: bool) {
         self.full_holds.store(on, Relaxed);
     }
 
@@ -570,7 +571,7 @@ impl Channel {
 
     /// Mark the server full or not (`Service::report` only); true when
     /// that changed.
-    pub fn set_full(&self, full: bool) -> bool {
+    pub(crate) fn set_full(&self, full: bool) -> bool {
         if self.full.load(Relaxed) == full {
             return false;
         }
@@ -582,14 +583,14 @@ impl Channel {
     }
 
     /// Whether the channel is catching up (not eligible, not down).
-    pub fn is_catching_up(&self) -> bool {
+    pub(crate) fn is_catching_up(&self) -> bool {
         self.catching_up.load(Relaxed)
     }
 
     /// Mark the channel catching up, with why, as found by a check that
     /// started at `started` (`Service::report` only); true when it was not
     /// already, or for another reason.
-    pub fn set_catching_up(&self, reason: Reason, started: Instant) -> bool {
+    pub(crate) fn set_catching_up(&self, reason: Reason, started: Instant) -> bool {
         let mut h = lock(&self.health);
         h.last = LastResult::Failed(reason);
         h.catch_up_since = Some(h.catch_up_since.map_or(started, |t| t.max(started)));
@@ -601,7 +602,7 @@ impl Channel {
     /// Not eligible until a check started from now on passes (a primary
     /// failed: what this backup has applied is unknown). The shown reason
     /// changes only while the channel is up (a down one keeps its own).
-    pub fn mark_unverified(&self, reason: Reason) -> bool {
+    pub(crate) fn mark_unverified(&self, reason: Reason) -> bool {
         let mut h = lock(&self.health);
         if self.is_up() {
             h.last = LastResult::Failed(reason);
@@ -612,7 +613,7 @@ impl Channel {
 
     /// A check that started at `started` passed: it clears a catching-up
     /// mark made before it started. True when that changed.
-    pub fn clear_catching_up(&self, started: Instant) -> bool {
+    pub(crate) fn clear_catching_up(&self, started: Instant) -> bool {
         if !self.catching_up.load(Relaxed) {
             return false;
         }
@@ -630,23 +631,23 @@ impl Channel {
 
     /// Note whether a serving primary's own replication is broken (the
     /// monitor only); true when that changed.
-    pub fn set_replication_broken(&self, broken: bool) -> bool {
+    pub(crate) fn set_replication_broken(&self, broken: bool) -> bool {
         self.replication_broken.swap(broken, Relaxed) != broken
     }
 
     /// Whether a serving primary's own replication is broken.
-    pub fn replication_broken(&self) -> bool {
+    pub(crate) fn replication_broken(&self) -> bool {
         self.replication_broken.load(Relaxed)
     }
 
     /// The replication lag from the last check (the monitor only).
-    pub fn set_lag(&self, secs: Option<u64>) {
+    pub(crate) fn set_lag(&self, secs: Option<u64>) {
         let v = secs.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
         self.lag_secs.store(v, Relaxed);
     }
 
     /// The replication lag in seconds, if the last check knew it.
-    pub fn lag(&self) -> Option<u64> {
+    pub(crate) fn lag(&self) -> Option<u64> {
         u64::try_from(self.lag_secs.load(Relaxed)).ok()
     }
 
@@ -655,7 +656,7 @@ impl Channel {
     /// back up). It proves nothing about the application: a streak with an
     /// application-level failure in it stays open (a hung server still
     /// completes TCP handshakes).
-    pub fn connect_ok(&self) {
+    pub(crate) fn connect_ok(&self) {
         if self.failing.load(Relaxed) == Streak::Transport {
             let mut h = lock(&self.health);
             // Re-check under the lock: a check may have failed meanwhile.
@@ -671,7 +672,7 @@ impl Channel {
 
     /// Soft-disable at once (`-a`, DNS). True if it was up. State only,
     /// like [`Channel::observe`].
-    pub fn force_down(&self, reason: impl Into<Reason>) -> bool {
+    pub(crate) fn force_down(&self, reason: impl Into<Reason>) -> bool {
         let mut h = lock(&self.health);
         h.last = LastResult::Failed(reason.into());
         let flipped = h.rf.force_down();
@@ -682,7 +683,7 @@ impl Channel {
     }
 
     /// Clear health (operator `enable`): up, streaks reset.
-    pub fn force_up(&self) -> bool {
+    pub(crate) fn force_up(&self) -> bool {
         let mut h = lock(&self.health);
         let flipped = h.rf.force_up();
         h.last = LastResult::None;
@@ -700,23 +701,23 @@ impl Channel {
 
     /// A copy of the health bookkeeping, for `show`: the streaks and the
     /// last result as text.
-    pub fn health(&self) -> (RiseFall, String) {
+    pub(crate) fn health(&self) -> (RiseFall, String) {
         let h = lock(&self.health);
         (h.rf, h.last.to_string())
     }
 
     /// When the health verdict last changed (None: not since start).
-    pub fn last_change(&self) -> Option<Instant> {
+    pub(crate) fn last_change(&self) -> Option<Instant> {
         lock(&self.health).last_change
     }
 
     /// The streaks and verdict (the monitor's re-probe filter).
-    pub fn rise_fall(&self) -> RiseFall {
+    pub(crate) fn rise_fall(&self) -> RiseFall {
         lock(&self.health).rf
     }
 
     /// Why the channel is down, if it is down for a known failure.
-    pub fn down_reason(&self) -> Option<Reason> {
+    pub(crate) fn down_reason(&self) -> Option<Reason> {
         let h = lock(&self.health);
         match &h.last {
             LastResult::Failed(r) if !self.is_up() => Some(r.clone()),
@@ -731,7 +732,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// How a session is asked to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kill {
+pub(crate) enum Kill {
     /// Now, with a reset.
     Now,
     /// Once nothing is in flight.
@@ -745,7 +746,7 @@ pin_project_lite::pin_project! {
     /// from one task only, whose waker does not change. After
     /// [`Kill::WhenQuiet`] it may be [re-armed](SessionKill::rearm) to
     /// wait for [`Kill::Now`].
-    pub struct SessionKill<'a> {
+    pub(crate) struct SessionKill<'a> {
         ends: &'a Ends,
         seen: u64,
         registered: bool,
@@ -756,7 +757,7 @@ pin_project_lite::pin_project! {
 
 impl<'a> SessionKill<'a> {
     /// Watch `ends` for requests made from now on.
-    pub fn new(ends: &'a Ends) -> SessionKill<'a> {
+    pub(crate) fn new(ends: &'a Ends) -> SessionKill<'a> {
         SessionKill {
             ends,
             seen: ends.count.load(Acquire),
@@ -767,7 +768,7 @@ impl<'a> SessionKill<'a> {
 
     /// Wait again, for the next request to end (the one that resolved
     /// this is consumed; a `close_sessions` since is not missed).
-    pub fn rearm(self: Pin<&mut Self>) {
+    pub(crate) fn rearm(self: Pin<&mut Self>) {
         let mut this = self.project();
         // Keep the closes seen: one since still counts.
         *this.seen = (*this.seen & CLOSES) | (this.ends.count.load(Acquire) & !CLOSES);
@@ -806,7 +807,7 @@ fn asked(now: u64, seen: u64) -> Option<Kill> {
 }
 
 /// A session counted by [`Channel::relaying`]; uncounted on drop.
-pub struct RelayingGuard {
+pub(crate) struct RelayingGuard {
     ch: Arc<Channel>,
 }
 
@@ -818,12 +819,12 @@ impl Drop for RelayingGuard {
 
 /// A reserved connection slot on a channel; released on drop, so `maxc`
 /// counts can never leak.
-pub struct ConnGuard {
+pub(crate) struct ConnGuard {
     ch: Arc<Channel>,
 }
 
 impl ConnGuard {
-    pub fn channel(&self) -> &Arc<Channel> {
+    pub(crate) fn channel(&self) -> &Arc<Channel> {
         &self.ch
     }
 }

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use crate::config::demand::OnDemand;
 
 /// Longest pause after failed starts.
-pub const MAX_PAUSE: Duration = Duration::from_secs(300);
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(300);
 
 /// Where a group started on demand is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Not started by us, stopped, or a start gave up.
     Idle,
     /// `on_empty` runs or ran; clients are held until `deadline`.
@@ -50,18 +50,18 @@ struct Inner {
 /// One group's on-demand state; kept across a reload that leaves the
 /// group's name, `on_empty` and `on_idle` as they were.
 #[derive(Debug)]
-pub struct Demand {
-    pub cfg: OnDemand,
+pub(crate) struct Demand {
+    pub(crate) cfg: OnDemand,
     inner: Mutex<Inner>,
-    pub starts: AtomicU64,
-    pub start_failures: AtomicU64,
-    pub stops: AtomicU64,
-    pub stop_failures: AtomicU64,
+    pub(crate) starts: AtomicU64,
+    pub(crate) start_failures: AtomicU64,
+    pub(crate) stops: AtomicU64,
+    pub(crate) stop_failures: AtomicU64,
 }
 
 /// What a client that found the group empty does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Demanded {
+pub(crate) enum Demanded {
     /// Wait until `deadline` (a start is under way).
     Wait(Instant),
     /// Wait until `deadline`, and run `on_empty`: this client asked first.
@@ -72,17 +72,17 @@ pub enum Demanded {
 
 /// What `show json` and the metrics show of a group started on demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DemandView {
-    pub state: &'static str,
-    pub starts: u64,
-    pub start_failures: u64,
-    pub stops: u64,
-    pub stop_failures: u64,
-    pub last_start_ms: Option<u64>,
+pub(crate) struct DemandView {
+    pub(crate) state: &'static str,
+    pub(crate) starts: u64,
+    pub(crate) start_failures: u64,
+    pub(crate) stops: u64,
+    pub(crate) stop_failures: u64,
+    pub(crate) last_start_ms: Option<u64>,
 }
 
 impl Demand {
-    pub fn new(cfg: OnDemand) -> Demand {
+    pub(crate) fn new(cfg: OnDemand) -> Demand {
         Demand {
             cfg,
             inner: Mutex::new(Inner {
@@ -109,7 +109,7 @@ impl Demand {
 
     /// Whether a client that finds no channel of the group eligible waits
     /// here (instead of going on to the next group).
-    pub fn holds(&self) -> bool {
+    pub(crate) fn holds(&self) -> bool {
         if self.cfg.on_empty.is_none() {
             return false;
         }
@@ -123,7 +123,7 @@ impl Demand {
 
     /// A client found the group empty: join the start under way, start
     /// it, or pass.
-    pub fn demand(&self) -> Demanded {
+    pub(crate) fn demand(&self) -> Demanded {
         let Some(e) = &self.cfg.on_empty else {
             return Demanded::Pass;
         };
@@ -153,7 +153,7 @@ impl Demand {
 
     /// The start begun at `since` ended: a channel became eligible
     /// (`ready`), or the timeout passed. Returns the pause a failure set.
-    pub fn started(&self, since: Instant, ready: bool) -> Option<Duration> {
+    pub(crate) fn started(&self, since: Instant, ready: bool) -> Option<Duration> {
         let now = Instant::now();
         let mut g = self.lock();
         if !matches!(g.phase, Phase::Starting { since: s, .. } if s == since) {
@@ -179,7 +179,7 @@ impl Demand {
     /// connections) and `total` (connections ever, summed over the group's
     /// channels). True when `on_idle` is due now: the caller runs it and
     /// then calls [`Demand::stopped`].
-    pub fn idle_due(&self, busy: bool, total: u64) -> bool {
+    pub(crate) fn idle_due(&self, busy: bool, total: u64) -> bool {
         let Some(i) = &self.cfg.on_idle else {
             return false;
         };
@@ -203,7 +203,7 @@ impl Demand {
     }
 
     /// `on_idle` ended (`ok`: exit status 0).
-    pub fn stopped(&self, ok: bool) {
+    pub(crate) fn stopped(&self, ok: bool) {
         let mut g = self.lock();
         if g.phase == Phase::Stopping {
             g.phase = Phase::Idle;
@@ -216,11 +216,11 @@ impl Demand {
         }
     }
 
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.lock().phase
     }
 
-    pub fn view(&self) -> DemandView {
+    pub(crate) fn view(&self) -> DemandView {
         let now = Instant::now();
         let g = self.lock();
         let state = match g.phase {
@@ -243,7 +243,7 @@ impl Demand {
 
 /// The pause after the `n`-th failed start in a row: `timeout` doubled
 /// `n - 1` times, at most [`MAX_PAUSE`].
-pub fn pause(timeout: Duration, n: u32) -> Duration {
+pub(crate) fn pause(timeout: Duration, n: u32) -> Duration {
     let factor = 1u32 << n.saturating_sub(1).min(16);
     timeout.saturating_mul(factor).min(MAX_PAUSE)
 }

@@ -23,7 +23,7 @@ impl Pool {
     /// `old` is the config this pool was built from: `maxc`/`weight` are
     /// taken from the file only where the file changed them. New channels
     /// are resolved with `resolve`. The manual-failback floor carries over.
-    pub fn rebuild(
+    pub(crate) fn rebuild(
         &self,
         old: &[GroupConfig],
         groups: &[GroupConfig],

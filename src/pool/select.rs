@@ -13,7 +13,7 @@ use crate::atomic_enum::{AtomicEnum, u8_enum};
 use crate::config::Policy;
 
 /// What selection reads of a channel.
-pub trait Backend {
+pub(crate) trait Backend {
     /// Enabled by the operator and up by health.
     fn usable(&self) -> bool;
     fn weight(&self) -> u32;
@@ -63,7 +63,7 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
 /// One group's selection state: its policy (changed by the control socket)
 /// and the round-robin positions (advanced by connections).
 #[derive(Debug)]
-pub struct Selector {
+pub(crate) struct Selector {
     policy: AtomicEnum<Policy>,
     rr: AtomicUsize,
     /// Smooth weighted round robin's current weights (only used when some
@@ -72,7 +72,7 @@ pub struct Selector {
 }
 
 impl Selector {
-    pub fn new(policy: Policy, n: usize) -> Selector {
+    pub(crate) fn new(policy: Policy, n: usize) -> Selector {
         Selector {
             policy: AtomicEnum::new(policy),
             rr: AtomicUsize::new(0),
@@ -80,22 +80,22 @@ impl Selector {
         }
     }
 
-    pub fn policy(&self) -> Policy {
+    pub(crate) fn policy(&self) -> Policy {
         self.policy.load(Relaxed)
     }
 
-    pub fn set_policy(&self, p: Policy) {
+    pub(crate) fn set_policy(&self, p: Policy) {
         self.policy.store(p, Relaxed);
     }
 
     /// Continue `other`'s round-robin position (structural changes, reload).
-    pub fn keep_position(&self, other: &Selector) {
+    pub(crate) fn keep_position(&self, other: &Selector) {
         self.rr.store(other.rr.load(Relaxed), Relaxed);
     }
 
     /// Index of the channel to try first, or None if nothing is eligible
     /// (a hash group always names its hashed channel).
-    pub fn start<B: Backend>(&self, backends: &[B], client_hash: u32) -> Option<usize> {
+    pub(crate) fn start<B: Backend>(&self, backends: &[B], client_hash: u32) -> Option<usize> {
         if backends.is_empty() {
             return None;
         }
@@ -121,7 +121,7 @@ u8_enum!(Policy {
 
 /// Round robin over the eligible backends: the `tick()`-th one (modulo
 /// their count). `tick` is taken only when something is eligible.
-pub fn rr_pick<B: Backend>(backends: &[B], tick: impl FnOnce() -> usize) -> Option<usize> {
+pub(crate) fn rr_pick<B: Backend>(backends: &[B], tick: impl FnOnce() -> usize) -> Option<usize> {
     let eligible = backends.iter().filter(|b| b.eligible()).count();
     if eligible == 0 {
         return None;
@@ -137,7 +137,7 @@ pub fn rr_pick<B: Backend>(backends: &[B], tick: impl FnOnce() -> usize) -> Opti
 
 /// nginx's smooth weighted round robin over the eligible backends; `cw`
 /// holds the current weights between picks.
-pub fn swrr_pick<B: Backend>(cw: &mut Vec<i64>, backends: &[B]) -> Option<usize> {
+pub(crate) fn swrr_pick<B: Backend>(cw: &mut Vec<i64>, backends: &[B]) -> Option<usize> {
     cw.resize(backends.len(), 0);
     let mut total = 0i64;
     let mut best: Option<usize> = None;
@@ -163,7 +163,10 @@ pub fn swrr_pick<B: Backend>(cw: &mut Vec<i64>, backends: &[B]) -> Option<usize>
 /// progress included: a backend slow to accept piles up in-progress
 /// connects and so gets fewer new ones. Ties go round robin: the
 /// `tick()`-th of the tied (taken only when there is a tie).
-pub fn least_conn_pick<B: Backend>(backends: &[B], tick: impl FnOnce() -> usize) -> Option<usize> {
+pub(crate) fn least_conn_pick<B: Backend>(
+    backends: &[B],
+    tick: impl FnOnce() -> usize,
+) -> Option<usize> {
     // The lowest load seen, as (conns, weight), and how many share it.
     let mut best: Option<(u64, u64)> = None;
     let mut tied = 0usize;
@@ -190,7 +193,7 @@ pub fn least_conn_pick<B: Backend>(backends: &[B], tick: impl FnOnce() -> usize)
 
 /// Stable across restarts and platforms (FNV-1a over the address bytes; an
 /// IPv4-mapped IPv6 address hashes like the IPv4 address).
-pub fn client_hash(ip: IpAddr) -> u32 {
+pub(crate) fn client_hash(ip: IpAddr) -> u32 {
     let ip = ip.to_canonical();
     let (v4, v6);
     let bytes: &[u8] = match ip {
@@ -212,7 +215,7 @@ pub fn client_hash(ip: IpAddr) -> u32 {
 }
 
 /// A group as selection sees it.
-pub trait Tier {
+pub(crate) trait Tier {
     type Backend: Backend;
     fn backends(&self) -> &[Self::Backend];
     fn selector(&self) -> &Selector;
@@ -275,7 +278,7 @@ struct GroupWalk {
 /// group's round robin does not advance), and eligibility is re-checked at
 /// each step, so a channel disabled meanwhile (e.g. by `-a`) is skipped.
 #[derive(Debug)]
-pub struct Walk {
+pub(crate) struct Walk {
     order: GroupOrder,
     hash: u32,
     hash_failover: bool,
@@ -287,7 +290,7 @@ pub struct Walk {
 impl Walk {
     /// A walk over `n` groups starting at `floor` for a client hashing to
     /// `hash`; `hash_failover` (-H) lets a hash group try its others.
-    pub fn new(floor: usize, n: usize, hash: u32, hash_failover: bool) -> Walk {
+    pub(crate) fn new(floor: usize, n: usize, hash: u32, hash_failover: bool) -> Walk {
         Walk {
             order: GroupOrder {
                 floor: floor.min(n.saturating_sub(1)),
@@ -304,7 +307,7 @@ impl Walk {
 
     /// A walk over the chain `from..n` only (a routed client: its group,
     /// then the groups after it; never the ones before).
-    pub fn chain(mut self, from: usize) -> Walk {
+    pub(crate) fn chain(mut self, from: usize) -> Walk {
         self.order.floor = from.min(self.order.n.saturating_sub(1));
         self.order.count = self.order.n.saturating_sub(self.order.floor);
         self
@@ -314,7 +317,7 @@ impl Walk {
     /// [busy](Backend::busy) ends the walk: its clients wait for it
     /// (`--spin`) or are closed, never sent to a later group (fencing: a
     /// full writer is not a reason to write elsewhere).
-    pub fn no_spill(mut self, on: bool) -> Walk {
+    pub(crate) fn no_spill(mut self, on: bool) -> Walk {
         self.no_spill = on;
         self
     }
@@ -322,7 +325,7 @@ impl Walk {
     /// The group that ends this walk by holding its clients (see
     /// [`Tier::holds`]): the first one walked with nothing eligible that
     /// holds, unless a busy group ends the walk first (`no_spill`).
-    pub fn held<T: Tier>(mut self, tiers: &[T]) -> Option<usize> {
+    pub(crate) fn held<T: Tier>(mut self, tiers: &[T]) -> Option<usize> {
         for g in self.order.by_ref() {
             let tier = tiers.get(g)?;
             if tier.backends().iter().any(Backend::eligible) {
@@ -339,7 +342,7 @@ impl Walk {
     }
 
     /// The next candidate as (group, index), or None when all are tried.
-    pub fn next<T: Tier>(&mut self, tiers: &[T]) -> Option<(usize, usize)> {
+    pub(crate) fn next<T: Tier>(&mut self, tiers: &[T]) -> Option<(usize, usize)> {
         loop {
             if self.cur.is_none() {
                 let g = self.order.next()?;

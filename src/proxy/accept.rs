@@ -21,7 +21,7 @@ use crate::proxy_header::{self, Addrs, HeaderError, MAX_HEADER, Parsed};
 use crate::service::Service;
 
 /// How long a listed source has to send its whole header.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a connection was closed before its header was accepted.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ enum Refused {
 
 /// The client behind this connection, or `None` when it was refused (and
 /// counted; the caller drops the socket). `peer` is the socket's peer.
-pub async fn client(svc: &Service, sock: &TcpStream, peer: SocketAddr) -> Option<Peer> {
+pub(crate) async fn client(svc: &Service, sock: &TcpStream, peer: SocketAddr) -> Option<Peer> {
     let res = if svc.cfg.accept_proxy.iter().any(|c| c.contains(peer.ip())) {
         match tokio::time::timeout(HEADER_TIMEOUT, read_header(sock)).await {
             Ok(Ok(Addrs::Tcp { src, dst })) => Ok(Peer {

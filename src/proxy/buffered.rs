@@ -9,7 +9,7 @@ use super::spare::{LARGE, SpareBuf};
 
 /// Copy `src` → `dst` until EOF, then shut down writing on `dst`. With
 /// `dump`, every chunk is printed before it is written (`-p`).
-pub async fn pump(h: &HalfDuplex<'_>, dump: bool) -> Result<(), PumpError> {
+pub(crate) async fn pump(h: &HalfDuplex<'_>, dump: bool) -> Result<(), PumpError> {
     // Lives in the relay's active phase only: an idle connection parks and
     // gives it back to the thread's spares (see `relay::relay`).
     let mut buf = SpareBuf::<LARGE>::new();

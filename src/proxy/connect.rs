@@ -33,18 +33,18 @@ use super::notes::{self, Fail};
 use crate::connlog::Race;
 
 /// A connected backend with its reserved slot.
-pub struct Connected {
-    pub stream: TcpStream,
-    pub guard: ConnGuard,
-    pub cand: Candidate,
-    pub addr: SocketAddr,
+pub(crate) struct Connected {
+    pub(crate) stream: TcpStream,
+    pub(crate) guard: ConnGuard,
+    pub(crate) cand: Candidate,
+    pub(crate) addr: SocketAddr,
     /// The group a routed client's chain started from.
-    pub from: Option<usize>,
+    pub(crate) from: Option<usize>,
 }
 
 /// Why a client could not be connected.
 #[derive(Debug, PartialEq, Eq)]
-pub enum NoBackend {
+pub(crate) enum NoBackend {
     /// The client went away while we were connecting or spinning.
     ClientGone,
     /// Every candidate failed or none was eligible (after spinning, if set).
@@ -80,7 +80,7 @@ enum AttemptError {
 const SPIN_RECHECK: Duration = Duration::from_millis(250);
 
 /// Connect `client` to a candidate of `pick`.
-pub async fn connect(
+pub(crate) async fn connect(
     svc: &Service,
     client: &TcpStream,
     pick: Pick,
@@ -204,7 +204,11 @@ fn on_demand(svc: &Service, pick: Pick) -> Option<Instant> {
 
 /// The connection made for `peer`, with its channel's PROXY header (if
 /// it sends one) written first.
-pub fn with_header(c: Connected, client: &TcpStream, peer: &Peer) -> Result<Connected, NoBackend> {
+pub(crate) fn with_header(
+    c: Connected,
+    client: &TcpStream,
+    peer: &Peer,
+) -> Result<Connected, NoBackend> {
     match c.cand.channel.proxy_protocol() {
         None => Ok(c),
         Some(v) => send_header(&c.stream, v, client, peer).map(|()| c),
@@ -564,7 +568,7 @@ fn classify(e: io::Error) -> AttemptError {
 /// banner, so the EOF is passed on once connected. A client that closed
 /// for good and never resets is bounded by the connect timeout (and
 /// `--spin`'s deadline), then its RST on the first relayed byte ends it.
-pub async fn client_gone(client: &TcpStream) {
+pub(crate) async fn client_gone(client: &TcpStream) {
     loop {
         match client.ready(Interest::ERROR).await {
             Ok(r) if r.is_error() => return,

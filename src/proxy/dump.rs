@@ -6,7 +6,7 @@ use std::io::Write;
 use super::half::Dir;
 
 /// Escape bytes so a terminal never sees control sequences from the wire.
-pub fn escape(data: &[u8]) -> String {
+pub(crate) fn escape(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len());
     for &b in data {
         match b {
@@ -21,7 +21,7 @@ pub fn escape(data: &[u8]) -> String {
     out
 }
 
-pub fn print(dir: Dir, data: &[u8]) {
+pub(crate) fn print(dir: Dir, data: &[u8]) {
     let arrow = match dir {
         Dir::ToBackend => "-> ",
         Dir::ToClient => "<- ",

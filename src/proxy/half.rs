@@ -19,14 +19,17 @@ use tokio::time::{Instant, sleep_until};
 
 /// Which way bytes flow, for counters and the packet dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dir {
+pub(crate) enum Dir {
     ToBackend,
     ToClient,
 }
 
-/// A direction's failure: which side broke.
+/// A direction's failure: which side broke. The relay acts on the side
+/// only; the `io::Error` is kept for `Debug` (dropping it would change
+/// when `take_error` clears SO_ERROR on the data path).
 #[derive(Debug)]
-pub enum PumpError {
+#[allow(dead_code)]
+pub(crate) enum PumpError {
     /// Reading the source failed (it was reset).
     Src(io::Error),
     /// Writing the destination failed (it is gone).
@@ -36,33 +39,33 @@ pub enum PumpError {
 /// Tracks the last time bytes moved, for the idle timeout. Without `-T`
 /// nothing reads it, so it keeps no clock: `touch` is then free (no
 /// `clock_gettime` per chunk moved).
-pub struct Activity {
+pub(crate) struct Activity {
     start: Option<Instant>,
     last_ms: AtomicU64,
 }
 
 impl Activity {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Activity {
             start: Some(Instant::now()),
             last_ms: AtomicU64::new(0),
         }
     }
     /// An activity nobody waits on (no `-T`).
-    pub fn untracked() -> Self {
+    pub(crate) fn untracked() -> Self {
         Activity {
             start: None,
             last_ms: AtomicU64::new(0),
         }
     }
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         if let Some(start) = self.start {
             let ms = start.elapsed().as_millis() as u64;
             self.last_ms.store(ms, Relaxed);
         }
     }
     /// Resolves once nothing moved for `idle`; never when untracked.
-    pub async fn expired(&self, idle: Duration) {
+    pub(crate) async fn expired(&self, idle: Duration) {
         let Some(start) = self.start else {
             return std::future::pending().await;
         };
@@ -88,7 +91,7 @@ impl Default for Activity {
 /// orchestrator (but `unanswered`, see there). (Atomics, not `Cell`s: the
 /// relay future must be `Send`.)
 #[derive(Default)]
-pub struct HalfState {
+pub(crate) struct HalfState {
     /// The EOF was passed on: this direction has ended cleanly.
     eof: AtomicBool,
     /// Waits on a drained source and holds nothing.
@@ -103,23 +106,23 @@ pub struct HalfState {
 }
 
 impl HalfState {
-    pub fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         self.eof.load(Relaxed)
     }
 
-    pub fn parked(&self) -> bool {
+    pub(crate) fn parked(&self) -> bool {
         self.parked.load(Relaxed)
     }
 
-    pub fn bulk(&self) -> bool {
+    pub(crate) fn bulk(&self) -> bool {
         self.bulk.load(Relaxed)
     }
 
-    pub fn unanswered(&self) -> bool {
+    pub(crate) fn unanswered(&self) -> bool {
         self.unanswered.load(Relaxed)
     }
 
-    pub fn set_bulk(&self, on: bool) {
+    pub(crate) fn set_bulk(&self, on: bool) {
         self.bulk.store(on, Relaxed);
     }
 }
@@ -130,21 +133,21 @@ impl HalfState {
 /// that runs it, so it lives exactly as long as that pump: a parked
 /// connection, a direction that ended or one that fell back from splice
 /// holds none.
-pub struct HalfDuplex<'a> {
-    pub dir: Dir,
-    pub src: &'a TcpStream,
-    pub dst: &'a TcpStream,
+pub(crate) struct HalfDuplex<'a> {
+    pub(crate) dir: Dir,
+    pub(crate) src: &'a TcpStream,
+    pub(crate) dst: &'a TcpStream,
     /// The channel's `sent` (to the backend) or `rcvd` (to the client).
-    pub counter: &'a AtomicU64,
+    pub(crate) counter: &'a AtomicU64,
     /// Shared by both directions: when bytes last moved.
-    pub act: &'a Activity,
-    pub state: &'a HalfState,
+    pub(crate) act: &'a Activity,
+    pub(crate) state: &'a HalfState,
     /// The opposite direction's state, read only.
-    pub peer: &'a HalfState,
+    pub(crate) peer: &'a HalfState,
 }
 
 /// One read of the source into a buffer.
-pub enum Chunk {
+pub(crate) enum Chunk {
     Eof,
     /// Read this much (maybe 0) and the socket is empty: readiness is
     /// cleared, so the next wait blocks until new bytes arrive.
@@ -157,18 +160,18 @@ pub enum Chunk {
 
 impl HalfDuplex<'_> {
     /// Whether this direction has ended cleanly (in an earlier phase).
-    pub fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         self.state.ended()
     }
 
     /// Mark this direction ended; the opposite one then also watches our
     /// source for errors (see `wait_source`).
-    pub fn set_ended(&self) {
+    pub(crate) fn set_ended(&self) {
         self.state.eof.store(true, Relaxed);
     }
 
     /// Count `n` bytes delivered to `dst` and reset the idle clock.
-    pub fn moved(&self, n: usize) {
+    pub(crate) fn moved(&self, n: usize) {
         self.counter.fetch_add(n as u64, Relaxed);
         self.act.touch();
         // Client bytes are unanswered until the backend's next bytes.
@@ -179,7 +182,7 @@ impl HalfDuplex<'_> {
     }
 
     /// Half-close: pass the EOF on; the other direction keeps flowing.
-    pub fn pass_eof(&self) {
+    pub(crate) fn pass_eof(&self) {
         // The other direction ended already: the relay closes both sockets
         // now, and close sends the same FIN (nothing is left unread), so
         // the shutdown would be one syscall for nothing.
@@ -193,7 +196,7 @@ impl HalfDuplex<'_> {
     /// proves the socket drained (TCP hands out everything queued up to the
     /// length asked), so readiness is cleared without the extra read that
     /// would only say EAGAIN: a small message costs one read and one write.
-    pub fn read(&self, buf: &mut [u8]) -> Chunk {
+    pub(crate) fn read(&self, buf: &mut [u8]) -> Chunk {
         use std::io::Read;
         let src = self.src;
         let mut got = 0;
@@ -227,7 +230,7 @@ impl HalfDuplex<'_> {
     /// connection holds. Once it has ended, `dst` is watched too. While
     /// this wait is pending the direction is marked parked (it holds
     /// nothing).
-    pub async fn wait_source(&self) -> Result<(), PumpError> {
+    pub(crate) async fn wait_source(&self) -> Result<(), PumpError> {
         let peer_done = &self.peer.eof;
         let parked = &self.state.parked;
         let src = self.src;
@@ -255,13 +258,13 @@ impl HalfDuplex<'_> {
     /// Wait until `dst` is writable, or fail if `src` reports an error
     /// first (a clogged destination must not hide a reset source). Callers
     /// box it: only a connection whose destination is full pays for it.
-    pub fn writable(&self) -> impl Future<Output = Result<(), PumpError>> + '_ {
+    pub(crate) fn writable(&self) -> impl Future<Output = Result<(), PumpError>> + '_ {
         wait_writable(self.dst, self.src)
     }
 
     /// Write all of `data` to `dst`, waiting (and watching `src`) while
     /// `dst` is full.
-    pub async fn write_all(&self, mut data: &[u8]) -> Result<(), PumpError> {
+    pub(crate) async fn write_all(&self, mut data: &[u8]) -> Result<(), PumpError> {
         let dst = self.dst;
         while !data.is_empty() {
             match dst.try_write(data) {

@@ -15,19 +15,19 @@
 //!   `splice` takes pipes from `pipe`, `buffered` prints `-p` via `dump`;
 //!   both take their copy buffers from `spare`.
 
-pub mod accept;
-pub mod buffered;
-pub mod connect;
-pub mod dump;
-pub mod half;
-pub mod notes;
-pub mod own;
-pub mod pipe;
-pub mod relay;
-pub mod routed;
-pub mod spare;
-pub mod splice;
-pub mod trace;
+pub(crate) mod accept;
+pub(crate) mod buffered;
+pub(crate) mod connect;
+pub(crate) mod dump;
+pub(crate) mod half;
+pub(crate) mod notes;
+pub(crate) mod own;
+pub(crate) mod pipe;
+pub(crate) mod relay;
+pub(crate) mod routed;
+pub(crate) mod spare;
+pub(crate) mod splice;
+pub(crate) mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,23 +42,23 @@ use crate::service::Service;
 use connect::NoBackend;
 use relay::RelayOpts;
 use trace::{Ended, Recorder};
-pub use trace::{Logged, NoLog};
+pub(crate) use trace::{Logged, NoLog};
 
 /// The client of a connection as logs, hashing and the PROXY header sent
 /// onward know it: the socket's peer, or the address a trusted PROXY
 /// header carried (`accept_proxy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// The client's address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The address the client connected to, when a PROXY header said;
     /// otherwise the socket's own, read only when a header is sent.
-    pub dst: Option<SocketAddr>,
+    pub(crate) dst: Option<SocketAddr>,
 }
 
 impl Peer {
     /// A client connected to us directly.
-    pub fn direct(addr: SocketAddr) -> Peer {
+    pub(crate) fn direct(addr: SocketAddr) -> Peer {
         Peer { addr, dst: None }
     }
 }
@@ -130,7 +130,7 @@ async fn routed_connect(
 }
 
 /// Show IPv4 peers of a dual-stack socket as plain IPv4.
-pub fn canonical(peer: SocketAddr) -> SocketAddr {
+pub(crate) fn canonical(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
@@ -141,7 +141,7 @@ pub fn canonical(peer: SocketAddr) -> SocketAddr {
 /// this future). `start` makes the connection's recorder: [`NoLog::accepted`]
 /// (the plain path) or [`Logged::accepted`] (a listener with a connection
 /// log: the accept time now, logged when it ends).
-pub fn handle<R: Recorder>(
+pub(crate) fn handle<R: Recorder>(
     svc: Arc<Service>,
     client: TcpStream,
     peer: SocketAddr,

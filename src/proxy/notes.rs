@@ -13,7 +13,7 @@ use crate::pool::Candidate;
 
 /// How the last failed connect attempt failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Fail {
+pub(crate) enum Fail {
     #[default]
     None,
     Refused,
@@ -23,22 +23,22 @@ pub enum Fail {
 
 /// What the connect of a logged connection noted.
 #[derive(Default)]
-pub struct Notes {
+pub(crate) struct Notes {
     /// Connect attempts that failed.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// Time held by `--spin` or `spin on`.
-    pub waited: Duration,
+    pub(crate) waited: Duration,
     /// Held at least once (`--spin`).
-    pub spun: bool,
+    pub(crate) spun: bool,
     /// The client left while held, not while connecting.
-    pub left_held: bool,
-    pub last_fail: Fail,
+    pub(crate) left_held: bool,
+    pub(crate) last_fail: Fail,
     /// The channel of the last connect that did not connect (the server
     /// of a connection that got none).
-    pub tried: Option<Candidate>,
-    pub race: Race,
+    pub(crate) tried: Option<Candidate>,
+    pub(crate) race: Race,
     /// How `route:` decided (only a routed listener's connections).
-    pub route: Option<Box<RouteNote>>,
+    pub(crate) route: Option<Box<RouteNote>>,
 }
 
 tokio::task_local! {
@@ -49,17 +49,19 @@ tokio::task_local! {
 }
 
 /// Run a logged connection's task with its notes.
-pub fn traced_task<F: Future>(f: F) -> tokio::task::futures::TaskLocalFuture<RefCell<Notes>, F> {
+pub(crate) fn traced_task<F: Future>(
+    f: F,
+) -> tokio::task::futures::TaskLocalFuture<RefCell<Notes>, F> {
     NOTES.scope(RefCell::new(Notes::default()), f)
 }
 
 /// Whether this task is a logged connection's.
-pub fn traced() -> bool {
+pub(crate) fn traced() -> bool {
     NOTES.try_with(|_| ()).is_ok()
 }
 
 /// Note something on this task's notes, when it has some.
-pub fn note(f: impl FnOnce(&mut Notes)) {
+pub(crate) fn note(f: impl FnOnce(&mut Notes)) {
     let _ = NOTES.try_with(|n| {
         if let Ok(mut n) = n.try_borrow_mut() {
             f(&mut n);
@@ -68,7 +70,7 @@ pub fn note(f: impl FnOnce(&mut Notes)) {
 }
 
 /// A connect attempt to `cand` failed.
-pub fn failed(cand: &Candidate, why: Fail) {
+pub(crate) fn failed(cand: &Candidate, why: Fail) {
     note(|n| {
         n.retries += 1;
         n.last_fail = why;
@@ -77,14 +79,14 @@ pub fn failed(cand: &Candidate, why: Fail) {
 }
 
 /// Held since `since`; `left`: the client went away meanwhile.
-pub fn held(since: Instant, left: bool) {
+pub(crate) fn held(since: Instant, left: bool) {
     note(|n| {
         n.waited += since.elapsed();
         n.left_held = left;
     });
 }
 
-pub fn take_notes() -> Notes {
+pub(crate) fn take_notes() -> Notes {
     NOTES
         .try_with(|n| {
             n.try_borrow_mut()

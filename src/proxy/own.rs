@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 const PORTS: usize = 1 << 16;
 
 /// How long a mark counts.
-pub const FRESH: Duration = Duration::from_secs(5);
+pub(crate) const FRESH: Duration = Duration::from_secs(5);
 
 /// Per local port: when it was last marked (seconds since [`EPOCH`], high
 /// 16 bits, never 0) and the listening port the connect went to (low 16
@@ -62,7 +62,7 @@ fn fresh(then: u32, now: u32) -> bool {
 }
 
 /// Note that this process listens on `port`.
-pub fn listening(port: u16) {
+pub(crate) fn listening(port: u16) {
     let (byte, bit) = (usize::from(port) / 8, port % 8);
     if let Some(b) = LISTENING.get(byte) {
         b.fetch_or(1 << bit, Relaxed);
@@ -87,7 +87,7 @@ fn is_local(ip: IpAddr) -> bool {
 
 /// Mark `sock`, just connected (or connecting) to `to`, if `to` may be one
 /// of our listeners.
-pub fn mark(sock: &impl AsFd, to: SocketAddr) {
+pub(crate) fn mark(sock: &impl AsFd, to: SocketAddr) {
     if !is_listening(to.port()) || !is_local(to.ip()) {
         return;
     }
@@ -113,7 +113,7 @@ pub fn mark(sock: &impl AsFd, to: SocketAddr) {
 
 /// Whether a connection from `peer`, accepted on a listener on `port`, is
 /// one of our own connects coming back.
-pub fn is_own(peer: SocketAddr, port: u16) -> bool {
+pub(crate) fn is_own(peer: SocketAddr, port: u16) -> bool {
     let last = LAST.load(Relaxed);
     if last == 0 {
         return false;

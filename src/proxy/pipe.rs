@@ -14,7 +14,7 @@ use crate::sys::splice::{RawPipe, splice};
 const KERNEL_PIPE_SIZE: usize = 64 * 1024;
 
 /// A bounded stack of empty pipes plus the gauges.
-pub struct PipePool {
+pub(crate) struct PipePool {
     free: Mutex<Vec<RawPipe>>,
     cap: usize,
     in_use: AtomicUsize,
@@ -22,7 +22,7 @@ pub struct PipePool {
 }
 
 impl PipePool {
-    pub const fn new(cap: usize) -> PipePool {
+    pub(crate) const fn new(cap: usize) -> PipePool {
         PipePool {
             free: Mutex::new(Vec::new()),
             cap,
@@ -31,16 +31,16 @@ impl PipePool {
         }
     }
 
-    pub fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         self.in_use.load(Relaxed)
     }
 
-    pub fn pooled(&self) -> usize {
+    pub(crate) fn pooled(&self) -> usize {
         self.pooled.load(Relaxed)
     }
 
     /// An empty pipe: a pooled one, or a new one of `size` bytes.
-    pub fn get(&self, size: usize) -> io::Result<Lease<'_>> {
+    pub(crate) fn get(&self, size: usize) -> io::Result<Lease<'_>> {
         let reused = self.free.lock().ok().and_then(|mut v| v.pop());
         let pipe = match reused {
             Some(p) => {
@@ -77,7 +77,7 @@ impl PipePool {
 
 /// A pipe borrowed from a pool. `pending` counts the bytes inside; on drop
 /// the pipe goes back only if that is zero, else it is closed.
-pub struct Lease<'a> {
+pub(crate) struct Lease<'a> {
     pool: &'a PipePool,
     pipe: Option<RawPipe>,
     pending: usize,
@@ -91,26 +91,26 @@ impl Lease<'_> {
     }
 
     /// Bytes spliced in and not yet out.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.pending
     }
 
     /// Socket → pipe.
-    pub fn fill(&mut self, src: &impl AsRawFd, len: usize) -> io::Result<usize> {
+    pub(crate) fn fill(&mut self, src: &impl AsRawFd, len: usize) -> io::Result<usize> {
         let n = splice(src.as_raw_fd(), self.pipe()?.w.as_raw_fd(), len)?;
         self.pending += n;
         Ok(n)
     }
 
     /// Pipe → `buf` (plain read), for a destination splice refuses.
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.pipe()?.read(buf)?;
         self.pending = self.pending.saturating_sub(n);
         Ok(n)
     }
 
     /// Pipe → socket, up to everything pending.
-    pub fn drain(&mut self, dst: &impl AsRawFd) -> io::Result<usize> {
+    pub(crate) fn drain(&mut self, dst: &impl AsRawFd) -> io::Result<usize> {
         let n = splice(self.pipe()?.r.as_raw_fd(), dst.as_raw_fd(), self.pending)?;
         self.pending = self.pending.saturating_sub(n);
         Ok(n)

@@ -30,7 +30,7 @@ use super::{buffered, splice};
 
 /// How a relay ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// Both directions reached EOF.
     Done,
     /// The client side failed (reset/error); the backend was reset.
@@ -45,13 +45,13 @@ pub enum End {
 }
 
 /// What a relay needs besides the two sockets.
-pub struct RelayOpts<'a> {
-    pub sent: &'a AtomicU64,
-    pub rcvd: &'a AtomicU64,
-    pub idle_timeout: Option<Duration>,
-    pub dump: bool,
+pub(crate) struct RelayOpts<'a> {
+    pub(crate) sent: &'a AtomicU64,
+    pub(crate) rcvd: &'a AtomicU64,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) dump: bool,
     /// Zero-copy `splice(2)` relay (off with `--no-splice`; never with `-p`).
-    pub splice: bool,
+    pub(crate) splice: bool,
 }
 
 /// What outlives an active phase: when bytes last moved, and each
@@ -88,7 +88,12 @@ enum Phase {
 /// bytes move. Once both directions wait on drained sources it is dropped
 /// and the connection parks on a tiny wait for either socket to become
 /// readable: an idle connection holds only this function's few words.
-pub async fn relay(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>, ends: &Ends) -> End {
+pub(crate) async fn relay(
+    client: &TcpStream,
+    backend: &TcpStream,
+    o: &RelayOpts<'_>,
+    ends: &Ends,
+) -> End {
     let link = Link {
         act: match o.idle_timeout {
             Some(_) => Activity::new(),
@@ -235,7 +240,11 @@ async fn active(client: &TcpStream, backend: &TcpStream, o: &RelayOpts<'_>, link
 
 /// Map a pump result to the close we pass on; sets SO_LINGER 0 on the side
 /// that must see a reset.
-pub fn finish(client: &TcpStream, backend: &TcpStream, res: Result<(), (Dir, PumpError)>) -> End {
+pub(crate) fn finish(
+    client: &TcpStream,
+    backend: &TcpStream,
+    res: Result<(), (Dir, PumpError)>,
+) -> End {
     match res {
         Ok(()) => End::Done,
         // The client broke: reading it failed (client→backend) or writing it

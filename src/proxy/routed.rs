@@ -39,7 +39,7 @@ const REPEEK_MIN: std::time::Duration = std::time::Duration::from_millis(1);
 const REPEEK_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Where a routed client goes.
-pub enum Routed {
+pub(crate) enum Routed {
     /// Its group's chain starts here.
     Group(usize),
     /// `reject`: closed.
@@ -48,7 +48,7 @@ pub enum Routed {
     Gone,
 }
 
-pub async fn route(r: &Router, client: &TcpStream, peer: &Peer) -> Routed {
+pub(crate) async fn route(r: &Router, client: &TcpStream, peer: &Peer) -> Routed {
     let key = match r.by {
         RouteBy::Sni => {
             match tokio::time::timeout(r.peek_timeout, peek_sni(client, r.peek_bytes)).await {

@@ -9,9 +9,9 @@ use std::cell::RefCell;
 use std::thread::LocalKey;
 
 /// The splice pump's first read of a burst (see `splice::SMALL_READ`).
-pub const SMALL: usize = 16 * 1024;
+pub(crate) const SMALL: usize = 16 * 1024;
 /// The buffered pump's chunk.
-pub const LARGE: usize = 64 * 1024;
+pub(crate) const LARGE: usize = 64 * 1024;
 
 type Spares = RefCell<Vec<Box<[u8]>>>;
 
@@ -25,10 +25,10 @@ thread_local! {
 /// over, EOF or error). Empty until `get`, so a phase that moves nothing
 /// takes none. The size is a type parameter, so this is one pointer in the
 /// pump's future.
-pub struct SpareBuf<const N: usize>(Option<Box<[u8]>>);
+pub(crate) struct SpareBuf<const N: usize>(Option<Box<[u8]>>);
 
 impl<const N: usize> SpareBuf<N> {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         const { assert!(N == SMALL || N == LARGE, "a SpareBuf is SMALL or LARGE") };
         SpareBuf(None)
     }
@@ -42,7 +42,7 @@ impl<const N: usize> SpareBuf<N> {
     }
 
     /// The buffer, `N` bytes: a spare of this thread's, or a new one.
-    pub fn get(&mut self) -> &mut [u8] {
+    pub(crate) fn get(&mut self) -> &mut [u8] {
         self.0.get_or_insert_with(|| {
             Self::spares()
                 .try_with(|s| s.borrow_mut().pop())

@@ -26,10 +26,10 @@ use crate::sys::splice::is_unsupported;
 /// (docs/performance.md). A pipe only references the socket's pages, so the size costs no memory by itself,
 /// but it counts against `fs.pipe-user-pages-soft` for unprivileged users
 /// (where the kernel refuses, the pipe keeps its default size).
-pub const PIPE_SIZE: usize = 256 * 1024;
+pub(crate) const PIPE_SIZE: usize = 256 * 1024;
 
 /// How many empty pipes the pool keeps (2 fds each) for reuse.
-pub const POOL_CAP: usize = 32;
+pub(crate) const POOL_CAP: usize = 32;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static SIZE: AtomicUsize = AtomicUsize::new(PIPE_SIZE);
@@ -38,7 +38,7 @@ static POOL: PipePool = PipePool::new(POOL_CAP);
 /// Decide once at start-up whether relays splice: off with `--no-splice` or
 /// `BALANCE_NO_SPLICE=1`. `BALANCE_PIPE_SIZE=BYTES` changes the pipe size
 /// (for measurements).
-pub fn configure(no_splice: bool) {
+pub(crate) fn configure(no_splice: bool) {
     let env_off = std::env::var_os("BALANCE_NO_SPLICE").is_some_and(|v| v != "0" && !v.is_empty());
     ENABLED.store(!(no_splice || env_off), Relaxed);
     if let Some(n) = std::env::var("BALANCE_PIPE_SIZE")
@@ -51,17 +51,17 @@ pub fn configure(no_splice: bool) {
 }
 
 /// Whether new relays use splice.
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     ENABLED.load(Relaxed)
 }
 
 /// Pipes currently held by connections that are moving bytes.
-pub fn pipes_in_use() -> usize {
+pub(crate) fn pipes_in_use() -> usize {
     POOL.in_use()
 }
 
 /// Empty pipes kept for reuse.
-pub fn pipes_pooled() -> usize {
+pub(crate) fn pipes_pooled() -> usize {
     POOL.pooled()
 }
 
@@ -77,7 +77,7 @@ const SMALL_READ: usize = spare::SMALL;
 
 /// How a splice direction ended without error.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// EOF passed on.
     Done,
     /// Splice is not possible here; continue on the buffered pump.
@@ -89,7 +89,7 @@ pub enum Outcome {
 /// used here: nothing is lost (the pipe was empty) and the caller continues
 /// this direction on the buffered pump. (Returning instead of calling the
 /// buffered pump from here keeps each connection's future small.)
-pub async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
+pub(crate) async fn pump(h: &HalfDuplex<'_>) -> Result<Outcome, PumpError> {
     let (src, dst) = (h.src, h.dst);
     let size = SIZE.load(Relaxed);
     let mut lease: Option<Lease<'static>> = None;

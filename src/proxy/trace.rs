@@ -24,7 +24,7 @@ use super::notes::{Fail, Notes, take_notes};
 use super::relay::End;
 
 /// The connection log's hooks in `serve`.
-pub trait Recorder {
+pub(crate) trait Recorder {
     /// The connection's task as spawned (with its notes when logged).
     type Task<F: Future<Output = ()>>: Future<Output = ()>;
     fn task<F: Future<Output = ()>>(f: F) -> Self::Task<F>;
@@ -43,7 +43,7 @@ pub trait Recorder {
 /// `relay`, noting in `first` when the backend first has something to
 /// read (its first byte, or its end when none comes: then no byte was
 /// read and the log reports none).
-pub async fn watch_first_byte(
+pub(crate) async fn watch_first_byte(
     first: &OnceLock<Instant>,
     backend: &TcpStream,
     relay: impl Future<Output = End>,
@@ -62,20 +62,20 @@ pub async fn watch_first_byte(
 }
 
 /// What a relayed connection's log line reads at its end.
-pub struct Ended<'a> {
-    pub svc: &'a Service,
-    pub channel: &'a Channel,
-    pub client: &'a TcpStream,
-    pub backend: &'a TcpStream,
-    pub permit: &'a OwnedSemaphorePermit,
+pub(crate) struct Ended<'a> {
+    pub(crate) svc: &'a Service,
+    pub(crate) channel: &'a Channel,
+    pub(crate) client: &'a TcpStream,
+    pub(crate) backend: &'a TcpStream,
+    pub(crate) permit: &'a OwnedSemaphorePermit,
 }
 
 /// No connection log: every hook is empty.
-pub struct NoLog;
+pub(crate) struct NoLog;
 
 impl NoLog {
     /// The plain path's recorder for a client (`proxy::handle`'s `start`).
-    pub fn accepted(_: SocketAddr) -> NoLog {
+    pub(crate) fn accepted(_: SocketAddr) -> NoLog {
         NoLog
     }
 }
@@ -101,7 +101,7 @@ impl Recorder for NoLog {
 }
 
 /// A logged connection's notes.
-pub struct Logged {
+pub(crate) struct Logged {
     accepted: SystemTime,
     start: Instant,
     client: SocketAddr,
@@ -111,7 +111,7 @@ pub struct Logged {
 
 impl Logged {
     /// Accepted now, from `client`.
-    pub fn accepted(client: SocketAddr) -> Logged {
+    pub(crate) fn accepted(client: SocketAddr) -> Logged {
         Logged {
             accepted: SystemTime::now(),
             start: Instant::now(),

@@ -5,9 +5,9 @@
 //! [`ChannelView`] built here ([`process`] reads this process's own
 //! resources for the `process_*` metrics). Nothing here writes live state.
 
-pub mod process;
-pub mod prometheus;
-pub mod show;
+pub(crate) mod process;
+pub(crate) mod prometheus;
+pub(crate) mod show;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,46 +21,46 @@ use crate::service::fleet::{FleetView, Role};
 
 /// One channel at one instant.
 #[derive(Debug, Clone)]
-pub struct ChannelView {
+pub(crate) struct ChannelView {
     /// The channel's name (unique in the listener).
-    pub name: String,
+    pub(crate) name: String,
     /// Health checks run for it (`enable|disable health`).
-    pub checked: bool,
+    pub(crate) checked: bool,
     /// The configured weight (`weight` is the current one).
-    pub initial_weight: u32,
-    pub group: usize,
-    pub index: usize,
-    pub policy: Policy,
-    pub state: ShownState,
-    pub admin: Admin,
-    pub up: bool,
-    pub target: Arc<Target>,
-    pub conns: u32,
-    pub total: u64,
-    pub maxc: u32,
-    pub weight: u32,
-    pub sent: u64,
-    pub rcvd: u64,
-    pub connect_failures: u64,
-    pub checks_passed: u64,
-    pub checks_failed: u64,
-    pub check_micros: u64,
+    pub(crate) initial_weight: u32,
+    pub(crate) group: usize,
+    pub(crate) index: usize,
+    pub(crate) policy: Policy,
+    pub(crate) state: ShownState,
+    pub(crate) admin: Admin,
+    pub(crate) up: bool,
+    pub(crate) target: Arc<Target>,
+    pub(crate) conns: u32,
+    pub(crate) total: u64,
+    pub(crate) maxc: u32,
+    pub(crate) weight: u32,
+    pub(crate) sent: u64,
+    pub(crate) rcvd: u64,
+    pub(crate) connect_failures: u64,
+    pub(crate) checks_passed: u64,
+    pub(crate) checks_failed: u64,
+    pub(crate) check_micros: u64,
     /// Checks that found the server full (MySQL 1040/1129), and whether
     /// the last one did.
-    pub checks_full: u64,
-    pub full: bool,
+    pub(crate) checks_full: u64,
+    pub(crate) full: bool,
     /// A replica not eligible until it has applied what it received.
-    pub catching_up: bool,
+    pub(crate) catching_up: bool,
     /// Replication lag in seconds from the last check (`max_lag=`), if
     /// known.
-    pub lag: Option<u64>,
+    pub(crate) lag: Option<u64>,
     /// Why the last check or connect failed (or "ok").
-    pub last_reason: String,
+    pub(crate) last_reason: String,
 }
 
 impl ChannelView {
     /// The channel `index` of `group` (with that group's policy).
-    pub fn of(group: usize, index: usize, policy: Policy, ch: &Channel) -> ChannelView {
+    pub(crate) fn of(group: usize, index: usize, policy: Policy, ch: &Channel) -> ChannelView {
         ChannelView {
             name: ch.name().to_string(),
             checked: ch.checked(),
@@ -91,13 +91,13 @@ impl ChannelView {
     }
 
     /// The host as configured: an IP literal or the name.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         host_text(&self.target.host)
     }
 
     /// The address column: an IP literal as is; a name as its first
     /// resolved address like balance.fm (or the name if it did not resolve).
-    pub fn shown_address(&self) -> String {
+    pub(crate) fn shown_address(&self) -> String {
         match &self.target.host {
             Host::Ip(ip) => ip.to_string(),
             Host::Name(n) => self
@@ -111,7 +111,7 @@ impl ChannelView {
 }
 
 /// An IP literal or a name, as text.
-pub fn host_text(h: &Host) -> String {
+pub(crate) fn host_text(h: &Host) -> String {
     match h {
         Host::Ip(ip) => ip.to_string(),
         Host::Name(n) => n.clone(),
@@ -120,12 +120,12 @@ pub fn host_text(h: &Host) -> String {
 
 /// `rr` or `hash`: the lowercase policy word of `show json` and the state
 /// file.
-pub fn policy_word(p: Policy) -> &'static str {
+pub(crate) fn policy_word(p: Policy) -> &'static str {
     p.word()
 }
 
 /// Every channel of `groups`, in group then channel order.
-pub fn channels(groups: &[Arc<Group>]) -> Vec<ChannelView> {
+pub(crate) fn channels(groups: &[Arc<Group>]) -> Vec<ChannelView> {
     groups
         .iter()
         .enumerate()
@@ -141,77 +141,77 @@ pub fn channels(groups: &[Arc<Group>]) -> Vec<ChannelView> {
 
 /// A listener's `accept_proxy` counters.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ProxyHeaders {
-    pub accepted: u64,
-    pub malformed: u64,
-    pub slow: u64,
-    pub untrusted: u64,
+pub(crate) struct ProxyHeaders {
+    pub(crate) accepted: u64,
+    pub(crate) malformed: u64,
+    pub(crate) slow: u64,
+    pub(crate) untrusted: u64,
 }
 
 /// One listener at one instant: its counters, groups and channels.
 #[derive(Debug, Clone)]
-pub struct ListenerView {
-    pub name: String,
-    pub bind: SocketAddr,
-    pub accepted: u64,
-    pub refused: u64,
+pub(crate) struct ListenerView {
+    pub(crate) name: String,
+    pub(crate) bind: SocketAddr,
+    pub(crate) accepted: u64,
+    pub(crate) refused: u64,
     /// `accept_proxy`: headers accepted, and connections closed for a
     /// malformed, slow or untrusted header.
-    pub proxy_headers: ProxyHeaders,
-    pub spinning: u64,
+    pub(crate) proxy_headers: ProxyHeaders,
+    pub(crate) spinning: u64,
     /// Clients held by the operator (`spin on`) right now.
-    pub held: u64,
+    pub(crate) held: u64,
     /// The end of the operator hold, if it is on.
-    pub hold_until: Option<std::time::SystemTime>,
+    pub(crate) hold_until: Option<std::time::SystemTime>,
     /// `monitor disable`: active probes paused.
-    pub monitor_paused: bool,
+    pub(crate) monitor_paused: bool,
     /// Whether a monitor (`-m`) is configured.
-    pub monitor: bool,
-    pub failovers: u64,
-    pub failover_events: u64,
-    pub failback_events: u64,
-    pub active: u64,
-    pub failback: Failback,
+    pub(crate) monitor: bool,
+    pub(crate) failovers: u64,
+    pub(crate) failover_events: u64,
+    pub(crate) failback_events: u64,
+    pub(crate) active: u64,
+    pub(crate) failback: Failback,
     /// The group new connections start from (manual failback, switchover):
     /// the failback floor.
-    pub floor: usize,
+    pub(crate) floor: usize,
     /// The group new connections go to right now (None: no channel can
     /// take a client).
-    pub serving: Option<usize>,
+    pub(crate) serving: Option<usize>,
     /// Each group's policy and channel count.
-    pub groups: Vec<(Policy, usize)>,
+    pub(crate) groups: Vec<(Policy, usize)>,
     /// Each group's name.
-    pub group_names: Vec<String>,
+    pub(crate) group_names: Vec<String>,
     /// Each group's on-demand state (`on_empty:`/`on_idle:`; mostly None).
-    pub group_demand: Vec<Option<crate::pool::demand::DemandView>>,
-    pub channels: Vec<ChannelView>,
+    pub(crate) group_demand: Vec<Option<crate::pool::demand::DemandView>>,
+    pub(crate) channels: Vec<ChannelView>,
     /// Fleet mode's role and etcd state; `None` without fleet mode.
-    pub fleet: Option<FleetView>,
+    pub(crate) fleet: Option<FleetView>,
     /// A fenced listener's fleet fence; `None` without both.
-    pub fleet_fence: Option<FleetFenceView>,
+    pub(crate) fleet_fence: Option<FleetFenceView>,
     /// `route:` counters; `None` without routing.
-    pub route: Option<RouteView>,
+    pub(crate) route: Option<RouteView>,
 }
 
 /// A routed listener's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RouteView {
-    pub by: &'static str,
-    pub hits: u64,
-    pub misses: u64,
-    pub rejects: u64,
-    pub lookups: u64,
-    pub lookup_errors: u64,
-    pub stale: u64,
+pub(crate) struct RouteView {
+    pub(crate) by: &'static str,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) rejects: u64,
+    pub(crate) lookups: u64,
+    pub(crate) lookup_errors: u64,
+    pub(crate) stale: u64,
     /// Clients waiting for a lookup now.
-    pub lookup_waiting: u64,
+    pub(crate) lookup_waiting: u64,
     /// Keys in the route file's table, and times it was read.
-    pub file_keys: Option<u64>,
-    pub file_loads: u64,
+    pub(crate) file_keys: Option<u64>,
+    pub(crate) file_loads: u64,
 }
 
 impl RouteView {
-    pub fn of(r: &crate::route::Router) -> RouteView {
+    pub(crate) fn of(r: &crate::route::Router) -> RouteView {
         let (lookups, lookup_errors, stale, lookup_waiting) =
             r.lookup.as_ref().map_or((0, 0, 0, 0), |l| {
                 (
@@ -237,7 +237,7 @@ impl RouteView {
 }
 
 impl ListenerView {
-    pub fn of(svc: &Service) -> ListenerView {
+    pub(crate) fn of(svc: &Service) -> ListenerView {
         let groups = svc.pool.groups();
         let s = &svc.stats;
         ListenerView {
@@ -282,15 +282,15 @@ impl ListenerView {
 
 /// Process-wide splice pipe gauges.
 #[derive(Debug, Clone, Copy)]
-pub struct Pipes {
+pub(crate) struct Pipes {
     /// Held by busy connections.
-    pub in_use: u64,
+    pub(crate) in_use: u64,
     /// Empty, kept for reuse.
-    pub pooled: u64,
+    pub(crate) pooled: u64,
 }
 
 impl Pipes {
-    pub fn now() -> Pipes {
+    pub(crate) fn now() -> Pipes {
         Pipes {
             in_use: crate::proxy::splice::pipes_in_use() as u64,
             pooled: crate::proxy::splice::pipes_pooled() as u64,

@@ -3,19 +3,19 @@
 
 /// One reading of the process's resources.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProcessView {
-    pub cpu_seconds: f64,
-    pub resident_bytes: u64,
-    pub virtual_bytes: u64,
-    pub open_fds: u64,
-    pub max_fds: u64,
+pub(crate) struct ProcessView {
+    pub(crate) cpu_seconds: f64,
+    pub(crate) resident_bytes: u64,
+    pub(crate) virtual_bytes: u64,
+    pub(crate) open_fds: u64,
+    pub(crate) max_fds: u64,
     /// Seconds since the Unix epoch.
-    pub start_time: f64,
+    pub(crate) start_time: f64,
 }
 
 impl ProcessView {
     /// Read `/proc/self` now; `None` where there is no such thing.
-    pub fn now() -> Option<ProcessView> {
+    pub(crate) fn now() -> Option<ProcessView> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         let boot = std::fs::read_to_string("/proc/stat").ok()?;
         let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;

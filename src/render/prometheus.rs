@@ -221,7 +221,7 @@ impl Out {
 
 /// The exposition text for these listeners, the process-wide gauges and
 /// (where `/proc` has them) the process metrics.
-pub fn exposition(
+pub(crate) fn exposition(
     listeners: &[ListenerView],
     pipes: Pipes,
     process: Option<ProcessView>,

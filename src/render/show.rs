@@ -13,7 +13,7 @@ use crate::service::fleet::{FleetView, Role};
 
 /// balance's `show`: same columns and widths; the address column widens
 /// when an address needs more than 16 characters.
-pub fn table(channels: &[ChannelView]) -> Vec<String> {
+pub(crate) fn table(channels: &[ChannelView]) -> Vec<String> {
     let addrs: Vec<String> = channels.iter().map(ChannelView::shown_address).collect();
     let w = addrs.iter().map(String::len).max().unwrap_or(0).max(16);
     let mut out = Vec::with_capacity(channels.len() + 1);
@@ -44,7 +44,7 @@ pub fn table(channels: &[ChannelView]) -> Vec<String> {
 }
 
 /// `show json`: one line, every field.
-pub fn json(l: &ListenerView, pipes: Pipes) -> String {
+pub(crate) fn json(l: &ListenerView, pipes: Pipes) -> String {
     let channels: Vec<_> = l
         .channels
         .iter()
@@ -191,7 +191,7 @@ fn fleet_fence_json(x: &FleetFenceView) -> serde_json::Value {
 /// `show`'s line on where traffic goes, under the table of a listener with
 /// more than one group (or with nothing to serve): the group new
 /// connections go to now, and the failback floor when it is not group 0.
-pub fn serving_line(l: &ListenerView) -> Option<String> {
+pub(crate) fn serving_line(l: &ListenerView) -> Option<String> {
     match l.serving {
         None => Some("serving group none: no channel can take a client".to_string()),
         Some(_) if l.groups.len() < 2 => None,
@@ -201,7 +201,7 @@ pub fn serving_line(l: &ListenerView) -> Option<String> {
 }
 
 /// `show`'s last line in fleet mode: the role, etcd, the prober.
-pub fn fleet_line(f: &FleetView) -> String {
+pub(crate) fn fleet_line(f: &FleetView) -> String {
     let prober = match (&f.prober, f.role) {
         (_, Role::Prober) => "this instance".to_string(),
         (Some(p), _) => p.clone(),
@@ -222,7 +222,7 @@ pub fn fleet_line(f: &FleetView) -> String {
 
 /// Which pair of counters an MRTG query asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mrtg {
+pub(crate) enum Mrtg {
     /// Bytes received, bytes sent.
     Bytes,
     /// Connections total, connections now.
@@ -230,7 +230,7 @@ pub enum Mrtg {
 }
 
 /// MRTG's four lines: two counters, the uptime, the channel's name.
-pub fn mrtg(c: &ChannelView, what: Mrtg, up: Duration) -> Vec<String> {
+pub(crate) fn mrtg(c: &ChannelView, what: Mrtg, up: Duration) -> Vec<String> {
     let (a, b) = match what {
         Mrtg::Bytes => (c.rcvd, c.sent),
         Mrtg::Conns => (c.total, u64::from(c.conns)),
@@ -244,7 +244,7 @@ pub fn mrtg(c: &ChannelView, what: Mrtg, up: Duration) -> Vec<String> {
 }
 
 /// MRTG's third line: the uptime.
-pub fn uptime(d: Duration) -> String {
+pub(crate) fn uptime(d: Duration) -> String {
     let s = d.as_secs();
     format!(
         "{} days, {:02}:{:02}:{:02}",

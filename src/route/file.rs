@@ -21,9 +21,9 @@ use super::table::Table;
 use crate::config::route::{RouteBy, parse_key, parse_target};
 
 /// How often the file is looked at for a change (at most; only when used).
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A larger file is not read (the old table stays).
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 64 << 20;
 /// At most this many bad lines are logged per read.
 const MAX_BAD_LINES_LOGGED: usize = 20;
 
@@ -44,8 +44,8 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
     })
 }
 
-pub struct RouteFile {
-    pub path: PathBuf,
+pub(crate) struct RouteFile {
+    pub(crate) path: PathBuf,
     by: RouteBy,
     groups: Arc<[String]>,
     table: ArcSwap<Table>,
@@ -55,14 +55,19 @@ pub struct RouteFile {
     born: Instant,
     reading: Arc<AtomicBool>,
     /// Reads that gave a new table.
-    pub loads: AtomicU64,
+    pub(crate) loads: AtomicU64,
 }
 
 impl RouteFile {
     /// Read the file now (at start or reload): bad lines are logged and
     /// skipped; an unreadable file (checked when the config was loaded) is
     /// logged and gives an empty table until it can be read.
-    pub fn open(path: PathBuf, by: RouteBy, groups: Arc<[String]>, listener: &str) -> RouteFile {
+    pub(crate) fn open(
+        path: PathBuf,
+        by: RouteBy,
+        groups: Arc<[String]>,
+        listener: &str,
+    ) -> RouteFile {
         let st = stamp(&path).ok();
         let table = read(&path, by, &groups, listener).unwrap_or_else(|e| {
             warn!(listener = %listener, "{e}; no keys from it until it can be read");
@@ -82,12 +87,12 @@ impl RouteFile {
     }
 
     /// Keys in the current table (no look at the file).
-    pub fn keys(&self) -> usize {
+    pub(crate) fn keys(&self) -> usize {
         self.table.load().len()
     }
 
     /// The current table; looks for a change when one is due.
-    pub fn table(self: &Arc<Self>, listener: &str) -> arc_swap::Guard<Arc<Table>> {
+    pub(crate) fn table(self: &Arc<Self>, listener: &str) -> arc_swap::Guard<Arc<Table>> {
         let now = self.born.elapsed().as_millis() as u64;
         if now >= self.next_check.load(Relaxed) {
             self.next_check
@@ -166,7 +171,7 @@ fn read(path: &Path, by: RouteBy, groups: &[String], listener: &str) -> Result<T
 }
 
 /// The table of `text` and its bad lines (number, why).
-pub fn parse(text: &str, by: RouteBy, groups: &[String]) -> (Table, Vec<(usize, String)>) {
+pub(crate) fn parse(text: &str, by: RouteBy, groups: &[String]) -> (Table, Vec<(usize, String)>) {
     let mut bad = Vec::new();
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -29,22 +29,22 @@ use crate::config::route::{
 use crate::sys::reaper;
 
 /// The largest answer read (a group name fits many times over).
-pub const MAX_ANSWER_BYTES: usize = 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 1024;
 /// The most keys cached; past it, expired answers are dropped, then all.
-pub const MAX_ENTRIES: usize = 100_000;
+pub(crate) const MAX_ENTRIES: usize = 100_000;
 /// A program's exit status meaning "not found".
-pub const EXIT_NOT_FOUND: i32 = 1;
+pub(crate) const EXIT_NOT_FOUND: i32 = 1;
 
 /// What the directory said about a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     Target(RouteTarget),
     NotFound,
 }
 
 /// How a key was resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// From the cache, answered `age` ago.
     Cached(Answer, Duration),
     /// Looked up now (by this client's flight or one it waited for).
@@ -56,13 +56,13 @@ pub enum Resolved {
 }
 
 #[derive(Debug, Default)]
-pub struct LookupStats {
+pub(crate) struct LookupStats {
     /// Lookups made (flights, not waiting clients).
-    pub lookups: AtomicU64,
-    pub errors: AtomicU64,
-    pub stale: AtomicU64,
+    pub(crate) lookups: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) stale: AtomicU64,
     /// Clients waiting for a lookup now (a gauge).
-    pub waiting: AtomicU64,
+    pub(crate) waiting: AtomicU64,
 }
 
 /// One client counted in [`LookupStats::waiting`] while it lives (a
@@ -90,17 +90,17 @@ struct Slot {
     flight: Option<Flight>,
 }
 
-pub struct Lookup {
+pub(crate) struct Lookup {
     cfg: LookupConfig,
     groups: Arc<[String]>,
     listener: String,
     slots: Mutex<HashMap<Box<str>, Slot>>,
-    pub stats: LookupStats,
+    pub(crate) stats: LookupStats,
 }
 
 /// Whether `key` may go into a URL path or an argument as is: letters,
 /// digits, `.`, `-`, `_`, `:` (IPv6), not starting with `-`.
-pub fn safe_key(key: &str) -> bool {
+pub(crate) fn safe_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_KEY
         && !key.starts_with('-')
@@ -110,7 +110,7 @@ pub fn safe_key(key: &str) -> bool {
 }
 
 impl Lookup {
-    pub fn new(cfg: LookupConfig, groups: Arc<[String]>, listener: &str) -> Lookup {
+    pub(crate) fn new(cfg: LookupConfig, groups: Arc<[String]>, listener: &str) -> Lookup {
         Lookup {
             cfg,
             groups,
@@ -127,16 +127,8 @@ impl Lookup {
         }
     }
 
-    /// The cached answer for `key`, when fresh.
-    pub fn cached(&self, key: &str) -> Option<(Answer, Duration)> {
-        let slots = self.slots.lock().ok()?;
-        let (a, at) = slots.get(key)?.cached?;
-        let age = at.elapsed();
-        self.fresh(a, age).then_some((a, age))
-    }
-
     /// Resolve `key`: the cache, or a lookup (joining one in flight).
-    pub async fn resolve(self: &Arc<Self>, key: &str) -> Resolved {
+    pub(crate) async fn resolve(self: &Arc<Self>, key: &str) -> Resolved {
         if !safe_key(key) {
             return Resolved::Failed(format!(
                 "key {} is not looked up",

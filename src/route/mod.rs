@@ -8,10 +8,10 @@
 //! The data path owns nothing here but the counters it bumps; the file's
 //! table is swapped whole; the lookup cache is behind its own short lock.
 
-pub mod file;
-pub mod lookup;
-pub mod sni;
-pub mod table;
+pub(crate) mod file;
+pub(crate) mod lookup;
+pub(crate) mod sni;
+pub(crate) mod table;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -25,18 +25,18 @@ use table::{Key, Table};
 
 /// Per-listener routing counters.
 #[derive(Debug, Default)]
-pub struct RouteStats {
+pub(crate) struct RouteStats {
     /// Keys answered by the map, the file or a fresh cached answer.
-    pub hits: AtomicU64,
+    pub(crate) hits: AtomicU64,
     /// Clients that got the default: no key, or nothing maps theirs.
-    pub misses: AtomicU64,
+    pub(crate) misses: AtomicU64,
     /// Clients turned away (`reject`).
-    pub rejects: AtomicU64,
+    pub(crate) rejects: AtomicU64,
 }
 
 /// Where a decision came from, for `route KEY` and the debug log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Map,
     File,
     /// A cached directory answer of this age.
@@ -58,7 +58,7 @@ pub enum Source {
 impl Source {
     /// One word for the connection log: `map`, `file`, `cache` (a fresh
     /// cached answer), `lookup` (asked now), `stale`, or `default`.
-    pub fn word(&self) -> &'static str {
+    pub(crate) fn word(&self) -> &'static str {
         match self {
             Source::Map => "map",
             Source::File => "file",
@@ -104,29 +104,29 @@ impl std::fmt::Display for Source {
 
 /// One decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub target: RouteTarget,
-    pub source: Source,
+pub(crate) struct Decision {
+    pub(crate) target: RouteTarget,
+    pub(crate) source: Source,
 }
 
-pub struct Router {
-    pub by: RouteBy,
-    pub default: RouteTarget,
-    pub peek_timeout: Duration,
-    pub peek_bytes: usize,
-    pub groups: Arc<[String]>,
+pub(crate) struct Router {
+    pub(crate) by: RouteBy,
+    pub(crate) default: RouteTarget,
+    pub(crate) peek_timeout: Duration,
+    pub(crate) peek_bytes: usize,
+    pub(crate) groups: Arc<[String]>,
     listener: String,
     map: Table,
-    pub file: Option<Arc<RouteFile>>,
-    pub lookup: Option<Arc<Lookup>>,
-    pub stats: RouteStats,
+    pub(crate) file: Option<Arc<RouteFile>>,
+    pub(crate) lookup: Option<Arc<Lookup>>,
+    pub(crate) stats: RouteStats,
 }
 
 /// A key as the client gave it, owned (a name is lowercased). Inline, as
 /// [`sni::Name`] is.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub enum OwnedKey {
+pub(crate) enum OwnedKey {
     Name(sni::Name),
     Ip(IpAddr),
 }
@@ -139,7 +139,7 @@ impl OwnedKey {
         }
     }
     /// The key as the directory sees it.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             OwnedKey::Name(n) => n.as_str().to_string(),
             OwnedKey::Ip(ip) => ip.to_canonical().to_string(),
@@ -149,7 +149,7 @@ impl OwnedKey {
 
 impl Router {
     /// Build from config: the route file is read now.
-    pub fn new(cfg: &RouteConfig, listener: &str) -> Router {
+    pub(crate) fn new(cfg: &RouteConfig, listener: &str) -> Router {
         let groups: Arc<[String]> = cfg.groups.clone().into();
         let file = cfg.file.as_ref().map(|p| {
             Arc::new(RouteFile::open(
@@ -178,7 +178,7 @@ impl Router {
     }
 
     /// The key of a connection routed by address (`dst` or `src`).
-    pub fn addr_key(&self, local: Option<SocketAddr>, peer: SocketAddr) -> Option<OwnedKey> {
+    pub(crate) fn addr_key(&self, local: Option<SocketAddr>, peer: SocketAddr) -> Option<OwnedKey> {
         match self.by {
             RouteBy::Src => Some(OwnedKey::Ip(peer.ip().to_canonical())),
             RouteBy::Dst => local.map(|l| OwnedKey::Ip(l.ip().to_canonical())),
@@ -187,7 +187,7 @@ impl Router {
     }
 
     /// A key typed by an operator (`route KEY`), checked like the sources'.
-    pub fn parse_key(&self, s: &str) -> Result<OwnedKey, String> {
+    pub(crate) fn parse_key(&self, s: &str) -> Result<OwnedKey, String> {
         match self.by {
             RouteBy::Sni => sni::Name::new(s.as_bytes())
                 .map(OwnedKey::Name)
@@ -200,7 +200,7 @@ impl Router {
     }
 
     /// Decide for a client (counted).
-    pub async fn decide(&self, key: Option<&OwnedKey>) -> Decision {
+    pub(crate) async fn decide(&self, key: Option<&OwnedKey>) -> Decision {
         let d = self.resolve(key).await;
         match d.source {
             Source::Map | Source::File | Source::Cached(_) => {
@@ -219,7 +219,7 @@ impl Router {
 
     /// Decide without counting hits (`route KEY`; a lookup it makes is
     /// counted as one).
-    pub async fn resolve(&self, key: Option<&OwnedKey>) -> Decision {
+    pub(crate) async fn resolve(&self, key: Option<&OwnedKey>) -> Decision {
         let Some(key) = key else {
             return self.by_default(Source::NoKey);
         };
@@ -264,7 +264,7 @@ impl Router {
     }
 
     /// A target in words.
-    pub fn target_name(&self, t: RouteTarget) -> String {
+    pub(crate) fn target_name(&self, t: RouteTarget) -> String {
         match t {
             RouteTarget::Reject => "reject".into(),
             RouteTarget::Group(g) => self.groups.get(g).cloned().unwrap_or_else(|| g.to_string()),

@@ -17,7 +17,7 @@ const MAX_RECORD: usize = 1 << 14;
 const EXT_SERVER_NAME: u16 = 0;
 const NAME_TYPE_HOST: u8 = 0;
 /// A DNS name is at most 253 characters (255 with a trailing dot).
-pub const MAX_NAME: usize = 255;
+pub(crate) const MAX_NAME: usize = 255;
 
 /// What the bytes so far say.
 // The name inline: a routed connection allocates nothing for it, and the
@@ -44,7 +44,7 @@ pub struct Name {
 impl Name {
     /// `b` as a routing key, when it is a host name: letters, digits, `-`,
     /// `_`, `.`; at most [`MAX_NAME`] bytes; not empty.
-    pub fn new(b: &[u8]) -> Option<Name> {
+    pub(crate) fn new(b: &[u8]) -> Option<Name> {
         let b = b.strip_suffix(b".").unwrap_or(b);
         let ok = !b.is_empty()
             && b.len() <= MAX_NAME
@@ -132,7 +132,7 @@ pub fn parse(buf: &[u8]) -> Peek {
 
 /// The longest ClientHello accepted (post-quantum key shares make them a
 /// few KiB; anything larger is not routed).
-pub const MAX_HELLO: usize = 16 * 1024;
+pub(crate) const MAX_HELLO: usize = 16 * 1024;
 /// A ClientHello in more records than this is not routed.
 const MAX_FRAGMENTS: usize = 16;
 

@@ -9,14 +9,14 @@ use crate::config::route::{RouteKey, RouteTarget, mask};
 
 /// A key a client gives.
 #[derive(Debug, Clone, Copy)]
-pub enum Key<'a> {
+pub(crate) enum Key<'a> {
     /// A server name, lowercased.
     Name(&'a str),
     Ip(IpAddr),
 }
 
 #[derive(Debug, Default)]
-pub struct Table {
+pub(crate) struct Table {
     names: HashMap<Box<str>, RouteTarget>,
     /// `*.example.com` stored as `example.com`.
     wildcards: HashMap<Box<str>, RouteTarget>,
@@ -26,7 +26,7 @@ pub struct Table {
 
 impl Table {
     /// A table of `entries`; a later entry for the same key wins.
-    pub fn new(entries: impl IntoIterator<Item = (RouteKey, RouteTarget)>) -> Table {
+    pub(crate) fn new(entries: impl IntoIterator<Item = (RouteKey, RouteTarget)>) -> Table {
         let mut t = Table::default();
         for (k, target) in entries {
             match k {
@@ -55,19 +55,20 @@ impl Table {
         t
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
             + self.wildcards.len()
             + self.nets.iter().map(|(_, _, m)| m.len()).sum::<usize>()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The most specific entry for `key`: an exact name before the longest
     /// wildcard; the longest prefix.
-    pub fn get(&self, key: Key<'_>) -> Option<RouteTarget> {
+    pub(crate) fn get(&self, key: Key<'_>) -> Option<RouteTarget> {
         match key {
             Key::Name(n) => {
                 if let Some(t) = self.names.get(n) {

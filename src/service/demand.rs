@@ -38,16 +38,16 @@ use crate::pool::{Channel, Group};
 use crate::sys::reaper;
 
 /// The listener's name, in the commands' environment.
-pub const ENV_LISTENER: &str = "BALANCE_LISTENER";
+pub(crate) const ENV_LISTENER: &str = "BALANCE_LISTENER";
 /// The listener's bind address.
-pub const ENV_BIND: &str = "BALANCE_BIND";
+pub(crate) const ENV_BIND: &str = "BALANCE_BIND";
 /// The group's name.
-pub const ENV_GROUP: &str = "BALANCE_GROUP";
+pub(crate) const ENV_GROUP: &str = "BALANCE_GROUP";
 /// The group's channels, `host:port` separated by spaces.
-pub const ENV_CHANNELS: &str = "BALANCE_CHANNELS";
+pub(crate) const ENV_CHANNELS: &str = "BALANCE_CHANNELS";
 
 /// Longest an `on_idle` command may run.
-pub const STOP_BOUND: Duration = Duration::from_secs(60);
+pub(crate) const STOP_BOUND: Duration = Duration::from_secs(60);
 
 /// Re-check a starting group at least this often even without a
 /// notification.
@@ -55,7 +55,7 @@ const RECHECK: Duration = Duration::from_millis(250);
 
 /// How often the idle clock is read: a tenth of `after`, within
 /// 100 ms-5 s (so `on_idle` runs at most this late).
-pub fn idle_tick(after: Duration) -> Duration {
+pub(crate) fn idle_tick(after: Duration) -> Duration {
     (after / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
@@ -77,7 +77,7 @@ fn env(svc: &Service, group: &Group) -> Vec<(&'static str, String)> {
 /// A client asked first: run group `g`'s `on_empty` (its state is
 /// `Starting` already) and end the start when a channel is eligible or
 /// the timeout passed.
-pub fn start(svc: &Service, g: usize, d: Arc<Demand>) {
+pub(crate) fn start(svc: &Service, g: usize, d: Arc<Demand>) {
     let Phase::Starting { since, deadline } = d.phase() else {
         return;
     };
@@ -232,7 +232,7 @@ async fn kill(child: Option<Spawned>) -> bool {
 /// The idle watcher of one Service (stops with it: a reload replaces it,
 /// the on-demand state carries over): reads each `on_idle` group's clock
 /// every [`idle_tick`] and runs the command when due.
-pub fn spawn_idle(svc: Arc<Service>, stop: CancellationToken) {
+pub(crate) fn spawn_idle(svc: Arc<Service>, stop: CancellationToken) {
     let Some(tick) = svc
         .pool
         .groups()

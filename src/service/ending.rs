@@ -10,25 +10,25 @@ use crate::pool::{EndCause, Group};
 
 /// How long a session with a request in flight may finish it, unless the
 /// command says otherwise (`grace=`).
-pub const GRACE: Duration = Duration::from_secs(2);
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
 /// How long ended sessions may take to close.
-pub const END_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const END_WAIT: Duration = Duration::from_secs(1);
 /// Between two looks at the group's connections: idle sessions end within
 /// one task wake-up, so a short poll is what the hold costs.
 const POLL: Duration = Duration::from_millis(5);
 
 /// How a group's sessions ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Ended {
+pub(crate) struct Ended {
     /// Sessions ended (idle, or once their request was answered, or cut).
-    pub ended: u32,
+    pub(crate) ended: u32,
     /// Of those, cut at the grace with a request still in flight.
-    pub cut: u32,
+    pub(crate) cut: u32,
 }
 
 /// End `old`'s sessions: each as soon as it is quiet, the rest after
 /// `grace`.
-pub async fn end_sessions(old: &Group, grace: Duration) -> Ended {
+pub(crate) async fn end_sessions(old: &Group, grace: Duration) -> Ended {
     let live = || old.channels.iter().map(|c| c.conns()).sum::<u32>();
     let ended = live();
     if ended == 0 {

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::pool::Group;
 
-pub mod fleet;
+pub(crate) mod fleet;
 
 /// No group has served yet.
 const NONE: u32 = u32::MAX;
@@ -37,13 +37,13 @@ const NONE: u32 = u32::MAX;
 const MOVING: u32 = u32::MAX - 1;
 /// How long a fence waits for the sessions it reset to close. They close
 /// as soon as their task runs; this bounds a runtime too busy to run them.
-pub const FENCE_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const FENCE_WAIT: Duration = Duration::from_secs(1);
 /// Between two looks at the sessions still open.
 const POLL: Duration = Duration::from_millis(2);
 
 /// What a connected client may do.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Admit {
+pub(crate) enum Admit {
     /// Relay: its group serves (now, or since it moved the fence).
     Go,
     /// Its group stopped serving after it selected: close this backend
@@ -58,12 +58,12 @@ pub enum Admit {
 
 /// One listener's fence (see the module doc).
 #[derive(Debug)]
-pub struct Fence {
+pub(crate) struct Fence {
     /// `epoch << 32 | serving group` (or [`NONE`] / [`MOVING`]).
     state: AtomicU64,
     moving: tokio::sync::Mutex<()>,
     /// Fleet mode's part.
-    pub fleet: fleet::FleetGate,
+    pub(crate) fleet: fleet::FleetGate,
 }
 
 impl Default for Fence {
@@ -90,7 +90,8 @@ fn index(group: usize) -> u32 {
 
 impl Fence {
     /// Taken before a connection selects its candidates.
-    pub fn ticket(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn ticket(&self) -> u32 {
         unpack(self.state.load(Acquire)).0
     }
 
@@ -98,7 +99,7 @@ impl Fence {
     /// (the fleet fences, or this member fenced itself): then the
     /// connection waits for [`Fence::fleet_settled`] before it connects
     /// anywhere. One load while a group serves.
-    pub fn ticket_unless_fleet_fencing(&self) -> Option<u32> {
+    pub(crate) fn ticket_unless_fleet_fencing(&self) -> Option<u32> {
         let (epoch, serving) = unpack(self.state.load(Acquire));
         if (serving == NONE || serving == MOVING) && self.fleet.on() {
             return None;
@@ -108,7 +109,7 @@ impl Fence {
 
     /// Fleet mode: wait, at most [`fleet::FleetGate::wait`], until a group
     /// serves here; false when none did in time.
-    pub async fn fleet_settled(&self) -> bool {
+    pub(crate) async fn fleet_settled(&self) -> bool {
         let deadline = Instant::now() + self.fleet.wait();
         loop {
             let granted = self.fleet.granted.notified();
@@ -125,7 +126,7 @@ impl Fence {
     }
 
     /// The group that serves now, if one has and no move is under way.
-    pub fn serving(&self) -> Option<usize> {
+    pub(crate) fn serving(&self) -> Option<usize> {
         match unpack(self.state.load(Acquire)).1 {
             NONE | MOVING => None,
             g => Some(g as usize),
@@ -133,7 +134,7 @@ impl Fence {
     }
 
     /// Whether `group` serves now (the fast path of [`Fence::admit`]).
-    pub fn serves(&self, group: usize) -> bool {
+    pub(crate) fn serves(&self, group: usize) -> bool {
         unpack(self.state.load(Acquire)).1 == index(group)
     }
 
@@ -141,7 +142,7 @@ impl Fence {
     /// relay? Moves the fence to `group` when nothing moved since the
     /// ticket: the sessions of every other group are reset and closed
     /// first (bounded by [`FENCE_WAIT`]).
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         listener: &str,
         groups: &[std::sync::Arc<Group>],
@@ -211,7 +212,7 @@ impl Fence {
     /// session on the groups other than `keep` (all of them with None) and
     /// wait for them to close (bounded by [`FENCE_WAIT`]). The sessions
     /// reset and those still open after the wait.
-    pub async fn fleet_fence(
+    pub(crate) async fn fleet_fence(
         &self,
         groups: &[std::sync::Arc<Group>],
         keep: Option<usize>,
@@ -227,7 +228,7 @@ impl Fence {
 
     /// Fleet mode, the fleet task: `group` serves (every live member has
     /// fenced); the connects waiting for it go.
-    pub async fn fleet_grant(&self, group: usize) {
+    pub(crate) async fn fleet_grant(&self, group: usize) {
         let _moving = self.moving.lock().await;
         let (epoch, _) = unpack(self.state.load(Acquire));
         self.state

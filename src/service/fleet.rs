@@ -15,7 +15,7 @@ use crate::atomic_enum::{AtomicEnum, u8_enum};
 
 /// The instance's part in its service's fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Role {
+pub(crate) enum Role {
     /// No fleet mode.
     #[default]
     Off,
@@ -28,15 +28,15 @@ pub enum Role {
 }
 
 impl Role {
-    pub const SHOWN: [Role; 3] = [Role::Prober, Role::Follower, Role::Alone];
-    pub const ALL: [Role; 4] = [Role::Off, Role::Alone, Role::Follower, Role::Prober];
+    pub(crate) const SHOWN: [Role; 3] = [Role::Prober, Role::Follower, Role::Alone];
+    pub(crate) const ALL: [Role; 4] = [Role::Off, Role::Alone, Role::Follower, Role::Prober];
 
     /// The role named `w` (its [`Role::as_str`]).
-    pub fn from_word(w: &str) -> Option<Role> {
+    pub(crate) fn from_word(w: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == w)
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Off => "off",
             Role::Alone => "alone",
@@ -55,33 +55,33 @@ u8_enum!(Role {
 
 /// A copy for views.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FleetView {
-    pub role: Role,
-    pub etcd_up: bool,
+pub(crate) struct FleetView {
+    pub(crate) role: Role,
+    pub(crate) etcd_up: bool,
     /// The prober's instance id, when known.
-    pub prober: Option<String>,
+    pub(crate) prober: Option<String>,
     /// When this instance took its current role (unix ms).
-    pub since_ms: u64,
+    pub(crate) since_ms: u64,
     /// This instance's id.
-    pub id: String,
+    pub(crate) id: String,
     /// Whether its monitor probes (false: a follower applying verdicts).
-    pub probing: bool,
+    pub(crate) probing: bool,
     /// The service's members as last read from etcd (empty while etcd is
     /// away).
-    pub members: Vec<Member>,
+    pub(crate) members: Vec<Member>,
 }
 
 /// A member's role as it published it: one this version knows, or the
 /// text it did not understand (a newer version's word, a value that did
 /// not decode), shown as is rather than taken for some role.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MemberRole {
+pub(crate) enum MemberRole {
     Known(Role),
     Unknown(String),
 }
 
 impl MemberRole {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             MemberRole::Known(r) => r.as_str(),
             MemberRole::Unknown(w) => w,
@@ -109,17 +109,17 @@ impl std::fmt::Display for MemberRole {
 
 /// One instance registered under `P/svc/NAME/members/ID`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub id: String,
-    pub role: MemberRole,
-    pub pid: u32,
-    pub host: String,
+pub(crate) struct Member {
+    pub(crate) id: String,
+    pub(crate) role: MemberRole,
+    pub(crate) pid: u32,
+    pub(crate) host: String,
     /// Registered since (unix ms).
-    pub since_ms: u64,
+    pub(crate) since_ms: u64,
 }
 
 #[derive(Debug, Default)]
-pub struct FleetState {
+pub(crate) struct FleetState {
     role: AtomicEnum<Role>,
     etcd_up: AtomicBool,
     /// The fleet's verdicts stand in for active probes: the monitor waits.
@@ -127,13 +127,13 @@ pub struct FleetState {
     since_ms: AtomicU64,
     names: Mutex<(String, Option<String>)>,
     /// Wakes the monitor when the instance stops following.
-    pub resumed: Notify,
+    pub(crate) resumed: Notify,
     /// Notified after each outcome fed to `Service::report` (fleet mode
     /// only): the prober publishes what changed.
-    pub reported: Notify,
+    pub(crate) reported: Notify,
     /// Notified after a failed connect from real traffic (fleet mode
     /// only): a follower asks the prober to re-probe.
-    pub passive: Notify,
+    pub(crate) passive: Notify,
     /// The next re-probe round probes every channel, not only suspects.
     probe_all: AtomicBool,
     members: Mutex<Vec<Member>>,
@@ -141,38 +141,38 @@ pub struct FleetState {
 
 impl FleetState {
     /// Whether fleet mode runs for this listener.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.role() != Role::Off
     }
 
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         self.role.load(Relaxed)
     }
 
     /// Whether active probing waits for the fleet (a synced follower).
-    pub fn following(&self) -> bool {
+    pub(crate) fn following(&self) -> bool {
         self.following.load(Relaxed)
     }
 
     /// Set the role (the fleet task only); `since_ms` changes with it.
-    pub fn set_role(&self, role: Role, now_ms: u64) {
+    pub(crate) fn set_role(&self, role: Role, now_ms: u64) {
         if self.role.swap(role, Relaxed) != role {
             self.since_ms.store(now_ms, Relaxed);
         }
     }
 
     /// Pause (true) or resume active probing (the fleet task only).
-    pub fn set_following(&self, on: bool) {
+    pub(crate) fn set_following(&self, on: bool) {
         if self.following.swap(on, Relaxed) && !on {
             self.resumed.notify_waiters();
         }
     }
 
-    pub fn set_etcd_up(&self, up: bool) {
+    pub(crate) fn set_etcd_up(&self, up: bool) {
         self.etcd_up.store(up, Relaxed);
     }
 
-    pub fn set_names(&self, id: &str, prober: Option<&str>) {
+    pub(crate) fn set_names(&self, id: &str, prober: Option<&str>) {
         let mut n = self.names.lock().unwrap_or_else(|p| p.into_inner());
         if n.0 != id {
             n.0 = id.to_string();
@@ -183,21 +183,21 @@ impl FleetState {
     }
 
     /// Ask the monitor for a full round at its next re-probe.
-    pub fn request_probe_all(&self) {
+    pub(crate) fn request_probe_all(&self) {
         self.probe_all.store(true, Relaxed);
     }
 
     /// Whether a full round was asked for (clears the request).
-    pub fn take_probe_all(&self) -> bool {
+    pub(crate) fn take_probe_all(&self) -> bool {
         self.probe_all.swap(false, Relaxed)
     }
 
     /// The members read from etcd (the fleet's members task only).
-    pub fn set_members(&self, m: Vec<Member>) {
+    pub(crate) fn set_members(&self, m: Vec<Member>) {
         *self.members.lock().unwrap_or_else(|p| p.into_inner()) = m;
     }
 
-    pub fn view(&self) -> FleetView {
+    pub(crate) fn view(&self) -> FleetView {
         let members = self
             .members
             .lock()

@@ -24,11 +24,11 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 /// A released client passes the baton on after this long even if its
 /// connect is still pending.
-pub const HOLD_STEP: Duration = Duration::from_millis(100);
+pub(crate) const HOLD_STEP: Duration = Duration::from_millis(100);
 /// `spin on` without MAX and without `--spin`.
-pub const DEFAULT_HOLD_MAX: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_HOLD_MAX: Duration = Duration::from_secs(30);
 /// The longest hold accepted.
-pub const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -42,7 +42,7 @@ struct Queue {
 
 /// One listener's operator hold.
 #[derive(Debug, Default)]
-pub struct Hold {
+pub(crate) struct Hold {
     /// The hold is on or its queue is draining: new clients queue.
     engaged: AtomicBool,
     /// Clients waiting in the queue now.
@@ -58,29 +58,29 @@ fn lock(m: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
 
 /// Why a held client did not get its turn.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Left;
+pub(crate) struct Left;
 
 impl Hold {
     /// Whether a new client must queue (one atomic load: the data path's
     /// whole cost while no hold is set).
-    pub fn engaged(&self) -> bool {
+    pub(crate) fn engaged(&self) -> bool {
         self.engaged.load(Acquire)
     }
 
     /// Clients held right now.
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         self.held.load(Relaxed)
     }
 
     /// The wall-clock end of the hold, if it is on.
-    pub fn until(&self) -> Option<SystemTime> {
+    pub(crate) fn until(&self) -> Option<SystemTime> {
         let mut q = lock(&self.q);
         self.expire_locked(&mut q);
         q.until.map(|(_, wall)| wall)
     }
 
     /// Turn the hold on (or move its end) for `max` from now.
-    pub fn on(&self, max: Duration) {
+    pub(crate) fn on(&self, max: Duration) {
         let mut q = lock(&self.q);
         q.until = Some((Instant::now() + max, SystemTime::now() + max));
         self.engaged.store(true, Release);
@@ -89,7 +89,7 @@ impl Hold {
 
     /// Turn the hold on until a wall-clock time (state file at start); a
     /// time already past changes nothing.
-    pub fn on_until(&self, wall: SystemTime) {
+    pub(crate) fn on_until(&self, wall: SystemTime) {
         if let Ok(left) = wall.duration_since(SystemTime::now()) {
             self.on(left.min(MAX_HOLD));
         }
@@ -97,7 +97,7 @@ impl Hold {
 
     /// Turn the hold off: the held clients go, in arrival order. Returns
     /// whether it was on and how many clients were held.
-    pub fn off(&self) -> (bool, u64) {
+    pub(crate) fn off(&self) -> (bool, u64) {
         let mut q = lock(&self.q);
         self.expire_locked(&mut q);
         let was = q.until.take().is_some();
@@ -148,7 +148,7 @@ impl Hold {
     /// at once when the hold has ended and nobody is queued; `Err(Left)`
     /// when `gone` resolves first (the client left: it leaves the queue).
     /// The [`Turn`] must be kept until the client's connect is done.
-    pub async fn wait(&self, gone: impl Future<Output = ()>) -> Result<Turn<'_>, Left> {
+    pub(crate) async fn wait(&self, gone: impl Future<Output = ()>) -> Result<Turn<'_>, Left> {
         let (ticket, until) = {
             let mut q = lock(&self.q);
             self.expire_locked(&mut q);
@@ -231,7 +231,7 @@ impl Drop for Ticket<'_> {
 
 /// A released client's turn: passes the baton to the next held client
 /// when dropped.
-pub struct Turn<'a> {
+pub(crate) struct Turn<'a> {
     hold: Option<&'a Hold>,
 }
 
@@ -246,7 +246,7 @@ impl Drop for Turn<'_> {
 impl Turn<'_> {
     /// Run `connect` in this turn: the baton passes when it is done or
     /// after [`HOLD_STEP`], whichever comes first.
-    pub async fn run<F: Future>(self, connect: F) -> F::Output {
+    pub(crate) async fn run<F: Future>(self, connect: F) -> F::Output {
         if self.hold.is_none() {
             return connect.await;
         }

@@ -26,7 +26,7 @@ enum Flip {
 impl Service {
     /// Feed one outcome about the channel at `at`; returns `Some(up)` when
     /// it flipped.
-    pub fn report(&self, at: &Candidate, outcome: Outcome) -> Option<bool> {
+    pub(crate) fn report(&self, at: &Candidate, outcome: Outcome) -> Option<bool> {
         let passive = matches!(outcome, Outcome::ConnectFailed(_));
         let r = self.apply_outcome(at, outcome);
         if self.fleet.enabled() {
@@ -44,7 +44,12 @@ impl Service {
     /// replication lag) is recorded on the channel, then its outcome goes
     /// through [`Service::report`]. Probes only return findings; this is
     /// where they reach the pool.
-    pub fn report_check(&self, at: &Candidate, outcome: Outcome, facts: Facts) -> Option<bool> {
+    pub(crate) fn report_check(
+        &self,
+        at: &Candidate,
+        outcome: Outcome,
+        facts: Facts,
+    ) -> Option<bool> {
         let Facts {
             lag,
             replication_broken,

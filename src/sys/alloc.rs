@@ -37,11 +37,14 @@ struct Pool {
 // shares nothing.
 unsafe impl Send for Pool {}
 
+/// The global allocator: the system's, with small over-aligned blocks
+/// from per-size pools (see the module's text).
 pub struct PoolAlloc {
     pools: [Mutex<Pool>; CLASSES],
 }
 
 impl PoolAlloc {
+    /// Empty pools (a `static` initializer).
     pub const fn new() -> Self {
         const EMPTY: Pool = Pool {
             free: ptr::null_mut(),

@@ -12,10 +12,10 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::{Duration, Instant};
 
 /// How long the parent waits for the child's verdict.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which side of the fork this is.
-pub enum Forked {
+pub(crate) enum Forked {
     /// The terminal's side: what the child reported.
     Parent(Report),
     /// The daemon: report through this once serving (or failed).
@@ -24,28 +24,28 @@ pub enum Forked {
 
 /// What the daemon told the parent.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Report {
-    pub warnings: Vec<String>,
+pub(crate) struct Report {
+    pub(crate) warnings: Vec<String>,
     /// `Err((exit code, message))`: the daemon is not running.
-    pub outcome: Result<(), (Option<u8>, String)>,
+    pub(crate) outcome: Result<(), (Option<u8>, String)>,
 }
 
 /// The daemon's end of the readiness pipe.
-pub struct Ready(File);
+pub(crate) struct Ready(File);
 
 impl Ready {
     /// A warning for the terminal (e.g. where the log goes).
-    pub fn warn(&mut self, msg: &str) {
+    pub(crate) fn warn(&mut self, msg: &str) {
         let _ = writeln!(self.0, "W {}", one_line(msg));
     }
 
     /// Serving: the parent exits 0.
-    pub fn ok(mut self) {
+    pub(crate) fn ok(mut self) {
         let _ = writeln!(self.0, "OK");
     }
 
     /// Not starting: the parent prints `msg` and exits `code`.
-    pub fn fail(mut self, code: u8, msg: &str) {
+    pub(crate) fn fail(mut self, code: u8, msg: &str) {
         let _ = writeln!(self.0, "E {code} {}", one_line(msg));
     }
 }
@@ -55,7 +55,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// Parse everything the child wrote.
-pub fn parse_report(text: &str) -> Report {
+pub(crate) fn parse_report(text: &str) -> Report {
     let mut warnings = Vec::new();
     let mut outcome = Err((None, "the daemon exited during start-up".to_string()));
     for line in text.lines() {
@@ -75,7 +75,7 @@ pub fn parse_report(text: &str) -> Report {
 /// /dev/null. The parent returns what the child reported through the
 /// readiness pipe (bounded by [`READY_TIMEOUT`]; a child that does not
 /// answer in time is stopped). Must run before any thread is started.
-pub fn daemonize() -> io::Result<Forked> {
+pub(crate) fn daemonize() -> io::Result<Forked> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two fds into the array we own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {

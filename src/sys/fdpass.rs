@@ -9,12 +9,12 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The most descriptors one message carries (the kernel's SCM_MAX_FD is 253).
-pub const MAX_FDS: usize = 200;
+pub(crate) const MAX_FDS: usize = 200;
 /// The largest frame: a message longer than this is refused, not cut.
-pub const MAX_FRAME: usize = 64 << 10;
+pub(crate) const MAX_FRAME: usize = 64 << 10;
 
 /// A connected `SOCK_SEQPACKET` pair, close-on-exec.
-pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1 as libc::c_int; 2];
     // SAFETY: socketpair writes two descriptors into the array we own.
     let rc = unsafe {
@@ -33,14 +33,14 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Both send and receive give up after `t` (SO_SNDTIMEO, SO_RCVTIMEO).
-pub fn set_timeouts(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
+pub(crate) fn set_timeouts(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
     let sock = socket2::SockRef::from(&fd);
     sock.set_read_timeout(Some(t))?;
     sock.set_write_timeout(Some(t))
 }
 
 /// Send one frame with `fds` attached (at most [`MAX_FDS`]).
-pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.len() > MAX_FDS || data.len() > MAX_FRAME || data.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -93,7 +93,7 @@ pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Re
 /// `Ok(None)` at end of stream (the peer closed or exited). A frame cut
 /// short (too long, or too many descriptors) is an error: its
 /// descriptors are closed.
-pub fn recv(sock: BorrowedFd<'_>) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+pub(crate) fn recv(sock: BorrowedFd<'_>) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
     let mut data = vec![0u8; MAX_FRAME];
     let fd_bytes = MAX_FDS * std::mem::size_of::<RawFd>();
     // SAFETY: CMSG_SPACE only computes a size.
@@ -153,7 +153,7 @@ pub fn recv(sock: BorrowedFd<'_>) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>>
 
 /// Let `cmd`'s process find `fd` as descriptor `at` (dup2 between fork
 /// and exec: the copy is not close-on-exec; nothing else leaks).
-pub fn inherit_as(cmd: &mut Command, fd: OwnedFd, at: RawFd) {
+pub(crate) fn inherit_as(cmd: &mut Command, fd: OwnedFd, at: RawFd) {
     use std::os::unix::process::CommandExt;
     let raw = fd.as_raw_fd();
     // SAFETY: the closure runs in the child between fork and exec and only
@@ -178,7 +178,7 @@ pub fn inherit_as(cmd: &mut Command, fd: OwnedFd, at: RawFd) {
 /// Take descriptor `fd` (inherited across exec) if it is a Unix socket,
 /// and make it close-on-exec. None: not open, or not a socket (then it is
 /// left alone).
-pub fn take_inherited(fd: RawFd) -> Option<OwnedFd> {
+pub(crate) fn take_inherited(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: an all-zero stat is a valid out-buffer; fstat only writes it.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on any integer is safe (EBADF if not open).

@@ -12,7 +12,7 @@ use std::path::Path;
 /// for a writer; the type is checked on the open descriptor (`fstat`), so
 /// it is the file we will read. On a regular file `O_NONBLOCK` changes
 /// nothing.
-pub fn open_regular(path: &Path) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -26,7 +26,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 
 /// The contents of the regular file `path` (see [`open_regular`]), read
 /// up to `max` bytes; `Ok(None)` when it holds more.
-pub fn read_capped(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn read_capped(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read;
     let mut buf = Vec::new();
     open_regular(path)?.take(max + 1).read_to_end(&mut buf)?;
@@ -34,7 +34,7 @@ pub fn read_capped(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// The error for a path that is not a regular file, naming what it is.
-pub fn not_regular(ft: std::fs::FileType) -> io::Error {
+pub(crate) fn not_regular(ft: std::fs::FileType) -> io::Error {
     let what = if ft.is_fifo() {
         "a FIFO"
     } else if ft.is_char_device() {
@@ -57,7 +57,7 @@ pub fn not_regular(ft: std::fs::FileType) -> io::Error {
 /// Create `path` for writing with `mode`, failing if anything exists there
 /// (`O_CREAT|O_EXCL`) and never through a symlink (`O_NOFOLLOW`): a link
 /// planted at a predictable name cannot redirect the write.
-pub fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
+pub(crate) fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -67,6 +67,6 @@ pub fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
 }
 
 /// Whether a process with this id exists (`/proc/PID`).
-pub fn process_exists(pid: u32) -> bool {
+pub(crate) fn process_exists(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }

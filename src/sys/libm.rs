@@ -8,6 +8,6 @@
 // SAFETY: no other definition of `pow` is linked (libm.so is not needed
 // once this one exists), and it has the C signature and semantics.
 #[unsafe(no_mangle)]
-pub extern "C" fn pow(x: f64, y: f64) -> f64 {
+pub(crate) extern "C" fn pow(x: f64, y: f64) -> f64 {
     libm::pow(x, y)
 }

@@ -4,14 +4,14 @@
 //! block carries a `// SAFETY:` note.
 #![allow(unsafe_code)]
 
-pub mod alloc;
-pub mod daemon;
-pub mod fdpass;
-pub mod file;
-pub mod libm;
-pub mod notify;
-pub mod reaper;
-pub mod splice;
+pub(crate) mod alloc;
+pub(crate) mod daemon;
+pub(crate) mod fdpass;
+pub(crate) mod file;
+pub(crate) mod libm;
+pub(crate) mod notify;
+pub(crate) mod reaper;
+pub(crate) mod splice;
 
 use std::ffi::CString;
 use std::io;
@@ -28,7 +28,7 @@ use crate::config::Keepalive;
 /// TCP_NODELAY is not set here: an accepted socket inherits it from its
 /// listener (`listener::bind`) and a backend socket gets it before it
 /// connects (`proxy::connect`), which saves a syscall per socket.
-pub fn set_keepalive(sock: SockRef<'_>, ka: Option<&Keepalive>) {
+pub(crate) fn set_keepalive(sock: SockRef<'_>, ka: Option<&Keepalive>) {
     if let Some(ka) = ka {
         let params = TcpKeepalive::new()
             .with_time(ka.idle)
@@ -43,7 +43,7 @@ pub fn set_keepalive(sock: SockRef<'_>, ka: Option<&Keepalive>) {
 }
 
 /// Whether a non-blocking connect() error only says "under way".
-pub fn is_connect_in_progress(e: &io::Error) -> bool {
+pub(crate) fn is_connect_in_progress(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINPROGRESS)
 }
 
@@ -71,7 +71,7 @@ fn tcp_info(s: &TcpStream, field_end: usize) -> Option<libc::tcp_info> {
 /// whether data is still waiting in our send queue (unsent or unacked).
 /// Tells a slow reader from an idle or stuck one while our writes wait.
 /// `None` where the kernel does not report it.
-pub fn send_progress(s: &TcpStream) -> Option<(u64, bool)> {
+pub(crate) fn send_progress(s: &TcpStream) -> Option<(u64, bool)> {
     let needed = std::mem::offset_of!(libc::tcp_info, tcpi_notsent_bytes) + 4;
     let info = tcp_info(s, needed)?;
     let pending = info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0;
@@ -84,7 +84,7 @@ pub fn send_progress(s: &TcpStream) -> Option<(u64, bool)> {
 /// (CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT), or, for CLOSED, unless
 /// `reset` (the caller saw this side reset: no FIN came). `None` where
 /// it is not reported.
-pub fn bytes_received(s: &TcpStream, reset: bool) -> Option<u64> {
+pub(crate) fn bytes_received(s: &TcpStream, reset: bool) -> Option<u64> {
     let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
     let i = tcp_info(s, needed)?;
     // include/net/tcp_states.h
@@ -103,21 +103,21 @@ pub fn bytes_received(s: &TcpStream, reset: bool) -> Option<u64> {
 
 /// A wall-clock second broken down in the local time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalTime {
-    pub year: i32,
+pub(crate) struct LocalTime {
+    pub(crate) year: i32,
     /// 1-12.
-    pub month: u32,
+    pub(crate) month: u32,
     /// 1-31.
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
+    pub(crate) day: u32,
+    pub(crate) hour: u32,
+    pub(crate) minute: u32,
+    pub(crate) second: u32,
     /// East of UTC, in seconds.
-    pub utc_offset: i64,
+    pub(crate) utc_offset: i64,
 }
 
 /// `secs` since the epoch in the local time zone (localtime_r(3)).
-pub fn local_time(secs: i64) -> Option<LocalTime> {
+pub(crate) fn local_time(secs: i64) -> Option<LocalTime> {
     // time_t is 32 bits on some targets: there a far date fails here.
     #[allow(clippy::useless_conversion)]
     let t: libc::time_t = secs.try_into().ok()?;
@@ -142,13 +142,13 @@ pub fn local_time(secs: i64) -> Option<LocalTime> {
 }
 
 /// Make closing this socket send a reset instead of a FIN.
-pub fn set_linger_zero(s: &TcpStream) {
+pub(crate) fn set_linger_zero(s: &TcpStream) {
     let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
 }
 
 /// recv(MSG_PEEK | MSG_DONTWAIT) into `buf`: the bytes stay queued.
 /// `WouldBlock` when nothing is there yet; Ok(0) at EOF.
-pub fn peek(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn peek(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
     // SAFETY: recv writes at most `buf.len()` bytes into `buf`, a live,
     // exclusively borrowed slice; the fd is borrowed from `s` for the call.
@@ -165,7 +165,7 @@ pub fn peek(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// The addresses of this host's interfaces (getifaddrs); empty if they
 /// cannot be read.
-pub fn local_addresses() -> Vec<std::net::IpAddr> {
+pub(crate) fn local_addresses() -> Vec<std::net::IpAddr> {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs writes a list head into the pointer we own; the
@@ -208,14 +208,14 @@ pub fn local_addresses() -> Vec<std::net::IpAddr> {
 }
 
 /// The local address of a socket (getsockname).
-pub fn local_addr(s: &impl std::os::fd::AsFd) -> Option<std::net::SocketAddr> {
+pub(crate) fn local_addr(s: &impl std::os::fd::AsFd) -> Option<std::net::SocketAddr> {
     SockRef::from(s).local_addr().ok()?.as_socket()
 }
 
 /// The bytes already received on `s`, without consuming them and without
 /// waiting (MSG_PEEK | MSG_DONTWAIT): how many were copied into `buf`; 0
 /// when nothing is there yet (or on any error).
-pub fn peek_now(s: &impl AsRawFd, buf: &mut [u8]) -> usize {
+pub(crate) fn peek_now(s: &impl AsRawFd, buf: &mut [u8]) -> usize {
     // SAFETY: valid fd owned by `s`; `buf` is a live, writable slice and
     // its exact length is passed, so recv writes only inside it.
     let n = unsafe {
@@ -231,7 +231,7 @@ pub fn peek_now(s: &impl AsRawFd, buf: &mut [u8]) -> usize {
 
 /// IP_BIND_ADDRESS_NO_PORT: with a source address (`-B`), defer the port
 /// choice to connect(), so the 4-tuple, not the port alone, must be unique.
-pub fn set_bind_address_no_port(s: &impl AsRawFd) {
+pub(crate) fn set_bind_address_no_port(s: &impl AsRawFd) {
     let one: libc::c_int = 1;
     // SAFETY: valid fd owned by `s`; the option value points to a c_int that
     // lives across the call, with its exact size passed.
@@ -248,7 +248,7 @@ pub fn set_bind_address_no_port(s: &impl AsRawFd) {
 
 /// Errors that are about this host (no fds, no ports, no memory), not about
 /// a backend: they must never count as a channel failure.
-pub fn is_local_resource_error(e: &io::Error) -> bool {
+pub(crate) fn is_local_resource_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(
@@ -263,7 +263,7 @@ pub fn is_local_resource_error(e: &io::Error) -> bool {
 }
 
 /// Errors after which accept() should back off instead of retrying at once.
-pub fn is_accept_resource_error(e: &io::Error) -> bool {
+pub(crate) fn is_accept_resource_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
@@ -271,7 +271,7 @@ pub fn is_accept_resource_error(e: &io::Error) -> bool {
 }
 
 /// The soft RLIMIT_NOFILE.
-pub fn nofile_limit() -> u64 {
+pub(crate) fn nofile_limit() -> u64 {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -282,7 +282,7 @@ pub fn nofile_limit() -> u64 {
 }
 
 /// Raise the soft RLIMIT_NOFILE to the hard limit (as servers do).
-pub fn raise_nofile_limit() {
+pub(crate) fn raise_nofile_limit() {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -297,7 +297,7 @@ pub fn raise_nofile_limit() {
 }
 
 /// Open the syslog connection with our identity (daemon facility).
-pub fn open_syslog() {
+pub(crate) fn open_syslog() {
     static IDENT: &[u8] = b"balance\0";
     // SAFETY: IDENT is a static NUL-terminated string that outlives the
     // syslog connection, as openlog requires.
@@ -312,14 +312,14 @@ pub fn open_syslog() {
 
 /// Whether a syslog daemon listens on /dev/log (without one, syslog
 /// messages are dropped silently).
-pub fn syslog_available() -> bool {
+pub(crate) fn syslog_available() -> bool {
     std::os::unix::net::UnixDatagram::unbound()
         .and_then(|s| s.connect("/dev/log"))
         .is_ok()
 }
 
 /// Send one message to syslog at `priority`.
-pub fn syslog(priority: libc::c_int, msg: &str) {
+pub(crate) fn syslog(priority: libc::c_int, msg: &str) {
     let Ok(c) = CString::new(msg.replace('\0', "\\0")) else {
         return;
     };
@@ -329,7 +329,7 @@ pub fn syslog(priority: libc::c_int, msg: &str) {
 
 /// Whether this process may create files in directory `dir`
 /// (access(2) with W_OK|X_OK, by the real ids, which are ours).
-pub fn writable(dir: &std::path::Path) -> bool {
+pub(crate) fn writable(dir: &std::path::Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
         return false;
@@ -339,14 +339,14 @@ pub fn writable(dir: &std::path::Path) -> bool {
 }
 
 /// Clock ticks per second (`/proc` times are in these); 100 if unknown.
-pub fn clock_ticks_per_sec() -> u64 {
+pub(crate) fn clock_ticks_per_sec() -> u64 {
     // SAFETY: sysconf only reads a constant of the system.
     let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
 }
 
 /// The memory page size (`/proc` counts rss in pages); 4096 if unknown.
-pub fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf only reads a constant of the system.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
@@ -355,7 +355,7 @@ pub fn page_size() -> u64 {
 /// Take an exclusive `flock` on `f` without waiting: false when another
 /// open file description holds it (another instance). The lock lives as
 /// long as the file stays open, and dies with the process.
-pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
+pub(crate) fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
     // SAFETY: flock takes a descriptor we own for the whole call and an
     // integer operation; it touches no memory.
     let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -371,7 +371,7 @@ pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
 }
 
 /// The effective user id of this process.
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no arguments, cannot fail and touches no memory.
     unsafe { libc::geteuid() }
 }
@@ -384,7 +384,7 @@ static UMASK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// exists with looser permissions. The umask is process-wide: a file another
 /// thread creates during `f` (a bind, microseconds) gets the stricter mask
 /// too, so keep `f` short.
-pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     let _g = UMASK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: umask only swaps the process's file mode creation mask; it
     // takes a plain integer and touches no memory. The lock above keeps our
@@ -397,7 +397,7 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
 }
 
 /// A group by name (or number) in the group database: its gid.
-pub fn lookup_group(group: &str) -> io::Result<libc::gid_t> {
+pub(crate) fn lookup_group(group: &str) -> io::Result<libc::gid_t> {
     if let Ok(n) = group.parse::<libc::gid_t>() {
         return Ok(n);
     }
@@ -406,7 +406,7 @@ pub fn lookup_group(group: &str) -> io::Result<libc::gid_t> {
 }
 
 /// Look up `user` in the password database: (uid, primary gid).
-pub fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
+pub(crate) fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     let pwd = lookup_entry(user, "user", "password", 16 * 1024, libc::getpwnam_r)?;
     Ok((pwd.pw_uid, pwd.pw_gid))
 }
@@ -468,7 +468,7 @@ fn lookup_entry<T>(
 /// supplementary groups cleared, then the gid, then the uid; then verify
 /// that the ids changed and that `setuid(0)` now fails (CERT POS36-C/37-C);
 /// finally set `no_new_privs`.
-pub fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+pub(crate) fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
     // SAFETY: setgroups with size 0 does not read the (null) list pointer.
     if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -510,14 +510,14 @@ pub fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
 
 /// Ignore SIGHUP until the runtime installs its handler: a reload request
 /// that arrives during start-up must not kill the process.
-pub fn ignore_sighup() {
+pub(crate) fn ignore_sighup() {
     // SAFETY: installs the kernel's SIG_IGN disposition; no Rust handler runs.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
 }
 
 /// SIGKILL a whole process group (an exec check and everything it
 /// started). Errors (the group is already gone) are ignored.
-pub fn kill_process_group(pgid: u32) {
+pub(crate) fn kill_process_group(pgid: u32) {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {
         return;
     };

@@ -20,7 +20,7 @@ fn target() -> Option<&'static (UnixDatagram, SocketAddr)> {
 }
 
 /// `$NOTIFY_SOCKET`'s value as an address: `@name` is abstract.
-pub fn notify_addr(v: &[u8]) -> Option<SocketAddr> {
+pub(crate) fn notify_addr(v: &[u8]) -> Option<SocketAddr> {
     match v {
         [] => None,
         [b'@', name @ ..] => SocketAddr::from_abstract_name(name).ok(),
@@ -34,24 +34,24 @@ pub fn notify_addr(v: &[u8]) -> Option<SocketAddr> {
 
 /// Send `state` (`KEY=VALUE` lines). Errors are ignored: systemd not
 /// listening must not stop the balancer.
-pub fn send(state: &str) {
+pub(crate) fn send(state: &str) {
     if let Some((sock, addr)) = target() {
         let _ = sock.send_to_addr(state.as_bytes(), addr);
     }
 }
 
 /// Every listener is bound and serving.
-pub fn ready() {
+pub(crate) fn ready() {
     send("READY=1\nSTATUS=serving");
 }
 
 /// A reload starts (systemd wants the monotonic time with it).
-pub fn reloading() {
+pub(crate) fn reloading() {
     send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
 }
 
 /// Shutting down (draining).
-pub fn stopping() {
+pub(crate) fn stopping() {
     send("STOPPING=1");
 }
 
@@ -68,7 +68,7 @@ fn monotonic_usec() -> u64 {
 /// Whether stderr is the journal's stream: `$JOURNAL_STREAM` is `DEV:INO`
 /// of it (systemd.exec(5)). A stderr redirected elsewhere by the service
 /// itself no longer matches.
-pub fn stderr_is_journal() -> bool {
+pub(crate) fn stderr_is_journal() -> bool {
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
     let Some(v) = std::env::var_os("JOURNAL_STREAM") else {

@@ -55,7 +55,7 @@ static EMPTY_ENV: Mutex<Option<HashMap<u32, Instant>>> = Mutex::new(None);
 
 /// Make this process a child subreaper (Linux 3.4+). Call after any fork
 /// that daemonizes: the setting is not inherited.
-pub fn become_subreaper() -> io::Result<()> {
+pub(crate) fn become_subreaper() -> io::Result<()> {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers, reads
     // and writes no memory of ours, and only changes who inherits our
     // orphaned descendants.
@@ -68,7 +68,7 @@ pub fn become_subreaper() -> io::Result<()> {
 }
 
 /// A registered check process; deregisters on drop.
-pub struct Tracked(u32);
+pub(crate) struct Tracked(u32);
 
 impl Drop for Tracked {
     fn drop(&mut self) {
@@ -85,12 +85,12 @@ impl Drop for Tracked {
 }
 
 /// PATH of the commands balance runs (checks, lookups).
-pub const COMMAND_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const COMMAND_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `prog args` run directly: empty environment but [`COMMAND_PATH`],
 /// stdin and stderr to /dev/null, stdout as given, its own process group,
 /// killed if dropped while running.
-pub fn isolated(
+pub(crate) fn isolated(
     prog: &str,
     args: &[String],
     stdout: std::process::Stdio,
@@ -109,7 +109,7 @@ pub fn isolated(
 
 /// Kills a command's process group when dropped (a timeout, a
 /// cancellation, or done: whatever it left in its group goes with it).
-pub struct GroupKill(pub Option<u32>);
+pub(crate) struct GroupKill(pub(crate) Option<u32>);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
@@ -120,7 +120,7 @@ impl Drop for GroupKill {
 }
 
 /// Spawn a check and register its pid in one step.
-pub fn spawn(
+pub(crate) fn spawn(
     cmd: &mut tokio::process::Command,
 ) -> io::Result<(tokio::process::Child, Option<Tracked>)> {
     let mut g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,7 +134,7 @@ pub fn spawn(
 
 /// In the environment of the commands [`spawn_on_demand`] runs, with our
 /// pid as the value: the mark the sweep spares.
-pub const ON_DEMAND_ENV: &str = "BALANCE_ON_DEMAND";
+pub(crate) const ON_DEMAND_ENV: &str = "BALANCE_ON_DEMAND";
 
 /// Spawn a command that starts or stops a backend (`on_empty:`,
 /// `on_idle:`): run directly, environment `env` plus PATH
@@ -144,7 +144,7 @@ pub const ON_DEMAND_ENV: &str = "BALANCE_ON_DEMAND";
 /// terminal and process group), and never killed on drop. Registered as
 /// a running child like [`spawn`] (tokio reaps it); it and all it leaves
 /// are spared by every sweep.
-pub fn spawn_on_demand(
+pub(crate) fn spawn_on_demand(
     prog: &str,
     args: &[String],
     env: &[(&str, String)],
@@ -177,7 +177,7 @@ pub fn spawn_on_demand(
 /// Sweep whenever a child of ours ends (SIGCHLD), from now on: a backend
 /// an on-demand command left (our child since the command exited) is
 /// reaped soon after it stops. Started once; a no-op unless we reap.
-pub fn watch_adopted() {
+pub(crate) fn watch_adopted() {
     static STARTED: AtomicBool = AtomicBool::new(false);
     if !ENABLED.load(Ordering::SeqCst) || STARTED.swap(true, Ordering::SeqCst) {
         return;
@@ -201,7 +201,7 @@ pub fn watch_adopted() {
 /// sweeping. The successor (our child) and its own successors must not be
 /// adopted, and killed at exit, by this draining process: orphans go past
 /// it to init (or systemd) instead.
-pub fn stop_reaping() -> io::Result<()> {
+pub(crate) fn stop_reaping() -> io::Result<()> {
     ENABLED.store(false, Ordering::SeqCst);
     // SAFETY: as in `become_subreaper`, with 0: plain integers only.
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
@@ -213,7 +213,7 @@ pub fn stop_reaping() -> io::Result<()> {
 
 /// Spawn a successor (`upgrade`): no sweep kills it, now or at exit,
 /// until [`unspare`] (it failed and was reaped by the caller).
-pub fn spawn_successor(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
+pub(crate) fn spawn_successor(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
     // The same lock as the sweep's scan: never seen as a leftover.
     let _g = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
     let child = cmd.spawn()?;
@@ -225,7 +225,7 @@ pub fn spawn_successor(cmd: &mut std::process::Command) -> io::Result<std::proce
 }
 
 /// A successor that failed is an ordinary child again (once reaped).
-pub fn unspare(pid: u32) {
+pub(crate) fn unspare(pid: u32) {
     SPARED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -234,7 +234,7 @@ pub fn unspare(pid: u32) {
 
 /// After a check ended: sweep for leftovers soon (coalesced, at most one
 /// sweep per [`SWEEP_GAP`]).
-pub fn schedule_sweep() {
+pub(crate) fn schedule_sweep() {
     // Called from drop: outside a runtime (shutdown) there is nothing to
     // schedule on, and `kill_leftovers` runs at exit anyway.
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -259,7 +259,7 @@ pub fn schedule_sweep() {
 }
 
 /// On exit: kill every child and what it left, known or not, and reap.
-pub fn kill_leftovers() {
+pub(crate) fn kill_leftovers() {
     if ENABLED.load(Ordering::SeqCst) {
         sweep(true);
     }

@@ -8,14 +8,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// A non-blocking, close-on-exec pipe: `r` is the read end, `w` the write end.
 /// Both ends close when it is dropped.
 #[derive(Debug)]
-pub struct RawPipe {
-    pub r: OwnedFd,
-    pub w: OwnedFd,
+pub(crate) struct RawPipe {
+    pub(crate) r: OwnedFd,
+    pub(crate) w: OwnedFd,
 }
 
 impl RawPipe {
     /// `pipe2(O_NONBLOCK | O_CLOEXEC)`.
-    pub fn new() -> io::Result<RawPipe> {
+    pub(crate) fn new() -> io::Result<RawPipe> {
         let mut fds: [libc::c_int; 2] = [-1, -1];
         // SAFETY: `fds` is a valid, writable array of two c_ints, as pipe2
         // requires; the flags are plain constants.
@@ -32,7 +32,7 @@ impl RawPipe {
     /// Ask for a capacity of `bytes` (`F_SETPIPE_SZ`); returns the capacity
     /// the kernel granted (it rounds up to a power-of-two number of pages and
     /// may refuse beyond `/proc/sys/fs/pipe-max-size`).
-    pub fn set_size(&self, bytes: usize) -> io::Result<usize> {
+    pub(crate) fn set_size(&self, bytes: usize) -> io::Result<usize> {
         let arg = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
         // SAFETY: fcntl on an fd we own with an integer argument; no pointers.
         let rc = unsafe { libc::fcntl(self.w.as_raw_fd(), libc::F_SETPIPE_SZ, arg) };
@@ -44,7 +44,7 @@ impl RawPipe {
 
     /// `read(2)` from the read end: bytes left in the pipe when splice
     /// refuses the destination go out through a buffer instead.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for
         // the duration of the call; the fd is owned by `self`.
         let rc = unsafe { libc::read(self.r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -55,7 +55,8 @@ impl RawPipe {
     }
 
     /// The current capacity (`F_GETPIPE_SZ`).
-    pub fn size(&self) -> io::Result<usize> {
+    #[cfg(test)]
+    pub(crate) fn size(&self) -> io::Result<usize> {
         // SAFETY: fcntl on an fd we own; no pointers.
         let rc = unsafe { libc::fcntl(self.w.as_raw_fd(), libc::F_GETPIPE_SZ) };
         if rc < 0 {
@@ -69,7 +70,7 @@ impl RawPipe {
 /// moves up to `len` bytes. One of the two fds must be a pipe. `Ok(0)` from
 /// a socket means EOF. `WouldBlock` means the source is empty or the
 /// destination is full.
-pub fn splice(fd_in: RawFd, fd_out: RawFd, len: usize) -> io::Result<usize> {
+pub(crate) fn splice(fd_in: RawFd, fd_out: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: both offsets are NULL (no pointers are dereferenced); the fds
     // are borrowed from live owners for the duration of the call, and a bad
     // fd only yields EBADF.
@@ -91,7 +92,7 @@ pub fn splice(fd_in: RawFd, fd_out: RawFd, len: usize) -> io::Result<usize> {
 
 /// Errors that mean "splice does not work for these fds here", after which
 /// the caller copies through a buffer instead.
-pub fn is_unsupported(e: &io::Error) -> bool {
+pub(crate) fn is_unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)

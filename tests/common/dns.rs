@@ -123,7 +123,7 @@ fn answers(addr: IpAddr) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
-    let q = balance::fleet::etcd::srv::query(0x1234, "ready.test").expect("a query");
+    let q = balance::etcd::srv_query(0x1234, "ready.test").expect("a query");
     if s.send_to(&q, SocketAddr::new(addr, 53)).is_err() {
         return false;
     }

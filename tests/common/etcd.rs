@@ -16,8 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use balance::config::fleet::{FleetConfig, TlsFiles};
-use balance::fleet::etcd::{Access, Client, Kv};
+use balance::etcd::{Access, Client, FleetConfig, Kv, TlsFiles};
 
 use super::pki::Pki;
 use super::{IO_TIMEOUT, LOCALHOST_V4, TempDir, free_port, local, try_connect, wait_until};
@@ -330,7 +329,7 @@ impl Etcd {
             cfg.password_file = Some(root.clone());
         }
         cfg.load_files().expect("the harness's own TLS files");
-        balance::fleet::access(&cfg)
+        balance::etcd::access(&cfg)
     }
 
     /// `--fleet` / `endpoints:` text: the URLs joined by commas.

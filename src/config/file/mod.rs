@@ -28,7 +28,7 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// Read and parse a config file; `overlay` holds the command line's global
 /// options, which win over the file's where they were given.
-pub fn load(path: &Path, overlay: &Overlay) -> Result<Config, ConfigError> {
+pub(crate) fn load(path: &Path, overlay: &Overlay) -> Result<Config, ConfigError> {
     let read = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,

@@ -17,7 +17,7 @@ const MAX_PEM: u64 = 1 << 20;
 /// Read `files` (their bytes also into `digest`) into a client
 /// configuration: etcd's certificate checked against `ca`, and `cert` with
 /// `key` offered when etcd asks for a client certificate.
-pub fn load(
+pub(super) fn load(
     files: &TlsFiles,
     digest: &mut sha2::Sha256,
 ) -> Result<Arc<rustls::ClientConfig>, String> {

@@ -95,7 +95,7 @@ pub(super) fn unescape(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The shell balance.fm's `system()` runs, and so do we.
-pub const SHELL: &str = "/bin/sh";
+pub(super) const SHELL: &str = "/bin/sh";
 /// Longest `command=` line.
 const MAX_COMMAND: usize = 4096;
 

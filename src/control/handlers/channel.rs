@@ -17,7 +17,7 @@ use crate::pool::{Admin, Channel, Group};
 use crate::service::Service;
 
 /// The key a session's reference stands for (`cur`: its group).
-pub fn key(cur: usize, r: &ChanRef) -> ChannelKey {
+pub(crate) fn key(cur: usize, r: &ChanRef) -> ChannelKey {
     match r {
         ChanRef::Index(c) => ChannelKey::At {
             group: cur,
@@ -36,7 +36,7 @@ pub fn key(cur: usize, r: &ChanRef) -> ChannelKey {
 }
 
 /// The one channel `r` names, or the error line.
-pub fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<Arc<Channel>, String> {
+pub(crate) fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<Arc<Channel>, String> {
     operator::find(groups, &key(cur, r))
         .and_then(|(_, chans)| {
             let first = chans.into_iter().next();
@@ -46,7 +46,7 @@ pub fn find(groups: &[Arc<Group>], cur: usize, r: &ChanRef) -> Result<Arc<Channe
 }
 
 /// The group key a session's reference stands for (`cur`: its group).
-pub fn group_key(cur: usize, g: GroupRef) -> GroupKey {
+pub(crate) fn group_key(cur: usize, g: GroupRef) -> GroupKey {
     match g {
         GroupRef::Current => GroupKey::Index(cur),
         GroupRef::Key(k) => k,
@@ -55,7 +55,7 @@ pub fn group_key(cur: usize, g: GroupRef) -> GroupKey {
 
 /// Apply one change for a session whose current group is `cur` (`binds`:
 /// what `assign`/`create` must not point at, see [`resolve`]).
-pub async fn run(
+pub(crate) async fn run(
     svc: &Service,
     cur: usize,
     op: &ControlOp,
@@ -121,7 +121,7 @@ fn before_resolving(
 /// The op with its new address resolved, not a listener of this process
 /// (`binds`: name and address of each, this listener first); or the error
 /// line.
-pub async fn resolve(
+pub(crate) async fn resolve(
     op: OperatorOp<ChannelKey, GroupKey, Endpoint>,
     binds: &[(String, SocketAddr)],
 ) -> Result<OperatorOp, String> {
@@ -224,7 +224,7 @@ fn label(cur: usize, r: Option<&ChanRef>, h: &Hit) -> String {
 }
 
 /// `fleet spin on [MAX]`: until when (unix ms) every instance holds.
-pub fn spin_until(svc: &Service, s: SpinSet) -> Option<std::time::SystemTime> {
+pub(crate) fn spin_until(svc: &Service, s: SpinSet) -> Option<std::time::SystemTime> {
     match s {
         SpinSet::For(max) => {
             let max = max

@@ -18,7 +18,7 @@ use crate::fleet::{Fleet, now_ms};
 use crate::operator::{self, ChannelKey, Endpoint, GroupKey, OpError, OperatorOp, Outcome};
 use crate::service::fleet::Member;
 
-pub async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
+pub(crate) async fn run(ctl: &Control, cur: usize, cmd: &FleetCmd) -> Reply {
     let Some(fleet) = &ctl.fleet else {
         return Reply::err("fleet mode is off: start balance with --fleet or fleet: in the config");
     };
@@ -120,7 +120,10 @@ async fn members(fleet: &Fleet, name: &str) -> Reply {
 }
 
 /// The registered members, and the ids known but not registered.
-pub async fn roll(fleet: &Fleet, name: &str) -> Result<(Vec<Member>, Vec<String>), EtcdError> {
+pub(crate) async fn roll(
+    fleet: &Fleet,
+    name: &str,
+) -> Result<(Vec<Member>, Vec<String>), EtcdError> {
     let prefix = fleet.svc_key(name, "members/");
     let live = decode(&prefix, &fleet.client.get_prefix(&prefix).await?.0);
     let kprefix = fleet.svc_key(name, "known/");

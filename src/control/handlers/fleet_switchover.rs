@@ -35,7 +35,7 @@ use crate::service::Service;
 use crate::service::ending::{END_WAIT, GRACE};
 
 /// How long members may take to end their sessions and acknowledge.
-pub const ACK_WAIT: Duration = Duration::from_secs(GRACE.as_secs() + END_WAIT.as_secs() + 2);
+pub(crate) const ACK_WAIT: Duration = Duration::from_secs(GRACE.as_secs() + END_WAIT.as_secs() + 2);
 /// The record's lease: a dead initiator releases everyone within this.
 const RECORD_TTL: Duration = Duration::from_secs(2);
 const KEEPALIVE: Duration = Duration::from_millis(500);
@@ -55,7 +55,7 @@ struct Keys {
 }
 
 /// Run `sw` (planned by [`crate::operator::apply`]) on every instance.
-pub async fn run(svc: &Service, fleet: &Arc<Fleet>, sw: Switch) -> Reply {
+pub(crate) async fn run(svc: &Service, fleet: &Arc<Fleet>, sw: Switch) -> Reply {
     let Switch { plan, limit, .. } = sw;
     if let Err(why) = plan.verifiable().await {
         return Reply::err(format!("fleet switchover refused: {why}"));

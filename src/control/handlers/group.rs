@@ -9,7 +9,7 @@ use crate::pool::Group;
 use crate::service::Service;
 
 /// `group N` / `group NAME`: make it the session's current group.
-pub fn select(groups: &[Arc<Group>], cur: &mut usize, g: &GroupKey) -> Reply {
+pub(crate) fn select(groups: &[Arc<Group>], cur: &mut usize, g: &GroupKey) -> Reply {
     let found = match g {
         // One past the last group is allowed: `create` starts it.
         GroupKey::Index(i) if *i <= groups.len() => Ok(*i),
@@ -29,7 +29,7 @@ pub fn select(groups: &[Arc<Group>], cur: &mut usize, g: &GroupKey) -> Reply {
 }
 
 /// `monitor show` (balance.fm's answer).
-pub fn monitor_show(svc: &Service) -> Reply {
+pub(crate) fn monitor_show(svc: &Service) -> Reply {
     if svc.cfg.monitor.is_none() {
         return Reply::line("no monitor configured");
     }
@@ -44,7 +44,7 @@ pub fn monitor_show(svc: &Service) -> Reply {
 }
 
 /// `spin`: the operator hold now.
-pub fn spin_show(svc: &Service) -> Reply {
+pub(crate) fn spin_show(svc: &Service) -> Reply {
     let hold = &svc.ops.hold;
     Reply::line(match hold.until() {
         Some(t) => format!(

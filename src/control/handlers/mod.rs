@@ -15,10 +15,10 @@
 //! Every handler returns the [`Reply`](crate::control::reply::Reply) the
 //! session sends back; none of them logs or persists (the caller does).
 
-pub mod channel;
-pub mod fleet;
-pub mod fleet_switchover;
-pub mod group;
-pub mod process;
-pub mod show;
-pub mod switchover;
+pub(crate) mod channel;
+pub(crate) mod fleet;
+pub(crate) mod fleet_switchover;
+pub(crate) mod group;
+pub(crate) mod process;
+pub(crate) mod show;
+pub(crate) mod switchover;

@@ -6,13 +6,13 @@ use crate::control::reload::ReloadError;
 use crate::control::reply::Reply;
 
 /// `kill`: the same graceful shutdown as SIGTERM.
-pub fn kill(ctl: &Control) -> Reply {
+pub(crate) fn kill(ctl: &Control) -> Reply {
     ctl.shutdown.cancel();
     Reply::bye(vec!["shutting down".into()])
 }
 
 /// `reload`: ask the supervisor to re-read the config file.
-pub async fn reload(ctl: &Control) -> Reply {
+pub(crate) async fn reload(ctl: &Control) -> Reply {
     match ctl.reload.reload().await {
         Ok(summary) => Reply::line(format!("reloaded: {summary}")),
         Err(e @ ReloadError::Incomplete(_)) => Reply::err(format!("reload incomplete: {e}")),
@@ -21,7 +21,7 @@ pub async fn reload(ctl: &Control) -> Reply {
 }
 
 /// `state save`: write the state file now.
-pub async fn state_save(ctl: &Control) -> Reply {
+pub(crate) async fn state_save(ctl: &Control) -> Reply {
     match &ctl.state {
         None => Reply::err("no state file (start with --state-file PATH)"),
         Some(st) => match ctl.save().await {
@@ -33,7 +33,7 @@ pub async fn state_save(ctl: &Control) -> Reply {
 
 /// `upgrade [PATH]`: the supervisor starts the new binary and hands it
 /// the sockets; the answer is its pid, or why this process keeps serving.
-pub async fn upgrade(ctl: &Control, path: Option<std::path::PathBuf>) -> Reply {
+pub(crate) async fn upgrade(ctl: &Control, path: Option<std::path::PathBuf>) -> Reply {
     match ctl.upgrade.upgrade(path).await {
         Ok(pid) => Reply::bye(vec![format!(
             "upgraded: pid {pid} serves now; this process (pid {}) finishes its connections",

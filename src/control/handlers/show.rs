@@ -9,11 +9,11 @@ use crate::pool::Group;
 use crate::render::{self, ChannelView, ListenerView, Pipes};
 use crate::service::Service;
 
-pub use crate::render::show::Mrtg;
+pub(crate) use crate::render::show::Mrtg;
 
 /// balance.fm's three lines. There is no compiled-in table size: the
 /// limits shown are the largest indexes the commands accept.
-pub fn version() -> Reply {
+pub(crate) fn version() -> Reply {
     let max = crate::control::commands::MAX_INDEX;
     Reply::ok(vec![
         format!("  This is balance {}", env!("CARGO_PKG_VERSION")),
@@ -24,7 +24,7 @@ pub fn version() -> Reply {
 
 /// `show`: balance's table, the group serving now (several groups), and
 /// in fleet mode one line on the fleet.
-pub fn table(groups: &[Arc<Group>], svc: &Service) -> Reply {
+pub(crate) fn table(groups: &[Arc<Group>], svc: &Service) -> Reply {
     let mut lines = render::show::table(&render::channels(groups));
     lines.extend(render::show::serving_line(&ListenerView::of(svc)));
     if svc.fleet.enabled() {
@@ -34,12 +34,12 @@ pub fn table(groups: &[Arc<Group>], svc: &Service) -> Reply {
 }
 
 /// `show json`: one line, every field.
-pub fn json(svc: &Service) -> Reply {
+pub(crate) fn json(svc: &Service) -> Reply {
     Reply::line(render::show::json(&ListenerView::of(svc), Pipes::now()))
 }
 
 /// `mrtg-bytes G C` / `mrtg-conns G C`.
-pub fn mrtg(ctl: &Control, groups: &[Arc<Group>], g: usize, c: usize, what: Mrtg) -> Reply {
+pub(crate) fn mrtg(ctl: &Control, groups: &[Arc<Group>], g: usize, c: usize, what: Mrtg) -> Reply {
     let Some(grp) = groups.get(g) else {
         return Reply::err(format!("unknown group {g}"));
     };
@@ -52,7 +52,7 @@ pub fn mrtg(ctl: &Control, groups: &[Arc<Group>], g: usize, c: usize, what: Mrtg
 
 /// `route KEY`: the decision for a key, with its source (a lookup it
 /// needs is made and counted; hits and misses are not).
-pub async fn route(svc: &Service, key: &str) -> Reply {
+pub(crate) async fn route(svc: &Service, key: &str) -> Reply {
     let Some(r) = &svc.route else {
         return Reply::err("this listener has no route: (see route: in the config file)");
     };

@@ -11,7 +11,7 @@ use crate::control::reply::Reply;
 use crate::operator::switchover::{SwitchFailed, Switched};
 
 /// The reply to a switchover from group `from` to group `to`.
-pub fn render(
+pub(crate) fn render(
     from: usize,
     to: usize,
     grace: Duration,

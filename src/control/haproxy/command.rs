@@ -9,14 +9,14 @@ use crate::pool::Admin;
 
 /// `backend/server` as written: a name or `#ID` on each side.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrvRef {
-    pub backend: String,
-    pub server: String,
+pub(crate) struct SrvRef {
+    pub(crate) backend: String,
+    pub(crate) server: String,
 }
 
 /// A change to one server, through the operator model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     Admin(Admin),
     Weight(WeightSet),
     Health(bool),
@@ -26,18 +26,18 @@ pub enum Change {
 
 /// What `show stat` dumps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatFilter {
-    pub typed: bool,
+pub(crate) struct StatFilter {
+    pub(crate) typed: bool,
     /// `up`: only servers that are up (and the frontends and backends).
-    pub up: bool,
+    pub(crate) up: bool,
     /// `no-maint`: no server in maintenance.
-    pub no_maint: bool,
+    pub(crate) no_maint: bool,
     /// `<iid>`: one proxy (-1: all).
-    pub iid: i64,
+    pub(crate) iid: i64,
     /// `<type>`: 1 frontends, 2 backends, 4 servers, ORed (-1: all).
-    pub kinds: i64,
+    pub(crate) kinds: i64,
     /// `<sid>`: one server (-1: all).
-    pub sid: i64,
+    pub(crate) sid: i64,
 }
 
 impl Default for StatFilter {
@@ -54,7 +54,7 @@ impl Default for StatFilter {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// An empty command (nothing between two `;`).
     Nop,
     Help(Vec<String>),
@@ -76,7 +76,7 @@ pub enum Cmd {
 const MAX: u32 = crate::operator::MAX_WEIGHT;
 
 /// Parse one command (words separated by blanks).
-pub fn parse(text: &str) -> Result<Cmd, String> {
+pub(crate) fn parse(text: &str) -> Result<Cmd, String> {
     let w: Vec<&str> = text.split_whitespace().collect();
     let srv = |i: usize| srv_ref(w.get(i).copied());
     Ok(match w.as_slice() {
@@ -216,7 +216,7 @@ fn stat_filter(words: &[&str]) -> StatFilter {
 }
 
 /// The commands that work here, in HAProxy's help layout.
-pub const HELP: &[(&str, &str)] = &[
+pub(crate) const HELP: &[(&str, &str)] = &[
     ("disable health <bk>/<srv>", "disable health checks"),
     (
         "disable server <bk>/<srv>",
@@ -271,7 +271,7 @@ fn help_line(usage: &str, what: &str) -> String {
 }
 
 /// `help [WORDS]`: every command, or those starting with WORDS.
-pub fn help(words: &[String]) -> String {
+pub(crate) fn help(words: &[String]) -> String {
     let mut out = String::from("The following commands are valid at this level:\n");
     for (u, w) in matching(words.iter().map(String::as_str)) {
         out.push_str(&help_line(u, w));

@@ -20,9 +20,9 @@
 //! ones); who may connect: our uid and root, and with `group` and a mode
 //! that lets the group write, that group's members (peer credentials).
 
-pub mod command;
-pub mod run;
-pub mod stat;
+pub(crate) mod command;
+pub(crate) mod run;
+pub(crate) mod stat;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,33 +42,33 @@ use crate::control::server::{
 use crate::slots::Slots;
 use run::{Effect, Runtime};
 
-pub use run::Runtime as Context;
+pub(crate) use run::Runtime as Context;
 
 /// HAProxy's interactive prompt.
 const PROMPT: &str = "> ";
 
 /// The running socket; it is removed when `stop` is cancelled.
-pub struct Handle {
-    pub path: PathBuf,
+pub(crate) struct Handle {
+    pub(crate) path: PathBuf,
     task: tokio::task::JoinHandle<()>,
     fds: Arc<server::HandoverFds>,
 }
 
 impl Handle {
     /// The socket and lock file an `upgrade` hands over.
-    pub fn handover_fds(&self) -> Arc<server::HandoverFds> {
+    pub(crate) fn handover_fds(&self) -> Arc<server::HandoverFds> {
         Arc::clone(&self.fds)
     }
 
     /// Wait until the socket is closed and removed.
-    pub async fn join(self) {
+    pub(crate) async fn join(self) {
         let _ = self.task.await;
     }
 }
 
 /// Checks before daemonizing, creating nothing: the path is free (or a
 /// stale socket) and the group exists.
-pub fn check(cfg: &HaproxySocket, run_dir: &Path) -> Result<(), String> {
+pub(crate) fn check(cfg: &HaproxySocket, run_dir: &Path) -> Result<(), String> {
     let named = |e: String| format!("haproxy socket {}: {e}", cfg.path.display());
     if let Some(g) = &cfg.group {
         crate::sys::lookup_group(g).map_err(|e| named(format!("group {g}: {e}")))?;
@@ -88,17 +88,17 @@ fn why(path: &Path, e: &io::Error) -> String {
 }
 
 /// What [`spawn`] binds or adopts, and how it ends.
-pub struct Start {
+pub(crate) struct Start {
     /// The previous process's socket at the path (`upgrade`): served
     /// instead of binding.
-    pub inherited: Option<server::Inherited>,
+    pub(crate) inherited: Option<server::Inherited>,
     /// Once handed over by `upgrade`, the files stay (the successor's).
-    pub keep: crate::control::upgrade::UpgradeHandle,
-    pub stop: CancellationToken,
+    pub(crate) keep: crate::control::upgrade::UpgradeHandle,
+    pub(crate) stop: CancellationToken,
 }
 
 /// Bind the socket (or serve the inherited one) until `stop` is cancelled.
-pub fn spawn(cfg: &HaproxySocket, rt: Runtime, start: Start) -> io::Result<Handle> {
+pub(crate) fn spawn(cfg: &HaproxySocket, rt: Runtime, start: Start) -> io::Result<Handle> {
     let gid = match &cfg.group {
         Some(g) => Some(
             crate::sys::lookup_group(g)
@@ -140,7 +140,7 @@ struct Server {
 }
 
 impl Runtime {
-    pub fn new(
+    pub(crate) fn new(
         registry: crate::registry::Registry,
         state: Option<Arc<crate::control::StateFile>>,
         maxconn: usize,

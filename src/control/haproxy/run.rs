@@ -18,19 +18,19 @@ use crate::render::{ListenerView, Pipes};
 use crate::service::Service;
 
 /// What every session of the socket shares.
-pub struct Runtime {
-    pub registry: Registry,
-    pub state: Option<Arc<StateFile>>,
+pub(crate) struct Runtime {
+    pub(crate) registry: Registry,
+    pub(crate) state: Option<Arc<StateFile>>,
     /// The process's connection limit (`show info`'s Maxconn).
-    pub maxconn: usize,
-    pub threads: usize,
-    pub started: Instant,
+    pub(crate) maxconn: usize,
+    pub(crate) threads: usize,
+    pub(crate) started: Instant,
     /// Serializes changes between sessions.
-    pub write: tokio::sync::Mutex<()>,
+    pub(crate) write: tokio::sync::Mutex<()>,
 }
 
 /// What one command did to the session.
-pub enum Effect {
+pub(crate) enum Effect {
     None,
     Prompt,
     Quit,
@@ -44,7 +44,7 @@ impl Runtime {
     /// Run `cmd` for peer `uid`; its output (each line ending in a newline,
     /// without the empty line that ends every answer) and what it does to
     /// the session.
-    pub async fn run(&self, cmd: Cmd, uid: u32) -> (String, Effect) {
+    pub(crate) async fn run(&self, cmd: Cmd, uid: u32) -> (String, Effect) {
         let out = match cmd {
             Cmd::Nop => String::new(),
             Cmd::Prompt => return (String::new(), Effect::Prompt),

@@ -21,7 +21,7 @@ use super::command::StatFilter;
 /// a tool that reads a column by its position finds it where HAProxy
 /// puts it. Columns we have no value for stay empty, as HAProxy leaves
 /// them.
-pub const COLUMNS: &[&str] = &[
+pub(crate) const COLUMNS: &[&str] = &[
     "pxname",
     "svname",
     "qcur",
@@ -128,24 +128,24 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 /// One listener as the runtime API sees it.
-pub struct Proxy<'a> {
+pub(crate) struct Proxy<'a> {
     /// Proxy id (1-based place in the configuration).
-    pub iid: usize,
-    pub view: &'a ListenerView,
+    pub(crate) iid: usize,
+    pub(crate) view: &'a ListenerView,
     /// Health checks configured (`-m` / `monitor:`), and whether they
     /// are application-level (HAProxy's `L7` codes) rather than a connect.
-    pub checks: Option<Checks>,
+    pub(crate) checks: Option<Checks>,
     /// Process uptime (`lastchg` of what never changed).
-    pub uptime: Duration,
+    pub(crate) uptime: Duration,
     /// Seconds since each channel's health last changed (by place).
-    pub changed: Vec<Option<Duration>>,
+    pub(crate) changed: Vec<Option<Duration>>,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Checks {
-    pub layer7: bool,
-    pub rise: u32,
-    pub fall: u32,
+pub(crate) struct Checks {
+    pub(crate) layer7: bool,
+    pub(crate) rise: u32,
+    pub(crate) fall: u32,
 }
 
 /// A row: the non-empty values by column.
@@ -156,7 +156,7 @@ fn n(v: impl std::fmt::Display) -> String {
 }
 
 /// The server's `status`: UP, DOWN, MAINT, DRAIN or `no check`.
-pub fn status(c: &ChannelView, checks: bool) -> &'static str {
+pub(crate) fn status(c: &ChannelView, checks: bool) -> &'static str {
     match (c.admin, c.up) {
         (Admin::Disabled, _) => "MAINT",
         (Admin::Drain, true) => "DRAIN",
@@ -339,7 +339,7 @@ fn typed_lines(
 }
 
 /// `show stat`.
-pub fn show_stat(proxies: &[Proxy<'_>], f: &StatFilter) -> String {
+pub(crate) fn show_stat(proxies: &[Proxy<'_>], f: &StatFilter) -> String {
     let mut out = String::new();
     if !f.typed {
         out.push_str("# ");
@@ -383,7 +383,7 @@ pub fn show_stat(proxies: &[Proxy<'_>], f: &StatFilter) -> String {
 }
 
 /// `show servers state [B]` (format version 1).
-pub fn servers_state(proxies: &[Proxy<'_>]) -> String {
+pub(crate) fn servers_state(proxies: &[Proxy<'_>]) -> String {
     let mut out = String::from(
         "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n",
     );
@@ -447,7 +447,7 @@ pub fn servers_state(proxies: &[Proxy<'_>]) -> String {
 }
 
 /// `show backend`.
-pub fn backends(proxies: &[Proxy<'_>]) -> String {
+pub(crate) fn backends(proxies: &[Proxy<'_>]) -> String {
     let mut out = String::from("# name\n");
     for p in proxies {
         out.push_str(&p.view.name);
@@ -457,31 +457,31 @@ pub fn backends(proxies: &[Proxy<'_>]) -> String {
 }
 
 /// What `show info` reports about the process.
-pub struct Info {
-    pub version: String,
-    pub pid: u32,
-    pub uptime: Duration,
-    pub threads: usize,
-    pub nofile: u64,
-    pub maxconn: usize,
-    pub curr_conns: u64,
-    pub cum_conns: u64,
-    pub pipes_used: u64,
-    pub pipes_free: u64,
-    pub tasks: usize,
-    pub run_queue: usize,
-    pub node: String,
+pub(crate) struct Info {
+    pub(crate) version: String,
+    pub(crate) pid: u32,
+    pub(crate) uptime: Duration,
+    pub(crate) threads: usize,
+    pub(crate) nofile: u64,
+    pub(crate) maxconn: usize,
+    pub(crate) curr_conns: u64,
+    pub(crate) cum_conns: u64,
+    pub(crate) pipes_used: u64,
+    pub(crate) pipes_free: u64,
+    pub(crate) tasks: usize,
+    pub(crate) run_queue: usize,
+    pub(crate) node: String,
 }
 
 /// The `Version:` we report: HAProxy's runtime API level we speak (2.6),
 /// then ours, so that tools which parse HAProxy's `MAJOR.MINOR` accept it
 /// and a human sees what answers.
-pub fn version(ours: &str) -> String {
+pub(crate) fn version(ours: &str) -> String {
     format!("2.6.0-balance-{ours}")
 }
 
 /// `show info [typed]`.
-pub fn info(i: &Info, typed: bool) -> String {
+pub(crate) fn info(i: &Info, typed: bool) -> String {
     let up = i.uptime.as_secs();
     let fields: Vec<(&str, &str, String)> = vec![
         ("Name", "POS:str", "HAProxy".into()),

@@ -16,9 +16,11 @@ use tokio::net::TcpStream;
 use super::EtcdError;
 use super::stream::Stream;
 
-/// The largest reply body read; a larger one is not read on (the
-/// connection is closed) and is an [`EtcdError::TooLarge`].
-pub const MAX_REPLY_BYTES: usize = 4 << 20;
+/// The largest reply body read (also the largest watch message, after
+/// huge values are dropped); a larger one is not read on (the connection
+/// is closed) and is an [`EtcdError::TooLarge`]; a range over it is read
+/// again in parts, see [`super::Client::get_prefix`].
+pub(crate) const MAX_REPLY_BYTES: usize = 4 << 20;
 /// TCP keepalive on every connection to etcd.
 const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -41,17 +43,17 @@ impl Drop for Conn {
 /// What every request of a client carries: the TLS settings of its
 /// `https://` endpoints and etcd's auth token.
 #[derive(Clone, Default)]
-pub struct Via {
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub token: Option<Arc<str>>,
+pub(super) struct Via {
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) token: Option<Arc<str>>,
 }
 
 /// One `http://host:port` or `https://host:port` endpoint.
-pub struct Endpoint {
+pub(super) struct Endpoint {
     /// As configured, for messages.
-    pub url: String,
+    pub(crate) url: String,
     /// `host:port`.
-    pub authority: String,
+    pub(crate) authority: String,
     /// `https://`: the name its certificate must carry.
     tls_name: Option<rustls::pki_types::ServerName<'static>>,
     idle: Mutex<Vec<(Sender, Conn)>>,
@@ -60,7 +62,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parse `http://host:port` or `https://host:port` (a trailing `/`
     /// allowed).
-    pub fn parse(url: &str) -> Result<Endpoint, EtcdError> {
+    pub(super) fn parse(url: &str) -> Result<Endpoint, EtcdError> {
         let bad = |why: &str| EtcdError::Config(format!("bad etcd endpoint {url:?}: {why}"));
         let (rest, tls) = match url.strip_prefix("https://") {
             Some(rest) => (rest, true),
@@ -90,12 +92,12 @@ impl Endpoint {
     }
 
     /// Whether this is an `https://` endpoint.
-    pub fn is_tls(&self) -> bool {
+    pub(super) fn is_tls(&self) -> bool {
         self.tls_name.is_some()
     }
 
     /// Close the kept idle connections (the TLS settings changed).
-    pub fn forget_idle(&self) {
+    pub(super) fn forget_idle(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
@@ -158,7 +160,7 @@ impl Endpoint {
 
     /// POST `body` to `path`; the status and the whole reply body. A kept
     /// idle connection is reused; a fresh one is opened otherwise.
-    pub async fn post(
+    pub(super) async fn post(
         &self,
         path: &str,
         body: &serde_json::Value,
@@ -192,7 +194,7 @@ impl Endpoint {
 
     /// POST on a connection of its own and hand back the streaming reply
     /// (a watch).
-    pub async fn stream(
+    pub(super) async fn stream(
         &self,
         path: &str,
         body: &serde_json::Value,

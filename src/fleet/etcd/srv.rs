@@ -23,7 +23,7 @@ const MAX_ENDPOINTS: usize = 16;
 
 /// The SRV name looked up for `domain`: `_etcd-client-ssl._tcp` with TLS,
 /// `_etcd-client._tcp` without.
-pub fn service_name(domain: &str, tls: bool) -> String {
+pub(crate) fn service_name(domain: &str, tls: bool) -> String {
     let domain = domain.trim_end_matches('.');
     if tls {
         format!("_etcd-client-ssl._tcp.{domain}")
@@ -34,7 +34,7 @@ pub fn service_name(domain: &str, tls: bool) -> String {
 
 /// The endpoint URLs `domain` announces (see the module doc), each name
 /// server of /etc/resolv.conf asked within `timeout`.
-pub async fn discover(
+pub(crate) async fn discover(
     domain: &str,
     tls: bool,
     timeout: Duration,
@@ -52,7 +52,7 @@ pub async fn discover(
 }
 
 /// [`discover`] asking `servers`.
-pub async fn discover_via(
+pub(crate) async fn discover_via(
     domain: &str,
     tls: bool,
     servers: &[SocketAddr],
@@ -93,7 +93,7 @@ fn url(scheme: &str, host: &str, port: u16) -> String {
 }
 
 /// The `nameserver` addresses of a resolv.conf (port 53), at most three.
-pub fn nameservers(conf: &str) -> Vec<SocketAddr> {
+pub(crate) fn nameservers(conf: &str) -> Vec<SocketAddr> {
     conf.lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
@@ -108,11 +108,11 @@ pub fn nameservers(conf: &str) -> Vec<SocketAddr> {
 
 /// One SRV record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Srv {
-    pub priority: u16,
-    pub weight: u16,
-    pub port: u16,
-    pub target: String,
+pub(crate) struct Srv {
+    pub(crate) priority: u16,
+    pub(crate) weight: u16,
+    pub(crate) port: u16,
+    pub(crate) target: String,
 }
 
 /// Ask `server` for the SRV records of `name`: over UDP, again over TCP
@@ -191,7 +191,7 @@ pub fn query(id: u16, name: &str) -> Result<Vec<u8>, String> {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Parse {
+pub(crate) enum Parse {
     Truncated,
     Bad(String),
 }
@@ -206,7 +206,7 @@ impl std::fmt::Display for Parse {
 }
 
 /// The SRV records of a reply to query `id` (sorted; see [`ask`]).
-pub fn parse(msg: &[u8], id: u16) -> Result<Vec<Srv>, Parse> {
+pub(crate) fn parse(msg: &[u8], id: u16) -> Result<Vec<Srv>, Parse> {
     let bad = |s: &str| Parse::Bad(format!("bad DNS reply: {s}"));
     if msg.len() < 12 {
         return Err(bad("too short"));

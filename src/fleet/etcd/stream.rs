@@ -6,13 +6,13 @@
 
 /// The longest string kept: a value of [`super::MAX_VALUE`] bytes in
 /// base64, and some.
-pub const MAX_STRING: usize = super::MAX_VALUE / 3 * 4 + 8;
+pub(super) const MAX_STRING: usize = super::MAX_VALUE / 3 * 4 + 8;
 /// What a longer string reads as (never base64, so never a key or value).
-pub const REFUSED: &str = "!";
+pub(super) const REFUSED: &str = "!";
 
 /// The state between two chunks.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Stream {
+pub(super) struct Stream {
     depth: u32,
     in_str: bool,
     esc: bool,
@@ -27,7 +27,11 @@ impl Stream {
     /// [`MAX_STRING`]; stop after the end of a top-level object or array:
     /// `Some(n)` = the first `n` bytes of `input` ended one (the state is
     /// ready for the next). Err on a byte outside any object.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Option<usize>, String> {
+    pub(super) fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<usize>, String> {
         let mut i = 0;
         while i < input.len() {
             if self.in_str {

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use super::stream::REFUSED;
 use super::{EtcdError, Event, Kv, MAX_VALUE, oversize, refused};
 
-pub fn b64(bytes: &[u8]) -> String {
+pub(super) fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
-pub fn unb64_key(s: &str) -> Result<Vec<u8>, EtcdError> {
+pub(super) fn unb64_key(s: &str) -> Result<Vec<u8>, EtcdError> {
     unb64(s, "key")
 }
 
@@ -27,7 +27,7 @@ fn unb64(s: &str, what: &str) -> Result<Vec<u8>, EtcdError> {
 /// The end of the key range that holds every key starting with `prefix`
 /// (etcd's `range_end`: the prefix with its last byte below 0xff plus one;
 /// `\0` = every key when the prefix is empty or all 0xff).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -41,7 +41,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// An int64 the gateway sends as a string (proto3 JSON), or a number;
 /// absent means 0.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct I64(pub i64);
+pub(super) struct I64(pub(crate) i64);
 
 impl<'de> Deserialize<'de> for I64 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<I64, D::Error> {
@@ -63,24 +63,24 @@ impl<'de> Deserialize<'de> for I64 {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Header {
-    pub revision: I64,
+pub(super) struct Header {
+    pub(crate) revision: I64,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawKv {
-    pub key: String,
-    pub value: String,
-    pub create_revision: I64,
-    pub mod_revision: I64,
-    pub lease: I64,
+pub(super) struct RawKv {
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) create_revision: I64,
+    pub(crate) mod_revision: I64,
+    pub(crate) lease: I64,
 }
 
 impl RawKv {
     /// The key; a value over [`MAX_VALUE`] is refused (counted, logged) and
     /// comes out empty, which no reader of the fleet's keys accepts.
-    pub fn decode(&self) -> Result<Kv, EtcdError> {
+    pub(super) fn decode(&self) -> Result<Kv, EtcdError> {
         // A key too long to keep (see `stream`) is no key of the fleet's.
         let key = if self.key == REFUSED {
             Vec::new()
@@ -118,70 +118,70 @@ impl RawKv {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RangeReply {
-    pub header: Header,
-    pub kvs: Vec<RawKv>,
+pub(super) struct RangeReply {
+    pub(crate) header: Header,
+    pub(crate) kvs: Vec<RawKv>,
     /// More keys than the request's limit.
-    pub more: bool,
+    pub(crate) more: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RevReply {
-    pub header: Header,
+pub(super) struct RevReply {
+    pub(crate) header: Header,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct TxnReply {
-    pub header: Header,
-    pub succeeded: bool,
+pub(super) struct TxnReply {
+    pub(crate) header: Header,
+    pub(crate) succeeded: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct LeaseReply {
+pub(super) struct LeaseReply {
     #[serde(rename = "ID")]
-    pub id: I64,
+    pub(crate) id: I64,
     #[serde(rename = "TTL")]
-    pub ttl: I64,
+    pub(crate) ttl: I64,
 }
 
 /// `/v3/auth/authenticate`'s reply.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct AuthReply {
-    pub token: String,
+pub(super) struct AuthReply {
+    pub(crate) token: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Streamed<T> {
-    pub result: Option<T>,
-    pub error: Option<Value>,
+pub(super) struct Streamed<T> {
+    pub(crate) result: Option<T>,
+    pub(crate) error: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawEvent {
+pub(super) struct RawEvent {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub kv: RawKv,
+    pub(crate) kind: String,
+    pub(crate) kv: RawKv,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct WatchReply {
-    pub header: Header,
-    pub created: bool,
-    pub canceled: bool,
-    pub compact_revision: I64,
-    pub cancel_reason: String,
-    pub events: Vec<RawEvent>,
+pub(super) struct WatchReply {
+    pub(crate) header: Header,
+    pub(crate) created: bool,
+    pub(crate) canceled: bool,
+    pub(crate) compact_revision: I64,
+    pub(crate) cancel_reason: String,
+    pub(crate) events: Vec<RawEvent>,
 }
 
 impl WatchReply {
-    pub fn decode_events(&self) -> Result<Vec<Event>, EtcdError> {
+    pub(super) fn decode_events(&self) -> Result<Vec<Event>, EtcdError> {
         self.events
             .iter()
             .map(|e| {
@@ -199,13 +199,13 @@ impl WatchReply {
 }
 
 /// Decode a whole reply body into `T`.
-pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, EtcdError> {
+pub(super) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, EtcdError> {
     serde_json::from_slice(body).map_err(|e| EtcdError::Reply(format!("bad reply: {e}")))
 }
 
 /// The gateway's error object (`{"error":..,"message":..,"code":N}`), as
 /// (gRPC code, message), if `body` is one.
-pub fn grpc_error(body: &[u8]) -> Option<(i64, String)> {
+pub(super) fn grpc_error(body: &[u8]) -> Option<(i64, String)> {
     #[derive(Deserialize)]
     struct E {
         #[serde(default)]
@@ -224,7 +224,7 @@ pub fn grpc_error(body: &[u8]) -> Option<(i64, String)> {
     (e.code != 0 || !msg.is_empty()).then_some((e.code, msg))
 }
 
-pub fn put_body(key: &[u8], value: &[u8], lease: Option<i64>) -> Value {
+pub(super) fn put_body(key: &[u8], value: &[u8], lease: Option<i64>) -> Value {
     let mut v = json!({"key": b64(key), "value": b64(value)});
     if let Some(l) = lease {
         v["lease"] = json!(l.to_string());
@@ -233,7 +233,7 @@ pub fn put_body(key: &[u8], value: &[u8], lease: Option<i64>) -> Value {
 }
 
 /// A txn with one comparison on `key` and one request on success.
-pub fn txn_body(key: &[u8], target: &str, field: &str, value: i64, success: Value) -> Value {
+pub(super) fn txn_body(key: &[u8], target: &str, field: &str, value: i64, success: Value) -> Value {
     json!({
         "compare": [{"key": b64(key), "target": target, "result": "EQUAL", field: value.to_string()}],
         "success": [success],

@@ -2,6 +2,6 @@
 
 use super::{Ctx, tcp};
 
-pub async fn run(ctx: &Ctx) -> Result<(), String> {
+pub(crate) async fn run(ctx: &Ctx) -> Result<(), String> {
     tcp(ctx.addr, ctx.dial()).await.map(drop)
 }

@@ -28,7 +28,12 @@ impl Drop for SweepOnDrop {
     }
 }
 
-pub async fn run(argv: &[String], pass: &[i32], ctx: &Ctx, t: Duration) -> Result<(), String> {
+pub(crate) async fn run(
+    argv: &[String],
+    pass: &[i32],
+    ctx: &Ctx,
+    t: Duration,
+) -> Result<(), String> {
     let host = ctx.addr.ip().to_string();
     if !host
         .bytes()

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Ctx, MAX_REPLY, contains, escape, read_until, tcp};
 
-pub async fn run(
+pub(crate) async fn run(
     ctx: &Ctx,
     path: &str,
     port: Option<u16>,

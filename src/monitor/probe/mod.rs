@@ -7,12 +7,12 @@
 //! Replies are untrusted: at most [`MAX_REPLY`] bytes are read, always under
 //! a timeout, and backend bytes are escaped before they reach a reason.
 
-pub mod connect;
-pub mod exec;
-pub mod http;
-pub mod mysql;
-pub mod redis;
-pub mod sendexpect;
+pub(crate) mod connect;
+pub(crate) mod exec;
+pub(crate) mod http;
+pub(crate) mod mysql;
+pub(crate) mod redis;
+pub(crate) mod sendexpect;
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,32 +33,32 @@ const EXEC_SLACK: Duration = Duration::from_secs(2);
 
 /// What a probe runs against: one resolved address of a channel.
 #[derive(Debug, Clone)]
-pub struct Ctx {
-    pub addr: SocketAddr,
+pub(crate) struct Ctx {
+    pub(crate) addr: SocketAddr,
     /// The channel's configured host (name or IP), for `Host:`.
-    pub host: String,
-    pub group: usize,
-    pub index: usize,
+    pub(crate) host: String,
+    pub(crate) group: usize,
+    pub(crate) index: usize,
     /// `-B`: probes leave from the same source address as traffic (it
     /// matters for MySQL grants such as 'chk'@'10.0.0.5').
-    pub source: Option<std::net::IpAddr>,
+    pub(crate) source: Option<std::net::IpAddr>,
     /// Not in the group traffic starts from (the failback floor): the
     /// catch-up gate applies even while the primary is reachable.
-    pub backup: bool,
+    pub(crate) backup: bool,
     /// The serving writer of a fenced failover chain: judged as a primary
     /// (login, `read_only=`), its own replication only warned about.
-    pub primary: bool,
+    pub(crate) primary: bool,
     /// The channel's connection still waiting for a greeting, if the check
     /// keeps one (`mysql`).
-    pub pending: Option<std::sync::Arc<Pending>>,
+    pub(crate) pending: Option<std::sync::Arc<Pending>>,
     /// The channel's `proxy_protocol`: its checks send the matching
     /// header with no client behind it (`PROXY UNKNOWN`, v2 LOCAL).
-    pub proxy: Option<ProxyVersion>,
+    pub(crate) proxy: Option<ProxyVersion>,
 }
 
 impl Ctx {
     /// How this channel's checks connect to its address.
-    pub fn dial(&self) -> Dial {
+    pub(crate) fn dial(&self) -> Dial {
         Dial {
             source: self.source,
             proxy: self.proxy,
@@ -70,17 +70,17 @@ impl Ctx {
 /// with which PROXY header first (the channel's `proxy_protocol`, so a
 /// backend that requires the header accepts its checks).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Dial {
-    pub source: Option<std::net::IpAddr>,
-    pub proxy: Option<ProxyVersion>,
+pub(crate) struct Dial {
+    pub(crate) source: Option<std::net::IpAddr>,
+    pub(crate) proxy: Option<ProxyVersion>,
 }
 
 /// Where a probed channel stands in its listener (see [`Ctx`]).
 #[derive(Debug, Clone)]
-pub struct Place {
-    pub backup: bool,
-    pub primary: bool,
-    pub pending: Option<std::sync::Arc<Pending>>,
+pub(crate) struct Place {
+    pub(crate) backup: bool,
+    pub(crate) primary: bool,
+    pub(crate) pending: Option<std::sync::Arc<Pending>>,
 }
 
 /// A connection a check opened whose server has not greeted it yet (it
@@ -89,14 +89,14 @@ pub struct Place {
 /// another, so a hung server finds one connection when it resumes, greets
 /// it and sees a clean login, instead of one aborted handshake per check.
 /// Kept at most [`PENDING_MAX`].
-pub type Pending = tokio::sync::Mutex<Option<Parked>>;
+pub(crate) type Pending = tokio::sync::Mutex<Option<Parked>>;
 
 /// How long a connection may wait for its greeting across checks.
-pub const PENDING_MAX: Duration = Duration::from_secs(60);
+pub(crate) const PENDING_MAX: Duration = Duration::from_secs(60);
 
 /// See [`Pending`].
 #[derive(Debug)]
-pub struct Parked {
+pub(crate) struct Parked {
     addr: SocketAddr,
     since: std::time::Instant,
     stream: TcpStream,
@@ -104,7 +104,7 @@ pub struct Parked {
 
 /// Why a probe did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
+pub(crate) enum Finding {
     /// The check failed (the text names the check and why).
     Failed(String),
     /// The server answered that it is full (MySQL 1040 too many
@@ -140,9 +140,9 @@ impl From<&str> for Finding {
 
 /// What a probe chain found: its verdict and what it learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probed {
-    pub result: Result<(), Finding>,
-    pub facts: Facts,
+pub(crate) struct Probed {
+    pub(crate) result: Result<(), Finding>,
+    pub(crate) facts: Facts,
 }
 
 impl From<Result<(), Finding>> for Probed {
@@ -156,7 +156,7 @@ impl From<Result<(), Finding>> for Probed {
 
 /// Run the checks in order; the first failure stops the chain. Each check
 /// is bounded by its own timeout (`None` = `default_timeout`).
-pub async fn run_chain(checks: &[Check], ctx: &Ctx, default_timeout: Duration) -> Probed {
+pub(crate) async fn run_chain(checks: &[Check], ctx: &Ctx, default_timeout: Duration) -> Probed {
     let mut facts = Facts::default();
     let result = chain(checks, ctx, default_timeout, &mut facts).await;
     Probed { result, facts }
@@ -222,7 +222,7 @@ async fn chain(
     Ok(())
 }
 
-pub fn fmt_dur(d: Duration) -> String {
+pub(crate) fn fmt_dur(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {
@@ -232,7 +232,7 @@ pub fn fmt_dur(d: Duration) -> String {
 
 /// Connect to `addr` (from `dial.source` if set), then send the PROXY
 /// header `dial.proxy` asks for; errors as short reasons.
-pub async fn tcp(addr: SocketAddr, dial: Dial) -> Result<TcpStream, String> {
+pub(crate) async fn tcp(addr: SocketAddr, dial: Dial) -> Result<TcpStream, String> {
     let Dial { source, proxy } = dial;
     let sock = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
@@ -255,7 +255,7 @@ pub async fn tcp(addr: SocketAddr, dial: Dial) -> Result<TcpStream, String> {
     Ok(s)
 }
 
-pub fn io_reason(e: &io::Error) -> String {
+pub(crate) fn io_reason(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::ConnectionReset => "connection reset".into(),
@@ -266,7 +266,7 @@ pub fn io_reason(e: &io::Error) -> String {
 
 /// Read into `buf` until `done(buf)` holds, EOF, or [`MAX_REPLY`] bytes.
 /// Returns whether EOF was reached.
-pub async fn read_until(
+pub(crate) async fn read_until(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,
     done: impl Fn(&[u8]) -> bool,
@@ -288,7 +288,7 @@ pub async fn read_until(
 
 /// Backend bytes made safe for logs: printable ASCII kept, the rest as
 /// `\xNN`, capped.
-pub fn escape(b: &[u8]) -> String {
+pub(crate) fn escape(b: &[u8]) -> String {
     const CAP: usize = 64;
     let mut out = String::new();
     for &c in b.iter().take(CAP) {
@@ -307,7 +307,7 @@ pub fn escape(b: &[u8]) -> String {
 }
 
 /// Substring search (linear enough for ≤ 16 KiB replies and short needles).
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 

@@ -29,20 +29,20 @@ const COM_QUIT: u8 = 0x01;
 
 /// Server errors that mean "full", not "down": 1040 too many connections,
 /// 1129 host blocked (too many connection errors).
-pub const FULL_ERRORS: [u16; 2] = [1040, 1129];
+pub(crate) const FULL_ERRORS: [u16; 2] = [1040, 1129];
 
 /// What a logged-in check asks the server besides the login.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Role {
+pub(crate) struct Role {
     /// `read_only=0|1`: `@@read_only` must match.
-    pub read_only: Option<bool>,
+    pub(crate) read_only: Option<bool>,
     /// `max_lag=D`: replication checks and the catch-up gate.
-    pub max_lag: Option<Duration>,
+    pub(crate) max_lag: Option<Duration>,
 }
 
 /// The check; with `max_lag`, a replica's lag (seconds, when known) is
 /// noted in `facts` whatever the outcome.
-pub async fn run(
+pub(crate) async fn run(
     ctx: &Ctx,
     user: Option<&str>,
     password: Option<&str>,
@@ -67,7 +67,7 @@ pub async fn run(
 
 /// Log in as `user` and run one query; its first value (NULL as empty).
 /// For the control socket's `switchover` (GTID positions).
-pub async fn value(
+pub(crate) async fn value(
     addr: std::net::SocketAddr,
     dial: super::Dial,
     user: &str,
@@ -90,7 +90,7 @@ pub async fn value(
 }
 
 /// MariaDB GTID positions: how many transactions of `wanted` `have` lacks.
-pub use replica::gtid_behind;
+pub(crate) use replica::gtid_behind;
 
 /// COM_QUIT, then let the server close first, briefly: it counts no
 /// aborted connection.
@@ -320,15 +320,15 @@ pub fn parse_greeting(p: &[u8]) -> Result<u32, String> {
 
 /// What the login needs from a greeting.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Greeting {
-    pub caps: u32,
+pub(crate) struct Greeting {
+    pub(crate) caps: u32,
     /// The 20-byte nonce (auth data parts 1 and 2, without the NUL).
-    pub scramble: Vec<u8>,
+    pub(crate) scramble: Vec<u8>,
     /// The server's default auth plugin (empty if not announced).
-    pub plugin: String,
+    pub(crate) plugin: String,
 }
 
-pub fn parse_greeting_full(p: &[u8]) -> Result<Greeting, String> {
+pub(crate) fn parse_greeting_full(p: &[u8]) -> Result<Greeting, String> {
     match p.first() {
         Some(0xff) => Err(error_reason(p)),
         Some(0x0a) => {
@@ -372,7 +372,7 @@ pub fn parse_greeting_full(p: &[u8]) -> Result<Greeting, String> {
 }
 
 /// An error packet as a finding: full (1040, 1129) or failed.
-pub fn error_finding(p: &[u8]) -> Finding {
+pub(crate) fn error_finding(p: &[u8]) -> Finding {
     let reason = error_reason(p);
     match le16(p, 1) {
         Some(code) if FULL_ERRORS.contains(&code) => Finding::Full(reason),

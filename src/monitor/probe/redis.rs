@@ -96,7 +96,7 @@ fn parse_at(buf: &[u8], depth: usize) -> Option<Result<(Value, usize), String>> 
 }
 
 /// The check.
-pub async fn run(
+pub(crate) async fn run(
     ctx: &Ctx,
     password: Option<&str>,
     role: Option<RedisRole>,
@@ -173,7 +173,7 @@ async fn command(s: &mut TcpStream, args: &[&[u8]]) -> Result<Value, String> {
 }
 
 /// A command as a RESP array of bulk strings.
-pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn encode(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());

@@ -5,7 +5,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Ctx, MAX_REPLY, contains, escape, read_until, tcp};
 
-pub async fn run(ctx: &Ctx, send: &[u8], expect: &[u8]) -> Result<(), String> {
+pub(crate) async fn run(ctx: &Ctx, send: &[u8], expect: &[u8]) -> Result<(), String> {
     let mut s = tcp(ctx.addr, ctx.dial()).await?;
     s.write_all(send)
         .await

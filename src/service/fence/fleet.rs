@@ -21,69 +21,69 @@ use tokio::sync::Notify;
 
 /// What `show json` and metrics show of a listener's fleet fence.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FleetFenceView {
+pub(crate) struct FleetFenceView {
     /// The group the fleet decided (the record in etcd), once read.
-    pub decided: Option<usize>,
+    pub(crate) decided: Option<usize>,
     /// The record's etcd revision (the fleet fence's epoch).
-    pub epoch: i64,
+    pub(crate) epoch: i64,
     /// Whether this member may send clients to the decided group now
     /// (every live member acknowledged it).
-    pub granted: bool,
+    pub(crate) granted: bool,
     /// Live members that have not acknowledged the decided group yet.
-    pub waiting_for: Vec<String>,
+    pub(crate) waiting_for: Vec<String>,
     /// Fleet fences completed here (moves granted after the first).
-    pub fences: u64,
+    pub(crate) fences: u64,
     /// Times this member fenced itself after losing etcd.
-    pub self_fences: u64,
+    pub(crate) self_fences: u64,
     /// The last completed move.
-    pub last: Option<LastFence>,
+    pub(crate) last: Option<LastFence>,
 }
 
 /// One completed fleet fence, as this member saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastFence {
-    pub from: Option<usize>,
-    pub to: usize,
+pub(crate) struct LastFence {
+    pub(crate) from: Option<usize>,
+    pub(crate) to: usize,
     /// Members that acknowledged.
-    pub members: usize,
+    pub(crate) members: usize,
     /// Sessions reset on the other groups, all members together.
-    pub reset: u64,
+    pub(crate) reset: u64,
     /// From the decision seen here to the grant.
-    pub held_ms: u64,
+    pub(crate) held_ms: u64,
     /// When it was granted (unix ms).
-    pub at_ms: u64,
+    pub(crate) at_ms: u64,
 }
 
 /// The fleet side of one listener's fence.
 #[derive(Debug, Default)]
-pub struct FleetGate {
+pub(crate) struct FleetGate {
     /// Fleet fence tasks running for the listener (a reload starts the
     /// new one before the old one stops): moves need a grant while > 0.
     tasks: AtomicU32,
     /// How long a connect waits for a grant before it is held (ms).
     wait_ms: AtomicU64,
     /// Wakes the fleet task: a connect waits for a group not granted.
-    pub asked: Notify,
+    pub(crate) asked: Notify,
     /// Wakes waiting connects: a group was granted.
-    pub granted: Notify,
+    pub(crate) granted: Notify,
     view: Mutex<FleetFenceView>,
 }
 
 impl FleetGate {
     /// Whether moves need the fleet's grant.
-    pub fn on(&self) -> bool {
+    pub(crate) fn on(&self) -> bool {
         self.tasks.load(Acquire) > 0
     }
 
     /// A fleet fence task starts; connects wait for grants at most `wait`.
-    pub fn start(&self, wait: Duration) {
+    pub(crate) fn start(&self, wait: Duration) {
         self.wait_ms
             .store(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), Relaxed);
         self.tasks.fetch_add(1, AcqRel);
     }
 
     /// A fleet fence task stopped.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let _ = self
             .tasks
             .fetch_update(AcqRel, Acquire, |n| Some(n.saturating_sub(1)));
@@ -91,16 +91,16 @@ impl FleetGate {
     }
 
     /// The bound on one connect's wait for a grant.
-    pub fn wait(&self) -> Duration {
+    pub(crate) fn wait(&self) -> Duration {
         Duration::from_millis(self.wait_ms.load(Relaxed))
     }
 
-    pub fn view(&self) -> FleetFenceView {
+    pub(crate) fn view(&self) -> FleetFenceView {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Change the view (the fleet task only).
-    pub fn update(&self, f: impl FnOnce(&mut FleetFenceView)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut FleetFenceView)) {
         f(&mut self.view.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }

@@ -38,7 +38,7 @@ pub(super) fn auth_switch(p: &[u8]) -> Result<(&'static str, &[u8]), String> {
 /// The auth response for `plugin` (empty for an empty password):
 /// native: SHA1(pw) XOR SHA1(scramble + SHA1(SHA1(pw)));
 /// caching_sha2 (fast path): SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + scramble).
-pub fn scramble(plugin: &str, password: &str, nonce: &[u8]) -> Vec<u8> {
+pub(super) fn scramble(plugin: &str, password: &str, nonce: &[u8]) -> Vec<u8> {
     use sha1::Digest;
     if password.is_empty() {
         return Vec::new();

@@ -12,21 +12,21 @@ use crate::monitor::probe::{Finding, escape};
 
 const COM_QUERY: u8 = 0x03;
 /// Most columns accepted (`SHOW ALL SLAVES STATUS` has about 70).
-pub const MAX_COLUMNS: usize = 256;
+pub(super) const MAX_COLUMNS: usize = 256;
 /// Most rows accepted (one per replication source).
-pub const MAX_ROWS: usize = 64;
+pub(super) const MAX_ROWS: usize = 64;
 
 /// A text resultset: column names and rows of optional (NULL) values.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Rows {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<String>>>,
+pub(super) struct Rows {
+    pub(crate) columns: Vec<String>,
+    pub(crate) rows: Vec<Vec<Option<String>>>,
 }
 
 impl Rows {
     /// Row `r`'s value of the first column named any of `names` (MariaDB
     /// and MySQL 8 spell some differently); `None` for NULL or absent.
-    pub fn get(&self, r: usize, names: &[&str]) -> Option<&str> {
+    pub(super) fn get(&self, r: usize, names: &[&str]) -> Option<&str> {
         let row = self.rows.get(r)?;
         let i = self
             .columns
@@ -48,7 +48,7 @@ enum Stage {
 /// Feed the answer's packets in order; [`Resultset::feed`] returns the
 /// rows once complete.
 #[derive(Debug)]
-pub struct Resultset {
+pub(super) struct Resultset {
     stage: Stage,
     out: Rows,
 }
@@ -63,7 +63,7 @@ impl Default for Resultset {
 }
 
 impl Resultset {
-    pub fn feed(&mut self, p: &[u8]) -> Result<Option<Rows>, Finding> {
+    pub(super) fn feed(&mut self, p: &[u8]) -> Result<Option<Rows>, Finding> {
         if p.first() == Some(&0xff) {
             return Err(error_finding(p));
         }
@@ -130,7 +130,7 @@ impl Resultset {
 }
 
 /// Run `sql` and read its whole answer.
-pub async fn query(s: &mut TcpStream, sql: &str) -> Result<Rows, Finding> {
+pub(super) async fn query(s: &mut TcpStream, sql: &str) -> Result<Rows, Finding> {
     let mut p = Vec::with_capacity(1 + sql.len());
     p.push(COM_QUERY);
     p.extend_from_slice(sql.as_bytes());
@@ -156,7 +156,7 @@ fn is_eof(p: &[u8]) -> bool {
 }
 
 /// A length-encoded integer and the bytes it took.
-pub fn lenenc(p: &[u8]) -> Option<(u64, usize)> {
+pub(super) fn lenenc(p: &[u8]) -> Option<(u64, usize)> {
     let width = match *p.first()? {
         b @ 0..=0xfa => return Some((u64::from(b), 1)),
         0xfc => 2,

@@ -11,7 +11,7 @@ use crate::monitor::probe::{Finding, escape, fmt_dur};
 
 /// What a replica check concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     /// Fine; its lag in seconds if the server knows it (NULL when its IO
     /// thread is not connected, or not a replica).
     Ok { lag: Option<u64> },
@@ -23,7 +23,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn into_finding(self) -> Result<Option<u64>, Finding> {
+    pub(super) fn into_finding(self) -> Result<Option<u64>, Finding> {
         match self {
             Verdict::Ok { lag } => Ok(lag),
             Verdict::CatchingUp(r) => Err(Finding::CatchingUp(r)),
@@ -33,7 +33,7 @@ impl Verdict {
 }
 
 /// `SELECT @@read_only` against the wanted value.
-pub fn read_only(rows: &Rows, want: bool) -> Result<(), Finding> {
+pub(super) fn read_only(rows: &Rows, want: bool) -> Result<(), Finding> {
     let got = rows
         .rows
         .first()
@@ -59,7 +59,7 @@ pub fn read_only(rows: &Rows, want: bool) -> Result<(), Finding> {
 
 /// The largest lag any source reports while its IO thread is connected
 /// (the server says NULL otherwise), for the gauge.
-pub fn lag(rows: &Rows) -> Option<u64> {
+pub(super) fn lag(rows: &Rows) -> Option<u64> {
     (0..rows.rows.len())
         .filter(|&r| rows.get(r, &["Slave_IO_Running", "Replica_IO_Running"]) == Some("Yes"))
         .filter_map(|r| {
@@ -73,7 +73,7 @@ pub fn lag(rows: &Rows) -> Option<u64> {
 /// replica, fine. `gtid_slave_pos` is MariaDB's applied position (also in
 /// `SHOW ALL SLAVES STATUS`'s `Gtid_Slave_Pos` column); `backup` says the
 /// catch-up gate applies even while the primary is reachable.
-pub fn judge(
+pub(super) fn judge(
     rows: &Rows,
     gtid_slave_pos: Option<&str>,
     max_lag: Duration,
@@ -157,7 +157,7 @@ fn judge_row(
 /// both are known, else by binlog coordinates (received
 /// `Master_Log_File`:`Read_Master_Log_Pos` vs applied
 /// `Relay_Master_Log_File`:`Exec_Master_Log_Pos`).
-pub fn backlog(rows: &Rows, r: usize, gtid_slave_pos: Option<&str>) -> Option<String> {
+pub(super) fn backlog(rows: &Rows, r: usize, gtid_slave_pos: Option<&str>) -> Option<String> {
     let get = |names: &[&str]| rows.get(r, names);
     let io_pos = get(&["Gtid_IO_Pos"]).filter(|p| !p.trim().is_empty());
     let slave_pos = gtid_slave_pos.or_else(|| get(&["Gtid_Slave_Pos"]));
@@ -187,7 +187,7 @@ pub fn backlog(rows: &Rows, r: usize, gtid_slave_pos: Option<&str>) -> Option<St
 
 /// Transactions in `received` (a MariaDB GTID list `domain-server-seq,...`)
 /// beyond `applied`, summed over domains. Unparsable entries are skipped.
-pub fn gtid_behind(received: &str, applied: &str) -> u64 {
+pub(crate) fn gtid_behind(received: &str, applied: &str) -> u64 {
     let parse = |s: &str| -> Vec<(u32, u64)> {
         s.split(',')
             .take(256)
