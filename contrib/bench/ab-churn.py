@@ -9,65 +9,13 @@ builds of balance apart: only the proxy's own CPU is counted, per round.
 
 Usage: ab-churn.py A_BIN B_BIN [CONNECTIONS [ROUNDS]]
 Python 3 stdlib, taskset."""
-import os, socket, subprocess, sys, threading, time, statistics
+import os, socket, subprocess, sys, time, statistics
+
+from churnlib import backend, churn, cpu, free
 
 A, B = sys.argv[1], sys.argv[2]
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
 ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 10
-CLIENTS = 8
-
-
-def backend():
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(('127.0.0.1', 0))
-    s.listen(1024)
-
-    def serve(c):
-        try:
-            if c.recv(1):
-                c.sendall(b'x')
-        finally:
-            c.close()
-
-    def loop():
-        while True:
-            c, _ = s.accept()
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-    threading.Thread(target=loop, daemon=True).start()
-    return s.getsockname()[1]
-
-
-def free():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu(pid):
-    f = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
-
-
-def churn(port, n):
-    per = n // CLIENTS
-
-    def one():
-        for _ in range(per):
-            c = socket.create_connection(('127.0.0.1', port))
-            c.sendall(b'x')
-            assert c.recv(1) == b'x'
-            c.close()
-
-    ts = [threading.Thread(target=one) for _ in range(CLIENTS)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return per * CLIENTS
 
 
 def start(binary, bport):
@@ -83,17 +31,17 @@ def start(binary, bport):
     sys.exit(f'{binary} did not start')
 
 
-bport = backend()
+bport = backend(b'x')
 os.sched_setaffinity(0, {0})
 procs = {'A': start(A, bport), 'B': start(B, bport)}
 for p, port in procs.values():
-    churn(port, 800)  # warm-up
+    churn(port, 800, b'x')  # warm-up
 res = {'A': [], 'B': []}
 for r in range(ROUNDS):
     for name in ('A', 'B') if r % 2 == 0 else ('B', 'A'):
         p, port = procs[name]
         c0 = cpu(p.pid)
-        n = churn(port, N)
+        n = churn(port, N, b'x')
         res[name].append((cpu(p.pid) - c0) / n * 1e6)
 for p, _ in procs.values():
     p.terminate()

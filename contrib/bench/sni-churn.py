@@ -10,56 +10,16 @@ Usage: sni-churn.py BALANCE_BIN HELLO_FILE [CONNECTIONS [ROUNDS]]
 HELLO_FILE: a ClientHello naming app.example.com, e.g.
 fuzz/corpus/sni/seed-openssl-sni (captured from
 `openssl s_client -servername app.example.com`). Python 3 stdlib, taskset."""
-import os, socket, subprocess, sys, threading, time, statistics
+import os, socket, subprocess, sys, time, statistics
+
+from churnlib import backend, churn, cpu, free
 
 BIN = sys.argv[1]
 HELLO = open(sys.argv[2], 'rb').read()
 N = int(sys.argv[3]) if len(sys.argv) > 3 else 4000
 ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 5
-CLIENTS = 8
 
-def backend():
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(('127.0.0.1', 0)); s.listen(1024)
-    def loop():
-        while True:
-            c, _ = s.accept()
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-    def serve(c):
-        try:
-            got = 0
-            while got < len(HELLO):
-                d = c.recv(65536)
-                if not d: break
-                got += len(d)
-            c.sendall(b'x')
-        finally:
-            c.close()
-    threading.Thread(target=loop, daemon=True).start()
-    return s.getsockname()[1]
-
-def free():
-    s = socket.socket(); s.bind(('127.0.0.1', 0)); p = s.getsockname()[1]; s.close(); return p
-
-def cpu(pid):
-    f = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
-
-def churn(port, n):
-    per = n // CLIENTS
-    def one():
-        for _ in range(per):
-            c = socket.create_connection(('127.0.0.1', port))
-            c.sendall(HELLO)
-            assert c.recv(1) == b'x'
-            c.close()
-    ts = [threading.Thread(target=one) for _ in range(CLIENTS)]
-    t0 = time.time()
-    for t in ts: t.start()
-    for t in ts: t.join()
-    return per * CLIENTS, time.time() - t0
-
-bport = backend()
+bport = backend(HELLO)
 plain, routed = free(), free()
 cfg = f'''listeners:
   - name: plain
@@ -87,11 +47,11 @@ for _ in range(100):
     try:
         socket.create_connection(('127.0.0.1', routed)).close(); break
     except OSError: time.sleep(0.05)
-churn(plain, 800); churn(routed, 800)  # warm-up
+churn(plain, 800, HELLO); churn(routed, 800, HELLO)  # warm-up
 res = {'plain': [], 'routed': []}
 for r in range(ROUNDS):
     for name, port in ([('plain', plain), ('routed', routed)] if r % 2 == 0 else [('routed', routed), ('plain', plain)]):
-        c0 = cpu(p.pid); n, dt = churn(port, N); c1 = cpu(p.pid)
+        c0, t0 = cpu(p.pid), time.time(); n = churn(port, N, HELLO); c1, dt = cpu(p.pid), time.time() - t0
         res[name].append(((c1 - c0) / n * 1e6, n / dt))
 p.terminate(); p.wait()
 for name, v in res.items():
