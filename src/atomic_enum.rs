@@ -9,7 +9,10 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// An enum with a byte per variant (implemented by [`u8_enum!`]).
-pub(crate) trait U8Enum: Copy + Sized {
+pub(crate) trait U8Enum: Copy + Sized + 'static {
+    /// Every variant, in the order listed (the list is the macro's, which
+    /// the encoding match keeps complete).
+    const ALL: &'static [Self];
     fn to_u8(self) -> u8;
     /// The variant `v` encodes; `None` for a byte no variant has.
     fn from_u8(v: u8) -> Option<Self>;
@@ -21,6 +24,7 @@ pub(crate) trait U8Enum: Copy + Sized {
 macro_rules! u8_enum {
     ($ty:ident { $($var:ident = $n:literal),+ $(,)? }) => {
         impl $crate::atomic_enum::U8Enum for $ty {
+            const ALL: &'static [Self] = &[$($ty::$var),+];
             fn to_u8(self) -> u8 {
                 match self {
                     $($ty::$var => $n,)+

@@ -14,6 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::atomic_enum::{U8Enum, u8_enum};
+
 pub(crate) mod build;
 pub(crate) mod cidr;
 pub(crate) mod demand;
@@ -340,10 +342,16 @@ pub enum Policy {
     LeastConn,
 }
 
-impl Policy {
-    /// Every policy, for parsers and their error messages.
-    pub(crate) const ALL: [Policy; 3] = [Policy::RoundRobin, Policy::Hash, Policy::LeastConn];
+// The byte kept in an atomic (a group's policy can change at runtime),
+// and `Policy::ALL`: every policy, for parsers and their error messages
+// (a new variant is a compile error until it is listed here).
+u8_enum!(Policy {
+    RoundRobin = 0,
+    Hash = 1,
+    LeastConn = 2,
+});
 
+impl Policy {
     /// `show`'s `Type` column (balance's `RR` and `Hash`).
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -374,7 +382,7 @@ impl Policy {
 
     /// The policy named `w` (a [word](Policy::word)).
     pub(crate) fn from_word(w: &str) -> Option<Policy> {
-        Policy::ALL.into_iter().find(|p| p.word() == w)
+        Policy::ALL.iter().copied().find(|p| p.word() == w)
     }
 }
 

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use crate::atomic_enum::{AtomicEnum, u8_enum};
+use crate::atomic_enum::AtomicEnum;
 use crate::config::Policy;
 
 /// What selection reads of a channel.
@@ -112,12 +112,6 @@ impl Selector {
         }
     }
 }
-
-u8_enum!(Policy {
-    RoundRobin = 0,
-    Hash = 1,
-    LeastConn = 2,
-});
 
 /// Round robin over the eligible backends: the `tick()`-th one (modulo
 /// their count). `tick` is taken only when something is eligible.

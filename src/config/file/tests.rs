@@ -1,3 +1,4 @@
+use crate::atomic_enum::U8Enum;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -78,7 +79,7 @@ fn a_redis_check_with_its_password_file_and_role() {
 
 #[test]
 fn every_policy_word_is_a_group_policy() {
-    for p in Policy::ALL {
+    for &p in Policy::ALL {
         let text = MIN.replace(
             "      - channels",
             &format!("      - policy: {}\n        channels", p.word()),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::atomic_enum::U8Enum;
 
 fn ch(host: &str, port: u16) -> ChannelState {
     ChannelState {
@@ -157,7 +158,7 @@ fn a_state_file_in_the_string_policy_format_still_loads() {
 
 #[test]
 fn every_policy_is_stored_by_its_word() {
-    for p in Policy::ALL {
+    for &p in Policy::ALL {
         assert_eq!(
             serde_json::to_string(&p).unwrap(),
             format!("\"{}\"", p.word())

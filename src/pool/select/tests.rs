@@ -2,6 +2,7 @@
 //! style): given each candidate's state, weight and connections and the
 //! policy, the expected pick or failover order.
 
+use crate::atomic_enum::U8Enum;
 use std::cell::Cell;
 
 use super::*;
@@ -362,7 +363,7 @@ fn a_least_connections_group_rotates_its_ties_and_fails_over_in_order() {
 
 #[test]
 fn every_policy_survives_its_atomic_and_only_hash_limits_the_walk() {
-    for p in Policy::ALL {
+    for &p in Policy::ALL {
         let sel = Selector::new(Policy::RoundRobin, 1);
         sel.set_policy(p);
         assert_eq!(sel.policy(), p);
