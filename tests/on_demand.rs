@@ -272,6 +272,75 @@ fn on_idle_stops_the_group_once_idle_and_it_starts_again() {
     assert!(od["stops"].as_u64() >= Some(1), "{od}");
 }
 
+/// After `on_idle` stopped the backend (exit 0), the group's channel is
+/// down at once, though the checks alone (interval 2 s, fall 3) would take
+/// 6 s: a client arriving right then is held and served by a fresh start,
+/// never sent to the refusing port.
+#[test]
+fn a_client_right_after_on_idle_is_held_and_starts_the_group_again() {
+    if !have_socat() {
+        return skip_without("socat");
+    }
+    let dir = TempDir::new("ondemand-stopped");
+    let bport = free_port(LOCALHOST_V4);
+    let start = start_script(dir.path(), bport);
+    let stop = stop_script(dir.path());
+    let _cleanup = KillOnDrop(dir.join("backend.pid"));
+    let after = Duration::from_secs(1);
+    let tick = (after / 10).max(Duration::from_millis(100));
+    let interval = Duration::from_secs(2);
+    let timeout = Duration::from_secs(10);
+    let run_dir = TempDir::new("ondemand-run");
+    let b = Balance::config(1, |p| {
+        format!(
+            "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"], timeout: {}s}}\n        on_idle: {{after: {}ms, argv: [\"{stop}\"]}}\n\
+             \x20   monitor:\n      interval: {}s\n      rise: 1\n      fall: 3\n      checks:\n        - connect: {{ timeout: 1s }}\n",
+            p[0],
+            timeout.as_secs(),
+            after.as_millis(),
+            interval.as_secs()
+        )
+    })
+    .run_dir(run_dir.path())
+    .start();
+    let od = |b: &Balance| b.json()["groups"][0]["on_demand"].clone();
+    let stopped = |b: &Balance, n: u64| {
+        // The counter moves after the channels went down.
+        wait_until("on_idle to have run", after + tick + SLACK, || {
+            od(b)["stops"].as_u64() >= Some(n)
+        })
+        .unwrap();
+        let v = b.json();
+        assert_eq!(v["channels"][0]["up"], false, "down at once: {v}");
+        assert_eq!(v["groups"][0]["on_demand"]["stops"], n, "{v}");
+        assert_eq!(v["groups"][0]["on_demand"]["stop_failures"], 0, "{v}");
+    };
+    // Loaded with nothing running: idle from the start, stopped once
+    // after `after` (no backend to kill; the script exits 0), and the
+    // channel is down long before the checks' 6 s.
+    stopped(&b, 1);
+    assert!(b.wait_log("on_idle: the group is stopped", 1, SLACK));
+    assert!(b.has("channel down (dis): stopped by on_idle"));
+    echo_through(b.addr, b"first\n", timeout + SLACK).unwrap();
+    assert_eq!(lines(&dir.join("runs")), 1);
+    let backend = pid_in(&dir.join("backend.pid")).expect("backend pid");
+
+    // Idle again: on_idle kills the backend; the next client comes at once.
+    stopped(&b, 2);
+    if let Err(e) = echo_through(b.addr, b"second\n", timeout + SLACK) {
+        panic!("{e}\n{}\nruns={}", b.stderr(), lines(&dir.join("runs")));
+    }
+    assert_eq!(lines(&dir.join("runs")), 2, "a fresh start");
+    wait_until("the stop to have killed the first backend", SLACK, || {
+        exited(backend)
+    })
+    .unwrap();
+    let v = od(&b);
+    assert_eq!(v["starts"], 2, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(b.count("on_idle: the group is stopped"), 2);
+}
+
 #[test]
 fn a_failing_or_hanging_start_sends_clients_on_after_the_timeout() {
     let dir = TempDir::new("ondemand-fail");
