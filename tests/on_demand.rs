@@ -341,6 +341,91 @@ fn a_client_right_after_on_idle_is_held_and_starts_the_group_again() {
     assert_eq!(b.count("on_idle: the group is stopped"), 2);
 }
 
+/// A reload that leaves the group's name, `on_empty` and `on_idle` as they
+/// were keeps its on-demand state (a running group is not started again);
+/// one that changes `on_empty`'s argv starts it afresh (`idle`, counters
+/// zero) while its channel, still up, keeps serving. The counters reach
+/// `/metrics` per listener and group, promtool-clean.
+#[test]
+fn a_reload_keeps_the_on_demand_state_unless_the_group_changed_and_metrics_show_it() {
+    if !have_socat() {
+        return skip_without("socat");
+    }
+    let dir = TempDir::new("ondemand-reload");
+    let bport = free_port(LOCALHOST_V4);
+    let start = start_script(dir.path(), bport);
+    let _cleanup = KillOnDrop(dir.join("backend.pid"));
+    let plain = Backend::tagged("plain");
+    let timeout = Duration::from_secs(10);
+    let yaml = |p: &[u16], extra: &str, arg: &str| {
+        format!(
+            "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n{extra}    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"{arg}], timeout: {}s}}\n{}\
+             \x20 - name: plain\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"{}\"]\n",
+            p[0],
+            timeout.as_secs(),
+            monitor(),
+            p[1],
+            plain.channel()
+        )
+    };
+    let run_dir = TempDir::new("ondemand-run");
+    let b = Balance::config(2, |p| yaml(p, "", ""))
+        .run_dir(run_dir.path())
+        .metrics()
+        .start();
+    let ports = b.ports().to_vec();
+    let metric = |name: &str| {
+        let text = scrape(b.metrics_port());
+        sample(&text, name, "listener=\"app\",group=\"app3\"")
+    };
+    wait_down(&b);
+    echo_through(b.addr, b"first\n", timeout + SLACK).unwrap();
+    assert!(b.wait_log("on_empty: the group is ready", 1, SLACK));
+
+    // The metrics after one start: one series per on-demand group only.
+    let text = scrape(b.metrics_port());
+    let l = "listener=\"app\",group=\"app3\"";
+    assert_eq!(sample(&text, "balance_group_starts_total", l), 1.0);
+    assert_eq!(sample(&text, "balance_group_start_failures_total", l), 0.0);
+    assert_eq!(sample(&text, "balance_group_stops_total", l), 0.0);
+    assert_eq!(sample(&text, "balance_group_stop_failures_total", l), 0.0);
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("balance_group_starts_total{"))
+        .count();
+    assert_eq!(series, 1, "no series for the plain listener:\n{text}");
+    assert!(text.contains("# TYPE balance_group_starts_total counter"));
+    if let Some(problems) = promtool_problems(&text) {
+        panic!("promtool: {problems}\n{text}");
+    }
+
+    // A reload that changes the listener but not the group: state kept.
+    let reload = |extra: &str, arg: &str, n: usize| {
+        std::fs::write(b.config_path(), yaml(&ports, extra, arg)).unwrap();
+        b.signal(libc::SIGHUP);
+        b.wait_running("the reload", || b.count("reload: ") >= n);
+        assert_eq!(b.count("1 changed, 1 unchanged"), n, "{}", b.stderr());
+    };
+    reload("    connect_timeout: 2s\n", "", 1);
+    let od = &b.json()["groups"][0]["on_demand"];
+    assert_eq!(od["state"], "running", "{od}");
+    assert_eq!(od["starts"], 1, "{od}");
+    echo_through(b.addr, b"kept\n", SLACK).unwrap();
+    assert_eq!(lines(&dir.join("runs")), 1, "not started again");
+    assert_eq!(metric("balance_group_starts_total"), 1.0);
+
+    // A reload that changes on_empty's argv: the state starts afresh; the
+    // channel (kept by name, up) serves without a start.
+    reload("    connect_timeout: 2s\n", ", \"again\"", 2);
+    let od = &b.json()["groups"][0]["on_demand"];
+    assert_eq!(od["state"], "idle", "{od}");
+    assert_eq!(od["starts"], 0, "{od}");
+    echo_through(b.addr, b"afresh\n", SLACK).unwrap();
+    assert_eq!(lines(&dir.join("runs")), 1, "served by the running backend");
+    assert_eq!(metric("balance_group_starts_total"), 0.0);
+    assert_eq!(b.count("on_empty: starting the group"), 1);
+}
+
 #[test]
 fn a_failing_or_hanging_start_sends_clients_on_after_the_timeout() {
     let dir = TempDir::new("ondemand-fail");
