@@ -335,3 +335,6 @@ fn mark_stopped(svc: &Service, g: usize, group: &Group) {
     info!(listener = %svc.cfg.name, group = %group.name(),
         "on_idle: the group is stopped; {down} channels taken down until their checks pass");
 }
+
+#[cfg(test)]
+mod tests;
