@@ -132,6 +132,48 @@ fn wait_down_on(b: &Balance, port: u16) {
     .unwrap();
 }
 
+/// An on-demand backend's scripts (start on `bport`, stop) and their
+/// records (`runs`, `stops`, `backend.pid`) in `dir`; the backend is
+/// killed on drop. [`IdleApp::start`] runs balance with both commands.
+struct IdleApp {
+    start: String,
+    stop: String,
+    bport: u16,
+    run_dir: TempDir,
+    _cleanup: KillOnDrop,
+    dir: TempDir,
+}
+
+impl IdleApp {
+    fn new(tag: &str) -> IdleApp {
+        let dir = TempDir::new(tag);
+        let bport = free_port(LOCALHOST_V4);
+        IdleApp {
+            start: start_script(dir.path(), bport),
+            stop: stop_script(dir.path()),
+            bport,
+            run_dir: TempDir::new("ondemand-run"),
+            _cleanup: KillOnDrop(dir.join("backend.pid")),
+            dir,
+        }
+    }
+
+    /// balance with the group as listener `app`, idle after `after`,
+    /// `monitor` its monitor block.
+    fn start(&self, after: Duration, monitor: &str) -> Balance {
+        let (bport, start, stop) = (self.bport, &self.start, &self.stop);
+        Balance::config(1, |p| {
+            format!(
+                "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"], timeout: 10s}}\n        on_idle: {{after: {}ms, argv: [\"{stop}\"]}}\n{monitor}",
+                p[0],
+                after.as_millis(),
+            )
+        })
+        .run_dir(self.run_dir.path())
+        .start()
+    }
+}
+
 /// Connect through balance, send `msg`, read it back (bounded by `limit`).
 fn echo_through(addr: std::net::SocketAddr, msg: &[u8], limit: Duration) -> std::io::Result<()> {
     let mut s = TcpStream::connect(addr)?;
@@ -148,16 +190,13 @@ fn one_start_for_twenty_clients_and_the_backend_outlives_sweeps_and_balance() {
     if !have_socat() {
         return skip_without("socat");
     }
-    let dir = TempDir::new("ondemand");
-    let bport = free_port(LOCALHOST_V4);
-    let start = start_script(dir.path(), bport);
-    let _cleanup = KillOnDrop(dir.join("backend.pid"));
+    let app = IdleApp::new("ondemand");
+    let (dir, bport, start) = (&app.dir, app.bport, &app.start);
     // A listener whose command check leaves a `setsid sleep` behind at
     // every probe: the sweep that kills those shows it ran.
     let other = Backend::tagged("other");
     let leftovers = dir.join("leftovers");
     let timeout = Duration::from_secs(10);
-    let run_dir = TempDir::new("ondemand-run");
     let b = Balance::config(2, |p| {
         format!(
             "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"], timeout: {}s}}\n{}\
@@ -170,7 +209,7 @@ fn one_start_for_twenty_clients_and_the_backend_outlives_sweeps_and_balance() {
             leftovers.display()
         )
     })
-    .run_dir(run_dir.path())
+    .run_dir(app.run_dir.path())
     .start();
     wait_down(&b);
 
@@ -228,23 +267,10 @@ fn on_idle_stops_the_group_once_idle_and_it_starts_again() {
     if !have_socat() {
         return skip_without("socat");
     }
-    let dir = TempDir::new("ondemand-idle");
-    let bport = free_port(LOCALHOST_V4);
-    let start = start_script(dir.path(), bport);
-    let stop = stop_script(dir.path());
-    let _cleanup = KillOnDrop(dir.join("backend.pid"));
     let after = Duration::from_secs(1);
-    let run_dir = TempDir::new("ondemand-run");
-    let b = Balance::config(1, |p| {
-        format!(
-            "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"], timeout: 10s}}\n        on_idle: {{after: {}ms, argv: [\"{stop}\"]}}\n{}",
-            p[0],
-            after.as_millis(),
-            monitor()
-        )
-    })
-    .run_dir(run_dir.path())
-    .start();
+    let app = IdleApp::new("ondemand-idle");
+    let b = app.start(after, &monitor());
+    let dir = &app.dir;
     wait_down(&b);
     echo_through(b.addr, b"first\n", Duration::from_secs(10) + SLACK).unwrap();
     let backend = pid_in(&dir.join("backend.pid")).expect("backend pid");
@@ -281,28 +307,13 @@ fn a_client_right_after_on_idle_is_held_and_starts_the_group_again() {
     if !have_socat() {
         return skip_without("socat");
     }
-    let dir = TempDir::new("ondemand-stopped");
-    let bport = free_port(LOCALHOST_V4);
-    let start = start_script(dir.path(), bport);
-    let stop = stop_script(dir.path());
-    let _cleanup = KillOnDrop(dir.join("backend.pid"));
     let after = Duration::from_secs(1);
     let tick = (after / 10).max(Duration::from_millis(100));
-    let interval = Duration::from_secs(2);
     let timeout = Duration::from_secs(10);
-    let run_dir = TempDir::new("ondemand-run");
-    let b = Balance::config(1, |p| {
-        format!(
-            "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"], timeout: {}s}}\n        on_idle: {{after: {}ms, argv: [\"{stop}\"]}}\n\
-             \x20   monitor:\n      interval: {}s\n      rise: 1\n      fall: 3\n      checks:\n        - connect: {{ timeout: 1s }}\n",
-            p[0],
-            timeout.as_secs(),
-            after.as_millis(),
-            interval.as_secs()
-        )
-    })
-    .run_dir(run_dir.path())
-    .start();
+    let app = IdleApp::new("ondemand-stopped");
+    let slow = "    monitor:\n      interval: 2s\n      rise: 1\n      fall: 3\n      checks:\n        - connect: { timeout: 1s }\n";
+    let b = app.start(after, slow);
+    let dir = &app.dir;
     let od = |b: &Balance| b.json()["groups"][0]["on_demand"].clone();
     let stopped = |b: &Balance, n: u64| {
         // The counter moves after the channels went down.
@@ -351,10 +362,8 @@ fn a_reload_keeps_the_on_demand_state_unless_the_group_changed_and_metrics_show_
     if !have_socat() {
         return skip_without("socat");
     }
-    let dir = TempDir::new("ondemand-reload");
-    let bport = free_port(LOCALHOST_V4);
-    let start = start_script(dir.path(), bport);
-    let _cleanup = KillOnDrop(dir.join("backend.pid"));
+    let app = IdleApp::new("ondemand-reload");
+    let (dir, bport, start) = (&app.dir, app.bport, &app.start);
     let plain = Backend::tagged("plain");
     let timeout = Duration::from_secs(10);
     let yaml = |p: &[u16], extra: &str, arg: &str| {
@@ -368,9 +377,8 @@ fn a_reload_keeps_the_on_demand_state_unless_the_group_changed_and_metrics_show_
             plain.channel()
         )
     };
-    let run_dir = TempDir::new("ondemand-run");
     let b = Balance::config(2, |p| yaml(p, "", ""))
-        .run_dir(run_dir.path())
+        .run_dir(app.run_dir.path())
         .metrics()
         .start();
     let ports = b.ports().to_vec();
