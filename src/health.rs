@@ -105,6 +105,9 @@ pub(crate) enum Reason {
     /// Fleet mode: the fleet's prober says so (its own reason, as text).
     #[error("fleet: {0}")]
     Fleet(String),
+    /// The group's `on_idle` command stopped the backend (exit 0).
+    #[error("stopped by on_idle")]
+    Stopped,
 }
 
 impl Reason {

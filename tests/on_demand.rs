@@ -132,6 +132,48 @@ fn wait_down_on(b: &Balance, port: u16) {
     .unwrap();
 }
 
+/// An on-demand backend's scripts (start on `bport`, stop) and their
+/// records (`runs`, `stops`, `backend.pid`) in `dir`; the backend is
+/// killed on drop. [`IdleApp::start`] runs balance with both commands.
+struct IdleApp {
+    start: String,
+    stop: String,
+    bport: u16,
+    run_dir: TempDir,
+    _cleanup: KillOnDrop,
+    dir: TempDir,
+}
+
+impl IdleApp {
+    fn new(tag: &str) -> IdleApp {
+        let dir = TempDir::new(tag);
+        let bport = free_port(LOCALHOST_V4);
+        IdleApp {
+            start: start_script(dir.path(), bport),
+            stop: stop_script(dir.path()),
+            bport,
+            run_dir: TempDir::new("ondemand-run"),
+            _cleanup: KillOnDrop(dir.join("backend.pid")),
+            dir,
+        }
+    }
+
+    /// balance with the group as listener `app`, idle after `after`,
+    /// `monitor` its monitor block.
+    fn start(&self, after: Duration, monitor: &str) -> Balance {
+        let (bport, start, stop) = (self.bport, &self.start, &self.stop);
+        Balance::config(1, |p| {
+            format!(
+                "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"], timeout: 10s}}\n        on_idle: {{after: {}ms, argv: [\"{stop}\"]}}\n{monitor}",
+                p[0],
+                after.as_millis(),
+            )
+        })
+        .run_dir(self.run_dir.path())
+        .start()
+    }
+}
+
 /// Connect through balance, send `msg`, read it back (bounded by `limit`).
 fn echo_through(addr: std::net::SocketAddr, msg: &[u8], limit: Duration) -> std::io::Result<()> {
     let mut s = TcpStream::connect(addr)?;
@@ -148,16 +190,13 @@ fn one_start_for_twenty_clients_and_the_backend_outlives_sweeps_and_balance() {
     if !have_socat() {
         return skip_without("socat");
     }
-    let dir = TempDir::new("ondemand");
-    let bport = free_port(LOCALHOST_V4);
-    let start = start_script(dir.path(), bport);
-    let _cleanup = KillOnDrop(dir.join("backend.pid"));
+    let app = IdleApp::new("ondemand");
+    let (dir, bport, start) = (&app.dir, app.bport, &app.start);
     // A listener whose command check leaves a `setsid sleep` behind at
     // every probe: the sweep that kills those shows it ran.
     let other = Backend::tagged("other");
     let leftovers = dir.join("leftovers");
     let timeout = Duration::from_secs(10);
-    let run_dir = TempDir::new("ondemand-run");
     let b = Balance::config(2, |p| {
         format!(
             "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"], timeout: {}s}}\n{}\
@@ -170,7 +209,7 @@ fn one_start_for_twenty_clients_and_the_backend_outlives_sweeps_and_balance() {
             leftovers.display()
         )
     })
-    .run_dir(run_dir.path())
+    .run_dir(app.run_dir.path())
     .start();
     wait_down(&b);
 
@@ -228,23 +267,10 @@ fn on_idle_stops_the_group_once_idle_and_it_starts_again() {
     if !have_socat() {
         return skip_without("socat");
     }
-    let dir = TempDir::new("ondemand-idle");
-    let bport = free_port(LOCALHOST_V4);
-    let start = start_script(dir.path(), bport);
-    let stop = stop_script(dir.path());
-    let _cleanup = KillOnDrop(dir.join("backend.pid"));
     let after = Duration::from_secs(1);
-    let run_dir = TempDir::new("ondemand-run");
-    let b = Balance::config(1, |p| {
-        format!(
-            "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"], timeout: 10s}}\n        on_idle: {{after: {}ms, argv: [\"{stop}\"]}}\n{}",
-            p[0],
-            after.as_millis(),
-            monitor()
-        )
-    })
-    .run_dir(run_dir.path())
-    .start();
+    let app = IdleApp::new("ondemand-idle");
+    let b = app.start(after, &monitor());
+    let dir = &app.dir;
     wait_down(&b);
     echo_through(b.addr, b"first\n", Duration::from_secs(10) + SLACK).unwrap();
     let backend = pid_in(&dir.join("backend.pid")).expect("backend pid");
@@ -270,6 +296,142 @@ fn on_idle_stops_the_group_once_idle_and_it_starts_again() {
     let od = &b.json()["groups"][0]["on_demand"];
     assert_eq!(od["starts"], 2, "{od}");
     assert!(od["stops"].as_u64() >= Some(1), "{od}");
+}
+
+/// After `on_idle` stopped the backend (exit 0), the group's channel is
+/// down at once, though the checks alone (interval 2 s, fall 3) would take
+/// 6 s: a client arriving right then is held and served by a fresh start,
+/// never sent to the refusing port.
+#[test]
+fn a_client_right_after_on_idle_is_held_and_starts_the_group_again() {
+    if !have_socat() {
+        return skip_without("socat");
+    }
+    let after = Duration::from_secs(1);
+    let tick = (after / 10).max(Duration::from_millis(100));
+    let timeout = Duration::from_secs(10);
+    let app = IdleApp::new("ondemand-stopped");
+    let slow = "    monitor:\n      interval: 2s\n      rise: 1\n      fall: 3\n      checks:\n        - connect: { timeout: 1s }\n";
+    let b = app.start(after, slow);
+    let dir = &app.dir;
+    let od = |b: &Balance| b.json()["groups"][0]["on_demand"].clone();
+    let stopped = |b: &Balance, n: u64| {
+        // The counter moves after the channels went down.
+        wait_until("on_idle to have run", after + tick + SLACK, || {
+            od(b)["stops"].as_u64() >= Some(n)
+        })
+        .unwrap();
+        let v = b.json();
+        assert_eq!(v["channels"][0]["up"], false, "down at once: {v}");
+        assert_eq!(v["groups"][0]["on_demand"]["stops"], n, "{v}");
+        assert_eq!(v["groups"][0]["on_demand"]["stop_failures"], 0, "{v}");
+    };
+    // Loaded with nothing running: idle from the start, stopped once
+    // after `after` (no backend to kill; the script exits 0), and the
+    // channel is down long before the checks' 6 s.
+    stopped(&b, 1);
+    assert!(b.wait_log("on_idle: the group is stopped", 1, SLACK));
+    assert!(b.has("channel down (dis): stopped by on_idle"));
+    echo_through(b.addr, b"first\n", timeout + SLACK).unwrap();
+    assert_eq!(lines(&dir.join("runs")), 1);
+    let backend = pid_in(&dir.join("backend.pid")).expect("backend pid");
+
+    // Idle again: on_idle kills the backend; the next client comes at once.
+    stopped(&b, 2);
+    if let Err(e) = echo_through(b.addr, b"second\n", timeout + SLACK) {
+        panic!("{e}\n{}\nruns={}", b.stderr(), lines(&dir.join("runs")));
+    }
+    assert_eq!(lines(&dir.join("runs")), 2, "a fresh start");
+    wait_until("the stop to have killed the first backend", SLACK, || {
+        exited(backend)
+    })
+    .unwrap();
+    let v = od(&b);
+    assert_eq!(v["starts"], 2, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(b.count("on_idle: the group is stopped"), 2);
+}
+
+/// A reload that leaves the group's name, `on_empty` and `on_idle` as they
+/// were keeps its on-demand state (a running group is not started again);
+/// one that changes `on_empty`'s argv starts it afresh (`idle`, counters
+/// zero) while its channel, still up, keeps serving. The counters reach
+/// `/metrics` per listener and group, promtool-clean.
+#[test]
+fn a_reload_keeps_the_on_demand_state_unless_the_group_changed_and_metrics_show_it() {
+    if !have_socat() {
+        return skip_without("socat");
+    }
+    let app = IdleApp::new("ondemand-reload");
+    let (dir, bport, start) = (&app.dir, app.bport, &app.start);
+    let plain = Backend::tagged("plain");
+    let timeout = Duration::from_secs(10);
+    let yaml = |p: &[u16], extra: &str, arg: &str| {
+        format!(
+            "listeners:\n  - name: app\n    bind: \"127.0.0.1:{}\"\n{extra}    groups:\n      - name: app3\n        channels: [\"127.0.0.1:{bport}\"]\n        on_empty: {{argv: [\"{start}\"{arg}], timeout: {}s}}\n{}\
+             \x20 - name: plain\n    bind: \"127.0.0.1:{}\"\n    groups:\n      - channels: [\"{}\"]\n",
+            p[0],
+            timeout.as_secs(),
+            monitor(),
+            p[1],
+            plain.channel()
+        )
+    };
+    let b = Balance::config(2, |p| yaml(p, "", ""))
+        .run_dir(app.run_dir.path())
+        .metrics()
+        .start();
+    let ports = b.ports().to_vec();
+    let metric = |name: &str| {
+        let text = scrape(b.metrics_port());
+        sample(&text, name, "listener=\"app\",group=\"app3\"")
+    };
+    wait_down(&b);
+    echo_through(b.addr, b"first\n", timeout + SLACK).unwrap();
+    assert!(b.wait_log("on_empty: the group is ready", 1, SLACK));
+
+    // The metrics after one start: one series per on-demand group only.
+    let text = scrape(b.metrics_port());
+    let l = "listener=\"app\",group=\"app3\"";
+    assert_eq!(sample(&text, "balance_group_starts_total", l), 1.0);
+    assert_eq!(sample(&text, "balance_group_start_failures_total", l), 0.0);
+    assert_eq!(sample(&text, "balance_group_stops_total", l), 0.0);
+    assert_eq!(sample(&text, "balance_group_stop_failures_total", l), 0.0);
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("balance_group_starts_total{"))
+        .count();
+    assert_eq!(series, 1, "no series for the plain listener:\n{text}");
+    assert!(text.contains("# TYPE balance_group_starts_total counter"));
+    if let Some(problems) = promtool_problems(&text) {
+        panic!("promtool: {problems}\n{text}");
+    }
+
+    // A reload that changes the listener but not the group: state kept.
+    let reload = |extra: &str, arg: &str, n: usize| {
+        std::fs::write(b.config_path(), yaml(&ports, extra, arg)).unwrap();
+        b.signal(libc::SIGHUP);
+        b.wait_running("the reload", || b.count("reload: ") >= n);
+        assert_eq!(b.count("1 changed, 1 unchanged"), n, "{}", b.stderr());
+    };
+    reload("    connect_timeout: 2s\n", "", 1);
+    let od = &b.json()["groups"][0]["on_demand"];
+    assert_eq!(od["state"], "running", "{od}");
+    assert_eq!(od["starts"], 1, "{od}");
+    echo_through(b.addr, b"kept\n", SLACK).unwrap();
+    assert_eq!(lines(&dir.join("runs")), 1, "not started again");
+    assert_eq!(metric("balance_group_starts_total"), 1.0);
+
+    // A reload that changes on_empty's argv: the state starts afresh; the
+    // channel (kept by name, up) serves without a start.
+    reload("    connect_timeout: 2s\n", ", \"again\"", 2);
+    let od = &b.json()["groups"][0]["on_demand"];
+    assert_eq!(od["state"], "idle", "{od}");
+    assert_eq!(od["starts"], 0, "{od}");
+    echo_through(b.addr, b"afresh\n", SLACK).unwrap();
+    assert_eq!(lines(&dir.join("runs")), 1, "served by the running backend");
+    assert_eq!(metric("balance_group_starts_total"), 0.0);
+    assert_eq!(b.count("on_empty: starting the group"), 1);
 }
 
 #[test]

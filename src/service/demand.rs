@@ -21,7 +21,8 @@
 //! became ready is left alone (it may be the server itself). A non-zero
 //! exit is logged and changes nothing else: the clients wait for the
 //! channel or the timeout. `on_idle` is bounded by [`STOP_BOUND`]; past it,
-//! it is killed with its process group.
+//! it is killed with its process group. An `on_idle` that exits 0 takes
+//! the group's checked channels down at once (see [`mark_stopped`]).
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -33,8 +34,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Service;
+use crate::health::{Outcome, Reason};
 use crate::pool::demand::{Demand, Phase};
-use crate::pool::{Channel, Group};
+use crate::pool::{Admin, Candidate, Channel, Group};
 use crate::sys::reaper;
 
 /// The listener's name, in the commands' environment.
@@ -248,7 +250,7 @@ pub(crate) fn spawn_idle(svc: Arc<Service>, stop: CancellationToken) {
                 _ = stop.cancelled() => return,
                 _ = sleep(tick) => {}
             }
-            for group in svc.pool.groups().iter() {
+            for (g, group) in svc.pool.groups().iter().enumerate() {
                 let Some(d) = group.demand() else { continue };
                 let busy = group.channels.iter().any(|c| c.conns() > 0);
                 let total = group
@@ -257,24 +259,25 @@ pub(crate) fn spawn_idle(svc: Arc<Service>, stop: CancellationToken) {
                     .map(|c| c.total.load(std::sync::atomic::Ordering::Relaxed))
                     .fold(0u64, u64::wrapping_add);
                 if d.idle_due(busy, total) {
-                    tokio::spawn(idle(
-                        svc.cfg.name.clone(),
-                        group.name().to_string(),
-                        env(&svc, group),
-                        Arc::clone(d),
-                    ));
+                    tokio::spawn(idle(Arc::clone(&svc), g, Arc::clone(group), Arc::clone(d)));
                 }
             }
         }
     });
 }
 
-/// Run `on_idle` (the state is `Stopping`), bounded by [`STOP_BOUND`].
-async fn idle(listener: String, group: String, env: Vec<(&'static str, String)>, d: Arc<Demand>) {
+/// Run `on_idle` for group `g` (the state is `Stopping`), bounded by
+/// [`STOP_BOUND`]; on exit 0 the group counts as stopped.
+async fn idle(svc: Arc<Service>, g: usize, grp: Arc<Group>, d: Arc<Demand>) {
     reaper::watch_adopted();
     let Some(i) = d.cfg.on_idle.clone() else {
         return;
     };
+    let (listener, group, env) = (
+        svc.cfg.name.clone(),
+        grp.name().to_string(),
+        env(&svc, &grp),
+    );
     info!(%listener, %group,
         "on_idle: no connection for {}; stopping the group: {}",
         humantime::format_duration(i.after),
@@ -294,5 +297,44 @@ async fn idle(listener: String, group: String, env: Vec<(&'static str, String)>,
         },
     };
     kill(child).await;
+    // Down before the state leaves `Stopping`: a client that looks in
+    // between is held (and starts the group), never sent to a channel
+    // that refuses.
+    if ok {
+        mark_stopped(&svc, g, &grp);
+    }
     d.stopped(ok);
 }
+
+/// `on_idle` exited 0: the group counts as stopped. Its channels go down
+/// at once through the one health path ([`Service::report`], which logs
+/// each flip), so the next client finds the group empty, is held and
+/// starts it again; the checks bring the channels up (`rise`) once the
+/// backend is back. Left to the checks as before (nothing here would
+/// bring the channels up again): a listener without a monitor or with
+/// `noenable`, a fleet follower (the prober decides), a channel whose
+/// checks are off or that the operator disabled or drains.
+fn mark_stopped(svc: &Service, g: usize, group: &Group) {
+    if svc.cfg.monitor.is_none() || svc.rise_fall.noenable || svc.fleet.following() {
+        return;
+    }
+    let mut down = 0;
+    for (index, ch) in group.channels.iter().enumerate() {
+        if ch.admin() != Admin::Enabled || !ch.checked() {
+            continue;
+        }
+        let at = Candidate {
+            group: g,
+            index,
+            channel: Arc::clone(ch),
+        };
+        if svc.report(&at, Outcome::Down(Reason::Stopped)) == Some(false) {
+            down += 1;
+        }
+    }
+    info!(listener = %svc.cfg.name, group = %group.name(),
+        "on_idle: the group is stopped; {down} channels taken down until their checks pass");
+}
+
+#[cfg(test)]
+mod tests;
