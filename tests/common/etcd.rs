@@ -355,8 +355,27 @@ impl Etcd {
 
     /// SIGSTOP a member: it hangs (its sockets stay open, nothing
     /// answers); [`Etcd::resume`] ends that (so does drop).
+    /// SIGSTOP a member, and wait until every thread of it has stopped:
+    /// kill(2) returns before that, and on a busy machine the member's
+    /// other threads went on serving for a few milliseconds (a watch
+    /// through it delivered a write made after the signal).
     pub fn hang(&self, member: usize) {
         self.signal(member, libc::SIGSTOP);
+        let pid = self.pid(member).expect("member runs");
+        let stopped = || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return false;
+            };
+            tasks.flatten().all(|t| {
+                std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().next())
+                        .is_some_and(|st| st == "T" || st == "t")
+                })
+            })
+        };
+        let r = wait_until("every thread of the member to stop", START_LIMIT, stopped);
+        assert!(r.is_ok(), "{r:?}");
     }
 
     pub fn resume(&self, member: usize) {
