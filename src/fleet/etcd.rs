@@ -1063,12 +1063,6 @@ impl Message {
 }
 
 impl Watch {
-    /// The index, in the client's endpoint list, of the member serving
-    /// this watch.
-    pub fn endpoint(&self) -> usize {
-        self.endpoint
-    }
-
     async fn open(idx: usize, ep: &Endpoint, body: &Value, via: &Via) -> Result<Watch, EtcdError> {
         let (resp, conn) = ep.stream("/v3/watch", body, via).await?;
         let status = resp.status();
