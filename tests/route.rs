@@ -25,27 +25,7 @@ use common::*;
 
 /// A self-signed certificate and key for `CN=cn` in `dir`.
 fn cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
-    let (c, k) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
-    let st = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", &format!("/CN={cn}")])
-        .arg("-keyout")
-        .arg(&k)
-        .arg("-out")
-        .arg(&c)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run openssl req");
-    assert!(st.success(), "openssl req for {cn}");
-    (c, k)
+    common::pki::self_signed(dir, cn, &format!("/CN={cn}"))
 }
 
 /// `openssl s_server` with its own certificate (`CN=cn`), stopped by pid

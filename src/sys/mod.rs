@@ -148,8 +148,7 @@ pub(crate) fn set_linger_zero(s: &TcpStream) {
 
 /// recv(MSG_PEEK | MSG_DONTWAIT) into `buf`: the bytes stay queued.
 /// `WouldBlock` when nothing is there yet; Ok(0) at EOF.
-pub(crate) fn peek(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
+pub(crate) fn peek(s: &impl AsRawFd, buf: &mut [u8]) -> std::io::Result<usize> {
     // SAFETY: recv writes at most `buf.len()` bytes into `buf`, a live,
     // exclusively borrowed slice; the fd is borrowed from `s` for the call.
     let n = unsafe {
@@ -216,17 +215,7 @@ pub(crate) fn local_addr(s: &impl std::os::fd::AsFd) -> Option<std::net::SocketA
 /// waiting (MSG_PEEK | MSG_DONTWAIT): how many were copied into `buf`; 0
 /// when nothing is there yet (or on any error).
 pub(crate) fn peek_now(s: &impl AsRawFd, buf: &mut [u8]) -> usize {
-    // SAFETY: valid fd owned by `s`; `buf` is a live, writable slice and
-    // its exact length is passed, so recv writes only inside it.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    usize::try_from(n).unwrap_or(0)
+    peek(s, buf).unwrap_or(0)
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: with a source address (`-B`), defer the port

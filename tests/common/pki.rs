@@ -2,7 +2,7 @@
 //! a server certificate for 127.0.0.1 / localhost signed by it, a client
 //! certificate signed by it, and a second CA that signed neither.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::TempDir;
@@ -40,32 +40,13 @@ impl Pki {
     }
 
     fn ca(&self, name: &str) {
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=balance test {name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
+        self_signed(self.dir.path(), name, &format!("/CN=balance test {name}"));
     }
 
     fn leaf(&self, name: &str, subject: &str, ext: &str) {
         std::fs::write(self.path(&format!("{name}.ext")), ext).expect("write ext");
         openssl(
-            &self.dir,
+            self.dir.path(),
             &[
                 "req",
                 "-newkey",
@@ -82,7 +63,7 @@ impl Pki {
             ],
         );
         openssl(
-            &self.dir,
+            self.dir.path(),
             &[
                 "x509",
                 "-req",
@@ -104,10 +85,39 @@ impl Pki {
     }
 }
 
-fn openssl(dir: &TempDir, args: &[&str]) {
+/// A self-signed certificate (EC P-256) for `subject`, as `NAME.pem` and
+/// its key `NAME.key` in `dir`.
+pub fn self_signed(dir: &Path, name: &str, subject: &str) -> (PathBuf, PathBuf) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            subject,
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdin(Stdio::null())
         .output()
         .expect("run openssl");
