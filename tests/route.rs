@@ -189,6 +189,7 @@ fn start_routed_with(ip: &str, channels: &[String], extra: &str, route: &str) ->
             p[0]
         )
     })
+    .metrics()
     .start()
 }
 
@@ -505,6 +506,11 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
         n(&json_route(&bal), "lookup_waiting") == 100
     });
     assert_eq!(dir_srv.asked("new.example.com"), 1, "one lookup in flight");
+    let waiting = |b: &Balance| {
+        let text = common::metrics::scrape(b.metrics_port());
+        common::metrics::sample(&text, "balance_route_lookup_waiting", "listener=\"routed\"")
+    };
+    assert_eq!(waiting(&bal), 100.0);
     gate.store(true, SeqCst);
     for c in clients {
         assert_eq!(c.join().unwrap().as_deref(), Some("B"));
@@ -518,6 +524,7 @@ fn lookup_caches_answers_and_not_found_serves_stale_and_asks_once_per_key() {
     assert_eq!(n(&after, "lookups"), n(&before, "lookups") + 1, "{after}");
     assert_eq!(n(&after, "hits"), n(&before, "hits"), "{after}");
     assert_eq!(n(&after, "lookup_waiting"), 0, "{after}");
+    assert_eq!(waiting(&bal), 0.0);
 
     // Not found: the default, cached (negative_ttl).
     dir_srv.set("nope.example.com", Reply::NotFound);

@@ -319,41 +319,53 @@ pub(crate) fn exposition(
 
 type RouteGetter = fn(&RouteView) -> u64;
 
-/// Per routed listener: name, help, value (all counters).
-const PER_ROUTE: [(&str, &str, RouteGetter); 6] = [
+/// Per routed listener: name, type, help, value.
+const PER_ROUTE: [(&str, &str, &str, RouteGetter); 7] = [
     (
         "balance_route_hits_total",
+        "counter",
         "Clients routed by the map, the route file or a fresh cached lookup.",
         |r| r.hits,
     ),
     (
         "balance_route_misses_total",
+        "counter",
         "Clients given the default: no key, or nothing maps it.",
         |r| r.misses,
     ),
     (
         "balance_route_rejects_total",
+        "counter",
         "Clients turned away by a reject target.",
         |r| r.rejects,
     ),
     (
         "balance_route_lookups_total",
+        "counter",
         "Directory lookups made (one per key in flight, however many clients wait).",
         |r| r.lookups,
     ),
     (
         "balance_route_lookup_errors_total",
+        "counter",
         "Directory lookups that failed or timed out.",
         |r| r.lookup_errors,
     ),
     (
         "balance_route_stale_total",
+        "counter",
         "Answers served stale because the directory failed or was slow.",
         |r| r.stale,
     ),
+    (
+        "balance_route_lookup_waiting",
+        "gauge",
+        "Clients waiting for a directory lookup now.",
+        |r| r.lookup_waiting,
+    ),
 ];
 
-/// Routing counters, for the listeners with `route:`.
+/// Routing counters and the lookup gauge, for the listeners with `route:`.
 fn route_series(o: &mut Out, listeners: &[ListenerView]) {
     let routed: Vec<(String, RouteView)> = listeners
         .iter()
@@ -362,8 +374,8 @@ fn route_series(o: &mut Out, listeners: &[ListenerView]) {
     if routed.is_empty() {
         return;
     }
-    for (name, help, get) in PER_ROUTE {
-        o.family(name, "counter", help);
+    for (name, kind, help, get) in PER_ROUTE {
+        o.family(name, kind, help);
         for (l, r) in &routed {
             o.sample(name, &format!("listener=\"{l}\""), get(r));
         }
