@@ -317,10 +317,25 @@ pub(crate) fn exposition(
     o.0
 }
 
-type RouteGetter = fn(&RouteView) -> u64;
+/// One family per row: name, type, help, the value of a view.
+type Family<V> = (&'static str, &'static str, &'static str, fn(&V) -> u64);
 
-/// Per routed listener: name, type, help, value.
-const PER_ROUTE: [(&str, &str, &str, RouteGetter); 7] = [
+/// Every family of `table`, a sample per row (labels, view); nothing
+/// without rows.
+fn table_series<V>(o: &mut Out, table: &[Family<V>], rows: &[(String, V)]) {
+    if rows.is_empty() {
+        return;
+    }
+    for (name, kind, help, get) in table {
+        o.family(name, kind, help);
+        for (labels, v) in rows {
+            o.sample(name, labels, get(v));
+        }
+    }
+}
+
+/// Per routed listener.
+const PER_ROUTE: [Family<RouteView>; 7] = [
     (
         "balance_route_hits_total",
         "counter",
@@ -369,40 +384,37 @@ const PER_ROUTE: [(&str, &str, &str, RouteGetter); 7] = [
 fn route_series(o: &mut Out, listeners: &[ListenerView]) {
     let routed: Vec<(String, RouteView)> = listeners
         .iter()
-        .filter_map(|l| l.route.map(|r| (esc(&l.name), r)))
+        .filter_map(|l| {
+            l.route
+                .map(|r| (format!("listener=\"{}\"", esc(&l.name)), r))
+        })
         .collect();
-    if routed.is_empty() {
-        return;
-    }
-    for (name, kind, help, get) in PER_ROUTE {
-        o.family(name, kind, help);
-        for (l, r) in &routed {
-            o.sample(name, &format!("listener=\"{l}\""), get(r));
-        }
-    }
+    table_series(o, &PER_ROUTE, &routed);
 }
 
-type DemandGetter = fn(&DemandView) -> u64;
-
-/// Per group started on demand: name, help, value (all counters).
-const PER_DEMAND: [(&str, &str, DemandGetter); 4] = [
+/// Per group started on demand.
+const PER_DEMAND: [Family<DemandView>; 4] = [
     (
         "balance_group_starts_total",
+        "counter",
         "Runs of the group's on_empty command.",
         |d| d.starts,
     ),
     (
         "balance_group_start_failures_total",
+        "counter",
         "Starts after which no channel of the group was eligible within on_empty's timeout.",
         |d| d.start_failures,
     ),
     (
         "balance_group_stops_total",
+        "counter",
         "Runs of the group's on_idle command.",
         |d| d.stops,
     ),
     (
         "balance_group_stop_failures_total",
+        "counter",
         "Runs of on_idle that failed (non-zero exit, not run, or killed past its bound).",
         |d| d.stop_failures,
     ),
@@ -420,15 +432,7 @@ fn demand_series(o: &mut Out, listeners: &[ListenerView]) {
             })
         })
         .collect();
-    if groups.is_empty() {
-        return;
-    }
-    for (name, help, get) in PER_DEMAND {
-        o.family(name, "counter", help);
-        for (labels, d) in &groups {
-            o.sample(name, labels, get(d));
-        }
-    }
+    table_series(o, &PER_DEMAND, &groups);
 }
 
 /// Fleet mode's gauges, for the listeners that run it.
